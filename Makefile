@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Both set up what they need first: Debian packages for the TTS voices and a .venv.
+SHELL := /bin/bash
+PY := .venv/bin/python
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+DEMO_ARGS ?=
+
+.PHONY: setup apt venv demo test lint clean
+
+setup: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+venv: .venv/.installed
+
+.venv/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: setup
+	.venv/bin/whichvoice demo $(DEMO_ARGS)
+
+test: setup
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf .venv build src/*.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from whichvoice.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""Audio in and out: decode any file or bytes to float32 mono, write clips atomically.
+
+Everything downstream of this module works on float32 mono waveforms at ``SAMPLE_RATE``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from whichvoice.errors import AudioDecodeError, SilentAudioError
+
+SAMPLE_RATE = 16_000  # Hz, the rate every model input is resampled to
+SILENCE_PEAK = 0.01  # full scale; a clip whose peak stays under this is treated as silent
+MIN_DURATION_S = 0.1  # s; shorter clips carry no usable speech
+
+AudioSource = str | os.PathLike | bytes | bytearray
+
+# soundfile format name and subtype for each file format we write
+_WRITE_FORMATS = {
+    "wav": ("WAV", "PCM_16"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "flac": ("FLAC", "PCM_16"),
+}
+
+
+def _describe(source: AudioSource) -> str:
+    if isinstance(source, bytes | bytearray):
+        return f"<{len(source)} bytes>"
+    return str(source)
+
+
+def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
+    """Decode a file path or encoded bytes at its own rate.
+
+    Returns (float32 mono waveform in [-1, 1], shape (n_samples,); sample rate in Hz).
+    Raises AudioDecodeError naming the file when it cannot be decoded or is empty.
+    """
+    name = _describe(source)
+    try:
+        if isinstance(source, bytes | bytearray):
+            data, rate = sf.read(io.BytesIO(bytes(source)), dtype="float32", always_2d=True)
+        else:
+            data, rate = sf.read(os.fspath(source), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioDecodeError(f"{name}: not a decodable audio file ({e})") from e
+    except OSError as e:
+        raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
+    if data.shape[0] == 0:
+        raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
+    return data.mean(axis=1, dtype=np.float32), int(rate)
+
+
+def resample(wave: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a float32 mono waveform from ``rate`` to ``target`` Hz (soxr, high quality)."""
+    if rate == target:
+        return wave.astype(np.float32, copy=False)
+    return soxr.resample(wave, rate, target, quality="HQ").astype(np.float32, copy=False)
+
+
+def check_not_silent(wave: np.ndarray, rate: int, name: str) -> None:
+    """Raise SilentAudioError (naming ``name``) when the clip is too short or has no signal."""
+    duration = wave.shape[0] / rate
+    if duration < MIN_DURATION_S:
+        raise SilentAudioError(f"{name}: too short ({duration * 1000:.0f} ms of audio)")
+    peak = float(np.max(np.abs(wave)))
+    if peak < SILENCE_PEAK:
+        raise SilentAudioError(f"{name}: silent (peak {20 * np.log10(max(peak, 1e-9)):.0f} dBFS)")
+
+
+def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode any file or bytes (wav, mp3, flac, ogg; any rate; stereo) for the models.
+
+    Returns float32 mono, shape (n_samples,), at ``sample_rate`` Hz.
+    Raises AudioDecodeError or SilentAudioError naming the input.
+    """
+    wave, rate = read_audio(source)
+    check_not_silent(wave, rate, _describe(source))
+    return resample(wave, rate, sample_rate)
+
+
+def encode_audio(wave: np.ndarray, rate: int, fmt: str) -> bytes:
+    """Encode a float32 mono waveform as ``fmt`` ("wav", "mp3" or "flac") bytes."""
+    try:
+        major, subtype = _WRITE_FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown audio format {fmt!r}; valid: {', '.join(_WRITE_FORMATS)}") from None
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(wave, -1.0, 1.0), rate, format=major, subtype=subtype)
+    return buf.getvalue()
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A reader never sees a half-written file, whatever happens to this process. ``durable``
+    also fsyncs, so the file survives a power cut (callers that verify files on resume skip it).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,349 @@
+"""Sentences x voices -> audio files + ``manifest.jsonl``: resumable, parallel, never half-written.
+
+Layout of a corpus folder OUT::
+
+    OUT/manifest.jsonl                          one JSON object per complete clip
+    OUT/failures.jsonl                          clips an engine could not make, with the reason
+    OUT/audio/<engine>/<voice>/<sentence>.mp3   the clips
+
+A clip's file is written under a temporary name and renamed before its manifest line is
+appended, so the manifest only ever lists complete files. On a re-run the manifest is
+checked against the files (sha256) and only missing or damaged clips are made again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from whichvoice.audio import check_not_silent, encode_audio, read_audio, write_atomic
+from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.sentences import Sentence
+from whichvoice.voices import EngineSession, Voice, get_engine, require_available, resolve_voices
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+FAILURES = "failures.jsonl"
+AUDIO_DIR = "audio"
+FORMATS = ("mp3", "wav")
+ASSIGN_MODES = ("random", "all")
+ATTEMPTS = 2  # a clip an engine fails on is tried once more, then reported
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """How to synthesize a corpus. ``voices``: a set name or ids, as ``--voices`` takes them."""
+
+    voices: tuple[str, ...] = ("default8",)
+    assign: str = "random"  # "random": one random voice per sentence (the talk); "all"
+    format: str = "mp3"
+    workers: int = field(default_factory=default_workers)
+    seed: int = 0
+    polly_engine: str = "standard"
+
+    def __post_init__(self) -> None:
+        if self.assign not in ASSIGN_MODES:
+            raise ValueError(f"assign must be one of {', '.join(ASSIGN_MODES)}, not {self.assign!r}")
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {self.workers}")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One line of the manifest. ``path`` is relative to the corpus folder."""
+
+    id: str
+    path: str
+    voice: str
+    engine: str
+    sentence_id: str
+    text: str
+    sample_rate: int  # Hz, of the stored file
+    duration_s: float
+    sha256: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Clip:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Job:
+    clip_id: str
+    path: str
+    voice: Voice
+    sentence: Sentence
+
+
+@dataclass
+class EngineStats:
+    clips: int = 0
+    synth_seconds: float = 0.0  # s spent inside the engine, summed over workers
+    audio_seconds: float = 0.0  # s of audio produced
+
+    @property
+    def clips_per_s(self) -> float:
+        """Clips per second of one worker's engine time."""
+        return self.clips / self.synth_seconds if self.synth_seconds else 0.0
+
+
+@dataclass
+class Failure:
+    clip_id: str
+    voice: str
+    sentence_id: str
+    text: str
+    reason: str
+
+
+@dataclass
+class SynthSummary:
+    """What a synthesis run did."""
+
+    planned: int = 0
+    made: int = 0
+    skipped: int = 0  # already complete from an earlier run
+    failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+    per_engine: dict[str, EngineStats] = field(default_factory=lambda: defaultdict(EngineStats))
+
+    def line(self) -> str:
+        rate = self.made / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.made} clips made, {self.skipped} skipped (already done), "
+            f"{len(self.failed)} failed, {self.seconds:.1f} s ({rate:.1f} clips/s)"
+        )
+
+
+def plan(sentences: list[Sentence], voices: list[Voice], assign: str, seed: int, fmt: str) -> list[Job]:
+    """The clips to make. ``random`` draws one voice per sentence from a seeded RNG, in order,
+    so adding sentences later leaves earlier draws unchanged."""
+    rng = random.Random(seed)
+    jobs = []
+    for sentence in sentences:
+        chosen = [rng.choice(voices)] if assign == "random" else voices
+        for voice in chosen:
+            path = f"{AUDIO_DIR}/{voice.engine}/{voice.name}/{sentence.id}.{fmt}"
+            jobs.append(Job(f"{sentence.id}-{voice.engine}-{voice.name}", path, voice, sentence))
+    return jobs
+
+
+def read_manifest(path: Path) -> list[Clip]:
+    """Clips listed in a manifest; a damaged line (e.g. cut by a kill) is skipped with a warning."""
+    clips = []
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            clips.append(Clip.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s:%d: skipping a damaged manifest line", path, n)
+    return clips
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Replace ``path`` atomically with one JSON object per line."""
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    write_atomic(path, text.encode("utf-8"))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _complete(out: Path, clip: Clip) -> bool:
+    try:
+        return _sha256((out / clip.path).read_bytes()) == clip.sha256
+    except OSError:
+        return False
+
+
+def _prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".whichvoice-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write here ({e.strerror or e})") from e
+    # temporary files of a run that was killed mid-write
+    for tmp in (out / AUDIO_DIR).rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+class _Sessions:
+    """One engine session per worker thread and engine, all closed at the end."""
+
+    def __init__(self, polly_engine: str) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[EngineSession] = []
+        self._polly_engine = polly_engine
+
+    def get(self, engine: str) -> EngineSession:
+        sessions = self._local.__dict__.setdefault("sessions", {})
+        if engine not in sessions:
+            mode = self._polly_engine if engine == "polly" else None
+            sessions[engine] = get_engine(engine).open_session(mode=mode)
+            with self._lock:
+                self._all.append(sessions[engine])
+        return sessions[engine]
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._all:
+                try:
+                    session.close()
+                except Exception as e:  # closing must not hide the run's own outcome
+                    log.debug("closing a session failed: %s", e)
+            self._all.clear()
+
+
+def _make_clip(job: Job, out: Path, fmt: str, sessions: _Sessions) -> tuple[Clip, float]:
+    """Synthesize, check, encode and store one clip; returns it and the engine's seconds."""
+    voice, text = job.voice, job.sentence.text
+    t0 = time.perf_counter()
+    speech = sessions.get(voice.engine).synthesize(voice, text)
+    engine_s = time.perf_counter() - t0
+    check_not_silent(speech.wave, speech.sample_rate, f"{voice.id} on {text!r}")
+    if speech.encoded is not None and speech.encoded_format == fmt:
+        data = speech.encoded  # Polly's own mp3, stored as it came (as the talk did)
+    else:
+        data = encode_audio(speech.wave, speech.sample_rate, fmt)
+    # what is stored is decoded once more, so the manifest describes the file itself
+    wave, rate = read_audio(data)
+    write_atomic(out / job.path, data, durable=False)
+    clip = Clip(
+        id=job.clip_id,
+        path=job.path,
+        voice=voice.id,
+        engine=voice.engine,
+        sentence_id=job.sentence.id,
+        text=text,
+        sample_rate=rate,
+        duration_s=round(wave.shape[0] / rate, 4),
+        sha256=_sha256(data),
+    )
+    return clip, engine_s
+
+
+def _attempt(job: Job, out: Path, fmt: str, sessions: _Sessions) -> tuple[Clip, float] | Failure:
+    reason = ""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _make_clip(job, out, fmt, sessions)
+        except (WhichvoiceError, OSError) as e:
+            reason = str(e)
+        except Exception as e:  # an engine bug must cost one clip, not the corpus
+            log.debug("unexpected error on %s", job.clip_id, exc_info=True)
+            reason = f"{type(e).__name__}: {e}"
+        log.debug("attempt %d on %s failed: %s", attempt, job.clip_id, reason)
+    return Failure(job.clip_id, job.voice.id, job.sentence.id, job.sentence.text, reason)
+
+
+def synthesize_corpus(
+    out: str | os.PathLike,
+    sentences: list[Sentence],
+    cfg: SynthConfig,
+    *,
+    progress: bool = True,
+) -> SynthSummary:
+    """Make (or complete) the corpus in ``out``; see the module docstring for the layout.
+
+    Raises UnknownVoiceError / EngineUnavailableError before any work, OutputError when
+    ``out`` cannot be written. Clips that fail twice are reported in the summary and in
+    ``failures.jsonl``, never raised. A KeyboardInterrupt stops the run cleanly
+    (``summary.interrupted``); what was complete stays in the manifest.
+    """
+    out = Path(out)
+    t_start = time.perf_counter()
+    voices = resolve_voices(list(cfg.voices))
+    require_available(voices)
+    _prepare_out(out)
+
+    manifest_path = out / MANIFEST
+    done = {c.id: c for c in read_manifest(manifest_path) if _complete(out, c)}
+    jobs = plan(sentences, voices, cfg.assign, cfg.seed, cfg.format)
+    todo = [j for j in jobs if j.clip_id not in done or done[j.clip_id].path != j.path]
+    summary = SynthSummary(planned=len(jobs), skipped=len(jobs) - len(todo))
+    write_jsonl(manifest_path, (c.to_dict() for c in sorted(done.values(), key=lambda c: c.id)))
+
+    sessions = _Sessions(cfg.polly_engine)
+    bar = tqdm(total=len(todo), unit="clip", desc="synth", disable=not progress, dynamic_ncols=True)
+    pending: set[Future] = set()
+    try:
+        with (
+            open(manifest_path, "a", encoding="utf-8") as manifest,
+            ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="synth") as pool,
+        ):
+            pending = {pool.submit(_attempt, job, out, cfg.format, sessions) for job in todo}
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        _record(future.result(), manifest, done, summary)
+                        bar.update(1)
+                        bar.set_postfix(failed=len(summary.failed), refresh=False)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=True)
+                # clips finished while stopping are complete: keep them, drop their failures
+                for future in pending:
+                    if future.done() and not future.cancelled():
+                        result = future.result()
+                        if not isinstance(result, Failure):
+                            _record(result, manifest, done, summary)
+    finally:
+        bar.close()
+        sessions.close()
+        write_jsonl(manifest_path, (c.to_dict() for c in sorted(done.values(), key=lambda c: c.id)))
+        if summary.failed or (out / FAILURES).exists():
+            write_jsonl(out / FAILURES, (asdict(f) for f in summary.failed))
+        summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _record(result: tuple[Clip, float] | Failure, manifest, done: dict[str, Clip], summary: SynthSummary) -> None:
+    if isinstance(result, Failure):
+        summary.failed.append(result)
+        log.warning("%s failed: %s", result.clip_id, result.reason)
+        return
+    clip, engine_s = result
+    # one line at a time, flushed: a kill leaves at most a cut last line, skipped on resume
+    manifest.write(json.dumps(clip.to_dict(), ensure_ascii=False) + "\n")
+    manifest.flush()
+    done[clip.id] = clip
+    summary.made += 1
+    stats = summary.per_engine[clip.engine]
+    stats.clips += 1
+    stats.synth_seconds += engine_s
+    stats.audio_seconds += clip.duration_s

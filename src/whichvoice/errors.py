@@ -1,0 +1,39 @@
+"""Exceptions the library raises; the CLI turns each into one line and exit status 2."""
+
+from __future__ import annotations
+
+
+class WhichvoiceError(Exception):
+    """Base class of every error whichvoice reports to a user as one line."""
+
+
+class AudioDecodeError(WhichvoiceError):
+    """The input is not audio that can be decoded (unreadable, corrupt, empty)."""
+
+
+class SilentAudioError(WhichvoiceError):
+    """The audio decodes but holds no usable signal."""
+
+
+class UnknownVoiceError(WhichvoiceError, ValueError):
+    """A voice id or voice set name that no engine knows."""
+
+
+class EngineUnavailableError(WhichvoiceError):
+    """An engine that cannot run here (not installed, no credentials, ...)."""
+
+
+class SynthesisError(WhichvoiceError):
+    """An engine failed to speak one sentence."""
+
+
+class TextTooLongError(SynthesisError):
+    """A sentence longer than the engine accepts."""
+
+
+class SentencesError(WhichvoiceError):
+    """A sentence source with nothing usable in it, or that cannot be read."""
+
+
+class OutputError(WhichvoiceError):
+    """An output location that cannot be written."""

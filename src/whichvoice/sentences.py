@@ -1,0 +1,102 @@
+"""Sentences to synthesize: the bundled corpus or any text file with one sentence per line."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from whichvoice.errors import SentencesError
+
+MAX_CHARS = 300  # characters; longer lines are skipped (the talk used short sentences)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence; ``id`` comes from the text itself, so it is stable across files and runs."""
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SentenceSource:
+    """Sentences read from a source, and how many lines were skipped and why."""
+
+    sentences: list[Sentence]
+    blank: int = 0
+    too_long: int = 0
+    duplicate: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.blank + self.too_long + self.duplicate
+
+
+def sentence_id(text: str) -> str:
+    """A short stable id for a sentence: ``s`` + 10 hex digits of its SHA-1."""
+    return "s" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+
+
+def _decode(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Latin-1 decodes any byte string: the talk's rotten_imdb files are Latin-1
+        return raw.decode("latin-1")
+
+
+def parse_sentences(text: str, max_chars: int = MAX_CHARS) -> SentenceSource:
+    """One sentence per line; blank, over-long and repeated lines are skipped and counted."""
+    seen: set[str] = set()
+    out: list[Sentence] = []
+    blank = too_long = duplicate = 0
+    for line in text.splitlines():
+        s = " ".join(line.split())
+        if not s:
+            blank += 1
+        elif len(s) > max_chars:
+            too_long += 1
+        elif s in seen:
+            duplicate += 1
+        else:
+            seen.add(s)
+            out.append(Sentence(sentence_id(s), s))
+    return SentenceSource(out, blank, too_long, duplicate)
+
+
+def bundled_sentences() -> list[Sentence]:
+    """The corpus shipped with whichvoice (written for the project; see the README)."""
+    text = resources.files("whichvoice").joinpath("data/sentences.txt").read_text("utf-8")
+    return parse_sentences(text).sentences
+
+
+def load_sentences(spec: str | int | os.PathLike, max_chars: int = MAX_CHARS) -> SentenceSource:
+    """Sentences for ``--sentences``: a count N (the first N bundled ones) or a text file.
+
+    Raises SentencesError when the count is out of range or the file has no usable line.
+    """
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
+        n = int(spec)
+        bundled = bundled_sentences()
+        if n < 1:
+            raise SentencesError(f"--sentences must be at least 1 (got {n})")
+        if n > len(bundled):
+            raise SentencesError(
+                f"only {len(bundled)} bundled sentences; give a text file for more (got {n})"
+            )
+        return SentenceSource(bundled[:n])
+    path = Path(spec)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SentencesError(f"{path}: cannot read sentences ({e.strerror or e})") from e
+    source = parse_sentences(_decode(raw, str(path)), max_chars)
+    if not source.sentences:
+        raise SentencesError(
+            f"{path}: no usable sentence ({source.blank} blank, {source.too_long} over "
+            f"{max_chars} characters)"
+        )
+    return source

@@ -1,0 +1,29 @@
+"""TTS engines (one module each) and the registry of their voices."""
+
+from whichvoice.voices import espeak, festival, flite, polly  # noqa: F401  (registers engines)
+from whichvoice.voices.base import Engine, EngineSession, Speech, Voice
+from whichvoice.voices.registry import (
+    VOICE_SETS,
+    all_voices,
+    engine_names,
+    find_voice,
+    get_engine,
+    register_engine,
+    require_available,
+    resolve_voices,
+)
+
+__all__ = [
+    "VOICE_SETS",
+    "Engine",
+    "EngineSession",
+    "Speech",
+    "Voice",
+    "all_voices",
+    "engine_names",
+    "find_voice",
+    "get_engine",
+    "register_engine",
+    "require_available",
+    "resolve_voices",
+]

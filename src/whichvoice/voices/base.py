@@ -1,0 +1,92 @@
+"""What every TTS engine provides: its voices, whether it can run here, and sessions that speak."""
+
+from __future__ import annotations
+
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One voice of one engine; ``id`` is ``engine:name`` (``flite:slt``, ``polly:Joanna``)."""
+
+    engine: str
+    name: str
+    gender: str | None  # "female", "male" or None when unknown
+    accent: str | None  # e.g. "en-US", "en-GB-scotland"
+    sample_rate: int  # Hz, the rate the engine produces natively
+    description: str = ""
+    modes: tuple[str, ...] = field(default=())  # engine-specific (Polly: "standard", "neural")
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}:{self.name}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["modes"] = list(self.modes)
+        return {"id": self.id, **d}
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What an engine returned for one sentence.
+
+    ``wave`` is float32 mono in [-1, 1], shape (n_samples,), at ``sample_rate`` Hz.
+    ``encoded`` holds the engine's own encoded bytes when it returns a file format directly
+    (Polly's mp3), so they can be stored as they came; ``encoded_format`` names that format.
+    """
+
+    wave: np.ndarray
+    sample_rate: int
+    encoded: bytes | None = None
+    encoded_format: str | None = None
+
+
+class EngineSession(ABC):
+    """A per-worker handle on an engine (a long-lived process, an API client...)."""
+
+    @abstractmethod
+    def synthesize(self, voice: Voice, text: str) -> Speech:
+        """Speak ``text`` with ``voice``; raises SynthesisError on failure."""
+
+    def close(self) -> None:  # noqa: B027 - most sessions hold nothing
+        """Release what the session holds."""
+
+    def __enter__(self) -> EngineSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Engine(ABC):
+    """A TTS engine. Subclasses register themselves with ``@register_engine``."""
+
+    name: str = ""
+
+    @abstractmethod
+    def voices(self) -> list[Voice]:
+        """Every voice this engine offers, available here or not."""
+
+    @abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """None when the engine can run now, else why not ("flite is not installed")."""
+
+    def voice_unavailable_reason(self, voice: Voice) -> str | None:
+        """None when ``voice`` can be used now, else why not; engines with optional voices override."""
+        return self.unavailable_reason()
+
+    @abstractmethod
+    def open_session(self, *, mode: str | None = None) -> EngineSession:
+        """A session for one worker; ``mode`` is engine-specific (Polly's "neural")."""
+
+
+def missing_program(program: str, engine: str) -> str | None:
+    """The standard reason for an engine whose executable is not on PATH."""
+    if shutil.which(program) is None:
+        return f"{engine} is not installed ({program} not found on PATH)"
+    return None

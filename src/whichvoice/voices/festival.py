@@ -1,0 +1,160 @@
+"""Festival: diphone and HTS voices, driven through one long-lived process per voice and worker.
+
+Starting festival and loading a voice costs ~0.25 s (more for HTS), far more than speaking a
+short sentence, so a session keeps a ``festival --pipe`` process per voice and feeds it Scheme.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from whichvoice.audio import read_audio
+from whichvoice.errors import SynthesisError
+from whichvoice.voices._process import TIMEOUT_S
+from whichvoice.voices.base import Engine, EngineSession, Speech, Voice, missing_program
+from whichvoice.voices.registry import register_engine
+
+VOICE_ROOT = Path("/usr/share/festival/voices")
+
+_VOICES = [
+    Voice("festival", "kal_diphone", "male", "en-US", 16_000, "kal diphone (festvox-kallpc16k)"),
+    Voice("festival", "ked_diphone", "male", "en-US", 16_000, "ked diphone (festvox-kdlpc16k)"),
+    Voice(
+        "festival",
+        "cmu_us_slt_arctic_hts",
+        "female",
+        "en-US",
+        32_000,
+        "CMU ARCTIC slt, HTS (festvox-us-slt-hts)",
+    ),
+]
+_PACKAGES = {
+    "kal_diphone": "festvox-kallpc16k",
+    "ked_diphone": "festvox-kdlpc16k",
+    "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
+}
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class _FestivalProcess:
+    """One ``festival --pipe`` with one voice loaded; commands end with a marker we wait for."""
+
+    def __init__(self, voice: Voice) -> None:
+        self.voice = voice
+        self._count = 0
+        self._buf = b""
+        self.proc = subprocess.Popen(
+            ["festival", "--pipe"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.command(f"(voice_{voice.name})")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def command(self, scheme: str) -> str:
+        """Send ``scheme``, wait until festival has run it; returns what it printed meanwhile."""
+        self._count += 1
+        marker = f"<<whichvoice-done-{self._count}>>".encode()
+        payload = f'{scheme}\n(format t "{marker.decode()}\\n")\n(fflush nil)\n'
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(payload.encode("latin-1", "replace"))
+            self.proc.stdin.flush()
+        except OSError as e:
+            raise SynthesisError(f"{self.voice.id}: festival stopped ({e})") from e
+        return self._read_until(marker)
+
+    def _read_until(self, marker: bytes) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + TIMEOUT_S
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while marker not in self._buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.close()
+                    raise SynthesisError(f"{self.voice.id}: festival timed out")
+                if not sel.select(left):
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    said = self._buf.decode("latin-1").strip().splitlines()
+                    detail = said[-1] if said else f"exit status {self.proc.wait()}"
+                    raise SynthesisError(f"{self.voice.id}: festival stopped ({detail})")
+                self._buf += chunk
+        before, _, self._buf = self._buf.partition(marker)
+        return before.decode("latin-1")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+class FestivalSession(EngineSession):
+    def __init__(self) -> None:
+        self._procs: dict[str, _FestivalProcess] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="whichvoice-festival-")
+
+    def _process(self, voice: Voice) -> _FestivalProcess:
+        proc = self._procs.get(voice.name)
+        if proc is None or not proc.alive():
+            proc = self._procs[voice.name] = _FestivalProcess(voice)
+        return proc
+
+    def synthesize(self, voice: Voice, text: str) -> Speech:
+        out = Path(self._tmp.name) / "out.wav"
+        out.unlink(missing_ok=True)
+        said = self._process(voice).command(
+            f"(utt.save.wave (SynthText {_scheme_string(text)}) {_scheme_string(str(out))} 'riff)"
+        )
+        if not out.exists() or out.stat().st_size <= 44:
+            error = [line for line in said.splitlines() if "rror" in line]
+            raise SynthesisError(f"{voice.id}: festival wrote no audio ({' '.join(error)[:200]})")
+        wave, rate = read_audio(out.read_bytes())
+        return Speech(wave, rate)
+
+    def close(self) -> None:
+        for proc in self._procs.values():
+            proc.close()
+        self._procs.clear()
+        self._tmp.cleanup()
+
+
+@register_engine
+class FestivalEngine(Engine):
+    name = "festival"
+
+    def voices(self) -> list[Voice]:
+        return list(_VOICES)
+
+    def unavailable_reason(self) -> str | None:
+        return missing_program("festival", "festival")
+
+    def voice_unavailable_reason(self, voice: Voice) -> str | None:
+        reason = self.unavailable_reason()
+        if reason:
+            return reason
+        if not any((lang / voice.name).is_dir() for lang in VOICE_ROOT.glob("*")):
+            return f"festival voice {voice.name} is not installed (package {_PACKAGES[voice.name]})"
+        return None
+
+    def open_session(self, *, mode: str | None = None) -> EngineSession:
+        return FestivalSession()

@@ -1,0 +1,192 @@
+"""Amazon Polly through boto3: the talk's voices, for users with AWS credentials.
+
+Credentials and region come from the standard chain (environment, shared files, SSO, ...).
+The standard engine is used by default; ``mode="neural"`` asks for the neural one, and voices
+that exist only as neural use it whatever the mode.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from whichvoice.audio import read_audio
+from whichvoice.errors import SynthesisError, TextTooLongError
+from whichvoice.voices.base import Engine, EngineSession, Speech, Voice
+from whichvoice.voices.registry import register_engine
+
+MAX_CHARS = 3000  # Polly's limit on billed characters in one request
+MAX_ATTEMPTS = 6  # tries per sentence when Polly throttles
+BACKOFF_S = 0.5  # s; first wait, doubled on every retry, with jitter
+_THROTTLED = {
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "Throttling",
+    "ServiceUnavailableException",
+    "ServiceFailureException",
+}
+_STD, _NEU = ("standard", "neural"), ("neural",)
+
+# name, gender, accent, engines it is offered with
+_VOICES: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("Ivy", "female", "en-US", _STD),
+    ("Joanna", "female", "en-US", _STD),
+    ("Joey", "male", "en-US", _STD),
+    ("Justin", "male", "en-US", _STD),
+    ("Kendra", "female", "en-US", _STD),
+    ("Kimberly", "female", "en-US", _STD),
+    ("Matthew", "male", "en-US", _STD),
+    ("Salli", "female", "en-US", _STD),
+    ("Danielle", "female", "en-US", _NEU),
+    ("Gregory", "male", "en-US", _NEU),
+    ("Kevin", "male", "en-US", _NEU),
+    ("Ruth", "female", "en-US", _NEU),
+    ("Stephen", "male", "en-US", _NEU),
+    ("Amy", "female", "en-GB", _STD),
+    ("Brian", "male", "en-GB", _STD),
+    ("Emma", "female", "en-GB", _STD),
+    ("Arthur", "male", "en-GB", _NEU),
+    ("Geraint", "male", "en-GB-WLS", ("standard",)),
+    ("Nicole", "female", "en-AU", ("standard",)),
+    ("Russell", "male", "en-AU", ("standard",)),
+    ("Olivia", "female", "en-AU", _NEU),
+    ("Aditi", "female", "en-IN", ("standard",)),
+    ("Raveena", "female", "en-IN", ("standard",)),
+    ("Kajal", "female", "en-IN", _NEU),
+    ("Niamh", "female", "en-IE", _NEU),
+    ("Aria", "female", "en-NZ", _NEU),
+    ("Ayanda", "female", "en-ZA", _NEU),
+    ("Jasmine", "female", "en-SG", _NEU),
+]
+# Polly's mp3 rates: 22.05 kHz for standard voices, 24 kHz for neural ones
+_MP3_RATE = {"standard": 22_050, "neural": 24_000}
+PCM_RATE = 16_000  # Hz, the rate asked for when raw PCM is wanted
+
+
+def _credentials_reason() -> str | None:
+    """None when credentials are configured; never probes the EC2 metadata address."""
+    try:
+        import botocore.session
+    except ImportError:
+        return "boto3 is not installed"
+    session = botocore.session.get_session()
+    resolver = session.get_component("credential_provider")
+    if os.environ.get("WHICHVOICE_AWS_IMDS") != "1":
+        # the instance-metadata lookup is a network call that hangs off EC2
+        resolver.remove("iam-role")
+    try:
+        creds = resolver.load_credentials()
+    except Exception as e:  # a broken profile or SSO cache: report it, do not crash a listing
+        return f"AWS credentials could not be loaded ({e})"
+    if creds is None:
+        return "no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+    return None
+
+
+class PollySession(EngineSession):
+    """Speaks through one boto3 Polly client.
+
+    ``client`` may be given (a stubbed one in tests, or one built with custom settings);
+    ``sleep`` is the wait used between throttled attempts.
+    """
+
+    def __init__(
+        self,
+        mode: str = "standard",
+        *,
+        client: Any = None,
+        output: str = "mp3",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if mode not in _STD:
+            raise ValueError(f"unknown Polly engine {mode!r}; valid: standard, neural")
+        if output not in ("mp3", "pcm"):
+            raise ValueError(f"unknown Polly output {output!r}; valid: mp3, pcm")
+        self.mode = mode
+        self.output = output
+        self._sleep = sleep
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            region = boto3.Session().region_name or "us-east-1"
+            client = boto3.client(
+                "polly", region_name=region, config=Config(retries={"mode": "standard"})
+            )
+        self._client = client
+
+    def _engine_for(self, voice: Voice) -> str:
+        if self.mode in voice.modes:
+            return self.mode
+        if self.mode == "neural":
+            raise SynthesisError(f"{voice.id}: Polly offers no neural engine for this voice")
+        return voice.modes[0]
+
+    def synthesize(self, voice: Voice, text: str) -> Speech:
+        if len(text) > MAX_CHARS:
+            raise TextTooLongError(
+                f"{voice.id}: text of {len(text)} characters is over Polly's limit of {MAX_CHARS}"
+            )
+        engine = self._engine_for(voice)
+        rate = _MP3_RATE[engine] if self.output == "mp3" else PCM_RATE
+        body = self._call(
+            OutputFormat=self.output,
+            Text=text,
+            TextType="text",
+            VoiceId=voice.name,
+            Engine=engine,
+            SampleRate=str(rate),
+        )
+        if self.output == "pcm":
+            if len(body) < 2:
+                raise SynthesisError(f"{voice.id}: Polly returned no audio")
+            pcm = np.frombuffer(body[: len(body) // 2 * 2], dtype="<i2")
+            return Speech(pcm.astype(np.float32) / 32768.0, rate)
+        wave, got_rate = read_audio(body)
+        return Speech(wave, got_rate, encoded=body, encoded_format="mp3")
+
+    def _call(self, **request: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        delay = BACKOFF_S
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                response = self._client.synthesize_speech(**request)
+                stream = response["AudioStream"]
+                try:
+                    return stream.read()
+                finally:
+                    stream.close()
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code", "")
+                if code in _THROTTLED and attempt < MAX_ATTEMPTS:
+                    self._sleep(delay * (1 + random.random()))
+                    delay *= 2
+                    continue
+                message = e.response.get("Error", {}).get("Message", "") or code
+                raise SynthesisError(f"polly:{request['VoiceId']}: {code}: {message}") from e
+            except BotoCoreError as e:
+                raise SynthesisError(f"polly:{request['VoiceId']}: {e}") from e
+        raise AssertionError("unreachable")
+
+
+@register_engine
+class PollyEngine(Engine):
+    name = "polly"
+
+    def voices(self) -> list[Voice]:
+        return [
+            Voice(self.name, n, g, a, _MP3_RATE[modes[0]], "Amazon Polly", modes)
+            for n, g, a, modes in _VOICES
+        ]
+
+    def unavailable_reason(self) -> str | None:
+        return _credentials_reason()
+
+    def open_session(self, *, mode: str | None = None) -> EngineSession:
+        return PollySession(mode or "standard")

@@ -1,0 +1,113 @@
+"""The registry of TTS engines, voice ids and named voice sets."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from whichvoice.errors import EngineUnavailableError, UnknownVoiceError
+from whichvoice.voices.base import Engine, Voice
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def register_engine(cls: type[Engine]) -> type[Engine]:
+    """Class decorator: make an engine known by its ``name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no engine name")
+    _ENGINES[cls.name] = cls()
+    return cls
+
+
+def engine_names() -> list[str]:
+    return sorted(_ENGINES)
+
+
+def get_engine(name: str) -> Engine:
+    """The registered engine called ``name``; ValueError listing the valid names otherwise."""
+    try:
+        return _ENGINES[name]
+    except KeyError:
+        raise UnknownVoiceError(
+            f"unknown engine {name!r}; valid engines: {', '.join(engine_names())}"
+        ) from None
+
+
+def all_voices() -> list[Voice]:
+    """Every voice of every engine, in a stable order."""
+    return [v for name in engine_names() for v in _ENGINES[name].voices()]
+
+
+def _set_default8() -> list[str]:
+    # 5 recorded speakers (slt and awb/rms/kal/ked), two of them through two engines,
+    # and 2 formant voices
+    return [
+        "flite:slt",
+        "flite:awb",
+        "flite:rms",
+        "flite:kal16",
+        "festival:ked_diphone",
+        "festival:cmu_us_slt_arctic_hts",
+        "espeak-ng:en-us+f3",
+        "espeak-ng:en-gb-x-rp+m3",
+    ]
+
+
+def _set_talk8() -> list[str]:
+    names = ["Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"]
+    return [f"polly:{n}" for n in names]
+
+
+def _set_espeak_all() -> list[str]:
+    return [v.id for v in get_engine("espeak-ng").voices() if "+" in v.name]
+
+
+VOICE_SETS: dict[str, Callable[[], list[str]]] = {
+    "default8": _set_default8,
+    "talk8": _set_talk8,
+    "espeak-all": _set_espeak_all,
+}
+
+
+def find_voice(voice_id: str) -> Voice:
+    """The voice with this ``engine:name`` id; UnknownVoiceError naming close matches otherwise."""
+    engine_name, sep, _ = voice_id.partition(":")
+    if sep and engine_name in _ENGINES:
+        for voice in _ENGINES[engine_name].voices():
+            if voice.id == voice_id:
+                return voice
+            if voice.id.lower() == voice_id.lower():
+                return voice
+    ids = [v.id for v in all_voices()]
+    close = difflib.get_close_matches(voice_id, ids, n=4, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    sets = ", ".join(VOICE_SETS)
+    raise UnknownVoiceError(
+        f"unknown voice {voice_id!r}{hint} (ids are engine:name, see `whichvoice voices`; "
+        f"sets: {sets})"
+    )
+
+
+def resolve_voices(spec: str | list[str]) -> list[Voice]:
+    """Voices for a set name (``default8``) or comma-separated ids, in order, without repeats."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[Voice] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        ids = VOICE_SETS[item]() if item in VOICE_SETS else [item]
+        for voice_id in ids:
+            voice = find_voice(voice_id)
+            if voice not in out:
+                out.append(voice)
+    if not out:
+        raise UnknownVoiceError(f"no voices in {spec!r}")
+    return out
+
+
+def require_available(voices: list[Voice]) -> None:
+    """Raise EngineUnavailableError for the first of ``voices`` that cannot be used here."""
+    for voice in voices:
+        reason = get_engine(voice.engine).voice_unavailable_reason(voice)
+        if reason:
+            raise EngineUnavailableError(f"cannot use {voice.id}: {reason}")
