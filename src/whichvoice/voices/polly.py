@@ -74,12 +74,11 @@ def _credentials_reason() -> str | None:
         import botocore.session
     except ImportError:
         return "boto3 is not installed"
-    session = botocore.session.get_session()
-    resolver = session.get_component("credential_provider")
-    if os.environ.get("WHICHVOICE_AWS_IMDS") != "1":
-        # the instance-metadata lookup is a network call that hangs off EC2
-        resolver.remove("iam-role")
     try:
+        resolver = botocore.session.get_session().get_component("credential_provider")
+        if os.environ.get("WHICHVOICE_AWS_IMDS") != "1":
+            # the instance-metadata lookup is a network call that hangs off EC2
+            resolver.remove("iam-role")
         creds = resolver.load_credentials()
     except Exception as e:  # a broken profile or SSO cache: report it, do not crash a listing
         return f"AWS credentials could not be loaded ({e})"

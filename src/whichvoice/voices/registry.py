@@ -90,7 +90,8 @@ def find_voice(voice_id: str) -> Voice:
 
 def resolve_voices(spec: str | list[str]) -> list[Voice]:
     """Voices for a set name (``default8``) or comma-separated ids, in order, without repeats."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    items = [item for part in parts for item in part.split(",")]
     out: list[Voice] = []
     for item in (i.strip() for i in items):
         if not item:

@@ -1,0 +1,53 @@
+"""Shared fixtures: real audio made once per test run, and the CLI run in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please bring me a cup of tea and two biscuits.",
+    "We will meet at the station at half past nine.",
+]
+
+
+def run_cli(*args: str, check: bool = False, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """Run ``python -m whichvoice ARGS`` in a subprocess, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **kw.pop("env", {})}
+    env = {k: v for k, v in env.items() if v is not None}  # None removes a variable
+    proc = subprocess.run(
+        [sys.executable, "-m", "whichvoice", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kw,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def sentences_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sentences") / "sentences.txt"
+    path.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    return path
+
+
+def sine(freq: float = 440.0, seconds: float = 1.0, rate: int = 16_000, amp: float = 0.5) -> np.ndarray:
+    """A float32 sine, shape (n_samples,)."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from whichvoice.audio import SAMPLE_RATE, encode_audio, load_audio, read_audio, resample, write_atomic
+from whichvoice.errors import AudioDecodeError, SilentAudioError
+
+from .conftest import sine
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "flac"])
+@pytest.mark.parametrize("rate", [8000, 22050, 44100])
+def test_encode_then_load_any_rate_and_format(fmt: str, rate: int) -> None:
+    data = encode_audio(sine(440, 1.0, rate), rate, fmt)
+    wave = load_audio(data)
+    assert wave.dtype == np.float32
+    assert abs(wave.shape[0] - SAMPLE_RATE) < 0.08 * SAMPLE_RATE  # mp3 pads a little
+    assert 0.3 < float(np.abs(wave).max()) < 0.7
+
+
+def test_stereo_and_8bit_files(tmp_path: Path) -> None:
+    stereo = np.stack([sine(300), sine(300)], axis=1)
+    sf.write(tmp_path / "s.wav", stereo, SAMPLE_RATE, subtype="PCM_U8")
+    wave = load_audio(tmp_path / "s.wav")
+    assert wave.ndim == 1 and wave.shape[0] == SAMPLE_RATE
+    assert 0.4 < float(np.abs(wave).max()) < 0.6
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.mp3"
+    bad.write_bytes(b"this is not audio at all" * 10)
+    with pytest.raises(AudioDecodeError, match="corrupt.mp3"):
+        load_audio(bad)
+    with pytest.raises(AudioDecodeError, match="nope.wav"):
+        load_audio(tmp_path / "nope.wav")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(SilentAudioError, match="silent.wav"):
+        load_audio(silent)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(AudioDecodeError, match="empty.wav"):
+        load_audio(empty)
+
+
+def test_resample_keeps_the_tone() -> None:
+    wave = resample(sine(1000, 1.0, 48000), 48000, 16000)
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * 16000 / wave.shape[0] - 1000) < 5
+
+
+def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "f.bin"
+    write_atomic(path, b"one")
+    write_atomic(path, b"two", durable=False)
+    assert path.read_bytes() == b"two"
+    assert [p.name for p in path.parent.iterdir()] == ["f.bin"]
+    assert read_audio(encode_audio(sine(), SAMPLE_RATE, "wav"))[1] == SAMPLE_RATE

@@ -1,0 +1,102 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import SENTENCES
+
+
+def no_aws(tmp_path: Path) -> dict:
+    """An environment with no AWS credentials anywhere."""
+    names = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]
+    return {**dict.fromkeys(names), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "AWS_CONFIG_FILE": str(tmp_path / "none")}
+
+
+def test_help_is_instant_and_lists_commands(cli) -> None:
+    proc = cli("--help", check=True)
+    for command in ("voices", "synth", "demo"):
+        assert command in proc.stdout
+
+
+def test_voices_json_lists_every_voice_with_availability(cli) -> None:
+    proc = cli("voices", "--json", check=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    by_id = {r["id"]: r for r in rows}
+    assert {"flite:slt", "festival:ked_diphone", "espeak-ng:en-us+f3", "polly:Joanna"} <= set(by_id)
+    for r in rows:
+        assert {"id", "engine", "name", "gender", "accent", "sample_rate", "available", "reason"} <= set(r)
+        assert r["available"] == (r["reason"] is None)
+    assert by_id["flite:slt"]["available"]
+    assert by_id["flite:kal"]["sample_rate"] == 8000
+
+
+def test_voices_without_credentials_say_why(cli, tmp_path: Path) -> None:
+    env = no_aws(tmp_path)
+    proc = cli("voices", "--engine", "polly", env=env, check=True)
+    assert "no AWS credentials" in proc.stdout
+
+
+def test_voices_table_for_a_set(cli) -> None:
+    proc = cli("voices", "--set", "default8", check=True)
+    assert len(proc.stdout.strip().splitlines()) == 9
+
+
+@pytest.mark.slow
+def test_synth_end_to_end_with_random_assignment(cli, tmp_path: Path, sentences_file: Path) -> None:
+    out = tmp_path / "corpus"
+    proc = cli("synth", str(out), "--voices", "flite:slt,espeak-ng:en-us+f3", "--sentences",
+               str(sentences_file), "--seed", "3", check=True)
+    assert "3 clips made" in proc.stdout
+    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(r["text"] for r in rows) == sorted(SENTENCES)
+    again = cli("synth", str(out), "--voices", "flite:slt,espeak-ng:en-us+f3", "--sentences",
+                str(sentences_file), "--seed", "3", check=True)
+    assert "0 clips made, 3 skipped" in again.stdout
+    quiet = cli("synth", str(out), "--voices", "flite:slt,espeak-ng:en-us+f3", "--sentences",
+                str(sentences_file), "--seed", "3", "--quiet", check=True)
+    assert quiet.stdout == "" and quiet.stderr == ""
+
+
+def _one_line_error(proc, *needles: str) -> None:
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unknown_voice(cli, tmp_path: Path) -> None:
+    proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt,festival:ked_diphon", "--sentences", "2")
+    _one_line_error(proc, "festival:ked_diphon", "did you mean festival:ked_diphone")
+
+
+def test_unavailable_engine(cli, tmp_path: Path) -> None:
+    env = no_aws(tmp_path)
+    proc = cli("synth", str(tmp_path / "c"), "--voices", "talk8", "--sentences", "2", env=env)
+    _one_line_error(proc, "polly:Ivy", "no AWS credentials")
+    proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt", "--sentences", "2",
+               env={"PATH": str(tmp_path)})
+    _one_line_error(proc, "flite is not installed")
+
+
+def test_empty_sentence_file(cli, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n   \n")
+    proc = cli("synth", str(tmp_path / "c"), "--sentences", str(empty))
+    _one_line_error(proc, "empty.txt", "no usable sentence")
+
+
+def test_unwritable_out(cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = cli("synth", str(blocker / "corpus"), "--voices", "flite:slt", "--sentences", "2")
+    _one_line_error(proc, "a-file/corpus", "cannot write")
+
+
+def test_bad_option_value(cli, tmp_path: Path) -> None:
+    proc = cli("synth", str(tmp_path / "c"), "--format", "ogg")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "ogg" in proc.stderr

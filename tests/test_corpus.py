@@ -1,0 +1,143 @@
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from whichvoice.audio import read_audio
+from whichvoice.corpus import MANIFEST, SynthConfig, plan, read_manifest, synthesize_corpus
+from whichvoice.sentences import load_sentences, parse_sentences
+from whichvoice.voices import resolve_voices
+
+FIELDS = {"id", "path", "voice", "engine", "sentence_id", "text", "sample_rate", "duration_s", "sha256"}
+
+
+def check_corpus(out: Path) -> list[dict]:
+    """Every manifest line is complete and describes its file; returns the lines."""
+    rows = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+    for row in rows:
+        assert set(row) == FIELDS
+        data = (out / row["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        wave, rate = read_audio(data)
+        assert rate == row["sample_rate"]
+        assert abs(wave.shape[0] / rate - row["duration_s"]) < 1e-3
+        words = len(row["text"].split())
+        assert 0.12 * words < row["duration_s"] < 1.2 * words + 1.0, row
+        assert float(abs(wave).max()) > 0.05
+    assert not list(out.rglob("*.tmp"))
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+def test_default8_every_voice_every_sentence_then_no_new_work(tmp_path: Path, sentences_file: Path, fmt: str) -> None:
+    sentences = load_sentences(sentences_file).sentences
+    cfg = SynthConfig(voices=("default8",), assign="all", format=fmt, workers=2)
+    summary = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert (summary.made, summary.skipped, summary.failed) == (24, 0, [])
+    rows = check_corpus(tmp_path)
+    assert len(rows) == 24
+    assert {r["voice"] for r in rows} == {v.id for v in resolve_voices("default8")}
+    assert all(r["path"].endswith("." + fmt) for r in rows)
+    assert {r["engine"] for r in rows} == {"flite", "festival", "espeak-ng"}
+    assert set(summary.per_engine) == {"flite", "festival", "espeak-ng"}
+
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.*") if "audio" in p.parts}
+    again = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert (again.made, again.skipped, again.failed) == (0, 24, [])
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_random_assignment_is_seeded_and_stable_under_growth() -> None:
+    voices = resolve_voices("default8")
+    sentences = load_sentences(200).sentences
+    a = plan(sentences, voices, "random", 7, "mp3")
+    assert len(a) == 200
+    assert a == plan(sentences, voices, "random", 7, "mp3")
+    assert a != plan(sentences, voices, "random", 8, "mp3")
+    assert a[:100] == plan(sentences[:100], voices, "random", 7, "mp3")
+    assert len({j.voice.id for j in a}) == 8
+    assert len(plan(sentences[:3], voices, "all", 0, "wav")) == 24
+
+
+def test_a_damaged_clip_is_made_again(tmp_path: Path) -> None:
+    sentences = parse_sentences("A short test sentence.\nAnother short one here.").sentences
+    cfg = SynthConfig(voices=("flite:slt",), assign="all", workers=1)
+    synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    row = json.loads((tmp_path / MANIFEST).read_text().splitlines()[0])
+    (tmp_path / row["path"]).write_bytes(b"garbage")
+    summary = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert (summary.made, summary.skipped) == (1, 1)
+    check_corpus(tmp_path)
+
+
+def test_a_failing_clip_is_retried_reported_and_not_fatal(tmp_path: Path) -> None:
+    # flite speaks "..." as 0.2 s of near-silence: a real engine failure
+    sentences = parse_sentences("A good sentence to speak.\n...\n").sentences
+    cfg = SynthConfig(voices=("flite:slt",), assign="all", workers=1)
+    summary = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert summary.made == 1
+    assert len(summary.failed) == 1
+    assert "silent" in summary.failed[0].reason or "short" in summary.failed[0].reason
+    failures = [json.loads(x) for x in (tmp_path / "failures.jsonl").read_text().splitlines()]
+    assert failures[0]["text"] == "..."
+    assert len(check_corpus(tmp_path)) == 1
+
+
+def test_a_cut_manifest_line_is_dropped_on_resume(tmp_path: Path) -> None:
+    sentences = parse_sentences("A short test sentence.\nAnother short one here.").sentences
+    cfg = SynthConfig(voices=("espeak-ng:en-us+f3",), assign="all", workers=1)
+    synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    manifest = tmp_path / MANIFEST
+    manifest.write_text(manifest.read_text()[:-40])  # as if killed mid-line
+    assert len(read_manifest(manifest)) == 1
+    summary = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert (summary.made, summary.skipped) == (1, 1)
+    assert len(check_corpus(tmp_path)) == 2
+
+
+def _start(out: Path, n: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "whichvoice", "synth", str(out), "--voices", "default8",
+           "--sentences", str(n), "--assign", "all", "--quiet"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_lines(out: Path, n: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        manifest = out / MANIFEST
+        if manifest.exists() and manifest.read_text().count("\n") >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run never got going")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_leaves_a_clean_manifest_and_resumes(tmp_path: Path, sig: signal.Signals) -> None:
+    n = 12
+    proc = _start(tmp_path, n)
+    _wait_for_lines(tmp_path, 10, proc)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert "resume" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    partial = len(check_corpus(tmp_path)) if (tmp_path / MANIFEST).exists() else 0
+    assert partial >= 10
+
+    proc = _start(tmp_path, n)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    rows = check_corpus(tmp_path)
+    assert len(rows) == n * 8
+    assert len({r["id"] for r in rows}) == n * 8

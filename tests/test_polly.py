@@ -1,0 +1,382 @@
+"""Amazon Polly backend, offline: a real boto3 client answered by botocore's Stubber.
+
+The stubbed responses carry real mp3 (and raw PCM) made from a flite clip, so decoding, the
+stored bytes and the corpus manifest are exercised as they are with the real service. Fake
+credentials in the environment and no shared files mean nothing can reach AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from whichvoice.audio import SILENCE_PEAK, encode_audio, read_audio, resample
+from whichvoice.corpus import MANIFEST, SynthConfig, synthesize_corpus
+from whichvoice.errors import SynthesisError, TextTooLongError
+from whichvoice.sentences import Sentence, sentence_id
+from whichvoice.voices import EngineSession, find_voice, resolve_voices
+from whichvoice.voices import polly
+from whichvoice.voices.polly import PollyEngine, PollySession
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+STANDARD_MP3_RATE = 22_050  # Hz, what Polly's standard voices return as mp3
+
+
+@dataclass(frozen=True)
+class SourceClip:
+    """The flite recording every stubbed Polly answer is made from."""
+
+    wave: np.ndarray  # float32 mono
+    rate: int  # Hz
+
+    @property
+    def duration_s(self) -> float:
+        return self.wave.shape[0] / self.rate
+
+
+@pytest.fixture(scope="module")
+def flite_clip(tmp_path_factory: pytest.TempPathFactory) -> SourceClip:
+    if shutil.which("flite") is None:
+        pytest.skip("flite is not installed")
+    wav = tmp_path_factory.mktemp("polly-src") / "clip.wav"
+    subprocess.run(
+        ["flite", "-voice", "slt", "-t", TEXT, "-o", str(wav)], check=True, capture_output=True
+    )
+    wave, rate = read_audio(wav)
+    return SourceClip(wave, rate)
+
+
+@pytest.fixture(scope="module")
+def polly_mp3(flite_clip: SourceClip) -> bytes:
+    """Real mp3 bytes at the rate Polly's standard voices use."""
+    wave = resample(flite_clip.wave, flite_clip.rate, STANDARD_MP3_RATE)
+    return encode_audio(wave, STANDARD_MP3_RATE, "mp3")
+
+
+@pytest.fixture(scope="module")
+def polly_pcm(flite_clip: SourceClip) -> bytes:
+    """Raw signed 16-bit little-endian PCM at ``polly.PCM_RATE``, as Polly sends it."""
+    wave = resample(flite_clip.wave, flite_clip.rate, polly.PCM_RATE)
+    return (np.clip(wave, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+def _clear_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No credentials anywhere: no AWS_* variables, and every config file a missing path."""
+    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("WHICHVOICE_AWS_IMDS", raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("BOTO_CONFIG", str(tmp_path / "no-boto-config"))
+
+
+@pytest.fixture
+def no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clear_aws_env(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clear_aws_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def stubber(aws_env: None) -> Iterator[Stubber]:
+    """An active Stubber on a real Polly client; ``stubber.client`` is the client."""
+    client = boto3.client("polly", region_name="us-east-1")
+    with Stubber(client) as stub:
+        yield stub
+
+
+def _request(
+    text: str, voice: str, engine: str, rate: int, output: str = "mp3"
+) -> dict[str, str]:
+    """The SynthesizeSpeech parameters PollySession is expected to send."""
+    return {
+        "OutputFormat": output,
+        "Text": text,
+        "TextType": "text",
+        "VoiceId": voice,
+        "Engine": engine,
+        "SampleRate": str(rate),
+    }
+
+
+def _audio(data: bytes, content_type: str = "audio/mpeg") -> dict:
+    """A SynthesizeSpeech response whose AudioStream streams ``data``."""
+    return {
+        "AudioStream": StreamingBody(io.BytesIO(data), len(data)),
+        "ContentType": content_type,
+        "RequestCharacters": len(TEXT),
+    }
+
+
+def _throttle(stubber: Stubber, code: str = "ThrottlingException") -> None:
+    stubber.add_client_error(
+        "synthesize_speech",
+        service_error_code=code,
+        service_message="Rate exceeded",
+        http_status_code=400,
+    )
+
+
+def test_synthesize_sends_standard_request_and_returns_the_mp3(
+    stubber: Stubber, polly_mp3: bytes, flite_clip: SourceClip
+) -> None:
+    stubber.add_response(
+        "synthesize_speech",
+        _audio(polly_mp3),
+        _request(TEXT, "Joanna", "standard", STANDARD_MP3_RATE),
+    )
+    waits: list[float] = []
+    session = PollySession(client=stubber.client, sleep=waits.append)
+
+    speech = session.synthesize(find_voice("polly:Joanna"), TEXT)
+
+    stubber.assert_no_pending_responses()
+    assert speech.encoded == polly_mp3
+    assert speech.encoded_format == "mp3"
+    assert speech.sample_rate == STANDARD_MP3_RATE
+    assert speech.wave.dtype == np.float32 and speech.wave.ndim == 1
+    assert np.max(np.abs(speech.wave)) > SILENCE_PEAK
+    assert np.max(np.abs(speech.wave)) <= 1.0
+    # an mp3 frame is ~50 ms: the decoded clip may differ from the source by about that
+    assert abs(speech.wave.shape[0] / speech.sample_rate - flite_clip.duration_s) < 0.1
+    assert waits == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "voice", "engine"),
+    [
+        ("neural", "Joanna", "neural"),  # offered with both engines: the mode decides
+        ("standard", "Ruth", "neural"),  # neural-only voice: neural whatever the mode
+        ("neural", "Ruth", "neural"),
+    ],
+)
+def test_engine_choice(
+    stubber: Stubber, polly_mp3: bytes, mode: str, voice: str, engine: str
+) -> None:
+    rate = polly._MP3_RATE[engine]
+    stubber.add_response("synthesize_speech", _audio(polly_mp3), _request(TEXT, voice, engine, rate))
+    speech = PollySession(mode, client=stubber.client).synthesize(find_voice(f"polly:{voice}"), TEXT)
+    stubber.assert_no_pending_responses()
+    assert speech.encoded == polly_mp3
+
+
+def test_neural_mode_on_a_standard_only_voice_is_refused_without_a_request(
+    stubber: Stubber, polly_mp3: bytes
+) -> None:
+    nicole = find_voice("polly:Nicole")
+    assert "neural" not in nicole.modes
+    # queued for the standard request below: a neural request would have taken it first
+    stubber.add_response(
+        "synthesize_speech",
+        _audio(polly_mp3),
+        _request(TEXT, "Nicole", "standard", STANDARD_MP3_RATE),
+    )
+
+    with pytest.raises(SynthesisError, match=r"polly:Nicole.*neural"):
+        PollySession("neural", client=stubber.client).synthesize(nicole, TEXT)
+
+    PollySession("standard", client=stubber.client).synthesize(nicole, TEXT)
+    stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "ServiceUnavailableException"])
+def test_throttled_requests_are_retried_with_growing_waits(
+    stubber: Stubber, polly_mp3: bytes, code: str
+) -> None:
+    _throttle(stubber, code)
+    _throttle(stubber, code)
+    stubber.add_response(
+        "synthesize_speech",
+        _audio(polly_mp3),
+        _request(TEXT, "Joanna", "standard", STANDARD_MP3_RATE),
+    )
+    waits: list[float] = []
+
+    speech = PollySession(client=stubber.client, sleep=waits.append).synthesize(
+        find_voice("polly:Joanna"), TEXT
+    )
+
+    stubber.assert_no_pending_responses()
+    assert speech.encoded == polly_mp3
+    assert len(waits) == 2
+    assert 0 < waits[0] < waits[1]
+
+
+def test_gives_up_after_max_attempts(stubber: Stubber) -> None:
+    for _ in range(polly.MAX_ATTEMPTS):
+        _throttle(stubber)
+    waits: list[float] = []
+
+    with pytest.raises(SynthesisError, match=r"polly:Joanna.*ThrottlingException"):
+        PollySession(client=stubber.client, sleep=waits.append).synthesize(
+            find_voice("polly:Joanna"), TEXT
+        )
+
+    # every attempt was made, with a wait between two attempts and none after the last
+    stubber.assert_no_pending_responses()
+    assert len(waits) == polly.MAX_ATTEMPTS - 1
+    assert waits == sorted(waits)
+
+
+@pytest.mark.parametrize(
+    "code", ["InvalidSsmlException", "TextLengthExceededException", "LexiconNotFoundException"]
+)
+def test_other_errors_are_not_retried(stubber: Stubber, polly_mp3: bytes, code: str) -> None:
+    stubber.add_client_error(
+        "synthesize_speech", service_error_code=code, service_message="bad", http_status_code=400
+    )
+    stubber.add_response(
+        "synthesize_speech",
+        _audio(polly_mp3),
+        _request(TEXT, "Joanna", "standard", STANDARD_MP3_RATE),
+    )
+    waits: list[float] = []
+    session = PollySession(client=stubber.client, sleep=waits.append)
+    joanna = find_voice("polly:Joanna")
+
+    with pytest.raises(SynthesisError, match=rf"polly:Joanna.*{code}"):
+        session.synthesize(joanna, TEXT)
+    assert waits == []
+
+    # the error cost one request only: the next one gets the next response
+    assert session.synthesize(joanna, TEXT).encoded == polly_mp3
+    stubber.assert_no_pending_responses()
+
+
+def test_text_over_the_limit_is_refused_without_a_request(
+    stubber: Stubber, polly_mp3: bytes
+) -> None:
+    at_limit = "a" * polly.MAX_CHARS
+    stubber.add_response(
+        "synthesize_speech",
+        _audio(polly_mp3),
+        _request(at_limit, "Joanna", "standard", STANDARD_MP3_RATE),
+    )
+    session = PollySession(client=stubber.client)
+    joanna = find_voice("polly:Joanna")
+
+    with pytest.raises(TextTooLongError) as info:
+        session.synthesize(joanna, at_limit + "a")
+    message = str(info.value)
+    assert "polly:Joanna" in message
+    assert str(polly.MAX_CHARS + 1) in message and str(polly.MAX_CHARS) in message
+
+    # the limit itself is accepted, and it is this request that takes the queued response
+    session.synthesize(joanna, at_limit)
+    stubber.assert_no_pending_responses()
+
+
+def test_pcm_output(stubber: Stubber, polly_pcm: bytes, flite_clip: SourceClip) -> None:
+    stubber.add_response(
+        "synthesize_speech",
+        _audio(polly_pcm, "audio/pcm"),
+        _request(TEXT, "Joanna", "standard", polly.PCM_RATE, output="pcm"),
+    )
+
+    speech = PollySession(client=stubber.client, output="pcm").synthesize(
+        find_voice("polly:Joanna"), TEXT
+    )
+
+    stubber.assert_no_pending_responses()
+    assert speech.sample_rate == polly.PCM_RATE
+    assert speech.encoded is None
+    assert speech.wave.dtype == np.float32
+    assert speech.wave.shape[0] * 2 == len(polly_pcm)
+    assert np.max(np.abs(speech.wave)) > SILENCE_PEAK
+    expected = resample(flite_clip.wave, flite_clip.rate, polly.PCM_RATE)
+    np.testing.assert_allclose(speech.wave, expected, atol=2 / 32768)
+
+
+def test_empty_pcm_is_an_error(stubber: Stubber) -> None:
+    stubber.add_response("synthesize_speech", _audio(b"", "audio/pcm"))
+    with pytest.raises(SynthesisError, match="polly:Joanna.*no audio"):
+        PollySession(client=stubber.client, output="pcm").synthesize(
+            find_voice("polly:Joanna"), TEXT
+        )
+
+
+@pytest.mark.parametrize(("kwargs", "word"), [({"mode": "generative"}, "engine"), ({"output": "ogg"}, "output")])
+def test_bad_session_settings(aws_env: None, kwargs: dict[str, str], word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        PollySession(client=object(), **kwargs)
+
+
+def test_unavailable_without_credentials(no_aws_env: None) -> None:
+    reason = PollyEngine().unavailable_reason()
+    assert isinstance(reason, str)
+    assert "no AWS credentials" in reason
+
+
+def test_available_with_env_credentials(aws_env: None) -> None:
+    assert PollyEngine().unavailable_reason() is None
+
+
+def test_available_with_a_shared_credentials_file(
+    no_aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    assert PollyEngine().unavailable_reason() is None
+
+
+def test_talk8_is_the_talks_polly_voices() -> None:
+    voices = resolve_voices("talk8")
+    names = ["Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"]
+    assert [v.id for v in voices] == [f"polly:{n}" for n in names]
+    assert all(v.engine == "polly" and "standard" in v.modes for v in voices)
+
+
+def test_corpus_of_talk8_voices(
+    stubber: Stubber, polly_mp3: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    texts = ["Hello there.", "It rained all day in Seattle.", "Which voice is this?", TEXT]
+    sentences = [Sentence(sentence_id(t), t) for t in texts]
+    for sentence in sentences:
+        stubber.add_response("synthesize_speech", _audio(polly_mp3))
+    modes: list[str | None] = []
+
+    def open_session(self: PollyEngine, *, mode: str | None = None) -> EngineSession:
+        modes.append(mode)
+        return PollySession(mode or "standard", client=stubber.client, sleep=lambda s: None)
+
+    monkeypatch.setattr(PollyEngine, "open_session", open_session)
+    out = tmp_path / "c"
+    cfg = SynthConfig(voices=("talk8",), assign="random", workers=1)
+
+    summary = synthesize_corpus(out, sentences, cfg, progress=False)
+
+    stubber.assert_no_pending_responses()
+    assert summary.failed == []
+    assert summary.made == len(sentences)
+    assert modes == ["standard"]  # one session for the one worker
+    talk8 = {v.id for v in resolve_voices("talk8")}
+    rows = [json.loads(line) for line in (out / MANIFEST).read_text("utf-8").splitlines()]
+    assert sorted(r["text"] for r in rows) == sorted(texts)
+    digest = hashlib.sha256(polly_mp3).hexdigest()
+    for row in rows:
+        assert row["voice"] in talk8
+        assert row["engine"] == "polly"
+        stored = (out / row["path"]).read_bytes()
+        assert stored == polly_mp3  # Polly's mp3 is kept as it came, not re-encoded
+        assert row["sha256"] == digest
+        assert row["sample_rate"] == STANDARD_MP3_RATE
+        assert row["duration_s"] > 0

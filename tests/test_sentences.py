@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from whichvoice.errors import SentencesError
+from whichvoice.sentences import bundled_sentences, load_sentences, parse_sentences, sentence_id
+
+
+def test_bundled_corpus_is_large_distinct_and_short() -> None:
+    sentences = bundled_sentences()
+    assert len(sentences) >= 1000
+    texts = [s.text for s in sentences]
+    assert len(set(texts)) == len(texts)
+    assert len({s.id for s in sentences}) == len(sentences)
+    for text in texts:
+        assert 3 <= len(text.split()) <= 20, text
+        assert text[-1] in ".?!", text
+
+
+def test_ids_come_from_the_text() -> None:
+    assert sentence_id("Hello there.") == sentence_id("Hello there.")
+    assert sentence_id("Hello there.") != sentence_id("Hello there!")
+
+
+def test_count_takes_the_first_bundled_sentences() -> None:
+    assert load_sentences(5).sentences == bundled_sentences()[:5]
+    assert load_sentences("7").sentences == bundled_sentences()[:7]
+
+
+@pytest.mark.parametrize("n", [0, 100_000])
+def test_count_out_of_range_is_a_clear_error(n: int) -> None:
+    with pytest.raises(SentencesError, match="sentences"):
+        load_sentences(n)
+
+
+def test_blank_long_and_repeated_lines_are_skipped_and_counted() -> None:
+    text = "One line here.\n\n   \nOne line here.\n" + "x" * 400 + "\nAnother   line.\n"
+    source = parse_sentences(text, max_chars=300)
+    assert [s.text for s in source.sentences] == ["One line here.", "Another line."]
+    assert (source.blank, source.too_long, source.duplicate) == (2, 1, 1)
+    assert source.skipped == 4
+
+
+def test_latin1_and_utf8_files(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Un caf\xe9 cr\xe8me, s'il vous pla\xeet.\n".encode("latin-1"))
+    utf8 = tmp_path / "utf8.txt"
+    utf8.write_text("Un café crème, s'il vous plaît.\n", encoding="utf-8")
+    assert load_sentences(latin).sentences == load_sentences(utf8).sentences
+    assert load_sentences(utf8).sentences[0].text == "Un café crème, s'il vous plaît."
+
+
+def test_empty_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    with pytest.raises(SentencesError, match="no usable sentence"):
+        load_sentences(empty)
+    with pytest.raises(SentencesError, match="missing.txt"):
+        load_sentences(tmp_path / "missing.txt")

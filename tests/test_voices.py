@@ -1,0 +1,121 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from whichvoice.errors import EngineUnavailableError, UnknownVoiceError
+from whichvoice.voices import (
+    VOICE_SETS,
+    all_voices,
+    engine_names,
+    find_voice,
+    get_engine,
+    require_available,
+    resolve_voices,
+)
+from whichvoice.voices.espeak import ACCENTS
+
+DEFAULT8 = [
+    "flite:slt",
+    "flite:awb",
+    "flite:rms",
+    "flite:kal16",
+    "festival:ked_diphone",
+    "festival:cmu_us_slt_arctic_hts",
+    "espeak-ng:en-us+f3",
+    "espeak-ng:en-gb-x-rp+m3",
+]
+
+
+def test_every_engine_is_registered_with_engine_colon_name_ids() -> None:
+    assert set(engine_names()) == {"flite", "festival", "espeak-ng", "polly"}
+    voices = all_voices()
+    ids = [v.id for v in voices]
+    assert len(ids) == len(set(ids))
+    for v in voices:
+        assert v.id == f"{v.engine}:{v.name}"
+        assert v.sample_rate >= 8000
+        assert v.gender in {"male", "female", None}
+
+
+def test_engines_have_the_voices_the_issue_names() -> None:
+    by_engine = {e: {v.name for v in get_engine(e).voices()} for e in engine_names()}
+    assert {"slt", "awb", "rms", "kal16", "kal"} <= by_engine["flite"]
+    assert {"kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"} <= by_engine["festival"]
+    assert {"Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"} <= by_engine[
+        "polly"
+    ]
+    assert len(ACCENTS) == 8
+    assert {"en-us+f3", "en-gb-x-rp+m3", "en-029+m1", "en-us-nyc"} <= by_engine["espeak-ng"]
+
+
+def test_voice_sets() -> None:
+    assert set(VOICE_SETS) == {"default8", "talk8", "espeak-all"}
+    assert [v.id for v in resolve_voices("default8")] == DEFAULT8
+    talk = resolve_voices("talk8")
+    assert [v.name for v in talk] == ["Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"]
+    espeak_all = resolve_voices("espeak-all")
+    assert {v.accent for v in espeak_all} == set(ACCENTS.values())
+    assert len(espeak_all) >= 8 * 13  # every accent with at least the classic m1-m8, f1-f5
+
+
+def test_resolve_ids_and_sets_in_order_without_repeats() -> None:
+    voices = resolve_voices("flite:rms, default8,flite:kal")
+    ids = [v.id for v in voices]
+    assert ids[0] == "flite:rms"
+    assert ids[-1] == "flite:kal"
+    assert len(ids) == len(set(ids)) == 9
+
+
+def test_unknown_voice_names_close_matches() -> None:
+    with pytest.raises(UnknownVoiceError, match="did you mean flite:slt"):
+        find_voice("flite:sllt")
+    with pytest.raises(UnknownVoiceError, match="unknown voice 'nothing-like-it'"):
+        resolve_voices("nothing-like-it")
+
+
+def test_unknown_engine_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="espeak-ng, festival, flite, polly"):
+        get_engine("mbrola")
+
+
+def test_local_engines_are_available_here() -> None:
+    require_available(resolve_voices("default8"))
+
+
+def test_missing_program_gives_the_reason(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert get_engine("flite").unavailable_reason().startswith("flite is not installed")
+    with pytest.raises(EngineUnavailableError, match="festival is not installed"):
+        require_available(resolve_voices("festival:ked_diphone"))
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="needs festival")
+def test_missing_festival_voice_names_its_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from whichvoice.voices import festival
+
+    monkeypatch.setattr(festival, "VOICE_ROOT", tmp_path)
+    reason = get_engine("festival").voice_unavailable_reason(find_voice("festival:ked_diphone"))
+    assert "festvox-kdlpc16k" in reason
+
+
+@pytest.mark.parametrize("voice_id", DEFAULT8 + ["flite:kal", "festival:kal_diphone", "espeak-ng:en-029+m1"])
+def test_each_local_voice_speaks(voice_id: str) -> None:
+    voice = find_voice(voice_id)
+    engine = get_engine(voice.engine)
+    with engine.open_session() as session:
+        speech = session.synthesize(voice, '-- "Quoted" words, a back\\slash and a dash.')
+    assert speech.sample_rate == voice.sample_rate
+    seconds = speech.wave.shape[0] / speech.sample_rate
+    assert 0.8 < seconds < 8
+    assert speech.wave.dtype.name == "float32"
+    assert 0.05 < float(abs(speech.wave).max()) <= 1.0
+
+
+def test_festival_session_reuses_its_process() -> None:
+    voice = find_voice("festival:ked_diphone")
+    with get_engine("festival").open_session() as session:
+        session.synthesize(voice, "First sentence.")
+        pid = session._procs[voice.name].proc.pid
+        session.synthesize(voice, "Second sentence.")
+        assert session._procs[voice.name].proc.pid == pid
