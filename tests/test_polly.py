@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -23,15 +24,15 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from whichvoice.audio import SILENCE_PEAK, encode_audio, read_audio, resample
-from whichvoice.corpus import MANIFEST, SynthConfig, synthesize_corpus
+from whichvoice.corpus import MANIFEST, SynthConfig, plan, synthesize_corpus
 from whichvoice.errors import SynthesisError, TextTooLongError
 from whichvoice.sentences import Sentence, sentence_id
-from whichvoice.voices import EngineSession, find_voice, resolve_voices
-from whichvoice.voices import polly
+from whichvoice.voices import EngineSession, find_voice, polly, resolve_voices
 from whichvoice.voices.polly import PollyEngine, PollySession
 
 TEXT = "The quick brown fox jumps over the lazy dog."
-STANDARD_MP3_RATE = 22_050  # Hz, what Polly's standard voices return as mp3
+MP3_RATE = {"standard": 22_050, "neural": 24_000}  # Hz, Polly's mp3 rates per engine
+STANDARD_MP3_RATE = MP3_RATE["standard"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def polly_pcm(flite_clip: SourceClip) -> bytes:
 
 def _clear_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No credentials anywhere: no AWS_* variables, and every config file a missing path."""
-    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
         monkeypatch.delenv(name)
     monkeypatch.delenv("WHICHVOICE_AWS_IMDS", raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
@@ -103,9 +104,7 @@ def stubber(aws_env: None) -> Iterator[Stubber]:
         yield stub
 
 
-def _request(
-    text: str, voice: str, engine: str, rate: int, output: str = "mp3"
-) -> dict[str, str]:
+def _request(text: str, voice: str, engine: str, rate: int, output: str = "mp3") -> dict[str, str]:
     """The SynthesizeSpeech parameters PollySession is expected to send."""
     return {
         "OutputFormat": output,
@@ -171,9 +170,13 @@ def test_synthesize_sends_standard_request_and_returns_the_mp3(
 def test_engine_choice(
     stubber: Stubber, polly_mp3: bytes, mode: str, voice: str, engine: str
 ) -> None:
-    rate = polly._MP3_RATE[engine]
-    stubber.add_response("synthesize_speech", _audio(polly_mp3), _request(TEXT, voice, engine, rate))
-    speech = PollySession(mode, client=stubber.client).synthesize(find_voice(f"polly:{voice}"), TEXT)
+    rate = MP3_RATE[engine]
+    stubber.add_response(
+        "synthesize_speech", _audio(polly_mp3), _request(TEXT, voice, engine, rate)
+    )
+    speech = PollySession(mode, client=stubber.client).synthesize(
+        find_voice(f"polly:{voice}"), TEXT
+    )
     stubber.assert_no_pending_responses()
     assert speech.encoded == polly_mp3
 
@@ -307,16 +310,29 @@ def test_pcm_output(stubber: Stubber, polly_pcm: bytes, flite_clip: SourceClip) 
 
 def test_empty_pcm_is_an_error(stubber: Stubber) -> None:
     stubber.add_response("synthesize_speech", _audio(b"", "audio/pcm"))
-    with pytest.raises(SynthesisError, match="polly:Joanna.*no audio"):
+    with pytest.raises(SynthesisError, match=r"polly:Joanna.*no audio"):
         PollySession(client=stubber.client, output="pcm").synthesize(
             find_voice("polly:Joanna"), TEXT
         )
 
 
-@pytest.mark.parametrize(("kwargs", "word"), [({"mode": "generative"}, "engine"), ({"output": "ogg"}, "output")])
-def test_bad_session_settings(aws_env: None, kwargs: dict[str, str], word: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "word"), [({"mode": "generative"}, "engine"), ({"output": "ogg"}, "output")]
+)
+def test_bad_session_settings(kwargs: dict[str, str], word: str) -> None:
     with pytest.raises(ValueError, match=word):
         PollySession(client=object(), **kwargs)
+
+
+@pytest.mark.parametrize(("region", "expected"), [("eu-west-1", "eu-west-1"), (None, "us-east-1")])
+def test_default_client_uses_the_configured_region(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, region: str | None, expected: str
+) -> None:
+    if region is None:
+        monkeypatch.delenv("AWS_DEFAULT_REGION")
+    else:
+        monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    assert PollySession()._client.meta.region_name == expected
 
 
 def test_unavailable_without_credentials(no_aws_env: None) -> None:
@@ -350,8 +366,13 @@ def test_corpus_of_talk8_voices(
 ) -> None:
     texts = ["Hello there.", "It rained all day in Seattle.", "Which voice is this?", TEXT]
     sentences = [Sentence(sentence_id(t), t) for t in texts]
-    for sentence in sentences:
-        stubber.add_response("synthesize_speech", _audio(polly_mp3))
+    cfg = SynthConfig(voices=("talk8",), assign="random", workers=1)
+    talk8 = resolve_voices("talk8")
+    # one worker makes the clips in plan order, so each request gets its own response
+    jobs = plan(sentences, talk8, cfg.assign, cfg.seed, cfg.format)
+    for job in jobs:
+        request = _request(job.sentence.text, job.voice.name, "standard", STANDARD_MP3_RATE)
+        stubber.add_response("synthesize_speech", _audio(polly_mp3), request)
     modes: list[str | None] = []
 
     def open_session(self: PollyEngine, *, mode: str | None = None) -> EngineSession:
@@ -360,7 +381,6 @@ def test_corpus_of_talk8_voices(
 
     monkeypatch.setattr(PollyEngine, "open_session", open_session)
     out = tmp_path / "c"
-    cfg = SynthConfig(voices=("talk8",), assign="random", workers=1)
 
     summary = synthesize_corpus(out, sentences, cfg, progress=False)
 
@@ -368,12 +388,13 @@ def test_corpus_of_talk8_voices(
     assert summary.failed == []
     assert summary.made == len(sentences)
     assert modes == ["standard"]  # one session for the one worker
-    talk8 = {v.id for v in resolve_voices("talk8")}
     rows = [json.loads(line) for line in (out / MANIFEST).read_text("utf-8").splitlines()]
     assert sorted(r["text"] for r in rows) == sorted(texts)
+    spoken_by = {job.sentence.text: job.voice.id for job in jobs}
     digest = hashlib.sha256(polly_mp3).hexdigest()
     for row in rows:
-        assert row["voice"] in talk8
+        assert row["voice"] in {v.id for v in talk8}
+        assert row["voice"] == spoken_by[row["text"]]
         assert row["engine"] == "polly"
         stored = (out / row["path"]).read_bytes()
         assert stored == polly_mp3  # Polly's mp3 is kept as it came, not re-encoded

@@ -113,9 +113,13 @@ class PollySession(EngineSession):
             import boto3
             from botocore.config import Config
 
-            region = boto3.Session().region_name or "us-east-1"
-            client = boto3.client(
-                "polly", region_name=region, config=Config(retries={"mode": "standard"})
+            # a session of its own: sessions are opened from worker threads, and boto3's
+            # shared default session (behind boto3.client) is not thread-safe
+            aws = boto3.Session()
+            client = aws.client(
+                "polly",
+                region_name=aws.region_name or "us-east-1",
+                config=Config(retries={"mode": "standard"}),
             )
         self._client = client
 

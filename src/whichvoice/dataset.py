@@ -1,0 +1,238 @@
+"""Manifest -> features on disk: grouped, stratified splits and memory-mappable arrays.
+
+A prepared folder holds, for each split in ``train``, ``val``, ``test``:
+
+    <split>_x.npy     float16 windows, shape (n_windows, *input_shape)
+    <split>_y.npy     int64 label index of each window
+    <split>_clip.npy  int64 row in index.jsonl of each window's clip
+
+plus ``index.jsonl`` (one line per clip: id, path, voice, sentence_id, split, windows) and
+``dataset.json`` (feature config, labels, counts, the corpus it came from). No pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from whichvoice.audio import AudioDecodeError, read_audio, resample
+from whichvoice.corpus import MANIFEST, Clip, read_manifest
+from whichvoice.errors import WhichvoiceError
+from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+DATASET_JSON = "dataset.json"
+INDEX = "index.jsonl"
+BATCH = 64  # clips per feature batch
+
+
+class DatasetError(WhichvoiceError):
+    """A corpus or prepared folder that cannot be used."""
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "features": self.features.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PrepareConfig:
+        rest = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "features"}
+        return cls(features=FeatureConfig.from_dict(d.get("features", {})), **rest)
+
+
+def load_corpus(corpus: str | os.PathLike) -> list[Clip]:
+    """The clips of a corpus folder (its manifest.jsonl); DatasetError when there is none."""
+    path = Path(corpus) / MANIFEST
+    if not path.is_file():
+        raise DatasetError(f"{corpus}: not a corpus (no {MANIFEST}); make one with `whichvoice synth`")
+    clips = read_manifest(path)
+    if not clips:
+        raise DatasetError(f"{path}: the manifest lists no clips")
+    return clips
+
+
+def split_clips(clips: list[Clip], seed: int, val: float = 0.1, test: float = 0.1) -> dict[str, str]:
+    """Clip id -> split. Grouped by sentence (a sentence's clips share a split) and stratified
+    by voice: sentences are bucketed by the set of voices that read them, and each bucket is
+    shuffled (seeded) and cut val/test/train. Deterministic for a given manifest and seed."""
+    voices_of: dict[str, set[str]] = defaultdict(set)
+    for c in clips:
+        voices_of[c.sentence_id].add(c.voice)
+    buckets: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for sentence_id in sorted(voices_of):
+        buckets[tuple(sorted(voices_of[sentence_id]))].append(sentence_id)
+    rng = random.Random(seed)
+    split_of: dict[str, str] = {}
+    for key in sorted(buckets):
+        group = buckets[key]
+        rng.shuffle(group)
+        n = len(group)
+        n_val = round(n * val) if n >= 3 else 0
+        n_test = round(n * test) if n >= 3 else 0
+        for i, sentence_id in enumerate(group):
+            split_of[sentence_id] = "val" if i < n_val else "test" if i < n_val + n_test else "train"
+    return {c.id: split_of[c.sentence_id] for c in clips}
+
+
+def labels_of(clips: list[Clip]) -> list[str]:
+    """The voices of a corpus, sorted: the label list of models trained on it."""
+    return sorted({c.voice for c in clips})
+
+
+def _manifest_digest(corpus: Path) -> str:
+    return hashlib.sha256((corpus / MANIFEST).read_bytes()).hexdigest()[:16]
+
+
+def cache_dir(corpus: str | os.PathLike, cfg: PrepareConfig) -> Path:
+    """Where ``train`` caches the prepared data of a corpus for a given configuration."""
+    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(corpus) / "prepared" / f"{cfg.features.name}-{key}-{_manifest_digest(Path(corpus))}"
+
+
+def _decode(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
+    wave, rate = read_audio(path)
+    if sample_rate is not None:
+        return resample(wave, rate, sample_rate), sample_rate
+    return wave, rate
+
+
+def _seed_features(args: tuple[str, float, dict]) -> np.ndarray:
+    path, start, cfg = args
+    wave, rate = read_audio(path)
+    return seed_windows(wave, rate, FeatureConfig.from_dict(cfg), start)
+
+
+def clip_features(
+    paths: list[Path], cfg: FeatureConfig, *, starts: list[float] | None = None, workers: int = 0
+) -> Iterator[np.ndarray]:
+    """Windows for each file, in order (float32, shape (n_windows, *cfg.input_shape)).
+
+    Decoding runs on ``workers`` threads (seed images on processes: matplotlib holds the GIL).
+    Raises AudioDecodeError naming a file that cannot be read.
+    """
+    workers = workers or os.cpu_count() or 1
+    if cfg.name == "seed-image":
+        jobs = [(str(p), s, cfg.to_dict()) for p, s in zip(paths, starts or [None] * len(paths), strict=True)]
+        with ProcessPoolExecutor(workers) as pool:
+            yield from pool.map(_seed_features, jobs, chunksize=8)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for i in range(0, len(paths), BATCH):
+            waves = [w for w, _ in pool.map(lambda p: _decode(p, cfg.sample_rate), paths[i : i + BATCH])]
+            yield from logmel_windows(waves, cfg)
+
+
+def prepare(
+    corpus: str | os.PathLike, out: str | os.PathLike, cfg: PrepareConfig, *, progress: bool = True
+) -> Path:
+    """Compute features for every clip of ``corpus`` into ``out`` (see the module docstring).
+
+    Written to a temporary folder and renamed, so ``out`` is complete or absent.
+    Returns ``out``.
+    """
+    corpus, out = Path(corpus), Path(out)
+    clips = load_corpus(corpus)
+    labels = labels_of(clips)
+    if len(labels) < 2:
+        raise DatasetError(f"{corpus}: needs at least 2 voices to learn, found {labels}")
+    split_of = split_clips(clips, cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    rng = random.Random(cfg.seed)
+    starts = [rng.uniform(*SEED_START_S) for _ in clips]  # the talk's excerpt start, drawn once
+    label_index = {v: i for i, v in enumerate(labels)}
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    by_split: dict[str, dict[str, list]] = {s: {"x": [], "y": [], "clip": []} for s in SPLITS}
+    rows = []
+    paths = [corpus / c.path for c in clips]
+    bar = tqdm(total=len(clips), desc="features", unit="clip", disable=not progress, dynamic_ncols=True)
+    try:
+        for row, (clip, windows) in enumerate(
+            zip(clips, clip_features(paths, cfg.features, starts=starts), strict=True)
+        ):
+            split = split_of[clip.id]
+            part = by_split[split]
+            part["x"].append(windows.astype(np.float16))
+            part["y"].extend([label_index[clip.voice]] * len(windows))
+            part["clip"].extend([row] * len(windows))
+            rows.append({"id": clip.id, "path": clip.path, "voice": clip.voice,
+                         "sentence_id": clip.sentence_id, "split": split, "windows": len(windows)})
+            bar.update(1)
+    except AudioDecodeError as e:
+        raise DatasetError(f"corpus {corpus}: {e}") from e
+    finally:
+        bar.close()
+    counts = {}
+    for split, part in by_split.items():
+        x = np.concatenate(part["x"]) if part["x"] else np.zeros((0, *cfg.features.input_shape), np.float16)
+        np.save(tmp / f"{split}_x.npy", x)
+        np.save(tmp / f"{split}_y.npy", np.asarray(part["y"], dtype=np.int64))
+        np.save(tmp / f"{split}_clip.npy", np.asarray(part["clip"], dtype=np.int64))
+        counts[split] = {"clips": sum(r["split"] == split for r in rows), "windows": int(x.shape[0])}
+    (tmp / INDEX).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    meta = {"prepare": cfg.to_dict(), "labels": labels, "counts": counts,
+            "corpus": str(corpus.resolve()), "manifest_sha256": _manifest_digest(corpus)}
+    (tmp / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+@dataclass
+class Prepared:
+    """A prepared folder, arrays memory-mapped."""
+
+    root: Path
+    cfg: PrepareConfig
+    labels: list[str]
+    index: list[dict]
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x float16 (n, *shape), y int64 (n,), clip row int64 (n,)) of one split."""
+        load = lambda name: np.load(self.root / f"{split}_{name}.npy", mmap_mode="r")  # noqa: E731
+        return load("x"), load("y"), load("clip")
+
+
+def open_prepared(path: str | os.PathLike) -> Prepared:
+    root = Path(path)
+    try:
+        meta = json.loads((root / DATASET_JSON).read_text())
+        index = [json.loads(line) for line in (root / INDEX).read_text().splitlines()]
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{root}: not a prepared dataset ({e})") from e
+    return Prepared(root, PrepareConfig.from_dict(meta["prepare"]), meta["labels"], index)
+
+
+def ensure_prepared(source: str | os.PathLike, cfg: PrepareConfig, *, progress: bool = True) -> Prepared:
+    """A prepared dataset from a prepared folder, or from a corpus (prepared once, cached)."""
+    source = Path(source)
+    if (source / DATASET_JSON).is_file():
+        return open_prepared(source)
+    load_corpus(source)  # a clear error when it is neither
+    target = cache_dir(source, cfg)
+    if not (target / DATASET_JSON).is_file():
+        log.info("preparing %s -> %s", source, target)
+        prepare(source, target, cfg, progress=progress)
+    return open_prepared(target)

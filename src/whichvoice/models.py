@@ -1,0 +1,164 @@
+"""Registered networks: ``seed`` (the talk's CNN) and ``voicenet`` (the default embedding net).
+
+Every registered builder returns a module whose ``forward`` gives class logits, shape
+(batch, n_classes). Embedding models also expose ``embed(x)``: L2-normalised embeddings,
+shape (batch, embedding_dim); their classification head is used only in training and for
+closed-set identification of the training voices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[..., nn.Module]
+    features: str  # the feature kind it is made for ("logmel", "seed-image")
+    epochs: int  # default number of training epochs
+    summary: str
+
+
+_MODELS: dict[str, ModelSpec] = {}
+DEFAULT_MODEL = "voicenet"
+
+
+def register_model(name: str, *, features: str, epochs: int, summary: str) -> Callable:
+    """Decorator: register a builder ``(input_shape, n_classes, **kw) -> nn.Module``."""
+
+    def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _MODELS[name] = ModelSpec(name, build, features, epochs, summary)
+        return build
+
+    return wrap
+
+
+def model_names() -> list[str]:
+    return sorted(_MODELS)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registered model ``name``; ValueError listing the valid names otherwise."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(model_names())}") from None
+
+
+def build_model(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    return model_spec(name).build(tuple(input_shape), n_classes)
+
+
+def mxnet_xavier_(module: nn.Module, magnitude: float = 2.24) -> None:
+    """MXNet's ``Xavier(rnd_type="uniform", factor_type="avg", magnitude)`` on weights; zero
+    biases: U(-s, s) with s = sqrt(magnitude / ((fan_in + fan_out) / 2))."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
+            scale = math.sqrt(magnitude / ((fan_in + fan_out) / 2))
+            nn.init.uniform_(m.weight, -scale, scale)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class SeedCNN(nn.Module):
+    """The talk's network, layer for layer: Conv2D(32, 3x3, relu) -> Conv2D(32, 3x3, relu)
+    -> MaxPool2D(2x2) -> Dropout(0.25) -> Dense(n_classes) (Gluon's Dense flattens)."""
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int) -> None:
+        super().__init__()
+        channels, height, width = input_shape
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 32, kernel_size=3, padding=0),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, kernel_size=3, padding=0),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+        )
+        flat = 32 * ((height - 4) // 2) * ((width - 4) // 2)
+        self.output = nn.Linear(flat, n_classes)
+        mxnet_xavier_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.features(x))
+
+
+@register_model("seed", features="seed-image", epochs=5, summary="the talk's CNN on spectrogram images")
+def _seed(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    return SeedCNN(input_shape, n_classes)
+
+
+class _ConvBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, *, stride: int = 1, dilation: int = 1) -> None:
+        pad = dilation * (kernel - 1) // 2
+        super().__init__(
+            nn.Conv1d(cin, cout, kernel, stride=stride, padding=pad, dilation=dilation, bias=False),
+            nn.BatchNorm1d(cout),
+            nn.ReLU(),
+        )
+
+
+class VoiceEmbedder(nn.Module):
+    """A compact TDNN with statistics pooling: log-mel (batch, n_mels, frames) -> L2-normalised
+    embedding (batch, dim). Dilated 1-D convolutions see ~0.3 s of context; mean and standard
+    deviation over time make it length-independent."""
+
+    def __init__(self, n_mels: int, channels: int = 128, dim: int = 128) -> None:
+        super().__init__()
+        self.frames = nn.Sequential(
+            _ConvBlock(n_mels, channels, 5, stride=2),
+            _ConvBlock(channels, channels, 3, dilation=2),
+            _ConvBlock(channels, channels, 3, dilation=3),
+            _ConvBlock(channels, 2 * channels, 1),
+        )
+        self.project = nn.Sequential(nn.Linear(4 * channels, dim), nn.BatchNorm1d(dim))
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.frames(x)
+        stats = torch.cat([h.mean(dim=2), h.std(dim=2)], dim=1)
+        return F.normalize(self.project(stats), dim=1)
+
+
+class CosineHead(nn.Module):
+    """Logits = scale * cosine(embedding, class centre): trains the embedding for cosine scoring."""
+
+    def __init__(self, dim: int, n_classes: int, scale: float = 16.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.scale = scale
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.linear(emb, F.normalize(self.weight, dim=1))
+
+
+class EmbeddingClassifier(nn.Module):
+    """An embedder with its training head; ``embed`` is what identification and verification use."""
+
+    def __init__(self, embedder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.embedder = embedder
+        self.head = head
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embedder(x))
+
+
+@register_model("voicenet", features="logmel", epochs=6, summary="TDNN + statistics pooling, L2-normalised embedding (default)")
+def _voicenet(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    n_mels = input_shape[0]
+    embedder = VoiceEmbedder(n_mels)
+    return EmbeddingClassifier(embedder, CosineHead(embedder.dim, n_classes))
