@@ -130,18 +130,188 @@ def synth_cmd(out: Path, voices: str, sentences: str, assign: str, fmt: str, wor
     _synth(out, voices, sentences, assign, fmt, workers, seed, quiet, polly_engine, max_chars)
 
 
+def _setup_train_logging(quiet: bool) -> None:
+    _setup_logging(quiet)
+    if not quiet:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        for name in ("whichvoice.train", "whichvoice.dataset"):
+            lg = logging.getLogger(name)
+            lg.setLevel(logging.INFO)
+            lg.addHandler(handler)
+            lg.propagate = False
+
+
+def _feature_config(features: str | None, model: str, window: float | None):
+    from whichvoice.features import FeatureConfig
+    from whichvoice.models import model_spec
+
+    name = features or model_spec(model).features
+    return FeatureConfig(name=name, **({"window_s": window} if window else {}))
+
+
+def _model_choice() -> click.Choice:
+    # the registry's names, without importing torch for --help
+    return click.Choice(["voicenet", "seed"])
+
+
+@app.command("prepare")
+@click.argument("corpus", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--features", type=click.Choice(["logmel", "seed-image"]), default="logmel", show_default=True)
+@click.option("--window", type=click.FloatRange(min=0.1), default=None, help="Window length in seconds [default: 2].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split (and seed-image excerpts).")
+@click.option("--quiet", "-q", is_flag=True)
+def prepare_cmd(corpus: Path, out: Path, features: str, window: float | None, seed: int, quiet: bool) -> None:
+    """Compute features of CORPUS into OUT, split 80/10/10 by voice and sentence."""
+    _setup_logging(quiet)
+    from whichvoice.dataset import PrepareConfig, open_prepared, prepare
+
+    cfg = PrepareConfig(features=_feature_config(features, "voicenet", window), seed=seed)
+    prepared = open_prepared(prepare(corpus, out, cfg, progress=not quiet))
+    if not quiet:
+        meta = json.loads((prepared.root / "dataset.json").read_text())
+        counts = ", ".join(f"{s}: {c['clips']} clips / {c['windows']} windows" for s, c in meta["counts"].items())
+        click.echo(f"{len(prepared.labels)} voices; {counts} -> {out}")
+
+
+@app.command("train")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The run directory.")
+@click.option("--model", type=_model_choice(), default="voicenet", show_default=True)
+@click.option("--features", type=click.Choice(["logmel", "seed-image"]), default=None,
+              help="[default: the model's own: voicenet logmel, seed seed-image]")
+@click.option("--window", type=click.FloatRange(min=0.1), default=None, help="Window seconds [default: 2].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]")
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping after N epochs without improvement.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--quiet", "-q", is_flag=True)
+def train_cmd(source: Path, out: Path, model: str, features: str | None, window: float | None,
+              epochs: int | None, batch_size: int, lr: float, seed: int, device: str,
+              patience: int | None, resume: bool, quiet: bool) -> None:
+    """Train a model on SOURCE (a corpus, prepared once and cached, or a prepared folder)."""
+    _setup_train_logging(quiet)
+    from whichvoice.train import TrainConfig, train
+
+    cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      device=device, patience=patience)
+    feats = None if (source / "dataset.json").is_file() else _feature_config(features, model, window)
+    train(source, out, cfg, features=feats, resume=resume, progress=not quiet)
+
+
+def _print_table(metrics: dict) -> None:
+    click.echo(f"{'voice':34} {'support':>7} {'acc':>7} {'prec':>7} {'recall':>7} {'F1':>7}")
+    for r in metrics["per_voice"]:
+        click.echo(f"{r['voice']:34} {r['support']:>7} {r['accuracy']:>7.4f} {r['precision']:>7.4f} "
+                   f"{r['recall']:>7.4f} {r['f1']:>7.4f}")
+    click.echo(f"file-level accuracy {metrics['file_accuracy']:.4f} on {metrics['files']} files "
+               f"(window-level {metrics['window_accuracy']:.4f} on {metrics['windows']} windows)")
+
+
+@app.command("evaluate")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--corpus", type=click.Path(path_type=Path), help="Evaluate on this corpus's test split.")
+@click.option("--labels", "labels_csv", type=click.Path(path_type=Path), help="A CSV of path,voice.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), help="Where report.md and confusion.png go [default: RUN].")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--quiet", "-q", is_flag=True)
+def evaluate_cmd(run: Path, corpus: Path | None, labels_csv: Path | None, report_dir: Path | None,
+                 as_json: bool, quiet: bool) -> None:
+    """Accuracy, per-voice table, confusion matrix and report of RUN on held-out audio."""
+    _setup_logging(quiet)
+    from whichvoice.evaluate import evaluate
+
+    if corpus is None and labels_csv is None:
+        corpus = _training_corpus(run)
+    metrics = evaluate(run, corpus=corpus, labels_csv=labels_csv, report_dir=report_dir,
+                       progress=not (quiet or as_json))
+    if as_json:
+        click.echo(json.dumps(metrics))
+    elif not quiet:
+        _print_table(metrics)
+        click.echo(f"report: {metrics['report']}")
+
+
+def _training_corpus(run: Path) -> Path:
+    from whichvoice.errors import WhichvoiceError
+
+    try:
+        data = json.loads((run / "config.json").read_text())["data"]
+        return Path(json.loads((Path(data) / "dataset.json").read_text())["corpus"])
+    except (OSError, KeyError, ValueError) as e:
+        raise WhichvoiceError(f"{run}: give --corpus or --labels (the training corpus is unknown: {e})") from e
+
+
+@app.command("predict")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+def predict_cmd(run: Path, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Which voice reads each file (files or folders, any length); exit 1 if any failed."""
+    _setup_logging(True)
+    from whichvoice.predict import Prediction, expand_paths, load_model
+
+    model = load_model(run)
+    files = expand_paths(paths)
+    if not files:
+        raise click.UsageError("no audio files found in the given folders")
+    failed = 0
+    for path, result in zip(files, model.identify_many(files), strict=True):
+        if isinstance(result, Prediction):
+            if as_json:
+                click.echo(json.dumps(result.to_dict()))
+            else:
+                top = ", ".join(f"{v} {p:.3f}" for v, p in result.top[:3])
+                click.echo(f"{path}\t{result.voice}\t{result.confidence:.3f}\t[{top}]")
+        else:
+            failed += 1
+            if as_json:
+                click.echo(json.dumps({"path": str(path), "error": str(result)}))
+            else:
+                click.echo(f"{path}\terror: {result}", err=True)
+    if failed:
+        sys.exit(1)
+
+
 @app.command("demo")
-@click.option("--sentences", default="400", show_default=True, help="How many bundled sentences.")
+@click.option("--model", type=_model_choice(), default="voicenet", show_default=True)
+@click.option("--features", type=click.Choice(["logmel", "seed-image"]), default=None,
+              help="[default: the model's own]")
+@click.option("--sentences", type=click.IntRange(min=10), default=320, show_default=True,
+              help="Bundled sentences, each read by every default8 voice.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
-def demo_cmd(sentences: str, out: Path, seed: int, quiet: bool) -> None:
-    """The main job: synthesize a default8 corpus (training and evaluation come with issue 3)."""
-    _setup_logging(quiet)
+def demo_cmd(model: str, features: str | None, sentences: int, epochs: int | None, out: Path,
+             seed: int, quiet: bool) -> None:
+    """The main job: synthesize default8, train, evaluate, print the per-voice table.
+
+    `whichvoice demo --model seed --features seed-image` reproduces the talk.
+    """
+    _setup_train_logging(quiet)
+    from whichvoice.evaluate import evaluate
+    from whichvoice.train import TrainConfig, train
+
     corpus = out / "corpus"
+    run = out / f"run-{model}-{features or 'default'}"
     if not quiet:
-        click.echo(f"synthesizing {sentences} sentences x default8 (one random voice each) -> {corpus}")
-    _synth(corpus, "default8", sentences, "random", "mp3", None, seed, quiet, "standard", 300)
+        click.echo(f"[1/3] synthesizing {sentences} sentences x default8 -> {corpus}")
+    _synth(corpus, "default8", str(sentences), "all", "mp3", None, seed, quiet, "standard", 300)
+    if not quiet:
+        click.echo(f"[2/3] training {model} -> {run}")
+    train(corpus, run, TrainConfig(model=model, epochs=epochs, seed=seed),
+          features=_feature_config(features, model, None), progress=not quiet)
+    if not quiet:
+        click.echo("[3/3] evaluating on the held-out test sentences")
+    metrics = evaluate(run, corpus=corpus, progress=not quiet)
+    if not quiet:
+        _print_table(metrics)
+        click.echo(f"test accuracy {metrics['file_accuracy']:.4f}; report: {metrics['report']}")
 
 
 def main() -> None:

@@ -1,0 +1,198 @@
+"""Metrics on held-out audio: accuracy (window and file level), the per-voice table, the
+confusion matrix (PNG) and a markdown report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from whichvoice.dataset import DatasetError, load_corpus, split_clips
+from whichvoice.errors import WhichvoiceError
+from whichvoice.predict import Prediction, VoiceModel, load_model
+from whichvoice.train import METRICS, write_json
+
+REPORT = "report.md"
+CONFUSION_PNG = "confusion.png"
+
+
+@dataclass(frozen=True)
+class LabelledFile:
+    path: Path
+    voice: str
+
+
+def test_files(model: VoiceModel, corpus: str | os.PathLike) -> list[LabelledFile]:
+    """The test split of a corpus, split as the model's training data was (same seed)."""
+    clips = load_corpus(corpus)
+    prep = model.config["prepare"]
+    split = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
+    files = [LabelledFile(Path(corpus) / c.path, c.voice) for c in clips if split[c.id] == "test"]
+    if not files:
+        raise DatasetError(f"{corpus}: the test split is empty (too few sentences per voice)")
+    return files
+
+
+def _match_voice(name: str, labels: list[str]) -> str:
+    if name in labels:
+        return name
+    matches = [label for label in labels if label.split(":", 1)[-1].lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else name
+
+
+def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[LabelledFile]:
+    """Rows ``path,voice`` of a CSV (header optional; paths relative to the CSV's folder).
+    A voice may be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``)."""
+    csv_path = Path(csv_path)
+    try:
+        rows = list(csv.reader(csv_path.read_text("utf-8-sig").splitlines()))
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{csv_path}: cannot read ({e})") from e
+    files = []
+    for n, row in enumerate(rows, 1):
+        if not row or not "".join(row).strip():
+            continue
+        if n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "voice"]:
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise DatasetError(f"{csv_path}:{n}: expected 'path,voice', got {','.join(row)!r}")
+        path = Path(row[0].strip())
+        files.append(LabelledFile(path if path.is_absolute() else csv_path.parent / path,
+                                  _match_voice(row[1].strip(), labels)))
+    if not files:
+        raise DatasetError(f"{csv_path}: no rows")
+    return files
+
+
+def per_voice_table(truth: list[str], pred: list[str], voices: list[str]) -> list[dict]:
+    """Per voice: support, accuracy (= recall), precision, recall, F1."""
+    table = []
+    t, p = np.asarray(truth), np.asarray(pred)
+    for v in voices:
+        tp = int(((t == v) & (p == v)).sum())
+        support = int((t == v).sum())
+        predicted = int((p == v).sum())
+        recall = tp / support if support else 0.0
+        precision = tp / predicted if predicted else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        table.append({"voice": v, "support": support, "accuracy": recall, "precision": precision,
+                      "recall": recall, "f1": f1})
+    return table
+
+
+def confusion(truth: list[str], pred: list[str], voices: list[str]) -> np.ndarray:
+    """Counts, int64 (n_voices, n_voices): rows are the true voice, columns the prediction."""
+    index = {v: i for i, v in enumerate(voices)}
+    m = np.zeros((len(voices), len(voices)), np.int64)
+    for t, p in zip(truth, pred, strict=True):
+        m[index[t], index[p]] += 1
+    return m
+
+
+def plot_confusion(matrix: np.ndarray, voices: list[str], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    size = 2.5 + 0.55 * len(voices)
+    fig = Figure(figsize=(size + 1.5, size), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    rows = matrix.sum(axis=1, keepdims=True)
+    ax.imshow(matrix / np.maximum(rows, 1), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(voices)), voices, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(voices)), voices, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(voices)):
+        for j in range(len(voices)):
+            if matrix[i, j]:
+                frac = matrix[i, j] / max(rows[i, 0], 1)
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if frac > 0.5 else "black")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+
+
+def _report(metrics: dict, png: str) -> str:
+    lines = [
+        f"# Evaluation of `{metrics['run']}`",
+        "",
+        f"Data: {metrics['data']} — {metrics['files']} files ({metrics['errors']} unreadable), "
+        f"{metrics['windows']} windows.",
+        "",
+        f"- file-level accuracy: **{metrics['file_accuracy']:.4f}**",
+        f"- window-level accuracy: {metrics['window_accuracy']:.4f}",
+        "",
+        "| voice | support | accuracy | precision | recall | F1 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in metrics["per_voice"]:
+        lines.append(f"| {r['voice']} | {r['support']} | {r['accuracy']:.4f} | {r['precision']:.4f} "
+                     f"| {r['recall']:.4f} | {r['f1']:.4f} |")
+    lines += ["", f"![confusion matrix]({png})", ""]
+    if metrics["error_files"]:
+        lines += ["Unreadable files:", ""] + [f"- {e}" for e in metrics["error_files"]] + [""]
+    return "\n".join(lines)
+
+
+def evaluate(
+    run: str | os.PathLike,
+    *,
+    corpus: str | os.PathLike | None = None,
+    labels_csv: str | os.PathLike | None = None,
+    report_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a run on a corpus's test split or on a ``path,voice`` CSV.
+
+    Writes confusion.png and report.md to ``report_dir`` (default: the run), records the
+    result under "evaluation" in the run's metrics.json, and returns the metrics.
+    """
+    model = load_model(run)
+    if (corpus is None) == (labels_csv is None):
+        raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
+    files = test_files(model, corpus) if corpus is not None else labelled_files(labels_csv, model.labels)
+    truth, pred, errors, window_hits, windows = [], [], [], 0, 0
+    results = model.identify_many([f.path for f in files])
+    for f, result in tqdm(zip(files, results, strict=True), total=len(files), desc="evaluate",
+                          unit="file", disable=not progress, dynamic_ncols=True):
+        if isinstance(result, Prediction):
+            truth.append(f.voice)
+            pred.append(result.voice)
+            window_hits += sum(v == f.voice for v in result.window_voices)
+            windows += result.windows
+        else:
+            errors.append(str(result))
+    if not truth:
+        raise WhichvoiceError(f"none of the {len(files)} files could be read: {errors[0]}")
+    voices = model.labels + sorted(set(truth) - set(model.labels))
+    matrix = confusion(truth, pred, voices)
+    metrics = {
+        "run": str(run),
+        "data": f"test split of {corpus}" if corpus is not None else str(labels_csv),
+        "files": len(truth),
+        "errors": len(errors),
+        "error_files": errors,
+        "windows": windows,
+        "file_accuracy": float(np.mean(np.asarray(truth) == np.asarray(pred))),
+        "window_accuracy": window_hits / max(windows, 1),
+        "per_voice": per_voice_table(truth, pred, voices),
+        "voices": voices,
+        "confusion": matrix.tolist(),
+    }
+    out = Path(report_dir) if report_dir else Path(run)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_confusion(matrix, voices, out / CONFUSION_PNG)
+    (out / REPORT).write_text(_report(metrics, CONFUSION_PNG))
+    metrics["report"] = str(out / REPORT)
+    metrics_path = Path(run) / METRICS
+    saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    write_json(metrics_path, {**saved, "evaluation": metrics})
+    return metrics

@@ -1,0 +1,152 @@
+"""A trained run, loaded for prediction: ``load_model(RUN).identify("clip.mp3")``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from whichvoice.audio import AudioSource, load_audio, read_audio
+from whichvoice.errors import WhichvoiceError
+from whichvoice.features import FeatureConfig, logmel_windows, seed_windows
+from whichvoice.models import build_model
+
+AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au"}
+
+
+class ModelLoadError(WhichvoiceError):
+    """A run directory that does not hold a usable model."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One file's answer. ``top``: (voice, probability) best first; ``windows``: inputs scored."""
+
+    path: str
+    voice: str
+    confidence: float
+    top: list[tuple[str, float]]
+    probabilities: dict[str, float] = field(repr=False)
+    windows: int
+    window_voices: list[str] = field(repr=False, default_factory=list)
+
+    def to_dict(self, k: int = 3) -> dict:
+        return {
+            "path": self.path,
+            "voice": self.voice,
+            "confidence": round(self.confidence, 6),
+            "top": [{"voice": v, "p": round(p, 6)} for v, p in self.top[:k]],
+        }
+
+
+class VoiceModel:
+    """A trained model with its feature pipeline and labels; thread-safe for inference."""
+
+    def __init__(self, root: Path, config: dict, net: torch.nn.Module, device: torch.device) -> None:
+        self.root = root
+        self.config = config
+        self.labels: list[str] = list(config["labels"])
+        self.features = FeatureConfig.from_dict(config["features"])
+        self.net = net.eval()
+        self.device = device
+
+    def windows(self, source: AudioSource) -> np.ndarray:
+        """Model inputs for one file or bytes: float32 (n_windows, *input_shape)."""
+        if self.features.name == "seed-image":
+            wave, rate = read_audio(source)
+            load_audio(source)  # the same empty/silent checks as every other input
+            return seed_windows(wave, rate, self.features)
+        return logmel_windows([load_audio(source, self.features.sample_rate)], self.features)[0]
+
+    @torch.inference_mode()
+    def window_log_probs(self, windows: np.ndarray) -> np.ndarray:
+        """Log-probabilities per window, float32 (n_windows, n_labels)."""
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        return F.log_softmax(self.net(x), dim=1).float().cpu().numpy()
+
+    def _combine(self, name: str, logp: np.ndarray) -> Prediction:
+        # the file's answer: the mean of its windows' log-probabilities, renormalised
+        mean = logp.mean(axis=0)
+        probs = np.exp(mean - mean.max())
+        probs /= probs.sum()
+        order = np.argsort(-probs)
+        top = [(self.labels[i], float(probs[i])) for i in order]
+        return Prediction(
+            path=name,
+            voice=top[0][0],
+            confidence=top[0][1],
+            top=top,
+            probabilities={v: float(p) for v, p in zip(self.labels, probs, strict=True)},
+            windows=int(logp.shape[0]),
+            window_voices=[self.labels[i] for i in logp.argmax(axis=1)],
+        )
+
+    def identify(self, source: AudioSource, name: str | None = None) -> Prediction:
+        """Which of the model's voices reads ``source`` (a path or encoded bytes), any length."""
+        label = name or (str(source) if not isinstance(source, bytes | bytearray) else "<bytes>")
+        return self._combine(label, self.window_log_probs(self.windows(source)))
+
+    def identify_many(
+        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
+    ) -> Iterator[Prediction | WhichvoiceError]:
+        """Predictions in input order; a file that cannot be read yields its error instead.
+
+        Decoding and features run on ``workers`` threads; the network sees batches of files.
+        """
+        workers = workers or os.cpu_count() or 1
+
+        def prepare(src: AudioSource) -> np.ndarray | WhichvoiceError:
+            try:
+                return self.windows(src)
+            except WhichvoiceError as e:
+                return e
+
+        sources = list(sources)
+        with ThreadPoolExecutor(workers) as pool:
+            for i in range(0, len(sources), batch):
+                chunk = sources[i : i + batch]
+                prepared = list(pool.map(prepare, chunk))
+                good = [w for w in prepared if isinstance(w, np.ndarray)]
+                logp = self.window_log_probs(np.concatenate(good)) if good else None
+                at = 0
+                for src, w in zip(chunk, prepared, strict=True):
+                    if isinstance(w, WhichvoiceError):
+                        yield w
+                        continue
+                    yield self._combine(str(src), logp[at : at + len(w)])
+                    at += len(w)
+
+
+def load_model(run: str | os.PathLike, device: str = "cpu") -> VoiceModel:
+    """Rebuild a trained model from its run directory alone (config.json + model.safetensors)."""
+    from safetensors.torch import load_file
+
+    root = Path(run)
+    try:
+        config = json.loads((root / "config.json").read_text())
+        state = load_file(str(root / "model.safetensors"), device=device)
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"{root}: not a trained run ({Path(e.filename).name} missing)") from e
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{root}: cannot load the model ({e})") from e
+    net = build_model(config["model"], tuple(config["input_shape"]), len(config["labels"]))
+    net.load_state_dict(state)
+    return VoiceModel(root, config, net.to(device), torch.device(device))
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, and the audio files found (recursively, sorted) under each folder."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES))
+        else:
+            out.append(p)
+    return out
