@@ -26,8 +26,12 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--voices", default="default8")
     parser.add_argument("--workers", type=int, default=default_workers())
-    parser.add_argument("--out", type=Path, default=None, help="corpus folder (default: a temp one)")
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "synth.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="corpus folder (default: a temp one)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "synth.json"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 

@@ -18,7 +18,9 @@ SENTENCES = [
 ]
 
 
-def run_cli(*args: str, check: bool = False, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, check: bool = False, timeout: float = 600, **kw
+) -> subprocess.CompletedProcess:
     """Run ``python -m whichvoice ARGS`` in a subprocess, as a user would."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **kw.pop("env", {})}
     env = {k: v for k, v in env.items() if v is not None}  # None removes a variable
@@ -31,7 +33,9 @@ def run_cli(*args: str, check: bool = False, timeout: float = 600, **kw) -> subp
         **kw,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        raise AssertionError(
+            f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 
@@ -47,7 +51,50 @@ def sentences_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def sine(freq: float = 440.0, seconds: float = 1.0, rate: int = 16_000, amp: float = 0.5) -> np.ndarray:
+def sine(
+    freq: float = 440.0, seconds: float = 1.0, rate: int = 16_000, amp: float = 0.5
+) -> np.ndarray:
     """A float32 sine, shape (n_samples,)."""
     t = np.arange(int(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+SMALL_VOICES = "flite:slt,flite:rms,espeak-ng:en-us+f3,festival:ked_diphone"
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real corpus: 40 bundled sentences, each read by 4 voices of 3 engines (160 mp3 clips)."""
+    out = tmp_path_factory.mktemp("small") / "corpus"
+    run_cli(
+        "synth",
+        str(out),
+        "--voices",
+        SMALL_VOICES,
+        "--sentences",
+        "40",
+        "--assign",
+        "all",
+        "--quiet",
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model trained on ``small_corpus`` through the CLI."""
+    run = tmp_path_factory.mktemp("runs") / "voicenet"
+    run_cli(
+        "train",
+        str(small_corpus),
+        "--out",
+        str(run),
+        "--epochs",
+        "8",
+        "--batch-size",
+        "16",
+        "--quiet",
+        check=True,
+    )
+    return run

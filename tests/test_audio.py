@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from whichvoice.audio import SAMPLE_RATE, encode_audio, load_audio, read_audio, resample, write_atomic
+from whichvoice.audio import (
+    SAMPLE_RATE,
+    encode_audio,
+    load_audio,
+    read_audio,
+    resample,
+    write_atomic,
+)
 from whichvoice.errors import AudioDecodeError, SilentAudioError
 
 from .conftest import sine
@@ -31,17 +38,17 @@ def test_stereo_and_8bit_files(tmp_path: Path) -> None:
 def test_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.mp3"
     bad.write_bytes(b"this is not audio at all" * 10)
-    with pytest.raises(AudioDecodeError, match="corrupt.mp3"):
+    with pytest.raises(AudioDecodeError, match=r"corrupt\.mp3"):
         load_audio(bad)
-    with pytest.raises(AudioDecodeError, match="nope.wav"):
+    with pytest.raises(AudioDecodeError, match=r"nope\.wav"):
         load_audio(tmp_path / "nope.wav")
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
-    with pytest.raises(SilentAudioError, match="silent.wav"):
+    with pytest.raises(SilentAudioError, match=r"silent\.wav"):
         load_audio(silent)
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
-    with pytest.raises(AudioDecodeError, match="empty.wav"):
+    with pytest.raises(AudioDecodeError, match=r"empty\.wav"):
         load_audio(empty)
 
 

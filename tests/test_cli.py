@@ -9,8 +9,11 @@ from .conftest import SENTENCES
 def no_aws(tmp_path: Path) -> dict:
     """An environment with no AWS credentials anywhere."""
     names = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]
-    return {**dict.fromkeys(names), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-            "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    return {
+        **dict.fromkeys(names),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
 
 
 def test_help_is_instant_and_lists_commands(cli) -> None:
@@ -25,7 +28,16 @@ def test_voices_json_lists_every_voice_with_availability(cli) -> None:
     by_id = {r["id"]: r for r in rows}
     assert {"flite:slt", "festival:ked_diphone", "espeak-ng:en-us+f3", "polly:Joanna"} <= set(by_id)
     for r in rows:
-        assert {"id", "engine", "name", "gender", "accent", "sample_rate", "available", "reason"} <= set(r)
+        assert {
+            "id",
+            "engine",
+            "name",
+            "gender",
+            "accent",
+            "sample_rate",
+            "available",
+            "reason",
+        } <= set(r)
         assert r["available"] == (r["reason"] is None)
     assert by_id["flite:slt"]["available"]
     assert by_id["flite:kal"]["sample_rate"] == 8000
@@ -45,16 +57,44 @@ def test_voices_table_for_a_set(cli) -> None:
 @pytest.mark.slow
 def test_synth_end_to_end_with_random_assignment(cli, tmp_path: Path, sentences_file: Path) -> None:
     out = tmp_path / "corpus"
-    proc = cli("synth", str(out), "--voices", "flite:slt,espeak-ng:en-us+f3", "--sentences",
-               str(sentences_file), "--seed", "3", check=True)
+    proc = cli(
+        "synth",
+        str(out),
+        "--voices",
+        "flite:slt,espeak-ng:en-us+f3",
+        "--sentences",
+        str(sentences_file),
+        "--seed",
+        "3",
+        check=True,
+    )
     assert "3 clips made" in proc.stdout
     rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     assert sorted(r["text"] for r in rows) == sorted(SENTENCES)
-    again = cli("synth", str(out), "--voices", "flite:slt,espeak-ng:en-us+f3", "--sentences",
-                str(sentences_file), "--seed", "3", check=True)
+    again = cli(
+        "synth",
+        str(out),
+        "--voices",
+        "flite:slt,espeak-ng:en-us+f3",
+        "--sentences",
+        str(sentences_file),
+        "--seed",
+        "3",
+        check=True,
+    )
     assert "0 clips made, 3 skipped" in again.stdout
-    quiet = cli("synth", str(out), "--voices", "flite:slt,espeak-ng:en-us+f3", "--sentences",
-                str(sentences_file), "--seed", "3", "--quiet", check=True)
+    quiet = cli(
+        "synth",
+        str(out),
+        "--voices",
+        "flite:slt,espeak-ng:en-us+f3",
+        "--sentences",
+        str(sentences_file),
+        "--seed",
+        "3",
+        "--quiet",
+        check=True,
+    )
     assert quiet.stdout == "" and quiet.stderr == ""
 
 
@@ -68,7 +108,14 @@ def _one_line_error(proc, *needles: str) -> None:
 
 
 def test_unknown_voice(cli, tmp_path: Path) -> None:
-    proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt,festival:ked_diphon", "--sentences", "2")
+    proc = cli(
+        "synth",
+        str(tmp_path / "c"),
+        "--voices",
+        "flite:slt,festival:ked_diphon",
+        "--sentences",
+        "2",
+    )
     _one_line_error(proc, "festival:ked_diphon", "did you mean festival:ked_diphone")
 
 
@@ -76,8 +123,15 @@ def test_unavailable_engine(cli, tmp_path: Path) -> None:
     env = no_aws(tmp_path)
     proc = cli("synth", str(tmp_path / "c"), "--voices", "talk8", "--sentences", "2", env=env)
     _one_line_error(proc, "polly:Ivy", "no AWS credentials")
-    proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt", "--sentences", "2",
-               env={"PATH": str(tmp_path)})
+    proc = cli(
+        "synth",
+        str(tmp_path / "c"),
+        "--voices",
+        "flite:slt",
+        "--sentences",
+        "2",
+        env={"PATH": str(tmp_path)},
+    )
     _one_line_error(proc, "flite is not installed")
 
 

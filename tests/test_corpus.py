@@ -14,7 +14,17 @@ from whichvoice.corpus import MANIFEST, SynthConfig, plan, read_manifest, synthe
 from whichvoice.sentences import load_sentences, parse_sentences
 from whichvoice.voices import resolve_voices
 
-FIELDS = {"id", "path", "voice", "engine", "sentence_id", "text", "sample_rate", "duration_s", "sha256"}
+FIELDS = {
+    "id",
+    "path",
+    "voice",
+    "engine",
+    "sentence_id",
+    "text",
+    "sample_rate",
+    "duration_s",
+    "sha256",
+}
 
 
 def check_corpus(out: Path) -> list[dict]:
@@ -36,7 +46,9 @@ def check_corpus(out: Path) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["mp3", "wav"])
-def test_default8_every_voice_every_sentence_then_no_new_work(tmp_path: Path, sentences_file: Path, fmt: str) -> None:
+def test_default8_every_voice_every_sentence_then_no_new_work(
+    tmp_path: Path, sentences_file: Path, fmt: str
+) -> None:
     sentences = load_sentences(sentences_file).sentences
     cfg = SynthConfig(voices=("default8",), assign="all", format=fmt, workers=2)
     summary = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
@@ -103,8 +115,20 @@ def test_a_cut_manifest_line_is_dropped_on_resume(tmp_path: Path) -> None:
 
 
 def _start(out: Path, n: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "whichvoice", "synth", str(out), "--voices", "default8",
-           "--sentences", str(n), "--assign", "all", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "whichvoice",
+        "synth",
+        str(out),
+        "--voices",
+        "default8",
+        "--sentences",
+        str(n),
+        "--assign",
+        "all",
+        "--quiet",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -120,7 +144,9 @@ def _wait_for_lines(out: Path, n: int, proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_run_leaves_a_clean_manifest_and_resumes(tmp_path: Path, sig: signal.Signals) -> None:
+def test_killed_run_leaves_a_clean_manifest_and_resumes(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     n = 12
     proc = _start(tmp_path, n)
     _wait_for_lines(tmp_path, 10, proc)
@@ -136,7 +162,7 @@ def test_killed_run_leaves_a_clean_manifest_and_resumes(tmp_path: Path, sig: sig
     assert partial >= 10
 
     proc = _start(tmp_path, n)
-    out, err = proc.communicate(timeout=300)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     rows = check_corpus(tmp_path)
     assert len(rows) == n * 8

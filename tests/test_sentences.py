@@ -55,5 +55,5 @@ def test_empty_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     empty.write_text("\n\n  \n")
     with pytest.raises(SentencesError, match="no usable sentence"):
         load_sentences(empty)
-    with pytest.raises(SentencesError, match="missing.txt"):
+    with pytest.raises(SentencesError, match=r"missing\.txt"):
         load_sentences(tmp_path / "missing.txt")

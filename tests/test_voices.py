@@ -42,9 +42,16 @@ def test_engines_have_the_voices_the_issue_names() -> None:
     by_engine = {e: {v.name for v in get_engine(e).voices()} for e in engine_names()}
     assert {"slt", "awb", "rms", "kal16", "kal"} <= by_engine["flite"]
     assert {"kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"} <= by_engine["festival"]
-    assert {"Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"} <= by_engine[
-        "polly"
-    ]
+    assert {
+        "Ivy",
+        "Joanna",
+        "Joey",
+        "Justin",
+        "Kendra",
+        "Kimberly",
+        "Matthew",
+        "Salli",
+    } <= by_engine["polly"]
     assert len(ACCENTS) == 8
     assert {"en-us+f3", "en-gb-x-rp+m3", "en-029+m1", "en-us-nyc"} <= by_engine["espeak-ng"]
 
@@ -53,7 +60,16 @@ def test_voice_sets() -> None:
     assert set(VOICE_SETS) == {"default8", "talk8", "espeak-all"}
     assert [v.id for v in resolve_voices("default8")] == DEFAULT8
     talk = resolve_voices("talk8")
-    assert [v.name for v in talk] == ["Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"]
+    assert [v.name for v in talk] == [
+        "Ivy",
+        "Joanna",
+        "Joey",
+        "Justin",
+        "Kendra",
+        "Kimberly",
+        "Matthew",
+        "Salli",
+    ]
     espeak_all = resolve_voices("espeak-all")
     assert {v.accent for v in espeak_all} == set(ACCENTS.values())
     assert len(espeak_all) >= 8 * 13  # every accent with at least the classic m1-m8, f1-f5
@@ -91,7 +107,9 @@ def test_missing_program_gives_the_reason(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="needs festival")
-def test_missing_festival_voice_names_its_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_festival_voice_names_its_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from whichvoice.voices import festival
 
     monkeypatch.setattr(festival, "VOICE_ROOT", tmp_path)
@@ -99,7 +117,9 @@ def test_missing_festival_voice_names_its_package(monkeypatch: pytest.MonkeyPatc
     assert "festvox-kdlpc16k" in reason
 
 
-@pytest.mark.parametrize("voice_id", DEFAULT8 + ["flite:kal", "festival:kal_diphone", "espeak-ng:en-029+m1"])
+@pytest.mark.parametrize(
+    "voice_id", [*DEFAULT8, "flite:kal", "festival:kal_diphone", "espeak-ng:en-029+m1"]
+)
 def test_each_local_voice_speaks(voice_id: str) -> None:
     voice = find_voice(voice_id)
     engine = get_engine(voice.engine)

@@ -1,8 +1,45 @@
-"""whichvoice: tell which voice is speaking in a recording."""
+"""whichvoice: tell which voice is speaking in a recording.
+
+from whichvoice import load_model
+load_model("runs/demo/run-voicenet-default").identify("clip.mp3")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from whichvoice.audio import SAMPLE_RATE, load_audio
 from whichvoice.errors import WhichvoiceError
 
+if TYPE_CHECKING:
+    from whichvoice.predict import Prediction, VoiceModel, load_model
+
 __version__ = "0.1.0"
 
-__all__ = ["SAMPLE_RATE", "WhichvoiceError", "__version__", "load_audio"]
+__all__ = [
+    "SAMPLE_RATE",
+    "Prediction",
+    "VoiceModel",
+    "WhichvoiceError",
+    "__version__",
+    "identify",
+    "load_audio",
+    "load_model",
+]
+
+_LAZY = {"load_model", "VoiceModel", "Prediction"}  # torch loads only when asked for
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from whichvoice import predict
+
+        return getattr(predict, name)
+    raise AttributeError(f"module 'whichvoice' has no attribute {name!r}")
+
+
+def identify(run: str, source: str | bytes) -> Prediction:
+    """One-shot: load the model in ``run`` and say which voice reads ``source``."""
+    from whichvoice.predict import load_model
+
+    return load_model(run).identify(source)

@@ -90,7 +90,9 @@ def encode_audio(wave: np.ndarray, rate: int, fmt: str) -> bytes:
     try:
         major, subtype = _WRITE_FORMATS[fmt]
     except KeyError:
-        raise ValueError(f"unknown audio format {fmt!r}; valid: {', '.join(_WRITE_FORMATS)}") from None
+        raise ValueError(
+            f"unknown audio format {fmt!r}; valid: {', '.join(_WRITE_FORMATS)}"
+        ) from None
     buf = io.BytesIO()
     sf.write(buf, np.clip(wave, -1.0, 1.0), rate, format=major, subtype=subtype)
     return buf.getvalue()

@@ -59,7 +59,9 @@ def voices_cmd(as_json: bool, engine: str | None, voice_set: str | None, availab
     click.echo(f"{'id':34} {'gender':7} {'accent':19} {'rate':>6}  available")
     for v in voices:
         status = "yes" if reasons[v.id] is None else f"no: {reasons[v.id]}"
-        click.echo(f"{v.id:34} {v.gender or '-':7} {v.accent or '-':19} {v.sample_rate:>6}  {status}")
+        click.echo(
+            f"{v.id:34} {v.gender or '-':7} {v.accent or '-':19} {v.sample_rate:>6}  {status}"
+        )
     if not as_json:
         n_ok = sum(reasons[v.id] is None for v in voices)
         click.echo(f"{len(voices)} voices, {n_ok} available now", err=True)
@@ -104,27 +106,66 @@ def _synth(
         for failure in summary.failed[:10]:
             click.echo(f"  failed {failure.clip_id}: {failure.reason}", err=True)
         if len(summary.failed) > 10:
-            click.echo(f"  ... and {len(summary.failed) - 10} more in {out / 'failures.jsonl'}", err=True)
+            click.echo(
+                f"  ... and {len(summary.failed) - 10} more in {out / 'failures.jsonl'}", err=True
+            )
 
 
 @app.command("synth")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--voices", default="default8", show_default=True,
-              help="A voice set (default8, talk8, espeak-all) or comma-separated ids.")
-@click.option("--sentences", default="100", show_default=True,
-              help="N (the first N bundled sentences) or a text file, one sentence per line.")
-@click.option("--assign", type=click.Choice(["random", "all"]), default="random", show_default=True,
-              help="random: one random voice per sentence (the talk); all: every voice reads all.")
-@click.option("--format", "fmt", type=click.Choice(["mp3", "wav"]), default="mp3", show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores].")
+@click.option(
+    "--voices",
+    default="default8",
+    show_default=True,
+    help="A voice set (default8, talk8, espeak-all) or comma-separated ids.",
+)
+@click.option(
+    "--sentences",
+    default="100",
+    show_default=True,
+    help="N (the first N bundled sentences) or a text file, one sentence per line.",
+)
+@click.option(
+    "--assign",
+    type=click.Choice(["random", "all"]),
+    default="random",
+    show_default=True,
+    help="random: one random voice per sentence (the talk); all: every voice reads all.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["mp3", "wav"]), default="mp3", show_default=True
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores]."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--polly-engine", type=click.Choice(["standard", "neural"]), default="standard",
-              show_default=True, help="Polly engine (neural-only voices always use neural).")
-@click.option("--max-chars", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Skip sentences longer than this.")
+@click.option(
+    "--polly-engine",
+    type=click.Choice(["standard", "neural"]),
+    default="standard",
+    show_default=True,
+    help="Polly engine (neural-only voices always use neural).",
+)
+@click.option(
+    "--max-chars",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Skip sentences longer than this.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def synth_cmd(out: Path, voices: str, sentences: str, assign: str, fmt: str, workers: int | None,
-              seed: int, polly_engine: str, max_chars: int, quiet: bool) -> None:
+def synth_cmd(
+    out: Path,
+    voices: str,
+    sentences: str,
+    assign: str,
+    fmt: str,
+    workers: int | None,
+    seed: int,
+    polly_engine: str,
+    max_chars: int,
+    quiet: bool,
+) -> None:
     """Synthesize SENTENCES with VOICES into OUT (audio + manifest.jsonl); resumable."""
     _setup_logging(quiet)
     _synth(out, voices, sentences, assign, fmt, workers, seed, quiet, polly_engine, max_chars)
@@ -158,11 +199,26 @@ def _model_choice() -> click.Choice:
 @app.command("prepare")
 @click.argument("corpus", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--features", type=click.Choice(["logmel", "seed-image"]), default="logmel", show_default=True)
-@click.option("--window", type=click.FloatRange(min=0.1), default=None, help="Window length in seconds [default: 2].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split (and seed-image excerpts).")
+@click.option(
+    "--features", type=click.Choice(["logmel", "seed-image"]), default="logmel", show_default=True
+)
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Window length in seconds [default: 2].",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the split (and seed-image excerpts).",
+)
 @click.option("--quiet", "-q", is_flag=True)
-def prepare_cmd(corpus: Path, out: Path, features: str, window: float | None, seed: int, quiet: bool) -> None:
+def prepare_cmd(
+    corpus: Path, out: Path, features: str, window: float | None, seed: int, quiet: bool
+) -> None:
     """Compute features of CORPUS into OUT, split 80/10/10 by voice and sentence."""
     _setup_logging(quiet)
     from whichvoice.dataset import PrepareConfig, open_prepared, prepare
@@ -171,7 +227,9 @@ def prepare_cmd(corpus: Path, out: Path, features: str, window: float | None, se
     prepared = open_prepared(prepare(corpus, out, cfg, progress=not quiet))
     if not quiet:
         meta = json.loads((prepared.root / "dataset.json").read_text())
-        counts = ", ".join(f"{s}: {c['clips']} clips / {c['windows']} windows" for s, c in meta["counts"].items())
+        counts = ", ".join(
+            f"{s}: {c['clips']} clips / {c['windows']} windows" for s, c in meta["counts"].items()
+        )
         click.echo(f"{len(prepared.labels)} voices; {counts} -> {out}")
 
 
@@ -179,56 +237,116 @@ def prepare_cmd(corpus: Path, out: Path, features: str, window: float | None, se
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The run directory.")
 @click.option("--model", type=_model_choice(), default="voicenet", show_default=True)
-@click.option("--features", type=click.Choice(["logmel", "seed-image"]), default=None,
-              help="[default: the model's own: voicenet logmel, seed seed-image]")
-@click.option("--window", type=click.FloatRange(min=0.1), default=None, help="Window seconds [default: 2].")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]")
+@click.option(
+    "--features",
+    type=click.Choice(["logmel", "seed-image"]),
+    default=None,
+    help="[default: the model's own: voicenet logmel, seed seed-image]",
+)
+@click.option(
+    "--window", type=click.FloatRange(min=0.1), default=None, help="Window seconds [default: 2]."
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]"
+)
 @click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping after N epochs without improvement.")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Early stopping after N epochs without improvement.",
+)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--quiet", "-q", is_flag=True)
-def train_cmd(source: Path, out: Path, model: str, features: str | None, window: float | None,
-              epochs: int | None, batch_size: int, lr: float, seed: int, device: str,
-              patience: int | None, resume: bool, quiet: bool) -> None:
+def train_cmd(
+    source: Path,
+    out: Path,
+    model: str,
+    features: str | None,
+    window: float | None,
+    epochs: int | None,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str,
+    patience: int | None,
+    resume: bool,
+    quiet: bool,
+) -> None:
     """Train a model on SOURCE (a corpus, prepared once and cached, or a prepared folder)."""
     _setup_train_logging(quiet)
     from whichvoice.train import TrainConfig, train
 
-    cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                      device=device, patience=patience)
-    feats = None if (source / "dataset.json").is_file() else _feature_config(features, model, window)
+    cfg = TrainConfig(
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        patience=patience,
+    )
+    feats = (
+        None if (source / "dataset.json").is_file() else _feature_config(features, model, window)
+    )
     train(source, out, cfg, features=feats, resume=resume, progress=not quiet)
 
 
 def _print_table(metrics: dict) -> None:
     click.echo(f"{'voice':34} {'support':>7} {'acc':>7} {'prec':>7} {'recall':>7} {'F1':>7}")
     for r in metrics["per_voice"]:
-        click.echo(f"{r['voice']:34} {r['support']:>7} {r['accuracy']:>7.4f} {r['precision']:>7.4f} "
-                   f"{r['recall']:>7.4f} {r['f1']:>7.4f}")
-    click.echo(f"file-level accuracy {metrics['file_accuracy']:.4f} on {metrics['files']} files "
-               f"(window-level {metrics['window_accuracy']:.4f} on {metrics['windows']} windows)")
+        click.echo(
+            f"{r['voice']:34} {r['support']:>7} {r['accuracy']:>7.4f} {r['precision']:>7.4f} "
+            f"{r['recall']:>7.4f} {r['f1']:>7.4f}"
+        )
+    click.echo(
+        f"file-level accuracy {metrics['file_accuracy']:.4f} on {metrics['files']} files "
+        f"(window-level {metrics['window_accuracy']:.4f} on {metrics['windows']} windows)"
+    )
 
 
 @app.command("evaluate")
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--corpus", type=click.Path(path_type=Path), help="Evaluate on this corpus's test split.")
-@click.option("--labels", "labels_csv", type=click.Path(path_type=Path), help="A CSV of path,voice.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path), help="Where report.md and confusion.png go [default: RUN].")
+@click.option(
+    "--corpus", type=click.Path(path_type=Path), help="Evaluate on this corpus's test split."
+)
+@click.option(
+    "--labels", "labels_csv", type=click.Path(path_type=Path), help="A CSV of path,voice."
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(path_type=Path),
+    help="Where report.md and confusion.png go [default: RUN].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True)
-def evaluate_cmd(run: Path, corpus: Path | None, labels_csv: Path | None, report_dir: Path | None,
-                 as_json: bool, quiet: bool) -> None:
+def evaluate_cmd(
+    run: Path,
+    corpus: Path | None,
+    labels_csv: Path | None,
+    report_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Accuracy, per-voice table, confusion matrix and report of RUN on held-out audio."""
     _setup_logging(quiet)
     from whichvoice.evaluate import evaluate
 
     if corpus is None and labels_csv is None:
         corpus = _training_corpus(run)
-    metrics = evaluate(run, corpus=corpus, labels_csv=labels_csv, report_dir=report_dir,
-                       progress=not (quiet or as_json))
+    metrics = evaluate(
+        run,
+        corpus=corpus,
+        labels_csv=labels_csv,
+        report_dir=report_dir,
+        progress=not (quiet or as_json),
+    )
     if as_json:
         click.echo(json.dumps(metrics))
     elif not quiet:
@@ -243,7 +361,9 @@ def _training_corpus(run: Path) -> Path:
         data = json.loads((run / "config.json").read_text())["data"]
         return Path(json.loads((Path(data) / "dataset.json").read_text())["corpus"])
     except (OSError, KeyError, ValueError) as e:
-        raise WhichvoiceError(f"{run}: give --corpus or --labels (the training corpus is unknown: {e})") from e
+        raise WhichvoiceError(
+            f"{run}: give --corpus or --labels (the training corpus is unknown: {e})"
+        ) from e
 
 
 @app.command("predict")
@@ -279,16 +399,36 @@ def predict_cmd(run: Path, paths: tuple[Path, ...], as_json: bool) -> None:
 
 @app.command("demo")
 @click.option("--model", type=_model_choice(), default="voicenet", show_default=True)
-@click.option("--features", type=click.Choice(["logmel", "seed-image"]), default=None,
-              help="[default: the model's own]")
-@click.option("--sentences", type=click.IntRange(min=10), default=320, show_default=True,
-              help="Bundled sentences, each read by every default8 voice.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
+@click.option(
+    "--features",
+    type=click.Choice(["logmel", "seed-image"]),
+    default=None,
+    help="[default: the model's own]",
+)
+@click.option(
+    "--sentences",
+    type=click.IntRange(min=10),
+    default=320,
+    show_default=True,
+    help="Bundled sentences, each read by every default8 voice.",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]"
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
-def demo_cmd(model: str, features: str | None, sentences: int, epochs: int | None, out: Path,
-             seed: int, quiet: bool) -> None:
+def demo_cmd(
+    model: str,
+    features: str | None,
+    sentences: int,
+    epochs: int | None,
+    out: Path,
+    seed: int,
+    quiet: bool,
+) -> None:
     """The main job: synthesize default8, train, evaluate, print the per-voice table.
 
     `whichvoice demo --model seed --features seed-image` reproduces the talk.
@@ -304,8 +444,13 @@ def demo_cmd(model: str, features: str | None, sentences: int, epochs: int | Non
     _synth(corpus, "default8", str(sentences), "all", "mp3", None, seed, quiet, "standard", 300)
     if not quiet:
         click.echo(f"[2/3] training {model} -> {run}")
-    train(corpus, run, TrainConfig(model=model, epochs=epochs, seed=seed),
-          features=_feature_config(features, model, None), progress=not quiet)
+    train(
+        corpus,
+        run,
+        TrainConfig(model=model, epochs=epochs, seed=seed),
+        features=_feature_config(features, model, None),
+        progress=not quiet,
+    )
     if not quiet:
         click.echo("[3/3] evaluating on the held-out test sentences")
     metrics = evaluate(run, corpus=corpus, progress=not quiet)

@@ -60,7 +60,9 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.assign not in ASSIGN_MODES:
-            raise ValueError(f"assign must be one of {', '.join(ASSIGN_MODES)}, not {self.assign!r}")
+            raise ValueError(
+                f"assign must be one of {', '.join(ASSIGN_MODES)}, not {self.assign!r}"
+            )
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
         if self.workers < 1:
@@ -138,7 +140,9 @@ class SynthSummary:
         )
 
 
-def plan(sentences: list[Sentence], voices: list[Voice], assign: str, seed: int, fmt: str) -> list[Job]:
+def plan(
+    sentences: list[Sentence], voices: list[Voice], assign: str, seed: int, fmt: str
+) -> list[Job]:
     """The clips to make. ``random`` draws one voice per sentence from a seeded RNG, in order,
     so adding sentences later leaves earlier draws unchanged."""
     rng = random.Random(seed)
@@ -332,7 +336,9 @@ def synthesize_corpus(
     return summary
 
 
-def _record(result: tuple[Clip, float] | Failure, manifest, done: dict[str, Clip], summary: SynthSummary) -> None:
+def _record(
+    result: tuple[Clip, float] | Failure, manifest, done: dict[str, Clip], summary: SynthSummary
+) -> None:
     if isinstance(result, Failure):
         summary.failed.append(result)
         log.warning("%s failed: %s", result.clip_id, result.reason)

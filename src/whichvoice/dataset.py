@@ -63,14 +63,18 @@ def load_corpus(corpus: str | os.PathLike) -> list[Clip]:
     """The clips of a corpus folder (its manifest.jsonl); DatasetError when there is none."""
     path = Path(corpus) / MANIFEST
     if not path.is_file():
-        raise DatasetError(f"{corpus}: not a corpus (no {MANIFEST}); make one with `whichvoice synth`")
+        raise DatasetError(
+            f"{corpus}: not a corpus (no {MANIFEST}); make one with `whichvoice synth`"
+        )
     clips = read_manifest(path)
     if not clips:
         raise DatasetError(f"{path}: the manifest lists no clips")
     return clips
 
 
-def split_clips(clips: list[Clip], seed: int, val: float = 0.1, test: float = 0.1) -> dict[str, str]:
+def split_clips(
+    clips: list[Clip], seed: int, val: float = 0.1, test: float = 0.1
+) -> dict[str, str]:
     """Clip id -> split. Grouped by sentence (a sentence's clips share a split) and stratified
     by voice: sentences are bucketed by the set of voices that read them, and each bucket is
     shuffled (seeded) and cut val/test/train. Deterministic for a given manifest and seed."""
@@ -89,7 +93,9 @@ def split_clips(clips: list[Clip], seed: int, val: float = 0.1, test: float = 0.
         n_val = round(n * val) if n >= 3 else 0
         n_test = round(n * test) if n >= 3 else 0
         for i, sentence_id in enumerate(group):
-            split_of[sentence_id] = "val" if i < n_val else "test" if i < n_val + n_test else "train"
+            split_of[sentence_id] = (
+                "val" if i < n_val else "test" if i < n_val + n_test else "train"
+            )
     return {c.id: split_of[c.sentence_id] for c in clips}
 
 
@@ -131,13 +137,18 @@ def clip_features(
     """
     workers = workers or os.cpu_count() or 1
     if cfg.name == "seed-image":
-        jobs = [(str(p), s, cfg.to_dict()) for p, s in zip(paths, starts or [None] * len(paths), strict=True)]
+        jobs = [
+            (str(p), s, cfg.to_dict())
+            for p, s in zip(paths, starts or [None] * len(paths), strict=True)
+        ]
         with ProcessPoolExecutor(workers) as pool:
             yield from pool.map(_seed_features, jobs, chunksize=8)
         return
     with ThreadPoolExecutor(workers) as pool:
         for i in range(0, len(paths), BATCH):
-            waves = [w for w, _ in pool.map(lambda p: _decode(p, cfg.sample_rate), paths[i : i + BATCH])]
+            waves = [
+                w for w, _ in pool.map(lambda p: _decode(p, cfg.sample_rate), paths[i : i + BATCH])
+            ]
             yield from logmel_windows(waves, cfg)
 
 
@@ -164,7 +175,9 @@ def prepare(
     by_split: dict[str, dict[str, list]] = {s: {"x": [], "y": [], "clip": []} for s in SPLITS}
     rows = []
     paths = [corpus / c.path for c in clips]
-    bar = tqdm(total=len(clips), desc="features", unit="clip", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(clips), desc="features", unit="clip", disable=not progress, dynamic_ncols=True
+    )
     try:
         for row, (clip, windows) in enumerate(
             zip(clips, clip_features(paths, cfg.features, starts=starts), strict=True)
@@ -174,8 +187,16 @@ def prepare(
             part["x"].append(windows.astype(np.float16))
             part["y"].extend([label_index[clip.voice]] * len(windows))
             part["clip"].extend([row] * len(windows))
-            rows.append({"id": clip.id, "path": clip.path, "voice": clip.voice,
-                         "sentence_id": clip.sentence_id, "split": split, "windows": len(windows)})
+            rows.append(
+                {
+                    "id": clip.id,
+                    "path": clip.path,
+                    "voice": clip.voice,
+                    "sentence_id": clip.sentence_id,
+                    "split": split,
+                    "windows": len(windows),
+                }
+            )
             bar.update(1)
     except AudioDecodeError as e:
         raise DatasetError(f"corpus {corpus}: {e}") from e
@@ -183,14 +204,26 @@ def prepare(
         bar.close()
     counts = {}
     for split, part in by_split.items():
-        x = np.concatenate(part["x"]) if part["x"] else np.zeros((0, *cfg.features.input_shape), np.float16)
+        x = (
+            np.concatenate(part["x"])
+            if part["x"]
+            else np.zeros((0, *cfg.features.input_shape), np.float16)
+        )
         np.save(tmp / f"{split}_x.npy", x)
         np.save(tmp / f"{split}_y.npy", np.asarray(part["y"], dtype=np.int64))
         np.save(tmp / f"{split}_clip.npy", np.asarray(part["clip"], dtype=np.int64))
-        counts[split] = {"clips": sum(r["split"] == split for r in rows), "windows": int(x.shape[0])}
+        counts[split] = {
+            "clips": sum(r["split"] == split for r in rows),
+            "windows": int(x.shape[0]),
+        }
     (tmp / INDEX).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    meta = {"prepare": cfg.to_dict(), "labels": labels, "counts": counts,
-            "corpus": str(corpus.resolve()), "manifest_sha256": _manifest_digest(corpus)}
+    meta = {
+        "prepare": cfg.to_dict(),
+        "labels": labels,
+        "counts": counts,
+        "corpus": str(corpus.resolve()),
+        "manifest_sha256": _manifest_digest(corpus),
+    }
     (tmp / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n")
     if out.exists():
         import shutil
@@ -225,7 +258,9 @@ def open_prepared(path: str | os.PathLike) -> Prepared:
     return Prepared(root, PrepareConfig.from_dict(meta["prepare"]), meta["labels"], index)
 
 
-def ensure_prepared(source: str | os.PathLike, cfg: PrepareConfig, *, progress: bool = True) -> Prepared:
+def ensure_prepared(
+    source: str | os.PathLike, cfg: PrepareConfig, *, progress: bool = True
+) -> Prepared:
     """A prepared dataset from a prepared folder, or from a corpus (prepared once, cached)."""
     source = Path(source)
     if (source / DATASET_JSON).is_file():

@@ -62,8 +62,12 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
             raise DatasetError(f"{csv_path}:{n}: expected 'path,voice', got {','.join(row)!r}")
         path = Path(row[0].strip())
-        files.append(LabelledFile(path if path.is_absolute() else csv_path.parent / path,
-                                  _match_voice(row[1].strip(), labels)))
+        files.append(
+            LabelledFile(
+                path if path.is_absolute() else csv_path.parent / path,
+                _match_voice(row[1].strip(), labels),
+            )
+        )
     if not files:
         raise DatasetError(f"{csv_path}: no rows")
     return files
@@ -80,8 +84,16 @@ def per_voice_table(truth: list[str], pred: list[str], voices: list[str]) -> lis
         recall = tp / support if support else 0.0
         precision = tp / predicted if predicted else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        table.append({"voice": v, "support": support, "accuracy": recall, "precision": precision,
-                      "recall": recall, "f1": f1})
+        table.append(
+            {
+                "voice": v,
+                "support": support,
+                "accuracy": recall,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+            }
+        )
     return table
 
 
@@ -112,8 +124,15 @@ def plot_confusion(matrix: np.ndarray, voices: list[str], path: Path) -> None:
         for j in range(len(voices)):
             if matrix[i, j]:
                 frac = matrix[i, j] / max(rows[i, 0], 1)
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if frac > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if frac > 0.5 else "black",
+                )
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
@@ -134,8 +153,10 @@ def _report(metrics: dict, png: str) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in metrics["per_voice"]:
-        lines.append(f"| {r['voice']} | {r['support']} | {r['accuracy']:.4f} | {r['precision']:.4f} "
-                     f"| {r['recall']:.4f} | {r['f1']:.4f} |")
+        lines.append(
+            f"| {r['voice']} | {r['support']} | {r['accuracy']:.4f} | {r['precision']:.4f} "
+            f"| {r['recall']:.4f} | {r['f1']:.4f} |"
+        )
     lines += ["", f"![confusion matrix]({png})", ""]
     if metrics["error_files"]:
         lines += ["Unreadable files:", ""] + [f"- {e}" for e in metrics["error_files"]] + [""]
@@ -158,11 +179,21 @@ def evaluate(
     model = load_model(run)
     if (corpus is None) == (labels_csv is None):
         raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
-    files = test_files(model, corpus) if corpus is not None else labelled_files(labels_csv, model.labels)
+    files = (
+        test_files(model, corpus)
+        if corpus is not None
+        else labelled_files(labels_csv, model.labels)
+    )
     truth, pred, errors, window_hits, windows = [], [], [], 0, 0
     results = model.identify_many([f.path for f in files])
-    for f, result in tqdm(zip(files, results, strict=True), total=len(files), desc="evaluate",
-                          unit="file", disable=not progress, dynamic_ncols=True):
+    for f, result in tqdm(
+        zip(files, results, strict=True),
+        total=len(files),
+        desc="evaluate",
+        unit="file",
+        disable=not progress,
+        dynamic_ncols=True,
+    ):
         if isinstance(result, Prediction):
             truth.append(f.voice)
             pred.append(result.voice)

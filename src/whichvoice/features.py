@@ -23,6 +23,7 @@ from whichvoice.audio import SAMPLE_RATE
 
 FEATURE_NAMES = ("logmel", "seed-image")
 TRIM_DB = 40.0  # dB below the loudest frame that counts as silence at the edges
+TARGET_RMS = 0.05  # full scale (-26 dBFS); every clip is brought to this level
 SEED_START_S = (0.5, 1.0)  # s; the talk drew each excerpt's start in this range
 SEED_PIXELS = 140  # 1.4 in x 100 dpi
 
@@ -48,7 +49,7 @@ class FeatureConfig:
 
     @property
     def window_frames(self) -> int:
-        return int(round(self.window_s * self.sample_rate / self.frame_hop))
+        return round(self.window_s * self.sample_rate / self.frame_hop)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -77,7 +78,9 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
     """Triangular HTK-style mel filters, float32, shape (n_mels, n_fft // 2 + 1)."""
     freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(20.0)), _hz_to_mel(np.array(sample_rate / 2)), n_mels + 2))
+    edges = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array(20.0)), _hz_to_mel(np.array(sample_rate / 2)), n_mels + 2)
+    )
     lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lower) / (center - lower)
     down = (upper - freqs[None, :]) / (upper - center)
@@ -124,6 +127,12 @@ def trim_silence(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return wave[loud[0] * hop : (loud[-1] + 1) * hop]
 
 
+def normalize_level(wave: np.ndarray) -> np.ndarray:
+    """Scale to TARGET_RMS, so a quiet recording and a loud one give the same features."""
+    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
+    return (wave * (TARGET_RMS / rms)).astype(np.float32) if rms > 1e-8 else wave
+
+
 def window_starts(total: int, size: int, step: int) -> list[int]:
     """Starts of windows of ``size`` over ``total`` frames: every ``step``, the last one flush
     with the end; a single window at 0 when ``total`` is shorter than ``size``."""
@@ -141,7 +150,7 @@ def cut_windows(logmel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     A clip shorter than one window is repeated to fill it, so every input has one shape.
     """
     size = cfg.window_frames
-    step = max(1, int(round(cfg.hop_s * cfg.sample_rate / cfg.frame_hop)))
+    step = max(1, round(cfg.hop_s * cfg.sample_rate / cfg.frame_hop))
     frames = logmel.shape[1]
     if frames < size:
         logmel = np.tile(logmel, (1, math.ceil(size / max(frames, 1))))[:, :size]
@@ -160,7 +169,7 @@ def logmel_windows(
     """
     if not waves:
         return []
-    clips = [trim_silence(w, cfg) if cfg.trim else w for w in waves]
+    clips = [normalize_level(trim_silence(w, cfg) if cfg.trim else w) for w in waves]
     lengths = [c.shape[0] for c in clips]
     batch = np.zeros((len(clips), max(max(lengths), cfg.n_fft)), dtype=np.float32)
     for i, c in enumerate(clips):
@@ -200,7 +209,9 @@ def seed_image(wave: np.ndarray, rate: int, start_s: float, cfg: FeatureConfig) 
     return (rgb.transpose(2, 0, 1) / 255.0).astype(np.float32)
 
 
-def seed_windows(wave: np.ndarray, rate: int, cfg: FeatureConfig, start_s: float | None = None) -> np.ndarray:
+def seed_windows(
+    wave: np.ndarray, rate: int, cfg: FeatureConfig, start_s: float | None = None
+) -> np.ndarray:
     """Seed images for one clip: at ``start_s`` when given (training, as the talk), else at
     the middle of the talk's range and then every ``hop_s`` (prediction on any length).
     Returns float32, shape (n_windows, 3, 140, 140)."""

@@ -49,7 +49,9 @@ def model_spec(name: str) -> ModelSpec:
     try:
         return _MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(model_names())}") from None
+        raise ValueError(
+            f"unknown model {name!r}; valid models: {', '.join(model_names())}"
+        ) from None
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
@@ -92,13 +94,17 @@ class SeedCNN(nn.Module):
         return self.output(self.features(x))
 
 
-@register_model("seed", features="seed-image", epochs=5, summary="the talk's CNN on spectrogram images")
+@register_model(
+    "seed", features="seed-image", epochs=5, summary="the talk's CNN on spectrogram images"
+)
 def _seed(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     return SeedCNN(input_shape, n_classes)
 
 
 class _ConvBlock(nn.Sequential):
-    def __init__(self, cin: int, cout: int, kernel: int, *, stride: int = 1, dilation: int = 1) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel: int, *, stride: int = 1, dilation: int = 1
+    ) -> None:
         pad = dilation * (kernel - 1) // 2
         super().__init__(
             nn.Conv1d(cin, cout, kernel, stride=stride, padding=pad, dilation=dilation, bias=False),
@@ -157,7 +163,12 @@ class EmbeddingClassifier(nn.Module):
         return self.head(self.embedder(x))
 
 
-@register_model("voicenet", features="logmel", epochs=6, summary="TDNN + statistics pooling, L2-normalised embedding (default)")
+@register_model(
+    "voicenet",
+    features="logmel",
+    epochs=6,
+    summary="TDNN + statistics pooling, L2-normalised embedding (default)",
+)
 def _voicenet(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     n_mels = input_shape[0]
     embedder = VoiceEmbedder(n_mels)

@@ -49,7 +49,9 @@ class Prediction:
 class VoiceModel:
     """A trained model with its feature pipeline and labels; thread-safe for inference."""
 
-    def __init__(self, root: Path, config: dict, net: torch.nn.Module, device: torch.device) -> None:
+    def __init__(
+        self, root: Path, config: dict, net: torch.nn.Module, device: torch.device
+    ) -> None:
         self.root = root
         self.config = config
         self.labels: list[str] = list(config["labels"])
@@ -146,7 +148,11 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES))
+            out.extend(
+                sorted(
+                    f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
+                )
+            )
         else:
             out.append(p)
     return out

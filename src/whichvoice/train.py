@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from whichvoice.audio import write_atomic
-from whichvoice.dataset import Prepared, PrepareConfig, ensure_prepared
+from whichvoice.dataset import PrepareConfig, Prepared, ensure_prepared
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig
 from whichvoice.models import build_model, model_spec
@@ -76,7 +76,9 @@ def _one_window_per_clip(clip_rows: np.ndarray, rng: np.random.Generator) -> np.
 
 
 @torch.inference_mode()
-def _scores(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
+def _scores(
+    model: torch.nn.Module, x: np.ndarray, device: torch.device, batch: int = 256
+) -> np.ndarray:
     """Log-probabilities of each window, float32 (n, n_classes)."""
     model.eval()
     out = []
@@ -86,7 +88,9 @@ def _scores(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch: 
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def accuracy(model: torch.nn.Module, data: Prepared, split: str, device: torch.device) -> tuple[float, float, float]:
+def accuracy(
+    model: torch.nn.Module, data: Prepared, split: str, device: torch.device
+) -> tuple[float, float, float]:
     """(loss, window accuracy, file accuracy) on a split; files average their windows' log-probs."""
     x, y, clip = data.arrays(split)
     if x.shape[0] == 0:
@@ -107,7 +111,7 @@ def lr_at(epoch: int, total: int, base: float) -> float:
     """Cosine decay from ``base`` to base/20 over the run (constant for one epoch)."""
     if total <= 1:
         return base
-    return base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / (total - 1))))
+    return float(base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / (total - 1)))))
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -138,7 +142,9 @@ def train(
         features = FeatureConfig.from_dict(saved["features"])
         prepare_seed = saved["prepare"]["seed"]
     features = features or FeatureConfig(name=spec.features)
-    prep_cfg = PrepareConfig(features=features, seed=cfg.seed if prepare_seed is None else prepare_seed)
+    prep_cfg = PrepareConfig(
+        features=features, seed=cfg.seed if prepare_seed is None else prepare_seed
+    )
     data = ensure_prepared(source, prep_cfg, progress=progress)
     features = data.cfg.features
     labels = data.labels
@@ -167,6 +173,13 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         start, stale = int(state["epoch"]) + 1, int(state["stale"])
         best = (float(state["best_acc"]), float(state["best_neg_loss"]))
+        # a kill between the epoch line and the checkpoint leaves a line for an epoch to redo
+        kept = [
+            line
+            for line in (out / EPOCHS).read_text().splitlines()
+            if json.loads(line)["epoch"] <= start
+        ]
+        write_atomic(out / EPOCHS, "".join(line + "\n" for line in kept).encode())
         log.info("resuming %s at epoch %d", out, start + 1)
     else:
         (out / EPOCHS).unlink(missing_ok=True)
@@ -182,8 +195,14 @@ def train(
         order = _one_window_per_clip(clip_train, rng)
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{epochs}",
-                   unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            range(0, len(order), cfg.batch_size),
+            desc=f"epoch {epoch + 1}/{epochs}",
+            unit="batch",
+            leave=False,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         for i in bar:
             idx = np.sort(order[i : i + cfg.batch_size])
             if len(idx) < 2:  # batch norm needs two samples
@@ -198,7 +217,9 @@ def train(
             total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False
+            )
         bar.close()
         val_loss, val_acc, val_file_acc = accuracy(model, data, "val", device)
         row = {
@@ -213,7 +234,13 @@ def train(
         }
         log.info(
             "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f (files %.4f)  %.1f s",
-            epoch + 1, epochs, row["loss"], row["train_acc"], val_acc, val_file_acc, row["seconds"],
+            epoch + 1,
+            epochs,
+            row["loss"],
+            row["train_acc"],
+            val_acc,
+            val_file_acc,
+            row["seconds"],
         )
         with open(out / EPOCHS, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -223,8 +250,14 @@ def train(
             _save_weights(model, out / WEIGHTS)
         else:
             stale += 1
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "epoch": epoch, "stale": stale, "best_acc": best[0], "best_neg_loss": best[1]}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "stale": stale,
+            "best_acc": best[0],
+            "best_neg_loss": best[1],
+        }
         tmp = out / f".{CHECKPOINT}.tmp"
         torch.save(state, tmp)
         os.replace(tmp, out / CHECKPOINT)

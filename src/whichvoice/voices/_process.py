@@ -10,7 +10,7 @@ TIMEOUT_S = 60.0  # s; no sentence takes a local engine this long
 
 
 def run(cmd: list[str], *, stdin: bytes | None = None, what: str) -> bytes:
-    """Run ``cmd`` and return its stdout; SynthesisError with the engine's own message on failure."""
+    """Run ``cmd`` and return its stdout; SynthesisError with the engine's message on failure."""
     try:
         proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as e:

@@ -77,7 +77,7 @@ class Engine(ABC):
         """None when the engine can run now, else why not ("flite is not installed")."""
 
     def voice_unavailable_reason(self, voice: Voice) -> str | None:
-        """None when ``voice`` can be used now, else why not; engines with optional voices override."""
+        """None when ``voice`` can be used now, else why not (engines with optional voices)."""
         return self.unavailable_reason()
 
     @abstractmethod

@@ -1,0 +1,85 @@
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whichvoice.corpus import Clip
+from whichvoice.dataset import (
+    DatasetError,
+    PrepareConfig,
+    ensure_prepared,
+    open_prepared,
+    prepare,
+    split_clips,
+)
+from whichvoice.features import FeatureConfig
+
+
+def fake_clips(n_sentences: int, voices: list[str], assign_all: bool) -> list[Clip]:
+    clips = []
+    for s in range(n_sentences):
+        chosen = voices if assign_all else [voices[s % len(voices)]]
+        for v in chosen:
+            clips.append(Clip(f"s{s}-{v}", f"a/{s}-{v}.mp3", v, "x", f"s{s}", "t", 16000, 1.0, "0"))
+    return clips
+
+
+@pytest.mark.parametrize("assign_all", [True, False])
+def test_split_is_grouped_stratified_and_deterministic(assign_all: bool) -> None:
+    voices = [f"e:v{i}" for i in range(8)]
+    clips = fake_clips(400, voices, assign_all)
+    split = split_clips(clips, seed=3)
+    assert split == split_clips(clips, seed=3)
+    assert split != split_clips(clips, seed=4)
+    by_sentence: dict[str, set[str]] = {}
+    for c in clips:
+        by_sentence.setdefault(c.sentence_id, set()).add(split[c.id])
+    assert all(len(s) == 1 for s in by_sentence.values())  # no sentence in two splits
+    counts = Counter(split.values())
+    assert abs(counts["test"] / len(clips) - 0.1) < 0.02
+    assert abs(counts["val"] / len(clips) - 0.1) < 0.02
+    for v in voices:  # every voice in every split, in proportion
+        per = Counter(split[c.id] for c in clips if c.voice == v)
+        assert per["test"] >= 4 and per["val"] >= 4 and per["train"] >= 35
+
+
+@pytest.mark.slow
+def test_prepare_writes_memory_mappable_arrays(small_corpus: Path, tmp_path: Path) -> None:
+    out = prepare(small_corpus, tmp_path / "prep", PrepareConfig(seed=1), progress=False)
+    data = open_prepared(out)
+    assert len(data.labels) == 4
+    meta = json.loads((out / "dataset.json").read_text())
+    assert sum(c["clips"] for c in meta["counts"].values()) == 160
+    sentences = {}
+    for row in data.index:
+        assert sentences.setdefault(row["sentence_id"], row["split"]) == row["split"]
+    for split in ("train", "val", "test"):
+        x, y, clip = data.arrays(split)
+        assert isinstance(x, np.memmap)
+        assert x.dtype == np.float16 and x.shape[1:] == (64, 200)
+        assert len(x) == len(y) == len(clip) > 0
+        assert set(np.unique(y)) <= set(range(4))
+        assert all(data.index[c]["split"] == split for c in np.unique(clip))
+        assert np.isfinite(np.asarray(x[:50], dtype=np.float32)).all()
+    assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pickle"))
+    # prepared once, then reused from the cache
+    cached = ensure_prepared(small_corpus, PrepareConfig(seed=1), progress=False)
+    again = ensure_prepared(small_corpus, PrepareConfig(seed=1), progress=False)
+    assert cached.root == again.root and cached.root.parent.name == "prepared"
+
+
+@pytest.mark.slow
+def test_prepare_seed_images(small_corpus: Path, tmp_path: Path) -> None:
+    cfg = PrepareConfig(features=FeatureConfig(name="seed-image"), seed=0)
+    data = open_prepared(prepare(small_corpus, tmp_path / "seed", cfg, progress=False))
+    x, _, clip = data.arrays("test")
+    assert x.shape[1:] == (3, 140, 140)
+    assert len(np.unique(clip)) == len(clip)  # one excerpt per clip, as the talk
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_not_a_corpus(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not a corpus"):
+        ensure_prepared(tmp_path, PrepareConfig())

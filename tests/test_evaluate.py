@@ -1,0 +1,75 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from whichvoice.corpus import read_manifest
+from whichvoice.evaluate import confusion, per_voice_table
+
+
+def test_per_voice_table_and_confusion() -> None:
+    truth = ["a", "a", "b", "b", "c"]
+    pred = ["a", "b", "b", "b", "a"]
+    table = {r["voice"]: r for r in per_voice_table(truth, pred, ["a", "b", "c"])}
+    assert table["a"]["recall"] == 0.5 and table["a"]["precision"] == 0.5
+    assert table["b"]["precision"] == pytest.approx(2 / 3) and table["b"]["recall"] == 1.0
+    assert table["c"]["f1"] == 0.0
+    m = confusion(truth, pred, ["a", "b", "c"])
+    assert m.sum() == 5 and m.trace() == 3 and m[2, 0] == 1
+
+
+@pytest.mark.slow
+def test_cli_evaluate_on_the_test_split(
+    cli, trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    proc = cli(
+        "evaluate",
+        str(trained_run),
+        "--corpus",
+        str(small_corpus),
+        "--json",
+        "--report",
+        str(tmp_path / "rep"),
+        check=True,
+    )
+    metrics = json.loads(proc.stdout)
+    assert metrics["files"] > 0 and metrics["errors"] == 0
+    assert metrics["file_accuracy"] >= 0.8
+    assert 0 <= metrics["window_accuracy"] <= 1
+    assert {r["voice"] for r in metrics["per_voice"]} == set(metrics["voices"])
+    assert (tmp_path / "rep" / "report.md").read_text().count("|") > 20
+    assert (tmp_path / "rep" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((trained_run / "metrics.json").read_text())
+    assert saved["evaluation"]["file_accuracy"] == metrics["file_accuracy"]
+
+
+@pytest.mark.slow
+def test_cli_evaluate_on_a_labels_csv(
+    cli, trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    clips = read_manifest(small_corpus / "manifest.jsonl")[:6]
+    csv = tmp_path / "labels.csv"
+    rows = [
+        f"{small_corpus / c.path},{c.voice.split(':', 1)[1] if i % 2 else c.voice}"
+        for i, c in enumerate(clips)
+    ]
+    csv.write_text("path,voice\n" + "\n".join(rows) + "\n")
+    proc = cli(
+        "evaluate", str(trained_run), "--labels", str(csv), "--report", str(tmp_path), check=True
+    )
+    assert "file-level accuracy" in proc.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("only-one-column\n")
+    proc = cli("evaluate", str(trained_run), "--labels", str(bad))
+    assert proc.returncode == 2 and "bad.csv:1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_demo_end_to_end(cli, tmp_path: Path) -> None:
+    proc = cli(
+        "demo", "--sentences", "20", "--epochs", "4", "--out", str(tmp_path / "demo"), check=True
+    )
+    assert "test accuracy" in proc.stdout
+    for voice in ("flite:slt", "espeak-ng:en-gb-x-rp+m3", "festival:cmu_us_slt_arctic_hts"):
+        assert voice in proc.stdout
+    assert list((tmp_path / "demo").rglob("report.md"))

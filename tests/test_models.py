@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+
+from whichvoice.models import SeedCNN, build_model, model_names, model_spec
+
+
+def test_registry_lists_and_rejects() -> None:
+    assert {"seed", "voicenet"} <= set(model_names())
+    with pytest.raises(ValueError, match="seed, voicenet"):
+        model_spec("resnet9000")
+
+
+def test_seed_is_the_talks_network_layer_for_layer() -> None:
+    net = build_model("seed", (3, 140, 140), 8)
+    assert isinstance(net, SeedCNN)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (3, 32, (3, 3), (0, 0)),
+        (32, 32, (3, 3), (0, 0)),
+    ]
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds == ["Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Dropout", "Flatten"]
+    assert net.features[5].p == 0.25
+    assert net.output.in_features == 32 * 68 * 68 and net.output.out_features == 8
+    # MXNet Xavier(magnitude=2.24, uniform, avg): |w| <= sqrt(2.24 / ((fan_in + fan_out) / 2))
+    bound = math.sqrt(2.24 / ((3 * 9 + 32 * 9) / 2))
+    w = convs[0].weight
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    assert float(convs[0].bias.detach().abs().max()) == 0.0
+    assert net(torch.rand(2, 3, 140, 140)).shape == (2, 8)
+
+
+def test_voicenet_embeds_on_the_unit_sphere_and_classifies() -> None:
+    net = build_model("voicenet", (64, 200), 8).eval()
+    x = torch.randn(4, 64, 200)
+    emb = net.embed(x)
+    assert emb.shape == (4, net.embedder.dim)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(4), atol=1e-5)
+    assert net(x).shape == (4, 8)
+    # length-independent: statistics pooling takes any number of frames
+    assert net.embed(torch.randn(2, 64, 333)).shape == (2, net.embedder.dim)

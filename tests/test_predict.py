@@ -1,0 +1,69 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from whichvoice.audio import encode_audio
+from whichvoice.corpus import read_manifest
+from whichvoice.errors import AudioDecodeError
+from whichvoice.predict import ModelLoadError, Prediction, load_model
+
+from .conftest import sine
+
+
+def test_python_api_identifies_a_clip(trained_run: Path, small_corpus: Path) -> None:
+    from whichvoice import load_model as api_load_model
+
+    clip = read_manifest(small_corpus / "manifest.jsonl")[0]
+    result = api_load_model(trained_run).identify(small_corpus / clip.path)
+    assert isinstance(result, Prediction)
+    assert result.voice in load_model(trained_run).labels
+    assert 0 < result.confidence <= 1
+    assert abs(sum(result.probabilities.values()) - 1) < 1e-5
+    assert [p for _, p in result.top] == sorted((p for _, p in result.top), reverse=True)
+    # bytes work as well as paths, and give the same answer
+    again = load_model(trained_run).identify((small_corpus / clip.path).read_bytes())
+    assert again.voice == result.voice
+
+
+def test_any_length(trained_run: Path) -> None:
+    model = load_model(trained_run)
+    short = model.identify(encode_audio(sine(200, 0.5), 16000, "wav"))
+    long = model.identify(encode_audio(sine(200, 12.0, 44100), 44100, "wav"))
+    assert short.windows == 1
+    assert long.windows >= 10
+
+
+def test_errors(trained_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not a trained run"):
+        load_model(tmp_path)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(AudioDecodeError, match=r"bad\.mp3"):
+        load_model(trained_run).identify(bad)
+
+
+@pytest.mark.slow
+def test_cli_predict_json_with_a_corrupt_file(
+    cli, trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    clips = read_manifest(small_corpus / "manifest.jsonl")[:3]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for c in clips:
+        shutil.copy(small_corpus / c.path, folder / f"{c.id}.mp3")
+    (folder / "corrupt.mp3").write_bytes(b"ID3 this is not an mp3" * 20)
+    proc = cli("predict", str(trained_run), str(folder), "--json")
+    assert proc.returncode == 1, proc.stderr
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert len(rows) == 4
+    errors = [r for r in rows if "error" in r]
+    assert len(errors) == 1 and errors[0]["path"].endswith("corrupt.mp3")
+    assert "corrupt.mp3" in errors[0]["error"]
+    good = [r for r in rows if "error" not in r]
+    for r in good:
+        assert set(r) == {"path", "voice", "confidence", "top"}
+        assert len(r["top"]) == 3 and r["top"][0]["voice"] == r["voice"]
+    ok = cli("predict", str(trained_run), str(folder / f"{clips[0].id}.mp3"), check=True)
+    assert clips[0].id in ok.stdout

@@ -1,0 +1,95 @@
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from whichvoice.predict import load_model
+from whichvoice.train import TrainConfig, lr_at, train
+
+
+def test_lr_schedule_decays() -> None:
+    lrs = [lr_at(e, 6, 1e-3) for e in range(6)]
+    assert lrs[0] == pytest.approx(1e-3)
+    assert all(a > b for a, b in itertools.pairwise(lrs))
+    assert lrs[-1] == pytest.approx(5e-5)
+
+
+@pytest.mark.slow
+def test_trained_run_describes_itself_and_beats_chance(trained_run: Path) -> None:
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "metrics.json",
+        "epochs.jsonl",
+        "checkpoint.pt",
+    ):
+        assert (trained_run / name).is_file(), name
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"] == "voicenet" and len(config["labels"]) == 4
+    epochs = [json.loads(x) for x in (trained_run / "epochs.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == list(range(1, 9))
+    assert {"loss", "train_acc", "val_acc", "seconds"} <= set(epochs[0])
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["test_file_acc"] >= 0.8  # chance is 0.25
+    model = load_model(trained_run)
+    assert model.labels == config["labels"]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_matches_an_uninterrupted_run(small_corpus: Path, tmp_path: Path) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "whichvoice",
+        "train",
+        str(small_corpus),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--quiet",
+    ]
+    proc = subprocess.Popen([*args, "--out", str(tmp_path / "a")])
+    log = tmp_path / "a" / "epochs.jsonl"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.exists() and log.read_text().count("\n") >= 1:
+            proc.kill()
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    subprocess.run([*args, "--out", str(tmp_path / "a"), "--resume"], check=True)
+    epochs = [json.loads(x)["epoch"] for x in log.read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+    subprocess.run([*args, "--out", str(tmp_path / "b")], check=True)
+    # every epoch draws its own seeded shuffle and dropout: the resumed run is the same run
+    last_a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    last_b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    for k in last_a:
+        assert np.allclose(last_a[k].float().numpy(), last_b[k].float().numpy(), atol=1e-4), k
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(cli, tmp_path: Path) -> None:
+    proc = cli("train", str(tmp_path), "--out", str(tmp_path / "run"), "--resume")
+    assert proc.returncode == 2 and "nothing to resume" in proc.stderr
+
+
+@pytest.mark.slow
+def test_early_stopping(small_corpus: Path, tmp_path: Path) -> None:
+    train(
+        small_corpus,
+        tmp_path / "r",
+        TrainConfig(epochs=30, batch_size=16, patience=1),
+        progress=False,
+    )
+    epochs = (tmp_path / "r" / "epochs.jsonl").read_text().splitlines()
+    assert len(epochs) < 30
