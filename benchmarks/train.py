@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
-from whichvoice.dataset import PrepareConfig, ensure_prepared
+from whichvoice.dataset import PrepareConfig, open_prepared, prepare
 from whichvoice.evaluate import test_files
 from whichvoice.features import FeatureConfig
 from whichvoice.predict import Prediction, load_model
@@ -35,7 +35,7 @@ MODELS = [("seed", "seed-image"), ("voicenet", "logmel")]
 def bench_model(corpus: Path, runs: Path, model: str, features: str, quiet: bool) -> dict:
     prep = PrepareConfig(features=FeatureConfig(name=features), seed=0)
     t0 = time.perf_counter()
-    data = ensure_prepared(corpus, prep, progress=not quiet)
+    data = open_prepared(prepare(corpus, runs / f"data-{features}", prep, progress=not quiet))
     prepare_s = time.perf_counter() - t0
     run = runs / model
     t0 = time.perf_counter()

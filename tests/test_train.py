@@ -93,3 +93,10 @@ def test_early_stopping(small_corpus: Path, tmp_path: Path) -> None:
     )
     epochs = (tmp_path / "r" / "epochs.jsonl").read_text().splitlines()
     assert len(epochs) < 30
+
+
+def test_constant_schedule_for_the_seed_model() -> None:
+    from whichvoice.models import model_spec
+
+    assert model_spec("seed").schedule == "constant"
+    assert {lr_at(e, 5, 1e-3, "constant") for e in range(5)} == {1e-3}

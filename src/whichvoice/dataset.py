@@ -30,6 +30,7 @@ from whichvoice.audio import AudioDecodeError, read_audio, resample
 from whichvoice.corpus import MANIFEST, Clip, read_manifest
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
+from whichvoice.features import VERSION as FEATURES_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ def _manifest_digest(corpus: Path) -> str:
 
 def cache_dir(corpus: str | os.PathLike, cfg: PrepareConfig) -> Path:
     """Where ``train`` caches the prepared data of a corpus for a given configuration."""
-    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    described = {**cfg.to_dict(), "features_version": FEATURES_VERSION}
+    key = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:10]
     return Path(corpus) / "prepared" / f"{cfg.features.name}-{key}-{_manifest_digest(Path(corpus))}"
 
 

@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     patience: int | None = None  # stop after this many epochs without a better val accuracy
+    schedule: str | None = None  # "cosine" | "constant"; None: the model's own
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,9 +108,11 @@ def accuracy(
     return loss, window_acc, file_acc
 
 
-def lr_at(epoch: int, total: int, base: float) -> float:
-    """Cosine decay from ``base`` to base/20 over the run (constant for one epoch)."""
-    if total <= 1:
+def lr_at(epoch: int, total: int, base: float, schedule: str = "cosine") -> float:
+    """The learning rate of an epoch: ``constant``, or ``cosine`` decay to base/20 at the end."""
+    if schedule not in ("cosine", "constant"):
+        raise TrainError(f"unknown schedule {schedule!r}; valid: cosine, constant")
+    if total <= 1 or schedule == "constant":
         return base
     return float(base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / (total - 1)))))
 
@@ -132,6 +135,7 @@ def train(
     out = Path(out)
     spec = model_spec(cfg.model)
     epochs = cfg.epochs or spec.epochs
+    schedule = cfg.schedule or spec.schedule
     device = pick_device(cfg.device)
     torch.set_num_threads(os.cpu_count() or 1)
 
@@ -163,7 +167,7 @@ def train(
         "prepare": data.cfg.to_dict(),
         "labels": labels,
         "input_shape": list(features.input_shape),
-        "train": replace(cfg, epochs=epochs).to_dict(),
+        "train": replace(cfg, epochs=epochs, schedule=schedule).to_dict(),
         "data": str(data.root),
     }
     start, best, stale = 0, (-1.0, float("-inf")), 0
@@ -191,7 +195,7 @@ def train(
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # resumable: no RNG state to save
         torch.manual_seed(cfg.seed * 1000 + epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(epoch, epochs, cfg.lr)
+            group["lr"] = lr_at(epoch, epochs, cfg.lr, schedule)
         order = _one_window_per_clip(clip_train, rng)
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
@@ -229,7 +233,7 @@ def train(
             "val_loss": round(val_loss, 5),
             "val_acc": round(val_acc, 5),
             "val_file_acc": round(val_file_acc, 5),
-            "lr": lr_at(epoch, epochs, cfg.lr),
+            "lr": lr_at(epoch, epochs, cfg.lr, schedule),
             "seconds": round(time.perf_counter() - t0, 2),
         }
         log.info(
