@@ -3,9 +3,11 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+# the browser test drives Debian's chromium (playwright cannot download its own here)
+TEST_APT_PACKAGES := chromium
 DEMO_ARGS ?=
 
-.PHONY: setup apt venv demo test lint clean
+.PHONY: setup apt apt-test venv demo test lint clean
 
 setup: apt venv
 
@@ -19,6 +21,9 @@ apt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+apt-test:
+	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(TEST_APT_PACKAGES)"
+
 venv: .venv/.installed
 
 .venv/.installed: pyproject.toml constraints.txt
@@ -30,7 +35,7 @@ venv: .venv/.installed
 demo: setup
 	.venv/bin/whichvoice demo $(DEMO_ARGS)
 
-test: setup
+test: setup apt-test
 	.venv/bin/ruff check src tests benchmarks
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 

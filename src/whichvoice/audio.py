@@ -30,7 +30,8 @@ _WRITE_FORMATS = {
 }
 
 
-def _describe(source: AudioSource) -> str:
+def describe_source(source: AudioSource) -> str:
+    """How errors name an input: its path, or "<N bytes>"."""
     if isinstance(source, bytes | bytearray):
         return f"<{len(source)} bytes>"
     return str(source)
@@ -42,7 +43,7 @@ def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
     Returns (float32 mono waveform in [-1, 1], shape (n_samples,); sample rate in Hz).
     Raises AudioDecodeError naming the file when it cannot be decoded or is empty.
     """
-    name = _describe(source)
+    name = describe_source(source)
     try:
         if isinstance(source, bytes | bytearray):
             data, rate = sf.read(io.BytesIO(bytes(source)), dtype="float32", always_2d=True)
@@ -81,7 +82,7 @@ def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarra
     Raises AudioDecodeError or SilentAudioError naming the input.
     """
     wave, rate = read_audio(source)
-    check_not_silent(wave, rate, _describe(source))
+    check_not_silent(wave, rate, describe_source(source))
     return resample(wave, rate, sample_rate)
 
 

@@ -459,6 +459,76 @@ def demo_cmd(
         click.echo(f"test accuracy {metrics['file_accuracy']:.4f}; report: {metrics['report']}")
 
 
+@app.command("serve")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes, each with its own copy of the model.",
+)
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="WHICHVOICE_API_KEY",
+    help="Require this X-API-Key on every route but /healthz and the page's files.",
+)
+@click.option(
+    "--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20, show_default=True
+)
+@click.option(
+    "--max-duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600,
+    show_default=True,
+    help="Longest audio accepted, in seconds.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No access log.")
+def serve_cmd(
+    run: Path,
+    host: str,
+    port: int,
+    workers: int,
+    api_key: str | None,
+    max_upload_mb: float,
+    max_duration: float,
+    quiet: bool,
+) -> None:
+    """Serve RUN over HTTP: the talk's /invocations, /v1 API, /metrics and the page at /."""
+    import os
+
+    import uvicorn
+
+    from whichvoice.predict import load_model
+    from whichvoice.serve.app import ENV_CONFIG, ServeConfig
+
+    load_model(run)  # fail here, in one line, rather than in every worker
+    cfg = ServeConfig(
+        run=str(run.resolve()),
+        api_key=api_key,
+        max_bytes=int(max_upload_mb * 1024 * 1024),
+        max_seconds=max_duration,
+    )
+    os.environ[ENV_CONFIG] = cfg.to_json()
+    os.environ["WHICHVOICE_WORKERS"] = str(workers)
+    if not quiet:
+        click.echo(
+            f"serving {run} on http://{host}:{port}/ ({workers} worker(s)); docs at /docs", err=True
+        )
+    uvicorn.run(
+        "whichvoice.serve.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning" if quiet else "info",
+        access_log=not quiet,
+    )
+
+
 def main() -> None:
     """Entry point of the console script: known errors -> one line, exit 2."""
     try:

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ from tqdm import tqdm
 from whichvoice.audio import check_not_silent, encode_audio, read_audio, write_atomic
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.sentences import Sentence
-from whichvoice.voices import EngineSession, Voice, get_engine, require_available, resolve_voices
+from whichvoice.voices import SessionPool, Voice, require_available, resolve_voices
 
 log = logging.getLogger(__name__)
 
@@ -202,45 +201,24 @@ def _prepare_out(out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-class _Sessions:
-    """One engine session per worker thread and engine, all closed at the end."""
+def speak(sessions: SessionPool, voice: Voice, text: str, fmt: str) -> tuple[bytes, float]:
+    """One sentence as checked, encoded ``fmt`` bytes; also returns the engine's seconds.
 
-    def __init__(self, polly_engine: str) -> None:
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[EngineSession] = []
-        self._polly_engine = polly_engine
-
-    def get(self, engine: str) -> EngineSession:
-        sessions = self._local.__dict__.setdefault("sessions", {})
-        if engine not in sessions:
-            mode = self._polly_engine if engine == "polly" else None
-            sessions[engine] = get_engine(engine).open_session(mode=mode)
-            with self._lock:
-                self._all.append(sessions[engine])
-        return sessions[engine]
-
-    def close(self) -> None:
-        with self._lock:
-            for session in self._all:
-                try:
-                    session.close()
-                except Exception as e:  # closing must not hide the run's own outcome
-                    log.debug("closing a session failed: %s", e)
-            self._all.clear()
-
-
-def _make_clip(job: Job, out: Path, fmt: str, sessions: _Sessions) -> tuple[Clip, float]:
-    """Synthesize, check, encode and store one clip; returns it and the engine's seconds."""
-    voice, text = job.voice, job.sentence.text
+    Raises SynthesisError / SilentAudioError when the engine fails or says nothing.
+    """
     t0 = time.perf_counter()
     speech = sessions.get(voice.engine).synthesize(voice, text)
     engine_s = time.perf_counter() - t0
     check_not_silent(speech.wave, speech.sample_rate, f"{voice.id} on {text!r}")
     if speech.encoded is not None and speech.encoded_format == fmt:
-        data = speech.encoded  # Polly's own mp3, stored as it came (as the talk did)
-    else:
-        data = encode_audio(speech.wave, speech.sample_rate, fmt)
+        return speech.encoded, engine_s  # Polly's own mp3, kept as it came (as the talk did)
+    return encode_audio(speech.wave, speech.sample_rate, fmt), engine_s
+
+
+def _make_clip(job: Job, out: Path, fmt: str, sessions: SessionPool) -> tuple[Clip, float]:
+    """Synthesize, check, encode and store one clip; returns it and the engine's seconds."""
+    voice, text = job.voice, job.sentence.text
+    data, engine_s = speak(sessions, voice, text, fmt)
     # what is stored is decoded once more, so the manifest describes the file itself
     wave, rate = read_audio(data)
     write_atomic(out / job.path, data, durable=False)
@@ -258,7 +236,7 @@ def _make_clip(job: Job, out: Path, fmt: str, sessions: _Sessions) -> tuple[Clip
     return clip, engine_s
 
 
-def _attempt(job: Job, out: Path, fmt: str, sessions: _Sessions) -> tuple[Clip, float] | Failure:
+def _attempt(job: Job, out: Path, fmt: str, sessions: SessionPool) -> tuple[Clip, float] | Failure:
     reason = ""
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -299,7 +277,7 @@ def synthesize_corpus(
     summary = SynthSummary(planned=len(jobs), skipped=len(jobs) - len(todo))
     write_jsonl(manifest_path, (c.to_dict() for c in sorted(done.values(), key=lambda c: c.id)))
 
-    sessions = _Sessions(cfg.polly_engine)
+    sessions = SessionPool(cfg.polly_engine)
     bar = tqdm(total=len(todo), unit="clip", desc="synth", disable=not progress, dynamic_ncols=True)
     pending: set[Future] = set()
     try:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from whichvoice.audio import AudioSource, load_audio, read_audio
+from whichvoice.audio import AudioSource, check_not_silent, describe_source, read_audio, resample
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig, logmel_windows, seed_windows
 from whichvoice.models import build_model
@@ -60,12 +60,29 @@ class VoiceModel:
         self.device = device
 
     def windows(self, source: AudioSource) -> np.ndarray:
-        """Model inputs for one file or bytes: float32 (n_windows, *input_shape)."""
+        """Model inputs for one file or bytes: float32 (n_windows, *input_shape).
+
+        Raises AudioDecodeError / SilentAudioError naming the input."""
+        wave, rate = read_audio(source)
+        check_not_silent(wave, rate, describe_source(source))
+        return self.windows_of(wave, rate)
+
+    def windows_of(self, wave: np.ndarray, rate: int) -> np.ndarray:
+        """Model inputs for a decoded waveform (float32 mono at ``rate`` Hz)."""
         if self.features.name == "seed-image":
-            wave, rate = read_audio(source)
-            load_audio(source)  # the same empty/silent checks as every other input
             return seed_windows(wave, rate, self.features)
-        return logmel_windows([load_audio(source, self.features.sample_rate)], self.features)[0]
+        return logmel_windows([resample(wave, rate, self.features.sample_rate)], self.features)[0]
+
+    def identify_wave(self, wave: np.ndarray, rate: int, name: str = "<audio>") -> Prediction:
+        """Like ``identify`` for a decoded waveform (float32 mono at ``rate`` Hz)."""
+        return self._combine(name, self.window_log_probs(self.windows_of(wave, rate)))
+
+    def display_name(self, voice: str) -> str:
+        """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
+        id when two engines of the model share that name."""
+        name = voice.split(":", 1)[-1]
+        same = [label for label in self.labels if label.split(":", 1)[-1] == name]
+        return name if len(same) <= 1 else voice
 
     @torch.inference_mode()
     def window_log_probs(self, windows: np.ndarray) -> np.ndarray:

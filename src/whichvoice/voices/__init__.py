@@ -4,6 +4,7 @@ from whichvoice.voices import espeak, festival, flite, polly  # noqa: F401  (reg
 from whichvoice.voices.base import Engine, EngineSession, Speech, Voice
 from whichvoice.voices.registry import (
     VOICE_SETS,
+    SessionPool,
     all_voices,
     engine_names,
     find_voice,
@@ -17,6 +18,7 @@ __all__ = [
     "VOICE_SETS",
     "Engine",
     "EngineSession",
+    "SessionPool",
     "Speech",
     "Voice",
     "all_voices",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import logging
+import threading
 from collections.abc import Callable
 
 from whichvoice.errors import EngineUnavailableError, UnknownVoiceError
-from whichvoice.voices.base import Engine, Voice
+from whichvoice.voices.base import Engine, EngineSession, Voice
 
+log = logging.getLogger(__name__)
 _ENGINES: dict[str, Engine] = {}
 
 
@@ -112,3 +115,31 @@ def require_available(voices: list[Voice]) -> None:
         reason = get_engine(voice.engine).voice_unavailable_reason(voice)
         if reason:
             raise EngineUnavailableError(f"cannot use {voice.id}: {reason}")
+
+
+class SessionPool:
+    """One engine session per thread and engine (festival keeps its process), closed together."""
+
+    def __init__(self, polly_engine: str = "standard") -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[EngineSession] = []
+        self._polly_engine = polly_engine
+
+    def get(self, engine: str) -> EngineSession:
+        sessions = self._local.__dict__.setdefault("sessions", {})
+        if engine not in sessions:
+            mode = self._polly_engine if engine == "polly" else None
+            sessions[engine] = get_engine(engine).open_session(mode=mode)
+            with self._lock:
+                self._all.append(sessions[engine])
+        return sessions[engine]
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._all:
+                try:
+                    session.close()
+                except Exception as e:  # closing must not hide the caller's own outcome
+                    log.debug("closing a session failed: %s", e)
+            self._all.clear()
