@@ -1,0 +1,250 @@
+"""The real server, in a subprocess on 127.0.0.1, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from whichvoice.audio import encode_audio
+from whichvoice.corpus import read_manifest
+
+from .conftest import sine
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "whichvoice",
+        "serve",
+        str(run),
+        "--port",
+        str(port),
+        "--quiet",
+        *args,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read().decode()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("server did not start in 60 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(trained_run: Path) -> Iterator[str]:
+    proc, url = start_server(trained_run, "--max-upload-mb", "1", "--max-duration", "30")
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def clips(small_corpus: Path) -> list[tuple[bytes, str]]:
+    """(mp3 bytes, voice id) of one clip per voice."""
+    seen: dict[str, bytes] = {}
+    for c in read_manifest(small_corpus / "manifest.jsonl"):
+        seen.setdefault(c.voice, (small_corpus / c.path).read_bytes())
+    return [(data, voice) for voice, data in seen.items()]
+
+
+def name_of(voice: str) -> str:
+    return voice.split(":", 1)[1]
+
+
+def test_the_talks_single_request(server: str, clips) -> None:
+    for data, voice in clips:
+        for ctype in ("audio/mp3", "audio/mpeg"):
+            r = httpx.post(
+                f"{server}/invocations",
+                content=base64.b64encode(data),
+                headers={"Content-Type": ctype},
+                timeout=30,
+            )
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"] == "application/json"
+            assert r.json() == name_of(voice)
+        raw = httpx.post(
+            f"{server}/invocations", content=data, headers={"Content-Type": "audio/mpeg"}
+        )
+        assert raw.json() == name_of(voice)
+
+
+def test_the_talks_batch_request(server: str, clips) -> None:
+    body = json.dumps([base64.b64encode(d).decode() for d, _ in clips])
+    r = httpx.post(
+        f"{server}/invocations",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == [name_of(v) for _, v in clips]
+
+
+def test_identify_multipart_and_raw(server: str, clips) -> None:
+    data, voice = clips[0]
+    r = httpx.post(
+        f"{server}/v1/identify", files={"file": ("clip.mp3", data, "audio/mpeg")}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["voice"] == voice and 0 < body["confidence"] <= 1
+    assert abs(sum(body["probabilities"].values()) - 1) < 1e-4
+    assert body["duration_s"] > 0.5 and body["windows"] >= 1
+    assert body["spectrogram_png"] is None
+    wav = encode_audio(sine(300, 2.0, 44100), 44100, "wav")
+    r = httpx.post(
+        f"{server}/v1/identify?spectrogram=true", content=wav, headers={"Content-Type": "audio/wav"}
+    )
+    assert r.status_code == 200
+    assert r.json()["spectrogram_png"].startswith("data:image/png;base64,")
+    assert abs(r.json()["duration_s"] - 2.0) < 0.01
+
+
+def test_synthesize_then_identify(server: str, trained_run: Path) -> None:
+    voice = json.loads((trained_run / "config.json").read_text())["labels"][0]
+    r = httpx.post(
+        f"{server}/v1/synthesize",
+        json={"text": "The talk had a live demo like this one.", "voice": voice},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/mpeg"
+    answer = httpx.post(
+        f"{server}/v1/identify", content=r.content, headers={"Content-Type": "audio/mpeg"}
+    )
+    assert answer.json()["voice"] == voice
+
+
+def test_voices_health_metrics_docs(server: str, trained_run: Path) -> None:
+    voices = httpx.get(f"{server}/v1/voices").json()
+    labels = json.loads((trained_run / "config.json").read_text())["labels"]
+    assert voices["labels"] == labels
+    ids = [v["id"] for v in voices["synthesis"]]
+    assert set(labels) <= set(ids) and ids[: len(labels)] == sorted(labels)
+    assert httpx.get(f"{server}/healthz").json()["status"] == "ok"
+    assert httpx.get(f"{server}/docs").status_code == 200
+    spec = httpx.get(f"{server}/openapi.json").json()
+    assert {"/invocations", "/v1/identify", "/v1/synthesize", "/v1/voices"} <= set(spec["paths"])
+    httpx.post(f"{server}/invocations", content=b"x", headers={"Content-Type": "text/plain"})
+    metrics = httpx.get(f"{server}/metrics").text
+    assert 'whichvoice_requests_total{method="GET",route="/v1/voices",status="200"}' in metrics
+    assert "whichvoice_request_seconds_bucket" in metrics
+    assert 'whichvoice_errors_total{kind="unsupported_type"}' in metrics
+
+
+def assert_error(r: httpx.Response, status: int, *words: str) -> None:
+    assert r.status_code == status, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"error", "kind"}
+    for word in words:
+        assert word in body["error"] or word == body["kind"], body
+
+
+def test_every_error_code(server: str) -> None:
+    def post(path, content, ctype):
+        return httpx.post(
+            f"{server}{path}",
+            content=content,
+            headers={"Content-Type": ctype},
+            timeout=30,
+        )
+
+    # 413: over the upload limit (1 MB here) and over the duration limit (30 s here)
+    assert_error(post("/v1/identify", b"\0" * (1024 * 1024 + 1), "audio/wav"), 413, "too_large")
+    long = encode_audio(sine(200, 40.0, 8000), 8000, "wav")
+    assert len(long) < 1024 * 1024
+    assert_error(post("/v1/identify", long, "audio/wav"), 413, "too_long")
+    assert_error(post("/invocations", base64.b64encode(long), "audio/mpeg"), 413, "too_long")
+    # 415: not audio
+    assert_error(post("/invocations", b"hello", "text/plain"), 415, "unsupported_type")
+    assert_error(post("/v1/identify", b"hello", "text/plain"), 415, "text/plain")
+    assert_error(post("/v1/identify", b"hello", ""), 415, "unsupported_type")
+    # 422: undecodable, empty, silent, bad JSON, bad base64, bad synth request
+    assert_error(post("/v1/identify", b"not audio at all" * 50, "audio/mpeg"), 422, "undecodable")
+    assert_error(post("/v1/identify", b"", "audio/mpeg"), 422, "empty")
+    silent = encode_audio(np.zeros(32000, np.float32), 16000, "wav")
+    assert_error(post("/v1/identify", silent, "audio/wav"), 422, "silent")
+    assert_error(post("/invocations", b"[1, 2", "application/json"), 422, "invalid")
+    assert_error(post("/invocations", b'["%%%"]', "application/json"), 422, "item 0")
+    assert_error(post("/invocations", b'{"a": 1}', "application/json"), 422, "invalid")
+    assert_error(
+        post("/v1/synthesize", b'{"text": "hi", "voice": "flite:sllt"}', "application/json"),
+        422,
+        "did you mean flite:slt",
+    )
+    assert_error(post("/v1/synthesize", b'{"text": ""}', "application/json"), 422, "invalid")
+    assert_error(httpx.post(f"{server}/v1/identify", files={"other": ("a.mp3", b"x")}), 422, "file")
+    # never a 500 for garbage
+    for ctype in ("audio/mpeg", "application/json", "audio/wav", "application/octet-stream"):
+        for body in (b"\xff" * 100, b"RIFF" + b"\0" * 60, b"ID3" + b"\1" * 500):
+            assert post("/invocations", body, ctype).status_code < 500
+            assert post("/v1/identify", body, ctype).status_code < 500
+
+
+def test_api_key(trained_run: Path, clips) -> None:
+    proc, url = start_server(trained_run, "--api-key", "s3cret")
+    try:
+        data, voice = clips[0]
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx.get(f"{url}/").status_code == 200
+        for path in ("/v1/voices", "/metrics", "/docs"):
+            assert_error(httpx.get(f"{url}{path}"), 401, "unauthorized")
+        assert_error(
+            httpx.post(f"{url}/invocations", content=data, headers={"Content-Type": "audio/mpeg"}),
+            401,
+            "X-API-Key",
+        )
+        wrong = {"Content-Type": "audio/mpeg", "X-API-Key": "nope"}
+        assert httpx.post(f"{url}/invocations", content=data, headers=wrong).status_code == 401
+        right = {"Content-Type": "audio/mpeg", "X-API-Key": "s3cret"}
+        assert httpx.post(f"{url}/invocations", content=data, headers=right).json() == name_of(
+            voice
+        )
+    finally:
+        stop(proc)
+
+
+def test_serve_with_a_bad_run_is_one_line(cli, tmp_path: Path) -> None:
+    proc = cli("serve", str(tmp_path))
+    assert (
+        proc.returncode == 2
+        and "not a trained run" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
