@@ -1,0 +1,370 @@
+// The page behind whichvoice's server: a file, the microphone or a synthesized phrase ->
+// POST /v1/identify -> the voice, a bar per voice and the spectrogram.
+// document.body.dataset.state is "busy" while a request runs, then "done" or "error".
+"use strict";
+
+const KEY_STORAGE = "whichvoice.apiKey";
+const MAX_RECORD_S = 15; // s of microphone audio, then recording stops by itself
+
+const $ = (id) => document.getElementById(id);
+
+const recorder = { stream: null, context: null, chunks: [], samples: 0, timer: null };
+let voicesLoaded = false; // the voice <select> is filled
+
+// ---------------------------------------------------------------- API calls
+
+class ApiError extends Error {}
+
+function apiHeaders(extra = {}) {
+  const key = $("api-key").value.trim();
+  return key ? { ...extra, "X-API-Key": key } : extra;
+}
+
+/** fetch() that turns the server's {"error", "kind"} answers into an ApiError. */
+async function api(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers: apiHeaders(options.headers) });
+  } catch (e) {
+    throw new ApiError(`The server cannot be reached (${e.message}).`);
+  }
+  if (response.ok) return response;
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body && body.error) message = body.error;
+  } catch (e) {
+    // not JSON: the status line says enough
+  }
+  if (response.status === 401) message += " (enter the API key at the top of the page)";
+  throw new ApiError(`${message} [HTTP ${response.status}]`);
+}
+
+// ---------------------------------------------------------------- state and errors
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error").textContent = "";
+}
+
+function setBusy(busy) {
+  document.body.classList.toggle("busy", busy);
+  $("file-input").disabled = busy;
+  $("record-btn").disabled = busy || recorder.context !== null;
+  $("speak-btn").disabled = busy || !voicesLoaded;
+}
+
+/** Run one user action: busy while it runs, then state "done" or "error" (shown). */
+async function run(action) {
+  clearError();
+  setBusy(true);
+  document.body.dataset.state = "busy";
+  try {
+    await action();
+    document.body.dataset.state = "done";
+  } catch (e) {
+    showError(e instanceof ApiError ? e.message : `Something went wrong: ${e.message}`);
+    document.body.dataset.state = "error";
+  } finally {
+    setBusy(false);
+  }
+}
+
+// ---------------------------------------------------------------- identify and show
+
+async function identify(blob, filename, source) {
+  const form = new FormData();
+  form.append("file", blob, filename);
+  const response = await api("/v1/identify?spectrogram=true", { method: "POST", body: form });
+  showResult(await response.json(), source);
+}
+
+function percent(p) {
+  return `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+}
+
+function showResult(result, source) {
+  $("result-empty").hidden = true;
+  $("result-body").hidden = false;
+  $("result-voice").textContent = result.voice;
+  $("result-confidence").textContent = `${percent(result.confidence)} sure`;
+  const windows = `${result.windows} window${result.windows === 1 ? "" : "s"}`;
+  $("result-meta").textContent =
+    `${source}: ${result.duration_s.toFixed(2)} s of audio, ${windows} scored.`;
+
+  const bars = $("bars");
+  bars.replaceChildren();
+  const ranked = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
+  for (const [voice, p] of ranked) {
+    const bar = document.createElement("div");
+    bar.className = voice === result.voice ? "bar best" : "bar";
+    bar.dataset.voice = voice;
+    bar.setAttribute("role", "listitem");
+    const name = document.createElement("span");
+    name.className = "bar-name";
+    name.textContent = voice;
+    const track = document.createElement("span");
+    track.className = "bar-track";
+    const fill = document.createElement("span");
+    fill.className = "bar-fill";
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    track.append(fill);
+    const value = document.createElement("span");
+    value.className = "bar-value";
+    value.textContent = percent(p);
+    bar.append(name, track, value);
+    bars.append(bar);
+  }
+
+  const img = $("spectrogram");
+  if (result.spectrogram_png) {
+    img.src = result.spectrogram_png;
+    img.hidden = false;
+  } else {
+    img.removeAttribute("src");
+    img.hidden = true;
+  }
+}
+
+// ---------------------------------------------------------------- 1. a file
+
+function identifyFile(file) {
+  if (!file) return;
+  run(() => identify(file, file.name, file.name));
+}
+
+function setUpFile() {
+  const input = $("file-input");
+  input.addEventListener("change", () => {
+    const file = input.files[0];
+    input.value = ""; // so that choosing the same file again fires another change
+    identifyFile(file);
+  });
+  const zone = $("drop-zone");
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (e) => {
+      e.preventDefault();
+      zone.classList.add("over");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    zone.addEventListener(type, () => zone.classList.remove("over"));
+  }
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    if (document.body.classList.contains("busy")) return;
+    identifyFile(e.dataTransfer.files[0]);
+  });
+  // a file dropped beside the zone must not make the browser navigate away to it
+  for (const type of ["dragover", "drop"]) window.addEventListener(type, (e) => e.preventDefault());
+}
+
+// ---------------------------------------------------------------- 2. the microphone
+
+// Runs on the audio thread: hands each block of mono samples to the page.
+const CAPTURE_WORKLET = `
+class Capture extends AudioWorkletProcessor {
+  process(inputs) {
+    const channel = inputs[0][0];
+    if (channel) this.port.postMessage(channel.slice(0));
+    return true;
+  }
+}
+registerProcessor("capture", Capture);
+`;
+
+/** 16-bit PCM mono WAV bytes of float samples in [-1, 1]. */
+function encodeWav(chunks, rate) {
+  const n = chunks.reduce((sum, c) => sum + c.length, 0);
+  const buffer = new ArrayBuffer(44 + 2 * n);
+  const view = new DataView(buffer);
+  const text = (offset, s) => [...s].forEach((ch, i) => view.setUint8(offset + i, ch.charCodeAt(0)));
+  text(0, "RIFF");
+  view.setUint32(4, 36 + 2 * n, true);
+  text(8, "WAVE");
+  text(12, "fmt ");
+  view.setUint32(16, 16, true); // size of the fmt chunk
+  view.setUint16(20, 1, true); // PCM
+  view.setUint16(22, 1, true); // mono
+  view.setUint32(24, rate, true);
+  view.setUint32(28, 2 * rate, true); // bytes per second
+  view.setUint16(32, 2, true); // bytes per frame
+  view.setUint16(34, 16, true); // bits per sample
+  text(36, "data");
+  view.setUint32(40, 2 * n, true);
+  let offset = 44;
+  for (const chunk of chunks) {
+    for (let i = 0; i < chunk.length; i++, offset += 2) {
+      const s = Math.max(-1, Math.min(1, chunk[i]));
+      view.setInt16(offset, s < 0 ? s * 0x8000 : s * 0x7fff, true);
+    }
+  }
+  return new Blob([buffer], { type: "audio/wav" });
+}
+
+
+function showRecordStatus() {
+  const seconds = recorder.context ? recorder.samples / recorder.context.sampleRate : 0;
+  $("record-status").textContent = `Recording… ${seconds.toFixed(1)} s of ${MAX_RECORD_S} s`;
+}
+
+async function startRecording() {
+  clearError();
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    showError("This browser gives no microphone here: open the page over https or on localhost.");
+    document.body.dataset.state = "error";
+    return;
+  }
+  $("record-btn").disabled = true;
+  try {
+    recorder.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+    const context = new AudioContext();
+    recorder.context = context;
+    const url = URL.createObjectURL(new Blob([CAPTURE_WORKLET], { type: "text/javascript" }));
+    await context.audioWorklet.addModule(url);
+    URL.revokeObjectURL(url);
+    const source = context.createMediaStreamSource(recorder.stream);
+    const capture = new AudioWorkletNode(context, "capture", { channelCount: 1, channelCountMode: "explicit" });
+    recorder.chunks = [];
+    recorder.samples = 0;
+    const maxSamples = MAX_RECORD_S * context.sampleRate;
+    capture.port.onmessage = (e) => {
+      if (recorder.samples >= maxSamples) return;
+      const block = e.data.subarray(0, maxSamples - recorder.samples);
+      recorder.chunks.push(block);
+      recorder.samples += block.length;
+      let peak = 0;
+      for (const s of block) peak = Math.max(peak, Math.abs(s));
+      $("level").style.width = `${Math.min(100, 100 * peak)}%`;
+      if (recorder.samples >= maxSamples) stopRecording();
+    };
+    source.connect(capture);
+    await context.resume();
+    $("stop-btn").disabled = false;
+    document.body.classList.add("recording");
+    recorder.timer = setInterval(showRecordStatus, 100);
+    showRecordStatus();
+  } catch (e) {
+    releaseMicrophone();
+    $("record-btn").disabled = false;
+    const why = e.name === "NotAllowedError" ? "permission was refused" : e.message;
+    showError(`The microphone cannot be used: ${why}.`);
+    document.body.dataset.state = "error";
+  }
+}
+
+function releaseMicrophone() {
+  clearInterval(recorder.timer);
+  if (recorder.stream) recorder.stream.getTracks().forEach((t) => t.stop());
+  if (recorder.context) recorder.context.close();
+  recorder.stream = null;
+  recorder.context = null;
+  document.body.classList.remove("recording");
+  $("stop-btn").disabled = true;
+  $("level").style.width = "0";
+}
+
+function stopRecording() {
+  if (!recorder.context) return;
+  const rate = recorder.context.sampleRate;
+  const seconds = recorder.samples / rate;
+  const wav = encodeWav(recorder.chunks, rate);
+  recorder.chunks = [];
+  releaseMicrophone();
+  $("record-status").textContent = `Recorded ${seconds.toFixed(1)} s.`;
+  run(() => identify(wav, "microphone.wav", `The microphone (${seconds.toFixed(1)} s)`));
+}
+
+// ---------------------------------------------------------------- 3. a phrase spoken by a voice
+
+function describeVoice(v) {
+  const traits = [v.gender, v.accent].filter(Boolean).join(", ");
+  return traits ? `${v.id} (${traits})` : v.id;
+}
+
+async function loadVoices() {
+  voicesLoaded = false;
+  document.body.dataset.voices = "loading";
+  const select = $("voice-select");
+  try {
+    const data = await (await api("/v1/voices")).json();
+    const known = new Set(data.labels);
+    const byId = new Map(data.synthesis.map((v) => [v.id, v]));
+    const groups = [
+      ["Voices the model knows", data.labels.filter((id) => byId.has(id)).map((id) => byId.get(id))],
+      ["Other voices (the model will name its closest)", data.synthesis.filter((v) => !known.has(v.id))],
+    ];
+    select.replaceChildren();
+    for (const [label, voices] of groups) {
+      if (!voices.length) continue;
+      const group = document.createElement("optgroup");
+      group.label = label;
+      for (const v of voices) group.append(new Option(describeVoice(v), v.id));
+      select.append(group);
+    }
+    select.disabled = select.options.length === 0;
+    voicesLoaded = true;
+    const count = data.labels.length;
+    $("model-info").textContent =
+      `Model "${data.model}" knows ${count} voice${count === 1 ? "" : "s"}: ${data.labels.join(", ")}.`;
+    document.body.dataset.voices = "loaded";
+  } catch (e) {
+    select.replaceChildren(new Option("Voices unavailable", ""));
+    select.disabled = true;
+    $("model-info").textContent = "The model's voices could not be loaded.";
+    showError(`Loading the voices failed: ${e.message}`);
+    document.body.dataset.voices = "error";
+  }
+  $("speak-btn").disabled = !voicesLoaded || document.body.classList.contains("busy");
+}
+
+async function speakAndIdentify() {
+  const text = $("phrase").value.trim();
+  const voice = $("voice-select").value;
+  if (!text) throw new ApiError("Type a phrase first.");
+  if (!voice) throw new ApiError("Choose a voice first.");
+  const response = await api("/v1/synthesize", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ text, voice }),
+  });
+  const mp3 = await response.blob();
+  const audio = $("audio");
+  if (audio.src) URL.revokeObjectURL(audio.src);
+  audio.src = URL.createObjectURL(mp3);
+  // playing is a courtesy: a browser that refuses autoplay still gets the identification
+  audio.play().catch(() => {});
+  await identify(mp3, "phrase.mp3", `"${text}" spoken by ${voice}`);
+}
+
+// ---------------------------------------------------------------- start
+
+function setUp() {
+  const key = $("api-key");
+  key.value = localStorage.getItem(KEY_STORAGE) || "";
+  key.addEventListener("change", () => {
+    const value = key.value.trim();
+    if (value) localStorage.setItem(KEY_STORAGE, value);
+    else localStorage.removeItem(KEY_STORAGE);
+    clearError();
+    loadVoices();
+  });
+  setUpFile();
+  $("record-btn").addEventListener("click", startRecording);
+  $("stop-btn").addEventListener("click", stopRecording);
+  $("speak-btn").addEventListener("click", () => run(speakAndIdentify));
+  $("phrase").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !$("speak-btn").disabled) $("speak-btn").click();
+  });
+  loadVoices();
+}
+
+setUp();

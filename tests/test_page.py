@@ -1,0 +1,281 @@
+"""The web page at ``/``, driven in Debian's chromium against the real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; playwright cannot download its own here
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = Path(__file__).parents[1] / "docs" / "page.png"
+START_TIMEOUT_S = 60.0  # s for the server to answer /healthz
+TIMEOUT_MS = 60_000  # ms for one identification (the first one loads torch's kernels)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(run: Path, *args: str) -> Iterator[str]:
+    """``whichvoice serve RUN ARGS`` in a subprocess; yields its base URL, kills it after."""
+    port = free_port()
+    command = [sys.executable, "-m", "whichvoice", "serve", str(run), "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--quiet", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"the server exited {proc.returncode}:\n{proc.stderr.read()}")
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not answer /healthz in {START_TIMEOUT_S} s")
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def server(trained_run: Path) -> Iterator[str]:
+    with serving(trained_run) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def launch() -> Iterator[Callable[..., object]]:
+    """Launch Debian's chromium (extra flags allowed); every browser is closed at the end."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make apt-test)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browsers = []
+
+        def start(*extra: str):
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + list(extra), timeout=60_000
+            )
+            browsers.append(browser)
+            return browser
+
+        try:
+            yield start
+        finally:
+            for browser in browsers:
+                browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser(launch):
+    return launch()
+
+
+@pytest.fixture(scope="module")
+def clips(small_corpus: Path) -> list[dict]:
+    lines = (small_corpus / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def open_page(browser, base: str, **context_args):
+    """A fresh page at ``base``/ whose voice list has finished loading (or failing)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, **context_args)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    response = page.goto(f"{base}/")
+    assert response is not None and response.ok
+    page.wait_for_function("['loaded', 'error'].includes(document.body.dataset.voices)")
+    return page
+
+
+def wait_for_identification(page, action: Callable[[], None]) -> dict | None:
+    """Run ``action``, wait for its /v1/identify answer and the page's final state.
+
+    Returns the JSON answer when it succeeded, else None.
+    """
+    with page.expect_response(lambda r: "/v1/identify" in r.url) as answer:
+        action()
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)")
+    response = answer.value
+    return response.json() if response.ok else None
+
+
+def shown_bars(page) -> list[str]:
+    return page.locator("#bars .bar").evaluate_all("bars => bars.map(b => b.dataset.voice)")
+
+
+def labels(base: str, key: str | None = None) -> list[str]:
+    headers = {"X-API-Key": key} if key else {}
+    request = urllib.request.Request(f"{base}/v1/voices", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.load(r)["labels"]
+
+
+def test_upload_shows_the_voice_bars_and_spectrogram(browser, server, small_corpus, clips):
+    clip = next(c for c in clips if c["voice"] == "flite:slt")
+    page = open_page(browser, server)
+    result = wait_for_identification(
+        page, lambda: page.set_input_files("#file-input", str(small_corpus / clip["path"]))
+    )
+    assert result is not None
+    assert page.evaluate("document.body.dataset.state") == "done"
+    assert page.locator("#error").is_hidden()
+    assert page.locator("#result-voice").inner_text() == clip["voice"]
+    model_labels = labels(server)
+    assert sorted(shown_bars(page)) == sorted(model_labels)
+    assert shown_bars(page)[0] == clip["voice"]  # sorted, most likely first
+    assert page.locator("#spectrogram").get_attribute("src").startswith("data:image/png;base64,")
+    assert Path(clip["path"]).name in page.locator("#result-meta").inner_text()
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True, animations="disabled")
+    assert SCREENSHOT.stat().st_size > 10_000
+    page.context.close()
+
+
+def test_dropping_a_file_identifies_it(browser, server, small_corpus, clips):
+    clip = next(c for c in clips if c["voice"] == "flite:rms")
+    data = base64.b64encode((small_corpus / clip["path"]).read_bytes()).decode()
+    page = open_page(browser, server)
+    drop = """([data, name]) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: "audio/mpeg" }));
+        const zone = document.getElementById("drop-zone");
+        zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+    }"""
+    result = wait_for_identification(page, lambda: page.evaluate(drop, [data, "dropped.mp3"]))
+    assert result is not None
+    assert page.locator("#result-voice").inner_text() == clip["voice"]
+    page.context.close()
+
+
+def test_speak_a_phrase_plays_it_and_identifies_it(browser, server):
+    page = open_page(browser, server)
+    assert page.evaluate("document.body.dataset.voices") == "loaded"
+    model_labels = labels(server)
+    options = page.locator("#voice-select option").evaluate_all("os => os.map(o => o.value)")
+    voice = next(v for v in options if v in model_labels)
+    assert options[: len(model_labels)] == [v for v in model_labels if v in options]
+    page.fill("#phrase", "Seven green parrots sat quietly on the garden wall.")
+    page.select_option("#voice-select", voice)
+    result = wait_for_identification(page, lambda: page.click("#speak-btn"))
+    assert result is not None, page.locator("#error").inner_text()
+    assert page.locator("#audio").get_attribute("src").startswith("blob:")
+    assert page.locator(f'#bars .bar[data-voice="{voice}"]').count() == 1
+    assert page.locator("#result-voice").inner_text() in model_labels
+    assert voice in page.locator("#result-meta").inner_text()
+    page.context.close()
+
+
+def test_microphone_records_a_wav_and_identifies_it(launch, server, small_corpus, clips, tmp_path):
+    import soundfile as sf
+
+    from whichvoice.audio import SAMPLE_RATE, load_audio
+
+    clip = next(c for c in clips if c["voice"] == "festival:ked_diphone")
+    wav = tmp_path / "mic.wav"
+    sf.write(wav, load_audio(small_corpus / clip["path"]), SAMPLE_RATE, subtype="PCM_16")
+    browser = launch(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        "--autoplay-policy=no-user-gesture-required",
+    )
+    page = open_page(browser, server, permissions=["microphone"])
+    page.click("#record-btn")
+    page.wait_for_function("document.body.classList.contains('recording')")
+    page.wait_for_timeout(3_000)
+    result = wait_for_identification(page, lambda: page.click("#stop-btn"))
+    assert result is not None, page.locator("#error").inner_text()
+    assert result["duration_s"] > 1.0
+    assert page.locator("#result-voice").inner_text() in labels(server)
+    assert len(shown_bars(page)) == len(labels(server))
+    assert page.locator("#stop-btn").is_disabled()
+    assert page.locator("#record-btn").is_enabled()
+    page.context.close()
+
+
+def test_a_corrupt_file_shows_an_error(browser, server):
+    page = open_page(browser, server)
+    bad = {"name": "bad.mp3", "mimeType": "audio/mpeg", "buffer": b"not audio"}
+    result = wait_for_identification(page, lambda: page.set_input_files("#file-input", bad))
+    assert result is None
+    assert page.evaluate("document.body.dataset.state") == "error"
+    error = page.locator("#error")
+    assert error.is_visible()
+    assert "bad.mp3" in error.inner_text()
+    assert "decodable" in error.inner_text()
+    assert page.locator("#result-body").is_hidden()  # nothing stale or half-drawn
+    page.context.close()
+
+
+def test_the_api_key_field_unlocks_a_protected_server(browser, trained_run, small_corpus, clips):
+    clip = next(c for c in clips if c["voice"] == "espeak-ng:en-us+f3")
+    path = str(small_corpus / clip["path"])
+    with serving(trained_run, "--api-key", "secret") as base:
+        page = open_page(browser, base)  # / and /static/ are open
+        assert page.evaluate("document.body.dataset.voices") == "error"
+        assert "X-API-Key" in page.locator("#error").inner_text()
+
+        def upload() -> None:
+            page.set_input_files("#file-input", path)
+
+        assert wait_for_identification(page, upload) is None
+        assert page.evaluate("document.body.dataset.state") == "error"
+        assert "401" in page.locator("#error").inner_text()
+
+        page.fill("#api-key", "secret")
+        page.press("#api-key", "Tab")  # change -> saved, voices reloaded
+        page.wait_for_function("document.body.dataset.voices === 'loaded'")
+        result = wait_for_identification(page, upload)
+        assert result is not None, page.locator("#error").inner_text()
+        assert page.locator("#error").is_hidden()
+        assert page.locator("#result-voice").inner_text() == clip["voice"]
+
+        page.reload()  # the key is remembered
+        page.wait_for_function("document.body.dataset.voices === 'loaded'")
+        assert page.input_value("#api-key") == "secret"
+        page.context.close()
