@@ -5,9 +5,9 @@ import torch
 from whichvoice.features import (
     FeatureConfig,
     LogMel,
-    cut_windows,
     logmel_windows,
     mel_filterbank,
+    model_inputs,
     n_frames,
     seed_windows,
     trim_silence,
@@ -54,26 +54,22 @@ def test_window_starts() -> None:
 def test_every_length_gives_full_windows(seconds: float) -> None:
     cfg = FeatureConfig()
     [windows] = logmel_windows([sine(440, seconds)], cfg)
-    assert windows.shape[1:] == cfg.input_shape
-    assert windows.shape[0] == max(
-        1, len(window_starts(n_frames(int(seconds * 16000), cfg), 200, 100))
-    )
+    assert windows.shape[1:] == cfg.stored_shape == (32000,)
+    assert windows.shape[0] == len(window_starts(max(int(seconds * 16000), 32000), 32000, 16000))
     assert windows.dtype == np.float32
-    assert np.abs(windows.mean(axis=2)).max() < 1e-3  # per-band mean removed
+    inputs = model_inputs(torch.from_numpy(windows), cfg)
+    assert tuple(inputs.shape[1:]) == cfg.input_shape
+    assert float(inputs.mean(dim=2).abs().max()) < 1e-3  # per-band mean removed
 
 
-def test_level_does_not_change_logmel_windows() -> None:
+def test_level_does_not_change_the_model_inputs() -> None:
     cfg = FeatureConfig()
     rng = np.random.default_rng(0)
     wave = (sine(300, 2.5) + 0.05 * rng.standard_normal(40000)).astype(np.float32)
     loud, quiet = logmel_windows([wave, wave * 0.03], cfg)
-    assert np.allclose(loud, quiet, atol=0.05)
-
-
-def test_cut_windows_repeats_short_input() -> None:
-    cfg = FeatureConfig()
-    out = cut_windows(np.random.default_rng(0).standard_normal((64, 50)).astype(np.float32), cfg)
-    assert out.shape == (1, 64, 200)
+    a = model_inputs(torch.from_numpy(loud), cfg)
+    b = model_inputs(torch.from_numpy(quiet), cfg)
+    assert torch.allclose(a, b, atol=0.05)
 
 
 def test_seed_image_is_the_talks_format() -> None:

@@ -17,7 +17,8 @@ import soxr
 from whichvoice.errors import AudioDecodeError, SilentAudioError
 
 SAMPLE_RATE = 16_000  # Hz, the rate every model input is resampled to
-SILENCE_PEAK = 0.01  # full scale; a clip whose peak stays under this is treated as silent
+SILENCE_PEAK = 1e-4  # full scale (-80 dBFS); an input whose peak stays under this is silent
+ENGINE_SILENCE_PEAK = 0.01  # full scale (-40 dBFS); a TTS engine's output this quiet failed
 MIN_DURATION_S = 0.1  # s; shorter clips carry no usable speech
 
 AudioSource = str | os.PathLike | bytes | bytearray
@@ -65,13 +66,16 @@ def resample(wave: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarr
     return soxr.resample(wave, rate, target, quality="HQ").astype(np.float32, copy=False)
 
 
-def check_not_silent(wave: np.ndarray, rate: int, name: str) -> None:
-    """Raise SilentAudioError (naming ``name``) when the clip is too short or has no signal."""
+def check_not_silent(
+    wave: np.ndarray, rate: int, name: str, min_peak: float = SILENCE_PEAK
+) -> None:
+    """Raise SilentAudioError (naming ``name``) when the clip is too short or its peak is
+    under ``min_peak`` (a quiet recording still passes the default)."""
     duration = wave.shape[0] / rate
     if duration < MIN_DURATION_S:
         raise SilentAudioError(f"{name}: too short ({duration * 1000:.0f} ms of audio)")
     peak = float(np.max(np.abs(wave)))
-    if peak < SILENCE_PEAK:
+    if peak < min_peak:
         raise SilentAudioError(f"{name}: silent (peak {20 * np.log10(max(peak, 1e-9)):.0f} dBFS)")
 
 

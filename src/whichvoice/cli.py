@@ -261,6 +261,12 @@ def prepare_cmd(
     default=None,
     help="Early stopping after N epochs without improvement.",
 )
+@click.option(
+    "--augment",
+    default=None,
+    help="Training-time augmentation: default, none, or parts noise,gain,telephone,reverb,mp3 "
+    "[default: on for voicenet, off for seed].",
+)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--quiet", "-q", is_flag=True)
 def train_cmd(
@@ -275,6 +281,7 @@ def train_cmd(
     seed: int,
     device: str,
     patience: int | None,
+    augment: str | None,
     resume: bool,
     quiet: bool,
 ) -> None:
@@ -290,6 +297,7 @@ def train_cmd(
         seed=seed,
         device=device,
         patience=patience,
+        augment=augment,
     )
     feats = (
         None if (source / "dataset.json").is_file() else _feature_config(features, model, window)
@@ -324,6 +332,12 @@ def _print_table(metrics: dict) -> None:
     type=click.Path(path_type=Path),
     help="Where report.md and confusion.png go [default: RUN].",
 )
+@click.option(
+    "--conditions",
+    default=None,
+    help="Also score degraded copies: clean,wav8k,wav22k,wav44k,flac48k,quiet,noise10,noise0,"
+    "tel8k,mp3-24k,reverb,short1s,long (comma-separated).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True)
 def evaluate_cmd(
@@ -331,6 +345,7 @@ def evaluate_cmd(
     corpus: Path | None,
     labels_csv: Path | None,
     report_dir: Path | None,
+    conditions: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -345,12 +360,15 @@ def evaluate_cmd(
         corpus=corpus,
         labels_csv=labels_csv,
         report_dir=report_dir,
+        conditions=[c.strip() for c in conditions.split(",") if c.strip()] if conditions else None,
         progress=not (quiet or as_json),
     )
     if as_json:
         click.echo(json.dumps(metrics))
     elif not quiet:
         _print_table(metrics)
+        for name, c in metrics.get("conditions", {}).items():
+            click.echo(f"  {name:10} {c['accuracy']:.4f}  ({c['files']} files)")
         click.echo(f"report: {metrics['report']}")
 
 

@@ -27,7 +27,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from whichvoice.audio import check_not_silent, encode_audio, read_audio, write_atomic
+from whichvoice.audio import (
+    ENGINE_SILENCE_PEAK,
+    check_not_silent,
+    encode_audio,
+    read_audio,
+    write_atomic,
+)
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.sentences import Sentence
 from whichvoice.voices import SessionPool, Voice, require_available, resolve_voices
@@ -209,7 +215,9 @@ def speak(sessions: SessionPool, voice: Voice, text: str, fmt: str) -> tuple[byt
     t0 = time.perf_counter()
     speech = sessions.get(voice.engine).synthesize(voice, text)
     engine_s = time.perf_counter() - t0
-    check_not_silent(speech.wave, speech.sample_rate, f"{voice.id} on {text!r}")
+    check_not_silent(
+        speech.wave, speech.sample_rate, f"{voice.id} on {text!r}", ENGINE_SILENCE_PEAK
+    )
     if speech.encoded is not None and speech.encoded_format == fmt:
         return speech.encoded, engine_s  # Polly's own mp3, kept as it came (as the talk did)
     return encode_audio(speech.wave, speech.sample_rate, fmt), engine_s

@@ -2,7 +2,10 @@
 
 A prepared folder holds, for each split in ``train``, ``val``, ``test``:
 
-    <split>_x.npy     float16 windows, shape (n_windows, *input_shape)
+    <split>_x.npy     float16 windows, shape (n_windows, *stored_shape): 16 kHz waveforms
+                      for logmel features (made into log-mels, augmented, at training
+                      time), images for seed-image
+    train_xmp3.npy    (logmel) the train windows through a 16-32 kbit/s mp3, for augmentation
     <split>_y.npy     int64 label index of each window
     <split>_clip.npy  int64 row in index.jsonl of each window's clip
 
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from whichvoice.audio import AudioDecodeError, read_audio, resample
+from whichvoice.audio import SAMPLE_RATE, AudioDecodeError, read_audio, resample
 from whichvoice.corpus import MANIFEST, Clip, read_manifest
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
@@ -132,7 +135,7 @@ def _seed_features(args: tuple[str, float, dict]) -> np.ndarray:
 def clip_features(
     paths: list[Path], cfg: FeatureConfig, *, starts: list[float] | None = None, workers: int = 0
 ) -> Iterator[np.ndarray]:
-    """Windows for each file, in order (float32, shape (n_windows, *cfg.input_shape)).
+    """Windows for each file, in order (float32, shape (n_windows, *cfg.stored_shape)).
 
     Decoding runs on ``workers`` threads (seed images on processes: matplotlib holds the GIL).
     Raises AudioDecodeError naming a file that cannot be read.
@@ -152,6 +155,32 @@ def clip_features(
                 w for w, _ in pool.map(lambda p: _decode(p, cfg.sample_rate), paths[i : i + BATCH])
             ]
             yield from logmel_windows(waves, cfg)
+
+
+def _mp3_copies(x: np.ndarray, seed: int, progress: bool) -> np.ndarray:
+    """Each 16 kHz waveform window through an mp3 at a random 16, 24 or 32 kbit/s and back."""
+    from whichvoice.augment import mp3_roundtrip
+
+    rates = np.random.default_rng(seed).choice([16, 24, 32], size=x.shape[0])
+    n = x.shape[1]
+
+    def one(i: int) -> np.ndarray:
+        y, rate = mp3_roundtrip(np.asarray(x[i], dtype=np.float32), SAMPLE_RATE, int(rates[i]))
+        y = resample(y, rate, SAMPLE_RATE)[:n]
+        return np.pad(y, (0, n - y.shape[0])).astype(np.float16)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        rows = list(
+            tqdm(
+                pool.map(one, range(x.shape[0])),
+                total=x.shape[0],
+                desc="mp3 copies",
+                unit="window",
+                disable=not progress,
+                dynamic_ncols=True,
+            )
+        )
+    return np.stack(rows) if rows else np.zeros_like(x)
 
 
 def prepare(
@@ -209,7 +238,7 @@ def prepare(
         x = (
             np.concatenate(part["x"])
             if part["x"]
-            else np.zeros((0, *cfg.features.input_shape), np.float16)
+            else np.zeros((0, *cfg.features.stored_shape), np.float16)
         )
         np.save(tmp / f"{split}_x.npy", x)
         np.save(tmp / f"{split}_y.npy", np.asarray(part["y"], dtype=np.int64))
@@ -218,6 +247,8 @@ def prepare(
             "clips": sum(r["split"] == split for r in rows),
             "windows": int(x.shape[0]),
         }
+        if split == "train" and cfg.features.name == "logmel":
+            np.save(tmp / "train_xmp3.npy", _mp3_copies(x, cfg.seed, progress))
     (tmp / INDEX).write_text("".join(json.dumps(r) + "\n" for r in rows))
     meta = {
         "prepare": cfg.to_dict(),
@@ -245,9 +276,14 @@ class Prepared:
     index: list[dict]
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(x float16 (n, *shape), y int64 (n,), clip row int64 (n,)) of one split."""
+        """(x float16 (n, *stored_shape), y int64 (n,), clip row int64 (n,)) of one split."""
         load = lambda name: np.load(self.root / f"{split}_{name}.npy", mmap_mode="r")  # noqa: E731
         return load("x"), load("y"), load("clip")
+
+    def mp3_copies(self) -> np.ndarray | None:
+        """The mp3-degraded train windows (aligned with arrays("train")[0]), if prepared."""
+        path = self.root / "train_xmp3.npy"
+        return np.load(path, mmap_mode="r") if path.exists() else None
 
 
 def open_prepared(path: str | os.PathLike) -> Prepared:

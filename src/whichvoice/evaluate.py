@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from whichvoice.audio import read_audio
 from whichvoice.dataset import DatasetError, load_corpus, split_clips
 from whichvoice.errors import WhichvoiceError
 from whichvoice.predict import Prediction, VoiceModel, load_model
@@ -139,6 +140,70 @@ def plot_confusion(matrix: np.ndarray, voices: list[str], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def condition_accuracy(
+    model: VoiceModel,
+    files: list[LabelledFile],
+    conditions: list[str],
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """File-level accuracy of ``model`` on degraded copies of ``files``, per condition.
+
+    Copies are made on the fly and deterministically (the seed and the file's position).
+    ``long`` joins each voice's files into ~20 s recordings.
+    """
+    from whichvoice.augment import CONDITIONS, degrade, long_clip
+
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise WhichvoiceError(
+            f"unknown condition {', '.join(unknown)}; valid: {', '.join(CONDITIONS)}"
+        )
+    decoded: list[tuple[np.ndarray, int] | None] = []
+    for f in files:
+        try:
+            decoded.append(read_audio(f.path))
+        except WhichvoiceError:
+            decoded.append(None)
+    out = {}
+    for condition in conditions:
+        if condition == "long":
+            by_voice: dict[str, list[tuple[np.ndarray, int]]] = {}
+            for f, d in zip(files, decoded, strict=True):
+                if d is not None:
+                    by_voice.setdefault(f.voice, []).append(d)
+            items = []
+            for voice, waves in sorted(by_voice.items()):
+                for i in range(0, len(waves), 6):  # ~6 short sentences make 20 s
+                    items.append((long_clip(waves[i : i + 6]), voice))
+        else:
+            items = [
+                (degrade(condition, d[0], d[1], seed * 100_003 + n), f.voice)
+                for n, (f, d) in enumerate(zip(files, decoded, strict=True))
+                if d is not None
+            ]
+        results = model.identify_many([data for data, _ in items])
+        hits = n_ok = 0
+        for (_, voice), result in tqdm(
+            zip(items, results, strict=True),
+            total=len(items),
+            desc=condition,
+            unit="file",
+            disable=not progress,
+            dynamic_ncols=True,
+        ):
+            if isinstance(result, Prediction):
+                n_ok += 1
+                hits += result.voice == voice
+        out[condition] = {
+            "files": len(items),
+            "scored": n_ok,
+            "accuracy": hits / max(len(items), 1),
+        }
+    return out
+
+
 def _report(metrics: dict, png: str) -> str:
     lines = [
         f"# Evaluation of `{metrics['run']}`",
@@ -157,6 +222,16 @@ def _report(metrics: dict, png: str) -> str:
             f"| {r['voice']} | {r['support']} | {r['accuracy']:.4f} | {r['precision']:.4f} "
             f"| {r['recall']:.4f} | {r['f1']:.4f} |"
         )
+    if metrics.get("conditions"):
+        lines += [
+            "",
+            "File-level accuracy under each condition (degraded copies of the same files):",
+            "",
+            "| condition | files | accuracy |",
+            "|---|---:|---:|",
+        ]
+        for name, c in metrics["conditions"].items():
+            lines.append(f"| {name} | {c['files']} | {c['accuracy']:.4f} |")
     lines += ["", f"![confusion matrix]({png})", ""]
     if metrics["error_files"]:
         lines += ["Unreadable files:", ""] + [f"- {e}" for e in metrics["error_files"]] + [""]
@@ -169,6 +244,7 @@ def evaluate(
     corpus: str | os.PathLike | None = None,
     labels_csv: str | os.PathLike | None = None,
     report_dir: str | os.PathLike | None = None,
+    conditions: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
     """Evaluate a run on a corpus's test split or on a ``path,voice`` CSV.
@@ -218,6 +294,8 @@ def evaluate(
         "voices": voices,
         "confusion": matrix.tolist(),
     }
+    if conditions:
+        metrics["conditions"] = condition_accuracy(model, files, conditions, progress=progress)
     out = Path(report_dir) if report_dir else Path(run)
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(matrix, voices, out / CONFUSION_PNG)

@@ -2,9 +2,10 @@
 
 Two feature kinds, chosen by ``FeatureConfig.name``:
 
-- ``logmel`` (default): 64-band log-mel spectrogram, 25 ms frames every 10 ms, leading and
-  trailing silence trimmed, per-band mean removed, cut into windows of ``window_s`` seconds
-  every ``hop_s`` seconds. One window: float32, shape (n_mels, n_frames).
+- ``logmel`` (default): leading and trailing silence trimmed, level normalised, cut into
+  waveform windows of ``window_s`` seconds every ``hop_s`` seconds (stored and augmented as
+  waveforms), then a 64-band log-mel spectrogram, 25 ms frames every 10 ms, per-band mean
+  removed. Stored window: float32 (n_samples,); model input: (n_mels, n_frames).
 - ``seed-image``: the talk's input. A 2 s excerpt whose start is drawn once in 500-1000 ms,
   drawn with matplotlib ``specgram`` (colormap 'hot') on a 1.4 x 1.4 in figure at 100 dpi,
   read back as RGB / 255. One window: float32, shape (3, 140, 140).
@@ -22,7 +23,7 @@ import torch
 from whichvoice.audio import SAMPLE_RATE
 
 FEATURE_NAMES = ("logmel", "seed-image")
-VERSION = 2  # bump when the features a config gives change: cached datasets are keyed on it
+VERSION = 4  # bump when the features a config gives change: cached datasets are keyed on it
 TRIM_DB = 40.0  # dB below the loudest frame that counts as silence at the edges
 TARGET_RMS = 0.05  # full scale (-26 dBFS); every clip is brought to this level
 SEED_START_S = (0.5, 1.0)  # s; the talk drew each excerpt's start in this range
@@ -49,15 +50,26 @@ class FeatureConfig:
             raise ValueError("window and hop must be positive seconds")
 
     @property
-    def window_frames(self) -> int:
-        return round(self.window_s * self.sample_rate / self.frame_hop)
+    def window_samples(self) -> int:
+        return round(self.window_s * self.sample_rate)
+
+    @property
+    def hop_samples(self) -> int:
+        return max(1, round(self.hop_s * self.sample_rate))
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """Shape of one stored window (waveform for logmel, the image for seed-image)."""
+        if self.name == "seed-image":
+            return (3, SEED_PIXELS, SEED_PIXELS)
+        return (self.window_samples,)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one window as the model sees it."""
         if self.name == "seed-image":
-            return (3, SEED_PIXELS, SEED_PIXELS)
-        return (self.n_mels, self.window_frames)
+            return self.stored_shape
+        return (self.n_mels, n_frames(self.window_samples, self))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,15 +129,27 @@ def n_frames(n_samples: int, cfg: FeatureConfig) -> int:
 
 
 def trim_silence(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Drop leading/trailing frames quieter than TRIM_DB under the loudest one."""
+    """Drop the 10 ms frames quieter than TRIM_DB under the loudest one: silence at the
+    edges and the pauses inside (a long recording's gaps would otherwise fill windows)."""
     hop = cfg.frame_hop
     n = wave.shape[0] // hop
     if n < 2:
         return wave
-    energy = np.square(wave[: n * hop].reshape(n, hop)).mean(axis=1)
-    db = 10 * np.log10(energy + 1e-12)
-    loud = np.flatnonzero(db > db.max() - TRIM_DB)
-    return wave[loud[0] * hop : (loud[-1] + 1) * hop]
+    frames = wave[: n * hop].reshape(n, hop)
+    db = 10 * np.log10(np.square(frames).mean(axis=1) + 1e-12)
+    loud = db > db.max() - TRIM_DB
+    # keep short quiet stretches (stops, soft consonants): drop only runs of 100 ms or more
+    keep = loud.copy()
+    run_start = None
+    for i, is_loud in enumerate([*loud, True]):
+        if not is_loud and run_start is None:
+            run_start = i
+        elif is_loud and run_start is not None:
+            edge = run_start == 0 or i == n
+            if not edge and i - run_start < 10:
+                keep[run_start:i] = True
+            run_start = None
+    return frames[keep].reshape(-1)
 
 
 def normalize_level(wave: np.ndarray) -> np.ndarray:
@@ -145,39 +169,36 @@ def window_starts(total: int, size: int, step: int) -> list[int]:
     return starts
 
 
-def cut_windows(logmel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Log-mel (n_mels, frames) -> normalised windows (n_windows, n_mels, window_frames).
+def speech_of(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The part of a 16 kHz clip the model listens to: silence trimmed, level normalised."""
+    return normalize_level(trim_silence(wave, cfg) if cfg.trim else wave)
 
-    A clip shorter than one window is repeated to fill it, so every input has one shape.
+
+def wave_windows(speech: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Waveform windows, float32 (n_windows, window_samples). A clip shorter than a window is
+    repeated to fill it, so every input has one shape."""
+    size = cfg.window_samples
+    if speech.shape[0] < size:
+        speech = np.tile(speech, math.ceil(size / max(speech.shape[0], 1)))[:size]
+    starts = window_starts(speech.shape[0], size, cfg.hop_samples)
+    return np.stack([speech[s : s + size] for s in starts]).astype(np.float32)
+
+
+def model_inputs(x: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """Stored windows -> what the model takes, on x's device.
+
+    logmel: waveforms (batch, n_samples) -> log-mel (batch, n_mels, n_frames), per-band mean
+    removed (the level and a fixed channel colouring drop out); seed-image: unchanged.
     """
-    size = cfg.window_frames
-    step = max(1, round(cfg.hop_s * cfg.sample_rate / cfg.frame_hop))
-    frames = logmel.shape[1]
-    if frames < size:
-        logmel = np.tile(logmel, (1, math.ceil(size / max(frames, 1))))[:, :size]
-        frames = size
-    windows = np.stack([logmel[:, s : s + size] for s in window_starts(frames, size, step)])
-    # per-band mean removal: the level and a fixed channel colouring drop out
-    return (windows - windows.mean(axis=2, keepdims=True)).astype(np.float32)
+    if cfg.name == "seed-image":
+        return x
+    mel = _logmel_module(cfg, str(x.device))(x)
+    return mel - mel.mean(dim=2, keepdim=True)
 
 
-def logmel_windows(
-    waves: list[np.ndarray], cfg: FeatureConfig, device: str | torch.device = "cpu"
-) -> list[np.ndarray]:
-    """Windows for each waveform (float32 mono at cfg.sample_rate), computed as one batch.
-
-    Returns one float32 array per input, shape (n_windows, n_mels, window_frames).
-    """
-    if not waves:
-        return []
-    clips = [normalize_level(trim_silence(w, cfg) if cfg.trim else w) for w in waves]
-    lengths = [c.shape[0] for c in clips]
-    batch = np.zeros((len(clips), max(max(lengths), cfg.n_fft)), dtype=np.float32)
-    for i, c in enumerate(clips):
-        batch[i, : c.shape[0]] = c
-    with torch.inference_mode():
-        mel = _logmel_module(cfg, str(device))(torch.from_numpy(batch).to(device)).cpu().numpy()
-    return [cut_windows(mel[i, :, : n_frames(n, cfg)], cfg) for i, n in enumerate(lengths)]
+def logmel_windows(waves: list[np.ndarray], cfg: FeatureConfig) -> list[np.ndarray]:
+    """Stored-form windows of each 16 kHz waveform: float32 (n_windows, window_samples)."""
+    return [wave_windows(speech_of(w, cfg), cfg) for w in waves]
 
 
 @functools.cache

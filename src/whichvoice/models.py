@@ -25,6 +25,7 @@ class ModelSpec:
     epochs: int  # default number of training epochs
     summary: str
     schedule: str = "cosine"  # learning-rate schedule: "cosine" decay or "constant"
+    augment: bool = False  # training-time augmentation by default
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -32,12 +33,18 @@ DEFAULT_MODEL = "voicenet"
 
 
 def register_model(
-    name: str, *, features: str, epochs: int, summary: str, schedule: str = "cosine"
+    name: str,
+    *,
+    features: str,
+    epochs: int,
+    summary: str,
+    schedule: str = "cosine",
+    augment: bool = False,
 ) -> Callable:
     """Decorator: register a builder ``(input_shape, n_classes) -> nn.Module``."""
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _MODELS[name] = ModelSpec(name, build, features, epochs, summary, schedule)
+        _MODELS[name] = ModelSpec(name, build, features, epochs, summary, schedule, augment)
         return build
 
     return wrap
@@ -175,6 +182,7 @@ class EmbeddingClassifier(nn.Module):
     features="logmel",
     epochs=6,
     summary="TDNN + statistics pooling, L2-normalised embedding (default)",
+    augment=True,
 )
 def _voicenet(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     n_mels = input_shape[0]

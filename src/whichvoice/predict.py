@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from whichvoice.audio import AudioSource, check_not_silent, describe_source, read_audio, resample
 from whichvoice.errors import WhichvoiceError
-from whichvoice.features import FeatureConfig, logmel_windows, seed_windows
+from whichvoice.features import FeatureConfig, model_inputs, seed_windows, speech_of, wave_windows
 from whichvoice.models import build_model
 
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au"}
@@ -35,6 +35,7 @@ class Prediction:
     top: list[tuple[str, float]]
     probabilities: dict[str, float] = field(repr=False)
     windows: int
+    speech_s: float = 0.0  # seconds of speech the windows were cut from (silence trimmed)
     window_voices: list[str] = field(repr=False, default_factory=list)
 
     def to_dict(self, k: int = 3) -> dict:
@@ -59,38 +60,28 @@ class VoiceModel:
         self.net = net.eval()
         self.device = device
 
-    def windows(self, source: AudioSource) -> np.ndarray:
-        """Model inputs for one file or bytes: float32 (n_windows, *input_shape).
-
-        Raises AudioDecodeError / SilentAudioError naming the input."""
+    def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
+        """Stored-form windows for one file or bytes, float32 (n_windows, *stored_shape), and
+        the seconds of speech they were cut from. Raises AudioDecodeError / SilentAudioError
+        naming the input."""
         wave, rate = read_audio(source)
         check_not_silent(wave, rate, describe_source(source))
         return self.windows_of(wave, rate)
 
-    def windows_of(self, wave: np.ndarray, rate: int) -> np.ndarray:
-        """Model inputs for a decoded waveform (float32 mono at ``rate`` Hz)."""
+    def windows_of(self, wave: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
+        """Like ``windows`` for a decoded waveform (float32 mono at ``rate`` Hz)."""
         if self.features.name == "seed-image":
-            return seed_windows(wave, rate, self.features)
-        return logmel_windows([resample(wave, rate, self.features.sample_rate)], self.features)[0]
-
-    def identify_wave(self, wave: np.ndarray, rate: int, name: str = "<audio>") -> Prediction:
-        """Like ``identify`` for a decoded waveform (float32 mono at ``rate`` Hz)."""
-        return self._combine(name, self.window_log_probs(self.windows_of(wave, rate)))
-
-    def display_name(self, voice: str) -> str:
-        """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
-        id when two engines of the model share that name."""
-        name = voice.split(":", 1)[-1]
-        same = [label for label in self.labels if label.split(":", 1)[-1] == name]
-        return name if len(same) <= 1 else voice
+            return seed_windows(wave, rate, self.features), wave.shape[0] / rate
+        speech = speech_of(resample(wave, rate, self.features.sample_rate), self.features)
+        return wave_windows(speech, self.features), speech.shape[0] / self.features.sample_rate
 
     @torch.inference_mode()
     def window_log_probs(self, windows: np.ndarray) -> np.ndarray:
-        """Log-probabilities per window, float32 (n_windows, n_labels)."""
+        """Log-probabilities per stored window, float32 (n_windows, n_labels)."""
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
-        return F.log_softmax(self.net(x), dim=1).float().cpu().numpy()
+        return F.log_softmax(self.net(model_inputs(x, self.features)), dim=1).float().cpu().numpy()
 
-    def _combine(self, name: str, logp: np.ndarray) -> Prediction:
+    def _combine(self, name: str, logp: np.ndarray, speech_s: float) -> Prediction:
         # the file's answer: the mean of its windows' log-probabilities, renormalised
         mean = logp.mean(axis=0)
         probs = np.exp(mean - mean.max())
@@ -104,13 +95,27 @@ class VoiceModel:
             top=top,
             probabilities={v: float(p) for v, p in zip(self.labels, probs, strict=True)},
             windows=int(logp.shape[0]),
+            speech_s=round(speech_s, 3),
             window_voices=[self.labels[i] for i in logp.argmax(axis=1)],
         )
 
     def identify(self, source: AudioSource, name: str | None = None) -> Prediction:
         """Which of the model's voices reads ``source`` (a path or encoded bytes), any length."""
-        label = name or (str(source) if not isinstance(source, bytes | bytearray) else "<bytes>")
-        return self._combine(label, self.window_log_probs(self.windows(source)))
+        label = name or describe_source(source)
+        windows, speech_s = self.windows(source)
+        return self._combine(label, self.window_log_probs(windows), speech_s)
+
+    def identify_wave(self, wave: np.ndarray, rate: int, name: str = "<audio>") -> Prediction:
+        """Like ``identify`` for a decoded waveform (float32 mono at ``rate`` Hz)."""
+        windows, speech_s = self.windows_of(wave, rate)
+        return self._combine(name, self.window_log_probs(windows), speech_s)
+
+    def display_name(self, voice: str) -> str:
+        """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
+        id when two engines of the model share that name."""
+        name = voice.split(":", 1)[-1]
+        same = [label for label in self.labels if label.split(":", 1)[-1] == name]
+        return name if len(same) <= 1 else voice
 
     def identify_many(
         self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
@@ -121,7 +126,7 @@ class VoiceModel:
         """
         workers = workers or os.cpu_count() or 1
 
-        def prepare(src: AudioSource) -> np.ndarray | WhichvoiceError:
+        def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
             try:
                 return self.windows(src)
             except WhichvoiceError as e:
@@ -132,15 +137,16 @@ class VoiceModel:
             for i in range(0, len(sources), batch):
                 chunk = sources[i : i + batch]
                 prepared = list(pool.map(prepare, chunk))
-                good = [w for w in prepared if isinstance(w, np.ndarray)]
+                good = [w for w, _ in (p for p in prepared if isinstance(p, tuple))]
                 logp = self.window_log_probs(np.concatenate(good)) if good else None
                 at = 0
                 for src, w in zip(chunk, prepared, strict=True):
                     if isinstance(w, WhichvoiceError):
                         yield w
                         continue
-                    yield self._combine(str(src), logp[at : at + len(w)])
-                    at += len(w)
+                    windows, speech_s = w
+                    yield self._combine(str(src), logp[at : at + len(windows)], speech_s)
+                    at += len(windows)
 
 
 def load_model(run: str | os.PathLike, device: str = "cpu") -> VoiceModel:

@@ -25,9 +25,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from whichvoice.audio import write_atomic
+from whichvoice.augment import NO_AUGMENT, AugmentConfig, augment_batch
 from whichvoice.dataset import PrepareConfig, Prepared, ensure_prepared
 from whichvoice.errors import WhichvoiceError
-from whichvoice.features import FeatureConfig
+from whichvoice.features import FeatureConfig, model_inputs
 from whichvoice.models import build_model, model_spec
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,38 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     patience: int | None = None  # stop after this many epochs without a better val accuracy
     schedule: str | None = None  # "cosine" | "constant"; None: the model's own
+    augment: str | None = None  # "default", "none" or parts "noise,gain,telephone,reverb,mp3"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+AUGMENT_PARTS = {
+    "noise": "noise_p",
+    "gain": "gain_db",
+    "telephone": "telephone_p",
+    "reverb": "reverb_p",
+    "mp3": "mp3_p",
+}
+
+
+def augment_config(spec: str | None, model_default: bool) -> AugmentConfig:
+    """``--augment``: None (the model's default), "default", "none", or a list of parts."""
+    if spec is None:
+        spec = "default" if model_default else "none"
+    if spec == "none":
+        return NO_AUGMENT
+    full = AugmentConfig()
+    if spec == "default":
+        return full
+    parts = {p.strip() for p in spec.split(",") if p.strip()}
+    unknown = parts - set(AUGMENT_PARTS)
+    if unknown:
+        raise TrainError(
+            f"unknown augmentation {', '.join(sorted(unknown))}; valid: default, none, "
+            f"{', '.join(AUGMENT_PARTS)}"
+        )
+    return replace(full, **{field: 0 for part, field in AUGMENT_PARTS.items() if part not in parts})
 
 
 def pick_device(name: str) -> torch.device:
@@ -78,14 +108,18 @@ def _one_window_per_clip(clip_rows: np.ndarray, rng: np.random.Generator) -> np.
 
 @torch.inference_mode()
 def _scores(
-    model: torch.nn.Module, x: np.ndarray, device: torch.device, batch: int = 256
+    model: torch.nn.Module,
+    x: np.ndarray,
+    features: FeatureConfig,
+    device: torch.device,
+    batch: int = 256,
 ) -> np.ndarray:
-    """Log-probabilities of each window, float32 (n, n_classes)."""
+    """Log-probabilities of each stored window, float32 (n, n_classes)."""
     model.eval()
     out = []
     for i in range(0, x.shape[0], batch):
         xb = torch.from_numpy(np.asarray(x[i : i + batch], dtype=np.float32)).to(device)
-        out.append(F.log_softmax(model(xb), dim=1).float().cpu().numpy())
+        out.append(F.log_softmax(model(model_inputs(xb, features)), dim=1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -96,7 +130,7 @@ def accuracy(
     x, y, clip = data.arrays(split)
     if x.shape[0] == 0:
         return float("nan"), float("nan"), float("nan")
-    logp = _scores(model, x, device)
+    logp = _scores(model, x, data.cfg.features, device)
     loss = float(-logp[np.arange(len(y)), y].mean())
     window_acc = float((logp.argmax(1) == y).mean())
     clips, inverse = np.unique(clip, return_inverse=True)
@@ -136,6 +170,7 @@ def train(
     spec = model_spec(cfg.model)
     epochs = cfg.epochs or spec.epochs
     schedule = cfg.schedule or spec.schedule
+    augment = augment_config(cfg.augment, spec.augment)
     device = pick_device(cfg.device)
     torch.set_num_threads(os.cpu_count() or 1)
 
@@ -156,6 +191,15 @@ def train(
     if x_train.shape[0] == 0:
         raise TrainError(f"{source}: the training split is empty")
     x_train = np.asarray(x_train)  # into memory once: float16, read every epoch
+    x_mp3 = data.mp3_copies()
+    if augment.enabled and augment.mp3_p > 0 and x_mp3 is not None:
+        x_mp3 = np.asarray(x_mp3)
+    else:
+        x_mp3 = None
+    if augment.enabled and features.name != "logmel":
+        raise TrainError(
+            f"augmentation needs logmel features (not {features.name}); use --augment none"
+        )
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, features.input_shape, len(labels)).to(device)
@@ -168,6 +212,7 @@ def train(
         "labels": labels,
         "input_shape": list(features.input_shape),
         "train": replace(cfg, epochs=epochs, schedule=schedule).to_dict(),
+        "augment": augment.to_dict(),
         "data": str(data.root),
     }
     start, best, stale = 0, (-1.0, float("-inf")), 0
@@ -194,6 +239,7 @@ def train(
         t0 = time.perf_counter()
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # resumable: no RNG state to save
         torch.manual_seed(cfg.seed * 1000 + epoch)
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch, epochs, cfg.lr, schedule)
         order = _one_window_per_clip(clip_train, rng)
@@ -211,9 +257,13 @@ def train(
             idx = np.sort(order[i : i + cfg.batch_size])
             if len(idx) < 2:  # batch norm needs two samples
                 continue
-            xb = torch.from_numpy(x_train[idx].astype(np.float32)).to(device)
+            batch_x = x_train[idx].astype(np.float32)
+            if x_mp3 is not None:
+                use = rng.random(len(idx)) < augment.mp3_p
+                batch_x[use] = x_mp3[idx[use]]
+            xb = augment_batch(torch.from_numpy(batch_x).to(device), augment, g)
             yb = torch.from_numpy(y_train[idx]).to(device)
-            logits = model(xb)
+            logits = model(model_inputs(xb, features))
             loss = F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

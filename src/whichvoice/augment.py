@@ -1,0 +1,259 @@
+"""Making audio harder: training-time augmentation (torch, batched) and the evaluation
+conditions (deterministic degraded copies of test audio).
+
+Training augmentation works on a batch of waveform windows, float32 (batch, n_samples) at
+16 kHz, on any device: additive noise at a random SNR (white, pink, or babble made from the
+other windows of the batch), random gain, telephone band with light clipping, reverberation
+with a synthetic room impulse response. Low-bitrate mp3 cannot be done in torch: prepared
+datasets keep an mp3-degraded copy of each training window, drawn instead of the clean one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from whichvoice.audio import SAMPLE_RATE, encode_audio, read_audio, resample
+
+TELEPHONE_BAND = (300.0, 3400.0)  # Hz, the classic telephone pass band
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Each part switchable (probability 0 turns it off) and seeded by the training loop."""
+
+    enabled: bool = True
+    noise_p: float = 0.5  # probability of additive noise
+    snr_db: tuple[float, float] = (-5.0, 30.0)  # dB, uniform
+    gain_db: float = 30.0  # +/- dB, uniform
+    telephone_p: float = 0.2
+    reverb_p: float = 0.25
+    rt60_s: tuple[float, float] = (0.2, 0.9)  # s, reverberation time of the synthetic rooms
+    mp3_p: float = 0.2  # probability of the mp3-degraded copy of a window
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AugmentConfig:
+        kw = {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in d.items()
+            if k in cls.__dataclass_fields__
+        }
+        return cls(**kw)
+
+
+NO_AUGMENT = AugmentConfig(enabled=False)
+
+
+def _uniform(
+    n: int, lo: float, hi: float, g: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, device=device)
+
+
+def _pink(shape: tuple[int, int], g: torch.Generator, device: torch.device) -> torch.Tensor:
+    white = torch.randn(shape, generator=g, device=device)
+    spec = torch.fft.rfft(white)
+    f = torch.arange(spec.shape[1], device=device).clamp(min=1).float()
+    return torch.fft.irfft(spec / f.sqrt(), n=shape[1])
+
+
+def _babble(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The sum of 3-6 other windows of the batch, each shifted in time: many people talking."""
+    batch, n = x.shape
+    out = torch.zeros_like(x)
+    for _ in range(int(torch.randint(3, 7, (1,), generator=g))):
+        perm = torch.randperm(batch, generator=g).to(x.device)
+        out += torch.roll(x[perm], int(torch.randint(0, n, (1,), generator=g)), dims=1)
+    return out
+
+
+def add_noise(x: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+    """``x + noise`` with the noise scaled to ``snr_db`` (per row) relative to ``x``'s power."""
+    px = x.square().mean(dim=1, keepdim=True).clamp(min=1e-10)
+    pn = noise.square().mean(dim=1, keepdim=True).clamp(min=1e-10)
+    scale = torch.sqrt(px / pn / (10 ** (snr_db[:, None] / 10)))
+    return x + scale * noise
+
+
+def band_pass(x: torch.Tensor, low: float, high: float, rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Zero the spectrum outside [low, high] Hz (rows of ``x`` independently)."""
+    spec = torch.fft.rfft(x)
+    freqs = torch.fft.rfftfreq(x.shape[1], 1 / rate).to(x.device)
+    spec = spec * ((freqs >= low) & (freqs <= high))
+    return torch.fft.irfft(spec, n=x.shape[1])
+
+
+def telephone(x: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
+    """300-3400 Hz band and light clipping at ``clip`` x each row's peak."""
+    y = band_pass(x, *TELEPHONE_BAND)
+    limit = (y.abs().amax(dim=1, keepdim=True) * clip[:, None]).clamp(min=1e-6)
+    return torch.maximum(torch.minimum(y, limit), -limit)
+
+
+def room_impulse(rt60: torch.Tensor, g: torch.Generator, rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Synthetic room impulse responses, (batch, n): a direct path, then exponentially
+    decaying noise that falls by 60 dB in ``rt60`` seconds."""
+    n = int(rate * float(rt60.max()))
+    t = torch.arange(n, device=rt60.device) / rate
+    decay = torch.exp(-6.9 * t[None, :] / rt60[:, None])
+    rir = torch.randn((rt60.shape[0], n), generator=g, device=rt60.device) * decay * 0.3
+    rir[:, 0] = 1.0
+    return rir / rir.norm(dim=1, keepdim=True)
+
+
+def reverberate(x: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
+    """Convolve each row with its impulse response (FFT), keeping the original length."""
+    n = x.shape[1] + rir.shape[1]
+    size = 1 << (n - 1).bit_length()
+    y = torch.fft.irfft(torch.fft.rfft(x, size) * torch.fft.rfft(rir, size), size)
+    return y[:, : x.shape[1]]
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """A degraded copy of a batch of waveform windows, float32 (batch, n_samples) at 16 kHz.
+
+    Each part touches only the rows it drew, so the cost follows the probabilities. ``g`` is
+    a CPU generator: the same seed gives the same degradations on any device.
+    """
+    if not cfg.enabled:
+        return x
+    batch, device = x.shape[0], x.device
+    cpu = torch.device("cpu")
+    x = x.clone()
+
+    def rows(p: float) -> torch.Tensor:
+        return torch.nonzero(torch.rand(batch, generator=g) < p).flatten()
+
+    if cfg.reverb_p > 0 and len(idx := rows(cfg.reverb_p)):
+        rir = room_impulse(_uniform(len(idx), *cfg.rt60_s, g, cpu), g).to(device)
+        x[idx.to(device)] = reverberate(x[idx.to(device)], rir)
+    if cfg.telephone_p > 0 and len(idx := rows(cfg.telephone_p)):
+        clip = _uniform(len(idx), 0.3, 0.9, g, cpu).to(device)
+        x[idx.to(device)] = telephone(x[idx.to(device)], clip)
+    if cfg.noise_p > 0 and len(idx := rows(cfg.noise_p)):
+        sel = idx.to(device)
+        kind = torch.randint(0, 3, (len(idx),), generator=g)
+        noise = torch.randn((len(idx), x.shape[1]), generator=g).to(device)
+        if (kind == 1).any():
+            pink = kind == 1
+            noise[pink.to(device)] = _pink((int(pink.sum()), x.shape[1]), g, cpu).to(device)
+        if (kind == 2).any():
+            babble = kind == 2
+            noise[babble.to(device)] = _babble(x, g)[sel[babble.to(device)]]
+        snr = _uniform(len(idx), *cfg.snr_db, g, cpu).to(device)
+        x[sel] = add_noise(x[sel], noise, snr)
+    if cfg.gain_db > 0:
+        gain = 10 ** (_uniform(batch, -cfg.gain_db, cfg.gain_db, g, cpu).to(device) / 20)
+        x = x * gain[:, None]
+    return x
+
+
+def mp3_roundtrip(wave: np.ndarray, rate: int, kbps: int) -> tuple[np.ndarray, int]:
+    """``wave`` through an mp3 of about ``kbps`` kbit/s and back (float32 mono, its rate).
+
+    Low bitrates are encoded at a low sample rate, as encoders do."""
+    enc_rate = 16_000 if kbps <= 32 else rate
+    y = resample(wave, rate, enc_rate)
+    # libsndfile maps compression level linearly onto MPEG-2's 8-160 kbit/s for 16 kHz
+    level = float(np.clip((160 - kbps) / (160 - 8), 0.0, 1.0))
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(
+        buf,
+        np.clip(y, -1, 1),
+        enc_rate,
+        format="MP3",
+        subtype="MPEG_LAYER_III",
+        compression_level=level,
+        bitrate_mode="CONSTANT",
+    )
+    out, out_rate = read_audio(buf.getvalue())
+    return out, out_rate
+
+
+# ---------------------------------------------------------------- evaluation conditions
+
+CONDITIONS = (
+    "clean",
+    "wav8k",
+    "wav22k",
+    "wav44k",
+    "flac48k",
+    "quiet",
+    "noise10",
+    "noise0",
+    "tel8k",
+    "mp3-24k",
+    "reverb",
+    "short1s",
+    "long",
+)
+
+
+def _white(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(wave.shape[0]).astype(np.float32)
+    p = float(np.mean(np.square(wave))) / float(np.mean(np.square(noise))) / 10 ** (snr_db / 10)
+    return (wave + math.sqrt(p) * noise).astype(np.float32)
+
+
+def degrade(condition: str, wave: np.ndarray, rate: int, seed: int) -> bytes:
+    """A degraded copy of one clip (float32 mono at ``rate``) as encoded bytes, as a user's
+    recording would arrive. Deterministic for a given ``seed``. ``long`` is made by
+    ``long_clip`` from several clips, not here."""
+    rng = np.random.default_rng(seed)
+    w16 = resample(wave, rate, SAMPLE_RATE)
+    if condition == "clean":
+        return encode_audio(wave, rate, "wav")
+    if condition in ("wav8k", "wav22k", "wav44k", "flac48k"):
+        target = {"wav8k": 8000, "wav22k": 22050, "wav44k": 44100, "flac48k": 48000}[condition]
+        return encode_audio(
+            resample(wave, rate, target), target, "flac" if condition == "flac48k" else "wav"
+        )
+    if condition == "quiet":
+        return encode_audio(w16 * 10 ** (-30 / 20), SAMPLE_RATE, "wav")
+    if condition in ("noise10", "noise0"):
+        noisy = _white(w16, 10.0 if condition == "noise10" else 0.0, rng)
+        return encode_audio(noisy / max(1.0, float(np.abs(noisy).max())), SAMPLE_RATE, "wav")
+    if condition == "tel8k":
+        band = band_pass(torch.from_numpy(w16)[None], *TELEPHONE_BAND)[0].numpy()
+        band = np.clip(band, -0.7 * np.abs(band).max(), 0.7 * np.abs(band).max())
+        return encode_audio(resample(band, SAMPLE_RATE, 8000), 8000, "wav")
+    if condition == "mp3-24k":
+        out, out_rate = mp3_roundtrip(wave, rate, 24)
+        return encode_audio(out, out_rate, "wav")
+    if condition == "reverb":
+        g = torch.Generator().manual_seed(seed)
+        rir = room_impulse(torch.tensor([0.6]), g)
+        wet = reverberate(torch.from_numpy(w16)[None], rir)[0].numpy()
+        return encode_audio(wet / max(1.0, float(np.abs(wet).max())), SAMPLE_RATE, "wav")
+    if condition == "short1s":
+        from whichvoice.features import FeatureConfig, trim_silence
+
+        speech = trim_silence(w16, FeatureConfig())
+        mid = speech.shape[0] // 2
+        return encode_audio(
+            speech[max(0, mid - SAMPLE_RATE // 2) : mid + SAMPLE_RATE // 2], SAMPLE_RATE, "wav"
+        )
+    raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
+
+
+def long_clip(waves: list[tuple[np.ndarray, int]], seconds: float = 20.0) -> bytes:
+    """Clips of one voice joined (with 0.3 s pauses) into about ``seconds`` of audio."""
+    parts, total = [], 0
+    pause = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
+    while total < seconds * SAMPLE_RATE:
+        for wave, rate in waves:
+            parts += [resample(wave, rate, SAMPLE_RATE), pause]
+            total += parts[-2].shape[0] + pause.shape[0]
+            if total >= seconds * SAMPLE_RATE:
+                break
+    return encode_audio(np.concatenate(parts)[: int(seconds * SAMPLE_RATE)], SAMPLE_RATE, "wav")

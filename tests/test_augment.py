@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import torch
+
+from whichvoice.audio import read_audio
+from whichvoice.augment import (
+    CONDITIONS,
+    NO_AUGMENT,
+    AugmentConfig,
+    add_noise,
+    augment_batch,
+    band_pass,
+    degrade,
+    long_clip,
+    mp3_roundtrip,
+    reverberate,
+    room_impulse,
+)
+from whichvoice.train import TrainError, augment_config
+
+from .conftest import sine
+
+
+def batch(n: int = 8) -> torch.Tensor:
+    rng = np.random.default_rng(0)
+    return torch.from_numpy(
+        np.stack([sine(150 + 40 * i, 2.0) * (0.5 + 0.5 * rng.random()) for i in range(n)])
+    )
+
+
+def test_same_seed_same_degradations_and_off_is_identity() -> None:
+    x = batch()
+    a = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    b = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    c = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.isfinite(a).all()
+    assert torch.equal(augment_batch(x, NO_AUGMENT, torch.Generator()), x)
+    assert torch.equal(x, batch())  # the input is left alone
+
+
+def test_parts_can_be_switched_off() -> None:
+    only_gain = augment_config("gain", True)
+    assert only_gain.gain_db > 0 and only_gain.noise_p == only_gain.reverb_p == only_gain.mp3_p == 0
+    assert (
+        augment_config(None, False) == NO_AUGMENT and augment_config(None, True) == AugmentConfig()
+    )
+    x = batch()
+    y = augment_batch(x, only_gain, torch.Generator().manual_seed(0))
+    ratio = (y / x).nan_to_num()[:, 100]
+    assert torch.all(ratio > 10 ** (-30 / 20) - 1e-6) and torch.all(ratio < 10 ** (30 / 20) + 1e-6)
+    with pytest.raises(TrainError, match="unknown augmentation"):
+        augment_config("noise,thunder", True)
+
+
+def test_noise_hits_the_snr() -> None:
+    x = batch(4)
+    noise = torch.randn_like(x)
+    snr = torch.tensor([0.0, 10.0, 20.0, -5.0])
+    y = add_noise(x, noise, snr)
+    measured = 10 * torch.log10(x.square().mean(1) / (y - x).square().mean(1))
+    assert torch.allclose(measured, snr, atol=0.01)
+
+
+def test_telephone_band_and_reverb() -> None:
+    x = torch.from_numpy(np.stack([sine(100, 2.0), sine(1000, 2.0), sine(6000, 2.0)]))
+    y = band_pass(x, 300, 3400)
+    kept = y.square().mean(1) / x.square().mean(1)
+    assert kept[0] < 0.01 and kept[1] > 0.95 and kept[2] < 0.01
+    rir = room_impulse(torch.tensor([0.3, 0.8]), torch.Generator().manual_seed(0))
+    assert torch.allclose(rir.norm(dim=1), torch.ones(2))
+    wet = reverberate(x[1:], rir)
+    assert wet.shape == x[1:].shape and not torch.allclose(wet, x[1:])
+
+
+def test_mp3_roundtrip_is_lossy_but_close() -> None:
+    wave = sine(440, 2.0)
+    out, rate = mp3_roundtrip(wave, 16000, 24)
+    assert rate == 16000 and abs(out.shape[0] - wave.shape[0]) < 3000
+    assert 0.3 < float(np.abs(out).max()) < 0.7
+
+
+@pytest.mark.parametrize("condition", [c for c in CONDITIONS if c != "long"])
+def test_every_condition_gives_decodable_audio(condition: str) -> None:
+    wave = (sine(220, 3.0, 22050) * np.hanning(66150)).astype(np.float32)
+    data = degrade(condition, wave, 22050, seed=3)
+    assert data == degrade(condition, wave, 22050, seed=3)
+    out, rate = read_audio(data)
+    expected_rate = {
+        "wav8k": 8000,
+        "tel8k": 8000,
+        "wav22k": 22050,
+        "clean": 22050,
+        "wav44k": 44100,
+        "flac48k": 48000,
+    }.get(condition, 16000)
+    assert rate == expected_rate
+    seconds = out.shape[0] / rate
+    assert abs(seconds - (1.0 if condition == "short1s" else 3.0)) < 0.15
+    if condition == "quiet":
+        assert float(np.abs(out).max()) < 0.02
+
+
+def test_long_clip_is_twenty_seconds() -> None:
+    data = long_clip([(sine(200, 2.0), 16000), (sine(300, 3.0, 22050), 22050)])
+    out, rate = read_audio(data)
+    assert abs(out.shape[0] / rate - 20.0) < 0.01
+
+
+@pytest.mark.slow
+def test_augmentation_beats_no_augmentation_on_noise_and_telephone(small_corpus, tmp_path) -> None:
+    from whichvoice.dataset import load_corpus, split_clips
+    from whichvoice.evaluate import LabelledFile, condition_accuracy
+    from whichvoice.predict import load_model
+    from whichvoice.train import TrainConfig, train
+
+    runs = {}
+    for name in ("none", "default"):
+        runs[name] = train(
+            small_corpus,
+            tmp_path / name,
+            TrainConfig(epochs=8, batch_size=16, augment=name),
+            progress=False,
+        )
+    clips = load_corpus(small_corpus)
+    split = split_clips(clips, seed=0)
+    held_out = [
+        LabelledFile(small_corpus / c.path, c.voice) for c in clips if split[c.id] != "train"
+    ]
+    scores = {
+        name: condition_accuracy(
+            load_model(run), held_out, ["clean", "noise10", "tel8k"], progress=False
+        )
+        for name, run in runs.items()
+    }
+    aug, plain = scores["default"], scores["none"]
+    assert aug["clean"]["accuracy"] >= 0.8
+    for condition in ("noise10", "tel8k"):
+        assert aug[condition]["accuracy"] >= plain[condition]["accuracy"] + 0.15, (
+            condition,
+            aug,
+            plain,
+        )
