@@ -29,7 +29,7 @@ class AugmentConfig:
     noise_p: float = 0.5  # probability of additive noise
     snr_db: tuple[float, float] = (-5.0, 30.0)  # dB, uniform
     gain_db: float = 30.0  # +/- dB, uniform
-    telephone_p: float = 0.2
+    telephone_p: float = 0.3  # telephone band with clipping, or an 8 kHz recording's band
     reverb_p: float = 0.25
     rt60_s: tuple[float, float] = (0.2, 0.9)  # s, reverberation time of the synthetic rooms
     mp3_p: float = 0.2  # probability of the mp3-degraded copy of a window
@@ -63,13 +63,14 @@ def _pink(shape: tuple[int, int], g: torch.Generator, device: torch.device) -> t
     return torch.fft.irfft(spec / f.sqrt(), n=shape[1])
 
 
-def _babble(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """The sum of 3-6 other windows of the batch, each shifted in time: many people talking."""
+def _babble(x: torch.Tensor, rows: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """For each of ``rows``: the sum of 3-6 other windows of the batch, each shifted in time
+    (many people talking). Returns (len(rows), n_samples)."""
     batch, n = x.shape
-    out = torch.zeros_like(x)
+    out = torch.zeros((len(rows), n), dtype=x.dtype, device=x.device)
     for _ in range(int(torch.randint(3, 7, (1,), generator=g))):
-        perm = torch.randperm(batch, generator=g).to(x.device)
-        out += torch.roll(x[perm], int(torch.randint(0, n, (1,), generator=g)), dims=1)
+        others = torch.randint(0, batch, (len(rows),), generator=g).to(x.device)
+        out += torch.roll(x[others], int(torch.randint(0, n, (1,), generator=g)), dims=1)
     return out
 
 
@@ -134,8 +135,14 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
         rir = room_impulse(_uniform(len(idx), *cfg.rt60_s, g, cpu), g).to(device)
         x[idx.to(device)] = reverberate(x[idx.to(device)], rir)
     if cfg.telephone_p > 0 and len(idx := rows(cfg.telephone_p)):
-        clip = _uniform(len(idx), 0.3, 0.9, g, cpu).to(device)
-        x[idx.to(device)] = telephone(x[idx.to(device)], clip)
+        # half the time a telephone line, half a recording made at 8 kHz (4 kHz band)
+        phone = torch.rand(len(idx), generator=g) < 0.5
+        if phone.any():
+            sel = idx[phone].to(device)
+            x[sel] = telephone(x[sel], _uniform(len(sel), 0.3, 0.9, g, cpu).to(device))
+        if (~phone).any():
+            sel = idx[~phone].to(device)
+            x[sel] = band_pass(x[sel], 0.0, 4000.0)
     if cfg.noise_p > 0 and len(idx := rows(cfg.noise_p)):
         sel = idx.to(device)
         kind = torch.randint(0, 3, (len(idx),), generator=g)
@@ -144,8 +151,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
             pink = kind == 1
             noise[pink.to(device)] = _pink((int(pink.sum()), x.shape[1]), g, cpu).to(device)
         if (kind == 2).any():
-            babble = kind == 2
-            noise[babble.to(device)] = _babble(x, g)[sel[babble.to(device)]]
+            babble = (kind == 2).to(device)
+            noise[babble] = _babble(x, sel[babble], g)
         snr = _uniform(len(idx), *cfg.snr_db, g, cpu).to(device)
         x[sel] = add_noise(x[sel], noise, snr)
     if cfg.gain_db > 0:
