@@ -32,7 +32,8 @@ def test_any_length(trained_run: Path) -> None:
     short = model.identify(encode_audio(sine(200, 0.5), 16000, "wav"))
     long = model.identify(encode_audio(sine(200, 12.0, 44100), 44100, "wav"))
     assert short.windows == 1
-    assert long.windows >= 10
+    assert 0.4 <= short.speech_s <= 0.55  # says how much speech it used
+    assert long.windows >= 10 and long.speech_s > 11
 
 
 def test_errors(trained_run: Path, tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_cli_predict_json_with_a_corrupt_file(
     assert "corrupt.mp3" in errors[0]["error"]
     good = [r for r in rows if "error" not in r]
     for r in good:
-        assert set(r) == {"path", "voice", "confidence", "top"}
+        assert set(r) == {"path", "voice", "confidence", "top", "speech_s", "windows"}
         assert len(r["top"]) == 3 and r["top"][0]["voice"] == r["voice"]
     ok = cli("predict", str(trained_run), str(folder / f"{clips[0].id}.mp3"), check=True)
     assert clips[0].id in ok.stdout

@@ -44,6 +44,8 @@ class Prediction:
             "voice": self.voice,
             "confidence": round(self.confidence, 6),
             "top": [{"voice": v, "p": round(p, 6)} for v, p in self.top[:k]],
+            "speech_s": self.speech_s,
+            "windows": self.windows,
         }
 
 

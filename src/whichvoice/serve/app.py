@@ -366,6 +366,7 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
                 top=[{"voice": v, "p": p} for v, p in pred.top],
                 duration_s=round(seconds, 3),
                 windows=pred.windows,
+                speech_s=pred.speech_s,
                 spectrogram_png=("data:image/png;base64," + base64.b64encode(png).decode())
                 if png
                 else None,

@@ -18,6 +18,7 @@ class IdentifyResponse(BaseModel):
     top: list[VoiceScore]
     duration_s: float = Field(description="Seconds of audio received")
     windows: int = Field(description="Windows of audio the model scored")
+    speech_s: float = Field(description="Seconds of speech used (silence and pauses dropped)")
     spectrogram_png: str | None = Field(
         default=None, description="data: URL of the log-mel spectrogram, when asked for"
     )
