@@ -5,7 +5,8 @@ A prepared folder holds, for each split in ``train``, ``val``, ``test``:
     <split>_x.npy     float16 windows, shape (n_windows, *stored_shape): 16 kHz waveforms
                       for logmel features (made into log-mels, augmented, at training
                       time), images for seed-image
-    train_xmp3.npy    (logmel) the train windows through a 16-32 kbit/s mp3, for augmentation
+    train_xmp3.npy    (logmel) 40 % of the train windows through a 16-32 kbit/s mp3, for
+    train_mp3_index.npy  augmentation, and which windows they are
     <split>_y.npy     int64 label index of each window
     <split>_clip.npy  int64 row in index.jsonl of each window's clip
 
@@ -157,30 +158,39 @@ def clip_features(
             yield from logmel_windows(waves, cfg)
 
 
-def _mp3_copies(x: np.ndarray, seed: int, progress: bool) -> np.ndarray:
-    """Each 16 kHz waveform window through an mp3 at a random 16, 24 or 32 kbit/s and back."""
+MP3_FRACTION = 0.4  # share of training windows given an mp3 copy (encoding is the slow part)
+
+
+def _mp3_copies(x: np.ndarray, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded share of the 16 kHz waveform windows through an mp3 at a random 16, 24 or
+    32 kbit/s and back. Returns (indices of the windows, their copies)."""
     from whichvoice.augment import mp3_roundtrip
 
-    rates = np.random.default_rng(seed).choice([16, 24, 32], size=x.shape[0])
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.choice(x.shape[0], size=round(MP3_FRACTION * x.shape[0]), replace=False))
+    rates = rng.choice([16, 24, 32], size=index.shape[0])
     n = x.shape[1]
 
-    def one(i: int) -> np.ndarray:
-        y, rate = mp3_roundtrip(np.asarray(x[i], dtype=np.float32), SAMPLE_RATE, int(rates[i]))
+    def one(k: int) -> np.ndarray:
+        y, rate = mp3_roundtrip(
+            np.asarray(x[index[k]], dtype=np.float32), SAMPLE_RATE, int(rates[k])
+        )
         y = resample(y, rate, SAMPLE_RATE)[:n]
         return np.pad(y, (0, n - y.shape[0])).astype(np.float16)
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         rows = list(
             tqdm(
-                pool.map(one, range(x.shape[0])),
-                total=x.shape[0],
+                pool.map(one, range(index.shape[0])),
+                total=index.shape[0],
                 desc="mp3 copies",
                 unit="window",
                 disable=not progress,
                 dynamic_ncols=True,
             )
         )
-    return np.stack(rows) if rows else np.zeros_like(x)
+    copies = np.stack(rows) if rows else np.zeros((0, n), np.float16)
+    return index.astype(np.int64), copies
 
 
 def prepare(
@@ -248,7 +258,9 @@ def prepare(
             "windows": int(x.shape[0]),
         }
         if split == "train" and cfg.features.name == "logmel":
-            np.save(tmp / "train_xmp3.npy", _mp3_copies(x, cfg.seed, progress))
+            index, copies = _mp3_copies(x, cfg.seed, progress)
+            np.save(tmp / "train_mp3_index.npy", index)
+            np.save(tmp / "train_xmp3.npy", copies)
     (tmp / INDEX).write_text("".join(json.dumps(r) + "\n" for r in rows))
     meta = {
         "prepare": cfg.to_dict(),
@@ -280,10 +292,12 @@ class Prepared:
         load = lambda name: np.load(self.root / f"{split}_{name}.npy", mmap_mode="r")  # noqa: E731
         return load("x"), load("y"), load("clip")
 
-    def mp3_copies(self) -> np.ndarray | None:
-        """The mp3-degraded train windows (aligned with arrays("train")[0]), if prepared."""
+    def mp3_copies(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(train window indices, their mp3-degraded copies), if prepared."""
         path = self.root / "train_xmp3.npy"
-        return np.load(path, mmap_mode="r") if path.exists() else None
+        if not path.exists():
+            return None
+        return np.load(self.root / "train_mp3_index.npy"), np.load(path, mmap_mode="r")
 
 
 def open_prepared(path: str | os.PathLike) -> Prepared:

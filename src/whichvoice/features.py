@@ -23,7 +23,7 @@ import torch
 from whichvoice.audio import SAMPLE_RATE
 
 FEATURE_NAMES = ("logmel", "seed-image")
-VERSION = 4  # bump when the features a config gives change: cached datasets are keyed on it
+VERSION = 5  # bump when the features a config gives change: cached datasets are keyed on it
 TRIM_DB = 40.0  # dB below the loudest frame that counts as silence at the edges
 TARGET_RMS = 0.05  # full scale (-26 dBFS); every clip is brought to this level
 SEED_START_S = (0.5, 1.0)  # s; the talk drew each excerpt's start in this range

@@ -191,9 +191,16 @@ def train(
     if x_train.shape[0] == 0:
         raise TrainError(f"{source}: the training split is empty")
     x_train = np.asarray(x_train)  # into memory once: float16, read every epoch
-    x_mp3 = data.mp3_copies()
-    if augment.enabled and augment.mp3_p > 0 and x_mp3 is not None:
-        x_mp3 = np.asarray(x_mp3)
+    # row of each train window's mp3 copy (-1: none); copies are drawn so that a window is
+    # replaced with probability mp3_p overall
+    copies = data.mp3_copies() if augment.enabled and augment.mp3_p > 0 else None
+    if copies is not None and len(copies[0]):
+        mp3_row = np.full(x_train.shape[0], -1, np.int64)
+        mp3_row[copies[0]] = np.arange(len(copies[0]))
+        x_mp3, mp3_draw = (
+            np.asarray(copies[1]),
+            min(1.0, augment.mp3_p * x_train.shape[0] / len(copies[0])),
+        )
     else:
         x_mp3 = None
     if augment.enabled and features.name != "logmel":
@@ -259,8 +266,8 @@ def train(
                 continue
             batch_x = x_train[idx].astype(np.float32)
             if x_mp3 is not None:
-                use = rng.random(len(idx)) < augment.mp3_p
-                batch_x[use] = x_mp3[idx[use]]
+                use = (rng.random(len(idx)) < mp3_draw) & (mp3_row[idx] >= 0)
+                batch_x[use] = x_mp3[mp3_row[idx[use]]]
             xb = augment_batch(torch.from_numpy(batch_x).to(device), augment, g)
             yb = torch.from_numpy(y_train[idx]).to(device)
             logits = model(model_inputs(xb, features))
