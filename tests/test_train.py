@@ -100,3 +100,25 @@ def test_constant_schedule_for_the_seed_model() -> None:
 
     assert model_spec("seed").schedule == "constant"
     assert {lr_at(e, 5, 1e-3, "constant") for e in range(5)} == {1e-3}
+
+
+@pytest.mark.slow
+def test_the_talks_model_trains_on_seed_images_and_predicts(
+    small_corpus: Path, tmp_path: Path
+) -> None:
+    from whichvoice.corpus import read_manifest
+    from whichvoice.features import FeatureConfig
+
+    run = train(
+        small_corpus,
+        tmp_path / "seed",
+        TrainConfig(model="seed", epochs=1),
+        features=FeatureConfig(name="seed-image"),
+        progress=False,
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert config["features"]["name"] == "seed-image" and config["input_shape"] == [3, 140, 140]
+    assert config["augment"]["enabled"] is False and config["train"]["schedule"] == "constant"
+    clip = read_manifest(small_corpus / "manifest.jsonl")[0]
+    result = load_model(run).identify(small_corpus / clip.path)
+    assert result.voice in config["labels"] and result.windows >= 1
