@@ -1,0 +1,74 @@
+import math
+
+import numpy as np
+import pytest
+
+from whichvoice.scoring import (
+    Calibration,
+    cosine_scores,
+    eer,
+    error_rates,
+    fit_calibration,
+    min_dcf,
+    threshold_at_far,
+)
+
+
+def gaussian_trials(d: float, n: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(d, 1.0, n), rng.normal(0.0, 1.0, n)
+
+
+def test_cosine_scores() -> None:
+    e = np.array([[1.0, 0.0], [0.0, 2.0]])
+    t = np.array([[3.0, 0.0], [1.0, 1.0]])
+    s = cosine_scores(e, t)
+    assert s.shape == (2, 2)
+    assert s[0, 0] == pytest.approx(1.0) and s[0, 1] == pytest.approx(0.0)
+    assert s[1, 0] == pytest.approx(math.sqrt(0.5), abs=1e-6)
+
+
+def test_eer_matches_theory_for_gaussians() -> None:
+    target, nontarget = gaussian_trials(2.0)
+    rate, threshold = eer(target, nontarget)
+    expected = 0.5 * math.erfc(1.0 / math.sqrt(2))  # Phi(-d/2) with d = 2
+    assert rate == pytest.approx(expected, abs=0.01)
+    assert threshold == pytest.approx(1.0, abs=0.05)
+
+
+def test_perfect_separation_and_rates() -> None:
+    rate, threshold = eer(np.array([0.9, 0.8]), np.array([0.1, 0.2, 0.3]))
+    assert rate == 0.0 and 0.3 < threshold < 0.8
+    thresholds, miss, fa = error_rates(np.array([0.9, 0.8]), np.array([0.1, 0.2, 0.3]))
+    assert miss[0] == 0 and fa[0] == 1 and miss[-1] == 1 and fa[-1] == 0
+    assert np.all(np.diff(thresholds) > 0)
+    with pytest.raises(ValueError):
+        eer(np.array([]), np.array([0.1]))
+
+
+def test_min_dcf_is_normalised() -> None:
+    target, nontarget = gaussian_trials(3.0)
+    cost, _ = min_dcf(target, nontarget, p_target=0.01)
+    assert 0 < cost < 1
+    assert min_dcf(target, nontarget, 0.05)[0] < cost  # an easier operating point
+    assert min_dcf(np.array([1.0]), np.array([0.0]), 0.01)[0] == 0.0
+
+
+def test_threshold_at_far() -> None:
+    nontarget = np.linspace(0, 1, 1001)
+    t = threshold_at_far(nontarget, 0.01)
+    assert np.mean(nontarget >= t) <= 0.01
+    assert np.mean(nontarget >= t - 0.002) > 0.01
+    assert threshold_at_far(nontarget, 0.0) > 1.0 and threshold_at_far(nontarget, 1.0) < 0.0
+
+
+def test_calibration_is_monotone_and_sensible() -> None:
+    target, nontarget = gaussian_trials(2.0, 5000)
+    cal = fit_calibration(target, nontarget)
+    assert cal.a > 0
+    assert cal.probability(1.0) == pytest.approx(0.5, abs=0.05)  # the midpoint of equal priors
+    assert cal.probability(4.0) > 0.95 and cal.probability(-2.0) < 0.05
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    separable = fit_calibration(np.array([0.9, 0.95]), np.array([0.1, 0.2]))
+    assert np.isfinite([separable.a, separable.b]).all()
+    assert separable.probability(0.9) > 0.5 > separable.probability(0.2)
