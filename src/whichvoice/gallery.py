@@ -1,0 +1,233 @@
+"""Enrolled voices, kept in one SQLite file: name, embedding, clip count and seconds, the
+model that made it, timestamps. Every write is one transaction, so a crash or ``kill -9``
+leaves the gallery as it was before or after the write, never half-written.
+
+A gallery belongs to one model (embeddings of different models cannot be compared): opening
+it with another model raises GalleryError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from whichvoice.errors import WhichvoiceError
+
+SCHEMA_VERSION = 1
+EXPORT_FORMAT = "whichvoice-gallery"
+
+
+class GalleryError(WhichvoiceError):
+    """A gallery that cannot be used, or a voice that is not in it."""
+
+
+def default_gallery_path() -> Path:
+    """``$WHICHVOICE_GALLERY``, else ``$XDG_DATA_HOME/whichvoice/gallery.sqlite``
+    (``~/.local/share/whichvoice/gallery.sqlite``)."""
+    if os.environ.get("WHICHVOICE_GALLERY"):
+        return Path(os.environ["WHICHVOICE_GALLERY"])
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "whichvoice" / "gallery.sqlite"
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One enrolled voice. ``embedding``: float32 (dim,), the mean of its clips' L2-normalised
+    embeddings (not itself normalised: its length says how consistent the clips are)."""
+
+    name: str
+    embedding: np.ndarray
+    clips: int
+    seconds: float
+    model: str
+    created: float
+    updated: float
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "clips": self.clips,
+            "seconds": round(self.seconds, 3),
+            "model": self.model,
+            "created": self.created,
+            "updated": self.updated,
+            "dim": int(self.embedding.shape[0]),
+        }
+
+
+class Gallery:
+    """The voices enrolled with one model, in a SQLite file."""
+
+    def __init__(self, path: str | os.PathLike, model_id: str) -> None:
+        self.path = Path(path)
+        self.model_id = model_id
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._transaction():
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                )
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS voices (name TEXT PRIMARY KEY, "
+                    "embedding BLOB NOT NULL, dim INTEGER NOT NULL, clips INTEGER NOT NULL, "
+                    "seconds REAL NOT NULL, "
+                    "model TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
+                )
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,))
+        except sqlite3.DatabaseError as e:
+            raise GalleryError(f"{self.path}: not a usable gallery ({e})") from e
+        owner = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()[0]
+        if owner != model_id:
+            self.close()
+            raise GalleryError(
+                f"{self.path}: made with model {owner}, not {model_id}; "
+                "use --gallery for another file, or the model it was made with"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def enroll(self, name: str, embeddings: np.ndarray, seconds: float) -> Voice:
+        """Add clips to ``name`` (created if new): ``embeddings`` float (n_clips, dim), each
+        L2-normalised; ``seconds`` of audio they came from. Returns the updated voice."""
+        name = name.strip()
+        if not name:
+            raise GalleryError("a voice needs a name")
+        if embeddings.ndim != 2 or embeddings.shape[0] == 0:
+            raise GalleryError(f"{name}: no clip embeddings to enroll")
+        now = time.time()
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT embedding, dim, clips, seconds, created FROM voices WHERE name = ?", (name,)
+            ).fetchone()
+            n_new = embeddings.shape[0]
+            total = embeddings.astype(np.float64).sum(axis=0)
+            if row is None:
+                clips, secs, created = n_new, seconds, now
+                mean = total / n_new
+            else:
+                old = np.frombuffer(row[0], np.float32).astype(np.float64)
+                if row[1] != embeddings.shape[1]:
+                    raise GalleryError(
+                        f"{name}: embeddings of size {embeddings.shape[1]}, "
+                        f"the gallery has {row[1]}"
+                    )
+                clips, secs, created = row[2] + n_new, row[3] + seconds, row[4]
+                mean = (old * row[2] + total) / clips
+            emb = mean.astype(np.float32)
+            self._db.execute(
+                "INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, emb.tobytes(), emb.shape[0], clips, secs, self.model_id, created, now),
+            )
+        return Voice(name, emb, clips, secs, self.model_id, created, now)
+
+    def get(self, name: str) -> Voice:
+        row = self._db.execute("SELECT * FROM voices WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            known = ", ".join(self.names()) or "none"
+            raise GalleryError(f"{name!r} is not enrolled in {self.path} (enrolled: {known})")
+        return self._voice(row)
+
+    def voices(self) -> list[Voice]:
+        return [self._voice(r) for r in self._db.execute("SELECT * FROM voices ORDER BY name")]
+
+    def names(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM voices ORDER BY name")]
+
+    def remove(self, name: str) -> None:
+        with self._transaction():
+            if self._db.execute("DELETE FROM voices WHERE name = ?", (name,)).rowcount == 0:
+                raise GalleryError(f"{name!r} is not enrolled in {self.path}")
+
+    def export_json(self) -> dict:
+        """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle)."""
+        return {
+            "format": EXPORT_FORMAT,
+            "schema": SCHEMA_VERSION,
+            "model": self.model_id,
+            "voices": [{**v.summary(), "embedding": v.embedding.tolist()} for v in self.voices()],
+        }
+
+    def import_json(self, data: dict) -> int:
+        """Add the voices of an export (replacing voices of the same name); one transaction.
+        Returns how many voices were imported."""
+        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+            raise GalleryError("not a whichvoice gallery export")
+        if data.get("model") != self.model_id:
+            raise GalleryError(
+                f"the export was made with model {data.get('model')}, not {self.model_id}"
+            )
+        try:
+            rows = [
+                (
+                    v["name"],
+                    np.asarray(v["embedding"], np.float32),
+                    int(v["clips"]),
+                    float(v["seconds"]),
+                    float(v["created"]),
+                    float(v["updated"]),
+                )
+                for v in data["voices"]
+            ]
+        except (KeyError, TypeError, ValueError) as e:
+            raise GalleryError(f"a damaged gallery export ({e})") from e
+        with self._transaction():
+            for name, emb, clips, secs, created, updated in rows:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        emb.tobytes(),
+                        emb.shape[0],
+                        clips,
+                        secs,
+                        self.model_id,
+                        created,
+                        updated,
+                    ),
+                )
+        return len(rows)
+
+    @staticmethod
+    def _voice(row: tuple) -> Voice:
+        name, blob, _dim, clips, seconds, model, created, updated = row
+        return Voice(
+            name, np.frombuffer(blob, np.float32).copy(), clips, seconds, model, created, updated
+        )
+
+
+def read_export(path: str | os.PathLike) -> dict:
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError) as e:
+        raise GalleryError(f"{path}: cannot read a gallery export ({e})") from e

@@ -1,0 +1,100 @@
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whichvoice.gallery import Gallery, GalleryError, default_gallery_path, read_export
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_enroll_accumulates_the_mean(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    a, b = unit(rng.normal(size=(3, 8))), unit(rng.normal(size=(2, 8)))
+    with Gallery(tmp_path / "g.sqlite", "model-1") as g:
+        first = g.enroll("Joanna", a, 9.0)
+        assert first.clips == 3 and first.seconds == 9.0
+        second = g.enroll("Joanna", b, 6.0)
+        assert second.clips == 5 and second.seconds == 15.0 and second.created == first.created
+        assert np.allclose(second.embedding, np.vstack([a, b]).mean(axis=0), atol=1e-6)
+        g.enroll("Matthew", b, 6.0)
+        assert g.names() == ["Joanna", "Matthew"]
+    with Gallery(tmp_path / "g.sqlite", "model-1") as g:  # it persists
+        assert np.allclose(g.get("Joanna").embedding, second.embedding)
+        g.remove("Matthew")
+        assert g.names() == ["Joanna"]
+        with pytest.raises(GalleryError, match="'Nobody' is not enrolled"):
+            g.get("Nobody")
+        with pytest.raises(GalleryError):
+            g.remove("Nobody")
+
+
+def test_another_models_gallery_is_refused(tmp_path: Path) -> None:
+    Gallery(tmp_path / "g.sqlite", "model-1").close()
+    with pytest.raises(GalleryError, match="made with model model-1"):
+        Gallery(tmp_path / "g.sqlite", "model-2")
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(GalleryError, match=r"bad\.sqlite"):
+        Gallery(bad, "m")
+
+
+def test_export_and_import(tmp_path: Path) -> None:
+    emb = unit(np.random.default_rng(1).normal(size=(2, 4)))
+    with Gallery(tmp_path / "a.sqlite", "m") as g:
+        g.enroll("x", emb, 5.0)
+        data = g.export_json()
+    (tmp_path / "export.json").write_text(json.dumps(data))
+    with Gallery(tmp_path / "b.sqlite", "m") as g:
+        assert g.import_json(read_export(tmp_path / "export.json")) == 1
+        assert np.allclose(g.get("x").embedding, emb.mean(axis=0))
+    with (
+        Gallery(tmp_path / "c.sqlite", "other") as g,
+        pytest.raises(GalleryError, match="made with model m"),
+    ):
+        g.import_json(data)
+
+
+def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("WHICHVOICE_GALLERY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_gallery_path() == tmp_path / "whichvoice" / "gallery.sqlite"
+    monkeypatch.setenv("WHICHVOICE_GALLERY", str(tmp_path / "mine.sqlite"))
+    assert default_gallery_path() == tmp_path / "mine.sqlite"
+
+
+WRITER = """
+import sys, numpy as np
+from whichvoice.gallery import Gallery
+g = Gallery(sys.argv[1], "m")
+rng = np.random.default_rng(0)
+i = 0
+while True:
+    e = rng.normal(size=(4, 64)); e /= np.linalg.norm(e, axis=1, keepdims=True)
+    g.enroll(f"voice{i % 50}", e, 12.0)
+    i += 1
+"""
+
+
+def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
+    time.sleep(2.0)
+    proc.kill()
+    proc.wait()
+    with Gallery(path, "m") as g:
+        voices = g.voices()
+        assert voices, "the writer never committed"
+        for v in voices:
+            assert v.embedding.shape == (64,) and np.isfinite(v.embedding).all()
+            assert v.seconds == pytest.approx(3.0 * v.clips)  # each enroll: 4 clips, 12 s
+        g.enroll("after", unit(np.ones((1, 64))), 1.0)  # and it still takes writes
