@@ -167,3 +167,15 @@ def test_killed_run_leaves_a_clean_manifest_and_resumes(
     rows = check_corpus(tmp_path)
     assert len(rows) == n * 8
     assert len({r["id"] for r in rows}) == n * 8
+
+
+def test_sample_assignment_gives_each_voice_its_own_sentences() -> None:
+    voices = resolve_voices("flite:slt,flite:rms,espeak-ng:en-us+f3")
+    sentences = load_sentences(100).sentences
+    jobs = plan(sentences, voices, "sample", 0, "mp3", per_voice=7)
+    assert len(jobs) == 21 and len({j.clip_id for j in jobs}) == 21
+    by_voice = {v.id: {j.sentence.id for j in jobs if j.voice == v} for v in voices}
+    assert all(len(s) == 7 for s in by_voice.values())
+    assert len(set.union(*by_voice.values())) > 7  # different draws per voice
+    more = plan(sentences, [*voices, *resolve_voices("flite:awb")], "sample", 0, "mp3", per_voice=7)
+    assert more[:21] == jobs  # adding a voice keeps the others' draws

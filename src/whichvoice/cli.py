@@ -78,6 +78,7 @@ def _synth(
     quiet: bool,
     polly_engine: str,
     max_chars: int,
+    per_voice: int = 10,
 ) -> None:
     from whichvoice.corpus import SynthConfig, default_workers, synthesize_corpus
     from whichvoice.sentences import load_sentences
@@ -92,6 +93,7 @@ def _synth(
     cfg = SynthConfig(
         voices=(voices,),
         assign=assign,
+        per_voice=per_voice,
         format=fmt,
         workers=workers or default_workers(),
         seed=seed,
@@ -127,10 +129,18 @@ def _synth(
 )
 @click.option(
     "--assign",
-    type=click.Choice(["random", "all"]),
+    type=click.Choice(["random", "all", "sample"]),
     default="random",
     show_default=True,
-    help="random: one random voice per sentence (the talk); all: every voice reads all.",
+    help="random: one random voice per sentence (the talk); all: every voice reads all; "
+    "sample: every voice reads --per-voice random sentences.",
+)
+@click.option(
+    "--per-voice",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Sentences per voice with --assign sample.",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["mp3", "wav"]), default="mp3", show_default=True
@@ -159,6 +169,7 @@ def synth_cmd(
     voices: str,
     sentences: str,
     assign: str,
+    per_voice: int,
     fmt: str,
     workers: int | None,
     seed: int,
@@ -168,7 +179,19 @@ def synth_cmd(
 ) -> None:
     """Synthesize SENTENCES with VOICES into OUT (audio + manifest.jsonl); resumable."""
     _setup_logging(quiet)
-    _synth(out, voices, sentences, assign, fmt, workers, seed, quiet, polly_engine, max_chars)
+    _synth(
+        out,
+        voices,
+        sentences,
+        assign,
+        fmt,
+        workers,
+        seed,
+        quiet,
+        polly_engine,
+        max_chars,
+        per_voice,
+    )
 
 
 def _setup_train_logging(quiet: bool) -> None:

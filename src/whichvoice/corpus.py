@@ -44,7 +44,7 @@ MANIFEST = "manifest.jsonl"
 FAILURES = "failures.jsonl"
 AUDIO_DIR = "audio"
 FORMATS = ("mp3", "wav")
-ASSIGN_MODES = ("random", "all")
+ASSIGN_MODES = ("random", "all", "sample")
 ATTEMPTS = 2  # a clip an engine fails on is tried once more, then reported
 
 
@@ -57,7 +57,9 @@ class SynthConfig:
     """How to synthesize a corpus. ``voices``: a set name or ids, as ``--voices`` takes them."""
 
     voices: tuple[str, ...] = ("default8",)
-    assign: str = "random"  # "random": one random voice per sentence (the talk); "all"
+    assign: str = "random"  # "random": one random voice per sentence (the talk); "all";
+    # "sample": every voice reads ``per_voice`` sentences drawn at random (speaker corpora)
+    per_voice: int = 10
     format: str = "mp3"
     workers: int = field(default_factory=default_workers)
     seed: int = 0
@@ -146,17 +148,31 @@ class SynthSummary:
 
 
 def plan(
-    sentences: list[Sentence], voices: list[Voice], assign: str, seed: int, fmt: str
+    sentences: list[Sentence],
+    voices: list[Voice],
+    assign: str,
+    seed: int,
+    fmt: str,
+    per_voice: int = 10,
 ) -> list[Job]:
     """The clips to make. ``random`` draws one voice per sentence from a seeded RNG, in order,
-    so adding sentences later leaves earlier draws unchanged."""
-    rng = random.Random(seed)
+    so adding sentences later leaves earlier draws unchanged; ``sample`` draws ``per_voice``
+    sentences for each voice (seeded by the voice, so adding voices keeps earlier draws)."""
+    if assign == "sample":
+        pairs = []
+        for voice in voices:
+            rng = random.Random(f"{seed}:{voice.id}")
+            pairs += [(s, voice) for s in rng.sample(sentences, min(per_voice, len(sentences)))]
+    else:
+        rng = random.Random(seed)
+        pairs = []
+        for sentence in sentences:
+            chosen = [rng.choice(voices)] if assign == "random" else voices
+            pairs += [(sentence, v) for v in chosen]
     jobs = []
-    for sentence in sentences:
-        chosen = [rng.choice(voices)] if assign == "random" else voices
-        for voice in chosen:
-            path = f"{AUDIO_DIR}/{voice.engine}/{voice.name}/{sentence.id}.{fmt}"
-            jobs.append(Job(f"{sentence.id}-{voice.engine}-{voice.name}", path, voice, sentence))
+    for sentence, voice in pairs:
+        path = f"{AUDIO_DIR}/{voice.engine}/{voice.name}/{sentence.id}.{fmt}"
+        jobs.append(Job(f"{sentence.id}-{voice.engine}-{voice.name}", path, voice, sentence))
     return jobs
 
 
@@ -280,7 +296,7 @@ def synthesize_corpus(
 
     manifest_path = out / MANIFEST
     done = {c.id: c for c in read_manifest(manifest_path) if _complete(out, c)}
-    jobs = plan(sentences, voices, cfg.assign, cfg.seed, cfg.format)
+    jobs = plan(sentences, voices, cfg.assign, cfg.seed, cfg.format, cfg.per_voice)
     todo = [j for j in jobs if j.clip_id not in done or done[j.clip_id].path != j.path]
     summary = SynthSummary(planned=len(jobs), skipped=len(jobs) - len(todo))
     write_jsonl(manifest_path, (c.to_dict() for c in sorted(done.values(), key=lambda c: c.id)))

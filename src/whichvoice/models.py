@@ -150,16 +150,33 @@ class VoiceEmbedder(nn.Module):
 
 
 class CosineHead(nn.Module):
-    """Logits = scale * cosine(embedding, class centre): trains the embedding for cosine scoring."""
+    """Logits = scale * cosine(embedding, class centre): trains the embedding for cosine scoring.
 
-    def __init__(self, dim: int, n_classes: int, scale: float = 16.0) -> None:
+    With ``margin`` > 0 and the labels given (training), the target class's angle is widened
+    by ``margin`` radians first: additive angular margin (ArcFace/AAM-softmax), which pulls
+    each voice's embeddings together and pushes voices apart, so unseen voices separate too.
+    """
+
+    def __init__(self, dim: int, n_classes: int, scale: float = 16.0, margin: float = 0.0) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_classes, dim))
         nn.init.xavier_uniform_(self.weight)
         self.scale = scale
+        self.margin = margin
 
-    def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.linear(emb, F.normalize(self.weight, dim=1))
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        cos = F.linear(emb, F.normalize(self.weight, dim=1))
+        if labels is None or self.margin <= 0:
+            return self.scale * cos
+        theta = torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6))
+        target = F.one_hot(labels, cos.shape[1]).bool()
+        # past pi - margin, cos(theta + m) would rise again: fall back to a linear penalty
+        widened = torch.where(
+            theta + self.margin < math.pi,
+            torch.cos(theta + self.margin),
+            cos - self.margin * math.sin(self.margin),
+        )
+        return self.scale * torch.where(target, widened, cos)
 
 
 class EmbeddingClassifier(nn.Module):
@@ -173,8 +190,9 @@ class EmbeddingClassifier(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedder(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embedder(x))
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits; ``labels`` (training only) let a margin head apply its margin."""
+        return self.head(self.embedder(x), labels)
 
 
 @register_model(
@@ -188,3 +206,17 @@ def _voicenet(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     n_mels = input_shape[0]
     embedder = VoiceEmbedder(n_mels)
     return EmbeddingClassifier(embedder, CosineHead(embedder.dim, n_classes))
+
+
+@register_model(
+    "voicenet-aam",
+    features="logmel",
+    epochs=12,
+    summary="voicenet trained with an additive angular margin: a voice encoder for verification",
+    augment=True,
+)
+def _voicenet_aam(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    embedder = VoiceEmbedder(input_shape[0])
+    return EmbeddingClassifier(
+        embedder, CosineHead(embedder.dim, n_classes, scale=30.0, margin=0.2)
+    )

@@ -229,13 +229,13 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         start, stale = int(state["epoch"]) + 1, int(state["stale"])
         best = (float(state["best_acc"]), float(state["best_neg_loss"]))
-        # a kill between the epoch line and the checkpoint leaves a line for an epoch to redo
-        kept = [
-            line
-            for line in (out / EPOCHS).read_text().splitlines()
-            if json.loads(line)["epoch"] <= start
-        ]
-        write_atomic(out / EPOCHS, "".join(line + "\n" for line in kept).encode())
+        # the log must end with the checkpointed epoch: a kill between the checkpoint and its
+        # log line leaves the line out; one from a later, lost epoch cannot exist
+        log_path = out / EPOCHS
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < start]
+        kept.append(state["row"])
+        write_atomic(log_path, "".join(line + "\n" for line in kept).encode())
         log.info("resuming %s at epoch %d", out, start + 1)
     else:
         (out / EPOCHS).unlink(missing_ok=True)
@@ -270,7 +270,12 @@ def train(
                 batch_x[use] = x_mp3[mp3_row[idx[use]]]
             xb = augment_batch(torch.from_numpy(batch_x).to(device), augment, g)
             yb = torch.from_numpy(y_train[idx]).to(device)
-            logits = model(model_inputs(xb, features))
+            # margin heads need the labels while training; plain classifiers ignore them
+            logits = (
+                model(model_inputs(xb, features), yb)
+                if hasattr(model, "embed")
+                else model(model_inputs(xb, features))
+            )
             loss = F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -303,8 +308,6 @@ def train(
             val_file_acc,
             row["seconds"],
         )
-        with open(out / EPOCHS, "a") as f:
-            f.write(json.dumps(row) + "\n")
         score = (val_acc, -val_loss)
         if score > best or np.isnan(val_acc):
             best, stale = score, 0
@@ -318,10 +321,14 @@ def train(
             "stale": stale,
             "best_acc": best[0],
             "best_neg_loss": best[1],
+            "row": json.dumps(row),
         }
+        # checkpoint first, then the log line: a logged epoch is always a resumable one
         tmp = out / f".{CHECKPOINT}.tmp"
         torch.save(state, tmp)
         os.replace(tmp, out / CHECKPOINT)
+        with open(out / EPOCHS, "a") as f:
+            f.write(json.dumps(row) + "\n")
         if cfg.patience is not None and stale >= cfg.patience:
             log.info("no better validation accuracy for %d epochs: stopping early", stale)
             break
