@@ -570,6 +570,40 @@ def serve_cmd(
     )
 
 
+@app.group("recipe")
+def recipe_group() -> None:
+    """Reproducible recipes (corpus, training, calibration in one command)."""
+
+
+@recipe_group.command("encoder")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Work folder.")
+@click.option("--per-voice", type=click.IntRange(min=4), default=12, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option(
+    "--max-variants",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Use only this many espeak-ng variants (a quick, smaller run).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+def recipe_encoder_cmd(
+    out: Path, per_voice: int, epochs: int, max_variants: int | None, seed: int, quiet: bool
+) -> None:
+    """Make a voice encoder: many-voice corpus, margin training, calibration on held-out voices."""
+    _setup_train_logging(quiet)
+    if not quiet:
+        logging.getLogger("whichvoice.recipe").setLevel(logging.INFO)
+        logging.getLogger("whichvoice.recipe").addHandler(logging.StreamHandler(sys.stdout))
+        logging.getLogger("whichvoice.recipe").propagate = False
+    from whichvoice.recipe import EncoderRecipe, encoder_recipe
+
+    cfg = EncoderRecipe(per_voice=per_voice, epochs=epochs, seed=seed, max_variants=max_variants)
+    run = encoder_recipe(out, cfg, progress=not quiet)
+    if not quiet:
+        click.echo(f"encoder: {run} (calibration in {run / 'calibration.json'})")
+
+
 def main() -> None:
     """Entry point of the console script: known errors -> one line, exit 2."""
     try:

@@ -243,8 +243,25 @@ def prepare(
         raise DatasetError(f"corpus {corpus}: {e}") from e
     finally:
         bar.close()
+    return write_prepared(out, tmp, by_split, rows, labels, cfg, corpus, progress=progress)
+
+
+def write_prepared(
+    out: Path,
+    tmp: Path,
+    by_split: dict[str, dict[str, list]],
+    rows: list[dict],
+    labels: list[str],
+    cfg: PrepareConfig,
+    corpus: Path,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Write split arrays (``by_split[split]`` = {"x": [windows...], "y": [...], "clip": [...]}),
+    the index rows and dataset.json into ``tmp``, then rename it to ``out``."""
     counts = {}
-    for split, part in by_split.items():
+    for split in SPLITS:
+        part = by_split[split]
         x = (
             np.concatenate(part["x"])
             if part["x"]

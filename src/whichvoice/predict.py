@@ -112,6 +112,51 @@ class VoiceModel:
         windows, speech_s = self.windows_of(wave, rate)
         return self._combine(name, self.window_log_probs(windows), speech_s)
 
+    @property
+    def has_embedding(self) -> bool:
+        return hasattr(self.net, "embed")
+
+    @torch.inference_mode()
+    def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
+        """L2-normalised embedding per stored window, float32 (n_windows, dim)."""
+        if not self.has_embedding:
+            raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        return self.net.embed(model_inputs(x, self.features)).float().cpu().numpy()
+
+    def embed(self, source: AudioSource) -> tuple[np.ndarray, float]:
+        """A recording's embedding: the mean of its windows' embeddings, L2-normalised,
+        float32 (dim,); and the seconds of speech it used."""
+        windows, speech_s = self.windows(source)
+        return _unit(self.window_embeddings(windows).mean(axis=0)), speech_s
+
+    def embed_many(
+        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
+    ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
+        """``embed`` for many inputs, in order; an unreadable one yields its error instead."""
+        workers = workers or os.cpu_count() or 1
+
+        def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
+            try:
+                return self.windows(src)
+            except WhichvoiceError as e:
+                return e
+
+        sources = list(sources)
+        with ThreadPoolExecutor(workers) as pool:
+            for i in range(0, len(sources), batch):
+                prepared = list(pool.map(prepare, sources[i : i + batch]))
+                good = [p[0] for p in prepared if isinstance(p, tuple)]
+                emb = self.window_embeddings(np.concatenate(good)) if good else None
+                at = 0
+                for p in prepared:
+                    if isinstance(p, WhichvoiceError):
+                        yield p
+                        continue
+                    n = len(p[0])
+                    yield _unit(emb[at : at + n].mean(axis=0)), p[1]
+                    at += n
+
     def display_name(self, voice: str) -> str:
         """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
         id when two engines of the model share that name."""
@@ -149,6 +194,10 @@ class VoiceModel:
                     windows, speech_s = w
                     yield self._combine(str(src), logp[at : at + len(windows)], speech_s)
                     at += len(windows)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
 def load_model(run: str | os.PathLike, device: str = "cpu") -> VoiceModel:

@@ -1,0 +1,186 @@
+"""Verification and open-set identification with a voice encoder: calibration on held-out
+voices (EER, minDCF, DET curve, threshold, score-to-probability), stored in the run as
+``calibration.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from whichvoice.audio import write_atomic
+from whichvoice.errors import WhichvoiceError
+from whichvoice.predict import VoiceModel, load_model
+from whichvoice.scoring import (
+    Calibration,
+    eer,
+    error_rates,
+    fit_calibration,
+    min_dcf,
+    threshold_at_far,
+)
+
+CALIBRATION = "calibration.json"
+DET_PNG = "det.png"
+ENROLL_CLIPS = 3  # clips that enroll a voice in calibration trials
+
+
+@dataclass(frozen=True)
+class Trials:
+    target: np.ndarray  # float64 scores of same-voice trials
+    nontarget: np.ndarray  # float64 scores of different-voice trials
+
+
+def voice_trials(
+    model: VoiceModel, files: dict[str, list[Path]], *, enroll: int = ENROLL_CLIPS, seed: int = 0
+) -> Trials:
+    """Trials from clips of voices (ideally unseen in training): each voice is enrolled from
+    ``enroll`` clips (mean embedding), every other clip is scored against every voice."""
+    rng = random.Random(seed)
+    names = sorted(n for n, paths in files.items() if len(paths) > enroll)
+    if len(names) < 2:
+        raise WhichvoiceError(
+            "calibration needs at least 2 voices with more clips than enroll clips"
+        )
+    enrolled, tests = {}, []
+    for name in names:
+        paths = sorted(files[name])
+        rng.shuffle(paths)
+        embs = [e for e in model.embed_many(paths[:enroll]) if isinstance(e, tuple)]
+        if not embs:
+            continue
+        mean = np.mean([e for e, _ in embs], axis=0)
+        enrolled[name] = mean / np.linalg.norm(mean)
+        tests += [(name, e[0]) for e in model.embed_many(paths[enroll:]) if isinstance(e, tuple)]
+    keys = sorted(enrolled)
+    matrix = np.stack([enrolled[k] for k in keys])
+    target, nontarget = [], []
+    for name, emb in tests:
+        scores = matrix @ emb
+        for k, score in zip(keys, scores, strict=True):
+            (target if k == name else nontarget).append(float(score))
+    return Trials(np.asarray(target), np.asarray(nontarget))
+
+
+def _resolve(base: Path, p: str) -> Path:
+    p = p.strip()
+    return Path(p) if Path(p).is_absolute() else base / p
+
+
+def trials_from_list(model: VoiceModel, path: str | os.PathLike) -> Trials:
+    """A trial list, one per line: ``enroll_path[;enroll_path...]|test_path|same(0/1)``;
+    relative paths are taken from the list's folder."""
+    path = Path(path)
+    target, nontarget = [], []
+    for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("|")
+        if len(parts) != 3 or parts[2].strip() not in ("0", "1"):
+            raise WhichvoiceError(f"{path}:{n}: expected 'enroll_paths|test_path|0 or 1'")
+        enroll = [
+            model.embed(_resolve(path.parent, p))[0] for p in parts[0].split(";") if p.strip()
+        ]
+        mean = np.mean(enroll, axis=0)
+        score = float(
+            model.embed(_resolve(path.parent, parts[1]))[0] @ (mean / np.linalg.norm(mean))
+        )
+        (target if parts[2].strip() == "1" else nontarget).append(score)
+    return Trials(np.asarray(target), np.asarray(nontarget))
+
+
+def calibrate(
+    run: str | os.PathLike,
+    trials: Trials,
+    *,
+    target_far: float | None = None,
+    source: str = "",
+) -> dict:
+    """EER, minDCF at p_target 0.01 and 0.05, the threshold (EER point, or the one giving
+    ``target_far``), a logistic calibration and a DET plot, saved in the run."""
+    if trials.target.size == 0 or trials.nontarget.size == 0:
+        raise WhichvoiceError("calibration needs both same-voice and different-voice trials")
+    rate, eer_threshold = eer(trials.target, trials.nontarget)
+    dcf1, _ = min_dcf(trials.target, trials.nontarget, 0.01)
+    dcf5, _ = min_dcf(trials.target, trials.nontarget, 0.05)
+    threshold = (
+        eer_threshold if target_far is None else threshold_at_far(trials.nontarget, target_far)
+    )
+    cal = fit_calibration(trials.target, trials.nontarget)
+    result = {
+        "eer": rate,
+        "min_dcf_0.01": dcf1,
+        "min_dcf_0.05": dcf5,
+        "threshold": threshold,
+        "threshold_rule": "eer" if target_far is None else f"far<={target_far}",
+        "false_rejection_at_threshold": float(np.mean(trials.target < threshold)),
+        "false_acceptance_at_threshold": float(np.mean(trials.nontarget >= threshold)),
+        "calibration": cal.to_dict(),
+        "target_trials": int(trials.target.size),
+        "nontarget_trials": int(trials.nontarget.size),
+        "source": source,
+    }
+    run = Path(run)
+    _plot_det(trials, run / DET_PNG)
+    write_atomic(run / CALIBRATION, (json.dumps(result, indent=2) + "\n").encode())
+    return result
+
+
+def load_calibration(run: str | os.PathLike) -> tuple[float, Calibration] | None:
+    path = Path(run) / CALIBRATION
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    return float(d["threshold"]), Calibration.from_dict(d["calibration"])
+
+
+def held_out_files(
+    corpus: str | os.PathLike, voices: list[str] | None = None
+) -> dict[str, list[Path]]:
+    """Clips of a corpus grouped by voice (only ``voices`` when given)."""
+    from whichvoice.dataset import load_corpus
+
+    files: dict[str, list[Path]] = defaultdict(list)
+    for clip in load_corpus(corpus):
+        if voices is None or clip.voice in voices:
+            files[clip.voice].append(Path(corpus) / clip.path)
+    return dict(files)
+
+
+def _plot_det(trials: Trials, path: Path) -> None:
+    """Miss vs false-alarm rates on normal-deviate axes (the DET curve), as PNG."""
+    from statistics import NormalDist
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    _, miss, fa = error_rates(trials.target, trials.nontarget)
+    probit = np.vectorize(lambda p: NormalDist().inv_cdf(min(max(p, 1e-5), 1 - 1e-5)))
+    fig = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(probit(fa), probit(miss))
+    ticks = [0.001, 0.01, 0.05, 0.2, 0.5]
+    ax.set_xticks(probit(ticks), [f"{t:g}" for t in ticks])
+    ax.set_yticks(probit(ticks), [f"{t:g}" for t in ticks])
+    ax.set_xlabel("false acceptance rate")
+    ax.set_ylabel("false rejection rate")
+    ax.grid(True, alpha=0.3)
+    rate, _ = eer(trials.target, trials.nontarget)
+    ax.set_title(f"DET (EER {100 * rate:.2f} %)")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+
+
+def model_for(run: str | os.PathLike) -> VoiceModel:
+    model = load_model(run)
+    if not model.has_embedding:
+        raise WhichvoiceError(f"{run}: model {model.config['model']!r} has no embedding")
+    return model
