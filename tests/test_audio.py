@@ -65,3 +65,22 @@ def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
     assert path.read_bytes() == b"two"
     assert [p.name for p in path.parent.iterdir()] == ["f.bin"]
     assert read_audio(encode_audio(sine(), SAMPLE_RATE, "wav"))[1] == SAMPLE_RATE
+
+
+def test_non_finite_samples_are_a_decode_error(tmp_path: Path) -> None:
+    wave = sine()
+    wave[100] = np.nan
+    sf.write(tmp_path / "nan.wav", wave, SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError, match="NaN"):
+        load_audio(tmp_path / "nan.wav")
+
+
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644

@@ -73,3 +73,14 @@ def test_cli_demo_end_to_end(cli, tmp_path: Path) -> None:
     for voice in ("flite:slt", "espeak-ng:en-gb-x-rp+m3", "festival:cmu_us_slt_arctic_hts"):
         assert voice in proc.stdout
     assert list((tmp_path / "demo").rglob("report.md"))
+
+
+@pytest.mark.slow
+def test_labels_csv_with_an_unknown_voice(
+    cli, trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    clip = read_manifest(small_corpus / "manifest.jsonl")[0]
+    csv = tmp_path / "labels.csv"
+    csv.write_text(f"{small_corpus / clip.path},flite:bogus\n")
+    proc = cli("evaluate", str(trained_run), "--labels", str(csv))
+    assert proc.returncode == 2 and "does not know voice 'flite:bogus'" in proc.stderr

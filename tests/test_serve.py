@@ -248,3 +248,17 @@ def test_serve_with_a_bad_run_is_one_line(cli, tmp_path: Path) -> None:
         and "not a trained run" in proc.stderr
         and "Traceback" not in proc.stderr
     )
+
+
+def test_unknown_routes_answer_json(server: str) -> None:
+    assert_error(httpx.get(f"{server}/nope"), 404, "not_found")
+    assert_error(httpx.get(f"{server}/invocations"), 405, "method_not_allowed")
+
+
+def test_serve_on_a_busy_port_is_one_line(cli, trained_run: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        proc = cli("serve", str(trained_run), "--port", str(s.getsockname()[1]), timeout=60)
+    assert proc.returncode == 2 and "cannot listen" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -122,3 +122,48 @@ def test_the_talks_model_trains_on_seed_images_and_predicts(
     clip = read_manifest(small_corpus / "manifest.jsonl")[0]
     result = load_model(run).identify(small_corpus / clip.path)
     assert result.voice in config["labels"] and result.windows >= 1
+
+
+@pytest.mark.slow
+def test_misuse_is_one_line(cli, small_corpus: Path, trained_run: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args, needle in [
+        (["train", str(small_corpus), "--out", str(blocker / "run")], "cannot write"),
+        (
+            [
+                "train",
+                str(Path(json.loads((trained_run / "config.json").read_text())["data"])),
+                "--out",
+                str(tmp_path / "r"),
+                "--model",
+                "seed",
+            ],
+            "takes seed-image features",
+        ),
+        (["prepare", str(small_corpus), str(blocker / "prep")], "cannot write"),
+        (
+            [
+                "evaluate",
+                str(trained_run),
+                "--corpus",
+                str(small_corpus),
+                "--conditions",
+                "clean,bogus",
+            ],
+            "unknown condition bogus",
+        ),
+    ]:
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_runs_own_settings(small_corpus: Path, tmp_path: Path) -> None:
+    train(
+        small_corpus, tmp_path / "r", TrainConfig(epochs=2, batch_size=16, lr=2e-3), progress=False
+    )
+    train(small_corpus, tmp_path / "r", TrainConfig(epochs=9, lr=0.5), resume=True, progress=False)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
+    assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (2, 16, 2e-3)

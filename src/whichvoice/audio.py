@@ -45,6 +45,9 @@ def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
     Raises AudioDecodeError naming the file when it cannot be decoded or is empty.
     """
     name = describe_source(source)
+    if not isinstance(source, bytes | bytearray) and not Path(source).is_file():
+        what = "is a folder" if Path(source).is_dir() else "no such file"
+        raise AudioDecodeError(f"{name}: cannot read ({what})")
     try:
         if isinstance(source, bytes | bytearray):
             data, rate = sf.read(io.BytesIO(bytes(source)), dtype="float32", always_2d=True)
@@ -56,6 +59,8 @@ def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
         raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
     if data.shape[0] == 0:
         raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
+    if not np.isfinite(data).all():
+        raise AudioDecodeError(f"{name}: the audio holds NaN or infinite samples")
     return data.mean(axis=1, dtype=np.float32), int(rate)
 
 
@@ -103,6 +108,26 @@ def encode_audio(wave: np.ndarray, rate: int, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def ensure_dir(path: Path, what: str = "output") -> Path:
+    """Create ``path`` (a folder) or raise OutputError in one line, before any long work."""
+    from whichvoice.errors import OutputError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".whichvoice-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from e
+    return path
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -112,6 +137,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; files get the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:

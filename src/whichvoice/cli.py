@@ -390,6 +390,11 @@ def evaluate_cmd(
         click.echo(json.dumps(metrics))
     elif not quiet:
         _print_table(metrics)
+        if metrics["errors"]:
+            first = metrics["error_files"][0]
+            click.echo(
+                f"warning: {metrics['errors']} file(s) could not be read, e.g. {first}", err=True
+            )
         for name, c in metrics.get("conditions", {}).items():
             click.echo(f"  {name:10} {c['accuracy']:.4f}  ({c['files']} files)")
         click.echo(f"report: {metrics['report']}")
@@ -419,7 +424,7 @@ def predict_cmd(run: Path, paths: tuple[Path, ...], as_json: bool) -> None:
     model = load_model(run)
     files = expand_paths(paths)
     if not files:
-        raise click.UsageError("no audio files found in the given folders")
+        raise WhichvoiceError(f"no audio files in {', '.join(map(str, paths))}")
     failed = 0
     for path, result in zip(files, model.identify_many(files), strict=True):
         if isinstance(result, Prediction):
@@ -500,6 +505,18 @@ def demo_cmd(
         click.echo(f"test accuracy {metrics['file_accuracy']:.4f}; report: {metrics['report']}")
 
 
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
+
+
 @app.command("serve")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -547,6 +564,7 @@ def serve_cmd(
     from whichvoice.serve.app import ENV_CONFIG, ServeConfig
 
     load_model(run)  # fail here, in one line, rather than in every worker
+    _check_port(host, port)
     cfg = ServeConfig(
         run=str(run.resolve()),
         api_key=api_key,
@@ -568,6 +586,230 @@ def serve_cmd(
         log_level="warning" if quiet else "info",
         access_log=not quiet,
     )
+
+
+def _encoder(model: Path | None):
+    from whichvoice.verification import bundled_encoder, model_for
+
+    return model_for(model if model is not None else bundled_encoder())
+
+
+def _gallery(model, path: Path | None):
+    from whichvoice.gallery import Gallery, default_gallery_path
+    from whichvoice.verification import model_id
+
+    return Gallery(path or default_gallery_path(), model_id(model))
+
+
+_model_option = click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An encoder run [default: the bundled encoder].",
+)
+_gallery_option = click.option(
+    "--gallery",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The gallery file [default: $WHICHVOICE_GALLERY or "
+    "~/.local/share/whichvoice/gallery.sqlite].",
+)
+
+
+@app.command("enroll")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_model_option
+@_gallery_option
+def enroll_cmd(
+    name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None
+) -> None:
+    """Enroll NAME from FILES (adds to NAME when it is already enrolled)."""
+    _setup_logging(True)
+    from whichvoice.predict import expand_paths
+    from whichvoice.verification import enroll
+
+    encoder = _encoder(model)
+    with _gallery(encoder, gallery) as g:
+        voice, errors = enroll(encoder, g, name, expand_paths(files))
+    for e in errors:
+        click.echo(f"skipped: {e}", err=True)
+    click.echo(f"enrolled {voice.name}: {voice.clips} clips, {voice.seconds:.1f} s of speech")
+
+
+@app.command("verify")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_model_option
+@_gallery_option
+@click.option("--json", "as_json", is_flag=True)
+def verify_cmd(
+    name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None, as_json: bool
+) -> None:
+    """Is each of FILES the enrolled voice NAME? Exit 1 if a file could not be read."""
+    _setup_logging(True)
+    from whichvoice.predict import expand_paths
+    from whichvoice.verification import verify
+
+    encoder = _encoder(model)
+    paths = expand_paths(files)
+    with _gallery(encoder, gallery) as g:
+        results = verify(encoder, g, name, paths)
+    failed = 0
+    for path, r in zip(paths, results, strict=True):
+        if isinstance(r, Exception):
+            failed += 1
+            click.echo(
+                json.dumps({"path": str(path), "error": str(r)})
+                if as_json
+                else f"{path}\terror: {r}"
+            )
+        elif as_json:
+            click.echo(json.dumps(r.to_dict()))
+        else:
+            verdict = "accept" if r.accept else "reject"
+            click.echo(f"{path}\t{verdict}\tscore {r.score:.3f}\tp {r.probability:.3f}")
+    if failed:
+        sys.exit(1)
+
+
+@app.command("identify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_model_option
+@_gallery_option
+@click.option("--json", "as_json", is_flag=True)
+def identify_cmd(
+    files: tuple[Path, ...], model: Path | None, gallery: Path | None, as_json: bool
+) -> None:
+    """Which enrolled voice is each of FILES ("unknown" when none is close enough)."""
+    _setup_logging(True)
+    from whichvoice.predict import expand_paths
+    from whichvoice.verification import identify
+
+    encoder = _encoder(model)
+    paths = expand_paths(files)
+    with _gallery(encoder, gallery) as g:
+        results = identify(encoder, g, paths)
+    failed = 0
+    for path, r in zip(paths, results, strict=True):
+        if isinstance(r, Exception):
+            failed += 1
+            click.echo(
+                json.dumps({"path": str(path), "error": str(r)})
+                if as_json
+                else f"{path}\terror: {r}"
+            )
+        elif as_json:
+            click.echo(json.dumps(r.to_dict()))
+        else:
+            click.echo(f"{path}\t{r.voice}\tscore {r.score:.3f}")
+    if failed:
+        sys.exit(1)
+
+
+@app.group("gallery")
+def gallery_group() -> None:
+    """List, remove, export and import enrolled voices."""
+
+
+@gallery_group.command("list")
+@_model_option
+@_gallery_option
+@click.option("--json", "as_json", is_flag=True)
+def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) -> None:
+    """The enrolled voices."""
+    with _gallery(_encoder(model), gallery) as g:
+        for v in g.voices():
+            s = v.summary()
+            click.echo(
+                json.dumps(s)
+                if as_json
+                else f"{s['name']}\t{s['clips']} clips\t{s['seconds']:.1f} s"
+            )
+
+
+@gallery_group.command("remove")
+@click.argument("name")
+@_model_option
+@_gallery_option
+def gallery_remove_cmd(name: str, model: Path | None, gallery: Path | None) -> None:
+    """Forget NAME."""
+    with _gallery(_encoder(model), gallery) as g:
+        g.remove(name)
+    click.echo(f"removed {name}")
+
+
+@gallery_group.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@_model_option
+@_gallery_option
+def gallery_export_cmd(file: Path, model: Path | None, gallery: Path | None) -> None:
+    """Write every voice to FILE (JSON)."""
+    from whichvoice.audio import write_atomic
+
+    with _gallery(_encoder(model), gallery) as g:
+        data = g.export_json()
+    write_atomic(file, (json.dumps(data, indent=1) + "\n").encode())
+    click.echo(f"exported {len(data['voices'])} voices to {file}")
+
+
+@gallery_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@_model_option
+@_gallery_option
+def gallery_import_cmd(file: Path, model: Path | None, gallery: Path | None) -> None:
+    """Add the voices of an export FILE."""
+    from whichvoice.gallery import read_export
+
+    with _gallery(_encoder(model), gallery) as g:
+        n = g.import_json(read_export(file))
+    click.echo(f"imported {n} voices")
+
+
+@app.command("calibrate")
+@_model_option
+@click.option(
+    "--corpus", type=click.Path(path_type=Path), help="A corpus of voices not used in training."
+)
+@click.option(
+    "--trials", type=click.Path(path_type=Path), help="Lines of enroll_paths|test_path|same(0/1)."
+)
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Set the threshold for this false-acceptance rate [default: the EER point].",
+)
+@click.option("--json", "as_json", is_flag=True)
+def calibrate_cmd(
+    model: Path | None,
+    corpus: Path | None,
+    trials: Path | None,
+    target_far: float | None,
+    as_json: bool,
+) -> None:
+    """Measure EER/minDCF on held-out voices; store the threshold and calibration in the run."""
+    _setup_logging(True)
+    from whichvoice.errors import WhichvoiceError
+    from whichvoice.verification import calibrate, held_out_files, trials_from_list, voice_trials
+
+    if (corpus is None) == (trials is None):
+        raise WhichvoiceError("give exactly one of --corpus or --trials")
+    encoder = _encoder(model)
+    t = (
+        voice_trials(encoder, held_out_files(corpus))
+        if corpus
+        else trials_from_list(encoder, trials)
+    )
+    result = calibrate(encoder.root, t, target_far=target_far, source=str(corpus or trials))
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(
+            f"EER {100 * result['eer']:.3f} %, minDCF(0.01) {result['min_dcf_0.01']:.4f}, "
+            f"minDCF(0.05) {result['min_dcf_0.05']:.4f}, threshold {result['threshold']:.4f} "
+            f"({result['target_trials']} target / {result['nontarget_trials']} non-target trials)"
+        )
 
 
 @app.group("recipe")
@@ -612,7 +854,8 @@ def main() -> None:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as e:
-        e.show()
+        # one line, as for every other error: "error: <what>" (usage errors exit 2)
+        click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except WhichvoiceError as e:
         click.echo(f"error: {e}", err=True)

@@ -31,10 +31,11 @@ from whichvoice.audio import (
     ENGINE_SILENCE_PEAK,
     check_not_silent,
     encode_audio,
+    ensure_dir,
     read_audio,
     write_atomic,
 )
-from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.errors import WhichvoiceError
 from whichvoice.sentences import Sentence
 from whichvoice.voices import SessionPool, Voice, require_available, resolve_voices
 
@@ -211,13 +212,7 @@ def _complete(out: Path, clip: Clip) -> bool:
 
 
 def _prepare_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".whichvoice-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write here ({e.strerror or e})") from e
+    ensure_dir(out, "corpus")
     # temporary files of a run that was killed mid-write
     for tmp in (out / AUDIO_DIR).rglob(".*.tmp"):
         tmp.unlink(missing_ok=True)

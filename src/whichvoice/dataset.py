@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import random
+import shutil
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from whichvoice.audio import SAMPLE_RATE, AudioDecodeError, read_audio, resample
+from whichvoice.audio import SAMPLE_RATE, AudioDecodeError, ensure_dir, read_audio, resample
 from whichvoice.corpus import MANIFEST, Clip, read_manifest
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
@@ -211,8 +212,20 @@ def prepare(
     starts = [rng.uniform(*SEED_START_S) for _ in clips]  # the talk's excerpt start, drawn once
     label_index = {v: i for i, v in enumerate(labels)}
 
+    ensure_dir(out.parent, "prepared data")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        return _prepare_into(
+            corpus, out, tmp, clips, labels, split_of, starts, label_index, cfg, progress
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # left only when something failed
+
+
+def _prepare_into(
+    corpus, out, tmp, clips, labels, split_of, starts, label_index, cfg, progress
+) -> Path:
     by_split: dict[str, dict[str, list]] = {s: {"x": [], "y": [], "clip": []} for s in SPLITS}
     rows = []
     paths = [corpus / c.path for c in clips]
@@ -287,11 +300,13 @@ def write_prepared(
         "manifest_sha256": _manifest_digest(corpus),
     }
     (tmp / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    if out.exists():  # swap, then delete: the old folder is never missing before the new is in
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
     return out
 
 

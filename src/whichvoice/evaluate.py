@@ -63,12 +63,13 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
             raise DatasetError(f"{csv_path}:{n}: expected 'path,voice', got {','.join(row)!r}")
         path = Path(row[0].strip())
-        files.append(
-            LabelledFile(
-                path if path.is_absolute() else csv_path.parent / path,
-                _match_voice(row[1].strip(), labels),
+        voice = _match_voice(row[1].strip(), labels)
+        if voice not in labels:
+            raise DatasetError(
+                f"{csv_path}:{n}: the model does not know voice {row[1].strip()!r}; "
+                f"it knows {', '.join(labels)}"
             )
-        )
+        files.append(LabelledFile(path if path.is_absolute() else csv_path.parent / path, voice))
     if not files:
         raise DatasetError(f"{csv_path}: no rows")
     return files
@@ -252,9 +253,18 @@ def evaluate(
     Writes confusion.png and report.md to ``report_dir`` (default: the run), records the
     result under "evaluation" in the run's metrics.json, and returns the metrics.
     """
-    model = load_model(run)
+    from whichvoice.audio import ensure_dir, write_atomic
+    from whichvoice.augment import CONDITIONS
+
+    unknown = [c for c in conditions or [] if c not in CONDITIONS]
+    if unknown:
+        raise WhichvoiceError(
+            f"unknown condition {', '.join(unknown)}; valid: {', '.join(CONDITIONS)}"
+        )
     if (corpus is None) == (labels_csv is None):
         raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
+    out = ensure_dir(Path(report_dir) if report_dir else Path(run), "report")
+    model = load_model(run)
     files = (
         test_files(model, corpus)
         if corpus is not None
@@ -296,10 +306,8 @@ def evaluate(
     }
     if conditions:
         metrics["conditions"] = condition_accuracy(model, files, conditions, progress=progress)
-    out = Path(report_dir) if report_dir else Path(run)
-    out.mkdir(parents=True, exist_ok=True)
     plot_confusion(matrix, voices, out / CONFUSION_PNG)
-    (out / REPORT).write_text(_report(metrics, CONFUSION_PNG))
+    write_atomic(out / REPORT, _report(metrics, CONFUSION_PNG).encode())
     metrics["report"] = str(out / REPORT)
     metrics_path = Path(run) / METRICS
     saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

@@ -138,6 +138,8 @@ def trim_silence(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     frames = wave[: n * hop].reshape(n, hop)
     db = 10 * np.log10(np.square(frames).mean(axis=1) + 1e-12)
     loud = db > db.max() - TRIM_DB
+    if not loud.any():  # cannot happen for finite audio; keep everything rather than nothing
+        return wave
     # keep short quiet stretches (stops, soft consonants): drop only runs of 100 ms or more
     keep = loud.copy()
     run_start = None

@@ -210,11 +210,16 @@ def load_model(run: str | os.PathLike, device: str = "cpu") -> VoiceModel:
         state = load_file(str(root / "model.safetensors"), device=device)
     except FileNotFoundError as e:
         raise ModelLoadError(f"{root}: not a trained run ({Path(e.filename).name} missing)") from e
-    except (OSError, ValueError) as e:
+    except Exception as e:  # safetensors raises its own error type for damaged files
         raise ModelLoadError(f"{root}: cannot load the model ({e})") from e
-    net = build_model(config["model"], tuple(config["input_shape"]), len(config["labels"]))
-    net.load_state_dict(state)
-    return VoiceModel(root, config, net.to(device), torch.device(device))
+    try:
+        net = build_model(config["model"], tuple(config["input_shape"]), len(config["labels"]))
+        net.load_state_dict(state)
+        return VoiceModel(root, config, net.to(device), torch.device(device))
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ModelLoadError(
+            f"{root}: config.json and the weights do not make a model ({e})"
+        ) from e
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:

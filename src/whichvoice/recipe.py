@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,7 +133,10 @@ def _speaker_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    return write_prepared(out, tmp, by_split, rows, labels, prep, corpus, progress=progress)
+    try:
+        return write_prepared(out, tmp, by_split, rows, labels, prep, corpus, progress=progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def encoder_recipe(

@@ -78,7 +78,7 @@ def load_sentences(spec: str | int | os.PathLike, max_chars: int = MAX_CHARS) ->
 
     Raises SentencesError when the count is out of range or the file has no usable line.
     """
-    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().lstrip("-").isdigit()):
         n = int(spec)
         bundled = bundled_sentences()
         if n < 1:

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from whichvoice.audio import write_atomic
+from whichvoice.audio import ensure_dir, write_atomic
 from whichvoice.augment import NO_AUGMENT, AugmentConfig, augment_batch
 from whichvoice.dataset import PrepareConfig, Prepared, ensure_prepared
 from whichvoice.errors import WhichvoiceError
@@ -86,6 +86,14 @@ def augment_config(spec: str | None, model_default: bool) -> AugmentConfig:
             f"{', '.join(AUGMENT_PARTS)}"
         )
     return replace(full, **{field: 0 for part, field in AUGMENT_PARTS.items() if part not in parts})
+
+
+def _check_features(model: str, wanted: str, given: str) -> None:
+    if wanted != given:
+        raise TrainError(
+            f"model {model} takes {wanted} features, not {given}; "
+            f"use --features {wanted} or a dataset prepared with it"
+        )
 
 
 def pick_device(name: str) -> torch.device:
@@ -165,8 +173,28 @@ def train(
     resume: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Train ``cfg.model`` on a corpus or prepared folder; returns the run directory ``out``."""
+    """Train ``cfg.model`` on a corpus or prepared folder; returns the run directory ``out``.
+
+    With ``resume``, the run's own saved settings are used (only ``cfg.device`` is taken from
+    the call), so the resumed run is the run that was interrupted.
+    """
     out = Path(out)
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise TrainError(f"{out}: nothing to resume (no {CHECKPOINT})")
+        try:
+            saved = json.loads((out / CONFIG).read_text())
+            kept = {
+                k: v for k, v in saved["train"].items() if k in TrainConfig.__dataclass_fields__
+            }
+            cfg = replace(TrainConfig(**kept), device=cfg.device)
+            features = FeatureConfig.from_dict(saved["features"])
+            prepare_seed = saved["prepare"]["seed"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TrainError(
+                f"{out}: cannot resume, its {CONFIG} is missing or damaged ({e})"
+            ) from e
+    ensure_dir(out, "run")
     spec = model_spec(cfg.model)
     epochs = cfg.epochs or spec.epochs
     schedule = cfg.schedule or spec.schedule
@@ -174,18 +202,14 @@ def train(
     device = pick_device(cfg.device)
     torch.set_num_threads(os.cpu_count() or 1)
 
-    if resume:
-        if not (out / CHECKPOINT).is_file():
-            raise TrainError(f"{out}: nothing to resume (no {CHECKPOINT})")
-        saved = json.loads((out / CONFIG).read_text())
-        features = FeatureConfig.from_dict(saved["features"])
-        prepare_seed = saved["prepare"]["seed"]
     features = features or FeatureConfig(name=spec.features)
+    _check_features(cfg.model, spec.features, features.name)
     prep_cfg = PrepareConfig(
         features=features, seed=cfg.seed if prepare_seed is None else prepare_seed
     )
     data = ensure_prepared(source, prep_cfg, progress=progress)
     features = data.cfg.features
+    _check_features(cfg.model, spec.features, features.name)
     labels = data.labels
     x_train, y_train, clip_train = data.arrays("train")
     if x_train.shape[0] == 0:
@@ -220,13 +244,16 @@ def train(
         "input_shape": list(features.input_shape),
         "train": replace(cfg, epochs=epochs, schedule=schedule).to_dict(),
         "augment": augment.to_dict(),
-        "data": str(data.root),
+        "data": str(data.root.resolve()),
     }
     start, best, stale = 0, (-1.0, float("-inf")), 0
     if resume:
-        state = torch.load(out / CHECKPOINT, weights_only=True, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            state = torch.load(out / CHECKPOINT, weights_only=True, map_location=device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, OSError, KeyError, ValueError) as e:
+            raise TrainError(f"{out}: cannot resume, {CHECKPOINT} is damaged ({e})") from e
         start, stale = int(state["epoch"]) + 1, int(state["stale"])
         best = (float(state["best_acc"]), float(state["best_neg_loss"]))
         # the log must end with the checkpointed epoch: a kill between the checkpoint and its

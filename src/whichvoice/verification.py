@@ -184,3 +184,139 @@ def model_for(run: str | os.PathLike) -> VoiceModel:
     if not model.has_embedding:
         raise WhichvoiceError(f"{run}: model {model.config['model']!r} has no embedding")
     return model
+
+
+def bundled_encoder() -> Path:
+    """The encoder shipped inside the package (made by `whichvoice recipe encoder`)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("whichvoice").joinpath("data/encoder")))
+    if not (path / "model.safetensors").is_file():
+        raise WhichvoiceError(
+            "this install has no bundled encoder; pass --model RUN "
+            "(make one with `whichvoice recipe encoder --out DIR`)"
+        )
+    return path
+
+
+def model_id(model: VoiceModel) -> str:
+    """What a gallery records as its model: the architecture and a digest of the weights."""
+    import hashlib
+
+    digest = hashlib.sha256((model.root / "model.safetensors").read_bytes()).hexdigest()[:16]
+    return f"{model.config['model']}-{digest}"
+
+
+def _calibrated(model: VoiceModel) -> tuple[float, Calibration]:
+    cal = load_calibration(model.root)
+    if cal is None:
+        raise WhichvoiceError(
+            f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
+        )
+    return cal
+
+
+@dataclass(frozen=True)
+class Verdict:
+    path: str
+    claimed: str
+    accept: bool
+    score: float
+    probability: float
+    threshold: float
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "claimed": self.claimed,
+            "accept": self.accept,
+            "score": round(self.score, 6),
+            "probability": round(self.probability, 6),
+            "threshold": round(self.threshold, 6),
+        }
+
+
+@dataclass(frozen=True)
+class Identity:
+    path: str
+    voice: str  # "unknown" under the threshold
+    score: float
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "voice": self.voice,
+            "score": round(self.score, 6),
+            "scores": {k: round(v, 6) for k, v in self.scores.items()},
+        }
+
+
+UNKNOWN = "unknown"
+
+
+def enroll(
+    model: VoiceModel, gallery, name: str, sources: list
+) -> tuple[object, list[WhichvoiceError]]:
+    """Add recordings to voice ``name``; returns the updated voice and the inputs that failed
+    (nothing is written when none could be used)."""
+    embs, seconds, errors = [], 0.0, []
+    for result in model.embed_many(sources):
+        if isinstance(result, WhichvoiceError):
+            errors.append(result)
+        else:
+            embs.append(result[0])
+            seconds += result[1]
+    if not embs:
+        raise WhichvoiceError(
+            f"{name}: no usable speech in the {len(sources)} file(s) given"
+            + (f" ({errors[0]})" if errors else "")
+        )
+    return gallery.enroll(name, np.stack(embs), seconds), errors
+
+
+def verify(model: VoiceModel, gallery, name: str, sources: list) -> list[Verdict | WhichvoiceError]:
+    """Is each recording the enrolled voice ``name``?"""
+    threshold, cal = _calibrated(model)
+    voice = gallery.get(name)
+    ref = voice.embedding / max(float(np.linalg.norm(voice.embedding)), 1e-12)
+    out: list[Verdict | WhichvoiceError] = []
+    for src, result in zip(sources, model.embed_many(sources), strict=True):
+        if isinstance(result, WhichvoiceError):
+            out.append(result)
+            continue
+        score = float(result[0] @ ref)
+        out.append(
+            Verdict(
+                str(src), name, score >= threshold, score, float(cal.probability(score)), threshold
+            )
+        )
+    return out
+
+
+def identify(model: VoiceModel, gallery, sources: list) -> list[Identity | WhichvoiceError]:
+    """Which enrolled voice is each recording, or ``unknown`` under the threshold."""
+    threshold, _ = _calibrated(model)
+    voices = gallery.voices()
+    if not voices:
+        raise WhichvoiceError(
+            f"{gallery.path}: no voices enrolled; use `whichvoice enroll NAME FILE...`"
+        )
+    refs = np.stack([v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices])
+    out: list[Identity | WhichvoiceError] = []
+    for src, result in zip(sources, model.embed_many(sources), strict=True):
+        if isinstance(result, WhichvoiceError):
+            out.append(result)
+            continue
+        scores = refs @ result[0]
+        best = int(np.argmax(scores))
+        name = voices[best].name if scores[best] >= threshold else UNKNOWN
+        out.append(
+            Identity(
+                str(src),
+                name,
+                float(scores[best]),
+                {v.name: float(s) for v, s in zip(voices, scores, strict=True)},
+            )
+        )
+    return out

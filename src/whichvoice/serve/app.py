@@ -223,6 +223,19 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         return JSONResponse({"error": str(exc), "kind": "bad_request"}, status_code=422)
 
     from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(
+            exc.status_code, "http"
+        )
+        service.errors.labels(kind).inc()
+        return JSONResponse(
+            {"error": str(exc.detail), "kind": kind},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
