@@ -1,0 +1,167 @@
+"""Enrollment, verification, open-set identification and calibration, end to end through the
+CLI, with a small encoder made by the real recipe (few voices, two epochs: mechanics, not
+accuracy)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whichvoice.corpus import read_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from .conftest import run_cli
+
+    out = tmp_path_factory.mktemp("recipe")
+    run_cli(
+        "recipe",
+        "encoder",
+        "--out",
+        str(out),
+        "--per-voice",
+        "5",
+        "--epochs",
+        "2",
+        "--max-variants",
+        "4",
+        "--quiet",
+        check=True,
+    )
+    return out
+
+
+def clips_by_voice(corpus: Path) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for c in read_manifest(corpus / "manifest.jsonl"):
+        out.setdefault(c.voice, []).append(corpus / c.path)
+    return out
+
+
+def test_recipe_makes_a_calibrated_encoder_and_records_how(encoder: Path) -> None:
+    run = encoder / "run"
+    recipe = json.loads((run / "recipe.json").read_text())
+    held, trained = set(recipe["held_out_voices"]), set(recipe["training_voices"])
+    assert held and trained and not held & trained
+    assert {"flite:awb", "festival:ked_diphone"} <= held
+    cal = json.loads((run / "calibration.json").read_text())
+    assert 0 <= cal["eer"] <= 1 and math.isfinite(cal["threshold"])
+    assert cal["target_trials"] > 0 and cal["nontarget_trials"] > cal["target_trials"]
+    assert (run / "det.png").read_bytes()[:4] == b"\x89PNG"
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "voicenet-aam" and any("@" in label for label in config["labels"])
+
+
+def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_path: Path) -> None:
+    run = encoder / "run"
+    proc = cli(
+        "calibrate", "--model", str(run), "--corpus", str(encoder / "corpus"), "--json", check=True
+    )
+    result = json.loads(proc.stdout)
+    assert math.isfinite(result["eer"]) and math.isfinite(result["min_dcf_0.01"])
+    stored = json.loads((run / "calibration.json").read_text())
+    assert stored["threshold"] == result["threshold"]
+    voices = clips_by_voice(encoder / "corpus")
+    a, b = sorted(voices)[:2]
+    lines = [
+        f"{voices[a][0]};{voices[a][1]}|{voices[a][2]}|1",
+        f"{voices[a][0]}|{voices[b][0]}|0",
+        f"{voices[b][0]}|{voices[b][1]}|1",
+        f"{voices[b][0]}|{voices[a][3]}|0",
+    ]
+    trials = tmp_path / "trials.txt"
+    trials.write_text("\n".join(lines) + "\n")
+    far = cli(
+        "calibrate",
+        "--model",
+        str(run),
+        "--trials",
+        str(trials),
+        "--target-far",
+        "0.01",
+        "--json",
+        check=True,
+    )
+    assert json.loads(far.stdout)["threshold_rule"] == "far<=0.01"
+    bad = tmp_path / "bad.txt"
+    bad.write_text("only|two\n")
+    proc = cli("calibrate", "--model", str(run), "--trials", str(bad))
+    assert proc.returncode == 2 and "bad.txt:1" in proc.stderr
+
+
+def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Path) -> None:
+    run, gallery = encoder / "run", tmp_path / "g.sqlite"
+    voices = clips_by_voice(encoder / "corpus")
+    a, b, c = sorted(voices)[:3]
+    common = ["--model", str(run), "--gallery", str(gallery)]
+    out = cli("enroll", "alice", *map(str, voices[a][:3]), *common, check=True)
+    assert "3 clips" in out.stdout
+    cli("enroll", "bob", *map(str, voices[b][:3]), *common, check=True)
+    again = cli("enroll", "alice", str(voices[a][3]), *common, check=True)
+    assert "4 clips" in again.stdout
+
+    verdicts = cli(
+        "verify", "alice", str(voices[a][4]), str(voices[b][4]), "--json", *common, check=True
+    )
+    rows = [json.loads(x) for x in verdicts.stdout.splitlines()]
+    assert [r["claimed"] for r in rows] == ["alice", "alice"]
+    for r in rows:
+        assert set(r) == {"path", "claimed", "accept", "score", "probability", "threshold"}
+        assert 0 <= r["probability"] <= 1 and r["accept"] == (r["score"] >= r["threshold"])
+
+    ident = cli("identify", str(voices[a][4]), str(voices[c][0]), "--json", *common, check=True)
+    for r in (json.loads(x) for x in ident.stdout.splitlines()):
+        assert set(r) == {"path", "voice", "score", "scores"} and set(r["scores"]) == {
+            "alice",
+            "bob",
+        }
+        assert r["voice"] in {"alice", "bob", "unknown"}
+        assert (r["voice"] == "unknown") == (
+            r["score"] < json.loads(verdicts.stdout.splitlines()[0])["threshold"]
+        )
+
+    listed = [
+        json.loads(x)
+        for x in cli("gallery", "list", "--json", *common, check=True).stdout.splitlines()
+    ]
+    assert [v["name"] for v in listed] == ["alice", "bob"] and listed[0]["clips"] == 4
+    cli("gallery", "export", str(tmp_path / "g.json"), *common, check=True)
+    cli("gallery", "remove", "bob", *common, check=True)
+    assert "bob" not in cli("gallery", "list", *common, check=True).stdout
+    cli("gallery", "import", str(tmp_path / "g.json"), *common, check=True)
+    assert "bob" in cli("gallery", "list", *common, check=True).stdout
+
+
+def test_verification_errors_are_one_line(
+    cli, encoder: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    run, gallery = encoder / "run", tmp_path / "g.sqlite"
+    voices = clips_by_voice(encoder / "corpus")
+    a = sorted(voices)[0]
+    common = ["--model", str(run), "--gallery", str(gallery)]
+    cli("enroll", "alice", *map(str, voices[a][:2]), *common, check=True)
+    for args, needle in [
+        (["verify", "nobody", str(voices[a][2]), *common], "'nobody' is not enrolled"),
+        (["enroll", "x", str(tmp_path / "missing.mp3"), *common], "no usable speech"),
+        (
+            ["identify", str(voices[a][2]), "--model", str(trained_run), "--gallery", str(gallery)],
+            "made with model",
+        ),
+    ]:
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(b"not audio" * 50)
+    proc = cli("verify", "alice", str(voices[a][2]), str(corrupt), "--json", *common)
+    assert proc.returncode == 1
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert "error" in rows[1] and "accept" in rows[0]
+    assert np.isfinite(rows[0]["score"])
