@@ -203,3 +203,28 @@ def encoder_recipe(
         result["min_dcf_0.01"],
     )
     return run
+
+
+BUNDLE_FILES = (
+    "model.safetensors",
+    "config.json",
+    "calibration.json",
+    "recipe.json",
+    "metrics.json",
+    "epochs.jsonl",
+)
+
+
+def bundle(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy what an encoder run needs (weights, config, calibration, provenance) to ``dest``,
+    e.g. the package's ``data/encoder`` folder; the training-data path is dropped."""
+    run, dest = Path(run), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in BUNDLE_FILES:
+        data = (run / name).read_bytes()
+        if name == "config.json":
+            config = json.loads(data)
+            config["data"] = None
+            data = (json.dumps(config, indent=2) + "\n").encode()
+        write_atomic(dest / name, data)
+    return dest
