@@ -32,6 +32,8 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "2",
         "--max-variants",
         "4",
+        "--recorded-per-voice",
+        "5",
         "--quiet",
         check=True,
     )

@@ -820,6 +820,13 @@ def recipe_group() -> None:
 @recipe_group.command("encoder")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Work folder.")
 @click.option("--per-voice", type=click.IntRange(min=4), default=12, show_default=True)
+@click.option(
+    "--recorded-per-voice",
+    type=click.IntRange(min=4),
+    default=40,
+    show_default=True,
+    help="Sentences for each recorded (flite/festival) voice.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option(
     "--max-variants",
@@ -830,7 +837,13 @@ def recipe_group() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 def recipe_encoder_cmd(
-    out: Path, per_voice: int, epochs: int, max_variants: int | None, seed: int, quiet: bool
+    out: Path,
+    per_voice: int,
+    recorded_per_voice: int,
+    epochs: int,
+    max_variants: int | None,
+    seed: int,
+    quiet: bool,
 ) -> None:
     """Make a voice encoder: many-voice corpus, margin training, calibration on held-out voices."""
     _setup_train_logging(quiet)
@@ -840,7 +853,13 @@ def recipe_encoder_cmd(
         logging.getLogger("whichvoice.recipe").propagate = False
     from whichvoice.recipe import EncoderRecipe, encoder_recipe
 
-    cfg = EncoderRecipe(per_voice=per_voice, epochs=epochs, seed=seed, max_variants=max_variants)
+    cfg = EncoderRecipe(
+        per_voice=per_voice,
+        recorded_per_voice=recorded_per_voice,
+        epochs=epochs,
+        seed=seed,
+        max_variants=max_variants,
+    )
     run = encoder_recipe(out, cfg, progress=not quiet)
     if not quiet:
         click.echo(f"encoder: {run} (calibration in {run / 'calibration.json'})")

@@ -54,6 +54,9 @@ class EncoderRecipe:
     per_voice: int = 12  # sentences each voice reads
     held_out_variants: float = 0.15  # share of espeak-ng variants kept for evaluation
     speeds: tuple[float, ...] = (0.9, 1.1)  # speed perturbation: each makes a pseudo-voice
+    # the recorded voices are few: more sentences and more perturbed copies of each
+    recorded_per_voice: int = 40
+    recorded_speeds: tuple[float, ...] = (0.85, 0.9, 0.95, 1.05, 1.1, 1.15)
     epochs: int = 12
     seed: int = 0
     max_variants: int | None = None  # fewer espeak variants (tests)
@@ -83,8 +86,12 @@ def _speaker_dataset(
     feats = FeatureConfig()
     prep = PrepareConfig(features=feats, seed=cfg.seed, val_fraction=0.05, test_fraction=0.05)
     clips = [c for c in load_corpus(corpus) if c.voice in set(voices)]
+
+    def speeds_of(voice: str) -> tuple[float, ...]:
+        return cfg.recorded_speeds if voice in RECORDED else cfg.speeds
+
     labels = sorted(
-        {c.voice for c in clips} | {f"{c.voice}@{s}" for c in clips for s in cfg.speeds}
+        {c.voice for c in clips} | {f"{c.voice}@{s}" for c in clips for s in speeds_of(c.voice)}
     )
     index = {v: i for i, v in enumerate(labels)}
     rng = random.Random(cfg.seed)
@@ -94,7 +101,7 @@ def _speaker_dataset(
     def versions(clip) -> list[tuple[str, np.ndarray]]:
         wave, rate = read_audio(corpus / clip.path)
         out = [(clip.voice, resample(wave, rate, SAMPLE_RATE))]
-        for s in cfg.speeds:  # played s times faster: shorter and higher, a new "voice"
+        for s in speeds_of(clip.voice):  # s times faster: shorter and higher, a new "voice"
             out.append((f"{clip.voice}@{s}", resample(wave, round(rate * s), SAMPLE_RATE)))
         return [(label, wave_windows(speech_of(w, feats), feats)) for label, w in out]
 
@@ -153,17 +160,19 @@ def encoder_recipe(
         len(held_ids),
         cfg.per_voice,
     )
-    synthesize_corpus(
-        corpus,
-        bundled_sentences(),
-        SynthConfig(
-            voices=(",".join(train_ids + held_ids),),
-            assign="sample",
-            per_voice=cfg.per_voice,
-            seed=cfg.seed,
-        ),
-        progress=progress,
-    )
+    recorded = [v for v in train_ids + held_ids if v in RECORDED]
+    for voices, per_voice in (
+        ([v for v in train_ids + held_ids if v not in RECORDED], cfg.per_voice),
+        (recorded, cfg.recorded_per_voice),
+    ):
+        synthesize_corpus(
+            corpus,
+            bundled_sentences(),
+            SynthConfig(
+                voices=(",".join(voices),), assign="sample", per_voice=per_voice, seed=cfg.seed
+            ),
+            progress=progress,
+        )
     data = out / "data"
     if not (data / "dataset.json").is_file():
         _speaker_dataset(corpus, data, train_ids, cfg, progress)
