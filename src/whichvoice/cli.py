@@ -616,6 +616,20 @@ _gallery_option = click.option(
 )
 
 
+def _print_results(paths: list, results: list, as_json: bool, line) -> None:
+    """One line (text or JSON) per file; an input that failed prints its error; exit 1 then."""
+    failed = 0
+    for path, r in zip(paths, results, strict=True):
+        if isinstance(r, Exception):
+            failed += 1
+            error = {"path": str(path), "error": str(r)}
+            click.echo(json.dumps(error) if as_json else f"{path}\terror: {r}")
+        else:
+            click.echo(json.dumps(r.to_dict()) if as_json else f"{path}\t{line(r)}")
+    if failed:
+        sys.exit(1)
+
+
 @app.command("enroll")
 @click.argument("name")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -655,22 +669,14 @@ def verify_cmd(
     paths = expand_paths(files)
     with _gallery(encoder, gallery) as g:
         results = verify(encoder, g, name, paths)
-    failed = 0
-    for path, r in zip(paths, results, strict=True):
-        if isinstance(r, Exception):
-            failed += 1
-            click.echo(
-                json.dumps({"path": str(path), "error": str(r)})
-                if as_json
-                else f"{path}\terror: {r}"
-            )
-        elif as_json:
-            click.echo(json.dumps(r.to_dict()))
-        else:
-            verdict = "accept" if r.accept else "reject"
-            click.echo(f"{path}\t{verdict}\tscore {r.score:.3f}\tp {r.probability:.3f}")
-    if failed:
-        sys.exit(1)
+    _print_results(
+        paths,
+        results,
+        as_json,
+        lambda r: (
+            f"{'accept' if r.accept else 'reject'}\tscore {r.score:.3f}\tp {r.probability:.3f}"
+        ),
+    )
 
 
 @app.command("identify")
@@ -690,21 +696,7 @@ def identify_cmd(
     paths = expand_paths(files)
     with _gallery(encoder, gallery) as g:
         results = identify(encoder, g, paths)
-    failed = 0
-    for path, r in zip(paths, results, strict=True):
-        if isinstance(r, Exception):
-            failed += 1
-            click.echo(
-                json.dumps({"path": str(path), "error": str(r)})
-                if as_json
-                else f"{path}\terror: {r}"
-            )
-        elif as_json:
-            click.echo(json.dumps(r.to_dict()))
-        else:
-            click.echo(f"{path}\t{r.voice}\tscore {r.score:.3f}")
-    if failed:
-        sys.exit(1)
+    _print_results(paths, results, as_json, lambda r: f"{r.voice}\tscore {r.score:.3f}")
 
 
 @app.group("gallery")

@@ -134,43 +134,17 @@ class VoiceModel:
         self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
     ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
         """``embed`` for many inputs, in order; an unreadable one yields its error instead."""
-        workers = workers or os.cpu_count() or 1
+        for _, scored, speech_s in self._batched(sources, self.window_embeddings, batch, workers):
+            yield (
+                scored
+                if isinstance(scored, WhichvoiceError)
+                else (_unit(scored.mean(axis=0)), speech_s)
+            )
 
-        def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
-            try:
-                return self.windows(src)
-            except WhichvoiceError as e:
-                return e
-
-        sources = list(sources)
-        with ThreadPoolExecutor(workers) as pool:
-            for i in range(0, len(sources), batch):
-                prepared = list(pool.map(prepare, sources[i : i + batch]))
-                good = [p[0] for p in prepared if isinstance(p, tuple)]
-                emb = self.window_embeddings(np.concatenate(good)) if good else None
-                at = 0
-                for p in prepared:
-                    if isinstance(p, WhichvoiceError):
-                        yield p
-                        continue
-                    n = len(p[0])
-                    yield _unit(emb[at : at + n].mean(axis=0)), p[1]
-                    at += n
-
-    def display_name(self, voice: str) -> str:
-        """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
-        id when two engines of the model share that name."""
-        name = voice.split(":", 1)[-1]
-        same = [label for label in self.labels if label.split(":", 1)[-1] == name]
-        return name if len(same) <= 1 else voice
-
-    def identify_many(
-        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
-    ) -> Iterator[Prediction | WhichvoiceError]:
-        """Predictions in input order; a file that cannot be read yields its error instead.
-
-        Decoding and features run on ``workers`` threads; the network sees batches of files.
-        """
+    def _batched(self, sources, score, batch: int, workers: int):
+        """(source, per-window output of ``score`` or the input's error, speech seconds) for
+        each source, in order. Decoding and features run on ``workers`` threads; the network
+        sees the windows of ``batch`` files at once."""
         workers = workers or os.cpu_count() or 1
 
         def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
@@ -184,16 +158,34 @@ class VoiceModel:
             for i in range(0, len(sources), batch):
                 chunk = sources[i : i + batch]
                 prepared = list(pool.map(prepare, chunk))
-                good = [w for w, _ in (p for p in prepared if isinstance(p, tuple))]
-                logp = self.window_log_probs(np.concatenate(good)) if good else None
+                good = [p[0] for p in prepared if isinstance(p, tuple)]
+                out = score(np.concatenate(good)) if good else None
                 at = 0
-                for src, w in zip(chunk, prepared, strict=True):
-                    if isinstance(w, WhichvoiceError):
-                        yield w
+                for src, p in zip(chunk, prepared, strict=True):
+                    if isinstance(p, WhichvoiceError):
+                        yield src, p, 0.0
                         continue
-                    windows, speech_s = w
-                    yield self._combine(str(src), logp[at : at + len(windows)], speech_s)
-                    at += len(windows)
+                    n = len(p[0])
+                    yield src, out[at : at + n], p[1]
+                    at += n
+
+    def display_name(self, voice: str) -> str:
+        """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
+        id when two engines of the model share that name."""
+        name = voice.split(":", 1)[-1]
+        same = [label for label in self.labels if label.split(":", 1)[-1] == name]
+        return name if len(same) <= 1 else voice
+
+    def identify_many(
+        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
+    ) -> Iterator[Prediction | WhichvoiceError]:
+        """Predictions in input order; a file that cannot be read yields its error instead."""
+        for src, scored, speech_s in self._batched(sources, self.window_log_probs, batch, workers):
+            yield (
+                scored
+                if isinstance(scored, WhichvoiceError)
+                else self._combine(str(src), scored, speech_s)
+            )
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
