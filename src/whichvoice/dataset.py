@@ -224,8 +224,18 @@ def prepare(
 
 
 def _prepare_into(
-    corpus, out, tmp, clips, labels, split_of, starts, label_index, cfg, progress
+    corpus: Path,
+    out: Path,
+    tmp: Path,
+    clips: list[Clip],
+    labels: list[str],
+    split_of: dict[str, str],
+    starts: list[float],
+    label_index: dict[str, int],
+    cfg: PrepareConfig,
+    progress: bool,
 ) -> Path:
+    """Compute every clip's windows into ``tmp`` and publish it as ``out`` (see ``prepare``)."""
     by_split: dict[str, dict[str, list]] = {s: {"x": [], "y": [], "clip": []} for s in SPLITS}
     rows = []
     paths = [corpus / c.path for c in clips]
