@@ -589,9 +589,9 @@ def serve_cmd(
 
 
 def _encoder(model: Path | None):
-    from whichvoice.verification import bundled_encoder, model_for
+    from whichvoice.verification import load_encoder
 
-    return model_for(model if model is not None else bundled_encoder())
+    return load_encoder(model)
 
 
 def _gallery(model, path: Path | None):

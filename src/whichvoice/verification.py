@@ -186,6 +186,17 @@ def model_for(run: str | os.PathLike) -> VoiceModel:
     return model
 
 
+PRETRAINED = ("resemblyzer",)  # encoders that ship outside whichvoice (optional extras)
+
+
+def load_encoder(model: str | os.PathLike | None = None) -> VoiceModel:
+    """The encoder a command or route asked for: ``None`` for the bundled one, a run
+    directory, or the name of a pretrained encoder (``"resemblyzer"``)."""
+    if model is not None and str(model) in PRETRAINED:
+        raise WhichvoiceError(f"the {model} encoder is not available yet")
+    return model_for(model if model is not None else bundled_encoder())
+
+
 def bundled_encoder() -> Path:
     """The encoder shipped inside the package (made by `whichvoice recipe encoder`)."""
     from importlib import resources
