@@ -2,7 +2,10 @@
 # Both set up what they need first: Debian packages for the TTS voices and a .venv.
 SHELL := /bin/bash
 PY := .venv/bin/python
-APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+# the non-English festival voices are extra real speakers for the voice-encoder recipe
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+  festvox-italp16k festvox-itapc16k festvox-ca-ona-hts festvox-czech-dita festvox-czech-krb \
+  festvox-czech-machac festvox-czech-ph festvox-ru festvox-suopuhe-lj festvox-suopuhe-mv
 # the browser test drives Debian's chromium (playwright cannot download its own here)
 TEST_APT_PACKAGES := chromium
 DEMO_ARGS ?=

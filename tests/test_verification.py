@@ -34,6 +34,8 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "4",
         "--recorded-per-voice",
         "5",
+        "--held-out-per-voice",
+        "6",
         "--quiet",
         check=True,
     )

@@ -815,11 +815,18 @@ def recipe_group() -> None:
 @click.option(
     "--recorded-per-voice",
     type=click.IntRange(min=4),
-    default=40,
+    default=80,
     show_default=True,
     help="Sentences for each recorded (flite/festival) voice.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option(
+    "--held-out-per-voice",
+    type=click.IntRange(min=5),
+    default=30,
+    show_default=True,
+    help="Sentences for each held-out voice (the calibration trials).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option(
     "--max-variants",
     type=click.IntRange(min=2),
@@ -832,6 +839,7 @@ def recipe_encoder_cmd(
     out: Path,
     per_voice: int,
     recorded_per_voice: int,
+    held_out_per_voice: int,
     epochs: int,
     max_variants: int | None,
     seed: int,
@@ -848,6 +856,7 @@ def recipe_encoder_cmd(
     cfg = EncoderRecipe(
         per_voice=per_voice,
         recorded_per_voice=recorded_per_voice,
+        held_out_per_voice=held_out_per_voice,
         epochs=epochs,
         seed=seed,
         max_variants=max_variants,

@@ -1,12 +1,15 @@
 """``whichvoice recipe encoder``: the whole making of a voice encoder, reproducible.
 
-1. A many-voice corpus: every espeak-ng English accent x variant and the recorded voices,
-   each reading ``per_voice`` bundled sentences.
-2. Voices held out for evaluation: a seeded share of espeak-ng's variants (in every accent)
-   and two recorded speakers that no other voice shares (flite:awb, festival:ked_diphone).
-3. A speaker dataset of the other voices, plus speed-perturbed copies of each labelled as new
-   pseudo-voices (the Kaldi/WeSpeaker recipe), split by clip into train/val/test.
-4. ``voicenet-aam`` trained with an additive angular margin and augmentation.
+1. The voices: every espeak-ng English accent x variant and the recorded (natural) voices of
+   flite and festival, festival's Italian, Catalan, Czech, Russian and Finnish speakers among
+   them. Voices that sound exactly alike (espeak-ng variants that change nothing) are found by
+   a probe sentence and kept once.
+2. Voices held out for evaluation: a seeded share of espeak-ng's variants (no accent of them
+   is trained on; each is evaluated in one seeded accent, so no two held-out voices share
+   their voice parameters) and four recorded speakers (HELD_OUT_RECORDED).
+3. A speaker dataset of the training voices, plus speed-perturbed copies of each labelled as
+   new pseudo-voices (the Kaldi/WeSpeaker recipe), split by clip into train/val/test.
+4. ``voicenet-aam`` trained with an additive angular margin (warmed up) and augmentation.
 5. Calibration on trials among the held-out voices; ``recipe.json`` records how it was made.
 """
 
@@ -45,19 +48,37 @@ RECORDED = [
     "festival:kal_diphone",
     "festival:ked_diphone",
     "festival:cmu_us_slt_arctic_hts",
+    "festival:lp_diphone",
+    "festival:pc_diphone",
+    "festival:upc_ca_ona_hts",
+    "festival:czech_dita",
+    "festival:czech_krb",
+    "festival:czech_machac",
+    "festival:czech_ph",
+    "festival:msu_ru_nsh_clunits",
+    "festival:suo_fi_lj_diphone",
+    "festival:hy_fi_mv_diphone",
 ]
-HELD_OUT_RECORDED = ("flite:awb", "festival:ked_diphone")
+# speakers no other voice shares: two English men, a Czech man, a Finnish woman
+HELD_OUT_RECORDED = (
+    "flite:awb",
+    "festival:ked_diphone",
+    "festival:czech_machac",
+    "festival:suo_fi_lj_diphone",
+)
+PROBE = "Please call Stella and ask her to bring these things with her from the store."
 
 
 @dataclass(frozen=True)
 class EncoderRecipe:
-    per_voice: int = 12  # sentences each voice reads
-    held_out_variants: float = 0.15  # share of espeak-ng variants kept for evaluation
+    per_voice: int = 12  # sentences each espeak-ng training voice reads
+    held_out_variants: float = 0.2  # share of espeak-ng variants kept for evaluation
+    held_out_per_voice: int = 30  # sentences each held-out voice reads (the trials)
     speeds: tuple[float, ...] = (0.9, 1.1)  # speed perturbation: each makes a pseudo-voice
     # the recorded voices are few: more sentences and more perturbed copies of each
-    recorded_per_voice: int = 40
+    recorded_per_voice: int = 80
     recorded_speeds: tuple[float, ...] = (0.85, 0.9, 0.95, 1.05, 1.1, 1.15)
-    epochs: int = 12
+    epochs: int = 30
     seed: int = 0
     max_variants: int | None = None  # fewer espeak variants (tests)
 
@@ -65,16 +86,61 @@ class EncoderRecipe:
         return asdict(self)
 
 
-def recipe_voices(cfg: EncoderRecipe) -> tuple[list[str], list[str]]:
-    """(training voice ids, held-out voice ids)."""
+def distinct_voices(voice_ids: list[str], *, progress: bool = False) -> dict[str, str]:
+    """Voice id -> the id kept for it: voices whose audio for a probe sentence is identical
+    (espeak-ng variants that change nothing for an accent) are one voice, kept once (the
+    first in order)."""
+    import hashlib
+
+    from whichvoice.voices import SessionPool
+
+    voices = resolve_voices(",".join(voice_ids))
+    sessions = SessionPool()
+
+    def digest(voice) -> str:
+        speech = sessions.get(voice.engine).synthesize(voice, PROBE)
+        pcm = np.round(np.asarray(speech.wave, np.float32) * 32767).astype(np.int16)
+        return hashlib.sha256(pcm.tobytes() + str(speech.sample_rate).encode()).hexdigest()
+
+    try:
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            digests = list(
+                tqdm(
+                    pool.map(digest, voices),
+                    total=len(voices),
+                    desc="probing voices",
+                    unit="voice",
+                    disable=not progress,
+                    dynamic_ncols=True,
+                )
+            )
+    finally:
+        sessions.close()
+    first: dict[str, str] = {}
+    return {v.id: first.setdefault(d, v.id) for v, d in zip(voices, digests, strict=True)}
+
+
+def recipe_voices(
+    cfg: EncoderRecipe, same_as: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(training voice ids, held-out voice ids). ``same_as`` (from ``distinct_voices``) drops
+    the repeats of a voice."""
     names = sorted(variants())
     rng = random.Random(cfg.seed)
     if cfg.max_variants:
         names = sorted(rng.sample(names, min(cfg.max_variants, len(names))))
-    held = set(rng.sample(names, max(1, round(cfg.held_out_variants * len(names)))))
-    espeak = [v.id for v in resolve_voices("espeak-all") if v.name.split("+", 1)[1] in names]
-    held_ids = [v for v in espeak if v.split("+", 1)[1] in held] + list(HELD_OUT_RECORDED)
-    train_ids = [v for v in espeak + RECORDED if v not in held_ids]
+    held = sorted(rng.sample(names, max(2, round(cfg.held_out_variants * len(names)))))
+    accents = sorted({v.name.split("+", 1)[0] for v in resolve_voices("espeak-all")})
+    espeak = [v.id for v in resolve_voices("espeak-all") if "+" in v.name]
+    espeak = [v for v in espeak if v.split("+", 1)[1] in names]
+    held_ids = [f"espeak-ng:{rng.choice(accents)}+{name}" for name in held]
+    held_ids += list(HELD_OUT_RECORDED)
+    train_ids = [v for v in espeak if v.split("+", 1)[1] not in held]
+    train_ids += [v for v in RECORDED if v not in held_ids]
+    if same_as is not None:
+        kept = set(same_as.values())
+        held_ids = [v for v in held_ids if v in kept]
+        train_ids = [v for v in train_ids if v in kept]
     return train_ids, held_ids
 
 
@@ -152,19 +218,29 @@ def encoder_recipe(
     """Run every step into ``out`` (corpus/, data/, run/); resumable step by step.
     Returns the run directory (``out/run``), calibrated."""
     out = Path(out)
-    train_ids, held_ids = recipe_voices(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / "voices.json"  # which voices are one and the same (resumable)
+    _, candidates = recipe_voices(cfg)
+    if probe.is_file():
+        same_as = json.loads(probe.read_text())
+    else:
+        every = recipe_voices(cfg)[0] + candidates
+        same_as = distinct_voices(every, progress=progress)
+        write_atomic(probe, (json.dumps(same_as, indent=1) + "\n").encode())
+    train_ids, held_ids = recipe_voices(cfg, same_as)
     corpus = out / "corpus"
     log.info(
-        "corpus: %d training voices, %d held out, %d sentences each",
+        "corpus: %d training voices, %d held out (%d voices repeated another and were dropped)",
         len(train_ids),
         len(held_ids),
-        cfg.per_voice,
+        sum(1 for k, v in same_as.items() if k != v),
     )
-    recorded = [v for v in train_ids + held_ids if v in RECORDED]
-    for voices, per_voice in (
-        ([v for v in train_ids + held_ids if v not in RECORDED], cfg.per_voice),
-        (recorded, cfg.recorded_per_voice),
-    ):
+    groups = (
+        ([v for v in train_ids if v not in RECORDED], cfg.per_voice),
+        ([v for v in train_ids if v in RECORDED], cfg.recorded_per_voice),
+        (held_ids, cfg.held_out_per_voice),
+    )
+    for voices, per_voice in groups:
         synthesize_corpus(
             corpus,
             bundled_sentences(),

@@ -159,6 +159,14 @@ def lr_at(epoch: int, total: int, base: float, schedule: str = "cosine") -> floa
     return float(base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / (total - 1)))))
 
 
+def margin_at(epoch: int, total: int, final: float) -> float:
+    """The angular margin of an epoch: raised linearly over the first fifth of the run, so
+    the embedding first learns to tell voices apart at all (a full margin from the start
+    leaves a many-voice model stuck near chance)."""
+    warm = max(1, round(0.2 * total))
+    return final * min(1.0, (epoch + 1) / warm)
+
+
 def write_json(path: Path, obj: dict) -> None:
     write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
@@ -268,6 +276,8 @@ def train(
         (out / EPOCHS).unlink(missing_ok=True)
     write_json(out / CONFIG, run_config)
 
+    head = getattr(model, "head", None)
+    final_margin = float(getattr(head, "margin", 0.0))
     t_run = time.perf_counter()
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -276,6 +286,8 @@ def train(
         g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch, epochs, cfg.lr, schedule)
+        if final_margin > 0:
+            head.margin = margin_at(epoch, epochs, final_margin)
         order = _one_window_per_clip(clip_train, rng)
         model.train()
         total_loss, correct, seen = 0.0, 0, 0

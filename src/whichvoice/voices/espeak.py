@@ -73,10 +73,22 @@ def variants() -> dict[str, str | None]:
     return found or dict(_FALLBACK_VARIANTS)
 
 
+def espeak_voice_arg(name: str) -> str:
+    """The ``-v`` argument for a voice name. espeak-ng ignores the variant of ``en-gb+X``
+    (every ``en-gb+X`` reads exactly like plain ``en-gb``); ``en`` is the same language and
+    honours it."""
+    lang, plus, variant = name.partition("+")
+    return f"en+{variant}" if lang == "en-gb" and plus else name
+
+
 class EspeakSession(EngineSession):
     def synthesize(self, voice: Voice, text: str) -> Speech:
         # text goes on stdin so a sentence starting with "-" is never taken for an option
-        wav = run(["espeak-ng", "-v", voice.name, "--stdout"], stdin=text.encode(), what=voice.id)
+        wav = run(
+            ["espeak-ng", "-v", espeak_voice_arg(voice.name), "--stdout"],
+            stdin=text.encode(),
+            what=voice.id,
+        )
         wave, rate = read_audio(wav)
         return Speech(wave, rate)
 

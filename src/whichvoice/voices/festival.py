@@ -21,23 +21,36 @@ from whichvoice.voices.registry import register_engine
 
 VOICE_ROOT = Path("/usr/share/festival/voices")
 
-_VOICES = [
-    Voice("festival", "kal_diphone", "male", "en-US", 16_000, "kal diphone (festvox-kallpc16k)"),
-    Voice("festival", "ked_diphone", "male", "en-US", 16_000, "ked diphone (festvox-kdlpc16k)"),
-    Voice(
-        "festival",
+# (name, gender, accent, rate in Hz, description, Debian package). The non-English voices
+# are real speakers too: they read English text with their own language's letter-to-sound
+# rules, which makes them useful extra speakers for training and testing voice encoders.
+_TABLE = [
+    ("kal_diphone", "male", "en-US", 16_000, "kal diphone", "festvox-kallpc16k"),
+    ("ked_diphone", "male", "en-US", 16_000, "ked diphone", "festvox-kdlpc16k"),
+    (
         "cmu_us_slt_arctic_hts",
         "female",
         "en-US",
         32_000,
-        "CMU ARCTIC slt, HTS (festvox-us-slt-hts)",
+        "CMU ARCTIC slt, HTS",
+        "festvox-us-slt-hts",
     ),
+    ("lp_diphone", "female", "it-IT", 16_000, "Italian lp diphone", "festvox-italp16k"),
+    ("pc_diphone", "male", "it-IT", 16_000, "Italian pc diphone", "festvox-itapc16k"),
+    ("upc_ca_ona_hts", "female", "ca-ES", 16_000, "Catalan ona, HTS", "festvox-ca-ona-hts"),
+    ("czech_dita", "female", "cs-CZ", 32_000, "Czech dita", "festvox-czech-dita"),
+    ("czech_krb", "male", "cs-CZ", 32_000, "Czech krb (a child)", "festvox-czech-krb"),
+    ("czech_machac", "male", "cs-CZ", 32_000, "Czech machac", "festvox-czech-machac"),
+    ("czech_ph", "male", "cs-CZ", 44_100, "Czech ph", "festvox-czech-ph"),
+    ("msu_ru_nsh_clunits", "male", "ru-RU", 16_000, "Russian nsh, clunits", "festvox-ru"),
+    ("suo_fi_lj_diphone", "female", "fi-FI", 22_050, "Finnish lj diphone", "festvox-suopuhe-lj"),
+    ("hy_fi_mv_diphone", "male", "fi-FI", 22_050, "Finnish mv diphone", "festvox-suopuhe-mv"),
 ]
-_PACKAGES = {
-    "kal_diphone": "festvox-kallpc16k",
-    "ked_diphone": "festvox-kdlpc16k",
-    "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
-}
+_VOICES = [
+    Voice("festival", name, gender, accent, rate, f"{about} ({package})")
+    for name, gender, accent, rate, about, package in _TABLE
+]
+_PACKAGES = {name: package for name, *_, package in _TABLE}
 
 
 def _scheme_string(text: str) -> str:
