@@ -98,3 +98,31 @@ def trained_run(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) ->
         check=True,
     )
     return run
+
+
+ENROLL_VOICES = "flite:awb,festival:ked_diphone,espeak-ng:en-us+f3"
+
+
+@pytest.fixture(scope="session")
+def enroll_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """Clips of two recorded male voices and a female espeak-ng voice (7 sentences each) for
+    enrollment: voice id -> mp3 paths, in sentence order."""
+    from whichvoice.corpus import read_manifest
+
+    out = tmp_path_factory.mktemp("enroll") / "corpus"
+    run_cli(
+        "synth",
+        str(out),
+        "--voices",
+        ENROLL_VOICES,
+        "--sentences",
+        "7",
+        "--assign",
+        "all",
+        "--quiet",
+        check=True,
+    )
+    clips: dict[str, list[Path]] = {}
+    for c in sorted(read_manifest(out / "manifest.jsonl"), key=lambda c: c.sentence_id):
+        clips.setdefault(c.voice, []).append(out / c.path)
+    return clips

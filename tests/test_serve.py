@@ -29,14 +29,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, *args: str) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path | None, *args: str) -> tuple[subprocess.Popen, str]:
+    """``whichvoice serve [RUN] ARGS`` on a free port of 127.0.0.1; (process, base URL)."""
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "whichvoice",
         "serve",
-        str(run),
+        *([str(run)] if run is not None else []),
         "--port",
         str(port),
         "--quiet",

@@ -518,7 +518,20 @@ def _check_port(host: str, port: int) -> None:
 
 
 @app.command("serve")
-@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("run", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--encoder",
+    default=None,
+    help="The voice encoder of the enroll/verify/gallery routes: a run or a name "
+    "[default: the bundled encoder].",
+)
+@click.option(
+    "--gallery",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The gallery file [default: $WHICHVOICE_GALLERY or "
+    "~/.local/share/whichvoice/gallery.sqlite].",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option(
@@ -526,7 +539,7 @@ def _check_port(host: str, port: int) -> None:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Server processes, each with its own copy of the model.",
+    help="Server processes, each with its own copy of the models.",
 )
 @click.option(
     "--api-key",
@@ -546,7 +559,9 @@ def _check_port(host: str, port: int) -> None:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No access log.")
 def serve_cmd(
-    run: Path,
+    run: Path | None,
+    encoder: str | None,
+    gallery: Path | None,
     host: str,
     port: int,
     workers: int,
@@ -555,18 +570,28 @@ def serve_cmd(
     max_duration: float,
     quiet: bool,
 ) -> None:
-    """Serve RUN over HTTP: the talk's /invocations, /v1 API, /metrics and the page at /."""
+    """Serve over HTTP: the talk's /invocations and /v1/identify with the classifier RUN,
+    enrollment, verification and the gallery with the encoder, /metrics and the page at /.
+    Without RUN, /v1/identify answers from the enrolled voices."""
     import os
 
     import uvicorn
 
+    from whichvoice.gallery import default_gallery_path
     from whichvoice.predict import load_model
     from whichvoice.serve.app import ENV_CONFIG, ServeConfig
 
-    load_model(run)  # fail here, in one line, rather than in every worker
+    if run is not None:
+        load_model(run)  # fail here, in one line, rather than in every worker
+    if encoder is not None and Path(encoder).exists():
+        encoder = str(Path(encoder).resolve())
+    gallery = (gallery or default_gallery_path()).resolve()
+    _check_encoder(encoder, gallery, needed=run is None or encoder is not None)
     _check_port(host, port)
     cfg = ServeConfig(
-        run=str(run.resolve()),
+        run=str(run.resolve()) if run is not None else None,
+        encoder=encoder,
+        gallery=str(gallery),
         api_key=api_key,
         max_bytes=int(max_upload_mb * 1024 * 1024),
         max_seconds=max_duration,
@@ -574,8 +599,11 @@ def serve_cmd(
     os.environ[ENV_CONFIG] = cfg.to_json()
     os.environ["WHICHVOICE_WORKERS"] = str(workers)
     if not quiet:
+        what = f"{run} and the gallery" if run is not None else "the gallery (no classifier)"
         click.echo(
-            f"serving {run} on http://{host}:{port}/ ({workers} worker(s)); docs at /docs", err=True
+            f"serving {what} {gallery} on http://{host}:{port}/ ({workers} worker(s)); "
+            "docs at /docs",
+            err=True,
         )
     uvicorn.run(
         "whichvoice.serve.app:app_from_env",
@@ -586,6 +614,23 @@ def serve_cmd(
         log_level="warning" if quiet else "info",
         access_log=not quiet,
     )
+
+
+def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:
+    """Load the encoder and check that an existing gallery is its own, so that `serve` fails
+    in one line; a missing encoder only warns when the classifier can serve alone."""
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import load_encoder, model_id
+
+    try:
+        model = load_encoder(encoder)
+    except WhichvoiceError as e:
+        if needed:
+            raise
+        click.echo(f"warning: {e}; the enrollment and gallery routes will answer 503", err=True)
+        return
+    if gallery.exists():
+        Gallery(gallery, model_id(model)).close()
 
 
 def _encoder(model: Path | None):

@@ -29,6 +29,14 @@ class GalleryError(WhichvoiceError):
     """A gallery that cannot be used, or a voice that is not in it."""
 
 
+class NotEnrolledError(GalleryError):
+    """A voice name that is not in the gallery."""
+
+
+class GalleryModelError(GalleryError):
+    """A gallery or an export made with another model than the one in use."""
+
+
 def default_gallery_path() -> Path:
     """``$WHICHVOICE_GALLERY``, else ``$XDG_DATA_HOME/whichvoice/gallery.sqlite``
     (``~/.local/share/whichvoice/gallery.sqlite``)."""
@@ -93,7 +101,7 @@ class Gallery:
         owner = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()[0]
         if owner != model_id:
             self.close()
-            raise GalleryError(
+            raise GalleryModelError(
                 f"{self.path}: made with model {owner}, not {model_id}; "
                 "use --gallery for another file, or the model it was made with"
             )
@@ -155,7 +163,7 @@ class Gallery:
         row = self._db.execute("SELECT * FROM voices WHERE name = ?", (name,)).fetchone()
         if row is None:
             known = ", ".join(self.names()) or "none"
-            raise GalleryError(f"{name!r} is not enrolled in {self.path} (enrolled: {known})")
+            raise NotEnrolledError(f"{name!r} is not enrolled in {self.path} (enrolled: {known})")
         return self._voice(row)
 
     def voices(self) -> list[Voice]:
@@ -167,7 +175,7 @@ class Gallery:
     def remove(self, name: str) -> None:
         with self._transaction():
             if self._db.execute("DELETE FROM voices WHERE name = ?", (name,)).rowcount == 0:
-                raise GalleryError(f"{name!r} is not enrolled in {self.path}")
+                raise NotEnrolledError(f"{name!r} is not enrolled in {self.path}")
 
     def export_json(self) -> dict:
         """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle)."""
@@ -184,7 +192,7 @@ class Gallery:
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise GalleryError("not a whichvoice gallery export")
         if data.get("model") != self.model_id:
-            raise GalleryError(
+            raise GalleryModelError(
                 f"the export was made with model {data.get('model')}, not {self.model_id}"
             )
         try:

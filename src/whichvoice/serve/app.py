@@ -1,7 +1,8 @@
 """FastAPI app: the talk's ``/invocations``, the ``/v1`` JSON API, metrics and the web page.
 
-``create_app(ServeConfig(run=...))`` loads the model once; ``whichvoice serve`` runs it under
-uvicorn (one model per worker process). Inference and synthesis run in worker threads, off
+``create_app(ServeConfig(run=...))`` loads the classifier once; ``whichvoice serve`` runs it
+under uvicorn (one model per worker process). The voice encoder of the enrollment routes
+(``enrollment.py``) loads on first use. Inference and synthesis run in worker threads, off
 the event loop. Bad input always gets a 4xx with ``{"error", "kind"}``, never a 500.
 """
 
@@ -14,34 +15,27 @@ import io
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from whichvoice import __version__
-from whichvoice.audio import check_not_silent, read_audio, resample
+from whichvoice.audio import resample
 from whichvoice.corpus import speak
-from whichvoice.errors import AudioDecodeError, SilentAudioError, UnknownVoiceError, WhichvoiceError
-from whichvoice.predict import Prediction, VoiceModel, load_model
+from whichvoice.errors import UnknownVoiceError, WhichvoiceError
+from whichvoice.gallery import GalleryError, GalleryModelError, NotEnrolledError
+from whichvoice.predict import VoiceModel, load_model
+from whichvoice.serve import enrollment
 from whichvoice.serve.schemas import IdentifyResponse, SynthesizeRequest, VoicesResponse
-from whichvoice.voices import SessionPool, all_voices, find_voice, get_engine, resolve_voices
+from whichvoice.serve.service import HTTPProblem, ServeConfig, Service, media_type
+from whichvoice.voices import all_voices, find_voice, get_engine, resolve_voices
 
 STATIC = Path(__file__).parent / "static"
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
-DEFAULT_MAX_SECONDS = 600.0  # s of audio in one request
 ENV_CONFIG = "WHICHVOICE_SERVE_CONFIG"  # how `whichvoice serve` hands the config to workers
 OPEN_PATHS = ("/healthz", "/static/", "/favicon.ico")  # no API key needed
 _AUDIO_BODY = {
@@ -55,108 +49,12 @@ _AUDIO_BODY = {
         },
     }
 }
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    run: str
-    api_key: str | None = None
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_seconds: float = DEFAULT_MAX_SECONDS
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> ServeConfig:
-        return cls(**json.loads(text))
-
-
-class HTTPProblem(Exception):
-    """An error answered as ``{"error", "kind"}`` with its status."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-class _Service:
-    """What the routes share: the model, limits, metrics, a pool of TTS sessions."""
-
-    def __init__(self, cfg: ServeConfig, model: VoiceModel) -> None:
-        self.cfg = cfg
-        self.model = model
-        self.sessions = SessionPool()
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "whichvoice_requests",
-            "HTTP requests",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "whichvoice_request_seconds",
-            "Request latency",
-            ["route"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
-        )
-        self.errors = Counter(
-            "whichvoice_errors", "Errors answered, by kind", ["kind"], registry=self.registry
-        )
-
-    async def body(self, request: Request) -> bytes:
-        """The request body, refused with 413 as soon as it passes the upload limit."""
-        limit = self.cfg.max_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def decode(self, data: bytes, name: str = "the audio") -> tuple[np.ndarray, int]:
-        """Decoded float32 mono and its rate; 413 over the duration limit, 422 if not usable."""
-        if not data:
-            raise HTTPProblem(422, "empty", f"{name}: the body is empty")
-        try:
-            info = sf.info(io.BytesIO(data))
-        except Exception as e:
-            raise HTTPProblem(
-                422, "undecodable", f"{name}: not a decodable audio file ({e})"
-            ) from e
-        if info.duration > self.cfg.max_seconds:
-            raise HTTPProblem(
-                413,
-                "too_long",
-                f"{name}: {info.duration:.0f} s of audio is over the "
-                f"{self.cfg.max_seconds:.0f} s limit",
-            )
-        try:
-            wave, rate = read_audio(data)
-            check_not_silent(wave, rate, name)
-        except (AudioDecodeError, SilentAudioError) as e:
-            kind = "silent" if isinstance(e, SilentAudioError) else "undecodable"
-            raise HTTPProblem(422, kind, str(e).replace(f"<{len(data)} bytes>", name)) from e
-        if wave.shape[0] / rate > self.cfg.max_seconds:  # the header may understate it
-            raise HTTPProblem(
-                413, "too_long", f"{name}: over the {self.cfg.max_seconds:.0f} s limit"
-            )
-        return wave, rate
-
-    def identify(
-        self, data: bytes, name: str = "the audio"
-    ) -> tuple[Prediction, float, np.ndarray, int]:
-        wave, rate = self.decode(data, name)
-        return self.model.identify_wave(wave, rate, name), wave.shape[0] / rate, wave, rate
+# a gallery error's status and kind, most specific first
+_GALLERY_ERRORS = (
+    (NotEnrolledError, 404, "not_enrolled"),
+    (GalleryModelError, 409, "model_mismatch"),
+    (GalleryError, 422, "gallery"),
+)
 
 
 def _maybe_base64(body: bytes) -> bytes:
@@ -192,10 +90,14 @@ def spectrogram_png(wave: np.ndarray, rate: int) -> bytes:
 
 
 def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
-    """The app for one model; ``model`` may be given when it is already loaded."""
+    """The app for one classifier (``cfg.run``; ``model`` may be given when it is already
+    loaded) and one gallery. Without a classifier the encoder is loaded now: the app must be
+    able to answer something."""
     import torch
 
-    service = _Service(cfg, model or load_model(cfg.run))
+    service = Service(cfg, model or (load_model(cfg.run) if cfg.run else None))
+    if service.model is None:
+        service.load_encoder()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -219,8 +121,12 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
 
     @app.exception_handler(WhichvoiceError)
     async def _known(request: Request, exc: WhichvoiceError) -> JSONResponse:
-        service.errors.labels("bad_request").inc()
-        return JSONResponse({"error": str(exc), "kind": "bad_request"}, status_code=422)
+        status, kind = next(
+            ((status, kind) for cls, status, kind in _GALLERY_ERRORS if isinstance(exc, cls)),
+            (422, "bad_request"),
+        )
+        service.errors.labels(kind).inc()
+        return JSONResponse({"error": str(exc), "kind": kind}, status_code=status)
 
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -296,7 +202,8 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     async def invocations(request: Request) -> JSONResponse:
         """`audio/mp3` or `audio/mpeg` body of base64 mp3 -> `"Joanna"`; a JSON list of base64
         mp3s -> a list of names. Raw audio bodies (any `audio/*`) are accepted too."""
-        media = _media_type(request)
+        media = media_type(request)
+        model = service.classifier()
         body = await service.body(request)
         if media == "application/json":
             try:
@@ -316,10 +223,10 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
             preds = await run_in_threadpool(
                 lambda: [service.identify(d, f"item {n}")[0] for n, d in enumerate(datas)]
             )
-            return JSONResponse([service.model.display_name(p.voice) for p in preds])
+            return JSONResponse([model.display_name(p.voice) for p in preds])
         if media.startswith("audio/") or media == "application/octet-stream":
             pred = (await run_in_threadpool(service.identify, _maybe_base64(body)))[0]
-            return JSONResponse(service.model.display_name(pred.voice))
+            return JSONResponse(model.display_name(pred.voice))
         raise HTTPProblem(
             415,
             "unsupported_type",
@@ -333,56 +240,42 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         openapi_extra={"requestBody": _AUDIO_BODY},
     )
     async def identify(request: Request, spectrogram: bool = False) -> IdentifyResponse:
-        """One file, as multipart field `file` or as the raw body (any audio type)."""
-        media = _media_type(request)
-        if media == "multipart/form-data":
-            declared = request.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
-                raise HTTPProblem(
-                    413, "too_large", f"the upload is over the {cfg.max_bytes} byte limit"
-                )
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise HTTPProblem(422, "invalid", "the form has no file field named 'file'")
-            data = await upload.read()
-            if len(data) > cfg.max_bytes:
-                raise HTTPProblem(
-                    413, "too_large", f"the upload is over the {cfg.max_bytes} byte limit"
-                )
-            if upload.content_type and not upload.content_type.startswith(
-                ("audio/", "video/", "application/")
-            ):
-                raise HTTPProblem(
-                    415,
-                    "unsupported_type",
-                    f"{upload.filename}: {upload.content_type} is not audio",
-                )
-            name = upload.filename or "the file"
-        elif media.startswith(("audio/", "video/")) or media == "application/octet-stream":
-            data, name = await service.body(request), "the audio"
-        else:
-            raise HTTPProblem(
-                415,
-                "unsupported_type",
-                f"content type {media or 'none'!r} is not audio: send a file or an audio/* body",
-            )
+        """One file, as multipart field `file` or as the raw body (any audio type). The
+        classifier's answer and, when voices are enrolled, the gallery's (`gallery`); a server
+        without a classifier answers from the gallery alone (409 when it is empty)."""
+        ((name, data),) = await service.uploads(request, many=False)
 
         def work() -> IdentifyResponse:
-            pred, seconds, wave, rate = service.identify(data, name)
+            wave, rate = service.decode(data, name)
             png = spectrogram_png(wave, rate) if spectrogram else None
+            picture = "data:image/png;base64," + base64.b64encode(png).decode() if png else None
+            match = enrollment.gallery_answer(service, data, name, required=service.model is None)
+            common = {
+                "duration_s": round(wave.shape[0] / rate, 3),
+                "spectrogram_png": picture,
+                "gallery": match,
+            }
+            if service.model is None:
+                return IdentifyResponse(
+                    voice=match.voice,
+                    name=match.voice,
+                    confidence=None,
+                    probabilities={},
+                    top=[],
+                    windows=None,
+                    speech_s=None,
+                    **common,
+                )
+            pred = service.model.identify_wave(wave, rate, name)
             return IdentifyResponse(
                 voice=pred.voice,
                 name=service.model.display_name(pred.voice),
                 confidence=pred.confidence,
                 probabilities=pred.probabilities,
                 top=[{"voice": v, "p": p} for v, p in pred.top],
-                duration_s=round(seconds, 3),
                 windows=pred.windows,
                 speech_s=pred.speech_s,
-                spectrogram_png=("data:image/png;base64," + base64.b64encode(png).decode())
-                if png
-                else None,
+                **common,
             )
 
         return await run_in_threadpool(work)
@@ -415,15 +308,14 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     )
     async def voices() -> VoicesResponse:
         def listing() -> VoicesResponse:
+            labels = service.model.labels if service.model else []
             first = [v.id for v in resolve_voices("default8")]
-            usable = [
-                v for v in all_voices() if v.engine != "polly" or v.id in service.model.labels
-            ]
+            usable = [v for v in all_voices() if v.engine != "polly" or v.id in labels]
             usable = [v for v in usable if get_engine(v.engine).voice_unavailable_reason(v) is None]
-            usable.sort(key=lambda v: (v.id not in service.model.labels, v.id not in first, v.id))
+            usable.sort(key=lambda v: (v.id not in labels, v.id not in first, v.id))
             return VoicesResponse(
-                model=service.model.config["model"],
-                labels=service.model.labels,
+                model=service.model.config["model"] if service.model else None,
+                labels=labels,
                 synthesis=[
                     {"id": v.id, "engine": v.engine, "gender": v.gender, "accent": v.accent}
                     for v in usable
@@ -436,10 +328,12 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     async def healthz() -> dict:
         return {
             "status": "ok",
-            "model": service.model.config["model"],
-            "voices": len(service.model.labels),
+            "model": service.model.config["model"] if service.model else None,
+            "voices": len(service.model.labels) if service.model else 0,
             "version": __version__,
         }
+
+    enrollment.add_routes(app, service)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:

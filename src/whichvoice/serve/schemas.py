@@ -10,17 +10,37 @@ class VoiceScore(BaseModel):
     p: float
 
 
+class GalleryAnswer(BaseModel):
+    voice: str = Field(description='The closest enrolled voice, or "unknown" under the threshold')
+    score: float = Field(description="Cosine similarity to the closest enrolled voice")
+    scores: dict[str, float] = Field(description="Every enrolled voice's score")
+    threshold: float = Field(description="The encoder's calibrated accept threshold")
+
+
 class IdentifyResponse(BaseModel):
-    voice: str = Field(description="The most likely voice id, e.g. flite:slt")
+    """With a classifier (``whichvoice serve RUN``): its answer, and ``gallery`` when a voice is
+    enrolled. Without one: ``voice`` and ``name`` are the gallery's answer, ``confidence``,
+    ``windows`` and ``speech_s`` are null, ``probabilities`` and ``top`` are empty."""
+
+    voice: str = Field(
+        description="The most likely voice id, e.g. flite:slt; without a classifier the closest "
+        'enrolled voice or "unknown"'
+    )
     name: str = Field(description="The voice as the talk's endpoint names it, e.g. slt or Joanna")
-    confidence: float
-    probabilities: dict[str, float] = Field(description="Every voice the model knows")
+    confidence: float | None = Field(description="The classifier's probability of `voice`")
+    probabilities: dict[str, float] = Field(description="Every voice the classifier knows")
     top: list[VoiceScore]
     duration_s: float = Field(description="Seconds of audio received")
-    windows: int = Field(description="Windows of audio the model scored")
-    speech_s: float = Field(description="Seconds of speech used (silence and pauses dropped)")
+    windows: int | None = Field(description="Windows of audio the classifier scored")
+    speech_s: float | None = Field(
+        description="Seconds of speech the classifier used (silence and pauses dropped)"
+    )
     spectrogram_png: str | None = Field(
         default=None, description="data: URL of the log-mel spectrogram, when asked for"
+    )
+    gallery: GalleryAnswer | None = Field(
+        default=None,
+        description="The open-set answer among the enrolled voices; null when none is enrolled",
     )
 
 
@@ -37,9 +57,64 @@ class SynthVoice(BaseModel):
 
 
 class VoicesResponse(BaseModel):
-    model: str
-    labels: list[str] = Field(description="The voices the model can recognise")
+    model: str | None = Field(description="The classifier's network; null without a classifier")
+    labels: list[str] = Field(description="The voices the classifier can recognise")
     synthesis: list[SynthVoice] = Field(description="Voices that can be synthesized here now")
+
+
+class Skipped(BaseModel):
+    file: str
+    error: str
+
+
+class EnrollResponse(BaseModel):
+    name: str
+    clips: int = Field(description="Clips enrolled in this voice in all")
+    seconds: float = Field(description="Seconds of speech enrolled in this voice in all")
+    model: str = Field(description="The encoder the gallery belongs to")
+    added: int = Field(description="Clips of this request that were enrolled")
+    skipped: list[Skipped] = Field(description="Files of this request that could not be used")
+
+
+class Verdict(BaseModel):
+    path: str = Field(description="The uploaded file's name")
+    claimed: str
+    accept: bool
+    score: float = Field(description="Cosine similarity to the claimed voice")
+    probability: float = Field(description="Calibrated probability that it is the voice")
+    threshold: float
+
+
+class FileError(BaseModel):
+    path: str
+    error: str
+
+
+class VerifyResponse(BaseModel):
+    results: list[Verdict | FileError] = Field(description="One per file, in the order sent")
+
+
+class EnrolledVoice(BaseModel):
+    name: str
+    clips: int
+    seconds: float
+    model: str
+    created: float = Field(description="Unix time")
+    updated: float = Field(description="Unix time")
+    dim: int = Field(description="Embedding size")
+
+
+class GalleryResponse(BaseModel):
+    model: str = Field(description="The encoder the gallery belongs to")
+    voices: list[EnrolledVoice]
+
+
+class ImportResponse(BaseModel):
+    imported: int
+
+
+class RemovedResponse(BaseModel):
+    removed: str
 
 
 class ErrorResponse(BaseModel):

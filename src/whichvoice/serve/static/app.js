@@ -92,15 +92,23 @@ function percent(p) {
 function showResult(result, source) {
   $("result-empty").hidden = true;
   $("result-body").hidden = false;
+  // no classifier on the server: the enrolled voices answer, with cosine scores
+  const gallery = result.gallery;
+  const byScore = result.confidence === null;
   $("result-voice").textContent = result.voice;
-  $("result-confidence").textContent = `${percent(result.confidence)} sure`;
+  $("result-confidence").textContent = byScore
+    ? `score ${gallery.score.toFixed(2)}`
+    : `${percent(result.confidence)} sure`;
   const windows = `${result.windows} window${result.windows === 1 ? "" : "s"}`;
-  $("result-meta").textContent =
-    `${source}: ${result.duration_s.toFixed(2)} s of audio, ${windows} scored.`;
+  let meta = `${source}: ${result.duration_s.toFixed(2)} s of audio`;
+  meta += byScore ? ", compared with the enrolled voices." : `, ${windows} scored.`;
+  if (gallery && !byScore) meta += ` Enrolled voices: ${gallery.voice} (score ${gallery.score.toFixed(2)}).`;
+  $("result-meta").textContent = meta;
 
   const bars = $("bars");
   bars.replaceChildren();
-  const ranked = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
+  const values = byScore ? gallery.scores : result.probabilities;
+  const ranked = Object.entries(values).sort((a, b) => b[1] - a[1]);
   for (const [voice, p] of ranked) {
     const bar = document.createElement("div");
     bar.className = voice === result.voice ? "bar best" : "bar";
@@ -113,11 +121,11 @@ function showResult(result, source) {
     track.className = "bar-track";
     const fill = document.createElement("span");
     fill.className = "bar-fill";
-    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    fill.style.width = `${(100 * Math.max(p, 0)).toFixed(1)}%`;
     track.append(fill);
     const value = document.createElement("span");
     value.className = "bar-value";
-    value.textContent = percent(p);
+    value.textContent = byScore ? p.toFixed(2) : percent(p);
     bar.append(name, track, value);
     bars.append(bar);
   }
@@ -313,8 +321,9 @@ async function loadVoices() {
     select.disabled = select.options.length === 0;
     voicesLoaded = true;
     const count = data.labels.length;
-    $("model-info").textContent =
-      `Model "${data.model}" knows ${count} voice${count === 1 ? "" : "s"}: ${data.labels.join(", ")}.`;
+    $("model-info").textContent = data.model === null
+      ? "No classifier here: the enrolled voices answer (POST /v1/enroll to add one)."
+      : `Model "${data.model}" knows ${count} voice${count === 1 ? "" : "s"}: ${data.labels.join(", ")}.`;
     document.body.dataset.voices = "loaded";
   } catch (e) {
     select.replaceChildren(new Option("Voices unavailable", ""));

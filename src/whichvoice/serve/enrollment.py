@@ -1,0 +1,217 @@
+"""The routes of enrolled voices: enroll, verify, the gallery, and the open-set answer that
+``POST /v1/identify`` adds. Each calls the library (``whichvoice.verification``,
+``whichvoice.gallery``), as the CLI's commands do."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from whichvoice.errors import WhichvoiceError
+from whichvoice.serve.schemas import (
+    EnrolledVoice,
+    EnrollResponse,
+    GalleryAnswer,
+    GalleryResponse,
+    ImportResponse,
+    RemovedResponse,
+    VerifyResponse,
+)
+from whichvoice.serve.service import HTTPProblem, Service, named
+from whichvoice.verification import _calibrated, enroll, identify, verify
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 200  # characters of a voice name
+AUDIO_FILES_BODY = {
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+        "audio/mpeg": {"schema": {"type": "string", "format": "binary"}},
+    }
+}
+NAME = Query(min_length=1, max_length=MAX_NAME, description="The enrolled voice's name")
+
+
+def _name(name: str) -> str:
+    if not name.strip():
+        raise HTTPProblem(422, "invalid", "name: a voice needs a name")
+    return name.strip()
+
+
+def gallery_answer(
+    service: Service, data: bytes, name: str, *, required: bool
+) -> GalleryAnswer | None:
+    """Which enrolled voice ``data`` is (``"unknown"`` under the threshold). None when no voice
+    is enrolled or the gallery cannot be used, unless ``required`` (the server has no
+    classifier): then 409 for an empty gallery and the gallery's own error otherwise."""
+    if not required and not service.gallery_path.exists():
+        return None  # reading must not create the gallery
+    try:
+        with service.gallery() as (encoder, g):
+            if not g.names():
+                if required:
+                    raise HTTPProblem(
+                        409,
+                        "empty_gallery",
+                        "no voices enrolled: POST /v1/enroll?name=NAME with a few clips first",
+                    )
+                return None
+            result = identify(encoder.model, g, [data])[0]
+            threshold, _ = _calibrated(encoder.model)  # the one identify just used
+    except (HTTPProblem, WhichvoiceError) as e:
+        if required:
+            raise
+        log.warning("no gallery answer: %s", e)
+        return None
+    if isinstance(result, WhichvoiceError):
+        raise HTTPProblem(422, "undecodable", named(str(result), data, name))
+    d = result.to_dict()
+    return GalleryAnswer(
+        voice=d["voice"],
+        score=d["score"],
+        scores=d["scores"],
+        threshold=round(threshold, 6),
+    )
+
+
+def add_routes(app: FastAPI, service: Service) -> None:
+    """``/v1/enroll``, ``/v1/verify`` and ``/v1/gallery...`` on ``app``."""
+
+    @app.post(
+        "/v1/enroll",
+        response_model=EnrollResponse,
+        summary="Enroll a voice from a few recordings",
+        openapi_extra={"requestBody": AUDIO_FILES_BODY},
+    )
+    async def enroll_voice(request: Request, name: str = NAME) -> EnrollResponse:
+        """Files as multipart field `file` (repeat it), or one raw audio body. Adds to the
+        voice when it is already enrolled. 422 when no file has usable speech."""
+        name = _name(name)
+        files = await service.uploads(request, many=True)
+
+        def work() -> EnrollResponse:
+            why = service.problems(files)
+            good = [f for f, w in zip(files, why, strict=True) if w is None]
+            if not good:
+                raise HTTPProblem(
+                    422,
+                    "no_speech",
+                    f"{name}: no usable speech in the {len(files)} file(s) sent: "
+                    + "; ".join(w for w in why if w),
+                )
+            with service.gallery() as (encoder, g):
+                voice, errors = enroll(encoder.model, g, name, [data for _, data in good])
+            skipped = [{"file": f, "error": w} for (f, _), w in zip(files, why, strict=True) if w]
+            for e in errors:  # rare (each file decoded once already): find the upload it names
+                f, d = next(((f, d) for f, d in good if f"<{len(d)} bytes>" in str(e)), good[0])
+                skipped.append({"file": f, "error": named(str(e), d, f)})
+            s = voice.summary()
+            return EnrollResponse(
+                name=s["name"],
+                clips=s["clips"],
+                seconds=s["seconds"],
+                model=s["model"],
+                added=len(good) - len(errors),
+                skipped=skipped,
+            )
+
+        return await run_in_threadpool(work)
+
+    @app.post(
+        "/v1/verify",
+        response_model=VerifyResponse,
+        summary="Is this the enrolled voice it claims to be?",
+        openapi_extra={"requestBody": AUDIO_FILES_BODY},
+    )
+    async def verify_claim(request: Request, name: str = NAME) -> VerifyResponse:
+        """One result per file, in order: the verdict, or the file's error. 404 when `name`
+        is not enrolled."""
+        name = _name(name)
+        files = await service.uploads(request, many=True)
+
+        def work() -> VerifyResponse:
+            why = service.problems(files)
+            good = [f for f, w in zip(files, why, strict=True) if w is None]
+            with service.gallery() as (encoder, g):
+                verdicts = iter(verify(encoder.model, g, name, [data for _, data in good]))
+            results = []
+            for (f, data), w in zip(files, why, strict=True):
+                v = None if w else next(verdicts)
+                if w or isinstance(v, WhichvoiceError):
+                    results.append({"path": f, "error": w or named(str(v), data, f)})
+                else:
+                    results.append({**v.to_dict(), "path": f})
+            return VerifyResponse(results=results)
+
+        return await run_in_threadpool(work)
+
+    # /v1/gallery/export is declared before /v1/gallery/{name} so it is not taken for a name
+    @app.get(
+        "/v1/gallery/export",
+        summary="Every enrolled voice as JSON (the `whichvoice gallery export` format)",
+    )
+    async def export_gallery() -> JSONResponse:
+        def work() -> dict:
+            with service.gallery() as (_, g):
+                return g.export_json()
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @app.post(
+        "/v1/gallery/import",
+        response_model=ImportResponse,
+        summary="Add the voices of an export (replacing voices of the same name)",
+        openapi_extra={
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
+        },
+    )
+    async def import_gallery(request: Request) -> ImportResponse:
+        """409 when the export was made with another encoder."""
+        try:
+            data = json.loads(await service.body(request))
+        except ValueError as e:
+            raise HTTPProblem(422, "invalid", f"the body is not JSON ({e})") from e
+
+        def work() -> ImportResponse:
+            with service.gallery() as (_, g):
+                return ImportResponse(imported=g.import_json(data))
+
+        return await run_in_threadpool(work)
+
+    @app.get("/v1/gallery", response_model=GalleryResponse, summary="The enrolled voices")
+    async def list_gallery() -> GalleryResponse:
+        def work() -> GalleryResponse:
+            with service.gallery() as (encoder, g):
+                return GalleryResponse(
+                    model=encoder.id, voices=[EnrolledVoice(**v.summary()) for v in g.voices()]
+                )
+
+        return await run_in_threadpool(work)
+
+    @app.get("/v1/gallery/{name:path}", response_model=EnrolledVoice, summary="One voice")
+    async def get_voice(name: str) -> EnrolledVoice:
+        def work() -> EnrolledVoice:
+            with service.gallery() as (_, g):
+                return EnrolledVoice(**g.get(name).summary())
+
+        return await run_in_threadpool(work)
+
+    @app.delete("/v1/gallery/{name:path}", response_model=RemovedResponse, summary="Forget a voice")
+    async def remove_voice(name: str) -> RemovedResponse:
+        def work() -> RemovedResponse:
+            with service.gallery() as (_, g):
+                g.remove(name)
+            return RemovedResponse(removed=name)
+
+        return await run_in_threadpool(work)

@@ -1,0 +1,233 @@
+"""What the routes share: the config, the classifier and the encoder, limits, uploads, metrics,
+TTS sessions and the gallery."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from fastapi import Request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from whichvoice.audio import check_not_silent, read_audio
+from whichvoice.errors import AudioDecodeError, SilentAudioError, WhichvoiceError
+from whichvoice.gallery import Gallery, default_gallery_path
+from whichvoice.predict import Prediction, VoiceModel
+from whichvoice.verification import load_encoder, model_id
+from whichvoice.voices import SessionPool
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
+DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
+RAW_NAME = "the audio"  # how a raw (not multipart) body is named in answers
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    run: str | None = None  # the closed-set classifier; None: answers from the gallery only
+    encoder: str | None = None  # an encoder run or name; None: the bundled encoder
+    gallery: str | None = None  # None: default_gallery_path()
+    api_key: str | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_seconds: float = DEFAULT_MAX_SECONDS
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        return cls(**json.loads(text))
+
+
+class HTTPProblem(Exception):
+    """An error answered as ``{"error", "kind"}`` with its status."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+@dataclass(frozen=True)
+class Encoder:
+    model: VoiceModel  # whatever verification.load_encoder returns
+    id: str  # what galleries record, see verification.model_id
+
+
+class Service:
+    """What the routes share. The classifier is loaded by ``create_app``; the encoder on first
+    use (once per worker process); the gallery is opened per request."""
+
+    def __init__(self, cfg: ServeConfig, model: VoiceModel | None) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.gallery_path = Path(cfg.gallery) if cfg.gallery else default_gallery_path()
+        self._encoder: Encoder | None = None
+        self._encoder_lock = threading.Lock()
+        self.sessions = SessionPool()
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "whichvoice_requests",
+            "HTTP requests",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "whichvoice_request_seconds",
+            "Request latency",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "whichvoice_errors", "Errors answered, by kind", ["kind"], registry=self.registry
+        )
+
+    def classifier(self) -> VoiceModel:
+        """The closed-set classifier; 503 when the server was started without a RUN."""
+        if self.model is None:
+            raise HTTPProblem(
+                503,
+                "no_classifier",
+                "this server has no classifier (started without RUN): "
+                "POST /v1/identify answers from the enrolled voices",
+            )
+        return self.model
+
+    def load_encoder(self) -> Encoder:
+        """The encoder, loaded once; raises WhichvoiceError when it cannot be."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                model = load_encoder(self.cfg.encoder)
+                self._encoder = Encoder(model, model_id(model))
+            return self._encoder
+
+    def encoder(self) -> Encoder:
+        """``load_encoder`` for a route: 503 when there is no usable encoder."""
+        try:
+            return self.load_encoder()
+        except WhichvoiceError as e:
+            raise HTTPProblem(503, "no_encoder", f"no voice encoder here: {e}") from e
+
+    @contextmanager
+    def gallery(self) -> Iterator[tuple[Encoder, Gallery]]:
+        """The encoder and the gallery, opened for one request. A SQLite connection belongs to
+        the thread that opened it, so call this inside the request's worker thread."""
+        encoder = self.encoder()
+        with Gallery(self.gallery_path, encoder.id) as g:
+            yield encoder, g
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, refused with 413 as soon as it passes the upload limit."""
+        limit = self.cfg.max_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def uploads(self, request: Request, *, many: bool) -> list[tuple[str, bytes]]:
+        """(file name, bytes) of the audio sent: multipart field ``file`` (every one when
+        ``many``, else the first) or the raw body of any audio type. 413 over the upload
+        limit (the whole request), 415 when not audio, 422 without a file."""
+        media = media_type(request)
+        if media.startswith(("audio/", "video/")) or media == "application/octet-stream":
+            return [(RAW_NAME, await self.body(request))]
+        if media != "multipart/form-data":
+            raise HTTPProblem(
+                415,
+                "unsupported_type",
+                f"content type {media or 'none'!r} is not audio: send a file or an audio/* body",
+            )
+        body = await self.body(request)  # the limit holds however the form is sent
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(request.scope, receive).form()
+        try:
+            files = [f for f in form.getlist("file") if not isinstance(f, str)]
+            if not files:
+                raise HTTPProblem(422, "invalid", "the form has no file field named 'file'")
+            out = []
+            for upload in files if many else files[:1]:
+                name = upload.filename or "the file"
+                if upload.content_type and not upload.content_type.startswith(
+                    ("audio/", "video/", "application/")
+                ):
+                    raise HTTPProblem(
+                        415, "unsupported_type", f"{name}: {upload.content_type} is not audio"
+                    )
+                out.append((name, await upload.read()))
+            return out
+        finally:
+            await form.close()
+
+    def decode(self, data: bytes, name: str = RAW_NAME) -> tuple[np.ndarray, int]:
+        """Decoded float32 mono and its rate; 413 over the duration limit, 422 if not usable."""
+        if not data:
+            raise HTTPProblem(422, "empty", f"{name}: the body is empty")
+        try:
+            info = sf.info(io.BytesIO(data))
+        except Exception as e:
+            raise HTTPProblem(
+                422, "undecodable", f"{name}: not a decodable audio file ({e})"
+            ) from e
+        if info.duration > self.cfg.max_seconds:
+            raise HTTPProblem(
+                413,
+                "too_long",
+                f"{name}: {info.duration:.0f} s of audio is over the "
+                f"{self.cfg.max_seconds:.0f} s limit",
+            )
+        try:
+            wave, rate = read_audio(data)
+            check_not_silent(wave, rate, name)
+        except (AudioDecodeError, SilentAudioError) as e:
+            kind = "silent" if isinstance(e, SilentAudioError) else "undecodable"
+            raise HTTPProblem(422, kind, named(str(e), data, name)) from e
+        if wave.shape[0] / rate > self.cfg.max_seconds:  # the header may understate it
+            raise HTTPProblem(
+                413, "too_long", f"{name}: over the {self.cfg.max_seconds:.0f} s limit"
+            )
+        return wave, rate
+
+    def problems(self, files: list[tuple[str, bytes]]) -> list[str | None]:
+        """For each file, why it cannot be used (not audio, empty, silent), or None. Over
+        the duration limit is still a 413 for the whole request."""
+        out: list[str | None] = []
+        for name, data in files:
+            try:
+                self.decode(data, name)
+            except HTTPProblem as e:
+                if e.status == 413:
+                    raise
+                out.append(e.message)
+            else:
+                out.append(None)
+        return out
+
+    def identify(
+        self, data: bytes, name: str = RAW_NAME
+    ) -> tuple[Prediction, float, np.ndarray, int]:
+        wave, rate = self.decode(data, name)
+        return self.classifier().identify_wave(wave, rate, name), wave.shape[0] / rate, wave, rate
+
+
+def named(message: str, data: bytes, name: str) -> str:
+    """A library error about ``data`` (which names it "<N bytes>"), naming the upload."""
+    return message.replace(f"<{len(data)} bytes>", name)

@@ -1,0 +1,328 @@
+"""Enrollment, verification, open-set identification and the gallery over HTTP: the real
+server (bundled encoder) in a subprocess on 127.0.0.1, real TTS clips."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from whichvoice.audio import encode_audio
+from whichvoice.gallery import Gallery
+
+from .conftest import sine
+from .test_serve import assert_error, start_server, stop
+
+pytestmark = pytest.mark.slow
+
+AWB, KED, F3 = "flite:awb", "festival:ked_diphone", "espeak-ng:en-us+f3"
+ENROLL = 3  # clips that enroll a voice; the others are the test clips
+
+
+def files(*paths: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The multipart ``file`` fields of ``paths``."""
+    return [("file", (p.name, p.read_bytes(), "audio/mpeg")) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def gallery_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A server with no classifier and a new gallery: (base URL, gallery path)."""
+    path = tmp_path_factory.mktemp("gallery") / "g.sqlite"
+    proc, url = start_server(
+        None, "--gallery", str(path), "--max-upload-mb", "2", "--max-duration", "30"
+    )
+    try:
+        yield url, path
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def enrolled(gallery_server, enroll_clips) -> dict[str, dict]:
+    """awb (with a corrupt file among its clips) and ked enrolled; their enroll answers."""
+    url, _ = gallery_server
+    out = {}
+    for name, voice in (("awb", AWB), ("ked", KED)):
+        sent = files(*enroll_clips[voice][:ENROLL])
+        if name == "awb":
+            sent.append(("file", ("broken.mp3", b"ID3" + b"\1" * 500, "audio/mpeg")))
+        r = httpx.post(f"{url}/v1/enroll", params={"name": name}, files=sent, timeout=60)
+        assert r.status_code == 200, r.text
+        out[name] = r.json()
+    return out
+
+
+def test_enroll_answers_what_it_stored(enrolled) -> None:
+    awb, ked = enrolled["awb"], enrolled["ked"]
+    assert awb["name"] == "awb" and awb["clips"] == ENROLL and awb["added"] == ENROLL
+    assert awb["seconds"] > 2 and awb["model"].startswith("voicenet")
+    assert [s["file"] for s in awb["skipped"]] == ["broken.mp3"]
+    assert "broken.mp3" in awb["skipped"][0]["error"]
+    assert ked["skipped"] == [] and ked["model"] == awb["model"]
+
+
+def test_verify_true_and_false_claims(gallery_server, enrolled, enroll_clips) -> None:
+    url, _ = gallery_server
+    mine, theirs = enroll_clips[AWB][ENROLL:], enroll_clips[F3][ENROLL:]
+    sent = [
+        *files(*mine),
+        ("file", ("noise.mp3", b"not audio" * 40, "audio/mpeg")),
+        *files(*theirs),
+    ]
+    r = httpx.post(f"{url}/v1/verify", params={"name": "awb"}, files=sent, timeout=60)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["path"] for x in results] == [p.name for p in mine] + ["noise.mp3"] + [
+        p.name for p in theirs
+    ]
+    true, bad, false = results[: len(mine)], results[len(mine)], results[len(mine) + 1 :]
+    assert set(bad) == {"path", "error"} and "noise.mp3" in bad["error"]
+    assert all(x["claimed"] == "awb" for x in true + false)
+    threshold = true[0]["threshold"]
+    assert 0 < threshold < 1
+    assert sum(x["accept"] for x in true) >= len(true) - 1  # the voice is accepted...
+    assert sum(x["score"] for x in true) / len(true) >= threshold
+    assert not any(x["accept"] for x in false)  # ...a clearly different voice is not
+    assert min(x["score"] for x in true) > max(x["score"] for x in false)
+    assert all(x["probability"] > y["probability"] for x in true for y in false)
+
+
+def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_clips) -> None:
+    url, _ = gallery_server
+    for clip in enroll_clips[KED][ENROLL:]:
+        r = httpx.post(f"{url}/v1/identify", files=files(clip), timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        g = body["gallery"]
+        # same-voice score above the other voice's, whatever the threshold
+        assert set(g["scores"]) == {"awb", "ked"} and g["scores"]["ked"] > g["scores"]["awb"]
+        assert g["score"] == g["scores"]["ked"]
+        # no classifier: the gallery's answer is the answer
+        assert body["voice"] == body["name"] == g["voice"]
+        assert body["confidence"] is None and body["windows"] is None
+        assert body["probabilities"] == {} and body["top"] == []
+        assert body["duration_s"] > 0.5
+    answers = []
+    for clip in enroll_clips[F3][ENROLL:]:
+        r = httpx.post(
+            f"{url}/v1/identify",
+            content=clip.read_bytes(),
+            headers={"Content-Type": "audio/mpeg"},
+            timeout=60,
+        )
+        g = r.json()["gallery"]
+        assert g["score"] < g["threshold"] and r.json()["voice"] == "unknown"
+        answers.append(g["voice"])
+    assert answers == ["unknown"] * len(answers)
+    assert_error(
+        httpx.post(
+            f"{url}/invocations", content=b"x", headers={"Content-Type": "audio/mpeg"}, timeout=30
+        ),
+        503,
+        "no_classifier",
+    )
+
+
+def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_clips) -> None:
+    url, _ = gallery_server
+    r = httpx.post(
+        f"{url}/v1/enroll?name=export",  # a voice named like the export route
+        files=files(enroll_clips[F3][0]),
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    listing = httpx.get(f"{url}/v1/gallery").json()
+    names = [v["name"] for v in listing["voices"]]
+    assert names == ["awb", "export", "ked"]
+    assert listing["model"] == enrolled["awb"]["model"]
+    one = httpx.get(f"{url}/v1/gallery/ked").json()
+    assert one == next(v for v in listing["voices"] if v["name"] == "ked")
+    assert set(one) >= {"name", "clips", "seconds", "model", "created", "updated"}
+
+    export = httpx.get(f"{url}/v1/gallery/export").json()  # the export, not the voice
+    assert export["format"] == "whichvoice-gallery" and export["model"] == listing["model"]
+    assert sorted(v["name"] for v in export["voices"]) == names
+
+    for name in names:
+        assert httpx.delete(f"{url}/v1/gallery/{name}").json() == {"removed": name}
+    assert_error(httpx.get(f"{url}/v1/gallery/ked"), 404, "not_enrolled")
+    assert_error(httpx.delete(f"{url}/v1/gallery/ked"), 404, "not_enrolled")
+    assert httpx.get(f"{url}/v1/gallery").json()["voices"] == []
+
+    r = httpx.post(f"{url}/v1/gallery/import", json=export)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"imported": len(names)}
+    assert httpx.get(f"{url}/v1/gallery").json() == listing
+    assert httpx.get(f"{url}/v1/gallery/export").json() == export
+    httpx.delete(f"{url}/v1/gallery/export")
+
+    other = {**export, "model": "voicenet-0000000000000000"}
+    assert_error(httpx.post(f"{url}/v1/gallery/import", json=other), 409, "model_mismatch")
+    assert_error(
+        httpx.post(f"{url}/v1/gallery/import", json={"voices": []}), 422, "not a whichvoice"
+    )
+    assert_error(
+        httpx.post(
+            f"{url}/v1/gallery/import",
+            content=b"{nope",
+            headers={"Content-Type": "application/json"},
+        ),
+        422,
+        "invalid",
+    )
+
+    metrics = httpx.get(f"{url}/metrics").text
+    for line in (
+        'route="/v1/enroll",status="200"',
+        'route="/v1/gallery/export",status="200"',
+        'route="/v1/gallery/import",status="409"',
+        'method="DELETE",route="/v1/gallery/{name:path}",status="200"',
+    ):
+        assert line in metrics
+    assert 'whichvoice_errors_total{kind="not_enrolled"}' in metrics
+
+
+def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> None:
+    url, _ = gallery_server
+    clip = enroll_clips[AWB][0]
+
+    def enroll(params, sent, **kw):
+        return httpx.post(f"{url}/v1/enroll", params=params, files=sent, timeout=60, **kw)
+
+    assert_error(enroll({}, files(clip)), 422, "invalid")  # no name
+    assert_error(enroll({"name": "  "}, files(clip)), 422, "a voice needs a name")
+    assert_error(enroll({"name": "x"}, [("other", ("a.mp3", b"x", "audio/mpeg"))]), 422, "file")
+    corrupt = [("file", ("corrupt.mp3", b"\xff" * 300, "audio/mpeg"))]
+    assert_error(enroll({"name": "x"}, corrupt), 422, "corrupt.mp3")
+    silent = encode_audio(sine(0, 2.0) * 0, 16000, "wav")
+    assert_error(
+        enroll({"name": "x"}, [("file", ("quiet.wav", silent, "audio/wav"))]), 422, "quiet"
+    )
+    assert_error(enroll({"name": "x"}, [("file", ("a.txt", b"hi", "text/plain"))]), 415, "a.txt")
+    long = encode_audio(sine(200, 40.0, 8000), 8000, "wav")
+    assert_error(
+        enroll({"name": "x"}, [("file", ("long.wav", long, "audio/wav"))]), 413, "too_long"
+    )
+    big = [("file", ("big.wav", b"\0" * (2 * 1024 * 1024 + 1), "audio/wav"))]
+    assert_error(enroll({"name": "x"}, big), 413, "too_large")
+    assert_error(
+        httpx.post(
+            f"{url}/v1/enroll?name=x", content=b"hi", headers={"Content-Type": "text/plain"}
+        ),
+        415,
+        "unsupported_type",
+    )
+    assert "x" not in [v["name"] for v in httpx.get(f"{url}/v1/gallery").json()["voices"]]
+
+    assert_error(
+        httpx.post(f"{url}/v1/verify", params={"name": "nobody"}, files=files(clip), timeout=60),
+        404,
+        "not_enrolled",
+    )
+    for ctype in ("audio/mpeg", "application/octet-stream", "audio/wav"):
+        for body in (b"\xff" * 100, b"RIFF" + b"\0" * 60, b"ID3" + b"\1" * 500, b""):
+            for path in ("/v1/enroll?name=x", "/v1/identify"):
+                r = httpx.post(f"{url}{path}", content=body, headers={"Content-Type": ctype})
+                assert 400 <= r.status_code < 500 and set(r.json()) == {"error", "kind"}
+            # verify answers each file, here with its error
+            r = httpx.post(
+                f"{url}/v1/verify?name=awb", content=body, headers={"Content-Type": ctype}
+            )
+            assert r.status_code == 200
+            assert [set(x) for x in r.json()["results"]] == [{"path", "error"}]
+
+
+def test_writes_need_the_api_key_and_an_empty_gallery(tmp_path: Path, enroll_clips) -> None:
+    proc, url = start_server(None, "--gallery", str(tmp_path / "g.sqlite"), "--api-key", "k3y")
+    key = {"X-API-Key": "k3y"}
+    clips = files(*enroll_clips[AWB][:ENROLL])
+    try:
+        # no voice enrolled and no classifier: nothing can answer
+        assert_error(
+            httpx.post(f"{url}/v1/identify", files=clips[:1], headers=key, timeout=60),
+            409,
+            "empty_gallery",
+        )
+        for method, path, kw in (
+            ("POST", "/v1/enroll?name=awb", {"files": clips}),
+            ("POST", "/v1/verify?name=awb", {"files": clips}),
+            ("POST", "/v1/gallery/import", {"json": {}}),
+            ("DELETE", "/v1/gallery/awb", {}),
+            ("GET", "/v1/gallery", {}),
+            ("GET", "/v1/gallery/export", {}),
+        ):
+            assert_error(httpx.request(method, f"{url}{path}", **kw), 401, "unauthorized")
+            assert_error(
+                httpx.request(method, f"{url}{path}", headers={"X-API-Key": "no"}, **kw),
+                401,
+                "X-API-Key",
+            )
+        r = httpx.post(f"{url}/v1/enroll?name=awb", files=clips, headers=key, timeout=60)
+        assert r.status_code == 200 and r.json()["clips"] == ENROLL
+        assert httpx.delete(f"{url}/v1/gallery/awb", headers=key).status_code == 200
+        assert httpx.get(f"{url}/healthz").json()["model"] is None  # open, no classifier
+    finally:
+        stop(proc)
+
+
+def test_another_models_gallery_is_refused(cli, tmp_path: Path, enroll_clips) -> None:
+    theirs = tmp_path / "theirs.sqlite"
+    Gallery(theirs, "voicenet-0000000000000000").close()
+    proc = cli("serve", "--gallery", str(theirs), "--port", "0", timeout=60)
+    assert proc.returncode == 2 and "made with model voicenet-0000000000000000" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+    # a gallery that another model's user makes while the server runs
+    later = tmp_path / "later.sqlite"
+    server, url = start_server(None, "--gallery", str(later))
+    try:
+        Gallery(later, "voicenet-0000000000000000").close()
+        sent = files(enroll_clips[AWB][0])
+        assert_error(
+            httpx.post(f"{url}/v1/enroll?name=awb", files=sent, timeout=60), 409, "model_mismatch"
+        )
+        assert_error(httpx.get(f"{url}/v1/gallery"), 409, "model_mismatch")
+    finally:
+        stop(server)
+
+
+def test_serve_without_run_needs_an_encoder(cli, tmp_path: Path) -> None:
+    proc = cli("serve", "--encoder", str(tmp_path / "nothing"), "--port", "0", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_classifier_and_gallery_together(trained_run: Path, enroll_clips, tmp_path: Path) -> None:
+    proc, url = start_server(trained_run, "--gallery", str(tmp_path / "g.sqlite"))
+    try:
+        clip = enroll_clips[KED][-1]
+        before = httpx.post(f"{url}/v1/identify", files=files(clip), timeout=60).json()
+        assert before["gallery"] is None  # nothing enrolled: the classifier alone
+        assert 0 < before["confidence"] <= 1 and before["voice"] in before["probabilities"]
+        for name, voice in (("awb", AWB), ("ked", KED)):
+            sent = files(*enroll_clips[voice][:ENROLL])
+            r = httpx.post(f"{url}/v1/enroll", params={"name": name}, files=sent, timeout=60)
+            assert r.status_code == 200, r.text
+        after = httpx.post(f"{url}/v1/identify", files=files(clip), timeout=60).json()
+        # the classifier's answer is unchanged; the gallery's comes beside it
+        assert {k: after[k] for k in ("voice", "confidence", "probabilities")} == {
+            k: before[k] for k in ("voice", "confidence", "probabilities")
+        }
+        g = after["gallery"]
+        assert g["scores"]["ked"] > g["scores"]["awb"] and g["voice"] in ("ked", "unknown")
+        r = httpx.post(
+            f"{url}/v1/verify?name=ked", files=files(*enroll_clips[KED][ENROLL:]), timeout=60
+        )
+        assert len(r.json()["results"]) == len(enroll_clips[KED]) - ENROLL
+    finally:
+        stop(proc)
+
+
+def test_the_cli_reads_what_the_server_wrote(cli, gallery_server, enrolled) -> None:
+    _, path = gallery_server
+    listing = cli("gallery", "list", "--gallery", str(path), "--json", check=True)
+    names = {json.loads(line)["name"] for line in listing.stdout.splitlines()}
+    assert {"awb", "ked"} <= names
