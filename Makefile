@@ -29,10 +29,14 @@ apt-test:
 
 venv: .venv/.installed
 
+# resemblyzer (`--model resemblyzer`) goes in without its metadata's dependencies: those are
+# webrtcvad, an sdist whose module imports the pkg_resources that setuptools no longer ships,
+# and the Python 2 `typing` backport; the pretrained extra brings webrtcvad-wheels and the rest.
 .venv/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps resemblyzer
 	@touch $@
 
 demo: setup

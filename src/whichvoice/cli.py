@@ -650,7 +650,8 @@ _model_option = click.option(
     "--model",
     type=click.Path(path_type=Path),
     default=None,
-    help="An encoder run [default: the bundled encoder].",
+    help="An encoder run, or `resemblyzer` (the optional pretrained human-voice encoder, "
+    "`pip install whichvoice[pretrained]`) [default: the bundled encoder].",
 )
 _gallery_option = click.option(
     "--gallery",

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import write_atomic
+from whichvoice.audio import ensure_dir, write_atomic
 from whichvoice.errors import WhichvoiceError
 from whichvoice.predict import VoiceModel, load_model
+from whichvoice.pretrained import ResemblyzerEncoder, shipped_dir
 from whichvoice.scoring import (
     Calibration,
     eer,
@@ -125,7 +126,7 @@ def calibrate(
         "nontarget_trials": int(trials.nontarget.size),
         "source": source,
     }
-    run = Path(run)
+    run = ensure_dir(Path(run), "calibration")
     _plot_det(trials, run / DET_PNG)
     write_atomic(run / CALIBRATION, (json.dumps(result, indent=2) + "\n").encode())
     return result
@@ -186,14 +187,15 @@ def model_for(run: str | os.PathLike) -> VoiceModel:
     return model
 
 
-PRETRAINED = ("resemblyzer",)  # encoders that ship outside whichvoice (optional extras)
+# encoders that ship outside whichvoice (optional extras), by the name --model takes
+PRETRAINED = {"resemblyzer": ResemblyzerEncoder}
 
 
-def load_encoder(model: str | os.PathLike | None = None) -> VoiceModel:
+def load_encoder(model: str | os.PathLike | None = None) -> VoiceModel | ResemblyzerEncoder:
     """The encoder a command or route asked for: ``None`` for the bundled one, a run
     directory, or the name of a pretrained encoder (``"resemblyzer"``)."""
     if model is not None and str(model) in PRETRAINED:
-        raise WhichvoiceError(f"the {model} encoder is not available yet")
+        return PRETRAINED[str(model)]()
     return model_for(model if model is not None else bundled_encoder())
 
 
@@ -210,16 +212,21 @@ def bundled_encoder() -> Path:
     return path
 
 
-def model_id(model: VoiceModel) -> str:
+def model_id(model: VoiceModel | ResemblyzerEncoder) -> str:
     """What a gallery records as its model: the architecture and a digest of the weights."""
     import hashlib
 
+    if isinstance(model, ResemblyzerEncoder):
+        return f"{model.config['model']}-{model.digest[:16]}"
     digest = hashlib.sha256((model.root / "model.safetensors").read_bytes()).hexdigest()[:16]
     return f"{model.config['model']}-{digest}"
 
 
-def _calibrated(model: VoiceModel) -> tuple[float, Calibration]:
+def _calibrated(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration]:
     cal = load_calibration(model.root)
+    if cal is None and isinstance(model, ResemblyzerEncoder):
+        # the user's own calibration (`calibrate --model resemblyzer`) comes first
+        cal = load_calibration(shipped_dir())
     if cal is None:
         raise WhichvoiceError(
             f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"

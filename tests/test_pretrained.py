@@ -1,0 +1,205 @@
+"""The optional pretrained encoder (`--model resemblyzer`): embeddings of real TTS clips, errors
+that name the file, and enroll/verify/identify/calibrate end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from whichvoice.corpus import read_manifest
+from whichvoice.errors import SilentAudioError, WhichvoiceError
+
+from .conftest import run_cli, sine
+
+MALE, FEMALE, OTHER = "flite:rms", "espeak-ng:en-us+f3", "festival:ked_diphone"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    pytest.importorskip("resemblyzer")
+    from whichvoice.pretrained import ResemblyzerEncoder
+
+    return ResemblyzerEncoder()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 real clips (mp3) of each of three voices: 3 to enroll, 2 to test."""
+    out = tmp_path_factory.mktemp("pretrained") / "corpus"
+    run_cli(
+        "synth",
+        str(out),
+        "--voices",
+        f"{MALE},{FEMALE},{OTHER}",
+        "--sentences",
+        "20",
+        "--assign",
+        "sample",
+        "--per-voice",
+        "5",
+        "--seed",
+        "1",
+        "--quiet",
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def clips(corpus: Path) -> dict[str, list[Path]]:
+    by_voice: dict[str, list[Path]] = {}
+    for c in read_manifest(corpus / "manifest.jsonl"):
+        by_voice.setdefault(c.voice, []).append(corpus / c.path)
+    return {v: sorted(p) for v, p in by_voice.items()}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """An empty user folder, so the shipped calibration applies whatever the user's holds."""
+    return {"WHICHVOICE_RESEMBLYZER_DIR": str(tmp_path / "user")}
+
+
+def test_missing_resemblyzer_is_a_one_line_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from whichvoice.pretrained import EncoderUnavailableError
+    from whichvoice.verification import load_encoder
+
+    monkeypatch.setitem(sys.modules, "resemblyzer", None)  # import resemblyzer now fails
+    with pytest.raises(EncoderUnavailableError, match=r"pip install whichvoice\[pretrained\]"):
+        load_encoder("resemblyzer")
+
+
+def test_the_user_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from whichvoice.pretrained import user_dir
+
+    monkeypatch.delenv("WHICHVOICE_RESEMBLYZER_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", "/data")
+    assert user_dir() == Path("/data/whichvoice/resemblyzer")
+    monkeypatch.setenv("WHICHVOICE_RESEMBLYZER_DIR", "/elsewhere")
+    assert user_dir() == Path("/elsewhere")
+
+
+def test_embeddings_are_resemblyzers_unit_vectors_at_any_rate(
+    encoder, clips: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    import resemblyzer
+
+    from whichvoice.audio import load_audio
+    from whichvoice.verification import model_id
+
+    clip = clips[MALE][0]
+    emb, speech_s = encoder.embed(clip)
+    assert emb.dtype == np.float32 and emb.shape == (256,)
+    assert abs(float(np.linalg.norm(emb)) - 1) < 1e-5 and speech_s > 0.5
+    reference = encoder.net.embed_utterance(resemblyzer.preprocess_wav(load_audio(clip)))
+    assert float(emb @ reference) > 0.9999
+    # the same clip as 44.1 kHz stereo FLAC embeds (almost) the same
+    wave = load_audio(clip)
+    stereo = np.stack([wave, 0.5 * wave], axis=1)
+    flac = tmp_path / "clip.flac"
+    sf.write(flac, soxr.resample(stereo, 16_000, 44_100), 44_100)
+    assert float(encoder.embed(flac)[0] @ emb) > 0.98
+    assert model_id(encoder) == f"resemblyzer-{encoder.digest[:16]}"
+
+
+def test_unreadable_and_speechless_inputs_yield_errors_naming_them(
+    encoder, clips: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    tone, text, silence = tmp_path / "tone.wav", tmp_path / "notes.wav", tmp_path / "silence.wav"
+    sf.write(tone, sine(440, 2.0), 16_000)
+    text.write_text("not audio")
+    sf.write(silence, np.zeros(32_000, np.float32), 16_000)
+    sources = [clips[MALE][0], tone, text, silence, clips[FEMALE][0]]
+    out = list(encoder.embed_many(sources, batch=2))
+    assert isinstance(out[0], tuple) and isinstance(out[4], tuple)
+    for src, result in zip(sources[1:4], out[1:4], strict=True):
+        assert isinstance(result, WhichvoiceError) and str(src) in str(result)
+    assert isinstance(out[1], SilentAudioError) and "no speech" in str(out[1])
+    np.testing.assert_allclose(out[0][0], encoder.embed(clips[MALE][0])[0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_enroll_verify_identify_with_resemblyzer(
+    clips: dict[str, list[Path]], tmp_path: Path, env: dict[str, str]
+) -> None:
+    pytest.importorskip("resemblyzer")
+    gallery = str(tmp_path / "g.sqlite")
+    model = ("--model", "resemblyzer", "--gallery", gallery)
+    for voice, name in ((MALE, "rms"), (FEMALE, "f3")):
+        proc = run_cli("enroll", name, *map(str, clips[voice][:3]), *model, env=env, check=True)
+        assert f"enrolled {name}: 3 clips" in proc.stdout
+
+    true, false = clips[MALE][3:], clips[FEMALE][3:] + clips[OTHER][3:]
+    missing = tmp_path / "missing.wav"
+    proc = run_cli("verify", "rms", *map(str, [*true, *false, missing]), *model, "--json", env=env)
+    *verdicts, error = (json.loads(line) for line in proc.stdout.splitlines())
+    assert proc.returncode == 1 and error["path"] == str(missing)
+    assert str(missing) in error["error"]
+    scores = [v["score"] for v in verdicts]
+    assert min(scores[: len(true)]) > max(scores[len(true) :])
+    assert all(v["accept"] for v in verdicts[: len(true)])
+    assert not any(v["accept"] for v in verdicts[len(true) : len(true) + 2])  # the female voice
+    assert all(0 <= v["probability"] <= 1 for v in verdicts)
+
+    tests = [clips[MALE][3], clips[FEMALE][3], clips[OTHER][3]]  # OTHER is not enrolled
+    proc = run_cli("identify", *map(str, tests), *model, "--json", env=env, check=True)
+    male, female, other = (json.loads(line) for line in proc.stdout.splitlines())
+    assert male["voice"] == "rms" and other["voice"] == "unknown"
+    # espeak-ng's same-voice scores sit near the threshold (set on many similar espeak voices)
+    assert female["voice"] in ("f3", "unknown")
+    assert max(female["scores"], key=female["scores"].get) == "f3"
+
+    # the bundled encoder refuses this gallery, in one line
+    proc = run_cli("gallery", "list", "--gallery", gallery, env=env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "made with model resemblyzer-" in proc.stderr
+
+
+@pytest.mark.slow
+def test_resemblyzer_refuses_a_gallery_of_the_bundled_encoder(
+    clips: dict[str, list[Path]], tmp_path: Path, env: dict[str, str]
+) -> None:
+    pytest.importorskip("resemblyzer")
+    gallery = str(tmp_path / "bundled.sqlite")
+    run_cli("enroll", "rms", *map(str, clips[MALE][:3]), "--gallery", gallery, env=env, check=True)
+    proc = run_cli("identify", str(clips[MALE][3]), "--model", "resemblyzer", "--gallery", gallery)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "not resemblyzer-" in proc.stderr
+
+
+@pytest.mark.slow
+def test_calibrate_resemblyzer_writes_to_the_user_folder(
+    corpus: Path, clips: dict[str, list[Path]], tmp_path: Path, env: dict[str, str]
+) -> None:
+    pytest.importorskip("resemblyzer")
+    from whichvoice.pretrained import shipped_dir
+
+    user = Path(env["WHICHVOICE_RESEMBLYZER_DIR"])
+    shipped = (shipped_dir() / "calibration.json").read_bytes()
+    proc = run_cli(
+        "calibrate",
+        "--model",
+        "resemblyzer",
+        "--corpus",
+        str(corpus),
+        "--json",
+        env=env,
+        check=True,
+    )
+    result = json.loads(proc.stdout)
+    stored = json.loads((user / "calibration.json").read_text())
+    assert stored["threshold"] == result["threshold"] and stored["source"] == str(corpus)
+    assert (user / "det.png").read_bytes()[:4] == b"\x89PNG"
+    assert (shipped_dir() / "calibration.json").read_bytes() == shipped
+
+    # the user's calibration now sets the threshold
+    gallery = str(tmp_path / "g.sqlite")
+    model = ("--model", "resemblyzer", "--gallery", gallery)
+    run_cli("enroll", "rms", *map(str, clips[MALE][:3]), *model, env=env, check=True)
+    proc = run_cli("verify", "rms", str(clips[MALE][3]), *model, "--json", env=env, check=True)
+    assert json.loads(proc.stdout)["threshold"] == round(result["threshold"], 6)
