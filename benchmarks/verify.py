@@ -183,12 +183,10 @@ def measure(name: str, encoder, trials: dict, threshold: float, splits: int) -> 
 
 
 def threshold_of(encoder) -> float:
-    from whichvoice.verification import load_calibration
+    """The threshold `whichvoice verify/identify` use with this encoder."""
+    from whichvoice.verification import calibration_of
 
-    cal = load_calibration(encoder.root)
-    if cal is None:
-        raise SystemExit(f"{encoder.root}: not calibrated")
-    return cal[0]
+    return calibration_of(encoder)[0]
 
 
 def main() -> None:

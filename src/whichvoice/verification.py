@@ -222,7 +222,8 @@ def model_id(model: VoiceModel | ResemblyzerEncoder) -> str:
     return f"{model.config['model']}-{digest}"
 
 
-def _calibrated(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration]:
+def calibration_of(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration]:
+    """(threshold, score-to-probability calibration) that verify and identify use."""
     cal = load_calibration(model.root)
     if cal is None and isinstance(model, ResemblyzerEncoder):
         # the user's own calibration (`calibrate --model resemblyzer`) comes first
@@ -295,7 +296,7 @@ def enroll(
 
 def verify(model: VoiceModel, gallery, name: str, sources: list) -> list[Verdict | WhichvoiceError]:
     """Is each recording the enrolled voice ``name``?"""
-    threshold, cal = _calibrated(model)
+    threshold, cal = calibration_of(model)
     voice = gallery.get(name)
     ref = voice.embedding / max(float(np.linalg.norm(voice.embedding)), 1e-12)
     out: list[Verdict | WhichvoiceError] = []
@@ -314,7 +315,7 @@ def verify(model: VoiceModel, gallery, name: str, sources: list) -> list[Verdict
 
 def identify(model: VoiceModel, gallery, sources: list) -> list[Identity | WhichvoiceError]:
     """Which enrolled voice is each recording, or ``unknown`` under the threshold."""
-    threshold, _ = _calibrated(model)
+    threshold, _ = calibration_of(model)
     voices = gallery.voices()
     if not voices:
         raise WhichvoiceError(

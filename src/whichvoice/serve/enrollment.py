@@ -22,7 +22,7 @@ from whichvoice.serve.schemas import (
     VerifyResponse,
 )
 from whichvoice.serve.service import HTTPProblem, Service, named
-from whichvoice.verification import _calibrated, enroll, identify, verify
+from whichvoice.verification import calibration_of, enroll, identify, verify
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def gallery_answer(
                     )
                 return None
             result = identify(encoder.model, g, [data])[0]
-            threshold, _ = _calibrated(encoder.model)  # the one identify just used
+            threshold, _ = calibration_of(encoder.model)  # the one identify just used
     except (HTTPProblem, WhichvoiceError) as e:
         if required:
             raise
