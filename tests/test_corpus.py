@@ -129,7 +129,15 @@ def _start(out: Path, n: int) -> subprocess.Popen:
         "all",
         "--quiet",
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a run started in the background by a shell (nohup ... &) inherits SIGINT ignored, and
+    # Python then installs no Ctrl-C handler: give the child the default disposition back
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for_lines(out: Path, n: int, proc: subprocess.Popen) -> None:
@@ -153,7 +161,7 @@ def test_killed_run_leaves_a_clean_manifest_and_resumes(
     os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT:
-        assert proc.returncode == 130, err
+        assert proc.returncode == 130, (proc.returncode, err)
         assert "Traceback" not in err
         assert "resume" in err
     else:
