@@ -128,7 +128,7 @@ class VoiceModel:
         """A recording's embedding: the mean of its windows' embeddings, L2-normalised,
         float32 (dim,); and the seconds of speech it used."""
         windows, speech_s = self.windows(source)
-        return _unit(self.window_embeddings(windows).mean(axis=0)), speech_s
+        return unit(self.window_embeddings(windows).mean(axis=0)), speech_s
 
     def embed_many(
         self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
@@ -138,36 +138,11 @@ class VoiceModel:
             yield (
                 scored
                 if isinstance(scored, WhichvoiceError)
-                else (_unit(scored.mean(axis=0)), speech_s)
+                else (unit(scored.mean(axis=0)), speech_s)
             )
 
     def _batched(self, sources, score, batch: int, workers: int):
-        """(source, per-window output of ``score`` or the input's error, speech seconds) for
-        each source, in order. Decoding and features run on ``workers`` threads; the network
-        sees the windows of ``batch`` files at once."""
-        workers = workers or os.cpu_count() or 1
-
-        def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
-            try:
-                return self.windows(src)
-            except WhichvoiceError as e:
-                return e
-
-        sources = list(sources)
-        with ThreadPoolExecutor(workers) as pool:
-            for i in range(0, len(sources), batch):
-                chunk = sources[i : i + batch]
-                prepared = list(pool.map(prepare, chunk))
-                good = [p[0] for p in prepared if isinstance(p, tuple)]
-                out = score(np.concatenate(good)) if good else None
-                at = 0
-                for src, p in zip(chunk, prepared, strict=True):
-                    if isinstance(p, WhichvoiceError):
-                        yield src, p, 0.0
-                        continue
-                    n = len(p[0])
-                    yield src, out[at : at + n], p[1]
-                    at += n
+        return batched(self.windows, score, sources, batch, workers)
 
     def display_name(self, voice: str) -> str:
         """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
@@ -188,7 +163,37 @@ class VoiceModel:
             )
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers: int):
+    """(source, per-window output of ``score`` or the input's error, speech seconds) for each
+    source, in order. ``windows(source) -> (windows, speech_s)`` runs on ``workers`` threads
+    (decoding, features); ``score`` sees the windows of ``batch`` files at once."""
+    workers = workers or os.cpu_count() or 1
+
+    def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
+        try:
+            return windows(src)
+        except WhichvoiceError as e:
+            return e
+
+    sources = list(sources)
+    with ThreadPoolExecutor(workers) as pool:
+        for i in range(0, len(sources), batch):
+            chunk = sources[i : i + batch]
+            prepared = list(pool.map(prepare, chunk))
+            good = [p[0] for p in prepared if isinstance(p, tuple)]
+            out = score(np.concatenate(good)) if good else None
+            at = 0
+            for src, p in zip(chunk, prepared, strict=True):
+                if isinstance(p, WhichvoiceError):
+                    yield src, p, 0.0
+                    continue
+                n = len(p[0])
+                yield src, out[at : at + n], p[1]
+                at += n
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to length 1, float32."""
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 

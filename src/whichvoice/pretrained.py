@@ -11,7 +11,6 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from whichvoice.audio import (
     resample,
 )
 from whichvoice.errors import SilentAudioError, WhichvoiceError
+from whichvoice.predict import batched, unit
 
 NAME = "resemblyzer"
 DIR_ENV = "WHICHVOICE_RESEMBLYZER_DIR"  # overrides where the user's calibration lives
@@ -154,7 +154,7 @@ class ResemblyzerEncoder:
         """A recording's embedding (resemblyzer's ``embed_utterance``: the mean of its partial
         utterances' embeddings), L2-normalised, float32 (256,); and the seconds of speech."""
         windows, speech_s = self.windows(source)
-        return _unit(self.window_embeddings(windows).mean(axis=0)), speech_s
+        return unit(self.window_embeddings(windows).mean(axis=0)), speech_s
 
     def embed_many(
         self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
@@ -162,29 +162,10 @@ class ResemblyzerEncoder:
         """``embed`` for many inputs, in order; an unreadable or silent one yields its error
         instead. Decoding and voice detection run on ``workers`` threads; the network sees the
         partial utterances of ``batch`` files at once."""
-        workers = workers or os.cpu_count() or 1
-
-        def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
-            try:
-                return self.windows(src)
-            except WhichvoiceError as e:
-                return e
-
-        sources = list(sources)
-        with ThreadPoolExecutor(workers) as pool:
-            for i in range(0, len(sources), batch):
-                prepared = list(pool.map(prepare, sources[i : i + batch]))
-                good = [p[0] for p in prepared if isinstance(p, tuple)]
-                embs = self.window_embeddings(np.concatenate(good)) if good else None
-                at = 0
-                for p in prepared:
-                    if isinstance(p, WhichvoiceError):
-                        yield p
-                        continue
-                    n = p[0].shape[0]
-                    yield _unit(embs[at : at + n].mean(axis=0)), p[1]
-                    at += n
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+        for _, scored, speech_s in batched(
+            self.windows, self.window_embeddings, sources, batch, workers
+        ):
+            if isinstance(scored, WhichvoiceError):
+                yield scored
+            else:
+                yield unit(scored.mean(axis=0)), speech_s
