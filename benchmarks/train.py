@@ -27,23 +27,25 @@ from whichvoice.evaluate import test_files
 from whichvoice.features import FeatureConfig
 from whichvoice.predict import Prediction, load_model
 from whichvoice.sentences import load_sentences
-from whichvoice.train import TrainConfig, train
+from whichvoice.train import TrainConfig, pick_device, train
 
 MODELS = [("seed", "seed-image"), ("voicenet", "logmel")]
 
 
-def bench_model(corpus: Path, runs: Path, model: str, features: str, quiet: bool) -> dict:
+def bench_model(
+    corpus: Path, runs: Path, model: str, features: str, quiet: bool, device: str
+) -> dict:
     prep = PrepareConfig(features=FeatureConfig(name=features), seed=0)
     t0 = time.perf_counter()
     data = open_prepared(prepare(corpus, runs / f"data-{features}", prep, progress=not quiet))
     prepare_s = time.perf_counter() - t0
     run = runs / model
     t0 = time.perf_counter()
-    train(data.root, run, TrainConfig(model=model, seed=0), progress=not quiet)
+    train(data.root, run, TrainConfig(model=model, seed=0, device=device), progress=not quiet)
     train_s = time.perf_counter() - t0
     metrics = json.loads((run / "metrics.json").read_text())
 
-    vm = load_model(run)
+    vm = load_model(run, device=str(pick_device(device)))
     files = test_files(vm, corpus)
     paths = [f.path for f in files]
     t0 = time.perf_counter()
@@ -91,18 +93,25 @@ def main() -> None:
     parser.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "train.json"
     )
+    parser.add_argument(
+        "--no-synth",
+        action="store_true",
+        help="use --corpus as it is (a machine without the TTS engines, e.g. a GPU host)",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (train and infer)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="whichvoice-bench-train-"))
     corpus = args.corpus or work / "corpus"
-    synthesize_corpus(
-        corpus,
-        load_sentences(args.sentences).sentences,
-        SynthConfig(voices=("default8",), assign="all"),
-        progress=not args.quiet,
-    )
-    results = [bench_model(corpus, work / "runs", m, f, args.quiet) for m, f in MODELS]
+    if not (args.no_synth and args.corpus):
+        synthesize_corpus(
+            corpus,
+            load_sentences(args.sentences).sentences,
+            SynthConfig(voices=("default8",), assign="all"),
+            progress=not args.quiet,
+        )
+    results = [bench_model(corpus, work / "runs", m, f, args.quiet, args.device) for m, f in MODELS]
     seed, default = results
     out = {
         "benchmark": "train",
@@ -114,7 +123,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": str(pick_device(args.device)),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
         "models": results,
         "default_vs_seed": {
             "train_speedup": round(seed["train_loop_s"] / default["train_loop_s"], 1),
