@@ -15,7 +15,7 @@ encoder's stored threshold (what `whichvoice identify` does): the voices are spl
 voices' clips rejected ("unknown"), of enrolled voices' clips rejected (false rejection) and
 identified as another enrolled voice. Writes benchmarks/results/verify.json.
 
-    python benchmarks/verify.py [--model RUN] [--per-voice 15] [--splits 10] [--no-resemblyzer]
+    python benchmarks/verify.py [--model RUN] [--per-voice 40] [--splits 10] [--no-resemblyzer]
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def threshold_of(encoder) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="encoder run [bundled]")
-    parser.add_argument("--per-voice", type=int, default=15, help="clips per voice")
+    parser.add_argument("--per-voice", type=int, default=40, help="clips per voice")
     parser.add_argument("--splits", type=int, default=10, help="enrolled/unknown splits")
     parser.add_argument("--no-resemblyzer", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

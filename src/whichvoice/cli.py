@@ -872,7 +872,14 @@ def recipe_group() -> None:
     show_default=True,
     help="Sentences for each held-out voice (the calibration trials).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1),
+    default=0.001,
+    show_default=True,
+    help="Set the threshold for this false-acceptance rate on the held-out trials.",
+)
 @click.option(
     "--max-variants",
     type=click.IntRange(min=2),
@@ -887,6 +894,7 @@ def recipe_encoder_cmd(
     recorded_per_voice: int,
     held_out_per_voice: int,
     epochs: int,
+    target_far: float,
     max_variants: int | None,
     seed: int,
     quiet: bool,
@@ -904,6 +912,7 @@ def recipe_encoder_cmd(
         recorded_per_voice=recorded_per_voice,
         held_out_per_voice=held_out_per_voice,
         epochs=epochs,
+        target_far=target_far,
         seed=seed,
         max_variants=max_variants,
     )
