@@ -83,8 +83,7 @@ def test_verify_true_and_false_claims(gallery_server, enrolled, enroll_clips) ->
     assert all(x["claimed"] == "awb" for x in true + false)
     threshold = true[0]["threshold"]
     assert 0 < threshold < 1
-    assert sum(x["accept"] for x in true) >= len(true) - 1  # the voice is accepted...
-    assert sum(x["score"] for x in true) / len(true) >= threshold
+    assert all(x["accept"] for x in true)  # the voice is accepted...
     assert not any(x["accept"] for x in false)  # ...a clearly different voice is not
     assert min(x["score"] for x in true) > max(x["score"] for x in false)
     assert all(x["probability"] > y["probability"] for x in true for y in false)
@@ -101,7 +100,7 @@ def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_cli
         assert set(g["scores"]) == {"awb", "ked"} and g["scores"]["ked"] > g["scores"]["awb"]
         assert g["score"] == g["scores"]["ked"]
         # no classifier: the gallery's answer is the answer
-        assert body["voice"] == body["name"] == g["voice"]
+        assert body["voice"] == body["name"] == g["voice"] == "ked"
         assert body["confidence"] is None and body["windows"] is None
         assert body["probabilities"] == {} and body["top"] == []
         assert body["duration_s"] > 0.5
