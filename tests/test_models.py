@@ -41,3 +41,26 @@ def test_voicenet_embeds_on_the_unit_sphere_and_classifies() -> None:
     assert net(x).shape == (4, 8)
     # length-independent: statistics pooling takes any number of frames
     assert net.embed(torch.randn(2, 64, 333)).shape == (2, net.embedder.dim)
+
+
+@pytest.mark.parametrize("name", ["voicenet-aam", "voicenet-aam-wide"])
+def test_margin_models_embed_and_widen_the_target_angle(name: str) -> None:
+    net = build_model(name, (64, 200), 5).eval()
+    x = torch.randn(3, 64, 200)
+    assert torch.allclose(net.embed(x).norm(dim=1), torch.ones(3), atol=1e-5)
+    labels = torch.tensor([0, 1, 2])
+    plain, margin = net(x), net(x, labels)
+    rows = torch.arange(3)
+    # the margin lowers only the target class's logit, as additive angular margin does
+    assert (margin[rows, labels] < plain[rows, labels]).all()
+    others = torch.ones_like(plain, dtype=torch.bool)
+    others[rows, labels] = False
+    assert torch.equal(margin[others], plain[others])
+
+
+def test_the_margin_warms_up() -> None:
+    from whichvoice.train import margin_at
+
+    margins = [margin_at(e, 50, 0.2) for e in range(50)]
+    assert margins[0] == pytest.approx(0.02) and margins[9] == pytest.approx(0.2)
+    assert margins == sorted(margins) and max(margins) == pytest.approx(0.2)

@@ -872,6 +872,13 @@ def recipe_group() -> None:
     show_default=True,
     help="Sentences for each held-out voice (the calibration trials).",
 )
+@click.option(
+    "--model",
+    type=click.Choice(["voicenet-aam", "voicenet-aam-wide"]),
+    default="voicenet-aam",
+    show_default=True,
+    help="The embedding network to train.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option(
     "--target-far",
@@ -893,6 +900,7 @@ def recipe_encoder_cmd(
     per_voice: int,
     recorded_per_voice: int,
     held_out_per_voice: int,
+    model: str,
     epochs: int,
     target_far: float,
     max_variants: int | None,
@@ -911,6 +919,7 @@ def recipe_encoder_cmd(
         per_voice=per_voice,
         recorded_per_voice=recorded_per_voice,
         held_out_per_voice=held_out_per_voice,
+        model=model,
         epochs=epochs,
         target_far=target_far,
         seed=seed,

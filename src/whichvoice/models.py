@@ -220,3 +220,17 @@ def _voicenet_aam(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     return EmbeddingClassifier(
         embedder, CosineHead(embedder.dim, n_classes, scale=30.0, margin=0.2)
     )
+
+
+@register_model(
+    "voicenet-aam-wide",
+    features="logmel",
+    epochs=50,
+    summary="voicenet-aam with twice the channels (256): a larger voice encoder",
+    augment=True,
+)
+def _voicenet_aam_wide(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    embedder = VoiceEmbedder(input_shape[0], channels=256)
+    return EmbeddingClassifier(
+        embedder, CosineHead(embedder.dim, n_classes, scale=30.0, margin=0.2)
+    )

@@ -78,6 +78,7 @@ class EncoderRecipe:
     # the recorded voices are few: more sentences and more perturbed copies of each
     recorded_per_voice: int = 80
     recorded_speeds: tuple[float, ...] = (0.85, 0.9, 0.95, 1.05, 1.1, 1.15)
+    model: str = "voicenet-aam"  # a registered embedding model with a margin head
     epochs: int = 60
     # the threshold: a 0.1 % false-acceptance rate on held-out trials rather than the EER
     # point, since identify compares a stranger with every enrolled voice
@@ -261,7 +262,7 @@ def encoder_recipe(
         train(
             data,
             run,
-            TrainConfig(model="voicenet-aam", epochs=cfg.epochs, seed=cfg.seed),
+            TrainConfig(model=cfg.model, epochs=cfg.epochs, seed=cfg.seed),
             resume=resume,
             progress=progress,
         )
