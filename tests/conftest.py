@@ -18,6 +18,15 @@ SENTENCES = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads or writes the user's own galleries or calibrations
+    (``~/.local/share/whichvoice``): the whole session, subprocesses included, gets its own."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))
+    for name in ("WHICHVOICE_GALLERY", "WHICHVOICE_ENCODER_DIR", "WHICHVOICE_RESEMBLYZER_DIR"):
+        os.environ.pop(name, None)
+
+
 def run_cli(
     *args: str, check: bool = False, timeout: float = 600, **kw
 ) -> subprocess.CompletedProcess:

@@ -98,3 +98,40 @@ def test_the_python_api(unseen: dict[str, list[Path]], tmp_path: Path) -> None:
             "awb",
             "unknown",
         ]
+
+
+def test_calibrating_the_bundled_encoder_writes_to_the_user_folder(
+    cli, unseen: dict[str, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The package's own calibration is never rewritten: `calibrate` without --model writes to
+    $WHICHVOICE_ENCODER_DIR, and verify then uses that threshold."""
+    shipped = (bundled_encoder() / "calibration.json").read_bytes()
+    user = tmp_path / "user"
+    monkeypatch.setenv("WHICHVOICE_ENCODER_DIR", str(user))
+    voices = sorted(unseen)
+    lines = [
+        f"{';'.join(map(str, unseen[a][:3]))}|{test}|{int(a == b)}"
+        for a in voices
+        for b in voices
+        for test in unseen[b][3:5]
+    ]
+    (tmp_path / "trials.txt").write_text("\n".join(lines) + "\n")
+    out = cli("calibrate", "--trials", str(tmp_path / "trials.txt"), "--target-far", "0.2")
+    assert out.returncode == 0, out.stderr
+    assert str(user / "calibration.json") in out.stdout
+    assert (bundled_encoder() / "calibration.json").read_bytes() == shipped
+    mine = json.loads((user / "calibration.json").read_text())
+    assert mine["threshold_rule"] == "far<=0.2"
+
+    gallery = ["--gallery", str(tmp_path / "g.sqlite")]
+    awb = unseen["flite:awb"]
+    cli("enroll", "awb", *map(str, awb[:3]), *gallery, check=True)
+    verdict = json.loads(cli("verify", "awb", str(awb[3]), "--json", *gallery).stdout)
+    assert verdict["threshold"] == pytest.approx(mine["threshold"], abs=1e-6)
+
+
+def test_unknown_is_not_a_name(cli, unseen: dict[str, list[Path]], tmp_path: Path) -> None:
+    clips = map(str, unseen["flite:awb"][:3])
+    out = cli("enroll", "Unknown", *clips, "--gallery", str(tmp_path / "g.sqlite"))
+    assert out.returncode == 2 and "pick another name" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -98,3 +98,26 @@ def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
             assert v.embedding.shape == (64,) and np.isfinite(v.embedding).all()
             assert v.seconds == pytest.approx(3.0 * v.clips)  # each enroll: 4 clips, 12 s
         g.enroll("after", unit(np.ones((1, 64))), 1.0)  # and it still takes writes
+
+
+@pytest.mark.parametrize(
+    ("voice", "why"),
+    [
+        ({"embedding": [[0.5, 0.5], [0.5, 0.5]]}, "not an embedding"),
+        ({"embedding": 0.5}, "not an embedding"),
+        ({"embedding": [0.1, float("nan"), 0.2, 0.3]}, "not an embedding"),
+        ({"embedding": [0.6, 0.8]}, "dimensions"),
+        ({"name": {"a": 1}}, "voice name"),
+        ({"name": 7}, "voice name"),
+        ({"name": "  "}, "voice name"),
+    ],
+)
+def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str) -> None:
+    emb = unit(np.random.default_rng(2).normal(size=(2, 4)))
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll("kept", emb, 3.0)
+        good = g.export_json()["voices"][0]
+        data = {"format": "whichvoice-gallery", "model": "m", "voices": [{**good, **voice}]}
+        with pytest.raises(GalleryError, match=why):
+            g.import_json(data)
+        assert g.names() == ["kept"] and g.get("kept").embedding.shape == (4,)

@@ -620,10 +620,11 @@ def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:
     """Load the encoder and check that an existing gallery is its own, so that `serve` fails
     in one line; a missing encoder only warns when the classifier can serve alone."""
     from whichvoice.gallery import Gallery
-    from whichvoice.verification import load_encoder, model_id
+    from whichvoice.verification import calibration_of, load_encoder, model_id
 
     try:
         model = load_encoder(encoder)
+        calibration_of(model)  # verify and identify need its threshold
     except WhichvoiceError as e:
         if needed:
             raise
@@ -829,7 +830,13 @@ def calibrate_cmd(
     """Measure EER/minDCF on held-out voices; store the threshold and calibration in the run."""
     _setup_logging(True)
     from whichvoice.errors import WhichvoiceError
-    from whichvoice.verification import calibrate, held_out_files, trials_from_list, voice_trials
+    from whichvoice.verification import (
+        calibrate,
+        calibration_dir,
+        held_out_files,
+        trials_from_list,
+        voice_trials,
+    )
 
     if (corpus is None) == (trials is None):
         raise WhichvoiceError("give exactly one of --corpus or --trials")
@@ -839,7 +846,8 @@ def calibrate_cmd(
         if corpus
         else trials_from_list(encoder, trials)
     )
-    result = calibrate(encoder.root, t, target_far=target_far, source=str(corpus or trials))
+    dest = calibration_dir(encoder)
+    result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials))
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -847,6 +855,7 @@ def calibrate_cmd(
             f"EER {100 * result['eer']:.3f} %, minDCF(0.01) {result['min_dcf_0.01']:.4f}, "
             f"minDCF(0.05) {result['min_dcf_0.05']:.4f}, threshold {result['threshold']:.4f} "
             f"({result['target_trials']} target / {result['nontarget_trials']} non-target trials)"
+            f"; saved in {dest / 'calibration.json'}"
         )
 
 

@@ -97,6 +97,8 @@ class Gallery:
                 )
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,))
         except sqlite3.DatabaseError as e:
+            if hasattr(self, "_db"):
+                self._db.close()
             raise GalleryError(f"{self.path}: not a usable gallery ({e})") from e
         owner = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()[0]
         if owner != model_id:
@@ -209,6 +211,17 @@ class Gallery:
             ]
         except (KeyError, TypeError, ValueError) as e:
             raise GalleryError(f"a damaged gallery export ({e})") from e
+        dims = {emb.shape[0] for _, emb, *_ in rows if emb.ndim == 1}
+        dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
+        for name, emb, *_ in rows:
+            if not isinstance(name, str) or not name.strip():
+                raise GalleryError(f"a damaged gallery export (voice name {name!r})")
+            if emb.ndim != 1 or emb.size == 0 or not np.isfinite(emb).all():
+                raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
+        if len(dims) > 1:
+            raise GalleryError(
+                f"a damaged gallery export (embeddings of {sorted(dims)} dimensions)"
+            )
         with self._transaction():
             for name, emb, clips, secs, created, updated in rows:
                 self._db.execute(

@@ -224,11 +224,9 @@ def encoder_recipe(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     probe = out / "voices.json"  # which voices are one and the same (resumable)
-    _, candidates = recipe_voices(cfg)
-    if probe.is_file():
-        same_as = json.loads(probe.read_text())
-    else:
-        every = recipe_voices(cfg)[0] + candidates
+    every = [v for ids in recipe_voices(cfg) for v in ids]
+    same_as = json.loads(probe.read_text()) if probe.is_file() else {}
+    if set(every) - set(same_as):  # first run, or other settings than the probed ones
         same_as = distinct_voices(every, progress=progress)
         write_atomic(probe, (json.dumps(same_as, indent=1) + "\n").encode())
     train_ids, held_ids = recipe_voices(cfg, same_as)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import ensure_dir, write_atomic
+from whichvoice.audio import describe_source, ensure_dir, write_atomic
 from whichvoice.errors import WhichvoiceError
 from whichvoice.predict import VoiceModel, load_model
 from whichvoice.pretrained import ResemblyzerEncoder, shipped_dir
@@ -222,12 +222,35 @@ def model_id(model: VoiceModel | ResemblyzerEncoder) -> str:
     return f"{model.config['model']}-{digest}"
 
 
+BUNDLED_DIR_ENV = "WHICHVOICE_ENCODER_DIR"  # where calibrating the bundled encoder writes
+
+
+def calibration_dir(model: VoiceModel | ResemblyzerEncoder) -> Path:
+    """Where ``calibrate`` writes for ``model``: its run folder, or for an encoder shipped in
+    the package (never rewritten) a user folder: ``$WHICHVOICE_ENCODER_DIR``, else
+    ``$XDG_DATA_HOME/whichvoice/encoder`` (``~/.local/share/whichvoice/encoder``)."""
+    if isinstance(model, ResemblyzerEncoder):
+        return model.root
+    try:
+        shipped = model.root.resolve() == bundled_encoder().resolve()
+    except WhichvoiceError:
+        shipped = False
+    if not shipped:
+        return model.root
+    if os.environ.get(BUNDLED_DIR_ENV):
+        return Path(os.environ[BUNDLED_DIR_ENV])
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "whichvoice" / "encoder"
+
+
 def calibration_of(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration]:
-    """(threshold, score-to-probability calibration) that verify and identify use."""
-    cal = load_calibration(model.root)
+    """(threshold, score-to-probability calibration) that verify and identify use: the user's
+    own (``whichvoice calibrate``) first, then the one shipped with the encoder."""
+    cal = load_calibration(calibration_dir(model))
     if cal is None and isinstance(model, ResemblyzerEncoder):
-        # the user's own calibration (`calibrate --model resemblyzer`) comes first
         cal = load_calibration(shipped_dir())
+    if cal is None:
+        cal = load_calibration(model.root)
     if cal is None:
         raise WhichvoiceError(
             f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
@@ -279,6 +302,10 @@ def enroll(
 ) -> tuple[object, list[WhichvoiceError]]:
     """Add recordings to voice ``name``; returns the updated voice and the inputs that failed
     (nothing is written when none could be used)."""
+    if name.strip().lower() == UNKNOWN:
+        raise WhichvoiceError(
+            f"{name!r} is what identify answers for a stranger; pick another name"
+        )
     embs, seconds, errors = [], 0.0, []
     for result in model.embed_many(sources):
         if isinstance(result, WhichvoiceError):
@@ -307,7 +334,12 @@ def verify(model: VoiceModel, gallery, name: str, sources: list) -> list[Verdict
         score = float(result[0] @ ref)
         out.append(
             Verdict(
-                str(src), name, score >= threshold, score, float(cal.probability(score)), threshold
+                describe_source(src),
+                name,
+                score >= threshold,
+                score,
+                float(cal.probability(score)),
+                threshold,
             )
         )
     return out
@@ -332,7 +364,7 @@ def identify(model: VoiceModel, gallery, sources: list) -> list[Identity | Which
         name = voices[best].name if scores[best] >= threshold else UNKNOWN
         out.append(
             Identity(
-                str(src),
+                describe_source(src),
                 name,
                 float(scores[best]),
                 {v.name: float(s) for v, s in zip(voices, scores, strict=True)},

@@ -75,6 +75,9 @@ def gallery_answer(
         log.warning("no gallery answer: %s", e)
         return None
     if isinstance(result, WhichvoiceError):
+        if not required:  # the classifier answered; the encoder could not use this input
+            log.warning("no gallery answer: %s", result)
+            return None
         raise HTTPProblem(422, "undecodable", named(str(result), data, name))
     d = result.to_dict()
     return GalleryAnswer(
