@@ -116,21 +116,18 @@ ENROLL_VOICES = "flite:awb,festival:ked_diphone,espeak-ng:en-us+f3"
 def enroll_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     """Clips of two recorded male voices and a female espeak-ng voice (7 sentences each) for
     enrollment: voice id -> mp3 paths, in sentence order."""
+    return voice_clips(tmp_path_factory.mktemp("enroll") / "corpus", ENROLL_VOICES)
+
+
+def voice_clips(out: Path, voices: str, sentences: int = 7) -> dict[str, list[Path]]:
+    """Every one of ``voices`` reading the first ``sentences`` bundled sentences into corpus
+    ``out``, through the real CLI: voice id -> clip paths, in sentence order."""
     from whichvoice.corpus import read_manifest
 
-    out = tmp_path_factory.mktemp("enroll") / "corpus"
     run_cli(
-        "synth",
-        str(out),
-        "--voices",
-        ENROLL_VOICES,
-        "--sentences",
-        "7",
-        "--assign",
-        "all",
-        "--quiet",
-        check=True,
-    )
+        "synth", str(out), "--voices", voices, "--sentences", str(sentences), "--assign", "all",
+        "--quiet", check=True,
+    )  # fmt: skip
     clips: dict[str, list[Path]] = {}
     for c in sorted(read_manifest(out / "manifest.jsonl"), key=lambda c: c.sentence_id):
         clips.setdefault(c.voice, []).append(out / c.path)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from whichvoice.corpus import read_manifest
 from whichvoice.verification import bundled_encoder
 
 pytestmark = pytest.mark.slow
@@ -35,27 +34,12 @@ def test_the_bundled_encoder_describes_itself() -> None:
 def unseen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     """Clips of voices held out of the bundled encoder's training: four recorded speakers and
     two espeak-ng voices."""
-    from .conftest import run_cli
+    from .conftest import voice_clips
 
     held = json.loads((bundled_encoder() / "recipe.json").read_text())["held_out_voices"]
     espeak = [v for v in held if v.startswith("espeak-ng:")][:2]
     out = tmp_path_factory.mktemp("unseen") / "corpus"
-    run_cli(
-        "synth",
-        str(out),
-        "--voices",
-        ",".join((*ENROLLED, *NOT_ENROLLED, *espeak)),
-        "--sentences",
-        "7",
-        "--assign",
-        "all",
-        "--quiet",
-        check=True,
-    )
-    clips: dict[str, list[Path]] = {}
-    for c in read_manifest(out / "manifest.jsonl"):
-        clips.setdefault(c.voice, []).append(out / c.path)
-    return clips
+    return voice_clips(out, ",".join((*ENROLLED, *NOT_ENROLLED, *espeak)))
 
 
 def test_unseen_voices_verify_and_identify(
