@@ -884,11 +884,11 @@ def recipe_group() -> None:
 @click.option(
     "--model",
     type=click.Choice(["voicenet-aam", "voicenet-aam-wide"]),
-    default="voicenet-aam",
+    default="voicenet-aam-wide",
     show_default=True,
     help="The embedding network to train.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option(
     "--target-far",
     type=click.FloatRange(0, 1),

@@ -78,8 +78,8 @@ class EncoderRecipe:
     # the recorded voices are few: more sentences and more perturbed copies of each
     recorded_per_voice: int = 80
     recorded_speeds: tuple[float, ...] = (0.85, 0.9, 0.95, 1.05, 1.1, 1.15)
-    model: str = "voicenet-aam"  # a registered embedding model with a margin head
-    epochs: int = 60
+    model: str = "voicenet-aam-wide"  # a registered embedding model with a margin head
+    epochs: int = 50
     # the threshold: a 0.1 % false-acceptance rate on held-out trials rather than the EER
     # point, since identify compares a stranger with every enrolled voice
     target_far: float | None = 0.001
