@@ -60,7 +60,8 @@ def test_recipe_makes_a_calibrated_encoder_and_records_how(encoder: Path) -> Non
     assert cal["target_trials"] > 0 and cal["nontarget_trials"] > cal["target_trials"]
     assert (run / "det.png").read_bytes()[:4] == b"\x89PNG"
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == "voicenet-aam" and any("@" in label for label in config["labels"])
+    assert config["model"] == "voicenet-aam-wide"
+    assert any("@" in label for label in config["labels"])
 
 
 def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_path: Path) -> None:
