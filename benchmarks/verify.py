@@ -31,12 +31,18 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.audio import SAMPLE_RATE, encode_audio, read_audio, resample, write_atomic
+from whichvoice.augment import white_noise
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig, trim_silence
 from whichvoice.scoring import eer, min_dcf
 from whichvoice.sentences import bundled_sentences
-from whichvoice.verification import bundled_encoder, held_out_files, load_encoder
+from whichvoice.verification import (
+    bundled_encoder,
+    calibration_of,
+    held_out_files,
+    load_encoder,
+)
 
 ENROLL = 3  # clips per enrolled voice
 ENROLL_S = 3.0  # s of speech in each enrollment clip
@@ -64,13 +70,6 @@ def speech_cut(wave: np.ndarray, rate: int, seconds: float, middle: bool) -> np.
     return speech[start : start + n]
 
 
-def white_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    noise = rng.standard_normal(wave.shape[0]).astype(np.float32)
-    scale = np.sqrt(np.mean(np.square(wave)) / np.mean(np.square(noise)) / 10 ** (snr_db / 10))
-    noisy = wave + scale * noise
-    return (noisy / max(1.0, float(np.abs(noisy).max()))).astype(np.float32)
-
-
 def make_trials(files: dict[str, list[Path]], folder: Path) -> dict:
     """Enrollment and test clips on disk (wav): {"enroll": {voice: [paths]}, "clean": [(voice,
     path)], "hard": [(voice, path)]}."""
@@ -93,6 +92,7 @@ def make_trials(files: dict[str, list[Path]], folder: Path) -> dict:
             out["clean"].append((voice, p))
             wave, rate = read_audio(p)
             hard = white_noise(speech_cut(wave, rate, HARD_S, True), HARD_SNR_DB, rng)
+            hard /= max(1.0, float(np.abs(hard).max()))
             dest = folder / f"{safe}-hard{i}.wav"
             dest.write_bytes(encode_audio(hard, SAMPLE_RATE, "wav"))
             out["hard"].append((voice, dest))
@@ -182,13 +182,6 @@ def measure(name: str, encoder, trials: dict, threshold: float, splits: int) -> 
     return result
 
 
-def threshold_of(encoder) -> float:
-    """The threshold `whichvoice verify/identify` use with this encoder."""
-    from whichvoice.verification import calibration_of
-
-    return calibration_of(encoder)[0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="encoder run [bundled]")
@@ -219,7 +212,7 @@ def main() -> None:
         results = {
             "whichvoice": {
                 "model": str(root),
-                **measure("whichvoice", encoder, trials, threshold_of(encoder), args.splits),
+                **measure("whichvoice", encoder, trials, calibration_of(encoder)[0], args.splits),
             }
         }
         if not args.no_resemblyzer:
@@ -230,7 +223,7 @@ def main() -> None:
                 print(f"resemblyzer: {e}")
             else:
                 results["resemblyzer"] = measure(
-                    "resemblyzer", other, trials, threshold_of(other), args.splits
+                    "resemblyzer", other, trials, calibration_of(other)[0], args.splits
                 )
     ours = results["whichvoice"]
     met = {

@@ -206,7 +206,8 @@ CONDITIONS = (
 )
 
 
-def _white(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+def white_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``wave`` plus white noise at ``snr_db`` relative to its power (float32)."""
     noise = rng.standard_normal(wave.shape[0]).astype(np.float32)
     p = float(np.mean(np.square(wave))) / float(np.mean(np.square(noise))) / 10 ** (snr_db / 10)
     return (wave + math.sqrt(p) * noise).astype(np.float32)
@@ -228,7 +229,7 @@ def degrade(condition: str, wave: np.ndarray, rate: int, seed: int) -> bytes:
     if condition == "quiet":
         return encode_audio(w16 * 10 ** (-30 / 20), SAMPLE_RATE, "wav")
     if condition in ("noise10", "noise0"):
-        noisy = _white(w16, 10.0 if condition == "noise10" else 0.0, rng)
+        noisy = white_noise(w16, 10.0 if condition == "noise10" else 0.0, rng)
         return encode_audio(noisy / max(1.0, float(np.abs(noisy).max())), SAMPLE_RATE, "wav")
     if condition == "tel8k":
         band = band_pass(torch.from_numpy(w16)[None], *TELEPHONE_BAND)[0].numpy()

@@ -37,13 +37,19 @@ class GalleryModelError(GalleryError):
     """A gallery or an export made with another model than the one in use."""
 
 
+def data_home() -> Path:
+    """whichvoice's folder for the user's own data: ``$XDG_DATA_HOME/whichvoice``
+    (``~/.local/share/whichvoice``)."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "whichvoice"
+
+
 def default_gallery_path() -> Path:
     """``$WHICHVOICE_GALLERY``, else ``$XDG_DATA_HOME/whichvoice/gallery.sqlite``
     (``~/.local/share/whichvoice/gallery.sqlite``)."""
     if os.environ.get("WHICHVOICE_GALLERY"):
         return Path(os.environ["WHICHVOICE_GALLERY"])
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "whichvoice" / "gallery.sqlite"
+    return data_home() / "gallery.sqlite"
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,9 @@ def user_dir() -> Path:
     (``~/.local/share/whichvoice/resemblyzer``)."""
     if os.environ.get(DIR_ENV):
         return Path(os.environ[DIR_ENV])
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "whichvoice" / NAME
+    from whichvoice.gallery import data_home
+
+    return data_home() / NAME
 
 
 def shipped_dir() -> Path:

@@ -239,8 +239,9 @@ def calibration_dir(model: VoiceModel | ResemblyzerEncoder) -> Path:
         return model.root
     if os.environ.get(BUNDLED_DIR_ENV):
         return Path(os.environ[BUNDLED_DIR_ENV])
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "whichvoice" / "encoder"
+    from whichvoice.gallery import data_home
+
+    return data_home() / "encoder"
 
 
 def calibration_of(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration]:
