@@ -35,7 +35,7 @@ venv: .venv/.installed
 .venv/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained,onnx,parquet,dask]'
 	$(PY) -m pip install -q -c constraints.txt --no-deps resemblyzer
 	@touch $@
 
