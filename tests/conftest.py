@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,139 @@ def voice_clips(out: Path, voices: str, sentences: int = 7) -> dict[str, list[Pa
     for c in sorted(read_manifest(out / "manifest.jsonl"), key=lambda c: c.sentence_id):
         clips.setdefault(c.voice, []).append(out / c.path)
     return clips
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proxy:
+    """A TCP proxy on 127.0.0.1 in front of a server. ``cut_after`` = N makes it close every
+    connection once the client has sent N bytes (a network that breaks mid-upload); None
+    passes everything."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.cut_after: int | None = None
+        self.cuts = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            limit = self.cut_after
+            threading.Thread(target=self._pipe, args=(client, upstream, limit), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
+
+    def _pipe(self, src, dst, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if limit is not None and sent + len(data) > limit:
+                    self.cuts += 1
+                    dst.sendall(data[: max(0, limit - sent)])
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(2)
+            sock.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[dict[str, str]]:
+    """An S3-compatible server (moto_server) on 127.0.0.1 for the whole session, behind a
+    proxy that tests can break (``moto_s3_proxy``). Yields the AWS environment that points
+    boto3/s3fs at it (the standard ``AWS_ENDPOINT_URL``); the variables are also set in this
+    process (and so in CLI subprocesses)."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.2)
+        proxy = Proxy(port)
+        env = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_MAX_ATTEMPTS": "2",
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        _PROXIES[env["AWS_ENDPOINT_URL"]] = proxy
+        try:
+            yield env
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            proxy.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+_PROXIES: dict[str, Proxy] = {}
+
+
+@pytest.fixture
+def moto_s3_proxy(moto_s3: dict[str, str]) -> Iterator[Proxy]:
+    """The proxy in front of the session's moto_server; passes everything again afterwards."""
+    proxy = _PROXIES[moto_s3["AWS_ENDPOINT_URL"]]
+    try:
+        yield proxy
+    finally:
+        proxy.cut_after = None
+
+
+@pytest.fixture
+def bucket(moto_s3: dict[str, str], request: pytest.FixtureRequest) -> str:
+    """A new empty bucket on the session's moto_server: ``s3://NAME``."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{name}-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"
