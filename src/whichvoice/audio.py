@@ -39,12 +39,20 @@ def describe_source(source: AudioSource) -> str:
 
 
 def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
-    """Decode a file path or encoded bytes at its own rate.
+    """Decode a file path, a URL (``s3://...``) or encoded bytes at its own rate.
 
     Returns (float32 mono waveform in [-1, 1], shape (n_samples,); sample rate in Hz).
-    Raises AudioDecodeError naming the file when it cannot be decoded or is empty.
+    Raises AudioDecodeError naming the file when it cannot be read, decoded or is empty.
     """
     name = describe_source(source)
+    if not isinstance(source, bytes | bytearray) and "://" in os.fspath(source):
+        from whichvoice import storage
+
+        if storage.is_url(source):
+            try:
+                source = storage.read_bytes(source)
+            except storage.StorageError as e:
+                raise AudioDecodeError(str(e)) from e
     if not isinstance(source, bytes | bytearray) and not Path(source).is_file():
         what = "is a folder" if Path(source).is_dir() else "no such file"
         raise AudioDecodeError(f"{name}: cannot read ({what})")

@@ -27,6 +27,21 @@ def _setup_logging(quiet: bool) -> None:
     )
 
 
+class _Location(click.ParamType):
+    """A local path (a Path) or a URL such as s3://bucket/prefix (kept as a string: a Path
+    would fold its '//')."""
+
+    name = "path"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path) or "://" in str(value):
+            return value
+        return Path(value)
+
+
+LOCATION = _Location()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="whichvoice")
 def app() -> None:
@@ -114,7 +129,7 @@ def _synth(
 
 
 @app.command("synth")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=LOCATION)
 @click.option(
     "--voices",
     default="default8",
@@ -220,8 +235,8 @@ def _model_choice() -> click.Choice:
 
 
 @app.command("prepare")
-@click.argument("corpus", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("corpus", type=LOCATION)
+@click.argument("out", type=LOCATION)
 @click.option(
     "--features", type=click.Choice(["logmel", "seed-image"]), default="logmel", show_default=True
 )
@@ -249,7 +264,7 @@ def prepare_cmd(
     cfg = PrepareConfig(features=_feature_config(features, "voicenet", window), seed=seed)
     prepared = open_prepared(prepare(corpus, out, cfg, progress=not quiet))
     if not quiet:
-        meta = json.loads((prepared.root / "dataset.json").read_text())
+        meta = json.loads((prepared.root / "dataset.json").read_text())  # the local mirror
         counts = ", ".join(
             f"{s}: {c['clips']} clips / {c['windows']} windows" for s, c in meta["counts"].items()
         )
@@ -257,8 +272,8 @@ def prepare_cmd(
 
 
 @app.command("train")
-@click.argument("source", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The run directory.")
+@click.argument("source", type=LOCATION)
+@click.option("--out", type=LOCATION, required=True, help="The run directory (a path or URL).")
 @click.option("--model", type=_model_choice(), default="voicenet", show_default=True)
 @click.option(
     "--features",
@@ -308,9 +323,16 @@ def train_cmd(
     resume: bool,
     quiet: bool,
 ) -> None:
-    """Train a model on SOURCE (a corpus, prepared once and cached, or a prepared folder)."""
-    _setup_train_logging(quiet)
-    from whichvoice.train import TrainConfig, train
+    """Train a model on SOURCE (a corpus, prepared once and cached, or a prepared folder).
+
+    Under torchrun (``torchrun --nproc_per_node N -m whichvoice train ...``) it trains with
+    DistributedDataParallel; --batch-size is the global batch and rank 0 alone reports.
+    """
+    from whichvoice import storage
+    from whichvoice.train import TrainConfig, ranks_from_env, train
+
+    # the other ranks of a torchrun job would repeat every line: warnings only
+    (_setup_train_logging if ranks_from_env().main else _setup_logging)(quiet)
 
     cfg = TrainConfig(
         model=model,
@@ -323,7 +345,9 @@ def train_cmd(
         augment=augment,
     )
     feats = (
-        None if (source / "dataset.json").is_file() else _feature_config(features, model, window)
+        None
+        if storage.exists(storage.join(source, "dataset.json"))
+        else _feature_config(features, model, window)
     )
     train(source, out, cfg, features=feats, resume=resume, progress=not quiet)
 
@@ -342,17 +366,13 @@ def _print_table(metrics: dict) -> None:
 
 
 @app.command("evaluate")
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option(
-    "--corpus", type=click.Path(path_type=Path), help="Evaluate on this corpus's test split."
-)
-@click.option(
-    "--labels", "labels_csv", type=click.Path(path_type=Path), help="A CSV of path,voice."
-)
+@click.argument("run", type=LOCATION)
+@click.option("--corpus", type=LOCATION, help="Evaluate on this corpus's test split.")
+@click.option("--labels", "labels_csv", type=LOCATION, help="A CSV of path,voice.")
 @click.option(
     "--report",
     "report_dir",
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     help="Where report.md and confusion.png go [default: RUN].",
 )
 @click.option(
@@ -400,13 +420,16 @@ def evaluate_cmd(
         click.echo(f"report: {metrics['report']}")
 
 
-def _training_corpus(run: Path) -> Path:
+def _training_corpus(run: Path | str) -> Path | str:
+    from whichvoice import storage
     from whichvoice.errors import WhichvoiceError
 
     try:
-        data = json.loads((run / "config.json").read_text())["data"]
-        return Path(json.loads((Path(data) / "dataset.json").read_text())["corpus"])
-    except (OSError, KeyError, ValueError) as e:
+        config = json.loads(storage.read_bytes(storage.join(run, "config.json")))
+        if config.get("corpus"):  # where the run was trained from, as given (a path or URL)
+            return config["corpus"]
+        return Path(json.loads((Path(config["data"]) / "dataset.json").read_text())["corpus"])
+    except (OSError, KeyError, ValueError, storage.StorageError) as e:
         raise WhichvoiceError(
             f"{run}: give --corpus or --labels (the training corpus is unknown: {e})"
         ) from e
@@ -414,14 +437,127 @@ def _training_corpus(run: Path) -> Path:
 
 @app.command("predict")
 @click.argument("run", type=click.Path(path_type=Path))
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
-def predict_cmd(run: Path, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Which voice reads each file (files or folders, any length); exit 1 if any failed."""
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    help='Inputs listed in a file: a corpus manifest.jsonl, any JSONL with a "path", or one '
+    "path a line (relative to its folder). Needs --output.",
+)
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(path_type=Path),
+    help="Inputs with their voice: a path,voice CSV; adds true_voice and correct columns and "
+    "prints the accuracy. Needs --output.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Write one row per input to this .csv, .jsonl or .parquet (streamed, in input "
+    "order) instead of printing.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the cores (1: this process, every core).",
+)
+@click.option("--resume", is_flag=True, help="Complete an interrupted --output.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
+@click.option(
+    "--dask-scheduler",
+    metavar="ADDRESS",
+    help="Run on this Dask cluster (tcp://host:8786); its workers must see RUN and the audio.",
+)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (with --output).")
+def predict_cmd(
+    run: Path,
+    paths: tuple[Path, ...],
+    as_json: bool,
+    manifest: Path | None,
+    labels_csv: Path | None,
+    output: Path | None,
+    workers: int,
+    resume: bool,
+    overwrite: bool,
+    dask_scheduler: str | None,
+    backend: str,
+    quiet: bool,
+) -> None:
+    """Which voice reads each file (files or folders, any length); exit 1 if any failed.
+
+    With --output: every input of PATHS, --manifest or --labels becomes a row of a CSV, JSONL
+    or Parquet file, written as it goes with a progress bar; --resume completes the file after
+    an interruption (inputs are matched by path, as the input spells it).
+    """
     _setup_logging(True)
+    inputs_given = [
+        name
+        for name, value in (("PATHS", paths), ("--manifest", manifest), ("--labels", labels_csv))
+        if value
+    ]
+    file_only = [
+        name
+        for name, value in (
+            ("--manifest", manifest),
+            ("--labels", labels_csv),
+            ("--workers", workers != 1),
+            ("--resume", resume),
+            ("--overwrite", overwrite),
+            ("--dask-scheduler", dask_scheduler),
+            ("--quiet", quiet),
+        )
+        if value
+    ]
+    if output is None and file_only:
+        raise click.UsageError(f"{file_only[0]} needs --output")
+    if len(inputs_given) != 1:
+        raise click.UsageError("give the inputs as one of PATHS, --manifest or --labels")
+    if output is not None:
+        if as_json:
+            raise click.UsageError("--json prints; --output takes its format from its suffix")
+        if resume and overwrite:
+            raise click.UsageError("--resume or --overwrite, not both")
+        if dask_scheduler and workers != 1:
+            raise click.UsageError("--workers or --dask-scheduler (its workers), not both")
+        from whichvoice.batch import (
+            labelled_inputs,
+            manifest_inputs,
+            output_format,
+            path_inputs,
+            predict_batch,
+        )
+
+        output_format(output)  # a bad suffix fails before the model loads
+        if manifest is not None:
+            inputs = manifest_inputs(manifest)
+        elif labels_csv is not None:
+            inputs = labelled_inputs(labels_csv)
+        else:
+            inputs = path_inputs(paths)
+        summary = predict_batch(
+            run,
+            inputs,
+            output,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            backend=backend,
+            dask_scheduler=dask_scheduler,
+            progress=not quiet,
+        )
+        click.echo(summary.line(), err=True)
+        if summary.failed:
+            sys.exit(1)
+        return
     from whichvoice.predict import Prediction, expand_paths, load_model
 
-    model = load_model(run)
+    model = load_model(run, backend=backend)
     files = expand_paths(paths)
     if not files:
         raise WhichvoiceError(f"no audio files in {', '.join(map(str, paths))}")
@@ -441,6 +577,27 @@ def predict_cmd(run: Path, paths: tuple[Path, ...], as_json: bool) -> None:
                 click.echo(f"{path}\terror: {result}", err=True)
     if failed:
         sys.exit(1)
+
+
+@app.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--onnx",
+    "onnx_out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ONNX file to write: stored windows in, log-probabilities (and embeddings) out.",
+)
+@click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True)
+def export_cmd(run: Path, onnx_out: Path, opset: int) -> None:
+    """Export a trained run to ONNX; print the file and its largest difference from torch."""
+    _setup_logging(True)
+    from whichvoice.export import check_export, export_onnx
+
+    path = export_onnx(run, onnx_out, opset=opset)
+    diff = check_export(run, path)
+    click.echo(path)
+    click.echo("max |onnx - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
 
 
 @app.command("demo")
@@ -649,7 +806,7 @@ def _gallery(model, path: Path | None):
 
 _model_option = click.option(
     "--model",
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     default=None,
     help="An encoder run, or `resemblyzer` (the optional pretrained human-voice encoder, "
     "`pip install whichvoice[pretrained]`) [default: the bundled encoder].",
@@ -779,25 +936,25 @@ def gallery_remove_cmd(name: str, model: Path | None, gallery: Path | None) -> N
 
 
 @gallery_group.command("export")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=LOCATION)
 @_model_option
 @_gallery_option
-def gallery_export_cmd(file: Path, model: Path | None, gallery: Path | None) -> None:
-    """Write every voice to FILE (JSON)."""
-    from whichvoice.audio import write_atomic
+def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
+    """Write every voice to FILE (JSON; a path or s3:// URL)."""
+    from whichvoice.gallery import write_export
 
     with _gallery(_encoder(model), gallery) as g:
         data = g.export_json()
-    write_atomic(file, (json.dumps(data, indent=1) + "\n").encode())
+    write_export(file, data)
     click.echo(f"exported {len(data['voices'])} voices to {file}")
 
 
 @gallery_group.command("import")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=LOCATION)
 @_model_option
 @_gallery_option
-def gallery_import_cmd(file: Path, model: Path | None, gallery: Path | None) -> None:
-    """Add the voices of an export FILE."""
+def gallery_import_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
+    """Add the voices of an export FILE (a path or s3:// URL)."""
     from whichvoice.gallery import read_export
 
     with _gallery(_encoder(model), gallery) as g:

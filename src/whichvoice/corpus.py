@@ -9,6 +9,8 @@ Layout of a corpus folder OUT::
 A clip's file is written under a temporary name and renamed before its manifest line is
 appended, so the manifest only ever lists complete files. On a re-run the manifest is
 checked against the files (sha256) and only missing or damaged clips are made again.
+OUT may be a URL (``s3://bucket/prefix``): the corpus is made in a local mirror and uploaded,
+the manifest last (see ``whichvoice.storage``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from whichvoice import storage
 from whichvoice.audio import (
     ENGINE_SILENCE_PEAK,
     check_not_silent,
@@ -283,10 +286,13 @@ def synthesize_corpus(
     ``failures.jsonl``, never raised. A KeyboardInterrupt stops the run cleanly
     (``summary.interrupted``); what was complete stays in the manifest.
     """
-    out = Path(out)
     t_start = time.perf_counter()
     voices = resolve_voices(list(cfg.voices))
     require_available(voices)
+    if storage.is_url(out):  # made in a local mirror, uploaded with the manifest last
+        with storage.local_output(out, last=[FAILURES, MANIFEST], progress=progress) as local:
+            return synthesize_corpus(local, sentences, cfg, progress=progress)
+    out = Path(out)
     _prepare_out(out)
 
     manifest_path = out / MANIFEST

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from whichvoice import storage
 from whichvoice.audio import SAMPLE_RATE, AudioDecodeError, ensure_dir, read_audio, resample
 from whichvoice.corpus import MANIFEST, Clip, read_manifest
 from whichvoice.errors import WhichvoiceError
@@ -66,8 +67,9 @@ class PrepareConfig:
 
 
 def load_corpus(corpus: str | os.PathLike) -> list[Clip]:
-    """The clips of a corpus folder (its manifest.jsonl); DatasetError when there is none."""
-    path = Path(corpus) / MANIFEST
+    """The clips of a corpus folder or URL (its manifest.jsonl); DatasetError when there is
+    none."""
+    path = storage.local_path(corpus) / MANIFEST
     if not path.is_file():
         raise DatasetError(
             f"{corpus}: not a corpus (no {MANIFEST}); make one with `whichvoice synth`"
@@ -199,10 +201,15 @@ def prepare(
 ) -> Path:
     """Compute features for every clip of ``corpus`` into ``out`` (see the module docstring).
 
-    Written to a temporary folder and renamed, so ``out`` is complete or absent.
+    Written to a temporary folder and renamed, so ``out`` is complete or absent. Either may be
+    a URL (``s3://...``): staged through a local mirror, dataset.json uploaded last.
     Returns ``out``.
     """
-    corpus, out = Path(corpus), Path(out)
+    if storage.is_url(out):
+        with storage.local_output(out, last=[DATASET_JSON], progress=progress) as local:
+            prepare(corpus, local, cfg, progress=progress)
+        return out
+    corpus, out = storage.local_path(corpus), Path(out)
     clips = load_corpus(corpus)
     labels = labels_of(clips)
     if len(labels) < 2:
@@ -343,7 +350,8 @@ class Prepared:
 
 
 def open_prepared(path: str | os.PathLike) -> Prepared:
-    root = Path(path)
+    """A prepared folder (or URL, mirrored locally), arrays memory-mapped."""
+    root = storage.local_path(path)
     try:
         meta = json.loads((root / DATASET_JSON).read_text())
         index = [json.loads(line) for line in (root / INDEX).read_text().splitlines()]
@@ -355,8 +363,9 @@ def open_prepared(path: str | os.PathLike) -> Prepared:
 def ensure_prepared(
     source: str | os.PathLike, cfg: PrepareConfig, *, progress: bool = True
 ) -> Prepared:
-    """A prepared dataset from a prepared folder, or from a corpus (prepared once, cached)."""
-    source = Path(source)
+    """A prepared dataset from a prepared folder, or from a corpus (prepared once, cached);
+    either may be a URL, mirrored locally (the cache then lives in the mirror)."""
+    source = storage.local_path(source)
     if (source / DATASET_JSON).is_file():
         return open_prepared(source)
     load_corpus(source)  # a clear error when it is neither

@@ -3,6 +3,7 @@ confusion matrix (PNG) and a markdown report."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from whichvoice import storage
 from whichvoice.audio import read_audio
 from whichvoice.dataset import DatasetError, load_corpus, split_clips
 from whichvoice.errors import WhichvoiceError
@@ -24,16 +26,17 @@ CONFUSION_PNG = "confusion.png"
 
 @dataclass(frozen=True)
 class LabelledFile:
-    path: Path
+    path: Path | str  # a local path or a URL
     voice: str
 
 
 def test_files(model: VoiceModel, corpus: str | os.PathLike) -> list[LabelledFile]:
     """The test split of a corpus, split as the model's training data was (same seed)."""
     clips = load_corpus(corpus)
+    root = storage.local_path(corpus)  # a URL's mirror, already downloaded by load_corpus
     prep = model.config["prepare"]
     split = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
-    files = [LabelledFile(Path(corpus) / c.path, c.voice) for c in clips if split[c.id] == "test"]
+    files = [LabelledFile(root / c.path, c.voice) for c in clips if split[c.id] == "test"]
     if not files:
         raise DatasetError(f"{corpus}: the test split is empty (too few sentences per voice)")
     return files
@@ -48,12 +51,16 @@ def _match_voice(name: str, labels: list[str]) -> str:
 
 def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[LabelledFile]:
     """Rows ``path,voice`` of a CSV (header optional; paths relative to the CSV's folder).
-    A voice may be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``)."""
-    csv_path = Path(csv_path)
+    A voice may be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``).
+    The CSV and its paths may be URLs (``s3://...``); relative paths of a remote CSV are
+    read from beside it."""
+    remote = storage.is_url(csv_path)
     try:
-        rows = list(csv.reader(csv_path.read_text("utf-8-sig").splitlines()))
+        text = storage.read_bytes(csv_path).decode("utf-8-sig")
+        rows = list(csv.reader(text.splitlines()))
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{csv_path}: cannot read ({e})") from e
+    base = os.fspath(csv_path).rsplit("/", 1)[0] if remote else Path(csv_path).parent
     files = []
     for n, row in enumerate(rows, 1):
         if not row or not "".join(row).strip():
@@ -62,14 +69,17 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
             continue
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
             raise DatasetError(f"{csv_path}:{n}: expected 'path,voice', got {','.join(row)!r}")
-        path = Path(row[0].strip())
+        given = row[0].strip()
         voice = _match_voice(row[1].strip(), labels)
         if voice not in labels:
             raise DatasetError(
                 f"{csv_path}:{n}: the model does not know voice {row[1].strip()!r}; "
                 f"it knows {', '.join(labels)}"
             )
-        files.append(LabelledFile(path if path.is_absolute() else csv_path.parent / path, voice))
+        if storage.is_url(given) or Path(given).is_absolute():
+            files.append(LabelledFile(given if storage.is_url(given) else Path(given), voice))
+        else:
+            files.append(LabelledFile(storage.join(base, given), voice))
     if not files:
         raise DatasetError(f"{csv_path}: no rows")
     return files
@@ -251,8 +261,25 @@ def evaluate(
     """Evaluate a run on a corpus's test split or on a ``path,voice`` CSV.
 
     Writes confusion.png and report.md to ``report_dir`` (default: the run), records the
-    result under "evaluation" in the run's metrics.json, and returns the metrics.
+    result under "evaluation" in the run's metrics.json, and returns the metrics. Every
+    location may be a URL (``s3://...``), staged through a local mirror.
     """
+    if storage.is_url(run) or storage.is_url(report_dir):
+        with (
+            storage.local_output(run, last=[METRICS]) as local_run,
+            contextlib.nullcontext(None)
+            if report_dir is None
+            else storage.local_output(report_dir) as local_report,
+        ):
+            metrics = evaluate(
+                local_run,
+                corpus=corpus,
+                labels_csv=labels_csv,
+                report_dir=local_report,
+                conditions=conditions,
+                progress=progress,
+            )
+        return {**metrics, "run": str(run), "report": str(storage.join(report_dir or run, REPORT))}
     from whichvoice.audio import ensure_dir, write_atomic
     from whichvoice.augment import CONDITIONS
 

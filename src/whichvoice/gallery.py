@@ -254,7 +254,17 @@ class Gallery:
 
 
 def read_export(path: str | os.PathLike) -> dict:
+    """A gallery export from a file or URL (``s3://...``)."""
+    from whichvoice import storage
+
     try:
-        return json.loads(Path(path).read_text("utf-8"))
-    except (OSError, ValueError) as e:
+        return json.loads(storage.read_bytes(path).decode("utf-8"))
+    except (OSError, ValueError, storage.StorageError) as e:
         raise GalleryError(f"{path}: cannot read a gallery export ({e})") from e
+
+
+def write_export(path: str | os.PathLike, data: dict) -> None:
+    """Write ``Gallery.export_json()`` to a file or URL, whole or not at all."""
+    from whichvoice import storage
+
+    storage.write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())

@@ -197,11 +197,79 @@ def unit(v: np.ndarray) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
-def load_model(run: str | os.PathLike, device: str = "cpu") -> VoiceModel:
-    """Rebuild a trained model from its run directory alone (config.json + model.safetensors)."""
+class OnnxVoiceModel(VoiceModel):
+    """A VoiceModel that scores with onnxruntime on the run's ONNX export (see
+    ``whichvoice.export``); features, combination and output formats are VoiceModel's."""
+
+    def __init__(
+        self,
+        root: Path,
+        config: dict,
+        net: torch.nn.Module,
+        device: torch.device,
+        session,
+        onnx_path: Path,
+    ) -> None:
+        super().__init__(root, config, net, device)
+        self.session = session  # an onnxruntime InferenceSession; its run() is thread-safe
+        self.onnx_path = onnx_path
+        self._outputs = [o.name for o in session.get_outputs()]
+
+    @property
+    def has_embedding(self) -> bool:
+        return "embeddings" in self._outputs
+
+    def _run(self, output: str, windows: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(windows, dtype=np.float32)
+        return self.session.run([output], {"windows": x})[0]
+
+    def window_log_probs(self, windows: np.ndarray) -> np.ndarray:
+        """Log-probabilities per stored window, float32 (n_windows, n_labels)."""
+        return self._run("log_probs", windows)
+
+    def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
+        """L2-normalised embedding per stored window, float32 (n_windows, dim)."""
+        if not self.has_embedding:
+            raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
+        return self._run("embeddings", windows)
+
+
+BACKENDS = ("torch", "onnx")
+
+
+def load_model(
+    run: str | os.PathLike,
+    device: str = "cpu",
+    backend: str = "torch",
+    *,
+    onnx_path: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> VoiceModel:
+    """Rebuild a trained model from its run directory alone (config.json + model.safetensors);
+    ``run`` may be a URL (``s3://...``), mirrored locally.
+
+    ``backend``: "torch", or "onnx" to score with onnxruntime (``pip install
+    'whichvoice[onnx]'``) on the run's export: ``onnx_path``, else a cache (``RUN/model.onnx``,
+    or a user folder for the bundled encoder) exported again when the run changed.
+    ``threads``: onnxruntime's intra-op threads, default ``torch.get_num_threads()``.
+    """
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    from whichvoice import storage
+
+    model = _load_torch(storage.local_path(run), device)
+    if backend == "torch":
+        return model
+    from whichvoice import export
+
+    path = export.ensure_export(model, onnx_path)
+    session = export.session(path, device, threads)
+    return OnnxVoiceModel(model.root, model.config, model.net, model.device, session, path)
+
+
+def _load_torch(root: Path, device: str) -> VoiceModel:
     from safetensors.torch import load_file
 
-    root = Path(run)
     try:
         config = json.loads((root / "config.json").read_text())
         state = load_file(str(root / "model.safetensors"), device=device)

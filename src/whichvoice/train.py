@@ -6,24 +6,35 @@ A run directory describes itself:
     model.safetensors   the weights of the best epoch (by validation accuracy)
     checkpoint.pt       the last epoch's full state, for --resume (tensors only)
     epochs.jsonl        one line per epoch: loss, accuracies, seconds
-    metrics.json        best epoch, validation and test accuracy
+    metrics.json        best epoch, validation and test accuracy, world size
+
+Under torchrun (``torchrun --nproc_per_node N -m whichvoice train ...``) every process runs
+``train``: DistributedDataParallel over nccl (GPUs) or gloo (CPUs), each global batch split
+across the processes, and rank 0 alone validates and writes the run directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
+from torch import distributed as dist
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from whichvoice import storage
 from whichvoice.audio import ensure_dir, write_atomic
 from whichvoice.augment import NO_AUGMENT, AugmentConfig, augment_batch
 from whichvoice.dataset import PrepareConfig, Prepared, ensure_prepared
@@ -106,6 +117,72 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a torchrun job; one process (world 1) outside torchrun."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0  # the GPU of this process on its node
+    local_world: int = 1  # processes on this node, sharing its CPU cores
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that validates, logs and writes the run directory."""
+        return self.rank == 0
+
+
+def ranks_from_env() -> Ranks:
+    """The torchrun job this process belongs to, from the variables torchrun sets."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks()
+    return Ranks(
+        rank=int(os.environ["RANK"]),
+        world=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+    )
+
+
+@contextmanager
+def _process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
+    """torch.distributed's default group for a torchrun job, destroyed however the run ends;
+    nothing for one process or a group the caller made."""
+    if ranks.world == 1 or dist.is_initialized():
+        yield
+        return
+    cuda = device.type == "cuda"
+    # the other ranks wait at a barrier while rank 0 prepares a corpus, which can take hours;
+    # torchrun ends every rank when one fails, so a long timeout hides no crash
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", timeout=timedelta(hours=6), device_id=device if cuda else None
+    )
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _barrier(ranks: Ranks) -> None:
+    if ranks.world > 1:
+        dist.barrier()
+
+
+def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device``; to a GPU through pinned memory, so the copy is async."""
+    t = torch.from_numpy(a)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
+def _autocast(device: torch.device, margin: float) -> AbstractContextManager:
+    """bf16 autocast on CUDA (no loss scaling needed); none on CPU, and none for margin heads:
+    in bf16 a cosine near 1 rounds to 1, where the gradient of its angle is infinite."""
+    if device.type == "cuda" and margin == 0:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def _one_window_per_clip(clip_rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Indices of one random window of each clip, shuffled: every clip counts once an epoch,
     and each epoch sees other windows of long clips (a random crop)."""
@@ -185,37 +262,123 @@ def train(
 
     With ``resume``, the run's own saved settings are used (only ``cfg.device`` is taken from
     the call), so the resumed run is the run that was interrupted.
+
+    Under torchrun (WORLD_SIZE > 1) every process calls this and ``cfg.batch_size`` is the
+    global batch, split across them: N processes train as one with the same batch would.
     """
+    ranks = ranks_from_env()
+    if storage.is_url(source) or storage.is_url(out):
+        return _train_staged(source, out, cfg, features, prepare_seed, resume, progress, ranks)
     out = Path(out)
     if resume:
-        if not (out / CHECKPOINT).is_file():
-            raise TrainError(f"{out}: nothing to resume (no {CHECKPOINT})")
-        try:
-            saved = json.loads((out / CONFIG).read_text())
-            kept = {
-                k: v for k, v in saved["train"].items() if k in TrainConfig.__dataclass_fields__
-            }
-            cfg = replace(TrainConfig(**kept), device=cfg.device)
-            features = FeatureConfig.from_dict(saved["features"])
-            prepare_seed = saved["prepare"]["seed"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise TrainError(
-                f"{out}: cannot resume, its {CONFIG} is missing or damaged ({e})"
-            ) from e
+        cfg, features, prepare_seed = _saved_settings(out, cfg)
+    if cfg.batch_size < 2 * ranks.world:
+        raise TrainError(
+            f"batch size {cfg.batch_size} is too small for {ranks.world} process(es): it is "
+            f"the global batch and batch norm needs 2 samples a process (at least "
+            f"{2 * ranks.world})"
+        )
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and ranks.world > 1:
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    with _process_group(ranks, device):
+        return _train(source, out, cfg, features, prepare_seed, resume, progress, ranks, device)
+
+
+def _train_staged(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: TrainConfig,
+    features: FeatureConfig | None,
+    prepare_seed: int | None,
+    resume: bool,
+    progress: bool,
+    ranks: Ranks,
+) -> str | Path:
+    """``train`` with a source or run directory at a URL: through local mirrors (see
+    whichvoice.storage). The first process of each node downloads while the others wait
+    (for files: the mirror is named after the URL alone); rank 0 uploads the run, its
+    metrics.json last, also when training fails or is interrupted, so --resume from
+    another machine finds the last checkpoint."""
+    remote_out = storage.is_url(out)
+
+    def local(path: str | os.PathLike) -> Path:
+        return storage.mirror_path(os.fspath(path)) if storage.is_url(path) else Path(path)
+
+    if ranks.local_rank == 0:
+        storage.local_path(source)  # a clear StorageError, before any process group
+        if remote_out:
+            storage.download(os.fspath(out), strict=False, progress=progress and ranks.main)
+    if ranks.world > 1:  # the others wait for the mirrors: a file appears once complete
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
+        # the node's torchrun agent (the parent of its ranks) tells this job from earlier ones
+        key = hashlib.sha256(f"{run_id} {os.getppid()} {source} {out}".encode()).hexdigest()[:16]
+        marker = storage.cache_root() / f".staged-{key}"
+        if ranks.local_rank == 0:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        while not marker.exists():
+            time.sleep(0.5)
+    try:
+        train(local(source), local(out), cfg, features=features, prepare_seed=prepare_seed,
+              resume=resume, progress=progress)  # fmt: skip
+        if storage.is_url(source) and ranks.main and not (local(source) / "dataset.json").is_file():
+            # the corpus as the user named it, where evaluate finds the test split later
+            config = json.loads((local(out) / CONFIG).read_text())
+            write_json(local(out) / CONFIG, {**config, "corpus": os.fspath(source)})
+    finally:
+        if remote_out and ranks.main:
+            storage.upload(local(out), os.fspath(out), last=[METRICS], progress=progress)
+    return out
+
+
+def _saved_settings(out: Path, cfg: TrainConfig) -> tuple[TrainConfig, FeatureConfig, int]:
+    """The settings of the run to resume in ``out``, with ``cfg.device`` from the call."""
+    if not (out / CHECKPOINT).is_file():
+        raise TrainError(f"{out}: nothing to resume (no {CHECKPOINT})")
+    try:
+        saved = json.loads((out / CONFIG).read_text())
+        kept = {k: v for k, v in saved["train"].items() if k in TrainConfig.__dataclass_fields__}
+        return (
+            replace(TrainConfig(**kept), device=cfg.device),
+            FeatureConfig.from_dict(saved["features"]),
+            saved["prepare"]["seed"],
+        )
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TrainError(f"{out}: cannot resume, its {CONFIG} is missing or damaged ({e})") from e
+
+
+def _train(
+    source: str | os.PathLike,
+    out: Path,
+    cfg: TrainConfig,
+    features: FeatureConfig | None,
+    prepare_seed: int | None,
+    resume: bool,
+    progress: bool,
+    ranks: Ranks,
+    device: torch.device,
+) -> Path:
+    """The run itself, in every process of a torchrun job (or the only one)."""
     ensure_dir(out, "run")
     spec = model_spec(cfg.model)
     epochs = cfg.epochs or spec.epochs
     schedule = cfg.schedule or spec.schedule
     augment = augment_config(cfg.augment, spec.augment)
-    device = pick_device(cfg.device)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.local_world))
 
     features = features or FeatureConfig(name=spec.features)
     _check_features(cfg.model, spec.features, features.name)
     prep_cfg = PrepareConfig(
         features=features, seed=cfg.seed if prepare_seed is None else prepare_seed
     )
-    data = ensure_prepared(source, prep_cfg, progress=progress)
+    # rank 0 prepares (and caches) a corpus, the others open the cache once it is complete
+    if not ranks.main:
+        _barrier(ranks)
+    data = ensure_prepared(source, prep_cfg, progress=progress and ranks.main)
+    if ranks.main:
+        _barrier(ranks)
     features = data.cfg.features
     _check_features(cfg.model, spec.features, features.name)
     labels = data.labels
@@ -255,7 +418,7 @@ def train(
         "data": str(data.root.resolve()),
     }
     start, best, stale = 0, (-1.0, float("-inf")), 0
-    if resume:
+    if resume:  # every rank loads the checkpoint: the same weights and optimizer state
         try:
             state = torch.load(out / CHECKPOINT, weights_only=True, map_location=device)
             model.load_state_dict(state["model"])
@@ -264,6 +427,7 @@ def train(
             raise TrainError(f"{out}: cannot resume, {CHECKPOINT} is damaged ({e})") from e
         start, stale = int(state["epoch"]) + 1, int(state["stale"])
         best = (float(state["best_acc"]), float(state["best_neg_loss"]))
+    if ranks.main and resume:
         # the log must end with the checkpointed epoch: a kill between the checkpoint and its
         # log line leaves the line out; one from a later, lost epoch cannot exist
         log_path = out / EPOCHS
@@ -272,9 +436,17 @@ def train(
         kept.append(state["row"])
         write_atomic(log_path, "".join(line + "\n" for line in kept).encode())
         log.info("resuming %s at epoch %d", out, start + 1)
-    else:
+    if ranks.main and not resume:
         (out / EPOCHS).unlink(missing_ok=True)
-    write_json(out / CONFIG, run_config)
+    if ranks.main:
+        write_json(out / CONFIG, run_config)
+    # ``model`` stays the plain module, for validation and the saved weights (no "module."
+    # prefix); ``net`` is what the training steps call
+    net: torch.nn.Module = model
+    if ranks.world > 1:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     head = getattr(model, "head", None)
     final_margin = float(getattr(head, "margin", 0.0))
@@ -282,42 +454,52 @@ def train(
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # resumable: no RNG state to save
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        # the same shuffle on every rank; dropout and augmentation of its own on each
+        torch.manual_seed((cfg.seed * 1000 + epoch) * ranks.world + ranks.rank)
+        g = torch.Generator().manual_seed((cfg.seed * 1000 + epoch) * ranks.world + ranks.rank)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch, epochs, cfg.lr, schedule)
         if final_margin > 0:
             head.margin = margin_at(epoch, epochs, final_margin)
         order = _one_window_per_clip(clip_train, rng)
-        model.train()
+        net.train()
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(
             range(0, len(order), cfg.batch_size),
             desc=f"epoch {epoch + 1}/{epochs}",
             unit="batch",
             leave=False,
-            disable=not progress,
+            disable=not (progress and ranks.main),
             dynamic_ncols=True,
         )
         for i in bar:
-            idx = np.sort(order[i : i + cfg.batch_size])
-            if len(idx) < 2:  # batch norm needs two samples
+            batch = np.sort(order[i : i + cfg.batch_size])
+            # batch norm needs two samples on each rank; decided from the global batch, so
+            # that every rank takes the same steps
+            if len(batch) < 2 * ranks.world:
                 continue
-            batch_x = x_train[idx].astype(np.float32)
-            if x_mp3 is not None:
-                use = (rng.random(len(idx)) < mp3_draw) & (mp3_row[idx] >= 0)
-                batch_x[use] = x_mp3[mp3_row[idx[use]]]
-            xb = augment_batch(torch.from_numpy(batch_x).to(device), augment, g)
-            yb = torch.from_numpy(y_train[idx]).to(device)
-            # margin heads need the labels while training; plain classifiers ignore them
-            logits = (
-                model(model_inputs(xb, features), yb)
-                if hasattr(model, "embed")
-                else model(model_inputs(xb, features))
+            # mp3 copies drawn for the whole batch, as one process draws them
+            use = (
+                (rng.random(len(batch)) < mp3_draw) & (mp3_row[batch] >= 0)
+                if x_mp3 is not None
+                else None
             )
-            loss = F.cross_entropy(logits, yb)
+            part = np.array_split(np.arange(len(batch)), ranks.world)[ranks.rank]
+            idx = batch[part]
+            batch_x = x_train[idx].astype(np.float32)
+            if use is not None:
+                batch_x[use[part]] = x_mp3[mp3_row[idx[use[part]]]]
+            xb = augment_batch(_to_device(batch_x, device), augment, g)
+            yb = _to_device(y_train[idx], device)
+            inputs = model_inputs(xb, features)
+            with _autocast(device, final_margin):
+                # margin heads need the labels while training; plain classifiers ignore them
+                logits = net(inputs, yb) if hasattr(model, "embed") else net(inputs)
+                loss = F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages the ranks' gradients; weighting each rank's mean loss by its share
+            # of the batch makes that the gradient of the whole batch's mean loss
+            (loss * (len(idx) * ranks.world / len(batch))).backward()
             optimizer.step()
             total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
@@ -326,7 +508,16 @@ def train(
                 loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False
             )
         bar.close()
-        val_loss, val_acc, val_file_acc = accuracy(model, data, "val", device)
+        if ranks.world > 1:
+            sums = torch.tensor([total_loss, correct, seen], dtype=torch.float64, device=device)
+            dist.all_reduce(sums)
+            total_loss, correct, seen = float(sums[0]), int(sums[1]), int(sums[2])
+        # rank 0 validates; every rank takes its result, so that all make the same decisions
+        # on the best epoch and early stopping, and stop together
+        scores = [accuracy(model, data, "val", device) if ranks.main else None]
+        if ranks.world > 1:
+            dist.broadcast_object_list(scores, src=0)
+        val_loss, val_acc, val_file_acc = scores[0]
         row = {
             "epoch": epoch + 1,
             "loss": round(total_loss / max(seen, 1), 5),
@@ -337,59 +528,68 @@ def train(
             "lr": lr_at(epoch, epochs, cfg.lr, schedule),
             "seconds": round(time.perf_counter() - t0, 2),
         }
-        log.info(
-            "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f (files %.4f)  %.1f s",
-            epoch + 1,
-            epochs,
-            row["loss"],
-            row["train_acc"],
-            val_acc,
-            val_file_acc,
-            row["seconds"],
-        )
+        if ranks.main:
+            log.info(
+                "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f (files %.4f)  %.1f s",
+                epoch + 1,
+                epochs,
+                row["loss"],
+                row["train_acc"],
+                val_acc,
+                val_file_acc,
+                row["seconds"],
+            )
         score = (val_acc, -val_loss)
         if score > best or np.isnan(val_acc):
             best, stale = score, 0
-            _save_weights(model, out / WEIGHTS)
+            if ranks.main:
+                _save_weights(model, out / WEIGHTS)
         else:
             stale += 1
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "stale": stale,
-            "best_acc": best[0],
-            "best_neg_loss": best[1],
-            "row": json.dumps(row),
-        }
-        # checkpoint first, then the log line: a logged epoch is always a resumable one
-        tmp = out / f".{CHECKPOINT}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, out / CHECKPOINT)
-        with open(out / EPOCHS, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if ranks.main:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "stale": stale,
+                "best_acc": best[0],
+                "best_neg_loss": best[1],
+                "row": json.dumps(row),
+            }
+            # checkpoint first, then the log line: a logged epoch is always a resumable one
+            tmp = out / f".{CHECKPOINT}.tmp"
+            torch.save(state, tmp)
+            os.replace(tmp, out / CHECKPOINT)
+            with open(out / EPOCHS, "a") as f:
+                f.write(json.dumps(row) + "\n")
         if cfg.patience is not None and stale >= cfg.patience:
-            log.info("no better validation accuracy for %d epochs: stopping early", stale)
+            if ranks.main:
+                log.info("no better validation accuracy for %d epochs: stopping early", stale)
             break
 
     train_seconds = time.perf_counter() - t_run
-    model.load_state_dict(_load_weights(out / WEIGHTS, device))
-    _, test_acc, test_file_acc = accuracy(model, data, "test", device)
-    _, val_acc, val_file_acc = accuracy(model, data, "val", device)
-    rows = [json.loads(line) for line in (out / EPOCHS).read_text().splitlines()]
-    metrics = {
-        "best_epoch": max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))["epoch"],
-        "epochs_run": len(rows),
-        "train_seconds": round(sum(r["seconds"] for r in rows), 2),
-        "this_session_seconds": round(train_seconds, 2),
-        "train_clips": int(np.unique(clip_train).shape[0]),
-        "val_acc": val_acc,
-        "val_file_acc": val_file_acc,
-        "test_acc": test_acc,
-        "test_file_acc": test_file_acc,
-    }
-    write_json(out / METRICS, metrics)
-    log.info("test accuracy %.4f (windows), %.4f (files); run in %s", test_acc, test_file_acc, out)
+    if ranks.main:
+        model.load_state_dict(_load_weights(out / WEIGHTS, device))
+        _, test_acc, test_file_acc = accuracy(model, data, "test", device)
+        _, val_acc, val_file_acc = accuracy(model, data, "val", device)
+        rows = [json.loads(line) for line in (out / EPOCHS).read_text().splitlines()]
+        metrics = {
+            "best_epoch": max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))["epoch"],
+            "epochs_run": len(rows),
+            "train_seconds": round(sum(r["seconds"] for r in rows), 2),
+            "this_session_seconds": round(train_seconds, 2),
+            "world_size": ranks.world,
+            "train_clips": int(np.unique(clip_train).shape[0]),
+            "val_acc": val_acc,
+            "val_file_acc": val_file_acc,
+            "test_acc": test_acc,
+            "test_file_acc": test_file_acc,
+        }
+        write_json(out / METRICS, metrics)
+        log.info(
+            "test accuracy %.4f (windows), %.4f (files); run in %s", test_acc, test_file_acc, out
+        )
+    _barrier(ranks)  # every rank returns once the run directory is complete
     return out
 
 

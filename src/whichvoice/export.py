@@ -1,0 +1,335 @@
+"""A trained run as an ONNX file, and the onnxruntime session that scores with it.
+
+The exported graph is the whole path from stored windows to outputs, so onnxruntime needs no
+torch at inference:
+
+- input ``windows``: float32 (batch, *stored_shape): 16 kHz waveform windows for ``logmel``
+  runs (the log-mel is inside the graph), RGB images (batch, 3, 140, 140) for ``seed-image``;
+- output ``log_probs``: float32 (batch, n_labels), log-softmax over the run's labels;
+- output ``embeddings`` (models with ``embed``): float32 (batch, dim), L2-normalised.
+
+Inside the graph the STFT is a convolution with a windowed DFT basis, not ONNX's ``STFT``
+operator: onnxruntime's STFT differs from ``torch.stft`` by ~2e-3 in the log-mel, the DFT
+convolution by ~4e-5, well inside the 1e-4 the outputs must match torch within.
+The batch axis is dynamic. The run's model name, labels, feature config and weights digest
+are stored in the file's metadata, so a file can be checked against the run it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.features import TARGET_RMS, FeatureConfig, mel_filterbank
+from whichvoice.features import VERSION as FEATURES_VERSION
+from whichvoice.predict import ModelLoadError, VoiceModel, load_model
+
+log = logging.getLogger(__name__)
+
+INSTALL = "pip install 'whichvoice[onnx]'"
+MIN_OPSET = 18  # torch's ONNX exporter writes opset 18; converting down fails for this graph
+DEFAULT_OPSET = 18
+# bump when the exported graph changes for the same run: cached exports are rebuilt
+FORMAT_VERSION = 1
+INPUT = "windows"
+OUTPUTS = ("log_probs", "embeddings")
+META_PREFIX = "whichvoice."
+
+
+class OnnxUnavailableError(WhichvoiceError):
+    """onnx / onnxruntime (the ``onnx`` extra) is not installed here."""
+
+
+class ExportError(WhichvoiceError):
+    """A run that could not be exported, or an ONNX file that does not match its run."""
+
+
+def import_onnxruntime():
+    """The onnxruntime module, or OnnxUnavailableError saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise OnnxUnavailableError(f"the ONNX backend needs onnxruntime: {INSTALL} ({e})") from e
+    return onnxruntime
+
+
+class DftLogMel(nn.Module):
+    """``features.LogMel`` with the STFT as a convolution (exports to plain ONNX Conv), per-band
+    mean removed as ``model_inputs`` does: (batch, n_samples) -> (batch, n_mels, n_frames)."""
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n = cfg.n_fft
+        # built in float64 and rounded once, so the basis is as exact as float32 allows
+        t = np.arange(n)
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * t / n)  # periodic Hann, as torch.hann_window
+        angle = 2 * np.pi * np.arange(n // 2 + 1)[:, None] * t[None, :] / n
+        basis = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])
+        self.register_buffer("basis", torch.from_numpy(basis[:, None, :].astype(np.float32)))
+        fb = mel_filterbank(cfg.n_mels, n, cfg.sample_rate)
+        self.register_buffer("fb", torch.from_numpy(fb))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        pad = self.cfg.n_fft // 2  # torch.stft(center=True) pads by reflection
+        x = F.pad(wave[:, None, :], (pad, pad), mode="reflect")
+        real, imag = F.conv1d(x, self.basis, stride=self.cfg.frame_hop).chunk(2, dim=1)
+        mel = torch.log(torch.matmul(self.fb, real.square() + imag.square()) + 1e-6)
+        return mel - mel.mean(dim=2, keepdim=True)
+
+
+class ExportGraph(nn.Module):
+    """Stored windows -> (log-probabilities, [embeddings]): what the ONNX file computes."""
+
+    def __init__(self, net: nn.Module, features: FeatureConfig) -> None:
+        super().__init__()
+        self.net = net
+        self.features = DftLogMel(features) if features.name == "logmel" else nn.Identity()
+        self.has_embedding = hasattr(net, "embed")
+
+    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.features(windows)
+        if not self.has_embedding:
+            return (F.log_softmax(self.net(x), dim=1),)
+        emb = self.net.embed(x)
+        # an EmbeddingClassifier's logits are head(embedding): run the embedder once
+        logits = self.net.head(emb) if hasattr(self.net, "head") else self.net(x)
+        return F.log_softmax(logits, dim=1), emb
+
+
+def weights_digest(root: Path) -> str:
+    """sha256 of the run's model.safetensors (hex)."""
+    return hashlib.sha256((root / "model.safetensors").read_bytes()).hexdigest()
+
+
+def metadata(model: VoiceModel) -> dict[str, str]:
+    """What an export of ``model`` records about its run (ONNX metadata_props, strings)."""
+    meta = {
+        "format_version": str(FORMAT_VERSION),
+        "model": model.config["model"],
+        "labels": json.dumps(model.labels),
+        "features": json.dumps(model.features.to_dict(), sort_keys=True),
+        "features_version": str(FEATURES_VERSION),
+        "weights_sha256": weights_digest(model.root),
+        "outputs": ",".join(OUTPUTS[: 2 if model.has_embedding else 1]),
+    }
+    return {META_PREFIX + k: v for k, v in meta.items()}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The whichvoice metadata of an ONNX file (empty when it has none or cannot be read)."""
+    ort = import_onnxruntime()
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime raises its own types for missing and damaged files
+        return {}
+    return session_metadata(session)
+
+
+def session_metadata(session) -> dict[str, str]:
+    meta = session.get_modelmeta().custom_metadata_map
+    return {k: v for k, v in meta.items() if k.startswith(META_PREFIX)}
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter logs every torchvision op it skips and warns about torch internals: noise
+    on a user's terminal. Errors still come through as exceptions."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_model(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> Path:
+    """Write ``model`` (a torch-backed VoiceModel) as ONNX to ``out``, atomically; check it
+    with onnx.checker. Returns the path written."""
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch's exporter needs it; say so before it fails)
+    except ImportError as e:
+        raise OnnxUnavailableError(
+            f"exporting to ONNX needs onnx and onnxscript: {INSTALL} ({e})"
+        ) from e
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old; the export needs {MIN_OPSET} or newer")
+    out = Path(out)
+    graph = ExportGraph(model.net, model.features).to("cpu").eval()
+    example = torch.zeros(2, *model.features.stored_shape)
+    try:
+        with _quiet_exporter():
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                None,
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT],
+                output_names=list(OUTPUTS[: 2 if graph.has_embedding else 1]),
+                dynamic_shapes={"windows": {0: torch.export.Dim("batch", min=1)}},
+                verbose=False,
+            )
+        proto = program.model_proto
+    except Exception as e:  # the exporter raises many types; all mean the same to a user
+        raise ExportError(f"{model.root}: cannot export to ONNX ({type(e).__name__}: {e})") from e
+    finally:
+        graph.to(model.device)
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise ExportError(f"{model.root}: asked for opset {opset}, the exporter wrote {written}")
+    for key, value in metadata(model).items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.doc_string = f"whichvoice {model.config['model']} run {model.root.name}"
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(proto, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write the ONNX file ({e.strerror or e})") from e
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"{model.root}: the exported ONNX does not validate ({e})") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("exported %s to %s", model.root, out)
+    return out
+
+
+def export_onnx(
+    run: str | os.PathLike, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Export run directory ``run`` to the ONNX file ``out`` (see the module docstring for
+    its inputs, outputs and metadata). Returns ``out``."""
+    return export_model(load_model(run), out, opset=opset)
+
+
+def cache_path(model: VoiceModel) -> Path:
+    """Where ``load_model(run, backend="onnx")`` keeps a run's export: ``RUN/model.onnx``; for a
+    run shipped in the package (the bundled encoder) or a read-only one, a user folder:
+    ``$XDG_DATA_HOME/whichvoice/onnx/<model>-<digest>.onnx``."""
+    import whichvoice
+
+    package = Path(whichvoice.__file__).resolve().parent
+    root = model.root.resolve()
+    if not root.is_relative_to(package) and os.access(root, os.W_OK):
+        return root / "model.onnx"
+    from whichvoice.gallery import data_home
+
+    return data_home() / "onnx" / f"{model.config['model']}-{weights_digest(root)[:16]}.onnx"
+
+
+def mismatch(model: VoiceModel, meta: dict[str, str]) -> str | None:
+    """Why an ONNX file with metadata ``meta`` is not an export of ``model`` (None if it is)."""
+    if not meta:
+        return "it holds no whichvoice metadata"
+    want = metadata(model)
+    for key in want:
+        if meta.get(key) != want[key]:
+            return f"its {key.removeprefix(META_PREFIX)} differs from the run's"
+    return None
+
+
+def ensure_export(model: VoiceModel, path: str | os.PathLike | None = None) -> Path:
+    """An up-to-date ONNX export of ``model``. ``path=None``: the cache (``cache_path``),
+    exported again when missing or stale (other weights, labels, features or format); an
+    explicit ``path`` is exported to when missing and must otherwise match the run."""
+    target = Path(path) if path is not None else cache_path(model)
+    if target.exists():
+        why = mismatch(model, read_metadata(target))
+        if why is None:
+            return target
+        if path is not None:
+            raise ExportError(f"{target}: not an export of {model.root} ({why})")
+        log.info("re-exporting %s: %s", target, why)
+    return export_model(model, target)
+
+
+def providers(device: str = "cpu") -> list:
+    """onnxruntime execution providers for a torch-style device: CUDA first for "cuda[:N]"
+    when onnxruntime has it, CPU always."""
+    ort = import_onnxruntime()
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        log.warning("onnxruntime has no CUDA here (onnxruntime-gpu is not installed): using CPU")
+    return ["CPUExecutionProvider"]
+
+
+def session(path: str | os.PathLike, device: str = "cpu", threads: int | None = None):
+    """An onnxruntime InferenceSession on ``path``. ``threads``: intra-op threads, default
+    ``torch.get_num_threads()`` so that both backends use the same number."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers(device))
+    except Exception as e:  # onnxruntime's own exception types
+        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({e})") from e
+
+
+def check_windows(model: VoiceModel, n: int = 8, seed: int = 0) -> np.ndarray:
+    """Inputs to compare the backends on, float32 (n, *stored_shape): windows of the run's
+    held-out clips when its prepared dataset is on this machine, else seeded noise (at the
+    speech level for waveforms, uniform [0, 1] for images)."""
+    data = model.config.get("data")
+    if data and Path(data).is_dir():
+        from whichvoice.dataset import open_prepared
+
+        try:
+            x = open_prepared(data).arrays("test")[0]
+            if len(x) and x.shape[1:] == model.features.stored_shape:
+                rows = np.unique(np.linspace(0, len(x) - 1, n).astype(int))
+                return np.asarray(x[rows], dtype=np.float32)
+        except (WhichvoiceError, OSError, ValueError) as e:
+            log.info("%s: no stored windows to check on (%s); using noise", model.root, e)
+    rng = np.random.default_rng(seed)
+    shape = (n, *model.features.stored_shape)
+    if model.features.name == "seed-image":
+        return rng.random(shape, dtype=np.float32)
+    return (TARGET_RMS * rng.standard_normal(shape)).astype(np.float32)
+
+
+def max_difference(
+    torch_model: VoiceModel, onnx_model: VoiceModel, windows: np.ndarray
+) -> dict[str, float]:
+    """Largest absolute difference per output between two backends on ``windows``:
+    {"log_probs": ..., "embeddings": ...} (embeddings only for embedding models)."""
+    diff = {
+        "log_probs": float(
+            np.abs(
+                torch_model.window_log_probs(windows) - onnx_model.window_log_probs(windows)
+            ).max()
+        )
+    }
+    if torch_model.has_embedding:
+        a, b = torch_model.window_embeddings(windows), onnx_model.window_embeddings(windows)
+        diff["embeddings"] = float(np.abs(a - b).max())
+    return diff
+
+
+def check_export(run: str | os.PathLike, path: str | os.PathLike) -> dict[str, float]:
+    """Check the ONNX file ``path`` against run ``run``: its metadata must match, and its
+    outputs are compared with torch's on ``check_windows``. Returns ``max_difference``."""
+    torch_model = load_model(run)
+    onnx_model = load_model(run, backend="onnx", onnx_path=path)
+    return max_difference(torch_model, onnx_model, check_windows(torch_model))

@@ -1,0 +1,356 @@
+"""Batch inference: inputs, the three output formats, resume, workers, Dask, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from whichvoice.batch import (
+    BatchInput,
+    BatchInputError,
+    labelled_inputs,
+    manifest_inputs,
+    path_inputs,
+    predict_batch,
+)
+from whichvoice.corpus import read_manifest
+from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.predict import expand_paths, load_model
+
+from .conftest import run_cli
+
+
+def read_rows(path: Path) -> list[dict]:
+    """An output's rows as dicts of Python values, whatever its format."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    rows = list(csv.DictReader(path.open(newline="")))
+    for r in rows:
+        r["top"] = json.loads(r["top"])
+        for key, kind in (("confidence", float), ("speech_s", float), ("windows", int)):
+            r[key] = kind(r[key]) if r[key] else None
+        if "correct" in r:
+            r["correct"] = {"true": True, "false": False, "": None}[r["correct"]]
+    return rows
+
+
+def same_predictions(a: list[dict], b: list[dict]) -> None:
+    assert [r["path"] for r in a] == [r["path"] for r in b]
+    assert [r["voice"] for r in a] == [r["voice"] for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert x["confidence"] == pytest.approx(y["confidence"], abs=1e-4)
+        assert [t["voice"] for t in x["top"]] == [t["voice"] for t in y["top"]]
+
+
+@pytest.fixture(scope="module")
+def reference(trained_run: Path, small_corpus: Path, tmp_path_factory) -> list[dict]:
+    """The corpus manifest predicted in this process (workers=1), as JSONL rows."""
+    out = tmp_path_factory.mktemp("batch-ref") / "ref.jsonl"
+    predict_batch(
+        trained_run, manifest_inputs(small_corpus / "manifest.jsonl"), out, progress=False
+    )
+    return read_rows(out)
+
+
+def test_manifest_inputs(tmp_path: Path) -> None:
+    (tmp_path / "corpus.jsonl").write_text(
+        '{"id": "a", "path": "audio/a.mp3", "voice": "flite:slt"}\n\n{"path": "/abs/b.wav"}\n'
+    )
+    (tmp_path / "list.txt").write_text("audio/a.mp3\n  \n/abs/b.wav\ns3://bucket/c.mp3\n")
+    expected = [
+        BatchInput("audio/a.mp3", str(tmp_path / "audio/a.mp3")),
+        BatchInput("/abs/b.wav", "/abs/b.wav"),
+    ]
+    jsonl = manifest_inputs(tmp_path / "corpus.jsonl")
+    assert list(jsonl) == expected and list(jsonl) == expected  # read again on every pass
+    assert list(manifest_inputs(tmp_path / "list.txt")) == [
+        *expected,
+        BatchInput("s3://bucket/c.mp3", "s3://bucket/c.mp3"),
+    ]
+    (tmp_path / "bad.jsonl").write_text('{"path": "a.mp3"}\n{"id": "b"}\n')
+    with pytest.raises(BatchInputError, match=r'bad\.jsonl:2: no "path"'):
+        list(manifest_inputs(tmp_path / "bad.jsonl"))
+    with pytest.raises(BatchInputError, match=r"missing\.jsonl: cannot read"):
+        list(manifest_inputs(tmp_path / "missing.jsonl"))
+
+
+def test_labelled_inputs(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text("path,voice\nx/a.mp3,slt\n\n/abs/b.mp3, flite:rms\n")
+    assert list(labelled_inputs(tmp_path / "labels.csv")) == [
+        BatchInput("x/a.mp3", str(tmp_path / "x/a.mp3"), "slt"),
+        BatchInput("/abs/b.mp3", "/abs/b.mp3", "flite:rms"),
+    ]
+    (tmp_path / "bad.csv").write_text("a.mp3,slt\nb.mp3\n")
+    with pytest.raises(BatchInputError, match=r"bad\.csv:2: expected 'path,voice'"):
+        list(labelled_inputs(tmp_path / "bad.csv"))
+
+
+def test_path_inputs_walk_folders_as_predict_does(tmp_path: Path) -> None:
+    for name in ["b/z.mp3", "b/a.wav", "a.mp3", "b.flac", "c/d/e.ogg", "notes.txt", "B/x.mp3"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = [Path(i.path) for i in path_inputs([tmp_path, tmp_path / "notes.txt"])]
+    assert found == expand_paths([tmp_path, tmp_path / "notes.txt"])
+    assert len(found) == 7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_each_format_has_a_row_per_input_as_predict_says(
+    trained_run: Path, small_corpus: Path, reference: list[dict], tmp_path: Path, suffix: str
+) -> None:
+    clips = read_manifest(small_corpus / "manifest.jsonl")
+    out = tmp_path / "sub" / f"preds{suffix}"
+    summary = predict_batch(
+        trained_run, manifest_inputs(small_corpus / "manifest.jsonl"), out, progress=False
+    )
+    assert (summary.predicted, summary.rows, summary.failed) == (len(clips), len(clips), 0)
+    rows = read_rows(out)
+    assert list(rows[0]) == ["path", "voice", "confidence", "top", "speech_s", "windows", "error"]
+    assert [r["path"] for r in rows] == [c.path for c in clips]  # input order, as spelled
+    assert all(r["error"] == "" and len(r["top"]) == 3 for r in rows)
+    same_predictions(rows, reference)
+    # the same answers as `predict` gives file by file
+    model = load_model(trained_run)
+    plain = list(model.identify_many([small_corpus / c.path for c in clips]))
+    assert [r["voice"] for r in rows] == [p.voice for p in plain]
+    assert [r["windows"] for r in rows] == [p.windows for p in plain]
+    # no journal or temporary file is left beside it
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_after_a_cut_line(
+    trained_run: Path, small_corpus: Path, reference: list[dict], tmp_path: Path, suffix: str
+) -> None:
+    inputs = manifest_inputs(small_corpus / "manifest.jsonl")
+    out = tmp_path / f"preds{suffix}"
+    predict_batch(trained_run, inputs, out, progress=False)
+    whole = out.read_bytes()
+    # a kill mid-write leaves a prefix of the rows and a cut line
+    out.write_bytes(whole[: len(whole) // 3 + 11])
+    with pytest.raises(OutputError, match="--resume to complete it, or --overwrite"):
+        predict_batch(trained_run, inputs, out, progress=False)
+    summary = predict_batch(trained_run, inputs, out, resume=True, progress=False)
+    assert 0 < summary.skipped < len(reference)
+    assert summary.skipped + summary.predicted == summary.rows == len(reference)
+    assert out.read_bytes() == whole  # complete, in order, no duplicate
+    again = predict_batch(trained_run, inputs, out, resume=True, progress=False)
+    assert (again.predicted, again.skipped) == (0, len(reference))
+    assert out.read_bytes() == whole
+    # --overwrite starts again
+    assert predict_batch(trained_run, inputs, out, overwrite=True, progress=False).predicted == (
+        len(reference)
+    )
+
+
+@pytest.mark.slow
+def test_parquet_resumes_from_its_journal(
+    trained_run: Path, small_corpus: Path, reference: list[dict], tmp_path: Path
+) -> None:
+    inputs = manifest_inputs(small_corpus / "manifest.jsonl")
+    out = tmp_path / "preds.parquet"
+
+    def interrupted():
+        for n, item in enumerate(inputs):
+            if n == 70:
+                raise KeyboardInterrupt
+            yield item
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_batch(trained_run, interrupted(), out, chunk=16, progress=False)
+    journal = tmp_path / ".preds.parquet.jsonl"
+    assert not out.exists() and len(journal.read_text().splitlines()) == 64
+    with journal.open("a") as f:
+        f.write('{"path": "audio/cut')  # and a line cut short
+    summary = predict_batch(trained_run, inputs, out, resume=True, progress=False)
+    assert (summary.skipped, summary.rows) == (64, len(reference))
+    assert not journal.exists()
+    same_predictions(read_rows(out), reference)
+    # a complete Parquet file takes more inputs on --resume
+    extra = [*inputs, BatchInput("again.mp3", str(small_corpus / reference[0]["path"]))]
+    summary = predict_batch(trained_run, extra, out, resume=True, progress=False)
+    assert (summary.predicted, summary.rows) == (1, len(reference) + 1)
+    rows = read_rows(out)
+    assert rows[-1]["path"] == "again.mp3" and rows[-1]["voice"] == reference[0]["voice"]
+    same_predictions(rows[:-1], reference)
+
+
+@pytest.mark.slow
+def test_workers_change_nothing_but_the_speed(
+    trained_run: Path, small_corpus: Path, reference: list[dict], tmp_path: Path
+) -> None:
+    out = tmp_path / "preds.jsonl"
+    summary = predict_batch(
+        trained_run, manifest_inputs(small_corpus / "manifest.jsonl"), out, workers=2,
+        progress=False,
+    )  # fmt: skip
+    assert summary.workers == 2 and summary.rows == len(reference)
+    same_predictions(read_rows(out), reference)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster(
+    trained_run: Path, small_corpus: Path, reference: list[dict], tmp_path: Path
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    try:
+        out = tmp_path / "preds.csv"
+        summary = predict_batch(
+            trained_run,
+            manifest_inputs(small_corpus / "manifest.jsonl"),
+            out,
+            dask_scheduler=cluster.scheduler_address,
+            progress=False,
+        )
+    finally:
+        cluster.close()
+    assert summary.workers == 2 and summary.rows == len(reference)
+    same_predictions(read_rows(out), reference)
+
+
+@pytest.mark.slow
+def test_cli_labels_accuracy_and_a_corrupt_file(
+    trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    clips = read_manifest(small_corpus / "manifest.jsonl")[::8]
+    (tmp_path / "in").mkdir()
+    lines = ["path,voice"]
+    for c in clips:
+        shutil.copy(small_corpus / c.path, tmp_path / "in" / f"{c.id}.mp3")
+        lines.append(f"in/{c.id}.mp3,{c.voice.split(':')[1]}")  # voices by name
+    (tmp_path / "in" / "corrupt.mp3").write_bytes(b"ID3 this is not an mp3" * 20)
+    lines.append("in/corrupt.mp3,flite:slt")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "preds.csv"
+    proc = run_cli("predict", str(trained_run), "--labels", str(tmp_path / "labels.csv"),
+                   "--output", str(out))  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert f"{len(clips) + 1} rows, 1 failed, accuracy" in summary
+    rows = read_rows(out)
+    assert list(rows[0])[-2:] == ["true_voice", "correct"]
+    assert [r["path"] for r in rows] == [f"in/{c.id}.mp3" for c in clips] + ["in/corrupt.mp3"]
+    assert [r["true_voice"] for r in rows[:-1]] == [c.voice for c in clips]
+    assert all(r["correct"] == (r["voice"] == r["true_voice"]) for r in rows[:-1])
+    accuracy = sum(r["correct"] for r in rows[:-1]) / len(clips)
+    assert accuracy > 0.5  # four voices: far above chance
+    assert f"accuracy {accuracy:.4f} on {len(clips)} labelled" in summary
+    bad = rows[-1]
+    assert "corrupt.mp3" in bad["error"] and bad["voice"] in ("", None)
+    assert bad["correct"] is None
+
+
+@pytest.mark.slow
+def test_cli_kill_then_resume(trained_run: Path, small_corpus: Path, tmp_path: Path) -> None:
+    # 640 inputs: the corpus four times, spelled four ways from the manifest's folder
+    (tmp_path / "corpus").symlink_to(small_corpus)
+    clips = read_manifest(small_corpus / "manifest.jsonl")
+    spellings = [f"{prefix}{c.path}" for prefix in ("corpus/", "./corpus/", "corpus/audio/../",
+                 "corpus/./") for c in clips]  # fmt: skip
+    (tmp_path / "inputs.txt").write_text("\n".join(spellings) + "\n")
+    out = tmp_path / "preds.jsonl"
+    args = ["predict", str(trained_run), "--manifest", str(tmp_path / "inputs.txt"),
+            "--output", str(out), "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whichvoice", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (out.exists() and out.read_bytes().count(b"\n") >= 32):
+            assert proc.poll() is None, "the run ended before it was killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    written = out.read_text().splitlines()
+    assert 32 <= len(written) < len(spellings)  # rows appear as the run goes
+    with out.open("a") as f:
+        f.write('{"path": "corpus/cut sh')  # a line cut by the kill, at worst
+    run_cli(*args, "--resume", "--workers", "2", check=True)
+    rows = read_rows(out)
+    assert [r["path"] for r in rows] == spellings  # each input once, in order
+    assert rows[: len(written) - 1] == [json.loads(x) for x in written[:-1]]
+    voices: dict[str, set[str]] = {}
+    for r in rows:
+        voices.setdefault(os.path.normpath(r["path"]), set()).add(r["voice"])
+    assert len(voices) == len(clips)
+    assert all(len(v) == 1 for v in voices.values())  # one answer per file, however spelled
+
+
+@pytest.mark.slow
+def test_cli_errors_are_one_line_exit_2(
+    trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "nopath.jsonl").write_text('{"path": "a.mp3"}\n{"id": "x"}\n')
+    manifest = str(small_corpus / "manifest.jsonl")
+    out = ["-o", str(tmp_path / "p.csv")]
+    cases = [
+        (["--manifest", str(tmp_path / "missing.jsonl"), *out], "missing.jsonl: cannot read"),
+        (["--manifest", str(tmp_path / "nopath.jsonl"), *out], 'nopath.jsonl:2: no "path"'),
+        (["--manifest", manifest, "-o", str(tmp_path / "p.txt")], "name it .csv, .jsonl or"),
+        (["clip.mp3", "--workers", "2"], "--workers needs --output"),
+    ]
+    for args, message in cases:
+        proc = run_cli("predict", str(trained_run), *args)
+        assert proc.returncode == 2 and proc.stdout == "", (args, proc.stderr)
+        assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("predict", str(tmp_path), "--manifest", manifest, "-o", str(tmp_path / "p.csv"))
+    assert proc.returncode == 2 and "not a trained run" in proc.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    "backend" not in inspect.signature(load_model).parameters, reason="no --backend yet"
+)
+def test_onnx_backend_gives_the_same_answers(
+    trained_run: Path, small_corpus: Path, reference: list[dict], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    run = tmp_path / "run"  # the export is cached in the run: keep the shared one as it is
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("*.onnx", "checkpoint.pt"))
+    out = tmp_path / "preds.jsonl"
+    inputs = [BatchInput(r["path"], str(small_corpus / r["path"])) for r in reference[:48]]
+    predict_batch(run, inputs, out, workers=2, backend="onnx", progress=False)
+    same_predictions(read_rows(out), reference[:48])
+
+
+def test_dask_missing_is_a_clear_error(
+    trained_run: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(WhichvoiceError, match=r"needs dask\.distributed: pip install"):
+        predict_batch(
+            trained_run,
+            manifest_inputs(small_corpus / "manifest.jsonl"),
+            tmp_path / "p.csv",
+            dask_scheduler="tcp://127.0.0.1:8786",
+            progress=False,
+        )

@@ -1,0 +1,177 @@
+"""ONNX export and the onnxruntime backend: same outputs as torch (within 1e-4) on real clips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whichvoice.corpus import read_manifest
+from whichvoice.predict import ModelLoadError, OnnxVoiceModel, load_model
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+TOLERANCE = 1e-4  # largest absolute difference allowed between the backends
+
+
+def clips_of(corpus: Path, n: int = 12) -> list[Path]:
+    """``n`` clips spread over the corpus (so over its voices)."""
+    clips = sorted(read_manifest(corpus / "manifest.jsonl"), key=lambda c: c.id)
+    return [corpus / c.path for c in clips[:: max(1, len(clips) // n)][:n]]
+
+
+def assert_backends_match(torch_model, onnx_model, clips: list[Path]) -> None:
+    for clip in clips:
+        windows, _ = torch_model.windows(clip)
+        got, want = onnx_model.window_log_probs(windows), torch_model.window_log_probs(windows)
+        assert got.shape == want.shape and got.dtype == np.float32
+        assert np.abs(got - want).max() < TOLERANCE, clip
+        if torch_model.has_embedding:
+            got, want = (
+                onnx_model.window_embeddings(windows),
+                torch_model.window_embeddings(windows),
+            )
+            assert got.shape == want.shape
+            assert np.abs(got - want).max() < TOLERANCE, clip
+            np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path) -> Path:
+    """The trained run copied, so its ONNX cache does not land in the shared fixture."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("*.onnx", "checkpoint.pt"))
+    return run
+
+
+@pytest.mark.slow
+def test_onnx_backend_matches_torch_on_real_clips(run_copy: Path, small_corpus: Path) -> None:
+    torch_model = load_model(run_copy)
+    onnx_model = load_model(run_copy, backend="onnx")
+    assert isinstance(onnx_model, OnnxVoiceModel)
+    assert onnx_model.onnx_path == run_copy / "model.onnx"
+    assert onnx_model.has_embedding and onnx_model.labels == torch_model.labels
+    clips = clips_of(small_corpus)
+    assert_backends_match(torch_model, onnx_model, clips)
+    # the same answers, in the same format, one file at a time and batched
+    for clip in clips:
+        want = torch_model.identify(clip)
+        got = onnx_model.identify(clip)
+        assert got.voice == want.voice and got.windows == want.windows
+        assert abs(got.confidence - want.confidence) < 1e-4
+        assert set(got.to_dict()) == set(want.to_dict())
+    batched = [p.voice for p in onnx_model.identify_many(clips, batch=5)]
+    assert batched == [p.voice for p in torch_model.identify_many(clips, batch=5)]
+    got, _ = onnx_model.embed(clips[0])
+    want, _ = torch_model.embed(clips[0])
+    assert np.abs(got - want).max() < TOLERANCE
+
+
+@pytest.mark.slow
+def test_the_cache_follows_the_weights(run_copy: Path, small_corpus: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from whichvoice.export import ExportError
+
+    cached = load_model(run_copy, backend="onnx").onnx_path
+    old = shutil.copy(cached, tmp_path / "old.onnx")
+    state = load_file(str(run_copy / "model.safetensors"))
+    save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in state.items()},
+              str(run_copy / "model.safetensors"))  # fmt: skip
+    # an explicit file made from other weights is refused, naming what differs
+    with pytest.raises(ExportError, match="weights_sha256"):
+        load_model(run_copy, backend="onnx", onnx_path=old)
+    # the stale cache is exported again and follows the new weights
+    assert_backends_match(
+        load_model(run_copy), load_model(run_copy, backend="onnx"), clips_of(small_corpus, 3)
+    )
+
+
+def seed_run(root: Path) -> Path:
+    """An (untrained) seed-model run directory: the talk's CNN on spectrogram images."""
+    import torch
+    from safetensors.torch import save_file
+
+    from whichvoice.features import FeatureConfig
+    from whichvoice.models import build_model
+
+    features = FeatureConfig(name="seed-image")
+    labels = ["a", "b", "c", "d"]
+    torch.manual_seed(0)
+    net = build_model("seed", features.input_shape, len(labels))
+    root.mkdir(parents=True)
+    save_file(net.state_dict(), str(root / "model.safetensors"))
+    config = {
+        "model": "seed",
+        "features": features.to_dict(),
+        "labels": labels,
+        "input_shape": list(features.input_shape),
+    }
+    (root / "config.json").write_text(json.dumps(config))
+    return root
+
+
+@pytest.mark.slow
+def test_seed_model_through_onnx(small_corpus: Path, tmp_path: Path) -> None:
+    run = seed_run(tmp_path / "seed")
+    torch_model = load_model(run)
+    onnx_model = load_model(run, backend="onnx")
+    assert not onnx_model.has_embedding
+    clips = clips_of(small_corpus, 4)
+    assert_backends_match(torch_model, onnx_model, clips)
+    assert [onnx_model.identify(c).voice for c in clips] == [
+        torch_model.identify(c).voice for c in clips
+    ]
+
+
+@pytest.mark.slow
+def test_bundled_encoder_embeddings_through_onnx(small_corpus: Path) -> None:
+    from whichvoice.gallery import data_home
+    from whichvoice.verification import bundled_encoder
+
+    root = bundled_encoder()
+    onnx_model = load_model(root, backend="onnx")
+    # the package is never written to: the export is cached in the user's folder
+    assert not list(root.glob("*.onnx"))
+    assert onnx_model.onnx_path.parent == data_home() / "onnx"
+    assert_backends_match(load_model(root), onnx_model, clips_of(small_corpus, 6))
+
+
+@pytest.mark.slow
+def test_cli_export(cli, trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exports" / "voicenet.onnx"
+    proc = cli("export", str(trained_run), "--onnx", str(out), check=True)
+    path, diff = proc.stdout.splitlines()
+    assert Path(path) == out and not list(out.parent.glob(".*tmp"))
+    onnx.checker.check_model(str(out), full_check=True)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["whichvoice.labels"]) == load_model(trained_run).labels
+    assert meta["whichvoice.model"] == "voicenet"
+    # "max |onnx - torch|: log_probs 1.2e-06, embeddings 3.4e-07"
+    values = [float(part.split()[-1]) for part in diff.split(":", 1)[1].split(",")]
+    assert len(values) == 2 and max(values) < TOLERANCE
+
+
+def test_cli_export_of_a_bad_run(cli, tmp_path: Path) -> None:
+    proc = cli("export", str(tmp_path / "missing"), "--onnx", str(tmp_path / "x.onnx"))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "missing" in proc.stderr
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_unknown_backend(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="valid backends: torch, onnx"):
+        load_model(tmp_path, backend="tensorflow")
+
+
+def test_missing_onnxruntime_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from whichvoice.export import OnnxUnavailableError, import_onnxruntime
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
+    with pytest.raises(OnnxUnavailableError, match=r"whichvoice\[onnx\]"):
+        import_onnxruntime()

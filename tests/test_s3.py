@@ -1,0 +1,82 @@
+"""The pipeline with every location on s3:// (moto_server on 127.0.0.1): each step runs in its
+own process with its own empty cache, as if on another machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+from whichvoice import storage
+
+VOICES = "flite:slt,flite:rms,espeak-ng:en-us+f3"
+
+
+def _keys(url: str) -> set[str]:
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    keys = {o["Key"] for page in pages for o in page.get("Contents", [])}
+    return {k[len(prefix) + 1 :] for k in keys if k.startswith(prefix + "/")}
+
+
+@pytest.mark.slow
+def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) -> None:
+    def machine(name: str) -> dict[str, str]:
+        return {"env": {"WHICHVOICE_CACHE": str(tmp_path / name)}}
+
+    corpus, run = f"{bucket}/corpus", f"{bucket}/runs/voicenet"
+    cli("synth", corpus, "--voices", VOICES, "--sentences", "30", "--assign", "all", "--quiet",
+        check=True, **machine("synth"))  # fmt: skip
+    keys = _keys(corpus)
+    assert {"manifest.jsonl", storage.RECORD} <= keys
+    assert sum(k.endswith(".mp3") for k in keys) == 90
+
+    train = cli("train", corpus, "--out", run, "--epochs", "10", "--batch-size", "16", "--quiet",
+                check=True, **machine("train"))  # fmt: skip
+    assert train.returncode == 0
+    assert {"model.safetensors", "config.json", "metrics.json", "epochs.jsonl"} <= _keys(run)
+
+    evaluated = cli("evaluate", run, "--json", check=True, **machine("evaluate"))
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["files"] > 0 and metrics["file_accuracy"] > 0.6  # 3 voices: chance is 1/3
+    assert {"report.md", "confusion.png"} <= _keys(run)
+    assert "evaluation" in json.loads(storage.read_bytes(f"{run}/metrics.json"))
+
+    clip = next(k for k in sorted(_keys(corpus)) if k.startswith("audio/flite/slt/"))
+    predicted = cli("predict", run, f"{corpus}/{clip}", "--json", check=True, **machine("p"))
+    answer = json.loads(predicted.stdout)
+    assert answer["path"] == f"{corpus}/{clip}" and answer["voice"] == "flite:slt"
+
+    preds = f"{bucket}/out/preds.jsonl"
+    cli("predict", run, "--manifest", f"{corpus}/manifest.jsonl", "--output", preds, "--quiet",
+        check=True, **machine("batch"))  # fmt: skip
+    rows = [json.loads(line) for line in storage.read_bytes(preds).decode().splitlines()]
+    assert len(rows) == 90 and all(not r.get("error") for r in rows)
+
+
+@pytest.mark.slow
+def test_prepare_and_gallery_exports_on_s3(bucket: str, cli, tmp_path: Path) -> None:
+    from tests.conftest import voice_clips
+
+    clips = voice_clips(tmp_path / "local", "flite:slt,flite:rms", sentences=3)
+    corpus = f"{bucket}/corpus"
+    cli("synth", corpus, "--voices", "flite:slt,flite:rms", "--sentences", "12", "--assign",
+        "all", "--quiet", check=True)  # fmt: skip
+    prepared = f"{bucket}/prepared"
+    cli("prepare", corpus, prepared, "--quiet", check=True)
+    assert {"dataset.json", "train_x.npy", storage.RECORD} <= _keys(prepared)
+
+    gallery = tmp_path / "g.sqlite"
+    slt = [str(p) for p in clips["flite:slt"]]
+    cli("enroll", "slt", *slt, "--gallery", str(gallery), check=True)
+    export = f"{bucket}/exports/gallery.json"
+    cli("gallery", "export", export, "--gallery", str(gallery), check=True)
+    assert json.loads(storage.read_bytes(export))["voices"][0]["name"] == "slt"
+    other = tmp_path / "other.sqlite"
+    imported = cli("gallery", "import", export, "--gallery", str(other), check=True)
+    assert "imported 1" in imported.stdout
+    missing = cli("gallery", "import", f"{bucket}/exports/none.json", "--gallery", str(other))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
