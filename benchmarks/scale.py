@@ -75,7 +75,7 @@ def bench_batch(run: Path, corpus: Path, work: Path, n_clips: int, quiet: bool) 
         preds = work / f"preds-{workers}.csv"
         cmd = [
             sys.executable, "-m", "whichvoice", "predict", str(run), "--manifest", str(manifest),
-            "--output", str(preds), "--workers", str(workers), "--quiet",
+            "--output", str(preds), "--workers", str(workers), "--overwrite", "--quiet",
         ]  # fmt: skip
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)

@@ -64,3 +64,24 @@ def test_the_margin_warms_up() -> None:
     margins = [margin_at(e, 50, 0.2) for e in range(50)]
     assert margins[0] == pytest.approx(0.02) and margins[9] == pytest.approx(0.2)
     assert margins == sorted(margins) and max(margins) == pytest.approx(0.2)
+
+
+def test_margin_head_stays_float32_under_bf16_autocast() -> None:
+    """On CUDA the training loop runs under bf16 autocast; the margin head must not: an
+    embedding on its class centre (cosine 1) would get an infinite acos gradient."""
+    from torch.nn import functional as F
+
+    from whichvoice.models import CosineHead
+
+    torch.manual_seed(0)
+    head = CosineHead(8, 3, margin=0.2)
+    emb = F.normalize(torch.randn(4, 8), dim=1)
+    emb[0] = F.normalize(head.weight[0].detach(), dim=0)  # exactly on voice 0's centre
+    emb.requires_grad_()
+    labels = torch.tensor([0, 1, 2, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(emb, labels)
+        loss = F.cross_entropy(logits, labels)
+    assert logits.dtype == torch.float32
+    loss.backward()
+    assert torch.isfinite(emb.grad).all() and torch.isfinite(head.weight.grad).all()

@@ -49,11 +49,19 @@ def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) ->
     answer = json.loads(predicted.stdout)
     assert answer["path"] == f"{corpus}/{clip}" and answer["voice"] == "flite:slt"
 
+    folder = cli("predict", run, f"{corpus}/audio/flite/rms", "--json", check=True, **machine("p"))
+    voices = [json.loads(line)["voice"] for line in folder.stdout.splitlines()]
+    assert len(voices) == 30 and voices.count("flite:rms") >= 27
+
     preds = f"{bucket}/out/preds.jsonl"
     cli("predict", run, "--manifest", f"{corpus}/manifest.jsonl", "--output", preds, "--quiet",
         check=True, **machine("batch"))  # fmt: skip
     rows = [json.loads(line) for line in storage.read_bytes(preds).decode().splitlines()]
     assert len(rows) == 90 and all(not r.get("error") for r in rows)
+    assert {r["path"] for r in rows} == {k for k in _keys(corpus) if k.endswith(".mp3")}
+
+    cli("export", run, "--onnx", f"{bucket}/onnx/voicenet.onnx", check=True, **machine("onnx"))
+    assert "voicenet.onnx" in _keys(f"{bucket}/onnx")
 
 
 @pytest.mark.slow

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import torch
 
+from whichvoice import storage
 from whichvoice.audio import ensure_dir
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.predict import AUDIO_SUFFIXES, Prediction, VoiceModel, load_model
@@ -96,23 +97,31 @@ class Inputs:
         return self.read()
 
 
-def _resolve(base: Path, path: str) -> str:
+def _resolve(base: Path | str, path: str) -> str:
     if "://" in path or Path(path).is_absolute():
         return path
-    return str(base / path)
+    return str(storage.join(base, path))
+
+
+def _parent(path: str | os.PathLike) -> Path | str:
+    """The folder relative paths in a list are read from: a local folder or a URL prefix."""
+    return os.fspath(path).rsplit("/", 1)[0] if storage.is_url(path) else Path(path).parent
 
 
 def manifest_inputs(manifest: str | os.PathLike) -> Inputs:
     """The files a manifest lists: a corpus manifest.jsonl, any JSONL whose objects have a
     "path", or a text file with one path a line; relative paths are relative to the
-    manifest's folder. Reading raises BatchInputError naming the file and line."""
-    manifest = Path(manifest)
+    manifest's folder. The manifest and its paths may be URLs (``s3://...``), streamed.
+    Reading raises BatchInputError naming the file and line."""
+    manifest = manifest if storage.is_url(manifest) else Path(manifest)
 
     def read() -> Iterator[BatchInput]:
         try:
-            f = open(manifest, encoding="utf-8")  # noqa: SIM115 (closed below; errors named)
-        except OSError as e:
-            raise BatchInputError(f"{manifest}: cannot read ({e.strerror or e})") from e
+            f = storage.open_text(manifest, encoding="utf-8")
+        except (OSError, storage.StorageError) as e:
+            raise BatchInputError(
+                f"{manifest}: cannot read ({getattr(e, 'strerror', None) or e})"
+            ) from e
         with f:
             try:
                 for n, line in enumerate(f, 1):
@@ -120,14 +129,14 @@ def manifest_inputs(manifest: str | os.PathLike) -> Inputs:
                     if not text:
                         continue
                     path = _manifest_path(text, manifest, n) if text.startswith("{") else text
-                    yield BatchInput(path, _resolve(manifest.parent, path))
+                    yield BatchInput(path, _resolve(_parent(manifest), path))
             except UnicodeDecodeError as e:
                 raise BatchInputError(f"{manifest}: not a text file ({e})") from e
 
     return Inputs(str(manifest), read)
 
 
-def _manifest_path(text: str, manifest: Path, n: int) -> str:
+def _manifest_path(text: str, manifest: Path | str, n: int) -> str:
     try:
         row = json.loads(text)
     except ValueError as e:
@@ -141,13 +150,15 @@ def _manifest_path(text: str, manifest: Path, n: int) -> str:
 def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
     """The rows ``path,voice`` of a CSV (header optional; paths relative to its folder). A
     voice may be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``)."""
-    csv_path = Path(csv_path)
+    csv_path = csv_path if storage.is_url(csv_path) else Path(csv_path)
 
     def read() -> Iterator[BatchInput]:
         try:
-            f = open(csv_path, encoding="utf-8-sig", newline="")  # noqa: SIM115
-        except OSError as e:
-            raise BatchInputError(f"{csv_path}: cannot read ({e.strerror or e})") from e
+            f = storage.open_text(csv_path, encoding="utf-8-sig", newline="")
+        except (OSError, storage.StorageError) as e:
+            raise BatchInputError(
+                f"{csv_path}: cannot read ({getattr(e, 'strerror', None) or e})"
+            ) from e
         with f:
             rows = csv.reader(f)
             try:
@@ -160,7 +171,7 @@ def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
                     if len(cells) < 2 or not cells[0] or not cells[1]:
                         where = f"{csv_path}:{rows.line_num}"
                         raise BatchInputError(f"{where}: expected 'path,voice', got {row!r}")
-                    yield BatchInput(cells[0], _resolve(csv_path.parent, cells[0]), cells[1])
+                    yield BatchInput(cells[0], _resolve(_parent(csv_path), cells[0]), cells[1])
             except (UnicodeDecodeError, csv.Error) as e:
                 raise BatchInputError(f"{csv_path}: not a path,voice CSV ({e})") from e
 
@@ -169,8 +180,8 @@ def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
 
 def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
     """Files as given, and the audio files under each folder, walked lazily in the order of
-    ``predict.expand_paths`` (sorted, recursively)."""
-    paths = [Path(p) for p in paths]
+    ``predict.expand_paths`` (sorted, recursively); a URL names an object or a prefix."""
+    paths = [os.fspath(p) if storage.is_url(p) else Path(p) for p in paths]
 
     def walk(folder: Path) -> Iterator[Path]:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -181,6 +192,10 @@ def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
 
     def read() -> Iterator[BatchInput]:
         for p in paths:
+            if storage.is_url(p):
+                for url in storage.list_files(p, AUDIO_SUFFIXES):
+                    yield BatchInput(url, url)
+                continue
             for f in walk(p) if p.is_dir() else [p]:
                 yield BatchInput(str(f), str(f))
 
@@ -202,7 +217,7 @@ class BatchSummary:
     """What a batch run did. ``rows``, ``failed``, ``labelled`` and ``correct`` describe the
     whole output (rows of earlier runs included); the rest, this run."""
 
-    output: Path
+    output: Path | str
     predicted: int = 0  # inputs this run identified (or failed on)
     skipped: int = 0  # inputs already in the output (resume)
     seconds: float = 0.0  # this run's work, worker start-up included
@@ -262,8 +277,17 @@ def predict_batch(
     the work to that Dask cluster instead. See the module's docstring for streaming, order,
     resume and the Parquet journal. Raises WhichvoiceError for a bad run, input or output.
     """
-    output = Path(output)
     fmt = output_format(output)
+    if storage.is_url(output):  # written locally and uploaded, a Parquet journal too
+        journal = [f".{os.fspath(output).rsplit('/', 1)[-1]}.jsonl"] * (fmt == "parquet")
+        with storage.local_files(os.fspath(output), journal) as local:
+            summary = predict_batch(
+                run, inputs, local, workers=workers, resume=resume, overwrite=overwrite,
+                backend=backend, dask_scheduler=dask_scheduler, progress=progress, chunk=chunk,
+            )  # fmt: skip
+        summary.output = output
+        return summary
+    output = Path(output)
     if resume and overwrite:
         raise WhichvoiceError("resume or overwrite: not both")
     if workers < 1 or chunk < 1:
@@ -316,7 +340,7 @@ def predict_batch(
         with (
             _dask(dask_scheduler, run, backend)
             if dask_scheduler
-            else _local(model, run, backend, workers)
+            else _local(model, model.root if storage.is_url(run) else run, backend, workers)
         ) as (submit, inflight, n_workers):
             summary.workers = n_workers
             sink.open(columns)

@@ -436,26 +436,26 @@ def _training_corpus(run: Path | str) -> Path | str:
 
 
 @app.command("predict")
-@click.argument("run", type=click.Path(path_type=Path))
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("run", type=LOCATION)
+@click.argument("paths", nargs=-1, type=LOCATION)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.option(
     "--manifest",
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     help='Inputs listed in a file: a corpus manifest.jsonl, any JSONL with a "path", or one '
     "path a line (relative to its folder). Needs --output.",
 )
 @click.option(
     "--labels",
     "labels_csv",
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     help="Inputs with their voice: a path,voice CSV; adds true_voice and correct columns and "
     "prints the accuracy. Needs --output.",
 )
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     help="Write one row per input to this .csv, .jsonl or .parquet (streamed, in input "
     "order) instead of printing.",
 )
@@ -580,12 +580,12 @@ def predict_cmd(
 
 
 @app.command("export")
-@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("run", type=LOCATION)
 @click.option(
     "--onnx",
     "onnx_out",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=LOCATION,
     help="The ONNX file to write: stored windows in, log-probabilities (and embeddings) out.",
 )
 @click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True)
@@ -594,9 +594,9 @@ def export_cmd(run: Path, onnx_out: Path, opset: int) -> None:
     _setup_logging(True)
     from whichvoice.export import check_export, export_onnx
 
-    path = export_onnx(run, onnx_out, opset=opset)
+    path = export_onnx(run, onnx_out, opset=opset)  # a URL's local copy, once uploaded
     diff = check_export(run, path)
-    click.echo(path)
+    click.echo(onnx_out)
     click.echo("max |onnx - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
 
 

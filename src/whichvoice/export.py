@@ -217,8 +217,15 @@ def export_onnx(
     run: str | os.PathLike, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET
 ) -> Path:
     """Export run directory ``run`` to the ONNX file ``out`` (see the module docstring for
-    its inputs, outputs and metadata). Returns ``out``."""
-    return export_model(load_model(run), out, opset=opset)
+    its inputs, outputs and metadata); either may be a URL (``s3://...``): the file is then
+    made in the local mirror and uploaded. Returns the local file."""
+    from whichvoice import storage
+
+    if not storage.is_url(out):
+        return export_model(load_model(run), out, opset=opset)
+    local = export_model(load_model(run), storage.mirror_path(os.fspath(out)), opset=opset)
+    storage.put_file(local, os.fspath(out))
+    return local
 
 
 def cache_path(model: VoiceModel) -> Path:

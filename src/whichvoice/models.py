@@ -165,7 +165,13 @@ class CosineHead(nn.Module):
         self.margin = margin
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        cos = F.linear(emb, F.normalize(self.weight, dim=1))
+        # float32 even under bf16 autocast: there 1 - 1e-6 rounds to 1, where the gradient of
+        # acos is infinite
+        with torch.autocast(emb.device.type, enabled=False):
+            return self._logits(emb.float(), labels)
+
+    def _logits(self, emb: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        cos = F.linear(emb, F.normalize(self.weight.float(), dim=1))
         if labels is None or self.margin <= 0:
             return self.scale * cos
         theta = torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6))

@@ -287,10 +287,17 @@ def _load_torch(root: Path, device: str) -> VoiceModel:
         ) from e
 
 
-def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the audio files found (recursively, sorted) under each folder."""
-    out: list[Path] = []
-    for p in map(Path, paths):
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path | str]:
+    """Files as given, and the audio files found (recursively, sorted) under each folder;
+    a URL (``s3://...``) names an object or a prefix to list."""
+    from whichvoice import storage
+
+    out: list[Path | str] = []
+    for given in paths:
+        if storage.is_url(given):
+            out.extend(storage.list_files(os.fspath(given), AUDIO_SUFFIXES))
+            continue
+        p = Path(given)
         if p.is_dir():
             out.extend(
                 sorted(

@@ -317,6 +317,43 @@ def local_output(
             upload(local, url, last=last, progress=progress)
 
 
+def open_text(path: str | os.PathLike, **kw):
+    """A local file or remote object opened for reading text, streamed (``open``'s keywords:
+    encoding, newline)."""
+    if not is_url(path):
+        return open(path, **kw)
+    import fsspec
+
+    url = os.fspath(path)
+    try:
+        f = fsspec.open(url, "rt", **kw).open()
+    except FileNotFoundError as e:
+        raise StorageError(f"{url}: no such object") from e
+    except Exception as e:
+        raise StorageError(_describe(url, e)) from e
+    return f
+
+
+def list_files(url: str, suffixes: Iterable[str]) -> list[str]:
+    """The URLs of the objects under prefix ``url`` whose names end in one of ``suffixes``
+    (lower-cased), sorted; ``[url]`` when ``url`` is one object."""
+    fs, root = _fs(url)
+    protocol = url.split("://", 1)[0]
+    wanted = tuple(s.lower() for s in suffixes)
+    try:
+        fs.invalidate_cache(root)
+        found = _remote_files(fs, root)
+    except Exception as e:
+        raise StorageError(_describe(url, e)) from e
+    if "" in found:
+        return [url]
+    return [
+        f"{protocol}://{root.rstrip('/')}/{name}"
+        for name in sorted(found)
+        if name.lower().endswith(wanted) and not _is_temporary(name)
+    ]
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     """The bytes of a local file or remote object (OSError / StorageError when unreadable)."""
     if not is_url(path):
@@ -343,6 +380,49 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         fs.pipe_file(root, data)
     except Exception as e:
         raise StorageError(_describe(url, e)) from e
+
+
+def put_file(local: str | os.PathLike, url: str) -> None:
+    """Upload one local file to ``url`` (streamed; one object, whole or not at all)."""
+    fs, root = _fs(url)
+    try:
+        fs.put_file(os.fspath(local), root)
+    except Exception as e:
+        raise StorageError(_describe(url, e)) from e
+
+
+def remove(url: str) -> None:
+    """Delete the object ``url`` if it exists."""
+    fs, root = _fs(url)
+    try:
+        if fs.exists(root):
+            fs.rm_file(root)
+    except Exception as e:
+        raise StorageError(_describe(url, e)) from e
+
+
+@contextlib.contextmanager
+def local_files(url: str, extra: Iterable[str] = ()) -> Iterator[Path]:
+    """A local path to write the object ``url`` (and the objects ``extra`` beside it, e.g. a
+    journal) through: the stored ones are downloaded first, so a job resumes; afterwards every
+    one that exists locally is uploaded (also after a failure) and the others are deleted."""
+    local = mirror_path(url)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    parent = url.rsplit("/", 1)[0]
+    names = [local.name, *extra]
+    for name in names:
+        if exists(f"{parent}/{name}"):
+            download(f"{parent}/{name}", local.parent / name)
+        else:
+            (local.parent / name).unlink(missing_ok=True)
+    try:
+        yield local
+    finally:
+        for name in names:
+            if (local.parent / name).is_file():
+                put_file(local.parent / name, f"{parent}/{name}")
+            else:
+                remove(f"{parent}/{name}")
 
 
 def exists(path: str | os.PathLike) -> bool:

@@ -175,10 +175,10 @@ def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
 
 
-def _autocast(device: torch.device, margin: float) -> AbstractContextManager:
-    """bf16 autocast on CUDA (no loss scaling needed); none on CPU, and none for margin heads:
-    in bf16 a cosine near 1 rounds to 1, where the gradient of its angle is infinite."""
-    if device.type == "cuda" and margin == 0:
+def _autocast(device: torch.device) -> AbstractContextManager:
+    """bf16 autocast on CUDA (no loss scaling needed; margin heads keep float32 themselves);
+    none on CPU."""
+    if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
@@ -492,7 +492,7 @@ def _train(
             xb = augment_batch(_to_device(batch_x, device), augment, g)
             yb = _to_device(y_train[idx], device)
             inputs = model_inputs(xb, features)
-            with _autocast(device, final_margin):
+            with _autocast(device):
                 # margin heads need the labels while training; plain classifiers ignore them
                 logits = net(inputs, yb) if hasattr(model, "embed") else net(inputs)
                 loss = F.cross_entropy(logits, yb)
