@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="whichvoice-bench-scale-"))
-    corpus = args.corpus or work / "corpus"
+    corpus = (args.corpus or work / "corpus").resolve()
     synthesize_corpus(
         corpus,
         load_sentences(args.sentences).sentences,
