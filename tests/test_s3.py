@@ -88,3 +88,27 @@ def test_prepare_and_gallery_exports_on_s3(bucket: str, cli, tmp_path: Path) -> 
     missing = cli("gallery", "import", f"{bucket}/exports/none.json", "--gallery", str(other))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_batch_parquet_output_on_s3_is_complete_and_resumable(
+    bucket: str, trained_run: Path, small_corpus: Path, cli, tmp_path: Path
+) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    out = f"{bucket}/preds/p.parquet"
+    manifest = small_corpus / "manifest.jsonl"
+    n = sum(1 for line in manifest.read_text().splitlines() if line.strip())
+    args = ("predict", str(trained_run), "--manifest", str(manifest), "--output", out, "--quiet")
+    cli(*args, check=True, env={"WHICHVOICE_CACHE": str(tmp_path / "a")})
+    table = pq.read_table(io.BytesIO(storage.read_bytes(out)))
+    assert table.num_rows == n and not any(table.column("error").to_pylist())
+    assert _keys(f"{bucket}/preds") == {"p.parquet"}  # the journal is gone once complete
+
+    again = cli(*args, env={"WHICHVOICE_CACHE": str(tmp_path / "b")})  # another machine
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = cli(*args, "--resume", check=True, env={"WHICHVOICE_CACHE": str(tmp_path / "c")})
+    assert f"{n} already done" in resumed.stderr and f"{n} rows, 0 failed" in resumed.stderr
+    assert pq.read_table(io.BytesIO(storage.read_bytes(out))).num_rows == n
