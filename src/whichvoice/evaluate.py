@@ -32,8 +32,8 @@ class LabelledFile:
 
 def test_files(model: VoiceModel, corpus: str | os.PathLike) -> list[LabelledFile]:
     """The test split of a corpus, split as the model's training data was (same seed)."""
-    clips = load_corpus(corpus)
-    root = storage.local_path(corpus)  # a URL's mirror, already downloaded by load_corpus
+    root = storage.local_path(corpus)  # a URL's mirror, listed and downloaded once
+    clips = load_corpus(root)
     prep = model.config["prepare"]
     split = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
     files = [LabelledFile(root / c.path, c.voice) for c in clips if split[c.id] == "test"]

@@ -1,7 +1,7 @@
 """Object storage: every folder or file argument may be a URL such as ``s3://bucket/prefix``.
 
 The library works on local folders (memory-mapped arrays, SQLite, resumable manifests), so a
-URL is *staged*: ``local_input`` mirrors the remote prefix into a local cache and yields that
+URL is *staged*: ``local_path`` mirrors the remote prefix into a local cache and returns that
 folder; ``local_output`` does the same for an output (so an interrupted job resumes), then
 uploads what changed. Any fsspec protocol works; ``s3://`` goes through s3fs, which takes its
 endpoint, region and credentials from the usual AWS settings (``AWS_ENDPOINT_URL`` for
@@ -282,15 +282,6 @@ def upload(
 def local_path(path: str | os.PathLike) -> Path:
     """A local path as a Path; a URL's mirror after downloading it (see ``download``)."""
     return download(os.fspath(path)) if is_url(path) else Path(path)
-
-
-@contextlib.contextmanager
-def local_input(path: str | os.PathLike | None, *, progress: bool = False) -> Iterator[Path | None]:
-    """A local path for reading ``path``: itself, or a URL's downloaded mirror."""
-    if path is None or not is_url(path):
-        yield None if path is None else Path(path)
-        return
-    yield download(os.fspath(path), progress=progress)
 
 
 @contextlib.contextmanager
