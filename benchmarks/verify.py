@@ -15,12 +15,18 @@ encoder's stored threshold (what `whichvoice identify` does): the voices are spl
 voices' clips rejected ("unknown"), of enrolled voices' clips rejected (false rejection) and
 identified as another enrolled voice. Writes benchmarks/results/verify.json.
 
-    python benchmarks/verify.py [--model RUN] [--per-voice 40] [--splits 10] [--no-resemblyzer]
+    python benchmarks/verify.py [--model RUN] [--per-voice 100] [--splits 10] [--no-resemblyzer]
+        [--workdir DIR]
+
+``--workdir`` keeps the synthesized corpus there (a rerun with the same held-out voices and
+``--per-voice`` synthesizes nothing again); by default it lives in a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -185,17 +191,25 @@ def measure(name: str, encoder, trials: dict, threshold: float, splits: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="encoder run [bundled]")
-    parser.add_argument("--per-voice", type=int, default=40, help="clips per voice")
+    parser.add_argument("--per-voice", type=int, default=100, help="clips per voice")
     parser.add_argument("--splits", type=int, default=10, help="enrolled/unknown splits")
     parser.add_argument("--no-resemblyzer", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the corpus here")
     args = parser.parse_args()
 
     root = args.model or bundled_encoder()
     recipe = json.loads((Path(root) / "recipe.json").read_text())
     held = recipe["held_out_voices"]
-    with tempfile.TemporaryDirectory(prefix="whichvoice-verify-") as tmp:
-        corpus = Path(tmp) / "corpus"
+    with contextlib.ExitStack() as stack:
+        if args.workdir is None:
+            tmp = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-verify-"))
+            )
+        else:
+            key = hashlib.sha256("\n".join(held).encode()).hexdigest()[:12]
+            tmp = args.workdir / f"{key}-{args.per_voice}"
+        corpus = tmp / "corpus"
         synth = synthesize_corpus(
             corpus,
             bundled_sentences(),
@@ -205,8 +219,8 @@ def main() -> None:
             progress=False,
         )
         print(synth.line())
-        clips = Path(tmp) / "clips"
-        clips.mkdir()
+        clips = tmp / "clips"
+        clips.mkdir(exist_ok=True)
         trials = make_trials(held_out_files(corpus, held), clips)
         encoder = load_encoder(args.model)
         results = {

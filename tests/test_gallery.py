@@ -41,6 +41,23 @@ def test_another_models_gallery_is_refused(tmp_path: Path) -> None:
         Gallery(tmp_path / "g.sqlite", "model-2")
 
 
+def test_reading_a_missing_gallery_does_not_create_it(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "g.sqlite"
+    with Gallery(path, "model-1", create=False) as g:
+        assert g.names() == [] and g.export_json()["voices"] == []
+        with pytest.raises(GalleryError, match="'Nobody' is not enrolled"):
+            g.get("Nobody")
+        with pytest.raises(GalleryError):
+            g.remove("Nobody")
+    assert not path.exists() and not path.parent.exists()
+    with Gallery(path, "model-1") as g:
+        g.enroll("Joanna", unit(np.ones((1, 8))), 3.0)
+    with Gallery(path, "model-1", create=False) as g:  # an existing one is read as it is
+        assert g.names() == ["Joanna"]
+    with pytest.raises(GalleryError, match="made with model model-1"):
+        Gallery(path, "model-2", create=False)
+
+
 def test_not_a_database(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
@@ -82,13 +99,16 @@ while True:
     e = rng.normal(size=(4, 64)); e /= np.linalg.norm(e, axis=1, keepdims=True)
     g.enroll(f"voice{i % 50}", e, 12.0)
     i += 1
+    if i == 20:
+        print("committing", flush=True)  # the test kills it from now on, mid-write
 """
 
 
 def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
     path = tmp_path / "g.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
-    time.sleep(2.0)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"committing\n"
+    time.sleep(0.5)  # hundreds of transactions more, one of them cut by the kill
     proc.kill()
     proc.wait()
     with Gallery(path, "m") as g:

@@ -235,10 +235,19 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
 
 
 def test_writes_need_the_api_key_and_an_empty_gallery(tmp_path: Path, enroll_clips) -> None:
-    proc, url = start_server(None, "--gallery", str(tmp_path / "g.sqlite"), "--api-key", "k3y")
+    gallery = tmp_path / "g.sqlite"
+    proc, url = start_server(None, "--gallery", str(gallery), "--api-key", "k3y")
     key = {"X-API-Key": "k3y"}
     clips = files(*enroll_clips[AWB][:ENROLL])
     try:
+        # reading a gallery that does not exist answers an empty one and does not make it
+        assert httpx.get(f"{url}/v1/gallery", headers=key).json()["voices"] == []
+        assert httpx.get(f"{url}/v1/gallery/export", headers=key).json()["voices"] == []
+        assert_error(httpx.get(f"{url}/v1/gallery/awb", headers=key), 404, "not enrolled")
+        assert_error(httpx.delete(f"{url}/v1/gallery/awb", headers=key), 404, "not enrolled")
+        verdict = httpx.post(f"{url}/v1/verify?name=awb", files=clips[:1], headers=key, timeout=60)
+        assert_error(verdict, 404, "not enrolled")
+        assert not gallery.exists()
         # no voice enrolled and no classifier: nothing can answer
         assert_error(
             httpx.post(f"{url}/v1/identify", files=clips[:1], headers=key, timeout=60),

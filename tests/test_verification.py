@@ -151,6 +151,17 @@ def test_verification_errors_are_one_line(
     voices = clips_by_voice(encoder / "corpus")
     a = sorted(voices)[0]
     common = ["--model", str(run), "--gallery", str(gallery)]
+    # reading a gallery that does not exist says so and leaves no file behind
+    for args, needle in [
+        (["verify", "alice", str(voices[a][2]), *common], "'alice' is not enrolled"),
+        (["identify", str(voices[a][2]), *common], "no voices enrolled"),
+        (["gallery", "remove", "alice", *common], "'alice' is not enrolled"),
+        (["gallery", "import", str(tmp_path / "missing.json"), *common], "missing.json"),
+    ]:
+        proc = cli(*args)
+        assert proc.returncode == 2 and needle in proc.stderr, (args, proc.stderr)
+    assert cli("gallery", "list", *common, check=True).stdout == ""
+    assert not gallery.exists()
     cli("enroll", "alice", *map(str, voices[a][:2]), *common, check=True)
     for args, needle in [
         (["verify", "nobody", str(voices[a][2]), *common], "'nobody' is not enrolled"),

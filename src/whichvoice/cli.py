@@ -797,11 +797,11 @@ def _encoder(model: Path | None):
     return load_encoder(model)
 
 
-def _gallery(model, path: Path | None):
+def _gallery(model, path: Path | None, *, create: bool = False):
     from whichvoice.gallery import Gallery, default_gallery_path
     from whichvoice.verification import model_id
 
-    return Gallery(path or default_gallery_path(), model_id(model))
+    return Gallery(path or default_gallery_path(), model_id(model), create=create)
 
 
 _model_option = click.option(
@@ -848,7 +848,7 @@ def enroll_cmd(
     from whichvoice.verification import enroll
 
     encoder = _encoder(model)
-    with _gallery(encoder, gallery) as g:
+    with _gallery(encoder, gallery, create=True) as g:
         voice, errors = enroll(encoder, g, name, expand_paths(files))
     for e in errors:
         click.echo(f"skipped: {e}", err=True)
@@ -957,8 +957,9 @@ def gallery_import_cmd(file: Path | str, model: Path | None, gallery: Path | Non
     """Add the voices of an export FILE (a path or s3:// URL)."""
     from whichvoice.gallery import read_export
 
-    with _gallery(_encoder(model), gallery) as g:
-        n = g.import_json(read_export(file))
+    data = read_export(file)
+    with _gallery(_encoder(model), gallery, create=True) as g:
+        n = g.import_json(data)
     click.echo(f"imported {n} voices")
 
 

@@ -80,12 +80,18 @@ class Voice:
 class Gallery:
     """The voices enrolled with one model, in a SQLite file."""
 
-    def __init__(self, path: str | os.PathLike, model_id: str) -> None:
+    def __init__(self, path: str | os.PathLike, model_id: str, *, create: bool = True) -> None:
+        """Open (or create) the gallery at ``path``. With ``create=False`` a missing file is
+        read as an empty gallery and not created, for callers that only read (a gallery
+        appears when the first voice is enrolled or imported)."""
         self.path = Path(path)
         self.model_id = model_id
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if create or self.path.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            else:  # nothing to read: an empty gallery in memory, never written to disk
+                self._db = sqlite3.connect(":memory:", isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             with self._transaction():

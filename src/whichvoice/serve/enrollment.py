@@ -113,7 +113,7 @@ def add_routes(app: FastAPI, service: Service) -> None:
                     f"{name}: no usable speech in the {len(files)} file(s) sent: "
                     + "; ".join(w for w in why if w),
                 )
-            with service.gallery() as (encoder, g):
+            with service.gallery(create=True) as (encoder, g):
                 voice, errors = enroll(encoder.model, g, name, [data for _, data in good])
             skipped = [{"file": f, "error": w} for (f, _), w in zip(files, why, strict=True) if w]
             for e in errors:  # rare (each file decoded once already): find the upload it names
@@ -187,7 +187,7 @@ def add_routes(app: FastAPI, service: Service) -> None:
             raise HTTPProblem(422, "invalid", f"the body is not JSON ({e})") from e
 
         def work() -> ImportResponse:
-            with service.gallery() as (_, g):
+            with service.gallery(create=True) as (_, g):
                 return ImportResponse(imported=g.import_json(data))
 
         return await run_in_threadpool(work)

@@ -119,11 +119,13 @@ class Service:
             raise HTTPProblem(503, "no_encoder", f"no voice encoder here: {e}") from e
 
     @contextmanager
-    def gallery(self) -> Iterator[tuple[Encoder, Gallery]]:
-        """The encoder and the gallery, opened for one request. A SQLite connection belongs to
-        the thread that opened it, so call this inside the request's worker thread."""
+    def gallery(self, *, create: bool = False) -> Iterator[tuple[Encoder, Gallery]]:
+        """The encoder and the gallery, opened for one request (the file is made only when
+        ``create``: reading a gallery that does not exist reads an empty one). A SQLite
+        connection belongs to the thread that opened it, so call this inside the request's
+        worker thread."""
         encoder = self.encoder()
-        with Gallery(self.gallery_path, encoder.id) as g:
+        with Gallery(self.gallery_path, encoder.id, create=create) as g:
             yield encoder, g
 
     async def body(self, request: Request) -> bytes:
