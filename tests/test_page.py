@@ -41,10 +41,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(run: Path, *args: str) -> Iterator[str]:
-    """``whichvoice serve RUN ARGS`` in a subprocess; yields its base URL, kills it after."""
+def serving(run: Path | None, *args: str) -> Iterator[str]:
+    """``whichvoice serve [RUN] ARGS`` in a subprocess; yields its base URL, kills it after."""
     port = free_port()
-    command = [sys.executable, "-m", "whichvoice", "serve", str(run), "--port", str(port)]
+    command = [sys.executable, "-m", "whichvoice", "serve", *([str(run)] if run else [])]
+    command += ["--port", str(port)]
     proc = subprocess.Popen(
         [*command, "--quiet", *args],
         stdout=subprocess.DEVNULL,
@@ -278,4 +279,41 @@ def test_the_api_key_field_unlocks_a_protected_server(browser, trained_run, smal
         page.reload()  # the key is remembered
         page.wait_for_function("document.body.dataset.voices === 'loaded'")
         assert page.input_value("#api-key") == "secret"
+        page.context.close()
+
+
+def test_without_a_classifier_the_enrolled_voices_answer(browser, small_corpus, clips, tmp_path):
+    import httpx
+
+    paths: dict[str, list[str]] = {}
+    for c in sorted(clips, key=lambda c: c["sentence_id"]):
+        paths.setdefault(c["voice"], []).append(str(small_corpus / c["path"]))
+    # no RUN: the bundled encoder and the gallery answer; ked is a voice it never trained on
+    with serving(None, "--gallery", str(tmp_path / "g.sqlite")) as base:
+        for name, voice in (("slt", "flite:slt"), ("ked", "festival:ked_diphone")):
+            sent = [
+                ("file", (Path(p).name, Path(p).read_bytes(), "audio/mpeg"))
+                for p in paths[voice][:3]
+            ]
+            r = httpx.post(f"{base}/v1/enroll", params={"name": name}, files=sent, timeout=120)
+            assert r.status_code == 200, r.text
+        page = open_page(browser, base)
+        assert page.evaluate("document.body.dataset.voices") == "loaded"
+        assert "No classifier here" in page.locator("#model-info").inner_text()
+
+        def upload(path: str) -> dict | None:
+            return wait_for_identification(page, lambda: page.set_input_files("#file-input", path))
+
+        result = upload(paths["festival:ked_diphone"][10])
+        assert result is not None, page.locator("#error").inner_text()
+        assert result["confidence"] is None and result["gallery"]["voice"] == "ked"
+        assert page.locator("#result-voice").inner_text() == "ked"
+        assert page.locator("#result-confidence").inner_text().startswith("score ")
+        assert "compared with the enrolled voices" in page.locator("#result-meta").inner_text()
+        assert shown_bars(page) == ["ked", "slt"]  # cosine scores, best first
+        # a voice nobody enrolled is a stranger, not the closest enrolled voice
+        result = upload(paths["flite:rms"][10])
+        assert result is not None and result["voice"] == "unknown"
+        assert page.locator("#result-voice").inner_text() == "unknown"
+        assert page.locator("#error").is_hidden()
         page.context.close()
