@@ -1,0 +1,300 @@
+"""Batch inference: many inputs -> one predictions file (.csv, .jsonl or .parquet), streamed,
+resumable and parallel. ``predict_batch(run, manifest_inputs("manifest.jsonl"), "p.csv")``.
+
+How it works, and why:
+
+- Streaming. Inputs are read lazily (a manifest line by line, a folder walked in sorted order)
+  and cut into chunks of ``CHUNK`` files: one model batch, and the unit of work, progress and
+  writing. At most ``2 x workers`` chunks are in flight, and each finished chunk's rows are
+  appended to the output and flushed, so memory stays bounded whatever the number of inputs.
+  The one thing that grows is the set of paths already in the output, read for ``resume``
+  (~100 bytes a path).
+- Order. Rows are written in input order whatever the number of workers (a finished chunk
+  waits for the ones before it), so ``workers`` changes only the speed, the rows of an
+  interrupted run are a prefix of the inputs, and a resumed run keeps the order.
+- Resume. An input is skipped when the output already has a row with its ``path``, spelled as
+  the input names it; failed rows count as done (delete a row to try that file again). A CSV
+  or JSONL line cut by a kill is removed before appending. Without ``resume`` an existing
+  output is refused, unless ``overwrite`` replaces it.
+- Parquet cannot be appended to, nor read after a crash mid-write. Its rows go to a hidden
+  JSONL journal beside it (``.NAME.parquet.jsonl``), which resumes like a JSONL output; at the
+  end the journal becomes ``NAME.parquet`` (row groups of ``ROW_GROUP`` rows, written to a
+  temporary file and renamed) and is deleted. A .parquet output is thus absent or complete.
+- Parallelism. ``workers=1`` runs in this process, decoding and torch on every core (as
+  ``predict`` always did). ``workers=N`` spawns N processes that load the model once each,
+  with ``cores // N`` threads apiece for decoding and for torch, so they do not oversubscribe
+  the cores, and the GIL (feature code, Python glue) no longer serialises the work.
+- Dask. With ``dask_scheduler`` the chunks go to a dask.distributed cluster instead: each
+  worker keeps the model loaded (cached by run and backend), decodes on the task's thread and
+  returns rows; the client writes them as above. Workers must see the run and the audio at
+  the same paths (a shared filesystem or URLs); relative paths are made absolute first.
+- The model is loaded here first, whatever the workers: a bad run fails at once, and an
+  ONNX export (``backend="onnx"``) is made once, before the workers look for it.
+- A script that calls ``predict_batch(..., workers=2)`` needs the usual
+  ``if __name__ == "__main__":`` guard: the worker processes are spawned, and import it.
+- Rows are flushed, not fsynced: they survive a kill of the process, not a power cut.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from whichvoice import storage
+from whichvoice.audio import ensure_dir
+from whichvoice.batch.inputs import (
+    BatchInput,
+    BatchInputError,
+    Inputs,
+    labelled_inputs,
+    manifest_inputs,
+    output_format,
+    path_inputs,
+)
+from whichvoice.batch.runners import _dask, _local
+from whichvoice.batch.sinks import _Lines, _Parquet
+from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.predict import load_model
+
+__all__ = [
+    "BatchInput",
+    "BatchInputError",
+    "BatchSummary",
+    "Inputs",
+    "labelled_inputs",
+    "manifest_inputs",
+    "output_format",
+    "path_inputs",
+    "predict_batch",
+]
+
+CHUNK = 32  # files per task: one model batch, and the unit of progress and of writing
+COLUMNS = ("path", "voice", "confidence", "top", "speech_s", "windows", "error")
+LABEL_COLUMNS = ("true_voice", "correct")  # added when the inputs know their voice
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did. ``rows``, ``failed``, ``labelled`` and ``correct`` describe the
+    whole output (rows of earlier runs included); the rest, this run."""
+
+    output: Path | str
+    predicted: int = 0  # inputs this run identified (or failed on)
+    skipped: int = 0  # inputs already in the output (resume)
+    seconds: float = 0.0  # this run's work, worker start-up included
+    workers: int = 1
+    rows: int = 0
+    failed: int = 0  # rows with an error
+    labelled: int = 0  # rows with a true voice and a prediction
+    correct: int = 0
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.predicted / self.seconds if self.seconds else 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+    def count(self, row: dict) -> None:
+        self.rows += 1
+        if row.get("error"):
+            self.failed += 1
+        elif row.get("correct") not in (None, ""):
+            self.labelled += 1
+            self.correct += row["correct"] in (True, "true")
+
+    def line(self) -> str:
+        done = f", {self.skipped} already done" if self.skipped else ""
+        line = (
+            f"{self.predicted} clips in {self.seconds:.1f} s ({self.clips_per_s:.1f} clips/s, "
+            f"{self.workers} worker{'s' * (self.workers > 1)}{done}); {self.output}: "
+            f"{self.rows} rows, {self.failed} failed"
+        )
+        if self.accuracy is not None:
+            line += f", accuracy {self.accuracy:.4f} on {self.labelled} labelled"
+        return line
+
+
+def predict_batch(
+    run: str | os.PathLike,
+    inputs: Inputs | Iterable[BatchInput | str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    workers: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
+    backend: str = "torch",
+    dask_scheduler: str | None = None,
+    progress: bool = True,
+    chunk: int = CHUNK,
+) -> BatchSummary:
+    """Identify every input and write one row each to ``output`` (.csv, .jsonl or .parquet).
+
+    Columns: path, voice, confidence, top (the best ``TOP_K`` as [{"voice", "p"}]; a JSON
+    string in CSV), speech_s, windows, error ("" when the file was read), and true_voice and
+    correct when the inputs know their voice. A file that cannot be read is a row with an
+    error. ``workers`` processes share the cores (1: this process); ``dask_scheduler`` sends
+    the work to that Dask cluster instead. See the module's docstring for streaming, order,
+    resume and the Parquet journal. Raises WhichvoiceError for a bad run, input or output.
+    """
+    fmt = output_format(output)
+    if storage.is_url(output):  # written locally and uploaded, a Parquet journal too
+        journal = [f".{os.fspath(output).rsplit('/', 1)[-1]}.jsonl"] * (fmt == "parquet")
+        with storage.local_files(os.fspath(output), journal) as local:
+            summary = predict_batch(
+                run, inputs, local, workers=workers, resume=resume, overwrite=overwrite,
+                backend=backend, dask_scheduler=dask_scheduler, progress=progress, chunk=chunk,
+            )  # fmt: skip
+        summary.output = output
+        return summary
+    output = Path(output)
+    if resume and overwrite:
+        raise WhichvoiceError("resume or overwrite: not both")
+    if workers < 1 or chunk < 1:
+        raise ValueError(f"workers and chunk must be at least 1, not {workers} and {chunk}")
+    if dask_scheduler and workers != 1:
+        raise WhichvoiceError("workers or a Dask scheduler (whose workers do the work), not both")
+    sink = _Parquet(output) if fmt == "parquet" else _Lines(output, fmt)
+    model = load_model(run, backend=backend)
+    inputs = inputs if isinstance(inputs, Inputs) else _as_inputs(inputs)
+    columns = COLUMNS + LABEL_COLUMNS * inputs.labelled
+
+    summary = BatchSummary(output, workers=workers)
+    done: set[str] = set()
+    exists = sink.exists()
+    if exists and resume:
+        sink.check_columns(columns)
+        for row in sink.scan():
+            done.add(row["path"])
+            summary.count(row)
+    todo = None
+    if inputs.reiterable:  # a first pass checks every input before any work, and counts
+        total = todo = 0
+        for item in _checked(inputs, model.labels):
+            total += 1
+            todo += item.path not in done
+        if not total:
+            raise BatchInputError(f"no inputs in {inputs.name}")
+    if exists and not (resume or overwrite):
+        raise OutputError(f"{output} exists: --resume to complete it, or --overwrite to replace it")
+    if overwrite:
+        sink.remove()
+    ensure_dir(output.parent.resolve(), "predictions")
+    if todo == 0:  # all done already: only complete the output
+        summary.skipped = total
+        if not sink.complete():
+            sink.open(columns)
+            sink.finish()
+        return summary
+
+    def pending() -> Iterator[BatchInput]:
+        for item in _checked(inputs, model.labels):
+            if item.path in done:
+                summary.skipped += 1
+            else:
+                yield item
+
+    start = time.perf_counter()
+    bar = _bar(todo, progress)
+    try:
+        with (
+            _dask(dask_scheduler, run, backend)
+            if dask_scheduler
+            else _local(model, model.root if storage.is_url(run) else run, backend, workers)
+        ) as (submit, inflight, n_workers):
+            summary.workers = n_workers
+            sink.open(columns)
+            for items, results in _ordered(submit, _chunks(pending(), chunk), inflight):
+                rows = [_row(i, fields, columns) for i, fields in zip(items, results, strict=True)]
+                sink.write(rows)
+                for row in rows:
+                    summary.count(row)
+                summary.predicted += len(rows)
+                bar.update(len(rows))
+        sink.finish()
+    finally:
+        sink.close()
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _as_inputs(items: Iterable[BatchInput | str | os.PathLike]) -> Inputs:
+    """Inputs of a list (read as often as needed) or of a one-shot iterator (read once)."""
+
+    def convert(items: Iterable) -> Iterator[BatchInput]:
+        for item in items:
+            yield item if isinstance(item, BatchInput) else BatchInput(str(item), str(item))
+
+    if iter(items) is items:  # a one-shot iterator: look at its first item for the columns
+        first = next(items, None)
+        if first is None:
+            return Inputs("the inputs", lambda: iter(()))
+        rest = itertools.chain([first], items)
+        labelled = isinstance(first, BatchInput) and first.voice is not None
+        return Inputs("the inputs", lambda: convert(rest), labelled, reiterable=False)
+    labelled = any(isinstance(i, BatchInput) and i.voice is not None for i in items)
+    return Inputs("the inputs", lambda: convert(items), labelled)
+
+
+def _checked(inputs: Inputs, labels: list[str]) -> Iterator[BatchInput]:
+    """``inputs`` with each true voice named by the model's id for it (or an error)."""
+    from whichvoice.evaluate import _match_voice
+
+    for item in inputs:
+        if item.voice is None:
+            yield item
+            continue
+        voice = _match_voice(item.voice, labels)
+        if voice not in labels:
+            raise BatchInputError(
+                f"{inputs.name}: {item.path}: the model does not know voice {item.voice!r}; "
+                f"it knows {', '.join(labels)}"
+            )
+        yield BatchInput(item.path, item.source, voice)
+
+
+def _bar(total: int, progress: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="clip", desc="predict", disable=not progress, dynamic_ncols=True)
+
+
+def _chunks(items: Iterator[BatchInput], size: int) -> Iterator[list[BatchInput]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _ordered(submit, chunks: Iterator[list[BatchInput]], inflight: int):
+    """(chunk, its rows) in input order, with at most ``inflight`` chunks submitted and not
+    yet returned. ``submit(sources)`` returns a future (concurrent or Dask) of the rows."""
+    pending: deque[tuple[list[BatchInput], Future]] = deque()
+    try:
+        for chunk in chunks:
+            pending.append((chunk, submit([item.source for item in chunk])))
+            while len(pending) >= inflight:
+                items, future = pending.popleft()
+                yield items, future.result()
+        while pending:
+            items, future = pending.popleft()
+            yield items, future.result()
+    except BrokenProcessPool as e:
+        raise WhichvoiceError(
+            f"a worker process died ({e}); the rows written so far are kept: --resume continues"
+        ) from e
+
+
+def _row(item: BatchInput, fields: dict, columns: tuple[str, ...]) -> dict:
+    row = {"path": item.path, **fields}
+    if "true_voice" in columns:
+        row["true_voice"] = item.voice
+        row["correct"] = None if fields["error"] else fields["voice"] == item.voice
+    return row

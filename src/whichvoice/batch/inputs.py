@@ -1,0 +1,160 @@
+"""What a batch run reads: a manifest, a labels CSV, files and folders, each as a stream of
+``BatchInput`` rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from whichvoice import storage
+from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.predict import AUDIO_SUFFIXES
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+class BatchInputError(WhichvoiceError):
+    """A manifest or labels CSV that cannot be read, or a line of it that names no file."""
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """One file to identify. ``path``: how the input names it (the output's key, for resume);
+    ``source``: where to read it; ``voice``: its true voice, when the input knows it."""
+
+    path: str
+    source: str
+    voice: str | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Inputs read lazily, as often as needed (every pass reads the source again), so a
+    first pass can count and check them. ``name`` says what they are, for messages."""
+
+    name: str
+    read: Callable[[], Iterator[BatchInput]]
+    labelled: bool = False  # the inputs know their true voice
+    reiterable: bool = True
+
+    def __iter__(self) -> Iterator[BatchInput]:
+        return self.read()
+
+
+def _resolve(base: Path | str, path: str) -> str:
+    if "://" in path or Path(path).is_absolute():
+        return path
+    return str(storage.join(base, path))
+
+
+def _parent(path: str | os.PathLike) -> Path | str:
+    """The folder relative paths in a list are read from: a local folder or a URL prefix."""
+    return os.fspath(path).rsplit("/", 1)[0] if storage.is_url(path) else Path(path).parent
+
+
+def manifest_inputs(manifest: str | os.PathLike) -> Inputs:
+    """The files a manifest lists: a corpus manifest.jsonl, any JSONL whose objects have a
+    "path", or a text file with one path a line; relative paths are relative to the
+    manifest's folder. The manifest and its paths may be URLs (``s3://...``), streamed.
+    Reading raises BatchInputError naming the file and line."""
+    manifest = manifest if storage.is_url(manifest) else Path(manifest)
+
+    def read() -> Iterator[BatchInput]:
+        try:
+            f = storage.open_text(manifest, encoding="utf-8")
+        except (OSError, storage.StorageError) as e:
+            raise BatchInputError(
+                f"{manifest}: cannot read ({getattr(e, 'strerror', None) or e})"
+            ) from e
+        with f:
+            try:
+                for n, line in enumerate(f, 1):
+                    text = line.strip()
+                    if not text:
+                        continue
+                    path = _manifest_path(text, manifest, n) if text.startswith("{") else text
+                    yield BatchInput(path, _resolve(_parent(manifest), path))
+            except UnicodeDecodeError as e:
+                raise BatchInputError(f"{manifest}: not a text file ({e})") from e
+
+    return Inputs(str(manifest), read)
+
+
+def _manifest_path(text: str, manifest: Path | str, n: int) -> str:
+    try:
+        row = json.loads(text)
+    except ValueError as e:
+        raise BatchInputError(f"{manifest}:{n}: not a JSON object ({e})") from e
+    path = row.get("path") if isinstance(row, dict) else None
+    if not isinstance(path, str) or not path.strip():
+        raise BatchInputError(f'{manifest}:{n}: no "path" in {text[:80]}')
+    return path
+
+
+def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
+    """The rows ``path,voice`` of a CSV (header optional; paths relative to its folder). A
+    voice may be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``)."""
+    csv_path = csv_path if storage.is_url(csv_path) else Path(csv_path)
+
+    def read() -> Iterator[BatchInput]:
+        try:
+            f = storage.open_text(csv_path, encoding="utf-8-sig", newline="")
+        except (OSError, storage.StorageError) as e:
+            raise BatchInputError(
+                f"{csv_path}: cannot read ({getattr(e, 'strerror', None) or e})"
+            ) from e
+        with f:
+            rows = csv.reader(f)
+            try:
+                for row in rows:
+                    if not "".join(row).strip():
+                        continue
+                    cells = [c.strip() for c in row]
+                    if rows.line_num == 1 and [c.lower() for c in cells[:2]] == ["path", "voice"]:
+                        continue
+                    if len(cells) < 2 or not cells[0] or not cells[1]:
+                        where = f"{csv_path}:{rows.line_num}"
+                        raise BatchInputError(f"{where}: expected 'path,voice', got {row!r}")
+                    yield BatchInput(cells[0], _resolve(_parent(csv_path), cells[0]), cells[1])
+            except (UnicodeDecodeError, csv.Error) as e:
+                raise BatchInputError(f"{csv_path}: not a path,voice CSV ({e})") from e
+
+    return Inputs(str(csv_path), read, labelled=True)
+
+
+def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
+    """Files as given, and the audio files under each folder, walked lazily in the order of
+    ``predict.expand_paths`` (sorted, recursively); a URL names an object or a prefix."""
+    paths = [os.fspath(p) if storage.is_url(p) else Path(p) for p in paths]
+
+    def walk(folder: Path) -> Iterator[Path]:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk(Path(entry.path))
+            elif entry.is_file() and Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:
+                yield Path(entry.path)
+
+    def read() -> Iterator[BatchInput]:
+        for p in paths:
+            if storage.is_url(p):
+                for url in storage.list_files(p, AUDIO_SUFFIXES):
+                    yield BatchInput(url, url)
+                continue
+            for f in walk(p) if p.is_dir() else [p]:
+                yield BatchInput(str(f), str(f))
+
+    return Inputs(", ".join(map(str, paths)), read)
+
+
+def output_format(output: str | os.PathLike) -> str:
+    """ "csv", "jsonl" or "parquet", from the output's suffix; OutputError for any other."""
+    try:
+        return FORMATS[Path(output).suffix.lower()]
+    except KeyError:
+        raise OutputError(
+            f"{output}: unknown output format; name it .csv, .jsonl or .parquet"
+        ) from None

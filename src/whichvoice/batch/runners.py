@@ -1,0 +1,134 @@
+"""Where the chunks are identified: this process, N spawned worker processes, or a Dask
+cluster. Each runner is a context giving ``(submit, inflight, n_workers)``."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import torch
+
+from whichvoice.errors import WhichvoiceError
+from whichvoice.predict import Prediction, VoiceModel, load_model
+
+TOP_K = 3  # voices listed in the ``top`` column
+
+
+def _identify(model: VoiceModel, sources: list[str], threads: int) -> list[dict]:
+    """The output's fields but the path (and the truth) for each source, in order."""
+    rows = []
+    for result in model.identify_many(sources, batch=len(sources), workers=threads):
+        if isinstance(result, Prediction):
+            fields = result.to_dict(TOP_K)
+            del fields["path"]
+            rows.append({**fields, "error": ""})
+        else:
+            rows.append(
+                {
+                    "voice": None,
+                    "confidence": None,
+                    "top": [],
+                    "speech_s": None,
+                    "windows": None,
+                    "error": str(result),
+                }
+            )
+    return rows
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# A process's models, by (run, backend): loaded once per worker process or Dask worker.
+_MODELS: dict[tuple[str, str], VoiceModel] = {}
+_MODELS_LOCK = threading.Lock()
+_THREADS = 1  # decoding threads per task in a worker process
+
+
+def _cached_model(run: str, backend: str) -> VoiceModel:
+    with _MODELS_LOCK:
+        if (run, backend) not in _MODELS:
+            _MODELS[run, backend] = load_model(run, backend=backend)
+        return _MODELS[run, backend]
+
+
+def _start_worker(run: str, backend: str, threads: int) -> None:
+    global _THREADS
+    _THREADS = threads
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool
+    torch.set_num_threads(threads)
+    _cached_model(run, backend)
+
+
+def _worker_task(run: str, backend: str, sources: list[str]) -> list[dict]:
+    return _identify(_cached_model(run, backend), sources, _THREADS)
+
+
+def _dask_task(run: str, backend: str, sources: list[str]) -> list[dict]:
+    return _identify(_cached_model(run, backend), sources, 1)
+
+
+@contextlib.contextmanager
+def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int):
+    """(submit, in-flight bound, workers) for this process (``workers=1``) or a pool."""
+    threads = max(1, _cores() // workers)
+    if workers == 1:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+
+        def submit(sources: list[str]) -> Future:
+            future: Future = Future()
+            future.set_result(_identify(model, sources, threads))
+            return future
+
+        try:
+            yield submit, 1, 1
+        finally:
+            torch.set_num_threads(before)
+        return
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),  # forking a running torch can hang
+        initializer=_start_worker,
+        initargs=(str(run), backend, threads),
+    )
+    try:
+        yield (
+            (lambda sources: pool.submit(_worker_task, str(run), backend, sources)),
+            2 * workers,
+            workers,
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _dask(address: str, run: str | os.PathLike, backend: str):
+    """(submit, in-flight bound, workers: the cluster's threads) for the Dask cluster at
+    ``address``."""
+    try:
+        from distributed import Client
+    except ImportError as e:
+        raise WhichvoiceError(
+            "--dask-scheduler needs dask.distributed: pip install 'whichvoice[dask]'"
+        ) from e
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise WhichvoiceError(f"cannot reach the Dask scheduler at {address} ({e})") from e
+    run = str(run) if "://" in str(run) else os.path.abspath(run)
+    try:
+        threads = sum(client.nthreads().values())
+
+        def submit(sources: list[str]):
+            sources = [s if "://" in s else os.path.abspath(s) for s in sources]
+            return client.submit(_dask_task, run, backend, sources, pure=False)
+
+        yield submit, max(2, 2 * threads), threads
+    finally:
+        client.close()

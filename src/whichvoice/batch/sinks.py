@@ -1,0 +1,233 @@
+"""Where the rows go: CSV or JSONL lines appended and flushed, or Parquet through a JSONL
+journal that becomes the .parquet file at the end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from whichvoice.errors import OutputError
+
+ROW_GROUP = 10_000  # rows per Parquet row group
+
+
+class _Lines:
+    """A CSV or JSONL output: rows appended line by line, flushed after every chunk."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.file: io.TextIOWrapper | None = None
+        self.columns: tuple[str, ...] = ()
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def complete(self) -> bool:
+        return False  # it may end with a cut line
+
+    def _lines(self) -> Iterator[str]:
+        """The complete lines (a last line cut by a kill, without its newline, is left out)."""
+        with open(self.path, encoding="utf-8", newline="") as f:
+            for line in f:
+                if line.endswith("\n"):
+                    yield line
+
+    def _header(self) -> tuple[str, ...] | None:
+        if self.fmt == "csv":
+            first = next(csv.reader(self._lines()), None)
+            return tuple(first) if first else None
+        first = next(self._lines(), None)
+        return tuple(json.loads(first)) if first else None
+
+    def check_columns(self, columns: tuple[str, ...]) -> None:
+        try:
+            found = self._header()
+        except (ValueError, OSError) as e:
+            raise OutputError(f"{self.path}: not a predictions file ({e})") from e
+        if found is not None and found != columns:
+            raise OutputError(
+                f"{self.path} has the columns {', '.join(found)}, this run writes "
+                f"{', '.join(columns)}: give another output, or --overwrite"
+            )
+
+    def scan(self) -> Iterator[dict]:
+        """The rows already written (path, error, correct), values as written."""
+        if self.fmt == "csv":
+            yield from csv.DictReader(self._lines())
+            return
+        for n, line in enumerate(self._lines(), 1):
+            try:
+                yield json.loads(line)
+            except ValueError as e:
+                raise OutputError(f"{self.path}:{n}: not a JSON row ({e}); --overwrite?") from e
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def open(self, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        try:
+            if self.path.exists():
+                _drop_cut_line(self.path)
+            self.file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+            if self.fmt == "csv" and self.file.tell() == 0:
+                self.file.write(",".join(columns) + "\n")
+                self.file.flush()
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from e
+
+    def write(self, rows: list[dict]) -> None:
+        assert self.file is not None
+        if self.fmt == "csv":
+            out = csv.writer(self.file, lineterminator="\n")
+            out.writerows([_csv_cell(row[c]) for c in self.columns] for row in rows)
+        else:
+            self.file.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        self.file.flush()  # the rows survive a kill of this process from here on
+
+    def finish(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Truncate ``path`` after its last newline: drop a line a kill cut short."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            step = min(pos, 1 << 16)
+            f.seek(pos - step)
+            block = f.read(step)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                pos = pos - step + newline + 1
+                break
+            pos -= step
+        if pos != end:
+            f.truncate(pos)
+
+
+class _Parquet:
+    """A Parquet output, written through a JSONL journal (``.NAME.parquet.jsonl``) that is
+    converted at the end: see the module's docstring."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as e:
+            raise OutputError(
+                f"{path}: a .parquet output needs pyarrow: pip install 'whichvoice[parquet]'"
+            ) from e
+        self.path = path
+        self.journal = _Lines(path.with_name(f".{path.name}.jsonl"), "jsonl")
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.seed = path.with_name(f".{path.name}.jsonl.tmp")
+
+    def exists(self) -> bool:
+        return self.path.exists() or self.journal.exists()
+
+    def complete(self) -> bool:
+        return self.path.exists() and not self.journal.exists()
+
+    def check_columns(self, columns: tuple[str, ...]) -> None:
+        if self.journal.exists():
+            self.journal.check_columns(columns)
+            return
+        import pyarrow.parquet as pq
+
+        try:
+            found = tuple(pq.read_schema(self.path).names)
+        except (OSError, ValueError) as e:
+            raise OutputError(f"{self.path}: not a Parquet file ({e}); --overwrite?") from e
+        if found != columns:
+            raise OutputError(
+                f"{self.path} has the columns {', '.join(found)}, this run writes "
+                f"{', '.join(columns)}: give another output, or --overwrite"
+            )
+
+    def scan(self) -> Iterator[dict]:
+        if self.journal.exists():
+            yield from self.journal.scan()
+            return
+        import pyarrow.parquet as pq
+
+        names = ["path", "error", *(["correct"] * ("correct" in pq.read_schema(self.path).names))]
+        for batch in pq.ParquetFile(self.path).iter_batches(columns=names):
+            yield from batch.to_pylist()
+
+    def remove(self) -> None:
+        self.journal.remove()
+        self.path.unlink(missing_ok=True)
+        self.tmp.unlink(missing_ok=True)
+        self.seed.unlink(missing_ok=True)
+
+    def open(self, columns: tuple[str, ...]) -> None:
+        if not self.journal.exists() and self.path.exists():
+            self._seed_journal()
+        self.journal.open(columns)
+
+    def _seed_journal(self) -> None:
+        """The journal of a complete Parquet output, to append to (made whole, then renamed)."""
+        import pyarrow.parquet as pq
+
+        with open(self.seed, "w", encoding="utf-8") as f:
+            for batch in pq.ParquetFile(self.path).iter_batches():
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in batch.to_pylist())
+        os.replace(self.seed, self.journal.path)
+
+    def write(self, rows: list[dict]) -> None:
+        self.journal.write(rows)
+
+    def finish(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.journal.close()
+        schema = _schema(self.journal.columns)
+        rows = (r for r in self.journal.scan())
+        with pq.ParquetWriter(self.tmp, schema) as writer:
+            while group := list(itertools.islice(rows, ROW_GROUP)):
+                writer.write_table(pa.Table.from_pylist(group, schema=schema))
+        os.replace(self.tmp, self.path)
+        self.journal.remove()
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def _schema(columns: tuple[str, ...]):
+    import pyarrow as pa
+
+    types = {
+        "path": pa.string(),
+        "voice": pa.string(),
+        "confidence": pa.float64(),
+        "top": pa.list_(pa.struct([("voice", pa.string()), ("p", pa.float64())])),
+        "speech_s": pa.float64(),
+        "windows": pa.int64(),
+        "error": pa.string(),
+        "true_voice": pa.string(),
+        "correct": pa.bool_(),
+    }
+    return pa.schema([(c, types[c]) for c in columns])
