@@ -285,6 +285,7 @@ class Identity:
     voice: str  # "unknown" under the threshold
     score: float
     scores: dict[str, float]
+    threshold: float  # the one this answer used (not in to_dict: the CLI's JSON lines)
 
     def to_dict(self) -> dict:
         return {
@@ -369,6 +370,7 @@ def identify(model: VoiceModel, gallery, sources: list) -> list[Identity | Which
                 name,
                 float(scores[best]),
                 {v.name: float(s) for v, s in zip(voices, scores, strict=True)},
+                threshold,
             )
         )
     return out

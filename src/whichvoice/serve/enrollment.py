@@ -22,7 +22,7 @@ from whichvoice.serve.schemas import (
     VerifyResponse,
 )
 from whichvoice.serve.service import HTTPProblem, Service, named
-from whichvoice.verification import calibration_of, enroll, identify, verify
+from whichvoice.verification import enroll, identify, verify
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def gallery_answer(
     is enrolled or the gallery cannot be used, unless ``required`` (the server has no
     classifier): then 409 for an empty gallery and the gallery's own error otherwise."""
     if not required and not service.gallery_path.exists():
-        return None  # reading must not create the gallery
+        return None  # nothing enrolled: no need to load the encoder
     try:
         with service.gallery() as (encoder, g):
             if not g.names():
@@ -68,7 +68,6 @@ def gallery_answer(
                     )
                 return None
             result = identify(encoder.model, g, [data])[0]
-            threshold, _ = calibration_of(encoder.model)  # the one identify just used
     except (HTTPProblem, WhichvoiceError) as e:
         if required:
             raise
@@ -84,7 +83,7 @@ def gallery_answer(
         voice=d["voice"],
         score=d["score"],
         scores=d["scores"],
-        threshold=round(threshold, 6),
+        threshold=round(result.threshold, 6),
     )
 
 
