@@ -1,0 +1,38 @@
+"""The ``whichvoice`` command: each command parses, calls the library, formats.
+
+Heavy modules are imported inside the commands that need them, so ``--help`` stays instant.
+Known errors become one line on stderr and exit status 2. Each module adds its commands to
+``app`` when it is imported.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+# importing a command module adds its commands to app
+from whichvoice.cli import corpus, gallery, predict, serve, train  # noqa: F401
+from whichvoice.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, app
+from whichvoice.errors import WhichvoiceError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the console script: known errors -> one line, exit 2."""
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        # one line, as for every other error: "error: <what>" (usage errors exit 2)
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except WhichvoiceError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)

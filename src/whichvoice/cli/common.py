@@ -1,0 +1,88 @@
+"""What every command shares: the click group, exit codes, logging, option types."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.ERROR if quiet else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+class _Location(click.ParamType):
+    """A local path (a Path) or a URL such as s3://bucket/prefix (kept as a string: a Path
+    would fold its '//')."""
+
+    name = "path"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path) or "://" in str(value):
+            return value
+        return Path(value)
+
+
+LOCATION = _Location()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="whichvoice")
+def app() -> None:
+    """Tell which voice is speaking: build TTS corpora, train, identify and verify voices."""
+
+
+gallery_option = click.option(
+    "--gallery",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The gallery file [default: $WHICHVOICE_GALLERY or "
+    "~/.local/share/whichvoice/gallery.sqlite].",
+)
+
+
+def setup_train_logging(quiet: bool) -> None:
+    setup_logging(quiet)
+    if not quiet:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        for name in ("whichvoice.train", "whichvoice.dataset"):
+            lg = logging.getLogger(name)
+            lg.setLevel(logging.INFO)
+            lg.addHandler(handler)
+            lg.propagate = False
+
+
+def feature_config(features: str | None, model: str, window: float | None):
+    from whichvoice.features import FeatureConfig
+    from whichvoice.models import model_spec
+
+    name = features or model_spec(model).features
+    return FeatureConfig(name=name, **({"window_s": window} if window else {}))
+
+
+def model_choice() -> click.Choice:
+    # the registry's names, without importing torch for --help
+    return click.Choice(["voicenet", "seed"])
+
+
+def print_table(metrics: dict) -> None:
+    click.echo(f"{'voice':34} {'support':>7} {'acc':>7} {'prec':>7} {'recall':>7} {'F1':>7}")
+    for r in metrics["per_voice"]:
+        click.echo(
+            f"{r['voice']:34} {r['support']:>7} {r['accuracy']:>7.4f} {r['precision']:>7.4f} "
+            f"{r['recall']:>7.4f} {r['f1']:>7.4f}"
+        )
+    click.echo(
+        f"file-level accuracy {metrics['file_accuracy']:.4f} on {metrics['files']} files "
+        f"(window-level {metrics['window_accuracy']:.4f} on {metrics['windows']} windows)"
+    )

@@ -1,0 +1,215 @@
+"""Commands that make and prepare corpora: voices, synth, prepare."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from whichvoice.cli.common import (
+    EXIT_INTERRUPTED,
+    LOCATION,
+    app,
+    feature_config,
+    setup_logging,
+)
+
+
+@app.command("voices")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per voice.")
+@click.option("--engine", help="Only this engine's voices.")
+@click.option("--set", "voice_set", help="Only the voices of this set or id list.")
+@click.option("--available", is_flag=True, help="Only voices that can be used now.")
+def voices_cmd(as_json: bool, engine: str | None, voice_set: str | None, available: bool) -> None:
+    """List every voice: id, engine, gender, accent, native rate, available now (or why not)."""
+    from whichvoice.voices import all_voices, get_engine, resolve_voices
+
+    voices = resolve_voices(voice_set) if voice_set else all_voices()
+    if engine:
+        get_engine(engine)  # unknown engine -> error listing the valid ones
+        voices = [v for v in voices if v.engine == engine]
+    reasons = {}
+    for v in voices:
+        reasons[v.id] = get_engine(v.engine).voice_unavailable_reason(v)
+    if available:
+        voices = [v for v in voices if reasons[v.id] is None]
+    if as_json:
+        for v in voices:
+            row = {**v.to_dict(), "available": reasons[v.id] is None, "reason": reasons[v.id]}
+            click.echo(json.dumps(row))
+        return
+    click.echo(f"{'id':34} {'gender':7} {'accent':19} {'rate':>6}  available")
+    for v in voices:
+        status = "yes" if reasons[v.id] is None else f"no: {reasons[v.id]}"
+        click.echo(
+            f"{v.id:34} {v.gender or '-':7} {v.accent or '-':19} {v.sample_rate:>6}  {status}"
+        )
+    if not as_json:
+        n_ok = sum(reasons[v.id] is None for v in voices)
+        click.echo(f"{len(voices)} voices, {n_ok} available now", err=True)
+
+
+def synthesize(
+    out: Path,
+    voices: str,
+    sentences: str,
+    assign: str,
+    fmt: str,
+    workers: int | None,
+    seed: int,
+    quiet: bool,
+    polly_engine: str,
+    max_chars: int,
+    per_voice: int = 10,
+) -> None:
+    from whichvoice.corpus import SynthConfig, default_workers, synthesize_corpus
+    from whichvoice.sentences import load_sentences
+
+    source = load_sentences(sentences, max_chars)
+    if source.skipped and not quiet:
+        click.echo(
+            f"sentences: {len(source.sentences)} used, skipped {source.blank} blank, "
+            f"{source.too_long} over {max_chars} characters, {source.duplicate} repeated",
+            err=True,
+        )
+    cfg = SynthConfig(
+        voices=(voices,),
+        assign=assign,
+        per_voice=per_voice,
+        format=fmt,
+        workers=workers or default_workers(),
+        seed=seed,
+        polly_engine=polly_engine,
+    )
+    summary = synthesize_corpus(out, source.sentences, cfg, progress=not quiet)
+    if summary.interrupted:
+        click.echo(f"interrupted: {summary.line()}; run the same command again to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if not quiet:
+        click.echo(f"{summary.line()} -> {out / 'manifest.jsonl'}")
+        for failure in summary.failed[:10]:
+            click.echo(f"  failed {failure.clip_id}: {failure.reason}", err=True)
+        if len(summary.failed) > 10:
+            click.echo(
+                f"  ... and {len(summary.failed) - 10} more in {out / 'failures.jsonl'}", err=True
+            )
+
+
+@app.command("synth")
+@click.argument("out", type=LOCATION)
+@click.option(
+    "--voices",
+    default="default8",
+    show_default=True,
+    help="A voice set (default8, talk8, espeak-all) or comma-separated ids.",
+)
+@click.option(
+    "--sentences",
+    default="100",
+    show_default=True,
+    help="N (the first N bundled sentences) or a text file, one sentence per line.",
+)
+@click.option(
+    "--assign",
+    type=click.Choice(["random", "all", "sample"]),
+    default="random",
+    show_default=True,
+    help="random: one random voice per sentence (the talk); all: every voice reads all; "
+    "sample: every voice reads --per-voice random sentences.",
+)
+@click.option(
+    "--per-voice",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Sentences per voice with --assign sample.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["mp3", "wav"]), default="mp3", show_default=True
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores]."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--polly-engine",
+    type=click.Choice(["standard", "neural"]),
+    default="standard",
+    show_default=True,
+    help="Polly engine (neural-only voices always use neural).",
+)
+@click.option(
+    "--max-chars",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Skip sentences longer than this.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def synth_cmd(
+    out: Path,
+    voices: str,
+    sentences: str,
+    assign: str,
+    per_voice: int,
+    fmt: str,
+    workers: int | None,
+    seed: int,
+    polly_engine: str,
+    max_chars: int,
+    quiet: bool,
+) -> None:
+    """Synthesize SENTENCES with VOICES into OUT (audio + manifest.jsonl); resumable."""
+    setup_logging(quiet)
+    synthesize(
+        out,
+        voices,
+        sentences,
+        assign,
+        fmt,
+        workers,
+        seed,
+        quiet,
+        polly_engine,
+        max_chars,
+        per_voice,
+    )
+
+
+@app.command("prepare")
+@click.argument("corpus", type=LOCATION)
+@click.argument("out", type=LOCATION)
+@click.option(
+    "--features", type=click.Choice(["logmel", "seed-image"]), default="logmel", show_default=True
+)
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Window length in seconds [default: 2].",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the split (and seed-image excerpts).",
+)
+@click.option("--quiet", "-q", is_flag=True)
+def prepare_cmd(
+    corpus: Path, out: Path, features: str, window: float | None, seed: int, quiet: bool
+) -> None:
+    """Compute features of CORPUS into OUT, split 80/10/10 by voice and sentence."""
+    setup_logging(quiet)
+    from whichvoice.dataset import PrepareConfig, open_prepared, prepare
+
+    cfg = PrepareConfig(features=feature_config(features, "voicenet", window), seed=seed)
+    prepared = open_prepared(prepare(corpus, out, cfg, progress=not quiet))
+    if not quiet:
+        meta = json.loads((prepared.root / "dataset.json").read_text())  # the local mirror
+        counts = ", ".join(
+            f"{s}: {c['clips']} clips / {c['windows']} windows" for s, c in meta["counts"].items()
+        )
+        click.echo(f"{len(prepared.labels)} voices; {counts} -> {out}")

@@ -1,0 +1,235 @@
+"""Enrollment, verification, identification, the gallery and calibration."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from whichvoice.cli.common import (
+    LOCATION,
+    app,
+    gallery_option,
+    setup_logging,
+)
+from whichvoice.errors import WhichvoiceError
+
+
+def _encoder(model: Path | None):
+    from whichvoice.verification import load_encoder
+
+    return load_encoder(model)
+
+
+def _gallery(model, path: Path | None, *, create: bool = False):
+    from whichvoice.gallery import Gallery, default_gallery_path
+    from whichvoice.verification import model_id
+
+    return Gallery(path or default_gallery_path(), model_id(model), create=create)
+
+
+_model_option = click.option(
+    "--model",
+    type=LOCATION,
+    default=None,
+    help="An encoder run, or `resemblyzer` (the optional pretrained human-voice encoder, "
+    "`pip install whichvoice[pretrained]`) [default: the bundled encoder].",
+)
+
+
+def _print_results(paths: list, results: list, as_json: bool, line) -> None:
+    """One line (text or JSON) per file; an input that failed prints its error; exit 1 then."""
+    failed = 0
+    for path, r in zip(paths, results, strict=True):
+        if isinstance(r, Exception):
+            failed += 1
+            error = {"path": str(path), "error": str(r)}
+            click.echo(json.dumps(error) if as_json else f"{path}\terror: {r}")
+        else:
+            click.echo(json.dumps(r.to_dict()) if as_json else f"{path}\t{line(r)}")
+    if failed:
+        sys.exit(1)
+
+
+@app.command("enroll")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_model_option
+@gallery_option
+def enroll_cmd(
+    name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None
+) -> None:
+    """Enroll NAME from FILES (adds to NAME when it is already enrolled)."""
+    setup_logging(True)
+    from whichvoice.predict import expand_paths
+    from whichvoice.verification import enroll
+
+    encoder = _encoder(model)
+    with _gallery(encoder, gallery, create=True) as g:
+        voice, errors = enroll(encoder, g, name, expand_paths(files))
+    for e in errors:
+        click.echo(f"skipped: {e}", err=True)
+    click.echo(f"enrolled {voice.name}: {voice.clips} clips, {voice.seconds:.1f} s of speech")
+
+
+@app.command("verify")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_model_option
+@gallery_option
+@click.option("--json", "as_json", is_flag=True)
+def verify_cmd(
+    name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None, as_json: bool
+) -> None:
+    """Is each of FILES the enrolled voice NAME? Exit 1 if a file could not be read."""
+    setup_logging(True)
+    from whichvoice.predict import expand_paths
+    from whichvoice.verification import verify
+
+    encoder = _encoder(model)
+    paths = expand_paths(files)
+    with _gallery(encoder, gallery) as g:
+        results = verify(encoder, g, name, paths)
+    _print_results(
+        paths,
+        results,
+        as_json,
+        lambda r: (
+            f"{'accept' if r.accept else 'reject'}\tscore {r.score:.3f}\tp {r.probability:.3f}"
+        ),
+    )
+
+
+@app.command("identify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_model_option
+@gallery_option
+@click.option("--json", "as_json", is_flag=True)
+def identify_cmd(
+    files: tuple[Path, ...], model: Path | None, gallery: Path | None, as_json: bool
+) -> None:
+    """Which enrolled voice is each of FILES ("unknown" when none is close enough)."""
+    setup_logging(True)
+    from whichvoice.predict import expand_paths
+    from whichvoice.verification import identify
+
+    encoder = _encoder(model)
+    paths = expand_paths(files)
+    with _gallery(encoder, gallery) as g:
+        results = identify(encoder, g, paths)
+    _print_results(paths, results, as_json, lambda r: f"{r.voice}\tscore {r.score:.3f}")
+
+
+@app.group("gallery")
+def gallery_group() -> None:
+    """List, remove, export and import enrolled voices."""
+
+
+@gallery_group.command("list")
+@_model_option
+@gallery_option
+@click.option("--json", "as_json", is_flag=True)
+def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) -> None:
+    """The enrolled voices."""
+    with _gallery(_encoder(model), gallery) as g:
+        for v in g.voices():
+            s = v.summary()
+            click.echo(
+                json.dumps(s)
+                if as_json
+                else f"{s['name']}\t{s['clips']} clips\t{s['seconds']:.1f} s"
+            )
+
+
+@gallery_group.command("remove")
+@click.argument("name")
+@_model_option
+@gallery_option
+def gallery_remove_cmd(name: str, model: Path | None, gallery: Path | None) -> None:
+    """Forget NAME."""
+    with _gallery(_encoder(model), gallery) as g:
+        g.remove(name)
+    click.echo(f"removed {name}")
+
+
+@gallery_group.command("export")
+@click.argument("file", type=LOCATION)
+@_model_option
+@gallery_option
+def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
+    """Write every voice to FILE (JSON; a path or s3:// URL)."""
+    from whichvoice.gallery import write_export
+
+    with _gallery(_encoder(model), gallery) as g:
+        data = g.export_json()
+    write_export(file, data)
+    click.echo(f"exported {len(data['voices'])} voices to {file}")
+
+
+@gallery_group.command("import")
+@click.argument("file", type=LOCATION)
+@_model_option
+@gallery_option
+def gallery_import_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
+    """Add the voices of an export FILE (a path or s3:// URL)."""
+    from whichvoice.gallery import read_export
+
+    data = read_export(file)
+    with _gallery(_encoder(model), gallery, create=True) as g:
+        n = g.import_json(data)
+    click.echo(f"imported {n} voices")
+
+
+@app.command("calibrate")
+@_model_option
+@click.option(
+    "--corpus", type=click.Path(path_type=Path), help="A corpus of voices not used in training."
+)
+@click.option(
+    "--trials", type=click.Path(path_type=Path), help="Lines of enroll_paths|test_path|same(0/1)."
+)
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Set the threshold for this false-acceptance rate [default: the EER point].",
+)
+@click.option("--json", "as_json", is_flag=True)
+def calibrate_cmd(
+    model: Path | None,
+    corpus: Path | None,
+    trials: Path | None,
+    target_far: float | None,
+    as_json: bool,
+) -> None:
+    """Measure EER/minDCF on held-out voices; store the threshold and calibration in the run."""
+    setup_logging(True)
+    from whichvoice.verification import (
+        calibrate,
+        calibration_dir,
+        held_out_files,
+        trials_from_list,
+        voice_trials,
+    )
+
+    if (corpus is None) == (trials is None):
+        raise WhichvoiceError("give exactly one of --corpus or --trials")
+    encoder = _encoder(model)
+    t = (
+        voice_trials(encoder, held_out_files(corpus))
+        if corpus
+        else trials_from_list(encoder, trials)
+    )
+    dest = calibration_dir(encoder)
+    result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials))
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(
+            f"EER {100 * result['eer']:.3f} %, minDCF(0.01) {result['min_dcf_0.01']:.4f}, "
+            f"minDCF(0.05) {result['min_dcf_0.05']:.4f}, threshold {result['threshold']:.4f} "
+            f"({result['target_trials']} target / {result['nontarget_trials']} non-target trials)"
+            f"; saved in {dest / 'calibration.json'}"
+        )

@@ -1,0 +1,160 @@
+"""The predict command: one file at a time, or a batch into a CSV/JSONL/Parquet file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from whichvoice.cli.common import (
+    LOCATION,
+    app,
+    setup_logging,
+)
+from whichvoice.errors import WhichvoiceError
+
+
+@app.command("predict")
+@click.argument("run", type=LOCATION)
+@click.argument("paths", nargs=-1, type=LOCATION)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option(
+    "--manifest",
+    type=LOCATION,
+    help='Inputs listed in a file: a corpus manifest.jsonl, any JSONL with a "path", or one '
+    "path a line (relative to its folder). Needs --output.",
+)
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=LOCATION,
+    help="Inputs with their voice: a path,voice CSV; adds true_voice and correct columns and "
+    "prints the accuracy. Needs --output.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=LOCATION,
+    help="Write one row per input to this .csv, .jsonl or .parquet (streamed, in input "
+    "order) instead of printing.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the cores (1: this process, every core).",
+)
+@click.option("--resume", is_flag=True, help="Complete an interrupted --output.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
+@click.option(
+    "--dask-scheduler",
+    metavar="ADDRESS",
+    help="Run on this Dask cluster (tcp://host:8786); its workers must see RUN and the audio.",
+)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (with --output).")
+def predict_cmd(
+    run: Path,
+    paths: tuple[Path, ...],
+    as_json: bool,
+    manifest: Path | None,
+    labels_csv: Path | None,
+    output: Path | None,
+    workers: int,
+    resume: bool,
+    overwrite: bool,
+    dask_scheduler: str | None,
+    backend: str,
+    quiet: bool,
+) -> None:
+    """Which voice reads each file (files or folders, any length); exit 1 if any failed.
+
+    With --output: every input of PATHS, --manifest or --labels becomes a row of a CSV, JSONL
+    or Parquet file, written as it goes with a progress bar; --resume completes the file after
+    an interruption (inputs are matched by path, as the input spells it).
+    """
+    setup_logging(True)
+    inputs_given = [
+        name
+        for name, value in (("PATHS", paths), ("--manifest", manifest), ("--labels", labels_csv))
+        if value
+    ]
+    file_only = [
+        name
+        for name, value in (
+            ("--manifest", manifest),
+            ("--labels", labels_csv),
+            ("--workers", workers != 1),
+            ("--resume", resume),
+            ("--overwrite", overwrite),
+            ("--dask-scheduler", dask_scheduler),
+            ("--quiet", quiet),
+        )
+        if value
+    ]
+    if output is None and file_only:
+        raise click.UsageError(f"{file_only[0]} needs --output")
+    if len(inputs_given) != 1:
+        raise click.UsageError("give the inputs as one of PATHS, --manifest or --labels")
+    if output is not None:
+        if as_json:
+            raise click.UsageError("--json prints; --output takes its format from its suffix")
+        if resume and overwrite:
+            raise click.UsageError("--resume or --overwrite, not both")
+        if dask_scheduler and workers != 1:
+            raise click.UsageError("--workers or --dask-scheduler (its workers), not both")
+        from whichvoice.batch import (
+            labelled_inputs,
+            manifest_inputs,
+            output_format,
+            path_inputs,
+            predict_batch,
+        )
+
+        output_format(output)  # a bad suffix fails before the model loads
+        if manifest is not None:
+            inputs = manifest_inputs(manifest)
+        elif labels_csv is not None:
+            inputs = labelled_inputs(labels_csv)
+        else:
+            inputs = path_inputs(paths)
+        summary = predict_batch(
+            run,
+            inputs,
+            output,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            backend=backend,
+            dask_scheduler=dask_scheduler,
+            progress=not quiet,
+        )
+        click.echo(summary.line(), err=True)
+        if summary.failed:
+            sys.exit(1)
+        return
+    from whichvoice.predict import Prediction, expand_paths, load_model
+
+    model = load_model(run, backend=backend)
+    files = expand_paths(paths)
+    if not files:
+        raise WhichvoiceError(f"no audio files in {', '.join(map(str, paths))}")
+    failed = 0
+    for path, result in zip(files, model.identify_many(files), strict=True):
+        if isinstance(result, Prediction):
+            if as_json:
+                click.echo(json.dumps(result.to_dict()))
+            else:
+                top = ", ".join(f"{v} {p:.3f}" for v, p in result.top[:3])
+                click.echo(f"{path}\t{result.voice}\t{result.confidence:.3f}\t[{top}]")
+        else:
+            failed += 1
+            if as_json:
+                click.echo(json.dumps({"path": str(path), "error": str(result)}))
+            else:
+                click.echo(f"{path}\terror: {result}", err=True)
+    if failed:
+        sys.exit(1)

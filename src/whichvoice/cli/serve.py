@@ -1,0 +1,136 @@
+"""The serve command: the HTTP service and its page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from whichvoice.cli.common import (
+    app,
+    gallery_option,
+)
+from whichvoice.errors import WhichvoiceError
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
+
+
+@app.command("serve")
+@click.argument("run", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--encoder",
+    default=None,
+    help="The voice encoder of the enroll/verify/gallery routes: a run or a name "
+    "[default: the bundled encoder].",
+)
+@gallery_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes, each with its own copy of the models.",
+)
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="WHICHVOICE_API_KEY",
+    help="Require this X-API-Key on every route but /healthz and the page's files.",
+)
+@click.option(
+    "--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20, show_default=True
+)
+@click.option(
+    "--max-duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600,
+    show_default=True,
+    help="Longest audio accepted, in seconds.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No access log.")
+def serve_cmd(
+    run: Path | None,
+    encoder: str | None,
+    gallery: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+    api_key: str | None,
+    max_upload_mb: float,
+    max_duration: float,
+    quiet: bool,
+) -> None:
+    """Serve over HTTP: the talk's /invocations and /v1/identify with the classifier RUN,
+    enrollment, verification and the gallery with the encoder, /metrics and the page at /.
+    Without RUN, /v1/identify answers from the enrolled voices."""
+    import os
+
+    import uvicorn
+
+    from whichvoice.gallery import default_gallery_path
+    from whichvoice.predict import load_model
+    from whichvoice.serve.app import ENV_CONFIG, ServeConfig
+
+    if run is not None:
+        load_model(run)  # fail here, in one line, rather than in every worker
+    if encoder is not None and Path(encoder).exists():
+        encoder = str(Path(encoder).resolve())
+    gallery = (gallery or default_gallery_path()).resolve()
+    _check_encoder(encoder, gallery, needed=run is None or encoder is not None)
+    _check_port(host, port)
+    cfg = ServeConfig(
+        run=str(run.resolve()) if run is not None else None,
+        encoder=encoder,
+        gallery=str(gallery),
+        api_key=api_key,
+        max_bytes=int(max_upload_mb * 1024 * 1024),
+        max_seconds=max_duration,
+    )
+    os.environ[ENV_CONFIG] = cfg.to_json()
+    os.environ["WHICHVOICE_WORKERS"] = str(workers)
+    if not quiet:
+        what = f"{run} and the gallery" if run is not None else "the gallery (no classifier)"
+        click.echo(
+            f"serving {what} {gallery} on http://{host}:{port}/ ({workers} worker(s)); "
+            "docs at /docs",
+            err=True,
+        )
+    uvicorn.run(
+        "whichvoice.serve.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning" if quiet else "info",
+        access_log=not quiet,
+    )
+
+
+def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:
+    """Load the encoder and check that an existing gallery is its own, so that `serve` fails
+    in one line; a missing encoder only warns when the classifier can serve alone."""
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import calibration_of, load_encoder, model_id
+
+    try:
+        model = load_encoder(encoder)
+        calibration_of(model)  # verify and identify need its threshold
+    except WhichvoiceError as e:
+        if needed:
+            raise
+        click.echo(f"warning: {e}; the enrollment and gallery routes will answer 503", err=True)
+        return
+    if gallery.exists():
+        Gallery(gallery, model_id(model)).close()

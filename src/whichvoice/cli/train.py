@@ -1,0 +1,335 @@
+"""Commands that train and evaluate: train, evaluate, export, demo, recipe encoder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from whichvoice.cli.common import (
+    LOCATION,
+    app,
+    feature_config,
+    model_choice,
+    print_table,
+    setup_logging,
+    setup_train_logging,
+)
+from whichvoice.cli.corpus import synthesize
+from whichvoice.errors import WhichvoiceError
+
+
+@app.command("train")
+@click.argument("source", type=LOCATION)
+@click.option("--out", type=LOCATION, required=True, help="The run directory (a path or URL).")
+@click.option("--model", type=model_choice(), default="voicenet", show_default=True)
+@click.option(
+    "--features",
+    type=click.Choice(["logmel", "seed-image"]),
+    default=None,
+    help="[default: the model's own: voicenet logmel, seed seed-image]",
+)
+@click.option(
+    "--window", type=click.FloatRange(min=0.1), default=None, help="Window seconds [default: 2]."
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]"
+)
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Early stopping after N epochs without improvement.",
+)
+@click.option(
+    "--augment",
+    default=None,
+    help="Training-time augmentation: default, none, or parts noise,gain,telephone,reverb,mp3 "
+    "[default: on for voicenet, off for seed].",
+)
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--quiet", "-q", is_flag=True)
+def train_cmd(
+    source: Path,
+    out: Path,
+    model: str,
+    features: str | None,
+    window: float | None,
+    epochs: int | None,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str,
+    patience: int | None,
+    augment: str | None,
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """Train a model on SOURCE (a corpus, prepared once and cached, or a prepared folder).
+
+    Under torchrun (``torchrun --nproc_per_node N -m whichvoice train ...``) it trains with
+    DistributedDataParallel; --batch-size is the global batch and rank 0 alone reports.
+    """
+    from whichvoice import storage
+    from whichvoice.train import TrainConfig, ranks_from_env, train
+
+    # the other ranks of a torchrun job would repeat every line: warnings only
+    (setup_train_logging if ranks_from_env().main else setup_logging)(quiet)
+
+    cfg = TrainConfig(
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        patience=patience,
+        augment=augment,
+    )
+    feats = (
+        None
+        if storage.exists(storage.join(source, "dataset.json"))
+        else feature_config(features, model, window)
+    )
+    train(source, out, cfg, features=feats, resume=resume, progress=not quiet)
+
+
+@app.command("evaluate")
+@click.argument("run", type=LOCATION)
+@click.option("--corpus", type=LOCATION, help="Evaluate on this corpus's test split.")
+@click.option("--labels", "labels_csv", type=LOCATION, help="A CSV of path,voice.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=LOCATION,
+    help="Where report.md and confusion.png go [default: RUN].",
+)
+@click.option(
+    "--conditions",
+    default=None,
+    help="Also score degraded copies: clean,wav8k,wav22k,wav44k,flac48k,quiet,noise10,noise0,"
+    "tel8k,mp3-24k,reverb,short1s,long (comma-separated).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--quiet", "-q", is_flag=True)
+def evaluate_cmd(
+    run: Path,
+    corpus: Path | None,
+    labels_csv: Path | None,
+    report_dir: Path | None,
+    conditions: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Accuracy, per-voice table, confusion matrix and report of RUN on held-out audio."""
+    setup_logging(quiet)
+    from whichvoice.evaluate import evaluate
+
+    if corpus is None and labels_csv is None:
+        corpus = _training_corpus(run)
+    metrics = evaluate(
+        run,
+        corpus=corpus,
+        labels_csv=labels_csv,
+        report_dir=report_dir,
+        conditions=[c.strip() for c in conditions.split(",") if c.strip()] if conditions else None,
+        progress=not (quiet or as_json),
+    )
+    if as_json:
+        click.echo(json.dumps(metrics))
+    elif not quiet:
+        print_table(metrics)
+        if metrics["errors"]:
+            first = metrics["error_files"][0]
+            click.echo(
+                f"warning: {metrics['errors']} file(s) could not be read, e.g. {first}", err=True
+            )
+        for name, c in metrics.get("conditions", {}).items():
+            click.echo(f"  {name:10} {c['accuracy']:.4f}  ({c['files']} files)")
+        click.echo(f"report: {metrics['report']}")
+
+
+def _training_corpus(run: Path | str) -> Path | str:
+    from whichvoice import storage
+
+    try:
+        config = json.loads(storage.read_bytes(storage.join(run, "config.json")))
+        if config.get("corpus"):  # where the run was trained from, as given (a path or URL)
+            return config["corpus"]
+        return Path(json.loads((Path(config["data"]) / "dataset.json").read_text())["corpus"])
+    except (OSError, KeyError, ValueError, storage.StorageError) as e:
+        raise WhichvoiceError(
+            f"{run}: give --corpus or --labels (the training corpus is unknown: {e})"
+        ) from e
+
+
+@app.command("export")
+@click.argument("run", type=LOCATION)
+@click.option(
+    "--onnx",
+    "onnx_out",
+    required=True,
+    type=LOCATION,
+    help="The ONNX file to write: stored windows in, log-probabilities (and embeddings) out.",
+)
+@click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True)
+def export_cmd(run: Path, onnx_out: Path, opset: int) -> None:
+    """Export a trained run to ONNX; print the file and its largest difference from torch."""
+    setup_logging(True)
+    from whichvoice.export import check_export, export_onnx
+
+    path = export_onnx(run, onnx_out, opset=opset)  # a URL's local copy, once uploaded
+    diff = check_export(run, path)
+    click.echo(onnx_out)
+    click.echo("max |onnx - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
+
+
+@app.command("demo")
+@click.option("--model", type=model_choice(), default="voicenet", show_default=True)
+@click.option(
+    "--features",
+    type=click.Choice(["logmel", "seed-image"]),
+    default=None,
+    help="[default: the model's own]",
+)
+@click.option(
+    "--sentences",
+    type=click.IntRange(min=10),
+    default=320,
+    show_default=True,
+    help="Bundled sentences, each read by every default8 voice.",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]"
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+def demo_cmd(
+    model: str,
+    features: str | None,
+    sentences: int,
+    epochs: int | None,
+    out: Path,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """The main job: synthesize default8, train, evaluate, print the per-voice table.
+
+    `whichvoice demo --model seed --features seed-image` reproduces the talk.
+    """
+    setup_train_logging(quiet)
+    from whichvoice.evaluate import evaluate
+    from whichvoice.train import TrainConfig, train
+
+    corpus = out / "corpus"
+    run = out / f"run-{model}-{features or 'default'}"
+    if not quiet:
+        click.echo(f"[1/3] synthesizing {sentences} sentences x default8 -> {corpus}")
+    synthesize(corpus, "default8", str(sentences), "all", "mp3", None, seed, quiet, "standard", 300)
+    if not quiet:
+        click.echo(f"[2/3] training {model} -> {run}")
+    train(
+        corpus,
+        run,
+        TrainConfig(model=model, epochs=epochs, seed=seed),
+        features=feature_config(features, model, None),
+        progress=not quiet,
+    )
+    if not quiet:
+        click.echo("[3/3] evaluating on the held-out test sentences")
+    metrics = evaluate(run, corpus=corpus, progress=not quiet)
+    if not quiet:
+        print_table(metrics)
+        click.echo(f"test accuracy {metrics['file_accuracy']:.4f}; report: {metrics['report']}")
+
+
+@app.group("recipe")
+def recipe_group() -> None:
+    """Reproducible recipes (corpus, training, calibration in one command)."""
+
+
+@recipe_group.command("encoder")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Work folder.")
+@click.option("--per-voice", type=click.IntRange(min=4), default=12, show_default=True)
+@click.option(
+    "--recorded-per-voice",
+    type=click.IntRange(min=4),
+    default=80,
+    show_default=True,
+    help="Sentences for each recorded (flite/festival) voice.",
+)
+@click.option(
+    "--held-out-per-voice",
+    type=click.IntRange(min=5),
+    default=30,
+    show_default=True,
+    help="Sentences for each held-out voice (the calibration trials).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["voicenet-aam", "voicenet-aam-wide"]),
+    default="voicenet-aam-wide",
+    show_default=True,
+    help="The embedding network to train.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1),
+    default=0.001,
+    show_default=True,
+    help="Set the threshold for this false-acceptance rate on the held-out trials.",
+)
+@click.option(
+    "--max-variants",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Use only this many espeak-ng variants (a quick, smaller run).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+def recipe_encoder_cmd(
+    out: Path,
+    per_voice: int,
+    recorded_per_voice: int,
+    held_out_per_voice: int,
+    model: str,
+    epochs: int,
+    target_far: float,
+    max_variants: int | None,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """Make a voice encoder: many-voice corpus, margin training, calibration on held-out voices."""
+    setup_train_logging(quiet)
+    if not quiet:
+        logging.getLogger("whichvoice.recipe").setLevel(logging.INFO)
+        logging.getLogger("whichvoice.recipe").addHandler(logging.StreamHandler(sys.stdout))
+        logging.getLogger("whichvoice.recipe").propagate = False
+    from whichvoice.recipe import EncoderRecipe, encoder_recipe
+
+    cfg = EncoderRecipe(
+        per_voice=per_voice,
+        recorded_per_voice=recorded_per_voice,
+        held_out_per_voice=held_out_per_voice,
+        model=model,
+        epochs=epochs,
+        target_far=target_far,
+        seed=seed,
+        max_variants=max_variants,
+    )
+    run = encoder_recipe(out, cfg, progress=not quiet)
+    if not quiet:
+        click.echo(f"encoder: {run} (calibration in {run / 'calibration.json'})")
