@@ -1,0 +1,112 @@
+"""Training: ``train(source, out, cfg) -> run directory``.
+
+A run directory describes itself:
+
+    config.json         model name, features, labels, prepare and train settings
+    model.safetensors   the weights of the best epoch (by validation accuracy)
+    checkpoint.pt       the last epoch's full state, for --resume (tensors only)
+    epochs.jsonl        one line per epoch: loss, accuracies, seconds
+    metrics.json        best epoch, validation and test accuracy, world size
+
+Under torchrun (``torchrun --nproc_per_node N -m whichvoice train ...``) every process runs
+``train``: DistributedDataParallel over nccl (GPUs) or gloo (CPUs), each global batch split
+across the processes, and rank 0 alone validates and writes the run directory.
+
+``config`` holds the settings and schedules, ``distributed`` the torchrun job and the local
+mirrors of URLs, ``loop`` the training loop itself, read top to bottom.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from whichvoice import storage
+from whichvoice.features import FeatureConfig
+from whichvoice.train.config import (
+    CHECKPOINT,
+    CONFIG,
+    EPOCHS,
+    METRICS,
+    WEIGHTS,
+    Job,
+    TrainConfig,
+    TrainError,
+    augment_config,
+    lr_at,
+    margin_at,
+    pick_device,
+    resumed,
+    write_json,
+)
+from whichvoice.train.distributed import (
+    Ranks,
+    process_group,
+    ranks_from_env,
+    through_mirrors,
+)
+from whichvoice.train.loop import accuracy, run
+
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG",
+    "EPOCHS",
+    "METRICS",
+    "WEIGHTS",
+    "Ranks",
+    "TrainConfig",
+    "TrainError",
+    "accuracy",
+    "augment_config",
+    "lr_at",
+    "margin_at",
+    "pick_device",
+    "ranks_from_env",
+    "train",
+    "write_json",
+]
+
+
+def train(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: TrainConfig,
+    *,
+    features: FeatureConfig | None = None,
+    prepare_seed: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path | str:
+    """Train ``cfg.model`` on a corpus or prepared folder; returns the run directory ``out``.
+
+    With ``resume``, the run's own saved settings are used (only ``cfg.device`` is taken from
+    the call), so the resumed run is the run that was interrupted.
+
+    Under torchrun (WORLD_SIZE > 1) every process calls this and ``cfg.batch_size`` is the
+    global batch, split across them: N processes train as one with the same batch would.
+    """
+    job = Job(source, out, cfg, features, prepare_seed, resume, progress)
+    ranks = ranks_from_env()
+    if storage.is_url(source) or storage.is_url(out):
+        return through_mirrors(job, ranks, _train_local)
+    return _train_local(job, ranks)
+
+
+def _train_local(job: Job, ranks: Ranks) -> Path:
+    """``train`` with a local source and run directory."""
+    if job.resume:
+        job = resumed(job)
+    batch = job.cfg.batch_size
+    if batch < 2 * ranks.world:
+        raise TrainError(
+            f"batch size {batch} is too small for {ranks.world} process(es): it is the global "
+            f"batch and batch norm needs 2 samples a process (at least {2 * ranks.world})"
+        )
+    device = pick_device(job.cfg.device)
+    if device.type == "cuda" and ranks.world > 1:
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    with process_group(ranks, device):
+        return run(job, ranks, device)

@@ -1,0 +1,142 @@
+"""Training settings and the pure functions of a run: augmentation parts, device, LR and
+margin schedules, the run directory's file names."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from whichvoice.audio import write_atomic
+from whichvoice.augment import NO_AUGMENT, AugmentConfig
+from whichvoice.errors import WhichvoiceError
+from whichvoice.features import FeatureConfig
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CHECKPOINT = "checkpoint.pt"
+EPOCHS = "epochs.jsonl"
+METRICS = "metrics.json"
+
+
+class TrainError(WhichvoiceError):
+    """A training run that cannot start or resume."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "voicenet"
+    epochs: int | None = None  # None: the model's default
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    patience: int | None = None  # stop after this many epochs without a better val accuracy
+    schedule: str | None = None  # "cosine" | "constant"; None: the model's own
+    augment: str | None = None  # "default", "none" or parts "noise,gain,telephone,reverb,mp3"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+AUGMENT_PARTS = {
+    "noise": "noise_p",
+    "gain": "gain_db",
+    "telephone": "telephone_p",
+    "reverb": "reverb_p",
+    "mp3": "mp3_p",
+}
+
+
+def augment_config(spec: str | None, model_default: bool) -> AugmentConfig:
+    """``--augment``: None (the model's default), "default", "none", or a list of parts."""
+    if spec is None:
+        spec = "default" if model_default else "none"
+    if spec == "none":
+        return NO_AUGMENT
+    full = AugmentConfig()
+    if spec == "default":
+        return full
+    parts = {p.strip() for p in spec.split(",") if p.strip()}
+    unknown = parts - set(AUGMENT_PARTS)
+    if unknown:
+        raise TrainError(
+            f"unknown augmentation {', '.join(sorted(unknown))}; valid: default, none, "
+            f"{', '.join(AUGMENT_PARTS)}"
+        )
+    return replace(full, **{field: 0 for part, field in AUGMENT_PARTS.items() if part not in parts})
+
+
+def check_features(model: str, wanted: str, given: str) -> None:
+    if wanted != given:
+        raise TrainError(
+            f"model {model} takes {wanted} features, not {given}; "
+            f"use --features {wanted} or a dataset prepared with it"
+        )
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise TrainError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def lr_at(epoch: int, total: int, base: float, schedule: str = "cosine") -> float:
+    """The learning rate of an epoch: ``constant``, or ``cosine`` decay to base/20 at the end."""
+    if schedule not in ("cosine", "constant"):
+        raise TrainError(f"unknown schedule {schedule!r}; valid: cosine, constant")
+    if total <= 1 or schedule == "constant":
+        return base
+    return float(base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / (total - 1)))))
+
+
+def margin_at(epoch: int, total: int, final: float) -> float:
+    """The angular margin of an epoch: raised linearly over the first fifth of the run, so
+    the embedding first learns to tell voices apart at all (a full margin from the start
+    leaves a many-voice model stuck near chance)."""
+    warm = max(1, round(0.2 * total))
+    return final * min(1.0, (epoch + 1) / warm)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+@dataclass(frozen=True)
+class Job:
+    """One call of ``train``: the data, the run directory and how to train."""
+
+    source: str | os.PathLike
+    out: str | os.PathLike
+    cfg: TrainConfig
+    features: FeatureConfig | None = None  # None: the model's own
+    prepare_seed: int | None = None  # None: cfg.seed
+    resume: bool = False
+    progress: bool = True
+
+
+def resumed(job: Job) -> Job:
+    """``job`` with the settings saved by the run it resumes (only ``cfg.device`` is kept
+    from the call), so the resumed run is the run that was interrupted."""
+    out = Path(job.out)
+    if not (out / CHECKPOINT).is_file():
+        raise TrainError(f"{out}: nothing to resume (no {CHECKPOINT})")
+    try:
+        saved = json.loads((out / CONFIG).read_text())
+        kept = {k: v for k, v in saved["train"].items() if k in TrainConfig.__dataclass_fields__}
+        return replace(
+            job,
+            cfg=replace(TrainConfig(**kept), device=job.cfg.device),
+            features=FeatureConfig.from_dict(saved["features"]),
+            prepare_seed=saved["prepare"]["seed"],
+        )
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TrainError(f"{out}: cannot resume, its {CONFIG} is missing or damaged ({e})") from e
