@@ -32,6 +32,8 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "2",
         "--max-variants",
         "4",
+        "--random-voices",
+        "3",
         "--recorded-per-voice",
         "5",
         "--held-out-per-voice",
@@ -62,6 +64,11 @@ def test_recipe_makes_a_calibrated_encoder_and_records_how(encoder: Path) -> Non
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "voicenet-aam-wide"
     assert any("@" in label for label in config["labels"])
+    # the random espeak-ng variants are voices of their own, trained without speed copies
+    randoms = [v for v in trained if v.split("+")[-1].startswith("rand")]
+    assert len(randoms) == 3 and set(randoms) <= set(config["labels"])
+    assert not any(label.startswith(tuple(f"{v}@" for v in randoms)) for label in config["labels"])
+    assert recipe["recipe"]["random_voices"] == 3
 
 
 def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_path: Path) -> None:
@@ -181,3 +188,14 @@ def test_verification_errors_are_one_line(
     rows = [json.loads(x) for x in proc.stdout.splitlines()]
     assert "error" in rows[1] and "accept" in rows[0]
     assert np.isfinite(rows[0]["score"])
+
+
+def test_random_voices_add_training_voices_and_keep_the_held_out_ones() -> None:
+    from whichvoice.recipe import EncoderRecipe, recipe_voices
+
+    trained, held = recipe_voices(EncoderRecipe(max_variants=6))
+    more, held_too = recipe_voices(EncoderRecipe(max_variants=6, random_voices=5))
+    assert held_too == held and more[: len(trained)] == trained
+    added = more[len(trained) :]
+    assert len(set(added)) == 5
+    assert all(v.startswith("espeak-ng:") and v.endswith(f"+rand{k}") for k, v in enumerate(added))

@@ -13,7 +13,7 @@ from whichvoice.voices import (
     require_available,
     resolve_voices,
 )
-from whichvoice.voices.espeak import ACCENTS
+from whichvoice.voices.espeak import ACCENTS, random_number, random_variant
 
 DEFAULT8 = [
     "flite:slt",
@@ -139,3 +139,53 @@ def test_festival_session_reuses_its_process() -> None:
         pid = session._procs[voice.name].proc.pid
         session.synthesize(voice, "Second sentence.")
         assert session._procs[voice.name].proc.pid == pid
+
+
+def test_random_espeak_variants_are_seeded_voices_of_every_accent() -> None:
+    voice = find_voice("espeak-ng:en-gb-scotland+rand17")
+    assert (voice.engine, voice.name, voice.accent) == (
+        "espeak-ng",
+        "en-gb-scotland+rand17",
+        "en-GB-scotland",
+    )
+    assert voice.gender in ("male", "female")
+    assert random_variant(17) == random_variant(17)
+    gender, text = random_variant(17)
+    assert gender == voice.gender
+    assert text.startswith("name rand17\n") and f"gender {gender}" in text
+    assert sum(line.startswith("formant ") for line in text.splitlines()) == 6
+    genders = {random_variant(k)[0] for k in range(40)}
+    assert genders == {"male", "female"}
+    assert len({random_variant(k)[1] for k in range(40)}) == 40
+    assert (random_number("rand0"), random_number("rand123")) == (0, 123)
+    assert {random_number(n) for n in ("rand", "rand01", "rand-1", "randx", "f3", "grandpa")} == {
+        None
+    }
+    for bad in ("espeak-ng:en-us+rand01", "espeak-ng:fr+rand1", "flite:rand1"):
+        with pytest.raises(UnknownVoiceError):
+            find_voice(bad)
+    listed = [v for v in all_voices() if v.engine == "espeak-ng"]
+    assert not any(random_number(v.name.partition("+")[2]) is not None for v in listed)
+
+
+def test_random_variants_speak_each_in_its_own_voice_again_and_again() -> None:
+    """More random variants than espeak-ng can list (~350 voices) in one session: each is
+    found, differs from the others and from the accent's plain voice, and is the same voice
+    in a new session; closing the session removes its data folder."""
+    text = "Please call Stella and ask her to bring these things."
+    engine = get_engine("espeak-ng")
+    with engine.open_session() as session:
+        plain = session.synthesize(find_voice("espeak-ng:en-us"), text).wave
+        waves = {}
+        for k in [*range(0, 400, 40), 399]:
+            speech = session.synthesize(find_voice(f"espeak-ng:en-us+rand{k}"), text)
+            assert 0.05 < float(abs(speech.wave).max()) <= 1.0
+            waves[k] = speech.wave.tobytes()
+        root = session._root
+        assert root is not None and root.is_dir()
+        assert [p.name for p in (root / "espeak-ng-data/voices/!v").glob("rand*")] == ["rand399"]
+    assert not root.exists()
+    assert len(set(waves.values())) == len(waves) and plain.tobytes() not in waves.values()
+    with engine.open_session() as session:
+        again = session.synthesize(find_voice("espeak-ng:en-us+rand40"), text).wave
+    assert again.tobytes() == waves[40]

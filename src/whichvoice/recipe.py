@@ -8,7 +8,9 @@
    is trained on; each is evaluated in one seeded accent, so no two held-out voices share
    their voice parameters) and four recorded speakers (HELD_OUT_RECORDED).
 3. A speaker dataset of the training voices, plus speed-perturbed copies of each labelled as
-   new pseudo-voices (the Kaldi/WeSpeaker recipe), split by clip into train/val/test.
+   new pseudo-voices (the Kaldi/WeSpeaker recipe), and random espeak-ng variants (random
+   formants, pitch and voice source: ``random_voices`` more speakers), split by clip into
+   train/val/test.
 4. ``voicenet-aam`` trained with an additive angular margin (warmed up) and augmentation.
 5. Calibration on trials among the held-out voices; ``recipe.json`` records how it was made.
 """
@@ -35,7 +37,7 @@ from whichvoice.sentences import bundled_sentences
 from whichvoice.train import TrainConfig, train
 from whichvoice.verification import calibrate, held_out_files, model_for, voice_trials
 from whichvoice.voices import resolve_voices
-from whichvoice.voices.espeak import variants
+from whichvoice.voices.espeak import RANDOM, random_number, variants
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,9 @@ PROBE = "Please call Stella and ask her to bring these things with her from the 
 @dataclass(frozen=True)
 class EncoderRecipe:
     per_voice: int = 12  # sentences each espeak-ng training voice reads
+    # random espeak-ng variants (rand<K>, each in a seeded accent): more voices, each a
+    # pseudo-speaker of its own, so that close voices are told apart; no speed copies
+    random_voices: int = 0
     held_out_variants: float = 0.2  # share of espeak-ng variants kept for evaluation
     held_out_per_voice: int = 30  # sentences each held-out voice reads (the trials)
     speeds: tuple[float, ...] = (0.9, 1.1)  # speed perturbation: each makes a pseudo-voice
@@ -141,6 +146,11 @@ def recipe_voices(
     held_ids += list(HELD_OUT_RECORDED)
     train_ids = [v for v in espeak if v.split("+", 1)[1] not in held]
     train_ids += [v for v in RECORDED if v not in held_ids]
+    # their own generator: the other voices are the same with or without them
+    accent_of = random.Random(f"{cfg.seed} random voices")
+    train_ids += [
+        f"espeak-ng:{accent_of.choice(accents)}+{RANDOM}{k}" for k in range(cfg.random_voices)
+    ]
     if same_as is not None:
         kept = set(same_as.values())
         held_ids = [v for v in held_ids if v in kept]
@@ -158,7 +168,9 @@ def _speaker_dataset(
     clips = [c for c in load_corpus(corpus) if c.voice in set(voices)]
 
     def speeds_of(voice: str) -> tuple[float, ...]:
-        return cfg.recorded_speeds if voice in RECORDED else cfg.speeds
+        if voice in RECORDED:
+            return cfg.recorded_speeds
+        return () if random_number(voice.partition("+")[2]) is not None else cfg.speeds
 
     labels = sorted(
         {c.voice for c in clips} | {f"{c.voice}@{s}" for c in clips for s in speeds_of(c.voice)}

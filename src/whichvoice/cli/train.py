@@ -264,6 +264,14 @@ def recipe_group() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Work folder.")
 @click.option("--per-voice", type=click.IntRange(min=4), default=12, show_default=True)
 @click.option(
+    "--random-voices",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Random espeak-ng variants (random formants, pitch, voice source) trained on as more "
+    "voices.",
+)
+@click.option(
     "--recorded-per-voice",
     type=click.IntRange(min=4),
     default=80,
@@ -303,6 +311,7 @@ def recipe_group() -> None:
 def recipe_encoder_cmd(
     out: Path,
     per_voice: int,
+    random_voices: int,
     recorded_per_voice: int,
     held_out_per_voice: int,
     model: str,
@@ -322,6 +331,7 @@ def recipe_encoder_cmd(
 
     cfg = EncoderRecipe(
         per_voice=per_voice,
+        random_voices=random_voices,
         recorded_per_voice=recorded_per_voice,
         held_out_per_voice=held_out_per_voice,
         model=model,

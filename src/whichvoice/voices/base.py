@@ -72,6 +72,10 @@ class Engine(ABC):
     def voices(self) -> list[Voice]:
         """Every voice this engine offers, available here or not."""
 
+    def voice(self, name: str) -> Voice | None:
+        """A voice ``voices()`` does not list (made on demand), or None: the default."""
+        return None
+
     @abstractmethod
     def unavailable_reason(self) -> str | None:
         """None when the engine can run now, else why not ("flite is not installed")."""

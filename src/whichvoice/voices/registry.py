@@ -81,6 +81,9 @@ def find_voice(voice_id: str) -> Voice:
                 return voice
             if voice.id.lower() == voice_id.lower():
                 return voice
+        unlisted = _ENGINES[engine_name].voice(voice_id.partition(":")[2])
+        if unlisted is not None:
+            return unlisted
     ids = [v.id for v in all_voices()]
     close = difflib.get_close_matches(voice_id, ids, n=4, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
