@@ -73,7 +73,7 @@ PROBE = "Please call Stella and ask her to bring these things with her from the 
 
 @dataclass(frozen=True)
 class EncoderRecipe:
-    per_voice: int = 12  # sentences each espeak-ng training voice reads
+    per_voice: int = 20  # sentences each espeak-ng training voice reads
     # random espeak-ng variants (rand<K>, each in a seeded accent): more voices, each a
     # pseudo-speaker of its own, so that close voices are told apart; no speed copies
     random_voices: int = 0

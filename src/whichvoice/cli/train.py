@@ -262,7 +262,7 @@ def recipe_group() -> None:
 
 @recipe_group.command("encoder")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Work folder.")
-@click.option("--per-voice", type=click.IntRange(min=4), default=12, show_default=True)
+@click.option("--per-voice", type=click.IntRange(min=4), default=20, show_default=True)
 @click.option(
     "--random-voices",
     type=click.IntRange(min=0),
