@@ -50,7 +50,10 @@ _FALLBACK_VARIANTS = {
 RANDOM = "rand"  # the prefix of random variant names
 
 
+@functools.cache
 def _data_dir() -> Path | None:
+    """espeak-ng's data folder, asked of espeak-ng once a process (every session that speaks
+    a random variant links it); None when it cannot be found."""
     try:
         out = subprocess.run(
             ["espeak-ng", "--version"], capture_output=True, text=True, timeout=10, check=False
