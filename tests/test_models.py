@@ -85,3 +85,28 @@ def test_margin_head_stays_float32_under_bf16_autocast() -> None:
     assert logits.dtype == torch.float32
     loss.backward()
     assert torch.isfinite(emb.grad).all() and torch.isfinite(head.weight.grad).all()
+
+
+def test_an_ensemble_trains_each_member_and_scores_their_mean_cosine() -> None:
+    from whichvoice.train.loop import margin_heads
+
+    torch.manual_seed(0)
+    net = build_model("voicenet-aam-wide-x2", (64, 200), 5)
+    a, b = net.members
+    # members start from different weights, each with its own margin head
+    assert not torch.equal(a.embedder.frames[0][0].weight, b.embedder.frames[0][0].weight)
+    assert [h for h, _ in margin_heads(net)] == [a.head, b.head]
+    assert [m for _, m in margin_heads(net)] == [0.2, 0.2]
+    x, labels = torch.randn(3, 64, 200), torch.tensor([0, 1, 4])
+    net.train()
+    assert net(x, labels).shape == (3, 5, 2)  # one set of logits a member: one loss each
+    net.eval()
+    assert torch.allclose(net(x), (a(x) + b(x)) / 2)
+    e, f = net.embed(x), net.embed(torch.randn(3, 64, 200))
+    assert e.shape == (3, 2 * a.embedder.dim)
+    assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
+    mean_cosine = (
+        (a.embed(x) * a.embed(x.flip(0))).sum(1) + (b.embed(x) * b.embed(x.flip(0))).sum(1)
+    ) / 2
+    assert torch.allclose((e * e.flip(0)).sum(1), mean_cosine, atol=1e-5)
+    assert not torch.allclose(e, f)

@@ -167,3 +167,16 @@ def test_resume_keeps_the_runs_own_settings(small_corpus: Path, tmp_path: Path) 
     train(small_corpus, tmp_path / "r", TrainConfig(epochs=9, lr=0.5), resume=True, progress=False)
     saved = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
     assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (2, 16, 2e-3)
+
+
+def test_bf16_autocast_only_where_the_cpu_has_bf16_arithmetic(monkeypatch) -> None:
+    from contextlib import nullcontext
+
+    from whichvoice.train import loop
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert isinstance(loop._autocast(torch.device("cpu")), nullcontext)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    ctx = loop._autocast(torch.device("cpu"))
+    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16

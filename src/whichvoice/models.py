@@ -201,6 +201,27 @@ class EmbeddingClassifier(nn.Module):
         return self.head(self.embedder(x), labels)
 
 
+class EmbeddingEnsemble(nn.Module):
+    """Several embedding classifiers trained side by side from different initial weights, each
+    with its own margin head and loss; the embedding is their L2-normalised concatenation, so a
+    cosine score is the mean of the members' cosine scores.
+
+    While training with labels, ``forward`` gives logits of shape (batch, classes, members),
+    which ``F.cross_entropy`` takes against the labels repeated per member: the members' mean
+    loss. Otherwise it gives the members' mean logits, (batch, classes)."""
+
+    def __init__(self, members: list[EmbeddingClassifier]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(torch.cat([m.embed(x) for m in self.members], dim=1), dim=1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        logits = torch.stack([m(x, labels) for m in self.members], dim=2)
+        return logits if self.training and labels is not None else logits.mean(dim=2)
+
+
 @register_model(
     "voicenet",
     features="logmel",
@@ -240,3 +261,14 @@ def _voicenet_aam_wide(input_shape: tuple[int, ...], n_classes: int) -> nn.Modul
     return EmbeddingClassifier(
         embedder, CosineHead(embedder.dim, n_classes, scale=30.0, margin=0.2)
     )
+
+
+@register_model(
+    "voicenet-aam-wide-x2",
+    features="logmel",
+    epochs=50,
+    summary="two voicenet-aam-wide encoders trained side by side: scores are their mean",
+    augment=True,
+)
+def _voicenet_aam_wide_x2(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    return EmbeddingEnsemble([_voicenet_aam_wide(input_shape, n_classes) for _ in range(2)])

@@ -287,7 +287,7 @@ def recipe_group() -> None:
 )
 @click.option(
     "--model",
-    type=click.Choice(["voicenet-aam", "voicenet-aam-wide"]),
+    type=click.Choice(["voicenet-aam", "voicenet-aam-wide", "voicenet-aam-wide-x2"]),
     default="voicenet-aam-wide",
     show_default=True,
     help="The embedding network to train.",

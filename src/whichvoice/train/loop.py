@@ -136,8 +136,7 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    head = getattr(model, "head", None)
-    final_margin = float(getattr(head, "margin", 0.0))
+    margins = margin_heads(model)
     t_run = time.perf_counter()
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -148,7 +147,7 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
         lr = lr_at(epoch, epochs, cfg.lr, schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        if final_margin > 0:
+        for head, final_margin in margins:
             head.margin = margin_at(epoch, epochs, final_margin)
         bar = tqdm(
             desc=f"epoch {epoch + 1}/{epochs}",
@@ -255,6 +254,12 @@ def _restore(
     return start, (float(state["best_acc"]), float(state["best_neg_loss"])), int(state["stale"])
 
 
+def margin_heads(model: torch.nn.Module) -> list[tuple[torch.nn.Module, float]]:
+    """Every margin head of a model (an ensemble has one a member) with its final margin,
+    which the training loop warms up to epoch by epoch."""
+    return [(m, float(m.margin)) for m in model.modules() if float(getattr(m, "margin", 0)) > 0]
+
+
 def _epoch(
     net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -290,7 +295,12 @@ def _epoch(
         with _autocast(device):
             # margin heads need the labels while training; plain classifiers ignore them
             logits = net(inputs, yb) if margin_head else net(inputs)
-            loss = F.cross_entropy(logits, yb)
+            if logits.dim() == 3:
+                # an ensemble while training: (batch, classes, members); each member's loss
+                loss = F.cross_entropy(logits, yb[:, None].expand(-1, logits.shape[2]))
+                logits = logits.detach().mean(dim=2)
+            else:
+                loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         # DDP averages the ranks' gradients; weighting each rank's mean loss by its share
         # of the batch makes that the gradient of the whole batch's mean loss
@@ -370,11 +380,20 @@ def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _autocast(device: torch.device) -> AbstractContextManager:
-    """bf16 autocast on CUDA (no loss scaling needed; margin heads keep float32 themselves);
-    none on CPU."""
+    """bf16 autocast (no loss scaling needed; margin heads keep float32 themselves) on CUDA, and
+    on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where it trains ~1.8x faster;
+    none on other CPUs, where bf16 would be emulated and slower."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and _native_cpu_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
+
+
+def _native_cpu_bf16() -> bool:
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
 def _one_window_per_clip(clip_rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
