@@ -160,6 +160,7 @@ def main() -> None:
     )
     training = bench_training(prepared, work / "runs", args.epochs, args.quiet)
     run = work / "runs" / "train-1"
+    bundled_name = json.loads((bundled_encoder() / "config.json").read_text())["model"]
     result = {
         "benchmark": "scale",
         "corpus": {"voices": "default8", "clips": len(read_manifest(corpus / "manifest.jsonl"))},
@@ -170,7 +171,7 @@ def main() -> None:
         "batch_inference": bench_batch(run, corpus, work, args.clips, args.quiet),
         "onnx": [
             bench_onnx(run, "voicenet (trained here)", 1),
-            bench_onnx(bundled_encoder(), "bundled encoder (voicenet-aam-wide)", 1),
+            bench_onnx(bundled_encoder(), f"bundled encoder ({bundled_name})", 1),
             bench_onnx(run, "voicenet (trained here)", os.cpu_count() or 1),
         ],
     }

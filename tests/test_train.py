@@ -180,3 +180,18 @@ def test_bf16_autocast_only_where_the_cpu_has_bf16_arithmetic(monkeypatch) -> No
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     ctx = loop._autocast(torch.device("cpu"))
     assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
+    # asked for: fp32 always is, bf16 always is
+    assert isinstance(loop._autocast(torch.device("cpu"), "fp32"), nullcontext)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert isinstance(loop._autocast(torch.device("cpu"), "bf16"), torch.autocast)
+
+
+def test_precision_is_recorded_and_checked(small_corpus: Path, tmp_path: Path) -> None:
+    from whichvoice.train import TrainConfig, TrainError, train
+
+    with pytest.raises(TrainError, match="unknown precision 'fp16'; valid: auto, bf16, fp32"):
+        train(small_corpus, tmp_path / "bad", TrainConfig(precision="fp16"), progress=False)
+    run = train(
+        small_corpus, tmp_path / "a", TrainConfig(epochs=1, precision="fp32"), progress=False
+    )
+    assert json.loads((run / "config.json").read_text())["train"]["precision"] == "fp32"

@@ -56,6 +56,13 @@ from whichvoice.errors import WhichvoiceError
     help="Training-time augmentation: default, none, or parts noise,gain,telephone,reverb,mp3 "
     "[default: on for voicenet, off for seed].",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="Training arithmetic; auto: bf16 on CUDA and on CPUs with native bf16, else fp32.",
+)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--quiet", "-q", is_flag=True)
 def train_cmd(
@@ -71,6 +78,7 @@ def train_cmd(
     device: str,
     patience: int | None,
     augment: str | None,
+    precision: str,
     resume: bool,
     quiet: bool,
 ) -> None:
@@ -94,6 +102,7 @@ def train_cmd(
         device=device,
         patience=patience,
         augment=augment,
+        precision=precision,
     )
     feats = (
         None

@@ -35,6 +35,7 @@ from whichvoice.train.config import (
     TrainConfig,
     TrainError,
     augment_config,
+    check_precision,
     lr_at,
     margin_at,
     pick_device,
@@ -105,6 +106,7 @@ def _train_local(job: Job, ranks: Ranks) -> Path:
             f"batch and batch norm needs 2 samples a process (at least {2 * ranks.world})"
         )
     device = pick_device(job.cfg.device)
+    check_precision(job.cfg.precision)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)

@@ -38,6 +38,7 @@ class TrainConfig:
     patience: int | None = None  # stop after this many epochs without a better val accuracy
     schedule: str | None = None  # "cosine" | "constant"; None: the model's own
     augment: str | None = None  # "default", "none" or parts "noise,gain,telephone,reverb,mp3"
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp32
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +88,15 @@ def pick_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise TrainError(f"unknown device {name!r}; valid: auto, cpu, cuda")
     return torch.device(name)
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def check_precision(name: str) -> str:
+    if name not in PRECISIONS:
+        raise TrainError(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
+    return name
 
 
 def lr_at(epoch: int, total: int, base: float, schedule: str = "cosine") -> float:

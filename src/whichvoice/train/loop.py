@@ -157,7 +157,18 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
             dynamic_ncols=True,
         )
         loss, acc = _epoch(
-            net, optimizer, train_set, features, augment, cfg.batch_size, rng, g, ranks, device, bar
+            net,
+            optimizer,
+            train_set,
+            features,
+            augment,
+            cfg.batch_size,
+            rng,
+            g,
+            ranks,
+            device,
+            cfg.precision,
+            bar,
         )
         bar.close()
         # rank 0 validates; every rank takes its result, so that all make the same decisions
@@ -271,6 +282,7 @@ def _epoch(
     g: torch.Generator,
     ranks: Ranks,
     device: torch.device,
+    precision: str,
     bar: tqdm,
 ) -> tuple[float, float]:
     """One pass over one window of each training clip; returns (mean loss, accuracy) over
@@ -292,7 +304,7 @@ def _epoch(
         xb = augment_batch(_to_device(x, device), augment, g)
         yb = _to_device(y, device)
         inputs = model_inputs(xb, features)
-        with _autocast(device):
+        with _autocast(device, precision):
             # margin heads need the labels while training; plain classifiers ignore them
             logits = net(inputs, yb) if margin_head else net(inputs)
             if logits.dim() == 3:
@@ -379,14 +391,14 @@ def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
 
 
-def _autocast(device: torch.device) -> AbstractContextManager:
-    """bf16 autocast (no loss scaling needed; margin heads keep float32 themselves) on CUDA, and
-    on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where it trains ~1.8x faster;
-    none on other CPUs, where bf16 would be emulated and slower."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and _native_cpu_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+def _autocast(device: torch.device, precision: str = "auto") -> AbstractContextManager:
+    """bf16 autocast (no loss scaling needed; margin heads keep float32 themselves) when asked
+    for, or with ``auto`` on CUDA and on CPUs with native bf16 arithmetic (AVX512-BF16 or
+    AMX), where it trains ~1.8x faster; other CPUs would emulate bf16, slower than float32."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "bf16" or device.type == "cuda" or _native_cpu_bf16():
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
