@@ -195,3 +195,74 @@ def test_precision_is_recorded_and_checked(small_corpus: Path, tmp_path: Path) -
         small_corpus, tmp_path / "a", TrainConfig(epochs=1, precision="fp32"), progress=False
     )
     assert json.loads((run / "config.json").read_text())["train"]["precision"] == "fp32"
+
+
+def _saved_run(folder: Path, model: str, labels: list[str]) -> torch.nn.Module:
+    """A run folder with fresh weights of ``model`` for ``labels`` (what --init reads)."""
+    from safetensors.torch import save_file
+
+    from whichvoice.models import build_model
+
+    net = build_model(model, (64, 201), len(labels))
+    folder.mkdir(parents=True)
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors"
+    )
+    (folder / "config.json").write_text(json.dumps({"model": model, "labels": labels}))
+    return net
+
+
+def test_init_takes_the_embedder_and_the_head_only_for_the_same_voices(tmp_path: Path) -> None:
+    from whichvoice.models import build_model
+    from whichvoice.train import TrainError
+    from whichvoice.train.loop import init_from
+
+    source = _saved_run(tmp_path / "src", "voicenet-aam", ["a", "b", "c"])
+    want = source.state_dict()
+    for labels, head_kept in ((["a", "b", "c"], True), (["x", "y", "z"], False)):
+        torch.manual_seed(1)
+        net = build_model("voicenet-aam", (64, 201), 3)
+        init_from(net, tmp_path / "src", labels, report=False)
+        got = net.state_dict()
+        assert all(torch.equal(got[k], want[k]) for k in want if not k.startswith("head."))
+        assert torch.equal(got["head.weight"], want["head.weight"]) is head_kept
+    # another label count: the head cannot fit and stays fresh
+    net = build_model("voicenet-aam", (64, 201), 5)
+    init_from(net, tmp_path / "src", ["a", "b", "c", "d", "e"], report=False)
+    assert torch.equal(net.embedder.project[0].weight, source.embedder.project[0].weight)
+    # a wider network's weights do not fit
+    with pytest.raises(TrainError, match="do not fit this model"):
+        init_from(build_model("voicenet-aam-wide", (64, 201), 3), tmp_path / "src", [], False)
+    with pytest.raises(TrainError, match="cannot read its weights"):
+        init_from(net, tmp_path / "missing", [], report=False)
+
+
+def test_margin_without_warmup_is_full_from_the_first_epoch() -> None:
+    from whichvoice.train import margin_at
+
+    assert margin_at(0, 10, 0.3) < 0.3
+    assert [margin_at(e, 10, 0.3, warmup=False) for e in range(10)] == [0.3] * 10
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_where_the_run_left_off(
+    cli, small_corpus: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    first = json.loads((trained_run / "epochs.jsonl").read_text().splitlines()[0])
+    tuned = tmp_path / "tuned"
+    proc = cli(
+        "train", str(small_corpus), "--out", str(tuned), "--init", str(trained_run),
+        "--epochs", "1", "--lr", "1e-4", "--batch-size", "16", "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads((tuned / "epochs.jsonl").read_text())
+    # one epoch at a tenth of the rate beats the original run's first epoch from scratch
+    assert row["val_acc"] >= max(0.8, first["val_acc"])
+    assert json.loads((tuned / "config.json").read_text())["train"]["init"] == str(trained_run)
+    for args, needle in [
+        (["--init", str(tmp_path / "nothing")], "cannot read its weights"),
+        (["--margin", "0.3"], "model voicenet has no margin head"),
+    ]:
+        proc = cli("train", str(small_corpus), "--out", str(tmp_path / "bad"), *args, "--quiet")
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr

@@ -63,6 +63,19 @@ from whichvoice.errors import WhichvoiceError
     show_default=True,
     help="Training arithmetic; auto: bf16 on CUDA and on CPUs with native bf16, else fp32.",
 )
+@click.option(
+    "--init",
+    type=LOCATION,
+    default=None,
+    help="Fine-tune: start from this run's weights (its head too when trained on the same "
+    "voices).",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(0, 1.5),
+    default=None,
+    help="Final angular margin of a margin head (radians) [default: the model's own].",
+)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--quiet", "-q", is_flag=True)
 def train_cmd(
@@ -79,6 +92,8 @@ def train_cmd(
     patience: int | None,
     augment: str | None,
     precision: str,
+    init: str | None,
+    margin: float | None,
     resume: bool,
     quiet: bool,
 ) -> None:
@@ -103,6 +118,8 @@ def train_cmd(
         patience=patience,
         augment=augment,
         precision=precision,
+        init=None if init is None else str(init),
+        margin=margin,
     )
     feats = (
         None

@@ -39,6 +39,9 @@ class TrainConfig:
     schedule: str | None = None  # "cosine" | "constant"; None: the model's own
     augment: str | None = None  # "default", "none" or parts "noise,gain,telephone,reverb,mp3"
     precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp32
+    # fine-tuning: start from this run's weights (a path or URL), the tensors that fit
+    init: str | None = None
+    margin: float | None = None  # the margin heads' final angular margin; None: the model's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,11 +111,12 @@ def lr_at(epoch: int, total: int, base: float, schedule: str = "cosine") -> floa
     return float(base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / (total - 1)))))
 
 
-def margin_at(epoch: int, total: int, final: float) -> float:
+def margin_at(epoch: int, total: int, final: float, warmup: bool = True) -> float:
     """The angular margin of an epoch: raised linearly over the first fifth of the run, so
     the embedding first learns to tell voices apart at all (a full margin from the start
-    leaves a many-voice model stuck near chance)."""
-    warm = max(1, round(0.2 * total))
+    leaves a many-voice model stuck near chance); ``warmup=False`` (a fine-tuned model,
+    which tells them apart already): the full margin from the start."""
+    warm = max(1, round(0.2 * total)) if warmup else 1
     return final * min(1.0, (epoch + 1) / warm)
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, load_file, save_file
 from torch import distributed as dist
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from whichvoice import storage
 from whichvoice.audio import ensure_dir, write_atomic
 from whichvoice.augment import AugmentConfig, augment_batch
 from whichvoice.dataset import PrepareConfig, Prepared, ensure_prepared
@@ -112,8 +114,11 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
     start, best, stale = 0, (-1.0, float("-inf")), 0
     if job.resume:  # every rank loads the checkpoint: the same weights and optimizer state
         start, best, stale = _restore(out, model, optimizer, device, ranks)
-    elif ranks.main:
-        (out / EPOCHS).unlink(missing_ok=True)
+    else:
+        if cfg.init is not None:  # every rank: the same starting weights
+            init_from(model, cfg.init, data.labels, ranks.main)
+        if ranks.main:
+            (out / EPOCHS).unlink(missing_ok=True)
     if ranks.main:
         write_json(
             out / CONFIG,
@@ -136,7 +141,11 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    margins = margin_heads(model)
+    margins = [
+        (head, final if cfg.margin is None else cfg.margin) for head, final in margin_heads(model)
+    ]
+    if cfg.margin is not None and not margins:
+        raise TrainError(f"--margin: model {cfg.model} has no margin head")
     t_run = time.perf_counter()
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -148,7 +157,7 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = lr
         for head, final_margin in margins:
-            head.margin = margin_at(epoch, epochs, final_margin)
+            head.margin = margin_at(epoch, epochs, final_margin, warmup=cfg.init is None)
         bar = tqdm(
             desc=f"epoch {epoch + 1}/{epochs}",
             unit="batch",
@@ -263,6 +272,39 @@ def _restore(
         write_atomic(log_path, "".join(line + "\n" for line in kept).encode())
         log.info("resuming %s at epoch %d", out, start + 1)
     return start, (float(state["best_acc"]), float(state["best_neg_loss"])), int(state["stale"])
+
+
+def init_from(
+    model: torch.nn.Module, init: str | os.PathLike, labels: list[str], report: bool
+) -> None:
+    """Load into ``model`` the weights of run ``init`` (a path or URL) that fit it: same name,
+    same shape; the head too when ``init`` was trained on the same ``labels``, else it keeps
+    its fresh weights. TrainError when the weights cannot be read or the embedding network's
+    do not fit."""
+    try:
+        state = load(storage.read_bytes(storage.join(init, WEIGHTS)))
+        same_labels = json.loads(storage.read_bytes(storage.join(init, CONFIG)))["labels"] == labels
+    except (OSError, ValueError, KeyError, SafetensorError, storage.StorageError) as e:
+        raise TrainError(f"--init {init}: cannot read its weights and config ({e})") from e
+
+    def is_head(key: str) -> bool:
+        return ".head." in f".{key}"
+
+    own = model.state_dict()
+    fits = {
+        k: v
+        for k, v in state.items()
+        if k in own and own[k].shape == v.shape and (same_labels or not is_head(k))
+    }
+    missing = [k for k in own if k not in fits and not is_head(k)]
+    if missing:
+        raise TrainError(
+            f"--init {init}: its weights do not fit this model ({len(missing)} tensors of the "
+            f"embedding network missing or of another shape, e.g. {missing[0]})"
+        )
+    model.load_state_dict(fits, strict=False)
+    if report:
+        log.info("started from %s: %d of %d tensors (the rest fresh)", init, len(fits), len(own))
 
 
 def margin_heads(model: torch.nn.Module) -> list[tuple[torch.nn.Module, float]]:
