@@ -7,7 +7,10 @@ from whichvoice.models import SeedCNN, build_model, model_names, model_spec
 
 
 def test_registry_lists_and_rejects() -> None:
+    from whichvoice.cli.common import MODEL_NAMES
+
     assert {"seed", "voicenet"} <= set(model_names())
+    assert sorted(MODEL_NAMES) == model_names()  # what the CLI offers without importing torch
     with pytest.raises(ValueError, match="seed, voicenet"):
         model_spec("resnet9000")
 

@@ -70,9 +70,13 @@ def feature_config(features: str | None, model: str, window: float | None):
     return FeatureConfig(name=name, **({"window_s": window} if window else {}))
 
 
+MODEL_NAMES = ["voicenet", "seed", "voicenet-aam", "voicenet-aam-wide", "voicenet-aam-wide-x2"]
+
+
 def model_choice() -> click.Choice:
-    # the registry's names, without importing torch for --help
-    return click.Choice(["voicenet", "seed"])
+    # the registry's names (models.model_names(); a test keeps them equal), without
+    # importing torch for --help
+    return click.Choice(MODEL_NAMES)
 
 
 def print_table(metrics: dict) -> None:

@@ -61,14 +61,13 @@ from whichvoice.errors import WhichvoiceError
     type=click.Choice(["auto", "bf16", "fp32"]),
     default="auto",
     show_default=True,
-    help="Training arithmetic; auto: bf16 on CUDA and on CPUs with native bf16, else fp32.",
+    help="Training arithmetic; auto: bf16 on CUDA and on CPUs with AMX, else fp32.",
 )
 @click.option(
     "--init",
     type=LOCATION,
     default=None,
-    help="Fine-tune: start from this run's weights (its head too when trained on the same "
-    "voices).",
+    help="Fine-tune: start from this run's weights (its head too when trained on the same voices).",
 )
 @click.option(
     "--margin",

@@ -38,7 +38,7 @@ class TrainConfig:
     patience: int | None = None  # stop after this many epochs without a better val accuracy
     schedule: str | None = None  # "cosine" | "constant"; None: the model's own
     augment: str | None = None  # "default", "none" or parts "noise,gain,telephone,reverb,mp3"
-    precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp32
+    precision: str = "auto"  # auto (bf16 on CUDA and AMX CPUs) | bf16 | fp32
     # fine-tuning: start from this run's weights (a path or URL), the tensors that fit
     init: str | None = None
     margin: float | None = None  # the margin heads' final angular margin; None: the model's
