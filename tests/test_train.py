@@ -194,6 +194,8 @@ def test_precision_is_recorded_and_checked(small_corpus: Path, tmp_path: Path) -
 
     with pytest.raises(TrainError, match="unknown precision 'fp16'; valid: auto, bf16, fp32"):
         train(small_corpus, tmp_path / "bad", TrainConfig(precision="fp16"), progress=False)
+    with pytest.raises(TrainError, match="unknown keep 'first'; valid: best, last"):
+        train(small_corpus, tmp_path / "bad", TrainConfig(keep="first"), progress=False)
     run = train(
         small_corpus, tmp_path / "a", TrainConfig(epochs=1, precision="fp32"), progress=False
     )
@@ -255,13 +257,22 @@ def test_fine_tuning_starts_where_the_run_left_off(
     tuned = tmp_path / "tuned"
     proc = cli(
         "train", str(small_corpus), "--out", str(tuned), "--init", str(trained_run),
-        "--epochs", "1", "--lr", "1e-4", "--batch-size", "16", "--quiet",
+        "--epochs", "2", "--lr", "1e-4", "--batch-size", "16", "--keep", "last", "--quiet",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    row = json.loads((tuned / "epochs.jsonl").read_text())
+    row = json.loads((tuned / "epochs.jsonl").read_text().splitlines()[0])
     # one epoch at a tenth of the rate beats the original run's first epoch from scratch
     assert row["val_acc"] >= max(0.8, first["val_acc"])
     assert json.loads((tuned / "config.json").read_text())["train"]["init"] == str(trained_run)
+    # --keep last: the weights are the last epoch's, whatever its validation accuracy
+    from safetensors.torch import load_file
+
+    kept, last = (
+        load_file(tuned / "model.safetensors"),
+        torch.load(tuned / "checkpoint.pt", weights_only=True),
+    )
+    assert all(torch.equal(v, last["model"][k]) for k, v in kept.items())
+    assert json.loads((tuned / "metrics.json").read_text())["kept"] == "last"
     for args, needle in [
         (["--init", str(tmp_path / "nothing")], "cannot read its weights"),
         (["--margin", "0.3"], "model voicenet has no margin head"),

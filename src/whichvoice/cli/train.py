@@ -75,6 +75,13 @@ from whichvoice.errors import WhichvoiceError
     default=None,
     help="Final angular margin of a margin head (radians) [default: the model's own].",
 )
+@click.option(
+    "--keep",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="The weights kept: the best epoch's by validation accuracy, or the last epoch's.",
+)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--quiet", "-q", is_flag=True)
 def train_cmd(
@@ -93,6 +100,7 @@ def train_cmd(
     precision: str,
     init: str | None,
     margin: float | None,
+    keep: str,
     resume: bool,
     quiet: bool,
 ) -> None:
@@ -119,6 +127,7 @@ def train_cmd(
         precision=precision,
         init=None if init is None else str(init),
         margin=margin,
+        keep=keep,
     )
     feats = (
         None

@@ -35,6 +35,7 @@ from whichvoice.train.config import (
     TrainConfig,
     TrainError,
     augment_config,
+    check_keep,
     check_precision,
     lr_at,
     margin_at,
@@ -107,6 +108,7 @@ def _train_local(job: Job, ranks: Ranks) -> Path:
         )
     device = pick_device(job.cfg.device)
     check_precision(job.cfg.precision)
+    check_keep(job.cfg.keep)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)

@@ -42,6 +42,7 @@ class TrainConfig:
     # fine-tuning: start from this run's weights (a path or URL), the tensors that fit
     init: str | None = None
     margin: float | None = None  # the margin heads' final angular margin; None: the model's
+    keep: str = "best"  # the weights kept: the "best" epoch's by validation accuracy, or "last"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,11 +95,18 @@ def pick_device(name: str) -> torch.device:
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+KEEPS = ("best", "last")
 
 
 def check_precision(name: str) -> str:
     if name not in PRECISIONS:
         raise TrainError(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
+    return name
+
+
+def check_keep(name: str) -> str:
+    if name not in KEEPS:
+        raise TrainError(f"unknown keep {name!r}; valid: {', '.join(KEEPS)}")
     return name
 
 

@@ -208,12 +208,10 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
                 row["seconds"],
             )
         score = (val_acc, -val_loss)
-        if score > best or np.isnan(val_acc):
-            best, stale = score, 0
-            if ranks.main:
-                _save_weights(model, out / WEIGHTS)
-        else:
-            stale += 1
+        improved = score > best or np.isnan(val_acc)
+        best, stale = (score, 0) if improved else (best, stale + 1)
+        if ranks.main and (improved or cfg.keep == "last"):
+            _save_weights(model, out / WEIGHTS)
         if ranks.main:
             _checkpoint(out, model, optimizer, epoch, stale, best, row)
         if cfg.patience is not None and stale >= cfg.patience:
@@ -222,7 +220,7 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
             break
 
     if ranks.main:
-        _finish(out, model, data, train_set, device, ranks, time.perf_counter() - t_run)
+        _finish(out, model, data, train_set, device, ranks, cfg.keep, time.perf_counter() - t_run)
     barrier(ranks)  # every rank returns once the run directory is complete
     return out
 
@@ -304,7 +302,13 @@ def init_from(
         )
     model.load_state_dict(fits, strict=False)
     if report:
-        log.info("started from %s: %d of %d tensors (the rest fresh)", init, len(fits), len(own))
+        log.info(
+            "started from %s: %d of %d tensors, %d fresh",
+            init,
+            len(fits),
+            len(own),
+            len(own) - len(fits),
+        )
 
 
 def margin_heads(model: torch.nn.Module) -> list[tuple[torch.nn.Module, float]]:
@@ -404,15 +408,18 @@ def _finish(
     train_set: _TrainSet,
     device: torch.device,
     ranks: Ranks,
+    keep: str,
     session_seconds: float,
 ) -> None:
-    """metrics.json: the best epoch's weights on the validation and test splits."""
+    """metrics.json: the kept weights (the best epoch's, or the last's) on the validation and
+    test splits."""
     model.load_state_dict(load_file(str(out / WEIGHTS), device=str(device)))
     _, test_acc, test_file_acc = accuracy(model, data, "test", device)
     _, val_acc, val_file_acc = accuracy(model, data, "val", device)
     rows = [json.loads(line) for line in (out / EPOCHS).read_text().splitlines()]
     metrics = {
         "best_epoch": max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))["epoch"],
+        "kept": keep,
         "epochs_run": len(rows),
         "train_seconds": round(sum(r["seconds"] for r in rows), 2),
         "this_session_seconds": round(session_seconds, 2),
