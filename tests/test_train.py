@@ -1,5 +1,6 @@
 import itertools
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -202,13 +203,15 @@ def test_precision_is_recorded_and_checked(small_corpus: Path, tmp_path: Path) -
     assert json.loads((run / "config.json").read_text())["train"]["precision"] == "fp32"
 
 
-def _saved_run(folder: Path, model: str, labels: list[str]) -> torch.nn.Module:
+def _saved_run(
+    folder: Path, model: str, labels: list[str], shape: tuple[int, ...] = (64, 201)
+) -> torch.nn.Module:
     """A run folder with fresh weights of ``model`` for ``labels`` (what --init reads)."""
     from safetensors.torch import save_file
 
     from whichvoice.models import build_model
 
-    net = build_model(model, (64, 201), len(labels))
+    net = build_model(model, shape, len(labels))
     folder.mkdir(parents=True)
     save_file(
         {k: v.contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors"
@@ -220,26 +223,50 @@ def _saved_run(folder: Path, model: str, labels: list[str]) -> torch.nn.Module:
 def test_init_takes_the_embedder_and_the_head_only_for_the_same_voices(tmp_path: Path) -> None:
     from whichvoice.models import build_model
     from whichvoice.train import TrainError
-    from whichvoice.train.loop import init_from
+    from whichvoice.train.loop import head_keys, init_from
 
     source = _saved_run(tmp_path / "src", "voicenet-aam", ["a", "b", "c"])
     want = source.state_dict()
     for labels, head_kept in ((["a", "b", "c"], True), (["x", "y", "z"], False)):
         torch.manual_seed(1)
         net = build_model("voicenet-aam", (64, 201), 3)
-        init_from(net, tmp_path / "src", labels, report=False)
+        head = head_keys("voicenet-aam", (64, 201), 3)
+        assert head == {"head.weight"}
+        assert init_from(net, tmp_path / "src", labels, head, report=False) is head_kept
         got = net.state_dict()
-        assert all(torch.equal(got[k], want[k]) for k in want if not k.startswith("head."))
+        assert all(torch.equal(got[k], want[k]) for k in want if k not in head)
         assert torch.equal(got["head.weight"], want["head.weight"]) is head_kept
-    # another label count: the head cannot fit and stays fresh
+    # another number of voices: the head cannot fit and stays fresh
     net = build_model("voicenet-aam", (64, 201), 5)
-    init_from(net, tmp_path / "src", ["a", "b", "c", "d", "e"], report=False)
+    init_from(net, tmp_path / "src", list("abcde"), head_keys("voicenet-aam", (64, 201), 5), False)
     assert torch.equal(net.embedder.project[0].weight, source.embedder.project[0].weight)
     # a wider network's weights do not fit
     with pytest.raises(TrainError, match="do not fit this model"):
-        init_from(build_model("voicenet-aam-wide", (64, 201), 3), tmp_path / "src", [], False)
+        init_from(build_model("voicenet-aam-wide", (64, 201), 3), tmp_path / "src", [], head, False)
     with pytest.raises(TrainError, match="cannot read its weights"):
-        init_from(net, tmp_path / "missing", [], report=False)
+        init_from(net, tmp_path / "missing", [], head, report=False)
+    (tmp_path / "src" / "config.json").write_text("[1, 2]")  # JSON, but not a run's config
+    with pytest.raises(TrainError, match="cannot read its weights and config"):
+        init_from(net, tmp_path / "src", [], head, report=False)
+
+
+def test_every_models_head_is_found_by_its_shape(tmp_path: Path) -> None:
+    """The talk's CNN names its classifier ``output``; an ensemble has one head a member: all
+    start fresh for other voices, and the rest of the network is taken."""
+    from whichvoice.models import build_model
+    from whichvoice.train.loop import head_keys, init_from
+
+    assert head_keys("seed", (3, 140, 140), 4) == {"output.weight", "output.bias"}
+    assert head_keys("voicenet-aam-wide-x2", (64, 201), 4) == {
+        "members.0.head.weight",
+        "members.1.head.weight",
+    }
+    source = _saved_run(tmp_path / "seed", "seed", list("abcd"), (3, 140, 140))
+    net = build_model("seed", (3, 140, 140), 6)
+    head = head_keys("seed", (3, 140, 140), 6)
+    assert init_from(net, tmp_path / "seed", list("abcdef"), head, report=False) is False
+    assert torch.equal(net.features[0].weight, source.features[0].weight)
+    assert net.output.weight.shape[0] == 6
 
 
 def test_margin_without_warmup_is_full_from_the_first_epoch() -> None:
@@ -257,26 +284,45 @@ def test_fine_tuning_starts_where_the_run_left_off(
     tuned = tmp_path / "tuned"
     proc = cli(
         "train", str(small_corpus), "--out", str(tuned), "--init", str(trained_run),
-        "--epochs", "2", "--lr", "1e-4", "--batch-size", "16", "--keep", "last", "--quiet",
+        "--epochs", "1", "--lr", "1e-4", "--batch-size", "16", "--quiet",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    row = json.loads((tuned / "epochs.jsonl").read_text().splitlines()[0])
+    row = json.loads((tuned / "epochs.jsonl").read_text())
     # one epoch at a tenth of the rate beats the original run's first epoch from scratch
     assert row["val_acc"] >= max(0.8, first["val_acc"])
-    assert json.loads((tuned / "config.json").read_text())["train"]["init"] == str(trained_run)
-    # --keep last: the weights are the last epoch's, whatever its validation accuracy
-    from safetensors.torch import load_file
-
-    kept, last = (
-        load_file(tuned / "model.safetensors"),
-        torch.load(tuned / "checkpoint.pt", weights_only=True),
-    )
-    assert all(torch.equal(v, last["model"][k]) for k, v in kept.items())
-    assert json.loads((tuned / "metrics.json").read_text())["kept"] == "last"
+    config = json.loads((tuned / "config.json").read_text())
+    assert config["train"]["init"] == str(trained_run)
+    assert config["margin_warmup"] is False  # the head came along: the margin is full at once
+    # misuse is one line, and an existing run given as --out is left as it was
+    existing = tmp_path / "existing"
+    shutil.copytree(trained_run, existing)
+    before = {p.name: p.read_bytes() for p in existing.iterdir()}
     for args, needle in [
         (["--init", str(tmp_path / "nothing")], "cannot read its weights"),
         (["--margin", "0.3"], "model voicenet has no margin head"),
+        (["--model", "voicenet-aam", "--margin", "2"], "not in the range"),
     ]:
-        proc = cli("train", str(small_corpus), "--out", str(tmp_path / "bad"), *args, "--quiet")
+        proc = cli("train", str(small_corpus), "--out", str(existing), *args, "--quiet")
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+        assert {p.name: p.read_bytes() for p in existing.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_keep_last_keeps_the_last_epoch_even_when_it_is_worse(
+    small_corpus: Path, trained_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from safetensors.torch import load_file
+
+    from whichvoice.train import loop
+
+    for keep in ("best", "last"):
+        falling = iter([0.9, 0.5, 0.4, 0.4])  # epoch 1, epoch 2, then the final test and val
+        monkeypatch.setattr(loop, "accuracy", lambda *a, f=falling: (1.0, (v := next(f)), v))
+        out = tmp_path / keep
+        cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, init=str(trained_run), keep=keep)
+        train(small_corpus, out, cfg, progress=False)
+        kept = load_file(out / "model.safetensors")
+        last = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+        assert all(torch.equal(v, last[k]) for k, v in kept.items()) is (keep == "last")
+        assert json.loads((out / "metrics.json").read_text())["kept"] == keep

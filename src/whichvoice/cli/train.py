@@ -98,7 +98,7 @@ def train_cmd(
     patience: int | None,
     augment: str | None,
     precision: str,
-    init: str | None,
+    init: Path | str | None,
     margin: float | None,
     keep: str,
     resume: bool,

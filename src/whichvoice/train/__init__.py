@@ -3,7 +3,7 @@
 A run directory describes itself:
 
     config.json         model name, features, labels, prepare and train settings
-    model.safetensors   the weights of the best epoch (by validation accuracy)
+    model.safetensors   the weights of the best epoch by validation accuracy (or the last's)
     checkpoint.pt       the last epoch's full state, for --resume (tensors only)
     epochs.jsonl        one line per epoch: loss, accuracies, seconds
     metrics.json        best epoch, validation and test accuracy, world size
@@ -36,6 +36,7 @@ from whichvoice.train.config import (
     TrainError,
     augment_config,
     check_keep,
+    check_margin,
     check_precision,
     lr_at,
     margin_at,
@@ -109,6 +110,7 @@ def _train_local(job: Job, ranks: Ranks) -> Path:
     device = pick_device(job.cfg.device)
     check_precision(job.cfg.precision)
     check_keep(job.cfg.keep)
+    check_margin(job.cfg.margin)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)

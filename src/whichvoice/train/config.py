@@ -104,6 +104,12 @@ def check_precision(name: str) -> str:
     return name
 
 
+def check_margin(margin: float | None) -> float | None:
+    if margin is not None and not 0 <= margin < np.pi / 2:
+        raise TrainError(f"margin {margin} is out of range: 0 to pi/2 radians")
+    return margin
+
+
 def check_keep(name: str) -> str:
     if name not in KEEPS:
         raise TrainError(f"unknown keep {name!r}; valid: {', '.join(KEEPS)}")

@@ -109,14 +109,23 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, features.input_shape, len(data.labels)).to(device)
+    margins = [
+        (head, final if cfg.margin is None else cfg.margin) for head, final in margin_heads(model)
+    ]
+    if cfg.margin is not None and not margins:
+        raise TrainError(f"--margin: model {cfg.model} has no margin head")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     out.mkdir(parents=True, exist_ok=True)
     start, best, stale = 0, (-1.0, float("-inf")), 0
+    # the margin is warmed up unless a fine-tuning starts with the head of its --init
+    warmup = True
     if job.resume:  # every rank loads the checkpoint: the same weights and optimizer state
         start, best, stale = _restore(out, model, optimizer, device, ranks)
+        warmup = bool(json.loads((out / CONFIG).read_text()).get("margin_warmup", True))
     else:
         if cfg.init is not None:  # every rank: the same starting weights
-            init_from(model, cfg.init, data.labels, ranks.main)
+            head = head_keys(cfg.model, features.input_shape, len(data.labels))
+            warmup = not init_from(model, cfg.init, data.labels, head, ranks.main)
         if ranks.main:
             (out / EPOCHS).unlink(missing_ok=True)
     if ranks.main:
@@ -130,6 +139,7 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
                 "input_shape": list(features.input_shape),
                 "train": replace(cfg, epochs=epochs, schedule=schedule).to_dict(),
                 "augment": augment.to_dict(),
+                "margin_warmup": warmup,
                 "data": str(data.root.resolve()),
             },
         )
@@ -141,11 +151,6 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    margins = [
-        (head, final if cfg.margin is None else cfg.margin) for head, final in margin_heads(model)
-    ]
-    if cfg.margin is not None and not margins:
-        raise TrainError(f"--margin: model {cfg.model} has no margin head")
     t_run = time.perf_counter()
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -157,7 +162,7 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = lr
         for head, final_margin in margins:
-            head.margin = margin_at(epoch, epochs, final_margin, warmup=cfg.init is None)
+            head.margin = margin_at(epoch, epochs, final_margin, warmup)
         bar = tqdm(
             desc=f"epoch {epoch + 1}/{epochs}",
             unit="batch",
@@ -272,43 +277,48 @@ def _restore(
     return start, (float(state["best_acc"]), float(state["best_neg_loss"])), int(state["stale"])
 
 
+def head_keys(model: str, input_shape: tuple[int, ...], n_classes: int) -> set[str]:
+    """The state-dict keys of a registered model's head: those whose shape follows the number
+    of voices (``head.weight``, an ensemble's ``members.0.head.weight``, seed's ``output.*``)."""
+    a = build_model(model, input_shape, n_classes).state_dict()
+    b = build_model(model, input_shape, n_classes + 1).state_dict()
+    return {k for k in a if a[k].shape != b[k].shape}
+
+
 def init_from(
-    model: torch.nn.Module, init: str | os.PathLike, labels: list[str], report: bool
-) -> None:
-    """Load into ``model`` the weights of run ``init`` (a path or URL) that fit it: same name,
-    same shape; the head too when ``init`` was trained on the same ``labels``, else it keeps
-    its fresh weights. TrainError when the weights cannot be read or the embedding network's
-    do not fit."""
+    model: torch.nn.Module,
+    init: str | os.PathLike,
+    labels: list[str],
+    head: set[str],
+    report: bool,
+) -> bool:
+    """Load into ``model`` the weights of run ``init`` (a path or URL): every tensor but the
+    ``head`` keys, and those too when ``init`` was trained on the same ``labels`` (else the
+    head keeps its fresh weights). Returns whether the head was loaded. TrainError when the
+    weights cannot be read or do not fit."""
     try:
         state = load(storage.read_bytes(storage.join(init, WEIGHTS)))
         same_labels = json.loads(storage.read_bytes(storage.join(init, CONFIG)))["labels"] == labels
-    except (OSError, ValueError, KeyError, SafetensorError, storage.StorageError) as e:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError, storage.StorageError) as e:
         raise TrainError(f"--init {init}: cannot read its weights and config ({e})") from e
-
-    def is_head(key: str) -> bool:
-        return ".head." in f".{key}"
-
     own = model.state_dict()
-    fits = {
-        k: v
-        for k, v in state.items()
-        if k in own and own[k].shape == v.shape and (same_labels or not is_head(k))
-    }
-    missing = [k for k in own if k not in fits and not is_head(k)]
+    take = set(own) if same_labels else set(own) - head
+    missing = sorted(k for k in take if k not in state or state[k].shape != own[k].shape)
     if missing:
         raise TrainError(
-            f"--init {init}: its weights do not fit this model ({len(missing)} tensors of the "
-            f"embedding network missing or of another shape, e.g. {missing[0]})"
+            f"--init {init}: its weights do not fit this model ({len(missing)} "
+            f"tensors missing or of another shape, e.g. {missing[0]})"
         )
-    model.load_state_dict(fits, strict=False)
+    model.load_state_dict({k: state[k] for k in take}, strict=False)
     if report:
         log.info(
-            "started from %s: %d of %d tensors, %d fresh",
+            "started from %s: %d of %d tensors, %s",
             init,
-            len(fits),
+            len(take),
             len(own),
-            len(own) - len(fits),
+            "head included" if same_labels else "a fresh head (other voices)",
         )
+    return same_labels
 
 
 def margin_heads(model: torch.nn.Module) -> list[tuple[torch.nn.Module, float]]:
