@@ -72,6 +72,28 @@ def test_level_does_not_change_the_model_inputs() -> None:
     assert torch.allclose(a, b, atol=0.05)
 
 
+def test_without_cmn_the_band_means_stay_and_the_export_graph_agrees() -> None:
+    from dataclasses import replace
+
+    from whichvoice.export import DftLogMel
+
+    cfg = FeatureConfig()
+    [windows] = logmel_windows([sine(440, 2.0) + 0.01 * sine(3000, 2.0)], cfg)
+    x = torch.from_numpy(windows)
+    kept = model_inputs(x, replace(cfg, cmn=False))
+    removed = model_inputs(x, cfg)
+    assert float(removed.mean(dim=2).abs().max()) < 1e-3
+    assert torch.allclose(kept - kept.mean(dim=2, keepdim=True), removed, atol=1e-4)
+    # the loud band stands out in the means (the spectral envelope a voice keeps)
+    means = kept.mean(dim=2)[0]
+    assert means.argmax() == kept[0].mean(dim=1).argmax() and means.std() > 1
+    for c in (cfg, replace(cfg, cmn=False)):
+        assert torch.allclose(DftLogMel(c)(x), model_inputs(x, c), atol=1e-3)
+    # run configs written before the setting existed keep the band-mean removal
+    old = {k: v for k, v in cfg.to_dict().items() if k != "cmn"}
+    assert FeatureConfig.from_dict(old).cmn is True
+
+
 def test_seed_image_is_the_talks_format() -> None:
     cfg = FeatureConfig(name="seed-image")
     wave = sine(800, 3.0, 22050)

@@ -326,3 +326,26 @@ def test_keep_last_keeps_the_last_epoch_even_when_it_is_worse(
         last = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
         assert all(torch.equal(v, last[k]) for k, v in kept.items()) is (keep == "last")
         assert json.loads((out / "metrics.json").read_text())["kept"] == keep
+
+
+@pytest.mark.slow
+def test_no_cmn_is_recorded_and_shares_the_prepared_data(
+    small_corpus: Path, tmp_path: Path
+) -> None:
+    cached = (
+        set((small_corpus / "prepared").iterdir())
+        if (small_corpus / "prepared").exists()
+        else set()
+    )
+    run = train(
+        small_corpus,
+        tmp_path / "r",
+        TrainConfig(epochs=1, batch_size=16, cmn=False),
+        progress=False,
+    )
+    assert json.loads((run / "config.json").read_text())["features"]["cmn"] is False
+    assert load_model(run).features.cmn is False  # predict reads windows as training did
+    train(small_corpus, tmp_path / "on", TrainConfig(epochs=1, batch_size=16), progress=False)
+    assert json.loads((tmp_path / "on" / "config.json").read_text())["features"]["cmn"] is True
+    # the stored windows do not depend on it: at most one prepared copy was added for both
+    assert len(set((small_corpus / "prepared").iterdir()) - cached) <= 1

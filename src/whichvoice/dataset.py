@@ -118,7 +118,9 @@ def _manifest_digest(corpus: Path) -> str:
 
 def cache_dir(corpus: str | os.PathLike, cfg: PrepareConfig) -> Path:
     """Where ``train`` caches the prepared data of a corpus for a given configuration."""
+    # the stored windows do not depend on cmn (applied when the model reads them): one cache
     described = {**cfg.to_dict(), "features_version": FEATURES_VERSION}
+    described["features"].pop("cmn")
     key = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:10]
     return Path(corpus) / "prepared" / f"{cfg.features.name}-{key}-{_manifest_digest(Path(corpus))}"
 

@@ -87,7 +87,7 @@ class DftLogMel(nn.Module):
         x = F.pad(wave[:, None, :], (pad, pad), mode="reflect")
         real, imag = F.conv1d(x, self.basis, stride=self.cfg.frame_hop).chunk(2, dim=1)
         mel = torch.log(torch.matmul(self.fb, real.square() + imag.square()) + 1e-6)
-        return mel - mel.mean(dim=2, keepdim=True)
+        return mel - mel.mean(dim=2, keepdim=True) if self.cfg.cmn else mel
 
 
 class ExportGraph(nn.Module):

@@ -42,6 +42,9 @@ class FeatureConfig:
     n_fft: int = 400  # samples (25 ms)
     frame_hop: int = 160  # samples (10 ms)
     trim: bool = True
+    # remove each mel band's mean over the window (a fixed channel colouring drops out, and so
+    # does the voice's average spectral envelope); run configs written before it have it on
+    cmn: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in FEATURE_NAMES:
@@ -195,7 +198,7 @@ def model_inputs(x: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     if cfg.name == "seed-image":
         return x
     mel = _logmel_module(cfg, str(x.device))(x)
-    return mel - mel.mean(dim=2, keepdim=True)
+    return mel - mel.mean(dim=2, keepdim=True) if cfg.cmn else mel
 
 
 def logmel_windows(waves: list[np.ndarray], cfg: FeatureConfig) -> list[np.ndarray]:

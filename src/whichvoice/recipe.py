@@ -85,6 +85,7 @@ class EncoderRecipe:
     recorded_speeds: tuple[float, ...] = (0.85, 0.9, 0.95, 1.05, 1.1, 1.15)
     model: str = "voicenet-aam-wide"  # a registered embedding model with a margin head
     epochs: int = 50
+    cmn: bool = True  # per-band mean removal of the log-mels (FeatureConfig.cmn)
     # the threshold: a 0.1 % false-acceptance rate on held-out trials rather than the EER
     # point, since identify compares a stranger with every enrolled voice
     target_far: float | None = 0.001
@@ -272,7 +273,7 @@ def encoder_recipe(
         train(
             data,
             run,
-            TrainConfig(model=cfg.model, epochs=cfg.epochs, seed=cfg.seed),
+            TrainConfig(model=cfg.model, epochs=cfg.epochs, seed=cfg.seed, cmn=cfg.cmn),
             resume=resume,
             progress=progress,
         )

@@ -76,6 +76,12 @@ from whichvoice.errors import WhichvoiceError
     help="Final angular margin of a margin head (radians) [default: the model's own].",
 )
 @click.option(
+    "--cmn/--no-cmn",
+    default=None,
+    help="Remove each mel band's mean over a window (a fixed channel colouring drops out, and "
+    "so does the voice's average spectral envelope) [default: the data's setting, on].",
+)
+@click.option(
     "--keep",
     type=click.Choice(["best", "last"]),
     default="best",
@@ -100,6 +106,7 @@ def train_cmd(
     precision: str,
     init: Path | str | None,
     margin: float | None,
+    cmn: bool | None,
     keep: str,
     resume: bool,
     quiet: bool,
@@ -128,6 +135,7 @@ def train_cmd(
         init=None if init is None else str(init),
         margin=margin,
         keep=keep,
+        cmn=cmn,
     )
     feats = (
         None
@@ -328,6 +336,12 @@ def recipe_group() -> None:
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option(
+    "--cmn/--no-cmn",
+    default=True,
+    show_default=True,
+    help="Remove each mel band's mean over a window (see `train --cmn`).",
+)
+@click.option(
     "--target-far",
     type=click.FloatRange(0, 1),
     default=0.001,
@@ -350,6 +364,7 @@ def recipe_encoder_cmd(
     held_out_per_voice: int,
     model: str,
     epochs: int,
+    cmn: bool,
     target_far: float,
     max_variants: int | None,
     seed: int,
@@ -370,6 +385,7 @@ def recipe_encoder_cmd(
         held_out_per_voice=held_out_per_voice,
         model=model,
         epochs=epochs,
+        cmn=cmn,
         target_far=target_far,
         seed=seed,
         max_variants=max_variants,

@@ -42,6 +42,7 @@ class TrainConfig:
     # fine-tuning: start from this run's weights (a path or URL), the tensors that fit
     init: str | None = None
     margin: float | None = None  # the margin heads' final angular margin; None: the model's
+    cmn: bool | None = None  # per-band mean removal (FeatureConfig.cmn); None: the data's
     keep: str = "best"  # the weights kept: the "best" epoch's by validation accuracy, or "last"
 
     def to_dict(self) -> dict:

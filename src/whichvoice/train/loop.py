@@ -100,7 +100,7 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.local_world))
 
     data = _prepare(job, spec.features, ranks)
-    features = data.cfg.features
+    features = data.cfg.features if cfg.cmn is None else replace(data.cfg.features, cmn=cfg.cmn)
     if augment.enabled and features.name != "logmel":
         raise TrainError(
             f"augmentation needs logmel features (not {features.name}); use --augment none"
@@ -187,7 +187,7 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
         bar.close()
         # rank 0 validates; every rank takes its result, so that all make the same decisions
         # on the best epoch and early stopping, and stop together
-        scores = [accuracy(model, data, "val", device) if ranks.main else None]
+        scores = [accuracy(model, data, "val", device, features) if ranks.main else None]
         if ranks.world > 1:
             dist.broadcast_object_list(scores, src=0)
         val_loss, val_acc, val_file_acc = scores[0]
@@ -225,7 +225,8 @@ def run(job: Job, ranks: Ranks, device: torch.device) -> Path:
             break
 
     if ranks.main:
-        _finish(out, model, data, train_set, device, ranks, cfg.keep, time.perf_counter() - t_run)
+        seconds = time.perf_counter() - t_run
+        _finish(out, model, data, features, train_set, device, ranks, cfg.keep, seconds)
     barrier(ranks)  # every rank returns once the run directory is complete
     return out
 
@@ -415,6 +416,7 @@ def _finish(
     out: Path,
     model: torch.nn.Module,
     data: Prepared,
+    features: FeatureConfig,
     train_set: _TrainSet,
     device: torch.device,
     ranks: Ranks,
@@ -424,8 +426,8 @@ def _finish(
     """metrics.json: the kept weights (the best epoch's, or the last's) on the validation and
     test splits."""
     model.load_state_dict(load_file(str(out / WEIGHTS), device=str(device)))
-    _, test_acc, test_file_acc = accuracy(model, data, "test", device)
-    _, val_acc, val_file_acc = accuracy(model, data, "val", device)
+    _, test_acc, test_file_acc = accuracy(model, data, "test", device, features)
+    _, val_acc, val_file_acc = accuracy(model, data, "val", device, features)
     rows = [json.loads(line) for line in (out / EPOCHS).read_text().splitlines()]
     metrics = {
         "best_epoch": max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))["epoch"],
@@ -492,13 +494,17 @@ def _scores(
 
 
 def accuracy(
-    model: torch.nn.Module, data: Prepared, split: str, device: torch.device
+    model: torch.nn.Module,
+    data: Prepared,
+    split: str,
+    device: torch.device,
+    features: FeatureConfig | None = None,
 ) -> tuple[float, float, float]:
     """(loss, window accuracy, file accuracy) on a split; files average their windows' log-probs."""
     x, y, clip = data.arrays(split)
     if x.shape[0] == 0:
         return float("nan"), float("nan"), float("nan")
-    logp = _scores(model, x, data.cfg.features, device)
+    logp = _scores(model, x, features or data.cfg.features, device)
     loss = float(-logp[np.arange(len(y)), y].mean())
     window_acc = float((logp.argmax(1) == y).mean())
     clips, inverse = np.unique(clip, return_inverse=True)
