@@ -38,6 +38,8 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "5",
         "--held-out-per-voice",
         "6",
+        "--tune-epochs",
+        "1",
         "--quiet",
         check=True,
     )
@@ -52,7 +54,7 @@ def clips_by_voice(corpus: Path) -> dict[str, list[Path]]:
 
 
 def test_recipe_makes_a_calibrated_encoder_and_records_how(encoder: Path) -> None:
-    run = encoder / "run"
+    run = encoder / "run-tuned"
     recipe = json.loads((run / "recipe.json").read_text())
     held, trained = set(recipe["held_out_voices"]), set(recipe["training_voices"])
     assert held and trained and not held & trained
@@ -69,10 +71,19 @@ def test_recipe_makes_a_calibrated_encoder_and_records_how(encoder: Path) -> Non
     assert len(randoms) == 3 and set(randoms) <= set(config["labels"])
     assert not any(label.startswith(tuple(f"{v}@" for v in randoms)) for label in config["labels"])
     assert recipe["recipe"]["random_voices"] == 3
+    # the calibrated encoder is the trained one fine-tuned without the band-mean removal
+    base = encoder / "run"
+    assert json.loads((base / "config.json").read_text())["features"]["cmn"] is True
+    assert config["features"]["cmn"] is False
+    tuned = config["train"]
+    assert (tuned["init"], tuned["keep"], tuned["epochs"]) == (str(base), "last", 1)
+    assert not (base / "calibration.json").exists()
+    assert set(recipe["stages"]) == {"run", "run-tuned"}
+    assert recipe["stages"]["run"] == json.loads((base / "metrics.json").read_text())
 
 
 def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_path: Path) -> None:
-    run = encoder / "run"
+    run = encoder / "run-tuned"
     proc = cli(
         "calibrate", "--model", str(run), "--corpus", str(encoder / "corpus"), "--json", check=True
     )
@@ -109,7 +120,7 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
 
 
 def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Path) -> None:
-    run, gallery = encoder / "run", tmp_path / "g.sqlite"
+    run, gallery = encoder / "run-tuned", tmp_path / "g.sqlite"
     voices = clips_by_voice(encoder / "corpus")
     a, b, c = sorted(voices)[:3]
     common = ["--model", str(run), "--gallery", str(gallery)]
@@ -154,7 +165,7 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
 def test_verification_errors_are_one_line(
     cli, encoder: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    run, gallery = encoder / "run", tmp_path / "g.sqlite"
+    run, gallery = encoder / "run-tuned", tmp_path / "g.sqlite"
     voices = clips_by_voice(encoder / "corpus")
     a = sorted(voices)[0]
     common = ["--model", str(run), "--gallery", str(gallery)]

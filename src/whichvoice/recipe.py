@@ -12,7 +12,10 @@
    formants, pitch and voice source: ``random_voices`` more speakers), split by clip into
    train/val/test.
 4. ``voicenet-aam`` trained with an additive angular margin (warmed up) and augmentation.
-5. Calibration on trials among the held-out voices; ``recipe.json`` records how it was made.
+5. A fine-tuning of those weights without the per-band mean removal of the log-mels
+   (``tune_cmn``), so the embedding also sees each voice's average spectral envelope (what
+   tells apart espeak-ng variants that differ in a few formants), into ``run-tuned``.
+6. Calibration on trials among the held-out voices; ``recipe.json`` records how it was made.
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ class EncoderRecipe:
     model: str = "voicenet-aam-wide"  # a registered embedding model with a margin head
     epochs: int = 50
     cmn: bool = True  # per-band mean removal of the log-mels (FeatureConfig.cmn)
+    # then a fine-tuning (0 epochs: none) from the trained weights, keeping its last epoch
+    tune_epochs: int = 6
+    tune_lr: float = 3e-4
+    tune_cmn: bool = False
     # the threshold: a 0.1 % false-acceptance rate on held-out trials rather than the EER
     # point, since identify compares a stranger with every enrolled voice
     target_far: float | None = 0.001
@@ -233,7 +240,8 @@ def encoder_recipe(
     out: str | os.PathLike, cfg: EncoderRecipe = EncoderRecipe(), *, progress: bool = True
 ) -> Path:
     """Run every step into ``out`` (corpus/, data/, run/); resumable step by step.
-    Returns the run directory (``out/run``), calibrated."""
+    Returns the final run directory, calibrated: ``out/run-tuned``, or ``out/run`` when
+    ``cfg.tune_epochs`` is 0."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     probe = out / "voices.json"  # which voices are one and the same (resumable)
@@ -267,16 +275,26 @@ def encoder_recipe(
     data = out / "data"
     if not (data / "dataset.json").is_file():
         _speaker_dataset(corpus, data, train_ids, cfg, progress)
-    run = out / "run"
-    resume = (run / "checkpoint.pt").is_file() and not (run / "metrics.json").is_file()
-    if not (run / "metrics.json").is_file():
-        train(
+    stages = [
+        _train_once(
             data,
-            run,
+            out / "run",
             TrainConfig(model=cfg.model, epochs=cfg.epochs, seed=cfg.seed, cmn=cfg.cmn),
-            resume=resume,
-            progress=progress,
+            progress,
         )
+    ]
+    if cfg.tune_epochs:
+        tune = TrainConfig(
+            model=cfg.model,
+            epochs=cfg.tune_epochs,
+            lr=cfg.tune_lr,
+            seed=cfg.seed,
+            init=str(stages[0]),
+            cmn=cfg.tune_cmn,
+            keep="last",  # the fine-tuning's end, not the epoch it changed least
+        )
+        stages.append(_train_once(data, out / "run-tuned", tune, progress))
+    run = stages[-1]
     model = model_for(run)
     trials = voice_trials(model, held_out_files(corpus, held_ids), seed=cfg.seed)
     result = calibrate(
@@ -291,6 +309,10 @@ def encoder_recipe(
             json.dumps(
                 {
                     "recipe": cfg.to_dict(),
+                    # each training stage's results (its epochs are in its own folder)
+                    "stages": {
+                        s.name: json.loads((s / "metrics.json").read_text()) for s in stages
+                    },
                     "training_voices": train_ids,
                     "held_out_voices": held_ids,
                     "calibration": {
@@ -316,6 +338,13 @@ def encoder_recipe(
         100 * result["eer"],
         result["min_dcf_0.01"],
     )
+    return run
+
+
+def _train_once(data: Path, run: Path, cfg: TrainConfig, progress: bool) -> Path:
+    """``run`` trained as ``cfg`` says: left as it is when complete, resumed when interrupted."""
+    if not (run / "metrics.json").is_file():
+        train(data, run, cfg, resume=(run / "checkpoint.pt").is_file(), progress=progress)
     return run
 
 

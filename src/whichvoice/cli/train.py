@@ -342,6 +342,26 @@ def recipe_group() -> None:
     help="Remove each mel band's mean over a window (see `train --cmn`).",
 )
 @click.option(
+    "--tune-epochs",
+    type=click.IntRange(min=0),
+    default=6,
+    show_default=True,
+    help="Then fine-tune this many epochs (0: no fine-tuning).",
+)
+@click.option(
+    "--tune-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3e-4,
+    show_default=True,
+    help="The fine-tuning's initial learning rate (cosine decay).",
+)
+@click.option(
+    "--tune-cmn/--tune-no-cmn",
+    default=False,
+    show_default=True,
+    help="Whether the fine-tuning removes each mel band's mean (training does, by --cmn).",
+)
+@click.option(
     "--target-far",
     type=click.FloatRange(0, 1),
     default=0.001,
@@ -365,6 +385,9 @@ def recipe_encoder_cmd(
     model: str,
     epochs: int,
     cmn: bool,
+    tune_epochs: int,
+    tune_lr: float,
+    tune_cmn: bool,
     target_far: float,
     max_variants: int | None,
     seed: int,
@@ -386,6 +409,9 @@ def recipe_encoder_cmd(
         model=model,
         epochs=epochs,
         cmn=cmn,
+        tune_epochs=tune_epochs,
+        tune_lr=tune_lr,
+        tune_cmn=tune_cmn,
         target_far=target_far,
         seed=seed,
         max_variants=max_variants,
