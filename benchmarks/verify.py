@@ -7,7 +7,10 @@ with another seed than the recipe's. Each voice is enrolled from 3 clean clips c
 speech; every other clip is a test clip, scored against every enrolled voice:
 
 - ``clean``: the test clips as synthesized (2-5 s);
-- ``hard``: the middle 1.5 s of each test clip's speech, with white noise at 10 dB SNR.
+- ``hard``: the middle 1.5 s of each test clip's speech, with white noise at 10 dB SNR;
+- ``tel8k``, ``mp3-24k``, ``reverb``: each test clip through a telephone channel (300-3400 Hz,
+  clipped, 8 kHz), a 24 kbit/s mp3 or a room (RT60 0.6 s), as ``evaluate --conditions`` makes
+  them, while the voices stay enrolled from clean clips (a channel unlike the enrollment's).
 
 Per condition: EER, minDCF at p_target 0.01 and 0.05; and open-set identification with the
 encoder's stored threshold (what `whichvoice identify` does): the voices are split in two
@@ -37,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.audio import SAMPLE_RATE, encode_audio, read_audio, resample, write_atomic
-from whichvoice.augment import white_noise
+from whichvoice.augment import degrade, white_noise
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig, trim_silence
@@ -54,6 +57,8 @@ ENROLL = 3  # clips per enrolled voice
 ENROLL_S = 3.0  # s of speech in each enrollment clip
 HARD_S = 1.5  # s of speech in a hard test clip
 HARD_SNR_DB = 10.0
+CHANNELS = ("tel8k", "mp3-24k", "reverb")  # conditions of whichvoice.augment.degrade
+CONDITIONS = ("clean", "hard", *CHANNELS)
 SEED = 1234  # sentences drawn unlike the recipe's (seed 0)
 TARGETS = {  # the issue's targets for the bundled encoder
     "clean": {
@@ -77,10 +82,10 @@ def speech_cut(wave: np.ndarray, rate: int, seconds: float, middle: bool) -> np.
 
 
 def make_trials(files: dict[str, list[Path]], folder: Path) -> dict:
-    """Enrollment and test clips on disk (wav): {"enroll": {voice: [paths]}, "clean": [(voice,
-    path)], "hard": [(voice, path)]}."""
+    """Enrollment and test clips on disk (wav): {"enroll": {voice: [paths]}, and per condition
+    [(voice, path)]}."""
     rng = np.random.default_rng(SEED)
-    out: dict = {"enroll": {}, "clean": [], "hard": []}
+    out: dict = {"enroll": {}, **{c: [] for c in CONDITIONS}}
     for voice in sorted(files):
         paths = sorted(files[voice])
         if len(paths) <= ENROLL:
@@ -102,6 +107,10 @@ def make_trials(files: dict[str, list[Path]], folder: Path) -> dict:
             dest = folder / f"{safe}-hard{i}.wav"
             dest.write_bytes(encode_audio(hard, SAMPLE_RATE, "wav"))
             out["hard"].append((voice, dest))
+            for c in CHANNELS:  # each clip its own seeded room, the same on every run
+                dest = folder / f"{safe}-{c}{i}.wav"
+                dest.write_bytes(degrade(c, wave, rate, seed=len(out[c])))
+                out[c].append((voice, dest))
     return out
 
 
@@ -154,7 +163,7 @@ def measure(name: str, encoder, trials: dict, threshold: float, splits: int) -> 
     refs = np.stack(refs)
     result: dict = {"threshold": threshold, "voices": len(voices)}
     n_clips = sum(len(v) for v in trials["enroll"].values())
-    for condition in ("clean", "hard"):
+    for condition in CONDITIONS:
         pairs = trials[condition]
         emb = embeddings(encoder, [p for _, p in pairs])
         n_clips += len(pairs)
@@ -182,7 +191,7 @@ def measure(name: str, encoder, trials: dict, threshold: float, splits: int) -> 
             f"{result[c]['min_dcf_0.01']:.3f}, unknown rejected "
             f"{100 * result[c]['unknown_rejected']:.1f} %, false rejection "
             f"{100 * result[c]['false_rejection']:.1f} %"
-            for c in ("clean", "hard")
+            for c in CONDITIONS
         )
     )
     return result
@@ -252,6 +261,7 @@ def main() -> None:
         "clips_per_voice": args.per_voice,
         "enroll": {"clips": ENROLL, "seconds": ENROLL_S},
         "hard": {"seconds": HARD_S, "white_noise_snr_db": HARD_SNR_DB},
+        "channels": list(CHANNELS),
         "results": results,
         "targets": TARGETS,
         "targets_met": met,
