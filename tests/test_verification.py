@@ -210,3 +210,15 @@ def test_random_voices_add_training_voices_and_keep_the_held_out_ones() -> None:
     added = more[len(trained) :]
     assert len(set(added)) == 5
     assert all(v.startswith("espeak-ng:") and v.endswith(f"+rand{k}") for k, v in enumerate(added))
+
+
+def test_recipe_stages_follow_its_settings(tmp_path: Path) -> None:
+    from whichvoice.recipe import EncoderRecipe, stages_of
+
+    [(run, first), (tuned, second)] = stages_of(EncoderRecipe(), tmp_path)
+    assert (run.name, first.cmn, first.epochs, first.init) == ("run", True, 50, None)
+    assert (tuned.name, second.cmn, second.keep, second.lr) == ("run-tuned", False, "last", 3e-4)
+    assert second.init == str(run) and second.model == first.model
+    # --no-cmn --tune-epochs 0: one stage, trained without the band-mean removal
+    [(run, only)] = stages_of(EncoderRecipe(cmn=False, tune_epochs=0), tmp_path)
+    assert (run.name, only.cmn) == ("run", False)

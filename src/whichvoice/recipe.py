@@ -275,25 +275,7 @@ def encoder_recipe(
     data = out / "data"
     if not (data / "dataset.json").is_file():
         _speaker_dataset(corpus, data, train_ids, cfg, progress)
-    stages = [
-        _train_once(
-            data,
-            out / "run",
-            TrainConfig(model=cfg.model, epochs=cfg.epochs, seed=cfg.seed, cmn=cfg.cmn),
-            progress,
-        )
-    ]
-    if cfg.tune_epochs:
-        tune = TrainConfig(
-            model=cfg.model,
-            epochs=cfg.tune_epochs,
-            lr=cfg.tune_lr,
-            seed=cfg.seed,
-            init=str(stages[0]),
-            cmn=cfg.tune_cmn,
-            keep="last",  # the fine-tuning's end, not the epoch it changed least
-        )
-        stages.append(_train_once(data, out / "run-tuned", tune, progress))
+    stages = [_train_once(data, run, train_cfg, progress) for run, train_cfg in stages_of(cfg, out)]
     run = stages[-1]
     model = model_for(run)
     trials = voice_trials(model, held_out_files(corpus, held_ids), seed=cfg.seed)
@@ -339,6 +321,24 @@ def encoder_recipe(
         result["min_dcf_0.01"],
     )
     return run
+
+
+def stages_of(cfg: EncoderRecipe, out: Path) -> list[tuple[Path, TrainConfig]]:
+    """The training stages, in order: (run directory, how it is trained)."""
+    first = out / "run"
+    stages = [(first, TrainConfig(model=cfg.model, epochs=cfg.epochs, seed=cfg.seed, cmn=cfg.cmn))]
+    if cfg.tune_epochs:
+        tune = TrainConfig(
+            model=cfg.model,
+            epochs=cfg.tune_epochs,
+            lr=cfg.tune_lr,
+            seed=cfg.seed,
+            init=str(first),
+            cmn=cfg.tune_cmn,
+            keep="last",  # the fine-tuning's end, not the epoch it changed least
+        )
+        stages.append((out / "run-tuned", tune))
+    return stages
 
 
 def _train_once(data: Path, run: Path, cfg: TrainConfig, progress: bool) -> Path:
