@@ -5,17 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
+import shutil
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from . import server as server_process
 
 pytestmark = pytest.mark.slow
 
@@ -29,54 +27,17 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = Path(__file__).parents[1] / "docs" / "page.png"
+# `make screenshot` sets this to docs/page.png; a plain test run writes only to its temp dir
+SCREENSHOT_ENV = "WHICHVOICE_PAGE_SCREENSHOT"
 START_TIMEOUT_S = 60.0  # s for the server to answer /healthz
 TIMEOUT_MS = 60_000  # ms for one identification (the first one loads torch's kernels)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serving(run: Path | None, *args: str) -> Iterator[str]:
-    """``whichvoice serve [RUN] ARGS`` in a subprocess; yields its base URL, kills it after."""
-    port = free_port()
-    command = [sys.executable, "-m", "whichvoice", "serve", *([str(run)] if run else [])]
-    command += ["--port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--quiet", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"the server exited {proc.returncode}:\n{proc.stderr.read()}")
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the server did not answer /healthz in {START_TIMEOUT_S} s")
-            time.sleep(0.25)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stderr.close()
+    """``whichvoice serve [RUN] ARGS`` in a subprocess; yields its base URL, stops it after."""
+    with server_process.serving(run, *args, timeout=START_TIMEOUT_S) as started:
+        yield started.url
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +115,9 @@ def labels(base: str, key: str | None = None) -> list[str]:
         return json.load(r)["labels"]
 
 
-def test_upload_shows_the_voice_bars_and_spectrogram(browser, server, small_corpus, clips):
+def test_upload_shows_the_voice_bars_and_spectrogram(
+    browser, server, small_corpus, clips, tmp_path: Path
+):
     clip = next(c for c in clips if c["voice"] == "flite:slt")
     page = open_page(browser, server)
     result = wait_for_identification(
@@ -170,9 +133,11 @@ def test_upload_shows_the_voice_bars_and_spectrogram(browser, server, small_corp
     assert page.locator("#spectrogram").get_attribute("src").startswith("data:image/png;base64,")
     assert Path(clip["path"]).name in page.locator("#result-meta").inner_text()
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True, animations="disabled")
-    assert SCREENSHOT.stat().st_size > 10_000
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True, animations="disabled")
+    assert shot.stat().st_size > 10_000
+    if os.environ.get(SCREENSHOT_ENV):
+        shutil.copyfile(shot, os.environ[SCREENSHOT_ENV])
     page.context.close()
 
 

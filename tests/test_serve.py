@@ -6,8 +6,6 @@ import base64
 import json
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,52 +16,19 @@ import pytest
 from whichvoice.audio import encode_audio
 from whichvoice.corpus import read_manifest
 
+from . import server as server_process
 from .conftest import sine
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(run: Path | None, *args: str) -> tuple[subprocess.Popen, str]:
-    """``whichvoice serve [RUN] ARGS`` on a free port of 127.0.0.1; (process, base URL)."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "whichvoice",
-        "serve",
-        *([str(run)] if run is not None else []),
-        "--port",
-        str(port),
-        "--quiet",
-        *args,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read().decode()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server did not start in 60 s")
+    """``whichvoice serve [RUN] ARGS`` on a port of 127.0.0.1 it picks; (process, base URL)."""
+    started = server_process.start(run, *args)
+    return started.proc, started.url
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+stop = server_process.stop
 
 
 @pytest.fixture(scope="module")

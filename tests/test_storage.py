@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -126,3 +127,94 @@ def test_single_objects(bucket: str) -> None:
     with pytest.raises(StorageError) as e:
         storage.read_bytes("s3://no-such-bucket-whichvoice/x")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "key", ["../escape.txt", "a/../../escape.txt", "a/./b.txt", "a//b.txt", "a\\..\\b.txt"]
+)
+def test_a_key_leaving_the_mirror_is_refused(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    name, _, prefix = f"{bucket}/data"[len("s3://") :].partition("/")
+    client = boto3.client("s3")
+    client.put_object(Bucket=name, Key=f"{prefix}/ok.txt", Body=b"ok")
+    client.put_object(Bucket=name, Key=f"{prefix}/{key}", Body=b"evil")
+    with pytest.raises(StorageError, match="would leave the mirror folder"):
+        storage.local_path(f"{bucket}/data")
+    assert not [p for p in tmp_path.rglob("escape.txt")]
+
+
+def test_a_pointer_naming_a_file_outside_the_mirror_is_refused(bucket: str, tmp_path: Path) -> None:
+    url = f"{bucket}/run"
+    with storage.local_output(url) as local:
+        (local / "a.txt").write_text("a")
+    pointer = json.loads(storage.read_bytes(f"{url}/{RECORD}"))
+    pointer["files"]["../../../../escape.txt"] = pointer["files"].pop("a.txt")
+    pointer["files"]["../../../../escape.txt"]["key"] = "a.txt"
+    storage.write_bytes(f"{url}/{RECORD}", json.dumps(pointer).encode())
+    with pytest.raises(StorageError, match="would leave the mirror folder"):
+        storage.download(url, tmp_path / "mirror")
+    assert not [p for p in tmp_path.rglob("escape.txt")]
+
+
+class _CutAfter(Exception):
+    pass
+
+
+def test_a_cut_after_any_object_leaves_a_complete_state(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write of an upload (each object, the pointer, the copies, the clean-up) is cut in
+    turn: a reader on another machine then sees the old state or the new one, whole."""
+    url = f"{bucket}/run"
+    old = {"weights.bin": b"w1" * 5000, "audio/a.mp3": b"a1", "metrics.json": b'{"v": 1}'}
+    new = {"weights.bin": b"w2" * 7000, "audio/a.mp3": b"a2" * 3, "audio/b.mp3": b"b",
+           "metrics.json": b'{"v": 2}'}  # fmt: skip
+    fs = storage._fs(url)[0]  # fsspec hands every call this same (cached) instance
+    writes = ("put_file", "pipe_file", "copy", "rm_file", "rm")
+    originals = {m: getattr(fs, m) for m in writes}
+    cut = 0
+    while True:
+        # a fresh prefix holding the old state
+        prefix = f"{url}{cut}"
+        monkeypatch.setenv("WHICHVOICE_CACHE", str(tmp_path / f"writer{cut}"))
+        with storage.local_output(prefix, last=["metrics.json"]) as local:
+            for name, data in old.items():
+                (local / name).parent.mkdir(parents=True, exist_ok=True)
+                (local / name).write_bytes(data)
+            writer = local
+        for name, data in new.items():
+            (writer / name).write_bytes(data)
+        count = {"n": 0}
+
+        def failing(method: str, limit: int = cut, count: dict = count):
+            def wrapped(*a, **kw):
+                count["n"] += 1
+                if count["n"] > limit:
+                    raise _CutAfter(f"cut after {limit} writes")
+                return originals[method](*a, **kw)
+
+            return wrapped
+
+        with monkeypatch.context() as m:
+            for method in writes:
+                m.setattr(fs, method, failing(method))
+            try:
+                storage.upload(writer, prefix, last=["metrics.json"])
+                finished = True
+            except StorageError:
+                finished = False
+        _fresh_cache(tmp_path, monkeypatch, f"reader{cut}")
+        seen = _tree(storage.local_path(prefix))
+        assert seen in (old, new), f"cut after {cut} writes: a mixed state {seen}"
+        # the writer tries again and completes: the new state, also at the objects' own keys
+        storage.upload(writer, prefix, last=["metrics.json"])
+        _fresh_cache(tmp_path, monkeypatch, f"again{cut}")
+        assert _tree(storage.local_path(prefix)) == new
+        keys = _keys(prefix)
+        assert not [k for k in keys if storage.OBJECTS in k]  # nothing left behind
+        assert all(storage.read_bytes(f"{prefix}/{n}") == d for n, d in new.items())
+        if finished:
+            break
+        cut += 1
+    assert cut >= len(new) + 2  # every object, the pointer and the copies were cut in turn

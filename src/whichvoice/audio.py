@@ -7,21 +7,36 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from whichvoice.errors import AudioDecodeError, SilentAudioError
+from whichvoice.errors import AudioDecodeError, AudioTooLongError, SilentAudioError
 
 SAMPLE_RATE = 16_000  # Hz, the rate every model input is resampled to
 SILENCE_PEAK = 1e-4  # full scale (-80 dBFS); an input whose peak stays under this is silent
 ENGINE_SILENCE_PEAK = 0.01  # full scale (-40 dBFS); a TTS engine's output this quiet failed
 MIN_DURATION_S = 0.1  # s; shorter clips carry no usable speech
+MIN_RATE = 1_000  # Hz; a file claiming less is damaged (telephone audio is 8 kHz)
+MAX_RATE = 768_000  # Hz; the highest rate audio interfaces record at
+_BLOCK_VALUES = 1 << 20  # samples decoded at a time, all channels together (4 MB of float32)
 
-AudioSource = str | os.PathLike | bytes | bytearray
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """Audio decoded once (e.g. an HTTP upload) and handed on as a source: float32 mono
+    ``wave``, shape (n_samples,), at ``rate`` Hz; ``name`` is how errors name it."""
+
+    wave: np.ndarray
+    rate: int
+    name: str
+
+
+AudioSource = str | os.PathLike | bytes | bytearray | Decoded
 
 # soundfile format name and subtype for each file format we write
 _WRITE_FORMATS = {
@@ -32,18 +47,24 @@ _WRITE_FORMATS = {
 
 
 def describe_source(source: AudioSource) -> str:
-    """How errors name an input: its path, or "<N bytes>"."""
+    """How errors name an input: its path, its name when decoded, or "<N bytes>"."""
+    if isinstance(source, Decoded):
+        return source.name
     if isinstance(source, bytes | bytearray):
         return f"<{len(source)} bytes>"
     return str(source)
 
 
-def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
+def read_audio(source: AudioSource, *, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Decode a file path, a URL (``s3://...``) or encoded bytes at its own rate.
 
     Returns (float32 mono waveform in [-1, 1], shape (n_samples,); sample rate in Hz).
-    Raises AudioDecodeError naming the file when it cannot be read, decoded or is empty.
+    Raises AudioDecodeError naming the file when it cannot be read, decoded or is empty,
+    and AudioTooLongError when it holds more than ``max_seconds`` of audio. Memory follows
+    the audio actually decoded, never what a header claims: it is read in blocks.
     """
+    if isinstance(source, Decoded):
+        return source.wave, source.rate
     name = describe_source(source)
     if not isinstance(source, bytes | bytearray) and "://" in os.fspath(source):
         from whichvoice import storage
@@ -56,20 +77,46 @@ def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
     if not isinstance(source, bytes | bytearray) and not Path(source).is_file():
         what = "is a folder" if Path(source).is_dir() else "no such file"
         raise AudioDecodeError(f"{name}: cannot read ({what})")
+    opened = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else source
     try:
-        if isinstance(source, bytes | bytearray):
-            data, rate = sf.read(io.BytesIO(bytes(source)), dtype="float32", always_2d=True)
-        else:
-            data, rate = sf.read(os.fspath(source), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioDecodeError(f"{name}: not a decodable audio file ({e})") from e
+        with sf.SoundFile(opened) as f:
+            wave, rate = _decode_blocks(f, name, max_seconds)
+    except (AudioDecodeError, AudioTooLongError):
+        raise
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OverflowError, EOFError) as e:
+        why = getattr(e, "error_string", None) or e  # not soundfile's "Error opening <BytesIO..>"
+        raise AudioDecodeError(f"{name}: not a decodable audio file ({why})") from e
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
-    if data.shape[0] == 0:
+    if wave.shape[0] == 0:
         raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
-    if not np.isfinite(data).all():
-        raise AudioDecodeError(f"{name}: the audio holds NaN or infinite samples")
-    return data.mean(axis=1, dtype=np.float32), int(rate)
+    return wave, rate
+
+
+def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    rate, channels = int(f.samplerate), int(f.channels)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioDecodeError(
+            f"{name}: a sample rate of {rate} Hz is not audio "
+            f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
+        )
+    if channels < 1:
+        raise AudioDecodeError(f"{name}: {channels} channels")
+    limit = None if max_seconds is None else int(max_seconds * rate)
+    block = max(1, _BLOCK_VALUES // channels)
+    parts, total = [], 0
+    while True:
+        data = f.read(block, dtype="float32", always_2d=True)
+        if data.shape[0] == 0:
+            break
+        if not np.isfinite(data).all():
+            raise AudioDecodeError(f"{name}: the audio holds NaN or infinite samples")
+        parts.append(data[:, 0].copy() if channels == 1 else data.mean(axis=1, dtype=np.float32))
+        total += data.shape[0]
+        if limit is not None and total > limit:
+            raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
+    wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return wave, rate
 
 
 def resample(wave: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -116,12 +163,6 @@ def encode_audio(wave: np.ndarray, rate: int, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def ensure_dir(path: Path, what: str = "output") -> Path:
     """Create ``path`` (a folder) or raise OutputError in one line, before any long work."""
     from whichvoice.errors import OutputError
@@ -141,11 +182,13 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
 
     A reader never sees a half-written file, whatever happens to this process. ``durable``
     also fsyncs, so the file survives a power cut (callers that verify files on resume skip it).
+    The file gets the usual mode (0666 less the umask, applied by the kernel at creation):
+    the process-wide umask is never changed, since other threads may be creating files.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; files get the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:
@@ -153,5 +196,5 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

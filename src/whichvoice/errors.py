@@ -4,11 +4,26 @@ from __future__ import annotations
 
 
 class WhichvoiceError(Exception):
-    """Base class of every error whichvoice reports to a user as one line."""
+    """Base class of every error whichvoice reports to a user as one line.
+
+    ``public``: the message for a remote client (the HTTP API), when the full one names
+    things of the server's own (file paths, other users' voices); None: the same message."""
+
+    def __init__(self, message: str = "", *, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public
+
+    def public_message(self) -> str:
+        """What may be said about this error to someone who is not the server's owner."""
+        return str(self) if self.public is None else self.public
 
 
 class AudioDecodeError(WhichvoiceError):
     """The input is not audio that can be decoded (unreadable, corrupt, empty)."""
+
+
+class AudioTooLongError(AudioDecodeError):
+    """The audio decodes but is longer than the caller accepts."""
 
 
 class SilentAudioError(WhichvoiceError):

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from whichvoice.errors import WhichvoiceError
 
 SCHEMA_VERSION = 1
 EXPORT_FORMAT = "whichvoice-gallery"
+MAX_NAME = 200  # characters of a voice name
+UNKNOWN = "unknown"  # what identification answers for a stranger: no voice may be named so
 
 
 class GalleryError(WhichvoiceError):
@@ -35,6 +38,30 @@ class NotEnrolledError(GalleryError):
 
 class GalleryModelError(GalleryError):
     """A gallery or an export made with another model than the one in use."""
+
+
+class VoiceNameError(GalleryError):
+    """A voice name that cannot be enrolled (empty, too long, reserved, control characters)."""
+
+
+def voice_name(name: object) -> str:
+    """``name`` as a voice is enrolled under: stripped, 1 to MAX_NAME characters, not the
+    reserved ``unknown``, no control characters. The one check enroll, import and HTTP share;
+    raises VoiceNameError."""
+    if not isinstance(name, str):
+        raise VoiceNameError(f"a voice name must be text, not {type(name).__name__}")
+    name = name.strip()
+    if not name:
+        raise VoiceNameError("a voice needs a name")
+    if len(name) > MAX_NAME:
+        raise VoiceNameError(
+            f"a voice name of {len(name)} characters is over the {MAX_NAME} character limit"
+        )
+    if name.lower() == UNKNOWN:
+        raise VoiceNameError(f"{name!r} is what identify answers for a stranger; pick another name")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise VoiceNameError(f"{name!r}: a voice name cannot hold control characters")
+    return name
 
 
 def data_home() -> Path:
@@ -111,13 +138,16 @@ class Gallery:
         except sqlite3.DatabaseError as e:
             if hasattr(self, "_db"):
                 self._db.close()
-            raise GalleryError(f"{self.path}: not a usable gallery ({e})") from e
+            raise GalleryError(
+                f"{self.path}: not a usable gallery ({e})", public="the gallery cannot be used"
+            ) from e
         owner = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()[0]
         if owner != model_id:
             self.close()
             raise GalleryModelError(
                 f"{self.path}: made with model {owner}, not {model_id}; "
-                "use --gallery for another file, or the model it was made with"
+                "use --gallery for another file, or the model it was made with",
+                public=f"the gallery was made with model {owner}, not {model_id}",
             )
 
     def close(self) -> None:
@@ -142,9 +172,7 @@ class Gallery:
     def enroll(self, name: str, embeddings: np.ndarray, seconds: float) -> Voice:
         """Add clips to ``name`` (created if new): ``embeddings`` float (n_clips, dim), each
         L2-normalised; ``seconds`` of audio they came from. Returns the updated voice."""
-        name = name.strip()
-        if not name:
-            raise GalleryError("a voice needs a name")
+        name = voice_name(name)
         if embeddings.ndim != 2 or embeddings.shape[0] == 0:
             raise GalleryError(f"{name}: no clip embeddings to enroll")
         now = time.time()
@@ -177,7 +205,10 @@ class Gallery:
         row = self._db.execute("SELECT * FROM voices WHERE name = ?", (name,)).fetchone()
         if row is None:
             known = ", ".join(self.names()) or "none"
-            raise NotEnrolledError(f"{name!r} is not enrolled in {self.path} (enrolled: {known})")
+            raise NotEnrolledError(
+                f"{name!r} is not enrolled in {self.path} (enrolled: {known})",
+                public=f"{name!r} is not enrolled",
+            )
         return self._voice(row)
 
     def voices(self) -> list[Voice]:
@@ -189,7 +220,9 @@ class Gallery:
     def remove(self, name: str) -> None:
         with self._transaction():
             if self._db.execute("DELETE FROM voices WHERE name = ?", (name,)).rowcount == 0:
-                raise NotEnrolledError(f"{name!r} is not enrolled in {self.path}")
+                raise NotEnrolledError(
+                    f"{name!r} is not enrolled in {self.path}", public=f"{name!r} is not enrolled"
+                )
 
     def export_json(self) -> dict:
         """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle)."""
@@ -225,9 +258,12 @@ class Gallery:
             raise GalleryError(f"a damaged gallery export ({e})") from e
         dims = {emb.shape[0] for _, emb, *_ in rows if emb.ndim == 1}
         dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
-        for name, emb, *_ in rows:
-            if not isinstance(name, str) or not name.strip():
-                raise GalleryError(f"a damaged gallery export (voice name {name!r})")
+        for i, (name, emb, *rest) in enumerate(rows):
+            try:
+                name = voice_name(name)
+            except VoiceNameError as e:
+                raise VoiceNameError(f"a gallery export with a voice it cannot hold: {e}") from e
+            rows[i] = (name, emb, *rest)
             if emb.ndim != 1 or emb.size == 0 or not np.isfinite(emb).all():
                 raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
         if len(dims) > 1:

@@ -7,12 +7,15 @@ uploads what changed. Any fsspec protocol works; ``s3://`` goes through s3fs, wh
 endpoint, region and credentials from the usual AWS settings (``AWS_ENDPOINT_URL`` for
 S3-compatible stores such as MinIO, ``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``, ...).
 
-Completeness: each object is one PUT, which S3 stores whole or not at all. The files that mark
-an artifact complete (a corpus's manifest.jsonl, a run's metrics.json, a prepared folder's
-dataset.json) are uploaded after every other file, and a record of every uploaded object with
-its size and SHA-256 (``.whichvoice-upload.json``) goes last of all. A reader that finds that
-record takes only the objects it lists, and only when their size matches, so an upload cut
-short leaves the previous complete state readable and nothing half-written.
+Completeness: a prefix written by whichvoice has a small pointer object,
+``.whichvoice-upload.json``, that lists every file of its last complete upload with its size,
+SHA-256 and the object that holds it. An upload never overwrites an object the pointer lists:
+a file that is new goes to its own key, a file that changed goes first to a content-addressed
+object (``.whichvoice-objects/<sha256>``); the pointer is replaced last (one PUT, whole or not
+at all). So a reader, which takes only what the pointer lists and checks each object's
+SHA-256, sees the previous complete state whenever an upload is cut, after any object. Once
+the new pointer is up, the changed files are copied to their own keys too (so other tools see
+the usual layout), the pointer is updated to name them, and the content-addressed copies go.
 
 The mirror lives in ``$WHICHVOICE_CACHE`` (default ``~/.cache/whichvoice``) under ``remote/``.
 """
@@ -32,8 +35,10 @@ from whichvoice.errors import WhichvoiceError
 
 log = logging.getLogger(__name__)
 
-RECORD = ".whichvoice-upload.json"  # remote: what a complete upload holds
+RECORD = ".whichvoice-upload.json"  # remote: the pointer to the last complete upload
+OBJECTS = ".whichvoice-objects"  # remote: content-addressed copies of changed files
 SYNC = ".whichvoice-sync.json"  # local mirror: what was downloaded or uploaded, for deltas
+RECORD_FORMAT = 2  # 1: files at their own keys only (read still)
 
 
 class StorageError(WhichvoiceError):
@@ -126,6 +131,65 @@ def _tag(info: dict) -> str:
     return f"{info.get('size')}-{info.get('mtime') or info.get('LastModified')}"
 
 
+def safe_name(name: str, what: str = "object") -> str:
+    """``name`` (a relative key under a prefix) when it stays inside the folder it is mirrored
+    into; StorageError for an absolute name, ``..``, ``.`` or empty parts, backslashes or NULs
+    (a bucket must not write outside the cache)."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name.startswith("/")
+        or "\\" in name
+        or "\0" in name
+        or any(part in ("", ".", "..") for part in name.split("/"))
+    ):
+        raise StorageError(f"refusing {what} name {name!r}: it would leave the mirror folder")
+    return name
+
+
+def _inside(local: Path, name: str) -> Path:
+    """``local / name``, refused when it resolves outside ``local`` (symlinks included)."""
+    path = local / safe_name(name)
+    root = local.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise StorageError(f"refusing object name {name!r}: it would leave the mirror folder")
+    return path
+
+
+def _read_record(fs, root: str, url: str) -> dict[str, dict] | None:
+    """The pointer's files (name -> size, sha256, key), checked; None when there is none."""
+    try:
+        data = json.loads(fs.cat_file(f"{root}/{RECORD}"))
+    except FileNotFoundError:
+        return None
+    except Exception as e:
+        raise StorageError(f"{url}: its {RECORD} cannot be read ({_first_line(e)})") from e
+    try:
+        files = data["files"]
+        out = {}
+        for name, entry in files.items():
+            safe_name(name)
+            key = entry.get("key", name)  # format 1: every file at its own key
+            if key != name and not (
+                key.startswith(f"{OBJECTS}/") and len(key) == len(OBJECTS) + 65
+            ):
+                raise ValueError(f"{name}: object {key!r} is neither its own key nor content")
+            out[name] = {
+                "size": int(entry["size"]),
+                "sha256": entry.get("sha256"),
+                "key": key,
+            }
+        return out
+    except StorageError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise StorageError(f"{url}: its {RECORD} is damaged ({_first_line(e)})") from e
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e) or type(e).__name__).splitlines()[0]
+
+
 def download(
     url: str, local: Path | None = None, *, strict: bool = True, progress: bool = False
 ) -> Path:
@@ -133,10 +197,12 @@ def download(
     fetching only what changed since the last call. Returns the local path: a folder for a
     prefix, a file for an object; nothing at ``url`` gives an empty folder.
 
-    ``strict`` (for inputs): a prefix with an upload record yields only the objects it lists,
-    checked against their SHA-256, and StorageError when one is missing. Not strict (an output
-    about to be resumed): every object, as the interrupted job left it."""
+    A prefix with an upload pointer yields exactly the files it lists, each checked against
+    its SHA-256 (StorageError when one is missing or damaged). ``strict=False`` (an output
+    about to be resumed) also takes the files an interrupted upload left at their own keys.
+    A name that would leave ``local`` is refused (StorageError)."""
     fs, root = _fs(url)
+    root = root.rstrip("/")
     local = Path(local or mirror_path(url))
     try:
         fs.invalidate_cache(root)
@@ -145,48 +211,53 @@ def download(
         raise StorageError(_describe(url, e)) from e
     if "" in remote:  # a single object
         return _download_file(fs, root, remote[""], local, url)
-    record = None
-    if strict and RECORD in remote:
-        try:
-            record = json.loads(fs.cat_file(f"{root.rstrip('/')}/{RECORD}"))["files"]
-        except Exception as e:
-            raise StorageError(f"{url}: its {RECORD} cannot be read ({e})") from e
-    wanted = {}
-    for name, info in remote.items():
-        if name in (RECORD, SYNC) or _is_temporary(name):
-            continue
-        if record is not None:
-            entry = record.get(name)
-            if entry is None or int(entry["size"]) != int(info.get("size") or 0):
-                continue  # not part of the last complete upload
-        wanted[name] = info
+    record = _read_record(fs, root, url) if RECORD in remote else None
+    # name -> (the key holding it, its remote info, its SHA-256 when known)
+    wanted: dict[str, tuple[str, dict, str | None]] = {}
+    if record is None or not strict:
+        for name, info in remote.items():
+            if name in (RECORD, SYNC) or name.startswith(f"{OBJECTS}/") or _is_temporary(name):
+                continue
+            wanted[safe_name(name)] = (name, info, None)
     if record is not None:
-        missing = sorted(set(record) - set(wanted))
+        missing = []
+        for name, entry in record.items():
+            info = remote.get(entry["key"])
+            if info is None or int(info.get("size") or 0) != entry["size"]:
+                missing.append(name)
+                continue
+            wanted[name] = (entry["key"], info, entry["sha256"])
         if missing:
             raise StorageError(
                 f"{url}: incomplete, {len(missing)} object(s) of its last upload are missing "
-                f"or have another size (e.g. {missing[0]})"
+                f"or have another size (e.g. {sorted(missing)[0]})"
             )
     local.mkdir(parents=True, exist_ok=True)
+    targets = {name: _inside(local, name) for name in wanted}
     sync = _read_json(local / SYNC)
     for name in set(sync) - set(wanted):  # gone remotely: gone from the mirror
-        (local / name).unlink(missing_ok=True)
+        with contextlib.suppress(StorageError):
+            _inside(local, name).unlink(missing_ok=True)
         sync.pop(name, None)
     todo = [
-        n
-        for n, info in wanted.items()
-        if sync.get(n, {}).get("tag") != _tag(info) or not (local / n).is_file()
+        name
+        for name, (_, info, sha) in wanted.items()
+        if not targets[name].is_file()
+        or (sync.get(name, {}).get("sha256") != sha if sha else False)
+        or (not sha and sync.get(name, {}).get("tag") != _tag(info))
     ]
     from tqdm import tqdm
 
     for name in tqdm(todo, desc="download", unit="file", disable=not progress or not todo):
-        _download_one(fs, f"{root.rstrip('/')}/{name}", local / name, url)
-        expected = (record or {}).get(name, {}).get("sha256")
-        if expected and _sha256(local / name) != expected:
-            (local / name).unlink()
+        key, info, sha = wanted[name]
+        _download_one(fs, f"{root}/{key}", targets[name], url)
+        if sha and _sha256(targets[name]) != sha:
+            targets[name].unlink()
             raise StorageError(f"{url}/{name}: damaged (its SHA-256 is not the uploaded one)")
-        stat = (local / name).stat()
-        sync[name] = {"tag": _tag(wanted[name]), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+        stat = targets[name].stat()
+        sync[name] = {"tag": _tag(info), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+        if sha:
+            sync[name]["sha256"] = sha
     write_atomic(local / SYNC, json.dumps(sync).encode(), durable=False)
     return local
 
@@ -222,9 +293,9 @@ def upload(
     progress: bool = False,
 ) -> int:
     """Upload the files of folder ``local`` to prefix ``url`` that changed since they were
-    downloaded or uploaded; the names in ``last`` after all others, then the upload record.
-    Returns how many files were uploaded. Raises StorageError; what was complete before stays
-    readable (see the module docstring)."""
+    downloaded or uploaded (the names in ``last`` after all others), then switch the pointer
+    to the new state. Returns how many files were uploaded. Raises StorageError; whatever
+    happened, the previous complete state stays readable (see the module docstring)."""
     fs, root = _fs(url)
     root = root.rstrip("/")
     local = Path(local)
@@ -235,41 +306,43 @@ def upload(
         for p in local.rglob("*")
         if p.is_file() and p.name != SYNC and not p.name.endswith(".tmp")
     )
-    changed = []
-    for name in files:
-        stat = (local / name).stat()
-        seen = sync.get(name, {})
-        if seen.get("size") != stat.st_size or seen.get("mtime") != stat.st_mtime_ns:
-            changed.append(name)
-    order = [n for n in changed if n not in last] + [n for n in last if n in changed]
     from tqdm import tqdm
 
     try:
+        fs.invalidate_cache(root)
+        before = _read_record(fs, root, url) or {}
+        pointed = {entry["key"] for entry in before.values()}  # never overwritten
+        entries, changed = {}, []
+        for name in files:
+            stat = (local / name).stat()
+            seen = sync.get(name, {})
+            if seen.get("size") != stat.st_size or seen.get("mtime") != stat.st_mtime_ns:
+                changed.append(name)
+            elif name in before and seen.get("sha256") in (None, before[name]["sha256"]):
+                entries[name] = before[name]
+            elif seen.get("key", name) == name and name not in pointed:
+                entries[name] = {"size": stat.st_size, "sha256": seen.get("sha256"), "key": name}
+            else:  # sent by an upload cut before its switch, to an object that may be gone
+                changed.append(name)
+        order = [n for n in changed if n not in last] + [n for n in last if n in changed]
         for name in tqdm(order, desc="upload", unit="file", disable=not progress or not order):
             path = local / name
             stat = path.stat()
-            fs.put_file(str(path), f"{root}/{name}")
-            info = fs.info(f"{root}/{name}")
+            sha = _sha256(path)
+            key = name if name not in pointed else f"{OBJECTS}/{sha}"
+            fs.put_file(str(path), f"{root}/{key}")
+            info = fs.info(f"{root}/{key}")
             if int(info.get("size") or 0) != stat.st_size:
                 raise StorageError(
                     f"{url}/{name}: stored {info.get('size')} bytes, not {stat.st_size}"
                 )
-            sync[name] = {
-                "tag": _tag(info),
-                "size": stat.st_size,
-                "mtime": stat.st_mtime_ns,
-                "sha256": _sha256(path),
-            }
-        record = {
-            "files": {
-                name: {"size": sync[name]["size"], "sha256": sync[name].get("sha256")}
-                for name in files
-                if name in sync
-            }
-        }
-        if order or not fs.exists(f"{root}/{RECORD}"):
-            fs.pipe_file(f"{root}/{RECORD}", json.dumps(record, indent=1).encode())
-            fs.invalidate_cache(root)
+            entries[name] = {"size": stat.st_size, "sha256": sha, "key": key}
+            sync[name] = {"tag": _tag(info), "mtime": stat.st_mtime_ns, **entries[name]}
+        if order or not before:
+            _write_record(fs, root, entries)  # the switch: the new state is complete
+        _settle(fs, root, entries)  # also what an earlier upload, cut, left to do
+        for name in entries:
+            sync.setdefault(name, {})["key"] = name
     except StorageError:
         raise
     except Exception as e:
@@ -277,6 +350,29 @@ def upload(
     finally:
         write_atomic(local / SYNC, json.dumps(sync).encode(), durable=False)
     return len(order)
+
+
+def _write_record(fs, root: str, entries: dict[str, dict]) -> None:
+    record = {"format": RECORD_FORMAT, "files": dict(sorted(entries.items()))}
+    fs.pipe_file(f"{root}/{RECORD}", json.dumps(record, indent=1).encode())
+    fs.invalidate_cache(root)
+
+
+def _settle(fs, root: str, entries: dict[str, dict]) -> None:
+    """After the switch: copy the files held in content-addressed objects to their own keys,
+    point the pointer at those, and remove the objects nothing points at any more. A cut
+    here leaves the pointer valid (it still names the content-addressed objects)."""
+    moved = {n: e for n, e in entries.items() if e["key"] != n}
+    for name, entry in moved.items():
+        fs.copy(f"{root}/{entry['key']}", f"{root}/{name}")
+    if moved:
+        _write_record(fs, root, {n: {**e, "key": n} for n, e in entries.items()})
+    try:
+        leftovers = fs.find(f"{root}/{OBJECTS}")
+    except FileNotFoundError:
+        leftovers = []
+    for key in leftovers:  # also those of an upload that was cut before its switch
+        fs.rm_file(key)
 
 
 def local_path(path: str | os.PathLike) -> Path:

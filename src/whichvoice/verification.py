@@ -15,6 +15,7 @@ import numpy as np
 
 from whichvoice.audio import describe_source, ensure_dir, write_atomic
 from whichvoice.errors import WhichvoiceError
+from whichvoice.gallery import UNKNOWN, voice_name
 from whichvoice.predict import VoiceModel, load_model
 from whichvoice.pretrained import ResemblyzerEncoder, shipped_dir
 from whichvoice.scoring import (
@@ -296,29 +297,23 @@ class Identity:
         }
 
 
-UNKNOWN = "unknown"
-
-
 def enroll(
     model: VoiceModel, gallery, name: str, sources: list
-) -> tuple[object, list[WhichvoiceError]]:
-    """Add recordings to voice ``name``; returns the updated voice and the inputs that failed
-    (nothing is written when none could be used)."""
-    if name.strip().lower() == UNKNOWN:
-        raise WhichvoiceError(
-            f"{name!r} is what identify answers for a stranger; pick another name"
-        )
+) -> tuple[object, list[tuple[int, WhichvoiceError]]]:
+    """Add recordings to voice ``name``; returns the updated voice and the inputs that failed,
+    as (index in ``sources``, error) (nothing is written when none could be used)."""
+    name = voice_name(name)  # before any work
     embs, seconds, errors = [], 0.0, []
-    for result in model.embed_many(sources):
+    for i, result in enumerate(model.embed_many(sources)):
         if isinstance(result, WhichvoiceError):
-            errors.append(result)
+            errors.append((i, result))
         else:
             embs.append(result[0])
             seconds += result[1]
     if not embs:
         raise WhichvoiceError(
             f"{name}: no usable speech in the {len(sources)} file(s) given"
-            + (f" ({errors[0]})" if errors else "")
+            + (f" ({errors[0][1]})" if errors else "")
         )
     return gallery.enroll(name, np.stack(embs), seconds), errors
 
@@ -353,7 +348,8 @@ def identify(model: VoiceModel, gallery, sources: list) -> list[Identity | Which
     voices = gallery.voices()
     if not voices:
         raise WhichvoiceError(
-            f"{gallery.path}: no voices enrolled; use `whichvoice enroll NAME FILE...`"
+            f"{gallery.path}: no voices enrolled; use `whichvoice enroll NAME FILE...`",
+            public="no voices enrolled",
         )
     refs = np.stack([v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices])
     out: list[Identity | WhichvoiceError] = []

@@ -69,7 +69,7 @@ def enroll_cmd(
     encoder = _encoder(model)
     with _gallery(encoder, gallery, create=True) as g:
         voice, errors = enroll(encoder, g, name, expand_paths(files))
-    for e in errors:
+    for _, e in errors:
         click.echo(f"skipped: {e}", err=True)
     click.echo(f"enrolled {voice.name}: {voice.clips} clips, {voice.seconds:.1f} s of speech")
 

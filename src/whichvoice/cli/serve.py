@@ -13,16 +13,25 @@ from whichvoice.cli.common import (
 from whichvoice.errors import WhichvoiceError
 
 
-def _check_port(host: str, port: int) -> None:
+def _listen(host: str, port: int):
+    """The server's listening socket, bound here (port 0: any free port), so the port is
+    known before the workers start and no other process can take it meanwhile."""
     import socket
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(infos[0][4])
+        sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
     except OSError as e:
         raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(infos[0][4])
+        sock.listen(2048)  # connections wait in the backlog while the app loads
+        sock.set_inheritable(True)  # the worker processes serve it
+    except OSError as e:
+        sock.close()
+        raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
+    return sock
 
 
 @app.command("serve")
@@ -35,7 +44,19 @@ def _check_port(host: str, port: int) -> None:
 )
 @gallery_option
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="0: any free port (see --port-file).",
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the port listened on to this file once listening (for --port 0).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -47,7 +68,21 @@ def _check_port(host: str, port: int) -> None:
     "--api-key",
     default=None,
     envvar="WHICHVOICE_API_KEY",
-    help="Require this X-API-Key on every route but /healthz and the page's files.",
+    help="Require this key (X-API-Key or Authorization: Bearer) on every route but "
+    "/healthz and the page's files.",
+)
+@click.option(
+    "--allow-polly",
+    is_flag=True,
+    help="Let /v1/synthesize speak with Amazon Polly voices (billed to this server's AWS "
+    "account); without it only local engines speak over HTTP.",
+)
+@click.option(
+    "--synth-per-minute",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    help="Synthesis requests each client may make a minute, per worker (0: none).",
 )
 @click.option(
     "--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20, show_default=True
@@ -66,8 +101,11 @@ def serve_cmd(
     gallery: Path | None,
     host: str,
     port: int,
+    port_file: Path | None,
     workers: int,
     api_key: str | None,
+    allow_polly: bool,
+    synth_per_minute: float,
     max_upload_mb: float,
     max_duration: float,
     quiet: bool,
@@ -89,7 +127,8 @@ def serve_cmd(
         encoder = str(Path(encoder).resolve())
     gallery = (gallery or default_gallery_path()).resolve()
     _check_encoder(encoder, gallery, needed=run is None or encoder is not None)
-    _check_port(host, port)
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]
     cfg = ServeConfig(
         run=str(run.resolve()) if run is not None else None,
         encoder=encoder,
@@ -97,6 +136,8 @@ def serve_cmd(
         api_key=api_key,
         max_bytes=int(max_upload_mb * 1024 * 1024),
         max_seconds=max_duration,
+        allow_polly=allow_polly,
+        synth_per_minute=synth_per_minute,
     )
     os.environ[ENV_CONFIG] = cfg.to_json()
     os.environ["WHICHVOICE_WORKERS"] = str(workers)
@@ -107,7 +148,11 @@ def serve_cmd(
             "docs at /docs",
             err=True,
         )
-    uvicorn.run(
+    if port_file is not None:
+        from whichvoice.audio import write_atomic
+
+        write_atomic(port_file.resolve(), f"{port}\n".encode(), durable=False)
+    config = uvicorn.Config(
         "whichvoice.serve.app:app_from_env",
         factory=True,
         host=host,
@@ -116,6 +161,12 @@ def serve_cmd(
         log_level="warning" if quiet else "info",
         access_log=not quiet,
     )
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:

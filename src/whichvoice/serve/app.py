@@ -32,7 +32,14 @@ from whichvoice.gallery import GalleryError, GalleryModelError, NotEnrolledError
 from whichvoice.predict import VoiceModel, load_model
 from whichvoice.serve import enrollment
 from whichvoice.serve.schemas import IdentifyResponse, SynthesizeRequest, VoicesResponse
-from whichvoice.serve.service import HTTPProblem, ServeConfig, Service, media_type
+from whichvoice.serve.service import (
+    HTTPProblem,
+    ServeConfig,
+    Service,
+    key_matches,
+    media_type,
+    presented_key,
+)
 from whichvoice.voices import all_voices, find_voice, get_engine, resolve_voices
 
 STATIC = Path(__file__).parent / "static"
@@ -117,7 +124,9 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
         service.errors.labels(exc.kind).inc()
-        return JSONResponse({"error": exc.message, "kind": exc.kind}, status_code=exc.status)
+        return JSONResponse(
+            {"error": exc.message, "kind": exc.kind}, status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(WhichvoiceError)
     async def _known(request: Request, exc: WhichvoiceError) -> JSONResponse:
@@ -126,7 +135,8 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
             (422, "bad_request"),
         )
         service.errors.labels(kind).inc()
-        return JSONResponse({"error": str(exc), "kind": kind}, status_code=status)
+        # a remote client reads only the public message: no server paths, no other voices
+        return JSONResponse({"error": exc.public_message(), "kind": kind}, status_code=status)
 
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -163,12 +173,16 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
             cfg.api_key
             and path != "/"
             and not path.startswith(OPEN_PATHS)
-            and request.headers.get("x-api-key") != cfg.api_key
+            and not key_matches(presented_key(request), cfg.api_key)
         ):
             service.errors.labels("unauthorized").inc()
             response = JSONResponse(
-                {"error": "missing or wrong X-API-Key header", "kind": "unauthorized"},
+                {
+                    "error": "missing or wrong API key (X-API-Key or Authorization: Bearer)",
+                    "kind": "unauthorized",
+                },
                 status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
             )
         else:
             try:
@@ -221,11 +235,11 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
                 except (binascii.Error, ValueError) as e:
                     raise HTTPProblem(422, "invalid", f"item {n}: not base64 ({e})") from e
             preds = await run_in_threadpool(
-                lambda: [service.identify(d, f"item {n}")[0] for n, d in enumerate(datas)]
+                lambda: [service.identify(d, f"item {n}") for n, d in enumerate(datas)]
             )
             return JSONResponse([model.display_name(p.voice) for p in preds])
         if media.startswith("audio/") or media == "application/octet-stream":
-            pred = (await run_in_threadpool(service.identify, _maybe_base64(body)))[0]
+            pred = await run_in_threadpool(service.identify, _maybe_base64(body))
             return JSONResponse(model.display_name(pred.voice))
         raise HTTPProblem(
             415,
@@ -246,10 +260,11 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         ((name, data),) = await service.uploads(request, many=False)
 
         def work() -> IdentifyResponse:
-            wave, rate = service.decode(data, name)
+            audio = service.decode(data, name)
+            wave, rate = audio.wave, audio.rate
             png = spectrogram_png(wave, rate) if spectrogram else None
             picture = "data:image/png;base64," + base64.b64encode(png).decode() if png else None
-            match = enrollment.gallery_answer(service, data, name, required=service.model is None)
+            match = enrollment.gallery_answer(service, audio, required=service.model is None)
             common = {
                 "duration_s": round(wave.shape[0] / rate, 3),
                 "spectrogram_png": picture,
@@ -285,12 +300,27 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         summary="Speak a phrase with a local voice",
         responses={200: {"content": {"audio/mpeg": {}}}},
     )
-    async def synthesize(req: SynthesizeRequest) -> Response:
-        """`{"text", "voice"}` -> the clip as mp3."""
+    async def synthesize(req: SynthesizeRequest, request: Request) -> Response:
+        """`{"text", "voice"}` -> the clip as mp3. Each client may ask `--synth-per-minute`
+        times a minute (429 past that); Amazon Polly voices only on a server started with
+        `--allow-polly` (403 otherwise: Polly is billed to the server's AWS account)."""
+        client = request.client.host if request.client else "unknown"
+        wait = service.synth_limiter.take(client)
+        if wait:
+            retry = "3600" if wait == float("inf") else str(max(1, round(wait)))
+            raise HTTPProblem(
+                429, "rate_limited", f"too many synthesis requests: retry in {retry} s"
+            ).with_headers({"Retry-After": retry})
         try:
             voice = find_voice(req.voice)
         except UnknownVoiceError as e:
             raise HTTPProblem(422, "unknown_voice", str(e)) from e
+        if voice.engine == "polly" and not cfg.allow_polly:
+            raise HTTPProblem(
+                403,
+                "polly_disabled",
+                f"{voice.id}: Amazon Polly is not offered by this server (serve --allow-polly)",
+            )
         reason = get_engine(voice.engine).voice_unavailable_reason(voice)
         if reason:
             raise HTTPProblem(422, "unavailable_voice", f"{voice.id}: {reason}")
@@ -310,7 +340,11 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         def listing() -> VoicesResponse:
             labels = service.model.labels if service.model else []
             first = [v.id for v in resolve_voices("default8")]
-            usable = [v for v in all_voices() if v.engine != "polly" or v.id in labels]
+            usable = [
+                v
+                for v in all_voices()
+                if v.engine != "polly" or (cfg.allow_polly and v.id in labels)
+            ]
             usable = [v for v in usable if get_engine(v.engine).voice_unavailable_reason(v) is None]
             usable.sort(key=lambda v: (v.id not in labels, v.id not in first, v.id))
             return VoicesResponse(

@@ -11,7 +11,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from whichvoice.audio import Decoded
 from whichvoice.errors import WhichvoiceError
+from whichvoice.gallery import MAX_NAME, VoiceNameError, voice_name
 from whichvoice.serve.schemas import (
     EnrolledVoice,
     EnrollResponse,
@@ -21,12 +23,11 @@ from whichvoice.serve.schemas import (
     RemovedResponse,
     VerifyResponse,
 )
-from whichvoice.serve.service import HTTPProblem, Service, named
+from whichvoice.serve.service import HTTPProblem, Service
 from whichvoice.verification import enroll, identify, verify
 
 log = logging.getLogger(__name__)
 
-MAX_NAME = 200  # characters of a voice name
 AUDIO_FILES_BODY = {
     "content": {
         "multipart/form-data": {
@@ -44,14 +45,13 @@ NAME = Query(min_length=1, max_length=MAX_NAME, description="The enrolled voice'
 
 
 def _name(name: str) -> str:
-    if not name.strip():
-        raise HTTPProblem(422, "invalid", "name: a voice needs a name")
-    return name.strip()
+    try:
+        return voice_name(name)
+    except VoiceNameError as e:
+        raise HTTPProblem(422, "invalid", f"name: {e}") from e
 
 
-def gallery_answer(
-    service: Service, data: bytes, name: str, *, required: bool
-) -> GalleryAnswer | None:
+def gallery_answer(service: Service, audio: Decoded, *, required: bool) -> GalleryAnswer | None:
     """Which enrolled voice ``data`` is (``"unknown"`` under the threshold). None when no voice
     is enrolled or the gallery cannot be used, unless ``required`` (the server has no
     classifier): then 409 for an empty gallery and the gallery's own error otherwise."""
@@ -67,7 +67,7 @@ def gallery_answer(
                         "no voices enrolled: POST /v1/enroll?name=NAME with a few clips first",
                     )
                 return None
-            result = identify(encoder.model, g, [data])[0]
+            result = identify(encoder.model, g, [audio])[0]
     except (HTTPProblem, WhichvoiceError) as e:
         if required:
             raise
@@ -77,7 +77,7 @@ def gallery_answer(
         if not required:  # the classifier answered; the encoder could not use this input
             log.warning("no gallery answer: %s", result)
             return None
-        raise HTTPProblem(422, "undecodable", named(str(result), data, name))
+        raise HTTPProblem(422, "undecodable", str(result))
     d = result.to_dict()
     return GalleryAnswer(
         voice=d["voice"],
@@ -103,29 +103,27 @@ def add_routes(app: FastAPI, service: Service) -> None:
         files = await service.uploads(request, many=True)
 
         def work() -> EnrollResponse:
-            why = service.problems(files)
-            good = [f for f, w in zip(files, why, strict=True) if w is None]
+            decoded = service.decode_all(files)
+            good = [i for i, d in enumerate(decoded) if isinstance(d, Decoded)]
             if not good:
                 raise HTTPProblem(
                     422,
                     "no_speech",
                     f"{name}: no usable speech in the {len(files)} file(s) sent: "
-                    + "; ".join(w for w in why if w),
+                    + "; ".join(d for d in decoded if isinstance(d, str)),
                 )
             with service.gallery(create=True) as (encoder, g):
-                voice, errors = enroll(encoder.model, g, name, [data for _, data in good])
-            skipped = [{"file": f, "error": w} for (f, _), w in zip(files, why, strict=True) if w]
-            for e in errors:  # rare (each file decoded once already): find the upload it names
-                f, d = next(((f, d) for f, d in good if f"<{len(d)} bytes>" in str(e)), good[0])
-                skipped.append({"file": f, "error": named(str(e), d, f)})
+                voice, failed = enroll(encoder.model, g, name, [decoded[i] for i in good])
+            why = {i: d for i, d in enumerate(decoded) if isinstance(d, str)}
+            why.update({good[j]: e.public_message() for j, e in failed})  # j: index among good
             s = voice.summary()
             return EnrollResponse(
                 name=s["name"],
                 clips=s["clips"],
                 seconds=s["seconds"],
                 model=s["model"],
-                added=len(good) - len(errors),
-                skipped=skipped,
+                added=len(good) - len(failed),
+                skipped=[{"index": i, "file": files[i][0], "error": why[i]} for i in sorted(why)],
             )
 
         return await run_in_threadpool(work)
@@ -143,17 +141,18 @@ def add_routes(app: FastAPI, service: Service) -> None:
         files = await service.uploads(request, many=True)
 
         def work() -> VerifyResponse:
-            why = service.problems(files)
-            good = [f for f, w in zip(files, why, strict=True) if w is None]
+            decoded = service.decode_all(files)
+            good = [d for d in decoded if isinstance(d, Decoded)]
             with service.gallery() as (encoder, g):
-                verdicts = iter(verify(encoder.model, g, name, [data for _, data in good]))
+                verdicts = iter(verify(encoder.model, g, name, good))
             results = []
-            for (f, data), w in zip(files, why, strict=True):
-                v = None if w else next(verdicts)
-                if w or isinstance(v, WhichvoiceError):
-                    results.append({"path": f, "error": w or named(str(v), data, f)})
+            for d in decoded:  # the verdicts come in the order of the good files
+                v = d if isinstance(d, str) else next(verdicts)
+                if isinstance(v, str | WhichvoiceError):
+                    error = v if isinstance(v, str) else v.public_message()
+                    results.append({"path": files[len(results)][0], "error": error})
                 else:
-                    results.append({**v.to_dict(), "path": f})
+                    results.append({**v.to_dict(), "path": files[len(results)][0]})
             return VerifyResponse(results=results)
 
         return await run_in_threadpool(work)

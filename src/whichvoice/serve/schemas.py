@@ -63,6 +63,7 @@ class VoicesResponse(BaseModel):
 
 
 class Skipped(BaseModel):
+    index: int = Field(description="Which file of the request, counted from 0")
     file: str
     error: str
 

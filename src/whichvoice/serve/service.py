@@ -3,28 +3,38 @@ TTS sessions and the gallery."""
 
 from __future__ import annotations
 
-import io
+import hmac
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from whichvoice.audio import check_not_silent, read_audio
-from whichvoice.errors import AudioDecodeError, SilentAudioError, WhichvoiceError
+from whichvoice.audio import Decoded, check_not_silent, read_audio
+from whichvoice.errors import (
+    AudioDecodeError,
+    AudioTooLongError,
+    SilentAudioError,
+    WhichvoiceError,
+)
 from whichvoice.gallery import Gallery, default_gallery_path
 from whichvoice.predict import Prediction, VoiceModel
 from whichvoice.verification import load_encoder, model_id
 from whichvoice.voices import SessionPool
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
 DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
+DEFAULT_SYNTH_PER_MINUTE = (
+    30.0  # synthesis requests a client may make a minute (a burst of as many)
+)
 RAW_NAME = "the audio"  # how a raw (not multipart) body is named in answers
 
 
@@ -36,6 +46,8 @@ class ServeConfig:
     api_key: str | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
     max_seconds: float = DEFAULT_MAX_SECONDS
+    allow_polly: bool = False  # /v1/synthesize may call Amazon Polly (billed to the server)
+    synth_per_minute: float = DEFAULT_SYNTH_PER_MINUTE  # per client; 0: no synthesis at all
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -51,10 +63,66 @@ class HTTPProblem(Exception):
     def __init__(self, status: int, kind: str, message: str) -> None:
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
+        self.headers: dict[str, str] | None = None
+
+    def with_headers(self, headers: dict[str, str]) -> HTTPProblem:
+        self.headers = headers
+        return self
 
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key a request carries: ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``."""
+    key = request.headers.get("x-api-key")
+    if key is not None:
+        return key
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def key_matches(presented: str | None, expected: str) -> bool:
+    """Compared in constant time, so the answer's timing says nothing of the key."""
+    if presented is None:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+class RateLimiter:
+    """A token bucket per client: ``per_minute`` requests a minute, bursts of as many.
+    Thread-safe; forgets clients whose bucket has refilled (so memory stays bounded)."""
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, per_minute: float, clock=time.monotonic) -> None:
+        self.rate = per_minute / 60.0  # tokens per second
+        self.burst = max(per_minute, 1.0)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
+        """0 when ``client`` may go ahead now (a token is taken), else the seconds to wait."""
+        if self.rate <= 0:
+            return float("inf")
+        now = self.clock()
+        with self._lock:
+            tokens, when = self._buckets.get(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - when) * self.rate)
+            if tokens < 1.0:
+                self._buckets[client] = (tokens, now)
+                return (1.0 - tokens) / self.rate
+            self._buckets[client] = (tokens - 1.0, now)
+            if len(self._buckets) > self.MAX_CLIENTS:
+                self._forget_full(now)
+            return 0.0
+
+    def _forget_full(self, now: float) -> None:
+        for client, (tokens, when) in list(self._buckets.items()):
+            if tokens + (now - when) * self.rate >= self.burst:
+                del self._buckets[client]
 
 
 @dataclass(frozen=True)
@@ -74,6 +142,7 @@ class Service:
         self._encoder: Encoder | None = None
         self._encoder_lock = threading.Lock()
         self.sessions = SessionPool()
+        self.synth_limiter = RateLimiter(cfg.synth_per_minute)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "whichvoice_requests",
@@ -116,7 +185,9 @@ class Service:
         try:
             return self.load_encoder()
         except WhichvoiceError as e:
-            raise HTTPProblem(503, "no_encoder", f"no voice encoder here: {e}") from e
+            log.error("no voice encoder: %s", e)  # the detail names the server's files
+            why = f": {e.public}" if e.public else ""
+            raise HTTPProblem(503, "no_encoder", f"no voice encoder on this server{why}") from e
 
     @contextmanager
     def gallery(self, *, create: bool = False) -> Iterator[tuple[Encoder, Gallery]]:
@@ -179,57 +250,36 @@ class Service:
         finally:
             await form.close()
 
-    def decode(self, data: bytes, name: str = RAW_NAME) -> tuple[np.ndarray, int]:
-        """Decoded float32 mono and its rate; 413 over the duration limit, 422 if not usable."""
+    def decode(self, data: bytes, name: str = RAW_NAME) -> Decoded:
+        """The upload decoded once, for every later step (float32 mono at its own rate,
+        named ``name`` in errors); 413 over the duration limit, 422 if not usable."""
         if not data:
             raise HTTPProblem(422, "empty", f"{name}: the body is empty")
         try:
-            info = sf.info(io.BytesIO(data))
-        except Exception as e:
-            raise HTTPProblem(
-                422, "undecodable", f"{name}: not a decodable audio file ({e})"
-            ) from e
-        if info.duration > self.cfg.max_seconds:
-            raise HTTPProblem(
-                413,
-                "too_long",
-                f"{name}: {info.duration:.0f} s of audio is over the "
-                f"{self.cfg.max_seconds:.0f} s limit",
-            )
-        try:
-            wave, rate = read_audio(data)
+            wave, rate = read_audio(data, max_seconds=self.cfg.max_seconds)
             check_not_silent(wave, rate, name)
+        except AudioTooLongError as e:
+            raise HTTPProblem(
+                413, "too_long", f"{name}: over the {self.cfg.max_seconds:g} s limit"
+            ) from e
         except (AudioDecodeError, SilentAudioError) as e:
             kind = "silent" if isinstance(e, SilentAudioError) else "undecodable"
-            raise HTTPProblem(422, kind, named(str(e), data, name)) from e
-        if wave.shape[0] / rate > self.cfg.max_seconds:  # the header may understate it
-            raise HTTPProblem(
-                413, "too_long", f"{name}: over the {self.cfg.max_seconds:.0f} s limit"
-            )
-        return wave, rate
+            raise HTTPProblem(422, kind, str(e).replace(f"<{len(data)} bytes>", name, 1)) from e
+        return Decoded(wave, rate, name)
 
-    def problems(self, files: list[tuple[str, bytes]]) -> list[str | None]:
-        """For each file, why it cannot be used (not audio, empty, silent), or None. Over
-        the duration limit is still a 413 for the whole request."""
-        out: list[str | None] = []
+    def decode_all(self, files: list[tuple[str, bytes]]) -> list[Decoded | str]:
+        """Each file decoded, or why it cannot be used (not audio, empty, silent), in the
+        order sent. Over the duration limit is still a 413 for the whole request."""
+        out: list[Decoded | str] = []
         for name, data in files:
             try:
-                self.decode(data, name)
+                out.append(self.decode(data, name))
             except HTTPProblem as e:
                 if e.status == 413:
                     raise
                 out.append(e.message)
-            else:
-                out.append(None)
         return out
 
-    def identify(
-        self, data: bytes, name: str = RAW_NAME
-    ) -> tuple[Prediction, float, np.ndarray, int]:
-        wave, rate = self.decode(data, name)
-        return self.classifier().identify_wave(wave, rate, name), wave.shape[0] / rate, wave, rate
-
-
-def named(message: str, data: bytes, name: str) -> str:
-    """A library error about ``data`` (which names it "<N bytes>"), naming the upload."""
-    return message.replace(f"<{len(data)} bytes>", name)
+    def identify(self, data: bytes, name: str = RAW_NAME) -> Prediction:
+        decoded = self.decode(data, name)
+        return self.classifier().identify_wave(decoded.wave, decoded.rate, name)
