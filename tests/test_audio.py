@@ -84,3 +84,16 @@ def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
     finally:
         os.umask(mask)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_write_atomic_never_touches_the_process_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    def forbidden(mask: int) -> int:
+        raise AssertionError("os.umask is process-wide: a thread creating files meanwhile gets it")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    write_atomic(tmp_path / "f.bin", b"x")
+    assert (tmp_path / "f.bin").read_bytes() == b"x"

@@ -8,13 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from whichvoice.corpus import read_manifest
 from whichvoice.predict import ModelLoadError, OnnxVoiceModel, load_model
-
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
 
 TOLERANCE = 1e-4  # largest absolute difference allowed between the backends
 

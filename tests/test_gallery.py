@@ -1,13 +1,19 @@
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from whichvoice.gallery import Gallery, GalleryError, default_gallery_path, read_export
+from whichvoice.gallery import (
+    Gallery,
+    GalleryError,
+    VoiceNameError,
+    default_gallery_path,
+    read_export,
+    voice_name,
+)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -99,16 +105,20 @@ while True:
     e = rng.normal(size=(4, 64)); e /= np.linalg.norm(e, axis=1, keepdims=True)
     g.enroll(f"voice{i % 50}", e, 12.0)
     i += 1
-    if i == 20:
-        print("committing", flush=True)  # the test kills it from now on, mid-write
+    if i >= 20:
+        print(i, flush=True)  # committed: the test kills it from now on, mid-write
 """
 
 
 def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
     path = tmp_path / "g.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline() == b"committing\n"
-    time.sleep(0.5)  # hundreds of transactions more, one of them cut by the kill
+    assert proc.stdout is not None
+    committed = 0
+    while committed < 200:  # 180 transactions after the first report, then one is cut
+        line = proc.stdout.readline()
+        assert line, "the writer died"
+        committed = int(line)
     proc.kill()
     proc.wait()
     with Gallery(path, "m") as g:
@@ -130,6 +140,9 @@ def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
         ({"name": {"a": 1}}, "voice name"),
         ({"name": 7}, "voice name"),
         ({"name": "  "}, "voice name"),
+        ({"name": "Unknown"}, "what identify answers for a stranger"),  # enroll's rules too
+        ({"name": "x" * 201}, "over the 200 character limit"),
+        ({"name": "a\x00b"}, "control characters"),
     ],
 )
 def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str) -> None:
@@ -141,3 +154,24 @@ def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str)
         with pytest.raises(GalleryError, match=why):
             g.import_json(data)
         assert g.names() == ["kept"] and g.get("kept").embedding.shape == (4,)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("unknown", "stranger"),
+        (" UNKNOWN ", "stranger"),
+        ("", "needs a name"),
+        ("x" * 201, "limit"),
+        ("tab\there", "control"),
+    ],
+)
+def test_enroll_and_import_share_one_name_check(tmp_path: Path, name: str, why: str) -> None:
+    emb = unit(np.ones((1, 4)))
+    with pytest.raises(VoiceNameError, match=why):
+        voice_name(name)
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        with pytest.raises(VoiceNameError, match=why):
+            g.enroll(name, emb, 1.0)
+        assert g.names() == []
+    assert voice_name("  Ann Smith  ") == "Ann Smith" and voice_name("x" * 200) == "x" * 200

@@ -60,7 +60,8 @@ def test_recipe_makes_a_calibrated_encoder_and_records_how(encoder: Path) -> Non
     assert held and trained and not held & trained
     assert {"flite:awb", "festival:ked_diphone"} <= held
     cal = json.loads((run / "calibration.json").read_text())
-    assert 0 <= cal["eer"] <= 1 and math.isfinite(cal["threshold"])
+    assert cal["eer"] < 0.5 and math.isfinite(cal["threshold"])  # far better than chance
+    assert cal["false_acceptance_at_threshold"] <= 0.001  # its rule, held on the trials
     assert cal["target_trials"] > 0 and cal["nontarget_trials"] > cal["target_trials"]
     assert (run / "det.png").read_bytes()[:4] == b"\x89PNG"
     config = json.loads((run / "config.json").read_text())
@@ -222,3 +223,23 @@ def test_recipe_stages_follow_its_settings(tmp_path: Path) -> None:
     # --no-cmn --tune-epochs 0: one stage, trained without the band-mean removal
     [(run, only)] = stages_of(EncoderRecipe(cmn=False, tune_epochs=0), tmp_path)
     assert (run.name, only.cmn) == ("run", False)
+
+
+def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import enroll, load_encoder, model_id
+
+    from .conftest import sine
+
+    encoder = load_encoder(None)
+    clip = tmp_path / "a.wav"
+    sf.write(clip, sine(220.0, 1.0), 16_000)
+    same_size = tmp_path / "b.wav"  # as long as a.wav, so as many bytes, but not audio
+    same_size.write_bytes(b"\0" * clip.stat().st_size)
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        voice, failed = enroll(encoder, g, "tone", [clip, same_size, tmp_path / "gone.wav", clip])
+    assert voice.clips == 2
+    assert [i for i, _ in failed] == [1, 2]
+    assert "b.wav" in str(failed[0][1]) and "gone.wav" in str(failed[1][1])

@@ -262,7 +262,7 @@ class Gallery:
             try:
                 name = voice_name(name)
             except VoiceNameError as e:
-                raise VoiceNameError(f"a gallery export with a voice it cannot hold: {e}") from e
+                raise VoiceNameError(f"a gallery export with a bad voice name: {e}") from e
             rows[i] = (name, emb, *rest)
             if emb.ndim != 1 or emb.size == 0 or not np.isfinite(emb).all():
                 raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")

@@ -1,0 +1,188 @@
+"""What the server lets a client do and learn: the API key, billable synthesis, rate limits,
+error bodies that name only the request's own things, and uploads decoded once."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from . import server as server_process
+from .conftest import sine
+from .test_serve import assert_error
+
+KEY = "s3cret-key"
+SYNTH_PER_MINUTE = 5
+
+
+def wav(seconds: float = 1.5, freq: float = 220.0) -> bytes:
+    buf = io.BytesIO()
+    tone = sine(freq, seconds) + 0.2 * sine(freq * 2.7, seconds)
+    sf.write(buf, tone, 16_000, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A server with no classifier, an API key and a strict synthesis limit: (URL, gallery)."""
+    gallery = tmp_path_factory.mktemp("secured") / "private" / "g.sqlite"
+    args = ["--gallery", str(gallery), "--api-key", KEY]
+    args += ["--synth-per-minute", str(SYNTH_PER_MINUTE)]
+    with server_process.serving(None, *args) as started:
+        yield started.url, gallery
+
+
+def bearer(key: str = KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.slow
+def test_the_key_as_header_or_bearer_token(secured) -> None:
+    url, _ = secured
+    assert httpx.get(f"{url}/v1/gallery", headers={"X-API-Key": KEY}).status_code == 200
+    assert httpx.get(f"{url}/v1/gallery", headers=bearer()).status_code == 200
+    for headers in (
+        {},
+        bearer("wrong"),
+        bearer(KEY[:-1]),
+        bearer(KEY + "x"),
+        {"Authorization": f"Basic {KEY}"},
+        {"X-API-Key": ""},
+    ):
+        r = httpx.get(f"{url}/v1/gallery", headers=headers)
+        assert_error(r, 401, "unauthorized")
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{url}/healthz").status_code == 200  # open
+
+
+@pytest.mark.slow
+def test_polly_is_not_offered_without_allow_polly(secured) -> None:
+    url, _ = secured
+    r = httpx.post(
+        f"{url}/v1/synthesize", json={"text": "Hello there.", "voice": "polly:Joanna"},
+        headers=bearer(),
+    )  # fmt: skip
+    assert_error(r, 403, "polly_disabled", "--allow-polly")
+    listed = httpx.get(f"{url}/v1/voices", headers=bearer()).json()["synthesis"]
+    assert listed and not [v for v in listed if v["engine"] == "polly"]
+
+
+@pytest.mark.slow
+def test_synthesis_is_rate_limited_per_client(secured) -> None:
+    url, _ = secured
+    too_long = {"text": "a" * 1001, "voice": "flite:slt"}
+    assert_error(httpx.post(f"{url}/v1/synthesize", json=too_long, headers=bearer()), 422)
+    statuses = []
+    for _ in range(SYNTH_PER_MINUTE + 1):  # a voice nobody has: refused fast, yet counted
+        r = httpx.post(
+            f"{url}/v1/synthesize", json={"text": "Hi.", "voice": "flite:nobody"},
+            headers=bearer(),
+        )  # fmt: skip
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) <= {422}, statuses
+    assert_error(r, 429, "rate_limited")
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
+@pytest.mark.slow
+def test_errors_name_only_the_requests_own_things(secured) -> None:
+    url, gallery = secured
+    sent = [("file", (f"c{i}.wav", wav(freq=200 + 30 * i), "audio/wav")) for i in range(2)]
+    r = httpx.post(
+        f"{url}/v1/enroll", params={"name": "private-voice"}, files=sent, headers=bearer(),
+        timeout=60,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    answers = [
+        httpx.get(f"{url}/v1/gallery/nobody", headers=bearer()),
+        httpx.delete(f"{url}/v1/gallery/nobody", headers=bearer()),
+        httpx.post(
+            f"{url}/v1/verify", params={"name": "nobody"}, files=sent[:1], headers=bearer(),
+            timeout=60,
+        ),
+    ]  # fmt: skip
+    for answer in answers:
+        assert_error(answer, 404, "not_enrolled", "'nobody' is not enrolled")
+        for secret in ("private-voice", str(gallery), "private", "sqlite", str(Path.home())):
+            assert secret not in answer.text, answer.text
+
+
+@pytest.mark.slow
+def test_import_keeps_enrollments_rules(secured) -> None:
+    url, _ = secured
+    export = httpx.get(f"{url}/v1/gallery/export", headers=bearer()).json()
+    assert export["voices"], "the previous test enrolled a voice"
+    before = [v["name"] for v in export["voices"]]
+    for bad in ("unknown", " Unknown ", "x" * 201, "", "new\nline"):
+        forged = {**export, "voices": [{**export["voices"][0], "name": bad}]}
+        r = httpx.post(f"{url}/v1/gallery/import", json=forged, headers=bearer())
+        assert_error(r, 422, "voice name")
+    listed = httpx.get(f"{url}/v1/gallery", headers=bearer()).json()["voices"]
+    assert [v["name"] for v in listed] == before
+    for bad in ("unknown", "x" * 201):
+        r = httpx.post(
+            f"{url}/v1/enroll", params={"name": bad}, content=wav(),
+            headers={**bearer(), "Content-Type": "audio/wav"},
+        )  # fmt: skip
+        assert_error(r, 422, "invalid")
+
+
+@pytest.mark.slow
+def test_skipped_uploads_carry_their_index(secured) -> None:
+    url, _ = secured
+    good = wav()
+    junk = b"\0" * len(good)  # the same size as the good one
+    sent = [
+        ("file", ("same.wav", good, "audio/wav")),
+        ("file", ("same.wav", junk, "audio/wav")),
+        ("file", ("other.wav", good, "audio/wav")),
+    ]
+    r = httpx.post(
+        f"{url}/v1/enroll", params={"name": "indexed"}, files=sent, headers=bearer(), timeout=60
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["added"] == 2
+    assert [(s["index"], s["file"]) for s in body["skipped"]] == [(1, "same.wav")]
+
+
+def test_each_upload_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process, to count the decoder's calls: enroll, verify and identify decode each
+    upload once, however many steps use it."""
+    from fastapi.testclient import TestClient
+
+    from whichvoice import audio, predict, pretrained
+    from whichvoice.serve import service
+    from whichvoice.serve.app import create_app
+
+    decoded: list[int] = []
+    real = audio.read_audio
+
+    def counting(source, **kw):
+        if isinstance(source, bytes | bytearray):
+            decoded.append(len(source))
+        return real(source, **kw)
+
+    for module in (audio, predict, pretrained, service):
+        monkeypatch.setattr(module, "read_audio", counting)
+    app = create_app(service.ServeConfig(gallery=str(tmp_path / "g.sqlite")))
+    clips = [wav(freq=f) for f in (180.0, 240.0, 300.0)]
+    with TestClient(app) as client:
+        sent = [("file", (f"{i}.wav", c, "audio/wav")) for i, c in enumerate(clips)]
+        assert client.post("/v1/enroll?name=tone", files=sent).status_code == 200
+        assert sorted(decoded) == sorted(len(c) for c in clips)
+        decoded.clear()
+        assert client.post("/v1/verify?name=tone", files=sent[:2]).status_code == 200
+        assert len(decoded) == 2
+        decoded.clear()
+        r = client.post("/v1/identify", content=clips[0], headers={"Content-Type": "audio/wav"})
+        assert r.status_code == 200 and r.json()["gallery"]["voice"] == "tone"
+        assert len(decoded) == 1
+    assert np.isfinite(r.json()["gallery"]["score"])
