@@ -10,7 +10,7 @@ APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fest
 TEST_APT_PACKAGES := chromium
 DEMO_ARGS ?=
 
-.PHONY: setup apt apt-test venv demo test lint clean
+.PHONY: setup apt apt-test venv demo test test-fast fuzz soak screenshot lint clean
 
 setup: apt venv
 
@@ -45,6 +45,24 @@ demo: setup
 test: setup apt-test
 	.venv/bin/ruff check src tests benchmarks
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# the fast subset: no synthesis, training or servers (under a minute on 2 cores)
+test-fast: venv
+	.venv/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# longer fuzzing than `make test` does: schemathesis on every route, hypothesis on the decoder
+fuzz: setup
+	WHICHVOICE_FUZZ_EXAMPLES=500 .venv/bin/python -m pytest \
+	  tests/test_serve_fuzz.py tests/test_audio_fuzz.py $(PYTEST_ARGS)
+
+# 10 minutes at concurrency 16, slow uploads, disconnects, kill -9: benchmarks/results/soak.json
+soak: setup
+	.venv/bin/python benchmarks/soak.py
+
+# refresh the README's picture of the page (the tests write theirs to a temp dir)
+screenshot: setup apt-test
+	WHICHVOICE_PAGE_SCREENSHOT=$(CURDIR)/docs/page.png .venv/bin/python -m pytest \
+	  tests/test_page.py -k upload_shows $(PYTEST_ARGS)
 
 lint: venv
 	.venv/bin/ruff check src tests benchmarks

@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,18 +25,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.server: the launcher
+
+from tests.server import serving
+
 from whichvoice.audio import encode_audio, read_audio
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.sentences import load_sentences
 from whichvoice.train import TrainConfig, train
 
 CLIP_S = 3.0  # s of audio per request
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -135,39 +132,13 @@ async def load(url: str, bodies: list[bytes], n: int, concurrency: int) -> dict:
 
 
 def bench_workers(run: Path, workers: int, bodies: list[bytes], n: int, soak: int) -> dict:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "whichvoice",
-        "serve",
-        str(run),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--quiet",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start: {proc.stderr.read().decode()[-500:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+    with serving(run, "--workers", str(workers), stderr=subprocess.DEVNULL) as server:
+        url = server.url
         asyncio.run(load(url, bodies, 100, 8))  # warm up every worker
         levels = [asyncio.run(load(url, bodies, n if c > 1 else n // 2, c)) for c in (1, 8, 32)]
-        before = rss_mb(proc.pid)
+        before = rss_mb(server.proc.pid)
         soaked = asyncio.run(load(url, bodies, soak, 8))
-        after = rss_mb(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        after = rss_mb(server.proc.pid)
     return {
         "workers": workers,
         "levels": levels,

@@ -308,6 +308,36 @@ def kill_a_worker(gallery: Path, *, workers: int, seconds: float, concurrency: i
     }
 
 
+def table(result: dict) -> str:
+    """The docs' table of a soak.json (docs/security.md holds it verbatim; a test checks)."""
+    s, slow, cut, kill = (result[k] for k in ("soak", "slow_uploads", "disconnects", "kill_9"))
+    rows = [
+        ("what", "measured"),
+        ("commit", f"`{result['commit'][:12]}` ({result['date'][:10]}, "
+                   f"{result['machine']['cpus']} cores)"),
+        (f"soak: {s['seconds']:.0f} s at concurrency {s['concurrency']}",
+         f"{s['requests']:,} requests ({s['requests_per_s']} req/s), "
+         f"{s['server_errors']} server errors, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms"),
+        ("server memory (RSS)",
+         f"{s['rss_mib_start']:.0f} MiB at start, {s['rss_mib_after_warmup']:.0f} MiB after "
+         f"the first tenth, {s['rss_mib_end']:.0f} MiB at the end "
+         f"({s['rss_growth_after_warmup_mib']:+.0f} MiB), {s['rss_mib_max']:.0f} MiB at most"),
+        (f"{slow['slow_uploads']} uploads trickling in over {slow['upload_seconds']:.0f} s",
+         f"/healthz answered {slow['healthz_probes']} probes, {slow['healthz_errors']} failed, "
+         f"p50 {slow['healthz_p50_ms']} ms, max {slow['healthz_max_ms']} ms"),
+        (f"{cut['disconnected_uploads']} clients hanging up mid-upload, then a "
+         "40 s multipart upload",
+         f"{len(cut['temp_files_left'])} temporary files left"),
+        (f"kill -9 of 1 of {kill['workers']} workers while enrolling",
+         f"{kill['enrollments_answered_200']} enrollments answered 200, "
+         f"{len(kill['lost_after_kill_9'])} of them lost; {kill['requests_failed']} requests "
+         "failed (in flight in the killed worker)"),
+    ]  # fmt: skip
+    lines = [f"| {a} | {b} |" for a, b in rows]
+    lines.insert(1, "|---|---|")
+    return "\n".join(lines)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(
@@ -332,12 +362,17 @@ def main() -> None:
     parser.add_argument("--disconnects", type=int, default=32)
     parser.add_argument("--kill-s", type=float, default=30.0)
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--table", action="store_true", help="print the docs' table of --json")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.json.read_text())))
+        return
 
     work = Path(tempfile.mkdtemp(prefix="whichvoice-soak-"))
     tmp = work / "server-tmp"  # the server's TMPDIR: what it leaves there is looked at
     tmp.mkdir()
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    commit = git_commit()  # the code that runs, not what is checked out by the end
     with serving(
         None, "--gallery", str(work / "g.sqlite"), "--max-upload-mb", "8",
         env={"TMPDIR": str(tmp)}, stderr=subprocess.DEVNULL,
@@ -357,7 +392,7 @@ def main() -> None:
 
     out = {
         "benchmark": "soak",
-        "commit": git_commit(),
+        "commit": commit,
         "date": started,
         "machine": {
             "cpus": os.cpu_count(),

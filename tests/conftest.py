@@ -19,6 +19,26 @@ SENTENCES = [
 ]
 
 
+# fixtures that synthesize, train or start a server: a test using one (directly or through
+# another fixture) is slow whatever it is marked, so `-m "not slow"` stays fast
+SLOW_FIXTURES = {
+    "small_corpus",  # synthesis (and trained_run, reference, run_copy, ddp_run: training)
+    "enroll_clips",  # synthesis
+    "moto_s3",  # an S3 server (and bucket, moto_s3_proxy)
+    "flite_clip",  # synthesis (the Polly tests' source audio)
+    "corpus",  # test_pretrained: synthesis
+    "unseen",  # test_bundled_encoder: synthesis
+    "gallery_server",  # a server
+    "secured",  # a server
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _own_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test reads or writes the user's own galleries or calibrations
@@ -135,14 +155,6 @@ def voice_clips(out: Path, voices: str, sentences: int = 7) -> dict[str, list[Pa
     return clips
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Proxy:
     """A TCP proxy on 127.0.0.1 in front of a server. ``cut_after`` = N makes it close every
     connection once the client has sent N bytes (a network that breaks mid-upload); None
@@ -196,29 +208,16 @@ class Proxy:
 
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[dict[str, str]]:
-    """An S3-compatible server (moto_server) on 127.0.0.1 for the whole session, behind a
-    proxy that tests can break (``moto_s3_proxy``). Yields the AWS environment that points
-    boto3/s3fs at it (the standard ``AWS_ENDPOINT_URL``); the variables are also set in this
-    process (and so in CLI subprocesses)."""
-    import time
-    import urllib.request
+    """An S3-compatible server (moto's) on 127.0.0.1, on a port it picks, for the whole
+    session, behind a proxy that tests can break (``moto_s3_proxy``). Yields the AWS
+    environment that points boto3/s3fs at it (the standard ``AWS_ENDPOINT_URL``); the
+    variables are also set in this process (and so in CLI subprocesses)."""
+    from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.2)
+        _, port = server.get_host_and_port()
         proxy = Proxy(port)
         env = {
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
@@ -240,8 +239,7 @@ def moto_s3() -> Iterator[dict[str, str]]:
                     os.environ[k] = v
             proxy.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
 
 
 _PROXIES: dict[str, Proxy] = {}

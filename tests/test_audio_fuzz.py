@@ -3,6 +3,7 @@ or returns finite float32 mono, and never allocates what a lying header claims."
 
 from __future__ import annotations
 
+import os
 import struct
 import tracemalloc
 
@@ -18,10 +19,11 @@ from whichvoice.errors import AudioDecodeError, AudioTooLongError, SilentAudioEr
 from .conftest import sine
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("WHICHVOICE_FUZZ_EXAMPLES", "150")),  # make fuzz: more
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,  # the same examples on every run: a failure here is a real one
+    database=None,
 )
 
 

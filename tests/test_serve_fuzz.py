@@ -63,19 +63,24 @@ def check(case, server: str, *, with_key: bool) -> int:
     return status
 
 
+def fuzzer(operation, server: str, *, with_key: bool, sent: list[int]):
+    """A hypothesis test of one operation: each example's status is appended to ``sent``."""
+
+    @FUZZ
+    @given(case=operation.as_strategy())
+    def fuzz(case) -> None:
+        sent.append(check(case, server, with_key=with_key))
+
+    return fuzz
+
+
 def fuzz_every_route(schema, server: str, *, with_key: bool) -> int:
     """Run ``check`` on generated requests of each operation in turn (schemathesis' pytest
     plugin does not run on this pytest); returns how many operations were fuzzed."""
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
-        sent = []
-
-        @FUZZ
-        @given(case=operation.as_strategy())
-        def fuzz(case) -> None:
-            sent.append(check(case, server, with_key=with_key))
-
-        fuzz()
+        sent: list[int] = []
+        fuzzer(operation, server, with_key=with_key, sent=sent)()
         assert sent, f"{operation.label}: no request was made"
         print(operation.label, len(sent), sorted(set(sent)))
     return len(operations)

@@ -186,3 +186,39 @@ def test_each_upload_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert r.status_code == 200 and r.json()["gallery"]["voice"] == "tone"
         assert len(decoded) == 1
     assert np.isfinite(r.json()["gallery"]["score"])
+
+
+def test_allow_polly_lets_polly_voices_through(tmp_path: Path, monkeypatch) -> None:
+    """With --allow-polly the request reaches the Polly engine (here: no AWS credentials,
+    so the voice is unavailable, 422), where without it the server refuses first (403)."""
+    from fastapi.testclient import TestClient
+
+    from whichvoice.serve.app import create_app
+    from whichvoice.serve.service import ServeConfig
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    body = {"text": "Hello.", "voice": "polly:Joanna"}
+    for allow, status, kind in ((False, 403, "polly_disabled"), (True, 422, "unavailable_voice")):
+        app = create_app(ServeConfig(gallery=str(tmp_path / "g.sqlite"), allow_polly=allow))
+        with TestClient(app) as client:
+            r = client.post("/v1/synthesize", json=body)
+        assert (r.status_code, r.json()["kind"]) == (status, kind), r.text
+
+
+def test_the_rate_limiter_refills_and_stays_bounded() -> None:
+    from whichvoice.serve.service import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(6, clock=lambda: now[0])  # 6 a minute: one every 10 s
+    assert [limiter.take("a") for _ in range(6)] == [0.0] * 6  # a burst of 6
+    assert limiter.take("a") == pytest.approx(10.0)
+    assert limiter.take("b") == 0.0  # each client its own bucket
+    now[0] += 10.0
+    assert limiter.take("a") == 0.0 and limiter.take("a") > 0
+    for i in range(RateLimiter.MAX_CLIENTS + 10):
+        limiter.take(f"client{i}")
+    assert len(limiter._buckets) <= RateLimiter.MAX_CLIENTS
+    assert RateLimiter(0).take("a") == float("inf")  # synthesis off

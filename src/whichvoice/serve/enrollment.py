@@ -146,13 +146,13 @@ def add_routes(app: FastAPI, service: Service) -> None:
             with service.gallery() as (encoder, g):
                 verdicts = iter(verify(encoder.model, g, name, good))
             results = []
-            for d in decoded:  # the verdicts come in the order of the good files
-                v = d if isinstance(d, str) else next(verdicts)
+            for (path, _), d in zip(files, decoded, strict=True):
+                v = d if isinstance(d, str) else next(verdicts)  # in the good files' order
                 if isinstance(v, str | WhichvoiceError):
                     error = v if isinstance(v, str) else v.public_message()
-                    results.append({"path": files[len(results)][0], "error": error})
+                    results.append({"path": path, "error": error})
                 else:
-                    results.append({**v.to_dict(), "path": files[len(results)][0]})
+                    results.append({**v.to_dict(), "path": path})
             return VerifyResponse(results=results)
 
         return await run_in_threadpool(work)

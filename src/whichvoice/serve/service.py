@@ -32,9 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
 DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
-DEFAULT_SYNTH_PER_MINUTE = (
-    30.0  # synthesis requests a client may make a minute (a burst of as many)
-)
+DEFAULT_SYNTH_PER_MINUTE = 30.0  # synthesis requests a minute per client, in bursts of as many
 RAW_NAME = "the audio"  # how a raw (not multipart) body is named in answers
 
 
@@ -92,7 +90,8 @@ def key_matches(presented: str | None, expected: str) -> bool:
 
 class RateLimiter:
     """A token bucket per client: ``per_minute`` requests a minute, bursts of as many.
-    Thread-safe; forgets clients whose bucket has refilled (so memory stays bounded)."""
+    Thread-safe; past MAX_CLIENTS it forgets the clients whose bucket has refilled, then the
+    longest idle ones, so memory stays bounded however many addresses ask."""
 
     MAX_CLIENTS = 10_000
 
@@ -122,6 +121,10 @@ class RateLimiter:
     def _forget_full(self, now: float) -> None:
         for client, (tokens, when) in list(self._buckets.items()):
             if tokens + (now - when) * self.rate >= self.burst:
+                del self._buckets[client]
+        if len(self._buckets) > self.MAX_CLIENTS // 2:
+            by_age = sorted(self._buckets, key=lambda c: self._buckets[c][1])
+            for client in by_age[: len(by_age) - self.MAX_CLIENTS // 2]:
                 del self._buckets[client]
 
 
