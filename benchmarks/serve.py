@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.server: the launcher
 
-from tests.server import serving
+from tests.server import rss_mib, serving
 
 from whichvoice.audio import encode_audio, read_audio
 from whichvoice.corpus import SynthConfig, synthesize_corpus
@@ -35,29 +35,6 @@ from whichvoice.sentences import load_sentences
 from whichvoice.train import TrainConfig, train
 
 CLIP_S = 3.0  # s of audio per request
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, MiB."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 def make_clips(work: Path) -> list[bytes]:
@@ -136,9 +113,9 @@ def bench_workers(run: Path, workers: int, bodies: list[bytes], n: int, soak: in
         url = server.url
         asyncio.run(load(url, bodies, 100, 8))  # warm up every worker
         levels = [asyncio.run(load(url, bodies, n if c > 1 else n // 2, c)) for c in (1, 8, 32)]
-        before = rss_mb(server.proc.pid)
+        before = rss_mib(server.proc.pid)
         soaked = asyncio.run(load(url, bodies, soak, 8))
-        after = rss_mb(server.proc.pid)
+        after = rss_mib(server.proc.pid)
     return {
         "workers": workers,
         "levels": levels,

@@ -31,7 +31,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.server: the launcher
 
-from tests.server import serving
+from tests.server import rss_mib, serving, tree_pids
 
 from whichvoice import __version__
 from whichvoice.gallery import Gallery
@@ -52,25 +52,6 @@ def tone(seed: int, seconds: float = 2.0) -> bytes:
     return buf.getvalue()
 
 
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
 def worker_pids(pid: int) -> list[int]:
     """The uvicorn worker processes under a ``whichvoice serve --workers N`` process."""
     out = []
@@ -82,19 +63,6 @@ def worker_pids(pid: int) -> list[int]:
         if b"spawn_main" in cmd and b"resource_tracker" not in cmd:
             out.append(p)
     return out
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and its descendants, MiB."""
-    total = 0
-    for p in tree_pids(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -78,6 +78,7 @@ def test_random_assignment_is_seeded_and_stable_under_growth() -> None:
     assert len(plan(sentences[:3], voices, "all", 0, "wav")) == 24
 
 
+@pytest.mark.slow  # synthesis or training
 def test_a_damaged_clip_is_made_again(tmp_path: Path) -> None:
     sentences = parse_sentences("A short test sentence.\nAnother short one here.").sentences
     cfg = SynthConfig(voices=("flite:slt",), assign="all", workers=1)
@@ -89,6 +90,7 @@ def test_a_damaged_clip_is_made_again(tmp_path: Path) -> None:
     check_corpus(tmp_path)
 
 
+@pytest.mark.slow  # synthesis or training
 def test_a_failing_clip_is_retried_reported_and_not_fatal(tmp_path: Path) -> None:
     # flite speaks "..." as 0.2 s of near-silence: a real engine failure
     sentences = parse_sentences("A good sentence to speak.\n...\n").sentences
@@ -102,6 +104,7 @@ def test_a_failing_clip_is_retried_reported_and_not_fatal(tmp_path: Path) -> Non
     assert len(check_corpus(tmp_path)) == 1
 
 
+@pytest.mark.slow  # synthesis or training
 def test_a_cut_manifest_line_is_dropped_on_resume(tmp_path: Path) -> None:
     sentences = parse_sentences("A short test sentence.\nAnother short one here.").sentences
     cfg = SynthConfig(voices=("espeak-ng:en-us+f3",), assign="all", workers=1)

@@ -90,6 +90,7 @@ def test_margin_head_stays_float32_under_bf16_autocast() -> None:
     assert torch.isfinite(emb.grad).all() and torch.isfinite(head.weight.grad).all()
 
 
+@pytest.mark.slow  # synthesis or training
 def test_an_ensemble_trains_each_member_and_scores_their_mean_cosine() -> None:
     from whichvoice.train.loop import margin_heads
 

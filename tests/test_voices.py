@@ -117,6 +117,7 @@ def test_missing_festival_voice_names_its_package(
     assert "festvox-kdlpc16k" in reason
 
 
+@pytest.mark.slow  # synthesis or training
 @pytest.mark.parametrize(
     "voice_id", [*DEFAULT8, "flite:kal", "festival:kal_diphone", "espeak-ng:en-029+m1"]
 )
@@ -132,6 +133,7 @@ def test_each_local_voice_speaks(voice_id: str) -> None:
     assert 0.05 < float(abs(speech.wave).max()) <= 1.0
 
 
+@pytest.mark.slow  # synthesis or training
 def test_festival_session_reuses_its_process() -> None:
     voice = find_voice("festival:ked_diphone")
     with get_engine("festival").open_session() as session:
@@ -168,6 +170,7 @@ def test_random_espeak_variants_are_seeded_voices_of_every_accent() -> None:
     assert not any(random_number(v.name.partition("+")[2]) is not None for v in listed)
 
 
+@pytest.mark.slow  # synthesis or training
 def test_random_variants_speak_each_in_its_own_voice_again_and_again() -> None:
     """More random variants than espeak-ng can list (~350 voices) in one session: each is
     found, differs from the others and from the accent's plain voice, and is the same voice
