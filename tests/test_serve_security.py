@@ -222,3 +222,17 @@ def test_the_rate_limiter_refills_and_stays_bounded() -> None:
         limiter.take(f"client{i}")
     assert len(limiter._buckets) <= RateLimiter.MAX_CLIENTS
     assert RateLimiter(0).take("a") == float("inf")  # synthesis off
+
+
+def test_free_memory_goes_back_to_the_system_on_glibc() -> None:
+    import platform
+
+    from whichvoice.serve.service import _libc, release_free_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        assert release_free_memory() is False  # nothing to call elsewhere
+        return
+    assert _libc() is not None
+    blocks = [bytearray(4096) for _ in range(20_000)]  # 80 MB in small blocks, then freed
+    del blocks
+    assert isinstance(release_free_memory(), bool)

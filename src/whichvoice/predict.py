@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -176,10 +177,12 @@ def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers:
             return e
 
     sources = list(sources)
-    with ThreadPoolExecutor(workers) as pool:
+    workers = min(workers, len(sources)) or 1
+    # one input (a request's upload) is prepared in this thread: no pool, no thread churn
+    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for i in range(0, len(sources), batch):
             chunk = sources[i : i + batch]
-            prepared = list(pool.map(prepare, chunk))
+            prepared = list(pool.map(prepare, chunk) if pool else map(prepare, chunk))
             good = [p[0] for p in prepared if isinstance(p, tuple)]
             out = score(np.concatenate(good)) if good else None
             at = 0

@@ -8,6 +8,7 @@ the event loop. Bad input always gets a 4xx with ``{"error", "kind"}``, never a 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -33,12 +34,14 @@ from whichvoice.predict import VoiceModel, load_model
 from whichvoice.serve import enrollment
 from whichvoice.serve.schemas import IdentifyResponse, SynthesizeRequest, VoicesResponse
 from whichvoice.serve.service import (
+    TRIM_EVERY_S,
     HTTPProblem,
     ServeConfig,
     Service,
     key_matches,
     media_type,
     presented_key,
+    release_free_memory,
 )
 from whichvoice.voices import all_voices, find_voice, get_engine, resolve_voices
 
@@ -108,8 +111,17 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        yield
-        service.sessions.close()
+        async def trim() -> None:
+            while True:
+                await asyncio.sleep(TRIM_EVERY_S)
+                await run_in_threadpool(release_free_memory)
+
+        trimmer = asyncio.create_task(trim())
+        try:
+            yield
+        finally:
+            trimmer.cancel()
+            service.sessions.close()
 
     app = FastAPI(
         title="whichvoice",

@@ -3,6 +3,9 @@ TTS sessions and the gallery."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hmac
 import json
 import logging
@@ -34,6 +37,7 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
 DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
 DEFAULT_SYNTH_PER_MINUTE = 30.0  # synthesis requests a minute per client, in bursts of as many
 RAW_NAME = "the audio"  # how a raw (not multipart) body is named in answers
+TRIM_EVERY_S = 30.0  # s between handing the allocator's free memory back to the system
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,28 @@ class RateLimiter:
             by_age = sorted(self._buckets, key=lambda c: self._buckets[c][1])
             for client in by_age[: len(by_age) - self.MAX_CLIENTS // 2]:
                 del self._buckets[client]
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def release_free_memory() -> bool:
+    """Hand the memory the C allocator holds free back to the system (glibc's
+    ``malloc_trim``); False where there is no such call.
+
+    Why: requests decode and embed audio in many threads, and glibc keeps the freed blocks
+    of each thread's arena. Measured on the server at concurrency 16, resident memory grew
+    ~0.8 KiB a request without it and came back to its start after a trim (nothing leaked:
+    the Python heap stayed flat)."""
+    libc = _libc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
 @dataclass(frozen=True)
