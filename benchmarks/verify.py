@@ -39,11 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import SAMPLE_RATE, encode_audio, read_audio, resample, write_atomic
+from whichvoice.audio import SAMPLE_RATE, encode_audio, read_audio, resample
 from whichvoice.augment import degrade, white_noise
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig, trim_silence
+from whichvoice.files import write_atomic
 from whichvoice.scoring import eer, min_dcf
 from whichvoice.sentences import bundled_sentences
 from whichvoice.verification import (

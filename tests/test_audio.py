@@ -8,9 +8,7 @@ from whichvoice.audio import (
     SAMPLE_RATE,
     encode_audio,
     load_audio,
-    read_audio,
     resample,
-    write_atomic,
 )
 from whichvoice.errors import AudioDecodeError, SilentAudioError
 
@@ -58,42 +56,9 @@ def test_resample_keeps_the_tone() -> None:
     assert abs(np.argmax(spectrum) * 16000 / wave.shape[0] - 1000) < 5
 
 
-def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "f.bin"
-    write_atomic(path, b"one")
-    write_atomic(path, b"two", durable=False)
-    assert path.read_bytes() == b"two"
-    assert [p.name for p in path.parent.iterdir()] == ["f.bin"]
-    assert read_audio(encode_audio(sine(), SAMPLE_RATE, "wav"))[1] == SAMPLE_RATE
-
-
 def test_non_finite_samples_are_a_decode_error(tmp_path: Path) -> None:
     wave = sine()
     wave[100] = np.nan
     sf.write(tmp_path / "nan.wav", wave, SAMPLE_RATE, subtype="FLOAT")
     with pytest.raises(AudioDecodeError, match="NaN"):
         load_audio(tmp_path / "nan.wav")
-
-
-def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
-    import os
-
-    mask = os.umask(0o022)
-    try:
-        write_atomic(tmp_path / "f.bin", b"x")
-    finally:
-        os.umask(mask)
-    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
-
-
-def test_write_atomic_never_touches_the_process_umask(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import os
-
-    def forbidden(mask: int) -> int:
-        raise AssertionError("os.umask is process-wide: a thread creating files meanwhile gets it")
-
-    monkeypatch.setattr(os, "umask", forbidden)
-    write_atomic(tmp_path / "f.bin", b"x")
-    assert (tmp_path / "f.bin").read_bytes() == b"x"

@@ -129,7 +129,7 @@ def test_seed_model_through_onnx(small_corpus: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bundled_encoder_embeddings_through_onnx(small_corpus: Path) -> None:
-    from whichvoice.gallery import data_home
+    from whichvoice.files import data_home
     from whichvoice.verification import bundled_encoder
 
     root = bundled_encoder()

@@ -12,7 +12,6 @@ PACKAGE = "whichvoice"
 
 # groups of modules that import each other today; remove a group once it is untangled
 KNOWN_CYCLES: list[set[str]] = [
-    {"whichvoice.audio", "whichvoice.storage"},
     {"whichvoice.export", "whichvoice.predict"},
 ]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from whichvoice import storage
 from whichvoice.errors import AudioDecodeError, AudioTooLongError, SilentAudioError
 
 SAMPLE_RATE = 16_000  # Hz, the rate every model input is resampled to
@@ -66,14 +66,11 @@ def read_audio(source: AudioSource, *, max_seconds: float | None = None) -> tupl
     if isinstance(source, Decoded):
         return source.wave, source.rate
     name = describe_source(source)
-    if not isinstance(source, bytes | bytearray) and "://" in os.fspath(source):
-        from whichvoice import storage
-
-        if storage.is_url(source):
-            try:
-                source = storage.read_bytes(source)
-            except storage.StorageError as e:
-                raise AudioDecodeError(str(e)) from e
+    if not isinstance(source, bytes | bytearray) and storage.is_url(source):
+        try:
+            source = storage.read_bytes(source)
+        except storage.StorageError as e:
+            raise AudioDecodeError(str(e)) from e
     if not isinstance(source, bytes | bytearray) and not Path(source).is_file():
         what = "is a folder" if Path(source).is_dir() else "no such file"
         raise AudioDecodeError(f"{name}: cannot read ({what})")
@@ -161,40 +158,3 @@ def encode_audio(wave: np.ndarray, rate: int, fmt: str) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, np.clip(wave, -1.0, 1.0), rate, format=major, subtype=subtype)
     return buf.getvalue()
-
-
-def ensure_dir(path: Path, what: str = "output") -> Path:
-    """Create ``path`` (a folder) or raise OutputError in one line, before any long work."""
-    from whichvoice.errors import OutputError
-
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".whichvoice-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from e
-    return path
-
-
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A reader never sees a half-written file, whatever happens to this process. ``durable``
-    also fsyncs, so the file survives a power cut (callers that verify files on resume skip it).
-    The file gets the usual mode (0666 less the umask, applied by the kernel at creation):
-    the process-wide umask is never changed, since other threads may be creating files.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

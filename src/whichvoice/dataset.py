@@ -32,11 +32,12 @@ import numpy as np
 from tqdm import tqdm
 
 from whichvoice import storage
-from whichvoice.audio import SAMPLE_RATE, AudioDecodeError, ensure_dir, read_audio, resample
+from whichvoice.audio import SAMPLE_RATE, AudioDecodeError, read_audio, resample
 from whichvoice.corpus import MANIFEST, Clip, read_manifest
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
 from whichvoice.features import VERSION as FEATURES_VERSION
+from whichvoice.files import ensure_dir
 
 log = logging.getLogger(__name__)
 

@@ -280,8 +280,8 @@ def evaluate(
                 progress=progress,
             )
         return {**metrics, "run": str(run), "report": str(storage.join(report_dir or run, REPORT))}
-    from whichvoice.audio import ensure_dir, write_atomic
     from whichvoice.augment import CONDITIONS
+    from whichvoice.files import ensure_dir, write_atomic
 
     unknown = [c for c in conditions or [] if c not in CONDITIONS]
     if unknown:

@@ -238,7 +238,7 @@ def cache_path(model: VoiceModel) -> Path:
     root = model.root.resolve()
     if not root.is_relative_to(package) and os.access(root, os.W_OK):
         return root / "model.onnx"
-    from whichvoice.gallery import data_home
+    from whichvoice.files import data_home
 
     return data_home() / "onnx" / f"{model.config['model']}-{weights_digest(root)[:16]}.onnx"
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.errors import WhichvoiceError
+from whichvoice.files import data_home
 
 SCHEMA_VERSION = 1
 EXPORT_FORMAT = "whichvoice-gallery"
@@ -62,13 +63,6 @@ def voice_name(name: object) -> str:
     if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
         raise VoiceNameError(f"{name!r}: a voice name cannot hold control characters")
     return name
-
-
-def data_home() -> Path:
-    """whichvoice's folder for the user's own data: ``$XDG_DATA_HOME/whichvoice``
-    (``~/.local/share/whichvoice``)."""
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "whichvoice"
 
 
 def default_gallery_path() -> Path:

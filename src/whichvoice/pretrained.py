@@ -51,7 +51,7 @@ def user_dir() -> Path:
     (``~/.local/share/whichvoice/resemblyzer``)."""
     if os.environ.get(DIR_ENV):
         return Path(os.environ[DIR_ENV])
-    from whichvoice.gallery import data_home
+    from whichvoice.files import data_home
 
     return data_home() / NAME
 

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from whichvoice.audio import SAMPLE_RATE, read_audio, resample, write_atomic
+from whichvoice.audio import SAMPLE_RATE, read_audio, resample
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.dataset import SPLITS, PrepareConfig, load_corpus, write_prepared
 from whichvoice.features import FeatureConfig, speech_of, wave_windows
+from whichvoice.files import write_atomic
 from whichvoice.sentences import bundled_sentences
 from whichvoice.train import TrainConfig, train
 from whichvoice.verification import calibrate, held_out_files, model_for, voice_trials

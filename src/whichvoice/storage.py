@@ -30,8 +30,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from whichvoice.audio import write_atomic
 from whichvoice.errors import WhichvoiceError
+from whichvoice.files import cache_home, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,8 @@ def _describe(url: str, e: BaseException) -> str:
 
 
 def cache_root() -> Path:
-    """Where remote folders are mirrored: ``$WHICHVOICE_CACHE/remote`` or ~/.cache/whichvoice."""
-    base = os.environ.get("WHICHVOICE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "whichvoice"
-    )
-    return Path(base) / "remote"
+    """Where remote folders are mirrored: ``remote/`` in whichvoice's cache home."""
+    return cache_home() / "remote"
 
 
 def mirror_path(url: str) -> Path:

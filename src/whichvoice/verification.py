@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import describe_source, ensure_dir, write_atomic
+from whichvoice.audio import describe_source
 from whichvoice.errors import WhichvoiceError
+from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.gallery import UNKNOWN, voice_name
 from whichvoice.predict import VoiceModel, load_model
 from whichvoice.pretrained import ResemblyzerEncoder, shipped_dir
@@ -240,7 +241,7 @@ def calibration_dir(model: VoiceModel | ResemblyzerEncoder) -> Path:
         return model.root
     if os.environ.get(BUNDLED_DIR_ENV):
         return Path(os.environ[BUNDLED_DIR_ENV])
-    from whichvoice.gallery import data_home
+    from whichvoice.files import data_home
 
     return data_home() / "encoder"
 

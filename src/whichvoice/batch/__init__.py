@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whichvoice import storage
-from whichvoice.audio import ensure_dir
 from whichvoice.batch.inputs import (
     BatchInput,
     BatchInputError,
@@ -61,6 +60,7 @@ from whichvoice.batch.inputs import (
 from whichvoice.batch.runners import _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.files import ensure_dir
 from whichvoice.predict import load_model
 
 __all__ = [

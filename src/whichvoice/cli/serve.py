@@ -149,7 +149,7 @@ def serve_cmd(
             err=True,
         )
     if port_file is not None:
-        from whichvoice.audio import write_atomic
+        from whichvoice.files import write_atomic
 
         write_atomic(port_file.resolve(), f"{port}\n".encode(), durable=False)
     config = uvicorn.Config(

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from whichvoice.audio import write_atomic
 from whichvoice.augment import NO_AUGMENT, AugmentConfig
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig
+from whichvoice.files import write_atomic
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"

@@ -21,10 +21,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from whichvoice import storage
-from whichvoice.audio import ensure_dir, write_atomic
 from whichvoice.augment import AugmentConfig, augment_batch
 from whichvoice.dataset import PrepareConfig, Prepared, ensure_prepared
 from whichvoice.features import FeatureConfig, model_inputs
+from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.models import build_model, model_spec
 from whichvoice.train.config import (
     CHECKPOINT,

@@ -1,0 +1,61 @@
+"""The bottom floor: atomic writes, output folders, and where whichvoice keeps the user's data
+and its caches. Imports nothing of the package but its errors."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from whichvoice.errors import OutputError
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A reader never sees a half-written file, whatever happens to this process. ``durable``
+    also fsyncs, so the file survives a power cut (callers that verify files on resume skip it).
+    The file gets the usual mode (0666 less the umask, applied by the kernel at creation):
+    the process-wide umask is never changed, since other threads may be creating files.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def ensure_dir(path: Path, what: str = "output") -> Path:
+    """Create ``path`` (a folder) or raise OutputError in one line, before any long work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".whichvoice-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from e
+    return path
+
+
+def data_home() -> Path:
+    """whichvoice's folder for the user's own data: ``$XDG_DATA_HOME/whichvoice``
+    (``~/.local/share/whichvoice``)."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "whichvoice"
+
+
+def cache_home() -> Path:
+    """whichvoice's cache: ``$WHICHVOICE_CACHE``, else ``$XDG_CACHE_HOME/whichvoice``
+    (``~/.cache/whichvoice``)."""
+    base = os.environ.get("WHICHVOICE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "whichvoice"
+    )
+    return Path(base)

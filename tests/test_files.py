@@ -1,0 +1,56 @@
+"""The bottom floor: atomic writes, output folders, data and cache homes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from whichvoice.errors import OutputError
+from whichvoice.files import cache_home, data_home, ensure_dir, write_atomic
+
+
+def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "f.bin"
+    write_atomic(path, b"one")
+    write_atomic(path, b"two", durable=False)
+    assert path.read_bytes() == b"two"
+    assert [p.name for p in path.parent.iterdir()] == ["f.bin"]
+
+
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    mask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_write_atomic_never_touches_the_process_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(mask: int) -> int:
+        raise AssertionError("os.umask is process-wide: a thread creating files meanwhile gets it")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    write_atomic(tmp_path / "f.bin", b"x")
+    assert (tmp_path / "f.bin").read_bytes() == b"x"
+
+
+def test_ensure_dir_makes_the_folder_or_says_why(tmp_path: Path) -> None:
+    assert ensure_dir(tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot write the run here"):
+        ensure_dir(tmp_path / "file" / "sub", "run")
+
+
+def test_homes_follow_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("WHICHVOICE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data_home() == tmp_path / "data" / "whichvoice"
+    assert cache_home() == tmp_path / "cache" / "whichvoice"
+    monkeypatch.setenv("WHICHVOICE_CACHE", str(tmp_path / "mine"))
+    assert cache_home() == tmp_path / "mine"
