@@ -24,7 +24,7 @@ import torch
 from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
 from whichvoice.dataset import PrepareConfig, prepare
 from whichvoice.features import FeatureConfig
-from whichvoice.predict import load_model
+from whichvoice.runtime import load_model
 from whichvoice.sentences import load_sentences
 from whichvoice.verification import bundled_encoder
 
@@ -106,7 +106,7 @@ def _median_ms(fn, x: np.ndarray, repeats: int) -> float:
 def bench_onnx(run: Path, name: str, threads: int) -> dict:
     """torch vs onnxruntime on the same stored windows (log-mel included in both), the same
     number of threads: median ms at batch 1 and windows/s at batch 64."""
-    from whichvoice.export import check_windows
+    from whichvoice.runtime import check_windows
 
     torch.set_num_threads(threads)
     backends = {

@@ -25,7 +25,7 @@ from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
 from whichvoice.dataset import PrepareConfig, open_prepared, prepare
 from whichvoice.evaluate import test_files
 from whichvoice.features import FeatureConfig
-from whichvoice.predict import Prediction, load_model
+from whichvoice.runtime import Prediction, load_model
 from whichvoice.sentences import load_sentences
 from whichvoice.train import TrainConfig, pick_device, train
 

@@ -111,7 +111,7 @@ def test_long_clip_is_twenty_seconds() -> None:
 def test_augmentation_beats_no_augmentation_on_noise_and_telephone(small_corpus, tmp_path) -> None:
     from whichvoice.dataset import load_corpus, split_clips
     from whichvoice.evaluate import LabelledFile, condition_accuracy
-    from whichvoice.predict import load_model
+    from whichvoice.runtime import load_model
     from whichvoice.train import TrainConfig, train
 
     runs = {}

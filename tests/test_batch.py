@@ -24,7 +24,8 @@ from whichvoice.batch import (
 )
 from whichvoice.corpus import read_manifest
 from whichvoice.errors import OutputError, WhichvoiceError
-from whichvoice.predict import expand_paths, load_model
+from whichvoice.predict import expand_paths
+from whichvoice.runtime import load_model
 
 from .conftest import run_cli
 

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from whichvoice.corpus import read_manifest
-from whichvoice.predict import ModelLoadError, OnnxVoiceModel, load_model
+from whichvoice.runtime import ModelLoadError, OnnxVoiceModel, load_model
 
 TOLERANCE = 1e-4  # largest absolute difference allowed between the backends
 
@@ -168,7 +168,8 @@ def test_unknown_backend(tmp_path: Path) -> None:
 
 
 def test_missing_onnxruntime_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from whichvoice.export import OnnxUnavailableError, import_onnxruntime
+    from whichvoice.export import OnnxUnavailableError
+    from whichvoice.runtime import import_onnxruntime
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     with pytest.raises(OnnxUnavailableError, match=r"whichvoice\[onnx\]"):

@@ -5,15 +5,17 @@ KNOWN_CYCLES, a list that may only shrink (issue 16 empties it)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).parents[1] / "src"
 PACKAGE = "whichvoice"
 
 # groups of modules that import each other today; remove a group once it is untangled
-KNOWN_CYCLES: list[set[str]] = [
-    {"whichvoice.export", "whichvoice.predict"},
-]
+KNOWN_CYCLES: list[set[str]] = []
 
 
 def module_names() -> dict[str, Path]:
@@ -105,3 +107,19 @@ def test_no_import_cycles_but_the_known_ones() -> None:
     assert not new, f"new import cycles: {new}"
     gone = [sorted(k) for k in KNOWN_CYCLES if not any(k & c for c in found)]
     assert not gone, f"untangled, remove from KNOWN_CYCLES: {gone}"
+
+
+@pytest.mark.slow
+def test_each_module_imports_alone() -> None:
+    """Each module in a fresh interpreter: no module works only because another was
+    imported first."""
+    names = sorted(n for n in module_names() if not n.endswith("__main__"))
+    script = "import importlib, sys; importlib.import_module(sys.argv[1])"
+    failed = {}
+    for name in names:
+        proc = subprocess.run(
+            [sys.executable, "-c", script, name], capture_output=True, text=True, timeout=120
+        )
+        if proc.returncode != 0:
+            failed[name] = proc.stderr.strip().splitlines()[-1]
+    assert not failed, failed

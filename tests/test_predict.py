@@ -7,7 +7,7 @@ import pytest
 from whichvoice.audio import encode_audio
 from whichvoice.corpus import read_manifest
 from whichvoice.errors import AudioDecodeError
-from whichvoice.predict import ModelLoadError, Prediction, load_model
+from whichvoice.runtime import ModelLoadError, Prediction, load_model
 
 from .conftest import sine
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from whichvoice.predict import load_model
+from whichvoice.runtime import load_model
 from whichvoice.train import TrainConfig, lr_at, train
 
 

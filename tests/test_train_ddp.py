@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from whichvoice.predict import load_model
+from whichvoice.runtime import load_model
 from whichvoice.train import TrainConfig, TrainError, train
 
 

@@ -12,7 +12,7 @@ from whichvoice.audio import SAMPLE_RATE, load_audio
 from whichvoice.errors import WhichvoiceError
 
 if TYPE_CHECKING:
-    from whichvoice.predict import Prediction, VoiceModel, load_model
+    from whichvoice.runtime import Prediction, VoiceModel, load_model
 
 __version__ = "0.1.0"
 
@@ -32,14 +32,14 @@ _LAZY = {"load_model", "VoiceModel", "Prediction"}  # torch loads only when aske
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from whichvoice import predict
+        from whichvoice import runtime
 
-        return getattr(predict, name)
+        return getattr(runtime, name)
     raise AttributeError(f"module 'whichvoice' has no attribute {name!r}")
 
 
 def identify(run: str, source: str | bytes) -> Prediction:
     """One-shot: load the model in ``run`` and say which voice reads ``source``."""
-    from whichvoice.predict import load_model
+    from whichvoice.runtime import load_model
 
     return load_model(run).identify(source)

@@ -30,15 +30,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from whichvoice import storage
-from whichvoice.audio import (
-    ENGINE_SILENCE_PEAK,
-    check_not_silent,
-    encode_audio,
-    ensure_dir,
-    read_audio,
-    write_atomic,
-)
+from whichvoice.audio import ENGINE_SILENCE_PEAK, check_not_silent, encode_audio, read_audio
 from whichvoice.errors import WhichvoiceError
+from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.sentences import Sentence
 from whichvoice.voices import SessionPool, Voice, require_available, resolve_voices
 

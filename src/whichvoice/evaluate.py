@@ -17,7 +17,7 @@ from whichvoice import storage
 from whichvoice.audio import read_audio
 from whichvoice.dataset import DatasetError, load_corpus, split_clips
 from whichvoice.errors import WhichvoiceError
-from whichvoice.predict import Prediction, VoiceModel, load_model
+from whichvoice.runtime import Prediction, VoiceModel, load_model
 from whichvoice.train import METRICS, write_json
 
 REPORT = "report.md"

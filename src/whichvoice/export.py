@@ -1,4 +1,4 @@
-"""A trained run as an ONNX file, and the onnxruntime session that scores with it.
+"""A trained run written as an ONNX file (``whichvoice.runtime`` scores with it).
 
 The exported graph is the whole path from stored windows to outputs, so onnxruntime needs no
 torch at inference:
@@ -25,6 +25,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,9 +33,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from whichvoice.errors import OutputError, WhichvoiceError
-from whichvoice.features import TARGET_RMS, FeatureConfig, mel_filterbank
 from whichvoice.features import VERSION as FEATURES_VERSION
-from whichvoice.predict import ModelLoadError, VoiceModel, load_model
+from whichvoice.features import FeatureConfig, mel_filterbank
+
+if TYPE_CHECKING:
+    from whichvoice.runtime import VoiceModel
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +57,6 @@ class OnnxUnavailableError(WhichvoiceError):
 
 class ExportError(WhichvoiceError):
     """A run that could not be exported, or an ONNX file that does not match its run."""
-
-
-def import_onnxruntime():
-    """The onnxruntime module, or OnnxUnavailableError saying how to install it."""
-    try:
-        import onnxruntime
-    except ImportError as e:
-        raise OnnxUnavailableError(f"the ONNX backend needs onnxruntime: {INSTALL} ({e})") from e
-    return onnxruntime
 
 
 class DftLogMel(nn.Module):
@@ -126,21 +120,6 @@ def metadata(model: VoiceModel) -> dict[str, str]:
         "outputs": ",".join(OUTPUTS[: 2 if model.has_embedding else 1]),
     }
     return {META_PREFIX + k: v for k, v in meta.items()}
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The whichvoice metadata of an ONNX file (empty when it has none or cannot be read)."""
-    ort = import_onnxruntime()
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception:  # onnxruntime raises its own types for missing and damaged files
-        return {}
-    return session_metadata(session)
-
-
-def session_metadata(session) -> dict[str, str]:
-    meta = session.get_modelmeta().custom_metadata_map
-    return {k: v for k, v in meta.items() if k.startswith(META_PREFIX)}
 
 
 @contextlib.contextmanager
@@ -213,130 +192,14 @@ def export_model(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFA
     return out
 
 
-def export_onnx(
-    run: str | os.PathLike, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET
-) -> Path:
-    """Export run directory ``run`` to the ONNX file ``out`` (see the module docstring for
-    its inputs, outputs and metadata); either may be a URL (``s3://...``): the file is then
-    made in the local mirror and uploaded. Returns the local file."""
+def export_onnx(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> Path:
+    """Export a loaded run (``runtime.load_model``) to the ONNX file ``out`` (see the module
+    docstring for its inputs, outputs and metadata); ``out`` may be a URL (``s3://...``): the
+    file is then made in the local mirror and uploaded. Returns the local file."""
     from whichvoice import storage
 
     if not storage.is_url(out):
-        return export_model(load_model(run), out, opset=opset)
-    local = export_model(load_model(run), storage.mirror_path(os.fspath(out)), opset=opset)
+        return export_model(model, out, opset=opset)
+    local = export_model(model, storage.mirror_path(os.fspath(out)), opset=opset)
     storage.put_file(local, os.fspath(out))
     return local
-
-
-def cache_path(model: VoiceModel) -> Path:
-    """Where ``load_model(run, backend="onnx")`` keeps a run's export: ``RUN/model.onnx``; for a
-    run shipped in the package (the bundled encoder) or a read-only one, a user folder:
-    ``$XDG_DATA_HOME/whichvoice/onnx/<model>-<digest>.onnx``."""
-    import whichvoice
-
-    package = Path(whichvoice.__file__).resolve().parent
-    root = model.root.resolve()
-    if not root.is_relative_to(package) and os.access(root, os.W_OK):
-        return root / "model.onnx"
-    from whichvoice.files import data_home
-
-    return data_home() / "onnx" / f"{model.config['model']}-{weights_digest(root)[:16]}.onnx"
-
-
-def mismatch(model: VoiceModel, meta: dict[str, str]) -> str | None:
-    """Why an ONNX file with metadata ``meta`` is not an export of ``model`` (None if it is)."""
-    if not meta:
-        return "it holds no whichvoice metadata"
-    want = metadata(model)
-    for key in want:
-        if meta.get(key) != want[key]:
-            return f"its {key.removeprefix(META_PREFIX)} differs from the run's"
-    return None
-
-
-def ensure_export(model: VoiceModel, path: str | os.PathLike | None = None) -> Path:
-    """An up-to-date ONNX export of ``model``. ``path=None``: the cache (``cache_path``),
-    exported again when missing or stale (other weights, labels, features or format); an
-    explicit ``path`` is exported to when missing and must otherwise match the run."""
-    target = Path(path) if path is not None else cache_path(model)
-    if target.exists():
-        why = mismatch(model, read_metadata(target))
-        if why is None:
-            return target
-        if path is not None:
-            raise ExportError(f"{target}: not an export of {model.root} ({why})")
-        log.info("re-exporting %s: %s", target, why)
-    return export_model(model, target)
-
-
-def providers(device: str = "cpu") -> list:
-    """onnxruntime execution providers for a torch-style device: CUDA first for "cuda[:N]"
-    when onnxruntime has it, CPU always."""
-    ort = import_onnxruntime()
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        log.warning("onnxruntime has no CUDA here (onnxruntime-gpu is not installed): using CPU")
-    return ["CPUExecutionProvider"]
-
-
-def session(path: str | os.PathLike, device: str = "cpu", threads: int | None = None):
-    """An onnxruntime InferenceSession on ``path``. ``threads``: intra-op threads, default
-    ``torch.get_num_threads()`` so that both backends use the same number."""
-    ort = import_onnxruntime()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), options, providers=providers(device))
-    except Exception as e:  # onnxruntime's own exception types
-        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({e})") from e
-
-
-def check_windows(model: VoiceModel, n: int = 8, seed: int = 0) -> np.ndarray:
-    """Inputs to compare the backends on, float32 (n, *stored_shape): windows of the run's
-    held-out clips when its prepared dataset is on this machine, else seeded noise (at the
-    speech level for waveforms, uniform [0, 1] for images)."""
-    data = model.config.get("data")
-    if data and Path(data).is_dir():
-        from whichvoice.dataset import open_prepared
-
-        try:
-            x = open_prepared(data).arrays("test")[0]
-            if len(x) and x.shape[1:] == model.features.stored_shape:
-                rows = np.unique(np.linspace(0, len(x) - 1, n).astype(int))
-                return np.asarray(x[rows], dtype=np.float32)
-        except (WhichvoiceError, OSError, ValueError) as e:
-            log.info("%s: no stored windows to check on (%s); using noise", model.root, e)
-    rng = np.random.default_rng(seed)
-    shape = (n, *model.features.stored_shape)
-    if model.features.name == "seed-image":
-        return rng.random(shape, dtype=np.float32)
-    return (TARGET_RMS * rng.standard_normal(shape)).astype(np.float32)
-
-
-def max_difference(
-    torch_model: VoiceModel, onnx_model: VoiceModel, windows: np.ndarray
-) -> dict[str, float]:
-    """Largest absolute difference per output between two backends on ``windows``:
-    {"log_probs": ..., "embeddings": ...} (embeddings only for embedding models)."""
-    diff = {
-        "log_probs": float(
-            np.abs(
-                torch_model.window_log_probs(windows) - onnx_model.window_log_probs(windows)
-            ).max()
-        )
-    }
-    if torch_model.has_embedding:
-        a, b = torch_model.window_embeddings(windows), onnx_model.window_embeddings(windows)
-        diff["embeddings"] = float(np.abs(a - b).max())
-    return diff
-
-
-def check_export(run: str | os.PathLike, path: str | os.PathLike) -> dict[str, float]:
-    """Check the ONNX file ``path`` against run ``run``: its metadata must match, and its
-    outputs are compared with torch's on ``check_windows``. Returns ``max_difference``."""
-    torch_model = load_model(run)
-    onnx_model = load_model(run, backend="onnx", onnx_path=path)
-    return max_difference(torch_model, onnx_model, check_windows(torch_model))

@@ -26,7 +26,7 @@ from whichvoice.audio import (
     resample,
 )
 from whichvoice.errors import SilentAudioError, WhichvoiceError
-from whichvoice.predict import batched, unit
+from whichvoice.runtime import batched, unit
 
 NAME = "resemblyzer"
 DIR_ENV = "WHICHVOICE_RESEMBLYZER_DIR"  # overrides where the user's calibration lives

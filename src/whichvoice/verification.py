@@ -17,8 +17,8 @@ from whichvoice.audio import describe_source
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.gallery import UNKNOWN, voice_name
-from whichvoice.predict import VoiceModel, load_model
 from whichvoice.pretrained import ResemblyzerEncoder, shipped_dir
+from whichvoice.runtime import VoiceModel, load_model
 from whichvoice.scoring import (
     Calibration,
     eer,

@@ -61,7 +61,7 @@ from whichvoice.batch.runners import _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.files import ensure_dir
-from whichvoice.predict import load_model
+from whichvoice.runtime import load_model
 
 __all__ = [
     "BatchInput",

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import torch
 
 from whichvoice.errors import WhichvoiceError
-from whichvoice.predict import Prediction, VoiceModel, load_model
+from whichvoice.runtime import Prediction, VoiceModel, load_model
 
 TOP_K = 3  # voices listed in the ``top`` column
 

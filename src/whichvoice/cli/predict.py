@@ -136,7 +136,8 @@ def predict_cmd(
         if summary.failed:
             sys.exit(1)
         return
-    from whichvoice.predict import Prediction, expand_paths, load_model
+    from whichvoice.predict import expand_paths
+    from whichvoice.runtime import Prediction, load_model
 
     model = load_model(run, backend=backend)
     files = expand_paths(paths)

@@ -118,7 +118,7 @@ def serve_cmd(
     import uvicorn
 
     from whichvoice.gallery import default_gallery_path
-    from whichvoice.predict import load_model
+    from whichvoice.runtime import load_model
     from whichvoice.serve.app import ENV_CONFIG, ServeConfig
 
     if run is not None:

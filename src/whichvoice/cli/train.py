@@ -227,9 +227,10 @@ def _training_corpus(run: Path | str) -> Path | str:
 def export_cmd(run: Path, onnx_out: Path, opset: int) -> None:
     """Export a trained run to ONNX; print the file and its largest difference from torch."""
     setup_logging(True)
-    from whichvoice.export import check_export, export_onnx
+    from whichvoice.export import export_onnx
+    from whichvoice.runtime import check_export, load_model
 
-    path = export_onnx(run, onnx_out, opset=opset)  # a URL's local copy, once uploaded
+    path = export_onnx(load_model(run), onnx_out, opset=opset)  # a URL: its local copy
     diff = check_export(run, path)
     click.echo(onnx_out)
     click.echo("max |onnx - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))

@@ -30,7 +30,7 @@ from whichvoice.audio import resample
 from whichvoice.corpus import speak
 from whichvoice.errors import UnknownVoiceError, WhichvoiceError
 from whichvoice.gallery import GalleryError, GalleryModelError, NotEnrolledError
-from whichvoice.predict import VoiceModel, load_model
+from whichvoice.runtime import VoiceModel, load_model
 from whichvoice.serve import enrollment
 from whichvoice.serve.schemas import IdentifyResponse, SynthesizeRequest, VoicesResponse
 from whichvoice.serve.service import (

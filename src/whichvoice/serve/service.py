@@ -27,7 +27,7 @@ from whichvoice.errors import (
     WhichvoiceError,
 )
 from whichvoice.gallery import Gallery, default_gallery_path
-from whichvoice.predict import Prediction, VoiceModel
+from whichvoice.runtime import Prediction, VoiceModel
 from whichvoice.verification import load_encoder, model_id
 from whichvoice.voices import SessionPool
 
