@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -23,10 +23,11 @@ from whichvoice.serve.schemas import (
     RemovedResponse,
     VerifyResponse,
 )
-from whichvoice.serve.service import HTTPProblem, Service
+from whichvoice.serve.service import HTTPProblem, Service, ServiceDep
 from whichvoice.verification import enroll, identify, verify
 
 log = logging.getLogger(__name__)
+router = APIRouter(tags=["enrolled voices"])
 
 AUDIO_FILES_BODY = {
     "content": {
@@ -87,132 +88,141 @@ def gallery_answer(service: Service, audio: Decoded, *, required: bool) -> Galle
     )
 
 
-def add_routes(app: FastAPI, service: Service) -> None:
-    """``/v1/enroll``, ``/v1/verify`` and ``/v1/gallery...`` on ``app``."""
-
-    @app.post(
-        "/v1/enroll",
-        response_model=EnrollResponse,
-        summary="Enroll a voice from a few recordings",
-        openapi_extra={"requestBody": AUDIO_FILES_BODY},
+def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) -> EnrollResponse:
+    """Enroll the usable ``files`` into ``name``; the others are reported by their index."""
+    decoded = service.decode_all(files)
+    good = [i for i, d in enumerate(decoded) if isinstance(d, Decoded)]
+    if not good:
+        raise HTTPProblem(
+            422,
+            "no_speech",
+            f"{name}: no usable speech in the {len(files)} file(s) sent: "
+            + "; ".join(d for d in decoded if isinstance(d, str)),
+        )
+    with service.gallery(create=True) as (encoder, g):
+        voice, failed = enroll(encoder.model, g, name, [decoded[i] for i in good])
+    why = {i: d for i, d in enumerate(decoded) if isinstance(d, str)}
+    why.update({good[j]: e.public_message() for j, e in failed})  # j: index among good
+    s = voice.summary()
+    return EnrollResponse(
+        name=s["name"],
+        clips=s["clips"],
+        seconds=s["seconds"],
+        model=s["model"],
+        added=len(good) - len(failed),
+        skipped=[{"index": i, "file": files[i][0], "error": why[i]} for i in sorted(why)],
     )
-    async def enroll_voice(request: Request, name: str = NAME) -> EnrollResponse:
-        """Files as multipart field `file` (repeat it), or one raw audio body. Adds to the
-        voice when it is already enrolled. 422 when no file has usable speech."""
-        name = _name(name)
-        files = await service.uploads(request, many=True)
 
-        def work() -> EnrollResponse:
-            decoded = service.decode_all(files)
-            good = [i for i, d in enumerate(decoded) if isinstance(d, Decoded)]
-            if not good:
-                raise HTTPProblem(
-                    422,
-                    "no_speech",
-                    f"{name}: no usable speech in the {len(files)} file(s) sent: "
-                    + "; ".join(d for d in decoded if isinstance(d, str)),
-                )
-            with service.gallery(create=True) as (encoder, g):
-                voice, failed = enroll(encoder.model, g, name, [decoded[i] for i in good])
-            why = {i: d for i, d in enumerate(decoded) if isinstance(d, str)}
-            why.update({good[j]: e.public_message() for j, e in failed})  # j: index among good
-            s = voice.summary()
-            return EnrollResponse(
-                name=s["name"],
-                clips=s["clips"],
-                seconds=s["seconds"],
-                model=s["model"],
-                added=len(good) - len(failed),
-                skipped=[{"index": i, "file": files[i][0], "error": why[i]} for i in sorted(why)],
-            )
 
-        return await run_in_threadpool(work)
+def verify_files(service: Service, name: str, files: list[tuple[str, bytes]]) -> VerifyResponse:
+    """A verdict per file, in order; a file that cannot be used gets its error."""
+    decoded = service.decode_all(files)
+    good = [d for d in decoded if isinstance(d, Decoded)]
+    with service.gallery() as (encoder, g):
+        verdicts = iter(verify(encoder.model, g, name, good))
+    results = []
+    for (path, _), d in zip(files, decoded, strict=True):
+        v = d if isinstance(d, str) else next(verdicts)  # in the good files' order
+        if isinstance(v, str | WhichvoiceError):
+            error = v if isinstance(v, str) else v.public_message()
+            results.append({"path": path, "error": error})
+        else:
+            results.append({**v.to_dict(), "path": path})
+    return VerifyResponse(results=results)
 
-    @app.post(
-        "/v1/verify",
-        response_model=VerifyResponse,
-        summary="Is this the enrolled voice it claims to be?",
-        openapi_extra={"requestBody": AUDIO_FILES_BODY},
-    )
-    async def verify_claim(request: Request, name: str = NAME) -> VerifyResponse:
-        """One result per file, in order: the verdict, or the file's error. 404 when `name`
-        is not enrolled."""
-        name = _name(name)
-        files = await service.uploads(request, many=True)
 
-        def work() -> VerifyResponse:
-            decoded = service.decode_all(files)
-            good = [d for d in decoded if isinstance(d, Decoded)]
-            with service.gallery() as (encoder, g):
-                verdicts = iter(verify(encoder.model, g, name, good))
-            results = []
-            for (path, _), d in zip(files, decoded, strict=True):
-                v = d if isinstance(d, str) else next(verdicts)  # in the good files' order
-                if isinstance(v, str | WhichvoiceError):
-                    error = v if isinstance(v, str) else v.public_message()
-                    results.append({"path": path, "error": error})
-                else:
-                    results.append({**v.to_dict(), "path": path})
-            return VerifyResponse(results=results)
+@router.post(
+    "/v1/enroll",
+    response_model=EnrollResponse,
+    summary="Enroll a voice from a few recordings",
+    openapi_extra={"requestBody": AUDIO_FILES_BODY},
+)
+async def enroll_voice(request: Request, service: ServiceDep, name: str = NAME) -> EnrollResponse:
+    """Files as multipart field `file` (repeat it), or one raw audio body. Adds to the
+    voice when it is already enrolled. 422 when no file has usable speech."""
+    name = _name(name)
+    files = await service.uploads(request, many=True)
+    return await run_in_threadpool(enroll_files, service, name, files)
 
-        return await run_in_threadpool(work)
 
-    # /v1/gallery/export is declared before /v1/gallery/{name} so it is not taken for a name
-    @app.get(
-        "/v1/gallery/export",
-        summary="Every enrolled voice as JSON (the `whichvoice gallery export` format)",
-    )
-    async def export_gallery() -> JSONResponse:
-        def work() -> dict:
-            with service.gallery() as (_, g):
-                return g.export_json()
+@router.post(
+    "/v1/verify",
+    response_model=VerifyResponse,
+    summary="Is this the enrolled voice it claims to be?",
+    openapi_extra={"requestBody": AUDIO_FILES_BODY},
+)
+async def verify_claim(request: Request, service: ServiceDep, name: str = NAME) -> VerifyResponse:
+    """One result per file, in order: the verdict, or the file's error. 404 when `name`
+    is not enrolled."""
+    name = _name(name)
+    files = await service.uploads(request, many=True)
+    return await run_in_threadpool(verify_files, service, name, files)
 
-        return JSONResponse(await run_in_threadpool(work))
 
-    @app.post(
-        "/v1/gallery/import",
-        response_model=ImportResponse,
-        summary="Add the voices of an export (replacing voices of the same name)",
-        openapi_extra={
-            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
-        },
-    )
-    async def import_gallery(request: Request) -> ImportResponse:
-        """409 when the export was made with another encoder."""
-        try:
-            data = json.loads(await service.body(request))
-        except ValueError as e:
-            raise HTTPProblem(422, "invalid", f"the body is not JSON ({e})") from e
+def _export(service: Service) -> dict:
+    with service.gallery() as (_, g):
+        return g.export_json()
 
-        def work() -> ImportResponse:
-            with service.gallery(create=True) as (_, g):
-                return ImportResponse(imported=g.import_json(data))
 
-        return await run_in_threadpool(work)
+def _import(service: Service, data: dict) -> ImportResponse:
+    with service.gallery(create=True) as (_, g):
+        return ImportResponse(imported=g.import_json(data))
 
-    @app.get("/v1/gallery", response_model=GalleryResponse, summary="The enrolled voices")
-    async def list_gallery() -> GalleryResponse:
-        def work() -> GalleryResponse:
-            with service.gallery() as (encoder, g):
-                return GalleryResponse(
-                    model=encoder.id, voices=[EnrolledVoice(**v.summary()) for v in g.voices()]
-                )
 
-        return await run_in_threadpool(work)
+def _listing(service: Service) -> GalleryResponse:
+    with service.gallery() as (encoder, g):
+        return GalleryResponse(
+            model=encoder.id, voices=[EnrolledVoice(**v.summary()) for v in g.voices()]
+        )
 
-    @app.get("/v1/gallery/{name:path}", response_model=EnrolledVoice, summary="One voice")
-    async def get_voice(name: str) -> EnrolledVoice:
-        def work() -> EnrolledVoice:
-            with service.gallery() as (_, g):
-                return EnrolledVoice(**g.get(name).summary())
 
-        return await run_in_threadpool(work)
+def _one(service: Service, name: str) -> EnrolledVoice:
+    with service.gallery() as (_, g):
+        return EnrolledVoice(**g.get(name).summary())
 
-    @app.delete("/v1/gallery/{name:path}", response_model=RemovedResponse, summary="Forget a voice")
-    async def remove_voice(name: str) -> RemovedResponse:
-        def work() -> RemovedResponse:
-            with service.gallery() as (_, g):
-                g.remove(name)
-            return RemovedResponse(removed=name)
 
-        return await run_in_threadpool(work)
+def _remove(service: Service, name: str) -> RemovedResponse:
+    with service.gallery() as (_, g):
+        g.remove(name)
+    return RemovedResponse(removed=name)
+
+
+# /v1/gallery/export is declared before /v1/gallery/{name} so it is not taken for a name
+@router.get(
+    "/v1/gallery/export",
+    summary="Every enrolled voice as JSON (the `whichvoice gallery export` format)",
+)
+async def export_gallery(service: ServiceDep) -> JSONResponse:
+    return JSONResponse(await run_in_threadpool(_export, service))
+
+
+@router.post(
+    "/v1/gallery/import",
+    response_model=ImportResponse,
+    summary="Add the voices of an export (replacing voices of the same name)",
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)
+async def import_gallery(request: Request, service: ServiceDep) -> ImportResponse:
+    """409 when the export was made with another encoder."""
+    try:
+        data = json.loads(await service.body(request))
+    except ValueError as e:
+        raise HTTPProblem(422, "invalid", f"the body is not JSON ({e})") from e
+    return await run_in_threadpool(_import, service, data)
+
+
+@router.get("/v1/gallery", response_model=GalleryResponse, summary="The enrolled voices")
+async def list_gallery(service: ServiceDep) -> GalleryResponse:
+    return await run_in_threadpool(_listing, service)
+
+
+@router.get("/v1/gallery/{name:path}", response_model=EnrolledVoice, summary="One voice")
+async def get_voice(name: str, service: ServiceDep) -> EnrolledVoice:
+    return await run_in_threadpool(_one, service, name)
+
+
+@router.delete("/v1/gallery/{name:path}", response_model=RemovedResponse, summary="Forget a voice")
+async def remove_voice(name: str, service: ServiceDep) -> RemovedResponse:
+    return await run_in_threadpool(_remove, service, name)

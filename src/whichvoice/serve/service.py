@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from whichvoice.audio import Decoded, check_not_silent, read_audio
@@ -312,3 +313,17 @@ class Service:
     def identify(self, data: bytes, name: str = RAW_NAME) -> Prediction:
         decoded = self.decode(data, name)
         return self.classifier().identify_wave(decoded.wave, decoded.rate, name)
+
+
+def get_service(request: Request) -> Service:
+    """What the routes share, set on the app by ``create_app``."""
+    return request.app.state.service
+
+
+def get_classifier(request: Request) -> VoiceModel:
+    """The closed-set classifier; 503 ``no_classifier`` when the server has none."""
+    return get_service(request).classifier()
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+ClassifierDep = Annotated[VoiceModel, Depends(get_classifier)]

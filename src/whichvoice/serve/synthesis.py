@@ -1,0 +1,83 @@
+"""``POST /v1/synthesize`` (the talk's live demo: type a phrase, pick a voice) and
+``GET /v1/voices``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from whichvoice.corpus import speak
+from whichvoice.errors import UnknownVoiceError
+from whichvoice.serve.schemas import SynthesizeRequest, VoicesResponse
+from whichvoice.serve.service import HTTPProblem, ServiceDep
+from whichvoice.voices import all_voices, find_voice, get_engine, resolve_voices
+
+router = APIRouter(tags=["synthesis"])
+
+
+@router.post(
+    "/v1/synthesize",
+    summary="Speak a phrase with a local voice",
+    responses={200: {"content": {"audio/mpeg": {}}}},
+)
+async def synthesize(req: SynthesizeRequest, request: Request, service: ServiceDep) -> Response:
+    """`{"text", "voice"}` -> the clip as mp3. Each client may ask `--synth-per-minute`
+    times a minute (429 past that); Amazon Polly voices only on a server started with
+    `--allow-polly` (403 otherwise: Polly is billed to the server's AWS account)."""
+    client = request.client.host if request.client else "unknown"
+    wait = service.synth_limiter.take(client)
+    if wait:
+        retry = "3600" if wait == float("inf") else str(max(1, round(wait)))
+        raise HTTPProblem(
+            429, "rate_limited", f"too many synthesis requests: retry in {retry} s"
+        ).with_headers({"Retry-After": retry})
+    try:
+        voice = find_voice(req.voice)
+    except UnknownVoiceError as e:
+        raise HTTPProblem(422, "unknown_voice", str(e)) from e
+    if voice.engine == "polly" and not service.cfg.allow_polly:
+        raise HTTPProblem(
+            403,
+            "polly_disabled",
+            f"{voice.id}: Amazon Polly is not offered by this server (serve --allow-polly)",
+        )
+    reason = get_engine(voice.engine).voice_unavailable_reason(voice)
+    if reason:
+        raise HTTPProblem(422, "unavailable_voice", f"{voice.id}: {reason}")
+    data, _ = await run_in_threadpool(speak, service.sessions, voice, req.text, "mp3")
+    return Response(
+        data,
+        media_type="audio/mpeg",
+        headers={"Content-Disposition": 'inline; filename="whichvoice.mp3"'},
+    )
+
+
+def voice_listing(service) -> VoicesResponse:
+    """The classifier's voices, and the voices this server can synthesize now (the
+    classifier's first, then default8's, then the rest)."""
+    labels = service.model.labels if service.model else []
+    first = [v.id for v in resolve_voices("default8")]
+    usable = [
+        v
+        for v in all_voices()
+        if v.engine != "polly" or (service.cfg.allow_polly and v.id in labels)
+    ]
+    usable = [v for v in usable if get_engine(v.engine).voice_unavailable_reason(v) is None]
+    usable.sort(key=lambda v: (v.id not in labels, v.id not in first, v.id))
+    return VoicesResponse(
+        model=service.model.config["model"] if service.model else None,
+        labels=labels,
+        synthesis=[
+            {"id": v.id, "engine": v.engine, "gender": v.gender, "accent": v.accent} for v in usable
+        ],
+    )
+
+
+@router.get(
+    "/v1/voices",
+    response_model=VoicesResponse,
+    summary="What the model knows and what can be synthesized",
+)
+async def voices(service: ServiceDep) -> VoicesResponse:
+    return await run_in_threadpool(voice_listing, service)
