@@ -30,7 +30,7 @@ class LabelledFile:
     voice: str
 
 
-def test_files(model: VoiceModel, corpus: str | os.PathLike) -> list[LabelledFile]:
+def held_out_test_split(model: VoiceModel, corpus: str | os.PathLike) -> list[LabelledFile]:
     """The test split of a corpus, split as the model's training data was (same seed)."""
     root = storage.local_path(corpus)  # a URL's mirror, listed and downloaded once
     clips = load_corpus(root)
@@ -293,7 +293,7 @@ def evaluate(
     out = ensure_dir(Path(report_dir) if report_dir else Path(run), "report")
     model = load_model(run)
     files = (
-        test_files(model, corpus)
+        held_out_test_split(model, corpus)
         if corpus is not None
         else labelled_files(labels_csv, model.labels)
     )
