@@ -235,3 +235,13 @@ def test_two_workers_serve_the_port_the_server_picked(trained_run: Path) -> None
         assert started.port > 0
         answers = [httpx.get(f"{started.url}/healthz", timeout=30) for _ in range(6)]
     assert {r.status_code for r in answers} == {200}
+
+
+def test_an_unwritable_port_file_is_one_line(cli, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    proc = cli(
+        "serve", "--gallery", str(tmp_path / "g.sqlite"), "--port", "0",
+        "--port-file", str(tmp_path / "file" / "port"), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "cannot write the port" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -141,6 +141,15 @@ def serve_cmd(
     )
     os.environ[ENV_CONFIG] = cfg.to_json()
     os.environ["WHICHVOICE_WORKERS"] = str(workers)
+    if port_file is not None:
+        from whichvoice.errors import OutputError
+        from whichvoice.files import write_atomic
+
+        try:
+            write_atomic(port_file.resolve(), f"{port}\n".encode(), durable=False)
+        except OSError as e:
+            sock.close()
+            raise OutputError(f"{port_file}: cannot write the port ({e.strerror or e})") from e
     if not quiet:
         what = f"{run} and the gallery" if run is not None else "the gallery (no classifier)"
         click.echo(
@@ -148,10 +157,6 @@ def serve_cmd(
             "docs at /docs",
             err=True,
         )
-    if port_file is not None:
-        from whichvoice.files import write_atomic
-
-        write_atomic(port_file.resolve(), f"{port}\n".encode(), durable=False)
     config = uvicorn.Config(
         "whichvoice.serve.app:app_from_env",
         factory=True,
