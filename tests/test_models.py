@@ -9,10 +9,12 @@ from whichvoice.models import SeedCNN, build_model, model_names, model_spec
 def test_registry_lists_and_rejects() -> None:
     from whichvoice.cli.common import MODEL_NAMES
 
-    assert {"seed", "voicenet"} <= set(model_names())
+    assert {"talk-cnn", "seed", "voicenet"} <= set(model_names())
     assert sorted(MODEL_NAMES) == model_names()  # what the CLI offers without importing torch
-    with pytest.raises(ValueError, match="seed, voicenet"):
+    with pytest.raises(ValueError, match="seed, talk-cnn, voicenet"):
         model_spec("resnet9000")
+    # seed, the talk's network's first name, is an alias: runs that record it still load
+    assert model_spec("seed") is model_spec("talk-cnn") and model_spec("seed").name == "talk-cnn"
 
 
 def test_seed_is_the_talks_network_layer_for_layer() -> None:

@@ -1,4 +1,5 @@
-"""Registered networks: ``seed`` (the talk's CNN) and ``voicenet`` (the default embedding net).
+"""Registered networks: ``talk-cnn`` (the talk's CNN; ``seed`` is an alias of it, the name it had
+first) and ``voicenet`` (the default embedding net).
 
 Every registered builder returns a module whose ``forward`` gives class logits, shape
 (batch, n_classes). Embedding models also expose ``embed(x)``: L2-normalised embeddings,
@@ -29,6 +30,7 @@ class ModelSpec:
 
 
 _MODELS: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}  # another accepted name -> the registered one
 DEFAULT_MODEL = "voicenet"
 
 
@@ -40,24 +42,29 @@ def register_model(
     summary: str,
     schedule: str = "cosine",
     augment: bool = False,
+    aliases: tuple[str, ...] = (),
 ) -> Callable:
-    """Decorator: register a builder ``(input_shape, n_classes) -> nn.Module``."""
+    """Decorator: register a builder ``(input_shape, n_classes) -> nn.Module`` as ``name``
+    (and as each of ``aliases``, e.g. a former name that runs on disk still record)."""
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _MODELS[name] = ModelSpec(name, build, features, epochs, summary, schedule, augment)
+        _ALIASES.update(dict.fromkeys(aliases, name))
         return build
 
     return wrap
 
 
 def model_names() -> list[str]:
-    return sorted(_MODELS)
+    """Every name a model is accepted by: the registered ones and their aliases, sorted."""
+    return sorted([*_MODELS, *_ALIASES])
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The registered model ``name``; ValueError listing the valid names otherwise."""
+    """The registered model ``name`` (or the one ``name`` is an alias of); ValueError listing
+    the valid names otherwise."""
     try:
-        return _MODELS[name]
+        return _MODELS[_ALIASES.get(name, name)]
     except KeyError:
         raise ValueError(
             f"unknown model {name!r}; valid models: {', '.join(model_names())}"
@@ -105,11 +112,12 @@ class SeedCNN(nn.Module):
 
 
 @register_model(
-    "seed",
+    "talk-cnn",
     features="seed-image",
     epochs=5,
-    summary="the talk's CNN on spectrogram images",
+    summary="the talk's CNN on spectrogram images (alias: seed)",
     schedule="constant",  # the talk trained with Adam at a fixed rate
+    aliases=("seed",),
 )
 def _seed(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     return SeedCNN(input_shape, n_classes)

@@ -70,7 +70,14 @@ def feature_config(features: str | None, model: str, window: float | None):
     return FeatureConfig(name=name, **({"window_s": window} if window else {}))
 
 
-MODEL_NAMES = ["voicenet", "seed", "voicenet-aam", "voicenet-aam-wide", "voicenet-aam-wide-x2"]
+MODEL_NAMES = [  # talk-cnn's alias seed included
+    "voicenet",
+    "talk-cnn",
+    "seed",
+    "voicenet-aam",
+    "voicenet-aam-wide",
+    "voicenet-aam-wide-x2",
+]
 
 
 def model_choice() -> click.Choice:

@@ -30,7 +30,7 @@ from whichvoice.errors import WhichvoiceError
     "--features",
     type=click.Choice(["logmel", "seed-image"]),
     default=None,
-    help="[default: the model's own: voicenet logmel, seed seed-image]",
+    help="[default: the model's own: voicenet logmel, talk-cnn seed-image]",
 )
 @click.option(
     "--window", type=click.FloatRange(min=0.1), default=None, help="Window seconds [default: 2]."
@@ -270,7 +270,7 @@ def demo_cmd(
 ) -> None:
     """The main job: synthesize default8, train, evaluate, print the per-voice table.
 
-    `whichvoice demo --model seed --features seed-image` reproduces the talk.
+    `whichvoice demo --model talk-cnn --features seed-image` reproduces the talk.
     """
     setup_train_logging(quiet)
     from whichvoice.evaluate import evaluate
