@@ -55,17 +55,20 @@ def describe_source(source: AudioSource) -> str:
     return str(source)
 
 
-def read_audio(source: AudioSource, *, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+def read_audio(
+    source: AudioSource, *, max_seconds: float | None = None, name: str | None = None
+) -> tuple[np.ndarray, int]:
     """Decode a file path, a URL (``s3://...``) or encoded bytes at its own rate.
 
     Returns (float32 mono waveform in [-1, 1], shape (n_samples,); sample rate in Hz).
     Raises AudioDecodeError naming the file when it cannot be read, decoded or is empty,
-    and AudioTooLongError when it holds more than ``max_seconds`` of audio. Memory follows
+    and AudioTooLongError when it holds more than ``max_seconds`` of audio; ``name``: how
+    errors name it (default ``describe_source``, e.g. "<N bytes>"). Memory follows
     the audio actually decoded, never what a header claims: it is read in blocks.
     """
     if isinstance(source, Decoded):
         return source.wave, source.rate
-    name = describe_source(source)
+    name = name or describe_source(source)
     if not isinstance(source, bytes | bytearray) and storage.is_url(source):
         try:
             source = storage.read_bytes(source)

@@ -286,7 +286,7 @@ class Service:
         if not data:
             raise HTTPProblem(422, "empty", f"{name}: the body is empty")
         try:
-            wave, rate = read_audio(data, max_seconds=self.cfg.max_seconds)
+            wave, rate = read_audio(data, max_seconds=self.cfg.max_seconds, name=name)
             check_not_silent(wave, rate, name)
         except AudioTooLongError as e:
             raise HTTPProblem(
@@ -294,7 +294,7 @@ class Service:
             ) from e
         except (AudioDecodeError, SilentAudioError) as e:
             kind = "silent" if isinstance(e, SilentAudioError) else "undecodable"
-            raise HTTPProblem(422, kind, str(e).replace(f"<{len(data)} bytes>", name, 1)) from e
+            raise HTTPProblem(422, kind, str(e)) from e
         return Decoded(wave, rate, name)
 
     def decode_all(self, files: list[tuple[str, bytes]]) -> list[Decoded | str]:
