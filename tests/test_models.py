@@ -94,7 +94,7 @@ def test_margin_head_stays_float32_under_bf16_autocast() -> None:
 
 @pytest.mark.slow  # synthesis or training
 def test_an_ensemble_trains_each_member_and_scores_their_mean_cosine() -> None:
-    from whichvoice.train.loop import margin_heads
+    from whichvoice.train.schedule import margin_heads
 
     torch.manual_seed(0)
     net = build_model("voicenet-aam-wide-x2", (64, 200), 5)

@@ -175,21 +175,21 @@ def test_resume_keeps_the_runs_own_settings(small_corpus: Path, tmp_path: Path) 
 def test_bf16_autocast_only_where_the_cpu_has_amx(monkeypatch) -> None:
     from contextlib import nullcontext
 
-    from whichvoice.train import loop
+    from whichvoice.train import device
 
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
-    assert isinstance(loop._autocast(torch.device("cpu")), nullcontext)
+    assert isinstance(device.autocast(torch.device("cpu")), nullcontext)
     # AVX512-BF16 without AMX trains slower in bf16 than in float32: auto keeps float32
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    assert isinstance(loop._autocast(torch.device("cpu")), nullcontext)
+    assert isinstance(device.autocast(torch.device("cpu")), nullcontext)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    ctx = loop._autocast(torch.device("cpu"))
+    ctx = device.autocast(torch.device("cpu"))
     assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
     # asked for: fp32 always is, bf16 always is
-    assert isinstance(loop._autocast(torch.device("cpu"), "fp32"), nullcontext)
+    assert isinstance(device.autocast(torch.device("cpu"), "fp32"), nullcontext)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert isinstance(loop._autocast(torch.device("cpu"), "bf16"), torch.autocast)
+    assert isinstance(device.autocast(torch.device("cpu"), "bf16"), torch.autocast)
 
 
 def test_precision_is_recorded_and_checked(small_corpus: Path, tmp_path: Path) -> None:
@@ -225,7 +225,7 @@ def _saved_run(
 def test_init_takes_the_embedder_and_the_head_only_for_the_same_voices(tmp_path: Path) -> None:
     from whichvoice.models import build_model
     from whichvoice.train import TrainError
-    from whichvoice.train.loop import head_keys, init_from
+    from whichvoice.train.state import head_keys, init_from
 
     source = _saved_run(tmp_path / "src", "voicenet-aam", ["a", "b", "c"])
     want = source.state_dict()
@@ -256,7 +256,7 @@ def test_every_models_head_is_found_by_its_shape(tmp_path: Path) -> None:
     """The talk's CNN names its classifier ``output``; an ensemble has one head a member: all
     start fresh for other voices, and the rest of the network is taken."""
     from whichvoice.models import build_model
-    from whichvoice.train.loop import head_keys, init_from
+    from whichvoice.train.state import head_keys, init_from
 
     assert head_keys("seed", (3, 140, 140), 4) == {"output.weight", "output.bias"}
     assert head_keys("voicenet-aam-wide-x2", (64, 201), 4) == {
@@ -316,11 +316,11 @@ def test_keep_last_keeps_the_last_epoch_even_when_it_is_worse(
 ) -> None:
     from safetensors.torch import load_file
 
-    from whichvoice.train import loop
+    from whichvoice.train import steps
 
     for keep in ("best", "last"):
         falling = iter([0.9, 0.5, 0.4, 0.4])  # epoch 1, epoch 2, then the final test and val
-        monkeypatch.setattr(loop, "accuracy", lambda *a, f=falling: (1.0, (v := next(f)), v))
+        monkeypatch.setattr(steps, "accuracy", lambda *a, f=falling: (1.0, (v := next(f)), v))
         out = tmp_path / keep
         cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, init=str(trained_run), keep=keep)
         train(small_corpus, out, cfg, progress=False)

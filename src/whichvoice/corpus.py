@@ -97,7 +97,7 @@ class Clip:
 
 
 @dataclass(frozen=True)
-class Job:
+class ClipJob:
     clip_id: str
     path: str
     voice: Voice
@@ -152,7 +152,7 @@ def plan(
     seed: int,
     fmt: str,
     per_voice: int = 10,
-) -> list[Job]:
+) -> list[ClipJob]:
     """The clips to make. ``random`` draws one voice per sentence from a seeded RNG, in order,
     so adding sentences later leaves earlier draws unchanged; ``sample`` draws ``per_voice``
     sentences for each voice (seeded by the voice, so adding voices keeps earlier draws)."""
@@ -170,7 +170,7 @@ def plan(
     jobs = []
     for sentence, voice in pairs:
         path = f"{AUDIO_DIR}/{voice.engine}/{voice.name}/{sentence.id}.{fmt}"
-        jobs.append(Job(f"{sentence.id}-{voice.engine}-{voice.name}", path, voice, sentence))
+        jobs.append(ClipJob(f"{sentence.id}-{voice.engine}-{voice.name}", path, voice, sentence))
     return jobs
 
 
@@ -231,7 +231,7 @@ def speak(sessions: SessionPool, voice: Voice, text: str, fmt: str) -> tuple[byt
     return encode_audio(speech.wave, speech.sample_rate, fmt), engine_s
 
 
-def _make_clip(job: Job, out: Path, fmt: str, sessions: SessionPool) -> tuple[Clip, float]:
+def _make_clip(job: ClipJob, out: Path, fmt: str, sessions: SessionPool) -> tuple[Clip, float]:
     """Synthesize, check, encode and store one clip; returns it and the engine's seconds."""
     voice, text = job.voice, job.sentence.text
     data, engine_s = speak(sessions, voice, text, fmt)
@@ -252,7 +252,9 @@ def _make_clip(job: Job, out: Path, fmt: str, sessions: SessionPool) -> tuple[Cl
     return clip, engine_s
 
 
-def _attempt(job: Job, out: Path, fmt: str, sessions: SessionPool) -> tuple[Clip, float] | Failure:
+def _attempt(
+    job: ClipJob, out: Path, fmt: str, sessions: SessionPool
+) -> tuple[Clip, float] | Failure:
     reason = ""
     for attempt in range(1, ATTEMPTS + 1):
         try:

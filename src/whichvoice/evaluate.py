@@ -17,8 +17,9 @@ from whichvoice import storage
 from whichvoice.audio import read_audio
 from whichvoice.dataset import DatasetError, load_corpus, split_clips
 from whichvoice.errors import WhichvoiceError
+from whichvoice.files import write_json
 from whichvoice.runtime import Prediction, VoiceModel, load_model
-from whichvoice.train import METRICS, write_json
+from whichvoice.train import METRICS
 
 REPORT = "report.md"
 CONFUSION_PNG = "confusion.png"

@@ -3,6 +3,7 @@ and its caches. Imports nothing of the package but its errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -31,6 +32,11 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """``obj`` as indented JSON, written atomically."""
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def ensure_dir(path: Path, what: str = "output") -> Path:

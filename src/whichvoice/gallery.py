@@ -74,7 +74,7 @@ def default_gallery_path() -> Path:
 
 
 @dataclass(frozen=True)
-class Voice:
+class EnrolledVoice:
     """One enrolled voice. ``embedding``: float32 (dim,), the mean of its clips' L2-normalised
     embeddings (not itself normalised: its length says how consistent the clips are)."""
 
@@ -163,7 +163,7 @@ class Gallery:
             raise
         self._db.execute("COMMIT")
 
-    def enroll(self, name: str, embeddings: np.ndarray, seconds: float) -> Voice:
+    def enroll(self, name: str, embeddings: np.ndarray, seconds: float) -> EnrolledVoice:
         """Add clips to ``name`` (created if new): ``embeddings`` float (n_clips, dim), each
         L2-normalised; ``seconds`` of audio they came from. Returns the updated voice."""
         name = voice_name(name)
@@ -193,9 +193,9 @@ class Gallery:
                 "INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, emb.tobytes(), emb.shape[0], clips, secs, self.model_id, created, now),
             )
-        return Voice(name, emb, clips, secs, self.model_id, created, now)
+        return EnrolledVoice(name, emb, clips, secs, self.model_id, created, now)
 
-    def get(self, name: str) -> Voice:
+    def get(self, name: str) -> EnrolledVoice:
         row = self._db.execute("SELECT * FROM voices WHERE name = ?", (name,)).fetchone()
         if row is None:
             known = ", ".join(self.names()) or "none"
@@ -205,7 +205,7 @@ class Gallery:
             )
         return self._voice(row)
 
-    def voices(self) -> list[Voice]:
+    def voices(self) -> list[EnrolledVoice]:
         return [self._voice(r) for r in self._db.execute("SELECT * FROM voices ORDER BY name")]
 
     def names(self) -> list[str]:
@@ -282,9 +282,9 @@ class Gallery:
         return len(rows)
 
     @staticmethod
-    def _voice(row: tuple) -> Voice:
+    def _voice(row: tuple) -> EnrolledVoice:
         name, blob, _dim, clips, seconds, model, created, updated = row
-        return Voice(
+        return EnrolledVoice(
             name, np.frombuffer(blob, np.float32).copy(), clips, seconds, model, created, updated
         )
 

@@ -12,8 +12,11 @@ Under torchrun (``torchrun --nproc_per_node N -m whichvoice train ...``) every p
 ``train``: DistributedDataParallel over nccl (GPUs) or gloo (CPUs), each global batch split
 across the processes, and rank 0 alone validates and writes the run directory.
 
-``config`` holds the settings and schedules, ``distributed`` the torchrun job and the local
-mirrors of URLs, ``loop`` the training loop itself, read top to bottom.
+The modules, from the bottom up: ``config`` (settings, checks, file names), ``schedule`` (LR and
+margin per epoch), ``device`` (device, autocast), ``distributed`` (the torchrun job, the local
+mirrors of URLs), ``data`` (the training split in memory), ``state`` (the run's ``Plan`` and
+``RunState``, checkpoints, ``--init``), ``steps`` (``train_one_epoch``, ``validate``) and
+``loop`` (``run``: the training loop itself, read top to bottom).
 """
 
 from __future__ import annotations
@@ -31,26 +34,25 @@ from whichvoice.train.config import (
     EPOCHS,
     METRICS,
     WEIGHTS,
-    Job,
     TrainConfig,
     TrainError,
+    TrainJob,
     augment_config,
     check_keep,
     check_margin,
     check_precision,
-    lr_at,
-    margin_at,
-    pick_device,
     resumed,
-    write_json,
 )
+from whichvoice.train.device import pick_device
 from whichvoice.train.distributed import (
     Ranks,
     process_group,
     ranks_from_env,
     through_mirrors,
 )
-from whichvoice.train.loop import accuracy, run
+from whichvoice.train.loop import run
+from whichvoice.train.schedule import lr_at, margin_at
+from whichvoice.train.steps import accuracy
 
 __all__ = [
     "CHECKPOINT",
@@ -68,7 +70,6 @@ __all__ = [
     "pick_device",
     "ranks_from_env",
     "train",
-    "write_json",
 ]
 
 
@@ -90,14 +91,14 @@ def train(
     Under torchrun (WORLD_SIZE > 1) every process calls this and ``cfg.batch_size`` is the
     global batch, split across them: N processes train as one with the same batch would.
     """
-    job = Job(source, out, cfg, features, prepare_seed, resume, progress)
+    job = TrainJob(source, out, cfg, features, prepare_seed, resume, progress)
     ranks = ranks_from_env()
     if storage.is_url(source) or storage.is_url(out):
         return through_mirrors(job, ranks, _train_local)
     return _train_local(job, ranks)
 
 
-def _train_local(job: Job, ranks: Ranks) -> Path:
+def _train_local(job: TrainJob, ranks: Ranks) -> Path:
     """``train`` with a local source and run directory."""
     if job.resume:
         job = resumed(job)

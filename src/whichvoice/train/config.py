@@ -1,5 +1,5 @@
-"""Training settings and the pure functions of a run: augmentation parts, device, LR and
-margin schedules, the run directory's file names."""
+"""Training settings: ``TrainConfig`` and its checks, the augmentation parts, ``TrainJob`` (one
+call of ``train``) and the run directory's file names."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from whichvoice.augment import NO_AUGMENT, AugmentConfig
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig
-from whichvoice.files import write_atomic
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -85,16 +83,6 @@ def check_features(model: str, wanted: str, given: str) -> None:
         )
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda: no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise TrainError(f"unknown device {name!r}; valid: auto, cpu, cuda")
-    return torch.device(name)
-
-
 PRECISIONS = ("auto", "bf16", "fp32")
 KEEPS = ("best", "last")
 
@@ -117,30 +105,8 @@ def check_keep(name: str) -> str:
     return name
 
 
-def lr_at(epoch: int, total: int, base: float, schedule: str = "cosine") -> float:
-    """The learning rate of an epoch: ``constant``, or ``cosine`` decay to base/20 at the end."""
-    if schedule not in ("cosine", "constant"):
-        raise TrainError(f"unknown schedule {schedule!r}; valid: cosine, constant")
-    if total <= 1 or schedule == "constant":
-        return base
-    return float(base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / (total - 1)))))
-
-
-def margin_at(epoch: int, total: int, final: float, warmup: bool = True) -> float:
-    """The angular margin of an epoch: raised linearly over the first fifth of the run, so
-    the embedding first learns to tell voices apart at all (a full margin from the start
-    leaves a many-voice model stuck near chance); ``warmup=False`` (a fine-tuned model,
-    which tells them apart already): the full margin from the start."""
-    warm = max(1, round(0.2 * total)) if warmup else 1
-    return final * min(1.0, (epoch + 1) / warm)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
 @dataclass(frozen=True)
-class Job:
+class TrainJob:
     """One call of ``train``: the data, the run directory and how to train."""
 
     source: str | os.PathLike
@@ -152,7 +118,7 @@ class Job:
     progress: bool = True
 
 
-def resumed(job: Job) -> Job:
+def resumed(job: TrainJob) -> TrainJob:
     """``job`` with the settings saved by the run it resumes (only ``cfg.device`` is kept
     from the call), so the resumed run is the run that was interrupted."""
     out = Path(job.out)

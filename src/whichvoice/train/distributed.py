@@ -17,7 +17,8 @@ import torch
 from torch import distributed as dist
 
 from whichvoice import storage
-from whichvoice.train.config import CONFIG, METRICS, Job, write_json
+from whichvoice.files import write_json
+from whichvoice.train.config import CONFIG, METRICS, TrainJob
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def barrier(ranks: Ranks) -> None:
 
 
 def through_mirrors(
-    job: Job, ranks: Ranks, train_local: Callable[[Job, Ranks], Path]
+    job: TrainJob, ranks: Ranks, train_local: Callable[[TrainJob, Ranks], Path]
 ) -> str | os.PathLike:
     """Run ``train_local`` on local mirrors of a source or run directory at a URL.
 

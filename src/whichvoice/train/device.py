@@ -1,0 +1,43 @@
+"""Where the steps run: the device, host-to-device copies, and bf16 autocast."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+import torch
+
+from whichvoice.train.config import TrainError
+
+
+def pick_device(name: str) -> torch.device:
+    """``--device``: auto (CUDA when there is one), cpu or cuda."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise TrainError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device``; to a GPU through pinned memory, so the copy is async."""
+    t = torch.from_numpy(a)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
+def autocast(device: torch.device, precision: str = "auto") -> AbstractContextManager:
+    """bf16 autocast (no loss scaling needed; margin heads keep float32 themselves) when asked
+    for, or with ``auto`` on CUDA and on CPUs with AMX tiles. AVX512-BF16 alone is not enough:
+    on such a CPU (a Xeon without AMX) bf16 steps measured 1.07x slower than float32 for
+    voicenet-aam-wide and 1.38x for the x2 ensemble, where an AMX machine measured 1.8x faster."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "bf16" or device.type == "cuda" or _cpu_amx():
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _cpu_amx() -> bool:
+    return bool(getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", lambda: False)())

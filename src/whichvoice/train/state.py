@@ -1,0 +1,204 @@
+"""What a run knows: its ``Plan`` (fixed once the run starts) and its ``RunState`` (what changes
+epoch by epoch, and what ``checkpoint.pt`` holds); starting the state fresh, from ``--init``, or
+from the checkpoint of an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save_file
+
+from whichvoice import storage
+from whichvoice.augment import AugmentConfig
+from whichvoice.dataset import Prepared
+from whichvoice.features import FeatureConfig
+from whichvoice.files import write_atomic
+from whichvoice.models import build_model
+from whichvoice.train.config import (
+    CHECKPOINT,
+    CONFIG,
+    EPOCHS,
+    WEIGHTS,
+    TrainConfig,
+    TrainError,
+    TrainJob,
+)
+from whichvoice.train.data import TrainSet
+from whichvoice.train.distributed import Ranks
+from whichvoice.train.schedule import lr_at, margin_at, margin_heads
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the run was asked for and what it found: settings with the model's defaults filled
+    in, the prepared data, and the processes it runs in."""
+
+    job: TrainJob
+    cfg: TrainConfig
+    out: Path
+    epochs: int
+    schedule: str
+    augment: AugmentConfig
+    features: FeatureConfig  # the data's, with --cmn applied
+    data: Prepared
+    train_set: TrainSet
+    ranks: Ranks
+    device: torch.device
+
+
+@dataclass
+class RunState:
+    """The model, its optimizer and the run's progress: the next epoch, the best validation
+    score so far (accuracy, -loss) and the epochs since it."""
+
+    model: torch.nn.Module  # the plain module: validation and the saved weights
+    optimizer: torch.optim.Optimizer
+    warmup: bool  # the margin is warmed up, unless a fine-tuning starts from its --init's head
+    margins: list[tuple[torch.nn.Module, float]] = field(default_factory=list)
+    net: torch.nn.Module | None = None  # what the steps call: the model, or DDP around it
+    epoch: int = 0
+    best: tuple[float, float] = (-1.0, float("-inf"))
+    stale: int = 0
+
+    def begin_epoch(self, epoch: int, plan: Plan) -> float:
+        """Set the epoch's learning rate and margins; returns the learning rate."""
+        lr = lr_at(epoch, plan.epochs, plan.cfg.lr, plan.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        for head, final_margin in self.margins:
+            head.margin = margin_at(epoch, plan.epochs, final_margin, self.warmup)
+        return lr
+
+    def record(self, val_acc: float, val_loss: float) -> bool:
+        """Take an epoch's validation score; returns whether it is the best so far (a NaN
+        accuracy, no validation split, counts as better: the last epoch is kept)."""
+        score = (val_acc, -val_loss)
+        improved = score > self.best or bool(np.isnan(val_acc))
+        self.best, self.stale = (score, 0) if improved else (self.best, self.stale + 1)
+        return improved
+
+    def save_checkpoint(self, out: Path, epoch: int, row: dict) -> None:
+        """Checkpoint first, then the epoch's log line: a logged epoch is always a resumable one."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "stale": self.stale,
+            "best_acc": self.best[0],
+            "best_neg_loss": self.best[1],
+            "row": json.dumps(row),
+        }
+        tmp = out / f".{CHECKPOINT}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, out / CHECKPOINT)
+        with open(out / EPOCHS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def save_weights(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(weights, str(tmp))
+        os.replace(tmp, path)
+
+
+def new_state(plan: Plan) -> RunState:
+    """A fresh model and optimizer, seeded; then the interrupted run's checkpoint (resume) or
+    the weights of ``--init``. Every rank does the same, so all start from the same weights."""
+    cfg, features, n_voices = plan.cfg, plan.features, len(plan.data.labels)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, features.input_shape, n_voices).to(plan.device)
+    margins = [
+        (head, final if cfg.margin is None else cfg.margin) for head, final in margin_heads(model)
+    ]
+    if cfg.margin is not None and not margins:
+        raise TrainError(f"--margin: model {cfg.model} has no margin head")
+    state = RunState(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), True, margins)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    if plan.job.resume:
+        _restore(state, plan)
+    else:
+        if cfg.init is not None:
+            head = head_keys(cfg.model, features.input_shape, n_voices)
+            state.warmup = not init_from(model, cfg.init, plan.data.labels, head, plan.ranks.main)
+        if plan.ranks.main:
+            (plan.out / EPOCHS).unlink(missing_ok=True)
+    return state
+
+
+def _restore(state: RunState, plan: Plan) -> None:
+    """Load the checkpoint into ``state``: weights, optimizer, the next epoch, the best score and
+    the epochs since it; rank 0 trims the epoch log to the checkpointed epoch."""
+    out = plan.out
+    try:
+        saved = torch.load(out / CHECKPOINT, weights_only=True, map_location=plan.device)
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, OSError, KeyError, ValueError) as e:
+        raise TrainError(f"{out}: cannot resume, {CHECKPOINT} is damaged ({e})") from e
+    state.epoch = int(saved["epoch"]) + 1
+    state.best = (float(saved["best_acc"]), float(saved["best_neg_loss"]))
+    state.stale = int(saved["stale"])
+    state.warmup = bool(json.loads((out / CONFIG).read_text()).get("margin_warmup", True))
+    if plan.ranks.main:
+        # the log must end with the checkpointed epoch: a kill between the checkpoint and its
+        # log line leaves the line out; one from a later, lost epoch cannot exist
+        log_path = out / EPOCHS
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < state.epoch]
+        kept.append(saved["row"])
+        write_atomic(log_path, "".join(line + "\n" for line in kept).encode())
+        log.info("resuming %s at epoch %d", out, state.epoch + 1)
+
+
+def head_keys(model: str, input_shape: tuple[int, ...], n_classes: int) -> set[str]:
+    """The state-dict keys of a registered model's head: those whose shape follows the number
+    of voices (``head.weight``, an ensemble's ``members.0.head.weight``, talk-cnn's
+    ``output.*``)."""
+    a = build_model(model, input_shape, n_classes).state_dict()
+    b = build_model(model, input_shape, n_classes + 1).state_dict()
+    return {k for k in a if a[k].shape != b[k].shape}
+
+
+def init_from(
+    model: torch.nn.Module,
+    init: str | os.PathLike,
+    labels: list[str],
+    head: set[str],
+    report: bool,
+) -> bool:
+    """Load into ``model`` the weights of run ``init`` (a path or URL): every tensor but the
+    ``head`` keys, and those too when ``init`` was trained on the same ``labels`` (else the
+    head keeps its fresh weights). Returns whether the head was loaded. TrainError when the
+    weights cannot be read or do not fit."""
+    try:
+        state = load(storage.read_bytes(storage.join(init, WEIGHTS)))
+        same_labels = json.loads(storage.read_bytes(storage.join(init, CONFIG)))["labels"] == labels
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError, storage.StorageError) as e:
+        raise TrainError(f"--init {init}: cannot read its weights and config ({e})") from e
+    own = model.state_dict()
+    take = set(own) if same_labels else set(own) - head
+    missing = sorted(k for k in take if k not in state or state[k].shape != own[k].shape)
+    if missing:
+        raise TrainError(
+            f"--init {init}: its weights do not fit this model ({len(missing)} "
+            f"tensors missing or of another shape, e.g. {missing[0]})"
+        )
+    model.load_state_dict({k: state[k] for k in take}, strict=False)
+    if report:
+        log.info(
+            "started from %s: %d of %d tensors, %s",
+            init,
+            len(take),
+            len(own),
+            "head included" if same_labels else "a fresh head (other voices)",
+        )
+    return same_labels
