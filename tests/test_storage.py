@@ -170,7 +170,7 @@ def test_a_cut_after_any_object_leaves_a_complete_state(
     old = {"weights.bin": b"w1" * 5000, "audio/a.mp3": b"a1", "metrics.json": b'{"v": 1}'}
     new = {"weights.bin": b"w2" * 7000, "audio/a.mp3": b"a2" * 3, "audio/b.mp3": b"b",
            "metrics.json": b'{"v": 2}'}  # fmt: skip
-    fs = storage._fs(url)[0]  # fsspec hands every call this same (cached) instance
+    fs = storage.filesystem(url)[0]  # fsspec hands every call this same (cached) instance
     writes = ("put_file", "pipe_file", "copy", "rm_file", "rm")
     originals = {m: getattr(fs, m) for m in writes}
     cut = 0

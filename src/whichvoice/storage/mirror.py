@@ -1,4 +1,4 @@
-"""Object storage: every folder or file argument may be a URL such as ``s3://bucket/prefix``.
+"""Mirrors of remote folders: every folder or file argument may be a URL such as ``s3://bucket/prefix``.
 
 The library works on local folders (memory-mapped arrays, SQLite, resumable manifests), so a
 URL is *staged*: ``local_path`` mirrors the remote prefix into a local cache and returns that
@@ -30,8 +30,19 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from whichvoice.errors import WhichvoiceError
 from whichvoice.files import cache_home, write_atomic
+from whichvoice.storage.remote import (
+    StorageError,
+    describe,
+    exists,
+    filesystem,
+    first_line,
+    is_temporary,
+    is_url,
+    put_file,
+    remote_files,
+    remove,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,41 +50,6 @@ RECORD = ".whichvoice-upload.json"  # remote: the pointer to the last complete u
 OBJECTS = ".whichvoice-objects"  # remote: content-addressed copies of changed files
 SYNC = ".whichvoice-sync.json"  # local mirror: what was downloaded or uploaded, for deltas
 RECORD_FORMAT = 2  # 1: files at their own keys only (read still)
-
-
-class StorageError(WhichvoiceError):
-    """A remote location that cannot be read or written."""
-
-
-def is_url(path: str | os.PathLike | None) -> bool:
-    """True for ``s3://...`` and other remote fsspec URLs; False for local paths and file://."""
-    if path is None:
-        return False
-    text = os.fspath(path)
-    return "://" in text and not text.startswith("file://")
-
-
-def join(base: str | os.PathLike, *parts: str) -> str | Path:
-    """``base / parts`` for a local path (a Path) or a URL (a string)."""
-    if is_url(base):
-        return "/".join([os.fspath(base).rstrip("/"), *(p.strip("/") for p in parts)])
-    return Path(base).joinpath(*parts)
-
-
-def _fs(url: str):
-    try:
-        import fsspec
-    except ImportError as e:  # pragma: no cover - a core dependency
-        raise StorageError(f"{url}: remote paths need fsspec (pip install fsspec s3fs)") from e
-    try:
-        return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as e:
-        raise StorageError(f"{url}: cannot open this location ({e})") from e
-
-
-def _describe(url: str, e: BaseException) -> str:
-    text = str(e) or type(e).__name__
-    return f"{url}: {text.splitlines()[0]}"
 
 
 def cache_root() -> Path:
@@ -102,22 +78,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _remote_files(fs, root: str) -> dict[str, dict]:
-    """Relative name -> info of every object under ``root`` (a prefix, or one object)."""
-    try:
-        if fs.isfile(root):
-            return {"": fs.info(root)}
-        found = fs.find(root, detail=True)
-    except FileNotFoundError:
-        return {}
-    prefix = root.rstrip("/") + "/"
-    return {
-        name[len(prefix) :]: info
-        for name, info in found.items()
-        if name.startswith(prefix) and info.get("type", "file") == "file"
-    }
 
 
 def _tag(info: dict) -> str:
@@ -160,7 +120,7 @@ def _read_record(fs, root: str, url: str) -> dict[str, dict] | None:
     except FileNotFoundError:
         return None
     except Exception as e:
-        raise StorageError(f"{url}: its {RECORD} cannot be read ({_first_line(e)})") from e
+        raise StorageError(f"{url}: its {RECORD} cannot be read ({first_line(e)})") from e
     try:
         files = data["files"]
         out = {}
@@ -180,11 +140,7 @@ def _read_record(fs, root: str, url: str) -> dict[str, dict] | None:
     except StorageError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise StorageError(f"{url}: its {RECORD} is damaged ({_first_line(e)})") from e
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e) or type(e).__name__).splitlines()[0]
+        raise StorageError(f"{url}: its {RECORD} is damaged ({first_line(e)})") from e
 
 
 def download(
@@ -198,37 +154,17 @@ def download(
     its SHA-256 (StorageError when one is missing or damaged). ``strict=False`` (an output
     about to be resumed) also takes the files an interrupted upload left at their own keys.
     A name that would leave ``local`` is refused (StorageError)."""
-    fs, root = _fs(url)
+    fs, root = filesystem(url)
     root = root.rstrip("/")
     local = Path(local or mirror_path(url))
     try:
         fs.invalidate_cache(root)
-        remote = _remote_files(fs, root)
+        remote = remote_files(fs, root)
     except Exception as e:
-        raise StorageError(_describe(url, e)) from e
+        raise StorageError(describe(url, e)) from e
     if "" in remote:  # a single object
         return _download_file(fs, root, remote[""], local, url)
-    record = _read_record(fs, root, url) if RECORD in remote else None
-    # name -> (the key holding it, its remote info, its SHA-256 when known)
-    wanted: dict[str, tuple[str, dict, str | None]] = {}
-    if record is None or not strict:
-        for name, info in remote.items():
-            if name in (RECORD, SYNC) or name.startswith(f"{OBJECTS}/") or _is_temporary(name):
-                continue
-            wanted[safe_name(name)] = (name, info, None)
-    if record is not None:
-        missing = []
-        for name, entry in record.items():
-            info = remote.get(entry["key"])
-            if info is None or int(info.get("size") or 0) != entry["size"]:
-                missing.append(name)
-                continue
-            wanted[name] = (entry["key"], info, entry["sha256"])
-        if missing:
-            raise StorageError(
-                f"{url}: incomplete, {len(missing)} object(s) of its last upload are missing "
-                f"or have another size (e.g. {sorted(missing)[0]})"
-            )
+    wanted = _wanted(fs, root, url, remote, strict)
     local.mkdir(parents=True, exist_ok=True)
     targets = {name: _inside(local, name) for name in wanted}
     sync = _read_json(local / SYNC)
@@ -259,8 +195,33 @@ def download(
     return local
 
 
-def _is_temporary(name: str) -> bool:
-    return any(part.startswith(".") and part.endswith(".tmp") for part in name.split("/"))
+def _wanted(
+    fs, root: str, url: str, remote: dict[str, dict], strict: bool
+) -> dict[str, tuple[str, dict, str | None]]:
+    """What ``download`` takes: name -> (the key holding it, its remote info, its SHA-256 when
+    the pointer lists it). With a pointer, exactly its files (StorageError when one is missing
+    or of another size); else, or with ``strict=False``, the files at their own keys too."""
+    record = _read_record(fs, root, url) if RECORD in remote else None
+    wanted: dict[str, tuple[str, dict, str | None]] = {}
+    if record is None or not strict:
+        for name, info in remote.items():
+            if name in (RECORD, SYNC) or name.startswith(f"{OBJECTS}/") or is_temporary(name):
+                continue
+            wanted[safe_name(name)] = (name, info, None)
+    if record is not None:
+        missing = []
+        for name, entry in record.items():
+            info = remote.get(entry["key"])
+            if info is None or int(info.get("size") or 0) != entry["size"]:
+                missing.append(name)
+                continue
+            wanted[name] = (entry["key"], info, entry["sha256"])
+        if missing:
+            raise StorageError(
+                f"{url}: incomplete, {len(missing)} object(s) of its last upload are missing "
+                f"or have another size (e.g. {sorted(missing)[0]})"
+            )
+    return wanted
 
 
 def _download_one(fs, remote: str, local: Path, url: str) -> None:
@@ -271,7 +232,7 @@ def _download_one(fs, remote: str, local: Path, url: str) -> None:
         os.replace(tmp, local)
     except Exception as e:
         tmp.unlink(missing_ok=True)
-        raise StorageError(_describe(url, e)) from e
+        raise StorageError(describe(url, e)) from e
 
 
 def _download_file(fs, remote: str, info: dict, local: Path, url: str) -> Path:
@@ -293,7 +254,7 @@ def upload(
     downloaded or uploaded (the names in ``last`` after all others), then switch the pointer
     to the new state. Returns how many files were uploaded. Raises StorageError; whatever
     happened, the previous complete state stays readable (see the module docstring)."""
-    fs, root = _fs(url)
+    fs, root = filesystem(url)
     root = root.rstrip("/")
     local = Path(local)
     sync = _read_json(local / SYNC)
@@ -309,18 +270,7 @@ def upload(
         fs.invalidate_cache(root)
         before = _read_record(fs, root, url) or {}
         pointed = {entry["key"] for entry in before.values()}  # never overwritten
-        entries, changed = {}, []
-        for name in files:
-            stat = (local / name).stat()
-            seen = sync.get(name, {})
-            if seen.get("size") != stat.st_size or seen.get("mtime") != stat.st_mtime_ns:
-                changed.append(name)
-            elif name in before and seen.get("sha256") in (None, before[name]["sha256"]):
-                entries[name] = before[name]
-            elif seen.get("key", name) == name and name not in pointed:
-                entries[name] = {"size": stat.st_size, "sha256": seen.get("sha256"), "key": name}
-            else:  # sent by an upload cut before its switch, to an object that may be gone
-                changed.append(name)
+        entries, changed = _unchanged(local, files, sync, before, pointed)
         order = [n for n in changed if n not in last] + [n for n in last if n in changed]
         for name in tqdm(order, desc="upload", unit="file", disable=not progress or not order):
             path = local / name
@@ -343,10 +293,31 @@ def upload(
     except StorageError:
         raise
     except Exception as e:
-        raise StorageError(_describe(url, e)) from e
+        raise StorageError(describe(url, e)) from e
     finally:
         write_atomic(local / SYNC, json.dumps(sync).encode(), durable=False)
     return len(order)
+
+
+def _unchanged(
+    local: Path, files: list[str], sync: dict, before: dict[str, dict], pointed: set[str]
+) -> tuple[dict[str, dict], list[str]]:
+    """Split the mirror's ``files`` into the pointer entries of those an upload can keep where
+    they are, and the names it must send (changed since the last sync, or sent by an upload cut
+    before its switch, to an object that may be gone)."""
+    entries, changed = {}, []
+    for name in files:
+        stat = (local / name).stat()
+        seen = sync.get(name, {})
+        if seen.get("size") != stat.st_size or seen.get("mtime") != stat.st_mtime_ns:
+            changed.append(name)
+        elif name in before and seen.get("sha256") in (None, before[name]["sha256"]):
+            entries[name] = before[name]
+        elif seen.get("key", name) == name and name not in pointed:
+            entries[name] = {"size": stat.st_size, "sha256": seen.get("sha256"), "key": name}
+        else:
+            changed.append(name)
+    return entries, changed
 
 
 def _write_record(fs, root: str, entries: dict[str, dict]) -> None:
@@ -401,90 +372,6 @@ def local_output(
             upload(local, url, last=last, progress=progress)
 
 
-def open_text(path: str | os.PathLike, **kw):
-    """A local file or remote object opened for reading text, streamed (``open``'s keywords:
-    encoding, newline)."""
-    if not is_url(path):
-        return open(path, **kw)
-    import fsspec
-
-    url = os.fspath(path)
-    try:
-        f = fsspec.open(url, "rt", **kw).open()
-    except FileNotFoundError as e:
-        raise StorageError(f"{url}: no such object") from e
-    except Exception as e:
-        raise StorageError(_describe(url, e)) from e
-    return f
-
-
-def list_files(url: str, suffixes: Iterable[str]) -> list[str]:
-    """The URLs of the objects under prefix ``url`` whose names end in one of ``suffixes``
-    (lower-cased), sorted; ``[url]`` when ``url`` is one object."""
-    fs, root = _fs(url)
-    protocol = url.split("://", 1)[0]
-    wanted = tuple(s.lower() for s in suffixes)
-    try:
-        fs.invalidate_cache(root)
-        found = _remote_files(fs, root)
-    except Exception as e:
-        raise StorageError(_describe(url, e)) from e
-    if "" in found:
-        return [url]
-    return [
-        f"{protocol}://{root.rstrip('/')}/{name}"
-        for name in sorted(found)
-        if name.lower().endswith(wanted) and not _is_temporary(name)
-    ]
-
-
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of a local file or remote object (OSError / StorageError when unreadable)."""
-    if not is_url(path):
-        return Path(path).read_bytes()
-    url = os.fspath(path)
-    fs, root = _fs(url)
-    try:
-        return fs.cat_file(root)
-    except FileNotFoundError as e:
-        raise StorageError(f"{url}: no such object") from e
-    except Exception as e:
-        raise StorageError(_describe(url, e)) from e
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a whole file or object: a temporary file and a rename locally, one PUT remotely,
-    so a reader never sees part of it."""
-    if not is_url(path):
-        write_atomic(Path(path), data)
-        return
-    url = os.fspath(path)
-    fs, root = _fs(url)
-    try:
-        fs.pipe_file(root, data)
-    except Exception as e:
-        raise StorageError(_describe(url, e)) from e
-
-
-def put_file(local: str | os.PathLike, url: str) -> None:
-    """Upload one local file to ``url`` (streamed; one object, whole or not at all)."""
-    fs, root = _fs(url)
-    try:
-        fs.put_file(os.fspath(local), root)
-    except Exception as e:
-        raise StorageError(_describe(url, e)) from e
-
-
-def remove(url: str) -> None:
-    """Delete the object ``url`` if it exists."""
-    fs, root = _fs(url)
-    try:
-        if fs.exists(root):
-            fs.rm_file(root)
-    except Exception as e:
-        raise StorageError(_describe(url, e)) from e
-
-
 @contextlib.contextmanager
 def local_files(url: str, extra: Iterable[str] = ()) -> Iterator[Path]:
     """A local path to write the object ``url`` (and the objects ``extra`` beside it, e.g. a
@@ -507,14 +394,3 @@ def local_files(url: str, extra: Iterable[str] = ()) -> Iterator[Path]:
                 put_file(local.parent / name, f"{parent}/{name}")
             else:
                 remove(f"{parent}/{name}")
-
-
-def exists(path: str | os.PathLike) -> bool:
-    """Whether a local path or a remote object/prefix exists."""
-    if not is_url(path):
-        return Path(path).exists()
-    fs, root = _fs(os.fspath(path))
-    try:
-        return bool(fs.exists(root))
-    except Exception as e:
-        raise StorageError(_describe(os.fspath(path), e)) from e

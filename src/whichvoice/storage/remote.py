@@ -1,0 +1,166 @@
+"""Remote locations: URLs (any fsspec protocol, ``s3://`` through s3fs) read and written as
+whole objects, each error one StorageError line. Mirrors of whole prefixes are in
+``storage.mirror``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from whichvoice.errors import WhichvoiceError
+from whichvoice.files import write_atomic
+
+
+class StorageError(WhichvoiceError):
+    """A remote location that cannot be read or written."""
+
+
+def is_url(path: str | os.PathLike | None) -> bool:
+    """True for ``s3://...`` and other remote fsspec URLs; False for local paths and file://."""
+    if path is None:
+        return False
+    text = os.fspath(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def join(base: str | os.PathLike, *parts: str) -> str | Path:
+    """``base / parts`` for a local path (a Path) or a URL (a string)."""
+    if is_url(base):
+        return "/".join([os.fspath(base).rstrip("/"), *(p.strip("/") for p in parts)])
+    return Path(base).joinpath(*parts)
+
+
+def filesystem(url: str):
+    try:
+        import fsspec
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise StorageError(f"{url}: remote paths need fsspec (pip install fsspec s3fs)") from e
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        raise StorageError(f"{url}: cannot open this location ({e})") from e
+
+
+def describe(url: str, e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return f"{url}: {text.splitlines()[0]}"
+
+
+def remote_files(fs, root: str) -> dict[str, dict]:
+    """Relative name -> info of every object under ``root`` (a prefix, or one object)."""
+    try:
+        if fs.isfile(root):
+            return {"": fs.info(root)}
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        return {}
+    prefix = root.rstrip("/") + "/"
+    return {
+        name[len(prefix) :]: info
+        for name, info in found.items()
+        if name.startswith(prefix) and info.get("type", "file") == "file"
+    }
+
+
+def is_temporary(name: str) -> bool:
+    return any(part.startswith(".") and part.endswith(".tmp") for part in name.split("/"))
+
+
+def first_line(e: BaseException) -> str:
+    return (str(e) or type(e).__name__).splitlines()[0]
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a local file or remote object (OSError / StorageError when unreadable)."""
+    if not is_url(path):
+        return Path(path).read_bytes()
+    url = os.fspath(path)
+    fs, root = filesystem(url)
+    try:
+        return fs.cat_file(root)
+    except FileNotFoundError as e:
+        raise StorageError(f"{url}: no such object") from e
+    except Exception as e:
+        raise StorageError(describe(url, e)) from e
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a whole file or object: a temporary file and a rename locally, one PUT remotely,
+    so a reader never sees part of it."""
+    if not is_url(path):
+        write_atomic(Path(path), data)
+        return
+    url = os.fspath(path)
+    fs, root = filesystem(url)
+    try:
+        fs.pipe_file(root, data)
+    except Exception as e:
+        raise StorageError(describe(url, e)) from e
+
+
+def put_file(local: str | os.PathLike, url: str) -> None:
+    """Upload one local file to ``url`` (streamed; one object, whole or not at all)."""
+    fs, root = filesystem(url)
+    try:
+        fs.put_file(os.fspath(local), root)
+    except Exception as e:
+        raise StorageError(describe(url, e)) from e
+
+
+def remove(url: str) -> None:
+    """Delete the object ``url`` if it exists."""
+    fs, root = filesystem(url)
+    try:
+        if fs.exists(root):
+            fs.rm_file(root)
+    except Exception as e:
+        raise StorageError(describe(url, e)) from e
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """Whether a local path or a remote object/prefix exists."""
+    if not is_url(path):
+        return Path(path).exists()
+    fs, root = filesystem(os.fspath(path))
+    try:
+        return bool(fs.exists(root))
+    except Exception as e:
+        raise StorageError(describe(os.fspath(path), e)) from e
+
+
+def open_text(path: str | os.PathLike, **kw):
+    """A local file or remote object opened for reading text, streamed (``open``'s keywords:
+    encoding, newline)."""
+    if not is_url(path):
+        return open(path, **kw)
+    import fsspec
+
+    url = os.fspath(path)
+    try:
+        f = fsspec.open(url, "rt", **kw).open()
+    except FileNotFoundError as e:
+        raise StorageError(f"{url}: no such object") from e
+    except Exception as e:
+        raise StorageError(describe(url, e)) from e
+    return f
+
+
+def list_files(url: str, suffixes: Iterable[str]) -> list[str]:
+    """The URLs of the objects under prefix ``url`` whose names end in one of ``suffixes``
+    (lower-cased), sorted; ``[url]`` when ``url`` is one object."""
+    fs, root = filesystem(url)
+    protocol = url.split("://", 1)[0]
+    wanted = tuple(s.lower() for s in suffixes)
+    try:
+        fs.invalidate_cache(root)
+        found = remote_files(fs, root)
+    except Exception as e:
+        raise StorageError(describe(url, e)) from e
+    if "" in found:
+        return [url]
+    return [
+        f"{protocol}://{root.rstrip('/')}/{name}"
+        for name in sorted(found)
+        if name.lower().endswith(wanted) and not is_temporary(name)
+    ]
