@@ -158,7 +158,8 @@ def test_each_upload_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     upload once, however many steps use it."""
     from fastapi.testclient import TestClient
 
-    from whichvoice import audio, pretrained, runtime
+    from whichvoice import audio, pretrained
+    from whichvoice.runtime import model as runtime_model
     from whichvoice.serve import service
     from whichvoice.serve.app import create_app
 
@@ -170,7 +171,7 @@ def test_each_upload_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
             decoded.append(len(source))
         return real(source, **kw)
 
-    for module in (audio, runtime, pretrained, service):
+    for module in (audio, runtime_model, pretrained, service):
         monkeypatch.setattr(module, "read_audio", counting)
     app = create_app(service.ServeConfig(gallery=str(tmp_path / "g.sqlite")))
     clips = [wav(freq=f) for f in (180.0, 240.0, 300.0)]

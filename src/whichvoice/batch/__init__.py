@@ -37,6 +37,7 @@ How it works, and why:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -46,6 +47,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from whichvoice import storage
 from whichvoice.batch.inputs import (
@@ -62,6 +64,10 @@ from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.files import ensure_dir
 from whichvoice.runtime import load_model
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 
 __all__ = [
     "BatchInput",
@@ -168,21 +174,9 @@ def predict_batch(
     columns = COLUMNS + LABEL_COLUMNS * inputs.labelled
 
     summary = BatchSummary(output, workers=workers)
-    done: set[str] = set()
     exists = sink.exists()
-    if exists and resume:
-        sink.check_columns(columns)
-        for row in sink.scan():
-            done.add(row["path"])
-            summary.count(row)
-    todo = None
-    if inputs.reiterable:  # a first pass checks every input before any work, and counts
-        total = todo = 0
-        for item in _checked(inputs, model.labels):
-            total += 1
-            todo += item.path not in done
-        if not total:
-            raise BatchInputError(f"no inputs in {inputs.name}")
+    done = _written(sink, columns, summary) if exists and resume else set()
+    total, todo = _count(inputs, model.labels, done)
     if exists and not (resume or overwrite):
         raise OutputError(f"{output} exists: --resume to complete it, or --overwrite to replace it")
     if overwrite:
@@ -202,17 +196,54 @@ def predict_batch(
             else:
                 yield item
 
+    runner = (
+        _dask(dask_scheduler, run, backend)
+        if dask_scheduler
+        else _local(model, model.root if storage.is_url(run) else run, backend, workers)
+    )
+    _write_rows(sink, runner, _chunks(pending(), chunk), columns, summary, _bar(todo, progress))
+    return summary
+
+
+def _written(sink: _Lines | _Parquet, columns: list[str], summary: BatchSummary) -> set[str]:
+    """The paths of the rows an interrupted run wrote (counted into ``summary``)."""
+    sink.check_columns(columns)
+    done = set()
+    for row in sink.scan():
+        done.add(row["path"])
+        summary.count(row)
+    return done
+
+
+def _count(inputs: Inputs, labels: list[str], done: set[str]) -> tuple[int | None, int | None]:
+    """(inputs, inputs still to do); a first pass that checks every input before any work.
+    (None, None) for inputs that can be read only once (a stream)."""
+    if not inputs.reiterable:
+        return None, None
+    total = todo = 0
+    for item in _checked(inputs, labels):
+        total += 1
+        todo += item.path not in done
+    if not total:
+        raise BatchInputError(f"no inputs in {inputs.name}")
+    return total, todo
+
+
+def _write_rows(
+    sink: _Lines | _Parquet,
+    runner: contextlib.AbstractContextManager,
+    chunks: Iterator[list[BatchInput]],
+    columns: list[str],
+    summary: BatchSummary,
+    bar: tqdm,
+) -> None:
+    """Send ``chunks`` to the runner's workers and write their rows, in input order."""
     start = time.perf_counter()
-    bar = _bar(todo, progress)
     try:
-        with (
-            _dask(dask_scheduler, run, backend)
-            if dask_scheduler
-            else _local(model, model.root if storage.is_url(run) else run, backend, workers)
-        ) as (submit, inflight, n_workers):
+        with runner as (submit, inflight, n_workers):
             summary.workers = n_workers
             sink.open(columns)
-            for items, results in _ordered(submit, _chunks(pending(), chunk), inflight):
+            for items, results in _ordered(submit, chunks, inflight):
                 rows = [_row(i, fields, columns) for i, fields in zip(items, results, strict=True)]
                 sink.write(rows)
                 for row in rows:
@@ -224,7 +255,6 @@ def predict_batch(
         sink.close()
         bar.close()
         summary.seconds = time.perf_counter() - start
-    return summary
 
 
 def _as_inputs(items: Iterable[BatchInput | str | os.PathLike]) -> Inputs:
@@ -262,7 +292,7 @@ def _checked(inputs: Inputs, labels: list[str]) -> Iterator[BatchInput]:
         yield BatchInput(item.path, item.source, voice)
 
 
-def _bar(total: int, progress: bool):
+def _bar(total: int | None, progress: bool) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="clip", desc="predict", disable=not progress, dynamic_ncols=True)

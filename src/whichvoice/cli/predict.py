@@ -77,6 +77,65 @@ def predict_cmd(
     an interruption (inputs are matched by path, as the input spells it).
     """
     setup_logging(True)
+    _check_options(
+        paths,
+        as_json,
+        manifest,
+        labels_csv,
+        output,
+        workers,
+        resume,
+        overwrite,
+        dask_scheduler,
+        quiet,
+    )
+    if output is None:
+        _print_predictions(run, paths, backend, as_json)
+        return
+    from whichvoice.batch import (
+        labelled_inputs,
+        manifest_inputs,
+        output_format,
+        path_inputs,
+        predict_batch,
+    )
+
+    output_format(output)  # a bad suffix fails before the model loads
+    if manifest is not None:
+        inputs = manifest_inputs(manifest)
+    elif labels_csv is not None:
+        inputs = labelled_inputs(labels_csv)
+    else:
+        inputs = path_inputs(paths)
+    summary = predict_batch(
+        run,
+        inputs,
+        output,
+        workers=workers,
+        resume=resume,
+        overwrite=overwrite,
+        backend=backend,
+        dask_scheduler=dask_scheduler,
+        progress=not quiet,
+    )
+    click.echo(summary.line(), err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _check_options(
+    paths: tuple[Path, ...],
+    as_json: bool,
+    manifest: Path | None,
+    labels_csv: Path | None,
+    output: Path | None,
+    workers: int,
+    resume: bool,
+    overwrite: bool,
+    dask_scheduler: str | None,
+    quiet: bool,
+) -> None:
+    """UsageError for options that do not go together, before any work."""
     inputs_given = [
         name
         for name, value in (("PATHS", paths), ("--manifest", manifest), ("--labels", labels_csv))
@@ -106,36 +165,10 @@ def predict_cmd(
             raise click.UsageError("--resume or --overwrite, not both")
         if dask_scheduler and workers != 1:
             raise click.UsageError("--workers or --dask-scheduler (its workers), not both")
-        from whichvoice.batch import (
-            labelled_inputs,
-            manifest_inputs,
-            output_format,
-            path_inputs,
-            predict_batch,
-        )
 
-        output_format(output)  # a bad suffix fails before the model loads
-        if manifest is not None:
-            inputs = manifest_inputs(manifest)
-        elif labels_csv is not None:
-            inputs = labelled_inputs(labels_csv)
-        else:
-            inputs = path_inputs(paths)
-        summary = predict_batch(
-            run,
-            inputs,
-            output,
-            workers=workers,
-            resume=resume,
-            overwrite=overwrite,
-            backend=backend,
-            dask_scheduler=dask_scheduler,
-            progress=not quiet,
-        )
-        click.echo(summary.line(), err=True)
-        if summary.failed:
-            sys.exit(1)
-        return
+
+def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json: bool) -> None:
+    """One line per file on stdout (tab-separated, or JSON); exit 1 if any failed."""
     from whichvoice.predict import expand_paths
     from whichvoice.runtime import Prediction, load_model
 

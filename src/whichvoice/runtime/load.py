@@ -1,0 +1,118 @@
+"""``load_model(RUN)``: a run directory (or URL) rebuilt into a VoiceModel on either backend;
+and the check that both backends agree on a run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from whichvoice import storage
+from whichvoice.errors import WhichvoiceError
+from whichvoice.features import TARGET_RMS
+from whichvoice.models import build_model
+from whichvoice.runtime.model import ModelLoadError, VoiceModel
+from whichvoice.runtime.onnx_backend import OnnxVoiceModel, ensure_export, session
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx")
+
+
+def load_model(
+    run: str | os.PathLike,
+    device: str = "cpu",
+    backend: str = "torch",
+    *,
+    onnx_path: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> VoiceModel:
+    """Rebuild a trained model from its run directory alone (config.json + model.safetensors);
+    ``run`` may be a URL (``s3://...``), mirrored locally.
+
+    ``backend``: "torch", or "onnx" to score with onnxruntime (``pip install
+    'whichvoice[onnx]'``) on the run's export: ``onnx_path``, else a cache (``RUN/model.onnx``,
+    or a user folder for the bundled encoder) exported again when the run changed.
+    ``threads``: onnxruntime's intra-op threads, default ``torch.get_num_threads()``.
+    """
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    model = _load_torch(storage.local_path(run), device)
+    if backend == "torch":
+        return model
+    path = ensure_export(model, onnx_path)
+    return OnnxVoiceModel(
+        model.root, model.config, model.net, model.device, session(path, device, threads), path
+    )
+
+
+def _load_torch(root: Path, device: str) -> VoiceModel:
+    from safetensors.torch import load_file
+
+    try:
+        config = json.loads((root / "config.json").read_text())
+        state = load_file(str(root / "model.safetensors"), device=device)
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"{root}: not a trained run ({Path(e.filename).name} missing)") from e
+    except Exception as e:  # safetensors raises its own error type for damaged files
+        raise ModelLoadError(f"{root}: cannot load the model ({e})") from e
+    try:
+        net = build_model(config["model"], tuple(config["input_shape"]), len(config["labels"]))
+        net.load_state_dict(state)
+        return VoiceModel(root, config, net.to(device), torch.device(device))
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ModelLoadError(
+            f"{root}: config.json and the weights do not make a model ({e})"
+        ) from e
+
+
+def check_windows(model: VoiceModel, n: int = 8, seed: int = 0) -> np.ndarray:
+    """Inputs to compare the backends on, float32 (n, *stored_shape): windows of the run's
+    held-out clips when its prepared dataset is on this machine, else seeded noise (at the
+    speech level for waveforms, uniform [0, 1] for images)."""
+    data = model.config.get("data")
+    if data and Path(data).is_dir():
+        from whichvoice.dataset import open_prepared
+
+        try:
+            x = open_prepared(data).arrays("test")[0]
+            if len(x) and x.shape[1:] == model.features.stored_shape:
+                rows = np.unique(np.linspace(0, len(x) - 1, n).astype(int))
+                return np.asarray(x[rows], dtype=np.float32)
+        except (WhichvoiceError, OSError, ValueError) as e:
+            log.info("%s: no stored windows to check on (%s); using noise", model.root, e)
+    rng = np.random.default_rng(seed)
+    shape = (n, *model.features.stored_shape)
+    if model.features.name == "seed-image":
+        return rng.random(shape, dtype=np.float32)
+    return (TARGET_RMS * rng.standard_normal(shape)).astype(np.float32)
+
+
+def max_difference(
+    torch_model: VoiceModel, onnx_model: VoiceModel, windows: np.ndarray
+) -> dict[str, float]:
+    """Largest absolute difference per output between two backends on ``windows``:
+    {"log_probs": ..., "embeddings": ...} (embeddings only for embedding models)."""
+    diff = {
+        "log_probs": float(
+            np.abs(
+                torch_model.window_log_probs(windows) - onnx_model.window_log_probs(windows)
+            ).max()
+        )
+    }
+    if torch_model.has_embedding:
+        a, b = torch_model.window_embeddings(windows), onnx_model.window_embeddings(windows)
+        diff["embeddings"] = float(np.abs(a - b).max())
+    return diff
+
+
+def check_export(run: str | os.PathLike, path: str | os.PathLike) -> dict[str, float]:
+    """Check the ONNX file ``path`` against run ``run``: its metadata must match, and its
+    outputs are compared with torch's on ``check_windows``. Returns ``max_difference``."""
+    torch_model = load_model(run)
+    onnx_model = load_model(run, backend="onnx", onnx_path=path)
+    return max_difference(torch_model, onnx_model, check_windows(torch_model))

@@ -1,0 +1,197 @@
+"""``VoiceModel``: a trained network with its feature pipeline and labels, scoring recordings
+(identify, embed, many at once) with torch; ``Prediction``, one file's answer."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from whichvoice.audio import AudioSource, check_not_silent, describe_source, read_audio, resample
+from whichvoice.errors import WhichvoiceError
+from whichvoice.features import FeatureConfig, model_inputs, seed_windows, speech_of, wave_windows
+
+
+class ModelLoadError(WhichvoiceError):
+    """A run directory that does not hold a usable model."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One file's answer. ``top``: (voice, probability) best first; ``windows``: inputs scored."""
+
+    path: str
+    voice: str
+    confidence: float
+    top: list[tuple[str, float]]
+    probabilities: dict[str, float] = field(repr=False)
+    windows: int
+    speech_s: float = 0.0  # seconds of speech the windows were cut from (silence trimmed)
+    window_voices: list[str] = field(repr=False, default_factory=list)
+
+    def to_dict(self, k: int = 3) -> dict:
+        return {
+            "path": self.path,
+            "voice": self.voice,
+            "confidence": round(self.confidence, 6),
+            "top": [{"voice": v, "p": round(p, 6)} for v, p in self.top[:k]],
+            "speech_s": self.speech_s,
+            "windows": self.windows,
+        }
+
+
+class VoiceModel:
+    """A trained model with its feature pipeline and labels; thread-safe for inference."""
+
+    def __init__(
+        self, root: Path, config: dict, net: torch.nn.Module, device: torch.device
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.labels: list[str] = list(config["labels"])
+        self.features = FeatureConfig.from_dict(config["features"])
+        self.net = net.eval()
+        self.device = device
+
+    def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
+        """Stored-form windows for one file or bytes, float32 (n_windows, *stored_shape), and
+        the seconds of speech they were cut from. Raises AudioDecodeError / SilentAudioError
+        naming the input."""
+        wave, rate = read_audio(source)
+        check_not_silent(wave, rate, describe_source(source))
+        return self.windows_of(wave, rate)
+
+    def windows_of(self, wave: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
+        """Like ``windows`` for a decoded waveform (float32 mono at ``rate`` Hz)."""
+        if self.features.name == "seed-image":
+            return seed_windows(wave, rate, self.features), wave.shape[0] / rate
+        speech = speech_of(resample(wave, rate, self.features.sample_rate), self.features)
+        return wave_windows(speech, self.features), speech.shape[0] / self.features.sample_rate
+
+    @torch.inference_mode()
+    def window_log_probs(self, windows: np.ndarray) -> np.ndarray:
+        """Log-probabilities per stored window, float32 (n_windows, n_labels)."""
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        return F.log_softmax(self.net(model_inputs(x, self.features)), dim=1).float().cpu().numpy()
+
+    def _combine(self, name: str, logp: np.ndarray, speech_s: float) -> Prediction:
+        # the file's answer: the mean of its windows' log-probabilities, renormalised
+        mean = logp.mean(axis=0)
+        probs = np.exp(mean - mean.max())
+        probs /= probs.sum()
+        order = np.argsort(-probs)
+        top = [(self.labels[i], float(probs[i])) for i in order]
+        return Prediction(
+            path=name,
+            voice=top[0][0],
+            confidence=top[0][1],
+            top=top,
+            probabilities={v: float(p) for v, p in zip(self.labels, probs, strict=True)},
+            windows=int(logp.shape[0]),
+            speech_s=round(speech_s, 3),
+            window_voices=[self.labels[i] for i in logp.argmax(axis=1)],
+        )
+
+    def identify(self, source: AudioSource, name: str | None = None) -> Prediction:
+        """Which of the model's voices reads ``source`` (a path or encoded bytes), any length."""
+        label = name or describe_source(source)
+        windows, speech_s = self.windows(source)
+        return self._combine(label, self.window_log_probs(windows), speech_s)
+
+    def identify_wave(self, wave: np.ndarray, rate: int, name: str = "<audio>") -> Prediction:
+        """Like ``identify`` for a decoded waveform (float32 mono at ``rate`` Hz)."""
+        windows, speech_s = self.windows_of(wave, rate)
+        return self._combine(name, self.window_log_probs(windows), speech_s)
+
+    @property
+    def has_embedding(self) -> bool:
+        return hasattr(self.net, "embed")
+
+    @torch.inference_mode()
+    def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
+        """L2-normalised embedding per stored window, float32 (n_windows, dim)."""
+        if not self.has_embedding:
+            raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        return self.net.embed(model_inputs(x, self.features)).float().cpu().numpy()
+
+    def embed(self, source: AudioSource) -> tuple[np.ndarray, float]:
+        """A recording's embedding: the mean of its windows' embeddings, L2-normalised,
+        float32 (dim,); and the seconds of speech it used."""
+        windows, speech_s = self.windows(source)
+        return unit(self.window_embeddings(windows).mean(axis=0)), speech_s
+
+    def embed_many(
+        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
+    ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
+        """``embed`` for many inputs, in order; an unreadable one yields its error instead."""
+        for _, scored, speech_s in self._batched(sources, self.window_embeddings, batch, workers):
+            yield (
+                scored
+                if isinstance(scored, WhichvoiceError)
+                else (unit(scored.mean(axis=0)), speech_s)
+            )
+
+    def _batched(self, sources, score, batch: int, workers: int):
+        return batched(self.windows, score, sources, batch, workers)
+
+    def display_name(self, voice: str) -> str:
+        """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
+        id when two engines of the model share that name."""
+        name = voice.split(":", 1)[-1]
+        same = [label for label in self.labels if label.split(":", 1)[-1] == name]
+        return name if len(same) <= 1 else voice
+
+    def identify_many(
+        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
+    ) -> Iterator[Prediction | WhichvoiceError]:
+        """Predictions in input order; a file that cannot be read yields its error instead."""
+        for src, scored, speech_s in self._batched(sources, self.window_log_probs, batch, workers):
+            yield (
+                scored
+                if isinstance(scored, WhichvoiceError)
+                else self._combine(str(src), scored, speech_s)
+            )
+
+
+def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers: int):
+    """(source, per-window output of ``score`` or the input's error, speech seconds) for each
+    source, in order. ``windows(source) -> (windows, speech_s)`` runs on ``workers`` threads
+    (decoding, features); ``score`` sees the windows of ``batch`` files at once."""
+    workers = workers or os.cpu_count() or 1
+
+    def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
+        try:
+            return windows(src)
+        except WhichvoiceError as e:
+            return e
+
+    sources = list(sources)
+    workers = min(workers, len(sources)) or 1
+    # one input (a request's upload) is prepared in this thread: no pool, no thread churn
+    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        for i in range(0, len(sources), batch):
+            chunk = sources[i : i + batch]
+            prepared = list(pool.map(prepare, chunk) if pool else map(prepare, chunk))
+            good = [p[0] for p in prepared if isinstance(p, tuple)]
+            out = score(np.concatenate(good)) if good else None
+            at = 0
+            for src, p in zip(chunk, prepared, strict=True):
+                if isinstance(p, WhichvoiceError):
+                    yield src, p, 0.0
+                    continue
+                n = len(p[0])
+                yield src, out[at : at + n], p[1]
+                at += n
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to length 1, float32."""
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)

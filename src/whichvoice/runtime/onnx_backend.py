@@ -1,0 +1,151 @@
+"""The onnxruntime backend: ``OnnxVoiceModel`` scores a run through its ONNX export (written
+by ``whichvoice.export``), which is cached, checked against the run and re-exported when stale."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from whichvoice.errors import WhichvoiceError
+from whichvoice.export import (
+    INSTALL,
+    META_PREFIX,
+    ExportError,
+    OnnxUnavailableError,
+    export_model,
+    metadata,
+    weights_digest,
+)
+from whichvoice.files import data_home
+from whichvoice.runtime.model import ModelLoadError, VoiceModel
+
+log = logging.getLogger(__name__)
+
+
+class OnnxVoiceModel(VoiceModel):
+    """A VoiceModel that scores with onnxruntime on the run's ONNX export (see
+    ``ensure_export``); features, combination and output formats are VoiceModel's."""
+
+    def __init__(
+        self,
+        root: Path,
+        config: dict,
+        net: torch.nn.Module,
+        device: torch.device,
+        session,
+        onnx_path: Path,
+    ) -> None:
+        super().__init__(root, config, net, device)
+        self.session = session  # an onnxruntime InferenceSession; its run() is thread-safe
+        self.onnx_path = onnx_path
+        self._outputs = [o.name for o in session.get_outputs()]
+
+    @property
+    def has_embedding(self) -> bool:
+        return "embeddings" in self._outputs
+
+    def _run(self, output: str, windows: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(windows, dtype=np.float32)
+        return self.session.run([output], {"windows": x})[0]
+
+    def window_log_probs(self, windows: np.ndarray) -> np.ndarray:
+        """Log-probabilities per stored window, float32 (n_windows, n_labels)."""
+        return self._run("log_probs", windows)
+
+    def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
+        """L2-normalised embedding per stored window, float32 (n_windows, dim)."""
+        if not self.has_embedding:
+            raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
+        return self._run("embeddings", windows)
+
+
+def import_onnxruntime():
+    """The onnxruntime module, or OnnxUnavailableError saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise OnnxUnavailableError(f"the ONNX backend needs onnxruntime: {INSTALL} ({e})") from e
+    return onnxruntime
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The whichvoice metadata of an ONNX file (empty when it has none or cannot be read)."""
+    ort = import_onnxruntime()
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime raises its own types for missing and damaged files
+        return {}
+    return session_metadata(session)
+
+
+def session_metadata(session) -> dict[str, str]:
+    meta = session.get_modelmeta().custom_metadata_map
+    return {k: v for k, v in meta.items() if k.startswith(META_PREFIX)}
+
+
+def cache_path(model: VoiceModel) -> Path:
+    """Where ``load_model(run, backend="onnx")`` keeps a run's export: ``RUN/model.onnx``; for a
+    run shipped in the package (the bundled encoder) or a read-only one, a user folder:
+    ``$XDG_DATA_HOME/whichvoice/onnx/<model>-<digest>.onnx``."""
+    import whichvoice
+
+    package = Path(whichvoice.__file__).resolve().parent
+    root = model.root.resolve()
+    if not root.is_relative_to(package) and os.access(root, os.W_OK):
+        return root / "model.onnx"
+    return data_home() / "onnx" / f"{model.config['model']}-{weights_digest(root)[:16]}.onnx"
+
+
+def mismatch(model: VoiceModel, meta: dict[str, str]) -> str | None:
+    """Why an ONNX file with metadata ``meta`` is not an export of ``model`` (None if it is)."""
+    if not meta:
+        return "it holds no whichvoice metadata"
+    want = metadata(model)
+    for key in want:
+        if meta.get(key) != want[key]:
+            return f"its {key.removeprefix(META_PREFIX)} differs from the run's"
+    return None
+
+
+def ensure_export(model: VoiceModel, path: str | os.PathLike | None = None) -> Path:
+    """An up-to-date ONNX export of ``model``. ``path=None``: the cache (``cache_path``),
+    exported again when missing or stale (other weights, labels, features or format); an
+    explicit ``path`` is exported to when missing and must otherwise match the run."""
+    target = Path(path) if path is not None else cache_path(model)
+    if target.exists():
+        why = mismatch(model, read_metadata(target))
+        if why is None:
+            return target
+        if path is not None:
+            raise ExportError(f"{target}: not an export of {model.root} ({why})")
+        log.info("re-exporting %s: %s", target, why)
+    return export_model(model, target)
+
+
+def providers(device: str = "cpu") -> list:
+    """onnxruntime execution providers for a torch-style device: CUDA first for "cuda[:N]"
+    when onnxruntime has it, CPU always."""
+    ort = import_onnxruntime()
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        log.warning("onnxruntime has no CUDA here (onnxruntime-gpu is not installed): using CPU")
+    return ["CPUExecutionProvider"]
+
+
+def session(path: str | os.PathLike, device: str = "cpu", threads: int | None = None):
+    """An onnxruntime InferenceSession on ``path``. ``threads``: intra-op threads, default
+    ``torch.get_num_threads()`` so that both backends use the same number."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers(device))
+    except Exception as e:  # onnxruntime's own exception types
+        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({e})") from e
