@@ -23,9 +23,10 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -300,31 +301,9 @@ def synthesize_corpus(
 
     sessions = SessionPool(cfg.polly_engine)
     bar = tqdm(total=len(todo), unit="clip", desc="synth", disable=not progress, dynamic_ncols=True)
-    pending: set[Future] = set()
     try:
-        with (
-            open(manifest_path, "a", encoding="utf-8") as manifest,
-            ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="synth") as pool,
-        ):
-            pending = {pool.submit(_attempt, job, out, cfg.format, sessions) for job in todo}
-            try:
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        _record(future.result(), manifest, done, summary)
-                        bar.update(1)
-                        bar.set_postfix(failed=len(summary.failed), refresh=False)
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                for future in pending:
-                    future.cancel()
-                pool.shutdown(wait=True)
-                # clips finished while stopping are complete: keep them, drop their failures
-                for future in pending:
-                    if future.done() and not future.cancelled():
-                        result = future.result()
-                        if not isinstance(result, Failure):
-                            _record(result, manifest, done, summary)
+        with open(manifest_path, "a", encoding="utf-8") as manifest:
+            _synthesize_all(todo, out, cfg, sessions, manifest, done, summary, bar)
     finally:
         bar.close()
         sessions.close()
@@ -333,6 +312,40 @@ def synthesize_corpus(
             write_jsonl(out / FAILURES, (asdict(f) for f in summary.failed))
         summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _synthesize_all(
+    todo: list[ClipJob],
+    out: Path,
+    cfg: SynthConfig,
+    sessions: SessionPool,
+    manifest: TextIO,
+    done: dict[str, Clip],
+    summary: SynthSummary,
+    bar: tqdm,
+) -> None:
+    """Make the ``todo`` clips on ``cfg.workers`` threads, each recorded in the manifest as it
+    completes. Ctrl-C cancels what has not started and keeps what completed meanwhile."""
+    with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="synth") as pool:
+        pending = {pool.submit(_attempt, job, out, cfg.format, sessions) for job in todo}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    _record(future.result(), manifest, done, summary)
+                    bar.update(1)
+                    bar.set_postfix(failed=len(summary.failed), refresh=False)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True)
+            # clips finished while stopping are complete: keep them, drop their failures
+            for future in pending:
+                if future.done() and not future.cancelled():
+                    result = future.result()
+                    if not isinstance(result, Failure):
+                        _record(result, manifest, done, summary)
 
 
 def _record(

@@ -165,7 +165,7 @@ def condition_accuracy(
     Copies are made on the fly and deterministically (the seed and the file's position).
     ``long`` joins each voice's files into ~20 s recordings.
     """
-    from whichvoice.augment import CONDITIONS, degrade, long_clip
+    from whichvoice.augment import CONDITIONS
 
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -180,21 +180,7 @@ def condition_accuracy(
             decoded.append(None)
     out = {}
     for condition in conditions:
-        if condition == "long":
-            by_voice: dict[str, list[tuple[np.ndarray, int]]] = {}
-            for f, d in zip(files, decoded, strict=True):
-                if d is not None:
-                    by_voice.setdefault(f.voice, []).append(d)
-            items = []
-            for voice, waves in sorted(by_voice.items()):
-                for i in range(0, len(waves), 6):  # ~6 short sentences make 20 s
-                    items.append((long_clip(waves[i : i + 6]), voice))
-        else:
-            items = [
-                (degrade(condition, d[0], d[1], seed * 100_003 + n), f.voice)
-                for n, (f, d) in enumerate(zip(files, decoded, strict=True))
-                if d is not None
-            ]
+        items = _degraded(condition, files, decoded, seed)
         results = model.identify_many([data for data, _ in items])
         hits = n_ok = 0
         for (_, voice), result in tqdm(
@@ -214,6 +200,32 @@ def condition_accuracy(
             "accuracy": hits / max(len(items), 1),
         }
     return out
+
+
+def _degraded(
+    condition: str,
+    files: list[LabelledFile],
+    decoded: list[tuple[np.ndarray, int] | None],
+    seed: int,
+) -> list[tuple[bytes, str]]:
+    """(audio, true voice) of each degraded copy of the readable ``files``."""
+    from whichvoice.augment import degrade, long_clip
+
+    if condition != "long":
+        return [
+            (degrade(condition, d[0], d[1], seed * 100_003 + n), f.voice)
+            for n, (f, d) in enumerate(zip(files, decoded, strict=True))
+            if d is not None
+        ]
+    by_voice: dict[str, list[tuple[np.ndarray, int]]] = {}
+    for f, d in zip(files, decoded, strict=True):
+        if d is not None:
+            by_voice.setdefault(f.voice, []).append(d)
+    items = []
+    for voice, waves in sorted(by_voice.items()):
+        for i in range(0, len(waves), 6):  # ~6 short sentences make 20 s
+            items.append((long_clip(waves[i : i + 6]), voice))
+    return items
 
 
 def _report(metrics: dict, png: str) -> str:
@@ -266,21 +278,7 @@ def evaluate(
     location may be a URL (``s3://...``), staged through a local mirror.
     """
     if storage.is_url(run) or storage.is_url(report_dir):
-        with (
-            storage.local_output(run, last=[METRICS]) as local_run,
-            contextlib.nullcontext(None)
-            if report_dir is None
-            else storage.local_output(report_dir) as local_report,
-        ):
-            metrics = evaluate(
-                local_run,
-                corpus=corpus,
-                labels_csv=labels_csv,
-                report_dir=local_report,
-                conditions=conditions,
-                progress=progress,
-            )
-        return {**metrics, "run": str(run), "report": str(storage.join(report_dir or run, REPORT))}
+        return _evaluate_remote(run, corpus, labels_csv, report_dir, conditions, progress)
     from whichvoice.augment import CONDITIONS
     from whichvoice.files import ensure_dir, write_atomic
 
@@ -298,23 +296,7 @@ def evaluate(
         if corpus is not None
         else labelled_files(labels_csv, model.labels)
     )
-    truth, pred, errors, window_hits, windows = [], [], [], 0, 0
-    results = model.identify_many([f.path for f in files])
-    for f, result in tqdm(
-        zip(files, results, strict=True),
-        total=len(files),
-        desc="evaluate",
-        unit="file",
-        disable=not progress,
-        dynamic_ncols=True,
-    ):
-        if isinstance(result, Prediction):
-            truth.append(f.voice)
-            pred.append(result.voice)
-            window_hits += sum(v == f.voice for v in result.window_voices)
-            windows += result.windows
-        else:
-            errors.append(str(result))
+    truth, pred, errors, window_hits, windows = _score(model, files, progress)
     if not truth:
         raise WhichvoiceError(f"none of the {len(files)} files could be read: {errors[0]}")
     voices = model.labels + sorted(set(truth) - set(model.labels))
@@ -341,3 +323,53 @@ def evaluate(
     saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     write_json(metrics_path, {**saved, "evaluation": metrics})
     return metrics
+
+
+def _score(
+    model: VoiceModel, files: list[LabelledFile], progress: bool
+) -> tuple[list[str], list[str], list[str], int, int]:
+    """(true voices, predicted voices, errors of the unreadable files, windows right, windows)."""
+    truth, pred, errors, window_hits, windows = [], [], [], 0, 0
+    results = model.identify_many([f.path for f in files])
+    for f, result in tqdm(
+        zip(files, results, strict=True),
+        total=len(files),
+        desc="evaluate",
+        unit="file",
+        disable=not progress,
+        dynamic_ncols=True,
+    ):
+        if isinstance(result, Prediction):
+            truth.append(f.voice)
+            pred.append(result.voice)
+            window_hits += sum(v == f.voice for v in result.window_voices)
+            windows += result.windows
+        else:
+            errors.append(str(result))
+    return truth, pred, errors, window_hits, windows
+
+
+def _evaluate_remote(
+    run: str | os.PathLike,
+    corpus: str | os.PathLike | None,
+    labels_csv: str | os.PathLike | None,
+    report_dir: str | os.PathLike | None,
+    conditions: list[str] | None,
+    progress: bool,
+) -> dict:
+    """``evaluate`` with the run or the report at a URL: through local mirrors, uploaded after."""
+    with (
+        storage.local_output(run, last=[METRICS]) as local_run,
+        contextlib.nullcontext(None)
+        if report_dir is None
+        else storage.local_output(report_dir) as local_report,
+    ):
+        metrics = evaluate(
+            local_run,
+            corpus=corpus,
+            labels_csv=labels_csv,
+            report_dir=local_report,
+            conditions=conditions,
+            progress=progress,
+        )
+    return {**metrics, "run": str(run), "report": str(storage.join(report_dir or run, REPORT))}

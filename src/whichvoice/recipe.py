@@ -36,7 +36,7 @@ from whichvoice.audio import SAMPLE_RATE, read_audio, resample
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.dataset import SPLITS, PrepareConfig, load_corpus, write_prepared
 from whichvoice.features import FeatureConfig, speech_of, wave_windows
-from whichvoice.files import write_atomic
+from whichvoice.files import write_atomic, write_json
 from whichvoice.sentences import bundled_sentences
 from whichvoice.train import TrainConfig, train
 from whichvoice.verification import calibrate, held_out_files, model_for, voice_trials
@@ -205,29 +205,16 @@ def _speaker_dataset(
             disable=not progress,
             dynamic_ncols=True,
         ):
-            r = rng.random()
-            split = (
-                "val"
-                if r < prep.val_fraction
-                else "test"
-                if r < prep.val_fraction + prep.test_fraction
-                else "train"
-            )
+            split = _split_of(rng.random(), prep)
             for label, windows in made:
-                part = by_split[split]
-                part["x"].append(windows.astype(np.float16))
-                part["y"].extend([index[label]] * len(windows))
-                part["clip"].extend([len(rows)] * len(windows))
-                rows.append(
-                    {
-                        "id": f"{clip.id}@{label}",
-                        "path": clip.path,
-                        "voice": label,
-                        "sentence_id": clip.sentence_id,
-                        "split": split,
-                        "windows": len(windows),
-                    }
-                )
+                row = {
+                    "id": f"{clip.id}@{label}",
+                    "path": clip.path,
+                    "voice": label,
+                    "sentence_id": clip.sentence_id,
+                    "split": split,
+                }
+                _add_windows(by_split[split], rows, windows, index[label], row)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -235,6 +222,23 @@ def _speaker_dataset(
         return write_prepared(out, tmp, by_split, rows, labels, prep, corpus, progress=progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _split_of(r: float, prep: PrepareConfig) -> str:
+    """The split of a clip drawn ``r`` (uniform in [0, 1))."""
+    if r < prep.val_fraction:
+        return "val"
+    return "test" if r < prep.val_fraction + prep.test_fraction else "train"
+
+
+def _add_windows(
+    part: dict[str, list], rows: list[dict], windows: np.ndarray, label: int, row: dict
+) -> None:
+    """Append one clip version's windows to a split, and its manifest ``row``."""
+    part["x"].append(windows.astype(np.float16))
+    part["y"].extend([label] * len(windows))
+    part["clip"].extend([len(rows)] * len(windows))
+    rows.append({**row, "windows": len(windows)})
 
 
 def encoder_recipe(
@@ -245,20 +249,75 @@ def encoder_recipe(
     ``cfg.tune_epochs`` is 0."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    probe = out / "voices.json"  # which voices are one and the same (resumable)
+    train_ids, held_ids = _distinct_voices(out, cfg, progress)
+    corpus = out / "corpus"
+    _synthesize(corpus, train_ids, held_ids, cfg, progress)
+    data = out / "data"
+    if not (data / "dataset.json").is_file():
+        _speaker_dataset(corpus, data, train_ids, cfg, progress)
+    stages = [_train_once(data, run, train_cfg, progress) for run, train_cfg in stages_of(cfg, out)]
+    run = stages[-1]
+    trials = voice_trials(model_for(run), held_out_files(corpus, held_ids), seed=cfg.seed)
+    result = calibrate(
+        run,
+        trials,
+        target_far=cfg.target_far,
+        source=f"{len(held_ids)} held-out voices of the recipe's corpus",
+    )
+    calibration = {k: result[k] for k in RECORDED_CALIBRATION}
+    write_json(
+        run / "recipe.json",
+        {
+            "recipe": cfg.to_dict(),
+            # each training stage's results (its epochs are in its own folder)
+            "stages": {s.name: json.loads((s / "metrics.json").read_text()) for s in stages},
+            "training_voices": train_ids,
+            "held_out_voices": held_ids,
+            "calibration": calibration,
+        },
+    )
+    log.info(
+        "held-out voices: EER %.3f %%, minDCF(0.01) %.4f",
+        100 * result["eer"],
+        result["min_dcf_0.01"],
+    )
+    return run
+
+
+RECORDED_CALIBRATION = (
+    "eer",
+    "min_dcf_0.01",
+    "min_dcf_0.05",
+    "threshold",
+    "threshold_rule",
+    "false_rejection_at_threshold",
+    "false_acceptance_at_threshold",
+)
+
+
+def _distinct_voices(out: Path, cfg: EncoderRecipe, progress: bool) -> tuple[list[str], list[str]]:
+    """The training and held-out voices, with those that sound like another left out (which
+    voices are one and the same is probed once and kept in ``out/voices.json``)."""
+    probe = out / "voices.json"
     every = [v for ids in recipe_voices(cfg) for v in ids]
     same_as = json.loads(probe.read_text()) if probe.is_file() else {}
     if set(every) - set(same_as):  # first run, or other settings than the probed ones
         same_as = distinct_voices(every, progress=progress)
         write_atomic(probe, (json.dumps(same_as, indent=1) + "\n").encode())
     train_ids, held_ids = recipe_voices(cfg, same_as)
-    corpus = out / "corpus"
     log.info(
         "corpus: %d training voices, %d held out (%d voices repeated another and were dropped)",
         len(train_ids),
         len(held_ids),
         sum(1 for k, v in same_as.items() if k != v),
     )
+    return train_ids, held_ids
+
+
+def _synthesize(
+    corpus: Path, train_ids: list[str], held_ids: list[str], cfg: EncoderRecipe, progress: bool
+) -> None:
+    """The recipe's corpus: each group of voices with its own number of sentences a voice."""
     groups = (
         ([v for v in train_ids if v not in RECORDED], cfg.per_voice),
         ([v for v in train_ids if v in RECORDED], cfg.recorded_per_voice),
@@ -273,55 +332,6 @@ def encoder_recipe(
             ),
             progress=progress,
         )
-    data = out / "data"
-    if not (data / "dataset.json").is_file():
-        _speaker_dataset(corpus, data, train_ids, cfg, progress)
-    stages = [_train_once(data, run, train_cfg, progress) for run, train_cfg in stages_of(cfg, out)]
-    run = stages[-1]
-    model = model_for(run)
-    trials = voice_trials(model, held_out_files(corpus, held_ids), seed=cfg.seed)
-    result = calibrate(
-        run,
-        trials,
-        target_far=cfg.target_far,
-        source=f"{len(held_ids)} held-out voices of the recipe's corpus",
-    )
-    write_atomic(
-        run / "recipe.json",
-        (
-            json.dumps(
-                {
-                    "recipe": cfg.to_dict(),
-                    # each training stage's results (its epochs are in its own folder)
-                    "stages": {
-                        s.name: json.loads((s / "metrics.json").read_text()) for s in stages
-                    },
-                    "training_voices": train_ids,
-                    "held_out_voices": held_ids,
-                    "calibration": {
-                        k: result[k]
-                        for k in (
-                            "eer",
-                            "min_dcf_0.01",
-                            "min_dcf_0.05",
-                            "threshold",
-                            "threshold_rule",
-                            "false_rejection_at_threshold",
-                            "false_acceptance_at_threshold",
-                        )
-                    },
-                },
-                indent=2,
-            )
-            + "\n"
-        ).encode(),
-    )
-    log.info(
-        "held-out voices: EER %.3f %%, minDCF(0.01) %.4f",
-        100 * result["eer"],
-        result["min_dcf_0.01"],
-    )
-    return run
 
 
 def stages_of(cfg: EncoderRecipe, out: Path) -> list[tuple[Path, TrainConfig]]:

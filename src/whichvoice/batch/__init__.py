@@ -153,14 +153,9 @@ def predict_batch(
     """
     fmt = output_format(output)
     if storage.is_url(output):  # written locally and uploaded, a Parquet journal too
-        journal = [f".{os.fspath(output).rsplit('/', 1)[-1]}.jsonl"] * (fmt == "parquet")
-        with storage.local_files(os.fspath(output), journal) as local:
-            summary = predict_batch(
-                run, inputs, local, workers=workers, resume=resume, overwrite=overwrite,
-                backend=backend, dask_scheduler=dask_scheduler, progress=progress, chunk=chunk,
-            )  # fmt: skip
-        summary.output = output
-        return summary
+        kw = dict(workers=workers, resume=resume, overwrite=overwrite, backend=backend,
+                  dask_scheduler=dask_scheduler, progress=progress, chunk=chunk)  # fmt: skip
+        return _predict_to_url(run, inputs, os.fspath(output), fmt, **kw)
     output = Path(output)
     if resume and overwrite:
         raise WhichvoiceError("resume or overwrite: not both")
@@ -202,6 +197,18 @@ def predict_batch(
         else _local(model, model.root if storage.is_url(run) else run, backend, workers)
     )
     _write_rows(sink, runner, _chunks(pending(), chunk), columns, summary, _bar(todo, progress))
+    return summary
+
+
+def _predict_to_url(
+    run: str | os.PathLike, inputs: Inputs | Iterable, output: str, fmt: str, **kw
+) -> BatchSummary:
+    """``predict_batch`` into a local copy of the object ``output`` (and of its Parquet
+    journal), downloaded first so that --resume resumes, uploaded after, also on failure."""
+    journal = [f".{output.rsplit('/', 1)[-1]}.jsonl"] * (fmt == "parquet")
+    with storage.local_files(output, journal) as local:
+        summary = predict_batch(run, inputs, local, **kw)
+    summary.output = output
     return summary
 
 

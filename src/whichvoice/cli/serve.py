@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import click
@@ -16,8 +17,6 @@ from whichvoice.errors import WhichvoiceError
 def _listen(host: str, port: int):
     """The server's listening socket, bound here (port 0: any free port), so the port is
     known before the workers start and no other process can take it meanwhile."""
-    import socket
-
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
@@ -115,8 +114,6 @@ def serve_cmd(
     Without RUN, /v1/identify answers from the enrolled voices."""
     import os
 
-    import uvicorn
-
     from whichvoice.gallery import default_gallery_path
     from whichvoice.runtime import load_model
     from whichvoice.serve.app import ENV_CONFIG, ServeConfig
@@ -142,14 +139,7 @@ def serve_cmd(
     os.environ[ENV_CONFIG] = cfg.to_json()
     os.environ["WHICHVOICE_WORKERS"] = str(workers)
     if port_file is not None:
-        from whichvoice.errors import OutputError
-        from whichvoice.files import write_atomic
-
-        try:
-            write_atomic(port_file.resolve(), f"{port}\n".encode(), durable=False)
-        except OSError as e:
-            sock.close()
-            raise OutputError(f"{port_file}: cannot write the port ({e.strerror or e})") from e
+        _write_port(port_file, port, sock)
     if not quiet:
         what = f"{run} and the gallery" if run is not None else "the gallery (no classifier)"
         click.echo(
@@ -157,6 +147,26 @@ def serve_cmd(
             "docs at /docs",
             err=True,
         )
+    _run_uvicorn(sock, host, port, workers, quiet)
+
+
+def _write_port(port_file: Path, port: int, sock: socket.socket) -> None:
+    """``--port-file``: the bound port, for a script that asked for port 0."""
+    from whichvoice.errors import OutputError
+    from whichvoice.files import write_atomic
+
+    try:
+        write_atomic(port_file.resolve(), f"{port}\n".encode(), durable=False)
+    except OSError as e:
+        sock.close()
+        raise OutputError(f"{port_file}: cannot write the port ({e.strerror or e})") from e
+
+
+def _run_uvicorn(sock: socket.socket, host: str, port: int, workers: int, quiet: bool) -> None:
+    """Serve the app (``app_from_env``, configured through the environment) on the bound
+    socket: one process, or ``workers`` processes sharing it."""
+    import uvicorn
+
     config = uvicorn.Config(
         "whichvoice.serve.app:app_from_env",
         factory=True,
