@@ -23,7 +23,7 @@ import torch
 
 from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
 from whichvoice.dataset import PrepareConfig, open_prepared, prepare
-from whichvoice.evaluate import held_out_test_split
+from whichvoice.evaluate import held_out_split
 from whichvoice.features import FeatureConfig
 from whichvoice.runtime import Prediction, load_model
 from whichvoice.sentences import load_sentences
@@ -46,7 +46,7 @@ def bench_model(
     metrics = json.loads((run / "metrics.json").read_text())
 
     vm = load_model(run, device=str(pick_device(device)))
-    files = held_out_test_split(vm, corpus)
+    files = held_out_split(vm, corpus)
     paths = [f.path for f in files]
     t0 = time.perf_counter()
     preds = list(vm.identify_many(paths))

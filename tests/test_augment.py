@@ -2,16 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from whichvoice.audio import read_audio
 from whichvoice.augment import (
-    CONDITIONS,
     NO_AUGMENT,
     AugmentConfig,
     add_noise,
     augment_batch,
     band_pass,
-    degrade,
-    long_clip,
     mp3_roundtrip,
     reverberate,
     room_impulse,
@@ -80,33 +76,6 @@ def test_mp3_roundtrip_is_lossy_but_close() -> None:
     assert 0.3 < float(np.abs(out).max()) < 0.7
 
 
-@pytest.mark.parametrize("condition", [c for c in CONDITIONS if c != "long"])
-def test_every_condition_gives_decodable_audio(condition: str) -> None:
-    wave = (sine(220, 3.0, 22050) * np.hanning(66150)).astype(np.float32)
-    data = degrade(condition, wave, 22050, seed=3)
-    assert data == degrade(condition, wave, 22050, seed=3)
-    out, rate = read_audio(data)
-    expected_rate = {
-        "wav8k": 8000,
-        "tel8k": 8000,
-        "wav22k": 22050,
-        "clean": 22050,
-        "wav44k": 44100,
-        "flac48k": 48000,
-    }.get(condition, 16000)
-    assert rate == expected_rate
-    seconds = out.shape[0] / rate
-    assert abs(seconds - (1.0 if condition == "short1s" else 3.0)) < 0.15
-    if condition == "quiet":
-        assert float(np.abs(out).max()) < 0.02
-
-
-def test_long_clip_is_twenty_seconds() -> None:
-    data = long_clip([(sine(200, 2.0), 16000), (sine(300, 3.0, 22050), 22050)])
-    out, rate = read_audio(data)
-    assert abs(out.shape[0] / rate - 20.0) < 0.01
-
-
 @pytest.mark.slow
 def test_augmentation_beats_no_augmentation_on_noise_and_telephone(small_corpus, tmp_path) -> None:
     from whichvoice.dataset import load_corpus, split_clips
@@ -129,13 +98,13 @@ def test_augmentation_beats_no_augmentation_on_noise_and_telephone(small_corpus,
     ]
     scores = {
         name: condition_accuracy(
-            load_model(run), held_out, ["clean", "noise10", "tel8k"], progress=False
+            load_model(run), held_out, ["clean", "noise10", "phone"], progress=False
         )
         for name, run in runs.items()
     }
     aug, plain = scores["default"], scores["none"]
     assert aug["clean"]["accuracy"] >= 0.8
-    for condition in ("noise10", "tel8k"):
+    for condition in ("noise10", "phone"):
         # at most half the errors (32 files each: a fixed margin in accuracy flipped on one
         # file when the plain model happened to do well)
         errors_aug = 1 - aug[condition]["accuracy"]

@@ -1,5 +1,7 @@
-"""Making audio harder: training-time augmentation (torch, batched) and the evaluation
-conditions (deterministic degraded copies of test audio).
+"""Training-time augmentation (torch, batched): making training audio harder.
+
+Evaluation never uses this module: its conditions (``whichvoice.conditions``) are made with
+other tools and other parameters, so that robustness is not measured against itself.
 
 Training augmentation works on a batch of waveform windows, float32 (batch, n_samples) at
 16 kHz, on any device: additive noise at a random SNR (white, pink, or babble made from the
@@ -10,13 +12,12 @@ datasets keep an mp3-degraded copy of each training window, drawn instead of the
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from whichvoice.audio import SAMPLE_RATE, encode_audio, read_audio, resample
+from whichvoice.audio import SAMPLE_RATE, read_audio, resample
 
 TELEPHONE_BAND = (300.0, 3400.0)  # Hz, the classic telephone pass band
 
@@ -185,83 +186,3 @@ def mp3_roundtrip(wave: np.ndarray, rate: int, kbps: int) -> tuple[np.ndarray, i
     )
     out, out_rate = read_audio(buf.getvalue())
     return out, out_rate
-
-
-# ---------------------------------------------------------------- evaluation conditions
-
-CONDITIONS = (
-    "clean",
-    "wav8k",
-    "wav22k",
-    "wav44k",
-    "flac48k",
-    "quiet",
-    "noise10",
-    "noise0",
-    "tel8k",
-    "mp3-24k",
-    "reverb",
-    "short1s",
-    "long",
-)
-
-
-def white_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """``wave`` plus white noise at ``snr_db`` relative to its power (float32)."""
-    noise = rng.standard_normal(wave.shape[0]).astype(np.float32)
-    p = float(np.mean(np.square(wave))) / float(np.mean(np.square(noise))) / 10 ** (snr_db / 10)
-    return (wave + math.sqrt(p) * noise).astype(np.float32)
-
-
-def degrade(condition: str, wave: np.ndarray, rate: int, seed: int) -> bytes:
-    """A degraded copy of one clip (float32 mono at ``rate``) as encoded bytes, as a user's
-    recording would arrive. Deterministic for a given ``seed``. ``long`` is made by
-    ``long_clip`` from several clips, not here."""
-    rng = np.random.default_rng(seed)
-    w16 = resample(wave, rate, SAMPLE_RATE)
-    if condition == "clean":
-        return encode_audio(wave, rate, "wav")
-    if condition in ("wav8k", "wav22k", "wav44k", "flac48k"):
-        target = {"wav8k": 8000, "wav22k": 22050, "wav44k": 44100, "flac48k": 48000}[condition]
-        return encode_audio(
-            resample(wave, rate, target), target, "flac" if condition == "flac48k" else "wav"
-        )
-    if condition == "quiet":
-        return encode_audio(w16 * 10 ** (-30 / 20), SAMPLE_RATE, "wav")
-    if condition in ("noise10", "noise0"):
-        noisy = white_noise(w16, 10.0 if condition == "noise10" else 0.0, rng)
-        return encode_audio(noisy / max(1.0, float(np.abs(noisy).max())), SAMPLE_RATE, "wav")
-    if condition == "tel8k":
-        band = band_pass(torch.from_numpy(w16)[None], *TELEPHONE_BAND)[0].numpy()
-        band = np.clip(band, -0.7 * np.abs(band).max(), 0.7 * np.abs(band).max())
-        return encode_audio(resample(band, SAMPLE_RATE, 8000), 8000, "wav")
-    if condition == "mp3-24k":
-        out, out_rate = mp3_roundtrip(wave, rate, 24)
-        return encode_audio(out, out_rate, "wav")
-    if condition == "reverb":
-        g = torch.Generator().manual_seed(seed)
-        rir = room_impulse(torch.tensor([0.6]), g)
-        wet = reverberate(torch.from_numpy(w16)[None], rir)[0].numpy()
-        return encode_audio(wet / max(1.0, float(np.abs(wet).max())), SAMPLE_RATE, "wav")
-    if condition == "short1s":
-        from whichvoice.features import FeatureConfig, trim_silence
-
-        speech = trim_silence(w16, FeatureConfig())
-        mid = speech.shape[0] // 2
-        return encode_audio(
-            speech[max(0, mid - SAMPLE_RATE // 2) : mid + SAMPLE_RATE // 2], SAMPLE_RATE, "wav"
-        )
-    raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
-
-
-def long_clip(waves: list[tuple[np.ndarray, int]], seconds: float = 20.0) -> bytes:
-    """Clips of one voice joined (with 0.3 s pauses) into about ``seconds`` of audio."""
-    parts, total = [], 0
-    pause = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
-    while total < seconds * SAMPLE_RATE:
-        for wave, rate in waves:
-            parts += [resample(wave, rate, SAMPLE_RATE), pause]
-            total += parts[-2].shape[0] + pause.shape[0]
-            if total >= seconds * SAMPLE_RATE:
-                break
-    return encode_audio(np.concatenate(parts)[: int(seconds * SAMPLE_RATE)], SAMPLE_RATE, "wav")

@@ -15,10 +15,13 @@ from tqdm import tqdm
 
 from whichvoice import storage
 from whichvoice.audio import read_audio
+from whichvoice.conditions import check_conditions, long_recording
+from whichvoice.conditions import make as make_condition
 from whichvoice.dataset import DatasetError, load_corpus, split_clips
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import write_json
 from whichvoice.runtime import Prediction, VoiceModel, load_model
+from whichvoice.scoring import proportion
 from whichvoice.train import METRICS
 
 REPORT = "report.md"
@@ -31,15 +34,23 @@ class LabelledFile:
     voice: str
 
 
-def held_out_test_split(model: VoiceModel, corpus: str | os.PathLike) -> list[LabelledFile]:
-    """The test split of a corpus, split as the model's training data was (same seed)."""
+SPLITS = ("test", "val")
+
+
+def held_out_split(
+    model: VoiceModel, corpus: str | os.PathLike, split: str = "test"
+) -> list[LabelledFile]:
+    """A held-out split of a corpus, split as the model's training data was (same seed):
+    ``test`` (report it) or ``val`` (the development split: make choices on it)."""
+    if split not in SPLITS:
+        raise WhichvoiceError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     root = storage.local_path(corpus)  # a URL's mirror, listed and downloaded once
     clips = load_corpus(root)
     prep = model.config["prepare"]
-    split = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
-    files = [LabelledFile(root / c.path, c.voice) for c in clips if split[c.id] == "test"]
+    of = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
+    files = [LabelledFile(root / c.path, c.voice) for c in clips if of[c.id] == split]
     if not files:
-        raise DatasetError(f"{corpus}: the test split is empty (too few sentences per voice)")
+        raise DatasetError(f"{corpus}: the {split} split is empty (too few sentences per voice)")
     return files
 
 
@@ -160,18 +171,12 @@ def condition_accuracy(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, dict]:
-    """File-level accuracy of ``model`` on degraded copies of ``files``, per condition.
-
-    Copies are made on the fly and deterministically (the seed and the file's position).
-    ``long`` joins each voice's files into ~20 s recordings.
-    """
-    from whichvoice.augment import CONDITIONS
-
-    unknown = [c for c in conditions if c not in CONDITIONS]
-    if unknown:
-        raise WhichvoiceError(
-            f"unknown condition {', '.join(unknown)}; valid: {', '.join(CONDITIONS)}"
-        )
+    """File-level accuracy of ``model`` on copies of ``files`` under each condition of the
+    evaluation suite (``whichvoice.conditions``, independent of training augmentation), with
+    its 95 % Wilson interval. Copies are made on the fly and deterministically (the seed and the
+    file's position); ``long`` joins each voice's files into ~20 s recordings. A copy the model
+    cannot read counts as wrong."""
+    check_conditions(conditions)
     decoded: list[tuple[np.ndarray, int] | None] = []
     for f in files:
         try:
@@ -197,7 +202,9 @@ def condition_accuracy(
         out[condition] = {
             "files": len(items),
             "scored": n_ok,
+            "correct": hits,
             "accuracy": hits / max(len(items), 1),
+            "ci95": proportion(hits, len(items))["ci95"],
         }
     return out
 
@@ -209,11 +216,9 @@ def _degraded(
     seed: int,
 ) -> list[tuple[bytes, str]]:
     """(audio, true voice) of each degraded copy of the readable ``files``."""
-    from whichvoice.augment import degrade, long_clip
-
     if condition != "long":
         return [
-            (degrade(condition, d[0], d[1], seed * 100_003 + n), f.voice)
+            (make_condition(condition, d[0], d[1], seed * 100_003 + n), f.voice)
             for n, (f, d) in enumerate(zip(files, decoded, strict=True))
             if d is not None
         ]
@@ -224,7 +229,7 @@ def _degraded(
     items = []
     for voice, waves in sorted(by_voice.items()):
         for i in range(0, len(waves), 6):  # ~6 short sentences make 20 s
-            items.append((long_clip(waves[i : i + 6]), voice))
+            items.append((long_recording(waves[i : i + 6]), voice))
     return items
 
 
@@ -235,7 +240,8 @@ def _report(metrics: dict, png: str) -> str:
         f"Data: {metrics['data']} — {metrics['files']} files ({metrics['errors']} unreadable), "
         f"{metrics['windows']} windows.",
         "",
-        f"- file-level accuracy: **{metrics['file_accuracy']:.4f}**",
+        f"- file-level accuracy: **{metrics['file_accuracy']:.4f}** (95 % interval "
+        f"{metrics['file_accuracy_ci95'][0]:.4f}-{metrics['file_accuracy_ci95'][1]:.4f})",
         f"- window-level accuracy: {metrics['window_accuracy']:.4f}",
         "",
         "| voice | support | accuracy | precision | recall | F1 |",
@@ -249,13 +255,15 @@ def _report(metrics: dict, png: str) -> str:
     if metrics.get("conditions"):
         lines += [
             "",
-            "File-level accuracy under each condition (degraded copies of the same files):",
+            "File-level accuracy under each condition (copies of the same files; the conditions "
+            "are defined in docs/evaluation.md):",
             "",
-            "| condition | files | accuracy |",
-            "|---|---:|---:|",
+            "| condition | files | accuracy | 95 % interval |",
+            "|---|---:|---:|---|",
         ]
         for name, c in metrics["conditions"].items():
-            lines.append(f"| {name} | {c['files']} | {c['accuracy']:.4f} |")
+            lo, hi = c["ci95"]
+            lines.append(f"| {name} | {c['files']} | {c['accuracy']:.4f} | {lo:.4f}-{hi:.4f} |")
     lines += ["", f"![confusion matrix]({png})", ""]
     if metrics["error_files"]:
         lines += ["Unreadable files:", ""] + [f"- {e}" for e in metrics["error_files"]] + [""]
@@ -269,30 +277,27 @@ def evaluate(
     labels_csv: str | os.PathLike | None = None,
     report_dir: str | os.PathLike | None = None,
     conditions: list[str] | None = None,
+    split: str = "test",
     progress: bool = True,
 ) -> dict:
-    """Evaluate a run on a corpus's test split or on a ``path,voice`` CSV.
+    """Evaluate a run on a corpus's held-out ``split`` (``test``, or ``val`` to make choices
+    on) or on a ``path,voice`` CSV.
 
     Writes confusion.png and report.md to ``report_dir`` (default: the run), records the
     result under "evaluation" in the run's metrics.json, and returns the metrics. Every
     location may be a URL (``s3://...``), staged through a local mirror.
     """
     if storage.is_url(run) or storage.is_url(report_dir):
-        return _evaluate_remote(run, corpus, labels_csv, report_dir, conditions, progress)
-    from whichvoice.augment import CONDITIONS
+        return _evaluate_remote(run, corpus, labels_csv, report_dir, conditions, split, progress)
     from whichvoice.files import ensure_dir, write_atomic
 
-    unknown = [c for c in conditions or [] if c not in CONDITIONS]
-    if unknown:
-        raise WhichvoiceError(
-            f"unknown condition {', '.join(unknown)}; valid: {', '.join(CONDITIONS)}"
-        )
+    check_conditions(conditions or [])
     if (corpus is None) == (labels_csv is None):
         raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
     out = ensure_dir(Path(report_dir) if report_dir else Path(run), "report")
     model = load_model(run)
     files = (
-        held_out_test_split(model, corpus)
+        held_out_split(model, corpus, split)
         if corpus is not None
         else labelled_files(labels_csv, model.labels)
     )
@@ -303,12 +308,13 @@ def evaluate(
     matrix = confusion(truth, pred, voices)
     metrics = {
         "run": str(run),
-        "data": f"test split of {corpus}" if corpus is not None else str(labels_csv),
+        "data": f"{split} split of {corpus}" if corpus is not None else str(labels_csv),
         "files": len(truth),
         "errors": len(errors),
         "error_files": errors,
         "windows": windows,
         "file_accuracy": float(np.mean(np.asarray(truth) == np.asarray(pred))),
+        "file_accuracy_ci95": proportion(sum(map(str.__eq__, truth, pred)), len(truth))["ci95"],
         "window_accuracy": window_hits / max(windows, 1),
         "per_voice": per_voice_table(truth, pred, voices),
         "voices": voices,
@@ -355,6 +361,7 @@ def _evaluate_remote(
     labels_csv: str | os.PathLike | None,
     report_dir: str | os.PathLike | None,
     conditions: list[str] | None,
+    split: str,
     progress: bool,
 ) -> dict:
     """``evaluate`` with the run or the report at a URL: through local mirrors, uploaded after."""
@@ -370,6 +377,7 @@ def _evaluate_remote(
             labels_csv=labels_csv,
             report_dir=local_report,
             conditions=conditions,
+            split=split,
             progress=progress,
         )
     return {**metrics, "run": str(run), "report": str(storage.join(report_dir or run, REPORT))}

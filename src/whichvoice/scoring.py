@@ -12,6 +12,27 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+Z95 = 1.959963984540054  # the standard normal's 97.5th percentile: two-sided 95 % intervals
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``k``/``n`` (95 % by default): unlike the
+    normal approximation, it stays inside [0, 1] and is not empty at 0 or ``n`` successes.
+    (nan, nan) when ``n`` is 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(k: int, n: int) -> dict:
+    """A proportion as results report it: {"value", "k", "n", "ci95": [low, high]}."""
+    lo, hi = wilson(k, n)
+    return {"value": k / n if n else float("nan"), "k": int(k), "n": int(n),
+            "ci95": [round(lo, 6), round(hi, 6)]}  # fmt: skip
+
 
 def cosine_scores(enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Cosine similarity of every test embedding with every enrolled one.

@@ -93,7 +93,9 @@ def print_table(metrics: dict) -> None:
             f"{r['voice']:34} {r['support']:>7} {r['accuracy']:>7.4f} {r['precision']:>7.4f} "
             f"{r['recall']:>7.4f} {r['f1']:>7.4f}"
         )
+    lo, hi = metrics.get("file_accuracy_ci95", (float("nan"), float("nan")))
     click.echo(
-        f"file-level accuracy {metrics['file_accuracy']:.4f} on {metrics['files']} files "
-        f"(window-level {metrics['window_accuracy']:.4f} on {metrics['windows']} windows)"
+        f"file-level accuracy {metrics['file_accuracy']:.4f} [95 % interval {lo:.4f}, {hi:.4f}] "
+        f"on {metrics['files']} files (window-level {metrics['window_accuracy']:.4f} on "
+        f"{metrics['windows']} windows)"
     )

@@ -90,7 +90,7 @@ def recipe_group() -> None:
 @click.option("--per-voice", type=click.IntRange(min=4), default=20, show_default=True)
 @click.option(
     "--random-voices",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=100_000),
     default=0,
     show_default=True,
     help="Random espeak-ng variants (random formants, pitch, voice source) trained on as more "

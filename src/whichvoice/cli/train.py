@@ -155,8 +155,16 @@ def train_cmd(
 @click.option(
     "--conditions",
     default=None,
-    help="Also score degraded copies: clean,wav8k,wav22k,wav44k,flac48k,quiet,noise10,noise0,"
-    "tel8k,mp3-24k,reverb,short1s,long (comma-separated).",
+    help="Also score copies under these conditions of the evaluation suite (comma-separated, "
+    "or 'all'): clean, rates, level, clipping, room, codecs, speed, tempo, silence, band, "
+    "phone, noise, babble, short1s, long; see docs/evaluation.md.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default="test",
+    show_default=True,
+    help="The corpus's held-out split: test (to report) or val (to make choices on).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True)
@@ -166,13 +174,18 @@ def evaluate_cmd(
     labels_csv: Path | None,
     report_dir: Path | None,
     conditions: str | None,
+    split: str,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Accuracy, per-voice table, confusion matrix and report of RUN on held-out audio."""
     setup_logging(quiet)
+    from whichvoice.conditions import CONDITIONS
     from whichvoice.evaluate import evaluate
 
+    wanted = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else None
+    if wanted == ["all"]:
+        wanted = list(CONDITIONS)
     if corpus is None and labels_csv is None:
         corpus = _training_corpus(run)
     metrics = evaluate(
@@ -180,7 +193,8 @@ def evaluate_cmd(
         corpus=corpus,
         labels_csv=labels_csv,
         report_dir=report_dir,
-        conditions=[c.strip() for c in conditions.split(",") if c.strip()] if conditions else None,
+        conditions=wanted,
+        split=split,
         progress=not (quiet or as_json),
     )
     if as_json:
@@ -193,7 +207,10 @@ def evaluate_cmd(
                 f"warning: {metrics['errors']} file(s) could not be read, e.g. {first}", err=True
             )
         for name, c in metrics.get("conditions", {}).items():
-            click.echo(f"  {name:10} {c['accuracy']:.4f}  ({c['files']} files)")
+            lo, hi = c["ci95"]
+            click.echo(
+                f"  {name:10} {c['accuracy']:.4f}  [{lo:.4f}, {hi:.4f}]  ({c['files']} files)"
+            )
         click.echo(f"report: {metrics['report']}")
 
 
