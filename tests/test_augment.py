@@ -8,7 +8,10 @@ from whichvoice.augment import (
     add_noise,
     augment_batch,
     band_pass,
+    change_speed,
+    hard_clip,
     mp3_roundtrip,
+    random_band,
     reverberate,
     room_impulse,
 )
@@ -38,6 +41,7 @@ def test_same_seed_same_degradations_and_off_is_identity() -> None:
 def test_parts_can_be_switched_off() -> None:
     only_gain = augment_config("gain", True)
     assert only_gain.gain_db > 0 and only_gain.noise_p == only_gain.reverb_p == only_gain.mp3_p == 0
+    assert only_gain.clip_p == only_gain.speed_p == only_gain.band_p == 0
     assert (
         augment_config(None, False) == NO_AUGMENT and augment_config(None, True) == AugmentConfig()
     )
@@ -67,6 +71,25 @@ def test_telephone_band_and_reverb() -> None:
     assert torch.allclose(rir.norm(dim=1), torch.ones(2))
     wet = reverberate(x[1:], rir)
     assert wet.shape == x[1:].shape and not torch.allclose(wet, x[1:])
+
+
+def test_clipping_speed_and_band_do_what_they_say() -> None:
+    x = torch.from_numpy(np.stack([sine(300, 2.0), sine(300, 2.0)]))
+    clipped = hard_clip(x, torch.tensor([0.05, 0.25]))
+    share = (clipped.abs() > 0.999).float().mean(1)
+    assert torch.allclose(share, torch.tensor([0.05, 0.25]), atol=0.02)
+    # 10 % faster: a 300 Hz tone becomes 330 Hz, and the window keeps its length
+    fast = change_speed(x[:1], torch.tensor([1.1]), torch.Generator().manual_seed(0))[0]
+    assert fast.shape == x[0].shape
+    peak = torch.fft.rfft(fast).abs().argmax() * 16000 / fast.shape[0]
+    assert abs(float(peak) - 330) < 2
+    assert (fast == 0).float().mean() > 0.05  # shorter than the window: padded with silence
+    slow = change_speed(x[:1], torch.tensor([0.9]), torch.Generator().manual_seed(0))[0]
+    assert abs(float(torch.fft.rfft(slow).abs().argmax() * 16000 / slow.shape[0]) - 270) < 2
+    tones = torch.from_numpy(np.stack([sine(40, 2.0), sine(1000, 2.0), sine(7500, 2.0)]))
+    y = random_band(tones, torch.full((3,), 200.0), torch.full((3,), 3000.0))
+    kept = y.square().mean(1) / tones.square().mean(1)
+    assert kept[0] < 0.01 and kept[1] > 0.95 and kept[2] < 0.01
 
 
 def test_mp3_roundtrip_is_lossy_but_close() -> None:

@@ -3,11 +3,13 @@
 Evaluation never uses this module: its conditions (``whichvoice.conditions``) are made with
 other tools and other parameters, so that robustness is not measured against itself.
 
-Training augmentation works on a batch of waveform windows, float32 (batch, n_samples) at
-16 kHz, on any device: additive noise at a random SNR (white, pink, or babble made from the
-other windows of the batch), random gain, telephone band with light clipping, reverberation
-with a synthetic room impulse response. Low-bitrate mp3 cannot be done in torch: prepared
-datasets keep an mp3-degraded copy of each training window, drawn instead of the clean one.
+Training augmentation works on a batch of waveform windows, float32 (batch, n_samples) at 16
+kHz, on any device: additive noise at a random SNR (white, pink, or babble made from the other
+windows of the batch), random gain, telephone band with light clipping, reverberation with a
+synthetic room impulse response, hard clipping of a recording made too loud, speed changes
+(resampling by linear interpolation) and random band limits. Low-bitrate mp3 cannot be done in
+torch: prepared datasets keep an mp3-degraded copy of each training window, drawn instead of the
+clean one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from whichvoice.audio import SAMPLE_RATE, read_audio, resample
 
@@ -34,6 +37,11 @@ class AugmentConfig:
     reverb_p: float = 0.25
     rt60_s: tuple[float, float] = (0.2, 0.9)  # s, reverberation time of the synthetic rooms
     mp3_p: float = 0.2  # probability of the mp3-degraded copy of a window
+    clip_p: float = 0.2  # probability of hard clipping
+    clip_fraction: tuple[float, float] = (0.005, 0.3)  # of the samples clipped, uniform
+    speed_p: float = 0.2  # probability of a speed change
+    speed: float = 0.15  # +/- relative speed, uniform
+    band_p: float = 0.15  # probability of a random band limit
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +106,43 @@ def telephone(x: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.minimum(y, limit), -limit)
 
 
+def hard_clip(x: torch.Tensor, fraction: torch.Tensor) -> torch.Tensor:
+    """Each row clipped at the level that ``fraction`` (per row) of its samples exceed, as a
+    recording made too loud: full scale is reached by that share of the samples."""
+    n = x.shape[1]
+    ranked = x.abs().sort(dim=1).values
+    at = ((1 - fraction) * (n - 1)).long().clamp(0, n - 1).to(x.device)
+    level = ranked.gather(1, at[:, None]).clamp(min=1e-6)
+    return torch.maximum(torch.minimum(x, level), -level) / level
+
+
+def change_speed(x: torch.Tensor, factor: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each row played ``factor`` (per row) times as fast (pitch and tempo together), by
+    linear interpolation; cut to the window at a random offset, or padded with silence."""
+    n = x.shape[1]
+    out = torch.zeros_like(x)
+    for i in range(x.shape[0]):
+        size = max(2, round(n / float(factor[i])))
+        y = F.interpolate(x[i][None, None], size=size, mode="linear", align_corners=False)[0, 0]
+        shift = int(torch.randint(0, abs(size - n) + 1, (1,), generator=g))
+        if size >= n:
+            out[i] = y[shift : shift + n]
+        else:
+            out[i, shift : shift + size] = y
+    return out
+
+
+def random_band(
+    x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, rate: int = SAMPLE_RATE
+) -> torch.Tensor:
+    """Each row band-limited to [low, high] Hz (per row) with 1-octave raised-cosine edges."""
+    spec = torch.fft.rfft(x)
+    f = torch.fft.rfftfreq(x.shape[1], 1 / rate).to(x.device)[None, :].clamp(min=1.0)
+    up = ((torch.log2(f / low[:, None]) + 0.5).clamp(0, 1) * torch.pi).cos().neg().add(1) / 2
+    down = ((torch.log2(high[:, None] / f) + 0.5).clamp(0, 1) * torch.pi).cos().neg().add(1) / 2
+    return torch.fft.irfft(spec * up * down, n=x.shape[1])
+
+
 def room_impulse(rt60: torch.Tensor, g: torch.Generator, rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Synthetic room impulse responses, (batch, n): a direct path, then exponentially
     decaying noise that falls by 60 dB in ``rt60`` seconds."""
@@ -132,6 +177,9 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
     def rows(p: float) -> torch.Tensor:
         return torch.nonzero(torch.rand(batch, generator=g) < p).flatten()
 
+    if cfg.speed_p > 0 and len(idx := rows(cfg.speed_p)):
+        sel = idx.to(device)
+        x[sel] = change_speed(x[sel], 1 + _uniform(len(idx), -cfg.speed, cfg.speed, g, cpu), g)
     if cfg.reverb_p > 0 and len(idx := rows(cfg.reverb_p)):
         rir = room_impulse(_uniform(len(idx), *cfg.rt60_s, g, cpu), g).to(device)
         x[idx.to(device)] = reverberate(x[idx.to(device)], rir)
@@ -144,6 +192,11 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
         if (~phone).any():
             sel = idx[~phone].to(device)
             x[sel] = band_pass(x[sel], 0.0, 4000.0)
+    if cfg.band_p > 0 and len(idx := rows(cfg.band_p)):
+        low = 10 ** _uniform(len(idx), 1.7, 2.7, g, cpu)  # 50-500 Hz
+        high = 10 ** _uniform(len(idx), 3.4, 3.85, g, cpu)  # 2.5-7 kHz
+        sel = idx.to(device)
+        x[sel] = random_band(x[sel], low.to(device), high.to(device))
     if cfg.noise_p > 0 and len(idx := rows(cfg.noise_p)):
         sel = idx.to(device)
         kind = torch.randint(0, 3, (len(idx),), generator=g)
@@ -156,6 +209,9 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
             noise[babble] = _babble(x, sel[babble], g)
         snr = _uniform(len(idx), *cfg.snr_db, g, cpu).to(device)
         x[sel] = add_noise(x[sel], noise, snr)
+    if cfg.clip_p > 0 and len(idx := rows(cfg.clip_p)):
+        sel = idx.to(device)
+        x[sel] = hard_clip(x[sel], _uniform(len(idx), *cfg.clip_fraction, g, cpu))
     if cfg.gain_db > 0:
         gain = 10 ** (_uniform(batch, -cfg.gain_db, cfg.gain_db, g, cpu).to(device) / 20)
         x = x * gain[:, None]

@@ -7,8 +7,9 @@ filters from scipy, babble of voices that no model here trains on. So a robustne
 measures the model on degradations it was not built against.
 
 Every condition is deterministic: ``make(name, wave, rate, seed)`` gives the same audio for the
-same clip and seed (the same bytes, but for the random serial number of an Ogg stream). Parameters drawn from a range are drawn per clip from the seed. Each
-condition's definition (``Condition.definition``) is the one docs/evaluation.md states.
+same clip and seed (the same bytes, but for the random serial number of an Ogg stream).
+Parameters drawn from a range are drawn per clip from the seed. Each condition's definition
+(``Condition.definition``) is the one docs/evaluation.md states.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def _room(wave: np.ndarray, rate: int, rng: np.random.Generator) -> tuple[np.nda
     except ValueError:  # a room too small for so long a reverberation: the longest it allows
         absorption, max_order = pra.inverse_sabine(0.9 * 0.161 * dims.prod() / (
             2 * (dims[0] * dims[1] + dims[0] * dims[2] + dims[1] * dims[2])), dims)  # fmt: skip
-    max_order = min(int(max_order), 40)
+    max_order = min(int(max_order), 60)  # up to ~1.3 s of reflections
     room = pra.ShoeBox(
         dims, fs=fs, materials=pra.Material(absorption), max_order=max_order, use_rand_ism=False
     )
@@ -157,10 +158,12 @@ def _room(wave: np.ndarray, rate: int, rng: np.random.Generator) -> tuple[np.nda
             break
     else:
         mic = np.clip(source + np.array([0.5, 0, 0]), 0.3, dims - 0.3)
-    room.add_source(source, signal=x)
+    room.add_source(source)
     room.add_microphone(mic)
-    room.simulate()
-    wet = room.mic_array.signals[0][: x.shape[0] + int(rt60 * fs)]
+    room.compute_rir()
+    from scipy import signal
+
+    wet = signal.fftconvolve(x, np.asarray(room.rir[0][0]))[: x.shape[0] + int(rt60 * fs)]
     return _normalized(wet.astype(np.float32)), fs
 
 

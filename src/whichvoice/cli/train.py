@@ -50,8 +50,8 @@ from whichvoice.errors import WhichvoiceError
 @click.option(
     "--augment",
     default=None,
-    help="Training-time augmentation: default, none, or parts noise,gain,telephone,reverb,mp3 "
-    "[default: on for voicenet, off for seed].",
+    help="Training-time augmentation: default, none, or comma-separated parts of noise, gain, "
+    "telephone, reverb, mp3, clip, speed, band [default: on for voicenet, off for talk-cnn].",
 )
 @click.option(
     "--precision",

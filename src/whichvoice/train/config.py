@@ -35,7 +35,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     patience: int | None = None  # stop after this many epochs without a better val accuracy
     schedule: str | None = None  # "cosine" | "constant"; None: the model's own
-    augment: str | None = None  # "default", "none" or parts "noise,gain,telephone,reverb,mp3"
+    augment: str | None = None  # "default", "none" or parts, e.g. "noise,clip"
     precision: str = "auto"  # auto (bf16 on CUDA and AMX CPUs) | bf16 | fp32
     # fine-tuning: start from this run's weights (a path or URL), the tensors that fit
     init: str | None = None
@@ -53,6 +53,9 @@ AUGMENT_PARTS = {
     "telephone": "telephone_p",
     "reverb": "reverb_p",
     "mp3": "mp3_p",
+    "clip": "clip_p",
+    "speed": "speed_p",
+    "band": "band_p",
 }
 
 
