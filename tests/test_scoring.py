@@ -72,3 +72,50 @@ def test_calibration_is_monotone_and_sensible() -> None:
     separable = fit_calibration(np.array([0.9, 0.95]), np.array([0.1, 0.2]))
     assert np.isfinite([separable.a, separable.b]).all()
     assert separable.probability(0.9) > 0.5 > separable.probability(0.2)
+
+
+def test_wilson_intervals_match_published_values() -> None:
+    from whichvoice.scoring import proportion, wilson
+
+    # Newcombe (1998), table I: 81/263 -> 0.2553-0.3662; 0/10 -> 0-0.2775
+    assert np.allclose(wilson(81, 263), (0.2553, 0.3662), atol=5e-5)
+    assert np.allclose(wilson(0, 10), (0.0, 0.2775), atol=5e-5)
+    assert wilson(10, 10)[1] > 1 - 1e-12 and wilson(10, 10)[0] < 1.0
+    assert proportion(3, 4) == {"value": 0.75, "k": 3, "n": 4, "ci95": [0.300642, 0.954413]}
+
+
+def test_weights_count_trials_as_often_as_repeated() -> None:
+    from whichvoice.scoring import error_rates
+
+    rng = np.random.default_rng(0)
+    t, n = rng.normal(1, 1, 50), rng.normal(-1, 1, 80)
+    wt, wn = rng.integers(0, 3, 50), rng.integers(0, 3, 80)
+    _, miss_w, fa_w = error_rates(t, n, wt, wn)
+    _, miss_r, fa_r = error_rates(np.repeat(t, wt), np.repeat(n, wn))
+    # every operating point of the weighted trials is one of the repeated trials' (these
+    # also stop between the copies of one score, at points no threshold can reach)
+    repeated = set(zip(np.round(miss_r, 12), np.round(fa_r, 12), strict=True))
+    assert set(zip(np.round(miss_w, 12), np.round(fa_w, 12), strict=True)) <= repeated
+
+
+def test_voice_bootstrap_brackets_the_eer_and_widens_with_fewer_voices() -> None:
+    from whichvoice.scoring import eer, voice_bootstrap
+
+    rng = np.random.default_rng(1)
+
+    def matrix(voices: int, clips: int) -> tuple[np.ndarray, np.ndarray]:
+        own = np.repeat(np.arange(voices), clips)
+        hard = rng.uniform(0, 1.5, voices)  # some voices are harder than others
+        s = rng.normal(0, 0.3, (voices * clips, voices))
+        s[np.arange(own.size), own] += 1.5 - hard[own]
+        return s, own
+
+    s, own = matrix(40, 20)
+    mask = np.zeros_like(s, bool)
+    mask[np.arange(own.size), own] = True
+    point = eer(s[mask], s[~mask])[0]
+    ci = voice_bootstrap(s, own, resamples=300)
+    assert ci["eer"][0] <= point <= ci["eer"][1]
+    assert ci["min_dcf_0.01"][0] <= ci["min_dcf_0.01"][1]
+    few = voice_bootstrap(*matrix(8, 100), resamples=300)
+    assert few["eer"][1] - few["eer"][0] > ci["eer"][1] - ci["eer"][0]

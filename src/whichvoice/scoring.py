@@ -53,21 +53,32 @@ def _check(target: np.ndarray, nontarget: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def error_rates(
-    target: np.ndarray, nontarget: np.ndarray
+    target: np.ndarray,
+    nontarget: np.ndarray,
+    target_weights: np.ndarray | None = None,
+    nontarget_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Miss and false-alarm rates at every threshold that changes them.
 
     Returns (thresholds ascending, miss rates = P(target < t), false-alarm rates =
     P(non-target >= t)), float64, each (n_scores + 1,); a trial is accepted when score >= t.
+    Weights (default 1 each) count a trial that many times (a bootstrap resample).
     """
     target, nontarget = _check(target, nontarget)
     scores = np.concatenate([target, nontarget])
-    is_target = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
+    wt = np.ones(target.size) if target_weights is None else np.asarray(target_weights, float)
+    wn = (
+        np.ones(nontarget.size)
+        if nontarget_weights is None
+        else np.asarray(nontarget_weights, float)
+    )
+    is_target = np.concatenate([wt, np.zeros(nontarget.size)])
+    is_non = np.concatenate([np.zeros(target.size), wn])
     order = np.argsort(scores, kind="mergesort")
-    scores, is_target = scores[order], is_target[order]
+    scores, is_target, is_non = scores[order], is_target[order], is_non[order]
     # threshold i sits just above the i lowest scores: those are rejected
-    miss = np.concatenate([[0.0], np.cumsum(is_target)]) / target.size
-    fa = 1.0 - np.concatenate([[0.0], np.cumsum(1 - is_target)]) / nontarget.size
+    miss = np.concatenate([[0.0], np.cumsum(is_target)]) / max(wt.sum(), 1e-300)
+    fa = 1.0 - np.concatenate([[0.0], np.cumsum(is_non)]) / max(wn.sum(), 1e-300)
     thresholds = np.concatenate(
         [[scores[0] - 1e-6], (scores[:-1] + scores[1:]) / 2, [scores[-1] + 1e-6]]
     )
@@ -77,9 +88,62 @@ def error_rates(
 def eer(target: np.ndarray, nontarget: np.ndarray) -> tuple[float, float]:
     """Equal error rate and the threshold where misses and false alarms meet."""
     thresholds, miss, fa = error_rates(target, nontarget)
-    i = int(np.argmin(np.abs(miss - fa)))
+    return _eer_of(miss, fa), float(thresholds[int(np.argmin(np.abs(miss - fa)))])
+
+
+def _eer_of(miss: np.ndarray, fa: np.ndarray) -> float:
     # between two operating points the rates cross: take the midpoint of the closest one
-    return float((miss[i] + fa[i]) / 2), float(thresholds[i])
+    i = int(np.argmin(np.abs(miss - fa)))
+    return float((miss[i] + fa[i]) / 2)
+
+
+def _dcf_of(miss: np.ndarray, fa: np.ndarray, p_target: float) -> float:
+    cost = p_target * miss + (1 - p_target) * fa
+    return float(cost.min() / min(p_target, 1 - p_target))
+
+
+def voice_bootstrap(
+    scores: np.ndarray,
+    clip_voice: np.ndarray,
+    *,
+    p_targets: tuple[float, ...] = (0.01, 0.05),
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95 % percentile intervals of EER and minDCF by resampling voices with replacement.
+
+    ``scores`` (n_clips, n_voices): each test clip scored against each enrolled voice;
+    ``clip_voice`` (n_clips,): the column of each clip's own voice. A resample draws voices;
+    a voice drawn k times counts its clips k times as targets, and a pair of different voices
+    drawn k and m times counts k*m times as non-targets. Trials stay correlated within a voice,
+    so this interval is wider (and more honest) than one over independent trials.
+    Returns {"eer": (low, high), "min_dcf_0.01": ..., ...}."""
+    scores = np.asarray(scores, np.float64)
+    n_clips, n_voices = scores.shape
+    clip_voice = np.asarray(clip_voice)
+    own = np.zeros_like(scores, dtype=bool)
+    own[np.arange(n_clips), clip_voice] = True
+    flat = scores.ravel()
+    order = np.argsort(flat, kind="mergesort")
+    is_target = own.ravel()[order]
+    row_voice = np.repeat(clip_voice, n_voices)[order]  # the clip's voice
+    col_voice = np.tile(np.arange(n_voices), n_clips)[order]  # the enrolled voice
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {"eer": [], **{f"min_dcf_{p:g}": [] for p in p_targets}}
+    for _ in range(resamples):
+        count = np.bincount(rng.integers(0, n_voices, n_voices), minlength=n_voices).astype(float)
+        w = count[row_voice] * np.where(is_target, 1.0, count[col_voice])
+        wt, wn = np.where(is_target, w, 0.0), np.where(is_target, 0.0, w)
+        if wt.sum() == 0 or wn.sum() == 0:
+            continue
+        miss = np.concatenate([[0.0], np.cumsum(wt)]) / wt.sum()
+        fa = 1.0 - np.concatenate([[0.0], np.cumsum(wn)]) / wn.sum()
+        out["eer"].append(_eer_of(miss, fa))
+        for p in p_targets:
+            out[f"min_dcf_{p:g}"].append(_dcf_of(miss, fa, p))
+    return {
+        k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in out.items()
+    }
 
 
 def min_dcf(
