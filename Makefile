@@ -10,7 +10,7 @@ APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fest
 TEST_APT_PACKAGES := chromium
 DEMO_ARGS ?=
 
-.PHONY: setup apt apt-test venv demo test test-fast fuzz soak screenshot lint clean
+.PHONY: setup apt apt-test venv demo test test-fast fuzz soak bench tables screenshot lint clean
 
 setup: apt venv
 
@@ -35,7 +35,7 @@ venv: .venv/.installed
 .venv/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained,onnx,parquet,dask]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained,onnx,parquet,dask,eval]'
 	$(PY) -m pip install -q -c constraints.txt --no-deps resemblyzer
 	@touch $@
 
@@ -58,6 +58,24 @@ fuzz: setup
 # 10 minutes at concurrency 16, slow uploads, disconnects, kill -9: benchmarks/results/soak.json
 soak: setup
 	.venv/bin/python benchmarks/soak.py
+
+# every benchmark, one after the other (they share the cores: never in parallel), then the
+# tables of README.md and docs/ regenerated from the JSON they wrote (several hours on 2 cores)
+BENCH_WORK ?= bench-work
+bench: setup
+	.venv/bin/python benchmarks/robustness.py --split val --work $(BENCH_WORK)/robustness
+	.venv/bin/python benchmarks/robustness.py --split test --work $(BENCH_WORK)/robustness
+	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
+	.venv/bin/python benchmarks/train.py
+	.venv/bin/python benchmarks/scale.py
+	.venv/bin/python benchmarks/serve.py
+	.venv/bin/python benchmarks/synth.py
+	.venv/bin/python benchmarks/soak.py
+	.venv/bin/python benchmarks/tables.py
+
+# the tables of measured figures in README.md and docs/, from benchmarks/results/*.json
+tables: venv
+	.venv/bin/python benchmarks/tables.py
 
 # refresh the README's picture of the page (the tests write theirs to a temp dir)
 screenshot: setup apt-test

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import provenance, write_result
 
 from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
 from whichvoice.dataset import PrepareConfig, prepare
@@ -146,6 +147,7 @@ def main() -> None:
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    made = provenance()
 
     work = Path(tempfile.mkdtemp(prefix="whichvoice-bench-scale-"))
     corpus = (args.corpus or work / "corpus").resolve()
@@ -163,6 +165,8 @@ def main() -> None:
     bundled_name = json.loads((bundled_encoder() / "config.json").read_text())["model"]
     result = {
         "benchmark": "scale",
+        **made,
+        "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
         "corpus": {"voices": "default8", "clips": len(read_manifest(corpus / "manifest.jsonl"))},
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
@@ -175,8 +179,7 @@ def main() -> None:
             bench_onnx(run, "voicenet (trained here)", os.cpu_count() or 1),
         ],
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.json, result)
     print(json.dumps(result, indent=1))
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.server: the launcher
 
+from provenance import provenance, write_result
 from tests.server import rss_mib, serving
 
 from whichvoice.audio import encode_audio, read_audio
@@ -138,6 +139,7 @@ def main() -> None:
         "--json", type=Path, default=Path(__file__).parent / "results" / "serve.json"
     )
     args = parser.parse_args()
+    made = provenance()
     work = Path(tempfile.mkdtemp(prefix="whichvoice-bench-serve-"))
     run = args.run or default_run(work)
     bodies = [base64.b64encode(c) for c in make_clips(work)]
@@ -147,6 +149,8 @@ def main() -> None:
     ]
     out = {
         "benchmark": "serve",
+        **made,
+        "command": "python benchmarks/serve.py " + " ".join(sys.argv[1:]),
         "endpoint": "/invocations (base64 mp3, 3 s clips)",
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
@@ -154,8 +158,7 @@ def main() -> None:
         "run": str(run),
         "results": results,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.json, out)
     print(json.dumps(out, indent=2))
 
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import io
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -31,9 +29,9 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.server: the launcher
 
+from provenance import provenance, write_result
 from tests.server import rss_mib, serving, tree_pids
 
-from whichvoice import __version__
 from whichvoice.gallery import Gallery
 from whichvoice.verification import load_encoder, model_id
 
@@ -306,21 +304,6 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).parent,
-        )  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-            text=True, cwd=Path(__file__).parent,
-        ).stdout.strip()  # fmt: skip
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--soak-s", type=float, default=600.0)
@@ -339,8 +322,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="whichvoice-soak-"))
     tmp = work / "server-tmp"  # the server's TMPDIR: what it leaves there is looked at
     tmp.mkdir()
-    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    commit = git_commit()  # the code that runs, not what is checked out by the end
+    made = provenance()  # the code that runs, not what is checked out by the end
     with serving(
         None, "--gallery", str(work / "g.sqlite"), "--max-upload-mb", "8",
         env={"TMPDIR": str(tmp)}, stderr=subprocess.DEVNULL,
@@ -356,24 +338,11 @@ def main() -> None:
     print("kill -9 of a worker under load", flush=True)
     killed = kill_a_worker(work / "killed.sqlite", workers=2, seconds=args.kill_s, concurrency=8)
     print(json.dumps(killed), flush=True)
-    import torch
 
     out = {
         "benchmark": "soak",
-        "commit": commit,
-        "date": started,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "arch": platform.machine(),
-            "cpu": platform.processor() or None,
-            "python": platform.python_version(),
-        },
-        "versions": {
-            "whichvoice": __version__,
-            "torch": torch.__version__,
-            "uvicorn": _version("uvicorn"),
-            "fastapi": _version("fastapi"),
-        },
+        **made,
+        "command": "python benchmarks/soak.py " + " ".join(sys.argv[1:]),
         "server": "whichvoice serve (no classifier, bundled encoder), 1 worker; kill -9: 2",
         "client": "httpx asyncio on the same machine, 127.0.0.1",
         "soak": soaked,
@@ -388,17 +357,8 @@ def main() -> None:
             "no_gallery_write_lost": not killed["lost_after_kill_9"],
         },
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp_json = args.json.with_suffix(".json.tmp")
-    tmp_json.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp_json, args.json)
+    write_result(args.json, out)
     print(json.dumps(out["passed"], indent=2))
-
-
-def _version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import provenance, write_result
 
 from whichvoice.corpus import SynthConfig, default_workers, synthesize_corpus
 from whichvoice.sentences import load_sentences
@@ -34,6 +37,7 @@ def main() -> None:
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    made = provenance()
 
     out = args.out or Path(tempfile.mkdtemp(prefix="whichvoice-bench-synth-"))
     sentences = load_sentences(args.sentences).sentences
@@ -45,6 +49,8 @@ def main() -> None:
         raise SystemExit(f"{out} already held {summary.skipped} clips: benchmark an empty folder")
     result = {
         "benchmark": "synth",
+        **made,
+        "command": "python benchmarks/synth.py " + " ".join(sys.argv[1:]),
         "voices": args.voices,
         "sentences": len(sentences),
         "workers": args.workers,
@@ -65,8 +71,7 @@ def main() -> None:
             for name, s in sorted(summary.per_engine.items())
         },
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     print(json.dumps(result, indent=2))
     if args.out is None:
         shutil.rmtree(out)

@@ -15,11 +15,13 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from provenance import provenance, write_result
 
 from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
 from whichvoice.dataset import PrepareConfig, open_prepared, prepare
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (train and infer)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    made = provenance()
 
     work = Path(tempfile.mkdtemp(prefix="whichvoice-bench-train-"))
     corpus = args.corpus or work / "corpus"
@@ -115,6 +118,8 @@ def main() -> None:
     seed, default = results
     out = {
         "benchmark": "train",
+        **made,
+        "command": "python benchmarks/train.py " + " ".join(sys.argv[1:]),
         "corpus": {
             "voices": "default8",
             "sentences": args.sentences,
@@ -138,8 +143,7 @@ def main() -> None:
             ),
         },
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.json, out)
     print(json.dumps(out, indent=2))
 
 

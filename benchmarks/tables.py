@@ -1,0 +1,177 @@
+"""The tables of measured figures in README.md and docs/: rendered from the results JSON (and
+the condition suite's own definitions), never typed by hand.
+
+A table lives between two markers in a markdown file:
+
+    <!-- table: NAME -->
+    ...
+    <!-- /table -->
+
+``python benchmarks/tables.py`` rewrites every such block; ``--check`` fails when one differs
+from what the JSON gives (tests/test_docs.py runs the check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(<!-- table: ([\w-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f} %"
+
+
+def _interval(lo: float, hi: float, digits: int = 1) -> str:
+    return f"{100 * lo:.{digits}f}-{100 * hi:.{digits}f} %"
+
+
+def _made(result: dict) -> str:
+    dirty = " (uncommitted changes)" if result.get("dirty") else ""
+    return (f"`{result['command']}`, commit `{result['commit'][:12]}`{dirty}, "
+            f"{result['date'][:10]}, {result['machine']['cpus']} cores "
+            f"({result['machine']['cpu']})")  # fmt: skip
+
+
+def conditions_table() -> str:
+    from whichvoice.conditions import SUITE
+
+    rows = ["| condition | family | definition |", "|---|---|---|"]
+    rows += [f"| `{c.name}` | {c.family} | {c.definition} |" for c in SUITE]
+    return "\n".join(rows)
+
+
+def robustness_table(name: str = "robustness") -> str:
+    r = _load(name)
+    models = r["models"]
+    head = "| condition | " + " | ".join(m["name"] for m in models) + " | target (default) |"
+    rows = [head, "|---|" + "---:|" * (len(models) + 1)]
+    targets = r["targets_default_model"]
+    for c in models[0]["conditions"]:
+        cells = []
+        for m in models:
+            x = m["conditions"][c]
+            cells.append(f"{_pct(x['accuracy'])} ({_interval(*x['ci95'])})")
+        target = _pct(targets[c], 0) if c in targets else ""
+        rows.append(f"| `{c}` | " + " | ".join(cells) + f" | {target} |")
+    files = models[0]["conditions"]["clean"]["files"]
+    rows += ["", f"File-level accuracy (95 % Wilson interval) on the {r['split']} sentences, "
+             f"{files} files per condition ({r['corpus']['voices']}, {r['corpus']['sentences']} "
+             f"sentences). Made by {_made(r)}."]  # fmt: skip
+    return "\n".join(rows)
+
+
+def verify_table() -> str:
+    r = _load("verify")
+    encoders = [e for e in r["results"] if "error" not in r["results"][e]]
+    rows = ["| condition | encoder | EER (95 % interval) | minDCF(0.01) | unknown rejected | "
+            "false rejection |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for c in ["clean", "hard", *r["channels"]]:
+        for e in encoders:
+            x = r["results"][e][c]
+            rows.append(
+                f"| `{c}` | {e} | {_pct(x['eer'], 2)} ({_interval(*x['eer_ci95'], 2)}) | "
+                f"{x['min_dcf_0.01']:.3f} ({x['min_dcf_0.01_ci95'][0]:.3f}-"
+                f"{x['min_dcf_0.01_ci95'][1]:.3f}) | {_pct(x['unknown_rejected']['value'])} | "
+                f"{_pct(x['false_rejection']['value'])} |"
+            )
+    clean = r["results"]["whichvoice"]["clean"]
+    rows += ["", f"{len(r['test_voices'])} test voices, {clean['target_trials']} same-voice and "
+             f"{clean['nontarget_trials']} different-voice clean trials; thresholds from "
+             f"{len(r['dev_voices'])} dev voices. Made by {_made(r)}."]  # fmt: skip
+    return "\n".join(rows)
+
+
+def summary_table() -> str:
+    """The README's few lines: the default model's accuracy (its best and worst conditions)
+    and the bundled encoder's EER, each with its interval and count."""
+    rob, ver = _load("robustness"), _load("verify")
+    default = next(m for m in rob["models"] if m["name"] == "default")["conditions"]
+    worst = sorted(default.items(), key=lambda kv: kv[1]["accuracy"])[:3]
+    rows = ["| what | measured (95 % interval) | on |", "|---|---|---|"]
+    clean = default["clean"]
+    rows.append(
+        f"| default model, clean | {_pct(clean['accuracy'])} ({_interval(*clean['ci95'])}) "
+        f"| {clean['files']} test files, 8 voices |"
+    )
+    for name, x in worst:
+        rows.append(
+            f"| default model, `{name}` (one of its 3 worst conditions) | "
+            f"{_pct(x['accuracy'])} ({_interval(*x['ci95'])}) | {x['files']} files |"
+        )
+    for c in ("clean", "hard"):
+        for e in ("whichvoice", "resemblyzer"):
+            if e not in ver["results"] or "error" in ver["results"][e]:
+                continue
+            x = ver["results"][e][c]
+            name = "bundled encoder" if e == "whichvoice" else "resemblyzer"
+            rows.append(f"| {name}, verification EER, {c} | {_pct(x['eer'], 2)} "
+                        f"({_interval(*x['eer_ci95'], 2)}) | {x['target_trials']} same-voice "
+                        f"trials, {x['voices']} test voices |")  # fmt: skip
+    rows += ["", f"From `benchmarks/results/robustness.json` (commit `{rob['commit'][:12]}`) and "
+             f"`verify.json` (commit `{ver['commit'][:12]}`); all conditions and figures: "
+             "[docs/evaluation.md](docs/evaluation.md#results)."]  # fmt: skip
+    return "\n".join(rows)
+
+
+def soak_table() -> str:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_soak", ROOT / "benchmarks" / "soak.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.table(_load("soak"))
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "soak": soak_table,
+    "summary": summary_table,
+    "conditions": conditions_table,
+    "robustness": robustness_table,
+    "robustness-dev": lambda: robustness_table("robustness-dev"),
+    "verify": verify_table,
+}
+
+
+def render(text: str) -> str:
+    def block(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in TABLES:
+            raise SystemExit(f"unknown table {name!r}; valid: {', '.join(TABLES)}")
+        return f"{m.group(1)}{TABLES[name]()}\n{m.group(4)}"
+
+    return BLOCK.sub(block, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if a table is out of date")
+    args = parser.parse_args()
+    stale = []
+    for path in DOCS:
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        sys.exit(f"tables out of date in {', '.join(map(str, stale))}: "
+                 "run python benchmarks/tables.py")  # fmt: skip
+    print("up to date" if not stale else f"rewrote {', '.join(map(str, stale))}")
+
+
+if __name__ == "__main__":
+    main()

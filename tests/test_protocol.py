@@ -1,0 +1,80 @@
+"""The evaluation protocol's pools cannot overlap: voices, sentences, and the audio itself."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
+from whichvoice.protocol import (
+    VOICE_RANGES,
+    pool_of_voice,
+    pool_sentences,
+    pool_voices,
+)
+from whichvoice.sentences import bundled_sentences
+from whichvoice.voices import resolve_voices
+
+
+def test_voice_pools_are_disjoint_reserved_and_real() -> None:
+    pools = {p: pool_voices(p, 30) for p in VOICE_RANGES}
+    assert pools["dev"] == pool_voices("dev", 30)  # the same on every call and machine
+    for a in pools:
+        assert all(pool_of_voice(v) == a for v in pools[a])
+        for b in pools:
+            if a != b:
+                assert not set(pools[a]) & set(pools[b])
+    ranges = sorted((r.start, r.stop) for r in VOICE_RANGES.values())
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(ranges, ranges[1:], strict=False))
+    from whichvoice.conditions import BABBLE_VOICES
+
+    assert min(BABBLE_VOICES) >= max(r.stop for r in VOICE_RANGES.values())
+    assert len(resolve_voices(pools["test"][:5])) == 5
+    assert pool_of_voice("flite:slt") is None and pool_of_voice("espeak-ng:en-us+m3") is None
+    with pytest.raises(ValueError, match="unknown pool"):
+        pool_voices("holdout", 3)
+
+
+def test_sentence_pools_are_disjoint_from_each_other_and_from_training() -> None:
+    dev, test = pool_sentences("dev", 2000), pool_sentences("test", 2000)
+    assert len({s.text for s in dev}) == len({s.id for s in dev}) == 2000
+    assert not {s.text for s in dev} & {s.text for s in test}
+    assert not ({s.text for s in dev} | {s.text for s in test}) & {
+        s.text for s in bundled_sentences()
+    }
+    assert pool_sentences("test", 50) == pool_sentences("test", 50)
+    assert pool_sentences("test", 50, seed=1) != pool_sentences("test", 50)
+    assert all(4 <= len(s.text.split()) <= 30 and len(s.text) < 300 for s in test)
+    with pytest.raises(ValueError):
+        pool_sentences("train", 5)
+
+
+def _hashes(corpus: Path) -> set[str]:
+    return {
+        hashlib.sha256((corpus / c.path).read_bytes()).hexdigest()
+        for c in read_manifest(corpus / "manifest.jsonl")
+    }
+
+
+def test_no_test_clip_is_byte_identical_to_a_training_or_dev_clip(tmp_path: Path) -> None:
+    """The deterministic engines make the same bytes for the same voice and sentence: the
+    pools must differ in both, so the test pool's audio never occurs among the others'."""
+    made = {}
+    for pool, sentences in (
+        ("train", bundled_sentences()[:3]),
+        ("dev", pool_sentences("dev", 3)),
+        ("test", pool_sentences("test", 3)),
+    ):
+        corpus = tmp_path / pool
+        synthesize_corpus(
+            corpus,
+            sentences,
+            SynthConfig(voices=(",".join(pool_voices(pool, 2)),), assign="all"),
+            progress=False,
+        )
+        made[pool] = _hashes(corpus)
+        assert len(made[pool]) == 6
+    assert not made["test"] & (made["train"] | made["dev"])
+    assert not made["dev"] & made["train"]
