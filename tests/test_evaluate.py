@@ -41,6 +41,36 @@ def test_cli_evaluate_on_the_test_split(
     assert (tmp_path / "rep" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((trained_run / "metrics.json").read_text())
     assert saved["evaluation"]["file_accuracy"] == metrics["file_accuracy"]
+    lo, hi = metrics["file_accuracy_ci95"]
+    assert lo <= metrics["file_accuracy"] <= hi and hi - lo > 0
+
+
+@pytest.mark.slow
+def test_dev_and_test_splits_hold_other_sentences_and_conditions_have_intervals(
+    trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    from whichvoice.evaluate import evaluate, held_out_split
+    from whichvoice.runtime import load_model
+
+    model = load_model(trained_run)
+    by_split = {s: held_out_split(model, small_corpus, s) for s in ("val", "test")}
+    manifest = {str(small_corpus / c.path): c.sentence_id for c in read_manifest(
+        small_corpus / "manifest.jsonl")}  # fmt: skip
+    sentences = {s: {manifest[str(f.path)] for f in files} for s, files in by_split.items()}
+    assert sentences["val"] and sentences["test"] and not sentences["val"] & sentences["test"]
+    metrics = evaluate(
+        trained_run,
+        corpus=small_corpus,
+        split="val",
+        conditions=["clipping", "long"],
+        report_dir=tmp_path,
+        progress=False,
+    )
+    assert metrics["data"].startswith("val split") and metrics["files"] == len(by_split["val"])
+    for c in metrics["conditions"].values():
+        lo, hi = c["ci95"]
+        assert 0 <= lo <= c["accuracy"] <= hi <= 1 and c["correct"] <= c["files"]
+    assert "95 % interval" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.slow

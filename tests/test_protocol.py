@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def test_voice_pools_are_disjoint_reserved_and_real() -> None:
             if a != b:
                 assert not set(pools[a]) & set(pools[b])
     ranges = sorted((r.start, r.stop) for r in VOICE_RANGES.values())
-    assert all(hi <= lo for (_, hi), (lo, _) in zip(ranges, ranges[1:], strict=False))
+    assert all(hi <= lo for (_, hi), (lo, _) in itertools.pairwise(ranges))
     from whichvoice.conditions import BABBLE_VOICES
 
     assert min(BABBLE_VOICES) >= max(r.stop for r in VOICE_RANGES.values())
