@@ -34,8 +34,8 @@ class AugmentConfig:
     snr_db: tuple[float, float] = (-5.0, 30.0)  # dB, uniform
     gain_db: float = 30.0  # +/- dB, uniform
     telephone_p: float = 0.3  # telephone band with clipping, or an 8 kHz recording's band
-    reverb_p: float = 0.25
-    rt60_s: tuple[float, float] = (0.2, 0.9)  # s, reverberation time of the synthetic rooms
+    reverb_p: float = 0.3
+    rt60_s: tuple[float, float] = (0.2, 1.3)  # s, reverberation time of the synthetic rooms
     mp3_p: float = 0.2  # probability of the mp3-degraded copy of a window
     clip_p: float = 0.2  # probability of hard clipping
     clip_fraction: tuple[float, float] = (0.005, 0.3)  # of the samples clipped, uniform
