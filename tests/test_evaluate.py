@@ -114,3 +114,14 @@ def test_labels_csv_with_an_unknown_voice(
     csv.write_text(f"{small_corpus / clip.path},flite:bogus\n")
     proc = cli("evaluate", str(trained_run), "--labels", str(csv))
     assert proc.returncode == 2 and "does not know voice 'flite:bogus'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_evaluate_every_condition(cli, trained_run: Path, small_corpus: Path, tmp_path):
+    from whichvoice.conditions import CONDITIONS
+
+    proc = cli("evaluate", str(trained_run), "--corpus", str(small_corpus), "--conditions",
+               "all", "--report", str(tmp_path), check=True)  # fmt: skip
+    for name in CONDITIONS:
+        assert f"  {name} " in proc.stdout, name
+    assert "[95 % interval" in proc.stdout
