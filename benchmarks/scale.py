@@ -23,9 +23,10 @@ import torch
 from provenance import provenance, write_result
 
 from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
-from whichvoice.dataset import PrepareConfig, prepare
+from whichvoice.dataset import PrepareConfig, open_prepared, prepare
 from whichvoice.features import FeatureConfig
 from whichvoice.runtime import load_model
+from whichvoice.scoring import proportion
 from whichvoice.sentences import load_sentences
 from whichvoice.verification import bundled_encoder
 
@@ -34,6 +35,7 @@ def bench_training(prepared: Path, runs: Path, epochs: int, quiet: bool) -> dict
     """The default model trained by torchrun with 1 and with 2 processes (gloo on CPU), same
     global batch and seed; each process gets cores / processes threads."""
     out = {}
+    test_files = len(np.unique(open_prepared(prepared).arrays("test")[2]))
     for n in (1, 2):
         run = runs / f"train-{n}"
         cmd = [
@@ -54,8 +56,11 @@ def bench_training(prepared: Path, runs: Path, epochs: int, quiet: bool) -> dict
             "median_epoch_s": epoch_s,
             "train_clips_per_s": round(metrics["train_clips"] / epoch_s, 1),
             "wall_s": round(wall, 1),
-            "val_acc": metrics["val_acc"],
             "test_file_acc": metrics["test_file_acc"],
+            "test_file_acc_ci95": proportion(
+                round(metrics["test_file_acc"] * test_files), test_files
+            )["ci95"],
+            "test_files": test_files,
         }
     one, two = out["processes_1"], out["processes_2"]
     out["speedup_2_vs_1"] = round(two["train_clips_per_s"] / one["train_clips_per_s"], 2)

@@ -40,9 +40,11 @@ def _interval(lo: float, hi: float, digits: int = 1) -> str:
 
 def _made(result: dict) -> str:
     dirty = " (uncommitted changes)" if result.get("dirty") else ""
-    return (f"`{result['command']}`, commit `{result['commit'][:12]}`{dirty}, "
-            f"{result['date'][:10]}, {result['machine']['cpus']} cores "
-            f"({result['machine']['cpu']})")  # fmt: skip
+    return (
+        f"`{result['command']}`, commit `{result['commit'][:12]}`{dirty}, "
+        f"{result['date'][:10]}, {result['machine']['cpus']} cores "
+        f"({result['machine']['cpu']})"
+    )
 
 
 def conditions_table() -> str:
@@ -67,17 +69,23 @@ def robustness_table(name: str = "robustness") -> str:
         target = _pct(targets[c], 0) if c in targets else ""
         rows.append(f"| `{c}` | " + " | ".join(cells) + f" | {target} |")
     files = models[0]["conditions"]["clean"]["files"]
-    rows += ["", f"File-level accuracy (95 % Wilson interval) on the {r['split']} sentences, "
-             f"{files} files per condition ({r['corpus']['voices']}, {r['corpus']['sentences']} "
-             f"sentences). Made by {_made(r)}."]  # fmt: skip
+    rows += [
+        "",
+        f"File-level accuracy (95 % Wilson interval) on the {r['split']} sentences, "
+        f"{files} files per condition ({r['corpus']['voices']}, {r['corpus']['sentences']} "
+        f"sentences). Made by {_made(r)}.",
+    ]
     return "\n".join(rows)
 
 
 def verify_table() -> str:
     r = _load("verify")
     encoders = [e for e in r["results"] if "error" not in r["results"][e]]
-    rows = ["| condition | encoder | EER (95 % interval) | minDCF(0.01) | unknown rejected | "
-            "false rejection |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    rows = [
+        "| condition | encoder | EER (95 % interval) | minDCF(0.01) | unknown rejected | "
+        "false rejection |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for c in ["clean", "hard", *r["channels"]]:
         for e in encoders:
             x = r["results"][e][c]
@@ -88,9 +96,12 @@ def verify_table() -> str:
                 f"{_pct(x['false_rejection']['value'])} |"
             )
     clean = r["results"]["whichvoice"]["clean"]
-    rows += ["", f"{len(r['test_voices'])} test voices, {clean['target_trials']} same-voice and "
-             f"{clean['nontarget_trials']} different-voice clean trials; thresholds from "
-             f"{len(r['dev_voices'])} dev voices. Made by {_made(r)}."]  # fmt: skip
+    rows += [
+        "",
+        f"{len(r['test_voices'])} test voices, {clean['target_trials']} same-voice and "
+        f"{clean['nontarget_trials']} different-voice clean trials; thresholds from "
+        f"{len(r['dev_voices'])} dev voices. Made by {_made(r)}.",
+    ]
     return "\n".join(rows)
 
 
@@ -117,12 +128,127 @@ def summary_table() -> str:
                 continue
             x = ver["results"][e][c]
             name = "bundled encoder" if e == "whichvoice" else "resemblyzer"
-            rows.append(f"| {name}, verification EER, {c} | {_pct(x['eer'], 2)} "
-                        f"({_interval(*x['eer_ci95'], 2)}) | {x['target_trials']} same-voice "
-                        f"trials, {x['voices']} test voices |")  # fmt: skip
-    rows += ["", f"From `benchmarks/results/robustness.json` (commit `{rob['commit'][:12]}`) and "
-             f"`verify.json` (commit `{ver['commit'][:12]}`); all conditions and figures: "
-             "[docs/evaluation.md](docs/evaluation.md#results)."]  # fmt: skip
+            rows.append(
+                f"| {name}, verification EER, {c} | {_pct(x['eer'], 2)} "
+                f"({_interval(*x['eer_ci95'], 2)}) | {x['target_trials']} same-voice "
+                f"trials, {x['voices']} test voices |"
+            )
+    rows += [
+        "",
+        f"From `benchmarks/results/robustness.json` (commit `{rob['commit'][:12]}`) and "
+        f"`verify.json` (commit `{ver['commit'][:12]}`); all conditions and figures: "
+        "[docs/evaluation.md](docs/evaluation.md#results).",
+    ]
+    return "\n".join(rows)
+
+
+def train_table() -> str:
+    r = _load("train")
+    rows = [
+        "| model | features | preparation | training (loop) | test files, end to end | "
+        "inference, batched | one 3 s clip |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in r["models"]:
+        lo, hi = m["test_file_acc_end_to_end_ci95"]
+        rows.append(
+            f"| {m['model']} | {m['features']} | {m['prepare_s']:.1f} s | "
+            f"{m['train_loop_s']:.1f} s, {m['epochs']} epochs, {m['train_clips_per_s']:,.0f} "
+            f"clips/s | {_pct(m['test_file_acc_end_to_end'])} ({_interval(lo, hi)}) of "
+            f"{m['test_files']} | {m['inference_batch_clips_per_s']:,.0f} clips/s | "
+            f"{m['inference_single_ms_3s_clip']:.1f} ms |"
+        )
+    d = r["default_vs_seed"]
+    rows += [
+        "",
+        f"The default model against the talk's, side by side in one run: it trains "
+        f"{d['train_speedup']}× faster ({d['train_speedup_incl_features']}× counting feature "
+        f"preparation) and infers {d['inference_batch_speedup']}× faster batched. "
+        f"{r['corpus']['clips']:,} clips ({r['corpus']['voices']} × "
+        f"{r['corpus']['sentences']} sentences), device {r['device']}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
+def serve_table() -> str:
+    r = _load("serve")
+    rows = [
+        "| workers | concurrency | requests | req/s | p50 | p99 | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w in r["results"]:
+        for x in [*w["levels"], {**w["soak"], "soak": True}]:
+            label = f"{x['concurrency']} (soak)" if x.get("soak") else str(x["concurrency"])
+            rows.append(
+                f"| {w['workers']} | {label} | {x['requests']:,} | "
+                f"{x['requests_per_s']:.1f} | {x['p50_ms']:.1f} ms | "
+                f"{x['p99_ms']:.1f} ms | {x['errors']} |"
+            )
+    mem = "; ".join(
+        f"{w['workers']} worker(s): {w['memory_mb_before']:.0f} MB before the soak, "
+        f"{w['memory_mb_after']:.0f} MB after"
+        for w in r["results"]
+    )
+    rows += [
+        "",
+        f"{r['endpoint']}, client: {r['client']}. Server memory (RSS): {mem}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
+def scale_table() -> str:
+    r = _load("scale")
+    t, b = r["training"], r["batch_inference"]
+    one, two = t["processes_1"], t["processes_2"]
+    rows = [
+        "| what | 1 | 2 | 2 vs 1 |",
+        "|---|---:|---:|---:|",
+        f"| training, torchrun processes (median epoch) | {one['train_clips_per_s']:,.0f} "
+        f"clips/s | {two['train_clips_per_s']:,.0f} clips/s | {t['speedup_2_vs_1']}× |",
+        f"| test accuracy (files) | {_pct(one['test_file_acc'])} "
+        f"({_interval(*one['test_file_acc_ci95'])}) | {_pct(two['test_file_acc'])} "
+        f"({_interval(*two['test_file_acc_ci95'])}) | of {one['test_files']} |",
+        f"| batch inference, `--workers` ({b['clips']:,} clips) | "
+        f"{b['workers_1']['clips_per_s']:,.0f} clips/s | {b['workers_2']['clips_per_s']:,.0f} "
+        f"clips/s | {b['speedup_2_vs_1']}× |",
+    ]
+    rows += [
+        "",
+        "| onnxruntime vs torch | threads | torch | onnxruntime | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for o in r["onnx"]:
+        rows.append(
+            f"| {o['model']}, batch 1 | {o['threads']} | {o['torch']['batch1_ms']:.2f} ms "
+            f"| {o['onnxruntime']['batch1_ms']:.2f} ms | {o['latency_speedup']}× faster |"
+        )
+        rows.append(
+            f"| {o['model']}, batch 64 | {o['threads']} | "
+            f"{o['torch']['batch64_windows_per_s']:,.0f} windows/s | "
+            f"{o['onnxruntime']['batch64_windows_per_s']:,.0f} windows/s | "
+            f"{o['throughput_speedup']}× |"
+        )
+    rows += ["", f"Made by {_made(r)}."]
+    return "\n".join(rows)
+
+
+def synth_table() -> str:
+    r = _load("synth")
+    rows = [
+        "| engine | clips | one worker's engine time | clips/s (one worker) | × real time |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, e in r["per_engine"].items():
+        rows.append(
+            f"| {name} | {e['clips']:,} | {e['engine_s']:.0f} s | "
+            f"{e['clips_per_s_one_worker']:.1f} | {e['real_time_factor']:.0f} |"
+        )
+    rows += [
+        "",
+        f"{r['clips']:,} clips ({r['voices']} × {r['sentences']:,} sentences, "
+        f"{r['workers']} workers) in {r['wall_s']:.0f} s ({r['clips_per_s']:.1f} clips/s), "
+        f"{r['failed']} failed. Made by {_made(r)}.",
+    ]
     return "\n".join(rows)
 
 
@@ -136,6 +262,10 @@ def soak_table() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
+    "train": train_table,
+    "serve": serve_table,
+    "scale": scale_table,
+    "synth": synth_table,
     "soak": soak_table,
     "summary": summary_table,
     "conditions": conditions_table,
@@ -168,8 +298,9 @@ def main() -> None:
             if not args.check:
                 path.write_text(new)
     if args.check and stale:
-        sys.exit(f"tables out of date in {', '.join(map(str, stale))}: "
-                 "run python benchmarks/tables.py")  # fmt: skip
+        sys.exit(
+            f"tables out of date in {', '.join(map(str, stale))}: run python benchmarks/tables.py"
+        )
     print("up to date" if not stale else f"rewrote {', '.join(map(str, stale))}")
 
 

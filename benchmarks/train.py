@@ -28,6 +28,7 @@ from whichvoice.dataset import PrepareConfig, open_prepared, prepare
 from whichvoice.evaluate import held_out_split
 from whichvoice.features import FeatureConfig
 from whichvoice.runtime import Prediction, load_model
+from whichvoice.scoring import proportion
 from whichvoice.sentences import load_sentences
 from whichvoice.train import TrainConfig, pick_device, train
 
@@ -77,10 +78,10 @@ def bench_model(
         "train_clips_per_s": round(
             metrics["train_clips"] * metrics["epochs_run"] / metrics["train_seconds"], 1
         ),
-        "val_acc": metrics["val_acc"],
-        "test_file_acc_prepared": metrics["test_file_acc"],
+        "val_acc_windows": metrics["val_acc"],
         "test_files": len(files),
         "test_file_acc_end_to_end": correct / len(files),
+        "test_file_acc_end_to_end_ci95": proportion(correct, len(files))["ci95"],
         "inference_batch_clips_per_s": round(len(files) / batch_s, 1),
         "inference_batch_x_real_time": round(audio_s / batch_s, 1),
         "inference_single_ms_3s_clip": round(1000 * statistics.median(times), 2),

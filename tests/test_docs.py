@@ -1,15 +1,22 @@
-"""Figures quoted in the docs are the benchmark JSON's, printed by the benchmark itself."""
+"""Figures in README.md and docs/ are the benchmark JSON's, rendered by benchmarks/tables.py;
+every result JSON says how it was made; the docs define every condition and stay small."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _benchmark(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import provenance.py
     spec = importlib.util.spec_from_file_location(
         f"bench_{name}", ROOT / "benchmarks" / f"{name}.py"
     )
@@ -19,9 +26,73 @@ def _benchmark(name: str):
     return module
 
 
-def test_the_soak_table_in_the_docs_is_the_jsons() -> None:
-    result = json.loads((ROOT / "benchmarks" / "results" / "soak.json").read_text())
-    assert len(result["commit"]) >= 40 and not result["commit"].endswith("-dirty")
+def test_every_table_in_the_docs_is_rendered_from_its_json() -> None:
+    tables = _benchmark("tables")
+    for path in tables.DOCS:
+        text = path.read_text()
+        assert tables.render(text) == text, f"{path.name}: run python benchmarks/tables.py"
+
+
+def test_every_table_block_has_content_and_every_json_a_table() -> None:
+    tables = _benchmark("tables")
+    used = set()
+    for path in tables.DOCS:
+        for m in tables.BLOCK.finditer(path.read_text()):
+            used.add(m.group(2))
+            assert m.group(3).count("|") > 6, f"{path.name}: table {m.group(2)} is empty"
+    jsons = {p.stem for p in RESULTS.glob("*.json")}
+    assert jsons - {"robustness-dev"} <= used, jsons - used
+
+
+@pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
+def test_every_result_says_how_it_was_made(path: Path) -> None:
+    result = json.loads(path.read_text())
+    assert re.fullmatch(r"[0-9a-f]{40}", result["commit"]), result.get("commit")
+    assert isinstance(result["dirty"], bool)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", result["date"])
+    assert result["command"].startswith(f"python benchmarks/{result['benchmark']}.py")
+    machine = result["machine"]
+    assert machine["cpus"] >= 1 and machine["cpu"] and machine["python"]
+    assert {"whichvoice", "torch", "numpy"} <= set(result["versions"])
+
+
+def test_published_results_come_from_committed_code() -> None:
+    """A dirty run is for development only: what the docs quote was made from a commit."""
+    tables = _benchmark("tables")
+    quoted = {m.group(2) for p in tables.DOCS for m in tables.BLOCK.finditer(p.read_text())}
+    for name in quoted & {p.stem for p in RESULTS.glob("*.json")}:
+        assert not json.loads((RESULTS / f"{name}.json").read_text())["dirty"], name
+
+
+def test_the_soak_passed() -> None:
+    result = json.loads((RESULTS / "soak.json").read_text())
     assert all(result["passed"].values()), result["passed"]
-    table = _benchmark("soak").table(result)
-    assert table in (ROOT / "docs" / "security.md").read_text()
+
+
+def test_every_condition_is_defined_in_the_evaluation_protocol() -> None:
+    from whichvoice.conditions import SUITE
+
+    text = (ROOT / "docs" / "evaluation.md").read_text()
+    for c in SUITE:
+        assert f"| `{c.name}` | {c.family} | {c.definition} |" in text, c.name
+
+
+def test_the_readme_is_a_guide_not_a_notebook() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= 15_000
+    assert "make test" in readme.split("##")[0] and "make demo" in readme.split("##")[0]
+    assert readme.index("## Limitations") < readme.index("## A five-minute tour")
+    for link in re.findall(r"\]\((docs/[\w-]+\.md)", readme):
+        assert (ROOT / link).is_file(), link
+
+
+def test_links_between_the_docs_lead_somewhere() -> None:
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target, anchor in re.findall(r"\]\(([\w./-]+\.md)(?:#([\w-]+))?\)", page.read_text()):
+            path = (page.parent / target).resolve()
+            assert path.is_file(), f"{page.name} -> {target}"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", path.read_text(), re.M)
+                slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
+                         for h in headings}  # fmt: skip
+                assert anchor in slugs, f"{page.name} -> {target}#{anchor}"
