@@ -1,6 +1,6 @@
 """The talk's pipeline against whichvoice's default, side by side on one corpus, one run.
 
-For each of ``seed`` on seed images and ``voicenet`` on log-mels: seconds to prepare features,
+For each of ``talk-cnn`` (the talk's network) on seed images and ``voicenet`` on log-mels: seconds to prepare features,
 seconds to train (the model's default epochs), training clips/s, file-level test accuracy;
 then inference end to end (decode -> features -> model): clips/s and real-time factor in
 batch over the test split, and the median ms for one ~3 s clip.
@@ -32,7 +32,7 @@ from whichvoice.scoring import proportion
 from whichvoice.sentences import load_sentences
 from whichvoice.train import TrainConfig, pick_device, train
 
-MODELS = [("seed", "seed-image"), ("voicenet", "logmel")]
+MODELS = [("talk-cnn", "seed-image"), ("voicenet", "logmel")]
 
 
 def bench_model(
