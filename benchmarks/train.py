@@ -1,9 +1,9 @@
 """The talk's pipeline against whichvoice's default, side by side on one corpus, one run.
 
-For each of ``talk-cnn`` (the talk's network) on seed images and ``voicenet`` on log-mels: seconds to prepare features,
-seconds to train (the model's default epochs), training clips/s, file-level test accuracy;
-then inference end to end (decode -> features -> model): clips/s and real-time factor in
-batch over the test split, and the median ms for one ~3 s clip.
+For each of ``talk-cnn`` (the talk's network) on seed images and ``voicenet`` on log-mels:
+seconds to prepare features, seconds to train (the model's default epochs), training clips/s,
+file-level test accuracy; then inference end to end (decode -> features -> model): clips/s
+and real-time factor in batch over the test split, and the median ms for one ~3 s clip.
 
     python benchmarks/train.py [--sentences 320] [--corpus DIR] [--json PATH]
 """
