@@ -42,6 +42,7 @@ def test_parts_can_be_switched_off() -> None:
     only_gain = augment_config("gain", True)
     assert only_gain.gain_db > 0 and only_gain.noise_p == only_gain.reverb_p == only_gain.mp3_p == 0
     assert only_gain.clip_p == only_gain.speed_p == only_gain.band_p == 0
+    assert augment_config("band,clip", True).band_p > 0 and AugmentConfig().band_p == 0
     assert (
         augment_config(None, False) == NO_AUGMENT and augment_config(None, True) == AugmentConfig()
     )

@@ -7,9 +7,9 @@ Training augmentation works on a batch of waveform windows, float32 (batch, n_sa
 kHz, on any device: additive noise at a random SNR (white, pink, or babble made from the other
 windows of the batch), random gain, telephone band with light clipping, reverberation with a
 synthetic room impulse response, hard clipping of a recording made too loud, speed changes
-(resampling by linear interpolation) and random band limits. Low-bitrate mp3 cannot be done in
-torch: prepared datasets keep an mp3-degraded copy of each training window, drawn instead of the
-clean one.
+(resampling by linear interpolation) and, on request, random band limits. Low-bitrate mp3
+cannot be done in torch: prepared datasets keep an mp3-degraded copy of each training window,
+drawn instead of the clean one.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ class AugmentConfig:
     clip_fraction: tuple[float, float] = (0.005, 0.3)  # of the samples clipped, uniform
     speed_p: float = 0.2  # probability of a speed change
     speed: float = 0.15  # +/- relative speed, uniform
-    band_p: float = 0.15  # probability of a random band limit
+    # a random band limit: off by default (no gain on the dev sentences); asking for the part
+    # by name (``--augment ...,band``) turns it on at BAND_P
+    band_p: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +59,7 @@ class AugmentConfig:
 
 
 NO_AUGMENT = AugmentConfig(enabled=False)
+BAND_P = 0.15
 
 
 def _uniform(

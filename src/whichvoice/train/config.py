@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.augment import NO_AUGMENT, AugmentConfig
+from whichvoice.augment import BAND_P, NO_AUGMENT, AugmentConfig
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig
 
@@ -75,7 +75,10 @@ def augment_config(spec: str | None, model_default: bool) -> AugmentConfig:
             f"unknown augmentation {', '.join(sorted(unknown))}; valid: default, none, "
             f"{', '.join(AUGMENT_PARTS)}"
         )
-    return replace(full, **{field: 0 for part, field in AUGMENT_PARTS.items() if part not in parts})
+    chosen = replace(
+        full, **{field: 0 for part, field in AUGMENT_PARTS.items() if part not in parts}
+    )
+    return replace(chosen, band_p=BAND_P) if "band" in parts else chosen
 
 
 def check_features(model: str, wanted: str, given: str) -> None:
