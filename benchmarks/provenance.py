@@ -16,6 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+# what "dirty" looks at: uncommitted changes to anything but results and prose
+CODE = (".", ":(exclude)benchmarks/results", ":(exclude)*.md", ":(exclude)docs")
 PACKAGES = ("whichvoice", "torch", "numpy", "soundfile", "soxr", "onnxruntime", "resemblyzer",
             "pyroomacoustics", "scipy", "librosa", "fastapi", "uvicorn")  # fmt: skip
 
@@ -47,7 +49,7 @@ def provenance(extra_packages: tuple[str, ...] = ()) -> dict:
     """Call at the start of a benchmark: the code that runs, not what is checked out at its end."""
     try:
         commit = _git("rev-parse", "HEAD")
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", *CODE))
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", True
     gpu = None
