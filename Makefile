@@ -63,6 +63,7 @@ soak: setup
 # tables of README.md and docs/ regenerated from the JSON they wrote (several hours on 2 cores)
 BENCH_WORK ?= bench-work
 bench: setup
+	.venv/bin/python benchmarks/ablation.py --work $(BENCH_WORK)/ablation
 	.venv/bin/python benchmarks/robustness.py --split val --work $(BENCH_WORK)/robustness
 	.venv/bin/python benchmarks/robustness.py --split test --work $(BENCH_WORK)/robustness
 	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify

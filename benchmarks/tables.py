@@ -252,6 +252,27 @@ def synth_table() -> str:
     return "\n".join(rows)
 
 
+def ablation_table() -> str:
+    r = _load("ablation-dev")
+    variants = r["variants"]
+    rows = [
+        "| condition | "
+        + " | ".join(f"{v['name']} ({v['epochs']} epochs)" for v in variants)
+        + " |",
+        "|---|" + "---:|" * len(variants),
+    ]
+    for c in variants[0]["conditions"]:
+        cells = [f"{_pct(v['conditions'][c]['accuracy'])}" for v in variants]
+        rows.append(f"| `{c}` | " + " | ".join(cells) + " |")
+    files = variants[0]["conditions"]["clean"]["files"]
+    rows += [
+        "",
+        f"File-level accuracy on the development sentences, {files} files per "
+        f"condition (a difference of one file is {_pct(1 / files, 2)}). Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def soak_table() -> str:
     import importlib.util
 
@@ -262,6 +283,7 @@ def soak_table() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
+    "ablation-dev": ablation_table,
     "train": train_table,
     "serve": serve_table,
     "scale": scale_table,
