@@ -29,9 +29,12 @@ def test_the_bundled_encoder_describes_itself() -> None:
     cal = json.loads((root / "calibration.json").read_text())
     # the shipped threshold keeps its rule, and sits where the error rates say it must
     assert cal["threshold_rule"] == "far<=0.001" and cal["false_acceptance_at_threshold"] <= 0.001
-    assert cal["false_rejection_at_threshold"] >= cal["eer"]  # stricter than the EER point
-    assert cal["eer"] < 0.01  # the bundled encoder's bar on held-out voices (README: 0.32 %)
+    # not absurdly strict either: true claims of dev voices pass (the EER itself is the mean
+    # of two rates at another threshold, so it bounds neither rate at this one)
+    assert cal["false_rejection_at_threshold"] <= 0.05
+    assert cal["eer"] < 0.01  # the bundled encoder's bar on the dev voices
     assert cal["target_trials"] >= 500 and cal["nontarget_trials"] >= 10 * cal["target_trials"]
+    assert cal["source"].startswith("dev pool")  # never the test pool (docs/evaluation.md)
 
 
 @pytest.fixture(scope="module")
