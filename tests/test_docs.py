@@ -13,6 +13,9 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+# results made before every benchmark recorded how it was made (issue 17): their tables say
+# so, and `make bench` reruns them. This set may only shrink.
+PENDING_RERUN = {"train", "serve", "scale", "synth", "soak"}
 
 
 def _benchmark(name: str):
@@ -39,7 +42,8 @@ def test_every_table_block_has_content_and_every_json_a_table() -> None:
     for path in tables.DOCS:
         for m in tables.BLOCK.finditer(path.read_text()):
             used.add(m.group(2))
-            assert m.group(3).count("|") > 6, f"{path.name}: table {m.group(2)} is empty"
+            content = m.group(3)
+            assert content.count("|") > 6 or "_Not measured yet:" in content, m.group(2)
     jsons = {p.stem for p in RESULTS.glob("*.json")}
     assert jsons - {"robustness-dev"} <= used, jsons - used
 
@@ -47,6 +51,10 @@ def test_every_table_block_has_content_and_every_json_a_table() -> None:
 @pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
 def test_every_result_says_how_it_was_made(path: Path) -> None:
     result = json.loads(path.read_text())
+    if path.stem in PENDING_RERUN:
+        assert "command" not in result, f"{path.name} was rerun: take it off PENDING_RERUN"
+        assert f"to be rerun: `python benchmarks/{result['benchmark']}.py`" in _tables_text()
+        return
     assert re.fullmatch(r"[0-9a-f]{40}", result["commit"]), result.get("commit")
     assert isinstance(result["dirty"], bool)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", result["date"])
@@ -60,8 +68,13 @@ def test_published_results_come_from_committed_code() -> None:
     """A dirty run is for development only: what the docs quote was made from a commit."""
     tables = _benchmark("tables")
     quoted = {m.group(2) for p in tables.DOCS for m in tables.BLOCK.finditer(p.read_text())}
-    for name in quoted & {p.stem for p in RESULTS.glob("*.json")}:
+    for name in quoted & {p.stem for p in RESULTS.glob("*.json")} - PENDING_RERUN:
         assert not json.loads((RESULTS / f"{name}.json").read_text())["dirty"], name
+
+
+def _tables_text() -> str:
+    tables = _benchmark("tables")
+    return "\n".join(p.read_text() for p in tables.DOCS)
 
 
 def test_the_soak_passed() -> None:
