@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -173,9 +172,6 @@ def main() -> None:
         **made,
         "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
         "corpus": {"voices": "default8", "clips": len(read_manifest(corpus / "manifest.jsonl"))},
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
         "training": training,
         "batch_inference": bench_batch(run, corpus, work, args.clips, args.quiet),
         "onnx": [

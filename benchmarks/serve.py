@@ -13,8 +13,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -152,8 +150,6 @@ def main() -> None:
         **made,
         "command": "python benchmarks/serve.py " + " ".join(sys.argv[1:]),
         "endpoint": "/invocations (base64 mp3, 3 s clips)",
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
         "client": "httpx asyncio on the same machine",
         "run": str(run),
         "results": results,

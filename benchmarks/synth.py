@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -54,8 +52,6 @@ def main() -> None:
         "voices": args.voices,
         "sentences": len(sentences),
         "workers": args.workers,
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
         "clips": summary.made,
         "failed": len(summary.failed),
         "wall_s": round(wall, 2),

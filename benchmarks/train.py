@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -126,12 +124,8 @@ def main() -> None:
             "sentences": args.sentences,
             "clips": len(read_manifest(corpus / "manifest.jsonl")),
         },
-        "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(),
         "device": str(pick_device(args.device)),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
         "models": results,
         "default_vs_seed": {
             "train_speedup": round(seed["train_loop_s"] / default["train_loop_s"], 1),
