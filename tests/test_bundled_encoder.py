@@ -60,7 +60,8 @@ def test_unseen_voices_verify_and_identify(
         true_claims = cli("verify", voice, *map(str, unseen[voice][3:]), "--json", *gallery)
         assert all(json.loads(x)["accept"] for x in true_claims.stdout.splitlines()), voice
         others = [p for v, paths in unseen.items() if v != voice for p in paths[3:]]
-        false_claims = cli("verify", voice, *map(str, others), "--json", *gallery, check=True)
+        false_claims = cli("verify", voice, *map(str, others), "--json", *gallery)
+        assert false_claims.returncode == 1, false_claims.stderr  # a rejected claim: exit 1
         accepted = [json.loads(x) for x in false_claims.stdout.splitlines()]
         assert not [x["path"] for x in accepted if x["accept"]], voice
 
@@ -126,3 +127,89 @@ def test_unknown_is_not_a_name(cli, unseen: dict[str, list[Path]], tmp_path: Pat
     out = cli("enroll", "Unknown", *clips, "--gallery", str(tmp_path / "g.sqlite"))
     assert out.returncode == 2 and "pick another name" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_verdicts_read_right(cli, unseen: dict[str, list[Path]], tmp_path: Path) -> None:
+    """The decision, score, threshold and probability agree (p >= 0.5 exactly when accepted,
+    at the calibrated threshold or a given one); the exit status follows the decisions."""
+    gallery = ["--gallery", str(tmp_path / "g.sqlite")]
+    awb, machac = unseen["flite:awb"], unseen["festival:czech_machac"]
+    cli("enroll", "awb", *map(str, awb[:3]), *gallery, check=True)
+    shipped = json.loads((bundled_encoder() / "calibration.json").read_text())
+    clips = [*map(str, awb[3:]), *map(str, machac)]
+    proc = cli("verify", "awb", *clips, "--json", *gallery)
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert proc.returncode == 1  # the machac clips are rejected
+    assert [r["accept"] for r in rows] == [True] * len(awb[3:]) + [False] * len(machac)
+    for r in rows:
+        assert r["accept"] == (r["score"] >= r["threshold"]) == (r["probability"] >= 0.5)
+        assert r["threshold"] == pytest.approx(shipped["threshold"], abs=1e-6)
+        assert r["threshold_source"] == "calibrated"
+        assert r["dev_false_acceptance"] == pytest.approx(
+            shipped["false_acceptance_at_threshold"], abs=1e-6
+        )
+    # a threshold above every score rejects all, and the probabilities follow it
+    strict = cli("verify", "awb", *clips[:2], "--json", "--threshold", "0.999", *gallery)
+    assert strict.returncode == 1
+    for r in map(json.loads, strict.stdout.splitlines()):
+        assert (r["accept"], r["threshold"], r["threshold_source"]) == (False, 0.999, "given")
+        assert r["probability"] < 0.5
+    # accepted claims only: exit 0; the text line shows the threshold
+    ok = cli("verify", "awb", clips[0], *gallery)
+    assert ok.returncode == 0 and ok.stdout.count("accept") == 1
+    assert f"threshold {shipped['threshold']:.3f}" in ok.stdout and "p(same voice)" in ok.stdout
+    bad = cli("verify", "awb", clips[0], "--threshold", "2", *gallery)
+    assert bad.returncode == 2 and "--threshold" in bad.stderr
+
+
+def test_identify_names_the_nearest_voice_and_the_threshold(
+    cli, unseen: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    gallery = ["--gallery", str(tmp_path / "g.sqlite")]
+    awb, machac = unseen["flite:awb"], unseen["festival:czech_machac"]
+    cli("enroll", "awb", *map(str, awb[:3]), *gallery, check=True)
+    proc = cli("identify", str(awb[3]), str(machac[0]), "--json", *gallery, check=True)
+    known, stranger = map(json.loads, proc.stdout.splitlines())
+    assert (known["voice"], known["nearest"]) == ("awb", "awb")
+    assert (stranger["voice"], stranger["nearest"]) == ("unknown", "awb")
+    assert stranger["score"] < stranger["threshold"] <= known["score"]
+    assert stranger["probability"] < 0.5 <= known["probability"]
+    text = cli("identify", str(machac[0]), *gallery, check=True).stdout
+    assert "unknown" in text and "nearest awb" in text and "threshold" in text
+    # a low enough threshold names the nearest voice
+    loose = cli("identify", str(machac[0]), "--threshold", "-1", "--json", *gallery, check=True)
+    assert json.loads(loose.stdout)["voice"] == "awb"
+
+
+def test_enrollment_needs_enough_speech_and_leaves_nothing_when_it_fails(
+    cli, unseen: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    from whichvoice.audio import read_audio
+
+    gallery = tmp_path / "g.sqlite"
+    wave, rate = read_audio(unseen["flite:awb"][0])
+    short = tmp_path / "short.wav"
+    sf.write(short, wave[: rate // 2], rate)  # half a second
+    text = tmp_path / "fake.mp3"
+    text.write_text("this is not audio\n")
+    (tmp_path / "empty").mkdir()
+    for args, needle in [
+        ([str(short)], "at least 3 s"),
+        ([str(tmp_path / "missing.mp3")], "missing.mp3: no such file"),
+        ([str(tmp_path / "empty")], "no audio files"),
+        ([str(text)], "fake.mp3: not audio (a text file)"),
+    ]:
+        proc = cli("enroll", "carl", *args, "--gallery", str(gallery))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.strip()[7:]}"]
+        assert needle in proc.stderr, (args, proc.stderr)
+        assert not gallery.exists() and not list(tmp_path.glob("g.sqlite*"))
+    # a short clip added to a voice that has enough speech already is fine
+    cli("enroll", "carl", *map(str, unseen["flite:awb"][:2]), "--gallery", str(gallery), check=True)
+    cli("enroll", "carl", str(short), "--gallery", str(gallery), check=True)
+    # a failed enrollment into an existing gallery keeps what it holds
+    proc = cli("enroll", "dora", str(short), "--gallery", str(gallery))
+    assert proc.returncode == 2 and gallery.exists()
+    assert "carl" in cli("gallery", "list", "--gallery", str(gallery), check=True).stdout

@@ -87,6 +87,22 @@ def test_verify_true_and_false_claims(gallery_server, enrolled, enroll_clips) ->
     assert not any(x["accept"] for x in false)  # ...a clearly different voice is not
     assert min(x["score"] for x in true) > max(x["score"] for x in false)
     assert all(x["probability"] > y["probability"] for x in true for y in false)
+    for x in true + false:  # the probability and the decision agree
+        assert x["accept"] == (x["probability"] >= 0.5) and x["threshold_source"] == "calibrated"
+    # a given threshold above every score rejects every claim, and says so
+    r = httpx.post(
+        f"{url}/v1/verify", params={"name": "awb", "threshold": 0.999}, files=files(mine[0]),
+        timeout=60,
+    )  # fmt: skip
+    [strict] = r.json()["results"]
+    assert (strict["accept"], strict["threshold"], strict["threshold_source"]) == (
+        False, 0.999, "given",
+    )  # fmt: skip
+    assert strict["probability"] < 0.5 and strict["dev_false_acceptance"] is None
+    r = httpx.post(
+        f"{url}/v1/verify", params={"name": "awb", "threshold": 3}, files=files(mine[0]), timeout=60
+    )
+    assert r.status_code == 422 and "threshold" in r.text
 
 
 def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_clips) -> None:
@@ -114,8 +130,13 @@ def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_cli
         )
         g = r.json()["gallery"]
         assert g["score"] < g["threshold"] and r.json()["voice"] == "unknown"
+        assert g["nearest"] in {"awb", "ked"} and g["probability"] < 0.5
         answers.append(g["voice"])
     assert answers == ["unknown"] * len(answers)
+    # with a threshold of -1 the nearest voice is the answer
+    r = httpx.post(f"{url}/v1/identify", params={"threshold": -1}, files=files(clip), timeout=60)
+    g = r.json()["gallery"]
+    assert g["voice"] == g["nearest"] and g["threshold_source"] == "given"
     assert_error(
         httpx.post(
             f"{url}/invocations", content=b"x", headers={"Content-Type": "audio/mpeg"}, timeout=30
@@ -129,7 +150,7 @@ def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_
     url, _ = gallery_server
     r = httpx.post(
         f"{url}/v1/enroll?name=export",  # a voice named like the export route
-        files=files(enroll_clips[F3][0]),
+        files=files(*enroll_clips[F3][:2]),
         timeout=60,
     )
     assert r.status_code == 200, r.text

@@ -77,6 +77,9 @@ def read_audio(
     if not isinstance(source, bytes | bytearray) and not Path(source).is_file():
         what = "is a folder" if Path(source).is_dir() else "no such file"
         raise AudioDecodeError(f"{name}: cannot read ({what})")
+    head = bytes(source[:SNIFF_BYTES]) if isinstance(source, bytes | bytearray) else _head(source)
+    if (what := not_audio(head)) is not None:
+        raise AudioDecodeError(f"{name}: not audio ({what})")
     opened = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else source
     try:
         with sf.SoundFile(opened) as f:
@@ -91,6 +94,52 @@ def read_audio(
     if wave.shape[0] == 0:
         raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
     return wave, rate
+
+
+SNIFF_BYTES = 512
+_SIGNATURES = (  # leading bytes of common files that are not audio, and what they are
+    (b"PK\x03\x04", "a zip archive (or an office document)"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"SQLite format 3", "an SQLite database"),
+    (b"\x7fELF", "a program"),
+    (b"\x00\x00\x00\x18ftypmp4", "an MP4 video"),
+)
+
+
+def _head(path: str | os.PathLike) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(SNIFF_BYTES)
+    except OSError:
+        return b"\xff"  # unreadable here: let the decoder say why
+
+
+def not_audio(head: bytes) -> str | None:
+    """What a file is, from its first bytes, when it is plainly not audio (an empty file,
+    text, an image, an archive, ...); None when it may be audio."""
+    if not head:
+        return "an empty file"
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic):
+            return what
+    if head.startswith((b"ID3", b"RIFF", b"fLaC", b"OggS", b"FORM", b".snd", b"\xff")):
+        return None  # an audio container or an MPEG frame
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+        stripped = text.lstrip().lower()
+        if stripped.startswith(("<!doctype html", "<html")):
+            return "an HTML page"
+        if stripped.startswith(("{", "[")):
+            return "a JSON or other text file"
+        return "a text file"
+    return None
 
 
 def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:

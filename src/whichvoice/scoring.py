@@ -184,6 +184,12 @@ class Calibration:
         p = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
         return float(p) if np.ndim(p) == 0 else p
 
+    def at(self, threshold: float) -> Calibration:
+        """The same slope, its midpoint moved to ``threshold``: P >= 0.5 exactly when the
+        score reaches the threshold. It is the posterior at the prior for which that
+        threshold is the Bayes decision, so the probability and the decision always agree."""
+        return Calibration(self.a, -self.a * float(threshold))
+
     def to_dict(self) -> dict:
         return asdict(self)
 

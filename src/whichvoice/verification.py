@@ -249,16 +249,63 @@ def calibration_dir(model: VoiceModel | ResemblyzerEncoder) -> Path:
 def calibration_of(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration]:
     """(threshold, score-to-probability calibration) that verify and identify use: the user's
     own (``whichvoice calibrate``) first, then the one shipped with the encoder."""
-    cal = load_calibration(calibration_dir(model))
-    if cal is None and isinstance(model, ResemblyzerEncoder):
-        cal = load_calibration(shipped_dir())
-    if cal is None:
-        cal = load_calibration(model.root)
-    if cal is None:
-        raise WhichvoiceError(
-            f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
+    return _calibration_file(model)[:2]
+
+
+def _calibration_file(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration, dict]:
+    for root in (
+        calibration_dir(model),
+        *([shipped_dir()] if isinstance(model, ResemblyzerEncoder) else []),
+        model.root,
+    ):
+        cal = load_calibration(root)
+        if cal is not None:
+            return *cal, json.loads((Path(root) / CALIBRATION).read_text())
+    raise WhichvoiceError(
+        f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
+    )
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where verify and identify decide: the threshold on the cosine score, the probability
+    that agrees with it (P >= 0.5 exactly when the score reaches the threshold), and, for the
+    calibrated threshold, its error rates on the calibration's dev trials."""
+
+    threshold: float
+    calibration: Calibration
+    source: str  # "calibrated" or "given"
+    false_acceptance: float | None = None  # on the dev trials (calibrated threshold only)
+    false_rejection: float | None = None
+
+    def probability(self, score: float) -> float:
+        return float(self.calibration.probability(score))
+
+    def to_dict(self) -> dict:
+        out = {"threshold": round(self.threshold, 6), "threshold_source": self.source}
+        if self.false_acceptance is not None:
+            out["dev_false_acceptance"] = round(self.false_acceptance, 6)
+            out["dev_false_rejection"] = round(self.false_rejection or 0.0, 6)
+        return out
+
+
+def operating_point(
+    model: VoiceModel | ResemblyzerEncoder, threshold: float | None = None
+) -> OperatingPoint:
+    """The calibrated operating point of ``model``'s encoder, or ``threshold`` given by the
+    user (a cosine score in [-1, 1]) with the calibration's slope."""
+    calibrated, cal, data = _calibration_file(model)
+    if threshold is None:
+        return OperatingPoint(
+            calibrated,
+            cal.at(calibrated),
+            "calibrated",
+            data.get("false_acceptance_at_threshold"),
+            data.get("false_rejection_at_threshold"),
         )
-    return cal
+    if not -1.0 <= threshold <= 1.0:
+        raise WhichvoiceError(f"threshold {threshold}: a cosine score, between -1 and 1")
+    return OperatingPoint(float(threshold), cal.at(threshold), "given")
 
 
 @dataclass(frozen=True)
@@ -267,8 +314,12 @@ class Verdict:
     claimed: str
     accept: bool
     score: float
-    probability: float
-    threshold: float
+    probability: float  # P(the claimed voice), >= 0.5 exactly when accepted
+    point: OperatingPoint
+
+    @property
+    def threshold(self) -> float:
+        return self.point.threshold
 
     def to_dict(self) -> dict:
         return {
@@ -277,7 +328,7 @@ class Verdict:
             "accept": self.accept,
             "score": round(self.score, 6),
             "probability": round(self.probability, 6),
-            "threshold": round(self.threshold, 6),
+            **self.point.to_dict(),
         }
 
 
@@ -285,25 +336,45 @@ class Verdict:
 class Identity:
     path: str
     voice: str  # "unknown" under the threshold
-    score: float
+    score: float  # the nearest voice's
     scores: dict[str, float]
-    threshold: float  # the one this answer used (not in to_dict: the CLI's JSON lines)
+    point: OperatingPoint
+    nearest: str = ""  # the closest enrolled voice, whether or not it passed the threshold
+
+    @property
+    def threshold(self) -> float:
+        return self.point.threshold
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "voice": self.voice,
+            "nearest": self.nearest,
             "score": round(self.score, 6),
+            "probability": round(self.point.probability(self.score), 6),
+            **self.point.to_dict(),
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
         }
 
 
+MIN_ENROLL_SECONDS = 3.0  # speech in all, below which enrollment is refused (docs/cli.md)
+
+
 def enroll(
-    model: VoiceModel, gallery, name: str, sources: list
+    model: VoiceModel,
+    gallery,
+    name: str,
+    sources: list,
+    *,
+    min_seconds: float = MIN_ENROLL_SECONDS,
 ) -> tuple[object, list[tuple[int, WhichvoiceError]]]:
     """Add recordings to voice ``name``; returns the updated voice and the inputs that failed,
-    as (index in ``sources``, error) (nothing is written when none could be used)."""
+    as (index in ``sources``, error). Nothing is written when none could be used, or when the
+    voice would hold less than ``min_seconds`` of speech in all (an embedding from a fraction
+    of a second is not the voice; see docs/cli.md)."""
     name = voice_name(name)  # before any work
+    if not sources:
+        raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     embs, seconds, errors = [], 0.0, []
     for i, result in enumerate(model.embed_many(sources)):
         if isinstance(result, WhichvoiceError):
@@ -312,16 +383,27 @@ def enroll(
             embs.append(result[0])
             seconds += result[1]
     if not embs:
+        if len(errors) == 1:
+            raise errors[0][1]
         raise WhichvoiceError(
-            f"{name}: no usable speech in the {len(sources)} file(s) given"
-            + (f" ({errors[0][1]})" if errors else "")
+            f"{name}: none of the {len(sources)} files could be used ({errors[0][1]})",
+            public=f"none of the {len(sources)} files could be used",
+        )
+    already = gallery.get(name).seconds if name in gallery.names() else 0.0
+    if already + seconds < min_seconds:
+        raise WhichvoiceError(
+            f"{name}: only {already + seconds:.1f} s of speech; enrolling needs at least "
+            f"{min_seconds:g} s in all (give more or longer recordings)",
         )
     return gallery.enroll(name, np.stack(embs), seconds), errors
 
 
-def verify(model: VoiceModel, gallery, name: str, sources: list) -> list[Verdict | WhichvoiceError]:
-    """Is each recording the enrolled voice ``name``?"""
-    threshold, cal = calibration_of(model)
+def verify(
+    model: VoiceModel, gallery, name: str, sources: list, *, threshold: float | None = None
+) -> list[Verdict | WhichvoiceError]:
+    """Is each recording the enrolled voice ``name``? At the calibrated threshold, or at
+    ``threshold`` (a cosine score)."""
+    point = operating_point(model, threshold)
     voice = gallery.get(name)
     ref = voice.embedding / max(float(np.linalg.norm(voice.embedding)), 1e-12)
     out: list[Verdict | WhichvoiceError] = []
@@ -334,18 +416,21 @@ def verify(model: VoiceModel, gallery, name: str, sources: list) -> list[Verdict
             Verdict(
                 describe_source(src),
                 name,
-                score >= threshold,
+                score >= point.threshold,
                 score,
-                float(cal.probability(score)),
-                threshold,
+                point.probability(score),
+                point,
             )
         )
     return out
 
 
-def identify(model: VoiceModel, gallery, sources: list) -> list[Identity | WhichvoiceError]:
-    """Which enrolled voice is each recording, or ``unknown`` under the threshold."""
-    threshold, _ = calibration_of(model)
+def identify(
+    model: VoiceModel, gallery, sources: list, *, threshold: float | None = None
+) -> list[Identity | WhichvoiceError]:
+    """Which enrolled voice is each recording, or ``unknown`` under the threshold (the
+    calibrated one, or ``threshold``); the nearest voice is named either way."""
+    point = operating_point(model, threshold)
     voices = gallery.voices()
     if not voices:
         raise WhichvoiceError(
@@ -360,14 +445,15 @@ def identify(model: VoiceModel, gallery, sources: list) -> list[Identity | Which
             continue
         scores = refs @ result[0]
         best = int(np.argmax(scores))
-        name = voices[best].name if scores[best] >= threshold else UNKNOWN
+        nearest = voices[best].name
         out.append(
             Identity(
                 describe_source(src),
-                name,
+                nearest if scores[best] >= point.threshold else UNKNOWN,
                 float(scores[best]),
                 {v.name: float(s) for v, s in zip(voices, scores, strict=True)},
-                threshold,
+                point,
+                nearest,
             )
         )
     return out

@@ -53,6 +53,36 @@ def _print_results(paths: list, results: list, as_json: bool, line) -> None:
         sys.exit(1)
 
 
+_threshold_option = click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Accept at this cosine score instead of the encoder's calibrated threshold "
+    "(higher: fewer false acceptances, more false rejections).",
+)
+
+
+def _inputs(files: tuple[Path, ...]) -> list:
+    """The audio files named (folders searched); an error when a path does not exist or a
+    folder holds no audio, before any work."""
+    from whichvoice.predict import AUDIO_SUFFIXES, expand_paths
+
+    for f in files:
+        if "://" not in str(f) and not Path(f).exists():
+            raise WhichvoiceError(f"{f}: no such file or folder")
+    paths = expand_paths(files)
+    if not paths:
+        raise WhichvoiceError(
+            f"{', '.join(map(str, files))}: no audio files "
+            f"({', '.join(sorted(AUDIO_SUFFIXES))}) in the folder"
+        )
+    return paths
+
+
+def _point(r) -> str:
+    return f"threshold {r.threshold:.3f}" + ("" if r.point.source == "calibrated" else " (given)")
+
+
 @app.command("enroll")
 @click.argument("name")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -61,14 +91,24 @@ def _print_results(paths: list, results: list, as_json: bool, line) -> None:
 def enroll_cmd(
     name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None
 ) -> None:
-    """Enroll NAME from FILES (adds to NAME when it is already enrolled)."""
+    """Enroll NAME from FILES (adds to NAME when it is already enrolled). NAME needs at
+    least 3 s of speech in all."""
     setup_logging(True)
-    from whichvoice.predict import expand_paths
+    from whichvoice.gallery import default_gallery_path
     from whichvoice.verification import enroll
 
+    paths = _inputs(files)
     encoder = _encoder(model)
-    with _gallery(encoder, gallery, create=True) as g:
-        voice, errors = enroll(encoder, g, name, expand_paths(files))
+    target = gallery or default_gallery_path()
+    existed = target.exists()
+    try:
+        with _gallery(encoder, gallery, create=True) as g:
+            voice, errors = enroll(encoder, g, name, paths)
+    except WhichvoiceError:
+        if not existed:  # a gallery made for an enrollment that failed is not left behind
+            for leftover in (target, *(Path(f"{target}{s}") for s in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+        raise
     for _, e in errors:
         click.echo(f"skipped: {e}", err=True)
     click.echo(f"enrolled {voice.name}: {voice.clips} clips, {voice.seconds:.1f} s of speech")
@@ -79,47 +119,71 @@ def enroll_cmd(
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_model_option
 @gallery_option
+@_threshold_option
 @click.option("--json", "as_json", is_flag=True)
 def verify_cmd(
-    name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None, as_json: bool
+    name: str,
+    files: tuple[Path, ...],
+    model: Path | None,
+    gallery: Path | None,
+    threshold: float | None,
+    as_json: bool,
 ) -> None:
-    """Is each of FILES the enrolled voice NAME? Exit 1 if a file could not be read."""
+    """Is each of FILES the enrolled voice NAME? Accepted when the score reaches the
+    threshold; the probability is >= 0.5 exactly then. Exit 0 when every file is accepted,
+    1 when any is rejected or could not be read."""
     setup_logging(True)
-    from whichvoice.predict import expand_paths
     from whichvoice.verification import verify
 
+    paths = _inputs(files)
     encoder = _encoder(model)
-    paths = expand_paths(files)
     with _gallery(encoder, gallery) as g:
-        results = verify(encoder, g, name, paths)
+        results = verify(encoder, g, name, paths, threshold=threshold)
     _print_results(
         paths,
         results,
         as_json,
         lambda r: (
-            f"{'accept' if r.accept else 'reject'}\tscore {r.score:.3f}\tp {r.probability:.3f}"
+            f"{'accept' if r.accept else 'reject'}\tscore {r.score:.3f} "
+            f"{'>=' if r.accept else '<'} {_point(r)}\tp(same voice) {r.probability:.3f}"
         ),
     )
+    if any(not isinstance(r, Exception) and not r.accept for r in results):
+        sys.exit(1)
 
 
 @app.command("identify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_model_option
 @gallery_option
+@_threshold_option
 @click.option("--json", "as_json", is_flag=True)
 def identify_cmd(
-    files: tuple[Path, ...], model: Path | None, gallery: Path | None, as_json: bool
+    files: tuple[Path, ...],
+    model: Path | None,
+    gallery: Path | None,
+    threshold: float | None,
+    as_json: bool,
 ) -> None:
-    """Which enrolled voice is each of FILES ("unknown" when none is close enough)."""
+    """Which enrolled voice is each of FILES: "unknown" when none reaches the threshold,
+    with the nearest voice and its score either way."""
     setup_logging(True)
-    from whichvoice.predict import expand_paths
     from whichvoice.verification import identify
 
+    paths = _inputs(files)
     encoder = _encoder(model)
-    paths = expand_paths(files)
     with _gallery(encoder, gallery) as g:
-        results = identify(encoder, g, paths)
-    _print_results(paths, results, as_json, lambda r: f"{r.voice}\tscore {r.score:.3f}")
+        results = identify(encoder, g, paths, threshold=threshold)
+    _print_results(
+        paths,
+        results,
+        as_json,
+        lambda r: (
+            f"{r.voice}\tscore {r.score:.3f} >= {_point(r)}"
+            if r.voice == r.nearest
+            else f"{r.voice}\tnearest {r.nearest} score {r.score:.3f} < {_point(r)}"
+        ),
+    )
 
 
 @app.group("gallery")

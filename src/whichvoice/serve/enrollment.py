@@ -43,6 +43,12 @@ AUDIO_FILES_BODY = {
     }
 }
 NAME = Query(min_length=1, max_length=MAX_NAME, description="The enrolled voice's name")
+THRESHOLD = Query(
+    default=None,
+    ge=-1.0,
+    le=1.0,
+    description="Accept at this cosine score instead of the encoder's calibrated threshold",
+)
 
 
 def _name(name: str) -> str:
@@ -52,7 +58,9 @@ def _name(name: str) -> str:
         raise HTTPProblem(422, "invalid", f"name: {e}") from e
 
 
-def gallery_answer(service: Service, audio: Decoded, *, required: bool) -> GalleryAnswer | None:
+def gallery_answer(
+    service: Service, audio: Decoded, *, required: bool, threshold: float | None = None
+) -> GalleryAnswer | None:
     """Which enrolled voice ``data`` is (``"unknown"`` under the threshold). None when no voice
     is enrolled or the gallery cannot be used, unless ``required`` (the server has no
     classifier): then 409 for an empty gallery and the gallery's own error otherwise."""
@@ -68,7 +76,7 @@ def gallery_answer(service: Service, audio: Decoded, *, required: bool) -> Galle
                         "no voices enrolled: POST /v1/enroll?name=NAME with a few clips first",
                     )
                 return None
-            result = identify(encoder.model, g, [audio])[0]
+            result = identify(encoder.model, g, [audio], threshold=threshold)[0]
     except (HTTPProblem, WhichvoiceError) as e:
         if required:
             raise
@@ -80,12 +88,7 @@ def gallery_answer(service: Service, audio: Decoded, *, required: bool) -> Galle
             return None
         raise HTTPProblem(422, "undecodable", str(result))
     d = result.to_dict()
-    return GalleryAnswer(
-        voice=d["voice"],
-        score=d["score"],
-        scores=d["scores"],
-        threshold=round(result.threshold, 6),
-    )
+    return GalleryAnswer(**{k: v for k, v in d.items() if k in GalleryAnswer.model_fields})
 
 
 def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) -> EnrollResponse:
@@ -114,12 +117,14 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
     )
 
 
-def verify_files(service: Service, name: str, files: list[tuple[str, bytes]]) -> VerifyResponse:
+def verify_files(
+    service: Service, name: str, files: list[tuple[str, bytes]], threshold: float | None = None
+) -> VerifyResponse:
     """A verdict per file, in order; a file that cannot be used gets its error."""
     decoded = service.decode_all(files)
     good = [d for d in decoded if isinstance(d, Decoded)]
     with service.gallery() as (encoder, g):
-        verdicts = iter(verify(encoder.model, g, name, good))
+        verdicts = iter(verify(encoder.model, g, name, good, threshold=threshold))
     results = []
     for (path, _), d in zip(files, decoded, strict=True):
         v = d if isinstance(d, str) else next(verdicts)  # in the good files' order
@@ -151,12 +156,17 @@ async def enroll_voice(request: Request, service: ServiceDep, name: str = NAME) 
     summary="Is this the enrolled voice it claims to be?",
     openapi_extra={"requestBody": AUDIO_FILES_BODY},
 )
-async def verify_claim(request: Request, service: ServiceDep, name: str = NAME) -> VerifyResponse:
+async def verify_claim(
+    request: Request,
+    service: ServiceDep,
+    name: str = NAME,
+    threshold: float | None = THRESHOLD,
+) -> VerifyResponse:
     """One result per file, in order: the verdict, or the file's error. 404 when `name`
     is not enrolled."""
     name = _name(name)
     files = await service.uploads(request, many=True)
-    return await run_in_threadpool(verify_files, service, name, files)
+    return await run_in_threadpool(verify_files, service, name, files, threshold)
 
 
 def _export(service: Service) -> dict:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from whichvoice.audio import resample
-from whichvoice.serve.enrollment import gallery_answer
+from whichvoice.serve.enrollment import THRESHOLD, gallery_answer
 from whichvoice.serve.schemas import IdentifyResponse
 from whichvoice.serve.service import ServiceDep
 
@@ -50,14 +50,16 @@ def spectrogram_png(wave: np.ndarray, rate: int) -> bytes:
     return buf.getvalue()
 
 
-def identify_upload(service, data: bytes, name: str, spectrogram: bool) -> IdentifyResponse:
+def identify_upload(
+    service, data: bytes, name: str, spectrogram: bool, threshold: float | None = None
+) -> IdentifyResponse:
     """The answer to one upload: the classifier's, with the gallery's beside it; without a
     classifier, the gallery's alone."""
     audio = service.decode(data, name)
     wave, rate = audio.wave, audio.rate
     png = spectrogram_png(wave, rate) if spectrogram else None
     picture = "data:image/png;base64," + base64.b64encode(png).decode() if png else None
-    match = gallery_answer(service, audio, required=service.model is None)
+    match = gallery_answer(service, audio, required=service.model is None, threshold=threshold)
     common = {
         "duration_s": round(wave.shape[0] / rate, 3),
         "spectrogram_png": picture,
@@ -94,10 +96,13 @@ def identify_upload(service, data: bytes, name: str, spectrogram: bool) -> Ident
     openapi_extra={"requestBody": AUDIO_BODY},
 )
 async def identify(
-    request: Request, service: ServiceDep, spectrogram: bool = False
+    request: Request,
+    service: ServiceDep,
+    spectrogram: bool = False,
+    threshold: float | None = THRESHOLD,
 ) -> IdentifyResponse:
     """One file, as multipart field `file` or as the raw body (any audio type). The
     classifier's answer and, when voices are enrolled, the gallery's (`gallery`); a server
     without a classifier answers from the gallery alone (409 when it is empty)."""
     ((name, data),) = await service.uploads(request, many=False)
-    return await run_in_threadpool(identify_upload, service, data, name, spectrogram)
+    return await run_in_threadpool(identify_upload, service, data, name, spectrogram, threshold)

@@ -10,11 +10,19 @@ class VoiceScore(BaseModel):
     p: float
 
 
+THRESHOLD_SOURCE = 'Where the threshold came from: "calibrated" (the encoder\'s) or "given"'
+
+
 class GalleryAnswer(BaseModel):
     voice: str = Field(description='The closest enrolled voice, or "unknown" under the threshold')
+    nearest: str = Field(description="The closest enrolled voice, whether or not it passed")
     score: float = Field(description="Cosine similarity to the closest enrolled voice")
+    probability: float = Field(
+        description="P(the nearest voice), >= 0.5 exactly when the score reaches the threshold"
+    )
     scores: dict[str, float] = Field(description="Every enrolled voice's score")
-    threshold: float = Field(description="The encoder's calibrated accept threshold")
+    threshold: float = Field(description="The accept threshold on the score")
+    threshold_source: str = Field(description=THRESHOLD_SOURCE)
 
 
 class IdentifyResponse(BaseModel):
@@ -82,8 +90,18 @@ class Verdict(BaseModel):
     claimed: str
     accept: bool
     score: float = Field(description="Cosine similarity to the claimed voice")
-    probability: float = Field(description="Calibrated probability that it is the voice")
-    threshold: float
+    probability: float = Field(
+        description="Probability that it is the voice: >= 0.5 exactly when accepted (the "
+        "dev-fitted calibration, its midpoint at the threshold)"
+    )
+    threshold: float = Field(description="The accept threshold on the score")
+    threshold_source: str = Field(description=THRESHOLD_SOURCE)
+    dev_false_acceptance: float | None = Field(
+        default=None, description="The calibrated threshold's false acceptance rate on dev trials"
+    )
+    dev_false_rejection: float | None = Field(
+        default=None, description="The calibrated threshold's false rejection rate on dev trials"
+    )
 
 
 class FileError(BaseModel):
