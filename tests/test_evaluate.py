@@ -13,7 +13,9 @@ def test_per_voice_table_and_confusion() -> None:
     table = {r["voice"]: r for r in per_voice_table(truth, pred, ["a", "b", "c"])}
     assert table["a"]["recall"] == 0.5 and table["a"]["precision"] == 0.5
     assert table["b"]["precision"] == pytest.approx(2 / 3) and table["b"]["recall"] == 1.0
-    assert table["c"]["f1"] == 0.0
+    assert table["c"]["f1"] == 0.0 and table["c"]["precision"] is None  # never predicted
+    absent = per_voice_table(truth, pred, ["a", "b", "c", "d"])[3]
+    assert absent["support"] == 0 and absent["recall"] is absent["f1"] is None
     m = confusion(truth, pred, ["a", "b", "c"])
     assert m.sum() == 5 and m.trace() == 3 and m[2, 0] == 1
 
@@ -39,8 +41,8 @@ def test_cli_evaluate_on_the_test_split(
     assert {r["voice"] for r in metrics["per_voice"]} == set(metrics["voices"])
     assert (tmp_path / "rep" / "report.md").read_text().count("|") > 20
     assert (tmp_path / "rep" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
-    saved = json.loads((trained_run / "metrics.json").read_text())
-    assert saved["evaluation"]["file_accuracy"] == metrics["file_accuracy"]
+    saved = json.loads((tmp_path / "rep" / "evaluation.json").read_text())
+    assert saved["file_accuracy"] == metrics["file_accuracy"]
     lo, hi = metrics["file_accuracy_ci95"]
     assert lo <= metrics["file_accuracy"] <= hi and hi - lo > 0
 
@@ -77,17 +79,28 @@ def test_dev_and_test_splits_hold_other_sentences_and_conditions_have_intervals(
 def test_cli_evaluate_on_a_labels_csv(
     cli, trained_run: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    clips = read_manifest(small_corpus / "manifest.jsonl")[:6]
+    every = read_manifest(small_corpus / "manifest.jsonl")
+    left_out = sorted({c.voice for c in every})[-1]  # a voice with no file in the labels
+    clips = [c for c in every if c.voice != left_out][:6]
     csv = tmp_path / "labels.csv"
     rows = [
         f"{small_corpus / c.path},{c.voice.split(':', 1)[1] if i % 2 else c.voice}"
         for i, c in enumerate(clips)
     ]
     csv.write_text("path,voice\n" + "\n".join(rows) + "\n")
-    proc = cli(
-        "evaluate", str(trained_run), "--labels", str(csv), "--report", str(tmp_path), check=True
-    )
+    own = {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()}
+    proc = cli("evaluate", str(trained_run), "--labels", str(csv), check=True)
     assert "file-level accuracy" in proc.stdout
+    # the report goes to a new folder beside the run, named after the labels; the run's own
+    # files (its report and metrics among them) are untouched
+    beside = trained_run.parent / f"{trained_run.name}-eval-labels"
+    assert f"report: {beside / 'report.md'}" in proc.stdout
+    assert json.loads((beside / "evaluation.json").read_text())["files"] == 6
+    assert {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()} == own
+    # a voice with no file in the labels has no figures: a dash, not 0.0000
+    line = next(x for x in proc.stdout.splitlines() if x.startswith(left_out + " "))
+    assert line.split()[1:3] == ["0", "–"], line
+    assert f"| {left_out} | 0 | – |" in (beside / "report.md").read_text()
     bad = tmp_path / "bad.csv"
     bad.write_text("only-one-column\n")
     proc = cli("evaluate", str(trained_run), "--labels", str(bad))

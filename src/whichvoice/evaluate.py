@@ -26,6 +26,25 @@ from whichvoice.train import METRICS
 
 REPORT = "report.md"
 CONFUSION_PNG = "confusion.png"
+EVALUATION = "evaluation.json"  # the metrics, in a report folder of its own
+
+
+def default_report_dir(
+    run: str | os.PathLike,
+    corpus: str | os.PathLike | None,
+    labels_csv: str | os.PathLike | None,
+    split: str = "test",
+) -> str | Path:
+    """Where an evaluation's report goes unless told: a folder beside the run named after
+    what was scored (``runs/r`` with ``human.csv`` -> ``runs/r-eval-human``), so that it
+    never replaces the run's own report or another evaluation's."""
+    base = os.fspath(run).rstrip("/")
+    what = (
+        Path(os.fspath(labels_csv).rstrip("/")).stem
+        if labels_csv is not None
+        else f"{Path(os.fspath(corpus or 'corpus').rstrip('/')).name}-{split}"
+    )
+    return f"{base}-eval-{what}" if storage.is_url(base) else Path(f"{base}-eval-{what}")
 
 
 @dataclass(frozen=True)
@@ -98,16 +117,22 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
 
 
 def per_voice_table(truth: list[str], pred: list[str], voices: list[str]) -> list[dict]:
-    """Per voice: support, accuracy (= recall), precision, recall, F1."""
+    """Per voice: support, accuracy (= recall), precision, recall, F1; None where a figure is
+    undefined (no file of the voice, or none predicted as it), never a made-up 0."""
     table = []
     t, p = np.asarray(truth), np.asarray(pred)
     for v in voices:
         tp = int(((t == v) & (p == v)).sum())
         support = int((t == v).sum())
         predicted = int((p == v).sum())
-        recall = tp / support if support else 0.0
-        precision = tp / predicted if predicted else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        recall = tp / support if support else None
+        precision = tp / predicted if predicted else None
+        # never predicted means recall 0 for a voice with files: its F1 is 0, as in sklearn
+        f1 = (
+            None
+            if recall is None
+            else (2 * precision * recall / (precision + recall) if precision and recall else 0.0)
+        )
         table.append(
             {
                 "voice": v,
@@ -119,6 +144,11 @@ def per_voice_table(truth: list[str], pred: list[str], voices: list[str]) -> lis
             }
         )
     return table
+
+
+def figure(x: float | None, width: int = 0) -> str:
+    """A per-voice figure to 4 decimals, or an en dash where it is undefined."""
+    return f"{'–' if x is None else f'{x:.4f}':>{width}}"
 
 
 def confusion(truth: list[str], pred: list[str], voices: list[str]) -> np.ndarray:
@@ -248,10 +278,8 @@ def _report(metrics: dict, png: str) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in metrics["per_voice"]:
-        lines.append(
-            f"| {r['voice']} | {r['support']} | {r['accuracy']:.4f} | {r['precision']:.4f} "
-            f"| {r['recall']:.4f} | {r['f1']:.4f} |"
-        )
+        cells = " | ".join(figure(r[k]) for k in ("accuracy", "precision", "recall", "f1"))
+        lines.append(f"| {r['voice']} | {r['support']} | {cells} |")
     if metrics.get("conditions"):
         lines += [
             "",
@@ -283,10 +311,14 @@ def evaluate(
     """Evaluate a run on a corpus's held-out ``split`` (``test``, or ``val`` to make choices
     on) or on a ``path,voice`` CSV.
 
-    Writes confusion.png and report.md to ``report_dir`` (default: the run), records the
-    result under "evaluation" in the run's metrics.json, and returns the metrics. Every
-    location may be a URL (``s3://...``), staged through a local mirror.
+    Writes confusion.png, report.md and evaluation.json to ``report_dir`` (default:
+    ``default_report_dir``) and returns the metrics. Only when ``report_dir`` is the run
+    itself (its own report, as ``demo`` writes it) is the result also recorded under
+    "evaluation" in the run's metrics.json. Every location may be a URL (``s3://...``),
+    staged through a local mirror.
     """
+    if report_dir is None:
+        report_dir = default_report_dir(run, corpus, labels_csv, split)
     if storage.is_url(run) or storage.is_url(report_dir):
         return _evaluate_remote(run, corpus, labels_csv, report_dir, conditions, split, progress)
     from whichvoice.files import ensure_dir, write_atomic
@@ -294,7 +326,7 @@ def evaluate(
     check_conditions(conditions or [])
     if (corpus is None) == (labels_csv is None):
         raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
-    out = ensure_dir(Path(report_dir) if report_dir else Path(run), "report")
+    out = ensure_dir(Path(report_dir), "report")
     model = load_model(run)
     files = (
         held_out_split(model, corpus, split)
@@ -325,9 +357,11 @@ def evaluate(
     plot_confusion(matrix, voices, out / CONFUSION_PNG)
     write_atomic(out / REPORT, _report(metrics, CONFUSION_PNG).encode())
     metrics["report"] = str(out / REPORT)
-    metrics_path = Path(run) / METRICS
-    saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    write_json(metrics_path, {**saved, "evaluation": metrics})
+    write_json(out / EVALUATION, metrics)
+    if out.resolve() == Path(run).resolve():  # the run's own report
+        metrics_path = Path(run) / METRICS
+        saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        write_json(metrics_path, {**saved, "evaluation": metrics})
     return metrics
 
 
@@ -365,10 +399,11 @@ def _evaluate_remote(
     progress: bool,
 ) -> dict:
     """``evaluate`` with the run or the report at a URL: through local mirrors, uploaded after."""
+    same = os.fspath(run).rstrip("/") == os.fspath(report_dir).rstrip("/")
     with (
         storage.local_output(run, last=[METRICS]) as local_run,
-        contextlib.nullcontext(None)
-        if report_dir is None
+        contextlib.nullcontext(local_run)
+        if same
         else storage.local_output(report_dir) as local_report,
     ):
         metrics = evaluate(
@@ -380,4 +415,4 @@ def _evaluate_remote(
             split=split,
             progress=progress,
         )
-    return {**metrics, "run": str(run), "report": str(storage.join(report_dir or run, REPORT))}
+    return {**metrics, "run": str(run), "report": str(storage.join(report_dir, REPORT))}

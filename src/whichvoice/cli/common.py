@@ -87,12 +87,12 @@ def model_choice() -> click.Choice:
 
 
 def print_table(metrics: dict) -> None:
+    from whichvoice.evaluate import figure
+
     click.echo(f"{'voice':34} {'support':>7} {'acc':>7} {'prec':>7} {'recall':>7} {'F1':>7}")
     for r in metrics["per_voice"]:
-        click.echo(
-            f"{r['voice']:34} {r['support']:>7} {r['accuracy']:>7.4f} {r['precision']:>7.4f} "
-            f"{r['recall']:>7.4f} {r['f1']:>7.4f}"
-        )
+        cells = " ".join(figure(r[k], 7) for k in ("accuracy", "precision", "recall", "f1"))
+        click.echo(f"{r['voice']:34} {r['support']:>7} {cells}")
     lo, hi = metrics.get("file_accuracy_ci95", (float("nan"), float("nan")))
     click.echo(
         f"file-level accuracy {metrics['file_accuracy']:.4f} [95 % interval {lo:.4f}, {hi:.4f}] "

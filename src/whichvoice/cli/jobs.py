@@ -74,7 +74,7 @@ def demo_cmd(
     )
     if not quiet:
         click.echo("[3/3] evaluating on the held-out test sentences")
-    metrics = evaluate(run, corpus=corpus, progress=not quiet)
+    metrics = evaluate(run, corpus=corpus, report_dir=run, progress=not quiet)  # its own report
     if not quiet:
         print_table(metrics)
         click.echo(f"test accuracy {metrics['file_accuracy']:.4f}; report: {metrics['report']}")

@@ -150,7 +150,8 @@ def train_cmd(
     "--report",
     "report_dir",
     type=LOCATION,
-    help="Where report.md and confusion.png go [default: RUN].",
+    help="Where report.md, confusion.png and evaluation.json go [default: a new folder "
+    "beside RUN named after what is scored, RUN-eval-LABELS or RUN-eval-CORPUS-SPLIT].",
 )
 @click.option(
     "--conditions",
