@@ -43,10 +43,43 @@ def test_voices_json_lists_every_voice_with_availability(cli) -> None:
     assert by_id["flite:kal"]["sample_rate"] == 8000
 
 
-def test_voices_without_credentials_say_why(cli, tmp_path: Path) -> None:
+def test_voices_without_credentials_say_why_once(cli, tmp_path: Path) -> None:
     env = no_aws(tmp_path)
     proc = cli("voices", "--engine", "polly", env=env, check=True)
-    assert "no AWS credentials" in proc.stdout
+    # the engine's voices, missing for one reason, are one line that says how to list them
+    [line] = [x for x in proc.stdout.splitlines() if "no AWS credentials" in x]
+    assert line.startswith("polly: 28 voices") and "--engine polly --json" in line
+    rows = [
+        json.loads(x)
+        for x in cli("voices", "--engine", "polly", "--json", env=env).stdout.split("\n")
+        if x
+    ]
+    assert len(rows) == 28 and all("no AWS credentials" in r["reason"] for r in rows)
+    assert "28 voices, 0 available now" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["voices", "--available"], ["gallery", "list"], ["gallery", "export", "-"]]
+)
+def test_commands_that_need_no_model_do_not_import_torch(args: list[str], tmp_path: Path) -> None:
+    """Start-up stays quick: torch (~2 s to import) is loaded only by commands that run a
+    model."""
+    import subprocess
+    import sys
+
+    if args[-1] == "-":
+        args = [*args[:-1], str(tmp_path / "g.json")]
+    code = (
+        "import sys; from whichvoice.cli import main; sys.argv = ['whichvoice', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, *(["--gallery", str(tmp_path / "g.sqlite")]
+                                            if args[0] == "gallery" else [])],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_voices_table_for_a_set(cli) -> None:

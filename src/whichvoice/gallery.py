@@ -101,12 +101,17 @@ class EnrolledVoice:
 class Gallery:
     """The voices enrolled with one model, in a SQLite file."""
 
-    def __init__(self, path: str | os.PathLike, model_id: str, *, create: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike, model_id: str | None, *, create: bool = True
+    ) -> None:
         """Open (or create) the gallery at ``path``. With ``create=False`` a missing file is
         read as an empty gallery and not created, for callers that only read (a gallery
-        appears when the first voice is enrolled or imported)."""
+        appears when the first voice is enrolled or imported). ``model_id`` None opens it
+        for whatever model made it (listing, export, removal: no embedding is compared)."""
+        if model_id is None and create:
+            raise ValueError("a gallery is created for a model: give its model_id")
         self.path = Path(path)
-        self.model_id = model_id
+        self.model_id = model_id or ""
         try:
             if create or self.path.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,15 +133,21 @@ class Gallery:
                 self._db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,))
+                if model_id is not None:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,)
+                    )
         except sqlite3.DatabaseError as e:
             if hasattr(self, "_db"):
                 self._db.close()
             raise GalleryError(
                 f"{self.path}: not a usable gallery ({e})", public="the gallery cannot be used"
             ) from e
-        owner = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()[0]
-        if owner != model_id:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        owner = row[0] if row else ""  # none: an empty gallery opened for any model
+        if model_id is None:
+            self.model_id = owner
+        elif owner != model_id:
             self.close()
             raise GalleryModelError(
                 f"{self.path}: made with model {owner}, not {model_id}; "

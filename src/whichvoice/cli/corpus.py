@@ -40,15 +40,31 @@ def voices_cmd(as_json: bool, engine: str | None, voice_set: str | None, availab
             row = {**v.to_dict(), "available": reasons[v.id] is None, "reason": reasons[v.id]}
             click.echo(json.dumps(row))
         return
+    # voices of one engine missing for one reason are one line, not one each
+    groups: dict[tuple[str, str], list] = {}
+    for v in voices:
+        if reasons[v.id] is not None:
+            groups.setdefault((v.engine, reasons[v.id]), []).append(v)
+    grouped = {v.id for members in groups.values() if len(members) >= GROUP_FROM for v in members}
     click.echo(f"{'id':34} {'gender':7} {'accent':19} {'rate':>6}  available")
     for v in voices:
+        if v.id in grouped:
+            continue
         status = "yes" if reasons[v.id] is None else f"no: {reasons[v.id]}"
         click.echo(
             f"{v.id:34} {v.gender or '-':7} {v.accent or '-':19} {v.sample_rate:>6}  {status}"
         )
-    if not as_json:
-        n_ok = sum(reasons[v.id] is None for v in voices)
-        click.echo(f"{len(voices)} voices, {n_ok} available now", err=True)
+    for (engine, reason), members in groups.items():
+        if len(members) >= GROUP_FROM:
+            click.echo(
+                f"{f'{engine}: {len(members)} voices':34} {'':7} {'':19} {'':>6}  no: {reason} "
+                f"(--json or --engine {engine} --json lists them)"
+            )
+    n_ok = sum(reasons[v.id] is None for v in voices)
+    click.echo(f"{len(voices)} voices, {n_ok} available now", err=True)
+
+
+GROUP_FROM = 4  # unavailable voices of one engine and reason shown as one line from this many
 
 
 def synthesize(

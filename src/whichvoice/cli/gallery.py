@@ -24,7 +24,12 @@ def _encoder(model: Path | None):
 
 
 def _gallery(model, path: Path | None, *, create: bool = False):
+    """The gallery for ``model`` (a loaded encoder), or with ``model`` None for whatever
+    model made it: commands that compare no embedding need not load torch and an encoder."""
     from whichvoice.gallery import Gallery, default_gallery_path
+
+    if model is None:
+        return Gallery(path or default_gallery_path(), None, create=False)
     from whichvoice.verification import model_id
 
     return Gallery(path or default_gallery_path(), model_id(model), create=create)
@@ -196,8 +201,9 @@ def gallery_group() -> None:
 @gallery_option
 @click.option("--json", "as_json", is_flag=True)
 def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) -> None:
-    """The enrolled voices."""
-    with _gallery(_encoder(model), gallery) as g:
+    """The enrolled voices (of whatever encoder made the gallery; with --model, checked to
+    be that encoder's)."""
+    with _gallery(_encoder(model) if model else None, gallery) as g:
         for v in g.voices():
             s = v.summary()
             click.echo(
@@ -213,7 +219,7 @@ def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) ->
 @gallery_option
 def gallery_remove_cmd(name: str, model: Path | None, gallery: Path | None) -> None:
     """Forget NAME."""
-    with _gallery(_encoder(model), gallery) as g:
+    with _gallery(_encoder(model) if model else None, gallery) as g:
         g.remove(name)
     click.echo(f"removed {name}")
 
@@ -226,7 +232,7 @@ def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | Non
     """Write every voice to FILE (JSON; a path or s3:// URL)."""
     from whichvoice.gallery import write_export
 
-    with _gallery(_encoder(model), gallery) as g:
+    with _gallery(_encoder(model) if model else None, gallery) as g:
         data = g.export_json()
     write_export(file, data)
     click.echo(f"exported {len(data['voices'])} voices to {file}")

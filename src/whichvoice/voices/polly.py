@@ -68,8 +68,29 @@ _MP3_RATE = {"standard": 22_050, "neural": 24_000}
 PCM_RATE = 16_000  # Hz, the rate asked for when raw PCM is wanted
 
 
+_CREDENTIALS_TTL = 60.0  # s: a listing asks for every voice, a server on every request
+_credentials_seen: dict[tuple, str | None] = {}
+
+
 def _credentials_reason() -> str | None:
-    """None when credentials are configured; never probes the EC2 metadata address."""
+    """None when credentials are configured; never probes the EC2 metadata address. The
+    answer is kept a minute for the same AWS settings (making a botocore session costs
+    ~30 ms, and a listing asks once per voice)."""
+    key = (
+        tuple(
+            sorted(
+                (k, v) for k, v in os.environ.items() if k.startswith(("AWS_", "WHICHVOICE_AWS"))
+            )
+        ),
+        int(time.monotonic() // _CREDENTIALS_TTL),
+    )
+    if key not in _credentials_seen:
+        _credentials_seen.clear()
+        _credentials_seen[key] = _load_credentials_reason()
+    return _credentials_seen[key]
+
+
+def _load_credentials_reason() -> str | None:
     try:
         import botocore.session
     except ImportError:
