@@ -38,8 +38,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'whichvoice' has no attribute {name!r}")
 
 
-def identify(run: str, source: str | bytes) -> Prediction:
-    """One-shot: load the model in ``run`` and say which voice reads ``source``."""
+def identify(run: str | None, source: str | bytes) -> Prediction:
+    """One-shot: load the model in ``run`` (None: the bundled classifier) and say which
+    voice reads ``source``."""
     from whichvoice.runtime import load_model
 
     return load_model(run).identify(source)

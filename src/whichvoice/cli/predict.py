@@ -17,8 +17,15 @@ from whichvoice.errors import WhichvoiceError
 
 
 @app.command("predict")
-@click.argument("run", type=LOCATION)
-@click.argument("paths", nargs=-1, type=LOCATION)
+@click.argument("inputs", nargs=-1, type=LOCATION, metavar="[RUN] [PATHS]...")
+@click.option(
+    "--model",
+    "model_run",
+    type=LOCATION,
+    default=None,
+    help="The classifier: a trained run (or URL). A run may also come first among the "
+    "arguments [default: the bundled classifier of the default8 voices].",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.option(
     "--manifest",
@@ -57,8 +64,8 @@ from whichvoice.errors import WhichvoiceError
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (with --output).")
 def predict_cmd(
-    run: Path,
-    paths: tuple[Path, ...],
+    inputs: tuple[Path, ...],
+    model_run: Path | None,
     as_json: bool,
     manifest: Path | None,
     labels_csv: Path | None,
@@ -72,11 +79,15 @@ def predict_cmd(
 ) -> None:
     """Which voice reads each file (files or folders, any length); exit 1 if any failed.
 
+    The classifier is RUN when the first argument is a trained run (a folder with
+    config.json), else --model, else the one bundled with whichvoice (the default8 voices).
+
     With --output: every input of PATHS, --manifest or --labels becomes a row of a CSV, JSONL
     or Parquet file, written as it goes with a progress bar; --resume completes the file after
     an interruption (inputs are matched by path, as the input spells it).
     """
     setup_logging(True)
+    run, paths = _split_run(inputs, model_run)
     _check_options(
         paths,
         as_json,
@@ -121,6 +132,31 @@ def predict_cmd(
     click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _split_run(inputs: tuple, model_run: Path | str | None) -> tuple[Path | str, tuple]:
+    """(the classifier's run, the inputs): --model, else a run given first, else the
+    bundled classifier."""
+    if model_run is not None:
+        return model_run, inputs
+    if inputs and _is_run(inputs[0]):
+        return inputs[0], inputs[1:]
+    from whichvoice.runtime import bundled_classifier
+
+    return bundled_classifier(), inputs
+
+
+def _is_run(given: Path | str) -> bool:
+    """A trained run's folder (or URL): it holds config.json."""
+    from whichvoice import storage
+    from whichvoice.predict import AUDIO_SUFFIXES
+
+    if storage.is_url(given):
+        text = str(given).rstrip("/")
+        return Path(text).suffix.lower() not in AUDIO_SUFFIXES and storage.exists(
+            storage.join(text, "config.json")
+        )
+    return Path(given).is_dir() and (Path(given) / "config.json").is_file()
 
 
 def _check_options(

@@ -8,6 +8,7 @@ cache, ``load`` rebuilds a run on either and checks that they agree."""
 
 from whichvoice.runtime.load import (
     BACKENDS,
+    bundled_classifier,
     check_export,
     check_windows,
     load_model,
@@ -33,6 +34,7 @@ __all__ = [
     "Prediction",
     "VoiceModel",
     "batched",
+    "bundled_classifier",
     "cache_path",
     "check_export",
     "check_windows",

@@ -23,8 +23,22 @@ log = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx")
 
 
+def bundled_classifier() -> Path:
+    """The classifier shipped inside the package: the default model trained on the
+    ``default8`` voices (``whichvoice/data/classifier``, its card in MODEL_CARD.md)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("whichvoice").joinpath("data/classifier")))
+    if not (path / "model.safetensors").is_file():
+        raise ModelLoadError(
+            "this install has no bundled classifier; give a RUN (train one with "
+            "`whichvoice demo` or `whichvoice train`)"
+        )
+    return path
+
+
 def load_model(
-    run: str | os.PathLike,
+    run: str | os.PathLike | None = None,
     device: str = "cpu",
     backend: str = "torch",
     *,
@@ -32,7 +46,8 @@ def load_model(
     threads: int | None = None,
 ) -> VoiceModel:
     """Rebuild a trained model from its run directory alone (config.json + model.safetensors);
-    ``run`` may be a URL (``s3://...``), mirrored locally.
+    ``run`` may be a URL (``s3://...``), mirrored locally; None: the bundled classifier
+    (``default8`` voices).
 
     ``backend``: "torch", or "onnx" to score with onnxruntime (``pip install
     'whichvoice[onnx]'``) on the run's export: ``onnx_path``, else a cache (``RUN/model.onnx``,
@@ -41,7 +56,7 @@ def load_model(
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
-    model = _load_torch(storage.local_path(run), device)
+    model = _load_torch(storage.local_path(run if run is not None else bundled_classifier()), device)
     if backend == "torch":
         return model
     path = ensure_export(model, onnx_path)
