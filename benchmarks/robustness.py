@@ -2,13 +2,13 @@
 without augmentation and the talk's network) under every condition of the evaluation suite
 (``whichvoice.conditions``, which shares no code with training augmentation).
 
-Trains on ``default8`` x N bundled sentences (every voice reads every sentence); the dataset
-is split by sentence, so the held-out sentences were never heard in training. ``--split val``
-scores the development sentences (make choices there: results/robustness-dev.json);
-``--split test`` (the default) the test sentences, reported only (results/robustness.json).
-Every accuracy carries its file count and 95 % Wilson interval.
+Trains on ``default8`` x N bundled sentences (every voice reads every sentence). Scores
+``default8`` x M sentences of a held-out pool (``benchmarks/heldout.py``): ``--split dev``
+to make choices (results/robustness-dev.json), ``--split test`` (the default) to report
+(results/robustness.json); no clip or sentence is shared with training (checked, recorded
+under "leakage"). Every accuracy carries its file count and 95 % Wilson interval.
 
-    python benchmarks/robustness.py [--sentences 400] [--split test] [--work DIR]
+    python benchmarks/robustness.py [--sentences 400] [--pool-sentences 100] [--split test]
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from heldout import leakage, pool_set, train_corpus
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice.conditions import CONDITIONS
-from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.evaluate import evaluate
-from whichvoice.sentences import load_sentences
 from whichvoice.train import TrainConfig, train
 
 # issue 17's targets for the default model, file level, on test sentences
@@ -51,7 +50,7 @@ MODELS = {
 }
 
 
-def run_model(name: str, corpus: Path, work: Path, split: str, quiet: bool) -> dict:
+def run_model(name: str, corpus: Path, labels: Path, work: Path, quiet: bool) -> dict:
     """Train (unless ``work/name`` holds a finished run) and score every condition."""
     cfg = MODELS[name]
     out = work / name
@@ -63,7 +62,11 @@ def run_model(name: str, corpus: Path, work: Path, split: str, quiet: bool) -> d
     seconds = time.perf_counter() - t0
     metrics = json.loads((out / "metrics.json").read_text())
     result = evaluate(
-        out, corpus=corpus, conditions=list(CONDITIONS), split=split, progress=not quiet
+        out,
+        labels_csv=labels,
+        conditions=list(CONDITIONS),
+        report_dir=out / labels.parent.name,
+        progress=not quiet,
     )
     return {
         "name": name,
@@ -99,7 +102,8 @@ def verdicts(model: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=400)
-    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--pool-sentences", type=int, default=100, help="held-out sentences")
+    parser.add_argument("--split", choices=("test", "dev"), default="test")
     parser.add_argument("--models", default="default,no-augmentation,talk-cnn")
     parser.add_argument("--work", type=Path, default=None, help="keep corpus and runs here")
     parser.add_argument("--json", type=Path, default=None)
@@ -108,26 +112,27 @@ def main() -> None:
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if unknown := [m for m in names if m not in MODELS]:
         sys.exit(f"unknown model {', '.join(unknown)}; valid: {', '.join(MODELS)}")
-    target = args.json or RESULTS / ("robustness.json" if args.split == "test" else
-                                     "robustness-dev.json")  # fmt: skip
+    target = args.json or RESULTS / (
+        "robustness.json" if args.split == "test" else "robustness-dev.json"
+    )
     made = provenance()
     work = args.work or Path(tempfile.mkdtemp(prefix="whichvoice-bench-robust-"))
-    corpus = work / "corpus"
-    synthesize_corpus(
-        corpus,
-        load_sentences(args.sentences).sentences,
-        SynthConfig(voices=("default8",), assign="all"),
-        progress=not args.quiet,
-    )
-    models = [run_model(name, corpus, work, args.split, args.quiet) for name in names]
+    corpus = train_corpus(work, args.sentences, args.quiet)
+    labels = pool_set(work, args.split, args.pool_sentences, args.quiet)
+    overlaps = leakage(corpus, labels)
+    if any(n for pair in overlaps.values() for n in pair.values()):
+        sys.exit(f"held-out data overlaps training: {overlaps}")
+    models = [run_model(name, corpus, labels, work, args.quiet) for name in names]
     out = {
         "benchmark": "robustness",
         **made,
         "command": "python benchmarks/robustness.py " + " ".join(sys.argv[1:]),
         "corpus": {"voices": "default8", "sentences": args.sentences, "assign": "all"},
         "split": args.split,
-        "split_note": "the corpus is split by sentence (80/10/10, seed 0): val and test "
-        "sentences are never heard in training; choices are made on val only",
+        "held_out": {"voices": "default8", "pool": args.split, "sentences": args.pool_sentences},
+        "split_note": "training reads bundled sentences; dev and test read grammar-made "
+        "sentences of their own pool (whichvoice.protocol). Choices are made on dev only",
+        "leakage": overlaps,
         "conditions_defined_in": "docs/evaluation.md",
         "targets_default_model": TARGETS,
         "models": models,

@@ -87,11 +87,22 @@ def robustness_table(name: str = "robustness") -> str:
     files = models[0]["conditions"]["clean"]["files"]
     rows += [
         "",
-        f"File-level accuracy (95 % Wilson interval) on the {r['split']} sentences, "
-        f"{files} files per condition ({r['corpus']['voices']}, {r['corpus']['sentences']} "
-        f"sentences). Made by {_made(r)}.",
+        f"File-level accuracy (95 % Wilson interval) on {_held_out(r)}, {files} files per "
+        f"condition. Made by {_made(r)}.",
     ]
     return "\n".join(rows)
+
+
+def _held_out(r: dict) -> str:
+    """Which data a closed-set figure was scored on and what the model trained on."""
+    trained = f"trained on {r['corpus']['voices']} x {r['corpus']['sentences']} bundled sentences"
+    if "held_out" not in r:  # results from before the dev and test pools
+        return f"the {r['split']} split of the training corpus's sentences ({trained})"
+    h = r["held_out"]
+    return (
+        f"the {h['pool']} set, {h['voices']} x {h['sentences']} sentences of the {h['pool']} "
+        f"pool ({trained}; no sentence or clip shared)"
+    )
 
 
 def verify_table() -> str:
@@ -288,8 +299,8 @@ def ablation_table() -> str:
     files = variants[0]["conditions"]["clean"]["files"]
     rows += [
         "",
-        f"File-level accuracy on the development sentences, {files} files per "
-        f"condition (a difference of one file is {_pct(1 / files, 2)}). Made by {_made(r)}.",
+        f"File-level accuracy on {_held_out(r)}, {files} files per condition (a difference "
+        f"of one file is {_pct(1 / files, 2)}). Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 

@@ -98,6 +98,13 @@ def test_mp3_roundtrip_is_lossy_but_close() -> None:
     out, rate = mp3_roundtrip(wave, 16000, 24)
     assert rate == 16000 and abs(out.shape[0] - wave.shape[0]) < 3000
     assert 0.3 < float(np.abs(out).max()) < 0.7
+    # every bitrate and encoding rate the training copies draw from encodes and decodes
+    from whichvoice.dataset import MP3_KBPS, MP3_RATES
+
+    for kbps in MP3_KBPS:
+        for enc in MP3_RATES:
+            out, rate = mp3_roundtrip(wave, 16000, kbps, enc_rate=enc)
+            assert rate == enc and abs(out.shape[0] / enc - 2.0) < 0.2, (kbps, enc)
 
 
 @pytest.mark.slow

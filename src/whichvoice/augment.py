@@ -36,10 +36,10 @@ class AugmentConfig:
     telephone_p: float = 0.3  # telephone band with clipping, or an 8 kHz recording's band
     reverb_p: float = 0.3
     rt60_s: tuple[float, float] = (0.2, 1.3)  # s, reverberation time of the synthetic rooms
-    mp3_p: float = 0.2  # probability of the mp3-degraded copy of a window
+    mp3_p: float = 0.25  # probability of the mp3-degraded copy of a window
     clip_p: float = 0.2  # probability of hard clipping
     clip_fraction: tuple[float, float] = (0.005, 0.3)  # of the samples clipped, uniform
-    speed_p: float = 0.2  # probability of a speed change
+    speed_p: float = 0.3  # probability of a speed change
     speed: float = 0.15  # +/- relative speed, uniform
     # a random band limit: off by default (no gain on the dev sentences); asking for the part
     # by name (``--augment ...,band``) turns it on at BAND_P
@@ -221,14 +221,17 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
     return x
 
 
-def mp3_roundtrip(wave: np.ndarray, rate: int, kbps: int) -> tuple[np.ndarray, int]:
+def mp3_roundtrip(
+    wave: np.ndarray, rate: int, kbps: int, enc_rate: int | None = None
+) -> tuple[np.ndarray, int]:
     """``wave`` through an mp3 of about ``kbps`` kbit/s and back (float32 mono, its rate).
 
-    Low bitrates are encoded at a low sample rate, as encoders do."""
-    enc_rate = 16_000 if kbps <= 32 else rate
+    Encoded at ``enc_rate``; by default low bitrates at 16 kHz, as encoders do."""
+    enc_rate = enc_rate or (16_000 if kbps <= 32 else rate)
     y = resample(wave, rate, enc_rate)
-    # libsndfile maps compression level linearly onto MPEG-2's 8-160 kbit/s for 16 kHz
-    level = float(np.clip((160 - kbps) / (160 - 8), 0.0, 1.0))
+    # libsndfile maps compression level linearly onto MPEG-2's 8-160 kbit/s (16-24 kHz);
+    # it refuses a level of exactly 1
+    level = float(np.clip((160 - kbps) / (160 - 8), 0.0, 0.999))
     import io
 
     import soundfile as sf

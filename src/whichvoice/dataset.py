@@ -120,7 +120,11 @@ def _manifest_digest(corpus: Path) -> str:
 def cache_dir(corpus: str | os.PathLike, cfg: PrepareConfig) -> Path:
     """Where ``train`` caches the prepared data of a corpus for a given configuration."""
     # the stored windows do not depend on cmn (applied when the model reads them): one cache
-    described = {**cfg.to_dict(), "features_version": FEATURES_VERSION}
+    described = {
+        **cfg.to_dict(),
+        "features_version": FEATURES_VERSION,
+        "mp3_copies_version": MP3_COPIES_VERSION,
+    }
     described["features"].pop("cmn")
     key = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:10]
     return Path(corpus) / "prepared" / f"{cfg.features.name}-{key}-{_manifest_digest(Path(corpus))}"
@@ -165,21 +169,29 @@ def clip_features(
 
 
 MP3_FRACTION = 0.4  # share of training windows given an mp3 copy (encoding is the slow part)
+MP3_KBPS = (8, 16, 24, 32)  # bitrates of the copies, drawn uniformly
+MP3_RATES = (16_000, 22_050, 24_000)  # sample rates the copies are encoded at, drawn uniformly
+MP3_COPIES_VERSION = 2  # part of the cache key: bump when the copies change
 
 
 def _mp3_copies(x: np.ndarray, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded share of the 16 kHz waveform windows through an mp3 at a random 16, 24 or
-    32 kbit/s and back. Returns (indices of the windows, their copies)."""
+    """A seeded share of the 16 kHz waveform windows through an mp3 at a random bitrate
+    (``MP3_KBPS``) and sample rate (``MP3_RATES``) and back. Returns (indices of the windows,
+    their copies)."""
     from whichvoice.augment import mp3_roundtrip
 
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(x.shape[0], size=round(MP3_FRACTION * x.shape[0]), replace=False))
-    rates = rng.choice([16, 24, 32], size=index.shape[0])
+    kbps = rng.choice(MP3_KBPS, size=index.shape[0])
+    enc_rates = rng.choice(MP3_RATES, size=index.shape[0])
     n = x.shape[1]
 
     def one(k: int) -> np.ndarray:
         y, rate = mp3_roundtrip(
-            np.asarray(x[index[k]], dtype=np.float32), SAMPLE_RATE, int(rates[k])
+            np.asarray(x[index[k]], dtype=np.float32),
+            SAMPLE_RATE,
+            int(kbps[k]),
+            enc_rate=int(enc_rates[k]),
         )
         y = resample(y, rate, SAMPLE_RATE)[:n]
         return np.pad(y, (0, n - y.shape[0])).astype(np.float16)
