@@ -14,6 +14,7 @@ under "leakage"). Every accuracy carries its file count and 95 % Wilson interval
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -70,6 +71,7 @@ def run_model(name: str, corpus: Path, labels: Path, work: Path, quiet: bool) ->
     )
     return {
         "name": name,
+        "weights_sha256": hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest(),
         "model": cfg.model,
         "augment": cfg.augment or "model default",
         "train_s_this_run": round(seconds, 1),

@@ -22,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CARD = ROOT / "src" / "whichvoice" / "data" / "classifier" / "MODEL_CARD.md"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), CARD]
 BLOCK = re.compile(r"(<!-- table: ([\w-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -315,7 +316,38 @@ def soak_table() -> str:
     return module.table(result) + ("" if "command" in result else f"\n\nMade by {_made(result)}.")
 
 
+def classifier_card() -> str:
+    """The bundled classifier's figures: the robustness benchmark's default model on the
+    test set, under every condition."""
+    import hashlib
+
+    rob = _load("robustness")
+    default = next(m for m in rob["models"] if m["name"] == "default")
+    shipped = hashlib.sha256((CARD.parent / "model.safetensors").read_bytes()).hexdigest()
+    rows = ["| condition | accuracy (95 % interval) | files |", "|---|---:|---:|"]
+    for name, x in default["conditions"].items():
+        rows.append(
+            f"| `{name}` | {_pct(x['accuracy'])} ({_interval(*x['ci95'])}) | {x['files']} |"
+        )
+    measured = default.get("weights_sha256")
+    same = (
+        "the weights measured are these (SHA-256 recorded in the JSON)"
+        if measured == shipped
+        else "measured on the run the benchmark trained; this JSON predates recording the "
+        "weights' SHA-256"
+        if measured is None
+        else "**the JSON measured other weights than these: rerun the benchmark**"
+    )
+    rows += [
+        "",
+        f"File-level accuracy on {_held_out(rob)}. Weights SHA-256 `{shipped[:16]}…`: {same}. "
+        f"Made by {_made(rob)}.",
+    ]
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "classifier-card": classifier_card,
     "ablation-dev": ablation_table,
     "train": train_table,
     "serve": serve_table,

@@ -27,8 +27,11 @@ class Server:
         return int(self.url.rsplit(":", 1)[1])
 
 
+BUNDLED = "bundled"  # start(BUNDLED): serve the bundled classifier
+
+
 def start(
-    run: Path | None,
+    run: Path | str | None,
     *args: str,
     timeout: float = 90.0,
     env: dict[str, str] | None = None,
@@ -36,10 +39,12 @@ def start(
 ) -> Server:
     """Start ``whichvoice serve [RUN] --port 0 --quiet ARGS``; return once /healthz answers
     200 (AssertionError with the server's stderr when it exits or does not answer in
-    ``timeout`` s)."""
+    ``timeout`` s). ``run`` None: no classifier (``--no-classifier``); ``BUNDLED``: the
+    bundled one (no RUN)."""
     folder = Path(tempfile.mkdtemp(prefix="whichvoice-serve-"))
     port_file = folder / "port"
-    cmd = [sys.executable, "-m", "whichvoice", "serve", *([str(run)] if run else [])]
+    which = ["--no-classifier"] if run is None else [] if run == BUNDLED else [str(run)]
+    cmd = [sys.executable, "-m", "whichvoice", "serve", *which]
     cmd += ["--port", "0", "--port-file", str(port_file), "--quiet", *args]
     proc = subprocess.Popen(
         cmd,

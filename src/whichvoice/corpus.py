@@ -232,6 +232,27 @@ def speak(sessions: SessionPool, voice: Voice, text: str, fmt: str) -> tuple[byt
     return encode_audio(speech.wave, speech.sample_rate, fmt), engine_s
 
 
+def say(text: str, voice_id: str, fmt: str = "mp3", *, polly_engine: str = "standard") -> bytes:
+    """``text`` read by one voice, as encoded ``fmt`` bytes (``mp3`` or ``wav``).
+
+    Raises UnknownVoiceError, EngineUnavailableError, SynthesisError or SilentAudioError."""
+    if not text.strip():
+        raise WhichvoiceError("nothing to say: the text is empty")
+    voices = resolve_voices(voice_id)
+    if len(voices) != 1:
+        raise WhichvoiceError(
+            f"{voice_id}: {len(voices)} voices; one phrase into one file takes one voice id "
+            "(a folder as OUT takes a set: every voice reads it)"
+        )
+    voice = voices[0]
+    require_available([voice])
+    sessions = SessionPool(polly_engine)
+    try:
+        return speak(sessions, voice, text.strip(), fmt)[0]
+    finally:
+        sessions.close()
+
+
 def _make_clip(job: ClipJob, out: Path, fmt: str, sessions: SessionPool) -> tuple[Clip, float]:
     """Synthesize, check, encode and store one clip; returns it and the engine's seconds."""
     voice, text = job.voice, job.sentence.text

@@ -134,9 +134,7 @@ class Gallery:
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
                 if model_id is not None:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,)
-                    )
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,))
         except sqlite3.DatabaseError as e:
             if hasattr(self, "_db"):
                 self._db.close()

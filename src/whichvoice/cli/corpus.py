@@ -15,6 +15,7 @@ from whichvoice.cli.common import (
     feature_config,
     setup_logging,
 )
+from whichvoice.errors import WhichvoiceError
 
 
 @app.command("voices")
@@ -163,11 +164,18 @@ def synthesize(
     show_default=True,
     help="Skip sentences longer than this.",
 )
+@click.option(
+    "--text",
+    default=None,
+    help="Speak this one phrase instead of --sentences: into OUT as one file when OUT ends "
+    "in .mp3 or .wav (--voices then names one voice), else as a corpus every voice reads.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def synth_cmd(
     out: Path,
     voices: str,
     sentences: str,
+    text: str | None,
     assign: str,
     per_voice: int,
     fmt: str,
@@ -177,8 +185,14 @@ def synth_cmd(
     max_chars: int,
     quiet: bool,
 ) -> None:
-    """Synthesize SENTENCES with VOICES into OUT (audio + manifest.jsonl); resumable."""
+    """Synthesize SENTENCES with VOICES into OUT (audio + manifest.jsonl); resumable. With
+    --text, speak one phrase: `whichvoice synth hello.mp3 --text "Hello" --voices flite:slt`."""
     setup_logging(quiet)
+    if text is not None and Path(str(out)).suffix.lower() in (".mp3", ".wav"):
+        _say_into(out, text, voices, polly_engine, quiet)
+        return
+    if text is not None:
+        sentences, assign = _phrase_file(text), "all"
     synthesize(
         out,
         voices,
@@ -192,6 +206,32 @@ def synth_cmd(
         max_chars,
         per_voice,
     )
+
+
+def _say_into(out: Path | str, text: str, voices: str, polly_engine: str, quiet: bool) -> None:
+    from whichvoice import storage
+    from whichvoice.corpus import say
+
+    fmt = Path(str(out)).suffix.lower()[1:]
+    data = say(text, voices, fmt, polly_engine=polly_engine)
+    storage.write_bytes(out, data)
+    if not quiet:
+        click.echo(f"{voices}: {len(data)} bytes of {fmt} -> {out}")
+
+
+def _phrase_file(text: str) -> str:
+    """A one-line sentence file holding ``text`` (what --sentences reads), in a temporary
+    folder removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if not text.strip() or "\n" in text.strip():
+        raise WhichvoiceError("--text takes one phrase on one line")
+    folder = Path(tempfile.mkdtemp(prefix="whichvoice-text-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    (folder / "text.txt").write_text(text.strip() + "\n")
+    return str(folder / "text.txt")
 
 
 @app.command("prepare")

@@ -36,6 +36,11 @@ def _listen(host: str, port: int):
 @app.command("serve")
 @click.argument("run", required=False, type=click.Path(path_type=Path))
 @click.option(
+    "--no-classifier",
+    is_flag=True,
+    help="Serve no classifier: /v1/identify answers from the enrolled voices alone.",
+)
+@click.option(
     "--encoder",
     default=None,
     help="The voice encoder of the enroll/verify/gallery routes: a run or a name "
@@ -96,6 +101,7 @@ def _listen(host: str, port: int):
 @click.option("--quiet", "-q", is_flag=True, help="No access log.")
 def serve_cmd(
     run: Path | None,
+    no_classifier: bool,
     encoder: str | None,
     gallery: Path | None,
     host: str,
@@ -109,15 +115,22 @@ def serve_cmd(
     max_duration: float,
     quiet: bool,
 ) -> None:
-    """Serve over HTTP: the talk's /invocations and /v1/identify with the classifier RUN,
-    enrollment, verification and the gallery with the encoder, /metrics and the page at /.
-    Without RUN, /v1/identify answers from the enrolled voices."""
+    """Serve over HTTP: the talk's /invocations and /v1/identify with the classifier RUN
+    (default: the bundled one, the default8 voices), enrollment, verification and the
+    gallery with the encoder, /metrics and the page at /. With --no-classifier,
+    /v1/identify answers from the enrolled voices alone."""
     import os
 
     from whichvoice.gallery import default_gallery_path
     from whichvoice.runtime import load_model
     from whichvoice.serve.app import ENV_CONFIG, ServeConfig
 
+    if run is not None and no_classifier:
+        raise click.UsageError("RUN or --no-classifier, not both")
+    if run is None and not no_classifier:
+        from whichvoice.runtime import bundled_classifier
+
+        run = bundled_classifier()
     if run is not None:
         load_model(run)  # fail here, in one line, rather than in every worker
     if encoder is not None and Path(encoder).exists():

@@ -56,7 +56,9 @@ def load_model(
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
-    model = _load_torch(storage.local_path(run if run is not None else bundled_classifier()), device)
+    model = _load_torch(
+        storage.local_path(run if run is not None else bundled_classifier()), device
+    )
     if backend == "torch":
         return model
     path = ensure_export(model, onnx_path)
