@@ -213,7 +213,7 @@ def test_a_corrupt_file_shows_an_error(browser, server):
     error = page.locator("#error")
     assert error.is_visible()
     assert "bad.mp3" in error.inner_text()
-    assert "decodable" in error.inner_text()
+    assert "not audio (a text file)" in error.inner_text()  # named by what it is
     assert page.locator("#result-body").is_hidden()  # nothing stale or half-drawn
     page.context.close()
 
