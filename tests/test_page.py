@@ -282,3 +282,29 @@ def test_without_a_classifier_the_enrolled_voices_answer(browser, small_corpus, 
         assert page.locator("#result-voice").inner_text() == "unknown"
         assert page.locator("#error").is_hidden()
         page.context.close()
+
+
+def test_api_docs_work_offline(browser, server):
+    """/docs (Swagger UI) and /redoc render the API with every asset from this server: any
+    request elsewhere is refused, as on a machine with no network."""
+    context = browser.new_context()
+    elsewhere: list[str] = []
+
+    def only_local(route) -> None:
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            elsewhere.append((route.request.resource_type, route.request.url))
+            route.abort()
+
+    context.route("**/*", only_local)
+    page = context.new_page()
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".opblock", timeout=TIMEOUT_MS)  # rendered by Swagger UI
+    assert page.locator(".opblock").count() >= 10 and "/v1/identify" in page.inner_text("body")
+    page.goto(f"{server}/redoc")
+    page.get_by_text("Which voice is this?").first.wait_for(state="attached", timeout=TIMEOUT_MS)
+    # nothing the pages need comes from elsewhere: ReDoc's bundle asks only for its own logo
+    # (an image, cdn.redoc.ly), which a machine offline simply does not show
+    assert [u for kind, u in elsewhere if kind != "image" or "redoc" not in u] == []
+    context.close()

@@ -28,6 +28,7 @@ from whichvoice.errors import WhichvoiceError
 from whichvoice.gallery import GalleryError, GalleryModelError, NotEnrolledError
 from whichvoice.runtime import VoiceModel, load_model
 from whichvoice.serve import enrollment, identify, ops, synthesis, talk
+from whichvoice.serve.docs import add_docs
 from whichvoice.serve.ops import STATIC
 from whichvoice.serve.service import (
     TRIM_EVERY_S,
@@ -63,6 +64,8 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         version=__version__,
         lifespan=_lifespan,
         description="Which voice is speaking: the talk's endpoint and a JSON API.",
+        docs_url=None,  # served by whichvoice.serve.docs, with local assets
+        redoc_url=None,
     )
     app.state.service = service
     workers = int(os.environ.get("WHICHVOICE_WORKERS", "1"))
@@ -74,6 +77,7 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     app.middleware("http")(_guard_and_measure)
     for router in (talk.router, identify.router, synthesis.router, ops.router, enrollment.router):
         app.include_router(router)
+    add_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
