@@ -80,6 +80,23 @@ _TIMES = (
 )  # fmt: skip
 
 
+# voices outside default8 that the bundled classifier's open-set threshold is fitted against
+# (dev) and measured on (test): other engines and speakers, never the same in both, and none
+# the same speaker as a default8 voice (flite:kal and festival:kal_diphone are kal16's speaker)
+OTHER_VOICES = {
+    "dev": (
+        "festival:lp_diphone", "festival:czech_dita", "festival:msu_ru_nsh_clunits",
+        "espeak-ng:en-us", "espeak-ng:en-us+Andy", "espeak-ng:en-gb+Annie",
+        "espeak-ng:en-us+klatt2", "espeak-ng:en-gb-scotland+m1",
+    ),
+    "test": (
+        "festival:pc_diphone", "festival:upc_ca_ona_hts", "festival:czech_krb",
+        "festival:suo_fi_lj_diphone", "espeak-ng:en-gb", "espeak-ng:en-us+Mike",
+        "espeak-ng:en-us+klatt4", "espeak-ng:en-029+f2",
+    ),
+}  # fmt: skip
+
+
 def pool_voices(pool: str, n: int, *, start: int = 0) -> list[str]:
     """``n`` voices of a pool: random variants ``start``, ``start + 1``, ... of its range, each
     in a seeded accent."""

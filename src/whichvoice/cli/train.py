@@ -249,3 +249,59 @@ def export_cmd(run: Path, onnx_out: Path, opset: int) -> None:
     diff = check_export(run, path)
     click.echo(onnx_out)
     click.echo("max |onnx - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
+
+
+@app.command("openset")
+@click.argument("run", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--known",
+    "known_csv",
+    required=True,
+    type=LOCATION,
+    help="Dev clips of the run's own voices: a path,voice CSV (sentences never trained on).",
+)
+@click.option(
+    "--unknown",
+    "unknown_paths",
+    multiple=True,
+    type=LOCATION,
+    help="Dev clips of other voices (files or folders; repeat): the share they reject is reported.",
+)
+@click.option(
+    "--keep",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.99,
+    show_default=True,
+    help="Share of the known clips the threshold keeps.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def openset_cmd(
+    run: Path, known_csv: Path, unknown_paths: tuple[Path, ...], keep: float, as_json: bool
+) -> None:
+    """Fit RUN's open-set answer on dev data: a clip whose embedding is far from the voice the
+    classifier names is answered "unknown" (writes RUN/openset.json)."""
+    setup_logging(True)
+    from whichvoice.evaluate import labelled_files
+    from whichvoice.openset import fit_openset, save_openset
+    from whichvoice.predict import expand_paths
+    from whichvoice.runtime import load_model
+
+    model = load_model(run)
+    known = [(f.path, f.voice) for f in labelled_files(known_csv, model.labels)]
+    fitted = fit_openset(model, known, expand_paths(unknown_paths), keep=keep)
+    path = save_openset(run, fitted)
+    if as_json:
+        click.echo(json.dumps(fitted.to_dict()["fitted"] | {"threshold": fitted.threshold}))
+        return
+    f = fitted.fitted
+    rejected = f["unknown_rejected"]
+    click.echo(
+        f"threshold {fitted.threshold:.4f}: keeps {f['known_kept']['value']:.4f} of "
+        f"{f['known_clips']} known dev clips"
+        + (
+            f", rejects {rejected['value']:.4f} of {f['unknown_clips']} other voices' clips"
+            if rejected
+            else ""
+        )
+        + f"; saved in {path}"
+    )

@@ -35,16 +35,33 @@ class Prediction:
     windows: int
     speech_s: float = 0.0  # seconds of speech the windows were cut from (silence trimmed)
     window_voices: list[str] = field(repr=False, default_factory=list)
+    # the open-set answer (whichvoice.openset), when the run has one: is ``voice`` one of the
+    # model's voices at all? None: the run has no open-set threshold (closed set only)
+    known: bool | None = None
+    openset_score: float | None = None
+    openset_threshold: float | None = None
+
+    @property
+    def answer(self) -> str:
+        """The voice, or "unknown" when the open-set score says it is none of the model's
+        (``voice`` then stays the nearest of them)."""
+        return "unknown" if self.known is False else self.voice
 
     def to_dict(self, k: int = 3) -> dict:
-        return {
+        out = {
             "path": self.path,
+            "answer": self.answer,
             "voice": self.voice,
             "confidence": round(self.confidence, 6),
             "top": [{"voice": v, "p": round(p, 6)} for v, p in self.top[:k]],
             "speech_s": self.speech_s,
             "windows": self.windows,
+            "known": self.known,
         }
+        if self.openset_score is not None:
+            out["openset_score"] = round(self.openset_score, 6)
+            out["openset_threshold"] = round(self.openset_threshold or 0.0, 6)
+        return out
 
 
 class VoiceModel:
@@ -59,6 +76,9 @@ class VoiceModel:
         self.features = FeatureConfig.from_dict(config["features"])
         self.net = net.eval()
         self.device = device
+        from whichvoice.openset import load_openset
+
+        self.openset = load_openset(root) if hasattr(net, "embed") else None
 
     def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
         """Stored-form windows for one file or bytes, float32 (n_windows, *stored_shape), and
@@ -81,13 +101,31 @@ class VoiceModel:
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
         return F.log_softmax(self.net(model_inputs(x, self.features)), dim=1).float().cpu().numpy()
 
-    def _combine(self, name: str, logp: np.ndarray, speech_s: float) -> Prediction:
+    def window_scores(self, windows: np.ndarray) -> np.ndarray:
+        """What a file's answer is made of, per stored window: log-probabilities, and with an
+        open-set threshold the embedding after them, float32 (n_windows, n_labels [+ dim])."""
+        if self.openset is None:
+            return self.window_log_probs(windows)
+        return np.concatenate(
+            [self.window_log_probs(windows), self.window_embeddings(windows)], axis=1
+        )
+
+    def _combine(self, name: str, scores: np.ndarray, speech_s: float) -> Prediction:
         # the file's answer: the mean of its windows' log-probabilities, renormalised
+        logp = scores[:, : len(self.labels)]
         mean = logp.mean(axis=0)
         probs = np.exp(mean - mean.max())
         probs /= probs.sum()
         order = np.argsort(-probs)
         top = [(self.labels[i], float(probs[i])) for i in order]
+        openset = {}
+        if self.openset is not None:
+            score = self.openset.score(unit(scores[:, len(self.labels) :].mean(axis=0)), top[0][0])
+            openset = {
+                "known": score >= self.openset.threshold,
+                "openset_score": score,
+                "openset_threshold": self.openset.threshold,
+            }
         return Prediction(
             path=name,
             voice=top[0][0],
@@ -97,18 +135,19 @@ class VoiceModel:
             windows=int(logp.shape[0]),
             speech_s=round(speech_s, 3),
             window_voices=[self.labels[i] for i in logp.argmax(axis=1)],
+            **openset,
         )
 
     def identify(self, source: AudioSource, name: str | None = None) -> Prediction:
         """Which of the model's voices reads ``source`` (a path or encoded bytes), any length."""
         label = name or describe_source(source)
         windows, speech_s = self.windows(source)
-        return self._combine(label, self.window_log_probs(windows), speech_s)
+        return self._combine(label, self.window_scores(windows), speech_s)
 
     def identify_wave(self, wave: np.ndarray, rate: int, name: str = "<audio>") -> Prediction:
         """Like ``identify`` for a decoded waveform (float32 mono at ``rate`` Hz)."""
         windows, speech_s = self.windows_of(wave, rate)
-        return self._combine(name, self.window_log_probs(windows), speech_s)
+        return self._combine(name, self.window_scores(windows), speech_s)
 
     @property
     def has_embedding(self) -> bool:
@@ -153,7 +192,7 @@ class VoiceModel:
         self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
     ) -> Iterator[Prediction | WhichvoiceError]:
         """Predictions in input order; a file that cannot be read yields its error instead."""
-        for src, scored, speech_s in self._batched(sources, self.window_log_probs, batch, workers):
+        for src, scored, speech_s in self._batched(sources, self.window_scores, batch, workers):
             yield (
                 scored
                 if isinstance(scored, WhichvoiceError)

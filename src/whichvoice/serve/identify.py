@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from whichvoice.audio import resample
+from whichvoice.gallery import UNKNOWN
 from whichvoice.serve.enrollment import THRESHOLD, gallery_answer
 from whichvoice.serve.schemas import IdentifyResponse
 from whichvoice.serve.service import ServiceDep
@@ -68,6 +69,7 @@ def identify_upload(
     if service.model is None:
         return IdentifyResponse(
             voice=match.voice,
+            answer_source="gallery" if match.voice != UNKNOWN else "none",
             name=match.voice,
             confidence=None,
             probabilities={},
@@ -77,9 +79,16 @@ def identify_upload(
             **common,
         )
     pred = service.model.identify_wave(wave, rate, name)
+    voice, source = one_answer(pred, match)
     return IdentifyResponse(
-        voice=pred.voice,
-        name=service.model.display_name(pred.voice),
+        voice=voice,
+        answer_source=source,
+        name=service.model.display_name(voice) if source == "classifier" else voice,
+        classifier={
+            k: v
+            for k, v in pred.to_dict().items()
+            if k in ("voice", "confidence", "known", "openset_score", "openset_threshold")
+        },
         confidence=pred.confidence,
         probabilities=pred.probabilities,
         top=[{"voice": v, "p": p} for v, p in pred.top],
@@ -87,6 +96,18 @@ def identify_upload(
         speech_s=pred.speech_s,
         **common,
     )
+
+
+def one_answer(pred, match) -> tuple[str, str]:
+    """(the answer, who gave it) from the classifier's prediction and the gallery's answer
+    (None when nothing is enrolled): an enrolled voice that reaches its threshold first (the
+    user enrolled it by name), else the classifier's voice unless its open-set score says
+    unknown, else "unknown" (docs/http-api.md)."""
+    if match is not None and match.voice != UNKNOWN:
+        return match.voice, "gallery"
+    if pred.known is not False:
+        return pred.voice, "classifier"
+    return UNKNOWN, "none"
 
 
 @router.post(

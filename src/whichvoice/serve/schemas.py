@@ -25,14 +25,35 @@ class GalleryAnswer(BaseModel):
     threshold_source: str = Field(description=THRESHOLD_SOURCE)
 
 
+class ClassifierAnswer(BaseModel):
+    voice: str = Field(description="The classifier's nearest voice (closed set)")
+    confidence: float = Field(description="Its probability among the classifier's voices")
+    known: bool | None = Field(
+        description="Whether the open-set score says it is one of the classifier's voices at "
+        "all (null: the classifier has no open-set threshold)"
+    )
+    openset_score: float | None = Field(
+        default=None, description="Cosine of the clip to the voice's prototype"
+    )
+    openset_threshold: float | None = Field(
+        default=None, description="Under it the classifier answers unknown (fitted on dev data)"
+    )
+
+
 class IdentifyResponse(BaseModel):
     """With a classifier (``whichvoice serve RUN``): its answer, and ``gallery`` when a voice is
     enrolled. Without one: ``voice`` and ``name`` are the gallery's answer, ``confidence``,
     ``windows`` and ``speech_s`` are null, ``probabilities`` and ``top`` are empty."""
 
     voice: str = Field(
-        description="The most likely voice id, e.g. flite:slt; without a classifier the closest "
-        'enrolled voice or "unknown"'
+        description="The answer: an enrolled voice whose score reaches the threshold, else the "
+        'classifier\'s voice when its open-set score says it knows it, else "unknown"'
+    )
+    answer_source: str = Field(
+        description='Which answered: "gallery", "classifier" or "none" (unknown to both)'
+    )
+    classifier: ClassifierAnswer | None = Field(
+        default=None, description="The classifier's own answer; null without a classifier"
     )
     name: str = Field(description="The voice as the talk's endpoint names it, e.g. slt or Joanna")
     confidence: float | None = Field(description="The classifier's probability of `voice`")

@@ -67,10 +67,10 @@ async def invocations(request: Request, service: ServiceDep, model: ClassifierDe
         preds = await run_in_threadpool(
             lambda: [service.identify(d, f"item {n}") for n, d in enumerate(datas)]
         )
-        return JSONResponse([model.display_name(p.voice) for p in preds])
+        return JSONResponse([model.display_name(p.answer) for p in preds])
     if media.startswith("audio/") or media == "application/octet-stream":
         pred = await run_in_threadpool(service.identify, maybe_base64(body))
-        return JSONResponse(model.display_name(pred.voice))
+        return JSONResponse(model.display_name(pred.answer))
     raise HTTPProblem(
         415,
         "unsupported_type",

@@ -92,17 +92,33 @@ function percent(p) {
 function showResult(result, source) {
   $("result-empty").hidden = true;
   $("result-body").hidden = false;
-  // no classifier on the server: the enrolled voices answer, with cosine scores
+  // one answer (the server's rule): an enrolled voice, else the classifier's voice when it
+  // knows it, else "unknown"; each side's own answer is detail underneath
   const gallery = result.gallery;
-  const byScore = result.confidence === null;
+  const classifier = result.classifier;
+  const byScore = result.confidence === null;  // no classifier: cosine scores
   $("result-voice").textContent = result.voice;
-  $("result-confidence").textContent = byScore
-    ? `score ${gallery.score.toFixed(2)}`
-    : `${percent(result.confidence)} sure`;
+  document.body.dataset.answer = result.answer_source;
+  if (result.answer_source === "gallery") {
+    $("result-confidence").textContent =
+      `enrolled voice, score ${gallery.score.toFixed(2)} ≥ ${gallery.threshold.toFixed(2)}`;
+  } else if (result.answer_source === "classifier") {
+    $("result-confidence").textContent = `${percent(result.confidence)} sure`;
+  } else {
+    $("result-confidence").textContent = "not a voice it knows";
+  }
   const windows = `${result.windows} window${result.windows === 1 ? "" : "s"}`;
   let meta = `${source}: ${result.duration_s.toFixed(2)} s of audio`;
   meta += byScore ? ", compared with the enrolled voices." : `, ${windows} scored.`;
-  if (gallery && !byScore) meta += ` Enrolled voices: ${gallery.voice} (score ${gallery.score.toFixed(2)}).`;
+  if (classifier && result.answer_source !== "classifier") {
+    const why = classifier.known === false
+      ? ` (open-set score ${classifier.openset_score.toFixed(2)} < ${classifier.openset_threshold.toFixed(2)})`
+      : "";
+    meta += ` Classifier: nearest ${classifier.voice}${why}.`;
+  }
+  if (gallery && result.answer_source !== "gallery") {
+    meta += ` Enrolled voices: nearest ${gallery.nearest} (score ${gallery.score.toFixed(2)} < ${gallery.threshold.toFixed(2)}).`;
+  }
   $("result-meta").textContent = meta;
 
   const bars = $("bars");
@@ -111,7 +127,8 @@ function showResult(result, source) {
   const ranked = Object.entries(values).sort((a, b) => b[1] - a[1]);
   for (const [voice, p] of ranked) {
     const bar = document.createElement("div");
-    bar.className = voice === result.voice ? "bar best" : "bar";
+    const best = classifier && !byScore ? classifier.voice : result.voice;
+    bar.className = voice === best ? "bar best" : "bar";
     bar.dataset.voice = voice;
     bar.setAttribute("role", "listitem");
     const name = document.createElement("span");

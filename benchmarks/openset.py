@@ -1,0 +1,116 @@
+"""The bundled classifier's open-set answer, on test data only: the share of its own voices'
+test clips it keeps (names), and the share of other voices' clips it answers "unknown":
+other TTS voices (``protocol.OTHER_VOICES["test"]`` and test-pool random variants) and real
+people (the human-dev recordings, digits joined into ~3 s clips; small and all male: an
+illustration, not a human-speech benchmark). The threshold was fitted on dev data
+(``benchmarks/classifier.py``). Writes benchmarks/results/openset.json.
+
+    python benchmarks/openset.py [--work DIR] [--sentences 100] [--other-sentences 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from heldout import pool_set
+from provenance import RESULTS, provenance, write_result
+
+from whichvoice.audio import read_audio
+from whichvoice.corpus import SynthConfig, synthesize_corpus
+from whichvoice.evaluate import labelled_files
+from whichvoice.protocol import OTHER_VOICES, pool_sentences, pool_voices
+from whichvoice.runtime import bundled_classifier, load_model
+from whichvoice.scoring import proportion
+
+HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / "recordings"
+DIGITS_PER_CLIP = 6  # spoken digits joined into one clip (~3 s)
+
+
+def other_voices(work: Path, pool: str, sentences: int, quiet: bool) -> list[Path]:
+    """Clips of voices outside default8 for ``pool``: the named other voices and 8 random
+    variants of the pool, each reading ``sentences`` sentences of the pool."""
+    corpus = work / f"{pool}-other"
+    synthesize_corpus(
+        corpus,
+        pool_sentences(pool, sentences),
+        SynthConfig(voices=(",".join([*OTHER_VOICES[pool], *pool_voices(pool, 8)]),), assign="all"),
+        progress=not quiet,
+    )
+    rows = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()]
+    return [corpus / r["path"] for r in rows]
+
+
+def human_clips(work: Path, per_speaker: int = 10) -> list[Path]:
+    """``per_speaker`` clips per human-dev speaker, each ``DIGITS_PER_CLIP`` takes joined with
+    0.2 s pauses (one take is ~0.5 s: too short alone)."""
+    import soundfile as sf
+
+    out = work / "human"
+    out.mkdir(parents=True, exist_ok=True)
+    by_speaker: dict[str, list[Path]] = {}
+    for f in sorted(HUMAN.glob("*.wav")):
+        by_speaker.setdefault(f.stem.split("_")[1], []).append(f)
+    clips = []
+    for speaker, files in sorted(by_speaker.items()):
+        for k in range(per_speaker):
+            parts = []
+            for f in files[k * DIGITS_PER_CLIP : (k + 1) * DIGITS_PER_CLIP]:
+                wave, rate = read_audio(f)
+                parts += [wave, np.zeros(int(0.2 * rate), np.float32)]
+            path = out / f"{speaker}-{k}.wav"
+            sf.write(path, np.concatenate(parts), rate)
+            clips.append(path)
+    return clips
+
+
+def rejected(model, paths: list[Path]) -> dict:
+    answers = [p for p in model.identify_many(paths) if not isinstance(p, Exception)]
+    return proportion(sum(p.known is False for p in answers), len(answers))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--sentences", type=int, default=100, help="test sentences, default8")
+    parser.add_argument("--other-sentences", type=int, default=10, help="per other voice")
+    parser.add_argument("--json", type=Path, default=RESULTS / "openset.json")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    made = provenance()
+    work = args.work or Path(tempfile.mkdtemp(prefix="whichvoice-openset-"))
+    model = load_model(bundled_classifier())
+    if model.openset is None:
+        sys.exit("the bundled classifier has no openset.json: run benchmarks/classifier.py")
+    known = labelled_files(pool_set(work, "test", args.sentences, args.quiet), model.labels)
+    answers = [p for p in model.identify_many([f.path for f in known])]
+    kept = sum(p.known is True for p in answers if not isinstance(p, Exception))
+    right = sum(
+        p.answer == f.voice for p, f in zip(answers, known, strict=True)
+        if not isinstance(p, Exception)
+    )  # fmt: skip
+    others = other_voices(work, "test", args.other_sentences, args.quiet)
+    result = {
+        "benchmark": "openset",
+        **made,
+        "command": "python benchmarks/openset.py " + " ".join(sys.argv[1:]),
+        "threshold": model.openset.threshold,
+        "fitted_on_dev": model.openset.fitted,
+        "test": {
+            "known_kept": proportion(kept, len(known)),
+            "known_answered_right": proportion(right, len(known)),
+            "other_tts_rejected": rejected(model, others),
+            "other_tts_voices": [*OTHER_VOICES["test"], *pool_voices("test", 8)],
+            "human_rejected": rejected(model, human_clips(work)) if HUMAN.is_dir() else None,
+        },
+    }
+    write_result(args.json, result)
+    print(json.dumps(result["test"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
