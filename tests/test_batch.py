@@ -120,7 +120,9 @@ def test_each_format_has_a_row_per_input_as_predict_says(
     )
     assert (summary.predicted, summary.rows, summary.failed) == (len(clips), len(clips), 0)
     rows = read_rows(out)
-    assert list(rows[0]) == ["path", "voice", "confidence", "top", "speech_s", "windows", "error"]
+    assert list(rows[0]) == [
+        "path", "answer", "voice", "confidence", "top", "speech_s", "windows", "known", "error",
+    ]  # fmt: skip
     assert [r["path"] for r in rows] == [c.path for c in clips]  # input order, as spelled
     assert all(r["error"] == "" and len(r["top"]) == 3 for r in rows)
     same_predictions(rows, reference)

@@ -82,11 +82,111 @@ def test_synth_text_into_one_file_or_a_corpus(cli, tmp_path: Path) -> None:
     assert [json.loads(r)["text"] for r in rows] == ["Good morning."] * 2
 
 
+HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / "recordings"
+
+
+@pytest.fixture(scope="module")
+def person(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real person (human-dev) saying six digits, ~3 s: a voice the classifier never heard."""
+    import numpy as np
+    import soundfile as sf
+
+    from whichvoice.audio import read_audio
+
+    parts = []
+    for take in range(6):
+        wave, rate = read_audio(HUMAN / f"{take}_george_{take}.wav")
+        parts += [wave, np.zeros(rate // 5, np.float32)]
+    path = tmp_path_factory.mktemp("person") / "george.wav"
+    sf.write(path, np.concatenate(parts), rate)
+    return path
+
+
+def test_the_open_set_answer(cli, phrases: dict[str, Path], person: Path) -> None:
+    """Its own voices are named; a person it never heard is "unknown", with the nearest voice
+    and the score under the threshold (fitted on dev data, shipped in openset.json)."""
+    from whichvoice.runtime import load_model
+
+    model = load_model()
+    fitted = model.openset.fitted
+    assert fitted["known_kept"]["value"] >= 0.98 and fitted["known_clips"] >= 800
+    assert 0 < model.openset.short_threshold < model.openset.threshold
+    ours = [model.identify(p) for p in phrases.values()]
+    assert [p.answer for p in ours] == list(phrases) and all(p.known for p in ours)
+    stranger = model.identify(person)
+    assert stranger.known is False and stranger.answer == "unknown"
+    assert stranger.voice in model.labels  # the nearest, kept beside the answer
+    assert stranger.openset_score < stranger.openset_threshold
+    line = cli("predict", str(person), check=True).stdout
+    assert "\tunknown\tnearest " in line and "open-set score" in line
+    row = json.loads(cli("predict", str(person), "--json", check=True).stdout)
+    assert (row["answer"], row["known"]) == ("unknown", False)
+
+
+def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Path, tmp_path):
+    """`whichvoice openset RUN` on dev clips writes RUN/openset.json; predict then answers
+    with it."""
+    import shutil
+
+    from whichvoice.corpus import read_manifest
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    clips = read_manifest(small_corpus / "manifest.jsonl")
+    known = tmp_path / "known.csv"
+    known.write_text("".join(f"{small_corpus / c.path},{c.voice}\n" for c in clips[:40]))
+    out = cli("openset", str(run), "--known", str(known), "--unknown", str(HUMAN / "0_theo_0.wav"),
+              "--json", check=True)  # fmt: skip
+    fitted = json.loads(out.stdout)
+    assert fitted["known_clips"] == 40 and fitted["unknown_clips"] == 1
+    assert (run / "openset.json").is_file()
+    row = json.loads(cli("predict", str(run), str(small_corpus / clips[0].path), "--json",
+                         check=True).stdout)  # fmt: skip
+    assert row["known"] in (True, False) and "openset_threshold" in row
+    bad = cli("openset", str(run), "--known", str(known), "--keep", "1.5")
+    assert bad.returncode == 2 and "--keep" in bad.stderr
+
+
+def test_one_answer_from_the_classifier_and_the_gallery(
+    phrases: dict[str, Path], person: Path, tmp_path: Path
+) -> None:
+    """/v1/identify gives one answer: an enrolled voice first, else the classifier's voice
+    when it knows it, else unknown; each side's own answer is detail."""
+    gallery = ["--gallery", str(tmp_path / "g.sqlite")]
+    with server_process.serving(server_process.BUNDLED, *gallery) as started:
+        url = started.url
+
+        def ask(path: Path) -> dict:
+            sent = {"file": (path.name, path.read_bytes())}
+            r = httpx.post(f"{url}/v1/identify", files=sent, timeout=60)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        body = ask(phrases["flite:awb"])  # nothing enrolled: the classifier answers
+        assert (body["voice"], body["answer_source"], body["gallery"]) == (
+            "flite:awb", "classifier", None,
+        )  # fmt: skip
+        assert body["classifier"]["known"] is True
+        body = ask(person)
+        assert (body["voice"], body["answer_source"]) == ("unknown", "none")
+        assert body["classifier"]["known"] is False and body["classifier"]["voice"]
+        # enroll the person: the gallery's answer comes first
+        clips = [("file", (p.name, p.read_bytes())) for p in (person, person)]
+        r = httpx.post(f"{url}/v1/enroll", params={"name": "george"}, files=clips, timeout=60)
+        assert r.status_code == 200, r.text
+        body = ask(person)
+        assert (body["voice"], body["answer_source"]) == ("george", "gallery")
+        assert body["classifier"]["known"] is False  # the detail still says what it thinks
+        body = ask(phrases["flite:awb"])
+        assert (body["voice"], body["answer_source"]) == ("flite:awb", "classifier")
+        assert body["gallery"]["voice"] == "unknown" and body["gallery"]["nearest"] == "george"
+
+
 def test_serve_needs_no_run(phrases: dict[str, Path]) -> None:
     with server_process.serving(server_process.BUNDLED) as started:
         for voice, path in phrases.items():
-            r = httpx.post(f"{started.url}/v1/identify", files={"file": (path.name, path.read_bytes())},
-                           timeout=60)  # fmt: skip
+            sent = {"file": (path.name, path.read_bytes())}
+            r = httpx.post(f"{started.url}/v1/identify", files=sent, timeout=60)
             assert r.status_code == 200, r.text
             assert r.json()["voice"] == voice
         # the talk's endpoint answers with the voice's name

@@ -64,7 +64,10 @@ def test_cli_predict_json_with_a_corrupt_file(
     assert "corrupt.mp3" in errors[0]["error"]
     good = [r for r in rows if "error" not in r]
     for r in good:
-        assert set(r) == {"path", "voice", "confidence", "top", "speech_s", "windows"}
+        assert set(r) == {
+            "path", "answer", "voice", "confidence", "top", "speech_s", "windows", "known",
+        }  # fmt: skip
+        assert r["answer"] == r["voice"] and r["known"] is None  # no open-set file in the run
         assert len(r["top"]) == 3 and r["top"][0]["voice"] == r["voice"]
     ok = cli("predict", str(trained_run), str(folder / f"{clips[0].id}.mp3"), check=True)
     assert clips[0].id in ok.stdout

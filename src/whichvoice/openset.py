@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from whichvoice.audio import Decoded, describe_source, read_audio
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import write_json
 from whichvoice.scoring import proportion
@@ -35,17 +36,29 @@ class OpenSet:
 
     labels: list[str]
     prototypes: np.ndarray  # float32 (n_labels, dim)
-    threshold: float
+    threshold: float  # for clips of more than SHORT_WINDOWS windows
     fitted: dict  # counts and dev rates: what the threshold does on the data it came from
+    short_threshold: float | None = None  # for clips of SHORT_WINDOWS windows or fewer
 
     def score(self, embedding: np.ndarray, voice: str) -> float:
         """The cosine of a clip's L2-normalised embedding to ``voice``'s prototype."""
         return float(self.prototypes[self.labels.index(voice)] @ embedding)
 
+    def threshold_for(self, windows: int) -> float:
+        """The threshold for a clip of ``windows`` windows: a short clip's embedding is the
+        mean of fewer windows, noisier, so it has its own, lower threshold."""
+        if windows <= SHORT_WINDOWS and self.short_threshold is not None:
+            return self.short_threshold
+        return self.threshold
+
     def to_dict(self) -> dict:
         return {
             "score": "cosine to the prototype of the voice the classifier names",
             "threshold": round(self.threshold, 6),
+            "short_threshold": None
+            if self.short_threshold is None
+            else round(self.short_threshold, 6),
+            "short_windows": SHORT_WINDOWS,
             "labels": self.labels,
             "prototypes": np.round(self.prototypes.astype(np.float64), 7).tolist(),
             "fitted": self.fitted,
@@ -53,11 +66,13 @@ class OpenSet:
 
     @classmethod
     def from_dict(cls, d: dict) -> OpenSet:
+        short = d.get("short_threshold")
         return cls(
             list(d["labels"]),
             np.asarray(d["prototypes"], np.float32),
             float(d["threshold"]),
             dict(d.get("fitted", {})),
+            None if short is None else float(short),
         )
 
 
@@ -89,18 +104,36 @@ def _embeddings(model, sources: list) -> tuple[np.ndarray, list[str], list[int]]
     return np.asarray(embs, np.float32).reshape(-1, dim), named, used
 
 
+SHORT_S = 2.0  # s: short dev clips (a phrase, not a sentence) fit the short threshold
+SHORT_WINDOWS = 2  # clips of this many windows or fewer are judged by the short threshold
+
+
+def _middle(source, seconds: float):
+    """The middle ``seconds`` of a recording, as a Decoded source (the whole when shorter)."""
+    wave, rate = read_audio(source)
+    n = int(seconds * rate)
+    start = max(0, (wave.shape[0] - n) // 2)
+    return Decoded(wave[start : start + n], rate, f"{describe_source(source)} (middle {seconds} s)")
+
+
 def fit_openset(
     model, known: list[tuple[Path | str, str]], unknown: list[Path | str], *, keep: float = KEEP
 ) -> OpenSet:
     """Prototypes from ``known`` (path, voice) dev clips of the model's voices, and the
-    threshold that keeps ``keep`` of them; ``unknown`` dev clips of other voices give the
-    share rejected at that threshold (recorded, not used to set it)."""
+    threshold that keeps ``keep`` of them; a short threshold that keeps ``keep`` of them cut
+    to their middle ``SHORT_S`` seconds (a short clip's embedding is noisier: a threshold
+    fitted on whole sentences alone would turn short phrases of known voices away).
+    ``unknown`` dev clips of other voices give the share rejected at each (recorded, not
+    used to set them)."""
     if not model.has_embedding:
         raise WhichvoiceError(f"model {model.config['model']!r} has no embedding")
     if not 0 < keep < 1:
         raise WhichvoiceError(f"keep {keep}: a share, between 0 and 1")
     embs, named, used = _embeddings(model, [p for p, _ in known])
     truth = [known[i][1] for i in used]
+    short_embs, short_named, short_used = _embeddings(
+        model, [_middle(known[i][0], SHORT_S) for i in used]
+    )
     missing = sorted(set(model.labels) - set(truth))
     if missing:
         raise WhichvoiceError(f"no usable dev clip of {', '.join(missing)}")
@@ -108,25 +141,48 @@ def fit_openset(
         [_unit(embs[[t == label for t in truth]].mean(axis=0)) for label in model.labels]
     )
     index = {label: i for i, label in enumerate(model.labels)}
-    known_scores = np.einsum("nd,nd->n", embs, prototypes[[index[v] for v in named]])
-    threshold = float(np.quantile(known_scores, 1 - keep, method="lower"))
-    out_embs, out_named, _ = _embeddings(model, list(unknown)) if unknown else (None, [], [])
+    whole_scores = np.einsum("nd,nd->n", embs, prototypes[[index[v] for v in named]])
+    short_scores = np.einsum("nd,nd->n", short_embs, prototypes[[index[v] for v in short_named]])
+    threshold = float(np.quantile(whole_scores, 1 - keep, method="lower"))
+    short_threshold = float(np.quantile(short_scores, 1 - keep, method="lower"))
+    out_embs, out_named, out_used = _embeddings(model, list(unknown)) if unknown else (None, [], [])
     out_scores = (
         np.einsum("nd,nd->n", out_embs, prototypes[[index[v] for v in out_named]])
         if out_named
         else np.zeros(0)
     )
+    short_out_embs, short_out_named, _ = (
+        _embeddings(model, [_middle(unknown[i], SHORT_S) for i in out_used])
+        if out_named
+        else (None, [], [])
+    )
+    short_out_scores = (
+        np.einsum("nd,nd->n", short_out_embs, prototypes[[index[v] for v in short_out_named]])
+        if short_out_named
+        else np.zeros(0)
+    )
     fitted = {
-        "rule": f"keep {keep:g} of the known voices' dev clips",
+        "rule": f"keep {keep:g} of the known voices' dev clips (whole); the short threshold "
+        f"keeps {keep:g} of their middle {SHORT_S:g} s",
         "known_clips": len(used),
-        "known_kept": proportion(int((known_scores >= threshold).sum()), len(used)),
+        "known_kept": proportion(int((whole_scores >= threshold).sum()), len(used)),
+        "known_short_kept": proportion(
+            int((short_scores >= short_threshold).sum()), len(short_used)
+        ),
         "known_named_right": proportion(sum(map(str.__eq__, named, truth)), len(used)),
         "unknown_clips": len(out_named),
         "unknown_rejected": proportion(int((out_scores < threshold).sum()), len(out_named))
         if out_named
         else None,
+        "unknown_short_rejected": proportion(
+            int((short_out_scores < short_threshold).sum()), len(short_out_named)
+        )
+        if short_out_named
+        else None,
     }
-    return OpenSet(list(model.labels), prototypes.astype(np.float32), threshold, fitted)
+    return OpenSet(
+        list(model.labels), prototypes.astype(np.float32), threshold, fitted, short_threshold
+    )
 
 
 def save_openset(run: str | os.PathLike, openset: OpenSet) -> Path:

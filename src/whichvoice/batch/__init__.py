@@ -59,7 +59,7 @@ from whichvoice.batch.inputs import (
     output_format,
     path_inputs,
 )
-from whichvoice.batch.runners import _dask, _local
+from whichvoice.batch.runners import COLUMNS, _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.files import ensure_dir
@@ -82,7 +82,6 @@ __all__ = [
 ]
 
 CHUNK = 32  # files per task: one model batch, and the unit of progress and of writing
-COLUMNS = ("path", "voice", "confidence", "top", "speech_s", "windows", "error")
 LABEL_COLUMNS = ("true_voice", "correct")  # added when the inputs know their voice
 
 
@@ -144,12 +143,14 @@ def predict_batch(
 ) -> BatchSummary:
     """Identify every input and write one row each to ``output`` (.csv, .jsonl or .parquet).
 
-    Columns: path, voice, confidence, top (the best ``TOP_K`` as [{"voice", "p"}]; a JSON
-    string in CSV), speech_s, windows, error ("" when the file was read), and true_voice and
-    correct when the inputs know their voice. A file that cannot be read is a row with an
-    error. ``workers`` processes share the cores (1: this process); ``dask_scheduler`` sends
-    the work to that Dask cluster instead. See the module's docstring for streaming, order,
-    resume and the Parquet journal. Raises WhichvoiceError for a bad run, input or output.
+    Columns: path, answer (the voice, or "unknown" when the run's open-set score says it is
+    none of its voices), voice (the nearest of them), confidence, top (the best ``TOP_K`` as
+    [{"voice", "p"}]; a JSON string in CSV), speech_s, windows, known, error ("" when the file
+    was read), and true_voice and correct (of the answer) when the inputs know their voice. A
+    file that cannot be read is a row with an error. ``workers`` processes share the cores
+    (1: this process); ``dask_scheduler`` sends the work to that Dask cluster instead. See
+    the module's docstring for streaming, order, resume and the Parquet journal. Raises
+    WhichvoiceError for a bad run, input or output.
     """
     fmt = output_format(output)
     if storage.is_url(output):  # written locally and uploaded, a Parquet journal too
@@ -333,5 +334,5 @@ def _row(item: BatchInput, fields: dict, columns: tuple[str, ...]) -> dict:
     row = {"path": item.path, **fields}
     if "true_voice" in columns:
         row["true_voice"] = item.voice
-        row["correct"] = None if fields["error"] else fields["voice"] == item.voice
+        row["correct"] = None if fields["error"] else fields["answer"] == item.voice
     return row

@@ -16,6 +16,9 @@ from whichvoice.errors import WhichvoiceError
 from whichvoice.runtime import Prediction, VoiceModel, load_model
 
 TOP_K = 3  # voices listed in the ``top`` column
+# answer: the voice, or "unknown" when the run's open-set score says it is none of its voices
+# (known false; known empty: the run has no open-set threshold)
+COLUMNS = ("path", "answer", "voice", "confidence", "top", "speech_s", "windows", "known", "error")
 
 
 def _identify(model: VoiceModel, sources: list[str], threads: int) -> list[dict]:
@@ -24,11 +27,14 @@ def _identify(model: VoiceModel, sources: list[str], threads: int) -> list[dict]
     for result in model.identify_many(sources, batch=len(sources), workers=threads):
         if isinstance(result, Prediction):
             fields = result.to_dict(TOP_K)
-            del fields["path"]
-            rows.append({**fields, "error": ""})
+            rows.append(
+                {k: fields[k] for k in COLUMNS if k in fields and k != "path"} | {"error": ""}
+            )
         else:
             rows.append(
                 {
+                    "answer": None,
+                    "known": None,
                     "voice": None,
                     "confidence": None,
                     "top": [],

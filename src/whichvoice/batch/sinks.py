@@ -221,11 +221,13 @@ def _schema(columns: tuple[str, ...]):
 
     types = {
         "path": pa.string(),
+        "answer": pa.string(),
         "voice": pa.string(),
         "confidence": pa.float64(),
         "top": pa.list_(pa.struct([("voice", pa.string()), ("p", pa.float64())])),
         "speech_s": pa.float64(),
         "windows": pa.int64(),
+        "known": pa.bool_(),
         "error": pa.string(),
         "true_voice": pa.string(),
         "correct": pa.bool_(),

@@ -219,7 +219,13 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
                 click.echo(json.dumps(result.to_dict()))
             else:
                 top = ", ".join(f"{v} {p:.3f}" for v, p in result.top[:3])
-                click.echo(f"{path}\t{result.voice}\t{result.confidence:.3f}\t[{top}]")
+                answer = (
+                    f"unknown\tnearest {result.voice} {result.confidence:.3f}, open-set score "
+                    f"{result.openset_score:.3f} < {result.openset_threshold:.3f}"
+                    if result.known is False
+                    else f"{result.voice}\t{result.confidence:.3f}"
+                )
+                click.echo(f"{path}\t{answer}\t[{top}]")
         else:
             failed += 1
             if as_json:

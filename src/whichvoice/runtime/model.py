@@ -121,10 +121,11 @@ class VoiceModel:
         openset = {}
         if self.openset is not None:
             score = self.openset.score(unit(scores[:, len(self.labels) :].mean(axis=0)), top[0][0])
+            threshold = self.openset.threshold_for(int(logp.shape[0]))
             openset = {
-                "known": score >= self.openset.threshold,
+                "known": score >= threshold,
                 "openset_score": score,
-                "openset_threshold": self.openset.threshold,
+                "openset_threshold": threshold,
             }
         return Prediction(
             path=name,
