@@ -346,7 +346,31 @@ def classifier_card() -> str:
     return "\n".join(rows)
 
 
+def openset_table() -> str:
+    """The bundled classifier's open-set answer on test data (benchmarks/openset.py)."""
+    r = _load("openset")
+    t = r["test"]
+    rows = ["| test clips | answered as they should (95 % interval) | clips |", "|---|---:|---:|"]
+    for what, x in (
+        ("its own 8 voices: named (not unknown)", t["known_kept"]),
+        ("its own 8 voices: named right", t["known_answered_right"]),
+        (f"{len(t['other_tts_voices'])} other TTS voices: unknown", t["other_tts_rejected"]),
+        ("6 people (human-dev digits, ~3 s): unknown", t["human_rejected"]),
+    ):
+        if x is not None:
+            rows.append(f"| {what} | {_rate(x)} | {x['n']} |")
+    f = r["fitted_on_dev"]
+    rows += [
+        "",
+        f"Threshold {r['threshold']:.3f} on the cosine to the named voice's prototype, fitted on "
+        f"dev data ({f['rule']}; {f['known_clips']} known and {f['unknown_clips']} other "
+        f"dev clips). Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "openset": openset_table,
     "classifier-card": classifier_card,
     "ablation-dev": ablation_table,
     "train": train_table,
