@@ -91,6 +91,24 @@ def robustness_table(name: str = "robustness") -> str:
         f"File-level accuracy (95 % Wilson interval) on {_held_out(r)}, {files} files per "
         f"condition. Made by {_made(r)}.",
     ]
+    if verdicts := r.get("default_model_targets"):
+        missed = [f"`{c}`" for c, v in verdicts.items() if not v["met"]]
+        short = [
+            f"`{c}`" for c, v in verdicts.items() if v["met"] and not v["interval_above_target"]
+        ]
+        rows += [
+            "",
+            f"Targets of the default model: {len(verdicts) - len(missed)} of {len(verdicts)} "
+            "met"
+            + (f"; not met: {', '.join(missed)}" if missed else "")
+            + ". "
+            + (
+                f"For {', '.join(short)} the interval still reaches below the target: "
+                "the target is met by the measured figure, not shown beyond doubt."
+                if short
+                else "Every interval lies at or above its target."
+            ),
+        ]
     return "\n".join(rows)
 
 

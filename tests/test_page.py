@@ -308,3 +308,31 @@ def test_api_docs_work_offline(browser, server):
     # (an image, cdn.redoc.ly), which a machine offline simply does not show
     assert [u for kind, u in elsewhere if kind != "image" or "redoc" not in u] == []
     context.close()
+
+
+def test_a_voice_it_does_not_know_is_shown_as_unknown(browser, tmp_path):
+    """The bundled classifier on a real person: the page's answer is "unknown", not the
+    classifier's nearest voice in large type; the nearest is detail underneath."""
+    import numpy as np
+    import soundfile as sf
+
+    from whichvoice.audio import read_audio
+
+    human = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / "recordings"
+    parts = []
+    for take in range(6):
+        wave, rate = read_audio(human / f"{take}_george_{take}.wav")
+        parts += [wave, np.zeros(rate // 5, np.float32)]
+    clip = tmp_path / "george.wav"
+    sf.write(clip, np.concatenate(parts), rate)
+    with serving(server_process.BUNDLED) as base:
+        page = open_page(browser, base)
+        result = wait_for_identification(page, lambda: page.set_input_files("#file-input", clip))
+        assert result is not None and result["answer_source"] == "none"
+        assert page.locator("#result-voice").inner_text() == "unknown"
+        assert page.locator("#result-confidence").inner_text() == "not a voice it knows"
+        meta = page.locator("#result-meta").inner_text()
+        assert f"Classifier: nearest {result['classifier']['voice']}" in meta
+        assert "open-set score" in meta
+        assert page.evaluate("document.body.dataset.answer") == "none"
+        page.context.close()
