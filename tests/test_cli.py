@@ -187,3 +187,8 @@ def test_bad_option_value(cli, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "ogg" in proc.stderr
+
+
+def test_serve_takes_a_run_or_no_classifier_not_both(cli, tmp_path: Path) -> None:
+    proc = cli("serve", str(tmp_path), "--no-classifier", "--port", "0")
+    assert proc.returncode == 2 and "RUN or --no-classifier, not both" in proc.stderr

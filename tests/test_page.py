@@ -336,3 +336,44 @@ def test_a_voice_it_does_not_know_is_shown_as_unknown(browser, tmp_path):
         assert "open-set score" in meta
         assert page.evaluate("document.body.dataset.answer") == "none"
         page.context.close()
+
+
+def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_corpus, clips,
+                                                  tmp_path):  # fmt: skip
+    """The talk's second task on the page: enroll a voice from files, verify claims (a true
+    and a false one), see the gallery and remove a voice."""
+    rms = [str(small_corpus / c["path"]) for c in clips if c["voice"] == "flite:rms"]
+    ked = [str(small_corpus / c["path"]) for c in clips if c["voice"] == "festival:ked_diphone"]
+    with serving(trained_run, "--gallery", str(tmp_path / "g.sqlite")) as base:
+        page = open_page(browser, base)
+        page.wait_for_function("document.body.dataset.gallery !== undefined")
+        assert page.locator("#gallery-empty").is_visible()
+        page.fill("#enroll-name", "roger")
+        page.set_input_files("#enroll-files", rms[:3])
+        with page.expect_response(lambda r: "/v1/enroll" in r.url) as answer:
+            page.click("#enroll-btn")
+        assert answer.value.ok
+        page.wait_for_function("document.body.dataset.gallery === '1'")
+        assert "roger: 3 clips" in page.locator("#gallery-list").inner_text()
+        assert page.locator("#verify-name").input_value() == "roger"
+        for clip, verdict in ((rms[5], "true"), (ked[0], "false")):
+            page.set_input_files("#verify-file", clip)
+            with page.expect_response(lambda r: "/v1/verify" in r.url):
+                page.click("#verify-btn")
+            page.wait_for_function(
+                f"document.getElementById('verify-result').dataset.accept === '{verdict}'"
+            )
+            text = page.locator("#verify-result").inner_text()
+            assert text.startswith("Yes: roger" if verdict == "true" else "No: not roger"), text
+            assert "threshold" not in text and "score" in text
+        # an enrollment with too little speech is refused, with the server's reason
+        page.fill("#enroll-name", "short")
+        page.set_input_files("#enroll-files", {"name": "x.wav", "mimeType": "audio/wav",
+                                               "buffer": b"not audio"})  # fmt: skip
+        page.click("#enroll-btn")
+        page.wait_for_function("document.body.dataset.state === 'error'")
+        assert "x.wav" in page.locator("#error").inner_text()
+        page.click("#gallery-list li[data-name='roger'] button")
+        page.wait_for_function("document.body.dataset.gallery === '0'")
+        assert page.locator("#gallery-empty").is_visible()
+        page.context.close()

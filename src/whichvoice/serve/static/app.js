@@ -371,6 +371,86 @@ async function speakAndIdentify() {
   await identify(mp3, "phrase.mp3", `"${text}" spoken by ${voice}`);
 }
 
+// ---------------------------------------------------------------- enrolled voices
+
+/** The gallery's voices: the list (with a remove button each) and the verify choices. */
+async function loadGallery() {
+  const list = $("gallery-list");
+  const select = $("verify-name");
+  let voices = [];
+  try {
+    voices = (await (await api("/v1/gallery")).json()).voices;
+  } catch (e) {
+    // no encoder or no key: the panel stays empty, the error says why
+    document.body.dataset.gallery = "error";
+    $("gallery-empty").textContent = `The gallery cannot be read: ${e.message}`;
+    $("gallery-empty").hidden = false;
+    list.replaceChildren();
+    return;
+  }
+  list.replaceChildren();
+  select.replaceChildren();
+  for (const v of voices) {
+    const item = document.createElement("li");
+    item.dataset.name = v.name;
+    const label = document.createElement("span");
+    label.textContent = `${v.name}: ${v.clips} clip${v.clips === 1 ? "" : "s"}, ${v.seconds.toFixed(1)} s`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "button small";
+    remove.textContent = "Remove";
+    remove.addEventListener("click", () => run(async () => {
+      await api(`/v1/gallery/${encodeURIComponent(v.name)}`, { method: "DELETE" });
+      await loadGallery();
+    }));
+    item.append(label, remove);
+    list.append(item);
+    select.append(new Option(v.name, v.name));
+  }
+  $("gallery-empty").textContent = "Nothing enrolled yet.";
+  $("gallery-empty").hidden = voices.length > 0;
+  $("verify-btn").disabled = voices.length === 0;
+  document.body.dataset.gallery = String(voices.length);
+}
+
+async function enrollVoice() {
+  const name = $("enroll-name").value.trim();
+  const files = $("enroll-files").files;
+  if (!name) throw new ApiError("Give the voice a name first.");
+  if (!files.length) throw new ApiError("Choose one or more recordings first.");
+  const form = new FormData();
+  for (const f of files) form.append("file", f, f.name);
+  const answer = await (await api(`/v1/enroll?name=${encodeURIComponent(name)}`, {
+    method: "POST", body: form,
+  })).json();
+  const skipped = answer.skipped.map((s) => `${s.file}: ${s.error}`).join("; ");
+  $("verify-result").textContent = "";
+  await loadGallery();
+  $("gallery-empty").hidden = true;
+  $("enroll-files").value = "";
+  if (skipped) showError(`Enrolled ${answer.name}, but skipped ${skipped}`);
+}
+
+async function verifyClaim() {
+  const name = $("verify-name").value;
+  const file = $("verify-file").files[0];
+  const line = $("verify-result");
+  line.textContent = "";
+  line.dataset.accept = "";
+  if (!name) throw new ApiError("Enroll a voice first.");
+  if (!file) throw new ApiError("Choose a recording first.");
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const [r] = (await (await api(`/v1/verify?name=${encodeURIComponent(name)}`, {
+    method: "POST", body: form,
+  })).json()).results;
+  if (r.error) throw new ApiError(r.error);
+  line.dataset.accept = String(r.accept);
+  line.textContent = r.accept
+    ? `Yes: ${name} (score ${r.score.toFixed(2)} ≥ ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`
+    : `No: not ${name} (score ${r.score.toFixed(2)} < ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`;
+}
+
 // ---------------------------------------------------------------- start
 
 function setUp() {
@@ -382,6 +462,7 @@ function setUp() {
     else localStorage.removeItem(KEY_STORAGE);
     clearError();
     loadVoices();
+    loadGallery();
   });
   setUpFile();
   $("record-btn").addEventListener("click", startRecording);
@@ -390,7 +471,10 @@ function setUp() {
   $("phrase").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !$("speak-btn").disabled) $("speak-btn").click();
   });
+  $("enroll-form").addEventListener("submit", (e) => { e.preventDefault(); run(enrollVoice); });
+  $("verify-form").addEventListener("submit", (e) => { e.preventDefault(); run(verifyClaim); });
   loadVoices();
+  loadGallery();
 }
 
 setUp();
