@@ -273,7 +273,7 @@ def test_without_a_classifier_the_enrolled_voices_answer(browser, small_corpus, 
         assert result is not None, page.locator("#error").inner_text()
         assert result["confidence"] is None and result["gallery"]["voice"] == "ked"
         assert page.locator("#result-voice").inner_text() == "ked"
-        assert page.locator("#result-confidence").inner_text().startswith("score ")
+        assert page.locator("#result-confidence").inner_text().startswith("enrolled voice, score ")
         assert "compared with the enrolled voices" in page.locator("#result-meta").inner_text()
         assert shown_bars(page) == ["ked", "slt"]  # cosine scores, best first
         # a voice nobody enrolled is a stranger, not the closest enrolled voice

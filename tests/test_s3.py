@@ -41,8 +41,9 @@ def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) ->
     evaluated = cli("evaluate", run, "--json", check=True, **machine("evaluate"))
     metrics = json.loads(evaluated.stdout)
     assert metrics["files"] > 0 and metrics["file_accuracy"] > 0.6  # 3 voices: chance is 1/3
-    assert {"report.md", "confusion.png"} <= _keys(run)
-    assert "evaluation" in json.loads(storage.read_bytes(f"{run}/metrics.json"))
+    # the report goes beside the run, named after what was scored; the run is untouched
+    assert {"report.md", "confusion.png", "evaluation.json"} <= _keys(f"{run}-eval-corpus-test")
+    assert "evaluation" not in json.loads(storage.read_bytes(f"{run}/metrics.json"))
 
     clip = next(k for k in sorted(_keys(corpus)) if k.startswith("audio/flite/slt/"))
     predicted = cli("predict", run, f"{corpus}/{clip}", "--json", check=True, **machine("p"))

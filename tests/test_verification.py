@@ -235,7 +235,7 @@ def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
 
     encoder = load_encoder(None)
     clip = tmp_path / "a.wav"
-    sf.write(clip, sine(220.0, 1.0), 16_000)
+    sf.write(clip, sine(220.0, 2.0), 16_000)  # twice: 4 s, over enrollment's 3 s minimum
     same_size = tmp_path / "b.wav"  # as long as a.wav, so as many bytes, but not audio
     same_size.write_bytes(b"\0" * clip.stat().st_size)
     with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:

@@ -67,13 +67,14 @@ _threshold_option = click.option(
 )
 
 
-def _inputs(files: tuple[Path, ...]) -> list:
-    """The audio files named (folders searched); an error when a path does not exist or a
-    folder holds no audio, before any work."""
+def _inputs(files: tuple[Path, ...], *, strict: bool = False) -> list:
+    """The audio files named (folders searched); an error before any work when no audio is
+    named at all, or with ``strict`` (enroll) when a path does not exist. Otherwise a missing
+    file is that file's error line, and the others are still answered."""
     from whichvoice.predict import AUDIO_SUFFIXES, expand_paths
 
     for f in files:
-        if "://" not in str(f) and not Path(f).exists():
+        if strict and "://" not in str(f) and not Path(f).exists():
             raise WhichvoiceError(f"{f}: no such file or folder")
     paths = expand_paths(files)
     if not paths:
@@ -102,7 +103,7 @@ def enroll_cmd(
     from whichvoice.gallery import default_gallery_path
     from whichvoice.verification import enroll
 
-    paths = _inputs(files)
+    paths = _inputs(files, strict=True)
     encoder = _encoder(model)
     target = gallery or default_gallery_path()
     existed = target.exists()

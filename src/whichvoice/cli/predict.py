@@ -87,7 +87,9 @@ def predict_cmd(
     an interruption (inputs are matched by path, as the input spells it).
     """
     setup_logging(True)
-    run, paths = _split_run(inputs, model_run)
+    run, paths = _split_run(
+        inputs, model_run, listed=manifest is not None or labels_csv is not None
+    )
     _check_options(
         paths,
         as_json,
@@ -134,12 +136,15 @@ def predict_cmd(
         sys.exit(1)
 
 
-def _split_run(inputs: tuple, model_run: Path | str | None) -> tuple[Path | str, tuple]:
+def _split_run(
+    inputs: tuple, model_run: Path | str | None, *, listed: bool = False
+) -> tuple[Path | str, tuple]:
     """(the classifier's run, the inputs): --model, else a run given first, else the
-    bundled classifier."""
+    bundled classifier. With the inputs ``listed`` (--manifest, --labels) an argument can
+    only be the RUN, so it is taken as one (and a folder that is not a run says so)."""
     if model_run is not None:
         return model_run, inputs
-    if inputs and _is_run(inputs[0]):
+    if inputs and (listed or _is_run(inputs[0])):
         return inputs[0], inputs[1:]
     from whichvoice.runtime import bundled_classifier
 
