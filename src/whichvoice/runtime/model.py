@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from whichvoice.audio import AudioSource, check_not_silent, describe_source, read_audio, resample
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig, model_inputs, seed_windows, speech_of, wave_windows
+from whichvoice.openset import load_openset
 
 
 class ModelLoadError(WhichvoiceError):
@@ -76,8 +77,6 @@ class VoiceModel:
         self.features = FeatureConfig.from_dict(config["features"])
         self.net = net.eval()
         self.device = device
-        from whichvoice.openset import load_openset
-
         self.openset = load_openset(root) if hasattr(net, "embed") else None
 
     def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
