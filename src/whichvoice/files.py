@@ -65,3 +65,16 @@ def cache_home() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "whichvoice"
     )
     return Path(base)
+
+
+def shipped_model(name: str, missing: str) -> Path:
+    """A model folder shipped inside the package (``whichvoice/data/<name>``); WhichvoiceError
+    saying ``missing`` (what to do instead) when this install lacks its weights."""
+    from importlib import resources
+
+    from whichvoice.errors import WhichvoiceError
+
+    path = Path(str(resources.files("whichvoice").joinpath(f"data/{name}")))
+    if not (path / "model.safetensors").is_file():
+        raise WhichvoiceError(f"this install has no bundled {name}; {missing}")
+    return path

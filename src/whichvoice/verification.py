@@ -15,7 +15,7 @@ import numpy as np
 
 from whichvoice.audio import describe_source
 from whichvoice.errors import WhichvoiceError
-from whichvoice.files import ensure_dir, write_atomic
+from whichvoice.files import ensure_dir, shipped_model, write_atomic
 from whichvoice.gallery import UNKNOWN, voice_name
 from whichvoice.pretrained import ResemblyzerEncoder, shipped_dir
 from whichvoice.runtime import VoiceModel, load_model
@@ -203,15 +203,9 @@ def load_encoder(model: str | os.PathLike | None = None) -> VoiceModel | Resembl
 
 def bundled_encoder() -> Path:
     """The encoder shipped inside the package (made by `whichvoice recipe encoder`)."""
-    from importlib import resources
-
-    path = Path(str(resources.files("whichvoice").joinpath("data/encoder")))
-    if not (path / "model.safetensors").is_file():
-        raise WhichvoiceError(
-            "this install has no bundled encoder; pass --model RUN "
-            "(make one with `whichvoice recipe encoder --out DIR`)"
-        )
-    return path
+    return shipped_model(
+        "encoder", "pass --model RUN (make one with `whichvoice recipe encoder --out DIR`)"
+    )
 
 
 def model_id(model: VoiceModel | ResemblyzerEncoder) -> str:

@@ -14,6 +14,7 @@ import torch
 from whichvoice import storage
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import TARGET_RMS
+from whichvoice.files import shipped_model
 from whichvoice.models import build_model
 from whichvoice.runtime.model import ModelLoadError, VoiceModel
 from whichvoice.runtime.onnx_backend import OnnxVoiceModel, ensure_export, session
@@ -26,15 +27,9 @@ BACKENDS = ("torch", "onnx")
 def bundled_classifier() -> Path:
     """The classifier shipped inside the package: the default model trained on the
     ``default8`` voices (``whichvoice/data/classifier``, its card in MODEL_CARD.md)."""
-    from importlib import resources
-
-    path = Path(str(resources.files("whichvoice").joinpath("data/classifier")))
-    if not (path / "model.safetensors").is_file():
-        raise ModelLoadError(
-            "this install has no bundled classifier; give a RUN (train one with "
-            "`whichvoice demo` or `whichvoice train`)"
-        )
-    return path
+    return shipped_model(
+        "classifier", "give a RUN (train one with `whichvoice demo` or `whichvoice train`)"
+    )
 
 
 def load_model(
