@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,19 @@ def test_stereo_and_8bit_files(tmp_path: Path) -> None:
 def test_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.mp3"
     bad.write_bytes(b"this is not audio at all" * 10)
-    with pytest.raises(AudioDecodeError, match=r"corrupt\.mp3"):
+    with pytest.raises(AudioDecodeError, match=r"corrupt\.mp3: not audio \(a text file\)"):
         load_audio(bad)
+    # what it is, named: an image, an archive, an empty file; a broken MPEG stream says corrupt
+    for data, what in [
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "a PNG image"),
+        (b"PK\x03\x04" + b"\0" * 64, "a zip archive"),
+        (b"", "an empty file"),
+        (b"<!DOCTYPE html><html></html>", "an HTML page"),
+        (b"ID3" + b"\x01" * 500, "corrupt, or a format it cannot read"),
+    ]:
+        bad.write_bytes(data)
+        with pytest.raises(AudioDecodeError, match=re.escape(what)):
+            load_audio(bad)
     with pytest.raises(AudioDecodeError, match=r"nope\.wav"):
         load_audio(tmp_path / "nope.wav")
     silent = tmp_path / "silent.wav"

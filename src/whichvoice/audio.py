@@ -88,6 +88,8 @@ def read_audio(
         raise
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OverflowError, EOFError) as e:
         why = getattr(e, "error_string", None) or e  # not soundfile's "Error opening <BytesIO..>"
+        if "possibly a pipe" in str(why):  # libsndfile's words for a file it could not parse
+            why = "corrupt, or a format it cannot read"
         raise AudioDecodeError(f"{name}: not a decodable audio file ({why})") from e
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
