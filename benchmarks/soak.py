@@ -38,6 +38,9 @@ from whichvoice.verification import load_encoder, model_id
 RESULTS = Path(__file__).parent / "results" / "soak.json"
 
 
+ENROLL_S = 4.0  # s of each enrolled clip: enrollment needs 3 s of speech in all
+
+
 def tone(seed: int, seconds: float = 2.0) -> bytes:
     """A voiced-like harmonic tone (each seed its own pitch and timbre) as WAV bytes."""
     rng = np.random.default_rng(seed)
@@ -106,7 +109,8 @@ async def soak(url: str, pid: int, seconds: float, concurrency: int) -> dict:
 
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
         for v in range(3):  # voices to identify against
-            r = await http.post(f"/v1/enroll?name=v{v}", content=clips[v], headers=WAV)
+            enrolled = tone(100 + v, ENROLL_S)
+            r = await http.post(f"/v1/enroll?name=v{v}", content=enrolled, headers=WAV)
             r.raise_for_status()
         await asyncio.gather(sampler(), *(client(n, http) for n in range(concurrency)))
     wall = time.monotonic() - t0
@@ -241,7 +245,9 @@ def kill_a_worker(gallery: Path, *, workers: int, seconds: float, concurrency: i
                 while time.monotonic() < stop_at:
                     name = f"k{i}"
                     try:
-                        r = await http.post(f"/v1/enroll?name={name}", content=tone(i), headers=WAV)
+                        r = await http.post(
+                            f"/v1/enroll?name={name}", content=tone(i, ENROLL_S), headers=WAV
+                        )
                         if r.status_code == 200:
                             acked.append(name)
                         else:
