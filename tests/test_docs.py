@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 # results made before every benchmark recorded how it was made (issue 17): their tables say
 # so, and `make bench` reruns them. This set may only shrink.
-PENDING_RERUN = {"soak"}
+PENDING_RERUN: set[str] = set()
 
 
 def _benchmark(name: str):
