@@ -105,6 +105,14 @@ class VoiceModel:
         open-set threshold the embedding after them, float32 (n_windows, n_labels [+ dim])."""
         if self.openset is None:
             return self.window_log_probs(windows)
+        net = self.net
+        if type(self) is VoiceModel and hasattr(net, "embedder") and hasattr(net, "head"):
+            # one pass through the network: the embedding, then the head on it
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+                emb = net.embedder(model_inputs(x.to(self.device), self.features))
+                logp = F.log_softmax(net.head(emb), dim=1)
+                return torch.cat([logp, emb], dim=1).float().cpu().numpy()
         return np.concatenate(
             [self.window_log_probs(windows), self.window_embeddings(windows)], axis=1
         )
