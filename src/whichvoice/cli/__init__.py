@@ -14,6 +14,7 @@ import click
 # importing a command module adds its commands to app
 from whichvoice.cli import corpus, gallery, jobs, predict, serve, train  # noqa: F401
 from whichvoice.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, app
+from whichvoice.cli.stderr import filter_native_noise
 from whichvoice.errors import WhichvoiceError
 
 __all__ = ["app", "main"]
@@ -21,6 +22,7 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Entry point of the console script: known errors -> one line, exit 2."""
+    filter_native_noise()
     try:
         app(standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,0 +1,124 @@
+"""The command line drops libmpg123's notes on damaged frames and nothing else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import soundfile as sf
+
+from tests.conftest import sine
+from whichvoice.cli.stderr import _pump, is_noise
+
+MPG123_NOTES = [
+    b"Note: Illegal Audio-MPEG-Header 0x55555555 at offset 11592.",
+    b"Note: Trying to resync...",
+    b"Note: Skipped 360 bytes in input.",
+    b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length (2368) too large "
+    b"for available bit count (2200)",
+]
+
+
+def _through_pump(data: list[bytes]) -> bytes:
+    source_r, source_w = os.pipe()
+    sink_r, sink_w = os.pipe()
+    thread = threading.Thread(target=_pump, args=(source_r, sink_w))
+    thread.start()
+    for piece in data:
+        os.write(source_w, piece)
+    os.close(source_w)
+    thread.join(timeout=5)
+    os.close(sink_w)
+    with os.fdopen(sink_r, "rb") as f:
+        return f.read()
+
+
+def test_noise_lines_are_recognised_and_nothing_else() -> None:
+    assert all(is_noise(line) for line in MPG123_NOTES)
+    for line in (b"error: clip.mp3: corrupt", b"Note: the gallery is empty", b"Traceback (most"):
+        assert not is_noise(line)
+
+
+def test_pump_drops_notes_and_keeps_everything_else_in_order() -> None:
+    progress = [b"\r 10%|#  |", b"\r 50%|#####|", b"\r100%|##########|\n"]
+    out = _through_pump(
+        [
+            b"first line\n",
+            *(n + b"\n" for n in MPG123_NOTES),
+            *progress,
+            b"Note: ",
+            b"the gallery is empty\n",
+            b"last, without a newline",
+        ]
+    )
+    assert out == (
+        b"first line\n"
+        + b"".join(progress)
+        + b"Note: the gallery is empty\nlast, without a newline"
+    )
+
+
+def _broken_mp3(tmp_path: Path) -> Path:
+    path = tmp_path / "broken.mp3"
+    sf.write(path, sine(seconds=3.0), 16_000, format="MP3")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + 400] = b"\x55" * 400
+    path.write_bytes(bytes(data))
+    return path
+
+
+SCRIPT = """
+import os, sys, soundfile
+from whichvoice.cli.stderr import filter_native_noise
+filter_native_noise()
+wave, rate = soundfile.read(sys.argv[1])
+print("decoded", len(wave) > 0)
+print("python stderr isatty:", sys.stderr.isatty(), file=sys.stderr)
+os.write(2, b"a native line\\n")
+"""
+
+
+def test_damaged_mp3_decodes_without_notes_and_other_output_passes(tmp_path: Path) -> None:
+    path = _broken_mp3(tmp_path)
+    plain = subprocess.run(
+        [sys.executable, "-c", "import soundfile, sys; soundfile.read(sys.argv[1])", str(path)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert b"Illegal Audio-MPEG-Header" in plain.stderr  # the file does make libmpg123 talk
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(path)], capture_output=True, timeout=60, check=True
+    )
+    assert proc.stdout == b"decoded True\n"
+    assert proc.stderr.splitlines() == [b"python stderr isatty: False", b"a native line"]
+
+
+def test_a_terminal_stays_a_terminal_for_progress_bars(tmp_path: Path) -> None:
+    path = _broken_mp3(tmp_path)
+    controller, terminal = os.openpty()
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        timeout=60,
+        check=True,
+    )
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO once the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    assert proc.stdout == b"decoded True\n"
+    assert b"python stderr isatty: True" in seen
+    assert b"a native line" in seen
+    assert b"Illegal" not in seen and b"resync" not in seen
