@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# real people (spoken digits, CC BY-SA 4.0; see its README): `{digit}_{speaker}_{take}.wav`
+HUMAN_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / "recordings"
+
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Please bring me a cup of tea and two biscuits.",

@@ -94,7 +94,8 @@ def test_unknown_voice_names_close_matches() -> None:
 
 
 def test_unknown_engine_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="espeak-ng, festival, flite, hibari, mbrola, pico, piper, polly, rhvoice"):
+    valid = "espeak-ng, festival, flite, hibari, mbrola, pico, piper, polly, rhvoice"
+    with pytest.raises(ValueError, match=valid):
         get_engine("tacotron")
 
 

@@ -23,6 +23,8 @@ ENGINE_SILENCE_PEAK = 0.01  # full scale (-40 dBFS); a TTS engine's output this 
 MIN_DURATION_S = 0.1  # s; shorter clips carry no usable speech
 MIN_RATE = 1_000  # Hz; a file claiming less is damaged (telephone audio is 8 kHz)
 MAX_RATE = 768_000  # Hz; the highest rate audio interfaces record at
+# file name endings taken for audio when a folder is searched
+AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au"}
 _BLOCK_VALUES = 1 << 20  # samples decoded at a time, all channels together (4 MB of float32)
 
 

@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from whichvoice import storage
+from whichvoice.audio import AUDIO_SUFFIXES
 
-AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au"}
+__all__ = ["AUDIO_SUFFIXES", "expand_paths"]
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path | str]:

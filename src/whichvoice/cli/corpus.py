@@ -120,7 +120,7 @@ def synthesize(
     "--voices",
     default="default8",
     show_default=True,
-    help="A voice set (default8, talk8, espeak-all) or comma-separated ids.",
+    help="A voice set (default8, mixed16, neural, talk8, espeak-all) or comma-separated ids.",
 )
 @click.option(
     "--sentences",
@@ -269,3 +269,46 @@ def prepare_cmd(
             f"{s}: {c['clips']} clips / {c['windows']} windows" for s, c in meta["counts"].items()
         )
         click.echo(f"{len(prepared.labels)} voices; {counts} -> {out}")
+
+
+@app.command("import-corpus")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--pattern",
+    default=None,
+    help="For a flat folder: a regular expression searched in each file name, with a "
+    "(?P<speaker>...) group and optionally (?P<text>...), e.g. "
+    r"'^(?P<text>\d)_(?P<speaker>[a-z]+)_'.",
+)
+@click.option(
+    "--engine",
+    default="human",
+    show_default=True,
+    help="The engine label of the imported voices (voice ids become ENGINE:speaker).",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: cores]."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def import_corpus_cmd(
+    source: Path, out: Path, pattern: str | None, engine: str, workers: int | None, quiet: bool
+) -> None:
+    """Make a corpus of existing recordings (people, or any audio): SOURCE is a folder of
+    <speaker>/<clips>, a flat folder with --pattern, or a CSV with columns path,voice[,text].
+    The corpus has synth's layout and manifest, so prepare, train, evaluate and enroll take
+    it as they take a synthesized one. Resumable."""
+    setup_logging(quiet)
+    from whichvoice.corpus import default_workers
+    from whichvoice.recordings import ImportConfig, import_recordings
+
+    cfg = ImportConfig(engine=engine, pattern=pattern, workers=workers or default_workers())
+    summary = import_recordings(source, out, cfg, progress=not quiet)
+    if not quiet:
+        click.echo(f"{summary.line()} -> {out / 'manifest.jsonl'}")
+        for failure in summary.failed[:10]:
+            click.echo(f"  failed: {failure.reason}", err=True)
+        if len(summary.failed) > 10:
+            click.echo(
+                f"  ... and {len(summary.failed) - 10} more in {out / 'failures.jsonl'}", err=True
+            )

@@ -1,0 +1,283 @@
+"""Existing recordings (people, or any audio) -> a corpus with the same manifest as ``synth``.
+
+The recordings are named by one of three layouts:
+
+- a folder of ``<speaker>/<clips>`` (any depth below each speaker's folder);
+- a flat folder whose file names carry the speaker, read by a regular expression with a
+  ``speaker`` group (and optionally a ``text`` group): ``(?P<text>\\d)_(?P<speaker>[a-z]+)_``;
+- a CSV file with the columns ``path,voice`` and optionally ``text`` (paths relative to the
+  CSV's folder).
+
+Each clip is decoded and checked (audio, not silent, long enough), then copied unchanged to
+``OUT/audio/<engine>/<speaker>/...``; its manifest line names the voice ``<engine>:<speaker>``
+(``human:jackson``). A clip whose text is known takes the text's sentence id, so every
+recording of one text falls in one split; one without text is a sentence of its own. Like
+synthesis, the import is parallel, resumable (clips already in the manifest with the same
+bytes are kept) and never leaves a half-written file or manifest line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from whichvoice.audio import AUDIO_SUFFIXES, check_not_silent, read_audio
+from whichvoice.corpus import (
+    AUDIO_DIR,
+    FAILURES,
+    MANIFEST,
+    Clip,
+    Failure,
+    default_workers,
+    read_manifest,
+    write_jsonl,
+)
+from whichvoice.errors import WhichvoiceError
+from whichvoice.files import ensure_dir, write_atomic
+from whichvoice.sentences import sentence_id
+
+log = logging.getLogger(__name__)
+
+HUMAN = "human"  # the engine label of recordings of people
+_NAME = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+class RecordingsError(WhichvoiceError):
+    """The recordings cannot be listed: no such folder, a bad CSV or pattern, no audio."""
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    """How to import. ``pattern``: a regular expression searched in each file name, with a
+    ``speaker`` group and optionally a ``text`` group (flat folders)."""
+
+    engine: str = HUMAN
+    pattern: str | None = None
+    workers: int = field(default_factory=default_workers)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One source file, the speaker it is of and its text when known."""
+
+    source: Path
+    speaker: str
+    text: str | None
+    name: str  # the file's path below its speaker (or its name), kept in the stored path
+
+
+@dataclass
+class ImportSummary:
+    planned: int = 0
+    made: int = 0
+    skipped: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    speakers: int = 0
+
+    def line(self) -> str:
+        return (
+            f"{self.made} recordings imported, {self.skipped} skipped (already done), "
+            f"{len(self.failed)} failed, {self.speakers} voices, {self.seconds:.1f} s"
+        )
+
+
+def _safe(name: str) -> str:
+    return _NAME.sub("_", name).strip("_.") or "_"
+
+
+def _audio_in(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+    )
+
+
+def list_recordings(source: str | os.PathLike, pattern: str | None = None) -> list[Recording]:
+    """The recordings ``source`` names (see the module docstring); RecordingsError when there
+    are none or the layout cannot be read."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return _from_csv(source)
+    if not source.is_dir():
+        what = "no such file or folder" if not source.exists() else "not a folder or a .csv file"
+        raise RecordingsError(f"{source}: {what}")
+    if pattern is not None:
+        return _from_pattern(source, pattern)
+    out = []
+    for speaker in sorted(p for p in source.iterdir() if p.is_dir()):
+        for path in _audio_in(speaker):
+            rel = path.relative_to(speaker).as_posix()
+            out.append(Recording(path, speaker.name, None, rel))
+    if not out:
+        loose = _audio_in(source)
+        hint = (
+            f"; its {len(loose)} audio files are not in speaker folders: give --pattern "
+            "with a (?P<speaker>...) group, or a CSV"
+            if loose
+            else ""
+        )
+        raise RecordingsError(f"{source}: no audio in <speaker>/ folders{hint}")
+    return out
+
+
+def _from_pattern(source: Path, pattern: str) -> list[Recording]:
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise RecordingsError(f"--pattern {pattern!r}: not a regular expression ({e})") from None
+    if "speaker" not in regex.groupindex:
+        raise RecordingsError(f"--pattern {pattern!r} has no (?P<speaker>...) group")
+    out, unmatched = [], 0
+    for path in _audio_in(source):
+        m = regex.search(path.name)
+        if m is None or not m.group("speaker"):
+            unmatched += 1
+            continue
+        text = m.group("text") if "text" in regex.groupindex else None
+        out.append(Recording(path, m.group("speaker"), text or None, path.name))
+    if unmatched:
+        log.warning("%d files of %s do not match --pattern and were left out", unmatched, source)
+    if not out:
+        raise RecordingsError(f"{source}: no audio file name matches --pattern {pattern!r}")
+    return out
+
+
+def _from_csv(path: Path) -> list[Recording]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise RecordingsError(f"{path}: cannot read the CSV ({e})") from None
+    if not rows or not {"path", "voice"} <= set(rows[0]):
+        raise RecordingsError(f"{path}: needs the columns path,voice (and optionally text)")
+    out = []
+    for n, row in enumerate(rows, 2):
+        if not (row.get("path") or "").strip() or not (row.get("voice") or "").strip():
+            raise RecordingsError(f"{path}:{n}: path and voice must not be empty")
+        source = (path.parent / row["path"].strip()).resolve()
+        text = (row.get("text") or "").strip() or None
+        out.append(Recording(source, row["voice"].strip(), text, Path(row["path"]).name))
+    return out
+
+
+def _plan(recordings: list[Recording], engine: str) -> list[tuple[Recording, str, str]]:
+    """(recording, clip id, stored path), ids unique even when names repeat."""
+    out, seen = [], set()
+    for rec in recordings:
+        speaker = _safe(rec.speaker)
+        stem = _safe(rec.name)
+        clip_id, path = f"{engine}-{speaker}-{stem}", f"{AUDIO_DIR}/{engine}/{speaker}/{stem}"
+        n = 1
+        while clip_id in seen:
+            n += 1
+            clip_id = f"{engine}-{speaker}-{stem}-{n}"
+            path = f"{AUDIO_DIR}/{engine}/{speaker}/{n}-{stem}"
+        seen.add(clip_id)
+        out.append((rec, clip_id, path))
+    return out
+
+
+def _import_one(rec: Recording, clip_id: str, path: str, out: Path, engine: str) -> Clip:
+    """Check one recording and store it unchanged; raises WhichvoiceError/OSError."""
+    data = rec.source.read_bytes()
+    wave, rate = read_audio(data, name=str(rec.source))
+    check_not_silent(wave, rate, str(rec.source))
+    digest = hashlib.sha256(data).hexdigest()
+    write_atomic(out / path, data, durable=False)
+    return Clip(
+        id=clip_id,
+        path=path,
+        voice=f"{engine}:{_safe(rec.speaker)}",
+        engine=engine,
+        sentence_id=sentence_id(rec.text) if rec.text else f"rec{digest[:12]}",
+        text=rec.text or "",
+        sample_rate=rate,
+        duration_s=round(wave.shape[0] / rate, 4),
+        sha256=digest,
+    )
+
+
+def import_recordings(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: ImportConfig = ImportConfig(),
+    *,
+    progress: bool = True,
+) -> ImportSummary:
+    """Import (or complete the import of) ``source`` into the corpus folder ``out``.
+
+    Raises RecordingsError before any work when the recordings cannot be listed. A file that
+    is not audio, or is silent or too short (``check_not_silent``), is reported in the
+    summary and in ``failures.jsonl``, never raised.
+    """
+    t0 = time.perf_counter()
+    if _safe(cfg.engine) != cfg.engine or ":" in cfg.engine:
+        raise RecordingsError(f"--engine {cfg.engine!r}: use letters, digits, '_', '-' or '.'")
+    jobs = _plan(list_recordings(source, cfg.pattern), cfg.engine)
+    out = Path(out)
+    ensure_dir(out, "corpus")
+    manifest_path = out / MANIFEST
+    done = {c.id: c for c in read_manifest(manifest_path)}
+    summary = ImportSummary(planned=len(jobs))
+
+    def unchanged(rec: Recording, clip_id: str) -> bool:
+        clip = done.get(clip_id)
+        try:
+            stored = (out / clip.path).read_bytes() if clip else None
+            return stored is not None and stored == rec.source.read_bytes()
+        except OSError:
+            return False
+
+    todo = [(r, i, p) for r, i, p in jobs if not unchanged(r, i)]
+    summary.skipped = len(jobs) - len(todo)
+
+    def attempt(job: tuple[Recording, str, str]) -> Clip | Failure:
+        rec, clip_id, path = job
+        try:
+            return _import_one(rec, clip_id, path, out, cfg.engine)
+        except (WhichvoiceError, OSError) as e:
+            reason = str(e) if str(rec.source) in str(e) else f"{rec.source}: {e}"
+            return Failure(clip_id, f"{cfg.engine}:{rec.speaker}", "", rec.text or "", reason)
+
+    bar = tqdm(
+        total=len(todo), unit="file", desc="import", disable=not progress, dynamic_ncols=True
+    )
+    try:
+        with (
+            ThreadPoolExecutor(cfg.workers, thread_name_prefix="import") as pool,
+            open(manifest_path, "a", encoding="utf-8") as manifest,
+        ):
+            for result in pool.map(attempt, todo):
+                bar.update(1)
+                if isinstance(result, Failure):
+                    summary.failed.append(result)
+                    log.warning("%s", result.reason)
+                    continue
+                # one flushed line at a time: a kill leaves at most a cut last line
+                manifest.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+                manifest.flush()
+                done[result.id] = result
+                summary.made += 1
+    finally:
+        bar.close()
+        write_jsonl(manifest_path, (c.to_dict() for c in sorted(done.values(), key=lambda c: c.id)))
+        if summary.failed or (out / FAILURES).exists():
+            write_jsonl(out / FAILURES, (asdict(f) for f in summary.failed))
+        summary.speakers = len({c.voice for c in done.values()})
+        summary.seconds = time.perf_counter() - t0
+    if summary.made + summary.skipped == 0:
+        raise RecordingsError(
+            f"{source}: none of the {len(jobs)} files could be imported "
+            f"(first: {summary.failed[0].reason}; all in {out / FAILURES})"
+        )
+    return summary

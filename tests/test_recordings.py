@@ -1,0 +1,128 @@
+"""Existing recordings become a corpus: three layouts, checks, resume, and the corpus works."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HUMAN_DEV
+from whichvoice.corpus import read_manifest
+from whichvoice.dataset import load_corpus, split_clips
+from whichvoice.recordings import ImportConfig, RecordingsError, import_recordings
+
+PATTERN = r"^(?P<text>\d)_(?P<speaker>[a-z]+)_"
+
+
+def _flat(tmp_path: Path, speakers=("jackson", "theo"), digits=(1, 2, 3), takes=(0, 1)) -> Path:
+    folder = tmp_path / "flat"
+    folder.mkdir(parents=True)
+    for s in speakers:
+        for d in digits:
+            for t in takes:
+                shutil.copy(HUMAN_DEV / f"{d}_{s}_{t}.wav", folder)
+    return folder
+
+
+def test_flat_folder_with_a_pattern_becomes_a_corpus_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    summary = import_recordings(_flat(tmp_path), out, ImportConfig(pattern=PATTERN), progress=False)
+    assert (summary.made, summary.skipped, summary.speakers, summary.failed) == (12, 0, 2, [])
+    clips = load_corpus(out)
+    assert {c.voice for c in clips} == {"human:jackson", "human:theo"}
+    assert {c.engine for c in clips} == {"human"}
+    assert all(c.sample_rate == 8000 and 0.1 < c.duration_s < 2 for c in clips)
+    # a text's recordings share a sentence id, so a split never divides them
+    by_text = {}
+    for c in clips:
+        by_text.setdefault(c.text, set()).add(c.sentence_id)
+    assert sorted(by_text) == ["1", "2", "3"] and all(len(v) == 1 for v in by_text.values())
+    split = split_clips(clips, seed=0, val=0.34, test=0.34)
+    assert len({(c.sentence_id, split[c.id]) for c in clips}) == 3
+    # stored unchanged
+    first = next(c for c in clips if c.id == "human-jackson-1_jackson_0.wav")
+    assert (out / first.path).read_bytes() == (HUMAN_DEV / "1_jackson_0.wav").read_bytes()
+
+    again = import_recordings(
+        _flat(tmp_path / "b"), out, ImportConfig(pattern=PATTERN), progress=False
+    )
+    assert (again.made, again.skipped) == (0, 12)
+    assert len(read_manifest(out / "manifest.jsonl")) == 12
+
+
+def test_speaker_folders_and_csv_with_a_bad_file(tmp_path: Path) -> None:
+    src = tmp_path / "people"
+    for speaker in ("nicolas", "lucas"):
+        (src / speaker / "day1").mkdir(parents=True)
+        for t in range(2):
+            shutil.copy(HUMAN_DEV / f"5_{speaker}_{t}.wav", src / speaker / "day1")
+    (src / "lucas" / "notes.wav").write_text("not a recording")
+    summary = import_recordings(src, tmp_path / "a", ImportConfig(engine="studio"), progress=False)
+    assert (summary.made, len(summary.failed)) == (4, 1)
+    assert "notes.wav" in summary.failed[0].reason and "not audio" in summary.failed[0].reason
+    clips = load_corpus(tmp_path / "a")
+    assert {c.voice for c in clips} == {"studio:nicolas", "studio:lucas"}
+    assert all(c.path.startswith("audio/studio/") for c in clips)
+    assert (tmp_path / "a" / "failures.jsonl").is_file()
+
+    table = tmp_path / "list.csv"
+    table.write_text(
+        "path,voice,text\n"
+        "people/nicolas/day1/5_nicolas_0.wav,Nicolas B,five\n"
+        "people/lucas/day1/5_lucas_1.wav,lucas,\n",
+        encoding="utf-8",
+    )
+    import_recordings(table, tmp_path / "b", progress=False)
+    clips = {c.voice: c for c in load_corpus(tmp_path / "b")}
+    assert set(clips) == {"human:Nicolas_B", "human:lucas"}
+    assert clips["human:Nicolas_B"].text == "five"
+    assert clips["human:lucas"].text == "" and clips["human:lucas"].sentence_id.startswith("rec")
+
+
+@pytest.mark.parametrize(
+    ("make", "pattern", "message"),
+    [
+        (lambda p: p / "missing", None, "no such file or folder"),
+        (lambda p: _flat(p), None, "not in speaker folders: give --pattern"),
+        (lambda p: _flat(p), r"(?P<text>\d)_", "no \\(\\?P<speaker>"),
+        (lambda p: _flat(p), r"(?P<speaker>[", "not a regular expression"),
+        (lambda p: _flat(p), r"^(?P<speaker>zzz)", "no audio file name matches"),
+        (
+            lambda p: (p / "x.csv").write_text("file,who\na.wav,b\n") and p / "x.csv",
+            None,
+            "path,voice",
+        ),
+    ],
+)
+def test_layouts_that_cannot_be_read_say_why(tmp_path: Path, make, pattern, message) -> None:
+    with pytest.raises(RecordingsError, match=message):
+        import_recordings(
+            make(tmp_path), tmp_path / "out", ImportConfig(pattern=pattern), progress=False
+        )
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def test_cli_imports_and_enrolls_from_the_corpus(tmp_path: Path, cli) -> None:
+    out = tmp_path / "corpus"
+    proc = cli(
+        "import-corpus",
+        str(_flat(tmp_path, digits=(1, 2, 3, 4, 5, 6), takes=(0, 1, 2))),
+        str(out),
+        "--pattern",
+        PATTERN,
+        "--quiet",
+        check=True,
+    )
+    assert proc.stdout == ""
+    gallery = tmp_path / "g.sqlite"
+    cli(
+        "enroll", "jackson", str(out / "audio/human/jackson"), "--gallery", str(gallery), check=True
+    )
+    proc = cli(
+        "identify", str(out / "audio/human/jackson/1_jackson_0.wav"), "--gallery", str(gallery)
+    )
+    assert "jackson" in proc.stdout
+    bad = cli("import-corpus", str(tmp_path / "flat"), str(tmp_path / "c"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("error: ") and "--pattern" in bad.stderr
