@@ -176,6 +176,20 @@ def test_speak_a_phrase_plays_it_and_identifies_it(browser, server):
     page.context.close()
 
 
+def test_every_engine_speaks_on_the_page_in_its_own_group(browser, server):
+    page = open_page(browser, server)
+    groups = page.locator("#voice-select optgroup").evaluate_all("gs => gs.map(g => g.label)")
+    for engine in ("piper", "hibari", "mbrola", "rhvoice", "pico", "festival", "espeak-ng"):
+        assert f"Other voices: {engine}" in groups
+    assert groups[-1] == "Other voices: espeak-ng"  # its hundreds of variants last
+    page.fill("#phrase", "Seven green parrots sat quietly on the garden wall.")
+    page.select_option("#voice-select", "piper:en_US-joe-medium")
+    result = wait_for_identification(page, lambda: page.click("#speak-btn"))
+    assert result is not None, page.locator("#error").inner_text()
+    assert "piper:en_US-joe-medium" in page.locator("#result-meta").inner_text()
+    page.context.close()
+
+
 def test_microphone_records_a_wav_and_identifies_it(launch, server, small_corpus, clips, tmp_path):
     import soundfile as sf
 

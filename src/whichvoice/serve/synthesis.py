@@ -55,7 +55,8 @@ async def synthesize(req: SynthesizeRequest, request: Request, service: ServiceD
 
 def voice_listing(service) -> VoicesResponse:
     """The classifier's voices, and the voices this server can synthesize now (the
-    classifier's first, then default8's, then the rest)."""
+    classifier's first, then default8's, then the rest; espeak-ng's hundreds of variants
+    last)."""
     labels = service.model.labels if service.model else []
     first = [v.id for v in resolve_voices("default8")]
     usable = [
@@ -64,7 +65,9 @@ def voice_listing(service) -> VoicesResponse:
         if v.engine != "polly" or (service.cfg.allow_polly and v.id in labels)
     ]
     usable = [v for v in usable if get_engine(v.engine).voice_unavailable_reason(v) is None]
-    usable.sort(key=lambda v: (v.id not in labels, v.id not in first, v.id))
+    usable.sort(
+        key=lambda v: (v.id not in labels, v.engine == "espeak-ng", v.id not in first, v.id)
+    )
     return VoicesResponse(
         model=service.model.config["model"] if service.model else None,
         labels=labels,

@@ -323,10 +323,16 @@ async function loadVoices() {
     const data = await (await api("/v1/voices")).json();
     const known = new Set(data.labels);
     const byId = new Map(data.synthesis.map((v) => [v.id, v]));
+    // the model's voices, then one group per engine (in the server's order) of the others
     const groups = [
       ["Voices the model knows", data.labels.filter((id) => byId.has(id)).map((id) => byId.get(id))],
-      ["Other voices (the model will name its closest)", data.synthesis.filter((v) => !known.has(v.id))],
     ];
+    const others = new Map();
+    for (const v of data.synthesis.filter((v) => !known.has(v.id))) {
+      if (!others.has(v.engine)) others.set(v.engine, []);
+      others.get(v.engine).push(v);
+    }
+    for (const [engine, voices] of others) groups.push([`Other voices: ${engine}`, voices]);
     select.replaceChildren();
     for (const [label, voices] of groups) {
       if (!voices.length) continue;
