@@ -88,12 +88,15 @@ soak: setup
 # every benchmark, one after the other (they share the cores: never in parallel), then the
 # tables of README.md and docs/ regenerated from the JSON they wrote (several hours on 2 cores)
 BENCH_WORK ?= bench-work
-bench: setup
+bench: setup voices
 	.venv/bin/python benchmarks/ablation.py --work $(BENCH_WORK)/ablation
 	.venv/bin/python benchmarks/robustness.py --split dev --work $(BENCH_WORK)/robustness
 	.venv/bin/python benchmarks/robustness.py --split test --work $(BENCH_WORK)/robustness
 	.venv/bin/python benchmarks/openset.py --work $(BENCH_WORK)/openset
+	.venv/bin/python benchmarks/robustness.py --voices mixed16 --models default \
+	  --work $(BENCH_WORK)/robustness-mixed16
 	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
+	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/train.py
 	.venv/bin/python benchmarks/scale.py
 	.venv/bin/python benchmarks/serve.py

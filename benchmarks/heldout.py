@@ -1,10 +1,10 @@
 """The closed-set benchmarks' data: one training corpus and held-out dev and test sets that
 share no sentence and no clip with it (docs/evaluation.md).
 
-The default model trains on ``default8`` x the first N bundled sentences (its own sentence
-split picks the epochs). Choices are made on ``default8`` x dev-pool sentences and figures
-reported on ``default8`` x test-pool sentences (``whichvoice.protocol``): grammar-made
-sentences, never bundled, never each other's.
+The default model trains on a voice set (``default8``, or ``mixed16``) x the first N bundled
+sentences (its own sentence split picks the epochs). Choices are made on the same voices x
+dev-pool sentences and figures reported on them x test-pool sentences
+(``whichvoice.protocol``): grammar-made sentences, never bundled, never each other's.
 
     from heldout import train_corpus, pool_set
 """
@@ -21,33 +21,33 @@ from whichvoice.files import write_atomic
 from whichvoice.protocol import pool_sentences
 from whichvoice.sentences import load_sentences
 
-VOICES = ("default8",)
+VOICES = "default8"
 
 
 def _manifest(corpus: Path) -> list[dict]:
     return [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
 
 
-def train_corpus(work: Path, sentences: int, quiet: bool) -> Path:
-    """``work/corpus``: default8 x the first ``sentences`` bundled sentences (resumable)."""
+def train_corpus(work: Path, sentences: int, quiet: bool, voices: str = VOICES) -> Path:
+    """``work/corpus``: ``voices`` x the first ``sentences`` bundled sentences (resumable)."""
     corpus = work / "corpus"
     synthesize_corpus(
         corpus,
         load_sentences(sentences).sentences,
-        SynthConfig(voices=VOICES, assign="all"),
+        SynthConfig(voices=(voices,), assign="all"),
         progress=not quiet,
     )
     return corpus
 
 
-def pool_set(work: Path, pool: str, sentences: int, quiet: bool) -> Path:
-    """``work/<pool>/labels.csv`` (``path,voice``) over default8 x ``sentences`` sentences of
-    the dev or test pool, synthesized beside it (resumable)."""
+def pool_set(work: Path, pool: str, sentences: int, quiet: bool, voices: str = VOICES) -> Path:
+    """``work/<pool>/labels.csv`` (``path,voice``) over ``voices`` x ``sentences`` sentences
+    of the dev or test pool, synthesized beside it (resumable)."""
     corpus = work / pool
     synthesize_corpus(
         corpus,
         pool_sentences(pool, sentences),
-        SynthConfig(voices=VOICES, assign="all"),
+        SynthConfig(voices=(voices,), assign="all"),
         progress=not quiet,
     )
     buf = io.StringIO()

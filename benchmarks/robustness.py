@@ -9,6 +9,10 @@ to make choices (results/robustness-dev.json), ``--split test`` (the default) to
 under "leakage"). Every accuracy carries its file count and 95 % Wilson interval.
 
     python benchmarks/robustness.py [--sentences 400] [--pool-sentences 100] [--split test]
+        [--voices default8|mixed16] [--models default,no-augmentation,talk-cnn]
+
+``--voices mixed16`` (16 voices of 8 engines, ``make voices``) writes
+results/robustness-mixed16.json (-dev with ``--split dev``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from provenance import RESULTS, provenance, write_result
 
 from whichvoice.conditions import CONDITIONS
 from whichvoice.evaluate import evaluate
+from whichvoice.scoring import proportion
 from whichvoice.train import TrainConfig, train
 
 # issue 17's targets for the default model, file level, on test sentences
@@ -82,6 +87,12 @@ def run_model(name: str, corpus: Path, labels: Path, work: Path, quiet: bool) ->
             k: {key: v[key] for key in ("files", "correct", "accuracy", "ci95")}
             for k, v in result["conditions"].items()
         },
+        # clean, file level, per voice (its files' Wilson interval)
+        "per_voice": [
+            {"voice": r["voice"], **proportion(round(r["accuracy"] * r["support"]), r["support"])}
+            for r in result["per_voice"]
+            if r["support"]
+        ],
     }
 
 
@@ -107,6 +118,7 @@ def main() -> None:
     parser.add_argument("--pool-sentences", type=int, default=100, help="held-out sentences")
     parser.add_argument("--split", choices=("test", "dev"), default="test")
     parser.add_argument("--models", default="default,no-augmentation,talk-cnn")
+    parser.add_argument("--voices", default="default8", help="a voice set (mixed16, ...)")
     parser.add_argument("--work", type=Path, default=None, help="keep corpus and runs here")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -114,13 +126,12 @@ def main() -> None:
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if unknown := [m for m in names if m not in MODELS]:
         sys.exit(f"unknown model {', '.join(unknown)}; valid: {', '.join(MODELS)}")
-    target = args.json or RESULTS / (
-        "robustness.json" if args.split == "test" else "robustness-dev.json"
-    )
+    stem = "robustness" if args.voices == "default8" else f"robustness-{args.voices}"
+    target = args.json or RESULTS / (f"{stem}.json" if args.split == "test" else f"{stem}-dev.json")
     made = provenance()
     work = args.work or Path(tempfile.mkdtemp(prefix="whichvoice-bench-robust-"))
-    corpus = train_corpus(work, args.sentences, args.quiet)
-    labels = pool_set(work, args.split, args.pool_sentences, args.quiet)
+    corpus = train_corpus(work, args.sentences, args.quiet, args.voices)
+    labels = pool_set(work, args.split, args.pool_sentences, args.quiet, args.voices)
     overlaps = leakage(corpus, labels)
     if any(n for pair in overlaps.values() for n in pair.values()):
         sys.exit(f"held-out data overlaps training: {overlaps}")
@@ -129,9 +140,9 @@ def main() -> None:
         "benchmark": "robustness",
         **made,
         "command": "python benchmarks/robustness.py " + " ".join(sys.argv[1:]),
-        "corpus": {"voices": "default8", "sentences": args.sentences, "assign": "all"},
+        "corpus": {"voices": args.voices, "sentences": args.sentences, "assign": "all"},
         "split": args.split,
-        "held_out": {"voices": "default8", "pool": args.split, "sentences": args.pool_sentences},
+        "held_out": {"voices": args.voices, "pool": args.split, "sentences": args.pool_sentences},
         "split_note": "training reads bundled sentences; dev and test read grammar-made "
         "sentences of their own pool (whichvoice.protocol). Choices are made on dev only",
         "leakage": overlaps,

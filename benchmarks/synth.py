@@ -1,9 +1,10 @@
-"""Synthesis throughput: default8 x N bundled sentences, every voice reads every sentence.
+"""Synthesis throughput: a voice set (``mixed16``: 16 voices of 8 engines, ``make voices``) x
+N bundled sentences, every voice reads every sentence.
 
 Writes JSON (wall time, clips/s overall, and per engine clips/s of engine time) to
 benchmarks/results/synth.json, or --json PATH.
 
-    python benchmarks/synth.py [--sentences 1000] [--workers N] [--out DIR]
+    python benchmarks/synth.py [--sentences 200] [--voices mixed16] [--workers N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from whichvoice.sentences import load_sentences
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sentences", type=int, default=1000)
-    parser.add_argument("--voices", default="default8")
+    parser.add_argument("--sentences", type=int, default=200)
+    parser.add_argument("--voices", default="mixed16")
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument(
         "--out", type=Path, default=None, help="corpus folder (default: a temp one)"
