@@ -67,6 +67,7 @@ def test_recipe_makes_a_calibrated_encoder_and_records_how(encoder: Path) -> Non
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "voicenet-aam-wide"
     assert any("@" in label for label in config["labels"])
+    assert "rhvoice:slt@0.9" in config["labels"]  # a new engine's voice, with speed copies
     # the random espeak-ng variants are voices of their own, trained without speed copies
     randoms = [v for v in trained if v.split("+")[-1].startswith("rand")]
     assert len(randoms) == 3 and set(randoms) <= set(config["labels"])
@@ -211,6 +212,41 @@ def test_random_voices_add_training_voices_and_keep_the_held_out_ones() -> None:
     added = more[len(trained) :]
     assert len(set(added)) == 5
     assert all(v.startswith("espeak-ng:") and v.endswith(f"+rand{k}") for k, v in enumerate(added))
+
+
+def test_the_new_engines_train_voices_are_trained_and_their_test_voices_never() -> None:
+    from whichvoice.protocol import ENGINE_VOICES
+    from whichvoice.recipe import EncoderRecipe, recipe_voices
+
+    trained, held = recipe_voices(EncoderRecipe(max_variants=6))
+    assert set(ENGINE_VOICES["train"]) <= set(trained)
+    assert not set(ENGINE_VOICES["test"]) & (set(trained) | set(held))
+    without, _ = recipe_voices(EncoderRecipe(max_variants=6, engine_voices=()))
+    assert not set(ENGINE_VOICES["train"]) & set(without)
+
+
+def test_recipe_init_runs_the_fine_tuning_alone_from_that_encoder(tmp_path: Path) -> None:
+    from whichvoice.recipe import EncoderRecipe, stages_of
+
+    [(tuned, only)] = stages_of(EncoderRecipe(init="enc/bundled", tune_epochs=4), tmp_path)
+    assert (tuned.name, only.init, only.epochs, only.cmn, only.keep) == (
+        "run-tuned", "enc/bundled", 4, False, "last",
+    )  # fmt: skip
+
+
+def test_recipe_fine_tunes_a_trained_encoder_on_new_voices(encoder: Path, tmp_path: Path) -> None:
+    from .conftest import run_cli
+
+    out = tmp_path / "again"
+    args = ["recipe", "encoder", "--out", str(out), "--per-voice", "4", "--max-variants", "3",
+            "--recorded-per-voice", "4", "--held-out-per-voice", "6",
+            "--tune-epochs", "1"]  # fmt: skip
+    run_cli(*args, "--init", str(encoder / "run-tuned"), "--quiet", check=True)
+    assert not (out / "run").exists()  # no training from scratch
+    recipe = json.loads((out / "run-tuned" / "recipe.json").read_text())
+    assert recipe["recipe"]["init"] == str(encoder / "run-tuned")
+    assert "mbrola:us2" in recipe["training_voices"]
+    assert math.isfinite(json.loads((out / "run-tuned" / "calibration.json").read_text())["eer"])
 
 
 def test_recipe_stages_follow_its_settings(tmp_path: Path) -> None:

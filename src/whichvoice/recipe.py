@@ -4,6 +4,9 @@
    flite and festival, festival's Italian, Catalan, Czech, Russian and Finnish speakers among
    them. Voices that sound exactly alike (espeak-ng variants that change nothing) are found by
    a probe sentence and kept once.
+   Issue 19's engines add their training voices (``protocol.ENGINE_VOICES["train"]``: MBROLA,
+   RHVoice and festival diphones), trained on like the recorded voices; their test voices are
+   never trained on.
 2. Voices held out for evaluation: a seeded share of espeak-ng's variants (no accent of them
    is trained on; each is evaluated in one seeded accent, so no two held-out voices share
    their voice parameters) and four recorded speakers (HELD_OUT_RECORDED).
@@ -14,7 +17,10 @@
 4. ``voicenet-aam`` trained with an additive angular margin (warmed up) and augmentation.
 5. A fine-tuning of those weights without the per-band mean removal of the log-mels
    (``tune_cmn``), so the embedding also sees each voice's average spectral envelope (what
-   tells apart espeak-ng variants that differ in a few formants), into ``run-tuned``.
+   tells apart espeak-ng variants that differ in a few formants), into ``run-tuned``. With
+   ``init`` (a trained encoder, e.g. the bundled one) step 4 is skipped and the fine-tuning
+   starts from ``init``'s weights with a fresh margin head: new voices for an hour of CPU
+   instead of two.
 6. Calibration on trials among the held-out voices; ``recipe.json`` records how it was made.
 """
 
@@ -37,6 +43,7 @@ from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.dataset import SPLITS, PrepareConfig, load_corpus, write_prepared
 from whichvoice.features import FeatureConfig, speech_of, wave_windows
 from whichvoice.files import write_atomic, write_json
+from whichvoice.protocol import ENGINE_VOICES
 from whichvoice.sentences import bundled_sentences
 from whichvoice.train import TrainConfig, train
 from whichvoice.verification import calibrate, held_out_files, model_for, voice_trials
@@ -99,6 +106,9 @@ class EncoderRecipe:
     target_far: float | None = 0.001
     seed: int = 0
     max_variants: int | None = None  # fewer espeak variants (tests)
+    # voices of other engines trained on like the recorded ones (more sentences, speed copies)
+    engine_voices: tuple[str, ...] = ENGINE_VOICES["train"]
+    init: str | None = None  # fine-tune from this encoder run instead of training from scratch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,6 +165,7 @@ def recipe_voices(
     held_ids += list(HELD_OUT_RECORDED)
     train_ids = [v for v in espeak if v.split("+", 1)[1] not in held]
     train_ids += [v for v in RECORDED if v not in held_ids]
+    train_ids += [v for v in cfg.engine_voices if v not in held_ids and v not in train_ids]
     # their own generator: the other voices are the same with or without them
     accent_of = random.Random(f"{cfg.seed} random voices")
     train_ids += [
@@ -177,7 +188,7 @@ def _speaker_dataset(
     clips = [c for c in load_corpus(corpus) if c.voice in set(voices)]
 
     def speeds_of(voice: str) -> tuple[float, ...]:
-        if voice in RECORDED:
+        if voice in RECORDED or voice in cfg.engine_voices:
             return cfg.recorded_speeds
         return () if random_number(voice.partition("+")[2]) is not None else cfg.speeds
 
@@ -318,9 +329,10 @@ def _synthesize(
     corpus: Path, train_ids: list[str], held_ids: list[str], cfg: EncoderRecipe, progress: bool
 ) -> None:
     """The recipe's corpus: each group of voices with its own number of sentences a voice."""
+    recorded = set(RECORDED) | set(cfg.engine_voices)
     groups = (
-        ([v for v in train_ids if v not in RECORDED], cfg.per_voice),
-        ([v for v in train_ids if v in RECORDED], cfg.recorded_per_voice),
+        ([v for v in train_ids if v not in recorded], cfg.per_voice),
+        ([v for v in train_ids if v in recorded], cfg.recorded_per_voice),
         (held_ids, cfg.held_out_per_voice),
     )
     for voices, per_voice in groups:
@@ -338,13 +350,15 @@ def stages_of(cfg: EncoderRecipe, out: Path) -> list[tuple[Path, TrainConfig]]:
     """The training stages, in order: (run directory, how it is trained)."""
     first = out / "run"
     stages = [(first, TrainConfig(model=cfg.model, epochs=cfg.epochs, seed=cfg.seed, cmn=cfg.cmn))]
-    if cfg.tune_epochs:
+    if cfg.init is not None:  # the fine-tuning alone, from a trained encoder
+        stages = []
+    if cfg.tune_epochs or cfg.init is not None:
         tune = TrainConfig(
             model=cfg.model,
-            epochs=cfg.tune_epochs,
+            epochs=cfg.tune_epochs or 1,
             lr=cfg.tune_lr,
             seed=cfg.seed,
-            init=str(first),
+            init=str(cfg.init if cfg.init is not None else first),
             cmn=cfg.tune_cmn,
             keep="last",  # the fine-tuning's end, not the epoch it changed least
         )

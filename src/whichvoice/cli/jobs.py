@@ -157,6 +157,19 @@ def recipe_group() -> None:
     default=None,
     help="Use only this many espeak-ng variants (a quick, smaller run).",
 )
+@click.option(
+    "--engine-voices/--no-engine-voices",
+    default=True,
+    show_default=True,
+    help="Also train on the training voices of MBROLA, RHVoice and festival's British "
+    "diphones (`make voices`); their test voices stay held out.",
+)
+@click.option(
+    "--init",
+    default=None,
+    help="Fine-tune from this encoder run (`bundled`: the bundled encoder) instead of "
+    "training from scratch: only the fine-tuning stage runs.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 def recipe_encoder_cmd(
@@ -173,6 +186,8 @@ def recipe_encoder_cmd(
     tune_cmn: bool,
     target_far: float,
     max_variants: int | None,
+    engine_voices: bool,
+    init: str | None,
     seed: int,
     quiet: bool,
 ) -> None:
@@ -182,7 +197,9 @@ def recipe_encoder_cmd(
         logging.getLogger("whichvoice.recipe").setLevel(logging.INFO)
         logging.getLogger("whichvoice.recipe").addHandler(logging.StreamHandler(sys.stdout))
         logging.getLogger("whichvoice.recipe").propagate = False
+    from whichvoice.protocol import ENGINE_VOICES
     from whichvoice.recipe import EncoderRecipe, encoder_recipe
+    from whichvoice.verification import bundled_encoder
 
     cfg = EncoderRecipe(
         per_voice=per_voice,
@@ -198,6 +215,8 @@ def recipe_encoder_cmd(
         target_far=target_far,
         seed=seed,
         max_variants=max_variants,
+        engine_voices=ENGINE_VOICES["train"] if engine_voices else (),
+        init=str(bundled_encoder()) if init == "bundled" else init,
     )
     run = encoder_recipe(out, cfg, progress=not quiet)
     if not quiet:
