@@ -75,23 +75,25 @@ def conditions_table() -> str:
 def robustness_table(name: str = "robustness") -> str:
     r = _load(name)
     models = r["models"]
-    head = "| condition | " + " | ".join(m["name"] for m in models) + " | target (default) |"
-    rows = [head, "|---|" + "---:|" * (len(models) + 1)]
-    targets = r["targets_default_model"]
+    # issue 17's targets are the default8 model's; other voice sets have none
+    targets = r["targets_default_model"] if r["corpus"]["voices"] == "default8" else {}
+    head = "| condition | " + " | ".join(m["name"] for m in models) + " |"
+    head += " target (default) |" if targets else ""
+    rows = [head, "|---|" + "---:|" * (len(models) + bool(targets))]
     for c in models[0]["conditions"]:
         cells = []
         for m in models:
             x = m["conditions"][c]
             cells.append(f"{_pct(x['accuracy'])} ({_interval(*x['ci95'])})")
-        target = _pct(targets[c], 0) if c in targets else ""
-        rows.append(f"| `{c}` | " + " | ".join(cells) + f" | {target} |")
+        target = f" {_pct(targets[c], 0) if c in targets else ''} |" if targets else ""
+        rows.append(f"| `{c}` | " + " | ".join(cells) + f" |{target}")
     files = models[0]["conditions"]["clean"]["files"]
     rows += [
         "",
         f"File-level accuracy (95 % Wilson interval) on {_held_out(r)}, {files} files per "
         f"condition. Made by {_made(r)}.",
     ]
-    if verdicts := r.get("default_model_targets"):
+    if (verdicts := r.get("default_model_targets")) and targets:
         missed = [f"`{c}`" for c, v in verdicts.items() if not v["met"]]
         short = [
             f"`{c}`" for c, v in verdicts.items() if v["met"] and not v["interval_above_target"]
@@ -109,6 +111,51 @@ def robustness_table(name: str = "robustness") -> str:
                 else "Every interval lies at or above its target."
             ),
         ]
+    return "\n".join(rows)
+
+
+def voices_table(name: str = "robustness-mixed16") -> str:
+    """The default model's clean accuracy per voice, grouped by engine."""
+    r = _load(name)
+    model = next(m for m in r["models"] if m["name"] == "default")
+    rows = ["| engine | voice | files | accuracy (95 % interval) |", "|---|---|---:|---:|"]
+    for v in sorted(model["per_voice"], key=lambda v: v["voice"]):
+        engine, voice = v["voice"].split(":", 1)
+        rows.append(f"| {engine} | `{voice}` | {v['n']} | {_rate(v)} |")
+    rows += ["", f"Clean test files, file level. Made by {_made(r)}."]
+    return "\n".join(rows)
+
+
+def families_table() -> str:
+    """Verification per engine family (benchmarks/families.py)."""
+    r = _load("families")
+    rows = [
+        "| family | voices | encoder | EER clean (95 % interval) | EER hard | false rejection "
+        "(clean, dev threshold) | false acceptance (clean) |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    encoders = list(r["results"])
+    for family in r["results"][encoders[0]]["clean"]:
+        for e in encoders:
+            c, h = r["results"][e]["clean"][family], r["results"][e]["hard"][family]
+            at = c["at_dev_threshold"]
+            rows.append(
+                f"| {family} | {len(c['voices'])} | {e} | {_pct(c['eer'], 2)} "
+                f"({_interval(*c['eer_ci95'], 2)}) | {_pct(h['eer'], 2)} "
+                f"({_interval(*h['eer_ci95'], 2)}) | {_rate(at['false_rejection'])} | "
+                f"{_rate(at['false_acceptance'])} |"
+            )
+    clean = r["results"][encoders[0]]["clean"]
+    targets = sum(f["target_trials"] for f in clean.values())
+    named = [f"`{v}`" for v in r["test_voices"] if not v.startswith("espeak")]
+    rows += [
+        "",
+        f"{len(r['test_voices'])} test voices ({', '.join(named)} and "
+        f"{len(r['test_voices']) - len(named)} random espeak-ng variants of the "
+        f"test pool), {r['test_clips_per_voice']} test-pool sentences each, {targets} same-voice "
+        f"clean trials in all; thresholds from {len(r['dev_voices'])} dev voices; intervals "
+        f"from a {r['interval']}. Made by {_made(r)}.",
+    ]
     return "\n".join(rows)
 
 
@@ -401,6 +448,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "robustness": robustness_table,
     "robustness-dev": lambda: robustness_table("robustness-dev"),
     "verify": verify_table,
+    "robustness-mixed16": lambda: robustness_table("robustness-mixed16"),
+    "mixed16-voices": voices_table,
+    "families": families_table,
 }
 
 
@@ -412,7 +462,7 @@ def render(text: str) -> str:
         try:
             table = TABLES[name]()
         except FileNotFoundError as e:  # not measured yet
-            script = Path(e.filename).stem.removesuffix("-dev")
+            script = Path(e.filename).stem.split("-")[0]
             table = (
                 f"_Not measured yet: `python benchmarks/{script}.py` writes "
                 f"`benchmarks/results/{Path(e.filename).name}`._"
