@@ -119,6 +119,16 @@ def test_cli_demo_end_to_end(cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_cli_demo_on_other_voices(cli, tmp_path: Path) -> None:
+    voices = "piper:en_US-joe-medium,pico:en-GB,mbrola:us1,rhvoice:clb"
+    proc = cli("demo", "--sentences", "10", "--epochs", "2", "--voices", voices,
+               "--out", str(tmp_path / "demo"), check=True)  # fmt: skip
+    assert f"x {voices}" in proc.stdout and "test accuracy" in proc.stdout
+    for voice in voices.split(","):
+        assert voice in proc.stdout
+
+
+@pytest.mark.slow
 def test_labels_csv_with_an_unknown_voice(
     cli, trained_run: Path, small_corpus: Path, tmp_path: Path
 ) -> None:

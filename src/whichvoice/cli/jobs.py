@@ -31,7 +31,13 @@ from whichvoice.cli.corpus import synthesize
     type=click.IntRange(min=10),
     default=320,
     show_default=True,
-    help="Bundled sentences, each read by every default8 voice.",
+    help="Bundled sentences, each read by every voice of --voices.",
+)
+@click.option(
+    "--voices",
+    default="default8",
+    show_default=True,
+    help="The voices to tell apart: a set (default8; mixed16 after `make voices`) or ids.",
 )
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]"
@@ -45,12 +51,14 @@ def demo_cmd(
     model: str,
     features: str | None,
     sentences: int,
+    voices: str,
     epochs: int | None,
     out: Path,
     seed: int,
     quiet: bool,
 ) -> None:
-    """The main job: synthesize default8, train, evaluate, print the per-voice table.
+    """The main job: synthesize default8 (or --voices), train, evaluate, print the per-voice
+    table.
 
     `whichvoice demo --model talk-cnn --features seed-image` reproduces the talk.
     """
@@ -61,8 +69,8 @@ def demo_cmd(
     corpus = out / "corpus"
     run = out / f"run-{model}-{features or 'default'}"
     if not quiet:
-        click.echo(f"[1/3] synthesizing {sentences} sentences x default8 -> {corpus}")
-    synthesize(corpus, "default8", str(sentences), "all", "mp3", None, seed, quiet, "standard", 300)
+        click.echo(f"[1/3] synthesizing {sentences} sentences x {voices} -> {corpus}")
+    synthesize(corpus, voices, str(sentences), "all", "mp3", None, seed, quiet, "standard", 300)
     if not quiet:
         click.echo(f"[2/3] training {model} -> {run}")
     train(
