@@ -97,6 +97,7 @@ bench: setup voices
 	  --work $(BENCH_WORK)/robustness-mixed16
 	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
+	.venv/bin/python benchmarks/human.py
 	.venv/bin/python benchmarks/train.py
 	.venv/bin/python benchmarks/scale.py
 	.venv/bin/python benchmarks/serve.py

@@ -2,7 +2,7 @@
 RHVoice, SVOX Pico, piper, hibari) and random espeak-ng variants of the test pool, under the
 evaluation protocol (docs/evaluation.md).
 
-Every encoder compared (the bundled one or ``--model RUN``, and resemblyzer) takes its
+Every encoder compared (the bundled one or ``--model RUN``, resemblyzer, dvector) takes its
 threshold from the same dev voices as ``benchmarks/verify.py`` (its dev corpus is shared when
 ``--workdir`` is the same). Each test voice (``whichvoice.protocol.ENGINE_VOICES["test"]``,
 plus ``--espeak-voices`` of the test pool) reads ``--per-voice`` test-pool sentences; 3 clips
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--per-voice", type=int, default=3 + 60, help="test clips a voice")
     parser.add_argument("--espeak-voices", type=int, default=16)
     parser.add_argument("--resamples", type=int, default=300)
-    parser.add_argument("--no-resemblyzer", action="store_true")
+    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector")
     parser.add_argument("--json", type=Path, default=RESULTS / "families.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
     args = parser.parse_args()
@@ -130,9 +130,8 @@ def main() -> None:
             sys.exit(f"the pools overlap: {leaks}")
         dev = make_trials(dev_files, work / "dev-trials", None)
         test = make_trials(test_files, work / "families-trials", 0)
-        encoders = {"whichvoice": load_encoder(args.model)}
-        if not args.no_resemblyzer:
-            encoders["resemblyzer"] = load_encoder("resemblyzer")
+        names = [n.strip() for n in args.encoders.split(",") if n.strip()]
+        encoders = {n: load_encoder(args.model if n == "whichvoice" else n) for n in names}
         results: dict = {}
         voices = sorted(test["enroll"])
         families = sorted({family_of(v) for v in voices})

@@ -159,6 +159,32 @@ def families_table() -> str:
     return "\n".join(rows)
 
 
+def human_table() -> str:
+    """The encoders side by side on real people (benchmarks/human.py)."""
+    r = _load("human")
+    rows = [
+        "| encoder | EER (95 % interval) | top-1 identification | false rejection at its "
+        "threshold | false acceptance |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, x in r["results"].items():
+        at = x["at_shipped_threshold"]
+        rows.append(
+            f"| {name} | {_pct(x['eer'], 2)} ({_interval(*x['eer_ci95'], 2)}) | "
+            f"{_rate(x['top1'])} | {_rate(at['false_rejection'])} | "
+            f"{_rate(at['false_acceptance'])} |"
+        )
+    first = next(iter(r["results"].values()))
+    rows += [
+        "",
+        f"{len(r['speakers'])} speakers of {r['data']}; {r['clips_per_speaker']} clips each of "
+        f"{r['digits_per_clip']} digits (~3 s), {first['target_trials']} same-speaker and "
+        f"{first['nontarget_trials']} different-speaker trials; each encoder at its shipped "
+        f"threshold (set on TTS dev voices); intervals: {r['interval']}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def _held_out(r: dict) -> str:
     """Which data a closed-set figure was scored on and what the model trained on."""
     trained = f"trained on {r['corpus']['voices']} x {r['corpus']['sentences']} bundled sentences"
@@ -451,6 +477,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "robustness-mixed16": lambda: robustness_table("robustness-mixed16"),
     "mixed16-voices": voices_table,
     "families": families_table,
+    "human": human_table,
 }
 
 

