@@ -1,0 +1,184 @@
+"""Several encoders as one: a fused embedding whose cosine is a weighted sum of theirs.
+
+Each part's embedding is L2-normalised and scaled by the square root of its weight, and the
+parts are concatenated. With weights summing to 1 the fused vector has unit length, and the
+cosine of two fused vectors is ``sum_i w_i * cos_i``: score fusion, with no change to anything
+that stores or compares embeddings (galleries, verify, identify, calibration). A gallery's
+voice is the mean of its clips' fused vectors, re-normalised as a whole, so its score is the
+weighted sum of the parts' cosines against their per-part means up to a factor close to 1.
+
+Each input is decoded and resampled once; each part cuts its own windows from the waveform
+and embeds those of ``batch`` files at once. A part that finds no speech where the others do
+(resemblyzer's voice detector is stricter than whichvoice's) contributes zeros: the score
+then counts only the parts that heard the voice, which can only lower it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from whichvoice.audio import (
+    SAMPLE_RATE,
+    AudioSource,
+    check_not_silent,
+    describe_source,
+    read_audio,
+    resample,
+)
+from whichvoice.errors import WhichvoiceError
+from whichvoice.runtime import VoiceModel, unit
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Which encoders, with which weights (non-negative, summing to 1), learned how."""
+
+    parts: tuple[str, ...]
+    weights: tuple[float, ...]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.parts) != len(self.weights) or not self.parts:
+            raise ValueError("a fusion needs one weight per part, and at least one part")
+        if min(self.weights) < 0 or not math.isclose(sum(self.weights), 1.0, abs_tol=1e-6):
+            raise ValueError(f"fusion weights must be >= 0 and sum to 1, not {self.weights}")
+
+    def to_dict(self) -> dict:
+        return {"parts": list(self.parts), "weights": list(self.weights), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Fusion:
+        return cls(tuple(d["parts"]), tuple(float(w) for w in d["weights"]), d.get("source", ""))
+
+
+def _dimension(encoder) -> int:
+    """An encoder's embedding size: from its config, else measured on 2.5 s of noise."""
+    if "embedding_dim" in encoder.config:
+        return int(encoder.config["embedding_dim"])
+    noise = np.random.default_rng(0).normal(0, 0.1, int(2.5 * SAMPLE_RATE)).astype(np.float32)
+    windows, _ = encoder.windows_of(noise, SAMPLE_RATE)
+    return int(encoder.window_embeddings(windows[:1]).shape[1])
+
+
+class FusedEncoder:
+    """The embedding interface of VoiceModel (``embed``, ``embed_many``, ``root``,
+    ``config``) over several encoders. ``encoders`` maps each part of ``fusion`` to a loaded
+    encoder; ``ids`` to what a gallery records for it (``verification.model_id``)."""
+
+    has_embedding = True
+    name = AUTO
+
+    def __init__(self, fusion: Fusion, encoders: dict, ids: dict[str, str], root) -> None:
+        self.fusion = fusion
+        self.parts = [encoders[p] for p in fusion.parts]
+        self.scales = np.sqrt(np.asarray(fusion.weights, np.float32))
+        self.dims = [_dimension(e) for e in self.parts]
+        self.root = root
+        self.config = {
+            "model": AUTO,
+            "sample_rate": SAMPLE_RATE,
+            "embedding_dim": sum(self.dims),
+            "parts": {p: ids[p] for p in fusion.parts},
+            "weights": list(fusion.weights),
+        }
+        key = json.dumps(self.config["parts"] | {"weights": self.config["weights"]})
+        self.digest = hashlib.sha256(key.encode()).hexdigest()
+
+    def _prepare(self, source: AudioSource) -> tuple[list, float] | WhichvoiceError:
+        """Each part's windows (None where that part found no speech) and the first part's
+        seconds of speech; the input's error when no part can use it."""
+        name = describe_source(source)
+        try:
+            wave, rate = read_audio(source)
+            check_not_silent(wave, rate, name)
+            wave = resample(wave, rate, SAMPLE_RATE)
+        except WhichvoiceError as e:
+            return e
+        windows, speech, first_error = [], None, None
+        for encoder in self.parts:
+            try:
+                w, s = (
+                    encoder.windows_of(wave, SAMPLE_RATE)  # a trained run takes the rate
+                    if isinstance(encoder, VoiceModel)
+                    else encoder.windows_of(wave, name)
+                )
+            except WhichvoiceError as e:
+                windows.append(None)
+                first_error = first_error or e
+                continue
+            windows.append(w)
+            speech = s if speech is None else speech
+        if speech is None:
+            return first_error
+        return windows, speech
+
+    def embed_many(
+        self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
+    ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
+        """The fused embedding (float32, unit length) and seconds of speech of each input, in
+        order; an input no part can use yields its error. Decoding and windows on ``workers``
+        threads; each part embeds the windows of ``batch`` files in one call."""
+        sources = list(sources)
+        workers = min(workers or os.cpu_count() or 1, len(sources)) or 1
+        with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+            for i in range(0, len(sources), batch):
+                chunk = sources[i : i + batch]
+                prepared = list(
+                    pool.map(self._prepare, chunk) if pool else map(self._prepare, chunk)
+                )
+                yield from self._fuse(prepared)
+
+    def _fuse(self, prepared: list) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
+        good = [p for p in prepared if not isinstance(p, WhichvoiceError)]
+        per_part = []  # for each part, each good input's mean embedding (or None)
+        for k, encoder in enumerate(self.parts):
+            have = [p[0][k] for p in good if p[0][k] is not None]
+            out = encoder.window_embeddings(np.concatenate(have)) if have else None
+            means, at = [], 0
+            for p in good:
+                if p[0][k] is None:
+                    means.append(None)
+                    continue
+                n = len(p[0][k])
+                means.append(unit(out[at : at + n].mean(axis=0)))
+                at += n
+            per_part.append(means)
+        j = 0
+        for p in prepared:
+            if isinstance(p, WhichvoiceError):
+                yield p
+                continue
+            pieces = [
+                (m[j] if m[j] is not None else np.zeros(d, np.float32)) * s
+                for m, d, s in zip(per_part, self.dims, self.scales, strict=True)
+            ]
+            yield np.concatenate(pieces).astype(np.float32), p[1]
+            j += 1
+
+    def embed(self, source: AudioSource) -> tuple[np.ndarray, float]:
+        """One input's fused embedding and seconds of speech; raises its error."""
+        result = next(self.embed_many([source], workers=1))
+        if isinstance(result, WhichvoiceError):
+            raise result
+        return result
+
+    def part_scores(self, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+        """Each part's cosine between two fused embeddings (each part re-normalised)."""
+        out, at = {}, 0
+        for name, d in zip(self.fusion.parts, self.dims, strict=True):
+            x, y = a[at : at + d], b[at : at + d]
+            nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+            out[name] = float(x @ y / (nx * ny)) if nx and ny else float("nan")
+            at += d
+        return out

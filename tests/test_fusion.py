@@ -1,0 +1,66 @@
+"""Fused encoders: the cosine of fused embeddings is the weighted sum of the parts' cosines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import HUMAN_DEV, sine
+from whichvoice.errors import AudioDecodeError, SilentAudioError
+from whichvoice.fusion import FusedEncoder, Fusion
+
+
+@pytest.fixture(scope="module")
+def parts():
+    from whichvoice.verification import load_encoder, model_id
+
+    encoders = {"bundled": load_encoder(None), "resemblyzer": load_encoder("resemblyzer")}
+    return encoders, {k: model_id(v) for k, v in encoders.items()}
+
+
+def test_fusion_weights_are_checked() -> None:
+    with pytest.raises(ValueError, match="sum to 1"):
+        Fusion(("a", "b"), (0.5, 0.6))
+    with pytest.raises(ValueError, match="one weight per part"):
+        Fusion(("a",), (0.5, 0.5))
+    f = Fusion(("a", "b"), (0.25, 0.75), "dev trials")
+    assert Fusion.from_dict(f.to_dict()) == f
+
+
+def test_fused_cosine_is_the_weighted_sum_of_the_parts(parts, tmp_path: Path) -> None:
+    encoders, ids = parts
+    fused = FusedEncoder(Fusion(("bundled", "resemblyzer"), (0.3, 0.7)), encoders, ids, tmp_path)
+    files = [HUMAN_DEV / f"{d}_{s}_1.wav" for d, s in ((3, "jackson"), (4, "jackson"), (3, "theo"))]
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    out = list(fused.embed_many([*files, text], batch=2))
+    assert isinstance(out[3], AudioDecodeError) and "notes.wav" in str(out[3])
+    emb = np.stack([o[0] for o in out[:3]])
+    assert emb.shape == (3, fused.config["embedding_dim"])
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    b = np.stack([e[0] for e in encoders["bundled"].embed_many(files)])
+    r = np.stack([e[0] for e in encoders["resemblyzer"].embed_many(files)])
+    np.testing.assert_allclose(emb @ emb.T, 0.3 * b @ b.T + 0.7 * r @ r.T, atol=1e-5)
+    scores = fused.part_scores(emb[0], emb[2])
+    assert scores == pytest.approx({"bundled": b[0] @ b[2], "resemblyzer": r[0] @ r[2]}, abs=1e-5)
+    assert np.allclose(fused.embed(files[0])[0], emb[0], atol=1e-6)
+    assert fused.config["parts"] == ids and len(fused.digest) == 64
+
+
+def test_a_part_that_hears_nothing_adds_zeros_and_no_part_is_an_error(parts, tmp_path) -> None:
+    encoders, ids = parts
+    fused = FusedEncoder(Fusion(("bundled", "resemblyzer"), (0.5, 0.5)), encoders, ids, tmp_path)
+    # a steady tone: whichvoice's trimming keeps it, resemblyzer's voice detector keeps nothing
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, sine(220.0, 3.0), 16_000)
+    emb, speech_s = fused.embed(tone)
+    bundled_dim = fused.dims[0]
+    assert np.linalg.norm(emb[bundled_dim:]) == 0 and speech_s > 2
+    assert abs(float(np.linalg.norm(emb[:bundled_dim])) ** 2 - 0.5) < 1e-5
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(32_000, np.float32), 16_000)
+    with pytest.raises(SilentAudioError, match=r"silence\.wav"):
+        fused.embed(silence)
