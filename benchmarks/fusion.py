@@ -1,0 +1,134 @@
+"""Choose how to fuse the encoders, on dev data only: TTS trials of the dev pool (the voices and
+clips of ``benchmarks/verify.py``'s dev set) and human trials of the human-dev speakers
+(``benchmarks/human.py``'s clips). Nothing here looks at the test pool.
+
+For each encoder, every dev clip is scored against every enrolled dev voice; a fusion scores
+``sum_i w_i * cos_i`` (``whichvoice.fusion``). Candidates: each encoder alone; equal weights
+over two and three encoders; and weights learned by logistic regression (scikit-learn) on the
+per-encoder scores of both kinds of trials, each kind weighing half and targets as much as
+non-targets. Reports each candidate's dev EER on TTS and on human trials, next to the best
+single encoder of each kind, and writes benchmarks/results/fusion-dev.json.
+
+    python benchmarks/fusion.py [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from human import joined_clips
+from provenance import RESULTS, provenance, write_result
+from verify import make_trials, score_matrix, synthesize
+
+from whichvoice.protocol import pool_voices
+from whichvoice.scoring import eer
+from whichvoice.verification import bundled_encoder, load_encoder
+
+
+def trial_scores(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scores of every trial, flattened; 1 for a same-voice trial)."""
+    same = np.zeros_like(scores, bool)
+    same[np.arange(len(truth)), truth] = True
+    return scores.ravel(), same.ravel().astype(int)
+
+
+def learned_weights(kinds: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Logistic regression on the per-encoder scores (n_trials, n_encoders) of each kind;
+    each kind weighs half, and within a kind targets weigh as much as non-targets. Returns
+    non-negative weights summing to 1 (negative coefficients are set to 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys, ws = [], [], []
+    for x, y in kinds.values():
+        w = np.where(y == 1, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
+        xs.append(x)
+        ys.append(y)
+        ws.append(w / len(kinds))
+    model = LogisticRegression(C=1.0, max_iter=1000)
+    model.fit(np.concatenate(xs), np.concatenate(ys), sample_weight=np.concatenate(ws))
+    coef = np.clip(model.coef_[0], 0, None)
+    return coef / coef.sum() if coef.sum() > 0 else np.full(len(coef), 1 / len(coef))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector")
+    parser.add_argument("--dev-voices", type=int, default=48, help="as benchmarks/verify.py")
+    parser.add_argument("--dev-per-voice", type=int, default=40, help="as benchmarks/verify.py")
+    parser.add_argument("--human-clips", type=int, default=60)
+    parser.add_argument("--json", type=Path, default=RESULTS / "fusion-dev.json")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
+    args = parser.parse_args()
+    made = provenance()
+    names = [n.strip() for n in args.encoders.split(",") if n.strip()]
+    recipe = json.loads((bundled_encoder() / "recipe.json").read_text())
+    held = recipe["held_out_voices"]
+    dev_voices = held + pool_voices("dev", max(0, args.dev_voices - len(held)))
+    with contextlib.ExitStack() as stack:
+        work = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-fusion-"))
+        )
+        sets = {
+            "tts": make_trials(
+                synthesize(work / "dev", dev_voices, "dev", args.dev_per_voice),
+                work / "dev-trials",
+                None,
+            ),
+            "human": make_trials(
+                joined_clips(work / "human-clips", args.human_clips, 6),
+                work / "human-trials",
+                None,
+            ),
+        }
+        per_kind: dict[str, dict[str, np.ndarray]] = {k: {} for k in sets}
+        labels: dict[str, np.ndarray] = {}
+        for name in names:
+            encoder = load_encoder(None if name == "whichvoice" else name)
+            for kind, trials in sets.items():
+                flat, y = trial_scores(*score_matrix(encoder, trials, "clean"))
+                per_kind[kind][name], labels[kind] = flat, y
+            print(f"{name}: scored", flush=True)
+    kinds = {k: (np.stack([per_kind[k][n] for n in names], 1), labels[k]) for k in sets}
+    candidates = {f"{n} alone": np.eye(len(names))[i] for i, n in enumerate(names)}
+    for size in range(2, len(names) + 1):
+        for combo in itertools.combinations(range(len(names)), size):
+            w = np.zeros(len(names))
+            w[list(combo)] = 1 / size
+            candidates[" + ".join(names[i] for i in combo) + " (equal)"] = w
+    candidates["learned (logistic regression)"] = learned_weights(kinds)
+    rows = {}
+    for label, w in candidates.items():
+        rows[label] = {"weights": dict(zip(names, map(float, w), strict=True))}
+        for kind, (x, y) in kinds.items():
+            s = x @ w
+            rows[label][f"eer_{kind}"] = eer(s[y == 1], s[y == 0])[0]
+        print(f"{label}: " + ", ".join(f"{k} EER {100 * rows[label][f'eer_{k}']:.2f} %"
+                                       for k in kinds), flush=True)  # fmt: skip
+    best_single = {
+        k: min(rows[f"{n} alone"][f"eer_{k}"] for n in names) for k in kinds
+    }  # fmt: skip
+    report = {
+        "benchmark": "fusion-dev",
+        **made,
+        "command": "python benchmarks/fusion.py " + " ".join(sys.argv[1:]),
+        "split": "dev only: the dev pool's TTS voices and the human-dev speakers",
+        "trials": {
+            k: {"target": int(y.sum()), "nontarget": int((1 - y).sum())}
+            for k, (_, y) in kinds.items()
+        },
+        "candidates": rows,
+        "best_single_eer": best_single,
+    }
+    write_result(args.json, report)
+    print(f"-> {args.json}")
+
+
+if __name__ == "__main__":
+    main()
