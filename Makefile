@@ -98,6 +98,7 @@ bench: setup voices
 	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/human.py
+	.venv/bin/python benchmarks/fusion.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/train.py
 	.venv/bin/python benchmarks/scale.py
 	.venv/bin/python benchmarks/serve.py
