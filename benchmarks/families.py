@@ -29,6 +29,7 @@ import numpy as np
 from provenance import RESULTS, provenance, write_result
 from verify import (
     TARGET_FAR,
+    dev_voices,
     make_trials,
     score_matrix,
     sha256s,
@@ -104,14 +105,13 @@ def main() -> None:
 
     root = args.model or bundled_encoder()
     recipe = json.loads((Path(root) / "recipe.json").read_text())
-    held = recipe["held_out_voices"]
-    dev_voices = held + pool_voices("dev", max(0, args.dev_voices - len(held)))
+    dev_ids = dev_voices(recipe, args.dev_voices)
     test_voices = list(ENGINE_VOICES["test"]) + pool_voices("test", args.espeak_voices)
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-families-"))
         )
-        dev_files = synthesize(work / "dev", dev_voices, "dev", args.dev_per_voice)
+        dev_files = synthesize(work / "dev", dev_ids, "dev", args.dev_per_voice)
         test_files = synthesize(work / "families-test", test_voices, "test", args.per_voice)
         texts = {c.text for c in read_manifest(work / "families-test" / "manifest.jsonl")}
         leaks = {

@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 from human import joined_clips
 from provenance import RESULTS, provenance, write_result
-from verify import make_trials, score_matrix, synthesize
+from verify import dev_voices, make_trials, score_matrix, synthesize
 
-from whichvoice.protocol import pool_voices
 from whichvoice.scoring import eer
 from whichvoice.verification import bundled_encoder, load_encoder
 
@@ -69,15 +68,14 @@ def main() -> None:
     made = provenance()
     names = [n.strip() for n in args.encoders.split(",") if n.strip()]
     recipe = json.loads((bundled_encoder() / "recipe.json").read_text())
-    held = recipe["held_out_voices"]
-    dev_voices = held + pool_voices("dev", max(0, args.dev_voices - len(held)))
+    dev_ids = dev_voices(recipe, args.dev_voices)
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-fusion-"))
         )
         sets = {
             "tts": make_trials(
-                synthesize(work / "dev", dev_voices, "dev", args.dev_per_voice),
+                synthesize(work / "dev", dev_ids, "dev", args.dev_per_voice),
                 work / "dev-trials",
                 None,
             ),

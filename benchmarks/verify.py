@@ -94,6 +94,13 @@ def synthesize(folder: Path, voices: list[str], pool: str, per_voice: int) -> di
     return {v: sorted(p) for v, p in sorted(files.items())}
 
 
+def dev_voices(recipe: dict, n: int) -> list[str]:
+    """The dev pool's voices: the encoder's own held-out voices (``recipe.json``), then random
+    variants of the dev range up to ``n`` in all."""
+    held = recipe["held_out_voices"]
+    return held + pool_voices("dev", max(0, n - len(held)))
+
+
 def sha256s(paths) -> set[str]:
     return {hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
 
@@ -295,14 +302,13 @@ def main() -> None:
 
     root = args.model or bundled_encoder()
     recipe = json.loads((Path(root) / "recipe.json").read_text())
-    held = recipe["held_out_voices"]
-    dev_voices = held + pool_voices("dev", max(0, args.dev_voices - len(held)))
+    dev_ids = dev_voices(recipe, args.dev_voices)
     test_voices = pool_voices("test", args.test_voices)
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-verify-"))
         )
-        dev_files = synthesize(work / "dev", dev_voices, "dev", args.dev_per_voice)
+        dev_files = synthesize(work / "dev", dev_ids, "dev", args.dev_per_voice)
         test_files = synthesize(work / "test", test_voices, "test", args.test_per_voice)
         leaks = leakage(dev_files, test_files, recipe["training_voices"], work / "test")
         if any(leaks.values()):
