@@ -9,7 +9,15 @@ per-encoder scores of both kinds of trials, each kind weighing half and targets 
 non-targets. Reports each candidate's dev EER on TTS and on human trials, next to the best
 single encoder of each kind, and writes benchmarks/results/fusion-dev.json.
 
+The rule that picks the default (fixed before any candidate was scored): the lowest worst
+ratio, over the two kinds, of a candidate's EER to the best single encoder's EER on that
+kind (each plus 0.1 %, so that a 0 % EER does not divide by zero); on a tie, fewer encoders
+(faster). ``--write`` stores the pick as the package's fusion
+(``src/whichvoice/data/fusion/fusion.json``) and its calibration, made on the dev trials of
+both kinds together (threshold at 0.1 % false acceptances).
+
     python benchmarks/fusion.py [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector]
+        [--write]
 """
 
 from __future__ import annotations
@@ -56,6 +64,43 @@ def learned_weights(kinds: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarr
     return coef / coef.sum() if coef.sum() > 0 else np.full(len(coef), 1 / len(coef))
 
 
+EPS = 0.001  # added to every EER in the choice rule
+
+
+def choose(rows: dict, best_single: dict) -> str:
+    """The candidate the rule picks (see the module docstring)."""
+
+    def cost(label: str) -> float:
+        return max(
+            (rows[label][f"eer_{k}"] + EPS) / (best + EPS) for k, best in best_single.items()
+        )
+
+    def parts(label: str) -> int:
+        return sum(w > 0 for w in rows[label]["weights"].values())
+
+    return min(rows, key=lambda label: (round(cost(label), 6), parts(label)))
+
+
+def write_fusion(weights: dict[str, float], kinds: dict, names: list[str], source: str) -> Path:
+    """The package's fusion and its calibration on the dev trials of both kinds."""
+    from whichvoice.fusion import Fusion
+    from whichvoice.pretrained import shipped_dir
+    from whichvoice.verification import Trials, calibrate
+
+    kept = {n: w for n, w in weights.items() if w > 0}
+    total = sum(kept.values())
+    fusion = Fusion(tuple(kept), tuple(w / total for w in kept.values()), source)
+    dest = shipped_dir("fusion")
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "fusion.json").write_text(json.dumps(fusion.to_dict(), indent=2) + "\n")
+    w = np.array([weights[n] / total for n in names])
+    scores = np.concatenate([x @ w for x, _ in kinds.values()])
+    truth = np.concatenate([y for _, y in kinds.values()])
+    calibrate(dest, Trials(scores[truth == 1], scores[truth == 0]), target_far=0.001,
+              source=source)  # fmt: skip
+    return dest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector")
@@ -64,6 +109,7 @@ def main() -> None:
     parser.add_argument("--human-clips", type=int, default=60)
     parser.add_argument("--json", type=Path, default=RESULTS / "fusion-dev.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
+    parser.add_argument("--write", action="store_true", help="store the pick in the package")
     args = parser.parse_args()
     made = provenance()
     names = [n.strip() for n in args.encoders.split(",") if n.strip()]
@@ -123,9 +169,16 @@ def main() -> None:
         },
         "candidates": rows,
         "best_single_eer": best_single,
+        "rule": "lowest max over kinds of (EER + 0.1 %) / (best single EER + 0.1 %); "
+        "ties: fewer encoders",
+        "chosen": (chosen := choose(rows, best_single)),
     }
     write_result(args.json, report)
-    print(f"-> {args.json}")
+    print(f"chosen: {chosen} -> {args.json}")
+    if args.write:
+        source = f"benchmarks/fusion.py on dev trials ({chosen}), commit {made['commit'][:12]}"
+        dest = write_fusion(rows[chosen]["weights"], kinds, names, source)
+        print(f"fusion and its calibration written to {dest}")
 
 
 if __name__ == "__main__":
