@@ -1,6 +1,7 @@
 """Verification and open-set identification with a voice encoder: calibration on held-out
 voices (EER, minDCF, DET curve, threshold, score-to-probability), stored in the run as
-``calibration.json``."""
+``calibration.json``; enrollment, verify and identify. Which encoder, and where its
+calibration lives: ``whichvoice.encoders`` (its names are importable from here too)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,25 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.audio import describe_source
+from whichvoice.encoders import (
+    BUNDLED_DIR_ENV,
+    CALIBRATION,
+    PRETRAINED,
+    Encoder,
+    bundled_encoder,
+    calibration_dir,
+    calibration_file,
+    calibration_of,
+    fused_encoder,
+    load_calibration,
+    load_encoder,
+    model_for,
+    model_id,
+)
 from whichvoice.errors import WhichvoiceError
-from whichvoice.files import ensure_dir, shipped_model, write_atomic
+from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.gallery import UNKNOWN, voice_name
-from whichvoice.pretrained import DvectorEncoder, PretrainedEncoder, ResemblyzerEncoder, shipped_dir
-from whichvoice.runtime import VoiceModel, load_model
+from whichvoice.runtime import VoiceModel
 from whichvoice.scoring import (
     Calibration,
     eer,
@@ -28,7 +43,35 @@ from whichvoice.scoring import (
     threshold_at_far,
 )
 
-CALIBRATION = "calibration.json"
+# with the names of whichvoice.encoders, importable from here as before
+__all__ = [
+    "BUNDLED_DIR_ENV",
+    "CALIBRATION",
+    "PRETRAINED",
+    "Encoder",
+    "Identity",
+    "OperatingPoint",
+    "Trials",
+    "Verdict",
+    "bundled_encoder",
+    "calibrate",
+    "calibration_dir",
+    "calibration_file",
+    "calibration_of",
+    "enroll",
+    "fused_encoder",
+    "held_out_files",
+    "identify",
+    "load_calibration",
+    "load_encoder",
+    "model_for",
+    "model_id",
+    "operating_point",
+    "trials_from_list",
+    "verify",
+    "voice_trials",
+]
+
 DET_PNG = "det.png"
 ENROLL_CLIPS = 3  # clips that enroll a voice in calibration trials
 
@@ -134,14 +177,6 @@ def calibrate(
     return result
 
 
-def load_calibration(run: str | os.PathLike) -> tuple[float, Calibration] | None:
-    path = Path(run) / CALIBRATION
-    if not path.exists():
-        return None
-    d = json.loads(path.read_text())
-    return float(d["threshold"]), Calibration.from_dict(d["calibration"])
-
-
 def held_out_files(
     corpus: str | os.PathLike, voices: list[str] | None = None
 ) -> dict[str, list[Path]]:
@@ -182,84 +217,6 @@ def _plot_det(trials: Trials, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def model_for(run: str | os.PathLike) -> VoiceModel:
-    model = load_model(run)
-    if not model.has_embedding:
-        raise WhichvoiceError(f"{run}: model {model.config['model']!r} has no embedding")
-    return model
-
-
-# encoders that ship outside whichvoice (optional extras), by the name --model takes
-PRETRAINED = {"resemblyzer": ResemblyzerEncoder, "dvector": DvectorEncoder}
-
-
-def load_encoder(model: str | os.PathLike | None = None) -> VoiceModel | PretrainedEncoder:
-    """The encoder a command or route asked for: ``None`` for the bundled one, a run
-    directory, or the name of a pretrained encoder (``"resemblyzer"``, ``"dvector"``)."""
-    if model is not None and str(model) in PRETRAINED:
-        return PRETRAINED[str(model)]()
-    return model_for(model if model is not None else bundled_encoder())
-
-
-def bundled_encoder() -> Path:
-    """The encoder shipped inside the package (made by `whichvoice recipe encoder`)."""
-    return shipped_model(
-        "encoder", "pass --model RUN (make one with `whichvoice recipe encoder --out DIR`)"
-    )
-
-
-def model_id(model: VoiceModel | PretrainedEncoder) -> str:
-    """What a gallery records as its model: the architecture and a digest of the weights."""
-    import hashlib
-
-    if isinstance(model, PretrainedEncoder):
-        return f"{model.config['model']}-{model.digest[:16]}"
-    digest = hashlib.sha256((model.root / "model.safetensors").read_bytes()).hexdigest()[:16]
-    return f"{model.config['model']}-{digest}"
-
-
-BUNDLED_DIR_ENV = "WHICHVOICE_ENCODER_DIR"  # where calibrating the bundled encoder writes
-
-
-def calibration_dir(model: VoiceModel | PretrainedEncoder) -> Path:
-    """Where ``calibrate`` writes for ``model``: its run folder, or for an encoder shipped in
-    the package (never rewritten) a user folder: ``$WHICHVOICE_ENCODER_DIR``, else
-    ``$XDG_DATA_HOME/whichvoice/encoder`` (``~/.local/share/whichvoice/encoder``)."""
-    if isinstance(model, PretrainedEncoder):
-        return model.root
-    try:
-        shipped = model.root.resolve() == bundled_encoder().resolve()
-    except WhichvoiceError:
-        shipped = False
-    if not shipped:
-        return model.root
-    if os.environ.get(BUNDLED_DIR_ENV):
-        return Path(os.environ[BUNDLED_DIR_ENV])
-    from whichvoice.files import data_home
-
-    return data_home() / "encoder"
-
-
-def calibration_of(model: VoiceModel | PretrainedEncoder) -> tuple[float, Calibration]:
-    """(threshold, score-to-probability calibration) that verify and identify use: the user's
-    own (``whichvoice calibrate``) first, then the one shipped with the encoder."""
-    return _calibration_file(model)[:2]
-
-
-def _calibration_file(model: VoiceModel | PretrainedEncoder) -> tuple[float, Calibration, dict]:
-    for root in (
-        calibration_dir(model),
-        *([shipped_dir(model.name)] if isinstance(model, PretrainedEncoder) else []),
-        model.root,
-    ):
-        cal = load_calibration(root)
-        if cal is not None:
-            return *cal, json.loads((Path(root) / CALIBRATION).read_text())
-    raise WhichvoiceError(
-        f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
-    )
-
-
 @dataclass(frozen=True)
 class OperatingPoint:
     """Where verify and identify decide: the threshold on the cosine score, the probability
@@ -283,12 +240,10 @@ class OperatingPoint:
         return out
 
 
-def operating_point(
-    model: VoiceModel | PretrainedEncoder, threshold: float | None = None
-) -> OperatingPoint:
+def operating_point(model: Encoder, threshold: float | None = None) -> OperatingPoint:
     """The calibrated operating point of ``model``'s encoder, or ``threshold`` given by the
     user (a cosine score in [-1, 1]) with the calibration's slope."""
-    calibrated, cal, data = _calibration_file(model)
+    calibrated, cal, data = calibration_file(model)
     if threshold is None:
         return OperatingPoint(
             calibrated,

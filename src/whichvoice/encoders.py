@@ -1,0 +1,135 @@
+"""Which encoder: the bundled one, a trained run, a pretrained one (``resemblyzer``,
+``dvector``) or a fusion of them (``auto``); what a gallery records for it; and where its
+calibration (threshold and score-to-probability) is read from and written to."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from whichvoice.errors import WhichvoiceError
+from whichvoice.files import shipped_model
+from whichvoice.fusion import AUTO, FusedEncoder, Fusion
+from whichvoice.pretrained import (
+    DvectorEncoder,
+    PretrainedEncoder,
+    ResemblyzerEncoder,
+    shipped_dir,
+    user_dir,
+)
+from whichvoice.runtime import VoiceModel, load_model
+from whichvoice.scoring import Calibration
+
+CALIBRATION = "calibration.json"
+FUSION = "fusion.json"
+BUNDLED_DIR_ENV = "WHICHVOICE_ENCODER_DIR"  # where calibrating the bundled encoder writes
+# encoders that ship outside whichvoice (optional extras), by the name --model takes
+PRETRAINED = {"resemblyzer": ResemblyzerEncoder, "dvector": DvectorEncoder}
+BUNDLED = "whichvoice"  # the bundled encoder's name as a part of a fusion
+
+Encoder = VoiceModel | PretrainedEncoder | FusedEncoder
+
+
+def load_calibration(run: str | os.PathLike) -> tuple[float, Calibration] | None:
+    path = Path(run) / CALIBRATION
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    return float(d["threshold"]), Calibration.from_dict(d["calibration"])
+
+
+def model_for(run: str | os.PathLike) -> VoiceModel:
+    model = load_model(run)
+    if not model.has_embedding:
+        raise WhichvoiceError(f"{run}: model {model.config['model']!r} has no embedding")
+    return model
+
+
+def load_encoder(model: str | os.PathLike | None = None) -> Encoder:
+    """The encoder a command or route asked for: ``None`` for the bundled one, a run
+    directory, the name of a pretrained encoder (``"resemblyzer"``, ``"dvector"``), or
+    ``"auto"``: the fusion shipped with the package."""
+    if model is not None and str(model) == AUTO:
+        return fused_encoder()
+    if model is not None and str(model) in PRETRAINED:
+        return PRETRAINED[str(model)]()
+    return model_for(model if model is not None else bundled_encoder())
+
+
+def fused_encoder(folder: str | os.PathLike | None = None) -> FusedEncoder:
+    """The fusion described by ``folder/fusion.json`` (default: the one shipped with the
+    package), its parts loaded."""
+    folder = Path(folder) if folder is not None else shipped_dir("fusion")
+    try:
+        fusion = Fusion.from_dict(json.loads((folder / FUSION).read_text()))
+    except FileNotFoundError:
+        raise WhichvoiceError(
+            f"{folder / FUSION}: no fusion here (`python benchmarks/fusion.py --write` makes "
+            "the package's)"
+        ) from None
+    parts = {p: load_encoder(None if p == BUNDLED else p) for p in fusion.parts}
+    ids = {p: model_id(e) for p, e in parts.items()}
+    return FusedEncoder(fusion, parts, ids, user_dir(AUTO))
+
+
+def bundled_encoder() -> Path:
+    """The encoder shipped inside the package (made by `whichvoice recipe encoder`)."""
+    return shipped_model(
+        "encoder", "pass --model RUN (make one with `whichvoice recipe encoder --out DIR`)"
+    )
+
+
+def model_id(model: Encoder) -> str:
+    """What a gallery records as its model: the architecture and a digest of the weights."""
+    if isinstance(model, (PretrainedEncoder, FusedEncoder)):
+        return f"{model.config['model']}-{model.digest[:16]}"
+    digest = hashlib.sha256((model.root / "model.safetensors").read_bytes()).hexdigest()[:16]
+    return f"{model.config['model']}-{digest}"
+
+
+def calibration_dir(model: Encoder) -> Path:
+    """Where ``calibrate`` writes for ``model``: its run folder, or for an encoder shipped in
+    the package (never rewritten) a user folder: ``$WHICHVOICE_ENCODER_DIR``, else
+    ``$XDG_DATA_HOME/whichvoice/encoder`` (``~/.local/share/whichvoice/encoder``)."""
+    if isinstance(model, (PretrainedEncoder, FusedEncoder)):
+        return model.root
+    try:
+        shipped = model.root.resolve() == bundled_encoder().resolve()
+    except WhichvoiceError:
+        shipped = False
+    if not shipped:
+        return model.root
+    if os.environ.get(BUNDLED_DIR_ENV):
+        return Path(os.environ[BUNDLED_DIR_ENV])
+    from whichvoice.files import data_home
+
+    return data_home() / "encoder"
+
+
+def calibration_of(model: Encoder) -> tuple[float, Calibration]:
+    """(threshold, score-to-probability calibration) that verify and identify use: the user's
+    own (``whichvoice calibrate``) first, then the one shipped with the encoder."""
+    return calibration_file(model)[:2]
+
+
+def _shipped_name(model: Encoder) -> str | None:
+    """The package folder (``data/<name>``) holding a non-run encoder's shipped calibration."""
+    if isinstance(model, FusedEncoder):
+        return "fusion"
+    return model.name if isinstance(model, PretrainedEncoder) else None
+
+
+def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
+    for root in (
+        calibration_dir(model),
+        *([shipped_dir(_shipped_name(model))] if _shipped_name(model) else []),
+        model.root,
+    ):
+        cal = load_calibration(root)
+        if cal is not None:
+            return *cal, json.loads((Path(root) / CALIBRATION).read_text())
+    raise WhichvoiceError(
+        f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
+    )
