@@ -64,3 +64,29 @@ def test_a_part_that_hears_nothing_adds_zeros_and_no_part_is_an_error(parts, tmp
     sf.write(silence, np.zeros(32_000, np.float32), 16_000)
     with pytest.raises(SilentAudioError, match=r"silence\.wav"):
         fused.embed(silence)
+
+
+def test_a_fusion_folder_loads_its_parts_and_names_itself(parts, tmp_path: Path) -> None:
+    import json
+
+    from whichvoice.errors import WhichvoiceError
+    from whichvoice.verification import fused_encoder, model_id
+
+    with pytest.raises(WhichvoiceError, match="no fusion here"):
+        fused_encoder(tmp_path)
+    (tmp_path / "fusion.json").write_text(
+        json.dumps({"parts": ["whichvoice", "resemblyzer"], "weights": [0.4, 0.6], "source": "t"})
+    )
+    fused = fused_encoder(tmp_path)
+    _, ids = parts
+    assert fused.config["parts"] == {
+        "whichvoice": ids["bundled"],
+        "resemblyzer": ids["resemblyzer"],
+    }
+    assert model_id(fused).startswith("auto-")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "fusion.json").write_text(
+        json.dumps({"parts": ["whichvoice", "resemblyzer"], "weights": [0.5, 0.5]})
+    )
+    assert model_id(fused_encoder(other)) != model_id(fused)  # other weights: another model
