@@ -7,7 +7,8 @@ For each encoder, every dev clip is scored against every enrolled dev voice; a f
 over two and three encoders; and weights learned by logistic regression (scikit-learn) on the
 per-encoder scores of both kinds of trials, each kind weighing half and targets as much as
 non-targets. Reports each candidate's dev EER on TTS and on human trials, next to the best
-single encoder of each kind, and writes benchmarks/results/fusion-dev.json.
+single encoder of each kind, with 95 % intervals from a bootstrap over voices (speakers), and
+writes benchmarks/results/fusion-dev.json.
 
 The rule that picks the default (fixed before any candidate was scored): the lowest worst
 ratio, over the two kinds, of a candidate's EER to the best single encoder's EER on that
@@ -35,7 +36,7 @@ from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 from verify import dev_voices, make_trials, score_matrix, synthesize
 
-from whichvoice.scoring import eer
+from whichvoice.scoring import eer, voice_bootstrap
 from whichvoice.verification import bundled_encoder, load_encoder
 
 
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--dev-voices", type=int, default=48, help="as benchmarks/verify.py")
     parser.add_argument("--dev-per-voice", type=int, default=40, help="as benchmarks/verify.py")
     parser.add_argument("--human-clips", type=int, default=60)
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--json", type=Path, default=RESULTS / "fusion-dev.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
     parser.add_argument("--write", action="store_true", help="store the pick in the package")
@@ -131,15 +133,18 @@ def main() -> None:
                 None,
             ),
         }
-        per_kind: dict[str, dict[str, np.ndarray]] = {k: {} for k in sets}
-        labels: dict[str, np.ndarray] = {}
+        # each kind: every encoder's (n_clips, n_voices) score matrix, and each clip's voice
+        matrices: dict[str, dict[str, np.ndarray]] = {k: {} for k in sets}
+        truths: dict[str, np.ndarray] = {}
         for name in names:
             encoder = load_encoder(None if name == "whichvoice" else name)
             for kind, trials in sets.items():
-                flat, y = trial_scores(*score_matrix(encoder, trials, "clean"))
-                per_kind[kind][name], labels[kind] = flat, y
+                matrices[kind][name], truths[kind] = score_matrix(encoder, trials, "clean")
             print(f"{name}: scored", flush=True)
-    kinds = {k: (np.stack([per_kind[k][n] for n in names], 1), labels[k]) for k in sets}
+    kinds = {}
+    for k in sets:
+        flat = [trial_scores(matrices[k][n], truths[k]) for n in names]
+        kinds[k] = (np.stack([f[0] for f in flat], 1), flat[0][1])
     candidates = {f"{n} alone": np.eye(len(names))[i] for i, n in enumerate(names)}
     for size in range(2, len(names) + 1):
         for combo in itertools.combinations(range(len(names)), size):
@@ -153,6 +158,9 @@ def main() -> None:
         for kind, (x, y) in kinds.items():
             s = x @ w
             rows[label][f"eer_{kind}"] = eer(s[y == 1], s[y == 0])[0]
+            fused = sum(wi * matrices[kind][n] for wi, n in zip(w, names, strict=True))
+            ci = voice_bootstrap(fused, truths[kind], resamples=args.resamples)
+            rows[label][f"eer_{kind}_ci95"] = ci["eer"]
         print(f"{label}: " + ", ".join(f"{k} EER {100 * rows[label][f'eer_{k}']:.2f} %"
                                        for k in kinds), flush=True)  # fmt: skip
     best_single = {

@@ -39,8 +39,9 @@ _model_option = click.option(
     "--model",
     type=LOCATION,
     default=None,
-    help="An encoder run, or a pretrained human-voice encoder: `resemblyzer` or `dvector` "
-    "(`pip install whichvoice[pretrained]`) [default: the bundled encoder].",
+    help="An encoder run, a pretrained human-voice encoder (`resemblyzer`, `dvector`; "
+    "`pip install whichvoice[pretrained]`), or `auto`: the three fused [default: the bundled "
+    "encoder].",
 )
 
 
