@@ -189,7 +189,7 @@ def fusion_table() -> str:
     """Candidate fusions on dev trials (benchmarks/fusion.py)."""
     r = _load("fusion-dev")
     rows = [
-        "| candidate | weights | EER, TTS dev (95 % interval) | EER, human dev |",
+        "| candidate | weights | EER, TTS dev (95 % interval) | EER, human dev (95 % interval) |",
         "|---|---|---:|---:|",
     ]
     for label, c in r["candidates"].items():
