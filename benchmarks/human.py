@@ -6,13 +6,15 @@ Small and narrow (digits, 6 men): these figures show how the encoders compare on
 what they reach on human speech in general, and nothing is tuned on them. Each clip joins
 ``--digits`` takes of different digits with 0.2 s pauses (~3 s); every take is used once. Each
 speaker is enrolled from 3 clips cut to 3 s of speech (as in ``benchmarks/verify.py``), and
-every other clip is scored against every speaker. Figures: EER with a 95 % interval from a
+every other clip is scored against every speaker. ``auto`` (the fused encoder) had its weights
+chosen on these same speakers among others (``benchmarks/fusion.py``): its row is a dev figure,
+not a held-out one. Figures: EER with a 95 % interval from a
 bootstrap over speakers, top-1 identification with its Wilson interval, and false rejections
 and acceptances at each encoder's shipped threshold (set on TTS dev voices). Writes
 benchmarks/results/human.json.
 
     python benchmarks/human.py [--clips 60] [--digits 6]
-        [--encoders whichvoice,resemblyzer,dvector]
+        [--encoders whichvoice,resemblyzer,dvector,auto]
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=60, help="clips a speaker")
     parser.add_argument("--digits", type=int, default=6, help="takes joined into a clip")
-    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector")
+    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector,auto")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--json", type=Path, default=RESULTS / "human.json")
     args = parser.parse_args()

@@ -180,7 +180,9 @@ def human_table() -> str:
         f"{len(r['speakers'])} speakers of {r['data']}; {r['clips_per_speaker']} clips each of "
         f"{r['digits_per_clip']} digits (~3 s), {first['target_trials']} same-speaker and "
         f"{first['nontarget_trials']} different-speaker trials; each encoder at its shipped "
-        f"threshold (set on TTS dev voices); intervals: {r['interval']}. Made by {_made(r)}.",
+        f"threshold (set on TTS dev voices; auto's on both kinds); intervals: {r['interval']}. "
+        "auto's weights were chosen on these speakers among others: its row is a dev figure. "
+        f"Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 
