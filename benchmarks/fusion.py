@@ -167,7 +167,7 @@ def main() -> None:
         k: min(rows[f"{n} alone"][f"eer_{k}"] for n in names) for k in kinds
     }  # fmt: skip
     report = {
-        "benchmark": "fusion-dev",
+        "benchmark": "fusion",
         **made,
         "command": "python benchmarks/fusion.py " + " ".join(sys.argv[1:]),
         "split": "dev only: the dev pool's TTS voices and the human-dev speakers",

@@ -66,7 +66,12 @@ def voice_listing(service) -> VoicesResponse:
     ]
     usable = [v for v in usable if get_engine(v.engine).voice_unavailable_reason(v) is None]
     usable.sort(
-        key=lambda v: (v.id not in labels, v.engine == "espeak-ng", v.id not in first, v.id)
+        key=lambda v: (
+            v.id not in labels,
+            v.id not in labels and v.engine == "espeak-ng",
+            v.id not in first,
+            v.id,
+        )
     )
     return VoicesResponse(
         model=service.model.config["model"] if service.model else None,
