@@ -92,6 +92,7 @@ def test_a_fusion_folder_loads_its_parts_and_names_itself(parts, tmp_path: Path)
     assert model_id(fused_encoder(other)) != model_id(fused)  # other weights: another model
 
 
+@pytest.mark.slow  # three encoders, CLI subprocesses
 def test_auto_is_the_shipped_fusion_with_its_dev_calibration(tmp_path: Path) -> None:
     import json
 

@@ -269,6 +269,7 @@ def test_dvector_tells_two_people_apart(dvector) -> None:
     assert same > (a @ b.T).mean() + 0.05
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_enroll_and_verify_with_dvector(tmp_path: Path) -> None:
     from tests.conftest import HUMAN_DEV
 

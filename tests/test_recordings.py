@@ -103,6 +103,7 @@ def test_layouts_that_cannot_be_read_say_why(tmp_path: Path, make, pattern, mess
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
+@pytest.mark.slow  # CLI subprocesses with the encoder
 def test_cli_imports_and_enrolls_from_the_corpus(tmp_path: Path, cli) -> None:
     out = tmp_path / "corpus"
     proc = cli(
