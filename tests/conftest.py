@@ -15,6 +15,21 @@ import pytest
 # real people (spoken digits, CC BY-SA 4.0; see its README): `{digit}_{speaker}_{take}.wav`
 HUMAN_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / "recordings"
 
+
+def human_clip(out: Path, speaker: str, takes: range) -> Path:
+    """A human-dev speaker saying the 10 digits once per take of ``takes``, joined into one
+    8 kHz wav in ``out`` (~4 s a take pair: enrollment needs 3 s of speech)."""
+    import soundfile as sf
+
+    wave = np.concatenate(
+        [sf.read(HUMAN_DEV / f"{d}_{speaker}_{t}.wav", dtype="float32")[0]
+         for t in takes for d in range(10)]
+    )  # fmt: skip
+    path = out / f"{speaker}-{takes.start}-{takes.stop}.wav"
+    sf.write(path, wave, 8000)
+    return path
+
+
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Please bring me a cup of tea and two biscuits.",

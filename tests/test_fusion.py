@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import HUMAN_DEV, sine
+from tests.conftest import HUMAN_DEV, human_clip, sine
 from whichvoice.errors import AudioDecodeError, SilentAudioError
 from whichvoice.fusion import FusedEncoder, Fusion
 
@@ -96,8 +96,6 @@ def test_a_fusion_folder_loads_its_parts_and_names_itself(parts, tmp_path: Path)
 def test_auto_is_the_shipped_fusion_with_its_dev_calibration(tmp_path: Path) -> None:
     import json
 
-    import soundfile as sf
-
     from tests.conftest import run_cli
     from whichvoice.verification import calibration_of, load_encoder
 
@@ -109,19 +107,26 @@ def test_auto_is_the_shipped_fusion_with_its_dev_calibration(tmp_path: Path) -> 
     threshold, _ = calibration_of(fused)
     assert -1 < threshold < 1
 
-    def joined(speaker: str, takes: range) -> Path:
-        wave = np.concatenate(
-            [sf.read(HUMAN_DEV / f"{d}_{speaker}_{t}.wav", dtype="float32")[0]
-             for t in takes for d in range(10)]
-        )  # fmt: skip
-        path = tmp_path / f"{speaker}-{takes.start}.wav"
-        sf.write(path, wave, 8000)
-        return path
-
     env = {"WHICHVOICE_AUTO_DIR": str(tmp_path / "user")}
     model = ("--model", "auto", "--gallery", str(tmp_path / "g.sqlite"))
-    run_cli("enroll", "nicolas", str(joined("nicolas", range(0, 2))), *model, env=env, check=True)
-    run_cli("enroll", "george", str(joined("george", range(0, 2))), *model, env=env, check=True)
-    proc = run_cli("identify", str(joined("nicolas", range(20, 21))), *model, "--json", env=env)
+    run_cli(
+        "enroll",
+        "nicolas",
+        str(human_clip(tmp_path, "nicolas", range(0, 2))),
+        *model,
+        env=env,
+        check=True,
+    )
+    run_cli(
+        "enroll",
+        "george",
+        str(human_clip(tmp_path, "george", range(0, 2))),
+        *model,
+        env=env,
+        check=True,
+    )
+    proc = run_cli(
+        "identify", str(human_clip(tmp_path, "nicolas", range(20, 21))), *model, "--json", env=env
+    )
     answer = json.loads(proc.stdout)
     assert answer["nearest"] == "nicolas" and answer["threshold"] == round(threshold, 6)

@@ -271,24 +271,17 @@ def test_dvector_tells_two_people_apart(dvector) -> None:
 
 @pytest.mark.slow  # CLI subprocesses
 def test_enroll_and_verify_with_dvector(tmp_path: Path) -> None:
-    from tests.conftest import HUMAN_DEV
-
-    def joined(speaker: str, takes: range, name: str) -> Path:
-        # 10 digits a clip, ~4 s: enrollment needs 3 s of speech
-        wave = np.concatenate(
-            [sf.read(HUMAN_DEV / f"{d}_{speaker}_{t}.wav", dtype="float32")[0]
-             for t in takes for d in range(10)]
-        )  # fmt: skip
-        path = tmp_path / f"{name}.wav"
-        sf.write(path, wave, 8000)
-        return path
+    from tests.conftest import human_clip
 
     env = {"WHICHVOICE_DVECTOR_DIR": str(tmp_path / "user")}
     gallery = str(tmp_path / "g.sqlite")
     model = ("--model", "dvector", "--gallery", gallery)
-    run_cli("enroll", "theo", str(joined("theo", range(0, 2), "theo-enroll")), *model,
+    run_cli("enroll", "theo", str(human_clip(tmp_path, "theo", range(0, 2))), *model,
             env=env, check=True)  # fmt: skip
-    same, other = joined("theo", range(10, 11), "theo-test"), joined("george", range(0, 1), "g")
+    same, other = (
+        human_clip(tmp_path, "theo", range(10, 11)),
+        human_clip(tmp_path, "george", range(0, 1)),
+    )
     proc = run_cli("verify", "theo", str(same), str(other), *model, "--json", env=env)
     theo, george = (json.loads(line) for line in proc.stdout.splitlines())
     assert theo["score"] > george["score"]
