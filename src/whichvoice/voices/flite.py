@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from whichvoice.audio import read_audio
-from whichvoice.errors import SynthesisError
-from whichvoice.voices._process import run
-from whichvoice.voices.base import Engine, EngineSession, Speech, Voice, missing_program
+from whichvoice.voices._process import WavFileSession
+from whichvoice.voices.base import Engine, EngineSession, Voice, missing_program
 from whichvoice.voices.registry import register_engine
 
 _VOICES = [
@@ -20,21 +17,9 @@ _VOICES = [
 ]
 
 
-class FliteSession(EngineSession):
-    def __init__(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="whichvoice-flite-")
-
-    def synthesize(self, voice: Voice, text: str) -> Speech:
-        # flite seeks back to fix the wav header, so it needs a real file, not a pipe
-        out = Path(self._tmp.name) / "out.wav"
-        run(["flite", "-voice", voice.name, "-t", text, "-o", str(out)], what=voice.id)
-        if not out.exists():
-            raise SynthesisError(f"{voice.id}: flite wrote no audio")
-        wave, rate = read_audio(out.read_bytes())
-        return Speech(wave, rate)
-
-    def close(self) -> None:
-        self._tmp.cleanup()
+class FliteSession(WavFileSession):
+    def command(self, voice: Voice, text: str, out: Path) -> tuple[list[str], bytes | None]:
+        return ["flite", "-voice", voice.name, "-t", text, "-o", str(out)], None
 
 
 @register_engine

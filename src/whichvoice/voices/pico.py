@@ -5,13 +5,10 @@ Debian non-free ``libttspico-utils``, which ``make voices`` enables for this pac
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from whichvoice.audio import read_audio
-from whichvoice.errors import SynthesisError
-from whichvoice.voices._process import run
-from whichvoice.voices.base import Engine, EngineSession, Speech, Voice, missing_program
+from whichvoice.voices._process import WavFileSession
+from whichvoice.voices.base import Engine, EngineSession, Voice, missing_program
 from whichvoice.voices.registry import register_engine
 
 SAMPLE_RATE = 16_000  # Hz
@@ -22,22 +19,10 @@ _VOICES = [
 HOW_TO_GET = "Debian non-free libttspico-utils; `make voices` installs it"
 
 
-class PicoSession(EngineSession):
-    def __init__(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="whichvoice-pico-")
-
-    def synthesize(self, voice: Voice, text: str) -> Speech:
+class PicoSession(WavFileSession):
+    def command(self, voice: Voice, text: str, out: Path) -> tuple[list[str], bytes | None]:
         # pico2wave writes only to a file named *.wav; the text goes on stdin, never as an option
-        out = Path(self._tmp.name) / "out.wav"
-        out.unlink(missing_ok=True)
-        run(["pico2wave", "-l", voice.name, "-w", str(out)], stdin=text.encode(), what=voice.id)
-        if not out.exists():
-            raise SynthesisError(f"{voice.id}: pico2wave wrote no audio")
-        wave, rate = read_audio(out.read_bytes())
-        return Speech(wave, rate)
-
-    def close(self) -> None:
-        self._tmp.cleanup()
+        return ["pico2wave", "-l", voice.name, "-w", str(out)], text.encode()
 
 
 @register_engine

@@ -7,13 +7,10 @@ licence (CC BY-NC-ND) does not allow what whichvoice does with voices (training,
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from whichvoice.audio import read_audio
-from whichvoice.errors import SynthesisError
-from whichvoice.voices._process import run
-from whichvoice.voices.base import Engine, EngineSession, Speech, Voice, missing_program
+from whichvoice.voices._process import WavFileSession
+from whichvoice.voices.base import Engine, EngineSession, Voice, missing_program
 from whichvoice.voices.registry import register_engine
 
 VOICE_ROOT = Path("/usr/share/RHVoice/voices")
@@ -31,21 +28,9 @@ _VOICES = [
 HOW_TO_GET = "Debian non-free rhvoice-english; `make voices` installs it"
 
 
-class RHVoiceSession(EngineSession):
-    def __init__(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="whichvoice-rhvoice-")
-
-    def synthesize(self, voice: Voice, text: str) -> Speech:
-        out = Path(self._tmp.name) / "out.wav"
-        out.unlink(missing_ok=True)
-        run(["RHVoice-test", "-p", voice.name, "-o", str(out)], stdin=text.encode(), what=voice.id)
-        if not out.exists():
-            raise SynthesisError(f"{voice.id}: RHVoice wrote no audio")
-        wave, rate = read_audio(out.read_bytes())
-        return Speech(wave, rate)
-
-    def close(self) -> None:
-        self._tmp.cleanup()
+class RHVoiceSession(WavFileSession):
+    def command(self, voice: Voice, text: str, out: Path) -> tuple[list[str], bytes | None]:
+        return ["RHVoice-test", "-p", voice.name, "-o", str(out)], text.encode()
 
 
 @register_engine
