@@ -65,6 +65,17 @@ def voices_cmd(as_json: bool, engine: str | None, voice_set: str | None, availab
     click.echo(f"{len(voices)} voices, {n_ok} available now", err=True)
 
 
+def _report(summary, out, line, shown: int = 10) -> None:
+    """A run's summary line, then its first ``shown`` failures (each by ``line``) on stderr."""
+    click.echo(f"{summary.line()} -> {out / 'manifest.jsonl'}")
+    for failure in summary.failed[:shown]:
+        click.echo(line(failure), err=True)
+    if len(summary.failed) > shown:
+        click.echo(
+            f"  ... and {len(summary.failed) - shown} more in {out / 'failures.jsonl'}", err=True
+        )
+
+
 GROUP_FROM = 4  # unavailable voices of one engine and reason shown as one line from this many
 
 
@@ -105,13 +116,7 @@ def synthesize(
         click.echo(f"interrupted: {summary.line()}; run the same command again to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     if not quiet:
-        click.echo(f"{summary.line()} -> {out / 'manifest.jsonl'}")
-        for failure in summary.failed[:10]:
-            click.echo(f"  failed {failure.clip_id}: {failure.reason}", err=True)
-        if len(summary.failed) > 10:
-            click.echo(
-                f"  ... and {len(summary.failed) - 10} more in {out / 'failures.jsonl'}", err=True
-            )
+        _report(summary, out, lambda f: f"  failed {f.clip_id}: {f.reason}")
 
 
 @app.command("synth")
@@ -305,10 +310,4 @@ def import_corpus_cmd(
     cfg = ImportConfig(engine=engine, pattern=pattern, workers=workers or default_workers())
     summary = import_recordings(source, out, cfg, progress=not quiet)
     if not quiet:
-        click.echo(f"{summary.line()} -> {out / 'manifest.jsonl'}")
-        for failure in summary.failed[:10]:
-            click.echo(f"  failed: {failure.reason}", err=True)
-        if len(summary.failed) > 10:
-            click.echo(
-                f"  ... and {len(summary.failed) - 10} more in {out / 'failures.jsonl'}", err=True
-            )
+        _report(summary, out, lambda f: f"  failed: {f.reason}")
