@@ -355,3 +355,35 @@ def test_dask_missing_is_a_clear_error(
             dask_scheduler="tcp://127.0.0.1:8786",
             progress=False,
         )
+
+
+def test_prepared_chunks_keep_order_and_errors_and_prepare_one_chunk_ahead() -> None:
+    import threading
+
+    from whichvoice.runtime import prepared_chunks
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def prepare(i: int) -> int:
+        with lock:
+            started.append(i)
+        if i % 4 == 3:
+            raise WhichvoiceError(f"input {i}")
+        return 10 * i
+
+    seen = []
+    for chunk, prepared in prepared_chunks(prepare, range(10), 3, 2):
+        if chunk[0] + 3 < 10:  # the next chunk is under way while this one is handed out
+            deadline = time.monotonic() + 5
+            while chunk[0] + 3 not in started and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert chunk[0] + 3 in started
+        seen += [
+            (c, p if isinstance(p, int) else str(p)) for c, p in zip(chunk, prepared, strict=True)
+        ]
+    assert seen == [(i, f"input {i}" if i % 4 == 3 else 10 * i) for i in range(10)]
+    # one worker: in this thread, in order
+    assert [p for _, ps in prepared_chunks(lambda i: i, range(5), 2, 1) for p in ps] == [
+        0, 1, 2, 3, 4
+    ]  # fmt: skip

@@ -98,7 +98,13 @@ def test_embeddings_are_resemblyzers_unit_vectors_at_any_rate(
     emb, speech_s = encoder.embed(clip)
     assert emb.dtype == np.float32 and emb.shape == (256,)
     assert abs(float(np.linalg.norm(emb)) - 1) < 1e-5 and speech_s > 0.5
-    reference = encoder.net.embed_utterance(resemblyzer.preprocess_wav(load_audio(clip)))
+    wave = load_audio(clip)
+    # the same speech and mels as resemblyzer's own (slower) preprocessing
+    speech = resemblyzer.preprocess_wav(wave)
+    assert np.array_equal(encoder._preprocess(wave), speech)
+    mel = resemblyzer.audio.wav_to_mel_spectrogram(speech)
+    assert np.abs(encoder._mel(speech) - mel).max() < 1e-6
+    reference = encoder.net.embed_utterance(speech, rate=encoder.partials_per_s)
     assert float(emb @ reference) > 0.9999
     # the same clip as 44.1 kHz stereo FLAC embeds (almost) the same
     wave = load_audio(clip)

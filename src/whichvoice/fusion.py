@@ -8,18 +8,17 @@ voice is the mean of its clips' fused vectors, re-normalised as a whole, so its 
 weighted sum of the parts' cosines against their per-part means up to a factor close to 1.
 
 Each input is decoded and resampled once; each part cuts its own windows from the waveform
-and embeds those of ``batch`` files at once. A part that finds no speech where the others do
-(resemblyzer's voice detector is stricter than whichvoice's) contributes zeros: the score
-then counts only the parts that heard the voice, which can only lower it.
+and embeds those of ``batch`` files at once, the parts side by side on their own threads. A
+part that finds no speech where the others do (resemblyzer's voice detector is stricter than
+whichvoice's) contributes zeros: the score then counts only the parts that heard the voice,
+which can only lower it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from whichvoice.audio import (
     resample,
 )
 from whichvoice.errors import WhichvoiceError
-from whichvoice.runtime import VoiceModel, unit
+from whichvoice.runtime import VoiceModel, prepared_chunks, unit
 
 AUTO = "auto"
 
@@ -94,6 +93,8 @@ class FusedEncoder:
         }
         key = json.dumps(self.config["parts"] | {"weights": self.config["weights"]})
         self.digest = hashlib.sha256(key.encode()).hexdigest()
+        # the parts' networks run side by side, one thread each, for every caller
+        self._pool = ThreadPoolExecutor(len(self.parts), thread_name_prefix="fusion-part")
 
     def _prepare(self, source: AudioSource) -> tuple[list, float] | WhichvoiceError:
         """Each part's windows (None where that part found no speech) and the first part's
@@ -128,32 +129,28 @@ class FusedEncoder:
     ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
         """The fused embedding (float32, unit length) and seconds of speech of each input, in
         order; an input no part can use yields its error. Decoding and windows on ``workers``
-        threads; each part embeds the windows of ``batch`` files in one call."""
-        sources = list(sources)
-        workers = min(workers or os.cpu_count() or 1, len(sources)) or 1
-        with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-            for i in range(0, len(sources), batch):
-                chunk = sources[i : i + batch]
-                prepared = list(
-                    pool.map(self._prepare, chunk) if pool else map(self._prepare, chunk)
-                )
-                yield from self._fuse(prepared)
+        threads, a chunk ahead; the parts embed the windows of ``batch`` files at once, each
+        on its own thread (each network runs on one thread: see ``pretrained``)."""
+        for _, prepared in prepared_chunks(self._prepare, sources, batch, workers):
+            yield from self._fuse(prepared)
+
+    def _part_means(self, k: int, good: list) -> list[np.ndarray | None]:
+        """Part ``k``'s mean embedding of each prepared input (None: it found no speech)."""
+        have = [p[0][k] for p in good if p[0][k] is not None]
+        out = self.parts[k].window_embeddings(np.concatenate(have)) if have else None
+        means, at = [], 0
+        for p in good:
+            if p[0][k] is None:
+                means.append(None)
+                continue
+            n = len(p[0][k])
+            means.append(unit(out[at : at + n].mean(axis=0)))
+            at += n
+        return means
 
     def _fuse(self, prepared: list) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
         good = [p for p in prepared if not isinstance(p, WhichvoiceError)]
-        per_part = []  # for each part, each good input's mean embedding (or None)
-        for k, encoder in enumerate(self.parts):
-            have = [p[0][k] for p in good if p[0][k] is not None]
-            out = encoder.window_embeddings(np.concatenate(have)) if have else None
-            means, at = [], 0
-            for p in good:
-                if p[0][k] is None:
-                    means.append(None)
-                    continue
-                n = len(p[0][k])
-                means.append(unit(out[at : at + n].mean(axis=0)))
-                at += n
-            per_part.append(means)
+        per_part = list(self._pool.map(lambda k: self._part_means(k, good), range(len(self.parts))))
         j = 0
         for p in prepared:
             if isinstance(p, WhichvoiceError):

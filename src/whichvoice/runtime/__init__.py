@@ -14,7 +14,14 @@ from whichvoice.runtime.load import (
     load_model,
     max_difference,
 )
-from whichvoice.runtime.model import ModelLoadError, Prediction, VoiceModel, batched, unit
+from whichvoice.runtime.model import (
+    ModelLoadError,
+    Prediction,
+    VoiceModel,
+    batched,
+    prepared_chunks,
+    unit,
+)
 from whichvoice.runtime.onnx_backend import (
     OnnxVoiceModel,
     cache_path,
@@ -43,6 +50,7 @@ __all__ = [
     "load_model",
     "max_difference",
     "mismatch",
+    "prepared_chunks",
     "providers",
     "read_metadata",
     "session",

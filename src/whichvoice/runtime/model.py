@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -208,35 +207,51 @@ class VoiceModel:
             )
 
 
-def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers: int):
-    """(source, per-window output of ``score`` or the input's error, speech seconds) for each
-    source, in order. ``windows(source) -> (windows, speech_s)`` runs on ``workers`` threads
-    (decoding, features); ``score`` sees the windows of ``batch`` files at once."""
-    workers = workers or os.cpu_count() or 1
+def prepared_chunks(
+    prepare, sources: Iterable[AudioSource], batch: int, workers: int
+) -> Iterator[tuple[list, list]]:
+    """(``batch`` sources, ``prepare(source)`` or the input's WhichvoiceError for each), in
+    order. ``prepare`` (decoding, features) runs on ``workers`` threads, one chunk ahead: the
+    next chunk is being prepared while the caller runs the network on this one."""
 
-    def prepare(src: AudioSource) -> tuple[np.ndarray, float] | WhichvoiceError:
+    def safe(src: AudioSource):
         try:
-            return windows(src)
+            return prepare(src)
         except WhichvoiceError as e:
             return e
 
     sources = list(sources)
-    workers = min(workers, len(sources)) or 1
-    # one input (a request's upload) is prepared in this thread: no pool, no thread churn
-    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        for i in range(0, len(sources), batch):
-            chunk = sources[i : i + batch]
-            prepared = list(pool.map(prepare, chunk) if pool else map(prepare, chunk))
-            good = [p[0] for p in prepared if isinstance(p, tuple)]
-            out = score(np.concatenate(good)) if good else None
-            at = 0
-            for src, p in zip(chunk, prepared, strict=True):
-                if isinstance(p, WhichvoiceError):
-                    yield src, p, 0.0
-                    continue
-                n = len(p[0])
-                yield src, out[at : at + n], p[1]
-                at += n
+    chunks = [sources[i : i + batch] for i in range(0, len(sources), batch)]
+    workers = min(workers or os.cpu_count() or 1, len(sources)) or 1
+    if workers == 1:  # one input (a request's upload) is prepared in this thread: no pool
+        for chunk in chunks:
+            yield chunk, [safe(src) for src in chunk]
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = [pool.submit(safe, src) for src in chunks[0]] if chunks else []
+        for k, chunk in enumerate(chunks):
+            current = pending
+            ahead = chunks[k + 1] if k + 1 < len(chunks) else []
+            pending = [pool.submit(safe, src) for src in ahead]
+            yield chunk, [f.result() for f in current]
+
+
+def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers: int):
+    """(source, per-window output of ``score`` or the input's error, speech seconds) for each
+    source, in order. ``windows(source) -> (windows, speech_s)`` runs on ``workers`` threads
+    (decoding, features; see ``prepared_chunks``); ``score`` sees the windows of ``batch``
+    files at once."""
+    for chunk, prepared in prepared_chunks(windows, sources, batch, workers):
+        good = [p[0] for p in prepared if isinstance(p, tuple)]
+        out = score(np.concatenate(good)) if good else None
+        at = 0
+        for src, p in zip(chunk, prepared, strict=True):
+            if isinstance(p, WhichvoiceError):
+                yield src, p, 0.0
+                continue
+            n = len(p[0])
+            yield src, out[at : at + n], p[1]
+            at += n
 
 
 def unit(v: np.ndarray) -> np.ndarray:
