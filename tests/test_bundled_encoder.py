@@ -95,7 +95,7 @@ def test_the_python_api(unseen: dict[str, list[Path]], tmp_path: Path) -> None:
 def test_calibrating_the_bundled_encoder_writes_to_the_user_folder(
     cli, unseen: dict[str, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The package's own calibration is never rewritten: `calibrate` without --model writes to
+    """The package's own calibration is never rewritten: `calibrate --model bundled` writes to
     $WHICHVOICE_ENCODER_DIR, and verify then uses that threshold."""
     shipped = (bundled_encoder() / "calibration.json").read_bytes()
     user = tmp_path / "user"
@@ -108,7 +108,10 @@ def test_calibrating_the_bundled_encoder_writes_to_the_user_folder(
         for test in unseen[b][3:5]
     ]
     (tmp_path / "trials.txt").write_text("\n".join(lines) + "\n")
-    out = cli("calibrate", "--trials", str(tmp_path / "trials.txt"), "--target-far", "0.2")
+    out = cli(
+        "calibrate", "--trials", str(tmp_path / "trials.txt"), "--target-far", "0.2",
+        "--model", "bundled",
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert str(user / "calibration.json") in out.stdout
     assert (bundled_encoder() / "calibration.json").read_bytes() == shipped
@@ -117,7 +120,8 @@ def test_calibrating_the_bundled_encoder_writes_to_the_user_folder(
 
     gallery = ["--gallery", str(tmp_path / "g.sqlite")]
     awb = unseen["flite:awb"]
-    cli("enroll", "awb", *map(str, awb[:3]), *gallery, check=True)
+    cli("enroll", "awb", *map(str, awb[:3]), "--model", "bundled", *gallery, check=True)
+    # no --model: the gallery's own encoder, the bundled one
     verdict = json.loads(cli("verify", "awb", str(awb[3]), "--json", *gallery).stdout)
     assert verdict["threshold"] == pytest.approx(mine["threshold"], abs=1e-6)
 
@@ -132,7 +136,7 @@ def test_unknown_is_not_a_name(cli, unseen: dict[str, list[Path]], tmp_path: Pat
 def test_verdicts_read_right(cli, unseen: dict[str, list[Path]], tmp_path: Path) -> None:
     """The decision, score, threshold and probability agree (p >= 0.5 exactly when accepted,
     at the calibrated threshold or a given one); the exit status follows the decisions."""
-    gallery = ["--gallery", str(tmp_path / "g.sqlite")]
+    gallery = ["--gallery", str(tmp_path / "g.sqlite"), "--model", "bundled"]
     awb, machac = unseen["flite:awb"], unseen["festival:czech_machac"]
     cli("enroll", "awb", *map(str, awb[:3]), *gallery, check=True)
     shipped = json.loads((bundled_encoder() / "calibration.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from whichvoice.fusion import FusedEncoder, Fusion
 def parts():
     from whichvoice.verification import load_encoder, model_id
 
-    encoders = {"bundled": load_encoder(None), "resemblyzer": load_encoder("resemblyzer")}
+    encoders = {"bundled": load_encoder("bundled"), "resemblyzer": load_encoder("resemblyzer")}
     return encoders, {k: model_id(v) for k, v in encoders.items()}
 
 
@@ -130,3 +131,29 @@ def test_auto_is_the_shipped_fusion_with_its_dev_calibration(tmp_path: Path) -> 
     )
     answer = json.loads(proc.stdout)
     assert answer["nearest"] == "nicolas" and answer["threshold"] == round(threshold, 6)
+
+
+def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_path: Path) -> None:
+    """No --model: auto for a new gallery; the gallery's own encoder for one made before
+    auto was the default (or with --model); a gallery of some other run is refused."""
+    from tests.conftest import run_cli
+    from whichvoice.errors import WhichvoiceError
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import gallery_encoder, model_id
+
+    assert gallery_encoder(None, tmp_path / "new.sqlite").name == "auto"
+    clip = str(human_clip(tmp_path, "theo", range(0, 2)))
+    old = tmp_path / "old.sqlite"
+    run_cli("enroll", "theo", clip, "--model", "bundled", "--gallery", str(old), check=True)
+    assert model_id(gallery_encoder(None, old)).startswith("voicenet")
+    proc = run_cli("identify", clip, "--gallery", str(old), "--json", check=True)
+    assert json.loads(proc.stdout)["voice"] == "theo"
+    # --model auto on that gallery: refused in one line
+    proc = run_cli("identify", clip, "--gallery", str(old), "--model", "auto")
+    assert proc.returncode == 2 and "made with model voicenet" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    other = tmp_path / "other.sqlite"
+    with Gallery(other, "voicenet-aam-0123456789abcdef") as g:
+        g.enroll("x", np.ones((1, 4), np.float32), 3.0)
+    with pytest.raises(WhichvoiceError, match="pass --model with the run that made it"):
+        gallery_encoder(None, other)

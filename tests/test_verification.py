@@ -269,7 +269,7 @@ def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
 
     from .conftest import sine
 
-    encoder = load_encoder(None)
+    encoder = load_encoder("bundled")
     clip = tmp_path / "a.wav"
     sf.write(clip, sine(220.0, 2.0), 16_000)  # twice: 4 s, over enrollment's 3 s minimum
     same_size = tmp_path / "b.wav"  # as long as a.wav, so as many bytes, but not audio

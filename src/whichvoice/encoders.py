@@ -1,19 +1,22 @@
 """Which encoder: the bundled one, a trained run, a pretrained one (``resemblyzer``,
-``dvector``) or a fusion of them (``auto``); what a gallery records for it; and where its
-calibration (threshold and score-to-probability) is read from and written to."""
+``dvector``) or a fusion of them (``auto``, the default); what a gallery records for it; and
+where its calibration (threshold and score-to-probability) is read from and written to."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import shipped_model
 from whichvoice.fusion import AUTO, FusedEncoder, Fusion
+from whichvoice.gallery import Gallery
 from whichvoice.pretrained import (
     DvectorEncoder,
+    EncoderUnavailableError,
     PretrainedEncoder,
     ResemblyzerEncoder,
     shipped_dir,
@@ -28,6 +31,10 @@ BUNDLED_DIR_ENV = "WHICHVOICE_ENCODER_DIR"  # where calibrating the bundled enco
 # encoders that ship outside whichvoice (optional extras), by the name --model takes
 PRETRAINED = {"resemblyzer": ResemblyzerEncoder, "dvector": DvectorEncoder}
 BUNDLED = "whichvoice"  # the bundled encoder's name as a part of a fusion
+BUNDLED_NAMES = ("bundled", BUNDLED)  # what --model takes for the bundled encoder
+NAMES = (AUTO, *BUNDLED_NAMES[:1], *PRETRAINED)  # the encoders --model takes by name
+
+log = logging.getLogger(__name__)
 
 Encoder = VoiceModel | PretrainedEncoder | FusedEncoder
 
@@ -48,14 +55,45 @@ def model_for(run: str | os.PathLike) -> VoiceModel:
 
 
 def load_encoder(model: str | os.PathLike | None = None) -> Encoder:
-    """The encoder a command or route asked for: ``None`` for the bundled one, a run
-    directory, the name of a pretrained encoder (``"resemblyzer"``, ``"dvector"``), or
-    ``"auto"``: the fusion shipped with the package."""
-    if model is not None and str(model) == AUTO:
+    """The encoder a command or route asked for: ``None`` for the default (``"auto"``, or
+    the bundled encoder where a part of auto is not installed), ``"auto"`` (the fusion
+    shipped with the package), ``"bundled"`` (the encoder shipped with the package), the name
+    of a pretrained encoder (``"resemblyzer"``, ``"dvector"``), or a run directory."""
+    if model is None:
+        try:
+            return fused_encoder()
+        except EncoderUnavailableError as e:
+            log.warning("using the bundled encoder: the default (auto) needs %s", e)
+            return model_for(bundled_encoder())
+    if str(model) == AUTO:
         return fused_encoder()
-    if model is not None and str(model) in PRETRAINED:
+    if str(model) in PRETRAINED:
         return PRETRAINED[str(model)]()
-    return model_for(model if model is not None else bundled_encoder())
+    return model_for(bundled_encoder() if str(model) in BUNDLED_NAMES else model)
+
+
+def gallery_encoder(model: str | os.PathLike | None, gallery: str | os.PathLike) -> Encoder:
+    """``load_encoder(model)``; with ``model`` None and a gallery already made, the encoder
+    that made it, so that a gallery enrolled before ``auto`` became the default (or by
+    ``--model resemblyzer``) keeps answering without ``--model``. A gallery of a trained run
+    is refused in one line naming what to pass."""
+    if model is not None or not Path(gallery).exists():
+        return load_encoder(model)
+    with Gallery(gallery, None, create=False) as g:
+        owner = g.model_id
+    if not owner:  # no voice enrolled yet
+        return load_encoder(None)
+    name = owner.rsplit("-", 1)[0]  # what model_id wrote: "<model>-<digest>"
+    if name in (AUTO, *PRETRAINED):
+        return load_encoder(name)
+    bundled = load_encoder("bundled")
+    if model_id(bundled) == owner:
+        return bundled
+    raise WhichvoiceError(
+        f"{gallery}: made with model {owner}, which whichvoice does not ship; pass --model "
+        "with the run that made it, or use --gallery for another file",
+        public=f"the gallery was made with model {owner}",
+    )
 
 
 def fused_encoder(folder: str | os.PathLike | None = None) -> FusedEncoder:
@@ -69,7 +107,7 @@ def fused_encoder(folder: str | os.PathLike | None = None) -> FusedEncoder:
             f"{folder / FUSION}: no fusion here (`python benchmarks/fusion.py --write` makes "
             "the package's)"
         ) from None
-    parts = {p: load_encoder(None if p == BUNDLED else p) for p in fusion.parts}
+    parts = {p: load_encoder(p) for p in fusion.parts}  # "whichvoice": the bundled one
     ids = {p: model_id(e) for p, e in parts.items()}
     return FusedEncoder(fusion, parts, ids, user_dir(AUTO))
 

