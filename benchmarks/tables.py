@@ -215,6 +215,35 @@ def fusion_table() -> str:
     return "\n".join(rows)
 
 
+def windows_table() -> str:
+    """Window density of the pretrained encoders on dev trials (benchmarks/windows.py)."""
+    r = _load("windows-dev")
+    kinds = ("tts", "tts-hard", "human")
+    rows = [
+        "| encoder | windows | EER, TTS dev | EER, TTS dev, hard | EER, human dev | x real time |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, densities in r["encoders"].items():
+        for density in ("dense", "side by side"):
+            x = densities[density]
+            mark = " (chosen)" if r["chosen"][name] == density else ""
+            cells = " | ".join(
+                f"{_pct(x[f'eer_{k}'], 2)} ({_interval(*x[f'eer_{k}_ci95'], 2)})" for k in kinds
+            )
+            rows.append(f"| {name} | {density}{mark} | {cells} | {x['times_real_time']:.0f} |")
+    first = next(iter(r["encoders"].values()))["dense"]
+    t = {k: first[f"trials_{k}"] for k in kinds}
+    rows += [
+        "",
+        f"Dev trials only, the same for every row: {t['tts']['target']} same-voice and "
+        f"{t['tts']['nontarget']} different-voice TTS trials on whole clips and as many on "
+        f"hard ones, {t['human']['target']} and {t['human']['nontarget']} human ones. "
+        f"Intervals: bootstrap over voices. The rule, fixed before scoring: {r['rule']}. "
+        f"Speed: {r['timing']}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def _held_out(r: dict) -> str:
     """Which data a closed-set figure was scored on and what the model trained on."""
     trained = f"trained on {r['corpus']['voices']} x {r['corpus']['sentences']} bundled sentences"
@@ -509,6 +538,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "families": families_table,
     "human": human_table,
     "fusion-dev": fusion_table,
+    "windows-dev": windows_table,
 }
 
 

@@ -104,8 +104,14 @@ def test_embeddings_are_resemblyzers_unit_vectors_at_any_rate(
     assert np.array_equal(encoder._preprocess(wave), speech)
     mel = resemblyzer.audio.wav_to_mel_spectrogram(speech)
     assert np.abs(encoder._mel(speech) - mel).max() < 1e-6
-    reference = encoder.net.embed_utterance(speech, rate=encoder.partials_per_s)
+    reference = encoder.net.embed_utterance(speech, rate=encoder.partials_per_s)  # torch
     assert float(emb @ reference) > 0.9999
+    # the network ran from an ONNX export made once into the user's data folder
+    from whichvoice.files import data_home
+
+    assert [p.name for p in (data_home() / "onnx").glob("resemblyzer-*.onnx")] == [
+        f"resemblyzer-{encoder.digest[:16]}.onnx"
+    ]
     # the same clip as 44.1 kHz stereo FLAC embeds (almost) the same
     wave = load_audio(clip)
     stereo = np.stack([wave, 0.5 * wave], axis=1)
@@ -163,8 +169,11 @@ def test_enroll_verify_identify_with_resemblyzer(
     assert female["voice"] in ("f3", "unknown")
     assert max(female["scores"], key=female["scores"].get) == "f3"
 
-    # the bundled encoder refuses this gallery, in one line; listing it needs no encoder
-    proc = run_cli("identify", str(tests[0]), "--gallery", gallery, env=env)
+    # without --model the gallery's own encoder answers; the bundled one is refused in one
+    # line; listing it needs no encoder
+    proc = run_cli("identify", str(tests[0]), "--gallery", gallery, "--json", env=env, check=True)
+    assert json.loads(proc.stdout)["voice"] == "rms"
+    proc = run_cli("identify", str(tests[0]), "--gallery", gallery, "--model", "bundled", env=env)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "made with model resemblyzer-" in proc.stderr
     listed = run_cli("gallery", "list", "--gallery", gallery, "--json", env=env, check=True)
@@ -180,7 +189,8 @@ def test_resemblyzer_refuses_a_gallery_of_the_bundled_encoder(
     import resemblyzer  # noqa: F401 - installed by make setup: a missing one fails here
 
     gallery = str(tmp_path / "bundled.sqlite")
-    run_cli("enroll", "rms", *map(str, clips[MALE][:3]), "--gallery", gallery, env=env, check=True)
+    run_cli("enroll", "rms", *map(str, clips[MALE][:3]), "--model", "bundled", "--gallery", gallery,
+            env=env, check=True)  # fmt: skip
     proc = run_cli("identify", str(clips[MALE][3]), "--model", "resemblyzer", "--gallery", gallery)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "not resemblyzer-" in proc.stderr

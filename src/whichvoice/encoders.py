@@ -13,7 +13,7 @@ from pathlib import Path
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import shipped_model
 from whichvoice.fusion import AUTO, FusedEncoder, Fusion
-from whichvoice.gallery import Gallery
+from whichvoice.gallery import Gallery, GalleryModelError
 from whichvoice.pretrained import (
     DvectorEncoder,
     EncoderUnavailableError,
@@ -89,7 +89,7 @@ def gallery_encoder(model: str | os.PathLike | None, gallery: str | os.PathLike)
     bundled = load_encoder("bundled")
     if model_id(bundled) == owner:
         return bundled
-    raise WhichvoiceError(
+    raise GalleryModelError(
         f"{gallery}: made with model {owner}, which whichvoice does not ship; pass --model "
         "with the run that made it, or use --gallery for another file",
         public=f"the gallery was made with model {owner}",

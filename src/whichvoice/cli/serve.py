@@ -201,12 +201,14 @@ def _run_uvicorn(sock: socket.socket, host: str, port: int, workers: int, quiet:
 def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:
     """Load the encoder and check that an existing gallery is its own, so that `serve` fails
     in one line; a missing encoder only warns when the classifier can serve alone."""
-    from whichvoice.gallery import Gallery
+    from whichvoice.gallery import Gallery, GalleryModelError
     from whichvoice.verification import calibration_of, gallery_encoder, model_id
 
     try:
         model = gallery_encoder(encoder, gallery)
         calibration_of(model)  # verify and identify need its threshold
+    except GalleryModelError:
+        raise  # a gallery no encoder here can use: never served
     except WhichvoiceError as e:
         if needed:
             raise
