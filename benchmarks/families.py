@@ -131,7 +131,7 @@ def main() -> None:
         dev = make_trials(dev_files, work / "dev-trials", None)
         test = make_trials(test_files, work / "families-trials", 0)
         names = [n.strip() for n in args.encoders.split(",") if n.strip()]
-        encoders = {n: load_encoder(args.model if n == "whichvoice" else n) for n in names}
+        encoders = {n: load_encoder((args.model or n) if n == "whichvoice" else n) for n in names}
         results: dict = {}
         voices = sorted(test["enroll"])
         families = sorted({family_of(v) for v in voices})

@@ -137,7 +137,7 @@ def main() -> None:
         matrices: dict[str, dict[str, np.ndarray]] = {k: {} for k in sets}
         truths: dict[str, np.ndarray] = {}
         for name in names:
-            encoder = load_encoder(None if name == "whichvoice" else name)
+            encoder = load_encoder(name)  # "whichvoice": the bundled encoder
             for kind, trials in sets.items():
                 matrices[kind][name], truths[kind] = score_matrix(encoder, trials, "clean")
             print(f"{name}: scored", flush=True)

@@ -99,7 +99,7 @@ def main() -> None:
         trials = make_trials(files, work / "trials", None)
         results = {}
         for name in (n.strip() for n in args.encoders.split(",") if n.strip()):
-            encoder = load_encoder(None if name == "whichvoice" else name)
+            encoder = load_encoder(name)  # "whichvoice": the bundled encoder
             results[name] = figures(encoder, trials, args.resamples)
             r = results[name]
             print(f"{name}: EER {100 * r['eer']:.2f} % [{100 * r['eer_ci95'][0]:.2f}, "

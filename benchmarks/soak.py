@@ -349,7 +349,7 @@ def main() -> None:
         "benchmark": "soak",
         **made,
         "command": "python benchmarks/soak.py " + " ".join(sys.argv[1:]),
-        "server": "whichvoice serve (no classifier, bundled encoder), 1 worker; kill -9: 2",
+        "server": "whichvoice serve (no classifier, the default encoder), 1 worker; kill -9: 2",
         "client": "httpx asyncio on the same machine, 127.0.0.1",
         "soak": soaked,
         "slow_uploads": slow,

@@ -273,12 +273,32 @@ def verify_table() -> str:
                 f"{x['min_dcf_0.01_ci95'][1]:.3f}) | {_rate(x['unknown_rejected'])} | "
                 f"{_rate(x['false_rejection'])} |"
             )
+    for e in encoders:
+        x = r["results"][e].get("human")
+        if x is None:  # results from before the human trials
+            continue
+        rows.append(
+            f"| human (dev) | {e} | {_pct(x['eer'], 2)} ({_interval(*x['eer_ci95'], 2)}) | "
+            f"{x['min_dcf_0.01']:.3f} ({x['min_dcf_0.01_ci95'][0]:.3f}-"
+            f"{x['min_dcf_0.01_ci95'][1]:.3f}) | | "
+            f"{_rate(x['at_dev_threshold']['false_rejection'])} |"
+        )
     clean = r["results"]["whichvoice"]["clean"]
+    human = next((r["results"][e]["human"] for e in encoders if "human" in r["results"][e]), None)
     rows += [
         "",
         f"{len(r['test_voices'])} test voices, {clean['target_trials']} same-voice and "
         f"{clean['nontarget_trials']} different-voice clean trials; thresholds from "
-        f"{len(r['dev_voices'])} dev voices. Made by {_made(r)}.",
+        f"{len(r['dev_voices'])} dev voices."
+        + (
+            f" Human rows: the {human['voices']} human-dev speakers (digits), "
+            f"{human['target_trials']} same-speaker and {human['nontarget_trials']} "
+            "different-speaker trials at the same dev threshold: dev figures (the fusion and "
+            "the windows were chosen on these speakers), not held-out ones."
+            if human
+            else ""
+        )
+        + f" Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 

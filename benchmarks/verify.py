@@ -19,10 +19,16 @@ evaluation suite's noise at 10 dB); ``phone``, ``mp3-24k``, ``room`` (the evalua
 enrolled from clean clips. Figures: EER and minDCF (p_target 0.01, 0.05) with 95 % intervals
 from a bootstrap over test voices; at the dev threshold, false rejections and acceptances,
 and open-set identification (half the voices enrolled, the others unknown, ``--splits`` times)
-with Wilson intervals. Writes benchmarks/results/verify.json.
+with Wilson intervals.
+
+Human trials, side by side in the same run: the human-dev speakers (6 men saying digits,
+clips joined as ``benchmarks/human.py`` joins them), scored the same way at the same dev
+threshold. They are *dev* figures, not held-out ones: the fusion weights (``auto``) and the
+window density of the pretrained encoders were chosen on these speakers, and no other human
+recordings exist here. Writes benchmarks/results/verify.json.
 
     python benchmarks/verify.py [--model RUN] [--test-voices 48] [--test-per-voice 213]
-        [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector] [--write-calibration]
+        [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector,auto] [--write-calibration]
         [--dev-only]
 
 ``--write-calibration`` stores each encoder's dev calibration as the one it ships with;
@@ -220,8 +226,9 @@ def open_set(scores: np.ndarray, truth: np.ndarray, threshold: float, splits: in
     }
 
 
-def measure(name: str, encoder, dev: dict, test: dict, args) -> tuple[dict, Trials]:
-    """Threshold from the dev pool's clean trials; every figure on the test pool."""
+def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tuple[dict, Trials]:
+    """Threshold from the dev pool's clean trials; every TTS figure on the test pool, and the
+    human-dev speakers' trials beside them."""
     t0 = time.perf_counter()
     dev_trials = split_trials(*score_matrix(encoder, dev, "clean"))
     threshold = threshold_at_far(dev_trials.nontarget, TARGET_FAR)
@@ -260,6 +267,28 @@ def measure(name: str, encoder, dev: dict, test: dict, args) -> tuple[dict, Tria
         print(f"{name} {condition}: EER {100 * r['eer']:.2f} % "
               f"[{100 * r['eer_ci95'][0]:.2f}, {100 * r['eer_ci95'][1]:.2f}] on "
               f"{r['target_trials']} target trials", flush=True)  # fmt: skip
+    scores, truth = score_matrix(encoder, human, "clean")
+    t = split_trials(scores, truth)
+    ci = voice_bootstrap(scores, truth, resamples=args.resamples)
+    result["human"] = {
+        "pool": "dev (human-dev speakers)",
+        "eer": eer(t.target, t.nontarget)[0],
+        "eer_ci95": ci["eer"],
+        "min_dcf_0.01": min_dcf(t.target, t.nontarget, 0.01)[0],
+        "min_dcf_0.01_ci95": ci["min_dcf_0.01"],
+        "target_trials": int(t.target.size),
+        "nontarget_trials": int(t.nontarget.size),
+        "voices": int(scores.shape[1]),
+        "top1": proportion(int((scores.argmax(1) == truth).sum()), len(truth)),
+        "at_dev_threshold": {
+            "false_rejection": proportion(int((t.target < threshold).sum()), t.target.size),
+            "false_acceptance": proportion(int((t.nontarget >= threshold).sum()), t.nontarget.size),
+        },
+    }
+    r = result["human"]
+    print(f"{name} human (dev): EER {100 * r['eer']:.2f} % [{100 * r['eer_ci95'][0]:.2f}, "
+          f"{100 * r['eer_ci95'][1]:.2f}] on {r['target_trials']} target trials",
+          flush=True)  # fmt: skip
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result, dev_trials
 
@@ -292,7 +321,8 @@ def main() -> None:
     parser.add_argument("--channel-clips", type=int, default=60, help="per voice")
     parser.add_argument("--splits", type=int, default=10, help="enrolled/unknown splits")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector")
+    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector,auto")
+    parser.add_argument("--human-clips", type=int, default=60, help="per human-dev speaker")
     parser.add_argument("--write-calibration", action="store_true")
     parser.add_argument("--dev-only", action="store_true", help="with --write-calibration")
     parser.add_argument("--json", type=Path, default=RESULTS / "verify.json")
@@ -315,16 +345,24 @@ def main() -> None:
             sys.exit(f"the pools overlap: {leaks}")
         dev = make_trials(dev_files, work / "dev-trials", None)
         test = make_trials(test_files, work / "test-trials", args.channel_clips)
+        from human import joined_clips  # here: human.py imports this module
+
+        human = make_trials(
+            joined_clips(work / "human-clips", args.human_clips, 6), work / "human-trials", None
+        )
         names = [n.strip() for n in args.encoders.split(",") if n.strip()]
         if "whichvoice" not in names and not args.dev_only:
             sys.exit("--encoders must include whichvoice (the bundled encoder or --model)")
-        encoders = {n: load_encoder(args.model if n == "whichvoice" else n) for n in names}
+        encoders = {n: load_encoder((args.model or n) if n == "whichvoice" else n) for n in names}
         results, dev_trials = {}, {}
         for name, encoder in encoders.items():
             if args.dev_only:
                 dev_trials[name] = split_trials(*score_matrix(encoder, dev, "clean"))
+                t = dev_trials[name]
+                print(f"{name}: dev EER {100 * eer(t.target, t.nontarget)[0]:.3f} % on "
+                      f"{t.target.size} target trials", flush=True)  # fmt: skip
                 continue
-            results[name], dev_trials[name] = measure(name, encoder, dev, test, args)
+            results[name], dev_trials[name] = measure(name, encoder, dev, test, human, args)
         if not args.dev_only:
             results["whichvoice"]["model"] = str(root)
     if args.write_calibration:
@@ -348,6 +386,11 @@ def main() -> None:
         "enroll": {"clips": ENROLL, "seconds": ENROLL_S},
         "hard": {"seconds": HARD_S, "condition": "noise10"},
         "channels": list(CHANNELS),
+        "human": {
+            "speakers": sorted(human["enroll"]),
+            "clips_per_speaker": args.human_clips,
+            "pool": "dev: the fusion and the encoders' windows were chosen on them",
+        },
         "leakage": leaks,
         "results": results,
         "targets": TARGETS,
