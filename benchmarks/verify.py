@@ -359,8 +359,11 @@ def main() -> None:
             if args.dev_only:
                 dev_trials[name] = split_trials(*score_matrix(encoder, dev, "clean"))
                 t = dev_trials[name]
+                h = split_trials(*score_matrix(encoder, human, "clean"))
                 print(f"{name}: dev EER {100 * eer(t.target, t.nontarget)[0]:.3f} % on "
-                      f"{t.target.size} target trials", flush=True)  # fmt: skip
+                      f"{t.target.size} target trials; human dev EER "
+                      f"{100 * eer(h.target, h.nontarget)[0]:.3f} % on {h.target.size}",
+                      flush=True)  # fmt: skip
                 continue
             results[name], dev_trials[name] = measure(name, encoder, dev, test, human, args)
         if not args.dev_only:

@@ -1,0 +1,96 @@
+"""How fast each encoder embeds recordings, side by side in one run: the work behind every
+verify, identify and enroll (scoring an embedding against a gallery costs microseconds).
+
+The same clips for every encoder: ``--clips`` test-pool clips (mp3, as ``benchmarks/verify.py``
+makes them) and the human-dev speakers' joined clips (wav, 8 kHz), decoded from disk each time.
+Each encoder embeds all of them with ``embed_many`` (its defaults: every core, files batched),
+``--repeats`` times in turn with the others, after one warm-up pass; the figure is the median
+of the repeats: seconds of audio embedded per second of wall time ("x real time"), and the
+ratio to the bundled encoder measured in the same run. Writes benchmarks/results/speed.json.
+
+    python benchmarks/speed.py [--workdir DIR] [--clips 300] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import soundfile as sf
+from human import joined_clips
+from provenance import RESULTS, provenance, write_result
+from verify import synthesize
+
+from whichvoice.errors import WhichvoiceError
+from whichvoice.protocol import pool_voices
+from whichvoice.verification import load_encoder
+
+TARGET = 200.0  # issue 20: the default at >= 200x real time on 2 cores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector,auto")
+    parser.add_argument("--clips", type=int, default=300, help="TTS test clips")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=RESULTS / "speed.json")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
+    args = parser.parse_args()
+    made = provenance()
+    with contextlib.ExitStack() as stack:
+        work = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-speed-"))
+        )
+        tts = synthesize(work / "test", pool_voices("test", 48), "test", 3 + 210)
+        pool = sorted(p for paths in tts.values() for p in paths)
+        clips = random.Random(0).sample(pool, min(args.clips, len(pool)))
+        clips += sorted(p for ps in joined_clips(work / "human-clips", 60, 6).values() for p in ps)
+        audio_s = sum(sf.info(str(p)).duration for p in clips)
+        encoders = {n: load_encoder(n) for n in args.encoders.split(",")}
+        for encoder in encoders.values():  # warm-up: first-use exports, caches
+            list(encoder.embed_many(clips[:20]))
+        walls: dict[str, list[float]] = {n: [] for n in encoders}
+        errors: dict[str, int] = {}
+        for _ in range(args.repeats):
+            for name, encoder in encoders.items():
+                start = time.perf_counter()
+                out = list(encoder.embed_many(clips))
+                walls[name].append(time.perf_counter() - start)
+                errors[name] = sum(isinstance(x, WhichvoiceError) for x in out)
+    results = {}
+    for name, w in walls.items():
+        median = statistics.median(w)
+        results[name] = {
+            "times_real_time": round(audio_s / median, 1),
+            "seconds": [round(x, 2) for x in w],
+            "errors": errors[name],
+        }
+    base = results.get("whichvoice")
+    for r in results.values():
+        if base:
+            r["relative_to_bundled"] = round(r["times_real_time"] / base["times_real_time"], 3)
+    report = {
+        "benchmark": "speed",
+        **made,
+        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+        "clips": len(clips),
+        "audio_seconds": round(audio_s, 1),
+        "method": f"embed_many over every clip, decoded from disk; median of {args.repeats} "
+        "runs taken in turn with the other encoders; every core",
+        "target": {"encoder": "auto", "times_real_time": TARGET},
+        "results": results,
+    }
+    write_result(args.json, report)
+    for name, r in results.items():
+        print(f"{name}: {r['times_real_time']}x real time ({r['errors']} clips without speech)")
+    print(f"-> {args.json}")
+
+
+if __name__ == "__main__":
+    main()
