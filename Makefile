@@ -95,10 +95,13 @@ bench: setup voices
 	.venv/bin/python benchmarks/openset.py --work $(BENCH_WORK)/openset
 	.venv/bin/python benchmarks/robustness.py --voices mixed16 --models default \
 	  --work $(BENCH_WORK)/robustness-mixed16
+	.venv/bin/python benchmarks/windows.py --workdir $(BENCH_WORK)/verify
+	.venv/bin/python benchmarks/fusion.py --workdir $(BENCH_WORK)/verify
+	.venv/bin/python benchmarks/snorm.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/human.py
-	.venv/bin/python benchmarks/fusion.py --workdir $(BENCH_WORK)/verify
+	.venv/bin/python benchmarks/speed.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/train.py
 	.venv/bin/python benchmarks/scale.py
 	.venv/bin/python benchmarks/serve.py

@@ -244,6 +244,52 @@ def windows_table() -> str:
     return "\n".join(rows)
 
 
+def speed_table() -> str:
+    """Each encoder's embedding speed, side by side in one run (benchmarks/speed.py)."""
+    r = _load("speed")
+    rows = [
+        "| encoder | x real time (median) | relative to the bundled encoder |",
+        "|---|---:|---:|",
+    ]
+    for name, x in r["results"].items():
+        rows.append(
+            f"| {name} | {x['times_real_time']:.0f} | {x.get('relative_to_bundled', 1):.2f} |"
+        )
+    rows += [
+        "",
+        f"{r['clips']} clips, {r['audio_seconds'] / 60:.0f} min of audio; {r['method']}. "
+        f"Target for the default (auto): {r['target']['times_real_time']:.0f}x real time. "
+        f"Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
+def snorm_table() -> str:
+    """AS-norm against a cohort, per encoder, on dev trials (benchmarks/snorm.py)."""
+    r = _load("snorm-dev")
+    kinds = ("tts", "tts-hard", "human")
+    rows = [
+        "| encoder | scores | EER, TTS dev | EER, TTS dev, hard | EER, human dev |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, x in r["encoders"].items():
+        for key, label in (("raw", "cosine"), ("as_norm", "AS-norm")):
+            cells = " | ".join(
+                f"{_pct(x[k][key]['eer'], 2)} ({_interval(*x[k][key]['eer_ci95'], 2)})"
+                for k in kinds
+            )
+            mark = " (helps)" if key == "as_norm" and x["helps"] else ""
+            rows.append(f"| {name} | {label}{mark} | {cells} |")
+    c = r["cohort"]
+    rows += [
+        "",
+        f"Cohort: {c['clips']} clips of {c['voices']} voices ({c['from']}), the top {c['top']} "
+        f"scores. Intervals: bootstrap over voices. The rule, fixed before scoring: "
+        f"{r['rule']}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def _held_out(r: dict) -> str:
     """Which data a closed-set figure was scored on and what the model trained on."""
     trained = f"trained on {r['corpus']['voices']} x {r['corpus']['sentences']} bundled sentences"
@@ -559,6 +605,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "human": human_table,
     "fusion-dev": fusion_table,
     "windows-dev": windows_table,
+    "speed": speed_table,
+    "snorm-dev": snorm_table,
 }
 
 
