@@ -142,6 +142,16 @@ def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_pa
     from whichvoice.verification import gallery_encoder, model_id
 
     assert gallery_encoder(None, tmp_path / "new.sqlite").name == "auto"
+    # calibrate without --model: the default's calibration, in the user's folder for auto
+    enrolls = {s: human_clip(tmp_path, s, range(0, 2)) for s in ("theo", "nicolas", "george")}
+    tests = {s: [human_clip(tmp_path, s, range(k, k + 1)) for k in (5, 6)] for s in enrolls}
+    (tmp_path / "trials.txt").write_text("".join(
+        f"{enrolls[a]}|{t}|{int(a == b)}\n" for a in enrolls for b in tests for t in tests[b]
+    ))  # fmt: skip
+    user = tmp_path / "auto-user"
+    proc = run_cli("calibrate", "--trials", str(tmp_path / "trials.txt"),
+                   env={"WHICHVOICE_AUTO_DIR": str(user)}, check=True)  # fmt: skip
+    assert str(user / "calibration.json") in proc.stdout
     clip = str(human_clip(tmp_path, "theo", range(0, 2)))
     old = tmp_path / "old.sqlite"
     run_cli("enroll", "theo", clip, "--model", "bundled", "--gallery", str(old), check=True)
