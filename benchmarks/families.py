@@ -2,7 +2,7 @@
 RHVoice, SVOX Pico, piper, hibari) and random espeak-ng variants of the test pool, under the
 evaluation protocol (docs/evaluation.md).
 
-Every encoder compared (the bundled one or ``--model RUN``, resemblyzer, dvector) takes its
+Every encoder compared (the bundled one or ``--model RUN``, resemblyzer, dvector, auto) takes its
 threshold from the same dev voices as ``benchmarks/verify.py`` (its dev corpus is shared when
 ``--workdir`` is the same). Each test voice (``whichvoice.protocol.ENGINE_VOICES["test"]``,
 plus ``--espeak-voices`` of the test pool) reads ``--per-voice`` test-pool sentences; 3 clips
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--per-voice", type=int, default=3 + 60, help="test clips a voice")
     parser.add_argument("--espeak-voices", type=int, default=16)
     parser.add_argument("--resamples", type=int, default=300)
-    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector")
+    parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector,auto")
     parser.add_argument("--json", type=Path, default=RESULTS / "families.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
     args = parser.parse_args()
