@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import warnings
@@ -32,7 +33,9 @@ from whichvoice.audio import (
 )
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.files import data_home, write_atomic
-from whichvoice.runtime import batched, session, unit
+from whichvoice.runtime import batched, unit
+
+log = logging.getLogger(__name__)
 
 NAME = "resemblyzer"
 DIR_ENV = "WHICHVOICE_RESEMBLYZER_DIR"  # overrides where the user's calibration lives
@@ -244,21 +247,30 @@ class ResemblyzerEncoder(PretrainedEncoder):
         return np.concatenate(out).astype(np.float32)
 
     def _session(self):
-        """An onnxruntime session on resemblyzer's network, exported from its weights on first
-        use into ``$XDG_DATA_HOME/whichvoice/onnx`` (checked against torch then). On 2 cores
-        it embeds ~1.4x faster than torch's LSTM, and it keeps to the one thread it is given
-        where torch's joins its OpenMP threads at every step."""
+        """An onnxruntime session (one thread) on resemblyzer's network, exported from its
+        weights on first use and kept in ``$XDG_DATA_HOME/whichvoice/onnx`` (checked against
+        torch when made; a folder that cannot be written only costs the export next time). It
+        runs about as fast as torch's LSTM on one thread, and from many threads at once, where
+        torch's one-thread setting is process-wide and needed a lock around every call."""
         with _ONE_THREAD:
             if self._onnx is None:
+                import onnxruntime
+
                 path = data_home() / "onnx" / f"resemblyzer-{self.digest[:16]}.onnx"
-                if not path.exists():
-                    self._export(path)
-                self._onnx = session(path, threads=1)
+                model = path.read_bytes() if path.exists() else self._export(path)
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                self._onnx = onnxruntime.InferenceSession(
+                    model, options, providers=["CPUExecutionProvider"]
+                )
             return self._onnx
 
-    def _export(self, path: Path) -> None:
+    def _export(self, path: Path) -> bytes:
+        """The network as ONNX bytes, checked against torch, and written to ``path``."""
         import io
 
+        import onnxruntime
         import torch
 
         try:
@@ -276,16 +288,19 @@ class ResemblyzerEncoder(PretrainedEncoder):
                 output_names=["embeddings"], opset_version=17, dynamo=False,
                 dynamic_axes={"mels": {0: "n"}, "embeddings": {0: "n"}},
             )  # fmt: skip
-        import onnxruntime
-
-        check = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+        model = buffer.getvalue()
+        check = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
         with torch.inference_mode():
             expected = self.net(example).numpy()
         got = check.run(None, {"mels": example.numpy()})[0]
         if not np.allclose(got, expected, atol=1e-4):
             raise WhichvoiceError(f"resemblyzer's ONNX export differs from torch by "
                                   f"{np.abs(got - expected).max():.2g}")  # fmt: skip
-        write_atomic(path, buffer.getvalue())
+        try:
+            write_atomic(path, model)
+        except OSError as e:
+            log.warning("resemblyzer's ONNX export is not kept (%s): made again next time", e)
+        return model
 
 
 class DvectorEncoder(PretrainedEncoder):
