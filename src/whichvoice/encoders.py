@@ -32,7 +32,6 @@ BUNDLED_DIR_ENV = "WHICHVOICE_ENCODER_DIR"  # where calibrating the bundled enco
 PRETRAINED = {"resemblyzer": ResemblyzerEncoder, "dvector": DvectorEncoder}
 BUNDLED = "whichvoice"  # the bundled encoder's name as a part of a fusion
 BUNDLED_NAMES = ("bundled", BUNDLED)  # what --model takes for the bundled encoder
-NAMES = (AUTO, *BUNDLED_NAMES[:1], *PRETRAINED)  # the encoders --model takes by name
 
 log = logging.getLogger(__name__)
 

