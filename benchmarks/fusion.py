@@ -2,23 +2,31 @@
 clips of ``benchmarks/verify.py``'s dev set) and human trials of the human-dev speakers
 (``benchmarks/human.py``'s clips). Nothing here looks at the test pool.
 
-For each encoder, every dev clip is scored against every enrolled dev voice; a fusion scores
-``sum_i w_i * cos_i`` (``whichvoice.fusion``). Candidates: each encoder alone; equal weights
-over two and three encoders; and weights learned by logistic regression (scikit-learn) on the
-per-encoder scores of both kinds of trials, each kind weighing half and targets as much as
-non-targets. Reports each candidate's dev EER on TTS and on human trials, next to the best
-single encoder of each kind, with 95 % intervals from a bootstrap over voices (speakers), and
-writes benchmarks/results/fusion-dev.json.
+Each voice is enrolled from clean clips; its other clips are scored against every enrolled
+dev voice as they are (``clean``) and degraded as ``benchmarks/verify.py`` degrades its test
+clips (``hard``: 1.5 s of speech in noise at 10 dB; ``phone``, ``mp3-24k``, ``room`` on the
+first ``--channel-clips`` clips of each voice). A fusion scores ``sum_i w_i * cos_i``
+(``whichvoice.fusion``). Candidates: each encoder alone; equal weights over two and three
+encoders; every point of a grid over the weights in steps of 0.1; and weights learned by
+logistic regression (scikit-learn) on the per-encoder scores, each kind of trial weighing
+the same and targets as much as non-targets.
+
+Kinds of trial: ``tts`` and ``human`` (clean clips); ``tts-all`` and ``human-all`` (the clean
+and every degraded clip pooled, so that one threshold has to serve them all: a fusion whose
+scores shift with the channel does badly here even when each condition alone separates
+well). Reports each candidate's dev EER on each kind, next to the best single encoder of each
+kind, with 95 % intervals from a bootstrap over voices (speakers), and writes
+benchmarks/results/fusion-dev.json.
 
 The rule that picks the default (fixed before any candidate was scored): the lowest worst
-ratio, over the two kinds, of a candidate's EER to the best single encoder's EER on that
-kind (each plus 0.1 %, so that a 0 % EER does not divide by zero); on a tie, fewer encoders
+ratio, over the kinds, of a candidate's EER to the best single encoder's EER on that kind
+(each plus 0.1 %, so that a 0 % EER does not divide by zero); on a tie, fewer encoders
 (faster). ``--write`` stores the pick as the package's fusion
-(``src/whichvoice/data/fusion/fusion.json``) and its calibration, made on the dev trials of
-both kinds together (threshold at 0.1 % false acceptances).
+(``src/whichvoice/data/fusion/fusion.json``) and its calibration, made on every dev trial of
+both kinds and all conditions together (threshold at 0.1 % false acceptances).
 
     python benchmarks/fusion.py [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector]
-        [--write]
+        [--channel-clips 10] [--write]
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from human import joined_clips
 from provenance import RESULTS, provenance, write_result
-from verify import dev_voices, make_trials, score_matrix, synthesize
+from verify import CONDITIONS, dev_voices, make_trials, score_matrix, synthesize
 
 from whichvoice.scoring import eer, voice_bootstrap
 from whichvoice.verification import bundled_encoder, load_encoder
@@ -49,7 +57,7 @@ def trial_scores(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.
 
 def learned_weights(kinds: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Logistic regression on the per-encoder scores (n_trials, n_encoders) of each kind;
-    each kind weighs half, and within a kind targets weigh as much as non-targets. Returns
+    every kind weighs the same, and within a kind targets weigh as much as non-targets. Returns
     non-negative weights summing to 1 (negative coefficients are set to 0)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -82,8 +90,9 @@ def choose(rows: dict, best_single: dict) -> str:
     return min(rows, key=lambda label: (round(cost(label), 6), parts(label)))
 
 
-def write_fusion(weights: dict[str, float], kinds: dict, names: list[str], source: str) -> Path:
-    """The package's fusion and its calibration on the dev trials of both kinds."""
+def write_fusion(weights: dict[str, float], pooled: tuple, names: list[str], source: str) -> Path:
+    """The package's fusion, and its calibration on ``pooled`` (per-encoder scores, truth):
+    every dev trial of both kinds and all conditions."""
     from whichvoice.fusion import Fusion
     from whichvoice.pretrained import shipped_dir
     from whichvoice.verification import Trials, calibrate
@@ -94,12 +103,25 @@ def write_fusion(weights: dict[str, float], kinds: dict, names: list[str], sourc
     dest = shipped_dir("fusion")
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "fusion.json").write_text(json.dumps(fusion.to_dict(), indent=2) + "\n")
-    w = np.array([weights[n] / total for n in names])
-    scores = np.concatenate([x @ w for x, _ in kinds.values()])
-    truth = np.concatenate([y for _, y in kinds.values()])
+    x, truth = pooled
+    scores = x @ np.array([weights[n] / total for n in names])
     calibrate(dest, Trials(scores[truth == 1], scores[truth == 0]), target_far=0.001,
               source=source)  # fmt: skip
     return dest
+
+
+def grid(n: int, step: float = 0.1) -> list[np.ndarray]:
+    """Every weight vector of ``n`` non-negative multiples of ``step`` summing to 1."""
+    k = round(1 / step)
+    return [
+        np.array(c, float) / k for c in itertools.product(range(k + 1), repeat=n) if sum(c) == k
+    ]
+
+
+def stacked(matrices: dict[str, np.ndarray], truth: np.ndarray, names: list[str]) -> tuple:
+    """(per-encoder scores of every trial (n_trials, n_encoders), 1 for a same-voice trial)."""
+    flat = [trial_scores(matrices[n], truth) for n in names]
+    return np.stack([f[0] for f in flat], 1), flat[0][1]
 
 
 def main() -> None:
@@ -108,6 +130,7 @@ def main() -> None:
     parser.add_argument("--dev-voices", type=int, default=48, help="as benchmarks/verify.py")
     parser.add_argument("--dev-per-voice", type=int, default=40, help="as benchmarks/verify.py")
     parser.add_argument("--human-clips", type=int, default=60)
+    parser.add_argument("--channel-clips", type=int, default=10, help="per voice and speaker")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--json", type=Path, default=RESULTS / "fusion-dev.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
@@ -125,26 +148,32 @@ def main() -> None:
             "tts": make_trials(
                 synthesize(work / "dev", dev_ids, "dev", args.dev_per_voice),
                 work / "dev-trials",
-                None,
+                args.channel_clips,
             ),
             "human": make_trials(
                 joined_clips(work / "human-clips", args.human_clips, 6),
                 work / "human-trials",
-                None,
+                args.channel_clips,
             ),
         }
-        # each kind: every encoder's (n_clips, n_voices) score matrix, and each clip's voice
-        matrices: dict[str, dict[str, np.ndarray]] = {k: {} for k in sets}
-        truths: dict[str, np.ndarray] = {}
+        # each kind and condition: every encoder's (n_clips, n_voices) score matrix, and
+        # each clip's voice
+        matrices: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        truths: dict[tuple[str, str], np.ndarray] = {}
         for name in names:
             encoder = load_encoder(name)  # "whichvoice": the bundled encoder
             for kind, trials in sets.items():
-                matrices[kind][name], truths[kind] = score_matrix(encoder, trials, "clean")
+                for cond in CONDITIONS:
+                    got = score_matrix(encoder, trials, cond)
+                    matrices.setdefault((kind, cond), {})[name], truths[(kind, cond)] = got
             print(f"{name}: scored", flush=True)
+    per_condition = {key: stacked(matrices[key], truths[key], names) for key in matrices}
     kinds = {}
     for k in sets:
-        flat = [trial_scores(matrices[k][n], truths[k]) for n in names]
-        kinds[k] = (np.stack([f[0] for f in flat], 1), flat[0][1])
+        kinds[k] = per_condition[(k, "clean")]
+        parts = [per_condition[(k, c)] for c in CONDITIONS]
+        kinds[f"{k}-all"] = (np.concatenate([x for x, _ in parts]),
+                             np.concatenate([y for _, y in parts]))  # fmt: skip
     candidates = {f"{n} alone": np.eye(len(names))[i] for i, n in enumerate(names)}
     for size in range(2, len(names) + 1):
         for combo in itertools.combinations(range(len(names)), size):
@@ -152,40 +181,64 @@ def main() -> None:
             w[list(combo)] = 1 / size
             candidates[" + ".join(names[i] for i in combo) + " (equal)"] = w
     candidates["learned (logistic regression)"] = learned_weights(kinds)
+    named = set(candidates)
+    for w in grid(len(names)):
+        if not any(np.allclose(w, c) for c in candidates.values()):
+            label = "grid " + ", ".join(f"{n} {x:.1f}" for n, x in zip(names, w, strict=True))
+            candidates[label] = w
     rows = {}
     for label, w in candidates.items():
         rows[label] = {"weights": dict(zip(names, map(float, w), strict=True))}
         for kind, (x, y) in kinds.items():
             s = x @ w
             rows[label][f"eer_{kind}"] = eer(s[y == 1], s[y == 0])[0]
-            fused = sum(wi * matrices[kind][n] for wi, n in zip(w, names, strict=True))
-            ci = voice_bootstrap(fused, truths[kind], resamples=args.resamples)
-            rows[label][f"eer_{kind}_ci95"] = ci["eer"]
-        print(f"{label}: " + ", ".join(f"{k} EER {100 * rows[label][f'eer_{k}']:.2f} %"
-                                       for k in kinds), flush=True)  # fmt: skip
     best_single = {
         k: min(rows[f"{n} alone"][f"eer_{k}"] for n in names) for k in kinds
     }  # fmt: skip
+    chosen = choose(rows, best_single)
+    for label in [x for x in rows if x in named or x == chosen]:  # intervals: the named ones
+        w = candidates[label]
+        for kind in sets:
+            for pooled, conds in ((kind, ("clean",)), (f"{kind}-all", CONDITIONS)):
+                fused = np.concatenate([
+                    sum(wi * matrices[(kind, c)][n] for wi, n in zip(w, names, strict=True))
+                    for c in conds
+                ])  # fmt: skip
+                truth = np.concatenate([truths[(kind, c)] for c in conds])
+                ci = voice_bootstrap(fused, truth, resamples=args.resamples)
+                rows[label][f"eer_{pooled}_ci95"] = ci["eer"]
+        for cond in CONDITIONS:  # each condition alone, for the record
+            for kind in sets:
+                x, y = per_condition[(kind, cond)]
+                s = x @ w
+                rows[label].setdefault("eer_by_condition", {})[f"{kind} {cond}"] = eer(
+                    s[y == 1], s[y == 0]
+                )[0]
+        print(f"{label}: " + ", ".join(f"{k} EER {100 * rows[label][f'eer_{k}']:.2f} %"
+                                       for k in kinds), flush=True)  # fmt: skip
     report = {
         "benchmark": "fusion",
         **made,
         "command": "python benchmarks/fusion.py " + " ".join(sys.argv[1:]),
         "split": "dev only: the dev pool's TTS voices and the human-dev speakers",
+        "conditions": list(CONDITIONS),
         "trials": {
             k: {"target": int(y.sum()), "nontarget": int((1 - y).sum())}
             for k, (_, y) in kinds.items()
         },
         "candidates": rows,
         "best_single_eer": best_single,
-        "rule": "lowest max over kinds of (EER + 0.1 %) / (best single EER + 0.1 %); "
-        "ties: fewer encoders",
-        "chosen": (chosen := choose(rows, best_single)),
+        "rule": "lowest max over kinds (tts, human, tts-all, human-all) of (EER + 0.1 %) / "
+        "(best single EER + 0.1 %); ties: fewer encoders",
+        "chosen": chosen,
     }
     write_result(args.json, report)
     print(f"chosen: {chosen} -> {args.json}")
     if args.write:
         source = f"benchmarks/fusion.py on dev trials ({chosen}), commit {made['commit'][:12]}"
-        dest = write_fusion(rows[chosen]["weights"], kinds, names, source)
+        every = [kinds[f"{k}-all"] for k in sets]
+        pooled = (np.concatenate([x for x, _ in every]), np.concatenate([y for _, y in every]))
+        dest = write_fusion(rows[chosen]["weights"], pooled, names, source)
         print(f"fusion and its calibration written to {dest}")
 
 
