@@ -188,27 +188,40 @@ def human_table() -> str:
 
 
 def fusion_table() -> str:
-    """Candidate fusions on dev trials (benchmarks/fusion.py)."""
+    """Candidate fusions on dev trials (benchmarks/fusion.py): the named ones and the pick
+    (the grid's other points are in the JSON)."""
     r = _load("fusion-dev")
+    kinds = [k for k in ("tts", "human", "tts-all", "human-all") if k in r["trials"]]
+    heads = {"tts": "TTS, clean", "human": "human, clean", "tts-all": "TTS, every condition",
+             "human-all": "human, every condition"}  # fmt: skip
     rows = [
-        "| candidate | weights | EER, TTS dev (95 % interval) | EER, human dev (95 % interval) |",
-        "|---|---|---:|---:|",
+        "| candidate | weights | " + " | ".join(f"EER, {heads[k]}" for k in kinds) + " |",
+        "|---|---|" + "---:|" * len(kinds),
     ]
     for label, c in r["candidates"].items():
+        if f"eer_{kinds[0]}_ci95" not in c:
+            continue
         weights = ", ".join(f"{n} {w:.2f}" for n, w in c["weights"].items() if w > 0)
         mark = " (chosen)" if label == r["chosen"] else ""
         cells = " | ".join(
-            f"{_pct(c[f'eer_{k}'], 2)} ({_interval(*c[f'eer_{k}_ci95'], 2)})"
-            for k in ("tts", "human")
+            f"{_pct(c[f'eer_{k}'], 2)} ({_interval(*c[f'eer_{k}_ci95'], 2)})" for k in kinds
         )
         rows.append(f"| {label}{mark} | {weights} | {cells} |")
     t = r["trials"]
+    every = ""
+    if "tts-all" in t:
+        every = (
+            f" Every condition: the clean clips and the same voices' clips degraded "
+            f"({', '.join(r['conditions'][1:])}), pooled under one threshold: "
+            f"{t['tts-all']['target']} and {t['tts-all']['nontarget']} TTS trials, "
+            f"{t['human-all']['target']} and {t['human-all']['nontarget']} human ones."
+        )
     rows += [
         "",
         f"Dev trials only: {t['tts']['target']} same-voice and {t['tts']['nontarget']} "
-        f"different-voice TTS trials (the dev pool), {t['human']['target']} and "
+        f"different-voice clean TTS trials (the dev pool), {t['human']['target']} and "
         f"{t['human']['nontarget']} human ones (the 6 human-dev speakers; an interval over 6 "
-        f"speakers is wide). Intervals: bootstrap over voices. The rule, fixed "
+        f"speakers is wide).{every} Intervals: bootstrap over voices. The rule, fixed "
         f"before scoring: {r['rule']}. The learned weights are scored on the trials they were "
         f"fitted on. Made by {_made(r)}.",
     ]
@@ -329,13 +342,24 @@ def verify_table() -> str:
             f"{x['min_dcf_0.01_ci95'][1]:.3f}) | | "
             f"{_rate(x['at_dev_threshold']['false_rejection'])} |"
         )
+    for c in ["hard", *r["channels"]]:
+        for e in encoders:
+            x = r["results"][e].get("human-degraded", {}).get(c)
+            if x is None:  # results from before the degraded human trials
+                continue
+            rows.append(
+                f"| human `{c}` (dev) | {e} | {_pct(x['eer'], 2)} "
+                f"({_interval(*x['eer_ci95'], 2)}) | | | "
+                f"{_rate(x['at_dev_threshold']['false_rejection'])} |"
+            )
     clean = r["results"]["whichvoice"]["clean"]
+    rule = r["results"]["whichvoice"]["dev"]["threshold_rule"]
     human = next((r["results"][e]["human"] for e in encoders if "human" in r["results"][e]), None)
     rows += [
         "",
         f"{len(r['test_voices'])} test voices, {clean['target_trials']} same-voice and "
-        f"{clean['nontarget_trials']} different-voice clean trials; thresholds from "
-        f"{len(r['dev_voices'])} dev voices."
+        f"{clean['nontarget_trials']} different-voice clean trials; each encoder's threshold: "
+        f"{rule} ({len(r['dev_voices'])} dev voices)."
         + (
             f" Human rows: the {human['voices']} human-dev speakers (digits), "
             f"{human['target_trials']} same-speaker and {human['nontarget_trials']} "

@@ -21,15 +21,22 @@ from a bootstrap over test voices; at the dev threshold, false rejections and ac
 and open-set identification (half the voices enrolled, the others unknown, ``--splits`` times)
 with Wilson intervals.
 
+The dev threshold (each encoder's, by one rule): at most 0.1 % false acceptances over every
+dev trial pooled, the dev pool's and the human-dev speakers', clean and degraded the same
+ways (``--dev-channel-clips`` clips of each voice in each channel), so that one threshold
+serves clean and degraded clips, people and TTS voices. These are the trials
+``benchmarks/fusion.py`` calibrates ``auto`` on.
+
 Human trials, side by side in the same run: the human-dev speakers (6 men saying digits,
 clips joined as ``benchmarks/human.py`` joins them), scored the same way at the same dev
-threshold. They are *dev* figures, not held-out ones: the fusion weights (``auto``) and the
-window density of the pretrained encoders were chosen on these speakers, and no other human
-recordings exist here. Writes benchmarks/results/verify.json.
+threshold, clean and degraded as the test clips are. They are *dev* figures, not held-out
+ones: the fusion weights (``auto``), the thresholds and the window density of the pretrained
+encoders were chosen on these speakers, and no other human recordings exist here.
+Writes benchmarks/results/verify.json.
 
     python benchmarks/verify.py [--model RUN] [--test-voices 48] [--test-per-voice 213]
-        [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector,auto] [--write-calibration]
-        [--dev-only]
+        [--dev-channel-clips 10] [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector,auto]
+        [--write-calibration] [--dev-only]
 
 ``--write-calibration`` stores each encoder's dev calibration as the one it ships with;
 with ``--dev-only`` that is all it does (no test figures, no JSON).
@@ -65,6 +72,7 @@ ENROLL_S = 3.0  # s of speech in each enrollment clip
 HARD_S = 1.5  # s of speech in a hard test clip
 CHANNELS = ("phone", "mp3-24k", "room")  # conditions of the evaluation suite
 CONDITIONS = ("clean", "hard", *CHANNELS)
+_SHIPPED = {"auto": "fusion"}  # the package folder of an encoder's shipped calibration
 TARGET_FAR = 0.001  # the threshold rule, on dev: at most 0.1 % false acceptances
 TARGETS = {  # issue 13's targets for the bundled encoder, on the test pool
     "clean": {"eer": 0.001, "min_dcf_0.01": 0.05, "unknown_rejected": 0.99,
@@ -226,17 +234,40 @@ def open_set(scores: np.ndarray, truth: np.ndarray, threshold: float, splits: in
     }
 
 
+THRESHOLD_RULE = (
+    f"far<={TARGET_FAR} on every dev trial: the dev pool's TTS voices and the human-dev "
+    "speakers, clean and degraded, pooled"
+)
+
+
+def dev_calibration_trials(encoder, dev: dict, human: dict) -> tuple[Trials, dict]:
+    """Every dev trial pooled (both kinds, every condition): what the threshold is set on,
+    so that one threshold serves clean and degraded clips, people and TTS voices (as
+    ``benchmarks/fusion.py`` calibrates ``auto``). Also each kind's EER, clean and pooled."""
+    target, nontarget, eers = [], [], {}
+    for kind, trials in (("tts", dev), ("human", human)):
+        pooled = [split_trials(*score_matrix(encoder, trials, c)) for c in CONDITIONS]
+        t = Trials(np.concatenate([p.target for p in pooled]),
+                   np.concatenate([p.nontarget for p in pooled]))  # fmt: skip
+        eers[kind] = eer(pooled[0].target, pooled[0].nontarget)[0]
+        eers[f"{kind}-all"] = eer(t.target, t.nontarget)[0]
+        target.append(t.target)
+        nontarget.append(t.nontarget)
+    return Trials(np.concatenate(target), np.concatenate(nontarget)), eers
+
+
 def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tuple[dict, Trials]:
-    """Threshold from the dev pool's clean trials; every TTS figure on the test pool, and the
-    human-dev speakers' trials beside them."""
+    """Threshold from every dev trial (``dev_calibration_trials``); every TTS figure on the
+    test pool, and the human-dev speakers' trials beside them, clean and degraded."""
     t0 = time.perf_counter()
-    dev_trials = split_trials(*score_matrix(encoder, dev, "clean"))
+    dev_trials, dev_eers = dev_calibration_trials(encoder, dev, human)
     threshold = threshold_at_far(dev_trials.nontarget, TARGET_FAR)
     result: dict = {
         "dev": {
             "threshold": threshold,
-            "threshold_rule": f"far<={TARGET_FAR} on the dev pool's clean trials",
-            "eer": eer(dev_trials.target, dev_trials.nontarget)[0],
+            "threshold_rule": THRESHOLD_RULE,
+            "eer": dev_eers["tts"],
+            "eer_by_kind": dev_eers,
             "target_trials": int(dev_trials.target.size),
             "nontarget_trials": int(dev_trials.nontarget.size),
         }
@@ -270,6 +301,22 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
     scores, truth = score_matrix(encoder, human, "clean")
     t = split_trials(scores, truth)
     ci = voice_bootstrap(scores, truth, resamples=args.resamples)
+    result["human-degraded"] = {}
+    for condition in CONDITIONS[1:]:
+        h_scores, h_truth = score_matrix(encoder, human, condition)
+        h = split_trials(h_scores, h_truth)
+        result["human-degraded"][condition] = {
+            "eer": eer(h.target, h.nontarget)[0],
+            "eer_ci95": voice_bootstrap(h_scores, h_truth, resamples=args.resamples)["eer"],
+            "target_trials": int(h.target.size),
+            "nontarget_trials": int(h.nontarget.size),
+            "at_dev_threshold": {
+                "false_rejection": proportion(int((h.target < threshold).sum()), h.target.size),
+                "false_acceptance": proportion(
+                    int((h.nontarget >= threshold).sum()), h.nontarget.size
+                ),
+            },
+        }
     result["human"] = {
         "pool": "dev (human-dev speakers)",
         "eer": eer(t.target, t.nontarget)[0],
@@ -318,7 +365,10 @@ def main() -> None:
     parser.add_argument("--dev-per-voice", type=int, default=40)
     parser.add_argument("--test-voices", type=int, default=48)
     parser.add_argument("--test-per-voice", type=int, default=3 + 210)
-    parser.add_argument("--channel-clips", type=int, default=60, help="per voice")
+    parser.add_argument("--channel-clips", type=int, default=60, help="per test voice")
+    parser.add_argument(
+        "--dev-channel-clips", type=int, default=10, help="per dev voice and human speaker"
+    )
     parser.add_argument("--splits", type=int, default=10, help="enrolled/unknown splits")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector,auto")
@@ -343,12 +393,14 @@ def main() -> None:
         leaks = leakage(dev_files, test_files, recipe["training_voices"], work / "test")
         if any(leaks.values()):
             sys.exit(f"the pools overlap: {leaks}")
-        dev = make_trials(dev_files, work / "dev-trials", None)
+        dev = make_trials(dev_files, work / "dev-trials", args.dev_channel_clips)
         test = make_trials(test_files, work / "test-trials", args.channel_clips)
         from human import joined_clips  # here: human.py imports this module
 
         human = make_trials(
-            joined_clips(work / "human-clips", args.human_clips, 6), work / "human-trials", None
+            joined_clips(work / "human-clips", args.human_clips, 6),
+            work / "human-trials",
+            args.dev_channel_clips,
         )
         names = [n.strip() for n in args.encoders.split(",") if n.strip()]
         if "whichvoice" not in names and not args.dev_only:
@@ -357,21 +409,21 @@ def main() -> None:
         results, dev_trials = {}, {}
         for name, encoder in encoders.items():
             if args.dev_only:
-                dev_trials[name] = split_trials(*score_matrix(encoder, dev, "clean"))
-                t = dev_trials[name]
-                h = split_trials(*score_matrix(encoder, human, "clean"))
-                print(f"{name}: dev EER {100 * eer(t.target, t.nontarget)[0]:.3f} % on "
-                      f"{t.target.size} target trials; human dev EER "
-                      f"{100 * eer(h.target, h.nontarget)[0]:.3f} % on {h.target.size}",
+                dev_trials[name], eers = dev_calibration_trials(encoder, dev, human)
+                print(f"{name}: dev EER " + ", ".join(f"{k} {100 * v:.3f} %"
+                                                      for k, v in eers.items()),
                       flush=True)  # fmt: skip
                 continue
             results[name], dev_trials[name] = measure(name, encoder, dev, test, human, args)
         if not args.dev_only:
             results["whichvoice"]["model"] = str(root)
     if args.write_calibration:
-        source = f"dev pool: {len(dev['enroll'])} voices (benchmarks/verify.py)"
+        source = (
+            f"benchmarks/verify.py: {THRESHOLD_RULE} ({len(dev['enroll'])} TTS voices, "
+            f"{len(human['enroll'])} speakers)"
+        )
         for name, trials in dev_trials.items():
-            dest = Path(root) if name == "whichvoice" else shipped_dir(name)
+            dest = Path(root) if name == "whichvoice" else shipped_dir(_SHIPPED.get(name, name))
             calibrate(dest, trials, target_far=TARGET_FAR, source=source)
             print(f"{name}: dev calibration written to {dest}")
     if args.dev_only:
@@ -386,6 +438,7 @@ def main() -> None:
         "dev_clips_per_voice": args.dev_per_voice,
         "test_clips_per_voice": args.test_per_voice,
         "channel_clips_per_voice": args.channel_clips,
+        "dev_channel_clips_per_voice": args.dev_channel_clips,
         "enroll": {"clips": ENROLL, "seconds": ENROLL_S},
         "hard": {"seconds": HARD_S, "condition": "noise10"},
         "channels": list(CHANNELS),
