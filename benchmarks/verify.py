@@ -59,7 +59,7 @@ from provenance import RESULTS, provenance, write_result
 from whichvoice import conditions
 from whichvoice.audio import SAMPLE_RATE, encode_audio, read_audio, resample
 from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.features import FeatureConfig, trim_silence
 from whichvoice.pretrained import shipped_dir
 from whichvoice.protocol import pool_of_voice, pool_sentences, pool_voices
@@ -175,13 +175,21 @@ def make_trials(files: dict[str, list[Path]], folder: Path, channels: int | None
     return out
 
 
-def embeddings(encoder, paths: list[Path]) -> np.ndarray:
+def embeddings(encoder, paths: list[Path], *, test: bool = False) -> np.ndarray:
+    """Each clip's embedding. A test clip the encoder finds no speech in (a short clip in
+    noise, say) embeds as zeros: it scores 0 against every voice, so it counts as a false
+    rejection at any positive threshold, as a user's ``verify`` would fail on it. Any other
+    error, or an enrollment clip without speech, stops the benchmark."""
     rows = []
     for p, e in zip(paths, encoder.embed_many(paths), strict=True):
-        if isinstance(e, WhichvoiceError):
+        if isinstance(e, SilentAudioError) and test:
+            rows.append(None)
+        elif isinstance(e, WhichvoiceError):
             raise SystemExit(f"{p}: {e}")
-        rows.append(e[0])
-    return np.stack(rows)
+        else:
+            rows.append(e[0])
+    dim = next(r for r in rows if r is not None).shape[0]
+    return np.stack([np.zeros(dim, np.float32) if r is None else r for r in rows])
 
 
 def score_matrix(encoder, trials: dict, condition: str) -> tuple[np.ndarray, np.ndarray]:
@@ -192,10 +200,15 @@ def score_matrix(encoder, trials: dict, condition: str) -> tuple[np.ndarray, np.
         mean = embeddings(encoder, trials["enroll"][v]).mean(0)
         refs.append(mean / np.linalg.norm(mean))
     pairs = trials[condition]
-    emb = embeddings(encoder, [p for _, p in pairs])
-    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = embeddings(encoder, [p for _, p in pairs], test=True)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     truth = np.array([voices.index(v) for v, _ in pairs])
     return emb @ np.stack(refs).T, truth
+
+
+def no_speech(scores: np.ndarray) -> int:
+    """Test clips the encoder found no speech in (``embeddings``: all their scores are 0)."""
+    return int((scores == 0).all(axis=1).sum())
 
 
 def split_trials(scores: np.ndarray, truth: np.ndarray) -> Trials:
@@ -286,6 +299,7 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
             "target_trials": int(t.target.size),
             "nontarget_trials": int(t.nontarget.size),
             "voices": int(scores.shape[1]),
+            "clips_without_speech": no_speech(scores),
             "at_dev_threshold": {
                 "false_rejection": proportion(int((t.target < threshold).sum()), t.target.size),
                 "false_acceptance": proportion(
@@ -310,6 +324,7 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
             "eer_ci95": voice_bootstrap(h_scores, h_truth, resamples=args.resamples)["eer"],
             "target_trials": int(h.target.size),
             "nontarget_trials": int(h.nontarget.size),
+            "clips_without_speech": no_speech(h_scores),
             "at_dev_threshold": {
                 "false_rejection": proportion(int((h.target < threshold).sum()), h.target.size),
                 "false_acceptance": proportion(
