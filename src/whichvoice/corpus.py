@@ -264,7 +264,7 @@ def _make_clip(job: ClipJob, out: Path, fmt: str, sessions: SessionPool) -> tupl
         id=job.clip_id,
         path=job.path,
         voice=voice.id,
-        engine=voice.engine,
+        engine=sessions.engine_label(voice),
         sentence_id=job.sentence.id,
         text=text,
         sample_rate=rate,

@@ -82,17 +82,24 @@ def gallery_encoder(model: str | os.PathLike | None, gallery: str | os.PathLike)
         owner = g.model_id
     if not owner:  # no voice enrolled yet
         return load_encoder(None)
-    name = owner.rsplit("-", 1)[0]  # what model_id wrote: "<model>-<digest>"
-    if name in (AUTO, *PRETRAINED):
-        return load_encoder(name)
-    bundled = load_encoder("bundled")
-    if model_id(bundled) == owner:
-        return bundled
+    found = encoder_of_id(owner)
+    if found is not None:
+        return found
     raise GalleryModelError(
         f"{gallery}: made with model {owner}, which whichvoice does not ship; pass --model "
         "with the run that made it, or use --gallery for another file",
         public=f"the gallery was made with model {owner}",
     )
+
+
+def encoder_of_id(owner: str) -> Encoder | None:
+    """The shipped encoder whose ``model_id`` was ``owner`` (auto, resemblyzer, dvector by
+    name; the bundled encoder by its digest), or None: a trained run's."""
+    name = owner.rsplit("-", 1)[0]  # what model_id wrote: "<model>-<digest>"
+    if name in (AUTO, *PRETRAINED):
+        return load_encoder(name)
+    bundled = load_encoder("bundled")
+    return bundled if model_id(bundled) == owner else None
 
 
 def fused_encoder(folder: str | os.PathLike | None = None) -> FusedEncoder:

@@ -163,6 +163,13 @@ class SessionPool:
         self._all: list[EngineSession] = []
         self._polly_engine = polly_engine
 
+    def engine_label(self, voice: Voice) -> str:
+        """What a clip's manifest records as its engine: the voice's engine, and Polly's mode
+        when it is neural (``polly-neural``: its own engine family)."""
+        if voice.engine == "polly" and self._polly_engine == "neural":
+            return "polly-neural"
+        return voice.engine
+
     def get(self, engine: str) -> EngineSession:
         sessions = self._local.__dict__.setdefault("sessions", {})
         if engine not in sessions:

@@ -1,0 +1,424 @@
+"""Source tracing: which engine family made a clip (``whichvoice.tracing``), measured with
+voices and engines held out.
+
+Voices (fixed here, before any figure was seen): each family's voices are split into *train*
+(the head is fitted on them), *dev* (thresholds and every choice) and *test* (reported only);
+a family with fewer than three voices has no dev or test voice beyond those listed. espeak-ng
+takes random variants from the protocol's pools (``whichvoice.protocol``). Train voices read
+bundled sentences, every voice reads ``--dev-sentences`` dev-pool sentences and
+``--test-sentences`` test-pool sentences: no sentence is shared between the three.
+
+Protocols:
+1. *unseen voices of known engines*: a head fitted on every family's train voices names the
+   family of the test voices' test clips: accuracy and macro-F1, clean and degraded
+   (``whichvoice.conditions``: ``mp3-24k``, ``phone``, ``room``; the head's own degraded
+   copies come from the training augmentation, other code), and the share answered
+   "unknown" at the dev threshold.
+2. *leave one engine out*: for each family F, a head fitted without F's voices, its threshold
+   set on the other families' dev clips; F's test clips (every voice of F) against the known
+   families' test clips: AUROC of the open-set score, FPR95 (the share of F's clips accepted
+   as known at the threshold that keeps 95 % of the known clips), and ADD-style macro-F1 over
+   the known families plus "unknown" at the dev threshold. Mean over families.
+
+Candidates: each encoder's embeddings (the bundled encoder, resemblyzer, dvector and auto,
+which is their fusion: its embedding is made from the parts' here, as ``whichvoice.fusion``
+makes it) x open-set score (``prototype``, ``energy``) x the share of dev clips the threshold
+keeps (0.95, 0.99). The rule, fixed before scoring: the highest mean, over the
+leave-one-engine-out folds, of the *dev* macro-F1 (known families plus unknown), the dev
+clips of F against the known families' dev clips, each head thresholded on dev; ties: the
+faster encoder (the listed order). Every candidate's test figures are reported; only dev
+chose. The bundled encoder (and so auto) was trained on voices of some families (listed in
+the JSON): its leave-one-out figures for those families are optimistic, since its embedding
+saw them, though never their engine labels.
+
+Intervals: accuracy and shares, Wilson; F1 and AUROC, a bootstrap over clips (clips of one
+voice are not independent: these intervals are narrower than a bootstrap over voices); the
+mean over families, a bootstrap over the families. ``--write`` stores the chosen head, fitted
+on every family's train voices and thresholded on dev, as the package's
+(``src/whichvoice/data/engine``). Writes benchmarks/results/trace.json.
+
+    python benchmarks/trace.py [--workdir DIR] [--train-sentences 24] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from provenance import RESULTS, provenance, write_result
+
+from whichvoice import conditions
+from whichvoice.audio import read_audio
+from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
+from whichvoice.encoders import bundled_encoder, load_encoder, model_id
+from whichvoice.protocol import pool_sentences, pool_voices
+from whichvoice.scoring import proportion
+from whichvoice.sentences import bundled_sentences
+from whichvoice.tracing import SCORES, UNKNOWN, EngineHead, augmented, fit_head
+from whichvoice.voices.families import engine_family
+
+ENCODERS = ("whichvoice", "resemblyzer", "dvector")  # auto is made from these three
+KEEPS = (0.95, 0.99)
+CHANNELS = ("mp3-24k", "phone", "room")
+# each family's voices: (train, dev, test); fixed before any figure was seen
+VOICES = {
+    "festival-diphone": (
+        ["festival:kal_diphone", "festival:lp_diphone", "festival:pc_diphone",
+         "festival:czech_dita", "festival:czech_krb", "festival:czech_ph",
+         "festival:hy_fi_mv_diphone"],
+        ["festival:rab_diphone", "festival:czech_machac"],
+        ["festival:ked_diphone", "festival:don_diphone", "festival:suo_fi_lj_diphone"],
+    ),
+    "festival-hts": (["festival:cmu_us_slt_arctic_hts"], [], ["festival:upc_ca_ona_hts"]),
+    "festival-clunits": (["festival:msu_ru_nsh_clunits"], [], []),
+    "flite": (["flite:slt", "flite:rms"], ["flite:awb"], ["flite:kal16", "flite:kal"]),
+    "mbrola": (["mbrola:us1", "mbrola:us2"], ["mbrola:en1"], ["mbrola:us3"]),
+    "rhvoice": (["rhvoice:bdl", "rhvoice:clb"], ["rhvoice:alan"], ["rhvoice:slt"]),
+    "pico": (["pico:en-US"], [], ["pico:en-GB"]),
+    "piper": (["piper:en_US-joe-medium"], [], []),
+    "hibari": (["hibari:af_heart"], [], []),
+}  # fmt: skip
+
+
+def family_voices(espeak: tuple[int, int, int]) -> dict[str, tuple[list, list, list]]:
+    """Every family's (train, dev, test) voices, espeak-ng's from the protocol's pools."""
+    n_train, n_dev, n_test = espeak
+    return {
+        "espeak-ng": (
+            pool_voices("train", n_train, start=90_000),  # far from the encoder recipe's draws
+            pool_voices("dev", n_dev, start=50_000),  # not verify.py's dev voices
+            pool_voices("test", n_test, start=50_000),  # nor its test voices
+        ),
+        **VOICES,
+    }
+
+
+def synthesize(folder: Path, voices: list[str], sentences, per_voice: int) -> list:
+    """Clips of ``voices`` reading ``per_voice`` of ``sentences`` each (resumable):
+    [(path, family, voice)]."""
+    if not voices:
+        return []
+    summary = synthesize_corpus(
+        folder,
+        sentences,
+        SynthConfig(voices=(",".join(voices),), assign="sample", per_voice=per_voice, seed=11),
+        progress=False,
+    )
+    print(f"{folder.name}: {summary.line()}", flush=True)
+    wanted = set(voices)
+    return [
+        (folder / c.path, engine_family(c.voice, c.engine), c.voice)
+        for c in read_manifest(folder / "manifest.jsonl")
+        if c.voice in wanted
+    ]
+
+
+def degraded(clips: list, folder: Path, condition: str) -> list:
+    """``clips`` through one evaluation condition (wav files made once)."""
+    import hashlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path, family, voice in clips:
+        dest = folder / f"{Path(path).stem}-{condition}.wav"
+        if not dest.exists():
+            wave, rate = read_audio(path)
+            seed = int(hashlib.sha256(str(Path(path).name).encode()).hexdigest()[:8], 16)
+            dest.write_bytes(conditions.make(condition, wave, rate, seed))
+        out.append((dest, family, voice))
+    return out
+
+
+def embed(encoder, sources: list) -> np.ndarray:
+    """Embeddings (n, dim); an input without speech embeds as zeros (named by no head)."""
+    from whichvoice.errors import WhichvoiceError
+
+    rows = []
+    dim = None
+    for r in encoder.embed_many(sources):
+        if isinstance(r, WhichvoiceError):
+            rows.append(None)
+        else:
+            rows.append(r[0])
+            dim = r[0].shape[0]
+    return np.stack([np.zeros(dim, np.float32) if r is None else r for r in rows])
+
+
+def macro_f1(truth, predicted) -> float:
+    """Macro-F1 over the labels in ``truth`` (a predicted label outside them is an error of
+    its clip's class): scikit-learn's ``f1_score(average="macro")``, in numpy for speed."""
+    labels = {x: i for i, x in enumerate(sorted(set(truth)))}
+    t = np.array([labels[x] for x in truth])
+    p = np.array([labels.get(x, -1) for x in predicted])
+    k = len(labels)
+    tp = np.bincount(t[t == p], minlength=k)
+    support = np.bincount(t, minlength=k)
+    called = np.bincount(p[p >= 0], minlength=k)
+    denom = support + called
+    return float(np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)))
+
+
+def boot(fn, n: int, resamples: int = 1000, seed: int = 0) -> list[float]:
+    """95 % percentile interval of ``fn(indices)`` over clip resamples."""
+    rng = np.random.default_rng(seed)
+    vals = [fn(rng.integers(0, n, n)) for _ in range(resamples)]
+    return [round(float(np.percentile(vals, 2.5)), 6), round(float(np.percentile(vals, 97.5)), 6)]
+
+
+def auroc(unknown: np.ndarray, known: np.ndarray) -> float:
+    """AUROC of telling unknown clips (low score) from known ones (high score): the
+    Mann-Whitney statistic, ties counted half (scikit-learn's ``roc_auc_score``)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.r_[-unknown, -known])
+    n1, n0 = len(unknown), len(known)
+    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def fpr95(unknown: np.ndarray, known: np.ndarray) -> float:
+    """Share of unknown clips accepted at the threshold keeping 95 % of the known ones."""
+    threshold = np.quantile(known, 0.05, method="lower")
+    return float((unknown >= threshold).mean())
+
+
+def answers(head: EngineHead, emb: np.ndarray) -> list[str]:
+    return [a.engine for a in head.answer(emb)]
+
+
+class Sets:
+    """Every split's clips and each encoder's embeddings of them."""
+
+    def __init__(self, clips: dict[str, list], embeddings: dict[str, dict[str, np.ndarray]]):
+        self.clips = clips  # split -> [(path, family, voice)]
+        self.emb = embeddings  # encoder -> split -> (n, dim)
+
+    def labels(self, split: str) -> tuple[list[str], list[str]]:
+        return [c[1] for c in self.clips[split]], [c[2] for c in self.clips[split]]
+
+
+def fit(sets: Sets, enc: str, kind: str, keep: float, without: str | None = None):
+    """A head on the train clips (and their augmented copies) of every family but
+    ``without``, thresholded on the dev clips of the others."""
+    fam, voi = sets.labels("train")
+    fam_a, voi_a = sets.labels("train-aug")
+    emb = np.concatenate([sets.emb[enc]["train"], sets.emb[enc]["train-aug"]])
+    fams, vois = fam + fam_a, voi + voi_a
+    keep_rows = [i for i, f in enumerate(fams) if f != without]
+    head = fit_head(emb[keep_rows], [fams[i] for i in keep_rows], [vois[i] for i in keep_rows],
+                    enc, score_kind=kind)  # fmt: skip
+    dev_fam, _ = sets.labels("dev")
+    return head.with_threshold(sets.emb[enc]["dev"], dev_fam, keep)
+
+
+def loeo_fold(sets: Sets, enc: str, kind: str, keep: float, family: str, split: str) -> dict:
+    """Family ``family`` left out: its ``split`` clips against the known families'."""
+    head = fit(sets, enc, kind, keep, without=family)
+    fam, _ = sets.labels(split)
+    emb = sets.emb[enc][split]
+    out_rows = [i for i, f in enumerate(fam) if f == family]
+    in_rows = [i for i, f in enumerate(fam) if f != family]
+    scores = head.scores(emb)
+    truth = [f if f != family else UNKNOWN for f in fam]
+    predicted = answers(head, emb)
+    unknown, known = scores[out_rows], scores[in_rows]
+    result = {
+        "unknown_clips": len(out_rows),
+        "known_clips": len(in_rows),
+        "auroc": auroc(unknown, known),
+        "fpr95": fpr95(unknown, known),
+        "macro_f1": macro_f1(truth, predicted),
+        "called_unknown": proportion(sum(predicted[i] == UNKNOWN for i in out_rows),
+                                     len(out_rows)),
+        "known_kept": proportion(sum(predicted[i] == fam[i] for i in in_rows), len(in_rows)),
+    }  # fmt: skip
+    if split == "test":
+        t = np.array(truth, dtype=object)
+        p = np.array(predicted, dtype=object)
+        result["macro_f1_ci95"] = boot(lambda ix: macro_f1(list(t[ix]), list(p[ix])), len(t))
+        rng = np.random.default_rng(0)
+        vals = [
+            auroc(unknown[rng.integers(0, len(unknown), len(unknown))],
+                  known[rng.integers(0, len(known), len(known))])
+            for _ in range(1000)
+        ]  # fmt: skip
+        result["auroc_ci95"] = [round(float(np.percentile(vals, q)), 6) for q in (2.5, 97.5)]
+    return result
+
+
+def closed_figures(head: EngineHead, emb: np.ndarray, fam: list[str]) -> dict:
+    """Engine accuracy, macro-F1 and the share called unknown, for clips of known families."""
+    probs = head.probabilities(emb)
+    named = [head.families[i] for i in probs.argmax(axis=1)]
+    right = sum(n == f for n, f in zip(named, fam, strict=True))
+    t, p = np.array(fam, dtype=object), np.array(named, dtype=object)
+    return {
+        "clips": len(fam),
+        "accuracy": proportion(right, len(fam)),
+        "macro_f1": macro_f1(fam, named),
+        "macro_f1_ci95": boot(lambda ix: macro_f1(list(t[ix]), list(p[ix])), len(fam)),
+        "called_unknown": proportion(sum(a == UNKNOWN for a in answers(head, emb)), len(fam)),
+    }
+
+
+def mean_ci(values: list[float], resamples: int = 1000) -> list[float]:
+    rng = np.random.default_rng(0)
+    v = np.array(values)
+    means = [v[rng.integers(0, len(v), len(v))].mean() for _ in range(resamples)]
+    return [round(float(np.percentile(means, 2.5)), 6), round(float(np.percentile(means, 97.5)), 6)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--espeak-voices", default="16,8,16", help="train,dev,test")
+    parser.add_argument("--train-sentences", type=int, default=24, help="per train voice")
+    parser.add_argument("--dev-sentences", type=int, default=10, help="per voice")
+    parser.add_argument("--test-sentences", type=int, default=10, help="per voice")
+    parser.add_argument("--json", type=Path, default=RESULTS / "trace.json")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
+    parser.add_argument("--write", action="store_true", help="store the chosen head")
+    args = parser.parse_args()
+    made = provenance(("scikit-learn",))
+    voices = family_voices(tuple(int(x) for x in args.espeak_voices.split(",")))
+    everyone = [v for t in voices.values() for part in t for v in part]
+    train_voices = [v for t in voices.values() for v in t[0]]
+    test_voices = [v for t in voices.values() for v in t[2]]
+    with contextlib.ExitStack() as stack:
+        work = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-trace-"))
+        )
+        clips = {
+            "train": synthesize(work / "train", train_voices, bundled_sentences(),
+                                args.train_sentences),
+            "dev": synthesize(work / "dev", everyone, pool_sentences("dev", 200),
+                              args.dev_sentences),
+            "test": synthesize(work / "test", everyone, pool_sentences("test", 200),
+                               args.test_sentences),
+        }  # fmt: skip
+        unseen = [c for c in clips["test"] if c[2] in set(test_voices)]
+        for cond in CHANNELS:
+            clips[f"test-{cond}"] = degraded(unseen, work / f"test-{cond}", cond)
+        clips["train-aug"] = clips["train"]  # the same labels; embedded from augmented copies
+        embeddings: dict[str, dict[str, np.ndarray]] = {}
+        ids = {}
+        for name in ENCODERS:
+            encoder = load_encoder("bundled" if name == "whichvoice" else name)
+            ids[name] = model_id(encoder)
+            embeddings[name] = {}
+            for split, rows in clips.items():
+                sources = [p for p, _, _ in rows]
+                if split == "train-aug":
+                    sources = [augmented(p, seed=i) for i, p in enumerate(sources)]
+                embeddings[name][split] = embed(encoder, sources)
+                print(f"{name} {split}: {len(sources)} clips embedded", flush=True)
+    auto = load_encoder("auto")
+    ids["auto"] = model_id(auto)
+    scales = dict(zip(auto.fusion.parts, np.sqrt(auto.fusion.weights), strict=True))
+    embeddings["auto"] = {
+        split: np.concatenate(
+            [embeddings[p][split] / np.maximum(np.linalg.norm(embeddings[p][split], axis=1,
+                                                              keepdims=True), 1e-12) * scales[p]
+             for p in auto.fusion.parts], axis=1)
+        for split in clips
+    }  # fmt: skip
+    sets = Sets(clips, embeddings)
+    families = sorted(voices)
+    bundled_trained = json.loads((bundled_encoder() / "recipe.json").read_text())["training_voices"]
+    seen_by_encoder = sorted({engine_family(v) for v in bundled_trained})
+    candidates = {}
+    for enc in [*ENCODERS, "auto"]:
+        for kind in SCORES:
+            for keep in KEEPS:
+                label = f"{enc}, {kind}, keep {keep:.0%}"
+                dev_folds = {f: loeo_fold(sets, enc, kind, keep, f, "dev") for f in families}
+                dev_f1 = float(np.mean([x["macro_f1"] for x in dev_folds.values()]))
+                head = fit(sets, enc, kind, keep)
+                dev_fam, _ = sets.labels("dev")
+                candidates[label] = {
+                    "encoder": enc,
+                    "score": kind,
+                    "keep": keep,
+                    "dev": {
+                        "loeo_mean_macro_f1": dev_f1,
+                        "loeo_mean_auroc": float(np.mean([x["auroc"] for x in dev_folds.values()])),
+                        "engine_accuracy": closed_figures(head, sets.emb[enc]["dev"],
+                                                          dev_fam)["accuracy"],
+                    },
+                }  # fmt: skip
+                print(f"{label}: dev LOEO macro-F1 {dev_f1:.4f}", flush=True)
+    order = [*ENCODERS, "auto"]
+    chosen = max(
+        candidates,
+        key=lambda k: (round(candidates[k]["dev"]["loeo_mean_macro_f1"], 6),
+                       -order.index(candidates[k]["encoder"])),
+    )  # fmt: skip
+    for label, c in candidates.items():
+        enc, kind, keep = c["encoder"], c["score"], c["keep"]
+        head = fit(sets, enc, kind, keep)
+        test_rows = {}
+        for split in ["test", *[f"test-{x}" for x in CHANNELS]]:
+            fam, voi = sets.labels(split)
+            rows = [i for i, v in enumerate(voi) if v in set(test_voices)]
+            test_rows[split.removeprefix("test-") if split != "test" else "clean"] = closed_figures(
+                head, sets.emb[enc][split][rows], [fam[i] for i in rows]
+            )
+        folds = {f: loeo_fold(sets, enc, kind, keep, f, "test") for f in families}
+        means = {k: [x[k] for x in folds.values()] for k in ("auroc", "fpr95", "macro_f1")}
+        c["test"] = {
+            "unseen_voices": test_rows,
+            "leave_one_engine_out": {
+                "folds": folds,
+                **{f"mean_{k}": float(np.mean(v)) for k, v in means.items()},
+                **{f"mean_{k}_ci95": mean_ci(v) for k, v in means.items()},
+            },
+        }
+        print(f"{label}: test accuracy {test_rows['clean']['accuracy']['value']:.4f}, "
+              f"LOEO AUROC {np.mean(means['auroc']):.4f}, FPR95 {np.mean(means['fpr95']):.4f}, "
+              f"macro-F1 {np.mean(means['macro_f1']):.4f}", flush=True)  # fmt: skip
+    report = {
+        "benchmark": "trace",
+        **made,
+        "command": "python benchmarks/trace.py " + " ".join(sys.argv[1:]),
+        "voices": {f: {"train": t[0], "dev": t[1], "test": t[2]} for f, t in voices.items()},
+        "sentences_per_voice": {
+            "train": args.train_sentences,
+            "dev": args.dev_sentences,
+            "test": args.test_sentences,
+        },
+        "clips": {k: len(v) for k, v in clips.items() if k != "train-aug"},
+        "encoders": ids,
+        "families_the_bundled_encoder_trained_on": seen_by_encoder,
+        "rule": "highest mean over leave-one-engine-out folds of the dev macro-F1 (known "
+        "families + unknown); ties: the faster encoder",
+        "chosen": chosen,
+        "candidates": candidates,
+        "targets": {
+            "unseen_voice_accuracy": 0.99,
+            "loeo_mean_auroc": 0.99,
+            "loeo_mean_fpr95": 0.05,
+            "loeo_mean_macro_f1": 0.95,
+            "degraded_accuracy": 0.97,
+        },
+    }
+    write_result(args.json, report)
+    print(f"chosen: {chosen} -> {args.json}")
+    if args.write:
+        c = candidates[chosen]
+        head = fit(sets, c["encoder"], c["score"], c["keep"])
+        dest = Path(__file__).resolve().parents[1] / "src/whichvoice/data/engine"
+        shipped = EngineHead(
+            head.families, head.coef, head.intercept, head.prototypes, head.prototype_family,
+            ids[c["encoder"]], head.score_kind, head.threshold,
+            head.fitted | {"source": f"benchmarks/trace.py ({chosen}), commit "
+                                     f"{made['commit'][:12]}", "augmented": True},
+        )  # fmt: skip
+        shipped.save(dest)
+        print(f"engine head written to {dest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Source tracing: which engine family made a clip (``trace``), and fitting an engine head on a
+corpus (``trace-fit``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from whichvoice.cli.common import LOCATION, app, setup_logging
+from whichvoice.errors import WhichvoiceError
+
+
+def head_and_encoder(head_dir: Path | None, model: Path | None):
+    """The engine head (``head_dir``, else the shipped one) and the encoder it reads: --model
+    when given (checked against the head), else the one the head was fitted with."""
+    from whichvoice.encoders import encoder_of_id, load_encoder
+    from whichvoice.tracing import EngineHead, EngineHeadError, load_head, shipped_head
+
+    folder = head_dir if head_dir is not None else shipped_head()
+    if model is not None:
+        encoder = load_encoder(model)
+    else:
+        encoder = encoder_of_id(EngineHead.load(folder).encoder)
+        if encoder is None:
+            raise EngineHeadError(
+                f"{folder}: the engine head reads embeddings of "
+                f"{EngineHead.load(folder).encoder}; pass --model with that encoder run"
+            )
+    return load_head(folder, encoder), encoder
+
+
+@app.command("trace")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--head",
+    "head_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An engine head made by `whichvoice trace-fit` [default: the one shipped].",
+)
+@click.option(
+    "--model",
+    type=LOCATION,
+    default=None,
+    help="The encoder the head reads [default: the one it was fitted with].",
+)
+@click.option("--json", "as_json", is_flag=True)
+def trace_cmd(
+    files: tuple[Path, ...], head_dir: Path | None, model: Path | None, as_json: bool
+) -> None:
+    """Which engine family made each of FILES (espeak-ng, piper, rhvoice, ...): "unknown"
+    when it is like none the head knows, with the nearest family beside it. Exit 1 when a
+    file could not be read."""
+    setup_logging(True)
+    from whichvoice.cli.gallery import _inputs
+
+    paths = _inputs(files)
+    head, encoder = head_and_encoder(head_dir, model)
+    failed = 0
+    for path, r in zip(paths, encoder.embed_many(paths), strict=True):
+        if isinstance(r, WhichvoiceError):
+            failed += 1
+            click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
+                       else f"{path}\terror: {r}")  # fmt: skip
+            continue
+        a = head.answer(r[0])[0]
+        if as_json:
+            click.echo(json.dumps({"path": str(path), **a.to_dict()}))
+        elif a.known:
+            click.echo(f"{path}\t{a.engine}\tp {a.confidence:.3f}\tscore {a.score:.3f} >= "
+                       f"threshold {head.threshold:.3f}")  # fmt: skip
+        else:
+            click.echo(f"{path}\tunknown\tnearest {a.nearest}\tscore {a.score:.3f} < "
+                       f"threshold {head.threshold:.3f}")  # fmt: skip
+    if failed:
+        sys.exit(1)
+
+
+@app.command("trace-fit")
+@click.argument("corpus", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The head's folder.")
+@click.option(
+    "--dev-corpus",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Clips for the threshold (voices the head is not fitted on) [default: a third of "
+    "the voices of each family of 3 voices or more, a fifth of the clips of the others].",
+)
+@click.option(
+    "--model",
+    type=LOCATION,
+    default=None,
+    help="The encoder whose embeddings the head reads [default: auto].",
+)
+@click.option(
+    "--keep",
+    type=click.FloatRange(0.5, 1.0, max_open=True),
+    default=0.99,
+    show_default=True,
+    help="Share of the dev clips of known families the threshold keeps.",
+)
+@click.option(
+    "--score", type=click.Choice(["prototype", "energy"]), default="prototype", show_default=True
+)
+@click.option("--no-augment", is_flag=True, help="Fit on the clips as they are only.")
+@click.option("--quiet", "-q", is_flag=True)
+def trace_fit_cmd(
+    corpus: Path,
+    out: Path,
+    dev_corpus: Path | None,
+    model: Path | None,
+    keep: float,
+    score: str,
+    no_augment: bool,
+    quiet: bool,
+) -> None:
+    """Fit an engine head on CORPUS (a corpus from `synth` or `import-corpus`): each clip's
+    engine family comes from its voice (`festival:ked_diphone` -> festival-diphone)."""
+    setup_logging(quiet)
+    from whichvoice.encoders import load_encoder
+    from whichvoice.tracing import corpus_clips, fit_from_clips, split_dev
+
+    clips = corpus_clips(corpus)
+    if dev_corpus is not None:
+        train, dev = clips, corpus_clips(dev_corpus)
+    else:
+        train, dev = split_dev(clips)
+    encoder = load_encoder(model)
+    head = fit_from_clips(encoder, train, dev, keep=keep, score_kind=score,
+                          augment=not no_augment, progress=not quiet)  # fmt: skip
+    head.save(out)
+    counts = ", ".join(f"{f} {n}" for f, n in head.fitted["clips_per_family"].items())
+    rule = head.fitted["threshold_rule"]
+    click.echo(f"engine head for {len(head.families)} families ({counts} training clips), "
+               f"threshold {head.threshold:.3f} ({rule}) -> {out}")  # fmt: skip

@@ -1,0 +1,134 @@
+"""Source tracing: engine families, the engine head, and its commands on real TTS audio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli, voice_clips
+from whichvoice.tracing import UNKNOWN, EngineHead, EngineHeadError, fit_head
+from whichvoice.voices.families import FAMILIES, engine_family
+
+
+def test_engine_families_of_voice_ids() -> None:
+    assert engine_family("espeak-ng:en-us+f3") == "espeak-ng"
+    assert engine_family("espeak-ng:en-029+rand250001") == "espeak-ng"
+    assert engine_family("festival:ked_diphone") == "festival-diphone"
+    assert engine_family("festival:czech_dita") == "festival-diphone"
+    assert engine_family("festival:cmu_us_slt_arctic_hts") == "festival-hts"
+    assert engine_family("festival:msu_ru_nsh_clunits") == "festival-clunits"
+    assert engine_family("mbrola:us1") == "mbrola"
+    assert engine_family("polly:Joanna") == "polly-standard"
+    assert engine_family("polly:Joanna", "polly-neural") == "polly-neural"
+    assert engine_family("human:jackson", "human") == "human"
+    from whichvoice.voices.registry import all_voices
+
+    assert {engine_family(v.id) for v in all_voices()} <= set(FAMILIES)
+
+
+def _clusters(rng: np.random.Generator, centres: np.ndarray, n: int, spread: float):
+    """``n`` points around each centre (unit vectors), labelled by centre."""
+    x = np.concatenate([c + spread * rng.normal(size=(n, centres.shape[1])) for c in centres])
+    return x, np.repeat(np.arange(len(centres)), n)
+
+
+def test_engine_head_names_known_families_and_refuses_others(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    centres = np.eye(16)[:4] * 3
+    x, y = _clusters(rng, centres, 40, 0.3)
+    families = [f"f{i // 2}" for i in y]  # two voices (centres) per family
+    voices = [f"v{i}" for i in y]
+    head = fit_head(x[::2], families[::2], voices[::2], "enc-1")
+    head = head.with_threshold(x[1::2], families[1::2], keep=0.95)
+    assert head.families == ("f0", "f1")
+    answers = head.answer(x[1::2])
+    assert [a.nearest for a in answers] == families[1::2]
+    assert all(a.engine in (a.nearest, UNKNOWN) and 0.5 < a.confidence <= 1 for a in answers)
+    assert sum(a.known for a in answers) >= 0.95 * len(answers)
+    far = np.eye(16)[8] * 3 + 0.3 * rng.normal(size=(20, 16))  # a family it never saw
+    assert sum(a.engine == UNKNOWN for a in head.answer(far)) >= 19
+    assert all(a.nearest in head.families for a in head.answer(far))
+    head.save(tmp_path / "head")
+    again = EngineHead.load(tmp_path / "head")
+    assert again.threshold == pytest.approx(head.threshold)
+    assert again.encoder == "enc-1" and again.families == head.families
+    np.testing.assert_allclose(again.scores(x), head.scores(x), rtol=1e-6)
+    assert json.loads((tmp_path / "head" / "engine.json").read_text())["score"] == "prototype"
+    with pytest.raises(EngineHeadError, match="no engine head here"):
+        EngineHead.load(tmp_path / "nothing")
+    with pytest.raises(EngineHeadError, match="2 families or more"):
+        fit_head(x[:10], ["f0"] * 10, ["v0"] * 10, "enc-1")
+
+
+# train / dev / test voices of three known families, and a family left out (pico)
+KNOWN = {
+    "espeak-ng": (["espeak-ng:en-us+f3", "espeak-ng:en-gb+m3", "espeak-ng:en-us+Alex"],
+                  ["espeak-ng:en-gb-x-rp+f2"], ["espeak-ng:en-us+m7"]),
+    "flite": (["flite:slt", "flite:rms"], ["flite:awb"], ["flite:kal16"]),
+    "festival-diphone": (["festival:kal_diphone", "festival:ked_diphone"],
+                         ["festival:rab_diphone"], ["festival:don_diphone"]),
+}  # fmt: skip
+LEFT_OUT = ["pico:en-US", "pico:en-GB"]
+
+
+@pytest.fixture(scope="module")
+def trace_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    voices = [v for parts in KNOWN.values() for part in parts for v in part] + LEFT_OUT
+    return voice_clips(tmp_path_factory.mktemp("trace") / "corpus", ",".join(voices), 6)
+
+
+@pytest.mark.slow
+def test_a_head_fitted_without_an_engine_calls_its_clips_unknown(
+    trace_clips: dict[str, list[Path]],
+) -> None:
+    from whichvoice.encoders import load_encoder
+    from whichvoice.tracing import Labelled, fit_from_clips
+
+    def labelled(part: int) -> Labelled:
+        rows = [(p, f, v) for f, parts in KNOWN.items() for v in parts[part]
+                for p in trace_clips[v]]  # fmt: skip
+        return Labelled(*map(list, zip(*rows, strict=True)))
+
+    encoder = load_encoder("bundled")
+    head = fit_from_clips(encoder, labelled(0), labelled(1), keep=0.95)
+    assert set(head.families) == set(KNOWN)
+    test = labelled(2)
+    known = [a for r in encoder.embed_many(test.paths) for a in head.answer(r[0])]
+    right = sum(a.engine == f for a, f in zip(known, test.families, strict=True))
+    assert right >= 0.8 * len(known), [a.engine for a in known]
+    left_out = [p for v in LEFT_OUT for p in trace_clips[v]]
+    unknown = [a for r in encoder.embed_many(left_out) for a in head.answer(r[0])]
+    assert sum(a.engine == UNKNOWN for a in unknown) > 0.5 * len(unknown), [
+        (a.nearest, round(a.score, 3), round(head.threshold, 3)) for a in unknown
+    ]
+
+
+@pytest.mark.slow
+def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_path: Path) -> None:
+    corpus = next(iter(trace_clips.values()))[0].parents[3]
+    assert (corpus / "manifest.jsonl").is_file()
+    head = tmp_path / "head"
+    fit = run_cli("trace-fit", str(corpus), "--out", str(head), "--model", "bundled",
+                  "--no-augment", "--quiet", check=True)  # fmt: skip
+    assert "engine head for 4 families" in fit.stdout
+    assert (head / "engine.safetensors").is_file()
+    clip = trace_clips["pico:en-GB"][0]
+    out = run_cli("trace", str(clip), "--head", str(head), "--json", check=True)
+    answer = json.loads(out.stdout)
+    assert answer["path"] == str(clip)
+    assert answer["engine_nearest"] in {"espeak-ng", "flite", "festival-diphone", "pico"}
+    assert {"engine", "engine_confidence", "engine_known", "engine_score"} <= set(answer)
+    text = run_cli("trace", str(clip), "--head", str(head), check=True).stdout
+    assert text.startswith(str(clip))
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio")
+    failed = run_cli("trace", str(bad), "--head", str(head))
+    assert failed.returncode == 1 and "error" in failed.stdout
+    wrong = run_cli("trace", str(clip), "--head", str(head), "--model", "resemblyzer")
+    assert wrong.returncode == 2
+    assert "reads embeddings of" in wrong.stderr and "Traceback" not in wrong.stderr
+    missing = run_cli("trace", str(clip), "--head", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no engine head here" in missing.stderr
