@@ -17,7 +17,7 @@ from .conftest import sine
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "flac"])
-@pytest.mark.parametrize("rate", [8000, 22050, 44100])
+@pytest.mark.parametrize("rate", [8000, 10000, 22050, 44100])  # 10 kHz: no mp3 stores it
 def test_encode_then_load_any_rate_and_format(fmt: str, rate: int) -> None:
     data = encode_audio(sine(440, 1.0, rate), rate, fmt)
     wave = load_audio(data)

@@ -203,14 +203,22 @@ def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarra
     return resample(wave, rate, sample_rate)
 
 
+# the sample rates MPEG-1, 2 and 2.5 layer III can store, Hz
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
 def encode_audio(wave: np.ndarray, rate: int, fmt: str) -> bytes:
-    """Encode a float32 mono waveform as ``fmt`` ("wav", "mp3" or "flac") bytes."""
+    """Encode a float32 mono waveform as ``fmt`` ("wav", "mp3" or "flac") bytes; an mp3 of a
+    rate mp3 cannot store is resampled up to the next one it can."""
     try:
         major, subtype = _WRITE_FORMATS[fmt]
     except KeyError:
         raise ValueError(
             f"unknown audio format {fmt!r}; valid: {', '.join(_WRITE_FORMATS)}"
         ) from None
+    if fmt == "mp3" and rate not in MP3_RATES:  # e.g. festival's don_diphone, at 10 kHz
+        target = min((r for r in MP3_RATES if r > rate), default=MP3_RATES[-1])
+        wave, rate = resample(wave, rate, target), target
     buf = io.BytesIO()
     sf.write(buf, np.clip(wave, -1.0, 1.0), rate, format=major, subtype=subtype)
     return buf.getvalue()

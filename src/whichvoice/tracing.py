@@ -380,3 +380,15 @@ def load_head(folder: str | os.PathLike | None, encoder) -> EngineHead:
             "trace-fit`)"
         )
     return head
+
+
+def head_for(encoder, folder: str | os.PathLike | None = None) -> EngineHead | None:
+    """The engine head to answer with beside ``encoder``'s identifications: ``folder``'s
+    (which must read this encoder's embeddings), else the shipped one when it reads them,
+    else None."""
+    if folder is not None:
+        return load_head(folder, encoder)
+    try:
+        return load_head(None, encoder)
+    except EngineHeadError:
+        return None

@@ -43,6 +43,7 @@ from whichvoice.scoring import (
     min_dcf,
     threshold_at_far,
 )
+from whichvoice.tracing import EngineAnswer, EngineHead
 
 # with the names of whichvoice.encoders, importable from here as before
 __all__ = [
@@ -291,6 +292,7 @@ class Identity:
     scores: dict[str, float]
     point: OperatingPoint
     nearest: str = ""  # the closest enrolled voice, whether or not it passed the threshold
+    engine: EngineAnswer | None = None  # which engine family made it (an engine head's)
 
     @property
     def threshold(self) -> float:
@@ -300,11 +302,13 @@ class Identity:
         return {
             "path": self.path,
             "voice": self.voice,
+            "voice_known": self.voice != UNKNOWN,
             "nearest": self.nearest,
             "score": round(self.score, 6),
             "probability": round(self.point.probability(self.score), 6),
             **self.point.to_dict(),
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
+            **(self.engine.to_dict() if self.engine is not None else {}),
         }
 
 
@@ -377,10 +381,16 @@ def verify(
 
 
 def identify(
-    model: VoiceModel, gallery, sources: list, *, threshold: float | None = None
+    model: VoiceModel,
+    gallery,
+    sources: list,
+    *,
+    threshold: float | None = None,
+    engine_head: EngineHead | None = None,
 ) -> list[Identity | WhichvoiceError]:
     """Which enrolled voice is each recording, or ``unknown`` under the threshold (the
-    calibrated one, or ``threshold``); the nearest voice is named either way."""
+    calibrated one, or ``threshold``); the nearest voice is named either way. With an
+    ``engine_head`` that reads ``model``'s embeddings, also which engine family made it."""
     point = operating_point(model, threshold)
     voices = gallery.voices()
     if not voices:
@@ -405,6 +415,7 @@ def identify(
                 {v.name: float(s) for v, s in zip(voices, scores, strict=True)},
                 point,
                 nearest,
+                engine_head.answer(result[0])[0] if engine_head is not None else None,
             )
         )
     return out

@@ -167,36 +167,58 @@ def verify_cmd(
         sys.exit(1)
 
 
+def _engine(r) -> str:
+    """The engine family part of an identify line ("" without an engine head)."""
+    if r.engine is None:
+        return ""
+    e = r.engine
+    return f"\tengine {e.engine}" + (f" (nearest {e.nearest})" if not e.known else "")
+
+
 @app.command("identify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_model_option
 @gallery_option
 @_threshold_option
+@click.option(
+    "--engine-head",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also say which engine family made each file with this head (`whichvoice "
+    "trace-fit`) [default: the shipped head when it reads the encoder in use].",
+)
 @click.option("--json", "as_json", is_flag=True)
 def identify_cmd(
     files: tuple[Path, ...],
     model: Path | None,
     gallery: Path | None,
     threshold: float | None,
+    engine_head: Path | None,
     as_json: bool,
 ) -> None:
     """Which enrolled voice is each of FILES: "unknown" when none reaches the threshold,
-    with the nearest voice and its score either way."""
+    with the nearest voice and its score either way; and which engine family made it
+    (`whichvoice trace`), where an engine head reads the encoder in use."""
     setup_logging(True)
+    from whichvoice.tracing import head_for
     from whichvoice.verification import identify
 
     paths = _inputs(files)
     encoder = _gallery_encoder(model, gallery)
+    head = head_for(encoder, engine_head)
     with _gallery(encoder, gallery) as g:
-        results = identify(encoder, g, paths, threshold=threshold)
+        results = identify(encoder, g, paths, threshold=threshold, engine_head=head)
     _print_results(
         paths,
         results,
         as_json,
         lambda r: (
-            f"{r.voice}\tscore {r.score:.3f} >= {_point(r)}"
-            if r.voice == r.nearest
-            else f"{r.voice}\tnearest {r.nearest} score {r.score:.3f} < {_point(r)}"
+            (
+                f"{r.voice}\tscore {r.score:.3f} >= {_point(r)}"
+                if r.voice == r.nearest
+                else f"{r.voice}\tnearest {r.nearest} score {r.score:.3f} < {_point(r)}"
+            )
+            + _engine(r)
         ),
     )
 

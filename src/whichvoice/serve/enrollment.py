@@ -76,7 +76,9 @@ def gallery_answer(
                         "no voices enrolled: POST /v1/enroll?name=NAME with a few clips first",
                     )
                 return None
-            result = identify(encoder.model, g, [audio], threshold=threshold)[0]
+            result = identify(
+                encoder.model, g, [audio], threshold=threshold, engine_head=encoder.engine_head
+            )[0]
     except (HTTPProblem, WhichvoiceError) as e:
         if required:
             raise

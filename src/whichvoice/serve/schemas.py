@@ -23,6 +23,24 @@ class GalleryAnswer(BaseModel):
     scores: dict[str, float] = Field(description="Every enrolled voice's score")
     threshold: float = Field(description="The accept threshold on the score")
     threshold_source: str = Field(description=THRESHOLD_SOURCE)
+    voice_known: bool = Field(description="Whether the voice is an enrolled one")
+    engine: str | None = Field(
+        default=None,
+        description='Which engine family made the clip (espeak-ng, piper, ...), "unknown" for '
+        "one the engine head never saw; null when no engine head reads this server's encoder",
+    )
+    engine_confidence: float | None = Field(
+        default=None, description="The engine head's probability of its most likely family"
+    )
+    engine_known: bool | None = Field(
+        default=None, description="Whether the engine is one of the head's families"
+    )
+    engine_nearest: str | None = Field(
+        default=None, description="The most likely known family, also when engine is unknown"
+    )
+    engine_score: float | None = Field(
+        default=None, description="The open-set score, compared with the head's threshold"
+    )
 
 
 class ClassifierAnswer(BaseModel):

@@ -29,6 +29,7 @@ from whichvoice.errors import (
 )
 from whichvoice.gallery import Gallery, default_gallery_path
 from whichvoice.runtime import Prediction, VoiceModel
+from whichvoice.tracing import EngineHead, head_for
 from whichvoice.verification import gallery_encoder, model_id
 from whichvoice.voices import SessionPool
 
@@ -159,6 +160,7 @@ def release_free_memory() -> bool:
 class Encoder:
     model: VoiceModel  # whatever verification.load_encoder returns
     id: str  # what galleries record, see verification.model_id
+    engine_head: EngineHead | None = None  # the shipped engine head, when it reads this model
 
 
 class Service:
@@ -207,7 +209,7 @@ class Service:
         with self._encoder_lock:
             if self._encoder is None:
                 model = gallery_encoder(self.cfg.encoder, self.gallery_path)
-                self._encoder = Encoder(model, model_id(model))
+                self._encoder = Encoder(model, model_id(model), head_for(model))
             return self._encoder
 
     def encoder(self) -> Encoder:

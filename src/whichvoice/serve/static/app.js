@@ -120,6 +120,15 @@ function showResult(result, source) {
     meta += ` Enrolled voices: nearest ${gallery.nearest} (score ${gallery.score.toFixed(2)} < ${gallery.threshold.toFixed(2)}).`;
   }
   $("result-meta").textContent = meta;
+  // which engine family made it, when the server's engine head reads its encoder
+  const engine = gallery && gallery.engine ? gallery : null;
+  $("result-engine").hidden = !engine;
+  if (engine) {
+    $("result-engine").textContent = engine.engine_known
+      ? `Made by: ${engine.engine} (${percent(engine.engine_confidence)} sure).`
+      : `Made by: an engine it does not know (nearest ${engine.engine_nearest}).`;
+    document.body.dataset.engine = engine.engine;
+  }
 
   const bars = $("bars");
   bars.replaceChildren();
