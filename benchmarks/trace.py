@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import sys
 import tempfile
@@ -120,8 +121,6 @@ def synthesize(folder: Path, voices: list[str], sentences, per_voice: int) -> li
 
 def degraded(clips: list, folder: Path, condition: str) -> list:
     """``clips`` through one evaluation condition (wav files made once)."""
-    import hashlib
-
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for path, family, voice in clips:
@@ -310,10 +309,20 @@ def main() -> None:
             ids[name] = model_id(encoder)
             embeddings[name] = {}
             for split, rows in clips.items():
-                sources = [p for p, _, _ in rows]
+                paths = [p for p, _, _ in rows]
+                # kept in the workdir (numpy's own format, no pickle), keyed by the encoder's
+                # weights and the clips: a rerun with other heads embeds nothing again
+                key = hashlib.sha256("\n".join([ids[name], *map(str, paths)]).encode())
+                cache = work / "embeddings" / f"{name}-{split}-{key.hexdigest()[:16]}.npy"
+                if cache.exists():
+                    embeddings[name][split] = np.load(cache, allow_pickle=False)
+                    continue
+                sources = paths
                 if split == "train-aug":
-                    sources = [augmented(p, seed=i) for i, p in enumerate(sources)]
+                    sources = [augmented(p, seed=i) for i, p in enumerate(paths)]
                 embeddings[name][split] = embed(encoder, sources)
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cache, embeddings[name][split], allow_pickle=False)
                 print(f"{name} {split}: {len(sources)} clips embedded", flush=True)
     auto = load_encoder("auto")
     ids["auto"] = model_id(auto)

@@ -290,6 +290,14 @@ def test_without_a_classifier_the_enrolled_voices_answer(browser, small_corpus, 
         assert page.locator("#result-confidence").inner_text().startswith("enrolled voice, score ")
         assert "compared with the enrolled voices" in page.locator("#result-meta").inner_text()
         assert shown_bars(page) == ["ked", "slt"]  # cosine scores, best first
+        # the default encoder (auto) is the one the shipped engine head reads: the engine too
+        answer = result["gallery"]
+        assert answer["voice_known"] is True and answer["engine_nearest"], answer
+        engine = page.locator("#result-engine").inner_text()
+        if answer["engine_known"]:
+            assert engine.startswith(f"Made by: {answer['engine']} (")
+        else:
+            assert f"does not know (nearest {answer['engine_nearest']})" in engine
         # a voice nobody enrolled is a stranger, not the closest enrolled voice
         result = upload(paths["flite:rms"][10])
         assert result is not None and result["voice"] == "unknown"

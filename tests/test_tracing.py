@@ -132,3 +132,15 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert "reads embeddings of" in wrong.stderr and "Traceback" not in wrong.stderr
     missing = run_cli("trace", str(clip), "--head", str(tmp_path / "none"))
     assert missing.returncode == 2 and "no engine head here" in missing.stderr
+    # identify answers at both levels with the head: the voice, and the engine
+    common = ["--model", "bundled", "--gallery", str(tmp_path / "g.sqlite")]
+    slt = trace_clips["flite:slt"]
+    run_cli("enroll", "slt", *map(str, slt[:3]), *common, check=True)
+    ident = run_cli("identify", str(slt[4]), str(clip), "--engine-head", str(head), "--json",
+                    *common, check=True)  # fmt: skip
+    rows = [json.loads(line) for line in ident.stdout.splitlines()]
+    assert [r["voice_known"] for r in rows] == [r["voice"] != "unknown" for r in rows]
+    assert rows[0]["engine_nearest"] == "flite" and rows[0]["voice"] == "slt"
+    assert all("engine" in r and "engine_known" in r for r in rows)
+    text = run_cli("identify", str(slt[4]), "--engine-head", str(head), *common, check=True)
+    assert "\tengine " in text.stdout

@@ -216,14 +216,19 @@ def fit_head(
         raise EngineHeadError(f"an engine head needs clips of 2 families or more, not {names}")
     x = _unit(embeddings)
     y = np.array([names.index(f) for f in families])
-    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-    model.fit(x, y)
+    # on standardised dimensions (a unit embedding's are small and unequal), folded back into
+    # the weights afterwards so that the head reads unit embeddings as they come
+    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+    model.fit((x - mean) / scale, y)
     coef, intercept = model.coef_, model.intercept_
     if len(names) == 2:  # scikit-learn's binary model: one row, the log-odds of the second
         coef, intercept = (
             np.stack([-coef[0] / 2, coef[0] / 2]),
             np.r_[-intercept / 2, intercept / 2],
         )
+    coef = coef / scale
+    intercept = intercept - coef @ mean
     voice_names = sorted(set(voices))
     by_voice = {v: i for i, v in enumerate(voice_names)}
     idx = np.array([by_voice[v] for v in voices])
@@ -234,7 +239,8 @@ def fit_head(
         "clips": len(y),
         "voices": len(voice_names),
         "clips_per_family": {n: int((y == i).sum()) for i, n in enumerate(names)},
-        "regression": f"multinomial logistic regression, C={c}, families balanced",
+        "regression": f"multinomial logistic regression on standardised dimensions, C={c}, "
+        "families balanced",
     }
     return EngineHead(names, coef.astype(np.float32), intercept.astype(np.float32),
                       prototypes, proto_family, encoder, score_kind, float("-inf"),
