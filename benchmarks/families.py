@@ -2,15 +2,16 @@
 RHVoice, SVOX Pico, piper, hibari) and random espeak-ng variants of the test pool, under the
 evaluation protocol (docs/evaluation.md).
 
-Every encoder compared (the bundled one or ``--model RUN``, resemblyzer, dvector, auto) takes its
-threshold from the same dev voices as ``benchmarks/verify.py`` (its dev corpus is shared when
-``--workdir`` is the same). Each test voice (``whichvoice.protocol.ENGINE_VOICES["test"]``,
-plus ``--espeak-voices`` of the test pool) reads ``--per-voice`` test-pool sentences; 3 clips
-cut to 3 s enroll it, every other clip is scored against every enrolled voice. A family's
-trials are its clips against its own voice (targets) and against every other voice, and
-every other clip against its voices (non-targets). Conditions: ``clean`` and ``hard`` (the
-middle 1.5 s with noise at 10 dB). With 1 to 3 voices a family, the 95 % intervals come from
-a bootstrap over clips: they speak of these voices' clips, not of every voice of the family.
+Every encoder compared (the bundled one or ``--model RUN``, resemblyzer, dvector, auto) takes
+its threshold from the same dev trials and by the same rule as ``benchmarks/verify.py`` (its
+dev corpus is shared when ``--workdir`` is the same). Each test voice
+(``whichvoice.protocol.ENGINE_VOICES["test"]``, plus ``--espeak-voices`` of the test pool)
+reads ``--per-voice`` test-pool sentences; 3 clips cut to 3 s enroll it, every other clip is
+scored against every enrolled voice. A family's trials are its clips against its own voice
+(targets) and against every other voice, and every other clip against its voices (non-targets).
+Conditions: ``clean`` and ``hard`` (the middle 1.5 s with noise at 10 dB). With 1 to 3 voices a
+family, the 95 % intervals come from a bootstrap over clips: they speak of these voices' clips,
+not of every voice of the family.
 Writes benchmarks/results/families.json.
 
     python benchmarks/families.py [--per-voice 63] [--espeak-voices 16] [--workdir DIR]
@@ -29,11 +30,12 @@ import numpy as np
 from provenance import RESULTS, provenance, write_result
 from verify import (
     TARGET_FAR,
+    THRESHOLD_RULE,
+    dev_calibration_trials,
     dev_voices,
     make_trials,
     score_matrix,
     sha256s,
-    split_trials,
     synthesize,
 )
 
@@ -96,6 +98,8 @@ def main() -> None:
     parser.add_argument("--dev-per-voice", type=int, default=40, help="as benchmarks/verify.py")
     parser.add_argument("--per-voice", type=int, default=3 + 60, help="test clips a voice")
     parser.add_argument("--espeak-voices", type=int, default=16)
+    parser.add_argument("--dev-channel-clips", type=int, default=10, help="as benchmarks/verify.py")
+    parser.add_argument("--human-clips", type=int, default=60, help="as benchmarks/verify.py")
     parser.add_argument("--resamples", type=int, default=300)
     parser.add_argument("--encoders", default="whichvoice,resemblyzer,dvector,auto")
     parser.add_argument("--json", type=Path, default=RESULTS / "families.json")
@@ -128,7 +132,14 @@ def main() -> None:
         }  # fmt: skip
         if any(leaks.values()):
             sys.exit(f"the pools overlap: {leaks}")
-        dev = make_trials(dev_files, work / "dev-trials", None)
+        dev = make_trials(dev_files, work / "dev-trials", args.dev_channel_clips)
+        from human import joined_clips  # here: human.py imports verify, as this module does
+
+        human = make_trials(
+            joined_clips(work / "human-clips", args.human_clips, 6),
+            work / "human-trials",
+            args.dev_channel_clips,
+        )
         test = make_trials(test_files, work / "families-trials", 0)
         names = [n.strip() for n in args.encoders.split(",") if n.strip()]
         encoders = {n: load_encoder((args.model or n) if n == "whichvoice" else n) for n in names}
@@ -136,7 +147,7 @@ def main() -> None:
         voices = sorted(test["enroll"])
         families = sorted({family_of(v) for v in voices})
         for name, encoder in encoders.items():
-            dev_trials = split_trials(*score_matrix(encoder, dev, "clean"))
+            dev_trials, _ = dev_calibration_trials(encoder, dev, human)
             threshold = threshold_at_far(dev_trials.nontarget, TARGET_FAR)
             results[name] = {"dev_threshold": threshold}
             for condition in CONDITIONS:
@@ -158,7 +169,7 @@ def main() -> None:
         "dev_voices": sorted(dev["enroll"]),
         "test_voices": voices,
         "test_clips_per_voice": args.per_voice,
-        "threshold_rule": f"far<={TARGET_FAR} on the dev pool's clean trials",
+        "threshold_rule": THRESHOLD_RULE,
         "interval": "bootstrap over test clips (1-3 voices a family)",
         "leakage": leaks,
         "results": results,
