@@ -149,3 +149,28 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert all("engine" in r and "engine_known" in r for r in rows)
     text = run_cli("identify", str(slt[4]), "--engine-head", str(head), *common, check=True)
     assert "\tengine " in text.stdout
+
+
+@pytest.mark.slow
+def test_a_head_on_a_part_of_auto_reads_that_part_of_its_embedding(
+    trace_clips: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """A head fitted on resemblyzer's embeddings answers identify with auto (the default)
+    from the resemblyzer part of auto's embedding: the same answers as from resemblyzer's."""
+    from whichvoice.encoders import load_encoder
+    from whichvoice.tracing import Labelled, fit_from_clips, head_for
+
+    rows = [(p, f, v) for f, parts in KNOWN.items() for v in parts[0] for p in trace_clips[v]]
+    train = Labelled(*map(list, zip(*rows, strict=True)))
+    resemblyzer, auto = load_encoder("resemblyzer"), load_encoder("auto")
+    head = fit_from_clips(resemblyzer, train, train, keep=0.95, augment=False)
+    head.save(tmp_path / "head")
+    via_auto = head_for(auto, tmp_path / "head")
+    assert via_auto.part is not None
+    clips = [trace_clips[v][0] for v in (*LEFT_OUT[:2], "pico:en-GB", "festival:don_diphone")]
+    alone = np.stack([r[0] for r in resemblyzer.embed_many(clips)])
+    fused = np.stack([r[0] for r in auto.embed_many(clips)])
+    np.testing.assert_allclose(via_auto.scores(fused), head.scores(alone), atol=1e-4)
+    assert [a.engine for a in via_auto.answer(fused)] == [a.engine for a in head.answer(alone)]
+    with pytest.raises(EngineHeadError, match="reads embeddings of"):
+        head_for(load_encoder("bundled"), tmp_path / "head")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +82,16 @@ class EngineHead:
     score_kind: str = "prototype"
     threshold: float = float("-inf")  # -inf: every clip is answered with a known family
     fitted: dict = field(default_factory=dict)
+    # (start, stop): the columns of a fused embedding that hold the part this head reads
+    # (``load_head`` with a fused encoder); None: the whole embedding
+    part: tuple[int, int] | None = None
+
+    def _view(self, embeddings: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(embeddings, np.float32))
+        return _unit(x if self.part is None else x[:, self.part[0] : self.part[1]])
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
-        return _unit(embeddings) @ self.coef.T + self.intercept
+        return self._view(embeddings) @ self.coef.T + self.intercept
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """Each family's probability, float (n_clips, n_families)."""
@@ -102,7 +109,7 @@ class EngineHead:
         if kind != "prototype":
             raise EngineHeadError(f"unknown open-set score {kind!r}; valid: {', '.join(SCORES)}")
         named = z.argmax(axis=1)
-        cos = _unit(embeddings) @ self.prototypes.T  # (n_clips, n_voices)
+        cos = self._view(embeddings) @ self.prototypes.T  # (n_clips, n_voices)
         same = self.prototype_family[None, :] == named[:, None]
         return np.where(same, cos, -np.inf).max(axis=1)
 
@@ -136,9 +143,7 @@ class EngineHead:
             "dev_clips": int(mask.sum()),
             "keep": keep,
         }
-        return EngineHead(self.families, self.coef, self.intercept, self.prototypes,
-                          self.prototype_family, self.encoder, kind, threshold,
-                          fitted)  # fmt: skip
+        return replace(self, score_kind=kind, threshold=threshold, fitted=fitted)
 
     def to_dict(self) -> dict:
         return {
@@ -361,9 +366,7 @@ def fit_from_clips(
     head = fit_head(emb, families, voices, model_id(encoder), score_kind=score_kind)
     dev_emb, dev_kept = embed_all(encoder, dev.paths, progress=progress, what="dev clips")
     head = head.with_threshold(dev_emb, [dev.families[i] for i in dev_kept], keep)
-    return EngineHead(head.families, head.coef, head.intercept, head.prototypes,
-                      head.prototype_family, head.encoder, head.score_kind, head.threshold,
-                      head.fitted | {"augmented": augment})  # fmt: skip
+    return replace(head, fitted=head.fitted | {"augmented": augment})
 
 
 def shipped_head() -> Path:
@@ -379,6 +382,9 @@ def load_head(folder: str | os.PathLike | None, encoder) -> EngineHead:
     from whichvoice.encoders import model_id
 
     head = EngineHead.load(folder if folder is not None else shipped_head())
+    part = _part_of(encoder, head.encoder)
+    if part is not None:  # a part of a fused encoder: the head reads its columns
+        return replace(head, part=part)
     if head.encoder != model_id(encoder):
         raise EngineHeadError(
             f"the engine head reads embeddings of {head.encoder}, not of {model_id(encoder)}: "
@@ -386,6 +392,21 @@ def load_head(folder: str | os.PathLike | None, encoder) -> EngineHead:
             "trace-fit`)"
         )
     return head
+
+
+def _part_of(encoder, owner: str) -> tuple[int, int] | None:
+    """The columns of ``encoder``'s embedding made by the part whose model id is ``owner``,
+    when ``encoder`` is a fused one holding it; else None."""
+    from whichvoice.fusion import FusedEncoder
+
+    if not isinstance(encoder, FusedEncoder):
+        return None
+    at = 0
+    for part_id, dim in zip(encoder.config["parts"].values(), encoder.dims, strict=True):
+        if part_id == owner:
+            return at, at + dim
+        at += dim
+    return None
 
 
 def head_for(encoder, folder: str | os.PathLike | None = None) -> EngineHead | None:
