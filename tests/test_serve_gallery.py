@@ -12,6 +12,7 @@ import pytest
 
 from whichvoice.audio import encode_audio
 from whichvoice.gallery import Gallery
+from whichvoice.voices.families import FAMILIES
 
 from .conftest import sine
 from .test_serve import assert_error, start_server, stop
@@ -131,6 +132,10 @@ def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_cli
         g = r.json()["gallery"]
         assert g["score"] < g["threshold"] and r.json()["voice"] == "unknown"
         assert g["nearest"] in {"awb", "ked"} and g["probability"] < 0.5
+        # the default encoder holds the part the shipped engine head reads: the engine too
+        assert g["voice_known"] is False and g["engine_nearest"] in FAMILIES
+        assert g["engine_known"] == (g["engine"] != "unknown")
+        assert 0 < g["engine_confidence"] <= 1
         answers.append(g["voice"])
     assert answers == ["unknown"] * len(answers)
     # with a threshold of -1 the nearest voice is the answer
