@@ -29,12 +29,17 @@ def test_the_bundled_encoder_describes_itself() -> None:
     cal = json.loads((root / "calibration.json").read_text())
     # the shipped threshold keeps its rule, and sits where the error rates say it must
     assert cal["threshold_rule"] == "far<=0.001" and cal["false_acceptance_at_threshold"] <= 0.001
-    # not absurdly strict either: true claims of dev voices pass (the EER itself is the mean
-    # of two rates at another threshold, so it bounds neither rate at this one)
-    assert cal["false_rejection_at_threshold"] <= 0.05
-    assert cal["eer"] < 0.01  # the bundled encoder's bar on the dev voices
+    # set on every dev trial pooled (TTS and people, clean and degraded: benchmarks/verify.py)
+    assert "every dev trial" in cal["source"] and cal["target_trials"] > 5000
+    # not absurdly strict either: most true claims of dev voices pass, also the 1.5 s clips in
+    # noise among them (the EER is the mean of two rates at another threshold, so it bounds
+    # neither rate at this one)
+    assert cal["false_rejection_at_threshold"] <= 0.15
+    # the EER of those pooled trials (people and 1.5 s clips in noise among them); the
+    # encoder's targets on clean TTS voices are measured by benchmarks/verify.py
+    assert cal["eer"] < 0.05
     assert cal["target_trials"] >= 500 and cal["nontarget_trials"] >= 10 * cal["target_trials"]
-    assert cal["source"].startswith("dev pool")  # never the test pool (docs/evaluation.md)
+    assert "dev pool" in cal["source"] and "test" not in cal["source"]  # docs/evaluation.md
 
 
 @pytest.fixture(scope="module")
