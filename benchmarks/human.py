@@ -10,7 +10,7 @@ every other clip is scored against every speaker. ``auto`` (the fused encoder) h
 chosen on these same speakers among others (``benchmarks/fusion.py``): its row is a dev figure,
 not a held-out one. Figures: EER with a 95 % interval from a
 bootstrap over speakers, top-1 identification with its Wilson interval, and false rejections
-and acceptances at each encoder's shipped threshold (set on TTS dev voices). Writes
+and acceptances at each encoder's shipped threshold (set on dev trials, see verify.py). Writes
 benchmarks/results/human.json.
 
     python benchmarks/human.py [--clips 60] [--digits 6]

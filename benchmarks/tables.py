@@ -180,7 +180,8 @@ def human_table() -> str:
         f"{len(r['speakers'])} speakers of {r['data']}; {r['clips_per_speaker']} clips each of "
         f"{r['digits_per_clip']} digits (~3 s), {first['target_trials']} same-speaker and "
         f"{first['nontarget_trials']} different-speaker trials; each encoder at its shipped "
-        f"threshold (set on TTS dev voices; auto's on both kinds); intervals: {r['interval']}. "
+        "threshold (set on every dev trial pooled: TTS voices and these speakers, clean and "
+        f"degraded); intervals: {r['interval']}. "
         "auto's weights were chosen on these speakers among others: its row is a dev figure. "
         f"Made by {_made(r)}.",
     ]
