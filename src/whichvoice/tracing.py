@@ -379,9 +379,14 @@ def shipped_head() -> Path:
 def load_head(folder: str | os.PathLike | None, encoder) -> EngineHead:
     """The head in ``folder`` (None: the shipped one), checked against the encoder whose
     embeddings it will read."""
+    return bind(EngineHead.load(folder if folder is not None else shipped_head()), encoder)
+
+
+def bind(head: EngineHead, encoder) -> EngineHead:
+    """``head``, checked against the encoder whose embeddings it will read (reading its
+    columns of a fused encoder's embedding when it was fitted on one of the parts)."""
     from whichvoice.encoders import model_id
 
-    head = EngineHead.load(folder if folder is not None else shipped_head())
     part = _part_of(encoder, head.encoder)
     if part is not None:  # a part of a fused encoder: the head reads its columns
         return replace(head, part=part)

@@ -17,19 +17,17 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     """The engine head (``head_dir``, else the shipped one) and the encoder it reads: --model
     when given (checked against the head), else the one the head was fitted with."""
     from whichvoice.encoders import encoder_of_id, load_encoder
-    from whichvoice.tracing import EngineHead, EngineHeadError, load_head, shipped_head
+    from whichvoice.tracing import EngineHead, EngineHeadError, bind, shipped_head
 
     folder = head_dir if head_dir is not None else shipped_head()
-    if model is not None:
-        encoder = load_encoder(model)
-    else:
-        encoder = encoder_of_id(EngineHead.load(folder).encoder)
-        if encoder is None:
-            raise EngineHeadError(
-                f"{folder}: the engine head reads embeddings of "
-                f"{EngineHead.load(folder).encoder}; pass --model with that encoder run"
-            )
-    return load_head(folder, encoder), encoder
+    head = EngineHead.load(folder)
+    encoder = load_encoder(model) if model is not None else encoder_of_id(head.encoder)
+    if encoder is None:
+        raise EngineHeadError(
+            f"{folder}: the engine head reads embeddings of {head.encoder}; pass --model "
+            "with that encoder run"
+        )
+    return bind(head, encoder), encoder
 
 
 @app.command("trace")
