@@ -214,7 +214,12 @@ def fit_head(
     """An engine head fitted on training clips' embeddings (n_clips, dim), each clip's family
     and voice; no threshold yet (``EngineHead.with_threshold``). Families weigh the same
     whatever their number of clips."""
-    from sklearn.linear_model import LogisticRegression
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        raise EngineHeadError(
+            "fitting an engine head needs scikit-learn: `pip install whichvoice[pretrained]`"
+        ) from None
 
     names = tuple(sorted(set(families)))
     if len(names) < 2:
