@@ -253,13 +253,19 @@ THRESHOLD_RULE = (
 )
 
 
-def dev_calibration_trials(encoder, dev: dict, human: dict) -> tuple[Trials, dict]:
+def dev_calibration_trials(
+    encoder, dev: dict, human: dict, scored: dict | None = None
+) -> tuple[Trials, dict]:
     """Every dev trial pooled (both kinds, every condition): what the threshold is set on,
     so that one threshold serves clean and degraded clips, people and TTS voices (as
-    ``benchmarks/fusion.py`` calibrates ``auto``). Also each kind's EER, clean and pooled."""
+    ``benchmarks/fusion.py`` calibrates ``auto``). Also each kind's EER, clean and pooled.
+    ``scored``, when given, receives each (kind, condition)'s ``score_matrix``."""
     target, nontarget, eers = [], [], {}
+    scored = {} if scored is None else scored
     for kind, trials in (("tts", dev), ("human", human)):
-        pooled = [split_trials(*score_matrix(encoder, trials, c)) for c in CONDITIONS]
+        for c in CONDITIONS:
+            scored[(kind, c)] = score_matrix(encoder, trials, c)
+        pooled = [split_trials(*scored[(kind, c)]) for c in CONDITIONS]
         t = Trials(np.concatenate([p.target for p in pooled]),
                    np.concatenate([p.nontarget for p in pooled]))  # fmt: skip
         eers[kind] = eer(pooled[0].target, pooled[0].nontarget)[0]
@@ -273,7 +279,8 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
     """Threshold from every dev trial (``dev_calibration_trials``); every TTS figure on the
     test pool, and the human-dev speakers' trials beside them, clean and degraded."""
     t0 = time.perf_counter()
-    dev_trials, dev_eers = dev_calibration_trials(encoder, dev, human)
+    scored: dict = {}  # the human-dev matrices are reported below: scored once
+    dev_trials, dev_eers = dev_calibration_trials(encoder, dev, human, scored)
     threshold = threshold_at_far(dev_trials.nontarget, TARGET_FAR)
     result: dict = {
         "dev": {
@@ -312,12 +319,12 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
         print(f"{name} {condition}: EER {100 * r['eer']:.2f} % "
               f"[{100 * r['eer_ci95'][0]:.2f}, {100 * r['eer_ci95'][1]:.2f}] on "
               f"{r['target_trials']} target trials", flush=True)  # fmt: skip
-    scores, truth = score_matrix(encoder, human, "clean")
+    scores, truth = scored[("human", "clean")]
     t = split_trials(scores, truth)
     ci = voice_bootstrap(scores, truth, resamples=args.resamples)
     result["human-degraded"] = {}
     for condition in CONDITIONS[1:]:
-        h_scores, h_truth = score_matrix(encoder, human, condition)
+        h_scores, h_truth = scored[("human", condition)]
         h = split_trials(h_scores, h_truth)
         result["human-degraded"][condition] = {
             "eer": eer(h.target, h.nontarget)[0],
