@@ -64,6 +64,9 @@ from whichvoice.tracing import SCORES, UNKNOWN, EngineHead, augmented, fit_head
 from whichvoice.voices.families import engine_family
 
 ENCODERS = ("whichvoice", "resemblyzer", "dvector")  # auto is made from these three
+# networks trained here on the engine labels of the train clips (``train --target engine``):
+# one on every family, and one per leave-one-engine-out fold without that family
+NETS = ("engine-net",)
 KEEPS = (0.95, 0.99)
 CHANNELS = ("mp3-24k", "phone", "room")
 # each family's voices: (train, dev, test); fixed before any figure was seen
@@ -131,6 +134,57 @@ def degraded(clips: list, folder: Path, condition: str) -> list:
             dest.write_bytes(conditions.make(condition, wave, rate, seed))
         out.append((dest, family, voice))
     return out
+
+
+def engine_net(work: Path, without: str | None) -> Path:
+    """``train --target engine`` (the model's defaults, seed 0) on the train clips, of every
+    family or of every family but ``without`` (a corpus of the others' clips, the audio
+    linked); the run is kept in the workdir and reused."""
+    from whichvoice.train import TrainConfig, train
+
+    name = "all" if without is None else f"without-{without}"
+    out = work / "engine-net" / name
+    if (out / "metrics.json").is_file():
+        return out
+    corpus = work / "train"
+    if without is not None:
+        corpus = work / "engine-net" / f"corpus-{name}"
+        corpus.mkdir(parents=True, exist_ok=True)
+        kept = [c for c in read_manifest(work / "train" / "manifest.jsonl")
+                if engine_family(c.voice, c.engine) != without]  # fmt: skip
+        (corpus / "manifest.jsonl").write_text(
+            "".join(json.dumps(c.to_dict()) + "\n" for c in kept)
+        )
+        if not (corpus / "audio").exists():
+            (corpus / "audio").symlink_to((work / "train" / "audio").resolve())
+    train(corpus, out, TrainConfig(target="engine", seed=0), progress=False)
+    print(f"engine-net {name}: trained", flush=True)
+    return out
+
+
+def cached_embeddings(work: Path, name: str, encoder, model: str, split: str, rows: list):
+    """``encoder``'s embeddings of a split's clips (train-aug: of augmented copies), kept in
+    the workdir (numpy's own format, no pickle) keyed by the encoder's weights and the clips:
+    a rerun with other heads embeds nothing again."""
+    paths = [p for p, _, _ in rows]
+    key = hashlib.sha256("\n".join([model, *map(str, paths)]).encode())
+    cache = work / "embeddings" / f"{name.replace('/', '_')}-{split}-{key.hexdigest()[:16]}.npy"
+    if cache.exists():
+        return np.load(cache, allow_pickle=False)
+    sources = paths
+    if split == "train-aug":
+        sources = [augmented(p, seed=i) for i, p in enumerate(paths)]
+    emb = embed(encoder, sources)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, emb, allow_pickle=False)
+    print(f"{name} {split}: {len(sources)} clips embedded", flush=True)
+    return emb
+
+
+def emb_key(enc: str, without: str | None) -> str:
+    """The embeddings a head of ``enc`` reads with family ``without`` left out: a network
+    trained here was trained without it too."""
+    return f"{enc}/-{without}" if enc in NETS and without is not None else enc
 
 
 def embed(encoder, sources: list) -> np.ndarray:
@@ -205,24 +259,25 @@ def fit(sets: Sets, enc: str, kind: str, keep: float, without: str | None = None
     """A head on the train clips (and their augmented copies) of every family but
     ``without``, thresholded on the dev clips of the others. The regression depends on
     neither the score nor the share kept: it is fitted once per encoder and family left out."""
+    key = emb_key(enc, without)
     if (enc, without) not in sets.heads:
         fam, voi = sets.labels("train")
         fam_a, voi_a = sets.labels("train-aug")
-        emb = np.concatenate([sets.emb[enc]["train"], sets.emb[enc]["train-aug"]])
+        emb = np.concatenate([sets.emb[key]["train"], sets.emb[key]["train-aug"]])
         fams, vois = fam + fam_a, voi + voi_a
         rows = [i for i, f in enumerate(fams) if f != without]
         sets.heads[(enc, without)] = fit_head(
             emb[rows], [fams[i] for i in rows], [vois[i] for i in rows], enc
         )
     dev_fam, _ = sets.labels("dev")
-    return sets.heads[(enc, without)].with_threshold(sets.emb[enc]["dev"], dev_fam, keep, kind)
+    return sets.heads[(enc, without)].with_threshold(sets.emb[key]["dev"], dev_fam, keep, kind)
 
 
 def loeo_fold(sets: Sets, enc: str, kind: str, keep: float, family: str, split: str) -> dict:
     """Family ``family`` left out: its ``split`` clips against the known families'."""
     head = fit(sets, enc, kind, keep, without=family)
     fam, _ = sets.labels(split)
-    emb = sets.emb[enc][split]
+    emb = sets.emb[emb_key(enc, family)][split]
     out_rows = [i for i, f in enumerate(fam) if f == family]
     in_rows = [i for i, f in enumerate(fam) if f != family]
     scores = head.scores(emb)
@@ -301,26 +356,27 @@ def main() -> None:
         clips["train-aug"] = clips["train"]  # the same labels; embedded from augmented copies
         embeddings: dict[str, dict[str, np.ndarray]] = {}
         ids = {}
+        nets: dict[str, Path] = {}  # each network's run trained on every family
         for name in ENCODERS:
             encoder = load_encoder("bundled" if name == "whichvoice" else name)
             ids[name] = model_id(encoder)
-            embeddings[name] = {}
-            for split, rows in clips.items():
-                paths = [p for p, _, _ in rows]
-                # kept in the workdir (numpy's own format, no pickle), keyed by the encoder's
-                # weights and the clips: a rerun with other heads embeds nothing again
-                key = hashlib.sha256("\n".join([ids[name], *map(str, paths)]).encode())
-                cache = work / "embeddings" / f"{name}-{split}-{key.hexdigest()[:16]}.npy"
-                if cache.exists():
-                    embeddings[name][split] = np.load(cache, allow_pickle=False)
-                    continue
-                sources = paths
-                if split == "train-aug":
-                    sources = [augmented(p, seed=i) for i, p in enumerate(paths)]
-                embeddings[name][split] = embed(encoder, sources)
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                np.save(cache, embeddings[name][split], allow_pickle=False)
-                print(f"{name} {split}: {len(sources)} clips embedded", flush=True)
+            embeddings[name] = {
+                split: cached_embeddings(work, name, encoder, ids[name], split, rows)
+                for split, rows in clips.items()
+            }
+        families_all = sorted(voices)
+        for net in NETS:
+            for without in [None, *families_all]:
+                run = engine_net(work, without)
+                if without is None:
+                    nets[net] = run
+                encoder = load_encoder(run)
+                key = emb_key(net, without)
+                ids[key] = model_id(encoder)
+                embeddings[key] = {
+                    split: cached_embeddings(work, key, encoder, ids[key], split, rows)
+                    for split, rows in clips.items()
+                }
     auto = load_encoder("auto")
     ids["auto"] = model_id(auto)
     scales = dict(zip(auto.fusion.parts, np.sqrt(auto.fusion.weights), strict=True))
@@ -336,7 +392,7 @@ def main() -> None:
     bundled_trained = json.loads((bundled_encoder() / "recipe.json").read_text())["training_voices"]
     seen_by_encoder = sorted({engine_family(v) for v in bundled_trained})
     candidates = {}
-    for enc in [*ENCODERS, "auto"]:
+    for enc in [*ENCODERS, "auto", *NETS]:
         for kind in SCORES:
             for keep in KEEPS:
                 label = f"{enc}, {kind}, keep {keep:.0%}"
@@ -356,7 +412,7 @@ def main() -> None:
                     },
                 }  # fmt: skip
                 print(f"{label}: dev LOEO macro-F1 {dev_f1:.4f}", flush=True)
-    order = [*ENCODERS, "auto"]
+    order = [*ENCODERS, "auto", *NETS]
     chosen = max(
         candidates,
         key=lambda k: (round(candidates[k]["dev"]["loeo_mean_macro_f1"], 6),

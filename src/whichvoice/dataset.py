@@ -25,7 +25,7 @@ import shutil
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +278,7 @@ def _prepare_into(
                     "id": clip.id,
                     "path": clip.path,
                     "voice": clip.voice,
+                    "engine": clip.engine,
                     "sentence_id": clip.sentence_id,
                     "split": split,
                     "windows": len(windows),
@@ -350,11 +351,28 @@ class Prepared:
     cfg: PrepareConfig
     labels: list[str]
     index: list[dict]
+    # relabelled (``by_engine``): each clip row's label, replacing the stored voice labels
+    clip_labels: np.ndarray | None = None
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x float16 (n, *stored_shape), y int64 (n,), clip row int64 (n,)) of one split."""
         load = lambda name: np.load(self.root / f"{split}_{name}.npy", mmap_mode="r")  # noqa: E731
-        return load("x"), load("y"), load("clip")
+        x, y, clip = load("x"), load("y"), load("clip")
+        if self.clip_labels is not None:
+            y = self.clip_labels[np.asarray(clip)]
+        return x, y, clip
+
+    def by_engine(self) -> Prepared:
+        """The same windows labelled by their engine family (``whichvoice.voices.families``)
+        instead of their voice: the labels are the families present, in FAMILIES order (any
+        other engine after them, sorted)."""
+        from whichvoice.voices.families import FAMILIES, engine_family
+
+        family = [engine_family(r["voice"], r.get("engine")) for r in self.index]
+        present = set(family)
+        labels = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
+        rows = np.array([labels.index(f) for f in family], np.int64)
+        return replace(self, labels=labels, clip_labels=rows)
 
     def mp3_copies(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(train window indices, their mp3-degraded copies), if prepared."""

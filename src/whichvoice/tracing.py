@@ -42,6 +42,7 @@ ENGINE_JSON = "engine.json"
 ENGINE_WEIGHTS = "engine.safetensors"
 UNKNOWN = "unknown"
 SCORES = ("prototype", "energy")
+RUN_HEAD = "engine"  # a run's own head (``train --target both``), in this folder of the run
 KEEP = 0.99  # share of the known families' dev clips the default threshold keeps
 
 
@@ -421,10 +422,13 @@ def _part_of(encoder, owner: str) -> tuple[int, int] | None:
 
 def head_for(encoder, folder: str | os.PathLike | None = None) -> EngineHead | None:
     """The engine head to answer with beside ``encoder``'s identifications: ``folder``'s
-    (which must read this encoder's embeddings), else the shipped one when it reads them,
-    else None."""
+    (which must read this encoder's embeddings), else the run's own (``RUN/engine``, from
+    ``train --target both``), else the shipped one when it reads them, else None."""
     if folder is not None:
         return load_head(folder, encoder)
+    own = getattr(encoder, "root", None)
+    if own is not None and (Path(own) / RUN_HEAD / ENGINE_JSON).is_file():
+        return load_head(Path(own) / RUN_HEAD, encoder)  # a run's own (``train --target both``)
     try:
         return load_head(None, encoder)
     except EngineHeadError:

@@ -18,7 +18,20 @@ from whichvoice.runtime import Prediction, VoiceModel, load_model
 TOP_K = 3  # voices listed in the ``top`` column
 # answer: the voice, or "unknown" when the run's open-set score says it is none of its voices
 # (known false; known empty: the run has no open-set threshold)
-COLUMNS = ("path", "answer", "voice", "confidence", "top", "speech_s", "windows", "known", "error")
+COLUMNS = (
+    "path",
+    "answer",
+    "voice",
+    "confidence",
+    "top",
+    "speech_s",
+    "windows",
+    "known",
+    "engine",
+    "engine_confidence",
+    "engine_known",
+    "error",
+)
 
 
 def _identify(model: VoiceModel, sources: list[str], threads: int) -> list[dict]:
@@ -40,6 +53,9 @@ def _identify(model: VoiceModel, sources: list[str], threads: int) -> list[dict]
                     "top": [],
                     "speech_s": None,
                     "windows": None,
+                    "engine": None,
+                    "engine_confidence": None,
+                    "engine_known": None,
                     "error": str(result),
                 }
             )

@@ -230,7 +230,12 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
                     if result.known is False
                     else f"{result.voice}\t{result.confidence:.3f}"
                 )
-                click.echo(f"{path}\t{answer}\t[{top}]")
+                engine = (
+                    f"\tengine {result.engine} {result.engine_confidence:.3f}"
+                    if model.target != "engine" and result.engine is not None
+                    else ""
+                )
+                click.echo(f"{path}\t{answer}\t[{top}]{engine}")
         else:
             failed += 1
             if as_json:

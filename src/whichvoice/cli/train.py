@@ -85,6 +85,15 @@ from whichvoice.errors import WhichvoiceError
     show_default=True,
     help="The weights kept: the best epoch's by validation accuracy, or the last epoch's.",
 )
+@click.option(
+    "--target",
+    type=click.Choice(["voice", "engine", "both"]),
+    default="voice",
+    show_default=True,
+    help="What the network learns to name: the voice; the engine family that made the clip "
+    "(flite, espeak-ng, piper, ...: whichvoice.voices.families); or both, the voice and then "
+    "an engine head fitted on the trained embedding (saved in RUN/engine).",
+)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--quiet", "-q", is_flag=True)
 def train_cmd(
@@ -105,6 +114,7 @@ def train_cmd(
     margin: float | None,
     cmn: bool | None,
     keep: str,
+    target: str,
     resume: bool,
     quiet: bool,
 ) -> None:
@@ -133,6 +143,7 @@ def train_cmd(
         margin=margin,
         keep=keep,
         cmn=cmn,
+        target=target,
     )
     feats = (
         None

@@ -40,6 +40,14 @@ class Prediction:
     known: bool | None = None
     openset_score: float | None = None
     openset_threshold: float | None = None
+    # the engine family that made the clip (``whichvoice.voices.families``): a run trained
+    # with ``--target engine`` names it; a voice run with an engine head (``RUN/engine``, from
+    # ``--target both``) answers with the head ("unknown" for an engine it never saw); any
+    # other voice run gives the family of its most likely voices (probabilities summed per
+    # family), with ``engine_known`` None: it has no open-set answer at this level
+    engine: str | None = None
+    engine_confidence: float | None = None
+    engine_known: bool | None = None
 
     @property
     def answer(self) -> str:
@@ -57,6 +65,11 @@ class Prediction:
             "speech_s": self.speech_s,
             "windows": self.windows,
             "known": self.known,
+            "engine": self.engine,
+            "engine_confidence": None
+            if self.engine_confidence is None
+            else round(self.engine_confidence, 6),
+            "engine_known": self.engine_known,
         }
         if self.openset_score is not None:
             out["openset_score"] = round(self.openset_score, 6)
@@ -77,6 +90,14 @@ class VoiceModel:
         self.net = net.eval()
         self.device = device
         self.openset = load_openset(root) if hasattr(net, "embed") else None
+        self.target = config.get("train", {}).get("target", "voice")
+        self.engine_head = _run_engine_head(root, config) if hasattr(net, "embed") else None
+        if self.target != "engine":
+            from whichvoice.voices.families import engine_family
+
+            families = [engine_family(v) for v in self.labels]
+            self._families = sorted(set(families))
+            self._family_of = np.array([self._families.index(f) for f in families])
 
     def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
         """Stored-form windows for one file or bytes, float32 (n_windows, *stored_shape), and
@@ -102,7 +123,7 @@ class VoiceModel:
     def window_scores(self, windows: np.ndarray) -> np.ndarray:
         """What a file's answer is made of, per stored window: log-probabilities, and with an
         open-set threshold the embedding after them, float32 (n_windows, n_labels [+ dim])."""
-        if self.openset is None:
+        if self.openset is None and self.engine_head is None:
             return self.window_log_probs(windows)
         net = self.net
         if type(self) is VoiceModel and hasattr(net, "embedder") and hasattr(net, "head"):
@@ -125,14 +146,20 @@ class VoiceModel:
         order = np.argsort(-probs)
         top = [(self.labels[i], float(probs[i])) for i in order]
         openset = {}
+        emb = (
+            unit(scores[:, len(self.labels) :].mean(axis=0))
+            if scores.shape[1] > len(self.labels)
+            else None
+        )
         if self.openset is not None:
-            score = self.openset.score(unit(scores[:, len(self.labels) :].mean(axis=0)), top[0][0])
+            score = self.openset.score(emb, top[0][0])
             threshold = self.openset.threshold_for(int(logp.shape[0]))
             openset = {
                 "known": score >= threshold,
                 "openset_score": score,
                 "openset_threshold": threshold,
             }
+        engine = self._engine_of(probs, top[0], openset.get("known"), emb)
         return Prediction(
             path=name,
             voice=top[0][0],
@@ -143,7 +170,30 @@ class VoiceModel:
             speech_s=round(speech_s, 3),
             window_voices=[self.labels[i] for i in logp.argmax(axis=1)],
             **openset,
+            **engine,
         )
+
+    def _engine_of(
+        self,
+        probs: np.ndarray,
+        best: tuple[str, float],
+        known: bool | None,
+        emb: np.ndarray | None,
+    ) -> dict:
+        """A file's engine fields (see ``Prediction.engine``)."""
+        if self.target == "engine":  # the labels are the families
+            name = "unknown" if known is False else best[0]
+            return {"engine": name, "engine_confidence": best[1], "engine_known": known}
+        if self.engine_head is not None and emb is not None:
+            answer = self.engine_head.answer(emb[None])[0]
+            return {
+                "engine": answer.engine,
+                "engine_confidence": answer.confidence,
+                "engine_known": answer.known,
+            }
+        per_family = np.bincount(self._family_of, weights=probs, minlength=len(self._families))
+        k = int(per_family.argmax())
+        return {"engine": self._families[k], "engine_confidence": float(per_family[k])}
 
     def identify(self, source: AudioSource, name: str | None = None) -> Prediction:
         """Which of the model's voices reads ``source`` (a path or encoded bytes), any length."""
@@ -252,6 +302,27 @@ def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers:
             n = len(p[0])
             yield src, out[at : at + n], p[1]
             at += n
+
+
+def _run_engine_head(root: Path, config: dict):
+    """The run's own engine head (``RUN/engine``, from ``train --target both``), bound to the
+    run's embedding; None when it has none."""
+    from whichvoice.tracing import ENGINE_JSON, RUN_HEAD, EngineHead, EngineHeadError
+
+    folder = Path(root) / RUN_HEAD
+    if not (folder / ENGINE_JSON).is_file():
+        return None
+    head = EngineHead.load(folder)
+    weights = Path(root) / "model.safetensors"
+    import hashlib
+
+    own = f"{config['model']}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}"
+    if head.encoder != own:
+        raise EngineHeadError(
+            f"{folder}: this engine head reads embeddings of {head.encoder}, not of this run's "
+            f"weights ({own}); refit it with `whichvoice trace-fit --model {root}`"
+        )
+    return head
 
 
 def unit(v: np.ndarray) -> np.ndarray:

@@ -87,7 +87,17 @@ def identify_upload(
         classifier={
             k: v
             for k, v in pred.to_dict().items()
-            if k in ("voice", "confidence", "known", "openset_score", "openset_threshold")
+            if k
+            in (
+                "voice",
+                "confidence",
+                "known",
+                "openset_score",
+                "openset_threshold",
+                "engine",
+                "engine_confidence",
+                "engine_known",
+            )
         },
         confidence=pred.confidence,
         probabilities=pred.probabilities,

@@ -41,6 +41,7 @@ from whichvoice.train.config import (
     check_keep,
     check_margin,
     check_precision,
+    check_target,
     resumed,
 )
 from whichvoice.train.device import pick_device
@@ -112,8 +113,29 @@ def _train_local(job: TrainJob, ranks: Ranks) -> Path:
     check_precision(job.cfg.precision)
     check_keep(job.cfg.keep)
     check_margin(job.cfg.margin)
+    check_target(job.cfg.target)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     with process_group(ranks, device):
-        return run(job, ranks, device)
+        out = run(job, ranks, device)
+    if job.cfg.target == "both" and ranks.main:
+        fit_run_engine_head(out, progress=job.progress)
+    return out
+
+
+def fit_run_engine_head(run_dir: Path, *, progress: bool = True) -> Path:
+    """``--target both``: an engine head (``whichvoice.tracing``) fitted on the trained run's
+    embeddings of its corpus's clips (a third of each large family's voices, or a fifth of a
+    small family's clips, set its threshold), saved in ``RUN/engine``; the run's predictions
+    and identifications then name the engine family too."""
+    import json
+
+    from whichvoice.encoders import load_encoder
+    from whichvoice.tracing import RUN_HEAD, corpus_clips, fit_from_clips, split_dev
+
+    data = json.loads((Path(run_dir) / CONFIG).read_text())["data"]
+    corpus = json.loads((Path(data) / "dataset.json").read_text())["corpus"]
+    train_clips, dev_clips = split_dev(corpus_clips(corpus))
+    head = fit_from_clips(load_encoder(run_dir), train_clips, dev_clips, progress=progress)
+    return head.save(Path(run_dir) / RUN_HEAD)

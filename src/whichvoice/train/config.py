@@ -42,6 +42,9 @@ class TrainConfig:
     margin: float | None = None  # the margin heads' final angular margin; None: the model's
     cmn: bool | None = None  # per-band mean removal (FeatureConfig.cmn); None: the data's
     keep: str = "best"  # the weights kept: the "best" epoch's by validation accuracy, or "last"
+    # what the network learns to name: the "voice", the "engine" family, or "both" (the voice,
+    # then an engine head fitted on the trained embedding: ``whichvoice.tracing``)
+    target: str = "voice"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +94,13 @@ def check_features(model: str, wanted: str, given: str) -> None:
 
 PRECISIONS = ("auto", "bf16", "fp32")
 KEEPS = ("best", "last")
+TARGETS = ("voice", "engine", "both")
+
+
+def check_target(name: str) -> str:
+    if name not in TARGETS:
+        raise TrainError(f"unknown target {name!r}; valid: {', '.join(TARGETS)}")
+    return name
 
 
 def check_precision(name: str) -> str:

@@ -88,6 +88,15 @@ def make_plan(job: TrainJob, ranks: Ranks, device: torch.device) -> Plan:
     augment = augment_config(cfg.augment, spec.augment)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.local_world))
     data = _prepare(job, spec.features, ranks)
+    if cfg.target in ("engine", "both"):
+        families = data.by_engine().labels
+        if len(families) < 2:
+            raise TrainError(
+                f"{job.source}: --target {cfg.target} needs clips of 2 engine families or "
+                f"more, found {', '.join(families)}"
+            )
+        if cfg.target == "engine":
+            data = data.by_engine()
     features = data.cfg.features if cfg.cmn is None else replace(data.cfg.features, cmn=cfg.cmn)
     if augment.enabled and features.name != "logmel":
         raise TrainError(
