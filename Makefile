@@ -61,7 +61,7 @@ venv: .venv/.installed
 .venv/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained,onnx,parquet,dask,eval,neural]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,pretrained,onnx,parquet,dask,eval,neural,diarize]'
 	$(PY) -m pip install -q -c constraints.txt --no-deps resemblyzer
 	@touch $@
 
@@ -101,6 +101,8 @@ bench: setup voices
 	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/human.py
+	.venv/bin/python benchmarks/trace.py --workdir $(BENCH_WORK)/trace
+	.venv/bin/python benchmarks/diarize.py --workdir $(BENCH_WORK)/diarize
 	.venv/bin/python benchmarks/speed.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/train.py
 	.venv/bin/python benchmarks/scale.py

@@ -66,6 +66,7 @@ def test_cli_predict_json_with_a_corrupt_file(
     for r in good:
         assert set(r) == {
             "path", "answer", "voice", "confidence", "top", "speech_s", "windows", "known",
+            "engine", "engine_confidence", "engine_known",
         }  # fmt: skip
         assert r["answer"] == r["voice"] and r["known"] is None  # no open-set file in the run
         assert len(r["top"]) == 3 and r["top"][0]["voice"] == r["voice"]

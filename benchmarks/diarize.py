@@ -1,0 +1,373 @@
+"""Diarization: who speaks when in conversations made from voices never seen in training, dev
+or calibration (``whichvoice.diarize``), each encoder side by side on the same conversations.
+
+Conversations (``whichvoice.conversation``): 2-6 voices, turns of 0.5-10 s, pauses of
+0.1-1 s, or 10 % of the speech time overlapped; clean, in noise (``noise10``: 10 dB SNR) and in
+a room (``room``), the evaluation suite's conditions (``whichvoice.conditions``), not the
+training augmentation.
+
+Voices and sentences:
+- *dev* (the clustering threshold and the overlap setting of each encoder): dev-pool espeak-ng
+  random variants reading dev-pool sentences;
+- *test* (reported only): test-pool espeak-ng random variants and the test voices of the other
+  engines (MBROLA, RHVoice, Pico, piper, hibari: ``protocol.ENGINE_VOICES["test"]``) reading
+  test-pool sentences. Half of the test voices (every other one, sorted) are enrolled from
+  clips that no conversation uses: the naming figures are the share of an enrolled voice's
+  speech time named after it, and how often (and how long) a voice that is not enrolled is
+  named after one that is;
+- *human*: conversations of the human-dev speakers (6 men saying digits, 8 kHz; digits joined
+  into ~3 s clips): small and all male, reported beside, never tuned on.
+
+Figures: DER with collars of 0.25 s and 0 s and JER (``pyannote.metrics``, overlap scored),
+the share of conversations whose number of voices is found exactly, naming, and the real-time
+factor (audio seconds per second of processing, this process's threads). DER over a set is
+the total error over the total speech (pyannote's aggregate); its interval is a bootstrap over
+conversations. Shares: Wilson intervals.
+
+``--write`` stores each encoder's dev-chosen threshold in ``src/whichvoice/data/diarize``.
+Writes benchmarks/results/diarize.json.
+
+    python benchmarks/diarize.py [--workdir DIR] [--write] [--encoders auto,bundled,resemblyzer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from human import joined_clips
+from provenance import RESULTS, provenance, write_result
+
+from whichvoice import conditions
+from whichvoice.audio import SAMPLE_RATE
+from whichvoice.conversation import Conversation, make_conversation
+from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
+from whichvoice.diarize import DiarizeConfig, embed_windows, from_windows
+from whichvoice.encoders import load_encoder, model_id
+from whichvoice.gallery import Gallery
+from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
+from whichvoice.scoring import proportion
+from whichvoice.verification import enroll
+
+GRID = tuple(round(float(t), 2) for t in np.arange(0.20, 0.96, 0.05))
+ENROLL_CLIPS = 3  # clips per enrolled voice, never in a conversation
+SETS = {  # name -> (share of speech overlapped, condition)
+    "clean": (0.0, "clean"),
+    "overlap10": (0.1, "clean"),
+    "noise10": (0.0, "noise10"),
+    "room": (0.0, "room"),
+}
+TARGETS = {
+    "der_collar_0.25_no_overlap": 0.03,
+    "der_collar_0.25_overlap10": 0.08,
+    "count_exact": 0.95,
+    "enrolled_named_right": 0.98,
+    "unknown_named_enrolled": 0.0,
+    "real_time_factor": 100.0,
+}
+
+
+def voice_clips(folder: Path, voices: list[str], sentences, per_voice: int) -> dict[str, list]:
+    """{voice: clip paths}: every voice reading ``per_voice`` of ``sentences`` (resumable)."""
+    summary = synthesize_corpus(
+        folder,
+        sentences,
+        SynthConfig(voices=(",".join(voices),), assign="sample", per_voice=per_voice, seed=5),
+        progress=False,
+    )
+    print(f"{folder.name}: {summary.line()}", flush=True)
+    out: dict[str, list] = {}
+    for c in read_manifest(folder / "manifest.jsonl"):
+        if c.voice in voices:
+            out.setdefault(c.voice, []).append(folder / c.path)
+    return {v: sorted(p) for v, p in sorted(out.items())}
+
+
+def conversations(clips: dict[str, list], n: int, overlap: float, seed: int) -> list[Conversation]:
+    """``n`` conversations of 2-6 voices (at most as many as there are), 1-3 turns a voice."""
+    rng = np.random.default_rng(seed)
+    voices = sorted(clips)
+    out = []
+    for i in range(n):
+        k = int(rng.integers(2, min(6, len(voices)) + 1))
+        pick = [str(v) for v in rng.choice(voices, k, replace=False)]
+        turns = int(rng.integers(k, 3 * k + 1))
+        out.append(make_conversation({v: clips[v] for v in pick}, turns=turns,
+                                     seed=seed * 1000 + i, overlap=overlap))  # fmt: skip
+    return out
+
+
+def degraded(conv: Conversation, condition: str, seed: int) -> bytes | np.ndarray:
+    if condition == "clean":
+        return conv.wave
+    return conditions.make(condition, conv.wave, SAMPLE_RATE, seed)
+
+
+def _source(audio, name: str, work: Path) -> Path:
+    path = work / "audio" / f"{name}.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        if isinstance(audio, bytes):
+            path.write_bytes(audio)
+        else:
+            import soundfile as sf
+
+            sf.write(path, audio, SAMPLE_RATE)
+    return path
+
+
+def hypothesis(result):
+    from pyannote.core import Annotation, Segment
+
+    hyp = Annotation()
+    for j, s in enumerate(result.segments):
+        hyp[Segment(s.start, s.end), j] = s.speaker
+    return hyp
+
+
+def der_parts(ref, hyp, collar: float) -> tuple[float, float]:
+    """(error seconds, reference speech seconds) of one conversation, overlap scored."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    d = DiarizationErrorRate(collar=collar, skip_overlap=False)(ref, hyp, detailed=True)
+    return d["confusion"] + d["missed detection"] + d["false alarm"], d["total"]
+
+
+def jer(ref, hyp) -> float:
+    from pyannote.metrics.diarization import JaccardErrorRate
+
+    return float(JaccardErrorRate()(ref, hyp))
+
+
+def ratio_ci(err: np.ndarray, total: np.ndarray, resamples: int = 1000) -> list[float]:
+    """95 % bootstrap interval of sum(err)/sum(total) over conversations."""
+    rng = np.random.default_rng(0)
+    n = len(err)
+    vals = []
+    for _ in range(resamples):
+        ix = rng.integers(0, n, n)
+        vals.append(err[ix].sum() / max(total[ix].sum(), 1e-9))
+    return [round(float(np.percentile(vals, 2.5)), 6), round(float(np.percentile(vals, 97.5)), 6)]
+
+
+def naming(conv: Conversation, result, enrolled: set[str]) -> dict:
+    """Seconds of enrolled voices' speech named after them, of all their speech, and of
+    voices not enrolled named after an enrolled one (10 ms frames)."""
+    step = 0.01
+    n = int(np.ceil(conv.duration_s / step)) + 1
+    hyp: dict[str, np.ndarray] = {}
+    for s in result.segments:
+        hyp.setdefault(s.speaker, np.zeros(n, bool))[int(s.start / step) : int(s.end / step)] = True
+    right = enrolled_s = wrong_s = unknown_s = 0.0
+    wrong_voices = set()
+    for t in conv.turns:
+        a, b = int(t.start / step), int(t.end / step)
+        if t.voice in enrolled:
+            enrolled_s += (b - a) * step
+            if t.voice in hyp:
+                right += hyp[t.voice][a:b].sum() * step
+        else:
+            unknown_s += (b - a) * step
+            for name, frames in hyp.items():
+                if name in enrolled and frames[a:b].any():
+                    wrong_s += frames[a:b].sum() * step
+                    wrong_voices.add(t.voice)
+    return {"right_s": right, "enrolled_s": enrolled_s, "wrong_s": wrong_s,
+            "unknown_s": unknown_s, "unknown_voices_named": len(wrong_voices),
+            "unknown_voices": len({t.voice for t in conv.turns} - enrolled)}  # fmt: skip
+
+
+def embed_all(encoder, sources: list[Path], cfg: DiarizeConfig) -> tuple[list, float]:
+    """Each source's (windows, duration), and the seconds it took."""
+    t0 = time.perf_counter()
+    out = [embed_windows(src, encoder, cfg) for src in sources]
+    return out, time.perf_counter() - t0
+
+
+def score_set(convs, embedded, encoder, cfg, threshold, gallery=None, enrolled=frozenset()):
+    """Every figure of one set of conversations at one setting."""
+    errs = {0.25: [], 0.0: []}
+    totals = {0.25: [], 0.0: []}
+    jers, exact, names = [], [], []
+    t0 = time.perf_counter()
+    results = [
+        from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "benchmark"),
+                     gallery=gallery)
+        for i, (w, d) in enumerate(embedded)
+    ]  # fmt: skip
+    cluster_s = time.perf_counter() - t0
+    for conv, result in zip(convs, results, strict=True):
+        ref, hyp = conv.annotation(), hypothesis(result)
+        for collar in errs:
+            e, t = der_parts(ref, hyp, collar)
+            errs[collar].append(e)
+            totals[collar].append(t)
+        jers.append(jer(ref, hyp))
+        exact.append(len(result.speakers) == len({t.voice for t in conv.turns}))
+        if gallery is not None:
+            names.append(naming(conv, result, set(enrolled)))
+    out = {"conversations": len(convs), "cluster_seconds": cluster_s}
+    for collar in errs:
+        e, t = np.array(errs[collar]), np.array(totals[collar])
+        out[f"der_collar_{collar}"] = float(e.sum() / t.sum())
+        out[f"der_collar_{collar}_ci95"] = ratio_ci(e, t)
+    out["jer"] = float(np.mean(jers))
+    out["count_exact"] = proportion(int(sum(exact)), len(exact))
+    if names:
+        right = sum(x["right_s"] for x in names)
+        total = sum(x["enrolled_s"] for x in names)
+        out["enrolled_named_right"] = float(right / total) if total else None
+        out["enrolled_named_right_ci95"] = ratio_ci(
+            np.array([x["enrolled_s"] - x["right_s"] for x in names]),
+            np.array([x["enrolled_s"] for x in names]),
+        )
+        out["unknown_named_enrolled_s_share"] = float(
+            sum(x["wrong_s"] for x in names) / max(sum(x["unknown_s"] for x in names), 1e-9)
+        )
+        out["unknown_voices_named_enrolled"] = proportion(
+            sum(x["unknown_voices_named"] for x in names), sum(x["unknown_voices"] for x in names)
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--encoders", default="auto,bundled,resemblyzer")
+    parser.add_argument("--dev-conversations", type=int, default=12, help="per dev set")
+    parser.add_argument("--test-conversations", type=int, default=20, help="per test set")
+    parser.add_argument("--human-conversations", type=int, default=12)
+    parser.add_argument("--espeak-voices", type=int, default=12, help="dev and test, each")
+    parser.add_argument("--json", type=Path, default=RESULTS / "diarize.json")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the audio here")
+    parser.add_argument("--write", action="store_true", help="store the dev-chosen thresholds")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
+    made = provenance(("pyannote.metrics", "scikit-learn"))
+    encoders = args.encoders.split(",")
+    with contextlib.ExitStack() as stack:
+        work = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-diarize-"))
+        )
+        dev_clips = voice_clips(work / "dev", pool_voices("dev", args.espeak_voices, start=70_000),
+                                pool_sentences("dev", 300), 6)  # fmt: skip
+        test_voices = pool_voices("test", args.espeak_voices, start=70_000) + list(
+            ENGINE_VOICES["test"]
+        )
+        test_all = voice_clips(work / "test", test_voices, pool_sentences("test", 300),
+                               6 + ENROLL_CLIPS)  # fmt: skip
+        enrolled = sorted(test_all)[::2]
+        enroll_clips = {v: test_all[v][:ENROLL_CLIPS] for v in enrolled}
+        test_clips = {v: p[ENROLL_CLIPS:] if v in enrolled else p for v, p in test_all.items()}
+        human = joined_clips(work / "human", 10, 6, seed=3)
+        sets: dict[str, tuple[str, list[Conversation], list[Path]]] = {}
+        for split, clips, n in (("dev", dev_clips, args.dev_conversations),
+                                ("test", test_clips, args.test_conversations)):  # fmt: skip
+            for name, (overlap, condition) in SETS.items():
+                if split == "dev" and name == "room":
+                    continue  # dev: clean, overlapped and noisy
+                seed = {"dev": 1, "test": 2}[split] * 100 + list(SETS).index(name)
+                convs = conversations(clips, n, overlap, seed)
+                sources = [
+                    _source(
+                        degraded(c, condition, seed * 1000 + i), f"{split}-{name}-{i:02d}", work
+                    )
+                    for i, c in enumerate(convs)
+                ]
+                sets[f"{split}/{name}"] = (split, convs, sources)
+        convs = conversations(human, args.human_conversations, 0.0, 900)
+        sets["human/clean"] = ("human", convs, [
+            _source(c.wave, f"human-clean-{i:02d}", work) for i, c in enumerate(convs)
+        ])  # fmt: skip
+        print({k: len(v[1]) for k, v in sets.items()}, flush=True)
+
+        report: dict = {"encoders": {}, "chosen": {}, "dev": {}, "test": {}, "human": {}}
+        thresholds_out = {}
+        for name in encoders:
+            encoder = load_encoder(name)
+            ident = model_id(encoder)
+            report["encoders"][name] = ident
+            cfg = DiarizeConfig()
+            embedded, seconds = {}, {}
+            for key, (_, _, sources) in sets.items():
+                embedded[key], seconds[key] = embed_all(encoder, sources, cfg)
+                print(f"{name} {key}: embedded in {seconds[key]:.0f} s", flush=True)
+            # dev: every threshold of the grid, overlap marking off and on
+            dev_keys = [k for k in sets if k.startswith("dev/")]
+            grid = {}
+            for overlap in (False, True):
+                c = DiarizeConfig(overlap=overlap)
+                for t in GRID:
+                    figs = [score_set(sets[k][1], embedded[k], encoder, c, t) for k in dev_keys]
+                    # the mean over the dev sets of the DER at the 0.25 s collar
+                    grid[(overlap, t)] = float(np.mean([f["der_collar_0.25"] for f in figs]))
+            (overlap, threshold) = min(grid, key=lambda k: (round(grid[k], 6), k[0], k[1]))
+            chosen_cfg = DiarizeConfig(overlap=overlap)
+            report["chosen"][name] = {
+                "threshold": threshold,
+                "overlap": overlap,
+                "dev_mean_der_collar_0.25": grid[(overlap, threshold)],
+                "grid": {
+                    f"{'overlap' if o else 'no-overlap'} {t}": v for (o, t), v in grid.items()
+                },
+            }
+            thresholds_out[ident] = threshold
+            print(f"{name}: dev chose threshold {threshold}, overlap {overlap} "
+                  f"(dev DER {grid[(overlap, threshold)]:.4f})", flush=True)  # fmt: skip
+            gallery = Gallery(stack.enter_context(tempfile.TemporaryDirectory()) + "/g.sqlite",
+                              ident)  # fmt: skip
+            for v, paths in enroll_clips.items():
+                enroll(encoder, gallery, v, paths)  # named by the voice id
+            for key, (split, convs, _) in sets.items():
+                if split == "dev":
+                    continue
+                figs = score_set(convs, embedded[key], encoder, chosen_cfg, threshold,
+                                 gallery if split == "test" else None, set(enrolled))  # fmt: skip
+                audio = sum(c.duration_s for c in convs)
+                figs["audio_seconds"] = audio
+                figs["real_time_factor"] = audio / (seconds[key] + figs["cluster_seconds"])
+                report[split].setdefault(key.split("/")[1], {})[name] = figs
+                print(f"{name} {key}: DER {figs['der_collar_0.25']:.4f} (collar 0.25), "
+                      f"count exact {figs['count_exact']['value']:.2f}, "
+                      f"x{figs['real_time_factor']:.0f} real time", flush=True)  # fmt: skip
+            gallery.close()
+    result = {
+        "benchmark": "diarize",
+        **made,
+        "command": "python benchmarks/diarize.py " + " ".join(sys.argv[1:]),
+        "voices": {
+            "dev": sorted(dev_clips),
+            "test": sorted(test_all),
+            "enrolled": enrolled,
+            "human": sorted(human),
+        },
+        "conversations": {k: len(v[1]) for k, v in sets.items()},
+        "grid": list(GRID),
+        "rule": "per encoder, the threshold and overlap setting with the lowest mean DER "
+        "(collar 0.25 s) over the dev sets (clean, 10 % overlap, noise10); ties: no overlap "
+        "marking, the lower threshold",
+        **report,
+        "targets": TARGETS,
+    }
+    write_result(args.json, result)
+    print(f"-> {args.json}")
+    if args.write:
+        dest = Path(__file__).resolve().parents[1] / "src/whichvoice/data/diarize"
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "thresholds.json").write_text(json.dumps({
+            "source": f"benchmarks/diarize.py, commit {made['commit'][:12]}: the dev-chosen "
+            "clustering distance threshold of each encoder",
+            "thresholds": thresholds_out,
+            "overlap": {report["encoders"][n]: report["chosen"][n]["overlap"] for n in encoders},
+        }, indent=2) + "\n")  # fmt: skip
+        print(f"thresholds written to {dest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,614 @@
+"""Who speaks when: ``diarize(source, encoder)`` splits a recording into voices and names the
+enrolled ones.
+
+The steps, each replaceable by its setting (``DiarizeConfig``):
+1. **Speech**: the project's own energy detector (10 ms frames above a level set from the
+   recording's own noise floor and peak; short gaps bridged, short bursts dropped), or
+   silero-vad (``vad="silero"``, its ONNX weights ship in its wheel; slower, steadier in noise).
+2. **Embeddings**: windows of ``window_s`` every ``hop_s`` inside the speech, each embedded by
+   the encoder (the default ``auto``, or any ``--model``).
+3. **Clustering**: agglomerative (scikit-learn, cosine distance, average linkage) with a
+   distance threshold, which also finds the number of voices; with ``num_speakers`` exactly
+   that many, and the found number kept within ``min_speakers``..``max_speakers``. The
+   threshold is calibrated per encoder on dev conversations (``benchmarks/diarize.py
+   --write``, shipped in ``data/diarize``); an encoder without one uses its verification
+   threshold. Long recordings: at most ``MAX_CLUSTERED`` windows are clustered (evenly
+   spaced), the others join the nearest cluster, so memory stays bounded.
+4. **Boundaries**: every ``FRAME_S`` frame of speech takes the voice whose centroid its
+   covering windows are most like (averaged over them), then runs shorter than
+   ``min_turn_s`` are merged into their neighbours: turns change at a frame, not at a window.
+5. **Overlap** (``overlap=True``): a stretch where the covering windows stay as close to a
+   second voice as to the first for at least ``min_overlap_s`` is marked overlapped and given
+   both voices.
+6. **Names**: a cluster whose centroid reaches an enrolled voice's verification threshold
+   takes its name (each enrolled voice names one cluster at most: the closest); the others
+   are ``unknown-1``, ``unknown-2``, ... in order of first speech.
+
+Outputs: RTTM (``Diarization.to_rttm``, the NIST format pyannote and dscore read) and JSON
+segments ``{start, end, speaker, score, overlap}``. Audio is read in blocks of ``BLOCK_S``
+(soundfile formats; others are decoded whole), so a long file's memory is its embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, describe_source, read_audio
+from whichvoice.audio import resample as resample_wave
+from whichvoice.errors import WhichvoiceError
+
+FRAME_S = 0.1  # the resolution of turns
+BLOCK_S = 120.0  # audio read at a time
+MAX_CLUSTERED = 3000  # windows clustered at most (the rest join the nearest cluster)
+UNKNOWN_PREFIX = "unknown-"
+THRESHOLDS = "thresholds.json"  # in data/diarize: encoder id -> clustering distance threshold
+VADS = ("energy", "silero")
+
+
+class DiarizeError(WhichvoiceError):
+    """A recording or setting diarization cannot work with."""
+
+
+@dataclass(frozen=True)
+class DiarizeConfig:
+    window_s: float = 1.5
+    hop_s: float = 0.75
+    threshold: float | None = None  # clustering distance (1 - cosine); None: calibrated
+    num_speakers: int | None = None
+    min_speakers: int = 1
+    max_speakers: int | None = None
+    vad: str = "energy"
+    min_speech_s: float = 0.2  # shorter bursts are not speech
+    min_gap_s: float = 0.3  # shorter pauses do not split speech
+    min_turn_s: float = 0.5  # shorter runs of one voice join their neighbours
+    min_cluster_s: float = 2.0  # clusters of fewer windows' worth of hops join the nearest
+    overlap: bool = False
+    min_overlap_s: float = 0.5
+
+    def check(self) -> DiarizeConfig:
+        if self.vad not in VADS:
+            raise DiarizeError(f"unknown speech detector {self.vad!r}; valid: {', '.join(VADS)}")
+        if not 0.3 <= self.window_s <= 10:
+            raise DiarizeError(f"window {self.window_s} s: between 0.3 and 10 seconds")
+        if not 0.05 <= self.hop_s <= self.window_s:
+            raise DiarizeError(f"hop {self.hop_s} s: between 0.05 s and the window")
+        if self.num_speakers is not None and self.num_speakers < 1:
+            raise DiarizeError(f"--num-speakers {self.num_speakers}: at least 1")
+        if self.min_speakers < 1:
+            raise DiarizeError(f"--min-speakers {self.min_speakers}: at least 1")
+        if self.max_speakers is not None and self.max_speakers < self.min_speakers:
+            raise DiarizeError(
+                f"--max-speakers {self.max_speakers} is under --min-speakers {self.min_speakers}"
+            )
+        if self.threshold is not None and not 0 < self.threshold < 2:
+            raise DiarizeError(f"threshold {self.threshold}: a cosine distance, in (0, 2)")
+        return self
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One turn: ``speaker`` from ``start`` to ``end`` seconds. ``score``: the cosine of the
+    turn's voice to the enrolled voice it is named after, else to its own cluster's centroid;
+    ``overlap``: another voice speaks at the same time (it has its own segment)."""
+
+    start: float
+    end: float
+    speaker: str
+    score: float
+    overlap: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "speaker": self.speaker,
+            "score": round(self.score, 4),
+            "overlap": self.overlap,
+        }
+
+
+@dataclass
+class Diarization:
+    """A recording's turns, its voices and how they were found."""
+
+    path: str
+    duration_s: float
+    segments: list[Segment]
+    speakers: dict[str, dict]  # name -> {"enrolled", "score", "speech_s", "nearest"}
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "duration_s": round(self.duration_s, 3),
+            "speakers": self.speakers,
+            "segments": [s.to_dict() for s in self.segments],
+            "settings": self.settings,
+        }
+
+    def to_rttm(self, uri: str | None = None) -> str:
+        """RTTM lines: ``SPEAKER uri 1 start duration <NA> <NA> speaker <NA> <NA>``."""
+        uri = uri or Path(self.path).stem or "audio"
+        uri = uri.replace(" ", "_")
+        return "".join(
+            f"SPEAKER {uri} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> "
+            f"{s.speaker.replace(' ', '_')} <NA> <NA>\n"
+            for s in self.segments
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. speech
+
+
+def energy_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, float]]:
+    """Speech regions (start, end) in seconds of a 16 kHz wave: 10 ms frames louder than a
+    level between the noise floor (10th percentile of the frames' dB) and the peak (99th)."""
+    hop = SAMPLE_RATE // 100
+    n = wave.shape[0] // hop
+    if n < 3:
+        return []
+    frames = wave[: n * hop].reshape(n, hop)
+    db = 10 * np.log10(np.square(frames, dtype=np.float64).mean(axis=1) + 1e-12)
+    floor, peak = np.percentile(db, 10), np.percentile(db, 99)
+    if peak < -60:  # digital silence or close to it
+        return []
+    # a third of the way from the floor to the peak, at least 6 dB over the floor and no more
+    # than 40 dB under the peak: quiet syllables stay in, noise between words stays out
+    level = min(max(floor + (peak - floor) / 3, floor + 6), peak - 6)
+    level = max(level, peak - 40)
+    return _regions(db > level, 0.01, cfg)
+
+
+def silero_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, float]]:
+    """Speech regions by silero-vad (its ONNX model, in its wheel)."""
+    try:
+        import torch
+        from silero_vad import get_speech_timestamps, load_silero_vad
+    except ImportError:
+        raise DiarizeError(
+            "--vad silero needs silero-vad: `pip install whichvoice[diarize]`"
+        ) from None
+    model = _silero(load_silero_vad)
+    stamps = get_speech_timestamps(
+        torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+        model,
+        sampling_rate=SAMPLE_RATE,
+        min_speech_duration_ms=int(cfg.min_speech_s * 1000),
+        min_silence_duration_ms=int(cfg.min_gap_s * 1000),
+        return_seconds=False,
+    )
+    return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+
+
+_SILERO: list = []
+
+
+def _silero(load):
+    if not _SILERO:
+        _SILERO.append(load(onnx=True))
+    _SILERO[0].reset_states()
+    return _SILERO[0]
+
+
+def _regions(active: np.ndarray, step: float, cfg: DiarizeConfig) -> list[tuple[float, float]]:
+    """Runs of ``active`` frames (``step`` seconds each) as (start, end): gaps shorter than
+    ``min_gap_s`` bridged, then runs shorter than ``min_speech_s`` dropped."""
+    edges = np.flatnonzero(np.diff(np.r_[0, active.astype(np.int8), 0]))
+    runs = [[a * step, b * step] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    merged: list[list[float]] = []
+    for run in runs:
+        if merged and run[0] - merged[-1][1] < cfg.min_gap_s:
+            merged[-1][1] = run[1]
+        else:
+            merged.append(run)
+    return [(a, b) for a, b in merged if b - a >= cfg.min_speech_s]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. windows and their embeddings
+
+
+def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
+    """(16 kHz mono block, its start in seconds, the file's duration) for the recording, in
+    blocks of ``BLOCK_S`` where soundfile can read the file in pieces, else in one."""
+    import soundfile as sf
+
+    if isinstance(source, (str, os.PathLike)) and not isinstance(source, bytes):
+        try:
+            info = sf.info(str(source))
+        except (RuntimeError, sf.LibsndfileError, OSError):
+            info = None
+        if info is not None and info.frames > 0 and info.samplerate > 0:
+            duration = info.frames / info.samplerate
+            block = int(BLOCK_S * info.samplerate)
+            at = 0
+            for piece in sf.blocks(str(source), blocksize=block, dtype="float32", always_2d=True):
+                yield (resample_wave(piece.mean(axis=1), info.samplerate, SAMPLE_RATE),
+                       at / info.samplerate, duration)  # fmt: skip
+                at += piece.shape[0]
+            return
+    wave, rate = read_audio(source)
+    yield resample_wave(wave, rate, SAMPLE_RATE), 0.0, wave.shape[0] / rate
+
+
+@dataclass
+class Windows:
+    """Every window's place (start, end in seconds) and embedding (unit rows)."""
+
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    speech: list[tuple[float, float]] = field(default_factory=list)
+
+    def matrix(self) -> np.ndarray:
+        x = np.stack(self.embeddings).astype(np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def window_spans(
+    regions: list[tuple[float, float]], cfg: DiarizeConfig
+) -> list[tuple[float, float]]:
+    """The windows over speech regions: ``window_s`` every ``hop_s`` inside each region (the
+    last one ending at the region's end); a region shorter than a window is one window."""
+    spans = []
+    for a, b in regions:
+        if b - a <= cfg.window_s:
+            spans.append((a, b))
+            continue
+        starts = np.arange(a, b - cfg.window_s + 1e-9, cfg.hop_s)
+        if b - (starts[-1] + cfg.window_s) > 1e-6:
+            starts = np.r_[starts, b - cfg.window_s]
+        spans += [(float(s), float(s) + cfg.window_s) for s in starts]
+    return spans
+
+
+def embed_windows(
+    source: AudioSource,
+    encoder,
+    cfg: DiarizeConfig,
+    progress: Callable[[float, float], None] | None = None,
+) -> tuple[Windows, float]:
+    """The speech regions and window embeddings of a recording, block by block; and its
+    duration. ``progress(done_s, total_s)`` after each block."""
+    name = describe_source(source)
+    detect = silero_speech if cfg.vad == "silero" else energy_speech
+    found = Windows()
+    duration = 0.0
+    carry, carry_at = np.zeros(0, np.float32), 0.0  # speech running over a block's end
+    for block, at, duration in _blocks(source):
+        wave, at = (np.r_[carry, block].astype(np.float32), carry_at) if carry.size else (block, at)
+        regions = detect(wave, cfg)
+        length = wave.shape[0] / SAMPLE_RATE
+        carry = np.zeros(0, np.float32)
+        if (
+            regions
+            and at + length < duration - 1e-3  # not the last block
+            and length - regions[-1][1] < cfg.min_gap_s  # speech touching the block's end
+            and length - regions[-1][0] < BLOCK_S  # and not a block's worth already
+        ):
+            start = regions.pop()[0]  # read again with the next block
+            carry, carry_at = wave[int(start * SAMPLE_RATE) :], at + start
+        spans = window_spans(regions, cfg)
+        found.speech += [(at + a, at + b) for a, b in regions]
+        pieces = [
+            Decoded(
+                wave[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)],
+                SAMPLE_RATE,
+                f"{name} @{at + a:.1f}s",
+            )
+            for a, b in spans
+        ]
+        for (a, b), result in zip(spans, encoder.embed_many(pieces), strict=True):
+            if isinstance(result, WhichvoiceError):
+                continue  # a window in which the encoder found no speech
+            found.starts.append(at + a)
+            found.ends.append(at + b)
+            found.embeddings.append(np.asarray(result[0], np.float32))
+        if progress is not None:
+            progress(min(at + wave.shape[0] / SAMPLE_RATE, duration), duration)
+    return found, duration
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. clustering
+
+
+def cluster(x: np.ndarray, threshold: float, cfg: DiarizeConfig) -> np.ndarray:
+    """A cluster label per row of ``x`` (unit embeddings), 0.. in order of first appearance."""
+    n = x.shape[0]
+    if n == 1:
+        return np.zeros(1, np.int64)
+    if n > MAX_CLUSTERED:  # cluster an even sample, then every window joins the nearest
+        pick = np.linspace(0, n - 1, MAX_CLUSTERED).round().astype(int)
+        sub = cluster(x[pick], threshold, cfg)
+        centroids = _centroids(x[pick], sub)
+        return _first_order(np.argmax(x @ centroids.T, axis=1))
+    from sklearn.cluster import AgglomerativeClustering
+
+    def ahc(k: int | None) -> np.ndarray:
+        model = AgglomerativeClustering(
+            n_clusters=k,
+            metric="cosine",
+            linkage="average",
+            distance_threshold=None if k is not None else threshold,
+        )
+        return model.fit_predict(x)
+
+    if cfg.num_speakers is not None:
+        return _first_order(ahc(min(cfg.num_speakers, n)))
+    labels = _absorb_small(x, ahc(None), cfg)
+    k = len(set(labels.tolist()))
+    low, high = cfg.min_speakers, cfg.max_speakers or n
+    if k < low or k > high:
+        labels = ahc(min(max(k, low), high, n))
+    return _first_order(labels)
+
+
+def _absorb_small(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig) -> np.ndarray:
+    """Clusters of fewer windows than ``min_cluster_s`` of hops (a few outlying windows: a
+    breath, a word in noise) join the nearest of the others, when others are big enough."""
+    labels = _first_order(labels)
+    sizes = np.bincount(labels)
+    big = np.flatnonzero(sizes * cfg.hop_s >= cfg.min_cluster_s)
+    if len(big) == 0 or len(big) == len(sizes):
+        return labels
+    centroids = _centroids(x, labels)[big]
+    small = ~np.isin(labels, big)
+    labels = labels.copy()
+    labels[small] = big[np.argmax(x[small] @ centroids.T, axis=1)]
+    return labels
+
+
+def _first_order(labels: np.ndarray) -> np.ndarray:
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(np.argsort(first))
+    return order[np.searchsorted(np.unique(labels), labels)]
+
+
+def _centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    c = np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)])
+    return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+
+
+def default_threshold(encoder) -> tuple[float, str]:
+    """The clustering distance threshold for ``encoder``: calibrated on dev conversations
+    (``data/diarize``), else 1 - its verification threshold."""
+    from whichvoice.encoders import model_id
+
+    own = model_id(encoder)
+    path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{THRESHOLDS}")))
+    if path.is_file():
+        table = json.loads(path.read_text())["thresholds"]
+        if own in table:
+            return float(table[own]), "calibrated on dev conversations"
+    from whichvoice.verification import operating_point
+
+    try:
+        return 1.0 - operating_point(encoder).threshold, "1 - the verification threshold"
+    except WhichvoiceError:
+        return 0.5, "the fallback 0.5 (the encoder is not calibrated)"
+
+
+# ---------------------------------------------------------------------------------------------
+# 4-5. frames, turns and overlap
+
+
+def frame_voices(
+    windows: Windows, x: np.ndarray, centroids: np.ndarray, duration: float, cfg: DiarizeConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per ``FRAME_S`` frame: the best voice (-1: no speech), the second voice where the frame
+    is overlapped (-1: none), and the best voice's mean cosine."""
+    n = int(np.ceil(duration / FRAME_S))
+    k = centroids.shape[0]
+    sims = x @ centroids.T  # (windows, voices)
+    total = np.zeros((n, k))
+    count = np.zeros(n)
+    for (a, b), s in zip(zip(windows.starts, windows.ends, strict=True), sims, strict=True):
+        i, j = int(a / FRAME_S), max(int(np.ceil(b / FRAME_S)), int(a / FRAME_S) + 1)
+        total[i:j] += s
+        count[i:j] += 1
+    speech = np.zeros(n, bool)
+    for a, b in windows.speech:
+        speech[int(a / FRAME_S) : int(np.ceil(b / FRAME_S))] = True
+    covered = speech & (count > 0)
+    mean = np.where(count[:, None] > 0, total / np.maximum(count[:, None], 1), -np.inf)
+    best = np.where(covered, mean.argmax(axis=1), -1)
+    best = _smooth(best, max(1, round(cfg.min_turn_s / FRAME_S)))
+    second = np.full(n, -1)
+    if cfg.overlap and k > 1:
+        ranked = np.argsort(-mean, axis=1)
+        gap = mean[np.arange(n), ranked[:, 0]] - mean[np.arange(n), ranked[:, 1]]
+        # as close to a second voice as to the first: within a tenth of the spread of the
+        # frames' own margins
+        close = covered & (gap < 0.1 * np.median(gap[covered]) if covered.any() else covered)
+        runs = _regions(close, FRAME_S, replace(cfg, min_gap_s=0.0, min_speech_s=cfg.min_overlap_s))
+        for a, b in runs:
+            i, j = round(a / FRAME_S), round(b / FRAME_S)
+            other = np.where(ranked[i:j, 0] == best[i:j], ranked[i:j, 1], ranked[i:j, 0])
+            second[i:j] = other
+    score = np.where(best >= 0, mean[np.arange(n), np.maximum(best, 0)], 0.0)
+    return best, second, score
+
+
+def _smooth(labels: np.ndarray, min_run: int) -> np.ndarray:
+    """Runs of one voice shorter than ``min_run`` frames inside speech take the voice of the
+    longer neighbouring run (silence, -1, is left as it is)."""
+    out = labels.copy()
+    for _ in range(3):
+        edges = np.flatnonzero(np.diff(out)) + 1
+        starts = np.r_[0, edges]
+        ends = np.r_[edges, len(out)]
+        changed = False
+        for idx, (a, b) in enumerate(zip(starts, ends, strict=True)):
+            if out[a] < 0 or b - a >= min_run:
+                continue
+            left = out[starts[idx - 1]] if idx > 0 else -1
+            right = out[starts[idx + 1]] if idx + 1 < len(starts) else -1
+            left_n = ends[idx - 1] - starts[idx - 1] if idx > 0 else 0
+            right_n = ends[idx + 1] - starts[idx + 1] if idx + 1 < len(starts) else 0
+            take = left if (left >= 0 and left_n >= right_n) or right < 0 else right
+            if take >= 0:
+                out[a:b] = take
+                changed = True
+        if not changed:
+            break
+    return out
+
+
+def _turns(
+    best: np.ndarray, second: np.ndarray, score: np.ndarray, names: list[str]
+) -> list[Segment]:
+    """Segments from the frame labels: one per run of a voice, and one per overlapped run of
+    a second voice."""
+    out = []
+    for labels, overlapped in ((best, False), (second, True)):
+        edges = np.flatnonzero(np.diff(labels)) + 1
+        for a, b in zip(np.r_[0, edges], np.r_[edges, len(labels)], strict=True):
+            if labels[a] < 0:
+                continue
+            over = overlapped or bool((second[a:b] >= 0).any())
+            out.append(Segment(a * FRAME_S, b * FRAME_S, names[labels[a]],
+                               float(score[a:b].mean()), over))  # fmt: skip
+    return sorted(out, key=lambda s: (s.start, s.speaker))
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. names, and the whole
+
+
+def name_clusters(
+    centroids: np.ndarray, encoder, gallery, threshold: float | None = None
+) -> tuple[list[str], list[dict]]:
+    """A name per cluster: the enrolled voice whose embedding reaches the verification
+    threshold (each voice names its closest cluster only), else ``unknown-N``."""
+    k = centroids.shape[0]
+    names: list[str | None] = [None] * k
+    info: list[dict] = [{"enrolled": False, "score": None, "nearest": None} for _ in range(k)]
+    voices = gallery.voices() if gallery is not None else []
+    if voices:
+        from whichvoice.verification import operating_point
+
+        point = operating_point(encoder, threshold)
+        refs = np.stack(
+            [v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices]
+        )
+        scores = centroids @ refs.T  # (clusters, voices)
+        for c in range(k):
+            j = int(scores[c].argmax())
+            info[c] = {"enrolled": False, "score": float(scores[c, j]), "nearest": voices[j].name}
+        # the best pairs first: a voice names one cluster, a cluster takes one voice
+        for flat in np.argsort(-scores, axis=None):
+            c, j = divmod(int(flat), len(voices))
+            if scores[c, j] < point.threshold:
+                break
+            if names[c] is None and voices[j].name not in names:
+                names[c] = voices[j].name
+                info[c] = {
+                    "enrolled": True,
+                    "score": float(scores[c, j]),
+                    "nearest": voices[j].name,
+                }
+    unknown = 0
+    for c in range(k):
+        if names[c] is None:
+            unknown += 1
+            names[c] = f"{UNKNOWN_PREFIX}{unknown}"
+    return [str(n) for n in names], info
+
+
+def diarize(
+    source: AudioSource,
+    encoder=None,
+    *,
+    gallery=None,
+    config: DiarizeConfig | None = None,
+    verify_threshold: float | None = None,
+    progress: Callable[[float, float], None] | None = None,
+) -> Diarization:
+    """Who speaks when in ``source`` (a path or encoded bytes), with ``encoder`` (None: the
+    default, ``auto``); clusters reaching an enrolled voice of ``gallery`` are named after it.
+    See the module's docstring for the steps and ``DiarizeConfig`` for the settings."""
+    from whichvoice.encoders import load_encoder
+
+    cfg = (config or DiarizeConfig()).check()
+    encoder = encoder if encoder is not None else load_encoder(None)  # auto
+    threshold, threshold_source = (
+        (cfg.threshold, "given") if cfg.threshold is not None else default_threshold(encoder)
+    )
+    windows, duration = embed_windows(source, encoder, cfg, progress)
+    return from_windows(
+        windows, duration, describe_source(source), encoder, cfg,
+        threshold=(threshold, threshold_source), gallery=gallery,
+        verify_threshold=verify_threshold,
+    )  # fmt: skip
+
+
+def from_windows(
+    windows: Windows,
+    duration: float,
+    name: str,
+    encoder,
+    cfg: DiarizeConfig,
+    *,
+    threshold: tuple[float, str],
+    gallery=None,
+    verify_threshold: float | None = None,
+) -> Diarization:
+    """Steps 3-6 on a recording's window embeddings (``embed_windows``): a benchmark clusters
+    the same embeddings at several thresholds."""
+    from whichvoice.encoders import model_id
+
+    settings = {
+        "encoder": model_id(encoder),
+        "vad": cfg.vad,
+        "window_s": cfg.window_s,
+        "hop_s": cfg.hop_s,
+        "cluster_threshold": round(threshold[0], 6),
+        "cluster_threshold_source": threshold[1],
+        "overlap": cfg.overlap,
+    }
+    if not windows.embeddings:
+        return Diarization(name, duration, [], {}, settings)
+    x = windows.matrix()
+    labels = cluster(x, threshold[0], cfg)
+    centroids = _centroids(x, labels)
+    names, info = name_clusters(centroids, encoder, gallery, verify_threshold)
+    best, second, score = frame_voices(windows, x, centroids, duration, cfg)
+    segments = _turns(best, second, score, names)
+    if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
+        named = {names[c]: info[c]["score"] for c in range(len(names)) if info[c]["enrolled"]}
+        segments = [replace(s, score=named.get(s.speaker, s.score)) for s in segments]
+    spoken = {n: 0.0 for n in names}
+    for s in segments:
+        spoken[s.speaker] += s.end - s.start
+    speakers = {
+        n: {**info[c], "speech_s": round(spoken[n], 3)}
+        for c, n in enumerate(names)
+        if spoken[n] > 0
+    }
+    return Diarization(name, duration, segments, speakers, settings)
+
+
+def write_rttm(path: str | os.PathLike, results: list[Diarization]) -> None:
+    """Every result's RTTM lines into one file, atomically."""
+    from whichvoice.files import write_atomic
+
+    write_atomic(Path(path), "".join(r.to_rttm() for r in results).encode())
+
+
+__all__ = [
+    "Diarization",
+    "DiarizeConfig",
+    "DiarizeError",
+    "Segment",
+    "diarize",
+    "write_rttm",
+]
