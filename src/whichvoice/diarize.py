@@ -69,7 +69,7 @@ class DiarizeConfig:
     min_gap_s: float = 0.3  # shorter pauses do not split speech
     min_turn_s: float = 0.5  # shorter runs of one voice join their neighbours
     min_cluster_s: float = 2.0  # clusters of fewer windows' worth of hops join the nearest
-    overlap: bool = False
+    overlap: bool | None = None  # None: the encoder's dev choice (``default_overlap``)
     min_overlap_s: float = 0.5
 
     def check(self) -> DiarizeConfig:
@@ -378,17 +378,27 @@ def _centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
 
 
+def _shipped_table() -> dict:
+    path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{THRESHOLDS}")))
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def default_overlap(encoder) -> bool:
+    """Whether overlapped speech is marked for ``encoder``: its dev choice (``data/diarize``),
+    else no."""
+    from whichvoice.encoders import model_id
+
+    return bool(_shipped_table().get("overlap", {}).get(model_id(encoder), False))
+
+
 def default_threshold(encoder) -> tuple[float, str]:
     """The clustering distance threshold for ``encoder``: calibrated on dev conversations
     (``data/diarize``), else 1 - its verification threshold."""
     from whichvoice.encoders import model_id
 
-    own = model_id(encoder)
-    path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{THRESHOLDS}")))
-    if path.is_file():
-        table = json.loads(path.read_text())["thresholds"]
-        if own in table:
-            return float(table[own]), "calibrated on dev conversations"
+    table = _shipped_table().get("thresholds", {})
+    if model_id(encoder) in table:
+        return float(table[model_id(encoder)]), "calibrated on dev conversations"
     from whichvoice.verification import operating_point
 
     try:
@@ -424,8 +434,9 @@ def frame_voices(
     best = _smooth(best, max(1, round(cfg.min_turn_s / FRAME_S)))
     second = np.full(n, -1)
     if cfg.overlap and k > 1:
-        ranked = np.argsort(-mean, axis=1)
-        gap = mean[np.arange(n), ranked[:, 0]] - mean[np.arange(n), ranked[:, 1]]
+        finite = np.where(np.isfinite(mean), mean, -2.0)  # a cosine is never under -1
+        ranked = np.argsort(-finite, axis=1)
+        gap = finite[np.arange(n), ranked[:, 0]] - finite[np.arange(n), ranked[:, 1]]
         # as close to a second voice as to the first: within a tenth of the spread of the
         # frames' own margins
         close = covered & (gap < 0.1 * np.median(gap[covered]) if covered.any() else covered)
@@ -540,6 +551,8 @@ def diarize(
 
     cfg = (config or DiarizeConfig()).check()
     encoder = encoder if encoder is not None else load_encoder(None)  # auto
+    if cfg.overlap is None:
+        cfg = replace(cfg, overlap=default_overlap(encoder))
     threshold, threshold_source = (
         (cfg.threshold, "given") if cfg.threshold is not None else default_threshold(encoder)
     )
@@ -573,7 +586,7 @@ def from_windows(
         "hop_s": cfg.hop_s,
         "cluster_threshold": round(threshold[0], 6),
         "cluster_threshold_source": threshold[1],
-        "overlap": cfg.overlap,
+        "overlap": bool(cfg.overlap),
     }
     if not windows.embeddings:
         return Diarization(name, duration, [], {}, settings)
@@ -598,10 +611,17 @@ def from_windows(
 
 
 def write_rttm(path: str | os.PathLike, results: list[Diarization]) -> None:
-    """Every result's RTTM lines into one file, atomically."""
-    from whichvoice.files import write_atomic
+    """Every result's RTTM lines into one file (a path or URL), written whole: each
+    recording's uri is its file's stem, made unique with a number where two share one."""
+    from whichvoice import storage
 
-    write_atomic(Path(path), "".join(r.to_rttm() for r in results).encode())
+    seen: dict[str, int] = {}
+    lines = []
+    for r in results:
+        uri = (Path(r.path).stem or "audio").replace(" ", "_")
+        seen[uri] = seen.get(uri, 0) + 1
+        lines.append(r.to_rttm(uri if seen[uri] == 1 else f"{uri}-{seen[uri]}"))
+    storage.write_bytes(path, "".join(lines).encode())
 
 
 __all__ = [

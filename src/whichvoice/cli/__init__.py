@@ -12,7 +12,7 @@ import sys
 import click
 
 # importing a command module adds its commands to app
-from whichvoice.cli import corpus, gallery, jobs, predict, serve, trace, train  # noqa: F401
+from whichvoice.cli import corpus, diarize, gallery, jobs, predict, serve, trace, train  # noqa: F401
 from whichvoice.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, app
 from whichvoice.cli.stderr import filter_native_noise
 from whichvoice.errors import WhichvoiceError

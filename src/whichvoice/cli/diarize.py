@@ -1,0 +1,117 @@
+"""The diarize command: who speaks when in each file, naming the enrolled voices."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from whichvoice.cli.common import LOCATION, app, gallery_option, setup_logging
+from whichvoice.cli.gallery import _gallery, _gallery_encoder, _inputs, _model_option
+from whichvoice.errors import WhichvoiceError
+
+
+@app.command("diarize")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_model_option
+@gallery_option
+@click.option("--num-speakers", type=click.IntRange(min=1), default=None, help="Exactly N voices.")
+@click.option(
+    "--min-speakers", type=click.IntRange(min=1), default=1, show_default=True,
+    help="At least A voices.",
+)  # fmt: skip
+@click.option("--max-speakers", type=click.IntRange(min=1), default=None, help="At most B voices.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 2, min_open=True, max_open=True),
+    default=None,
+    help="Clustering distance (1 - cosine) at which two groups of windows stop being one "
+    "voice [default: calibrated for the encoder on dev conversations].",
+)
+@click.option(
+    "--vad",
+    type=click.Choice(["energy", "silero"]),
+    default="energy",
+    show_default=True,
+    help="Speech detector: whichvoice's own (fast), or silero-vad (steadier in noise).",
+)
+@click.option(
+    "--overlap/--no-overlap",
+    default=None,
+    help="Mark overlapped speech and give it both voices [default: the encoder's dev choice].",
+)
+@click.option("--rttm", type=LOCATION, default=None, help="Also write every file's turns as RTTM.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def diarize_cmd(
+    files: tuple[Path, ...],
+    model: Path | None,
+    gallery: Path | None,
+    num_speakers: int | None,
+    min_speakers: int,
+    max_speakers: int | None,
+    threshold: float | None,
+    vad: str,
+    overlap: bool | None,
+    rttm: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Who speaks when in each of FILES: turns of each voice, named after the enrolled voice
+    it matches (the gallery's, at the verification threshold), else unknown-1, unknown-2, ...
+
+    Text: a line per turn, FILE START END SPEAKER SCORE (and "overlap" where two voices speak).
+    Exit 1 when a file could not be read (the others are still answered)."""
+    setup_logging(True)
+    from tqdm import tqdm
+
+    from whichvoice.diarize import DiarizeConfig, default_overlap, diarize, write_rttm
+
+    if num_speakers is not None and (min_speakers != 1 or max_speakers is not None):
+        raise click.UsageError("--num-speakers goes without --min-speakers and --max-speakers")
+    paths = _inputs(files)
+    encoder = _gallery_encoder(model, gallery)
+    cfg = DiarizeConfig(
+        threshold=threshold,
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        vad=vad,
+        overlap=default_overlap(encoder) if overlap is None else overlap,
+    ).check()
+    results, failed = [], 0
+    with _gallery(encoder, gallery) as g:
+        named = g if g.voices() else None
+        for path in paths:
+            bar = tqdm(total=None, unit="s", unit_scale=True, desc=Path(str(path)).name,
+                       disable=quiet, leave=False, file=sys.stderr)  # fmt: skip
+
+            def progress(done: float, total: float, bar=bar) -> None:
+                bar.total = round(total, 1)
+                bar.n = round(done, 1)
+                bar.refresh()
+
+            try:
+                result = diarize(path, encoder, gallery=named, config=cfg, progress=progress)
+            except WhichvoiceError as e:
+                failed += 1
+                click.echo(json.dumps({"path": str(path), "error": str(e)}) if as_json
+                           else f"{path}\terror: {e}")  # fmt: skip
+                continue
+            finally:
+                bar.close()
+            results.append(result)
+            if as_json:
+                click.echo(json.dumps(result.to_dict()))
+                continue
+            if not result.segments:
+                click.echo(f"{path}\tno speech")
+            for s in result.segments:
+                click.echo(f"{path}\t{s.start:.2f}\t{s.end:.2f}\t{s.speaker}\t{s.score:.3f}"
+                           + ("\toverlap" if s.overlap else ""))  # fmt: skip
+    if rttm is not None:
+        write_rttm(rttm, results)
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,176 @@
+"""Diarization: speech regions, clustering, turns and names (``whichvoice.diarize``), the
+``diarize`` command on real conversations of TTS voices, scored with pyannote.metrics."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from whichvoice import diarize as dz
+from whichvoice.audio import SAMPLE_RATE
+from whichvoice.conversation import make_conversation
+
+from .conftest import sine
+
+
+def test_energy_speech_finds_bursts_and_bridges_short_gaps() -> None:
+    rng = np.random.default_rng(0)
+    wave = rng.normal(0, 1e-4, 6 * SAMPLE_RATE).astype(np.float32)  # a quiet floor
+    for a, b in ((0.5, 1.5), (1.6, 2.4), (4.0, 5.0)):  # the first gap (0.1 s) is bridged
+        i = round(a * SAMPLE_RATE)
+        burst = sine(200, b - a, amp=0.3)
+        wave[i : i + burst.shape[0]] += burst
+    wave[int(3.0 * SAMPLE_RATE) : int(3.05 * SAMPLE_RATE)] += 0.3  # a 50 ms click: not speech
+    regions = dz.energy_speech(wave, dz.DiarizeConfig())
+    assert len(regions) == 2, regions
+    assert np.allclose(regions, [(0.5, 2.4), (4.0, 5.0)], atol=0.02)
+    assert dz.energy_speech(np.zeros(SAMPLE_RATE, np.float32), dz.DiarizeConfig()) == []
+
+
+def _groups(k: int, per: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.linalg.qr(rng.normal(size=(32, k)))[0].T  # orthogonal voices
+    x = np.concatenate([c + rng.normal(0, 0.08, (per, 32)) for c in centres])
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.repeat(np.arange(k), per)
+
+
+def test_clustering_finds_the_number_of_voices_and_keeps_to_the_bounds() -> None:
+    x, truth = _groups(3, 12)
+    labels = dz.cluster(x, 0.5, dz.DiarizeConfig())
+    assert len(set(labels)) == 3 and (labels == truth).all()  # numbered by first appearance
+    assert len(set(dz.cluster(x, 0.5, dz.DiarizeConfig(num_speakers=2)))) == 2
+    assert len(set(dz.cluster(x, 0.5, dz.DiarizeConfig(max_speakers=2)))) == 2
+    assert len(set(dz.cluster(x, 1.9, dz.DiarizeConfig(min_speakers=3)))) == 3
+    # a few outlying windows do not make a voice of their own
+    odd = np.r_[x, -x[:1]]
+    assert len(set(dz.cluster(odd, 0.5, dz.DiarizeConfig()))) == 3
+
+
+def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:
+    monkeypatch.setattr(dz, "MAX_CLUSTERED", 50)
+    x, truth = _groups(4, 60, seed=1)
+    labels = dz.cluster(x, 0.5, dz.DiarizeConfig())
+    assert len(set(labels)) == 4 and (labels == truth).all()
+
+
+@pytest.mark.parametrize(
+    ("cfg", "needle"),
+    [
+        (dz.DiarizeConfig(vad="webrtc"), "unknown speech detector"),
+        (dz.DiarizeConfig(min_speakers=3, max_speakers=2), "under --min-speakers"),
+        (dz.DiarizeConfig(hop_s=3.0), "between 0.05 s and the window"),
+        (dz.DiarizeConfig(threshold=2.5), "a cosine distance"),
+    ],
+)
+def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
+    with pytest.raises(dz.DiarizeError, match=needle):
+        cfg.check()
+
+
+def test_rttm_names_each_recording_once() -> None:
+    seg = [dz.Segment(0.5, 1.75, "unknown-1", 0.9), dz.Segment(2.0, 3.0, "Ann Lee", 0.8)]
+    a = dz.Diarization("/x/talk.wav", 3.0, seg, {})
+    assert a.to_rttm().splitlines() == [
+        "SPEAKER talk 1 0.500 1.250 <NA> <NA> unknown-1 <NA> <NA>",
+        "SPEAKER talk 1 2.000 1.000 <NA> <NA> Ann_Lee <NA> <NA>",
+    ]
+
+
+@pytest.fixture(scope="module")
+def conversation(enroll_clips: dict[str, list[Path]], tmp_path_factory) -> tuple[Path, object]:
+    """Three voices (flite awb, festival ked, an espeak-ng voice) taking 9 turns, from clips
+    3-6 of each (0-2 are left for enrollment)."""
+    clips = {v: paths[3:] for v, paths in enroll_clips.items()}
+    conv = make_conversation(clips, turns=9, seed=4, turn_s=(1.5, 6.0))
+    path = tmp_path_factory.mktemp("conversation") / "talk.wav"
+    sf.write(path, conv.wave, SAMPLE_RATE)
+    return path, conv
+
+
+def _der(conv, segments: list[dict]) -> float:
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    hyp = Annotation()
+    for i, s in enumerate(segments):
+        hyp[Segment(s["start"], s["end"]), i] = s["speaker"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(DiarizationErrorRate(collar=0.25)(conv.annotation(), hyp))
+
+
+@pytest.mark.slow
+def test_diarize_finds_who_speaks_when_and_names_the_enrolled(
+    cli, conversation, enroll_clips: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    path, conv = conversation
+    rttm = tmp_path / "out.rttm"
+    proc = cli("diarize", str(path), "--model", "bundled", "--json", "--rttm", str(rttm),
+               "--gallery", str(tmp_path / "none.sqlite"), check=True)  # fmt: skip
+    result = json.loads(proc.stdout)
+    assert sorted(result["speakers"]) == ["unknown-1", "unknown-2", "unknown-3"]
+    assert _der(conv, result["segments"]) < 0.1, result["segments"]
+    lines = rttm.read_text().splitlines()
+    assert len(lines) == len(result["segments"]) and lines[0].startswith("SPEAKER talk 1 ")
+
+    # two voices enrolled from other clips: their turns take their names, the third is unknown
+    gallery = tmp_path / "g.sqlite"
+    for voice in ("flite:awb", "festival:ked_diphone"):
+        cli("enroll", voice, *map(str, enroll_clips[voice][:3]), "--model", "bundled",
+            "--gallery", str(gallery), check=True)  # fmt: skip
+    proc = cli("diarize", str(path), "--gallery", str(gallery), "--json", "--quiet", check=True)
+    result = json.loads(proc.stdout)
+    assert result["settings"]["encoder"].startswith("voicenet")  # the gallery's encoder
+    assert sorted(result["speakers"]) == ["festival:ked_diphone", "flite:awb", "unknown-1"]
+    assert result["speakers"]["flite:awb"]["enrolled"] is True
+    truth = {"espeak-ng:en-us+f3": "unknown-1"}
+    named = [{**s, "speaker": s["speaker"]} for s in result["segments"]]
+    ref_named = [
+        {"start": t.start, "end": t.end, "speaker": truth.get(t.voice, t.voice)} for t in conv.turns
+    ]
+    right = sum(
+        max(0.0, min(s["end"], r["end"]) - max(s["start"], r["start"]))
+        for s in named
+        for r in ref_named
+        if s["speaker"] == r["speaker"]
+    )
+    assert right >= 0.9 * sum(r["end"] - r["start"] for r in ref_named)
+
+    # text output: a line per turn
+    proc = cli("diarize", str(path), "--gallery", str(gallery), "--quiet", check=True)
+    lines = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert len(lines) == len(result["segments"]) and {x[3] for x in lines} == set(
+        result["speakers"]
+    )
+
+
+@pytest.mark.slow
+def test_a_long_file_read_in_blocks_gives_the_same_turns(conversation, monkeypatch) -> None:
+    from whichvoice.encoders import load_encoder
+
+    path, conv = conversation
+    encoder = load_encoder("bundled")
+    cfg = dz.DiarizeConfig(threshold=0.5)
+    whole = dz.diarize(path, encoder, config=cfg)
+    monkeypatch.setattr(dz, "BLOCK_S", 7.0)  # the 40 s conversation in 6 blocks
+    seen = []
+    parts = dz.diarize(path, encoder, config=cfg, progress=lambda d, t: seen.append((d, t)))
+    assert len(seen) >= 5 and seen[-1][0] == pytest.approx(conv.duration_s, abs=0.01)
+    assert _der(conv, [s.to_dict() for s in parts.segments]) <= (
+        _der(conv, [s.to_dict() for s in whole.segments]) + 0.03
+    )
+
+
+@pytest.mark.slow
+def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVE")
+    proc = cli("diarize", str(tmp_path / "broken.wav"), "--model", "bundled", "--quiet")
+    assert proc.returncode == 1 and "broken.wav\terror:" in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stderr
+    proc = cli(
+        "diarize", str(tmp_path / "broken.wav"), "--num-speakers", "2", "--max-speakers", "3"
+    )
+    assert proc.returncode == 2 and "--num-speakers goes without" in proc.stderr
