@@ -24,7 +24,11 @@ factor (audio seconds per second of processing, this process's threads). DER ove
 the total error over the total speech (pyannote's aggregate); its interval is a bootstrap over
 conversations. Shares: Wilson intervals.
 
-``--write`` stores each encoder's dev-chosen threshold in ``src/whichvoice/data/diarize``.
+The live stream's accept threshold for each encoder (``whichvoice.serve.stream``: one-second
+windows against enrolled voices) is set on dev windows too: the dev voices' and the human-dev
+speakers', at most 0.1 % false acceptances over every window trial pooled.
+
+``--write`` stores each encoder's dev-chosen settings in ``src/whichvoice/data/diarize``.
 Writes benchmarks/results/diarize.json.
 
     python benchmarks/diarize.py [--workdir DIR] [--write] [--encoders auto,bundled,resemblyzer]
@@ -58,6 +62,7 @@ from whichvoice.verification import enroll
 
 GRID = tuple(round(float(t), 2) for t in np.arange(0.20, 0.96, 0.05))
 ENROLL_CLIPS = 3  # clips per enrolled voice, never in a conversation
+LIVE_FAR = 0.001  # the live threshold's false acceptances on dev window trials
 SETS = {  # name -> (share of speech overlapped, condition)
     "clean": (0.0, "clean"),
     "overlap10": (0.1, "clean"),
@@ -188,6 +193,44 @@ def naming(conv: Conversation, result, enrolled: set[str]) -> dict:
             "unknown_voices": len({t.voice for t in conv.turns} - enrolled)}  # fmt: skip
 
 
+def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
+    """The live stream's accept threshold (``whichvoice.serve.stream``): each voice enrolled
+    from its first ``ENROLL_CLIPS`` clips, the others cut into ``stream.WINDOW_S`` windows every
+    half window, each window scored against every enrolled voice of its group; the lowest
+    threshold with at most ``LIVE_FAR`` false acceptances over every window trial pooled."""
+    from whichvoice.audio import Decoded, read_audio, resample
+    from whichvoice.scoring import threshold_at_far
+    from whichvoice.serve.stream import WINDOW_S
+
+    target, nontarget = [], []
+    size = int(WINDOW_S * SAMPLE_RATE)
+    for clips in groups:
+        refs = {}
+        for v, paths in clips.items():
+            e = [r[0] for r in encoder.embed_many(paths[:ENROLL_CLIPS]) if isinstance(r, tuple)]
+            refs[v] = np.mean(e, axis=0) / np.linalg.norm(np.mean(e, axis=0))
+        names = sorted(refs)
+        ref = np.stack([refs[v] for v in names])
+        for v, paths in clips.items():
+            pieces = []
+            for p in paths[ENROLL_CLIPS:]:
+                wave, rate = read_audio(p)
+                wave = resample(wave, rate, SAMPLE_RATE)
+                pieces += [Decoded(wave[a : a + size], SAMPLE_RATE, str(p))
+                           for a in range(0, wave.shape[0] - size + 1, size // 2)]  # fmt: skip
+            for r in encoder.embed_many(pieces):
+                if not isinstance(r, tuple):
+                    continue
+                scores = ref @ r[0]
+                for name, sc in zip(names, scores, strict=True):
+                    (target if name == v else nontarget).append(float(sc))
+    t, n = np.array(target), np.array(nontarget)
+    threshold = threshold_at_far(n, LIVE_FAR)
+    return {"threshold": threshold, "target_trials": len(t), "nontarget_trials": len(n),
+            "false_rejection": float((t < threshold).mean()),
+            "false_acceptance": float((n >= threshold).mean())}  # fmt: skip
+
+
 def embed_all(encoder, sources: list[Path], cfg: DiarizeConfig) -> tuple[list, float]:
     """Each source's (windows, duration), and the seconds it took."""
     t0 = time.perf_counter()
@@ -294,11 +337,17 @@ def main() -> None:
 
         report: dict = {"encoders": {}, "chosen": {}, "dev": {}, "test": {}, "human": {}}
         thresholds_out = {}
+        live: dict[str, dict] = {}
         for name in encoders:
             encoder = load_encoder(name)
             ident = model_id(encoder)
             report["encoders"][name] = ident
             cfg = DiarizeConfig()
+            # loaded before any timing: the first call pays scikit-learn's import and the
+            # encoder's first pass, not the real-time factor
+            from sklearn.cluster import AgglomerativeClustering  # noqa: F401
+
+            embed_windows(sets["dev/clean"][2][0], encoder, cfg)
             embedded, seconds = {}, {}
             for key, (_, _, sources) in sets.items():
                 embedded[key], seconds[key] = embed_all(encoder, sources, cfg)
@@ -326,6 +375,10 @@ def main() -> None:
                 },
             }
             thresholds_out[ident] = threshold
+            live[ident] = live_threshold(encoder, [dev_clips, human])
+            report["chosen"][name]["live"] = live[ident]
+            print(f"{name}: live threshold {live[ident]['threshold']:.3f} (dev windows: FR "
+                  f"{live[ident]['false_rejection']:.3f})", flush=True)  # fmt: skip
             print(f"{name}: dev chose threshold {threshold}, overlap {overlap} "
                   f"(dev DER {grid[(overlap, threshold)]:.4f})", flush=True)  # fmt: skip
             gallery = Gallery(stack.enter_context(tempfile.TemporaryDirectory()) + "/g.sqlite",
@@ -373,6 +426,7 @@ def main() -> None:
             "clustering distance threshold of each encoder",
             "thresholds": thresholds_out,
             "overlap": {report["encoders"][n]: report["chosen"][n]["overlap"] for n in encoders},
+            "live_accept": {k: v["threshold"] for k, v in live.items()},
         }, indent=2) + "\n")  # fmt: skip
         print(f"thresholds written to {dest}")
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from whichvoice.audio import encode_audio
@@ -364,3 +365,76 @@ def test_the_cli_reads_what_the_server_wrote(cli, gallery_server, enrolled) -> N
     listing = cli("gallery", "list", "--gallery", str(path), "--json", check=True)
     names = {json.loads(line)["name"] for line in listing.stdout.splitlines()}
     assert {"awb", "ked"} <= names
+
+
+def test_diarize_names_the_enrolled_voices_of_a_conversation(
+    gallery_server, enrolled, enroll_clips
+) -> None:
+    import io
+
+    import soundfile as sf
+
+    from whichvoice.conversation import make_conversation
+
+    url, _ = gallery_server
+    clips = {v: enroll_clips[v][ENROLL:] for v in (AWB, KED, F3)}
+    conv = make_conversation(clips, turns=6, seed=2, turn_s=(2.0, 5.0))
+    buf = io.BytesIO()
+    sf.write(buf, conv.wave, 16_000, format="WAV")
+    sent = [("file", ("talk.wav", buf.getvalue(), "audio/wav"))]
+    r = httpx.post(f"{url}/v1/diarize", files=sent, timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["path"] == "talk.wav" and body["settings"]["encoder"].startswith("auto-")
+    assert sorted(body["speakers"]) == ["awb", "ked", "unknown-1"], body["speakers"]
+    truth = {AWB: "awb", KED: "ked", F3: "unknown-1"}
+    right = sum(
+        max(0.0, min(s["end"], t.end) - max(s["start"], t.start))
+        for s in body["segments"]
+        for t in conv.turns
+        if s["speaker"] == truth[t.voice]
+    )
+    assert right >= 0.85 * sum(t.end - t.start for t in conv.turns)
+
+    r = httpx.post(f"{url}/v1/diarize", params={"num_speakers": 2, "max_speakers": 3},
+                   files=sent, timeout=30)  # fmt: skip
+    assert_error(r, 422, "num_speakers goes without")
+    r = httpx.post(f"{url}/v1/diarize", files=[("file", ("x.mp3", b"ID3" * 300, "audio/mpeg"))])
+    assert r.status_code == 422 and "error" in r.json()
+
+
+def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_clips) -> None:
+    """A conversation sent as microphone audio would come (48 kHz PCM, 0.1 s messages):
+    answers at least twice a second of audio, naming the enrolled voices in turn, within a
+    second of each change of speaker."""
+    from websockets.sync.client import connect
+
+    from whichvoice.audio import resample
+    from whichvoice.conversation import make_conversation
+
+    url, _ = gallery_server
+    clips = {v: enroll_clips[v][ENROLL:] for v in (AWB, KED)}
+    conv = make_conversation(clips, turns=4, seed=7, turn_s=(3.0, 4.0), pause_s=(0.3, 0.5))
+    pcm = (resample(conv.wave, 16_000, 48_000) * 32767).astype("<i2").tobytes()
+    answers = []
+    with connect(url.replace("http", "ws") + "/v1/stream?rate=48000", open_timeout=30) as ws:
+        step = 4800 * 2  # 0.1 s
+        for at in range(0, len(pcm), step):
+            ws.send(pcm[at : at + step])
+        for _ in range(10):  # a second of silence to end on
+            ws.send(b"\0\0" * 4800)
+        deadline = conv.duration_s + 1.0
+        while not answers or answers[-1]["t"] < deadline - 0.3:
+            answers.append(json.loads(ws.recv(timeout=60)))
+    times = [a["t"] for a in answers]
+    assert len(answers) >= 2 * (conv.duration_s + 1) - 2 and max(np.diff(times)) <= 0.5
+    truth = {AWB: "awb", KED: "ked"}
+    for turn in conv.turns:
+        # from a second into the turn to its end, the answers name its voice
+        during = [a["speaker"] for a in answers if turn.start + 1.0 <= a["t"] <= turn.end]
+        assert during and during.count(truth[turn.voice]) >= 0.8 * len(during), (turn, during)
+    assert answers[-1]["speaker"] is None  # the silence at the end
+    assert not [a for a in answers if a["speaker"] and a["speaker"].startswith("unknown")]
+
+    with connect(url.replace("http", "ws") + "/v1/stream?rate=5", open_timeout=30) as ws:
+        assert "8000 to 192000" in json.loads(ws.recv(timeout=30))["error"]

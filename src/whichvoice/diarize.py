@@ -391,6 +391,14 @@ def default_overlap(encoder) -> bool:
     return bool(_shipped_table().get("overlap", {}).get(model_id(encoder), False))
 
 
+def live_accept(encoder) -> float | None:
+    """The live stream's accept threshold for ``encoder`` (``data/diarize``), or None."""
+    from whichvoice.encoders import model_id
+
+    value = _shipped_table().get("live_accept", {}).get(model_id(encoder))
+    return None if value is None else float(value)
+
+
 def default_threshold(encoder) -> tuple[float, str]:
     """The clustering distance threshold for ``encoder``: calibrated on dev conversations
     (``data/diarize``), else 1 - its verification threshold."""

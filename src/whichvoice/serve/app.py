@@ -27,7 +27,7 @@ from whichvoice import __version__
 from whichvoice.errors import WhichvoiceError
 from whichvoice.gallery import GalleryError, GalleryModelError, NotEnrolledError
 from whichvoice.runtime import VoiceModel, load_model
-from whichvoice.serve import enrollment, identify, ops, synthesis, talk
+from whichvoice.serve import diarization, enrollment, identify, ops, stream, synthesis, talk
 from whichvoice.serve.docs import add_docs
 from whichvoice.serve.ops import STATIC
 from whichvoice.serve.service import (
@@ -75,7 +75,10 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.middleware("http")(_guard_and_measure)
-    for router in (talk.router, identify.router, synthesis.router, ops.router, enrollment.router):
+    for router in (
+        talk.router, identify.router, synthesis.router, ops.router, enrollment.router,
+        diarization.router, stream.router,
+    ):  # fmt: skip
         app.include_router(router)
     add_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -178,3 +178,29 @@ class RemovedResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     kind: str
+
+
+class DiarizedSegment(BaseModel):
+    start: float = Field(description="Seconds from the start of the recording")
+    end: float = Field(description="Seconds from the start of the recording")
+    speaker: str = Field(description='An enrolled voice\'s name, or "unknown-1", "unknown-2", ...')
+    score: float = Field(
+        description="Cosine of the turn's voice to the enrolled voice it is named after, else "
+        "to its own cluster's centre"
+    )
+    overlap: bool = Field(description="Another voice speaks at the same time (its own segment)")
+
+
+class DiarizedSpeaker(BaseModel):
+    enrolled: bool = Field(description="Named after an enrolled voice")
+    score: float | None = Field(description="Cosine to the nearest enrolled voice (null: none)")
+    nearest: str | None = Field(description="The nearest enrolled voice, named or not")
+    speech_s: float = Field(description="Seconds of speech given to this voice")
+
+
+class DiarizeResponse(BaseModel):
+    path: str = Field(description="The upload's name")
+    duration_s: float
+    speakers: dict[str, DiarizedSpeaker]
+    segments: list[DiarizedSegment]
+    settings: dict = Field(description="The encoder, speech detector, windows and threshold used")

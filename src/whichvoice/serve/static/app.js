@@ -466,6 +466,135 @@ async function verifyClaim() {
     : `No: not ${name} (score ${r.score.toFixed(2)} < ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`;
 }
 
+// ---------------------------------------------------------------- who speaks when
+
+const PALETTE = ["#3454d1", "#d1495b", "#2e933c", "#edae49", "#7d4e9f", "#00798c", "#b5651d",
+  "#6c757d"];
+const talk = { url: null, stopAt: null, colours: new Map() };
+
+function colourOf(speaker) {
+  if (!talk.colours.has(speaker)) {
+    talk.colours.set(speaker, PALETTE[talk.colours.size % PALETTE.length]);
+  }
+  return talk.colours.get(speaker);
+}
+
+/** The turns of a POST /v1/diarize answer as a timeline, a legend, and the audio to play. */
+function showTimeline(answer, blob) {
+  const line = $("timeline");
+  const legend = $("timeline-legend");
+  talk.colours = new Map();
+  line.replaceChildren();
+  legend.replaceChildren();
+  const total = Math.max(answer.duration_s, 0.001);
+  for (const s of answer.segments) {
+    const turn = document.createElement("button");
+    turn.type = "button";
+    turn.className = "turn" + (s.overlap ? " overlap" : "");
+    turn.setAttribute("role", "listitem");
+    turn.dataset.speaker = s.speaker;
+    turn.dataset.start = String(s.start);
+    turn.style.left = `${(100 * s.start) / total}%`;
+    turn.style.width = `${Math.max((100 * (s.end - s.start)) / total, 0.4)}%`;
+    turn.style.background = colourOf(s.speaker);
+    turn.title = `${s.speaker}: ${s.start.toFixed(1)}–${s.end.toFixed(1)} s` +
+      (s.overlap ? " (overlapped)" : "");
+    turn.setAttribute("aria-label", turn.title);
+    turn.addEventListener("click", () => playTurn(s.start, s.end));
+    line.append(turn);
+  }
+  for (const [name, info] of Object.entries(answer.speakers)) {
+    const item = document.createElement("li");
+    item.dataset.speaker = name;
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colourOf(name);
+    const label = document.createElement("span");
+    label.textContent = `${name}${info.enrolled ? " (enrolled)" : ""}: ${info.speech_s.toFixed(1)} s`;
+    item.append(swatch, label);
+    legend.append(item);
+  }
+  line.hidden = false;
+  if (talk.url) URL.revokeObjectURL(talk.url);
+  talk.url = URL.createObjectURL(blob);
+  const audio = $("talk-audio");
+  audio.src = talk.url;
+  audio.hidden = false;
+  document.body.dataset.diarized = String(answer.segments.length);
+}
+
+function playTurn(start, end) {
+  const audio = $("talk-audio");
+  talk.stopAt = end;
+  audio.currentTime = start;
+  audio.play().catch(() => {});  // a browser may refuse to play before a gesture: no error
+  document.body.dataset.playing = String(start);
+}
+
+async function diarizeFile(file) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const answer = await (await api("/v1/diarize", { method: "POST", body: form })).json();
+  showTimeline(answer, file);
+}
+
+// live: the microphone's audio, 16 kHz 16-bit PCM in small binary messages over a WebSocket;
+// the server answers {"speaker", "score", "t"} at least twice a second
+const live = { socket: null, context: null, stream: null, node: null };
+
+async function startLive() {
+  if (live.socket) return;
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const context = new AudioContext();
+  const source = context.createMediaStreamSource(stream);
+  const node = context.createScriptProcessor(4096, 1, 1);
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const key = $("api-key").value.trim();
+  const query = new URLSearchParams({ rate: String(context.sampleRate) });
+  if (key) query.set("key", key);
+  const socket = new WebSocket(`${proto}://${location.host}/v1/stream?${query}`);
+  socket.binaryType = "arraybuffer";
+  Object.assign(live, { socket, context, stream, node });
+  $("live-btn").disabled = true;
+  $("live-stop-btn").disabled = false;
+  $("live-status").textContent = "Live: connecting…";
+  socket.addEventListener("open", () => {
+    $("live-status").textContent = "Live: listening.";
+    document.body.dataset.live = "on";
+  });
+  socket.addEventListener("message", (e) => {
+    const m = JSON.parse(e.data);
+    if (m.error) { showError(m.error); return; }
+    const now = $("live-now");
+    now.hidden = false;
+    now.textContent = m.speaker ? `Speaking now: ${m.speaker}` : "Nobody is speaking.";
+    now.style.borderColor = m.speaker ? colourOf(m.speaker) : "";
+    document.body.dataset.liveSpeaker = m.speaker || "";
+  });
+  socket.addEventListener("close", () => stopLive("Live: off."));
+  node.onaudioprocess = (e) => {
+    if (socket.readyState !== WebSocket.OPEN) return;
+    const x = e.inputBuffer.getChannelData(0);
+    const pcm = new Int16Array(x.length);
+    for (let i = 0; i < x.length; i++) pcm[i] = Math.max(-1, Math.min(1, x[i])) * 32767;
+    socket.send(pcm.buffer);
+  };
+  source.connect(node);
+  node.connect(context.destination);
+}
+
+function stopLive(status = "Live: off.") {
+  if (live.node) live.node.disconnect();
+  if (live.stream) live.stream.getTracks().forEach((t) => t.stop());
+  if (live.context) live.context.close();
+  if (live.socket && live.socket.readyState <= WebSocket.OPEN) live.socket.close();
+  Object.assign(live, { socket: null, context: null, stream: null, node: null });
+  $("live-btn").disabled = false;
+  $("live-stop-btn").disabled = true;
+  $("live-status").textContent = status;
+  document.body.dataset.live = "off";
+}
+
 // ---------------------------------------------------------------- start
 
 function setUp() {
@@ -488,6 +617,19 @@ function setUp() {
   });
   $("enroll-form").addEventListener("submit", (e) => { e.preventDefault(); run(enrollVoice); });
   $("verify-form").addEventListener("submit", (e) => { e.preventDefault(); run(verifyClaim); });
+  $("diarize-file").addEventListener("change", () => {
+    const file = $("diarize-file").files[0];
+    if (file) run(() => diarizeFile(file));
+  });
+  $("talk-audio").addEventListener("timeupdate", () => {
+    const audio = $("talk-audio");
+    if (talk.stopAt !== null && audio.currentTime >= talk.stopAt) {
+      audio.pause();
+      talk.stopAt = null;
+    }
+  });
+  $("live-btn").addEventListener("click", () => run(startLive));
+  $("live-stop-btn").addEventListener("click", () => stopLive());
   loadVoices();
   loadGallery();
 }

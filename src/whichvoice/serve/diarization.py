@@ -1,0 +1,55 @@
+"""``POST /v1/diarize``: who speaks when in one upload, naming the enrolled voices."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from whichvoice.serve.identify import AUDIO_BODY
+from whichvoice.serve.schemas import DiarizeResponse
+from whichvoice.serve.service import HTTPProblem, ServiceDep
+
+router = APIRouter(tags=["diarization"])
+
+
+def diarize_upload(service, data: bytes, name: str, settings: dict) -> DiarizeResponse:
+    from whichvoice.diarize import DiarizeConfig, DiarizeError, diarize
+
+    try:
+        cfg = DiarizeConfig(**settings).check()
+    except DiarizeError as e:
+        raise HTTPProblem(422, "bad_request", str(e)) from e
+    audio = service.decode(data, name)
+    with service.gallery() as (encoder, g):
+        result = diarize(audio, encoder.model, gallery=g if g.voices() else None, config=cfg)
+    return DiarizeResponse(**result.to_dict())
+
+
+@router.post(
+    "/v1/diarize",
+    response_model=DiarizeResponse,
+    summary="Who speaks when?",
+    openapi_extra={"requestBody": AUDIO_BODY},
+)
+async def diarize_route(
+    request: Request,
+    service: ServiceDep,
+    num_speakers: int | None = Query(None, ge=1, le=50, description="Exactly N voices"),
+    min_speakers: int = Query(1, ge=1, le=50, description="At least A voices"),
+    max_speakers: int | None = Query(None, ge=1, le=50, description="At most B voices"),
+    threshold: float | None = Query(
+        None, gt=0, lt=2, description="Clustering distance; default: calibrated per encoder"
+    ),
+) -> DiarizeResponse:
+    """One recording, as multipart field `file` or as the raw body (any audio type, up to the
+    server's duration limit). Its turns (`segments`: start, end, speaker, score, overlap),
+    each voice named after the enrolled voice it matches at the verification threshold, else
+    `unknown-1`, `unknown-2`, ...; `speakers` sums each voice's speech."""
+    if num_speakers is not None and (min_speakers != 1 or max_speakers is not None):
+        raise HTTPProblem(
+            422, "bad_request", "num_speakers goes without min_speakers and max_speakers"
+        )
+    ((name, data),) = await service.uploads(request, many=False)
+    settings = {"num_speakers": num_speakers, "min_speakers": min_speakers,
+                "max_speakers": max_speakers, "threshold": threshold}  # fmt: skip
+    return await run_in_threadpool(diarize_upload, service, data, name, settings)

@@ -1,0 +1,211 @@
+"""``/v1/stream``: live "who is speaking now" over a WebSocket.
+
+The client sends binary messages of 16-bit little-endian mono PCM at the ``rate`` it names in
+the query (``/v1/stream?rate=48000``; the page sends its microphone's). Every ``STEP_S`` of
+audio received the server looks at the last ``WINDOW_S``: no speech there answers
+``{"speaker": null}``; speech is embedded with the server's encoder and named after the
+enrolled voice it reaches at the live threshold (set for one-second windows on dev data by
+``benchmarks/diarize.py``; else the verification threshold), else after the connection's own
+unknown voices (``unknown-1``, ...: an embedding within the diarization clustering distance
+of one joins it, else a window with ``NEW_VOICE_S`` of speech starts the next, up to
+``MAX_UNKNOWN``). A window with less than ``MIN_SPEECH_S`` of speech answers no one. Each answer is
+``{"speaker", "score", "t"}`` (``t``: seconds of audio received).
+
+State per connection is bounded: the last ``WINDOW_S`` of audio, at most ``MAX_UNKNOWN``
+centroids. A connection idle for ``IDLE_S`` or open for ``MAX_SESSION_S`` is closed by the
+server; with an API key set, the query's ``key`` (browsers cannot send headers on a
+WebSocket) or the usual headers must carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from whichvoice.audio import SAMPLE_RATE, Decoded
+from whichvoice.errors import WhichvoiceError
+from whichvoice.serve.service import key_matches, presented_key
+
+router = APIRouter(tags=["diarization"])
+
+WINDOW_S = 1.0  # the audio an answer looks at
+STEP_S = 0.25  # an answer every this much audio
+IDLE_S = 10.0  # no audio for this long: closed
+MAX_SESSION_S = 3600.0
+MAX_UNKNOWN = 8
+MAX_MESSAGE = 1 << 20  # bytes of one message
+RATES = range(8_000, 192_001)
+SPEECH_DB = -50.0  # a 10 ms frame quieter than this (dBFS, RMS) is silence
+MIN_SPEECH_S = 0.4  # a window with less speech answers no one
+NEW_VOICE_S = 0.7  # an unknown voice is started only from a window with this much speech
+NEW_VOICE_WINDOWS = 3  # and a turn of this many windows (0.5 s past its first answer)
+TURN_WINDOWS = 8  # a turn is named from the mean of its last windows (2.75 s of audio)
+
+
+class LiveSpeakers:
+    """One connection's state: the last window of audio and its unknown voices."""
+
+    def __init__(self, rate: int) -> None:
+        import soxr
+
+        self.resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+        self.buffer = np.zeros(int(WINDOW_S * SAMPLE_RATE), np.float32)
+        self.received = 0  # samples at 16 kHz
+        self.since_answer = 0
+        self.unknown: list[tuple[np.ndarray, int]] = []  # (centroid sum, count)
+        self.turn: list[np.ndarray] = []  # the current turn's last window embeddings
+
+    def feed(self, pcm: bytes) -> bool:
+        """Take a message; returns whether an answer is due."""
+        x = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
+        y = self.resampler.resample_chunk(x)
+        if y.size:
+            keep = self.buffer.shape[0]
+            self.buffer = np.r_[self.buffer, y][-keep:]
+            self.received += y.size
+            self.since_answer += y.size
+        if self.since_answer >= STEP_S * SAMPLE_RATE and self.received >= keep_min():
+            self.since_answer = 0
+            return True
+        return False
+
+    def answer(self, encoder, refs: np.ndarray, names: list[str], accept: float, join: float):
+        """Who speaks in the last window: (name or None, score). Consecutive windows of one
+        voice (each within ``join`` of the turn so far) are one turn, named from the mean of
+        its last ``TURN_WINDOWS`` embeddings: a second of speech is too little to name a
+        voice at the verification threshold, a few seconds are not."""
+        speech_s = _speech_seconds(self.buffer)
+        if speech_s < MIN_SPEECH_S:
+            self.turn.clear()
+            return None, None
+        try:
+            emb, _ = encoder.embed(Decoded(self.buffer.copy(), SAMPLE_RATE, "live"))
+        except WhichvoiceError:
+            return None, None  # the encoder found no speech in it
+        if self.turn and 1 - float(_unit(np.mean(self.turn, axis=0)) @ emb) > join:
+            self.turn.clear()  # another voice: a new turn
+        self.turn.append(emb)
+        del self.turn[:-TURN_WINDOWS]
+        voice = _unit(np.mean(self.turn, axis=0))
+        if len(names):
+            scores = refs @ voice
+            j = int(np.argmax(scores))
+            if scores[j] >= accept:
+                return names[j], float(scores[j])
+        if self.unknown:
+            cents = np.stack([_unit(total) for total, _ in self.unknown])
+            sims = cents @ voice
+            k = int(np.argmax(sims))
+            if 1 - sims[k] <= join:
+                total, n = self.unknown[k]
+                self.unknown[k] = (total + emb, n + 1)
+                return f"unknown-{k + 1}", float(sims[k])
+        if len(self.turn) < NEW_VOICE_WINDOWS or speech_s < NEW_VOICE_S:
+            return None, None  # a turn just begun: not yet a voice of its own
+        if len(self.unknown) < MAX_UNKNOWN:
+            self.unknown.append((voice * len(self.turn), len(self.turn)))
+            return f"unknown-{len(self.unknown)}", 1.0
+        return None, None
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+def _speech_seconds(wave: np.ndarray) -> float:
+    """Seconds of 10 ms frames louder than ``SPEECH_DB`` and within 30 dB of the loudest."""
+    hop = SAMPLE_RATE // 100
+    n = wave.shape[0] // hop
+    if n == 0:
+        return 0.0
+    db = 10 * np.log10(np.square(wave[: n * hop].reshape(n, hop)).mean(axis=1) + 1e-12)
+    return float((db > max(SPEECH_DB, db.max() - 30)).sum()) * 0.01
+
+
+def keep_min() -> int:
+    return int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard before the first answer
+
+
+@router.websocket("/v1/stream")
+async def stream(websocket: WebSocket) -> None:
+    service = websocket.app.state.service
+    expected = service.cfg.api_key
+    if expected and not key_matches(
+        websocket.query_params.get("key") or presented_key(websocket), expected
+    ):
+        await websocket.close(code=1008, reason="missing or wrong API key")
+        return
+    try:
+        rate = int(websocket.query_params.get("rate", SAMPLE_RATE))
+    except ValueError:
+        rate = -1
+    await websocket.accept()
+    if rate not in RATES:
+        await websocket.send_text(json.dumps({"error": f"rate {rate}: 8000 to 192000 Hz"}))
+        await websocket.close(code=1003)
+        return
+    try:
+        encoder = await run_in_threadpool(service.load_encoder)
+        refs, names, accept = await run_in_threadpool(_gallery_refs, service, encoder)
+    except WhichvoiceError as e:
+        await websocket.send_text(json.dumps({"error": e.public_message()}))
+        await websocket.close(code=1011)
+        return
+    from whichvoice.diarize import default_threshold
+
+    join, _ = default_threshold(encoder.model)
+    state = LiveSpeakers(rate)
+    opened = time.monotonic()
+    service.live_connections = getattr(service, "live_connections", 0) + 1
+    try:
+        while time.monotonic() - opened < MAX_SESSION_S:
+            try:
+                message = await asyncio.wait_for(websocket.receive(), timeout=IDLE_S)
+            except TimeoutError:
+                await websocket.close(code=1000, reason="idle")
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None or len(data) > MAX_MESSAGE:
+                await websocket.send_text(json.dumps(
+                    {"error": f"send binary PCM messages of at most {MAX_MESSAGE} bytes"}
+                ))  # fmt: skip
+                continue
+            if state.feed(data):
+                speaker, score = await run_in_threadpool(
+                    state.answer, encoder.model, refs, names, accept, join
+                )
+                await websocket.send_text(json.dumps({
+                    "speaker": speaker,
+                    "score": None if score is None else round(score, 4),
+                    "t": round(state.received / SAMPLE_RATE, 2),
+                }))  # fmt: skip
+        await websocket.close(code=1000, reason="session limit")
+    except WebSocketDisconnect:
+        return
+    finally:
+        service.live_connections -= 1
+
+
+def _gallery_refs(service, encoder) -> tuple[np.ndarray, list[str], float]:
+    """The enrolled voices' unit embeddings, their names and the accept threshold."""
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import operating_point
+
+    with Gallery(service.gallery_path, encoder.id, create=False) as g:
+        voices = g.voices()
+    from whichvoice.diarize import live_accept
+
+    accept = live_accept(encoder.model)
+    if accept is None:
+        accept = operating_point(encoder.model).threshold
+    if not voices:
+        return np.zeros((0, 1), np.float32), [], accept
+    refs = np.stack([v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices])
+    return refs.astype(np.float32), [v.name for v in voices], accept
