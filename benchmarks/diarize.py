@@ -273,8 +273,7 @@ def score_set(convs, embedded, encoder, cfg, threshold, gallery=None, enrolled=f
         total = sum(x["enrolled_s"] for x in names)
         out["enrolled_named_right"] = float(right / total) if total else None
         out["enrolled_named_right_ci95"] = ratio_ci(
-            np.array([x["enrolled_s"] - x["right_s"] for x in names]),
-            np.array([x["enrolled_s"] for x in names]),
+            np.array([x["right_s"] for x in names]), np.array([x["enrolled_s"] for x in names])
         )
         out["unknown_named_enrolled_s_share"] = float(
             sum(x["wrong_s"] for x in names) / max(sum(x["unknown_s"] for x in names), 1e-9)

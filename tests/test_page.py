@@ -399,3 +399,65 @@ def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_c
         page.wait_for_function("document.body.dataset.gallery === '0'")
         assert page.locator("#gallery-empty").is_visible()
         page.context.close()
+
+
+def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips, tmp_path):
+    """A conversation of two enrolled voices and a stranger: a timeline of turns named after
+    the enrolled ones, a turn plays when clicked; then the same voices live from a (fake)
+    microphone, each named while it speaks."""
+    import httpx
+    import soundfile as sf
+
+    from whichvoice.conversation import make_conversation
+
+    awb, ked, f3 = "flite:awb", "festival:ked_diphone", "espeak-ng:en-us+f3"
+    clips = {v: enroll_clips[v][3:] for v in (awb, ked, f3)}
+    conv = make_conversation(clips, turns=6, seed=2, turn_s=(2.0, 5.0))
+    talk = tmp_path / "talk.wav"
+    sf.write(talk, conv.wave, 16_000, subtype="PCM_16")
+    duo = make_conversation({v: clips[v] for v in (awb, ked)}, turns=4, seed=3,
+                            turn_s=(4.0, 5.0), pause_s=(0.3, 0.5))  # fmt: skip
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, duo.wave, 16_000, subtype="PCM_16")
+    gallery = tmp_path / "g.sqlite"
+    with serving(trained_run, "--gallery", str(gallery), "--encoder", "bundled") as base:
+        for name, voice in (("awb", awb), ("ked", ked)):
+            sent = [
+                ("file", (p.name, p.read_bytes(), "audio/mpeg")) for p in enroll_clips[voice][:3]
+            ]
+            r = httpx.post(f"{base}/v1/enroll", params={"name": name}, files=sent, timeout=120)
+            assert r.status_code == 200, r.text
+        browser = launch(
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={mic}",
+            "--autoplay-policy=no-user-gesture-required",
+        )
+        page = open_page(browser, base, permissions=["microphone"])
+        with page.expect_response(lambda r: "/v1/diarize" in r.url) as answer:
+            page.set_input_files("#diarize-file", str(talk))
+        assert answer.value.ok, answer.value.text()
+        page.wait_for_function("document.body.dataset.diarized !== undefined")
+        turns = page.locator("#timeline .turn")
+        assert turns.count() == len(answer.value.json()["segments"]) >= 4
+        legend = page.locator("#timeline-legend").inner_text()
+        assert "awb (enrolled)" in legend and "ked (enrolled)" in legend and "unknown-1" in legend
+        first = turns.first
+        first.click()
+        page.wait_for_function("document.body.dataset.playing !== undefined")
+        assert float(page.evaluate("document.body.dataset.playing")) == float(
+            first.get_attribute("data-start")
+        )
+
+        page.click("#live-btn")
+        page.wait_for_function("document.body.dataset.live === 'on'")
+        heard = set()
+        for _ in range(120):  # up to 30 s: the fake microphone loops the two-voice file
+            page.wait_for_timeout(250)
+            heard.add(page.evaluate("document.body.dataset.liveSpeaker"))
+            if {"awb", "ked"} <= heard:
+                break
+        assert {"awb", "ked"} <= heard, heard
+        page.click("#live-stop-btn")
+        page.wait_for_function("document.body.dataset.live === 'off'")
+        page.context.close()
