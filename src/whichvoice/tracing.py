@@ -26,236 +26,40 @@ was fitted) and ``engine.safetensors`` (the regression and the prototypes). No p
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from whichvoice.audio import SAMPLE_RATE, Decoded, read_audio, resample
+from whichvoice.enginehead import (
+    ENGINE_JSON,
+    ENGINE_WEIGHTS,
+    KEEP,
+    RUN_HEAD,
+    SCORES,
+    UNKNOWN,
+    EngineAnswer,
+    EngineHead,
+    EngineHeadError,
+    fit_head,
+)
 from whichvoice.errors import WhichvoiceError
-from whichvoice.files import ensure_dir, write_atomic
 
-ENGINE_JSON = "engine.json"
-ENGINE_WEIGHTS = "engine.safetensors"
-UNKNOWN = "unknown"
-SCORES = ("prototype", "energy")
-RUN_HEAD = "engine"  # a run's own head (``train --target both``), in this folder of the run
-KEEP = 0.99  # share of the known families' dev clips the default threshold keeps
-
-
-class EngineHeadError(WhichvoiceError):
-    """An engine head that cannot be fitted, read or used with this encoder."""
-
-
-@dataclass(frozen=True)
-class EngineAnswer:
-    """One clip's answer at the engine level."""
-
-    engine: str  # a known family, or "unknown"
-    confidence: float  # the regression's probability of the most likely known family
-    known: bool
-    nearest: str  # the most likely known family (also when the answer is "unknown")
-    score: float  # the open-set score, compared with the head's threshold
-
-    def to_dict(self) -> dict:
-        return {
-            "engine": self.engine,
-            "engine_confidence": round(self.confidence, 6),
-            "engine_known": self.known,
-            "engine_nearest": self.nearest,
-            "engine_score": round(self.score, 6),
-        }
-
-
-@dataclass(frozen=True)
-class EngineHead:
-    """A fitted engine head (see the module docstring)."""
-
-    families: tuple[str, ...]
-    coef: np.ndarray  # float32 (n_families, dim)
-    intercept: np.ndarray  # float32 (n_families,)
-    prototypes: np.ndarray  # float32 (n_voices, dim), unit length: one per training voice
-    prototype_family: np.ndarray  # int64 (n_voices,): each prototype's family index
-    encoder: str  # the model id (``encoders.model_id``) whose embeddings the head reads
-    score_kind: str = "prototype"
-    threshold: float = float("-inf")  # -inf: every clip is answered with a known family
-    fitted: dict = field(default_factory=dict)
-    # (start, stop): the columns of a fused embedding that hold the part this head reads
-    # (``load_head`` with a fused encoder); None: the whole embedding
-    part: tuple[int, int] | None = None
-
-    def _view(self, embeddings: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(embeddings, np.float32))
-        return _unit(x if self.part is None else x[:, self.part[0] : self.part[1]])
-
-    def logits(self, embeddings: np.ndarray) -> np.ndarray:
-        return self._view(embeddings) @ self.coef.T + self.intercept
-
-    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
-        """Each family's probability, float (n_clips, n_families)."""
-        z = self.logits(embeddings)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
-
-    def scores(self, embeddings: np.ndarray, kind: str | None = None) -> np.ndarray:
-        """The open-set score of each clip (higher: more like a known family)."""
-        kind = kind or self.score_kind
-        z = self.logits(embeddings)
-        if kind == "energy":
-            top = z.max(axis=1)
-            return top + np.log(np.exp(z - top[:, None]).sum(axis=1))
-        if kind != "prototype":
-            raise EngineHeadError(f"unknown open-set score {kind!r}; valid: {', '.join(SCORES)}")
-        named = z.argmax(axis=1)
-        cos = self._view(embeddings) @ self.prototypes.T  # (n_clips, n_voices)
-        same = self.prototype_family[None, :] == named[:, None]
-        return np.where(same, cos, -np.inf).max(axis=1)
-
-    def answer(self, embeddings: np.ndarray) -> list[EngineAnswer]:
-        """The engine-level answer for each embedding, float (n_clips, dim)."""
-        embeddings = np.atleast_2d(embeddings)
-        probs = self.probabilities(embeddings)
-        scores = self.scores(embeddings)
-        out = []
-        for p, s in zip(probs, scores, strict=True):
-            best = int(p.argmax())
-            known = bool(s >= self.threshold)
-            family = self.families[best]
-            out.append(EngineAnswer(family if known else UNKNOWN, float(p[best]), known,
-                                    family, float(s)))  # fmt: skip
-        return out
-
-    def with_threshold(
-        self, embeddings: np.ndarray, families: Sequence[str], keep: float = KEEP, kind=None
-    ) -> EngineHead:
-        """This head with the threshold that keeps ``keep`` of ``embeddings``' clips whose
-        family is known: dev clips, never test ones."""
-        kind = kind or self.score_kind
-        mask = np.array([f in self.families for f in families])
-        if not mask.any():
-            raise EngineHeadError("no dev clip of a known engine family to set the threshold")
-        scores = self.scores(np.asarray(embeddings)[mask], kind)
-        threshold = float(np.quantile(scores, 1 - keep, method="lower"))
-        fitted = self.fitted | {
-            "threshold_rule": f"keeps {keep:.0%} of {int(mask.sum())} dev clips of known families",
-            "dev_clips": int(mask.sum()),
-            "keep": keep,
-        }
-        return replace(self, score_kind=kind, threshold=threshold, fitted=fitted)
-
-    def to_dict(self) -> dict:
-        return {
-            "families": list(self.families),
-            "encoder": self.encoder,
-            "score": self.score_kind,
-            "threshold": self.threshold,
-            "fitted": self.fitted,
-        }
-
-    def save(self, folder: str | os.PathLike) -> Path:
-        from safetensors.numpy import save
-
-        folder = ensure_dir(Path(folder), "engine head")
-        tensors = {
-            "coef": np.ascontiguousarray(self.coef, np.float32),
-            "intercept": np.ascontiguousarray(self.intercept, np.float32),
-            "prototypes": np.ascontiguousarray(self.prototypes, np.float32),
-            "prototype_family": np.ascontiguousarray(self.prototype_family, np.int64),
-        }
-        write_atomic(folder / ENGINE_WEIGHTS, save(tensors))
-        write_atomic(folder / ENGINE_JSON, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike) -> EngineHead:
-        from safetensors.numpy import load
-
-        folder = Path(folder)
-        try:
-            meta = json.loads((folder / ENGINE_JSON).read_text())
-            t = load((folder / ENGINE_WEIGHTS).read_bytes())
-        except FileNotFoundError:
-            raise EngineHeadError(
-                f"{folder}: no engine head here ({ENGINE_JSON} and {ENGINE_WEIGHTS}; "
-                "`whichvoice trace-fit` makes one)"
-            ) from None
-        except (ValueError, KeyError, OSError) as e:
-            raise EngineHeadError(f"{folder}: not a readable engine head ({e})") from None
-        threshold = meta.get("threshold")
-        return cls(
-            tuple(meta["families"]),
-            t["coef"],
-            t["intercept"],
-            t["prototypes"],
-            t["prototype_family"],
-            meta["encoder"],
-            meta.get("score", "prototype"),
-            float("-inf") if threshold is None else float(threshold),
-            meta.get("fitted", {}),
-        )
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def fit_head(
-    embeddings: np.ndarray,
-    families: Sequence[str],
-    voices: Sequence[str],
-    encoder: str,
-    *,
-    c: float = 1.0,
-    score_kind: str = "prototype",
-) -> EngineHead:
-    """An engine head fitted on training clips' embeddings (n_clips, dim), each clip's family
-    and voice; no threshold yet (``EngineHead.with_threshold``). Families weigh the same
-    whatever their number of clips."""
-    try:
-        from sklearn.linear_model import LogisticRegression
-    except ImportError:
-        raise EngineHeadError(
-            "fitting an engine head needs scikit-learn: `pip install whichvoice[pretrained]`"
-        ) from None
-
-    names = tuple(sorted(set(families)))
-    if len(names) < 2:
-        raise EngineHeadError(f"an engine head needs clips of 2 families or more, not {names}")
-    x = _unit(embeddings)
-    y = np.array([names.index(f) for f in families])
-    # on standardised dimensions (a unit embedding's are small and unequal), folded back into
-    # the weights afterwards so that the head reads unit embeddings as they come
-    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
-    model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
-    model.fit((x - mean) / scale, y)
-    coef, intercept = model.coef_, model.intercept_
-    if len(names) == 2:  # scikit-learn's binary model: one row, the log-odds of the second
-        coef, intercept = (
-            np.stack([-coef[0] / 2, coef[0] / 2]),
-            np.r_[-intercept / 2, intercept / 2],
-        )
-    coef = coef / scale
-    intercept = intercept - coef @ mean
-    voice_names = sorted(set(voices))
-    by_voice = {v: i for i, v in enumerate(voice_names)}
-    idx = np.array([by_voice[v] for v in voices])
-    prototypes = _unit(np.stack([x[idx == i].mean(axis=0) for i in range(len(voice_names))]))
-    family_of = {v: f for v, f in zip(voices, families, strict=True)}
-    proto_family = np.array([names.index(family_of[v]) for v in voice_names], np.int64)
-    fitted = {
-        "clips": len(y),
-        "voices": len(voice_names),
-        "clips_per_family": {n: int((y == i).sum()) for i, n in enumerate(names)},
-        "regression": f"multinomial logistic regression on standardised dimensions, C={c}, "
-        "families balanced",
-    }
-    return EngineHead(names, coef.astype(np.float32), intercept.astype(np.float32),
-                      prototypes, proto_family, encoder, score_kind, float("-inf"),
-                      fitted)  # fmt: skip
+__all__ = [
+    "ENGINE_JSON",
+    "ENGINE_WEIGHTS",
+    "KEEP",
+    "RUN_HEAD",
+    "SCORES",
+    "UNKNOWN",
+    "EngineAnswer",
+    "EngineHead",
+    "EngineHeadError",
+    "fit_head",
+]
 
 
 def augmented(source, seed: int) -> Decoded:

@@ -307,7 +307,7 @@ def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers:
 def _run_engine_head(root: Path, config: dict):
     """The run's own engine head (``RUN/engine``, from ``train --target both``), bound to the
     run's embedding; None when it has none."""
-    from whichvoice.tracing import ENGINE_JSON, RUN_HEAD, EngineHead, EngineHeadError
+    from whichvoice.enginehead import ENGINE_JSON, RUN_HEAD, EngineHead, EngineHeadError
 
     folder = Path(root) / RUN_HEAD
     if not (folder / ENGINE_JSON).is_file():
