@@ -63,6 +63,8 @@ from whichvoice.verification import enroll
 GRID = tuple(round(float(t), 2) for t in np.arange(0.20, 0.96, 0.05))
 ENROLL_CLIPS = 3  # clips per enrolled voice, never in a conversation
 LIVE_FAR = 0.001  # the live threshold's false acceptances on dev window trials
+NAMING_COLLAR = 0.25  # s around turn edges not counted against naming (as DER's collar)
+MIN_CLUSTER = (1.0, 1.5, 2.0)  # DiarizeConfig.min_cluster_s settings tried on dev
 SETS = {  # name -> (share of speech overlapped, condition)
     "clean": (0.0, "clean"),
     "overlap10": (0.1, "clean"),
@@ -167,30 +169,49 @@ def ratio_ci(err: np.ndarray, total: np.ndarray, resamples: int = 1000) -> list[
 
 
 def naming(conv: Conversation, result, enrolled: set[str]) -> dict:
-    """Seconds of enrolled voices' speech named after them, of all their speech, and of
-    voices not enrolled named after an enrolled one (10 ms frames)."""
+    """How the voices were named (10 ms frames):
+    - seconds of enrolled voices' speech under a turn named after them, of all their speech;
+    - strangers (voices not enrolled) named as an enrolled voice: a turn label carrying an
+      enrolled name whose speech is mostly a stranger's (the label is that stranger's voice,
+      as DER's mapping of labels to voices would have it), once per stranger;
+    - seconds of strangers' speech named after an enrolled voice, away from any other
+      voice's speech and from turn edges (``NAMING_COLLAR``): what a boundary's slop or an
+      overlap cannot explain."""
     step = 0.01
     n = int(np.ceil(conv.duration_s / step)) + 1
     hyp: dict[str, np.ndarray] = {}
     for s in result.segments:
         hyp.setdefault(s.speaker, np.zeros(n, bool))[int(s.start / step) : int(s.end / step)] = True
-    right = enrolled_s = wrong_s = unknown_s = 0.0
-    wrong_voices = set()
+    ref: dict[str, np.ndarray] = {}
+    edges = np.zeros(n, bool)
+    c = int(NAMING_COLLAR / step)
     for t in conv.turns:
         a, b = int(t.start / step), int(t.end / step)
-        if t.voice in enrolled:
-            enrolled_s += (b - a) * step
-            if t.voice in hyp:
-                right += hyp[t.voice][a:b].sum() * step
-        else:
-            unknown_s += (b - a) * step
-            for name, frames in hyp.items():
-                if name in enrolled and frames[a:b].any():
-                    wrong_s += frames[a:b].sum() * step
-                    wrong_voices.add(t.voice)
+        ref.setdefault(t.voice, np.zeros(n, bool))[a:b] = True
+        edges[max(a - c, 0) : a + c] = edges[max(b - c, 0) : b + c] = True
+    speaking = sum(r.astype(int) for r in ref.values())
+    right = sum(float((ref[v] & hyp.get(v, np.zeros(n, bool))).sum()) * step
+                for v in ref if v in enrolled)  # fmt: skip
+    enrolled_s = sum(float(ref[v].sum()) * step for v in ref if v in enrolled)
+    strangers = [v for v in ref if v not in enrolled]
+    named_as = set()
+    for label, frames in hyp.items():
+        if label not in enrolled:
+            continue
+        overlap = {v: float((frames & r).sum()) for v, r in ref.items()}
+        mostly = max(overlap, key=overlap.get)
+        if mostly in strangers and overlap[mostly] > 0:
+            named_as.add(mostly)
+    clear = (speaking == 1) & ~edges
+    named_any = np.zeros(n, bool)
+    for label, frames in hyp.items():
+        if label in enrolled:
+            named_any |= frames
+    wrong_s = sum(float((ref[v] & clear & named_any).sum()) * step for v in strangers)
+    unknown_s = sum(float((ref[v] & clear).sum()) * step for v in strangers)
     return {"right_s": right, "enrolled_s": enrolled_s, "wrong_s": wrong_s,
-            "unknown_s": unknown_s, "unknown_voices_named": len(wrong_voices),
-            "unknown_voices": len({t.voice for t in conv.turns} - enrolled)}  # fmt: skip
+            "unknown_s": unknown_s, "unknown_voices_named": len(named_as),
+            "unknown_voices": len(strangers)}  # fmt: skip
 
 
 def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
@@ -355,22 +376,30 @@ def main() -> None:
             dev_keys = [k for k in sets if k.startswith("dev/")]
             grid = {}
             for overlap in (False, True):
-                c = DiarizeConfig(overlap=overlap)
-                for t in GRID:
-                    figs = [score_set(sets[k][1], embedded[k], encoder, c, t) for k in dev_keys]
-                    # the mean over the dev sets of the DER at the 0.25 s collar
-                    grid[(overlap, t)] = float(np.mean([f["der_collar_0.25"] for f in figs]))
+                for small in MIN_CLUSTER:
+                    c = DiarizeConfig(overlap=overlap, min_cluster_s=small)
+                    for t in GRID:
+                        figs = [score_set(sets[k][1], embedded[k], encoder, c, t)
+                                for k in dev_keys]  # fmt: skip
+                        # the mean over the dev sets of the DER at the 0.25 s collar
+                        grid[(overlap, small, t)] = float(
+                            np.mean([f["der_collar_0.25"] for f in figs])
+                        )
             best = min(round(v, 6) for v in grid.values())
-            overlap = min(o for (o, _), v in grid.items() if round(v, 6) == best)
-            tied = sorted(t for (o, t), v in grid.items() if o == overlap and round(v, 6) == best)
+            tops = [k for k, v in grid.items() if round(v, 6) == best]
+            overlap = min(k[0] for k in tops)
+            small = max(k[1] for k in tops if k[0] == overlap)
+            tied = sorted(k[2] for k in tops if k[:2] == (overlap, small))
             threshold = tied[(len(tied) - 1) // 2]  # the middle of a plateau
-            chosen_cfg = DiarizeConfig(overlap=overlap)
+            chosen_cfg = DiarizeConfig(overlap=overlap, min_cluster_s=small)
             report["chosen"][name] = {
                 "threshold": threshold,
                 "overlap": overlap,
-                "dev_mean_der_collar_0.25": grid[(overlap, threshold)],
+                "min_cluster_s": small,
+                "dev_mean_der_collar_0.25": grid[(overlap, small, threshold)],
                 "grid": {
-                    f"{'overlap' if o else 'no-overlap'} {t}": v for (o, t), v in grid.items()
+                    f"{'overlap' if o else 'no-overlap'}, min cluster {m} s, threshold {t}": v
+                    for (o, m, t), v in grid.items()
                 },
             }
             thresholds_out[ident] = threshold
@@ -378,8 +407,9 @@ def main() -> None:
             report["chosen"][name]["live"] = live[ident]
             print(f"{name}: live threshold {live[ident]['threshold']:.3f} (dev windows: FR "
                   f"{live[ident]['false_rejection']:.3f})", flush=True)  # fmt: skip
-            print(f"{name}: dev chose threshold {threshold}, overlap {overlap} "
-                  f"(dev DER {grid[(overlap, threshold)]:.4f})", flush=True)  # fmt: skip
+            print(f"{name}: dev chose threshold {threshold}, overlap {overlap}, min cluster "
+                  f"{small} s (dev DER {grid[(overlap, small, threshold)]:.4f})",
+                  flush=True)  # fmt: skip
             gallery = Gallery(stack.enter_context(tempfile.TemporaryDirectory()) + "/g.sqlite",
                               ident)  # fmt: skip
             for v, paths in enroll_clips.items():
@@ -409,9 +439,10 @@ def main() -> None:
         },
         "conversations": {k: len(v[1]) for k, v in sets.items()},
         "grid": list(GRID),
-        "rule": "per encoder, the threshold and overlap setting with the lowest mean DER "
-        "(collar 0.25 s) over the dev sets (clean, 10 % overlap, noise10); ties: no overlap "
-        "marking first, then the middle of the tied thresholds",
+        "rule": "per encoder, the threshold, overlap marking and smallest cluster with the "
+        "lowest mean DER (collar 0.25 s) over the dev sets (clean, 10 % overlap, noise10); "
+        "ties: no overlap marking first, the larger smallest cluster, then the middle of the "
+        "tied thresholds",
         **report,
         "targets": TARGETS,
     }
@@ -425,6 +456,9 @@ def main() -> None:
             "clustering distance threshold of each encoder",
             "thresholds": thresholds_out,
             "overlap": {report["encoders"][n]: report["chosen"][n]["overlap"] for n in encoders},
+            "min_cluster_s": {
+                report["encoders"][n]: report["chosen"][n]["min_cluster_s"] for n in encoders
+            },
             "live_accept": {k: v["threshold"] for k, v in live.items()},
         }, indent=2) + "\n")  # fmt: skip
         print(f"thresholds written to {dest}")

@@ -648,7 +648,8 @@ def diarize_table() -> str:
                 )
     chosen = ", ".join(
         f"{n}: threshold {c['threshold']}, overlap marking {'on' if c['overlap'] else 'off'}, "
-        f"live threshold {c['live']['threshold']:.3f}"
+        f"smallest cluster {c.get('min_cluster_s', 2.0)} s, live threshold "
+        f"{c['live']['threshold']:.3f}"
         for n, c in r["chosen"].items()
     )
     rows += [

@@ -50,6 +50,7 @@ MAX_CLUSTERED = 3000  # windows clustered at most (the rest join the nearest clu
 UNKNOWN_PREFIX = "unknown-"
 THRESHOLDS = "thresholds.json"  # in data/diarize: encoder id -> clustering distance threshold
 VADS = ("energy", "silero")
+DEFAULT_MIN_CLUSTER_S = 2.0
 
 
 class DiarizeError(WhichvoiceError):
@@ -68,7 +69,9 @@ class DiarizeConfig:
     min_speech_s: float = 0.2  # shorter bursts are not speech
     min_gap_s: float = 0.3  # shorter pauses do not split speech
     min_turn_s: float = 0.5  # shorter runs of one voice join their neighbours
-    min_cluster_s: float = 2.0  # clusters of fewer windows' worth of hops join the nearest
+    # clusters of fewer windows' worth of hops join the nearest; None: the encoder's dev
+    # choice (``default_min_cluster``), else 2 s
+    min_cluster_s: float | None = None
     overlap: bool | None = None  # None: the encoder's dev choice (``default_overlap``)
     min_overlap_s: float = 0.5
 
@@ -357,7 +360,8 @@ def _absorb_small(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig) -> np.n
     breath, a word in noise) join the nearest of the others, when others are big enough."""
     labels = _first_order(labels)
     sizes = np.bincount(labels)
-    big = np.flatnonzero(sizes * cfg.hop_s >= cfg.min_cluster_s)
+    smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
+    big = np.flatnonzero(sizes * cfg.hop_s >= smallest)
     if len(big) == 0 or len(big) == len(sizes):
         return labels
     centroids = _centroids(x, labels)[big]
@@ -381,6 +385,14 @@ def _centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _shipped_table() -> dict:
     path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{THRESHOLDS}")))
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def default_min_cluster(encoder) -> float | None:
+    """The smallest cluster kept for ``encoder`` (its dev choice, ``data/diarize``), or None."""
+    from whichvoice.encoders import model_id
+
+    value = _shipped_table().get("min_cluster_s", {}).get(model_id(encoder))
+    return None if value is None else float(value)
 
 
 def default_overlap(encoder) -> bool:
@@ -561,6 +573,8 @@ def diarize(
     encoder = encoder if encoder is not None else load_encoder(None)  # auto
     if cfg.overlap is None:
         cfg = replace(cfg, overlap=default_overlap(encoder))
+    if cfg.min_cluster_s is None:
+        cfg = replace(cfg, min_cluster_s=default_min_cluster(encoder) or DEFAULT_MIN_CLUSTER_S)
     threshold, threshold_source = (
         (cfg.threshold, "given") if cfg.threshold is not None else default_threshold(encoder)
     )
@@ -595,6 +609,7 @@ def from_windows(
         "cluster_threshold": round(threshold[0], 6),
         "cluster_threshold_source": threshold[1],
         "overlap": bool(cfg.overlap),
+        "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
     }
     if not windows.embeddings:
         return Diarization(name, duration, [], {}, settings)
