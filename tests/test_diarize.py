@@ -174,3 +174,13 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
         "diarize", str(tmp_path / "broken.wav"), "--num-speakers", "2", "--max-speakers", "3"
     )
     assert proc.returncode == 2 and "--num-speakers goes without" in proc.stderr
+
+
+@pytest.mark.slow
+def test_silero_finds_the_same_speech(conversation) -> None:
+    from whichvoice.encoders import load_encoder
+
+    path, conv = conversation
+    result = dz.diarize(path, load_encoder("bundled"), config=dz.DiarizeConfig(vad="silero"))
+    assert result.settings["vad"] == "silero"
+    assert _der(conv, [s.to_dict() for s in result.segments]) < 0.1
