@@ -655,9 +655,10 @@ def diarize_table() -> str:
     rows += [
         "",
         f"Settings chosen on dev conversations ({chosen}); rule: {r['rule']}. Intervals: DER, "
-        "a bootstrap over conversations; shares, Wilson. Strangers: voices in a conversation "
-        "that are not enrolled, counted once per conversation where any of their speech was "
-        f"named after an enrolled voice. Made by {_made(r)}.",
+        "a bootstrap over conversations; shares, Wilson. Enrolled speech named right: the "
+        "share of enrolled voices' speech under a turn of their own name. Strangers: voices "
+        "of a conversation that are not enrolled, counted when a turn label with an enrolled "
+        f"name is mostly their speech. Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 
