@@ -104,6 +104,7 @@ bench: setup voices
 	.venv/bin/python benchmarks/trace.py --workdir $(BENCH_WORK)/trace
 	.venv/bin/python benchmarks/diarize.py --workdir $(BENCH_WORK)/diarize
 	.venv/bin/python benchmarks/diarize_long.py
+	.venv/bin/python benchmarks/live.py --workdir $(BENCH_WORK)/diarize
 	.venv/bin/python benchmarks/speed.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/train.py
 	.venv/bin/python benchmarks/scale.py
