@@ -60,11 +60,12 @@ from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
 from whichvoice.scoring import proportion
 from whichvoice.verification import enroll
 
-GRID = tuple(round(float(t), 2) for t in np.arange(0.20, 0.96, 0.05))
+GRID = tuple(round(float(t), 2) for t in np.arange(0.20, 0.91, 0.05))
 ENROLL_CLIPS = 3  # clips per enrolled voice, never in a conversation
 LIVE_FAR = 0.001  # the live threshold's false acceptances on dev window trials
 NAMING_COLLAR = 0.25  # s around turn edges not counted against naming (as DER's collar)
-MIN_CLUSTER = (1.0, 1.5, 2.0)  # DiarizeConfig.min_cluster_s settings tried on dev
+MIN_CLUSTER = (1.5, 2.0, 3.0)  # DiarizeConfig.min_cluster_s settings tried on dev
+KEEP_FAR = (None, 0.5, 0.6, 0.7)  # DiarizeConfig.keep_far settings tried on dev
 SETS = {  # name -> (share of speech overlapped, condition)
     "clean": (0.0, "clean"),
     "overlap10": (0.1, "clean"),
@@ -259,6 +260,17 @@ def embed_all(encoder, sources: list[Path], cfg: DiarizeConfig) -> tuple[list, f
     return out, time.perf_counter() - t0
 
 
+def dev_der(convs, embedded, encoder, cfg, threshold) -> float:
+    """The DER (collar 0.25 s) of one set of dev conversations at one setting."""
+    err = total = 0.0
+    for i, (conv, (w, d)) in enumerate(zip(convs, embedded, strict=True)):
+        result = from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "dev"))
+        p = der_parts(conv.annotation(), hypothesis(result), 0.25)
+        err += sum(p[k] for k in PARTS)
+        total += p["total"]
+    return err / total
+
+
 def score_set(convs, embedded, encoder, cfg, threshold, gallery=None, enrolled=frozenset()):
     """Every figure of one set of conversations at one setting."""
     parts: dict[float, list[dict]] = {0.25: [], 0.0: []}
@@ -377,29 +389,33 @@ def main() -> None:
             grid = {}
             for overlap in (False, True):
                 for small in MIN_CLUSTER:
-                    c = DiarizeConfig(overlap=overlap, min_cluster_s=small)
-                    for t in GRID:
-                        figs = [score_set(sets[k][1], embedded[k], encoder, c, t)
-                                for k in dev_keys]  # fmt: skip
-                        # the mean over the dev sets of the DER at the 0.25 s collar
-                        grid[(overlap, small, t)] = float(
-                            np.mean([f["der_collar_0.25"] for f in figs])
-                        )
+                    for far in KEEP_FAR:
+                        c = DiarizeConfig(overlap=overlap, min_cluster_s=small, keep_far=far)
+                        for t in GRID:
+                            # the mean over the dev sets of the DER at the 0.25 s collar
+                            grid[(overlap, small, -1.0 if far is None else far, t)] = float(
+                                np.mean([dev_der(sets[k][1], embedded[k], encoder, c, t)
+                                         for k in dev_keys])
+                            )  # fmt: skip
             best = min(round(v, 6) for v in grid.values())
             tops = [k for k, v in grid.items() if round(v, 6) == best]
             overlap = min(k[0] for k in tops)
             small = max(k[1] for k in tops if k[0] == overlap)
-            tied = sorted(k[2] for k in tops if k[:2] == (overlap, small))
+            far = min(k[2] for k in tops if k[:2] == (overlap, small))
+            tied = sorted(k[3] for k in tops if k[:3] == (overlap, small, far))
             threshold = tied[(len(tied) - 1) // 2]  # the middle of a plateau
-            chosen_cfg = DiarizeConfig(overlap=overlap, min_cluster_s=small)
+            keep_far = None if far < 0 else far
+            chosen_cfg = DiarizeConfig(overlap=overlap, min_cluster_s=small, keep_far=keep_far)
             report["chosen"][name] = {
                 "threshold": threshold,
                 "overlap": overlap,
                 "min_cluster_s": small,
-                "dev_mean_der_collar_0.25": grid[(overlap, small, threshold)],
+                "keep_far": keep_far,
+                "dev_mean_der_collar_0.25": grid[(overlap, small, far, threshold)],
                 "grid": {
-                    f"{'overlap' if o else 'no-overlap'}, min cluster {m} s, threshold {t}": v
-                    for (o, m, t), v in grid.items()
+                    f"{'overlap' if o else 'no-overlap'}, min cluster {m} s, keep far "
+                    f"{'never' if f < 0 else f}, threshold {t}": v
+                    for (o, m, f, t), v in grid.items()
                 },
             }
             thresholds_out[ident] = threshold
@@ -408,8 +424,8 @@ def main() -> None:
             print(f"{name}: live threshold {live[ident]['threshold']:.3f} (dev windows: FR "
                   f"{live[ident]['false_rejection']:.3f})", flush=True)  # fmt: skip
             print(f"{name}: dev chose threshold {threshold}, overlap {overlap}, min cluster "
-                  f"{small} s (dev DER {grid[(overlap, small, threshold)]:.4f})",
-                  flush=True)  # fmt: skip
+                  f"{small} s, keep far {keep_far} (dev DER "
+                  f"{grid[(overlap, small, far, threshold)]:.4f})", flush=True)  # fmt: skip
             gallery = Gallery(stack.enter_context(tempfile.TemporaryDirectory()) + "/g.sqlite",
                               ident)  # fmt: skip
             for v, paths in enroll_clips.items():
@@ -439,10 +455,10 @@ def main() -> None:
         },
         "conversations": {k: len(v[1]) for k, v in sets.items()},
         "grid": list(GRID),
-        "rule": "per encoder, the threshold, overlap marking and smallest cluster with the "
-        "lowest mean DER (collar 0.25 s) over the dev sets (clean, 10 % overlap, noise10); "
-        "ties: no overlap marking first, the larger smallest cluster, then the middle of the "
-        "tied thresholds",
+        "rule": "per encoder, the threshold, overlap marking, smallest cluster and keep-far "
+        "distance with the lowest mean DER (collar 0.25 s) over the dev sets (clean, 10 % "
+        "overlap, noise10); ties: no overlap marking first, the larger smallest cluster, "
+        "small clusters absorbed rather than kept, then the middle of the tied thresholds",
         **report,
         "targets": TARGETS,
     }
@@ -459,6 +475,7 @@ def main() -> None:
             "min_cluster_s": {
                 report["encoders"][n]: report["chosen"][n]["min_cluster_s"] for n in encoders
             },
+            "keep_far": {report["encoders"][n]: report["chosen"][n]["keep_far"] for n in encoders},
             "live_accept": {k: v["threshold"] for k, v in live.items()},
         }, indent=2) + "\n")  # fmt: skip
         print(f"thresholds written to {dest}")

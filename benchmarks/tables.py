@@ -648,7 +648,8 @@ def diarize_table() -> str:
                 )
     chosen = ", ".join(
         f"{n}: threshold {c['threshold']}, overlap marking {'on' if c['overlap'] else 'off'}, "
-        f"smallest cluster {c.get('min_cluster_s', 2.0)} s, live threshold "
+        f"smallest cluster {c.get('min_cluster_s', 2.0)} s, small clusters kept beyond "
+        f"{c.get('keep_far') or 'never'}, live threshold "
         f"{c['live']['threshold']:.3f}"
         for n, c in r["chosen"].items()
     )
@@ -659,6 +660,28 @@ def diarize_table() -> str:
         "share of enrolled voices' speech under a turn of their own name. Strangers: voices "
         "of a conversation that are not enrolled, counted when a turn label with an enrolled "
         f"name is mostly their speech. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
+def live_table() -> str:
+    """Live mode (benchmarks/live.py): how soon a new speaker is named."""
+    r = _load("live")
+    rows = [
+        "| encoder | changes of speaker | named within 1 s | named before the turn ends | "
+        "median delay | wrong answers inside turns |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, f in r["results"].items():
+        delay = "-" if f["median_delay_s"] is None else f"{f['median_delay_s']:.2f} s"
+        rows.append(
+            f"| {name} | {f['changes']} | {_rate(f['named_within_1s'])} | "
+            f"{_rate(f['named_in_turn'])} | {delay} | {_rate(f['wrong_answers_in_turns'])} |"
+        )
+    rows += [
+        "",
+        f"{r['conversations']} test conversations ({r['audio_seconds'] / 60:.0f} min), every "
+        f"voice enrolled, sent in 0.1 s messages. Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 
@@ -744,6 +767,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "speed": speed_table,
     "snorm-dev": snorm_table,
     "diarize": diarize_table,
+    "live": live_table,
 }
 
 

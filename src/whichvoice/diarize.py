@@ -72,6 +72,9 @@ class DiarizeConfig:
     # clusters of fewer windows' worth of hops join the nearest; None: the encoder's dev
     # choice (``default_min_cluster``), else 2 s
     min_cluster_s: float | None = None
+    # a cluster under min_cluster_s is kept as a voice when its centre is further than this
+    # (cosine distance) from every bigger cluster's; None: always absorbed
+    keep_far: float | None = None
     overlap: bool | None = None  # None: the encoder's dev choice (``default_overlap``)
     min_overlap_s: float = 0.5
 
@@ -357,14 +360,22 @@ def cluster(x: np.ndarray, threshold: float, cfg: DiarizeConfig) -> np.ndarray:
 
 def _absorb_small(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig) -> np.ndarray:
     """Clusters of fewer windows than ``min_cluster_s`` of hops (a few outlying windows: a
-    breath, a word in noise) join the nearest of the others, when others are big enough."""
+    breath, a word in noise, a mixture where voices overlap) join the nearest of the others,
+    when others are big enough; with ``keep_far``, one far from all of them stays a voice (a
+    voice that spoke briefly)."""
     labels = _first_order(labels)
     sizes = np.bincount(labels)
     smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
     big = np.flatnonzero(sizes * cfg.hop_s >= smallest)
     if len(big) == 0 or len(big) == len(sizes):
         return labels
-    centroids = _centroids(x, labels)[big]
+    every = _centroids(x, labels)
+    centroids = every[big]
+    if cfg.keep_far is not None:  # a small cluster far from every big one is a voice too
+        nearest = 1 - (every @ centroids.T).max(axis=1)  # each cluster's distance to a big one
+        far = [k for k in range(len(sizes)) if k not in big and nearest[k] > cfg.keep_far]
+        big = np.sort(np.r_[big, far]).astype(int)
+        centroids = every[big]
     small = ~np.isin(labels, big)
     labels = labels.copy()
     labels[small] = big[np.argmax(x[small] @ centroids.T, axis=1)]
@@ -392,6 +403,14 @@ def default_min_cluster(encoder) -> float | None:
     from whichvoice.encoders import model_id
 
     value = _shipped_table().get("min_cluster_s", {}).get(model_id(encoder))
+    return None if value is None else float(value)
+
+
+def default_keep_far(encoder) -> float | None:
+    """``DiarizeConfig.keep_far`` for ``encoder`` (its dev choice, ``data/diarize``), or None."""
+    from whichvoice.encoders import model_id
+
+    value = _shipped_table().get("keep_far", {}).get(model_id(encoder))
     return None if value is None else float(value)
 
 
@@ -575,6 +594,8 @@ def diarize(
         cfg = replace(cfg, overlap=default_overlap(encoder))
     if cfg.min_cluster_s is None:
         cfg = replace(cfg, min_cluster_s=default_min_cluster(encoder) or DEFAULT_MIN_CLUSTER_S)
+        if cfg.keep_far is None:  # the dev choice goes with the dev-chosen smallest cluster
+            cfg = replace(cfg, keep_far=default_keep_far(encoder))
     threshold, threshold_source = (
         (cfg.threshold, "given") if cfg.threshold is not None else default_threshold(encoder)
     )
@@ -610,6 +631,7 @@ def from_windows(
         "cluster_threshold_source": threshold[1],
         "overlap": bool(cfg.overlap),
         "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
+        "keep_far": cfg.keep_far,
     }
     if not windows.embeddings:
         return Diarization(name, duration, [], {}, settings)
