@@ -664,6 +664,28 @@ def diarize_table() -> str:
     return "\n".join(rows)
 
 
+def diarize_long_table() -> str:
+    """A long recording (benchmarks/diarize_long.py): memory and voices found."""
+    r = _load("diarize-long")
+    rows = [
+        "| recording | audio | peak memory | x real time | voices found (of 4) | turns |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, f in r["runs"].items():
+        rows.append(
+            f"| {label} | {f['audio_seconds'] / 60:.0f} min | {f['peak_rss_mib']:.0f} MiB | "
+            f"{f['real_time_factor']:.0f} | {f['voices_found']} | {f['turns']} |"
+        )
+    rows += [
+        "",
+        f"`whichvoice diarize --model {r['model']}` in a child process (peak resident memory of "
+        f"the child; the wall time includes starting Python). The long one used "
+        f"{r['memory_ratio_long_to_short']:.2f}x the memory for "
+        f"{r['audio_ratio_long_to_short']:.1f}x the audio. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def live_table() -> str:
     """Live mode (benchmarks/live.py): how soon a new speaker is named."""
     r = _load("live")
@@ -768,6 +790,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "snorm-dev": snorm_table,
     "diarize": diarize_table,
     "live": live_table,
+    "diarize-long": diarize_long_table,
 }
 
 
