@@ -29,6 +29,11 @@ def test_an_engine_target_names_engine_families(
     assert config["train"]["target"] == "engine"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_file_acc"] > 0.8  # three families: chance is a third
+    # evaluate scores it against each clip's family, the corpus's voices mapped to theirs
+    proc = cli("evaluate", str(run), "--corpus", str(small_corpus), "--json", "--quiet",
+               "--report", str(tmp_path / "report"), check=True)  # fmt: skip
+    report = json.loads(proc.stdout)
+    assert report["file_accuracy"] == pytest.approx(metrics["test_file_acc"], abs=0.02)
 
     # voices it was trained on; a voice it never heard (flite:awb) is a valid family too, but
     # four training voices are too few to say which: benchmarks/trace.py measures that

@@ -67,17 +67,33 @@ def held_out_split(
     clips = load_corpus(root)
     prep = model.config["prepare"]
     of = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
-    files = [LabelledFile(root / c.path, c.voice) for c in clips if of[c.id] == split]
+    if getattr(model, "target", "voice") == "engine":  # a run that names engine families
+        from whichvoice.voices.families import engine_family
+
+        files = [LabelledFile(root / c.path, engine_family(c.voice, c.engine))
+                 for c in clips if of[c.id] == split]  # fmt: skip
+    else:
+        files = [LabelledFile(root / c.path, c.voice) for c in clips if of[c.id] == split]
     if not files:
         raise DatasetError(f"{corpus}: the {split} split is empty (too few sentences per voice)")
     return files
 
 
 def _match_voice(name: str, labels: list[str]) -> str:
+    """``name`` as one of ``labels``: itself, its unambiguous short name (``slt``), or for a
+    model of engine families (``train --target engine``) a voice id's family."""
     if name in labels:
         return name
     matches = [label for label in labels if label.split(":", 1)[-1].lower() == name.lower()]
-    return matches[0] if len(matches) == 1 else name
+    if len(matches) == 1:
+        return matches[0]
+    if ":" in name:
+        from whichvoice.voices.families import FAMILIES, engine_family
+
+        family = engine_family(name)
+        if family in labels and set(labels) <= set(FAMILIES) | {family}:
+            return family
+    return name
 
 
 def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[LabelledFile]:
