@@ -72,6 +72,10 @@ class DiarizeConfig:
     # clusters of fewer windows' worth of hops join the nearest; None: the encoder's dev
     # choice (``default_min_cluster``), else 2 s
     min_cluster_s: float | None = None
+    # a cluster must also hold this share of all the windows (only a long recording's
+    # clusters are affected: 0.5 % of a few hundred windows is under one); chosen on a dev
+    # recording of an hour (docs/diarization.md)
+    min_cluster_share: float = 0.005
     # a cluster under min_cluster_s is kept as a voice when its centre is further than this
     # (cosine distance) from every bigger cluster's; None: always absorbed
     keep_far: float | None = None
@@ -366,6 +370,9 @@ def _absorb_small(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig) -> np.n
     labels = _first_order(labels)
     sizes = np.bincount(labels)
     smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
+    # in a long recording, also a share of all the windows: over hours, stray windows (a
+    # cough, two voices at once) gather into clusters of several seconds
+    smallest = max(smallest, cfg.min_cluster_share * len(labels) * cfg.hop_s)
     big = np.flatnonzero(sizes * cfg.hop_s >= smallest)
     if len(big) == 0 or len(big) == len(sizes):
         return labels
