@@ -46,13 +46,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from corpora import voice_clips as corpus_clips
 from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice import conditions
 from whichvoice.audio import SAMPLE_RATE
 from whichvoice.conversation import Conversation, make_conversation
-from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
 from whichvoice.diarize import DiarizeConfig, embed_windows, from_windows
 from whichvoice.encoders import load_encoder, model_id
 from whichvoice.gallery import Gallery
@@ -84,18 +84,8 @@ TARGETS = {
 
 def voice_clips(folder: Path, voices: list[str], sentences, per_voice: int) -> dict[str, list]:
     """{voice: clip paths}: every voice reading ``per_voice`` of ``sentences`` (resumable)."""
-    summary = synthesize_corpus(
-        folder,
-        sentences,
-        SynthConfig(voices=(",".join(voices),), assign="sample", per_voice=per_voice, seed=5),
-        progress=False,
-    )
-    print(f"{folder.name}: {summary.line()}", flush=True)
-    out: dict[str, list] = {}
-    for c in read_manifest(folder / "manifest.jsonl"):
-        if c.voice in voices:
-            out.setdefault(c.voice, []).append(folder / c.path)
-    return {v: sorted(p) for v, p in sorted(out.items())}
+    found = corpus_clips(folder, voices, sentences, per_voice, seed=5, label=folder.name)
+    return {v: p for v, p in found.items() if v in voices}
 
 
 def conversations(clips: dict[str, list], n: int, overlap: float, seed: int) -> list[Conversation]:

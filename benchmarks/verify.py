@@ -54,11 +54,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from corpora import voice_clips
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice import conditions
 from whichvoice.audio import SAMPLE_RATE, encode_audio, read_audio, resample
-from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
+from whichvoice.corpus import read_manifest
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.features import FeatureConfig, trim_silence
 from whichvoice.pretrained import shipped_dir
@@ -95,17 +96,7 @@ def synthesize(folder: Path, voices: list[str], pool: str, per_voice: int) -> di
     """The pool's corpus (resumable): {voice: [clip paths]}, each voice reading ``per_voice``
     sentences sampled from the pool's own."""
     sentences = pool_sentences(pool, max(2 * per_voice, 200))
-    summary = synthesize_corpus(
-        folder,
-        sentences,
-        SynthConfig(voices=(",".join(voices),), assign="sample", per_voice=per_voice, seed=7),
-        progress=False,
-    )
-    print(f"{pool}: {summary.line()}", flush=True)
-    files: dict[str, list] = {}
-    for clip in read_manifest(folder / "manifest.jsonl"):
-        files.setdefault(clip.voice, []).append(folder / clip.path)
-    return {v: sorted(p) for v, p in sorted(files.items())}
+    return voice_clips(folder, voices, sentences, per_voice, seed=7, label=pool)
 
 
 def dev_voices(recipe: dict, n: int) -> list[str]:
