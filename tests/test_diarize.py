@@ -174,6 +174,19 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
         "diarize", str(tmp_path / "broken.wav"), "--num-speakers", "2", "--max-speakers", "3"
     )
     assert proc.returncode == 2 and "--num-speakers goes without" in proc.stderr
+    # a FLAC whose header reads but whose frames do not: its line, then the next file
+    good = tmp_path / "good.flac"
+    sf.write(good, sine(200, 3.0, amp=0.3), SAMPLE_RATE)
+    data = good.read_bytes()
+    (tmp_path / "torn.flac").write_bytes(data[:200] + b"\0" * (len(data) - 200))
+    proc = cli("diarize", str(tmp_path / "torn.flac"), str(good), "--model", "bundled", "--quiet")
+    assert proc.returncode == 1 and "torn.flac\terror:" in proc.stdout, proc.stdout
+    assert "good.flac\t0.00" in proc.stdout and "Traceback" not in proc.stderr
+    # an RTTM that cannot be written is refused before any work
+    for bad in (tmp_path, tmp_path / "no-folder" / "x.rttm"):
+        proc = cli("diarize", str(good), "--model", "bundled", "--quiet", "--rttm", str(bad))
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "--rttm" in proc.stderr
 
 
 @pytest.mark.slow

@@ -442,3 +442,15 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
 
     with connect(url.replace("http", "ws") + "/v1/stream?rate=5", open_timeout=30) as ws:
         assert "8000 to 192000" in json.loads(ws.recv(timeout=30))["error"]
+
+
+def test_live_state_keeps_samples_aligned_across_odd_messages() -> None:
+    from whichvoice.serve.stream import LiveSpeakers
+
+    pcm = (np.arange(-800, 800, dtype="<i2") * 20).tobytes()
+    whole, parts = LiveSpeakers(16_000), LiveSpeakers(16_000)
+    whole.feed(pcm)
+    for at in range(0, len(pcm), 333):  # odd-sized pieces
+        parts.feed(pcm[at : at + 333])
+    assert parts.received == whole.received
+    assert np.allclose(parts.buffer, whole.buffer)

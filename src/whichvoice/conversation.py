@@ -2,7 +2,7 @@
 measuring diarization (``benchmarks/diarize.py``) and for tests.
 
 ``make_conversation`` lays turns one after another: each turn is one voice reading part of one
-of its clips (cut to the turn's length, at least ``min_turn_s``), followed by a pause, or by
+of its clips (cut to the turn's drawn length), followed by a pause, or by
 the next turn starting early so that a share ``overlap`` of the speech time has two voices.
 Consecutive turns are by different voices. The reference is the list of turns as
 (start, end, voice), where the audio of each turn really is (silence trimmed from each piece).

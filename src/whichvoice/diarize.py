@@ -31,8 +31,10 @@ segments ``{start, end, speaker, score, overlap}``. Audio is read in blocks of `
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -42,7 +44,7 @@ import numpy as np
 
 from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, describe_source, read_audio
 from whichvoice.audio import resample as resample_wave
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import AudioDecodeError, WhichvoiceError
 
 FRAME_S = 0.1  # the resolution of turns
 BLOCK_S = 120.0  # audio read at a time
@@ -186,19 +188,20 @@ def silero_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, flo
         raise DiarizeError(
             "--vad silero needs silero-vad: `pip install whichvoice[diarize]`"
         ) from None
-    model = _silero(load_silero_vad)
-    stamps = get_speech_timestamps(
-        torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
-        model,
-        sampling_rate=SAMPLE_RATE,
-        min_speech_duration_ms=int(cfg.min_speech_s * 1000),
-        min_silence_duration_ms=int(cfg.min_gap_s * 1000),
-        return_seconds=False,
-    )
+    with _SILERO_LOCK:  # one model, stateful: one recording at a time
+        stamps = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+            _silero(load_silero_vad),
+            sampling_rate=SAMPLE_RATE,
+            min_speech_duration_ms=int(cfg.min_speech_s * 1000),
+            min_silence_duration_ms=int(cfg.min_gap_s * 1000),
+            return_seconds=False,
+        )
     return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
 
 
 _SILERO: list = []
+_SILERO_LOCK = threading.Lock()
 
 
 def _silero(load):
@@ -231,7 +234,7 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
     blocks of ``BLOCK_S`` where soundfile can read the file in pieces, else in one."""
     import soundfile as sf
 
-    if isinstance(source, (str, os.PathLike)) and not isinstance(source, bytes):
+    if isinstance(source, (str, os.PathLike)):
         try:
             info = sf.info(str(source))
         except (RuntimeError, sf.LibsndfileError, OSError):
@@ -240,11 +243,20 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
             duration = info.frames / info.samplerate
             block = int(BLOCK_S * info.samplerate)
             at = 0
-            for piece in sf.blocks(str(source), blocksize=block, dtype="float32", always_2d=True):
+            pieces = sf.blocks(str(source), blocksize=block, dtype="float32", always_2d=True)
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration:
+                    return
+                except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as e:
+                    raise AudioDecodeError(
+                        f"{describe_source(source)}: cannot be decoded past "
+                        f"{at / info.samplerate:.1f} s ({e})"
+                    ) from e
                 yield (resample_wave(piece.mean(axis=1), info.samplerate, SAMPLE_RATE),
                        at / info.samplerate, duration)  # fmt: skip
                 at += piece.shape[0]
-            return
     wave, rate = read_audio(source)
     yield resample_wave(wave, rate, SAMPLE_RATE), 0.0, wave.shape[0] / rate
 
@@ -295,7 +307,9 @@ def embed_windows(
     carry, carry_at = np.zeros(0, np.float32), 0.0  # speech running over a block's end
     for block, at, duration in _blocks(source):
         wave, at = (np.r_[carry, block].astype(np.float32), carry_at) if carry.size else (block, at)
-        regions = detect(wave, cfg)
+        # every run, short ones too, so that speech just begun at a block's end is carried
+        # whole into the next block rather than dropped as too short
+        regions = detect(wave, replace(cfg, min_speech_s=0.0))
         length = wave.shape[0] / SAMPLE_RATE
         carry = np.zeros(0, np.float32)
         if (
@@ -306,6 +320,7 @@ def embed_windows(
         ):
             start = regions.pop()[0]  # read again with the next block
             carry, carry_at = wave[int(start * SAMPLE_RATE) :], at + start
+        regions = [(a, b) for a, b in regions if b - a >= cfg.min_speech_s]
         spans = window_spans(regions, cfg)
         found.speech += [(at + a, at + b) for a, b in regions]
         pieces = [
@@ -400,7 +415,9 @@ def _centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
 
 
+@functools.cache
 def _shipped_table() -> dict:
+    """The dev-chosen settings shipped in ``data/diarize`` (read once)."""
     path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{THRESHOLDS}")))
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -468,12 +485,13 @@ def frame_voices(
     total = np.zeros((n, k))
     count = np.zeros(n)
     for (a, b), s in zip(zip(windows.starts, windows.ends, strict=True), sims, strict=True):
-        i, j = int(a / FRAME_S), max(int(np.ceil(b / FRAME_S)), int(a / FRAME_S) + 1)
+        i = _frame(a)
+        j = max(_frame(b, up=True), i + 1)
         total[i:j] += s
         count[i:j] += 1
     speech = np.zeros(n, bool)
     for a, b in windows.speech:
-        speech[int(a / FRAME_S) : int(np.ceil(b / FRAME_S))] = True
+        speech[_frame(a) : _frame(b, up=True)] = True
     covered = speech & (count > 0)
     mean = np.where(count[:, None] > 0, total / np.maximum(count[:, None], 1), -np.inf)
     best = np.where(covered, mean.argmax(axis=1), -1)
@@ -493,6 +511,12 @@ def frame_voices(
             second[i:j] = other
     score = np.where(best >= 0, mean[np.arange(n), np.maximum(best, 0)], 0.0)
     return best, second, score
+
+
+def _frame(t: float, *, up: bool = False) -> int:
+    """The frame holding time ``t`` (``up``: the first frame after it), with a little room
+    for a float's rounding (3.8 s / 0.1 s is 37.99...)."""
+    return int(np.ceil(t / FRAME_S - 1e-6)) if up else int(t / FRAME_S + 1e-6)
 
 
 def _smooth(labels: np.ndarray, min_run: int) -> np.ndarray:
@@ -521,19 +545,27 @@ def _smooth(labels: np.ndarray, min_run: int) -> np.ndarray:
 
 
 def _turns(
-    best: np.ndarray, second: np.ndarray, score: np.ndarray, names: list[str]
+    best: np.ndarray,
+    second: np.ndarray,
+    score: np.ndarray,
+    names: list[str],
+    duration: float,
 ) -> list[Segment]:
-    """Segments from the frame labels: one per run of a voice, and one per overlapped run of
-    a second voice."""
+    """Segments from the frame labels: one per run of a voice (split where overlap starts
+    and ends), and one per overlapped run of a second voice; none past ``duration``."""
     out = []
-    for labels, overlapped in ((best, False), (second, True)):
-        edges = np.flatnonzero(np.diff(labels)) + 1
+    overlapped = second >= 0
+    for labels, of_second in ((best, False), (second, True)):
+        # a run ends where the voice changes or where overlap begins or ends
+        edges = np.flatnonzero((np.diff(labels) != 0) | (np.diff(overlapped) != 0)) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, len(labels)], strict=True):
             if labels[a] < 0:
                 continue
-            over = overlapped or bool((second[a:b] >= 0).any())
-            out.append(Segment(a * FRAME_S, b * FRAME_S, names[labels[a]],
-                               float(score[a:b].mean()), over))  # fmt: skip
+            end = min(b * FRAME_S, duration)
+            if end <= a * FRAME_S:
+                continue
+            out.append(Segment(a * FRAME_S, end, names[labels[a]], float(score[a:b].mean()),
+                               of_second or bool(overlapped[a])))  # fmt: skip
     return sorted(out, key=lambda s: (s.start, s.speaker))
 
 
@@ -647,7 +679,7 @@ def from_windows(
     centroids = _centroids(x, labels)
     names, info = name_clusters(centroids, encoder, gallery, verify_threshold)
     best, second, score = frame_voices(windows, x, centroids, duration, cfg)
-    segments = _turns(best, second, score, names)
+    segments = _turns(best, second, score, names, duration)
     if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
         named = {names[c]: info[c]["score"] for c in range(len(names)) if info[c]["enrolled"]}
         segments = [replace(s, score=named.get(s.speaker, s.score)) for s in segments]

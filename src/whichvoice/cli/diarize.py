@@ -11,6 +11,7 @@ import click
 from whichvoice.cli.common import LOCATION, app, gallery_option, setup_logging
 from whichvoice.cli.gallery import _gallery, _gallery_encoder, _inputs, _model_option
 from whichvoice.errors import WhichvoiceError
+from whichvoice.storage import StorageError
 
 
 @app.command("diarize")
@@ -67,11 +68,13 @@ def diarize_cmd(
     setup_logging(True)
     from tqdm import tqdm
 
-    from whichvoice.diarize import DiarizeConfig, default_overlap, diarize, write_rttm
+    from whichvoice.diarize import DiarizeConfig, diarize, write_rttm
 
     if num_speakers is not None and (min_speakers != 1 or max_speakers is not None):
         raise click.UsageError("--num-speakers goes without --min-speakers and --max-speakers")
     paths = _inputs(files)
+    if rttm is not None:
+        _check_output(rttm)  # before any work: an RTTM that cannot be written loses nothing
     encoder = _gallery_encoder(model, gallery)
     cfg = DiarizeConfig(
         threshold=threshold,
@@ -79,7 +82,7 @@ def diarize_cmd(
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         vad=vad,
-        overlap=default_overlap(encoder) if overlap is None else overlap,
+        overlap=overlap,  # None: the encoder's dev choice
     ).check()
     results, failed = [], 0
     with _gallery(encoder, gallery) as g:
@@ -112,6 +115,22 @@ def diarize_cmd(
                 click.echo(f"{path}\t{s.start:.2f}\t{s.end:.2f}\t{s.speaker}\t{s.score:.3f}"
                            + ("\toverlap" if s.overlap else ""))  # fmt: skip
     if rttm is not None:
-        write_rttm(rttm, results)
+        try:
+            write_rttm(rttm, results)
+        except (OSError, StorageError) as e:
+            raise WhichvoiceError(f"{rttm}: cannot write the RTTM ({e})") from e
     if failed:
         sys.exit(1)
+
+
+def _check_output(path: Path | str) -> None:
+    """WhichvoiceError when ``path`` (local) is a folder or its folder does not exist."""
+    from whichvoice import storage
+
+    if storage.is_url(path):
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise WhichvoiceError(f"--rttm {path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise WhichvoiceError(f"--rttm {path}: no folder {path.parent} to write it in")

@@ -176,6 +176,35 @@ def _write_port(port_file: Path, port: int, sock: socket.socket) -> None:
         raise OutputError(f"{port_file}: cannot write the port ({e.strerror or e})") from e
 
 
+MAX_WS_MESSAGE = 1 << 20  # bytes: uvicorn refuses a bigger WebSocket message before buffering
+
+
+class _RedactKey:
+    """A logging filter: an API key in a query string (``key=...``, the live stream's way to
+    carry it) never reaches the access log."""
+
+    pattern = None
+
+    def filter(self, record) -> bool:
+        import re
+
+        if self.pattern is None:
+            type(self).pattern = re.compile(r"([?&]key=)[^&\s\"']*")
+        if record.args:
+            record.args = tuple(
+                self.pattern.sub(r"\1REDACTED", a) if isinstance(a, str) else a for a in record.args
+            )
+        record.msg = self.pattern.sub(r"\1REDACTED", str(record.msg))
+        return True
+
+
+def _redact_keys_in_access_log() -> None:
+    import logging
+
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(_RedactKey())
+
+
 def _run_uvicorn(sock: socket.socket, host: str, port: int, workers: int, quiet: bool) -> None:
     """Serve the app (``app_from_env``, configured through the environment) on the bound
     socket: one process, or ``workers`` processes sharing it."""
@@ -189,7 +218,9 @@ def _run_uvicorn(sock: socket.socket, host: str, port: int, workers: int, quiet:
         workers=workers,
         log_level="warning" if quiet else "info",
         access_log=not quiet,
+        ws_max_size=MAX_WS_MESSAGE,  # the live stream's messages (serve/stream.py)
     )
+    _redact_keys_in_access_log()
     if workers > 1:
         from uvicorn.supervisors import Multiprocess
 

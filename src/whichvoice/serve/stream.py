@@ -38,7 +38,9 @@ STEP_S = 0.25  # an answer every this much audio
 IDLE_S = 10.0  # no audio for this long: closed
 MAX_SESSION_S = 3600.0
 MAX_UNKNOWN = 8
-MAX_MESSAGE = 1 << 20  # bytes of one message
+MAX_MESSAGE = 1 << 20  # bytes of one message (uvicorn refuses bigger ones: cli/serve.py)
+MAX_CONNECTIONS = 8  # live connections a server process holds at once; more are refused
+_LIVE = [0]  # open live connections in this process (the event loop's thread only)
 RATES = range(8_000, 192_001)
 SPEECH_DB = -50.0  # a 10 ms frame quieter than this (dBFS, RMS) is silence
 MIN_SPEECH_S = 0.4  # a window with less speech answers no one
@@ -57,11 +59,15 @@ class LiveSpeakers:
         self.buffer = np.zeros(int(WINDOW_S * SAMPLE_RATE), np.float32)
         self.received = 0  # samples at 16 kHz
         self.since_answer = 0
-        self.unknown: list[tuple[np.ndarray, int]] = []  # (centroid sum, count)
+        self.unknown: list[np.ndarray] = []  # each unknown voice's sum of embeddings
         self.turn: list[np.ndarray] = []  # the current turn's last window embeddings
+        self.odd = b""  # a byte left over from an odd-sized message
 
     def feed(self, pcm: bytes) -> bool:
-        """Take a message; returns whether an answer is due."""
+        """Take a message; returns whether an answer is due. A message of an odd number of
+        bytes keeps its last byte for the next one, so samples stay aligned."""
+        pcm = self.odd + pcm
+        self.odd = pcm[len(pcm) // 2 * 2 :]
         x = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
         y = self.resampler.resample_chunk(x)
         if y.size:
@@ -98,17 +104,16 @@ class LiveSpeakers:
             if scores[j] >= accept:
                 return names[j], float(scores[j])
         if self.unknown:
-            cents = np.stack([_unit(total) for total, _ in self.unknown])
+            cents = np.stack([_unit(total) for total in self.unknown])
             sims = cents @ voice
             k = int(np.argmax(sims))
             if 1 - sims[k] <= join:
-                total, n = self.unknown[k]
-                self.unknown[k] = (total + emb, n + 1)
+                self.unknown[k] = self.unknown[k] + emb
                 return f"unknown-{k + 1}", float(sims[k])
         if len(self.turn) < NEW_VOICE_WINDOWS or speech_s < NEW_VOICE_S:
             return None, None  # a turn just begun: not yet a voice of its own
         if len(self.unknown) < MAX_UNKNOWN:
-            self.unknown.append((voice * len(self.turn), len(self.turn)))
+            self.unknown.append(voice * len(self.turn))
             return f"unknown-{len(self.unknown)}", 1.0
         return None, None
 
@@ -149,19 +154,27 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.send_text(json.dumps({"error": f"rate {rate}: 8000 to 192000 Hz"}))
         await websocket.close(code=1003)
         return
-    try:
-        encoder = await run_in_threadpool(service.load_encoder)
-        refs, names, accept = await run_in_threadpool(_gallery_refs, service, encoder)
-    except WhichvoiceError as e:
-        await websocket.send_text(json.dumps({"error": e.public_message()}))
-        await websocket.close(code=1011)
+    if _LIVE[0] >= MAX_CONNECTIONS:
+        await websocket.send_text(json.dumps({"error": "too many live connections; try later"}))
+        await websocket.close(code=1013)
         return
-    from whichvoice.diarize import default_threshold
+    _LIVE[0] += 1
+    try:
+        try:
+            encoder = await run_in_threadpool(service.load_encoder)
+            refs, names, accept, join = await run_in_threadpool(_gallery_refs, service, encoder)
+        except WhichvoiceError as e:
+            await websocket.send_text(json.dumps({"error": e.public_message()}))
+            await websocket.close(code=1011)
+            return
+        await _serve(websocket, LiveSpeakers(rate), encoder, refs, names, accept, join)
+    finally:
+        _LIVE[0] -= 1
 
-    join, _ = default_threshold(encoder.model)
-    state = LiveSpeakers(rate)
+
+async def _serve(websocket: WebSocket, state, encoder, refs, names, accept, join) -> None:
+    """Answer one connection's audio until it ends, idles or reaches the session limit."""
     opened = time.monotonic()
-    service.live_connections = getattr(service, "live_connections", 0) + 1
     try:
         while time.monotonic() - opened < MAX_SESSION_S:
             try:
@@ -189,12 +202,13 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.close(code=1000, reason="session limit")
     except WebSocketDisconnect:
         return
-    finally:
-        service.live_connections -= 1
 
 
-def _gallery_refs(service, encoder) -> tuple[np.ndarray, list[str], float]:
-    """The enrolled voices' unit embeddings, their names and the accept threshold."""
+def _gallery_refs(service, encoder) -> tuple[np.ndarray, list[str], float, float]:
+    """The enrolled voices' unit embeddings, their names, the accept threshold and the
+    distance within which a window joins an unknown voice (off the event loop: the encoder's
+    id hashes a run's weights)."""
+    from whichvoice.diarize import default_threshold
     from whichvoice.gallery import Gallery
     from whichvoice.verification import operating_point
 
@@ -205,7 +219,8 @@ def _gallery_refs(service, encoder) -> tuple[np.ndarray, list[str], float]:
     accept = live_accept(encoder.model)
     if accept is None:
         accept = operating_point(encoder.model).threshold
+    join, _ = default_threshold(encoder.model)
     if not voices:
-        return np.zeros((0, 1), np.float32), [], accept
+        return np.zeros((0, 1), np.float32), [], accept, join
     refs = np.stack([v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices])
-    return refs.astype(np.float32), [v.name for v in voices], accept
+    return refs.astype(np.float32), [v.name for v in voices], accept, join

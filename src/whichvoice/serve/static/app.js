@@ -538,7 +538,7 @@ async function diarizeFile(file) {
   showTimeline(answer, file);
 }
 
-// live: the microphone's audio, 16 kHz 16-bit PCM in small binary messages over a WebSocket;
+// live: the microphone's audio, 16-bit PCM at the microphone's own rate in small binary messages over a WebSocket;
 // the server answers {"speaker", "score", "t"} at least twice a second
 const live = { socket: null, context: null, stream: null, node: null };
 
