@@ -104,6 +104,16 @@ def wait_for_identification(page, action: Callable[[], None]) -> dict | None:
     return response.json() if response.ok else None
 
 
+def fake_microphone(wav: Path) -> list[str]:
+    """Chromium flags: a microphone that plays ``wav`` (looped), allowed without asking."""
+    return [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+
+
 def shown_bars(page) -> list[str]:
     return page.locator("#bars .bar").evaluate_all("bars => bars.map(b => b.dataset.voice)")
 
@@ -198,12 +208,7 @@ def test_microphone_records_a_wav_and_identifies_it(launch, server, small_corpus
     clip = next(c for c in clips if c["voice"] == "festival:ked_diphone")
     wav = tmp_path / "mic.wav"
     sf.write(wav, load_audio(small_corpus / clip["path"]), SAMPLE_RATE, subtype="PCM_16")
-    browser = launch(
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}",
-        "--autoplay-policy=no-user-gesture-required",
-    )
+    browser = launch(*fake_microphone(wav))
     page = open_page(browser, server, permissions=["microphone"])
     page.click("#record-btn")
     page.wait_for_function("document.body.classList.contains('recording')")
@@ -431,12 +436,7 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
             ]
             r = httpx.post(f"{base}/v1/enroll", params={"name": name}, files=sent, timeout=120)
             assert r.status_code == 200, r.text
-        browser = launch(
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={mic}",
-            "--autoplay-policy=no-user-gesture-required",
-        )
+        browser = launch(*fake_microphone(mic))
         page = open_page(browser, base, permissions=["microphone"])
         with page.expect_response(lambda r: "/v1/diarize" in r.url) as answer:
             page.set_input_files("#diarize-file", str(talk))

@@ -72,7 +72,7 @@ class DiarizeConfig:
     min_gap_s: float = 0.3  # shorter pauses do not split speech
     min_turn_s: float = 0.5  # shorter runs of one voice join their neighbours
     # clusters of fewer windows' worth of hops join the nearest; None: the encoder's dev
-    # choice (``default_min_cluster``), else 2 s
+    # choice (``shipped_settings``), else 2 s
     min_cluster_s: float | None = None
     # a cluster must also hold this share of all the windows (only a long recording's
     # clusters are affected: 0.5 % of a few hundred windows is under one); chosen on a dev
@@ -81,7 +81,7 @@ class DiarizeConfig:
     # a cluster under min_cluster_s is kept as a voice when its centre is further than this
     # (cosine distance) from every bigger cluster's; None: always absorbed
     keep_far: float | None = None
-    overlap: bool | None = None  # None: the encoder's dev choice (``default_overlap``)
+    overlap: bool | None = None  # None: the encoder's dev choice (``shipped_settings``)
     min_overlap_s: float = 0.5
 
     def check(self) -> DiarizeConfig:
@@ -422,46 +422,33 @@ def _shipped_table() -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def default_min_cluster(encoder) -> float | None:
-    """The smallest cluster kept for ``encoder`` (its dev choice, ``data/diarize``), or None."""
+def shipped_settings(encoder) -> dict:
+    """The dev-chosen settings shipped for ``encoder`` (``data/diarize``, written by
+    ``benchmarks/diarize.py --write``): {"thresholds", "overlap", "min_cluster_s", "keep_far",
+    "live_accept"}: the ones it has; empty for an encoder the benchmark never ran."""
     from whichvoice.encoders import model_id
 
-    value = _shipped_table().get("min_cluster_s", {}).get(model_id(encoder))
-    return None if value is None else float(value)
-
-
-def default_keep_far(encoder) -> float | None:
-    """``DiarizeConfig.keep_far`` for ``encoder`` (its dev choice, ``data/diarize``), or None."""
-    from whichvoice.encoders import model_id
-
-    value = _shipped_table().get("keep_far", {}).get(model_id(encoder))
-    return None if value is None else float(value)
-
-
-def default_overlap(encoder) -> bool:
-    """Whether overlapped speech is marked for ``encoder``: its dev choice (``data/diarize``),
-    else no."""
-    from whichvoice.encoders import model_id
-
-    return bool(_shipped_table().get("overlap", {}).get(model_id(encoder), False))
+    own = model_id(encoder)  # once: a run's id hashes its weights
+    return {
+        key: table[own]
+        for key, table in _shipped_table().items()
+        if isinstance(table, dict) and own in table
+    }
 
 
 def live_accept(encoder) -> float | None:
     """The live stream's accept threshold for ``encoder`` (``data/diarize``), or None."""
-    from whichvoice.encoders import model_id
-
-    value = _shipped_table().get("live_accept", {}).get(model_id(encoder))
+    value = shipped_settings(encoder).get("live_accept")
     return None if value is None else float(value)
 
 
-def default_threshold(encoder) -> tuple[float, str]:
+def default_threshold(encoder, shipped: dict | None = None) -> tuple[float, str]:
     """The clustering distance threshold for ``encoder``: calibrated on dev conversations
-    (``data/diarize``), else 1 - its verification threshold."""
-    from whichvoice.encoders import model_id
-
-    table = _shipped_table().get("thresholds", {})
-    if model_id(encoder) in table:
-        return float(table[model_id(encoder)]), "calibrated on dev conversations"
+    (``shipped``, else ``shipped_settings(encoder)``), else 1 - its verification
+    threshold."""
+    shipped = shipped_settings(encoder) if shipped is None else shipped
+    if shipped.get("thresholds") is not None:
+        return float(shipped["thresholds"]), "calibrated on dev conversations"
     from whichvoice.verification import operating_point
 
     try:
@@ -629,14 +616,17 @@ def diarize(
 
     cfg = (config or DiarizeConfig()).check()
     encoder = encoder if encoder is not None else load_encoder(None)  # auto
+    shipped = shipped_settings(encoder)
     if cfg.overlap is None:
-        cfg = replace(cfg, overlap=default_overlap(encoder))
+        cfg = replace(cfg, overlap=bool(shipped.get("overlap", False)))
     if cfg.min_cluster_s is None:
-        cfg = replace(cfg, min_cluster_s=default_min_cluster(encoder) or DEFAULT_MIN_CLUSTER_S)
+        cfg = replace(cfg, min_cluster_s=shipped.get("min_cluster_s") or DEFAULT_MIN_CLUSTER_S)
         if cfg.keep_far is None:  # the dev choice goes with the dev-chosen smallest cluster
-            cfg = replace(cfg, keep_far=default_keep_far(encoder))
+            cfg = replace(cfg, keep_far=shipped.get("keep_far"))
     threshold, threshold_source = (
-        (cfg.threshold, "given") if cfg.threshold is not None else default_threshold(encoder)
+        (cfg.threshold, "given")
+        if cfg.threshold is not None
+        else default_threshold(encoder, shipped)
     )
     windows, duration = embed_windows(source, encoder, cfg, progress)
     return from_windows(

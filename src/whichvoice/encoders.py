@@ -4,7 +4,6 @@ where its calibration (threshold and score-to-probability) is read from and writ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from whichvoice.pretrained import (
     user_dir,
 )
 from whichvoice.runtime import VoiceModel, load_model
+from whichvoice.runtime.model import run_id
 from whichvoice.scoring import Calibration
 
 CALIBRATION = "calibration.json"
@@ -129,8 +129,7 @@ def model_id(model: Encoder) -> str:
     """What a gallery records as its model: the architecture and a digest of the weights."""
     if isinstance(model, (PretrainedEncoder, FusedEncoder)):
         return f"{model.config['model']}-{model.digest[:16]}"
-    digest = hashlib.sha256((model.root / "model.safetensors").read_bytes()).hexdigest()[:16]
-    return f"{model.config['model']}-{digest}"
+    return run_id(model.root, model.config)
 
 
 def calibration_dir(model: Encoder) -> Path:

@@ -304,6 +304,15 @@ def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers:
             at += n
 
 
+def run_id(root: Path, config: dict) -> str:
+    """A trained run's model id (``encoders.model_id``): its architecture and a digest of its
+    weights."""
+    import hashlib
+
+    digest = hashlib.sha256((Path(root) / "model.safetensors").read_bytes()).hexdigest()[:16]
+    return f"{config['model']}-{digest}"
+
+
 def _run_engine_head(root: Path, config: dict):
     """The run's own engine head (``RUN/engine``, from ``train --target both``), bound to the
     run's embedding; None when it has none."""
@@ -313,10 +322,7 @@ def _run_engine_head(root: Path, config: dict):
     if not (folder / ENGINE_JSON).is_file():
         return None
     head = EngineHead.load(folder)
-    weights = Path(root) / "model.safetensors"
-    import hashlib
-
-    own = f"{config['model']}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}"
+    own = run_id(root, config)
     if head.encoder != own:
         raise EngineHeadError(
             f"{folder}: this engine head reads embeddings of {head.encoder}, not of this run's "

@@ -46,6 +46,7 @@ SPEECH_DB = -50.0  # a 10 ms frame quieter than this (dBFS, RMS) is silence
 MIN_SPEECH_S = 0.4  # a window with less speech answers no one
 NEW_VOICE_S = 0.7  # an unknown voice is started only from a window with this much speech
 NEW_VOICE_WINDOWS = 3  # and a turn of this many windows (0.5 s past its first answer)
+FIRST_ANSWER_SAMPLES = int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard first
 TURN_WINDOWS = 8  # a turn is named from the mean of its last windows (2.75 s of audio)
 
 
@@ -75,7 +76,7 @@ class LiveSpeakers:
             self.buffer = np.r_[self.buffer, y][-keep:]
             self.received += y.size
             self.since_answer += y.size
-        if self.since_answer >= STEP_S * SAMPLE_RATE and self.received >= keep_min():
+        if self.since_answer >= STEP_S * SAMPLE_RATE and self.received >= FIRST_ANSWER_SAMPLES:
             self.since_answer = 0
             return True
         return False
@@ -130,10 +131,6 @@ def _speech_seconds(wave: np.ndarray) -> float:
         return 0.0
     db = 10 * np.log10(np.square(wave[: n * hop].reshape(n, hop)).mean(axis=1) + 1e-12)
     return float((db > max(SPEECH_DB, db.max() - 30)).sum()) * 0.01
-
-
-def keep_min() -> int:
-    return int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard before the first answer
 
 
 @router.websocket("/v1/stream")
@@ -208,18 +205,16 @@ def _gallery_refs(service, encoder) -> tuple[np.ndarray, list[str], float, float
     """The enrolled voices' unit embeddings, their names, the accept threshold and the
     distance within which a window joins an unknown voice (off the event loop: the encoder's
     id hashes a run's weights)."""
-    from whichvoice.diarize import default_threshold
+    from whichvoice.diarize import default_threshold, shipped_settings
     from whichvoice.gallery import Gallery
     from whichvoice.verification import operating_point
 
     with Gallery(service.gallery_path, encoder.id, create=False) as g:
         voices = g.voices()
-    from whichvoice.diarize import live_accept
-
-    accept = live_accept(encoder.model)
-    if accept is None:
-        accept = operating_point(encoder.model).threshold
-    join, _ = default_threshold(encoder.model)
+    shipped = shipped_settings(encoder.model)
+    accept = shipped.get("live_accept")
+    accept = operating_point(encoder.model).threshold if accept is None else float(accept)
+    join, _ = default_threshold(encoder.model, shipped)
     if not voices:
         return np.zeros((0, 1), np.float32), [], accept, join
     refs = np.stack([v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices])
