@@ -245,3 +245,44 @@ def test_an_unwritable_port_file_is_one_line(cli, tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2 and "cannot write the port" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_batched_onnx_server_answers_as_requests_scored_alone(
+    trained_run: Path, clips, tmp_path: Path
+) -> None:
+    """Concurrent requests to the default server (micro-batching) on onnxruntime get the
+    answers a torch server scoring each request alone gives, and every request is counted
+    into a batch."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    run = tmp_path / "run"  # the ONNX cache is written into the run: a copy
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("*.onnx", "checkpoint.pt"))
+
+    def ask(url: str, data: bytes) -> dict:
+        r = httpx.post(
+            f"{url}/v1/identify", content=data, headers={"Content-Type": "audio/mpeg"}, timeout=60
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    datas = [d for d, _ in clips] * 4
+    with (
+        server_process.serving(run, "--backend", "onnx") as fast,
+        server_process.serving(run, "--no-batching") as alone,
+    ):
+        want = [ask(alone.url, d) for d in datas]
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda d: ask(fast.url, d), datas))
+        metrics = httpx.get(f"{fast.url}/metrics").text
+    for g, w in zip(got, want, strict=True):
+        assert g["voice"] == w["voice"] and g["windows"] == w["windows"]
+        for voice, p in w["probabilities"].items():
+            assert abs(g["probabilities"][voice] - p) < 1e-3
+    counted = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("whichvoice_batches_total", "whichvoice_batched_requests_total"))
+    }
+    assert counted["whichvoice_batched_requests_total"] == len(datas)
+    assert 1 <= counted["whichvoice_batches_total"] <= len(datas)

@@ -13,6 +13,12 @@ operator: onnxruntime's STFT differs from ``torch.stft`` by ~2e-3 in the log-mel
 convolution by ~4e-5, well inside the 1e-4 the outputs must match torch within.
 The batch axis is dynamic. The run's model name, labels, feature config and weights digest
 are stored in the file's metadata, so a file can be checked against the run it came from.
+
+A second kind, ``inputs="features"``, starts after the features: input ``features``, float32
+(batch, *input_shape), what ``features.model_inputs`` gives (the log-mel, per-band mean
+removed). ``load_model(run, backend="onnx")`` caches and runs this kind, with the log-mel made
+by torch: onnxruntime runs the network ~1.7x faster than torch on one core, but its DFT
+convolution costs ~3x the network (measured by ``benchmarks/limits.py``).
 """
 
 from __future__ import annotations
@@ -44,9 +50,13 @@ log = logging.getLogger(__name__)
 INSTALL = "pip install 'whichvoice[onnx]'"
 MIN_OPSET = 18  # torch's ONNX exporter writes opset 18; converting down fails for this graph
 DEFAULT_OPSET = 18
-# bump when the exported graph changes for the same run: cached exports are rebuilt
+# bump when the exported graph changes for the same run: cached exports are rebuilt. A
+# network-only graph records 2, so that whichvoice versions before it, which knew only the
+# whole-path graph, find it stale instead of feeding it windows
 FORMAT_VERSION = 1
+FEATURES_FORMAT_VERSION = 2
 INPUT = "windows"
+INPUT_KINDS = {"windows": INPUT, "features": "features"}  # what a graph starts from: its input
 OUTPUTS = ("log_probs", "embeddings")
 META_PREFIX = "whichvoice."
 
@@ -87,10 +97,11 @@ class DftLogMel(nn.Module):
 class ExportGraph(nn.Module):
     """Stored windows -> (log-probabilities, [embeddings]): what the ONNX file computes."""
 
-    def __init__(self, net: nn.Module, features: FeatureConfig) -> None:
+    def __init__(self, net: nn.Module, features: FeatureConfig, inputs: str = "windows") -> None:
         super().__init__()
         self.net = net
-        self.features = DftLogMel(features) if features.name == "logmel" else nn.Identity()
+        inside = features.name == "logmel" and inputs == "windows"
+        self.features = DftLogMel(features) if inside else nn.Identity()
         self.has_embedding = hasattr(net, "embed")
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -108,8 +119,9 @@ def weights_digest(root: Path) -> str:
     return hashlib.sha256((root / "model.safetensors").read_bytes()).hexdigest()
 
 
-def metadata(model: VoiceModel) -> dict[str, str]:
-    """What an export of ``model`` records about its run (ONNX metadata_props, strings)."""
+def metadata(model: VoiceModel, inputs: str = "windows") -> dict[str, str]:
+    """What an export of ``model`` records about its run (ONNX metadata_props, strings);
+    ``inputs``: the graph's kind (see the module docstring)."""
     meta = {
         "format_version": str(FORMAT_VERSION),
         "model": model.config["model"],
@@ -119,6 +131,9 @@ def metadata(model: VoiceModel) -> dict[str, str]:
         "weights_sha256": weights_digest(model.root),
         "outputs": ",".join(OUTPUTS[: 2 if model.has_embedding else 1]),
     }
+    if inputs != "windows":  # a whole-path export records nothing more, as it always did
+        meta["inputs"] = inputs
+        meta["format_version"] = str(FEATURES_FORMAT_VERSION)
     return {META_PREFIX + k: v for k, v in meta.items()}
 
 
@@ -137,9 +152,18 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def export_model(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> Path:
+def export_model(
+    model: VoiceModel,
+    out: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    inputs: str = "windows",
+) -> Path:
     """Write ``model`` (a torch-backed VoiceModel) as ONNX to ``out``, atomically; check it
-    with onnx.checker. Returns the path written."""
+    with onnx.checker. ``inputs``: "windows" (the whole path) or "features" (the network
+    alone; see the module docstring). Returns the path written."""
+    if inputs not in INPUT_KINDS:
+        raise ValueError(f"inputs must be one of {', '.join(INPUT_KINDS)}, not {inputs!r}")
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch's exporter needs it; say so before it fails)
@@ -150,8 +174,10 @@ def export_model(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFA
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; the export needs {MIN_OPSET} or newer")
     out = Path(out)
-    graph = ExportGraph(model.net, model.features).to("cpu").eval()
-    example = torch.zeros(2, *model.features.stored_shape)
+    graph = ExportGraph(model.net, model.features, inputs).to("cpu").eval()
+    shape = model.features.stored_shape if inputs == "windows" else model.features.input_shape
+    example = torch.zeros(2, *shape)
+    name = INPUT_KINDS[inputs]
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
@@ -160,7 +186,7 @@ def export_model(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFA
                 None,
                 dynamo=True,
                 opset_version=opset,
-                input_names=[INPUT],
+                input_names=[name],
                 output_names=list(OUTPUTS[: 2 if graph.has_embedding else 1]),
                 dynamic_shapes={"windows": {0: torch.export.Dim("batch", min=1)}},
                 verbose=False,
@@ -173,7 +199,7 @@ def export_model(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFA
     written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if written != opset:
         raise ExportError(f"{model.root}: asked for opset {opset}, the exporter wrote {written}")
-    for key, value in metadata(model).items():
+    for key, value in metadata(model, inputs).items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = f"whichvoice {model.config['model']} run {model.root.name}"
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -8,12 +8,13 @@ import multiprocessing
 import os
 import signal
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import torch
 
 from whichvoice.errors import WhichvoiceError
 from whichvoice.runtime import Prediction, VoiceModel, load_model
+from whichvoice.runtime.model import score_chunk
 
 TOP_K = 3  # voices listed in the ``top`` column
 # answer: the voice, or "unknown" when the run's open-set score says it is none of its voices
@@ -36,8 +37,13 @@ COLUMNS = (
 
 def _identify(model: VoiceModel, sources: list[str], threads: int) -> list[dict]:
     """The output's fields but the path (and the truth) for each source, in order."""
+    return _rows(model.identify_many(sources, batch=len(sources), workers=threads))
+
+
+def _rows(results) -> list[dict]:
+    """The output's fields but the path (and the truth) for each Prediction or error."""
     rows = []
-    for result in model.identify_many(sources, batch=len(sources), workers=threads):
+    for result in results:
         if isinstance(result, Prediction):
             fields = result.to_dict(TOP_K)
             rows.append(
@@ -95,22 +101,53 @@ def _dask_task(run: str, backend: str, sources: list[str]) -> list[dict]:
     return _identify(_cached_model(run, backend), sources, 1)
 
 
+class _Scored:
+    """A chunk whose files are being decoded on a thread pool; ``result()`` (called in input
+    order by the writer) waits for them and runs the network on all their windows."""
+
+    def __init__(self, model: VoiceModel, sources: list[str], pool: ThreadPoolExecutor) -> None:
+        self.model = model
+        self.sources = sources
+        self.prepared = [pool.submit(_prepare, model, src) for src in sources]
+
+    def result(self) -> list[dict]:
+        prepared = [f.result() for f in self.prepared]
+        model = self.model
+        scored = score_chunk(model.window_scores, self.sources, prepared)
+        return _rows(
+            out if isinstance(out, WhichvoiceError) else model._combine(str(src), out, speech_s)
+            for src, out, speech_s in scored
+        )
+
+
+def _prepare(model: VoiceModel, source: str):
+    try:
+        return model.windows(source)
+    except WhichvoiceError as e:
+        return e
+
+
+# chunks being decoded ahead of the one the network scores, in this process: enough to keep
+# every core decoding while the network runs, few enough to keep memory flat
+AHEAD = 3
+
+
 @contextlib.contextmanager
 def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int):
-    """(submit, in-flight bound, workers) for this process (``workers=1``) or a pool."""
+    """(submit, in-flight bound, workers) for this process (``workers=1``) or a pool.
+
+    In this process the files are decoded (and cut into windows) on a pool of one thread a
+    core, ``AHEAD`` chunks in advance, while this thread runs the network on the chunk
+    before: decoding, which releases the GIL, overlaps the network."""
     threads = max(1, _cores() // workers)
     if workers == 1:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
-
-        def submit(sources: list[str]) -> Future:
-            future: Future = Future()
-            future.set_result(_identify(model, sources, threads))
-            return future
-
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
         try:
-            yield submit, 1, 1
+            yield (lambda sources: _Scored(model, sources, pool)), 1 + AHEAD, 1
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(before)
         return
     pool = ProcessPoolExecutor(

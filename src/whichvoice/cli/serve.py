@@ -99,6 +99,26 @@ def _listen(host: str, port: int):
     show_default=True,
     help="Longest audio accepted, in seconds.",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="Run the classifier with torch or onnxruntime (its network ~1.7x faster).",
+)
+@click.option(
+    "--batching/--no-batching",
+    default=True,
+    show_default=True,
+    help="Score the windows of concurrent requests in one call of the network.",
+)
+@click.option(
+    "--batch-wait-ms",
+    type=click.FloatRange(0, 100),
+    default=0,
+    show_default=True,
+    help="How long a batch waits for more requests (0: it takes what is queued).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No access log.")
 def serve_cmd(
     run: Path | None,
@@ -114,6 +134,9 @@ def serve_cmd(
     synth_per_minute: float,
     max_upload_mb: float,
     max_duration: float,
+    backend: str,
+    batching: bool,
+    batch_wait_ms: float,
     quiet: bool,
 ) -> None:
     """Serve over HTTP: the talk's /invocations and /v1/identify with the classifier RUN
@@ -133,7 +156,8 @@ def serve_cmd(
 
         run = bundled_classifier()
     if run is not None:
-        load_model(run)  # fail here, in one line, rather than in every worker
+        # fail here, in one line, rather than in every worker (and export to ONNX once)
+        load_model(run, backend=backend)
     if encoder is not None and Path(encoder).exists():
         encoder = str(Path(encoder).resolve())
     gallery = (gallery or default_gallery_path()).resolve()
@@ -149,6 +173,9 @@ def serve_cmd(
         max_seconds=max_duration,
         allow_polly=allow_polly,
         synth_per_minute=synth_per_minute,
+        backend=backend,
+        batching=batching,
+        batch_wait_ms=batch_wait_ms,
     )
     os.environ[ENV_CONFIG] = cfg.to_json()
     os.environ["WHICHVOICE_WORKERS"] = str(workers)

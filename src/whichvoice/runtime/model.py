@@ -201,10 +201,14 @@ class VoiceModel:
         windows, speech_s = self.windows(source)
         return self._combine(label, self.window_scores(windows), speech_s)
 
-    def identify_wave(self, wave: np.ndarray, rate: int, name: str = "<audio>") -> Prediction:
-        """Like ``identify`` for a decoded waveform (float32 mono at ``rate`` Hz)."""
+    def identify_wave(
+        self, wave: np.ndarray, rate: int, name: str = "<audio>", *, score=None
+    ) -> Prediction:
+        """Like ``identify`` for a decoded waveform (float32 mono at ``rate`` Hz). ``score``:
+        what runs ``window_scores`` on the windows (the server's micro-batcher), default
+        ``window_scores`` itself."""
         windows, speech_s = self.windows_of(wave, rate)
-        return self._combine(name, self.window_scores(windows), speech_s)
+        return self._combine(name, (score or self.window_scores)(windows), speech_s)
 
     @property
     def has_embedding(self) -> bool:
@@ -286,22 +290,41 @@ def prepared_chunks(
             yield chunk, [f.result() for f in current]
 
 
+WINDOW_BATCH = 64  # windows scored at once: more only costs cache misses in the log-mel
+
+
+def score_in_batches(score, windows: np.ndarray) -> np.ndarray:
+    """``score(windows)`` in pieces of at most WINDOW_BATCH windows, joined."""
+    if len(windows) <= WINDOW_BATCH:
+        return score(windows)
+    return np.concatenate(
+        [score(windows[i : i + WINDOW_BATCH]) for i in range(0, len(windows), WINDOW_BATCH)]
+    )
+
+
+def score_chunk(score, chunk: list, prepared: list):
+    """(source, per-window output of ``score`` or the input's error, speech seconds) for each
+    source of ``chunk``, whose ``prepared`` are ``(windows, speech_s)`` or errors; the
+    windows of every file are scored together."""
+    good = [p[0] for p in prepared if isinstance(p, tuple)]
+    out = score_in_batches(score, np.concatenate(good)) if good else None
+    at = 0
+    for src, p in zip(chunk, prepared, strict=True):
+        if isinstance(p, WhichvoiceError):
+            yield src, p, 0.0
+            continue
+        n = len(p[0])
+        yield src, out[at : at + n], p[1]
+        at += n
+
+
 def batched(windows, score, sources: Iterable[AudioSource], batch: int, workers: int):
     """(source, per-window output of ``score`` or the input's error, speech seconds) for each
     source, in order. ``windows(source) -> (windows, speech_s)`` runs on ``workers`` threads
     (decoding, features; see ``prepared_chunks``); ``score`` sees the windows of ``batch``
     files at once."""
     for chunk, prepared in prepared_chunks(windows, sources, batch, workers):
-        good = [p[0] for p in prepared if isinstance(p, tuple)]
-        out = score(np.concatenate(good)) if good else None
-        at = 0
-        for src, p in zip(chunk, prepared, strict=True):
-            if isinstance(p, WhichvoiceError):
-                yield src, p, 0.0
-                continue
-            n = len(p[0])
-            yield src, out[at : at + n], p[1]
-            at += n
+        yield from score_chunk(score, chunk, prepared)
 
 
 def run_id(root: Path, config: dict) -> str:

@@ -56,7 +56,11 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     able to answer something."""
     import torch
 
-    service = Service(cfg, model or (load_model(cfg.run) if cfg.run else None))
+    workers = int(os.environ.get("WHICHVOICE_WORKERS", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(workers, 1)))
+    if model is None and cfg.run:
+        model = load_model(cfg.run, backend=cfg.backend)
+    service = Service(cfg, model)
     if service.model is None:
         service.load_encoder()
     app = FastAPI(
@@ -68,8 +72,6 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
-    workers = int(os.environ.get("WHICHVOICE_WORKERS", "1"))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(workers, 1)))
     app.add_exception_handler(HTTPProblem, _problem)
     app.add_exception_handler(WhichvoiceError, _known)
     app.add_exception_handler(StarletteHTTPException, _http)
@@ -105,6 +107,8 @@ async def _lifespan(app: FastAPI):
     finally:
         trimmer.cancel()
         service.sessions.close()
+        if service.batcher is not None:
+            service.batcher.close()
 
 
 def _answer(request: Request, status: int, kind: str, message: str, headers=None) -> JSONResponse:

@@ -78,7 +78,7 @@ def identify_upload(
             speech_s=None,
             **common,
         )
-    pred = service.model.identify_wave(wave, rate, name)
+    pred = service.classify(audio)
     voice, source = one_answer(pred, match)
     return IdentifyResponse(
         voice=voice,

@@ -29,6 +29,7 @@ from whichvoice.errors import (
 )
 from whichvoice.gallery import Gallery, default_gallery_path
 from whichvoice.runtime import Prediction, VoiceModel
+from whichvoice.serve.batching import MicroBatcher
 from whichvoice.tracing import EngineHead, head_for
 from whichvoice.verification import gallery_encoder, model_id
 from whichvoice.voices import SessionPool
@@ -52,6 +53,9 @@ class ServeConfig:
     max_seconds: float = DEFAULT_MAX_SECONDS
     allow_polly: bool = False  # /v1/synthesize may call Amazon Polly (billed to the server)
     synth_per_minute: float = DEFAULT_SYNTH_PER_MINUTE  # per client; 0: no synthesis at all
+    backend: str = "torch"  # the classifier's: "torch" or "onnx" (onnxruntime)
+    batching: bool = True  # score concurrent requests' windows together (serve.batching)
+    batch_wait_ms: float = 0.0  # how long a batch waits for more requests (0: it does not)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -192,6 +196,27 @@ class Service:
         self.errors = Counter(
             "whichvoice_errors", "Errors answered, by kind", ["kind"], registry=self.registry
         )
+        self.batches = Counter(
+            "whichvoice_batches",
+            "Calls of the classifier's network (micro-batching: one call scores many requests)",
+            registry=self.registry,
+        )
+        self.batched = Counter(
+            "whichvoice_batched_requests",
+            "Requests the classifier's network scored, counted once per batch",
+            registry=self.registry,
+        )
+        self.batcher = (
+            MicroBatcher(
+                model.window_scores, wait_s=cfg.batch_wait_ms / 1000, on_batch=self._count_batch
+            )
+            if model is not None and cfg.batching
+            else None
+        )
+
+    def _count_batch(self, requests: int) -> None:
+        self.batches.inc()
+        self.batched.inc(requests)
 
     def classifier(self) -> VoiceModel:
         """The closed-set classifier; 503 when the server was started without a RUN."""
@@ -313,8 +338,13 @@ class Service:
         return out
 
     def identify(self, data: bytes, name: str = RAW_NAME) -> Prediction:
-        decoded = self.decode(data, name)
-        return self.classifier().identify_wave(decoded.wave, decoded.rate, name)
+        return self.classify(self.decode(data, name))
+
+    def classify(self, audio: Decoded) -> Prediction:
+        """The classifier's answer for a decoded upload; its windows are scored with the
+        other requests' in flight (micro-batching) unless the server was told not to."""
+        score = self.batcher.score if self.batcher is not None else None
+        return self.classifier().identify_wave(audio.wave, audio.rate, audio.name, score=score)
 
 
 def get_service(request: Request) -> Service:

@@ -1,0 +1,291 @@
+"""Where the time goes, against the physical limit: the cost of each stage of identifying a clip
+alone, and end to end, on the same clips in one run.
+
+The clips: ``--clips`` mp3 files of the default8 voices (the bundled classifier's) reading
+test-pool sentences, each cut to 3-4 s, at the engines' own rates (16, 22.05 and 32 kHz).
+
+- **Stages**, one thread, every clip, taken in turn and repeated (median of ``--repeats``):
+  decode (file -> float32 at its own rate), resample (-> 16 kHz), speech detection (the edges'
+  and pauses' silence trimmed, level set), windows (cut), features (log-mel), the network in
+  torch and in onnxruntime (the windows of 32 clips at once, as batch inference runs them), the
+  answer (combine + JSON). Per clip and per second of audio.
+- **The decode limit**: decode + resample alone over every clip in 1 and 2 processes: the
+  clips/s no identification of these files can pass on this machine. Every end-to-end figure is
+  divided by the limit with the same number of cores, measured in the same run.
+- **End to end**: ``whichvoice predict CLIPS --output X.jsonl`` (the CLI, as a user runs it;
+  the figure is the clips/s it prints, which leaves out start-up and loading the model) with
+  each backend, 1 worker (this process, every core) and ``--workers 2``; with ``--baseline
+  REV``, the same runs of that commit's code (a git worktree) in turn with this one's.
+- **Latency**: one clip at a time, warm model, 1 thread: file in, answer out, per backend,
+  beside the decode of the same clip.
+
+Writes benchmarks/results/limits.json.
+
+    python benchmarks/limits.py [--workdir DIR] [--clips 1200] [--repeats 3] [--baseline REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from provenance import RESULTS, ROOT, provenance, write_result
+
+SENTENCES = 160  # test-pool sentences each default8 voice reads
+CLIP_S = (3.0, 4.0)  # each clip is cut to a length drawn in this range
+BATCH = 32  # clips whose windows the network sees at once (batch inference's chunk)
+TARGET = 0.8  # issue 23: batch inference at >= 0.8 x the decode limit
+VARIANTS = (("torch", 1), ("torch", 2), ("onnx", 1), ("onnx", 2))  # (backend, workers)
+
+
+def make_clips(work: Path, n: int) -> list[Path]:
+    """``n`` 3-4 s mp3 clips (resumable): default8 voices reading test-pool sentences."""
+    from whichvoice.audio import encode_audio, read_audio
+    from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
+    from whichvoice.protocol import pool_sentences
+
+    corpus = work / "corpus"
+    per_voice = -(-n // 8)
+    synthesize_corpus(
+        corpus,
+        pool_sentences("test", max(SENTENCES, per_voice)),
+        SynthConfig(voices=("default8",), assign="sample", per_voice=per_voice, seed=0),
+        progress=False,
+    )
+    clips = work / f"clips-{n}"
+    clips.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = []
+    for k, clip in enumerate(sorted(read_manifest(corpus / "manifest.jsonl"), key=str)[:n]):
+        path = clips / f"{k:05d}-{clip.voice.replace(':', '_')}.mp3"
+        length = rng.uniform(*CLIP_S)
+        if not path.exists():
+            wave, rate = read_audio(corpus / clip.path)
+            size = int(length * rate)
+            wave = np.tile(wave, -(-size // wave.shape[0]))[:size]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(encode_audio(wave, rate, "mp3"))
+            tmp.replace(path)
+        out.append(path)
+    return out
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def stages(clips: list[Path], repeats: int) -> dict:
+    """Each stage alone, one thread, over every clip: ms per clip and per audio second."""
+    import torch
+
+    from whichvoice.audio import read_audio, resample
+    from whichvoice.features import model_inputs, speech_of, wave_windows
+    from whichvoice.runtime import load_model
+
+    torch.set_num_threads(1)
+    models = {"torch": load_model(None), "onnx": load_model(None, backend="onnx", threads=1)}
+    cfg = models["torch"].features
+    decoded = [read_audio(p) for p in clips]
+    audio_s = sum(w.shape[0] / r for w, r in decoded)
+    waves = [resample(w, r, cfg.sample_rate) for w, r in decoded]
+    speech = [speech_of(w, cfg) for w in waves]
+    windows = [wave_windows(s, cfg) for s in speech]
+    batches = [np.concatenate(windows[i : i + BATCH]) for i in range(0, len(windows), BATCH)]
+    scores = [models["torch"].window_scores(w) for w in windows]
+    n_windows = sum(len(w) for w in windows)
+
+    def answers() -> None:
+        model = models["torch"]
+        for s in scores:
+            json.dumps(model._combine("clip.mp3", s, 3.0).to_dict())
+
+    def features() -> None:
+        with torch.inference_mode():
+            for b in batches:
+                model_inputs(torch.from_numpy(b), cfg)
+
+    timed = {
+        "decode": lambda: [read_audio(p) for p in clips],
+        "resample": lambda: [resample(w, r, cfg.sample_rate) for w, r in decoded],
+        "speech": lambda: [speech_of(w, cfg) for w in waves],
+        "windows": lambda: [wave_windows(s, cfg) for s in speech],
+        "features": features,
+        "network_torch": lambda: [models["torch"].window_scores(b) for b in batches],
+        "network_onnx": lambda: [models["onnx"].window_scores(b) for b in batches],
+        "answer_json": answers,
+    }
+    for fn in timed.values():  # warm-up: allocator, caches, first-use exports
+        fn()
+    out: dict[str, dict] = {}
+    for _ in range(repeats):  # in turn, so a noisy moment touches every stage
+        for name, fn in timed.items():
+            t0 = time.perf_counter()
+            fn()
+            out.setdefault(name, {"seconds": []})["seconds"].append(time.perf_counter() - t0)
+    for r in out.values():
+        wall = statistics.median(r.pop("seconds"))
+        r["ms_per_clip"] = round(1000 * wall / len(clips), 3)
+        r["ms_per_audio_s"] = round(1000 * wall / audio_s, 3)
+    # the torch network's figure holds the log-mel too (window_scores takes waveforms);
+    # onnxruntime runs the network alone on torch's log-mel
+    return {
+        "clips": len(clips),
+        "audio_seconds": round(audio_s, 1),
+        "windows": n_windows,
+        "stages_ms": out,
+    }
+
+
+def _decode_one(path: str) -> int:
+    from whichvoice.audio import SAMPLE_RATE, read_audio, resample
+
+    wave, rate = read_audio(path)
+    return resample(wave, rate, SAMPLE_RATE).shape[0]
+
+
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def decode_limit(clips: list[Path], processes: int, repeats: int) -> float:
+    """clips/s of decode + resample alone over every clip, in ``processes`` processes."""
+    paths = [str(p) for p in clips]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes, initializer=_one_thread) as pool:
+        pool.map(_decode_one, paths[: 8 * processes])  # start-up and imports
+        chunk = max(1, len(paths) // (16 * processes))
+        wall = _median_time(lambda: pool.map(_decode_one, paths, chunksize=chunk), repeats)
+    return len(paths) / wall
+
+
+LINE = re.compile(r"(\d+) clips in ([\d.]+) s \(([\d.]+) clips/s")
+
+
+def end_to_end(src: Path, clips_dir: Path, backend: str, workers: int, out: Path) -> float:
+    """clips/s that ``whichvoice predict`` (the code under ``src``) prints for the folder."""
+    out.unlink(missing_ok=True)
+    # each code its own ONNX cache (for the bundled classifier, a user folder)
+    env = {**os.environ, "PYTHONPATH": str(src), "XDG_DATA_HOME": str(out.parent / src.parent.name)}
+    cmd = [sys.executable, "-m", "whichvoice", "predict", str(clips_dir), "--output", str(out),
+           "--backend", backend, "--workers", str(workers), "--quiet"]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=src.parent)
+    match = LINE.search(done.stderr)
+    if done.returncode != 0 or not match:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-800:]}")
+    return float(match.group(3))
+
+
+def latency(clips: list[Path], repeats: int) -> dict:
+    """Median ms, one clip at a time (warm, 1 thread): identify from the file, per backend,
+    and decode + resample alone, over the 3-4 s clips."""
+    import torch
+
+    from whichvoice.runtime import load_model
+
+    torch.set_num_threads(1)
+    models = {"torch": load_model(None), "onnx": load_model(None, backend="onnx", threads=1)}
+    timed = {"decode_resample": _decode_one}
+    for name, model in models.items():
+        timed[f"identify_{name}"] = lambda p, m=model: json.dumps(m.identify(p).to_dict())
+    for fn in timed.values():
+        for p in clips[:20]:
+            fn(p)
+    per: dict[str, list[float]] = {name: [] for name in timed}
+    for _ in range(repeats):
+        for p in clips:
+            for name, fn in timed.items():
+                t0 = time.perf_counter()
+                fn(str(p))
+                per[name].append(time.perf_counter() - t0)
+    return {name: round(1000 * statistics.median(v), 2) for name, v in per.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=1200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default=None, help="a commit whose code runs beside this")
+    parser.add_argument("--json", type=Path, default=RESULTS / "limits.json")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the clips here")
+    args = parser.parse_args()
+    made = provenance()
+    with contextlib.ExitStack() as stack:
+        work = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-limits-"))
+        )
+        clips = make_clips(work, args.clips)
+        print(f"{len(clips)} clips in {clips[0].parent}", flush=True)
+        sample = clips[:: max(1, len(clips) // 300)]
+        stage = stages(sample, args.repeats)
+        print(json.dumps(stage["stages_ms"]), flush=True)
+        lat = latency(clips[:: max(1, len(clips) // 100)], args.repeats)
+        print(json.dumps(lat), flush=True)
+        codes = {"current": ROOT / "src"}
+        if args.baseline:
+            tree = work / "baseline"
+            if tree.exists():
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.baseline],
+                           cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+            stack.callback(
+                subprocess.run, ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT
+            )
+            codes = {"baseline": tree / "src", **codes}
+        limits: dict[int, list[float]] = {1: [], 2: []}
+        runs: dict[str, list[float]] = {}
+        for _ in range(args.repeats):  # every figure in turn, so they share the machine's mood
+            for cores in limits:
+                limits[cores].append(decode_limit(clips, cores, 1))
+            for code, src in codes.items():
+                for backend, workers in VARIANTS:
+                    key = f"{code} {backend} workers={workers}"
+                    rate = end_to_end(src, clips[0].parent, backend, workers, work / "out.jsonl")
+                    runs.setdefault(key, []).append(rate)
+                    print(f"{key}: {rate:.1f} clips/s", flush=True)
+    limit = {c: statistics.median(v) for c, v in limits.items()}
+    cores = len(os.sched_getaffinity(0))
+    results = {}
+    for key, rates in runs.items():
+        rate = statistics.median(rates)
+        results[key] = {
+            "clips_per_s": round(rate, 1),
+            "runs": [round(r, 1) for r in rates],
+            "of_decode_limit": round(rate / limit[min(cores, 2)], 3),
+        }
+    report = {
+        "benchmark": "limits",
+        **made,
+        "command": "python benchmarks/limits.py " + " ".join(sys.argv[1:]),
+        "clips": len(clips),
+        "cores": cores,
+        "model": "the bundled classifier (default8 voices)",
+        "stages": stage,
+        "latency_ms": lat,
+        "decode_limit_clips_per_s": {str(c): round(v, 1) for c, v in limit.items()},
+        "decode_limit_runs": {str(c): [round(x, 1) for x in v] for c, v in limits.items()},
+        "end_to_end": results,
+        "baseline": args.baseline,
+        "target": {"of_decode_limit": TARGET, "cores": 2},
+    }
+    write_result(args.json, report)
+    print(f"-> {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The server's micro-batcher: concurrent callers' windows scored in one call, each caller
+given its own rows back, errors handed to every waiting caller."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from whichvoice.serve.batching import MicroBatcher
+
+
+class SlowDouble:
+    """2x its input, after holding the first call until released: the callers that arrive
+    meanwhile queue up and must come out in one batch."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if not self.sizes:
+            self.entered.set()
+            self.release.wait(10)
+        self.sizes.append(len(x))
+        return 2 * x
+
+
+def test_concurrent_callers_share_a_call_and_get_their_own_rows() -> None:
+    fn = SlowDouble()
+    batches: list[int] = []
+    batcher = MicroBatcher(fn, max_windows=1000, on_batch=batches.append)
+    inputs = [np.full((k % 3 + 1, 4), k, np.float32) for k in range(12)]
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            first = pool.submit(batcher.score, inputs[0])
+            assert fn.entered.wait(10)  # the first call runs, and holds
+            rest = [pool.submit(batcher.score, x) for x in inputs[1:]]
+            while batcher._queue.qsize() < len(rest):  # all queued behind the held call
+                threading.Event().wait(0.01)
+            fn.release.set()
+            outs = [first.result(10)] + [f.result(10) for f in rest]
+    finally:
+        batcher.close()
+    for x, out in zip(inputs, outs, strict=True):
+        np.testing.assert_array_equal(out, 2 * x)
+    assert fn.sizes == [1, sum(len(x) for x in inputs[1:])]  # the 11 waiting: one call
+    assert batches == [1, 11] and batcher.mean_batch == 6.0
+
+
+def test_a_lone_caller_is_scored_at_once_and_batches_are_bounded() -> None:
+    sizes: list[int] = []
+    batcher = MicroBatcher(lambda x: sizes.append(len(x)) or x, max_windows=4)
+    try:
+        out = batcher.score(np.ones((3, 2), np.float32))
+        assert out.shape == (3, 2) and sizes == [3]
+    finally:
+        batcher.close()
+    # what is queued is taken up to max_windows, and a request is never split
+    idle = MicroBatcher(lambda x: x, max_windows=4)
+    items = [(np.ones((2, 2), np.float32), Future()) for _ in range(3)]
+    for item in items[1:]:
+        idle._queue.put(item)
+    batch, stop = idle._collect(items[0])
+    assert [len(w) for w, _ in batch] == [2, 2] and not stop
+    assert idle._collect(idle._queue.get())[0][0] is items[2]
+
+
+def test_an_error_reaches_every_caller_and_the_batcher_lives_on() -> None:
+    calls = iter([ValueError("broken network"), None])
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        error = next(calls)
+        if error is not None:
+            raise error
+        return x
+
+    batcher = MicroBatcher(fn)
+    try:
+        with pytest.raises(ValueError, match="broken network"):
+            batcher.score(np.zeros((1, 2), np.float32))
+        assert batcher.score(np.ones((1, 2), np.float32)).sum() == 2
+    finally:
+        batcher.close()
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda x: x, max_windows=0)
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda x: x, wait_s=-1)
