@@ -442,27 +442,98 @@ def train_table() -> str:
 
 
 def serve_table() -> str:
+    """The server's variants side by side in one run (benchmarks/serve.py)."""
     r = _load("serve")
     rows = [
-        "| workers | concurrency | requests | req/s | p50 | p99 | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| workers | server | concurrency | requests | req/s | p50 | p99 | errors | client CPU |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for w in r["results"]:
-        for x in [*w["levels"], {**w["soak"], "soak": True}]:
+        levels = [*w["levels"], *([{**w["soak"], "soak": True}] if "soak" in w else [])]
+        for x in levels:
             label = f"{x['concurrency']} (soak)" if x.get("soak") else str(x["concurrency"])
+            cpu = x.get("client_cpu_per_s")
             rows.append(
-                f"| {w['workers']} | {label} | {x['requests']:,} | "
-                f"{x['requests_per_s']:.1f} | {x['p50_ms']:.1f} ms | "
-                f"{x['p99_ms']:.1f} ms | {x['errors']} |"
+                f"| {w['workers']} | {w.get('variant', 'this code')} | {label} | "
+                f"{x['requests']:,} | {x['requests_per_s']:.1f} | {x['p50_ms']:.1f} ms | "
+                f"{x['p99_ms']:.1f} ms | {x['errors']} | "
+                f"{'' if cpu is None else f'{cpu:.2f} core'} |"
             )
-    mem = "; ".join(
-        f"{w['workers']} worker(s): {w['memory_mb_before']:.0f} MB before the soak, "
-        f"{w['memory_mb_after']:.0f} MB after"
+    ratios = "; ".join(
+        f"{w['variant']} with {w['workers']} worker(s): {w['c8_vs_previous']}x"
         for w in r["results"]
+        if "c8_vs_previous" in w and w["variant"] != "previous"
     )
+    mem = "; ".join(
+        f"{w['workers']} worker(s), {w.get('variant', 'this code')}: "
+        f"{w['memory_mb_before']:.0f} MB before the soak, {w['memory_mb_after']:.0f} MB after"
+        for w in r["results"]
+        if "memory_mb_before" in w
+    )
+    target = r.get("target")
     rows += [
         "",
-        f"{r['endpoint']}, client: {r['client']}. Server memory (RSS): {mem}. Made by {_made(r)}.",
+        (
+            f"Requests/s at concurrency 8 against the previous code's ({r['baseline'][:12]}), "
+            f"same workers: {ratios} (target {target['c8_vs_previous']}x with p99 <= "
+            f"{target['p99_ms']:.0f} ms). "
+            if ratios and target
+            else ""
+        )
+        + f"{r['endpoint']}, client: {r['client']}; client CPU: the client's own CPU seconds "
+        f"per second. Server memory (RSS): {mem}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
+def limits_table() -> str:
+    """Each stage's cost, the decode limit and batch inference against it
+    (benchmarks/limits.py)."""
+    r = _load("limits")
+    st = r["stages"]
+    names = {
+        "decode": "decode (file -> float32)",
+        "resample": "resample to 16 kHz",
+        "speech": "speech detection (trim, level)",
+        "windows": "windows",
+        "features": "log-mel",
+        "network_torch": "log-mel + network, torch",
+        "network_onnx": "log-mel (torch) + network, onnxruntime",
+        "answer_json": "answer + JSON",
+    }
+    rows = [
+        "| stage, one thread | ms a clip | ms a second of audio |",
+        "|---|---:|---:|",
+    ]
+    for key, x in st["stages_ms"].items():
+        rows.append(
+            f"| {names.get(key, key)} | {x['ms_per_clip']:.2f} | {x['ms_per_audio_s']:.3f} |"
+        )
+    limit = r["decode_limit_clips_per_s"]
+    rows += [
+        "",
+        "| end to end (`predict --output`) | clips/s | x the decode limit |",
+        "|---|---:|---:|",
+        f"| decode limit, 1 process | {limit['1']:.0f} | |",
+        f"| decode limit, 2 processes | {limit['2']:.0f} | 1.00 |",
+    ]
+    for key, x in r["end_to_end"].items():
+        code, backend, workers = key.split(" ")
+        who = f"previous ({r['baseline'][:12]})" if code == "baseline" else "this code"
+        rows.append(
+            f"| {who}, {backend}, {workers.replace('=', ' ')} | {x['clips_per_s']:.0f} | "
+            f"{x['of_decode_limit']:.2f} |"
+        )
+    lat = r["latency_ms"]
+    rows += [
+        "",
+        f"{st['clips']} clips ({st['audio_seconds'] / st['clips']:.1f} s each on average, "
+        f"{st['windows'] / st['clips']:.1f} windows) for the stages; {r['clips']:,} for the "
+        f"rest. Median of the runs in turn; target: {r['target']['of_decode_limit']}x the "
+        f"decode limit on {r['target']['cores']} cores. One clip at a time (warm, 1 thread), "
+        f"median: decode + resample {lat['decode_resample']:.1f} ms, identify from the file "
+        f"{lat['identify_torch']:.1f} ms with torch, {lat['identify_onnx']:.1f} ms with "
+        f"onnxruntime. Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 
@@ -772,6 +843,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "ablation-dev": ablation_table,
     "train": train_table,
     "serve": serve_table,
+    "limits": limits_table,
     "scale": scale_table,
     "synth": synth_table,
     "soak": soak_table,

@@ -183,11 +183,13 @@ def test_parquet_resumes_from_its_journal(
     with pytest.raises(KeyboardInterrupt):
         predict_batch(trained_run, interrupted(), out, chunk=16, progress=False)
     journal = tmp_path / ".preds.parquet.jsonl"
-    assert not out.exists() and len(journal.read_text().splitlines()) == 64
+    # whole chunks written in order (the ones decoded ahead of the interrupt are lost)
+    written = len(journal.read_text().splitlines())
+    assert not out.exists() and written % 16 == 0 and 16 <= written <= 64
     with journal.open("a") as f:
         f.write('{"path": "audio/cut')  # and a line cut short
     summary = predict_batch(trained_run, inputs, out, resume=True, progress=False)
-    assert (summary.skipped, summary.rows) == (64, len(reference))
+    assert (summary.skipped, summary.rows) == (written, len(reference))
     assert not journal.exists()
     same_predictions(read_rows(out), reference)
     # a complete Parquet file takes more inputs on --resume

@@ -113,7 +113,7 @@ class _Scored:
     def result(self) -> list[dict]:
         prepared = [f.result() for f in self.prepared]
         model = self.model
-        scored = score_chunk(model.window_scores, self.sources, prepared)
+        scored = score_chunk(model.input_scores, self.sources, prepared)
         return _rows(
             out if isinstance(out, WhichvoiceError) else model._combine(str(src), out, speech_s)
             for src, out, speech_s in scored
@@ -121,8 +121,10 @@ class _Scored:
 
 
 def _prepare(model: VoiceModel, source: str):
+    """A file's network inputs (decoded, cut, log-mel) and seconds of speech, or its error."""
     try:
-        return model.windows(source)
+        windows, speech_s = model.windows(source)
+        return model.inputs(windows), speech_s
     except WhichvoiceError as e:
         return e
 
@@ -136,19 +138,25 @@ AHEAD = 3
 def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int):
     """(submit, in-flight bound, workers) for this process (``workers=1``) or a pool.
 
-    In this process the files are decoded (and cut into windows) on a pool of one thread a
-    core, ``AHEAD`` chunks in advance, while this thread runs the network on the chunk
-    before: decoding, which releases the GIL, overlaps the network."""
+    In this process the files are decoded, cut into windows and made into log-mels on a pool
+    of one thread a core, ``AHEAD`` chunks in advance, while this thread runs the network (on
+    a quarter of the cores, at least one) on the chunk before. Decoding and the log-mel
+    release the GIL, so they overlap the network. Measured on 2 cores (benchmarks/limits.py):
+    the log-mel on the network's thread made that thread the bottleneck, and more network
+    threads only contended with the decoding."""
     threads = max(1, _cores() // workers)
     if workers == 1:
         before = torch.get_num_threads()
-        torch.set_num_threads(threads)
+        net_threads = max(1, threads // 4)
+        torch.set_num_threads(net_threads)
+        model.set_threads(net_threads)
         pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
         try:
             yield (lambda sources: _Scored(model, sources, pool)), 1 + AHEAD, 1
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(before)
+            model.set_threads(before)
         return
     pool = ProcessPoolExecutor(
         workers,

@@ -99,6 +99,10 @@ class VoiceModel:
             self._families = sorted(set(families))
             self._family_of = np.array([self._families.index(f) for f in families])
 
+    def set_threads(self, n: int) -> None:
+        """Threads the network runs on (torch's are process-wide: this backend leaves them
+        to ``torch.set_num_threads``)."""
+
     def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
         """Stored-form windows for one file or bytes, float32 (n_windows, *stored_shape), and
         the seconds of speech they were cut from. Raises AudioDecodeError / SilentAudioError
@@ -122,20 +126,32 @@ class VoiceModel:
 
     def window_scores(self, windows: np.ndarray) -> np.ndarray:
         """What a file's answer is made of, per stored window: log-probabilities, and with an
-        open-set threshold the embedding after them, float32 (n_windows, n_labels [+ dim])."""
-        if self.openset is None and self.engine_head is None:
-            return self.window_log_probs(windows)
+        open-set threshold or an engine head the embedding after them, float32
+        (n_windows, n_labels [+ dim])."""
+        return self.input_scores(self.inputs(windows))
+
+    @torch.inference_mode()
+    def inputs(self, windows: np.ndarray) -> np.ndarray:
+        """Stored windows -> what the network takes (the log-mel, see
+        ``features.model_inputs``), float32 (n_windows, *input_shape). Batch inference makes
+        them on its decoding threads, so that the network's thread runs the network alone."""
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        return model_inputs(x, self.features).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def input_scores(self, inputs: np.ndarray) -> np.ndarray:
+        """``window_scores`` from the network's inputs (``inputs``)."""
+        x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(self.device)
         net = self.net
-        if type(self) is VoiceModel and hasattr(net, "embedder") and hasattr(net, "head"):
+        if self.openset is None and self.engine_head is None:
+            return F.log_softmax(net(x), dim=1).float().cpu().numpy()
+        if hasattr(net, "embedder") and hasattr(net, "head"):
             # one pass through the network: the embedding, then the head on it
-            with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
-                emb = net.embedder(model_inputs(x.to(self.device), self.features))
-                logp = F.log_softmax(net.head(emb), dim=1)
-                return torch.cat([logp, emb], dim=1).float().cpu().numpy()
-        return np.concatenate(
-            [self.window_log_probs(windows), self.window_embeddings(windows)], axis=1
-        )
+            emb = net.embedder(x)
+            logp = F.log_softmax(net.head(emb), dim=1)
+        else:
+            logp, emb = F.log_softmax(net(x), dim=1), net.embed(x)
+        return torch.cat([logp, emb], dim=1).float().cpu().numpy()
 
     def _combine(self, name: str, scores: np.ndarray, speech_s: float) -> Prediction:
         # the file's answer: the mean of its windows' log-probabilities, renormalised

@@ -26,7 +26,6 @@ from whichvoice.export import (
     metadata,
     weights_digest,
 )
-from whichvoice.features import model_inputs
 from whichvoice.files import data_home
 from whichvoice.runtime.model import ModelLoadError, VoiceModel
 
@@ -58,34 +57,38 @@ class OnnxVoiceModel(VoiceModel):
     def has_embedding(self) -> bool:
         return "embeddings" in self._outputs
 
-    def _inputs(self, windows: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(windows, dtype=np.float32)
+    def set_threads(self, n: int) -> None:
+        """onnxruntime's intra-op threads (a new session on the same file)."""
+        if self.session.get_session_options().intra_op_num_threads != n:
+            self.session = session(self.onnx_path, self.device.type, n)
+
+    def inputs(self, windows: np.ndarray) -> np.ndarray:
+        """What the graph takes: the windows themselves (a whole-path export) or their
+        log-mel made by torch (the cache's network-only graph)."""
         if self._input == INPUT_KINDS["windows"]:
-            return x
-        with torch.inference_mode():
-            return model_inputs(torch.from_numpy(x), self.features).numpy()
+            return np.ascontiguousarray(windows, dtype=np.float32)
+        return super().inputs(windows)
 
-    def _run(self, output: str, windows: np.ndarray) -> np.ndarray:
-        return self.session.run([output], {self._input: self._inputs(windows)})[0]
-
-    def window_scores(self, windows: np.ndarray) -> np.ndarray:
+    def input_scores(self, inputs: np.ndarray) -> np.ndarray:
         if self.openset is None and self.engine_head is None:
-            return self.window_log_probs(windows)
+            return self._run_inputs(["log_probs"], inputs)[0]
         if not self.has_embedding:
-            return super().window_scores(windows)
-        # one run for both outputs: log-probabilities, then the embedding
-        logp, emb = self.session.run(list(self._outputs[:2]), {self._input: self._inputs(windows)})
-        return np.concatenate([logp, emb], axis=1)
+            raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
+        return np.concatenate(self._run_inputs(["log_probs", "embeddings"], inputs), axis=1)
+
+    def _run_inputs(self, outputs: list[str], inputs: np.ndarray) -> list[np.ndarray]:
+        x = np.ascontiguousarray(inputs, dtype=np.float32)
+        return self.session.run(outputs, {self._input: x})
 
     def window_log_probs(self, windows: np.ndarray) -> np.ndarray:
         """Log-probabilities per stored window, float32 (n_windows, n_labels)."""
-        return self._run("log_probs", windows)
+        return self._run_inputs(["log_probs"], self.inputs(windows))[0]
 
     def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
         """L2-normalised embedding per stored window, float32 (n_windows, dim)."""
         if not self.has_embedding:
             raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
-        return self._run("embeddings", windows)
+        return self._run_inputs(["embeddings"], self.inputs(windows))[0]
 
 
 def import_onnxruntime():
@@ -177,6 +180,8 @@ def session(path: str | os.PathLike, device: str = "cpu", threads: int | None = 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # no busy-waiting between runs: the threads that decode the next files need the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=providers(device))
     except Exception as e:  # onnxruntime's own exception types

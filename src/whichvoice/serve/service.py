@@ -208,7 +208,7 @@ class Service:
         )
         self.batcher = (
             MicroBatcher(
-                model.window_scores, wait_s=cfg.batch_wait_ms / 1000, on_batch=self._count_batch
+                model.input_scores, wait_s=cfg.batch_wait_ms / 1000, on_batch=self._count_batch
             )
             if model is not None and cfg.batching
             else None
@@ -343,8 +343,10 @@ class Service:
     def classify(self, audio: Decoded) -> Prediction:
         """The classifier's answer for a decoded upload; its windows are scored with the
         other requests' in flight (micro-batching) unless the server was told not to."""
-        score = self.batcher.score if self.batcher is not None else None
-        return self.classifier().identify_wave(audio.wave, audio.rate, audio.name, score=score)
+        model, batcher = self.classifier(), self.batcher
+        # the log-mel is made on the request's thread, the network runs in the batch
+        score = (lambda w: batcher.score(model.inputs(w))) if batcher is not None else None
+        return model.identify_wave(audio.wave, audio.rate, audio.name, score=score)
 
 
 def get_service(request: Request) -> Service:
