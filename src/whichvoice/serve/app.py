@@ -76,7 +76,7 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     app.add_exception_handler(WhichvoiceError, _known)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.middleware("http")(_guard_and_measure)
+    app.add_middleware(GuardAndMeasure, service=service)
     for router in (
         talk.router, identify.router, synthesis.router, ops.router, enrollment.router,
         diarization.router, stream.router,
@@ -143,31 +143,58 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     return _answer(request, 422, "invalid", f"{where}: {message}" if where else message)
 
 
-async def _guard_and_measure(request: Request, call_next):
+class GuardAndMeasure:
     """The API key, checked here rather than as a route dependency so that it also guards
-    /docs, /openapi.json and unknown paths; then the request counted and timed."""
-    service: Service = request.app.state.service
-    t0 = time.perf_counter()
-    path = request.url.path
-    if (
-        service.cfg.api_key
-        and path != "/"
-        and not path.startswith(OPEN_PATHS)
-        and not key_matches(presented_key(request), service.cfg.api_key)
-    ):
-        response = _answer(
-            request,
-            401,
-            "unauthorized",
-            "missing or wrong API key (X-API-Key or Authorization: Bearer)",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    else:
-        try:
-            response = await call_next(request)
-        except Exception as e:  # the last line of defence: still JSON, still counted
-            response = _answer(request, 500, "internal", f"internal error: {type(e).__name__}")
-    label = getattr(request.scope.get("route"), "path", "other")
-    service.requests.labels(label, request.method, str(response.status_code)).inc()
-    service.latency.labels(label).observe(time.perf_counter() - t0)
-    return response
+    /docs, /openapi.json and unknown paths; then the request counted and timed.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``app.middleware("http")``)
+    runs every request through an extra task and memory streams, which cost about a
+    millisecond of CPU a request here."""
+
+    def __init__(self, app, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        service = self.service
+        t0 = time.perf_counter()
+        path = scope["path"]
+        status = 500
+        started = False
+
+        async def measured_send(message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        if (
+            service.cfg.api_key
+            and path != "/"
+            and not path.startswith(OPEN_PATHS)
+            and not key_matches(presented_key(Request(scope)), service.cfg.api_key)
+        ):
+            response = _answer(
+                Request(scope),
+                401,
+                "unauthorized",
+                "missing or wrong API key (X-API-Key or Authorization: Bearer)",
+                {"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, measured_send)
+        else:
+            try:
+                await self.app(scope, receive, measured_send)
+            except Exception as e:  # the last line of defence: still JSON, still counted
+                if started:
+                    raise
+                message = f"internal error: {type(e).__name__}"
+                await _answer(Request(scope), 500, "internal", message)(
+                    scope, receive, measured_send
+                )
+        label = getattr(scope.get("route"), "path", "other")
+        service.requests.labels(label, scope["method"], str(status)).inc()
+        service.latency.labels(label).observe(time.perf_counter() - t0)
