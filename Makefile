@@ -88,6 +88,8 @@ soak: setup
 # every benchmark, one after the other (they share the cores: never in parallel), then the
 # tables of README.md and docs/ regenerated from the JSON they wrote (several hours on 2 cores)
 BENCH_WORK ?= bench-work
+# the code the performance benchmarks compare with: the last commit before issue 23's work
+PERF_BASELINE ?= df4bba8
 bench: setup voices
 	.venv/bin/python benchmarks/ablation.py --work $(BENCH_WORK)/ablation
 	.venv/bin/python benchmarks/robustness.py --split dev --work $(BENCH_WORK)/robustness
@@ -108,7 +110,8 @@ bench: setup voices
 	.venv/bin/python benchmarks/speed.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/train.py
 	.venv/bin/python benchmarks/scale.py
-	.venv/bin/python benchmarks/serve.py
+	.venv/bin/python benchmarks/serve.py --baseline $(PERF_BASELINE)
+	.venv/bin/python benchmarks/limits.py --workdir $(BENCH_WORK)/limits --baseline $(PERF_BASELINE)
 	.venv/bin/python benchmarks/synth.py
 	.venv/bin/python benchmarks/soak.py
 	.venv/bin/python benchmarks/tables.py

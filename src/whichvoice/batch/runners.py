@@ -121,10 +121,9 @@ class _Scored:
 
 
 def _prepare(model: VoiceModel, source: str):
-    """A file's network inputs (decoded, cut, log-mel) and seconds of speech, or its error."""
+    """``model.prepared(source)``, or the input's error."""
     try:
-        windows, speech_s = model.windows(source)
-        return model.inputs(windows), speech_s
+        return model.prepared(source)
     except WhichvoiceError as e:
         return e
 

@@ -230,13 +230,17 @@ class VoiceModel:
     def has_embedding(self) -> bool:
         return hasattr(self.net, "embed")
 
-    @torch.inference_mode()
     def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
         """L2-normalised embedding per stored window, float32 (n_windows, dim)."""
+        return self.input_embeddings(self.inputs(windows))
+
+    @torch.inference_mode()
+    def input_embeddings(self, inputs: np.ndarray) -> np.ndarray:
+        """``window_embeddings`` from the network's inputs (``inputs``)."""
         if not self.has_embedding:
             raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
-        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
-        return self.net.embed(model_inputs(x, self.features)).float().cpu().numpy()
+        x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(self.device)
+        return self.net.embed(x).float().cpu().numpy()
 
     def embed(self, source: AudioSource) -> tuple[np.ndarray, float]:
         """A recording's embedding: the mean of its windows' embeddings, L2-normalised,
@@ -248,15 +252,22 @@ class VoiceModel:
         self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
     ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
         """``embed`` for many inputs, in order; an unreadable one yields its error instead."""
-        for _, scored, speech_s in self._batched(sources, self.window_embeddings, batch, workers):
+        for _, scored, speech_s in self._batched(sources, self.input_embeddings, batch, workers):
             yield (
                 scored
                 if isinstance(scored, WhichvoiceError)
                 else (unit(scored.mean(axis=0)), speech_s)
             )
 
+    def prepared(self, source: AudioSource) -> tuple[np.ndarray, float]:
+        """One input's network inputs (decoded, cut into windows, made into log-mels) and
+        the seconds of speech they came from: what the decoding threads of batch inference
+        make, so that the network's thread runs only the network."""
+        windows, speech_s = self.windows(source)
+        return self.inputs(windows), speech_s
+
     def _batched(self, sources, score, batch: int, workers: int):
-        return batched(self.windows, score, sources, batch, workers)
+        return batched(self.prepared, score, sources, batch, workers)
 
     def display_name(self, voice: str) -> str:
         """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
@@ -269,7 +280,7 @@ class VoiceModel:
         self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
     ) -> Iterator[Prediction | WhichvoiceError]:
         """Predictions in input order; a file that cannot be read yields its error instead."""
-        for src, scored, speech_s in self._batched(sources, self.window_scores, batch, workers):
+        for src, scored, speech_s in self._batched(sources, self.input_scores, batch, workers):
             yield (
                 scored
                 if isinstance(scored, WhichvoiceError)

@@ -84,11 +84,10 @@ class OnnxVoiceModel(VoiceModel):
         """Log-probabilities per stored window, float32 (n_windows, n_labels)."""
         return self._run_inputs(["log_probs"], self.inputs(windows))[0]
 
-    def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
-        """L2-normalised embedding per stored window, float32 (n_windows, dim)."""
+    def input_embeddings(self, inputs: np.ndarray) -> np.ndarray:
         if not self.has_embedding:
             raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
-        return self._run_inputs(["embeddings"], self.inputs(windows))[0]
+        return self._run_inputs(["embeddings"], inputs)[0]
 
 
 def import_onnxruntime():
