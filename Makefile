@@ -10,7 +10,7 @@ APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fest
 TEST_APT_PACKAGES := chromium
 DEMO_ARGS ?=
 
-.PHONY: setup apt voices apt-test venv demo test test-fast fuzz soak bench classifier tables screenshot lint clean
+.PHONY: setup apt voices apt-test venv demo test test-fast fuzz soak bench classifier classifier-int8 tables screenshot lint clean
 
 setup: apt venv
 
@@ -124,6 +124,15 @@ classifier: setup
 	  --work $(BENCH_WORK)/robustness
 	.venv/bin/python benchmarks/openset.py --work $(BENCH_WORK)/openset
 	.venv/bin/python benchmarks/tables.py
+
+# the bundled classifier's int8 network (`--backend onnx-int8`), calibrated on its own
+# voices reading training sentences (never the dev or test pool's)
+classifier-int8: setup
+	.venv/bin/python -m whichvoice synth $(BENCH_WORK)/int8-calibration --voices default8 \
+	  --sentences 12 --assign all --quiet
+	.venv/bin/python -m whichvoice export src/whichvoice/data/classifier \
+	  --onnx src/whichvoice/data/classifier/model.int8.onnx --int8 \
+	  --calibration $(BENCH_WORK)/int8-calibration/audio
 
 # the tables of measured figures in README.md and docs/, from benchmarks/results/*.json
 tables: venv

@@ -13,9 +13,10 @@ test-pool sentences, each cut to 3-4 s, at the engines' own rates (16, 22.05 and
   clips/s no identification of these files can pass on this machine. Every end-to-end figure is
   divided by the limit with the same number of cores, measured in the same run.
 - **End to end**: ``whichvoice predict CLIPS --output X.jsonl`` (the CLI, as a user runs it;
-  the figure is the clips/s it prints, which leaves out start-up and loading the model) with
-  each backend, 1 worker (this process, every core) and ``--workers 2``; with ``--baseline
-  REV``, the same runs of that commit's code (a git worktree) in turn with this one's.
+  the figure is the clips/s it prints, which leaves out start-up and loading the model, and
+  the accuracy of its answers: the int8 backend's change on the test pool) with each
+  backend, 1 worker (this process, every core) and ``--workers 2``; with ``--baseline REV``,
+  the same runs of that commit's code (a git worktree) in turn with this one's.
 - **Latency**: one 3 s clip at a time (100 of them), warm model, 1 thread: file in, answer
   out (JSON), per backend, beside the decode + resample of the same clip.
 
@@ -42,13 +43,23 @@ from pathlib import Path
 import numpy as np
 from provenance import RESULTS, ROOT, provenance, write_result
 
+from whichvoice.scoring import proportion
+
 SENTENCES = 160  # test-pool sentences each default8 voice reads
 CLIP_S = (3.0, 4.0)  # each clip is cut to a length drawn in this range
 LATENCY_S = 3.0  # s: the clips the latency is measured on
 TARGET_LATENCY_MS = 5.0  # issue 23: one 3 s clip, warm, 1 thread
 BATCH = 32  # clips whose windows the network sees at once (batch inference's chunk)
 TARGET = 0.8  # issue 23: batch inference at >= 0.8 x the decode limit
-VARIANTS = (("torch", 1), ("torch", 2), ("onnx", 1), ("onnx", 2))  # (backend, workers)
+# (backend, workers); the previous code (--baseline) had no int8 backend
+VARIANTS = (
+    ("torch", 1),
+    ("torch", 2),
+    ("onnx", 1),
+    ("onnx", 2),
+    ("onnx-int8", 1),
+    ("onnx-int8", 2),
+)
 
 
 def make_clips(work: Path, n: int, length: tuple[float, float] = CLIP_S) -> list[Path]:
@@ -180,8 +191,11 @@ def decode_limit(clips: list[Path], processes: int, repeats: int) -> float:
 LINE = re.compile(r"(\d+) clips in ([\d.]+) s \(([\d.]+) clips/s")
 
 
-def end_to_end(src: Path, clips_dir: Path, backend: str, workers: int, out: Path) -> float:
-    """clips/s that ``whichvoice predict`` (the code under ``src``) prints for the folder."""
+def end_to_end(
+    src: Path, clips_dir: Path, backend: str, workers: int, out: Path
+) -> tuple[float, int, int]:
+    """clips/s that ``whichvoice predict`` (the code under ``src``) prints for the folder,
+    and (clips answered with their own voice, clips): each file is named after its voice."""
     out.unlink(missing_ok=True)
     # each code its own ONNX cache (for the bundled classifier, a user folder)
     env = {**os.environ, "PYTHONPATH": str(src), "XDG_DATA_HOME": str(out.parent / src.parent.name)}
@@ -191,7 +205,11 @@ def end_to_end(src: Path, clips_dir: Path, backend: str, workers: int, out: Path
     match = LINE.search(done.stderr)
     if done.returncode != 0 or not match:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-800:]}")
-    return float(match.group(3))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    right = sum(
+        Path(r["path"]).stem.split("-", 1)[1] == (r["voice"] or "").replace(":", "_") for r in rows
+    )
+    return float(match.group(3)), right, len(rows)
 
 
 def latency(clips: list[Path], repeats: int) -> dict:
@@ -252,14 +270,20 @@ def main() -> None:
             codes = {"baseline": tree / "src", **codes}
         limits: dict[int, list[float]] = {1: [], 2: []}
         runs: dict[str, list[float]] = {}
+        correct: dict[str, tuple[int, int]] = {}
         for _ in range(args.repeats):  # every figure in turn, so they share the machine's mood
             for cores in limits:
                 limits[cores].append(decode_limit(clips, cores, 1))
             for code, src in codes.items():
                 for backend, workers in VARIANTS:
+                    if code == "baseline" and backend == "onnx-int8":
+                        continue
                     key = f"{code} {backend} workers={workers}"
-                    rate = end_to_end(src, clips[0].parent, backend, workers, work / "out.jsonl")
+                    rate, right, n = end_to_end(
+                        src, clips[0].parent, backend, workers, work / "out.jsonl"
+                    )
                     runs.setdefault(key, []).append(rate)
+                    correct[key] = (right, n)
                     print(f"{key}: {rate:.1f} clips/s", flush=True)
     limit = {c: statistics.median(v) for c, v in limits.items()}
     cores = len(os.sched_getaffinity(0))
@@ -270,6 +294,7 @@ def main() -> None:
             "clips_per_s": round(rate, 1),
             "runs": [round(r, 1) for r in rates],
             "of_decode_limit": round(rate / limit[min(cores, 2)], 3),
+            "accuracy": proportion(*correct[key]),
         }
     report = {
         "benchmark": "limits",

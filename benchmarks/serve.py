@@ -7,7 +7,8 @@ server variant in turn, the same clips and requests:
 - ``previous``: the code of ``--baseline REV`` (a git worktree), each request scored alone;
 - ``no-batching``: this code with ``--no-batching`` (each request scored alone);
 - ``batching``: this code's default (concurrent requests' windows scored in one call);
-- ``batching-onnx``: the same with ``--backend onnx``.
+- ``batching-onnx``: the same with ``--backend onnx``;
+- ``batching-int8``: the same with ``--backend onnx-int8`` (the network quantised to int8).
 
 Then, for this code's default, the server's memory (RSS, all its processes) before and after
 ``--soak`` requests. The client sets TCP_NODELAY: without it, httpx's body waits for the ACK
@@ -15,7 +16,7 @@ of its headers, which Linux delays up to 40 ms, and every request at concurrency
 ~45 ms longer than the server spent on it. Writes benchmarks/results/serve.json.
 
     python benchmarks/serve.py [--run RUN] [--workers 1,2] [--requests 1000] [--soak 10000]
-        [--baseline REV] [--variants previous,no-batching,batching,batching-onnx]
+        [--baseline REV] [--variants previous,no-batching,batching,batching-onnx,batching-int8]
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ VARIANTS = {
     "no-batching": ("current", ("--no-batching",)),
     "batching": ("current", ()),
     "batching-onnx": ("current", ("--backend", "onnx")),
+    "batching-int8": ("current", ("--backend", "onnx-int8")),
 }
 DEFAULT = "batching"  # this code's default: the soak runs on it
 

@@ -512,17 +512,23 @@ def limits_table() -> str:
     limit = r["decode_limit_clips_per_s"]
     rows += [
         "",
-        "| end to end (`predict --output`) | clips/s | x the decode limit |",
-        "|---|---:|---:|",
-        f"| decode limit, 1 process | {limit['1']:.0f} | |",
-        f"| decode limit, 2 processes | {limit['2']:.0f} | 1.00 |",
+        "| end to end (`predict --output`) | clips/s | x the decode limit | accuracy |",
+        "|---|---:|---:|---:|",
+        f"| decode limit, 1 process | {limit['1']:.0f} | | |",
+        f"| decode limit, 2 processes | {limit['2']:.0f} | 1.00 | |",
     ]
     for key, x in r["end_to_end"].items():
         code, backend, workers = key.split(" ")
         who = f"previous ({r['baseline'][:12]})" if code == "baseline" else "this code"
+        acc = x.get("accuracy")
         rows.append(
             f"| {who}, {backend}, {workers.replace('=', ' ')} | {x['clips_per_s']:.0f} | "
-            f"{x['of_decode_limit']:.2f} |"
+            f"{x['of_decode_limit']:.2f} | "
+            + (
+                f"{_pct(acc['value'])} ({_interval(*acc['ci95'])}) of {acc['n']:,} |"
+                if acc
+                else "|"
+            )
         )
     lat = r["latency_ms"]
     rows += [

@@ -174,3 +174,45 @@ def test_missing_onnxruntime_says_how_to_install(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     with pytest.raises(OnnxUnavailableError, match=r"whichvoice\[onnx\]"):
         import_onnxruntime()
+
+
+@pytest.mark.slow
+def test_int8_export_answers_as_torch_and_is_checked_against_its_run(
+    run_copy: Path, small_corpus: Path, cli
+) -> None:
+    """``export --int8`` writes the network quantised to int8, calibrated on real clips;
+    ``--backend onnx-int8`` runs it and names the same voices as torch; a missing or stale
+    file is refused in one line saying how to make it."""
+    with pytest.raises(ModelLoadError, match=r"no int8 model.*export"):
+        load_model(run_copy, backend="onnx-int8")
+    out = run_copy / "model.int8.onnx"
+    done = cli("export", str(run_copy), "--onnx", str(out), "--int8",
+               "--calibration", str(small_corpus / "audio"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "the same top voice as torch on" in done.stdout
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["whichvoice.quantized"] == "int8" and meta["whichvoice.inputs"] == "features"
+    int8, torch_model = load_model(run_copy, backend="onnx-int8"), load_model(run_copy)
+    assert isinstance(int8, OnnxVoiceModel) and int8.onnx_path == out
+    clips = clips_of(small_corpus)
+    assert [p.voice for p in int8.identify_many(clips)] == [
+        p.voice for p in torch_model.identify_many(clips)
+    ]
+    got, _ = int8.embed(clips[0])
+    want, _ = torch_model.embed(clips[0])
+    assert float(got @ want) > 0.99  # quantised: close, not equal
+    # the weights change: the int8 file no longer belongs to the run
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(run_copy / "model.safetensors"))
+    save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in state.items()},
+              str(run_copy / "model.safetensors"))  # fmt: skip
+    with pytest.raises(ModelLoadError, match=r"not this run's int8 model.*weights_sha256"):
+        load_model(run_copy, backend="onnx-int8")
+    bad = cli("export", str(run_copy), "--onnx", str(out), "--calibration", str(small_corpus))
+    assert bad.returncode == 2 and "--calibration goes with --int8" in bad.stderr
+
+
+def test_the_bundled_classifier_ships_its_int8_network() -> None:
+    model = load_model(None, backend="onnx-int8", threads=1)
+    assert model.onnx_path.name == "model.int8.onnx" and model.labels == load_model().labels

@@ -229,3 +229,98 @@ def export_onnx(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFAU
     local = export_model(model, storage.mirror_path(os.fspath(out)), opset=opset)
     storage.put_file(local, os.fspath(out))
     return local
+
+
+INT8_WINDOWS = 256  # calibration windows: enough for stable activation ranges, quick to run
+
+
+def quantize_int8(
+    model: VoiceModel,
+    out: str | os.PathLike,
+    calibration: np.ndarray,
+    *,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Write ``model``'s network, quantised to int8, as ONNX to ``out`` (atomically).
+
+    The network-only graph (``inputs="features"``: the log-mel is made by torch) with static
+    quantisation: per-channel int8 weights and uint8 activations whose ranges come from
+    ``calibration``, the network's inputs (``VoiceModel.inputs``) of real speech of the kind
+    it will score (float32, (n, *input_shape)). Quantize/dequantize nodes (QDQ) around each
+    operator, which onnxruntime fuses into integer kernels. The metadata is the float export's
+    plus ``quantized: int8``. Measured on the test pool by ``benchmarks/limits.py``."""
+    import tempfile
+
+    import onnx
+
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:
+        raise OnnxUnavailableError(f"quantising needs onnxruntime: {INSTALL} ({e})") from e
+    if calibration.ndim != 1 + len(model.features.input_shape) or not len(calibration):
+        raise ValueError(f"calibration must be network inputs, not shape {calibration.shape}")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            batches = range(0, len(calibration), 16)
+            self.batches = iter([{"features": calibration[i : i + 16]} for i in batches])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="whichvoice-int8-") as tmp:
+        fp32 = export_model(model, Path(tmp) / "fp32.onnx", opset=opset, inputs="features")
+        pre = Path(tmp) / "pre.onnx"
+        with _quiet_exporter():
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre),
+                str(Path(tmp) / "int8.onnx"),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+        proto = onnx.load(str(Path(tmp) / "int8.onnx"))
+    del proto.metadata_props[:]
+    for key, value in {**metadata(model, "features"), META_PREFIX + "quantized": "int8"}.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.doc_string = f"whichvoice {model.config['model']} run {model.root.name}, int8"
+    tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(proto, str(tmp_out))
+        os.replace(tmp_out, out)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write the ONNX file ({e.strerror or e})") from e
+    finally:
+        tmp_out.unlink(missing_ok=True)
+    log.info("quantised %s to %s", model.root, out)
+    return out
+
+
+def calibration_inputs(model: VoiceModel, sources, n_windows: int = INT8_WINDOWS) -> np.ndarray:
+    """Network inputs of up to ``n_windows`` windows of ``sources`` (audio paths), spread
+    over as many files as it takes; unreadable files are skipped. WhichvoiceError when none
+    has speech."""
+    got, total = [], 0
+    for source in sources:
+        try:
+            x = model.prepared(source)[0]
+        except WhichvoiceError:
+            continue
+        got.append(x)
+        total += len(x)
+        if total >= n_windows:
+            break
+    if not got:
+        raise WhichvoiceError("no calibration audio with speech: give clips of the voices to score")
+    return np.concatenate(got)[:n_windows]

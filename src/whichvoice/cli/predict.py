@@ -61,7 +61,14 @@ from whichvoice.errors import WhichvoiceError
     metavar="ADDRESS",
     help="Run on this Dask cluster (tcp://host:8786); its workers must see RUN and the audio.",
 )
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnx", "onnx-int8"]),
+    default="torch",
+    show_default=True,
+    help="onnx: the network on onnxruntime; onnx-int8: quantised to int8 (RUN/model.int8.onnx, "
+    "shipped with the bundled classifier; see `export --int8`).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (with --output).")
 def predict_cmd(
     inputs: tuple[Path, ...],

@@ -105,10 +105,11 @@ def _listen(host: str, port: int):
 )
 @click.option(
     "--backend",
-    type=click.Choice(["torch", "onnx"]),
+    type=click.Choice(["torch", "onnx", "onnx-int8"]),
     default="torch",
     show_default=True,
-    help="Run the classifier with torch or onnxruntime (its network ~1.7x faster).",
+    help="Run the classifier's network with torch, onnxruntime, or onnxruntime quantised to "
+    "int8 (RUN/model.int8.onnx; see `export --int8`).",
 )
 @click.option(
     "--batching/--no-batching",

@@ -250,16 +250,71 @@ def _training_corpus(run: Path | str) -> Path | str:
     help="The ONNX file to write: stored windows in, log-probabilities (and embeddings) out.",
 )
 @click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True)
-def export_cmd(run: Path, onnx_out: Path, opset: int) -> None:
-    """Export a trained run to ONNX; print the file and its largest difference from torch."""
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Write the network alone (the log-mel stays in torch), quantised to int8; name it "
+    "RUN/model.int8.onnx for `--backend onnx-int8`.",
+)
+@click.option(
+    "--calibration",
+    "calibration",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="With --int8: audio files or folders of the voices the model will score; its "
+    "activation ranges are measured on them (repeatable).",
+)
+def export_cmd(
+    run: Path, onnx_out: Path, opset: int, int8: bool, calibration: tuple[Path, ...]
+) -> None:
+    """Export a trained run to ONNX; print the file and its largest difference from torch
+    (with --int8: how often its answer per window agrees with torch's)."""
     setup_logging(True)
     from whichvoice.export import export_onnx
     from whichvoice.runtime import check_export, load_model
 
+    if calibration and not int8:
+        raise click.UsageError("--calibration goes with --int8")
+    if int8:
+        _export_int8(run, onnx_out, opset, calibration)
+        return
     path = export_onnx(load_model(run), onnx_out, opset=opset)  # a URL: its local copy
     diff = check_export(run, path)
     click.echo(onnx_out)
     click.echo("max |onnx - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
+
+
+def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]) -> None:
+    import random
+
+    from whichvoice.batch import path_inputs
+    from whichvoice.export import calibration_inputs, quantize_int8
+    from whichvoice.runtime import load_model
+    from whichvoice.runtime.onnx_backend import OnnxVoiceModel, session
+
+    if not calibration:
+        raise click.UsageError("--int8 needs --calibration CLIPS (audio of the voices to score)")
+    if storage_is_url(out):
+        raise click.UsageError("--int8 writes a local file")
+    model = load_model(run)
+    files = sorted(str(item.source) for item in path_inputs(calibration))
+    random.Random(0).shuffle(files)  # every voice, not the first few files' alone
+    x = calibration_inputs(model, files[::2] or files)
+    path = quantize_int8(model, out, x, opset=opset)
+    quantised = OnnxVoiceModel(model.root, model.config, model.net, model.device,
+                               session(path), path)  # fmt: skip
+    check = calibration_inputs(model, files[1::2] or files)  # other files where there are
+    same = (quantised.input_scores(check)[:, : len(model.labels)].argmax(1)
+            == model.input_scores(check)[:, : len(model.labels)].argmax(1)).mean()  # fmt: skip
+    click.echo(out)
+    click.echo(f"calibrated on {len(x)} windows; the same top voice as torch on {100 * same:.1f} % "
+               f"of {len(check)} windows")  # fmt: skip
+
+
+def storage_is_url(path: Path | str) -> bool:
+    from whichvoice import storage
+
+    return storage.is_url(path)
 
 
 @app.command("openset")

@@ -21,7 +21,8 @@ from whichvoice.runtime.onnx_backend import OnnxVoiceModel, ensure_export, sessi
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
+INT8_FILE = "model.int8.onnx"  # a run's int8 network (``whichvoice export --int8``)
 
 
 def bundled_classifier() -> Path:
@@ -48,6 +49,9 @@ def load_model(
     'whichvoice[onnx]'``) on the run's export: ``onnx_path``, else a cache (``RUN/model.onnx``,
     or a user folder for the bundled encoder) exported again when the run changed.
     ``threads``: onnxruntime's intra-op threads, default ``torch.get_num_threads()``.
+    "onnx-int8": the run's network quantised to int8, ``RUN/model.int8.onnx`` (made by
+    ``whichvoice export RUN --onnx RUN/model.int8.onnx --int8``; shipped with the bundled
+    classifier), refused when missing or made from other weights.
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
@@ -56,10 +60,30 @@ def load_model(
     )
     if backend == "torch":
         return model
-    path = ensure_export(model, onnx_path)
+    path = _int8_file(model) if backend == "onnx-int8" else ensure_export(model, onnx_path)
     return OnnxVoiceModel(
         model.root, model.config, model.net, model.device, session(path, device, threads), path
     )
+
+
+def _int8_file(model: VoiceModel) -> Path:
+    from whichvoice.export import META_PREFIX
+    from whichvoice.runtime.onnx_backend import mismatch, read_metadata
+
+    path = model.root / INT8_FILE
+    make = (
+        f"make it with `whichvoice export {model.root} --onnx {path} --int8 --calibration "
+        "CLIPS` (clips of the voices it will score)"
+    )
+    if not path.is_file():
+        raise ModelLoadError(f"{model.root}: no int8 model ({INT8_FILE}): {make}")
+    meta = read_metadata(path)
+    why = mismatch(model, meta)
+    if why is None and meta.get(META_PREFIX + "quantized") != "int8":
+        why = "it is not quantised"
+    if why is not None:
+        raise ModelLoadError(f"{path}: not this run's int8 model ({why}): {make}")
+    return path
 
 
 def _load_torch(root: Path, device: str) -> VoiceModel:
