@@ -7,8 +7,9 @@ test-pool sentences, each cut to 3-4 s, at the engines' own rates (16, 22.05 and
 - **Stages**, one thread, every clip, taken in turn and repeated (median of ``--repeats``):
   decode (file -> float32 at its own rate), resample (-> 16 kHz), speech detection (the edges'
   and pauses' silence trimmed, level set), windows (cut), features (log-mel), the network in
-  torch and in onnxruntime (the windows of 32 clips at once, as batch inference runs them), the
-  answer (combine + JSON). Per clip and per second of audio.
+  torch, in onnxruntime and in onnxruntime int8 (the windows of 32 clips at once, as batch
+  inference runs them; each with the log-mel), the answer (combine + JSON). Per clip and per
+  second of audio.
 - **The decode limit**: decode + resample alone over every clip in 1 and 2 processes: the
   clips/s no identification of these files can pass on this machine. Every end-to-end figure is
   divided by the limit with the same number of cores, measured in the same run.
@@ -113,7 +114,10 @@ def stages(clips: list[Path], repeats: int) -> dict:
     from whichvoice.runtime import load_model
 
     torch.set_num_threads(1)
-    models = {"torch": load_model(None), "onnx": load_model(None, backend="onnx", threads=1)}
+    models = {
+        backend: load_model(None, backend=backend, threads=1)
+        for backend in ("torch", "onnx", "onnx-int8")
+    }
     cfg = models["torch"].features
     decoded = [read_audio(p) for p in clips]
     audio_s = sum(w.shape[0] / r for w, r in decoded)
@@ -142,6 +146,7 @@ def stages(clips: list[Path], repeats: int) -> dict:
         "features": features,
         "network_torch": lambda: [models["torch"].window_scores(b) for b in batches],
         "network_onnx": lambda: [models["onnx"].window_scores(b) for b in batches],
+        "network_int8": lambda: [models["onnx-int8"].window_scores(b) for b in batches],
         "answer_json": answers,
     }
     for fn in timed.values():  # warm-up: allocator, caches, first-use exports
@@ -220,7 +225,10 @@ def latency(clips: list[Path], repeats: int) -> dict:
     from whichvoice.runtime import load_model
 
     torch.set_num_threads(1)
-    models = {"torch": load_model(None), "onnx": load_model(None, backend="onnx", threads=1)}
+    models = {
+        backend: load_model(None, backend=backend, threads=1)
+        for backend in ("torch", "onnx", "onnx-int8")
+    }
     timed = {"decode_resample": _decode_one}
     for name, model in models.items():
         timed[f"identify_{name}"] = lambda p, m=model: json.dumps(m.identify(p).to_dict())

@@ -499,6 +499,7 @@ def limits_table() -> str:
         "features": "log-mel",
         "network_torch": "log-mel + network, torch",
         "network_onnx": "log-mel (torch) + network, onnxruntime",
+        "network_int8": "log-mel (torch) + network, onnxruntime int8",
         "answer_json": "answer + JSON",
     }
     rows = [
@@ -539,7 +540,9 @@ def limits_table() -> str:
         f"decode limit on {r['target']['cores']} cores. One 3 s clip at a time (warm, 1 "
         f"thread), median of 100 clips: decode + resample {lat['decode_resample']:.1f} ms, "
         f"identify from the file {lat['identify_torch']:.1f} ms with torch, "
-        f"{lat['identify_onnx']:.1f} ms with onnxruntime (target "
+        f"{lat['identify_onnx']:.1f} ms with onnxruntime"
+        + (f", {lat['identify_onnx-int8']:.1f} ms int8" if "identify_onnx-int8" in lat else "")
+        + f" (target "
         f"{r['target'].get('latency_ms', 5):.0f} ms). Made by {_made(r)}.",
     ]
     return "\n".join(rows)
