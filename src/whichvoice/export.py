@@ -165,7 +165,7 @@ def export_model(
     if inputs not in INPUT_KINDS:
         raise ValueError(f"inputs must be one of {', '.join(INPUT_KINDS)}, not {inputs!r}")
     try:
-        import onnx
+        import onnx  # noqa: F401  (checked here: _save needs it)
         import onnxscript  # noqa: F401  (torch's exporter needs it; say so before it fails)
     except ImportError as e:
         raise OnnxUnavailableError(
@@ -199,9 +199,23 @@ def export_model(
     written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if written != opset:
         raise ExportError(f"{model.root}: asked for opset {opset}, the exporter wrote {written}")
-    for key, value in metadata(model, inputs).items():
+    _save(model, proto, out, metadata(model, inputs))
+    log.info("exported %s to %s", model.root, out)
+    return out
+
+
+def _save(model: VoiceModel, proto, out: Path, meta: dict[str, str]) -> None:
+    """``proto`` with ``meta`` as its only metadata, checked by onnx.checker and written to
+    ``out`` atomically."""
+    import onnx
+
+    del proto.metadata_props[:]
+    for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = f"whichvoice {model.config['model']} run {model.root.name}"
+    quantized = meta.get(META_PREFIX + "quantized")
+    proto.doc_string = f"whichvoice {model.config['model']} run {model.root.name}" + (
+        f", {quantized}" if quantized else ""
+    )
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -214,8 +228,6 @@ def export_model(
         raise ExportError(f"{model.root}: the exported ONNX does not validate ({e})") from e
     finally:
         tmp.unlink(missing_ok=True)
-    log.info("exported %s to %s", model.root, out)
-    return out
 
 
 def export_onnx(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> Path:
@@ -290,19 +302,8 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
             )
         proto = onnx.load(str(Path(tmp) / "int8.onnx"))
-    del proto.metadata_props[:]
-    for key, value in {**metadata(model, "features"), META_PREFIX + "quantized": "int8"}.items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = f"whichvoice {model.config['model']} run {model.root.name}, int8"
-    tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save_model(proto, str(tmp_out))
-        os.replace(tmp_out, out)
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write the ONNX file ({e.strerror or e})") from e
-    finally:
-        tmp_out.unlink(missing_ok=True)
+    meta = {**metadata(model, "features"), META_PREFIX + "quantized": "int8"}
+    _save(model, proto, out, meta)
     log.info("quantised %s to %s", model.root, out)
     return out
 
