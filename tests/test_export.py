@@ -213,6 +213,16 @@ def test_int8_export_answers_as_torch_and_is_checked_against_its_run(
     assert bad.returncode == 2 and "--calibration goes with --int8" in bad.stderr
 
 
-def test_the_bundled_classifier_ships_its_int8_network() -> None:
+@pytest.mark.slow
+def test_the_bundled_classifier_ships_its_int8_network(cli, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from .conftest import sine
+
     model = load_model(None, backend="onnx-int8", threads=1)
     assert model.onnx_path.name == "model.int8.onnx" and model.labels == load_model().labels
+    clip = tmp_path / "tone.wav"
+    sf.write(clip, sine(220, 2.5), 16_000)
+    done = cli("predict", str(clip), "--backend", "onnx-int8", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["voice"] in model.labels
