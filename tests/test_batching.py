@@ -69,6 +69,18 @@ def test_a_lone_caller_is_scored_at_once_and_batches_are_bounded() -> None:
     assert idle._collect(idle._queue.get())[0][0] is items[2]
 
 
+def test_a_batch_waits_for_later_requests_when_told_to() -> None:
+    """--batch-wait-ms: a request that arrives within the wait joins the batch."""
+    batcher = MicroBatcher(lambda x: x, max_windows=3, wait_s=5.0)  # full at 3: no more wait
+    first = (np.ones((1, 2), np.float32), Future())
+    later = (np.ones((2, 2), np.float32), Future())
+    timer = threading.Timer(0.05, batcher._queue.put, args=(later,))
+    timer.start()
+    batch, stop = batcher._collect(first)
+    timer.join()
+    assert [len(w) for w, _ in batch] == [1, 2] and not stop
+
+
 def test_an_error_reaches_every_caller_and_the_batcher_lives_on() -> None:
     calls = iter([ValueError("broken network"), None])
 
