@@ -14,7 +14,6 @@ import torch
 
 from whichvoice.errors import WhichvoiceError
 from whichvoice.runtime import Prediction, VoiceModel, load_model
-from whichvoice.runtime.model import score_chunk
 
 TOP_K = 3  # voices listed in the ``top`` column
 # answer: the voice, or "unknown" when the run's open-set score says it is none of its voices
@@ -111,13 +110,7 @@ class _Scored:
         self.prepared = [pool.submit(_prepare, model, src) for src in sources]
 
     def result(self) -> list[dict]:
-        prepared = [f.result() for f in self.prepared]
-        model = self.model
-        scored = score_chunk(model.input_scores, self.sources, prepared)
-        return _rows(
-            out if isinstance(out, WhichvoiceError) else model._combine(str(src), out, speech_s)
-            for src, out, speech_s in scored
-        )
+        return _rows(self.model.predictions(self.sources, [f.result() for f in self.prepared]))
 
 
 def _prepare(model: VoiceModel, source: str):

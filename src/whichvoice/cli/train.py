@@ -294,7 +294,9 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
 
     if not calibration:
         raise click.UsageError("--int8 needs --calibration CLIPS (audio of the voices to score)")
-    if storage_is_url(out):
+    from whichvoice import storage
+
+    if storage.is_url(out):
         raise click.UsageError("--int8 writes a local file")
     model = load_model(run)
     files = sorted(str(item.source) for item in path_inputs(calibration))
@@ -309,12 +311,6 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
     click.echo(out)
     click.echo(f"calibrated on {len(x)} windows; the same top voice as torch on {100 * same:.1f} % "
                f"of {len(check)} windows")  # fmt: skip
-
-
-def storage_is_url(path: Path | str) -> bool:
-    from whichvoice import storage
-
-    return storage.is_url(path)
 
 
 @app.command("openset")

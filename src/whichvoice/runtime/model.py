@@ -280,7 +280,13 @@ class VoiceModel:
         self, sources: Iterable[AudioSource], *, batch: int = 32, workers: int = 0
     ) -> Iterator[Prediction | WhichvoiceError]:
         """Predictions in input order; a file that cannot be read yields its error instead."""
-        for src, scored, speech_s in self._batched(sources, self.input_scores, batch, workers):
+        for chunk, prepared in prepared_chunks(self.prepared, sources, batch, workers):
+            yield from self.predictions(chunk, prepared)
+
+    def predictions(self, chunk: list, prepared: list) -> Iterator[Prediction | WhichvoiceError]:
+        """The answer for each source of ``chunk``, whose ``prepared`` are ``self.prepared``'s
+        outputs or errors; the network runs once on every file's windows."""
+        for src, scored, speech_s in score_chunk(self.input_scores, chunk, prepared):
             yield (
                 scored
                 if isinstance(scored, WhichvoiceError)
