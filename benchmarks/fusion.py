@@ -18,15 +18,24 @@ well). Reports each candidate's dev EER on each kind, next to the best single en
 kind, with 95 % intervals from a bootstrap over voices (speakers), and writes
 benchmarks/results/fusion-dev.json.
 
-The rule that picks the default (fixed before any candidate was scored): the lowest worst
-ratio, over the kinds, of a candidate's EER to the best single encoder's EER on that kind
-(each plus 0.1 %, so that a 0 % EER does not divide by zero); on a tie, fewer encoders
-(faster). ``--write`` stores the pick as the package's fusion
-(``src/whichvoice/data/fusion/fusion.json``) and its calibration, made on every dev trial of
-both kinds and all conditions together (threshold at 0.1 % false acceptances).
+The rule that picks the default (version 3, fixed before any candidate was scored; issue 20):
+1. speed first: a candidate must embed at ``--speed-target`` (200) x real time or faster,
+   measured in this run on 2 cores: every set of encoders that some candidate uses embeds the
+   same ``--speed-clips`` dev clips (``embed_many``, every core) three times in turn with the
+   others, and the median counts (the weights do not change the work). When no set is fast
+   enough, every candidate stays in and the JSON says so;
+2. then the lowest worst ratio, over the kinds, of a candidate's EER to the best single
+   encoder's EER on that kind, each plus one error's worth of that kind (1 / its target
+   trials: a 0 % EER does not divide by zero, and one error among a few hundred trials does
+   not decide alone);
+3. on a tie, fewer encoders, then the faster.
+Versions 1 and 2 added 0.1 % to every EER and had no speed requirement. ``--write`` stores the
+pick as the package's fusion (``src/whichvoice/data/fusion/fusion.json``) and its calibration,
+made on every dev trial of both kinds and all conditions together (threshold at 0.1 % false
+acceptances).
 
     python benchmarks/fusion.py [--workdir DIR] [--encoders whichvoice,resemblyzer,dvector]
-        [--channel-clips 10] [--write]
+        [--channel-clips 10] [--speed-clips 200] [--speed-target 200] [--write]
 """
 
 from __future__ import annotations
@@ -35,8 +44,11 @@ import argparse
 import contextlib
 import itertools
 import json
+import random
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,21 +85,74 @@ def learned_weights(kinds: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarr
     return coef / coef.sum() if coef.sum() > 0 else np.full(len(coef), 1 / len(coef))
 
 
-EPS = 0.001  # added to every EER in the choice rule
+SPEED_TARGET = 200.0  # issue 20: the default at >= 200x real time on 2 cores
 
 
-def choose(rows: dict, best_single: dict) -> str:
-    """The candidate the rule picks (see the module docstring)."""
+def choose(rows: dict, best_single: dict, eps: dict[str, float], speeds: dict) -> str:
+    """The candidate the rule picks (see the module docstring). ``eps``: one error's worth of
+    each kind; ``speeds``: x real time of each set of encoders (``part_set``)."""
 
     def cost(label: str) -> float:
         return max(
-            (rows[label][f"eer_{k}"] + EPS) / (best + EPS) for k, best in best_single.items()
+            (rows[label][f"eer_{k}"] + eps[k]) / (best + eps[k]) for k, best in best_single.items()
         )
 
-    def parts(label: str) -> int:
-        return sum(w > 0 for w in rows[label]["weights"].values())
+    def speed(label: str) -> float:
+        return speeds[part_set(rows[label]["weights"])]["times_real_time"]
 
-    return min(rows, key=lambda label: (round(cost(label), 6), parts(label)))
+    fast = [label for label in rows if speed(label) >= SPEED_TARGET]
+    pool = fast or list(rows)
+    return min(
+        pool,
+        key=lambda label: (
+            round(cost(label), 6),
+            len(part_set(rows[label]["weights"]).split("+")),
+            -speed(label),
+        ),
+    )
+
+
+def part_set(weights: dict[str, float]) -> str:
+    """The encoders a candidate runs (weight > 0), joined with "+" in the order given."""
+    return "+".join(n for n, w in weights.items() if w > 0)
+
+
+def measure_speeds(sets: list[str], clips: list[Path], repeats: int = 3) -> dict:
+    """x real time of each set of encoders (``part_set`` labels) embedding ``clips`` with a
+    fused encoder (the work does not depend on the weights): one warm-up pass each, then
+    ``repeats`` passes taken in turn with the other sets; the median counts."""
+    import soundfile as sf
+
+    from whichvoice.encoders import model_id
+    from whichvoice.fusion import FusedEncoder, Fusion
+    from whichvoice.pretrained import user_dir
+
+    audio_s = sum(sf.info(str(p)).duration for p in clips)
+    loaded: dict = {}
+    fused = {}
+    for label in sets:
+        parts = label.split("+")
+        for p in parts:
+            if p not in loaded:
+                loaded[p] = load_encoder(p)
+        ids = {p: model_id(loaded[p]) for p in parts}
+        fusion = Fusion(tuple(parts), tuple([1 / len(parts)] * len(parts)))
+        fused[label] = FusedEncoder(fusion, loaded, ids, user_dir("auto"))
+        list(fused[label].embed_many(clips[:20]))  # warm-up: first-use exports, caches
+    walls: dict[str, list[float]] = {label: [] for label in sets}
+    for _ in range(repeats):
+        for label, encoder in fused.items():
+            start = time.perf_counter()
+            for _ in encoder.embed_many(clips):
+                pass
+            walls[label].append(time.perf_counter() - start)
+    return {
+        label: {
+            "times_real_time": round(audio_s / statistics.median(w), 1),
+            "seconds": [round(x, 2) for x in w],
+        }
+        for label, w in walls.items()
+    }
 
 
 def write_fusion(weights: dict[str, float], pooled: tuple, names: list[str], source: str) -> Path:
@@ -132,6 +197,7 @@ def main() -> None:
     parser.add_argument("--human-clips", type=int, default=60)
     parser.add_argument("--channel-clips", type=int, default=10, help="per voice and speaker")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--speed-clips", type=int, default=200, help="dev clips timed")
     parser.add_argument("--json", type=Path, default=RESULTS / "fusion-dev.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
     parser.add_argument("--write", action="store_true", help="store the pick in the package")
@@ -144,18 +210,25 @@ def main() -> None:
         work = args.workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-fusion-"))
         )
+        dev_files = synthesize(work / "dev", dev_ids, "dev", args.dev_per_voice)
+        human_files = joined_clips(work / "human-clips", args.human_clips, 6)
         sets = {
-            "tts": make_trials(
-                synthesize(work / "dev", dev_ids, "dev", args.dev_per_voice),
-                work / "dev-trials",
-                args.channel_clips,
-            ),
-            "human": make_trials(
-                joined_clips(work / "human-clips", args.human_clips, 6),
-                work / "human-trials",
-                args.channel_clips,
-            ),
+            "tts": make_trials(dev_files, work / "dev-trials", args.channel_clips),
+            "human": make_trials(human_files, work / "human-trials", args.channel_clips),
         }
+        # the clips timed: dev TTS clips (mp3) and human-dev ones (wav), in the share
+        # benchmarks/speed.py times them
+        pool = sorted(p for paths in dev_files.values() for p in paths)
+        timed = random.Random(0).sample(pool, min(args.speed_clips, len(pool)))
+        every_human = sorted(p for paths in human_files.values() for p in paths)
+        timed += every_human[:: max(1, round(len(every_human) / max(1, args.speed_clips // 5)))]
+        speeds = measure_speeds(
+            ["+".join(c) for size in range(1, len(names) + 1)
+             for c in itertools.combinations(names, size)],
+            timed,
+        )  # fmt: skip
+        for label, sp in speeds.items():
+            print(f"{label}: {sp['times_real_time']}x real time", flush=True)
         # each kind and condition: every encoder's (n_clips, n_voices) score matrix, and
         # each clip's voice
         matrices: dict[tuple[str, str], dict[str, np.ndarray]] = {}
@@ -195,7 +268,10 @@ def main() -> None:
     best_single = {
         k: min(rows[f"{n} alone"][f"eer_{k}"] for n in names) for k in kinds
     }  # fmt: skip
-    chosen = choose(rows, best_single)
+    eps = {k: 1 / max(int(y.sum()), 1) for k, (_, y) in kinds.items()}
+    for row in rows.values():
+        row["times_real_time"] = speeds[part_set(row["weights"])]["times_real_time"]
+    chosen = choose(rows, best_single, eps, speeds)
     for label in [x for x in rows if x in named or x == chosen]:  # intervals: the named ones
         w = candidates[label]
         for kind in sets:
@@ -228,8 +304,19 @@ def main() -> None:
         },
         "candidates": rows,
         "best_single_eer": best_single,
-        "rule": "lowest max over kinds (tts, human, tts-all, human-all) of (EER + 0.1 %) / "
-        "(best single EER + 0.1 %); ties: fewer encoders",
+        "rule": f"version 3: at least {SPEED_TARGET:g}x real time (measured in this run), "
+        "then the lowest max over kinds (tts, human, tts-all, human-all) of (EER + one "
+        "error) / (best single EER + one error), one error being 1 / the kind's target "
+        "trials; ties: fewer encoders, then the faster",
+        "speed": {
+            "clips": len(timed),
+            "method": "embed_many of a fused encoder of each set, every core, median of 3 "
+            "passes taken in turn",
+            "target_times_real_time": SPEED_TARGET,
+            "sets": speeds,
+            "any_fast_enough": any(v["times_real_time"] >= SPEED_TARGET for v in speeds.values()),
+        },
+        "one_error": eps,
         "chosen": chosen,
     }
     write_result(args.json, report)

@@ -195,9 +195,12 @@ def fusion_table() -> str:
     kinds = [k for k in ("tts", "human", "tts-all", "human-all") if k in r["trials"]]
     heads = {"tts": "TTS, clean", "human": "human, clean", "tts-all": "TTS, every condition",
              "human-all": "human, every condition"}  # fmt: skip
+    timed = "speed" in r
     rows = [
-        "| candidate | weights | " + " | ".join(f"EER, {heads[k]}" for k in kinds) + " |",
-        "|---|---|" + "---:|" * len(kinds),
+        "| candidate | weights | "
+        + " | ".join(f"EER, {heads[k]}" for k in kinds)
+        + (" | x real time |" if timed else " |"),
+        "|---|---|" + "---:|" * (len(kinds) + timed),
     ]
     for label, c in r["candidates"].items():
         if f"eer_{kinds[0]}_ci95" not in c:
@@ -207,7 +210,8 @@ def fusion_table() -> str:
         cells = " | ".join(
             f"{_pct(c[f'eer_{k}'], 2)} ({_interval(*c[f'eer_{k}_ci95'], 2)})" for k in kinds
         )
-        rows.append(f"| {label}{mark} | {weights} | {cells} |")
+        speed = f" | {c['times_real_time']:.0f}x" if timed else ""
+        rows.append(f"| {label}{mark} | {weights} | {cells}{speed} |")
     t = r["trials"]
     every = ""
     if "tts-all" in t:
@@ -224,7 +228,14 @@ def fusion_table() -> str:
         f"{t['human']['nontarget']} human ones (the 6 human-dev speakers; an interval over 6 "
         f"speakers is wide).{every} Intervals: bootstrap over voices. The rule, fixed "
         f"before scoring: {r['rule']}. The learned weights are scored on the trials they were "
-        f"fitted on. Made by {_made(r)}.",
+        f"fitted on."
+        + (
+            f" Speed: {r['speed']['clips']} dev clips embedded by each set of encoders, "
+            f"{r['speed']['method']}."
+            if timed
+            else ""
+        )
+        + f" Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 

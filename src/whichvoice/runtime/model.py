@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,12 +296,49 @@ class VoiceModel:
             )
 
 
+class _OneBlasThread:
+    """numpy's BLAS (OpenBLAS) on one thread while any pipeline runs, restored when the last
+    one ends. The pipelines already use every core with their own threads; a mel filterbank's
+    small matrix product that OpenBLAS splits over its own threads as well made them wait on
+    each other: resemblyzer's embedding took 7.7 ms of CPU per second of audio with
+    OpenBLAS's threads and 4.4 ms without (2 cores, ``benchmarks/speed.py``'s clips)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._select = None  # threadpoolctl's BLAS libraries, found once (about 1 ms)
+        self._limit = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                if self._select is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    self._select = ThreadpoolController().select(user_api="blas")
+                self._limit = self._select.limit(limits=1)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._limit is not None:
+                    self._limit.restore_original_limits()
+                    self._limit = None
+
+
+one_blas_thread = _OneBlasThread()
+
+
 def prepared_chunks(
     prepare, sources: Iterable[AudioSource], batch: int, workers: int
 ) -> Iterator[tuple[list, list]]:
     """(``batch`` sources, ``prepare(source)`` or the input's WhichvoiceError for each), in
     order. ``prepare`` (decoding, features) runs on ``workers`` threads, one chunk ahead: the
-    next chunk is being prepared while the caller runs the network on this one."""
+    next chunk is being prepared while the caller runs the network on this one. numpy's BLAS
+    runs on one thread meanwhile (``one_blas_thread``)."""
 
     def safe(src: AudioSource):
         try:
@@ -310,17 +349,18 @@ def prepared_chunks(
     sources = list(sources)
     chunks = [sources[i : i + batch] for i in range(0, len(sources), batch)]
     workers = min(workers or os.cpu_count() or 1, len(sources)) or 1
-    if workers == 1:  # one input (a request's upload) is prepared in this thread: no pool
-        for chunk in chunks:
-            yield chunk, [safe(src) for src in chunk]
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending = [pool.submit(safe, src) for src in chunks[0]] if chunks else []
-        for k, chunk in enumerate(chunks):
-            current = pending
-            ahead = chunks[k + 1] if k + 1 < len(chunks) else []
-            pending = [pool.submit(safe, src) for src in ahead]
-            yield chunk, [f.result() for f in current]
+    with one_blas_thread():
+        if workers == 1:  # one input (a request's upload) is prepared in this thread: no pool
+            for chunk in chunks:
+                yield chunk, [safe(src) for src in chunk]
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            pending = [pool.submit(safe, src) for src in chunks[0]] if chunks else []
+            for k, chunk in enumerate(chunks):
+                current = pending
+                ahead = chunks[k + 1] if k + 1 < len(chunks) else []
+                pending = [pool.submit(safe, src) for src in ahead]
+                yield chunk, [f.result() for f in current]
 
 
 WINDOW_BATCH = 64  # windows scored at once: more only costs cache misses in the log-mel
