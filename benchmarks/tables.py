@@ -761,7 +761,15 @@ def diarize_table() -> str:
         "a bootstrap over conversations; shares, Wilson. Enrolled speech named right: the "
         "share of enrolled voices' speech under a turn of their own name. Strangers: voices "
         "of a conversation that are not enrolled, counted when a turn label with an enrolled "
-        f"name is mostly their speech. Made by {_made(r)}.",
+        f"name is mostly their speech. "
+        + (
+            f"Test draw {r['test_draw']}: voices, sentences and conversations drawn fresh "
+            "after draw 1's figures had been looked at while the settings were chosen. "
+            if r.get("test_draw", 1) > 1
+            else "Test draw 1: its figures were looked at while the settings were chosen, so "
+            "they are closer to dev than to test. "
+        )
+        + f"Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 

@@ -395,3 +395,26 @@ def test_prepared_chunks_keep_order_and_errors_and_prepare_one_chunk_ahead() -> 
     assert [p for _, ps in prepared_chunks(lambda i: i, range(5), 2, 1) for p in ps] == [
         0, 1, 2, 3, 4
     ]  # fmt: skip
+
+
+def test_numpy_blas_runs_on_one_thread_while_a_pipeline_runs_and_is_restored_after() -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from whichvoice.runtime import prepared_chunks
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        inside = [blas_threads() for _ in prepared_chunks(lambda i: i, range(6), 2, 2)]
+        assert inside == [{1}] * 3
+        assert blas_threads() == {2}
+        # two pipelines at once: restored when the last one ends, not the first
+        first = prepared_chunks(lambda i: i, range(4), 2, 1)
+        second = prepared_chunks(lambda i: i, range(4), 2, 1)
+        next(first), next(second)
+        list(first)
+        assert blas_threads() == {1}
+        list(second)
+        assert blas_threads() == {2}
