@@ -45,10 +45,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +270,37 @@ def dev_der(convs, embedded, encoder, cfg, threshold) -> float:
     return err / total
 
 
+_GRID: tuple = ()  # a grid worker's (encoder, {dev set: (conversations, embedded)})
+
+
+def _grid_init(encoder_name: str, dev: dict) -> None:
+    global _GRID
+    warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
+    _GRID = (load_encoder(encoder_name), dev)
+
+
+def _grid_point(point: tuple) -> float:
+    """The mean over the dev sets of the DER (collar 0.25 s) at one grid point
+    (overlap, smallest cluster, keep-far or -1 for never, threshold)."""
+    overlap, small, far, t = point
+    encoder, dev = _GRID
+    c = DiarizeConfig(overlap=overlap, min_cluster_s=small, keep_far=None if far < 0 else far)
+    return float(np.mean([dev_der(convs, emb, encoder, c, t) for convs, emb in dev.values()]))
+
+
+def dev_grid(encoder_name: str, dev: dict, points: list[tuple]) -> list[float]:
+    """``_grid_point`` of every point, on one process a core (spawned: each loads the
+    encoder, which only names the settings here; the embeddings come with ``dev``)."""
+    workers = max(1, min(len(os.sched_getaffinity(0)), len(points)))
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_grid_init,
+        initargs=(encoder_name, dev),
+    ) as pool:
+        return list(pool.map(_grid_point, points, chunksize=4))
+
+
 def score_set(convs, embedded, encoder, cfg, threshold, gallery=None, enrolled=frozenset()):
     """Every figure of one set of conversations at one setting."""
     parts: dict[float, list[dict]] = {0.25: [], 0.0: []}
@@ -389,17 +423,15 @@ def main() -> None:
                 print(f"{name} {key}: embedded in {seconds[key]:.0f} s", flush=True)
             # dev: every threshold of the grid, overlap marking off and on
             dev_keys = [k for k in sets if k.startswith("dev/")]
-            grid = {}
-            for overlap in (False, True):
-                for small in MIN_CLUSTER:
-                    for far in KEEP_FAR:
-                        c = DiarizeConfig(overlap=overlap, min_cluster_s=small, keep_far=far)
-                        for t in GRID:
-                            # the mean over the dev sets of the DER at the 0.25 s collar
-                            grid[(overlap, small, -1.0 if far is None else far, t)] = float(
-                                np.mean([dev_der(sets[k][1], embedded[k], encoder, c, t)
-                                         for k in dev_keys])
-                            )  # fmt: skip
+            points = [
+                (overlap, small, -1.0 if far is None else far, t)
+                for overlap in (False, True)
+                for small in MIN_CLUSTER
+                for far in KEEP_FAR
+                for t in GRID
+            ]
+            dev = {k: (sets[k][1], embedded[k]) for k in dev_keys}
+            grid = dict(zip(points, dev_grid(name, dev, points), strict=True))
             best = min(round(v, 6) for v in grid.values())
             tops = [k for k, v in grid.items() if round(v, 6) == best]
             overlap = min(k[0] for k in tops)
