@@ -167,3 +167,9 @@ def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_pa
         g.enroll("x", np.ones((1, 4), np.float32), 3.0)
     with pytest.raises(WhichvoiceError, match="pass --model with the run that made it"):
         gallery_encoder(None, other)
+    # a gallery of an earlier default fusion (other weights): refused, saying to enroll again
+    earlier = tmp_path / "earlier.sqlite"
+    with Gallery(earlier, "auto-0123456789abcdef") as g:
+        g.enroll("x", np.ones((1, 4), np.float32), 3.0)
+    with pytest.raises(WhichvoiceError, match="earlier default fusion.*enroll its voices again"):
+        gallery_encoder(None, earlier)
