@@ -112,6 +112,7 @@ bench: setup voices
 	.venv/bin/python benchmarks/scale.py
 	.venv/bin/python benchmarks/serve.py --baseline $(PERF_BASELINE)
 	.venv/bin/python benchmarks/limits.py --workdir $(BENCH_WORK)/limits --baseline $(PERF_BASELINE)
+	.venv/bin/python benchmarks/embed_limits.py --workdir $(BENCH_WORK)/limits
 	.venv/bin/python benchmarks/synth.py
 	.venv/bin/python benchmarks/soak.py
 	.venv/bin/python benchmarks/tables.py

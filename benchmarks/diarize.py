@@ -67,7 +67,7 @@ from whichvoice.encoders import load_encoder, model_id
 from whichvoice.gallery import Gallery
 from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
 from whichvoice.scoring import proportion
-from whichvoice.verification import enroll
+from whichvoice.verification import enroll, operating_point
 
 GRID = tuple(round(float(t), 2) for t in np.arange(0.20, 0.91, 0.05))
 ENROLL_CLIPS = 3  # clips per enrolled voice, never in a conversation
@@ -301,14 +301,58 @@ def dev_grid(encoder_name: str, dev: dict, points: list[tuple]) -> list[float]:
         return list(pool.map(_grid_point, points, chunksize=4))
 
 
-def score_set(convs, embedded, encoder, cfg, threshold, gallery=None, enrolled=frozenset()):
-    """Every figure of one set of conversations at one setting."""
+# naming thresholds tried on dev: the encoder's verification threshold plus these (cosine)
+NAMING_OFFSETS = (-0.1, -0.05, -0.025, 0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2)
+
+
+def dev_naming(dev: dict, encoder, cfg, threshold, gallery, enrolled: set[str]) -> dict:
+    """For each naming threshold (``NAMING_OFFSETS`` from the verification one), over every
+    dev set: the share of enrolled speech named right and the strangers named as enrolled."""
+    from whichvoice.verification import operating_point
+
+    base = operating_point(encoder).threshold
+    out = {}
+    for offset in NAMING_OFFSETS:
+        t = round(base + offset, 6)
+        found = [
+            naming(conv, from_windows(w, d, f"conv{i}", encoder, cfg,
+                                      threshold=(threshold, "benchmark"), gallery=gallery,
+                                      verify_threshold=t), enrolled)
+            for convs, embedded in dev.values()
+            for i, (conv, (w, d)) in enumerate(zip(convs, embedded, strict=True))
+        ]  # fmt: skip
+        out[str(t)] = {
+            "named_right": sum(x["right_s"] for x in found)
+            / max(sum(x["enrolled_s"] for x in found), 1e-9),
+            "strangers_named": sum(x["unknown_voices_named"] for x in found),
+            "strangers": sum(x["unknown_voices"] for x in found),
+        }
+    return out
+
+
+def choose_naming(grid: dict) -> float:
+    """The rule (fixed before scoring): among the naming thresholds that named no dev
+    stranger as an enrolled voice, the one naming the most enrolled speech right, ties to
+    the higher threshold; when every one named some stranger, the fewest strangers first."""
+    return float(
+        max(
+            grid,
+            key=lambda t: (-grid[t]["strangers_named"], round(grid[t]["named_right"], 6), float(t)),
+        )
+    )
+
+
+def score_set(
+    convs, embedded, encoder, cfg, threshold, gallery=None, enrolled=frozenset(), naming_at=None
+):
+    """Every figure of one set of conversations at one setting (``naming_at``: the naming
+    threshold; None: the encoder's shipped one)."""
     parts: dict[float, list[dict]] = {0.25: [], 0.0: []}
     jers, exact, names = [], [], []
     t0 = time.perf_counter()
     results = [
         from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "benchmark"),
-                     gallery=gallery)
+                     gallery=gallery, verify_threshold=naming_at)
         for i, (w, d) in enumerate(embedded)
     ]  # fmt: skip
     cluster_s = time.perf_counter() - t0
@@ -366,8 +410,13 @@ def main() -> None:
         work = args.workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-diarize-"))
         )
-        dev_clips = voice_clips(work / "dev", pool_voices("dev", args.espeak_voices, start=70_000),
-                                pool_sentences("dev", 300), 6)  # fmt: skip
+        # dev: every other voice enrolled from 3 clips that no conversation uses, so that the
+        # naming threshold is chosen on dev conversations too
+        dev_all = voice_clips(work / "dev-enrolled",
+                              pool_voices("dev", args.espeak_voices, start=70_000),
+                              pool_sentences("dev", 300), 6 + ENROLL_CLIPS)  # fmt: skip
+        dev_enrolled = sorted(dev_all)[::2]
+        dev_clips = {v: p[ENROLL_CLIPS:] for v, p in dev_all.items()}
         # each draw: its own test-pool voices, sentences and conversations (and folder)
         test_voices = pool_voices(
             "test", args.espeak_voices, start=70_000 + 1_000 * (args.draw - 1)
@@ -390,7 +439,13 @@ def main() -> None:
                     name
                 )
                 convs = conversations(clips, n, overlap, seed)
-                prefix = split if split == "dev" or args.draw == 1 else f"{split}-draw{args.draw}"
+                prefix = (
+                    "dev-enrolled"
+                    if split == "dev"
+                    else split
+                    if args.draw == 1
+                    else f"{split}-draw{args.draw}"
+                )
                 sources = [
                     _source(
                         degraded(c, condition, seed * 1000 + i), f"{prefix}-{name}-{i:02d}", work
@@ -406,6 +461,7 @@ def main() -> None:
 
         report: dict = {"encoders": {}, "chosen": {}, "dev": {}, "test": {}, "human": {}}
         thresholds_out = {}
+        naming_out: dict[str, float] = {}
         live: dict[str, dict] = {}
         for name in encoders:
             encoder = load_encoder(name)
@@ -454,13 +510,33 @@ def main() -> None:
                 },
             }
             thresholds_out[ident] = threshold
-            live[ident] = live_threshold(encoder, [dev_clips, human])
+            live[ident] = live_threshold(encoder, [dev_all, human])
             report["chosen"][name]["live"] = live[ident]
             print(f"{name}: live threshold {live[ident]['threshold']:.3f} (dev windows: FR "
                   f"{live[ident]['false_rejection']:.3f})", flush=True)  # fmt: skip
             print(f"{name}: dev chose threshold {threshold}, overlap {overlap}, min cluster "
                   f"{small} s, keep far {keep_far} (dev DER "
                   f"{grid[(overlap, small, far, threshold)]:.4f})", flush=True)  # fmt: skip
+            # the naming threshold: dev conversations, a gallery of the enrolled dev voices
+            dev_gallery = Gallery(
+                stack.enter_context(tempfile.TemporaryDirectory()) + "/dev.sqlite", ident
+            )
+            for v in dev_enrolled:
+                enroll(encoder, dev_gallery, v, dev_all[v][:ENROLL_CLIPS])
+            naming_grid = dev_naming(
+                {k: (sets[k][1], embedded[k]) for k in dev_keys},
+                encoder, chosen_cfg, threshold, dev_gallery, set(dev_enrolled),
+            )  # fmt: skip
+            dev_gallery.close()
+            naming_at = choose_naming(naming_grid)
+            report["chosen"][name]["naming"] = {
+                "threshold": naming_at,
+                "verification_threshold": operating_point(encoder).threshold,
+                "grid": naming_grid,
+            }
+            naming_out[ident] = naming_at
+            print(f"{name}: dev chose naming threshold {naming_at:.3f} (verification "
+                  f"{operating_point(encoder).threshold:.3f})", flush=True)  # fmt: skip
             gallery = Gallery(stack.enter_context(tempfile.TemporaryDirectory()) + "/g.sqlite",
                               ident)  # fmt: skip
             for v, paths in enroll_clips.items():
@@ -469,7 +545,8 @@ def main() -> None:
                 if split == "dev":
                     continue
                 figs = score_set(convs, embedded[key], encoder, chosen_cfg, threshold,
-                                 gallery if split == "test" else None, set(enrolled))  # fmt: skip
+                                 gallery if split == "test" else None, set(enrolled),
+                                 naming_at)  # fmt: skip
                 audio = sum(c.duration_s for c in convs)
                 figs["audio_seconds"] = audio
                 figs["real_time_factor"] = audio / (seconds[key] + figs["cluster_seconds"])
@@ -494,7 +571,10 @@ def main() -> None:
         "rule": "per encoder, the threshold, overlap marking, smallest cluster and keep-far "
         "distance with the lowest mean DER (collar 0.25 s) over the dev sets (clean, 10 % "
         "overlap, noise10); ties: no overlap marking first, the larger smallest cluster, "
-        "small clusters absorbed rather than kept, then the middle of the tied thresholds",
+        "small clusters absorbed rather than kept, then the middle of the tied thresholds; "
+        "then the naming threshold (the verification threshold plus an offset) that names "
+        "no dev stranger as an enrolled voice and the most enrolled dev speech right, ties "
+        "to the higher (dev conversations with every other dev voice enrolled)",
         **report,
         "targets": TARGETS,
     }
@@ -513,6 +593,7 @@ def main() -> None:
             },
             "keep_far": {report["encoders"][n]: report["chosen"][n]["keep_far"] for n in encoders},
             "live_accept": {k: v["threshold"] for k, v in live.items()},
+            "naming": naming_out,
         }, indent=2) + "\n")  # fmt: skip
         print(f"thresholds written to {dest}")
 

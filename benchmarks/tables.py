@@ -874,7 +874,37 @@ def trace_folds_table() -> str:
     return "\n".join(rows)
 
 
+def embed_limits_table() -> str:
+    """Verification and diarization embedding against the decode limit
+    (benchmarks/embed_limits.py)."""
+    r = _load("embed-limits")
+    d = r["decode_limit"]
+    rows = [
+        "| encoder | clips/s | x the decode limit | x real time | recordings, x real time | "
+        "x the decode limit |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| decode + resample alone ({r['cores']} processes) | {d['clips_per_s']:.0f} | 1.00 | "
+        f"| {d['recordings_times_real_time']:.0f} | 1.00 |",
+    ]
+    for name, x in r["results"].items():
+        rows.append(
+            f"| {name} | {x['clips_per_s']:.0f} | {x['clips_of_decode_limit']:.2f} | "
+            f"{x['clips_times_real_time']:.0f} | {x['recordings_times_real_time']:.0f} | "
+            f"{x['recordings_of_decode_limit']:.2f} |"
+        )
+    rows += [
+        "",
+        f"{r['clips']} clips of 3-4 s ({r['clips_audio_seconds'] / 60:.0f} min) embedded with "
+        f"`embed_many` (verify, identify, enroll); {r['recordings']} recordings "
+        f"({r['recordings_audio_seconds'] / 60:.0f} min) of the same clips joined, diarized as "
+        f"far as their window embeddings (clustering not counted). {r['method']}. Target: "
+        f"{r['target']['of_decode_limit']}x the decode limit on 2 cores. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "embed-limits": embed_limits_table,
     "trace": trace_table,
     "trace-folds": trace_folds_table,
     "openset": openset_table,

@@ -436,6 +436,17 @@ def shipped_settings(encoder) -> dict:
     }
 
 
+def naming_threshold(encoder, shipped: dict | None = None) -> tuple[float | None, str]:
+    """The score a cluster must reach to take an enrolled voice's name, and where it came
+    from: chosen on dev conversations with enrolled voices (``data/diarize``'s "naming"),
+    else None: the encoder's verification threshold."""
+    shipped = shipped_settings(encoder) if shipped is None else shipped
+    value = shipped.get("naming")
+    if value is not None:
+        return float(value), "dev conversations"
+    return None, "verification threshold"
+
+
 def live_accept(encoder) -> float | None:
     """The live stream's accept threshold for ``encoder`` (``data/diarize``), or None."""
     value = shipped_settings(encoder).get("live_accept")
@@ -563,8 +574,9 @@ def _turns(
 def name_clusters(
     centroids: np.ndarray, encoder, gallery, threshold: float | None = None
 ) -> tuple[list[str], list[dict]]:
-    """A name per cluster: the enrolled voice whose embedding reaches the verification
-    threshold (each voice names its closest cluster only), else ``unknown-N``."""
+    """A name per cluster: the enrolled voice whose embedding reaches ``threshold`` (None:
+    the verification threshold; each voice names its closest cluster only), else
+    ``unknown-N``."""
     k = centroids.shape[0]
     names: list[str | None] = [None] * k
     info: list[dict] = [{"enrolled": False, "score": None, "nearest": None} for _ in range(k)]
@@ -667,7 +679,16 @@ def from_windows(
     x = windows.matrix()
     labels = cluster(x, threshold[0], cfg)
     centroids = _centroids(x, labels)
-    names, info = name_clusters(centroids, encoder, gallery, verify_threshold)
+    naming, naming_source = (
+        (verify_threshold, "given")
+        if verify_threshold is not None
+        else naming_threshold(encoder)
+        if gallery is not None
+        else (None, "no gallery")
+    )
+    settings["naming_threshold"] = None if naming is None else round(float(naming), 6)
+    settings["naming_threshold_source"] = naming_source
+    names, info = name_clusters(centroids, encoder, gallery, naming)
     best, second, score = frame_voices(windows, x, centroids, duration, cfg)
     segments = _turns(best, second, score, names, duration)
     if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
