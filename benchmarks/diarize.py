@@ -331,15 +331,13 @@ def dev_naming(dev: dict, encoder, cfg, threshold, gallery, enrolled: set[str]) 
 
 
 def choose_naming(grid: dict) -> float:
-    """The rule (fixed before scoring): among the naming thresholds that named no dev
-    stranger as an enrolled voice, the one naming the most enrolled speech right, ties to
-    the higher threshold; when every one named some stranger, the fewest strangers first."""
-    return float(
-        max(
-            grid,
-            key=lambda t: (-grid[t]["strangers_named"], round(grid[t]["named_right"], 6), float(t)),
-        )
-    )
+    """The rule (fixed before scoring): the naming thresholds that named the fewest dev
+    strangers as enrolled voices (none, where some did), of those the ones naming the most
+    enrolled speech right; of those, the middle (as for the clustering threshold)."""
+    key = {t: (-grid[t]["strangers_named"], round(grid[t]["named_right"], 6)) for t in grid}
+    best = max(key.values())
+    tied = sorted(float(t) for t in grid if key[t] == best)
+    return tied[(len(tied) - 1) // 2]
 
 
 def score_set(
@@ -573,8 +571,9 @@ def main() -> None:
         "overlap, noise10); ties: no overlap marking first, the larger smallest cluster, "
         "small clusters absorbed rather than kept, then the middle of the tied thresholds; "
         "then the naming threshold (the verification threshold plus an offset) that names "
-        "no dev stranger as an enrolled voice and the most enrolled dev speech right, ties "
-        "to the higher (dev conversations with every other dev voice enrolled)",
+        "the fewest dev strangers as enrolled voices, then the most enrolled dev speech "
+        "right, then the middle of the tied ones (dev conversations with every other dev "
+        "voice enrolled)",
         **report,
         "targets": TARGETS,
     }

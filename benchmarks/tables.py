@@ -753,6 +753,12 @@ def diarize_table() -> str:
         f"smallest cluster {c.get('min_cluster_s', 2.0)} s, small clusters kept beyond "
         f"{c.get('keep_far') or 'never'}, live threshold "
         f"{c['live']['threshold']:.3f}"
+        + (
+            f", naming threshold {c['naming']['threshold']:.3f} (verification "
+            f"{c['naming']['verification_threshold']:.3f})"
+            if "naming" in c
+            else ""
+        )
         for n, c in r["chosen"].items()
     )
     rows += [

@@ -70,6 +70,39 @@ def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
         cfg.check()
 
 
+def test_clusters_take_a_name_at_the_dev_chosen_naming_threshold(monkeypatch, tmp_path) -> None:
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import load_encoder, model_id
+
+    encoder = load_encoder("bundled")
+    e = np.eye(4, dtype=np.float32)
+    far = (0.5 * e[1] + np.sqrt(0.75) * e[2]).astype(np.float32)  # 0.5 from bob
+    windows = dz.Windows(speech=[(0.0, 9.75)])
+    for i in range(12):  # ann's voice, then a voice 0.5 from bob's
+        windows.starts.append(0.75 * i)
+        windows.ends.append(0.75 * i + 1.5)
+        windows.embeddings.append(e[0] if i < 6 else far)
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as gallery:
+        gallery.enroll("ann", e[:1], 3.0)
+        gallery.enroll("bob", e[1:2], 3.0)
+        monkeypatch.setattr(dz, "shipped_settings", lambda _: {"naming": 0.9})
+        assert dz.naming_threshold(encoder) == (0.9, "dev conversations")
+
+        def run(**kw):
+            return dz.from_windows(windows, 10.0, "x", encoder, dz.DiarizeConfig(),
+                                   threshold=(0.3, "given"), gallery=gallery, **kw)  # fmt: skip
+
+        shipped = run()
+        assert set(shipped.speakers) == {"ann", "unknown-1"}
+        assert shipped.settings["naming_threshold"] == 0.9
+        assert shipped.settings["naming_threshold_source"] == "dev conversations"
+        given = run(verify_threshold=0.4)  # --threshold-like override: bob's 0.5 passes
+        assert set(given.speakers) == {"ann", "bob"}
+        assert given.settings["naming_threshold_source"] == "given"
+        monkeypatch.setattr(dz, "shipped_settings", lambda _: {})
+        assert dz.naming_threshold(encoder) == (None, "verification threshold")
+
+
 def test_rttm_names_each_recording_once() -> None:
     seg = [dz.Segment(0.5, 1.75, "unknown-1", 0.9), dz.Segment(2.0, 3.0, "Ann Lee", 0.8)]
     a = dz.Diarization("/x/talk.wav", 3.0, seg, {})

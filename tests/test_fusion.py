@@ -171,5 +171,5 @@ def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_pa
     earlier = tmp_path / "earlier.sqlite"
     with Gallery(earlier, "auto-0123456789abcdef") as g:
         g.enroll("x", np.ones((1, 4), np.float32), 3.0)
-    with pytest.raises(WhichvoiceError, match="earlier default fusion.*enroll its voices again"):
+    with pytest.raises(WhichvoiceError, match=r"earlier default fusion.*enroll its voices again"):
         gallery_encoder(None, earlier)
