@@ -138,7 +138,7 @@ def main() -> None:
             },
         }
     report = {
-        "benchmark": "embed-limits",
+        "benchmark": "embed_limits",
         **made,
         "command": "python benchmarks/embed_limits.py " + " ".join(sys.argv[1:]),
         "clips": len(clips),
