@@ -398,12 +398,13 @@ def test_prepared_chunks_keep_order_and_errors_and_prepare_one_chunk_ahead() -> 
 
 
 def test_numpy_blas_runs_on_one_thread_while_a_pipeline_runs_and_is_restored_after() -> None:
+    import scipy.linalg  # noqa: F401 - scipy's own OpenBLAS, loaded after numpy's
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from whichvoice.runtime import prepared_chunks
 
     def blas_threads() -> set[int]:
-        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        return {i["num_threads"] for i in threadpool_info() if i["internal_api"] == "openblas"}
 
     with threadpool_limits(limits=2, user_api="blas"):
         assert blas_threads() == {2}

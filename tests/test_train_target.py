@@ -33,7 +33,10 @@ def test_an_engine_target_names_engine_families(
     proc = cli("evaluate", str(run), "--corpus", str(small_corpus), "--json", "--quiet",
                "--report", str(tmp_path / "report"), check=True)  # fmt: skip
     report = json.loads(proc.stdout)
-    assert report["file_accuracy"] == pytest.approx(metrics["test_file_acc"], abs=0.02)
+    assert report["file_accuracy"] > 0.8
+    # training scored its stored windows, evaluate decodes the files again: a file near a tie
+    # between two families can go either way (seen: 2 of 32 on one machine, 0 on another)
+    assert report["file_accuracy"] == pytest.approx(metrics["test_file_acc"], abs=0.07)
 
     # voices it was trained on; a voice it never heard (flite:awb) is a valid family too, but
     # four training voices are too few to say which: benchmarks/trace.py measures that

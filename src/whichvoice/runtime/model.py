@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -297,26 +298,29 @@ class VoiceModel:
 
 
 class _OneBlasThread:
-    """numpy's BLAS (OpenBLAS) on one thread while any pipeline runs, restored when the last
-    one ends. The pipelines already use every core with their own threads; a mel filterbank's
-    small matrix product that OpenBLAS splits over its own threads as well made them wait on
-    each other: resemblyzer's embedding took 7.7 ms of CPU per second of audio with
-    OpenBLAS's threads and 4.4 ms without (2 cores, ``benchmarks/speed.py``'s clips)."""
+    """numpy's and scipy's BLAS (OpenBLAS) on one thread while any pipeline runs, restored
+    when the last one ends. The pipelines already use every core with their own threads; a
+    mel filterbank's small matrix product that OpenBLAS splits over its own threads as well
+    made them wait on each other: resemblyzer's embedding took 7.7 ms of CPU per second of
+    audio with OpenBLAS's threads and 4.4 ms without (2 cores). torch's own libraries (MKL,
+    oneDNN) are left to ``torch.set_num_threads``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._select = None  # threadpoolctl's BLAS libraries, found once (about 1 ms)
+        self._select = None  # threadpoolctl's OpenBLAS libraries (finding them: about 1 ms)
+        self._modules = -1  # len(sys.modules) when they were found: an import may add one
         self._limit = None
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
         with self._lock:
             if self._users == 0:
-                if self._select is None:
+                if self._select is None or len(sys.modules) != self._modules:
                     from threadpoolctl import ThreadpoolController
 
-                    self._select = ThreadpoolController().select(user_api="blas")
+                    self._select = ThreadpoolController().select(internal_api="openblas")
+                    self._modules = len(sys.modules)
                 self._limit = self._select.limit(limits=1)
             self._users += 1
         try:
