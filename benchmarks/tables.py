@@ -770,7 +770,8 @@ def diarize_table() -> str:
         f"name is mostly their speech. "
         + (
             f"Test draw {r['test_draw']}: voices, sentences and conversations drawn fresh "
-            "after draw 1's figures had been looked at while the settings were chosen. "
+            "after the earlier draws' figures had been looked at while the settings were "
+            "chosen. "
             if r.get("test_draw", 1) > 1
             else "Test draw 1: its figures were looked at while the settings were chosen, so "
             "they are closer to dev than to test. "
