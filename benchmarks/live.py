@@ -11,8 +11,8 @@ the median delay of those named, and the share of answers inside turns (0.5 s pa
 start) that name the wrong voice. The thresholds are the shipped ones (the live threshold and
 the clustering distance, set on dev data by ``benchmarks/diarize.py``).
 
-``--draw K``: the test draw, as ``benchmarks/diarize.py``'s (draws 1 and 2 were looked at;
-draw 3, the default, is fresh).
+``--draw K``: the test draw, as ``benchmarks/diarize.py``'s (draws 1-3 were looked at;
+draw 4, the default, is fresh).
 
     python benchmarks/live.py [--encoders auto,bundled] [--conversations 20] [--workdir DIR]
         [--draw 2]
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--espeak-voices", type=int, default=12)
     parser.add_argument("--json", type=Path, default=RESULTS / "live.json")
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--draw", type=int, default=3, help="test draw (1, 2: looked at; 3: fresh)")
+    parser.add_argument("--draw", type=int, default=4, help="test draw (1-3: looked at; 4: fresh)")
     args = parser.parse_args()
     made = provenance()
     with contextlib.ExitStack() as stack:
