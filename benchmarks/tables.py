@@ -820,7 +820,9 @@ def live_table() -> str:
     rows += [
         "",
         f"{r['conversations']} test conversations ({r['audio_seconds'] / 60:.0f} min), every "
-        f"voice enrolled, sent in 0.1 s messages. Made by {_made(r)}.",
+        f"voice enrolled, sent in 0.1 s messages"
+        + (f", test draw {r['test_draw']}" if "test_draw" in r else "")
+        + f". Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 
