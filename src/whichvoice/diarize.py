@@ -436,12 +436,11 @@ def shipped_settings(encoder) -> dict:
     }
 
 
-def naming_threshold(encoder, shipped: dict | None = None) -> tuple[float | None, str]:
+def naming_threshold(encoder) -> tuple[float | None, str]:
     """The score a cluster must reach to take an enrolled voice's name, and where it came
     from: chosen on dev conversations with enrolled voices (``data/diarize``'s "naming"),
     else None: the encoder's verification threshold."""
-    shipped = shipped_settings(encoder) if shipped is None else shipped
-    value = shipped.get("naming")
+    value = shipped_settings(encoder).get("naming")
     if value is not None:
         return float(value), "dev conversations"
     return None, "verification threshold"

@@ -83,11 +83,10 @@ def gallery_encoder(model: str | os.PathLike | None, gallery: str | os.PathLike)
     if not owner:  # no voice enrolled yet
         return load_encoder(None)
     found = encoder_of_id(owner)
-    if found is not None and isinstance(found, FusedEncoder) and model_id(found) != owner:
+    if isinstance(found, FusedEncoder) and model_id(found) != owner:
         raise GalleryModelError(
             f"{gallery}: made with an earlier default fusion ({owner}); this version's default "
-            f"is {model_id(found)}: enroll its voices again into a new gallery, or pass --model "
-            "bundled, resemblyzer or dvector if it was made with one of those",
+            f"is {model_id(found)}: enroll its voices again into a new gallery",
             public=f"the gallery was made with an earlier default fusion ({owner})",
         )
     if found is not None:
