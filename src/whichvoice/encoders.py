@@ -22,7 +22,6 @@ from whichvoice.pretrained import (
     user_dir,
 )
 from whichvoice.runtime import VoiceModel, load_model
-from whichvoice.runtime.model import run_id
 from whichvoice.scoring import Calibration
 
 CALIBRATION = "calibration.json"
@@ -135,7 +134,7 @@ def model_id(model: Encoder) -> str:
     """What a gallery records as its model: the architecture and a digest of the weights."""
     if isinstance(model, (PretrainedEncoder, FusedEncoder)):
         return f"{model.config['model']}-{model.digest[:16]}"
-    return run_id(model.root, model.config)
+    return model.model_id
 
 
 def calibration_dir(model: Encoder) -> Path:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +229,12 @@ class VoiceModel:
         ``window_scores`` itself."""
         windows, speech_s = self.windows_of(wave, rate)
         return self._combine(name, (score or self.window_scores)(windows), speech_s)
+
+    @cached_property
+    def model_id(self) -> str:
+        """What a gallery records for this run (``run_id``): hashed once, from the weights
+        file it was loaded from, not on every lookup of its settings or calibration."""
+        return run_id(self.root, self.config)
 
     @property
     def has_embedding(self) -> bool:
