@@ -238,10 +238,19 @@ def test_init_takes_the_embedder_and_the_head_only_for_the_same_voices(tmp_path:
         got = net.state_dict()
         assert all(torch.equal(got[k], want[k]) for k in want if k not in head)
         assert torch.equal(got["head.weight"], want["head.weight"]) is head_kept
-    # another number of voices: the head cannot fit and stays fresh
+    # more voices, in another order: the rows of the voices both know come along, by label
+    torch.manual_seed(2)
     net = build_model("voicenet-aam", (64, 201), 5)
-    init_from(net, tmp_path / "src", list("abcde"), head_keys("voicenet-aam", (64, 201), 5), False)
+    fresh = net.head.weight.detach().clone()
+    kept = init_from(
+        net, tmp_path / "src", list("dcbae"), head_keys("voicenet-aam", (64, 201), 5), False
+    )
+    assert kept is True  # 3 of 5 voices: most of the head is trained
     assert torch.equal(net.embedder.project[0].weight, source.embedder.project[0].weight)
+    rows = net.head.weight.detach()
+    for i, j in ((1, 2), (2, 1), (3, 0)):  # c, b, a
+        assert torch.equal(rows[i], want["head.weight"][j])
+    assert torch.equal(rows[0], fresh[0]) and torch.equal(rows[4], fresh[4])  # d, e: fresh
     # a wider network's weights do not fit
     with pytest.raises(TrainError, match="do not fit this model"):
         init_from(build_model("voicenet-aam-wide", (64, 201), 3), tmp_path / "src", [], head, False)
@@ -253,8 +262,8 @@ def test_init_takes_the_embedder_and_the_head_only_for_the_same_voices(tmp_path:
 
 
 def test_every_models_head_is_found_by_its_shape(tmp_path: Path) -> None:
-    """The talk's CNN names its classifier ``output``; an ensemble has one head a member: all
-    start fresh for other voices, and the rest of the network is taken."""
+    """The talk's CNN names its classifier ``output``; an ensemble has one head a member: the
+    rest of the network is taken, and the head's rows of the voices both runs know."""
     from whichvoice.models import build_model
     from whichvoice.train.state import head_keys, init_from
 
@@ -266,9 +275,12 @@ def test_every_models_head_is_found_by_its_shape(tmp_path: Path) -> None:
     source = _saved_run(tmp_path / "seed", "seed", list("abcd"), (3, 140, 140))
     net = build_model("seed", (3, 140, 140), 6)
     head = head_keys("seed", (3, 140, 140), 6)
-    assert init_from(net, tmp_path / "seed", list("abcdef"), head, report=False) is False
+    # 4 of 6 voices known: their weights and biases come along, the other two stay fresh
+    assert init_from(net, tmp_path / "seed", list("abcdef"), head, report=False) is True
     assert torch.equal(net.features[0].weight, source.features[0].weight)
     assert net.output.weight.shape[0] == 6
+    assert torch.equal(net.output.bias[:4], source.output.bias)
+    assert init_from(net, tmp_path / "seed", list("uvwxyz"), head, report=False) is False
 
 
 def test_margin_without_warmup_is_full_from_the_first_epoch() -> None:

@@ -176,29 +176,66 @@ def init_from(
     report: bool,
 ) -> bool:
     """Load into ``model`` the weights of run ``init`` (a path or URL): every tensor but the
-    ``head`` keys, and those too when ``init`` was trained on the same ``labels`` (else the
-    head keeps its fresh weights). Returns whether the head was loaded. TrainError when the
-    weights cannot be read or do not fit."""
+    ``head`` keys, and the head's rows of every voice ``init`` was also trained on (matched by
+    label; the rows of new voices keep their fresh weights). Returns whether the head came along
+    for most of the voices (then the margin needs no warm-up). TrainError when the weights
+    cannot be read or do not fit."""
     try:
         state = load(storage.read_bytes(storage.join(init, WEIGHTS)))
-        same_labels = json.loads(storage.read_bytes(storage.join(init, CONFIG)))["labels"] == labels
+        init_labels = json.loads(storage.read_bytes(storage.join(init, CONFIG)))["labels"]
+        if not isinstance(init_labels, list):
+            raise TypeError("its labels are not a list")
     except (OSError, ValueError, KeyError, TypeError, SafetensorError, storage.StorageError) as e:
         raise TrainError(f"--init {init}: cannot read its weights and config ({e})") from e
     own = model.state_dict()
-    take = set(own) if same_labels else set(own) - head
+    take = set(own) - head
     missing = sorted(k for k in take if k not in state or state[k].shape != own[k].shape)
     if missing:
         raise TrainError(
             f"--init {init}: its weights do not fit this model ({len(missing)} "
             f"tensors missing or of another shape, e.g. {missing[0]})"
         )
-    model.load_state_dict({k: state[k] for k in take}, strict=False)
+    weights = {k: state[k] for k in take}
+    carried = _head_rows(own, state, head, labels, init_labels)
+    weights.update(carried[0])
+    model.load_state_dict(weights, strict=False)
+    shared = carried[1]
     if report:
         log.info(
-            "started from %s: %d of %d tensors, %s",
+            "started from %s: every tensor but the head, and the head's rows of %d of %d voices",
             init,
-            len(take),
-            len(own),
-            "head included" if same_labels else "a fresh head (other voices)",
+            shared,
+            len(labels),
         )
-    return same_labels
+    return shared > 0 and shared >= len(labels) / 2
+
+
+def _head_rows(
+    own: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    head: set[str],
+    labels: list[str],
+    init_labels: list[str],
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The head tensors with the rows of the voices both runs know copied from ``state`` (one
+    row a voice, in label order), and how many voices that is; none when a head tensor's rows
+    are not one a voice or its other dimensions differ."""
+    where = {label: i for i, label in enumerate(init_labels)}
+    pairs = [(i, where[label]) for i, label in enumerate(labels) if label in where]
+    fits = all(
+        k in state
+        and own[k].shape[0] == len(labels)
+        and state[k].shape[0] == len(init_labels)
+        and own[k].shape[1:] == state[k].shape[1:]
+        for k in head
+    )
+    if not pairs or not head or not fits:
+        return {}, 0
+    to_rows = torch.tensor([i for i, _ in pairs])
+    from_rows = torch.tensor([j for _, j in pairs])
+    out = {}
+    for k in head:
+        tensor = own[k].clone()
+        tensor[to_rows] = state[k][from_rows].to(tensor.dtype)
+        out[k] = tensor
+    return out, len(pairs)
