@@ -749,10 +749,16 @@ def diarize_table() -> str:
                     f"{strangers} | {f['real_time_factor']:.0f} |"
                 )
     chosen = ", ".join(
-        f"{n}: threshold {c['threshold']}, overlap marking {'on' if c['overlap'] else 'off'}, "
+        f"{n}: window {c.get('window_s', 1.5)} s every {c.get('hop_s', 0.75)} s, threshold "
+        f"{c['threshold']}, overlap marking {'on' if c['overlap'] else 'off'}, "
         f"smallest cluster {c.get('min_cluster_s', 2.0)} s, small clusters kept beyond "
         f"{c.get('keep_far') or 'never'}, live threshold "
         f"{c['live']['threshold']:.3f}"
+        + (
+            f", dev voices counted right {c['dev_count_exact']['k']} of {c['dev_count_exact']['n']}"
+            if "dev_count_exact" in c
+            else ""
+        )
         + (
             f", naming threshold {c['naming']['threshold']:.3f} (verification "
             f"{c['naming']['verification_threshold']:.3f})"
@@ -778,6 +784,21 @@ def diarize_table() -> str:
         )
         + f"Made by {_made(r)}.",
     ]
+    by_shortest = [
+        f"{labels.get(name, name)}, {enc}: "
+        + "; ".join(
+            f"{v['k']} of {v['n']}, {_rate(v)}, where it speaks {k}" for k, v in groups.items()
+        )
+        for name, by_encoder in r["test"].items()
+        for enc, f in by_encoder.items()
+        if (groups := f.get("count_exact_by_shortest_voice"))
+    ]
+    if by_shortest:
+        rows += [
+            "",
+            "Voices counted right, apart by how long the conversation's least heard voice "
+            "speaks in all: " + ". ".join(by_shortest) + ".",
+        ]
     return "\n".join(rows)
 
 

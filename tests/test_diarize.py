@@ -61,13 +61,29 @@ def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:
     [
         (dz.DiarizeConfig(vad="webrtc"), "unknown speech detector"),
         (dz.DiarizeConfig(min_speakers=3, max_speakers=2), "under --min-speakers"),
-        (dz.DiarizeConfig(hop_s=3.0), "between 0.05 s and the window"),
+        (dz.DiarizeConfig(window_s=1.5, hop_s=3.0), "between 0.05 s and the window"),
+        (dz.DiarizeConfig(hop_s=0.5), "give both or neither"),
         (dz.DiarizeConfig(threshold=2.5), "a cosine distance"),
     ],
 )
 def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
     with pytest.raises(dz.DiarizeError, match=needle):
         cfg.check()
+
+
+def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None:
+    shipped = {"window": [1.0, 0.75], "overlap": True, "min_cluster_s": 3.0, "keep_far": 0.6}
+    got = dz.resolve(dz.DiarizeConfig(), shipped)
+    assert (got.window_s, got.hop_s, got.overlap, got.min_cluster_s, got.keep_far) == (
+        1.0, 0.75, True, 3.0, 0.6,
+    )  # fmt: skip
+    given = dz.resolve(dz.DiarizeConfig(window_s=2.0, hop_s=1.0, overlap=False), shipped)
+    assert (given.window_s, given.hop_s, given.overlap) == (2.0, 1.0, False)
+    bare = dz.resolve(dz.DiarizeConfig(), {})  # an encoder the benchmark never ran
+    assert (bare.window_s, bare.hop_s) == dz.DEFAULT_WINDOW
+    assert (bare.overlap, bare.min_cluster_s, bare.keep_far) == (False, 2.0, None)
+    with pytest.raises(dz.DiarizeError, match="between 0.3 and 10"):
+        dz.resolve(dz.DiarizeConfig(window_s=0.1, hop_s=0.1), shipped)
 
 
 def test_clusters_take_a_name_at_the_dev_chosen_naming_threshold(monkeypatch, tmp_path) -> None:

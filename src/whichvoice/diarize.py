@@ -5,8 +5,9 @@ The steps, each replaceable by its setting (``DiarizeConfig``):
 1. **Speech**: the project's own energy detector (10 ms frames above a level set from the
    recording's own noise floor and peak; short gaps bridged, short bursts dropped), or
    silero-vad (``vad="silero"``, its ONNX weights ship in its wheel; slower, steadier in noise).
-2. **Embeddings**: windows of ``window_s`` every ``hop_s`` inside the speech, each embedded by
-   the encoder (the default ``auto``, or any ``--model``).
+2. **Embeddings**: windows of ``window_s`` every ``hop_s`` inside the speech (chosen per
+   encoder on dev conversations, else ``DEFAULT_WINDOW``), each embedded by the encoder (the
+   default ``auto``, or any ``--model``).
 3. **Clustering**: agglomerative (scikit-learn, cosine distance, average linkage) with a
    distance threshold, which also finds the number of voices; with ``num_speakers`` exactly
    that many, and the found number kept within ``min_speakers``..``max_speakers``. The
@@ -53,6 +54,7 @@ UNKNOWN_PREFIX = "unknown-"
 THRESHOLDS = "thresholds.json"  # in data/diarize: encoder id -> clustering distance threshold
 VADS = ("energy", "silero")
 DEFAULT_MIN_CLUSTER_S = 2.0
+DEFAULT_WINDOW = (1.5, 0.75)  # (window_s, hop_s) of an encoder without a dev choice
 
 
 class DiarizeError(WhichvoiceError):
@@ -61,8 +63,10 @@ class DiarizeError(WhichvoiceError):
 
 @dataclass(frozen=True)
 class DiarizeConfig:
-    window_s: float = 1.5
-    hop_s: float = 0.75
+    # the embedding windows: ``window_s`` seconds every ``hop_s``; None (both): the encoder's
+    # dev choice (``shipped_settings``), else DEFAULT_WINDOW
+    window_s: float | None = None
+    hop_s: float | None = None
     threshold: float | None = None  # clustering distance (1 - cosine); None: calibrated
     num_speakers: int | None = None
     min_speakers: int = 1
@@ -87,9 +91,11 @@ class DiarizeConfig:
     def check(self) -> DiarizeConfig:
         if self.vad not in VADS:
             raise DiarizeError(f"unknown speech detector {self.vad!r}; valid: {', '.join(VADS)}")
-        if not 0.3 <= self.window_s <= 10:
+        if (self.window_s is None) != (self.hop_s is None):
+            raise DiarizeError("a window and a hop go together: give both or neither")
+        if self.window_s is not None and not 0.3 <= self.window_s <= 10:
             raise DiarizeError(f"window {self.window_s} s: between 0.3 and 10 seconds")
-        if not 0.05 <= self.hop_s <= self.window_s:
+        if self.hop_s is not None and not 0.05 <= self.hop_s <= self.window_s:
             raise DiarizeError(f"hop {self.hop_s} s: between 0.05 s and the window")
         if self.num_speakers is not None and self.num_speakers < 1:
             raise DiarizeError(f"--num-speakers {self.num_speakers}: at least 1")
@@ -299,7 +305,9 @@ def embed_windows(
     progress: Callable[[float, float], None] | None = None,
 ) -> tuple[Windows, float]:
     """The speech regions and window embeddings of a recording, block by block; and its
-    duration. ``progress(done_s, total_s)`` after each block."""
+    duration. ``progress(done_s, total_s)`` after each block. Settings ``cfg`` leaves open are
+    the encoder's (``resolve``)."""
+    cfg = _resolved(cfg, encoder)
     name = describe_source(source)
     detect = silero_speech if cfg.vad == "silero" else energy_speech
     found = Windows()
@@ -387,8 +395,9 @@ def _absorb_small(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig) -> np.n
     smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
     # in a long recording, also a share of all the windows: over hours, stray windows (a
     # cough, two voices at once) gather into clusters of several seconds
-    smallest = max(smallest, cfg.min_cluster_share * len(labels) * cfg.hop_s)
-    big = np.flatnonzero(sizes * cfg.hop_s >= smallest)
+    hop = DEFAULT_WINDOW[1] if cfg.hop_s is None else cfg.hop_s  # the windows' spacing
+    smallest = max(smallest, cfg.min_cluster_share * len(labels) * hop)
+    big = np.flatnonzero(sizes * hop >= smallest)
     if len(big) == 0 or len(big) == len(sizes):
         return labels
     every = _centroids(x, labels)
@@ -611,6 +620,31 @@ def name_clusters(
     return [str(n) for n in names], info
 
 
+def resolve(config: DiarizeConfig, shipped: dict) -> DiarizeConfig:
+    """``config`` checked, with the settings it leaves open (None) set to the encoder's dev
+    choices (``shipped``, from ``shipped_settings``), else the defaults."""
+    cfg = config.check()
+    if cfg.window_s is None:
+        window = shipped.get("window")
+        chosen = isinstance(window, list) and len(window) == 2
+        window_s, hop_s = window if chosen else DEFAULT_WINDOW
+        cfg = replace(cfg, window_s=float(window_s), hop_s=float(hop_s))
+    if cfg.overlap is None:
+        cfg = replace(cfg, overlap=bool(shipped.get("overlap", False)))
+    if cfg.min_cluster_s is None:
+        cfg = replace(cfg, min_cluster_s=shipped.get("min_cluster_s") or DEFAULT_MIN_CLUSTER_S)
+        if cfg.keep_far is None:  # the dev choice goes with the dev-chosen smallest cluster
+            cfg = replace(cfg, keep_far=shipped.get("keep_far"))
+    return cfg
+
+
+def _resolved(cfg: DiarizeConfig, encoder) -> DiarizeConfig:
+    """``resolve`` with the encoder's shipped settings, looked up only when something is open."""
+    if None in (cfg.window_s, cfg.overlap, cfg.min_cluster_s):
+        return resolve(cfg, shipped_settings(encoder))
+    return cfg
+
+
 def diarize(
     source: AudioSource,
     encoder=None,
@@ -625,15 +659,9 @@ def diarize(
     See the module's docstring for the steps and ``DiarizeConfig`` for the settings."""
     from whichvoice.encoders import load_encoder
 
-    cfg = (config or DiarizeConfig()).check()
     encoder = encoder if encoder is not None else load_encoder(None)  # auto
     shipped = shipped_settings(encoder)
-    if cfg.overlap is None:
-        cfg = replace(cfg, overlap=bool(shipped.get("overlap", False)))
-    if cfg.min_cluster_s is None:
-        cfg = replace(cfg, min_cluster_s=shipped.get("min_cluster_s") or DEFAULT_MIN_CLUSTER_S)
-        if cfg.keep_far is None:  # the dev choice goes with the dev-chosen smallest cluster
-            cfg = replace(cfg, keep_far=shipped.get("keep_far"))
+    cfg = resolve(config or DiarizeConfig(), shipped)
     threshold, threshold_source = (
         (cfg.threshold, "given")
         if cfg.threshold is not None
@@ -662,6 +690,7 @@ def from_windows(
     the same embeddings at several thresholds."""
     from whichvoice.encoders import model_id
 
+    cfg = _resolved(cfg, encoder)
     settings = {
         "encoder": model_id(encoder),
         "vad": cfg.vad,
