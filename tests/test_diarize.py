@@ -82,7 +82,7 @@ def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None
     bare = dz.resolve(dz.DiarizeConfig(), {})  # an encoder the benchmark never ran
     assert (bare.window_s, bare.hop_s) == dz.DEFAULT_WINDOW
     assert (bare.overlap, bare.min_cluster_s, bare.keep_far) == (False, 2.0, None)
-    with pytest.raises(dz.DiarizeError, match="between 0.3 and 10"):
+    with pytest.raises(dz.DiarizeError, match=r"between 0\.3 and 10"):
         dz.resolve(dz.DiarizeConfig(window_s=0.1, hop_s=0.1), shipped)
 
 
