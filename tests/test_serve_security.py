@@ -185,7 +185,9 @@ def test_each_upload_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert len(decoded) == 2
         decoded.clear()
         r = client.post("/v1/identify", content=clips[0], headers={"Content-Type": "audio/wav"})
-        assert r.status_code == 200 and r.json()["gallery"]["voice"] == "tone"
+        # the nearest enrolled voice: whether a tone passes a voice threshold is the encoder's
+        # business, not this test's
+        assert r.status_code == 200 and r.json()["gallery"]["nearest"] == "tone"
         assert len(decoded) == 1
     assert np.isfinite(r.json()["gallery"]["score"])
 
