@@ -195,11 +195,8 @@ def init_from(
             f"--init {init}: its weights do not fit this model ({len(missing)} "
             f"tensors missing or of another shape, e.g. {missing[0]})"
         )
-    weights = {k: state[k] for k in take}
-    carried = _head_rows(own, state, head, labels, init_labels)
-    weights.update(carried[0])
-    model.load_state_dict(weights, strict=False)
-    shared = carried[1]
+    rows, shared = _head_rows(own, state, head, labels, init_labels)
+    model.load_state_dict({k: state[k] for k in take} | rows, strict=False)
     if report:
         log.info(
             "started from %s: every tensor but the head, and the head's rows of %d of %d voices",
