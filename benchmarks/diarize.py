@@ -322,8 +322,9 @@ def _dev_count(dev: dict, encoder, cfg, threshold) -> dict:
     """The share of dev conversations whose number of voices is found exactly (reported
     beside the chosen settings; the rule does not use it)."""
     hits = [
-        len(from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "dev")).speakers)
-        == len({t.voice for t in conv.turns})
+        _counted_right(
+            conv, from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "dev"))
+        )
         for convs, embedded in dev.values()
         for i, (conv, (w, d)) in enumerate(zip(convs, embedded, strict=True))
     ]
@@ -367,6 +368,11 @@ def choose_naming(grid: dict) -> float:
     return tied[(len(tied) - 1) // 2]
 
 
+def _counted_right(conv: Conversation, result) -> bool:
+    """Whether a diarization found exactly the conversation's number of voices."""
+    return len(result.speakers) == len(_speech_by_voice(conv))
+
+
 def _speech_by_voice(conv: Conversation) -> dict[str, float]:
     """Seconds each voice of a conversation speaks, in all."""
     spoken: dict[str, float] = {}
@@ -394,7 +400,7 @@ def score_set(
         for collar, found in parts.items():
             found.append(der_parts(ref, hyp, collar))
         jers.append(jer(ref, hyp))
-        exact.append(len(result.speakers) == len({t.voice for t in conv.turns}))
+        exact.append(_counted_right(conv, result))
         shortest.append(min(_speech_by_voice(conv).values()))
         if gallery is not None:
             names.append(naming(conv, result, set(enrolled)))
