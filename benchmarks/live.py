@@ -12,7 +12,7 @@ start) that name the wrong voice. The thresholds are the shipped ones (the live 
 the clustering distance, set on dev data by ``benchmarks/diarize.py``).
 
 ``--draw K``: the test draw, as ``benchmarks/diarize.py``'s (draws 1-3 were looked at;
-draw 4, the default, is fresh).
+draw 4, the default, was reported at stops 32 and 33 and no setting was chosen on it).
 
     python benchmarks/live.py [--encoders auto,bundled] [--conversations 20] [--workdir DIR]
         [--draw 2]
