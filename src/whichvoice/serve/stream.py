@@ -34,7 +34,7 @@ from whichvoice.serve.service import key_matches, presented_key
 router = APIRouter(tags=["diarization"])
 
 WINDOW_S = 1.0  # the audio an answer looks at
-STEP_S = 0.25  # an answer every this much audio
+STEP_S = 0.1  # an answer every this much audio (or every message, if they are longer)
 IDLE_S = 10.0  # no audio for this long: closed
 MAX_SESSION_S = 3600.0
 MAX_UNKNOWN = 8
@@ -45,9 +45,9 @@ RATES = range(8_000, 192_001)
 SPEECH_DB = -50.0  # a 10 ms frame quieter than this (dBFS, RMS) is silence
 MIN_SPEECH_S = 0.4  # a window with less speech answers no one
 NEW_VOICE_S = 0.7  # an unknown voice is started only from a window with this much speech
-NEW_VOICE_WINDOWS = 3  # and a turn of this many windows (0.5 s past its first answer)
+NEW_VOICE_WINDOWS = 1 + round(0.5 / STEP_S)  # and a turn of 0.5 s past its first answer
 FIRST_ANSWER_SAMPLES = int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard first
-TURN_WINDOWS = 8  # a turn is named from the mean of its last windows (2.75 s of audio)
+TURN_WINDOWS = 1 + round(1.75 / STEP_S)  # a turn is named from its last 2.75 s of audio
 
 
 class LiveSpeakers:
@@ -84,8 +84,11 @@ class LiveSpeakers:
     def answer(self, encoder, refs: np.ndarray, names: list[str], accept: float, join: float):
         """Who speaks in the last window: (name or None, score). Consecutive windows of one
         voice (each within ``join`` of the turn so far) are one turn, named from the mean of
-        its last ``TURN_WINDOWS`` embeddings: a second of speech is too little to name a
-        voice at the verification threshold, a few seconds are not."""
+        its last ``TURN_WINDOWS`` embeddings (a second of speech is too little to name a
+        voice at the verification threshold, a few seconds are not). The last window alone,
+        which the live threshold is set for, names the voice when the turn does not, or when
+        it names another voice than the turn: just after a change of speaker the turn still
+        holds windows that straddle it (it then starts again from the last window)."""
         speech_s = _speech_seconds(self.buffer)
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
@@ -100,10 +103,14 @@ class LiveSpeakers:
         del self.turn[:-TURN_WINDOWS]
         voice = _unit(np.mean(self.turn, axis=0))
         if len(names):
-            scores = refs @ voice
-            j = int(np.argmax(scores))
-            if scores[j] >= accept:
-                return names[j], float(scores[j])
+            turn_scores, last_scores = refs @ voice, refs @ emb
+            j, k = int(np.argmax(turn_scores)), int(np.argmax(last_scores))
+            if last_scores[k] >= accept and (j != k or turn_scores[j] < accept):
+                if j != k:  # the turn drifted across a change of speaker: the last window's
+                    self.turn = [emb]
+                return names[k], float(last_scores[k])
+            if turn_scores[j] >= accept:
+                return names[j], float(turn_scores[j])
         if self.unknown:
             cents = np.stack([_unit(total) for total in self.unknown])
             sims = cents @ voice
