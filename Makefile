@@ -100,6 +100,7 @@ bench: setup voices
 	.venv/bin/python benchmarks/windows.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/fusion.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/snorm.py --workdir $(BENCH_WORK)/verify
+	.venv/bin/python benchmarks/quality.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/human.py

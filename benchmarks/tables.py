@@ -315,6 +315,40 @@ def snorm_table() -> str:
     return "\n".join(rows)
 
 
+def quality_table() -> str:
+    """A threshold that follows each clip's quality, on dev trials (benchmarks/quality.py)."""
+    r = _load("quality-dev")
+    conds = ("hard", "phone", "mp3-24k", "room")
+    rows = [
+        "| encoder | threshold on | "
+        + " | ".join(f"TTS {c}" for c in conds)
+        + " | people (mean) | mean false rejection | highest false acceptance | helps |",
+        "|---|---|" + "---:|" * (len(conds) + 4),
+    ]
+    for name, variants in r["encoders"].items():
+        for label, x in variants.items():
+            held = x["left_out"]
+            people = sum(held[f"human {c}"]["false_rejection"] for c in conds) / len(conds)
+            cells = " | ".join(_pct(held[f"tts {c}"]["false_rejection"]) for c in conds)
+            rows.append(
+                f"| {name} | {'the score' if label == 'score only' else 'score + ' + label} | "
+                f"{cells} | {_pct(people)} | {_pct(x['left_out_mean_false_rejection'])} | "
+                f"{_pct(x['left_out_max_false_acceptance'], 3)} | "
+                f"{'yes' if x['helps'] else 'no'} |"
+            )
+    n = r["test_clips"]
+    rows += [
+        "",
+        "False rejection of each degraded condition's dev clips, and false acceptance, at a "
+        f"threshold fitted and set ({_pct(r['target_far'])} false acceptances) on the other "
+        "conditions' dev trials: each condition left out in turn. Test clips per condition: "
+        f"TTS {n['tts hard']} hard, {n['tts phone']} in each channel; people {n['human hard']} "
+        f"hard, {n['human phone']} in each channel. The rule, fixed before scoring: "
+        f"{r['rule']}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def _held_out(r: dict) -> str:
     """Which data a closed-set figure was scored on and what the model trained on."""
     trained = f"trained on {r['corpus']['voices']} x {r['corpus']['sentences']} bundled sentences"
@@ -959,6 +993,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "windows-dev": windows_table,
     "speed": speed_table,
     "snorm-dev": snorm_table,
+    "quality-dev": quality_table,
     "diarize": diarize_table,
     "live": live_table,
     "diarize-long": diarize_long_table,
