@@ -858,26 +858,38 @@ def diarize_long_table() -> str:
     return "\n".join(rows)
 
 
-def live_table() -> str:
-    """Live mode (benchmarks/live.py): how soon a new speaker is named."""
-    r = _load("live")
+def live_table(name: str = "live") -> str:
+    """Live mode (benchmarks/live.py): how soon a new speaker is named, strangers named."""
+    r = _load(name)
     rows = [
-        "| encoder | changes of speaker | named within 1 s | named before the turn ends | "
-        "median delay | wrong answers inside turns |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| encoder | rule | changes to an enrolled voice | named within 1 s | named before the "
+        "turn ends | median delay | wrong answers inside turns | strangers' turns named as "
+        "enrolled | strangers' answers named as enrolled |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, f in r["results"].items():
-        delay = "-" if f["median_delay_s"] is None else f"{f['median_delay_s']:.2f} s"
-        rows.append(
-            f"| {name} | {f['changes']} | {_rate(f['named_within_1s'])} | "
-            f"{_rate(f['named_in_turn'])} | {delay} | {_rate(f['wrong_answers_in_turns'])} |"
-        )
+    for encoder, x in r["results"].items():
+        for rule, f in x["rules"].items():
+            delay = "-" if f["median_delay_s"] is None else f"{f['median_delay_s']:.2f} s"
+            rows.append(
+                f"| {encoder} | {rule} | {f['changes']} | {_rate(f['named_within_1s'])} | "
+                f"{_rate(f['named_in_turn'])} | {delay} | "
+                f"{_rate(f['wrong_answers_in_turns'])} | "
+                f"{f['stranger_turns_named_enrolled']['k']} of "
+                f"{f['stranger_turns_named_enrolled']['n']} | "
+                f"{_rate(f['stranger_answers_named_enrolled'])} |"
+            )
+    where = (
+        f"test draw {r['test_draw']}"
+        if r["split"] == "test"
+        else "dev-pool voices (the rule was chosen here)"
+    )
+    v = r["voices"]
     rows += [
         "",
-        f"{r['conversations']} test conversations ({r['audio_seconds'] / 60:.0f} min), every "
-        f"voice enrolled, sent in 0.1 s messages"
-        + (f", test draw {r['test_draw']}" if "test_draw" in r else "")
-        + f". Made by {_made(r)}.",
+        f"{r['conversations']} {r['split']} conversations ({r['audio_seconds'] / 60:.0f} min, "
+        f"{where}), {v['enrolled']} voices enrolled and {v['strangers']} strangers, sent in "
+        f"0.1 s messages. Rules: shipped, {r['rules']['shipped']}; previous, "
+        f"{r['rules']['previous']}. Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 
@@ -996,6 +1008,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "quality-dev": quality_table,
     "diarize": diarize_table,
     "live": live_table,
+    "live-dev": lambda: live_table("live-dev"),
     "diarize-long": diarize_long_table,
 }
 

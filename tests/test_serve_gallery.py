@@ -409,8 +409,8 @@ def test_diarize_names_the_enrolled_voices_of_a_conversation(
 
 def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_clips) -> None:
     """A conversation sent as microphone audio would come (48 kHz PCM, 0.1 s messages):
-    answers at least twice a second of audio, naming the enrolled voices in turn, within a
-    second of each change of speaker."""
+    answers every 0.1 s of audio, naming the enrolled voices in turn, within a second of each
+    change of speaker."""
     from websockets.sync.client import connect
 
     from whichvoice.audio import resample
@@ -431,7 +431,7 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
         while not answers or answers[-1]["t"] < deadline - 0.3:
             answers.append(json.loads(ws.recv(timeout=60)))
     times = [a["t"] for a in answers]
-    assert len(answers) >= 2 * (conv.duration_s + 1) - 2 and max(np.diff(times)) <= 0.5
+    assert len(answers) >= 10 * (conv.duration_s + 1) - 10 and max(np.diff(times)) <= 0.2
     truth = {AWB: "awb", KED: "ked"}
     for turn in conv.turns:
         # from a second into the turn to its end, the answers name its voice

@@ -4,17 +4,18 @@ The client sends binary messages of 16-bit little-endian mono PCM at the ``rate`
 the query (``/v1/stream?rate=48000``; the page sends its microphone's). Every ``STEP_S`` of
 audio received the server looks at the last ``WINDOW_S``: no speech there answers
 ``{"speaker": null}``; speech is embedded with the server's encoder and named after the
-enrolled voice it reaches at the live threshold (set for one-second windows on dev data by
-``benchmarks/diarize.py``; else the verification threshold), else after the connection's own
+enrolled voice that the last window, or else the turn so far, reaches at the live threshold
+(set for one-second windows on dev data by ``benchmarks/diarize.py``; else the verification
+threshold; see ``LiveSpeakers.answer``), else after the connection's own
 unknown voices (``unknown-1``, ...: an embedding within the diarization clustering distance
 of one joins it, else a window with ``NEW_VOICE_S`` of speech starts the next, up to
 ``MAX_UNKNOWN``). A window with less than ``MIN_SPEECH_S`` of speech answers no one. Each answer is
 ``{"speaker", "score", "t"}`` (``t``: seconds of audio received).
 
-State per connection is bounded: the last ``WINDOW_S`` of audio, at most ``MAX_UNKNOWN``
-centroids. A connection idle for ``IDLE_S`` or open for ``MAX_SESSION_S`` is closed by the
-server; with an API key set, the query's ``key`` (browsers cannot send headers on a
-WebSocket) or the usual headers must carry it.
+State per connection is bounded: the last ``WINDOW_S`` of audio, the turn's window embeddings
+over its last ``TURN_S``, at most ``MAX_UNKNOWN`` centroids. A connection idle for ``IDLE_S``
+or open for ``MAX_SESSION_S`` is closed by the server; with an API key set, the query's
+``key`` (browsers cannot send headers on a WebSocket) or the usual headers must carry it.
 """
 
 from __future__ import annotations
@@ -45,17 +46,31 @@ RATES = range(8_000, 192_001)
 SPEECH_DB = -50.0  # a 10 ms frame quieter than this (dBFS, RMS) is silence
 MIN_SPEECH_S = 0.4  # a window with less speech answers no one
 NEW_VOICE_S = 0.7  # an unknown voice is started only from a window with this much speech
-NEW_VOICE_WINDOWS = 1 + round(0.5 / STEP_S)  # and a turn of 0.5 s past its first answer
+NEW_VOICE_AFTER_S = 1.0  # and a turn this long past its first answer
 FIRST_ANSWER_SAMPLES = int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard first
-TURN_WINDOWS = 1 + round(1.75 / STEP_S)  # a turn is named from its last 2.75 s of audio
+TURN_S = 2.7  # a turn is named from the mean of its windows over its last 2.7 s of audio
 
 
 class LiveSpeakers:
-    """One connection's state: the last window of audio and its unknown voices."""
+    """One connection's state: the last window of audio, the current turn's window
+    embeddings and its unknown voices. The defaults are the shipped rule; ``benchmarks/live.py``
+    also runs stop 33's beside it (an answer every 0.25 s, ``last_window`` off: turns split
+    on their mean only and the last window never names alone; unknown voices after 0.5 s)."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(
+        self,
+        rate: int,
+        *,
+        step_s: float = STEP_S,
+        last_window: bool = True,
+        new_voice_after_s: float = NEW_VOICE_AFTER_S,
+    ) -> None:
         import soxr
 
+        self.step = round(step_s * SAMPLE_RATE)  # samples at 16 kHz between answers
+        self.new_voice_windows = 1 + round(new_voice_after_s / step_s)
+        self.turn_windows = 1 + round((TURN_S - WINDOW_S) / step_s)
+        self.last_window = last_window
         self.resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         self.buffer = np.zeros(int(WINDOW_S * SAMPLE_RATE), np.float32)
         self.received = 0  # samples at 16 kHz
@@ -76,19 +91,29 @@ class LiveSpeakers:
             self.buffer = np.r_[self.buffer, y][-keep:]
             self.received += y.size
             self.since_answer += y.size
-        if self.since_answer >= STEP_S * SAMPLE_RATE and self.received >= FIRST_ANSWER_SAMPLES:
-            self.since_answer = 0
+        if self.since_answer >= self.step and self.received >= FIRST_ANSWER_SAMPLES:
+            self.since_answer %= self.step  # messages off the step keep its pace on average
             return True
         return False
+
+    def _another_voice(self, emb: np.ndarray, join: float) -> bool:
+        """Whether the last window is farther than ``join`` from the turn so far, or (with the
+        shipped rule) from the turn's first window: windows 0.1 s apart share most of their
+        audio, so across a change of speaker each stays near the mean of those before it, and
+        only the turn's start shows how far the voice has moved."""
+        if 1 - float(_unit(np.mean(self.turn, axis=0)) @ emb) > join:
+            return True
+        return self.last_window and 1 - float(self.turn[0] @ emb) > join
 
     def answer(self, encoder, refs: np.ndarray, names: list[str], accept: float, join: float):
         """Who speaks in the last window: (name or None, score). Consecutive windows of one
         voice (each within ``join`` of the turn so far) are one turn, named from the mean of
-        its last ``TURN_WINDOWS`` embeddings (a second of speech is too little to name a
-        voice at the verification threshold, a few seconds are not). The last window alone,
-        which the live threshold is set for, names the voice when the turn does not, or when
-        it names another voice than the turn: just after a change of speaker the turn still
-        holds windows that straddle it (it then starts again from the last window)."""
+        its windows over its last ``TURN_S`` of audio (a second of speech is too little to
+        name a voice at the verification threshold, a few seconds are not). The last window
+        alone, which the live threshold is set for, names the voice when the turn names no
+        one, or another voice: just after a change of speaker the turn still holds windows
+        that straddle it, so it starts again from the last window. (A turn that straddles two
+        enrolled voices names neither, and would otherwise become an unknown voice.)"""
         speech_s = _speech_seconds(self.buffer)
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
@@ -97,20 +122,23 @@ class LiveSpeakers:
             emb, _ = encoder.embed(Decoded(self.buffer.copy(), SAMPLE_RATE, "live"))
         except WhichvoiceError:
             return None, None  # the encoder found no speech in it
-        if self.turn and 1 - float(_unit(np.mean(self.turn, axis=0)) @ emb) > join:
+        if self.turn and self._another_voice(emb, join):
             self.turn.clear()  # another voice: a new turn
         self.turn.append(emb)
-        del self.turn[:-TURN_WINDOWS]
+        del self.turn[: -self.turn_windows]
         voice = _unit(np.mean(self.turn, axis=0))
         if len(names):
-            turn_scores, last_scores = refs @ voice, refs @ emb
-            j, k = int(np.argmax(turn_scores)), int(np.argmax(last_scores))
-            if last_scores[k] >= accept and (j != k or turn_scores[j] < accept):
-                if j != k:  # the turn drifted across a change of speaker: the last window's
-                    self.turn = [emb]
-                return names[k], float(last_scores[k])
-            if turn_scores[j] >= accept:
-                return names[j], float(turn_scores[j])
+            turn_scores = refs @ voice
+            by_turn = int(np.argmax(turn_scores))
+            turn_named = turn_scores[by_turn] >= accept
+            if self.last_window:
+                last_scores = refs @ emb
+                by_last = int(np.argmax(last_scores))
+                if last_scores[by_last] >= accept and (not turn_named or by_last != by_turn):
+                    self.turn = [emb]  # the turn straddles a change of speaker: start again
+                    return names[by_last], float(last_scores[by_last])
+            if turn_named:
+                return names[by_turn], float(turn_scores[by_turn])
         if self.unknown:
             cents = np.stack([_unit(total) for total in self.unknown])
             sims = cents @ voice
@@ -118,7 +146,7 @@ class LiveSpeakers:
             if 1 - sims[k] <= join:
                 self.unknown[k] = self.unknown[k] + emb
                 return f"unknown-{k + 1}", float(sims[k])
-        if len(self.turn) < NEW_VOICE_WINDOWS or speech_s < NEW_VOICE_S:
+        if len(self.turn) < self.new_voice_windows or speech_s < NEW_VOICE_S:
             return None, None  # a turn just begun: not yet a voice of its own
         if len(self.unknown) < MAX_UNKNOWN:
             self.unknown.append(voice * len(self.turn))

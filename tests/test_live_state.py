@@ -1,0 +1,69 @@
+"""The live state's rule (``whichvoice.serve.stream.LiveSpeakers``) on embeddings chosen by
+hand: a stub encoder hands out the next vector for each window, so each branch of the rule is
+reached on purpose. The server and the real encoder are tested in test_serve_gallery."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from whichvoice.serve.stream import LiveSpeakers
+
+ACCEPT, JOIN = 0.7, 0.35
+E1, E2, E3 = np.eye(3, dtype=np.float32)  # two enrolled voices, and a stranger's direction
+REFS = np.stack([E1, E2])
+NAMES = ["one", "two"]
+
+
+def unit(*xs: float) -> np.ndarray:
+    v = np.asarray(xs, np.float32)
+    return v / np.linalg.norm(v)
+
+
+class Stub:
+    """An encoder whose embeddings are given in advance, one per window."""
+
+    def __init__(self, embeddings: list[np.ndarray]) -> None:
+        self.queue = list(embeddings)
+
+    def embed(self, source) -> tuple[np.ndarray, float]:
+        return self.queue.pop(0), 1.0
+
+
+def answers(embeddings: list[np.ndarray], **rule) -> tuple[list, LiveSpeakers]:
+    state = LiveSpeakers(16_000, **rule)
+    state.buffer = np.random.default_rng(0).normal(0, 0.1, state.buffer.shape).astype(np.float32)
+    stub = Stub(embeddings)
+    return [state.answer(stub, REFS, NAMES, ACCEPT, JOIN)[0] for _ in embeddings], state
+
+
+def test_the_last_window_takes_over_a_turn_that_drifted_across_a_change() -> None:
+    # each window within JOIN of the turn so far, so the turn never splits, while the voice
+    # moves from one to two: the turn still names one, the last window names two
+    drift = [E1, unit(0.8, 0.6, 0), unit(0.5, 0.866, 0)]
+    said, state = answers(drift)
+    assert said == ["one", "one", "two"]
+    assert len(state.turn) == 1  # it starts again from the last window
+    said, _ = answers(drift, last_window=False)  # the previous rule: the turn only
+    assert said == ["one", "one", "one"]
+
+
+def test_the_last_window_names_a_voice_the_turn_does_not_reach() -> None:
+    said, state = answers([unit(0.6, 0, 0.8), unit(0.75, 0, 0.66)])
+    assert said == [None, "one"]  # the turn's mean is under the threshold, the last is over
+    assert len(state.turn) == 1  # and the turn starts again from it
+
+
+def test_a_stranger_becomes_an_unknown_voice_after_a_second_of_turn() -> None:
+    said, state = answers([E3] * 14)
+    first = said.index("unknown-1")
+    assert said[:first] == [None] * first and first == state.new_voice_windows - 1 == 10
+    assert set(said[first:]) == {"unknown-1"}
+
+
+def test_answers_keep_their_pace_when_messages_are_off_the_step() -> None:
+    """The page sends 4096 samples a message (85 ms at 48 kHz): answers still come every
+    0.1 s of audio on average, not every other message."""
+    state = LiveSpeakers(48_000)
+    block = np.zeros(4096, "<i2").tobytes()
+    due = sum(state.feed(block) for _ in range(240))  # 20.5 s
+    assert abs(due - (240 * 4096 / 48_000 - 0.5) / 0.1) <= 2  # after half a window first
