@@ -328,20 +328,21 @@ def quality_table() -> str:
     for name, variants in r["encoders"].items():
         for label, x in variants.items():
             held = x["left_out"]
-            people = sum(held[f"human {c}"]["false_rejection"] for c in conds) / len(conds)
-            cells = " | ".join(_pct(held[f"tts {c}"]["false_rejection"]) for c in conds)
+            people = sum(held[f"human {c}"]["false_rejection"]["value"] for c in conds) / len(conds)
+            cells = " | ".join(_rate(held[f"tts {c}"]["false_rejection"]) for c in conds)
             rows.append(
                 f"| {name} | {'the score' if label == 'score only' else 'score + ' + label} | "
                 f"{cells} | {_pct(people)} | {_pct(x['left_out_mean_false_rejection'])} | "
                 f"{_pct(x['left_out_max_false_acceptance'], 3)} | "
                 f"{'yes' if x['helps'] else 'no'} |"
             )
-    n = r["test_clips"]
+    n = r["scored_clips"]
     rows += [
         "",
-        "False rejection of each degraded condition's dev clips, and false acceptance, at a "
-        f"threshold fitted and set ({_pct(r['target_far'])} false acceptances) on the other "
-        "conditions' dev trials: each condition left out in turn. Test clips per condition: "
+        "False rejection of each degraded condition's dev clips (95 % Wilson interval), and "
+        "the highest false acceptance (both kinds of a condition pooled), at a threshold "
+        f"fitted and set ({_pct(r['target_far'], 2)} false acceptances) on the other "
+        "conditions' dev trials: each condition left out in turn. Scored dev clips: "
         f"TTS {n['tts hard']} hard, {n['tts phone']} in each channel; people {n['human hard']} "
         f"hard, {n['human phone']} in each channel. The rule, fixed before scoring: "
         f"{r['rule']}. Made by {_made(r)}.",
