@@ -45,7 +45,8 @@ MAX_RATIO = 0.9
 
 
 def cohort_clips(folder: Path, voices: list[str], per_voice: int) -> list[Path]:
-    """``per_voice`` clips of each cohort voice reading bundled (training) sentences."""
+    """``per_voice`` clips of each cohort voice reading bundled (training) sentences (only
+    those voices': a kept folder may hold an earlier run's other voices)."""
     summary = synthesize_corpus(
         folder,
         bundled_sentences(),
@@ -53,7 +54,10 @@ def cohort_clips(folder: Path, voices: list[str], per_voice: int) -> list[Path]:
         progress=False,
     )
     print(f"cohort: {summary.line()}", flush=True)
-    return sorted(folder / c.path for c in read_manifest(folder / "manifest.jsonl"))
+    wanted = set(voices)
+    return sorted(
+        folder / c.path for c in read_manifest(folder / "manifest.jsonl") if c.voice in wanted
+    )
 
 
 def top_stats(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
