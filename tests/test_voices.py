@@ -241,6 +241,18 @@ def test_festival_session_reuses_its_process() -> None:
         assert session._procs[voice.name].proc.pid == pid
 
 
+def test_festival_reads_a_question_its_intonation_fails_on_as_a_statement() -> None:
+    """The Italian diphone voices' question intonation fails on English questions of several
+    words (festival prints a SIOD error and writes nothing): read as a statement instead."""
+    voice = find_voice("festival:lp_diphone")
+    if get_engine("festival").voice_unavailable_reason(voice):
+        pytest.skip("festival:lp_diphone is not installed")
+    with get_engine("festival").open_session() as session:
+        assert isinstance(session._say(voice, "Did you do anything fun?"), str)  # the failure
+        speech = session.synthesize(voice, "Did you do anything fun?")
+    assert speech.wave.shape[0] > 0.5 * speech.sample_rate and np.abs(speech.wave).max() > 0.01
+
+
 def test_random_espeak_variants_are_seeded_voices_of_every_accent() -> None:
     voice = find_voice("espeak-ng:en-gb-scotland+rand17")
     assert (voice.engine, voice.name, voice.accent) == (
