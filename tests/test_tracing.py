@@ -119,9 +119,12 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert (corpus / "manifest.jsonl").is_file()
     head = tmp_path / "head"
     fit = run_cli("trace-fit", str(corpus), "--out", str(head), "--model", "bundled",
-                  "--no-augment", "--quiet", check=True)  # fmt: skip
+                  "--no-augment", "--c", "0.1", "--quiet", check=True)  # fmt: skip
     assert "engine head for 4 families" in fit.stdout
     assert (head / "engine.safetensors").is_file()
+    assert "C=0.1," in json.loads((head / "engine.json").read_text())["fitted"]["regression"]
+    bad_c = run_cli("trace-fit", str(corpus), "--out", str(tmp_path / "x"), "--c", "0")
+    assert bad_c.returncode == 2 and "Traceback" not in bad_c.stderr
     clip = trace_clips["pico:en-GB"][0]
     out = run_cli("trace", str(clip), "--head", str(head), "--json", check=True)
     answer = json.loads(out.stdout)

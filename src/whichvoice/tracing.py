@@ -41,6 +41,7 @@ from whichvoice.enginehead import (
     RUN_HEAD,
     SCORES,
     UNKNOWN,
+    C,
     EngineAnswer,
     EngineHead,
     EngineHeadError,
@@ -55,6 +56,7 @@ __all__ = [
     "RUN_HEAD",
     "SCORES",
     "UNKNOWN",
+    "C",
     "EngineAnswer",
     "EngineHead",
     "EngineHeadError",
@@ -157,11 +159,13 @@ def fit_from_clips(
     *,
     keep: float = KEEP,
     score_kind: str = "prototype",
+    c: float = C,
     augment: bool = True,
     progress: bool = False,
 ) -> EngineHead:
     """An engine head for ``encoder``: fitted on ``train``'s clips (and, with ``augment``, one
-    degraded copy of each), its threshold set on ``dev``'s."""
+    degraded copy of each) with the regression's inverse regularisation ``c``, its threshold
+    set on ``dev``'s."""
     from whichvoice.encoders import model_id
 
     emb, kept = embed_all(encoder, train.paths, progress=progress, what="training clips")
@@ -173,7 +177,7 @@ def fit_from_clips(
         emb = np.concatenate([emb, aug])
         families += [train.families[kept[j]] for j in got]
         voices += [train.voices[kept[j]] for j in got]
-    head = fit_head(emb, families, voices, model_id(encoder), score_kind=score_kind)
+    head = fit_head(emb, families, voices, model_id(encoder), c=c, score_kind=score_kind)
     dev_emb, dev_kept = embed_all(encoder, dev.paths, progress=progress, what="dev clips")
     head = head.with_threshold(dev_emb, [dev.families[i] for i in dev_kept], keep)
     return replace(head, fitted=head.fitted | {"augmented": augment})

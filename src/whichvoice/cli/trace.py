@@ -103,6 +103,15 @@ def trace_cmd(
 @click.option(
     "--score", type=click.Choice(["prototype", "energy"]), default="prototype", show_default=True
 )
+@click.option(
+    "--c",
+    "c",
+    type=click.FloatRange(0.0, min_open=True),
+    default=None,
+    help="The regression's inverse regularisation: smaller carries better to voices the "
+    "head never heard when each family has few training voices [default: the one "
+    "benchmarks/trace.py chose on dev data, as the shipped head's].",
+)
 @click.option("--no-augment", is_flag=True, help="Fit on the clips as they are only.")
 @click.option("--quiet", "-q", is_flag=True)
 def trace_fit_cmd(
@@ -112,6 +121,7 @@ def trace_fit_cmd(
     model: Path | None,
     keep: float,
     score: str,
+    c: float | None,
     no_augment: bool,
     quiet: bool,
 ) -> None:
@@ -128,7 +138,8 @@ def trace_fit_cmd(
         train, dev = split_dev(clips)
     encoder = load_encoder(model)
     head = fit_from_clips(encoder, train, dev, keep=keep, score_kind=score,
-                          augment=not no_augment, progress=not quiet)  # fmt: skip
+                          augment=not no_augment, progress=not quiet,
+                          **({} if c is None else {"c": c}))  # fmt: skip
     head.save(out)
     counts = ", ".join(f"{f} {n}" for f, n in head.fitted["clips_per_family"].items())
     rule = head.fitted["threshold_rule"]
