@@ -5,6 +5,7 @@ reached on purpose. The server and the real encoder are tested in test_serve_gal
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from whichvoice.serve.stream import LiveSpeakers
 
@@ -36,15 +37,30 @@ def answers(embeddings: list[np.ndarray], **rule) -> tuple[list, LiveSpeakers]:
     return [state.answer(stub, REFS, NAMES, ACCEPT, JOIN)[0] for _ in embeddings], state
 
 
-def test_the_last_window_takes_over_a_turn_that_drifted_across_a_change() -> None:
-    # each window within JOIN of the turn so far, so the turn never splits, while the voice
-    # moves from one to two: the turn still names one, the last window names two
+def test_a_turn_splits_when_the_voice_has_moved_away_from_its_start() -> None:
+    # each window within JOIN of the turn's mean, while the voice moves from one to two: the
+    # third is past JOIN from the turn's first window, so a new turn starts there
     drift = [E1, unit(0.8, 0.6, 0), unit(0.5, 0.866, 0)]
     said, state = answers(drift)
     assert said == ["one", "one", "two"]
-    assert len(state.turn) == 1  # it starts again from the last window
-    said, _ = answers(drift, last_window=False)  # the previous rule: the turn only
+    assert len(state.turn) == 1
+    said, _ = answers(drift, last_window=False)  # the previous rule: the mean only
     assert said == ["one", "one", "one"]
+
+
+def test_the_last_window_takes_over_when_it_names_another_voice_than_the_turn() -> None:
+    # the second window is within JOIN of the turn (mean and start: no split); the turn
+    # still names one, the last window alone names two: two wins, the turn starts again
+    said, state = answers([E1, unit(0.68, 0.73, 0)])
+    assert said == ["one", "two"]
+    assert len(state.turn) == 1
+    said, state = answers([E1, unit(0.68, 0.73, 0)], last_window=False)
+    assert said == ["one", "one"] and len(state.turn) == 2
+
+
+def test_an_unknown_voice_needs_a_turn_that_long() -> None:
+    with pytest.raises(ValueError, match="needs a turn that long"):
+        LiveSpeakers(16_000, new_voice_after_s=2.0)
 
 
 def test_the_last_window_names_a_voice_the_turn_does_not_reach() -> None:

@@ -8,9 +8,10 @@ enrolled voice that the last window, or else the turn so far, reaches at the liv
 (set for one-second windows on dev data by ``benchmarks/diarize.py``; else the verification
 threshold; see ``LiveSpeakers.answer``), else after the connection's own
 unknown voices (``unknown-1``, ...: an embedding within the diarization clustering distance
-of one joins it, else a window with ``NEW_VOICE_S`` of speech starts the next, up to
-``MAX_UNKNOWN``). A window with less than ``MIN_SPEECH_S`` of speech answers no one. Each answer is
-``{"speaker", "score", "t"}`` (``t``: seconds of audio received).
+of one joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn
+``NEW_VOICE_AFTER_S`` past its first answer, starts the next, up to ``MAX_UNKNOWN``). A window
+with less than ``MIN_SPEECH_S`` of speech answers no one. Each answer is ``{"speaker",
+"score", "t"}`` (``t``: seconds of audio received).
 
 State per connection is bounded: the last ``WINDOW_S`` of audio, the turn's window embeddings
 over its last ``TURN_S``, at most ``MAX_UNKNOWN`` centroids. A connection idle for ``IDLE_S``
@@ -55,7 +56,9 @@ class LiveSpeakers:
     """One connection's state: the last window of audio, the current turn's window
     embeddings and its unknown voices. The defaults are the shipped rule; ``benchmarks/live.py``
     also runs stop 33's beside it (an answer every 0.25 s, ``last_window`` off: turns split
-    on their mean only and the last window never names alone; unknown voices after 0.5 s)."""
+    on their mean only and the last window never names alone; unknown voices after 0.5 s),
+    at today's answer pacing (stop 33 restarted the count at each answer, so 0.1 s messages
+    got an answer every 0.3 s)."""
 
     def __init__(
         self,
@@ -70,6 +73,11 @@ class LiveSpeakers:
         self.step = round(step_s * SAMPLE_RATE)  # samples at 16 kHz between answers
         self.new_voice_windows = 1 + round(new_voice_after_s / step_s)
         self.turn_windows = 1 + round((TURN_S - WINDOW_S) / step_s)
+        if self.new_voice_windows > self.turn_windows:
+            raise ValueError(
+                f"an unknown voice after {new_voice_after_s} s of turn needs a turn that long: "
+                f"turns keep {TURN_S - WINDOW_S:g} s past their first answer"
+            )
         self.last_window = last_window
         self.resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         self.buffer = np.zeros(int(WINDOW_S * SAMPLE_RATE), np.float32)
@@ -98,9 +106,10 @@ class LiveSpeakers:
 
     def _another_voice(self, emb: np.ndarray, join: float) -> bool:
         """Whether the last window is farther than ``join`` from the turn so far, or (with the
-        shipped rule) from the turn's first window: windows 0.1 s apart share most of their
-        audio, so across a change of speaker each stays near the mean of those before it, and
-        only the turn's start shows how far the voice has moved."""
+        shipped rule) from the turn's oldest window kept (up to ``TURN_S - WINDOW_S`` back):
+        windows 0.1 s apart share most of their audio, so across a change of speaker each
+        stays near the mean of those before it, and only the turn's start shows how far the
+        voice has moved."""
         if 1 - float(_unit(np.mean(self.turn, axis=0)) @ emb) > join:
             return True
         return self.last_window and 1 - float(self.turn[0] @ emb) > join
