@@ -46,7 +46,7 @@ MAX_RATIO = 0.9
 
 def cohort_clips(folder: Path, voices: list[str], per_voice: int) -> list[Path]:
     """``per_voice`` clips of each cohort voice reading bundled (training) sentences (only
-    those voices': a kept folder may hold an earlier run's other voices)."""
+    those: a kept folder may hold an earlier run's other voices, or more clips of them)."""
     summary = synthesize_corpus(
         folder,
         bundled_sentences(),
@@ -54,10 +54,11 @@ def cohort_clips(folder: Path, voices: list[str], per_voice: int) -> list[Path]:
         progress=False,
     )
     print(f"cohort: {summary.line()}", flush=True)
-    wanted = set(voices)
-    return sorted(
-        folder / c.path for c in read_manifest(folder / "manifest.jsonl") if c.voice in wanted
-    )
+    by_voice: dict[str, list[Path]] = {v: [] for v in voices}
+    for c in read_manifest(folder / "manifest.jsonl"):
+        if c.voice in by_voice and len(by_voice[c.voice]) < per_voice:
+            by_voice[c.voice].append(folder / c.path)
+    return sorted(p for paths in by_voice.values() for p in paths)
 
 
 def top_stats(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

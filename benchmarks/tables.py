@@ -896,8 +896,8 @@ def live_table(name: str = "live") -> str:
 
 
 def trace_table() -> str:
-    """Source tracing (benchmarks/trace.py): every candidate, dev figure that chose and test
-    figures reported."""
+    """Source tracing (benchmarks/trace.py): the candidates at the chosen open-set score and
+    share kept (every encoder and C), the dev figure that chose and the test figures."""
     r = _load("trace")
     rows = [
         "| encoder, open-set score, dev share kept, C | dev: LOEO macro-F1 | unseen voices: "
@@ -906,15 +906,15 @@ def trace_table() -> str:
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     chosen = r["candidates"][r["chosen"]]
-    for label, c in r["candidates"].items():
-        if (c["score"], c["keep"]) != (chosen["score"], chosen["keep"]):
+    for label, cand in r["candidates"].items():
+        if (cand["score"], cand["keep"]) != (chosen["score"], chosen["keep"]):
             continue  # the JSON holds them all: here, the chosen score and share kept
-        t = c["test"]
+        t = cand["test"]
         u, lo = t["unseen_voices"], t["leave_one_engine_out"]
         degraded = " / ".join(_pct(u[k]["accuracy"]["value"]) for k in ("mp3-24k", "phone", "room"))
         mark = " (chosen)" if label == r["chosen"] else ""
         rows.append(
-            f"| {label}{mark} | {c['dev']['loeo_mean_macro_f1']:.3f} | "
+            f"| {label}{mark} | {cand['dev']['loeo_mean_macro_f1']:.3f} | "
             f"{_rate(u['clean']['accuracy'])} | {degraded} | "
             f"{lo['mean_auroc']:.3f} ({lo['mean_auroc_ci95'][0]:.3f}-"
             f"{lo['mean_auroc_ci95'][1]:.3f}) | {_pct(lo['mean_fpr95'])} "
@@ -937,15 +937,15 @@ def trace_table() -> str:
 def trace_folds_table() -> str:
     """The chosen candidate's leave-one-engine-out folds on test clips."""
     r = _load("trace")
-    c = r["candidates"][r["chosen"]]
+    cand = r["candidates"][r["chosen"]]
     seen = set(r["families_the_bundled_encoder_trained_on"])
     rows = [
         "| family left out | its clips | AUROC (95 % interval) | FPR95 | macro-F1 with unknown | "
         "called unknown | known clips kept | encoder saw its voices |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for family, x in c["test"]["leave_one_engine_out"]["folds"].items():
-        saw = "yes" if family in seen and c["encoder"] in ("whichvoice", "auto") else "no"
+    for family, x in cand["test"]["leave_one_engine_out"]["folds"].items():
+        saw = "yes" if family in seen and cand["encoder"] in ("whichvoice", "auto") else "no"
         rows.append(
             f"| {family} | {x['unknown_clips']} | {x['auroc']:.3f} ({x['auroc_ci95'][0]:.3f}-"
             f"{x['auroc_ci95'][1]:.3f}) | {_pct(x['fpr95'])} | {x['macro_f1']:.3f} "

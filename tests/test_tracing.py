@@ -114,6 +114,22 @@ def test_a_head_fitted_without_an_engine_calls_its_clips_unknown(
 
 
 @pytest.mark.slow
+def test_trace_fit_defaults_to_the_regularisation_of_the_shipped_head() -> None:
+    """``trace-fit``'s default C is the one benchmarks/trace.py chose on dev data and wrote
+    into the shipped head (and, once the benchmark records it, its chosen candidate's)."""
+    import re
+
+    from whichvoice.tracing import REGULARISATION_C, shipped_head
+
+    fitted = json.loads((shipped_head() / "engine.json").read_text())["fitted"]
+    shipped = float(re.search(r"C=([0-9.e-]+),", fitted["regression"]).group(1))
+    assert shipped == REGULARISATION_C
+    results = Path(__file__).parents[1] / "benchmarks" / "results" / "trace.json"
+    trace = json.loads(results.read_text())
+    chosen = trace["candidates"][trace["chosen"]]
+    assert chosen.get("c", REGULARISATION_C) == REGULARISATION_C
+
+
 def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_path: Path) -> None:
     corpus = next(iter(trace_clips.values()))[0].parents[3]
     assert (corpus / "manifest.jsonl").is_file()

@@ -241,6 +241,7 @@ def test_festival_session_reuses_its_process() -> None:
         assert session._procs[voice.name].proc.pid == pid
 
 
+@pytest.mark.slow  # synthesis
 def test_festival_reads_a_question_its_intonation_fails_on_as_a_statement() -> None:
     """The Italian diphone voices' question intonation fails on English questions of several
     words (festival prints a SIOD error and writes nothing): read as a statement instead."""
@@ -248,7 +249,8 @@ def test_festival_reads_a_question_its_intonation_fails_on_as_a_statement() -> N
     if get_engine("festival").voice_unavailable_reason(voice):
         pytest.skip("festival:lp_diphone is not installed")
     with get_engine("festival").open_session() as session:
-        assert isinstance(session._say(voice, "Did you do anything fun?"), str)  # the failure
+        if not isinstance(session._say(voice, "Did you do anything fun?"), str):
+            pytest.skip("this festival reads the question: nothing to fall back from")
         speech = session.synthesize(voice, "Did you do anything fun?")
     assert speech.wave.shape[0] > 0.5 * speech.sample_rate and np.abs(speech.wave).max() > 0.01
 

@@ -25,8 +25,9 @@ UNKNOWN = "unknown"
 SCORES = ("prototype", "energy")
 RUN_HEAD = "engine"  # a run's own head (``train --target both``), in this folder of the run
 KEEP = 0.99  # share of the known families' dev clips the default threshold keeps
-# the regression's inverse regularisation: benchmarks/trace.py's dev choice
-C = 1.0
+# the regression's inverse regularisation (scikit-learn's C) that trace-fit uses by default:
+# the shipped head's, which benchmarks/trace.py chose on dev data (a test checks they agree)
+REGULARISATION_C = 1.0
 
 
 class EngineHeadError(WhichvoiceError):
@@ -192,7 +193,7 @@ def fit_head(
     voices: Sequence[str],
     encoder: str,
     *,
-    c: float = C,
+    c: float = REGULARISATION_C,
     score_kind: str = "prototype",
 ) -> EngineHead:
     """An engine head fitted on training clips' embeddings (n_clips, dim), each clip's family

@@ -129,7 +129,7 @@ def trace_fit_cmd(
     engine family comes from its voice (`festival:ked_diphone` -> festival-diphone)."""
     setup_logging(quiet)
     from whichvoice.encoders import load_encoder
-    from whichvoice.tracing import corpus_clips, fit_from_clips, split_dev
+    from whichvoice.tracing import REGULARISATION_C, corpus_clips, fit_from_clips, split_dev
 
     clips = corpus_clips(corpus)
     if dev_corpus is not None:
@@ -138,8 +138,8 @@ def trace_fit_cmd(
         train, dev = split_dev(clips)
     encoder = load_encoder(model)
     head = fit_from_clips(encoder, train, dev, keep=keep, score_kind=score,
-                          augment=not no_augment, progress=not quiet,
-                          **({} if c is None else {"c": c}))  # fmt: skip
+                          c=REGULARISATION_C if c is None else c,
+                          augment=not no_augment, progress=not quiet)  # fmt: skip
     head.save(out)
     counts = ", ".join(f"{f} {n}" for f, n in head.fitted["clips_per_family"].items())
     rule = head.fitted["threshold_rule"]
