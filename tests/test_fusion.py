@@ -133,6 +133,7 @@ def test_auto_is_the_shipped_fusion_with_its_dev_calibration(tmp_path: Path) -> 
     assert answer["nearest"] == "nicolas" and answer["threshold"] == round(threshold, 6)
 
 
+@pytest.mark.slow  # CLI subprocesses that load auto
 def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_path: Path) -> None:
     """No --model: auto for a new gallery; the gallery's own encoder for one made before
     auto was the default (or with --model); a gallery of some other run is refused."""

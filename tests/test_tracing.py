@@ -113,7 +113,6 @@ def test_a_head_fitted_without_an_engine_calls_its_clips_unknown(
     ]
 
 
-@pytest.mark.slow
 def test_trace_fit_defaults_to_the_regularisation_of_the_shipped_head() -> None:
     """``trace-fit``'s default C is the one benchmarks/trace.py chose on dev data and wrote
     into the shipped head (and, once the benchmark records it, its chosen candidate's)."""
@@ -130,6 +129,7 @@ def test_trace_fit_defaults_to_the_regularisation_of_the_shipped_head() -> None:
     assert chosen.get("c", REGULARISATION_C) == REGULARISATION_C
 
 
+@pytest.mark.slow
 def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_path: Path) -> None:
     corpus = next(iter(trace_clips.values()))[0].parents[3]
     assert (corpus / "manifest.jsonl").is_file()
