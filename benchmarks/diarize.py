@@ -222,22 +222,19 @@ def naming(conv: Conversation, result, enrolled: set[str]) -> dict:
 
 def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
     """The live stream's accept threshold (``whichvoice.serve.stream``): each voice enrolled
-    from its first ``ENROLL_CLIPS`` clips, the others cut into ``stream.WINDOW_S`` windows every
-    half window, each window scored against every enrolled voice of its group; the lowest
-    threshold with at most ``LIVE_FAR`` false acceptances over every window trial pooled."""
+    from its first ``ENROLL_CLIPS`` clips (as ``enroll`` does: ``whichvoice.prototypes``),
+    the others cut into ``stream.WINDOW_S`` windows every half window, each window scored
+    against every enrolled voice of its group; the lowest threshold with at most
+    ``LIVE_FAR`` false acceptances over every window trial pooled."""
     from whichvoice.audio import Decoded, read_audio, resample
+    from whichvoice.prototypes import refs_from_clips
     from whichvoice.scoring import threshold_at_far
     from whichvoice.serve.stream import WINDOW_S
 
     target, nontarget = [], []
     size = int(WINDOW_S * SAMPLE_RATE)
     for clips in groups:
-        refs = {}
-        for v, paths in clips.items():
-            e = [r[0] for r in encoder.embed_many(paths[:ENROLL_CLIPS]) if isinstance(r, tuple)]
-            refs[v] = np.mean(e, axis=0) / np.linalg.norm(np.mean(e, axis=0))
-        names = sorted(refs)
-        ref = np.stack([refs[v] for v in names])
+        refs = refs_from_clips(encoder, {v: paths[:ENROLL_CLIPS] for v, paths in clips.items()})
         for v, paths in clips.items():
             pieces = []
             for p in paths[ENROLL_CLIPS:]:
@@ -248,8 +245,7 @@ def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
             for r in encoder.embed_many(pieces):
                 if not isinstance(r, tuple):
                     continue
-                scores = ref @ r[0]
-                for name, sc in zip(names, scores, strict=True):
+                for name, sc in zip(refs.names, refs.scores(r[0]), strict=True):
                     (target if name == v else nontarget).append(float(sc))
     t, n = np.array(target), np.array(nontarget)
     threshold = threshold_at_far(n, LIVE_FAR)

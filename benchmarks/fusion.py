@@ -2,14 +2,16 @@
 clips of ``benchmarks/verify.py``'s dev set) and human trials of the human-dev speakers
 (``benchmarks/human.py``'s clips). Nothing here looks at the test pool.
 
-Each voice is enrolled from clean clips; its other clips are scored against every enrolled
-dev voice as they are (``clean``) and degraded as ``benchmarks/verify.py`` degrades its test
-clips (``hard``: 1.5 s of speech in noise at 10 dB; ``phone``, ``mp3-24k``, ``room`` on the
-first ``--channel-clips`` clips of each voice). A fusion scores ``sum_i w_i * cos_i``
-(``whichvoice.fusion``). Candidates: each encoder alone; equal weights over two and three
-encoders; every point of a grid over the weights in steps of 0.1; and weights learned by
-logistic regression (scikit-learn) on the per-encoder scores, each kind of trial weighing
-the same and targets as much as non-targets.
+Each voice is enrolled from clean clips as ``whichvoice enroll`` enrolls it (a prototype per
+listening condition, ``whichvoice.prototypes``); its other clips are scored against every
+enrolled dev voice as they are (``clean``) and degraded as ``benchmarks/verify.py`` degrades
+its test clips (``hard``: 1.5 s of speech in noise at 10 dB; ``phone``, ``mp3-24k``, ``room``
+on the first ``--channel-clips`` clips of each voice). A fusion scores ``sum_i w_i * cos_i``
+(``whichvoice.fusion``) against each prototype, and a voice by its best prototype.
+Candidates: each encoder alone; equal weights over two and three encoders; every point of a
+grid over the weights in steps of 0.1; and weights learned by logistic regression
+(scikit-learn) on the per-encoder scores (each encoder's best prototype), each kind of trial
+weighing the same and targets as much as non-targets.
 
 Kinds of trial: ``tts`` and ``human`` (clean clips); ``tts-all`` and ``human-all`` (the clean
 and every degraded clip pooled, so that one threshold has to serve them all: a fusion whose
@@ -54,29 +56,38 @@ from pathlib import Path
 import numpy as np
 from human import joined_clips
 from provenance import RESULTS, provenance, write_result
-from verify import CONDITIONS, dev_voices, make_trials, score_matrix, synthesize
+from verify import CONDITIONS, dev_voices, make_trials, prototype_scores, synthesize
 
 from whichvoice.scoring import eer, voice_bootstrap
 from whichvoice.verification import bundled_encoder, load_encoder
 
 
 def trial_scores(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(scores of every trial, flattened; 1 for a same-voice trial)."""
-    same = np.zeros_like(scores, bool)
+    """(scores of every trial against each prototype (n_trials, n_prototypes), 1 for a
+    same-voice trial) from (n_clips, n_voices, n_prototypes) scores."""
+    same = np.zeros(scores.shape[:2], bool)
     same[np.arange(len(truth)), truth] = True
-    return scores.ravel(), same.ravel().astype(int)
+    return scores.reshape(-1, scores.shape[2]), same.ravel().astype(int)
+
+
+def fuse(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Fused scores of trials from per-encoder prototype scores (..., n_encoders,
+    n_prototypes): each prototype's weighted sum, then the best prototype's, as a fused
+    encoder scores a voice enrolled with prototypes (``whichvoice.prototypes``)."""
+    return np.einsum("...ek,e->...k", x, w).max(axis=-1)
 
 
 def learned_weights(kinds: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Logistic regression on the per-encoder scores (n_trials, n_encoders) of each kind;
-    every kind weighs the same, and within a kind targets weigh as much as non-targets. Returns
-    non-negative weights summing to 1 (negative coefficients are set to 0)."""
+    """Logistic regression on the per-encoder scores of each kind (each encoder's best
+    prototype: (n_trials, n_encoders)); every kind weighs the same, and within a kind targets
+    weigh as much as non-targets. Returns non-negative weights summing to 1 (negative
+    coefficients are set to 0)."""
     from sklearn.linear_model import LogisticRegression
 
     xs, ys, ws = [], [], []
     for x, y in kinds.values():
         w = np.where(y == 1, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
-        xs.append(x)
+        xs.append(x.max(axis=2))
         ys.append(y)
         ws.append(w / len(kinds))
     model = LogisticRegression(C=1.0, max_iter=1000)
@@ -169,7 +180,7 @@ def write_fusion(weights: dict[str, float], pooled: tuple, names: list[str], sou
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "fusion.json").write_text(json.dumps(fusion.to_dict(), indent=2) + "\n")
     x, truth = pooled
-    scores = x @ np.array([weights[n] / total for n in names])
+    scores = fuse(x, np.array([weights[n] / total for n in names]))
     calibrate(dest, Trials(scores[truth == 1], scores[truth == 0]), target_far=0.001,
               source=source)  # fmt: skip
     return dest
@@ -184,7 +195,8 @@ def grid(n: int, step: float = 0.1) -> list[np.ndarray]:
 
 
 def stacked(matrices: dict[str, np.ndarray], truth: np.ndarray, names: list[str]) -> tuple:
-    """(per-encoder scores of every trial (n_trials, n_encoders), 1 for a same-voice trial)."""
+    """(per-encoder prototype scores of every trial (n_trials, n_encoders, n_prototypes), 1
+    for a same-voice trial)."""
     flat = [trial_scores(matrices[n], truth) for n in names]
     return np.stack([f[0] for f in flat], 1), flat[0][1]
 
@@ -237,7 +249,7 @@ def main() -> None:
             encoder = load_encoder(name)  # "whichvoice": the bundled encoder
             for kind, trials in sets.items():
                 for cond in CONDITIONS:
-                    got = score_matrix(encoder, trials, cond)
+                    got = prototype_scores(encoder, trials, cond)
                     matrices.setdefault((kind, cond), {})[name], truths[(kind, cond)] = got
             print(f"{name}: scored", flush=True)
     per_condition = {key: stacked(matrices[key], truths[key], names) for key in matrices}
@@ -263,7 +275,7 @@ def main() -> None:
     for label, w in candidates.items():
         rows[label] = {"weights": dict(zip(names, map(float, w), strict=True))}
         for kind, (x, y) in kinds.items():
-            s = x @ w
+            s = fuse(x, w)
             rows[label][f"eer_{kind}"] = eer(s[y == 1], s[y == 0])[0]
     best_single = {
         k: min(rows[f"{n} alone"][f"eer_{k}"] for n in names) for k in kinds
@@ -277,7 +289,8 @@ def main() -> None:
         for kind in sets:
             for pooled, conds in ((kind, ("clean",)), (f"{kind}-all", CONDITIONS)):
                 fused = np.concatenate([
-                    sum(wi * matrices[(kind, c)][n] for wi, n in zip(w, names, strict=True))
+                    sum(wi * matrices[(kind, c)][n]
+                        for wi, n in zip(w, names, strict=True)).max(axis=2)
                     for c in conds
                 ])  # fmt: skip
                 truth = np.concatenate([truths[(kind, c)] for c in conds])
@@ -286,7 +299,7 @@ def main() -> None:
         for cond in CONDITIONS:  # each condition alone, for the record
             for kind in sets:
                 x, y = per_condition[(kind, cond)]
-                s = x @ w
+                s = fuse(x, w)
                 rows[label].setdefault("eer_by_condition", {})[f"{kind} {cond}"] = eer(
                     s[y == 1], s[y == 0]
                 )[0]

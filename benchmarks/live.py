@@ -46,6 +46,7 @@ from whichvoice.audio import SAMPLE_RATE
 from whichvoice.diarize import default_threshold, live_accept
 from whichvoice.encoders import load_encoder, model_id
 from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
+from whichvoice.prototypes import refs_from_clips
 from whichvoice.scoring import proportion
 from whichvoice.serve.stream import LiveSpeakers
 from whichvoice.verification import operating_point
@@ -58,7 +59,7 @@ RULES = {
 }
 
 
-def stream(conv, rule: dict, encoder, refs, names, accept, join) -> list[tuple[float, str | None]]:
+def stream(conv, rule: dict, encoder, refs, accept, join) -> list[tuple[float, str | None]]:
     """(t, speaker) of every answer to the conversation sent in 0.1 s messages."""
     state = LiveSpeakers(SAMPLE_RATE, **rule)
     pcm = (np.clip(conv.wave, -1, 1) * 32767).astype("<i2").tobytes()
@@ -66,7 +67,7 @@ def stream(conv, rule: dict, encoder, refs, names, accept, join) -> list[tuple[f
     out = []
     for at in range(0, len(pcm), step):
         if state.feed(pcm[at : at + step]):
-            speaker, _ = state.answer(encoder, refs, names, accept, join)
+            speaker, _ = state.answer(encoder, refs, accept, join)
             out.append((state.received / SAMPLE_RATE, speaker))
     return out
 
@@ -137,18 +138,13 @@ def main() -> None:
     report = {}
     for name in args.encoders.split(","):
         encoder = load_encoder(name)
-        names = sorted(enrolled)
-        refs = []
-        for v in names:
-            e = [r[0] for r in encoder.embed_many(clips[v][:ENROLL_CLIPS]) if isinstance(r, tuple)]
-            refs.append(np.mean(e, axis=0) / np.linalg.norm(np.mean(e, axis=0)))
-        refs = np.stack(refs).astype(np.float32)
+        refs = refs_from_clips(encoder, {v: clips[v][:ENROLL_CLIPS] for v in enrolled})
         accept = live_accept(encoder)
         accept = operating_point(encoder).threshold if accept is None else accept
         join, _ = default_threshold(encoder)
         report[name] = {"encoder": model_id(encoder), "live_threshold": accept, "rules": {}}
         for rule, kwargs in RULES.items():
-            heard = [stream(c, kwargs, encoder, refs, names, accept, join) for c in convs]
+            heard = [stream(c, kwargs, encoder, refs, accept, join) for c in convs]
             report[name]["rules"][rule] = figures(convs, heard, enrolled)
             print(name, rule, report[name]["rules"][rule], flush=True)
     result = {

@@ -64,6 +64,7 @@ from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.features import FeatureConfig, trim_silence
 from whichvoice.pretrained import shipped_dir
 from whichvoice.protocol import pool_of_voice, pool_sentences, pool_voices
+from whichvoice.prototypes import refs_from_clips
 from whichvoice.scoring import eer, min_dcf, proportion, threshold_at_far, voice_bootstrap
 from whichvoice.sentences import bundled_sentences
 from whichvoice.verification import Trials, bundled_encoder, calibrate, load_encoder
@@ -183,18 +184,32 @@ def embeddings(encoder, paths: list[Path], *, test: bool = False) -> np.ndarray:
     return np.stack([np.zeros(dim, np.float32) if r is None else r for r in rows])
 
 
-def score_matrix(encoder, trials: dict, condition: str) -> tuple[np.ndarray, np.ndarray]:
-    """(scores (n_clips, n_voices) against every enrolled voice, each clip's voice index)."""
+_ENROLLED: dict = {}  # (encoder, enrollment clips) -> their VoiceRefs
+
+
+def prototype_scores(encoder, trials: dict, condition: str) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (n_clips, n_voices, n_prototypes) of every clip against each prototype of every
+    enrolled voice, each clip's voice index). Voices are enrolled as ``whichvoice enroll``
+    does (``whichvoice.prototypes``: a prototype per listening condition)."""
     voices = sorted(trials["enroll"])
-    refs = []
-    for v in voices:
-        mean = embeddings(encoder, trials["enroll"][v]).mean(0)
-        refs.append(mean / np.linalg.norm(mean))
+    key = (id(encoder), tuple((v, tuple(trials["enroll"][v])) for v in voices))
+    if key not in _ENROLLED:  # the same enrollment for every condition
+        _ENROLLED[key] = refs_from_clips(encoder, {v: trials["enroll"][v] for v in voices})
+    refs = _ENROLLED[key]
+    k = len(refs.rows) // len(voices)
+    protos = refs.rows.reshape(len(voices), k, -1)
     pairs = trials[condition]
     emb = embeddings(encoder, [p for _, p in pairs], test=True)
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     truth = np.array([voices.index(v) for v, _ in pairs])
-    return emb @ np.stack(refs).T, truth
+    return np.einsum("nd,vkd->nvk", emb, protos), truth
+
+
+def score_matrix(encoder, trials: dict, condition: str) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (n_clips, n_voices) against every enrolled voice: a clip's score against a
+    voice is its best prototype's, as verify and identify score; each clip's voice index)."""
+    scores, truth = prototype_scores(encoder, trials, condition)
+    return scores.max(axis=2), truth
 
 
 def no_speech(scores: np.ndarray) -> int:

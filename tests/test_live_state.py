@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from whichvoice.prototypes import VoiceRefs
 from whichvoice.serve.stream import LiveSpeakers
 
 ACCEPT, JOIN = 0.7, 0.35
 E1, E2, E3 = np.eye(3, dtype=np.float32)  # two enrolled voices, and a stranger's direction
-REFS = np.stack([E1, E2])
-NAMES = ["one", "two"]
+REFS = VoiceRefs(["one", "two"], np.stack([E1, E2]), np.arange(2))
 
 
 def unit(*xs: float) -> np.ndarray:
@@ -34,7 +34,7 @@ def answers(embeddings: list[np.ndarray], **rule) -> tuple[list, LiveSpeakers]:
     state = LiveSpeakers(16_000, **rule)
     state.buffer = np.random.default_rng(0).normal(0, 0.1, state.buffer.shape).astype(np.float32)
     stub = Stub(embeddings)
-    return [state.answer(stub, REFS, NAMES, ACCEPT, JOIN)[0] for _ in embeddings], state
+    return [state.answer(stub, REFS, ACCEPT, JOIN)[0] for _ in embeddings], state
 
 
 def test_a_turn_splits_when_the_voice_has_moved_away_from_its_start() -> None:

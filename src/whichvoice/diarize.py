@@ -46,6 +46,7 @@ import numpy as np
 from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, describe_source, read_audio
 from whichvoice.audio import resample as resample_wave
 from whichvoice.errors import AudioDecodeError, WhichvoiceError
+from whichvoice.prototypes import voice_refs
 
 FRAME_S = 0.1  # the resolution of turns
 BLOCK_S = 120.0  # audio read at a time
@@ -593,10 +594,7 @@ def name_clusters(
         from whichvoice.verification import operating_point
 
         point = operating_point(encoder, threshold)
-        refs = np.stack(
-            [v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices]
-        )
-        scores = centroids @ refs.T  # (clusters, voices)
+        scores = voice_refs(voices, centroids.shape[1]).scores(centroids)  # (clusters, voices)
         for c in range(k):
             j = int(scores[c].argmax())
             info[c] = {"enrolled": False, "score": float(scores[c, j]), "nearest": voices[j].name}

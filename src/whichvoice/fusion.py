@@ -61,7 +61,7 @@ class Fusion:
         return cls(tuple(d["parts"]), tuple(float(w) for w in d["weights"]), d.get("source", ""))
 
 
-def _dimension(encoder) -> int:
+def embedding_dim(encoder) -> int:
     """An encoder's embedding size: from its config, else measured on 2.5 s of noise."""
     if "embedding_dim" in encoder.config:
         return int(encoder.config["embedding_dim"])
@@ -82,7 +82,7 @@ class FusedEncoder:
         self.fusion = fusion
         self.parts = [encoders[p] for p in fusion.parts]
         self.scales = np.sqrt(np.asarray(fusion.weights, np.float32))
-        self.dims = [_dimension(e) for e in self.parts]
+        self.dims = [embedding_dim(e) for e in self.parts]
         self.root = root
         self.config = {
             "model": AUTO,

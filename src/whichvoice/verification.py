@@ -34,6 +34,14 @@ from whichvoice.encoders import (
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.gallery import UNKNOWN, voice_name
+from whichvoice.prototypes import (
+    CONDITIONS,
+    MemoryVoice,
+    clean_part,
+    embed_enrollment,
+    refs_from_clips,
+    voice_refs,
+)
 from whichvoice.runtime import VoiceModel
 from whichvoice.scoring import (
     Calibration,
@@ -89,29 +97,29 @@ def voice_trials(
     model: VoiceModel, files: dict[str, list[Path]], *, enroll: int = ENROLL_CLIPS, seed: int = 0
 ) -> Trials:
     """Trials from clips of voices (ideally unseen in training): each voice is enrolled from
-    ``enroll`` clips (mean embedding), every other clip is scored against every voice."""
+    ``enroll`` clips as ``enroll`` does (a prototype per condition,
+    ``whichvoice.prototypes``), every other clip is scored against every voice."""
     rng = random.Random(seed)
     names = sorted(n for n, paths in files.items() if len(paths) > enroll)
     if len(names) < 2:
         raise WhichvoiceError(
             "calibration needs at least 2 voices with more clips than enroll clips"
         )
-    enrolled, tests = {}, []
+    enrolled, tests = [], []
     for name in names:
         paths = sorted(files[name])
         rng.shuffle(paths)
-        embs = [e for e in model.embed_many(paths[:enroll]) if isinstance(e, tuple)]
-        if not embs:
+        rows = [e[0] for e in embed_enrollment(model, paths[:enroll]) if isinstance(e, tuple)]
+        if not rows:
             continue
-        mean = np.mean([e for e, _ in embs], axis=0)
-        enrolled[name] = mean / np.linalg.norm(mean)
+        enrolled.append(MemoryVoice(name, np.mean(rows, axis=0)))
         tests += [(name, e[0]) for e in model.embed_many(paths[enroll:]) if isinstance(e, tuple)]
-    keys = sorted(enrolled)
-    matrix = np.stack([enrolled[k] for k in keys])
+    if not tests:
+        raise WhichvoiceError("calibration found no usable test clips")
+    refs = voice_refs(enrolled, tests[0][1].shape[0])
     target, nontarget = [], []
     for name, emb in tests:
-        scores = matrix @ emb
-        for k, score in zip(keys, scores, strict=True):
+        for k, score in zip(refs.names, refs.scores(emb), strict=True):
             (target if k == name else nontarget).append(float(score))
     return Trials(np.asarray(target), np.asarray(nontarget))
 
@@ -132,13 +140,12 @@ def trials_from_list(model: VoiceModel, path: str | os.PathLike) -> Trials:
         parts = line.split("|")
         if len(parts) != 3 or parts[2].strip() not in ("0", "1"):
             raise WhichvoiceError(f"{path}:{n}: expected 'enroll_paths|test_path|0 or 1'")
-        enroll = [
-            model.embed(_resolve(path.parent, p))[0] for p in parts[0].split(";") if p.strip()
-        ]
-        mean = np.mean(enroll, axis=0)
-        score = float(
-            model.embed(_resolve(path.parent, parts[1]))[0] @ (mean / np.linalg.norm(mean))
-        )
+        enroll_paths = [_resolve(path.parent, p) for p in parts[0].split(";") if p.strip()]
+        try:
+            refs = refs_from_clips(model, {"enrolled": enroll_paths})
+        except WhichvoiceError as e:
+            raise WhichvoiceError(f"{path}:{n}: {e}") from e
+        score = float(refs.scores(model.embed(_resolve(path.parent, parts[1]))[0])[0])
         (target if parts[2].strip() == "1" else nontarget).append(score)
     return Trials(np.asarray(target), np.asarray(nontarget))
 
@@ -331,7 +338,7 @@ def enroll(
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     embs, seconds, errors = [], 0.0, []
-    for i, result in enumerate(model.embed_many(sources)):
+    for i, result in enumerate(embed_enrollment(model, sources)):
         if isinstance(result, WhichvoiceError):
             errors.append((i, result))
         else:
@@ -344,13 +351,18 @@ def enroll(
             f"{name}: none of the {len(sources)} files could be used ({errors[0][1]})",
             public=f"none of the {len(sources)} files could be used",
         )
-    already = gallery.get(name).seconds if name in gallery.names() else 0.0
+    existing = gallery.get(name) if name in gallery.names() else None
+    already = existing.seconds if existing is not None else 0.0
     if already + seconds < min_seconds:
         raise WhichvoiceError(
             f"{name}: only {already + seconds:.1f} s of speech; enrolling needs at least "
             f"{min_seconds:g} s in all (give more or longer recordings)",
         )
-    return gallery.enroll(name, np.stack(embs), seconds), errors
+    rows = np.stack(embs)
+    dim = rows.shape[1] // len(CONDITIONS)
+    if existing is not None and existing.embedding.shape[0] == dim:
+        rows = clean_part(rows, dim)  # a voice enrolled before prototypes: its clean mean
+    return gallery.enroll(name, rows, seconds), errors
 
 
 def verify(
@@ -360,13 +372,12 @@ def verify(
     ``threshold`` (a cosine score)."""
     point = operating_point(model, threshold)
     voice = gallery.get(name)
-    ref = voice.embedding / max(float(np.linalg.norm(voice.embedding)), 1e-12)
     out: list[Verdict | WhichvoiceError] = []
     for src, result in zip(sources, model.embed_many(sources), strict=True):
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue
-        score = float(result[0] @ ref)
+        score = float(voice_refs([voice], result[0].shape[0]).scores(result[0])[0])
         out.append(
             Verdict(
                 describe_source(src),
@@ -398,13 +409,15 @@ def identify(
             f"{gallery.path}: no voices enrolled; use `whichvoice enroll NAME FILE...`",
             public="no voices enrolled",
         )
-    refs = np.stack([v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices])
     out: list[Identity | WhichvoiceError] = []
+    refs = None
     for src, result in zip(sources, model.embed_many(sources), strict=True):
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue
-        scores = refs @ result[0]
+        if refs is None:
+            refs = voice_refs(voices, result[0].shape[0])
+        scores = refs.scores(result[0])
         best = int(np.argmax(scores))
         nearest = voices[best].name
         out.append(

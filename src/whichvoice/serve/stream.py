@@ -31,6 +31,8 @@ from starlette.concurrency import run_in_threadpool
 
 from whichvoice.audio import SAMPLE_RATE, Decoded
 from whichvoice.errors import WhichvoiceError
+from whichvoice.fusion import embedding_dim
+from whichvoice.prototypes import VoiceRefs, voice_refs
 from whichvoice.serve.service import key_matches, presented_key
 
 router = APIRouter(tags=["diarization"])
@@ -114,8 +116,9 @@ class LiveSpeakers:
             return True
         return self.last_window and 1 - float(self.turn[0] @ emb) > join
 
-    def answer(self, encoder, refs: np.ndarray, names: list[str], accept: float, join: float):
-        """Who speaks in the last window: (name or None, score). Consecutive windows of one
+    def answer(self, encoder, refs: VoiceRefs, accept: float, join: float):
+        """Who speaks in the last window: (name or None, score), among the enrolled voices'
+        prototypes ``refs``. Consecutive windows of one
         voice (each within ``join`` of the turn so far) are one turn, named from the mean of
         its windows over its last ``TURN_S`` of audio (a second of speech is too little to
         name a voice at the verification threshold, a few seconds are not). The last window
@@ -136,12 +139,13 @@ class LiveSpeakers:
         self.turn.append(emb)
         del self.turn[: -self.turn_windows]
         voice = _unit(np.mean(self.turn, axis=0))
-        if len(names):
-            turn_scores = refs @ voice
+        names = refs.names
+        if names:
+            turn_scores = refs.scores(voice)
             by_turn = int(np.argmax(turn_scores))
             turn_named = turn_scores[by_turn] >= accept
             if self.last_window:
-                last_scores = refs @ emb
+                last_scores = refs.scores(emb)
                 by_last = int(np.argmax(last_scores))
                 if last_scores[by_last] >= accept and (not turn_named or by_last != by_turn):
                     self.turn = [emb]  # the turn straddles a change of speaker: start again
@@ -203,17 +207,17 @@ async def stream(websocket: WebSocket) -> None:
     try:
         try:
             encoder = await run_in_threadpool(service.load_encoder)
-            refs, names, accept, join = await run_in_threadpool(_gallery_refs, service, encoder)
+            refs, accept, join = await run_in_threadpool(_gallery_refs, service, encoder)
         except WhichvoiceError as e:
             await websocket.send_text(json.dumps({"error": e.public_message()}))
             await websocket.close(code=1011)
             return
-        await _serve(websocket, LiveSpeakers(rate), encoder, refs, names, accept, join)
+        await _serve(websocket, LiveSpeakers(rate), encoder, refs, accept, join)
     finally:
         _LIVE[0] -= 1
 
 
-async def _serve(websocket: WebSocket, state, encoder, refs, names, accept, join) -> None:
+async def _serve(websocket: WebSocket, state, encoder, refs, accept, join) -> None:
     """Answer one connection's audio until it ends, idles or reaches the session limit."""
     opened = time.monotonic()
     try:
@@ -233,7 +237,7 @@ async def _serve(websocket: WebSocket, state, encoder, refs, names, accept, join
                 continue
             if state.feed(data):
                 speaker, score = await run_in_threadpool(
-                    state.answer, encoder.model, refs, names, accept, join
+                    state.answer, encoder.model, refs, accept, join
                 )
                 await websocket.send_text(json.dumps({
                     "speaker": speaker,
@@ -245,8 +249,8 @@ async def _serve(websocket: WebSocket, state, encoder, refs, names, accept, join
         return
 
 
-def _gallery_refs(service, encoder) -> tuple[np.ndarray, list[str], float, float]:
-    """The enrolled voices' unit embeddings, their names, the accept threshold and the
+def _gallery_refs(service, encoder) -> tuple[VoiceRefs, float, float]:
+    """The enrolled voices' prototypes (with their names), the accept threshold and the
     distance within which a window joins an unknown voice (off the event loop: the encoder's
     id hashes a run's weights)."""
     from whichvoice.diarize import default_threshold, shipped_settings
@@ -259,7 +263,4 @@ def _gallery_refs(service, encoder) -> tuple[np.ndarray, list[str], float, float
     accept = shipped.get("live_accept")
     accept = operating_point(encoder.model).threshold if accept is None else float(accept)
     join, _ = default_threshold(encoder.model, shipped)
-    if not voices:
-        return np.zeros((0, 1), np.float32), [], accept, join
-    refs = np.stack([v.embedding / max(float(np.linalg.norm(v.embedding)), 1e-12) for v in voices])
-    return refs.astype(np.float32), [v.name for v in voices], accept, join
+    return voice_refs(voices, embedding_dim(encoder.model)), accept, join
