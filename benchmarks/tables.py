@@ -420,6 +420,54 @@ def verify_table() -> str:
     return "\n".join(rows)
 
 
+def prototypes_table() -> str:
+    """Multi-condition enrollment against the clean mean alone, on the same trials and
+    embeddings of one verify.py run, each with its own dev threshold."""
+    r = _load("verify")
+    encoders = [e for e in r["results"] if "clean_prototype_only" in r["results"][e]]
+    if not encoders:
+        return "_Not measured yet: verify.json is from before enrollment kept prototypes._"
+    rows = [
+        "| trials | encoder | EER, prototypes | EER, clean mean only | false rejection, "
+        "prototypes | false rejection, clean mean only |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    conditions = ["clean", "hard", *r["channels"]]
+    for key in [*conditions, *(f"human {c}" for c in conditions)]:
+        for e in encoders:
+            res = r["results"][e]
+            old = res["clean_prototype_only"][key]
+            if key.startswith("human "):
+                c = key.split(" ", 1)[1]
+                new = res["human"] if c == "clean" else res["human-degraded"][c]
+                new_fr = new["at_dev_threshold"]["false_rejection"]
+                name = f"human `{c}` (dev)"
+            else:
+                new = res[key]
+                new_fr = new["at_dev_threshold"]["false_rejection"]
+                name = f"`{key}`"
+            rows.append(
+                f"| {name} | {e} | {_pct(new['eer'], 2)} | {_pct(old['eer'], 2)} | "
+                f"{_rate(new_fr)} | {_rate(old['false_rejection'])} |"
+            )
+    thresholds = ", ".join(
+        f"{e} {r['results'][e]['dev']['threshold']:.3f} "
+        f"({r['results'][e]['clean_prototype_only']['dev']['threshold']:.3f})"
+        for e in encoders
+    )
+    rows += [
+        "",
+        "Both columns score the same embeddings of the same test-pool trials (human rows: the "
+        "human-dev speakers, dev figures). Prototypes: each voice enrolled from its 3 clean "
+        "clips and their noise, room and telephone copies (`whichvoice.prototypes`), a clip "
+        "scored by its voice's best prototype (what `enroll`, `verify` and `identify` do). "
+        "Clean mean only: the clean prototype alone (what enrollment kept before). Each has "
+        "its own threshold, set by the same rule on the dev trials scored its way; dev "
+        f"thresholds, prototypes (clean mean only): {thresholds}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def summary_table() -> str:
     """The README's few lines: the default model's accuracy (its best and worst conditions)
     and the bundled encoder's EER, each with its interval and count."""
@@ -1003,6 +1051,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "robustness": robustness_table,
     "robustness-dev": lambda: robustness_table("robustness-dev"),
     "verify": verify_table,
+    "prototypes": prototypes_table,
     "robustness-mixed16": lambda: robustness_table("robustness-mixed16"),
     "mixed16-voices": voices_table,
     "families": families_table,

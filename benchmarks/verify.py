@@ -187,10 +187,22 @@ def embeddings(encoder, paths: list[Path], *, test: bool = False) -> np.ndarray:
 _ENROLLED: dict = {}  # (encoder, enrollment clips) -> their VoiceRefs
 
 
+_SCORED: dict = {}  # (encoder, trials, condition) -> prototype_scores' answer
+
+
 def prototype_scores(encoder, trials: dict, condition: str) -> tuple[np.ndarray, np.ndarray]:
     """(scores (n_clips, n_voices, n_prototypes) of every clip against each prototype of every
     enrolled voice, each clip's voice index). Voices are enrolled as ``whichvoice enroll``
-    does (``whichvoice.prototypes``: a prototype per listening condition)."""
+    does (``whichvoice.prototypes``: a prototype per listening condition; the first one, the
+    clean clips' mean, is what enrollment kept before). Kept for the run: each condition is
+    embedded once per encoder."""
+    key = (id(encoder), id(trials), condition)
+    if key not in _SCORED:
+        _SCORED[key] = _prototype_scores(encoder, trials, condition)
+    return _SCORED[key]
+
+
+def _prototype_scores(encoder, trials: dict, condition: str) -> tuple[np.ndarray, np.ndarray]:
     voices = sorted(trials["enroll"])
     key = (id(encoder), tuple((v, tuple(trials["enroll"][v])) for v in voices))
     if key not in _ENROLLED:  # the same enrollment for every condition
@@ -205,11 +217,14 @@ def prototype_scores(encoder, trials: dict, condition: str) -> tuple[np.ndarray,
     return np.einsum("nd,vkd->nvk", emb, protos), truth
 
 
-def score_matrix(encoder, trials: dict, condition: str) -> tuple[np.ndarray, np.ndarray]:
+def score_matrix(
+    encoder, trials: dict, condition: str, *, clean_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(scores (n_clips, n_voices) against every enrolled voice: a clip's score against a
-    voice is its best prototype's, as verify and identify score; each clip's voice index)."""
+    voice is its best prototype's, as verify and identify score; each clip's voice index).
+    ``clean_only``: against the clean prototype alone, as enrollment scored before."""
     scores, truth = prototype_scores(encoder, trials, condition)
-    return scores.max(axis=2), truth
+    return (scores[:, :, 0] if clean_only else scores.max(axis=2)), truth
 
 
 def no_speech(scores: np.ndarray) -> int:
@@ -260,7 +275,7 @@ THRESHOLD_RULE = (
 
 
 def dev_calibration_trials(
-    encoder, dev: dict, human: dict, scored: dict | None = None
+    encoder, dev: dict, human: dict, scored: dict | None = None, *, clean_only: bool = False
 ) -> tuple[Trials, dict]:
     """Every dev trial pooled (both kinds, every condition): what the threshold is set on,
     so that one threshold serves clean and degraded clips, people and TTS voices (as
@@ -270,7 +285,7 @@ def dev_calibration_trials(
     scored = {} if scored is None else scored
     for kind, trials in (("tts", dev), ("human", human)):
         for c in CONDITIONS:
-            scored[(kind, c)] = score_matrix(encoder, trials, c)
+            scored[(kind, c)] = score_matrix(encoder, trials, c, clean_only=clean_only)
         pooled = [split_trials(*scored[(kind, c)]) for c in CONDITIONS]
         t = Trials(np.concatenate([p.target for p in pooled]),
                    np.concatenate([p.nontarget for p in pooled]))  # fmt: skip
@@ -364,8 +379,29 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
     print(f"{name} human (dev): EER {100 * r['eer']:.2f} % [{100 * r['eer_ci95'][0]:.2f}, "
           f"{100 * r['eer_ci95'][1]:.2f}] on {r['target_trials']} target trials",
           flush=True)  # fmt: skip
+    result["clean_prototype_only"] = clean_prototype_only(encoder, dev, test, human)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result, dev_trials
+
+
+def clean_prototype_only(encoder, dev: dict, test: dict, human: dict) -> dict:
+    """The same trials scored as enrollment did before prototypes: against each voice's
+    clean mean alone, with its own threshold from the dev trials scored that way. Side by
+    side with the shipped scoring, from the same embeddings."""
+    scored: dict = {}
+    dev_trials, dev_eers = dev_calibration_trials(encoder, dev, human, scored, clean_only=True)
+    threshold = threshold_at_far(dev_trials.nontarget, TARGET_FAR)
+    out: dict = {"dev": {"threshold": threshold, "eer_by_kind": dev_eers}}
+    sets = [(c, *score_matrix(encoder, test, c, clean_only=True)) for c in CONDITIONS]
+    sets += [(f"human {c}", *scored[("human", c)]) for c in CONDITIONS]
+    for label, scores, truth in sets:
+        t = split_trials(scores, truth)
+        out[label] = {
+            "eer": eer(t.target, t.nontarget)[0],
+            "false_rejection": proportion(int((t.target < threshold).sum()), t.target.size),
+            "false_acceptance": proportion(int((t.nontarget >= threshold).sum()), t.nontarget.size),
+        }
+    return out
 
 
 def verdicts(ours: dict) -> dict:
