@@ -28,10 +28,8 @@ import numpy as np
 from whichvoice.audio import (
     SAMPLE_RATE,
     AudioSource,
-    check_not_silent,
     describe_source,
-    read_audio,
-    resample,
+    load_audio,
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.runtime import VoiceModel, prepared_chunks, unit
@@ -101,9 +99,7 @@ class FusedEncoder:
         seconds of speech; the input's error when no part can use it."""
         name = describe_source(source)
         try:
-            wave, rate = read_audio(source)
-            check_not_silent(wave, rate, name)
-            wave = resample(wave, rate, SAMPLE_RATE)
+            wave = load_audio(source)
         except WhichvoiceError as e:
             return e
         windows, speech, first_error = [], None, None

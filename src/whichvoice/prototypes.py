@@ -24,16 +24,9 @@ import numpy as np
 import torch
 
 from whichvoice import augment
-from whichvoice.audio import (
-    SAMPLE_RATE,
-    AudioSource,
-    Decoded,
-    check_not_silent,
-    describe_source,
-    read_audio,
-    resample,
-)
+from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, describe_source, load_audio
 from whichvoice.errors import WhichvoiceError
+from whichvoice.runtime import unit
 
 CONDITIONS = ("clean", "noise", "room", "phone")
 NOISE_SNR_DB = (5.0, 20.0)  # additive white or pink noise, uniform in this range
@@ -72,9 +65,7 @@ def _copies_of(source: AudioSource) -> list[AudioSource] | WhichvoiceError:
     """The clip itself (decoded once) and its degraded copies, or the error reading it."""
     name = describe_source(source)
     try:
-        wave, rate = read_audio(source)
-        check_not_silent(wave, rate, name)
-        wave = resample(wave, rate, SAMPLE_RATE)
+        wave = load_audio(source)
     except WhichvoiceError as e:
         return e
     clean = Decoded(wave, SAMPLE_RATE, name)
@@ -105,8 +96,8 @@ def embed_enrollment(
             yield results[0]
             continue
         clean, speech = results[0]
-        rows = [_unit(clean)] + [
-            _unit(clean if isinstance(r, WhichvoiceError) else r[0]) for r in results[1:]
+        rows = [unit(clean)] + [
+            unit(clean if isinstance(r, WhichvoiceError) else r[0]) for r in results[1:]
         ]
         yield np.concatenate(rows).astype(np.float32), speech
 
@@ -114,10 +105,6 @@ def embed_enrollment(
 def clean_part(rows: np.ndarray, dim: int) -> np.ndarray:
     """The clean prototype's columns of prototype rows (n, k * dim) -> (n, dim)."""
     return rows[:, :dim]
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
 @dataclass(frozen=True)

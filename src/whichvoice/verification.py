@@ -373,11 +373,14 @@ def verify(
     point = operating_point(model, threshold)
     voice = gallery.get(name)
     out: list[Verdict | WhichvoiceError] = []
+    refs = None
     for src, result in zip(sources, model.embed_many(sources), strict=True):
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue
-        score = float(voice_refs([voice], result[0].shape[0]).scores(result[0])[0])
+        if refs is None:
+            refs = voice_refs([voice], result[0].shape[0])
+        score = float(refs.scores(result[0])[0])
         out.append(
             Verdict(
                 describe_source(src),
