@@ -75,7 +75,7 @@ from whichvoice.verification import enroll, operating_point
 
 GRID = tuple(round(float(t), 2) for t in np.arange(0.20, 0.91, 0.05))
 ENROLL_CLIPS = 3  # clips per enrolled voice, never in a conversation
-LIVE_FAR = 0.001  # the live threshold's false acceptances on dev window trials
+LIVE_FAR = 0.001  # the live thresholds' false acceptances on dev window and turn trials
 SHORT_VOICE_S = 2.5  # count exact reported apart where a voice speaks less than this in all
 NAMING_COLLAR = 0.25  # s around turn edges not counted against naming (as DER's collar)
 WINDOWS = ((1.5, 0.75), (1.0, 0.75))  # (window_s, hop_s) settings tried on dev
@@ -221,37 +221,56 @@ def naming(conv: Conversation, result, enrolled: set[str]) -> dict:
 
 
 def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
-    """The live stream's accept threshold (``whichvoice.serve.stream``): each voice enrolled
-    from its first ``ENROLL_CLIPS`` clips (as ``enroll`` does: ``whichvoice.prototypes``),
-    the others cut into ``stream.WINDOW_S`` windows every half window, each window scored
-    against every enrolled voice of its group; the lowest threshold with at most
-    ``LIVE_FAR`` false acceptances over every window trial pooled."""
+    """The live stream's thresholds (``whichvoice.serve.stream.LiveThresholds``): each voice
+    enrolled from its first ``ENROLL_CLIPS`` clips (as ``enroll`` does:
+    ``whichvoice.prototypes``), the others cut into ``stream.WINDOW_S`` windows every
+    ``stream.STEP_S``, as the live state cuts a stream. Window trials: every window against
+    every enrolled voice of its group; turn trials: every fifth window's turn (the mean of
+    the unit embeddings of the windows over the last ``stream.TURN_S`` of the clip, as the
+    live state keeps a turn) against the same voices. Each threshold is the lowest with at
+    most ``LIVE_FAR`` false acceptances over its own trials pooled: a turn's mean scores
+    higher against a voice like its own than one window does, so one threshold for both
+    would name strangers from their turns."""
     from whichvoice.audio import Decoded, read_audio, resample
     from whichvoice.prototypes import refs_from_clips
+    from whichvoice.runtime import unit
     from whichvoice.scoring import threshold_at_far
-    from whichvoice.serve.stream import WINDOW_S
+    from whichvoice.serve.stream import STEP_S, TURN_S, WINDOW_S
 
-    target, nontarget = [], []
-    size = int(WINDOW_S * SAMPLE_RATE)
+    trials: dict[str, tuple[list, list]] = {"window": ([], []), "turn": ([], [])}
+    size, hop = int(WINDOW_S * SAMPLE_RATE), int(STEP_S * SAMPLE_RATE)
+    turn_windows = 1 + round((TURN_S - WINDOW_S) / STEP_S)
+
+    def score(kind: str, voice: str, refs, emb: np.ndarray) -> None:
+        for name, sc in zip(refs.names, refs.scores(emb), strict=True):
+            trials[kind][0 if name == voice else 1].append(float(sc))
+
     for clips in groups:
         refs = refs_from_clips(encoder, {v: paths[:ENROLL_CLIPS] for v, paths in clips.items()})
         for v, paths in clips.items():
-            pieces = []
             for p in paths[ENROLL_CLIPS:]:
                 wave, rate = read_audio(p)
                 wave = resample(wave, rate, SAMPLE_RATE)
-                pieces += [Decoded(wave[a : a + size], SAMPLE_RATE, str(p))
-                           for a in range(0, wave.shape[0] - size + 1, size // 2)]  # fmt: skip
-            for r in encoder.embed_many(pieces):
-                if not isinstance(r, tuple):
-                    continue
-                for name, sc in zip(refs.names, refs.scores(r[0]), strict=True):
-                    (target if name == v else nontarget).append(float(sc))
-    t, n = np.array(target), np.array(nontarget)
-    threshold = threshold_at_far(n, LIVE_FAR)
-    return {"threshold": threshold, "target_trials": len(t), "nontarget_trials": len(n),
-            "false_rejection": float((t < threshold).mean()),
-            "false_acceptance": float((n >= threshold).mean())}  # fmt: skip
+                pieces = [Decoded(wave[a : a + size], SAMPLE_RATE, str(p))
+                          for a in range(0, wave.shape[0] - size + 1, hop)]  # fmt: skip
+                embs = [r[0] if isinstance(r, tuple) else None
+                        for r in encoder.embed_many(pieces)]  # fmt: skip
+                for i, emb in enumerate(embs):
+                    if emb is None:
+                        continue
+                    score("window", v, refs, emb)
+                    if i % 5 == 0:
+                        turn = [e for e in embs[max(0, i - turn_windows + 1) : i + 1]
+                                if e is not None]  # fmt: skip
+                        score("turn", v, refs, unit(np.mean(turn, axis=0)))
+    out = {}
+    for kind, (target, nontarget) in trials.items():
+        t, n = np.array(target), np.array(nontarget)
+        threshold = threshold_at_far(n, LIVE_FAR)
+        out[kind] = {"threshold": threshold, "target_trials": len(t),
+                     "nontarget_trials": len(n), "false_rejection": float((t < threshold).mean()),
+                     "false_acceptance": float((n >= threshold).mean())}  # fmt: skip
+    return out["window"] | {"turn": out["turn"]}
 
 
 def embed_all(encoder, sources: list[Path], cfg: DiarizeConfig) -> tuple[list, float]:
@@ -589,8 +608,10 @@ def main() -> None:
             thresholds_out[ident] = threshold
             live[ident] = live_threshold(encoder, [dev_all, human])
             report["chosen"][name]["live"] = live[ident]
-            print(f"{name}: live threshold {live[ident]['threshold']:.3f} (dev windows: FR "
-                  f"{live[ident]['false_rejection']:.3f})", flush=True)  # fmt: skip
+            print(f"{name}: live thresholds {live[ident]['threshold']:.3f} (dev windows: FR "
+                  f"{live[ident]['false_rejection']:.3f}), turns "
+                  f"{live[ident]['turn']['threshold']:.3f} (FR "
+                  f"{live[ident]['turn']['false_rejection']:.3f})", flush=True)  # fmt: skip
             print(f"{name}: dev chose window {window[0]} s every {window[1]} s, threshold "
                   f"{threshold}, overlap {overlap}, min cluster {small} s, keep far {keep_far} "
                   f"(dev DER {grid[(window, overlap, small, far, threshold)]:.4f})",
@@ -678,6 +699,7 @@ def main() -> None:
                 for n in encoders
             },
             "live_accept": {k: v["threshold"] for k, v in live.items()},
+            "live_turn_accept": {k: v["turn"]["threshold"] for k, v in live.items()},
             "naming": naming_out,
         }, indent=2) + "\n")  # fmt: skip
         print(f"thresholds written to {dest}")

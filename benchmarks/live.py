@@ -14,10 +14,12 @@ Reported for each encoder and each live rule, side by side on the same conversat
   another voice;
 - the share of answers inside strangers' turns that name an enrolled voice, and the
   strangers' turns with at least one such answer.
-The rules: ``shipped`` (an answer every 0.1 s; the last window alone may name a voice) and
-``previous`` (every 0.25 s, named from the turn only: stop 33's, at today's answer pacing).
-The thresholds are the shipped ones (the live threshold and the clustering distance, set on
-dev data by ``benchmarks/diarize.py``).
+The rules: ``shipped`` (an answer every 0.1 s; the last window alone may name a voice at the
+window threshold, the turn's mean at the turn threshold), ``stop35`` (the same, the turn's mean
+held to the window threshold) and ``previous`` (every 0.25 s, named from the turn only: stop
+33's, at today's answer pacing, one threshold). The thresholds are the shipped ones (the live
+window and turn thresholds and the clustering distance, set on dev data by
+``benchmarks/diarize.py``).
 
 ``--split dev`` streams conversations of dev-pool voices instead (the voices and clips of
 ``benchmarks/diarize.py``'s enrolled dev sets, conversations of their own; ``--draw`` is
@@ -36,6 +38,7 @@ import argparse
 import contextlib
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,23 +46,22 @@ from diarize import ENROLL_CLIPS, conversations, voice_clips
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice.audio import SAMPLE_RATE
-from whichvoice.diarize import default_threshold, live_accept
 from whichvoice.encoders import load_encoder, model_id
 from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
 from whichvoice.prototypes import refs_from_clips
 from whichvoice.scoring import proportion
-from whichvoice.serve.stream import LiveSpeakers
-from whichvoice.verification import operating_point
+from whichvoice.serve.stream import LiveSpeakers, live_thresholds
 
 MESSAGE_S = 0.1
 WITHIN_S = 1.0
 RULES = {
     "shipped": {},
+    "stop35": {},  # the shipped rule with turns held to the window threshold
     "previous": {"step_s": 0.25, "last_window": False, "new_voice_after_s": 0.5},
 }
 
 
-def stream(conv, rule: dict, encoder, refs, accept, join) -> list[tuple[float, str | None]]:
+def stream(conv, rule: dict, encoder, refs, thresholds) -> list[tuple[float, str | None]]:
     """(t, speaker) of every answer to the conversation sent in 0.1 s messages."""
     state = LiveSpeakers(SAMPLE_RATE, **rule)
     pcm = (np.clip(conv.wave, -1, 1) * 32767).astype("<i2").tobytes()
@@ -67,7 +69,9 @@ def stream(conv, rule: dict, encoder, refs, accept, join) -> list[tuple[float, s
     out = []
     for at in range(0, len(pcm), step):
         if state.feed(pcm[at : at + step]):
-            speaker, _ = state.answer(encoder, refs, accept, join)
+            speaker, _ = state.answer(
+                encoder, refs, thresholds.accept, thresholds.join, thresholds.turn_accept
+            )
             out.append((state.received / SAMPLE_RATE, speaker))
     return out
 
@@ -139,12 +143,17 @@ def main() -> None:
     for name in args.encoders.split(","):
         encoder = load_encoder(name)
         refs = refs_from_clips(encoder, {v: clips[v][:ENROLL_CLIPS] for v in enrolled})
-        accept = live_accept(encoder)
-        accept = operating_point(encoder).threshold if accept is None else accept
-        join, _ = default_threshold(encoder)
-        report[name] = {"encoder": model_id(encoder), "live_threshold": accept, "rules": {}}
+        shipped = live_thresholds(encoder)
+        report[name] = {
+            "encoder": model_id(encoder),
+            "live_threshold": shipped.accept,
+            "live_turn_threshold": shipped.turn_accept,
+            "rules": {},
+        }
         for rule, kwargs in RULES.items():
-            heard = [stream(c, kwargs, encoder, refs, accept, join) for c in convs]
+            # the earlier rules held turns to the window threshold
+            thresholds = shipped if rule == "shipped" else replace(shipped, turn_accept=None)
+            heard = [stream(c, kwargs, encoder, refs, thresholds) for c in convs]
             report[name]["rules"][rule] = figures(convs, heard, enrolled)
             print(name, rule, report[name]["rules"][rule], flush=True)
     result = {
@@ -156,7 +165,10 @@ def main() -> None:
         "conversations": len(convs),
         "audio_seconds": sum(c.duration_s for c in convs),
         "voices": {"enrolled": len(enrolled), "strangers": len(clips) - len(enrolled)},
-        "rules": {"shipped": "an answer every 0.1 s; the last window alone may name a voice",
+        "rules": {"shipped": "an answer every 0.1 s; the last window alone may name a voice "
+                    "at the window threshold, the turn's mean at the turn threshold",
+                  "stop35": "the shipped rule with the turn's mean held to the window threshold "
+                    "(stop 35's)",
                   "previous": "an answer every 0.25 s; named from the turn only (stop 33's, at "
                     "today's answer pacing)"},
         "results": report,

@@ -30,11 +30,14 @@ class Stub:
         return self.queue.pop(0), 1.0
 
 
-def answers(embeddings: list[np.ndarray], **rule) -> tuple[list, LiveSpeakers]:
+def answers(
+    embeddings: list[np.ndarray], turn_accept: float | None = None, **rule
+) -> tuple[list, LiveSpeakers]:
     state = LiveSpeakers(16_000, **rule)
     state.buffer = np.random.default_rng(0).normal(0, 0.1, state.buffer.shape).astype(np.float32)
     stub = Stub(embeddings)
-    return [state.answer(stub, REFS, ACCEPT, JOIN)[0] for _ in embeddings], state
+    said = [state.answer(stub, REFS, ACCEPT, JOIN, turn_accept)[0] for _ in embeddings]
+    return said, state
 
 
 def test_a_turn_splits_when_the_voice_has_moved_away_from_its_start() -> None:
@@ -83,3 +86,15 @@ def test_answers_keep_their_pace_when_messages_are_off_the_step() -> None:
     block = np.zeros(4096, "<i2").tobytes()
     due = sum(state.feed(block) for _ in range(240))  # 20.5 s
     assert abs(due - (240 * 4096 / 48_000 - 0.5) / 0.1) <= 2  # after half a window first
+
+
+def test_a_turn_is_held_to_its_own_threshold() -> None:
+    # two windows of one turn (0.32 apart), each 0.69 from voice one, under ACCEPT; their
+    # mean is 0.75 from it: over ACCEPT, under a turn threshold of 0.76
+    turn = [unit(0.69, 0.4, 0.603), unit(0.69, -0.4, 0.603)]
+    said, state = answers(turn)
+    assert said == [None, "one"] and len(state.turn) == 2
+    said, _ = answers(turn, turn_accept=0.76)
+    assert said == [None, None]
+    said, _ = answers(turn, turn_accept=0.74)
+    assert said == [None, "one"]

@@ -435,7 +435,8 @@ def _shipped_table() -> dict:
 def shipped_settings(encoder) -> dict:
     """The dev-chosen settings shipped for ``encoder`` (``data/diarize``, written by
     ``benchmarks/diarize.py --write``): {"thresholds", "overlap", "min_cluster_s", "keep_far",
-    "live_accept"}: the ones it has; empty for an encoder the benchmark never ran."""
+    "live_accept", "live_turn_accept", ...}: the ones it has; empty for an encoder the
+    benchmark never ran."""
     from whichvoice.encoders import model_id
 
     own = model_id(encoder)  # once: a run's id hashes its weights
@@ -459,6 +460,12 @@ def naming_threshold(encoder) -> tuple[float | None, str]:
 def live_accept(encoder) -> float | None:
     """The live stream's accept threshold for ``encoder`` (``data/diarize``), or None."""
     value = shipped_settings(encoder).get("live_accept")
+    return None if value is None else float(value)
+
+
+def live_turn_accept(encoder) -> float | None:
+    """The live stream's threshold for a turn's mean (``data/diarize``), or None."""
+    value = shipped_settings(encoder).get("live_turn_accept")
     return None if value is None else float(value)
 
 

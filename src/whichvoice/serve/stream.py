@@ -4,9 +4,10 @@ The client sends binary messages of 16-bit little-endian mono PCM at the ``rate`
 the query (``/v1/stream?rate=48000``; the page sends its microphone's). Every ``STEP_S`` of
 audio received the server looks at the last ``WINDOW_S``: no speech there answers
 ``{"speaker": null}``; speech is embedded with the server's encoder and named after the
-enrolled voice that the last window, or else the turn so far, reaches at the live threshold
-(set for one-second windows on dev data by ``benchmarks/diarize.py``; else the verification
-threshold; see ``LiveSpeakers.answer``), else after the connection's own
+enrolled voice that the last window, or else the turn so far, reaches at its live threshold
+(``LiveThresholds``: one for one-second windows and one for turn means, each set on dev data
+by ``benchmarks/diarize.py``; else the verification threshold; see ``LiveSpeakers.answer``),
+else after the connection's own
 unknown voices (``unknown-1``, ...: an embedding within the diarization clustering distance
 of one joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn
 ``NEW_VOICE_AFTER_S`` past its first answer, starts the next, up to ``MAX_UNKNOWN``). A window
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -52,6 +54,17 @@ NEW_VOICE_S = 0.7  # an unknown voice is started only from a window with this mu
 NEW_VOICE_AFTER_S = 1.0  # and a turn this long past its first answer
 FIRST_ANSWER_SAMPLES = int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard first
 TURN_S = 2.7  # a turn is named from the mean of its windows over its last 2.7 s of audio
+
+
+@dataclass(frozen=True)
+class LiveThresholds:
+    """What a live answer is held to: ``accept``, the score one window needs to name an
+    enrolled voice; ``turn_accept``, the score a turn's mean needs (None: ``accept``);
+    ``join``, the cosine distance within which a window joins an unknown voice."""
+
+    accept: float
+    turn_accept: float | None
+    join: float
 
 
 class LiveSpeakers:
@@ -116,16 +129,27 @@ class LiveSpeakers:
             return True
         return self.last_window and 1 - float(self.turn[0] @ emb) > join
 
-    def answer(self, encoder, refs: VoiceRefs, accept: float, join: float):
+    def answer(
+        self,
+        encoder,
+        refs: VoiceRefs,
+        accept: float,
+        join: float,
+        turn_accept: float | None = None,
+    ):
         """Who speaks in the last window: (name or None, score), among the enrolled voices'
         prototypes ``refs``. Consecutive windows of one
         voice (each within ``join`` of the turn so far) are one turn, named from the mean of
         its windows over its last ``TURN_S`` of audio (a second of speech is too little to
-        name a voice at the verification threshold, a few seconds are not). The last window
-        alone, which the live threshold is set for, names the voice when the turn names no
-        one, or another voice: just after a change of speaker the turn still holds windows
-        that straddle it, so it starts again from the last window. (A turn that straddles two
-        enrolled voices names neither, and would otherwise become an unknown voice.)"""
+        name a voice at the verification threshold, a few seconds are not) when it reaches
+        ``turn_accept``. The last window alone names the voice at ``accept`` when the turn
+        names no one, or another voice: just after a change of speaker the turn still holds
+        windows that straddle it, so it starts again from the last window. (A turn that
+        straddles two enrolled voices names neither, and would otherwise become an unknown
+        voice.) Each threshold is set for its own evidence: ``accept`` on one-second
+        windows, ``turn_accept`` on turn means, each at the same false acceptances on dev
+        (a mean of windows scores higher against a voice like it than one window does);
+        ``turn_accept`` None: ``accept`` for both."""
         speech_s = _speech_seconds(self.buffer)
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
@@ -143,7 +167,7 @@ class LiveSpeakers:
         if names:
             turn_scores = refs.scores(voice)
             by_turn = int(np.argmax(turn_scores))
-            turn_named = turn_scores[by_turn] >= accept
+            turn_named = turn_scores[by_turn] >= (accept if turn_accept is None else turn_accept)
             if self.last_window:
                 last_scores = refs.scores(emb)
                 by_last = int(np.argmax(last_scores))
@@ -207,17 +231,17 @@ async def stream(websocket: WebSocket) -> None:
     try:
         try:
             encoder = await run_in_threadpool(service.load_encoder)
-            refs, accept, join = await run_in_threadpool(_gallery_refs, service, encoder)
+            refs, thresholds = await run_in_threadpool(_gallery_refs, service, encoder)
         except WhichvoiceError as e:
             await websocket.send_text(json.dumps({"error": e.public_message()}))
             await websocket.close(code=1011)
             return
-        await _serve(websocket, LiveSpeakers(rate), encoder, refs, accept, join)
+        await _serve(websocket, LiveSpeakers(rate), encoder, refs, thresholds)
     finally:
         _LIVE[0] -= 1
 
 
-async def _serve(websocket: WebSocket, state, encoder, refs, accept, join) -> None:
+async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThresholds) -> None:
     """Answer one connection's audio until it ends, idles or reaches the session limit."""
     opened = time.monotonic()
     try:
@@ -237,7 +261,12 @@ async def _serve(websocket: WebSocket, state, encoder, refs, accept, join) -> No
                 continue
             if state.feed(data):
                 speaker, score = await run_in_threadpool(
-                    state.answer, encoder.model, refs, accept, join
+                    state.answer,
+                    encoder.model,
+                    refs,
+                    thresholds.accept,
+                    thresholds.join,
+                    thresholds.turn_accept,
                 )
                 await websocket.send_text(json.dumps({
                     "speaker": speaker,
@@ -249,18 +278,24 @@ async def _serve(websocket: WebSocket, state, encoder, refs, accept, join) -> No
         return
 
 
-def _gallery_refs(service, encoder) -> tuple[VoiceRefs, float, float]:
-    """The enrolled voices' prototypes (with their names), the accept threshold and the
-    distance within which a window joins an unknown voice (off the event loop: the encoder's
-    id hashes a run's weights)."""
-    from whichvoice.diarize import default_threshold, shipped_settings
-    from whichvoice.gallery import Gallery
+def live_thresholds(encoder) -> LiveThresholds:
+    """``encoder``'s live thresholds: the shipped ones (``data/diarize``, set on dev by
+    ``benchmarks/diarize.py``), else its verification threshold for both answers and its
+    clustering distance for joining unknown voices."""
+    from whichvoice.diarize import default_threshold, live_accept, live_turn_accept
     from whichvoice.verification import operating_point
+
+    accept = live_accept(encoder)
+    accept = operating_point(encoder).threshold if accept is None else accept
+    join, _ = default_threshold(encoder)
+    return LiveThresholds(accept, live_turn_accept(encoder), join)
+
+
+def _gallery_refs(service, encoder) -> tuple[VoiceRefs, LiveThresholds]:
+    """The enrolled voices' prototypes (with their names) and the live thresholds (off the
+    event loop: the encoder's id hashes a run's weights)."""
+    from whichvoice.gallery import Gallery
 
     with Gallery(service.gallery_path, encoder.id, create=False) as g:
         voices = g.voices()
-    shipped = shipped_settings(encoder.model)
-    accept = shipped.get("live_accept")
-    accept = operating_point(encoder.model).threshold if accept is None else float(accept)
-    join, _ = default_threshold(encoder.model, shipped)
-    return voice_refs(voices, embedding_dim(encoder.model)), accept, join
+    return voice_refs(voices, embedding_dim(encoder.model)), live_thresholds(encoder.model)
