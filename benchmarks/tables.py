@@ -837,6 +837,7 @@ def diarize_table() -> str:
         f"smallest cluster {c.get('min_cluster_s', 2.0)} s, small clusters kept beyond "
         f"{c.get('keep_far') or 'never'}, live threshold "
         f"{c['live']['threshold']:.3f}"
+        + (f" (turns {c['live']['turn']['threshold']:.3f})" if "turn" in c["live"] else "")
         + (
             f", dev voices counted right {c['dev_count_exact']['k']} of {c['dev_count_exact']['n']}"
             if "dev_count_exact" in c
@@ -937,8 +938,9 @@ def live_table(name: str = "live") -> str:
         "",
         f"{r['conversations']} {r['split']} conversations ({r['audio_seconds'] / 60:.0f} min, "
         f"{where}), {v['enrolled']} voices enrolled and {v['strangers']} strangers, sent in "
-        f"0.1 s messages. Rules: shipped, {r['rules']['shipped']}; previous, "
-        f"{r['rules']['previous']}. Made by {_made(r)}.",
+        f"0.1 s messages. Rules: "
+        + "; ".join(f"{rule}, {text}" for rule, text in r["rules"].items())
+        + f". Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 
