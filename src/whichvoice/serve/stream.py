@@ -282,13 +282,14 @@ def live_thresholds(encoder) -> LiveThresholds:
     """``encoder``'s live thresholds: the shipped ones (``data/diarize``, set on dev by
     ``benchmarks/diarize.py``), else its verification threshold for both answers and its
     clustering distance for joining unknown voices."""
-    from whichvoice.diarize import default_threshold, live_accept, live_turn_accept
+    from whichvoice.diarize import default_threshold, shipped_settings
     from whichvoice.verification import operating_point
 
-    accept = live_accept(encoder)
-    accept = operating_point(encoder).threshold if accept is None else accept
-    join, _ = default_threshold(encoder)
-    return LiveThresholds(accept, live_turn_accept(encoder), join)
+    shipped = shipped_settings(encoder)  # once: an encoder's id hashes its weights
+    accept, turn = shipped.get("live_accept"), shipped.get("live_turn_accept")
+    accept = operating_point(encoder).threshold if accept is None else float(accept)
+    join, _ = default_threshold(encoder, shipped)
+    return LiveThresholds(accept, None if turn is None else float(turn), join)
 
 
 def _gallery_refs(service, encoder) -> tuple[VoiceRefs, LiveThresholds]:
