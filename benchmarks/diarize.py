@@ -76,6 +76,7 @@ from whichvoice.verification import enroll, operating_point
 GRID = tuple(round(float(t), 2) for t in np.arange(0.20, 0.91, 0.05))
 ENROLL_CLIPS = 3  # clips per enrolled voice, never in a conversation
 LIVE_FAR = 0.001  # the live thresholds' false acceptances on dev window and turn trials
+LIVE_TURN_EVERY = 5  # a turn trial every this many windows (neighbours share most windows)
 SHORT_VOICE_S = 2.5  # count exact reported apart where a voice speaks less than this in all
 NAMING_COLLAR = 0.25  # s around turn edges not counted against naming (as DER's collar)
 WINDOWS = ((1.5, 0.75), (1.0, 0.75))  # (window_s, hop_s) settings tried on dev
@@ -222,15 +223,14 @@ def naming(conv: Conversation, result, enrolled: set[str]) -> dict:
 
 def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
     """The live stream's thresholds (``whichvoice.serve.stream.LiveThresholds``): each voice
-    enrolled from its first ``ENROLL_CLIPS`` clips (as ``enroll`` does:
-    ``whichvoice.prototypes``), the others cut into ``stream.WINDOW_S`` windows every
-    ``stream.STEP_S``, as the live state cuts a stream. Window trials: every window against
-    every enrolled voice of its group; turn trials: every fifth window's turn (the mean of
-    the unit embeddings of the windows over the last ``stream.TURN_S`` of the clip, as the
-    live state keeps a turn) against the same voices. Each threshold is the lowest with at
-    most ``LIVE_FAR`` false acceptances over its own trials pooled: a turn's mean scores
-    higher against a voice like its own than one window does, so one threshold for both
-    would name strangers from their turns."""
+    enrolled from its first ``ENROLL_CLIPS`` clips (as ``enroll`` does: ``whichvoice.prototypes``),
+    the others cut into ``stream.WINDOW_S`` windows every ``stream.STEP_S``, as the live state cuts
+    a stream. Window trials: every window against every enrolled voice of its group; turn trials:
+    every ``LIVE_TURN_EVERY``-th window's turn (the mean of the unit embeddings of the windows over
+    the last ``stream.TURN_S`` of the clip, as the live state keeps a turn) against the same voices.
+    Each threshold is the lowest with at most ``LIVE_FAR`` false acceptances over its own trials
+    pooled: a turn's mean scores higher against a voice like its own than one window does, so one
+    threshold for both would name strangers from their turns."""
     from whichvoice.audio import Decoded, read_audio, resample
     from whichvoice.prototypes import refs_from_clips
     from whichvoice.runtime import unit
@@ -259,7 +259,7 @@ def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
                     if emb is None:
                         continue
                     score("window", v, refs, emb)
-                    if i % 5 == 0:
+                    if i % LIVE_TURN_EVERY == 0:
                         turn = [e for e in embs[max(0, i - turn_windows + 1) : i + 1]
                                 if e is not None]  # fmt: skip
                         score("turn", v, refs, unit(np.mean(turn, axis=0)))

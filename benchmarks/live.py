@@ -69,9 +69,7 @@ def stream(conv, rule: dict, encoder, refs, thresholds) -> list[tuple[float, str
     out = []
     for at in range(0, len(pcm), step):
         if state.feed(pcm[at : at + step]):
-            speaker, _ = state.answer(
-                encoder, refs, thresholds.accept, thresholds.join, thresholds.turn_accept
-            )
+            speaker, _ = state.answer(encoder, refs, thresholds)
             out.append((state.received / SAMPLE_RATE, speaker))
     return out
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from whichvoice.prototypes import VoiceRefs
-from whichvoice.serve.stream import LiveSpeakers
+from whichvoice.serve.stream import LiveSpeakers, LiveThresholds
 
 ACCEPT, JOIN = 0.7, 0.35
 E1, E2, E3 = np.eye(3, dtype=np.float32)  # two enrolled voices, and a stranger's direction
@@ -36,7 +36,8 @@ def answers(
     state = LiveSpeakers(16_000, **rule)
     state.buffer = np.random.default_rng(0).normal(0, 0.1, state.buffer.shape).astype(np.float32)
     stub = Stub(embeddings)
-    said = [state.answer(stub, REFS, ACCEPT, JOIN, turn_accept)[0] for _ in embeddings]
+    thresholds = LiveThresholds(ACCEPT, turn_accept, JOIN)
+    said = [state.answer(stub, REFS, thresholds)[0] for _ in embeddings]
     return said, state
 
 

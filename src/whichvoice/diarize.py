@@ -457,18 +457,6 @@ def naming_threshold(encoder) -> tuple[float | None, str]:
     return None, "verification threshold"
 
 
-def live_accept(encoder) -> float | None:
-    """The live stream's accept threshold for ``encoder`` (``data/diarize``), or None."""
-    value = shipped_settings(encoder).get("live_accept")
-    return None if value is None else float(value)
-
-
-def live_turn_accept(encoder) -> float | None:
-    """The live stream's threshold for a turn's mean (``data/diarize``), or None."""
-    value = shipped_settings(encoder).get("live_turn_accept")
-    return None if value is None else float(value)
-
-
 def default_threshold(encoder, shipped: dict | None = None) -> tuple[float, str]:
     """The clustering distance threshold for ``encoder``: calibrated on dev conversations
     (``shipped``, else ``shipped_settings(encoder)``), else 1 - its verification

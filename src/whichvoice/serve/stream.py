@@ -129,27 +129,21 @@ class LiveSpeakers:
             return True
         return self.last_window and 1 - float(self.turn[0] @ emb) > join
 
-    def answer(
-        self,
-        encoder,
-        refs: VoiceRefs,
-        accept: float,
-        join: float,
-        turn_accept: float | None = None,
-    ):
+    def answer(self, encoder, refs: VoiceRefs, thresholds: LiveThresholds):
         """Who speaks in the last window: (name or None, score), among the enrolled voices'
-        prototypes ``refs``. Consecutive windows of one
-        voice (each within ``join`` of the turn so far) are one turn, named from the mean of
-        its windows over its last ``TURN_S`` of audio (a second of speech is too little to
-        name a voice at the verification threshold, a few seconds are not) when it reaches
-        ``turn_accept``. The last window alone names the voice at ``accept`` when the turn
-        names no one, or another voice: just after a change of speaker the turn still holds
-        windows that straddle it, so it starts again from the last window. (A turn that
-        straddles two enrolled voices names neither, and would otherwise become an unknown
-        voice.) Each threshold is set for its own evidence: ``accept`` on one-second
-        windows, ``turn_accept`` on turn means, each at the same false acceptances on dev
-        (a mean of windows scores higher against a voice like it than one window does);
+        prototypes ``refs``. Consecutive windows of one voice (each within ``thresholds.join`` of
+        the turn so far) are one turn, named from the mean of its windows over its last ``TURN_S``
+        of audio (a second of speech is too little to name a voice at the verification threshold, a
+        few seconds are not) when it reaches ``thresholds.turn_accept``. The last window alone names
+        the voice at ``thresholds.accept`` when the turn names no one, or another voice: just after
+        a change of speaker the turn still holds windows that straddle it, so it starts again from
+        the last window. (A turn that straddles two enrolled voices names neither, and would
+        otherwise become an unknown voice.) Each threshold is set for its own evidence: ``accept``
+        on one-second windows, ``turn_accept`` on turn means, each at the same false acceptances on
+        dev (a mean of windows scores higher against a voice like it than one window does);
         ``turn_accept`` None: ``accept`` for both."""
+        accept, join = thresholds.accept, thresholds.join
+        turn_accept = accept if thresholds.turn_accept is None else thresholds.turn_accept
         speech_s = _speech_seconds(self.buffer)
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
@@ -167,7 +161,7 @@ class LiveSpeakers:
         if names:
             turn_scores = refs.scores(voice)
             by_turn = int(np.argmax(turn_scores))
-            turn_named = turn_scores[by_turn] >= (accept if turn_accept is None else turn_accept)
+            turn_named = turn_scores[by_turn] >= turn_accept
             if self.last_window:
                 last_scores = refs.scores(emb)
                 by_last = int(np.argmax(last_scores))
@@ -261,12 +255,7 @@ async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThr
                 continue
             if state.feed(data):
                 speaker, score = await run_in_threadpool(
-                    state.answer,
-                    encoder.model,
-                    refs,
-                    thresholds.accept,
-                    thresholds.join,
-                    thresholds.turn_accept,
+                    state.answer, encoder.model, refs, thresholds
                 )
                 await websocket.send_text(json.dumps({
                     "speaker": speaker,
