@@ -24,7 +24,9 @@ Candidates: each encoder's embeddings (the bundled encoder, resemblyzer, dvector
 which is their fusion: its embedding is made from the parts' here, as ``whichvoice.fusion``
 makes it) x open-set score (``prototype``, ``energy``) x the share of dev clips the threshold
 keeps (0.95, 0.99) x the regression's inverse regularisation C (0.01, 0.1, 1; C joined at
-stop 34, after a dev-only look at unseen dev voices). The rule, fixed before scoring: the
+stop 34, after a dev-only look at unseen dev voices); and heads that read each clip's spectral
+fingerprint (``whichvoice.fingerprint``) beside resemblyzer's or auto's embedding (joined at
+stop 37, after a dev-only look at stop 36). The rule, fixed before scoring: the
 highest mean, over the leave-one-engine-out folds, of the *dev* macro-F1 (known families
 plus unknown), the dev clips of F against the known families' dev clips, each head
 thresholded on dev; ties: the faster encoder (the listed order), then the order listed.
@@ -50,6 +52,7 @@ import hashlib
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +62,10 @@ from whichvoice import conditions
 from whichvoice.audio import read_audio
 from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
 from whichvoice.encoders import bundled_encoder, load_encoder, model_id
+from whichvoice.errors import WhichvoiceError
+from whichvoice.fingerprint import DIM as FINGERPRINT_DIM
+from whichvoice.fingerprint import NAME as FINGERPRINT
+from whichvoice.fingerprint import fingerprint_of
 from whichvoice.protocol import pool_sentences, pool_voices
 from whichvoice.scoring import proportion
 from whichvoice.sentences import bundled_sentences
@@ -69,6 +76,9 @@ ENCODERS = ("whichvoice", "resemblyzer", "dvector")  # auto is made from these t
 # networks trained here on the engine labels of the train clips (``train --target engine``):
 # one on every family, and one per leave-one-engine-out fold without that family
 NETS = ("engine-net",)
+# heads that read each clip's spectral fingerprint (``whichvoice.fingerprint``) beside these
+# encoders' embeddings (joined at stop 37, after a dev-only look: s36's closing note)
+JOINED = tuple(f"{enc}+fingerprint" for enc in ("resemblyzer", "auto"))
 KEEPS = (0.95, 0.99)
 # the regression's inverse regularisation: with one to seven training voices a family, a
 # strongly regularised head may carry to other voices better (a dev observation, stop 34)
@@ -186,16 +196,43 @@ def cached_embeddings(work: Path, name: str, encoder, model: str, split: str, ro
     return emb
 
 
+def cached_fingerprints(work: Path, split: str, rows: list) -> np.ndarray:
+    """The spectral fingerprints of a split's clips (train-aug: of the augmented copies the
+    embeddings were made of), kept in the workdir as the embeddings are."""
+    paths = [p for p, _, _ in rows]
+    key = hashlib.sha256("\n".join([FINGERPRINT, *map(str, paths)]).encode())
+    cache = work / "embeddings" / f"{FINGERPRINT}-{split}-{key.hexdigest()[:16]}.npy"
+    if cache.exists():
+        return np.load(cache, allow_pickle=False)
+    sources = [augmented(p, seed=i) for i, p in enumerate(paths)] if split == "train-aug" else paths
+    rows = []
+    for source in sources:
+        try:
+            rows.append(fingerprint_of(source))
+        except WhichvoiceError:  # no sound: zeros, as embed gives (named by no head)
+            rows.append(np.zeros(FINGERPRINT_DIM, np.float32))
+    fp = np.stack(rows)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, fp, allow_pickle=False)
+    print(f"{FINGERPRINT} {split}: {len(sources)} clips", flush=True)
+    return fp
+
+
+def base_encoder(enc: str) -> str:
+    """The encoder whose embeddings a head of ``enc`` reads (a joined one's, beside the
+    fingerprint)."""
+    return enc.removesuffix("+fingerprint")
+
+
 def emb_key(enc: str, without: str | None) -> str:
     """The embeddings a head of ``enc`` reads with family ``without`` left out: a network
     trained here was trained without it too."""
+    enc = base_encoder(enc)
     return f"{enc}/-{without}" if enc in NETS and without is not None else enc
 
 
 def embed(encoder, sources: list) -> np.ndarray:
     """Embeddings (n, dim); an input without speech embeds as zeros (named by no head)."""
-    from whichvoice.errors import WhichvoiceError
-
     rows = []
     dim = None
     for r in encoder.embed_many(sources):
@@ -244,20 +281,31 @@ def fpr95(unknown: np.ndarray, known: np.ndarray) -> float:
     return float((unknown >= threshold).mean())
 
 
-def answers(head: EngineHead, emb: np.ndarray) -> list[str]:
-    return [a.engine for a in head.answer(emb)]
+def answers(head: EngineHead, emb: np.ndarray, fp: np.ndarray | None = None) -> list[str]:
+    return [a.engine for a in head.answer(emb, fp)]
 
 
 class Sets:
-    """Every split's clips and each encoder's embeddings of them."""
+    """Every split's clips, each encoder's embeddings of them and their fingerprints."""
 
-    def __init__(self, clips: dict[str, list], embeddings: dict[str, dict[str, np.ndarray]]):
+    def __init__(
+        self,
+        clips: dict[str, list],
+        embeddings: dict[str, dict[str, np.ndarray]],
+        fingerprints: dict[str, np.ndarray],
+    ):
         self.clips = clips  # split -> [(path, family, voice)]
         self.emb = embeddings  # encoder -> split -> (n, dim)
+        self.fp = fingerprints  # split -> (n, FINGERPRINT_DIM)
         self.heads: dict[tuple, EngineHead] = {}  # fitted heads, each fitted once
 
     def labels(self, split: str) -> tuple[list[str], list[str]]:
         return [c[1] for c in self.clips[split]], [c[2] for c in self.clips[split]]
+
+    def inputs(self, enc: str, without: str | None, split: str):
+        """(embeddings, fingerprints or None): what a head of ``enc`` reads of ``split``."""
+        fp = self.fp[split] if enc in JOINED else None
+        return self.emb[emb_key(enc, without)][split], fp
 
 
 def fit(sets: Sets, enc: str, kind: str, keep: float, c: float, without: str | None = None):
@@ -265,18 +313,22 @@ def fit(sets: Sets, enc: str, kind: str, keep: float, c: float, without: str | N
     family but ``without``, thresholded on the dev clips of the others. The regression depends
     on neither the score nor the share kept: it is fitted once per encoder, ``c`` and family
     left out."""
-    key = emb_key(enc, without)
     if (enc, c, without) not in sets.heads:
         fam, voi = sets.labels("train")
         fam_a, voi_a = sets.labels("train-aug")
-        emb = np.concatenate([sets.emb[key]["train"], sets.emb[key]["train-aug"]])
+        emb, fp = sets.inputs(enc, without, "train")
+        emb_a, fp_a = sets.inputs(enc, without, "train-aug")
+        emb = np.concatenate([emb, emb_a])
+        fp = None if fp is None else np.concatenate([fp, fp_a])
         fams, vois = fam + fam_a, voi + voi_a
         rows = [i for i, f in enumerate(fams) if f != without]
         sets.heads[(enc, c, without)] = fit_head(
-            emb[rows], [fams[i] for i in rows], [vois[i] for i in rows], enc, c=c
-        )
+            emb[rows], [fams[i] for i in rows], [vois[i] for i in rows], enc, c=c,
+            fingerprints=None if fp is None else fp[rows],
+        )  # fmt: skip
     dev_fam, _ = sets.labels("dev")
-    return sets.heads[(enc, c, without)].with_threshold(sets.emb[key]["dev"], dev_fam, keep, kind)
+    emb, fp = sets.inputs(enc, without, "dev")
+    return sets.heads[(enc, c, without)].with_threshold(emb, dev_fam, keep, kind, fp)
 
 
 def loeo_fold(
@@ -285,12 +337,12 @@ def loeo_fold(
     """Family ``family`` left out: its ``split`` clips against the known families'."""
     head = fit(sets, enc, kind, keep, c, without=family)
     fam, _ = sets.labels(split)
-    emb = sets.emb[emb_key(enc, family)][split]
+    emb, fp = sets.inputs(enc, family, split)
     out_rows = [i for i, f in enumerate(fam) if f == family]
     in_rows = [i for i, f in enumerate(fam) if f != family]
-    scores = head.scores(emb)
+    scores = head.scores(emb, fingerprints=fp)
     truth = [f if f != family else UNKNOWN for f in fam]
-    predicted = answers(head, emb)
+    predicted = answers(head, emb, fp)
     unknown, known = scores[out_rows], scores[in_rows]
     result = {
         "unknown_clips": len(out_rows),
@@ -316,9 +368,11 @@ def loeo_fold(
     return result
 
 
-def closed_figures(head: EngineHead, emb: np.ndarray, fam: list[str]) -> dict:
+def closed_figures(
+    head: EngineHead, emb: np.ndarray, fam: list[str], fp: np.ndarray | None = None
+) -> dict:
     """Engine accuracy, macro-F1 and the share called unknown, for clips of known families."""
-    probs = head.probabilities(emb)
+    probs = head.probabilities(emb, fp)
     named = [head.families[i] for i in probs.argmax(axis=1)]
     right = sum(n == f for n, f in zip(named, fam, strict=True))
     t, p = np.array(fam, dtype=object), np.array(named, dtype=object)
@@ -327,7 +381,7 @@ def closed_figures(head: EngineHead, emb: np.ndarray, fam: list[str]) -> dict:
         "accuracy": proportion(right, len(fam)),
         "macro_f1": macro_f1(fam, named),
         "macro_f1_ci95": boot(lambda ix: macro_f1(list(t[ix]), list(p[ix])), len(fam)),
-        "called_unknown": proportion(sum(a == UNKNOWN for a in answers(head, emb)), len(fam)),
+        "called_unknown": proportion(sum(a == UNKNOWN for a in answers(head, emb, fp)), len(fam)),
     }
 
 
@@ -385,6 +439,8 @@ def main() -> None:
                     split: cached_embeddings(work, key, encoder, ids[key], split, rows)
                     for split, rows in clips.items()
                 }
+        fingerprints = {split: cached_fingerprints(work, split, rows)
+                        for split, rows in clips.items()}  # fmt: skip
     auto = load_encoder("auto")
     ids["auto"] = model_id(auto)
     scales = dict(zip(auto.fusion.parts, np.sqrt(auto.fusion.weights), strict=True))
@@ -395,12 +451,15 @@ def main() -> None:
              for p in auto.fusion.parts], axis=1)
         for split in clips
     }  # fmt: skip
-    sets = Sets(clips, embeddings)
+    for enc in JOINED:
+        ids[enc] = ids[base_encoder(enc)]
+    sets = Sets(clips, embeddings, fingerprints)
     families = sorted(voices)
     bundled_trained = json.loads((bundled_encoder() / "recipe.json").read_text())["training_voices"]
     seen_by_encoder = sorted({engine_family(v) for v in bundled_trained})
     candidates = {}
-    for enc in [*ENCODERS, "auto", *NETS]:
+    order = [*ENCODERS, "auto", *NETS, *JOINED]
+    for enc in order:
         for kind in SCORES:
             for keep in KEEPS:
                 for c in CS:
@@ -410,6 +469,7 @@ def main() -> None:
                     dev_f1 = float(np.mean([x["macro_f1"] for x in dev_folds.values()]))
                     head = fit(sets, enc, kind, keep, c)
                     dev_fam, _ = sets.labels("dev")
+                    dev_emb, dev_fp = sets.inputs(enc, None, "dev")
                     candidates[label] = {
                         "encoder": enc,
                         "score": kind,
@@ -420,12 +480,11 @@ def main() -> None:
                             "loeo_mean_auroc": float(
                                 np.mean([x["auroc"] for x in dev_folds.values()])
                             ),
-                            "engine_accuracy": closed_figures(head, sets.emb[enc]["dev"],
-                                                              dev_fam)["accuracy"],
+                            "engine_accuracy": closed_figures(head, dev_emb, dev_fam,
+                                                              dev_fp)["accuracy"],
                         },
                     }  # fmt: skip
                     print(f"{label}: dev LOEO macro-F1 {dev_f1:.4f}", flush=True)
-    order = [*ENCODERS, "auto", *NETS]
     chosen = max(
         candidates,
         key=lambda k: (round(candidates[k]["dev"]["loeo_mean_macro_f1"], 6),
@@ -438,8 +497,9 @@ def main() -> None:
         for split in ["test", *[f"test-{x}" for x in CHANNELS]]:
             fam, voi = sets.labels(split)
             rows = [i for i, v in enumerate(voi) if v in set(test_voices)]
+            emb, fp = sets.inputs(enc, None, split)
             test_rows[split.removeprefix("test-") if split != "test" else "clean"] = closed_figures(
-                head, sets.emb[enc][split][rows], [fam[i] for i in rows]
+                head, emb[rows], [fam[i] for i in rows], None if fp is None else fp[rows]
             )
         folds = {f: loeo_fold(sets, enc, kind, keep, c, f, "test") for f in families}
         means = {
@@ -490,11 +550,10 @@ def main() -> None:
         cand = candidates[chosen]
         head = fit(sets, cand["encoder"], cand["score"], cand["keep"], cand["c"])
         dest = Path(__file__).resolve().parents[1] / "src/whichvoice/data/engine"
-        shipped = EngineHead(
-            head.families, head.coef, head.intercept, head.prototypes, head.prototype_family,
-            ids[cand["encoder"]], head.score_kind, head.threshold,
-            head.fitted | {"source": f"benchmarks/trace.py ({chosen}), commit "
-                                     f"{made['commit'][:12]}", "augmented": True},
+        shipped = replace(
+            head, encoder=ids[cand["encoder"]],
+            fitted=head.fitted | {"source": f"benchmarks/trace.py ({chosen}), commit "
+                                            f"{made['commit'][:12]}", "augmented": True},
         )  # fmt: skip
         shipped.save(dest)
         print(f"engine head written to {dest}")

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from whichvoice import fingerprint
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
+from whichvoice.fingerprint import NAME as FINGERPRINT
 
 ENGINE_JSON = "engine.json"
 ENGINE_WEIGHTS = "engine.safetensors"
@@ -28,6 +30,9 @@ KEEP = 0.99  # share of the known families' dev clips the default threshold keep
 # the regression's inverse regularisation (scikit-learn's C) that trace-fit uses by default:
 # the shipped head's, which benchmarks/trace.py chose on dev data (a test checks they agree)
 REGULARISATION_C = 0.1
+# whether trace-fit's heads read each clip's spectral fingerprint beside its embedding by
+# default: as the shipped head does (benchmarks/trace.py chose on dev data; a test checks)
+FINGERPRINT_DEFAULT = False
 
 
 class EngineHeadError(WhichvoiceError):
@@ -70,39 +75,63 @@ class EngineHead:
     # (start, stop): the columns of a fused embedding that hold the part this head reads
     # (``load_head`` with a fused encoder); None: the whole embedding
     part: tuple[int, int] | None = None
+    # a head that also reads the clip's spectral fingerprint (``whichvoice.fingerprint``):
+    # the mean and spread of its training clips' fingerprints, float32 (fingerprint.DIM,)
+    fingerprint_mean: np.ndarray | None = None
+    fingerprint_scale: np.ndarray | None = None
 
-    def _view(self, embeddings: np.ndarray) -> np.ndarray:
+    @property
+    def reads_fingerprint(self) -> bool:
+        """Whether the head reads each clip's spectral fingerprint beside its embedding."""
+        return self.fingerprint_mean is not None
+
+    def _view(self, embeddings: np.ndarray, fingerprints: np.ndarray | None = None) -> np.ndarray:
         x = np.atleast_2d(np.asarray(embeddings, np.float32))
-        return _unit(x if self.part is None else x[:, self.part[0] : self.part[1]])
+        x = _unit(x if self.part is None else x[:, self.part[0] : self.part[1]])
+        if not self.reads_fingerprint:
+            return x
+        if fingerprints is None:
+            raise EngineHeadError("this engine head reads each clip's spectral fingerprint too")
+        return _joined(x, fingerprints, self.fingerprint_mean, self.fingerprint_scale)
 
-    def logits(self, embeddings: np.ndarray) -> np.ndarray:
-        return self._view(embeddings) @ self.coef.T + self.intercept
+    def logits(self, embeddings: np.ndarray, fingerprints: np.ndarray | None = None) -> np.ndarray:
+        return self._view(embeddings, fingerprints) @ self.coef.T + self.intercept
 
-    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+    def probabilities(
+        self, embeddings: np.ndarray, fingerprints: np.ndarray | None = None
+    ) -> np.ndarray:
         """Each family's probability, float (n_clips, n_families)."""
-        z = self.logits(embeddings)
+        z = self.logits(embeddings, fingerprints)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
-    def scores(self, embeddings: np.ndarray, kind: str | None = None) -> np.ndarray:
+    def scores(
+        self,
+        embeddings: np.ndarray,
+        kind: str | None = None,
+        fingerprints: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The open-set score of each clip (higher: more like a known family)."""
         kind = kind or self.score_kind
-        z = self.logits(embeddings)
+        z = self.logits(embeddings, fingerprints)
         if kind == "energy":
             top = z.max(axis=1)
             return top + np.log(np.exp(z - top[:, None]).sum(axis=1))
         if kind != "prototype":
             raise EngineHeadError(f"unknown open-set score {kind!r}; valid: {', '.join(SCORES)}")
         named = z.argmax(axis=1)
-        cos = self._view(embeddings) @ self.prototypes.T  # (n_clips, n_voices)
+        cos = self._view(embeddings, fingerprints) @ self.prototypes.T  # (n_clips, n_voices)
         same = self.prototype_family[None, :] == named[:, None]
         return np.where(same, cos, -np.inf).max(axis=1)
 
-    def answer(self, embeddings: np.ndarray) -> list[EngineAnswer]:
-        """The engine-level answer for each embedding, float (n_clips, dim)."""
+    def answer(
+        self, embeddings: np.ndarray, fingerprints: np.ndarray | None = None
+    ) -> list[EngineAnswer]:
+        """The engine-level answer for each embedding, float (n_clips, dim) (and, for a head
+        that reads them, each clip's fingerprint, float (n_clips, fingerprint.DIM))."""
         embeddings = np.atleast_2d(embeddings)
-        probs = self.probabilities(embeddings)
-        scores = self.scores(embeddings)
+        probs = self.probabilities(embeddings, fingerprints)
+        scores = self.scores(embeddings, fingerprints=fingerprints)
         out = []
         for p, s in zip(probs, scores, strict=True):
             best = int(p.argmax())
@@ -112,8 +141,20 @@ class EngineHead:
                                     family, float(s)))  # fmt: skip
         return out
 
+    def answer_clip(self, embedding: np.ndarray, source) -> EngineAnswer:
+        """One clip's answer from its embedding, float (dim,); the clip itself (a path, bytes
+        or ``Decoded``: an ``audio.AudioSource``) is read again for its fingerprint when the head
+        reads one."""
+        fp = fingerprint.fingerprint_of(source)[None] if self.reads_fingerprint else None
+        return self.answer(embedding, fp)[0]
+
     def with_threshold(
-        self, embeddings: np.ndarray, families: Sequence[str], keep: float = KEEP, kind=None
+        self,
+        embeddings: np.ndarray,
+        families: Sequence[str],
+        keep: float = KEEP,
+        kind=None,
+        fingerprints: np.ndarray | None = None,
     ) -> EngineHead:
         """This head with the threshold that keeps ``keep`` of ``embeddings``' clips whose
         family is known: dev clips, never test ones."""
@@ -121,7 +162,8 @@ class EngineHead:
         mask = np.array([f in self.families for f in families])
         if not mask.any():
             raise EngineHeadError("no dev clip of a known engine family to set the threshold")
-        scores = self.scores(np.asarray(embeddings)[mask], kind)
+        fp = None if fingerprints is None else np.asarray(fingerprints)[mask]
+        scores = self.scores(np.asarray(embeddings)[mask], kind, fp)
         threshold = float(np.quantile(scores, 1 - keep, method="lower"))
         fitted = self.fitted | {
             "threshold_rule": f"keeps {keep:.0%} of {int(mask.sum())} dev clips of known families",
@@ -134,6 +176,7 @@ class EngineHead:
         return {
             "families": list(self.families),
             "encoder": self.encoder,
+            "fingerprint": FINGERPRINT if self.reads_fingerprint else None,
             "score": self.score_kind,
             "threshold": self.threshold,
             "fitted": self.fitted,
@@ -149,6 +192,9 @@ class EngineHead:
             "prototypes": np.ascontiguousarray(self.prototypes, np.float32),
             "prototype_family": np.ascontiguousarray(self.prototype_family, np.int64),
         }
+        if self.reads_fingerprint:
+            tensors["fingerprint_mean"] = np.ascontiguousarray(self.fingerprint_mean, np.float32)
+            tensors["fingerprint_scale"] = np.ascontiguousarray(self.fingerprint_scale, np.float32)
         write_atomic(folder / ENGINE_WEIGHTS, save(tensors))
         write_atomic(folder / ENGINE_JSON, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
         return folder
@@ -169,6 +215,12 @@ class EngineHead:
         except (ValueError, KeyError, OSError) as e:
             raise EngineHeadError(f"{folder}: not a readable engine head ({e})") from None
         threshold = meta.get("threshold")
+        fingerprint = meta.get("fingerprint")
+        if fingerprint is not None and (fingerprint != FINGERPRINT or "fingerprint_mean" not in t):
+            raise EngineHeadError(
+                f"{folder}: the head reads the fingerprint {fingerprint!r}, which this version "
+                f"does not make ({FINGERPRINT}): fit it again with `whichvoice trace-fit`"
+            )
         return cls(
             tuple(meta["families"]),
             t["coef"],
@@ -179,7 +231,18 @@ class EngineHead:
             meta.get("score", "prototype"),
             float("-inf") if threshold is None else float(threshold),
             meta.get("fitted", {}),
+            fingerprint_mean=t["fingerprint_mean"] if fingerprint else None,
+            fingerprint_scale=t["fingerprint_scale"] if fingerprint else None,
         )
+
+
+def _joined(x: np.ndarray, fingerprints: np.ndarray, mean: np.ndarray, scale: np.ndarray):
+    """A head's input when it reads fingerprints too: the unit embedding beside the unit
+    standardised fingerprint, the whole made unit length (the two weigh the same)."""
+    z = (np.atleast_2d(np.asarray(fingerprints, np.float32)) - mean) / scale
+    if z.shape[0] != x.shape[0]:
+        raise EngineHeadError(f"{x.shape[0]} embeddings but {z.shape[0]} fingerprints")
+    return _unit(np.concatenate([x, _unit(z)], axis=1))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -195,10 +258,12 @@ def fit_head(
     *,
     c: float = REGULARISATION_C,
     score_kind: str = "prototype",
+    fingerprints: np.ndarray | None = None,
 ) -> EngineHead:
     """An engine head fitted on training clips' embeddings (n_clips, dim), each clip's family
-    and voice; no threshold yet (``EngineHead.with_threshold``). Families weigh the same
-    whatever their number of clips."""
+    and voice (and with ``fingerprints``, float (n_clips, fingerprint.DIM), a head that reads
+    them beside the embeddings); no threshold yet (``EngineHead.with_threshold``). Families
+    weigh the same whatever their number of clips."""
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError:
@@ -210,6 +275,12 @@ def fit_head(
     if len(names) < 2:
         raise EngineHeadError(f"an engine head needs clips of 2 families or more, not {names}")
     x = _unit(embeddings)
+    fp_mean = fp_scale = None
+    if fingerprints is not None:
+        fingerprints = np.asarray(fingerprints, np.float32)
+        fp_mean = fingerprints.mean(axis=0)
+        fp_scale = np.maximum(fingerprints.std(axis=0), 1e-6)
+        x = _joined(x, fingerprints, fp_mean, fp_scale)
     y = np.array([names.index(f) for f in families])
     # on standardised dimensions (a unit embedding's are small and unequal), folded back into
     # the weights afterwards so that the head reads unit embeddings as they come
@@ -237,6 +308,9 @@ def fit_head(
         "regression": f"multinomial logistic regression on standardised dimensions, C={c}, "
         "families balanced",
     }
+    if fingerprints is not None:
+        fitted["fingerprint"] = f"{FINGERPRINT}, standardised on these clips, joined"
     return EngineHead(names, coef.astype(np.float32), intercept.astype(np.float32),
                       prototypes, proto_family, encoder, score_kind, float("-inf"),
-                      fitted)  # fmt: skip
+                      fitted, fingerprint_mean=fp_mean,
+                      fingerprint_scale=fp_scale)  # fmt: skip

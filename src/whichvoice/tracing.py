@@ -37,6 +37,7 @@ from whichvoice.audio import SAMPLE_RATE, Decoded, read_audio, resample
 from whichvoice.enginehead import (
     ENGINE_JSON,
     ENGINE_WEIGHTS,
+    FINGERPRINT_DEFAULT,
     KEEP,
     REGULARISATION_C,
     RUN_HEAD,
@@ -48,10 +49,12 @@ from whichvoice.enginehead import (
     fit_head,
 )
 from whichvoice.errors import WhichvoiceError
+from whichvoice.fingerprint import fingerprint_of
 
 __all__ = [
     "ENGINE_JSON",
     "ENGINE_WEIGHTS",
+    "FINGERPRINT_DEFAULT",
     "KEEP",
     "REGULARISATION_C",
     "RUN_HEAD",
@@ -161,26 +164,50 @@ def fit_from_clips(
     score_kind: str = "prototype",
     c: float = REGULARISATION_C,
     augment: bool = True,
+    fingerprint: bool = FINGERPRINT_DEFAULT,
     progress: bool = False,
 ) -> EngineHead:
     """An engine head for ``encoder``: fitted on ``train``'s clips (and, with ``augment``, one
     degraded copy of each) with the regression's inverse regularisation ``c``, its threshold
-    set on ``dev``'s."""
+    set on ``dev``'s; with ``fingerprint``, a head that reads each clip's spectral fingerprint
+    beside its embedding."""
     from whichvoice.encoders import model_id
 
     emb, kept = embed_all(encoder, train.paths, progress=progress, what="training clips")
     families = [train.families[i] for i in kept]
     voices = [train.voices[i] for i in kept]
+    fp = _fingerprints([train.paths[i] for i in kept], progress) if fingerprint else None
     if augment:
-        copies = (augmented(train.paths[i], seed=i) for i in kept)
-        aug, got = embed_all(encoder, copies, progress=progress, what="degraded copies")
+        copy_fp: list[np.ndarray] = []  # each copy's fingerprint, taken as it is made
+
+        def copies():
+            for i in kept:
+                copy = augmented(train.paths[i], seed=i)
+                if fingerprint:
+                    copy_fp.append(fingerprint_of(copy))
+                yield copy
+
+        aug, got = embed_all(encoder, copies(), progress=progress, what="degraded copies")
         emb = np.concatenate([emb, aug])
         families += [train.families[kept[j]] for j in got]
         voices += [train.voices[kept[j]] for j in got]
-    head = fit_head(emb, families, voices, model_id(encoder), c=c, score_kind=score_kind)
+        if fingerprint:
+            fp = np.concatenate([fp, np.stack([copy_fp[j] for j in got])])
+    head = fit_head(emb, families, voices, model_id(encoder), c=c, score_kind=score_kind,
+                    fingerprints=fp)  # fmt: skip
     dev_emb, dev_kept = embed_all(encoder, dev.paths, progress=progress, what="dev clips")
-    head = head.with_threshold(dev_emb, [dev.families[i] for i in dev_kept], keep)
+    dev_fp = _fingerprints([dev.paths[i] for i in dev_kept], progress) if fingerprint else None
+    head = head.with_threshold(dev_emb, [dev.families[i] for i in dev_kept], keep,
+                               fingerprints=dev_fp)  # fmt: skip
     return replace(head, fitted=head.fitted | {"augmented": augment})
+
+
+def _fingerprints(sources: list, progress: bool) -> np.ndarray:
+    """The fingerprints (n, fingerprint.DIM) of clips that the encoder embedded (so readable)."""
+    from tqdm import tqdm
+
+    return np.stack([fingerprint_of(s) for s in tqdm(sources, desc="fingerprints",
+                                                      disable=not progress)])  # fmt: skip
 
 
 def shipped_head() -> Path:

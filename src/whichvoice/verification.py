@@ -431,7 +431,7 @@ def identify(
                 {v.name: float(s) for v, s in zip(voices, scores, strict=True)},
                 point,
                 nearest,
-                engine_head.answer(result[0])[0] if engine_head is not None else None,
+                engine_head.answer_clip(result[0], src) if engine_head is not None else None,
             )
         )
     return out

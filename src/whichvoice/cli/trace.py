@@ -64,7 +64,7 @@ def trace_cmd(
             click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
                        else f"{path}\terror: {r}")  # fmt: skip
             continue
-        a = head.answer(r[0])[0]
+        a = head.answer_clip(r[0], path)
         if as_json:
             click.echo(json.dumps({"path": str(path), **a.to_dict()}))
         elif a.known:

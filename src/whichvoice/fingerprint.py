@@ -1,0 +1,88 @@
+"""A spectral fingerprint of a clip: hand-made measures of how its spectrum is made, not of
+who speaks, for source tracing (``whichvoice.tracing``).
+
+A speaker encoder is trained to forget the channel and keep the voice; the engine that made a
+clip leaves its marks in what the encoder forgets: the band it was synthesised in (a 16 kHz
+diphone voice has nothing above 8 kHz, a 22 kHz vocoder a smooth roll-off), how smooth its
+spectral envelope is over time, the fine structure between harmonics that each vocoder fills
+in its own way. The fingerprint measures these over the clip's louder frames (within 35 dB of
+its loudest): 651 numbers, no weights, the same for every clip of any length.
+
+- the long-term average spectrum (257 bins of a 512-point FFT, log, its mean removed);
+- per log-mel band (64): the spread over time and the mean absolute frame-to-frame change;
+- spectral flatness in four bands (mean and spread of its log);
+- the fine structure: each frame's log spectrum minus its 9-bin smoothing, its spread and
+  frame-to-frame change per bin (every other bin).
+
+Measured as a tracing input in ``benchmarks/trace.py`` (joined with an encoder's embedding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from whichvoice.audio import SAMPLE_RATE, AudioSource, load_audio
+from whichvoice.errors import WhichvoiceError
+
+NAME = "fingerprint-v1"  # what a head records as the fingerprint it reads; change with the code
+N_FFT = 512
+HOP = 160  # samples at 16 kHz: 10 ms
+N_MELS = 64
+FLOOR_DB = 35.0  # frames within this much of the loudest frame are measured
+SMOOTH_BINS = 9  # the envelope the fine structure is measured against
+FLATNESS_BANDS = ((1, 32), (32, 64), (64, 128), (128, 257))  # FFT bins: 31 Hz-1, 2, 4, 8 kHz
+DIM = 257 + 2 * N_MELS + 2 * len(FLATNESS_BANDS) + 2 * 129
+
+
+def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
+    """The fingerprint of a float32 mono waveform at 16 kHz: float32, shape (DIM,)."""
+    from scipy.ndimage import uniform_filter1d
+    from scipy.signal import stft
+
+    from whichvoice.features import mel_filterbank  # a module that loads torch: only when used
+
+    wave = np.asarray(wave, np.float64)
+    if wave.size < N_FFT:
+        wave = np.pad(wave, (0, N_FFT - wave.size))
+    _, _, z = stft(wave, fs=SAMPLE_RATE, nperseg=N_FFT, noverlap=N_FFT - HOP, window="hann",
+                   boundary=None, padded=False)  # fmt: skip
+    power = np.abs(z) ** 2 + 1e-12  # (257, n_frames)
+    level = 10 * np.log10(power.sum(axis=0))
+    loud = level > level.max() - FLOOR_DB
+    if loud.sum() < 5:  # too short to choose: measure every frame
+        loud[:] = True
+    power = power[:, loud]
+    ltas = np.log(power.mean(axis=1))
+    mel = np.log(mel_filterbank(N_MELS, N_FFT, SAMPLE_RATE).astype(np.float64) @ power + 1e-12)
+    change = np.abs(np.diff(mel, axis=1)).mean(axis=1) if mel.shape[1] > 1 else np.zeros(N_MELS)
+    flatness = []
+    for lo, hi in FLATNESS_BANDS:
+        band = power[lo:hi]
+        log_flat = np.log(band).mean(axis=0) - np.log(band.mean(axis=0))
+        flatness += [log_flat.mean(), log_flat.std()]
+    log_power = np.log(power)
+    fine = log_power - uniform_filter1d(log_power, SMOOTH_BINS, axis=0)
+    fine_change = (np.abs(np.diff(fine, axis=1)).mean(axis=1) if fine.shape[1] > 1
+                   else np.zeros(fine.shape[0]))  # fmt: skip
+    return np.concatenate([ltas - ltas.mean(), mel.std(axis=1), change, np.array(flatness),
+                           fine.std(axis=1)[::2], fine_change[::2]]).astype(np.float32)  # fmt: skip
+
+
+def fingerprint_of(source: AudioSource) -> np.ndarray:
+    """The fingerprint of a file, bytes or ``Decoded`` audio (decoded and resampled to 16 kHz);
+    raises its ``AudioDecodeError`` or ``SilentAudioError``."""
+    return spectral_fingerprint(load_audio(source))
+
+
+def fingerprints(
+    sources: Iterable[AudioSource],
+) -> Iterator[np.ndarray | WhichvoiceError]:
+    """The fingerprint of each input, in order; one that cannot be read (or is silent) yields
+    its error instead."""
+    for source in sources:
+        try:
+            yield fingerprint_of(source)
+        except WhichvoiceError as e:
+            yield e
