@@ -63,6 +63,67 @@ def test_engine_head_names_known_families_and_refuses_others(tmp_path: Path) -> 
         fit_head(x[:10], ["f0"] * 10, ["v0"] * 10, "enc-1")
 
 
+def _voiced(seconds: float, f0: float, rng: np.random.Generator) -> np.ndarray:
+    """A buzzy vowel-like sound at 16 kHz: harmonics of a gliding ``f0`` under two formants,
+    with breath noise and pauses."""
+    from scipy.signal import lfilter
+
+    t = np.arange(int(seconds * 16000)) / 16000
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / 16000
+    x = sum(np.sin(k * phase) / k for k in range(1, 40)) + 0.05 * rng.normal(size=t.size)
+    for fc in (700, 1200):  # two resonances
+        r, w = 0.97, 2 * np.pi * fc / 16000
+        x = lfilter([1 - r], [1, -2 * r * np.cos(w), r * r], x)
+    x *= 0.01 + (np.sin(2 * np.pi * 1.5 * t) > -0.6)  # syllables and pauses
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_the_fingerprint_measures_the_channel_not_the_level() -> None:
+    from whichvoice.audio import resample
+    from whichvoice.fingerprint import DIM, spectral_fingerprint
+
+    rng = np.random.default_rng(0)
+    x = _voiced(3.0, 120, rng)
+    fp = spectral_fingerprint(x)
+    assert fp.shape == (DIM,) and fp.dtype == np.float32 and np.isfinite(fp).all()
+    narrow = resample(resample(x, 16000, 8000), 8000, 16000)  # a 4 kHz band, as an 8 kHz engine
+    band = spectral_fingerprint(narrow)
+    # the long-term spectrum above 4 kHz falls (bins 128-256 of the first 257 numbers)
+    assert band[140:250].mean() < fp[140:250].mean() - 3
+    other_voice = spectral_fingerprint(_voiced(3.0, 180, rng))
+    assert np.linalg.norm(band - fp) > np.linalg.norm(other_voice - fp)
+    quieter = spectral_fingerprint(0.25 * x)  # the level moves it little (only near the floor)
+    assert np.linalg.norm(quieter - fp) < 0.1 * np.linalg.norm(band - fp)
+    assert spectral_fingerprint(x[:100]).shape == (DIM,)  # shorter than one frame: still one
+
+
+def test_a_head_may_read_fingerprints_beside_embeddings(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    centres = np.eye(16)[:4] * 3
+    x, y = _clusters(rng, centres, 40, 1.5)  # embeddings that tell the families apart poorly
+    fp = rng.normal(size=(len(y), 651)).astype(np.float32)
+    fp[:, :8] += 4 * (y[:, None] // 2)  # fingerprints that tell them apart well
+    families = [f"f{i // 2}" for i in y]
+    voices = [f"v{i}" for i in y]
+    head = fit_head(x[::2], families[::2], voices[::2], "enc-1", fingerprints=fp[::2])
+    head = head.with_threshold(x[1::2], families[1::2], 0.95, fingerprints=fp[1::2])
+    assert head.reads_fingerprint
+    answers = head.answer(x[1::2], fp[1::2])
+    assert sum(a.nearest == f for a, f in zip(answers, families[1::2], strict=True)) >= 78
+    with pytest.raises(EngineHeadError, match="fingerprint too"):
+        head.answer(x[1::2])
+    head.save(tmp_path / "head")
+    meta = json.loads((tmp_path / "head" / "engine.json").read_text())
+    assert meta["fingerprint"] == "fingerprint-v1"
+    again = EngineHead.load(tmp_path / "head")
+    np.testing.assert_allclose(again.scores(x, fingerprints=fp), head.scores(x, fingerprints=fp),
+                               rtol=1e-5)  # fmt: skip
+    meta["fingerprint"] = "fingerprint-v0"  # a head from a version that measured otherwise
+    (tmp_path / "head" / "engine.json").write_text(json.dumps(meta))
+    with pytest.raises(EngineHeadError, match="fit it again"):
+        EngineHead.load(tmp_path / "head")
+
+
 # train / dev / test voices of three known families, and a family left out (espeak-ng's
 # formant voices). flite's kal16 is not among them: it is festival's kal diphones in flite,
 # and is named festival-diphone (docs/tracing.md)
@@ -100,33 +161,37 @@ def test_a_head_fitted_without_an_engine_calls_its_clips_unknown(
     head = fit_from_clips(encoder, labelled(0), labelled(1), keep=0.95, augment=False)
     assert set(head.families) == set(KNOWN)
     test = labelled(2)
-    known = [a for r in encoder.embed_many(test.paths) for a in head.answer(r[0])]
+    known = [head.answer_clip(r[0], p)
+             for p, r in zip(test.paths, encoder.embed_many(test.paths), strict=True)]  # fmt: skip
     right = sum(a.engine == f for a, f in zip(known, test.families, strict=True))
     # most of them (12 clips of 3 voices the head never heard, one dev voice a family for its
     # threshold: a small sample; benchmarks/trace.py measures the rate). The bar was 80 % until
     # the default's fusion weights changed (0.3/0.6/0.1 -> 0.4/0.4/0.2): 9 of 12 since then
     assert right >= 0.7 * len(known), [a.engine for a in known]
     left_out = [p for v in LEFT_OUT for p in trace_clips[v]]
-    unknown = [a for r in encoder.embed_many(left_out) for a in head.answer(r[0])]
+    unknown = [head.answer_clip(r[0], p)
+               for p, r in zip(left_out, encoder.embed_many(left_out), strict=True)]  # fmt: skip
     assert sum(a.engine == UNKNOWN for a in unknown) > 0.5 * len(unknown), [
         (a.nearest, round(a.score, 3), round(head.threshold, 3)) for a in unknown
     ]
 
 
-def test_trace_fit_defaults_to_the_regularisation_of_the_shipped_head() -> None:
-    """``trace-fit``'s default C is the one benchmarks/trace.py chose on dev data and wrote
-    into the shipped head (and, once the benchmark records it, its chosen candidate's)."""
+def test_trace_fit_defaults_to_the_settings_of_the_shipped_head() -> None:
+    """``trace-fit``'s default C, and whether it reads fingerprints, are what
+    benchmarks/trace.py chose on dev data and wrote into the shipped head."""
     import re
 
-    from whichvoice.tracing import REGULARISATION_C, shipped_head
+    from whichvoice.tracing import FINGERPRINT_DEFAULT, REGULARISATION_C, shipped_head
 
     fitted = json.loads((shipped_head() / "engine.json").read_text())["fitted"]
     shipped = float(re.search(r"C=([0-9.e-]+),", fitted["regression"]).group(1))
     assert shipped == REGULARISATION_C
+    assert EngineHead.load(shipped_head()).reads_fingerprint == FINGERPRINT_DEFAULT
     results = Path(__file__).parents[1] / "benchmarks" / "results" / "trace.json"
     trace = json.loads(results.read_text())
     chosen = trace["candidates"][trace["chosen"]]
-    assert chosen.get("c", REGULARISATION_C) == REGULARISATION_C
+    assert chosen["c"] == REGULARISATION_C
+    assert chosen["encoder"].endswith("+fingerprint") == FINGERPRINT_DEFAULT
 
 
 @pytest.mark.slow
@@ -135,8 +200,9 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert (corpus / "manifest.jsonl").is_file()
     head = tmp_path / "head"
     fit = run_cli("trace-fit", str(corpus), "--out", str(head), "--model", "bundled",
-                  "--no-augment", "--c", "0.1", "--quiet", check=True)  # fmt: skip
-    assert "engine head for 4 families" in fit.stdout
+                  "--no-augment", "--c", "0.1", "--fingerprint", "--quiet",
+                  check=True)  # fmt: skip
+    assert "engine head for 4 families" in fit.stdout and "reads fingerprints" in fit.stdout
     assert (head / "engine.safetensors").is_file()
     assert "C=0.1," in json.loads((head / "engine.json").read_text())["fitted"]["regression"]
     bad_c = run_cli("trace-fit", str(corpus), "--out", str(tmp_path / "x"), "--c", "0")

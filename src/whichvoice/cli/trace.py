@@ -113,6 +113,12 @@ def trace_cmd(
     "benchmarks/trace.py chose on dev data, as the shipped head's].",
 )
 @click.option("--no-augment", is_flag=True, help="Fit on the clips as they are only.")
+@click.option(
+    "--fingerprint/--no-fingerprint",
+    default=None,
+    help="Read each clip's spectral fingerprint beside its embedding [default: as the shipped "
+    "head does, the choice benchmarks/trace.py made on dev data].",
+)
 @click.option("--quiet", "-q", is_flag=True)
 def trace_fit_cmd(
     corpus: Path,
@@ -123,13 +129,20 @@ def trace_fit_cmd(
     score: str,
     c: float | None,
     no_augment: bool,
+    fingerprint: bool | None,
     quiet: bool,
 ) -> None:
     """Fit an engine head on CORPUS (a corpus from `synth` or `import-corpus`): each clip's
     engine family comes from its voice (`festival:ked_diphone` -> festival-diphone)."""
     setup_logging(quiet)
     from whichvoice.encoders import load_encoder
-    from whichvoice.tracing import REGULARISATION_C, corpus_clips, fit_from_clips, split_dev
+    from whichvoice.tracing import (
+        FINGERPRINT_DEFAULT,
+        REGULARISATION_C,
+        corpus_clips,
+        fit_from_clips,
+        split_dev,
+    )
 
     clips = corpus_clips(corpus)
     if dev_corpus is not None:
@@ -139,9 +152,12 @@ def trace_fit_cmd(
     encoder = load_encoder(model)
     head = fit_from_clips(encoder, train, dev, keep=keep, score_kind=score,
                           c=REGULARISATION_C if c is None else c,
-                          augment=not no_augment, progress=not quiet)  # fmt: skip
+                          augment=not no_augment,
+                          fingerprint=FINGERPRINT_DEFAULT if fingerprint is None else fingerprint,
+                          progress=not quiet)  # fmt: skip
     head.save(out)
     counts = ", ".join(f"{f} {n}" for f, n in head.fitted["clips_per_family"].items())
     rule = head.fitted["threshold_rule"]
+    reads = ", reads fingerprints" if head.reads_fingerprint else ""
     click.echo(f"engine head for {len(head.families)} families ({counts} training clips), "
-               f"threshold {head.threshold:.3f} ({rule}) -> {out}")  # fmt: skip
+               f"threshold {head.threshold:.3f} ({rule}){reads} -> {out}")  # fmt: skip
