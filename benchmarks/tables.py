@@ -995,7 +995,8 @@ def trace_folds_table() -> str:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for family, x in cand["test"]["leave_one_engine_out"]["folds"].items():
-        saw = "yes" if family in seen and cand["encoder"] in ("whichvoice", "auto") else "no"
+        base = cand["encoder"].removesuffix("+fingerprint")  # a joined head reads its embedding
+        saw = "yes" if family in seen and base in ("whichvoice", "auto") else "no"
         rows.append(
             f"| {family} | {x['unknown_clips']} | {x['auroc']:.3f} ({x['auroc_ci95'][0]:.3f}-"
             f"{x['auroc_ci95'][1]:.3f}) | {_pct(x['fpr95'])} | {x['macro_f1']:.3f} "

@@ -118,10 +118,66 @@ def test_a_head_may_read_fingerprints_beside_embeddings(tmp_path: Path) -> None:
     again = EngineHead.load(tmp_path / "head")
     np.testing.assert_allclose(again.scores(x, fingerprints=fp), head.scores(x, fingerprints=fp),
                                rtol=1e-5)  # fmt: skip
+    # a run's own head answers predict from the run's embedding alone: one that reads
+    # fingerprints is refused in one line
+    from whichvoice.runtime.model import _run_engine_head, run_id
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(b"weights")
+    config = {"model": "voicenet"}
+    from dataclasses import replace
+
+    replace(head, encoder=run_id(run, config)).save(run / "engine")
+    with pytest.raises(EngineHeadError, match="--no-fingerprint"):
+        _run_engine_head(run, config)
     meta["fingerprint"] = "fingerprint-v0"  # a head from a version that measured otherwise
     (tmp_path / "head" / "engine.json").write_text(json.dumps(meta))
     with pytest.raises(EngineHeadError, match="fit it again"):
         EngineHead.load(tmp_path / "head")
+
+
+class _FakeEncoder:
+    """An encoder that fails the inputs at ``fail`` (counted over all its calls) and embeds
+    the others as their position in the call."""
+
+    model_id = "fake-1"
+
+    def __init__(self, fail: set[int]) -> None:
+        self.fail, self.seen = fail, 0
+
+    def embed_many(self, sources):
+        from whichvoice.errors import SilentAudioError
+
+        for i, _ in enumerate(sources):
+            self.seen += 1
+            if self.seen - 1 in self.fail:
+                yield SilentAudioError("no speech")
+            else:
+                yield np.eye(8, dtype=np.float32)[i % 8], 1.0
+
+
+def test_fit_from_clips_keeps_each_fingerprint_beside_its_embedding(tmp_path: Path) -> None:
+    """Clips the encoder cannot embed (the originals and the degraded copies) are left out of
+    both the embeddings and the fingerprints, the rows staying paired."""
+    import soundfile
+
+    from whichvoice.tracing import Labelled, fit_from_clips
+
+    rng = np.random.default_rng(2)
+    paths, families, voices = [], [], []
+    for i in range(8):
+        p = tmp_path / f"{i}.wav"
+        soundfile.write(p, _voiced(1.0, 100 + 20 * i, rng), 16000)
+        paths.append(p)
+        families.append("a" if i < 4 else "b")
+        voices.append(f"v{i}")
+    clips = Labelled(paths, families, voices)
+    head = fit_from_clips(_FakeEncoder({1, 8 + 2}), clips, clips, keep=0.9, fingerprint=True)
+    assert head.reads_fingerprint
+    assert head.fitted["clips"] == 8 - 1 + 7 - 1  # 1 original and 1 of the 7 copies failed
+    plain = fit_from_clips(_FakeEncoder(set()), clips, clips, fingerprint=False, augment=False)
+    assert not plain.reads_fingerprint and plain.fitted["clips"] == 8
 
 
 # train / dev / test voices of three known families, and a family left out (espeak-ng's

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice import fingerprint
+from whichvoice.audio import AudioSource
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
+from whichvoice.fingerprint import DIM as FP_DIM
 from whichvoice.fingerprint import NAME as FINGERPRINT
 
 ENGINE_JSON = "engine.json"
@@ -141,7 +143,7 @@ class EngineHead:
                                     family, float(s)))  # fmt: skip
         return out
 
-    def answer_clip(self, embedding: np.ndarray, source) -> EngineAnswer:
+    def answer_clip(self, embedding: np.ndarray, source: AudioSource) -> EngineAnswer:
         """One clip's answer from its embedding, float (dim,); the clip itself (a path, bytes
         or ``Decoded``: an ``audio.AudioSource``) is read again for its fingerprint when the head
         reads one."""
@@ -215,10 +217,12 @@ class EngineHead:
         except (ValueError, KeyError, OSError) as e:
             raise EngineHeadError(f"{folder}: not a readable engine head ({e})") from None
         threshold = meta.get("threshold")
-        fingerprint = meta.get("fingerprint")
-        if fingerprint is not None and (fingerprint != FINGERPRINT or "fingerprint_mean" not in t):
+        reads = meta.get("fingerprint")
+        if reads is not None and (
+            reads != FINGERPRINT or t.get("fingerprint_mean", np.empty(0)).shape != (FP_DIM,)
+        ):
             raise EngineHeadError(
-                f"{folder}: the head reads the fingerprint {fingerprint!r}, which this version "
+                f"{folder}: the head reads the fingerprint {reads!r}, which this version "
                 f"does not make ({FINGERPRINT}): fit it again with `whichvoice trace-fit`"
             )
         return cls(
@@ -231,12 +235,14 @@ class EngineHead:
             meta.get("score", "prototype"),
             float("-inf") if threshold is None else float(threshold),
             meta.get("fitted", {}),
-            fingerprint_mean=t["fingerprint_mean"] if fingerprint else None,
-            fingerprint_scale=t["fingerprint_scale"] if fingerprint else None,
+            fingerprint_mean=t["fingerprint_mean"] if reads else None,
+            fingerprint_scale=t["fingerprint_scale"] if reads else None,
         )
 
 
-def _joined(x: np.ndarray, fingerprints: np.ndarray, mean: np.ndarray, scale: np.ndarray):
+def _joined(
+    x: np.ndarray, fingerprints: np.ndarray, mean: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
     """A head's input when it reads fingerprints too: the unit embedding beside the unit
     standardised fingerprint, the whole made unit length (the two weigh the same)."""
     z = (np.atleast_2d(np.asarray(fingerprints, np.float32)) - mean) / scale

@@ -19,12 +19,9 @@ Measured as a tracing input in ``benchmarks/trace.py`` (joined with an encoder's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
 import numpy as np
 
 from whichvoice.audio import SAMPLE_RATE, AudioSource, load_audio
-from whichvoice.errors import WhichvoiceError
 
 NAME = "fingerprint-v1"  # what a head records as the fingerprint it reads; change with the code
 N_FFT = 512
@@ -33,6 +30,7 @@ N_MELS = 64
 FLOOR_DB = 35.0  # frames within this much of the loudest frame are measured
 SMOOTH_BINS = 9  # the envelope the fine structure is measured against
 FLATNESS_BANDS = ((1, 32), (32, 64), (64, 128), (128, 257))  # FFT bins: 31 Hz-1, 2, 4, 8 kHz
+MAX_SECONDS = 120  # of a longer recording, the start: the measures are averages
 DIM = 257 + 2 * N_MELS + 2 * len(FLATNESS_BANDS) + 2 * 129
 
 
@@ -54,15 +52,14 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
     if loud.sum() < 5:  # too short to choose: measure every frame
         loud[:] = True
     power = power[:, loud]
+    log_power = np.log(power)
     ltas = np.log(power.mean(axis=1))
     mel = np.log(mel_filterbank(N_MELS, N_FFT, SAMPLE_RATE).astype(np.float64) @ power + 1e-12)
     change = np.abs(np.diff(mel, axis=1)).mean(axis=1) if mel.shape[1] > 1 else np.zeros(N_MELS)
     flatness = []
-    for lo, hi in FLATNESS_BANDS:
-        band = power[lo:hi]
-        log_flat = np.log(band).mean(axis=0) - np.log(band.mean(axis=0))
+    for lo, hi in FLATNESS_BANDS:  # log of (geometric mean / arithmetic mean) per frame
+        log_flat = log_power[lo:hi].mean(axis=0) - np.log(power[lo:hi].mean(axis=0))
         flatness += [log_flat.mean(), log_flat.std()]
-    log_power = np.log(power)
     fine = log_power - uniform_filter1d(log_power, SMOOTH_BINS, axis=0)
     fine_change = (np.abs(np.diff(fine, axis=1)).mean(axis=1) if fine.shape[1] > 1
                    else np.zeros(fine.shape[0]))  # fmt: skip
@@ -71,18 +68,6 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
 
 
 def fingerprint_of(source: AudioSource) -> np.ndarray:
-    """The fingerprint of a file, bytes or ``Decoded`` audio (decoded and resampled to 16 kHz);
-    raises its ``AudioDecodeError`` or ``SilentAudioError``."""
-    return spectral_fingerprint(load_audio(source))
-
-
-def fingerprints(
-    sources: Iterable[AudioSource],
-) -> Iterator[np.ndarray | WhichvoiceError]:
-    """The fingerprint of each input, in order; one that cannot be read (or is silent) yields
-    its error instead."""
-    for source in sources:
-        try:
-            yield fingerprint_of(source)
-        except WhichvoiceError as e:
-            yield e
+    """The fingerprint of a file, bytes or ``Decoded`` audio (decoded and resampled to 16 kHz;
+    its first ``MAX_SECONDS``); raises its ``AudioDecodeError`` or ``SilentAudioError``."""
+    return spectral_fingerprint(load_audio(source)[: MAX_SECONDS * SAMPLE_RATE])

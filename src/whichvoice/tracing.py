@@ -178,21 +178,26 @@ def fit_from_clips(
     voices = [train.voices[i] for i in kept]
     fp = _fingerprints([train.paths[i] for i in kept], progress) if fingerprint else None
     if augment:
-        copy_fp: list[np.ndarray] = []  # each copy's fingerprint, taken as it is made
+        copy_fp: list[np.ndarray | None] = []  # each copy's fingerprint, taken as it is made
 
         def copies():
             for i in kept:
                 copy = augmented(train.paths[i], seed=i)
                 if fingerprint:
-                    copy_fp.append(fingerprint_of(copy))
+                    try:
+                        copy_fp.append(fingerprint_of(copy))
+                    except WhichvoiceError:  # silent after the augmentation: left out below
+                        copy_fp.append(None)
                 yield copy
 
         aug, got = embed_all(encoder, copies(), progress=progress, what="degraded copies")
+        if fingerprint:
+            usable = [k for k, j in enumerate(got) if copy_fp[j] is not None]
+            aug, got = aug[usable], [got[k] for k in usable]
+            fp = np.concatenate([fp, np.stack([copy_fp[j] for j in got])])
         emb = np.concatenate([emb, aug])
         families += [train.families[kept[j]] for j in got]
         voices += [train.voices[kept[j]] for j in got]
-        if fingerprint:
-            fp = np.concatenate([fp, np.stack([copy_fp[j] for j in got])])
     head = fit_head(emb, families, voices, model_id(encoder), c=c, score_kind=score_kind,
                     fingerprints=fp)  # fmt: skip
     dev_emb, dev_kept = embed_all(encoder, dev.paths, progress=progress, what="dev clips")

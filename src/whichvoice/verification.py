@@ -418,6 +418,11 @@ def identify(
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue
+        try:  # a head that reads fingerprints reads the clip again, which may fail this time
+            engine = engine_head.answer_clip(result[0], src) if engine_head is not None else None
+        except WhichvoiceError as e:
+            out.append(e)
+            continue
         if refs is None:
             refs = voice_refs(voices, result[0].shape[0])
         scores = refs.scores(result[0])
@@ -431,7 +436,7 @@ def identify(
                 {v.name: float(s) for v, s in zip(voices, scores, strict=True)},
                 point,
                 nearest,
-                engine_head.answer_clip(result[0], src) if engine_head is not None else None,
+                engine,
             )
         )
     return out

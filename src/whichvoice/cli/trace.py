@@ -59,12 +59,16 @@ def trace_cmd(
     head, encoder = head_and_encoder(head_dir, model)
     failed = 0
     for path, r in zip(paths, encoder.embed_many(paths), strict=True):
+        if not isinstance(r, WhichvoiceError):
+            try:  # a head that reads fingerprints reads the file again
+                a = head.answer_clip(r[0], path)
+            except WhichvoiceError as e:
+                r = e
         if isinstance(r, WhichvoiceError):
             failed += 1
             click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
                        else f"{path}\terror: {r}")  # fmt: skip
             continue
-        a = head.answer_clip(r[0], path)
         if as_json:
             click.echo(json.dumps({"path": str(path), **a.to_dict()}))
         elif a.known:

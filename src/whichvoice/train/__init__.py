@@ -137,5 +137,7 @@ def fit_run_engine_head(run_dir: Path, *, progress: bool = True) -> Path:
     data = json.loads((Path(run_dir) / CONFIG).read_text())["data"]
     corpus = json.loads((Path(data) / "dataset.json").read_text())["corpus"]
     train_clips, dev_clips = split_dev(corpus_clips(corpus))
-    head = fit_from_clips(load_encoder(run_dir), train_clips, dev_clips, progress=progress)
+    # no fingerprint: ``predict`` answers from the run's embedding alone
+    head = fit_from_clips(load_encoder(run_dir), train_clips, dev_clips, fingerprint=False,
+                          progress=progress)  # fmt: skip
     return head.save(Path(run_dir) / RUN_HEAD)
