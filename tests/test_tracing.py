@@ -299,9 +299,11 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
 def test_a_head_on_a_part_of_auto_reads_that_part_of_its_embedding(
     trace_clips: dict[str, list[Path]], tmp_path: Path
 ) -> None:
-    """A head fitted on resemblyzer's embeddings answers identify with auto (the default)
-    from the resemblyzer part of auto's embedding: the same answers as from resemblyzer's."""
+    """A head fitted on resemblyzer's embeddings (and the clips' fingerprints, as the shipped
+    one) answers identify with auto (the default) from the resemblyzer part of auto's
+    embedding: the same answers as from resemblyzer's."""
     from whichvoice.encoders import load_encoder
+    from whichvoice.fingerprint import fingerprint_of
     from whichvoice.tracing import Labelled, fit_from_clips, head_for
 
     rows = [(p, f, v) for f, parts in KNOWN.items() for v in parts[0] for p in trace_clips[v]]
@@ -314,7 +316,12 @@ def test_a_head_on_a_part_of_auto_reads_that_part_of_its_embedding(
     clips = [trace_clips[v][0] for v in (*LEFT_OUT[:2], "pico:en-GB", "festival:don_diphone")]
     alone = np.stack([r[0] for r in resemblyzer.embed_many(clips)])
     fused = np.stack([r[0] for r in auto.embed_many(clips)])
-    np.testing.assert_allclose(via_auto.scores(fused), head.scores(alone), atol=1e-4)
-    assert [a.engine for a in via_auto.answer(fused)] == [a.engine for a in head.answer(alone)]
+    fp = np.stack([fingerprint_of(c) for c in clips])
+    assert head.reads_fingerprint
+    np.testing.assert_allclose(via_auto.scores(fused, fingerprints=fp),
+                               head.scores(alone, fingerprints=fp), atol=1e-4)  # fmt: skip
+    assert [via_auto.answer_clip(e, c).engine for e, c in zip(fused, clips, strict=True)] == [
+        a.engine for a in head.answer(alone, fp)
+    ]
     with pytest.raises(EngineHeadError, match="reads embeddings of"):
         head_for(load_encoder("bundled"), tmp_path / "head")

@@ -34,7 +34,7 @@ KEEP = 0.99  # share of the known families' dev clips the default threshold keep
 REGULARISATION_C = 0.1
 # whether trace-fit's heads read each clip's spectral fingerprint beside its embedding by
 # default: as the shipped head does (benchmarks/trace.py chose on dev data; a test checks)
-FINGERPRINT_DEFAULT = False
+FINGERPRINT_DEFAULT = True
 
 
 class EngineHeadError(WhichvoiceError):
