@@ -75,6 +75,7 @@ def _voiced(seconds: float, f0: float, rng: np.random.Generator) -> np.ndarray:
         r, w = 0.97, 2 * np.pi * fc / 16000
         x = lfilter([1 - r], [1, -2 * r * np.cos(w), r * r], x)
     x *= 0.01 + (np.sin(2 * np.pi * 1.5 * t) > -0.6)  # syllables and pauses
+    x += 1e-3 * np.abs(x).max() * rng.normal(size=t.size)  # a recording's noise floor
     return (0.3 * x / np.abs(x).max()).astype(np.float32)
 
 
@@ -101,7 +102,9 @@ def test_a_head_may_read_fingerprints_beside_embeddings(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     centres = np.eye(16)[:4] * 3
     x, y = _clusters(rng, centres, 40, 1.5)  # embeddings that tell the families apart poorly
-    fp = rng.normal(size=(len(y), 651)).astype(np.float32)
+    from whichvoice.fingerprint import DIM, NAME
+
+    fp = rng.normal(size=(len(y), DIM)).astype(np.float32)
     fp[:, :8] += 4 * (y[:, None] // 2)  # fingerprints that tell them apart well
     families = [f"f{i // 2}" for i in y]
     voices = [f"v{i}" for i in y]
@@ -114,7 +117,7 @@ def test_a_head_may_read_fingerprints_beside_embeddings(tmp_path: Path) -> None:
         head.answer(x[1::2])
     head.save(tmp_path / "head")
     meta = json.loads((tmp_path / "head" / "engine.json").read_text())
-    assert meta["fingerprint"] == "fingerprint-v1"
+    assert meta["fingerprint"] == NAME
     again = EngineHead.load(tmp_path / "head")
     np.testing.assert_allclose(again.scores(x, fingerprints=fp), head.scores(x, fingerprints=fp),
                                rtol=1e-5)  # fmt: skip
@@ -131,7 +134,7 @@ def test_a_head_may_read_fingerprints_beside_embeddings(tmp_path: Path) -> None:
     replace(head, encoder=run_id(run, config)).save(run / "engine")
     with pytest.raises(EngineHeadError, match="--no-fingerprint"):
         _run_engine_head(run, config)
-    meta["fingerprint"] = "fingerprint-v0"  # a head from a version that measured otherwise
+    meta["fingerprint"] = "fingerprint-v1"  # a head from a version that measured otherwise
     (tmp_path / "head" / "engine.json").write_text(json.dumps(meta))
     with pytest.raises(EngineHeadError, match="fit it again"):
         EngineHead.load(tmp_path / "head")

@@ -243,12 +243,14 @@ class EngineHead:
 def _joined(
     x: np.ndarray, fingerprints: np.ndarray, mean: np.ndarray, scale: np.ndarray
 ) -> np.ndarray:
-    """A head's input when it reads fingerprints too: the unit embedding beside the unit
-    standardised fingerprint, the whole made unit length (the two weigh the same)."""
+    """A head's input when it reads fingerprints too: the unit embedding beside each block of
+    the standardised fingerprint made unit length, the whole made unit length (each part
+    weighs the same)."""
     z = (np.atleast_2d(np.asarray(fingerprints, np.float32)) - mean) / scale
     if z.shape[0] != x.shape[0]:
         raise EngineHeadError(f"{x.shape[0]} embeddings but {z.shape[0]} fingerprints")
-    return _unit(np.concatenate([x, _unit(z)], axis=1))
+    blocks = [_unit(z[:, a:b]) for a, b in fingerprint.BLOCKS]
+    return _unit(np.concatenate([x, *blocks], axis=1))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

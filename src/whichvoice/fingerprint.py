@@ -6,24 +6,33 @@ clip leaves its marks in what the encoder forgets: the band it was synthesised i
 diphone voice has nothing above 8 kHz, a 22 kHz vocoder a smooth roll-off), how smooth its
 spectral envelope is over time, the fine structure between harmonics that each vocoder fills
 in its own way. The fingerprint measures these over the clip's louder frames (within 35 dB of
-its loudest): 651 numbers, no weights, the same for every clip of any length.
+its loudest), and how fast the level of each band moves: 915 numbers in two blocks, no
+weights, the same for every clip of any length.
 
+The spectrum (651):
 - the long-term average spectrum (257 bins of a 512-point FFT, log, its mean removed);
 - per log-mel band (64): the spread over time and the mean absolute frame-to-frame change;
 - spectral flatness in four bands (mean and spread of its log);
 - the fine structure: each frame's log spectrum minus its 9-bin smoothing, its spread and
   frame-to-frame change per bin (every other bin).
 
+The modulation (264): per log-mel band (24), the power spectrum of its level over time (2.56 s
+stretches, half overlapping) in ten modulation bands from 0 to 50 Hz (log, the band's mean
+removed), and the lag-one correlation of its frame-to-frame changes over the louder frames
+(a concatenated or vocoded voice moves in steps or smoothly, each engine its own way).
+
 Measured as a tracing input in ``benchmarks/trace.py`` (joined with an encoder's embedding).
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from whichvoice.audio import SAMPLE_RATE, AudioSource, load_audio
 
-NAME = "fingerprint-v1"  # what a head records as the fingerprint it reads; change with the code
+NAME = "fingerprint-v2"  # what a head records as the fingerprint it reads; change with the code
 N_FFT = 512
 HOP = 160  # samples at 16 kHz: 10 ms
 N_MELS = 64
@@ -31,7 +40,13 @@ FLOOR_DB = 35.0  # frames within this much of the loudest frame are measured
 SMOOTH_BINS = 9  # the envelope the fine structure is measured against
 FLATNESS_BANDS = ((1, 32), (32, 64), (64, 128), (128, 257))  # FFT bins: 31 Hz-1, 2, 4, 8 kHz
 MAX_SECONDS = 120  # of a longer recording, the start: the measures are averages
-DIM = 257 + 2 * N_MELS + 2 * len(FLATNESS_BANDS) + 2 * 129
+MOD_MELS = 24  # bands whose level's movement is measured
+MOD_FRAMES = 256  # 2.56 s of frames per modulation spectrum
+MOD_EDGES = (0, 1, 2, 4, 6, 9, 13, 18, 25, 35, 50)  # Hz: the modulation bands' edges
+SPECTRUM_DIM = 257 + 2 * N_MELS + 2 * len(FLATNESS_BANDS) + 2 * 129
+DIM = SPECTRUM_DIM + MOD_MELS * (len(MOD_EDGES) - 1) + MOD_MELS
+# (start, stop) of each block: a head standardises the numbers and weighs each block the same
+BLOCKS = ((0, SPECTRUM_DIM), (SPECTRUM_DIM, DIM))
 
 
 def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
@@ -49,6 +64,7 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
     power = np.abs(z) ** 2 + 1e-12  # (257, n_frames)
     level = 10 * np.log10(power.sum(axis=0))
     loud = level > level.max() - FLOOR_DB
+    modulation = _modulation(np.abs(z) ** 2 + 1e-10, loud)
     if loud.sum() < 5:  # too short to choose: measure every frame
         loud[:] = True
     power = power[:, loud]
@@ -64,7 +80,36 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
     fine_change = (np.abs(np.diff(fine, axis=1)).mean(axis=1) if fine.shape[1] > 1
                    else np.zeros(fine.shape[0]))  # fmt: skip
     return np.concatenate([ltas - ltas.mean(), mel.std(axis=1), change, np.array(flatness),
-                           fine.std(axis=1)[::2], fine_change[::2]]).astype(np.float32)  # fmt: skip
+                           fine.std(axis=1)[::2], fine_change[::2],
+                           modulation]).astype(np.float32)  # fmt: skip
+
+
+def _modulation(power: np.ndarray, loud: np.ndarray) -> np.ndarray:
+    """The modulation block of the fingerprint from a clip's power spectrogram (257, n_frames)
+    at 100 frames/s and its louder frames: float64, shape (DIM - SPECTRUM_DIM,)."""
+    from whichvoice.features import mel_filterbank  # a module that loads torch: only when used
+
+    bands = np.log(mel_filterbank(MOD_MELS, N_FFT, SAMPLE_RATE).astype(np.float64) @ power
+                   + 1e-10)  # fmt: skip
+    x = bands - bands.mean(axis=1, keepdims=True)
+    if x.shape[1] < MOD_FRAMES:
+        x = np.pad(x, ((0, 0), (0, MOD_FRAMES - x.shape[1])))
+    taper = np.hanning(MOD_FRAMES)
+    stretches = range(0, x.shape[1] - MOD_FRAMES + 1, MOD_FRAMES // 2)
+    spectrum = np.mean([np.abs(np.fft.rfft(x[:, a : a + MOD_FRAMES] * taper, axis=1)) ** 2
+                        for a in stretches], axis=0)  # fmt: skip
+    freqs = np.fft.rfftfreq(MOD_FRAMES, HOP / SAMPLE_RATE)
+    mod = np.stack([spectrum[:, (freqs >= lo) & (freqs < hi)].mean(axis=1)
+                    for lo, hi in itertools.pairwise(MOD_EDGES)], axis=1)  # fmt: skip
+    mod = np.log(mod + 1e-10)
+    mod -= mod.mean(axis=1, keepdims=True)
+    moving = bands[:, loud] if loud.sum() > 10 else bands
+    step = np.diff(moving, axis=1)
+    if step.shape[1] > 2:
+        lag1 = (step[:, 1:] * step[:, :-1]).mean(axis=1) / (step.var(axis=1) + 1e-9)
+    else:  # too short to tell
+        lag1 = np.zeros(MOD_MELS)
+    return np.concatenate([mod.ravel(), lag1])
 
 
 def fingerprint_of(source: AudioSource) -> np.ndarray:
