@@ -216,8 +216,13 @@ def test_a_head_fitted_without_an_engine_calls_its_clips_unknown(
                 for p in trace_clips[v]]  # fmt: skip
         return Labelled(*map(list, zip(*rows, strict=True)))
 
-    encoder = load_encoder("auto")  # the default, whose embeddings the shipped head reads
-    head = fit_from_clips(encoder, labelled(0), labelled(1), keep=0.95, augment=False)
+    # auto's embedding alone, the prototype score. espeak-ng left out is the hard case: with
+    # the fingerprint beside the embedding (trace-fit's default) half of these clips are called
+    # unknown (15 of 30), and the shipped head's energy score calls almost none unknown, here
+    # as in benchmarks/trace.py's espeak-ng fold (docs/tracing.md)
+    encoder = load_encoder("auto")
+    head = fit_from_clips(encoder, labelled(0), labelled(1), keep=0.95, augment=False,
+                          fingerprint=False)  # fmt: skip
     assert set(head.families) == set(KNOWN)
     test = labelled(2)
     known = [head.answer_clip(r[0], p)

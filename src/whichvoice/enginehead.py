@@ -31,7 +31,7 @@ RUN_HEAD = "engine"  # a run's own head (``train --target both``), in this folde
 KEEP = 0.99  # share of the known families' dev clips the default threshold keeps
 # the regression's inverse regularisation (scikit-learn's C) that trace-fit uses by default:
 # the shipped head's, which benchmarks/trace.py chose on dev data (a test checks they agree)
-REGULARISATION_C = 0.1
+REGULARISATION_C = 0.01
 # whether trace-fit's heads read each clip's spectral fingerprint beside its embedding by
 # default: as the shipped head does (benchmarks/trace.py chose on dev data; a test checks)
 FINGERPRINT_DEFAULT = True
