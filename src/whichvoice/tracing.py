@@ -12,6 +12,10 @@ Open-set scores (higher: more like the known families):
   engine never seen lies near none of them;
 - ``energy``: the log-sum-exp of the regression's logits (Liu et al., 2020).
 
+A head may also read each clip's spectral fingerprint (``whichvoice.fingerprint``: how its
+spectrum was made, which a speaker encoder is trained to ignore) beside the embedding, each
+standardised and made unit length; the shipped head does.
+
 The threshold keeps a share ``keep`` of the *dev* clips of known families (voices the head was
 not fitted on, so it is set the way unseen voices of known engines score), never test data.
 
