@@ -103,9 +103,7 @@ class EngineHead:
         self, embeddings: np.ndarray, fingerprints: np.ndarray | None = None
     ) -> np.ndarray:
         """Each family's probability, float (n_clips, n_families)."""
-        z = self.logits(embeddings, fingerprints)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        return _softmax(self.logits(embeddings, fingerprints))
 
     def scores(
         self,
@@ -114,15 +112,18 @@ class EngineHead:
         fingerprints: np.ndarray | None = None,
     ) -> np.ndarray:
         """The open-set score of each clip (higher: more like a known family)."""
-        kind = kind or self.score_kind
-        z = self.logits(embeddings, fingerprints)
+        view = self._view(embeddings, fingerprints)
+        return self._scores(view, view @ self.coef.T + self.intercept, kind or self.score_kind)
+
+    def _scores(self, view: np.ndarray, z: np.ndarray, kind: str) -> np.ndarray:
+        """``scores`` from the head's input ``view`` and its logits ``z``."""
         if kind == "energy":
             top = z.max(axis=1)
             return top + np.log(np.exp(z - top[:, None]).sum(axis=1))
         if kind != "prototype":
             raise EngineHeadError(f"unknown open-set score {kind!r}; valid: {', '.join(SCORES)}")
         named = z.argmax(axis=1)
-        cos = self._view(embeddings, fingerprints) @ self.prototypes.T  # (n_clips, n_voices)
+        cos = view @ self.prototypes.T  # (n_clips, n_voices)
         same = self.prototype_family[None, :] == named[:, None]
         return np.where(same, cos, -np.inf).max(axis=1)
 
@@ -131,9 +132,9 @@ class EngineHead:
     ) -> list[EngineAnswer]:
         """The engine-level answer for each embedding, float (n_clips, dim) (and, for a head
         that reads them, each clip's fingerprint, float (n_clips, fingerprint.DIM))."""
-        embeddings = np.atleast_2d(embeddings)
-        probs = self.probabilities(embeddings, fingerprints)
-        scores = self.scores(embeddings, fingerprints=fingerprints)
+        view = self._view(embeddings, fingerprints)  # once: a fingerprint's view costs
+        z = view @ self.coef.T + self.intercept
+        probs, scores = _softmax(z), self._scores(view, z, self.score_kind)
         out = []
         for p, s in zip(probs, scores, strict=True):
             best = int(p.argmax())
@@ -251,6 +252,11 @@ def _joined(
         raise EngineHeadError(f"{x.shape[0]} embeddings but {z.shape[0]} fingerprints")
     blocks = [_unit(z[:, a:b]) for a, b in fingerprint.BLOCKS]
     return _unit(np.concatenate([x, *blocks], axis=1))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -61,10 +61,11 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
         wave = np.pad(wave, (0, N_FFT - wave.size))
     _, _, z = stft(wave, fs=SAMPLE_RATE, nperseg=N_FFT, noverlap=N_FFT - HOP, window="hann",
                    boundary=None, padded=False)  # fmt: skip
-    power = np.abs(z) ** 2 + 1e-12  # (257, n_frames)
+    squared = np.abs(z) ** 2  # (257, n_frames)
+    power = squared + 1e-12
     level = 10 * np.log10(power.sum(axis=0))
     loud = level > level.max() - FLOOR_DB
-    modulation = _modulation(np.abs(z) ** 2 + 1e-10, loud)
+    modulation = _modulation(squared + 1e-10, loud)
     if loud.sum() < 5:  # too short to choose: measure every frame
         loud[:] = True
     power = power[:, loud]
