@@ -6,7 +6,12 @@ makes them) and the human-dev speakers' joined clips (wav, 8 kHz), decoded from 
 Each encoder embeds all of them with ``embed_many`` (its defaults: every core, files batched),
 ``--repeats`` times in turn with the others, after one warm-up pass; the figure is the median
 of the repeats: seconds of audio embedded per second of wall time ("x real time"), and the
-ratio to the bundled encoder measured in the same run. Writes benchmarks/results/speed.json.
+ratio to the bundled encoder measured in the same run. Two more rows time what `identify` and
+`trace` run with the shipped engine head (it reads auto's resemblyzer part and each clip's
+spectral fingerprint): ``auto + engine head``, the embedding and the engine answer from one
+decode of each file (``tracing.embed_and_trace``), and ``auto + engine head, read twice``, the
+path before it (the embedding, then each file read again for its fingerprint on the main
+thread). Writes benchmarks/results/speed.json.
 
     python benchmarks/speed.py [--workdir DIR] [--clips 300] [--repeats 3]
 """
@@ -29,9 +34,29 @@ from verify import synthesize
 
 from whichvoice.errors import WhichvoiceError
 from whichvoice.protocol import pool_voices
+from whichvoice.tracing import embed_and_trace, head_for
 from whichvoice.verification import load_encoder
 
 TARGET = 200.0  # issue 20: the default at >= 200x real time on 2 cores
+TRACED = "auto + engine head"  # the rows of identify/trace with the shipped engine head
+TWICE = "auto + engine head, read twice"
+
+
+def runners(encoders: dict) -> dict:
+    """name -> a function of the clips that embeds them as that row measures."""
+    out = {n: (lambda clips, e=e: list(e.embed_many(clips))) for n, e in encoders.items()}
+    auto = encoders.get("auto")
+    head = head_for(auto) if auto is not None else None
+    if head is None:
+        return out
+
+    def twice(clips):  # the embeddings, then each clip read again for the head
+        return [r if isinstance(r, WhichvoiceError) else head.answer_clip(r[0], c)
+                for c, r in zip(clips, auto.embed_many(clips), strict=True)]  # fmt: skip
+
+    out[TRACED] = lambda clips: [r for r, _ in embed_and_trace(auto, head, clips)]
+    out[TWICE] = twice
+    return out
 
 
 def main() -> None:
@@ -53,14 +78,15 @@ def main() -> None:
         clips += sorted(p for ps in joined_clips(work / "human-clips", 60, 6).values() for p in ps)
         audio_s = sum(sf.info(str(p)).duration for p in clips)
         encoders = {n: load_encoder(n) for n in args.encoders.split(",")}
-        for encoder in encoders.values():  # warm-up: first-use exports, caches
-            list(encoder.embed_many(clips[:20]))
-        walls: dict[str, list[float]] = {n: [] for n in encoders}
+        runs = runners(encoders)
+        for run in runs.values():  # warm-up: first-use exports, caches
+            run(clips[:20])
+        walls: dict[str, list[float]] = {n: [] for n in runs}
         errors: dict[str, int] = {}
         for _ in range(args.repeats):
-            for name, encoder in encoders.items():
+            for name, run in runs.items():
                 start = time.perf_counter()
-                out = list(encoder.embed_many(clips))
+                out = run(clips)
                 walls[name].append(time.perf_counter() - start)
                 errors[name] = sum(isinstance(x, WhichvoiceError) for x in out)
     results = {}

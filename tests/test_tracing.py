@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli, voice_clips
-from whichvoice.tracing import UNKNOWN, EngineHead, EngineHeadError, fit_head
+from whichvoice.errors import WhichvoiceError
+from whichvoice.tracing import UNKNOWN, EngineHead, EngineHeadError, embed_and_trace, fit_head
 from whichvoice.voices.families import FAMILIES, engine_family
 
 
@@ -331,5 +332,19 @@ def test_a_head_on_a_part_of_auto_reads_that_part_of_its_embedding(
     assert [via_auto.answer_clip(e, c).engine for e, c in zip(fused, clips, strict=True)] == [
         a.engine for a in head.answer(alone, fp)
     ]
+    # identify's and trace's path: one decode for the embedding and the fingerprint, in order,
+    # an unreadable input's error in its place
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio")
+    both = list(embed_and_trace(auto, via_auto, [*clips, bad]))
+    assert isinstance(both[-1][0], WhichvoiceError) and both[-1][1] is None
+    assert str(bad) in str(both[-1][0])
+    good = both[:-1]
+    np.testing.assert_allclose(np.stack([r[0] for r, _ in good]), fused, atol=1e-6)
+    alone_answers = [via_auto.answer_clip(e, c) for e, c in zip(fused, clips, strict=True)]
+    assert [(a.engine, a.nearest) for _, a in good] == [(a.engine, a.nearest)
+                                                       for a in alone_answers]  # fmt: skip
+    np.testing.assert_allclose([a.score for _, a in good], [a.score for a in alone_answers],
+                               atol=1e-3)  # fmt: skip
     with pytest.raises(EngineHeadError, match="reads embeddings of"):
         head_for(load_encoder("bundled"), tmp_path / "head")

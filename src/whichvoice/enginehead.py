@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from whichvoice import fingerprint
-from whichvoice.audio import AudioSource
+from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, describe_source, load_audio
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.fingerprint import DIM as FP_DIM
@@ -239,6 +239,39 @@ class EngineHead:
             fingerprint_mean=t["fingerprint_mean"] if reads else None,
             fingerprint_scale=t["fingerprint_scale"] if reads else None,
         )
+
+
+def embed_and_trace(
+    encoder, head: EngineHead | None, sources: Iterable[AudioSource], *, batch: int = 32
+) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, EngineAnswer | None]]:
+    """Each source's ``encoder.embed_many`` result and, with a ``head``, its engine answer
+    (None without a head or for an input that failed), in order. A head that reads
+    fingerprints takes them from the same decode as the embedding: each chunk of ``batch``
+    sources is decoded and fingerprinted on worker threads one chunk ahead, then embedded
+    from the decoded audio (each file is read once)."""
+    if head is None or not head.reads_fingerprint:
+        for r in encoder.embed_many(sources, batch=batch):
+            ok = head is not None and not isinstance(r, WhichvoiceError)
+            yield r, head.answer(r[0])[0] if ok else None
+        return
+    from whichvoice.runtime.model import prepared_chunks  # a module that loads torch
+
+    for _, prepared in prepared_chunks(_decoded_fingerprint, sources, 4 * batch, 0):
+        good = [p for p in prepared if not isinstance(p, WhichvoiceError)]
+        embedded = encoder.embed_many([d for d, _ in good], batch=batch)
+        for p in prepared:
+            if isinstance(p, WhichvoiceError):
+                yield p, None
+                continue
+            r = next(embedded)
+            yield r, None if isinstance(r, WhichvoiceError) else head.answer(r[0], p[1][None])[0]
+
+
+def _decoded_fingerprint(source: AudioSource) -> tuple[Decoded, np.ndarray]:
+    """A source decoded for the encoders (named as the source) and its fingerprint."""
+    wave = load_audio(source)
+    fp = fingerprint.spectral_fingerprint(wave[: fingerprint.MAX_SECONDS * SAMPLE_RATE])
+    return Decoded(wave, SAMPLE_RATE, describe_source(source)), fp
 
 
 def _joined(

@@ -26,6 +26,7 @@ Measured as a tracing input in ``benchmarks/trace.py`` (joined with an encoder's
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -51,18 +52,19 @@ BLOCKS = ((0, SPECTRUM_DIM), (SPECTRUM_DIM, DIM))
 
 def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
     """The fingerprint of a float32 mono waveform at 16 kHz: float32, shape (DIM,)."""
+    from scipy.fft import rfft
     from scipy.ndimage import uniform_filter1d
-    from scipy.signal import stft
-
-    from whichvoice.features import mel_filterbank  # a module that loads torch: only when used
 
     wave = np.asarray(wave, np.float64)
     if wave.size < N_FFT:
         wave = np.pad(wave, (0, N_FFT - wave.size))
-    _, _, z = stft(wave, fs=SAMPLE_RATE, nperseg=N_FFT, noverlap=N_FFT - HOP, window="hann",
-                   boundary=None, padded=False)  # fmt: skip
-    squared = np.abs(z) ** 2  # (257, n_frames)
-    power = squared + 1e-12
+    frames = np.lib.stride_tricks.sliding_window_view(wave, N_FFT)[::HOP]  # 10 ms apart
+    z = rfft(frames * _hann(), axis=1)
+    # the spectrum and the modulation in double precision (an empty band's leakage stays far
+    # under the floors added here; in single precision its rounding noise does not), the rest
+    # of the spectrum block in single precision
+    squared = (np.square(z.real) + np.square(z.imag)).T * _SCALE  # (257, n_frames)
+    power = (squared + 1e-12).astype(np.float32)
     level = 10 * np.log10(power.sum(axis=0))
     loud = level > level.max() - FLOOR_DB
     modulation = _modulation(squared + 1e-10, loud)
@@ -71,7 +73,7 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
     power = power[:, loud]
     log_power = np.log(power)
     ltas = np.log(power.mean(axis=1))
-    mel = np.log(mel_filterbank(N_MELS, N_FFT, SAMPLE_RATE).astype(np.float64) @ power + 1e-12)
+    mel = np.log(_filterbank(N_MELS) @ power + 1e-12)
     change = np.abs(np.diff(mel, axis=1)).mean(axis=1) if mel.shape[1] > 1 else np.zeros(N_MELS)
     flatness = []
     for lo, hi in FLATNESS_BANDS:  # log of (geometric mean / arithmetic mean) per frame
@@ -85,13 +87,27 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
                            modulation]).astype(np.float32)  # fmt: skip
 
 
+@functools.cache
+def _hann() -> np.ndarray:
+    """The periodic Hann window of the frames (as scipy.signal.stft's "hann")."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
+
+
+# the power of a frame's spectrum as scipy.signal.stft scales it (by the window's sum)
+_SCALE = 1 / (0.5 * N_FFT) ** 2
+
+
+@functools.cache
+def _filterbank(n_mels: int) -> np.ndarray:
+    from whichvoice.features import mel_filterbank  # a module that loads torch: only when used
+
+    return mel_filterbank(n_mels, N_FFT, SAMPLE_RATE)
+
+
 def _modulation(power: np.ndarray, loud: np.ndarray) -> np.ndarray:
     """The modulation block of the fingerprint from a clip's power spectrogram (257, n_frames)
     at 100 frames/s and its louder frames: float64, shape (DIM - SPECTRUM_DIM,)."""
-    from whichvoice.features import mel_filterbank  # a module that loads torch: only when used
-
-    bands = np.log(mel_filterbank(MOD_MELS, N_FFT, SAMPLE_RATE).astype(np.float64) @ power
-                   + 1e-10)  # fmt: skip
+    bands = np.log(_filterbank(MOD_MELS).astype(np.float64) @ power + 1e-10)
     x = bands - bands.mean(axis=1, keepdims=True)
     if x.shape[1] < MOD_FRAMES:
         x = np.pad(x, ((0, 0), (0, MOD_FRAMES - x.shape[1])))

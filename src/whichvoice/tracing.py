@@ -50,6 +50,7 @@ from whichvoice.enginehead import (
     EngineAnswer,
     EngineHead,
     EngineHeadError,
+    embed_and_trace,
     fit_head,
 )
 from whichvoice.errors import WhichvoiceError
@@ -67,6 +68,7 @@ __all__ = [
     "EngineAnswer",
     "EngineHead",
     "EngineHeadError",
+    "embed_and_trace",
     "fit_head",
 ]
 

@@ -51,7 +51,7 @@ from whichvoice.scoring import (
     min_dcf,
     threshold_at_far,
 )
-from whichvoice.tracing import EngineAnswer, EngineHead
+from whichvoice.tracing import EngineAnswer, EngineHead, embed_and_trace
 
 # with the names of whichvoice.encoders, importable from here as before
 __all__ = [
@@ -414,14 +414,10 @@ def identify(
         )
     out: list[Identity | WhichvoiceError] = []
     refs = None
-    for src, result in zip(sources, model.embed_many(sources), strict=True):
+    answered = embed_and_trace(model, engine_head, sources)
+    for src, (result, engine) in zip(sources, answered, strict=True):
         if isinstance(result, WhichvoiceError):
             out.append(result)
-            continue
-        try:  # a head that reads fingerprints reads the clip again, which may fail this time
-            engine = engine_head.answer_clip(result[0], src) if engine_head is not None else None
-        except WhichvoiceError as e:
-            out.append(e)
             continue
         if refs is None:
             refs = voice_refs(voices, result[0].shape[0])

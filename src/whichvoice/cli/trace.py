@@ -54,16 +54,12 @@ def trace_cmd(
     file could not be read."""
     setup_logging(True)
     from whichvoice.cli.gallery import _inputs
+    from whichvoice.tracing import embed_and_trace
 
     paths = _inputs(files)
     head, encoder = head_and_encoder(head_dir, model)
     failed = 0
-    for path, r in zip(paths, encoder.embed_many(paths), strict=True):
-        if not isinstance(r, WhichvoiceError):
-            try:  # a head that reads fingerprints reads the file again
-                a = head.answer_clip(r[0], path)
-            except WhichvoiceError as e:
-                r = e
+    for path, (r, a) in zip(paths, embed_and_trace(encoder, head, paths), strict=True):
         if isinstance(r, WhichvoiceError):
             failed += 1
             click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
