@@ -246,9 +246,10 @@ def embed_and_trace(
 ) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, EngineAnswer | None]]:
     """Each source's ``encoder.embed_many`` result and, with a ``head``, its engine answer
     (None without a head or for an input that failed), in order. A head that reads
-    fingerprints takes them from the same decode as the embedding: each chunk of ``batch``
+    fingerprints takes them from the same decode as the embedding: each chunk of 4 x ``batch``
     sources is decoded and fingerprinted on worker threads one chunk ahead, then embedded
-    from the decoded audio (each file is read once)."""
+    from the decoded audio (each file is read once; the encoder's own pipeline overlaps its
+    batches within the chunk)."""
     if head is None or not head.reads_fingerprint:
         for r in encoder.embed_many(sources, batch=batch):
             ok = head is not None and not isinstance(r, WhichvoiceError)
