@@ -98,7 +98,8 @@ VOICES = {
     "flite": (["flite:slt", "flite:rms"], ["flite:awb"], ["flite:kal16", "flite:kal"]),
     "mbrola": (["mbrola:us1", "mbrola:us2"], ["mbrola:en1"], ["mbrola:us3"]),
     "rhvoice": (["rhvoice:bdl", "rhvoice:clb"], ["rhvoice:alan"], ["rhvoice:slt"]),
-    "pico": (["pico:en-US"], [], ["pico:en-GB"]),
+    "pico": (["pico:en-US", "pico:de-DE", "pico:fr-FR"], ["pico:es-ES"],
+             ["pico:en-GB", "pico:it-IT"]),
     "piper": (["piper:en_US-joe-medium"], [], []),
     "hibari": (["hibari:af_heart"], [], []),
 }  # fmt: skip
@@ -151,27 +152,26 @@ def degraded(clips: list, folder: Path, condition: str) -> list:
     return out
 
 
-def engine_net(work: Path, without: str | None) -> Path:
-    """``train --target engine`` (the model's defaults, seed 0) on the train clips, of every
-    family or of every family but ``without`` (a corpus of the others' clips, the audio
-    linked); the run is kept in the workdir and reused."""
+def engine_net(work: Path, without: str | None, voices: set[str]) -> Path:
+    """``train --target engine`` (the model's defaults, seed 0) on the train clips of
+    ``voices``, of every family or of every family but ``without`` (a corpus of those clips,
+    the audio linked); the run is kept in the workdir and reused for the same clips."""
     from whichvoice.train import TrainConfig, train
 
     name = "all" if without is None else f"without-{without}"
-    out = work / "engine-net" / name
+    kept = [c for c in read_manifest(work / "train" / "manifest.jsonl")
+            if c.voice in voices and engine_family(c.voice, c.engine) != without]  # fmt: skip
+    manifest = "".join(json.dumps(c.to_dict()) + "\n" for c in kept)
+    # a run is reused only for the same training clips (another split of voices trains again)
+    key = hashlib.sha256(manifest.encode()).hexdigest()[:12]
+    out = work / "engine-net" / f"{name}-{key}"
     if (out / "metrics.json").is_file():
         return out
-    corpus = work / "train"
-    if without is not None:
-        corpus = work / "engine-net" / f"corpus-{name}"
-        corpus.mkdir(parents=True, exist_ok=True)
-        kept = [c for c in read_manifest(work / "train" / "manifest.jsonl")
-                if engine_family(c.voice, c.engine) != without]  # fmt: skip
-        (corpus / "manifest.jsonl").write_text(
-            "".join(json.dumps(c.to_dict()) + "\n" for c in kept)
-        )
-        if not (corpus / "audio").exists():
-            (corpus / "audio").symlink_to((work / "train" / "audio").resolve())
+    corpus = work / "engine-net" / f"corpus-{name}-{key}"
+    corpus.mkdir(parents=True, exist_ok=True)
+    (corpus / "manifest.jsonl").write_text(manifest)
+    if not (corpus / "audio").exists():
+        (corpus / "audio").symlink_to((work / "train" / "audio").resolve())
     train(corpus, out, TrainConfig(target="engine", seed=0), progress=False)
     print(f"engine-net {name}: trained", flush=True)
     return out
@@ -429,7 +429,7 @@ def main() -> None:
         families_all = sorted(voices)
         for net in NETS:
             for without in [None, *families_all]:
-                run = engine_net(work, without)
+                run = engine_net(work, without, set(train_voices))
                 if without is None:
                     nets[net] = run
                 encoder = load_encoder(run)

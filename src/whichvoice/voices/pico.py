@@ -15,6 +15,12 @@ SAMPLE_RATE = 16_000  # Hz
 _VOICES = [
     Voice("pico", "en-US", "female", "en-US", SAMPLE_RATE, "SVOX Pico American English"),
     Voice("pico", "en-GB", "female", "en-GB", SAMPLE_RATE, "SVOX Pico British English"),
+    # the other languages of libttspico-data: their own speakers, reading English text with
+    # their language's rules (an accent, the same engine)
+    Voice("pico", "de-DE", "female", "de-DE", SAMPLE_RATE, "SVOX Pico German"),
+    Voice("pico", "es-ES", "female", "es-ES", SAMPLE_RATE, "SVOX Pico Spanish"),
+    Voice("pico", "fr-FR", "female", "fr-FR", SAMPLE_RATE, "SVOX Pico French"),
+    Voice("pico", "it-IT", "female", "it-IT", SAMPLE_RATE, "SVOX Pico Italian"),
 ]
 HOW_TO_GET = "Debian non-free libttspico-utils; `make voices` installs it"
 
