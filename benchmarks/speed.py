@@ -107,8 +107,9 @@ def main() -> None:
         "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
         "clips": len(clips),
         "audio_seconds": round(audio_s, 1),
-        "method": f"embed_many over every clip, decoded from disk; median of {args.repeats} "
-        "runs taken in turn with the other encoders; every core",
+        "method": f"embed_many over every clip, decoded from disk (the engine head's rows: "
+        "identify's path, the embedding and the engine answer); median of "
+        f"{args.repeats} runs taken in turn with the other rows; every core",
         "target": {"encoder": "auto", "times_real_time": TARGET},
         "results": results,
     }

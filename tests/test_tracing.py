@@ -348,3 +348,45 @@ def test_a_head_on_a_part_of_auto_reads_that_part_of_its_embedding(
                                atol=1e-3)  # fmt: skip
     with pytest.raises(EngineHeadError, match="reads embeddings of"):
         head_for(load_encoder("bundled"), tmp_path / "head")
+
+
+def test_embed_and_trace_reads_each_file_once_and_keeps_order(
+    enroll_clips: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """identify's and trace's path: the embedding and the engine answer of each input, in
+    order, with unreadable and silent inputs' errors in their places, the same as embedding
+    the files and reading each again for its fingerprint; also without a head, and with a head
+    that reads no fingerprint."""
+    import soundfile as sf
+
+    from whichvoice.encoders import load_encoder
+    from whichvoice.fingerprint import fingerprint_of
+
+    encoder = load_encoder("bundled")
+    clips = [p for paths in enroll_clips.values() for p in paths[:2]]
+    families = [v.split(":")[0] for v, paths in enroll_clips.items() for _ in paths[:2]]
+    emb = np.stack([r[0] for r in encoder.embed_many(clips)])
+    fp = np.stack([fingerprint_of(c) for c in clips])
+    reads = fit_head(emb, families, families, "enc", c=0.1, fingerprints=fp)
+    plain = fit_head(emb, families, families, "enc", c=0.1)
+    bad, silent = tmp_path / "bad.mp3", tmp_path / "silent.wav"
+    bad.write_bytes(b"not audio")
+    sf.write(silent, np.zeros(16_000, np.float32), 16_000)
+    inputs = [bad, clips[0], silent, bad, bad, *clips[1:], bad]
+    wanted = list(encoder.embed_many(inputs))
+    for head in (reads, plain, None):
+        for batch in (1, 2, 32):
+            got = list(embed_and_trace(encoder, head, inputs, batch=batch))
+            assert len(got) == len(inputs)
+            for (r, answer), want, source in zip(got, wanted, inputs, strict=True):
+                if isinstance(want, WhichvoiceError):
+                    assert isinstance(r, WhichvoiceError) and answer is None
+                    assert str(r) == str(want) and str(source) in str(r)
+                    continue
+                np.testing.assert_allclose(r[0], want[0], atol=1e-5)
+                if head is None:
+                    assert answer is None
+                    continue
+                alone = head.answer_clip(want[0], source)
+                assert (answer.engine, answer.nearest) == (alone.engine, alone.nearest)
+                assert answer.score == pytest.approx(alone.score, abs=1e-3)

@@ -64,8 +64,9 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
     # under the floors added here; in single precision its rounding noise does not), the rest
     # of the spectrum block in single precision
     squared = (np.square(z.real) + np.square(z.imag)).T * _SCALE  # (257, n_frames)
-    power = (squared + 1e-12).astype(np.float32)
-    level = 10 * np.log10(power.sum(axis=0))
+    power64 = squared + 1e-12
+    level = 10 * np.log10(power64.sum(axis=0))  # which frames are loud: as in double precision
+    power = power64.astype(np.float32)
     loud = level > level.max() - FLOOR_DB
     modulation = _modulation(squared + 1e-10, loud)
     if loud.sum() < 5:  # too short to choose: measure every frame
@@ -98,16 +99,16 @@ _SCALE = 1 / (0.5 * N_FFT) ** 2
 
 
 @functools.cache
-def _filterbank(n_mels: int) -> np.ndarray:
+def _filterbank(n_mels: int, dtype: type = np.float32) -> np.ndarray:
     from whichvoice.features import mel_filterbank  # a module that loads torch: only when used
 
-    return mel_filterbank(n_mels, N_FFT, SAMPLE_RATE)
+    return mel_filterbank(n_mels, N_FFT, SAMPLE_RATE).astype(dtype)
 
 
 def _modulation(power: np.ndarray, loud: np.ndarray) -> np.ndarray:
     """The modulation block of the fingerprint from a clip's power spectrogram (257, n_frames)
     at 100 frames/s and its louder frames: float64, shape (DIM - SPECTRUM_DIM,)."""
-    bands = np.log(_filterbank(MOD_MELS).astype(np.float64) @ power + 1e-10)
+    bands = np.log(_filterbank(MOD_MELS, np.float64) @ power + 1e-10)
     x = bands - bands.mean(axis=1, keepdims=True)
     if x.shape[1] < MOD_FRAMES:
         x = np.pad(x, ((0, 0), (0, MOD_FRAMES - x.shape[1])))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -347,7 +348,8 @@ def prepared_chunks(
     prepare, sources: Iterable[AudioSource], batch: int, workers: int
 ) -> Iterator[tuple[list, list]]:
     """(``batch`` sources, ``prepare(source)`` or the input's WhichvoiceError for each), in
-    order. ``prepare`` (decoding, features) runs on ``workers`` threads, one chunk ahead: the
+    order; ``sources`` are read a chunk ahead, as they are needed (any iterable, a generator
+    too). ``prepare`` (decoding, features) runs on ``workers`` threads, one chunk ahead: the
     next chunk is being prepared while the caller runs the network on this one. numpy's BLAS
     runs on one thread meanwhile (``one_blas_thread``)."""
 
@@ -357,21 +359,27 @@ def prepared_chunks(
         except WhichvoiceError as e:
             return e
 
-    sources = list(sources)
-    chunks = [sources[i : i + batch] for i in range(0, len(sources), batch)]
-    workers = min(workers or os.cpu_count() or 1, len(sources)) or 1
+    stream = iter(sources)  # read a chunk at a time: a generator may feed it
+
+    def take() -> list:
+        return list(itertools.islice(stream, batch))
+
+    chunk = take()
+    ahead = take() if chunk else []
+    workers = min(workers or os.cpu_count() or 1, len(chunk) + len(ahead)) or 1
     with one_blas_thread():
         if workers == 1:  # one input (a request's upload) is prepared in this thread: no pool
-            for chunk in chunks:
+            while chunk:
                 yield chunk, [safe(src) for src in chunk]
+                chunk, ahead = ahead, (take() if ahead else [])
             return
         with ThreadPoolExecutor(workers) as pool:
-            pending = [pool.submit(safe, src) for src in chunks[0]] if chunks else []
-            for k, chunk in enumerate(chunks):
+            pending = [pool.submit(safe, src) for src in chunk]
+            while chunk:
                 current = pending
-                ahead = chunks[k + 1] if k + 1 < len(chunks) else []
                 pending = [pool.submit(safe, src) for src in ahead]
                 yield chunk, [f.result() for f in current]
+                chunk, ahead = ahead, (take() if ahead else [])
 
 
 WINDOW_BATCH = 64  # windows scored at once: more only costs cache misses in the log-mel
