@@ -140,7 +140,7 @@ def test_each_local_voice_speaks(voice_id: str) -> None:
 NEW_VOICES = [
     "mbrola:us1", "mbrola:us2", "mbrola:us3", "mbrola:en1",
     "rhvoice:alan", "rhvoice:bdl", "rhvoice:clb", "rhvoice:slt",
-    "pico:en-US", "pico:en-GB",
+    "pico:en-US", "pico:en-GB", "pico:de-DE", "pico:es-ES", "pico:fr-FR", "pico:it-IT",
     "festival:rab_diphone", "festival:don_diphone",
     "piper:en_US-joe-medium", "hibari:af_heart",
 ]  # fmt: skip
@@ -157,7 +157,7 @@ def test_neural_and_mixed_sets() -> None:
 def test_new_engines_are_installed_by_make_voices() -> None:
     # `make test` runs `make voices` first: every voice of the issue must be usable here
     require_available(resolve_voices(",".join(NEW_VOICES)))
-    assert len([v for v in all_voices() if v.id in NEW_VOICES]) == 14
+    assert len([v for v in all_voices() if v.id in NEW_VOICES]) == 18
 
 
 @pytest.mark.parametrize("engine", ["mbrola", "rhvoice", "pico"])
