@@ -30,14 +30,24 @@ was fitted) and ``engine.safetensors`` (the regression and the prototypes). No p
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import SAMPLE_RATE, Decoded, read_audio, resample
+from whichvoice.audio import (
+    SAMPLE_RATE,
+    AudioSource,
+    Decoded,
+    check_not_silent,
+    describe_source,
+    read_audio,
+    resample,
+)
 from whichvoice.enginehead import (
     ENGINE_JSON,
     ENGINE_WEIGHTS,
@@ -50,11 +60,10 @@ from whichvoice.enginehead import (
     EngineAnswer,
     EngineHead,
     EngineHeadError,
-    embed_and_trace,
     fit_head,
 )
 from whichvoice.errors import WhichvoiceError
-from whichvoice.fingerprint import fingerprint_of
+from whichvoice.fingerprint import MAX_SECONDS, fingerprint_of, spectral_fingerprint
 
 __all__ = [
     "ENGINE_JSON",
@@ -71,6 +80,56 @@ __all__ = [
     "embed_and_trace",
     "fit_head",
 ]
+
+
+def embed_and_trace(
+    encoder, head: EngineHead | None, sources: Iterable[AudioSource], *, batch: int = 32
+) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, EngineAnswer | None]]:
+    """Each source's ``encoder.embed_many`` result and, with a ``head``, its engine answer
+    (None without a head or for an input that failed), in order. A head that reads
+    fingerprints takes them from the same decode as the embedding: sources are decoded and
+    fingerprinted on worker threads a chunk of ``batch`` ahead, and the decoded audio feeds
+    one ``embed_many`` pipeline (each file is read once; a few chunks of decoded audio are
+    held at a time)."""
+    if head is None or not head.reads_fingerprint:
+        for r in encoder.embed_many(sources, batch=batch):
+            ok = head is not None and not isinstance(r, WhichvoiceError)
+            yield r, head.answer(r[0])[0] if ok else None
+        return
+    from whichvoice.runtime import VoiceModel  # modules that load torch: only when used
+    from whichvoice.runtime.model import prepared_chunks
+
+    native = isinstance(encoder, VoiceModel)  # a trained run reads each file at its own rate
+    waiting: deque = deque()  # each source read so far: its fingerprint, or its error
+
+    def decoded() -> Iterator[Decoded]:
+        prepare = functools.partial(_decoded_fingerprint, native=native)
+        for _, prepared in prepared_chunks(prepare, sources, batch, 0):
+            for p in prepared:
+                waiting.append(p if isinstance(p, WhichvoiceError) else p[1])
+                if not isinstance(p, WhichvoiceError):
+                    yield p[0]
+
+    for r in encoder.embed_many(decoded(), batch=batch):
+        while isinstance(waiting[0], WhichvoiceError):
+            yield waiting.popleft(), None
+        fp = waiting.popleft()
+        yield r, None if isinstance(r, WhichvoiceError) else head.answer(r[0], fp[None])[0]
+    for left in waiting:  # the inputs after the last one embedded could not be read
+        if not isinstance(left, WhichvoiceError):
+            raise EngineHeadError("the encoder answered fewer inputs than it was given")
+        yield left, None
+
+
+def _decoded_fingerprint(source: AudioSource, *, native: bool) -> tuple[Decoded, np.ndarray]:
+    """A source decoded for the encoder (at 16 kHz, or at its own rate when ``native``;
+    named as the source) and its fingerprint."""
+    name = describe_source(source)
+    wave, rate = read_audio(source)
+    check_not_silent(wave, rate, name)
+    at16k = resample(wave, rate, SAMPLE_RATE)
+    fp = spectral_fingerprint(at16k[: MAX_SECONDS * SAMPLE_RATE])
+    return (Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)), fp
 
 
 def augmented(source, seed: int) -> Decoded:
