@@ -133,4 +133,9 @@ def _modulation(power: np.ndarray, loud: np.ndarray) -> np.ndarray:
 def fingerprint_of(source: AudioSource) -> np.ndarray:
     """The fingerprint of a file, bytes or ``Decoded`` audio (decoded and resampled to 16 kHz;
     its first ``MAX_SECONDS``); raises its ``AudioDecodeError`` or ``SilentAudioError``."""
-    return spectral_fingerprint(load_audio(source)[: MAX_SECONDS * SAMPLE_RATE])
+    return recording_fingerprint(load_audio(source))
+
+
+def recording_fingerprint(wave: np.ndarray) -> np.ndarray:
+    """The fingerprint of a recording decoded at 16 kHz: of its first ``MAX_SECONDS``."""
+    return spectral_fingerprint(wave[: MAX_SECONDS * SAMPLE_RATE])

@@ -63,7 +63,7 @@ from whichvoice.enginehead import (
     fit_head,
 )
 from whichvoice.errors import WhichvoiceError
-from whichvoice.fingerprint import MAX_SECONDS, fingerprint_of, spectral_fingerprint
+from whichvoice.fingerprint import fingerprint_of, recording_fingerprint
 
 __all__ = [
     "ENGINE_JSON",
@@ -128,7 +128,7 @@ def _decoded_fingerprint(source: AudioSource, *, native: bool) -> tuple[Decoded,
     wave, rate = read_audio(source)
     check_not_silent(wave, rate, name)
     at16k = resample(wave, rate, SAMPLE_RATE)
-    fp = spectral_fingerprint(at16k[: MAX_SECONDS * SAMPLE_RATE])
+    fp = recording_fingerprint(at16k)
     return (Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)), fp
 
 
