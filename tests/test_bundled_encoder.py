@@ -188,6 +188,39 @@ def test_identify_names_the_nearest_voice_and_the_threshold(
     # a low enough threshold names the nearest voice
     loose = cli("identify", str(machac[0]), "--threshold", "-1", "--json", *gallery, check=True)
     assert json.loads(loose.stdout)["voice"] == "awb"
+    # a progress bar on a terminal only (not in the pipes above), and none with --quiet
+    assert "identify" not in loose.stderr and "%|" not in loose.stderr
+    args = ["identify", str(awb[3]), str(machac[0]), *gallery]
+    shown, quiet = _on_a_terminal(args), _on_a_terminal([*args, "--quiet"])
+    assert "identify" in shown and "file" in shown
+    assert "identify" not in quiet and "%|" not in quiet
+
+
+def _on_a_terminal(args: list[str]) -> str:
+    """What ``whichvoice ARGS`` writes to standard error when that is a terminal."""
+    import fcntl
+    import os
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    subprocess.run([sys.executable, "-m", "whichvoice", *args], stdout=subprocess.PIPE,
+                   stderr=terminal, timeout=300, check=True)  # fmt: skip
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO once the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    return seen.decode(errors="replace")
 
 
 def test_enrollment_needs_enough_speech_and_leaves_nothing_when_it_fails(

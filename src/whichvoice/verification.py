@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -322,6 +324,15 @@ class Identity:
 MIN_ENROLL_SECONDS = 3.0  # speech in all, below which enrollment is refused (docs/cli.md)
 
 
+def _bar(results: Iterable, total: int, desc: str, show: bool) -> Iterable:
+    """``results`` counted on a progress bar (files) on standard error when ``show`` and it is
+    a terminal; a pipe or a log gets none."""
+    from tqdm import tqdm
+
+    return tqdm(results, total=total, desc=desc, unit="file", leave=False, file=sys.stderr,
+                disable=None if show else True)  # fmt: skip
+
+
 def enroll(
     model: VoiceModel,
     gallery,
@@ -329,16 +340,18 @@ def enroll(
     sources: list,
     *,
     min_seconds: float = MIN_ENROLL_SECONDS,
+    progress: bool = False,
 ) -> tuple[object, list[tuple[int, WhichvoiceError]]]:
     """Add recordings to voice ``name``; returns the updated voice and the inputs that failed,
     as (index in ``sources``, error). Nothing is written when none could be used, or when the
     voice would hold less than ``min_seconds`` of speech in all (an embedding from a fraction
-    of a second is not the voice; see docs/cli.md)."""
+    of a second is not the voice; see docs/cli.md). ``progress``: a bar on a terminal."""
     name = voice_name(name)  # before any work
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     embs, seconds, errors = [], 0.0, []
-    for i, result in enumerate(embed_enrollment(model, sources)):
+    embedded = _bar(embed_enrollment(model, sources), len(sources), "enroll", progress)
+    for i, result in enumerate(embedded):
         if isinstance(result, WhichvoiceError):
             errors.append((i, result))
         else:
@@ -366,15 +379,22 @@ def enroll(
 
 
 def verify(
-    model: VoiceModel, gallery, name: str, sources: list, *, threshold: float | None = None
+    model: VoiceModel,
+    gallery,
+    name: str,
+    sources: list,
+    *,
+    threshold: float | None = None,
+    progress: bool = False,
 ) -> list[Verdict | WhichvoiceError]:
     """Is each recording the enrolled voice ``name``? At the calibrated threshold, or at
-    ``threshold`` (a cosine score)."""
+    ``threshold`` (a cosine score). ``progress``: a bar on a terminal."""
     point = operating_point(model, threshold)
     voice = gallery.get(name)
     out: list[Verdict | WhichvoiceError] = []
     refs = None
-    for src, result in zip(sources, model.embed_many(sources), strict=True):
+    embedded = _bar(model.embed_many(sources), len(sources), "verify", progress)
+    for src, result in zip(sources, embedded, strict=True):
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue
@@ -401,10 +421,12 @@ def identify(
     *,
     threshold: float | None = None,
     engine_head: EngineHead | None = None,
+    progress: bool = False,
 ) -> list[Identity | WhichvoiceError]:
     """Which enrolled voice is each recording, or ``unknown`` under the threshold (the
     calibrated one, or ``threshold``); the nearest voice is named either way. With an
-    ``engine_head`` that reads ``model``'s embeddings, also which engine family made it."""
+    ``engine_head`` that reads ``model``'s embeddings, also which engine family made it.
+    ``progress``: a bar on a terminal."""
     point = operating_point(model, threshold)
     voices = gallery.voices()
     if not voices:
@@ -414,7 +436,8 @@ def identify(
         )
     out: list[Identity | WhichvoiceError] = []
     refs = None
-    answered = embed_and_trace(model, engine_head, sources)
+    answered = _bar(embed_and_trace(model, engine_head, sources), len(sources), "identify",
+                    progress)  # fmt: skip
     for src, (result, engine) in zip(sources, answered, strict=True):
         if isinstance(result, WhichvoiceError):
             out.append(result)

@@ -98,13 +98,19 @@ def _point(r) -> str:
     return f"threshold {r.threshold:.3f}" + ("" if r.point.source == "calibrated" else " (given)")
 
 
+_quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bar (one shows on a terminal only)."
+)
+
+
 @app.command("enroll")
 @click.argument("name")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_model_option
 @gallery_option
+@_quiet_option
 def enroll_cmd(
-    name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None
+    name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None, quiet: bool
 ) -> None:
     """Enroll NAME from FILES (adds to NAME when it is already enrolled). NAME needs at
     least 3 s of speech in all."""
@@ -118,7 +124,7 @@ def enroll_cmd(
     existed = target.exists()
     try:
         with _gallery(encoder, gallery, create=True) as g:
-            voice, errors = enroll(encoder, g, name, paths)
+            voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
     except WhichvoiceError:
         if not existed:  # a gallery made for an enrollment that failed is not left behind
             for leftover in (target, *(Path(f"{target}{s}") for s in ("-wal", "-shm"))):
@@ -136,6 +142,7 @@ def enroll_cmd(
 @gallery_option
 @_threshold_option
 @click.option("--json", "as_json", is_flag=True)
+@_quiet_option
 def verify_cmd(
     name: str,
     files: tuple[Path, ...],
@@ -143,6 +150,7 @@ def verify_cmd(
     gallery: Path | None,
     threshold: float | None,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Is each of FILES the enrolled voice NAME? Accepted when the score reaches the
     threshold; the probability is >= 0.5 exactly then. Exit 0 when every file is accepted,
@@ -153,7 +161,7 @@ def verify_cmd(
     paths = _inputs(files)
     encoder = _gallery_encoder(model, gallery)
     with _gallery(encoder, gallery) as g:
-        results = verify(encoder, g, name, paths, threshold=threshold)
+        results = verify(encoder, g, name, paths, threshold=threshold, progress=not quiet)
     _print_results(
         paths,
         results,
@@ -188,6 +196,7 @@ def _engine(r) -> str:
     "trace-fit`) [default: the shipped head when it reads the encoder in use].",
 )
 @click.option("--json", "as_json", is_flag=True)
+@_quiet_option
 def identify_cmd(
     files: tuple[Path, ...],
     model: Path | None,
@@ -195,6 +204,7 @@ def identify_cmd(
     threshold: float | None,
     engine_head: Path | None,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Which enrolled voice is each of FILES: "unknown" when none reaches the threshold,
     with the nearest voice and its score either way; and which engine family made it
@@ -207,7 +217,8 @@ def identify_cmd(
     encoder = _gallery_encoder(model, gallery)
     head = head_for(encoder, engine_head)
     with _gallery(encoder, gallery) as g:
-        results = identify(encoder, g, paths, threshold=threshold, engine_head=head)
+        results = identify(encoder, g, paths, threshold=threshold, engine_head=head,
+                           progress=not quiet)  # fmt: skip
     _print_results(
         paths,
         results,
