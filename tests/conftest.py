@@ -87,6 +87,33 @@ def run_cli(
     return proc
 
 
+def stderr_on_a_terminal(argv: list[str], timeout: float = 300) -> tuple[bytes, bytes]:
+    """Run ``argv`` with standard error on a pseudo-terminal of 100 columns (a progress bar
+    needs a width): its standard output and what reached the terminal."""
+    import fcntl
+    import struct
+    import termios
+
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=terminal, timeout=timeout,
+                              check=True)  # fmt: skip
+    finally:
+        os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO once the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    return proc.stdout, seen
+
+
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess]:
     return run_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from tests.conftest import sine
+from tests.conftest import sine, stderr_on_a_terminal
 from whichvoice.cli.stderr import _pump, is_noise
 
 MPG123_NOTES = [
@@ -99,26 +99,8 @@ def test_damaged_mp3_decodes_without_notes_and_other_output_passes(tmp_path: Pat
 
 def test_a_terminal_stays_a_terminal_for_progress_bars(tmp_path: Path) -> None:
     path = _broken_mp3(tmp_path)
-    controller, terminal = os.openpty()
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(path)],
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        timeout=60,
-        check=True,
-    )
-    os.close(terminal)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # EIO once the terminal's last writer is gone
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(controller)
-    assert proc.stdout == b"decoded True\n"
+    stdout, seen = stderr_on_a_terminal([sys.executable, "-c", SCRIPT, str(path)], timeout=60)
+    assert stdout == b"decoded True\n"
     assert b"python stderr isatty: True" in seen
     assert b"a native line" in seen
     assert b"Illegal" not in seen and b"resync" not in seen
