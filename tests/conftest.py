@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -89,29 +90,38 @@ def run_cli(
 
 def stderr_on_a_terminal(argv: list[str], timeout: float = 300) -> tuple[bytes, bytes]:
     """Run ``argv`` with standard error on a pseudo-terminal of 100 columns (a progress bar
-    needs a width): its standard output and what reached the terminal."""
+    needs a width), read while it runs: its standard output and what reached the terminal.
+    A failure is an AssertionError that shows both."""
     import fcntl
     import struct
     import termios
 
     controller, terminal = os.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=terminal, timeout=timeout,
-                              check=True)  # fmt: skip
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=terminal)
+            os.close(terminal)
+            terminal = -1
+            seen = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # EIO once the terminal's last writer is gone
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            code = proc.wait(timeout=timeout)
+            out.seek(0)
+            stdout = out.read()
     finally:
-        os.close(terminal)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # EIO once the terminal's last writer is gone
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(controller)
-    return proc.stdout, seen
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    if code != 0:
+        raise AssertionError(f"exit {code}\nstdout:\n{stdout!r}\nterminal:\n{seen!r}")
+    return stdout, seen
 
 
 @pytest.fixture

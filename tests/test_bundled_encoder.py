@@ -193,7 +193,7 @@ def test_identify_names_the_nearest_voice_and_the_threshold(
     assert "identify" not in loose.stderr and "%|" not in loose.stderr
     args = ["identify", str(awb[3]), str(machac[0]), *gallery]
     shown, quiet = _on_a_terminal(args), _on_a_terminal([*args, "--quiet"])
-    assert "identify" in shown and "file" in shown
+    assert "identify" in shown and "/2 [" in shown  # files done of 2
     assert "identify" not in quiet and "%|" not in quiet
 
 
@@ -204,3 +204,37 @@ def _on_a_terminal(args: list[str]) -> str:
     return stderr_on_a_terminal([sys.executable, "-m", "whichvoice", *args])[1].decode(
         errors="replace"
     )
+
+
+def test_enrollment_needs_enough_speech_and_leaves_nothing_when_it_fails(
+    cli, unseen: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    from whichvoice.audio import read_audio
+
+    gallery = tmp_path / "g.sqlite"
+    wave, rate = read_audio(unseen["flite:awb"][0])
+    short = tmp_path / "short.wav"
+    sf.write(short, wave[: rate // 2], rate)  # half a second
+    text = tmp_path / "fake.mp3"
+    text.write_text("this is not audio\n")
+    (tmp_path / "empty").mkdir()
+    for args, needle in [
+        ([str(short)], "at least 3 s"),
+        ([str(tmp_path / "missing.mp3")], "missing.mp3: no such file"),
+        ([str(tmp_path / "empty")], "no audio files"),
+        ([str(text)], "fake.mp3: not audio (a text file)"),
+    ]:
+        proc = cli("enroll", "carl", *args, "--gallery", str(gallery))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.strip()[7:]}"]
+        assert needle in proc.stderr, (args, proc.stderr)
+        assert not gallery.exists() and not list(tmp_path.glob("g.sqlite*"))
+    # a short clip added to a voice that has enough speech already is fine
+    cli("enroll", "carl", *map(str, unseen["flite:awb"][:2]), "--gallery", str(gallery), check=True)
+    cli("enroll", "carl", str(short), "--gallery", str(gallery), check=True)
+    # a failed enrollment into an existing gallery keeps what it holds
+    proc = cli("enroll", "dora", str(short), "--gallery", str(gallery))
+    assert proc.returncode == 2 and gallery.exists()
+    assert "carl" in cli("gallery", "list", "--gallery", str(gallery), check=True).stdout

@@ -350,13 +350,13 @@ def enroll(
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     embs, seconds, errors = [], 0.0, []
-    embedded = _bar(embed_enrollment(model, sources), len(sources), "enroll", progress)
-    for i, result in enumerate(embedded):
-        if isinstance(result, WhichvoiceError):
-            errors.append((i, result))
-        else:
-            embs.append(result[0])
-            seconds += result[1]
+    with _bar(embed_enrollment(model, sources), len(sources), "enroll", progress) as embedded:
+        for i, result in enumerate(embedded):
+            if isinstance(result, WhichvoiceError):
+                errors.append((i, result))
+            else:
+                embs.append(result[0])
+                seconds += result[1]
     if not embs:
         if len(errors) == 1:
             raise errors[0][1]
@@ -393,8 +393,9 @@ def verify(
     voice = gallery.get(name)
     out: list[Verdict | WhichvoiceError] = []
     refs = None
-    embedded = _bar(model.embed_many(sources), len(sources), "verify", progress)
-    for src, result in zip(sources, embedded, strict=True):
+    with _bar(model.embed_many(sources), len(sources), "verify", progress) as embedded:
+        results = list(zip(sources, embedded, strict=True))  # a bar closed before any error
+    for src, result in results:
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue
@@ -436,9 +437,10 @@ def identify(
         )
     out: list[Identity | WhichvoiceError] = []
     refs = None
-    answered = _bar(embed_and_trace(model, engine_head, sources), len(sources), "identify",
-                    progress)  # fmt: skip
-    for src, (result, engine) in zip(sources, answered, strict=True):
+    embedded = embed_and_trace(model, engine_head, sources)
+    with _bar(embedded, len(sources), "identify", progress) as answered:
+        results = list(zip(sources, answered, strict=True))  # a bar closed before any error
+    for src, (result, engine) in results:
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue
