@@ -63,7 +63,7 @@ from whichvoice.enginehead import (
     fit_head,
 )
 from whichvoice.errors import WhichvoiceError
-from whichvoice.fingerprint import fingerprint_of, recording_fingerprint
+from whichvoice.fingerprint import recording_fingerprint
 
 __all__ = [
     "ENGINE_JSON",
@@ -78,6 +78,7 @@ __all__ = [
     "EngineHead",
     "EngineHeadError",
     "embed_and_trace",
+    "embed_with_fingerprints",
     "fit_head",
 ]
 
@@ -87,15 +88,24 @@ def embed_and_trace(
 ) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, EngineAnswer | None]]:
     """Each source's ``encoder.embed_many`` result and, with a ``head``, its engine answer
     (None without a head or for an input that failed), in order. A head that reads
-    fingerprints takes them from the same decode as the embedding: sources are decoded and
-    fingerprinted on worker threads a chunk of ``batch`` ahead, and the decoded audio feeds
-    one ``embed_many`` pipeline (each file is read once; a few chunks of decoded audio are
-    held at a time)."""
+    fingerprints takes them from the same decode as the embedding
+    (``embed_with_fingerprints``)."""
     if head is None or not head.reads_fingerprint:
         for r in encoder.embed_many(sources, batch=batch):
             ok = head is not None and not isinstance(r, WhichvoiceError)
             yield r, head.answer(r[0])[0] if ok else None
         return
+    for r, fp in embed_with_fingerprints(encoder, sources, batch=batch):
+        yield r, None if fp is None else head.answer(r[0], fp[None])[0]
+
+
+def embed_with_fingerprints(
+    encoder, sources: Iterable[AudioSource], *, batch: int = 32
+) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, np.ndarray | None]]:
+    """Each source's ``encoder.embed_many`` result and its spectral fingerprint (None for an
+    input that failed), in order, from one decode: sources are decoded and fingerprinted on
+    worker threads a chunk of ``batch`` ahead, and the decoded audio feeds one ``embed_many``
+    pipeline (each file is read once; a few chunks of decoded audio are held at a time)."""
     from whichvoice.runtime import VoiceModel  # modules that load torch: only when used
     from whichvoice.runtime.model import prepared_chunks
 
@@ -110,11 +120,11 @@ def embed_and_trace(
                 if not isinstance(p, WhichvoiceError):
                     yield p[0]
 
-    for r in encoder.embed_many(decoded(), batch=batch):
+    for r in encoder.embed_many(decoded()):  # its own batches; ``batch`` paces the decoding
         while isinstance(waiting[0], WhichvoiceError):
             yield waiting.popleft(), None
         fp = waiting.popleft()
-        yield r, None if isinstance(r, WhichvoiceError) else head.answer(r[0], fp[None])[0]
+        yield r, None if isinstance(r, WhichvoiceError) else fp
     for left in waiting:  # the inputs after the last one embedded could not be read
         if not isinstance(left, WhichvoiceError):
             raise EngineHeadError("the encoder answered fewer inputs than it was given")
@@ -153,21 +163,33 @@ def augmented(source, seed: int) -> Decoded:
                    f"{source} (augmented)")  # fmt: skip
 
 
-def embed_all(encoder, sources: Iterable, *, progress: bool = False, what: str = "clips"):
-    """(embeddings (n, dim) of the inputs that have speech, their indices in ``sources``)."""
+def embed_all(
+    encoder,
+    sources: Iterable,
+    *,
+    progress: bool = False,
+    what: str = "clips",
+    fingerprint: bool = False,
+):
+    """(embeddings (n, dim) of the inputs that have speech, their indices in ``sources``,
+    their fingerprints (n, fingerprint.DIM) from the same decode, or None without
+    ``fingerprint``)."""
     from tqdm import tqdm
 
     sources = list(sources)
-    rows, kept = [], []
-    results = encoder.embed_many(sources)
-    for i, r in enumerate(tqdm(results, total=len(sources), desc=what, disable=not progress)):
+    rows, kept, fps = [], [], []
+    results = (embed_with_fingerprints(encoder, sources) if fingerprint
+               else ((r, None) for r in encoder.embed_many(sources)))  # fmt: skip
+    for i, (r, fp) in enumerate(tqdm(results, total=len(sources), desc=what,
+                                     disable=not progress)):  # fmt: skip
         if isinstance(r, WhichvoiceError):
             continue
         rows.append(r[0])
         kept.append(i)
+        fps.append(fp)
     if not rows:
         raise EngineHeadError(f"no {what} with speech to embed")
-    return np.stack(rows).astype(np.float32), kept
+    return np.stack(rows).astype(np.float32), kept, np.stack(fps) if fingerprint else None
 
 
 @dataclass(frozen=True)
@@ -238,46 +260,25 @@ def fit_from_clips(
     beside its embedding."""
     from whichvoice.encoders import model_id
 
-    emb, kept = embed_all(encoder, train.paths, progress=progress, what="training clips")
+    emb, kept, fp = embed_all(encoder, train.paths, progress=progress, what="training clips",
+                              fingerprint=fingerprint)  # fmt: skip
     families = [train.families[i] for i in kept]
     voices = [train.voices[i] for i in kept]
-    fp = _fingerprints([train.paths[i] for i in kept], progress) if fingerprint else None
     if augment:
-        copy_fp: list[np.ndarray | None] = []  # each copy's fingerprint, taken as it is made
-
-        def copies():
-            for i in kept:
-                copy = augmented(train.paths[i], seed=i)
-                if fingerprint:
-                    try:
-                        copy_fp.append(fingerprint_of(copy))
-                    except WhichvoiceError:  # silent after the augmentation: left out below
-                        copy_fp.append(None)
-                yield copy
-
-        aug, got = embed_all(encoder, copies(), progress=progress, what="degraded copies")
-        if fingerprint:
-            usable = [k for k, j in enumerate(got) if copy_fp[j] is not None]
-            aug, got = aug[usable], [got[k] for k in usable]
-            fp = np.concatenate([fp, np.stack([copy_fp[j] for j in got])])
+        copies = (augmented(train.paths[i], seed=i) for i in kept)
+        aug, got, aug_fp = embed_all(encoder, copies, progress=progress, what="degraded copies",
+                                     fingerprint=fingerprint)  # fmt: skip
         emb = np.concatenate([emb, aug])
+        fp = None if fp is None else np.concatenate([fp, aug_fp])
         families += [train.families[kept[j]] for j in got]
         voices += [train.voices[kept[j]] for j in got]
     head = fit_head(emb, families, voices, model_id(encoder), c=c, score_kind=score_kind,
                     fingerprints=fp)  # fmt: skip
-    dev_emb, dev_kept = embed_all(encoder, dev.paths, progress=progress, what="dev clips")
-    dev_fp = _fingerprints([dev.paths[i] for i in dev_kept], progress) if fingerprint else None
+    dev_emb, dev_kept, dev_fp = embed_all(encoder, dev.paths, progress=progress,
+                                          what="dev clips", fingerprint=fingerprint)  # fmt: skip
     head = head.with_threshold(dev_emb, [dev.families[i] for i in dev_kept], keep,
                                fingerprints=dev_fp)  # fmt: skip
     return replace(head, fitted=head.fitted | {"augmented": augment})
-
-
-def _fingerprints(sources: list, progress: bool) -> np.ndarray:
-    """The fingerprints (n, fingerprint.DIM) of clips that the encoder embedded (so readable)."""
-    from tqdm import tqdm
-
-    return np.stack([fingerprint_of(s) for s in tqdm(sources, desc="fingerprints",
-                                                      disable=not progress)])  # fmt: skip
 
 
 def shipped_head() -> Path:
