@@ -100,6 +100,25 @@ def test_enrollment_rows_hold_each_copy_and_fall_back_to_the_clean_clip() -> Non
     assert np.allclose(out[2][0], row)
 
 
+def test_enrollment_makes_each_sources_copies_as_it_is_read() -> None:
+    clip = Decoded(speechlike(), SAMPLE_RATE, "clip")
+    silent = Decoded(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, "silent")
+    read = []
+
+    def sources():
+        for i, s in enumerate([silent, clip, silent, clip, silent, silent]):
+            read.append(i)
+            yield s
+
+    out = embed_enrollment(CopyStub(), sources())
+    first = next(out)  # the unreadable first source, once the next one is being embedded
+    assert isinstance(first, WhichvoiceError) and read == [0, 1]
+    assert isinstance(next(out), tuple) and read == [0, 1]  # nothing read ahead of need
+    rest = list(out)
+    assert [isinstance(r, WhichvoiceError) for r in rest] == [True, False, True, True]
+    assert read == list(range(6))
+
+
 @pytest.mark.slow
 def test_enroll_stores_prototypes_and_old_galleries_keep_working(
     enroll_clips: dict[str, list[Path]], tmp_path: Path

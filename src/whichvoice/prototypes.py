@@ -17,6 +17,7 @@ the same way with that one row, and clips added to such a voice add to its clean
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -77,29 +78,46 @@ def _copies_of(source: AudioSource) -> list[AudioSource] | WhichvoiceError:
 
 
 def embed_enrollment(
-    encoder, sources: Sequence[AudioSource]
+    encoder, sources: Iterable[AudioSource]
 ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
     """For each source, in order: its prototype row (the L2-normalised embeddings of the clip
     and of each degraded copy, side by side: ``len(CONDITIONS) * dim``) and its seconds of
     speech, or the error that made it unusable. A copy the encoder finds no speech in (a
-    quiet clip under noise) takes the clean clip's embedding in its place."""
+    quiet clip under noise) takes the clean clip's embedding in its place. A source's copies
+    are made as the encoder reads it (a chunk ahead), so memory does not grow with the number
+    of sources."""
     k = len(CONDITIONS)
-    copies = [_copies_of(s) for s in sources]
-    flat = [c for group in copies if not isinstance(group, WhichvoiceError) for c in group]
-    embedded = iter(encoder.embed_many(flat))
-    for group in copies:
-        if isinstance(group, WhichvoiceError):
-            yield group
-            continue
-        results = [next(embedded) for _ in range(k)]
+    groups: deque[WhichvoiceError | None] = deque()  # per source read: its error, or None
+
+    def flat() -> Iterator[AudioSource]:
+        for source in sources:
+            group = _copies_of(source)
+            if isinstance(group, WhichvoiceError):
+                groups.append(group)
+            else:
+                groups.append(None)
+                yield from group
+
+    def finished(results: list) -> tuple[np.ndarray, float] | WhichvoiceError:
         if isinstance(results[0], WhichvoiceError):
-            yield results[0]
-            continue
+            return results[0]
         clean, speech = results[0]
         rows = [unit(clean)] + [
             unit(clean if isinstance(r, WhichvoiceError) else r[0]) for r in results[1:]
         ]
-        yield np.concatenate(rows).astype(np.float32), speech
+        return np.concatenate(rows).astype(np.float32), speech
+
+    done: list = []  # embeddings of the first pending source's copies
+    for result in encoder.embed_many(flat()):
+        done.append(result)
+        while groups and (groups[0] is not None or len(done) >= k):
+            error = groups.popleft()
+            if error is not None:
+                yield error
+            else:
+                yield finished(done[:k])
+                del done[:k]
+    yield from (e for e in groups if e is not None)  # unreadable sources after the last good
 
 
 def clean_part(rows: np.ndarray, dim: int) -> np.ndarray:
