@@ -69,6 +69,13 @@ def test_the_talks_single_request(server: str, clips) -> None:
             f"{server}/invocations", content=data, headers={"Content-Type": "audio/mpeg"}
         )
         assert raw.json() == name_of(voice)
+        # as `base64` and MIME encoders write it: lines of 76 characters
+        wrapped = base64.encodebytes(data)
+        assert b"\n" in wrapped.strip()
+        r = httpx.post(
+            f"{server}/invocations", content=wrapped, headers={"Content-Type": "audio/mpeg"}
+        )
+        assert r.json() == name_of(voice)
 
 
 def test_the_talks_batch_request(server: str, clips) -> None:
@@ -170,6 +177,14 @@ def test_every_error_code(server: str) -> None:
     assert_error(post("/invocations", b"[1, 2", "application/json"), 422, "invalid")
     assert_error(post("/invocations", b'["%%%"]', "application/json"), 422, "item 0")
     assert_error(post("/invocations", b'{"a": 1}', "application/json"), 422, "invalid")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert_error(post("/invocations", deep, "application/json"), 422, "nested too deeply")
+    assert_error(post("/invocations", b"this is %% not base64", "audio/mpeg"), 422, "not base64")
+    # a control character in the text to say is read as a space (a NUL cannot reach flite)
+    r = post(
+        "/v1/synthesize", b'{"text": "hi\\u0000there", "voice": "flite:slt"}', "application/json"
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg", r.text
     assert_error(
         post("/v1/synthesize", b'{"text": "hi", "voice": "flite:sllt"}', "application/json"),
         422,

@@ -154,15 +154,14 @@ def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_cli
 
 def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_clips) -> None:
     url, _ = gallery_server
-    r = httpx.post(
-        f"{url}/v1/enroll?name=export",  # a voice named like the export route
-        files=files(*enroll_clips[F3][:2]),
-        timeout=60,
-    )
-    assert r.status_code == 200, r.text
+    for reserved in ("export", "import", "unknown-2"):  # routes' words, diarize's strangers
+        r = httpx.post(
+            f"{url}/v1/enroll", params={"name": reserved}, files=files(*enroll_clips[F3][:2])
+        )
+        assert_error(r, 422, "reserved")
     listing = httpx.get(f"{url}/v1/gallery").json()
     names = [v["name"] for v in listing["voices"]]
-    assert names == ["awb", "export", "ked"]
+    assert names == ["awb", "ked"]
     assert listing["model"] == enrolled["awb"]["model"]
     one = httpx.get(f"{url}/v1/gallery/ked").json()
     assert one == next(v for v in listing["voices"] if v["name"] == "ked")
@@ -183,7 +182,24 @@ def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_
     assert r.json() == {"imported": len(names)}
     assert httpx.get(f"{url}/v1/gallery").json() == listing
     assert httpx.get(f"{url}/v1/gallery/export").json() == export
-    httpx.delete(f"{url}/v1/gallery/export")
+
+    # numbers an export cannot hold are refused whole, and the gallery stays exportable
+    for field, value in (("seconds", "Infinity"), ("created", "NaN"), ("clips", "1e30"),
+                         ("clips", "-3"), ("seconds", "-100"), ("clips", "2.5")):  # fmt: skip
+        bad = json.dumps(export).replace(
+            f'"{field}": {json.dumps(export["voices"][0][field])}', f'"{field}": {value}', 1
+        )
+        assert value in bad
+        r = httpx.post(
+            f"{url}/v1/gallery/import", content=bad, headers={"Content-Type": "application/json"}
+        )
+        assert_error(r, 422, "damaged")
+    assert httpx.get(f"{url}/v1/gallery/export").json() == export
+    deep = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = httpx.post(
+        f"{url}/v1/gallery/import", content=deep, headers={"Content-Type": "application/json"}
+    )
+    assert_error(r, 422, "nested too deeply")
 
     other = {**export, "model": "voicenet-0000000000000000"}
     assert_error(httpx.post(f"{url}/v1/gallery/import", json=other), 409, "model_mismatch")
@@ -242,6 +258,16 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
         "unsupported_type",
     )
     assert "x" not in [v["name"] for v in httpx.get(f"{url}/v1/gallery").json()["voices"]]
+    r = httpx.post(f"{url}/v1/enroll?name=%ED%A0%80", files=files(clip), timeout=60)
+    assert_error(r, 422, "UTF-8")  # bytes that are not UTF-8
+    # one file a request where one answer comes back
+    two = files(clip, enroll_clips[AWB][1])
+    assert_error(httpx.post(f"{url}/v1/identify", files=two, timeout=60), 422, "one file")
+    assert_error(httpx.post(f"{url}/v1/diarize", files=two, timeout=60), 422, "one file")
+    for query in ({"num_speakers": 2, "min_speakers": 1}, {"min_speakers": 3, "max_speakers": 2}):
+        r = httpx.post(f"{url}/v1/diarize", params=query, files=files(clip), timeout=60)
+        assert_error(r, 422, "invalid")
+        assert "--" not in r.json()["error"]  # the query's names, not the command line's
 
     assert_error(
         httpx.post(f"{url}/v1/verify", params={"name": "nobody"}, files=files(clip), timeout=60),
@@ -440,8 +466,33 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
     assert answers[-1]["speaker"] is None  # the silence at the end
     assert not [a for a in answers if a["speaker"] and a["speaker"].startswith("unknown")]
 
-    with connect(url.replace("http", "ws") + "/v1/stream?rate=5", open_timeout=30) as ws:
-        assert "8000 to 192000" in json.loads(ws.recv(timeout=30))["error"]
+    for rate in ("5", "abc"):  # the error names what was sent
+        with connect(url.replace("http", "ws") + f"/v1/stream?rate={rate}", open_timeout=30) as ws:
+            error = json.loads(ws.recv(timeout=30))["error"]
+            assert f"rate '{rate}'" in error and "8000 to 192000" in error
+
+
+def test_a_live_connection_without_audio_is_closed_as_idle(gallery_server, enrolled) -> None:
+    import time
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from whichvoice.serve.stream import IDLE_S
+
+    url, _ = gallery_server
+    with connect(url.replace("http", "ws") + "/v1/stream?rate=16000", open_timeout=30) as ws:
+        t0 = time.monotonic()
+        ws.send(b"\0\0" * 1600)  # audio: the idle clock starts here
+        for message in ("hello", b""):  # not audio: answered with an error, the clock runs on
+            time.sleep(IDLE_S * 0.4)
+            ws.send(message)
+            assert "binary PCM" in json.loads(ws.recv(timeout=30))["error"]
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=IDLE_S * 2)
+    assert closed.value.rcvd.code == 1000 and closed.value.rcvd.reason == "idle"
+    assert time.monotonic() - t0 < IDLE_S * 1.5
 
 
 def test_live_state_keeps_samples_aligned_across_odd_messages() -> None:

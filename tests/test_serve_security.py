@@ -61,6 +61,23 @@ def test_the_key_as_header_or_bearer_token(secured) -> None:
 
 
 @pytest.mark.slow
+def test_the_live_stream_closes_with_1008_for_a_wrong_key(secured) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url, _ = secured
+    ws_url = url.replace("http", "ws") + "/v1/stream?rate=16000"
+    for query in ("", "&key=wrong"):
+        # the socket opens, then closes with the code and reason a browser can read
+        with connect(ws_url + query, open_timeout=30) as ws, pytest.raises(ConnectionClosed) as e:
+            ws.recv(timeout=30)
+        closed = e
+        assert closed.value.rcvd.code == 1008 and "API key" in closed.value.rcvd.reason
+    with connect(f"{ws_url}&key={KEY}", open_timeout=30) as ws:
+        ws.send(b"\0\0" * 1600)  # accepted: audio goes through
+
+
+@pytest.mark.slow
 def test_polly_is_not_offered_without_allow_polly(secured) -> None:
     url, _ = secured
     r = httpx.post(

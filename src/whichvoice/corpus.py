@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import time
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -221,6 +222,8 @@ def speak(sessions: SessionPool, voice: Voice, text: str, fmt: str) -> tuple[byt
 
     Raises SynthesisError / SilentAudioError when the engine fails or says nothing.
     """
+    # control characters (a NUL cannot reach a command line) are read as spaces
+    text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
     t0 = time.perf_counter()
     speech = sessions.get(voice.engine).synthesize(voice, text)
     engine_s = time.perf_counter() - t0

@@ -9,7 +9,9 @@ it with another model raises GalleryError.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sqlite3
 import time
 import unicodedata
@@ -27,6 +29,10 @@ SCHEMA_VERSION = 1
 EXPORT_FORMAT = "whichvoice-gallery"
 MAX_NAME = 200  # characters of a voice name
 UNKNOWN = "unknown"  # what identification answers for a stranger: no voice may be named so
+# diarization's names for voices it does not know ("unknown-1", ...), and the HTTP API's
+# gallery routes (/v1/gallery/export, /v1/gallery/import) are not voice names either
+RESERVED = re.compile(r"unknown(-\d+)?|export|import", re.IGNORECASE)
+MAX_CLIPS = 10**12  # clips of one voice, at most (an export's count is checked against it)
 
 
 class GalleryError(WhichvoiceError):
@@ -46,9 +52,9 @@ class VoiceNameError(GalleryError):
 
 
 def voice_name(name: object) -> str:
-    """``name`` as a voice is enrolled under: stripped, 1 to MAX_NAME characters, not the
-    reserved ``unknown``, no control characters. The one check enroll, import and HTTP share;
-    raises VoiceNameError."""
+    """``name`` as a voice is enrolled under: stripped, 1 to MAX_NAME characters, not a
+    reserved word (``unknown``, ``unknown-N``, ``export``, ``import``), valid UTF-8, no control
+    characters. The one check enroll, import and HTTP share; raises VoiceNameError."""
     if not isinstance(name, str):
         raise VoiceNameError(f"a voice name must be text, not {type(name).__name__}")
     name = name.strip()
@@ -60,6 +66,11 @@ def voice_name(name: object) -> str:
         )
     if name.lower() == UNKNOWN:
         raise VoiceNameError(f"{name!r} is what identify answers for a stranger; pick another name")
+    if RESERVED.fullmatch(name):
+        what = "diarize's name for a stranger" if name[0] in "uU" else "an HTTP gallery route"
+        raise VoiceNameError(f"{name!r} is reserved ({what}); pick another name")
+    if "\ufffd" in name:  # what a decoder leaves of bytes that were not UTF-8
+        raise VoiceNameError(f"{name!r}: a voice name must be valid UTF-8 text")
     if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
         raise VoiceNameError(f"{name!r}: a voice name cannot hold control characters")
     return name
@@ -257,7 +268,7 @@ class Gallery:
                 )
                 for v in data["voices"]
             ]
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise GalleryError(f"a damaged gallery export ({e})") from e
         dims = {emb.shape[0] for _, emb, *_ in rows if emb.ndim == 1}
         dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
@@ -269,6 +280,12 @@ class Gallery:
             rows[i] = (name, emb, *rest)
             if emb.ndim != 1 or emb.size == 0 or not np.isfinite(emb).all():
                 raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
+            clips, secs, created, updated = rest
+            if not 1 <= clips <= MAX_CLIPS or clips != data["voices"][i]["clips"]:
+                raise GalleryError(f"a damaged gallery export ({name}: {clips} clips)")
+            for field, value in (("seconds", secs), ("created", created), ("updated", updated)):
+                if not math.isfinite(value) or value < 0:
+                    raise GalleryError(f"a damaged gallery export ({name}: {field} {value})")
         if len(dims) > 1:
             raise GalleryError(
                 f"a damaged gallery export (embeddings of {sorted(dims)} dimensions)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 
@@ -40,6 +41,7 @@ from whichvoice.serve.service import (
     release_free_memory,
 )
 
+log = logging.getLogger(__name__)
 ENV_CONFIG = "WHICHVOICE_SERVE_CONFIG"  # how `whichvoice serve` hands the config to workers
 OPEN_PATHS = ("/healthz", "/static/", "/favicon.ico")  # no API key needed (and "/")
 # a gallery error's status and kind, most specific first
@@ -191,6 +193,8 @@ class GuardAndMeasure:
             except Exception as e:  # the last line of defence: still JSON, still counted
                 if started:
                     raise
+                # the client gets the error's kind; the log gets the whole story
+                log.exception("internal error on %s %s", scope["method"], path)
                 message = f"internal error: {type(e).__name__}"
                 await _answer(Request(scope), 500, "internal", message)(
                     scope, receive, measured_send

@@ -18,7 +18,7 @@ def diarize_upload(service, data: bytes, name: str, settings: dict) -> DiarizeRe
     try:
         cfg = DiarizeConfig(**settings).check()
     except DiarizeError as e:
-        raise HTTPProblem(422, "bad_request", str(e)) from e
+        raise HTTPProblem(422, "invalid", str(e)) from e
     audio = service.decode(data, name)
     with service.gallery() as (encoder, g):
         result = diarize(audio, encoder.model, gallery=g if g.voices() else None, config=cfg)
@@ -35,7 +35,7 @@ async def diarize_route(
     request: Request,
     service: ServiceDep,
     num_speakers: int | None = Query(None, ge=1, le=50, description="Exactly N voices"),
-    min_speakers: int = Query(1, ge=1, le=50, description="At least A voices"),
+    min_speakers: int | None = Query(None, ge=1, le=50, description="At least A voices"),
     max_speakers: int | None = Query(None, ge=1, le=50, description="At most B voices"),
     threshold: float | None = Query(
         None, gt=0, lt=2, description="Clustering distance; default: calibrated per encoder"
@@ -45,11 +45,13 @@ async def diarize_route(
     server's duration limit). Its turns (`segments`: start, end, speaker, score, overlap),
     each voice named after the enrolled voice it matches at the verification threshold, else
     `unknown-1`, `unknown-2`, ...; `speakers` sums each voice's speech."""
-    if num_speakers is not None and (min_speakers != 1 or max_speakers is not None):
+    if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
+        raise HTTPProblem(422, "invalid", "num_speakers goes without min_speakers and max_speakers")
+    if max_speakers is not None and max_speakers < (min_speakers or 1):
         raise HTTPProblem(
-            422, "bad_request", "num_speakers goes without min_speakers and max_speakers"
+            422, "invalid", f"max_speakers {max_speakers} is under min_speakers {min_speakers}"
         )
     ((name, data),) = await service.uploads(request, many=False)
-    settings = {"num_speakers": num_speakers, "min_speakers": min_speakers,
+    settings = {"num_speakers": num_speakers, "min_speakers": min_speakers or 1,
                 "max_speakers": max_speakers, "threshold": threshold}  # fmt: skip
     return await run_in_threadpool(diarize_upload, service, data, name, settings)

@@ -220,6 +220,8 @@ async def import_gallery(request: Request, service: ServiceDep) -> ImportRespons
     """409 when the export was made with another encoder."""
     try:
         data = json.loads(await service.body(request))
+    except RecursionError:
+        raise HTTPProblem(422, "invalid", "the body is not JSON (nested too deeply)") from None
     except ValueError as e:
         raise HTTPProblem(422, "invalid", f"the body is not JSON ({e})") from e
     return await run_in_threadpool(_import, service, data)

@@ -272,8 +272,8 @@ class Service:
 
     async def uploads(self, request: Request, *, many: bool) -> list[tuple[str, bytes]]:
         """(file name, bytes) of the audio sent: multipart field ``file`` (every one when
-        ``many``, else the first) or the raw body of any audio type. 413 over the upload
-        limit (the whole request), 415 when not audio, 422 without a file."""
+        ``many``, else exactly one: 422 for more) or the raw body of any audio type. 413 over
+        the upload limit (the whole request), 415 when not audio, 422 without a file."""
         media = media_type(request)
         if media.startswith(("audio/", "video/")) or media == "application/octet-stream":
             return [(RAW_NAME, await self.body(request))]
@@ -293,6 +293,10 @@ class Service:
             files = [f for f in form.getlist("file") if not isinstance(f, str)]
             if not files:
                 raise HTTPProblem(422, "invalid", "the form has no file field named 'file'")
+            if not many and len(files) > 1:
+                raise HTTPProblem(
+                    422, "invalid", f"one file a request here, and the form has {len(files)}"
+                )
             out = []
             for upload in files if many else files[:1]:
                 name = upload.filename or "the file"

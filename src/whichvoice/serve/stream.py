@@ -206,15 +206,20 @@ async def stream(websocket: WebSocket) -> None:
     if expected and not key_matches(
         websocket.query_params.get("key") or presented_key(websocket), expected
     ):
+        # accepted first: a browser sees the close code and reason, not a failed handshake
+        await websocket.accept()
         await websocket.close(code=1008, reason="missing or wrong API key")
         return
+    asked = websocket.query_params.get("rate", str(SAMPLE_RATE))
     try:
-        rate = int(websocket.query_params.get("rate", SAMPLE_RATE))
+        rate = int(asked)
     except ValueError:
         rate = -1
     await websocket.accept()
     if rate not in RATES:
-        await websocket.send_text(json.dumps({"error": f"rate {rate}: 8000 to 192000 Hz"}))
+        await websocket.send_text(
+            json.dumps({"error": f"rate {asked!r}: a whole number of Hz, 8000 to 192000"})
+        )
         await websocket.close(code=1003)
         return
     if _LIVE[0] >= MAX_CONNECTIONS:
@@ -237,22 +242,24 @@ async def stream(websocket: WebSocket) -> None:
 
 async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThresholds) -> None:
     """Answer one connection's audio until it ends, idles or reaches the session limit."""
-    opened = time.monotonic()
+    opened = heard = time.monotonic()  # heard: the last audio (other messages do not count)
     try:
         while time.monotonic() - opened < MAX_SESSION_S:
             try:
-                message = await asyncio.wait_for(websocket.receive(), timeout=IDLE_S)
+                wait = max(IDLE_S - (time.monotonic() - heard), 0.0)
+                message = await asyncio.wait_for(websocket.receive(), timeout=wait)
             except TimeoutError:
                 await websocket.close(code=1000, reason="idle")
                 return
             if message["type"] == "websocket.disconnect":
                 return
             data = message.get("bytes")
-            if data is None or len(data) > MAX_MESSAGE:
+            if not data or len(data) > MAX_MESSAGE:
                 await websocket.send_text(json.dumps(
-                    {"error": f"send binary PCM messages of at most {MAX_MESSAGE} bytes"}
+                    {"error": f"send binary PCM messages of 1 to {MAX_MESSAGE} bytes"}
                 ))  # fmt: skip
                 continue
+            heard = time.monotonic()
             if state.feed(data):
                 speaker, score = await run_in_threadpool(
                     state.answer, encoder.model, refs, thresholds

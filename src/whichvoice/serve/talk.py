@@ -16,13 +16,16 @@ router = APIRouter(tags=["the talk"])
 
 
 def maybe_base64(body: bytes) -> bytes:
-    """The talk posted base64 text; raw audio bytes are accepted too."""
-    text = body.strip()
+    """The talk posted base64 text (wrapped in lines or not); raw audio bytes are accepted
+    too. A text body that is not base64 is a 422 that says so."""
+    text = b"".join(body.split())  # base64 tools wrap lines at 76 columns
     if not text:
         return b""
     try:
         return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError) as e:
+        if body[:4096].isascii() and b"\0" not in body[:4096]:  # text, not audio bytes
+            raise HTTPProblem(422, "invalid", f"the body is text but not base64 ({e})") from e
         return body
 
 
@@ -30,6 +33,8 @@ def base64_items(body: bytes) -> list[bytes]:
     """The decoded items of a JSON list of base64 strings; 422 for anything else."""
     try:
         items = json.loads(body)
+    except RecursionError:
+        raise HTTPProblem(422, "invalid", "the body is not JSON (nested too deeply)") from None
     except ValueError as e:
         raise HTTPProblem(422, "invalid", f"the body is not JSON ({e})") from e
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
