@@ -182,6 +182,33 @@ def test_unwritable_out(cli, tmp_path: Path) -> None:
     _one_line_error(proc, "a-file/corpus", "cannot write")
 
 
+def test_a_path_that_cannot_be_made_is_one_line(cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    gallery = ["--gallery", str(tmp_path / "g.sqlite")]
+    proc = cli("gallery", "export", str(blocker / "e.json"), *gallery)
+    _one_line_error(proc, "a-file", "a file is in the way of a folder")
+
+
+def test_a_folder_without_audio_among_inputs_is_one_line(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    for command in (["enroll", "x"], ["identify"], ["verify", "x"]):
+        proc = cli(*command, str(clip), str(tmp_path / "empty"), "--gallery", str(tmp_path / "g"))
+        _one_line_error(proc, "empty: no audio files")
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.slow
+def test_a_failed_import_leaves_no_gallery_behind(cli, tmp_path: Path) -> None:
+    (tmp_path / "not-an-export.json").write_text("{}")
+    gallery = tmp_path / "g.sqlite"
+    proc = cli("gallery", "import", str(tmp_path / "not-an-export.json"), "--gallery", str(gallery))
+    _one_line_error(proc, "not a whichvoice gallery export")
+    assert not list(tmp_path.glob("g.sqlite*"))
+
+
 def test_bad_option_value(cli, tmp_path: Path) -> None:
     proc = cli("synth", str(tmp_path / "c"), "--format", "ogg")
     assert proc.returncode == 2

@@ -9,10 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import sine
 from whichvoice.audio import read_audio
-from whichvoice.corpus import MANIFEST, SynthConfig, plan, read_manifest, synthesize_corpus
+from whichvoice.corpus import (
+    MANIFEST,
+    SynthConfig,
+    plan,
+    read_manifest,
+    speak,
+    synthesize_corpus,
+)
 from whichvoice.sentences import load_sentences, parse_sentences
 from whichvoice.voices import resolve_voices
+from whichvoice.voices.base import Speech
 
 FIELDS = {
     "id",
@@ -190,3 +199,99 @@ def test_sample_assignment_gives_each_voice_its_own_sentences() -> None:
     assert len(set.union(*by_voice.values())) > 7  # different draws per voice
     more = plan(sentences, [*voices, *resolve_voices("flite:awb")], "sample", 0, "mp3", per_voice=7)
     assert more[:21] == jobs  # adding a voice keeps the others' draws
+
+
+class _Engine:
+    """An engine stand-in: records what it is asked to say, then raises ``error`` or says a
+    tone."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error, self.texts = error, []
+
+    def synthesize(self, voice, text: str) -> Speech:
+        self.texts.append(text)
+        if self.error is not None:
+            raise self.error
+        return Speech(sine(seconds=0.5), 16_000)
+
+
+class _Sessions:
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+
+    def get(self, name: str) -> _Engine:
+        return self.engine
+
+    def engine_label(self, voice) -> str:
+        return voice.engine
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_unexpected_engine_error_is_a_readable_reason(tmp_path: Path, monkeypatch) -> None:
+    engine = _Engine(KeyError())
+    monkeypatch.setattr("whichvoice.corpus.SessionPool", lambda *a: _Sessions(engine))
+    sentences = parse_sentences("Say this.").sentences
+    cfg = SynthConfig(voices=("flite:slt",), assign="all", format="wav", workers=1)
+    summary = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    reason = "flite:slt on 'Say this.': the engine failed unexpectedly (KeyError: no message)"
+    assert [f.reason for f in summary.failed] == [reason]
+    assert json.loads((tmp_path / "failures.jsonl").read_text())["reason"] == reason
+    assert engine.texts == ["Say this."] * 2  # tried twice
+
+    engine.error = None
+    again = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert (again.made, again.failed) == (1, [])
+    voice = resolve_voices("flite:slt")[0]
+    speak(_Sessions(engine), voice, "a\x00b\x1bc", "wav")  # a NUL cannot reach a command line
+    assert engine.texts[-1] == "a b c"
+
+
+def test_a_sentence_file_that_is_not_text_is_refused_before_anything(cli, tmp_path: Path) -> None:
+    mp3 = tmp_path / "some.mp3"
+    mp3.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x64" + bytes(400))
+    proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt", "--sentences", str(mp3))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {mp3}: not a text file (NUL bytes); --sentences takes UTF-8 or Latin-1 text"
+    ]
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--sentences", "3"], "--sentences"),
+        (["--sentences", "100"], "--sentences"),  # the default, given: still refused
+        (["--assign", "sample", "--per-voice", "2"], "--assign, --per-voice"),
+    ],
+)
+def test_text_with_sentences_is_refused(cli, tmp_path: Path, extra: list, named: str) -> None:
+    for out in (tmp_path / "c", tmp_path / "one.wav"):
+        proc = cli("synth", str(out), "--voices", "flite:slt", "--text", "Hi there.", *extra)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert "--text takes the place of --sentences" in line and f"(leave out {named})" in line
+        assert not out.exists()
+
+
+@pytest.mark.slow  # synthesis or training
+def test_synth_exits_1_when_clips_failed_and_resumes(cli, tmp_path: Path) -> None:
+    # flite speaks "..." as near-silence: a real engine failure, next to a clip that works
+    sentences = tmp_path / "mixed.txt"
+    sentences.write_text("A good sentence to speak.\n...\n", encoding="utf-8")
+    out = tmp_path / "c"
+    args = ("synth", str(out), "--voices", "flite:slt", "--sentences", str(sentences))
+    proc = cli(*args)
+    assert proc.returncode == 1, proc.stderr
+    assert "1 clips made, 0 skipped (already done), 1 failed" in proc.stdout
+    assert "failed s" in proc.stderr and "silent" in proc.stderr
+    assert len(check_corpus(out)) == 1  # what could be made is kept
+    quiet = cli(*args, "--quiet")  # resumes: the good clip is not made again
+    assert quiet.returncode == 1 and quiet.stdout == ""
+    (line,) = quiet.stderr.strip().splitlines()
+    assert line.startswith("0 clips made, 1 skipped (already done), 1 failed")
+    assert line.endswith(f"the reasons: {out / 'failures.jsonl'}")
+    assert len((out / "failures.jsonl").read_text().splitlines()) == 1
+    assert len(check_corpus(out)) == 1

@@ -233,6 +233,13 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
     proc = cli("diarize", str(tmp_path / "torn.flac"), str(good), "--model", "bundled", "--quiet")
     assert proc.returncode == 1 and "torn.flac\terror:" in proc.stdout, proc.stdout
     assert "good.flac\t0.00" in proc.stdout and "Traceback" not in proc.stderr
+    # samples that are not numbers: an error naming the file, not "no speech"
+    wave = sine(200, 3.0, amp=0.3)
+    wave[100] = np.nan
+    sf.write(tmp_path / "nan.wav", wave, SAMPLE_RATE, subtype="FLOAT")
+    proc = cli("diarize", str(tmp_path / "nan.wav"), "--model", "bundled", "--quiet")
+    assert proc.returncode == 1 and "nan.wav\terror:" in proc.stdout, proc.stdout
+    assert "NaN or infinite" in proc.stdout
     # an RTTM that cannot be written is refused before any work
     for bad in (tmp_path, tmp_path / "no-folder" / "x.rttm"):
         proc = cli("diarize", str(good), "--model", "bundled", "--quiet", "--rttm", str(bad))

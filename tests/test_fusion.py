@@ -145,7 +145,8 @@ def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_pa
     assert gallery_encoder(None, tmp_path / "new.sqlite").name == "auto"
     # calibrate without --model: the default's calibration, in the user's folder for auto
     enrolls = {s: human_clip(tmp_path, s, range(0, 2)) for s in ("theo", "nicolas", "george")}
-    tests = {s: [human_clip(tmp_path, s, range(k, k + 1)) for k in (5, 6)] for s in enrolls}
+    # 12 same-voice trials: a calibration needs 10 of each kind
+    tests = {s: [human_clip(tmp_path, s, range(k, k + 1)) for k in (5, 6, 7, 8)] for s in enrolls}
     (tmp_path / "trials.txt").write_text("".join(
         f"{enrolls[a]}|{t}|{int(a == b)}\n" for a in enrolls for b in tests for t in tests[b]
     ))  # fmt: skip

@@ -143,6 +143,12 @@ def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
         ({"name": "Unknown"}, "what identify answers for a stranger"),  # enroll's rules too
         ({"name": "x" * 201}, "over the 200 character limit"),
         ({"name": "a\x00b"}, "control characters"),
+        ({"seconds": float("inf")}, "seconds inf"),
+        ({"seconds": -1.0}, "seconds -1"),
+        ({"created": float("nan")}, "created nan"),
+        ({"clips": 0}, "0 clips"),
+        ({"clips": 2.5}, "2 clips"),
+        ({"clips": 1e30}, "damaged"),
     ],
 )
 def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str) -> None:
@@ -164,6 +170,10 @@ def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str)
         ("", "needs a name"),
         ("x" * 201, "limit"),
         ("tab\there", "control"),
+        ("unknown-3", "reserved"),  # diarize's name for a stranger
+        ("export", "reserved"),  # the HTTP gallery routes
+        ("Import", "reserved"),
+        ("bad\ufffdbytes", "UTF-8"),
     ],
 )
 def test_enroll_and_import_share_one_name_check(tmp_path: Path, name: str, why: str) -> None:
@@ -175,3 +185,37 @@ def test_enroll_and_import_share_one_name_check(tmp_path: Path, name: str, why: 
             g.enroll(name, emb, 1.0)
         assert g.names() == []
     assert voice_name("  Ann Smith  ") == "Ann Smith" and voice_name("x" * 200) == "x" * 200
+
+
+def test_a_name_imported_twice_counts_once(tmp_path: Path) -> None:
+    emb = unit(np.random.default_rng(3).normal(size=(2, 4)))
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll("a", emb, 3.0)
+        data = g.export_json()
+        data["voices"] = data["voices"] * 2
+        assert g.import_json(data) == 1 and g.names() == ["a"]
+    assert voice_name("unknown-x") == "unknown-x" and voice_name("exports") == "exports"
+
+
+def test_a_gallery_that_cannot_be_written_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    emb = unit(np.random.default_rng(4).normal(size=(2, 4)))
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll("a", emb, 3.0)
+    real = sqlite3.connect
+
+    def no_writing(target, *args, **kwargs):  # as SQLite answers in a read-only folder
+        if not kwargs.get("uri"):
+            raise sqlite3.OperationalError("unable to open database file")
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", no_writing)
+    with Gallery(tmp_path / "g.sqlite", "m", create=False) as g:
+        assert g.read_only and g.names() == ["a"] and g.get("a").clips == 2
+        with pytest.raises(GalleryError, match="cannot be written"):
+            g.remove("a")
+    with pytest.raises(GalleryError, match="not a usable gallery"):  # enroll must write
+        Gallery(tmp_path / "g.sqlite", "m", create=True)

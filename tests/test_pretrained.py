@@ -212,6 +212,7 @@ def test_calibrate_resemblyzer_writes_to_the_user_folder(
         "resemblyzer",
         "--corpus",
         str(corpus),
+        "--force",  # the test corpus makes 6 same-voice trials: a rough threshold, stored
         "--json",
         env=env,
         check=True,

@@ -57,3 +57,33 @@ def test_empty_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_sentences(empty)
     with pytest.raises(SentencesError, match=r"missing\.txt"):
         load_sentences(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"\xff\xf3\x88\xc4\x00\x00\x00\x00 an mp3 frame\n", "NUL bytes"),
+        (b"one line\x00\nanother\n", "NUL bytes"),
+        ("Hello there.\n".encode("utf-16"), "UTF-16"),
+        (bytes(range(1, 256)) * 4, "control byte"),  # binary without a NUL byte
+    ],
+)
+def test_a_file_that_is_not_text_is_refused(tmp_path: Path, raw: bytes, why: str) -> None:
+    path = tmp_path / "some.mp3"
+    path.write_bytes(raw)
+    with pytest.raises(SentencesError, match=f"some.mp3: not a text file .*{why}") as e:
+        load_sentences(path)
+    assert "\n" not in str(e.value)
+
+
+def test_latin1_with_a_dos_end_of_file_is_text(tmp_path: Path) -> None:
+    path = tmp_path / "old.txt"
+    path.write_bytes("Un café.\r\nDeux crèmes.\r\n".encode("latin-1") + b"\x1a")
+    assert [s.text for s in load_sentences(path).sentences] == ["Un café.", "Deux crèmes."]
+
+
+def test_control_characters_are_spaces_and_a_line_of_them_is_blank() -> None:
+    source = parse_sentences("Hello\x1b[0m there.\n\x07\x07\x7f\nTab\tand  space.\n")
+    assert [s.text for s in source.sentences] == ["Hello [0m there.", "Tab and space."]
+    assert source.blank == 1
+    assert source.sentences[1].id == sentence_id("Tab and space.")

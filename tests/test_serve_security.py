@@ -257,3 +257,27 @@ def test_free_memory_goes_back_to_the_system_on_glibc() -> None:
     blocks = [bytearray(4096) for _ in range(20_000)]  # 80 MB in small blocks, then freed
     del blocks
     assert isinstance(release_free_memory(), bool)
+
+
+def test_an_internal_error_is_a_json_500_and_logged_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client learns the error's kind only; the server's log has the traceback."""
+    from fastapi.testclient import TestClient
+
+    from whichvoice.serve import enrollment
+    from whichvoice.serve.app import create_app
+    from whichvoice.serve.service import ServeConfig
+
+    def broken(service) -> dict:
+        raise RuntimeError("secret detail of /srv/whichvoice")
+
+    monkeypatch.setattr(enrollment, "_listing", broken)
+    app = create_app(ServeConfig(gallery=str(tmp_path / "g.sqlite")))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/v1/gallery")
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error: RuntimeError", "kind": "internal"}
+    logged = [rec for rec in caplog.records if rec.name == "whichvoice.serve.app"]
+    assert logged and "GET /v1/gallery" in logged[0].getMessage()
+    assert "secret detail" in str(logged[0].exc_info[1])

@@ -103,6 +103,11 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
     ]
     trials = tmp_path / "trials.txt"
     trials.write_text("\n".join(lines) + "\n")
+    # two trials of each kind set no threshold: refused, the calibration left as it was
+    before = (run / "calibration.json").read_bytes()
+    few = cli("calibrate", "--model", str(run), "--trials", str(trials), "--target-far", "0.01")
+    assert few.returncode == 2 and "at least 10 of each" in few.stderr and "--force" in few.stderr
+    assert (run / "calibration.json").read_bytes() == before
     far = cli(
         "calibrate",
         "--model",
@@ -111,6 +116,7 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
         str(trials),
         "--target-far",
         "0.01",
+        "--force",
         "--json",
         check=True,
     )
@@ -279,3 +285,16 @@ def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
     assert voice.clips == 2
     assert [i for i, _ in failed] == [1, 2]
     assert "b.wav" in str(failed[0][1]) and "gone.wav" in str(failed[1][1])
+
+
+def test_a_calibration_needs_enough_trials_for_its_rule() -> None:
+    from whichvoice.verification import MIN_TRIALS, Trials, few_trials
+
+    def trials(n_target: int, n_non: int) -> Trials:
+        return Trials(np.full(n_target, 0.9), np.full(n_non, 0.1))
+
+    assert "at least 10 of each" in few_trials(trials(1, 1), None)
+    assert few_trials(trials(MIN_TRIALS - 1, 500), None)
+    assert not few_trials(trials(MIN_TRIALS, MIN_TRIALS), None)
+    assert "at least 1000" in few_trials(trials(50, 999), 0.001)
+    assert not few_trials(trials(50, 1000), 0.001)

@@ -288,7 +288,10 @@ def _attempt(
             reason = str(e)
         except Exception as e:  # an engine bug must cost one clip, not the corpus
             log.debug("unexpected error on %s", job.clip_id, exc_info=True)
-            reason = f"{type(e).__name__}: {e}"
+            reason = (  # as readable as the engines' own reasons; the traceback at debug
+                f"{job.voice.id} on {job.sentence.text!r}: the engine failed unexpectedly "
+                f"({type(e).__name__}: {str(e) or 'no message'})"
+            )
         log.debug("attempt %d on %s failed: %s", attempt, job.clip_id, reason)
     return Failure(job.clip_id, job.voice.id, job.sentence.id, job.sentence.text, reason)
 

@@ -261,6 +261,10 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
                         f"{describe_source(source)}: cannot be decoded past "
                         f"{at / info.samplerate:.1f} s ({e})"
                     ) from e
+                if not np.isfinite(piece).all():
+                    raise AudioDecodeError(
+                        f"{describe_source(source)}: the audio holds NaN or infinite samples"
+                    )
                 yield (resample_wave(piece.mean(axis=1), info.samplerate, SAMPLE_RATE),
                        at / info.samplerate, duration)  # fmt: skip
                 at += piece.shape[0]

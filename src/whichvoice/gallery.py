@@ -123,29 +123,26 @@ class Gallery:
             raise ValueError("a gallery is created for a model: give its model_id")
         self.path = Path(path)
         self.model_id = model_id or ""
+        self.read_only = False
         try:
             if create or self.path.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                if create:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    self._setup(model_id)
+                except sqlite3.OperationalError:
+                    if create:
+                        raise
+                    # a gallery in a folder this user cannot write: still read (list,
+                    # identify, verify); a write says it cannot be written
+                    if hasattr(self, "_db"):
+                        self._db.close()
+                    self._db = self._open_read_only()
             else:  # nothing to read: an empty gallery in memory, never written to disk
                 self._db = sqlite3.connect(":memory:", isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            with self._transaction():
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-                )
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS voices (name TEXT PRIMARY KEY, "
-                    "embedding BLOB NOT NULL, dim INTEGER NOT NULL, clips INTEGER NOT NULL, "
-                    "seconds REAL NOT NULL, "
-                    "model TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
-                )
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-                )
-                if model_id is not None:
-                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,))
+                self._setup(model_id)
         except sqlite3.DatabaseError as e:
             if hasattr(self, "_db"):
                 self._db.close()
@@ -164,6 +161,39 @@ class Gallery:
                 public=f"the gallery was made with model {owner}, not {model_id}",
             )
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        """The gallery file opened for reading only (its folder cannot be written: SQLite
+        cannot make the write-ahead log's files there); immutable when even that fails."""
+        uri = Path(os.path.abspath(self.path)).as_uri()
+        self.read_only = True
+        for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+            db = sqlite3.connect(uri + flags, uri=True, timeout=30, isolation_level=None)
+            try:
+                db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+                return db
+            except sqlite3.OperationalError:
+                db.close()
+        raise sqlite3.OperationalError("unable to open database file, even to read it")
+
+    def _setup(self, model_id: str | None) -> None:
+        """The tables (made when new) and the model this gallery belongs to."""
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS voices (name TEXT PRIMARY KEY, "
+                "embedding BLOB NOT NULL, dim INTEGER NOT NULL, clips INTEGER NOT NULL, "
+                "seconds REAL NOT NULL, "
+                "model TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+            if model_id is not None:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,))
+
     def close(self) -> None:
         self._db.close()
 
@@ -175,6 +205,11 @@ class Gallery:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        if self.read_only:
+            raise GalleryError(
+                f"{self.path}: the gallery cannot be written here (its folder is read-only)",
+                public="the gallery cannot be written",
+            )
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -305,7 +340,7 @@ class Gallery:
                         updated,
                     ),
                 )
-        return len(rows)
+        return len({row[0] for row in rows})  # a name given twice is one voice (the last)
 
     @staticmethod
     def _voice(row: tuple) -> EnrolledVoice:

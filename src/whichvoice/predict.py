@@ -9,25 +9,32 @@ from pathlib import Path
 
 from whichvoice import storage
 from whichvoice.audio import AUDIO_SUFFIXES
+from whichvoice.errors import WhichvoiceError
 
 __all__ = ["AUDIO_SUFFIXES", "expand_paths"]
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path | str]:
     """Files as given, and the audio files found (recursively, sorted) under each folder;
-    a URL (``s3://...``) names an object or a prefix to list."""
+    a URL (``s3://...``) names an object or a prefix to list. A folder or prefix that holds
+    no audio file raises WhichvoiceError naming it: a mistyped folder is not skipped quietly
+    among good inputs."""
     out: list[Path | str] = []
     for given in paths:
         if storage.is_url(given):
-            out.extend(storage.list_files(os.fspath(given), AUDIO_SUFFIXES))
-            continue
-        p = Path(given)
-        if p.is_dir():
-            out.extend(
-                sorted(
-                    f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
-                )
+            found: list = list(storage.list_files(os.fspath(given), AUDIO_SUFFIXES))
+        elif Path(given).is_dir():
+            found = sorted(
+                f
+                for f in Path(given).rglob("*")
+                if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
             )
         else:
-            out.append(p)
+            out.append(Path(given))
+            continue
+        if not found:
+            raise WhichvoiceError(
+                f"{given}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in the folder"
+            )
+        out.extend(found)
     return out

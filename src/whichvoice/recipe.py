@@ -46,7 +46,13 @@ from whichvoice.files import write_atomic, write_json
 from whichvoice.protocol import ENGINE_VOICES
 from whichvoice.sentences import bundled_sentences
 from whichvoice.train import TrainConfig, train
-from whichvoice.verification import calibrate, held_out_files, model_for, voice_trials
+from whichvoice.verification import (
+    calibrate,
+    few_trials,
+    held_out_files,
+    model_for,
+    voice_trials,
+)
 from whichvoice.voices import resolve_voices
 from whichvoice.voices.espeak import RANDOM, random_number, variants
 
@@ -269,11 +275,15 @@ def encoder_recipe(
     stages = [_train_once(data, run, train_cfg, progress) for run, train_cfg in stages_of(cfg, out)]
     run = stages[-1]
     trials = voice_trials(model_for(run), held_out_files(corpus, held_ids), seed=cfg.seed)
+    few = few_trials(trials, cfg.target_far)
+    if few:  # the recipe was asked for a small corpus: its threshold is stored, and rough
+        log.warning("the calibration rests on few trials: %s", few)
     result = calibrate(
         run,
         trials,
         target_far=cfg.target_far,
         source=f"{len(held_ids)} held-out voices of the recipe's corpus",
+        force=True,
     )
     calibration = {k: result[k] for k in RECORDED_CALIBRATION}
     write_json(

@@ -41,20 +41,44 @@ def sentence_id(text: str) -> str:
 
 
 def _decode(raw: bytes, name: str) -> str:
+    """The text of a sentence file: UTF-8 (a BOM is dropped), else Latin-1.
+
+    Raises SentencesError for a file that is not text: one with NUL bytes (binary, or UTF-16),
+    or one that is not UTF-8 and, read as Latin-1, holds control characters no text has.
+    """
+    not_text = f"{name}: not a text file ({{}}); --sentences takes UTF-8 or Latin-1 text"
+    if b"\0" in raw:
+        why = "UTF-16 or UTF-32: save it as UTF-8" if raw[:2] in _WIDE_BOMS else "NUL bytes"
+        raise SentencesError(not_text.format(why))
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        # Latin-1 decodes any byte string: the talk's rotten_imdb files are Latin-1
-        return raw.decode("latin-1")
+        pass
+    # Latin-1 decodes any byte string: the talk's rotten_imdb files are Latin-1
+    text = raw.decode("latin-1")
+    control = next((c for c in text if _is_control(c) and not c.isspace() and c != "\x1a"), None)
+    if control is not None:  # binary (an mp3, an image); ^Z may end an old DOS file
+        raise SentencesError(not_text.format(f"control byte {ord(control):#04x}"))
+    return text
+
+
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16 and UTF-32, either byte order
+
+
+def _is_control(c: str) -> bool:
+    return c < " " or c == "\x7f"
 
 
 def parse_sentences(text: str, max_chars: int = MAX_CHARS) -> SentenceSource:
-    """One sentence per line; blank, over-long and repeated lines are skipped and counted."""
+    """One sentence per line; blank, over-long and repeated lines are skipped and counted.
+
+    Runs of white space and control characters become one space (a control character is
+    spoken as a space), so a line of control characters only is blank."""
     seen: set[str] = set()
     out: list[Sentence] = []
     blank = too_long = duplicate = 0
     for line in text.splitlines():
-        s = " ".join(line.split())
+        s = " ".join("".join(" " if _is_control(c) else c for c in line).split())
         if not s:
             blank += 1
         elif len(s) > max_chars:

@@ -6,6 +6,7 @@ calibration lives: ``whichvoice.encoders`` (its names are importable from here t
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sys
@@ -158,11 +159,16 @@ def calibrate(
     *,
     target_far: float | None = None,
     source: str = "",
+    force: bool = False,
 ) -> dict:
     """EER, minDCF at p_target 0.01 and 0.05, the threshold (EER point, or the one giving
-    ``target_far``), a logistic calibration and a DET plot, saved in the run."""
+    ``target_far``), a logistic calibration and a DET plot, saved in the run. Too few trials
+    for the rule (``few_trials``) raise WhichvoiceError and store nothing, unless ``force``."""
     if trials.target.size == 0 or trials.nontarget.size == 0:
         raise WhichvoiceError("calibration needs both same-voice and different-voice trials")
+    few = few_trials(trials, target_far)
+    if few and not force:
+        raise WhichvoiceError(f"{few}; nothing was stored (--force stores it anyway)")
     rate, eer_threshold = eer(trials.target, trials.nontarget)
     dcf1, _ = min_dcf(trials.target, trials.nontarget, 0.01)
     dcf5, _ = min_dcf(trials.target, trials.nontarget, 0.05)
@@ -187,6 +193,27 @@ def calibrate(
     _plot_det(trials, run / DET_PNG)
     write_atomic(run / CALIBRATION, (json.dumps(result, indent=2) + "\n").encode())
     return result
+
+
+MIN_TRIALS = 10  # same-voice and different-voice trials a calibration needs, at least
+
+
+def few_trials(trials: Trials, target_far: float | None) -> str:
+    """Why ``trials`` are too few to set a threshold (empty: enough): fewer than
+    ``MIN_TRIALS`` of a kind, or, for a false-acceptance target, fewer different-voice trials
+    than it takes to see one false acceptance at that rate."""
+    n_t, n_n = int(trials.target.size), int(trials.nontarget.size)
+    if n_t < MIN_TRIALS or n_n < MIN_TRIALS:
+        return (
+            f"{n_t} same-voice and {n_n} different-voice trials: a threshold needs at least "
+            f"{MIN_TRIALS} of each"
+        )
+    if target_far is not None and target_far > 0 and n_n * target_far < 1:
+        return (
+            f"{n_n} different-voice trials cannot show a false-acceptance rate of {target_far} "
+            f"(it takes at least {math.ceil(1 / target_far)})"
+        )
+    return ""
 
 
 def held_out_files(

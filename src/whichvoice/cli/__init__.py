@@ -7,6 +7,7 @@ Known errors become one line on stderr and exit status 2. Each module adds its c
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -17,7 +18,16 @@ from whichvoice.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, app
 from whichvoice.cli.stderr import filter_native_noise
 from whichvoice.errors import WhichvoiceError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "os_error_line"]
+
+
+def os_error_line(e: OSError) -> str:
+    """An OSError as one line: the path(s) and the system's reason."""
+    reason = e.strerror or str(e) or type(e).__name__
+    if isinstance(e, FileExistsError) and e.filename and not os.path.isdir(e.filename):
+        reason = "a file is in the way of a folder"
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
 
 def main() -> None:
@@ -34,6 +44,12 @@ def main() -> None:
         sys.exit(e.exit_code)
     except WhichvoiceError as e:
         click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_ERROR)
+    except OSError as e:  # a path that cannot be written or read: the path and why
+        click.echo(f"error: {os_error_line(e)}", err=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from whichvoice.cli.common import (
     setup_logging,
 )
 from whichvoice.errors import WhichvoiceError
+
+if TYPE_CHECKING:  # imported when used, to keep `whichvoice --help` fast
+    from whichvoice.corpus import SynthSummary
 
 
 @app.command("voices")
@@ -67,12 +71,15 @@ def voices_cmd(as_json: bool, engine: str | None, voice_set: str | None, availab
 
 def _report(summary, out, line, shown: int = 10) -> None:
     """A run's summary line, then its first ``shown`` failures (each by ``line``) on stderr."""
-    click.echo(f"{summary.line()} -> {out / 'manifest.jsonl'}")
+    from whichvoice.storage import join
+
+    click.echo(f"{summary.line()} -> {join(out, 'manifest.jsonl')}")
     for failure in summary.failed[:shown]:
         click.echo(line(failure), err=True)
     if len(summary.failed) > shown:
         click.echo(
-            f"  ... and {len(summary.failed) - shown} more in {out / 'failures.jsonl'}", err=True
+            f"  ... and {len(summary.failed) - shown} more in {join(out, 'failures.jsonl')}",
+            err=True,
         )
 
 
@@ -91,7 +98,9 @@ def synthesize(
     polly_engine: str,
     max_chars: int,
     per_voice: int = 10,
-) -> None:
+) -> SynthSummary:
+    """Synthesize the corpus, report it unless ``quiet``, and return its SynthSummary (a run
+    with failed clips returns too: `synth` exits 1 for it, `demo` goes on with the rest)."""
     from whichvoice.corpus import SynthConfig, default_workers, synthesize_corpus
     from whichvoice.sentences import load_sentences
 
@@ -117,6 +126,7 @@ def synthesize(
         sys.exit(EXIT_INTERRUPTED)
     if not quiet:
         _report(summary, out, lambda f: f"  failed {f.clip_id}: {f.reason}")
+    return summary
 
 
 @app.command("synth")
@@ -193,12 +203,14 @@ def synth_cmd(
     """Synthesize SENTENCES with VOICES into OUT (audio + manifest.jsonl); resumable. With
     --text, speak one phrase: `whichvoice synth hello.mp3 --text "Hello" --voices flite:slt`."""
     setup_logging(quiet)
+    if text is not None:
+        _refuse_with_text(click.get_current_context(), assign)
     if text is not None and Path(str(out)).suffix.lower() in (".mp3", ".wav"):
         _say_into(out, text, voices, polly_engine, quiet)
         return
     if text is not None:
         sentences, assign = _phrase_file(text), "all"
-    synthesize(
+    summary = synthesize(
         out,
         voices,
         sentences,
@@ -211,6 +223,30 @@ def synth_cmd(
         max_chars,
         per_voice,
     )
+    if summary.failed:  # what could be made is written; the rest is listed, as predict does
+        if quiet:
+            from whichvoice.storage import join
+
+            click.echo(f"{summary.line()}; the reasons: {join(out, 'failures.jsonl')}", err=True)
+        sys.exit(1)
+
+
+def _refuse_with_text(ctx: click.Context, assign: str) -> None:
+    """--text is the sentence: --sentences (and an --assign other than all, --per-voice)
+    would be ignored, so they are refused."""
+    from click.core import ParameterSource
+
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("sentences", "assign", "per_voice")
+        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        and not (name == "assign" and assign == "all")
+    ]
+    if given:
+        raise click.UsageError(
+            f"--text takes the place of --sentences: every voice reads the phrase "
+            f"(leave out {', '.join(given)})"
+        )
 
 
 def _say_into(out: Path | str, text: str, voices: str, polly_engine: str, quiet: bool) -> None:
@@ -231,11 +267,12 @@ def _phrase_file(text: str) -> str:
     import shutil
     import tempfile
 
-    if not text.strip() or "\n" in text.strip():
+    if len(text.strip().splitlines()) != 1:
         raise WhichvoiceError("--text takes one phrase on one line")
     folder = Path(tempfile.mkdtemp(prefix="whichvoice-text-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    (folder / "text.txt").write_text(text.strip() + "\n")
+    # the phrase's own bytes (a terminal's non-UTF-8 bytes come back as they were typed)
+    (folder / "text.txt").write_bytes((text.strip() + "\n").encode("utf-8", "surrogateescape"))
     return str(folder / "text.txt")
 
 

@@ -89,7 +89,8 @@ def diarize_cmd(
         named = g if g.voices() else None
         for path in paths:
             bar = tqdm(total=None, unit="s", unit_scale=True, desc=Path(str(path)).name,
-                       disable=quiet, leave=False, file=sys.stderr)  # fmt: skip
+                       disable=True if quiet else None,  # None: on a terminal only
+                       leave=False, file=sys.stderr)  # fmt: skip
 
             def progress(done: float, total: float, bar=bar) -> None:
                 bar.total = round(total, 1)

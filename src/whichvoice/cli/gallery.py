@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -94,6 +95,36 @@ def _inputs(files: tuple[Path, ...], *, strict: bool = False) -> list:
     return paths
 
 
+@contextlib.contextmanager
+def _new_gallery_kept_only_with_voices(target: Path):
+    """A gallery file that did not exist before the block is removed when the block fails
+    (an error, an interrupt) and leaves it without a voice: a failed enrollment or import
+    does not leave an empty gallery, bound to a model, behind."""
+    existed = target.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and not _has_voices(target):
+            for leftover in (target, *(Path(f"{target}{s}") for s in ("-wal", "-shm"))):
+                with contextlib.suppress(OSError):  # a read-only folder: the error says why
+                    leftover.unlink(missing_ok=True)
+        raise
+
+
+def _has_voices(path: Path) -> bool:
+    import sqlite3
+
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            return bool(db.execute("SELECT COUNT(*) FROM voices").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
 def _point(r) -> str:
     return f"threshold {r.threshold:.3f}" + ("" if r.point.source == "calibrated" else " (given)")
 
@@ -121,15 +152,11 @@ def enroll_cmd(
     paths = _inputs(files, strict=True)
     encoder = _gallery_encoder(model, gallery)
     target = gallery or default_gallery_path()
-    existed = target.exists()
-    try:
-        with _gallery(encoder, gallery, create=True) as g:
-            voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
-    except WhichvoiceError:
-        if not existed:  # a gallery made for an enrollment that failed is not left behind
-            for leftover in (target, *(Path(f"{target}{s}") for s in ("-wal", "-shm"))):
-                leftover.unlink(missing_ok=True)
-        raise
+    with (
+        _new_gallery_kept_only_with_voices(target),
+        _gallery(encoder, gallery, create=True) as g,
+    ):
+        voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
     for _, e in errors:
         click.echo(f"skipped: {e}", err=True)
     click.echo(f"enrolled {voice.name}: {voice.clips} clips, {voice.seconds:.1f} s of speech")
@@ -287,10 +314,14 @@ def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | Non
 @gallery_option
 def gallery_import_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
     """Add the voices of an export FILE (a path or s3:// URL)."""
-    from whichvoice.gallery import read_export
+    from whichvoice.gallery import default_gallery_path, read_export
 
     data = read_export(file)
-    with _gallery(_gallery_encoder(model, gallery), gallery, create=True) as g:
+    target = gallery or default_gallery_path()
+    with (
+        _new_gallery_kept_only_with_voices(target),
+        _gallery(_gallery_encoder(model, gallery), gallery, create=True) as g,
+    ):
         n = g.import_json(data)
     click.echo(f"imported {n} voices")
 
@@ -309,12 +340,19 @@ def gallery_import_cmd(file: Path | str, model: Path | None, gallery: Path | Non
     default=None,
     help="Set the threshold for this false-acceptance rate [default: the EER point].",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Store the calibration even from fewer trials than its rule needs (at least 10 of "
+    "each kind, and 1/FAR different-voice trials for --target-far).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def calibrate_cmd(
     model: Path | None,
     corpus: Path | None,
     trials: Path | None,
     target_far: float | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Measure EER/minDCF on held-out voices; store the threshold and calibration in the run."""
@@ -336,7 +374,7 @@ def calibrate_cmd(
         else trials_from_list(encoder, trials)
     )
     dest = calibration_dir(encoder)
-    result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials))
+    result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials), force=force)
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -25,9 +25,10 @@ __all__ = ["NOISE", "filter_native_noise", "is_noise"]
 NOISE = re.compile(
     rb"^(Note: (Illegal Audio-MPEG-Header|Trying to resync|Skipped \d+ bytes|Encountered an "
     rb"error|Giving up resync)"
+    rb"|Warning: Xing stream size off"
     rb"|\[src/libmpg123/[^\]]*\] (error|warning): )"
 )
-_PREFIXES = (b"Note: ", b"[src/libmpg123/")
+_PREFIXES = (b"Note: ", b"Warning: ", b"[src/libmpg123/")
 _installed = False
 
 
