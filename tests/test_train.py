@@ -81,6 +81,106 @@ def test_resume_after_kill_matches_an_uninterrupted_run(small_corpus: Path, tmp_
         assert np.allclose(last_a[k].float().numpy(), last_b[k].float().numpy(), atol=1e-4), k
 
 
+def test_a_run_in_out_is_refused_unless_resumed_or_overwritten(cli, tmp_path: Path) -> None:
+    from whichvoice.train import TrainError
+
+    runs = {
+        "trained": ("config.json", "model.safetensors", "checkpoint.pt", "metrics.json"),
+        "interrupted": ("config.json", "model.safetensors", "checkpoint.pt", "epochs.jsonl"),
+        "started": ("config.json",),
+    }
+    for state, names in runs.items():
+        out = tmp_path / state
+        out.mkdir()
+        for name in (*names, "model.onnx"):
+            (out / name).write_text(name)
+    for state, needle in [
+        ("trained", "holds a trained run: --overwrite to replace it"),
+        ("interrupted", "holds an interrupted run: --resume to continue it, or --overwrite"),
+        ("started", "holds the start of a run (no checkpoint.pt to resume): --overwrite"),
+    ]:
+        out = tmp_path / state
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        # refused before any work: the source is not even looked at
+        proc = cli("train", str(tmp_path / "no-corpus"), "--out", str(out), "--init", "nosuch")
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        with pytest.raises(TrainError, match="holds"):
+            train(tmp_path / "no-corpus", out, TrainConfig(), overwrite=False, progress=False)
+    proc = cli("train", str(tmp_path), "--out", str(tmp_path / "trained"), "--resume",
+               "--overwrite")  # fmt: skip
+    assert proc.returncode == 2 and "--resume or --overwrite, not both" in proc.stderr
+
+
+def test_a_bad_init_is_refused_before_the_data_is_prepared(cli, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "manifest.jsonl").write_text("")
+    proc = cli("train", str(corpus), "--out", str(tmp_path / "r"), "--init", "nosuch")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        "error: --init nosuch: cannot read its weights and config "
+        "([Errno 2] No such file or directory: 'nosuch/model.safetensors')"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]  # no run folder
+    assert [p.name for p in corpus.iterdir()] == ["manifest.jsonl"]  # nothing prepared
+
+
+def test_evaluate_names_a_folder_that_is_no_run_and_makes_no_report_folder(
+    cli, tmp_path: Path
+) -> None:
+    for args in ([], ["--labels", str(tmp_path / "human.csv")]):
+        proc = cli("evaluate", str(tmp_path / "nosuch"), *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == f"error: {tmp_path / 'nosuch'}: not a trained run " \
+            "(config.json missing)"  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_missing_labels_csv_makes_no_report_folder(cli, trained_run: Path) -> None:
+    proc = cli("evaluate", str(trained_run), "--labels", str(trained_run.parent / "none.csv"))
+    assert proc.returncode == 2 and "none.csv: cannot read" in proc.stderr, proc.stderr
+    assert not Path(f"{trained_run}-eval-none").exists()
+
+
+@pytest.mark.slow
+def test_overwrite_replaces_the_run_and_what_described_it(
+    cli, small_corpus: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "r"
+    args = ["train", str(small_corpus), "--out", str(run), "--epochs", "1", "--batch-size", "16",
+            "--quiet"]  # fmt: skip
+    cli(*args, check=True)
+    (run / "model.onnx").write_text("an export of the first run")
+    (run / "engine").mkdir()
+    (run / "engine" / "engine.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    ours, kept = tmp_path / "r-eval-corpus-test", tmp_path / "r-eval-annotated"
+    for report in (ours, kept):
+        report.mkdir()
+        (report / "evaluation.json").write_text(json.dumps({"run": str(run)}))
+        (report / "report.md").write_text("accuracy of the first run")
+    (kept / "annotations.txt").write_text("not evaluate's: the folder stays")
+    first = (run / "model.safetensors").read_bytes()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+    proc = cli(*args, "--seed", "1")
+    assert proc.returncode == 2 and "holds a trained run" in proc.stderr, proc.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+    cli(*args, "--seed", "1", "--overwrite", check=True)
+    assert (run / "model.safetensors").read_bytes() != first
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint.pt", "config.json", "epochs.jsonl", "metrics.json", "model.safetensors",
+        "notes.txt",
+    ]  # fmt: skip
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 1
+    assert len((run / "epochs.jsonl").read_text().splitlines()) == 1
+    assert not ours.exists() and (kept / "annotations.txt").exists()
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(cli, tmp_path: Path) -> None:
     proc = cli("train", str(tmp_path), "--out", str(tmp_path / "run"), "--resume")
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr
@@ -307,7 +407,8 @@ def test_fine_tuning_starts_where_the_run_left_off(
     config = json.loads((tuned / "config.json").read_text())
     assert config["train"]["init"] == str(trained_run)
     assert config["margin_warmup"] is False  # the head came along: the margin is full at once
-    # misuse is one line, and an existing run given as --out is left as it was
+    # misuse is one line, and an existing run given as --out is left as it was, even the
+    # one --overwrite would replace
     existing = tmp_path / "existing"
     shutil.copytree(trained_run, existing)
     before = {p.name: p.read_bytes() for p in existing.iterdir()}
@@ -316,7 +417,9 @@ def test_fine_tuning_starts_where_the_run_left_off(
         (["--margin", "0.3"], "model voicenet has no margin head"),
         (["--model", "voicenet-aam", "--margin", "2"], "not in the range"),
     ]:
-        proc = cli("train", str(small_corpus), "--out", str(existing), *args, "--quiet")
+        proc = cli(
+            "train", str(small_corpus), "--out", str(existing), *args, "--overwrite", "--quiet"
+        )  # fmt: skip
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
         assert {p.name: p.read_bytes() for p in existing.iterdir()} == before

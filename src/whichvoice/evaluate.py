@@ -342,13 +342,9 @@ def evaluate(
     check_conditions(conditions or [])
     if (corpus is None) == (labels_csv is None):
         raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
-    out = ensure_dir(Path(report_dir), "report")
     model = load_model(run)
-    files = (
-        held_out_split(model, corpus, split)
-        if corpus is not None
-        else labelled_files(labels_csv, model.labels)
-    )
+    files = _inputs(model, corpus, labels_csv, split)
+    out = ensure_dir(Path(report_dir), "report")  # once the inputs are good, before scoring
     truth, pred, errors, window_hits, windows = _score(model, files, progress)
     if not truth:
         raise WhichvoiceError(f"none of the {len(files)} files could be read: {errors[0]}")
@@ -379,6 +375,18 @@ def evaluate(
         saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
         write_json(metrics_path, {**saved, "evaluation": metrics})
     return metrics
+
+
+def _inputs(
+    model: VoiceModel,
+    corpus: str | os.PathLike | None,
+    labels_csv: str | os.PathLike | None,
+    split: str,
+) -> list[LabelledFile]:
+    """The files to score: the corpus's held-out ``split``, else the labels CSV's rows."""
+    if corpus is not None:
+        return held_out_split(model, corpus, split)
+    return labelled_files(labels_csv, model.labels)
 
 
 def _score(
@@ -416,6 +424,12 @@ def _evaluate_remote(
 ) -> dict:
     """``evaluate`` with the run or the report at a URL: through local mirrors, uploaded after."""
     same = os.fspath(run).rstrip("/") == os.fspath(report_dir).rstrip("/")
+    # the inputs first: a mirror of an output is uploaded however the job ends, so a bad run
+    # or labels CSV found inside would leave an empty report (or run) folder at the URL
+    check_conditions(conditions or [])
+    if (corpus is None) == (labels_csv is None):
+        raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
+    _inputs(load_model(run), corpus, labels_csv, split)
     with (
         storage.local_output(run, last=[METRICS]) as local_run,
         contextlib.nullcontext(local_run)

@@ -95,6 +95,11 @@ from whichvoice.errors import WhichvoiceError
     "an engine head fitted on the trained embedding (saved in RUN/engine).",
 )
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the run already in --out (its files, exports and evaluation reports go).",
+)
 @click.option("--quiet", "-q", is_flag=True)
 def train_cmd(
     source: Path,
@@ -116,13 +121,17 @@ def train_cmd(
     keep: str,
     target: str,
     resume: bool,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Train a model on SOURCE (a corpus, prepared once and cached, or a prepared folder).
 
     Under torchrun (``torchrun --nproc_per_node N -m whichvoice train ...``) it trains with
     DistributedDataParallel; --batch-size is the global batch and rank 0 alone reports.
+    A run already in --out is refused unless --resume continues it or --overwrite replaces it.
     """
+    if resume and overwrite:
+        raise click.UsageError("--resume or --overwrite, not both")
     from whichvoice import storage
     from whichvoice.train import TrainConfig, ranks_from_env, train
 
@@ -150,7 +159,7 @@ def train_cmd(
         if storage.exists(storage.join(source, "dataset.json"))
         else feature_config(features, model, window)
     )
-    train(source, out, cfg, features=feats, resume=resume, progress=not quiet)
+    train(source, out, cfg, features=feats, resume=resume, overwrite=overwrite, progress=not quiet)
 
 
 @app.command("evaluate")
@@ -229,6 +238,9 @@ def evaluate_cmd(
 def _training_corpus(run: Path | str) -> Path | str:
     from whichvoice import storage
 
+    for name in ("config.json", "model.safetensors"):  # as load_model says it
+        if not storage.exists(storage.join(run, name)):
+            raise WhichvoiceError(f"{run}: not a trained run ({name} missing)")
     try:
         config = json.loads(storage.read_bytes(storage.join(run, "config.json")))
         if config.get("corpus"):  # where the run was trained from, as given (a path or URL)

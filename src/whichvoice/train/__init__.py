@@ -40,6 +40,7 @@ from whichvoice.train.config import (
     augment_config,
     check_keep,
     check_margin,
+    check_out,
     check_precision,
     check_target,
     resumed,
@@ -53,6 +54,7 @@ from whichvoice.train.distributed import (
 )
 from whichvoice.train.loop import run
 from whichvoice.train.schedule import lr_at, margin_at
+from whichvoice.train.state import read_init
 from whichvoice.train.steps import accuracy
 
 __all__ = [
@@ -82,16 +84,23 @@ def train(
     features: FeatureConfig | None = None,
     prepare_seed: int | None = None,
     resume: bool = False,
+    overwrite: bool = True,
     progress: bool = True,
 ) -> Path | str:
     """Train ``cfg.model`` on a corpus or prepared folder; returns the run directory ``out``.
 
     With ``resume``, the run's own saved settings are used (only ``cfg.device`` is taken from
-    the call), so the resumed run is the run that was interrupted.
+    the call), so the resumed run is the run that was interrupted (``overwrite`` is then
+    ignored). Otherwise a run that ``out`` already holds is replaced when ``overwrite`` (its
+    files go as the new run starts: ``state.clear_run``), and refused with a TrainError before
+    any work when not (the CLI's default).
 
     Under torchrun (WORLD_SIZE > 1) every process calls this and ``cfg.batch_size`` is the
     global batch, split across them: N processes train as one with the same batch would.
     """
+    check_out(out, resume=resume, overwrite=overwrite)
+    if cfg.init is not None and not resume:
+        read_init(cfg.init)  # a bad --init is one line now, not after preparing the data
     job = TrainJob(source, out, cfg, features, prepare_seed, resume, progress)
     ranks = ranks_from_env()
     if storage.is_url(source) or storage.is_url(out):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from whichvoice import storage
 from whichvoice.augment import BAND_P, NO_AUGMENT, AugmentConfig
 from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig
@@ -19,6 +20,21 @@ WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.pt"
 EPOCHS = "epochs.jsonl"
 METRICS = "metrics.json"
+RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, EPOCHS, METRICS)  # any of them: the folder holds a run
+# what other stages write into a run: export (and --int8), openset, --target both's engine head,
+# demo's own report, a recipe's calibration; none of it describes a new run trained there
+DERIVED_FILES = (
+    "model.onnx",
+    "model.int8.onnx",
+    "openset.json",
+    "engine",
+    "report.md",
+    "confusion.png",
+    "evaluation.json",
+    "calibration.json",
+    "det.png",
+    "recipe.json",
+)
 
 
 class TrainError(WhichvoiceError):
@@ -132,6 +148,27 @@ class TrainJob:
     prepare_seed: int | None = None  # None: cfg.seed
     resume: bool = False
     progress: bool = True
+
+
+def held_run(out: str | os.PathLike) -> list[str]:
+    """The run files (``RUN_FILES``) that folder ``out`` (a path or URL) already holds."""
+    return [name for name in RUN_FILES if storage.exists(storage.join(out, name))]
+
+
+def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
+    """Refuse, before any work, to train into a folder that holds a run unless the run is
+    resumed or ``overwrite`` replaces it; a TrainError says which of them fits."""
+    held = [] if resume or overwrite else held_run(out)
+    if METRICS in held:
+        raise TrainError(f"{out} holds a trained run: --overwrite to replace it, or another --out")
+    if CHECKPOINT in held:
+        raise TrainError(
+            f"{out} holds an interrupted run: --resume to continue it, or --overwrite to replace it"
+        )
+    if held:
+        raise TrainError(
+            f"{out} holds the start of a run (no {CHECKPOINT} to resume): --overwrite to replace it"
+        )
 
 
 def resumed(job: TrainJob) -> TrainJob:

@@ -4,9 +4,11 @@ from the checkpoint of an interrupted run."""
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +26,14 @@ from whichvoice.models import build_model
 from whichvoice.train.config import (
     CHECKPOINT,
     CONFIG,
+    DERIVED_FILES,
     EPOCHS,
+    METRICS,
     WEIGHTS,
     TrainConfig,
     TrainError,
     TrainJob,
+    held_run,
 )
 from whichvoice.train.data import TrainSet
 from whichvoice.train.distributed import Ranks
@@ -130,8 +135,37 @@ def new_state(plan: Plan) -> RunState:
             head = head_keys(cfg.model, features.input_shape, n_voices)
             state.warmup = not init_from(model, cfg.init, plan.data.labels, head, plan.ranks.main)
         if plan.ranks.main:
-            (plan.out / EPOCHS).unlink(missing_ok=True)
+            clear_run(plan.out)
     return state
+
+
+# what ``whichvoice evaluate`` writes into its report folder (by default ``RUN-eval-WHAT``)
+EVAL_FILES = {"report.md", "confusion.png", "evaluation.json"}
+
+
+def clear_run(out: Path) -> None:
+    """Before a new run starts in ``out``: remove the run it held (its ``RUN_FILES``, the
+    completeness mark first, and what other stages wrote into it, ``DERIVED_FILES``) and the
+    evaluation reports beside it that name it (``OUT-eval-*`` folders holding nothing else),
+    so no file left there claims to describe the new run. Other files are left alone."""
+    if not held_run(out):
+        return
+    log.info("replacing the run in %s", out)
+    for name in (METRICS, *DERIVED_FILES, EPOCHS, CHECKPOINT, WEIGHTS, CONFIG):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for report in out.parent.glob(f"{glob.escape(out.name)}-eval-*"):
+        try:
+            named = json.loads((report / "evaluation.json").read_text())["run"]
+            names = {p.name for p in report.iterdir()}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(named, str) and Path(named).name == out.name and names <= EVAL_FILES:
+            shutil.rmtree(report)
+            log.info("removed %s: an evaluation of the run replaced", report)
 
 
 def _restore(state: RunState, plan: Plan) -> None:
@@ -168,6 +202,19 @@ def head_keys(model: str, input_shape: tuple[int, ...], n_classes: int) -> set[s
     return {k for k in a if a[k].shape != b[k].shape}
 
 
+def read_init(init: str | os.PathLike) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The weights and labels of run ``init`` (a path or URL); TrainError when they cannot be
+    read (``train`` calls it before preparing any data, to fail early)."""
+    try:
+        state = load(storage.read_bytes(storage.join(init, WEIGHTS)))
+        labels = json.loads(storage.read_bytes(storage.join(init, CONFIG)))["labels"]
+        if not isinstance(labels, list):
+            raise TypeError("its labels are not a list")
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError, storage.StorageError) as e:
+        raise TrainError(f"--init {init}: cannot read its weights and config ({e})") from e
+    return state, labels
+
+
 def init_from(
     model: torch.nn.Module,
     init: str | os.PathLike,
@@ -180,13 +227,7 @@ def init_from(
     label; the rows of new voices keep their fresh weights). Returns whether the head came along
     for most of the voices (then the margin needs no warm-up). TrainError when the weights
     cannot be read or do not fit."""
-    try:
-        state = load(storage.read_bytes(storage.join(init, WEIGHTS)))
-        init_labels = json.loads(storage.read_bytes(storage.join(init, CONFIG)))["labels"]
-        if not isinstance(init_labels, list):
-            raise TypeError("its labels are not a list")
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError, storage.StorageError) as e:
-        raise TrainError(f"--init {init}: cannot read its weights and config ({e})") from e
+    state, init_labels = read_init(init)
     own = model.state_dict()
     take = set(own) - head
     missing = sorted(k for k in take if k not in state or state[k].shape != own[k].shape)
