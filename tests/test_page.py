@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -379,6 +380,8 @@ def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_c
         page.set_input_files("#enroll-files", rms[:3])
         with page.expect_response(lambda r: "/v1/enroll" in r.url) as answer:
             page.click("#enroll-btn")
+            # one action at a time: a second click cannot enroll the same files again
+            assert page.locator("#enroll-btn").is_disabled()
         assert answer.value.ok
         page.wait_for_function("document.body.dataset.gallery === '1'")
         assert "roger: 3 clips" in page.locator("#gallery-list").inner_text()
@@ -400,7 +403,7 @@ def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_c
         page.click("#enroll-btn")
         page.wait_for_function("document.body.dataset.state === 'error'")
         assert "x.wav" in page.locator("#error").inner_text()
-        page.click("#gallery-list li[data-name='roger'] button")
+        page.get_by_role("button", name="Remove roger").click()
         page.wait_for_function("document.body.dataset.gallery === '0'")
         assert page.locator("#gallery-empty").is_visible()
         page.context.close()
@@ -454,6 +457,19 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
         assert float(page.evaluate("document.body.dataset.playing")) == float(
             first.get_attribute("data-start")
         )
+        assert page.get_by_role("button", name=re.compile(r"^Play awb")).count() >= 1
+        # a file that fails clears the old timeline; the same file again is sent again
+        bad = tmp_path / "notes.wav"
+        bad.write_text("not audio")
+        page.set_input_files("#diarize-file", str(bad))
+        page.wait_for_function("document.body.dataset.state === 'error'")
+        assert "notes.wav" in page.locator("#error").inner_text()
+        assert page.locator("#timeline").is_hidden() and page.locator("#talk-audio").is_hidden()
+        for _ in range(2):
+            with page.expect_response(lambda r: "/v1/diarize" in r.url) as again:
+                page.set_input_files("#diarize-file", str(talk))
+            assert again.value.ok
+            page.wait_for_function("document.body.dataset.diarized !== undefined")
 
         page.click("#live-btn")
         page.wait_for_function("document.body.dataset.live === 'on'")

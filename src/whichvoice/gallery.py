@@ -66,6 +66,8 @@ def voice_name(name: object) -> str:
         )
     if name.lower() == UNKNOWN:
         raise VoiceNameError(f"{name!r} is what identify answers for a stranger; pick another name")
+    if name in (".", ".."):
+        raise VoiceNameError(f"{name!r} cannot name a voice (a path step in URLs)")
     if RESERVED.fullmatch(name):
         what = "diarize's name for a stranger" if name[0] in "uU" else "an HTTP gallery route"
         raise VoiceNameError(f"{name!r} is reserved ({what}); pick another name")

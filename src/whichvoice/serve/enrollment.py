@@ -73,7 +73,8 @@ def gallery_answer(
                     raise HTTPProblem(
                         409,
                         "empty_gallery",
-                        "no voices enrolled: POST /v1/enroll?name=NAME with a few clips first",
+                        "no voices enrolled: enroll one from a few clips first "
+                        "(the page, or POST /v1/enroll?name=NAME)",
                     )
                 return None
             result = identify(

@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 
 const recorder = { stream: null, context: null, chunks: [], samples: 0, timer: null };
 let voicesLoaded = false; // the voice <select> is filled
+let galleryVoices = 0; // voices enrolled, as the gallery list last showed them
 
 // ---------------------------------------------------------------- API calls
 
@@ -58,6 +59,12 @@ function setBusy(busy) {
   $("file-input").disabled = busy;
   $("record-btn").disabled = busy || recorder.context !== null;
   $("speak-btn").disabled = busy || !voicesLoaded;
+  // one action at a time: a second click would enroll the same files twice, or remove a
+  // voice already removed
+  for (const id of ["enroll-btn", "diarize-file"]) $(id).disabled = busy;
+  $("verify-btn").disabled = busy || !galleryVoices;
+  $("live-btn").disabled = busy || live.socket !== null;
+  for (const b of document.querySelectorAll("#gallery-list button")) b.disabled = busy;
 }
 
 /** Run one user action: busy while it runs, then state "done" or "error" (shown). */
@@ -78,7 +85,15 @@ async function run(action) {
 
 // ---------------------------------------------------------------- identify and show
 
+function clearResult() {
+  $("result-body").hidden = true;
+  $("result-empty").hidden = false;
+  $("result-empty").textContent = "Nothing identified yet.";
+  delete document.body.dataset.answer;
+}
+
 async function identify(blob, filename, source) {
+  clearResult();  // a failed request leaves no earlier answer under its error
   const form = new FormData();
   form.append("file", blob, filename);
   const response = await api("/v1/identify?spectrogram=true", { method: "POST", body: form });
@@ -354,7 +369,7 @@ async function loadVoices() {
     voicesLoaded = true;
     const count = data.labels.length;
     $("model-info").textContent = data.model === null
-      ? "No classifier here: the enrolled voices answer (POST /v1/enroll to add one)."
+      ? "No classifier here: the enrolled voices answer (enroll one below, or POST /v1/enroll)."
       : `Model "${data.model}" knows ${count} voice${count === 1 ? "" : "s"}: ${data.labels.join(", ")}.`;
     document.body.dataset.voices = "loaded";
   } catch (e) {
@@ -372,14 +387,17 @@ async function speakAndIdentify() {
   const voice = $("voice-select").value;
   if (!text) throw new ApiError("Type a phrase first.");
   if (!voice) throw new ApiError("Choose a voice first.");
+  clearResult();
+  const audio = $("audio");
+  audio.pause();
+  if (audio.src) URL.revokeObjectURL(audio.src);
+  audio.removeAttribute("src"); // a refused phrase leaves no earlier one to play
   const response = await api("/v1/synthesize", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ text, voice }),
   });
   const mp3 = await response.blob();
-  const audio = $("audio");
-  if (audio.src) URL.revokeObjectURL(audio.src);
   audio.src = URL.createObjectURL(mp3);
   // playing is a courtesy: a browser that refuses autoplay still gets the identification
   audio.play().catch(() => {});
@@ -397,6 +415,9 @@ async function loadGallery() {
     voices = (await (await api("/v1/gallery")).json()).voices;
   } catch (e) {
     // no encoder or no key: the panel stays empty, the error says why
+    galleryVoices = 0;
+    $("verify-btn").disabled = true;
+    select.replaceChildren();
     document.body.dataset.gallery = "error";
     $("gallery-empty").textContent = `The gallery cannot be read: ${e.message}`;
     $("gallery-empty").hidden = false;
@@ -414,8 +435,12 @@ async function loadGallery() {
     remove.type = "button";
     remove.className = "button small";
     remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove ${v.name}`);
+    remove.disabled = document.body.classList.contains("busy");
     remove.addEventListener("click", () => run(async () => {
-      await api(`/v1/gallery/${encodeURIComponent(v.name)}`, { method: "DELETE" });
+      // "." and ".." would be read as path steps by fetch: their dots go escaped
+      const path = encodeURIComponent(v.name).replace(/^\.\.?$/, (d) => "%2E".repeat(d.length));
+      await api(`/v1/gallery/${path}`, { method: "DELETE" });
       await loadGallery();
     }));
     item.append(label, remove);
@@ -424,7 +449,8 @@ async function loadGallery() {
   }
   $("gallery-empty").textContent = "Nothing enrolled yet.";
   $("gallery-empty").hidden = voices.length > 0;
-  $("verify-btn").disabled = voices.length === 0;
+  galleryVoices = voices.length;
+  $("verify-btn").disabled = voices.length === 0 || document.body.classList.contains("busy");
   document.body.dataset.gallery = String(voices.length);
 }
 
@@ -438,7 +464,10 @@ async function enrollVoice() {
   const answer = await (await api(`/v1/enroll?name=${encodeURIComponent(name)}`, {
     method: "POST", body: form,
   })).json();
-  const skipped = answer.skipped.map((s) => `${s.file}: ${s.error}`).join("; ");
+  // each error already names its file
+  const skipped = answer.skipped
+    .map((s) => (s.error.startsWith(`${s.file}:`) ? s.error : `${s.file}: ${s.error}`))
+    .join("; ");
   $("verify-result").textContent = "";
   await loadGallery();
   $("gallery-empty").hidden = true;
@@ -491,7 +520,6 @@ function showTimeline(answer, blob) {
     const turn = document.createElement("button");
     turn.type = "button";
     turn.className = "turn" + (s.overlap ? " overlap" : "");
-    turn.setAttribute("role", "listitem");
     turn.dataset.speaker = s.speaker;
     turn.dataset.start = String(s.start);
     turn.style.left = `${(100 * s.start) / total}%`;
@@ -499,9 +527,13 @@ function showTimeline(answer, blob) {
     turn.style.background = colourOf(s.speaker);
     turn.title = `${s.speaker}: ${s.start.toFixed(1)}–${s.end.toFixed(1)} s` +
       (s.overlap ? " (overlapped)" : "");
-    turn.setAttribute("aria-label", turn.title);
+    turn.setAttribute("aria-label", `Play ${turn.title}`);
     turn.addEventListener("click", () => playTurn(s.start, s.end));
-    line.append(turn);
+    const item = document.createElement("div");
+    item.setAttribute("role", "listitem");
+    item.className = "turn-item";
+    item.append(turn);
+    line.append(item);
   }
   for (const [name, info] of Object.entries(answer.speakers)) {
     const item = document.createElement("li");
@@ -531,7 +563,19 @@ function playTurn(start, end) {
   document.body.dataset.playing = String(start);
 }
 
+function clearTimeline() {
+  $("timeline").replaceChildren();
+  $("timeline").hidden = true;
+  $("timeline-legend").replaceChildren();
+  const audio = $("talk-audio");
+  audio.pause();
+  audio.removeAttribute("src");
+  audio.hidden = true;
+  delete document.body.dataset.diarized;
+}
+
 async function diarizeFile(file) {
+  clearTimeline();  // a failed request leaves no earlier timeline under its error
   const form = new FormData();
   form.append("file", file, file.name);
   const answer = await (await api("/v1/diarize", { method: "POST", body: form })).json();
@@ -544,7 +588,17 @@ const live = { socket: null, context: null, stream: null, node: null };
 
 async function startLive() {
   if (live.socket) return;
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  $("live-now").hidden = true;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw new ApiError("This browser gives no microphone here: open the page over https or on localhost.");
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (e) {
+    const why = e.name === "NotAllowedError" ? "permission was refused" : e.message;
+    throw new ApiError(`The microphone cannot be used: ${why}.`);
+  }
   const context = new AudioContext();
   const source = context.createMediaStreamSource(stream);
   const node = context.createScriptProcessor(4096, 1, 1);
@@ -562,16 +616,30 @@ async function startLive() {
     $("live-status").textContent = "Live: listening.";
     document.body.dataset.live = "on";
   });
+  let told = false; // the server sent its reason as a message
   socket.addEventListener("message", (e) => {
     const m = JSON.parse(e.data);
-    if (m.error) { showError(m.error); return; }
+    if (m.error) { showError(m.error); told = true; return; }
     const now = $("live-now");
     now.hidden = false;
     now.textContent = m.speaker ? `Speaking now: ${m.speaker}` : "Nobody is speaking.";
     now.style.borderColor = m.speaker ? colourOf(m.speaker) : "";
     document.body.dataset.liveSpeaker = m.speaker || "";
   });
-  socket.addEventListener("close", () => stopLive("Live: off."));
+  socket.addEventListener("close", (e) => {
+    if (live.socket !== socket) return; // stopped here: nothing to report
+    if (e.code === 1000) {
+      stopLive(`Live: off${e.reason ? ` (${e.reason})` : ""}.`);
+      return;
+    }
+    if (!told) {
+      let why = e.reason || (e.code === 1006 ? "the connection was lost" : `closed (code ${e.code})`);
+      if (e.code === 1008) why += " (enter the API key at the top of the page)";
+      showError(`Live: ${why}`);
+      document.body.dataset.state = "error";
+    }
+    stopLive("Live: off.");
+  });
   node.onaudioprocess = (e) => {
     if (socket.readyState !== WebSocket.OPEN) return;
     const x = e.inputBuffer.getChannelData(0);
@@ -589,9 +657,10 @@ function stopLive(status = "Live: off.") {
   if (live.context) live.context.close();
   if (live.socket && live.socket.readyState <= WebSocket.OPEN) live.socket.close();
   Object.assign(live, { socket: null, context: null, stream: null, node: null });
-  $("live-btn").disabled = false;
+  $("live-btn").disabled = document.body.classList.contains("busy");
   $("live-stop-btn").disabled = true;
   $("live-status").textContent = status;
+  $("live-now").hidden = true;
   document.body.dataset.live = "off";
 }
 
@@ -619,6 +688,7 @@ function setUp() {
   $("verify-form").addEventListener("submit", (e) => { e.preventDefault(); run(verifyClaim); });
   $("diarize-file").addEventListener("change", () => {
     const file = $("diarize-file").files[0];
+    $("diarize-file").value = ""; // so that choosing the same file again (after enrolling) asks again
     if (file) run(() => diarizeFile(file));
   });
   $("talk-audio").addEventListener("timeupdate", () => {
