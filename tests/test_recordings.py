@@ -127,3 +127,14 @@ def test_cli_imports_and_enrolls_from_the_corpus(tmp_path: Path, cli) -> None:
     bad = cli("import-corpus", str(tmp_path / "flat"), str(tmp_path / "c"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("error: ") and "--pattern" in bad.stderr
+
+
+def test_cli_import_with_unusable_files_imports_the_rest_and_exits_1(tmp_path: Path, cli) -> None:
+    flat = _flat(tmp_path, speakers=("jackson",), digits=(1, 2), takes=(0,))
+    (flat / "3_jackson_0.wav").write_text("not audio")  # a text file named like a recording
+    out = tmp_path / "corpus"
+    proc = cli("import-corpus", str(flat), str(out), "--pattern", PATTERN, "--quiet")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "1 failed" in proc.stderr and "failures.jsonl" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert len(read_manifest(out / "manifest.jsonl")) == 2

@@ -348,3 +348,9 @@ def import_corpus_cmd(
     summary = import_recordings(source, out, cfg, progress=not quiet)
     if not quiet:
         _report(summary, out, lambda f: f"  failed: {f.reason}")
+    if summary.failed:  # what could be used is imported; the rest is listed, as synth does
+        if quiet:
+            from whichvoice.storage import join
+
+            click.echo(f"{summary.line()}; the reasons: {join(out, 'failures.jsonl')}", err=True)
+        sys.exit(1)
