@@ -108,6 +108,11 @@ def test_path_inputs_walk_folders_as_predict_does(tmp_path: Path) -> None:
     found = [Path(i.path) for i in path_inputs([tmp_path, tmp_path / "notes.txt"])]
     assert found == expand_paths([tmp_path, tmp_path / "notes.txt"])
     assert len(found) == 7
+    # a folder without audio among the inputs is named before any input is read
+    (tmp_path / "empty").mkdir()
+    for expand in (lambda ps: list(path_inputs(ps)), expand_paths):
+        with pytest.raises(WhichvoiceError, match=r"empty: no audio files"):
+            expand([tmp_path / "a.mp3", tmp_path / "empty"])
 
 
 @pytest.mark.slow

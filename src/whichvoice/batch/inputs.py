@@ -139,6 +139,11 @@ def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
                 yield Path(entry.path)
 
     def read() -> Iterator[BatchInput]:
+        for p in paths:  # a mistyped folder is named before any work, not skipped quietly
+            if not storage.is_url(p) and p.is_dir() and next(walk(p), None) is None:
+                raise BatchInputError(
+                    f"{p}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in the folder"
+                )
         for p in paths:
             if storage.is_url(p):
                 for url in storage.list_files(p, AUDIO_SUFFIXES):
