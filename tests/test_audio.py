@@ -74,3 +74,25 @@ def test_non_finite_samples_are_a_decode_error(tmp_path: Path) -> None:
     sf.write(tmp_path / "nan.wav", wave, SAMPLE_RATE, subtype="FLOAT")
     with pytest.raises(AudioDecodeError, match="NaN"):
         load_audio(tmp_path / "nan.wav")
+
+
+def test_an_array_a_user_holds_becomes_mono_float32_or_a_clear_error() -> None:
+    from whichvoice.audio import Decoded, read_audio
+
+    tone = sine(220, 0.5)
+    pcm = (tone * 20000).astype(np.int16)
+    assert np.allclose(Decoded(pcm, 16000, "pcm").wave, pcm / 32768, atol=1e-6)
+    stereo = np.stack([tone, tone], axis=1)
+    for wave in (stereo, stereo.T, tone.astype(np.float64), list(tone)):
+        d = Decoded(wave, 16000, "x")
+        assert d.wave.dtype == np.float32 and d.wave.shape == tone.shape
+        assert np.allclose(d.wave, tone, atol=1e-6)
+    bad = tone.copy()
+    bad[3] = np.nan
+    for wave, rate, why in ((bad, 16000, "NaN or infinite"), (tone, 0, "sample rate 0"),
+                            (tone, 16000.5, "positive whole"), (np.zeros((2, 2, 2)), 16000,
+                            "shape"), (np.array(["a"]), 16000, "numbers")):  # fmt: skip
+        with pytest.raises(AudioDecodeError, match=why):
+            Decoded(wave, rate, "x")
+    with pytest.raises(AudioDecodeError, match=r"Decoded\(wave, rate, name\)"):
+        read_audio(tone)

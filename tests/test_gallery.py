@@ -219,3 +219,10 @@ def test_a_gallery_that_cannot_be_written_is_still_read(
             g.remove("a")
     with pytest.raises(GalleryError, match="not a usable gallery"):  # enroll must write
         Gallery(tmp_path / "g.sqlite", "m", create=True)
+
+
+def test_an_embedding_that_is_not_numbers_is_not_enrolled(tmp_path: Path) -> None:
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        with pytest.raises(GalleryError, match="not numbers"):
+            g.enroll("a", np.full((1, 4), np.nan), 3.0)
+        assert g.names() == []

@@ -62,6 +62,9 @@ def test_engine_head_names_known_families_and_refuses_others(tmp_path: Path) -> 
         EngineHead.load(tmp_path / "nothing")
     with pytest.raises(EngineHeadError, match="2 families or more"):
         fit_head(x[:10], ["f0"] * 10, ["v0"] * 10, "enc-1")
+    # another encoder's embeddings (another size) are refused in one line, not a numpy error
+    with pytest.raises(EngineHeadError, match=r"reads enc-1's embeddings \(16 numbers\), not"):
+        head.answer(np.ones((2, 12), np.float32))
 
 
 def _voiced(seconds: float, f0: float, rng: np.random.Generator) -> np.ndarray:

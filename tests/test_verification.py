@@ -298,3 +298,32 @@ def test_a_calibration_needs_enough_trials_for_its_rule() -> None:
     assert not few_trials(trials(MIN_TRIALS, MIN_TRIALS), None)
     assert "at least 1000" in few_trials(trials(50, 999), 0.001)
     assert not few_trials(trials(50, 1000), 0.001)
+
+
+class _StubEncoder:
+    """An encoder that embeds every clip alike: what matters here is the model id."""
+
+    model_id = "stub-0000"
+
+    def embed_many(self, sources, **kw):
+        for _ in sources:
+            yield np.ones(4, np.float32) / 2, 3.0
+
+
+def test_one_path_is_one_input_and_a_gallery_of_another_encoder_is_refused(
+    tmp_path: Path,
+) -> None:
+    from whichvoice.gallery import Gallery, GalleryModelError
+    from whichvoice.verification import _sources, check_gallery_model
+
+    assert _sources("clip.wav") == ["clip.wav"] and _sources(Path("a.wav")) == [Path("a.wav")]
+    assert _sources(p for p in ("a", "b")) == ["a", "b"] and _sources(b"RIFF") == [b"RIFF"]
+    with (
+        Gallery(tmp_path / "g.sqlite", "other-1111") as g,
+        pytest.raises(GalleryModelError, match="made with model other-1111, not stub-0000"),
+    ):
+        check_gallery_model(_StubEncoder(), g)
+    with Gallery(tmp_path / "mine.sqlite", "stub-0000") as g:
+        check_gallery_model(_StubEncoder(), g)  # its own encoder's gallery
+    with Gallery(tmp_path / "new.sqlite", None, create=False) as g:
+        check_gallery_model(_StubEncoder(), g)  # an empty gallery belongs to no encoder yet

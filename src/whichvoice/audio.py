@@ -31,11 +31,38 @@ _BLOCK_VALUES = 1 << 20  # samples decoded at a time, all channels together (4 M
 @dataclass(frozen=True, eq=False)
 class Decoded:
     """Audio decoded once (e.g. an HTTP upload) and handed on as a source: float32 mono
-    ``wave``, shape (n_samples,), at ``rate`` Hz; ``name`` is how errors name it."""
+    ``wave``, shape (n_samples,), at ``rate`` Hz; ``name`` is how errors name it.
+
+    Any array a user holds is taken: a list or another dtype (integer samples are scaled
+    to [-1, 1]), several channels (shape (n, channels) or (channels, n), averaged). Samples
+    that are not finite, an array of more dimensions, or a rate that is not a positive whole
+    number raise AudioDecodeError naming it."""
 
     wave: np.ndarray
     rate: int
     name: str
+
+    def __post_init__(self) -> None:
+        wave = np.asarray(self.wave)
+        if not (np.issubdtype(wave.dtype, np.number) and not np.iscomplexobj(wave)):
+            raise AudioDecodeError(f"{self.name}: audio samples are numbers, not {wave.dtype}")
+        if np.issubdtype(wave.dtype, np.integer):  # PCM as recorded: scaled to [-1, 1]
+            wave = wave.astype(np.float32) / np.float32(-np.iinfo(wave.dtype).min or 1)
+        if wave.ndim == 2:  # channels along the shorter side
+            wave = wave.mean(axis=1 if wave.shape[1] <= wave.shape[0] else 0)
+        if wave.ndim != 1:
+            raise AudioDecodeError(
+                f"{self.name}: audio of shape {wave.shape}; give (samples,) or (samples, channels)"
+            )
+        if wave.dtype != np.float32:
+            wave = wave.astype(np.float32)
+        if not np.isfinite(wave).all():
+            raise AudioDecodeError(f"{self.name}: the audio holds NaN or infinite samples")
+        rate = self.rate
+        if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
+            raise AudioDecodeError(f"{self.name}: sample rate {rate!r}: a positive whole number")
+        object.__setattr__(self, "wave", wave)
+        object.__setattr__(self, "rate", int(rate))
 
 
 AudioSource = str | os.PathLike | bytes | bytearray | Decoded
@@ -70,6 +97,11 @@ def read_audio(
     """
     if isinstance(source, Decoded):
         return source.wave, source.rate
+    if isinstance(source, np.ndarray | list):
+        raise AudioDecodeError(
+            "an array of samples needs its rate: pass Decoded(wave, rate, name) "
+            "(whichvoice.audio.Decoded)"
+        )
     name = name or describe_source(source)
     if not isinstance(source, bytes | bytearray) and storage.is_url(source):
         try:

@@ -588,6 +588,10 @@ def name_clusters(
     k = centroids.shape[0]
     names: list[str | None] = [None] * k
     info: list[dict] = [{"enrolled": False, "score": None, "nearest": None} for _ in range(k)]
+    if gallery is not None:
+        from whichvoice.verification import check_gallery_model
+
+        check_gallery_model(encoder, gallery)
     voices = gallery.voices() if gallery is not None else []
     if voices:
         from whichvoice.verification import operating_point
@@ -652,13 +656,18 @@ def diarize(
     progress: Callable[[float, float], None] | None = None,
 ) -> Diarization:
     """Who speaks when in ``source`` (a path or encoded bytes), with ``encoder`` (None: the
-    default, ``auto``); clusters reaching an enrolled voice of ``gallery`` are named after it.
-    See the module's docstring for the steps and ``DiarizeConfig`` for the settings."""
+    default, ``auto``; a name such as ``"bundled"`` is loaded); clusters reaching an enrolled
+    voice of ``gallery`` (of the same encoder) are named after it. See the module's docstring
+    for the steps and ``DiarizeConfig`` for the settings."""
     from whichvoice.encoders import load_encoder
 
-    encoder = encoder if encoder is not None else load_encoder(None)  # auto
+    encoder = load_encoder(encoder) if encoder is None or isinstance(encoder, str) else encoder
+    if gallery is not None:  # before any work: a gallery of another encoder cannot name
+        from whichvoice.verification import check_gallery_model
+
+        check_gallery_model(encoder, gallery)
     shipped = shipped_settings(encoder)
-    cfg = resolve(config or DiarizeConfig(), shipped)
+    cfg = resolve((config or DiarizeConfig()).check(), shipped)
     threshold, threshold_source = (
         (cfg.threshold, "given")
         if cfg.threshold is not None

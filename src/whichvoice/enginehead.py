@@ -90,6 +90,12 @@ class EngineHead:
     def _view(self, embeddings: np.ndarray, fingerprints: np.ndarray | None = None) -> np.ndarray:
         x = np.atleast_2d(np.asarray(embeddings, np.float32))
         x = _unit(x if self.part is None else x[:, self.part[0] : self.part[1]])
+        expected = self.coef.shape[1] - (0 if not self.reads_fingerprint else fingerprint.DIM)
+        if x.shape[1] != expected:
+            raise EngineHeadError(
+                f"this engine head reads {self.encoder}'s embeddings ({expected} numbers), not "
+                f"embeddings of {x.shape[1]}: use it with the encoder it was fitted on"
+            )
         if not self.reads_fingerprint:
             return x
         if fingerprints is None:

@@ -226,6 +226,8 @@ class Gallery:
         name = voice_name(name)
         if embeddings.ndim != 2 or embeddings.shape[0] == 0:
             raise GalleryError(f"{name}: no clip embeddings to enroll")
+        if not np.isfinite(embeddings).all() or not math.isfinite(seconds):
+            raise GalleryError(f"{name}: embeddings that are not numbers cannot be enrolled")
         now = time.time()
         with self._transaction():
             row = self._db.execute(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import describe_source
+from whichvoice.audio import Decoded, describe_source
 from whichvoice.encoders import (
     BUNDLED_DIR_ENV,
     CALIBRATION,
@@ -36,7 +36,7 @@ from whichvoice.encoders import (
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
-from whichvoice.gallery import UNKNOWN, voice_name
+from whichvoice.gallery import UNKNOWN, GalleryModelError, voice_name
 from whichvoice.prototypes import (
     CONDITIONS,
     MemoryVoice,
@@ -360,6 +360,25 @@ def _bar(results: Iterable, total: int, desc: str, show: bool) -> Iterable:
                 disable=None if show else True)  # fmt: skip
 
 
+def _sources(sources) -> list:
+    """The inputs as a list: one path, URL or clip is one input (a str is not read one
+    character at a time), any iterable (a generator too) its items."""
+    if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
+        return [sources]
+    return list(sources)
+
+
+def check_gallery_model(model, gallery) -> None:
+    """GalleryModelError when ``gallery`` belongs to another encoder than ``model``: its
+    embeddings cannot be compared (an empty gallery opened for any model belongs to none)."""
+    if gallery.model_id and gallery.model_id != model_id(model):
+        raise GalleryModelError(
+            f"{gallery.path}: made with model {gallery.model_id}, not {model_id(model)}; "
+            "use the encoder it was made with",
+            public=f"the gallery was made with model {gallery.model_id}",
+        )
+
+
 def enroll(
     model: VoiceModel,
     gallery,
@@ -374,6 +393,8 @@ def enroll(
     voice would hold less than ``min_seconds`` of speech in all (an embedding from a fraction
     of a second is not the voice; see docs/cli.md). ``progress``: a bar on a terminal."""
     name = voice_name(name)  # before any work
+    check_gallery_model(model, gallery)
+    sources = _sources(sources)
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     embs, seconds, errors = [], 0.0, []
@@ -416,6 +437,8 @@ def verify(
 ) -> list[Verdict | WhichvoiceError]:
     """Is each recording the enrolled voice ``name``? At the calibrated threshold, or at
     ``threshold`` (a cosine score). ``progress``: a bar on a terminal."""
+    check_gallery_model(model, gallery)
+    sources = _sources(sources)
     point = operating_point(model, threshold)
     voice = gallery.get(name)
     out: list[Verdict | WhichvoiceError] = []
@@ -455,6 +478,8 @@ def identify(
     calibrated one, or ``threshold``); the nearest voice is named either way. With an
     ``engine_head`` that reads ``model``'s embeddings, also which engine family made it.
     ``progress``: a bar on a terminal."""
+    check_gallery_model(model, gallery)
+    sources = _sources(sources)
     point = operating_point(model, threshold)
     voices = gallery.voices()
     if not voices:
