@@ -217,6 +217,12 @@ def test_workers_change_nothing_but_the_speed(
     )  # fmt: skip
     assert summary.workers == 2 and summary.rows == len(reference)
     same_predictions(read_rows(out), reference)
+    # no run: the bundled classifier, in worker processes as in this one
+    clips = [small_corpus / r["path"] for r in read_rows(out)[:4]]
+    alone, spread = tmp_path / "alone.csv", tmp_path / "spread.csv"
+    predict_batch(None, clips, alone, workers=1, progress=False)
+    assert predict_batch(None, clips, spread, workers=2, progress=False).failed == 0
+    assert [r["voice"] for r in read_rows(spread)] == [r["voice"] for r in read_rows(alone)]
 
 
 @pytest.mark.slow

@@ -154,16 +154,25 @@ def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int
         workers,
         mp_context=multiprocessing.get_context("spawn"),  # forking a running torch can hang
         initializer=_start_worker,
-        initargs=(str(run), backend, threads),
+        initargs=(_run_arg(run), backend, threads),
     )
     try:
         yield (
-            (lambda sources: pool.submit(_worker_task, str(run), backend, sources)),
+            (lambda sources: pool.submit(_worker_task, _run_arg(run), backend, sources)),
             2 * workers,
             workers,
         )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_arg(run: str | os.PathLike | None, *, absolute: bool = False) -> str | None:
+    """``run`` as a worker takes it: None stays None (the bundled classifier, not a folder
+    named "None"); a path as text, absolute for workers elsewhere; a URL as given."""
+    if run is None:
+        return None
+    text = os.fspath(run)
+    return text if "://" in text or not absolute else os.path.abspath(text)
 
 
 @contextlib.contextmanager
@@ -180,7 +189,7 @@ def _dask(address: str, run: str | os.PathLike, backend: str):
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as e:
         raise WhichvoiceError(f"cannot reach the Dask scheduler at {address} ({e})") from e
-    run = str(run) if "://" in str(run) else os.path.abspath(run)
+    run = _run_arg(run, absolute=True)
     try:
         threads = sum(client.nthreads().values())
 
