@@ -96,3 +96,9 @@ def test_an_array_a_user_holds_becomes_mono_float32_or_a_clear_error() -> None:
             Decoded(wave, rate, "x")
     with pytest.raises(AudioDecodeError, match=r"Decoded\(wave, rate, name\)"):
         read_audio(tone)
+    u8 = Decoded(np.array([0, 128, 255], np.uint8), 8000, "u8").wave  # offset PCM
+    assert np.allclose(u8, [-1.0, 0.0, 127 / 128])
+    from whichvoice.verification import _sources
+
+    with pytest.raises(AudioDecodeError, match="needs its rate"):
+        _sources(tone)  # samples handed to identify/verify without a rate

@@ -42,9 +42,33 @@ def test_enroll_accumulates_the_mean(tmp_path: Path) -> None:
 
 
 def test_another_models_gallery_is_refused(tmp_path: Path) -> None:
-    Gallery(tmp_path / "g.sqlite", "model-1").close()
+    with Gallery(tmp_path / "g.sqlite", "model-1") as g:
+        g.enroll("a", unit(np.ones((1, 4))), 3.0)
     with pytest.raises(GalleryError, match="made with model model-1"):
         Gallery(tmp_path / "g.sqlite", "model-2")
+
+
+def test_a_gallery_file_is_made_by_its_first_write(tmp_path: Path) -> None:
+    # an enrollment that fails before writing leaves no file, so no cleanup ever removes a
+    # file that another process may have opened meanwhile
+    path = tmp_path / "new" / "g.sqlite"
+    with Gallery(path, "model-1") as g:
+        assert g.names() == [] and not path.exists()
+        with pytest.raises(GalleryError):
+            g.enroll("a", np.full((1, 4), np.nan), 3.0)
+        assert not path.exists()
+        g.enroll("a", unit(np.ones((1, 4))), 3.0)
+        assert path.exists() and g.names() == ["a"]
+    with Gallery(path, "model-1", create=False) as g:
+        assert g.names() == ["a"]
+    # made meanwhile by another encoder's process: the first write says so
+    other = tmp_path / "other.sqlite"
+    late = Gallery(other, "model-1")
+    with Gallery(other, "model-2") as g:
+        g.enroll("b", unit(np.ones((1, 4))), 3.0)
+    with pytest.raises(GalleryError, match="made with model model-2, not model-1"):
+        late.enroll("a", unit(np.ones((1, 4))), 3.0)
+    late.close()
 
 
 def test_reading_a_missing_gallery_does_not_create_it(tmp_path: Path) -> None:
@@ -172,7 +196,7 @@ def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str)
         ("tab\there", "control"),
         ("unknown-3", "reserved"),  # diarize's name for a stranger
         ("export", "reserved"),  # the HTTP gallery routes
-        ("Import", "reserved"),
+        ("import", "reserved"),
         ("bad\ufffdbytes", "UTF-8"),
     ],
 )
@@ -226,3 +250,13 @@ def test_an_embedding_that_is_not_numbers_is_not_enrolled(tmp_path: Path) -> Non
         with pytest.raises(GalleryError, match="not numbers"):
             g.enroll("a", np.full((1, 4), np.nan), 3.0)
         assert g.names() == []
+
+
+def test_an_older_export_keeps_names_reserved_since(tmp_path: Path) -> None:
+    emb = unit(np.random.default_rng(5).normal(size=(2, 4)))
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll("a", emb, 3.0)
+        data = g.export_json()
+        data["voices"][0]["name"] = "unknown-2"  # enrolled before the name was reserved
+        assert g.import_json(data) == 1 and "unknown-2" in g.names()
+    assert voice_name("Export") == "Export"  # the routes are spelled in lower case

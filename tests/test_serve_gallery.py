@@ -330,8 +330,12 @@ def test_writes_need_the_api_key_and_an_empty_gallery(tmp_path: Path, enroll_cli
 
 
 def test_another_models_gallery_is_refused(cli, tmp_path: Path, enroll_clips) -> None:
+    def their_gallery(path: Path) -> None:  # a gallery is made by its first write
+        with Gallery(path, "voicenet-0000000000000000") as g:
+            g.enroll("theirs", np.ones((1, 8), np.float32) / np.sqrt(8), 3.0)
+
     theirs = tmp_path / "theirs.sqlite"
-    Gallery(theirs, "voicenet-0000000000000000").close()
+    their_gallery(theirs)
     proc = cli("serve", "--gallery", str(theirs), "--port", "0", timeout=60)
     assert proc.returncode == 2 and "made with model voicenet-0000000000000000" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -340,7 +344,7 @@ def test_another_models_gallery_is_refused(cli, tmp_path: Path, enroll_clips) ->
     later = tmp_path / "later.sqlite"
     server, url = start_server(None, "--gallery", str(later))
     try:
-        Gallery(later, "voicenet-0000000000000000").close()
+        their_gallery(later)
         sent = files(enroll_clips[AWB][0])
         assert_error(
             httpx.post(f"{url}/v1/enroll?name=awb", files=sent, timeout=60), 409, "model_mismatch"

@@ -47,7 +47,11 @@ class Decoded:
         if not (np.issubdtype(wave.dtype, np.number) and not np.iscomplexobj(wave)):
             raise AudioDecodeError(f"{self.name}: audio samples are numbers, not {wave.dtype}")
         if np.issubdtype(wave.dtype, np.integer):  # PCM as recorded: scaled to [-1, 1]
-            wave = wave.astype(np.float32) / np.float32(-np.iinfo(wave.dtype).min or 1)
+            info = np.iinfo(wave.dtype)
+            middle = 0 if info.min < 0 else (int(info.max) + 1) // 2  # unsigned: offset
+            wave = (wave.astype(np.float32) - np.float32(middle)) / np.float32(
+                -info.min if info.min < 0 else middle
+            )
         if wave.ndim == 2:  # channels along the shorter side
             wave = wave.mean(axis=1 if wave.shape[1] <= wave.shape[0] else 0)
         if wave.ndim != 1:

@@ -31,7 +31,7 @@ MAX_NAME = 200  # characters of a voice name
 UNKNOWN = "unknown"  # what identification answers for a stranger: no voice may be named so
 # diarization's names for voices it does not know ("unknown-1", ...), and the HTTP API's
 # gallery routes (/v1/gallery/export, /v1/gallery/import) are not voice names either
-RESERVED = re.compile(r"unknown(-\d+)?|export|import", re.IGNORECASE)
+RESERVED = re.compile(r"unknown-\d+|export|import")  # as diarize and the routes spell them
 MAX_CLIPS = 10**12  # clips of one voice, at most (an export's count is checked against it)
 
 
@@ -51,9 +51,10 @@ class VoiceNameError(GalleryError):
     """A voice name that cannot be enrolled (empty, too long, reserved, control characters)."""
 
 
-def voice_name(name: object) -> str:
+def voice_name(name: object, *, new: bool = True) -> str:
     """``name`` as a voice is enrolled under: stripped, 1 to MAX_NAME characters, not a
-    reserved word (``unknown``, ``unknown-N``, ``export``, ``import``), valid UTF-8, no control
+    reserved word (``unknown`` in any case; for a ``new`` name also ``unknown-N``, ``export``,
+    ``import``: an import keeps the names an older export holds), valid UTF-8, no control
     characters. The one check enroll, import and HTTP share; raises VoiceNameError."""
     if not isinstance(name, str):
         raise VoiceNameError(f"a voice name must be text, not {type(name).__name__}")
@@ -68,7 +69,7 @@ def voice_name(name: object) -> str:
         raise VoiceNameError(f"{name!r} is what identify answers for a stranger; pick another name")
     if name in (".", ".."):
         raise VoiceNameError(f"{name!r} cannot name a voice (a path step in URLs)")
-    if RESERVED.fullmatch(name):
+    if new and RESERVED.fullmatch(name):  # an import keeps the names an export holds
         what = "diarize's name for a stranger" if name[0] in "uU" else "an HTTP gallery route"
         raise VoiceNameError(f"{name!r} is reserved ({what}); pick another name")
     if "\ufffd" in name:  # what a decoder leaves of bytes that were not UTF-8
@@ -76,6 +77,12 @@ def voice_name(name: object) -> str:
     if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
         raise VoiceNameError(f"{name!r}: a voice name cannot hold control characters")
     return name
+
+
+def _cannot_write(e: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed because the gallery's folder or file cannot be written (not,
+    say, because another process holds it locked)."""
+    return any(w in str(e) for w in ("unable to open", "readonly", "read-only"))
 
 
 def default_gallery_path() -> Path:
@@ -126,56 +133,92 @@ class Gallery:
         self.path = Path(path)
         self.model_id = model_id or ""
         self.read_only = False
+        # a gallery not on disk yet is made by its first write (with ``create``): an
+        # enrollment or import that fails, or is interrupted, leaves no file behind, and no
+        # process ever removes a file another one may have opened
+        self._create_on_write = False
         try:
-            if create or self.path.exists():
-                if create:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
                 try:
                     self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._setup(model_id)
-                except sqlite3.OperationalError:
-                    if create:
+                except sqlite3.OperationalError as e:
+                    if create or not _cannot_write(e):
                         raise
                     # a gallery in a folder this user cannot write: still read (list,
                     # identify, verify); a write says it cannot be written
                     if hasattr(self, "_db"):
                         self._db.close()
                     self._db = self._open_read_only()
-            else:  # nothing to read: an empty gallery in memory, never written to disk
+            else:  # nothing on disk: an empty gallery in memory until a write (if ``create``)
                 self._db = sqlite3.connect(":memory:", isolation_level=None)
                 self._setup(model_id)
+                self._create_on_write = create
         except sqlite3.DatabaseError as e:
             if hasattr(self, "_db"):
                 self._db.close()
             raise GalleryError(
                 f"{self.path}: not a usable gallery ({e})", public="the gallery cannot be used"
             ) from e
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
-        owner = row[0] if row else ""  # none: an empty gallery opened for any model
+        owner = self._owner()
         if model_id is None:
             self.model_id = owner
         elif owner != model_id:
             self.close()
-            raise GalleryModelError(
-                f"{self.path}: made with model {owner}, not {model_id}; "
-                "use --gallery for another file, or the model it was made with",
-                public=f"the gallery was made with model {owner}, not {model_id}",
-            )
+            raise self.model_error(model_id, owner)
+
+    def _owner(self) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        return row[0] if row else ""  # none: an empty gallery opened for any model
+
+    def model_error(self, model_id: str, owner: str | None = None) -> GalleryModelError:
+        """The error for using this gallery with encoder ``model_id`` (its own: ``owner``)."""
+        owner = self.model_id if owner is None else owner
+        return GalleryModelError(
+            f"{self.path}: made with model {owner}, not {model_id}; "
+            "use --gallery for another file, or the model it was made with",
+            public=f"the gallery was made with model {owner}, not {model_id}",
+        )
+
+    def _materialize(self) -> None:
+        """The gallery's file, made at its first write (or the one another process made
+        meanwhile, when it belongs to the same model)."""
+        self._create_on_write = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as e:
+            raise GalleryError(
+                f"{self.path}: the gallery cannot be written here ({e})",
+                public="the gallery cannot be written",
+            ) from e
+        self._db.close()
+        self._db = db
+        self._setup(self.model_id)
+        if self._owner() != self.model_id:
+            raise self.model_error(self.model_id, self._owner())
 
     def _open_read_only(self) -> sqlite3.Connection:
         """The gallery file opened for reading only (its folder cannot be written: SQLite
         cannot make the write-ahead log's files there); immutable when even that fails."""
         uri = Path(os.path.abspath(self.path)).as_uri()
         self.read_only = True
-        for flags in ("?mode=ro", "?mode=ro&immutable=1"):
-            db = sqlite3.connect(uri + flags, uri=True, timeout=30, isolation_level=None)
+        flags = ["?mode=ro"]
+        if not Path(f"{self.path}-wal").exists():  # immutable would not see a log's voices
+            flags.append("?mode=ro&immutable=1")
+        for flag in flags:
+            db = sqlite3.connect(uri + flag, uri=True, timeout=30, isolation_level=None)
             try:
                 db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
                 return db
             except sqlite3.OperationalError:
                 db.close()
-        raise sqlite3.OperationalError("unable to open database file, even to read it")
+        raise sqlite3.OperationalError(
+            "unable to open database file, even to read it (a write-ahead log beside it "
+            "cannot be read from a read-only folder)"
+        )
 
     def _setup(self, model_id: str | None) -> None:
         """The tables (made when new) and the model this gallery belongs to."""
@@ -212,6 +255,8 @@ class Gallery:
                 f"{self.path}: the gallery cannot be written here (its folder is read-only)",
                 public="the gallery cannot be written",
             )
+        if self._create_on_write:
+            self._materialize()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -313,7 +358,7 @@ class Gallery:
         dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
         for i, (name, emb, *rest) in enumerate(rows):
             try:
-                name = voice_name(name)
+                name = voice_name(name, new=False)
             except VoiceNameError as e:
                 raise VoiceNameError(f"a gallery export with a bad voice name: {e}") from e
             rows[i] = (name, emb, *rest)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import Decoded, describe_source
+from whichvoice.audio import Decoded, describe_source, read_audio
 from whichvoice.encoders import (
     BUNDLED_DIR_ENV,
     CALIBRATION,
@@ -36,7 +36,7 @@ from whichvoice.encoders import (
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
-from whichvoice.gallery import UNKNOWN, GalleryModelError, voice_name
+from whichvoice.gallery import UNKNOWN, voice_name
 from whichvoice.prototypes import (
     CONDITIONS,
     MemoryVoice,
@@ -365,6 +365,8 @@ def _sources(sources) -> list:
     character at a time), any iterable (a generator too) its items."""
     if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
         return [sources]
+    if isinstance(sources, np.ndarray):  # samples without their rate: what to do instead
+        read_audio(sources)
     return list(sources)
 
 
@@ -372,11 +374,7 @@ def check_gallery_model(model, gallery) -> None:
     """GalleryModelError when ``gallery`` belongs to another encoder than ``model``: its
     embeddings cannot be compared (an empty gallery opened for any model belongs to none)."""
     if gallery.model_id and gallery.model_id != model_id(model):
-        raise GalleryModelError(
-            f"{gallery.path}: made with model {gallery.model_id}, not {model_id(model)}; "
-            "use the encoder it was made with",
-            public=f"the gallery was made with model {gallery.model_id}",
-        )
+        raise gallery.model_error(model_id(model))
 
 
 def enroll(

@@ -20,6 +20,8 @@ from whichvoice.errors import WhichvoiceError
 
 __all__ = ["app", "main", "os_error_line"]
 
+EXIT_BROKEN_PIPE = 141  # as a shell reports a command that SIGPIPE stopped
+
 
 def os_error_line(e: OSError) -> str:
     """An OSError as one line: the path(s) and the system's reason."""
@@ -47,7 +49,7 @@ def main() -> None:
         sys.exit(EXIT_ERROR)
     except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(EXIT_ERROR)
+        sys.exit(EXIT_BROKEN_PIPE)
     except OSError as e:  # a path that cannot be written or read: the path and why
         click.echo(f"error: {os_error_line(e)}", err=True)
         sys.exit(EXIT_ERROR)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -95,36 +94,6 @@ def _inputs(files: tuple[Path, ...], *, strict: bool = False) -> list:
     return paths
 
 
-@contextlib.contextmanager
-def _new_gallery_kept_only_with_voices(target: Path):
-    """A gallery file that did not exist before the block is removed when the block fails
-    (an error, an interrupt) and leaves it without a voice: a failed enrollment or import
-    does not leave an empty gallery, bound to a model, behind."""
-    existed = target.exists()
-    try:
-        yield
-    except BaseException:
-        if not existed and not _has_voices(target):
-            for leftover in (target, *(Path(f"{target}{s}") for s in ("-wal", "-shm"))):
-                with contextlib.suppress(OSError):  # a read-only folder: the error says why
-                    leftover.unlink(missing_ok=True)
-        raise
-
-
-def _has_voices(path: Path) -> bool:
-    import sqlite3
-
-    if not path.exists():
-        return False
-    try:
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        ) as db:
-            return bool(db.execute("SELECT COUNT(*) FROM voices").fetchone()[0])
-    except sqlite3.Error:
-        return False
-
-
 def _point(r) -> str:
     return f"threshold {r.threshold:.3f}" + ("" if r.point.source == "calibrated" else " (given)")
 
@@ -146,16 +115,12 @@ def enroll_cmd(
     """Enroll NAME from FILES (adds to NAME when it is already enrolled). NAME needs at
     least 3 s of speech in all."""
     setup_logging(True)
-    from whichvoice.gallery import default_gallery_path
     from whichvoice.verification import enroll
 
     paths = _inputs(files, strict=True)
     encoder = _gallery_encoder(model, gallery)
-    target = gallery or default_gallery_path()
-    with (
-        _new_gallery_kept_only_with_voices(target),
-        _gallery(encoder, gallery, create=True) as g,
-    ):
+    # a new gallery's file is made by its first write: a failed enrollment leaves none
+    with _gallery(encoder, gallery, create=True) as g:
         voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
     for _, e in errors:
         click.echo(f"skipped: {e}", err=True)
@@ -314,14 +279,10 @@ def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | Non
 @gallery_option
 def gallery_import_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
     """Add the voices of an export FILE (a path or s3:// URL)."""
-    from whichvoice.gallery import default_gallery_path, read_export
+    from whichvoice.gallery import read_export
 
     data = read_export(file)
-    target = gallery or default_gallery_path()
-    with (
-        _new_gallery_kept_only_with_voices(target),
-        _gallery(_gallery_encoder(model, gallery), gallery, create=True) as g,
-    ):
+    with _gallery(_gallery_encoder(model, gallery), gallery, create=True) as g:
         n = g.import_json(data)
     click.echo(f"imported {n} voices")
 
