@@ -77,21 +77,15 @@ _threshold_option = click.option(
 
 
 def _inputs(files: tuple[Path, ...], *, strict: bool = False) -> list:
-    """The audio files named (folders searched); an error before any work when no audio is
-    named at all, or with ``strict`` (enroll) when a path does not exist. Otherwise a missing
+    """The audio files named (folders searched); an error before any work when a folder
+    holds no audio, or with ``strict`` (enroll) when a path does not exist. Otherwise a missing
     file is that file's error line, and the others are still answered."""
-    from whichvoice.predict import AUDIO_SUFFIXES, expand_paths
+    from whichvoice.predict import expand_paths
 
     for f in files:
         if strict and "://" not in str(f) and not Path(f).exists():
             raise WhichvoiceError(f"{f}: no such file or folder")
-    paths = expand_paths(files)
-    if not paths:
-        raise WhichvoiceError(
-            f"{', '.join(map(str, files))}: no audio files "
-            f"({', '.join(sorted(AUDIO_SUFFIXES))}) in the folder"
-        )
-    return paths
+    return expand_paths(files)  # a folder without audio among them: its error
 
 
 def _point(r) -> str:
