@@ -60,8 +60,7 @@ class Decoded:
             )
         if wave.dtype != np.float32:
             wave = wave.astype(np.float32)
-        if not np.isfinite(wave).all():
-            raise AudioDecodeError(f"{self.name}: the audio holds NaN or infinite samples")
+        check_finite(wave, self.name)
         rate = self.rate
         if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
             raise AudioDecodeError(f"{self.name}: sample rate {rate!r}: a positive whole number")
@@ -70,6 +69,13 @@ class Decoded:
 
 
 AudioSource = str | os.PathLike | bytes | bytearray | Decoded
+
+
+def check_finite(samples: np.ndarray, name: str) -> None:
+    """AudioDecodeError naming ``name`` when ``samples`` hold NaN or infinite values."""
+    if not np.isfinite(samples).all():
+        raise AudioDecodeError(f"{name}: the audio holds NaN or infinite samples")
+
 
 # soundfile format name and subtype for each file format we write
 _WRITE_FORMATS = {
@@ -226,8 +232,7 @@ def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tup
         data = f.read(block, dtype="float32", always_2d=True)
         if data.shape[0] == 0:
             break
-        if not np.isfinite(data).all():
-            raise AudioDecodeError(f"{name}: the audio holds NaN or infinite samples")
+        check_finite(data, name)
         parts.append(data[:, 0].copy() if channels == 1 else data.mean(axis=1, dtype=np.float32))
         total += data.shape[0]
         if limit is not None and total > limit:

@@ -43,7 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, describe_source, read_audio
+from whichvoice.audio import (
+    SAMPLE_RATE,
+    AudioSource,
+    Decoded,
+    check_finite,
+    describe_source,
+    read_audio,
+)
 from whichvoice.audio import resample as resample_wave
 from whichvoice.errors import AudioDecodeError, WhichvoiceError
 from whichvoice.prototypes import voice_refs
@@ -261,10 +268,7 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
                         f"{describe_source(source)}: cannot be decoded past "
                         f"{at / info.samplerate:.1f} s ({e})"
                     ) from e
-                if not np.isfinite(piece).all():
-                    raise AudioDecodeError(
-                        f"{describe_source(source)}: the audio holds NaN or infinite samples"
-                    )
+                check_finite(piece, describe_source(source))
                 yield (resample_wave(piece.mean(axis=1), info.samplerate, SAMPLE_RATE),
                        at / info.samplerate, duration)  # fmt: skip
                 at += piece.shape[0]

@@ -223,12 +223,19 @@ def synth_cmd(
         max_chars,
         per_voice,
     )
-    if summary.failed:  # what could be made is written; the rest is listed, as predict does
-        if quiet:
-            from whichvoice.storage import join
+    _exit_if_failed(summary, out, quiet)
 
-            click.echo(f"{summary.line()}; the reasons: {join(out, 'failures.jsonl')}", err=True)
-        sys.exit(1)
+
+def _exit_if_failed(summary, out, quiet: bool) -> None:
+    """Exit 1 when clips or files failed (what could be made is kept; the reasons are in
+    failures.jsonl), as predict does; under ``quiet`` the summary line goes to stderr."""
+    if not summary.failed:
+        return
+    if quiet:
+        from whichvoice.storage import join
+
+        click.echo(f"{summary.line()}; the reasons: {join(out, 'failures.jsonl')}", err=True)
+    sys.exit(1)
 
 
 def _refuse_with_text(ctx: click.Context, assign: str) -> None:
@@ -348,9 +355,4 @@ def import_corpus_cmd(
     summary = import_recordings(source, out, cfg, progress=not quiet)
     if not quiet:
         _report(summary, out, lambda f: f"  failed: {f.reason}")
-    if summary.failed:  # what could be used is imported; the rest is listed, as synth does
-        if quiet:
-            from whichvoice.storage import join
-
-            click.echo(f"{summary.line()}; the reasons: {join(out, 'failures.jsonl')}", err=True)
-        sys.exit(1)
+    _exit_if_failed(summary, out, quiet)
