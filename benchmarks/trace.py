@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import sys
 import tempfile
@@ -71,6 +72,8 @@ from whichvoice.scoring import proportion
 from whichvoice.sentences import bundled_sentences
 from whichvoice.tracing import SCORES, UNKNOWN, EngineHead, augmented, fit_head
 from whichvoice.voices.families import engine_family
+from whichvoice.voices.prosody import variant_names
+from whichvoice.voices.registry import find_voice, get_engine
 
 ENCODERS = ("whichvoice", "resemblyzer", "dvector")  # auto is made from these three
 # networks trained here on the engine labels of the train clips (``train --target engine``):
@@ -84,6 +87,11 @@ KEEPS = (0.95, 0.99)
 # strongly regularised head may carry to other voices better (a dev observation, stop 34)
 CS = (0.01, 0.1, 1.0)
 CHANNELS = ("mp3-24k", "phone", "room")
+# prosody variants (``whichvoice.voices.prosody``) of each train voice of an engine that makes
+# them, each reading half as many train sentences: heads fitted with them (a candidate
+# dimension, joined at stop 40) see each family at more pitches and rates than its one to
+# three recorded speakers give
+VARIANTS = 4
 # each family's voices: (train, dev, test); fixed before any figure was seen
 VOICES = {
     "festival-diphone": (
@@ -138,6 +146,16 @@ def synthesize(folder: Path, voices: list[str], sentences, per_voice: int) -> li
     ]
 
 
+def prosody_variants(train_voices: list[str]) -> list[str]:
+    """``VARIANTS`` prosody variants of each train voice whose engine makes them."""
+    out = []
+    for voice_id in train_voices:
+        voice = find_voice(voice_id)
+        if get_engine(voice.engine).prosody:
+            out += [f"{voice.engine}:{n}" for n in variant_names(voice.name, VARIANTS, "trace")]
+    return out
+
+
 def degraded(clips: list, folder: Path, condition: str) -> list:
     """``clips`` through one evaluation condition (wav files made once)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,7 +205,7 @@ def cached_embeddings(work: Path, name: str, encoder, model: str, split: str, ro
     if cache.exists():
         return np.load(cache, allow_pickle=False)
     sources = paths
-    if split == "train-aug":
+    if split.endswith("-aug"):
         sources = [augmented(p, seed=i) for i, p in enumerate(paths)]
     emb = embed(encoder, sources)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +222,9 @@ def cached_fingerprints(work: Path, split: str, rows: list) -> np.ndarray:
     cache = work / "embeddings" / f"{FINGERPRINT}-{split}-{key.hexdigest()[:16]}.npy"
     if cache.exists():
         return np.load(cache, allow_pickle=False)
-    sources = [augmented(p, seed=i) for i, p in enumerate(paths)] if split == "train-aug" else paths
+    sources = (
+        [augmented(p, seed=i) for i, p in enumerate(paths)] if split.endswith("-aug") else paths
+    )
     rows = []
     for source in sources:
         try:
@@ -308,34 +328,54 @@ class Sets:
         return self.emb[emb_key(enc, without)][split], fp
 
 
-def fit(sets: Sets, enc: str, kind: str, keep: float, c: float, without: str | None = None):
-    """A head (regression ``c``) on the train clips (and their augmented copies) of every
-    family but ``without``, thresholded on the dev clips of the others. The regression depends
-    on neither the score nor the share kept: it is fitted once per encoder, ``c`` and family
-    left out."""
-    if (enc, c, without) not in sets.heads:
-        fam, voi = sets.labels("train")
-        fam_a, voi_a = sets.labels("train-aug")
-        emb, fp = sets.inputs(enc, without, "train")
-        emb_a, fp_a = sets.inputs(enc, without, "train-aug")
-        emb = np.concatenate([emb, emb_a])
-        fp = None if fp is None else np.concatenate([fp, fp_a])
-        fams, vois = fam + fam_a, voi + voi_a
+def fit(
+    sets: Sets,
+    enc: str,
+    kind: str,
+    keep: float,
+    c: float,
+    without: str | None = None,
+    variants: bool = False,
+):
+    """A head (regression ``c``) on the train clips (and their augmented copies; with
+    ``variants``, the prosody variants' clips and copies too) of every family but ``without``,
+    thresholded on the dev clips of the others. The regression depends on neither the score
+    nor the share kept: it is fitted once per encoder, ``c``, variants and family left out."""
+    key = (enc, c, without, variants)
+    if key not in sets.heads:
+        splits = ["train", "train-aug"] + (["train-var", "train-var-aug"] if variants else [])
+        fams, vois, embs, fps = [], [], [], []
+        for split in splits:
+            fam, voi = sets.labels(split)
+            emb, fp = sets.inputs(enc, without, split)
+            fams += fam
+            vois += voi
+            embs.append(emb)
+            fps.append(fp)
+        emb = np.concatenate(embs)
+        fp = None if fps[0] is None else np.concatenate(fps)
         rows = [i for i, f in enumerate(fams) if f != without]
-        sets.heads[(enc, c, without)] = fit_head(
+        sets.heads[key] = fit_head(
             emb[rows], [fams[i] for i in rows], [vois[i] for i in rows], enc, c=c,
             fingerprints=None if fp is None else fp[rows],
         )  # fmt: skip
     dev_fam, _ = sets.labels("dev")
     emb, fp = sets.inputs(enc, without, "dev")
-    return sets.heads[(enc, c, without)].with_threshold(emb, dev_fam, keep, kind, fp)
+    return sets.heads[key].with_threshold(emb, dev_fam, keep, kind, fp)
 
 
 def loeo_fold(
-    sets: Sets, enc: str, kind: str, keep: float, c: float, family: str, split: str
+    sets: Sets,
+    enc: str,
+    kind: str,
+    keep: float,
+    c: float,
+    family: str,
+    split: str,
+    variants: bool = False,
 ) -> dict:
     """Family ``family`` left out: its ``split`` clips against the known families'."""
-    head = fit(sets, enc, kind, keep, c, without=family)
+    head = fit(sets, enc, kind, keep, c, without=family, variants=variants)
     fam, _ = sets.labels(split)
     emb, fp = sets.inputs(enc, family, split)
     out_rows = [i for i, f in enumerate(fam) if f == family]
@@ -412,10 +452,14 @@ def main() -> None:
             "test": synthesize(work / "test", everyone, pool_sentences("test", 200),
                                args.test_sentences),
         }  # fmt: skip
+        variant_voices = prosody_variants(train_voices)
+        clips["train-var"] = synthesize(work / "train-var", variant_voices, bundled_sentences(),
+                                        max(args.train_sentences // 2, 1))  # fmt: skip
         unseen = [c for c in clips["test"] if c[2] in set(test_voices)]
         for cond in CHANNELS:
             clips[f"test-{cond}"] = degraded(unseen, work / f"test-{cond}", cond)
         clips["train-aug"] = clips["train"]  # the same labels; embedded from augmented copies
+        clips["train-var-aug"] = clips["train-var"]
         embeddings: dict[str, dict[str, np.ndarray]] = {}
         ids = {}
         nets: dict[str, Path] = {}  # each network's run trained on every family
@@ -460,39 +504,39 @@ def main() -> None:
     candidates = {}
     order = [*ENCODERS, "auto", *NETS, *JOINED]
     for enc in order:
-        for kind in SCORES:
-            for keep in KEEPS:
-                for c in CS:
-                    label = f"{enc}, {kind}, keep {keep:.0%}, C {c:g}"
-                    dev_folds = {f: loeo_fold(sets, enc, kind, keep, c, f, "dev")
-                                 for f in families}  # fmt: skip
-                    dev_f1 = float(np.mean([x["macro_f1"] for x in dev_folds.values()]))
-                    head = fit(sets, enc, kind, keep, c)
-                    dev_fam, _ = sets.labels("dev")
-                    dev_emb, dev_fp = sets.inputs(enc, None, "dev")
-                    candidates[label] = {
-                        "encoder": enc,
-                        "score": kind,
-                        "keep": keep,
-                        "c": c,
-                        "dev": {
-                            "loeo_mean_macro_f1": dev_f1,
-                            "loeo_mean_auroc": float(
-                                np.mean([x["auroc"] for x in dev_folds.values()])
-                            ),
-                            "engine_accuracy": closed_figures(head, dev_emb, dev_fam,
-                                                              dev_fp)["accuracy"],
-                        },
-                    }  # fmt: skip
-                    print(f"{label}: dev LOEO macro-F1 {dev_f1:.4f}", flush=True)
+        for kind, keep, c, variants in itertools.product(SCORES, KEEPS, CS, (False, True)):
+            label = f"{enc}, {kind}, keep {keep:.0%}, C {c:g}"
+            label += ", prosody variants" if variants else ""
+            dev_folds = {
+                f: loeo_fold(sets, enc, kind, keep, c, f, "dev", variants) for f in families
+            }
+            dev_f1 = float(np.mean([x["macro_f1"] for x in dev_folds.values()]))
+            head = fit(sets, enc, kind, keep, c, variants=variants)
+            dev_fam, _ = sets.labels("dev")
+            dev_emb, dev_fp = sets.inputs(enc, None, "dev")
+            dev_accuracy = closed_figures(head, dev_emb, dev_fam, dev_fp)["accuracy"]
+            candidates[label] = {
+                "encoder": enc,
+                "score": kind,
+                "keep": keep,
+                "c": c,
+                "variants": variants,
+                "dev": {
+                    "loeo_mean_macro_f1": dev_f1,
+                    "loeo_mean_auroc": float(np.mean([x["auroc"] for x in dev_folds.values()])),
+                    "engine_accuracy": dev_accuracy,
+                },
+            }
+            print(f"{label}: dev LOEO macro-F1 {dev_f1:.4f}", flush=True)
     chosen = max(
         candidates,
         key=lambda k: (round(candidates[k]["dev"]["loeo_mean_macro_f1"], 6),
-                       -order.index(candidates[k]["encoder"])),
+                       -order.index(candidates[k]["encoder"]), not candidates[k]["variants"]),
     )  # fmt: skip
     for label, cand in candidates.items():
         enc, kind, keep, c = cand["encoder"], cand["score"], cand["keep"], cand["c"]
-        head = fit(sets, enc, kind, keep, c)
+        variants = cand["variants"]
+        head = fit(sets, enc, kind, keep, c, variants=variants)
         test_rows = {}
         for split in ["test", *[f"test-{x}" for x in CHANNELS]]:
             fam, voi = sets.labels(split)
@@ -501,7 +545,7 @@ def main() -> None:
             test_rows[split.removeprefix("test-") if split != "test" else "clean"] = closed_figures(
                 head, emb[rows], [fam[i] for i in rows], None if fp is None else fp[rows]
             )
-        folds = {f: loeo_fold(sets, enc, kind, keep, c, f, "test") for f in families}
+        folds = {f: loeo_fold(sets, enc, kind, keep, c, f, "test", variants) for f in families}
         means = {
             k: np.array([x[k] for x in folds.values()]) for k in ("auroc", "fpr95", "macro_f1")
         }
@@ -529,11 +573,13 @@ def main() -> None:
             "dev": args.dev_sentences,
             "test": args.test_sentences,
         },
-        "clips": {k: len(v) for k, v in clips.items() if k != "train-aug"},
+        "clips": {k: len(v) for k, v in clips.items() if not k.endswith("-aug")},
+        "prosody_variants": {"per_voice": VARIANTS, "voices": variant_voices},
         "encoders": ids,
         "families_the_bundled_encoder_trained_on": seen_by_encoder,
         "rule": "highest mean over leave-one-engine-out folds of the dev macro-F1 (known "
-        "families + unknown); ties: the faster encoder, then the order listed",
+        "families + unknown); ties: the faster encoder, then without prosody variants, then "
+        "the order listed",
         "chosen": chosen,
         "candidates": candidates,
         "targets": {
@@ -548,12 +594,15 @@ def main() -> None:
     print(f"chosen: {chosen} -> {args.json}")
     if args.write:
         cand = candidates[chosen]
-        head = fit(sets, cand["encoder"], cand["score"], cand["keep"], cand["c"])
+        head = fit(
+            sets, cand["encoder"], cand["score"], cand["keep"], cand["c"], variants=cand["variants"]
+        )
         dest = Path(__file__).resolve().parents[1] / "src/whichvoice/data/engine"
         shipped = replace(
             head, encoder=ids[cand["encoder"]],
             fitted=head.fitted | {"source": f"benchmarks/trace.py ({chosen}), commit "
-                                            f"{made['commit'][:12]}", "augmented": True},
+                                            f"{made['commit'][:12]}", "augmented": True,
+                                "prosody_variants": VARIANTS if cand["variants"] else 0},
         )  # fmt: skip
         shipped.save(dest)
         print(f"engine head written to {dest}")

@@ -67,13 +67,20 @@ class Engine(ABC):
     """A TTS engine. Subclasses register themselves with ``@register_engine``."""
 
     name: str = ""
+    # True: the engine can speak its voices at another pitch and rate (``voices.prosody``)
+    prosody: bool = False
 
     @abstractmethod
     def voices(self) -> list[Voice]:
         """Every voice this engine offers, available here or not."""
 
     def voice(self, name: str) -> Voice | None:
-        """A voice ``voices()`` does not list (made on demand), or None: the default."""
+        """A voice ``voices()`` does not list (made on demand: a prosody variant where the
+        engine can make one), or None."""
+        if self.prosody:
+            from whichvoice.voices.prosody import variant_voice
+
+            return variant_voice(self.voices(), name)
         return None
 
     @abstractmethod

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from whichvoice.voices._process import WavFileSession
 from whichvoice.voices.base import Engine, EngineSession, Voice, missing_program
+from whichvoice.voices.prosody import split_name
 from whichvoice.voices.registry import register_engine
 
 _VOICES = [
@@ -19,12 +20,19 @@ _VOICES = [
 
 class FliteSession(WavFileSession):
     def command(self, voice: Voice, text: str, out: Path) -> tuple[list[str], bytes | None]:
-        return ["flite", "-voice", voice.name, "-t", text, "-o", str(out)], None
+        name, prosody = split_name(voice.name)
+        extra = []
+        if prosody is not None:
+            # rms's own pitch model ignores f0_shift: its variants differ in rate only
+            extra = ["--setf", f"f0_shift={prosody.pitch_ratio:g}",
+                     "--setf", f"duration_stretch={1 / prosody.rate_ratio:.6g}"]  # fmt: skip
+        return ["flite", "-voice", name, *extra, "-t", text, "-o", str(out)], None
 
 
 @register_engine
 class FliteEngine(Engine):
     name = "flite"
+    prosody = True
 
     def voices(self) -> list[Voice]:
         return list(_VOICES)

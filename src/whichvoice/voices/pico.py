@@ -9,6 +9,7 @@ from pathlib import Path
 
 from whichvoice.voices._process import WavFileSession
 from whichvoice.voices.base import Engine, EngineSession, Voice, missing_program
+from whichvoice.voices.prosody import split_name
 from whichvoice.voices.registry import register_engine
 
 SAMPLE_RATE = 16_000  # Hz
@@ -28,12 +29,19 @@ HOW_TO_GET = "Debian non-free libttspico-utils; `make voices` installs it"
 class PicoSession(WavFileSession):
     def command(self, voice: Voice, text: str, out: Path) -> tuple[list[str], bytes | None]:
         # pico2wave writes only to a file named *.wav; the text goes on stdin, never as an option
-        return ["pico2wave", "-l", voice.name, "-w", str(out)], text.encode()
+        name, prosody = split_name(voice.name)
+        if prosody is not None:
+            # Pico's own markup; the text's markup characters are read as spaces
+            plain = text.translate({ord(c): " " for c in "<>&"})
+            text = (f'<pitch level="{prosody.pitch}"><speed level="{prosody.rate}">'
+                    f"{plain}</speed></pitch>")  # fmt: skip
+        return ["pico2wave", "-l", name, "-w", str(out)], text.encode()
 
 
 @register_engine
 class PicoEngine(Engine):
     name = "pico"
+    prosody = True
 
     def voices(self) -> list[Voice]:
         return list(_VOICES)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from whichvoice.voices._process import WavFileSession
 from whichvoice.voices.base import Engine, EngineSession, Voice, missing_program
+from whichvoice.voices.prosody import split_name
 from whichvoice.voices.registry import register_engine
 
 VOICE_ROOT = Path("/usr/share/RHVoice/voices")
@@ -30,12 +31,15 @@ HOW_TO_GET = "Debian non-free rhvoice-english; `make voices` installs it"
 
 class RHVoiceSession(WavFileSession):
     def command(self, voice: Voice, text: str, out: Path) -> tuple[list[str], bytes | None]:
-        return ["RHVoice-test", "-p", voice.name, "-o", str(out)], text.encode()
+        name, prosody = split_name(voice.name)
+        extra = [] if prosody is None else ["-t", str(prosody.pitch), "-r", str(prosody.rate)]
+        return ["RHVoice-test", "-p", name, *extra, "-o", str(out)], text.encode()
 
 
 @register_engine
 class RHVoiceEngine(Engine):
     name = "rhvoice"
+    prosody = True
 
     def voices(self) -> list[Voice]:
         return list(_VOICES)
@@ -48,7 +52,7 @@ class RHVoiceEngine(Engine):
         reason = self.unavailable_reason()
         if reason:
             return reason
-        if not (VOICE_ROOT / voice.name).is_dir():
+        if not (VOICE_ROOT / split_name(voice.name)[0]).is_dir():
             return f"RHVoice voice {voice.name} is not installed ({HOW_TO_GET})"
         return None
 
