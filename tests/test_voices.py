@@ -15,6 +15,7 @@ from whichvoice.voices import (
     resolve_voices,
 )
 from whichvoice.voices.espeak import ACCENTS, random_number, random_variant
+from whichvoice.voices.prosody import Prosody, split_name, variant_names
 
 DEFAULT8 = [
     "flite:slt",
@@ -327,3 +328,51 @@ def test_piper_says_a_sentence_the_same_way_each_time(monkeypatch: pytest.Monkey
     # a sentence whose sounds outlast the noise drawn for it is run again with more, the same
     monkeypatch.setattr(piper, "NOISE_FRAMES", 1)
     assert np.array_equal(first, two.synthesize(voice, "The river runs past the old mill.").wave)
+
+
+def test_prosody_variants_are_voices_of_the_engines_that_can_make_them() -> None:
+    voice = find_voice("flite:slt+p120r90")
+    assert (voice.engine, voice.name, voice.gender, voice.sample_rate) == (
+        "flite", "slt+p120r90", "female", 16_000,
+    )  # fmt: skip
+    assert "pitch 120 %, rate 90 %" in voice.description
+    assert split_name("slt+p120r90") == ("slt", Prosody(120, 90))
+    assert split_name("slt") == ("slt", None)
+    for engine in ("mbrola:us1", "rhvoice:slt", "pico:en-GB"):
+        assert find_voice(f"{engine}+p80r110").id == f"{engine}+p80r110"
+    # outside 50-200 %, an unknown base voice, or an engine that makes no variants
+    for bad in ("flite:slt+p300r100", "flite:slt+p20r100", "flite:nobody+p100r90",
+                "festival:ked_diphone+p110r100", "espeak-ng:en-us+p110r100"):  # fmt: skip
+        with pytest.raises(UnknownVoiceError):
+            find_voice(bad)
+    names = variant_names("slt", 6, "test")
+    assert names == variant_names("slt", 6, "test") != variant_names("slt", 6, "other")
+    assert len(set(names)) == 6
+    for name in names:
+        prosody = split_name(name)[1]
+        assert prosody is not None and prosody != Prosody(100, 100)
+        assert 80 <= prosody.pitch <= 125 and 85 <= prosody.rate <= 120
+
+
+@pytest.mark.slow  # synthesis
+@pytest.mark.parametrize("base", ["flite:slt", "mbrola:us1", "rhvoice:slt", "pico:en-US"])
+def test_prosody_variants_raise_pitch_and_slow_speech_in_the_engine(base: str) -> None:
+    import librosa
+
+    text = "Please call Stella and ask her to bring these things."
+    voice = find_voice(base)
+    with get_engine(voice.engine).open_session() as session:
+        plain = session.synthesize(voice, text)
+        same = session.synthesize(find_voice(f"{base}+p100r100"), text).wave
+        varied = session.synthesize(find_voice(f"{base}+p125r80"), text).wave
+
+    def pitch(wave: np.ndarray) -> float:
+        f0 = librosa.yin(wave.astype(float), fmin=60, fmax=500, sr=plain.sample_rate)
+        level = librosa.feature.rms(y=wave.astype(float))[0]
+        n = min(len(f0), len(level))
+        return float(np.median(f0[:n][level[:n] > 0.3 * level.max()]))
+
+    assert 1.15 < pitch(varied) / pitch(plain.wave) < 1.35
+    assert 1.15 < len(varied) / len(plain.wave) < 1.35  # 80 % of the rate: 1.25 x as long
+    if voice.engine != "pico":  # Pico's markup at 100 % reads a little differently
+        assert same.shape == plain.wave.shape and np.abs(same - plain.wave).max() < 1e-3
