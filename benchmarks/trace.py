@@ -5,7 +5,8 @@ Voices (fixed here, before any figure was seen): each family's voices are split 
 (the head is fitted on them), *dev* (thresholds and every choice) and *test* (reported only);
 a family with fewer than three voices has no dev or test voice beyond those listed. espeak-ng
 takes random variants from the protocol's pools (``whichvoice.protocol``). Train voices read
-bundled sentences, every voice reads ``--dev-sentences`` dev-pool sentences and
+bundled sentences, every train and dev voice reads ``--dev-sentences`` dev-pool sentences
+(the dev clips: no test voice is heard before the test) and every voice reads
 ``--test-sentences`` test-pool sentences: no sentence is shared between the three.
 
 Protocols:
@@ -422,6 +423,13 @@ def closed_figures(
         "macro_f1": macro_f1(fam, named),
         "macro_f1_ci95": boot(lambda ix: macro_f1(list(t[ix]), list(p[ix])), len(fam)),
         "called_unknown": proportion(sum(a == UNKNOWN for a in answers(head, emb, fp)), len(fam)),
+        "accuracy_by_family": {
+            f: proportion(
+                sum(n == f for n, g in zip(named, fam, strict=True) if g == f),
+                sum(g == f for g in fam),
+            )
+            for f in sorted(set(fam))
+        },
     }
 
 
@@ -439,6 +447,7 @@ def main() -> None:
     voices = family_voices(tuple(int(x) for x in args.espeak_voices.split(",")))
     everyone = [v for t in voices.values() for part in t for v in part]
     train_voices = [v for t in voices.values() for v in t[0]]
+    dev_voices = [v for t in voices.values() for v in t[1]]
     test_voices = [v for t in voices.values() for v in t[2]]
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(
@@ -455,6 +464,9 @@ def main() -> None:
         variant_voices = prosody_variants(train_voices)
         clips["train-var"] = synthesize(work / "train-var", variant_voices, bundled_sentences(),
                                         max(args.train_sentences // 2, 1))  # fmt: skip
+        # dev holds no test voice: thresholds and the choice of head never hear one (until
+        # stop 40, test voices' dev-sentence clips were among the dev clips)
+        clips["dev"] = [c for c in clips["dev"] if c[2] not in set(test_voices)]
         unseen = [c for c in clips["test"] if c[2] in set(test_voices)]
         for cond in CHANNELS:
             clips[f"test-{cond}"] = degraded(unseen, work / f"test-{cond}", cond)
@@ -515,6 +527,11 @@ def main() -> None:
             dev_fam, _ = sets.labels("dev")
             dev_emb, dev_fp = sets.inputs(enc, None, "dev")
             dev_accuracy = closed_figures(head, dev_emb, dev_fam, dev_fp)["accuracy"]
+            dev_rows = [i for i, v in enumerate(sets.labels("dev")[1]) if v in set(dev_voices)]
+            dev_unseen = closed_figures(
+                head, dev_emb[dev_rows], [dev_fam[i] for i in dev_rows],
+                None if dev_fp is None else dev_fp[dev_rows],
+            )  # fmt: skip
             candidates[label] = {
                 "encoder": enc,
                 "score": kind,
@@ -525,6 +542,7 @@ def main() -> None:
                     "loeo_mean_macro_f1": dev_f1,
                     "loeo_mean_auroc": float(np.mean([x["auroc"] for x in dev_folds.values()])),
                     "engine_accuracy": dev_accuracy,
+                    "unseen_voices": {k: dev_unseen[k] for k in ("accuracy", "accuracy_by_family")},
                 },
             }
             print(f"{label}: dev LOEO macro-F1 {dev_f1:.4f}", flush=True)
