@@ -5,9 +5,12 @@ Voices (fixed here, before any figure was seen): each family's voices are split 
 (the head is fitted on them), *dev* (thresholds and every choice) and *test* (reported only);
 a family with fewer than three voices has no dev or test voice beyond those listed. espeak-ng
 takes random variants from the protocol's pools (``whichvoice.protocol``). Train voices read
-bundled sentences, every train and dev voice reads ``--dev-sentences`` dev-pool sentences
-(the dev clips: no test voice is heard before the test) and every voice reads
-``--test-sentences`` test-pool sentences: no sentence is shared between the three.
+bundled sentences, every voice reads ``--dev-sentences`` dev-pool sentences and
+``--test-sentences`` test-pool sentences: no sentence is shared between the three. The dev
+clips (thresholds, the choice of head) are the dev voices' and, for a family without dev
+voices, its train voices': no test voice is heard before the test, and a threshold is set on
+voices the head was not fitted on wherever a family has some (since stop 40; before, every
+voice's dev-sentence clips, test voices' too).
 
 Protocols:
 1. *unseen voices of known engines*: a head fitted on every family's train voices names the
@@ -410,27 +413,33 @@ def loeo_fold(
 
 
 def closed_figures(
-    head: EngineHead, emb: np.ndarray, fam: list[str], fp: np.ndarray | None = None
+    head: EngineHead,
+    emb: np.ndarray,
+    fam: list[str],
+    fp: np.ndarray | None = None,
+    by_family: bool = False,
 ) -> dict:
     """Engine accuracy, macro-F1 and the share called unknown, for clips of known families."""
     probs = head.probabilities(emb, fp)
     named = [head.families[i] for i in probs.argmax(axis=1)]
     right = sum(n == f for n, f in zip(named, fam, strict=True))
     t, p = np.array(fam, dtype=object), np.array(named, dtype=object)
-    return {
+    out = {
         "clips": len(fam),
         "accuracy": proportion(right, len(fam)),
         "macro_f1": macro_f1(fam, named),
         "macro_f1_ci95": boot(lambda ix: macro_f1(list(t[ix]), list(p[ix])), len(fam)),
         "called_unknown": proportion(sum(a == UNKNOWN for a in answers(head, emb, fp)), len(fam)),
-        "accuracy_by_family": {
+    }
+    if by_family:
+        out["accuracy_by_family"] = {
             f: proportion(
                 sum(n == f for n, g in zip(named, fam, strict=True) if g == f),
                 sum(g == f for g in fam),
             )
             for f in sorted(set(fam))
-        },
-    }
+        }
+    return out
 
 
 def main() -> None:
@@ -465,8 +474,15 @@ def main() -> None:
         clips["train-var"] = synthesize(work / "train-var", variant_voices, bundled_sentences(),
                                         max(args.train_sentences // 2, 1))  # fmt: skip
         # dev holds no test voice: thresholds and the choice of head never hear one (until
-        # stop 40, test voices' dev-sentence clips were among the dev clips)
-        clips["dev"] = [c for c in clips["dev"] if c[2] not in set(test_voices)]
+        # stop 40, test voices' dev-sentence clips were among the dev clips); and, of a family
+        # with dev voices, only theirs: a threshold set on voices the head was fitted on would
+        # call unseen voices of known families unknown (train voices' clips only stand in for
+        # the families that have no dev voice)
+        has_dev = {engine_family(v) for t in voices.values() for v in t[1]}
+        clips["dev"] = [
+            c for c in clips["dev"]
+            if c[2] in set(dev_voices) or (c[2] in set(train_voices) and c[1] not in has_dev)
+        ]  # fmt: skip
         unseen = [c for c in clips["test"] if c[2] in set(test_voices)]
         for cond in CHANNELS:
             clips[f"test-{cond}"] = degraded(unseen, work / f"test-{cond}", cond)
@@ -530,7 +546,7 @@ def main() -> None:
             dev_rows = [i for i, v in enumerate(sets.labels("dev")[1]) if v in set(dev_voices)]
             dev_unseen = closed_figures(
                 head, dev_emb[dev_rows], [dev_fam[i] for i in dev_rows],
-                None if dev_fp is None else dev_fp[dev_rows],
+                None if dev_fp is None else dev_fp[dev_rows], by_family=True,
             )  # fmt: skip
             candidates[label] = {
                 "encoder": enc,
@@ -561,7 +577,11 @@ def main() -> None:
             rows = [i for i, v in enumerate(voi) if v in set(test_voices)]
             emb, fp = sets.inputs(enc, None, split)
             test_rows[split.removeprefix("test-") if split != "test" else "clean"] = closed_figures(
-                head, emb[rows], [fam[i] for i in rows], None if fp is None else fp[rows]
+                head,
+                emb[rows],
+                [fam[i] for i in rows],
+                None if fp is None else fp[rows],
+                by_family=split == "test",
             )
         folds = {f: loeo_fold(sets, enc, kind, keep, c, f, "test", variants) for f in families}
         means = {
