@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from whichvoice.voices.base import Voice
+if TYPE_CHECKING:  # base asks this module for variants: no import back at run time
+    from whichvoice.voices.base import Voice
 
 PERCENT_RANGE = (50, 200)  # %, the pitch and rate a variant may ask for
 _SUFFIX = re.compile(r"^(?P<base>.+)\+p(?P<pitch>[1-9]\d{1,2})r(?P<rate>[1-9]\d{1,2})$")
