@@ -165,10 +165,13 @@ def degraded(clips: list, folder: Path, condition: str) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for path, family, voice in clips:
-        dest = folder / f"{Path(path).stem}-{condition}.wav"
+        # named by the clip's voice and sentence: a name of the sentence alone was shared by
+        # every voice reading it, and each voice's copy replaced the others' (until stop 40)
+        clip = f"{voice.replace(':', '-')}-{Path(path).stem}"
+        dest = folder / f"{clip}-{condition}.wav"
         if not dest.exists():
             wave, rate = read_audio(path)
-            seed = int(hashlib.sha256(str(Path(path).name).encode()).hexdigest()[:8], 16)
+            seed = int(hashlib.sha256(clip.encode()).hexdigest()[:8], 16)
             dest.write_bytes(conditions.make(condition, wave, rate, seed))
         out.append((dest, family, voice))
     return out
@@ -478,11 +481,14 @@ def main() -> None:
         # with dev voices, only theirs: a threshold set on voices the head was fitted on would
         # call unseen voices of known families unknown (train voices' clips only stand in for
         # the families that have no dev voice)
-        has_dev = {engine_family(v) for t in voices.values() for v in t[1]}
+        has_dev = {c[1] for c in clips["dev"] if c[2] in set(dev_voices)}
         clips["dev"] = [
             c for c in clips["dev"]
             if c[2] in set(dev_voices) or (c[2] in set(train_voices) and c[1] not in has_dev)
         ]  # fmt: skip
+        missing = {c[1] for c in clips["train"]} - {c[1] for c in clips["dev"]}
+        if missing:
+            sys.exit(f"no dev clips for {', '.join(sorted(missing))}: their voices failed")
         unseen = [c for c in clips["test"] if c[2] in set(test_voices)]
         for cond in CHANNELS:
             clips[f"test-{cond}"] = degraded(unseen, work / f"test-{cond}", cond)

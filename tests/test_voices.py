@@ -340,9 +340,12 @@ def test_prosody_variants_are_voices_of_the_engines_that_can_make_them() -> None
     assert split_name("slt") == ("slt", None)
     for engine in ("mbrola:us1", "rhvoice:slt", "pico:en-GB"):
         assert find_voice(f"{engine}+p80r110").id == f"{engine}+p80r110"
+    # any case, as plain names, and the id in the voice's own spelling
+    assert find_voice("pico:en-gb+P80R110").id == "pico:en-GB+p80r110"
     # outside 50-200 %, an unknown base voice, or an engine that makes no variants
     for bad in ("flite:slt+p300r100", "flite:slt+p20r100", "flite:nobody+p100r90",
-                "festival:ked_diphone+p110r100", "espeak-ng:en-us+p110r100"):  # fmt: skip
+                "festival:ked_diphone+p110r100", "espeak-ng:en-us+p110r100",
+                "flite:slt+p120r90\n", "flite:slt+p120r090"):  # fmt: skip
         with pytest.raises(UnknownVoiceError):
             find_voice(bad)
     names = variant_names("slt", 6, "test")
@@ -355,7 +358,9 @@ def test_prosody_variants_are_voices_of_the_engines_that_can_make_them() -> None
 
 
 @pytest.mark.slow  # synthesis
-@pytest.mark.parametrize("base", ["flite:slt", "mbrola:us1", "rhvoice:slt", "pico:en-US"])
+@pytest.mark.parametrize(
+    "base", ["flite:slt", "flite:kal16", "mbrola:us1", "rhvoice:slt", "pico:en-US"]
+)
 def test_prosody_variants_raise_pitch_and_slow_speech_in_the_engine(base: str) -> None:
     import librosa
 

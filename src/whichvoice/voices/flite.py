@@ -18,14 +18,19 @@ _VOICES = [
 ]
 
 
+# the duration stretch a voice speaks at by default (flite's own setting replaces it)
+DURATION_STRETCH = {"kal": 1.1, "kal16": 1.1}
+
+
 class FliteSession(WavFileSession):
     def command(self, voice: Voice, text: str, out: Path) -> tuple[list[str], bytes | None]:
         name, prosody = split_name(voice.name)
         extra = []
         if prosody is not None:
             # rms's own pitch model ignores f0_shift: its variants differ in rate only
+            stretch = DURATION_STRETCH.get(name, 1.0) / prosody.rate_ratio
             extra = ["--setf", f"f0_shift={prosody.pitch_ratio:g}",
-                     "--setf", f"duration_stretch={1 / prosody.rate_ratio:.6g}"]  # fmt: skip
+                     "--setf", f"duration_stretch={stretch:.6g}"]  # fmt: skip
         return ["flite", "-voice", name, *extra, "-t", text, "-o", str(out)], None
 
 

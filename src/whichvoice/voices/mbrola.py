@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from whichvoice.audio import read_audio
+from whichvoice.errors import SynthesisError
 from whichvoice.voices._process import run
 from whichvoice.voices.base import Engine, EngineSession, Speech, Voice, missing_program
 from whichvoice.voices.prosody import split_name
@@ -52,6 +53,8 @@ class MbrolaSession(EngineSession):
                           "-t", f"{1 / prosody.rate_ratio:.6g}"]  # fmt: skip
                 run(["mbrola", "-e", *ratios, str(DATABASES / name / name), "-", str(out)],
                     stdin=pho, what=voice.id)  # fmt: skip
+                if not out.exists():
+                    raise SynthesisError(f"{voice.id}: mbrola wrote no audio")
                 wav = out.read_bytes()
         wave, rate = read_audio(wav)
         return Speech(wave, rate)

@@ -45,7 +45,7 @@ class Prosody:
 def split_name(name: str) -> tuple[str, Prosody | None]:
     """(the base voice's name, its prosody) of a voice name; (name, None) for a name without
     a variant suffix or with one outside ``PERCENT_RANGE``."""
-    match = _SUFFIX.match(name)
+    match = _SUFFIX.fullmatch(name)
     if match is None:
         return name, None
     pitch, rate = int(match["pitch"]), int(match["rate"])
@@ -67,13 +67,13 @@ def prosody_of(voice: Voice) -> Prosody | None:
 def variant_voice(voices: list[Voice], name: str) -> Voice | None:
     """The variant ``name`` (``slt+p120r90``) of one of ``voices``, or None when ``name`` is
     not a variant of any of them."""
-    base, prosody = split_name(name)
+    base, prosody = split_name(name.lower())
     if prosody is None:
         return None
     for voice in voices:
-        if voice.name == base:
+        if voice.name.lower() == base:  # as plain names: any case, the voice's own spelling
             about = f"{voice.description}; pitch {prosody.pitch} %, rate {prosody.rate} %"
-            return replace(voice, name=name, description=about.lstrip("; "))
+            return replace(voice, name=voice.name + prosody.suffix(), description=about)
     return None
 
 

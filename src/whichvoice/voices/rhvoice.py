@@ -52,8 +52,9 @@ class RHVoiceEngine(Engine):
         reason = self.unavailable_reason()
         if reason:
             return reason
-        if not (VOICE_ROOT / split_name(voice.name)[0]).is_dir():
-            return f"RHVoice voice {voice.name} is not installed ({HOW_TO_GET})"
+        name = split_name(voice.name)[0]
+        if not (VOICE_ROOT / name).is_dir():
+            return f"RHVoice voice {name} is not installed ({HOW_TO_GET})"
         return None
 
     def open_session(self, *, mode: str | None = None) -> EngineSession:
