@@ -75,9 +75,9 @@ class MbrolaEngine(Engine):
 
     def voice_unavailable_reason(self, voice: Voice) -> str | None:
         reason = self.unavailable_reason()
-        if reason:
-            return f"{reason}; {HOW_TO_GET.format(name=split_name(voice.name)[0])}"
         name = split_name(voice.name)[0]
+        if reason:
+            return f"{reason}; {HOW_TO_GET.format(name=name)}"
         if not (DATABASES / name / name).is_file():
             return f"MBROLA voice {name} is not installed ({HOW_TO_GET.format(name=name)})"
         return None

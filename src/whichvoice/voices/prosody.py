@@ -55,15 +55,6 @@ def split_name(name: str) -> tuple[str, Prosody | None]:
     return match["base"], Prosody(pitch, rate)
 
 
-def base_name(name: str) -> str:
-    """The name of the voice a variant is made from (the name itself when not a variant)."""
-    return split_name(name)[0]
-
-
-def prosody_of(voice: Voice) -> Prosody | None:
-    return split_name(voice.name)[1]
-
-
 def variant_voice(voices: list[Voice], name: str) -> Voice | None:
     """The variant ``name`` (``slt+p120r90``) of one of ``voices``, or None when ``name`` is
     not a variant of any of them."""
