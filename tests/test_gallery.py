@@ -9,6 +9,7 @@ import pytest
 from whichvoice.gallery import (
     Gallery,
     GalleryError,
+    VoiceExistsError,
     VoiceNameError,
     default_gallery_path,
     read_export,
@@ -160,7 +161,9 @@ def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
         ({"embedding": [[0.5, 0.5], [0.5, 0.5]]}, "not an embedding"),
         ({"embedding": 0.5}, "not an embedding"),
         ({"embedding": [0.1, float("nan"), 0.2, 0.3]}, "not an embedding"),
-        ({"embedding": [0.6, 0.8]}, "dimensions"),
+        ({"embedding": [0.6, 0.8]}, "dim 4, an embedding of 2"),
+        ({"embedding": [0.6, 0.8], "dim": 2}, "dimensions"),
+        ({"embedding": [0.0, 0.0, 0.0, 0.0]}, "an embedding of zeros"),
         ({"name": {"a": 1}}, "voice name"),
         ({"name": 7}, "voice name"),
         ({"name": "  "}, "voice name"),
@@ -211,13 +214,24 @@ def test_enroll_and_import_share_one_name_check(tmp_path: Path, name: str, why: 
     assert voice_name("  Ann Smith  ") == "Ann Smith" and voice_name("x" * 200) == "x" * 200
 
 
-def test_a_name_imported_twice_counts_once(tmp_path: Path) -> None:
-    emb = unit(np.random.default_rng(3).normal(size=(2, 4)))
-    with Gallery(tmp_path / "g.sqlite", "m") as g:
-        g.enroll("a", emb, 3.0)
+def test_an_import_replaces_an_enrolled_voice_only_when_told(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    with Gallery(tmp_path / "old.sqlite", "m") as g:
+        g.enroll("a", unit(rng.normal(size=(1, 4))), 2.0)
+        g.enroll("b", unit(rng.normal(size=(1, 4))), 2.0)
         data = g.export_json()
-        data["voices"] = data["voices"] * 2
-        assert g.import_json(data) == 1 and g.names() == ["a"]
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll("a", unit(rng.normal(size=(3, 4))), 9.0)
+        kept = g.get("a")
+        with pytest.raises(VoiceExistsError, match=r"already enrolled: a .*--replace"):
+            g.import_json(data)
+        assert g.names() == ["a"] and g.get("a").clips == 3  # nothing imported, nothing lost
+        assert np.array_equal(g.get("a").embedding, kept.embedding)
+        assert g.import_json(data, replace=True) == 2
+        assert g.names() == ["a", "b"] and g.get("a").clips == 1
+        twice = {**data, "voices": data["voices"] + data["voices"][:1]}
+        with pytest.raises(GalleryError, match="named twice: a"):
+            g.import_json(twice, replace=True)
     assert voice_name("unknown-x") == "unknown-x" and voice_name("exports") == "exports"
 
 

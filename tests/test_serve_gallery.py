@@ -182,6 +182,10 @@ def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_
     assert r.json() == {"imported": len(names)}
     assert httpx.get(f"{url}/v1/gallery").json() == listing
     assert httpx.get(f"{url}/v1/gallery/export").json() == export
+    # an import never overwrites an enrolled voice unless asked
+    assert_error(httpx.post(f"{url}/v1/gallery/import", json=export), 409, "voice_exists")
+    r = httpx.post(f"{url}/v1/gallery/import", params={"replace": "true"}, json=export)
+    assert r.status_code == 200 and r.json() == {"imported": len(names)}, r.text
 
     # numbers an export cannot hold are refused whole, and the gallery stays exportable
     for field, value in (("seconds", "Infinity"), ("created", "NaN"), ("clips", "1e30"),

@@ -166,7 +166,11 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
     cli("gallery", "export", str(tmp_path / "g.json"), *common, check=True)
     cli("gallery", "remove", "bob", *common, check=True)
     assert "bob" not in cli("gallery", "list", *common, check=True).stdout
-    cli("gallery", "import", str(tmp_path / "g.json"), *common, check=True)
+    refused = cli("gallery", "import", str(tmp_path / "g.json"), *common)
+    assert refused.returncode == 2 and "already enrolled: alice" in refused.stderr
+    assert "bob" not in cli("gallery", "list", *common, check=True).stdout  # all or nothing
+    replaced = cli("gallery", "import", str(tmp_path / "g.json"), "--replace", *common, check=True)
+    assert "imported 2 voices (replaced: alice)" in replaced.stdout
     assert "bob" in cli("gallery", "list", *common, check=True).stdout
 
 

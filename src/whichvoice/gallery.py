@@ -51,6 +51,10 @@ class VoiceNameError(GalleryError):
     """A voice name that cannot be enrolled (empty, too long, reserved, control characters)."""
 
 
+class VoiceExistsError(GalleryError):
+    """An import naming voices the gallery already holds, without leave to replace them."""
+
+
 def voice_name(name: object, *, new: bool = True) -> str:
     """``name`` as a voice is enrolled under: stripped, 1 to MAX_NAME characters, not a
     reserved word (``unknown`` in any case; for a ``new`` name also ``unknown-N``, ``export``,
@@ -331,9 +335,10 @@ class Gallery:
             "voices": [{**v.summary(), "embedding": v.embedding.tolist()} for v in self.voices()],
         }
 
-    def import_json(self, data: dict) -> int:
-        """Add the voices of an export (replacing voices of the same name); one transaction.
-        Returns how many voices were imported."""
+    def import_json(self, data: dict, *, replace: bool = False) -> int:
+        """Add the voices of an export; one transaction, all or nothing. A voice the gallery
+        already holds is replaced only with ``replace`` (else VoiceExistsError names them,
+        and nothing is imported). Returns how many voices were imported."""
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise GalleryError("not a whichvoice gallery export")
         if data.get("model") != self.model_id:
@@ -364,6 +369,13 @@ class Gallery:
             rows[i] = (name, emb, *rest)
             if emb.ndim != 1 or emb.size == 0 or not np.isfinite(emb).all():
                 raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
+            if not np.any(emb):  # scores 0 against every clip, forever
+                raise GalleryError(f"a damaged gallery export ({name}: an embedding of zeros)")
+            dim = data["voices"][i].get("dim", emb.shape[0])
+            if dim != emb.shape[0]:
+                raise GalleryError(
+                    f"a damaged gallery export ({name}: dim {dim}, an embedding of {emb.shape[0]})"
+                )
             clips, secs, created, updated = rest
             if not 1 <= clips <= MAX_CLIPS or clips != data["voices"][i]["clips"]:
                 raise GalleryError(f"a damaged gallery export ({name}: {clips} clips)")
@@ -374,7 +386,17 @@ class Gallery:
             raise GalleryError(
                 f"a damaged gallery export (embeddings of {sorted(dims)} dimensions)"
             )
+        names = [row[0] for row in rows]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise GalleryError(f"a damaged gallery export (named twice: {', '.join(twice)})")
         with self._transaction():
+            held = sorted(set(names) & set(self.names()))
+            if held and not replace:
+                raise VoiceExistsError(
+                    f"already enrolled: {', '.join(held)} (an import replaces a voice only "
+                    "when told to: --replace, or replace=true over HTTP)"
+                )
             for name, emb, clips, secs, created, updated in rows:
                 self._db.execute(
                     "INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -389,7 +411,7 @@ class Gallery:
                         updated,
                     ),
                 )
-        return len({row[0] for row in rows})  # a name given twice is one voice (the last)
+        return len(rows)
 
     @staticmethod
     def _voice(row: tuple) -> EnrolledVoice:

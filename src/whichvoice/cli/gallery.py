@@ -269,16 +269,26 @@ def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | Non
 
 @gallery_group.command("import")
 @click.argument("file", type=LOCATION)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace voices the gallery already holds (else such an import is refused whole).",
+)
 @_model_option
 @gallery_option
-def gallery_import_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
-    """Add the voices of an export FILE (a path or s3:// URL)."""
+def gallery_import_cmd(
+    file: Path | str, replace: bool, model: Path | None, gallery: Path | None
+) -> None:
+    """Add the voices of an export FILE (a path or s3:// URL). An export naming a voice the
+    gallery already holds is refused, nothing imported, unless --replace."""
     from whichvoice.gallery import read_export
 
     data = read_export(file)
     with _gallery(_gallery_encoder(model, gallery), gallery, create=True) as g:
-        n = g.import_json(data)
-    click.echo(f"imported {n} voices")
+        before = set(g.names())
+        n = g.import_json(data, replace=replace)
+    replaced = sorted(before & {v["name"].strip() for v in data["voices"]})
+    click.echo(f"imported {n} voices" + (f" (replaced: {', '.join(replaced)})" if replaced else ""))
 
 
 @app.command("calibrate")

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from whichvoice import __version__
 from whichvoice.errors import WhichvoiceError
-from whichvoice.gallery import GalleryError, GalleryModelError, NotEnrolledError
+from whichvoice.gallery import GalleryError, GalleryModelError, NotEnrolledError, VoiceExistsError
 from whichvoice.runtime import VoiceModel, load_model
 from whichvoice.serve import diarization, enrollment, identify, ops, stream, synthesis, talk
 from whichvoice.serve.docs import add_docs
@@ -48,6 +48,7 @@ OPEN_PATHS = ("/healthz", "/static/", "/favicon.ico")  # no API key needed (and 
 _GALLERY_ERRORS = (
     (NotEnrolledError, 404, "not_enrolled"),
     (GalleryModelError, 409, "model_mismatch"),
+    (VoiceExistsError, 409, "voice_exists"),
     (GalleryError, 422, "gallery"),
 )
 

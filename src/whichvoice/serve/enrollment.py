@@ -177,9 +177,9 @@ def _export(service: Service) -> dict:
         return g.export_json()
 
 
-def _import(service: Service, data: dict) -> ImportResponse:
+def _import(service: Service, data: dict, replace: bool) -> ImportResponse:
     with service.gallery(create=True) as (_, g):
-        return ImportResponse(imported=g.import_json(data))
+        return ImportResponse(imported=g.import_json(data, replace=replace))
 
 
 def _listing(service: Service) -> GalleryResponse:
@@ -212,20 +212,24 @@ async def export_gallery(service: ServiceDep) -> JSONResponse:
 @router.post(
     "/v1/gallery/import",
     response_model=ImportResponse,
-    summary="Add the voices of an export (replacing voices of the same name)",
+    summary="Add the voices of an export (voices already enrolled: only with replace=true)",
     openapi_extra={
         "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
     },
 )
-async def import_gallery(request: Request, service: ServiceDep) -> ImportResponse:
-    """409 when the export was made with another encoder."""
+async def import_gallery(
+    request: Request, service: ServiceDep, replace: bool = False
+) -> ImportResponse:
+    """409 `model_mismatch` when the export was made with another encoder; 409
+    `voice_exists` (nothing imported) when it names a voice already enrolled, unless
+    `replace=true`."""
     try:
         data = json.loads(await service.body(request))
     except RecursionError:
         raise HTTPProblem(422, "invalid", "the body is not JSON (nested too deeply)") from None
     except ValueError as e:
         raise HTTPProblem(422, "invalid", f"the body is not JSON ({e})") from e
-    return await run_in_threadpool(_import, service, data)
+    return await run_in_threadpool(_import, service, data, replace)
 
 
 @router.get("/v1/gallery", response_model=GalleryResponse, summary="The enrolled voices")
