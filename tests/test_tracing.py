@@ -284,6 +284,8 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert {"engine", "engine_confidence", "engine_known", "engine_score"} <= set(answer)
     text = run_cli("trace", str(clip), "--head", str(head), check=True).stdout
     assert text.startswith(str(clip))
+    quiet = run_cli("trace", str(clip), "--head", str(head), "--quiet", check=True)
+    assert quiet.stdout == text and quiet.stderr == ""
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"not audio")
     failed = run_cli("trace", str(bad), "--head", str(head))

@@ -348,6 +348,11 @@ def test_prosody_variants_are_voices_of_the_engines_that_can_make_them() -> None
                 "flite:slt+p120r90\n", "flite:slt+p120r090"):  # fmt: skip
         with pytest.raises(UnknownVoiceError):
             find_voice(bad)
+    # and the error says which of those it is
+    with pytest.raises(UnknownVoiceError, match="whole percentages from 50 to 200"):
+        find_voice("flite:slt+p300r100")
+    with pytest.raises(UnknownVoiceError, match="makes no prosody variants"):
+        find_voice("espeak-ng:en-us+p110r100")
     names = variant_names("slt", 6, "test")
     assert names == variant_names("slt", 6, "test") != variant_names("slt", 6, "other")
     assert len(set(names)) == 6

@@ -351,7 +351,7 @@ class Identity:
 MIN_ENROLL_SECONDS = 3.0  # speech in all, below which enrollment is refused (docs/cli.md)
 
 
-def _bar(results: Iterable, total: int, desc: str, show: bool) -> Iterable:
+def progress_bar(results: Iterable, total: int, desc: str, show: bool) -> Iterable:
     """``results`` counted on a progress bar (files) on standard error when ``show`` and it is
     a terminal; a pipe or a log gets none."""
     from tqdm import tqdm
@@ -396,7 +396,7 @@ def enroll(
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     embs, seconds, errors = [], 0.0, []
-    with _bar(embed_enrollment(model, sources), len(sources), "enroll", progress) as embedded:
+    with progress_bar(embed_enrollment(model, sources), len(sources), "enroll", progress) as embedded:
         for i, result in enumerate(embedded):
             if isinstance(result, WhichvoiceError):
                 errors.append((i, result))
@@ -441,7 +441,7 @@ def verify(
     voice = gallery.get(name)
     out: list[Verdict | WhichvoiceError] = []
     refs = None
-    with _bar(model.embed_many(sources), len(sources), "verify", progress) as embedded:
+    with progress_bar(model.embed_many(sources), len(sources), "verify", progress) as embedded:
         results = list(zip(sources, embedded, strict=True))  # a bar closed before any error
     for src, result in results:
         if isinstance(result, WhichvoiceError):
@@ -488,7 +488,7 @@ def identify(
     out: list[Identity | WhichvoiceError] = []
     refs = None
     embedded = embed_and_trace(model, engine_head, sources)
-    with _bar(embedded, len(sources), "identify", progress) as answered:
+    with progress_bar(embedded, len(sources), "identify", progress) as answered:
         results = list(zip(sources, answered, strict=True))  # a bar closed before any error
     for src, (result, engine) in results:
         if isinstance(result, WhichvoiceError):

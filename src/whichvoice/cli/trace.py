@@ -46,8 +46,9 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     help="The encoder the head reads [default: the one it was fitted with].",
 )
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (one shows on a terminal only).")
 def trace_cmd(
-    files: tuple[Path, ...], head_dir: Path | None, model: Path | None, as_json: bool
+    files: tuple[Path, ...], head_dir: Path | None, model: Path | None, as_json: bool, quiet: bool
 ) -> None:
     """Which engine family made each of FILES (espeak-ng, piper, rhvoice, ...): "unknown"
     when it is like none the head knows, with the nearest family beside it. Exit 1 when a
@@ -55,11 +56,13 @@ def trace_cmd(
     setup_logging(True)
     from whichvoice.cli.gallery import _inputs
     from whichvoice.tracing import embed_and_trace
+    from whichvoice.verification import progress_bar
 
     paths = _inputs(files)
     head, encoder = head_and_encoder(head_dir, model)
     failed = 0
-    for path, (r, a) in zip(paths, embed_and_trace(encoder, head, paths), strict=True):
+    answers = progress_bar(embed_and_trace(encoder, head, paths), len(paths), "trace", not quiet)
+    for path, (r, a) in zip(paths, answers, strict=True):
         if isinstance(r, WhichvoiceError):
             failed += 1
             click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json

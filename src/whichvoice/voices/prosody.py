@@ -55,6 +55,24 @@ def split_name(name: str) -> tuple[str, Prosody | None]:
     return match["base"], Prosody(pitch, rate)
 
 
+_LOOSE = re.compile(r"^(?P<base>.+)\+p(?P<pitch>\d+)r(?P<rate>\d+)$")
+
+
+def variant_problem(name: str, engine_makes_variants: bool) -> str | None:
+    """Why ``name``, which asks for a prosody variant (``slt+p300r90``), is none: a pitch
+    or rate outside ``PERCENT_RANGE``, or an engine that makes no variants; None when the
+    name does not ask for one (or asks well: then its base voice is what is missing)."""
+    match = _LOOSE.fullmatch(name)
+    if match is None:
+        return None
+    if not engine_makes_variants:
+        return "this engine makes no prosody variants (flite, mbrola, rhvoice and pico do)"
+    low, high = PERCENT_RANGE
+    if not all(low <= int(match[k]) <= high for k in ("pitch", "rate")):
+        return f"a variant's pitch and rate are whole percentages from {low} to {high}"
+    return None
+
+
 def variant_voice(voices: list[Voice], name: str) -> Voice | None:
     """The variant ``name`` (``slt+p120r90``) of one of ``voices``, or None when ``name`` is
     not a variant of any of them."""

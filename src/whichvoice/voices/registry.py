@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from whichvoice.errors import EngineUnavailableError, UnknownVoiceError
 from whichvoice.voices.base import Engine, EngineSession, Voice
+from whichvoice.voices.prosody import variant_problem
 
 log = logging.getLogger(__name__)
 _ENGINES: dict[str, Engine] = {}
@@ -118,6 +119,9 @@ def find_voice(voice_id: str) -> Voice:
         unlisted = _ENGINES[engine_name].voice(voice_id.partition(":")[2])
         if unlisted is not None:
             return unlisted
+        why = variant_problem(voice_id.partition(":")[2], _ENGINES[engine_name].prosody)
+        if why is not None:
+            raise UnknownVoiceError(f"unknown voice {voice_id!r}: {why}")
     ids = [v.id for v in all_voices()]
     close = difflib.get_close_matches(voice_id, ids, n=4, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
