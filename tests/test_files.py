@@ -39,6 +39,15 @@ def test_write_atomic_never_touches_the_process_umask(
     assert (tmp_path / "f.bin").read_bytes() == b"x"
 
 
+def test_write_atomic_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    for target in (tmp_path / "folder", tmp_path / "pipe", Path("/dev/null")):
+        with pytest.raises(OutputError, match="not a regular file"):
+            write_atomic(target, b"x")
+    assert (tmp_path / "folder").is_dir() and Path("/dev/null").is_char_device()
+
+
 def test_ensure_dir_makes_the_folder_or_says_why(tmp_path: Path) -> None:
     assert ensure_dir(tmp_path / "a" / "b").is_dir()
     (tmp_path / "file").write_text("x")

@@ -32,6 +32,9 @@ def test_trained_run_describes_itself_and_beats_chance(trained_run: Path) -> Non
         "checkpoint.pt",
     ):
         assert (trained_run / name).is_file(), name
+    # the weights are as readable as the rest of the run (safetensors' save_file made 0600)
+    modes = {(trained_run / n).stat().st_mode & 0o777 for n in ("model.safetensors", "config.json")}
+    assert len(modes) == 1, modes
     config = json.loads((trained_run / "config.json").read_text())
     assert config["model"] == "voicenet" and len(config["labels"]) == 4
     epochs = [json.loads(x) for x in (trained_run / "epochs.jsonl").read_text().splitlines()]

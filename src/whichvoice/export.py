@@ -41,6 +41,7 @@ from torch.nn import functional as F
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.features import VERSION as FEATURES_VERSION
 from whichvoice.features import FeatureConfig, mel_filterbank
+from whichvoice.files import check_target
 
 if TYPE_CHECKING:
     from whichvoice.runtime import VoiceModel
@@ -174,6 +175,7 @@ def export_model(
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; the export needs {MIN_OPSET} or newer")
     out = Path(out)
+    check_target(out)  # before the export's work: a folder or a device is not a file
     graph = ExportGraph(model.net, model.features, inputs).to("cpu").eval()
     shape = model.features.stored_shape if inputs == "windows" else model.features.input_shape
     example = torch.zeros(2, *shape)
@@ -217,6 +219,7 @@ def _save(model: VoiceModel, proto, out: Path, meta: dict[str, str]) -> None:
         f", {quantized}" if quantized else ""
     )
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    check_target(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         onnx.save_model(proto, str(tmp))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from whichvoice.errors import OutputError
@@ -19,6 +20,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     The file gets the usual mode (0666 less the umask, applied by the kernel at creation):
     the process-wide umask is never changed, since other threads may be creating files.
     """
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
@@ -32,6 +34,19 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_target(path: Path) -> None:
+    """OutputError when ``path`` exists and is not a regular file (a folder, a device such as
+    /dev/full, a pipe): a rename over it would replace it rather than write into it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write here ({e.strerror or e})") from e
+    if not stat.S_ISREG(mode):
+        raise OutputError(f"{path}: not a regular file; give a file's path to write to")
 
 
 def write_json(path: Path, obj: dict) -> None:

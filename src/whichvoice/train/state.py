@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save_file
+from safetensors.torch import load, save
 
 from whichvoice import storage
 from whichvoice.augment import AugmentConfig
@@ -109,10 +109,10 @@ class RunState:
             f.write(json.dumps(row) + "\n")
 
     def save_weights(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
+        """The weights as safetensors, written atomically with the usual file mode
+        (safetensors' own ``save_file`` makes its files readable by their owner only)."""
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(weights, str(tmp))
-        os.replace(tmp, path)
+        write_atomic(path, save(weights))
 
 
 def new_state(plan: Plan) -> RunState:
