@@ -396,7 +396,8 @@ def enroll(
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     embs, seconds, errors = [], 0.0, []
-    with progress_bar(embed_enrollment(model, sources), len(sources), "enroll", progress) as embedded:
+    embedding = embed_enrollment(model, sources)
+    with progress_bar(embedding, len(sources), "enroll", progress) as embedded:
         for i, result in enumerate(embedded):
             if isinstance(result, WhichvoiceError):
                 errors.append((i, result))
