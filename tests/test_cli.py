@@ -219,3 +219,12 @@ def test_bad_option_value(cli, tmp_path: Path) -> None:
 def test_serve_takes_a_run_or_no_classifier_not_both(cli, tmp_path: Path) -> None:
     proc = cli("serve", str(tmp_path), "--no-classifier", "--port", "0")
     assert proc.returncode == 2 and "RUN or --no-classifier, not both" in proc.stderr
+
+
+def test_a_mistyped_run_is_refused_not_answered_by_the_bundled_model(cli, tmp_path: Path) -> None:
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    proc = cli("predict", str(tmp_path / "runs" / "mine-typo"), str(clip))
+    _one_line_error(proc, "mine-typo: no such run or audio file")
+    missing = cli("predict", str(tmp_path / "gone.mp3"))  # a missing clip stays a failed input
+    assert missing.returncode == 1 and "gone.mp3: cannot read" in missing.stdout + missing.stderr

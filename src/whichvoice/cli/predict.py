@@ -153,9 +153,26 @@ def _split_run(
         return model_run, inputs
     if inputs and (listed or _is_run(inputs[0])):
         return inputs[0], inputs[1:]
+    if inputs and _looks_like_a_missing_run(inputs[0]):
+        # a mistyped run would otherwise be one failed input, the rest answered by the
+        # bundled classifier: a complete-looking output from a model nobody asked for
+        raise click.UsageError(
+            f"{inputs[0]}: no such run or audio file (a run is a folder holding config.json)"
+        )
     from whichvoice.runtime import bundled_classifier
 
     return bundled_classifier(), inputs
+
+
+def _looks_like_a_missing_run(given: Path | str) -> bool:
+    """A local path that does not exist and is not named like an audio file."""
+    from whichvoice import storage
+    from whichvoice.predict import AUDIO_SUFFIXES
+
+    if storage.is_url(given):
+        return False
+    path = Path(given)
+    return not path.exists() and path.suffix.lower() not in AUDIO_SUFFIXES
 
 
 def _is_run(given: Path | str) -> bool:
