@@ -18,6 +18,7 @@ from whichvoice.batch import (
     BatchInput,
     BatchInputError,
     labelled_inputs,
+    made_by_path,
     manifest_inputs,
     path_inputs,
     predict_batch,
@@ -25,7 +26,7 @@ from whichvoice.batch import (
 from whichvoice.corpus import read_manifest
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.predict import expand_paths
-from whichvoice.runtime import load_model
+from whichvoice.runtime import bundled_classifier, load_model
 
 from .conftest import run_cli
 
@@ -142,8 +143,10 @@ def test_each_format_has_a_row_per_input_as_predict_says(
     plain = list(model.identify_many([small_corpus / c.path for c in clips]))
     assert [r["voice"] for r in rows] == [p.voice for p in plain]
     assert [r["windows"] for r in rows] == [p.windows for p in plain]
-    # no journal or temporary file is left beside it
-    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+    # no journal or temporary file is left beside it: the output and the record of its maker
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        [out.name, made_by_path(out).name]
+    )
 
 
 @pytest.mark.slow
@@ -165,6 +168,10 @@ def test_resume_after_a_cut_line(
     assert out.read_bytes() == whole  # complete, in order, no duplicate
     again = predict_batch(trained_run, inputs, out, resume=True, progress=False)
     assert (again.predicted, again.skipped) == (0, len(reference))
+    assert out.read_bytes() == whole
+    # another model never adds its rows to the same file
+    with pytest.raises(OutputError, match=r"was made by voicenet-\w+ \(torch\), not"):
+        predict_batch(bundled_classifier(), inputs, out, resume=True, progress=False)
     assert out.read_bytes() == whole
     # --overwrite starts again
     assert predict_batch(trained_run, inputs, out, overwrite=True, progress=False).predicted == (

@@ -13,7 +13,10 @@ How it works, and why:
   waits for the ones before it), so ``workers`` changes only the speed, the rows of an
   interrupted run are a prefix of the inputs, and a resumed run keeps the order.
 - Resume. An input is skipped when the output already has a row with its ``path``, spelled as
-  the input names it; failed rows count as done (delete a row to try that file again). A CSV
+  the input names it; failed rows count as done (delete a row to try that file again). The
+  model and backend that wrote the rows are recorded beside the output
+  (``.NAME.whichvoice.json``): a resume with another one is refused, so one file never holds
+  two models' answers. A CSV
   or JSONL line cut by a kill is removed before appending. Without ``resume`` an existing
   output is refused, unless ``overwrite`` replaces it.
 - Parquet cannot be appended to, nor read after a crash mid-write. Its rows go to a hidden
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import time
 from collections import deque
@@ -62,7 +66,7 @@ from whichvoice.batch.inputs import (
 from whichvoice.batch.runners import COLUMNS, _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, WhichvoiceError
-from whichvoice.files import ensure_dir
+from whichvoice.files import ensure_dir, write_json
 from whichvoice.runtime import load_model
 
 if TYPE_CHECKING:
@@ -171,6 +175,9 @@ def predict_batch(
 
     summary = BatchSummary(output, workers=workers)
     exists = sink.exists()
+    made_by = {"model": model.model_id, "backend": backend}
+    if exists and resume:
+        _check_made_by(output, made_by)
     done = _written(sink, columns, summary) if exists and resume else set()
     total, todo = _count(inputs, model.labels, done)
     if exists and not (resume or overwrite):
@@ -178,6 +185,7 @@ def predict_batch(
     if overwrite:
         sink.remove()
     ensure_dir(output.parent.resolve(), "predictions")
+    write_json(made_by_path(output), made_by)
     if todo == 0:  # all done already: only complete the output
         summary.skipped = total
         if not sink.complete():
@@ -206,11 +214,36 @@ def _predict_to_url(
 ) -> BatchSummary:
     """``predict_batch`` into a local copy of the object ``output`` (and of its Parquet
     journal), downloaded first so that --resume resumes, uploaded after, also on failure."""
-    journal = [f".{output.rsplit('/', 1)[-1]}.jsonl"] * (fmt == "parquet")
-    with storage.local_files(output, journal) as local:
+    name = output.rsplit("/", 1)[-1]
+    beside = [f".{name}.jsonl"] * (fmt == "parquet") + [made_by_path(Path(name)).name]
+    with storage.local_files(output, beside) as local:
         summary = predict_batch(run, inputs, local, **kw)
     summary.output = output
     return summary
+
+
+def made_by_path(output: Path) -> Path:
+    """Where an output's maker is recorded: ``.NAME.whichvoice.json`` beside it (the model
+    id and backend, checked on resume)."""
+    return output.with_name(f".{output.name}.whichvoice.json")
+
+
+def _check_made_by(output: Path, made_by: dict) -> None:
+    """OutputError when the rows already in ``output`` were made by another model or
+    backend: a resume would add rows of another model to the same file. An output without
+    the record (written before it existed) is resumed unchecked."""
+    try:
+        before = json.loads(made_by_path(output).read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        raise OutputError(f"{made_by_path(output)}: cannot read what made {output} ({e})") from e
+    if before != made_by:
+        raise OutputError(
+            f"{output} was made by {before.get('model')} ({before.get('backend')}), not "
+            f"{made_by['model']} ({made_by['backend']}): resume with that model and backend, or "
+            "--overwrite to replace it"
+        )
 
 
 def _written(sink: _Lines | _Parquet, columns: list[str], summary: BatchSummary) -> set[str]:
