@@ -45,6 +45,11 @@ def test_cli_evaluate_on_the_test_split(
     assert saved["file_accuracy"] == metrics["file_accuracy"]
     lo, hi = metrics["file_accuracy_ci95"]
     assert lo <= metrics["file_accuracy"] <= hi and hi - lo > 0
+    # --quiet drops the progress bar, not the result
+    quiet = cli("evaluate", str(trained_run), "--corpus", str(small_corpus), "--quiet",
+                "--report", str(tmp_path / "rep"), check=True)  # fmt: skip
+    assert f"report: {tmp_path / 'rep'}" in quiet.stdout and "accuracy" in quiet.stdout
+    assert quiet.stderr == ""
 
 
 @pytest.mark.slow

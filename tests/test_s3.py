@@ -35,7 +35,7 @@ def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) ->
 
     train = cli("train", corpus, "--out", run, "--epochs", "10", "--batch-size", "16", "--quiet",
                 check=True, **machine("train"))  # fmt: skip
-    assert train.returncode == 0
+    assert train.returncode == 0 and train.stdout.startswith("test accuracy ")  # even --quiet
     assert {"model.safetensors", "config.json", "metrics.json", "epochs.jsonl"} <= _keys(run)
 
     evaluated = cli("evaluate", run, "--json", check=True, **machine("evaluate"))

@@ -327,7 +327,13 @@ def synthesize_corpus(
     write_jsonl(manifest_path, (c.to_dict() for c in sorted(done.values(), key=lambda c: c.id)))
 
     sessions = SessionPool(cfg.polly_engine)
-    bar = tqdm(total=len(todo), unit="clip", desc="synth", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(todo),
+        unit="clip",
+        desc="synth",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
     try:
         with open(manifest_path, "a", encoding="utf-8") as manifest:
             _synthesize_all(todo, out, cfg, sessions, manifest, done, summary, bar)

@@ -203,7 +203,7 @@ def _mp3_copies(x: np.ndarray, seed: int, progress: bool) -> tuple[np.ndarray, n
                 total=index.shape[0],
                 desc="mp3 copies",
                 unit="window",
-                disable=not progress,
+                disable=None if progress else True,
                 dynamic_ncols=True,
             )
         )
@@ -262,7 +262,11 @@ def _prepare_into(
     rows = []
     paths = [corpus / c.path for c in clips]
     bar = tqdm(
-        total=len(clips), desc="features", unit="clip", disable=not progress, dynamic_ncols=True
+        total=len(clips),
+        desc="features",
+        unit="clip",
+        disable=None if progress else True,
+        dynamic_ncols=True,
     )
     try:
         for row, (clip, windows) in enumerate(

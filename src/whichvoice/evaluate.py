@@ -239,7 +239,7 @@ def condition_accuracy(
             total=len(items),
             desc=condition,
             unit="file",
-            disable=not progress,
+            disable=None if progress else True,
             dynamic_ncols=True,
         ):
             if isinstance(result, Prediction):
@@ -400,7 +400,7 @@ def _score(
         total=len(files),
         desc="evaluate",
         unit="file",
-        disable=not progress,
+        disable=None if progress else True,
         dynamic_ncols=True,
     ):
         if isinstance(result, Prediction):

@@ -144,7 +144,7 @@ def distinct_voices(voice_ids: list[str], *, progress: bool = False) -> dict[str
                     total=len(voices),
                     desc="probing voices",
                     unit="voice",
-                    disable=not progress,
+                    disable=None if progress else True,
                     dynamic_ncols=True,
                 )
             )
@@ -219,7 +219,7 @@ def _speaker_dataset(
             total=len(clips),
             desc="speaker data",
             unit="clip",
-            disable=not progress,
+            disable=None if progress else True,
             dynamic_ncols=True,
         ):
             split = _split_of(rng.random(), prep)

@@ -250,7 +250,11 @@ def import_recordings(
             return Failure(clip_id, f"{cfg.engine}:{rec.speaker}", "", rec.text or "", reason)
 
     bar = tqdm(
-        total=len(todo), unit="file", desc="import", disable=not progress, dynamic_ncols=True
+        total=len(todo),
+        unit="file",
+        desc="import",
+        disable=None if progress else True,
+        dynamic_ncols=True,
     )
     try:
         with (

@@ -181,7 +181,7 @@ def embed_all(
     results = (embed_with_fingerprints(encoder, sources) if fingerprint
                else ((r, None) for r in encoder.embed_many(sources)))  # fmt: skip
     for i, (r, fp) in enumerate(tqdm(results, total=len(sources), desc=what,
-                                     disable=not progress)):  # fmt: skip
+                                     disable=None if progress else True)):  # fmt: skip
         if isinstance(r, WhichvoiceError):
             continue
         rows.append(r[0])

@@ -336,7 +336,13 @@ def _checked(inputs: Inputs, labels: list[str]) -> Iterator[BatchInput]:
 def _bar(total: int | None, progress: bool) -> tqdm:
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="clip", desc="predict", disable=not progress, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        unit="clip",
+        desc="predict",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
 
 
 def _chunks(items: Iterator[BatchInput], size: int) -> Iterator[list[BatchInput]]:

@@ -100,7 +100,9 @@ from whichvoice.errors import WhichvoiceError
     is_flag=True,
     help="Replace the run already in --out (its files, exports and evaluation reports go).",
 )
-@click.option("--quiet", "-q", is_flag=True)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bars or epoch lines; the result line stays."
+)
 def train_cmd(
     source: Path,
     out: Path,
@@ -159,7 +161,15 @@ def train_cmd(
         if storage.exists(storage.join(source, "dataset.json"))
         else feature_config(features, model, window)
     )
-    train(source, out, cfg, features=feats, resume=resume, overwrite=overwrite, progress=not quiet)
+    run = train(
+        source, out, cfg, features=feats, resume=resume, overwrite=overwrite, progress=not quiet
+    )
+    if quiet and ranks_from_env().main:  # the result is still said: the bars and epochs are not
+        metrics = json.loads(storage.read_bytes(storage.join(run, "metrics.json")))
+        click.echo(
+            f"test accuracy {metrics['test_acc']:.4f} (windows), "
+            f"{metrics['test_file_acc']:.4f} (files); run in {run}"
+        )
 
 
 @app.command("evaluate")
@@ -188,7 +198,9 @@ def train_cmd(
     help="The corpus's held-out split: test (to report) or val (to make choices on).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bar; the result is printed all the same."
+)
 def evaluate_cmd(
     run: Path,
     corpus: Path | None,
@@ -220,7 +232,7 @@ def evaluate_cmd(
     )
     if as_json:
         click.echo(json.dumps(metrics))
-    elif not quiet:
+    else:  # --quiet drops the bar, never the result
         print_table(metrics)
         if metrics["errors"]:
             first = metrics["error_files"][0]

@@ -181,7 +181,9 @@ def download(
     ]
     from tqdm import tqdm
 
-    for name in tqdm(todo, desc="download", unit="file", disable=not progress or not todo):
+    for name in tqdm(
+        todo, desc="download", unit="file", disable=None if progress and todo else True
+    ):
         key, info, sha = wanted[name]
         _download_one(fs, f"{root}/{key}", targets[name], url)
         if sha and _sha256(targets[name]) != sha:
@@ -272,7 +274,9 @@ def upload(
         pointed = {entry["key"] for entry in before.values()}  # never overwritten
         entries, changed = _unchanged(local, files, sync, before, pointed)
         order = [n for n in changed if n not in last] + [n for n in last if n in changed]
-        for name in tqdm(order, desc="upload", unit="file", disable=not progress or not order):
+        for name in tqdm(
+            order, desc="upload", unit="file", disable=None if progress and order else True
+        ):
             path = local / name
             stat = path.stat()
             sha = _sha256(path)

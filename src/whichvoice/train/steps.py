@@ -36,7 +36,7 @@ def train_one_epoch(plan: Plan, state: RunState, epoch: int) -> tuple[float, flo
         desc=f"epoch {epoch + 1}/{plan.epochs}",
         unit="batch",
         leave=False,
-        disable=not (plan.job.progress and ranks.main),
+        disable=None if plan.job.progress and ranks.main else True,
         dynamic_ncols=True,
     )
     for i in range(0, len(order), cfg.batch_size):
