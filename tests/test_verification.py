@@ -277,18 +277,21 @@ def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
     from whichvoice.gallery import Gallery
     from whichvoice.verification import enroll, load_encoder, model_id
 
-    from .conftest import sine
+    from .conftest import sine, voice_clips
 
     encoder = load_encoder("bundled")
-    clip = tmp_path / "a.wav"
-    sf.write(clip, sine(220.0, 2.0), 16_000)  # twice: 4 s, over enrollment's 3 s minimum
-    same_size = tmp_path / "b.wav"  # as long as a.wav, so as many bytes, but not audio
+    clip = voice_clips(tmp_path / "c", "flite:slt", sentences=1)["flite:slt"][0]  # twice: > 3 s
+    same_size = tmp_path / "b.wav"  # as long as the clip, so as many bytes, but not audio
     same_size.write_bytes(b"\0" * clip.stat().st_size)
+    tone = tmp_path / "tone.wav"  # loud enough for a level-based detector, but no speech
+    sf.write(tone, sine(220.0, 2.0), 16_000)
+    sources = [clip, same_size, tmp_path / "gone.wav", tone, clip]
     with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
-        voice, failed = enroll(encoder, g, "tone", [clip, same_size, tmp_path / "gone.wav", clip])
+        voice, failed = enroll(encoder, g, "slt", sources)
     assert voice.clips == 2
-    assert [i for i, _ in failed] == [1, 2]
+    assert [i for i, _ in failed] == [1, 2, 3]
     assert "b.wav" in str(failed[0][1]) and "gone.wav" in str(failed[1][1])
+    assert "tone.wav: no speech found (silero-vad hears none)" in str(failed[2][1])
 
 
 def test_a_calibration_needs_enough_trials_for_its_rule() -> None:

@@ -218,6 +218,23 @@ _SILERO: list = []
 _SILERO_LOCK = threading.Lock()
 
 
+def silero_speech_seconds(wave: np.ndarray) -> float | None:
+    """Seconds of speech silero-vad finds in a 16 kHz waveform at its own defaults, or None
+    when silero-vad is not installed (the ``diarize`` extra)."""
+    try:
+        import torch
+        from silero_vad import get_speech_timestamps, load_silero_vad
+    except ImportError:
+        return None
+    with _SILERO_LOCK:
+        stamps = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+            _silero(load_silero_vad),
+            sampling_rate=SAMPLE_RATE,
+        )
+    return sum(s["end"] - s["start"] for s in stamps) / SAMPLE_RATE
+
+
 def _silero(load):
     if not _SILERO:
         _SILERO.append(load(onnx=True))
