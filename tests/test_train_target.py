@@ -103,3 +103,7 @@ def test_an_engine_target_needs_two_families(cli, small_corpus: Path, tmp_path: 
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert "needs clips of 2 engine families or more, found flite" in proc.stderr
+    # said before any clip is decoded, and no run folder is left behind
+    assert not (one / "prepared").exists() and not (tmp_path / "r").exists()
+    typo = cli("train", str(one), "--out", str(tmp_path / "r2"), "--augment", "nosie", "--quiet")
+    assert typo.returncode == 2 and "nosie" in typo.stderr and not (tmp_path / "r2").exists()

@@ -80,12 +80,30 @@ def run(job: TrainJob, ranks: Ranks, device: torch.device) -> Path:
     return plan.out
 
 
+def _check_families(manifest: Path, source, target: str) -> None:
+    """TrainError when a corpus's manifest names clips of fewer than 2 engine families: said
+    before its clips are decoded (a prepared folder is checked once loaded, in make_plan)."""
+    if not manifest.is_file():
+        return
+    from whichvoice.corpus import read_manifest
+    from whichvoice.voices.families import engine_family
+
+    families = sorted({engine_family(c.voice, c.engine) for c in read_manifest(manifest)})
+    if len(families) < 2:
+        raise TrainError(
+            f"{source}: --target {target} needs clips of 2 engine families or more, found "
+            f"{', '.join(families) or 'none'}"
+        )
+
+
 def make_plan(job: TrainJob, ranks: Ranks, device: torch.device) -> Plan:
     """The run's settings with the model's defaults filled in, and its data in memory."""
     cfg, out = job.cfg, Path(job.out)
-    ensure_dir(out, "run")
     spec = model_spec(cfg.model)
     augment = augment_config(cfg.augment, spec.augment)
+    if cfg.target in ("engine", "both"):
+        _check_families(Path(job.source) / "manifest.jsonl", job.source, cfg.target)
+    ensure_dir(out, "run")  # after the checks of the settings: a refused run makes no folder
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.local_world))
     data = _prepare(job, spec.features, ranks)
     if cfg.target in ("engine", "both"):
