@@ -266,13 +266,22 @@ def test_misuse_is_one_line(cli, small_corpus: Path, trained_run: Path, tmp_path
 
 
 @pytest.mark.slow
-def test_resume_keeps_the_runs_own_settings(small_corpus: Path, tmp_path: Path) -> None:
+def test_resume_keeps_the_runs_own_settings(
+    small_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     train(
         small_corpus, tmp_path / "r", TrainConfig(epochs=2, batch_size=16, lr=2e-3), progress=False
     )
-    train(small_corpus, tmp_path / "r", TrainConfig(epochs=9, lr=0.5), resume=True, progress=False)
+    with caplog.at_level("WARNING", logger="whichvoice.train"):
+        train(
+            small_corpus, tmp_path / "r", TrainConfig(epochs=9, lr=0.5), resume=True, progress=False
+        )
     saved = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
     assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (2, 16, 2e-3)
+    # and says so: what it ignored, and that the run was complete
+    said = caplog.text
+    assert "ignored: --epochs 9 (the run's: 2), --lr 0.5 (the run's: 0.002)" in said
+    assert "is complete: nothing to train" in said and "batch-size" not in said
 
 
 def test_bf16_autocast_only_where_the_cpu_has_amx(monkeypatch) -> None:

@@ -171,6 +171,30 @@ def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
         )
 
 
+def _say_what_resume_ignores(out: Path, asked: TrainConfig, saved: dict) -> None:
+    """A warning naming each setting given with --resume that differs from the run's own
+    (a resume trains the interrupted run, as it was), and one when the run is complete."""
+    import logging
+
+    log = logging.getLogger("whichvoice.train")
+    defaults = asdict(TrainConfig())
+    given = json.loads(json.dumps(asdict(asked)))  # tuples as lists, as the run saved them
+    ignored = [
+        f"--{name.replace('_', '-')} {given[name]} (the run's: {saved[name]})"
+        for name in saved
+        if name != "device" and given[name] != defaults[name] and given[name] != saved[name]
+    ]
+    if ignored:
+        log.warning("--resume keeps the run's own settings; ignored: %s", ", ".join(ignored))
+    if (out / METRICS).is_file():
+        log.warning(
+            "%s is complete: nothing to train (--resume continues an interrupted run; for more "
+            "epochs, train a new run with --init %s)",
+            out,
+            out,
+        )
+
+
 def resumed(job: TrainJob) -> TrainJob:
     """``job`` with the settings saved by the run it resumes (only ``cfg.device`` is kept
     from the call), so the resumed run is the run that was interrupted."""
@@ -180,6 +204,7 @@ def resumed(job: TrainJob) -> TrainJob:
     try:
         saved = json.loads((out / CONFIG).read_text())
         kept = {k: v for k, v in saved["train"].items() if k in TrainConfig.__dataclass_fields__}
+        _say_what_resume_ignores(out, job.cfg, kept)
         return replace(
             job,
             cfg=replace(TrainConfig(**kept), device=job.cfg.device),
