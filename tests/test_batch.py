@@ -437,3 +437,25 @@ def test_numpy_blas_runs_on_one_thread_while_a_pipeline_runs_and_is_restored_aft
         assert blas_threads() == {1}
         list(second)
         assert blas_threads() == {2}
+
+
+def test_a_labels_csv_header_names_its_columns(tmp_path: Path) -> None:
+    from whichvoice.evaluate import labelled_files
+
+    labels = ["flite:awb", "flite:slt"]
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("voice,speaker,path\nflite:slt,ann,a.mp3\nawb,bob,b.mp3\n")
+    rows = list(labelled_inputs(swapped))
+    assert [(r.path, r.voice) for r in rows] == [("a.mp3", "flite:slt"), ("b.mp3", "awb")]
+    assert [(f.path.name, f.voice) for f in labelled_files(swapped, labels)] == [
+        ("a.mp3", "flite:slt"), ("b.mp3", "flite:awb"),
+    ]  # fmt: skip
+    plain = tmp_path / "plain.csv"  # no header: path,voice
+    plain.write_text("a.mp3,flite:slt\n")
+    assert [(r.path, r.voice) for r in labelled_inputs(plain)] == [("a.mp3", "flite:slt")]
+    other = tmp_path / "other.csv"  # a header without path and voice is not read as data
+    other.write_text("file,speaker\na.mp3,flite:slt\n")
+    with pytest.raises(BatchInputError, match="header naming the columns path and voice"):
+        list(labelled_inputs(other))
+    with pytest.raises(WhichvoiceError, match="header naming the columns path and voice"):
+        labelled_files(other, labels)

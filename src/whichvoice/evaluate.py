@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from whichvoice import storage
 from whichvoice.audio import read_audio
+from whichvoice.batch.inputs import label_columns
 from whichvoice.conditions import check_conditions, long_recording
 from whichvoice.conditions import make as make_condition
 from whichvoice.dataset import DatasetError, load_corpus, split_clips
@@ -109,18 +110,26 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
         raise DatasetError(f"{csv_path}: cannot read ({e})") from e
     base = os.fspath(csv_path).rsplit("/", 1)[0] if remote else Path(csv_path).parent
     files = []
+    columns = (0, 1)
     for n, row in enumerate(rows, 1):
         if not row or not "".join(row).strip():
             continue
-        if n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "voice"]:
-            continue
-        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+        cells = [c.strip() for c in row]
+        if n == 1:
+            try:
+                header = label_columns(cells, f"{csv_path}:{n}")
+            except ValueError as e:
+                raise DatasetError(str(e)) from None
+            if header is not None:
+                columns = header
+                continue
+        given, named = (cells[i] if i < len(cells) else "" for i in columns)
+        if not given or not named:
             raise DatasetError(f"{csv_path}:{n}: expected 'path,voice', got {','.join(row)!r}")
-        given = row[0].strip()
-        voice = _match_voice(row[1].strip(), labels)
+        voice = _match_voice(named, labels)
         if voice not in labels:
             raise DatasetError(
-                f"{csv_path}:{n}: the model does not know voice {row[1].strip()!r}; "
+                f"{csv_path}:{n}: the model does not know voice {named!r}; "
                 f"it knows {', '.join(labels)}"
             )
         if storage.is_url(given) or Path(given).is_absolute():

@@ -95,6 +95,21 @@ def _manifest_path(text: str, manifest: Path | str, n: int) -> str:
     return path
 
 
+def label_columns(row: list[str], where: str) -> tuple[int, int] | None:
+    """The (path, voice) columns a labels CSV's first ``row`` names as its header (any order,
+    other columns ignored), or None when the row is data (a cell names an audio file: the
+    columns are then path,voice). ValueError for a header without both columns."""
+    cells = [c.strip().lower() for c in row]
+    if "path" in cells and "voice" in cells:
+        return cells.index("path"), cells.index("voice")
+    if any(Path(c).suffix in AUDIO_SUFFIXES for c in cells):
+        return None
+    raise ValueError(
+        f"{where}: expected a header naming the columns path and voice, or rows path,voice; "
+        f"got {','.join(row)!r}"
+    )
+
+
 def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
     """The rows ``path,voice`` of a CSV (header optional; paths relative to its folder). A
     voice may be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``)."""
@@ -109,17 +124,25 @@ def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
             ) from e
         with f:
             rows = csv.reader(f)
+            columns = (0, 1)
             try:
                 for row in rows:
                     if not "".join(row).strip():
                         continue
                     cells = [c.strip() for c in row]
-                    if rows.line_num == 1 and [c.lower() for c in cells[:2]] == ["path", "voice"]:
-                        continue
-                    if len(cells) < 2 or not cells[0] or not cells[1]:
-                        where = f"{csv_path}:{rows.line_num}"
+                    where = f"{csv_path}:{rows.line_num}"
+                    if rows.line_num == 1:
+                        try:
+                            header = label_columns(cells, where)
+                        except ValueError as e:
+                            raise BatchInputError(str(e)) from None
+                        if header is not None:
+                            columns = header
+                            continue
+                    path, voice = (cells[i] if i < len(cells) else "" for i in columns)
+                    if not path or not voice:
                         raise BatchInputError(f"{where}: expected 'path,voice', got {row!r}")
-                    yield BatchInput(cells[0], _resolve(_parent(csv_path), cells[0]), cells[1])
+                    yield BatchInput(path, _resolve(_parent(csv_path), path), voice)
             except (UnicodeDecodeError, csv.Error) as e:
                 raise BatchInputError(f"{csv_path}: not a path,voice CSV ({e})") from e
 
