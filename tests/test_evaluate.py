@@ -45,6 +45,7 @@ def test_cli_evaluate_on_the_test_split(
     assert saved["file_accuracy"] == metrics["file_accuracy"]
     lo, hi = metrics["file_accuracy_ci95"]
     assert lo <= metrics["file_accuracy"] <= hi and hi - lo > 0
+    assert "trained_sentence_files" not in metrics  # its own test split: held out
     # --quiet drops the progress bar, not the result
     quiet = cli("evaluate", str(trained_run), "--corpus", str(small_corpus), "--quiet",
                 "--report", str(tmp_path / "rep"), check=True)  # fmt: skip
@@ -153,3 +154,32 @@ def test_cli_evaluate_every_condition(cli, trained_run: Path, small_corpus: Path
     for name in CONDITIONS:
         assert f"  {name} " in proc.stdout, name
     assert "[95 % interval" in proc.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_says_when_a_corpus_reads_sentences_the_run_trained_on(
+    cli, trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    from whichvoice.dataset import load_corpus, split_clips
+
+    # another corpus of the same sentences, split its own way: some of its test sentences
+    # are the run's training sentences
+    other = tmp_path / "other"
+    other.mkdir()
+    lines = (small_corpus / "manifest.jsonl").read_text().splitlines()
+    ids = sorted({json.loads(line)["sentence_id"] for line in lines})[:24]
+    (other / "manifest.jsonl").write_text(
+        "".join(f"{x}\n" for x in lines if json.loads(x)["sentence_id"] in ids)
+    )
+    (other / "audio").symlink_to(small_corpus / "audio")
+    seed = json.loads((trained_run / "config.json").read_text())["prepare"]["seed"]
+    mine = split_clips(load_corpus(small_corpus), seed)
+    theirs = split_clips(clips := load_corpus(other), seed)
+    trained = {c.sentence_id for c in load_corpus(small_corpus) if mine[c.id] != "test"}
+    expected = sum(c.sentence_id in trained for c in clips if theirs[c.id] == "test")
+    assert expected > 0
+    proc = cli("evaluate", str(trained_run), "--corpus", str(other), "--report",
+               str(tmp_path / "rep"), check=True)  # fmt: skip
+    assert f"warning: {expected} of the" in proc.stderr and "not held out" in proc.stderr
+    metrics = json.loads((tmp_path / "rep" / "evaluation.json").read_text())
+    assert metrics["trained_sentence_files"] == expected

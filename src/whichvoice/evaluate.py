@@ -80,6 +80,35 @@ def held_out_split(
     return files
 
 
+def trained_sentences(model: VoiceModel) -> set[str] | None:
+    """The sentence ids of the run's train and val splits (what its weights and their choice
+    saw), read from the prepared data its config names; None when that is not at hand."""
+    data = model.config.get("data")
+    index = Path(data) / "index.jsonl" if isinstance(data, str) and "://" not in data else None
+    if index is None or not index.is_file():
+        return None
+    try:
+        rows = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
+        return {r["sentence_id"] for r in rows if r.get("split") in ("train", "val")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def trained_overlap(
+    model: VoiceModel, corpus: str | os.PathLike, split: str
+) -> tuple[int, int] | None:
+    """(files of the corpus's ``split`` reading a sentence the run trained on, files), or None
+    when the run's training sentences are not at hand."""
+    seen = trained_sentences(model)
+    if seen is None:
+        return None
+    clips = load_corpus(storage.local_path(corpus))
+    prep = model.config["prepare"]
+    of = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
+    held = [c for c in clips if of[c.id] == split]
+    return sum(c.sentence_id in seen for c in held), len(held)
+
+
 def _match_voice(name: str, labels: list[str]) -> str:
     """``name`` as one of ``labels``: itself, its unambiguous short name (``slt``), or for a
     model of engine families (``train --target engine``) a voice id's family."""
@@ -373,6 +402,9 @@ def evaluate(
         "voices": voices,
         "confusion": matrix.tolist(),
     }
+    overlap = trained_overlap(model, corpus, split) if corpus is not None else None
+    if overlap is not None and overlap[0]:
+        metrics["trained_sentence_files"] = overlap[0]  # figures that are not held out
     if conditions:
         metrics["conditions"] = condition_accuracy(model, files, conditions, progress=progress)
     plot_confusion(matrix, voices, out / CONFUSION_PNG)

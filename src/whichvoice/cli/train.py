@@ -234,6 +234,13 @@ def evaluate_cmd(
         click.echo(json.dumps(metrics))
     else:  # --quiet drops the bar, never the result
         print_table(metrics)
+        if metrics.get("trained_sentence_files"):
+            click.echo(
+                f"warning: {metrics['trained_sentence_files']} of the {metrics['files']} files "
+                "read sentences the run was trained on (its train or val split): these "
+                "figures are not held out",
+                err=True,
+            )
         if metrics["errors"]:
             first = metrics["error_files"][0]
             click.echo(
