@@ -97,6 +97,12 @@ _quiet_option = click.option(
 )
 
 
+# enrollment clips shorter than this on average (s of speech) draw a warning: a person
+# enrolled from single spoken digits (~0.5 s) was rejected on 6 s of their own speech, where
+# enrolled from 6 s clips they were accepted (a new-user review, stop 41)
+SHORT_CLIP_S = 1.5
+
+
 @app.command("enroll")
 @click.argument("name")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -115,10 +121,20 @@ def enroll_cmd(
     encoder = _gallery_encoder(model, gallery)
     # a new gallery's file is made by its first write: a failed enrollment leaves none
     with _gallery(encoder, gallery, create=True) as g:
+        before = g.get(name.strip()) if name.strip() in g.names() else None
         voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
     for _, e in errors:
         click.echo(f"skipped: {e}", err=True)
     click.echo(f"enrolled {voice.name}: {voice.clips} clips, {voice.seconds:.1f} s of speech")
+    clips = voice.clips - (before.clips if before else 0)
+    seconds = voice.seconds - (before.seconds if before else 0.0)
+    if clips and seconds / clips < SHORT_CLIP_S:
+        click.echo(
+            f"warning: these clips hold {seconds / clips:.1f} s of speech each on average; a "
+            f"voice enrolled from clips under {SHORT_CLIP_S:g} s matches its longer recordings "
+            "less well (enroll from clips of 3 s or more when you can)",
+            err=True,
+        )
 
 
 @app.command("verify")
