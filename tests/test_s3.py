@@ -106,10 +106,15 @@ def test_batch_parquet_output_on_s3_is_complete_and_resumable(
     cli(*args, check=True, env={"WHICHVOICE_CACHE": str(tmp_path / "a")})
     table = pq.read_table(io.BytesIO(storage.read_bytes(out)))
     assert table.num_rows == n and not any(table.column("error").to_pylist())
-    assert _keys(f"{bucket}/preds") == {"p.parquet"}  # the journal is gone once complete
+    # the journal is gone once complete; the record of the model that wrote it stays beside
+    assert _keys(f"{bucket}/preds") == {"p.parquet", ".p.parquet.whichvoice.json"}
 
     again = cli(*args, env={"WHICHVOICE_CACHE": str(tmp_path / "b")})  # another machine
     assert again.returncode == 2 and "--resume" in again.stderr
     resumed = cli(*args, "--resume", check=True, env={"WHICHVOICE_CACHE": str(tmp_path / "c")})
     assert f"{n} already done" in resumed.stderr and f"{n} rows, 0 failed" in resumed.stderr
     assert pq.read_table(io.BytesIO(storage.read_bytes(out))).num_rows == n
+    # on another machine too, another model cannot add its rows
+    other = cli("predict", "--manifest", str(manifest), "--output", out, "--resume", "--quiet",
+                env={"WHICHVOICE_CACHE": str(tmp_path / "d")})  # fmt: skip
+    assert other.returncode == 2 and "was made by" in other.stderr

@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from whichvoice import silero
 from whichvoice.audio import (
     SAMPLE_RATE,
     AudioSource,
@@ -195,51 +195,14 @@ def energy_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, flo
 
 def silero_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, float]]:
     """Speech regions by silero-vad (its ONNX model, in its wheel)."""
-    try:
-        import torch
-        from silero_vad import get_speech_timestamps, load_silero_vad
-    except ImportError:
-        raise DiarizeError(
-            "--vad silero needs silero-vad: `pip install whichvoice[diarize]`"
-        ) from None
-    with _SILERO_LOCK:  # one model, stateful: one recording at a time
-        stamps = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
-            _silero(load_silero_vad),
-            sampling_rate=SAMPLE_RATE,
-            min_speech_duration_ms=int(cfg.min_speech_s * 1000),
-            min_silence_duration_ms=int(cfg.min_gap_s * 1000),
-            return_seconds=False,
-        )
+    stamps = silero.speech_stamps(
+        wave,
+        min_speech_duration_ms=int(cfg.min_speech_s * 1000),
+        min_silence_duration_ms=int(cfg.min_gap_s * 1000),
+    )
+    if stamps is None:
+        raise DiarizeError("--vad silero needs silero-vad: `pip install whichvoice[diarize]`")
     return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
-
-
-_SILERO: list = []
-_SILERO_LOCK = threading.Lock()
-
-
-def silero_speech_seconds(wave: np.ndarray) -> float | None:
-    """Seconds of speech silero-vad finds in a 16 kHz waveform at its own defaults, or None
-    when silero-vad is not installed (the ``diarize`` extra)."""
-    try:
-        import torch
-        from silero_vad import get_speech_timestamps, load_silero_vad
-    except ImportError:
-        return None
-    with _SILERO_LOCK:
-        stamps = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
-            _silero(load_silero_vad),
-            sampling_rate=SAMPLE_RATE,
-        )
-    return sum(s["end"] - s["start"] for s in stamps) / SAMPLE_RATE
-
-
-def _silero(load):
-    if not _SILERO:
-        _SILERO.append(load(onnx=True))
-    _SILERO[0].reset_states()
-    return _SILERO[0]
 
 
 def _regions(active: np.ndarray, step: float, cfg: DiarizeConfig) -> list[tuple[float, float]]:

@@ -41,10 +41,8 @@ def check_target(path: Path) -> None:
     /dev/full, a pipe): a rename over it would replace it rather than write into it."""
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except OSError:  # absent, or unreachable: the write itself says why
         return
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write here ({e.strerror or e})") from e
     if not stat.S_ISREG(mode):
         raise OutputError(f"{path}: not a regular file; give a file's path to write to")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from whichvoice import augment
+from whichvoice import augment, silero
 from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, describe_source, load_audio
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.runtime import unit
@@ -71,7 +71,7 @@ CHECKED_S = 1.0
 NO_SPEECH_S = 0.1
 
 
-def _copies_of(source: AudioSource) -> list[AudioSource] | WhichvoiceError:
+def _copies_of(source: AudioSource, check_speech: bool) -> list[AudioSource] | WhichvoiceError:
     """The clip itself (decoded once) and its degraded copies, or the error reading it (or
     SilentAudioError: a clip of ``CHECKED_S`` or more in which silero-vad, when installed,
     finds no speech)."""
@@ -80,10 +80,8 @@ def _copies_of(source: AudioSource) -> list[AudioSource] | WhichvoiceError:
         wave = load_audio(source)
     except WhichvoiceError as e:
         return e
-    if wave.shape[0] >= CHECKED_S * SAMPLE_RATE:
-        from whichvoice.diarize import silero_speech_seconds
-
-        heard = silero_speech_seconds(wave)
+    if check_speech and wave.shape[0] >= CHECKED_S * SAMPLE_RATE:
+        heard = silero.speech_seconds(wave)
         if heard is not None and heard < NO_SPEECH_S:
             return SilentAudioError(f"{name}: no speech found (silero-vad hears none)")
     clean = Decoded(wave, SAMPLE_RATE, name)
@@ -95,20 +93,21 @@ def _copies_of(source: AudioSource) -> list[AudioSource] | WhichvoiceError:
 
 
 def embed_enrollment(
-    encoder, sources: Iterable[AudioSource]
+    encoder, sources: Iterable[AudioSource], *, check_speech: bool = True
 ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
     """For each source, in order: its prototype row (the L2-normalised embeddings of the clip
     and of each degraded copy, side by side: ``len(CONDITIONS) * dim``) and its seconds of
     speech, or the error that made it unusable. A copy the encoder finds no speech in (a
     quiet clip under noise) takes the clean clip's embedding in its place. A source's copies
     are made as the encoder reads it (a chunk ahead), so memory does not grow with the number
-    of sources."""
+    of sources. ``check_speech``: a clip silero-vad hears no speech in is an error
+    (``CHECKED_S``; off only for tests of the copies on synthetic signals)."""
     k = len(CONDITIONS)
     groups: deque[WhichvoiceError | None] = deque()  # per source read: its error, or None
 
     def flat() -> Iterator[AudioSource]:
         for source in sources:
-            group = _copies_of(source)
+            group = _copies_of(source, check_speech)
             if isinstance(group, WhichvoiceError):
                 groups.append(group)
             else:
