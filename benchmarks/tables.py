@@ -952,8 +952,8 @@ def trace_table() -> str:
     rows = [
         "| encoder, open-set score, dev share kept, C | dev: LOEO macro-F1 | unseen voices: "
         "engine accuracy | mp3 / phone / room accuracy | LOEO: mean AUROC | mean FPR95 | "
-        "mean macro-F1 with unknown |",
-        "|---|---:|---:|---|---:|---:|---:|",
+        "mean macro-F1 with unknown | people named an engine |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     chosen = r["candidates"][r["chosen"]]
     for label, cand in r["candidates"].items():
@@ -969,9 +969,13 @@ def trace_table() -> str:
             f"{lo['mean_auroc']:.3f} ({lo['mean_auroc_ci95'][0]:.3f}-"
             f"{lo['mean_auroc_ci95'][1]:.3f}) | {_pct(lo['mean_fpr95'])} "
             f"({_interval(*lo['mean_fpr95_ci95'])}) | {lo['mean_macro_f1']:.3f} "
-            f"({lo['mean_macro_f1_ci95'][0]:.3f}-{lo['mean_macro_f1_ci95'][1]:.3f}) |"
+            f"({lo['mean_macro_f1_ci95'][0]:.3f}-{lo['mean_macro_f1_ci95'][1]:.3f}) | "
+            + (_rate(t["human"]["named_an_engine"]) if "human" in t else "")
+            + " |"
         )
-    u = r["candidates"][r["chosen"]]["test"]["unseen_voices"]["clean"]
+    chosen_test = r["candidates"][r["chosen"]]["test"]
+    u = chosen_test["unseen_voices"]["clean"]
+    people = chosen_test.get("human")
     rows += [
         "",
         f"Every encoder and C at the chosen open-set score and share kept (the JSON holds all "
@@ -979,7 +983,17 @@ def trace_table() -> str:
         f"Test voices only ({u['clips']} clips of unseen voices of known families; the leave-one-"
         f"engine-out folds use every voice's test-sentence clips). Intervals: accuracy, Wilson; "
         f"the means, a bootstrap over the {len(r['voices'])} families. The rule, fixed before "
-        f"scoring: {r['rule']}. Made by {_made(r)}.",
+        f"scoring: {r['rule']}. "
+        + (
+            f"People: {people['clips']} clips of {people['speakers']} human-dev speakers (6 "
+            "spoken digits joined, ~3 s; no head saw people), the share answered with a known "
+            "engine rather than unknown (the chosen head named "
+            + (", ".join(f"{f} {n}" for f, n in people["engines_named"].items()) or "none")
+            + "). "
+            if people
+            else ""
+        )
+        + f"Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 

@@ -23,6 +23,11 @@ Protocols:
    families' test clips: AUROC of the open-set score, FPR95 (the share of F's clips accepted
    as known at the threshold that keeps 95 % of the known clips), and ADD-style macro-F1 over
    the known families plus "unknown" at the dev threshold. Mean over families.
+3. *people*: human speech is an engine no head saw; the human-dev speakers' clips (6 spoken
+   digits joined, ~3 s) answered by each head fitted on every family: the share named as a
+   known engine (every one should be "unknown"). Since stop 41; human-dev is the project's
+   development set of people (the fused encoder's weights were chosen with it among others),
+   never read by any choice here.
 
 Candidates: each encoder's embeddings (the bundled encoder, resemblyzer, dvector and auto,
 which is their fusion: its embedding is made from the parts' here, as ``whichvoice.fusion``
@@ -61,6 +66,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice import conditions
@@ -91,6 +97,10 @@ KEEPS = (0.95, 0.99)
 # strongly regularised head may carry to other voices better (a dev observation, stop 34)
 CS = (0.01, 0.1, 1.0)
 CHANNELS = ("mp3-24k", "phone", "room")
+# human speech, an engine no head ever saw (joined at stop 41, after a new-user review saw
+# human clips named as TTS engines): the human-dev speakers, clips of 6 spoken digits (~3 s),
+# each answered by every candidate; none should be a known engine. No choice reads them.
+HUMAN_CLIPS = 20  # a speaker
 # prosody variants (``whichvoice.voices.prosody``) of each train voice of an engine that makes
 # them, each reading half as many train sentences: heads fitted with them (a candidate
 # dimension, joined at stop 40) see each family at more pitches and rates than its one to
@@ -489,6 +499,8 @@ def main() -> None:
         missing = {c[1] for c in clips["train"]} - {c[1] for c in clips["dev"]}
         if missing:
             sys.exit(f"no dev clips for {', '.join(sorted(missing))}: their voices failed")
+        human = joined_clips(work / "human", HUMAN_CLIPS, 6)
+        clips["human"] = [(p, "human", v) for v, ps in sorted(human.items()) for p in ps]
         unseen = [c for c in clips["test"] if c[2] in set(test_voices)]
         for cond in CHANNELS:
             clips[f"test-{cond}"] = degraded(unseen, work / f"test-{cond}", cond)
@@ -589,12 +601,21 @@ def main() -> None:
                 None if fp is None else fp[rows],
                 by_family=split == "test",
             )
+        hemb, hfp = sets.inputs(enc, None, "human")
+        named = answers(head, hemb, hfp)
+        human_figures = {
+            "clips": len(named),
+            "speakers": len(set(sets.labels("human")[1])),
+            "named_an_engine": proportion(sum(a != UNKNOWN for a in named), len(named)),
+            "engines_named": {f: named.count(f) for f in sorted(set(named) - {UNKNOWN})},
+        }
         folds = {f: loeo_fold(sets, enc, kind, keep, c, f, "test", variants) for f in families}
         means = {
             k: np.array([x[k] for x in folds.values()]) for k in ("auroc", "fpr95", "macro_f1")
         }
         cand["test"] = {
             "unseen_voices": test_rows,
+            "human": human_figures,
             "leave_one_engine_out": {
                 "folds": folds,
                 **{f"mean_{k}": float(np.mean(v)) for k, v in means.items()},
