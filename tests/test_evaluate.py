@@ -107,6 +107,13 @@ def test_cli_evaluate_on_a_labels_csv(
     line = next(x for x in proc.stdout.splitlines() if x.startswith(left_out + " "))
     assert line.split()[1:3] == ["0", "–"], line
     assert f"| {left_out} | 0 | – |" in (beside / "report.md").read_text()
+    # a file that cannot be read: the others are scored, the report written, and exit 1
+    gap = tmp_path / "gap.csv"
+    gap.write_text(csv.read_text() + f"{tmp_path / 'missing.mp3'},{clips[0].voice}\n")
+    partial = cli("evaluate", str(trained_run), "--labels", str(gap), "--report",
+                  str(tmp_path / "gap"), "--json")  # fmt: skip
+    assert partial.returncode == 1 and json.loads(partial.stdout)["errors"] == 1
+    assert (tmp_path / "gap" / "report.md").is_file()
     bad = tmp_path / "bad.csv"
     bad.write_text("only-one-column\n")
     proc = cli("evaluate", str(trained_run), "--labels", str(bad))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -252,6 +253,8 @@ def evaluate_cmd(
                 f"  {name:10} {c['accuracy']:.4f}  [{lo:.4f}, {hi:.4f}]  ({c['files']} files)"
             )
         click.echo(f"report: {metrics['report']}")
+    if metrics["errors"]:  # as predict, verify, identify and trace: the figures leave files out
+        sys.exit(1)
 
 
 def _training_corpus(run: Path | str) -> Path | str:
