@@ -198,6 +198,8 @@ def test_parquet_resumes_from_its_journal(
     # whole chunks written in order (the ones decoded ahead of the interrupt are lost)
     written = len(journal.read_text().splitlines())
     assert not out.exists() and written % 16 == 0 and 16 <= written <= 64
+    with pytest.raises(OutputError, match=r"an interrupted .*preds\.parquet exists: --resume"):
+        predict_batch(trained_run, inputs, out, progress=False)  # no such file yet: says why
     with journal.open("a") as f:
         f.write('{"path": "audio/cut')  # and a line cut short
     summary = predict_batch(trained_run, inputs, out, resume=True, progress=False)

@@ -382,8 +382,14 @@ def evaluate(
         raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
     model = load_model(run)
     files = _inputs(model, corpus, labels_csv, split)
+    made = not Path(report_dir).exists()
     out = ensure_dir(Path(report_dir), "report")  # once the inputs are good, before scoring
-    truth, pred, errors, window_hits, windows = _score(model, files, progress)
+    try:
+        truth, pred, errors, window_hits, windows = _score(model, files, progress)
+    except BaseException:  # interrupted or failed: a folder made for nothing goes again
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
     if not truth:
         raise WhichvoiceError(f"none of the {len(files)} files could be read: {errors[0]}")
     voices = model.labels + sorted(set(truth) - set(model.labels))

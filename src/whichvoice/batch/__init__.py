@@ -181,7 +181,8 @@ def predict_batch(
     done = _written(sink, columns, summary) if exists and resume else set()
     total, todo = _count(inputs, model.labels, done)
     if exists and not (resume or overwrite):
-        raise OutputError(f"{output} exists: --resume to complete it, or --overwrite to replace it")
+        what = f"{output} exists" if output.exists() else f"an interrupted {output} exists"
+        raise OutputError(f"{what}: --resume to complete it, or --overwrite to replace it")
     if overwrite:
         sink.remove()
     ensure_dir(output.parent.resolve(), "predictions")
