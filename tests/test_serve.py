@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -245,11 +247,30 @@ def test_serve_on_a_busy_port_is_one_line(cli, trained_run: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def _sockets(pid: int) -> int:
+    """Sockets a process holds open."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(os.readlink(fds / fd).startswith("socket:") for fd in os.listdir(fds))
+
+
 def test_two_workers_serve_the_port_the_server_picked(trained_run: Path) -> None:
     with server_process.serving(trained_run, "--workers", "2") as started:
         assert started.port > 0
         answers = [httpx.get(f"{started.url}/healthz", timeout=30) for _ in range(6)]
+        # each worker listens on a socket of its own on the port, and both take connections:
+        # 32 kept-alive clients spread over the two (the kernel hashes them over the sockets)
+        pids = server_process.tree_pids(started.proc.pid)[1:]
+        before = {p: _sockets(p) for p in pids}
+        clients = [httpx.Client(base_url=started.url, timeout=30) for _ in range(32)]
+        try:
+            with ThreadPoolExecutor(32) as pool:  # a burst of connections, as a loaded client
+                answers += list(pool.map(lambda c: c.get("/healthz"), clients))
+            gained = sorted(_sockets(p) - before[p] for p in pids)
+        finally:
+            for c in clients:
+                c.close()
     assert {r.status_code for r in answers} == {200}
+    assert sum(gained) == 32 and gained[-2] >= 4, gained  # no worker idle
 
 
 def test_an_unwritable_port_file_is_one_line(cli, tmp_path: Path) -> None:

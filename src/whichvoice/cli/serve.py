@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import click
@@ -13,24 +14,58 @@ from whichvoice.cli.common import (
 )
 from whichvoice.errors import WhichvoiceError
 
+# several workers listen on sockets of their own, bound to one port (SO_REUSEPORT), and the
+# kernel spreads new connections over them. Sharing one listening socket (uvicorn's way),
+# whichever worker woke first accepted a burst of connections and kept them (keep-alive): at
+# concurrency 8 one of 2 workers often did all the work (measured at stop 41)
+REUSEPORT = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
+BACKLOG = 2048
 
-def _listen(host: str, port: int):
-    """The server's listening socket, bound here (port 0: any free port), so the port is
-    known before the workers start and no other process can take it meanwhile."""
+
+def _set_options(sock: socket.socket, *, reuseport: bool) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # answers leave at once: accepted connections inherit it. Without it an answer's
+        # body waited for the client's delayed ACK of its headers, ~45 ms a request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PortSocket(socket.socket):
+    """The port of several workers, bound (not listening) in the parent: a worker process
+    receives it as a listening socket of its own on that port (see REUSEPORT)."""
+
+    def __reduce__(self):
+        return (_listening_twin, (self.family, self.getsockname()))
+
+
+def _listening_twin(family: int, address: tuple) -> socket.socket:
+    """In a worker: a socket listening on the parent's port, beside the other workers'."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    _set_options(sock, reuseport=True)
+    sock.bind(address)
+    sock.listen(BACKLOG)
+    return sock
+
+
+def _listen(host: str, port: int, workers: int = 1):
+    """The server's socket, bound here (port 0: any free port), so the port is known before
+    the workers start and no other process can take it meanwhile. One worker: it listens
+    here, and connections wait in the backlog while the app loads. Several (on Linux): each
+    listens on its own socket on this port, once it has started."""
+    several = workers > 1 and REUSEPORT
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
+        sock = (_PortSocket if several else socket.socket)(infos[0][0], socket.SOCK_STREAM)
     except OSError as e:
         raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # answers leave at once: accepted connections inherit it. Without it an answer's
-            # body waited for the client's delayed ACK of its headers, ~45 ms a request
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _set_options(sock, reuseport=several)
         sock.bind(infos[0][4])
-        sock.listen(2048)  # connections wait in the backlog while the app loads
-        sock.set_inheritable(True)  # the worker processes serve it
+        if not several:
+            sock.listen(BACKLOG)
+            sock.set_inheritable(True)  # the worker processes serve it
     except OSError as e:
         sock.close()
         raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
@@ -167,7 +202,7 @@ def serve_cmd(
         encoder = str(Path(encoder).resolve())
     gallery = (gallery or default_gallery_path()).resolve()
     _check_encoder(encoder, gallery, needed=run is None or encoder is not None)
-    sock = _listen(host, port)
+    sock = _listen(host, port, workers)
     port = sock.getsockname()[1]
     cfg = ServeConfig(
         run=str(run.resolve()) if run is not None else None,
