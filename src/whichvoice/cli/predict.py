@@ -259,6 +259,8 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
                     if model.target != "engine" and result.engine is not None
                     else ""
                 )
+                if engine and result.engine_known is None:  # no head: not an engine answer
+                    engine += " (the family of its likeliest voices)"
                 click.echo(f"{path}\t{answer}\t[{top}]{engine}")
         else:
             failed += 1
