@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from whichvoice import storage
 from whichvoice.audio import read_audio
-from whichvoice.batch.inputs import label_columns
+from whichvoice.batch.inputs import BatchInputError, label_rows
 from whichvoice.conditions import check_conditions, long_recording
 from whichvoice.conditions import make as make_condition
 from whichvoice.dataset import DatasetError, load_corpus, split_clips
@@ -134,32 +134,19 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
     remote = storage.is_url(csv_path)
     try:
         text = storage.read_bytes(csv_path).decode("utf-8-sig")
-        rows = list(csv.reader(text.splitlines()))
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{csv_path}: cannot read ({e})") from e
     base = os.fspath(csv_path).rsplit("/", 1)[0] if remote else Path(csv_path).parent
     files = []
-    columns = (0, 1)
-    for n, row in enumerate(rows, 1):
-        if not row or not "".join(row).strip():
-            continue
-        cells = [c.strip() for c in row]
-        if n == 1:
-            try:
-                header = label_columns(cells, f"{csv_path}:{n}")
-            except ValueError as e:
-                raise DatasetError(str(e)) from None
-            if header is not None:
-                columns = header
-                continue
-        given, named = (cells[i] if i < len(cells) else "" for i in columns)
-        if not given or not named:
-            raise DatasetError(f"{csv_path}:{n}: expected 'path,voice', got {','.join(row)!r}")
+    try:
+        rows = list(label_rows(csv.reader(text.splitlines()), csv_path))
+    except (BatchInputError, csv.Error) as e:
+        raise DatasetError(str(e)) from None
+    for where, given, named in rows:
         voice = _match_voice(named, labels)
         if voice not in labels:
             raise DatasetError(
-                f"{csv_path}:{n}: the model does not know voice {named!r}; "
-                f"it knows {', '.join(labels)}"
+                f"{where}: the model does not know voice {named!r}; it knows {', '.join(labels)}"
             )
         if storage.is_url(given) or Path(given).is_absolute():
             files.append(LabelledFile(given if storage.is_url(given) else Path(given), voice))

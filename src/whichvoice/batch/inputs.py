@@ -98,16 +98,37 @@ def _manifest_path(text: str, manifest: Path | str, n: int) -> str:
 def label_columns(row: list[str], where: str) -> tuple[int, int] | None:
     """The (path, voice) columns a labels CSV's first ``row`` names as its header (any order,
     other columns ignored), or None when the row is data (a cell names an audio file: the
-    columns are then path,voice). ValueError for a header without both columns."""
+    columns are then path,voice). BatchInputError for a header without both columns."""
     cells = [c.strip().lower() for c in row]
     if "path" in cells and "voice" in cells:
         return cells.index("path"), cells.index("voice")
     if any(Path(c).suffix in AUDIO_SUFFIXES for c in cells):
         return None
-    raise ValueError(
+    raise BatchInputError(
         f"{where}: expected a header naming the columns path and voice, or rows path,voice; "
         f"got {','.join(row)!r}"
     )
+
+
+def label_rows(rows, csv_path: str | os.PathLike) -> Iterator[tuple[str, str, str]]:
+    """(where: ``CSV:LINE``, path, voice) of each row of a labels CSV read by ``rows`` (a
+    ``csv.reader``): blank rows skipped, a header row read by ``label_columns``.
+    BatchInputError for a row without a path or a voice."""
+    columns = (0, 1)
+    for row in rows:
+        if not "".join(row).strip():
+            continue
+        cells = [c.strip() for c in row]
+        where = f"{csv_path}:{rows.line_num}"
+        if rows.line_num == 1:
+            header = label_columns(cells, where)
+            if header is not None:
+                columns = header
+                continue
+        path, voice = (cells[i] if i < len(cells) else "" for i in columns)
+        if not path or not voice:
+            raise BatchInputError(f"{where}: expected 'path,voice', got {','.join(row)!r}")
+        yield where, path, voice
 
 
 def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
@@ -123,25 +144,8 @@ def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
                 f"{csv_path}: cannot read ({getattr(e, 'strerror', None) or e})"
             ) from e
         with f:
-            rows = csv.reader(f)
-            columns = (0, 1)
             try:
-                for row in rows:
-                    if not "".join(row).strip():
-                        continue
-                    cells = [c.strip() for c in row]
-                    where = f"{csv_path}:{rows.line_num}"
-                    if rows.line_num == 1:
-                        try:
-                            header = label_columns(cells, where)
-                        except ValueError as e:
-                            raise BatchInputError(str(e)) from None
-                        if header is not None:
-                            columns = header
-                            continue
-                    path, voice = (cells[i] if i < len(cells) else "" for i in columns)
-                    if not path or not voice:
-                        raise BatchInputError(f"{where}: expected 'path,voice', got {row!r}")
+                for _, path, voice in label_rows(csv.reader(f), csv_path):
                     yield BatchInput(path, _resolve(_parent(csv_path), path), voice)
             except (UnicodeDecodeError, csv.Error) as e:
                 raise BatchInputError(f"{csv_path}: not a path,voice CSV ({e})") from e
