@@ -63,6 +63,13 @@ def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) ->
 
     cli("export", run, "--onnx", f"{bucket}/onnx/voicenet.onnx", check=True, **machine("onnx"))
     assert "voicenet.onnx" in _keys(f"{bucket}/onnx")
+    # the int8 network, into the run on s3, and used by another machine from there
+    cli("export", run, "--onnx", f"{run}/model.int8.onnx", "--int8", "--calibration",
+        f"{corpus}/audio", check=True, **machine("int8"))  # fmt: skip
+    assert "model.int8.onnx" in _keys(run)
+    int8 = cli("predict", run, f"{corpus}/{clip}", "--backend", "onnx-int8", "--json",
+               check=True, **machine("int8-user"))  # fmt: skip
+    assert json.loads(int8.stdout)["voice"] == "flite:slt"
 
 
 @pytest.mark.slow

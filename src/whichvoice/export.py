@@ -242,7 +242,7 @@ def export_onnx(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFAU
     if not storage.is_url(out):
         return export_model(model, out, opset=opset)
     local = export_model(model, storage.mirror_path(os.fspath(out)), opset=opset)
-    storage.put_file(local, os.fspath(out))
+    storage.put_into(local, os.fspath(out))  # into a run on s3: listed where readers look
     return local
 
 

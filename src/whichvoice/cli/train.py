@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -294,9 +295,9 @@ def _training_corpus(run: Path | str) -> Path | str:
     "--calibration",
     "calibration",
     multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="With --int8: audio files or folders of the voices the model will score; its "
-    "activation ranges are measured on them (repeatable).",
+    type=LOCATION,
+    help="With --int8: audio files or folders (or s3:// prefixes) of the voices the model "
+    "will score; its activation ranges are measured on them (repeatable).",
 )
 def export_cmd(
     run: Path, onnx_out: Path, opset: int, int8: bool, calibration: tuple[Path, ...]
@@ -330,18 +331,23 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
         raise click.UsageError("--int8 needs --calibration CLIPS (audio of the voices to score)")
     from whichvoice import storage
 
-    if storage.is_url(out):
-        raise click.UsageError("--int8 writes a local file")
+    for given in calibration:
+        if not storage.is_url(given) and not Path(given).exists():
+            raise click.UsageError(f"--calibration {given}: no such file or folder")
     model = load_model(run)
     files = sorted(str(item.source) for item in path_inputs(calibration))
     random.Random(0).shuffle(files)  # every voice, not the first few files' alone
     x = calibration_inputs(model, files[::2] or files)
-    path = quantize_int8(model, out, x, opset=opset)
+    # a URL: made in its local mirror, uploaded once checked below
+    local = storage.mirror_path(os.fspath(out)) if storage.is_url(out) else out
+    path = quantize_int8(model, local, x, opset=opset)
     quantised = OnnxVoiceModel(model.root, model.config, model.net, model.device,
                                session(path), path)  # fmt: skip
     check = calibration_inputs(model, files[1::2] or files)  # other files where there are
     same = (quantised.input_scores(check)[:, : len(model.labels)].argmax(1)
             == model.input_scores(check)[:, : len(model.labels)].argmax(1)).mean()  # fmt: skip
+    if storage.is_url(out):
+        storage.put_into(path, os.fspath(out))
     click.echo(out)
     click.echo(f"calibrated on {len(x)} windows; the same top voice as torch on {100 * same:.1f} % "
                f"of {len(check)} windows")  # fmt: skip

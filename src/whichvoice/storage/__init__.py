@@ -14,6 +14,7 @@ from whichvoice.storage.mirror import (
     local_output,
     local_path,
     mirror_path,
+    put_into,
     safe_name,
     upload,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "mirror_path",
     "open_text",
     "put_file",
+    "put_into",
     "read_bytes",
     "remove",
     "safe_name",

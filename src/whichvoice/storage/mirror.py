@@ -376,6 +376,19 @@ def local_output(
             upload(local, url, last=last, progress=progress)
 
 
+def put_into(local_file: Path, url: str) -> None:
+    """Upload one file to ``url``. When the prefix above it holds a pointer (a folder that
+    whichvoice wrote: a run, a corpus), through that folder's mirror, so that the pointer
+    lists the file and readers, who take only what it lists, get it; else to its own key."""
+    parent, name = url.rsplit("/", 1)
+    if not exists(f"{parent}/{RECORD}"):
+        put_file(local_file, url)
+        return
+    data = Path(local_file).read_bytes()  # the file may lie in the mirror the download syncs
+    with local_output(parent) as folder:
+        write_atomic(_inside(folder, name), data, durable=False)
+
+
 @contextlib.contextmanager
 def local_files(url: str, extra: Iterable[str] = ()) -> Iterator[Path]:
     """A local path to write the object ``url`` (and the objects ``extra`` beside it, e.g. a
