@@ -46,6 +46,9 @@ def test_cli_evaluate_on_the_test_split(
     lo, hi = metrics["file_accuracy_ci95"]
     assert lo <= metrics["file_accuracy"] <= hi and hi - lo > 0
     assert "trained_sentence_files" not in metrics  # its own test split: held out
+    val = cli("evaluate", str(trained_run), "--corpus", str(small_corpus), "--split", "val",
+              "--json", "--report", str(tmp_path / "val"), check=True)  # fmt: skip
+    assert "trained_sentence_files" not in json.loads(val.stdout)  # made for choices, not trained
     # --quiet drops the progress bar, not the result
     quiet = cli("evaluate", str(trained_run), "--corpus", str(small_corpus), "--quiet",
                 "--report", str(tmp_path / "rep"), check=True)  # fmt: skip

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -247,18 +248,33 @@ def test_serve_on_a_busy_port_is_one_line(cli, trained_run: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def _listening(port: int) -> int:
+    """Sockets listening on ``port`` (state 0A in /proc/net/tcp and tcp6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            count += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+    return count
+
+
 def _sockets(pid: int) -> int:
     """Sockets a process holds open."""
     fds = Path(f"/proc/{pid}/fd")
     return sum(os.readlink(fds / fd).startswith("socket:") for fd in os.listdir(fds))
 
 
-def test_two_workers_serve_the_port_the_server_picked(trained_run: Path) -> None:
+def test_two_workers_serve_the_port_the_server_picked(cli, trained_run: Path) -> None:
     with server_process.serving(trained_run, "--workers", "2") as started:
         assert started.port > 0
         answers = [httpx.get(f"{started.url}/healthz", timeout=30) for _ in range(6)]
         # each worker listens on a socket of its own on the port, and both take connections:
         # 32 kept-alive clients spread over the two (the kernel hashes them over the sockets)
+        # each worker's socket listens once its app has loaded: wait for both
+        deadline = time.monotonic() + 60
+        while _listening(started.port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _listening(started.port) == 2
         pids = server_process.tree_pids(started.proc.pid)[1:]
         before = {p: _sockets(p) for p in pids}
         clients = [httpx.Client(base_url=started.url, timeout=30) for _ in range(32)]
@@ -269,6 +285,10 @@ def test_two_workers_serve_the_port_the_server_picked(trained_run: Path) -> None
         finally:
             for c in clients:
                 c.close()
+        # another server of several workers cannot share the port (SO_REUSEPORT would let it)
+        other = cli("serve", str(trained_run), "--workers", "2", "--port", str(started.port),
+                    timeout=60)  # fmt: skip
+        assert other.returncode == 2 and "cannot listen" in other.stderr, other.stderr
     assert {r.status_code for r in answers} == {200}
     assert sum(gained) == 32 and gained[-2] >= 4, gained  # no worker idle
 

@@ -80,16 +80,16 @@ def held_out_split(
     return files
 
 
-def trained_sentences(model: VoiceModel) -> set[str] | None:
-    """The sentence ids of the run's train and val splits (what its weights and their choice
-    saw), read from the prepared data its config names; None when that is not at hand."""
+def trained_sentences(model: VoiceModel, splits=("train", "val")) -> set[str] | None:
+    """The sentence ids of the run's ``splits`` (train and val: what its weights and their
+    choice saw), read from the prepared data its config names; None when not at hand."""
     data = model.config.get("data")
     index = Path(data) / "index.jsonl" if isinstance(data, str) and "://" not in data else None
     if index is None or not index.is_file():
         return None
     try:
         rows = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
-        return {r["sentence_id"] for r in rows if r.get("split") in ("train", "val")}
+        return {r["sentence_id"] for r in rows if r.get("split") in splits}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -98,8 +98,9 @@ def trained_overlap(
     model: VoiceModel, corpus: str | os.PathLike, split: str
 ) -> tuple[int, int] | None:
     """(files of the corpus's ``split`` reading a sentence the run trained on, files), or None
-    when the run's training sentences are not at hand."""
-    seen = trained_sentences(model)
+    when the run's training sentences are not at hand. A ``val`` split is there to make
+    choices on: only the run's train sentences count against it."""
+    seen = trained_sentences(model, ("train",) if split == "val" else ("train", "val"))
     if seen is None:
         return None
     clips = load_corpus(storage.local_path(corpus))

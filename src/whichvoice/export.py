@@ -219,7 +219,6 @@ def _save(model: VoiceModel, proto, out: Path, meta: dict[str, str]) -> None:
         f", {quantized}" if quantized else ""
     )
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    check_target(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         onnx.save_model(proto, str(tmp))

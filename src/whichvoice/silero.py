@@ -11,15 +11,19 @@ from whichvoice.audio import SAMPLE_RATE
 
 _MODEL: list = []
 _LOCK = threading.Lock()
+_MISSING: list = []  # set once the import failed: Python retries a failed import each time
 
 
 def speech_stamps(wave: np.ndarray, **options) -> list[dict] | None:
     """silero-vad's speech stamps (``{"start", "end"}`` in samples) of a 16 kHz waveform,
     with ``get_speech_timestamps``'s ``options``; None when silero-vad is not installed."""
+    if _MISSING:
+        return None
     try:
         import torch
         from silero_vad import get_speech_timestamps, load_silero_vad
     except ImportError:
+        _MISSING.append(True)
         return None
     with _LOCK:
         if not _MODEL:

@@ -112,7 +112,10 @@ def voice_trials(
     for name in names:
         paths = sorted(files[name])
         rng.shuffle(paths)
-        rows = [e[0] for e in embed_enrollment(model, paths[:enroll]) if isinstance(e, tuple)]
+        # no speech check: a calibration's trials are the same on every machine, whether or
+        # not silero-vad is installed
+        enrolled = embed_enrollment(model, paths[:enroll], check_speech=False)
+        rows = [e[0] for e in enrolled if isinstance(e, tuple)]
         if not rows:
             continue
         enrolled.append(MemoryVoice(name, np.mean(rows, axis=0)))

@@ -186,7 +186,10 @@ def predict_batch(
     if overwrite:
         sink.remove()
     ensure_dir(output.parent.resolve(), "predictions")
-    write_json(made_by_path(output), made_by)
+    try:
+        write_json(made_by_path(output), made_by)
+    except OSError as e:
+        raise OutputError(f"{made_by_path(output)}: cannot write ({e.strerror or e})") from e
     if todo == 0:  # all done already: only complete the output
         summary.skipped = total
         if not sink.complete():

@@ -41,12 +41,23 @@ class _PortSocket(socket.socket):
 
 
 def _listening_twin(family: int, address: tuple) -> socket.socket:
-    """In a worker: a socket listening on the parent's port, beside the other workers'."""
+    """In a worker: a socket on the parent's port, beside the other workers'. Bound only:
+    uvicorn makes it listen once the worker's app has loaded, so the kernel sends a starting
+    (or restarted) worker no connection before it can answer."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     _set_options(sock, reuseport=True)
     sock.bind(address)
-    sock.listen(BACKLOG)
     return sock
+
+
+def _free_address(family: int, address: tuple) -> tuple:
+    """``address`` (port 0: with a free port), once a probe without SO_REUSEPORT could bind
+    it: sockets with SO_REUSEPORT would otherwise share a port another server listens on
+    (another model, another gallery) instead of being refused. OSError when it is taken."""
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+        return probe.getsockname()
 
 
 def _listen(host: str, port: int, workers: int = 1):
@@ -61,8 +72,9 @@ def _listen(host: str, port: int, workers: int = 1):
     except OSError as e:
         raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
     try:
+        address = _free_address(infos[0][0], infos[0][4]) if several else infos[0][4]
         _set_options(sock, reuseport=several)
-        sock.bind(infos[0][4])
+        sock.bind(address)
         if not several:
             sock.listen(BACKLOG)
             sock.set_inheritable(True)  # the worker processes serve it
@@ -99,7 +111,8 @@ def _listen(host: str, port: int, workers: int = 1):
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the port listened on to this file once listening (for --port 0).",
+    help="Write the port to this file once bound (for --port 0); with several workers, "
+    "connections are taken once a worker has started.",
 )
 @click.option(
     "--workers",
@@ -274,7 +287,8 @@ def _redact_keys_in_access_log() -> None:
 
 def _run_uvicorn(sock: socket.socket, host: str, port: int, workers: int, quiet: bool) -> None:
     """Serve the app (``app_from_env``, configured through the environment) on the bound
-    socket: one process, or ``workers`` processes sharing it."""
+    socket: one process, or ``workers`` processes, each on its own socket on that port (see
+    REUSEPORT; where SO_REUSEPORT is missing, sharing it)."""
     import uvicorn
 
     config = uvicorn.Config(

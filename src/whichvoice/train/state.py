@@ -112,7 +112,7 @@ class RunState:
         """The weights as safetensors, written atomically with the usual file mode
         (safetensors' own ``save_file`` makes its files readable by their owner only)."""
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        write_atomic(path, save(weights))
+        write_atomic(path, save(weights), durable=False)  # the checkpoint is what resumes
 
 
 def new_state(plan: Plan) -> RunState:
