@@ -114,8 +114,8 @@ def voice_trials(
         rng.shuffle(paths)
         # no speech check: a calibration's trials are the same on every machine, whether or
         # not silero-vad is installed
-        enrolled = embed_enrollment(model, paths[:enroll], check_speech=False)
-        rows = [e[0] for e in enrolled if isinstance(e, tuple)]
+        embedded = embed_enrollment(model, paths[:enroll], check_speech=False)
+        rows = [e[0] for e in embedded if isinstance(e, tuple)]
         if not rows:
             continue
         enrolled.append(MemoryVoice(name, np.mean(rows, axis=0)))
