@@ -119,6 +119,64 @@ def test_clusters_take_a_name_at_the_dev_chosen_naming_threshold(monkeypatch, tm
         assert dz.naming_threshold(encoder) == (None, "verification threshold")
 
 
+def _two_voice_windows() -> tuple[dz.Windows, np.ndarray]:
+    """Windows of two voices (e[0] then e[1], 6 windows each, 1.5 s every 0.75 s)."""
+    e = np.eye(4, dtype=np.float32)
+    windows = dz.Windows(speech=[(0.0, 9.75)])
+    for i in range(12):
+        windows.starts.append(0.75 * i)
+        windows.ends.append(0.75 * i + 1.5)
+        windows.embeddings.append(e[0] if i < 6 else e[1])
+    return windows, e
+
+
+def test_a_stranger_never_takes_an_enrolled_voices_name(tmp_path) -> None:
+    """A gallery may hold a voice called ``unknown-1`` (an older export kept the name): the
+    stranger beside it is numbered past it, never merged with it under one name."""
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import load_encoder, model_id
+
+    encoder = load_encoder("bundled")
+    windows, e = _two_voice_windows()
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as gallery:
+        gallery.enroll("ann", e[:1], 3.0)
+        data = gallery.export_json()
+        data["voices"][0]["name"] = "unknown-1"  # ann's voice, as an older export named it
+        gallery.remove("ann")
+        gallery.import_json(data)
+        result = dz.from_windows(windows, 10.0, "x", encoder, dz.DiarizeConfig(),
+                                 threshold=(0.3, "given"), gallery=gallery,
+                                 verify_threshold=0.9)  # fmt: skip
+    assert set(result.speakers) == {"unknown-1", "unknown-2"}
+    assert result.speakers["unknown-1"]["enrolled"] is True
+    assert result.speakers["unknown-2"]["enrolled"] is False
+
+
+def test_more_voices_asked_for_than_there_are_keeps_the_names(tmp_path) -> None:
+    """``num_speakers`` far over what the windows hold: the clusters no frame ends up in are
+    dropped before naming, so the enrolled voice is still named and strangers are numbered
+    without gaps."""
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import load_encoder, model_id
+
+    encoder = load_encoder("bundled")
+    windows, e = _two_voice_windows()
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as gallery:
+        gallery.enroll("ann", e[:1], 3.0)
+        result = dz.from_windows(windows, 10.0, "x", encoder, dz.DiarizeConfig(num_speakers=12),
+                                 threshold=(0.3, "given"), gallery=gallery,
+                                 verify_threshold=0.9)  # fmt: skip
+    names = set(result.speakers)
+    assert "ann" in names, names
+    strangers = sorted(int(n.split("-")[1]) for n in names if n.startswith("unknown-"))
+    assert strangers == list(range(1, len(strangers) + 1)), names
+    assert {s.speaker for s in result.segments} == names
+    # no speech at all: the settings still say which naming threshold would have named
+    empty = dz.from_windows(dz.Windows(), 5.0, "x", encoder, dz.DiarizeConfig(),
+                            threshold=(0.3, "given"), gallery=None)  # fmt: skip
+    assert empty.segments == [] and empty.settings["naming_threshold_source"] == "no gallery"
+
+
 def test_rttm_names_each_recording_once() -> None:
     seg = [dz.Segment(0.5, 1.75, "unknown-1", 0.9), dz.Segment(2.0, 3.0, "Ann Lee", 0.8)]
     a = dz.Diarization("/x/talk.wav", 3.0, seg, {})

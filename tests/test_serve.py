@@ -153,7 +153,7 @@ def assert_error(r: httpx.Response, status: int, *words: str) -> None:
         assert word in body["error"] or word == body["kind"], body
 
 
-def test_every_error_code(server: str) -> None:
+def test_every_error_code(server: str, clips) -> None:
     def post(path, content, ctype):
         return httpx.post(
             f"{server}{path}",
@@ -194,7 +194,22 @@ def test_every_error_code(server: str) -> None:
         "did you mean flite:slt",
     )
     assert_error(post("/v1/synthesize", b'{"text": ""}', "application/json"), 422, "invalid")
+    assert_error(post("/v1/synthesize", b'{"text": "hi", ', "application/json"), 422, "JSON")
+    # a synthesis request is read under its own small limit, before it is parsed
+    huge = json.dumps({"text": "a" * 300_000, "voice": "flite:slt"}).encode()
+    assert_error(post("/v1/synthesize", huge, "application/json"), 413, "too_large")
     assert_error(httpx.post(f"{server}/v1/identify", files={"other": ("a.mp3", b"x")}), 422, "file")
+    # the framework's own refusals of a malformed form are 422 too
+    for ctype in ("multipart/form-data", "multipart/form-data; boundary=xyz"):
+        assert_error(post("/v1/identify", b"garbage", ctype), 422, "bad_request")
+    # the JSON list takes base64 wrapped in lines, as the raw body does
+    wrapped = json.dumps([base64.encodebytes(clips[0][0]).decode()]).encode()
+    r = post("/invocations", wrapped, "application/json")
+    assert r.status_code == 200 and r.json() == [name_of(clips[0][1])], r.text
+    # liveness and the page answer HEAD (probes use it); the live route says how to connect
+    assert httpx.head(f"{server}/healthz").status_code == 200
+    assert httpx.head(f"{server}/").status_code == 200
+    assert_error(httpx.get(f"{server}/v1/stream"), 426, "WebSocket")
     # never a 500 for garbage
     for ctype in ("audio/mpeg", "application/json", "audio/wav", "application/octet-stream"):
         for body in (b"\xff" * 100, b"RIFF" + b"\0" * 60, b"ID3" + b"\1" * 500):

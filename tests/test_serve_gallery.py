@@ -4,6 +4,7 @@ server (bundled encoder) in a subprocess on 127.0.0.1, real TTS clips."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -457,10 +458,11 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
     answers = []
     with connect(url.replace("http", "ws") + "/v1/stream?rate=48000", open_timeout=30) as ws:
         step = 4800 * 2  # 0.1 s
-        for at in range(0, len(pcm), step):
+        pcm += b"\0\0" * 48_000  # a second of silence to end on
+        t0 = time.monotonic()
+        for at in range(0, len(pcm), step):  # as a microphone sends it: in real time
+            time.sleep(max(0.0, t0 + at / 96_000 - time.monotonic()))
             ws.send(pcm[at : at + step])
-        for _ in range(10):  # a second of silence to end on
-            ws.send(b"\0\0" * 4800)
         deadline = conv.duration_s + 1.0
         while not answers or answers[-1]["t"] < deadline - 0.3:
             answers.append(json.loads(ws.recv(timeout=60)))
@@ -474,10 +476,40 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
     assert answers[-1]["speaker"] is None  # the silence at the end
     assert not [a for a in answers if a["speaker"] and a["speaker"].startswith("unknown")]
 
-    for rate in ("5", "abc"):  # the error names what was sent
+    for rate in ("5", "abc", "16_000"):  # the error names what was sent
         with connect(url.replace("http", "ws") + f"/v1/stream?rate={rate}", open_timeout=30) as ws:
-            error = json.loads(ws.recv(timeout=30))["error"]
-            assert f"rate '{rate}'" in error and "8000 to 192000" in error
+            error = json.loads(ws.recv(timeout=30))
+            assert f"rate '{rate}'" in error["error"] and "8000 to 192000" in error["error"]
+            assert error["kind"] == "bad_request"
+
+
+def test_a_live_stream_sent_faster_than_it_is_answered_is_answered_about_now(
+    gallery_server, enrolled, enroll_clips
+) -> None:
+    """A minute of audio sent at once (a server far behind its client): the steps that waited
+    are skipped for newer ones, and the answer about the newest audio comes within seconds,
+    not after every step's answer in turn."""
+    from websockets.sync.client import connect
+
+    from whichvoice.conversation import make_conversation
+
+    url, _ = gallery_server
+    clips = {v: enroll_clips[v][ENROLL:] for v in (AWB, KED)}
+    conv = make_conversation(clips, turns=4, seed=7, turn_s=(3.0, 4.0), pause_s=(0.3, 0.5))
+    pcm = (np.tile(conv.wave, 4) * 32767).astype("<i2").tobytes()  # 16 kHz
+    total_s = len(pcm) / 2 / 16_000
+    assert total_s > 40
+    answers = []
+    with connect(url.replace("http", "ws") + "/v1/stream?rate=16000", open_timeout=30) as ws:
+        for at in range(0, len(pcm), 3200):  # 0.1 s messages, as fast as they go
+            ws.send(pcm[at : at + 3200])
+        sent = time.monotonic()
+        while not answers or answers[-1]["t"] < total_s - 0.11:  # the last step's answer
+            answers.append(json.loads(ws.recv(timeout=60)))
+        took = time.monotonic() - sent
+    times = [a["t"] for a in answers]
+    assert times == sorted(times) and len(answers) < 10 * total_s / 2, len(answers)
+    assert took < 10.0, took  # every step answered in turn takes a minute of work here
 
 
 def test_a_live_connection_without_audio_is_closed_as_idle(gallery_server, enrolled) -> None:

@@ -597,10 +597,15 @@ def name_clusters(
                     "score": float(scores[c, j]),
                     "nearest": voices[j].name,
                 }
+    # strangers are unknown-1, unknown-2, ...: a number an enrolled voice goes by (a name an
+    # older export kept) is passed over, so that two voices never share a name
+    taken = {v.name for v in voices}
     unknown = 0
     for c in range(k):
         if names[c] is None:
             unknown += 1
+            while f"{UNKNOWN_PREFIX}{unknown}" in taken:
+                unknown += 1
             names[c] = f"{UNKNOWN_PREFIX}{unknown}"
     return [str(n) for n in names], info
 
@@ -692,11 +697,6 @@ def from_windows(
         "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
         "keep_far": cfg.keep_far,
     }
-    if not windows.embeddings:
-        return Diarization(name, duration, [], {}, settings)
-    x = windows.matrix()
-    labels = cluster(x, threshold[0], cfg)
-    centroids = _centroids(x, labels)
     naming, naming_source = (
         (verify_threshold, "given")
         if verify_threshold is not None
@@ -706,8 +706,22 @@ def from_windows(
     )
     settings["naming_threshold"] = None if naming is None else round(float(naming), 6)
     settings["naming_threshold_source"] = naming_source
-    names, info = name_clusters(centroids, encoder, gallery, naming)
+    if not windows.embeddings:
+        return Diarization(name, duration, [], {}, settings)
+    x = windows.matrix()
+    labels = cluster(x, threshold[0], cfg)
+    centroids = _centroids(x, labels)
     best, second, score = frame_voices(windows, x, centroids, duration, cfg)
+    # only the clusters that hold speech once every frame has its voice are voices: a cluster
+    # that no frame ends up in (asked for too many voices) names no one and takes no number
+    kept = np.unique(np.r_[best[best >= 0], second[second >= 0]]).astype(int)
+    if len(kept) < centroids.shape[0]:
+        index = np.full(centroids.shape[0], -1)
+        index[kept] = np.arange(len(kept))
+        centroids = centroids[kept]
+        best = np.where(best >= 0, index[np.maximum(best, 0)], -1)
+        second = np.where(second >= 0, index[np.maximum(second, 0)], -1)
+    names, info = name_clusters(centroids, encoder, gallery, naming)
     segments = _turns(best, second, score, names, duration)
     if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
         named = {names[c]: info[c]["score"] for c in range(len(names)) if info[c]["enrolled"]}

@@ -123,20 +123,26 @@ async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
     return _answer(request, exc.status, exc.kind, exc.message, exc.headers)
 
 
-async def _known(request: Request, exc: WhichvoiceError) -> JSONResponse:
-    status, kind = next(
+def error_status(exc: WhichvoiceError) -> tuple[int, str]:
+    """The HTTP status and kind of a whichvoice error (the live stream sends the kind too)."""
+    return next(
         ((status, kind) for cls, status, kind in _GALLERY_ERRORS if isinstance(exc, cls)),
         (422, "bad_request"),
     )
+
+
+async def _known(request: Request, exc: WhichvoiceError) -> JSONResponse:
+    status, kind = error_status(exc)
     # a remote client reads only the public message: no server paths, no other voices
     return _answer(request, status, kind, exc.public_message())
 
 
 async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    kind = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(
-        exc.status_code, "http"
-    )
-    return _answer(request, exc.status_code, kind, str(exc.detail), getattr(exc, "headers", None))
+    # the framework's 400s (a multipart body without its boundary, too many parts, a JSON
+    # body that does not parse) are malformed requests: 422, as every other one
+    status = 422 if exc.status_code == 400 else exc.status_code
+    kind = {404: "not_found", 405: "method_not_allowed", 422: "bad_request"}.get(status, "http")
+    return _answer(request, status, kind, str(exc.detail), getattr(exc, "headers", None))
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -123,7 +123,10 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
 def verify_files(
     service: Service, name: str, files: list[tuple[str, bytes]], threshold: float | None = None
 ) -> VerifyResponse:
-    """A verdict per file, in order; a file that cannot be used gets its error."""
+    """A verdict per file, in order; a file that cannot be used gets its error. 404 for a
+    name that is not enrolled, before any file is decoded."""
+    with service.gallery() as (_, g):
+        g.get(name)  # NotEnrolledError
     decoded = service.decode_all(files)
     good = [d for d in decoded if isinstance(d, Decoded)]
     with service.gallery() as (encoder, g):

@@ -16,7 +16,7 @@ STATIC = Path(__file__).parent / "static"
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness")
 async def healthz(service: ServiceDep) -> dict:
     return {
         "status": "ok",
@@ -31,6 +31,6 @@ async def metrics(service: ServiceDep) -> Response:
     return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/", include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html")

@@ -256,9 +256,10 @@ class Service:
         with Gallery(self.gallery_path, encoder.id, create=create) as g:
             yield encoder, g
 
-    async def body(self, request: Request) -> bytes:
-        """The request body, refused with 413 as soon as it passes the upload limit."""
-        limit = self.cfg.max_bytes
+    async def body(self, request: Request, limit: int | None = None) -> bytes:
+        """The request body, refused with 413 as soon as it passes ``limit`` (None: the
+        upload limit)."""
+        limit = min(self.cfg.max_bytes, limit or self.cfg.max_bytes)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")

@@ -12,7 +12,9 @@ unknown voices (``unknown-1``, ...: an embedding within the diarization clusteri
 of one joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn
 ``NEW_VOICE_AFTER_S`` past its first answer, starts the next, up to ``MAX_UNKNOWN``). A window
 with less than ``MIN_SPEECH_S`` of speech answers no one. Each answer is ``{"speaker",
-"score", "t"}`` (``t``: seconds of audio received).
+"score", "t"}`` (``t``: seconds of audio received when the window it answers ended). Audio is
+read while an answer is being made: a step that has waited ``MAX_LAG_S`` for its answer is
+skipped when a newer one waits too, so a busy server answers about now, not ever later.
 
 State per connection is bounded: the last ``WINDOW_S`` of audio, the turn's window embeddings
 over its last ``TURN_S``, at most ``MAX_UNKNOWN`` centroids. A connection idle for ``IDLE_S``
@@ -23,6 +25,8 @@ or open for ``MAX_SESSION_S`` is closed by the server; with an API key set, the 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -35,7 +39,7 @@ from whichvoice.audio import SAMPLE_RATE, Decoded
 from whichvoice.errors import WhichvoiceError
 from whichvoice.fusion import embedding_dim
 from whichvoice.prototypes import VoiceRefs, voice_refs
-from whichvoice.serve.service import key_matches, presented_key
+from whichvoice.serve.service import HTTPProblem, key_matches, presented_key
 
 router = APIRouter(tags=["diarization"])
 
@@ -54,6 +58,8 @@ NEW_VOICE_S = 0.7  # an unknown voice is started only from a window with this mu
 NEW_VOICE_AFTER_S = 1.0  # and a turn this long past its first answer
 FIRST_ANSWER_SAMPLES = int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard first
 TURN_S = 2.7  # a turn is named from the mean of its windows over its last 2.7 s of audio
+MAX_LAG_S = 0.5  # a step that has waited this long (wall clock) is skipped for a newer one
+MAX_PENDING = 16  # steps waiting for an answer, at most (the oldest are dropped)
 
 
 @dataclass(frozen=True)
@@ -129,27 +135,31 @@ class LiveSpeakers:
             return True
         return self.last_window and 1 - float(self.turn[0] @ emb) > join
 
-    def answer(self, encoder, refs: VoiceRefs, thresholds: LiveThresholds):
-        """Who speaks in the last window: (name or None, score), among the enrolled voices'
-        prototypes ``refs``. Consecutive windows of one voice (each within ``thresholds.join`` of
-        the turn so far) are one turn, named from the mean of its windows over its last ``TURN_S``
-        of audio (a second of speech is too little to name a voice at the verification threshold, a
-        few seconds are not) when it reaches ``thresholds.turn_accept``. The last window alone names
-        the voice at ``thresholds.accept`` when the turn names no one, or another voice: just after
-        a change of speaker the turn still holds windows that straddle it, so it starts again from
-        the last window. (A turn that straddles two enrolled voices names neither, and would
-        otherwise become an unknown voice.) Each threshold is set for its own evidence: ``accept``
-        on one-second windows, ``turn_accept`` on turn means, each at the same false acceptances on
-        dev (a mean of windows scores higher against a voice like it than one window does);
-        ``turn_accept`` None: ``accept`` for both."""
+    def answer(
+        self, encoder, refs: VoiceRefs, thresholds: LiveThresholds, wave: np.ndarray | None = None
+    ):
+        """Who speaks in the last window (``wave``, else the audio held now): (name or None, score),
+        among the enrolled voices' prototypes ``refs``. Consecutive windows of one voice (each
+        within ``thresholds.join`` of the turn so far) are one turn, named from the mean of its
+        windows over its last ``TURN_S`` of audio (a second of speech is too little to name a voice
+        at the verification threshold, a few seconds are not) when it reaches
+        ``thresholds.turn_accept``. The last window alone names the voice at ``thresholds.accept``
+        when the turn names no one, or another voice: just after a change of speaker the turn still
+        holds windows that straddle it, so it starts again from the last window. (A turn that
+        straddles two enrolled voices names neither, and would otherwise become an unknown voice.)
+        Each threshold is set for its own evidence: ``accept`` on one-second windows,
+        ``turn_accept`` on turn means, each at the same false acceptances on dev (a mean of windows
+        scores higher against a voice like it than one window does); ``turn_accept`` None:
+        ``accept`` for both."""
         accept, join = thresholds.accept, thresholds.join
         turn_accept = accept if thresholds.turn_accept is None else thresholds.turn_accept
-        speech_s = _speech_seconds(self.buffer)
+        wave = self.buffer if wave is None else wave
+        speech_s = _speech_seconds(wave)
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
             return None, None
         try:
-            emb, _ = encoder.embed(Decoded(self.buffer.copy(), SAMPLE_RATE, "live"))
+            emb, _ = encoder.embed(Decoded(wave.copy(), SAMPLE_RATE, "live"))
         except WhichvoiceError:
             return None, None  # the encoder found no speech in it
         if self.turn and self._another_voice(emb, join):
@@ -199,6 +209,14 @@ def _speech_seconds(wave: np.ndarray) -> float:
     return float((db > max(SPEECH_DB, db.max() - 30)).sum()) * 0.01
 
 
+@router.get("/v1/stream", include_in_schema=False)
+async def stream_over_http() -> None:
+    """A plain request to the WebSocket's address: 426, saying how to connect."""
+    raise HTTPProblem(
+        426, "upgrade_required", "/v1/stream is a WebSocket: connect with ws:// (or wss://)"
+    ).with_headers({"Upgrade": "websocket", "Connection": "Upgrade"})
+
+
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     service = websocket.app.state.service
@@ -211,19 +229,20 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.close(code=1008, reason="missing or wrong API key")
         return
     asked = websocket.query_params.get("rate", str(SAMPLE_RATE))
-    try:
-        rate = int(asked)
-    except ValueError:
-        rate = -1
+    # ASCII digits only: int() would also take "16_000" and other scripts' digits
+    rate = int(asked) if asked.isascii() and asked.isdigit() else -1
     await websocket.accept()
     if rate not in RATES:
-        await websocket.send_text(
-            json.dumps({"error": f"rate {asked!r}: a whole number of Hz, 8000 to 192000"})
-        )
+        await websocket.send_text(json.dumps({
+            "error": f"rate {asked!r}: a whole number of Hz, 8000 to 192000",
+            "kind": "bad_request",
+        }))  # fmt: skip
         await websocket.close(code=1003)
         return
     if _LIVE[0] >= MAX_CONNECTIONS:
-        await websocket.send_text(json.dumps({"error": "too many live connections; try later"}))
+        await websocket.send_text(json.dumps(
+            {"error": "too many live connections; try later", "kind": "too_many_connections"}
+        ))  # fmt: skip
         await websocket.close(code=1013)
         return
     _LIVE[0] += 1
@@ -232,7 +251,11 @@ async def stream(websocket: WebSocket) -> None:
             encoder = await run_in_threadpool(service.load_encoder)
             refs, thresholds = await run_in_threadpool(_gallery_refs, service, encoder)
         except WhichvoiceError as e:
-            await websocket.send_text(json.dumps({"error": e.public_message()}))
+            from whichvoice.serve.app import error_status
+
+            await websocket.send_text(
+                json.dumps({"error": e.public_message(), "kind": error_status(e)[1]})
+            )
             await websocket.close(code=1011)
             return
         await _serve(websocket, LiveSpeakers(rate), encoder, refs, thresholds)
@@ -241,8 +264,32 @@ async def stream(websocket: WebSocket) -> None:
 
 
 async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThresholds) -> None:
-    """Answer one connection's audio until it ends, idles or reaches the session limit."""
+    """Answer one connection's audio until it ends, idles or reaches the session limit. One
+    task reads (so a client's pings and audio are taken while an answer is made), another
+    answers the steps in order, skipping those that waited ``MAX_LAG_S`` when a newer one
+    waits too."""
     opened = heard = time.monotonic()  # heard: the last audio (other messages do not count)
+    pending: collections.deque = collections.deque(maxlen=MAX_PENDING)
+    due = asyncio.Event()
+
+    async def answers() -> None:
+        while True:
+            await due.wait()
+            due.clear()
+            while pending:
+                arrived, wave, received = pending.popleft()
+                if pending and time.monotonic() - arrived > MAX_LAG_S:
+                    continue  # stale, and a newer step waits
+                speaker, score = await run_in_threadpool(
+                    state.answer, encoder.model, refs, thresholds, wave
+                )
+                await websocket.send_text(json.dumps({
+                    "speaker": speaker,
+                    "score": None if score is None else round(score, 4),
+                    "t": round(received / SAMPLE_RATE, 2),
+                }))  # fmt: skip
+
+    answering = asyncio.create_task(answers())
     try:
         while time.monotonic() - opened < MAX_SESSION_S:
             try:
@@ -253,25 +300,26 @@ async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThr
                 return
             if message["type"] == "websocket.disconnect":
                 return
+            if answering.done():  # it failed (the client went away while it sent)
+                return
             data = message.get("bytes")
             if not data or len(data) > MAX_MESSAGE:
                 await websocket.send_text(json.dumps(
-                    {"error": f"send binary PCM messages of 1 to {MAX_MESSAGE} bytes"}
+                    {"error": f"send binary PCM messages of 1 to {MAX_MESSAGE} bytes",
+                     "kind": "bad_request"}
                 ))  # fmt: skip
                 continue
             heard = time.monotonic()
             if state.feed(data):
-                speaker, score = await run_in_threadpool(
-                    state.answer, encoder.model, refs, thresholds
-                )
-                await websocket.send_text(json.dumps({
-                    "speaker": speaker,
-                    "score": None if score is None else round(score, 4),
-                    "t": round(state.received / SAMPLE_RATE, 2),
-                }))  # fmt: skip
+                pending.append((heard, state.buffer, state.received))
+                due.set()
         await websocket.close(code=1000, reason="session limit")
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):  # RuntimeError: sent to a closed socket
         return
+    finally:
+        answering.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await answering
 
 
 def live_thresholds(encoder) -> LiveThresholds:

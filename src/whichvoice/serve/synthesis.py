@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from whichvoice.corpus import speak
@@ -16,15 +18,34 @@ from whichvoice.voices import all_voices, find_voice, get_engine, resolve_voices
 router = APIRouter(tags=["synthesis"])
 
 
+# a request's bytes at most: 1,000 characters of text, each up to a 12-byte JSON escape
+# (a surrogate pair), and a voice id; read under this limit before it is parsed
+MAX_REQUEST_BYTES = 16 * 1024
+
+
 @router.post(
     "/v1/synthesize",
     summary="Speak a phrase with a local voice",
     responses={200: {"content": {"audio/mpeg": {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SynthesizeRequest.model_json_schema()}},
+        }
+    },
 )
-async def synthesize(req: SynthesizeRequest, request: Request, service: ServiceDep) -> Response:
+async def synthesize(request: Request, service: ServiceDep) -> Response:
     """`{"text", "voice"}` -> the clip as mp3. Each client may ask `--synth-per-minute`
     times a minute (429 past that); Amazon Polly voices only on a server started with
-    `--allow-polly` (403 otherwise: Polly is billed to the server's AWS account)."""
+    `--allow-polly` (403 otherwise: Polly is billed to the server's AWS account). 413 for a
+    request over 16 KB (more than the longest text)."""
+    body = await service.body(request, limit=MAX_REQUEST_BYTES)
+    try:
+        req = SynthesizeRequest.model_validate_json(body)
+    except ValidationError as e:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False)]
+        ) from None
     client = request.client.host if request.client else "unknown"
     wait = service.synth_limiter.take(client)
     if wait:

@@ -42,7 +42,8 @@ def base64_items(body: bytes) -> list[bytes]:
     datas = []
     for n, item in enumerate(items):
         try:
-            datas.append(base64.b64decode(item, validate=True))
+            # as the raw form: line breaks of a wrapping encoder are not part of the data
+            datas.append(base64.b64decode("".join(item.split()), validate=True))
         except (binascii.Error, ValueError) as e:
             raise HTTPProblem(422, "invalid", f"item {n}: not base64 ({e})") from e
     return datas
