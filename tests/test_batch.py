@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -461,3 +462,68 @@ def test_a_labels_csv_header_names_its_columns(tmp_path: Path) -> None:
         list(labelled_inputs(other))
     with pytest.raises(WhichvoiceError, match="header naming the columns path and voice"):
         labelled_files(other, labels)
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["workers starting", "workers working"])
+def test_ctrl_c_stops_a_run_with_workers_in_one_line_and_it_resumes(
+    tmp_path: Path, when: str
+) -> None:
+    """A terminal's Ctrl-C reaches every process of the group, and `timeout -s INT` sends a
+    second one: the run with 2 workers ends at once with one line and status 130 (no
+    traceback from a worker importing torch, no hang in the interpreter's exit), and
+    ``--resume`` finishes the same output."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import HUMAN_DEV
+
+    out = tmp_path / "preds.csv"
+    argv = [sys.executable, "-m", "whichvoice", "predict", str(HUMAN_DEV), "--output", str(out),
+            "--workers", "2", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if when == "workers starting" and len(_children(proc.pid)) >= 2:
+            break  # spawned: importing torch and loading the model
+        if when == "workers working" and out.exists() and out.read_text().count("\n") > 50:
+            break
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # the second one
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left of the group
+    if proc.returncode == 0:
+        pytest.skip("the run finished before Ctrl-C (a fast machine)")
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.strip() == "interrupted", err  # (after click's newline, ending a "^C")
+    done = subprocess.run([*argv[:-1], "--resume", "--quiet"], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = out.read_text().splitlines()
+    assert len(rows) == 1 + len(list(HUMAN_DEV.glob("*.wav")))

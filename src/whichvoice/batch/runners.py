@@ -156,14 +156,49 @@ def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int
         initializer=_start_worker,
         initargs=(_run_arg(run), backend, threads),
     )
+
+    def submit(sources: list[str]):
+        # a worker is spawned inside submit: with Ctrl-C blocked, which it inherits, so that
+        # a terminal's Ctrl-C (sent to every process of the group) is the parent's alone,
+        # even while a worker still imports torch; one that arrives meanwhile reaches the
+        # parent once unblocked
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return pool.submit(_worker_task, _run_arg(run), backend, sources)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    interrupted = False
     try:
-        yield (
-            (lambda sources: pool.submit(_worker_task, _run_arg(run), backend, sources)),
-            2 * workers,
-            workers,
-        )
+        yield submit, 2 * workers, workers
+    except BaseException:
+        interrupted = True
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # a second Ctrl-C (a terminal's and timeout's both arrive) must not cut the stopping
+        # short: workers left running keep the process from ever exiting
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            if interrupted:  # their work is not wanted: stop them now rather than wait
+                _stop_workers(pool)
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, timeout: float = 10.0) -> None:
+    """Terminate a process pool's workers and wait for them (at most ``timeout`` s each,
+    then kill)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in processes:
+        with contextlib.suppress(OSError, ValueError):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout)
 
 
 def _run_arg(run: str | os.PathLike | None, *, absolute: bool = False) -> str | None:

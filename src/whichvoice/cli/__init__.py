@@ -7,8 +7,11 @@ Known errors become one line on stderr and exit status 2. Each module adds its c
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+from typing import NoReturn
 
 import click
 
@@ -38,8 +41,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _interrupted()
     except click.ClickException as e:
         # one line, as for every other error: "error: <what>" (usage errors exit 2)
         click.echo(f"error: {e.format_message()}", err=True)
@@ -54,5 +56,17 @@ def main() -> None:
         click.echo(f"error: {os_error_line(e)}", err=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _interrupted()
+
+
+def _interrupted() -> NoReturn:
+    """Ctrl-C: one line and exit 130, now. Every ``with`` and ``finally`` of the command has
+    run (outputs closed, workers stopped); what is left is the interpreter's own shutdown,
+    which a second Ctrl-C interrupts into a traceback, and which waits on threads still in
+    native code (a decoder, the network) or aborts on them: it is skipped."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    click.echo("interrupted", err=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(EXIT_INTERRUPTED)
