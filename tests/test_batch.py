@@ -527,3 +527,41 @@ def test_ctrl_c_stops_a_run_with_workers_in_one_line_and_it_resumes(
     assert done.returncode == 0, done.stderr
     rows = out.read_text().splitlines()
     assert len(rows) == 1 + len(list(HUMAN_DEV.glob("*.wav")))
+
+
+def test_resume_counts_an_input_given_twice_once_a_row(tmp_path: Path) -> None:
+    """An input named twice has a row each time; a resume skips only as many of its
+    occurrences as there are rows already written, so the finished file is the same as an
+    uninterrupted run's."""
+    from .conftest import HUMAN_DEV
+
+    a, b = sorted(HUMAN_DEV.glob("*.wav"))[:2]
+    inputs = [str(a), str(a), str(b), str(a)]
+    out = tmp_path / "p.csv"
+    model = bundled_classifier()
+    predict_batch(model, inputs, out, progress=False)
+    whole = out.read_text().splitlines()
+    assert len(whole) == 1 + len(inputs)
+    out.write_text("\n".join(whole[:2]) + "\n")  # the header and the first row
+    summary = predict_batch(model, inputs, out, resume=True, progress=False)
+    assert (summary.skipped, summary.predicted) == (1, 3)
+    assert out.read_text().splitlines() == whole
+
+
+def test_quiet_is_taken_without_an_output(cli) -> None:
+    from .conftest import HUMAN_DEV
+
+    clip = sorted(HUMAN_DEV.glob("*.wav"))[0]
+    r = cli("predict", "-q", str(clip))
+    assert r.returncode == 0 and r.stdout.startswith(str(clip)), r.stderr
+
+
+def test_a_file_name_with_a_newline_stays_on_its_line(cli, tmp_path: Path) -> None:
+    from .conftest import HUMAN_DEV
+
+    odd = tmp_path / "two\nlines.wav"
+    odd.write_bytes(sorted(HUMAN_DEV.glob("*.wav"))[0].read_bytes())
+    r = cli("predict", str(odd))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith(str(odd).replace("\n", "\\n"))
+    assert json.loads(cli("predict", str(odd), "--json").stdout)["path"] == str(odd)

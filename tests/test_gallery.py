@@ -274,3 +274,11 @@ def test_an_older_export_keeps_names_reserved_since(tmp_path: Path) -> None:
         data["voices"][0]["name"] = "unknown-2"  # enrolled before the name was reserved
         assert g.import_json(data) == 1 and "unknown-2" in g.names()
     assert voice_name("Export") == "Export"  # the routes are spelled in lower case
+
+
+def test_exporting_a_gallery_that_is_not_there_is_an_error(cli, tmp_path: Path) -> None:
+    """A mistyped --gallery path is said, not exported as an empty gallery."""
+    out = tmp_path / "export.json"
+    r = cli("gallery", "export", str(out), "--gallery", str(tmp_path / "nope.sqlite"))
+    assert r.returncode == 2 and "nope.sqlite: no gallery there" in r.stderr, r.stderr
+    assert not out.exists() and not (tmp_path / "nope.sqlite").exists()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from whichvoice.corpus import read_manifest
+from whichvoice.errors import WhichvoiceError
 
 pytestmark = pytest.mark.slow
 
@@ -280,18 +281,27 @@ def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
     from .conftest import sine, voice_clips
 
     encoder = load_encoder("bundled")
-    clip = voice_clips(tmp_path / "c", "flite:slt", sentences=1)["flite:slt"][0]  # twice: > 3 s
+    clip, other = voice_clips(tmp_path / "c", "flite:slt", sentences=2)["flite:slt"][:2]
     same_size = tmp_path / "b.wav"  # as long as the clip, so as many bytes, but not audio
     same_size.write_bytes(b"\0" * clip.stat().st_size)
     tone = tmp_path / "tone.wav"  # loud enough for a level-based detector, but no speech
     sf.write(tone, sine(220.0, 2.0), 16_000)
-    sources = [clip, same_size, tmp_path / "gone.wav", tone, clip]
+    copy = tmp_path / "copy.wav"  # the first clip again, by another name
+    copy.write_bytes(clip.read_bytes())
+    sources = [clip, same_size, tmp_path / "gone.wav", tone, other, copy, clip]
     with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
         voice, failed = enroll(encoder, g, "slt", sources)
-    assert voice.clips == 2
-    assert [i for i, _ in failed] == [1, 2, 3]
-    assert "b.wav" in str(failed[0][1]) and "gone.wav" in str(failed[1][1])
-    assert "tone.wav: no speech found (silero-vad hears none)" in str(failed[2][1])
+        assert voice.clips == 2  # each recording once
+        assert [i for i, _ in failed] == [1, 2, 3, 5, 6]
+        assert "b.wav" in str(failed[0][1]) and "gone.wav" in str(failed[1][1])
+        assert "tone.wav: no speech found (silero-vad hears none)" in str(failed[2][1])
+        assert "copy.wav: the same recording as" in str(failed[3][1])
+        assert failed[4][1].public_message() == (
+            "file 7 is the same recording as file 1; counted once"
+        )
+        # one recording three times is not three recordings' worth of speech
+        with pytest.raises(WhichvoiceError, match=r"only .* s of speech.*2 of the files repeat"):
+            enroll(encoder, g, "short", [clip, copy, clip.read_bytes()], min_seconds=60)
 
 
 def test_a_calibration_needs_enough_trials_for_its_rule() -> None:

@@ -341,6 +341,8 @@ class Gallery:
         and nothing is imported). Returns how many voices were imported."""
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise GalleryError("not a whichvoice gallery export")
+        if not data.get("model") and not data.get("voices"):
+            return 0  # an export of an empty gallery: nothing to add, whatever its encoder
         if data.get("model") != self.model_id:
             raise GalleryModelError(
                 f"the export was made with model {data.get('model')}, not {self.model_id}"

@@ -5,6 +5,7 @@ calibration lives: ``whichvoice.encoders`` (its names are importable from here t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -373,6 +374,36 @@ def _sources(sources) -> list:
     return list(sources)
 
 
+def _copies(sources: list) -> dict[int, int]:
+    """{index: index of the first input with the same content} for inputs given more than
+    once (the same file by two paths, the same bytes twice); a URL by its address, an input
+    that cannot be read is left to the decoder to report."""
+    first: dict[str, int] = {}
+    copies = {}
+    for i, src in enumerate(sources):
+        digest = hashlib.sha256()
+        try:
+            if isinstance(src, Decoded):
+                digest.update(np.ascontiguousarray(src.wave).tobytes())
+                digest.update(str(src.rate).encode())
+            elif isinstance(src, bytes | bytearray):
+                digest.update(src)
+            elif "://" in os.fspath(src):
+                digest.update(os.fspath(src).encode())
+            else:
+                with open(src, "rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+        except (OSError, TypeError, AttributeError):
+            continue
+        key = digest.hexdigest()
+        if key in first:
+            copies[i] = first[key]
+        else:
+            first[key] = i
+    return copies
+
+
 def check_gallery_model(model, gallery) -> None:
     """GalleryModelError when ``gallery`` belongs to another encoder than ``model``: its
     embeddings cannot be compared (an empty gallery opened for any model belongs to none)."""
@@ -399,14 +430,25 @@ def enroll(
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     embs, seconds, errors = [], 0.0, []
-    embedding = embed_enrollment(model, sources)
-    with progress_bar(embedding, len(sources), "enroll", progress) as embedded:
-        for i, result in enumerate(embedded):
+    copies = _copies(sources)  # a recording given twice counts once
+    errors += [
+        (i, WhichvoiceError(
+            f"{describe_source(sources[i])}: the same recording as "
+            f"{describe_source(sources[j])}; counted once",
+            public=f"file {i + 1} is the same recording as file {j + 1}; counted once",
+        ))
+        for i, j in copies.items()
+    ]  # fmt: skip
+    unique = [i for i in range(len(sources)) if i not in copies]
+    embedding = embed_enrollment(model, [sources[i] for i in unique])
+    with progress_bar(embedding, len(unique), "enroll", progress) as embedded:
+        for i, result in zip(unique, embedded, strict=True):
             if isinstance(result, WhichvoiceError):
                 errors.append((i, result))
             else:
                 embs.append(result[0])
                 seconds += result[1]
+    errors.sort(key=lambda e: e[0])
     if not embs:
         if len(errors) == 1:
             raise errors[0][1]
@@ -417,9 +459,10 @@ def enroll(
     existing = gallery.get(name) if name in gallery.names() else None
     already = existing.seconds if existing is not None else 0.0
     if already + seconds < min_seconds:
+        again = f"; {len(copies)} of the files repeat another, counted once" if copies else ""
         raise WhichvoiceError(
             f"{name}: only {already + seconds:.1f} s of speech; enrolling needs at least "
-            f"{min_seconds:g} s in all (give more or longer recordings)",
+            f"{min_seconds:g} s in all (give more or longer recordings{again})",
         )
     rows = np.stack(embs)
     dim = rows.shape[1] // len(CONDITIONS)

@@ -40,6 +40,7 @@ How it works, and why:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
@@ -178,7 +179,7 @@ def predict_batch(
     made_by = {"model": model.model_id, "backend": backend}
     if exists and resume:
         _check_made_by(output, made_by)
-    done = _written(sink, columns, summary) if exists and resume else set()
+    done = _written(sink, columns, summary) if exists and resume else collections.Counter()
     total, todo = _count(inputs, model.labels, done)
     if exists and not (resume or overwrite):
         what = f"{output} exists" if output.exists() else f"an interrupted {output} exists"
@@ -198,8 +199,10 @@ def predict_batch(
         return summary
 
     def pending() -> Iterator[BatchInput]:
+        left = done.copy()  # an input given twice has two rows: each row done counts once
         for item in _checked(inputs, model.labels):
-            if item.path in done:
+            if left[item.path] > 0:
+                left[item.path] -= 1
                 summary.skipped += 1
             else:
                 yield item
@@ -250,25 +253,33 @@ def _check_made_by(output: Path, made_by: dict) -> None:
         )
 
 
-def _written(sink: _Lines | _Parquet, columns: list[str], summary: BatchSummary) -> set[str]:
-    """The paths of the rows an interrupted run wrote (counted into ``summary``)."""
+def _written(
+    sink: _Lines | _Parquet, columns: list[str], summary: BatchSummary
+) -> collections.Counter:
+    """How many rows an interrupted run wrote for each path (counted into ``summary``)."""
     sink.check_columns(columns)
-    done = set()
+    done: collections.Counter = collections.Counter()
     for row in sink.scan():
-        done.add(row["path"])
+        done[row["path"]] += 1
         summary.count(row)
     return done
 
 
-def _count(inputs: Inputs, labels: list[str], done: set[str]) -> tuple[int | None, int | None]:
+def _count(
+    inputs: Inputs, labels: list[str], done: collections.Counter
+) -> tuple[int | None, int | None]:
     """(inputs, inputs still to do); a first pass that checks every input before any work.
     (None, None) for inputs that can be read only once (a stream)."""
     if not inputs.reiterable:
         return None, None
     total = todo = 0
+    left = done.copy()
     for item in _checked(inputs, labels):
         total += 1
-        todo += item.path not in done
+        if left[item.path] > 0:
+            left[item.path] -= 1
+        else:
+            todo += 1
     if not total:
         raise BatchInputError(f"no inputs in {inputs.name}")
     return total, todo

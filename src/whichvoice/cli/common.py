@@ -99,3 +99,12 @@ def print_table(metrics: dict) -> None:
         f"on {metrics['files']} files (window-level {metrics['window_accuracy']:.4f} on "
         f"{metrics['windows']} windows)"
     )
+
+
+_CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def shown(path: object) -> str:
+    """A file's name as a text line shows it: a newline, return or tab in it escaped, so that
+    each input stays one line of tab-separated fields (``--json`` keeps the name as it is)."""
+    return str(path).translate(_CONTROL)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from whichvoice.cli.common import LOCATION, app, gallery_option, setup_logging
+from whichvoice.cli.common import LOCATION, app, gallery_option, setup_logging, shown
 from whichvoice.cli.gallery import _gallery, _gallery_encoder, _inputs, _model_option
 from whichvoice.errors import WhichvoiceError
 from whichvoice.storage import StorageError
@@ -102,7 +102,7 @@ def diarize_cmd(
             except WhichvoiceError as e:
                 failed += 1
                 click.echo(json.dumps({"path": str(path), "error": str(e)}) if as_json
-                           else f"{path}\terror: {e}")  # fmt: skip
+                           else f"{shown(path)}\terror: {e}")  # fmt: skip
                 continue
             finally:
                 bar.close()
@@ -111,9 +111,9 @@ def diarize_cmd(
                 click.echo(json.dumps(result.to_dict()))
                 continue
             if not result.segments:
-                click.echo(f"{path}\tno speech")
+                click.echo(f"{shown(path)}\tno speech")
             for s in result.segments:
-                click.echo(f"{path}\t{s.start:.2f}\t{s.end:.2f}\t{s.speaker}\t{s.score:.3f}"
+                click.echo(f"{shown(path)}\t{s.start:.2f}\t{s.end:.2f}\t{s.speaker}\t{s.score:.3f}"
                            + ("\toverlap" if s.overlap else ""))  # fmt: skip
     if rttm is not None:
         try:

@@ -13,6 +13,7 @@ from whichvoice.cli.common import (
     app,
     gallery_option,
     setup_logging,
+    shown,
 )
 from whichvoice.errors import WhichvoiceError
 
@@ -60,9 +61,9 @@ def _print_results(paths: list, results: list, as_json: bool, line) -> None:
         if isinstance(r, Exception):
             failed += 1
             error = {"path": str(path), "error": str(r)}
-            click.echo(json.dumps(error) if as_json else f"{path}\terror: {r}")
+            click.echo(json.dumps(error) if as_json else f"{shown(path)}\terror: {r}")
         else:
-            click.echo(json.dumps(r.to_dict()) if as_json else f"{path}\t{line(r)}")
+            click.echo(json.dumps(r.to_dict()) if as_json else f"{shown(path)}\t{line(r)}")
     if failed:
         sys.exit(1)
 
@@ -275,8 +276,11 @@ def gallery_remove_cmd(name: str, model: Path | None, gallery: Path | None) -> N
 @gallery_option
 def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
     """Write every voice to FILE (JSON; a path or s3:// URL)."""
-    from whichvoice.gallery import write_export
+    from whichvoice.gallery import default_gallery_path, write_export
 
+    where = gallery or default_gallery_path()
+    if not Path(where).exists():  # a mistyped path would export nothing, and say so quietly
+        raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
     with _gallery(_encoder(model) if model else None, gallery) as g:
         data = g.export_json()
     write_export(file, data)

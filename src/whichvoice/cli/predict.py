@@ -12,6 +12,7 @@ from whichvoice.cli.common import (
     LOCATION,
     app,
     setup_logging,
+    shown,
 )
 from whichvoice.errors import WhichvoiceError
 
@@ -69,7 +70,7 @@ from whichvoice.errors import WhichvoiceError
     help="onnx: the network on onnxruntime; onnx-int8: quantised to int8 (RUN/model.int8.onnx, "
     "shipped with the bundled classifier; see `export --int8`).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar (with --output).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (only --output shows one).")
 def predict_cmd(
     inputs: tuple[Path, ...],
     model_run: Path | None,
@@ -215,7 +216,6 @@ def _check_options(
             ("--resume", resume),
             ("--overwrite", overwrite),
             ("--dask-scheduler", dask_scheduler),
-            ("--quiet", quiet),
         )
         if value
     ]
@@ -261,12 +261,12 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
                 )
                 if engine and result.engine_known is None:  # no head: not an engine answer
                     engine += " (the family of its likeliest voices)"
-                click.echo(f"{path}\t{answer}\t[{top}]{engine}")
+                click.echo(f"{shown(path)}\t{answer}\t[{top}]{engine}")
         else:
             failed += 1
             if as_json:
                 click.echo(json.dumps({"path": str(path), "error": str(result)}))
             else:
-                click.echo(f"{path}\terror: {result}", err=True)
+                click.echo(f"{shown(path)}\terror: {result}", err=True)
     if failed:
         sys.exit(1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from whichvoice.cli.common import LOCATION, app, setup_logging
+from whichvoice.cli.common import LOCATION, app, setup_logging, shown
 from whichvoice.errors import WhichvoiceError
 
 
@@ -66,15 +66,15 @@ def trace_cmd(
         if isinstance(r, WhichvoiceError):
             failed += 1
             click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
-                       else f"{path}\terror: {r}")  # fmt: skip
+                       else f"{shown(path)}\terror: {r}")  # fmt: skip
             continue
         if as_json:
             click.echo(json.dumps({"path": str(path), **a.to_dict()}))
         elif a.known:
-            click.echo(f"{path}\t{a.engine}\tp {a.confidence:.3f}\tscore {a.score:.3f} >= "
+            click.echo(f"{shown(path)}\t{a.engine}\tp {a.confidence:.3f}\tscore {a.score:.3f} >= "
                        f"threshold {head.threshold:.3f}")  # fmt: skip
         else:
-            click.echo(f"{path}\tunknown\tnearest {a.nearest}\tscore {a.score:.3f} < "
+            click.echo(f"{shown(path)}\tunknown\tnearest {a.nearest}\tscore {a.score:.3f} < "
                        f"threshold {head.threshold:.3f}")  # fmt: skip
     if failed:
         sys.exit(1)
