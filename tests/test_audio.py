@@ -102,3 +102,20 @@ def test_an_array_a_user_holds_becomes_mono_float32_or_a_clear_error() -> None:
 
     with pytest.raises(AudioDecodeError, match="needs its rate"):
         _sources(tone)  # samples handed to identify/verify without a rate
+
+
+def test_a_pipe_is_read_as_a_file(tmp_path) -> None:
+    """/dev/stdin fed by a pipe, or a shell's <(...), is a FIFO: read whole, once."""
+    import os
+    import threading
+
+    from whichvoice.audio import encode_audio, read_audio
+
+    data = encode_audio(np.zeros(1600, np.float32) + 0.1, 16_000, "wav")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    wave, rate = read_audio(fifo)
+    writer.join(timeout=10)
+    assert rate == 16_000 and wave.shape == (1600,)

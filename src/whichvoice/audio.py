@@ -118,6 +118,12 @@ def read_audio(
             source = storage.read_bytes(source)
         except storage.StorageError as e:
             raise AudioDecodeError(str(e)) from e
+    if not isinstance(source, bytes | bytearray) and Path(source).is_fifo():
+        # a pipe (/dev/stdin, a shell's <(...)): read once, whole
+        try:
+            source = Path(source).read_bytes()
+        except OSError as e:
+            raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
     if not isinstance(source, bytes | bytearray) and not Path(source).is_file():
         what = "is a folder" if Path(source).is_dir() else "no such file"
         raise AudioDecodeError(f"{name}: cannot read ({what})")
