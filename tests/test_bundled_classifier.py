@@ -88,16 +88,21 @@ HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / 
 @pytest.fixture(scope="module")
 def person(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real person (human-dev) saying six digits, ~3 s: a voice the classifier never heard."""
+    return _digits("george", tmp_path_factory.mktemp("person") / "george.wav")
+
+
+def _digits(speaker: str, path: Path, first_take: int = 0) -> Path:
+    """``speaker`` saying the digits 0-5 (take ``first_take`` + the digit of each), joined
+    with 0.2 s pauses, written to ``path``."""
     import numpy as np
     import soundfile as sf
 
     from whichvoice.audio import read_audio
 
     parts = []
-    for take in range(6):
-        wave, rate = read_audio(HUMAN / f"{take}_george_{take}.wav")
+    for digit in range(6):
+        wave, rate = read_audio(HUMAN / f"{digit}_{speaker}_{first_take + digit}.wav")
         parts += [wave, np.zeros(rate // 5, np.float32)]
-    path = tmp_path_factory.mktemp("person") / "george.wav"
     sf.write(path, np.concatenate(parts), rate)
     return path
 
@@ -171,7 +176,9 @@ def test_one_answer_from_the_classifier_and_the_gallery(
         assert (body["voice"], body["answer_source"]) == ("unknown", "none")
         assert body["classifier"]["known"] is False and body["classifier"]["voice"]
         # enroll the person: the gallery's answer comes first
-        clips = [("file", (p.name, p.read_bytes())) for p in (person, person)]
+        again = tmp_path / "george-again.wav"  # the same man, other takes of the digits
+        _digits("george", again, first_take=10)
+        clips = [("file", (p.name, p.read_bytes())) for p in (person, again)]
         r = httpx.post(f"{url}/v1/enroll", params={"name": "george"}, files=clips, timeout=60)
         assert r.status_code == 200, r.text
         body = ask(person)

@@ -58,6 +58,18 @@ def test_voices_without_credentials_say_why_once(cli, tmp_path: Path) -> None:
     assert "28 voices, 0 available now" in proc.stderr
 
 
+def _a_gallery(path: Path) -> Path:
+    """A gallery file holding one voice (of a made-up encoder: commands that only list or
+    export it never compare an embedding)."""
+    import numpy as np
+
+    from whichvoice.gallery import Gallery
+
+    with Gallery(path, "some-encoder") as g:
+        g.enroll("ann", np.ones((1, 4), np.float32) / 2, 3.0)
+    return path
+
+
 @pytest.mark.parametrize(
     "args", [["--help"], ["voices", "--available"], ["gallery", "list"], ["gallery", "export", "-"]]
 )
@@ -69,6 +81,7 @@ def test_commands_that_need_no_model_do_not_import_torch(args: list[str], tmp_pa
 
     if args[-1] == "-":
         args = [*args[:-1], str(tmp_path / "g.json")]
+        _a_gallery(tmp_path / "g.sqlite")  # an export needs a gallery to export
     code = (
         "import sys; from whichvoice.cli import main; sys.argv = ['whichvoice', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
@@ -185,7 +198,7 @@ def test_unwritable_out(cli, tmp_path: Path) -> None:
 def test_a_path_that_cannot_be_made_is_one_line(cli, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    gallery = ["--gallery", str(tmp_path / "g.sqlite")]
+    gallery = ["--gallery", str(_a_gallery(tmp_path / "g.sqlite"))]
     proc = cli("gallery", "export", str(blocker / "e.json"), *gallery)
     _one_line_error(proc, "a-file", "a file is in the way of a folder")
 

@@ -167,7 +167,8 @@ def test_skipped_uploads_carry_their_index(secured) -> None:
     sent = [
         ("file", ("same.wav", good, "audio/wav")),
         ("file", ("same.wav", junk, "audio/wav")),
-        ("file", ("other.wav", good, "audio/wav")),
+        ("file", ("other.wav", wav(230.0), "audio/wav")),  # another recording of the voice
+        ("file", ("again.wav", good, "audio/wav")),  # the first again: counted once
     ]
     r = httpx.post(
         f"{url}/v1/enroll", params={"name": "indexed"}, files=sent, headers=bearer(), timeout=60
@@ -175,7 +176,8 @@ def test_skipped_uploads_carry_their_index(secured) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["added"] == 2
-    assert [(s["index"], s["file"]) for s in body["skipped"]] == [(1, "same.wav")]
+    assert [(s["index"], s["file"]) for s in body["skipped"]] == [(1, "same.wav"), (3, "again.wav")]
+    assert "same recording as file 1" in body["skipped"][1]["error"]
 
 
 def test_each_upload_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from whichvoice import __version__
 from whichvoice.errors import WhichvoiceError
-from whichvoice.gallery import GalleryError, GalleryModelError, NotEnrolledError, VoiceExistsError
 from whichvoice.runtime import VoiceModel, load_model
 from whichvoice.serve import diarization, enrollment, identify, ops, stream, synthesis, talk
 from whichvoice.serve.docs import add_docs
@@ -36,6 +35,7 @@ from whichvoice.serve.service import (
     HTTPProblem,
     ServeConfig,
     Service,
+    error_status,
     key_matches,
     presented_key,
     release_free_memory,
@@ -44,13 +44,6 @@ from whichvoice.serve.service import (
 log = logging.getLogger(__name__)
 ENV_CONFIG = "WHICHVOICE_SERVE_CONFIG"  # how `whichvoice serve` hands the config to workers
 OPEN_PATHS = ("/healthz", "/static/", "/favicon.ico")  # no API key needed (and "/")
-# a gallery error's status and kind, most specific first
-_GALLERY_ERRORS = (
-    (NotEnrolledError, 404, "not_enrolled"),
-    (GalleryModelError, 409, "model_mismatch"),
-    (VoiceExistsError, 409, "voice_exists"),
-    (GalleryError, 422, "gallery"),
-)
 
 
 def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
@@ -121,14 +114,6 @@ def _answer(request: Request, status: int, kind: str, message: str, headers=None
 
 async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
     return _answer(request, exc.status, exc.kind, exc.message, exc.headers)
-
-
-def error_status(exc: WhichvoiceError) -> tuple[int, str]:
-    """The HTTP status and kind of a whichvoice error (the live stream sends the kind too)."""
-    return next(
-        ((status, kind) for cls, status, kind in _GALLERY_ERRORS if isinstance(exc, cls)),
-        (422, "bad_request"),
-    )
 
 
 async def _known(request: Request, exc: WhichvoiceError) -> JSONResponse:

@@ -27,7 +27,14 @@ from whichvoice.errors import (
     SilentAudioError,
     WhichvoiceError,
 )
-from whichvoice.gallery import Gallery, default_gallery_path
+from whichvoice.gallery import (
+    Gallery,
+    GalleryError,
+    GalleryModelError,
+    NotEnrolledError,
+    VoiceExistsError,
+    default_gallery_path,
+)
 from whichvoice.runtime import Prediction, VoiceModel
 from whichvoice.serve.batching import MicroBatcher
 from whichvoice.tracing import EngineHead, head_for
@@ -63,6 +70,23 @@ class ServeConfig:
     @classmethod
     def from_json(cls, text: str) -> ServeConfig:
         return cls(**json.loads(text))
+
+
+# a gallery error's status and kind, most specific first
+_GALLERY_ERRORS = (
+    (NotEnrolledError, 404, "not_enrolled"),
+    (GalleryModelError, 409, "model_mismatch"),
+    (VoiceExistsError, 409, "voice_exists"),
+    (GalleryError, 422, "gallery"),
+)
+
+
+def error_status(exc: WhichvoiceError) -> tuple[int, str]:
+    """The HTTP status and kind of a whichvoice error (the live stream sends the kind too)."""
+    return next(
+        ((status, kind) for cls, status, kind in _GALLERY_ERRORS if isinstance(exc, cls)),
+        (422, "bad_request"),
+    )
 
 
 class HTTPProblem(Exception):

@@ -39,7 +39,7 @@ from whichvoice.audio import SAMPLE_RATE, Decoded
 from whichvoice.errors import WhichvoiceError
 from whichvoice.fusion import embedding_dim
 from whichvoice.prototypes import VoiceRefs, voice_refs
-from whichvoice.serve.service import HTTPProblem, key_matches, presented_key
+from whichvoice.serve.service import HTTPProblem, error_status, key_matches, presented_key
 
 router = APIRouter(tags=["diarization"])
 
@@ -251,8 +251,6 @@ async def stream(websocket: WebSocket) -> None:
             encoder = await run_in_threadpool(service.load_encoder)
             refs, thresholds = await run_in_threadpool(_gallery_refs, service, encoder)
         except WhichvoiceError as e:
-            from whichvoice.serve.app import error_status
-
             await websocket.send_text(
                 json.dumps({"error": e.public_message(), "kind": error_status(e)[1]})
             )
