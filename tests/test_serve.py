@@ -195,6 +195,9 @@ def test_every_error_code(server: str, clips) -> None:
     )
     assert_error(post("/v1/synthesize", b'{"text": ""}', "application/json"), 422, "invalid")
     assert_error(post("/v1/synthesize", b'{"text": "hi", ', "application/json"), 422, "JSON")
+    # only JSON: a form or text/plain body is what another site's page could send unasked
+    body = b'{"text": "hi", "voice": "flite:slt"}'
+    assert_error(post("/v1/synthesize", body, "text/plain"), 415, "unsupported_type")
     # a synthesis request is read under its own small limit, before it is parsed
     huge = json.dumps({"text": "a" * 300_000, "voice": "flite:slt"}).encode()
     assert_error(post("/v1/synthesize", huge, "application/json"), 413, "too_large")

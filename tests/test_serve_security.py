@@ -177,7 +177,7 @@ def test_skipped_uploads_carry_their_index(secured) -> None:
     body = r.json()
     assert body["added"] == 2
     assert [(s["index"], s["file"]) for s in body["skipped"]] == [(1, "same.wav"), (3, "again.wav")]
-    assert "same recording as file 1" in body["skipped"][1]["error"]
+    assert "same recording as an earlier file" in body["skipped"][1]["error"]
 
 
 def test_each_upload_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,3 +291,29 @@ def test_an_internal_error_is_a_json_500_and_logged_whole(
     logged = [rec for rec in caplog.records if rec.name == "whichvoice.serve.app"]
     assert logged and "GET /v1/gallery" in logged[0].getMessage()
     assert "secret detail" in str(logged[0].exc_info[1])
+
+
+def test_a_live_answer_that_fails_is_logged_and_closes_the_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In-process: an answer that raises is not swallowed: the server logs it, the client gets
+    {"error", "kind": "internal"} and the close code 1011."""
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from whichvoice.serve import service, stream
+    from whichvoice.serve.app import create_app
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("the network broke")
+
+    monkeypatch.setattr(stream.LiveSpeakers, "answer", broken)
+    app = create_app(service.ServeConfig(gallery=str(tmp_path / "g.sqlite"), encoder="bundled"))
+    pcm = (np.sin(np.arange(16_000) / 8) * 8000).astype("<i2").tobytes()
+    with TestClient(app) as client, client.websocket_connect("/v1/stream?rate=16000") as ws:
+        ws.send_bytes(pcm)
+        assert ws.receive_json() == {"error": "the server could not answer", "kind": "internal"}
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1011
+    assert "a live answer failed" in caplog.text and "the network broke" in caplog.text

@@ -297,7 +297,7 @@ def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
         assert "tone.wav: no speech found (silero-vad hears none)" in str(failed[2][1])
         assert "copy.wav: the same recording as" in str(failed[3][1])
         assert failed[4][1].public_message() == (
-            "file 7 is the same recording as file 1; counted once"
+            "the same recording as an earlier file; counted once"
         )
         # one recording three times is not three recordings' worth of speech
         with pytest.raises(WhichvoiceError, match=r"only .* s of speech.*2 of the files repeat"):

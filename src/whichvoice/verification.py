@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import stat
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
@@ -390,6 +391,8 @@ def _copies(sources: list) -> dict[int, int]:
                 digest.update(src)
             elif "://" in os.fspath(src):
                 digest.update(os.fspath(src).encode())
+            elif not stat.S_ISREG(os.stat(src).st_mode):
+                continue  # a pipe is read once, by the decoder; a folder is its error
             else:
                 with open(src, "rb") as f:
                     while block := f.read(1 << 20):
@@ -435,7 +438,7 @@ def enroll(
         (i, WhichvoiceError(
             f"{describe_source(sources[i])}: the same recording as "
             f"{describe_source(sources[j])}; counted once",
-            public=f"file {i + 1} is the same recording as file {j + 1}; counted once",
+            public="the same recording as an earlier file; counted once",
         ))
         for i, j in copies.items()
     ]  # fmt: skip

@@ -158,15 +158,12 @@ def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int
     )
 
     def submit(sources: list[str]):
-        # a worker is spawned inside submit: with Ctrl-C blocked, which it inherits, so that
+        # a worker is spawned inside submit: with Ctrl-C ignored, which it inherits, so that
         # a terminal's Ctrl-C (sent to every process of the group) is the parent's alone,
-        # even while a worker still imports torch; one that arrives meanwhile reaches the
-        # parent once unblocked
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
+        # even while a worker still imports torch; and no Ctrl-C lands between a worker's
+        # start and the pool's note of it (a worker the pool does not know is never stopped)
+        with _no_ctrl_c():
             return pool.submit(_worker_task, _run_arg(run), backend, sources)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     interrupted = False
     try:
@@ -177,13 +174,25 @@ def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int
     finally:
         # a second Ctrl-C (a terminal's and timeout's both arrive) must not cut the stopping
         # short: workers left running keep the process from ever exiting
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
+        with _no_ctrl_c():
             if interrupted:  # their work is not wanted: stop them now rather than wait
                 _stop_workers(pool)
             pool.shutdown(wait=not interrupted, cancel_futures=True)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+@contextlib.contextmanager
+def _no_ctrl_c():
+    """SIGINT ignored by the whole process while inside (from the main thread; elsewhere, as
+    a library may call it, nothing changes): blocking it would hold it off only for this
+    thread, and Python raises Ctrl-C in the main thread whichever thread took the signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _stop_workers(pool: ProcessPoolExecutor, timeout: float = 10.0) -> None:

@@ -18,7 +18,7 @@ import click
 # importing a command module adds its commands to app
 from whichvoice.cli import corpus, diarize, gallery, jobs, predict, serve, trace, train  # noqa: F401
 from whichvoice.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, app
-from whichvoice.cli.stderr import filter_native_noise
+from whichvoice.cli.stderr import filter_native_noise, finish_filter
 from whichvoice.errors import WhichvoiceError
 
 __all__ = ["app", "main", "os_error_line"]
@@ -69,4 +69,6 @@ def _interrupted() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    with contextlib.suppress(OSError, ValueError):
+        finish_filter()  # what native code wrote to stderr, passed on
     os._exit(EXIT_INTERRUPTED)

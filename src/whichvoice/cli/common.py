@@ -101,7 +101,11 @@ def print_table(metrics: dict) -> None:
     )
 
 
-_CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+# what would end a line or a field: escaped (str.splitlines breaks at each of these)
+_CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"} | {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in (0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)
+}
 
 
 def shown(path: object) -> str:

@@ -102,7 +102,7 @@ def diarize_cmd(
             except WhichvoiceError as e:
                 failed += 1
                 click.echo(json.dumps({"path": str(path), "error": str(e)}) if as_json
-                           else f"{shown(path)}\terror: {e}")  # fmt: skip
+                           else f"{shown(path)}\terror: {shown(e)}")  # fmt: skip
                 continue
             finally:
                 bar.close()

@@ -61,7 +61,7 @@ def _print_results(paths: list, results: list, as_json: bool, line) -> None:
         if isinstance(r, Exception):
             failed += 1
             error = {"path": str(path), "error": str(r)}
-            click.echo(json.dumps(error) if as_json else f"{shown(path)}\terror: {r}")
+            click.echo(json.dumps(error) if as_json else f"{shown(path)}\terror: {shown(r)}")
         else:
             click.echo(json.dumps(r.to_dict()) if as_json else f"{shown(path)}\t{line(r)}")
     if failed:

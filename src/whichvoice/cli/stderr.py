@@ -19,7 +19,7 @@ import re
 import sys
 import threading
 
-__all__ = ["NOISE", "filter_native_noise", "is_noise"]
+__all__ = ["NOISE", "filter_native_noise", "finish_filter", "is_noise"]
 
 # libmpg123's messages about damaged frames (it resyncs and goes on)
 NOISE = re.compile(
@@ -104,3 +104,13 @@ def filter_native_noise() -> None:
         thread.join(timeout=1.0)
 
     atexit.register(finish)
+    _finish[0] = finish
+
+
+_finish: list = [lambda: None]  # the installed filter's finish (for an exit that skips atexit)
+
+
+def finish_filter() -> None:
+    """Let the filter pass on what native code already wrote, and stop (an exit through
+    ``os._exit`` runs no ``atexit`` hook)."""
+    _finish[0]()

@@ -66,7 +66,7 @@ def trace_cmd(
         if isinstance(r, WhichvoiceError):
             failed += 1
             click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
-                       else f"{shown(path)}\terror: {r}")  # fmt: skip
+                       else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
             continue
         if as_json:
             click.echo(json.dumps({"path": str(path), **a.to_dict()}))

@@ -28,6 +28,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ from whichvoice.prototypes import VoiceRefs, voice_refs
 from whichvoice.serve.service import HTTPProblem, error_status, key_matches, presented_key
 
 router = APIRouter(tags=["diarization"])
+log = logging.getLogger(__name__)
 
 WINDOW_S = 1.0  # the audio an answer looks at
 STEP_S = 0.1  # an answer every this much audio (or every message, if they are longer)
@@ -248,12 +250,15 @@ async def stream(websocket: WebSocket) -> None:
     _LIVE[0] += 1
     try:
         try:
-            encoder = await run_in_threadpool(service.load_encoder)
+            encoder = await run_in_threadpool(service.encoder)  # 503 no_encoder over HTTP
             refs, thresholds = await run_in_threadpool(_gallery_refs, service, encoder)
-        except WhichvoiceError as e:
-            await websocket.send_text(
-                json.dumps({"error": e.public_message(), "kind": error_status(e)[1]})
+        except (HTTPProblem, WhichvoiceError) as e:
+            message, kind = (
+                (e.message, e.kind)
+                if isinstance(e, HTTPProblem)
+                else (e.public_message(), error_status(e)[1])
             )
+            await websocket.send_text(json.dumps({"error": message, "kind": kind}))
             await websocket.close(code=1011)
             return
         await _serve(websocket, LiveSpeakers(rate), encoder, refs, thresholds)
@@ -269,36 +274,61 @@ async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThr
     opened = heard = time.monotonic()  # heard: the last audio (other messages do not count)
     pending: collections.deque = collections.deque(maxlen=MAX_PENDING)
     due = asyncio.Event()
+    stopping = False
 
     async def answers() -> None:
-        while True:
+        """Answer the pending steps until told to stop; an answer under way is finished
+        first (the thread making it cannot be stopped, and the connection limit must bound
+        the work). A failure is logged and closes the connection (1011)."""
+        while not stopping:
             await due.wait()
             due.clear()
-            while pending:
+            while pending and not stopping:
                 arrived, wave, received = pending.popleft()
                 if pending and time.monotonic() - arrived > MAX_LAG_S:
                     continue  # stale, and a newer step waits
-                speaker, score = await run_in_threadpool(
-                    state.answer, encoder.model, refs, thresholds, wave
-                )
-                await websocket.send_text(json.dumps({
-                    "speaker": speaker,
-                    "score": None if score is None else round(score, 4),
-                    "t": round(received / SAMPLE_RATE, 2),
-                }))  # fmt: skip
+                try:
+                    speaker, score = await run_in_threadpool(
+                        state.answer, encoder.model, refs, thresholds, wave
+                    )
+                except Exception:
+                    log.exception("a live answer failed")
+                    with contextlib.suppress(Exception):
+                        await websocket.send_text(json.dumps(
+                            {"error": "the server could not answer", "kind": "internal"}
+                        ))  # fmt: skip
+                        await websocket.close(code=1011)
+                    return
+                try:
+                    await websocket.send_text(json.dumps({
+                        "speaker": speaker,
+                        "score": None if score is None else round(score, 4),
+                        "t": round(received / SAMPLE_RATE, 2),
+                    }))  # fmt: skip
+                except (WebSocketDisconnect, RuntimeError):  # the client went away
+                    return
 
     answering = asyncio.create_task(answers())
     try:
         while time.monotonic() - opened < MAX_SESSION_S:
             try:
                 wait = max(IDLE_S - (time.monotonic() - heard), 0.0)
-                message = await asyncio.wait_for(websocket.receive(), timeout=wait)
-            except TimeoutError:
+                receiving = asyncio.ensure_future(websocket.receive())
+                done, _ = await asyncio.wait(
+                    {receiving, answering}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+            except BaseException:
+                receiving.cancel()
+                raise
+            if answering in done:  # it failed, or the client went away while it sent
+                receiving.cancel()
+                return
+            if receiving not in done:
+                receiving.cancel()
                 await websocket.close(code=1000, reason="idle")
                 return
+            message = receiving.result()
             if message["type"] == "websocket.disconnect":
-                return
-            if answering.done():  # it failed (the client went away while it sent)
                 return
             data = message.get("bytes")
             if not data or len(data) > MAX_MESSAGE:
@@ -315,9 +345,9 @@ async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThr
     except (WebSocketDisconnect, RuntimeError):  # RuntimeError: sent to a closed socket
         return
     finally:
-        answering.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-            await answering
+        stopping = True
+        due.set()
+        await asyncio.wait({answering})  # its answer under way finishes; it then returns
 
 
 def live_thresholds(encoder) -> LiveThresholds:

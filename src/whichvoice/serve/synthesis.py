@@ -39,6 +39,11 @@ async def synthesize(request: Request, service: ServiceDep) -> Response:
     times a minute (429 past that); Amazon Polly voices only on a server started with
     `--allow-polly` (403 otherwise: Polly is billed to the server's AWS account). 413 for a
     request over 16 KB (more than the longest text)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":  # a form or text/plain body: a page elsewhere may send one
+        raise HTTPProblem(
+            415, "unsupported_type", f"content type {media or 'none'!r}: send application/json"
+        )
     body = await service.body(request, limit=MAX_REQUEST_BYTES)
     try:
         req = SynthesizeRequest.model_validate_json(body)
