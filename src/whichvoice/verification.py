@@ -5,6 +5,7 @@ calibration lives: ``whichvoice.encoders`` (its names are importable from here t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -12,7 +13,7 @@ import os
 import random
 import stat
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -377,8 +378,16 @@ def _sources(sources) -> list:
 
 def _copies(sources: list) -> dict[int, int]:
     """{index: index of the first input with the same content} for inputs given more than
-    once (the same file by two paths, the same bytes twice); a URL by its address, an input
-    that cannot be read is left to the decoder to report."""
+    once (the same file by two paths, the same bytes twice); a URL by its address. A file is
+    read only when another one has its size; a pipe, a folder or an input that cannot be
+    read is left to the decoder (and its error)."""
+    sizes = {}
+    for i, src in enumerate(sources):
+        if isinstance(src, str | os.PathLike) and "://" not in os.fspath(src):
+            with contextlib.suppress(OSError, ValueError):
+                if stat.S_ISREG((info := os.stat(src)).st_mode):
+                    sizes[i] = info.st_size
+    same_size = Counter(sizes.values())
     first: dict[str, int] = {}
     copies = {}
     for i, src in enumerate(sources):
@@ -389,15 +398,15 @@ def _copies(sources: list) -> dict[int, int]:
                 digest.update(str(src.rate).encode())
             elif isinstance(src, bytes | bytearray):
                 digest.update(src)
-            elif "://" in os.fspath(src):
+            elif isinstance(src, str | os.PathLike) and "://" in os.fspath(src):
                 digest.update(os.fspath(src).encode())
-            elif not stat.S_ISREG(os.stat(src).st_mode):
-                continue  # a pipe is read once, by the decoder; a folder is its error
-            else:
+            elif i in sizes and same_size[sizes[i]] > 1:
                 with open(src, "rb") as f:
                     while block := f.read(1 << 20):
                         digest.update(block)
-        except (OSError, TypeError, AttributeError):
+            else:
+                continue
+        except OSError:
             continue
         key = digest.hexdigest()
         if key in first:
