@@ -199,10 +199,8 @@ def predict_batch(
         return summary
 
     def pending() -> Iterator[BatchInput]:
-        left = done.copy()  # an input given twice has two rows: each row done counts once
-        for item in _checked(inputs, model.labels):
-            if left[item.path] > 0:
-                left[item.path] -= 1
+        for item, written in _against(_checked(inputs, model.labels), done):
+            if written:
                 summary.skipped += 1
             else:
                 yield item
@@ -265,6 +263,18 @@ def _written(
     return done
 
 
+def _against(
+    items: Iterable[BatchInput], done: collections.Counter
+) -> Iterator[tuple[BatchInput, bool]]:
+    """Each input and whether a row of it is already written: an input given twice has two
+    rows, so each written row accounts for one occurrence of its path."""
+    left = done.copy()
+    for item in items:
+        written = left[item.path] > 0
+        left[item.path] -= written
+        yield item, written
+
+
 def _count(
     inputs: Inputs, labels: list[str], done: collections.Counter
 ) -> tuple[int | None, int | None]:
@@ -273,13 +283,9 @@ def _count(
     if not inputs.reiterable:
         return None, None
     total = todo = 0
-    left = done.copy()
-    for item in _checked(inputs, labels):
+    for _, written in _against(_checked(inputs, labels), done):
         total += 1
-        if left[item.path] > 0:
-            left[item.path] -= 1
-        else:
-            todo += 1
+        todo += not written
     if not total:
         raise BatchInputError(f"no inputs in {inputs.name}")
     return total, todo

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from whichvoice.corpus import speak
 from whichvoice.errors import UnknownVoiceError
 from whichvoice.serve.schemas import SynthesizeRequest, VoicesResponse
-from whichvoice.serve.service import HTTPProblem, ServiceDep
+from whichvoice.serve.service import HTTPProblem, ServiceDep, media_type
 from whichvoice.voices import all_voices, find_voice, get_engine, resolve_voices
 
 router = APIRouter(tags=["synthesis"])
@@ -39,7 +39,7 @@ async def synthesize(request: Request, service: ServiceDep) -> Response:
     times a minute (429 past that); Amazon Polly voices only on a server started with
     `--allow-polly` (403 otherwise: Polly is billed to the server's AWS account). 413 for a
     request over 16 KB (more than the longest text)."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = media_type(request)
     if media != "application/json":  # a form or text/plain body: a page elsewhere may send one
         raise HTTPProblem(
             415, "unsupported_type", f"content type {media or 'none'!r}: send application/json"
