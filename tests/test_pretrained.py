@@ -99,9 +99,11 @@ def test_embeddings_are_resemblyzers_unit_vectors_at_any_rate(
     assert emb.dtype == np.float32 and emb.shape == (256,)
     assert abs(float(np.linalg.norm(emb)) - 1) < 1e-5 and speech_s > 0.5
     wave = load_audio(clip)
-    # the same speech and mels as resemblyzer's own (slower) preprocessing
-    speech = resemblyzer.preprocess_wav(wave)
-    assert np.array_equal(encoder._preprocess(wave), speech)
+    # the same speech and mels as resemblyzer's own (slower) preprocessing of the clip at
+    # -30 dBFS (resemblyzer raises a quieter clip to that level; whichvoice lowers a louder one)
+    speech = resemblyzer.preprocess_wav(resemblyzer.normalize_volume(wave, -30))
+    ours = encoder._preprocess(wave)
+    assert ours.shape == speech.shape and np.allclose(ours, speech, rtol=1e-5, atol=1e-7)
     mel = resemblyzer.audio.wav_to_mel_spectrogram(speech)
     assert np.abs(encoder._mel(speech) - mel).max() < 1e-6
     reference = encoder.net.embed_utterance(speech, rate=encoder.partials_per_s)  # torch
@@ -258,7 +260,7 @@ def test_dvector_embeddings_match_the_packages_own_enrollment_path(dvector, tmp_
 
     from tests.conftest import HUMAN_DEV
     from whichvoice.audio import SAMPLE_RATE, load_audio
-    from whichvoice.features import FeatureConfig, trim_silence
+    from whichvoice.features import FeatureConfig, normalize_level, trim_silence
     from whichvoice.verification import model_id
 
     clip = HUMAN_DEV / "3_jackson_0.wav"  # a real person, 8 kHz
@@ -267,11 +269,35 @@ def test_dvector_embeddings_match_the_packages_own_enrollment_path(dvector, tmp_
     assert abs(float(np.linalg.norm(emb)) - 1) < 1e-5 and 0.1 < speech_s < 1.0
     hp = HParams()
     hp.apply_onnx_dvector_overrides(str(dvector.weights))
-    speech = trim_silence(load_audio(clip), FeatureConfig())
+    speech = normalize_level(trim_silence(load_audio(clip), FeatureConfig()))
     reference = _extract_dvec(speech, hp, dvector.session)
     assert float(emb @ reference) > 0.9999
     assert model_id(dvector) == f"dvector-{dvector.digest[:16]}"
     assert hp.sample_rate == SAMPLE_RATE
+
+
+@pytest.mark.parametrize("name", ["resemblyzer", "dvector"])
+def test_an_embedding_moves_neither_with_the_level_nor_with_the_other_files(
+    name: str, tmp_path: Path
+) -> None:
+    from tests.conftest import HUMAN_DEV, human_clip
+    from whichvoice.audio import load_audio
+    from whichvoice.verification import load_encoder
+
+    encoder = load_encoder(name)
+    clip = human_clip(tmp_path, "george", range(0, 2))  # ~4 s of a person: several windows
+    wave = load_audio(clip)
+    scaled = []
+    for db in (-40, -20, -6):  # float WAV: quieter without loss; peak of the clip below 0 dBFS
+        path = tmp_path / f"clip{db}.wav"
+        sf.write(path, wave * 10 ** (db / 20) / np.abs(wave).max(), 16_000, subtype="FLOAT")
+        scaled.append(path)
+    alone = np.stack([encoder.embed(p)[0] for p in scaled])
+    assert (alone @ alone[-1]).min() > 0.9999, alone @ alone[-1]
+    # the same clip embedded among others, in one call, as alone
+    others = [HUMAN_DEV / f"{d}_{s}_3.wav" for d in range(10) for s in ("lucas", "theo")]
+    company = [e[0] for e in encoder.embed_many([*others[:7], scaled[-1], *others[7:]], batch=32)]
+    assert float(company[7] @ alone[-1]) > 0.9999
 
 
 def test_dvector_tells_two_people_apart(dvector) -> None:

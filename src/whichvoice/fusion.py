@@ -132,17 +132,15 @@ class FusedEncoder:
 
     def _part_means(self, k: int, good: list) -> list[np.ndarray | None]:
         """Part ``k``'s mean embedding of each prepared input (None: it found no speech)."""
+        part = self.parts[k]
         have = [p[0][k] for p in good if p[0][k] is not None]
-        out = self.parts[k].window_embeddings(np.concatenate(have)) if have else None
-        means, at = [], 0
-        for p in good:
-            if p[0][k] is None:
-                means.append(None)
-                continue
-            n = len(p[0][k])
-            means.append(unit(out[at : at + n].mean(axis=0)))
-            at += n
-        return means
+        if hasattr(part, "embeddings_of"):
+            embedded = iter(part.embeddings_of(have))
+        else:  # a trained run: its windows' embeddings do not depend on their company
+            out = part.window_embeddings(np.concatenate(have)) if have else None
+            ends = np.cumsum([len(w) for w in have])
+            embedded = iter(np.split(out, ends[:-1]) if have else [])
+        return [unit(next(embedded).mean(axis=0)) if p[0][k] is not None else None for p in good]
 
     def _fuse(self, prepared: list) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
         good = [p for p in prepared if not isinstance(p, WhichvoiceError)]

