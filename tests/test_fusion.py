@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -173,5 +174,14 @@ def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_pa
     earlier = tmp_path / "earlier.sqlite"
     with Gallery(earlier, "auto-0123456789abcdef") as g:
         g.enroll("x", np.ones((1, 4), np.float32), 3.0)
-    with pytest.raises(WhichvoiceError, match=r"earlier default fusion.*enroll its voices again"):
+    with pytest.raises(WhichvoiceError, match=r"earlier version of the default fusion.*enroll"):
         gallery_encoder(None, earlier)
+    # and one of resemblyzer before its input's level was normalised (same weights)
+    import resemblyzer
+
+    weights = (Path(resemblyzer.__file__).parent / "pretrained.pt").read_bytes()
+    before = tmp_path / "before.sqlite"
+    with Gallery(before, f"resemblyzer-{hashlib.sha256(weights).hexdigest()[:16]}") as g:
+        g.enroll("x", np.ones((1, 4), np.float32), 3.0)
+    with pytest.raises(WhichvoiceError, match=r"earlier version of the resemblyzer encoder"):
+        gallery_encoder(None, before)

@@ -82,11 +82,12 @@ def gallery_encoder(model: str | os.PathLike | None, gallery: str | os.PathLike)
     if not owner:  # no voice enrolled yet
         return load_encoder(None)
     found = encoder_of_id(owner)
-    if isinstance(found, FusedEncoder) and model_id(found) != owner:
+    if isinstance(found, (FusedEncoder, PretrainedEncoder)) and model_id(found) != owner:
+        what = "default fusion" if isinstance(found, FusedEncoder) else f"{found.name} encoder"
         raise GalleryModelError(
-            f"{gallery}: made with an earlier default fusion ({owner}); this version's default "
-            f"is {model_id(found)}: enroll its voices again into a new gallery",
-            public=f"the gallery was made with an earlier default fusion ({owner})",
+            f"{gallery}: made with an earlier version of the {what} ({owner}); this "
+            f"version's is {model_id(found)}: enroll its voices again into a new gallery",
+            public=f"the gallery was made with an earlier version of the {what} ({owner})",
         )
     if found is not None:
         return found

@@ -104,14 +104,17 @@ class PretrainedEncoder:
     name = ""
     weights: Path
     config: dict
+    # how inputs reach the network; a new one when a change moves the embeddings, so that a
+    # gallery enrolled before it is refused rather than scored against other embeddings
+    revision = ""
 
     def __init__(self) -> None:
         self.root = user_dir(self.name)
 
     @cached_property
     def digest(self) -> str:
-        """sha256 of the weights file, hex."""
-        return hashlib.sha256(self.weights.read_bytes()).hexdigest()
+        """sha256 of the weights file (and of ``revision`` when there is one), hex."""
+        return hashlib.sha256(self.weights.read_bytes() + self.revision.encode()).hexdigest()
 
     def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
         """The network's input windows for one input, and the seconds of speech they were cut
@@ -166,6 +169,7 @@ class ResemblyzerEncoder(PretrainedEncoder):
     resemblyzer's own voice detection (webrtcvad)."""
 
     name = NAME
+    revision = "level both ways"  # 2026-12: louder clips lowered to -30 dBFS too
 
     def __init__(self, partials_per_s: float = PARTIALS_PER_S) -> None:
         super().__init__()
@@ -332,6 +336,7 @@ class DvectorEncoder(PretrainedEncoder):
     at about twice the cost of running many inputs' windows together."""
 
     name = DVECTOR
+    revision = "level, one input a run"  # 2026-12: -26 dBFS; no batch shared between inputs
 
     def __init__(self, stride: int | None = None) -> None:
         """``stride``: frames between window starts. Default: windows side by side (80
