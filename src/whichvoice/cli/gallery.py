@@ -126,7 +126,9 @@ def enroll_cmd(
         voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
     for _, e in errors:
         click.echo(f"skipped: {e}", err=True)
-    click.echo(f"enrolled {voice.name}: {voice.clips} clips, {voice.seconds:.1f} s of speech")
+    # the seconds as `gallery list` shows them (rounded to ms first, as stored in a summary)
+    seconds = voice.summary()["seconds"]
+    click.echo(f"enrolled {voice.name}: {voice.clips} clips, {seconds:.1f} s of speech")
     clips = voice.clips - (before.clips if before else 0)
     seconds = voice.seconds - (before.seconds if before else 0.0)
     if clips and seconds / clips < SHORT_CLIP_S:
