@@ -225,7 +225,7 @@ def test_a_head_fitted_without_an_engine_calls_its_clips_unknown(
     # unknown (15 of 30), and the shipped head's energy score calls almost none unknown, here
     # as in benchmarks/trace.py's espeak-ng fold (docs/tracing.md)
     encoder = load_encoder("auto")
-    head = fit_from_clips(encoder, labelled(0), labelled(1), keep=0.95, augment=False,
+    head = fit_from_clips(encoder, labelled(0), labelled(1), keep=0.95, c=0.01, augment=False,
                           fingerprint=False)  # fmt: skip
     assert set(head.families) == set(KNOWN)
     test = labelled(2)
@@ -245,21 +245,34 @@ def test_a_head_fitted_without_an_engine_calls_its_clips_unknown(
 
 
 def test_trace_fit_defaults_to_the_settings_of_the_shipped_head() -> None:
-    """``trace-fit``'s default C, and whether it reads fingerprints, are what
+    """``trace-fit``'s defaults (encoder, share kept, open-set score, C, fingerprint) are what
     benchmarks/trace.py chose on dev data and wrote into the shipped head."""
     import re
 
-    from whichvoice.tracing import FINGERPRINT_DEFAULT, REGULARISATION_C, shipped_head
+    from whichvoice.tracing import (
+        ENCODER_DEFAULT,
+        FINGERPRINT_DEFAULT,
+        KEEP_DEFAULT,
+        REGULARISATION_C,
+        SCORE_DEFAULT,
+        shipped_head,
+    )
 
     fitted = json.loads((shipped_head() / "engine.json").read_text())["fitted"]
     shipped = float(re.search(r"C=([0-9.e-]+),", fitted["regression"]).group(1))
     assert shipped == REGULARISATION_C
-    assert EngineHead.load(shipped_head()).reads_fingerprint == FINGERPRINT_DEFAULT
+    assert fitted["keep"] == KEEP_DEFAULT
+    head = EngineHead.load(shipped_head())
+    assert head.reads_fingerprint == FINGERPRINT_DEFAULT
+    assert head.score_kind == SCORE_DEFAULT
+    assert head.encoder.startswith(f"{ENCODER_DEFAULT}-")
     results = Path(__file__).parents[1] / "benchmarks" / "results" / "trace.json"
     trace = json.loads(results.read_text())
     chosen = trace["candidates"][trace["chosen"]]
     assert chosen["c"] == REGULARISATION_C
+    assert chosen["keep"] == KEEP_DEFAULT and chosen["score"] == SCORE_DEFAULT
     assert chosen["encoder"].endswith("+fingerprint") == FINGERPRINT_DEFAULT
+    assert chosen["encoder"].removesuffix("+fingerprint") == ENCODER_DEFAULT
 
 
 @pytest.mark.slow

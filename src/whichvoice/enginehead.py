@@ -28,13 +28,20 @@ ENGINE_WEIGHTS = "engine.safetensors"
 UNKNOWN = "unknown"
 SCORES = ("prototype", "energy")
 RUN_HEAD = "engine"  # a run's own head (``train --target both``), in this folder of the run
-KEEP = 0.99  # share of the known families' dev clips the default threshold keeps
-# the regression's inverse regularisation (scikit-learn's C) that trace-fit uses by default:
-# the shipped head's, which benchmarks/trace.py chose on dev data (a test checks they agree)
-REGULARISATION_C = 0.01
-# whether trace-fit's heads read each clip's spectral fingerprint beside its embedding by
-# default: as the shipped head does (benchmarks/trace.py chose on dev data; a test checks)
+KEEP = 0.99  # share of the known families' dev clips a threshold keeps unless told otherwise
+# trace-fit's defaults are the shipped head's settings, which benchmarks/trace.py chose on dev
+# data (a test checks they agree): the share of the known families' dev clips the threshold
+# keeps, the open-set score, the regression's inverse regularisation (scikit-learn's C),
+# whether the head reads each clip's spectral fingerprint beside its embedding, and the
+# encoder whose embeddings it reads
+KEEP_DEFAULT = 0.95
+SCORE_DEFAULT = "energy"
+REGULARISATION_C = 1.0
 FINGERPRINT_DEFAULT = True
+ENCODER_DEFAULT = "resemblyzer"
+# a run's own head (``train --target both``) reads the run's network, not a speaker encoder:
+# it keeps the C it has always been fitted with (the shipped head's until stop 43)
+RUN_HEAD_C = 0.01
 
 
 class EngineHeadError(WhichvoiceError):

@@ -49,12 +49,16 @@ from whichvoice.audio import (
     resample,
 )
 from whichvoice.enginehead import (
+    ENCODER_DEFAULT,
     ENGINE_JSON,
     ENGINE_WEIGHTS,
     FINGERPRINT_DEFAULT,
     KEEP,
+    KEEP_DEFAULT,
     REGULARISATION_C,
     RUN_HEAD,
+    RUN_HEAD_C,
+    SCORE_DEFAULT,
     SCORES,
     UNKNOWN,
     EngineAnswer,
@@ -66,13 +70,17 @@ from whichvoice.errors import WhichvoiceError
 from whichvoice.fingerprint import recording_fingerprint
 
 __all__ = [
+    "ENCODER_DEFAULT",
     "ENGINE_JSON",
     "ENGINE_WEIGHTS",
     "FINGERPRINT_DEFAULT",
     "KEEP",
+    "KEEP_DEFAULT",
     "REGULARISATION_C",
     "RUN_HEAD",
+    "RUN_HEAD_C",
     "SCORES",
+    "SCORE_DEFAULT",
     "UNKNOWN",
     "EngineAnswer",
     "EngineHead",

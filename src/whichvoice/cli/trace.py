@@ -30,6 +30,19 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     return bind(head, encoder), encoder
 
 
+def _default_encoder(name: str):
+    """trace-fit's encoder without --model: the shipped head's (``name``), else, where that
+    one is not installed, the default encoder (with a warning)."""
+    from whichvoice.encoders import load_encoder
+    from whichvoice.pretrained import EncoderUnavailableError
+
+    try:
+        return load_encoder(name)
+    except EncoderUnavailableError as e:
+        click.echo(f"warning: using the default encoder: {e}", err=True)
+        return load_encoder(None)
+
+
 @app.command("trace")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -94,17 +107,21 @@ def trace_cmd(
     "--model",
     type=LOCATION,
     default=None,
-    help="The encoder whose embeddings the head reads [default: auto].",
+    help="The encoder whose embeddings the head reads [default: the shipped head's, "
+    "resemblyzer; the default encoder where resemblyzer is not installed].",
 )
 @click.option(
     "--keep",
     type=click.FloatRange(0.5, 1.0, max_open=True),
-    default=0.99,
-    show_default=True,
-    help="Share of the dev clips of known families the threshold keeps.",
+    default=None,
+    help="Share of the dev clips of known families the threshold keeps [default: the "
+    "shipped head's, 0.95].",
 )
 @click.option(
-    "--score", type=click.Choice(["prototype", "energy"]), default="prototype", show_default=True
+    "--score",
+    type=click.Choice(["prototype", "energy"]),
+    default=None,
+    help="The open-set score [default: the shipped head's, energy].",
 )
 @click.option(
     "--c",
@@ -128,8 +145,8 @@ def trace_fit_cmd(
     out: Path,
     dev_corpus: Path | None,
     model: Path | None,
-    keep: float,
-    score: str,
+    keep: float | None,
+    score: str | None,
     c: float | None,
     no_augment: bool,
     fingerprint: bool | None,
@@ -140,8 +157,11 @@ def trace_fit_cmd(
     setup_logging(quiet)
     from whichvoice.encoders import load_encoder
     from whichvoice.tracing import (
+        ENCODER_DEFAULT,
         FINGERPRINT_DEFAULT,
+        KEEP_DEFAULT,
         REGULARISATION_C,
+        SCORE_DEFAULT,
         corpus_clips,
         fit_from_clips,
         split_dev,
@@ -152,8 +172,10 @@ def trace_fit_cmd(
         train, dev = clips, corpus_clips(dev_corpus)
     else:
         train, dev = split_dev(clips)
-    encoder = load_encoder(model)
-    head = fit_from_clips(encoder, train, dev, keep=keep, score_kind=score,
+    encoder = load_encoder(model) if model is not None else _default_encoder(ENCODER_DEFAULT)
+    head = fit_from_clips(encoder, train, dev,
+                          keep=KEEP_DEFAULT if keep is None else keep,
+                          score_kind=SCORE_DEFAULT if score is None else score,
                           c=REGULARISATION_C if c is None else c,
                           augment=not no_augment,
                           fingerprint=FINGERPRINT_DEFAULT if fingerprint is None else fingerprint,

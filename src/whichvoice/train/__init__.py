@@ -141,12 +141,12 @@ def fit_run_engine_head(run_dir: Path, *, progress: bool = True) -> Path:
     import json
 
     from whichvoice.encoders import load_encoder
-    from whichvoice.tracing import RUN_HEAD, corpus_clips, fit_from_clips, split_dev
+    from whichvoice.tracing import RUN_HEAD, RUN_HEAD_C, corpus_clips, fit_from_clips, split_dev
 
     data = json.loads((Path(run_dir) / CONFIG).read_text())["data"]
     corpus = json.loads((Path(data) / "dataset.json").read_text())["corpus"]
     train_clips, dev_clips = split_dev(corpus_clips(corpus))
     # no fingerprint: ``predict`` answers from the run's embedding alone
     head = fit_from_clips(load_encoder(run_dir), train_clips, dev_clips, fingerprint=False,
-                          progress=progress)  # fmt: skip
+                          c=RUN_HEAD_C, progress=progress)  # fmt: skip
     return head.save(Path(run_dir) / RUN_HEAD)
