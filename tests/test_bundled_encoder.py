@@ -131,6 +131,24 @@ def test_calibrating_the_bundled_encoder_writes_to_the_user_folder(
     verdict = json.loads(cli("verify", "awb", str(awb[3]), "--json", *gallery).stdout)
     assert verdict["threshold"] == pytest.approx(mine["threshold"], abs=1e-6)
 
+    # the calibration names its encoder; one made for another version of it (or by a
+    # whichvoice that did not record it) is passed over, with a line saying so
+    from whichvoice.encoders import load_calibration, load_encoder, model_id
+
+    assert mine["encoder"] == model_id(load_encoder("bundled"))
+    shipped_threshold = load_calibration(bundled_encoder())[0]
+    for made_for, said in (("whichvoice-0123456789abcdef", "made for whichvoice-0123"),
+                           (None, "made by an earlier whichvoice")):  # fmt: skip
+        stale = {k: v for k, v in mine.items() if k != "encoder"}
+        if made_for:
+            stale["encoder"] = made_for
+        (user / "calibration.json").write_text(json.dumps(stale))
+        out = cli("verify", "awb", str(awb[3]), "--json", *gallery)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["threshold"] == pytest.approx(shipped_threshold, abs=1e-6)
+        assert said in out.stderr and "calibrate` again" in out.stderr
+        assert "Traceback" not in out.stderr
+
 
 def test_unknown_is_not_a_name(cli, unseen: dict[str, list[Path]], tmp_path: Path) -> None:
     clips = map(str, unseen["flite:awb"][:3])

@@ -222,6 +222,7 @@ def test_calibrate_resemblyzer_writes_to_the_user_folder(
     result = json.loads(proc.stdout)
     stored = json.loads((user / "calibration.json").read_text())
     assert stored["threshold"] == result["threshold"] and stored["source"] == str(corpus)
+    assert stored["encoder"].startswith("resemblyzer-")  # used with this version only
     assert (user / "det.png").read_bytes()[:4] == b"\x89PNG"
     assert (shipped_dir() / "calibration.json").read_bytes() == shipped
 

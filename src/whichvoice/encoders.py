@@ -4,6 +4,7 @@ where its calibration (threshold and score-to-probability) is read from and writ
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -163,6 +164,35 @@ def calibration_of(model: Encoder) -> tuple[float, Calibration]:
     return calibration_file(model)[:2]
 
 
+def stale_calibration(model: Encoder) -> str | None:
+    """Why the user's own calibration of ``model``, an encoder shipped with the package (its
+    user folder: ``calibration_dir``), is not used, or None: made for an earlier version of
+    the encoder (its weights or its input processing changed since; the ``"encoder"`` it
+    records is not ``model_id(model)``), or by a whichvoice that did not record one. A
+    trained run's calibration lives beside its weights and is never stale."""
+    user = Path(calibration_dir(model))
+    shipped = isinstance(model, (PretrainedEncoder, FusedEncoder)) or user != Path(model.root)
+    path = user / CALIBRATION
+    if not shipped or not path.is_file():
+        return None
+    try:
+        made_for = json.loads(path.read_text()).get("encoder")
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable: reading it as a calibration says so
+    if made_for == model_id(model):
+        return None
+    was = f"made for {made_for}" if made_for else "made by an earlier whichvoice"
+    return (
+        f"{path}: {was}, not {model_id(model)}; using the shipped calibration (run "
+        "`whichvoice calibrate` again to use your own)"
+    )
+
+
+@functools.cache
+def _warn_once(line: str) -> None:
+    log.warning("%s", line)
+
+
 def _shipped_name(model: Encoder) -> str | None:
     """The package folder (``data/<name>``) holding a non-run encoder's shipped calibration."""
     if isinstance(model, FusedEncoder):
@@ -171,11 +201,21 @@ def _shipped_name(model: Encoder) -> str | None:
 
 
 def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
+    """``calibration_of``'s (threshold, calibration) and the whole calibration.json. A user's
+    calibration of an encoder shipped with the package (its user folder) is used only with
+    the encoder it was made for (``stale_calibration``): otherwise it is passed over with a
+    warning, and the shipped one is used."""
+    user = Path(calibration_dir(model))
+    stale = stale_calibration(model)
+    if stale:
+        _warn_once(stale)
     for root in (
-        calibration_dir(model),
+        user,
         *([shipped_dir(_shipped_name(model))] if _shipped_name(model) else []),
         model.root,
     ):
+        if stale and Path(root) == user:
+            continue
         cal = load_calibration(root)
         if cal is not None:
             return *cal, json.loads((Path(root) / CALIBRATION).read_text())

@@ -166,10 +166,13 @@ def calibrate(
     target_far: float | None = None,
     source: str = "",
     force: bool = False,
+    encoder: str = "",
 ) -> dict:
     """EER, minDCF at p_target 0.01 and 0.05, the threshold (EER point, or the one giving
     ``target_far``), a logistic calibration and a DET plot, saved in the run. Too few trials
-    for the rule (``few_trials``) raise WhichvoiceError and store nothing, unless ``force``."""
+    for the rule (``few_trials``) raise WhichvoiceError and store nothing, unless ``force``.
+    ``encoder``: the id of the encoder the trials were scored with (``model_id``), recorded so
+    that a calibration in a user folder is not used with another version of that encoder."""
     if trials.target.size == 0 or trials.nontarget.size == 0:
         raise WhichvoiceError("calibration needs both same-voice and different-voice trials")
     few = few_trials(trials, target_far)
@@ -194,6 +197,7 @@ def calibrate(
         "target_trials": int(trials.target.size),
         "nontarget_trials": int(trials.nontarget.size),
         "source": source,
+        **({"encoder": encoder} if encoder else {}),
     }
     run = ensure_dir(Path(run), "calibration")
     _plot_det(trials, run / DET_PNG)
