@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -51,10 +52,12 @@ def run(path: Path, model: str) -> dict:
     """``whichvoice diarize`` on ``path`` in a child process: its peak memory and time."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
+    # no gallery: the user's default one (whatever voices, whatever encoder) stays out of it
+    env = os.environ | {"WHICHVOICE_GALLERY": str(path.parent / "no-gallery.sqlite")}
     proc = subprocess.run(
         [sys.executable, "-m", "whichvoice", "diarize", str(path), "--model", model, "--json",
          "--quiet"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=env,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

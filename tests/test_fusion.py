@@ -62,6 +62,13 @@ def test_a_part_that_hears_nothing_adds_zeros_and_no_part_is_an_error(parts, tmp
     bundled_dim = fused.dims[0]
     assert np.linalg.norm(emb[bundled_dim:]) == 0 and speech_s > 2
     assert abs(float(np.linalg.norm(emb[:bundled_dim])) ** 2 - 0.5) < 1e-5
+    # an engine head that reads the silent part answers unknown, not from the fingerprint
+    from whichvoice.tracing import EngineHead, bind, shipped_head
+
+    head = bind(EngineHead.load(shipped_head()), fused)
+    assert head.part == (bundled_dim, fused.dims[0] + fused.dims[1])
+    answer = head.answer_clip(emb, tone)
+    assert answer.engine == "unknown" and not answer.known
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(32_000, np.float32), 16_000)
     with pytest.raises(SilentAudioError, match=r"silence\.wav"):
@@ -174,8 +181,11 @@ def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_pa
     earlier = tmp_path / "earlier.sqlite"
     with Gallery(earlier, "auto-0123456789abcdef") as g:
         g.enroll("x", np.ones((1, 4), np.float32), 3.0)
-    with pytest.raises(WhichvoiceError, match=r"earlier version of the default fusion.*enroll"):
+    with pytest.raises(WhichvoiceError, match=r"another version of the default fusion.*enroll"):
         gallery_encoder(None, earlier)
+    # with --model auto too (not "use the model it was made with": this one cannot be)
+    proc = run_cli("identify", clip, "--gallery", str(earlier), "--model", "auto")
+    assert proc.returncode == 2 and "another version of the default fusion" in proc.stderr
     # and one of resemblyzer before its input's level was normalised (same weights)
     import resemblyzer
 
@@ -183,5 +193,13 @@ def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_pa
     before = tmp_path / "before.sqlite"
     with Gallery(before, f"resemblyzer-{hashlib.sha256(weights).hexdigest()[:16]}") as g:
         g.enroll("x", np.ones((1, 4), np.float32), 3.0)
-    with pytest.raises(WhichvoiceError, match=r"earlier version of the resemblyzer encoder"):
+    with pytest.raises(WhichvoiceError, match=r"another version of the resemblyzer encoder"):
         gallery_encoder(None, before)
+    with pytest.raises(WhichvoiceError, match=r"another version of the resemblyzer encoder"):
+        gallery_encoder("resemblyzer", before)
+    # and of dvector (its revision changed too)
+    dv = tmp_path / "dvector.sqlite"
+    with Gallery(dv, "dvector-0123456789abcdef") as g:
+        g.enroll("x", np.ones((1, 4), np.float32), 3.0)
+    with pytest.raises(WhichvoiceError, match=r"another version of the dvector encoder"):
+        gallery_encoder(None, dv)

@@ -136,7 +136,7 @@ def test_a_head_may_read_fingerprints_beside_embeddings(tmp_path: Path) -> None:
     from dataclasses import replace
 
     replace(head, encoder=run_id(run, config)).save(run / "engine")
-    with pytest.raises(EngineHeadError, match="--no-fingerprint"):
+    with pytest.raises(EngineHeadError, match=r"trace-fit CORPUS --model .* --out "):
         _run_engine_head(run, config)
     meta["fingerprint"] = "fingerprint-v1"  # a head from a version that measured otherwise
     (tmp_path / "head" / "engine.json").write_text(json.dumps(meta))
@@ -221,9 +221,8 @@ def test_a_head_fitted_without_an_engine_calls_its_clips_unknown(
         return Labelled(*map(list, zip(*rows, strict=True)))
 
     # auto's embedding alone, the prototype score. espeak-ng left out is the hard case: with
-    # the fingerprint beside the embedding (trace-fit's default) half of these clips are called
-    # unknown (15 of 30), and the shipped head's energy score calls almost none unknown, here
-    # as in benchmarks/trace.py's espeak-ng fold (docs/tracing.md)
+    # the fingerprint beside the embedding half of these clips were called unknown (15 of 30,
+    # with an earlier auto); benchmarks/trace.py's espeak-ng fold measures the shipped head
     encoder = load_encoder("auto")
     head = fit_from_clips(encoder, labelled(0), labelled(1), keep=0.95, c=0.01, augment=False,
                           fingerprint=False)  # fmt: skip
@@ -273,6 +272,20 @@ def test_trace_fit_defaults_to_the_settings_of_the_shipped_head() -> None:
     assert chosen["keep"] == KEEP_DEFAULT and chosen["score"] == SCORE_DEFAULT
     assert chosen["encoder"].endswith("+fingerprint") == FINGERPRINT_DEFAULT
     assert chosen["encoder"].removesuffix("+fingerprint") == ENCODER_DEFAULT
+    # for a trained run, a run head's settings: what `train --target both` fits, and no
+    # fingerprint (a run's `predict` measures none)
+    from whichvoice.tracing import KEEP, RUN_HEAD_C, trace_fit_settings
+
+    assert trace_fit_settings(None) == trace_fit_settings("resemblyzer") == {
+        "keep": KEEP_DEFAULT, "score_kind": SCORE_DEFAULT, "c": REGULARISATION_C,
+        "fingerprint": FINGERPRINT_DEFAULT,
+    }  # fmt: skip
+    assert trace_fit_settings(Path("runs/mine")) == {
+        "keep": KEEP,
+        "score_kind": "prototype",
+        "c": RUN_HEAD_C,
+        "fingerprint": False,
+    }
 
 
 @pytest.mark.slow

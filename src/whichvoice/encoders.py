@@ -75,27 +75,43 @@ def gallery_encoder(model: str | os.PathLike | None, gallery: str | os.PathLike)
     """``load_encoder(model)``; with ``model`` None and a gallery already made, the encoder
     that made it, so that a gallery enrolled before ``auto`` became the default (or by
     ``--model resemblyzer``) keeps answering without ``--model``. A gallery of a trained run
-    is refused in one line naming what to pass."""
-    if model is not None or not Path(gallery).exists():
+    is refused in one line naming what to pass; one made by another version of a shipped
+    encoder (auto, resemblyzer, dvector: their weights or input processing changed) is
+    refused in one line saying to enroll again, with or without ``model``."""
+    if not Path(gallery).exists():
         return load_encoder(model)
     with Gallery(gallery, None, create=False) as g:
         owner = g.model_id
     if not owner:  # no voice enrolled yet
-        return load_encoder(None)
+        return load_encoder(model)
+    if model is not None:
+        encoder = load_encoder(model)
+        if isinstance(encoder, (FusedEncoder, PretrainedEncoder)):
+            _refuse_other_version(gallery, owner, encoder)
+        return encoder  # another encoder altogether: Gallery says so when opened
     found = encoder_of_id(owner)
-    if isinstance(found, (FusedEncoder, PretrainedEncoder)) and model_id(found) != owner:
-        what = "default fusion" if isinstance(found, FusedEncoder) else f"{found.name} encoder"
-        raise GalleryModelError(
-            f"{gallery}: made with an earlier version of the {what} ({owner}); this "
-            f"version's is {model_id(found)}: enroll its voices again into a new gallery",
-            public=f"the gallery was made with an earlier version of the {what} ({owner})",
-        )
+    if isinstance(found, (FusedEncoder, PretrainedEncoder)):
+        _refuse_other_version(gallery, owner, found)
     if found is not None:
         return found
     raise GalleryModelError(
         f"{gallery}: made with model {owner}, which whichvoice does not ship; pass --model "
         "with the run that made it, or use --gallery for another file",
         public=f"the gallery was made with model {owner}",
+    )
+
+
+def _refuse_other_version(gallery, owner: str, encoder: FusedEncoder | PretrainedEncoder):
+    """Raise when the gallery's ``owner`` is ``encoder`` at another version: the same kind
+    of encoder (the id before its digest), another digest."""
+    mine = model_id(encoder)
+    if owner == mine or owner.rsplit("-", 1)[0] != mine.rsplit("-", 1)[0]:
+        return
+    what = "default fusion" if isinstance(encoder, FusedEncoder) else f"{encoder.name} encoder"
+    raise GalleryModelError(
+        f"{gallery}: made with another version of the {what} ({owner}); this "
+        f"version's is {mine}: enroll its voices again into a new gallery",
+        public=f"the gallery was made with another version of the {what} ({owner})",
     )
 
 

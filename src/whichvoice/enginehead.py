@@ -28,20 +28,22 @@ ENGINE_WEIGHTS = "engine.safetensors"
 UNKNOWN = "unknown"
 SCORES = ("prototype", "energy")
 RUN_HEAD = "engine"  # a run's own head (``train --target both``), in this folder of the run
-KEEP = 0.99  # share of the known families' dev clips a threshold keeps unless told otherwise
-# trace-fit's defaults are the shipped head's settings, which benchmarks/trace.py chose on dev
-# data (a test checks they agree): the share of the known families' dev clips the threshold
-# keeps, the open-set score, the regression's inverse regularisation (scikit-learn's C),
-# whether the head reads each clip's spectral fingerprint beside its embedding, and the
-# encoder whose embeddings it reads
+# a head's settings unless told otherwise (``fit_head``, ``fit_from_clips``, a run's own head:
+# ``train --target both``, and ``trace-fit --model RUN``): the share of the known families' dev
+# clips the threshold keeps, the regression's inverse regularisation (scikit-learn's C), and
+# (``EngineHead.score_kind``) the prototype open-set score; no fingerprint for a run's head,
+# whose ``predict`` answers from the run's embedding alone
+KEEP = 0.99
+RUN_HEAD_C = 0.01
+# trace-fit's defaults for a shipped encoder are the shipped head's settings, which
+# benchmarks/trace.py chose on dev data (a test checks they agree): the share kept, the
+# open-set score, C, whether the head reads each clip's spectral fingerprint beside its
+# embedding, and the encoder whose embeddings it reads
 KEEP_DEFAULT = 0.95
 SCORE_DEFAULT = "energy"
 REGULARISATION_C = 1.0
 FINGERPRINT_DEFAULT = True
 ENCODER_DEFAULT = "resemblyzer"
-# a run's own head (``train --target both``) reads the run's network, not a speaker encoder:
-# it keeps the C it has always been fitted with (the shipped head's until stop 43)
-RUN_HEAD_C = 0.01
 
 
 class EngineHeadError(WhichvoiceError):
@@ -144,14 +146,21 @@ class EngineHead:
         self, embeddings: np.ndarray, fingerprints: np.ndarray | None = None
     ) -> list[EngineAnswer]:
         """The engine-level answer for each embedding, float (n_clips, dim) (and, for a head
-        that reads them, each clip's fingerprint, float (n_clips, fingerprint.DIM))."""
+        that reads them, each clip's fingerprint, float (n_clips, fingerprint.DIM)). A clip in
+        which the head's encoder (or its part of a fused one) heard no speech, an embedding of
+        zeros, is answered unknown: the fingerprint alone names no engine."""
         view = self._view(embeddings, fingerprints)  # once: a fingerprint's view costs
         z = view @ self.coef.T + self.intercept
         probs, scores = _softmax(z), self._scores(view, z, self.score_kind)
+        x = np.atleast_2d(np.asarray(embeddings, np.float32))
+        norms = np.linalg.norm(
+            x if self.part is None else x[:, self.part[0] : self.part[1]], axis=1
+        )
+        heard = np.isfinite(norms) & (norms > 0)
         out = []
-        for p, s in zip(probs, scores, strict=True):
+        for p, s, h in zip(probs, scores, heard, strict=True):
             best = int(p.argmax())
-            known = bool(s >= self.threshold)
+            known = bool(s >= self.threshold and h)
             family = self.families[best]
             out.append(EngineAnswer(family if known else UNKNOWN, float(p[best]), known,
                                     family, float(s)))  # fmt: skip
@@ -283,7 +292,7 @@ def fit_head(
     voices: Sequence[str],
     encoder: str,
     *,
-    c: float = REGULARISATION_C,
+    c: float = RUN_HEAD_C,
     score_kind: str = "prototype",
     fingerprints: np.ndarray | None = None,
 ) -> EngineHead:

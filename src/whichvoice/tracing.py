@@ -31,6 +31,7 @@ was fitted) and ``engine.safetensors`` (the regression and the prototypes). No p
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -89,6 +90,8 @@ __all__ = [
     "embed_with_fingerprints",
     "fit_head",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def embed_and_trace(
@@ -257,7 +260,7 @@ def fit_from_clips(
     *,
     keep: float = KEEP,
     score_kind: str = "prototype",
-    c: float = REGULARISATION_C,
+    c: float = RUN_HEAD_C,
     augment: bool = True,
     fingerprint: bool = FINGERPRINT_DEFAULT,
     progress: bool = False,
@@ -300,6 +303,36 @@ def load_head(folder: str | os.PathLike | None, encoder) -> EngineHead:
     """The head in ``folder`` (None: the shipped one), checked against the encoder whose
     embeddings it will read."""
     return bind(EngineHead.load(folder if folder is not None else shipped_head()), encoder)
+
+
+def trace_fit_settings(model) -> dict:
+    """``trace-fit``'s settings where it is not told them (``fit_from_clips``'s keywords):
+    for a trained run (``model`` a run folder rather than the name of a shipped encoder) a
+    run head's, as ``train --target both`` fits it and as ``predict`` can read it (no
+    fingerprint); else the shipped head's."""
+    from whichvoice.encoders import BUNDLED_NAMES, PRETRAINED
+    from whichvoice.fusion import AUTO
+
+    if model is not None and str(model) not in (AUTO, *BUNDLED_NAMES, *PRETRAINED):
+        return {"keep": KEEP, "score_kind": "prototype", "c": RUN_HEAD_C, "fingerprint": False}
+    return {"keep": KEEP_DEFAULT, "score_kind": SCORE_DEFAULT, "c": REGULARISATION_C,
+            "fingerprint": FINGERPRINT_DEFAULT}  # fmt: skip
+
+
+def trace_fit_encoder(model):
+    """``trace-fit``'s encoder: ``model``'s; without one the shipped head's
+    (``ENCODER_DEFAULT``), else, where that one is not installed, the bundled encoder (with a
+    warning)."""
+    from whichvoice.encoders import load_encoder
+    from whichvoice.pretrained import EncoderUnavailableError
+
+    if model is not None:
+        return load_encoder(model)
+    try:
+        return load_encoder(ENCODER_DEFAULT)
+    except EncoderUnavailableError as e:
+        log.warning("using the bundled encoder: %s", e)
+        return load_encoder("bundled")
 
 
 def bind(head: EngineHead, encoder) -> EngineHead:

@@ -30,19 +30,6 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     return bind(head, encoder), encoder
 
 
-def _default_encoder(name: str):
-    """trace-fit's encoder without --model: the shipped head's (``name``), else, where that
-    one is not installed, the default encoder (with a warning)."""
-    from whichvoice.encoders import load_encoder
-    from whichvoice.pretrained import EncoderUnavailableError
-
-    try:
-        return load_encoder(name)
-    except EncoderUnavailableError as e:
-        click.echo(f"warning: using the default encoder: {e}", err=True)
-        return load_encoder(None)
-
-
 @app.command("trace")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -107,21 +94,21 @@ def trace_cmd(
     "--model",
     type=LOCATION,
     default=None,
-    help="The encoder whose embeddings the head reads [default: the shipped head's, "
-    "resemblyzer; the default encoder where resemblyzer is not installed].",
+    help="The encoder whose embeddings the head reads: a shipped one or a trained run "
+    "[default: the shipped head's; the bundled encoder where that one is not installed].",
 )
 @click.option(
     "--keep",
     type=click.FloatRange(0.5, 1.0, max_open=True),
     default=None,
     help="Share of the dev clips of known families the threshold keeps [default: the "
-    "shipped head's, 0.95].",
+    "shipped head's; with --model RUN, a run head's, as `train --target both` fits it].",
 )
 @click.option(
     "--score",
     type=click.Choice(["prototype", "energy"]),
     default=None,
-    help="The open-set score [default: the shipped head's, energy].",
+    help="The open-set score [default: as --keep].",
 )
 @click.option(
     "--c",
@@ -129,15 +116,15 @@ def trace_cmd(
     type=click.FloatRange(0.0, min_open=True),
     default=None,
     help="The regression's inverse regularisation: smaller carries better to voices the "
-    "head never heard when each family has few training voices [default: the one "
-    "benchmarks/trace.py chose on dev data, as the shipped head's].",
+    "head never heard when each family has few training voices [default: as --keep; the "
+    "shipped head's is the one benchmarks/trace.py chose on dev data].",
 )
 @click.option("--no-augment", is_flag=True, help="Fit on the clips as they are only.")
 @click.option(
     "--fingerprint/--no-fingerprint",
     default=None,
-    help="Read each clip's spectral fingerprint beside its embedding [default: as the shipped "
-    "head does, the choice benchmarks/trace.py made on dev data].",
+    help="Read each clip's spectral fingerprint beside its embedding [default: as --keep; a "
+    "run's head reads none, as `predict` measures none].",
 )
 @click.option("--quiet", "-q", is_flag=True)
 def trace_fit_cmd(
@@ -155,16 +142,12 @@ def trace_fit_cmd(
     """Fit an engine head on CORPUS (a corpus from `synth` or `import-corpus`): each clip's
     engine family comes from its voice (`festival:ked_diphone` -> festival-diphone)."""
     setup_logging(quiet)
-    from whichvoice.encoders import load_encoder
     from whichvoice.tracing import (
-        ENCODER_DEFAULT,
-        FINGERPRINT_DEFAULT,
-        KEEP_DEFAULT,
-        REGULARISATION_C,
-        SCORE_DEFAULT,
         corpus_clips,
         fit_from_clips,
         split_dev,
+        trace_fit_encoder,
+        trace_fit_settings,
     )
 
     clips = corpus_clips(corpus)
@@ -172,14 +155,11 @@ def trace_fit_cmd(
         train, dev = clips, corpus_clips(dev_corpus)
     else:
         train, dev = split_dev(clips)
-    encoder = load_encoder(model) if model is not None else _default_encoder(ENCODER_DEFAULT)
-    head = fit_from_clips(encoder, train, dev,
-                          keep=KEEP_DEFAULT if keep is None else keep,
-                          score_kind=SCORE_DEFAULT if score is None else score,
-                          c=REGULARISATION_C if c is None else c,
-                          augment=not no_augment,
-                          fingerprint=FINGERPRINT_DEFAULT if fingerprint is None else fingerprint,
-                          progress=not quiet)  # fmt: skip
+    encoder = trace_fit_encoder(model)
+    told = {"keep": keep, "score_kind": score, "c": c, "fingerprint": fingerprint}
+    settings = trace_fit_settings(model) | {k: v for k, v in told.items() if v is not None}
+    head = fit_from_clips(encoder, train, dev, augment=not no_augment, progress=not quiet,
+                          **settings)  # fmt: skip
     head.save(out)
     counts = ", ".join(f"{f} {n}" for f, n in head.fitted["clips_per_family"].items())
     rule = head.fitted["threshold_rule"]

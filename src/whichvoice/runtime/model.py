@@ -441,12 +441,14 @@ def _run_engine_head(root: Path, config: dict):
     if head.encoder != own:
         raise EngineHeadError(
             f"{folder}: this engine head reads embeddings of {head.encoder}, not of this run's "
-            f"weights ({own}); refit it with `whichvoice trace-fit --model {root}`"
+            f"weights ({own}); refit it with `whichvoice trace-fit CORPUS --model {root} --out "
+            f"{folder}`"
         )
     if head.reads_fingerprint:
         raise EngineHeadError(
             f"{folder}: this engine head reads spectral fingerprints, which a run's answers do "
-            f"not measure; refit it with `whichvoice trace-fit --no-fingerprint --model {root}`"
+            f"not measure; refit it with `whichvoice trace-fit CORPUS --model {root} --out "
+            f"{folder}`"
         )
     return head
 
