@@ -48,14 +48,17 @@ def variants() -> dict[str, dict]:
     """{encoder: {density: (make the encoder, its setting)}}."""
     return {
         "resemblyzer": {
-            "dense": (lambda: ResemblyzerEncoder(), {"partials_per_s": PARTIALS_PER_S}),
+            "dense": (
+                lambda: ResemblyzerEncoder(partials_per_s=PARTIALS_PER_S),
+                {"partials_per_s": PARTIALS_PER_S},
+            ),
             "side by side": (
                 lambda: ResemblyzerEncoder(partials_per_s=SPARSE_PARTIALS_PER_S),
                 {"partials_per_s": SPARSE_PARTIALS_PER_S},
             ),
         },
         "dvector": {
-            "dense": (lambda: DvectorEncoder(), {"stride": 40}),
+            "dense": (lambda: DvectorEncoder(stride=40), {"stride": 40}),
             "side by side": (lambda: DvectorEncoder(stride=80), {"stride": 80}),
         },
     }
