@@ -116,6 +116,12 @@ class PretrainedEncoder:
         """sha256 of the weights file (and of ``revision`` when there is one), hex."""
         return hashlib.sha256(self.weights.read_bytes() + self.revision.encode()).hexdigest()
 
+    @property
+    def network_digest(self) -> str:
+        """sha256 of the weights file alone, hex: names what depends on the network only (an
+        ONNX export), which a new ``revision`` of the input processing leaves as it was."""
+        return hashlib.sha256(self.weights.read_bytes()).hexdigest()
+
     def windows(self, source: AudioSource) -> tuple[np.ndarray, float]:
         """The network's input windows for one input, and the seconds of speech they were cut
         from. Raises AudioDecodeError / SilentAudioError naming the input."""
@@ -274,7 +280,7 @@ class ResemblyzerEncoder(PretrainedEncoder):
             if self._onnx is None:
                 import onnxruntime
 
-                path = data_home() / "onnx" / f"resemblyzer-{self.digest[:16]}.onnx"
+                path = data_home() / "onnx" / f"resemblyzer-{self.network_digest[:16]}.onnx"
                 model = path.read_bytes() if path.exists() else self._export(path)
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = options.inter_op_num_threads = 1
