@@ -251,7 +251,11 @@ def test_enrollment_needs_enough_speech_and_leaves_nothing_when_it_fails(
         assert not gallery.exists() and not list(tmp_path.glob("g.sqlite*"))
     # a short clip added to a voice that has enough speech already is fine
     cli("enroll", "carl", *map(str, unseen["flite:awb"][:2]), "--gallery", str(gallery), check=True)
-    cli("enroll", "carl", str(short), "--gallery", str(gallery), check=True)
+    added = cli("enroll", "carl", str(short), "--gallery", str(gallery), check=True).stdout
+    # enroll says the voice's seconds of speech as gallery list shows them
+    listed = cli("gallery", "list", "--gallery", str(gallery), "--json", check=True).stdout
+    seconds = {v["name"]: v["seconds"] for v in map(json.loads, listed.splitlines())}["carl"]
+    assert f"{seconds:.1f} s of speech" in added
     # a failed enrollment into an existing gallery keeps what it holds
     proc = cli("enroll", "dora", str(short), "--gallery", str(gallery))
     assert proc.returncode == 2 and gallery.exists()

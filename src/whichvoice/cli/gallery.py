@@ -127,8 +127,8 @@ def enroll_cmd(
     for _, e in errors:
         click.echo(f"skipped: {e}", err=True)
     # the seconds as `gallery list` shows them (rounded to ms first, as stored in a summary)
-    seconds = voice.summary()["seconds"]
-    click.echo(f"enrolled {voice.name}: {voice.clips} clips, {seconds:.1f} s of speech")
+    total = voice.summary()["seconds"]
+    click.echo(f"enrolled {voice.name}: {voice.clips} clips, {total:.1f} s of speech")
     clips = voice.clips - (before.clips if before else 0)
     seconds = voice.seconds - (before.seconds if before else 0.0)
     if clips and seconds / clips < SHORT_CLIP_S:
