@@ -134,12 +134,7 @@ class FusedEncoder:
         """Part ``k``'s mean embedding of each prepared input (None: it found no speech)."""
         part = self.parts[k]
         have = [p[0][k] for p in good if p[0][k] is not None]
-        if hasattr(part, "embeddings_of"):
-            embedded = iter(part.embeddings_of(have))
-        else:  # a trained run: its windows' embeddings do not depend on their company
-            out = part.window_embeddings(np.concatenate(have)) if have else None
-            ends = np.cumsum([len(w) for w in have])
-            embedded = iter(np.split(out, ends[:-1]) if have else [])
+        embedded = iter(part.embeddings_of(have))
         return [unit(next(embedded).mean(axis=0)) if p[0][k] is not None else None for p in good]
 
     def _fuse(self, prepared: list) -> Iterator[tuple[np.ndarray, float] | WhichvoiceError]:

@@ -33,7 +33,7 @@ from whichvoice.audio import (
 )
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.files import data_home, write_atomic
-from whichvoice.runtime import prepared_chunks, unit
+from whichvoice.runtime import embeddings_together, prepared_chunks, unit
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +163,7 @@ class PretrainedEncoder:
         """``window_embeddings`` of each input's windows: the windows of all of them through
         the network together (an encoder whose output depends on its company overrides
         this)."""
-        if not inputs:
-            return []
-        out = self.window_embeddings(np.concatenate(inputs))
-        ends = np.cumsum([len(w) for w in inputs])
-        return np.split(out, ends[:-1])
+        return embeddings_together(self, inputs)
 
 
 class ResemblyzerEncoder(PretrainedEncoder):

@@ -19,6 +19,7 @@ from whichvoice.runtime.model import (
     Prediction,
     VoiceModel,
     batched,
+    embeddings_together,
     prepared_chunks,
     unit,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "cache_path",
     "check_export",
     "check_windows",
+    "embeddings_together",
     "ensure_export",
     "import_onnxruntime",
     "load_model",

@@ -245,6 +245,10 @@ class VoiceModel:
         """L2-normalised embedding per stored window, float32 (n_windows, dim)."""
         return self.input_embeddings(self.inputs(windows))
 
+    def embeddings_of(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """``window_embeddings`` of each input's windows, all through the network together."""
+        return embeddings_together(self, inputs)
+
     @torch.inference_mode()
     def input_embeddings(self, inputs: np.ndarray) -> np.ndarray:
         """``window_embeddings`` from the network's inputs (``inputs``)."""
@@ -342,6 +346,16 @@ class _OneBlasThread:
 
 
 one_blas_thread = _OneBlasThread()
+
+
+def embeddings_together(encoder, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """``encoder.window_embeddings`` of each input's windows (float32 (n_windows_i, dim)), the
+    windows of all of them through the network at once: for an encoder whose window
+    embeddings do not depend on their company."""
+    if not inputs:
+        return []
+    out = encoder.window_embeddings(np.concatenate(inputs))
+    return np.split(out, np.cumsum([len(w) for w in inputs])[:-1])
 
 
 def prepared_chunks(
