@@ -5,6 +5,7 @@ the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -342,3 +343,30 @@ def test_enroll_and_verify_with_dvector(tmp_path: Path) -> None:
     digits = [str(HUMAN_DEV / f"{d}_george_{t}.wav") for t in (0, 1) for d in range(10)]
     short = run_cli("enroll", "george", *digits, *model, env=env, check=True)
     assert "warning: these clips hold 0." in short.stderr and "3 s or more" in short.stderr
+
+
+@pytest.mark.slow  # CLI subprocesses
+def test_without_resemblyzer_the_default_falls_back_to_the_bundled_encoder_saying_so(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import human_clip
+
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "resemblyzer.py").write_text("raise ImportError('No module named resemblyzer')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
+    gallery = ("--gallery", str(tmp_path / "g.sqlite"))
+    said = "using the bundled encoder: the default (auto) needs"
+    enroll = run_cli("enroll", "theo", str(human_clip(tmp_path, "theo", range(0, 2))), *gallery,
+                     env=env)  # fmt: skip
+    assert enroll.returncode == 0, enroll.stderr
+    assert enroll.stderr.count(said) == 1 and "pip install" in enroll.stderr
+    listed = run_cli("gallery", "list", *gallery, "--json", env=env, check=True)
+    from whichvoice.encoders import load_encoder, model_id
+
+    assert json.loads(listed.stdout.splitlines()[0])["model"] == model_id(load_encoder("bundled"))
+    verify = run_cli("verify", "theo", str(human_clip(tmp_path, "theo", range(10, 11))),
+                     *gallery, "--json", "--quiet", env=env)  # fmt: skip
+    assert verify.returncode in (0, 1), verify.stderr  # 1: rejected, still an answer
+    assert "Traceback" not in verify.stderr  # the gallery's encoder answers: nothing to say
+    assert "score" in json.loads(verify.stdout)

@@ -12,12 +12,22 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class _LineFormatter(logging.Formatter):
+    """``warning: ...``, as the commands' own warning lines read."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.ERROR if quiet else logging.WARNING,
-        format="%(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log lines on stderr: warnings and errors, or errors only when ``quiet`` (also the
+    commands whose answers are their own lines). Which encoder answers, and whose calibration,
+    is said either way: the default falling back to the bundled encoder, or a user's
+    calibration passed over, changes every score."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler])
+    logging.getLogger("whichvoice.encoders").setLevel(logging.WARNING)
 
 
 class _Location(click.ParamType):

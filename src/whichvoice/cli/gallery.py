@@ -165,8 +165,6 @@ def verify_cmd(
 
     paths = _inputs(files)
     encoder = _gallery_encoder(model, gallery)
-    if threshold is None:
-        _say_if_stale(encoder)
     with _gallery(encoder, gallery) as g:
         results = verify(encoder, g, name, paths, threshold=threshold, progress=not quiet)
     _print_results(
@@ -180,16 +178,6 @@ def verify_cmd(
     )
     if any(not isinstance(r, Exception) and not r.accept for r in results):
         sys.exit(1)
-
-
-def _say_if_stale(encoder) -> None:
-    """A warning line when the user's calibration of ``encoder`` is passed over (the library
-    logs it too, but these commands show errors only)."""
-    from whichvoice.encoders import stale_calibration
-
-    line = stale_calibration(encoder)
-    if line:
-        click.echo(f"warning: {line}", err=True)
 
 
 def _engine(r) -> str:
@@ -232,8 +220,6 @@ def identify_cmd(
 
     paths = _inputs(files)
     encoder = _gallery_encoder(model, gallery)
-    if threshold is None:
-        _say_if_stale(encoder)
     head = head_for(encoder, engine_head)
     with _gallery(encoder, gallery) as g:
         results = identify(encoder, g, paths, threshold=threshold, engine_head=head,
