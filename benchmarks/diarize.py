@@ -56,6 +56,7 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -348,7 +349,8 @@ def _dev_count(dev: dict, encoder, cfg, threshold) -> dict:
 
 def dev_naming(dev: dict, encoder, cfg, threshold, gallery, enrolled: set[str]) -> dict:
     """For each naming threshold (``NAMING_OFFSETS`` from the verification one), over every
-    dev set: the share of enrolled speech named right and the strangers named as enrolled."""
+    dev set (conversations, their window embeddings, their recordings): the share of
+    enrolled speech named right and the strangers named as enrolled."""
     from whichvoice.verification import operating_point
 
     base = operating_point(encoder).threshold
@@ -360,9 +362,9 @@ def dev_naming(dev: dict, encoder, cfg, threshold, gallery, enrolled: set[str]) 
         found = [
             naming(conv, from_windows(w, d, f"conv{i}", encoder, cfg,
                                       threshold=(threshold, "benchmark"), gallery=gallery,
-                                      verify_threshold=t), enrolled)
-            for convs, embedded in dev.values()
-            for i, (conv, (w, d)) in enumerate(zip(convs, embedded, strict=True))
+                                      verify_threshold=t, source=src), enrolled)
+            for convs, embedded, sources in dev.values()
+            for i, (conv, (w, d), src) in enumerate(zip(convs, embedded, sources, strict=True))
         ]  # fmt: skip
         out[str(t)] = {
             "named_right": sum(x["right_s"] for x in found)
@@ -397,19 +399,31 @@ def _speech_by_voice(conv: Conversation) -> dict[str, float]:
 
 
 def score_set(
-    convs, embedded, encoder, cfg, threshold, gallery=None, enrolled=frozenset(), naming_at=None
-):
+    convs, embedded, sources, encoder, cfg, threshold, gallery=None, enrolled=frozenset(),
+    naming_at=None, centroid_naming_at=None,
+):  # fmt: skip
     """Every figure of one set of conversations at one setting (``naming_at``: the naming
-    threshold; None: the encoder's shipped one)."""
+    threshold; None: the encoder's shipped one). ``centroid_naming_at``: also name the same
+    clusters from their window centroids (the way before stop 44) at that threshold, for
+    the record (not timed)."""
     parts: dict[float, list[dict]] = {0.25: [], 0.0: []}
     jers, exact, names, shortest = [], [], [], []
     t0 = time.perf_counter()
     results = [
         from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "benchmark"),
-                     gallery=gallery, verify_threshold=naming_at)
-        for i, (w, d) in enumerate(embedded)
+                     gallery=gallery, verify_threshold=naming_at, source=src)
+        for i, ((w, d), src) in enumerate(zip(embedded, sources, strict=True))
     ]  # fmt: skip
     cluster_s = time.perf_counter() - t0
+    before = []
+    if gallery is not None and centroid_naming_at is not None:
+        before = [
+            naming(conv, from_windows(w, d, f"conv{i}", encoder,
+                                      replace(cfg, naming_speech_s=0.0),
+                                      threshold=(threshold, "benchmark"), gallery=gallery,
+                                      verify_threshold=centroid_naming_at), set(enrolled))
+            for i, (conv, (w, d)) in enumerate(zip(convs, embedded, strict=True))
+        ]  # fmt: skip
     for conv, result in zip(convs, results, strict=True):
         ref, hyp = conv.annotation(), hypothesis(result)
         for collar, found in parts.items():
@@ -452,6 +466,21 @@ def score_set(
         out["unknown_voices_named_enrolled"] = proportion(
             sum(x["unknown_voices_named"] for x in names), sum(x["unknown_voices"] for x in names)
         )
+    if before:
+        out["centroid_naming"] = {
+            "threshold": centroid_naming_at,
+            "enrolled_named_right": float(
+                sum(x["right_s"] for x in before) / max(sum(x["enrolled_s"] for x in before), 1e-9)
+            ),
+            "enrolled_named_right_ci95": ratio_ci(
+                np.array([x["right_s"] for x in before]),
+                np.array([x["enrolled_s"] for x in before]),
+            ),
+            "unknown_voices_named_enrolled": proportion(
+                sum(x["unknown_voices_named"] for x in before),
+                sum(x["unknown_voices"] for x in before),
+            ),
+        }
     return out
 
 
@@ -622,16 +651,26 @@ def main() -> None:
             )
             for v in dev_enrolled:
                 enroll(encoder, dev_gallery, v, dev_all[v][:ENROLL_CLIPS])
-            naming_grid = dev_naming(
-                {k: (sets[k][1][plain_n:], embedded[k][plain_n:]) for k in dev_keys},
-                encoder, chosen_cfg, threshold, dev_gallery, set(dev_enrolled),
-            )  # fmt: skip
+            dev_named = {
+                k: (sets[k][1][plain_n:], embedded[k][plain_n:], sets[k][2][plain_n:])
+                for k in dev_keys
+            }
+            naming_grid = dev_naming(dev_named, encoder, chosen_cfg, threshold, dev_gallery,
+                                     set(dev_enrolled))  # fmt: skip
+            # the way before stop 44, for the record: clusters named from their window
+            # centroids, its own threshold chosen by the same rule
+            centroid_grid = dev_naming(dev_named, encoder,
+                                       replace(chosen_cfg, naming_speech_s=0.0), threshold,
+                                       dev_gallery, set(dev_enrolled))  # fmt: skip
             dev_gallery.close()
             naming_at = choose_naming(naming_grid)
+            centroid_at = choose_naming(centroid_grid)
             report["chosen"][name]["naming"] = {
                 "threshold": naming_at,
+                "speech_s": chosen_cfg.naming_speech_s,
                 "verification_threshold": operating_point(encoder).threshold,
                 "grid": naming_grid,
+                "centroid": {"threshold": centroid_at, "grid": centroid_grid},
             }
             naming_out[ident] = naming_at
             print(f"{name}: dev chose naming threshold {naming_at:.3f} (verification "
@@ -640,12 +679,12 @@ def main() -> None:
                               ident)  # fmt: skip
             for v, paths in enroll_clips.items():
                 enroll(encoder, gallery, v, paths)  # named by the voice id
-            for key, (split, convs, _) in sets.items():
+            for key, (split, convs, sources) in sets.items():
                 if split == "dev":
                     continue
-                figs = score_set(convs, embedded[key], encoder, chosen_cfg, threshold,
+                figs = score_set(convs, embedded[key], sources, encoder, chosen_cfg, threshold,
                                  gallery if split == "test" else None, set(enrolled),
-                                 naming_at)  # fmt: skip
+                                 naming_at, centroid_at)  # fmt: skip
                 audio = sum(c.duration_s for c in convs)
                 figs["audio_seconds"] = audio
                 figs["real_time_factor"] = audio / (seconds[key] + figs["cluster_seconds"])
@@ -675,7 +714,9 @@ def main() -> None:
         "then the naming threshold (the verification threshold plus an offset) that names "
         "the fewest dev strangers as enrolled voices, then the most enrolled dev speech "
         "right, then the middle of the tied ones (dev conversations with every other dev "
-        "voice enrolled)",
+        "voice enrolled; each cluster named from its own speech embedded again, up to "
+        "naming_speech_s seconds; the centroid naming of before stop 44 gets its own "
+        "threshold by the same rule, for the record)",
         **report,
         "targets": TARGETS,
     }

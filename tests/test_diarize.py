@@ -64,6 +64,7 @@ def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:
         (dz.DiarizeConfig(window_s=1.5, hop_s=3.0), "between 0.05 s and the window"),
         (dz.DiarizeConfig(hop_s=0.5), "give both or neither"),
         (dz.DiarizeConfig(threshold=2.5), "a cosine distance"),
+        (dz.DiarizeConfig(naming_speech_s=-1.0), "naming from -1.0 s"),
     ],
 )
 def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
@@ -117,6 +118,16 @@ def test_clusters_take_a_name_at_the_dev_chosen_naming_threshold(monkeypatch, tm
         assert given.settings["naming_threshold_source"] == "given"
         monkeypatch.setattr(dz, "shipped_settings", lambda _: {})
         assert dz.naming_threshold(encoder) == (None, "verification threshold")
+
+
+def test_a_clusters_speech_to_name_it_is_its_longest_runs_alone_edges_trimmed() -> None:
+    # frames of 0.1 s: voice 0 for 3 s, voice 1 for 0.6 s, both (1 under 0) for 1 s, voice 0
+    # for 1 s, silence, voice 1 for 5 s
+    best = np.r_[np.zeros(30), np.ones(6), np.zeros(10), np.zeros(10), -np.ones(5), np.ones(50)]
+    second = np.r_[-np.ones(36), np.ones(10), -np.ones(65)]
+    runs = dz._alone_runs(best.astype(int), second.astype(int), 2)
+    assert np.allclose(runs[0], [(0.25, 2.75), (4.6 + 0.25, 5.6 - 0.25)])  # longest first
+    assert np.allclose(runs[1], [(6.1 + 0.25, 11.1 - 0.25), (3.0 + 0.05, 3.6 - 0.05)])
 
 
 def _two_voice_windows() -> tuple[dz.Windows, np.ndarray]:
@@ -252,6 +263,64 @@ def test_diarize_finds_who_speaks_when_and_names_the_enrolled(
     assert len(lines) == len(result["segments"]) and {x[3] for x in lines} == set(
         result["speakers"]
     )
+
+
+@pytest.mark.slow
+def test_a_voice_is_named_from_its_own_speech_read_again(conversation, tmp_path: Path) -> None:
+    """Naming embeds each cluster's speech again as one recording (as verification embeds a
+    clip): the named voice's score is the cosine of that embedding to the enrolled voice,
+    the speech is read span by span from a file and the same from its bytes, and the cap on
+    seconds holds."""
+    from whichvoice.audio import Decoded, load_audio
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import enroll, load_encoder, model_id
+
+    path, conv = conversation
+    encoder = load_encoder("bundled")
+    wave = load_audio(path)
+    spans = [(1.0, 2.5), (7.25, 9.0)]
+    from_file = dz._read_spans(path, spans)
+    from_bytes = dz._read_spans(path.read_bytes(), spans)
+    for a, b, (s, e) in zip(from_file, from_bytes, spans, strict=True):
+        cut = wave[int(s * SAMPLE_RATE) : int(e * SAMPLE_RATE)]
+        assert a.shape == b.shape == cut.shape and np.allclose(a, cut, atol=1e-4)
+
+    voice = conv.turns[0].voice
+    enrolled = [t for t in conv.turns if t.voice == voice]
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as gallery:
+        clip = Decoded(np.concatenate([wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)]
+                                       for t in enrolled]), SAMPLE_RATE, "enrolled")  # fmt: skip
+        enroll(encoder, gallery, "ann", [clip])
+        seen = []
+        real = dz.speech_embeddings
+
+        def spy(source, enc, best, second, centroids, limit_s):
+            out = real(source, enc, best, second, centroids, limit_s)
+            seen.append((limit_s, out))
+            return out
+
+        dz.speech_embeddings, before = spy, dz.speech_embeddings
+        try:
+            result = dz.diarize(path, encoder, gallery=gallery,
+                                config=dz.DiarizeConfig(naming_speech_s=4.0))  # fmt: skip
+        finally:
+            dz.speech_embeddings = before
+        assert [limit for limit, _ in seen] == [4.0]
+        assert result.speakers["ann"]["enrolled"] is True
+        from whichvoice.prototypes import voice_refs
+
+        scores = voice_refs(gallery.voices(), seen[0][1].shape[1]).scores(seen[0][1])[:, 0]
+        assert result.speakers["ann"]["score"] == pytest.approx(float(scores.max()), abs=1e-5)
+        # without a gallery nothing is read again; naming_speech_s=0 names from the centroids
+        seen.clear()
+        dz.speech_embeddings = spy
+        try:
+            dz.diarize(path, encoder)
+            centroid = dz.diarize(path, encoder, gallery=gallery,
+                                  config=dz.DiarizeConfig(naming_speech_s=0.0))  # fmt: skip
+        finally:
+            dz.speech_embeddings = before
+        assert seen == [] and centroid.speakers["ann"]["score"] != result.speakers["ann"]["score"]
 
 
 @pytest.mark.slow

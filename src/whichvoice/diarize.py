@@ -21,9 +21,13 @@ The steps, each replaceable by its setting (``DiarizeConfig``):
 5. **Overlap** (``overlap=True``): a stretch where the covering windows stay as close to a
    second voice as to the first for at least ``min_overlap_s`` is marked overlapped and given
    both voices.
-6. **Names**: a cluster whose centroid reaches an enrolled voice's verification threshold
-   takes its name (each enrolled voice names one cluster at most: the closest); the others
-   are ``unknown-1``, ``unknown-2``, ... in order of first speech.
+6. **Names**: each cluster's own speech (its longest runs without another voice, edges
+   trimmed, up to ``naming_speech_s`` seconds) is read again and embedded as one recording,
+   as verification embeds a clip; a cluster whose embedding reaches an enrolled voice's
+   naming threshold takes its name (each enrolled voice names one cluster at most: the
+   closest); the others are ``unknown-1``, ``unknown-2``, ... in order of first speech.
+   (``naming_speech_s=0``: the mean of the cluster's window embeddings, as before stop 44;
+   short windows in noise sit further from the enrolled voice than a recording's embedding.)
 
 Outputs: RTTM (``Diarization.to_rttm``, the NIST format pyannote and dscore read) and JSON
 segments ``{start, end, speaker, score, overlap}``. Audio is read in blocks of ``BLOCK_S``
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -55,6 +60,8 @@ from whichvoice.audio import resample as resample_wave
 from whichvoice.errors import AudioDecodeError, WhichvoiceError
 from whichvoice.prototypes import voice_refs
 
+log = logging.getLogger(__name__)
+
 FRAME_S = 0.1  # the resolution of turns
 BLOCK_S = 120.0  # audio read at a time
 MAX_CLUSTERED = 3000  # windows clustered at most (the rest join the nearest cluster)
@@ -63,6 +70,7 @@ THRESHOLDS = "thresholds.json"  # in data/diarize: encoder id -> clustering dist
 VADS = ("energy", "silero")
 DEFAULT_MIN_CLUSTER_S = 2.0
 DEFAULT_WINDOW = (1.5, 0.75)  # (window_s, hop_s) of an encoder without a dev choice
+NAMING_SPEECH_S = 30.0  # s of a cluster's own speech embedded again to name it
 
 
 class DiarizeError(WhichvoiceError):
@@ -95,6 +103,11 @@ class DiarizeConfig:
     keep_far: float | None = None
     overlap: bool | None = None  # None: the encoder's dev choice (``shipped_settings``)
     min_overlap_s: float = 0.5
+    # naming: each cluster's own speech (up to this many seconds, its longest runs alone)
+    # embedded again as one recording, as verification embeds a clip, and that embedding
+    # scored against the gallery; 0: the mean of the cluster's window embeddings (before
+    # stop 44; chosen on dev conversations, docs/diarization.md)
+    naming_speech_s: float = NAMING_SPEECH_S
 
     def check(self) -> DiarizeConfig:
         if self.vad not in VADS:
@@ -113,6 +126,8 @@ class DiarizeConfig:
             raise DiarizeError(
                 f"--max-speakers {self.max_speakers} is under --min-speakers {self.min_speakers}"
             )
+        if not 0 <= self.naming_speech_s <= 600:
+            raise DiarizeError(f"naming from {self.naming_speech_s} s of speech: 0 to 600")
         if self.threshold is not None and not 0 < self.threshold < 2:
             raise DiarizeError(f"threshold {self.threshold}: a cosine distance, in (0, 2)")
         return self
@@ -666,8 +681,101 @@ def diarize(
     return from_windows(
         windows, duration, describe_source(source), encoder, cfg,
         threshold=(threshold, threshold_source), gallery=gallery,
-        verify_threshold=verify_threshold,
+        verify_threshold=verify_threshold, source=source,
     )  # fmt: skip
+
+
+NAMING_EDGE_S = 0.25  # trimmed off each end of a run before it is embedded to name a voice
+
+
+def _alone_runs(best: np.ndarray, second: np.ndarray, k: int) -> list[list[tuple[float, float]]]:
+    """Per cluster, its runs (start, end in seconds) where it is the only voice, each
+    trimmed by ``NAMING_EDGE_S`` at both ends (a run that leaves under 0.5 s keeps its
+    middle 0.5 s), longest first."""
+    runs: list[list[tuple[float, float]]] = [[] for _ in range(k)]
+    alone = np.where(second >= 0, -1, best)
+    edges = np.flatnonzero(np.diff(alone) != 0) + 1
+    for a, b in zip(np.r_[0, edges], np.r_[edges, len(alone)], strict=True):
+        if alone[a] < 0:
+            continue
+        start, end = a * FRAME_S, b * FRAME_S
+        if end - start - 2 * NAMING_EDGE_S >= 0.5:
+            start, end = start + NAMING_EDGE_S, end - NAMING_EDGE_S
+        elif end - start > 0.5:
+            middle = (start + end) / 2
+            start, end = middle - 0.25, middle + 0.25
+        runs[int(alone[a])].append((start, end))
+    return [sorted(r, key=lambda ab: ab[0] - ab[1]) for r in runs]
+
+
+def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[np.ndarray]:
+    """The 16 kHz mono audio of each (start, end) span of a recording: a file soundfile can
+    seek in is read span by span (a long recording is never held whole), anything else is
+    decoded once."""
+    import soundfile as sf
+
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with sf.SoundFile(str(source)) as f:
+                rate, out = f.samplerate, []
+                for a, b in spans:
+                    f.seek(min(int(a * rate), f.frames))
+                    piece = f.read(max(int((b - a) * rate), 0), dtype="float32", always_2d=True)
+                    out.append(resample_wave(piece.mean(axis=1), rate, SAMPLE_RATE))
+                return out
+        except (RuntimeError, sf.LibsndfileError, OSError):
+            pass  # a format soundfile does not seek in: decoded whole below
+    wave, rate = read_audio(source)
+    wave = resample_wave(wave, rate, SAMPLE_RATE)
+    return [wave[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in spans]
+
+
+def speech_embeddings(
+    source: AudioSource,
+    encoder,
+    best: np.ndarray,
+    second: np.ndarray,
+    centroids: np.ndarray,
+    limit_s: float,
+) -> np.ndarray:
+    """Per cluster, the embedding of its own speech as one recording: its longest runs
+    without another voice (``_alone_runs``), up to ``limit_s`` seconds, joined and embedded
+    as verification embeds a clip. A cluster without such speech, or whose speech the
+    encoder finds none in, keeps its centroid."""
+    k = centroids.shape[0]
+    chosen: list[list[tuple[float, float]]] = []
+    for runs in _alone_runs(best, second, k):
+        took, total = [], 0.0
+        for a, b in runs:
+            if total >= limit_s:
+                break
+            b = min(b, a + limit_s - total)
+            took.append((a, b))
+            total += b - a
+        chosen.append(sorted(took))
+    flat = [span for spans in chosen for span in spans]
+    if not flat:
+        return centroids
+    name = describe_source(source)
+    try:
+        pieces = iter(_read_spans(source, flat))
+    except WhichvoiceError as e:  # a pipe already read, a file changed since: the centroids
+        log.warning("%s: voices named from their windows (the speech cannot be read again: %s)",
+                    name, e)  # fmt: skip
+        return centroids
+    joined = [
+        Decoded(np.concatenate([next(pieces) for _ in spans]).astype(np.float32), SAMPLE_RATE,
+                f"{name} (voice {c + 1})")
+        for c, spans in enumerate(chosen)
+        if spans
+    ]  # fmt: skip
+    out = centroids.copy()
+    which = [c for c, spans in enumerate(chosen) if spans]
+    for c, result in zip(which, encoder.embed_many(joined), strict=True):
+        if not isinstance(result, WhichvoiceError):
+            e = np.asarray(result[0], np.float32)
+            out[c] = e / max(float(np.linalg.norm(e)), 1e-12)
+    return out
 
 
 def from_windows(
@@ -680,6 +788,7 @@ def from_windows(
     threshold: tuple[float, str],
     gallery=None,
     verify_threshold: float | None = None,
+    source: AudioSource | None = None,
 ) -> Diarization:
     """Steps 3-6 on a recording's window embeddings (``embed_windows``): a benchmark clusters
     the same embeddings at several thresholds."""
@@ -721,7 +830,12 @@ def from_windows(
         centroids = centroids[kept]
         best = np.where(best >= 0, index[np.maximum(best, 0)], -1)
         second = np.where(second >= 0, index[np.maximum(second, 0)], -1)
-    names, info = name_clusters(centroids, encoder, gallery, naming)
+    naming_from = centroids
+    if source is not None and cfg.naming_speech_s > 0 and gallery is not None and gallery.voices():
+        naming_from = speech_embeddings(
+            source, encoder, best, second, centroids, cfg.naming_speech_s
+        )
+    names, info = name_clusters(naming_from, encoder, gallery, naming)
     segments = _turns(best, second, score, names, duration)
     if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
         named = {names[c]: info[c]["score"] for c in range(len(names)) if info[c]["enrolled"]}
