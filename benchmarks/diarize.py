@@ -69,7 +69,7 @@ from provenance import RESULTS, provenance, write_result
 from whichvoice import conditions
 from whichvoice.audio import SAMPLE_RATE
 from whichvoice.conversation import Conversation, make_conversation
-from whichvoice.diarize import DiarizeConfig, embed_windows, from_windows
+from whichvoice.diarize import NAMING_SPEECH_S, DiarizeConfig, embed_windows, from_windows
 from whichvoice.encoders import load_encoder, model_id
 from whichvoice.gallery import Gallery
 from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
@@ -387,6 +387,18 @@ def choose_naming(grid: dict) -> float:
     return tied[(len(tied) - 1) // 2]
 
 
+def choose_naming_way(grids: dict[str, dict], at: dict[str, float]) -> str:
+    """The rule (fixed before scoring, as ``choose_naming``): of the ways to name a cluster,
+    each at its own chosen threshold, the one naming the fewest dev strangers, then the most
+    enrolled dev speech right; ties: the centroid (nothing read again)."""
+    key = {
+        way: (-grids[way][str(at[way])]["strangers_named"],
+              round(grids[way][str(at[way])]["named_right"], 6), way == "centroid")
+        for way in grids
+    }  # fmt: skip
+    return max(key, key=key.get)
+
+
 def _counted_right(conv: Conversation, result) -> bool:
     """Whether a diarization found exactly the conversation's number of voices."""
     return len(result.speakers) == len(_speech_by_voice(conv))
@@ -402,12 +414,12 @@ def _speech_by_voice(conv: Conversation) -> dict[str, float]:
 
 def score_set(
     convs, embedded, sources, encoder, cfg, threshold, gallery=None, enrolled=frozenset(),
-    naming_at=None, centroid_naming_at=None,
+    naming_at=None, other_naming=None,
 ):  # fmt: skip
     """Every figure of one set of conversations at one setting (``naming_at``: the naming
-    threshold; None: the encoder's shipped one). ``centroid_naming_at``: also name the same
-    clusters from their window centroids (the way before stop 44) at that threshold, for
-    the record (not timed)."""
+    threshold; None: the encoder's shipped one). ``other_naming``: (way, its config, its
+    threshold): also name the same clusters the way not chosen, for the record (not
+    timed)."""
     parts: dict[float, list[dict]] = {0.25: [], 0.0: []}
     jers, exact, names, shortest = [], [], [], []
     t0 = time.perf_counter()
@@ -417,14 +429,14 @@ def score_set(
         for i, ((w, d), src) in enumerate(zip(embedded, sources, strict=True))
     ]  # fmt: skip
     cluster_s = time.perf_counter() - t0
-    before = []
-    if gallery is not None and centroid_naming_at is not None:
-        before = [
-            naming(conv, from_windows(w, d, f"conv{i}", encoder,
-                                      replace(cfg, naming_speech_s=0.0),
+    other = []
+    if gallery is not None and other_naming is not None:
+        other = [
+            naming(conv, from_windows(w, d, f"conv{i}", encoder, other_naming[1],
                                       threshold=(threshold, "benchmark"), gallery=gallery,
-                                      verify_threshold=centroid_naming_at), set(enrolled))
-            for i, (conv, (w, d)) in enumerate(zip(convs, embedded, strict=True))
+                                      verify_threshold=other_naming[2], source=src),
+                   set(enrolled))
+            for i, (conv, (w, d), src) in enumerate(zip(convs, embedded, sources, strict=True))
         ]  # fmt: skip
     for conv, result in zip(convs, results, strict=True):
         ref, hyp = conv.annotation(), hypothesis(result)
@@ -468,19 +480,20 @@ def score_set(
         out["unknown_voices_named_enrolled"] = proportion(
             sum(x["unknown_voices_named"] for x in names), sum(x["unknown_voices"] for x in names)
         )
-    if before:
-        out["centroid_naming"] = {
-            "threshold": centroid_naming_at,
+    if other:
+        out["other_naming"] = {
+            "way": other_naming[0],
+            "threshold": other_naming[2],
             "enrolled_named_right": float(
-                sum(x["right_s"] for x in before) / max(sum(x["enrolled_s"] for x in before), 1e-9)
+                sum(x["right_s"] for x in other) / max(sum(x["enrolled_s"] for x in other), 1e-9)
             ),
             "enrolled_named_right_ci95": ratio_ci(
-                np.array([x["right_s"] for x in before]),
-                np.array([x["enrolled_s"] for x in before]),
+                np.array([x["right_s"] for x in other]),
+                np.array([x["enrolled_s"] for x in other]),
             ),
             "unknown_voices_named_enrolled": proportion(
-                sum(x["unknown_voices_named"] for x in before),
-                sum(x["unknown_voices"] for x in before),
+                sum(x["unknown_voices_named"] for x in other),
+                sum(x["unknown_voices"] for x in other),
             ),
         }
     return out
@@ -572,6 +585,7 @@ def main() -> None:
         report: dict = {"encoders": {}, "chosen": {}, "dev": {}, "test": {}, "human": {}}
         thresholds_out = {}
         naming_out: dict[str, float] = {}
+        speech_out: dict[str, float] = {}
         live: dict[str, dict] = {}
         for name in encoders:
             encoder = load_encoder(name)
@@ -657,23 +671,30 @@ def main() -> None:
                 k: (sets[k][1][plain_n:], embedded[k][plain_n:], sets[k][2][plain_n:])
                 for k in dev_keys
             }
-            naming_grid = dev_naming(dev_named, encoder, chosen_cfg, threshold, dev_gallery,
-                                     set(dev_enrolled))  # fmt: skip
-            # the way before stop 44, for the record: clusters named from their window
-            # centroids, its own threshold chosen by the same rule
-            centroid_grid = dev_naming(dev_named, encoder,
-                                       replace(chosen_cfg, naming_speech_s=0.0), threshold,
-                                       dev_gallery, set(dev_enrolled))  # fmt: skip
-            dev_gallery.close()
-            naming_at = choose_naming(naming_grid)
-            centroid_at = choose_naming(centroid_grid)
-            report["chosen"][name]["naming"] = {
-                "threshold": naming_at,
-                "speech_s": chosen_cfg.naming_speech_s,
-                "verification_threshold": operating_point(encoder).threshold,
-                "grid": naming_grid,
-                "centroid": {"threshold": centroid_at, "grid": centroid_grid},
+            # two ways to name a cluster: its own speech embedded again (up to
+            # NAMING_SPEECH_S), or the centre of its window embeddings (the only way before
+            # stop 44); each way's threshold by the naming rule, then the way by the same
+            # rule (``choose_naming_way``)
+            ways = {"speech": replace(chosen_cfg, naming_speech_s=NAMING_SPEECH_S),
+                    "centroid": replace(chosen_cfg, naming_speech_s=0.0)}  # fmt: skip
+            grids = {
+                way: dev_naming(dev_named, encoder, c, threshold, dev_gallery, set(dev_enrolled))
+                for way, c in ways.items()
             }
+            dev_gallery.close()
+            at = {way: choose_naming(g) for way, g in grids.items()}
+            way = choose_naming_way(grids, at)
+            other_way = next(w for w in ways if w != way)
+            naming_at, naming_cfg = at[way], ways[way]
+            report["chosen"][name]["naming"] = {
+                "way": way,
+                "threshold": naming_at,
+                "speech_s": naming_cfg.naming_speech_s,
+                "verification_threshold": operating_point(encoder).threshold,
+                "grid": grids[way],
+                "other": {"way": other_way, "threshold": at[other_way], "grid": grids[other_way]},
+            }
+            speech_out[ident] = naming_cfg.naming_speech_s
             naming_out[ident] = naming_at
             print(f"{name}: dev chose naming threshold {naming_at:.3f} (verification "
                   f"{operating_point(encoder).threshold:.3f})", flush=True)  # fmt: skip
@@ -684,9 +705,10 @@ def main() -> None:
             for key, (split, convs, sources) in sets.items():
                 if split == "dev":
                     continue
-                figs = score_set(convs, embedded[key], sources, encoder, chosen_cfg, threshold,
+                other = (other_way, ways[other_way], at[other_way])
+                figs = score_set(convs, embedded[key], sources, encoder, naming_cfg, threshold,
                                  gallery if split == "test" else None, set(enrolled),
-                                 naming_at, centroid_at)  # fmt: skip
+                                 naming_at, other)  # fmt: skip
                 audio = sum(c.duration_s for c in convs)
                 figs["audio_seconds"] = audio
                 figs["real_time_factor"] = audio / (seconds[key] + figs["cluster_seconds"])
@@ -716,9 +738,10 @@ def main() -> None:
         "then the naming threshold (the verification threshold plus an offset) that names "
         "the fewest dev strangers as enrolled voices, then the most enrolled dev speech "
         "right, then the middle of the tied ones (dev conversations with every other dev "
-        "voice enrolled; each cluster named from its own speech embedded again, up to "
-        "naming_speech_s seconds; the centroid naming of before stop 44 gets its own "
-        "threshold by the same rule, for the record)",
+        "voice enrolled), for each way to name a cluster (its own speech, up to 30 s, "
+        "embedded again as one recording; or the centre of its window embeddings); then "
+        "the way naming the fewest dev strangers at its threshold, then the most enrolled "
+        "dev speech right; ties: the centroid",
         **report,
         "targets": TARGETS,
     }
@@ -744,6 +767,7 @@ def main() -> None:
             "live_accept": {k: v["threshold"] for k, v in live.items()},
             "live_turn_accept": {k: v["turn"]["threshold"] for k, v in live.items()},
             "naming": naming_out,
+            "naming_speech_s": speech_out,
         }, indent=2) + "\n")  # fmt: skip
         print(f"thresholds written to {dest}")
 

@@ -73,16 +73,20 @@ def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
 
 
 def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None:
-    shipped = {"window": [1.0, 0.75], "overlap": True, "min_cluster_s": 3.0, "keep_far": 0.6}
+    shipped = {"window": [1.0, 0.75], "overlap": True, "min_cluster_s": 3.0, "keep_far": 0.6,
+               "naming_speech_s": 0.0}  # fmt: skip
     got = dz.resolve(dz.DiarizeConfig(), shipped)
     assert (got.window_s, got.hop_s, got.overlap, got.min_cluster_s, got.keep_far) == (
         1.0, 0.75, True, 3.0, 0.6,
     )  # fmt: skip
+    assert got.naming_speech_s == 0.0  # the encoder's dev choice: named from the centroids
+    assert dz.resolve(dz.DiarizeConfig(naming_speech_s=10.0), shipped).naming_speech_s == 10.0
     given = dz.resolve(dz.DiarizeConfig(window_s=2.0, hop_s=1.0, overlap=False), shipped)
     assert (given.window_s, given.hop_s, given.overlap) == (2.0, 1.0, False)
     bare = dz.resolve(dz.DiarizeConfig(), {})  # an encoder the benchmark never ran
     assert (bare.window_s, bare.hop_s) == dz.DEFAULT_WINDOW
     assert (bare.overlap, bare.min_cluster_s, bare.keep_far) == (False, 2.0, None)
+    assert bare.naming_speech_s == dz.NAMING_SPEECH_S
     with pytest.raises(dz.DiarizeError, match=r"between 0\.3 and 10"):
         dz.resolve(dz.DiarizeConfig(window_s=0.1, hop_s=0.1), shipped)
 

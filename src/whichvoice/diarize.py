@@ -26,8 +26,10 @@ The steps, each replaceable by its setting (``DiarizeConfig``):
    as verification embeds a clip; a cluster whose embedding reaches an enrolled voice's
    naming threshold takes its name (each enrolled voice names one cluster at most: the
    closest); the others are ``unknown-1``, ``unknown-2``, ... in order of first speech.
-   (``naming_speech_s=0``: the mean of the cluster's window embeddings, as before stop 44;
-   short windows in noise sit further from the enrolled voice than a recording's embedding.)
+   Or (``naming_speech_s=0``) the mean of the cluster's window embeddings is scored, the only
+   way before stop 44: which way, and the threshold, are chosen per encoder on dev
+   conversations (``benchmarks/diarize.py``); for ``auto`` it is the speech, whose embedding
+   stays nearer the enrolled voice in noise and in a room than the mean of 1 s windows does.
 
 Outputs: RTTM (``Diarization.to_rttm``, the NIST format pyannote and dscore read) and JSON
 segments ``{start, end, speaker, score, overlap}``. Audio is read in blocks of ``BLOCK_S``
@@ -105,9 +107,10 @@ class DiarizeConfig:
     min_overlap_s: float = 0.5
     # naming: each cluster's own speech (up to this many seconds, its longest runs alone)
     # embedded again as one recording, as verification embeds a clip, and that embedding
-    # scored against the gallery; 0: the mean of the cluster's window embeddings (before
-    # stop 44; chosen on dev conversations, docs/diarization.md)
-    naming_speech_s: float = NAMING_SPEECH_S
+    # scored against the gallery; 0: the mean of the cluster's window embeddings (the only
+    # way before stop 44); None: the encoder's dev choice (``shipped_settings``), else
+    # NAMING_SPEECH_S
+    naming_speech_s: float | None = None
 
     def check(self) -> DiarizeConfig:
         if self.vad not in VADS:
@@ -126,7 +129,7 @@ class DiarizeConfig:
             raise DiarizeError(
                 f"--max-speakers {self.max_speakers} is under --min-speakers {self.min_speakers}"
             )
-        if not 0 <= self.naming_speech_s <= 600:
+        if self.naming_speech_s is not None and not 0 <= self.naming_speech_s <= 600:
             raise DiarizeError(f"naming from {self.naming_speech_s} s of speech: 0 to 600")
         if self.threshold is not None and not 0 < self.threshold < 2:
             raise DiarizeError(f"threshold {self.threshold}: a cosine distance, in (0, 2)")
@@ -640,12 +643,15 @@ def resolve(config: DiarizeConfig, shipped: dict) -> DiarizeConfig:
         cfg = replace(cfg, min_cluster_s=shipped.get("min_cluster_s") or DEFAULT_MIN_CLUSTER_S)
         if cfg.keep_far is None:  # the dev choice goes with the dev-chosen smallest cluster
             cfg = replace(cfg, keep_far=shipped.get("keep_far"))
+    if cfg.naming_speech_s is None:
+        chosen = shipped.get("naming_speech_s")
+        cfg = replace(cfg, naming_speech_s=NAMING_SPEECH_S if chosen is None else float(chosen))
     return cfg
 
 
 def _resolved(cfg: DiarizeConfig, encoder) -> DiarizeConfig:
     """``resolve`` with the encoder's shipped settings, looked up only when something is open."""
-    if None in (cfg.window_s, cfg.overlap, cfg.min_cluster_s):
+    if None in (cfg.window_s, cfg.overlap, cfg.min_cluster_s, cfg.naming_speech_s):
         return resolve(cfg, shipped_settings(encoder))
     return cfg
 
@@ -815,6 +821,7 @@ def from_windows(
     )
     settings["naming_threshold"] = None if naming is None else round(float(naming), 6)
     settings["naming_threshold_source"] = naming_source
+    settings["naming_speech_s"] = cfg.naming_speech_s
     if not windows.embeddings:
         return Diarization(name, duration, [], {}, settings)
     x = windows.matrix()
@@ -831,10 +838,9 @@ def from_windows(
         best = np.where(best >= 0, index[np.maximum(best, 0)], -1)
         second = np.where(second >= 0, index[np.maximum(second, 0)], -1)
     naming_from = centroids
-    if source is not None and cfg.naming_speech_s > 0 and gallery is not None and gallery.voices():
-        naming_from = speech_embeddings(
-            source, encoder, best, second, centroids, cfg.naming_speech_s
-        )
+    speech_s = float(cfg.naming_speech_s or 0.0)
+    if source is not None and speech_s > 0 and gallery is not None and gallery.voices():
+        naming_from = speech_embeddings(source, encoder, best, second, centroids, speech_s)
     names, info = name_clusters(naming_from, encoder, gallery, naming)
     segments = _turns(best, second, score, names, duration)
     if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
