@@ -328,6 +328,21 @@ def test_a_voice_is_named_from_its_own_speech_read_again(conversation, tmp_path:
 
 
 @pytest.mark.slow
+def test_a_recording_piped_in_is_diarized_as_its_file_is(cli, conversation, tmp_path) -> None:
+    """A pipe can be read once, and diarization reads a recording twice (its windows, then
+    the voices' speech to name them): a pipe is read whole first (it failed at once before:
+    soundfile's look at its header used up the pipe's first bytes)."""
+    path, _ = conversation
+    args = ("--model", "bundled", "--json", "--gallery", str(tmp_path / "none.sqlite"))
+    as_file = json.loads(cli("diarize", str(path), *args, check=True).stdout)
+    with open(path, "rb") as f:
+        piped = cli("diarize", "/dev/stdin", *args, stdin=f)
+    assert piped.returncode == 0, piped.stderr
+    got = json.loads(piped.stdout)
+    assert got["path"] == "/dev/stdin" and got["segments"] == as_file["segments"]
+
+
+@pytest.mark.slow
 def test_a_long_file_read_in_blocks_gives_the_same_turns(conversation, monkeypatch) -> None:
     from whichvoice.encoders import load_encoder
 

@@ -97,6 +97,20 @@ def describe_source(source: AudioSource) -> str:
 MAX_PIPE_BYTES = 1 << 30  # a pipe is read into memory whole: at most this much
 
 
+def read_pipe(path: str | os.PathLike, name: str) -> bytes:
+    """A pipe (/dev/stdin, a shell's <(...)) read once, whole, up to ``MAX_PIPE_BYTES``."""
+    try:
+        with open(path, "rb") as pipe:
+            data = pipe.read(MAX_PIPE_BYTES + 1)
+    except OSError as e:
+        raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
+    if len(data) > MAX_PIPE_BYTES:
+        raise AudioTooLongError(
+            f"{name}: a pipe of more than {MAX_PIPE_BYTES >> 20} MiB (give a file)"
+        )
+    return data
+
+
 def read_audio(
     source: AudioSource, *, max_seconds: float | None = None, name: str | None = None
 ) -> tuple[np.ndarray, int]:
@@ -122,16 +136,7 @@ def read_audio(
         except storage.StorageError as e:
             raise AudioDecodeError(str(e)) from e
     if not isinstance(source, bytes | bytearray) and Path(source).is_fifo():
-        # a pipe (/dev/stdin, a shell's <(...)): read once, whole, up to MAX_PIPE_BYTES
-        try:
-            with open(source, "rb") as pipe:
-                source = pipe.read(MAX_PIPE_BYTES + 1)
-        except OSError as e:
-            raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
-        if len(source) > MAX_PIPE_BYTES:
-            raise AudioTooLongError(
-                f"{name}: a pipe of more than {MAX_PIPE_BYTES >> 20} MiB (give a file)"
-            )
+        source = read_pipe(source, name)
     if not isinstance(source, bytes | bytearray) and not Path(source).is_file():
         what = "is a folder" if Path(source).is_dir() else "no such file"
         raise AudioDecodeError(f"{name}: cannot read ({what})")

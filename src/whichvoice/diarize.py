@@ -57,6 +57,7 @@ from whichvoice.audio import (
     check_finite,
     describe_source,
     read_audio,
+    read_pipe,
 )
 from whichvoice.audio import resample as resample_wave
 from whichvoice.errors import AudioDecodeError, WhichvoiceError
@@ -656,6 +657,24 @@ def _resolved(cfg: DiarizeConfig, encoder) -> DiarizeConfig:
     return cfg
 
 
+def _read_once(source: AudioSource, name: str) -> AudioSource:
+    """A pipe or a URL as its bytes: diarization reads a recording twice (its windows, then
+    the voices' speech to name them), and a pipe can be read only once. A file stays a path
+    (read in blocks)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    from whichvoice import storage
+
+    if storage.is_url(source):
+        try:
+            return storage.read_bytes(source)
+        except storage.StorageError as e:
+            raise AudioDecodeError(str(e)) from e
+    if Path(source).is_fifo():
+        return read_pipe(source, name)
+    return source
+
+
 def diarize(
     source: AudioSource,
     encoder=None,
@@ -683,9 +702,11 @@ def diarize(
         if cfg.threshold is not None
         else default_threshold(encoder, shipped)
     )
+    name = describe_source(source)
+    source = _read_once(source, name)
     windows, duration = embed_windows(source, encoder, cfg, progress)
     return from_windows(
-        windows, duration, describe_source(source), encoder, cfg,
+        windows, duration, name, encoder, cfg,
         threshold=(threshold, threshold_source), gallery=gallery,
         verify_threshold=verify_threshold, source=source,
     )  # fmt: skip

@@ -21,13 +21,15 @@ class _LineFormatter(logging.Formatter):
 
 def setup_logging(quiet: bool) -> None:
     """Log lines on stderr: warnings and errors, or errors only when ``quiet`` (also the
-    commands whose answers are their own lines). Which encoder answers, and whose calibration,
-    is said either way: the default falling back to the bundled encoder, or a user's
-    calibration passed over, changes every score."""
+    commands whose answers are their own lines). Which encoder answers, whose calibration,
+    and how diarization named the voices are said either way: the default falling back to
+    the bundled encoder, a user's calibration passed over, or voices named from their windows
+    when their speech could not be read again, changes the answers."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler])
-    logging.getLogger("whichvoice.encoders").setLevel(logging.WARNING)
+    for name in ("whichvoice.encoders", "whichvoice.diarize"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class _Location(click.ParamType):
