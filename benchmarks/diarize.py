@@ -349,10 +349,24 @@ def _dev_count(dev: dict, encoder, cfg, threshold) -> dict:
     return proportion(sum(hits), len(hits))
 
 
-def dev_naming(dev: dict, encoder, cfg, threshold, gallery, enrolled: set[str]) -> dict:
+def naming_kw(way: str, at: float, windows_at: float) -> dict:
+    """``from_windows``'s naming thresholds for a way at ``at``: a cluster named from its
+    speech, at ``at``; one that falls back to its windows (too little speech alone), at the
+    windows' threshold, as the shipped settings do."""
+    if way == "speech":
+        return {"way_thresholds": (at, windows_at)}
+    return {"verify_threshold": at}
+
+
+def dev_naming(
+    dev: dict, encoder, cfg, threshold, gallery, enrolled: set[str], way: str = "centroid",
+    windows_at: float | None = None,
+) -> dict:  # fmt: skip
     """For each naming threshold (``NAMING_OFFSETS`` from the verification one), over every
     dev set (conversations, their window embeddings, their recordings): the share of
-    enrolled speech named right and the strangers named as enrolled."""
+    enrolled speech named right and the strangers named as enrolled. ``way`` "speech": the
+    clusters named from their speech at each threshold, those that fall back to their
+    windows at ``windows_at``."""
     from whichvoice.verification import operating_point
 
     base = operating_point(encoder).threshold
@@ -364,7 +378,8 @@ def dev_naming(dev: dict, encoder, cfg, threshold, gallery, enrolled: set[str]) 
         found = [
             naming(conv, from_windows(w, d, f"conv{i}", encoder, cfg,
                                       threshold=(threshold, "benchmark"), gallery=gallery,
-                                      verify_threshold=t, source=src), enrolled)
+                                      source=src, **naming_kw(way, t, windows_at)),
+                   enrolled)
             for convs, embedded, sources in dev.values()
             for i, (conv, (w, d), src) in enumerate(zip(convs, embedded, sources, strict=True))
         ]  # fmt: skip
@@ -416,16 +431,16 @@ def score_set(
     convs, embedded, sources, encoder, cfg, threshold, gallery=None, enrolled=frozenset(),
     naming_at=None, other_naming=None,
 ):  # fmt: skip
-    """Every figure of one set of conversations at one setting (``naming_at``: the naming
-    threshold; None: the encoder's shipped one). ``other_naming``: (way, its config, its
-    threshold): also name the same clusters the way not chosen, for the record (not
-    timed)."""
+    """Every figure of one set of conversations at one setting (``naming_at``: ``from_windows``'s
+    naming thresholds, ``naming_kw``; None: the encoder's shipped ones). ``other_naming``: (way,
+    its config, its ``naming_kw``): also name the same clusters the way not chosen, for the
+    record (not timed)."""
     parts: dict[float, list[dict]] = {0.25: [], 0.0: []}
     jers, exact, names, shortest = [], [], [], []
     t0 = time.perf_counter()
     results = [
         from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "benchmark"),
-                     gallery=gallery, verify_threshold=naming_at, source=src)
+                     gallery=gallery, source=src, **(naming_at or {}))
         for i, ((w, d), src) in enumerate(zip(embedded, sources, strict=True))
     ]  # fmt: skip
     cluster_s = time.perf_counter() - t0
@@ -434,7 +449,7 @@ def score_set(
         other = [
             naming(conv, from_windows(w, d, f"conv{i}", encoder, other_naming[1],
                                       threshold=(threshold, "benchmark"), gallery=gallery,
-                                      verify_threshold=other_naming[2], source=src),
+                                      source=src, **other_naming[2]),
                    set(enrolled))
             for i, (conv, (w, d), src) in enumerate(zip(convs, embedded, sources, strict=True))
         ]  # fmt: skip
@@ -483,7 +498,7 @@ def score_set(
     if other:
         out["other_naming"] = {
             "way": other_naming[0],
-            "threshold": other_naming[2],
+            "thresholds": other_naming[2],
             "enrolled_named_right": float(
                 sum(x["right_s"] for x in other) / max(sum(x["enrolled_s"] for x in other), 1e-9)
             ),
@@ -586,6 +601,7 @@ def main() -> None:
         thresholds_out = {}
         naming_out: dict[str, float] = {}
         speech_out: dict[str, float] = {}
+        naming_other_out: dict[str, float] = {}
         live: dict[str, dict] = {}
         for name in encoders:
             encoder = load_encoder(name)
@@ -677,12 +693,15 @@ def main() -> None:
             # rule (``choose_naming_way``)
             ways = {"speech": replace(chosen_cfg, naming_speech_s=NAMING_SPEECH_S),
                     "centroid": replace(chosen_cfg, naming_speech_s=0.0)}  # fmt: skip
-            grids = {
-                way: dev_naming(dev_named, encoder, c, threshold, dev_gallery, set(dev_enrolled))
-                for way, c in ways.items()
-            }
+            grids = {"centroid": dev_naming(dev_named, encoder, ways["centroid"], threshold,
+                                            dev_gallery, set(dev_enrolled))}  # fmt: skip
+            at = {"centroid": choose_naming(grids["centroid"])}
+            # a cluster with too little speech alone falls back to its windows, at theirs
+            grids["speech"] = dev_naming(dev_named, encoder, ways["speech"], threshold,
+                                         dev_gallery, set(dev_enrolled), "speech",
+                                         at["centroid"])  # fmt: skip
+            at["speech"] = choose_naming(grids["speech"])
             dev_gallery.close()
-            at = {way: choose_naming(g) for way, g in grids.items()}
             way = choose_naming_way(grids, at)
             other_way = next(w for w in ways if w != way)
             naming_at, naming_cfg = at[way], ways[way]
@@ -696,6 +715,7 @@ def main() -> None:
             }
             speech_out[ident] = naming_cfg.naming_speech_s
             naming_out[ident] = naming_at
+            naming_other_out[ident] = at[other_way]
             print(f"{name}: dev chose naming threshold {naming_at:.3f} (verification "
                   f"{operating_point(encoder).threshold:.3f})", flush=True)  # fmt: skip
             gallery = Gallery(stack.enter_context(tempfile.TemporaryDirectory()) + "/g.sqlite",
@@ -705,10 +725,12 @@ def main() -> None:
             for key, (split, convs, sources) in sets.items():
                 if split == "dev":
                     continue
-                other = (other_way, ways[other_way], at[other_way])
+                chosen_kw = naming_kw(way, at[way], at["centroid"])
+                other = (other_way, ways[other_way], naming_kw(other_way, at[other_way],
+                                                               at["centroid"]))  # fmt: skip
                 figs = score_set(convs, embedded[key], sources, encoder, naming_cfg, threshold,
                                  gallery if split == "test" else None, set(enrolled),
-                                 naming_at, other)  # fmt: skip
+                                 chosen_kw, other)  # fmt: skip
                 audio = sum(c.duration_s for c in convs)
                 figs["audio_seconds"] = audio
                 figs["real_time_factor"] = audio / (seconds[key] + figs["cluster_seconds"])
@@ -767,6 +789,7 @@ def main() -> None:
             "live_accept": {k: v["threshold"] for k, v in live.items()},
             "live_turn_accept": {k: v["turn"]["threshold"] for k, v in live.items()},
             "naming": naming_out,
+            "naming_other": naming_other_out,
             "naming_speech_s": speech_out,
         }, indent=2) + "\n")  # fmt: skip
         print(f"thresholds written to {dest}")

@@ -124,6 +124,20 @@ def test_clusters_take_a_name_at_the_dev_chosen_naming_threshold(monkeypatch, tm
         assert dz.naming_threshold(encoder) == (None, "verification threshold")
 
 
+def test_each_way_of_naming_has_its_own_dev_chosen_threshold(monkeypatch) -> None:
+    from whichvoice.verification import load_encoder, operating_point
+
+    encoder = load_encoder("bundled")
+    table = {"naming": 0.8, "naming_other": 0.7, "naming_speech_s": 30.0}
+    monkeypatch.setattr(dz, "shipped_settings", lambda _: table)
+    assert dz.naming_thresholds(encoder) == (0.8, 0.7)  # (from speech, from windows)
+    table["naming_speech_s"] = 0.0  # the shipped way is the windows': "naming" is theirs
+    assert dz.naming_thresholds(encoder) == (0.7, 0.8)
+    table.clear()  # an encoder no benchmark ran: its verification threshold either way
+    verification = operating_point(encoder).threshold
+    assert dz.naming_thresholds(encoder) == (verification, verification)
+
+
 def test_a_clusters_speech_to_name_it_is_its_longest_runs_alone_edges_trimmed() -> None:
     # frames of 0.1 s: voice 0 for 3 s, voice 1 for 0.6 s, both (1 under 0) for 1 s, voice 0
     # for 1 s, silence, voice 1 for 5 s
@@ -310,10 +324,12 @@ def test_a_voice_is_named_from_its_own_speech_read_again(conversation, tmp_path:
         finally:
             dz.speech_embeddings = before
         assert [limit for limit, _ in seen] == [4.0]
+        embeddings, spoken = seen[0][1]
+        assert spoken.all() and result.settings["named_from"] == "speech"
         assert result.speakers["ann"]["enrolled"] is True
         from whichvoice.prototypes import voice_refs
 
-        scores = voice_refs(gallery.voices(), seen[0][1].shape[1]).scores(seen[0][1])[:, 0]
+        scores = voice_refs(gallery.voices(), embeddings.shape[1]).scores(embeddings)[:, 0]
         assert result.speakers["ann"]["score"] == pytest.approx(float(scores.max()), abs=1e-5)
         # without a gallery nothing is read again; naming_speech_s=0 names from the centroids
         seen.clear()
@@ -325,6 +341,15 @@ def test_a_voice_is_named_from_its_own_speech_read_again(conversation, tmp_path:
         finally:
             dz.speech_embeddings = before
         assert seen == [] and centroid.speakers["ann"]["score"] != result.speakers["ann"]["score"]
+        assert centroid.settings["named_from"] == "windows"
+        # a voice with under a second of speech alone is named from its windows: a fragment
+        # says less than all its windows do
+        k = 2
+        best = np.r_[np.zeros(50), np.ones(8)].astype(int)  # voice 1: 0.8 s alone
+        second = -np.ones(58, int)
+        centroids = np.eye(k, embeddings.shape[1], dtype=np.float32)
+        got, spoken = dz.speech_embeddings(path, encoder, best, second, centroids, 30.0)
+        assert spoken.tolist() == [True, False] and (got[1] == centroids[1]).all()
 
 
 @pytest.mark.slow
@@ -340,6 +365,8 @@ def test_a_recording_piped_in_is_diarized_as_its_file_is(cli, conversation, tmp_
     assert piped.returncode == 0, piped.stderr
     got = json.loads(piped.stdout)
     assert got["path"] == "/dev/stdin" and got["segments"] == as_file["segments"]
+    text = cli("diarize", "/dev/stdin", *args, input="hello\n")  # named by its path
+    assert text.returncode != 0 and "/dev/stdin: not audio" in text.stdout + text.stderr
 
 
 @pytest.mark.slow

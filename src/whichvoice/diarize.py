@@ -464,6 +464,20 @@ def naming_threshold(encoder) -> tuple[float | None, str]:
     return None, "verification threshold"
 
 
+def naming_thresholds(encoder) -> tuple[float, float]:
+    """The naming threshold of a cluster named from its speech, and of one named from its
+    windows' centroid: each way's dev choice (``data/diarize``'s "naming" is the shipped
+    way's, "naming_other" the other's), else the encoder's verification threshold."""
+    from whichvoice.verification import operating_point
+
+    shipped = shipped_settings(encoder)
+    chosen, other = shipped.get("naming"), shipped.get("naming_other")
+    if shipped.get("naming_speech_s", NAMING_SPEECH_S) == 0:  # the shipped way: the windows
+        chosen, other = other, chosen
+    verification = operating_point(encoder).threshold
+    return tuple(verification if t is None else float(t) for t in (chosen, other))  # type: ignore[return-value]
+
+
 def default_threshold(encoder, shipped: dict | None = None) -> tuple[float, str]:
     """The clustering distance threshold for ``encoder``: calibrated on dev conversations
     (``shipped``, else ``shipped_settings(encoder)``), else 1 - its verification
@@ -583,11 +597,16 @@ def _turns(
 
 
 def name_clusters(
-    centroids: np.ndarray, encoder, gallery, threshold: float | None = None
+    centroids: np.ndarray,
+    encoder,
+    gallery,
+    threshold: float | None = None,
+    thresholds: np.ndarray | None = None,
 ) -> tuple[list[str], list[dict]]:
     """A name per cluster: the enrolled voice whose embedding reaches ``threshold`` (None:
     the verification threshold; each voice names its closest cluster only), else
-    ``unknown-N``."""
+    ``unknown-N``. ``thresholds``: one per cluster instead (each for the way its embedding
+    was made)."""
     k = centroids.shape[0]
     names: list[str | None] = [None] * k
     info: list[dict] = [{"enrolled": False, "score": None, "nearest": None} for _ in range(k)]
@@ -607,8 +626,8 @@ def name_clusters(
         # the best pairs first: a voice names one cluster, a cluster takes one voice
         for flat in np.argsort(-scores, axis=None):
             c, j = divmod(int(flat), len(voices))
-            if scores[c, j] < point.threshold:
-                break
+            if scores[c, j] < (point.threshold if thresholds is None else thresholds[c]):
+                continue
             if names[c] is None and voices[j].name not in names:
                 names[c] = voices[j].name
                 info[c] = {
@@ -658,21 +677,26 @@ def _resolved(cfg: DiarizeConfig, encoder) -> DiarizeConfig:
 
 
 def _read_once(source: AudioSource, name: str) -> AudioSource:
-    """A pipe or a URL as its bytes: diarization reads a recording twice (its windows, then
-    the voices' speech to name them), and a pipe can be read only once. A file stays a path
-    (read in blocks)."""
-    if not isinstance(source, (str, os.PathLike)):
-        return source
-    from whichvoice import storage
+    """A recording that is not a file on disk (a pipe, a URL, bytes, an array) decoded once,
+    at 16 kHz, for both of diarization's passes (its windows, then the voices' speech to name
+    them): a pipe can be read only once, and encoded bytes would be decoded twice. A file
+    stays a path (read in blocks, and span by span)."""
+    if isinstance(source, (str, os.PathLike)):
+        from whichvoice import storage
 
-    if storage.is_url(source):
-        try:
-            return storage.read_bytes(source)
-        except storage.StorageError as e:
-            raise AudioDecodeError(str(e)) from e
-    if Path(source).is_fifo():
-        return read_pipe(source, name)
-    return source
+        if storage.is_url(source):
+            try:
+                data: AudioSource = storage.read_bytes(source)
+            except storage.StorageError as e:
+                raise AudioDecodeError(str(e)) from e
+        elif Path(source).is_fifo():
+            data = read_pipe(source, name)
+        else:
+            return source
+    else:
+        data = source
+    wave, rate = read_audio(data, name=name)
+    return Decoded(resample_wave(wave, rate, SAMPLE_RATE), SAMPLE_RATE, name)
 
 
 def diarize(
@@ -716,9 +740,9 @@ NAMING_EDGE_S = 0.25  # trimmed off each end of a run before it is embedded to n
 
 
 def _alone_runs(best: np.ndarray, second: np.ndarray, k: int) -> list[list[tuple[float, float]]]:
-    """Per cluster, its runs (start, end in seconds) where it is the only voice, each
-    trimmed by ``NAMING_EDGE_S`` at both ends (a run that leaves under 0.5 s keeps its
-    middle 0.5 s), longest first."""
+    """Per cluster, its runs (start, end in seconds) where it is the only voice, longest
+    first: each trimmed by ``NAMING_EDGE_S`` at both ends where 0.5 s or more is left, else
+    cut to its middle 0.5 s; a run of 0.5 s or less is kept whole."""
     runs: list[list[tuple[float, float]]] = [[] for _ in range(k)]
     alone = np.where(second >= 0, -1, best)
     edges = np.flatnonzero(np.diff(alone) != 0) + 1
@@ -757,6 +781,9 @@ def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[n
     return [wave[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in spans]
 
 
+MIN_NAMING_SPEECH_S = 1.0  # a cluster with less speech alone is named from its windows
+
+
 def speech_embeddings(
     source: AudioSource,
     encoder,
@@ -764,12 +791,14 @@ def speech_embeddings(
     second: np.ndarray,
     centroids: np.ndarray,
     limit_s: float,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Per cluster, the embedding of its own speech as one recording: its longest runs
     without another voice (``_alone_runs``), up to ``limit_s`` seconds, joined and embedded
-    as verification embeds a clip. A cluster without such speech, or whose speech the
-    encoder finds none in, keeps its centroid."""
+    as verification embeds a clip; and which clusters got one. A cluster with under
+    ``MIN_NAMING_SPEECH_S`` of such speech, or whose speech the encoder finds none in, keeps
+    its centroid (a fragment says less than all its windows do)."""
     k = centroids.shape[0]
+    out, spoken = centroids.copy(), np.zeros(k, bool)
     chosen: list[list[tuple[float, float]]] = []
     for runs in _alone_runs(best, second, k):
         took, total = [], 0.0
@@ -779,30 +808,30 @@ def speech_embeddings(
             b = min(b, a + limit_s - total)
             took.append((a, b))
             total += b - a
-        chosen.append(sorted(took))
+        chosen.append(sorted(took) if total >= MIN_NAMING_SPEECH_S else [])
     flat = [span for spans in chosen for span in spans]
     if not flat:
-        return centroids
+        return out, spoken
     name = describe_source(source)
     try:
         pieces = iter(_read_spans(source, flat))
-    except WhichvoiceError as e:  # a pipe already read, a file changed since: the centroids
+    except WhichvoiceError as e:  # a file changed or gone since its windows were read
         log.warning("%s: voices named from their windows (the speech cannot be read again: %s)",
                     name, e)  # fmt: skip
-        return centroids
+        return out, spoken
     joined = [
         Decoded(np.concatenate([next(pieces) for _ in spans]).astype(np.float32), SAMPLE_RATE,
                 f"{name} (voice {c + 1})")
         for c, spans in enumerate(chosen)
         if spans
     ]  # fmt: skip
-    out = centroids.copy()
     which = [c for c, spans in enumerate(chosen) if spans]
     for c, result in zip(which, encoder.embed_many(joined), strict=True):
         if not isinstance(result, WhichvoiceError):
             e = np.asarray(result[0], np.float32)
             out[c] = e / max(float(np.linalg.norm(e)), 1e-12)
-    return out
+            spoken[c] = True
+    return out, spoken
 
 
 def from_windows(
@@ -816,9 +845,14 @@ def from_windows(
     gallery=None,
     verify_threshold: float | None = None,
     source: AudioSource | None = None,
+    way_thresholds: tuple[float, float] | None = None,
 ) -> Diarization:
     """Steps 3-6 on a recording's window embeddings (``embed_windows``): a benchmark clusters
-    the same embeddings at several thresholds."""
+    the same embeddings at several thresholds. ``source``: the recording, read again to name
+    the voices from their speech (without it they are named from their windows). Naming
+    thresholds: ``verify_threshold`` for every cluster, else ``way_thresholds`` (a cluster
+    named from its speech, one named from its windows), else the shipped ones
+    (``naming_thresholds``)."""
     from whichvoice.encoders import model_id
 
     cfg = _resolved(cfg, encoder)
@@ -843,6 +877,7 @@ def from_windows(
     settings["naming_threshold"] = None if naming is None else round(float(naming), 6)
     settings["naming_threshold_source"] = naming_source
     settings["naming_speech_s"] = cfg.naming_speech_s
+    settings["named_from"] = None  # "speech", "windows" or both, once a gallery names
     if not windows.embeddings:
         return Diarization(name, duration, [], {}, settings)
     x = windows.matrix()
@@ -858,11 +893,20 @@ def from_windows(
         centroids = centroids[kept]
         best = np.where(best >= 0, index[np.maximum(best, 0)], -1)
         second = np.where(second >= 0, index[np.maximum(second, 0)], -1)
-    naming_from = centroids
+    naming_from, spoken_ = centroids, np.zeros(centroids.shape[0], bool)
     speech_s = float(cfg.naming_speech_s or 0.0)
-    if source is not None and speech_s > 0 and gallery is not None and gallery.voices():
-        naming_from = speech_embeddings(source, encoder, best, second, centroids, speech_s)
-    names, info = name_clusters(naming_from, encoder, gallery, naming)
+    named = gallery is not None and bool(gallery.voices())
+    if source is not None and speech_s > 0 and named:
+        naming_from, spoken_ = speech_embeddings(source, encoder, best, second, centroids, speech_s)
+    per_cluster = None
+    if named:
+        settings["named_from"] = " and ".join(
+            way for way, used in (("speech", spoken_.any()), ("windows", not spoken_.all())) if used
+        )
+        if verify_threshold is None:  # each way at its own dev-chosen threshold
+            by_speech, by_windows = way_thresholds or naming_thresholds(encoder)
+            per_cluster = np.where(spoken_, by_speech, by_windows)
+    names, info = name_clusters(naming_from, encoder, gallery, naming, per_cluster)
     segments = _turns(best, second, score, names, duration)
     if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
         named = {names[c]: info[c]["score"] for c in range(len(names)) if info[c]["enrolled"]}
