@@ -893,19 +893,23 @@ def from_windows(
         centroids = centroids[kept]
         best = np.where(best >= 0, index[np.maximum(best, 0)], -1)
         second = np.where(second >= 0, index[np.maximum(second, 0)], -1)
-    naming_from, spoken_ = centroids, np.zeros(centroids.shape[0], bool)
+    naming_from, from_speech = centroids, np.zeros(centroids.shape[0], bool)
     speech_s = float(cfg.naming_speech_s or 0.0)
-    named = gallery is not None and bool(gallery.voices())
-    if source is not None and speech_s > 0 and named:
-        naming_from, spoken_ = speech_embeddings(source, encoder, best, second, centroids, speech_s)
+    has_voices = gallery is not None and bool(gallery.voices())
+    if source is not None and speech_s > 0 and has_voices:
+        naming_from, from_speech = speech_embeddings(
+            source, encoder, best, second, centroids, speech_s
+        )
     per_cluster = None
-    if named:
+    if has_voices:
         settings["named_from"] = " and ".join(
-            way for way, used in (("speech", spoken_.any()), ("windows", not spoken_.all())) if used
+            way
+            for way, used in (("speech", from_speech.any()), ("windows", not from_speech.all()))
+            if used
         )
         if verify_threshold is None:  # each way at its own dev-chosen threshold
             by_speech, by_windows = way_thresholds or naming_thresholds(encoder)
-            per_cluster = np.where(spoken_, by_speech, by_windows)
+            per_cluster = np.where(from_speech, by_speech, by_windows)
     names, info = name_clusters(naming_from, encoder, gallery, naming, per_cluster)
     segments = _turns(best, second, score, names, duration)
     if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
