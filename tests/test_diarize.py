@@ -3,6 +3,7 @@
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,7 @@ def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:
         (dz.DiarizeConfig(hop_s=0.5), "give both or neither"),
         (dz.DiarizeConfig(threshold=2.5), "a cosine distance"),
         (dz.DiarizeConfig(naming_speech_s=-1.0), "naming from -1.0 s"),
+        (dz.DiarizeConfig(merge_speech=1.5), "merging at a cosine of 1.5"),
     ],
 )
 def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
@@ -350,6 +352,26 @@ def test_a_voice_is_named_from_its_own_speech_read_again(conversation, tmp_path:
         centroids = np.eye(k, embeddings.shape[1], dtype=np.float32)
         got, spoken = dz.speech_embeddings(path, encoder, best, second, centroids, 30.0)
         assert spoken.tolist() == [True, False] and (got[1] == centroids[1]).all()
+
+
+@pytest.mark.slow
+def test_clusters_whose_speech_is_one_voice_are_merged(conversation) -> None:
+    """A clustering threshold far too tight splits the 3 voices into many clusters; merging
+    those whose speech, embedded again as one recording, is close joins them back, never
+    under ``min_speakers``; a merge cosine of 0 (the default of an encoder without a dev
+    choice) leaves them as they are."""
+    from whichvoice.encoders import load_encoder
+
+    path, _ = conversation
+    encoder = load_encoder("bundled")
+    tight = dz.DiarizeConfig(threshold=0.15, merge_speech=0.0)
+    split = dz.diarize(path, encoder, config=tight)
+    assert len(split.speakers) > 3 and "merge_speech" not in split.settings
+    merged = dz.diarize(path, encoder, config=replace(tight, merge_speech=0.5))
+    assert 3 <= len(merged.speakers) < len(split.speakers)
+    assert merged.settings["merge_speech"] == 0.5
+    bounded = dz.diarize(path, encoder, config=replace(tight, merge_speech=0.01, min_speakers=3))
+    assert len(bounded.speakers) >= 3
 
 
 @pytest.mark.slow

@@ -112,6 +112,10 @@ class DiarizeConfig:
     # way before stop 44); None: the encoder's dev choice (``shipped_settings``), else
     # NAMING_SPEECH_S
     naming_speech_s: float | None = None
+    # clusters whose own speech (their windows' audio, up to NAMING_SPEECH_S, embedded as one
+    # recording) is closer than this cosine are one voice; 0: never merged; None: the
+    # encoder's dev choice (``shipped_settings``), else 0
+    merge_speech: float | None = None
 
     def check(self) -> DiarizeConfig:
         if self.vad not in VADS:
@@ -130,6 +134,8 @@ class DiarizeConfig:
             raise DiarizeError(
                 f"--max-speakers {self.max_speakers} is under --min-speakers {self.min_speakers}"
             )
+        if self.merge_speech is not None and not 0 <= self.merge_speech <= 1:
+            raise DiarizeError(f"merging at a cosine of {self.merge_speech}: 0 (never) to 1")
         if self.naming_speech_s is not None and not 0 <= self.naming_speech_s <= 600:
             raise DiarizeError(f"naming from {self.naming_speech_s} s of speech: 0 to 600")
         if self.threshold is not None and not 0 < self.threshold < 2:
@@ -666,12 +672,15 @@ def resolve(config: DiarizeConfig, shipped: dict) -> DiarizeConfig:
     if cfg.naming_speech_s is None:
         chosen = shipped.get("naming_speech_s")
         cfg = replace(cfg, naming_speech_s=NAMING_SPEECH_S if chosen is None else float(chosen))
+    if cfg.merge_speech is None:
+        cfg = replace(cfg, merge_speech=float(shipped.get("merge_speech") or 0.0))
     return cfg
 
 
 def _resolved(cfg: DiarizeConfig, encoder) -> DiarizeConfig:
     """``resolve`` with the encoder's shipped settings, looked up only when something is open."""
-    if None in (cfg.window_s, cfg.overlap, cfg.min_cluster_s, cfg.naming_speech_s):
+    if None in (cfg.window_s, cfg.overlap, cfg.min_cluster_s, cfg.naming_speech_s,
+                cfg.merge_speech):  # fmt: skip
         return resolve(cfg, shipped_settings(encoder))
     return cfg
 
@@ -784,6 +793,62 @@ def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[n
 MIN_NAMING_SPEECH_S = 1.0  # a cluster with less speech alone is named from its windows
 
 
+def merge_by_speech(
+    source: AudioSource, encoder, windows: Windows, labels: np.ndarray, cfg: DiarizeConfig
+) -> np.ndarray:
+    """Clusters that are one voice, found from their speech: each cluster's windows' audio
+    (in time order, without repeating what overlapping windows share; up to
+    ``NAMING_SPEECH_S``, at least ``MIN_NAMING_SPEECH_S``) embedded as one recording, and the
+    pairs closer than ``cfg.merge_speech`` (cosine) joined, the closest first, while the
+    number of voices stays within ``min_speakers``. The windows of one voice in noise scatter
+    into clusters its speech as a whole does not."""
+    k = int(labels.max()) + 1
+    if k < 2 or k <= cfg.min_speakers:
+        return labels
+    spans: list[list[tuple[float, float]]] = []
+    for c in range(k):
+        took, last, total = [], -1.0, 0.0
+        for r in sorted(np.flatnonzero(labels == c), key=lambda r: windows.starts[r]):
+            a, b = max(windows.starts[r], last), windows.ends[r]
+            if b - a < 0.2 or total >= NAMING_SPEECH_S:
+                continue
+            took.append((a, b))
+            last, total = b, total + b - a
+        spans.append(took if total >= MIN_NAMING_SPEECH_S else [])
+    flat = [span for s in spans for span in s]
+    if not flat:
+        return labels
+    try:
+        pieces = iter(_read_spans(source, flat))
+    except WhichvoiceError:
+        return labels  # read again to name the voices too, which says so
+    which = [c for c in range(k) if spans[c]]
+    joined = [Decoded(np.concatenate([next(pieces) for _ in spans[c]]).astype(np.float32),
+                      SAMPLE_RATE, f"voice {c + 1}") for c in which]  # fmt: skip
+    emb: dict[int, np.ndarray] = {}
+    for c, result in zip(which, encoder.embed_many(joined), strict=True):
+        if not isinstance(result, WhichvoiceError):
+            e = np.asarray(result[0], np.float32)
+            emb[c] = e / max(float(np.linalg.norm(e)), 1e-12)
+    parent = list(range(k))
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    pairs = sorted(((float(emb[a] @ emb[b]), a, b) for a in emb for b in emb if a < b),
+                   reverse=True)  # fmt: skip
+    voices = k
+    for cos, a, b in pairs:
+        if cos <= cfg.merge_speech or voices <= cfg.min_speakers:
+            break
+        if root(a) != root(b):
+            parent[root(b)] = root(a)
+            voices -= 1
+    return _first_order(np.array([root(int(c)) for c in labels]))
+
+
 def speech_embeddings(
     source: AudioSource,
     encoder,
@@ -882,6 +947,9 @@ def from_windows(
         return Diarization(name, duration, [], {}, settings)
     x = windows.matrix()
     labels = cluster(x, threshold[0], cfg)
+    if source is not None and cfg.merge_speech and cfg.num_speakers is None:
+        labels = merge_by_speech(source, encoder, windows, labels, cfg)
+        settings["merge_speech"] = cfg.merge_speech
     centroids = _centroids(x, labels)
     best, second, score = frame_voices(windows, x, centroids, duration, cfg)
     # only the clusters that hold speech once every frame has its voice are voices: a cluster
