@@ -62,6 +62,7 @@ from whichvoice.audio import (
 from whichvoice.audio import resample as resample_wave
 from whichvoice.errors import AudioDecodeError, WhichvoiceError
 from whichvoice.prototypes import voice_refs
+from whichvoice.runtime import unit
 
 log = logging.getLogger(__name__)
 
@@ -793,6 +794,27 @@ def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[n
 MIN_NAMING_SPEECH_S = 1.0  # a cluster with less speech alone is named from its windows
 
 
+def _embed_spans(
+    source: AudioSource, encoder, spans: list[list[tuple[float, float]]]
+) -> dict[int, np.ndarray]:
+    """Per cluster with spans, its spans' audio joined and embedded as one recording (a unit
+    vector): {cluster: embedding}, leaving out those the encoder finds no speech in. Raises
+    the WhichvoiceError of a recording that cannot be read again."""
+    flat = [span for s in spans for span in s]
+    if not flat:
+        return {}
+    pieces = iter(_read_spans(source, flat))
+    name = describe_source(source)
+    which = [c for c, s in enumerate(spans) if s]
+    joined = [Decoded(np.concatenate([next(pieces) for _ in spans[c]]).astype(np.float32),
+                      SAMPLE_RATE, f"{name} (voice {c + 1})") for c in which]  # fmt: skip
+    return {
+        c: unit(np.asarray(result[0], np.float32))
+        for c, result in zip(which, encoder.embed_many(joined), strict=True)
+        if not isinstance(result, WhichvoiceError)
+    }
+
+
 def merge_by_speech(
     source: AudioSource, encoder, windows: Windows, labels: np.ndarray, cfg: DiarizeConfig
 ) -> np.ndarray:
@@ -815,21 +837,10 @@ def merge_by_speech(
             took.append((a, b))
             last, total = b, total + b - a
         spans.append(took if total >= MIN_NAMING_SPEECH_S else [])
-    flat = [span for s in spans for span in s]
-    if not flat:
-        return labels
     try:
-        pieces = iter(_read_spans(source, flat))
+        emb = _embed_spans(source, encoder, spans)
     except WhichvoiceError:
         return labels  # read again to name the voices too, which says so
-    which = [c for c in range(k) if spans[c]]
-    joined = [Decoded(np.concatenate([next(pieces) for _ in spans[c]]).astype(np.float32),
-                      SAMPLE_RATE, f"voice {c + 1}") for c in which]  # fmt: skip
-    emb: dict[int, np.ndarray] = {}
-    for c, result in zip(which, encoder.embed_many(joined), strict=True):
-        if not isinstance(result, WhichvoiceError):
-            e = np.asarray(result[0], np.float32)
-            emb[c] = e / max(float(np.linalg.norm(e)), 1e-12)
     parent = list(range(k))
 
     def root(c: int) -> int:
@@ -874,28 +885,14 @@ def speech_embeddings(
             took.append((a, b))
             total += b - a
         chosen.append(sorted(took) if total >= MIN_NAMING_SPEECH_S else [])
-    flat = [span for spans in chosen for span in spans]
-    if not flat:
-        return out, spoken
-    name = describe_source(source)
     try:
-        pieces = iter(_read_spans(source, flat))
+        emb = _embed_spans(source, encoder, chosen)
     except WhichvoiceError as e:  # a file changed or gone since its windows were read
         log.warning("%s: voices named from their windows (the speech cannot be read again: %s)",
-                    name, e)  # fmt: skip
+                    describe_source(source), e)  # fmt: skip
         return out, spoken
-    joined = [
-        Decoded(np.concatenate([next(pieces) for _ in spans]).astype(np.float32), SAMPLE_RATE,
-                f"{name} (voice {c + 1})")
-        for c, spans in enumerate(chosen)
-        if spans
-    ]  # fmt: skip
-    which = [c for c, spans in enumerate(chosen) if spans]
-    for c, result in zip(which, encoder.embed_many(joined), strict=True):
-        if not isinstance(result, WhichvoiceError):
-            e = np.asarray(result[0], np.float32)
-            out[c] = e / max(float(np.linalg.norm(e)), 1e-12)
-            spoken[c] = True
+    for c, e in emb.items():
+        out[c], spoken[c] = e, True
     return out, spoken
 
 
