@@ -19,7 +19,8 @@ evaluation suite's noise at 10 dB); ``phone``, ``mp3-24k``, ``room`` (the evalua
 enrolled from clean clips. Figures: EER and minDCF (p_target 0.01, 0.05) with 95 % intervals
 from a bootstrap over test voices; at the dev threshold, false rejections and acceptances,
 and open-set identification (half the voices enrolled, the others unknown, ``--splits`` times)
-with Wilson intervals.
+at identify's threshold for that many voices (``identification_threshold``: the dev threshold
+raised so that a stranger is named at most 1 time in 100) with Wilson intervals.
 
 The dev threshold (each encoder's, by one rule): at most 0.1 % false acceptances over every
 dev trial pooled, the dev pool's and the human-dev speakers', clean and degraded the same
@@ -69,9 +70,23 @@ from whichvoice.features import FeatureConfig, trim_silence
 from whichvoice.pretrained import shipped_dir
 from whichvoice.protocol import pool_of_voice, pool_sentences, pool_voices
 from whichvoice.prototypes import refs_from_clips
-from whichvoice.scoring import eer, min_dcf, proportion, threshold_at_far, voice_bootstrap
+from whichvoice.scoring import (
+    eer,
+    min_dcf,
+    proportion,
+    score_tail,
+    threshold_at_far,
+    voice_bootstrap,
+)
 from whichvoice.sentences import bundled_sentences
-from whichvoice.verification import Trials, bundled_encoder, calibrate, load_encoder
+from whichvoice.verification import (
+    IDENTIFY_FAR,
+    Trials,
+    bundled_encoder,
+    calibrate,
+    identification_threshold,
+    load_encoder,
+)
 
 ENROLL = 3  # clips per enrolled voice
 ENROLL_S = 3.0  # s of speech in each enrollment clip
@@ -275,6 +290,18 @@ def open_set(scores: np.ndarray, truth: np.ndarray, threshold: float, splits: in
     }
 
 
+IDENTIFY_RULE = (
+    f"identify's (identification_threshold): the dev threshold, raised for N enrolled voices "
+    f"so that each lets through 1 - (1 - {IDENTIFY_FAR}) ** (1 / N) of the dev non-target "
+    "trials (read off their score tail)"
+)
+
+
+def identify_threshold(dev_calibration: dict, test: dict) -> float:
+    """identify's threshold for the open-set splits' enrolled half of ``test``'s voices."""
+    return identification_threshold(dev_calibration, len(test["enroll"]) // 2)[0]
+
+
 THRESHOLD_RULE = (
     f"far<={TARGET_FAR} on every dev trial: the dev pool's TTS voices and the human-dev "
     "speakers, clean and degraded, pooled"
@@ -310,10 +337,19 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
     scored: dict = {}  # the human-dev matrices are reported below: scored once
     dev_trials, dev_eers = dev_calibration_trials(encoder, dev, human, scored)
     threshold = threshold_at_far(dev_trials.nontarget, TARGET_FAR)
+    far_at = float(np.mean(dev_trials.nontarget >= threshold))
+    dev_calibration = {  # what --write-calibration stores, as identify reads it
+        "threshold": threshold,
+        "false_acceptance_at_threshold": far_at,
+        "tail": score_tail(dev_trials.target, dev_trials.nontarget, far_at),
+    }
     result: dict = {
         "dev": {
             "threshold": threshold,
             "threshold_rule": THRESHOLD_RULE,
+            # open-set figures: identify's threshold for the enrolled half of the test voices
+            "identify_threshold": identify_threshold(dev_calibration, test),
+            "identify_rule": IDENTIFY_RULE,
             "eer": dev_eers["tts"],
             "eer_by_kind": dev_eers,
             "target_trials": int(dev_trials.target.size),
@@ -341,7 +377,7 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
                     int((t.nontarget >= threshold).sum()), t.nontarget.size
                 ),
             },
-            **open_set(scores, truth, threshold, args.splits),
+            **open_set(scores, truth, result["dev"]["identify_threshold"], args.splits),
         }
         r = result[condition]
         print(f"{name} {condition}: EER {100 * r['eer']:.2f} % "

@@ -9,7 +9,11 @@ from whichvoice.scoring import (
     eer,
     error_rates,
     fit_calibration,
+    identification_far,
     min_dcf,
+    score_tail,
+    tail_frr,
+    tail_threshold,
     threshold_at_far,
 )
 
@@ -60,6 +64,77 @@ def test_threshold_at_far() -> None:
     assert np.mean(nontarget >= t) <= 0.01
     assert np.mean(nontarget >= t - 0.002) > 0.01
     assert threshold_at_far(nontarget, 0.0) > 1.0 and threshold_at_far(nontarget, 1.0) < 0.0
+
+
+def test_a_score_tail_reads_thresholds_and_rejections_off_the_trials() -> None:
+    rng = np.random.default_rng(3)
+    target, nontarget = rng.normal(0.8, 0.05, 5000), rng.normal(0.2, 0.1, 200_000)
+    tail = score_tail(target, nontarget, 0.001)
+    # 4 points a decade while 10 trials or more lie above: 1e-3 down to 5.6e-5
+    assert len(tail["far"]) == 6 and tail["far"][0] == 0.001
+    for far, thr in zip(tail["far"], tail["threshold"], strict=True):
+        assert np.mean(nontarget >= thr) <= far
+    assert tail_threshold(tail, 0.001) == pytest.approx(threshold_at_far(nontarget, 0.001))
+    assert tail_threshold(tail, 0.5) == tail["threshold"][0]  # never under the start
+    between = tail_threshold(tail, 3e-4)
+    assert tail["threshold"][1] <= between <= tail["threshold"][3]
+    assert tail_frr(tail, 0.8) == pytest.approx(0.5, abs=0.03)
+    assert tail_frr(tail, 0.0) == 0.0 and tail_frr({}, 0.5) is None
+
+
+def test_a_tail_carried_past_its_trials_stays_near_the_true_quantile() -> None:
+    # Gaussian non-target scores (mean 0.3, sigma 0.05): the 1e-6 quantile is 4.75 sigma
+    # above the mean. A tail of 100,000 trials reaches 1e-4; its last decade's line carried
+    # two decades on lands within half a sigma (over 40 seeds: 4.27-5.30, median 4.98, a
+    # little strict as a line over a Gaussian's bending tail is). Cosine scores cap at 1.
+    rng = np.random.default_rng(4)
+    nontarget = rng.normal(0.3, 0.05, 100_000)
+    tail = score_tail(np.ones(10), nontarget, 0.001)
+    assert tail["far"][-1] >= 1e-4
+    carried = (tail_threshold(tail, 1e-6) - 0.3) / 0.05
+    assert abs(carried - 4.75) <= 0.5
+    assert tail_threshold(tail, 1e-300) == 1.0
+    assert math.isnan(tail_threshold({}, 0.01))  # no tail
+
+
+def test_identification_keeps_a_strangers_chance_of_being_named() -> None:
+    # a stranger scored against N voices is named when any score passes: at the one-trial
+    # threshold that happens about N times as often; at identification_far's it does not
+    assert identification_far(0.001, 1) == pytest.approx(0.001)
+    assert 1 - (1 - identification_far(0.001, 24)) ** 24 == pytest.approx(0.001)
+    rng = np.random.default_rng(5)
+    dev = rng.normal(0.2, 0.1, 400_000)
+    tail = score_tail(np.ones(10), dev, 0.001)
+    strangers = rng.normal(0.2, 0.1, (200_000, 24)).max(axis=1)
+    one = threshold_at_far(dev, 0.001)
+    raised = tail_threshold(tail, identification_far(0.001, 24))
+    assert np.mean(strangers >= one) == pytest.approx(1 - 0.999**24, rel=0.15)  # about 2.4 %
+    assert np.mean(strangers >= raised) == pytest.approx(0.001, rel=0.35)
+
+
+def test_identify_raises_the_threshold_only_for_galleries_that_would_name_strangers() -> None:
+    from whichvoice.verification import IDENTIFY_FAR, identification_threshold
+
+    rng = np.random.default_rng(6)
+    target, nontarget = rng.normal(0.85, 0.05, 5000), rng.normal(0.3, 0.1, 400_000)
+    one = threshold_at_far(nontarget, 0.001)
+    far = float(np.mean(nontarget >= one))
+    cal = {"threshold": one, "false_acceptance_at_threshold": far,
+           "tail": score_tail(target, nontarget, far)}  # fmt: skip
+    # up to IDENTIFY_FAR / far voices (10), a stranger is named under 1 time in 100 anyway
+    for voices in (1, 2, 10):
+        assert identification_threshold(cal, voices) == (one, far)
+    thresholds = [identification_threshold(cal, n)[0] for n in (11, 24, 100, 1000)]
+    assert one < thresholds[0] < thresholds[1] < thresholds[2] < thresholds[3] <= 1.0
+    t24, f24 = identification_threshold(cal, 24)
+    assert f24 == pytest.approx(identification_far(IDENTIFY_FAR, 24))
+    strangers = rng.normal(0.3, 0.1, (100_000, 24)).max(axis=1)
+    assert np.mean(strangers >= one) > 0.02  # the one-trial threshold: 2.4 % named
+    assert np.mean(strangers >= t24) == pytest.approx(IDENTIFY_FAR, rel=0.25)
+    # a calibration stored before tails were: its one threshold, whatever the gallery
+    assert identification_threshold({**cal, "tail": {}}, 100) == (one, far)
+    del cal["tail"]
+    assert identification_threshold(cal, 100) == (one, far)
 
 
 def test_calibration_is_monotone_and_sensible() -> None:

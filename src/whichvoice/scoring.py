@@ -172,6 +172,69 @@ def threshold_at_far(nontarget: np.ndarray, far: float) -> float:
     return float(s[-1] + 1e-6) if k == 0 else float((s[-k - 1] + s[-k]) / 2)
 
 
+TAIL_STEPS = 4  # points a decade in a score tail (``score_tail``)
+TAIL_MIN_TRIALS = 10  # non-target trials above a tail point's threshold, at least
+
+
+def score_tail(target: np.ndarray, nontarget: np.ndarray, start_far: float) -> dict:
+    """The non-target scores' upper tail, for thresholds stricter than one trial's
+    (``identification_threshold``): the threshold at each false-acceptance rate from
+    ``start_far`` down, ``TAIL_STEPS`` a decade, while at least ``TAIL_MIN_TRIALS`` trials lie
+    above it; and the false-rejection rate at every threshold from 0 to 1 in steps of 0.01."""
+    target, nontarget = _check(target, nontarget)
+    fars, thresholds = [], []
+    far = float(start_far)
+    while far > 0 and far * nontarget.size >= TAIL_MIN_TRIALS:
+        fars.append(far)
+        thresholds.append(threshold_at_far(nontarget, far))
+        far = start_far * 10 ** (-len(fars) / TAIL_STEPS)
+    grid = np.round(np.linspace(0.0, 1.0, 101), 2)
+    t = np.sort(target)
+    rejected = np.searchsorted(t, grid, side="left") / t.size  # target scores under each
+    return {
+        "far": [float(f) for f in fars],
+        "threshold": [round(float(x), 6) for x in thresholds],
+        "frr_threshold": [float(g) for g in grid],
+        "frr": [round(float(r), 6) for r in rejected],
+    }
+
+
+def identification_far(far: float, voices: int) -> float:
+    """The false-acceptance rate each of ``voices`` enrolled voices may have so that a stranger
+    is named (by any of them) with probability ``far``: 1 - (1 - far) ** (1 / voices), as if
+    the stranger's scores were independent (the Sidak correction)."""
+    return 1.0 - (1.0 - far) ** (1.0 / max(1, voices))
+
+
+def tail_threshold(tail: dict, far: float) -> float:
+    """The threshold at which a non-target trial passes with probability ``far``, from a
+    ``score_tail``: log-linear between its points; past its rarest point, the line fitted to
+    its last decade (at least two points) carried on. No tail: nan."""
+    fars = np.log10(np.asarray(tail.get("far", []), np.float64))
+    ths = np.asarray(tail.get("threshold", []), np.float64)
+    if fars.size == 0:
+        return float("nan")
+    x = math.log10(max(far, 1e-300))
+    if x >= fars[0]:
+        return float(ths[0])
+    if x >= fars[-1]:  # fars fall: interpolate on the reversed (rising) axis
+        return float(np.interp(x, fars[::-1], ths[::-1]))
+    if fars.size < 2:
+        return float(ths[-1])
+    last = fars <= fars[-1] + 1 + 1e-9  # the rarest decade
+    last[-2:] = True
+    slope, intercept = np.polyfit(fars[last], ths[last], 1)
+    return float(min(1.0, max(ths[-1], slope * x + intercept)))
+
+
+def tail_frr(tail: dict, threshold: float) -> float | None:
+    """The false-rejection rate at ``threshold`` from a ``score_tail`` (None without one)."""
+    grid, frr = tail.get("frr_threshold"), tail.get("frr")
+    if not grid or not frr:
+        return None
+    return float(np.interp(threshold, grid, frr))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """P(same voice | score) = sigmoid(a * score + b), fitted on target/non-target trials."""

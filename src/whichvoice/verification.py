@@ -54,7 +54,11 @@ from whichvoice.scoring import (
     eer,
     error_rates,
     fit_calibration,
+    identification_far,
     min_dcf,
+    score_tail,
+    tail_frr,
+    tail_threshold,
     threshold_at_far,
 )
 from whichvoice.tracing import EngineAnswer, EngineHead, embed_and_trace
@@ -78,6 +82,7 @@ __all__ = [
     "fused_encoder",
     "gallery_encoder",
     "held_out_files",
+    "identification_threshold",
     "identify",
     "load_calibration",
     "load_encoder",
@@ -185,6 +190,7 @@ def calibrate(
         eer_threshold if target_far is None else threshold_at_far(trials.nontarget, target_far)
     )
     cal = fit_calibration(trials.target, trials.nontarget)
+    far_at = float(np.mean(trials.nontarget >= threshold))
     result = {
         "eer": rate,
         "min_dcf_0.01": dcf1,
@@ -192,8 +198,10 @@ def calibrate(
         "threshold": threshold,
         "threshold_rule": "eer" if target_far is None else f"far<={target_far}",
         "false_rejection_at_threshold": float(np.mean(trials.target < threshold)),
-        "false_acceptance_at_threshold": float(np.mean(trials.nontarget >= threshold)),
+        "false_acceptance_at_threshold": far_at,
         "calibration": cal.to_dict(),
+        # identify's stricter thresholds for several enrolled voices (``operating_point``)
+        "tail": score_tail(trials.target, trials.nontarget, far_at) if far_at > 0 else {},
         "target_trials": int(trials.target.size),
         "nontarget_trials": int(trials.nontarget.size),
         "source": source,
@@ -289,18 +297,50 @@ class OperatingPoint:
         return out
 
 
-def operating_point(model: Encoder, threshold: float | None = None) -> OperatingPoint:
+IDENTIFY_FAR = 0.01  # at most 1 stranger in 100 named by identify, however many voices
+
+
+def identification_threshold(calibration: dict, voices: int) -> tuple[float, float | None]:
+    """identify's threshold among ``voices`` enrolled voices, and the share of a voice's
+    non-target trials it lets through (None: unknown), from a calibration.json's contents.
+
+    A stranger scored against N voices is named when any one score passes, so the one-trial
+    threshold, which lets ``false_acceptance_at_threshold`` (0.1 %) of non-target trials
+    through, names strangers about N times as often. From the gallery size at which that
+    would pass ``IDENTIFY_FAR`` (1 in 100), the threshold is raised until each voice lets
+    through ``identification_far(IDENTIFY_FAR, N)`` (read off the dev trials' score tail,
+    carried past its rarest point by its last decade's line). Below that size, and for a
+    calibration without a tail (made before one was stored), it is the one-trial threshold.
+    The rate 1 in 100 was chosen on dev (docs/verification.md)."""
+    threshold = float(calibration["threshold"])
+    far = calibration.get("false_acceptance_at_threshold")
+    tail = calibration.get("tail") or {}
+    if voices > 1 and far and tail.get("far"):
+        f = identification_far(IDENTIFY_FAR, voices)
+        if f < far:
+            raised = tail_threshold(tail, f)
+            if raised > threshold:
+                return raised, f
+    return threshold, far
+
+
+def operating_point(
+    model: Encoder, threshold: float | None = None, *, voices: int = 1
+) -> OperatingPoint:
     """The calibrated operating point of ``model``'s encoder, or ``threshold`` given by the
-    user (a cosine score in [-1, 1]) with the calibration's slope."""
+    user (a cosine score in [-1, 1]) with the calibration's slope. ``voices``: how many
+    enrolled voices an answer picks from (identify: ``identification_threshold``)."""
     calibrated, cal, data = calibration_file(model)
     if threshold is None:
-        return OperatingPoint(
-            calibrated,
-            cal.at(calibrated),
-            "calibrated",
+        far, frr = (
             data.get("false_acceptance_at_threshold"),
             data.get("false_rejection_at_threshold"),
         )
+        raised, f = identification_threshold({**data, "threshold": calibrated}, voices)
+        if raised != calibrated:
+            calibrated, far = raised, f
+            frr = tail_frr(data["tail"], raised)
+        return OperatingPoint(calibrated, cal.at(calibrated), "calibrated", far, frr)
     if not -1.0 <= threshold <= 1.0:
         raise WhichvoiceError(f"threshold {threshold}: a cosine score, between -1 and 1")
     return OperatingPoint(float(threshold), cal.at(threshold), "given")
@@ -541,8 +581,8 @@ def identify(
     ``progress``: a bar on a terminal."""
     check_gallery_model(model, gallery)
     sources = _sources(sources)
-    point = operating_point(model, threshold)
     voices = gallery.voices()
+    point = operating_point(model, threshold, voices=len(voices))
     if not voices:
         raise WhichvoiceError(
             f"{gallery.path}: no voices enrolled; use `whichvoice enroll NAME FILE...`",

@@ -21,7 +21,9 @@ class GalleryAnswer(BaseModel):
         description="P(the nearest voice), >= 0.5 exactly when the score reaches the threshold"
     )
     scores: dict[str, float] = Field(description="Every enrolled voice's score")
-    threshold: float = Field(description="The accept threshold on the score")
+    threshold: float = Field(
+        description="The accept threshold on the score: stricter the more voices are enrolled"
+    )
     threshold_source: str = Field(description=THRESHOLD_SOURCE)
     voice_known: bool = Field(description="Whether the voice is an enrolled one")
     engine: str | None = Field(
@@ -133,7 +135,9 @@ class Verdict(BaseModel):
         description="Probability that it is the voice: >= 0.5 exactly when accepted (the "
         "dev-fitted calibration, its midpoint at the threshold)"
     )
-    threshold: float = Field(description="The accept threshold on the score")
+    threshold: float = Field(
+        description="The accept threshold on the score: stricter the more voices are enrolled"
+    )
     threshold_source: str = Field(description=THRESHOLD_SOURCE)
     dev_false_acceptance: float | None = Field(
         default=None, description="The calibrated threshold's false acceptance rate on dev trials"
