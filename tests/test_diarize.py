@@ -326,7 +326,7 @@ def test_a_voice_is_named_from_its_own_speech_read_again(conversation, tmp_path:
         finally:
             dz.speech_embeddings = before
         assert [limit for limit, _ in seen] == [4.0]
-        embeddings, spoken = seen[0][1]
+        embeddings, spoken, _ = seen[0][1]
         assert spoken.all() and result.settings["named_from"] == "speech"
         assert result.speakers["ann"]["enrolled"] is True
         from whichvoice.prototypes import voice_refs
@@ -350,8 +350,10 @@ def test_a_voice_is_named_from_its_own_speech_read_again(conversation, tmp_path:
         best = np.r_[np.zeros(50), np.ones(8)].astype(int)  # voice 1: 0.8 s alone
         second = -np.ones(58, int)
         centroids = np.eye(k, embeddings.shape[1], dtype=np.float32)
-        got, spoken = dz.speech_embeddings(path, encoder, best, second, centroids, 30.0)
+        got, spoken, seconds = dz.speech_embeddings(path, encoder, best, second, centroids, 30.0)
         assert spoken.tolist() == [True, False] and (got[1] == centroids[1]).all()
+        assert seconds[0] == pytest.approx(50 * dz.FRAME_S - 2 * dz.NAMING_EDGE_S)
+        assert seconds[1] == 0
 
 
 @pytest.mark.slow

@@ -815,32 +815,13 @@ def _embed_spans(
     }
 
 
-def merge_by_speech(
-    source: AudioSource, encoder, windows: Windows, labels: np.ndarray, cfg: DiarizeConfig
-) -> np.ndarray:
-    """Clusters that are one voice, found from their speech: each cluster's windows' audio
-    (in time order, without repeating what overlapping windows share; up to
-    ``NAMING_SPEECH_S``, at least ``MIN_NAMING_SPEECH_S``) embedded as one recording, and the
-    pairs closer than ``cfg.merge_speech`` (cosine) joined, the closest first, while the
-    number of voices stays within ``min_speakers``. The windows of one voice in noise scatter
-    into clusters its speech as a whole does not."""
-    k = int(labels.max()) + 1
-    if k < 2 or k <= cfg.min_speakers:
-        return labels
-    spans: list[list[tuple[float, float]]] = []
-    for c in range(k):
-        took, last, total = [], -1.0, 0.0
-        for r in sorted(np.flatnonzero(labels == c), key=lambda r: windows.starts[r]):
-            a, b = max(windows.starts[r], last), windows.ends[r]
-            if b - a < 0.2 or total >= NAMING_SPEECH_S:
-                continue
-            took.append((a, b))
-            last, total = b, total + b - a
-        spans.append(took if total >= MIN_NAMING_SPEECH_S else [])
-    try:
-        emb = _embed_spans(source, encoder, spans)
-    except WhichvoiceError:
-        return labels  # read again to name the voices too, which says so
+def merge_by_speech(emb: np.ndarray, spoken: np.ndarray, cfg: DiarizeConfig) -> np.ndarray:
+    """Clusters that are one voice, found from their speech (``speech_embeddings``: each
+    cluster's runs alone embedded as one recording): the pairs of spoken clusters closer than
+    ``cfg.merge_speech`` (cosine) joined, the closest first, while the number of voices stays
+    within ``min_speakers``. The windows of one voice in noise scatter into clusters its
+    speech as a whole does not. Returns each cluster's group (the lowest cluster in it)."""
+    k = emb.shape[0]
     parent = list(range(k))
 
     def root(c: int) -> int:
@@ -848,16 +829,35 @@ def merge_by_speech(
             c = parent[c]
         return c
 
-    pairs = sorted(((float(emb[a] @ emb[b]), a, b) for a in emb for b in emb if a < b),
+    talking = np.flatnonzero(spoken)
+    pairs = sorted(((float(emb[a] @ emb[b]), int(a), int(b))
+                    for i, a in enumerate(talking) for b in talking[i + 1 :]),
                    reverse=True)  # fmt: skip
     voices = k
     for cos, a, b in pairs:
         if cos <= cfg.merge_speech or voices <= cfg.min_speakers:
             break
-        if root(a) != root(b):
-            parent[root(b)] = root(a)
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
             voices -= 1
-    return _first_order(np.array([root(int(c)) for c in labels]))
+    return np.array([root(c) for c in range(k)])
+
+
+def _joined_speech(
+    emb: np.ndarray, spoken: np.ndarray, seconds: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The speech embeddings of merged clusters (``index``: each cluster's merged one): the
+    mean of its parts' that were spoken, weighted by their seconds, as a unit vector, and
+    whether any part was (the others are given their centroid after)."""
+    k = int(index.max()) + 1
+    out, said = np.zeros((k, emb.shape[1]), emb.dtype), np.zeros(k, bool)
+    for c in range(k):
+        parts = np.flatnonzero(index == c)
+        talking = parts[spoken[parts]]
+        if talking.size:
+            out[c], said[c] = unit((emb[talking] * seconds[talking, None]).sum(axis=0)), True
+    return out, said
 
 
 def speech_embeddings(
@@ -867,14 +867,15 @@ def speech_embeddings(
     second: np.ndarray,
     centroids: np.ndarray,
     limit_s: float,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per cluster, the embedding of its own speech as one recording: its longest runs
     without another voice (``_alone_runs``), up to ``limit_s`` seconds, joined and embedded
-    as verification embeds a clip; and which clusters got one. A cluster with under
-    ``MIN_NAMING_SPEECH_S`` of such speech, or whose speech the encoder finds none in, keeps
-    its centroid (a fragment says less than all its windows do)."""
+    as verification embeds a clip; which clusters got one; and the seconds each was made
+    from. A cluster with under ``MIN_NAMING_SPEECH_S`` of such speech, or whose speech the
+    encoder finds none in, keeps its centroid (a fragment says less than all its windows
+    do)."""
     k = centroids.shape[0]
-    out, spoken = centroids.copy(), np.zeros(k, bool)
+    out, spoken, seconds = centroids.copy(), np.zeros(k, bool), np.zeros(k)
     chosen: list[list[tuple[float, float]]] = []
     for runs in _alone_runs(best, second, k):
         took, total = [], 0.0
@@ -890,10 +891,11 @@ def speech_embeddings(
     except WhichvoiceError as e:  # a file changed or gone since its windows were read
         log.warning("%s: voices named from their windows (the speech cannot be read again: %s)",
                     describe_source(source), e)  # fmt: skip
-        return out, spoken
+        return out, spoken, seconds
     for c, e in emb.items():
         out[c], spoken[c] = e, True
-    return out, spoken
+        seconds[c] = sum(b - a for a, b in chosen[c])
+    return out, spoken, seconds
 
 
 def from_windows(
@@ -944,27 +946,43 @@ def from_windows(
         return Diarization(name, duration, [], {}, settings)
     x = windows.matrix()
     labels = cluster(x, threshold[0], cfg)
-    if source is not None and cfg.merge_speech and cfg.num_speakers is None:
-        labels = merge_by_speech(source, encoder, windows, labels, cfg)
-        settings["merge_speech"] = cfg.merge_speech
     centroids = _centroids(x, labels)
     best, second, score = frame_voices(windows, x, centroids, duration, cfg)
+    speech_s = float(cfg.naming_speech_s or 0.0)
+    has_voices = gallery is not None and bool(gallery.voices())
+    merging = source is not None and bool(cfg.merge_speech) and cfg.num_speakers is None
+    naming_from, from_speech = centroids, np.zeros(centroids.shape[0], bool)
+    if source is not None and ((speech_s > 0 and has_voices) or merging):
+        # one pass over the recording: each voice's speech read again and embedded, to
+        # merge clusters that are one voice and to name the voices
+        spoken_emb, spoken, seconds = speech_embeddings(
+            source, encoder, best, second, centroids, speech_s or NAMING_SPEECH_S
+        )
+        if merging:
+            settings["merge_speech"] = cfg.merge_speech
+            group = merge_by_speech(spoken_emb, spoken, cfg)
+            if (group != np.arange(group.size)).any():
+                merged = _first_order(group[labels])
+                index = np.zeros(group.size, int)  # each cluster's merged cluster
+                index[labels] = merged
+                labels = merged
+                spoken_emb, spoken = _joined_speech(spoken_emb, spoken, seconds, index)
+                centroids = _centroids(x, labels)
+                spoken_emb = np.where(spoken[:, None], spoken_emb, centroids)
+                best, second, score = frame_voices(windows, x, centroids, duration, cfg)
+        if speech_s > 0 and has_voices:
+            naming_from, from_speech = spoken_emb, spoken
     # only the clusters that hold speech once every frame has its voice are voices: a cluster
     # that no frame ends up in (asked for too many voices) names no one and takes no number
     kept = np.unique(np.r_[best[best >= 0], second[second >= 0]]).astype(int)
     if len(kept) < centroids.shape[0]:
         index = np.full(centroids.shape[0], -1)
         index[kept] = np.arange(len(kept))
-        centroids = centroids[kept]
+        centroids, naming_from, from_speech = centroids[kept], naming_from[kept], from_speech[kept]
         best = np.where(best >= 0, index[np.maximum(best, 0)], -1)
         second = np.where(second >= 0, index[np.maximum(second, 0)], -1)
-    naming_from, from_speech = centroids, np.zeros(centroids.shape[0], bool)
-    speech_s = float(cfg.naming_speech_s or 0.0)
-    has_voices = gallery is not None and bool(gallery.voices())
-    if source is not None and speech_s > 0 and has_voices:
-        naming_from, from_speech = speech_embeddings(
-            source, encoder, best, second, centroids, speech_s
-        )
+    if not (speech_s > 0 and has_voices):
+        naming_from = centroids
     per_cluster = None
     if has_voices:
         settings["named_from"] = " and ".join(
