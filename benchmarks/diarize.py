@@ -33,8 +33,9 @@ Draw 1's figures were looked at while the settings were chosen (stops 29 and 30)
 before the naming threshold was added, and draw 3's before the dev sets were doubled (stop
 32), so all three are closer to dev than to test; draw 4's before the embedding window was
 added to the dev grid (stop 33); draw 5's naming figures in noise and in a room were what
-set stop 44 to naming clusters from their speech (chosen on dev), so draw 6 (the default)
-is fresh from stop 44 on. The dev sets
+set stop 44 to naming clusters from their speech (chosen on dev); draw 6's figures with
+clusters merged by their speech (and its speed) were what set stop 45 to merging and naming
+in one pass, so draw 7 (the default) is fresh from stop 45 on. The dev sets
 are the same in every draw: 12 conversations a set without enrollment and 12 with every
 other voice enrolled; the clustering settings are chosen on all 24, the naming threshold on
 the enrolled ones.
@@ -283,11 +284,13 @@ def embed_all(encoder, sources: list[Path], cfg: DiarizeConfig) -> tuple[list, f
     return out, time.perf_counter() - t0
 
 
-def dev_der(convs, embedded, encoder, cfg, threshold) -> float:
-    """The DER (collar 0.25 s) of one set of dev conversations at one setting."""
+def dev_der(convs, embedded, encoder, cfg, threshold, sources=None) -> float:
+    """The DER (collar 0.25 s) of one set of dev conversations at one setting (``sources``:
+    their recordings, for the steps that read them again)."""
     err = total = 0.0
     for i, (conv, (w, d)) in enumerate(zip(convs, embedded, strict=True)):
-        result = from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "dev"))
+        result = from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "dev"),
+                              source=None if sources is None else sources[i])  # fmt: skip
         p = der_parts(conv.annotation(), hypothesis(result), 0.25)
         err += sum(p[k] for k in PARTS)
         total += p["total"]
@@ -333,17 +336,21 @@ def dev_grid(encoder_name: str, dev: dict, points: list[tuple]) -> list[float]:
 
 
 # naming thresholds tried on dev: the encoder's verification threshold plus these (cosine)
+MERGE_GRID = (0.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # 0: never merged
 NAMING_OFFSETS = (-0.1, -0.05, -0.025, 0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2)
 
 
-def _dev_count(dev: dict, encoder, cfg, threshold) -> dict:
+def _dev_count(dev: dict, encoder, cfg, threshold, sources: dict) -> dict:
     """The share of dev conversations whose number of voices is found exactly (reported
     beside the chosen settings; the rule does not use it)."""
     hits = [
         _counted_right(
-            conv, from_windows(w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "dev"))
+            conv,
+            from_windows(
+                w, d, f"conv{i}", encoder, cfg, threshold=(threshold, "dev"), source=sources[key][i]
+            ),
         )
-        for convs, embedded in dev.values()
+        for key, (convs, embedded) in dev.items()
         for i, (conv, (w, d)) in enumerate(zip(convs, embedded, strict=True))
     ]
     return proportion(sum(hits), len(hits))
@@ -524,7 +531,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "diarize.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the audio here")
     parser.add_argument("--write", action="store_true", help="store the dev-chosen thresholds")
-    parser.add_argument("--draw", type=int, default=6, help="test draw (1-5: looked at; 6: fresh)")
+    parser.add_argument("--draw", type=int, default=7, help="test draw (1-6: looked at; 7: fresh)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
     made = provenance(("pyannote.metrics", "scikit-learn"))
@@ -602,6 +609,7 @@ def main() -> None:
         naming_out: dict[str, float] = {}
         speech_out: dict[str, float] = {}
         naming_other_out: dict[str, float] = {}
+        merge_out: dict[str, float] = {}
         live: dict[str, dict] = {}
         for name in encoders:
             encoder = load_encoder(name)
@@ -644,6 +652,23 @@ def main() -> None:
             threshold = tied[(len(tied) - 1) // 2]  # the middle of a plateau
             keep_far = None if far < 0 else far
             chosen_cfg = _config(window, overlap, small, far)
+            # then, with those settings, merging clusters whose speech is one voice
+            # (``merge_by_speech``): the cosine with the lowest mean dev DER; ties: never,
+            # else the highest (the least merging)
+            merge_der = {
+                tau: float(np.mean([
+                    dev_der(sets[k][1], dev[window][k][1], encoder,
+                            replace(chosen_cfg, merge_speech=tau), threshold, sets[k][2])
+                    for k in dev_keys
+                ]))
+                for tau in MERGE_GRID
+            }  # fmt: skip
+            lowest = min(round(v, 6) for v in merge_der.values())
+            tied = [t for t, v in merge_der.items() if round(v, 6) == lowest]
+            merge_at = 0.0 if 0.0 in tied else max(tied)
+            chosen_cfg = replace(chosen_cfg, merge_speech=merge_at)
+            print(f"{name}: dev chose merging at {merge_at} "
+                  f"({ {t: round(v, 4) for t, v in merge_der.items()} })", flush=True)  # fmt: skip
             embedded, seconds = {}, {}
             for key, (_, _, sources) in sets.items():
                 if key in dev_keys:
@@ -659,7 +684,13 @@ def main() -> None:
                 "min_cluster_s": small,
                 "keep_far": keep_far,
                 "dev_mean_der_collar_0.25": grid[(window, overlap, small, far, threshold)],
-                "dev_count_exact": _dev_count(dev[window], encoder, chosen_cfg, threshold),
+                "dev_count_exact": _dev_count(
+                    dev[window], encoder, chosen_cfg, threshold, {k: sets[k][2] for k in dev_keys}
+                ),
+                "merge_speech": {
+                    "cosine": merge_at,
+                    "dev_mean_der": {str(t): v for t, v in merge_der.items()},
+                },
                 "grid": {
                     f"window {w[0]} s every {w[1]} s, {'overlap' if o else 'no-overlap'}, min "
                     f"cluster {m} s, keep far {'never' if f < 0 else f}, threshold {t}": v
@@ -716,6 +747,7 @@ def main() -> None:
             speech_out[ident] = naming_cfg.naming_speech_s
             naming_out[ident] = naming_at
             naming_other_out[ident] = at[other_way]
+            merge_out[ident] = merge_at
             print(f"{name}: dev chose naming threshold {naming_at:.3f} (verification "
                   f"{operating_point(encoder).threshold:.3f})", flush=True)  # fmt: skip
             gallery = Gallery(stack.enter_context(tempfile.TemporaryDirectory()) + "/g.sqlite",
@@ -756,7 +788,9 @@ def main() -> None:
         "cluster and keep-far distance with the lowest mean DER (collar 0.25 s) over the dev "
         "sets (clean, 10 % overlap, noise10); ties: no overlap marking first, the larger "
         "smallest cluster, small clusters absorbed rather than kept, the longer window, then "
-        "the middle of the tied thresholds; "
+        "the middle of the tied thresholds; then the cosine above which clusters whose "
+        "speech is embedded again are merged (never, 0.95-0.7) with the lowest mean dev "
+        "DER; ties: never, else the highest; "
         "then the naming threshold (the verification threshold plus an offset) that names "
         "the fewest dev strangers as enrolled voices, then the most enrolled dev speech "
         "right, then the middle of the tied ones (dev conversations with every other dev "
@@ -791,6 +825,7 @@ def main() -> None:
             "naming": naming_out,
             "naming_other": naming_other_out,
             "naming_speech_s": speech_out,
+            "merge_speech": merge_out,
         }, indent=2) + "\n")  # fmt: skip
         print(f"thresholds written to {dest}")
 
