@@ -850,6 +850,15 @@ def diarize_table() -> str:
             else ""
         )
         + (
+            (
+                f", clusters merged above a speech cosine of {c['merge_speech']['cosine']}"
+                if c["merge_speech"]["cosine"]
+                else ", clusters not merged by their speech"
+            )
+            if "merge_speech" in c
+            else ""
+        )
+        + (
             f", naming threshold {c['naming']['threshold']:.3f} (verification "
             f"{c['naming']['verification_threshold']:.3f}"
             + (

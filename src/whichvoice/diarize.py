@@ -14,7 +14,9 @@ The steps, each replaceable by its setting (``DiarizeConfig``):
    threshold is calibrated per encoder on dev conversations (``benchmarks/diarize.py
    --write``, shipped in ``data/diarize``); an encoder without one uses its verification
    threshold. Long recordings: at most ``MAX_CLUSTERED`` windows are clustered (evenly
-   spaced), the others join the nearest cluster, so memory stays bounded.
+   spaced), the others join the nearest cluster, so memory stays bounded. Then clusters
+   whose own speech (step 6's embeddings: one pass over the recording serves both) is
+   closer than ``merge_speech`` are merged (a dev choice per encoder, ``merge_by_speech``).
 4. **Boundaries**: every ``FRAME_S`` frame of speech takes the voice whose centroid its
    covering windows are most like (averaged over them), then runs shorter than
    ``min_turn_s`` are merged into their neighbours: turns change at a frame, not at a window.
@@ -113,9 +115,9 @@ class DiarizeConfig:
     # way before stop 44); None: the encoder's dev choice (``shipped_settings``), else
     # NAMING_SPEECH_S
     naming_speech_s: float | None = None
-    # clusters whose own speech (their windows' audio, up to NAMING_SPEECH_S, embedded as one
-    # recording) is closer than this cosine are one voice; 0: never merged; None: the
-    # encoder's dev choice (``shipped_settings``), else 0
+    # clusters whose own speech (their runs alone, up to NAMING_SPEECH_S, embedded as one
+    # recording: the embeddings that name them) is closer than this cosine are one voice;
+    # 0: never merged; None: the encoder's dev choice (``shipped_settings``), else 0
     merge_speech: float | None = None
 
     def check(self) -> DiarizeConfig:
