@@ -408,6 +408,14 @@ def verify_table() -> str:
         f"{clean['nontarget_trials']} different-voice clean trials; each encoder's threshold: "
         f"{rule} ({len(r['dev_voices'])} dev voices)."
         + (
+            " Unknown rejected and false rejection: open-set identification at identify's "
+            f"threshold for the {len(r['test_voices']) // 2} voices enrolled ("
+            + ", ".join(f"{e} {r['results'][e]['dev']['identify_threshold']:.3f}" for e in encoders)
+            + "), raised from each encoder's so that a stranger is named at most 1 time in 100."
+            if "identify_threshold" in r["results"]["whichvoice"]["dev"]
+            else ""
+        )
+        + (
             f" Human rows: the {human['voices']} human-dev speakers (digits), "
             f"{human['target_trials']} same-speaker and {human['nontarget_trials']} "
             "different-speaker trials at the same dev threshold: dev figures (the fusion and "
