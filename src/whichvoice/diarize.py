@@ -891,7 +891,8 @@ def speech_embeddings(
     try:
         emb = _embed_spans(source, encoder, chosen)
     except WhichvoiceError as e:  # a file changed or gone since its windows were read
-        log.warning("%s: voices named from their windows (the speech cannot be read again: %s)",
+        log.warning("%s: the voices' speech cannot be read again (%s): they are named from "
+                    "their windows and not merged by their speech",
                     describe_source(source), e)  # fmt: skip
         return out, spoken, seconds
     for c, e in emb.items():
