@@ -113,7 +113,7 @@ def test_identification_keeps_a_strangers_chance_of_being_named() -> None:
 
 
 def test_identify_raises_the_threshold_only_for_galleries_that_would_name_strangers() -> None:
-    from whichvoice.verification import IDENTIFY_FAR, identification_threshold
+    from whichvoice.verification import IDENTIFY_FAR, identification_threshold, untailed
 
     rng = np.random.default_rng(6)
     target, nontarget = rng.normal(0.85, 0.05, 5000), rng.normal(0.3, 0.1, 400_000)
@@ -131,10 +131,14 @@ def test_identify_raises_the_threshold_only_for_galleries_that_would_name_strang
     strangers = rng.normal(0.3, 0.1, (100_000, 24)).max(axis=1)
     assert np.mean(strangers >= one) > 0.02  # the one-trial threshold: 2.4 % named
     assert np.mean(strangers >= t24) == pytest.approx(IDENTIFY_FAR, rel=0.25)
-    # a calibration stored before tails were: its one threshold, whatever the gallery
+    assert untailed(cal, 100) == ""
+    # a calibration stored before tails were: its one threshold, whatever the gallery, and a
+    # line saying how many strangers that names
     assert identification_threshold({**cal, "tail": {}}, 100) == (one, far)
     del cal["tail"]
     assert identification_threshold(cal, 100) == (one, far)
+    assert "among 100 voices" in untailed(cal, 100) and "names about 10 % of" in untailed(cal, 100)
+    assert untailed(cal, 10) == ""  # 10 voices name under 1 stranger in 100 anyway
 
 
 def test_calibration_is_monotone_and_sensible() -> None:

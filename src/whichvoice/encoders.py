@@ -205,7 +205,9 @@ def stale_calibration(model: Encoder) -> str | None:
 
 
 @functools.cache
-def _warn_once(line: str) -> None:
+def warn_once(line: str) -> None:
+    """``line`` as a warning of the encoders' logger (which the commands always show), once
+    a process."""
     log.warning("%s", line)
 
 
@@ -224,7 +226,7 @@ def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
     user = Path(calibration_dir(model))
     stale = stale_calibration(model)
     if stale:
-        _warn_once(stale)
+        warn_once(stale)
     for root in (
         user,
         *([shipped_dir(_shipped_name(model))] if _shipped_name(model) else []),

@@ -36,6 +36,7 @@ from whichvoice.encoders import (
     load_encoder,
     model_for,
     model_id,
+    warn_once,
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
@@ -324,6 +325,23 @@ def identification_threshold(calibration: dict, voices: int) -> tuple[float, flo
     return threshold, far
 
 
+def untailed(calibration: dict, voices: int) -> str:
+    """Why identify keeps the one-trial threshold among ``voices`` voices where it should
+    raise it ("" when it raises it or need not): the calibration stores no score tail."""
+    far = calibration.get("false_acceptance_at_threshold")
+    if voices <= 1 or not far or identification_far(IDENTIFY_FAR, voices) >= far:
+        return ""
+    if (calibration.get("tail") or {}).get("far"):
+        return ""
+    named = 1.0 - (1.0 - float(far)) ** voices
+    return (
+        f"identify among {voices} voices at verify's threshold names about "
+        f"{100 * named:.0f} % of strangers: the calibration stores no score tail to raise it "
+        "(made before whichvoice stored one, or from too few different-voice trials); run "
+        "`whichvoice calibrate` with more trials, or give --threshold"
+    )
+
+
 def operating_point(
     model: Encoder, threshold: float | None = None, *, voices: int = 1
 ) -> OperatingPoint:
@@ -336,6 +354,8 @@ def operating_point(
             data.get("false_acceptance_at_threshold"),
             data.get("false_rejection_at_threshold"),
         )
+        if note := untailed(data, voices):
+            warn_once(note)
         raised, f = identification_threshold({**data, "threshold": calibrated}, voices)
         if raised != calibrated:
             calibrated, far = raised, f
