@@ -315,25 +315,30 @@ def identification_threshold(calibration: dict, voices: int) -> tuple[float, flo
     The rate 1 in 100 was chosen on dev (docs/verification.md)."""
     threshold = float(calibration["threshold"])
     far = calibration.get("false_acceptance_at_threshold")
+    f = _stricter_far(calibration, voices)
     tail = calibration.get("tail") or {}
-    if voices > 1 and far and tail.get("far"):
-        f = identification_far(IDENTIFY_FAR, voices)
-        if f < far:
-            raised = tail_threshold(tail, f)
-            if raised > threshold:
-                return raised, f
+    if f is not None and tail.get("far"):
+        raised = tail_threshold(tail, f)
+        if raised > threshold:
+            return raised, f
     return threshold, far
+
+
+def _stricter_far(calibration: dict, voices: int) -> float | None:
+    """The share of non-target trials each of ``voices`` voices may let through, where it is
+    under the calibrated threshold's (None: the one-trial threshold names few enough)."""
+    far = calibration.get("false_acceptance_at_threshold")
+    f = identification_far(IDENTIFY_FAR, voices)
+    return f if voices > 1 and far and f < far else None
 
 
 def untailed(calibration: dict, voices: int) -> str:
     """Why identify keeps the one-trial threshold among ``voices`` voices where it should
     raise it ("" when it raises it or need not): the calibration stores no score tail."""
-    far = calibration.get("false_acceptance_at_threshold")
-    if voices <= 1 or not far or identification_far(IDENTIFY_FAR, voices) >= far:
+    if _stricter_far(calibration, voices) is None or (calibration.get("tail") or {}).get("far"):
         return ""
-    if (calibration.get("tail") or {}).get("far"):
-        return ""
-    named = 1.0 - (1.0 - float(far)) ** voices
+    far = float(calibration["false_acceptance_at_threshold"])
+    named = 1.0 - (1.0 - far) ** voices
     return (
         f"identify among {voices} voices at verify's threshold names about "
         f"{100 * named:.0f} % of strangers: the calibration stores no score tail to raise it "
