@@ -954,8 +954,8 @@ def from_windows(
     speech_s = float(cfg.naming_speech_s or 0.0)
     has_voices = gallery is not None and bool(gallery.voices())
     merging = source is not None and bool(cfg.merge_speech) and cfg.num_speakers is None
-    naming_from, from_speech = centroids, np.zeros(centroids.shape[0], bool)
-    if source is not None and ((speech_s > 0 and has_voices) or merging):
+    by_speech = source is not None and speech_s > 0 and has_voices
+    if by_speech or merging:
         # one pass over the recording: each voice's speech read again and embedded, to
         # merge clusters that are one voice and to name the voices
         spoken_emb, spoken, seconds = speech_embeddings(
@@ -973,8 +973,10 @@ def from_windows(
                 centroids = _centroids(x, labels)
                 spoken_emb = np.where(spoken[:, None], spoken_emb, centroids)
                 best, second, score = frame_voices(windows, x, centroids, duration, cfg)
-        if speech_s > 0 and has_voices:
-            naming_from, from_speech = spoken_emb, spoken
+    # named from their speech, else from their (merged) windows' centroids
+    naming_from, from_speech = (
+        (spoken_emb, spoken) if by_speech else (centroids, np.zeros(centroids.shape[0], bool))
+    )
     # only the clusters that hold speech once every frame has its voice are voices: a cluster
     # that no frame ends up in (asked for too many voices) names no one and takes no number
     kept = np.unique(np.r_[best[best >= 0], second[second >= 0]]).astype(int)
@@ -984,8 +986,6 @@ def from_windows(
         centroids, naming_from, from_speech = centroids[kept], naming_from[kept], from_speech[kept]
         best = np.where(best >= 0, index[np.maximum(best, 0)], -1)
         second = np.where(second >= 0, index[np.maximum(second, 0)], -1)
-    if not (speech_s > 0 and has_voices):
-        naming_from = centroids
     per_cluster = None
     if has_voices:
         settings["named_from"] = " and ".join(
