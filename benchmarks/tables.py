@@ -226,8 +226,9 @@ def fusion_table() -> str:
         f"Dev trials only: {t['tts']['target']} same-voice and {t['tts']['nontarget']} "
         f"different-voice clean TTS trials (the dev pool), {t['human']['target']} and "
         f"{t['human']['nontarget']} human ones (the 6 human-dev speakers; an interval over 6 "
-        f"speakers is wide).{every} Intervals: bootstrap over voices. The rule, fixed "
-        f"before scoring: {r['rule']}. The learned weights are scored on the trials they were "
+        f"speakers is wide).{every} Intervals: bootstrap over voices. The rule (fixed "
+        f"before its run; dev figures only ever led to a new version): "
+        f"{r['rule']}. The learned weights are scored on the trials they were "
         f"fitted on."
         + (
             f" Speed: {r['speed']['clips']} dev clips embedded by each set of encoders, "
