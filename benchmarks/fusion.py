@@ -182,12 +182,33 @@ def write_fusion(weights: dict[str, float], pooled: tuple, names: list[str], sou
     fusion = Fusion(tuple(kept), tuple(w / total for w in kept.values()), source)
     dest = shipped_dir("fusion")
     dest.mkdir(parents=True, exist_ok=True)
+    keep_earlier(dest, fusion)
     (dest / "fusion.json").write_text(json.dumps(fusion.to_dict(), indent=2) + "\n")
     x, truth = pooled
     scores = fuse(x, np.array([weights[n] / total for n in names]))
     calibrate(dest, Trials(scores[truth == 1], scores[truth == 0]), target_far=0.001,
               source=source)  # fmt: skip
     return dest
+
+
+def keep_earlier(dest: Path, fusion) -> None:
+    """Add the fusion ``dest`` holds to its ``earlier.json`` when ``fusion`` replaces it, so
+    that `whichvoice gallery upgrade` can carry its galleries over."""
+    from whichvoice.encoders import fused_encoder, model_id
+    from whichvoice.fusion import EARLIER, Fusion, earlier_record
+
+    if not (dest / "fusion.json").is_file():
+        return
+    now = Fusion.from_dict(json.loads((dest / "fusion.json").read_text()))
+    if (now.parts, now.weights) == (fusion.parts, fusion.weights):
+        return
+    was = fused_encoder(dest)
+    path = dest / EARLIER
+    earlier = json.loads(path.read_text()) if path.is_file() else []
+    if model_id(was) not in {r["id"] for r in earlier}:
+        commit = provenance()["commit"][:7]
+        earlier.append(earlier_record(was.config) | {"shipped": f"until {commit}"})
+        path.write_text(json.dumps(earlier, indent=2) + "\n")
 
 
 def grid(n: int, step: float = 0.1) -> list[np.ndarray]:

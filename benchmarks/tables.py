@@ -196,12 +196,21 @@ def fusion_table() -> str:
     heads = {"tts": "TTS, clean", "human": "human, clean", "tts-all": "TTS, every condition",
              "human-all": "human, every condition"}  # fmt: skip
     timed = "speed" in r
+    # rule version 4 scores each degraded condition alone too: the worst cell and its ratio
+    by_cell = "tts hard" in r["trials"]
     rows = [
         "| candidate | weights | "
         + " | ".join(f"EER, {heads[k]}" for k in kinds)
+        + (" | worst cell: (EER + one error) / (best single's + one error)" if by_cell else "")
         + (" | x real time |" if timed else " |"),
-        "|---|---|" + "---:|" * (len(kinds) + timed),
+        "|---|---|" + "---:|" * (len(kinds) + timed + by_cell),
     ]
+
+    def worst(c: dict) -> str:
+        eps, best = r["one_error"], r["best_single_eer"]
+        ratio, cell = max(((c[f"eer_{k}"] + eps[k]) / (b + eps[k]), k) for k, b in best.items())
+        return f" | {ratio:.2f} ({cell})"
+
     for label, c in r["candidates"].items():
         if f"eer_{kinds[0]}_ci95" not in c:
             continue
@@ -211,7 +220,7 @@ def fusion_table() -> str:
             f"{_pct(c[f'eer_{k}'], 2)} ({_interval(*c[f'eer_{k}_ci95'], 2)})" for k in kinds
         )
         speed = f" | {c['times_real_time']:.0f}x" if timed else ""
-        rows.append(f"| {label}{mark} | {weights} | {cells}{speed} |")
+        rows.append(f"| {label}{mark} | {weights} | {cells}{worst(c) if by_cell else ''}{speed} |")
     t = r["trials"]
     every = ""
     if "tts-all" in t:

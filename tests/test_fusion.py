@@ -203,3 +203,89 @@ def test_auto_is_the_default_and_a_gallery_keeps_the_encoder_that_made_it(tmp_pa
         g.enroll("x", np.ones((1, 4), np.float32), 3.0)
     with pytest.raises(WhichvoiceError, match=r"another version of the dvector encoder"):
         gallery_encoder(None, dv)
+
+
+def _fused_rows(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Clip embeddings of a fusion: each part's unit rows scaled by sqrt(weight), side by side."""
+    return np.concatenate([parts[n] * np.sqrt(w) for n, w in weights.items()], axis=1)
+
+
+def test_an_earlier_fusions_prototypes_are_reweighed_exactly() -> None:
+    from whichvoice.fusion import reweighed
+
+    rng = np.random.default_rng(0)
+
+    def units(n: int, d: int) -> np.ndarray:
+        x = rng.normal(size=(n, d)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    dims = {"a": 4, "b": 6, "c": 3}
+    ids = {n: f"{n}-1" for n in dims}
+    old_w, new_w = {"a": 0.3, "b": 0.6, "c": 0.1}, {"a": 0.5, "b": 0.5}
+    earlier = {"parts": ids, "weights": list(old_w.values()), "dims": list(dims.values())}
+    config = {"parts": {n: ids[n] for n in new_w}, "weights": list(new_w.values()),
+              "part_dims": [dims[n] for n in new_w]}  # fmt: skip
+    # a voice's stored embedding: two prototypes (conditions) side by side, each the mean of
+    # its clips' fused embeddings
+    clips = [{n: units(3, d) for n, d in dims.items()} for _ in range(2)]
+    stored = np.concatenate([_fused_rows(c, old_w).mean(axis=0) for c in clips])
+    wanted = np.concatenate([_fused_rows(c, new_w).mean(axis=0) for c in clips])
+    convert = reweighed(earlier, config)
+    assert convert is not None
+    np.testing.assert_allclose(convert(stored), wanted, atol=1e-6)
+    # what cannot be carried over: a part the earlier fusion gave no weight, or another
+    # version of a part (its id), or a part it did not have
+    assert reweighed(earlier | {"weights": [0.0, 0.9, 0.1]}, config) is None
+    assert reweighed(earlier | {"parts": ids | {"b": "b-2"}}, config) is None
+    other = config | {"parts": {"a": "a-1", "d": "d-1"}}
+    assert reweighed(earlier, other) is None
+
+
+@pytest.mark.slow  # CLI subprocesses that load auto
+def test_a_gallery_of_the_earlier_default_fusion_is_upgraded_as_if_enrolled_again(
+    tmp_path: Path,
+) -> None:
+    """`gallery upgrade` carries a gallery of the fusion shipped before (its weights in
+    earlier.json) over to today's: the same prototypes today's would have enrolled."""
+    from tests.conftest import run_cli
+    from whichvoice.encoders import fused_encoder, model_id
+    from whichvoice.fusion import EARLIER
+    from whichvoice.gallery import Gallery
+    from whichvoice.pretrained import shipped_dir
+    from whichvoice.verification import enroll
+
+    now = fused_encoder()
+    record = json.loads((shipped_dir("fusion") / EARLIER).read_text())[-1]
+    loaded = dict(zip(now.fusion.parts, now.parts, strict=True))
+    was = FusedEncoder(Fusion(tuple(record["parts"]), tuple(record["weights"])), loaded,
+                       record["parts"], tmp_path)  # fmt: skip
+    assert model_id(was) == record["id"] != model_id(now)
+    clips = {s: human_clip(tmp_path, s, range(0, 2)) for s in ("theo", "nicolas")}
+    old, fresh = tmp_path / "old.sqlite", tmp_path / "fresh.sqlite"
+    for encoder, path in ((was, old), (now, fresh)):
+        with Gallery(path, model_id(encoder)) as g:
+            for name, clip in clips.items():
+                enroll(encoder, g, name, [clip])
+    probe = str(human_clip(tmp_path, "theo", range(3, 5)))
+    proc = run_cli("identify", probe, "--gallery", str(old))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"whichvoice gallery upgrade --gallery {old}" in proc.stderr
+    proc = run_cli("gallery", "upgrade", "--gallery", str(old), check=True)
+    assert proc.stdout.strip() == f"upgraded 2 voices from {record['id']} to {model_id(now)}"
+    with Gallery(old, None, create=False) as a, Gallery(fresh, None, create=False) as b:
+        assert a.model_id == b.model_id == model_id(now)
+        for x, y in zip(a.voices(), b.voices(), strict=True):
+            assert (x.name, x.clips, x.seconds, x.model) == (y.name, y.clips, y.seconds, y.model)
+            np.testing.assert_allclose(x.embedding, y.embedding, atol=1e-5)
+    proc = run_cli("identify", probe, "--gallery", str(old), "--json", check=True)
+    assert json.loads(proc.stdout)["voice"] == "theo"
+    proc = run_cli("gallery", "upgrade", "--gallery", str(old), check=True)
+    assert "nothing to do" in proc.stdout
+    # a fusion no earlier.json knows: refused in one line, the file untouched
+    unknown = tmp_path / "unknown.sqlite"
+    with Gallery(unknown, "auto-0123456789abcdef") as g:
+        g.enroll("x", np.ones((1, 4), np.float32), 3.0)
+    before = unknown.read_bytes()
+    proc = run_cli("gallery", "upgrade", "--gallery", str(unknown))
+    assert proc.returncode != 0 and "enroll its voices again" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and unknown.read_bytes() == before

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import shipped_model
-from whichvoice.fusion import AUTO, FusedEncoder, Fusion
+from whichvoice.fusion import AUTO, EARLIER, FusedEncoder, Fusion, reweighed
 from whichvoice.gallery import Gallery, GalleryModelError
 from whichvoice.pretrained import (
     DvectorEncoder,
@@ -108,11 +108,58 @@ def _refuse_other_version(gallery, owner: str, encoder: FusedEncoder | Pretraine
     if owner == mine or owner.rsplit("-", 1)[0] != mine.rsplit("-", 1)[0]:
         return
     what = "default fusion" if isinstance(encoder, FusedEncoder) else f"{encoder.name} encoder"
+    if isinstance(encoder, FusedEncoder) and _upgrade_of(owner, encoder) is not None:
+        raise GalleryModelError(
+            f"{gallery}: made with an earlier version of the default fusion ({owner}; "
+            f"this version's is {mine}): `whichvoice gallery upgrade --gallery {gallery}` "
+            "carries its voices over, no audio needed",
+            public=f"the gallery was made with an earlier version of the {what} ({owner}); "
+            "`whichvoice gallery upgrade` carries it over",
+        )
     raise GalleryModelError(
         f"{gallery}: made with another version of the {what} ({owner}); this "
         f"version's is {mine}: enroll its voices again into a new gallery",
         public=f"the gallery was made with another version of the {what} ({owner})",
     )
+
+
+def _upgrade_of(owner: str, encoder: FusedEncoder):
+    """The conversion of ``owner``'s stored embeddings (an earlier shipped fusion's gallery
+    id) to ``encoder``'s, or None when ``owner`` is no earlier fusion that can be carried
+    over (``fusion.reweighed``)."""
+    path = shipped_dir("fusion") / EARLIER
+    try:
+        earlier = json.loads(path.read_text()) if path.is_file() else []
+    except (OSError, ValueError):
+        return None
+    for record in earlier:
+        if record.get("id") == owner:
+            return reweighed(record, encoder.config)
+    return None
+
+
+def upgrade_gallery(gallery: str | os.PathLike) -> tuple[int, str, str]:
+    """Carry a gallery made by an earlier version of the default fusion (other weights of
+    the same encoders) over to this version's, in place and in one transaction: each voice's
+    stored prototypes re-weighted exactly (``fusion.reweighed``). Returns (voices, the id
+    it had, the id it has); a gallery already of this version is left as it is (0 voices).
+    A gallery of anything else, or of a fusion that cannot be carried over, raises."""
+    if not Path(gallery).is_file():
+        raise WhichvoiceError(f"{gallery}: no gallery there")
+    encoder = fused_encoder()
+    mine = model_id(encoder)
+    with Gallery(gallery, None, create=False) as g:
+        owner = g.model_id
+        if owner in ("", mine):
+            return 0, owner, mine
+        convert = _upgrade_of(owner, encoder)
+        if convert is None:
+            raise GalleryModelError(
+                f"{gallery}: made with model {owner}, which is no earlier version of the "
+                f"default fusion ({mine}) that can be carried over; enroll its voices again",
+                public=f"the gallery was made with model {owner}",
+            )
+        return g.convert(mine, convert), owner, mine
 
 
 def encoder_of_id(owner: str) -> Encoder | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -35,6 +35,7 @@ from whichvoice.errors import WhichvoiceError
 from whichvoice.runtime import VoiceModel, prepared_chunks, unit
 
 AUTO = "auto"
+EARLIER = "earlier.json"  # the fusions shipped before, whose galleries `gallery upgrade` takes
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,54 @@ class Fusion:
     @classmethod
     def from_dict(cls, d: dict) -> Fusion:
         return cls(tuple(d["parts"]), tuple(float(w) for w in d["weights"]), d.get("source", ""))
+
+
+def fusion_digest(parts: dict[str, str], weights: list[float]) -> str:
+    """The digest behind a fused encoder's gallery id (``auto-<its first 16 digits>``): of
+    its parts' ids and its weights."""
+    key = json.dumps(parts | {"weights": list(weights)})
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def earlier_record(config: dict) -> dict:
+    """What ``EARLIER`` keeps of a fused encoder's ``config`` once it is replaced: its
+    parts' ids, weights and each part's embedding size."""
+    return {
+        "id": f"{AUTO}-{fusion_digest(config['parts'], config['weights'])[:16]}",
+        "parts": dict(config["parts"]),
+        "weights": list(config["weights"]),
+        "dims": list(config["part_dims"]),
+    }
+
+
+def reweighed(earlier: dict, config: dict) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A function taking a stored embedding of the ``earlier`` fusion (an ``EARLIER``
+    record: one or more prototypes side by side) to what the fusion of ``config`` would
+    have stored for the same clips, or None when it cannot: a part now used that the
+    earlier fusion did not use (weight 0, or another version of that encoder).
+
+    Exact: a fused clip embedding is its parts' unit embeddings scaled by the square roots
+    of the weights, side by side, and a stored prototype is a mean of such embeddings, so
+    each part's block scales by ``sqrt(new / old)`` (a part dropped: its block goes)."""
+    old_at, at = {}, 0
+    for name, d in zip(earlier["parts"], earlier["dims"], strict=True):
+        old_at[name] = (at, d)
+        at += d
+    old_dim = at
+    old_w = dict(zip(earlier["parts"], earlier["weights"], strict=True))
+    plan = []
+    for name, w, d in zip(config["parts"], config["weights"], config["part_dims"], strict=True):
+        same = earlier["parts"].get(name) == config["parts"][name]
+        if not same or old_w.get(name, 0) <= 0 or old_at[name][1] != d:
+            return None
+        plan.append((*old_at[name], math.sqrt(w / old_w[name])))
+
+    def convert(stored: np.ndarray) -> np.ndarray:
+        rows = np.asarray(stored, np.float32).reshape(-1, old_dim)
+        parts = [rows[:, a : a + d] * np.float32(scale) for a, d, scale in plan]
+        return np.concatenate(parts, axis=1).reshape(-1).astype(np.float32)
+
+    return convert
 
 
 def embedding_dim(encoder) -> int:
@@ -88,9 +137,9 @@ class FusedEncoder:
             "embedding_dim": sum(self.dims),
             "parts": {p: ids[p] for p in fusion.parts},
             "weights": list(fusion.weights),
+            "part_dims": list(self.dims),
         }
-        key = json.dumps(self.config["parts"] | {"weights": self.config["weights"]})
-        self.digest = hashlib.sha256(key.encode()).hexdigest()
+        self.digest = fusion_digest(self.config["parts"], self.config["weights"])
         # the parts' networks run side by side, one thread each, for every caller
         self._pool = ThreadPoolExecutor(len(self.parts), thread_name_prefix="fusion-part")
 

@@ -15,7 +15,7 @@ import re
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,6 +325,22 @@ class Gallery:
                 raise NotEnrolledError(
                     f"{name!r} is not enrolled in {self.path}", public=f"{name!r} is not enrolled"
                 )
+
+    def convert(self, model_id: str, convert: Callable[[np.ndarray], np.ndarray]) -> int:
+        """Give every voice's stored embedding to ``convert`` and the gallery to
+        ``model_id``, in one transaction (a failure or a kill leaves it as it was).
+        Returns the number of voices converted."""
+        with self._transaction():
+            rows = self._db.execute("SELECT name, embedding FROM voices").fetchall()
+            for name, blob in rows:
+                emb = np.ascontiguousarray(convert(np.frombuffer(blob, np.float32)), np.float32)
+                self._db.execute(
+                    "UPDATE voices SET embedding = ?, dim = ?, model = ? WHERE name = ?",
+                    (emb.tobytes(), emb.shape[0], model_id, name),
+                )
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model_id,))
+        self.model_id = model_id
+        return len(rows)
 
     def export_json(self) -> dict:
         """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle)."""

@@ -241,7 +241,7 @@ def identify_cmd(
 
 @app.group("gallery")
 def gallery_group() -> None:
-    """List, remove, export and import enrolled voices."""
+    """List, remove, export, import and upgrade enrolled voices."""
 
 
 @gallery_group.command("list")
@@ -311,6 +311,22 @@ def gallery_import_cmd(
         n = g.import_json(data, replace=replace)
     replaced = sorted(before & {v["name"].strip() for v in data["voices"]})
     click.echo(f"imported {n} voices" + (f" (replaced: {', '.join(replaced)})" if replaced else ""))
+
+
+@gallery_group.command("upgrade")
+@gallery_option
+def gallery_upgrade_cmd(gallery: Path | None) -> None:
+    """Carry a gallery made by an earlier version of the default encoder (auto: other
+    weights of the same encoders) over to this version's, in place, no audio needed."""
+    from whichvoice.encoders import upgrade_gallery
+    from whichvoice.gallery import default_gallery_path
+
+    where = gallery or default_gallery_path()
+    n, was, now = upgrade_gallery(where)
+    if was == now or not was:
+        click.echo(f"{where}: already of {now}, nothing to do")
+    else:
+        click.echo(f"upgraded {n} voices from {was} to {now}")
 
 
 @app.command("calibrate")
