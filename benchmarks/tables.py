@@ -438,6 +438,57 @@ def verify_table() -> str:
     return "\n".join(rows)
 
 
+def default_bar_table() -> str:
+    """Issue 20's bar on the test pool's TTS voices: the default (auto) against the bundled
+    encoder condition by condition, and issue 6's targets for the default."""
+    r = _load("verify")
+    res = r["results"]
+    if "auto" not in res or "whichvoice" not in res:
+        return "_Not measured: verify.json holds no auto and bundled results side by side._"
+    rows = [
+        "| condition | auto EER | bundled encoder EER | auto no worse (point) | "
+        "auto's interval reaches the bundled point |",
+        "|---|---:|---:|---|---|",
+    ]
+    for c in ["clean", "hard", *r["channels"]]:
+        a, b = res["auto"][c], res["whichvoice"][c]
+        rows.append(
+            f"| `{c}` | {_pct(a['eer'], 3)} ({_interval(*a['eer_ci95'], 3)}) | "
+            f"{_pct(b['eer'], 3)} ({_interval(*b['eer_ci95'], 3)}) | "
+            f"{'yes' if a['eer'] <= b['eer'] else 'no'} | "
+            f"{'yes' if a['eer_ci95'][0] <= b['eer'] else 'no'} |"
+        )
+    rows += ["", "| issue 6 target (auto, test) | target | value (95 % interval) | met | "
+             "shown by the interval |", "|---|---:|---:|---|---|"]  # fmt: skip
+    for condition, limits in r["targets"].items():
+        for key, limit in limits.items():
+            x = res["auto"][condition]
+            if key in ("eer", "min_dcf_0.01"):
+                value, (lo, hi) = x[key], x[f"{key}_ci95"]
+                met, shown = value <= limit, hi <= limit
+            else:
+                value, (lo, hi) = x[key]["value"], x[key]["ci95"]
+                high = key == "unknown_rejected"
+                met = value >= limit if high else value <= limit
+                shown = lo >= limit if high else hi <= limit
+            if key.startswith("min_dcf"):
+                cells = f"{limit:.4f} | {value:.4f} ({lo:.4f}-{hi:.4f})"
+            else:
+                cells = f"{_pct(limit, 3)} | {_pct(value, 3)} ({_interval(lo, hi, 3)})"
+            rows.append(
+                f"| {condition} {key} | {cells} | {'yes' if met else 'no'} | "
+                f"{'yes' if shown else 'no'} |"
+            )
+    rows += [
+        "",
+        f"Test draw {r.get('test_draw', 1)}, the same trials for both encoders (the verify "
+        "table's); intervals: bootstrap over voices (EER), Wilson (rates). Unknown rejected "
+        "and false rejection at identify's threshold for half the voices enrolled. Made by "
+        f"{_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def prototypes_table() -> str:
     """Multi-condition enrollment against the clean mean alone, on the same trials and
     embeddings of one verify.py run, each with its own dev threshold."""
@@ -1124,6 +1175,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "robustness": robustness_table,
     "robustness-dev": lambda: robustness_table("robustness-dev"),
     "verify": verify_table,
+    "default-bar": default_bar_table,
     "prototypes": prototypes_table,
     "robustness-mixed16": lambda: robustness_table("robustness-mixed16"),
     "mixed16-voices": voices_table,

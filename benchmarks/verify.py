@@ -566,6 +566,7 @@ def main() -> None:
         "results": results,
         "targets": TARGETS,
         "targets_bundled_encoder": verdicts(results["whichvoice"]),
+        **({"targets_default": verdicts(results["auto"])} if "auto" in results else {}),
     }
     write_result(args.json, report)
     met = report["targets_bundled_encoder"]
