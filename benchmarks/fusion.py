@@ -62,8 +62,11 @@ from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 from verify import CONDITIONS, dev_voices, make_trials, prototype_scores, synthesize
 
+from whichvoice.encoders import model_id
+from whichvoice.fusion import EARLIER, EarlierFusion, FusedEncoder, Fusion, embedding_dim
+from whichvoice.pretrained import shipped_dir, user_dir
 from whichvoice.scoring import eer, voice_bootstrap
-from whichvoice.verification import bundled_encoder, load_encoder
+from whichvoice.verification import Trials, bundled_encoder, calibrate, load_encoder
 
 
 def trial_scores(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,10 +141,6 @@ def measure_speeds(sets: list[str], clips: list[Path], repeats: int = 3) -> dict
     ``repeats`` passes taken in turn with the other sets; the median counts."""
     import soundfile as sf
 
-    from whichvoice.encoders import model_id
-    from whichvoice.fusion import FusedEncoder, Fusion
-    from whichvoice.pretrained import user_dir
-
     audio_s = sum(sf.info(str(p)).duration for p in clips)
     loaded: dict = {}
     fused = {}
@@ -170,19 +169,17 @@ def measure_speeds(sets: list[str], clips: list[Path], repeats: int = 3) -> dict
     }
 
 
-def write_fusion(weights: dict[str, float], pooled: tuple, names: list[str], source: str) -> Path:
+def write_fusion(
+    weights: dict[str, float], pooled: tuple, names: list[str], source: str, commit: str
+) -> Path:
     """The package's fusion, and its calibration on ``pooled`` (per-encoder scores, truth):
     every dev trial of both kinds and all conditions."""
-    from whichvoice.fusion import Fusion
-    from whichvoice.pretrained import shipped_dir
-    from whichvoice.verification import Trials, calibrate
-
     kept = {n: w for n, w in weights.items() if w > 0}
     total = sum(kept.values())
     fusion = Fusion(tuple(kept), tuple(w / total for w in kept.values()), source)
     dest = shipped_dir("fusion")
     dest.mkdir(parents=True, exist_ok=True)
-    keep_earlier(dest, fusion)
+    keep_earlier(dest, fusion, {n: model_id(load_encoder(n)) for n in names}, commit)
     (dest / "fusion.json").write_text(json.dumps(fusion.to_dict(), indent=2) + "\n")
     x, truth = pooled
     scores = fuse(x, np.array([weights[n] / total for n in names]))
@@ -191,23 +188,25 @@ def write_fusion(weights: dict[str, float], pooled: tuple, names: list[str], sou
     return dest
 
 
-def keep_earlier(dest: Path, fusion) -> None:
+def keep_earlier(dest: Path, fusion: Fusion, ids: dict[str, str], commit: str) -> None:
     """Add the fusion ``dest`` holds to its ``earlier.json`` when ``fusion`` replaces it, so
-    that `whichvoice gallery upgrade` can carry its galleries over."""
-    from whichvoice.encoders import fused_encoder, model_id
-    from whichvoice.fusion import EARLIER, Fusion, earlier_record
-
+    that `whichvoice gallery upgrade` can carry its galleries over. ``ids``: each encoder's
+    ``model_id`` in this run (the record names the parts' versions installed now: a part
+    whose version changed in the same tree makes a record no gallery matches, which only
+    means its galleries are not carried over)."""
     if not (dest / "fusion.json").is_file():
         return
-    now = Fusion.from_dict(json.loads((dest / "fusion.json").read_text()))
-    if (now.parts, now.weights) == (fusion.parts, fusion.weights):
+    was = Fusion.from_dict(json.loads((dest / "fusion.json").read_text()))
+    if (was.parts, was.weights) == (fusion.parts, fusion.weights):
         return
-    was = fused_encoder(dest)
+    dims = {n: embedding_dim(load_encoder(n)) for n in was.parts}
+    config = {"parts": {n: ids[n] for n in was.parts}, "weights": list(was.weights),
+              "part_dims": [dims[n] for n in was.parts]}  # fmt: skip
+    record = EarlierFusion.of(config, replaced_at=commit[:7])
     path = dest / EARLIER
     earlier = json.loads(path.read_text()) if path.is_file() else []
-    if model_id(was) not in {r["id"] for r in earlier}:
-        commit = provenance()["commit"][:7]
-        earlier.append(earlier_record(was.config) | {"shipped": f"until {commit}"})
+    if record.id not in {r["id"] for r in earlier}:
+        earlier.append(record.to_dict())
         path.write_text(json.dumps(earlier, indent=2) + "\n")
 
 
@@ -366,7 +365,7 @@ def main() -> None:
         source = f"benchmarks/fusion.py on dev trials ({chosen}), commit {made['commit'][:12]}"
         every = [kinds[f"{k}-all"] for k in sets]
         pooled = (np.concatenate([x for x, _ in every]), np.concatenate([y for _, y in every]))
-        dest = write_fusion(rows[chosen]["weights"], pooled, names, source)
+        dest = write_fusion(rows[chosen]["weights"], pooled, names, source, made["commit"])
         print(f"fusion and its calibration written to {dest}")
 
 

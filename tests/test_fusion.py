@@ -211,7 +211,8 @@ def _fused_rows(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.n
 
 
 def test_an_earlier_fusions_prototypes_are_reweighed_exactly() -> None:
-    from whichvoice.fusion import reweighed
+    from whichvoice.fusion import EarlierFusion, reweighed
+    from whichvoice.runtime import unit
 
     rng = np.random.default_rng(0)
 
@@ -222,21 +223,39 @@ def test_an_earlier_fusions_prototypes_are_reweighed_exactly() -> None:
     dims = {"a": 4, "b": 6, "c": 3}
     ids = {n: f"{n}-1" for n in dims}
     old_w, new_w = {"a": 0.3, "b": 0.6, "c": 0.1}, {"a": 0.5, "b": 0.5}
-    earlier = {"parts": ids, "weights": list(old_w.values()), "dims": list(dims.values())}
+
+    def record(weights: list[float], parts: dict = ids) -> EarlierFusion:
+        return EarlierFusion.of({"parts": parts, "weights": weights,
+                                 "part_dims": list(dims.values())})  # fmt: skip
+
+    earlier = record(list(old_w.values()))
+    assert EarlierFusion.from_dict(earlier.to_dict()) == earlier
+    with pytest.raises(ValueError, match="make auto-"):  # an id its parts do not make
+        EarlierFusion.from_dict(earlier.to_dict() | {"weights": [0.2, 0.7, 0.1]})
     config = {"parts": {n: ids[n] for n in new_w}, "weights": list(new_w.values()),
               "part_dims": [dims[n] for n in new_w]}  # fmt: skip
     # a voice's stored embedding: two prototypes (conditions) side by side, each the mean of
-    # its clips' fused embeddings
+    # its clips' fused embeddings (unit length: every part heard speech)
     clips = [{n: units(3, d) for n, d in dims.items()} for _ in range(2)]
     stored = np.concatenate([_fused_rows(c, old_w).mean(axis=0) for c in clips])
     wanted = np.concatenate([_fused_rows(c, new_w).mean(axis=0) for c in clips])
     convert = reweighed(earlier, config)
     assert convert is not None
     np.testing.assert_allclose(convert(stored), wanted, atol=1e-6)
+    with pytest.raises(ValueError, match="not k x 13"):
+        convert(stored[:-1])
+    # a clip part "b" heard nothing in: enrollment stored the other blocks made unit length,
+    # whatever the weights, so its share is carried off by at most sqrt(new / old) - 1
+    deaf = {n: (np.zeros_like(x) if n == "b" else x) for n, x in clips[0].items()}
+    old_rows = np.stack([unit(r) for r in _fused_rows(deaf, old_w)])
+    new_rows = np.stack([unit(r) for r in _fused_rows(deaf, new_w)])
+    got, exact = convert(old_rows.mean(axis=0)), new_rows.mean(axis=0)
+    off = np.abs(got - exact).max() / np.abs(exact).max()
+    assert 0 < off <= max(np.sqrt(new_w[n] / old_w[n]) for n in new_w) - 1 + 1e-6
     # what cannot be carried over: a part the earlier fusion gave no weight, or another
     # version of a part (its id), or a part it did not have
-    assert reweighed(earlier | {"weights": [0.0, 0.9, 0.1]}, config) is None
-    assert reweighed(earlier | {"parts": ids | {"b": "b-2"}}, config) is None
+    assert reweighed(record([0.0, 0.9, 0.1]), config) is None
+    assert reweighed(record(list(old_w.values()), ids | {"b": "b-2"}), config) is None
     other = config | {"parts": {"a": "a-1", "d": "d-1"}}
     assert reweighed(earlier, other) is None
 
@@ -281,6 +300,12 @@ def test_a_gallery_of_the_earlier_default_fusion_is_upgraded_as_if_enrolled_agai
     assert json.loads(proc.stdout)["voice"] == "theo"
     proc = run_cli("gallery", "upgrade", "--gallery", str(old), check=True)
     assert "nothing to do" in proc.stdout
+    # a gallery of another encoder: nothing to carry over, it answers with its own
+    bundled = tmp_path / "bundled.sqlite"
+    with Gallery(bundled, "voicenet-aam-0123456789abcdef") as g:
+        g.enroll("x", np.ones((1, 4), np.float32), 3.0)
+    proc = run_cli("gallery", "upgrade", "--gallery", str(bundled), check=True)
+    assert "not the default fusion: nothing to do" in proc.stdout
     # a fusion no earlier.json knows: refused in one line, the file untouched
     unknown = tmp_path / "unknown.sqlite"
     with Gallery(unknown, "auto-0123456789abcdef") as g:

@@ -9,6 +9,7 @@ import pytest
 from whichvoice.gallery import (
     Gallery,
     GalleryError,
+    GalleryModelError,
     VoiceExistsError,
     VoiceNameError,
     default_gallery_path,
@@ -282,3 +283,39 @@ def test_exporting_a_gallery_that_is_not_there_is_an_error(cli, tmp_path: Path) 
     r = cli("gallery", "export", str(out), "--gallery", str(tmp_path / "nope.sqlite"))
     assert r.returncode == 2 and "nope.sqlite: no gallery there" in r.stderr, r.stderr
     assert not out.exists() and not (tmp_path / "nope.sqlite").exists()
+
+
+def test_a_conversion_is_all_or_nothing_and_only_from_the_model_it_was_asked_from(
+    tmp_path: Path,
+) -> None:
+    """``Gallery.convert`` (what `gallery upgrade` writes with): one transaction; a voice
+    that cannot be converted leaves every voice and the model as they were; a gallery whose
+    model changed since it was opened (another process converted it) is refused, and so is
+    an enrollment through a handle opened before the conversion."""
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "old-1") as g:
+        g.enroll("a", np.array([[1.0, 0.0]], np.float32), 3.0)
+        g.enroll("b", np.array([[0.0, 1.0]], np.float32), 3.0)
+    before = {v.name: v.embedding.copy() for v in Gallery(path, None, create=False).voices()}
+
+    def half_fails(e: np.ndarray) -> np.ndarray:
+        if e[1] > 0:
+            raise ValueError("cannot")
+        return e * 2
+
+    with Gallery(path, None, create=False) as g, pytest.raises(GalleryError, match="'b'"):
+        g.convert("old-1", "new-1", half_fails)
+    with Gallery(path, None, create=False) as g:
+        assert g.model_id == "old-1"
+        assert all(np.array_equal(v.embedding, before[v.name]) for v in g.voices())
+    stale = Gallery(path, "old-1")  # a process that opened it before the conversion
+    with Gallery(path, None, create=False) as g:
+        assert g.convert("old-1", "new-1", lambda e: e * 2) == 2
+        assert {v.model for v in g.voices()} == {"new-1"}
+    with pytest.raises(GalleryModelError, match="made with model new-1, not old-1"):
+        stale.enroll("c", np.array([[1.0, 1.0]], np.float32), 3.0)
+    with pytest.raises(GalleryModelError):  # converted already: not converted twice
+        stale.convert("old-1", "new-1", lambda e: e * 2)
+    stale.close()
+    with Gallery(path, "new-1") as g:
+        assert np.array_equal(g.get("a").embedding, before["a"] * 2)

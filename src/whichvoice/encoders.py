@@ -8,12 +8,16 @@ import functools
 import json
 import logging
 import os
+import shlex
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import shipped_model
-from whichvoice.fusion import AUTO, EARLIER, FusedEncoder, Fusion, reweighed
-from whichvoice.gallery import Gallery, GalleryModelError
+from whichvoice.fusion import AUTO, EARLIER, EarlierFusion, FusedEncoder, Fusion, reweighed
+from whichvoice.gallery import Gallery, GalleryError, GalleryModelError
 from whichvoice.pretrained import (
     DvectorEncoder,
     EncoderUnavailableError,
@@ -111,8 +115,8 @@ def _refuse_other_version(gallery, owner: str, encoder: FusedEncoder | Pretraine
     if isinstance(encoder, FusedEncoder) and _upgrade_of(owner, encoder) is not None:
         raise GalleryModelError(
             f"{gallery}: made with an earlier version of the default fusion ({owner}; "
-            f"this version's is {mine}): `whichvoice gallery upgrade --gallery {gallery}` "
-            "carries its voices over, no audio needed",
+            f"this version's is {mine}): `whichvoice gallery upgrade --gallery "
+            f"{shlex.quote(str(gallery))}` carries its voices over, no audio needed",
             public=f"the gallery was made with an earlier version of the {what} ({owner}); "
             "`whichvoice gallery upgrade` carries it over",
         )
@@ -123,43 +127,54 @@ def _refuse_other_version(gallery, owner: str, encoder: FusedEncoder | Pretraine
     )
 
 
-def _upgrade_of(owner: str, encoder: FusedEncoder):
+def earlier_fusions() -> list[EarlierFusion]:
+    """The fusions shipped before the current one (the package's ``earlier.json``)."""
+    path = shipped_dir("fusion") / EARLIER
+    if not path.is_file():
+        return []
+    try:
+        return [EarlierFusion.from_dict(d) for d in json.loads(path.read_text())]
+    except (OSError, ValueError) as e:  # a damaged package: say so, not "enroll again"
+        raise WhichvoiceError(f"{path}: the package's earlier fusions cannot be read ({e})") from e
+
+
+def _upgrade_of(owner: str, encoder: FusedEncoder) -> Callable[[np.ndarray], np.ndarray] | None:
     """The conversion of ``owner``'s stored embeddings (an earlier shipped fusion's gallery
     id) to ``encoder``'s, or None when ``owner`` is no earlier fusion that can be carried
     over (``fusion.reweighed``)."""
-    path = shipped_dir("fusion") / EARLIER
-    try:
-        earlier = json.loads(path.read_text()) if path.is_file() else []
-    except (OSError, ValueError):
-        return None
-    for record in earlier:
-        if record.get("id") == owner:
+    for record in earlier_fusions():
+        if record.id == owner:
             return reweighed(record, encoder.config)
     return None
 
 
 def upgrade_gallery(gallery: str | os.PathLike) -> tuple[int, str, str]:
     """Carry a gallery made by an earlier version of the default fusion (other weights of
-    the same encoders) over to this version's, in place and in one transaction: each voice's
-    stored prototypes re-weighted exactly (``fusion.reweighed``). Returns (voices, the id
-    it had, the id it has); a gallery already of this version is left as it is (0 voices).
-    A gallery of anything else, or of a fusion that cannot be carried over, raises."""
+    the same encoders) over to this version's, in place and in one transaction, each
+    voice's stored prototypes re-weighted (``fusion.reweighed``: exact where every part
+    heard speech). Returns (voices converted, the id it had, the id it has); a gallery with
+    nothing to carry over (already of this version, empty, or of another encoder, which
+    keeps answering with its own) is left as it is, with 0 voices. A gallery of an earlier
+    fusion that cannot be carried over raises."""
     if not Path(gallery).is_file():
-        raise WhichvoiceError(f"{gallery}: no gallery there")
-    encoder = fused_encoder()
-    mine = model_id(encoder)
+        raise GalleryError(f"{gallery}: no gallery there")
     with Gallery(gallery, None, create=False) as g:
         owner = g.model_id
-        if owner in ("", mine):
-            return 0, owner, mine
-        convert = _upgrade_of(owner, encoder)
-        if convert is None:
-            raise GalleryModelError(
-                f"{gallery}: made with model {owner}, which is no earlier version of the "
-                f"default fusion ({mine}) that can be carried over; enroll its voices again",
-                public=f"the gallery was made with model {owner}",
-            )
-        return g.convert(mine, convert), owner, mine
+    if owner.rsplit("-", 1)[0] != AUTO:  # empty, or another encoder's: nothing to do
+        return 0, owner, owner
+    encoder = fused_encoder()
+    mine = model_id(encoder)
+    if owner == mine:
+        return 0, owner, mine
+    convert = _upgrade_of(owner, encoder)
+    if convert is None:
+        raise GalleryModelError(
+            f"{gallery}: made with {owner}, a version of the default fusion that cannot be "
+            f"carried over to this one ({mine}); enroll its voices again",
+            public=f"the gallery was made with model {owner}",
+        )
+    with Gallery(gallery, None, create=False) as g:
+        return g.convert(owner, mine, convert), owner, mine
 
 
 def encoder_of_id(owner: str) -> Encoder | None:

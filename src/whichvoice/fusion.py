@@ -67,41 +67,79 @@ def fusion_digest(parts: dict[str, str], weights: list[float]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def earlier_record(config: dict) -> dict:
-    """What ``EARLIER`` keeps of a fused encoder's ``config`` once it is replaced: its
-    parts' ids, weights and each part's embedding size."""
-    return {
-        "id": f"{AUTO}-{fusion_digest(config['parts'], config['weights'])[:16]}",
-        "parts": dict(config["parts"]),
-        "weights": list(config["weights"]),
-        "dims": list(config["part_dims"]),
-    }
+@dataclass(frozen=True)
+class EarlierFusion:
+    """A fusion shipped before the current one (a record of ``EARLIER``): its gallery id,
+    its parts' ids (name -> ``model_id``), weights and embedding sizes, in order."""
+
+    id: str
+    parts: dict[str, str]
+    weights: tuple[float, ...]
+    dims: tuple[int, ...]
+    replaced_at: str = ""
+
+    def __post_init__(self) -> None:
+        if not (len(self.parts) == len(self.weights) == len(self.dims) > 0):
+            raise ValueError(f"{self.id}: one weight and one size per part")
+        expected = f"{AUTO}-{fusion_digest(self.parts, list(self.weights))[:16]}"
+        if self.id != expected:
+            raise ValueError(f"{self.id}: its parts and weights make {expected}")
+
+    @property
+    def dim(self) -> int:
+        return sum(self.dims)
+
+    @classmethod
+    def of(cls, config: dict, replaced_at: str = "") -> EarlierFusion:
+        """The record of a fused encoder's ``config`` (``FusedEncoder.config``)."""
+        parts, weights = dict(config["parts"]), tuple(config["weights"])
+        return cls(f"{AUTO}-{fusion_digest(parts, list(weights))[:16]}", parts, weights,
+                   tuple(config["part_dims"]), replaced_at)  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "parts": self.parts, "weights": list(self.weights),
+                "dims": list(self.dims), "replaced_at": self.replaced_at}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EarlierFusion:
+        try:
+            return cls(str(d["id"]), {str(k): str(v) for k, v in d["parts"].items()},
+                       tuple(float(w) for w in d["weights"]),
+                       tuple(int(x) for x in d["dims"]), str(d.get("replaced_at", "")))  # fmt: skip
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"not a record of an earlier fusion ({e!r})") from None
 
 
-def reweighed(earlier: dict, config: dict) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A function taking a stored embedding of the ``earlier`` fusion (an ``EARLIER``
-    record: one or more prototypes side by side) to what the fusion of ``config`` would
-    have stored for the same clips, or None when it cannot: a part now used that the
-    earlier fusion did not use (weight 0, or another version of that encoder).
+def reweighed(earlier: EarlierFusion, config: dict) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A function taking a stored embedding of the ``earlier`` fusion (float32
+    (k * earlier.dim,): one or more prototypes side by side) to that of the fusion of
+    ``config`` (``FusedEncoder.config``; float32 (k * its dim,)), or None when it cannot: a
+    part now used that the earlier fusion did not use (weight 0, or another version of that
+    encoder). A size that is no multiple of ``earlier.dim`` raises ValueError.
 
-    Exact: a fused clip embedding is its parts' unit embeddings scaled by the square roots
-    of the weights, side by side, and a stored prototype is a mean of such embeddings, so
-    each part's block scales by ``sqrt(new / old)`` (a part dropped: its block goes)."""
+    A fused clip embedding is its parts' unit embeddings scaled by the square roots of the
+    weights, side by side, and a stored prototype is a mean of such embeddings, so each
+    part's block scales by ``sqrt(new / old)`` (a part dropped: its block goes). That is
+    exact for every clip (and degraded copy) that each part heard speech in. One that a part
+    heard nothing in was stored as the other parts' blocks made unit length, whatever the
+    weights; its share of the mean is then carried with its blocks scaled too, off by that
+    same factor (0.4 -> 0.5: 12 %)."""
     old_at, at = {}, 0
-    for name, d in zip(earlier["parts"], earlier["dims"], strict=True):
+    for name, d in zip(earlier.parts, earlier.dims, strict=True):
         old_at[name] = (at, d)
         at += d
-    old_dim = at
-    old_w = dict(zip(earlier["parts"], earlier["weights"], strict=True))
+    old_w = dict(zip(earlier.parts, earlier.weights, strict=True))
     plan = []
     for name, w, d in zip(config["parts"], config["weights"], config["part_dims"], strict=True):
-        same = earlier["parts"].get(name) == config["parts"][name]
+        same = earlier.parts.get(name) == config["parts"][name]
         if not same or old_w.get(name, 0) <= 0 or old_at[name][1] != d:
             return None
         plan.append((*old_at[name], math.sqrt(w / old_w[name])))
 
     def convert(stored: np.ndarray) -> np.ndarray:
-        rows = np.asarray(stored, np.float32).reshape(-1, old_dim)
+        if stored.size == 0 or stored.size % earlier.dim:
+            raise ValueError(f"an embedding of size {stored.size}, not k x {earlier.dim}")
+        rows = np.asarray(stored, np.float32).reshape(-1, earlier.dim)
         parts = [rows[:, a : a + d] * np.float32(scale) for a, d, scale in plan]
         return np.concatenate(parts, axis=1).reshape(-1).astype(np.float32)
 

@@ -279,6 +279,7 @@ class Gallery:
             raise GalleryError(f"{name}: embeddings that are not numbers cannot be enrolled")
         now = time.time()
         with self._transaction():
+            self._check_owner(self.model_id)
             row = self._db.execute(
                 "SELECT embedding, dim, clips, seconds, created FROM voices WHERE name = ?", (name,)
             ).fetchone()
@@ -326,14 +327,22 @@ class Gallery:
                     f"{name!r} is not enrolled in {self.path}", public=f"{name!r} is not enrolled"
                 )
 
-    def convert(self, model_id: str, convert: Callable[[np.ndarray], np.ndarray]) -> int:
-        """Give every voice's stored embedding to ``convert`` and the gallery to
-        ``model_id``, in one transaction (a failure or a kill leaves it as it was).
-        Returns the number of voices converted."""
+    def convert(
+        self, from_id: str, model_id: str, convert: Callable[[np.ndarray], np.ndarray]
+    ) -> int:
+        """Give every voice's stored embedding (float32 (dim,)) to ``convert`` (which returns
+        the new float32 embedding, or raises ValueError) and the gallery from model
+        ``from_id`` to ``model_id``, in one transaction: a failure or a kill leaves it as it
+        was, and a gallery another process converted or gave another model meanwhile is
+        refused. Returns the number of voices converted."""
         with self._transaction():
+            self._check_owner(from_id)
             rows = self._db.execute("SELECT name, embedding FROM voices").fetchall()
             for name, blob in rows:
-                emb = np.ascontiguousarray(convert(np.frombuffer(blob, np.float32)), np.float32)
+                try:
+                    emb = np.ascontiguousarray(convert(np.frombuffer(blob, np.float32)), np.float32)
+                except ValueError as e:
+                    raise GalleryError(f"{self.path}: {name!r} cannot be converted ({e})") from e
                 self._db.execute(
                     "UPDATE voices SET embedding = ?, dim = ?, model = ? WHERE name = ?",
                     (emb.tobytes(), emb.shape[0], model_id, name),
@@ -341,6 +350,13 @@ class Gallery:
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model_id,))
         self.model_id = model_id
         return len(rows)
+
+    def _check_owner(self, model_id: str) -> None:
+        """Inside a write: refuse when the gallery's model is no longer ``model_id`` (another
+        process converted it, e.g. `whichvoice gallery upgrade`, since it was opened)."""
+        owner = self._owner()
+        if owner and owner != model_id:
+            raise self.model_error(model_id, owner)
 
     def export_json(self) -> dict:
         """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle)."""
@@ -409,6 +425,7 @@ class Gallery:
         if twice:
             raise GalleryError(f"a damaged gallery export (named twice: {', '.join(twice)})")
         with self._transaction():
+            self._check_owner(self.model_id)
             held = sorted(set(names) & set(self.names()))
             if held and not replace:
                 raise VoiceExistsError(

@@ -323,7 +323,11 @@ def gallery_upgrade_cmd(gallery: Path | None) -> None:
 
     where = gallery or default_gallery_path()
     n, was, now = upgrade_gallery(where)
-    if was == now or not was:
+    if not was:
+        click.echo(f"{where}: no voice enrolled yet, nothing to do")
+    elif was == now and not now.startswith("auto-"):
+        click.echo(f"{where}: made with {now}, not the default fusion: nothing to do")
+    elif was == now:
         click.echo(f"{where}: already of {now}, nothing to do")
     else:
         click.echo(f"upgraded {n} voices from {was} to {now}")
