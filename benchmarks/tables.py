@@ -489,6 +489,38 @@ def default_bar_table() -> str:
     return "\n".join(rows)
 
 
+def identify_dev_table() -> str:
+    """identify's open-set figure on halves of the dev voices (benchmarks/identify_dev.py)."""
+    r = _load("identify-dev")
+    rows = [
+        "| stranger named at most (per answer) | clean strangers named, median / 90th "
+        "percentile of splits | splits naming over 1 % | hard clips rejected (median) |",
+        "|---|---:|---:|---:|",
+    ]
+    for rate, x in r["rates"].items():
+        rows.append(
+            f"| {rate.replace('/', ' in ')} | {_pct(x['strangers_named_median'], 2)} / "
+            f"{_pct(x['strangers_named_p90'], 2)} | {_rate(x['splits_over_1pct'])} | "
+            f"{_pct(x['hard_rejected_median'])} |"
+        )
+    pairs = "; ".join(
+        f"`{p['voice']}` named as `{p['named_as']}` ({p['clips']} clips)"
+        for p in r["passing_pairs"][:4]
+    )
+    v = r["split_voices"]
+    rows += [
+        "",
+        f"Dev voices only ({r['dev_voices']}), encoder {r['encoder']}. {r['splits']} splits: "
+        f"the threshold and its tail set on {v['calibration']} voices (and the human-dev "
+        f"speakers), the open set on the other {v['enrolled'] + v['strangers']} "
+        f"({v['enrolled']} enrolled). With every dev voice enrolled, "
+        f"{r['passing_clips']['k']} of {r['clean_clips']} clean clips pass identify's "
+        f"threshold for {r['gallery']} voices ({r['threshold']:.3f}) against a voice not "
+        f"their own: {pairs or 'none'}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def prototypes_table() -> str:
     """Multi-condition enrollment against the clean mean alone, on the same trials and
     embeddings of one verify.py run, each with its own dev threshold."""
@@ -1176,6 +1208,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "robustness-dev": lambda: robustness_table("robustness-dev"),
     "verify": verify_table,
     "default-bar": default_bar_table,
+    "identify-dev": identify_dev_table,
     "prototypes": prototypes_table,
     "robustness-mixed16": lambda: robustness_table("robustness-mixed16"),
     "mixed16-voices": voices_table,
