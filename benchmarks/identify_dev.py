@@ -132,7 +132,7 @@ def main() -> None:
             right = enrolled[sub.argmax(axis=1)] == hard_t[known]
             hard_rejected[r].append(float(np.mean(~(right & (sub.max(axis=1) >= thr)))))
     report = {
-        "benchmark": "identify-dev",
+        "benchmark": "identify_dev",
         **made,
         "command": "python benchmarks/identify_dev.py " + " ".join(sys.argv[1:]),
         "split": "dev only: the dev pool's TTS voices (and the human-dev speakers in the "
