@@ -170,16 +170,17 @@ def measure_speeds(sets: list[str], clips: list[Path], repeats: int = 3) -> dict
 
 
 def write_fusion(
-    weights: dict[str, float], pooled: tuple, names: list[str], source: str, commit: str
+    weights: dict[str, float], pooled: tuple, names: list[str], source: str, parts: tuple
 ) -> Path:
     """The package's fusion, and its calibration on ``pooled`` (per-encoder scores, truth):
-    every dev trial of both kinds and all conditions."""
+    every dev trial of both kinds and all conditions. ``parts``: (each encoder's ``model_id``,
+    its embedding size, the commit) for ``keep_earlier``."""
     kept = {n: w for n, w in weights.items() if w > 0}
     total = sum(kept.values())
     fusion = Fusion(tuple(kept), tuple(w / total for w in kept.values()), source)
     dest = shipped_dir("fusion")
     dest.mkdir(parents=True, exist_ok=True)
-    keep_earlier(dest, fusion, {n: model_id(load_encoder(n)) for n in names}, commit)
+    keep_earlier(dest, fusion, *parts)
     (dest / "fusion.json").write_text(json.dumps(fusion.to_dict(), indent=2) + "\n")
     x, truth = pooled
     scores = fuse(x, np.array([weights[n] / total for n in names]))
@@ -188,18 +189,19 @@ def write_fusion(
     return dest
 
 
-def keep_earlier(dest: Path, fusion: Fusion, ids: dict[str, str], commit: str) -> None:
+def keep_earlier(
+    dest: Path, fusion: Fusion, ids: dict[str, str], dims: dict[str, int], commit: str
+) -> None:
     """Add the fusion ``dest`` holds to its ``earlier.json`` when ``fusion`` replaces it, so
-    that `whichvoice gallery upgrade` can carry its galleries over. ``ids``: each encoder's
-    ``model_id`` in this run (the record names the parts' versions installed now: a part
-    whose version changed in the same tree makes a record no gallery matches, which only
-    means its galleries are not carried over)."""
+    that `whichvoice gallery upgrade` can carry its galleries over. ``ids``, ``dims``: each
+    encoder's ``model_id`` and embedding size in this run (the record names the parts'
+    versions installed now: a part whose version changed in the same tree makes a record no
+    gallery matches, which only means its galleries are not carried over)."""
     if not (dest / "fusion.json").is_file():
         return
     was = Fusion.from_dict(json.loads((dest / "fusion.json").read_text()))
     if (was.parts, was.weights) == (fusion.parts, fusion.weights):
         return
-    dims = {n: embedding_dim(load_encoder(n)) for n in was.parts}
     config = {"parts": {n: ids[n] for n in was.parts}, "weights": list(was.weights),
               "part_dims": [dims[n] for n in was.parts]}  # fmt: skip
     record = EarlierFusion.of(config, replaced_at=commit[:7])
@@ -268,9 +270,12 @@ def main() -> None:
         # each kind and condition: every encoder's (n_clips, n_voices) score matrix, and
         # each clip's voice
         matrices: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        ids: dict[str, str] = {}  # each encoder's model_id and embedding size, for --write
+        dims: dict[str, int] = {}
         truths: dict[tuple[str, str], np.ndarray] = {}
         for name in names:
             encoder = load_encoder(name)  # "whichvoice": the bundled encoder
+            ids[name], dims[name] = model_id(encoder), embedding_dim(encoder)
             for kind, trials in sets.items():
                 for cond in CONDITIONS:
                     got = prototype_scores(encoder, trials, cond)
@@ -365,7 +370,8 @@ def main() -> None:
         source = f"benchmarks/fusion.py on dev trials ({chosen}), commit {made['commit'][:12]}"
         every = [kinds[f"{k}-all"] for k in sets]
         pooled = (np.concatenate([x for x, _ in every]), np.concatenate([y for _, y in every]))
-        dest = write_fusion(rows[chosen]["weights"], pooled, names, source, made["commit"])
+        parts = (ids, dims, made["commit"])
+        dest = write_fusion(rows[chosen]["weights"], pooled, names, source, parts)
         print(f"fusion and its calibration written to {dest}")
 
 

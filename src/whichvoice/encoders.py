@@ -160,20 +160,19 @@ def upgrade_gallery(gallery: str | os.PathLike) -> tuple[int, str, str]:
         raise GalleryError(f"{gallery}: no gallery there")
     with Gallery(gallery, None, create=False) as g:
         owner = g.model_id
-    if owner.rsplit("-", 1)[0] != AUTO:  # empty, or another encoder's: nothing to do
-        return 0, owner, owner
-    encoder = fused_encoder()
-    mine = model_id(encoder)
-    if owner == mine:
-        return 0, owner, mine
-    convert = _upgrade_of(owner, encoder)
-    if convert is None:
-        raise GalleryModelError(
-            f"{gallery}: made with {owner}, a version of the default fusion that cannot be "
-            f"carried over to this one ({mine}); enroll its voices again",
-            public=f"the gallery was made with model {owner}",
-        )
-    with Gallery(gallery, None, create=False) as g:
+        if owner.rsplit("-", 1)[0] != AUTO:  # empty, or another encoder's: nothing to do
+            return 0, owner, owner
+        encoder = fused_encoder()
+        mine = model_id(encoder)
+        if owner == mine:
+            return 0, owner, mine
+        convert = _upgrade_of(owner, encoder)
+        if convert is None:
+            raise GalleryModelError(
+                f"{gallery}: made with {owner}, a version of the default fusion that cannot be "
+                f"carried over to this one ({mine}); enroll its voices again",
+                public=f"the gallery was made with model {owner}",
+            )
         return g.convert(owner, mine, convert), owner, mine
 
 

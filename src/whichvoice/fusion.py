@@ -67,6 +67,11 @@ def fusion_digest(parts: dict[str, str], weights: list[float]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def fusion_id(parts: dict[str, str], weights: list[float]) -> str:
+    """The gallery id (``model_id``) of a fusion of these parts' ids and weights."""
+    return f"{AUTO}-{fusion_digest(parts, weights)[:16]}"
+
+
 @dataclass(frozen=True)
 class EarlierFusion:
     """A fusion shipped before the current one (a record of ``EARLIER``): its gallery id,
@@ -81,7 +86,7 @@ class EarlierFusion:
     def __post_init__(self) -> None:
         if not (len(self.parts) == len(self.weights) == len(self.dims) > 0):
             raise ValueError(f"{self.id}: one weight and one size per part")
-        expected = f"{AUTO}-{fusion_digest(self.parts, list(self.weights))[:16]}"
+        expected = fusion_id(self.parts, list(self.weights))
         if self.id != expected:
             raise ValueError(f"{self.id}: its parts and weights make {expected}")
 
@@ -93,7 +98,7 @@ class EarlierFusion:
     def of(cls, config: dict, replaced_at: str = "") -> EarlierFusion:
         """The record of a fused encoder's ``config`` (``FusedEncoder.config``)."""
         parts, weights = dict(config["parts"]), tuple(config["weights"])
-        return cls(f"{AUTO}-{fusion_digest(parts, list(weights))[:16]}", parts, weights,
+        return cls(fusion_id(parts, list(weights)), parts, weights,
                    tuple(config["part_dims"]), replaced_at)  # fmt: skip
 
     def to_dict(self) -> dict:
