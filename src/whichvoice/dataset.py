@@ -196,8 +196,9 @@ def _mp3_copies(x: np.ndarray, seed: int, progress: bool) -> tuple[np.ndarray, n
         y = resample(y, rate, SAMPLE_RATE)[:n]
         return np.pad(y, (0, n - y.shape[0])).astype(np.float16)
 
+    copies = np.empty((index.shape[0], n), np.float16)  # filled in place: held once
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        rows = list(
+        for k, row in enumerate(
             tqdm(
                 pool.map(one, range(index.shape[0])),
                 total=index.shape[0],
@@ -206,8 +207,8 @@ def _mp3_copies(x: np.ndarray, seed: int, progress: bool) -> tuple[np.ndarray, n
                 disable=None if progress else True,
                 dynamic_ncols=True,
             )
-        )
-    copies = np.stack(rows) if rows else np.zeros((0, n), np.float16)
+        ):
+            copies[k] = row
     return index.astype(np.int64), copies
 
 
