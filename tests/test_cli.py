@@ -95,6 +95,33 @@ def test_commands_that_need_no_model_do_not_import_torch(args: list[str], tmp_pa
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--max-upload-mb", "nan", "--port", "0", "--no-classifier"],
+        ["serve", "--max-duration", "inf", "--port", "0", "--no-classifier"],
+        ["serve", "--batch-wait-ms", "nan", "--port", "0", "--no-classifier"],
+        ["train", "corpus", "--out", "{out}", "--lr", "nan"],
+        ["train", "corpus", "--out", "{out}", "--window", "inf"],
+        ["calibrate", "--trials", "t.txt", "--target-far", "nan"],
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused_at_its_option(
+    cli, tmp_path: Path, args: list[str]
+) -> None:
+    out = tmp_path / "run"
+    proc = cli(*[a.format(out=out) for a in args])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "is not a finite number" in line and not out.exists()
+
+
+def test_gallery_list_says_when_there_is_nothing_to_list(cli, tmp_path: Path) -> None:
+    proc = cli("gallery", "list", "--gallery", str(tmp_path / "typo.sqlite"))
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert "no gallery there" in proc.stderr and not (tmp_path / "typo.sqlite").exists()
+
+
 def test_voices_table_for_a_set(cli) -> None:
     proc = cli("voices", "--set", "default8", check=True)
     assert len(proc.stdout.strip().splitlines()) == 9

@@ -21,6 +21,7 @@ MPG123_NOTES = [
     b"for available bit count (2200)",
     b"Warning: Xing stream size off by more than 1%, fuzzy seeking may be even more fuzzy than "
     b"by design!",  # a truncated mp3
+    b"Note: Hit end of (available) data during resync.",  # a text file named .mp3 (diarize)
 ]
 
 

@@ -276,6 +276,22 @@ def test_text_with_sentences_is_refused(cli, tmp_path: Path, extra: list, named:
         assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        ("x.flac", ["--text", "Hi there."], "one phrase goes into a .mp3 or .wav file"),
+        ("x.mp3", ["--sentences", "1"], "--text PHRASE speaks one into it"),
+    ],
+)
+def test_a_corpus_named_like_an_audio_file_is_refused(
+    cli, tmp_path: Path, name: str, text: list, says: str
+) -> None:
+    proc = cli("synth", str(tmp_path / name), "--voices", "flite:slt", *text)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert says in line and not (tmp_path / name).exists()
+
+
 @pytest.mark.slow  # synthesis or training
 def test_synth_exits_1_when_clips_failed_and_resumes(cli, tmp_path: Path) -> None:
     # flite speaks "..." as near-silence: a real engine failure, next to a clip that works

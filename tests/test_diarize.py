@@ -422,6 +422,17 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
         "diarize", str(tmp_path / "broken.wav"), "--num-speakers", "2", "--max-speakers", "3"
     )
     assert proc.returncode == 2 and "--num-speakers goes without" in proc.stderr
+    proc = cli("diarize", str(tmp_path / "broken.wav"), "--num-speakers", "2", "--threshold", "0.5")
+    assert proc.returncode == 2 and "--num-speakers goes without --threshold" in proc.stderr
+    proc = cli("diarize", str(tmp_path / "broken.wav"), "--threshold", "nan")
+    assert proc.returncode == 2 and "not a finite number" in proc.stderr, proc.stderr
+    # every file failed: an RTTM already there is left as it was, and the user told
+    kept = tmp_path / "kept.rttm"
+    kept.write_text("SPEAKER x 1 0.00 1.00 <NA> <NA> a <NA> <NA>\n")
+    proc = cli("diarize", str(tmp_path / "broken.wav"), "--model", "bundled", "--quiet",
+               "--rttm", str(kept))  # fmt: skip
+    assert proc.returncode == 1 and "not written" in proc.stderr, proc.stderr
+    assert kept.read_text().startswith("SPEAKER x 1")
     # a FLAC whose header reads but whose frames do not: its line, then the next file
     good = tmp_path / "good.flac"
     sf.write(good, sine(200, 3.0, amp=0.3), SAMPLE_RATE)

@@ -25,6 +25,15 @@ def test_ids_come_from_the_text() -> None:
 def test_count_takes_the_first_bundled_sentences() -> None:
     assert load_sentences(5).sentences == bundled_sentences()[:5]
     assert load_sentences("7").sentences == bundled_sentences()[:7]
+    assert load_sentences(5).skipped == 0
+
+
+def test_count_keeps_to_max_chars() -> None:
+    short = load_sentences(3, max_chars=40)
+    assert len(short.sentences) == 3 and all(len(s.text) <= 40 for s in short.sentences)
+    assert short.too_long > 0  # the bundled sentences passed over
+    with pytest.raises(SentencesError, match="of at most 5 characters"):
+        load_sentences(1, max_chars=5)
 
 
 @pytest.mark.parametrize("n", [0, 100_000])

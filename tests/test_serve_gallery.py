@@ -438,6 +438,9 @@ def test_diarize_names_the_enrolled_voices_of_a_conversation(
     r = httpx.post(f"{url}/v1/diarize", params={"num_speakers": 2, "max_speakers": 3},
                    files=sent, timeout=30)  # fmt: skip
     assert_error(r, 422, "num_speakers goes without")
+    r = httpx.post(f"{url}/v1/diarize", params={"num_speakers": 2, "threshold": 0.5},
+                   files=sent, timeout=30)  # fmt: skip
+    assert_error(r, 422, "num_speakers goes without threshold")
     r = httpx.post(f"{url}/v1/diarize", files=[("file", ("x.mp3", b"ID3" * 300, "audio/mpeg"))])
     assert r.status_code == 422 and "error" in r.json()
 

@@ -923,13 +923,14 @@ def from_windows(
     from whichvoice.encoders import model_id
 
     cfg = _resolved(cfg, encoder)
+    counted = cfg.num_speakers is not None  # the count decides where clustering stops
     settings = {
         "encoder": model_id(encoder),
         "vad": cfg.vad,
         "window_s": cfg.window_s,
         "hop_s": cfg.hop_s,
-        "cluster_threshold": round(threshold[0], 6),
-        "cluster_threshold_source": threshold[1],
+        "cluster_threshold": None if counted else round(threshold[0], 6),
+        "cluster_threshold_source": "num_speakers" if counted else threshold[1],
         "overlap": bool(cfg.overlap),
         "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
         "keep_far": cfg.keep_far,
@@ -1009,6 +1010,9 @@ def from_windows(
         for c, n in enumerate(names)
         if spoken[n] > 0
     }
+    if cfg.num_speakers is not None and len(speakers) < cfg.num_speakers:
+        log.warning("%s: %d voices asked for, %d found: too little speech for more",
+                    name, cfg.num_speakers, len(speakers))  # fmt: skip
     return Diarization(name, duration, segments, speakers, settings)
 
 

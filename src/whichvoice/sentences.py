@@ -98,20 +98,23 @@ def bundled_sentences() -> list[Sentence]:
 
 
 def load_sentences(spec: str | int | os.PathLike, max_chars: int = MAX_CHARS) -> SentenceSource:
-    """Sentences for ``--sentences``: a count N (the first N bundled ones) or a text file.
+    """Sentences for ``--sentences``: a count N (the first N bundled ones of at most
+    ``max_chars`` characters) or a text file.
 
     Raises SentencesError when the count is out of range or the file has no usable line.
     """
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().lstrip("-").isdigit()):
         n = int(spec)
-        bundled = bundled_sentences()
+        every = bundled_sentences()
+        bundled = [s for s in every if len(s.text) <= max_chars]
         if n < 1:
             raise SentencesError(f"--sentences must be at least 1 (got {n})")
         if n > len(bundled):
+            short = "" if len(bundled) == len(every) else f" of at most {max_chars} characters"
             raise SentencesError(
-                f"only {len(bundled)} bundled sentences; give a text file for more (got {n})"
+                f"only {len(bundled)} bundled sentences{short}; give a text file for more (got {n})"
             )
-        return SentenceSource(bundled[:n])
+        return SentenceSource(bundled[:n], too_long=len(every) - len(bundled))
     path = Path(spec)
     try:
         raw = path.read_bytes()

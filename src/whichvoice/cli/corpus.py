@@ -12,6 +12,7 @@ import click
 from whichvoice.cli.common import (
     EXIT_INTERRUPTED,
     LOCATION,
+    FiniteRange,
     app,
     feature_config,
     setup_logging,
@@ -205,9 +206,19 @@ def synth_cmd(
     setup_logging(quiet)
     if text is not None:
         _refuse_with_text(click.get_current_context(), assign)
-    if text is not None and Path(str(out)).suffix.lower() in (".mp3", ".wav"):
+    from whichvoice.audio import AUDIO_SUFFIXES
+
+    suffix = Path(str(out)).suffix.lower()
+    if text is not None and suffix in (".mp3", ".wav"):
         _say_into(out, text, voices, polly_engine, quiet)
         return
+    if suffix in AUDIO_SUFFIXES:  # a corpus folder named like a file is never what was meant
+        why = ("one phrase goes into a .mp3 or .wav file" if text is not None
+               else "it names a file: --text PHRASE speaks one into it")  # fmt: skip
+        raise click.BadParameter(
+            f"{why}; a corpus goes into a folder (a name without an audio extension)",
+            param_hint="OUT",
+        )
     if text is not None:
         sentences, assign = _phrase_file(text), "all"
     summary = synthesize(
@@ -291,7 +302,7 @@ def _phrase_file(text: str) -> str:
 )
 @click.option(
     "--window",
-    type=click.FloatRange(min=0.1),
+    type=FiniteRange(min=0.1),
     default=None,
     help="Window length in seconds [default: 2].",
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from whichvoice.cli.common import LOCATION, app, gallery_option, setup_logging, shown
+from whichvoice.cli.common import LOCATION, FiniteRange, app, gallery_option, setup_logging, shown
 from whichvoice.cli.gallery import _gallery, _gallery_encoder, _inputs, _model_option
 from whichvoice.errors import WhichvoiceError
 from whichvoice.storage import StorageError
@@ -26,7 +26,7 @@ from whichvoice.storage import StorageError
 @click.option("--max-speakers", type=click.IntRange(min=1), default=None, help="At most B voices.")
 @click.option(
     "--threshold",
-    type=click.FloatRange(0, 2, min_open=True, max_open=True),
+    type=FiniteRange(0, 2, min_open=True, max_open=True),
     default=None,
     help="Clustering distance (1 - cosine) at which two groups of windows stop being one "
     "voice [default: calibrated for the encoder on dev conversations].",
@@ -72,6 +72,8 @@ def diarize_cmd(
 
     if num_speakers is not None and (min_speakers != 1 or max_speakers is not None):
         raise click.UsageError("--num-speakers goes without --min-speakers and --max-speakers")
+    if num_speakers is not None and threshold is not None:  # the count decides, not a distance
+        raise click.UsageError("--num-speakers goes without --threshold")
     paths = _inputs(files)
     if rttm is not None:
         _check_output(rttm)  # before any work: an RTTM that cannot be written loses nothing
@@ -115,7 +117,9 @@ def diarize_cmd(
             for s in result.segments:
                 click.echo(f"{shown(path)}\t{s.start:.2f}\t{s.end:.2f}\t{s.speaker}\t{s.score:.3f}"
                            + ("\toverlap" if s.overlap else ""))  # fmt: skip
-    if rttm is not None:
+    if rttm is not None and not results:  # every file failed: an RTTM there is kept
+        click.echo(f"warning: --rttm {shown(rttm)} not written: no file was diarized", err=True)
+    elif rttm is not None:
         try:
             write_rttm(rttm, results)
         except (OSError, StorageError) as e:

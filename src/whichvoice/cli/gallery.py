@@ -10,6 +10,7 @@ import click
 
 from whichvoice.cli.common import (
     LOCATION,
+    FiniteRange,
     app,
     gallery_option,
     setup_logging,
@@ -70,7 +71,7 @@ def _print_results(paths: list, results: list, as_json: bool, line) -> None:
 
 _threshold_option = click.option(
     "--threshold",
-    type=click.FloatRange(-1.0, 1.0),
+    type=FiniteRange(-1.0, 1.0),
     default=None,
     help="Accept at this cosine score instead of the encoder's calibrated threshold "
     "(higher: fewer false acceptances, more false rejections).",
@@ -251,8 +252,17 @@ def gallery_group() -> None:
 def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) -> None:
     """The enrolled voices (of whatever encoder made the gallery; with --model, checked to
     be that encoder's)."""
+    from whichvoice.gallery import default_gallery_path
+
+    where = gallery or default_gallery_path()
+    if not Path(where).exists():  # nothing to list, said on stderr: a mistyped path shows
+        click.echo(f"{shown(where)}: no gallery there (enroll a voice first)", err=True)
+        return
     with _gallery(_encoder(model) if model else None, gallery) as g:
-        for v in g.voices():
+        voices = g.voices()
+        if not voices:
+            click.echo(f"{shown(where)}: no voice enrolled", err=True)
+        for v in voices:
             s = v.summary()
             click.echo(
                 json.dumps(s)
@@ -343,7 +353,7 @@ def gallery_upgrade_cmd(gallery: Path | None) -> None:
 )
 @click.option(
     "--target-far",
-    type=click.FloatRange(0, 1),
+    type=FiniteRange(0, 1),
     default=None,
     help="Set the threshold for this false-acceptance rate [default: the EER point].",
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from whichvoice.cli.common import (
+    FiniteRange,
     app,
     feature_config,
     model_choice,
@@ -141,7 +142,7 @@ def recipe_group() -> None:
 )
 @click.option(
     "--tune-lr",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(min=0, min_open=True),
     default=3e-4,
     show_default=True,
     help="The fine-tuning's initial learning rate (cosine decay).",
@@ -154,7 +155,7 @@ def recipe_group() -> None:
 )
 @click.option(
     "--target-far",
-    type=click.FloatRange(0, 1),
+    type=FiniteRange(0, 1),
     default=0.001,
     show_default=True,
     help="Set the threshold for this false-acceptance rate on the held-out trials.",

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from whichvoice.cli.common import (
+    FiniteRange,
     app,
     gallery_option,
 )
@@ -136,17 +137,17 @@ def _listen(host: str, port: int, workers: int = 1):
 )
 @click.option(
     "--synth-per-minute",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=30,
     show_default=True,
     help="Synthesis requests each client may make a minute, per worker (0: none).",
 )
 @click.option(
-    "--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20, show_default=True
+    "--max-upload-mb", type=FiniteRange(min=0, min_open=True), default=20, show_default=True
 )
 @click.option(
     "--max-duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(min=0, min_open=True),
     default=600,
     show_default=True,
     help="Longest audio accepted, in seconds.",
@@ -167,7 +168,7 @@ def _listen(host: str, port: int, workers: int = 1):
 )
 @click.option(
     "--batch-wait-ms",
-    type=click.FloatRange(0, 100),
+    type=FiniteRange(0, 100),
     default=0,
     show_default=True,
     help="How long a batch waits for more requests (0: it takes what is queued).",

@@ -24,7 +24,7 @@ __all__ = ["NOISE", "filter_native_noise", "finish_filter", "is_noise"]
 # libmpg123's messages about damaged frames (it resyncs and goes on)
 NOISE = re.compile(
     rb"^(Note: (Illegal Audio-MPEG-Header|Trying to resync|Skipped \d+ bytes|Encountered an "
-    rb"error|Giving up resync)"
+    rb"error|Giving up resync|Hit end of \(available\) data)"
     rb"|Warning: Xing stream size off"
     rb"|\[src/libmpg123/[^\]]*\] (error|warning): )"
 )

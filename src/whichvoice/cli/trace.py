@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from whichvoice.cli.common import LOCATION, app, setup_logging, shown
+from whichvoice.cli.common import LOCATION, FiniteRange, app, setup_logging, shown
 from whichvoice.errors import WhichvoiceError
 
 
@@ -99,7 +99,7 @@ def trace_cmd(
 )
 @click.option(
     "--keep",
-    type=click.FloatRange(0.5, 1.0, max_open=True),
+    type=FiniteRange(0.5, 1.0, max_open=True),
     default=None,
     help="Share of the dev clips of known families the threshold keeps [default: the "
     "shipped head's; with --model RUN, a run head's, as `train --target both` fits it].",
@@ -113,7 +113,7 @@ def trace_cmd(
 @click.option(
     "--c",
     "c",
-    type=click.FloatRange(0.0, min_open=True),
+    type=FiniteRange(0.0, min_open=True),
     default=None,
     help="The regression's inverse regularisation: smaller carries better to voices the "
     "head never heard when each family has few training voices [default: as --keep; the "

@@ -11,6 +11,7 @@ import click
 
 from whichvoice.cli.common import (
     LOCATION,
+    FiniteRange,
     app,
     feature_config,
     model_choice,
@@ -32,13 +33,13 @@ from whichvoice.errors import WhichvoiceError
     help="[default: the model's own: voicenet logmel, talk-cnn seed-image]",
 )
 @click.option(
-    "--window", type=click.FloatRange(min=0.1), default=None, help="Window seconds [default: 2]."
+    "--window", type=FiniteRange(min=0.1), default=None, help="Window seconds [default: 2]."
 )
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]"
 )
 @click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
@@ -70,7 +71,7 @@ from whichvoice.errors import WhichvoiceError
 )
 @click.option(
     "--margin",
-    type=click.FloatRange(0, 1.5),
+    type=FiniteRange(0, 1.5),
     default=None,
     help="Final angular margin of a margin head (radians) [default: the model's own].",
 )
@@ -371,7 +372,7 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
 )
 @click.option(
     "--keep",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    type=FiniteRange(0, 1, min_open=True, max_open=True),
     default=0.99,
     show_default=True,
     help="Share of the known clips the threshold keeps.",

@@ -47,6 +47,8 @@ async def diarize_route(
     `unknown-1`, `unknown-2`, ...; `speakers` sums each voice's speech."""
     if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
         raise HTTPProblem(422, "invalid", "num_speakers goes without min_speakers and max_speakers")
+    if num_speakers is not None and threshold is not None:  # the count decides, not a distance
+        raise HTTPProblem(422, "invalid", "num_speakers goes without threshold")
     if max_speakers is not None and max_speakers < (min_speakers or 1):
         raise HTTPProblem(
             422, "invalid", f"max_speakers {max_speakers} is under min_speakers {min_speakers}"
