@@ -276,6 +276,12 @@ def test_text_with_sentences_is_refused(cli, tmp_path: Path, extra: list, named:
         assert not out.exists()
 
 
+def test_per_voice_without_assign_sample_is_refused(cli, tmp_path: Path) -> None:
+    proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt", "--per-voice", "3")
+    assert proc.returncode == 2 and "--per-voice goes with --assign sample" in proc.stderr
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize(
     ("name", "text", "says"),
     [

@@ -206,6 +206,8 @@ def synth_cmd(
     setup_logging(quiet)
     if text is not None:
         _refuse_with_text(click.get_current_context(), assign)
+    elif assign != "sample" and _given(click.get_current_context(), "per_voice"):
+        raise click.UsageError(f"--per-voice goes with --assign sample (not {assign})")
     from whichvoice.audio import AUDIO_SUFFIXES
 
     suffix = Path(str(out)).suffix.lower()
@@ -249,16 +251,20 @@ def _exit_if_failed(summary, out, quiet: bool) -> None:
     sys.exit(1)
 
 
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was given (on the command line or by the environment)."""
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+
 def _refuse_with_text(ctx: click.Context, assign: str) -> None:
     """--text is the sentence: --sentences (and an --assign other than all, --per-voice)
     would be ignored, so they are refused."""
-    from click.core import ParameterSource
-
     given = [
         f"--{name.replace('_', '-')}"
         for name in ("sentences", "assign", "per_voice")
-        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-        and not (name == "assign" and assign == "all")
+        if _given(ctx, name) and not (name == "assign" and assign == "all")
     ]
     if given:
         raise click.UsageError(
