@@ -95,6 +95,8 @@ def test_not_a_database(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(GalleryError, match=r"bad\.sqlite"):
         Gallery(bad, "m")
+    with pytest.raises(GalleryError, match="is a folder"):  # not SQLite's "disk I/O error"
+        Gallery(tmp_path, "m")
 
 
 def test_export_and_import(tmp_path: Path) -> None:

@@ -141,6 +141,11 @@ class Gallery:
         # enrollment or import that fails, or is interrupted, leaves no file behind, and no
         # process ever removes a file another one may have opened
         self._create_on_write = False
+        if self.path.is_dir():  # SQLite would say "disk I/O error"
+            raise GalleryError(
+                f"{self.path}: is a folder; give a gallery file (a .sqlite path)",
+                public="the gallery cannot be used",
+            )
         try:
             if self.path.exists():
                 try:

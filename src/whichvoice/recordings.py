@@ -264,8 +264,8 @@ def import_recordings(
             for result in pool.map(attempt, todo):
                 bar.update(1)
                 if isinstance(result, Failure):
-                    summary.failed.append(result)
-                    log.warning("%s", result.reason)
+                    summary.failed.append(result)  # the summary names them (as synth's)
+                    log.debug("%s", result.reason)
                     continue
                 # one flushed line at a time: a kill leaves at most a cut last line
                 manifest.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
