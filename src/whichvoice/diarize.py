@@ -1010,7 +1010,7 @@ def from_windows(
         for c, n in enumerate(names)
         if spoken[n] > 0
     }
-    if cfg.num_speakers is not None and len(speakers) < cfg.num_speakers:
+    if counted and len(speakers) < cfg.num_speakers:
         log.warning("%s: %d voices asked for, %d found: too little speech for more",
                     name, cfg.num_speakers, len(speakers))  # fmt: skip
     return Diarization(name, duration, segments, speakers, settings)

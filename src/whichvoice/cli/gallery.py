@@ -258,7 +258,7 @@ def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) ->
     if not Path(where).exists():  # nothing to list, said on stderr: a mistyped path shows
         click.echo(f"{shown(where)}: no gallery there (enroll a voice first)", err=True)
         return
-    with _gallery(_encoder(model) if model else None, gallery) as g:
+    with _gallery(_encoder(model) if model else None, where) as g:
         voices = g.voices()
         if not voices:
             click.echo(f"{shown(where)}: no voice enrolled", err=True)
