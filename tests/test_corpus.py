@@ -310,7 +310,7 @@ def test_synth_exits_1_when_clips_failed_and_resumes(cli, tmp_path: Path) -> Non
     args = ("synth", str(out), "--voices", "flite:slt", "--sentences", str(sentences))
     proc = cli(*args)
     assert proc.returncode == 1, proc.stderr
-    assert "1 clips made, 0 skipped (already done), 1 failed" in proc.stdout
+    assert "1 clip made, 0 skipped (already done), 1 failed" in proc.stdout
     assert "failed s" in proc.stderr and "silent" in proc.stderr
     assert len(check_corpus(out)) == 1  # what could be made is kept
     quiet = cli(*args, "--quiet")  # resumes: the good clip is not made again

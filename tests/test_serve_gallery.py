@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from whichvoice.audio import encode_audio
+from whichvoice.audio import encode_audio, read_audio
 from whichvoice.gallery import Gallery
 from whichvoice.voices.families import FAMILIES
 
@@ -249,6 +249,13 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
         enroll({"name": "x"}, [("file", ("quiet.wav", silent, "audio/wav"))]), 422, "quiet"
     )
     assert_error(enroll({"name": "x"}, [("file", ("a.txt", b"hi", "text/plain"))]), 415, "a.txt")
+    # a tenth of a second of a voice is not enough to judge: no speech, not "unknown"
+    wave, rate = read_audio(clip)
+    start = int(np.argmax(np.abs(wave) > 0.1))
+    burst = encode_audio(wave[start : start + int(0.12 * rate)], rate, "wav")
+    r = httpx.post(f"{url}/v1/identify", files=[("file", ("burst.wav", burst, "audio/wav"))])
+    assert_error(r, 422, "no speech found")
+    assert r.json()["kind"] == "silent"
     long = encode_audio(sine(200, 40.0, 8000), 8000, "wav")
     assert_error(
         enroll({"name": "x"}, [("file", ("long.wav", long, "audio/wav"))]), 413, "too_long"

@@ -350,3 +350,31 @@ def test_one_path_is_one_input_and_a_gallery_of_another_encoder_is_refused(
         check_gallery_model(_StubEncoder(), g)  # its own encoder's gallery
     with Gallery(tmp_path / "new.sqlite", None, create=False) as g:
         check_gallery_model(_StubEncoder(), g)  # an empty gallery belongs to no encoder yet
+
+
+def test_a_burst_is_no_speech_for_enroll_verify_and_identify(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from whichvoice.errors import SilentAudioError
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import enroll, identify, load_encoder, model_id, verify
+
+    from .conftest import voice_clips
+
+    encoder = load_encoder("bundled")
+    clips = voice_clips(tmp_path / "c", "flite:slt", sentences=3)["flite:slt"]
+    wave, rate = sf.read(clips[0], dtype="float32")
+    start = int(np.argmax(np.abs(wave) > 0.1))  # 0.12 s from the first loud sample: a burst
+    burst = tmp_path / "burst.wav"
+    sf.write(burst, wave[start : start + int(0.12 * rate)], rate)
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        voice, failed = enroll(encoder, g, "slt", [*clips[:2], burst])
+        assert voice.clips == 2 and [i for i, _ in failed] == [2]
+        assert isinstance(failed[0][1], SilentAudioError)
+        for answers in (
+            verify(encoder, g, "slt", [clips[2], burst]),
+            identify(encoder, g, [clips[2], burst]),
+        ):
+            assert not isinstance(answers[0], Exception)
+            assert isinstance(answers[1], SilentAudioError), answers[1]
+            assert "burst.wav: no speech found" in str(answers[1])

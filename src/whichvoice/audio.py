@@ -21,6 +21,7 @@ SAMPLE_RATE = 16_000  # Hz, the rate every model input is resampled to
 SILENCE_PEAK = 1e-4  # full scale (-80 dBFS); an input whose peak stays under this is silent
 ENGINE_SILENCE_PEAK = 0.01  # full scale (-40 dBFS); a TTS engine's output this quiet failed
 MIN_DURATION_S = 0.1  # s; shorter clips carry no usable speech
+MIN_SPEECH_S = 0.2  # s; less speech than this in a clip is a burst, not a voice to name
 MIN_RATE = 1_000  # Hz; a file claiming less is damaged (telephone audio is 8 kHz)
 MAX_RATE = 768_000  # Hz; the highest rate audio interfaces record at
 # file name endings taken for audio when a folder is searched

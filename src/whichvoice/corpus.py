@@ -36,6 +36,7 @@ from whichvoice.audio import ENGINE_SILENCE_PEAK, check_not_silent, encode_audio
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.sentences import Sentence
+from whichvoice.text import counted
 from whichvoice.voices import SessionPool, Voice, require_available, resolve_voices
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class SynthSummary:
     def line(self) -> str:
         rate = self.made / self.seconds if self.seconds else 0.0
         return (
-            f"{self.made} clips made, {self.skipped} skipped (already done), "
+            f"{counted(self.made, 'clip')} made, {self.skipped} skipped (already done), "
             f"{len(self.failed)} failed, {self.seconds:.1f} s ({rate:.1f} clips/s)"
         )
 

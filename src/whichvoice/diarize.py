@@ -53,6 +53,7 @@ import numpy as np
 
 from whichvoice import silero
 from whichvoice.audio import (
+    MIN_SPEECH_S,
     SAMPLE_RATE,
     AudioSource,
     Decoded,
@@ -94,7 +95,7 @@ class DiarizeConfig:
     min_speakers: int = 1
     max_speakers: int | None = None
     vad: str = "energy"
-    min_speech_s: float = 0.2  # shorter bursts are not speech
+    min_speech_s: float = MIN_SPEECH_S  # shorter bursts are not speech
     min_gap_s: float = 0.3  # shorter pauses do not split speech
     min_turn_s: float = 0.5  # shorter runs of one voice join their neighbours
     # clusters of fewer windows' worth of hops join the nearest; None: the encoder's dev

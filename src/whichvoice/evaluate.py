@@ -23,6 +23,7 @@ from whichvoice.errors import WhichvoiceError
 from whichvoice.files import write_json
 from whichvoice.runtime import Prediction, VoiceModel, load_model
 from whichvoice.scoring import proportion
+from whichvoice.text import counted, none_of
 from whichvoice.train import METRICS
 
 REPORT = "report.md"
@@ -309,8 +310,9 @@ def _report(metrics: dict, png: str) -> str:
     lines = [
         f"# Evaluation of `{metrics['run']}`",
         "",
-        f"Data: {metrics['data']} — {metrics['files']} files ({metrics['errors']} unreadable), "
-        f"{metrics['windows']} windows.",
+        f"Data: {metrics['data']} — {counted(metrics['files'], 'file')} "
+        f"({metrics['errors']} unreadable), "
+        f"{counted(metrics['windows'], 'window')}.",
         "",
         f"- file-level accuracy: **{metrics['file_accuracy']:.4f}** (95 % interval "
         f"{metrics['file_accuracy_ci95'][0]:.4f}-{metrics['file_accuracy_ci95'][1]:.4f})",
@@ -379,7 +381,7 @@ def evaluate(
             out.rmdir()
         raise
     if not truth:
-        raise WhichvoiceError(f"none of the {len(files)} files could be read: {errors[0]}")
+        raise WhichvoiceError(f"{none_of(len(files), 'file')} could be read: {errors[0]}")
     voices = model.labels + sorted(set(truth) - set(model.labels))
     matrix = confusion(truth, pred, voices)
     metrics = {

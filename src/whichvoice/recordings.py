@@ -45,6 +45,7 @@ from whichvoice.corpus import (
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.sentences import sentence_id
+from whichvoice.text import counted, none_of
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ class ImportSummary:
 
     def line(self) -> str:
         return (
-            f"{self.made} recordings imported, {self.skipped} skipped (already done), "
-            f"{len(self.failed)} failed, {self.speakers} voices, {self.seconds:.1f} s"
+            f"{counted(self.made, 'recording')} imported, {self.skipped} skipped (already done), "
+            f"{len(self.failed)} failed, {counted(self.speakers, 'voice')}, {self.seconds:.1f} s"
         )
 
 
@@ -281,7 +282,7 @@ def import_recordings(
         summary.seconds = time.perf_counter() - t0
     if summary.made + summary.skipped == 0:
         raise RecordingsError(
-            f"{source}: none of the {len(jobs)} files could be imported "
+            f"{source}: {none_of(len(jobs), 'file')} could be imported "
             f"(first: {summary.failed[0].reason}; all in {out / FAILURES})"
         )
     return summary

@@ -69,6 +69,7 @@ from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.files import ensure_dir, write_json
 from whichvoice.runtime import load_model
+from whichvoice.text import counted
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -124,9 +125,10 @@ class BatchSummary:
     def line(self) -> str:
         done = f", {self.skipped} already done" if self.skipped else ""
         line = (
-            f"{self.predicted} clips in {self.seconds:.1f} s ({self.clips_per_s:.1f} clips/s, "
+            f"{counted(self.predicted, 'clip')} in {self.seconds:.1f} s "
+            f"({self.clips_per_s:.1f} clips/s, "
             f"{self.workers} worker{'s' * (self.workers > 1)}{done}); {self.output}: "
-            f"{self.rows} rows, {self.failed} failed"
+            f"{counted(self.rows, 'row')}, {self.failed} failed"
         )
         if self.accuracy is not None:
             line += f", accuracy {self.accuracy:.4f} on {self.labelled} labelled"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from whichvoice.text import counted
+
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -121,8 +123,8 @@ def print_table(metrics: dict) -> None:
     lo, hi = metrics.get("file_accuracy_ci95", (float("nan"), float("nan")))
     click.echo(
         f"file-level accuracy {metrics['file_accuracy']:.4f} [95 % interval {lo:.4f}, {hi:.4f}] "
-        f"on {metrics['files']} files (window-level {metrics['window_accuracy']:.4f} on "
-        f"{metrics['windows']} windows)"
+        f"on {counted(metrics['files'], 'file')} (window-level {metrics['window_accuracy']:.4f} on "
+        f"{counted(metrics['windows'], 'window')})"
     )
 
 

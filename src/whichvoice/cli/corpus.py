@@ -18,6 +18,7 @@ from whichvoice.cli.common import (
     setup_logging,
 )
 from whichvoice.errors import WhichvoiceError
+from whichvoice.text import counted
 
 if TYPE_CHECKING:  # imported when used, to keep `whichvoice --help` fast
     from whichvoice.corpus import SynthSummary
@@ -67,7 +68,7 @@ def voices_cmd(as_json: bool, engine: str | None, voice_set: str | None, availab
                 f"(--json or --engine {engine} --json lists them)"
             )
     n_ok = sum(reasons[v.id] is None for v in voices)
-    click.echo(f"{len(voices)} voices, {n_ok} available now", err=True)
+    click.echo(f"{counted(len(voices), 'voice')}, {n_ok} available now", err=True)
 
 
 def _report(summary, out, line, shown: int = 10) -> None:
@@ -332,9 +333,10 @@ def prepare_cmd(
     if not quiet:
         meta = json.loads((prepared.root / "dataset.json").read_text())  # the local mirror
         counts = ", ".join(
-            f"{s}: {c['clips']} clips / {c['windows']} windows" for s, c in meta["counts"].items()
+            f"{s}: {counted(c['clips'], 'clip')} / {counted(c['windows'], 'window')}"
+            for s, c in meta["counts"].items()
         )
-        click.echo(f"{len(prepared.labels)} voices; {counts} -> {out}")
+        click.echo(f"{counted(len(prepared.labels), 'voice')}; {counts} -> {out}")
 
 
 @app.command("import-corpus")

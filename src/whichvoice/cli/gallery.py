@@ -17,6 +17,7 @@ from whichvoice.cli.common import (
     shown,
 )
 from whichvoice.errors import WhichvoiceError
+from whichvoice.text import counted
 
 
 def _encoder(model: Path | None):
@@ -129,7 +130,7 @@ def enroll_cmd(
         click.echo(f"skipped: {e}", err=True)
     # the seconds as `gallery list` shows them (rounded to ms first, as stored in a summary)
     total = voice.summary()["seconds"]
-    click.echo(f"enrolled {voice.name}: {voice.clips} clips, {total:.1f} s of speech")
+    click.echo(f"enrolled {voice.name}: {counted(voice.clips, 'clip')}, {total:.1f} s of speech")
     clips = voice.clips - (before.clips if before else 0)
     seconds = voice.seconds - (before.seconds if before else 0.0)
     if clips and seconds / clips < SHORT_CLIP_S:
@@ -267,7 +268,7 @@ def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) ->
             click.echo(
                 json.dumps(s)
                 if as_json
-                else f"{s['name']}\t{s['clips']} clips\t{s['seconds']:.1f} s"
+                else f"{s['name']}\t{counted(s['clips'], 'clip')}\t{s['seconds']:.1f} s"
             )
 
 
@@ -296,7 +297,7 @@ def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | Non
     with _gallery(_encoder(model) if model else None, gallery) as g:
         data = g.export_json()
     write_export(file, data)
-    click.echo(f"exported {len(data['voices'])} voices to {file}")
+    click.echo(f"exported {counted(len(data['voices']), 'voice')} to {file}")
 
 
 @gallery_group.command("import")
@@ -320,7 +321,10 @@ def gallery_import_cmd(
         before = set(g.names())
         n = g.import_json(data, replace=replace)
     replaced = sorted(before & {v["name"].strip() for v in data["voices"]})
-    click.echo(f"imported {n} voices" + (f" (replaced: {', '.join(replaced)})" if replaced else ""))
+    click.echo(
+        f"imported {counted(n, 'voice')}"
+        + (f" (replaced: {', '.join(replaced)})" if replaced else "")
+    )
 
 
 @gallery_group.command("upgrade")
@@ -340,7 +344,7 @@ def gallery_upgrade_cmd(gallery: Path | None) -> None:
     elif was == now:
         click.echo(f"{where}: already of {now}, nothing to do")
     else:
-        click.echo(f"upgraded {n} voices from {was} to {now}")
+        click.echo(f"upgraded {counted(n, 'voice')} from {was} to {now}")
 
 
 @app.command("calibrate")

@@ -267,6 +267,6 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
             if as_json:
                 click.echo(json.dumps({"path": str(path), "error": str(result)}))
             else:
-                click.echo(f"{shown(path)}\terror: {shown(result)}", err=True)
+                click.echo(f"{shown(path)}\terror: {shown(result)}")  # among the answers
     if failed:
         sys.exit(1)

@@ -20,6 +20,7 @@ from whichvoice.cli.common import (
     setup_train_logging,
 )
 from whichvoice.errors import WhichvoiceError
+from whichvoice.text import counted
 
 
 @app.command("train")
@@ -247,12 +248,14 @@ def evaluate_cmd(
         if metrics["errors"]:
             first = metrics["error_files"][0]
             click.echo(
-                f"warning: {metrics['errors']} file(s) could not be read, e.g. {first}", err=True
+                f"warning: {counted(metrics['errors'], 'file')} could not be read, e.g. {first}",
+                err=True,
             )
         for name, c in metrics.get("conditions", {}).items():
             lo, hi = c["ci95"]
             click.echo(
-                f"  {name:10} {c['accuracy']:.4f}  [{lo:.4f}, {hi:.4f}]  ({c['files']} files)"
+                f"  {name:10} {c['accuracy']:.4f}  [{lo:.4f}, {hi:.4f}]  "
+                f"({counted(c['files'], 'file')})"
             )
         click.echo(f"report: {metrics['report']}")
     if metrics["errors"]:  # as predict, verify, identify and trace: the figures leave files out

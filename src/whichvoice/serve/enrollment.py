@@ -23,7 +23,7 @@ from whichvoice.serve.schemas import (
     RemovedResponse,
     VerifyResponse,
 )
-from whichvoice.serve.service import HTTPProblem, Service, ServiceDep
+from whichvoice.serve.service import HTTPProblem, Service, ServiceDep, error_status
 from whichvoice.verification import enroll, identify, verify
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def gallery_answer(
         if not required:  # the classifier answered; the encoder could not use this input
             log.warning("no gallery answer: %s", result)
             return None
-        raise HTTPProblem(422, "undecodable", str(result))
+        raise HTTPProblem(*error_status(result), str(result))
     d = result.to_dict()
     return GalleryAnswer(**{k: v for k, v in d.items() if k in GalleryAnswer.model_fields})
 

@@ -78,6 +78,7 @@ _GALLERY_ERRORS = (
     (GalleryModelError, 409, "model_mismatch"),
     (VoiceExistsError, 409, "voice_exists"),
     (GalleryError, 422, "gallery"),
+    (SilentAudioError, 422, "silent"),  # a clip with too little speech to judge
 )
 
 
