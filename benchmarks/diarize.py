@@ -8,7 +8,9 @@ training augmentation.
 
 Voices and sentences:
 - *dev* (the embedding window, the clustering settings and the naming threshold of each
-  encoder): dev-pool espeak-ng random variants reading dev-pool sentences;
+  encoder): dev-pool espeak-ng random variants and the other engines' dev voices (Pico's
+  voices of other languages and three festival speakers: ``protocol.ENGINE_VOICES["dev"]``,
+  since stop 48; espeak-ng variants only before) reading dev-pool sentences;
 - *test* (reported only): test-pool espeak-ng random variants and the test voices of the other
   engines (MBROLA, RHVoice, Pico, piper, hibari: ``protocol.ENGINE_VOICES["test"]``) reading
   test-pool sentences. Half of the test voices (every other one, sorted) are enrolled from
@@ -35,7 +37,9 @@ before the naming threshold was added, and draw 3's before the dev sets were dou
 added to the dev grid (stop 33); draw 5's naming figures in noise and in a room were what
 set stop 44 to naming clusters from their speech (chosen on dev); draw 6's figures with
 clusters merged by their speech (and its speed) were what set stop 45 to merging and naming
-in one pass, so draw 7 (the default) is fresh from stop 45 on. The dev sets
+in one pass, so draw 7 was fresh from stop 45 on; its figures were looked at when stop 48
+gave the dev sets the other engines' dev voices, so draw 8 (the default) is fresh since. The
+dev sets
 are the same in every draw: 12 conversations a set without enrollment and 12 with every
 other voice enrolled; the clustering settings are chosen on all 24, the naming threshold on
 the enrolled ones.
@@ -72,6 +76,7 @@ from whichvoice.audio import SAMPLE_RATE
 from whichvoice.conversation import Conversation, make_conversation
 from whichvoice.diarize import NAMING_SPEECH_S, DiarizeConfig, embed_windows, from_windows
 from whichvoice.encoders import load_encoder, model_id
+from whichvoice.files import write_atomic
 from whichvoice.gallery import Gallery
 from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
 from whichvoice.scoring import proportion
@@ -130,15 +135,20 @@ def degraded(conv: Conversation, condition: str, seed: int) -> bytes | np.ndarra
 
 
 def _source(audio, name: str, work: Path) -> Path:
-    path = work / "audio" / f"{name}.wav"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        if isinstance(audio, bytes):
-            path.write_bytes(audio)
-        else:
-            import soundfile as sf
+    """The conversation's recording as a file under ``work/audio``, written every run: a
+    file of the same name left by an earlier run may hold another conversation (until stop 48
+    an existing file was kept, and a change of voices would have been measured on old audio)."""
+    import io
 
-            sf.write(path, audio, SAMPLE_RATE)
+    import soundfile as sf
+
+    path = work / "audio" / f"{name}.wav"
+    if not isinstance(audio, bytes):
+        buf = io.BytesIO()
+        sf.write(buf, audio, SAMPLE_RATE, format="WAV")
+        audio = buf.getvalue()
+    if not path.exists() or path.read_bytes() != audio:
+        write_atomic(path, audio, durable=False)
     return path
 
 
@@ -522,6 +532,13 @@ def score_set(
     return out
 
 
+def dev_voices(espeak: int) -> list[str]:
+    """The dev voices: ``espeak`` dev-pool espeak-ng variants and the other engines' dev voices
+    (``protocol.ENGINE_VOICES["dev"]``), as a test draw holds test-pool variants and the
+    other engines' test voices (until stop 48 the dev voices were espeak-ng variants only)."""
+    return pool_voices("dev", espeak, start=70_000) + list(ENGINE_VOICES["dev"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--encoders", default="auto,bundled,resemblyzer")
@@ -532,7 +549,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "diarize.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the audio here")
     parser.add_argument("--write", action="store_true", help="store the dev-chosen thresholds")
-    parser.add_argument("--draw", type=int, default=7, help="test draw (1-6: looked at; 7: fresh)")
+    parser.add_argument("--draw", type=int, default=8, help="test draw (1-7: looked at; 8: fresh)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
     made = provenance(("pyannote.metrics", "scikit-learn"))
@@ -543,14 +560,13 @@ def main() -> None:
         )
         # dev: every other voice enrolled from 3 clips that no conversation uses, so that the
         # naming threshold is chosen on dev conversations too
-        dev_all = voice_clips(work / "dev-enrolled",
-                              pool_voices("dev", args.espeak_voices, start=70_000),
+        dev_all = voice_clips(work / "dev-enrolled", dev_voices(args.espeak_voices),
                               pool_sentences("dev", 300), 6 + ENROLL_CLIPS)  # fmt: skip
         dev_enrolled = sorted(dev_all)[::2]
         dev_clips = {v: p[ENROLL_CLIPS:] for v, p in dev_all.items()}
         # and the same voices' conversations without enrollment (the first dev sets): the
         # clustering settings are chosen on both, the naming threshold on the enrolled ones
-        dev_plain = voice_clips(work / "dev", pool_voices("dev", args.espeak_voices, start=70_000),
+        dev_plain = voice_clips(work / "dev", dev_voices(args.espeak_voices),
                                 pool_sentences("dev", 300), 6)  # fmt: skip
         plain_n = args.dev_conversations
         # each draw: its own test-pool voices, sentences and conversations (and folder)

@@ -25,8 +25,10 @@ window and turn thresholds and the clustering distance, set on dev data by
 ``benchmarks/diarize.py``'s enrolled dev sets, conversations of their own; ``--draw`` is
 ignored): where the live rule was chosen. ``--draw K``: the test draw, as
 ``benchmarks/diarize.py``'s. Draws 1-3 were looked at; draw 4 was reported at stops 32-34,
-once between two versions of the shipped rule; draw 5, the default since, had been used only
-by ``benchmarks/diarize.py``'s report, never by live mode.
+once between two versions of the shipped rule; draw 5, the default from then, had been used
+only by ``benchmarks/diarize.py``'s report, and was looked at in stop 47's try of stricter
+live thresholds; draw 8, the default since stop 48 (when the dev voices were joined by the
+other engines' dev voices, as ``benchmarks/diarize.py``'s), is fresh.
 
     python benchmarks/live.py [--encoders auto,bundled] [--conversations 20] [--workdir DIR]
         [--split dev] [--draw 4]
@@ -42,7 +44,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from diarize import ENROLL_CLIPS, conversations, voice_clips
+from diarize import ENROLL_CLIPS, conversations, dev_voices, voice_clips
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice.audio import SAMPLE_RATE
@@ -115,7 +117,7 @@ def main() -> None:
     parser.add_argument("--split", choices=("dev", "test"), default="test")
     parser.add_argument("--json", type=Path, default=None, help="[results/live(-dev).json]")
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--draw", type=int, default=5, help="test draw (1-4: looked at)")
+    parser.add_argument("--draw", type=int, default=8, help="test draw (1-7: looked at)")
     args = parser.parse_args()
     dest = args.json or RESULTS / ("live.json" if args.split == "test" else "live-dev.json")
     made = provenance()
@@ -124,7 +126,7 @@ def main() -> None:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="whichvoice-live-"))
         )
         if args.split == "dev":  # diarize.py's dev voices, enrolled clips and all
-            voices = pool_voices("dev", args.espeak_voices, start=70_000)
+            voices = dev_voices(args.espeak_voices)
             folder, sentences, seed = work / "dev-enrolled", pool_sentences("dev", 300), 4242
         else:
             voices = pool_voices(
