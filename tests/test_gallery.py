@@ -176,9 +176,18 @@ def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
         ({"seconds": float("inf")}, "seconds inf"),
         ({"seconds": -1.0}, "seconds -1"),
         ({"created": float("nan")}, "created nan"),
-        ({"clips": 0}, "0 clips"),
-        ({"clips": 2.5}, "2 clips"),
+        ({"clips": 0}, "clips 0"),
+        ({"clips": 2.5}, "clips 2.5"),
         ({"clips": 1e30}, "damaged"),
+        ({"clips": True}, "clips True"),
+        ({"created": 1e300}, "created 1e"),  # centuries ahead of any clock
+        ({"seconds": "3"}, "seconds '3'"),
+        ({"name": "unknown-1"}, "reserved"),  # diarize's name for a stranger
+        ({"name": "import"}, "reserved"),
+        ({"name": "al\u200bice"}, "invisible formatting characters .U\\+200B"),
+        ({"model": "another"}, "made with model another"),
+        ({"embedding": None}, "not an embedding"),
+        ({"embedding": ["a", "b", "c", "d"]}, "not an embedding"),
     ],
 )
 def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str) -> None:
@@ -204,6 +213,8 @@ def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str)
         ("export", "reserved"),  # the HTTP gallery routes
         ("import", "reserved"),
         ("bad\ufffdbytes", "UTF-8"),
+        ("alice\u200b", "invisible"),  # a zero-width space: two voices that look alike
+        ("\u202eecila", "invisible"),  # a right-to-left override
     ],
 )
 def test_enroll_and_import_share_one_name_check(tmp_path: Path, name: str, why: str) -> None:
@@ -215,6 +226,18 @@ def test_enroll_and_import_share_one_name_check(tmp_path: Path, name: str, why: 
             g.enroll(name, emb, 1.0)
         assert g.names() == []
     assert voice_name("  Ann Smith  ") == "Ann Smith" and voice_name("x" * 200) == "x" * 200
+
+
+def test_a_name_written_two_ways_is_one_voice(tmp_path: Path) -> None:
+    composed, decomposed = "Jos\u00e9", "Jose\u0301"  # both read José
+    emb = unit(np.ones((1, 4)))
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll(composed, emb, 2.0)
+        g.enroll(decomposed, emb, 2.0)
+        assert g.names() == [composed] and g.get(decomposed).clips == 2
+        assert g.get(f" {composed} ").name == composed  # spaces around: the same voice
+        g.remove(f"{decomposed} ")
+        assert g.names() == []
 
 
 def test_an_import_replaces_an_enrolled_voice_only_when_told(tmp_path: Path) -> None:
@@ -269,13 +292,19 @@ def test_an_embedding_that_is_not_numbers_is_not_enrolled(tmp_path: Path) -> Non
         assert g.names() == []
 
 
-def test_an_older_export_keeps_names_reserved_since(tmp_path: Path) -> None:
+def test_an_export_with_a_reserved_name_is_refused_until_renamed(tmp_path: Path) -> None:
+    """An import of a voice named as diarize names a stranger would answer a stranger's
+    turn with an enrolled voice that reads like none (until stop 48 an older export's names
+    were kept): the export is refused whole, naming the voice to rename."""
     emb = unit(np.random.default_rng(5).normal(size=(2, 4)))
     with Gallery(tmp_path / "g.sqlite", "m") as g:
         g.enroll("a", emb, 3.0)
         data = g.export_json()
         data["voices"][0]["name"] = "unknown-2"  # enrolled before the name was reserved
-        assert g.import_json(data) == 1 and "unknown-2" in g.names()
+        with pytest.raises(VoiceNameError, match="'unknown-2' is reserved"):
+            g.import_json(data)
+        data["voices"][0]["name"] = "unknown two"
+        assert g.import_json(data) == 1 and "unknown two" in g.names()
     assert voice_name("Export") == "Export"  # the routes are spelled in lower case
 
 

@@ -232,6 +232,13 @@ def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_
     assert 'whichvoice_errors_total{kind="not_enrolled"}' in metrics
 
 
+def burst(clip: Path) -> bytes:
+    """0.12 s of ``clip`` from its first loud sample, as WAV bytes: too little speech."""
+    wave, rate = read_audio(clip)
+    start = int(np.argmax(np.abs(wave) > 0.1))
+    return encode_audio(wave[start : start + int(0.12 * rate)], rate, "wav")
+
+
 def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> None:
     url, _ = gallery_server
     clip = enroll_clips[AWB][0]
@@ -250,12 +257,22 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
     )
     assert_error(enroll({"name": "x"}, [("file", ("a.txt", b"hi", "text/plain"))]), 415, "a.txt")
     # a tenth of a second of a voice is not enough to judge: no speech, not "unknown"
-    wave, rate = read_audio(clip)
-    start = int(np.argmax(np.abs(wave) > 0.1))
-    burst = encode_audio(wave[start : start + int(0.12 * rate)], rate, "wav")
-    r = httpx.post(f"{url}/v1/identify", files=[("file", ("burst.wav", burst, "audio/wav"))])
+    sent = [("file", ("burst.wav", burst(clip), "audio/wav"))]
+    r = httpx.post(f"{url}/v1/identify", files=sent)
     assert_error(r, 422, "no speech found")
     assert r.json()["kind"] == "silent"
+    # a parameter given twice is refused, never the last one taken
+    r = httpx.post(f"{url}/v1/enroll?name=alice&name=bob", files=files(clip), timeout=60)
+    assert_error(r, 422, "name: a query parameter given more than once")
+    assert "bob" not in [v["name"] for v in httpx.get(f"{url}/v1/gallery").json()["voices"]]
+    for value in ("NaN", "inf"):
+        r = httpx.post(f"{url}/v1/verify?name=awb&threshold={value}", files=files(clip))
+        assert_error(r, 422, "finite number")
+    # an error echoing the client's input is bounded
+    r = httpx.get(f"{url}/v1/gallery/{'y' * 5000}")
+    assert r.status_code in (404, 422) and len(r.json()["error"]) <= 500
+    r = httpx.post(f"{url}/v1/synthesize", json={"text": "  ...  ", "voice": "flite:slt"})
+    assert_error(r, 422, "no letter or digit")
     long = encode_audio(sine(200, 40.0, 8000), 8000, "wav")
     assert_error(
         enroll({"name": "x"}, [("file", ("long.wav", long, "audio/wav"))]), 413, "too_long"
@@ -398,6 +415,9 @@ def test_classifier_and_gallery_together(trained_run: Path, enroll_clips, tmp_pa
             f"{url}/v1/verify?name=ked", files=files(*enroll_clips[KED][ENROLL:]), timeout=60
         )
         assert len(r.json()["results"]) == len(enroll_clips[KED]) - ENROLL
+        # too little speech for the gallery is too little for the classifier's answer too
+        r = httpx.post(f"{url}/v1/identify", files=[("file", ("b.wav", burst(clip), "audio/wav"))])
+        assert_error(r, 422, "no speech found")
     finally:
         stop(proc)
 

@@ -935,6 +935,7 @@ def from_windows(
         "overlap": bool(cfg.overlap),
         "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
         "keep_far": cfg.keep_far,
+        "merge_speech": None,  # the cosine clusters were merged at, when a merging pass ran
     }
     naming, naming_source = (
         (verify_threshold, "given")

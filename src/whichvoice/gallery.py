@@ -55,14 +55,21 @@ class VoiceExistsError(GalleryError):
     """An import naming voices the gallery already holds, without leave to replace them."""
 
 
-def voice_name(name: object, *, new: bool = True) -> str:
-    """``name`` as a voice is enrolled under: stripped, 1 to MAX_NAME characters, not a
-    reserved word (``unknown`` in any case; for a ``new`` name also ``unknown-N``, ``export``,
-    ``import``: an import keeps the names an older export holds), valid UTF-8, no control
-    characters. The one check enroll, import and HTTP share; raises VoiceNameError."""
+def _normal(name: str) -> str:
+    """A name as it is stored and looked up: stripped, in Unicode's composed form (NFC), so
+    that ``José`` typed with one character or with ``e`` and an accent is one voice."""
+    return unicodedata.normalize("NFC", name.strip())
+
+
+def voice_name(name: object) -> str:
+    """``name`` as a voice is enrolled under: stripped and composed (NFC), 1 to MAX_NAME
+    characters, not a reserved word (``unknown`` in any case, ``unknown-N``, ``export``,
+    ``import``), valid UTF-8, no control or invisible formatting characters (a zero-width
+    space or a right-to-left mark would make two voices that look alike). The one check
+    enroll, import and HTTP share; raises VoiceNameError."""
     if not isinstance(name, str):
         raise VoiceNameError(f"a voice name must be text, not {type(name).__name__}")
-    name = name.strip()
+    name = _normal(name)
     if not name:
         raise VoiceNameError("a voice needs a name")
     if len(name) > MAX_NAME:
@@ -73,13 +80,19 @@ def voice_name(name: object, *, new: bool = True) -> str:
         raise VoiceNameError(f"{name!r} is what identify answers for a stranger; pick another name")
     if name in (".", ".."):
         raise VoiceNameError(f"{name!r} cannot name a voice (a path step in URLs)")
-    if new and RESERVED.fullmatch(name):  # an import keeps the names an export holds
+    if RESERVED.fullmatch(name):
         what = "diarize's name for a stranger" if name[0] in "uU" else "an HTTP gallery route"
         raise VoiceNameError(f"{name!r} is reserved ({what}); pick another name")
     if "\ufffd" in name:  # what a decoder leaves of bytes that were not UTF-8
         raise VoiceNameError(f"{name!r}: a voice name must be valid UTF-8 text")
     if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
         raise VoiceNameError(f"{name!r}: a voice name cannot hold control characters")
+    hidden = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) == "Cf"})
+    if hidden:
+        raise VoiceNameError(
+            f"{name!r}: a voice name cannot hold invisible formatting characters "
+            f"({', '.join(hidden)})"
+        )
     return name
 
 
@@ -277,7 +290,7 @@ class Gallery:
     def enroll(self, name: str, embeddings: np.ndarray, seconds: float) -> EnrolledVoice:
         """Add clips to ``name`` (created if new): ``embeddings`` float (n_clips, dim), each
         L2-normalised; ``seconds`` of audio they came from. Returns the updated voice."""
-        name = voice_name(name)
+        name = self._stored(voice_name(name))
         if embeddings.ndim != 2 or embeddings.shape[0] == 0:
             raise GalleryError(f"{name}: no clip embeddings to enroll")
         if not np.isfinite(embeddings).all() or not math.isfinite(seconds):
@@ -309,8 +322,18 @@ class Gallery:
             )
         return EnrolledVoice(name, emb, clips, secs, self.model_id, created, now)
 
+    def _stored(self, name: str) -> str:
+        """The stored name ``name`` means: itself, else the one that reads the same stripped
+        and composed (a voice enrolled before names were composed keeps its spelling)."""
+        if self._db.execute("SELECT 1 FROM voices WHERE name = ?", (name,)).fetchone():
+            return name
+        want = _normal(name)
+        return next((n for n in self.names() if _normal(n) == want), name)
+
     def get(self, name: str) -> EnrolledVoice:
-        row = self._db.execute("SELECT * FROM voices WHERE name = ?", (name,)).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM voices WHERE name = ?", (self._stored(name),)
+        ).fetchone()
         if row is None:
             known = ", ".join(self.names()) or "none"
             raise NotEnrolledError(
@@ -327,7 +350,8 @@ class Gallery:
 
     def remove(self, name: str) -> None:
         with self._transaction():
-            if self._db.execute("DELETE FROM voices WHERE name = ?", (name,)).rowcount == 0:
+            stored = self._stored(name)
+            if self._db.execute("DELETE FROM voices WHERE name = ?", (stored,)).rowcount == 0:
                 raise NotEnrolledError(
                     f"{name!r} is not enrolled in {self.path}", public=f"{name!r} is not enrolled"
                 )
@@ -384,43 +408,19 @@ class Gallery:
             raise GalleryModelError(
                 f"the export was made with model {data.get('model')}, not {self.model_id}"
             )
-        try:
-            rows = [
-                (
-                    v["name"],
-                    np.asarray(v["embedding"], np.float32),
-                    int(v["clips"]),
-                    float(v["seconds"]),
-                    float(v["created"]),
-                    float(v["updated"]),
-                )
-                for v in data["voices"]
-            ]
-        except (KeyError, TypeError, ValueError, OverflowError) as e:
-            raise GalleryError(f"a damaged gallery export ({e})") from e
+        if not isinstance(data.get("schema", SCHEMA_VERSION), int) or not (
+            1 <= data.get("schema", SCHEMA_VERSION) <= SCHEMA_VERSION
+        ):
+            raise GalleryError(
+                f"a gallery export of schema {data.get('schema')!r}; this whichvoice reads "
+                f"schema 1 to {SCHEMA_VERSION} (a newer whichvoice made it?)"
+            )
+        voices = data.get("voices")
+        if not isinstance(voices, list):
+            raise GalleryError("a damaged gallery export (its voices are not a list)")
+        rows = [_export_row(i, v, self.model_id) for i, v in enumerate(voices)]
         dims = {emb.shape[0] for _, emb, *_ in rows if emb.ndim == 1}
         dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
-        for i, (name, emb, *rest) in enumerate(rows):
-            try:
-                name = voice_name(name, new=False)
-            except VoiceNameError as e:
-                raise VoiceNameError(f"a gallery export with a bad voice name: {e}") from e
-            rows[i] = (name, emb, *rest)
-            if emb.ndim != 1 or emb.size == 0 or not np.isfinite(emb).all():
-                raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
-            if not np.any(emb):  # scores 0 against every clip, forever
-                raise GalleryError(f"a damaged gallery export ({name}: an embedding of zeros)")
-            dim = data["voices"][i].get("dim", emb.shape[0])
-            if dim != emb.shape[0]:
-                raise GalleryError(
-                    f"a damaged gallery export ({name}: dim {dim}, an embedding of {emb.shape[0]})"
-                )
-            clips, secs, created, updated = rest
-            if not 1 <= clips <= MAX_CLIPS or clips != data["voices"][i]["clips"]:
-                raise GalleryError(f"a damaged gallery export ({name}: {clips} clips)")
-            for field, value in (("seconds", secs), ("created", created), ("updated", updated)):
-                if not math.isfinite(value) or value < 0:
-                    raise GalleryError(f"a damaged gallery export ({name}: {field} {value})")
         if len(dims) > 1:
             raise GalleryError(
                 f"a damaged gallery export (embeddings of {sorted(dims)} dimensions)"
@@ -459,6 +459,57 @@ class Gallery:
         return EnrolledVoice(
             name, np.frombuffer(blob, np.float32).copy(), clips, seconds, model, created, updated
         )
+
+
+def _export_row(i: int, v: object, model_id: str) -> tuple:
+    """(name, embedding, clips, seconds, created, updated) of voice ``i`` of an export, each
+    checked; GalleryError (or VoiceNameError) naming the voice and what is wrong."""
+    if not isinstance(v, dict):
+        raise GalleryError(f"a damaged gallery export (voice {i} is not an object)")
+    missing = [k for k in ("name", "embedding", "clips", "seconds", "created", "updated")
+               if k not in v]  # fmt: skip
+    if missing:
+        raise GalleryError(f"a damaged gallery export (voice {i} has no {', '.join(missing)})")
+    try:
+        name = voice_name(v["name"])
+    except VoiceNameError as e:
+        raise VoiceNameError(f"a gallery export with a bad voice name: {e}") from e
+    if v.get("model", model_id) != model_id:  # each voice may say its encoder too
+        raise GalleryModelError(
+            f"a gallery export whose voice {name!r} was made with model {v['model']}, "
+            f"not {model_id}"
+        )
+    emb = v["embedding"]
+    if not isinstance(emb, list) or not emb or not all(_is_number(x) for x in emb):
+        raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
+    emb = np.asarray(emb, np.float32)
+    if not np.isfinite(emb).all():
+        raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
+    if not np.any(emb):  # scores 0 against every clip, forever
+        raise GalleryError(f"a damaged gallery export ({name}: an embedding of zeros)")
+    dim = v.get("dim", emb.shape[0])
+    if dim != emb.shape[0]:
+        raise GalleryError(
+            f"a damaged gallery export ({name}: dim {dim}, an embedding of {emb.shape[0]})"
+        )
+    clips = v["clips"]
+    if not isinstance(clips, int) or isinstance(clips, bool) or not 1 <= clips <= MAX_CLIPS:
+        raise GalleryError(f"a damaged gallery export ({name}: clips {clips!r})")
+    latest = time.time() + 86_400  # a clock a day ahead at most
+    values = {k: v[k] for k in ("seconds", "created", "updated")}
+    for field, value in values.items():
+        if (
+            not _is_number(value)
+            or not math.isfinite(value)
+            or value < 0
+            or (field != "seconds" and value > latest)
+        ):
+            raise GalleryError(f"a damaged gallery export ({name}: {field} {value!r})")
+    return name, emb, clips, *(float(x) for x in values.values())
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def read_export(path: str | os.PathLike) -> dict:

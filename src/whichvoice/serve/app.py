@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import time
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -107,9 +108,26 @@ async def _lifespan(app: FastAPI):
             service.batcher.close()
 
 
+MAX_ERROR_CHARS = 500  # an error echoing a client's input (a name, a file name) is cut here
+
+
 def _answer(request: Request, status: int, kind: str, message: str, headers=None) -> JSONResponse:
     request.app.state.service.errors.labels(kind).inc()
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 3] + "..."
     return JSONResponse({"error": message, "kind": kind}, status_code=status, headers=headers)
+
+
+def repeated_parameter(query_string: bytes) -> str | None:
+    """The first query parameter given more than once (``?name=a&name=b``), else None: the
+    routes read each parameter once, and taking the last one would enroll into or check
+    another voice than the client may mean."""
+    seen: set[str] = set()
+    for key, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
 
 
 async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
@@ -178,6 +196,10 @@ class GuardAndMeasure:
                 "missing or wrong API key (X-API-Key or Authorization: Bearer)",
                 {"WWW-Authenticate": "Bearer"},
             )
+            await response(scope, receive, measured_send)
+        elif scope.get("query_string") and (twice := repeated_parameter(scope["query_string"])):
+            message = f"{twice}: a query parameter given more than once; send it once"
+            response = _answer(Request(scope), 422, "invalid", message)
             await response(scope, receive, measured_send)
         else:
             try:

@@ -38,7 +38,11 @@ async def diarize_route(
     min_speakers: int | None = Query(None, ge=1, le=50, description="At least A voices"),
     max_speakers: int | None = Query(None, ge=1, le=50, description="At most B voices"),
     threshold: float | None = Query(
-        None, gt=0, lt=2, description="Clustering distance; default: calibrated per encoder"
+        None,
+        gt=0,
+        lt=2,
+        allow_inf_nan=False,
+        description="Clustering distance; default: calibrated per encoder",
     ),
 ) -> DiarizeResponse:
     """One recording, as multipart field `file` or as the raw body (any audio type, up to the

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from whichvoice.audio import Decoded
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.gallery import MAX_NAME, VoiceNameError, voice_name
 from whichvoice.serve.schemas import (
     EnrolledVoice,
@@ -47,6 +47,7 @@ THRESHOLD = Query(
     default=None,
     ge=-1.0,
     le=1.0,
+    allow_inf_nan=False,
     description="Accept at this cosine score instead of the encoder's calibrated threshold",
 )
 
@@ -85,6 +86,8 @@ def gallery_answer(
             raise
         log.warning("no gallery answer: %s", e)
         return None
+    if isinstance(result, SilentAudioError):  # too little speech: for the classifier too
+        raise HTTPProblem(*error_status(result), str(result))
     if isinstance(result, WhichvoiceError):
         if not required:  # the classifier answered; the encoder could not use this input
             log.warning("no gallery answer: %s", result)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class VoiceScore(BaseModel):
@@ -96,6 +96,14 @@ class IdentifyResponse(BaseModel):
 class SynthesizeRequest(BaseModel):
     text: str = Field(min_length=1, max_length=1000)
     voice: str = Field(description="A voice id, e.g. flite:slt (see GET /v1/voices)")
+
+    @field_validator("text")
+    @classmethod
+    def _says_something(cls, text: str) -> str:
+        # spaces or punctuation alone synthesize silence: refused before an engine runs
+        if not any(c.isalnum() for c in text):
+            raise ValueError("the text has no letter or digit to say")
+        return text
 
 
 class SynthVoice(BaseModel):
