@@ -13,6 +13,7 @@ import soundfile as sf
 from whichvoice import diarize as dz
 from whichvoice.audio import SAMPLE_RATE
 from whichvoice.conversation import make_conversation
+from whichvoice.gallery import Gallery
 
 from .conftest import sine
 
@@ -391,6 +392,18 @@ def test_a_recording_piped_in_is_diarized_as_its_file_is(cli, conversation, tmp_
     assert got["path"] == "/dev/stdin" and got["segments"] == as_file["segments"]
     text = cli("diarize", "/dev/stdin", *args, input="hello\n")  # named by its path
     assert text.returncode != 0 and "/dev/stdin: not audio" in text.stdout + text.stderr
+    # the default gallery made with another encoder: diarized, not named, with a warning;
+    # the same gallery given with --gallery is refused, as identify refuses it
+    other = tmp_path / "other.sqlite"
+    with Gallery(other, "another-encoder") as g:
+        g.enroll("alice", np.ones((1, 4), np.float32) / 2, 3.0)
+    env = {"WHICHVOICE_GALLERY": str(other)}
+    plain = cli("diarize", str(path), "--model", "bundled", "--json", env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["segments"] == as_file["segments"]
+    assert "warning: the gallery was made with model another-encoder" in plain.stderr
+    given = cli("diarize", str(path), "--model", "bundled", "--gallery", str(other))
+    assert given.returncode == 2 and "made with model another-encoder" in given.stderr
 
 
 @pytest.mark.slow

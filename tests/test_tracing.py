@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from tests.conftest import run_cli, voice_clips
 from whichvoice.errors import WhichvoiceError
@@ -316,6 +317,11 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     bad.write_bytes(b"not audio")
     failed = run_cli("trace", str(bad), "--head", str(head))
     assert failed.returncode == 1 and "error" in failed.stdout
+    wave, rate = sf.read(clip, dtype="float32")
+    start = int(np.argmax(np.abs(wave) > 0.1))
+    sf.write(tmp_path / "burst.wav", wave[start : start + int(0.12 * rate)], rate)
+    burst = run_cli("trace", str(tmp_path / "burst.wav"), "--head", str(head))
+    assert burst.returncode == 1 and "burst.wav: no speech found" in burst.stdout, burst.stdout
     wrong = run_cli("trace", str(clip), "--head", str(head), "--model", "resemblyzer")
     assert wrong.returncode == 2
     assert "reads embeddings of" in wrong.stderr and "Traceback" not in wrong.stderr

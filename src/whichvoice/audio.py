@@ -281,6 +281,20 @@ def check_not_silent(
         raise SilentAudioError(f"{name}: silent (peak {20 * np.log10(max(peak, 1e-9)):.0f} dBFS)")
 
 
+def with_speech(source: AudioSource, result):
+    """An embedding's ``result`` for ``source`` (``(embedding, seconds of speech)`` or its
+    error), or a SilentAudioError when the encoder kept less than MIN_SPEECH_S of speech: an
+    embedding of a burst (a click, a breath, a tenth of a second) scores as nobody, and a
+    "reject", an "unknown" or an engine would hide that there was no voice to judge. What
+    enroll, verify, identify and trace all ask of a clip."""
+    if isinstance(result, tuple) and result[1] < MIN_SPEECH_S:
+        return SilentAudioError(
+            f"{describe_source(source)}: no speech found ({1000 * result[1]:.0f} ms of speech; "
+            f"a voice needs {1000 * MIN_SPEECH_S:.0f} ms)"
+        )
+    return result
+
+
 def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any file or bytes (wav, mp3, flac, ogg; any rate; stereo) for the models.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import MIN_SPEECH_S, Decoded, describe_source, read_audio
+from whichvoice.audio import Decoded, describe_source, read_audio, with_speech
 from whichvoice.encoders import (
     BUNDLED_DIR_ENV,
     CALIBRATION,
@@ -38,7 +38,7 @@ from whichvoice.encoders import (
     model_id,
     warn_once,
 )
-from whichvoice.errors import SilentAudioError, WhichvoiceError
+from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.gallery import UNKNOWN, voice_name
 from whichvoice.prototypes import (
@@ -485,19 +485,6 @@ def _copies(sources: list) -> dict[int, int]:
     return copies
 
 
-def _with_speech(source, result):
-    """``result`` of embedding ``source``, or a SilentAudioError when the encoder kept less
-    than MIN_SPEECH_S of speech in it: an embedding of a burst (a click, a breath, a tenth of
-    a second) scores as nobody, and saying "reject" or "unknown" would hide that there was
-    no voice to judge (trace and diarize say "no speech" too)."""
-    if isinstance(result, tuple) and result[1] < MIN_SPEECH_S:
-        return SilentAudioError(
-            f"{describe_source(source)}: no speech found ({1000 * result[1]:.0f} ms of speech; "
-            f"a voice needs {1000 * MIN_SPEECH_S:.0f} ms)"
-        )
-    return result
-
-
 def check_gallery_model(model, gallery) -> None:
     """GalleryModelError when ``gallery`` belongs to another encoder than ``model``: its
     embeddings cannot be compared (an empty gallery opened for any model belongs to none)."""
@@ -537,7 +524,7 @@ def enroll(
     embedding = embed_enrollment(model, [sources[i] for i in unique])
     with progress_bar(embedding, len(unique), "enroll", progress) as embedded:
         for i, result in zip(unique, embedded, strict=True):
-            result = _with_speech(sources[i], result)
+            result = with_speech(sources[i], result)
             if isinstance(result, WhichvoiceError):
                 errors.append((i, result))
             else:
@@ -586,7 +573,7 @@ def verify(
     with progress_bar(model.embed_many(sources), len(sources), "verify", progress) as embedded:
         results = list(zip(sources, embedded, strict=True))  # a bar closed before any error
     for src, result in results:
-        result = _with_speech(src, result)
+        result = with_speech(src, result)
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue
@@ -634,7 +621,7 @@ def identify(
     with progress_bar(embedded, len(sources), "identify", progress) as answered:
         results = list(zip(sources, answered, strict=True))  # a bar closed before any error
     for src, (result, engine) in results:
-        result = _with_speech(src, result)
+        result = with_speech(src, result)
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue

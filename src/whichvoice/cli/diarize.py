@@ -77,7 +77,7 @@ def diarize_cmd(
     paths = _inputs(files)
     if rttm is not None:
         _check_output(rttm)  # before any work: an RTTM that cannot be written loses nothing
-    encoder = _gallery_encoder(model, gallery)
+    encoder, opened = _encoder_and_gallery(model, gallery)
     cfg = DiarizeConfig(
         threshold=threshold,
         num_speakers=num_speakers,
@@ -87,8 +87,8 @@ def diarize_cmd(
         overlap=overlap,  # None: the encoder's dev choice
     ).check()
     results, failed = [], 0
-    with _gallery(encoder, gallery) as g:
-        named = g if g.voices() else None
+    with opened as g:
+        named = g if g is not None and g.voices() else None
         for path in paths:
             bar = tqdm(total=None, unit="s", unit_scale=True, desc=Path(str(path)).name,
                        disable=True if quiet else None,  # None: on a terminal only
@@ -126,6 +126,29 @@ def diarize_cmd(
             raise WhichvoiceError(f"{rttm}: cannot write the RTTM ({e})") from e
     if failed:
         sys.exit(1)
+
+
+def _encoder_and_gallery(model, gallery: Path | None):
+    """The encoder and the gallery to name voices from (a context manager). The default
+    gallery (no --gallery) made with another encoder than --model's names no one, with a
+    warning: naming is optional here, where identify cannot answer without it."""
+    import contextlib
+
+    from whichvoice.gallery import GalleryModelError
+    from whichvoice.verification import load_encoder
+
+    try:
+        encoder = _gallery_encoder(model, gallery)
+        return encoder, _gallery(encoder, gallery)
+    except GalleryModelError as e:
+        if gallery is not None:
+            raise
+        click.echo(
+            f"warning: {e.public_message()} (the default gallery); the voices are "
+            "not named (give --gallery G, one made with this encoder)",
+            err=True,
+        )
+        return load_encoder(model), contextlib.nullcontext(None)
 
 
 def _check_output(path: Path | str) -> None:

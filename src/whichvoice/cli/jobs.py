@@ -17,6 +17,7 @@ from whichvoice.cli.common import (
     setup_train_logging,
 )
 from whichvoice.cli.corpus import synthesize
+from whichvoice.text import counted
 
 
 @app.command("demo")
@@ -47,7 +48,9 @@ from whichvoice.cli.corpus import synthesize
     "--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress, steps or table: the result line only."
+)
 def demo_cmd(
     model: str,
     features: str | None,
@@ -84,9 +87,13 @@ def demo_cmd(
     if not quiet:
         click.echo("[3/3] evaluating on the held-out test sentences")
     metrics = evaluate(run, corpus=corpus, report_dir=run, progress=not quiet)  # its own report
-    if not quiet:
+    if not quiet:  # --quiet drops the steps and the table, never the result
         print_table(metrics)
-        click.echo(f"test accuracy {metrics['file_accuracy']:.4f}; report: {metrics['report']}")
+    lo, hi = metrics.get("file_accuracy_ci95", (float("nan"), float("nan")))
+    click.echo(
+        f"test accuracy {metrics['file_accuracy']:.4f} [95 % interval {lo:.4f}, {hi:.4f}] on "
+        f"{counted(metrics['files'], 'file')}; report: {metrics['report']}"
+    )
 
 
 @app.group("recipe")

@@ -244,12 +244,12 @@ class Service:
         self.batched.inc(requests)
 
     def classifier(self) -> VoiceModel:
-        """The closed-set classifier; 503 when the server was started without a RUN."""
+        """The closed-set classifier; 503 when the server was started with --no-classifier."""
         if self.model is None:
             raise HTTPProblem(
                 503,
                 "no_classifier",
-                "this server has no classifier (started without RUN): "
+                "this server has no classifier (started with --no-classifier): "
                 "POST /v1/identify answers from the enrolled voices",
             )
         return self.model
