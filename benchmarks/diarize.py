@@ -8,9 +8,8 @@ training augmentation.
 
 Voices and sentences:
 - *dev* (the embedding window, the clustering settings and the naming threshold of each
-  encoder): dev-pool espeak-ng random variants and the other engines' dev voices (Pico's
-  voices of other languages and three festival speakers: ``protocol.ENGINE_VOICES["dev"]``,
-  since stop 48; espeak-ng variants only before) reading dev-pool sentences;
+  encoder): dev-pool espeak-ng random variants reading dev-pool sentences (stop 48 tried
+  adding voices of other engines and took it back: docs/diarization.md);
 - *test* (reported only): test-pool espeak-ng random variants and the test voices of the other
   engines (MBROLA, RHVoice, Pico, piper, hibari: ``protocol.ENGINE_VOICES["test"]``) reading
   test-pool sentences. Half of the test voices (every other one, sorted) are enrolled from
@@ -37,9 +36,8 @@ before the naming threshold was added, and draw 3's before the dev sets were dou
 added to the dev grid (stop 33); draw 5's naming figures in noise and in a room were what
 set stop 44 to naming clusters from their speech (chosen on dev); draw 6's figures with
 clusters merged by their speech (and its speed) were what set stop 45 to merging and naming
-in one pass, so draw 7 was fresh from stop 45 on; its figures were looked at when stop 48
-gave the dev sets the other engines' dev voices, so draw 8 (the default) is fresh since. The
-dev sets
+in one pass, so draw 7 (the default) is fresh from stop 45 on (stop 48's try of other
+engines' dev voices was reported on draw 8, which is no longer fresh either). The dev sets
 are the same in every draw: 12 conversations a set without enrollment and 12 with every
 other voice enrolled; the clustering settings are chosen on all 24, the naming threshold on
 the enrolled ones.
@@ -532,13 +530,6 @@ def score_set(
     return out
 
 
-def dev_voices(espeak: int) -> list[str]:
-    """The dev voices: ``espeak`` dev-pool espeak-ng variants and the other engines' dev voices
-    (``protocol.ENGINE_VOICES["dev"]``), as a test draw holds test-pool variants and the
-    other engines' test voices (until stop 48 the dev voices were espeak-ng variants only)."""
-    return pool_voices("dev", espeak, start=70_000) + list(ENGINE_VOICES["dev"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--encoders", default="auto,bundled,resemblyzer")
@@ -549,7 +540,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "diarize.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the audio here")
     parser.add_argument("--write", action="store_true", help="store the dev-chosen thresholds")
-    parser.add_argument("--draw", type=int, default=8, help="test draw (1-7: looked at; 8: fresh)")
+    parser.add_argument("--draw", type=int, default=7, help="test draw (1-6: looked at; 7: fresh)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
     made = provenance(("pyannote.metrics", "scikit-learn"))
@@ -560,13 +551,14 @@ def main() -> None:
         )
         # dev: every other voice enrolled from 3 clips that no conversation uses, so that the
         # naming threshold is chosen on dev conversations too
-        dev_all = voice_clips(work / "dev-enrolled", dev_voices(args.espeak_voices),
+        dev_all = voice_clips(work / "dev-enrolled",
+                              pool_voices("dev", args.espeak_voices, start=70_000),
                               pool_sentences("dev", 300), 6 + ENROLL_CLIPS)  # fmt: skip
         dev_enrolled = sorted(dev_all)[::2]
         dev_clips = {v: p[ENROLL_CLIPS:] for v, p in dev_all.items()}
         # and the same voices' conversations without enrollment (the first dev sets): the
         # clustering settings are chosen on both, the naming threshold on the enrolled ones
-        dev_plain = voice_clips(work / "dev", dev_voices(args.espeak_voices),
+        dev_plain = voice_clips(work / "dev", pool_voices("dev", args.espeak_voices, start=70_000),
                                 pool_sentences("dev", 300), 6)  # fmt: skip
         plain_n = args.dev_conversations
         # each draw: its own test-pool voices, sentences and conversations (and folder)

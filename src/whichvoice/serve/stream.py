@@ -90,7 +90,6 @@ class LiveSpeakers:
         step_s: float = STEP_S,
         last_window: bool = True,
         new_voice_after_s: float = NEW_VOICE_AFTER_S,
-        keep_turn: bool = False,
     ) -> None:
         import soxr
 
@@ -103,9 +102,6 @@ class LiveSpeakers:
                 f"turns keep {TURN_S - WINDOW_S:g} s past their first answer"
             )
         self.last_window = last_window
-        # when the last window names a voice the turn's mean does not (yet): keep the turn
-        # (True), or start it again from the last window (False) as for a change of speaker
-        self.keep_turn = keep_turn
         self.resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         self.buffer = np.zeros(int(WINDOW_S * SAMPLE_RATE), np.float32)
         self.received = 0  # samples at 16 kHz
@@ -182,8 +178,7 @@ class LiveSpeakers:
                 last_scores = refs.scores(emb)
                 by_last = int(np.argmax(last_scores))
                 if last_scores[by_last] >= accept and (not turn_named or by_last != by_turn):
-                    if turn_named or not self.keep_turn:
-                        self.turn = [emb]  # the turn straddles a change of speaker: start again
+                    self.turn = [emb]  # the turn straddles a change of speaker: start again
                     return names[by_last], float(last_scores[by_last])
             if turn_named:
                 return names[by_turn], float(turn_scores[by_turn])
