@@ -70,7 +70,7 @@ from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice import conditions
-from whichvoice.audio import SAMPLE_RATE
+from whichvoice.audio import SAMPLE_RATE, encode_audio
 from whichvoice.conversation import Conversation, make_conversation
 from whichvoice.diarize import NAMING_SPEECH_S, DiarizeConfig, embed_windows, from_windows
 from whichvoice.encoders import load_encoder, model_id
@@ -136,15 +136,9 @@ def _source(audio, name: str, work: Path) -> Path:
     """The conversation's recording as a file under ``work/audio``, written every run: a
     file of the same name left by an earlier run may hold another conversation (until stop 48
     an existing file was kept, and a change of voices would have been measured on old audio)."""
-    import io
-
-    import soundfile as sf
-
     path = work / "audio" / f"{name}.wav"
     if not isinstance(audio, bytes):
-        buf = io.BytesIO()
-        sf.write(buf, audio, SAMPLE_RATE, format="WAV")
-        audio = buf.getvalue()
+        audio = encode_audio(audio, SAMPLE_RATE, "wav")
     if not path.exists() or path.read_bytes() != audio:
         write_atomic(path, audio, durable=False)
     return path

@@ -9,7 +9,7 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
-def none_of(n: int, noun: str, plural: str | None = None) -> str:
+def none_of(n: int, noun: str) -> str:
     """The subject of "... could be read" when none could: ``"none of the 3 files"``, and for
     one, ``"not the one file"`` (never "none of the 1 files")."""
-    return f"not the one {noun}" if n == 1 else f"none of the {counted(n, noun, plural)}"
+    return f"not the one {noun}" if n == 1 else f"none of the {counted(n, noun)}"

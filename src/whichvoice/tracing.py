@@ -48,6 +48,7 @@ from whichvoice.audio import (
     describe_source,
     read_audio,
     resample,
+    with_speech,
 )
 from whichvoice.enginehead import (
     ENCODER_DEFAULT,
@@ -98,16 +99,21 @@ def embed_and_trace(
     encoder, head: EngineHead | None, sources: Iterable[AudioSource], *, batch: int = 32
 ) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, EngineAnswer | None]]:
     """Each source's ``encoder.embed_many`` result and, with a ``head``, its engine answer
-    (None without a head or for an input that failed), in order. A head that reads
-    fingerprints takes them from the same decode as the embedding
+    (None without a head or for an input that failed), in order; a clip with too little
+    speech is a SilentAudioError (``audio.with_speech``), for identify and trace alike. A
+    head that reads fingerprints takes them from the same decode as the embedding
     (``embed_with_fingerprints``)."""
+    sources = list(sources)  # each result is checked against its source
     if head is None or not head.reads_fingerprint:
-        for r in encoder.embed_many(sources, batch=batch):
-            ok = head is not None and not isinstance(r, WhichvoiceError)
-            yield r, head.answer(r[0])[0] if ok else None
-        return
-    for r, fp in embed_with_fingerprints(encoder, sources, batch=batch):
-        yield r, None if fp is None else head.answer(r[0], fp[None])[0]
+        results = ((r, None) for r in encoder.embed_many(sources, batch=batch))
+    else:
+        results = embed_with_fingerprints(encoder, sources, batch=batch)
+    for src, (r, fp) in zip(sources, results, strict=True):
+        r = with_speech(src, r)
+        if head is None or isinstance(r, WhichvoiceError):
+            yield r, None
+        else:
+            yield r, head.answer(r[0], None if fp is None else fp[None])[0]
 
 
 def embed_with_fingerprints(

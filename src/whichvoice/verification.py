@@ -620,8 +620,7 @@ def identify(
     embedded = embed_and_trace(model, engine_head, sources)
     with progress_bar(embedded, len(sources), "identify", progress) as answered:
         results = list(zip(sources, answered, strict=True))  # a bar closed before any error
-    for src, (result, engine) in results:
-        result = with_speech(src, result)
+    for src, (result, engine) in results:  # a burst is already an error (embed_and_trace)
         if isinstance(result, WhichvoiceError):
             out.append(result)
             continue

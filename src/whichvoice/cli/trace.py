@@ -54,7 +54,6 @@ def trace_cmd(
     when it is like none the head knows, with the nearest family beside it. Exit 1 when a
     file could not be read."""
     setup_logging(True)
-    from whichvoice.audio import with_speech
     from whichvoice.cli.gallery import _inputs
     from whichvoice.tracing import embed_and_trace
     from whichvoice.verification import progress_bar
@@ -64,7 +63,6 @@ def trace_cmd(
     failed = 0
     answers = progress_bar(embed_and_trace(encoder, head, paths), len(paths), "trace", not quiet)
     for path, (r, a) in zip(paths, answers, strict=True):
-        r = with_speech(path, r)  # a burst is no speech here as for identify
         if isinstance(r, WhichvoiceError):
             failed += 1
             click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json

@@ -86,10 +86,10 @@ def gallery_answer(
             raise
         log.warning("no gallery answer: %s", e)
         return None
-    if isinstance(result, SilentAudioError):  # too little speech: for the classifier too
-        raise HTTPProblem(*error_status(result), str(result))
     if isinstance(result, WhichvoiceError):
-        if not required:  # the classifier answered; the encoder could not use this input
+        # the classifier answered and the encoder could not use this input: its answer
+        # stands, unless the clip holds too little speech for either to judge
+        if not required and not isinstance(result, SilentAudioError):
             log.warning("no gallery answer: %s", result)
             return None
         raise HTTPProblem(*error_status(result), str(result))
