@@ -102,6 +102,17 @@ def test_an_array_a_user_holds_becomes_mono_float32_or_a_clear_error() -> None:
 
     with pytest.raises(AudioDecodeError, match="needs its rate"):
         _sources(tone)  # samples handed to identify/verify without a rate
+    # rates a file's header may not claim are refused from an array too
+    for rate in (100, 10**7):
+        with pytest.raises(AudioDecodeError, match=f"{rate} Hz is not audio"):
+            Decoded(tone, rate, "x")
+    # samples so large their squares overflow float32: the same clip at a peak of 1
+    huge = Decoded(tone * np.float32(1e38), 16000, "x").wave
+    assert np.allclose(huge, tone / np.abs(tone).max(), atol=1e-6)
+    for source, why in ((5, "5: not audio"), (None, "None: not audio"), ({}, "not audio"),
+                        ("/dev/null", "not a regular file")):  # fmt: skip
+        with pytest.raises(AudioDecodeError, match=why):
+            read_audio(source)
 
 
 def test_a_pipe_is_read_as_a_file(tmp_path) -> None:

@@ -320,3 +320,14 @@ def test_synth_exits_1_when_clips_failed_and_resumes(cli, tmp_path: Path) -> Non
     assert line.endswith(f"the reasons: {out / 'failures.jsonl'}")
     assert len((out / "failures.jsonl").read_text().splitlines()) == 1
     assert len(check_corpus(out)) == 1
+
+
+def test_synth_settings_a_notebook_may_get_wrong() -> None:
+    from whichvoice.errors import WhichvoiceError
+
+    assert SynthConfig(voices="flite:slt").voices == ("flite:slt",)  # one id, not its letters
+    for kw, why in (({"assign": "x"}, "assign must be one of"), ({"format": "ogg3"}, "format"),
+                    ({"per_voice": 2.5}, "per_voice must be a whole number"),
+                    ({"workers": 0}, "workers must be at least 1")):  # fmt: skip
+        with pytest.raises(WhichvoiceError, match=why):
+            SynthConfig(**kw)

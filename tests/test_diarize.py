@@ -62,7 +62,12 @@ def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:
     ("cfg", "needle"),
     [
         (dz.DiarizeConfig(vad="webrtc"), "unknown speech detector"),
-        (dz.DiarizeConfig(min_speakers=3, max_speakers=2), "under --min-speakers"),
+        (dz.DiarizeConfig(min_speakers=3, max_speakers=2), "under min speakers 3"),
+        (dz.DiarizeConfig(num_speakers=2.5), "num speakers 2.5: a whole number"),  # type: ignore[arg-type]
+        (dz.DiarizeConfig(num_speakers="2"), "num speakers '2': a whole number"),  # type: ignore[arg-type]
+        (dz.DiarizeConfig(num_speakers=0), "num speakers 0: at least 1"),
+        (dz.DiarizeConfig(window_s="1", hop_s=0.5), "window_s '1': a finite number"),  # type: ignore[arg-type]
+        (dz.DiarizeConfig(threshold=float("nan")), "threshold nan: a finite number"),
         (dz.DiarizeConfig(window_s=1.5, hop_s=3.0), "between 0.05 s and the window"),
         (dz.DiarizeConfig(hop_s=0.5), "give both or neither"),
         (dz.DiarizeConfig(threshold=2.5), "a cosine distance"),

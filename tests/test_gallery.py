@@ -292,6 +292,60 @@ def test_an_embedding_that_is_not_numbers_is_not_enrolled(tmp_path: Path) -> Non
         assert g.names() == []
 
 
+@pytest.mark.parametrize(
+    ("embeddings", "seconds", "why"),
+    [
+        (np.ones((1, 10)), 3.0, "embeddings of size 10; the gallery's voices have 48"),
+        (np.zeros((1, 48)), 3.0, "an embedding of zeros"),
+        (np.ones(48), 3.0, "no clip embeddings"),
+        ([["x"] * 48], 3.0, "an array of numbers"),
+        (unit(np.ones((1, 48))), -5.0, "seconds of audio -5.0"),
+        (unit(np.ones((1, 48))), float("inf"), "seconds of audio inf"),
+        (unit(np.ones((1, 48))), "3", "seconds of audio '3'"),
+    ],
+)
+def test_what_enroll_refuses_leaves_the_gallery_scoring(
+    tmp_path: Path, embeddings, seconds, why: str
+) -> None:
+    """Embeddings of another size would make every identify fail (its voices no longer
+    compare); refused before anything is written, like an import's."""
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll("a", unit(np.ones((2, 48))), 3.0)
+        before = g.export_json()
+        with pytest.raises(GalleryError, match=why):
+            g.enroll("b", embeddings, seconds)
+        assert g.export_json() == before
+        # a voice of several prototypes beside one enrolled before them is one encoder's
+        assert g.enroll("c", unit(np.ones((1, 4 * 48))), 3.0).clips == 1
+
+
+def test_a_gallery_misused_says_so_in_one_line(tmp_path: Path) -> None:
+    import threading
+
+    g = Gallery(tmp_path / "g.sqlite", "m")
+    g.enroll("a", unit(np.ones((1, 4))), 3.0)
+    with pytest.raises(VoiceNameError, match="must be text, not NoneType"):
+        g.get(None)  # type: ignore[arg-type]
+    caught: list[Exception] = []
+
+    def other_thread() -> None:
+        try:
+            g.names()
+        except Exception as e:
+            caught.append(e)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert len(caught) == 1 and isinstance(caught[0], GalleryError)
+    assert "open one per thread" in str(caught[0])
+    g.close()
+    with pytest.raises(GalleryError, match="the gallery was closed"):
+        g.names()
+    with pytest.raises(GalleryError, match="model_id is text"):
+        Gallery(tmp_path / "g.sqlite", 5)  # type: ignore[arg-type]
+
+
 def test_an_export_with_a_reserved_name_is_refused_until_renamed(tmp_path: Path) -> None:
     """An import of a voice named as diarize names a stranger would answer a stranger's
     turn with an enrolled voice that reads like none (until stop 48 an older export's names

@@ -308,6 +308,23 @@ def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
         # one recording three times is not three recordings' worth of speech
         with pytest.raises(WhichvoiceError, match=r"only .* s of speech.*2 of the files repeat"):
             enroll(encoder, g, "short", [clip, copy, clip.read_bytes()], min_seconds=60)
+        # what a notebook may pass by mistake: one line each, never numpy's or sqlite's
+        from whichvoice.verification import identify, verify
+
+        with pytest.raises(WhichvoiceError, match=r"threshold '0.5': a cosine score"):
+            verify(encoder, g, "slt", [other], threshold="0.5")  # type: ignore[arg-type]
+        with pytest.raises(WhichvoiceError, match="must be text, not NoneType"):
+            verify(encoder, g, None, [other])  # type: ignore[arg-type]
+        with pytest.raises(WhichvoiceError, match="5: give a file path"):
+            identify(encoder, g, 5)  # type: ignore[arg-type]
+        answers = verify(encoder, g, "slt", [5, None, other])
+        assert [type(a).__name__ for a in answers] == [
+            "AudioDecodeError", "AudioDecodeError", "Verdict"
+        ]  # fmt: skip
+        assert "5: not audio" in str(answers[0])
+    for run, why in (("", "folder path is empty"), (5, "not int")):
+        with pytest.raises(WhichvoiceError, match=why):
+            load_encoder(run)  # type: ignore[arg-type]
 
 
 def test_a_calibration_needs_enough_trials_for_its_rule() -> None:

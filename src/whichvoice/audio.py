@@ -24,6 +24,9 @@ MIN_DURATION_S = 0.1  # s; shorter clips carry no usable speech
 MIN_SPEECH_S = 0.2  # s; less speech than this in a clip is a burst, not a voice to name
 MIN_RATE = 1_000  # Hz; a file claiming less is damaged (telephone audio is 8 kHz)
 MAX_RATE = 768_000  # Hz; the highest rate audio interfaces record at
+# samples past this (float audio is [-1, 1], integer PCM as floats up to 2**31) are brought
+# to a peak of 1: their squares would overflow float32 in the features
+HUGE_PEAK = 1e10
 # file name endings taken for audio when a folder is searched
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au"}
 _BLOCK_VALUES = 1 << 20  # samples decoded at a time, all channels together (4 MB of float32)
@@ -62,9 +65,17 @@ class Decoded:
         if wave.dtype != np.float32:
             wave = wave.astype(np.float32)
         check_finite(wave, self.name)
+        peak = float(np.abs(wave).max()) if wave.size else 0.0
+        if peak > HUGE_PEAK:  # squares of such samples overflow float32; level is not voice
+            wave = wave / np.float32(peak)
         rate = self.rate
         if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
             raise AudioDecodeError(f"{self.name}: sample rate {rate!r}: a positive whole number")
+        if not MIN_RATE <= rate <= MAX_RATE:  # as a file's header is checked
+            raise AudioDecodeError(
+                f"{self.name}: a sample rate of {rate} Hz is not audio "
+                f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
+            )
         object.__setattr__(self, "wave", wave)
         object.__setattr__(self, "rate", int(rate))
 
@@ -125,10 +136,15 @@ def read_audio(
     """
     if isinstance(source, Decoded):
         return source.wave, source.rate
-    if isinstance(source, np.ndarray | list):
+    if isinstance(source, np.ndarray | list | tuple):
         raise AudioDecodeError(
             "an array of samples needs its rate: pass Decoded(wave, rate, name) "
             "(whichvoice.audio.Decoded)"
+        )
+    if not isinstance(source, str | os.PathLike | bytes | bytearray):
+        raise AudioDecodeError(
+            f"{source!r:.60}: not audio; give a file path, a URL, encoded bytes or "
+            "Decoded(wave, rate, name)"
         )
     name = name or describe_source(source)
     if not isinstance(source, bytes | bytearray) and storage.is_url(source):
@@ -139,7 +155,13 @@ def read_audio(
     if not isinstance(source, bytes | bytearray) and Path(source).is_fifo():
         source = read_pipe(source, name)
     if not isinstance(source, bytes | bytearray) and not Path(source).is_file():
-        what = "is a folder" if Path(source).is_dir() else "no such file"
+        what = (
+            "is a folder"
+            if Path(source).is_dir()
+            else "not a regular file"
+            if Path(source).exists()
+            else "no such file"
+        )
         raise AudioDecodeError(f"{name}: cannot read ({what})")
     head = bytes(source[:SNIFF_BYTES]) if isinstance(source, bytes | bytearray) else _head(source)
     if (what := not_audio(head)) is not None:

@@ -53,6 +53,10 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
+class SynthConfigError(WhichvoiceError, ValueError):
+    """Settings of a corpus that cannot be made (``SynthConfig``)."""
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """How to synthesize a corpus. ``voices``: a set name or ids, as ``--voices`` takes them."""
@@ -67,14 +71,24 @@ class SynthConfig:
     polly_engine: str = "standard"
 
     def __post_init__(self) -> None:
+        if isinstance(self.voices, str):  # one set name or id, not its characters
+            object.__setattr__(self, "voices", (self.voices,))
         if self.assign not in ASSIGN_MODES:
-            raise ValueError(
+            raise SynthConfigError(
                 f"assign must be one of {', '.join(ASSIGN_MODES)}, not {self.assign!r}"
             )
         if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+            raise SynthConfigError(
+                f"format must be one of {', '.join(FORMATS)}, not {self.format!r}"
+            )
+        for name in ("per_voice", "workers", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SynthConfigError(f"{name} must be a whole number, not {value!r}")
         if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, not {self.workers}")
+            raise SynthConfigError(f"workers must be at least 1, not {self.workers}")
+        if self.per_voice < 1:
+            raise SynthConfigError(f"per_voice must be at least 1, not {self.per_voice}")
 
 
 @dataclass(frozen=True)

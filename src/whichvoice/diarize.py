@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -86,6 +87,10 @@ class DiarizeError(WhichvoiceError):
 
 @dataclass(frozen=True)
 class DiarizeConfig:
+    """How ``diarize`` works; every field None takes the encoder's choice made on dev
+    conversations (``shipped_settings``). ``check()`` refuses settings that cannot work
+    (DiarizeError), and ``diarize`` calls it."""
+
     # the embedding windows: ``window_s`` seconds every ``hop_s``; None (both): the encoder's
     # dev choice (``shipped_settings``), else DEFAULT_WINDOW
     window_s: float | None = None
@@ -122,6 +127,14 @@ class DiarizeConfig:
     merge_speech: float | None = None
 
     def check(self) -> DiarizeConfig:
+        for setting in ("window_s", "hop_s", "merge_speech", "naming_speech_s", "threshold"):
+            value = getattr(self, setting)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float | np.floating | np.integer)
+                or not math.isfinite(value)
+            ):
+                raise DiarizeError(f"{setting} {value!r}: a finite number")
         if self.vad not in VADS:
             raise DiarizeError(f"unknown speech detector {self.vad!r}; valid: {', '.join(VADS)}")
         if (self.window_s is None) != (self.hop_s is None):
@@ -130,13 +143,18 @@ class DiarizeConfig:
             raise DiarizeError(f"window {self.window_s} s: between 0.3 and 10 seconds")
         if self.hop_s is not None and not 0.05 <= self.hop_s <= self.window_s:
             raise DiarizeError(f"hop {self.hop_s} s: between 0.05 s and the window")
-        if self.num_speakers is not None and self.num_speakers < 1:
-            raise DiarizeError(f"--num-speakers {self.num_speakers}: at least 1")
-        if self.min_speakers < 1:
-            raise DiarizeError(f"--min-speakers {self.min_speakers}: at least 1")
+        for setting in ("num_speakers", "min_speakers", "max_speakers"):
+            value = getattr(self, setting)
+            if value is None and setting != "min_speakers":
+                continue
+            what = setting.replace("_", " ")  # the CLI's --num-speakers, ...
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise DiarizeError(f"{what} {value!r}: a whole number")
+            if value < 1:
+                raise DiarizeError(f"{what} {value}: at least 1")
         if self.max_speakers is not None and self.max_speakers < self.min_speakers:
             raise DiarizeError(
-                f"--max-speakers {self.max_speakers} is under --min-speakers {self.min_speakers}"
+                f"max speakers {self.max_speakers} is under min speakers {self.min_speakers}"
             )
         if self.merge_speech is not None and not 0 <= self.merge_speech <= 1:
             raise DiarizeError(f"merging at a cosine of {self.merge_speech}: 0 (never) to 1")

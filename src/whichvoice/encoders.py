@@ -27,6 +27,7 @@ from whichvoice.pretrained import (
     user_dir,
 )
 from whichvoice.runtime import VoiceModel, load_model
+from whichvoice.runtime.load import check_run_path
 from whichvoice.scoring import Calibration
 
 CALIBRATION = "calibration.json"
@@ -43,6 +44,8 @@ Encoder = VoiceModel | PretrainedEncoder | FusedEncoder
 
 
 def load_calibration(run: str | os.PathLike) -> tuple[float, Calibration] | None:
+    """(threshold, score calibration) a run's ``calibration.json`` holds (written by
+    ``whichvoice calibrate``); None when it has none."""
     path = Path(run) / CALIBRATION
     if not path.exists():
         return None
@@ -51,6 +54,7 @@ def load_calibration(run: str | os.PathLike) -> tuple[float, Calibration] | None
 
 
 def model_for(run: str | os.PathLike) -> VoiceModel:
+    """The trained run at ``run`` as an encoder; refused when its network has no embedding."""
     model = load_model(run)
     if not model.has_embedding:
         raise WhichvoiceError(f"{run}: model {model.config['model']!r} has no embedding")
@@ -68,6 +72,7 @@ def load_encoder(model: str | os.PathLike | None = None) -> Encoder:
         except EncoderUnavailableError as e:
             log.warning("using the bundled encoder: the default (auto) needs %s", e)
             return model_for(bundled_encoder())
+    check_run_path(model)
     if str(model) == AUTO:
         return fused_encoder()
     if str(model) in PRETRAINED:

@@ -33,6 +33,7 @@ UNKNOWN = "unknown"  # what identification answers for a stranger: no voice may 
 # gallery routes (/v1/gallery/export, /v1/gallery/import) are not voice names either
 RESERVED = re.compile(r"unknown-\d+|export|import")  # as diarize and the routes spell them
 MAX_CLIPS = 10**12  # clips of one voice, at most (an export's count is checked against it)
+MAX_PROTOTYPES = 16  # stored prototypes of one voice, at most (whichvoice.prototypes makes 4)
 
 
 class GalleryError(WhichvoiceError):
@@ -58,7 +59,33 @@ class VoiceExistsError(GalleryError):
 def _normal(name: str) -> str:
     """A name as it is stored and looked up: stripped, in Unicode's composed form (NFC), so
     that ``José`` typed with one character or with ``e`` and an accent is one voice."""
+    if not isinstance(name, str):
+        raise VoiceNameError(f"a voice name must be text, not {type(name).__name__}")
     return unicodedata.normalize("NFC", name.strip())
+
+
+class _Connection(sqlite3.Connection):
+    """SQLite's connection, whose misuse (another thread, after ``close``) is a
+    GalleryError in one line rather than sqlite3.ProgrammingError."""
+
+    def execute(self, *args, **kwargs):  # type: ignore[override]
+        try:
+            return super().execute(*args, **kwargs)
+        except sqlite3.ProgrammingError as e:
+            if "thread" in str(e):
+                raise GalleryError(
+                    "a Gallery is used by the thread that opened it: open one per thread",
+                    public="the gallery cannot be used",
+                ) from e
+            if "closed" in str(e):
+                raise GalleryError(
+                    "the gallery was closed; open it again", public="the gallery cannot be used"
+                ) from e
+            raise
+
+
+def _connect(target: str | os.PathLike, **kwargs) -> sqlite3.Connection:
+    return sqlite3.connect(target, timeout=30, isolation_level=None, factory=_Connection, **kwargs)
 
 
 def voice_name(name: object) -> str:
@@ -136,7 +163,9 @@ class EnrolledVoice:
 
 
 class Gallery:
-    """The voices enrolled with one model, in a SQLite file."""
+    """The voices enrolled with one model, in a SQLite file. One object belongs to the
+    thread that opened it (SQLite's rule; another thread gets a GalleryError): open one per
+    thread, as the server does; several processes may share the file."""
 
     def __init__(
         self, path: str | os.PathLike, model_id: str | None, *, create: bool = True
@@ -146,7 +175,12 @@ class Gallery:
         appears when the first voice is enrolled or imported). ``model_id`` None opens it
         for whatever model made it (listing, export, removal: no embedding is compared)."""
         if model_id is None and create:
-            raise ValueError("a gallery is created for a model: give its model_id")
+            raise GalleryError("a gallery is created for a model: give its model_id")
+        if model_id is not None and not isinstance(model_id, str):
+            raise GalleryError(
+                f"a gallery's model_id is text (whichvoice.encoders.model_id(encoder)), "
+                f"not {type(model_id).__name__}"
+            )
         self.path = Path(path)
         self.model_id = model_id or ""
         self.read_only = False
@@ -162,7 +196,7 @@ class Gallery:
         try:
             if self.path.exists():
                 try:
-                    self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                    self._db = _connect(self.path)
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._setup(model_id)
                 except sqlite3.OperationalError as e:
@@ -174,7 +208,7 @@ class Gallery:
                         self._db.close()
                     self._db = self._open_read_only()
             else:  # nothing on disk: an empty gallery in memory until a write (if ``create``)
-                self._db = sqlite3.connect(":memory:", isolation_level=None)
+                self._db = _connect(":memory:")
                 self._setup(model_id)
                 self._create_on_write = create
         except sqlite3.DatabaseError as e:
@@ -209,7 +243,7 @@ class Gallery:
         self._create_on_write = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db = _connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as e:
             raise GalleryError(
@@ -231,7 +265,7 @@ class Gallery:
         if not Path(f"{self.path}-wal").exists():  # immutable would not see a log's voices
             flags.append("?mode=ro&immutable=1")
         for flag in flags:
-            db = sqlite3.connect(uri + flag, uri=True, timeout=30, isolation_level=None)
+            db = _connect(uri + flag, uri=True)
             try:
                 db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
                 return db
@@ -289,12 +323,31 @@ class Gallery:
 
     def enroll(self, name: str, embeddings: np.ndarray, seconds: float) -> EnrolledVoice:
         """Add clips to ``name`` (created if new): ``embeddings`` float (n_clips, dim), each
-        L2-normalised; ``seconds`` of audio they came from. Returns the updated voice."""
+        L2-normalised; ``seconds`` of audio they came from. Returns the updated voice.
+        Embeddings of another size than the gallery's voices are refused (GalleryError):
+        the gallery would no longer score."""
         name = self._stored(voice_name(name))
-        if embeddings.ndim != 2 or embeddings.shape[0] == 0:
-            raise GalleryError(f"{name}: no clip embeddings to enroll")
-        if not np.isfinite(embeddings).all() or not math.isfinite(seconds):
+        try:
+            embeddings = np.asarray(embeddings, np.float32)
+        except (TypeError, ValueError) as e:
+            raise GalleryError(f"{name}: embeddings are an array of numbers ({e})") from e
+        if embeddings.ndim != 2 or embeddings.shape[0] == 0 or embeddings.shape[1] == 0:
+            raise GalleryError(
+                f"{name}: no clip embeddings to enroll (give float (n_clips, dim), "
+                f"not shape {embeddings.shape})"
+            )
+        if not np.isfinite(embeddings).all():
             raise GalleryError(f"{name}: embeddings that are not numbers cannot be enrolled")
+        if not np.linalg.norm(embeddings, axis=1).all():
+            raise GalleryError(f"{name}: an embedding of zeros (a clip with no speech)")
+        if not _is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
+            raise GalleryError(f"{name}: seconds of audio {seconds!r}: a number, 0 or more")
+        dims = {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices")}
+        if not all(_same_encoder(embeddings.shape[1], d) for d in dims):
+            raise GalleryError(
+                f"{name}: embeddings of size {embeddings.shape[1]}; the gallery's voices "
+                f"have {', '.join(map(str, sorted(dims)))} (another encoder's?)"
+            )
         now = time.time()
         with self._transaction():
             self._check_owner(self.model_id)
@@ -506,6 +559,14 @@ def _export_row(i: int, v: object, model_id: str) -> tuple:
         ):
             raise GalleryError(f"a damaged gallery export ({name}: {field} {value!r})")
     return name, emb, clips, *(float(x) for x in values.values())
+
+
+def _same_encoder(size: int, other: int) -> bool:
+    """Whether stored embeddings of ``size`` and ``other`` numbers can come from one encoder:
+    equal, or one a whole multiple of the other (a voice enrolled with several prototypes
+    beside one enrolled before them, ``whichvoice.prototypes``)."""
+    small, big = sorted((size, other))
+    return big % small == 0 and big // small <= MAX_PROTOTYPES
 
 
 def _is_number(x: object) -> bool:

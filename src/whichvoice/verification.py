@@ -101,6 +101,9 @@ ENROLL_CLIPS = 3  # clips that enroll a voice in calibration trials
 
 @dataclass(frozen=True)
 class Trials:
+    """Scores of verification trials: same-voice (``target``) and different-voice
+    (``nontarget``), as ``calibrate`` and ``evaluate`` read them."""
+
     target: np.ndarray  # float64 scores of same-voice trials
     nontarget: np.ndarray  # float64 scores of different-voice trials
 
@@ -366,13 +369,21 @@ def operating_point(
             calibrated, far = raised, f
             frr = tail_frr(data["tail"], raised)
         return OperatingPoint(calibrated, cal.at(calibrated), "calibrated", far, frr)
-    if not -1.0 <= threshold <= 1.0:
-        raise WhichvoiceError(f"threshold {threshold}: a cosine score, between -1 and 1")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float | np.floating | np.integer)
+        or not -1.0 <= threshold <= 1.0
+    ):
+        raise WhichvoiceError(f"threshold {threshold!r}: a cosine score, between -1 and 1")
     return OperatingPoint(float(threshold), cal.at(threshold), "given")
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """``verify``'s answer for one recording: whether it is the ``claimed`` voice
+    (``accept``: ``score``, the cosine to the voice's nearest prototype, at or above the
+    operating ``point``'s threshold) and the calibrated ``probability`` that it is."""
+
     path: str
     claimed: str
     accept: bool
@@ -397,6 +408,11 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Identity:
+    """``identify``'s answer for one recording: the enrolled ``voice`` it is (``unknown``
+    when even the ``nearest`` scores under the operating ``point``'s threshold), the cosine
+    ``score`` of that nearest voice, every voice's ``scores``, and with an engine head which
+    ``engine`` family made it."""
+
     path: str
     voice: str  # "unknown" under the threshold
     score: float  # the nearest voice's
@@ -442,7 +458,13 @@ def _sources(sources) -> list:
         return [sources]
     if isinstance(sources, np.ndarray):  # samples without their rate: what to do instead
         read_audio(sources)
-    return list(sources)
+    try:
+        return list(sources)
+    except TypeError:
+        raise WhichvoiceError(
+            f"{sources!r:.60}: give a file path, a URL, encoded bytes, a Decoded clip or a "
+            "list of them"
+        ) from None
 
 
 def _copies(sources: list) -> dict[int, int]:
@@ -563,7 +585,12 @@ def verify(
     progress: bool = False,
 ) -> list[Verdict | WhichvoiceError]:
     """Is each recording the enrolled voice ``name``? At the calibrated threshold, or at
-    ``threshold`` (a cosine score). ``progress``: a bar on a terminal."""
+    ``threshold`` (a cosine score). ``progress``: a bar on a terminal.
+
+    Returns one item per input, in order: a ``Verdict``, or the ``WhichvoiceError`` that
+    input met (unreadable, no speech): one bad file does not stop the others, so check
+    ``isinstance(item, Verdict)`` before reading ``.accept``. Errors that concern every input
+    (an unknown name, a gallery of another encoder, a bad threshold) are raised."""
     check_gallery_model(model, gallery)
     sources = _sources(sources)
     point = operating_point(model, threshold)
@@ -605,7 +632,10 @@ def identify(
     """Which enrolled voice is each recording, or ``unknown`` under the threshold (the
     calibrated one, or ``threshold``); the nearest voice is named either way. With an
     ``engine_head`` that reads ``model``'s embeddings, also which engine family made it.
-    ``progress``: a bar on a terminal."""
+    ``progress``: a bar on a terminal.
+
+    Returns one item per input, in order: an ``Identity``, or the ``WhichvoiceError`` that
+    input met (as ``verify``)."""
     check_gallery_model(model, gallery)
     sources = _sources(sources)
     voices = gallery.voices()

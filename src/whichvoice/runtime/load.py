@@ -33,6 +33,16 @@ def bundled_classifier() -> Path:
     )
 
 
+def check_run_path(run: object) -> None:
+    """ModelLoadError in one line when ``run`` cannot name a run (None is the shipped one)."""
+    if run is None:
+        return
+    if not isinstance(run, str | os.PathLike):
+        raise ModelLoadError(f"a run is a folder path or URL, not {type(run).__name__}")
+    if not os.fspath(run).strip():
+        raise ModelLoadError("a run's folder path is empty")
+
+
 def load_model(
     run: str | os.PathLike | None = None,
     device: str = "cpu",
@@ -55,6 +65,7 @@ def load_model(
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    check_run_path(run)
     model = _load_torch(
         storage.local_path(run if run is not None else bundled_classifier()), device
     )
