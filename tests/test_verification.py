@@ -232,12 +232,16 @@ def test_random_voices_add_training_voices_and_keep_the_held_out_ones() -> None:
 
 
 def test_the_new_engines_train_voices_are_trained_and_their_test_voices_never() -> None:
+    from whichvoice.encoders import bundled_encoder
     from whichvoice.protocol import ENGINE_VOICES
     from whichvoice.recipe import EncoderRecipe, recipe_voices
 
     trained, held = recipe_voices(EncoderRecipe(max_variants=6))
     assert set(ENGINE_VOICES["train"]) <= set(trained)
     assert not set(ENGINE_VOICES["test"]) & (set(trained) | set(held))
+    assert not set(ENGINE_VOICES["dev"]) & (set(trained) | set(ENGINE_VOICES["test"]))
+    shipped = json.loads((bundled_encoder() / "recipe.json").read_text())["training_voices"]
+    assert not set(ENGINE_VOICES["dev"]) & set(shipped)  # the encoder shipped never heard them
     without, _ = recipe_voices(EncoderRecipe(max_variants=6, engine_voices=()))
     assert not set(ENGINE_VOICES["train"]) & set(without)
 
