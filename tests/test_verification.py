@@ -399,3 +399,12 @@ def test_a_burst_is_no_speech_for_enroll_verify_and_identify(tmp_path: Path) -> 
             assert not isinstance(answers[0], Exception)
             assert isinstance(answers[1], SilentAudioError), answers[1]
             assert "burst.wav: no speech found" in str(answers[1])
+    # the classifier (predict, /invocations) answers a burst the same way
+    from whichvoice.runtime import load_model
+
+    classifier = load_model()
+    answers = list(classifier.identify_many([clips[2], burst]))
+    assert not isinstance(answers[0], Exception) and isinstance(answers[1], SilentAudioError)
+    assert "burst.wav: no speech found" in str(answers[1])
+    with pytest.raises(SilentAudioError, match="no speech found"):
+        classifier.identify(burst)

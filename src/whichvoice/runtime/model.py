@@ -18,8 +18,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from whichvoice.audio import AudioSource, check_not_silent, describe_source, read_audio, resample
-from whichvoice.errors import WhichvoiceError
+from whichvoice.audio import (
+    MIN_SPEECH_S,
+    AudioSource,
+    check_not_silent,
+    describe_source,
+    read_audio,
+    resample,
+)
+from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.features import FeatureConfig, model_inputs, seed_windows, speech_of, wave_windows
 from whichvoice.openset import load_openset
 
@@ -158,6 +165,12 @@ class VoiceModel:
             logp, emb = F.log_softmax(net(x), dim=1), net.embed(x)
         return torch.cat([logp, emb], dim=1).float().cpu().numpy()
 
+    def _answer(self, name: str, scores: np.ndarray, speech_s: float) -> Prediction:
+        """``_combine``; SilentAudioError when the clip held a burst (``_burst``)."""
+        if (error := _burst(name, speech_s)) is not None:
+            raise error
+        return self._combine(name, scores, speech_s)
+
     def _combine(self, name: str, scores: np.ndarray, speech_s: float) -> Prediction:
         # the file's answer: the mean of its windows' log-probabilities, renormalised
         logp = scores[:, : len(self.labels)]
@@ -220,7 +233,7 @@ class VoiceModel:
         """Which of the model's voices reads ``source`` (a path or encoded bytes), any length."""
         label = name or describe_source(source)
         windows, speech_s = self.windows(source)
-        return self._combine(label, self.window_scores(windows), speech_s)
+        return self._answer(label, self.window_scores(windows), speech_s)
 
     def identify_wave(
         self, wave: np.ndarray, rate: int, name: str = "<audio>", *, score=None
@@ -229,7 +242,7 @@ class VoiceModel:
         what runs ``window_scores`` on the windows (the server's micro-batcher), default
         ``window_scores`` itself."""
         windows, speech_s = self.windows_of(wave, rate)
-        return self._combine(name, (score or self.window_scores)(windows), speech_s)
+        return self._answer(name, (score or self.window_scores)(windows), speech_s)
 
     @cached_property
     def model_id(self) -> str:
@@ -302,11 +315,22 @@ class VoiceModel:
         """The answer for each source of ``chunk``, whose ``prepared`` are ``self.prepared``'s
         outputs or errors; the network runs once on every file's windows."""
         for src, scored, speech_s in score_chunk(self.input_scores, chunk, prepared):
-            yield (
-                scored
-                if isinstance(scored, WhichvoiceError)
-                else self._combine(str(src), scored, speech_s)
-            )
+            if isinstance(scored, WhichvoiceError):
+                yield scored
+                continue
+            burst = _burst(describe_source(src), speech_s)
+            yield burst if burst is not None else self._combine(str(src), scored, speech_s)
+
+
+def _burst(name: str, speech_s: float) -> SilentAudioError | None:
+    """The error for a clip of under MIN_SPEECH_S of speech: a burst names no voice, as
+    enroll, verify, identify and trace answer it (``audio.with_speech``); else None."""
+    if speech_s >= MIN_SPEECH_S:
+        return None
+    return SilentAudioError(
+        f"{name}: no speech found ({1000 * speech_s:.0f} ms of speech; a voice needs "
+        f"{1000 * MIN_SPEECH_S:.0f} ms)"
+    )
 
 
 class _OneBlasThread:
