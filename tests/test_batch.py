@@ -524,9 +524,13 @@ def test_ctrl_c_stops_a_run_with_workers_in_one_line_and_it_resumes(
     assert err.strip() == "interrupted", err  # (after click's newline, ending a "^C")
     done = subprocess.run([*argv[:-1], "--resume", "--quiet"], capture_output=True, text=True,
                           timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    # a few single digits hold under 0.2 s of speech: their rows say "no speech found", and
+    # the run ends 1 for them (as for any input it could not answer)
+    assert done.returncode in (0, 1), done.stderr
     rows = out.read_text().splitlines()
     assert len(rows) == 1 + len(list(HUMAN_DEV.glob("*.wav")))
+    errors = [r for r in rows[1:] if not r.endswith(",")]
+    assert len(errors) < len(rows) // 20 and all("no speech found" in r for r in errors)
 
 
 def test_resume_counts_an_input_given_twice_once_a_row(tmp_path: Path) -> None:

@@ -353,14 +353,16 @@ async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThr
 def live_thresholds(encoder) -> LiveThresholds:
     """``encoder``'s live thresholds: the shipped ones (``data/diarize``, set on dev by
     ``benchmarks/diarize.py``), else its verification threshold for both answers and its
-    clustering distance for joining unknown voices."""
+    clustering distance for keeping windows in one turn and joining unknown voices (the
+    shipped ``live_join`` where there is one)."""
     from whichvoice.diarize import default_threshold, shipped_settings
     from whichvoice.verification import operating_point
 
     shipped = shipped_settings(encoder)  # once: an encoder's id hashes its weights
     accept, turn = shipped.get("live_accept"), shipped.get("live_turn_accept")
     accept = operating_point(encoder).threshold if accept is None else float(accept)
-    join, _ = default_threshold(encoder, shipped)
+    join = shipped.get("live_join")
+    join = default_threshold(encoder, shipped)[0] if join is None else float(join)
     return LiveThresholds(accept, None if turn is None else float(turn), join)
 
 
