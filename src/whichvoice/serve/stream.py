@@ -8,8 +8,8 @@ enrolled voice that the last window, or else the turn so far, reaches at its liv
 (``LiveThresholds``: one for one-second windows and one for turn means, each set on dev data
 by ``benchmarks/diarize.py``; else the verification threshold; see ``LiveSpeakers.answer``),
 else after the connection's own
-unknown voices (``unknown-1``, ...: an embedding within the diarization clustering distance
-of one joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn
+unknown voices (``unknown-1``, ...: an embedding within the live join distance (the shipped
+``live_join``, else the diarization clustering distance) of one joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn
 ``NEW_VOICE_AFTER_S`` past its first answer, starts the next, up to ``MAX_UNKNOWN``). A window
 with less than ``MIN_SPEECH_S`` of speech answers no one. Each answer is ``{"speaker",
 "score", "t"}`` (``t``: seconds of audio received when the window it answers ended). Audio is
