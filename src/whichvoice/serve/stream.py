@@ -2,19 +2,19 @@
 
 The client sends binary messages of 16-bit little-endian mono PCM at the ``rate`` it names in
 the query (``/v1/stream?rate=48000``; the page sends its microphone's). Every ``STEP_S`` of
-audio received the server looks at the last ``WINDOW_S``: no speech there answers
-``{"speaker": null}``; speech is embedded with the server's encoder and named after the
-enrolled voice that the last window, or else the turn so far, reaches at its live threshold
-(``LiveThresholds``: one for one-second windows and one for turn means, each set on dev data
-by ``benchmarks/diarize.py``; else the verification threshold; see ``LiveSpeakers.answer``),
-else after the connection's own
-unknown voices (``unknown-1``, ...: an embedding within the live join distance (the shipped
-``live_join``, else the diarization clustering distance) of one joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn
-``NEW_VOICE_AFTER_S`` past its first answer, starts the next, up to ``MAX_UNKNOWN``). A window
-with less than ``MIN_SPEECH_S`` of speech answers no one. Each answer is ``{"speaker",
-"score", "t"}`` (``t``: seconds of audio received when the window it answers ended). Audio is
-read while an answer is being made: a step that has waited ``MAX_LAG_S`` for its answer is
-skipped when a newer one waits too, so a busy server answers about now, not ever later.
+audio received the server looks at the last ``WINDOW_S``: no speech there answers ``{"speaker":
+null}``; speech is embedded with the server's encoder and named after the enrolled voice that
+the last window, or else the turn so far, reaches at its live threshold (``LiveThresholds``:
+one for one-second windows and one for turn means, each set on dev data by
+``benchmarks/diarize.py``; else the verification threshold; see ``LiveSpeakers.answer``), else
+after the connection's own unknown voices (``unknown-1``, ...: an embedding within the live
+join distance (the shipped ``live_join``, else the diarization clustering distance) of one
+joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn ``NEW_VOICE_AFTER_S`` past
+its first answer, starts the next, up to ``MAX_UNKNOWN``). A window with less than
+``MIN_SPEECH_S`` of speech answers no one. Each answer is ``{"speaker", "score", "t"}`` (``t``:
+seconds of audio received when the window it answers ended). Audio is read while an answer is
+being made: a step that has waited ``MAX_LAG_S`` for its answer is skipped when a newer one
+waits too, so a busy server answers about now, not ever later.
 
 State per connection is bounded: the last ``WINDOW_S`` of audio, the turn's window embeddings
 over its last ``TURN_S``, at most ``MAX_UNKNOWN`` centroids. A connection idle for ``IDLE_S``
