@@ -165,12 +165,6 @@ class VoiceModel:
             logp, emb = F.log_softmax(net(x), dim=1), net.embed(x)
         return torch.cat([logp, emb], dim=1).float().cpu().numpy()
 
-    def _answer(self, name: str, scores: np.ndarray, speech_s: float) -> Prediction:
-        """``_combine``; SilentAudioError when the clip held a burst (``_burst``)."""
-        if (error := _burst(name, speech_s)) is not None:
-            raise error
-        return self._combine(name, scores, speech_s)
-
     def _combine(self, name: str, scores: np.ndarray, speech_s: float) -> Prediction:
         # the file's answer: the mean of its windows' log-probabilities, renormalised
         logp = scores[:, : len(self.labels)]
@@ -233,7 +227,9 @@ class VoiceModel:
         """Which of the model's voices reads ``source`` (a path or encoded bytes), any length."""
         label = name or describe_source(source)
         windows, speech_s = self.windows(source)
-        return self._answer(label, self.window_scores(windows), speech_s)
+        if (error := _burst(label, speech_s)) is not None:
+            raise error
+        return self._combine(label, self.window_scores(windows), speech_s)
 
     def identify_wave(
         self, wave: np.ndarray, rate: int, name: str = "<audio>", *, score=None
@@ -242,7 +238,9 @@ class VoiceModel:
         what runs ``window_scores`` on the windows (the server's micro-batcher), default
         ``window_scores`` itself."""
         windows, speech_s = self.windows_of(wave, rate)
-        return self._answer(name, (score or self.window_scores)(windows), speech_s)
+        if (error := _burst(name, speech_s)) is not None:
+            raise error  # before the network runs
+        return self._combine(name, (score or self.window_scores)(windows), speech_s)
 
     @cached_property
     def model_id(self) -> str:
