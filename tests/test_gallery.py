@@ -165,7 +165,7 @@ def test_kill_9_during_enroll_leaves_the_gallery_whole(tmp_path: Path) -> None:
         ({"embedding": 0.5}, "not an embedding"),
         ({"embedding": [0.1, float("nan"), 0.2, 0.3]}, "not an embedding"),
         ({"embedding": [0.6, 0.8]}, "dim 4, an embedding of 2"),
-        ({"embedding": [0.6, 0.8], "dim": 2}, "dimensions"),
+        ({"embedding": [0.6, 0.8, 0.0], "dim": 3}, "dimensions"),  # not a part of 4
         ({"embedding": [0.0, 0.0, 0.0, 0.0]}, "an embedding of zeros"),
         ({"name": {"a": 1}}, "voice name"),
         ({"name": 7}, "voice name"),
@@ -315,8 +315,20 @@ def test_what_enroll_refuses_leaves_the_gallery_scoring(
         with pytest.raises(GalleryError, match=why):
             g.enroll("b", embeddings, seconds)
         assert g.export_json() == before
-        # a voice of several prototypes beside one enrolled before them is one encoder's
-        assert g.enroll("c", unit(np.ones((1, 4 * 48))), 3.0).clips == 1
+        # a voice of several prototypes beside one enrolled before them is one encoder's,
+        # seconds may be a numpy number, and such a gallery goes through export and import
+        assert g.enroll("c", unit(np.ones((1, 4 * 48))), np.float32(3.0)).clips == 1
+        exported = g.export_json()
+    with Gallery(tmp_path / "copy.sqlite", "m") as copy:
+        assert copy.import_json(exported) == 2
+
+
+def _raised(call) -> Exception | None:
+    try:
+        call()
+    except Exception as e:
+        return e
+    return None
 
 
 def test_a_gallery_misused_says_so_in_one_line(tmp_path: Path) -> None:
@@ -337,7 +349,10 @@ def test_a_gallery_misused_says_so_in_one_line(tmp_path: Path) -> None:
     thread = threading.Thread(target=other_thread)
     thread.start()
     thread.join()
-    assert len(caught) == 1 and isinstance(caught[0], GalleryError)
+    closing = threading.Thread(target=lambda: caught.append(_raised(g.close)))
+    closing.start()
+    closing.join()
+    assert len(caught) == 2 and all(isinstance(e, GalleryError) for e in caught)
     assert "open one per thread" in str(caught[0])
     g.close()
     with pytest.raises(GalleryError, match="the gallery was closed"):

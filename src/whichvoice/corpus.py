@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import numbers
 import os
 import random
 import time
@@ -83,7 +84,7 @@ class SynthConfig:
             )
         for name in ("per_voice", "workers", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise SynthConfigError(f"{name} must be a whole number, not {value!r}")
         if self.workers < 1:
             raise SynthConfigError(f"workers must be at least 1, not {self.workers}")

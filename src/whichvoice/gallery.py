@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 import sqlite3
@@ -72,16 +73,27 @@ class _Connection(sqlite3.Connection):
         try:
             return super().execute(*args, **kwargs)
         except sqlite3.ProgrammingError as e:
-            if "thread" in str(e):
-                raise GalleryError(
-                    "a Gallery is used by the thread that opened it: open one per thread",
-                    public="the gallery cannot be used",
-                ) from e
-            if "closed" in str(e):
-                raise GalleryError(
-                    "the gallery was closed; open it again", public="the gallery cannot be used"
-                ) from e
-            raise
+            raise _misused(e) from e
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except sqlite3.ProgrammingError as e:
+            raise _misused(e) from e
+
+
+def _misused(e: sqlite3.ProgrammingError) -> Exception:
+    """The GalleryError for SQLite's complaint ``e`` about how a connection was used."""
+    if "thread" in str(e):
+        return GalleryError(
+            "a Gallery is used by the thread that opened it: open one per thread",
+            public="the gallery cannot be used",
+        )
+    if "closed" in str(e):
+        return GalleryError(
+            "the gallery was closed; open it again", public="the gallery cannot be used"
+        )
+    return e
 
 
 def _connect(target: str | os.PathLike, **kwargs) -> sqlite3.Connection:
@@ -324,8 +336,9 @@ class Gallery:
     def enroll(self, name: str, embeddings: np.ndarray, seconds: float) -> EnrolledVoice:
         """Add clips to ``name`` (created if new): ``embeddings`` float (n_clips, dim), each
         L2-normalised; ``seconds`` of audio they came from. Returns the updated voice.
-        Embeddings of another size than the gallery's voices are refused (GalleryError):
-        the gallery would no longer score."""
+        Embeddings whose size is neither the gallery's voices' nor a whole multiple or part of
+        it (a voice of several prototypes beside one of one) are refused (GalleryError): the
+        gallery would no longer score."""
         name = self._stored(voice_name(name))
         try:
             embeddings = np.asarray(embeddings, np.float32)
@@ -340,8 +353,14 @@ class Gallery:
             raise GalleryError(f"{name}: embeddings that are not numbers cannot be enrolled")
         if not np.linalg.norm(embeddings, axis=1).all():
             raise GalleryError(f"{name}: an embedding of zeros (a clip with no speech)")
-        if not _is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
+        if (
+            not isinstance(seconds, numbers.Real)
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
             raise GalleryError(f"{name}: seconds of audio {seconds!r}: a number, 0 or more")
+        seconds = float(seconds)  # SQLite stores a numpy number as bytes
         dims = {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices")}
         if not all(_same_encoder(embeddings.shape[1], d) for d in dims):
             raise GalleryError(
@@ -474,7 +493,7 @@ class Gallery:
         rows = [_export_row(i, v, self.model_id) for i, v in enumerate(voices)]
         dims = {emb.shape[0] for _, emb, *_ in rows if emb.ndim == 1}
         dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
-        if len(dims) > 1:
+        if not all(_same_encoder(a, b) for a in dims for b in dims):
             raise GalleryError(
                 f"a damaged gallery export (embeddings of {sorted(dims)} dimensions)"
             )
@@ -566,7 +585,7 @@ def _same_encoder(size: int, other: int) -> bool:
     equal, or one a whole multiple of the other (a voice enrolled with several prototypes
     beside one enrolled before them, ``whichvoice.prototypes``)."""
     small, big = sorted((size, other))
-    return big % small == 0 and big // small <= MAX_PROTOTYPES
+    return small > 0 and big % small == 0 and big // small <= MAX_PROTOTYPES
 
 
 def _is_number(x: object) -> bool:
