@@ -348,7 +348,8 @@ MERGE_GRID = (0.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # 0: never merged
 # conversations (stop 46, 42020c9), which every live figure was measured with. The clustering
 # distance chosen since on dev voices of more engines (auto: 0.4) keeps another voice's first
 # windows in a turn more often: the suite's live stream named its enrolled festival:ked in 12
-# of its turn's 20 answers (the rest none) against 14 or more with 0.35
+# of its turn's 20 answers (the rest none) against 14 or more with 0.35. Keyed by encoder
+# name: an encoder with new weights inherits its entry, to be looked at again (live.py --split dev)
 LIVE_JOIN = {"auto": 0.35, "bundled": 0.6, "resemblyzer": 0.25}
 NAMING_STRANGERS = 50  # the naming rule lets 1 dev stranger in this many be named (stop 49)
 NAMING_OFFSETS = (-0.1, -0.05, -0.025, 0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2)
