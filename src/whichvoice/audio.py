@@ -310,11 +310,17 @@ def with_speech(source: AudioSource, result):
     "reject", an "unknown" or an engine would hide that there was no voice to judge. What
     enroll, verify, identify and trace all ask of a clip."""
     if isinstance(result, tuple) and result[1] < MIN_SPEECH_S:
-        return SilentAudioError(
-            f"{describe_source(source)}: no speech found ({1000 * result[1]:.0f} ms of speech; "
-            f"a voice needs {1000 * MIN_SPEECH_S:.0f} ms)"
-        )
+        return burst_error(describe_source(source), result[1])
     return result
+
+
+def burst_error(name: str, speech_s: float) -> SilentAudioError:
+    """The "no speech found" error of a clip named ``name`` that held ``speech_s`` seconds of
+    speech, under MIN_SPEECH_S."""
+    return SilentAudioError(
+        f"{name}: no speech found ({1000 * speech_s:.0f} ms of speech; "
+        f"a voice needs {1000 * MIN_SPEECH_S:.0f} ms)"
+    )
 
 
 def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

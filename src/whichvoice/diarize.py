@@ -44,6 +44,7 @@ import functools
 import json
 import logging
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -131,7 +132,7 @@ class DiarizeConfig:
             value = getattr(self, setting)
             if value is not None and (
                 isinstance(value, bool)
-                or not isinstance(value, int | float | np.floating | np.integer)
+                or not isinstance(value, numbers.Real)
                 or not math.isfinite(value)
             ):
                 raise DiarizeError(f"{setting} {value!r}: a finite number")

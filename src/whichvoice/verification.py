@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import math
+import numbers
 import os
 import random
 import stat
@@ -371,7 +372,7 @@ def operating_point(
         return OperatingPoint(calibrated, cal.at(calibrated), "calibrated", far, frr)
     if (
         isinstance(threshold, bool)
-        or not isinstance(threshold, int | float | np.floating | np.integer)
+        or not isinstance(threshold, numbers.Real)
         or not -1.0 <= threshold <= 1.0
     ):
         raise WhichvoiceError(f"threshold {threshold!r}: a cosine score, between -1 and 1")

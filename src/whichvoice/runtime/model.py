@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from whichvoice.audio import (
     MIN_SPEECH_S,
     AudioSource,
+    burst_error,
     check_not_silent,
     describe_source,
     read_audio,
@@ -321,14 +322,9 @@ class VoiceModel:
 
 
 def _burst(name: str, speech_s: float) -> SilentAudioError | None:
-    """The error for a clip of under MIN_SPEECH_S of speech: a burst names no voice, as
-    enroll, verify, identify and trace answer it (``audio.with_speech``); else None."""
-    if speech_s >= MIN_SPEECH_S:
-        return None
-    return SilentAudioError(
-        f"{name}: no speech found ({1000 * speech_s:.0f} ms of speech; a voice needs "
-        f"{1000 * MIN_SPEECH_S:.0f} ms)"
-    )
+    """The error for a clip of under MIN_SPEECH_S of speech (a burst names no voice, as
+    enroll, verify, identify and trace answer it: ``audio.with_speech``); else None."""
+    return burst_error(name, speech_s) if speech_s < MIN_SPEECH_S else None
 
 
 class _OneBlasThread:
