@@ -10,7 +10,7 @@ APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fest
 TEST_APT_PACKAGES := chromium
 DEMO_ARGS ?=
 
-.PHONY: setup apt voices apt-test venv demo test test-fast fuzz soak bench classifier classifier-int8 tables screenshot lint clean
+.PHONY: setup apt voices bench-voices apt-test venv demo test test-fast fuzz soak bench classifier classifier-int8 tables screenshot lint clean
 
 setup: apt venv
 
@@ -28,8 +28,14 @@ apt:
 # these packages only (an apt pin keeps every other package of them out), then installed
 VOICE_APT_PACKAGES := mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 rhvoice rhvoice-english \
   libttspico-utils festvox-rablpc16k festvox-don
-VOICE_APT_ALLOWED := $(VOICE_APT_PACKAGES) mbrola librhvoice-core7 librhvoice-audio2 \
-  libttspico0 libttspico-data festlex-oald
+# more speakers of those engines for benchmarks/trace.py (issue 21), `make bench-voices`: every
+# MBROLA database of Debian with an espeak-ng voice that reads English text with few gaps,
+# the RHVoice voices of other languages whose licence allows training, festival's Spanish el
+BENCH_VOICE_APT_PACKAGES := $(foreach v,af1 br1 br3 ca1 ca2 cz2 de1 de2 de3 de4 de5 de6 de7 \
+  de8 ee1 es4 fr1 fr2 fr3 fr4 fr5 fr6 fr7 hu1 ic1 id1 it3 it4 lt1 nl2 nl3 pl1 pt1 ro1 sw1 sw2 \
+  tr1 tr2,mbrola-$(v)) rhvoice-esperanto rhvoice-brazilian-portuguese festvox-ellpc11k
+VOICE_APT_ALLOWED := $(VOICE_APT_PACKAGES) $(BENCH_VOICE_APT_PACKAGES) mbrola \
+  librhvoice-core7 librhvoice-audio2 libttspico0 libttspico-data festlex-oald
 voices:
 	@missing=""; for p in $(VOICE_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -49,6 +55,9 @@ voices:
 	    | $$SUDO tee /etc/apt/preferences.d/whichvoice-voices >/dev/null; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+bench-voices:
+	@$(MAKE) --no-print-directory voices VOICE_APT_PACKAGES="$(VOICE_APT_PACKAGES) $(BENCH_VOICE_APT_PACKAGES)"
 
 apt-test:
 	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(TEST_APT_PACKAGES)"
@@ -90,7 +99,7 @@ soak: setup
 BENCH_WORK ?= bench-work
 # the code the performance benchmarks compare with: the last commit before issue 23's work
 PERF_BASELINE ?= df4bba8
-bench: setup voices
+bench: setup bench-voices
 	.venv/bin/python benchmarks/ablation.py --work $(BENCH_WORK)/ablation
 	.venv/bin/python benchmarks/robustness.py --split dev --work $(BENCH_WORK)/robustness
 	.venv/bin/python benchmarks/robustness.py --split test --work $(BENCH_WORK)/robustness

@@ -49,6 +49,8 @@ _TABLE = [
     ("msu_ru_nsh_clunits", "male", "ru-RU", 16_000, "Russian nsh, clunits", "festvox-ru"),
     ("suo_fi_lj_diphone", "female", "fi-FI", 22_050, "Finnish lj diphone", "festvox-suopuhe-lj"),
     ("hy_fi_mv_diphone", "male", "fi-FI", 22_050, "Finnish mv diphone", "festvox-suopuhe-mv"),
+    # `make bench-voices` (benchmarks/trace.py's extra diphone speaker)
+    ("el_diphone", "male", "es-ES", 11_025, "Spanish el diphone", "festvox-ellpc11k"),
 ]
 _VOICES = [
     Voice("festival", name, gender, accent, rate, f"{about} ({package})")
@@ -57,6 +59,7 @@ _VOICES = [
 _PACKAGES = {name: package for name, *_, package in _TABLE}
 # in Debian contrib, which `make voices` enables for these packages only
 _CONTRIB = {"festvox-rablpc16k", "festvox-don"}
+_BENCH = {"festvox-ellpc11k"}  # installed by `make bench-voices`
 
 
 def _scheme_string(text: str) -> str:
@@ -184,11 +187,12 @@ class FestivalEngine(Engine):
             return reason
         if not any((lang / voice.name).is_dir() for lang in VOICE_ROOT.glob("*")):
             package = _PACKAGES[voice.name]
-            how = (
-                f"Debian contrib {package}; `make voices` installs it"
-                if package in _CONTRIB
-                else f"package {package}"
-            )
+            if package in _CONTRIB:
+                how = f"Debian contrib {package}; `make voices` installs it"
+            elif package in _BENCH:
+                how = f"Debian package {package}; `make bench-voices` installs it"
+            else:
+                how = f"package {package}"
             return f"festival voice {voice.name} is not installed ({how})"
         return None
 
