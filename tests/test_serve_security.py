@@ -178,6 +178,24 @@ def test_skipped_uploads_carry_their_index(secured) -> None:
     assert body["added"] == 2
     assert [(s["index"], s["file"]) for s in body["skipped"]] == [(1, "same.wav"), (3, "again.wav")]
     assert "same recording as an earlier file" in body["skipped"][1]["error"]
+    # a later request with a recording the voice already holds: counted once there too
+    sent = [
+        ("file", ("later.wav", good, "audio/wav")),
+        ("file", ("new.wav", wav(250.0), "audio/wav")),
+    ]
+    r = httpx.post(
+        f"{url}/v1/enroll", params={"name": "indexed"}, files=sent, headers=bearer(), timeout=60
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["added"], r.json()["clips"]) == (1, body["clips"] + 1)
+    assert r.json()["skipped"] == [
+        {"index": 0, "file": "later.wav", "error": "already enrolled into indexed; counted once"}
+    ]
+    r = httpx.post(
+        f"{url}/v1/enroll", params={"name": "indexed"}, files=sent[:1], headers=bearer(), timeout=60
+    )
+    assert_error(r, 422, "bad_request")
+    assert "already enrolled into indexed (nothing changed)" in r.json()["error"]
 
 
 def test_each_upload_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -282,6 +282,46 @@ def test_recipe_stages_follow_its_settings(tmp_path: Path) -> None:
     assert (run.name, only.cmn) == ("run", False)
 
 
+def test_a_recording_enrolled_again_counts_once(tmp_path: Path) -> None:
+    import sqlite3
+
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import content_digest, enroll, load_encoder, model_id
+
+    from .conftest import voice_clips
+
+    encoder = load_encoder("bundled")
+    a, b, c = voice_clips(tmp_path / "c", "flite:slt", sentences=3)["flite:slt"][:3]
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, model_id(encoder)) as g:
+        first, _ = enroll(encoder, g, "slt", [a, b])
+        assert g.enrolled_digests("slt") == {content_digest(a), content_digest(b)}
+        # the same command again with one more file: only the new one is added
+        again = tmp_path / "again.wav"  # a's bytes by another name count as a
+        again.write_bytes(a.read_bytes())
+        voice, failed = enroll(encoder, g, "slt", [again, b, c])
+        assert voice.clips == 3 and voice.seconds > first.seconds
+        assert [i for i, _ in failed] == [0, 1]
+        assert "again.wav: already enrolled into slt; counted once" in str(failed[0][1])
+        assert failed[1][1].public_message() == "already enrolled into slt; counted once"
+        # nothing new at all: nothing changes, and the error says why
+        with pytest.raises(WhichvoiceError, match="every file given is already enrolled"):
+            enroll(encoder, g, "slt", [a, c.read_bytes()])
+        assert g.get("slt").clips == 3
+        # another voice may hold the same recording; a removed voice forgets its recordings
+        assert enroll(encoder, g, "other", [a, b])[0].clips == 2
+        g.remove("slt")
+        assert g.enrolled_digests("slt") == set()
+        assert enroll(encoder, g, "slt", [a, b])[0].clips == 2
+    # a gallery made before it kept recordings: it keeps working and starts keeping them
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE clips")
+    with Gallery(path, model_id(encoder)) as g:
+        assert g.enrolled_digests("slt") == set()
+        assert enroll(encoder, g, "slt", [c])[0].clips == 3
+        assert g.enrolled_digests("slt") == {content_digest(c)}
+
+
 def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
     import soundfile as sf
 

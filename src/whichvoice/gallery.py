@@ -16,7 +16,7 @@ import re
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,12 @@ UNKNOWN = "unknown"  # what identification answers for a stranger: no voice may 
 # diarization's names for voices it does not know ("unknown-1", ...), and the HTTP API's
 # gallery routes (/v1/gallery/export, /v1/gallery/import) are not voice names either
 RESERVED = re.compile(r"unknown-\d+|export|import")  # as diarize and the routes spell them
+# the contents (sha-256) of the recordings enrolled into each voice, so that a recording
+# enrolled again is counted once (a gallery made before it has none: it is made on a write)
+CLIPS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS clips (name TEXT NOT NULL, digest TEXT NOT NULL, "
+    "PRIMARY KEY (name, digest))"
+)
 MAX_CLIPS = 10**12  # clips of one voice, at most (an export's count is checked against it)
 MAX_PROTOTYPES = 16  # stored prototypes of one voice, at most (whichvoice.prototypes makes 4)
 
@@ -301,6 +307,7 @@ class Gallery:
                 "seconds REAL NOT NULL, "
                 "model TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
             )
+            self._db.execute(CLIPS_TABLE)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
@@ -333,13 +340,19 @@ class Gallery:
             raise
         self._db.execute("COMMIT")
 
-    def enroll(self, name: str, embeddings: np.ndarray, seconds: float) -> EnrolledVoice:
+    def enroll(
+        self, name: str, embeddings: np.ndarray, seconds: float, digests: Sequence[str] = ()
+    ) -> EnrolledVoice:
         """Add clips to ``name`` (created if new): ``embeddings`` float (n_clips, dim), each
         L2-normalised; ``seconds`` of audio they came from. Returns the updated voice.
         Embeddings whose size is neither the gallery's voices' nor a whole multiple or part of
         it (a voice of several prototypes beside one of one) are refused (GalleryError): the
-        gallery would no longer score."""
+        gallery would no longer score. ``digests``: the clips' contents (``enrolled_digests``
+        lists them later, so that a recording enrolled again can be counted once)."""
         name = self._stored(voice_name(name))
+        digests = list(digests)
+        if not all(isinstance(d, str) and 0 < len(d) <= 128 for d in digests):
+            raise GalleryError(f"{name}: digests are strings of 1 to 128 characters")
         try:
             embeddings = np.asarray(embeddings, np.float32)
         except (TypeError, ValueError) as e:
@@ -392,7 +405,23 @@ class Gallery:
                 "INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, emb.tobytes(), emb.shape[0], clips, secs, self.model_id, created, now),
             )
+            if digests:
+                self._db.execute(CLIPS_TABLE)  # a gallery made before it was
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO clips VALUES (?, ?)", [(name, d) for d in digests]
+                )
         return EnrolledVoice(name, emb, clips, secs, self.model_id, created, now)
+
+    def enrolled_digests(self, name: str) -> set[str]:
+        """The contents (``enroll``'s digests) of the recordings enrolled into ``name``; none
+        for a voice enrolled before galleries kept them, or imported from an export."""
+        try:
+            rows = self._db.execute(
+                "SELECT digest FROM clips WHERE name = ?", (self._stored(voice_name(name)),)
+            ).fetchall()
+        except sqlite3.OperationalError:  # a gallery made before the table, opened read-only
+            return set()
+        return {d for (d,) in rows}
 
     def _stored(self, name: str) -> str:
         """The stored name ``name`` means: itself, else the one that reads the same stripped
@@ -427,6 +456,8 @@ class Gallery:
                 raise NotEnrolledError(
                     f"{name!r} is not enrolled in {self.path}", public=f"{name!r} is not enrolled"
                 )
+            self._db.execute(CLIPS_TABLE)
+            self._db.execute("DELETE FROM clips WHERE name = ?", (stored,))
 
     def convert(
         self, from_id: str, model_id: str, convert: Callable[[np.ndarray], np.ndarray]
@@ -509,7 +540,10 @@ class Gallery:
                     f"already enrolled: {', '.join(held)} (an import replaces a voice only "
                     "when told to: --replace, or replace=true over HTTP)"
                 )
+            self._db.execute(CLIPS_TABLE)
             for name, emb, clips, secs, created, updated in rows:
+                # a replaced voice's recordings are no longer the ones it holds
+                self._db.execute("DELETE FROM clips WHERE name = ?", (name,))
                 self._db.execute(
                     "INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (

@@ -5,7 +5,6 @@ calibration lives: ``whichvoice.encoders`` (its names are importable from here t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -14,7 +13,7 @@ import os
 import random
 import stat
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -468,44 +467,47 @@ def _sources(sources) -> list:
         ) from None
 
 
-def _copies(sources: list) -> dict[int, int]:
+def _copies(sources: list, digests: list[str | None]) -> dict[int, int]:
     """{index: index of the first input with the same content} for inputs given more than
-    once (the same file by two paths, the same bytes twice); a URL by its address. A file is
-    read only when another one has its size; a pipe, a folder or an input that cannot be
-    read is left to the decoder (and its error)."""
-    sizes = {}
-    for i, src in enumerate(sources):
-        if isinstance(src, str | os.PathLike) and "://" not in os.fspath(src):
-            with contextlib.suppress(OSError, ValueError):
-                if stat.S_ISREG((info := os.stat(src)).st_mode):
-                    sizes[i] = info.st_size
-    same_size = Counter(sizes.values())
+    once (the same file by two paths, the same bytes twice: the same ``digests``); a URL by
+    its address."""
     first: dict[str, int] = {}
     copies = {}
-    for i, src in enumerate(sources):
-        digest = hashlib.sha256()
-        try:
-            if isinstance(src, Decoded):
-                digest.update(np.ascontiguousarray(src.wave).tobytes())
-                digest.update(str(src.rate).encode())
-            elif isinstance(src, bytes | bytearray):
-                digest.update(src)
-            elif isinstance(src, str | os.PathLike) and "://" in os.fspath(src):
-                digest.update(os.fspath(src).encode())
-            elif i in sizes and same_size[sizes[i]] > 1:
-                with open(src, "rb") as f:
-                    while block := f.read(1 << 20):
-                        digest.update(block)
-            else:
-                continue
-        except OSError:
+    for i, (src, digest) in enumerate(zip(sources, digests, strict=True)):
+        key = digest
+        if key is None and isinstance(src, str | os.PathLike) and "://" in os.fspath(src):
+            key = "address:" + os.fspath(src)
+        if key is None:
             continue
-        key = digest.hexdigest()
         if key in first:
             copies[i] = first[key]
         else:
             first[key] = i
     return copies
+
+
+def content_digest(src) -> str | None:
+    """The sha-256 of an input's content, what a gallery keeps of each enrolled recording:
+    a regular file's bytes, encoded bytes, a Decoded clip's samples and rate; None for what
+    cannot be read twice or may change (a pipe, a URL)."""
+    digest = hashlib.sha256()
+    try:
+        if isinstance(src, Decoded):
+            digest.update(b"decoded:" + str(src.rate).encode() + b":")
+            digest.update(np.ascontiguousarray(src.wave, np.float32).tobytes())
+        elif isinstance(src, bytes | bytearray):
+            digest.update(src)
+        elif isinstance(src, str | os.PathLike) and "://" not in os.fspath(src):
+            if not stat.S_ISREG(os.stat(src).st_mode):
+                return None
+            with open(src, "rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+        else:
+            return None
+    except (OSError, ValueError):
+        return None  # the decoder says what is wrong with it
+    return digest.hexdigest()
 
 
 def check_gallery_model(model, gallery) -> None:
@@ -523,18 +525,28 @@ def enroll(
     *,
     min_seconds: float = MIN_ENROLL_SECONDS,
     progress: bool = False,
+    digests: list[str | None] | None = None,
 ) -> tuple[object, list[tuple[int, WhichvoiceError]]]:
     """Add recordings to voice ``name``; returns the updated voice and the inputs that failed,
     as (index in ``sources``, error). Nothing is written when none could be used, or when the
     voice would hold less than ``min_seconds`` of speech in all (an embedding from a fraction
-    of a second is not the voice; see docs/cli.md). ``progress``: a bar on a terminal."""
+    of a second is not the voice; see docs/cli.md). ``progress``: a bar on a terminal.
+
+    A recording given twice, or enrolled into ``name`` before (the gallery keeps each
+    recording's ``content_digest``), counts once: it is listed among the failed inputs with
+    why. ``digests``: one per source, when the caller has them (the server, of the uploaded
+    bytes it decoded); else they are made here."""
     name = voice_name(name)  # before any work
     check_gallery_model(model, gallery)
     sources = _sources(sources)
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
+    if digests is None:
+        digests = [content_digest(src) for src in sources]
+    elif len(digests) != len(sources):
+        raise WhichvoiceError(f"{name}: {len(digests)} digests for {len(sources)} sources")
     embs, seconds, errors = [], 0.0, []
-    copies = _copies(sources)  # a recording given twice counts once
+    copies = _copies(sources, digests)  # a recording given twice counts once
     errors += [
         (i, WhichvoiceError(
             f"{describe_source(sources[i])}: the same recording as "
@@ -543,8 +555,23 @@ def enroll(
         ))
         for i, j in copies.items()
     ]  # fmt: skip
-    unique = [i for i in range(len(sources)) if i not in copies]
+    held = gallery.enrolled_digests(name) if name in gallery.names() else set()
+    again = {i for i, d in enumerate(digests) if d in held and i not in copies}
+    errors += [
+        (i, WhichvoiceError(
+            f"{describe_source(sources[i])}: already enrolled into {name}; counted once",
+            public=f"already enrolled into {name}; counted once",
+        ))
+        for i in sorted(again)
+    ]  # fmt: skip
+    unique = [i for i in range(len(sources)) if i not in copies and i not in again]
+    if not unique:
+        raise WhichvoiceError(
+            f"{name}: every file given is already enrolled into {name} (nothing changed)",
+            public=f"every file given is already enrolled into {name} (nothing changed)",
+        )
     embedding = embed_enrollment(model, [sources[i] for i in unique])
+    used = []  # the digests of the recordings enrolled
     with progress_bar(embedding, len(unique), "enroll", progress) as embedded:
         for i, result in zip(unique, embedded, strict=True):
             result = with_speech(sources[i], result)
@@ -553,6 +580,8 @@ def enroll(
             else:
                 embs.append(result[0])
                 seconds += result[1]
+                if digests[i] is not None:
+                    used.append(digests[i])
     errors.sort(key=lambda e: e[0])
     if not embs:
         if len(errors) == 1:
@@ -564,7 +593,8 @@ def enroll(
     existing = gallery.get(name) if name in gallery.names() else None
     already = existing.seconds if existing is not None else 0.0
     if already + seconds < min_seconds:
-        again = f"; {len(copies)} of the files repeat another, counted once" if copies else ""
+        repeated = len(copies) + len(again)
+        again = f"; {repeated} of the files repeat another, counted once" if repeated else ""
         raise WhichvoiceError(
             f"{name}: only {already + seconds:.1f} s of speech; enrolling needs at least "
             f"{min_seconds:g} s in all (give more or longer recordings{again})",
@@ -573,7 +603,7 @@ def enroll(
     dim = rows.shape[1] // len(CONDITIONS)
     if existing is not None and existing.embedding.shape[0] == dim:
         rows = clean_part(rows, dim)  # a voice enrolled before prototypes: its clean mean
-    return gallery.enroll(name, rows, seconds), errors
+    return gallery.enroll(name, rows, seconds, used), errors
 
 
 def verify(

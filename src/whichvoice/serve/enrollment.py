@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -108,8 +109,11 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
             f"{name}: no usable speech in the {len(files)} file(s) sent: "
             + "; ".join(d for d in decoded if isinstance(d, str)),
         )
+    # the uploads' own bytes, as the CLI keeps a file's: the same recording sent again, or
+    # enrolled from the command line before, counts once
+    digests = [hashlib.sha256(files[i][1]).hexdigest() for i in good]
     with service.gallery(create=True) as (encoder, g):
-        voice, failed = enroll(encoder.model, g, name, [decoded[i] for i in good])
+        voice, failed = enroll(encoder.model, g, name, [decoded[i] for i in good], digests=digests)
     why = {i: d for i, d in enumerate(decoded) if isinstance(d, str)}
     why.update({good[j]: e.public_message() for j, e in failed})  # j: index among good
     s = voice.summary()
