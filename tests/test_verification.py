@@ -285,7 +285,8 @@ def test_recipe_stages_follow_its_settings(tmp_path: Path) -> None:
 def test_a_recording_enrolled_again_counts_once(tmp_path: Path) -> None:
     import sqlite3
 
-    from whichvoice.gallery import Gallery
+    from whichvoice.audio import Decoded, read_audio
+    from whichvoice.gallery import Gallery, GalleryError
     from whichvoice.verification import content_digest, enroll, load_encoder, model_id
 
     from .conftest import voice_clips
@@ -313,13 +314,48 @@ def test_a_recording_enrolled_again_counts_once(tmp_path: Path) -> None:
         g.remove("slt")
         assert g.enrolled_digests("slt") == set()
         assert enroll(encoder, g, "slt", [a, b])[0].clips == 2
-    # a gallery made before it kept recordings: it keeps working and starts keeping them
+        # another call enrolled a recording since this one looked: nothing is added
+        with pytest.raises(GalleryError, match="1 of these recordings are enrolled"):
+            g.enroll("slt", np.eye(1, g.get("slt").embedding.shape[0]), 1.0, [content_digest(a)])
+        assert g.get("slt").clips == 2
+        # an export carries the recordings over; damaged digests are refused whole
+        export = g.export_json()
+        assert sorted(export["voices"][1]["digests"]) == sorted(
+            [content_digest(a), content_digest(b)]
+        )
+        with Gallery(tmp_path / "copy.sqlite", model_id(encoder)) as copy:
+            copy.import_json(export)
+            assert copy.enrolled_digests("slt") == g.enrolled_digests("slt")
+            export["voices"][0]["digests"] = ["x"] * 99
+            with pytest.raises(GalleryError, match=r"damaged.*other: its digests"):
+                copy.import_json(export, replace=True)
+        # the same audio uploaded as two files (other bytes, so other digests) counts once
+        wave, rate = read_audio(c)
+        clip, twin = Decoded(wave, rate, "one.wav"), Decoded(wave.copy(), rate, "two.flac")
+        voice, failed = enroll(
+            encoder, g, "twins", [clip, twin], digests=["1" * 64, "2" * 64], min_seconds=0.5
+        )
+        assert voice.clips == 1
+        assert [str(e) for _, e in failed] == [
+            "two.flac: the same recording as one.wav; counted once"
+        ]
+    # a gallery made before it kept recordings: it keeps working and starts keeping them,
+    # under the name it stored the voice by (one stored before names were composed too)
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE clips")
+        db.execute("UPDATE voices SET name = 'Jose\u0301' WHERE name = 'slt'")
     with Gallery(path, model_id(encoder)) as g:
-        assert g.enrolled_digests("slt") == set()
-        assert enroll(encoder, g, "slt", [c])[0].clips == 3
-        assert g.enrolled_digests("slt") == {content_digest(c)}
+        assert g.enrolled_digests("Jos\u00e9") == set()
+        assert enroll(encoder, g, "Jos\u00e9", [c])[0].clips == 3
+        assert g.enrolled_digests("Jos\u00e9") == {content_digest(c)}
+        with pytest.raises(WhichvoiceError, match="every file given is already enrolled"):
+            enroll(encoder, g, "Jos\u00e9", [c])
+        # recordings an older whichvoice left behind when it removed a voice are not a new
+        # voice's of that name
+        g.remove("Jos\u00e9")
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO clips VALUES ('slt', ?)", (content_digest(a),))
+        assert enroll(encoder, g, "slt", [a, b])[0].clips == 2
 
 
 def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ CLIPS_TABLE = (
     "CREATE TABLE IF NOT EXISTS clips (name TEXT NOT NULL, digest TEXT NOT NULL, "
     "PRIMARY KEY (name, digest))"
 )
+MAX_DIGEST = 128  # characters of one recording's digest (sha-256: 64)
 MAX_CLIPS = 10**12  # clips of one voice, at most (an export's count is checked against it)
 MAX_PROTOTYPES = 16  # stored prototypes of one voice, at most (whichvoice.prototypes makes 4)
 
@@ -351,8 +352,8 @@ class Gallery:
         lists them later, so that a recording enrolled again can be counted once)."""
         name = self._stored(voice_name(name))
         digests = list(digests)
-        if not all(isinstance(d, str) and 0 < len(d) <= 128 for d in digests):
-            raise GalleryError(f"{name}: digests are strings of 1 to 128 characters")
+        if not all(isinstance(d, str) and 0 < len(d) <= MAX_DIGEST for d in digests):
+            raise GalleryError(f"{name}: digests are strings of 1 to {MAX_DIGEST} characters")
         try:
             embeddings = np.asarray(embeddings, np.float32)
         except (TypeError, ValueError) as e:
@@ -388,6 +389,20 @@ class Gallery:
             ).fetchone()
             n_new = embeddings.shape[0]
             total = embeddings.astype(np.float64).sum(axis=0)
+            self._db.execute(CLIPS_TABLE)  # a gallery made before it was
+            if row is None:  # a new voice: recordings left by an earlier one are not its
+                self._db.execute("DELETE FROM clips WHERE name = ?", (name,))
+            elif digests:
+                marks = ",".join("?" * len(digests))
+                again = self._db.execute(
+                    f"SELECT digest FROM clips WHERE name = ? AND digest IN ({marks})",
+                    (name, *digests),
+                ).fetchall()
+                if again:  # enrolled by another call since ours looked (its check is first)
+                    raise GalleryError(
+                        f"{name}: {len(again)} of these recordings are enrolled into it already "
+                        "(by another call meanwhile?); nothing was added (enroll again)"
+                    )
             if row is None:
                 clips, secs, created = n_new, seconds, now
                 mean = total / n_new
@@ -406,7 +421,6 @@ class Gallery:
                 (name, emb.tobytes(), emb.shape[0], clips, secs, self.model_id, created, now),
             )
             if digests:
-                self._db.execute(CLIPS_TABLE)  # a gallery made before it was
                 self._db.executemany(
                     "INSERT OR IGNORE INTO clips VALUES (?, ?)", [(name, d) for d in digests]
                 )
@@ -496,7 +510,14 @@ class Gallery:
             "format": EXPORT_FORMAT,
             "schema": SCHEMA_VERSION,
             "model": self.model_id,
-            "voices": [{**v.summary(), "embedding": v.embedding.tolist()} for v in self.voices()],
+            "voices": [
+                {
+                    **v.summary(),
+                    "embedding": v.embedding.tolist(),
+                    "digests": sorted(self.enrolled_digests(v.name)),
+                }
+                for v in self.voices()
+            ],
         }
 
     def import_json(self, data: dict, *, replace: bool = False) -> int:
@@ -522,6 +543,9 @@ class Gallery:
         if not isinstance(voices, list):
             raise GalleryError("a damaged gallery export (its voices are not a list)")
         rows = [_export_row(i, v, self.model_id) for i, v in enumerate(voices)]
+        held_clips = [
+            _export_digests(v, row[0], row[2]) for v, row in zip(voices, rows, strict=True)
+        ]
         dims = {emb.shape[0] for _, emb, *_ in rows if emb.ndim == 1}
         dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
         if not all(_same_encoder(a, b) for a in dims for b in dims):
@@ -541,9 +565,14 @@ class Gallery:
                     "when told to: --replace, or replace=true over HTTP)"
                 )
             self._db.execute(CLIPS_TABLE)
-            for name, emb, clips, secs, created, updated in rows:
-                # a replaced voice's recordings are no longer the ones it holds
+            for (name, emb, clips, secs, created, updated), digests in zip(
+                rows, held_clips, strict=True
+            ):
+                # a replaced voice's recordings are no longer the ones it holds: the export's
                 self._db.execute("DELETE FROM clips WHERE name = ?", (name,))
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO clips VALUES (?, ?)", [(name, d) for d in digests]
+                )
                 self._db.execute(
                     "INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -565,6 +594,19 @@ class Gallery:
         return EnrolledVoice(
             name, np.frombuffer(blob, np.float32).copy(), clips, seconds, model, created, updated
         )
+
+
+def _export_digests(v: dict, name: str, clips: int) -> list[str]:
+    """The recordings' digests of voice ``name`` of an export (none in an export made before
+    galleries kept them), each checked: at most one a clip."""
+    digests = v.get("digests", [])
+    if (
+        not isinstance(digests, list)
+        or len(digests) > clips
+        or not all(isinstance(d, str) and 0 < len(d) <= MAX_DIGEST for d in digests)
+    ):
+        raise GalleryError(f"a damaged gallery export ({name}: its digests)")
+    return digests
 
 
 def _export_row(i: int, v: object, model_id: str) -> tuple:

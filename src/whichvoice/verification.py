@@ -40,7 +40,7 @@ from whichvoice.encoders import (
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
-from whichvoice.gallery import UNKNOWN, voice_name
+from whichvoice.gallery import UNKNOWN, NotEnrolledError, voice_name
 from whichvoice.prototypes import (
     CONDITIONS,
     MemoryVoice,
@@ -474,15 +474,17 @@ def _copies(sources: list, digests: list[str | None]) -> dict[int, int]:
     first: dict[str, int] = {}
     copies = {}
     for i, (src, digest) in enumerate(zip(sources, digests, strict=True)):
-        key = digest
-        if key is None and isinstance(src, str | os.PathLike) and "://" in os.fspath(src):
-            key = "address:" + os.fspath(src)
-        if key is None:
-            continue
-        if key in first:
-            copies[i] = first[key]
-        else:
-            first[key] = i
+        keys = [] if digest is None else [digest]
+        if isinstance(src, Decoded):  # the same audio uploaded as another format or file
+            keys.append(content_digest(src))
+        elif isinstance(src, str | os.PathLike) and "://" in os.fspath(src):
+            keys.append("address:" + os.fspath(src))
+        keys = [k for k in keys if k is not None]
+        seen = [first[k] for k in keys if k in first]
+        if seen:
+            copies[i] = min(seen)
+        for k in keys:
+            first.setdefault(k, i)
     return copies
 
 
@@ -494,7 +496,7 @@ def content_digest(src) -> str | None:
     try:
         if isinstance(src, Decoded):
             digest.update(b"decoded:" + str(src.rate).encode() + b":")
-            digest.update(np.ascontiguousarray(src.wave, np.float32).tobytes())
+            digest.update(memoryview(np.ascontiguousarray(src.wave, np.float32)).cast("B"))
         elif isinstance(src, bytes | bytearray):
             digest.update(src)
         elif isinstance(src, str | os.PathLike) and "://" not in os.fspath(src):
@@ -555,7 +557,11 @@ def enroll(
         ))
         for i, j in copies.items()
     ]  # fmt: skip
-    held = gallery.enrolled_digests(name) if name in gallery.names() else set()
+    try:  # by the name it is stored under (one enrolled before names were composed too)
+        existing = gallery.get(name)
+    except NotEnrolledError:
+        existing = None
+    held = gallery.enrolled_digests(existing.name) if existing is not None else set()
     again = {i for i, d in enumerate(digests) if d in held and i not in copies}
     errors += [
         (i, WhichvoiceError(
@@ -590,7 +596,6 @@ def enroll(
             f"{name}: none of the {len(sources)} files could be used ({errors[0][1]})",
             public=f"none of the {len(sources)} files could be used",
         )
-    existing = gallery.get(name) if name in gallery.names() else None
     already = existing.seconds if existing is not None else 0.0
     if already + seconds < min_seconds:
         repeated = len(copies) + len(again)

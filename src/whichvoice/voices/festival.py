@@ -190,7 +190,7 @@ class FestivalEngine(Engine):
             if package in _CONTRIB:
                 how = f"Debian contrib {package}; `make voices` installs it"
             elif package in _BENCH:
-                how = f"Debian package {package}; `make bench-voices` installs it"
+                how = f"Debian non-free {package}; `make bench-voices` installs it"
             else:
                 how = f"package {package}"
             return f"festival voice {voice.name} is not installed ({how})"

@@ -64,10 +64,9 @@ class RHVoiceEngine(Engine):
         return f"{reason}; {HOW_TO_GET}" if reason else None
 
     def voice_unavailable_reason(self, voice: Voice) -> str | None:
-        reason = self.unavailable_reason()
-        if reason:
-            return reason
         name = split_name(voice.name)[0]
+        if missing_program("RHVoice-test", "RHVoice"):
+            return f"{missing_program('RHVoice-test', 'RHVoice')}; {how_to_get(name)}"
         if not (VOICE_ROOT / name).is_dir():
             return f"RHVoice voice {name} is not installed ({how_to_get(name)})"
         return None
