@@ -115,6 +115,7 @@ bench: setup bench-voices
 	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/human.py
 	.venv/bin/python benchmarks/trace.py --workdir $(BENCH_WORK)/trace
+	.venv/bin/python benchmarks/trace_speakers.py --workdir $(BENCH_WORK)/trace
 	.venv/bin/python benchmarks/diarize.py --workdir $(BENCH_WORK)/diarize
 	.venv/bin/python benchmarks/diarize_long.py
 	.venv/bin/python benchmarks/live.py --workdir $(BENCH_WORK)/diarize
