@@ -95,7 +95,7 @@ def main() -> None:
     families = sorted(voices)
     results = {}
     for label, (enc, kind, keep, c, with_variants) in KINDS.items():
-        for trained, sets in (("earlier train voices", sets_of(earlier_train)),
+        for trained, sets in (("the earlier train voices", sets_of(earlier_train)),
                               ("every train voice", sets_of(set(train_voices)))):  # fmt: skip
             head = T.fit(sets, enc, kind, keep, c, variants=with_variants)
             dev_folds = {f: T.loeo_fold(sets, enc, kind, keep, c, f, "dev", with_variants)
@@ -117,7 +117,7 @@ def main() -> None:
             folds = {f: T.loeo_fold(sets, enc, kind, keep, c, f, "test", with_variants)
                      for f in families}  # fmt: skip
             named = T.answers(head, *sets.inputs(enc, None, "human"))
-            results[f"{label}, fitted on the {trained}"] = {
+            results[f"{label}, fitted on {trained}"] = {
                 "train_clips": len(sets.clips["train"]) + len(sets.clips["train-var"]),
                 "dev": {
                     "loeo_mean_macro_f1": float(
@@ -138,7 +138,7 @@ def main() -> None:
                     ),
                 },
             }
-            dev_f1 = results[f"{label}, fitted on the {trained}"]["dev"]["loeo_mean_macro_f1"]
+            dev_f1 = results[f"{label}, fitted on {trained}"]["dev"]["loeo_mean_macro_f1"]
             print(f"{label}, {trained}: dev LOEO macro-F1 {dev_f1:.4f}", flush=True)
     write_result(args.json, {
         "benchmark": "trace_speakers",
