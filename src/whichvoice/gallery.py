@@ -34,7 +34,8 @@ UNKNOWN = "unknown"  # what identification answers for a stranger: no voice may 
 # gallery routes (/v1/gallery/export, /v1/gallery/import) are not voice names either
 RESERVED = re.compile(r"unknown-\d+|export|import")  # as diarize and the routes spell them
 # the contents (sha-256) of the recordings enrolled into each voice, so that a recording
-# enrolled again is counted once (a gallery made before it has none: it is made on a write)
+# enrolled again is counted once (a gallery made before it gets the table when opened to be
+# written: ``_setup``)
 CLIPS_TABLE = (
     "CREATE TABLE IF NOT EXISTS clips (name TEXT NOT NULL, digest TEXT NOT NULL, "
     "PRIMARY KEY (name, digest))"
@@ -389,7 +390,6 @@ class Gallery:
             ).fetchone()
             n_new = embeddings.shape[0]
             total = embeddings.astype(np.float64).sum(axis=0)
-            self._db.execute(CLIPS_TABLE)  # a gallery made before it was
             if row is None:  # a new voice: recordings left by an earlier one are not its
                 self._db.execute("DELETE FROM clips WHERE name = ?", (name,))
             elif digests:
@@ -470,7 +470,6 @@ class Gallery:
                 raise NotEnrolledError(
                     f"{name!r} is not enrolled in {self.path}", public=f"{name!r} is not enrolled"
                 )
-            self._db.execute(CLIPS_TABLE)
             self._db.execute("DELETE FROM clips WHERE name = ?", (stored,))
 
     def convert(
@@ -564,7 +563,6 @@ class Gallery:
                     f"already enrolled: {', '.join(held)} (an import replaces a voice only "
                     "when told to: --replace, or replace=true over HTTP)"
                 )
-            self._db.execute(CLIPS_TABLE)
             for (name, emb, clips, secs, created, updated), digests in zip(
                 rows, held_clips, strict=True
             ):

@@ -467,19 +467,16 @@ def _sources(sources) -> list:
         ) from None
 
 
-def _copies(sources: list, digests: list[str | None]) -> dict[int, int]:
+def _copies(sources: list, digests: list[str | None], samples: list[str | None]) -> dict[int, int]:
     """{index: index of the first input with the same content} for inputs given more than
-    once (the same file by two paths, the same bytes twice: the same ``digests``); a URL by
-    its address."""
+    once (the same file by two paths, the same bytes twice: the same ``digests``; the same
+    audio decoded from other bytes: the same ``samples``); a URL by its address."""
     first: dict[str, int] = {}
     copies = {}
-    for i, (src, digest) in enumerate(zip(sources, digests, strict=True)):
-        keys = [] if digest is None else [digest]
-        if isinstance(src, Decoded):  # the same audio uploaded as another format or file
-            keys.append(content_digest(src))
-        elif isinstance(src, str | os.PathLike) and "://" in os.fspath(src):
-            keys.append("address:" + os.fspath(src))
-        keys = [k for k in keys if k is not None]
+    for i, (src, *known) in enumerate(zip(sources, digests, samples, strict=True)):
+        keys = {k for k in known if k is not None}
+        if isinstance(src, str | os.PathLike) and "://" in os.fspath(src):
+            keys.add("address:" + os.fspath(src))
         seen = [first[k] for k in keys if k in first]
         if seen:
             copies[i] = min(seen)
@@ -545,10 +542,13 @@ def enroll(
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
     if digests is None:
         digests = [content_digest(src) for src in sources]
+        samples = digests  # a Decoded clip's digest is already of its samples
     elif len(digests) != len(sources):
         raise WhichvoiceError(f"{name}: {len(digests)} digests for {len(sources)} sources")
+    else:  # the caller's (of the bytes it decoded): the same audio in another format too
+        samples = [content_digest(s) if isinstance(s, Decoded) else None for s in sources]
     embs, seconds, errors = [], 0.0, []
-    copies = _copies(sources, digests)  # a recording given twice counts once
+    copies = _copies(sources, digests, samples)  # a recording given twice counts once
     errors += [
         (i, WhichvoiceError(
             f"{describe_source(sources[i])}: the same recording as "
