@@ -39,7 +39,9 @@ added to the dev grid (stop 33); draw 5's naming figures in noise and in a room 
 set stop 44 to naming clusters from their speech (chosen on dev); draw 6's figures with
 clusters merged by their speech (and its speed) were what set stop 45 to merging and naming
 in one pass, so draw 7 was fresh from stop 45 on; stop 48's try of other engines' dev
-voices was reported on draws 7 and 8, so draw 9 (the default) is fresh since stop 49. The dev
+voices was reported on draws 7 and 8, so draw 9 was fresh at stop 49; its figures were then
+looked at, so draw 10 (the default) is fresh since stop 51 (keeping clusters that hold a
+speech region). The dev
 sets
 are the same in every draw: 12 conversations a set without enrollment and 12 with every
 other voice enrolled; the clustering settings are chosen on all 24, the naming threshold on
@@ -93,6 +95,8 @@ NAMING_COLLAR = 0.25  # s around turn edges not counted against naming (as DER's
 WINDOWS = ((1.5, 0.75), (1.0, 0.75))  # (window_s, hop_s) settings tried on dev
 MIN_CLUSTER = (1.5, 2.0, 3.0)  # DiarizeConfig.min_cluster_s settings tried on dev
 KEEP_FAR = (None, 0.5, 0.6, 0.7)  # DiarizeConfig.keep_far settings tried on dev
+# DiarizeConfig.keep_region_s settings tried on dev (0: never), a stage after the grid (stop 51)
+KEEP_REGION = (0.0, 0.5, 1.0, 1.5, 2.0)
 SETS = {  # name -> (share of speech overlapped, condition)
     "clean": (0.0, "clean"),
     "overlap10": (0.1, "clean"),
@@ -325,7 +329,8 @@ def _grid_point(point: tuple) -> float:
 def _config(window: tuple[float, float], overlap: bool, small: float, far: float):
     """The DiarizeConfig of a grid point (``far`` -1: small clusters never kept)."""
     return DiarizeConfig(window_s=window[0], hop_s=window[1], overlap=overlap,
-                         min_cluster_s=small, keep_far=None if far < 0 else far)  # fmt: skip
+                         min_cluster_s=small, keep_far=None if far < 0 else far,
+                         keep_region_s=0.0)  # fmt: skip
 
 
 def dev_grid(encoder_name: str, dev: dict, points: list[tuple]) -> list[float]:
@@ -451,6 +456,16 @@ def choose_naming_way(grids: dict[str, dict], at: dict[str, float]) -> str:
     return max(key, key=key.get)
 
 
+HEADLINE = ("der_collar_0.25", "der_collar_0.25_ci95", "der_collar_0.0", "jer", "count_exact",
+            "count_exact_by_shortest_voice", "enrolled_named_right",
+            "unknown_voices_named_enrolled")  # fmt: skip
+
+
+def _headline(figs: dict) -> dict:
+    """The figures of ``score_set`` that a comparison quotes."""
+    return {k: figs[k] for k in HEADLINE if k in figs}
+
+
 def dev_voices(espeak: int) -> list[str]:
     """The dev voices: ``espeak`` dev-pool espeak-ng variants and the other engines' dev voices
     (``protocol.ENGINE_VOICES["dev"]``), as a test draw holds test-pool variants and the
@@ -568,7 +583,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "diarize.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the audio here")
     parser.add_argument("--write", action="store_true", help="store the dev-chosen thresholds")
-    parser.add_argument("--draw", type=int, default=9, help="test draw (1-8: looked at; 9: fresh)")
+    parser.add_argument("--draw", type=int, default=10,
+                        help="test draw (1-9: looked at; 10: fresh)")  # fmt: skip
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
     made = provenance(("pyannote.metrics", "scikit-learn"))
@@ -688,6 +704,23 @@ def main() -> None:
             threshold = tied[(len(tied) - 1) // 2]  # the middle of a plateau
             keep_far = None if far < 0 else far
             chosen_cfg = _config(window, overlap, small, far)
+            # then (stop 51) keeping a small cluster that holds every window of a speech
+            # region that long (a voice heard once, between pauses): the length with the
+            # lowest mean dev DER; ties: never, else the longest
+            region_der = {
+                r: float(np.mean([
+                    dev_der(sets[k][1], dev[window][k][1], encoder,
+                            replace(chosen_cfg, keep_region_s=r), threshold)
+                    for k in dev_keys
+                ]))
+                for r in KEEP_REGION
+            }  # fmt: skip
+            lowest = min(round(v, 6) for v in region_der.values())
+            tied = [r for r, v in region_der.items() if round(v, 6) == lowest]
+            keep_region = 0.0 if 0.0 in tied else max(tied)
+            chosen_cfg = replace(chosen_cfg, keep_region_s=keep_region)
+            print(f"{name}: dev chose keeping clusters that hold a region of {keep_region} s "
+                  f"({ {r: round(v, 4) for r, v in region_der.items()} })", flush=True)  # fmt: skip
             # then, with those settings, merging clusters whose speech is one voice
             # (``merge_by_speech``): the cosine with the lowest mean dev DER; ties: never,
             # else the highest (the least merging)
@@ -720,6 +753,10 @@ def main() -> None:
                 "min_cluster_s": small,
                 "keep_far": keep_far,
                 "dev_mean_der_collar_0.25": grid[(window, overlap, small, far, threshold)],
+                "keep_region_s": {
+                    "seconds": keep_region,
+                    "dev_mean_der": {str(r): v for r, v in region_der.items()},
+                },
                 "dev_count_exact": _dev_count(
                     dev[window], encoder, chosen_cfg, threshold, {k: sets[k][2] for k in dev_keys}
                 ),
@@ -803,6 +840,12 @@ def main() -> None:
                 figs = score_set(convs, embedded[key], sources, encoder, naming_cfg, threshold,
                                  gallery if split == "test" else None, set(enrolled),
                                  chosen_kw, other)  # fmt: skip
+                if keep_region:  # the same clusters without it, for the record (stop 51)
+                    figs["without_keep_region"] = _headline(score_set(
+                        convs, embedded[key], sources, encoder,
+                        replace(naming_cfg, keep_region_s=0.0), threshold,
+                        gallery if split == "test" else None, set(enrolled), chosen_kw,
+                    ))  # fmt: skip
                 audio = sum(c.duration_s for c in convs)
                 figs["audio_seconds"] = audio
                 figs["real_time_factor"] = audio / (seconds[key] + figs["cluster_seconds"])
@@ -828,7 +871,10 @@ def main() -> None:
         "cluster and keep-far distance with the lowest mean DER (collar 0.25 s) over the dev "
         "sets (clean, 10 % overlap, noise10); ties: no overlap marking first, the larger "
         "smallest cluster, small clusters absorbed rather than kept, the longer window, then "
-        "the middle of the tied thresholds; then the cosine above which clusters whose "
+        "the middle of the tied thresholds; then (since stop 51) the shortest speech region "
+        "that a cluster under the smallest size keeps as a voice by holding every window of "
+        "it (never, 0.5-2 s) with the lowest mean dev DER; ties: never, else the longest; "
+        "then the cosine above which clusters whose "
         "speech is embedded again are merged (never, 0.95-0.7) with the lowest mean dev "
         "DER; ties: never, else the highest; "
         "then the naming threshold (the verification threshold plus an offset): of those "
@@ -856,6 +902,10 @@ def main() -> None:
                 report["encoders"][n]: report["chosen"][n]["min_cluster_s"] for n in encoders
             },
             "keep_far": {report["encoders"][n]: report["chosen"][n]["keep_far"] for n in encoders},
+            "keep_region_s": {
+                report["encoders"][n]: report["chosen"][n]["keep_region_s"]["seconds"]
+                for n in encoders
+            },
             "window": {
                 report["encoders"][n]: [report["chosen"][n]["window_s"],
                                         report["chosen"][n]["hop_s"]]

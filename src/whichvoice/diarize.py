@@ -114,6 +114,11 @@ class DiarizeConfig:
     # a cluster under min_cluster_s is kept as a voice when its centre is further than this
     # (cosine distance) from every bigger cluster's; None: always absorbed
     keep_far: float | None = None
+    # a cluster under min_cluster_s is also kept as a voice when it holds every window of a
+    # speech region at least this long (a voice heard once, in a turn between two pauses:
+    # a stray window of a breath, a noise or two voices at once is not alone in a whole
+    # region); 0: never; None: the encoder's dev choice (``shipped_settings``), else 0
+    keep_region_s: float | None = None
     overlap: bool | None = None  # None: the encoder's dev choice (``shipped_settings``)
     min_overlap_s: float = 0.5
     # naming: each cluster's own speech (up to this many seconds, its longest runs alone)
@@ -128,7 +133,8 @@ class DiarizeConfig:
     merge_speech: float | None = None
 
     def check(self) -> DiarizeConfig:
-        for setting in ("window_s", "hop_s", "merge_speech", "naming_speech_s", "threshold"):
+        for setting in ("window_s", "hop_s", "merge_speech", "naming_speech_s", "threshold",
+                        "keep_region_s"):  # fmt: skip
             value = getattr(self, setting)
             if value is not None and (
                 isinstance(value, bool)
@@ -161,6 +167,10 @@ class DiarizeConfig:
             raise DiarizeError(f"merging at a cosine of {self.merge_speech}: 0 (never) to 1")
         if self.naming_speech_s is not None and not 0 <= self.naming_speech_s <= 600:
             raise DiarizeError(f"naming from {self.naming_speech_s} s of speech: 0 to 600")
+        if self.keep_region_s is not None and not 0 <= self.keep_region_s <= 60:
+            raise DiarizeError(
+                f"keeping clusters that hold a region of {self.keep_region_s} s: 0 (never) to 60"
+            )
         if self.threshold is not None and not 0 < self.threshold < 2:
             raise DiarizeError(f"threshold {self.threshold}: a cosine distance, in (0, 2)")
         return self
@@ -391,14 +401,23 @@ def embed_windows(
 # 3. clustering
 
 
-def cluster(x: np.ndarray, threshold: float, cfg: DiarizeConfig) -> np.ndarray:
-    """A cluster label per row of ``x`` (unit embeddings), 0.. in order of first appearance."""
+def cluster(
+    x: np.ndarray,
+    threshold: float,
+    cfg: DiarizeConfig,
+    spans: list[tuple[float, float]] | None = None,
+    regions: list[tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """A cluster label per row of ``x`` (unit embeddings), 0.. in order of first appearance.
+    ``spans``: each row's window (start, end) and ``regions`` the speech regions, for
+    ``keep_region_s`` (without them no cluster is kept for the region it holds)."""
     n = x.shape[0]
     if n == 1:
         return np.zeros(1, np.int64)
     if n > MAX_CLUSTERED:  # cluster an even sample, then every window joins the nearest
         pick = np.linspace(0, n - 1, MAX_CLUSTERED).round().astype(int)
-        sub = cluster(x[pick], threshold, cfg)
+        picked = None if spans is None else [spans[i] for i in pick]
+        sub = cluster(x[pick], threshold, cfg, picked, regions)
         centroids = _centroids(x[pick], sub)
         return _first_order(np.argmax(x @ centroids.T, axis=1))
     from sklearn.cluster import AgglomerativeClustering
@@ -414,7 +433,7 @@ def cluster(x: np.ndarray, threshold: float, cfg: DiarizeConfig) -> np.ndarray:
 
     if cfg.num_speakers is not None:
         return _first_order(ahc(min(cfg.num_speakers, n)))
-    labels = _absorb_small(x, ahc(None), cfg)
+    labels = _absorb_small(x, ahc(None), cfg, spans, regions)
     k = len(set(labels.tolist()))
     low, high = cfg.min_speakers, cfg.max_speakers or n
     if k < low or k > high:
@@ -422,11 +441,18 @@ def cluster(x: np.ndarray, threshold: float, cfg: DiarizeConfig) -> np.ndarray:
     return _first_order(labels)
 
 
-def _absorb_small(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig) -> np.ndarray:
+def _absorb_small(
+    x: np.ndarray,
+    labels: np.ndarray,
+    cfg: DiarizeConfig,
+    spans: list[tuple[float, float]] | None = None,
+    regions: list[tuple[float, float]] | None = None,
+) -> np.ndarray:
     """Clusters of fewer windows than ``min_cluster_s`` of hops (a few outlying windows: a
     breath, a word in noise, a mixture where voices overlap) join the nearest of the others,
     when others are big enough; with ``keep_far``, one far from all of them stays a voice (a
-    voice that spoke briefly)."""
+    voice that spoke briefly), and with ``keep_region_s`` one holding every window of a speech
+    region that long (``spans``: the rows' windows; ``regions``: the speech regions)."""
     labels = _first_order(labels)
     sizes = np.bincount(labels)
     smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
@@ -443,11 +469,34 @@ def _absorb_small(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig) -> np.n
         nearest = 1 - (every @ centroids.T).max(axis=1)  # each cluster's distance to a big one
         far = [k for k in range(len(sizes)) if k not in big and nearest[k] > cfg.keep_far]
         big = np.sort(np.r_[big, far]).astype(int)
-        centroids = every[big]
+    if cfg.keep_region_s and spans is not None and regions:
+        held = _holding_regions(labels, spans, regions, cfg.keep_region_s)
+        big = np.union1d(big, sorted(held)).astype(int)
+    centroids = every[big]
     small = ~np.isin(labels, big)
     labels = labels.copy()
     labels[small] = big[np.argmax(x[small] @ centroids.T, axis=1)]
     return labels
+
+
+def _holding_regions(
+    labels: np.ndarray,
+    spans: list[tuple[float, float]],
+    regions: list[tuple[float, float]],
+    shortest: float,
+) -> set[int]:
+    """The clusters that alone hold every window of a speech region ``shortest`` seconds
+    long or longer."""
+    starts = np.array([a for a, _ in spans], np.float64)
+    ends = np.array([b for _, b in spans], np.float64)
+    held = set()
+    for a, b in regions:
+        if b - a < shortest:
+            continue
+        inside = labels[(starts >= a - 1e-6) & (ends <= b + 1e-6)]
+        if inside.size and (inside == inside[0]).all():
+            held.add(int(inside[0]))
+    return held
 
 
 def _first_order(labels: np.ndarray) -> np.ndarray:
@@ -697,13 +746,15 @@ def resolve(config: DiarizeConfig, shipped: dict) -> DiarizeConfig:
         cfg = replace(cfg, naming_speech_s=NAMING_SPEECH_S if chosen is None else float(chosen))
     if cfg.merge_speech is None:
         cfg = replace(cfg, merge_speech=float(shipped.get("merge_speech") or 0.0))
+    if cfg.keep_region_s is None:
+        cfg = replace(cfg, keep_region_s=float(shipped.get("keep_region_s") or 0.0))
     return cfg
 
 
 def _resolved(cfg: DiarizeConfig, encoder) -> DiarizeConfig:
     """``resolve`` with the encoder's shipped settings, looked up only when something is open."""
     if None in (cfg.window_s, cfg.overlap, cfg.min_cluster_s, cfg.naming_speech_s,
-                cfg.merge_speech):  # fmt: skip
+                cfg.merge_speech, cfg.keep_region_s):  # fmt: skip
         return resolve(cfg, shipped_settings(encoder))
     return cfg
 
@@ -954,6 +1005,7 @@ def from_windows(
         "overlap": bool(cfg.overlap),
         "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
         "keep_far": cfg.keep_far,
+        "keep_region_s": cfg.keep_region_s,
         "merge_speech": None,  # the cosine clusters were merged at, when a merging pass ran
     }
     naming, naming_source = (
@@ -970,7 +1022,8 @@ def from_windows(
     if not windows.embeddings:
         return Diarization(name, duration, [], {}, settings)
     x = windows.matrix()
-    labels = cluster(x, threshold[0], cfg)
+    spans = list(zip(windows.starts, windows.ends, strict=True))
+    labels = cluster(x, threshold[0], cfg, spans, windows.speech)
     centroids = _centroids(x, labels)
     best, second, score = frame_voices(windows, x, centroids, duration, cfg)
     speech_s = float(cfg.naming_speech_s or 0.0)
