@@ -942,7 +942,16 @@ def diarize_table() -> str:
         f"{n}: window {c.get('window_s', 1.5)} s every {c.get('hop_s', 0.75)} s, threshold "
         f"{c['threshold']}, overlap marking {'on' if c['overlap'] else 'off'}, "
         f"smallest cluster {c.get('min_cluster_s', 2.0)} s, small clusters kept beyond "
-        f"{c.get('keep_far') or 'never'}, live threshold "
+        f"{c.get('keep_far') or 'never'}"
+        + (
+            f", small clusters holding a speech region of {c['keep_region_s']['seconds']} s "
+            "or more kept"
+            if c.get("keep_region_s", {}).get("seconds")
+            else ", small clusters not kept for a region they hold"
+            if "keep_region_s" in c
+            else ""
+        )
+        + f", live threshold "
         f"{c['live']['threshold']:.3f}"
         + (f" (turns {c['live']['turn']['threshold']:.3f})" if "turn" in c["live"] else "")
         + (
@@ -1015,6 +1024,31 @@ def diarize_table() -> str:
         for enc, f in by_encoder.items()
         if (c := f.get("other_naming"))
     ]
+    without = [
+        f"{labels.get(name, name) if split == 'test' else 'human-dev, clean'}, {enc}: DER "
+        f"{_pct(w['der_collar_0.25'])} "
+        f"({_interval(*w['der_collar_0.25_ci95'])}) against {_pct(f['der_collar_0.25'])}, "
+        f"counted right {w['count_exact']['k']} of {w['count_exact']['n']} against "
+        f"{f['count_exact']['k']}"
+        + (
+            f", enrolled speech named {_pct(w['enrolled_named_right'])} against "
+            f"{_pct(f['enrolled_named_right'])}, strangers named "
+            f"{w['unknown_voices_named_enrolled']['k']} against "
+            f"{f['unknown_voices_named_enrolled']['k']}"
+            if w.get("enrolled_named_right") is not None
+            else ""
+        )
+        for split in ("test", "human")
+        for name, by_encoder in r[split].items()
+        for enc, f in by_encoder.items()
+        if (w := f.get("without_keep_region"))
+    ]
+    if without:
+        rows += [
+            "",
+            "The same windows and settings with no small cluster kept for the speech region "
+            "it holds (as before stop 51), beside the table's: " + "; ".join(without) + ".",
+        ]
     if other:
         rows += [
             "",

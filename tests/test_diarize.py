@@ -58,6 +58,32 @@ def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:
     assert len(set(labels)) == 4 and (labels == truth).all()
 
 
+def test_a_small_cluster_holding_a_whole_speech_region_is_a_voice() -> None:
+    """A voice heard once, in a turn between two pauses, is a cluster of a window or two:
+    under the smallest size, but alone in its speech region, so ``keep_region_s`` keeps it;
+    a stray window inside another voice's region is absorbed all the same."""
+    x, truth = _groups(3, 12, seed=2)
+    x, truth = x[:25], truth[:25]  # two voices of 12 windows, then 1 window of a third
+    spans = [(0.75 * i, 0.75 * i + 1.5) for i in range(12)]  # in region (0, 9.75)
+    spans += [(12.0 + 0.75 * i, 13.5 + 0.75 * i) for i in range(12)]  # in (12, 21.75)
+    spans += [(23.0, 24.2)]  # the third voice: a region of 1.2 s
+    regions = [(0.0, 9.75), (12.0, 21.75), (23.0, 24.2)]
+    tight = dz.DiarizeConfig(min_cluster_s=2.0, keep_far=None)
+
+    def voices(cfg: dz.DiarizeConfig, rows=x, at=spans) -> int:
+        return len(set(dz.cluster(rows, 0.5, cfg, at, regions).tolist()))
+
+    assert voices(replace(tight, keep_region_s=0.0)) == 2  # absorbed: the rule before
+    assert voices(replace(tight, keep_region_s=1.0)) == 3
+    assert (dz.cluster(x, 0.5, replace(tight, keep_region_s=1.0), spans, regions) == truth).all()
+    assert voices(replace(tight, keep_region_s=1.5)) == 2  # its region is shorter than that
+    no_spans = dz.cluster(x, 0.5, replace(tight, keep_region_s=1.0))  # nothing to hold
+    assert len(set(no_spans.tolist())) == 2
+    # the same window inside the first voice's region, among its windows: absorbed
+    inside = [*spans[:24], (3.0, 4.5)]
+    assert voices(replace(tight, keep_region_s=1.0), at=inside) == 2
+
+
 @pytest.mark.parametrize(
     ("cfg", "needle"),
     [
@@ -73,6 +99,8 @@ def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:
         (dz.DiarizeConfig(threshold=2.5), "a cosine distance"),
         (dz.DiarizeConfig(naming_speech_s=-1.0), "naming from -1.0 s"),
         (dz.DiarizeConfig(merge_speech=1.5), "merging at a cosine of 1.5"),
+        (dz.DiarizeConfig(keep_region_s=-1.0), "a region of -1.0 s: 0 .never. to 60"),
+        (dz.DiarizeConfig(keep_region_s=float("inf")), "keep_region_s inf: a finite number"),
     ],
 )
 def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
@@ -82,12 +110,14 @@ def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
 
 def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None:
     shipped = {"window": [1.0, 0.75], "overlap": True, "min_cluster_s": 3.0, "keep_far": 0.6,
-               "naming_speech_s": 0.0}  # fmt: skip
+               "naming_speech_s": 0.0, "keep_region_s": 1.5}  # fmt: skip
     got = dz.resolve(dz.DiarizeConfig(), shipped)
     assert (got.window_s, got.hop_s, got.overlap, got.min_cluster_s, got.keep_far) == (
         1.0, 0.75, True, 3.0, 0.6,
     )  # fmt: skip
     assert got.naming_speech_s == 0.0  # the encoder's dev choice: named from the centroids
+    assert got.keep_region_s == 1.5
+    assert dz.resolve(dz.DiarizeConfig(keep_region_s=0.0), shipped).keep_region_s == 0.0
     assert dz.resolve(dz.DiarizeConfig(naming_speech_s=10.0), shipped).naming_speech_s == 10.0
     given = dz.resolve(dz.DiarizeConfig(window_s=2.0, hop_s=1.0, overlap=False), shipped)
     assert (given.window_s, given.hop_s, given.overlap) == (2.0, 1.0, False)
@@ -95,6 +125,7 @@ def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None
     assert (bare.window_s, bare.hop_s) == dz.DEFAULT_WINDOW
     assert (bare.overlap, bare.min_cluster_s, bare.keep_far) == (False, 2.0, None)
     assert bare.naming_speech_s == dz.NAMING_SPEECH_S
+    assert bare.keep_region_s == 0.0  # never, without a dev choice
     with pytest.raises(dz.DiarizeError, match=r"between 0\.3 and 10"):
         dz.resolve(dz.DiarizeConfig(window_s=0.1, hop_s=0.1), shipped)
 
@@ -288,6 +319,55 @@ def test_diarize_finds_who_speaks_when_and_names_the_enrolled(
     assert len(lines) == len(result["segments"]) and {x[3] for x in lines} == set(
         result["speakers"]
     )
+
+
+@pytest.mark.slow
+def test_a_voice_heard_once_between_pauses_is_counted(enroll_clips, tmp_path: Path) -> None:
+    """Real voices: two take turns, a third speaks once for 1.4 s between two pauses. Its one
+    window is a cluster under the smallest size; kept because it holds its speech region."""
+    from whichvoice.audio import read_audio, resample
+    from whichvoice.conversation import _speech
+
+    def speech(voice: str, k: int, seconds: float | None = None) -> np.ndarray:
+        wave, rate = read_audio(enroll_clips[voice][k])
+        wave = _speech(resample(wave, rate, SAMPLE_RATE))
+        if seconds is None:
+            return wave
+        mid, half = wave.shape[0] // 2, int(seconds * SAMPLE_RATE / 2)
+        return wave[mid - half : mid + half]
+
+    pause = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
+    a, b, once = "flite:awb", "festival:ked_diphone", "espeak-ng:en-us+f3"
+    parts = [speech(a, 3), speech(once, 4, 1.4), speech(b, 3), speech(a, 4), speech(b, 4)]
+    wave = np.concatenate([p for part in parts for p in (pause, part)] + [pause])
+    path = tmp_path / "once.wav"
+    sf.write(path, wave, SAMPLE_RATE)
+    from whichvoice.encoders import load_encoder
+
+    encoder = load_encoder("bundled")
+    cfg = dz.DiarizeConfig(min_cluster_s=2.0, keep_far=None, keep_region_s=0.0)
+    cfg = dz.resolve(cfg, dz.shipped_settings(encoder))
+    windows, duration = dz.embed_windows(path, encoder, cfg)
+    threshold = dz.default_threshold(encoder)
+
+    def found(keep: float) -> dz.Diarization:
+        at = replace(cfg, keep_region_s=keep)
+        return dz.from_windows(windows, duration, "once", encoder, at, threshold=threshold)
+
+    assert len(found(0.0).speakers) == 2  # the rule before: its window absorbed
+    kept = found(1.0)
+    assert len(kept.speakers) == 3 and kept.settings["keep_region_s"] == 1.0
+    middles, at = [], 0.6
+    for part in parts:  # the middle of each turn, in seconds
+        middles.append(at + part.shape[0] / SAMPLE_RATE / 2)
+        at += part.shape[0] / SAMPLE_RATE + 0.6
+
+    def who(t: float) -> str | None:
+        return next((s.speaker for s in kept.segments if s.start <= t <= s.end), None)
+
+    speakers = [who(t) for t in middles]  # a, once, b, a, b
+    assert speakers[0] == speakers[3] and speakers[2] == speakers[4], speakers
+    assert len({speakers[0], speakers[1], speakers[2]}) == 3 and None not in speakers, speakers
 
 
 @pytest.mark.slow
