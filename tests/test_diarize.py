@@ -84,6 +84,18 @@ def test_a_small_cluster_holding_a_whole_speech_region_is_a_voice() -> None:
     assert voices(replace(tight, keep_region_s=1.0), at=inside) == 2
 
 
+def test_a_sampled_long_recording_keeps_no_cluster_for_its_regions(monkeypatch) -> None:
+    """Over MAX_CLUSTERED windows a sample is clustered: most regions then hold one sampled
+    window or none, and every cluster would seem to hold a region whole."""
+    monkeypatch.setattr(dz, "MAX_CLUSTERED", 20)
+    x, _ = _groups(3, 12, seed=2)
+    x = x[:25]
+    spans = [(1.5 * i, 1.5 * i + 1.4) for i in range(25)]  # a region per window
+    regions = list(spans)
+    cfg = dz.DiarizeConfig(min_cluster_s=2.0, keep_far=None, keep_region_s=1.0)
+    assert len(set(dz.cluster(x, 0.5, cfg, spans, regions).tolist())) == 2
+
+
 @pytest.mark.parametrize(
     ("cfg", "needle"),
     [

@@ -410,14 +410,15 @@ def cluster(
 ) -> np.ndarray:
     """A cluster label per row of ``x`` (unit embeddings), 0.. in order of first appearance.
     ``spans``: each row's window (start, end) and ``regions`` the speech regions, for
-    ``keep_region_s`` (without them no cluster is kept for the region it holds)."""
+    ``keep_region_s`` (without them no cluster is kept for the region it holds; nor in a
+    recording of more than ``MAX_CLUSTERED`` windows, where a sample is clustered and most
+    regions hold one sampled window or none: each would seem held whole)."""
     n = x.shape[0]
     if n == 1:
         return np.zeros(1, np.int64)
     if n > MAX_CLUSTERED:  # cluster an even sample, then every window joins the nearest
         pick = np.linspace(0, n - 1, MAX_CLUSTERED).round().astype(int)
-        picked = None if spans is None else [spans[i] for i in pick]
-        sub = cluster(x[pick], threshold, cfg, picked, regions)
+        sub = cluster(x[pick], threshold, cfg)
         centroids = _centroids(x[pick], sub)
         return _first_order(np.argmax(x @ centroids.T, axis=1))
     from sklearn.cluster import AgglomerativeClustering
