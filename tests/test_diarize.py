@@ -84,9 +84,54 @@ def test_a_small_cluster_holding_a_whole_speech_region_is_a_voice() -> None:
     assert voices(replace(tight, keep_region_s=1.0), at=inside) == 2
 
 
+def test_voices_kept_for_their_region_give_way_to_max_speakers() -> None:
+    """Three voices and a stray window alone in a 1.2 s region: kept for its region it would
+    be a fourth voice; with at most three asked for, it is absorbed before any two voices
+    are merged."""
+    rng = np.random.default_rng(5)
+    x, truth = _groups(4, 12, seed=5)
+    x, truth = x[:37], truth[:37]
+    spans = [(20.0 * g + 0.75 * i, 20.0 * g + 0.75 * i + 1.5) for g in range(3) for i in range(12)]
+    spans.append((70.0, 71.2))
+    regions = [(20.0 * g, 20.0 * g + 9.75) for g in range(3)] + [(70.0, 71.2)]
+    x[36] = x[0] * 0.6 + rng.normal(0, 0.5, 32)  # a stray: far from every voice
+    x[36] /= np.linalg.norm(x[36])
+    cfg = dz.DiarizeConfig(min_cluster_s=2.0, keep_far=None, keep_region_s=1.0)
+    assert len(set(dz.cluster(x, 0.5, cfg, spans, regions).tolist())) == 4
+    bounded = dz.cluster(x, 0.5, replace(cfg, max_speakers=3), spans, regions)
+    assert (bounded[:36] == truth[:36]).all()
+
+
+def test_a_long_recording_keeps_no_cluster_for_its_region() -> None:
+    """Where the share of all windows raised the smallest size (a long recording), a cough
+    between two pauses is not a voice: no cluster is kept for its region."""
+    x, _ = _groups(3, 12, seed=2)
+    x = x[:25]
+    spans = [(0.75 * i, 0.75 * i + 1.5) for i in range(12)]
+    spans += [(12.0 + 0.75 * i, 13.5 + 0.75 * i) for i in range(12)] + [(23.0, 24.2)]
+    regions = [(0.0, 9.75), (12.0, 21.75), (23.0, 24.2)]
+    cfg = dz.DiarizeConfig(min_cluster_s=2.0, keep_far=None, keep_region_s=1.0)
+    assert len(set(dz.cluster(x, 0.5, cfg, spans, regions).tolist())) == 3
+    shared = replace(cfg, min_cluster_share=0.2)  # 0.2 of 25 windows: 3.75 s, over 2 s
+    assert len(set(dz.cluster(x, 0.5, shared, spans, regions).tolist())) == 2
+
+
+def test_a_region_exactly_as_long_as_asked_holds_its_cluster() -> None:
+    x, _ = _groups(3, 12, seed=2)
+    x = x[:25]
+    spans = [(0.75 * i, 0.75 * i + 1.5) for i in range(12)]
+    once = (3101 * 0.01, 3201 * 0.01)  # 100 frames of 10 ms, as the speech detector gives
+    spans += [(12.0 + 0.75 * i, 13.5 + 0.75 * i) for i in range(12)] + [once]
+    regions = [(0.0, 9.75), (12.0, 21.75), once]
+    cfg = dz.DiarizeConfig(min_cluster_s=2.0, keep_far=None, keep_region_s=1.0)
+    assert once[1] - once[0] < 1.0  # the float difference falls short of 1 s
+    assert len(set(dz.cluster(x, 0.5, cfg, spans, regions).tolist())) == 3
+
+
 def test_a_sampled_long_recording_keeps_no_cluster_for_its_regions(monkeypatch) -> None:
-    """Over MAX_CLUSTERED windows a sample is clustered: most regions then hold one sampled
-    window or none, and every cluster would seem to hold a region whole."""
+    """Over MAX_CLUSTERED windows a sample is clustered, where most regions would hold one
+    sampled window or none and seem held whole: no cluster is kept for its region there (a
+    limit: this recording's third voice, alone in its region, goes uncounted)."""
     monkeypatch.setattr(dz, "MAX_CLUSTERED", 20)
     x, _ = _groups(3, 12, seed=2)
     x = x[:25]
@@ -138,6 +183,8 @@ def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None
     assert (bare.overlap, bare.min_cluster_s, bare.keep_far) == (False, 2.0, None)
     assert bare.naming_speech_s == dz.NAMING_SPEECH_S
     assert bare.keep_region_s == 0.0  # never, without a dev choice
+    # chosen with the smallest cluster: a caller who sets that one gets none unless asked
+    assert dz.resolve(dz.DiarizeConfig(min_cluster_s=0.5), shipped).keep_region_s == 0.0
     with pytest.raises(dz.DiarizeError, match=r"between 0\.3 and 10"):
         dz.resolve(dz.DiarizeConfig(window_s=0.1, hop_s=0.1), shipped)
 

@@ -13,7 +13,10 @@ The steps, each replaceable by its setting (``DiarizeConfig``):
    that many, and the found number kept within ``min_speakers``..``max_speakers``. The
    threshold is calibrated per encoder on dev conversations (``benchmarks/diarize.py
    --write``, shipped in ``data/diarize``); an encoder without one uses its verification
-   threshold. Long recordings: at most ``MAX_CLUSTERED`` windows are clustered (evenly
+   threshold. A cluster under ``min_cluster_s`` of windows joins the nearest bigger one,
+   unless it is further than ``keep_far`` from all of them or holds every window of a
+   speech region of ``keep_region_s`` or more (a voice heard once, between two pauses): dev
+   choices per encoder. Long recordings: at most ``MAX_CLUSTERED`` windows are clustered (evenly
    spaced), the others join the nearest cluster, so memory stays bounded. Then clusters
    whose own speech (step 6's embeddings: one pass over the recording serves both) is
    closer than ``merge_speech`` are merged (a dev choice per encoder, ``merge_by_speech``).
@@ -30,8 +33,7 @@ The steps, each replaceable by its setting (``DiarizeConfig``):
    closest); the others are ``unknown-1``, ``unknown-2``, ... in order of first speech.
    Or (``naming_speech_s=0``) the mean of the cluster's window embeddings is scored, the only
    way before stop 44: which way, and the threshold, are chosen per encoder on dev
-   conversations (``benchmarks/diarize.py``); for ``auto`` it is the speech, whose embedding
-   stays nearer the enrolled voice in noise and in a room than the mean of 1 s windows does.
+   conversations (``benchmarks/diarize.py``; ``data/diarize``'s "naming_speech_s").
 
 Outputs: RTTM (``Diarization.to_rttm``, the NIST format pyannote and dscore read) and JSON
 segments ``{start, end, speaker, score, overlap}``. Audio is read in blocks of ``BLOCK_S``
@@ -117,7 +119,9 @@ class DiarizeConfig:
     # a cluster under min_cluster_s is also kept as a voice when it holds every window of a
     # speech region at least this long (a voice heard once, in a turn between two pauses:
     # a stray window of a breath, a noise or two voices at once is not alone in a whole
-    # region); 0: never; None: the encoder's dev choice (``shipped_settings``), else 0
+    # region; not in a long recording, where ``min_cluster_share`` raised the smallest size);
+    # 0: never; None: the encoder's dev choice (``shipped_settings``) when ``min_cluster_s``
+    # is None too, else 0
     keep_region_s: float | None = None
     overlap: bool | None = None  # None: the encoder's dev choice (``shipped_settings``)
     min_overlap_s: float = 0.5
@@ -434,9 +438,13 @@ def cluster(
 
     if cfg.num_speakers is not None:
         return _first_order(ahc(min(cfg.num_speakers, n)))
-    labels = _absorb_small(x, ahc(None), cfg, spans, regions)
+    found = ahc(None)
+    labels = _absorb_small(x, found, cfg, spans, regions)
     k = len(set(labels.tolist()))
     low, high = cfg.min_speakers, cfg.max_speakers or n
+    if k > high and cfg.keep_region_s:  # too many: the voices kept for a region give way first
+        labels = _absorb_small(x, found, cfg)
+        k = len(set(labels.tolist()))
     if k < low or k > high:
         labels = ahc(min(max(k, low), high, n))
     return _first_order(labels)
@@ -456,11 +464,11 @@ def _absorb_small(
     region that long (``spans``: the rows' windows; ``regions``: the speech regions)."""
     labels = _first_order(labels)
     sizes = np.bincount(labels)
-    smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
+    cfg_smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
     # in a long recording, also a share of all the windows: over hours, stray windows (a
     # cough, two voices at once) gather into clusters of several seconds
     hop = DEFAULT_WINDOW[1] if cfg.hop_s is None else cfg.hop_s  # the windows' spacing
-    smallest = max(smallest, cfg.min_cluster_share * len(labels) * hop)
+    smallest = max(cfg_smallest, cfg.min_cluster_share * len(labels) * hop)
     big = np.flatnonzero(sizes * hop >= smallest)
     if len(big) == 0 or len(big) == len(sizes):
         return labels
@@ -470,7 +478,9 @@ def _absorb_small(
         nearest = 1 - (every @ centroids.T).max(axis=1)  # each cluster's distance to a big one
         far = [k for k in range(len(sizes)) if k not in big and nearest[k] > cfg.keep_far]
         big = np.sort(np.r_[big, far]).astype(int)
-    if cfg.keep_region_s and spans is not None and regions:
+    # not in a long recording, where the share raised the bar: over hours, a cough or a laugh
+    # between two pauses would be a voice
+    if cfg.keep_region_s and spans is not None and regions and smallest <= cfg_smallest:
         held = _holding_regions(labels, spans, regions, cfg.keep_region_s)
         big = np.union1d(big, sorted(held)).astype(int)
     centroids = every[big]
@@ -487,17 +497,20 @@ def _holding_regions(
     shortest: float,
 ) -> set[int]:
     """The clusters that alone hold every window of a speech region ``shortest`` seconds
-    long or longer."""
+    long or longer, and have no window outside the regions they hold so."""
     starts = np.array([a for a, _ in spans], np.float64)
     ends = np.array([b for _, b in spans], np.float64)
     held = set()
+    placed = np.zeros(labels.shape[0], bool)  # windows in a region their cluster holds
     for a, b in regions:
-        if b - a < shortest:
+        if b - a < shortest - 1e-6:  # region edges are whole 10 ms frames
             continue
-        inside = labels[(starts >= a - 1e-6) & (ends <= b + 1e-6)]
-        if inside.size and (inside == inside[0]).all():
-            held.add(int(inside[0]))
-    return held
+        inside = (starts >= a - 1e-6) & (ends <= b + 1e-6)
+        found = labels[inside]
+        if found.size and (found == found[0]).all():
+            held.add(int(found[0]))
+            placed |= inside
+    return {k for k in held if placed[labels == k].all()}
 
 
 def _first_order(labels: np.ndarray) -> np.ndarray:
@@ -521,8 +534,8 @@ def _shipped_table() -> dict:
 def shipped_settings(encoder) -> dict:
     """The dev-chosen settings shipped for ``encoder`` (``data/diarize``, written by
     ``benchmarks/diarize.py --write``): {"thresholds", "overlap", "min_cluster_s", "keep_far",
-    "live_accept", "live_turn_accept", ...}: the ones it has; empty for an encoder the
-    benchmark never ran."""
+    "keep_region_s", "live_accept", "live_turn_accept", ...}: the ones it has; empty for an
+    encoder the benchmark never ran."""
     from whichvoice.encoders import model_id
 
     own = model_id(encoder)  # once: a run's id hashes its weights
@@ -742,13 +755,15 @@ def resolve(config: DiarizeConfig, shipped: dict) -> DiarizeConfig:
         cfg = replace(cfg, min_cluster_s=shipped.get("min_cluster_s") or DEFAULT_MIN_CLUSTER_S)
         if cfg.keep_far is None:  # the dev choice goes with the dev-chosen smallest cluster
             cfg = replace(cfg, keep_far=shipped.get("keep_far"))
+        if cfg.keep_region_s is None:  # and so does this one
+            cfg = replace(cfg, keep_region_s=shipped.get("keep_region_s"))
     if cfg.naming_speech_s is None:
         chosen = shipped.get("naming_speech_s")
         cfg = replace(cfg, naming_speech_s=NAMING_SPEECH_S if chosen is None else float(chosen))
     if cfg.merge_speech is None:
         cfg = replace(cfg, merge_speech=float(shipped.get("merge_speech") or 0.0))
     if cfg.keep_region_s is None:
-        cfg = replace(cfg, keep_region_s=float(shipped.get("keep_region_s") or 0.0))
+        cfg = replace(cfg, keep_region_s=0.0)
     return cfg
 
 
@@ -1006,7 +1021,7 @@ def from_windows(
         "overlap": bool(cfg.overlap),
         "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
         "keep_far": cfg.keep_far,
-        "keep_region_s": cfg.keep_region_s,
+        "keep_region_s": None if counted else cfg.keep_region_s,
         "merge_speech": None,  # the cosine clusters were merged at, when a merging pass ran
     }
     naming, naming_source = (
