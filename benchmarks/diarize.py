@@ -97,6 +97,8 @@ MIN_CLUSTER = (1.5, 2.0, 3.0)  # DiarizeConfig.min_cluster_s settings tried on d
 KEEP_FAR = (None, 0.5, 0.6, 0.7)  # DiarizeConfig.keep_far settings tried on dev
 # DiarizeConfig.keep_region_s settings tried on dev (0: never), a stage after the grid (stop 51)
 KEEP_REGION = (0.0, 0.5, 1.0, 1.5, 2.0)
+# DiarizeConfig.mixture_above settings tried on dev (0: never), the stage after it (stop 51)
+MIXTURE = (0.0, 0.9, 0.85, 0.8, 0.75, 0.7)
 SETS = {  # name -> (share of speech overlapped, condition)
     "clean": (0.0, "clean"),
     "overlap10": (0.1, "clean"),
@@ -330,7 +332,7 @@ def _config(window: tuple[float, float], overlap: bool, small: float, far: float
     """The DiarizeConfig of a grid point (``far`` -1: small clusters never kept)."""
     return DiarizeConfig(window_s=window[0], hop_s=window[1], overlap=overlap,
                          min_cluster_s=small, keep_far=None if far < 0 else far,
-                         keep_region_s=0.0)  # fmt: skip
+                         keep_region_s=0.0, mixture_above=0.0)  # fmt: skip
 
 
 def dev_grid(encoder_name: str, dev: dict, points: list[tuple]) -> list[float]:
@@ -721,6 +723,24 @@ def main() -> None:
             chosen_cfg = replace(chosen_cfg, keep_region_s=keep_region)
             print(f"{name}: dev chose keeping clusters that hold a region of {keep_region} s "
                   f"({ {r: round(v, 4) for r, v in region_der.items()} })", flush=True)  # fmt: skip
+            # then (stop 51) a small cluster nearer the mean of two others than either is
+            # their overlap and is absorbed: the cosine with the lowest mean dev DER; ties:
+            # never, else the highest (the fewest absorbed)
+            mixture_der = {
+                m: float(np.mean([
+                    dev_der(sets[k][1], dev[window][k][1], encoder,
+                            replace(chosen_cfg, mixture_above=m), threshold)
+                    for k in dev_keys
+                ]))
+                for m in MIXTURE
+            }  # fmt: skip
+            lowest = min(round(v, 6) for v in mixture_der.values())
+            tied = [m for m, v in mixture_der.items() if round(v, 6) == lowest]
+            mixture = 0.0 if 0.0 in tied else max(tied)
+            chosen_cfg = replace(chosen_cfg, mixture_above=mixture)
+            print(f"{name}: dev chose absorbing mixtures above {mixture} "
+                  f"({ {m: round(v, 4) for m, v in mixture_der.items()} })",
+                  flush=True)  # fmt: skip
             # then, with those settings, merging clusters whose speech is one voice
             # (``merge_by_speech``): the cosine with the lowest mean dev DER; ties: never,
             # else the highest (the least merging)
@@ -756,6 +776,10 @@ def main() -> None:
                 "keep_region_s": {
                     "seconds": keep_region,
                     "dev_mean_der": {str(r): v for r, v in region_der.items()},
+                },
+                "mixture_above": {
+                    "cosine": mixture,
+                    "dev_mean_der": {str(m): v for m, v in mixture_der.items()},
                 },
                 "dev_count_exact": _dev_count(
                     dev[window], encoder, chosen_cfg, threshold, {k: sets[k][2] for k in dev_keys}
@@ -840,10 +864,10 @@ def main() -> None:
                 figs = score_set(convs, embedded[key], sources, encoder, naming_cfg, threshold,
                                  gallery if split == "test" else None, set(enrolled),
                                  chosen_kw, other)  # fmt: skip
-                if keep_region:  # the same clusters without it, for the record (stop 51)
-                    figs["without_keep_region"] = _headline(score_set(
+                if keep_region or mixture:  # the same windows as before stop 51, for the record
+                    figs["as_before_stop_51"] = _headline(score_set(
                         convs, embedded[key], sources, encoder,
-                        replace(naming_cfg, keep_region_s=0.0), threshold,
+                        replace(naming_cfg, keep_region_s=0.0, mixture_above=0.0), threshold,
                         gallery if split == "test" else None, set(enrolled), chosen_kw,
                     ))  # fmt: skip
                 audio = sum(c.duration_s for c in convs)
@@ -874,7 +898,10 @@ def main() -> None:
         "the middle of the tied thresholds; then (since stop 51) the shortest speech region "
         "that a cluster under the smallest size keeps as a voice by holding every window of "
         "it (never, 0.5-2 s) with the lowest mean dev DER; ties: never, else the longest; "
-        "then the cosine above which clusters whose "
+        "then the cosine to the mean of two other clusters' centres above which a cluster of "
+        "under twice the smallest size, nearer that mean than either, is absorbed as their "
+        "overlap (never, 0.9-0.7) with the lowest mean dev DER; ties: never, else the "
+        "highest; then the cosine above which clusters whose "
         "speech is embedded again are merged (never, 0.95-0.7) with the lowest mean dev "
         "DER; ties: never, else the highest; "
         "then the naming threshold (the verification threshold plus an offset): of those "
@@ -904,6 +931,10 @@ def main() -> None:
             "keep_far": {report["encoders"][n]: report["chosen"][n]["keep_far"] for n in encoders},
             "keep_region_s": {
                 report["encoders"][n]: report["chosen"][n]["keep_region_s"]["seconds"]
+                for n in encoders
+            },
+            "mixture_above": {
+                report["encoders"][n]: report["chosen"][n]["mixture_above"]["cosine"]
                 for n in encoders
             },
             "window": {

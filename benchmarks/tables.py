@@ -951,6 +951,14 @@ def diarize_table() -> str:
             if "keep_region_s" in c
             else ""
         )
+        + (
+            f", small clusters absorbed as an overlap of two others above a cosine of "
+            f"{c['mixture_above']['cosine']}"
+            if c.get("mixture_above", {}).get("cosine")
+            else ", no cluster absorbed as an overlap"
+            if "mixture_above" in c
+            else ""
+        )
         + f", live threshold "
         f"{c['live']['threshold']:.3f}"
         + (f" (turns {c['live']['turn']['threshold']:.3f})" if "turn" in c["live"] else "")
@@ -1041,13 +1049,14 @@ def diarize_table() -> str:
         for split in ("test", "human")
         for name, by_encoder in r[split].items()
         for enc, f in by_encoder.items()
-        if (w := f.get("without_keep_region"))
+        if (w := f.get("as_before_stop_51"))
     ]
     if without:
         rows += [
             "",
             "The same windows and settings with no small cluster kept for the speech region "
-            "it holds (as before stop 51), beside the table's: " + "; ".join(without) + ".",
+            "it holds and none absorbed as an overlap (as before stop 51), beside the "
+            "table's: " + "; ".join(without) + ".",
         ]
     if other:
         rows += [

@@ -84,6 +84,26 @@ def test_a_small_cluster_holding_a_whole_speech_region_is_a_voice() -> None:
     assert voices(replace(tight, keep_region_s=1.0), at=inside) == 2
 
 
+def test_a_cluster_where_two_voices_overlap_joins_one_of_them() -> None:
+    """Windows over an overlap hold both voices: their embeddings sit near the mean of the
+    two, where a cluster of their own would count a voice that is not there."""
+    rng = np.random.default_rng(3)
+    x, truth = _groups(3, 12, seed=3)
+    a, b = x[truth == 0].mean(0), x[truth == 1].mean(0)
+    both = (a + b) / np.linalg.norm(a + b) + rng.normal(0, 0.04, (3, 32))
+    both /= np.linalg.norm(both, axis=1, keepdims=True)
+    rows = np.r_[x[truth < 2], both]  # two voices and their overlap
+    cfg = dz.DiarizeConfig(min_cluster_s=2.0, keep_far=None, threshold=0.2)
+    assert len(set(dz.cluster(rows, 0.2, replace(cfg, mixture_above=0.0)).tolist())) == 3
+    assert len(set(dz.cluster(rows, 0.2, replace(cfg, mixture_above=0.8)).tolist())) == 2
+    # a third voice of as few windows is no mixture of the two: it stays
+    third = np.r_[x[truth < 2], x[truth == 2][:3]]
+    assert len(set(dz.cluster(third, 0.2, replace(cfg, mixture_above=0.8)).tolist())) == 3
+    # nor is anything absorbed below the voices asked for
+    least = replace(cfg, mixture_above=0.8, min_speakers=3)
+    assert len(set(dz.cluster(rows, 0.2, least).tolist())) == 3
+
+
 def test_voices_kept_for_their_region_give_way_to_max_speakers() -> None:
     """Three voices and a stray window alone in a 1.2 s region: kept for its region it would
     be a fourth voice; with at most three asked for, it is absorbed before any two voices
@@ -158,6 +178,7 @@ def test_a_sampled_long_recording_keeps_no_cluster_for_its_regions(monkeypatch) 
         (dz.DiarizeConfig(merge_speech=1.5), "merging at a cosine of 1.5"),
         (dz.DiarizeConfig(keep_region_s=-1.0), "a region of -1.0 s: 0 .never. to 60"),
         (dz.DiarizeConfig(keep_region_s=float("inf")), "keep_region_s inf: a finite number"),
+        (dz.DiarizeConfig(mixture_above=1.2), "mixtures above a cosine of 1.2"),
     ],
 )
 def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
@@ -167,13 +188,13 @@ def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
 
 def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None:
     shipped = {"window": [1.0, 0.75], "overlap": True, "min_cluster_s": 3.0, "keep_far": 0.6,
-               "naming_speech_s": 0.0, "keep_region_s": 1.5}  # fmt: skip
+               "naming_speech_s": 0.0, "keep_region_s": 1.5, "mixture_above": 0.8}  # fmt: skip
     got = dz.resolve(dz.DiarizeConfig(), shipped)
     assert (got.window_s, got.hop_s, got.overlap, got.min_cluster_s, got.keep_far) == (
         1.0, 0.75, True, 3.0, 0.6,
     )  # fmt: skip
     assert got.naming_speech_s == 0.0  # the encoder's dev choice: named from the centroids
-    assert got.keep_region_s == 1.5
+    assert (got.keep_region_s, got.mixture_above) == (1.5, 0.8)
     assert dz.resolve(dz.DiarizeConfig(keep_region_s=0.0), shipped).keep_region_s == 0.0
     assert dz.resolve(dz.DiarizeConfig(naming_speech_s=10.0), shipped).naming_speech_s == 10.0
     given = dz.resolve(dz.DiarizeConfig(window_s=2.0, hop_s=1.0, overlap=False), shipped)
@@ -182,9 +203,10 @@ def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None
     assert (bare.window_s, bare.hop_s) == dz.DEFAULT_WINDOW
     assert (bare.overlap, bare.min_cluster_s, bare.keep_far) == (False, 2.0, None)
     assert bare.naming_speech_s == dz.NAMING_SPEECH_S
-    assert bare.keep_region_s == 0.0  # never, without a dev choice
+    assert (bare.keep_region_s, bare.mixture_above) == (0.0, 0.0)  # never, without a choice
     # chosen with the smallest cluster: a caller who sets that one gets none unless asked
-    assert dz.resolve(dz.DiarizeConfig(min_cluster_s=0.5), shipped).keep_region_s == 0.0
+    given = dz.resolve(dz.DiarizeConfig(min_cluster_s=0.5), shipped)
+    assert (given.keep_region_s, given.mixture_above) == (0.0, 0.0)
     with pytest.raises(dz.DiarizeError, match=r"between 0\.3 and 10"):
         dz.resolve(dz.DiarizeConfig(window_s=0.1, hop_s=0.1), shipped)
 

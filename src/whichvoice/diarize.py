@@ -123,6 +123,11 @@ class DiarizeConfig:
     # 0: never; None: the encoder's dev choice (``shipped_settings``) when ``min_cluster_s``
     # is None too, else 0
     keep_region_s: float | None = None
+    # a cluster of under twice min_cluster_s of windows whose centre is at least this cosine
+    # from the mean of two other clusters' centres, and nearer to it than to either, is where
+    # those two voices overlap (its windows hold both): its windows join the nearest other
+    # cluster; 0: never; None: the encoder's dev choice with ``min_cluster_s``, else 0
+    mixture_above: float | None = None
     overlap: bool | None = None  # None: the encoder's dev choice (``shipped_settings``)
     min_overlap_s: float = 0.5
     # naming: each cluster's own speech (up to this many seconds, its longest runs alone)
@@ -138,7 +143,7 @@ class DiarizeConfig:
 
     def check(self) -> DiarizeConfig:
         for setting in ("window_s", "hop_s", "merge_speech", "naming_speech_s", "threshold",
-                        "keep_region_s"):  # fmt: skip
+                        "keep_region_s", "mixture_above"):  # fmt: skip
             value = getattr(self, setting)
             if value is not None and (
                 isinstance(value, bool)
@@ -175,6 +180,8 @@ class DiarizeConfig:
             raise DiarizeError(
                 f"keeping clusters that hold a region of {self.keep_region_s} s: 0 (never) to 60"
             )
+        if self.mixture_above is not None and not 0 <= self.mixture_above <= 1:
+            raise DiarizeError(f"mixtures above a cosine of {self.mixture_above}: 0 (never) to 1")
         if self.threshold is not None and not 0 < self.threshold < 2:
             raise DiarizeError(f"threshold {self.threshold}: a cosine distance, in (0, 2)")
         return self
@@ -445,6 +452,9 @@ def cluster(
     if k > high and cfg.keep_region_s:  # too many: the voices kept for a region give way first
         labels = _absorb_small(x, found, cfg)
         k = len(set(labels.tolist()))
+    if cfg.mixture_above and k > low:
+        labels = _absorb_mixtures(x, labels, cfg, low)
+        k = len(set(labels.tolist()))
     if k < low or k > high:
         labels = ahc(min(max(k, low), high, n))
     return _first_order(labels)
@@ -488,6 +498,36 @@ def _absorb_small(
     labels = labels.copy()
     labels[small] = big[np.argmax(x[small] @ centroids.T, axis=1)]
     return labels
+
+
+def _absorb_mixtures(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig, low: int) -> np.ndarray:
+    """Clusters of under twice ``min_cluster_s`` of windows that sit where two other voices
+    overlap (``mixture_above``) join the nearest other cluster, the smallest first, while
+    more than ``low`` voices remain."""
+    labels = _first_order(labels)
+    hop = DEFAULT_WINDOW[1] if cfg.hop_s is None else cfg.hop_s
+    smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
+    sizes = np.bincount(labels)
+    centroids = _centroids(x, labels)
+    alive = np.ones(len(sizes), bool)
+    for c in np.argsort(sizes, kind="stable"):
+        if sizes[c] * hop >= 2 * smallest or alive.sum() < 3 or alive.sum() <= low:
+            break  # a mixture needs two other clusters
+        others = np.flatnonzero(alive & (np.arange(len(sizes)) != c))
+        pair = centroids[others][:, None, :] + centroids[others][None, :, :]
+        pair /= np.maximum(np.linalg.norm(pair, axis=2, keepdims=True), 1e-12)
+        mixed = pair @ centroids[c]
+        mixed[np.arange(len(others)), np.arange(len(others))] = -1.0  # a pair is two clusters
+        single = float((centroids[others] @ centroids[c]).max())
+        if float(mixed.max()) >= cfg.mixture_above and float(mixed.max()) > single:
+            alive[c] = False
+    if alive.all():
+        return labels
+    keep = np.flatnonzero(alive)
+    out = labels.copy()
+    gone = ~alive[labels]
+    out[gone] = keep[np.argmax(x[gone] @ centroids[keep].T, axis=1)]
+    return _first_order(out)
 
 
 def _holding_regions(
@@ -757,6 +797,8 @@ def resolve(config: DiarizeConfig, shipped: dict) -> DiarizeConfig:
             cfg = replace(cfg, keep_far=shipped.get("keep_far"))
         if cfg.keep_region_s is None:  # and so does this one
             cfg = replace(cfg, keep_region_s=shipped.get("keep_region_s"))
+        if cfg.mixture_above is None:  # and this one
+            cfg = replace(cfg, mixture_above=shipped.get("mixture_above"))
     if cfg.naming_speech_s is None:
         chosen = shipped.get("naming_speech_s")
         cfg = replace(cfg, naming_speech_s=NAMING_SPEECH_S if chosen is None else float(chosen))
@@ -764,13 +806,15 @@ def resolve(config: DiarizeConfig, shipped: dict) -> DiarizeConfig:
         cfg = replace(cfg, merge_speech=float(shipped.get("merge_speech") or 0.0))
     if cfg.keep_region_s is None:
         cfg = replace(cfg, keep_region_s=0.0)
+    if cfg.mixture_above is None:
+        cfg = replace(cfg, mixture_above=0.0)
     return cfg
 
 
 def _resolved(cfg: DiarizeConfig, encoder) -> DiarizeConfig:
     """``resolve`` with the encoder's shipped settings, looked up only when something is open."""
     if None in (cfg.window_s, cfg.overlap, cfg.min_cluster_s, cfg.naming_speech_s,
-                cfg.merge_speech, cfg.keep_region_s):  # fmt: skip
+                cfg.merge_speech, cfg.keep_region_s, cfg.mixture_above):  # fmt: skip
         return resolve(cfg, shipped_settings(encoder))
     return cfg
 
@@ -1022,6 +1066,7 @@ def from_windows(
         "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
         "keep_far": cfg.keep_far,
         "keep_region_s": None if counted else cfg.keep_region_s,
+        "mixture_above": None if counted else cfg.mixture_above,
         "merge_speech": None,  # the cosine clusters were merged at, when a merging pass ran
     }
     naming, naming_source = (
