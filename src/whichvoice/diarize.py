@@ -15,9 +15,11 @@ The steps, each replaceable by its setting (``DiarizeConfig``):
    --write``, shipped in ``data/diarize``); an encoder without one uses its verification
    threshold. A cluster under ``min_cluster_s`` of windows joins the nearest bigger one,
    unless it is further than ``keep_far`` from all of them or holds every window of a
-   speech region of ``keep_region_s`` or more (a voice heard once, between two pauses): dev
-   choices per encoder. Long recordings: at most ``MAX_CLUSTERED`` windows are clustered (evenly
-   spaced), the others join the nearest cluster, so memory stays bounded. Then clusters
+   speech region of ``keep_region_s`` or more (a voice heard once, between two pauses); a
+   cluster under twice that size near the mean of two others (``mixture_above``) is their
+   overlap and joins the nearest: dev choices per encoder. Long recordings: at most
+   ``MAX_CLUSTERED`` windows are clustered (evenly spaced), the others join the nearest
+   cluster, so memory stays bounded. Then clusters
    whose own speech (step 6's embeddings: one pass over the recording serves both) is
    closer than ``merge_speech`` are merged (a dev choice per encoder, ``merge_by_speech``).
 4. **Boundaries**: every ``FRAME_S`` frame of speech takes the voice whose centroid its
