@@ -536,7 +536,9 @@ def test_ctrl_c_stops_a_run_with_workers_in_one_line_and_it_resumes(
 def test_resume_counts_an_input_given_twice_once_a_row(tmp_path: Path) -> None:
     """An input named twice has a row each time; a resume skips only as many of its
     occurrences as there are rows already written, so the finished file is the same as an
-    uninterrupted run's."""
+    uninterrupted run's (numbers to 1e-5: the engine head's part of ``auto`` embeds the
+    files of a batch together, and a resumed run's batches hold other files, which moves a
+    confidence in its sixth decimal now and then)."""
     from .conftest import HUMAN_DEV
 
     a, b = sorted(HUMAN_DEV.glob("*.wav"))[:2]
@@ -549,7 +551,36 @@ def test_resume_counts_an_input_given_twice_once_a_row(tmp_path: Path) -> None:
     out.write_text("\n".join(whole[:2]) + "\n")  # the header and the first row
     summary = predict_batch(model, inputs, out, resume=True, progress=False)
     assert (summary.skipped, summary.predicted) == (1, 3)
-    assert out.read_text().splitlines() == whole
+    assert _same_rows(out.read_text().splitlines(), whole)
+
+
+def _same_rows(got: list[str], want: list[str]) -> bool:
+    """CSV lines equal field by field, numbers within 1e-5."""
+
+    def near(x, y) -> bool:
+        if isinstance(x, list) and isinstance(y, list):
+            return len(x) == len(y) and all(near(a, b) for a, b in zip(x, y, strict=True))
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(near(x[k], y[k]) for k in x)
+        if isinstance(x, float | int) and isinstance(y, float | int):
+            return abs(x - y) <= 1e-5
+        return x == y
+
+    def close(x: str, y: str) -> bool:
+        try:
+            return abs(float(x) - float(y)) <= 1e-5
+        except ValueError:
+            pass
+        try:  # a JSON list of top answers
+            return near(json.loads(x), json.loads(y))
+        except ValueError:
+            return x == y
+
+    rows, expected = list(csv.reader(got)), list(csv.reader(want))
+    return len(rows) == len(expected) and all(
+        len(r) == len(e) and all(close(x, y) for x, y in zip(r, e, strict=True))
+        for r, e in zip(rows, expected, strict=True)
+    )
 
 
 def test_quiet_is_taken_without_an_output(cli) -> None:
