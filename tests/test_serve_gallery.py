@@ -517,6 +517,33 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
             assert error["kind"] == "bad_request"
 
 
+def test_a_live_message_over_a_megabyte_is_an_error_and_the_stream_reads_on(
+    gallery_server, enrolled
+) -> None:
+    """Past 1 MB a message (about 10 s of 48 kHz audio) gets a JSON error and is skipped;
+    the next audio is answered. Past 16 MB the WebSocket layer closes with 1009."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from whichvoice.serve.stream import MAX_MESSAGE
+
+    url, _ = gallery_server
+    ws_url = url.replace("http", "ws") + "/v1/stream?rate=16000"
+    with connect(ws_url, open_timeout=30, max_size=None) as ws:
+        ws.send(b"\0" * (MAX_MESSAGE + 2))
+        error = json.loads(ws.recv(timeout=30))
+        assert error["kind"] == "bad_request" and f"1 to {MAX_MESSAGE} bytes" in error["error"]
+        ws.send(b"\0\0" * 16_000)  # a second of silence: answered, no one speaking
+        assert json.loads(ws.recv(timeout=30))["speaker"] is None
+    with (
+        connect(ws_url, open_timeout=30, max_size=None) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.send(b"\0" * ((16 << 20) + 2))
+        ws.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
 def test_a_live_stream_sent_faster_than_it_is_answered_is_answered_about_now(
     gallery_server, enrolled, enroll_clips
 ) -> None:

@@ -257,7 +257,10 @@ def _write_port(port_file: Path, port: int, sock: socket.socket) -> None:
         raise OutputError(f"{port_file}: cannot write the port ({e.strerror or e})") from e
 
 
-MAX_WS_MESSAGE = 1 << 20  # bytes: uvicorn refuses a bigger WebSocket message before buffering
+# bytes: uvicorn refuses a bigger WebSocket message before buffering it (close 1009, no
+# JSON); the live stream answers one between its own limit (1 MB) and this with a JSON error
+# and reads on. At most 8 live connections: 128 MB held at worst, for a moment
+MAX_WS_MESSAGE = 16 << 20
 
 
 class _RedactKey:

@@ -50,7 +50,8 @@ STEP_S = 0.1  # an answer every this much audio (or every message, if they are l
 IDLE_S = 10.0  # no audio for this long: closed
 MAX_SESSION_S = 3600.0
 MAX_UNKNOWN = 8
-MAX_MESSAGE = 1 << 20  # bytes of one message (uvicorn refuses bigger ones: cli/serve.py)
+MAX_MESSAGE = 1 << 20  # bytes of one message: a bigger one is answered with a JSON error
+# (uvicorn closes the socket with 1009 past cli/serve.py's MAX_WS_MESSAGE, 16 MB)
 MAX_CONNECTIONS = 8  # live connections a server process holds at once; more are refused
 _LIVE = [0]  # open live connections in this process (the event loop's thread only)
 RATES = range(8_000, 192_001)
