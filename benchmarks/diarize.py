@@ -310,6 +310,28 @@ def dev_der(convs, embedded, encoder, cfg, threshold, sources=None) -> float:
     return err / total
 
 
+def dev_stage(
+    sets: dict, embedded: dict, keys: list[str], encoder, threshold: float, cfg, field: str,
+    values: tuple[float, ...], *, read: bool = False,
+) -> tuple[float, dict[float, float]]:  # fmt: skip
+    """One setting chosen after the grid: of ``values`` for ``cfg``'s ``field`` (0: never),
+    the one with the lowest mean DER (collar 0.25 s) over the dev sets ``keys``; ties: never,
+    else the largest (the fewest clusters kept, absorbed or merged: what the ties of every
+    stage have been since stop 45). ``read``: the steps read the recordings again. Returns the
+    value and each value's mean DER."""
+    der = {
+        v: float(np.mean([
+            dev_der(sets[k][1], embedded[k][1], encoder, replace(cfg, **{field: v}), threshold,
+                    sets[k][2] if read else None)
+            for k in keys
+        ]))
+        for v in values
+    }  # fmt: skip
+    lowest = min(round(x, 6) for x in der.values())
+    tied = [v for v, x in der.items() if round(x, 6) == lowest]
+    return (0.0 if 0.0 in tied else max(tied)), der
+
+
 _GRID: tuple = ()  # a grid worker's (encoder, {dev set: (conversations, embedded)})
 
 
@@ -705,58 +727,25 @@ def main() -> None:
             threshold = tied[(len(tied) - 1) // 2]  # the middle of a plateau
             keep_far = None if far < 0 else far
             chosen_cfg = _config(window, overlap, small, far)
-            # then (stop 51) keeping a small cluster that holds every window of a speech
-            # region that long (a voice heard once, between pauses): the length with the
-            # lowest mean dev DER; ties: never, else the longest
-            region_der = {
-                r: float(np.mean([
-                    dev_der(sets[k][1], dev[window][k][1], encoder,
-                            replace(chosen_cfg, keep_region_s=r), threshold)
-                    for k in dev_keys
-                ]))
-                for r in KEEP_REGION
-            }  # fmt: skip
-            lowest = min(round(v, 6) for v in region_der.values())
-            tied = [r for r, v in region_der.items() if round(v, 6) == lowest]
-            keep_region = 0.0 if 0.0 in tied else max(tied)
+            # then, one setting at a time, each by ``dev_stage``: (stop 51) keeping a small
+            # cluster that holds every window of a speech region that long (a voice heard
+            # once, between pauses); (stop 51) absorbing a small cluster nearer the mean of
+            # two others than either (their overlap); merging clusters whose speech is one
+            # voice (``merge_by_speech``, their recordings read again)
+            stage = (sets, dev[window], dev_keys, encoder, threshold)
+            keep_region, region_der = dev_stage(*stage, chosen_cfg, "keep_region_s", KEEP_REGION)
             chosen_cfg = replace(chosen_cfg, keep_region_s=keep_region)
-            print(f"{name}: dev chose keeping clusters that hold a region of {keep_region} s "
-                  f"({ {r: round(v, 4) for r, v in region_der.items()} })", flush=True)  # fmt: skip
-            # then (stop 51) a small cluster nearer the mean of two others than either is
-            # their overlap and is absorbed: the cosine with the lowest mean dev DER; ties:
-            # never, else the highest (the fewest absorbed)
-            mixture_der = {
-                m: float(np.mean([
-                    dev_der(sets[k][1], dev[window][k][1], encoder,
-                            replace(chosen_cfg, mixture_above=m), threshold)
-                    for k in dev_keys
-                ]))
-                for m in MIXTURE
-            }  # fmt: skip
-            lowest = min(round(v, 6) for v in mixture_der.values())
-            tied = [m for m, v in mixture_der.items() if round(v, 6) == lowest]
-            mixture = 0.0 if 0.0 in tied else max(tied)
+            mixture, mixture_der = dev_stage(*stage, chosen_cfg, "mixture_above", MIXTURE)
             chosen_cfg = replace(chosen_cfg, mixture_above=mixture)
-            print(f"{name}: dev chose absorbing mixtures above {mixture} "
-                  f"({ {m: round(v, 4) for m, v in mixture_der.items()} })",
-                  flush=True)  # fmt: skip
-            # then, with those settings, merging clusters whose speech is one voice
-            # (``merge_by_speech``): the cosine with the lowest mean dev DER; ties: never,
-            # else the highest (the least merging)
-            merge_der = {
-                tau: float(np.mean([
-                    dev_der(sets[k][1], dev[window][k][1], encoder,
-                            replace(chosen_cfg, merge_speech=tau), threshold, sets[k][2])
-                    for k in dev_keys
-                ]))
-                for tau in MERGE_GRID
-            }  # fmt: skip
-            lowest = min(round(v, 6) for v in merge_der.values())
-            tied = [t for t, v in merge_der.items() if round(v, 6) == lowest]
-            merge_at = 0.0 if 0.0 in tied else max(tied)
+            merge_at, merge_der = dev_stage(*stage, chosen_cfg, "merge_speech", MERGE_GRID,
+                                            read=True)  # fmt: skip
             chosen_cfg = replace(chosen_cfg, merge_speech=merge_at)
-            print(f"{name}: dev chose merging at {merge_at} "
-                  f"({ {t: round(v, 4) for t, v in merge_der.items()} })", flush=True)  # fmt: skip
+            for what, at, der in (("keeping clusters that hold a region of", keep_region,
+                                   region_der),
+                                  ("absorbing mixtures above", mixture, mixture_der),
+                                  ("merging at", merge_at, merge_der)):  # fmt: skip
+                print(f"{name}: dev chose {what} {at} "
+                      f"({ {v: round(x, 4) for v, x in der.items()} })", flush=True)  # fmt: skip
             embedded, seconds = {}, {}
             for key, (_, _, sources) in sets.items():
                 if key in dev_keys:
