@@ -591,6 +591,7 @@ def test_quiet_is_taken_without_an_output(cli) -> None:
     assert r.returncode == 0 and r.stdout.startswith(str(clip)), r.stderr
 
 
+@pytest.mark.slow  # several CLI processes: 5 s of the fast subset's minute
 def test_a_file_name_with_a_newline_stays_on_its_line(cli, tmp_path: Path) -> None:
     from .conftest import HUMAN_DEV
 

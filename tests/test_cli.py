@@ -230,6 +230,7 @@ def test_a_path_that_cannot_be_made_is_one_line(cli, tmp_path: Path) -> None:
     _one_line_error(proc, "a-file", "a file is in the way of a folder")
 
 
+@pytest.mark.slow  # several CLI processes: 5 s of the fast subset's minute
 def test_a_folder_without_audio_among_inputs_is_one_line(cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     clip = tmp_path / "a.wav"

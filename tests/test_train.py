@@ -84,6 +84,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(small_corpus: Path, tmp_
         assert np.allclose(last_a[k].float().numpy(), last_b[k].float().numpy(), atol=1e-4), k
 
 
+@pytest.mark.slow  # several CLI processes: 5 s of the fast subset's minute
 def test_a_run_in_out_is_refused_unless_resumed_or_overwritten(cli, tmp_path: Path) -> None:
     from whichvoice.train import TrainError
 
