@@ -19,9 +19,9 @@ The steps, each replaceable by its setting (``DiarizeConfig``):
    cluster under twice that size near the mean of two others (``mixture_above``) is their
    overlap and joins the nearest: dev choices per encoder. Long recordings: at most
    ``MAX_CLUSTERED`` windows are clustered (evenly spaced), the others join the nearest
-   cluster, so memory stays bounded. Then clusters
-   whose own speech (step 6's embeddings: one pass over the recording serves both) is
-   closer than ``merge_speech`` are merged (a dev choice per encoder, ``merge_by_speech``).
+   cluster, so memory stays bounded. Then clusters whose own speech (step 6's embeddings:
+   one pass over the recording serves both) is closer than ``merge_speech`` are merged (a
+   dev choice per encoder, ``merge_by_speech``).
 4. **Boundaries**: every ``FRAME_S`` frame of speech takes the voice whose centroid its
    covering windows are most like (averaged over them), then runs shorter than
    ``min_turn_s`` are merged into their neighbours: turns change at a frame, not at a window.
@@ -462,6 +462,13 @@ def cluster(
     return _first_order(labels)
 
 
+def _smallest_cluster(cfg: DiarizeConfig) -> tuple[float, float]:
+    """The smallest cluster that is a voice by its size alone, in seconds of windows, and
+    the windows' spacing (``cluster`` may be called with settings ``resolve`` left open)."""
+    smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
+    return smallest, DEFAULT_WINDOW[1] if cfg.hop_s is None else cfg.hop_s
+
+
 def _absorb_small(
     x: np.ndarray,
     labels: np.ndarray,
@@ -476,10 +483,9 @@ def _absorb_small(
     region that long (``spans``: the rows' windows; ``regions``: the speech regions)."""
     labels = _first_order(labels)
     sizes = np.bincount(labels)
-    cfg_smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
+    cfg_smallest, hop = _smallest_cluster(cfg)
     # in a long recording, also a share of all the windows: over hours, stray windows (a
     # cough, two voices at once) gather into clusters of several seconds
-    hop = DEFAULT_WINDOW[1] if cfg.hop_s is None else cfg.hop_s  # the windows' spacing
     smallest = max(cfg_smallest, cfg.min_cluster_share * len(labels) * hop)
     big = np.flatnonzero(sizes * hop >= smallest)
     if len(big) == 0 or len(big) == len(sizes):
@@ -507,8 +513,7 @@ def _absorb_mixtures(x: np.ndarray, labels: np.ndarray, cfg: DiarizeConfig, low:
     overlap (``mixture_above``) join the nearest other cluster, the smallest first, while
     more than ``low`` voices remain."""
     labels = _first_order(labels)
-    hop = DEFAULT_WINDOW[1] if cfg.hop_s is None else cfg.hop_s
-    smallest = DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s
+    smallest, hop = _smallest_cluster(cfg)
     sizes = np.bincount(labels)
     centroids = _centroids(x, labels)
     alive = np.ones(len(sizes), bool)
@@ -1065,7 +1070,7 @@ def from_windows(
         "cluster_threshold": None if counted else round(threshold[0], 6),
         "cluster_threshold_source": "num_speakers" if counted else threshold[1],
         "overlap": bool(cfg.overlap),
-        "min_cluster_s": DEFAULT_MIN_CLUSTER_S if cfg.min_cluster_s is None else cfg.min_cluster_s,
+        "min_cluster_s": _smallest_cluster(cfg)[0],
         "keep_far": cfg.keep_far,
         "keep_region_s": None if counted else cfg.keep_region_s,
         "mixture_above": None if counted else cfg.mixture_above,
