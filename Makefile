@@ -112,6 +112,7 @@ bench: setup bench-voices
 	.venv/bin/python benchmarks/quality.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/identify_dev.py --workdir $(BENCH_WORK)/verify
+	.venv/bin/python benchmarks/strangers.py --workdir $(BENCH_WORK)/strangers
 	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/human.py
 	.venv/bin/python benchmarks/trace.py --workdir $(BENCH_WORK)/trace

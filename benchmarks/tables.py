@@ -521,6 +521,52 @@ def identify_dev_table() -> str:
     return "\n".join(rows)
 
 
+def strangers_table() -> str:
+    """identify's strangers over several fresh test draws (benchmarks/strangers.py)."""
+    r = _load("strangers")
+    draws = r["draws"]
+    rows = [
+        "| encoder | identify's threshold | clean strangers answered unknown (95 % interval "
+        "over voices) | interval over clips (Wilson) | "
+        + " | ".join(f"draw {d}" for d in draws)
+        + " | enrolled clips rejected | enrolled clips misnamed |",
+        "|---|---:|---:|---:|" + "---:|" * len(draws) + "---:|---:|",
+    ]
+    for name, x in r["results"].items():
+        s = x["strangers_rejected"]
+        thresholds = " / ".join(f"{t:.3f}" for t in sorted(set(x["thresholds"].values())))
+        by_draw = " | ".join(
+            f"{_pct(b['value'], 2)} ({_interval(*b['ci95'], 2)})"
+            for b in (x["by_draw"][str(d)] for d in draws)
+        )
+        rows.append(
+            f"| {name} | {thresholds} | {_pct(s['value'], 2)} ({_interval(*s['ci95'], 2)}) | "
+            f"{_interval(*s['ci95_wilson_over_clips'], 2)} | {by_draw} | "
+            f"{_rate(x['enrolled_rejected'])} | {_rate(x['enrolled_misnamed'])} |"
+        )
+    auto = r["results"].get("auto") or next(iter(r["results"].values()))
+    pairs = "; ".join(
+        f"`{p['stranger']}` named as `{p['named_as']}` ({p['clips']} clips)"
+        for p in auto["named_pairs"][:3]
+    )
+    refused = [v for vs in r["voices_enroll_refused"].values() for v in vs]
+    c = r["clips_per_voice"]
+    rows += [
+        "",
+        f"Test draws {', '.join(map(str, draws))} (fresh: no figure of theirs was seen before "
+        f"this run), {r['voices_per_draw']} voices each, {len(refused)} left out because "
+        "`enroll` refuses them (silero-vad hears no speech in an enrollment clip"
+        + (f": {', '.join(f'`{v}`' for v in refused)}" if refused else "")
+        + f"); each voice enrolled from {c['enroll']} clips cut to {c['enroll_seconds']:g} s "
+        f"of speech, {c['test']} clean clips scored. {r['splits_per_draw']} splits a draw: "
+        "half the voices enrolled, the others strangers, scored against the enrolled half at "
+        "identify's threshold for that many voices from each encoder's shipped calibration. "
+        f"Interval: {r['interval']}. The most named strangers (auto): {pairs or 'none'}. "
+        f"Target (issue 6): {_pct(r['target']['strangers_rejected'], 0)}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def prototypes_table() -> str:
     """Multi-condition enrollment against the clean mean alone, on the same trials and
     embeddings of one verify.py run, each with its own dev threshold."""
@@ -1283,6 +1329,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "verify": verify_table,
     "default-bar": default_bar_table,
     "identify-dev": identify_dev_table,
+    "strangers": strangers_table,
     "prototypes": prototypes_table,
     "robustness-mixed16": lambda: robustness_table("robustness-mixed16"),
     "mixed16-voices": voices_table,
