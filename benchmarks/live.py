@@ -15,9 +15,19 @@ Reported for each encoder and each live rule, side by side on the same conversat
 - the share of answers inside strangers' turns that name an enrolled voice, and the
   strangers' turns with at least one such answer.
 The rules: ``shipped`` (an answer every 0.1 s; the last window alone may name a voice at the
-window threshold, the turn's mean at the turn threshold), ``stop35`` (the same, the turn's mean
-held to the window threshold) and ``previous`` (every 0.25 s, named from the turn only: stop
-33's, at today's answer pacing, one threshold). The thresholds are the shipped ones (the live
+window threshold, or at its own threshold for a window of less speech where the encoder has
+those, the turn's mean at the turn threshold), ``one-threshold`` (the same with one window
+threshold whatever the window's speech: the shipped rule until stop 52), ``stop35`` (one window
+threshold, the turn's mean held to it) and ``previous`` (every 0.25 s, named from the turn only:
+stop 33's, at today's answer pacing, one threshold).
+
+*Speech thresholds* (stop 52): a window with less speech scores lower against its own voice and
+against others alike, so a window of 0.4-0.8 s of speech (the first answers of a turn after a
+pause) has its own threshold at the same false acceptances (``speech_thresholds``: dev windows,
+also with their start silenced as a pause before a turn leaves it). With ``--split dev`` they are
+set on the dev voices and compared with one threshold on the dev conversations; ``--write``
+ships them (``data/diarize/live-speech.json``) for each encoder whose dev figures meet the rule
+fixed before their first run (``adopts``). The thresholds are the shipped ones (the live
 window and turn thresholds and the clustering distance, set on dev data by
 ``benchmarks/diarize.py``).
 
@@ -29,7 +39,7 @@ once between two versions of the shipped rule; draw 5, the default since, had be
 by ``benchmarks/diarize.py``'s report, never by live mode.
 
     python benchmarks/live.py [--encoders auto,bundled] [--conversations 20] [--workdir DIR]
-        [--split dev] [--draw 4]
+        [--split dev [--write]] [--draw 5]
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 from diarize import ENROLL_CLIPS, conversations, voice_clips
+from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice.audio import SAMPLE_RATE
@@ -50,15 +61,24 @@ from whichvoice.encoders import load_encoder, model_id
 from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
 from whichvoice.prototypes import refs_from_clips
 from whichvoice.scoring import proportion
+from whichvoice.serve.stream import SPEECH_THRESHOLDS as SPEECH_FILE
 from whichvoice.serve.stream import LiveSpeakers, live_thresholds
 
 MESSAGE_S = 0.1
 WITHIN_S = 1.0
 RULES = {
     "shipped": {},
+    "one-threshold": {},  # the shipped rule with one window threshold whatever its speech
     "stop35": {},  # the shipped rule with turns held to the window threshold
     "previous": {"step_s": 0.25, "last_window": False, "new_voice_after_s": 0.5},
 }
+# thresholds for windows of less speech (``LiveThresholds.accept_by_speech``): the lower end
+# of each bin of a window's seconds of speech (``stream._speech_seconds``); the last bin ends
+# at ``stream.SPEECH_BIN_END``, past which the window threshold (``live_accept``) holds
+SPEECH_BINS = (0.4, 0.5, 0.6, 0.7)
+SILENCED_S = (0.1, 0.2, 0.3, 0.4, 0.5)  # a window's start silenced, as a pause before a turn
+SPEECH_HOP_S = 0.2  # window trials of the speech thresholds: a window every this much
+LIVE_FAR = 0.001  # as benchmarks/diarize.py's live thresholds
 
 
 def stream(conv, rule: dict, encoder, refs, thresholds) -> list[tuple[float, str | None]]:
@@ -72,6 +92,63 @@ def stream(conv, rule: dict, encoder, refs, thresholds) -> list[tuple[float, str
             speaker, _ = state.answer(encoder, refs, thresholds)
             out.append((state.received / SAMPLE_RATE, speaker))
     return out
+
+
+def speech_thresholds(encoder, groups: list[dict[str, list]]) -> dict:
+    """``accept_by_speech`` from dev windows (see ``SPEECH_BINS``): each group's voices
+    enrolled from their first ``ENROLL_CLIPS`` clips, their other clips cut into
+    ``stream.WINDOW_S`` windows every ``SPEECH_HOP_S``, each also with its first
+    ``SILENCED_S`` seconds silenced; every window against every enrolled voice of its group,
+    binned by its seconds of speech; each bin's threshold the lowest with at most ``LIVE_FAR``
+    false acceptances over its trials."""
+    from whichvoice.audio import Decoded, read_audio, resample
+    from whichvoice.scoring import threshold_at_far
+    from whichvoice.serve.stream import SPEECH_BIN_END, WINDOW_S, _speech_seconds
+
+    size, hop = int(WINDOW_S * SAMPLE_RATE), int(SPEECH_HOP_S * SAMPLE_RATE)
+    edges = [*SPEECH_BINS, SPEECH_BIN_END]
+    trials = [([], []) for _ in SPEECH_BINS]
+    for clips in groups:
+        refs = refs_from_clips(encoder, {v: paths[:ENROLL_CLIPS] for v, paths in clips.items()})
+        for voice, paths in clips.items():
+            for p in paths[ENROLL_CLIPS:]:
+                wave, rate = read_audio(p)
+                wave = resample(wave, rate, SAMPLE_RATE)
+                pieces = []
+                for a in range(0, wave.shape[0] - size + 1, hop):
+                    for silenced in (0.0, *SILENCED_S):
+                        x = wave[a : a + size].copy()
+                        x[: int(silenced * SAMPLE_RATE)] = 0.0
+                        pieces.append(Decoded(x, SAMPLE_RATE, str(p)))
+                for piece, result in zip(pieces, encoder.embed_many(pieces), strict=True):
+                    speech = _speech_seconds(piece.wave)
+                    k = int(np.searchsorted(edges, speech, side="right")) - 1
+                    if not isinstance(result, tuple) or not 0 <= k < len(SPEECH_BINS):
+                        continue
+                    for name, score in zip(refs.names, refs.scores(result[0]), strict=True):
+                        trials[k][0 if name == voice else 1].append(float(score))
+    out = []
+    for low, (target, nontarget) in zip(SPEECH_BINS, trials, strict=True):
+        t, n = np.array(target), np.array(nontarget)
+        threshold = threshold_at_far(n, LIVE_FAR)
+        out.append({"speech_s": low, "threshold": threshold, "target_trials": len(t),
+                    "nontarget_trials": len(n), "false_rejection": float((t < threshold).mean()),
+                    "false_acceptance": float((n >= threshold).mean())})  # fmt: skip
+    return {"bins": out, "pairs": [[b["speech_s"], round(b["threshold"], 6)] for b in out]}
+
+
+def adopts(dev: dict) -> bool:
+    """The adoption rule for the speech thresholds (fixed before their first run, stop 52), on
+    one encoder's dev figures: named within 1 s more often than with one threshold, strangers'
+    turns named as enrolled at most one more, wrong answers inside enrolled voices' turns at most
+    one point more."""
+    new, old = dev["shipped"], dev["one-threshold"]
+    return (
+        new["named_within_1s"]["value"] > old["named_within_1s"]["value"]
+        and new["stranger_turns_named_enrolled"]["k"]
+        <= old["stranger_turns_named_enrolled"]["k"] + 1
+        and new["wrong_answers_in_turns"]["value"] <= old["wrong_answers_in_turns"]["value"] + 0.01
+    )
 
 
 def figures(convs, answers: list[list], enrolled: set[str]) -> dict:
@@ -116,7 +193,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="[results/live(-dev).json]")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--draw", type=int, default=5, help="test draw (1-4: looked at)")
+    parser.add_argument(
+        "--write", action="store_true", help="with --split dev: ship the adopted speech thresholds"
+    )
     args = parser.parse_args()
+    if args.write and args.split != "dev":
+        sys.exit("--write sets thresholds on dev data: use it with --split dev")
     dest = args.json or RESULTS / ("live.json" if args.split == "test" else "live-dev.json")
     made = provenance()
     with contextlib.ExitStack() as stack:
@@ -137,23 +219,39 @@ def main() -> None:
         enrolled = set(sorted(clips)[::2])  # as benchmarks/diarize.py enrolls its voices
         convs = conversations({v: p[ENROLL_CLIPS:] for v, p in clips.items()},
                               args.conversations, 0.0, seed=seed)  # fmt: skip
+        # the speech thresholds' dev windows: the live thresholds' (benchmarks/diarize.py's
+        # espeak-ng dev voices and the human-dev speakers)
+        human = joined_clips(work / "human", 10, 6, seed=3) if args.split == "dev" else None
     report = {}
     for name in args.encoders.split(","):
         encoder = load_encoder(name)
         refs = refs_from_clips(encoder, {v: clips[v][:ENROLL_CLIPS] for v in enrolled})
         shipped = live_thresholds(encoder)
+        if args.split == "dev":  # the candidate speech thresholds, set on dev windows
+            speech = speech_thresholds(encoder, [clips, human])
+            shipped = replace(shipped, accept_by_speech=tuple(map(tuple, speech["pairs"])))
+            print(name, "speech thresholds", speech["pairs"], flush=True)
         report[name] = {
             "encoder": model_id(encoder),
             "live_threshold": shipped.accept,
             "live_turn_threshold": shipped.turn_accept,
+            "live_threshold_by_speech": [list(p) for p in shipped.accept_by_speech],
             "rules": {},
         }
+        if args.split == "dev":
+            report[name]["speech_thresholds"] = speech
         for rule, kwargs in RULES.items():
-            # the earlier rules held turns to the window threshold
-            thresholds = shipped if rule == "shipped" else replace(shipped, turn_accept=None)
+            if rule == "shipped":
+                thresholds = shipped
+            elif rule == "one-threshold":
+                thresholds = replace(shipped, accept_by_speech=())
+            else:  # the earlier rules: one window threshold, turns held to it
+                thresholds = replace(shipped, turn_accept=None, accept_by_speech=())
             heard = [stream(c, kwargs, encoder, refs, thresholds) for c in convs]
             report[name]["rules"][rule] = figures(convs, heard, enrolled)
             print(name, rule, report[name]["rules"][rule], flush=True)
+        if args.split == "dev":
+            report[name]["speech_thresholds"]["adopted"] = adopts(report[name]["rules"])
     result = {
         "benchmark": "live",
         **made,
@@ -164,7 +262,10 @@ def main() -> None:
         "audio_seconds": sum(c.duration_s for c in convs),
         "voices": {"enrolled": len(enrolled), "strangers": len(clips) - len(enrolled)},
         "rules": {"shipped": "an answer every 0.1 s; the last window alone may name a voice "
-                    "at the window threshold, the turn's mean at the turn threshold",
+                    "at the window threshold (or, since stop 52, the one for its seconds of "
+                    "speech where the encoder has them), the turn's mean at the turn threshold",
+                  "one-threshold": "the shipped rule with one window threshold whatever the "
+                    "window's seconds of speech (until stop 52)",
                   "stop35": "the shipped rule with the turn's mean held to the window threshold "
                     "(stop 35's)",
                   "previous": "an answer every 0.25 s; named from the turn only (stop 33's, at "
@@ -174,6 +275,18 @@ def main() -> None:
     }  # fmt: skip
     write_result(dest, result)
     print(f"-> {dest}")
+    if args.write:
+        adopted = {r["encoder"]: r["live_threshold_by_speech"] for r in report.values()
+                   if r["speech_thresholds"]["adopted"]}  # fmt: skip
+        path = Path(__file__).resolve().parents[1] / "src/whichvoice/data/diarize"
+        write_result(path / SPEECH_FILE, {
+            "source": f"benchmarks/live.py {' '.join(sys.argv[1:])}, commit "
+                      f"{made['commit'][:12]}: window thresholds by seconds of speech, each at "
+                      f"{LIVE_FAR} false acceptances on dev windows, for the encoders whose dev "
+                      "figures met the adoption rule (live.py's adopts)",
+            "accept_by_speech": adopted,
+        })  # fmt: skip
+        print(f"speech thresholds of {len(adopted)} encoder(s) -> {path / SPEECH_FILE}")
 
 
 if __name__ == "__main__":

@@ -99,3 +99,23 @@ def test_a_turn_is_held_to_its_own_threshold() -> None:
     assert said == [None, None]
     said, _ = answers(turn, turn_accept=0.74)
     assert said == [None, "one"]
+
+
+def test_a_window_of_less_speech_is_held_to_the_threshold_for_that_much_speech() -> None:
+    thresholds = LiveThresholds(ACCEPT, None, JOIN, ((0.4, 0.6), (0.6, 0.65)))
+    assert [thresholds.accept_for(s) for s in (0.3, 0.4, 0.59, 0.6, 0.79, 0.8, 1.0)] == [
+        ACCEPT, 0.6, 0.6, 0.65, 0.65, ACCEPT, ACCEPT,
+    ]  # fmt: skip
+    assert LiveThresholds(ACCEPT, None, JOIN).accept_for(0.5) == ACCEPT
+    near = unit(0.66, 0, 0.751)  # 0.66 from voice one: under ACCEPT, over 0.6
+    noise = np.random.default_rng(0).normal(0, 0.1, 16_000).astype(np.float32)
+    for speech_s, by_speech, named in (
+        (0.5, thresholds.accept_by_speech, "one"),  # half a second after a pause
+        (0.5, (), None),  # one threshold: not yet
+        (1.0, thresholds.accept_by_speech, None),  # a whole second of speech: ACCEPT
+    ):
+        state = LiveSpeakers(16_000)
+        state.buffer = noise.copy()
+        state.buffer[: int((1 - speech_s) * 16_000)] = 0.0
+        held = LiveThresholds(ACCEPT, None, JOIN, by_speech)
+        assert state.answer(Stub([near]), REFS, held)[0] == named

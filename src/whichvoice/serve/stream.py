@@ -27,10 +27,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import time
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -63,17 +66,35 @@ FIRST_ANSWER_SAMPLES = int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard 
 TURN_S = 2.7  # a turn is named from the mean of its windows over its last 2.7 s of audio
 MAX_LAG_S = 0.5  # a step that has waited this long (wall clock) is skipped for a newer one
 MAX_PENDING = 16  # steps waiting for an answer, at most (the oldest are dropped)
+# windows with less speech than this have thresholds of their own (``accept_by_speech``)
+SPEECH_BIN_END = 0.8
 
 
 @dataclass(frozen=True)
 class LiveThresholds:
     """What a live answer is held to: ``accept``, the score one window needs to name an
     enrolled voice; ``turn_accept``, the score a turn's mean needs (None: ``accept``);
-    ``join``, the cosine distance within which a window joins an unknown voice."""
+    ``join``, the cosine distance within which a window joins an unknown voice;
+    ``accept_by_speech``, (seconds of speech, threshold) pairs in ascending order: a window
+    with at least that much speech (and less than the next pair's) is held to that threshold
+    instead of ``accept`` (a window of less speech scores lower against its own voice and
+    against others alike: each threshold is set on dev windows of that much speech at the same
+    false acceptances; ``benchmarks/live.py --split dev --write``); past the last pair's
+    range, ``accept``."""
 
     accept: float
     turn_accept: float | None
     join: float
+    accept_by_speech: tuple[tuple[float, float], ...] = ()
+
+    def accept_for(self, speech_s: float) -> float:
+        """The threshold one window with ``speech_s`` seconds of speech needs."""
+        pairs = self.accept_by_speech
+        ends = [low for low, _ in pairs[1:]] + [SPEECH_BIN_END] if pairs else []  # ranges' ends
+        for (low, threshold), end in zip(pairs, ends, strict=True):
+            if low <= speech_s < end:
+                return threshold
+        return self.accept
 
 
 class LiveSpeakers:
@@ -150,17 +171,20 @@ class LiveSpeakers:
         when the turn names no one, or another voice: just after a change of speaker the turn still
         holds windows that straddle it, so it starts again from the last window. (A turn that
         straddles two enrolled voices names neither, and would otherwise become an unknown voice.)
-        Each threshold is set for its own evidence: ``accept`` on one-second windows,
-        ``turn_accept`` on turn means, each at the same false acceptances on dev (a mean of windows
-        scores higher against a voice like it than one window does); ``turn_accept`` None:
-        ``accept`` for both."""
-        accept, join = thresholds.accept, thresholds.join
-        turn_accept = accept if thresholds.turn_accept is None else thresholds.turn_accept
+        Each threshold is set for its own evidence: ``accept`` on one-second windows (or the one
+        for the window's seconds of speech: ``LiveThresholds.accept_for``), ``turn_accept`` on turn
+        means, each at the same false acceptances on dev (a mean of windows scores higher against a
+        voice like it than one window does); ``turn_accept`` None: ``accept`` for both."""
+        join = thresholds.join
+        turn_accept = (
+            thresholds.accept if thresholds.turn_accept is None else thresholds.turn_accept
+        )
         wave = self.buffer if wave is None else wave
         speech_s = _speech_seconds(wave)
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
             return None, None
+        accept = thresholds.accept_for(speech_s)
         try:
             emb, _ = encoder.embed(Decoded(wave.copy(), SAMPLE_RATE, "live"))
         except WhichvoiceError:
@@ -357,6 +381,7 @@ def live_thresholds(encoder) -> LiveThresholds:
     clustering distance for keeping windows in one turn and joining unknown voices (the
     shipped ``live_join`` where there is one)."""
     from whichvoice.diarize import default_threshold, shipped_settings
+    from whichvoice.encoders import model_id
     from whichvoice.verification import operating_point
 
     shipped = shipped_settings(encoder)  # once: an encoder's id hashes its weights
@@ -364,7 +389,21 @@ def live_thresholds(encoder) -> LiveThresholds:
     accept = operating_point(encoder).threshold if accept is None else float(accept)
     join = shipped.get("live_join")
     join = default_threshold(encoder, shipped)[0] if join is None else float(join)
-    return LiveThresholds(accept, None if turn is None else float(turn), join)
+    by_speech = tuple(
+        (float(a), float(t)) for a, t in speech_thresholds().get(model_id(encoder), [])
+    )
+    return LiveThresholds(accept, None if turn is None else float(turn), join, by_speech)
+
+
+SPEECH_THRESHOLDS = "live-speech.json"  # in data/diarize: ``accept_by_speech`` per encoder
+
+
+@functools.cache
+def speech_thresholds() -> dict:
+    """The shipped ``accept_by_speech`` pairs by encoder id (``benchmarks/live.py --split dev
+    --write``); {} where none ship."""
+    path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{SPEECH_THRESHOLDS}")))
+    return json.loads(path.read_text()).get("accept_by_speech", {}) if path.is_file() else {}
 
 
 def _gallery_refs(service, encoder) -> tuple[VoiceRefs, LiveThresholds]:
