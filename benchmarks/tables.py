@@ -1162,9 +1162,24 @@ def live_table(name: str = "live") -> str:
         else "dev-pool voices (the rule was chosen here)"
     )
     v = r["voices"]
+    by_speech = []
+    for encoder, x in r["results"].items():
+        pairs = x.get("live_threshold_by_speech")
+        if pairs is None:
+            continue
+        text = ", ".join(f"{low:g} s: {t:.3f}" for low, t in pairs) or "none"
+        if "speech_thresholds" in x:
+            text += " (adopted)" if x["speech_thresholds"]["adopted"] else " (not adopted)"
+        by_speech.append(f"{encoder} {text}")
     rows += [
         "",
-        f"{r['conversations']} {r['split']} conversations ({r['audio_seconds'] / 60:.0f} min, "
+        (
+            "Window thresholds by seconds of speech (from that much speech up to the next; 0.8 s "
+            f"or more: the window threshold): {'; '.join(by_speech)}. "
+            if by_speech
+            else ""
+        )
+        + f"{r['conversations']} {r['split']} conversations ({r['audio_seconds'] / 60:.0f} min, "
         f"{where}), {v['enrolled']} voices enrolled and {v['strangers']} strangers, sent in "
         f"0.1 s messages. Rules: "
         + "; ".join(f"{rule}, {text}" for rule, text in r["rules"].items())
