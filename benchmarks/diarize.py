@@ -239,6 +239,21 @@ def naming(conv: Conversation, result, enrolled: set[str]) -> dict:
             "unknown_voices": len(strangers)}  # fmt: skip
 
 
+def held_out_waves(encoder, groups: list[dict[str, list]]):
+    """For each group of {voice: clips}: its voices enrolled from their first ``ENROLL_CLIPS``
+    clips (as ``enroll`` does: ``whichvoice.prototypes``); yields (the group's prototypes, voice,
+    clip path, its 16 kHz waveform) for every other clip (the live thresholds' window trials)."""
+    from whichvoice.audio import read_audio, resample
+    from whichvoice.prototypes import refs_from_clips
+
+    for clips in groups:
+        refs = refs_from_clips(encoder, {v: paths[:ENROLL_CLIPS] for v, paths in clips.items()})
+        for voice, paths in clips.items():
+            for p in paths[ENROLL_CLIPS:]:
+                wave, rate = read_audio(p)
+                yield refs, voice, p, resample(wave, rate, SAMPLE_RATE)
+
+
 def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
     """The live stream's thresholds (``whichvoice.serve.stream.LiveThresholds``): each voice
     enrolled from its first ``ENROLL_CLIPS`` clips (as ``enroll`` does: ``whichvoice.prototypes``),
@@ -249,8 +264,7 @@ def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
     Each threshold is the lowest with at most ``LIVE_FAR`` false acceptances over its own trials
     pooled: a turn's mean scores higher against a voice like its own than one window does, so one
     threshold for both would name strangers from their turns."""
-    from whichvoice.audio import Decoded, read_audio, resample
-    from whichvoice.prototypes import refs_from_clips
+    from whichvoice.audio import Decoded
     from whichvoice.runtime import unit
     from whichvoice.scoring import threshold_at_far
     from whichvoice.serve.stream import STEP_S, TURN_S, WINDOW_S
@@ -263,24 +277,19 @@ def live_threshold(encoder, groups: list[dict[str, list]]) -> dict:
         for name, sc in zip(refs.names, refs.scores(emb), strict=True):
             trials[kind][0 if name == voice else 1].append(float(sc))
 
-    for clips in groups:
-        refs = refs_from_clips(encoder, {v: paths[:ENROLL_CLIPS] for v, paths in clips.items()})
-        for v, paths in clips.items():
-            for p in paths[ENROLL_CLIPS:]:
-                wave, rate = read_audio(p)
-                wave = resample(wave, rate, SAMPLE_RATE)
-                pieces = [Decoded(wave[a : a + size], SAMPLE_RATE, str(p))
-                          for a in range(0, wave.shape[0] - size + 1, hop)]  # fmt: skip
-                embs = [r[0] if isinstance(r, tuple) else None
-                        for r in encoder.embed_many(pieces)]  # fmt: skip
-                for i, emb in enumerate(embs):
-                    if emb is None:
-                        continue
-                    score("window", v, refs, emb)
-                    if i % LIVE_TURN_EVERY == 0:
-                        turn = [e for e in embs[max(0, i - turn_windows + 1) : i + 1]
-                                if e is not None]  # fmt: skip
-                        score("turn", v, refs, unit(np.mean(turn, axis=0)))
+    for refs, v, p, wave in held_out_waves(encoder, groups):
+        pieces = [Decoded(wave[a : a + size], SAMPLE_RATE, str(p))
+                  for a in range(0, wave.shape[0] - size + 1, hop)]  # fmt: skip
+        embs = [r[0] if isinstance(r, tuple) else None
+                for r in encoder.embed_many(pieces)]  # fmt: skip
+        for i, emb in enumerate(embs):
+            if emb is None:
+                continue
+            score("window", v, refs, emb)
+            if i % LIVE_TURN_EVERY == 0:
+                turn = [e for e in embs[max(0, i - turn_windows + 1) : i + 1]
+                        if e is not None]  # fmt: skip
+                score("turn", v, refs, unit(np.mean(turn, axis=0)))
     out = {}
     for kind, (target, nontarget) in trials.items():
         t, n = np.array(target), np.array(nontarget)

@@ -53,7 +53,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from diarize import ENROLL_CLIPS, conversations, voice_clips
+from diarize import ENROLL_CLIPS, conversations, held_out_waves, voice_clips
 from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 
@@ -102,32 +102,27 @@ def speech_thresholds(encoder, groups: list[dict[str, list]]) -> dict:
     ``SILENCED_S`` seconds silenced; every window against every enrolled voice of its group,
     binned by its seconds of speech; each bin's threshold the lowest with at most ``LIVE_FAR``
     false acceptances over its trials."""
-    from whichvoice.audio import Decoded, read_audio, resample
+    from whichvoice.audio import Decoded
     from whichvoice.scoring import threshold_at_far
     from whichvoice.serve.stream import SPEECH_BIN_END, WINDOW_S, _speech_seconds
 
     size, hop = int(WINDOW_S * SAMPLE_RATE), int(SPEECH_HOP_S * SAMPLE_RATE)
     edges = [*SPEECH_BINS, SPEECH_BIN_END]
     trials = [([], []) for _ in SPEECH_BINS]
-    for clips in groups:
-        refs = refs_from_clips(encoder, {v: paths[:ENROLL_CLIPS] for v, paths in clips.items()})
-        for voice, paths in clips.items():
-            for p in paths[ENROLL_CLIPS:]:
-                wave, rate = read_audio(p)
-                wave = resample(wave, rate, SAMPLE_RATE)
-                pieces = []
-                for a in range(0, wave.shape[0] - size + 1, hop):
-                    for silenced in (0.0, *SILENCED_S):
-                        x = wave[a : a + size].copy()
-                        x[: int(silenced * SAMPLE_RATE)] = 0.0
-                        pieces.append(Decoded(x, SAMPLE_RATE, str(p)))
-                for piece, result in zip(pieces, encoder.embed_many(pieces), strict=True):
-                    speech = _speech_seconds(piece.wave)
-                    k = int(np.searchsorted(edges, speech, side="right")) - 1
-                    if not isinstance(result, tuple) or not 0 <= k < len(SPEECH_BINS):
-                        continue
-                    for name, score in zip(refs.names, refs.scores(result[0]), strict=True):
-                        trials[k][0 if name == voice else 1].append(float(score))
+    for refs, voice, p, wave in held_out_waves(encoder, groups):
+        pieces = []
+        for a in range(0, wave.shape[0] - size + 1, hop):
+            for silenced in (0.0, *SILENCED_S):
+                x = wave[a : a + size].copy()
+                x[: int(silenced * SAMPLE_RATE)] = 0.0
+                pieces.append(Decoded(x, SAMPLE_RATE, str(p)))
+        for piece, result in zip(pieces, encoder.embed_many(pieces), strict=True):
+            speech = _speech_seconds(piece.wave)
+            k = int(np.searchsorted(edges, speech, side="right")) - 1
+            if not isinstance(result, tuple) or not 0 <= k < len(SPEECH_BINS):
+                continue
+            for name, score in zip(refs.names, refs.scores(result[0]), strict=True):
+                trials[k][0 if name == voice else 1].append(float(score))
     out = []
     for low, (target, nontarget) in zip(SPEECH_BINS, trials, strict=True):
         t, n = np.array(target), np.array(nontarget)
