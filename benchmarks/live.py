@@ -35,9 +35,9 @@ window and turn thresholds and the clustering distance, set on dev data by
 ``benchmarks/diarize.py``'s enrolled dev sets, conversations of their own; ``--draw`` is
 ignored): where the live rule was chosen. ``--draw K``: the test draw, as
 ``benchmarks/diarize.py``'s. Draws 1-3 were looked at; draw 4 was reported at stops 32-34,
-once between two versions of the shipped rule; draw 5 (stops 35-51) had been used only by
-``benchmarks/diarize.py``'s report, never by live mode; draw 12, the default since stop 52's
-speech thresholds, had been used by no run (its voices start at 81,000).
+once between two versions of the shipped rule; draw 5, live mode's default from stop 35 to
+51, had been used before only by ``benchmarks/diarize.py``'s report; draw 12, the default
+since stop 52's speech thresholds, had been used by no run (its voices start at 81,000).
 
     python benchmarks/live.py [--encoders auto,bundled] [--conversations 20] [--workdir DIR]
         [--split dev [--write]] [--draw 12]
@@ -47,13 +47,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from diarize import ENROLL_CLIPS, conversations, held_out_waves, voice_clips
+from diarize import ENROLL_CLIPS, LIVE_FAR, conversations, held_out_waves, voice_clips
 from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 
@@ -62,8 +63,8 @@ from whichvoice.encoders import load_encoder, model_id
 from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
 from whichvoice.prototypes import refs_from_clips
 from whichvoice.scoring import proportion
+from whichvoice.serve.stream import SPEECH_BIN_END, LiveSpeakers, live_thresholds
 from whichvoice.serve.stream import SPEECH_THRESHOLDS as SPEECH_FILE
-from whichvoice.serve.stream import LiveSpeakers, live_thresholds
 
 MESSAGE_S = 0.1
 WITHIN_S = 1.0
@@ -79,7 +80,6 @@ RULES = {
 SPEECH_BINS = (0.4, 0.5, 0.6, 0.7)
 SILENCED_S = (0.1, 0.2, 0.3, 0.4, 0.5)  # a window's start silenced, as a pause before a turn
 SPEECH_HOP_S = 0.2  # window trials of the speech thresholds: a window every this much
-LIVE_FAR = 0.001  # as benchmarks/diarize.py's live thresholds
 
 
 def stream(conv, rule: dict, encoder, refs, thresholds) -> list[tuple[float, str | None]]:
@@ -104,7 +104,7 @@ def speech_thresholds(encoder, groups: list[dict[str, list]]) -> dict:
     false acceptances over its trials."""
     from whichvoice.audio import Decoded
     from whichvoice.scoring import threshold_at_far
-    from whichvoice.serve.stream import SPEECH_BIN_END, WINDOW_S, _speech_seconds
+    from whichvoice.serve.stream import WINDOW_S, _speech_seconds
 
     size, hop = int(WINDOW_S * SAMPLE_RATE), int(SPEECH_HOP_S * SAMPLE_RATE)
     edges = [*SPEECH_BINS, SPEECH_BIN_END]
@@ -272,14 +272,23 @@ def main() -> None:
     write_result(dest, result)
     print(f"-> {dest}")
     if args.write:
-        adopted = {r["encoder"]: r["live_threshold_by_speech"] for r in report.values()
-                   if r["speech_thresholds"]["adopted"]}  # fmt: skip
         path = Path(__file__).resolve().parents[1] / "src/whichvoice/data/diarize"
+        # the encoders measured here replace their entries; the others' are kept
+        adopted = (
+            json.loads((path / SPEECH_FILE).read_text())["accept_by_speech"]
+            if (path / SPEECH_FILE).is_file()
+            else {}
+        )
+        for r in report.values():
+            adopted.pop(r["encoder"], None)
+            if r["speech_thresholds"]["adopted"]:
+                adopted[r["encoder"]] = r["live_threshold_by_speech"]
         write_result(path / SPEECH_FILE, {
             "source": f"benchmarks/live.py {' '.join(sys.argv[1:])}, commit "
                       f"{made['commit'][:12]}: window thresholds by seconds of speech, each at "
                       f"{LIVE_FAR} false acceptances on dev windows, for the encoders whose dev "
                       "figures met the adoption rule (live.py's adopts)",
+            "speech_bin_end_s": SPEECH_BIN_END,
             "accept_by_speech": adopted,
         })  # fmt: skip
         print(f"speech thresholds of {len(adopted)} encoder(s) -> {path / SPEECH_FILE}")

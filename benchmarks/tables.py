@@ -544,10 +544,10 @@ def strangers_table() -> str:
             f"{_interval(*s['ci95_wilson_over_clips'], 2)} | {by_draw} | "
             f"{_rate(x['enrolled_rejected'])} | {_rate(x['enrolled_misnamed'])} |"
         )
-    auto = r["results"].get("auto") or next(iter(r["results"].values()))
+    shown = "auto" if "auto" in r["results"] else next(iter(r["results"]))
     pairs = "; ".join(
         f"`{p['stranger']}` named as `{p['named_as']}` ({p['clips']} clips)"
-        for p in auto["named_pairs"][:3]
+        for p in r["results"][shown]["named_pairs"][:3]
     )
     refused = [v for vs in r["voices_enroll_refused"].values() for v in vs]
     c = r["clips_per_voice"]
@@ -561,7 +561,7 @@ def strangers_table() -> str:
         f"of speech, {c['test']} clean clips scored. {r['splits_per_draw']} splits a draw: "
         "half the voices enrolled, the others strangers, scored against the enrolled half at "
         "identify's threshold for that many voices from each encoder's shipped calibration. "
-        f"Interval: {r['interval']}. The most named strangers (auto): {pairs or 'none'}. "
+        f"Interval: {r['interval']}. The most named strangers ({shown}): {pairs or 'none'}. "
         f"Target (issue 6): {_pct(r['target']['strangers_rejected'], 0)}. Made by {_made(r)}.",
     ]
     return "\n".join(rows)

@@ -6,7 +6,9 @@ audio received the server looks at the last ``WINDOW_S``: no speech there answer
 null}``; speech is embedded with the server's encoder and named after the enrolled voice that
 the last window, or else the turn so far, reaches at its live threshold (``LiveThresholds``:
 one for one-second windows and one for turn means, each set on dev data by
-``benchmarks/diarize.py``; else the verification threshold; see ``LiveSpeakers.answer``), else
+``benchmarks/diarize.py``, else the verification threshold; and, where ``live-speech.json``
+ships them for the encoder, one for each amount of speech under ``SPEECH_BIN_END`` in a
+window, set by ``benchmarks/live.py``; see ``LiveSpeakers.answer``), else
 after the connection's own unknown voices (``unknown-1``, ...: an embedding within the live
 join distance (the shipped ``live_join``, else the diarization clustering distance) of one
 joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn ``NEW_VOICE_AFTER_S`` past
@@ -167,8 +169,9 @@ class LiveSpeakers:
         within ``thresholds.join`` of the turn so far) are one turn, named from the mean of its
         windows over its last ``TURN_S`` of audio (a second of speech is too little to name a voice
         at the verification threshold, a few seconds are not) when it reaches
-        ``thresholds.turn_accept``. The last window alone names the voice at ``thresholds.accept``
-        when the turn names no one, or another voice: just after a change of speaker the turn still
+        ``thresholds.turn_accept``. The last window alone names the voice at its threshold
+        (``thresholds.accept_for`` its seconds of speech) when the turn names no one, or another
+        voice: just after a change of speaker the turn still
         holds windows that straddle it, so it starts again from the last window. (A turn that
         straddles two enrolled voices names neither, and would otherwise become an unknown voice.)
         Each threshold is set for its own evidence: ``accept`` on one-second windows (or the one
@@ -389,9 +392,12 @@ def live_thresholds(encoder) -> LiveThresholds:
     accept = operating_point(encoder).threshold if accept is None else float(accept)
     join = shipped.get("live_join")
     join = default_threshold(encoder, shipped)[0] if join is None else float(join)
-    by_speech = tuple(
-        (float(a), float(t)) for a, t in speech_thresholds().get(model_id(encoder), [])
-    )
+    pairs = speech_thresholds().get(model_id(encoder), [])
+    by_speech = tuple((float(low), float(threshold)) for low, threshold in pairs)
+    lows = [low for low, _ in by_speech]
+    if lows != sorted(set(lows)) or any(not MIN_SPEECH_S <= x < SPEECH_BIN_END for x in lows):
+        log.warning("ignoring live speech thresholds out of order or range: %s", pairs)
+        by_speech = ()
     return LiveThresholds(accept, None if turn is None else float(turn), join, by_speech)
 
 
