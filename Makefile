@@ -119,6 +119,7 @@ bench: setup bench-voices
 	.venv/bin/python benchmarks/trace_speakers.py --workdir $(BENCH_WORK)/trace
 	.venv/bin/python benchmarks/diarize.py --workdir $(BENCH_WORK)/diarize
 	.venv/bin/python benchmarks/diarize_long.py
+	.venv/bin/python benchmarks/live.py --split dev --workdir $(BENCH_WORK)/diarize
 	.venv/bin/python benchmarks/live.py --workdir $(BENCH_WORK)/diarize
 	.venv/bin/python benchmarks/speed.py --workdir $(BENCH_WORK)/verify
 	.venv/bin/python benchmarks/train.py
