@@ -59,12 +59,12 @@ from human import joined_clips
 from provenance import RESULTS, provenance, write_result
 
 from whichvoice.audio import SAMPLE_RATE
+from whichvoice.diarize import LIVE_SPEECH
 from whichvoice.encoders import load_encoder, model_id
 from whichvoice.protocol import ENGINE_VOICES, pool_sentences, pool_voices
 from whichvoice.prototypes import refs_from_clips
 from whichvoice.scoring import proportion
 from whichvoice.serve.stream import SPEECH_BIN_END, LiveSpeakers, live_thresholds
-from whichvoice.serve.stream import SPEECH_THRESHOLDS as SPEECH_FILE
 
 MESSAGE_S = 0.1
 WITHIN_S = 1.0
@@ -275,15 +275,15 @@ def main() -> None:
         path = Path(__file__).resolve().parents[1] / "src/whichvoice/data/diarize"
         # the encoders measured here replace their entries; the others' are kept
         adopted = (
-            json.loads((path / SPEECH_FILE).read_text())["accept_by_speech"]
-            if (path / SPEECH_FILE).is_file()
+            json.loads((path / LIVE_SPEECH).read_text())["accept_by_speech"]
+            if (path / LIVE_SPEECH).is_file()
             else {}
         )
         for r in report.values():
             adopted.pop(r["encoder"], None)
             if r["speech_thresholds"]["adopted"]:
                 adopted[r["encoder"]] = r["live_threshold_by_speech"]
-        write_result(path / SPEECH_FILE, {
+        write_result(path / LIVE_SPEECH, {
             "source": f"benchmarks/live.py {' '.join(sys.argv[1:])}, commit "
                       f"{made['commit'][:12]}: window thresholds by seconds of speech, each at "
                       f"{LIVE_FAR} false acceptances on dev windows, for the encoders whose dev "
@@ -291,7 +291,7 @@ def main() -> None:
             "speech_bin_end_s": SPEECH_BIN_END,
             "accept_by_speech": adopted,
         })  # fmt: skip
-        print(f"speech thresholds of {len(adopted)} encoder(s) -> {path / SPEECH_FILE}")
+        print(f"speech thresholds of {len(adopted)} encoder(s) -> {path / LIVE_SPEECH}")
 
 
 if __name__ == "__main__":

@@ -122,13 +122,14 @@ def test_a_window_of_less_speech_is_held_to_the_threshold_for_that_much_speech()
 
 
 def test_the_shipped_speech_thresholds_reach_the_encoders_they_were_set_for() -> None:
-    from whichvoice.encoders import load_encoder, model_id
-    from whichvoice.serve.stream import SPEECH_BIN_END, live_thresholds, speech_thresholds
+    from whichvoice.diarize import shipped_settings
+    from whichvoice.encoders import load_encoder
+    from whichvoice.serve.stream import SPEECH_BIN_END, live_thresholds
 
-    shipped = speech_thresholds()
     for name in ("bundled",):  # live.py --split dev --write adopted them for it (stop 52)
         encoder = load_encoder(name)
+        shipped = shipped_settings(encoder)["accept_by_speech"]
         pairs = live_thresholds(encoder).accept_by_speech
-        assert [list(p) for p in pairs] == shipped[model_id(encoder)] and len(pairs) == 4
+        assert [list(p) for p in pairs] == shipped and len(pairs) == 4
         assert all(t < live_thresholds(encoder).accept for _, t in pairs)
         assert pairs[-1][0] < SPEECH_BIN_END

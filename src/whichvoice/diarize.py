@@ -80,6 +80,9 @@ BLOCK_S = 120.0  # audio read at a time
 MAX_CLUSTERED = 3000  # windows clustered at most (the rest join the nearest cluster)
 UNKNOWN_PREFIX = "unknown-"
 THRESHOLDS = "thresholds.json"  # in data/diarize: encoder id -> clustering distance threshold
+# in data/diarize, beside it: live mode's window thresholds by seconds of speech
+# ("accept_by_speech": encoder id -> pairs), written by ``benchmarks/live.py --split dev --write``
+LIVE_SPEECH = "live-speech.json"
 VADS = ("energy", "silero")
 DEFAULT_MIN_CLUSTER_S = 2.0
 DEFAULT_WINDOW = (1.5, 0.75)  # (window_s, hop_s) of an encoder without a dev choice
@@ -573,16 +576,21 @@ def _centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def _shipped_table() -> dict:
-    """The dev-chosen settings shipped in ``data/diarize`` (read once)."""
-    path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{THRESHOLDS}")))
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The dev-chosen settings shipped in ``data/diarize`` (``THRESHOLDS`` and ``LIVE_SPEECH``,
+    each a table of encoder id -> value per setting; read once)."""
+    out: dict = {}
+    for name in (THRESHOLDS, LIVE_SPEECH):
+        path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{name}")))
+        if path.is_file():
+            out |= json.loads(path.read_text())
+    return out
 
 
 def shipped_settings(encoder) -> dict:
     """The dev-chosen settings shipped for ``encoder`` (``data/diarize``, written by
     ``benchmarks/diarize.py --write``): {"thresholds", "overlap", "min_cluster_s", "keep_far",
-    "keep_region_s", "live_accept", "live_turn_accept", ...}: the ones it has; empty for an
-    encoder the benchmark never ran."""
+    "keep_region_s", "live_accept", "live_turn_accept", ..., and ``benchmarks/live.py``'s
+    "accept_by_speech"}: the ones it has; empty for an encoder the benchmarks never ran."""
     from whichvoice.encoders import model_id
 
     own = model_id(encoder)  # once: a run's id hashes its weights

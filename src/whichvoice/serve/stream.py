@@ -6,7 +6,7 @@ audio received the server looks at the last ``WINDOW_S``: no speech there answer
 null}``; speech is embedded with the server's encoder and named after the enrolled voice that
 the last window, or else the turn so far, reaches at its live threshold (``LiveThresholds``:
 one for one-second windows and one for turn means, each set on dev data by
-``benchmarks/diarize.py``, else the verification threshold; and, where ``live-speech.json``
+``benchmarks/diarize.py``, else the verification threshold; and, where ``data/diarize``
 ships them for the encoder, one for each amount of speech under ``SPEECH_BIN_END`` in a
 window, set by ``benchmarks/live.py``; see ``LiveSpeakers.answer``), else
 after the connection's own unknown voices (``unknown-1``, ...: an embedding within the live
@@ -29,13 +29,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import json
 import logging
 import time
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -91,11 +88,10 @@ class LiveThresholds:
 
     def accept_for(self, speech_s: float) -> float:
         """The threshold one window with ``speech_s`` seconds of speech needs."""
-        pairs = self.accept_by_speech
-        ends = [low for low, _ in pairs[1:]] + [SPEECH_BIN_END] if pairs else []  # ranges' ends
-        for (low, threshold), end in zip(pairs, ends, strict=True):
-            if low <= speech_s < end:
-                return threshold
+        if speech_s < SPEECH_BIN_END:
+            for low, threshold in reversed(self.accept_by_speech):
+                if speech_s >= low:
+                    return threshold
         return self.accept
 
 
@@ -384,7 +380,6 @@ def live_thresholds(encoder) -> LiveThresholds:
     clustering distance for keeping windows in one turn and joining unknown voices (the
     shipped ``live_join`` where there is one)."""
     from whichvoice.diarize import default_threshold, shipped_settings
-    from whichvoice.encoders import model_id
     from whichvoice.verification import operating_point
 
     shipped = shipped_settings(encoder)  # once: an encoder's id hashes its weights
@@ -392,24 +387,13 @@ def live_thresholds(encoder) -> LiveThresholds:
     accept = operating_point(encoder).threshold if accept is None else float(accept)
     join = shipped.get("live_join")
     join = default_threshold(encoder, shipped)[0] if join is None else float(join)
-    pairs = speech_thresholds().get(model_id(encoder), [])
+    pairs = shipped.get("accept_by_speech", [])
     by_speech = tuple((float(low), float(threshold)) for low, threshold in pairs)
     lows = [low for low, _ in by_speech]
     if lows != sorted(set(lows)) or any(not MIN_SPEECH_S <= x < SPEECH_BIN_END for x in lows):
         log.warning("ignoring live speech thresholds out of order or range: %s", pairs)
         by_speech = ()
     return LiveThresholds(accept, None if turn is None else float(turn), join, by_speech)
-
-
-SPEECH_THRESHOLDS = "live-speech.json"  # in data/diarize: ``accept_by_speech`` per encoder
-
-
-@functools.cache
-def speech_thresholds() -> dict:
-    """The shipped ``accept_by_speech`` pairs by encoder id (``benchmarks/live.py --split dev
-    --write``); {} where none ship."""
-    path = Path(str(resources.files("whichvoice").joinpath(f"data/diarize/{SPEECH_THRESHOLDS}")))
-    return json.loads(path.read_text()).get("accept_by_speech", {}) if path.is_file() else {}
 
 
 def _gallery_refs(service, encoder) -> tuple[VoiceRefs, LiveThresholds]:
