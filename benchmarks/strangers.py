@@ -43,13 +43,20 @@ from pathlib import Path
 
 import numpy as np
 from provenance import RESULTS, provenance, write_result
-from verify import DRAW_STRIDE, ENROLL, ENROLL_S, bundled_encoder, make_trials, score_matrix
+from verify import (
+    DRAW_STRIDE,
+    ENROLL,
+    ENROLL_S,
+    bundled_encoder,
+    make_trials,
+    score_matrix,
+    split_counts,
+)
 from verify import synthesize as synthesize_pool
 
-from whichvoice import silero
 from whichvoice.audio import load_audio
 from whichvoice.protocol import pool_of_voice, pool_voices
-from whichvoice.prototypes import NO_SPEECH_S
+from whichvoice.prototypes import hears_no_speech
 from whichvoice.scoring import proportion
 from whichvoice.verification import IDENTIFY_FAR, load_encoder, operating_point
 
@@ -76,52 +83,16 @@ def enrollable(trials: dict) -> tuple[dict, list[str]]:
     """``trials`` without the voices that ``whichvoice enroll`` refuses (an enrollment clip in
     which silero-vad hears no speech: ``whichvoice.prototypes``), and those voices."""
 
-    def silent(path: Path) -> bool:
-        heard = silero.speech_seconds(load_audio(path))
-        return heard is not None and heard < NO_SPEECH_S
-
-    refused = sorted(v for v, paths in trials["enroll"].items() if any(map(silent, paths)))
+    refused = sorted(
+        v
+        for v, paths in trials["enroll"].items()
+        if any(hears_no_speech(load_audio(p)) for p in paths)
+    )
     kept = {
         "enroll": {v: p for v, p in trials["enroll"].items() if v not in refused},
         "clean": [(v, p) for v, p in trials["clean"] if v not in refused],
     }
     return kept, refused
-
-
-def open_set(
-    scores: np.ndarray, truth: np.ndarray, threshold: float, splits: int, names: list[str]
-) -> dict:
-    """Per voice, its clips answered unknown and scored as a stranger (summed over the splits
-    in which it was one); enrolled clips rejected and misnamed; the pairs named."""
-    rng = np.random.default_rng(1234)  # verify.py's splits' seed
-    n = scores.shape[1]
-    rejected, as_stranger = np.zeros(n, int), np.zeros(n, int)
-    enrolled_n = false_rej = wrong = 0
-    pairs: Counter = Counter()
-    for _ in range(splits):
-        enrolled = np.zeros(n, bool)
-        enrolled[rng.permutation(n)[: n // 2]] = True
-        idx = np.flatnonzero(enrolled)
-        sub = scores[:, idx]
-        best = sub.argmax(axis=1)
-        accepted = sub[np.arange(len(sub)), best] >= threshold
-        known = enrolled[truth]
-        for v in np.flatnonzero(~enrolled):
-            mine = truth == v
-            rejected[v] += int((~accepted[mine]).sum())
-            as_stranger[v] += int(mine.sum())
-            for i in np.flatnonzero(mine & accepted):
-                pairs[(names[v], names[idx[best[i]]])] += 1
-        enrolled_n += int(known.sum())
-        false_rej += int((~accepted[known]).sum())
-        wrong += int((accepted[known] & (idx[best[known]] != truth[known])).sum())
-    return {
-        "units": np.stack([rejected, as_stranger], axis=1),
-        "enrolled_clips": enrolled_n,
-        "false_rejections": false_rej,
-        "misnamed": wrong,
-        "pairs": pairs,
-    }
 
 
 def main() -> None:
@@ -167,7 +138,7 @@ def main() -> None:
                 key = (name, scores.shape[1] // 2)
                 if key not in thresholds:
                     thresholds[key] = operating_point(encoder, voices=key[1]).threshold
-                per[name][draw] = open_set(
+                per[name][draw] = split_counts(
                     scores, truth, thresholds[key], args.splits, voices_of[draw]
                 )
                 u = per[name][draw]["units"]

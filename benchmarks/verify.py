@@ -59,6 +59,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -263,12 +264,22 @@ def split_trials(scores: np.ndarray, truth: np.ndarray) -> Trials:
     return Trials(scores[same], scores[~same])
 
 
-def open_set(scores: np.ndarray, truth: np.ndarray, threshold: float, splits: int) -> dict:
-    """Half the voices enrolled, half unknown, ``splits`` seeded times. Counts are per split
-    on average, so their Wilson intervals speak of one split's clips, not of repeats."""
+def split_counts(
+    scores: np.ndarray,
+    truth: np.ndarray,
+    threshold: float,
+    splits: int,
+    names: list[str] | None = None,
+) -> dict:
+    """Half the voices enrolled, half unknown, ``splits`` seeded times: per voice, its clips
+    answered unknown and its clips scored as a stranger (``units``, rows of the two, summed over
+    the splits in which it was one); the enrolled clips, those rejected and those misnamed; and,
+    with the voices' ``names``, how often each (stranger, enrolled voice) pair was named."""
     rng = np.random.default_rng(1234)
     n = scores.shape[1]
-    unknown_ok = unknown_n = false_rej = wrong = enrolled_n = 0
+    rejected, as_stranger = np.zeros(n, int), np.zeros(n, int)
+    enrolled_n = false_rej = wrong = 0
+    pairs: Counter = Counter()
     for _ in range(splits):
         enrolled = np.zeros(n, bool)
         enrolled[rng.permutation(n)[: n // 2]] = True
@@ -277,11 +288,31 @@ def open_set(scores: np.ndarray, truth: np.ndarray, threshold: float, splits: in
         best = sub.argmax(1)
         accepted = sub[np.arange(len(sub)), best] >= threshold
         known = enrolled[truth]
-        unknown_ok += int((~accepted[~known]).sum())
-        unknown_n += int((~known).sum())
+        for v in np.flatnonzero(~enrolled):
+            mine = truth == v
+            rejected[v] += int((~accepted[mine]).sum())
+            as_stranger[v] += int(mine.sum())
+            if names is not None:
+                for i in np.flatnonzero(mine & accepted):
+                    pairs[(names[v], names[idx[best[i]]])] += 1
         false_rej += int((~accepted[known]).sum())
         wrong += int((accepted[known] & (idx[best[known]] != truth[known])).sum())
         enrolled_n += int(known.sum())
+    return {
+        "units": np.stack([rejected, as_stranger], axis=1),
+        "enrolled_clips": enrolled_n,
+        "false_rejections": false_rej,
+        "misnamed": wrong,
+        "pairs": pairs,
+    }
+
+
+def open_set(scores: np.ndarray, truth: np.ndarray, threshold: float, splits: int) -> dict:
+    """Half the voices enrolled, half unknown, ``splits`` seeded times. Counts are per split
+    on average, so their Wilson intervals speak of one split's clips, not of repeats."""
+    c = split_counts(scores, truth, threshold, splits)
+    unknown_ok, unknown_n = (int(x) for x in c["units"].sum(axis=0))
+    false_rej, wrong, enrolled_n = c["false_rejections"], c["misnamed"], c["enrolled_clips"]
 
     def rate(k: int, total: int) -> dict:
         return proportion(round(k / splits), round(total / splits))

@@ -71,6 +71,15 @@ CHECKED_S = 1.0
 NO_SPEECH_S = 0.1
 
 
+def hears_no_speech(wave: np.ndarray) -> bool:
+    """Whether enrollment refuses a 16 kHz clip as holding no speech: one of ``CHECKED_S`` or
+    more in which silero-vad, when installed, finds under ``NO_SPEECH_S``."""
+    if wave.shape[0] < CHECKED_S * SAMPLE_RATE:
+        return False
+    heard = silero.speech_seconds(wave)
+    return heard is not None and heard < NO_SPEECH_S
+
+
 def _copies_of(source: AudioSource, check_speech: bool) -> list[AudioSource] | WhichvoiceError:
     """The clip itself (decoded once) and its degraded copies, or the error reading it (or
     SilentAudioError: a clip of ``CHECKED_S`` or more in which silero-vad, when installed,
@@ -80,10 +89,8 @@ def _copies_of(source: AudioSource, check_speech: bool) -> list[AudioSource] | W
         wave = load_audio(source)
     except WhichvoiceError as e:
         return e
-    if check_speech and wave.shape[0] >= CHECKED_S * SAMPLE_RATE:
-        heard = silero.speech_seconds(wave)
-        if heard is not None and heard < NO_SPEECH_S:
-            return SilentAudioError(f"{name}: no speech found (silero-vad hears none)")
+    if check_speech and hears_no_speech(wave):
+        return SilentAudioError(f"{name}: no speech found (silero-vad hears none)")
     clean = Decoded(wave, SAMPLE_RATE, name)
     tags = CONDITIONS[1:]
     return [clean] + [
