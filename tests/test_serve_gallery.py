@@ -379,6 +379,16 @@ def test_another_models_gallery_is_refused(cli, tmp_path: Path, enroll_clips) ->
             httpx.post(f"{url}/v1/enroll?name=awb", files=sent, timeout=60), 409, "model_mismatch"
         )
         assert_error(httpx.get(f"{url}/v1/gallery"), 409, "model_mismatch")
+        # a gallery file spoilt under the server: its fault, not the client's (503), the
+        # reason in its log only
+        later.write_bytes(b"SQLite format 3\0" + bytes(range(256)) * 40)
+        for r in (httpx.get(f"{url}/v1/gallery"),
+                  httpx.post(f"{url}/v1/enroll?name=awb", files=sent, timeout=60)):  # fmt: skip
+            assert_error(r, 503, "gallery")
+            assert str(later) not in r.text
+        server.terminate()
+        log = server.communicate(timeout=30)[1].decode()
+        assert "not a usable gallery" in log and "Traceback" not in log
     finally:
         stop(server)
 
@@ -594,6 +604,50 @@ def test_a_live_connection_without_audio_is_closed_as_idle(gallery_server, enrol
                 ws.recv(timeout=IDLE_S * 2)
     assert closed.value.rcvd.code == 1000 and closed.value.rcvd.reason == "idle"
     assert time.monotonic() - t0 < IDLE_S * 1.5
+
+
+def test_a_live_query_parameter_given_twice_is_refused(gallery_server) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url, _ = gallery_server
+    ws_url = url.replace("http", "ws") + "/v1/stream?rate=16000&rate=8000"
+    with connect(ws_url, open_timeout=30) as ws:
+        said = json.loads(ws.recv(timeout=30))
+        assert said["kind"] == "invalid" and "rate" in said["error"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd.code == 1008
+
+
+def test_a_client_hanging_up_mid_upload_is_no_server_error(gallery_server) -> None:
+    import socket
+
+    url, _ = gallery_server
+    host, port = url.removeprefix("http://").split(":")
+
+    def counts() -> tuple[float, float]:
+        text = httpx.get(f"{url}/metrics").text
+        internal = hung_up = 0.0
+        for line in text.splitlines():
+            if line.startswith("whichvoice_errors_total") and 'kind="internal"' in line:
+                internal += float(line.split()[-1])
+            if line.startswith("whichvoice_requests_total") and 'status="499"' in line:
+                hung_up += float(line.split()[-1])
+        return internal, hung_up
+
+    internal, hung_up = counts()
+    for path in ("/v1/identify", "/v1/enroll?name=halfway"):
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: audio/mpeg\r\n"
+                      "Content-Length: 100000\r\n\r\n".encode() + b"0" * 5000)  # fmt: skip
+            time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while counts()[1] < hung_up + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counts() == (internal, hung_up + 2)
+    names = [v["name"] for v in httpx.get(f"{url}/v1/gallery").json()["voices"]]
+    assert "halfway" not in names
 
 
 def test_live_state_keeps_samples_aligned_across_odd_messages() -> None:

@@ -49,6 +49,11 @@ class GalleryError(WhichvoiceError):
     """A gallery that cannot be used, or a voice that is not in it."""
 
 
+class GalleryUnusableError(GalleryError):
+    """The gallery file itself cannot be used (not a gallery, a folder, a connection misused):
+    the fault of whoever holds the file, not of a request (the server answers 503)."""
+
+
 class NotEnrolledError(GalleryError):
     """A voice name that is not in the gallery."""
 
@@ -93,12 +98,12 @@ class _Connection(sqlite3.Connection):
 def _misused(e: sqlite3.ProgrammingError) -> Exception:
     """The GalleryError for SQLite's complaint ``e`` about how a connection was used."""
     if "thread" in str(e):
-        return GalleryError(
+        return GalleryUnusableError(
             "a Gallery is used by the thread that opened it: open one per thread",
             public="the gallery cannot be used",
         )
     if "closed" in str(e):
-        return GalleryError(
+        return GalleryUnusableError(
             "the gallery was closed; open it again", public="the gallery cannot be used"
         )
     return e
@@ -209,7 +214,7 @@ class Gallery:
         # process ever removes a file another one may have opened
         self._create_on_write = False
         if self.path.is_dir():  # SQLite would say "disk I/O error"
-            raise GalleryError(
+            raise GalleryUnusableError(
                 f"{self.path}: is a folder; give a gallery file (a .sqlite path)",
                 public="the gallery cannot be used",
             )
@@ -234,7 +239,7 @@ class Gallery:
         except sqlite3.DatabaseError as e:
             if hasattr(self, "_db"):
                 self._db.close()
-            raise GalleryError(
+            raise GalleryUnusableError(
                 f"{self.path}: not a usable gallery ({e})", public="the gallery cannot be used"
             ) from e
         owner = self._owner()

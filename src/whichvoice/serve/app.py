@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import time
-from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from whichvoice import __version__
 from whichvoice.errors import WhichvoiceError
@@ -40,6 +40,7 @@ from whichvoice.serve.service import (
     key_matches,
     presented_key,
     release_free_memory,
+    repeated_parameter,
 )
 
 log = logging.getLogger(__name__)
@@ -118,24 +119,14 @@ def _answer(request: Request, status: int, kind: str, message: str, headers=None
     return JSONResponse({"error": message, "kind": kind}, status_code=status, headers=headers)
 
 
-def repeated_parameter(query_string: bytes) -> str | None:
-    """The first query parameter given more than once (``?name=a&name=b``), else None: the
-    routes read each parameter once, and taking the last one would enroll into or check
-    another voice than the client may mean."""
-    seen: set[str] = set()
-    for key, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if key in seen:
-            return key
-        seen.add(key)
-    return None
-
-
 async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
     return _answer(request, exc.status, exc.kind, exc.message, exc.headers)
 
 
 async def _known(request: Request, exc: WhichvoiceError) -> JSONResponse:
     status, kind = error_status(exc)
+    if status >= 500:  # the server's fault: its operator needs the whole message
+        log.error("%s %s: %s", request.method, request.url.path, exc)
     # a remote client reads only the public message: no server paths, no other voices
     return _answer(request, status, kind, exc.public_message())
 
@@ -204,6 +195,12 @@ class GuardAndMeasure:
         else:
             try:
                 await self.app(scope, receive, measured_send)
+            except ClientDisconnect:
+                # the client hung up before its request was read: no one to answer, and no
+                # bug (nginx's 499, "client closed request", in the request counts)
+                status = 499
+                log.info("%s %s: the client went away before sending its whole request",
+                         scope["method"], path)  # fmt: skip
             except Exception as e:  # the last line of defence: still JSON, still counted
                 if started:
                     raise

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -31,6 +32,7 @@ from whichvoice.gallery import (
     Gallery,
     GalleryError,
     GalleryModelError,
+    GalleryUnusableError,
     NotEnrolledError,
     VoiceExistsError,
     default_gallery_path,
@@ -42,6 +44,19 @@ from whichvoice.verification import gallery_encoder, model_id
 from whichvoice.voices import SessionPool
 
 log = logging.getLogger(__name__)
+
+
+def repeated_parameter(query_string: bytes) -> str | None:
+    """The first query parameter given more than once (``?name=a&name=b``), else None: the
+    routes read each parameter once, and taking the last one would enroll into or check
+    another voice than the client may mean."""
+    seen: set[str] = set()
+    for key, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
+
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
 DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
@@ -76,6 +91,7 @@ class ServeConfig:
 _GALLERY_ERRORS = (
     (NotEnrolledError, 404, "not_enrolled"),
     (GalleryModelError, 409, "model_mismatch"),
+    (GalleryUnusableError, 503, "gallery"),  # the server's own file: logged in full
     (VoiceExistsError, 409, "voice_exists"),
     (GalleryError, 422, "gallery"),
     (SilentAudioError, 422, "silent"),  # a clip with too little speech to judge

@@ -42,7 +42,13 @@ from whichvoice.audio import SAMPLE_RATE, Decoded
 from whichvoice.errors import WhichvoiceError
 from whichvoice.fusion import embedding_dim
 from whichvoice.prototypes import VoiceRefs, voice_refs
-from whichvoice.serve.service import HTTPProblem, error_status, key_matches, presented_key
+from whichvoice.serve.service import (
+    HTTPProblem,
+    error_status,
+    key_matches,
+    presented_key,
+    repeated_parameter,
+)
 
 router = APIRouter(tags=["diarization"])
 log = logging.getLogger(__name__)
@@ -246,6 +252,16 @@ async def stream_over_http() -> None:
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     service = websocket.app.state.service
+    if twice := repeated_parameter(websocket.scope.get("query_string", b"")):
+        # as over HTTP (a 422 there): taking the last one could take another key or rate
+        # than the client means
+        await websocket.accept()
+        await websocket.send_text(json.dumps({
+            "error": f"{twice}: a query parameter given more than once; send it once",
+            "kind": "invalid",
+        }))  # fmt: skip
+        await websocket.close(code=1008)
+        return
     expected = service.cfg.api_key
     if expected and not key_matches(
         websocket.query_params.get("key") or presented_key(websocket), expected
@@ -277,6 +293,8 @@ async def stream(websocket: WebSocket) -> None:
             encoder = await run_in_threadpool(service.encoder)  # 503 no_encoder over HTTP
             refs, thresholds = await run_in_threadpool(_gallery_refs, service, encoder)
         except (HTTPProblem, WhichvoiceError) as e:
+            if isinstance(e, WhichvoiceError) and error_status(e)[0] >= 500:
+                log.error("/v1/stream: %s", e)  # the server's fault: the whole message
             message, kind = (
                 (e.message, e.kind)
                 if isinstance(e, HTTPProblem)
