@@ -133,3 +133,12 @@ def test_the_shipped_speech_thresholds_reach_the_encoders_they_were_set_for() ->
         assert [list(p) for p in pairs] == shipped and len(pairs) == 4
         assert all(t < live_thresholds(encoder).accept for _, t in pairs)
         assert pairs[-1][0] < SPEECH_BIN_END
+
+
+def test_a_silent_window_with_a_dc_offset_answers_no_one() -> None:
+    # a microphone's DC offset is no speech: the window is taken less its mean
+    state = LiveSpeakers(16_000)
+    state.buffer = np.full(state.buffer.shape, 0.2, np.float32)
+    stub = Stub([E1])
+    assert state.answer(stub, REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
+    assert stub.queue == [E1]  # nothing was embedded

@@ -484,3 +484,32 @@ def test_a_burst_is_no_speech_for_enroll_verify_and_identify(tmp_path: Path) -> 
     assert "burst.wav: no speech found" in str(answers[1])
     with pytest.raises(SilentAudioError, match="no speech found"):
         classifier.identify(burst)
+
+
+def test_a_dc_offset_changes_no_answer(tmp_path: Path) -> None:
+    # a recording with a DC offset (inaudible) is the same recording: without the offset
+    # removed its silences counted as speech and the voice scored under the threshold
+    import soundfile as sf
+
+    from whichvoice.audio import read_audio
+    from whichvoice.diarize import DiarizeConfig, embed_windows
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import enroll, load_encoder, model_id, verify
+
+    from .conftest import voice_clips
+
+    encoder = load_encoder("bundled")
+    clips = voice_clips(tmp_path / "c", "flite:slt", sentences=4)["flite:slt"]
+    wave, rate = sf.read(clips[3], dtype="float32")
+    offset = tmp_path / "offset.wav"
+    sf.write(offset, 0.5 * wave + 0.2, rate, subtype="FLOAT")
+    assert abs(float(read_audio(offset)[0].mean())) < 1e-4
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        enroll(encoder, g, "slt", clips[:3])
+        plain, shifted = verify(encoder, g, "slt", [clips[3], offset])
+    assert shifted.accept and abs(shifted.score - plain.score) < 0.02, (plain, shifted)
+    # diarization's blocks too: the same speech found with and without the offset
+    speech = [embed_windows(p, encoder, DiarizeConfig())[0].speech for p in (clips[3], offset)]
+    assert len(speech[0]) == len(speech[1])
+    flat = [np.array(x, float).ravel() for x in speech]
+    assert np.abs(flat[0] - flat[1]).max() < 0.05, speech

@@ -280,7 +280,16 @@ def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tup
         if limit is not None and total > limit:
             raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
     wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return wave, rate
+    return without_dc(wave), rate
+
+
+def without_dc(wave: np.ndarray) -> np.ndarray:
+    """The waveform less its mean: a recording's DC offset (a cheap sound card's, or a
+    careless edit's) is inaudible, but it fills the silences with energy that silence
+    trimming and speech detection would take for speech."""
+    if wave.size == 0:
+        return wave
+    return (wave - np.float32(np.mean(wave, dtype=np.float64))).astype(np.float32, copy=False)
 
 
 def resample(wave: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:

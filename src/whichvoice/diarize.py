@@ -67,6 +67,7 @@ from whichvoice.audio import (
     describe_source,
     read_audio,
     read_pipe,
+    without_dc,
 )
 from whichvoice.audio import resample as resample_wave
 from whichvoice.errors import AudioDecodeError, WhichvoiceError
@@ -323,7 +324,9 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
                         f"{at / info.samplerate:.1f} s ({e})"
                     ) from e
                 check_finite(piece, describe_source(source))
-                yield (resample_wave(piece.mean(axis=1), info.samplerate, SAMPLE_RATE),
+                # each block less its own mean (read_audio takes the whole file's)
+                yield (resample_wave(without_dc(piece.mean(axis=1)), info.samplerate,
+                                     SAMPLE_RATE),
                        at / info.samplerate, duration)  # fmt: skip
                 at += piece.shape[0]
     wave, rate = read_audio(source)

@@ -38,7 +38,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from whichvoice.audio import SAMPLE_RATE, Decoded
+from whichvoice.audio import SAMPLE_RATE, Decoded, without_dc
 from whichvoice.errors import WhichvoiceError
 from whichvoice.fusion import embedding_dim
 from whichvoice.prototypes import VoiceRefs, voice_refs
@@ -184,7 +184,8 @@ class LiveSpeakers:
         turn_accept = (
             thresholds.accept if thresholds.turn_accept is None else thresholds.turn_accept
         )
-        wave = self.buffer if wave is None else wave
+        # the window less its mean: a microphone's DC offset would count as speech
+        wave = without_dc(self.buffer if wave is None else wave)
         speech_s = _speech_seconds(wave)
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
