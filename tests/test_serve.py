@@ -179,6 +179,11 @@ def test_every_error_code(server: str, clips) -> None:
     assert_error(post("/v1/identify", silent, "audio/wav"), 422, "silent")
     assert_error(post("/invocations", b"[1, 2", "application/json"), 422, "invalid")
     assert_error(post("/invocations", b'["%%%"]', "application/json"), 422, "item 0")
+    # the talk's list of names: one item that cannot be used fails the list, naming it
+    good = base64.b64encode(clips[0][0]).decode()
+    bad = base64.b64encode(b"\xff" * 400).decode()
+    listed = json.dumps([good, bad, good]).encode()
+    assert_error(post("/invocations", listed, "application/json"), 422, "item 1")
     assert_error(post("/invocations", b'{"a": 1}', "application/json"), 422, "invalid")
     deep = b"[" * 100_000 + b"]" * 100_000
     assert_error(post("/invocations", deep, "application/json"), 422, "nested too deeply")
