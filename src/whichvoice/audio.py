@@ -284,12 +284,14 @@ def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tup
 
 
 def without_dc(wave: np.ndarray) -> np.ndarray:
-    """The waveform less its mean: a recording's DC offset (a cheap sound card's, or a
-    careless edit's) is inaudible, but it fills the silences with energy that silence
-    trimming and speech detection would take for speech."""
+    """The waveform less its baseline (its median sample): a recording's DC offset (a cheap
+    sound card's, or a careless edit's) is inaudible, but it fills the silences with energy
+    that silence trimming and speech detection would take for speech. The median, not the
+    mean: a voice's waveform is lopsided, and its mean (0.003 of full scale in a flite
+    clip) taken from digital silence would put an offset there that was not."""
     if wave.size == 0:
         return wave
-    return (wave - np.float32(np.mean(wave, dtype=np.float64))).astype(np.float32, copy=False)
+    return (wave - np.float32(np.median(wave))).astype(np.float32, copy=False)
 
 
 def resample(wave: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:

@@ -324,7 +324,7 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
                         f"{at / info.samplerate:.1f} s ({e})"
                     ) from e
                 check_finite(piece, describe_source(source))
-                # each block less its own mean (read_audio takes the whole file's)
+                # each block less its own baseline (read_audio takes the whole file's)
                 yield (resample_wave(without_dc(piece.mean(axis=1)), info.samplerate,
                                      SAMPLE_RATE),
                        at / info.samplerate, duration)  # fmt: skip

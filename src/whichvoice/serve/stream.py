@@ -184,7 +184,7 @@ class LiveSpeakers:
         turn_accept = (
             thresholds.accept if thresholds.turn_accept is None else thresholds.turn_accept
         )
-        # the window less its mean: a microphone's DC offset would count as speech
+        # the window less its baseline: a microphone's DC offset would count as speech
         wave = without_dc(self.buffer if wave is None else wave)
         speech_s = _speech_seconds(wave)
         if speech_s < MIN_SPEECH_S:
