@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import SENTENCES
@@ -269,3 +270,36 @@ def test_a_mistyped_run_is_refused_not_answered_by_the_bundled_model(cli, tmp_pa
     _one_line_error(proc, "mine-typo: no such run or audio file")
     missing = cli("predict", str(tmp_path / "gone.mp3"))  # a missing clip stays a failed input
     assert missing.returncode == 1 and "gone.mp3: cannot read" in missing.stdout + missing.stderr
+
+
+@pytest.mark.slow  # two CLI processes
+def test_an_unreadable_input_is_answered_in_its_line_and_the_others_too(tmp_path: Path) -> None:
+    # root reads any file: ``unshare --user`` runs as root without that power, as a user is
+    import shutil
+    import subprocess
+    import sys
+
+    from whichvoice.audio import encode_audio
+
+    from .conftest import voice_clips
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"]).returncode:
+        pytest.skip("no user namespaces here: an unreadable file cannot be made for root")
+    folder = tmp_path / "inputs"
+    folder.mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
+    good = voice_clips(tmp_path / "c", "flite:slt", sentences=1)["flite:slt"][0]
+    shutil.copy(good, folder / "good.mp3")
+    locked = folder / "locked.wav"
+    locked.write_bytes(encode_audio(np.zeros(16000, np.float32), 16000, "wav"))
+    locked.chmod(0)
+    for command in ("trace", "predict"):
+        proc = subprocess.run(
+            ["unshare", "--user", sys.executable, "-m", "whichvoice", command, "locked.wav",
+             "good.mp3"],
+            capture_output=True, text=True, timeout=300, cwd=folder,
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0] == "locked.wav\terror: locked.wav: cannot read (Permission denied)"
+        assert lines[1].startswith("good.mp3\t") and "error" not in lines[1], proc.stdout

@@ -163,7 +163,11 @@ def read_audio(
             else "no such file"
         )
         raise AudioDecodeError(f"{name}: cannot read ({what})")
-    head = bytes(source[:SNIFF_BYTES]) if isinstance(source, bytes | bytearray) else _head(source)
+    head = (
+        bytes(source[:SNIFF_BYTES])
+        if isinstance(source, bytes | bytearray)
+        else _head(source, name)
+    )
     if (what := not_audio(head)) is not None:
         raise AudioDecodeError(f"{name}: not audio ({what})")
     memory = _memory_file(source) if isinstance(source, bytes | bytearray) else None
@@ -226,12 +230,12 @@ _SIGNATURES = (  # leading bytes of common files that are not audio, and what th
 )
 
 
-def _head(path: str | os.PathLike) -> bytes:
+def _head(path: str | os.PathLike, name: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read(SNIFF_BYTES)
-    except OSError:
-        return b"\xff"  # unreadable here: let the decoder say why
+    except OSError as e:  # say why (the decoder would say "System error.")
+        raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
 
 
 def not_audio(head: bytes) -> str | None:

@@ -15,7 +15,7 @@ from whichvoice.storage import StorageError
 
 
 @app.command("diarize")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @_model_option
 @gallery_option
 @click.option("--num-speakers", type=click.IntRange(min=1), default=None, help="Exactly N voices.")

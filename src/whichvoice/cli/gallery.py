@@ -108,7 +108,7 @@ SHORT_CLIP_S = 1.5
 
 @app.command("enroll")
 @click.argument("name")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @_model_option
 @gallery_option
 @_quiet_option
@@ -144,7 +144,7 @@ def enroll_cmd(
 
 @app.command("verify")
 @click.argument("name")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @_model_option
 @gallery_option
 @_threshold_option
@@ -191,7 +191,7 @@ def _engine(r) -> str:
 
 
 @app.command("identify")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @_model_option
 @gallery_option
 @_threshold_option

@@ -31,7 +31,7 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
 
 
 @app.command("trace")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option(
     "--head",
     "head_dir",
