@@ -72,3 +72,7 @@ def test_cli_predict_json_with_a_corrupt_file(
         assert len(r["top"]) == 3 and r["top"][0]["voice"] == r["voice"]
     ok = cli("predict", str(trained_run), str(folder / f"{clips[0].id}.mp3"), check=True)
     assert clips[0].id in ok.stdout
+    # the run given first and by --model: refused, not read as an input folder
+    twice = cli("predict", str(trained_run), str(folder), "--model", str(trained_run))
+    assert twice.returncode == 2 and "Traceback" not in twice.stderr
+    assert "is a run and --model names one too" in twice.stderr.strip().splitlines()[-1]

@@ -151,6 +151,11 @@ def _split_run(
     bundled classifier. With the inputs ``listed`` (--manifest, --labels) an argument can
     only be the RUN, so it is taken as one (and a folder that is not a run says so)."""
     if model_run is not None:
+        if inputs and not listed and _is_run(inputs[0]):
+            # both: which one was meant? (the run given first was read as an input)
+            raise click.UsageError(
+                f"{inputs[0]} is a run and --model names one too: give the run once"
+            )
         return model_run, inputs
     if inputs and (listed or _is_run(inputs[0])):
         return inputs[0], inputs[1:]
