@@ -231,6 +231,17 @@ def test_a_path_that_cannot_be_made_is_one_line(cli, tmp_path: Path) -> None:
     _one_line_error(proc, "a-file", "a file is in the way of a folder")
 
 
+@pytest.mark.slow  # three CLI processes
+def test_gallery_export_keeps_an_existing_file_unless_told(cli, tmp_path: Path) -> None:
+    gallery = ["--gallery", str(_a_gallery(tmp_path / "g.sqlite"))]
+    song = tmp_path / "song.mp3"
+    song.write_bytes(b"ID3 a song of the user's")
+    _one_line_error(cli("gallery", "export", str(song), *gallery), "song.mp3: exists")
+    assert song.read_bytes() == b"ID3 a song of the user's"
+    cli("gallery", "export", str(song), "--overwrite", *gallery, check=True)
+    assert json.loads(song.read_text())["voices"][0]["name"] == "ann"
+
+
 @pytest.mark.slow  # several CLI processes: 5 s of the fast subset's minute
 def test_a_folder_without_audio_among_inputs_is_one_line(cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()

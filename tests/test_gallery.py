@@ -97,6 +97,17 @@ def test_not_a_database(tmp_path: Path) -> None:
         Gallery(bad, "m")
     with pytest.raises(GalleryError, match="is a folder"):  # not SQLite's "disk I/O error"
         Gallery(tmp_path, "m")
+    # another program's database: refused, and left exactly as it was
+    import sqlite3
+
+    theirs = tmp_path / "theirs.sqlite"
+    with sqlite3.connect(theirs) as db:
+        db.execute("CREATE TABLE foo (x)")
+    before = theirs.read_bytes()
+    for model, create in (("m", True), (None, False)):
+        with pytest.raises(GalleryError, match="not a whichvoice gallery .*tables foo"):
+            Gallery(theirs, model, create=create)
+    assert theirs.read_bytes() == before and not Path(f"{theirs}-wal").exists()
 
 
 def test_export_and_import(tmp_path: Path) -> None:

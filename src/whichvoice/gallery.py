@@ -222,6 +222,7 @@ class Gallery:
             if self.path.exists():
                 try:
                     self._db = _connect(self.path)
+                    self._refuse_a_stranger()
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._setup(model_id)
                 except sqlite3.OperationalError as e:
@@ -248,6 +249,21 @@ class Gallery:
         elif owner != model_id:
             self.close()
             raise self.model_error(model_id, owner)
+
+    def _refuse_a_stranger(self) -> None:
+        """Another program's SQLite database is no gallery: refused before anything is
+        written into it (not even its journal mode)."""
+        tables = [r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        )]  # fmt: skip
+        if tables and "meta" not in tables:
+            self._db.close()
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise GalleryUnusableError(
+                f"{self.path}: not a whichvoice gallery (a SQLite database of tables {shown}); "
+                "give another --gallery path",
+                public="the gallery cannot be used",
+            )
 
     def _owner(self) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()

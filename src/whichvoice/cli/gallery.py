@@ -285,12 +285,21 @@ def gallery_remove_cmd(name: str, model: Path | None, gallery: Path | None) -> N
 
 @gallery_group.command("export")
 @click.argument("file", type=LOCATION)
+@click.option("--overwrite", is_flag=True, help="Replace FILE when it exists (else refused).")
 @_model_option
 @gallery_option
-def gallery_export_cmd(file: Path | str, model: Path | None, gallery: Path | None) -> None:
-    """Write every voice to FILE (JSON; a path or s3:// URL)."""
+def gallery_export_cmd(
+    file: Path | str, overwrite: bool, model: Path | None, gallery: Path | None
+) -> None:
+    """Write every voice to FILE (JSON; a path or s3:// URL). An existing FILE is refused
+    unless --overwrite."""
+    from whichvoice import storage
     from whichvoice.gallery import default_gallery_path, write_export
 
+    if not overwrite:
+        taken = storage.exists(file) if storage.is_url(file) else Path(file).is_file()
+        if taken:
+            raise click.UsageError(f"{file}: exists; give --overwrite to replace it")
     where = gallery or default_gallery_path()
     if not Path(where).exists():  # a mistyped path would export nothing, and say so quietly
         raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
