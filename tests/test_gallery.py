@@ -105,7 +105,7 @@ def test_not_a_database(tmp_path: Path) -> None:
         db.execute("CREATE TABLE foo (x)")
     before = theirs.read_bytes()
     for model, create in (("m", True), (None, False)):
-        with pytest.raises(GalleryError, match="not a whichvoice gallery .*tables foo"):
+        with pytest.raises(GalleryError, match=r"not a whichvoice gallery .*tables foo"):
             Gallery(theirs, model, create=create)
     assert theirs.read_bytes() == before and not Path(f"{theirs}-wal").exists()
 
