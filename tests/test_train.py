@@ -273,10 +273,13 @@ def test_resume_keeps_the_runs_own_settings(
     train(
         small_corpus, tmp_path / "r", TrainConfig(epochs=2, batch_size=16, lr=2e-3), progress=False
     )
+    run_files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
     with caplog.at_level("WARNING", logger="whichvoice.train"):
         train(
             small_corpus, tmp_path / "r", TrainConfig(epochs=9, lr=0.5), resume=True, progress=False
         )
+    # a complete run resumed is left as it was: nothing trained, nothing rewritten
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == run_files
     saved = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
     assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (2, 16, 2e-3)
     # and says so: what it ignored, and that the run was complete

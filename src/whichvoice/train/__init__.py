@@ -112,6 +112,8 @@ def _train_local(job: TrainJob, ranks: Ranks) -> Path:
     """``train`` with a local source and run directory."""
     if job.resume:
         job = resumed(job)
+        if (Path(job.out) / METRICS).is_file():
+            return Path(job.out)  # complete (resumed() said so): nothing trained, nothing rewritten
     batch = job.cfg.batch_size
     if batch < 2 * ranks.world:
         raise TrainError(
