@@ -1,4 +1,5 @@
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -283,19 +284,28 @@ def test_a_mistyped_run_is_refused_not_answered_by_the_bundled_model(cli, tmp_pa
     assert missing.returncode == 1 and "gone.mp3: cannot read" in missing.stdout + missing.stderr
 
 
+def _as_a_user(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m whichvoice ARGS`` as root without the power to read or write any file
+    (``unshare --user``), as a user is; skipped where user namespaces are not allowed."""
+    import shutil
+    import sys
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"]).returncode:
+        pytest.skip("no user namespaces here: root reads and writes every file")
+    return subprocess.run(
+        ["unshare", "--user", sys.executable, "-m", "whichvoice", *args],
+        capture_output=True, text=True, timeout=300, cwd=cwd,
+    )  # fmt: skip
+
+
 @pytest.mark.slow  # two CLI processes
 def test_an_unreadable_input_is_answered_in_its_line_and_the_others_too(tmp_path: Path) -> None:
-    # root reads any file: ``unshare --user`` runs as root without that power, as a user is
     import shutil
-    import subprocess
-    import sys
 
     from whichvoice.audio import encode_audio
 
     from .conftest import voice_clips
 
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"]).returncode:
-        pytest.skip("no user namespaces here: an unreadable file cannot be made for root")
     folder = tmp_path / "inputs"
     folder.mkdir(mode=0o755)
     tmp_path.chmod(0o755)
@@ -305,12 +315,23 @@ def test_an_unreadable_input_is_answered_in_its_line_and_the_others_too(tmp_path
     locked.write_bytes(encode_audio(np.zeros(16000, np.float32), 16000, "wav"))
     locked.chmod(0)
     for command in ("trace", "predict"):
-        proc = subprocess.run(
-            ["unshare", "--user", sys.executable, "-m", "whichvoice", command, "locked.wav",
-             "good.mp3"],
-            capture_output=True, text=True, timeout=300, cwd=folder,
-        )  # fmt: skip
+        proc = _as_a_user(command, "locked.wav", "good.mp3", cwd=folder)
         assert proc.returncode == 1, proc.stderr
         lines = proc.stdout.splitlines()
         assert lines[0] == "locked.wav\terror: locked.wav: cannot read (Permission denied)"
         assert lines[1].startswith("good.mp3\t") and "error" not in lines[1], proc.stdout
+
+
+@pytest.mark.slow  # two CLI processes
+def test_a_read_only_gallery_file_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    for f in (tmp_path, folder):
+        f.chmod(0o777)
+    gallery = _a_gallery(folder / "g.sqlite")
+    gallery.chmod(0o444)
+    proc = _as_a_user("gallery", "remove", "ann", "--gallery", "g.sqlite", cwd=folder)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot be written here (the file is read-only)" in proc.stderr, proc.stderr
+    listed = _as_a_user("gallery", "list", "--gallery", "g.sqlite", cwd=folder)
+    assert listed.returncode == 0 and "ann" in listed.stdout, listed.stderr

@@ -226,10 +226,10 @@ class Gallery:
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._setup(model_id)
                 except sqlite3.OperationalError as e:
-                    if create or not _cannot_write(e):
+                    if not _cannot_write(e):
                         raise
-                    # a gallery in a folder this user cannot write: still read (list,
-                    # identify, verify); a write says it cannot be written
+                    # a gallery file, or a folder, this user cannot write: still read (list,
+                    # identify, verify); a write says it cannot be written, and why
                     if hasattr(self, "_db"):
                         self._db.close()
                     self._db = self._open_read_only()
@@ -349,8 +349,9 @@ class Gallery:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         if self.read_only:
+            what = "the file" if not os.access(self.path, os.W_OK) else "its folder"
             raise GalleryError(
-                f"{self.path}: the gallery cannot be written here (its folder is read-only)",
+                f"{self.path}: the gallery cannot be written here ({what} is read-only)",
                 public="the gallery cannot be written",
             )
         if self._create_on_write:
