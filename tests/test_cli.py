@@ -320,6 +320,14 @@ def test_an_unreadable_input_is_answered_in_its_line_and_the_others_too(tmp_path
         lines = proc.stdout.splitlines()
         assert lines[0] == "locked.wav\terror: locked.wav: cannot read (Permission denied)"
         assert lines[1].startswith("good.mp3\t") and "error" not in lines[1], proc.stdout
+    # a folder that cannot be listed says so (not "no audio files", nor read as a run)
+    shut = folder / "shut"
+    shut.mkdir()
+    shutil.copy(good, shut / "a.mp3")
+    shut.chmod(0)
+    proc = _as_a_user("predict", "shut", cwd=folder)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "error: shut: cannot read the folder (permission denied)"
 
 
 @pytest.mark.slow  # two CLI processes

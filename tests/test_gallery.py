@@ -293,9 +293,12 @@ def test_a_gallery_that_cannot_be_written_is_still_read(
         with pytest.raises(GalleryError, match="cannot be written"):
             g.remove("a")
     # opened to enroll: read as well, and the write says why it cannot be made
-    with Gallery(tmp_path / "g.sqlite", "m", create=True) as g:
-        with pytest.raises(GalleryError, match=r"cannot be written here \(its folder is read-only"):
-            g.enroll("b", emb, 3.0)
+    written = r"cannot be written here \(its folder is read-only"
+    with (
+        Gallery(tmp_path / "g.sqlite", "m", create=True) as g,
+        pytest.raises(GalleryError, match=written),
+    ):
+        g.enroll("b", emb, 3.0)
 
 
 def test_an_embedding_that_is_not_numbers_is_not_enrolled(tmp_path: Path) -> None:

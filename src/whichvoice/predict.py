@@ -33,6 +33,8 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path | str]:
             out.append(Path(given))
             continue
         if not found:
+            if not storage.is_url(given) and not os.access(given, os.R_OK | os.X_OK):
+                raise WhichvoiceError(f"{given}: cannot read the folder (permission denied)")
             raise WhichvoiceError(
                 f"{given}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in the folder"
             )

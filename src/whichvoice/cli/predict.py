@@ -191,7 +191,10 @@ def _is_run(given: Path | str) -> bool:
         return Path(text).suffix.lower() not in AUDIO_SUFFIXES and storage.exists(
             storage.join(text, "config.json")
         )
-    return Path(given).is_dir() and (Path(given) / "config.json").is_file()
+    try:
+        return Path(given).is_dir() and (Path(given) / "config.json").is_file()
+    except OSError:  # a folder this user cannot list: not a run it can use (read as input)
+        return False
 
 
 def _check_options(
