@@ -650,6 +650,27 @@ def test_a_client_hanging_up_mid_upload_is_no_server_error(gallery_server) -> No
     assert "halfway" not in names
 
 
+def test_a_stalled_upload_is_answered_408(tmp_path: Path) -> None:
+    import socket
+
+    server, url = start_server(
+        None, "--gallery", str(tmp_path / "g.sqlite"), "--upload-timeout", "1"
+    )
+    try:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            s.sendall(b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/mpeg\r\n"
+                      b"Content-Length: 100000\r\n\r\n" + b"0" * 5000)  # fmt: skip
+            t0 = time.monotonic()
+            answer = s.recv(65536).decode("latin-1")
+            waited = time.monotonic() - t0
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert '"kind":"timeout"' in answer.replace(" ", "") and 0.5 < waited < 20
+        assert httpx.get(f"{url}/healthz").status_code == 200  # and it serves on
+    finally:
+        stop(server)
+
+
 def test_live_state_keeps_samples_aligned_across_odd_messages() -> None:
     from whichvoice.serve.stream import LiveSpeakers
 

@@ -153,6 +153,13 @@ def _listen(host: str, port: int, workers: int = 1):
     help="Longest audio accepted, in seconds.",
 )
 @click.option(
+    "--upload-timeout",
+    type=FiniteRange(min=0, min_open=True),
+    default=30,
+    show_default=True,
+    help="Seconds an upload may send nothing before it is answered 408.",
+)
+@click.option(
     "--backend",
     type=click.Choice(["torch", "onnx", "onnx-int8"]),
     default="torch",
@@ -188,6 +195,7 @@ def serve_cmd(
     synth_per_minute: float,
     max_upload_mb: float,
     max_duration: float,
+    upload_timeout: float,
     backend: str,
     batching: bool,
     batch_wait_ms: float,
@@ -225,6 +233,7 @@ def serve_cmd(
         api_key=api_key,
         max_bytes=int(max_upload_mb * 1024 * 1024),
         max_seconds=max_duration,
+        upload_timeout_s=upload_timeout,
         allow_polly=allow_polly,
         synth_per_minute=synth_per_minute,
         backend=backend,

@@ -3,6 +3,7 @@ TTS sessions and the gallery."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import functools
@@ -60,6 +61,7 @@ def repeated_parameter(query_string: bytes) -> str | None:
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
 DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
+DEFAULT_UPLOAD_TIMEOUT_S = 30.0  # s an upload may send nothing before it is answered 408
 DEFAULT_SYNTH_PER_MINUTE = 30.0  # synthesis requests a minute per client, in bursts of as many
 RAW_NAME = "the audio"  # how a raw (not multipart) body is named in answers
 TRIM_EVERY_S = 30.0  # s between handing the allocator's free memory back to the system
@@ -78,6 +80,7 @@ class ServeConfig:
     backend: str = "torch"  # the classifier's: "torch" or "onnx" (onnxruntime)
     batching: bool = True  # score concurrent requests' windows together (serve.batching)
     batch_wait_ms: float = 0.0  # how long a batch waits for more requests (0: it does not)
+    upload_timeout_s: float = DEFAULT_UPLOAD_TIMEOUT_S  # a stalled upload's wait, at most
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -305,7 +308,19 @@ class Service:
         if declared and declared.isdigit() and int(declared) > limit:
             raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")
         chunks, size = [], 0
-        async for chunk in request.stream():
+        stream = request.stream().__aiter__()
+        wait = self.cfg.upload_timeout_s
+        while True:
+            try:
+                # a client that stops sending would otherwise hold its connection, and a
+                # worker's attention, for ever
+                chunk = await asyncio.wait_for(stream.__anext__(), timeout=wait)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise HTTPProblem(
+                    408, "timeout", f"the upload sent nothing for {wait:g} s: send it whole"
+                ) from None
             size += len(chunk)
             if size > limit:
                 raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")
