@@ -194,7 +194,7 @@ def test_skipped_uploads_carry_their_index(secured) -> None:
     r = httpx.post(
         f"{url}/v1/enroll", params={"name": "indexed"}, files=sent[:1], headers=bearer(), timeout=60
     )
-    assert_error(r, 422, "bad_request")
+    assert_error(r, 409, "already_enrolled")
     assert "already enrolled into indexed (nothing changed)" in r.json()["error"]
 
 

@@ -54,6 +54,10 @@ class GalleryUnusableError(GalleryError):
     the fault of whoever holds the file, not of a request (the server answers 503)."""
 
 
+class AlreadyEnrolledError(GalleryError):
+    """Every recording given to a voice is in it already (nothing added)."""
+
+
 class NotEnrolledError(GalleryError):
     """A voice name that is not in the gallery."""
 
@@ -421,7 +425,7 @@ class Gallery:
                     (name, *digests),
                 ).fetchall()
                 if again:  # enrolled by another call since ours looked (its check is first)
-                    raise GalleryError(
+                    raise AlreadyEnrolledError(
                         f"{name}: {len(again)} of these recordings are enrolled into it already "
                         "(by another call meanwhile?); nothing was added (enroll again)"
                     )

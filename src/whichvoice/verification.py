@@ -40,7 +40,7 @@ from whichvoice.encoders import (
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
-from whichvoice.gallery import UNKNOWN, NotEnrolledError, voice_name
+from whichvoice.gallery import UNKNOWN, AlreadyEnrolledError, NotEnrolledError, voice_name
 from whichvoice.prototypes import (
     CONDITIONS,
     MemoryVoice,
@@ -572,7 +572,7 @@ def enroll(
     ]  # fmt: skip
     unique = [i for i in range(len(sources)) if i not in copies and i not in again]
     if not unique:
-        raise WhichvoiceError(
+        raise AlreadyEnrolledError(
             f"{name}: every file given is already enrolled into {name} (nothing changed)",
             public=f"every file given is already enrolled into {name} (nothing changed)",
         )

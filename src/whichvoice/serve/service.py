@@ -30,6 +30,7 @@ from whichvoice.errors import (
     WhichvoiceError,
 )
 from whichvoice.gallery import (
+    AlreadyEnrolledError,
     Gallery,
     GalleryError,
     GalleryModelError,
@@ -95,6 +96,7 @@ _GALLERY_ERRORS = (
     (NotEnrolledError, 404, "not_enrolled"),
     (GalleryModelError, 409, "model_mismatch"),
     (GalleryUnusableError, 503, "gallery"),  # the server's own file: logged in full
+    (AlreadyEnrolledError, 409, "already_enrolled"),  # every recording given, by any call
     (VoiceExistsError, 409, "voice_exists"),
     (GalleryError, 422, "gallery"),
     (SilentAudioError, 422, "silent"),  # a clip with too little speech to judge
