@@ -30,6 +30,18 @@ def test_energy_speech_finds_bursts_and_bridges_short_gaps() -> None:
     assert len(regions) == 2, regions
     assert np.allclose(regions, [(0.5, 2.4), (4.0, 5.0)], atol=0.02)
     assert dz.energy_speech(np.zeros(SAMPLE_RATE, np.float32), dz.DiarizeConfig()) == []
+    # a steady sound is no speech however loud (a tone, a fan's noise, a hum): it does not rise
+    # and fall as a voice does
+    steady = {
+        "tone": sine(440, 3.0, amp=0.3),
+        "noise": rng.normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32),
+        "hum": sine(50, 3.0, amp=0.2) + sine(150, 3.0, amp=0.1),
+    }
+    for name, sound in steady.items():
+        assert dz.energy_speech(sound, dz.DiarizeConfig()) == [], name
+    # the bursts above in that noise are still found
+    noisy = wave + rng.normal(0, 0.03, wave.shape[0]).astype(np.float32)
+    assert len(dz.energy_speech(noisy, dz.DiarizeConfig())) == 2
 
 
 def _groups(k: int, per: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
