@@ -503,7 +503,7 @@ def test_a_dc_offset_changes_no_answer(tmp_path: Path) -> None:
     wave, rate = sf.read(clips[3], dtype="float32")
     offset = tmp_path / "offset.wav"
     sf.write(offset, 0.5 * wave + 0.2, rate, subtype="FLOAT")
-    assert abs(float(np.median(read_audio(offset)[0]))) < 1e-4
+    assert np.abs(read_audio(offset)[0][:160]).max() < 0.01  # its leading silence at zero
     with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
         enroll(encoder, g, "slt", clips[:3])
         plain, shifted = verify(encoder, g, "slt", [clips[3], offset])
