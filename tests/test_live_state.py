@@ -15,6 +15,14 @@ E1, E2, E3 = np.eye(3, dtype=np.float32)  # two enrolled voices, and a stranger'
 REFS = VoiceRefs(["one", "two"], np.stack([E1, E2]), np.arange(2))
 
 
+def speechlike(n: int) -> np.ndarray:
+    """Noise that rises and falls three times a second, as syllables do (a steady sound is
+    no speech to the live state)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(n) / 16_000
+    return (rng.normal(0, 0.1, n) * (0.2 + np.abs(np.sin(2 * np.pi * 3 * t)))).astype(np.float32)
+
+
 def unit(*xs: float) -> np.ndarray:
     v = np.asarray(xs, np.float32)
     return v / np.linalg.norm(v)
@@ -34,7 +42,7 @@ def answers(
     embeddings: list[np.ndarray], turn_accept: float | None = None, **rule
 ) -> tuple[list, LiveSpeakers]:
     state = LiveSpeakers(16_000, **rule)
-    state.buffer = np.random.default_rng(0).normal(0, 0.1, state.buffer.shape).astype(np.float32)
+    state.buffer = speechlike(state.buffer.shape[0])
     stub = Stub(embeddings)
     thresholds = LiveThresholds(ACCEPT, turn_accept, JOIN)
     said = [state.answer(stub, REFS, thresholds)[0] for _ in embeddings]
@@ -108,7 +116,7 @@ def test_a_window_of_less_speech_is_held_to_the_threshold_for_that_much_speech()
     ]  # fmt: skip
     assert LiveThresholds(ACCEPT, None, JOIN).accept_for(0.5) == ACCEPT
     near = unit(0.66, 0, 0.751)  # 0.66 from voice one: under ACCEPT, over 0.6
-    noise = np.random.default_rng(0).normal(0, 0.1, 16_000).astype(np.float32)
+    noise = speechlike(16_000)
     for speech_s, by_speech, named in (
         (0.5, thresholds.accept_by_speech, "one"),  # half a second after a pause
         (0.5, (), None),  # one threshold: not yet
@@ -142,3 +150,8 @@ def test_a_silent_window_with_a_dc_offset_answers_no_one() -> None:
     stub = Stub([E1])
     assert state.answer(stub, REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
     assert stub.queue == [E1]  # nothing was embedded
+    # nor is a steady sound, however loud (a fan, a hum)
+    t = np.arange(state.buffer.shape[0]) / 16_000
+    state.buffer = (0.3 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)
+    assert state.answer(stub, REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
+    assert stub.queue == [E1]

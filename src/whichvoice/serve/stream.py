@@ -233,12 +233,17 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _speech_seconds(wave: np.ndarray) -> float:
-    """Seconds of 10 ms frames louder than ``SPEECH_DB`` and within 30 dB of the loudest."""
+    """Seconds of 10 ms frames louder than ``SPEECH_DB`` and within 30 dB of the loudest;
+    none in a steady sound (a tone, a hum, a fan: ``diarize.STEADY_DB``)."""
+    from whichvoice.diarize import STEADY_DB
+
     hop = SAMPLE_RATE // 100
     n = wave.shape[0] // hop
     if n == 0:
         return 0.0
     db = 10 * np.log10(np.square(wave[: n * hop].reshape(n, hop)).mean(axis=1) + 1e-12)
+    if np.percentile(db, 99) - np.percentile(db, 10) < STEADY_DB:
+        return 0.0
     return float((db > max(SPEECH_DB, db.max() - 30)).sum()) * 0.01
 
 
