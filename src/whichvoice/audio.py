@@ -297,7 +297,7 @@ def without_dc(wave: np.ndarray) -> np.ndarray:
     tenth of its frames sit (the median of their means): not the mean of every sample, which
     a lopsided voice pulls off zero (0.003 of full scale in a flite clip, put into its digital
     silence by taking it away), nor the median sample, which a clip of speech with no silence
-    pulls off zero the other way (0.004 in a spoken digit)."""
+    pulls off zero the other way (0.004 in a spoken digit); and only where it stands out."""
     n = wave.shape[0] // DC_FRAME
     if n < 4:
         return wave
@@ -305,7 +305,10 @@ def without_dc(wave: np.ndarray) -> np.ndarray:
     spread = frames.std(axis=1)
     quiet = spread <= np.percentile(spread, 10)
     offset = float(np.median(frames[quiet].mean(axis=1)))
-    if offset == 0.0:
+    # taken away only where it stands out from the quiet frames' own swing: a frame of a low
+    # voice or of a tone has a mean of its own, which is no offset, and such a clip is kept
+    # exactly as decoded
+    if abs(offset) <= 2 * float(np.median(spread[quiet])):
         return wave
     return (wave - np.float32(offset)).astype(np.float32, copy=False)
 
