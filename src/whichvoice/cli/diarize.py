@@ -61,7 +61,8 @@ def diarize_cmd(
     quiet: bool,
 ) -> None:
     """Who speaks when in each of FILES: turns of each voice, named after the enrolled voice
-    it matches (the gallery's, at the verification threshold), else unknown-1, unknown-2, ...
+    it matches (the gallery's, at the encoder's naming threshold: set on dev conversations,
+    above the verification threshold), else unknown-1, unknown-2, ...
 
     Text: a line per turn, FILE START END SPEAKER SCORE (and "overlap" where two voices speak).
     Exit 1 when a file could not be read (the others are still answered)."""
