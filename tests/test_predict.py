@@ -76,3 +76,31 @@ def test_cli_predict_json_with_a_corrupt_file(
     twice = cli("predict", str(trained_run), str(folder), "--model", str(trained_run))
     assert twice.returncode == 2 and "Traceback" not in twice.stderr
     assert "is a run and --model names one too" in twice.stderr.strip().splitlines()[-1]
+
+
+def test_the_library_takes_one_input_or_many_and_checks_a_waveform(
+    trained_run: Path, small_corpus: Path
+) -> None:
+    import numpy as np
+
+    from whichvoice.audio import Decoded, load_audio
+    from whichvoice.errors import SilentAudioError
+
+    model = load_model(trained_run)
+    clip = small_corpus / read_manifest(small_corpus / "manifest.jsonl")[0].path
+    data = clip.read_bytes()
+    # one path (a str) is one input, not one per character; answers name inputs as identify does
+    answers = list(model.identify_many(str(clip)))
+    assert len(answers) == 1 and answers[0].path == str(clip)
+    named = [p.path for p in model.identify_many([data, Decoded(load_audio(clip), 16000, "dd")])]
+    assert named == [f"<{len(data)} bytes>", "dd"]
+    # a waveform handed over is checked as a decoded file is
+    with pytest.raises(SilentAudioError, match="silent"):
+        model.identify_wave(np.zeros(32000, np.float32), 16000)
+    with pytest.raises(AudioDecodeError, match="sample rate"):
+        model.identify_wave(np.ones(16000, np.float32), 0)
+    wave = load_audio(clip)
+    stereo = model.identify_wave(np.stack([wave, wave], axis=1), 16000)
+    assert stereo.voice == model.identify(clip).voice
+    with pytest.raises(AudioDecodeError, match="sample_rate 0"):
+        load_audio(clip, 0)

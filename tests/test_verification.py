@@ -513,3 +513,19 @@ def test_a_dc_offset_changes_no_answer(tmp_path: Path) -> None:
     assert len(speech[0]) == len(speech[1])
     flat = [np.array(x, float).ravel() for x in speech]
     assert np.abs(flat[0] - flat[1]).max() < 0.05, speech
+
+
+def test_wrong_objects_are_named_not_an_attribute_error(tmp_path: Path) -> None:
+    from whichvoice.errors import WhichvoiceError
+    from whichvoice.gallery import Gallery, VoiceNameError
+    from whichvoice.verification import identify, load_encoder, model_id, verify
+
+    encoder = load_encoder("bundled")
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        with pytest.raises(WhichvoiceError, match="not a gallery"):
+            identify(encoder, str(tmp_path / "g.sqlite"), ["a.wav"])
+        with pytest.raises(WhichvoiceError, match=r"not an encoder; load one first"):
+            identify("bundled", g, ["a.wav"])
+        for name in (["slt"], {}):
+            with pytest.raises(VoiceNameError, match="must be text"):
+                verify(encoder, g, name, ["a.wav"])

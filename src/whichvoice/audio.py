@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,15 @@ _WRITE_FORMATS = {
     "mp3": ("MP3", "MPEG_LAYER_III"),
     "flac": ("FLAC", "PCM_16"),
 }
+
+
+def inputs_of(sources) -> Iterable:
+    """The inputs of a call that takes many: one path, URL, clip or bytes is one input (a str
+    is not read one character at a time); any other iterable is its items, read as they
+    come (a generator too)."""
+    if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
+        return [sources]
+    return sources
 
 
 def describe_source(source: AudioSource) -> str:
@@ -359,6 +369,14 @@ def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarra
     Returns float32 mono, shape (n_samples,), at ``sample_rate`` Hz.
     Raises AudioDecodeError or SilentAudioError naming the input.
     """
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, int | np.integer)
+        or not MIN_RATE <= sample_rate <= MAX_RATE
+    ):
+        raise AudioDecodeError(
+            f"sample_rate {sample_rate!r}: a whole number of Hz, {MIN_RATE} to {MAX_RATE}"
+        )
     wave, rate = read_audio(source)
     check_not_silent(wave, rate, describe_source(source))
     return resample(wave, rate, sample_rate)

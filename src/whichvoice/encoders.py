@@ -218,6 +218,12 @@ def model_id(model: Encoder) -> str:
     """What a gallery records as its model: the architecture and a digest of the weights."""
     if isinstance(model, (PretrainedEncoder, FusedEncoder)):
         return f"{model.config['model']}-{model.digest[:16]}"
+    if not hasattr(model, "model_id"):  # a name, a path: not yet an encoder
+        raise WhichvoiceError(
+            f"{model!r:.60}: not an encoder; load one first (load_encoder({model!r:.40}))"
+            if isinstance(model, str | os.PathLike)
+            else f"{type(model).__name__}: not an encoder (whichvoice.encoders.load_encoder)"
+        )
     return model.model_id
 
 

@@ -466,6 +466,8 @@ class Gallery:
     def _stored(self, name: str) -> str:
         """The stored name ``name`` means: itself, else the one that reads the same stripped
         and composed (a voice enrolled before names were composed keeps its spelling)."""
+        if not isinstance(name, str):  # before SQLite binds it (a list: ProgrammingError)
+            raise VoiceNameError(f"a voice name must be text, not {type(name).__name__}")
         if self._db.execute("SELECT 1 FROM voices WHERE name = ?", (name,)).fetchone():
             return name
         want = _normal(name)

@@ -46,6 +46,7 @@ from whichvoice.audio import (
     Decoded,
     check_not_silent,
     describe_source,
+    inputs_of,
     read_audio,
     resample,
     with_speech,
@@ -103,7 +104,7 @@ def embed_and_trace(
     speech is a SilentAudioError (``audio.with_speech``), for identify and trace alike. A
     head that reads fingerprints takes them from the same decode as the embedding
     (``embed_with_fingerprints``)."""
-    sources = list(sources)  # each result is checked against its source
+    sources = list(inputs_of(sources))  # each result is checked against its source
     if head is None or not head.reads_fingerprint:
         results = ((r, None) for r in encoder.embed_many(sources, batch=batch))
     else:

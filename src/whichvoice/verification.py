@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import Decoded, describe_source, read_audio, with_speech
+from whichvoice.audio import Decoded, describe_source, inputs_of, read_audio, with_speech
 from whichvoice.encoders import (
     BUNDLED_DIR_ENV,
     CALIBRATION,
@@ -455,7 +455,7 @@ def _sources(sources) -> list:
     """The inputs as a list: one path, URL or clip is one input (a str is not read one
     character at a time), any iterable (a generator too) its items."""
     if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
-        return [sources]
+        return list(inputs_of(sources))
     if isinstance(sources, np.ndarray):  # samples without their rate: what to do instead
         read_audio(sources)
     try:
@@ -512,6 +512,12 @@ def content_digest(src) -> str | None:
 def check_gallery_model(model, gallery) -> None:
     """GalleryModelError when ``gallery`` belongs to another encoder than ``model``: its
     embeddings cannot be compared (an empty gallery opened for any model belongs to none)."""
+    from whichvoice.gallery import Gallery
+
+    if not isinstance(gallery, Gallery):
+        raise WhichvoiceError(
+            f"{gallery!r:.60}: not a gallery; open one: with Gallery(path, model_id(encoder)) as g"
+        )
     if gallery.model_id and gallery.model_id != model_id(model):
         raise gallery.model_error(model_id(model))
 

@@ -21,9 +21,11 @@ from torch.nn import functional as F
 from whichvoice.audio import (
     MIN_SPEECH_S,
     AudioSource,
+    Decoded,
     burst_error,
     check_not_silent,
     describe_source,
+    inputs_of,
     read_audio,
     resample,
 )
@@ -235,10 +237,13 @@ class VoiceModel:
     def identify_wave(
         self, wave: np.ndarray, rate: int, name: str = "<audio>", *, score=None
     ) -> Prediction:
-        """Like ``identify`` for a decoded waveform (float32 mono at ``rate`` Hz). ``score``:
-        what runs ``window_scores`` on the windows (the server's micro-batcher), default
-        ``window_scores`` itself."""
-        windows, speech_s = self.windows_of(wave, rate)
+        """Like ``identify`` for a decoded waveform at ``rate`` Hz (any array ``Decoded``
+        takes, checked as it checks one; silent audio is a SilentAudioError as for
+        ``identify``). ``score``: what runs ``window_scores`` on the windows (the server's
+        micro-batcher), default ``window_scores`` itself."""
+        clip = Decoded(wave, rate, name)
+        check_not_silent(clip.wave, clip.rate, name)
+        windows, speech_s = self.windows_of(clip.wave, clip.rate)
         if (error := _burst(name, speech_s)) is not None:
             raise error  # before the network runs
         return self._combine(name, (score or self.window_scores)(windows), speech_s)
@@ -318,7 +323,11 @@ class VoiceModel:
                 yield scored
                 continue
             burst = _burst(describe_source(src), speech_s)
-            yield burst if burst is not None else self._combine(str(src), scored, speech_s)
+            yield (
+                burst
+                if burst is not None
+                else self._combine(describe_source(src), scored, speech_s)
+            )
 
 
 def _burst(name: str, speech_s: float) -> SilentAudioError | None:
@@ -391,7 +400,7 @@ def prepared_chunks(
         except WhichvoiceError as e:
             return e
 
-    stream = iter(sources)  # read a chunk at a time: a generator may feed it
+    stream = iter(inputs_of(sources))  # a chunk at a time: a generator may feed it
 
     def take() -> list:
         return list(itertools.islice(stream, batch))
