@@ -191,6 +191,12 @@ def test_a_sampled_long_recording_keeps_no_cluster_for_its_regions(monkeypatch) 
         (dz.DiarizeConfig(keep_region_s=-1.0), "a region of -1.0 s: 0 .never. to 60"),
         (dz.DiarizeConfig(keep_region_s=float("inf")), "keep_region_s inf: a finite number"),
         (dz.DiarizeConfig(mixture_above=1.2), "mixtures above a cosine of 1.2"),
+        (dz.DiarizeConfig(min_turn_s="x"), "min_turn_s 'x': a finite number"),  # type: ignore[arg-type]
+        (dz.DiarizeConfig(min_gap_s=None), "min_gap_s None: a finite number"),  # type: ignore[arg-type]
+        (dz.DiarizeConfig(min_turn_s=-0.5), "min_turn_s -0.5: 0 to 60"),
+        (dz.DiarizeConfig(min_cluster_share=5), "min_cluster_share 5: 0 to 1"),
+        (dz.DiarizeConfig(overlap="yes"), "overlap 'yes': True, False or None"),  # type: ignore[arg-type]
+        (dz.DiarizeConfig(num_speakers=2, max_speakers=1), "num speakers goes without"),
     ],
 )
 def test_bad_settings_are_refused(cfg: dz.DiarizeConfig, needle: str) -> None:
@@ -630,7 +636,8 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
     assert kept.read_text().startswith("SPEAKER x 1")
     # a FLAC whose header reads but whose frames do not: its line, then the next file
     good = tmp_path / "good.flac"
-    sf.write(good, sine(200, 3.0, amp=0.3), SAMPLE_RATE)
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE  # a tone rising and falling as syllables do
+    sf.write(good, sine(200, 3.0, amp=0.3) * (0.2 + np.abs(np.sin(2 * np.pi * 3 * t))), SAMPLE_RATE)
     data = good.read_bytes()
     (tmp_path / "torn.flac").write_bytes(data[:200] + b"\0" * (len(data) - 200))
     proc = cli("diarize", str(tmp_path / "torn.flac"), str(good), "--model", "bundled", "--quiet")

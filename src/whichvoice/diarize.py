@@ -149,14 +149,30 @@ class DiarizeConfig:
 
     def check(self) -> DiarizeConfig:
         for setting in ("window_s", "hop_s", "merge_speech", "naming_speech_s", "threshold",
-                        "keep_region_s", "mixture_above"):  # fmt: skip
+                        "keep_region_s", "mixture_above", "min_cluster_s", "keep_far",
+                        "min_speech_s", "min_gap_s", "min_turn_s", "min_overlap_s",
+                        "min_cluster_share"):  # fmt: skip
             value = getattr(self, setting)
-            if value is not None and (
+            optional = setting not in ("min_speech_s", "min_gap_s", "min_turn_s",
+                                       "min_overlap_s", "min_cluster_share")  # fmt: skip
+            if (value is not None or not optional) and (
                 isinstance(value, bool)
                 or not isinstance(value, numbers.Real)
                 or not math.isfinite(value)
             ):
                 raise DiarizeError(f"{setting} {value!r}: a finite number")
+        for setting, top in (("min_speech_s", 60), ("min_gap_s", 60), ("min_turn_s", 60),
+                             ("min_overlap_s", 60), ("min_cluster_s", 3600),
+                             ("min_cluster_share", 1), ("keep_far", 2)):  # fmt: skip
+            value = getattr(self, setting)
+            if value is not None and not 0 <= value <= top:
+                raise DiarizeError(f"{setting} {value}: 0 to {top}")
+        if self.overlap is not None and not isinstance(self.overlap, bool):
+            raise DiarizeError(f"overlap {self.overlap!r}: True, False or None")
+        if self.num_speakers is not None and (
+            self.min_speakers != 1 or self.max_speakers is not None
+        ):
+            raise DiarizeError("num speakers goes without min speakers and max speakers")
         if self.vad not in VADS:
             raise DiarizeError(f"unknown speech detector {self.vad!r}; valid: {', '.join(VADS)}")
         if (self.window_s is None) != (self.hop_s is None):
@@ -887,6 +903,10 @@ def diarize(
         from whichvoice.verification import check_gallery_model
 
         check_gallery_model(encoder, gallery)
+    if config is not None and not isinstance(config, DiarizeConfig):
+        raise DiarizeError(
+            f"config {config!r:.60}: a DiarizeConfig (DiarizeConfig(max_speakers=2), ...)"
+        )
     shipped = shipped_settings(encoder)
     cfg = resolve((config or DiarizeConfig()).check(), shipped)
     threshold, threshold_source = (
