@@ -529,3 +529,5 @@ def test_wrong_objects_are_named_not_an_attribute_error(tmp_path: Path) -> None:
         for name in (["slt"], {}):
             with pytest.raises(VoiceNameError, match="must be text"):
                 verify(encoder, g, name, ["a.wav"])
+    with pytest.raises(WhichvoiceError, match="no such encoder or run; did you mean resemblyzer"):
+        load_encoder("resemblyser")

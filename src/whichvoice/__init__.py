@@ -39,8 +39,10 @@ def __getattr__(name: str) -> Any:
 
 
 def identify(run: str | None, source: str | bytes) -> Prediction:
-    """One-shot: load the model in ``run`` (None: the bundled classifier) and say which
-    voice reads ``source``."""
+    """One-shot: load the closed-set classifier in ``run`` (None: the bundled one) and say
+    which of its voices reads ``source``: what ``whichvoice predict`` answers. Which
+    *enrolled* voice (``whichvoice identify``, a gallery) is
+    ``whichvoice.verification.identify(encoder, gallery, sources)``."""
     from whichvoice.runtime import load_model
 
     return load_model(run).identify(source)

@@ -26,7 +26,7 @@ from whichvoice.pretrained import (
     shipped_dir,
     user_dir,
 )
-from whichvoice.runtime import VoiceModel, load_model
+from whichvoice.runtime import ModelLoadError, VoiceModel, load_model
 from whichvoice.runtime.load import check_run_path
 from whichvoice.scoring import Calibration
 
@@ -77,7 +77,20 @@ def load_encoder(model: str | os.PathLike | None = None) -> Encoder:
         return fused_encoder()
     if str(model) in PRETRAINED:
         return PRETRAINED[str(model)]()
-    return model_for(bundled_encoder() if str(model) in BUNDLED_NAMES else model)
+    if str(model) in BUNDLED_NAMES:
+        return model_for(bundled_encoder())
+    if "/" not in str(model) and ":" not in str(model) and not Path(model).exists():
+        # a bare word that names no encoder and no folder: a misspelt name, most likely
+        import difflib
+
+        names = [AUTO, *sorted(BUNDLED_NAMES), *sorted(PRETRAINED)]
+        close = difflib.get_close_matches(str(model).lower(), names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ModelLoadError(
+            f"{model}: no such encoder or run; {hint}encoders: {', '.join(names)}, or a run's "
+            "folder"
+        )
+    return model_for(model)
 
 
 def gallery_encoder(model: str | os.PathLike | None, gallery: str | os.PathLike) -> Encoder:

@@ -671,9 +671,11 @@ def identify(
     engine_head: EngineHead | None = None,
     progress: bool = False,
 ) -> list[Identity | WhichvoiceError]:
-    """Which enrolled voice is each recording, or ``unknown`` under the threshold (the
-    calibrated one, or ``threshold``); the nearest voice is named either way. With an
-    ``engine_head`` that reads ``model``'s embeddings, also which engine family made it.
+    """Which enrolled voice of ``gallery`` is each recording (what ``whichvoice identify``
+    answers; ``whichvoice.identify`` is the closed-set classifier's, ``predict``'s), or
+    ``unknown`` under the threshold (the calibrated one, or ``threshold``); the nearest voice
+    is named either way. With an ``engine_head`` that reads ``model``'s embeddings
+    (``tracing.head_for(model)``, as the CLI passes it), also which engine family made it.
     ``progress``: a bar on a terminal.
 
     Returns one item per input, in order: an ``Identity``, or the ``WhichvoiceError`` that
