@@ -97,6 +97,9 @@ def test_not_a_database(tmp_path: Path) -> None:
         Gallery(bad, "m")
     with pytest.raises(GalleryError, match="is a folder"):  # not SQLite's "disk I/O error"
         Gallery(tmp_path, "m")
+    for nothing in (None, ""):
+        with pytest.raises(GalleryError, match="give a file path"):
+            Gallery(nothing, "m")  # type: ignore[arg-type]
     # another program's database: refused, and left exactly as it was
     import sqlite3
 

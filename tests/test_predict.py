@@ -104,3 +104,7 @@ def test_the_library_takes_one_input_or_many_and_checks_a_waveform(
     assert stereo.voice == model.identify(clip).voice
     with pytest.raises(AudioDecodeError, match="sample_rate 0"):
         load_audio(clip, 0)
+    with pytest.raises(AudioDecodeError, match=r"^mine: not audio"):  # the name it was given
+        model.identify(b"x" * 10, name="mine")
+    with pytest.raises(AudioDecodeError, match=r"^<audio>: the audio holds NaN"):
+        Decoded(np.full(10, np.nan), 16000, None)  # type: ignore[arg-type]

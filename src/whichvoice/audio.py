@@ -48,6 +48,8 @@ class Decoded:
     name: str
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:  # errors would say "None: ..."
+            object.__setattr__(self, "name", "<audio>" if not self.name else str(self.name))
         wave = np.asarray(self.wave)
         if not (np.issubdtype(wave.dtype, np.number) and not np.iscomplexobj(wave)):
             raise AudioDecodeError(f"{self.name}: audio samples are numbers, not {wave.dtype}")

@@ -210,6 +210,8 @@ class Gallery:
                 f"a gallery's model_id is text (whichvoice.encoders.model_id(encoder)), "
                 f"not {type(model_id).__name__}"
             )
+        if not isinstance(path, str | os.PathLike) or not str(path):
+            raise GalleryError(f"gallery path {path!r:.60}: give a file path (a .sqlite file)")
         self.path = Path(path)
         self.model_id = model_id or ""
         self.read_only = False

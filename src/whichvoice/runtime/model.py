@@ -227,8 +227,12 @@ class VoiceModel:
         return {"engine": self._families[k], "engine_confidence": float(per_family[k])}
 
     def identify(self, source: AudioSource, name: str | None = None) -> Prediction:
-        """Which of the model's voices reads ``source`` (a path or encoded bytes), any length."""
+        """Which of the model's voices reads ``source`` (a path or encoded bytes), any length;
+        ``name``: how the answer and any error name it (default: ``describe_source``)."""
         label = name or describe_source(source)
+        if name and isinstance(source, bytes | bytearray):  # errors name it too
+            wave, rate = read_audio(source, name=name)
+            source = Decoded(wave, rate, name)
         windows, speech_s = self.windows(source)
         if (error := _burst(label, speech_s)) is not None:
             raise error
