@@ -44,6 +44,7 @@ from whichvoice.train.config import (
     check_precision,
     check_target,
     resumed,
+    run_complete,
 )
 from whichvoice.train.device import pick_device
 from whichvoice.train.distributed import (
@@ -112,7 +113,7 @@ def _train_local(job: TrainJob, ranks: Ranks) -> Path:
     """``train`` with a local source and run directory."""
     if job.resume:
         job = resumed(job)
-        if (Path(job.out) / METRICS).is_file():
+        if run_complete(Path(job.out), job.cfg.epochs):
             return Path(job.out)  # complete (resumed() said so): nothing trained, nothing rewritten
     batch = job.cfg.batch_size
     if batch < 2 * ranks.world:

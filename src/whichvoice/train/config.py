@@ -171,6 +171,15 @@ def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
         )
 
 
+def run_complete(out: Path, epochs: int) -> bool:
+    """Whether the run in ``out`` trained its ``epochs`` (metrics.json written and that many
+    epochs run): resuming it has nothing to train."""
+    try:
+        return int(json.loads((out / METRICS).read_text())["epochs_run"]) >= epochs
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _say_what_resume_ignores(out: Path, asked: TrainConfig, saved: dict) -> None:
     """A warning naming each setting given with --resume that differs from the run's own
     (a resume trains the interrupted run, as it was), and one when the run is complete."""
@@ -186,7 +195,7 @@ def _say_what_resume_ignores(out: Path, asked: TrainConfig, saved: dict) -> None
     ]
     if ignored:
         log.warning("--resume keeps the run's own settings; ignored: %s", ", ".join(ignored))
-    if (out / METRICS).is_file():
+    if run_complete(out, int(saved.get("epochs", 0))):
         log.warning(
             "%s is complete: nothing to train (--resume continues an interrupted run; for more "
             "epochs, train a new run with --init %s)",
