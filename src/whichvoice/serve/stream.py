@@ -262,11 +262,8 @@ async def stream(websocket: WebSocket) -> None:
         # as over HTTP (a 422 there): taking the last one could take another key or rate
         # than the client means
         await websocket.accept()
-        await websocket.send_text(json.dumps({
-            "error": f"{twice}: a query parameter given more than once; send it once",
-            "kind": "invalid",
-        }))  # fmt: skip
-        await websocket.close(code=1008)
+        message = f"{twice}: a query parameter given more than once; send it once"
+        await _refuse(websocket, message, "invalid", 1008)
         return
     expected = service.cfg.api_key
     if expected and not key_matches(
@@ -281,17 +278,12 @@ async def stream(websocket: WebSocket) -> None:
     rate = int(asked) if asked.isascii() and asked.isdigit() else -1
     await websocket.accept()
     if rate not in RATES:
-        await websocket.send_text(json.dumps({
-            "error": f"rate {asked!r}: a whole number of Hz, 8000 to 192000",
-            "kind": "bad_request",
-        }))  # fmt: skip
-        await websocket.close(code=1003)
+        message = f"rate {asked!r}: a whole number of Hz, 8000 to 192000"
+        await _refuse(websocket, message, "bad_request", 1003)
         return
     if _LIVE[0] >= MAX_CONNECTIONS:
-        await websocket.send_text(json.dumps(
-            {"error": "too many live connections; try later", "kind": "too_many_connections"}
-        ))  # fmt: skip
-        await websocket.close(code=1013)
+        message = "too many live connections; try later"
+        await _refuse(websocket, message, "too_many_connections", 1013)
         return
     _LIVE[0] += 1
     try:
@@ -306,12 +298,17 @@ async def stream(websocket: WebSocket) -> None:
                 if isinstance(e, HTTPProblem)
                 else (e.public_message(), error_status(e)[1])
             )
-            await websocket.send_text(json.dumps({"error": message, "kind": kind}))
-            await websocket.close(code=1011)
+            await _refuse(websocket, message, kind, 1011)
             return
         await _serve(websocket, LiveSpeakers(rate), encoder, refs, thresholds)
     finally:
         _LIVE[0] -= 1
+
+
+async def _refuse(websocket: WebSocket, message: str, kind: str, code: int) -> None:
+    """An accepted connection's one error, ``{"error", "kind"}``, then closed with ``code``."""
+    await websocket.send_text(json.dumps({"error": message, "kind": kind}))
+    await websocket.close(code=code)
 
 
 async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThresholds) -> None:
