@@ -143,13 +143,18 @@ def test_the_shipped_speech_thresholds_reach_the_encoders_they_were_set_for() ->
         assert pairs[-1][0] < SPEECH_BIN_END
 
 
-def test_a_silent_window_with_a_dc_offset_answers_no_one() -> None:
-    # a microphone's DC offset is no speech: the window is taken less its mean
+def test_a_dc_offset_and_a_steady_sound_are_no_speech() -> None:
+    # half a second of silence, then half a second of speech, all under a microphone's DC
+    # offset: half a second of speech (named at that much speech's threshold), not a whole
+    # second (held to the window threshold, which ``near`` does not reach)
+    near = unit(0.66, 0, 0.751)
+    held = LiveThresholds(ACCEPT, None, JOIN, ((0.4, 0.6),))
     state = LiveSpeakers(16_000)
-    state.buffer = np.full(state.buffer.shape, 0.2, np.float32)
+    wave = speechlike(state.buffer.shape[0])
+    wave[: wave.shape[0] // 2] = 0.0
+    state.buffer = wave + np.float32(0.2)
+    assert state.answer(Stub([near]), REFS, held)[0] == "one"
     stub = Stub([E1])
-    assert state.answer(stub, REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
-    assert stub.queue == [E1]  # nothing was embedded
     # nor is a steady sound, however loud (a fan, a hum)
     t = np.arange(state.buffer.shape[0]) / 16_000
     state.buffer = (0.3 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)

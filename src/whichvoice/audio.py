@@ -299,28 +299,33 @@ def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tup
     return without_dc(wave), rate
 
 
-DC_FRAME = 256  # samples of the frames whose quietest tenth shows a recording's baseline
+DC_FRAME = 2048  # samples a frame (43-256 ms): longer than a hum's period or a voice's
+DC_QUIET = 25  # the quietest quarter of the frames show a recording's baseline
 
 
 def without_dc(wave: np.ndarray) -> np.ndarray:
-    """The waveform less its baseline: a recording's DC offset (a cheap sound card's, or a
-    careless edit's) is inaudible, but it fills the silences with energy that silence
-    trimming and speech detection would take for speech. The baseline is where the quietest
-    tenth of its frames sit (the median of their means): not the mean of every sample, which
-    a lopsided voice pulls off zero (0.003 of full scale in a flite clip, put into its digital
-    silence by taking it away), nor the median sample, which a clip of speech with no silence
-    pulls off zero the other way (0.004 in a spoken digit); and only where it stands out."""
+    """The waveform less its DC offset, where it has one: an offset (a cheap sound card's, or
+    a careless edit's) is inaudible, but it fills the silences with energy that silence
+    trimming and speech detection would take for speech. The offset is where the quietest
+    quarter of its frames sit (the median of their means), taken away only where those means
+    agree (their median distance from it under a quarter of it) and it stands out of the frames' own swing (over twice
+    their spread): otherwise the clip is kept exactly as decoded. Neither the mean of every
+    sample (a lopsided voice pulls it off zero, 0.003 in a flite clip, which taking it away
+    would put into digital silence) nor the median sample (a clip of speech without silence
+    pulls it the other way, 0.004 in a spoken digit), and no frame's own slow swing (low-pitched
+    noise, a hum) is taken for an offset."""
     n = wave.shape[0] // DC_FRAME
-    if n < 4:
+    if n < 2:
         return wave
     frames = wave[: n * DC_FRAME].reshape(n, DC_FRAME)
     spread = frames.std(axis=1)
-    quiet = spread <= np.percentile(spread, 10)
-    offset = float(np.median(frames[quiet].mean(axis=1)))
-    # taken away only where it stands out from the quiet frames' own swing: a frame of a low
-    # voice or of a tone has a mean of its own, which is no offset, and such a clip is kept
-    # exactly as decoded
-    if abs(offset) <= 2 * float(np.median(spread[quiet])):
+    quiet = spread <= np.percentile(spread, DC_QUIET)
+    means = frames[quiet].mean(axis=1)
+    offset = float(np.median(means))
+    if (
+        abs(offset) <= 2 * float(np.median(spread[quiet]))
+        or float(np.median(np.abs(means - offset))) > abs(offset) / 4
+    ):
         return wave
     return (wave - np.float32(offset)).astype(np.float32, copy=False)
 
