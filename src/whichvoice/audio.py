@@ -308,12 +308,12 @@ def without_dc(wave: np.ndarray) -> np.ndarray:
     a careless edit's) is inaudible, but it fills the silences with energy that silence
     trimming and speech detection would take for speech. The offset is where the quietest
     quarter of its frames sit (the median of their means), taken away only where those means
-    agree (their median distance from it under a quarter of it) and it stands out of the frames' own swing (over twice
-    their spread): otherwise the clip is kept exactly as decoded. Neither the mean of every
-    sample (a lopsided voice pulls it off zero, 0.003 in a flite clip, which taking it away
-    would put into digital silence) nor the median sample (a clip of speech without silence
-    pulls it the other way, 0.004 in a spoken digit), and no frame's own slow swing (low-pitched
-    noise, a hum) is taken for an offset."""
+    agree (their median distance from it under a quarter of it) and it stands out of the
+    frames' own swing (over twice their spread): otherwise the clip is kept exactly as
+    decoded. Neither the mean of every sample (a lopsided voice pulls it off zero, 0.003 in a
+    flite clip, which taking it away would put into digital silence) nor the median sample
+    (a clip of speech without silence pulls it the other way, 0.004 in a spoken digit), and
+    no frame's own slow swing (low-pitched noise, a hum) is taken for an offset."""
     n = wave.shape[0] // DC_FRAME
     if n < 2:
         return wave
