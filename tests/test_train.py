@@ -280,6 +280,14 @@ def test_resume_keeps_the_runs_own_settings(
         )
     # a complete run resumed is left as it was: nothing trained, nothing rewritten
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == run_files
+    # and so is one that stopped early (2 epochs past its best of 30)
+    early = tmp_path / "early"
+    train(small_corpus, early, TrainConfig(epochs=30, patience=2, lr=0.5), progress=False)
+    metrics = json.loads((early / "metrics.json").read_text())
+    assert metrics["epochs_run"] < 30, metrics
+    kept = {p.name: p.read_bytes() for p in early.iterdir() if p.is_file()}
+    train(small_corpus, early, TrainConfig(), resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in early.iterdir() if p.is_file()} == kept
     saved = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
     assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (2, 16, 2e-3)
     # and says so: what it ignored, and that the run was complete

@@ -113,7 +113,7 @@ def _train_local(job: TrainJob, ranks: Ranks) -> Path:
     """``train`` with a local source and run directory."""
     if job.resume:
         job = resumed(job)
-        if run_complete(Path(job.out), job.cfg.epochs):
+        if run_complete(Path(job.out), job.cfg.epochs, job.cfg.patience):
             return Path(job.out)  # complete (resumed() said so): nothing trained, nothing rewritten
     batch = job.cfg.batch_size
     if batch < 2 * ranks.world:

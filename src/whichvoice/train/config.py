@@ -171,13 +171,15 @@ def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
         )
 
 
-def run_complete(out: Path, epochs: int) -> bool:
-    """Whether the run in ``out`` trained its ``epochs`` (metrics.json written and that many
-    epochs run): resuming it has nothing to train."""
+def run_complete(out: Path, epochs: int, patience: int | None = None) -> bool:
+    """Whether the run in ``out`` ended (metrics.json written): it ran its ``epochs``, or it
+    stopped early, ``patience`` epochs past its best. Resuming it has nothing to train."""
     try:
-        return int(json.loads((out / METRICS).read_text())["epochs_run"]) >= epochs
+        metrics = json.loads((out / METRICS).read_text())
+        run, best = int(metrics["epochs_run"]), int(metrics["best_epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
+    return run >= epochs or (patience is not None and run - best >= patience)
 
 
 def _say_what_resume_ignores(out: Path, asked: TrainConfig, saved: dict) -> None:
@@ -195,7 +197,7 @@ def _say_what_resume_ignores(out: Path, asked: TrainConfig, saved: dict) -> None
     ]
     if ignored:
         log.warning("--resume keeps the run's own settings; ignored: %s", ", ".join(ignored))
-    if run_complete(out, int(saved.get("epochs", 0))):
+    if run_complete(out, int(saved.get("epochs", 0)), saved.get("patience")):
         log.warning(
             "%s is complete: nothing to train (--resume continues an interrupted run; for more "
             "epochs, train a new run with --init %s)",
