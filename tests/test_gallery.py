@@ -10,6 +10,7 @@ from whichvoice.gallery import (
     Gallery,
     GalleryError,
     GalleryModelError,
+    GalleryUnusableError,
     VoiceExistsError,
     VoiceNameError,
     default_gallery_path,
@@ -111,6 +112,13 @@ def test_not_a_database(tmp_path: Path) -> None:
         with pytest.raises(GalleryError, match=r"not a whichvoice gallery .*tables foo"):
             Gallery(theirs, model, create=create)
     assert theirs.read_bytes() == before and not Path(f"{theirs}-wal").exists()
+    # one that happens to hold a table named meta too
+    with sqlite3.connect(theirs) as db:
+        db.execute("CREATE TABLE meta (k, v)")
+    before = theirs.read_bytes()
+    with pytest.raises(GalleryError, match=r"not a whichvoice gallery .*tables foo, meta"):
+        Gallery(theirs, "m")
+    assert theirs.read_bytes() == before
 
 
 def test_export_and_import(tmp_path: Path) -> None:
@@ -296,10 +304,10 @@ def test_a_gallery_that_cannot_be_written_is_still_read(
         with pytest.raises(GalleryError, match="cannot be written"):
             g.remove("a")
     # opened to enroll: read as well, and the write says why it cannot be made
-    written = r"cannot be written here \(its folder is read-only"
+    written = r"cannot be written here \(its folder is read-only"  # the server answers 503
     with (
         Gallery(tmp_path / "g.sqlite", "m", create=True) as g,
-        pytest.raises(GalleryError, match=written),
+        pytest.raises(GalleryUnusableError, match=written),
     ):
         g.enroll("b", emb, 3.0)
 

@@ -262,7 +262,14 @@ class Gallery:
         tables = [r[0] for r in self._db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
         )]  # fmt: skip
-        if tables and "meta" not in tables:
+        ours = {"meta", "voices", "clips"}
+        meta = (
+            {r[1] for r in self._db.execute("PRAGMA table_info(meta)")}
+            if "meta" in tables
+            else set()
+        )
+        if tables and (not set(tables) <= ours or meta != {"key", "value"}):
+            tables = [t for t in tables if t not in ours or t == "meta"]
             self._db.close()
             shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
             raise GalleryUnusableError(
@@ -293,7 +300,7 @@ class Gallery:
             db = _connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as e:
-            raise GalleryError(
+            raise GalleryUnusableError(
                 f"{self.path}: the gallery cannot be written here ({e})",
                 public="the gallery cannot be written",
             ) from e
@@ -356,7 +363,7 @@ class Gallery:
     def _transaction(self) -> Iterator[None]:
         if self.read_only:
             what = "the file" if not os.access(self.path, os.W_OK) else "its folder"
-            raise GalleryError(
+            raise GalleryUnusableError(
                 f"{self.path}: the gallery cannot be written here ({what} is read-only)",
                 public="the gallery cannot be written",
             )
@@ -427,7 +434,8 @@ class Gallery:
                     (name, *digests),
                 ).fetchall()
                 if again:  # enrolled by another call since ours looked (its check is first)
-                    raise AlreadyEnrolledError(
+                    every = len(again) == len(set(digests))
+                    raise (AlreadyEnrolledError if every else GalleryError)(
                         f"{name}: {len(again)} of these recordings are enrolled into it already "
                         "(by another call meanwhile?); nothing was added (enroll again)"
                     )
