@@ -100,7 +100,7 @@ _WRITE_FORMATS = {
 }
 
 
-def inputs_of(sources) -> Iterable:
+def inputs_of(sources: AudioSource | Iterable[AudioSource]) -> Iterable[AudioSource]:
     """The inputs of a call that takes many: one path, URL, clip or bytes is one input (a str
     is not read one character at a time); any other iterable is its items, read as they
     come (a generator too)."""
@@ -297,6 +297,24 @@ def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tup
             raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
     wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return without_dc(wave), rate
+
+
+STEADY_DB = 3.0  # frames' loudness spread (99th - 10th percentile) under which nothing is speech
+
+
+def frame_db(wave: np.ndarray) -> np.ndarray:
+    """The loudness (dB) of each 10 ms frame of a 16 kHz waveform."""
+    hop = SAMPLE_RATE // 100
+    n = wave.shape[0] // hop
+    frames = wave[: n * hop].reshape(n, hop)
+    return 10 * np.log10(np.square(frames, dtype=np.float64).mean(axis=1) + 1e-12)
+
+
+def is_steady(db: np.ndarray) -> bool:
+    """Whether frames of these loudnesses (``frame_db``) are a steady sound (a hum, a tone, a
+    fan, room noise), which holds no speech: speech rises and falls by far more than
+    ``STEADY_DB`` between syllables and pauses."""
+    return db.size > 0 and float(np.percentile(db, 99) - np.percentile(db, 10)) < STEADY_DB
 
 
 DC_FRAME = 2048  # samples a frame (43-256 ms): longer than a hum's period or a voice's

@@ -65,6 +65,8 @@ from whichvoice.audio import (
     Decoded,
     check_finite,
     describe_source,
+    frame_db,
+    is_steady,
     read_audio,
     read_pipe,
     without_dc,
@@ -265,24 +267,14 @@ class Diarization:
 # 1. speech
 
 
-STEADY_DB = 3.0  # frames' loudness spread (99th - 10th percentile) under which nothing is speech
-
-
 def energy_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, float]]:
     """Speech regions (start, end) in seconds of a 16 kHz wave: 10 ms frames louder than a
     level between the noise floor (10th percentile of the frames' dB) and the peak (99th)."""
-    hop = SAMPLE_RATE // 100
-    n = wave.shape[0] // hop
-    if n < 3:
+    db = frame_db(wave)
+    if db.size < 3:
         return []
-    frames = wave[: n * hop].reshape(n, hop)
-    db = 10 * np.log10(np.square(frames, dtype=np.float64).mean(axis=1) + 1e-12)
     floor, peak = np.percentile(db, 10), np.percentile(db, 99)
-    if peak < -60:  # digital silence or close to it
-        return []
-    if peak - floor < STEADY_DB:
-        # a steady sound (a hum, a tone, a fan, a block of room noise between talks): speech
-        # rises and falls by far more than this between syllables and pauses
+    if peak < -60 or is_steady(db):  # digital silence or close to it; a steady sound
         return []
     # a third of the way from the floor to the peak, at least 6 dB over the floor and no more
     # than 40 dB under the peak: quiet syllables stay in, noise between words stays out

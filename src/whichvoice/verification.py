@@ -40,7 +40,7 @@ from whichvoice.encoders import (
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
-from whichvoice.gallery import UNKNOWN, AlreadyEnrolledError, NotEnrolledError, voice_name
+from whichvoice.gallery import UNKNOWN, AlreadyEnrolledError, Gallery, NotEnrolledError, voice_name
 from whichvoice.prototypes import (
     CONDITIONS,
     MemoryVoice,
@@ -454,12 +454,10 @@ def progress_bar(results: Iterable, total: int, desc: str, show: bool) -> Iterab
 def _sources(sources) -> list:
     """The inputs as a list: one path, URL or clip is one input (a str is not read one
     character at a time), any iterable (a generator too) its items."""
-    if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
-        return list(inputs_of(sources))
     if isinstance(sources, np.ndarray):  # samples without their rate: what to do instead
         read_audio(sources)
     try:
-        return list(sources)
+        return list(inputs_of(sources))
     except TypeError:
         raise WhichvoiceError(
             f"{sources!r:.60}: give a file path, a URL, encoded bytes, a Decoded clip or a "
@@ -512,8 +510,6 @@ def content_digest(src) -> str | None:
 def check_gallery_model(model, gallery) -> None:
     """GalleryModelError when ``gallery`` belongs to another encoder than ``model``: its
     embeddings cannot be compared (an empty gallery opened for any model belongs to none)."""
-    from whichvoice.gallery import Gallery
-
     if not isinstance(gallery, Gallery):
         raise WhichvoiceError(
             f"{gallery!r:.60}: not a gallery; open one: with Gallery(path, model_id(encoder)) as g"

@@ -38,7 +38,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from whichvoice.audio import SAMPLE_RATE, Decoded, without_dc
+from whichvoice.audio import SAMPLE_RATE, Decoded, frame_db, is_steady, without_dc
 from whichvoice.errors import WhichvoiceError
 from whichvoice.fusion import embedding_dim
 from whichvoice.prototypes import VoiceRefs, voice_refs
@@ -234,15 +234,9 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _speech_seconds(wave: np.ndarray) -> float:
     """Seconds of 10 ms frames louder than ``SPEECH_DB`` and within 30 dB of the loudest;
-    none in a steady sound (a tone, a hum, a fan: ``diarize.STEADY_DB``)."""
-    from whichvoice.diarize import STEADY_DB
-
-    hop = SAMPLE_RATE // 100
-    n = wave.shape[0] // hop
-    if n == 0:
-        return 0.0
-    db = 10 * np.log10(np.square(wave[: n * hop].reshape(n, hop)).mean(axis=1) + 1e-12)
-    if np.percentile(db, 99) - np.percentile(db, 10) < STEADY_DB:
+    none in a steady sound (a tone, a hum, a fan: ``audio.is_steady``)."""
+    db = frame_db(wave)
+    if db.size == 0 or is_steady(db):
         return 0.0
     return float((db > max(SPEECH_DB, db.max() - 30)).sum()) * 0.01
 
