@@ -509,6 +509,11 @@ def test_a_dc_offset_changes_no_answer(tmp_path: Path) -> None:
         plain, shifted = verify(encoder, g, "slt", [clips[3], offset])
     assert shifted.accept and abs(shifted.score - plain.score) < 0.02, (plain, shifted)
     # diarization's blocks too: the same speech found with and without the offset
+    # a clip handed over as samples too (Decoded), as a library user holds one
+    from whichvoice.audio import Decoded
+
+    samples = Decoded(0.5 * wave + 0.2, rate, "samples")
+    assert np.abs(samples.wave[:160]).max() < 0.01
     speech = [embed_windows(p, encoder, DiarizeConfig())[0].speech for p in (clips[3], offset)]
     assert len(speech[0]) == len(speech[1])
     flat = [np.array(x, float).ravel() for x in speech]

@@ -39,7 +39,8 @@ class Decoded:
     ``wave``, shape (n_samples,), at ``rate`` Hz; ``name`` is how errors name it.
 
     Any array a user holds is taken: a list or another dtype (integer samples are scaled
-    to [-1, 1]), several channels (shape (n, channels) or (channels, n), averaged). Samples
+    to [-1, 1]), several channels (shape (n, channels) or (channels, n), averaged); a DC
+    offset is taken away as a decoded file's is (``without_dc``). Samples
     that are not finite, an array of more dimensions, or a rate that is not a positive whole
     number raise AudioDecodeError naming it."""
 
@@ -79,7 +80,8 @@ class Decoded:
                 f"{self.name}: a sample rate of {rate} Hz is not audio "
                 f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
             )
-        object.__setattr__(self, "wave", wave)
+        # less its DC offset where it has one, as a decoded file is (``without_dc``)
+        object.__setattr__(self, "wave", without_dc(wave))
         object.__setattr__(self, "rate", int(rate))
 
 
