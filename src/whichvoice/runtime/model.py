@@ -247,10 +247,15 @@ class VoiceModel:
         micro-batcher), default ``window_scores`` itself."""
         clip = Decoded(wave, rate, name)
         check_not_silent(clip.wave, clip.rate, name)
+        return self.identify_clip(clip, score=score)
+
+    def identify_clip(self, clip: Decoded, *, score=None) -> Prediction:
+        """``identify_wave`` for a clip already decoded and found not silent (the server's
+        upload: ``Service.decode`` checked it), which is not checked again."""
         windows, speech_s = self.windows_of(clip.wave, clip.rate)
-        if (error := _burst(name, speech_s)) is not None:
+        if (error := _burst(clip.name, speech_s)) is not None:
             raise error  # before the network runs
-        return self._combine(name, (score or self.window_scores)(windows), speech_s)
+        return self._combine(clip.name, (score or self.window_scores)(windows), speech_s)
 
     @cached_property
     def model_id(self) -> str:

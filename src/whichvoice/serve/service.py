@@ -409,7 +409,7 @@ class Service:
         model, batcher = self.classifier(), self.batcher
         # the log-mel is made on the request's thread, the network runs in the batch
         score = (lambda w: batcher.score(model.inputs(w))) if batcher is not None else None
-        return model.identify_wave(audio.wave, audio.rate, audio.name, score=score)
+        return model.identify_clip(audio, score=score)
 
 
 def get_service(request: Request) -> Service:
