@@ -53,6 +53,10 @@ MODELS = {
     "default": TrainConfig(model="voicenet"),
     "no-augmentation": TrainConfig(model="voicenet", augment="none"),
     "talk-cnn": TrainConfig(model="talk-cnn"),
+    # cheaper networks (issue 23), compared on dev
+    "voicenet-64": TrainConfig(model="voicenet-64"),
+    "voicenet-48": TrainConfig(model="voicenet-48"),
+    "voicenet-32": TrainConfig(model="voicenet-32"),
 }
 
 

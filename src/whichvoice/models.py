@@ -243,6 +243,24 @@ def _voicenet(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     return EmbeddingClassifier(embedder, CosineHead(embedder.dim, n_classes))
 
 
+def _slim(channels: int) -> Callable[[tuple[int, ...], int], nn.Module]:
+    def build(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+        embedder = VoiceEmbedder(input_shape[0], channels=channels)
+        return EmbeddingClassifier(embedder, CosineHead(embedder.dim, n_classes))
+
+    return build
+
+
+for _channels in (64, 48, 32):
+    register_model(
+        f"voicenet-{_channels}",
+        features="logmel",
+        epochs=12,
+        summary=f"voicenet with {_channels} channels instead of 128: a cheaper classifier",
+        augment=True,
+    )(_slim(_channels))
+
+
 @register_model(
     "voicenet-aam",
     features="logmel",

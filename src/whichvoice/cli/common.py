@@ -104,6 +104,9 @@ MODEL_NAMES = [  # talk-cnn's alias seed included
     "voicenet-aam",
     "voicenet-aam-wide",
     "voicenet-aam-wide-x2",
+    "voicenet-64",
+    "voicenet-48",
+    "voicenet-32",
 ]
 
 
