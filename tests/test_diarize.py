@@ -2,6 +2,9 @@
 ``diarize`` command on real conversations of TTS voices, scored with pyannote.metrics."""
 
 import json
+import os
+import subprocess
+import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -352,6 +355,67 @@ def test_rttm_names_each_recording_once() -> None:
     ]
 
 
+def test_rttm_fields_hold_no_white_space_and_never_join_two_voices_or_recordings(
+    tmp_path: Path,
+) -> None:
+    """Any white space (a tab, a newline, a no-break space) or control character in a file's
+    stem or a voice's name becomes ``_``, so every line has its 10 fields; two voices whose
+    names are one once made safe (``Mary Ann``, ``Mary_Ann``) keep two labels, and two
+    recordings two uris, also where a number given to one is another's stem."""
+    names = ("Mary Ann", "Mary_Ann", "Sue\u00a0Lee", "Mary Ann")
+    seg = [dz.Segment(float(i), i + 1.0, n, 0.9) for i, n in enumerate(names)]
+    results = [dz.Diarization(p, 4.0, seg, {}) for p in
+               ("/d1/x.wav", "/d2/x.wav", "x-2.wav", "tab\tname.wav", "nl\nname.wav")]  # fmt: skip
+    out = tmp_path / "all.rttm"
+    dz.write_rttm(out, results)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 * len(results)
+    assert all(len(line.split()) == 10 and line.isprintable() for line in lines), lines
+    uris = list(dict.fromkeys(line.split()[1] for line in lines))
+    assert len(uris) == len(results) and uris[:2] == ["x", "x-3"] and uris[2] == "x-2", uris
+    assert uris[3:] == ["tab_name", "nl_name"]
+    speakers = [line.split()[7] for line in lines[:4]]
+    assert speakers == ["Mary_Ann", "Mary_Ann-2", "Sue_Lee", "Mary_Ann"], speakers
+
+
+def test_a_file_whose_name_is_not_utf8_is_read(tmp_path: Path) -> None:
+    """A Latin-1 name on a Linux disk (held as surrogates): soundfile encodes names to UTF-8
+    and failed on it with a raw UnicodeEncodeError (diarize) or "not decodable" (identify)."""
+    import os
+
+    from whichvoice.audio import read_audio
+
+    wave = sine(200, 2.0, amp=0.3)
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/lat\xe9.wav"))
+    sf.write(tmp_path / "plain.wav", wave, SAMPLE_RATE)
+    os.rename(tmp_path / "plain.wav", path)
+    got, rate = read_audio(path)
+    assert rate == SAMPLE_RATE and got.shape == wave.shape
+    blocks = list(dz._blocks(path))
+    assert len(blocks) == 1 and blocks[0][0].shape == wave.shape
+
+
+def test_diarize_refuses_a_sample_rate_that_is_not_audio(tmp_path: Path) -> None:
+    """As identify and the HTTP route refuse it: a 500 Hz file was diarized as a voice."""
+    from whichvoice.errors import AudioDecodeError
+
+    sf.write(tmp_path / "x500.wav", sine(100, 2.0, amp=0.3, rate=500), 500)
+    with pytest.raises(AudioDecodeError, match="500 Hz is not audio"):
+        list(dz._blocks(tmp_path / "x500.wav"))
+
+
+def test_fewer_voices_than_the_least_asked_for_is_said(caplog) -> None:
+    from whichvoice.verification import load_encoder
+
+    windows, _ = _two_voice_windows()
+    with caplog.at_level("WARNING", logger="whichvoice.diarize"):
+        result = dz.from_windows(windows, 10.0, "x", load_encoder("bundled"),
+                                 dz.DiarizeConfig(min_speakers=5), threshold=(0.3, "given"),
+                                 gallery=None)  # fmt: skip
+    assert len(result.speakers) < 5
+    assert "at least 5 voices asked for" in caplog.text, caplog.text
+
+
 @pytest.fixture(scope="module")
 def conversation(enroll_clips: dict[str, list[Path]], tmp_path_factory) -> tuple[Path, object]:
     """Three voices (flite awb, festival ked, an espeak-ng voice) taking 9 turns, from clips
@@ -571,14 +635,15 @@ def test_a_recording_piped_in_is_diarized_as_its_file_is(cli, conversation, tmp_
     the voices' speech to name them): a pipe is read whole first (it failed at once before:
     soundfile's look at its header used up the pipe's first bytes)."""
     path, _ = conversation
-    args = ("--model", "bundled", "--json", "--gallery", str(tmp_path / "none.sqlite"))
-    as_file = json.loads(cli("diarize", str(path), *args, check=True).stdout)
+    args = ("--model", "bundled", "--json")
+    none = {"WHICHVOICE_GALLERY": str(tmp_path / "none.sqlite")}  # no gallery yet: no names
+    as_file = json.loads(cli("diarize", str(path), *args, check=True, env=none).stdout)
     with open(path, "rb") as f:
-        piped = cli("diarize", "/dev/stdin", *args, stdin=f)
+        piped = cli("diarize", "/dev/stdin", *args, stdin=f, env=none)
     assert piped.returncode == 0, piped.stderr
     got = json.loads(piped.stdout)
     assert got["path"] == "/dev/stdin" and got["segments"] == as_file["segments"]
-    text = cli("diarize", "/dev/stdin", *args, input="hello\n")  # named by its path
+    text = cli("diarize", "/dev/stdin", *args, input="hello\n", env=none)  # named by its path
     assert text.returncode != 0 and "/dev/stdin: not audio" in text.stdout + text.stderr
     # the default gallery made with another encoder: diarized, not named, with a warning;
     # the same gallery given with --gallery is refused, as identify refuses it
@@ -650,11 +715,29 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
     proc = cli("diarize", str(tmp_path / "nan.wav"), "--model", "bundled", "--quiet")
     assert proc.returncode == 1 and "nan.wav\terror:" in proc.stdout, proc.stdout
     assert "NaN or infinite" in proc.stdout
-    # an RTTM that cannot be written is refused before any work
-    for bad in (tmp_path, tmp_path / "no-folder" / "x.rttm"):
-        proc = cli("diarize", str(good), "--model", "bundled", "--quiet", "--rttm", str(bad))
+    # an RTTM that cannot be written, or that would replace an input or the gallery, is
+    # refused before any work, and the file is left as it was
+    gallery = tmp_path / "g.sqlite"
+    with Gallery(gallery, "x") as g:
+        g.enroll("alice", np.ones((1, 4), np.float32) / 2, 3.0)
+    before = {p: p.read_bytes() for p in (good, gallery)}
+    env = {"WHICHVOICE_GALLERY": str(gallery)}
+    for bad in (tmp_path, tmp_path / "no-folder" / "x.rttm", Path("/proc/x.rttm"), good, gallery):
+        proc = cli("diarize", str(good), "--model", "bundled", "--quiet", "--rttm", str(bad),
+                   env=env)  # fmt: skip
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        assert "--rttm" in proc.stderr
+        assert "--rttm" in proc.stderr and proc.stdout == "", proc.stdout
+    assert {p: p.read_bytes() for p in before} == before
+    # a --gallery that does not exist is a typo, not "no one enrolled"
+    proc = cli("diarize", str(good), "--model", "bundled", "--gallery", str(tmp_path / "typo"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr, proc.stderr
+    # a reader that goes away (| head) stops the lines, not the RTTM
+    out = tmp_path / "piped.rttm"
+    proc = subprocess.run(f"{sys.executable} -m whichvoice diarize {good} {good} --model bundled "
+                          f"--quiet --rttm {out} | head -c 1", shell=True, capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=300)  # fmt: skip
+    assert out.is_file() and len(out.read_text().split("SPEAKER good")) > 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow

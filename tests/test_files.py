@@ -63,3 +63,11 @@ def test_homes_follow_the_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     assert cache_home() == tmp_path / "cache" / "whichvoice"
     monkeypatch.setenv("WHICHVOICE_CACHE", str(tmp_path / "mine"))
     assert cache_home() == tmp_path / "mine"
+
+
+def test_write_atomic_writes_a_name_as_long_as_a_name_may_be(tmp_path: Path) -> None:
+    """The temporary file's name adds 18 characters to the target's: a legal 250-character
+    name failed ("File name too long") after the work that made the data."""
+    target = tmp_path / ("r" * 245 + ".rttm")
+    write_atomic(target, b"x")
+    assert target.read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -5,9 +5,10 @@ Everything downstream of this module works on float32 mono waveforms at ``SAMPLE
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def read_audio(
     if isinstance(source, bytes | bytearray) and memory is None:
         opened = io.BytesIO(bytes(source))
     try:
-        with sf.SoundFile(opened, closefd=False) as f:
+        with soundfile_target(opened) as target, sf.SoundFile(target, closefd=False) as f:
             wave, rate = _decode_blocks(f, name, max_seconds)
     except (AudioDecodeError, AudioTooLongError):
         raise
@@ -206,6 +207,26 @@ def read_audio(
     if wave.shape[0] == 0:
         raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
     return wave, rate
+
+
+@contextlib.contextmanager
+def soundfile_target(source: object) -> Iterator[object]:
+    """What soundfile can open for ``source``: the source itself, or, for a path whose name
+    is not UTF-8 (a Latin-1 name on a Linux disk, held as surrogates), the file opened by
+    Python: soundfile encodes names to UTF-8 and would fail on it."""
+    if isinstance(source, str | os.PathLike):
+        try:
+            os.fspath(source).encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                f = open(source, "rb")  # noqa: SIM115 (closed below, after the yield)
+            except OSError:  # the caller's own reading says why
+                pass
+            else:
+                with f:
+                    yield f
+                return
+    yield source
 
 
 def _memory_file(data: bytes | bytearray) -> int | None:

@@ -59,6 +59,8 @@ import numpy as np
 
 from whichvoice import silero
 from whichvoice.audio import (
+    MAX_RATE,
+    MIN_RATE,
     MIN_SPEECH_S,
     SAMPLE_RATE,
     AudioSource,
@@ -69,6 +71,7 @@ from whichvoice.audio import (
     is_steady,
     read_audio,
     read_pipe,
+    soundfile_target,
     without_dc,
 )
 from whichvoice.audio import resample as resample_wave
@@ -253,14 +256,43 @@ class Diarization:
         }
 
     def to_rttm(self, uri: str | None = None) -> str:
-        """RTTM lines: ``SPEAKER uri 1 start duration <NA> <NA> speaker <NA> <NA>``."""
-        uri = uri or Path(self.path).stem or "audio"
-        uri = uri.replace(" ", "_")
+        """RTTM lines: ``SPEAKER uri 1 start duration <NA> <NA> speaker <NA> <NA>``. Every field
+        is free of white space (any, Unicode's too, and control characters become ``_``), and
+        two voices never share a label: a name that another one's becomes once made safe gets
+        a number (``Mary_Ann``, ``Mary_Ann-2``)."""
+        uri = rttm_field(uri or Path(self.path).stem or "audio")
+        speakers = list(dict.fromkeys(s.speaker for s in self.segments))
+        labels = dict(zip(speakers, unique_fields(speakers), strict=True))
         return "".join(
             f"SPEAKER {uri} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> "
-            f"{s.speaker.replace(' ', '_')} <NA> <NA>\n"
+            f"{labels[s.speaker]} <NA> <NA>\n"
             for s in self.segments
         )
+
+
+def rttm_field(text: str) -> str:
+    """``text`` as one RTTM field: white space and unprintable characters as ``_``."""
+    safe = "".join("_" if c.isspace() or not c.isprintable() else c for c in text)
+    return safe or "_"
+
+
+def unique_fields(names: list[str]) -> list[str]:
+    """Each of ``names`` (each a different thing, even where two names are equal) as an RTTM
+    field, no two the same: a field already given gets the first free number (``x``, ``x-2``),
+    never one that another name makes as it is."""
+    fields = [rttm_field(n) for n in names]
+    claimed = set(fields)
+    taken: set[str] = set()
+    out = []
+    for f in fields:
+        if f in taken:
+            k = 2
+            while f"{f}-{k}" in taken or f"{f}-{k}" in claimed:
+                k += 1
+            f = f"{f}-{k}"
+        taken.add(f)
+        out.append(f)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,33 +351,48 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
     import soundfile as sf
 
     if isinstance(source, (str, os.PathLike)):
-        try:
-            info = sf.info(str(source))
-        except (RuntimeError, sf.LibsndfileError, OSError):
-            info = None
-        if info is not None and info.frames > 0 and info.samplerate > 0:
-            duration = info.frames / info.samplerate
-            block = int(BLOCK_S * info.samplerate)
-            at = 0
-            pieces = sf.blocks(str(source), blocksize=block, dtype="float32", always_2d=True)
-            while True:
-                try:
-                    piece = next(pieces)
-                except StopIteration:
-                    return
-                except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as e:
+        with soundfile_target(source) as target:
+            try:
+                info = sf.info(target)
+            except (RuntimeError, sf.LibsndfileError, OSError, ValueError):
+                info = None
+            if info is not None and info.frames > 0 and info.samplerate > 0:
+                if not MIN_RATE <= info.samplerate <= MAX_RATE:  # as read_audio refuses it
                     raise AudioDecodeError(
-                        f"{describe_source(source)}: cannot be decoded past "
-                        f"{at / info.samplerate:.1f} s ({e})"
-                    ) from e
-                check_finite(piece, describe_source(source))
-                # each block less its own baseline (read_audio takes the whole file's)
-                yield (resample_wave(without_dc(piece.mean(axis=1)), info.samplerate,
-                                     SAMPLE_RATE),
-                       at / info.samplerate, duration)  # fmt: skip
-                at += piece.shape[0]
+                        f"{describe_source(source)}: a sample rate of {info.samplerate} Hz "
+                        f"is not audio ({MIN_RATE}-{MAX_RATE} Hz are accepted)"
+                    )
+                if hasattr(target, "seek"):
+                    target.seek(0)
+                yield from _pieces(source, target, info)
+                return
     wave, rate = read_audio(source)
     yield resample_wave(wave, rate, SAMPLE_RATE), 0.0, wave.shape[0] / rate
+
+
+def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndarray, float, float]]:
+    """``_blocks`` of a file soundfile reads in pieces (``info``: its header)."""
+    import soundfile as sf
+
+    duration = info.frames / info.samplerate
+    block = int(BLOCK_S * info.samplerate)
+    at = 0
+    pieces = sf.blocks(target, blocksize=block, dtype="float32", always_2d=True)
+    while True:
+        try:
+            piece = next(pieces)
+        except StopIteration:
+            return
+        except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as e:
+            raise AudioDecodeError(
+                f"{describe_source(source)}: cannot be decoded past "
+                f"{at / info.samplerate:.1f} s ({e})"
+            ) from e
+        check_finite(piece, describe_source(source))
+        # each block less its own baseline (read_audio takes the whole file's)
+        yield (resample_wave(without_dc(piece.mean(axis=1)), info.samplerate, SAMPLE_RATE),
+               at / info.samplerate, duration)  # fmt: skip
+        at += piece.shape[0]
 
 
 @dataclass
@@ -1185,20 +1232,20 @@ def from_windows(
     if counted and len(speakers) < cfg.num_speakers:
         log.warning("%s: %d voices asked for, %d found: too little speech for more",
                     name, cfg.num_speakers, len(speakers))  # fmt: skip
+    elif cfg.num_speakers is None and segments and len(speakers) < cfg.min_speakers:
+        log.warning("%s: at least %d voices asked for, %d found: too little speech for more",
+                    name, cfg.min_speakers, len(speakers))  # fmt: skip
     return Diarization(name, duration, segments, speakers, settings)
 
 
 def write_rttm(path: str | os.PathLike, results: list[Diarization]) -> None:
     """Every result's RTTM lines into one file (a path or URL), written whole: each
-    recording's uri is its file's stem, made unique with a number where two share one."""
+    recording's uri is its file's stem, made unique with a number where two share one
+    (``unique_fields``)."""
     from whichvoice import storage
 
-    seen: dict[str, int] = {}
-    lines = []
-    for r in results:
-        uri = (Path(r.path).stem or "audio").replace(" ", "_")
-        seen[uri] = seen.get(uri, 0) + 1
-        lines.append(r.to_rttm(uri if seen[uri] == 1 else f"{uri}-{seen[uri]}"))
+    uris = unique_fields([Path(r.path).stem or "audio" for r in results])
+    lines = [r.to_rttm(uri) for r, uri in zip(results, uris, strict=True)]
     storage.write_bytes(path, "".join(lines).encode())
 
 

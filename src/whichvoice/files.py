@@ -23,6 +23,8 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    if len(os.fsencode(tmp.name)) > 255:  # a long name (the most a name may be) -> a short one
+        tmp = path.with_name(f".{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from whichvoice import storage
 from whichvoice.cli.common import LOCATION, FiniteRange, app, gallery_option, setup_logging, shown
 from whichvoice.cli.gallery import _gallery, _gallery_encoder, _inputs, _model_option
 from whichvoice.errors import WhichvoiceError
@@ -70,14 +73,19 @@ def diarize_cmd(
     from tqdm import tqdm
 
     from whichvoice.diarize import DiarizeConfig, diarize, write_rttm
+    from whichvoice.gallery import default_gallery_path
 
     if num_speakers is not None and (min_speakers != 1 or max_speakers is not None):
         raise click.UsageError("--num-speakers goes without --min-speakers and --max-speakers")
     if num_speakers is not None and threshold is not None:  # the count decides, not a distance
         raise click.UsageError("--num-speakers goes without --threshold")
     paths = _inputs(files)
+    if gallery is not None and not storage.is_url(gallery) and not Path(gallery).exists():
+        raise WhichvoiceError(f"--gallery {gallery}: no such file")  # a typo names no one
     if rttm is not None:
-        _check_output(rttm)  # before any work: an RTTM that cannot be written loses nothing
+        # before any work: an RTTM that cannot be written, or would replace an input or the
+        # gallery, loses nothing
+        _check_output(rttm, [*paths, gallery or default_gallery_path()])
     encoder, opened = _encoder_and_gallery(model, gallery)
     cfg = DiarizeConfig(
         threshold=threshold,
@@ -88,8 +96,25 @@ def diarize_cmd(
         overlap=overlap,  # None: the encoder's dev choice
     ).check()
     results, failed = [], 0
+    reader_gone = False
+
+    def say(line: str) -> None:
+        """One line out; a reader that went away (`| head`) stops the lines, not the work:
+        the RTTM is still written."""
+        nonlocal reader_gone
+        if reader_gone:
+            return
+        try:
+            click.echo(line)
+        except BrokenPipeError:
+            reader_gone = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
     with opened as g:
         named = g if g is not None and g.voices() else None
+        if g is not None and named is None and gallery is not None:
+            click.echo(f"warning: {shown(gallery)}: no voices enrolled; no voice is named",
+                       err=True)  # fmt: skip
         for path in paths:
             bar = tqdm(total=None, unit="s", unit_scale=True, desc=Path(str(path)).name,
                        disable=True if quiet else None,  # None: on a terminal only
@@ -104,19 +129,19 @@ def diarize_cmd(
                 result = diarize(path, encoder, gallery=named, config=cfg, progress=progress)
             except WhichvoiceError as e:
                 failed += 1
-                click.echo(json.dumps({"path": str(path), "error": str(e)}) if as_json
+                say(json.dumps({"path": str(path), "error": str(e)}) if as_json
                            else f"{shown(path)}\terror: {shown(e)}")  # fmt: skip
                 continue
             finally:
                 bar.close()
             results.append(result)
             if as_json:
-                click.echo(json.dumps(result.to_dict()))
+                say(json.dumps(result.to_dict()))
                 continue
             if not result.segments:
-                click.echo(f"{shown(path)}\tno speech")
+                say(f"{shown(path)}\tno speech")
             for s in result.segments:
-                click.echo(f"{shown(path)}\t{s.start:.2f}\t{s.end:.2f}\t{s.speaker}\t{s.score:.3f}"
+                say(f"{shown(path)}\t{s.start:.2f}\t{s.end:.2f}\t{s.speaker}\t{s.score:.3f}"
                            + ("\toverlap" if s.overlap else ""))  # fmt: skip
     if rttm is not None and not results:  # every file failed: an RTTM there is kept
         click.echo(f"warning: --rttm {shown(rttm)} not written: no file was diarized", err=True)
@@ -125,6 +150,10 @@ def diarize_cmd(
             write_rttm(rttm, results)
         except (OSError, StorageError) as e:
             raise WhichvoiceError(f"{rttm}: cannot write the RTTM ({e})") from e
+    if reader_gone:
+        from whichvoice.cli import EXIT_BROKEN_PIPE
+
+        sys.exit(EXIT_BROKEN_PIPE)
     if failed:
         sys.exit(1)
 
@@ -133,8 +162,6 @@ def _encoder_and_gallery(model, gallery: Path | None):
     """The encoder and the gallery to name voices from (a context manager). The default
     gallery (no --gallery) made with another encoder than --model's names no one, with a
     warning: naming is optional here, where identify cannot answer without it."""
-    import contextlib
-
     from whichvoice.gallery import GalleryModelError
     from whichvoice.verification import load_encoder
 
@@ -152,8 +179,11 @@ def _encoder_and_gallery(model, gallery: Path | None):
         return load_encoder(model), contextlib.nullcontext(None)
 
 
-def _check_output(path: Path | str) -> None:
-    """WhichvoiceError when ``path`` (local) is a folder or its folder does not exist."""
+def _check_output(path: Path | str, keep: list) -> None:
+    """WhichvoiceError when ``path`` (local) is a folder, is one of ``keep`` (the inputs, the
+    gallery: the RTTM would replace it), or its folder does not exist or cannot be written."""
+    import tempfile
+
     from whichvoice import storage
 
     if storage.is_url(path):
@@ -163,3 +193,19 @@ def _check_output(path: Path | str) -> None:
         raise WhichvoiceError(f"--rttm {path}: is a folder; give a file name")
     if not path.parent.is_dir():
         raise WhichvoiceError(f"--rttm {path}: no folder {path.parent} to write it in")
+    for other in keep:
+        if storage.is_url(other):
+            continue
+        with contextlib.suppress(OSError):
+            if path.exists() and Path(other).exists() and path.samefile(other):
+                raise WhichvoiceError(
+                    f"--rttm {path}: is {shown(other)}, which this command reads; "
+                    "give another file name"
+                )
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise WhichvoiceError(
+            f"--rttm {path}: cannot write in {path.parent} ({e.strerror or e})"
+        ) from e
