@@ -145,7 +145,7 @@ classifier: setup
 classifier-int8: setup
 	.venv/bin/python -m whichvoice synth $(BENCH_WORK)/int8-calibration --voices default8 \
 	  --sentences 12 --assign all --quiet
-	.venv/bin/python -m whichvoice export src/whichvoice/data/classifier \
+	.venv/bin/python -m whichvoice export src/whichvoice/data/classifier --overwrite \
 	  --onnx src/whichvoice/data/classifier/model.int8.onnx --int8 \
 	  --calibration $(BENCH_WORK)/int8-calibration/audio
 

@@ -72,6 +72,11 @@ def test_synth_text_into_one_file_or_a_corpus(cli, tmp_path: Path) -> None:
     )
     assert one.returncode == 0, one.stderr
     assert (tmp_path / "a.wav").read_bytes()[:4] == b"RIFF"
+    # the file is there now: replaced only with --overwrite (it was replaced without a word)
+    args = ("synth", str(tmp_path / "a.wav"), "--text", "Bye.", "--voices", "flite:kal16")
+    again = cli(*args)
+    assert again.returncode == 2 and "exists; --overwrite" in again.stderr, again.stderr
+    assert cli(*args, "--overwrite").returncode == 0
     many = cli("synth", str(tmp_path / "b.mp3"), "--text", "Good morning.")  # default8: 8 voices
     assert many.returncode == 2 and "takes one voice id" in many.stderr
     assert not (tmp_path / "b.mp3").exists()

@@ -117,6 +117,19 @@ def test_cli_evaluate_on_a_labels_csv(
                   str(tmp_path / "gap"), "--json")  # fmt: skip
     assert partial.returncode == 1 and json.loads(partial.stdout)["errors"] == 1
     assert (tmp_path / "gap" / "report.md").is_file()
+    # a path holding a newline, quoted as the csv module writes it (predict read it; evaluate
+    # split the line)
+    import csv as csv_module
+    import shutil
+
+    odd = tmp_path / "new\nline.mp3"
+    shutil.copyfile(small_corpus / clips[0].path, odd)
+    quoted = tmp_path / "quoted.csv"
+    with quoted.open("w", newline="") as f:
+        csv_module.writer(f).writerows([("path", "voice"), (str(odd), clips[0].voice)])
+    proc = cli("evaluate", str(trained_run), "--labels", str(quoted), "--report",
+               str(tmp_path / "quoted"), "--json")  # fmt: skip
+    assert proc.returncode == 0 and json.loads(proc.stdout)["files"] == 1, proc.stdout + proc.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("only-one-column\n")
     proc = cli("evaluate", str(trained_run), "--labels", str(bad))
@@ -197,3 +210,22 @@ def test_evaluate_says_when_a_corpus_reads_sentences_the_run_trained_on(
     assert f"warning: {expected} of the" in proc.stderr and "not held out" in proc.stderr
     metrics = json.loads((tmp_path / "rep" / "evaluation.json").read_text())
     assert metrics["trained_sentence_files"] == expected
+
+
+@pytest.mark.slow
+def test_an_evaluation_stopped_under_conditions_leaves_no_report_folder(
+    trained_run: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the conditions' copies are scored left an empty report folder (only the
+    first pass cleaned up after itself)."""
+    import whichvoice.evaluate as ev
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "condition_accuracy", stopped)
+    report = tmp_path / "report"
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate(trained_run, corpus=small_corpus, report_dir=report, conditions=["clean"],
+                    progress=False)  # fmt: skip
+    assert not report.exists()

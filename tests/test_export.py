@@ -50,9 +50,11 @@ def run_copy(trained_run: Path, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_onnx_backend_matches_torch_on_real_clips(run_copy: Path, small_corpus: Path) -> None:
     torch_model = load_model(run_copy)
+    (run_copy / "model.onnx").write_bytes(b"the user's own export")  # the name export suggests
     onnx_model = load_model(run_copy, backend="onnx")
     assert isinstance(onnx_model, OnnxVoiceModel)
-    assert onnx_model.onnx_path == run_copy / "model.onnx"
+    assert onnx_model.onnx_path == run_copy / "model.network.onnx"
+    assert (run_copy / "model.onnx").read_bytes() == b"the user's own export"  # never replaced
     assert onnx_model.has_embedding and onnx_model.labels == torch_model.labels
     clips = clips_of(small_corpus)
     assert_backends_match(torch_model, onnx_model, clips)
@@ -153,6 +155,23 @@ def test_cli_export(cli, trained_run: Path, tmp_path: Path) -> None:
     # "max |onnx - torch|: log_probs 1.2e-06, embeddings 3.4e-07"
     values = [float(part.split()[-1]) for part in diff.split(":", 1)[1].split(",")]
     assert len(values) == 2 and max(values) < TOLERANCE
+    # a file already there is replaced only with --overwrite, refused before any work
+    before = out.read_bytes()
+    again = cli("export", str(trained_run), "--onnx", str(out))
+    assert again.returncode == 2 and "exists; --overwrite" in again.stderr, again.stderr
+    assert out.read_bytes() == before
+    cli("export", str(trained_run), "--onnx", str(out), "--overwrite", check=True)
+    # a folder that cannot be written is said before the export
+    bad = cli("export", str(trained_run), "--onnx", "/proc/x.onnx")
+    assert bad.returncode == 2 and "cannot write" in bad.stderr and "tmp" not in bad.stderr
+    # a run without its weights: one line, as evaluate says it (it was a traceback)
+    broken = tmp_path / "no-weights"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((trained_run / "config.json").read_bytes())
+    for args in (("predict", str(broken), str(out)), ("export", str(broken), "--onnx", "y.onnx")):
+        proc = cli(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "model.safetensors missing" in proc.stderr
 
 
 def test_cli_export_of_a_bad_run(cli, tmp_path: Path) -> None:

@@ -251,6 +251,17 @@ def test_misuse_is_one_line(cli, small_corpus: Path, trained_run: Path, tmp_path
         (["prepare", str(small_corpus), str(blocker / "prep")], "cannot write"),
         (
             [
+                "train",
+                str(Path(json.loads((trained_run / "config.json").read_text())["data"])),
+                "--out",
+                str(tmp_path / "r"),
+                "--window",
+                "1.5",
+            ],
+            "is a prepared dataset",  # its windows are set: --window was ignored
+        ),
+        (
+            [
                 "evaluate",
                 str(trained_run),
                 "--corpus",
@@ -490,3 +501,39 @@ def test_no_cmn_is_recorded_and_shares_the_prepared_data(
     assert json.loads((tmp_path / "on" / "config.json").read_text())["features"]["cmn"] is True
     # the stored windows do not depend on it: at most one prepared copy was added for both
     assert len(set((small_corpus / "prepared").iterdir()) - cached) <= 1
+
+
+@pytest.mark.slow
+def test_resume_refuses_other_data_and_mends_a_cut_log(
+    small_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An interrupted run resumed on another corpus went on under the other voices' labels;
+    a line of the epoch log cut short (a kill, a full disk) stopped the resume with a raw
+    JSONDecodeError; a damaged cached dataset stopped every later train with a raw error."""
+    from whichvoice.train import TrainError
+
+    run = tmp_path / "r"
+    train(small_corpus, run, TrainConfig(epochs=2, batch_size=16), progress=False)
+    (run / "metrics.json").unlink()  # as a kill before the end leaves it
+    other = tmp_path / "other"  # the same clips less one voice: other labels
+    shutil.copytree(small_corpus, other, ignore=shutil.ignore_patterns("prepared"))
+    lines = (other / "manifest.jsonl").read_text().splitlines()
+    kept = [line for line in lines if json.loads(line)["voice"] != "flite:slt"]
+    assert 0 < len(kept) < len(lines)
+    (other / "manifest.jsonl").write_text("".join(line + "\n" for line in kept))
+    config = (run / "config.json").read_bytes()
+    with pytest.raises(TrainError, match="trained on other data"):
+        train(other, run, TrainConfig(), resume=True, progress=False)
+    assert (run / "config.json").read_bytes() == config
+    with (run / "epochs.jsonl").open("a") as f:
+        f.write('{"epoch": 3, "lo')
+    train(small_corpus, run, TrainConfig(), resume=True, progress=False)
+    epochs = [json.loads(x)["epoch"] for x in (run / "epochs.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2] and (run / "metrics.json").is_file()
+    # a cached dataset cut short is prepared again, with a warning
+    train(other, tmp_path / "o1", TrainConfig(epochs=1, batch_size=16), progress=False)
+    (x,) = (other / "prepared").glob("*/train_x.npy")
+    x.write_bytes(x.read_bytes()[:2000])
+    with caplog.at_level("WARNING"):
+        train(other, tmp_path / "o2", TrainConfig(epochs=1, batch_size=16), progress=False)
+    assert "damaged prepared data" in caplog.text and "preparing it again" in caplog.text

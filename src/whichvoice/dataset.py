@@ -362,9 +362,9 @@ class Prepared:
     clip_labels: np.ndarray | None = None
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(x float16 (n, *stored_shape), y int64 (n,), clip row int64 (n,)) of one split."""
-        load = lambda name: np.load(self.root / f"{split}_{name}.npy", mmap_mode="r")  # noqa: E731
-        x, y, clip = load("x"), load("y"), load("clip")
+        """(x float16 (n, *stored_shape), y int64 (n,), clip row int64 (n,)) of one split.
+        DatasetError naming the folder when an array is missing or damaged."""
+        x, y, clip = (self._load(f"{split}_{name}.npy") for name in ("x", "y", "clip"))
         if self.clip_labels is not None:
             y = self.clip_labels[np.asarray(clip)]
         return x, y, clip
@@ -386,7 +386,24 @@ class Prepared:
         path = self.root / "train_xmp3.npy"
         if not path.exists():
             return None
-        return np.load(self.root / "train_mp3_index.npy"), np.load(path, mmap_mode="r")
+        return self._load("train_mp3_index.npy"), self._load("train_xmp3.npy")
+
+    def _load(self, name: str) -> np.ndarray:
+        try:
+            return np.load(self.root / name, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as e:  # cut short, or not an array
+            raise DatasetError(
+                f"{self.root}: damaged prepared data ({name}: {e}); remove the folder and it is "
+                "prepared again from its corpus"
+            ) from e
+
+    def check(self) -> Prepared:
+        """Self, once every array opens (DatasetError otherwise)."""
+        for split in ("train", "val", "test"):
+            if (self.root / f"{split}_x.npy").exists():
+                self.arrays(split)
+        self.mp3_copies()
+        return self
 
 
 def open_prepared(path: str | os.PathLike) -> Prepared:
@@ -410,7 +427,11 @@ def ensure_prepared(
         return open_prepared(source)
     load_corpus(source)  # a clear error when it is neither
     target = cache_dir(source, cfg)
-    if not (target / DATASET_JSON).is_file():
-        log.info("preparing %s -> %s", source, target)
-        prepare(source, target, cfg, progress=progress)
+    if (target / DATASET_JSON).is_file():
+        try:
+            return open_prepared(target).check()
+        except DatasetError as e:  # a cache: made again rather than refused
+            log.warning("%s; preparing it again", e)
+    log.info("preparing %s -> %s", source, target)
+    prepare(source, target, cfg, progress=progress)
     return open_prepared(target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -141,7 +142,7 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
     base = os.fspath(csv_path).rsplit("/", 1)[0] if remote else Path(csv_path).parent
     files = []
     try:
-        rows = list(label_rows(csv.reader(text.splitlines()), csv_path))
+        rows = list(label_rows(csv.reader(io.StringIO(text, newline="")), csv_path))
     except (BatchInputError, csv.Error) as e:
         raise DatasetError(str(e)) from None
     for where, given, named in rows:
@@ -375,11 +376,34 @@ def evaluate(
     made = not Path(report_dir).exists()
     out = ensure_dir(Path(report_dir), "report")  # once the inputs are good, before scoring
     try:
-        truth, pred, errors, window_hits, windows = _score(model, files, progress)
+        metrics = _measure(model, run, files, corpus, labels_csv, split, conditions, progress)
     except BaseException:  # interrupted or failed: a folder made for nothing goes again
         if made and not any(out.iterdir()):
             out.rmdir()
         raise
+    plot_confusion(np.asarray(metrics["confusion"]), metrics["voices"], out / CONFUSION_PNG)
+    write_atomic(out / REPORT, _report(metrics, CONFUSION_PNG).encode())
+    metrics["report"] = str(out / REPORT)
+    write_json(out / EVALUATION, metrics)
+    if out.resolve() == Path(run).resolve():  # the run's own report
+        metrics_path = Path(run) / METRICS
+        saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        write_json(metrics_path, {**saved, "evaluation": metrics})
+    return metrics
+
+
+def _measure(
+    model: VoiceModel,
+    run: str | os.PathLike,
+    files: list,
+    corpus: str | os.PathLike | None,
+    labels_csv: str | os.PathLike | None,
+    split: str,
+    conditions: list[str] | None,
+    progress: bool,
+) -> dict:
+    """``evaluate``'s metrics: every file scored, then each condition's copies."""
+    truth, pred, errors, window_hits, windows = _score(model, files, progress)
     if not truth:
         raise WhichvoiceError(f"{none_of(len(files), 'file')} could be read: {errors[0]}")
     voices = model.labels + sorted(set(truth) - set(model.labels))
@@ -403,14 +427,6 @@ def evaluate(
         metrics["trained_sentence_files"] = overlap[0]  # figures that are not held out
     if conditions:
         metrics["conditions"] = condition_accuracy(model, files, conditions, progress=progress)
-    plot_confusion(matrix, voices, out / CONFUSION_PNG)
-    write_atomic(out / REPORT, _report(metrics, CONFUSION_PNG).encode())
-    metrics["report"] = str(out / REPORT)
-    write_json(out / EVALUATION, metrics)
-    if out.resolve() == Path(run).resolve():  # the run's own report
-        metrics_path = Path(run) / METRICS
-        saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        write_json(metrics_path, {**saved, "evaluation": metrics})
     return metrics
 
 

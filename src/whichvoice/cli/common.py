@@ -89,6 +89,22 @@ def setup_train_logging(quiet: bool) -> None:
             lg.propagate = False
 
 
+def check_new_file(path: Path | str, option: str, overwrite: bool) -> None:
+    """Before any work: a local output file that exists is replaced only with --overwrite (a
+    folder never), and its folder must be writable (UsageError or OutputError, one line)."""
+    from whichvoice import storage
+    from whichvoice.files import ensure_dir
+
+    if storage.is_url(path):
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise click.UsageError(f"{option} {path}: is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise click.UsageError(f"{option} {path}: exists; --overwrite to replace it")
+    ensure_dir(path.parent, "file")
+
+
 def feature_config(features: str | None, model: str, window: float | None):
     from whichvoice.features import FeatureConfig
     from whichvoice.models import model_spec

@@ -14,6 +14,7 @@ from whichvoice.cli.common import (
     LOCATION,
     FiniteRange,
     app,
+    check_new_file,
     feature_config,
     setup_logging,
 )
@@ -187,12 +188,14 @@ def synthesize(
     help="Speak this one phrase instead of --sentences: into OUT as one file when OUT ends "
     "in .mp3 or .wav (--voices then names one voice), else as a corpus every voice reads.",
 )
+@click.option("--overwrite", is_flag=True, help="With --text into a file: replace it if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def synth_cmd(
     out: Path,
     voices: str,
     sentences: str,
     text: str | None,
+    overwrite: bool,
     assign: str,
     per_voice: int,
     fmt: str,
@@ -213,8 +216,11 @@ def synth_cmd(
 
     suffix = Path(str(out)).suffix.lower()
     if text is not None and suffix in (".mp3", ".wav"):
+        check_new_file(out, "OUT", overwrite)  # before the engine runs
         _say_into(out, text, voices, polly_engine, quiet)
         return
+    if overwrite:
+        raise click.UsageError("--overwrite goes with --text into a .mp3 or .wav file")
     if suffix in AUDIO_SUFFIXES:  # a corpus folder named like a file is never what was meant
         why = ("one phrase goes into a .mp3 or .wav file" if text is not None
                else "it names a file: --text PHRASE speaks one into it")  # fmt: skip

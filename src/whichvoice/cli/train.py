@@ -13,6 +13,7 @@ from whichvoice.cli.common import (
     LOCATION,
     FiniteRange,
     app,
+    check_new_file,
     feature_config,
     model_choice,
     print_table,
@@ -160,11 +161,14 @@ def train_cmd(
         cmn=cmn,
         target=target,
     )
-    feats = (
-        None
-        if storage.exists(storage.join(source, "dataset.json"))
-        else feature_config(features, model, window)
-    )
+    prepared = storage.exists(storage.join(source, "dataset.json"))
+    if prepared and (features is not None or window is not None):
+        given = " and ".join(o for o, v in (("--features", features), ("--window", window)) if v)
+        raise click.UsageError(
+            f"{given}: {source} is a prepared dataset, whose features are set; give the corpus "
+            "to train with other features (or `whichvoice prepare` it with them)"
+        )
+    feats = None if prepared else feature_config(features, model, window)
     run = train(
         source, out, cfg, features=feats, resume=resume, overwrite=overwrite, progress=not quiet
     )
@@ -303,17 +307,25 @@ def _training_corpus(run: Path | str) -> Path | str:
     help="With --int8: audio files or folders (or s3:// prefixes) of the voices the model "
     "will score; its activation ranges are measured on them (repeatable).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace the ONNX file if it exists.")
 def export_cmd(
-    run: Path, onnx_out: Path, opset: int, int8: bool, calibration: tuple[Path, ...]
+    run: Path,
+    onnx_out: Path,
+    opset: int,
+    int8: bool,
+    calibration: tuple[Path, ...],
+    overwrite: bool,
 ) -> None:
     """Export a trained run to ONNX; print the file and its largest difference from torch
-    (with --int8: how often its answer per window agrees with torch's)."""
+    (with --int8: how often its answer per window agrees with torch's). An existing file is
+    replaced only with --overwrite."""
     setup_logging(True)
     from whichvoice.export import export_onnx
     from whichvoice.runtime import check_export, load_model
 
     if calibration and not int8:
         raise click.UsageError("--calibration goes with --int8")
+    check_new_file(onnx_out, "--onnx", overwrite)
     if int8:
         _export_int8(run, onnx_out, opset, calibration)
         return

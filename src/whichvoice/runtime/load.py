@@ -56,8 +56,9 @@ def load_model(
     (``default8`` voices).
 
     ``backend``: "torch", or "onnx" to score with onnxruntime (``pip install
-    'whichvoice[onnx]'``) on the run's export: ``onnx_path``, else a cache (``RUN/model.onnx``,
-    or a user folder for the bundled encoder) exported again when the run changed.
+    'whichvoice[onnx]'``) on the run's export: ``onnx_path``, else a cache
+    (``RUN/model.network.onnx``, or a user folder for the bundled encoder) exported again when
+    the run changed.
     ``threads``: onnxruntime's intra-op threads, default ``torch.get_num_threads()``.
     "onnx-int8": the run's network quantised to int8, ``RUN/model.int8.onnx`` (made by
     ``whichvoice export RUN --onnx RUN/model.int8.onnx --int8``; shipped with the bundled
@@ -103,8 +104,9 @@ def _load_torch(root: Path, device: str) -> VoiceModel:
     try:
         config = json.loads((root / "config.json").read_text())
         state = load_file(str(root / "model.safetensors"), device=device)
-    except FileNotFoundError as e:
-        raise ModelLoadError(f"{root}: not a trained run ({Path(e.filename).name} missing)") from e
+    except FileNotFoundError as e:  # safetensors' own error names no file
+        missing = Path(e.filename).name if e.filename else "model.safetensors"
+        raise ModelLoadError(f"{root}: not a trained run ({missing} missing)") from e
     except Exception as e:  # safetensors raises its own error type for damaged files
         raise ModelLoadError(f"{root}: cannot load the model ({e})") from e
     try:

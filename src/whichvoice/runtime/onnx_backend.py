@@ -114,16 +114,20 @@ def session_metadata(session) -> dict[str, str]:
     return {k: v for k, v in meta.items() if k.startswith(META_PREFIX)}
 
 
+CACHE_FILE = "model.network.onnx"  # in a run: the network alone, exported for the onnx backend
+
+
 def cache_path(model: VoiceModel) -> Path:
     """Where ``load_model(run, backend="onnx")`` keeps a run's export (the network alone):
-    ``RUN/model.onnx``; for a run shipped in the package (the bundled encoder) or a read-only
-    one, a user folder: ``$XDG_DATA_HOME/whichvoice/onnx/<model>-<digest>.onnx``."""
+    ``RUN/model.network.onnx`` (never ``RUN/model.onnx``, the name a user gives ``export``);
+    for a run shipped in the package (the bundled encoder) or a read-only one, a user folder:
+    ``$XDG_DATA_HOME/whichvoice/onnx/<model>-<digest>.onnx``."""
     import whichvoice
 
     package = Path(whichvoice.__file__).resolve().parent
     root = model.root.resolve()
     if not root.is_relative_to(package) and os.access(root, os.W_OK):
-        return root / "model.onnx"
+        return root / CACHE_FILE
     return data_home() / "onnx" / f"{model.config['model']}-{weights_digest(root)[:16]}.onnx"
 
 

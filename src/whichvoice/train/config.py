@@ -25,6 +25,7 @@ RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, EPOCHS, METRICS)  # any of them: the f
 # demo's own report, a recipe's calibration; none of it describes a new run trained there
 DERIVED_FILES = (
     "model.onnx",
+    "model.network.onnx",
     "model.int8.onnx",
     "openset.json",
     "engine",

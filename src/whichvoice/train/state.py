@@ -4,6 +4,7 @@ from the checkpoint of an interrupted run."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -172,6 +173,7 @@ def _restore(state: RunState, plan: Plan) -> None:
     """Load the checkpoint into ``state``: weights, optimizer, the next epoch, the best score and
     the epochs since it; rank 0 trims the epoch log to the checkpointed epoch."""
     out = plan.out
+    _check_same_data(plan)
     try:
         saved = torch.load(out / CHECKPOINT, weights_only=True, map_location=plan.device)
         state.model.load_state_dict(saved["model"])
@@ -187,10 +189,38 @@ def _restore(state: RunState, plan: Plan) -> None:
         # log line leaves the line out; one from a later, lost epoch cannot exist
         log_path = out / EPOCHS
         lines = log_path.read_text().splitlines() if log_path.exists() else []
-        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < state.epoch]
+        kept = [ln for ln in lines if (row := _epoch_row(ln)) is not None and row < state.epoch]
         kept.append(saved["row"])
         write_atomic(log_path, "".join(line + "\n" for line in kept).encode())
         log.info("resuming %s at epoch %d", out, state.epoch + 1)
+
+
+def _epoch_row(line: str) -> int | None:
+    """The epoch a line of the epoch log records; None for a line a kill or a full disk cut
+    short (the checkpoint's own row replaces what it held)."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_same_data(plan: Plan) -> None:
+    """TrainError when the data given to resume a run is not the data it was trained on
+    (other voices, or other clips: the prepared data's name holds its content's hash): the
+    run would go on under other labels."""
+    try:
+        saved = json.loads((plan.out / CONFIG).read_text())
+        labels, data = list(saved["labels"]), Path(saved["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # resumed() refused a damaged config.json already
+    if labels != list(plan.data.labels) or data.name != plan.data.root.name:
+        source = plan.job.source
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            source = json.loads((data / "dataset.json").read_text())["corpus"]
+        raise TrainError(
+            f"{plan.out}: trained on other data ({source}, {len(labels)} voices), not "
+            f"{plan.job.source}: resume it with its own corpus, or train a new run"
+        )
 
 
 def head_keys(model: str, input_shape: tuple[int, ...], n_classes: int) -> set[str]:
