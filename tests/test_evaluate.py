@@ -130,6 +130,8 @@ def test_cli_evaluate_on_a_labels_csv(
     proc = cli("evaluate", str(trained_run), "--labels", str(quoted), "--report",
                str(tmp_path / "quoted"), "--json")  # fmt: skip
     assert proc.returncode == 0 and json.loads(proc.stdout)["files"] == 1, proc.stdout + proc.stderr
+    split = cli("evaluate", str(trained_run), "--labels", str(csv), "--split", "val")
+    assert split.returncode == 2 and "--split goes with a corpus" in split.stderr  # was ignored
     bad = tmp_path / "bad.csv"
     bad.write_text("only-one-column\n")
     proc = cli("evaluate", str(trained_run), "--labels", str(bad))

@@ -537,3 +537,11 @@ def test_resume_refuses_other_data_and_mends_a_cut_log(
     with caplog.at_level("WARNING"):
         train(other, tmp_path / "o2", TrainConfig(epochs=1, batch_size=16), progress=False)
     assert "damaged prepared data" in caplog.text and "preparing it again" in caplog.text
+
+
+def test_default_or_none_in_a_list_of_augmentations_is_said_so() -> None:
+    from whichvoice.train import TrainError
+    from whichvoice.train.config import augment_config
+
+    with pytest.raises(TrainError, match="none stands alone; a list names parts: noise"):
+        augment_config("none,noise", True)  # it said "unknown augmentation none; valid: none"

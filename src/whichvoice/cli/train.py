@@ -227,6 +227,11 @@ def evaluate_cmd(
     wanted = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else None
     if wanted == ["all"]:
         wanted = list(CONDITIONS)
+    if labels_csv is not None and click.get_current_context().get_parameter_source("split") not in (
+        click.core.ParameterSource.DEFAULT,
+        None,
+    ):
+        raise click.UsageError("--split goes with a corpus (a labels CSV is scored whole)")
     if corpus is None and labels_csv is None:
         corpus = _training_corpus(run)
     metrics = evaluate(

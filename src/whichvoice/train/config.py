@@ -90,6 +90,11 @@ def augment_config(spec: str | None, model_default: bool) -> AugmentConfig:
         return full
     parts = {p.strip() for p in spec.split(",") if p.strip()}
     unknown = parts - set(AUGMENT_PARTS)
+    if unknown & {"default", "none"}:
+        raise TrainError(
+            f"--augment {spec}: {' and '.join(sorted(unknown & {'default', 'none'}))} stands "
+            f"alone; a list names parts: {', '.join(AUGMENT_PARTS)}"
+        )
     if unknown:
         raise TrainError(
             f"unknown augmentation {', '.join(sorted(unknown))}; valid: default, none, "
