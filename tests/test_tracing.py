@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +303,25 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert "C=0.1," in json.loads((head / "engine.json").read_text())["fitted"]["regression"]
     bad_c = run_cli("trace-fit", str(corpus), "--out", str(tmp_path / "x"), "--c", "0")
     assert bad_c.returncode == 2 and "Traceback" not in bad_c.stderr
+    # a head already in --out is replaced only with --overwrite, and an --out that cannot
+    # hold one is refused, both before any work (it was found after the fit)
+    before = (head / "engine.json").read_bytes()
+    (tmp_path / "a-file").write_text("mine")
+    for out, needle in [(head, "--overwrite to replace it"), (tmp_path / "a-file", "is a file"),
+                        (Path("/proc/head"), "cannot write")]:  # fmt: skip
+        again = run_cli("trace-fit", str(corpus), "--out", str(out), "--model", "bundled")
+        assert again.returncode == 2 and needle in again.stderr, again.stderr
+    assert (head / "engine.json").read_bytes() == before
+    assert (tmp_path / "a-file").read_text() == "mine"
+    # a clip that cannot be read is named and left out: the head is written, exit 1
+    broken = tmp_path / "broken"
+    shutil.copytree(corpus, broken)
+    first = json.loads((broken / "manifest.jsonl").read_text().splitlines()[0])["path"]
+    (broken / first).write_bytes(b"garbage")
+    part = run_cli("trace-fit", str(broken), "--out", str(tmp_path / "h2"), "--model", "bundled",
+                   "--no-augment", "--no-fingerprint", "--quiet")  # fmt: skip
+    assert part.returncode == 1 and "1 clip(s) left out" in part.stderr, part.stderr
+    assert Path(first).name in part.stderr and (tmp_path / "h2" / "engine.json").is_file()
     clip = trace_clips["pico:en-GB"][0]
     out = run_cli("trace", str(clip), "--head", str(head), "--json", check=True)
     answer = json.loads(out.stdout)
@@ -427,3 +447,42 @@ def test_embed_and_trace_reads_each_file_once_and_keeps_order(
                 alone = head.answer_clip(want[0], source)
                 assert (answer.engine, answer.nearest) == (alone.engine, alone.nearest)
                 assert answer.score == pytest.approx(alone.score, abs=1e-3)
+
+
+def test_a_damaged_engine_head_is_one_line(tmp_path: Path) -> None:
+    """A head cut short, missing a setting or with weights that do not fit it was a raw
+    SafetensorError, KeyError, IndexError or AttributeError (a traceback in trace, identify,
+    predict, enroll and serve); one without a threshold answered every clip as known."""
+    from whichvoice.tracing import shipped_head
+
+    shipped = shipped_head()
+    meta = json.loads((shipped / "engine.json").read_text())
+    weights = (shipped / "engine.safetensors").read_bytes()
+    cases = {
+        "cut": (meta, weights[:1000]),
+        "no-families": ({k: v for k, v in meta.items() if k != "families"}, weights),
+        "few-families": ({**meta, "families": meta["families"][:5]}, weights),
+        "a-list": ([1, 2], weights),
+        "no-threshold": ({k: v for k, v in meta.items() if k != "threshold"}, weights),
+        "text-threshold": ({**meta, "threshold": "high"}, weights),
+        "unknown-score": ({**meta, "score": "magic"}, weights),
+    }
+    for name, (settings, data) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "engine.json").write_text(json.dumps(settings))
+        (folder / "engine.safetensors").write_bytes(data)
+        with pytest.raises(EngineHeadError, match="not a readable engine head"):
+            EngineHead.load(folder)
+    # weights of a head without fingerprints under settings that read them
+    plain = fit_head(np.eye(4, dtype=np.float32), ["a", "a", "b", "b"], ["1", "2", "3", "4"], "x")
+    plain.save(tmp_path / "plain")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "engine.json").write_text(
+        json.dumps({**plain.to_dict(), "fingerprint": "fingerprint-v2"})
+    )
+    shutil.copyfile(tmp_path / "plain" / "engine.safetensors", mixed / "engine.safetensors")
+    with pytest.raises(EngineHeadError, match=r"does not match engine\.json"):
+        EngineHead.load(mixed)
+    assert EngineHead.load(shipped).threshold == meta["threshold"]

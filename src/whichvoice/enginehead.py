@@ -226,6 +226,8 @@ class EngineHead:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> EngineHead:
+        """The head saved in ``folder``; EngineHeadError in one line when it is missing or
+        damaged (cut short, a setting missing, weights that do not fit its families)."""
         from safetensors.numpy import load
 
         folder = Path(folder)
@@ -237,13 +239,13 @@ class EngineHead:
                 f"{folder}: no engine head here ({ENGINE_JSON} and {ENGINE_WEIGHTS}; "
                 "`whichvoice trace-fit` makes one)"
             ) from None
-        except (ValueError, KeyError, OSError) as e:
+        except Exception as e:  # safetensors raises its own error type
             raise EngineHeadError(f"{folder}: not a readable engine head ({e})") from None
-        threshold = meta.get("threshold")
+        why = _damage(meta, t)
+        if why is not None:
+            raise EngineHeadError(f"{folder}: not a readable engine head ({why})")
         reads = meta.get("fingerprint")
-        if reads is not None and (
-            reads != FINGERPRINT or t.get("fingerprint_mean", np.empty(0)).shape != (FP_DIM,)
-        ):
+        if reads is not None and reads != FINGERPRINT:
             raise EngineHeadError(
                 f"{folder}: the head reads the fingerprint {reads!r}, which this version "
                 f"does not make ({FINGERPRINT}): fit it again with `whichvoice trace-fit`"
@@ -256,11 +258,51 @@ class EngineHead:
             t["prototype_family"],
             meta["encoder"],
             meta.get("score", "prototype"),
-            float("-inf") if threshold is None else float(threshold),
+            float(meta["threshold"]),
             meta.get("fitted", {}),
             fingerprint_mean=t["fingerprint_mean"] if reads else None,
             fingerprint_scale=t["fingerprint_scale"] if reads else None,
         )
+
+
+def _damage(meta: object, t: dict) -> str | None:
+    """What is wrong with a saved head's settings (``meta``) and weights (``t``); None when
+    they make a head."""
+    if not isinstance(meta, dict):
+        return f"{ENGINE_JSON} holds no settings"
+    families, threshold = meta.get("families"), meta.get("threshold")
+    if (
+        not isinstance(families, list)
+        or len(families) < 2
+        or not all(isinstance(f, str) and f for f in families)
+    ):
+        return f"{ENGINE_JSON}: its families are not a list of 2 or more names"
+    if not isinstance(meta.get("encoder"), str):
+        return f"{ENGINE_JSON}: no encoder named"
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or threshold != threshold
+    ):
+        return f"{ENGINE_JSON}: no threshold"
+    if meta.get("score", "prototype") not in SCORES:
+        return f"{ENGINE_JSON}: an unknown score {meta.get('score')!r}"
+    names = ("coef", "intercept", "prototypes", "prototype_family")
+    if missing := [n for n in names if n not in t]:
+        return f"{ENGINE_WEIGHTS} lacks {', '.join(missing)}"
+    coef, intercept, protos, owner = (t[n] for n in names)
+    n = len(families)
+    if coef.ndim != 2 or coef.shape[0] != n or intercept.shape != (n,):
+        return f"{ENGINE_WEIGHTS} does not match {ENGINE_JSON} ({n} families)"
+    if protos.ndim != 2 or protos.shape[1] != coef.shape[1] or owner.shape != protos.shape[:1]:
+        return f"{ENGINE_WEIGHTS}: its prototypes do not fit its weights"
+    if owner.size and (owner.min() < 0 or owner.max() >= n):
+        return f"{ENGINE_WEIGHTS}: a prototype of a family it does not have"
+    if meta.get("fingerprint") is not None:
+        fp = [t.get(k) for k in ("fingerprint_mean", "fingerprint_scale")]
+        if any(v is None or v.shape != (FP_DIM,) for v in fp) or coef.shape[1] <= FP_DIM:
+            return f"{ENGINE_WEIGHTS} does not match {ENGINE_JSON} (no fingerprint statistics)"
+    return None
 
 
 def _joined(

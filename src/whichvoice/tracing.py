@@ -188,10 +188,12 @@ def embed_all(
     progress: bool = False,
     what: str = "clips",
     fingerprint: bool = False,
+    left_out: list[str] | None = None,
 ):
     """(embeddings (n, dim) of the inputs that have speech, their indices in ``sources``,
     their fingerprints (n, fingerprint.DIM) from the same decode, or None without
-    ``fingerprint``)."""
+    ``fingerprint``); each input left out adds why to ``left_out``."""
+    left_out = [] if left_out is None else left_out
     from tqdm import tqdm
 
     sources = list(sources)
@@ -201,6 +203,7 @@ def embed_all(
     for i, (r, fp) in enumerate(tqdm(results, total=len(sources), desc=what,
                                      disable=None if progress else True)):  # fmt: skip
         if isinstance(r, WhichvoiceError):
+            left_out.append(str(r))
             continue
         rows.append(r[0])
         kept.append(i)
@@ -233,9 +236,13 @@ def corpus_clips(corpus: str | os.PathLike) -> Labelled:
         raise EngineHeadError(f"{corpus}: no {MANIFEST} (make a corpus with `whichvoice synth` "
                               "or `whichvoice import-corpus`)")  # fmt: skip
     clips = read_manifest(corpus / MANIFEST)
-    return Labelled([corpus / c.path for c in clips],
-                    [engine_family(c.voice, c.engine) for c in clips],
-                    [c.voice for c in clips])  # fmt: skip
+    families = [engine_family(c.voice, c.engine) for c in clips]
+    if UNKNOWN in families:
+        raise EngineHeadError(
+            f"{corpus}: a family called {UNKNOWN!r}, which is the answer for an engine the "
+            "head does not know: import it under another name"
+        )
+    return Labelled([corpus / c.path for c in clips], families, [c.voice for c in clips])
 
 
 def split_dev(clips: Labelled, seed: int = 0) -> tuple[Labelled, Labelled]:
@@ -278,8 +285,9 @@ def fit_from_clips(
     beside its embedding."""
     from whichvoice.encoders import model_id
 
+    left_out: list[str] = []  # why each clip could not be embedded
     emb, kept, fp = embed_all(encoder, train.paths, progress=progress, what="training clips",
-                              fingerprint=fingerprint)  # fmt: skip
+                              fingerprint=fingerprint, left_out=left_out)  # fmt: skip
     families = [train.families[i] for i in kept]
     voices = [train.voices[i] for i in kept]
     if augment:
@@ -293,10 +301,11 @@ def fit_from_clips(
     head = fit_head(emb, families, voices, model_id(encoder), c=c, score_kind=score_kind,
                     fingerprints=fp)  # fmt: skip
     dev_emb, dev_kept, dev_fp = embed_all(encoder, dev.paths, progress=progress,
-                                          what="dev clips", fingerprint=fingerprint)  # fmt: skip
+                                          what="dev clips", fingerprint=fingerprint,
+                                          left_out=left_out)  # fmt: skip
     head = head.with_threshold(dev_emb, [dev.families[i] for i in dev_kept], keep,
                                fingerprints=dev_fp)  # fmt: skip
-    return replace(head, fitted=head.fitted | {"augmented": augment})
+    return replace(head, fitted=head.fitted | {"augmented": augment, "left_out": left_out})
 
 
 def shipped_head() -> Path:

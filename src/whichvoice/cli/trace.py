@@ -43,7 +43,8 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     "--model",
     type=LOCATION,
     default=None,
-    help="The encoder the head reads [default: the one it was fitted with].",
+    help="The encoder the head reads [default: the one it was fitted with, where that is a "
+    "shipped encoder; a run's head needs --model RUN].",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (one shows on a terminal only).")
@@ -88,7 +89,8 @@ def trace_cmd(
     type=click.Path(path_type=Path),
     default=None,
     help="Clips for the threshold (voices the head is not fitted on) [default: a third of "
-    "the voices of each family of 3 voices or more, a fifth of the clips of the others].",
+    "the voices of each family of 3 voices or more; of the others, each clip with a seeded "
+    "1-in-5 chance].",
 )
 @click.option(
     "--model",
@@ -126,10 +128,12 @@ def trace_cmd(
     help="Read each clip's spectral fingerprint beside its embedding [default: as --keep; a "
     "run's head reads none, as `predict` measures none].",
 )
+@click.option("--overwrite", is_flag=True, help="Replace the head already in --out.")
 @click.option("--quiet", "-q", is_flag=True)
 def trace_fit_cmd(
     corpus: Path,
     out: Path,
+    overwrite: bool,
     dev_corpus: Path | None,
     model: Path | None,
     keep: float | None,
@@ -140,8 +144,10 @@ def trace_fit_cmd(
     quiet: bool,
 ) -> None:
     """Fit an engine head on CORPUS (a corpus from `synth` or `import-corpus`): each clip's
-    engine family comes from its voice (`festival:ked_diphone` -> festival-diphone)."""
+    engine family comes from its voice (`festival:ked_diphone` -> festival-diphone). Clips
+    that cannot be embedded are named and left out (exit 1; the head is still written)."""
     setup_logging(quiet)
+    _check_head_out(out, overwrite)  # before any work
     from whichvoice.tracing import (
         corpus_clips,
         fit_from_clips,
@@ -166,3 +172,34 @@ def trace_fit_cmd(
     reads = ", reads fingerprints" if head.reads_fingerprint else ""
     click.echo(f"engine head for {len(head.families)} families ({counts} training clips), "
                f"threshold {head.threshold:.3f} ({rule}){reads} -> {out}")  # fmt: skip
+    if left_out := head.fitted.get("left_out"):
+        for why in left_out:
+            click.echo(f"left out: {shown(why)}", err=True)
+        click.echo(f"{len(left_out)} clip(s) left out", err=True)
+        sys.exit(1)
+
+
+def _check_head_out(out: Path, overwrite: bool) -> None:
+    """``trace-fit --out``: a folder (or a name for one) this user can write, holding no head
+    unless --overwrite replaces it."""
+    import tempfile
+
+    from whichvoice.enginehead import ENGINE_JSON, ENGINE_WEIGHTS
+
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"--out {out}: is a file; give a folder for the head")
+    held = [n for n in (ENGINE_JSON, ENGINE_WEIGHTS) if (out / n).exists()]
+    if held and not overwrite:
+        raise click.UsageError(f"--out {out}: holds an engine head; --overwrite to replace it")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.UsageError(f"--out {out}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise WhichvoiceError(
+            f"{out}: cannot write the engine head here ({e.strerror or e})"
+        ) from e

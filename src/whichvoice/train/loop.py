@@ -108,6 +108,11 @@ def make_plan(job: TrainJob, ranks: Ranks, device: torch.device) -> Plan:
     data = _prepare(job, spec.features, ranks)
     if cfg.target in ("engine", "both"):
         families = data.by_engine().labels
+        if "unknown" in families:  # the answer for an engine the run does not know
+            raise TrainError(
+                f"{job.source}: a family called 'unknown', which is the answer for an engine "
+                "the run does not know: import it under another name"
+            )
         if len(families) < 2:
             raise TrainError(
                 f"{job.source}: --target {cfg.target} needs clips of 2 engine families or "
