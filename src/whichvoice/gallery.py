@@ -162,7 +162,10 @@ def default_gallery_path() -> Path:
     """``$WHICHVOICE_GALLERY``, else ``$XDG_DATA_HOME/whichvoice/gallery.sqlite``
     (``~/.local/share/whichvoice/gallery.sqlite``)."""
     if os.environ.get("WHICHVOICE_GALLERY"):
-        return Path(os.environ["WHICHVOICE_GALLERY"])
+        given = os.environ["WHICHVOICE_GALLERY"]
+        if "://" in given:  # a Path would fold it into a local folder named "s3:"
+            raise GalleryError(f"$WHICHVOICE_GALLERY {given}: a gallery is a local file, not a URL")
+        return Path(given)
     return data_home() / "gallery.sqlite"
 
 

@@ -68,9 +68,19 @@ def app() -> None:
     """Tell which voice is speaking: build TTS corpora, train, identify and verify voices."""
 
 
+class LocalPath(click.Path):
+    """``click.Path`` that refuses a URL (``s3://...``): where only a local path works, a URL
+    made a local folder named ``s3:`` and the command said it had written to the bucket."""
+
+    def convert(self, value, param, ctx):
+        if "://" in str(value):
+            self.fail(f"{value}: a local path, not a URL, goes here", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 gallery_option = click.option(
     "--gallery",
-    type=click.Path(path_type=Path),
+    type=LocalPath(path_type=Path),
     default=None,
     help="The gallery file [default: $WHICHVOICE_GALLERY or "
     "~/.local/share/whichvoice/gallery.sqlite].",
@@ -96,6 +106,8 @@ def check_new_file(path: Path | str, option: str, overwrite: bool) -> None:
     from whichvoice.files import ensure_dir
 
     if storage.is_url(path):
+        if not overwrite and storage.exists(path):
+            raise click.UsageError(f"{option} {path}: exists; --overwrite to replace it")
         return
     path = Path(path)
     if path.is_dir():

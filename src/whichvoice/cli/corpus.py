@@ -13,6 +13,7 @@ from whichvoice.cli.common import (
     EXIT_INTERRUPTED,
     LOCATION,
     FiniteRange,
+    LocalPath,
     app,
     check_new_file,
     feature_config,
@@ -347,7 +348,7 @@ def prepare_cmd(
 
 @app.command("import-corpus")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=LocalPath(path_type=Path))
 @click.option(
     "--pattern",
     default=None,

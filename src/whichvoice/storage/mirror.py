@@ -33,6 +33,7 @@ from pathlib import Path
 from whichvoice.files import cache_home, write_atomic
 from whichvoice.storage.remote import (
     StorageError,
+    check_url,
     describe,
     exists,
     filesystem,
@@ -59,6 +60,7 @@ def cache_root() -> Path:
 
 def mirror_path(url: str) -> Path:
     """The local mirror folder of a URL (stable: the same URL always maps to the same place)."""
+    check_url(url)
     protocol, _, rest = os.fspath(url).partition("://")
     rest = rest.strip("/")
     safe = "/".join(p for p in rest.split("/") if p not in ("", ".", ".."))

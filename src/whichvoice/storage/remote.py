@@ -31,7 +31,16 @@ def join(base: str | os.PathLike, *parts: str) -> str | Path:
     return Path(base).joinpath(*parts)
 
 
+def check_url(url: str) -> None:
+    """StorageError for a URL with a ``.`` or ``..`` segment: the object's key would hold it
+    as it is while its local copy's path folds it away, so the two would name other places."""
+    _, _, rest = os.fspath(url).partition("://")
+    if any(part in (".", "..") for part in rest.split("/")):
+        raise StorageError(f"{url}: a '.' or '..' in a URL is refused; give the object's own key")
+
+
 def filesystem(url: str):
+    check_url(url)
     try:
         import fsspec
     except ImportError as e:  # pragma: no cover - a core dependency
