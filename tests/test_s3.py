@@ -63,6 +63,14 @@ def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) ->
 
     cli("export", run, "--onnx", f"{bucket}/onnx/voicenet.onnx", check=True, **machine("onnx"))
     assert "voicenet.onnx" in _keys(f"{bucket}/onnx")
+    # an object already there is replaced only with --overwrite, as a local file is
+    again = cli("export", run, "--onnx", f"{bucket}/onnx/voicenet.onnx", **machine("onnx2"))
+    assert again.returncode == 2 and "exists; --overwrite" in again.stderr, again.stderr
+    # a '..' in a URL: its key would hold it while the local copy folds it away
+    dots = cli("predict", run, f"{corpus}/{clip}", "--output", f"{bucket}/../x.csv", "--quiet",
+               **machine("dots"))  # fmt: skip
+    assert dots.returncode == 2 and "'..' in a URL is refused" in dots.stderr, dots.stderr
+    assert not any(".." in k for k in _keys(bucket))
     # the int8 network, into the run on s3, and used by another machine from there
     cli("export", run, "--onnx", f"{run}/model.int8.onnx", "--int8", "--calibration",
         f"{corpus}/audio", check=True, **machine("int8"))  # fmt: skip
@@ -86,6 +94,12 @@ def test_prepare_and_gallery_exports_on_s3(bucket: str, cli, tmp_path: Path) -> 
 
     gallery = tmp_path / "g.sqlite"
     slt = [str(p) for p in clips["flite:slt"]]
+    # a gallery is a local file: a URL made a folder named "s3:" and "enrolled"
+    url = cli("enroll", "slt", *slt, "--gallery", f"{bucket}/g.sqlite", cwd=tmp_path)
+    assert url.returncode == 2 and "a local path, not a URL" in url.stderr, url.stderr
+    env = cli("enroll", "slt", *slt, cwd=tmp_path, env={"WHICHVOICE_GALLERY": f"{bucket}/e.sqlite"})
+    assert env.returncode == 2 and "not a URL" in env.stderr, env.stderr
+    assert not (tmp_path / "s3:").exists()
     cli("enroll", "slt", *slt, "--gallery", str(gallery), check=True)
     export = f"{bucket}/exports/gallery.json"
     cli("gallery", "export", export, "--gallery", str(gallery), check=True)
