@@ -50,6 +50,20 @@ def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) ->
     answer = json.loads(predicted.stdout)
     assert answer["path"] == f"{corpus}/{clip}" and answer["voice"] == "flite:slt"
 
+    # a key that does not exist is one input that fails (a row saying why, exit 1), as a
+    # missing local file is; it was dropped without a word (--output) or stopped the command
+    missing = f"{corpus}/audio/flite/slt/nothere.mp3"
+    one = cli("predict", run, missing, f"{corpus}/{clip}", **machine("p"))
+    assert one.returncode == 1 and f"{missing}\terror:" in one.stdout, one.stdout + one.stderr
+    assert "\tflite:slt\t" in one.stdout
+    rows_out = tmp_path / "with-missing.csv"
+    batch = cli("predict", run, missing, f"{corpus}/{clip}", "--output", str(rows_out),
+                "--quiet", **machine("p"))  # fmt: skip
+    assert batch.returncode == 1 and rows_out.read_text().count("\n") == 3, batch.stderr
+    assert "nothere.mp3" in rows_out.read_text()
+    empty = cli("predict", run, f"{bucket}/no-prefix/", "--output", str(tmp_path / "e.csv"),
+                **machine("p"))  # fmt: skip
+    assert empty.returncode == 2 and "no audio files" in empty.stderr, empty.stderr
     folder = cli("predict", run, f"{corpus}/audio/flite/rms", "--json", check=True, **machine("p"))
     voices = [json.loads(line)["voice"] for line in folder.stdout.splitlines()]
     assert len(voices) == 30 and voices.count("flite:rms") >= 27

@@ -14,6 +14,13 @@ from whichvoice.errors import WhichvoiceError
 __all__ = ["AUDIO_SUFFIXES", "expand_paths"]
 
 
+def looks_like_a_file(url: str | os.PathLike) -> bool:
+    """Whether a URL that names nothing was meant as one file (an audio suffix) rather than a
+    prefix: a missing file is one failed input, an empty prefix a mistyped folder."""
+    text = os.fspath(url)
+    return not text.endswith("/") and Path(text).suffix.lower() in AUDIO_SUFFIXES
+
+
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path | str]:
     """Files as given, and the audio files found (recursively, sorted) under each folder;
     a URL (``s3://...``) names an object or a prefix to list. A folder or prefix that holds
@@ -23,6 +30,9 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path | str]:
     for given in paths:
         if storage.is_url(given):
             found: list = list(storage.list_files(os.fspath(given), AUDIO_SUFFIXES))
+            if not found and looks_like_a_file(given):  # a missing object: its own answer
+                out.append(os.fspath(given))  # (reading it says "no such key")
+                continue
         elif Path(given).is_dir():
             found = sorted(
                 f

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from whichvoice import storage
 from whichvoice.errors import OutputError, WhichvoiceError
-from whichvoice.predict import AUDIO_SUFFIXES
+from whichvoice.predict import AUDIO_SUFFIXES, looks_like_a_file
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
@@ -166,14 +166,22 @@ def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
                 yield Path(entry.path)
 
     def read() -> Iterator[BatchInput]:
+        listed: dict[str, list[str]] = {}  # each URL's objects, listed once
         for p in paths:  # a mistyped folder is named before any work, not skipped quietly
-            if not storage.is_url(p) and p.is_dir() and next(walk(p), None) is None:
+            empty = False
+            if storage.is_url(p):
+                listed[p] = list(storage.list_files(p, AUDIO_SUFFIXES))
+                # a missing object is one input that fails; a prefix holding none, a folder's
+                empty = not listed[p] and not looks_like_a_file(p)
+            elif p.is_dir() and next(walk(p), None) is None:
+                empty = True
+            if empty:
                 raise BatchInputError(
                     f"{p}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in the folder"
                 )
         for p in paths:
             if storage.is_url(p):
-                for url in storage.list_files(p, AUDIO_SUFFIXES):
+                for url in listed[p] or [p]:  # a missing object: its row says why
                     yield BatchInput(url, url)
                 continue
             for f in walk(p) if p.is_dir() else [p]:
