@@ -1341,6 +1341,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "conditions": conditions_table,
     "robustness": robustness_table,
     "robustness-dev": lambda: robustness_table("robustness-dev"),
+    "robustness-dev-networks": lambda: robustness_table("robustness-dev-networks"),
+    "robustness-dev-hop": lambda: robustness_table("robustness-dev-hop"),
     "verify": verify_table,
     "default-bar": default_bar_table,
     "identify-dev": identify_dev_table,

@@ -113,6 +113,9 @@ def test_prepare_and_gallery_exports_on_s3(bucket: str, cli, tmp_path: Path) -> 
     assert url.returncode == 2 and "a local path, not a URL" in url.stderr, url.stderr
     env = cli("enroll", "slt", *slt, cwd=tmp_path, env={"WHICHVOICE_GALLERY": f"{bucket}/e.sqlite"})
     assert env.returncode == 2 and "not a URL" in env.stderr, env.stderr
+    for command in ("identify", "trace", "diarize"):  # they read local files: said so
+        proc = cli(command, f"{bucket}/clip.mp3", cwd=tmp_path)
+        assert proc.returncode == 2 and "a local path, not a URL" in proc.stderr, proc.stderr
     assert not (tmp_path / "s3:").exists()
     cli("enroll", "slt", *slt, "--gallery", str(gallery), check=True)
     export = f"{bucket}/exports/gallery.json"

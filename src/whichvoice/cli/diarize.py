@@ -11,14 +11,22 @@ from pathlib import Path
 import click
 
 from whichvoice import storage
-from whichvoice.cli.common import LOCATION, FiniteRange, app, gallery_option, setup_logging, shown
+from whichvoice.cli.common import (
+    LOCATION,
+    FiniteRange,
+    LocalPath,
+    app,
+    gallery_option,
+    setup_logging,
+    shown,
+)
 from whichvoice.cli.gallery import _gallery, _gallery_encoder, _inputs, _model_option
 from whichvoice.errors import WhichvoiceError
 from whichvoice.storage import StorageError
 
 
 @app.command("diarize")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.argument("files", nargs=-1, required=True, type=LocalPath(path_type=Path, readable=False))
 @_model_option
 @gallery_option
 @click.option("--num-speakers", type=click.IntRange(min=1), default=None, help="Exactly N voices.")

@@ -11,6 +11,7 @@ import click
 from whichvoice.cli.common import (
     LOCATION,
     FiniteRange,
+    LocalPath,
     app,
     gallery_option,
     setup_logging,
@@ -108,7 +109,7 @@ SHORT_CLIP_S = 1.5
 
 @app.command("enroll")
 @click.argument("name")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.argument("files", nargs=-1, required=True, type=LocalPath(path_type=Path, readable=False))
 @_model_option
 @gallery_option
 @_quiet_option
@@ -144,7 +145,7 @@ def enroll_cmd(
 
 @app.command("verify")
 @click.argument("name")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.argument("files", nargs=-1, required=True, type=LocalPath(path_type=Path, readable=False))
 @_model_option
 @gallery_option
 @_threshold_option
@@ -191,7 +192,7 @@ def _engine(r) -> str:
 
 
 @app.command("identify")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.argument("files", nargs=-1, required=True, type=LocalPath(path_type=Path, readable=False))
 @_model_option
 @gallery_option
 @_threshold_option

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from whichvoice.cli.common import LOCATION, FiniteRange, app, setup_logging, shown
+from whichvoice.cli.common import LOCATION, FiniteRange, LocalPath, app, setup_logging, shown
 from whichvoice.errors import WhichvoiceError
 
 
@@ -31,7 +31,7 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
 
 
 @app.command("trace")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.argument("files", nargs=-1, required=True, type=LocalPath(path_type=Path, readable=False))
 @click.option(
     "--head",
     "head_dir",

@@ -12,6 +12,7 @@ import click
 from whichvoice.cli.common import (
     LOCATION,
     FiniteRange,
+    LocalPath,
     app,
     check_new_file,
     feature_config,
@@ -375,7 +376,7 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
 
 
 @app.command("openset")
-@click.argument("run", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("run", type=LocalPath(path_type=Path, file_okay=False))
 @click.option(
     "--known",
     "known_csv",
