@@ -69,8 +69,18 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
 
 
 def barrier(ranks: Ranks) -> None:
+    """Wait for every process. One that stopped (rank 0 refusing the data or the run
+    folder, said in its own line) closes the group: the others stop with one line too,
+    rather than a gloo traceback each."""
     if ranks.world > 1:
-        dist.barrier()
+        try:
+            dist.barrier()
+        except RuntimeError:  # DistBackendError among them: the group went away
+            from whichvoice.train.config import TrainError
+
+            raise TrainError(
+                f"rank {ranks.rank}: another process stopped; its own error says why"
+            ) from None
 
 
 def through_mirrors(
