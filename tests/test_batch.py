@@ -606,3 +606,29 @@ def test_a_file_name_with_a_newline_stays_on_its_line(cli, tmp_path: Path) -> No
     r = cli("predict", str(bad))
     assert r.returncode == 1 and r.stdout.count("\n") == 1, r.stdout  # among the answers
     assert r.stdout.count("not\\naudio.wav") == 2, r.stdout
+
+
+def test_a_port_that_never_answers_is_no_dask_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another service on the port (an HTTP server) takes the connection and says nothing:
+    the Dask client's own timeout then waited for ever (predict hung with no output)."""
+    import socket
+    import threading
+    import time
+
+    from distributed import Client
+
+    from whichvoice.batch import runners
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+    threading.Thread(target=lambda: held.extend(listener.accept() for _ in range(4)),
+                     daemon=True).start()  # fmt: skip
+    monkeypatch.setattr(runners, "DASK_CONNECT_S", 0.5)
+    started = time.monotonic()
+    address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    with pytest.raises(WhichvoiceError, match="cannot reach the Dask scheduler"):
+        runners._connect(Client, address)
+    assert time.monotonic() - started < 30
+    listener.close()

@@ -219,6 +219,30 @@ def _run_arg(run: str | os.PathLike | None, *, absolute: bool = False) -> str | 
     return text if "://" in text or not absolute else os.path.abspath(text)
 
 
+DASK_CONNECT_S = 10.0  # s: a scheduler that has not answered by then is not there
+
+
+def _connect(client_type, address: str):
+    """A Dask client of the scheduler at ``address``, or WhichvoiceError. Made on a thread of
+    its own with a deadline: a port where another service listens (an HTTP server) accepts
+    the connection and never answers, and the client's own timeout then waits for ever."""
+    made: dict = {}
+
+    def connect() -> None:
+        try:
+            made["client"] = client_type(address, timeout=f"{DASK_CONNECT_S:g}s")
+        except BaseException as e:  # said on the caller's thread
+            made["error"] = e
+
+    thread = threading.Thread(target=connect, name="dask-connect", daemon=True)
+    thread.start()
+    thread.join(DASK_CONNECT_S + 5)
+    if "client" in made:
+        return made["client"]
+    why = made.get("error") or f"no answer in {DASK_CONNECT_S + 5:g} s: is it a Dask scheduler?"
+    raise WhichvoiceError(f"cannot reach the Dask scheduler at {address} ({why})")
+
+
 @contextlib.contextmanager
 def _dask(address: str, run: str | os.PathLike, backend: str):
     """(submit, in-flight bound, workers: the cluster's threads) for the Dask cluster at
@@ -229,10 +253,7 @@ def _dask(address: str, run: str | os.PathLike, backend: str):
         raise WhichvoiceError(
             "--dask-scheduler needs dask.distributed: pip install 'whichvoice[dask]'"
         ) from e
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as e:
-        raise WhichvoiceError(f"cannot reach the Dask scheduler at {address} ({e})") from e
+    client = _connect(Client, address)
     run = _run_arg(run, absolute=True)
     try:
         threads = sum(client.nthreads().values())
