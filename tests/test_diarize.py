@@ -446,7 +446,7 @@ def test_diarize_finds_who_speaks_when_and_names_the_enrolled(
     path, conv = conversation
     rttm = tmp_path / "out.rttm"
     proc = cli("diarize", str(path), "--model", "bundled", "--json", "--rttm", str(rttm),
-               "--gallery", str(tmp_path / "none.sqlite"), check=True)  # fmt: skip
+               check=True, env={"WHICHVOICE_GALLERY": str(tmp_path / "none.sqlite")})  # fmt: skip
     result = json.loads(proc.stdout)
     assert sorted(result["speakers"]) == ["unknown-1", "unknown-2", "unknown-3"]
     assert _der(conv, result["segments"]) < 0.1, result["segments"]

@@ -17,13 +17,11 @@ import click
 
 # importing a command module adds its commands to app
 from whichvoice.cli import corpus, diarize, gallery, jobs, predict, serve, trace, train  # noqa: F401
-from whichvoice.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, app
+from whichvoice.cli.common import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, app
 from whichvoice.cli.stderr import filter_native_noise, finish_filter
 from whichvoice.errors import WhichvoiceError
 
 __all__ = ["app", "main", "os_error_line"]
-
-EXIT_BROKEN_PIPE = 141  # as a shell reports a command that SIGPIPE stopped
 
 
 def os_error_line(e: OSError) -> str:

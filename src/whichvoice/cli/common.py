@@ -13,6 +13,7 @@ from whichvoice.text import counted
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # as a shell reports a command that SIGPIPE stopped
 
 
 class _LineFormatter(logging.Formatter):

@@ -12,6 +12,7 @@ import click
 
 from whichvoice import storage
 from whichvoice.cli.common import (
+    EXIT_BROKEN_PIPE,
     LOCATION,
     FiniteRange,
     LocalPath,
@@ -159,8 +160,6 @@ def diarize_cmd(
         except (OSError, StorageError) as e:
             raise WhichvoiceError(f"{rttm}: cannot write the RTTM ({e})") from e
     if reader_gone:
-        from whichvoice.cli import EXIT_BROKEN_PIPE
-
         sys.exit(EXIT_BROKEN_PIPE)
     if failed:
         sys.exit(1)
