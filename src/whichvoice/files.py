@@ -54,13 +54,19 @@ def write_json(path: Path, obj: dict) -> None:
     write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def probe_writable(folder: Path) -> None:
+    """OSError unless this process can create a file in ``folder`` (an existing folder): the
+    permission bits do not say it for root, nor for a read-only mount or /proc."""
+    probe = folder / f".whichvoice-write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def ensure_dir(path: Path, what: str = "output") -> Path:
     """Create ``path`` (a folder) or raise OutputError in one line, before any long work."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".whichvoice-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_writable(path)
     except OSError as e:
         raise OutputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from e
     return path

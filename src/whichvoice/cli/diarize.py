@@ -89,7 +89,7 @@ def diarize_cmd(
     if num_speakers is not None and threshold is not None:  # the count decides, not a distance
         raise click.UsageError("--num-speakers goes without --threshold")
     paths = _inputs(files)
-    if gallery is not None and not storage.is_url(gallery) and not Path(gallery).exists():
+    if gallery is not None and not Path(gallery).exists():  # a local path (LocalPath)
         raise WhichvoiceError(f"--gallery {gallery}: no such file")  # a typo names no one
     if rttm is not None:
         # before any work: an RTTM that cannot be written, or would replace an input or the
@@ -189,9 +189,7 @@ def _encoder_and_gallery(model, gallery: Path | None):
 def _check_output(path: Path | str, keep: list) -> None:
     """WhichvoiceError when ``path`` (local) is a folder, is one of ``keep`` (the inputs, the
     gallery: the RTTM would replace it), or its folder does not exist or cannot be written."""
-    import tempfile
-
-    from whichvoice import storage
+    from whichvoice.files import probe_writable
 
     if storage.is_url(path):
         return
@@ -200,9 +198,7 @@ def _check_output(path: Path | str, keep: list) -> None:
         raise WhichvoiceError(f"--rttm {path}: is a folder; give a file name")
     if not path.parent.is_dir():
         raise WhichvoiceError(f"--rttm {path}: no folder {path.parent} to write it in")
-    for other in keep:
-        if storage.is_url(other):
-            continue
+    for other in keep:  # local paths: inputs and galleries refuse URLs
         with contextlib.suppress(OSError):
             if path.exists() and Path(other).exists() and path.samefile(other):
                 raise WhichvoiceError(
@@ -210,8 +206,7 @@ def _check_output(path: Path | str, keep: list) -> None:
                     "give another file name"
                 )
     try:
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
+        probe_writable(path.parent)
     except OSError as e:
         raise WhichvoiceError(
             f"--rttm {path}: cannot write in {path.parent} ({e.strerror or e})"

@@ -182,9 +182,8 @@ def trace_fit_cmd(
 def _check_head_out(out: Path, overwrite: bool) -> None:
     """``trace-fit --out``: a folder (or a name for one) this user can write, holding no head
     unless --overwrite replaces it."""
-    import tempfile
-
     from whichvoice.enginehead import ENGINE_JSON, ENGINE_WEIGHTS
+    from whichvoice.files import probe_writable
 
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out}: is a file; give a folder for the head")
@@ -197,8 +196,7 @@ def _check_head_out(out: Path, overwrite: bool) -> None:
     if not existing.is_dir():
         raise click.UsageError(f"--out {out}: {existing} is a file, not a folder")
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        probe_writable(existing)
     except OSError as e:
         raise WhichvoiceError(
             f"{out}: cannot write the engine head here ({e.strerror or e})"
