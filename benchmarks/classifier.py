@@ -43,18 +43,22 @@ def ship(run: Path, target: Path = TARGET) -> dict:
 def fit_on_dev(target: Path, work: Path, sentences: int, other_sentences: int) -> dict:
     """The shipped classifier's open-set threshold, fitted on dev data only: default8 x dev
     sentences (known) and other voices on dev sentences (``protocol.OTHER_VOICES["dev"]``
-    and dev-pool random variants)."""
+    and dev-pool random variants). The score: the bundled encoder's embedding of each clip's
+    middle window against the voices' prototypes (``whichvoice.openset``; since stop 55)."""
     from heldout import pool_set
     from openset import other_voices
 
     from whichvoice.evaluate import labelled_files
     from whichvoice.openset import fit_openset, save_openset
-    from whichvoice.runtime import load_model
+    from whichvoice.runtime import bundled_encoder_dir, load_model
 
     model = load_model(target)
+    encoder = load_model(bundled_encoder_dir())
     known = [(f.path, f.voice) for f in labelled_files(pool_set(work, "dev", sentences, True),
                                                           model.labels)]  # fmt: skip
-    fitted = fit_openset(model, known, other_voices(work, "dev", other_sentences, True))
+    fitted = fit_openset(
+        model, known, other_voices(work, "dev", other_sentences, True), encoder=encoder
+    )
     save_openset(target, fitted)
     return fitted.fitted | {"threshold": fitted.threshold}
 

@@ -8,8 +8,9 @@ test-pool sentences, each cut to 3-4 s, at the engines' own rates (16, 22.05 and
   decode (file -> float32 at its own rate), resample (-> 16 kHz), speech detection (the edges'
   and pauses' silence trimmed, level set), windows (cut), features (log-mel), the network in
   torch, in onnxruntime and in onnxruntime int8 (the windows of 32 clips at once, as batch
-  inference runs them; each with the log-mel), the answer (combine + JSON). Per clip and per
-  second of audio.
+  inference runs them; each with the log-mel), the open set's probe (the bundled encoder on
+  each clip's middle window, in onnxruntime: ``whichvoice.openset``), the answer (combine +
+  JSON). Per clip and per second of audio.
 - **The decode limit**: decode + resample alone over every clip in 1 and 2 processes: the
   clips/s no identification of these files can pass on this machine. Every end-to-end figure is
   divided by the limit with the same number of cores, measured in the same run.
@@ -126,12 +127,13 @@ def stages(clips: list[Path], repeats: int) -> dict:
     windows = [wave_windows(s, cfg) for s in speech]
     batches = [np.concatenate(windows[i : i + BATCH]) for i in range(0, len(windows), BATCH)]
     scores = [models["torch"].window_scores(w) for w in windows]
+    probes = [models["torch"].probe(w) for w in windows]
     n_windows = sum(len(w) for w in windows)
 
     def answers() -> None:
         model = models["torch"]
-        for s in scores:
-            json.dumps(model._combine("clip.mp3", s, 3.0).to_dict())
+        for s, probe in zip(scores, probes, strict=True):
+            json.dumps(model._combine("clip.mp3", s, 3.0, probe).to_dict())
 
     def features() -> None:
         with torch.inference_mode():
@@ -147,6 +149,7 @@ def stages(clips: list[Path], repeats: int) -> dict:
         "network_torch": lambda: [models["torch"].window_scores(b) for b in batches],
         "network_onnx": lambda: [models["onnx"].window_scores(b) for b in batches],
         "network_int8": lambda: [models["onnx-int8"].window_scores(b) for b in batches],
+        "openset_probe_onnx": lambda: [models["onnx"].probe(w) for w in windows],
         "answer_json": answers,
     }
     for fn in timed.values():  # warm-up: allocator, caches, first-use exports

@@ -2,8 +2,11 @@
 test clips it keeps (names), and the share of other voices' clips it answers "unknown":
 other TTS voices (``protocol.OTHER_VOICES["test"]`` and test-pool random variants) and real
 people (the human-dev recordings, digits joined into ~3 s clips; small and all male: an
-illustration, not a human-speech benchmark). The threshold was fitted on dev data
-(``benchmarks/classifier.py``). Writes benchmarks/results/openset.json.
+illustration, not a human-speech benchmark); each also on the middle 2 s of the same clips
+(a phrase: the short threshold). The threshold was fitted on dev data
+(``benchmarks/classifier.py``). Beside the shipped open set, on the same clips in the same
+run: the open set on the classifier's own embedding (how every open set was made before stop
+55), fitted on the same dev clips by the same rule. Writes benchmarks/results/openset.json.
 
     python benchmarks/openset.py [--work DIR] [--sentences 100] [--other-sentences 10]
 """
@@ -23,6 +26,7 @@ from provenance import RESULTS, provenance, write_result
 from whichvoice.audio import read_audio
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.evaluate import labelled_files
+from whichvoice.openset import fit_openset
 from whichvoice.protocol import OTHER_VOICES, pool_sentences, pool_voices
 from whichvoice.runtime import bundled_classifier, load_model
 from whichvoice.scoring import proportion
@@ -68,9 +72,39 @@ def human_clips(work: Path, per_speaker: int = 10) -> list[Path]:
     return clips
 
 
-def rejected(model, paths: list[Path]) -> dict:
+def rejected(model, paths: list) -> dict:
     answers = [p for p in model.identify_many(paths) if not isinstance(p, Exception)]
     return proportion(sum(p.known is False for p in answers), len(answers))
+
+
+def kept(model, known: list) -> tuple[dict, dict]:
+    """(the share of ``known`` (labelled files, or (source, voice)) named, the share named
+    right)."""
+    sources = [f[0] if isinstance(f, tuple) else f.path for f in known]
+    voices = [f[1] if isinstance(f, tuple) else f.voice for f in known]
+    answers = list(model.identify_many(sources))
+    good = [(p, v) for p, v in zip(answers, voices, strict=True) if not isinstance(p, Exception)]
+    return (
+        proportion(sum(p.known is True for p, _ in good), len(known)),
+        proportion(sum(p.answer == v for p, v in good), len(known)),
+    )
+
+
+def figures(model, known: list, others: list, people: list | None) -> dict:
+    """The test figures of one open set: whole clips and their middle 2 s."""
+    from whichvoice.openset import SHORT_S, _middle
+
+    named, right = kept(model, known)
+    short = [(_middle(f.path, SHORT_S), f.voice) for f in known]
+    short_named, _ = kept(model, short)
+    return {
+        "known_kept": named,
+        "known_answered_right": right,
+        "known_short_kept": short_named,
+        "other_tts_rejected": rejected(model, others),
+        "other_tts_short_rejected": rejected(model, [_middle(p, SHORT_S) for p in others]),
+        "human_rejected": rejected(model, people) if people else None,
+    }
 
 
 def main() -> None:
@@ -87,25 +121,34 @@ def main() -> None:
     if model.openset is None:
         sys.exit("the bundled classifier has no openset.json: run benchmarks/classifier.py")
     known = labelled_files(pool_set(work, "test", args.sentences, args.quiet), model.labels)
-    answers = [p for p in model.identify_many([f.path for f in known])]
-    kept = sum(p.known is True for p in answers if not isinstance(p, Exception))
-    right = sum(
-        p.answer == f.voice for p, f in zip(answers, known, strict=True)
-        if not isinstance(p, Exception)
-    )  # fmt: skip
     others = other_voices(work, "test", args.other_sentences, args.quiet)
+    people = human_clips(work) if HUMAN.is_dir() else None
+    # the same rule on the classifier's own embedding, fitted on the same dev clips
+    own = load_model(bundled_classifier())
+    dev_set = pool_set(work, "dev", args.sentences, args.quiet)
+    dev_known = [(f.path, f.voice) for f in labelled_files(dev_set, own.labels)]
+    dev_other = other_voices(work, "dev", args.other_sentences, args.quiet)
+    own.openset = fit_openset(own, dev_known, dev_other)  # keep: the default, as shipped
     result = {
         "benchmark": "openset",
         **made,
         "command": "python benchmarks/openset.py " + " ".join(sys.argv[1:]),
+        "embedding": model.openset.to_dict()["embedding"],
+        "encoder": model.openset.encoder,
         "threshold": model.openset.threshold,
+        "short_threshold": model.openset.short_threshold,
         "fitted_on_dev": model.openset.fitted,
         "test": {
-            "known_kept": proportion(kept, len(known)),
-            "known_answered_right": proportion(right, len(known)),
-            "other_tts_rejected": rejected(model, others),
+            **figures(model, known, others, people),
             "other_tts_voices": [*OTHER_VOICES["test"], *pool_voices("test", 8)],
-            "human_rejected": rejected(model, human_clips(work)) if HUMAN.is_dir() else None,
+        },
+        "own_embedding": {
+            "what": "the open set on the classifier's own embedding (the mean of its windows'), "
+            "fitted on the same dev clips by the same rule, scored on the same test clips",
+            "threshold": own.openset.threshold,
+            "short_threshold": own.openset.short_threshold,
+            "fitted_on_dev": own.openset.fitted,
+            "test": figures(own, known, others, people),
         },
     }
     write_result(args.json, result)

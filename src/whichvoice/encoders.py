@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.errors import WhichvoiceError
-from whichvoice.files import shipped_model
 from whichvoice.fusion import AUTO, EARLIER, EarlierFusion, FusedEncoder, Fusion, reweighed
 from whichvoice.gallery import Gallery, GalleryError, GalleryModelError
 from whichvoice.pretrained import (
@@ -27,7 +26,7 @@ from whichvoice.pretrained import (
     user_dir,
 )
 from whichvoice.runtime import ModelLoadError, VoiceModel, load_model
-from whichvoice.runtime.load import check_run_path
+from whichvoice.runtime.load import bundled_encoder_dir, check_run_path
 from whichvoice.scoring import Calibration
 
 CALIBRATION = "calibration.json"
@@ -222,9 +221,7 @@ def fused_encoder(folder: str | os.PathLike | None = None) -> FusedEncoder:
 
 def bundled_encoder() -> Path:
     """The encoder shipped inside the package (made by `whichvoice recipe encoder`)."""
-    return shipped_model(
-        "encoder", "pass --model RUN (make one with `whichvoice recipe encoder --out DIR`)"
-    )
+    return bundled_encoder_dir()
 
 
 def model_id(model: Encoder) -> str:

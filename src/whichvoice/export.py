@@ -317,7 +317,7 @@ def calibration_inputs(model: VoiceModel, sources, n_windows: int = INT8_WINDOWS
     got, total = [], 0
     for source in sources:
         try:
-            x = model.prepared(source)[0]
+            x = model.inputs(model.windows(source)[0])
         except WhichvoiceError:
             continue
         got.append(x)

@@ -398,9 +398,22 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
     show_default=True,
     help="Share of the known clips the threshold keeps.",
 )
+@click.option(
+    "--encoder",
+    type=click.Choice(["bundled", "own"]),
+    default="bundled",
+    show_default=True,
+    help="Whose embedding is scored: the bundled speaker encoder's, of each clip's middle "
+    "window, or the run's own (the mean of its windows').",
+)
 @click.option("--json", "as_json", is_flag=True)
 def openset_cmd(
-    run: Path, known_csv: Path, unknown_paths: tuple[Path, ...], keep: float, as_json: bool
+    run: Path,
+    known_csv: Path,
+    unknown_paths: tuple[Path, ...],
+    keep: float,
+    encoder: str,
+    as_json: bool,
 ) -> None:
     """Fit RUN's open-set answer on dev data: a clip whose embedding is far from the voice the
     classifier names is answered "unknown" (writes RUN/openset.json)."""
@@ -408,11 +421,12 @@ def openset_cmd(
     from whichvoice.evaluate import labelled_files
     from whichvoice.openset import fit_openset, save_openset
     from whichvoice.predict import expand_paths
-    from whichvoice.runtime import load_model
+    from whichvoice.runtime import bundled_encoder_dir, load_model
 
     model = load_model(run)
     known = [(f.path, f.voice) for f in labelled_files(known_csv, model.labels)]
-    fitted = fit_openset(model, known, expand_paths(unknown_paths), keep=keep)
+    probe = load_model(bundled_encoder_dir()) if encoder == "bundled" else None
+    fitted = fit_openset(model, known, expand_paths(unknown_paths), keep=keep, encoder=probe)
     path = save_openset(run, fitted)
     if as_json:
         click.echo(json.dumps(fitted.to_dict()["fitted"] | {"threshold": fitted.threshold}))

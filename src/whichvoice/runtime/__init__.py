@@ -9,6 +9,7 @@ cache, ``load`` rebuilds a run on either and checks that they agree."""
 from whichvoice.runtime.load import (
     BACKENDS,
     bundled_classifier,
+    bundled_encoder_dir,
     check_export,
     check_windows,
     load_model,
@@ -43,6 +44,7 @@ __all__ = [
     "VoiceModel",
     "batched",
     "bundled_classifier",
+    "bundled_encoder_dir",
     "cache_path",
     "check_export",
     "check_windows",

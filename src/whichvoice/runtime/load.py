@@ -3,6 +3,7 @@ and the check that both backends agree on a run."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from whichvoice.errors import WhichvoiceError
 from whichvoice.features import TARGET_RMS
 from whichvoice.files import shipped_model
 from whichvoice.models import build_model
-from whichvoice.runtime.model import ModelLoadError, VoiceModel
+from whichvoice.runtime.model import ModelLoadError, VoiceModel, run_id
 from whichvoice.runtime.onnx_backend import OnnxVoiceModel, ensure_export, session
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,15 @@ def bundled_classifier() -> Path:
     ``default8`` voices (``whichvoice/data/classifier``, its card in MODEL_CARD.md)."""
     return shipped_model(
         "classifier", "give a RUN (train one with `whichvoice demo` or `whichvoice train`)"
+    )
+
+
+def bundled_encoder_dir() -> Path:
+    """The speaker encoder shipped inside the package (``whichvoice/data/encoder``, made by
+    `whichvoice recipe encoder`): what ``--model bundled`` and the bundled classifier's open
+    set read."""
+    return shipped_model(
+        "encoder", "pass --model RUN (make one with `whichvoice recipe encoder --out DIR`)"
     )
 
 
@@ -70,12 +80,35 @@ def load_model(
     model = _load_torch(
         storage.local_path(run if run is not None else bundled_classifier()), device
     )
-    if backend == "torch":
-        return model
-    path = _int8_file(model) if backend == "onnx-int8" else ensure_export(model, onnx_path)
-    return OnnxVoiceModel(
-        model.root, model.config, model.net, model.device, session(path, device, threads), path
-    )
+    if backend != "torch":
+        path = _int8_file(model) if backend == "onnx-int8" else ensure_export(model, onnx_path)
+        model = OnnxVoiceModel(
+            model.root, model.config, model.net, model.device, session(path, device, threads), path
+        )
+    if model.openset is not None and model.openset.encoder is not None:
+        _check_probe_encoder(model.root, model.openset.encoder)
+        # the encoder runs on the same backend (an int8 classifier's on onnxruntime too), on
+        # one thread: it embeds one window a clip on the thread that decoded the clip (batch
+        # inference's decoding threads, a server request's thread), side by side; loaded
+        # when first needed
+        model.probe_loader = functools.partial(
+            load_model, bundled_encoder_dir(), device, "torch" if backend == "torch" else "onnx",
+            threads=1,
+        )  # fmt: skip
+    return model
+
+
+def _check_probe_encoder(root: Path, expected: str) -> None:
+    """Refuse a run whose open set reads other encoder weights than the bundled encoder's
+    (a digest of its weights file: no model is built)."""
+    encoder = bundled_encoder_dir()
+    own = run_id(encoder, json.loads((encoder / "config.json").read_text()))
+    if own != expected:
+        raise ModelLoadError(
+            f"{root}/openset.json reads the embeddings of encoder {expected}, not of the "
+            f"bundled encoder ({own}); fit it again with `whichvoice openset {root} --known "
+            "DEV.csv`"
+        )
 
 
 def _int8_file(model: VoiceModel) -> Path:

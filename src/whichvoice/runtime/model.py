@@ -7,7 +7,7 @@ import itertools
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +31,7 @@ from whichvoice.audio import (
 )
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.features import FeatureConfig, model_inputs, seed_windows, speech_of, wave_windows
-from whichvoice.openset import load_openset
+from whichvoice.openset import load_openset, probe_window
 
 
 class ModelLoadError(WhichvoiceError):
@@ -104,7 +104,17 @@ class VoiceModel:
         self.features = FeatureConfig.from_dict(config["features"])
         self.net = net.eval()
         self.device = device
-        self.openset = load_openset(root) if hasattr(net, "embed") else None
+        openset = load_openset(root)
+        # an open set on the run's own embedding needs one; an encoder's reads any run
+        self.openset = (
+            openset
+            if openset is not None and (openset.encoder is not None or hasattr(net, "embed"))
+            else None
+        )
+        # what loads the encoder an open set reads (``runtime.load`` sets it), then the encoder
+        self.probe_loader: Callable[[], VoiceModel] | None = None
+        self._probe_encoder: VoiceModel | None = None
+        self._probe_lock = threading.Lock()
         self.target = config.get("train", {}).get("target", "voice")
         self.engine_head = _run_engine_head(root, config) if hasattr(net, "embed") else None
         if self.target != "engine":
@@ -158,7 +168,7 @@ class VoiceModel:
         """``window_scores`` from the network's inputs (``inputs``)."""
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(self.device)
         net = self.net
-        if self.openset is None and self.engine_head is None:
+        if not self.needs_own_embedding:
             return F.log_softmax(net(x), dim=1).float().cpu().numpy()
         if hasattr(net, "embedder") and hasattr(net, "head"):
             # one pass through the network: the embedding, then the head on it
@@ -168,7 +178,38 @@ class VoiceModel:
             logp, emb = F.log_softmax(net(x), dim=1), net.embed(x)
         return torch.cat([logp, emb], dim=1).float().cpu().numpy()
 
-    def _combine(self, name: str, scores: np.ndarray, speech_s: float) -> Prediction:
+    @property
+    def needs_own_embedding(self) -> bool:
+        """Whether an answer reads the run's own embedding (an open set on it, an engine
+        head): ``input_scores`` then returns it after the log-probabilities."""
+        return (
+            self.openset is not None and self.openset.encoder is None
+        ) or self.engine_head is not None
+
+    def probe(self, windows: np.ndarray) -> np.ndarray | None:
+        """What an encoder open set scores for a clip of these stored windows: the encoder's
+        L2-normalised embedding of the middle one (``openset.probe_window``), float32 (dim,);
+        None when the open set (if any) reads the run's own embedding."""
+        if self.openset is None or self.openset.encoder is None:
+            return None
+        return self.probe_encoder().window_embeddings(probe_window(windows))[0]
+
+    def probe_encoder(self) -> VoiceModel:
+        """The encoder the open set reads, loaded on first use (``probe_loader``)."""
+        if self._probe_encoder is None:
+            with self._probe_lock:
+                if self._probe_encoder is None:
+                    if self.probe_loader is None:
+                        raise ModelLoadError(
+                            f"{self.root}: its open set reads the encoder "
+                            f"{self.openset.encoder}; load the run with runtime.load_model"
+                        )
+                    self._probe_encoder = self.probe_loader()
+        return self._probe_encoder
+
+    def _combine(
+        self, name: str, scores: np.ndarray, speech_s: float, probe: np.ndarray | None = None
+    ) -> Prediction:
         # the file's answer: the mean of its windows' log-probabilities, renormalised
         logp = scores[:, : len(self.labels)]
         mean = logp.mean(axis=0)
@@ -183,7 +224,10 @@ class VoiceModel:
             else None
         )
         if self.openset is not None:
-            score = self.openset.score(emb, top[0][0])
+            vector = emb if self.openset.encoder is None else probe
+            if vector is None:
+                raise WhichvoiceError(f"{name}: no embedding for the open set to score")
+            score = self.openset.score(vector, top[0][0])
             threshold = self.openset.threshold_for(int(logp.shape[0]))
             openset = {
                 "known": score >= threshold,
@@ -236,7 +280,7 @@ class VoiceModel:
         windows, speech_s = self.windows(source)
         if (error := _burst(label, speech_s)) is not None:
             raise error
-        return self._combine(label, self.window_scores(windows), speech_s)
+        return self._combine(label, self.window_scores(windows), speech_s, self.probe(windows))
 
     def identify_wave(
         self, wave: np.ndarray, rate: int, name: str = "<audio>", *, score=None
@@ -255,7 +299,8 @@ class VoiceModel:
         windows, speech_s = self.windows_of(clip.wave, clip.rate)
         if (error := _burst(clip.name, speech_s)) is not None:
             raise error  # before the network runs
-        return self._combine(clip.name, (score or self.window_scores)(windows), speech_s)
+        scores = (score or self.window_scores)(windows)
+        return self._combine(clip.name, scores, speech_s, self.probe(windows))
 
     @cached_property
     def model_id(self) -> str:
@@ -300,15 +345,20 @@ class VoiceModel:
                 else (unit(scored.mean(axis=0)), speech_s)
             )
 
-    def prepared(self, source: AudioSource) -> tuple[np.ndarray, float]:
-        """One input's network inputs (decoded, cut into windows, made into log-mels) and
-        the seconds of speech they came from: what the decoding threads of batch inference
-        make, so that the network's thread runs only the network."""
+    def prepared(self, source: AudioSource) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """One input's network inputs (decoded, cut into windows, made into log-mels), the
+        seconds of speech they came from, and the open set's ``probe``: what the decoding
+        threads of batch inference make, so that the network's thread runs only the
+        network."""
+        windows, speech_s = self.windows(source)
+        return self.inputs(windows), speech_s, self.probe(windows)
+
+    def _inputs_of(self, source: AudioSource) -> tuple[np.ndarray, float]:
         windows, speech_s = self.windows(source)
         return self.inputs(windows), speech_s
 
     def _batched(self, sources, score, batch: int, workers: int):
-        return batched(self.prepared, score, sources, batch, workers)
+        return batched(self._inputs_of, score, sources, batch, workers)
 
     def display_name(self, voice: str) -> str:
         """A voice as the talk's endpoint answered it: its name ("Joanna", "slt"), or the full
@@ -327,15 +377,17 @@ class VoiceModel:
     def predictions(self, chunk: list, prepared: list) -> Iterator[Prediction | WhichvoiceError]:
         """The answer for each source of ``chunk``, whose ``prepared`` are ``self.prepared``'s
         outputs or errors; the network runs once on every file's windows."""
-        for src, scored, speech_s in score_chunk(self.input_scores, chunk, prepared):
+        scored_chunk = score_chunk(self.input_scores, chunk, prepared)
+        for (src, scored, speech_s), p in zip(scored_chunk, prepared, strict=True):
             if isinstance(scored, WhichvoiceError):
                 yield scored
                 continue
             burst = _burst(describe_source(src), speech_s)
+            probe = p[2] if len(p) > 2 else None
             yield (
                 burst
                 if burst is not None
-                else self._combine(describe_source(src), scored, speech_s)
+                else self._combine(describe_source(src), scored, speech_s, probe)
             )
 
 

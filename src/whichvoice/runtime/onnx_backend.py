@@ -70,7 +70,7 @@ class OnnxVoiceModel(VoiceModel):
         return super().inputs(windows)
 
     def input_scores(self, inputs: np.ndarray) -> np.ndarray:
-        if self.openset is None and self.engine_head is None:
+        if not self.needs_own_embedding:
             return self._run_inputs(["log_probs"], inputs)[0]
         if not self.has_embedding:
             raise WhichvoiceError(f"model {self.config['model']!r} has no embedding (use voicenet)")
