@@ -52,7 +52,7 @@ def fit_on_dev(target: Path, work: Path, sentences: int, other_sentences: int) -
     from whichvoice.openset import fit_openset, save_openset
     from whichvoice.runtime import bundled_encoder_dir, load_model
 
-    model = load_model(target)
+    model = load_model(target, openset=False)  # the one shipped before is being replaced
     encoder = load_model(bundled_encoder_dir())
     known = [(f.path, f.voice) for f in labelled_files(pool_set(work, "dev", sentences, True),
                                                           model.labels)]  # fmt: skip

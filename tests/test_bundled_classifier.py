@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from whichvoice.runtime import bundled_classifier
+from whichvoice.runtime import bundled_classifier, bundled_encoder_dir
 from whichvoice.voices import resolve_voices
 
 from . import server as server_process
@@ -138,7 +141,7 @@ def test_the_open_set_answer(
     other TTS voices, which the classifier's own embedding put near its voices (the shipped
     open set scores the bundled encoder's embedding: 4 of these 4 were named as one of its
     voices with the classifier's own, stop 54)."""
-    from whichvoice.runtime import bundled_encoder_dir, load_model
+    from whichvoice.runtime import load_model
 
     model = load_model()
     fitted = model.openset.fitted
@@ -203,6 +206,48 @@ def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Pat
     stale = cli("predict", str(run), str(small_corpus / clips[0].path))
     assert stale.returncode != 0 and "Traceback" not in stale.stderr
     assert "fit it again with `whichvoice openset" in stale.stderr, stale.stderr
+    # ... and fitting it again, as the message says, works (it loaded the stale one first)
+    cli("openset", str(run), "--known", str(known), "--json", check=True)
+    cli("predict", str(run), str(small_corpus / clips[0].path), check=True)
+
+
+def test_the_open_set_encoder_without_an_onnx_export(cli, other_tts: list[Path], tmp_path):
+    """The int8 backend needed no writable folder before the open set read the encoder: where
+    the encoder's ONNX export cannot be written, the encoder runs in torch, said once."""
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the data folder would be: nothing can be written
+    out = cli("predict", str(other_tts[0]), "--backend", "onnx-int8", "--json",
+              env={"XDG_DATA_HOME": str(blocked / "x")})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["answer"] == "unknown"
+    assert "Traceback" not in out.stderr and "error" not in out.stderr.lower(), out.stderr
+    # the library says why (predict prints only errors beside its answer lines)
+
+    code = ("import logging; logging.basicConfig(); from whichvoice.runtime import load_model; "
+            "load_model(None, backend='onnx-int8').ready()")  # fmt: skip
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "XDG_DATA_HOME": str(blocked / "x")})  # fmt: skip
+    assert said.returncode == 0, said.stderr
+    assert said.stderr.count("the open set's encoder runs in torch") == 1, said.stderr
+    assert "cannot write the ONNX file (Not a directory)" in said.stderr  # not a temp file's name
+
+
+def test_an_open_set_the_encoder_cannot_read_is_one_line(tmp_path) -> None:
+    """An encoder open set copied into a run whose windows the encoder cannot read (the
+    talk's CNN: spectrogram images) is refused when the run is loaded, in one line that says
+    what to do (it was a traceback from the log-mel of an image)."""
+    from types import SimpleNamespace
+
+    from whichvoice.features import FeatureConfig
+    from whichvoice.runtime import ModelLoadError, load_model
+    from whichvoice.runtime.load import _check_probe_encoder
+
+    encoder = load_model(bundled_encoder_dir()).model_id
+    image = SimpleNamespace(
+        root=tmp_path, features=FeatureConfig(name="seed-image"), has_embedding=False
+    )
+    with pytest.raises(ModelLoadError, match="cannot read this run's seed-image windows; remove"):
+        _check_probe_encoder(image, encoder)
 
 
 def test_one_answer_from_the_classifier_and_the_gallery(

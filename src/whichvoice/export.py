@@ -229,7 +229,8 @@ def _save(model: VoiceModel, proto, out: Path, meta: dict[str, str]) -> None:
     except onnx.checker.ValidationError as e:
         raise ExportError(f"{model.root}: the exported ONNX does not validate ({e})") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a folder that is not one: the error above says
+            tmp.unlink(missing_ok=True)
 
 
 def export_onnx(model: VoiceModel, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> Path:

@@ -244,10 +244,13 @@ def check_probe_encoder(model, encoder) -> None:
     if not encoder.has_embedding:
         raise WhichvoiceError(f"encoder {encoder.config['model']!r} has no embedding")
     if (a.name, a.sample_rate, a.window_s) != (b.name, b.sample_rate, b.window_s):
+        instead = (
+            "use --encoder own" if model.has_embedding else "and it has no embedding of its own"
+        )
         raise WhichvoiceError(
             f"the encoder takes {b.name} windows of {b.window_s:g} s at {b.sample_rate} Hz, "
-            f"the model {a.name} windows of {a.window_s:g} s at {a.sample_rate} Hz: use "
-            "--encoder own"
+            f"the model {a.name} windows of {a.window_s:g} s at {a.sample_rate} Hz: no open set "
+            f"on the encoder for it; {instead}"
         )
 
 

@@ -172,7 +172,7 @@ def predict_batch(
     if dask_scheduler and workers != 1:
         raise WhichvoiceError("workers or a Dask scheduler (whose workers do the work), not both")
     sink = _Parquet(output) if fmt == "parquet" else _Lines(output, fmt)
-    model = load_model(run, backend=backend)
+    model = load_model(run, backend=backend).ready()
     inputs = inputs if isinstance(inputs, Inputs) else _as_inputs(inputs)
     columns = COLUMNS + LABEL_COLUMNS * inputs.labelled
 

@@ -245,7 +245,7 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
     from whichvoice.predict import expand_paths
     from whichvoice.runtime import Prediction, load_model
 
-    model = load_model(run, backend=backend)
+    model = load_model(run, backend=backend).ready()
     files = expand_paths(paths)
     if not files:
         raise WhichvoiceError(f"no audio files in {', '.join(map(str, paths))}")

@@ -218,8 +218,9 @@ def serve_cmd(
 
         run = bundled_classifier()
     if run is not None:
-        # fail here, in one line, rather than in every worker (and export to ONNX once)
-        load_model(run, backend=backend)
+        # fail here, in one line, rather than in every worker (and export to ONNX once, the
+        # open set's encoder too)
+        load_model(run, backend=backend).ready()
     if encoder is not None and Path(encoder).exists():
         encoder = str(Path(encoder).resolve())
     gallery = (gallery or default_gallery_path()).resolve()

@@ -423,7 +423,7 @@ def openset_cmd(
     from whichvoice.predict import expand_paths
     from whichvoice.runtime import bundled_encoder_dir, load_model
 
-    model = load_model(run)
+    model = load_model(run, openset=False)  # the open set it may have is being replaced
     known = [(f.path, f.voice) for f in labelled_files(known_csv, model.labels)]
     probe = load_model(bundled_encoder_dir()) if encoder == "bundled" else None
     fitted = fit_openset(model, known, expand_paths(unknown_paths), keep=keep, encoder=probe)

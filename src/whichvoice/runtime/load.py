@@ -60,6 +60,7 @@ def load_model(
     *,
     onnx_path: str | os.PathLike | None = None,
     threads: int | None = None,
+    openset: bool = True,
 ) -> VoiceModel:
     """Rebuild a trained model from its run directory alone (config.json + model.safetensors);
     ``run`` may be a URL (``s3://...``), mirrored locally; None: the bundled classifier
@@ -70,6 +71,8 @@ def load_model(
     (``RUN/model.network.onnx``, or a user folder for the bundled encoder) exported again when
     the run changed.
     ``threads``: onnxruntime's intra-op threads, default ``torch.get_num_threads()``.
+    ``openset`` False: the run's ``openset.json`` is not read (answers are closed-set): what
+    fitting it again loads, so that an open set that cannot be used any more can be replaced.
     "onnx-int8": the run's network quantised to int8, ``RUN/model.int8.onnx`` (made by
     ``whichvoice export RUN --onnx RUN/model.int8.onnx --int8``; shipped with the bundled
     classifier), refused when missing or made from other weights.
@@ -85,29 +88,59 @@ def load_model(
         model = OnnxVoiceModel(
             model.root, model.config, model.net, model.device, session(path, device, threads), path
         )
+    if not openset:
+        model.openset = None
     if model.openset is not None and model.openset.encoder is not None:
-        _check_probe_encoder(model.root, model.openset.encoder)
+        _check_probe_encoder(model, model.openset.encoder)
         # the encoder runs on the same backend (an int8 classifier's on onnxruntime too), on
         # one thread: it embeds one window a clip on the thread that decoded the clip (batch
         # inference's decoding threads, a server request's thread), side by side; loaded
-        # when first needed
+        # when first needed (``VoiceModel.ready`` loads it now)
         model.probe_loader = functools.partial(
-            load_model, bundled_encoder_dir(), device, "torch" if backend == "torch" else "onnx",
-            threads=1,
-        )  # fmt: skip
+            _probe_encoder, device, "torch" if backend == "torch" else "onnx"
+        )
     return model
 
 
-def _check_probe_encoder(root: Path, expected: str) -> None:
-    """Refuse a run whose open set reads other encoder weights than the bundled encoder's
-    (a digest of its weights file: no model is built)."""
+def _probe_encoder(device: str, backend: str) -> VoiceModel:
+    """The bundled encoder on ``backend`` and one thread; on onnxruntime where its ONNX export
+    can be made or read (a user folder), else in torch, with a warning (the int8 backend
+    needed no export before the open set read the encoder)."""
+    if backend != "torch":
+        try:
+            return load_model(bundled_encoder_dir(), device, backend, threads=1)
+        except (WhichvoiceError, OSError) as e:
+            log.warning("the open set's encoder runs in torch: no ONNX export of it (%s)", e)
+    return load_model(bundled_encoder_dir(), device)
+
+
+def _check_probe_encoder(model: VoiceModel, expected: str) -> None:
+    """Refuse a run whose open set reads other encoder weights than the bundled encoder's (a
+    digest of its weights file: no model is built), or whose windows the encoder cannot
+    read."""
+    from whichvoice.features import FeatureConfig
+
+    root = model.root
     encoder = bundled_encoder_dir()
-    own = run_id(encoder, json.loads((encoder / "config.json").read_text()))
+    config = json.loads((encoder / "config.json").read_text())
+    own = run_id(encoder, config)
+    refit = f"fit it again with `whichvoice openset {root} --known DEV.csv`"
     if own != expected:
         raise ModelLoadError(
             f"{root}/openset.json reads the embeddings of encoder {expected}, not of the "
-            f"bundled encoder ({own}); fit it again with `whichvoice openset {root} --known "
-            "DEV.csv`"
+            f"bundled encoder ({own}); {refit}"
+        )
+    a, b = model.features, FeatureConfig.from_dict(config["features"])
+    if (a.name, a.sample_rate, a.window_s) != (b.name, b.sample_rate, b.window_s):
+        instead = (
+            f"fit one on the run's own embedding (`whichvoice openset {root} --known DEV.csv "
+            "--encoder own`) or remove it"
+            if model.has_embedding
+            else "remove it (this run has no embedding of its own for an open set)"
+        )
+        raise ModelLoadError(
+            f"{root}/openset.json reads the bundled encoder, which cannot read this run's "
+            f"{a.name} windows; {instead}"
         )
 
 

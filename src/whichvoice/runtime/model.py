@@ -113,7 +113,7 @@ class VoiceModel:
         )
         # what loads the encoder an open set reads (``runtime.load`` sets it), then the encoder
         self.probe_loader: Callable[[], VoiceModel] | None = None
-        self._probe_encoder: VoiceModel | None = None
+        self._probe_encoder: VoiceModel | WhichvoiceError | None = None
         self._probe_lock = threading.Lock()
         self.target = config.get("train", {}).get("target", "voice")
         self.engine_head = _run_engine_head(root, config) if hasattr(net, "embed") else None
@@ -195,17 +195,32 @@ class VoiceModel:
         return self.probe_encoder().window_embeddings(probe_window(windows))[0]
 
     def probe_encoder(self) -> VoiceModel:
-        """The encoder the open set reads, loaded on first use (``probe_loader``)."""
+        """The encoder the open set reads, loaded on first use (``probe_loader``); a load that
+        failed fails again at once, with the same error (not once per file)."""
         if self._probe_encoder is None:
             with self._probe_lock:
                 if self._probe_encoder is None:
                     if self.probe_loader is None:
-                        raise ModelLoadError(
+                        self._probe_encoder = ModelLoadError(
                             f"{self.root}: its open set reads the encoder "
                             f"{self.openset.encoder}; load the run with runtime.load_model"
                         )
-                    self._probe_encoder = self.probe_loader()
+                    else:
+                        try:
+                            self._probe_encoder = self.probe_loader()
+                        except WhichvoiceError as e:
+                            self._probe_encoder = e
+        if isinstance(self._probe_encoder, WhichvoiceError):
+            raise self._probe_encoder
         return self._probe_encoder
+
+    def ready(self) -> VoiceModel:
+        """Load now what answers would load on first use (the open set's encoder, and its
+        ONNX export), so that a command or a server fails before any work, in one line, and
+        its first answer is not slow; returns the model."""
+        if self.openset is not None and self.openset.encoder is not None:
+            self.probe_encoder()
+        return self
 
     def _combine(
         self, name: str, scores: np.ndarray, speech_s: float, probe: np.ndarray | None = None

@@ -57,7 +57,7 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
     workers = int(os.environ.get("WHICHVOICE_WORKERS", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(workers, 1)))
     if model is None and cfg.run:
-        model = load_model(cfg.run, backend=cfg.backend)
+        model = load_model(cfg.run, backend=cfg.backend).ready()  # no slow first request
     service = Service(cfg, model)
     if service.model is None:
         service.load_encoder()
