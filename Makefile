@@ -140,13 +140,17 @@ classifier: setup
 	.venv/bin/python benchmarks/openset.py --work $(BENCH_WORK)/openset
 	.venv/bin/python benchmarks/tables.py
 
-# the bundled classifier's int8 network (`--backend onnx-int8`), calibrated on its own
-# voices reading training sentences (never the dev or test pool's)
+# the bundled classifier's int8 network (`--backend onnx-int8`), and the bundled encoder's that
+# its open set reads with that backend, calibrated on its own voices reading training
+# sentences (never the dev or test pool's)
 classifier-int8: setup
 	.venv/bin/python -m whichvoice synth $(BENCH_WORK)/int8-calibration --voices default8 \
 	  --sentences 12 --assign all --quiet
 	.venv/bin/python -m whichvoice export src/whichvoice/data/classifier --overwrite \
 	  --onnx src/whichvoice/data/classifier/model.int8.onnx --int8 \
+	  --calibration $(BENCH_WORK)/int8-calibration/audio
+	.venv/bin/python -m whichvoice export src/whichvoice/data/encoder --overwrite \
+	  --onnx src/whichvoice/data/encoder/model.int8.onnx --int8 \
 	  --calibration $(BENCH_WORK)/int8-calibration/audio
 
 # the tables of measured figures in README.md and docs/, from benchmarks/results/*.json

@@ -123,6 +123,7 @@ def main() -> None:
     known = labelled_files(pool_set(work, "test", args.sentences, args.quiet), model.labels)
     others = other_voices(work, "test", args.other_sentences, args.quiet)
     people = human_clips(work) if HUMAN.is_dir() else None
+    model8 = load_model(bundled_classifier(), backend="onnx-int8").ready()
     # the same rule on the classifier's own embedding, fitted on the same dev clips
     own = load_model(bundled_classifier())
     dev_set = pool_set(work, "dev", args.sentences, args.quiet)
@@ -141,6 +142,11 @@ def main() -> None:
         "test": {
             **figures(model, known, others, people),
             "other_tts_voices": [*OTHER_VOICES["test"], *pool_voices("test", 8)],
+        },
+        "int8": {
+            "what": "the shipped open set with --backend onnx-int8: the classifier's and the "
+            "encoder's networks quantised to int8 (the thresholds fitted with torch's)",
+            "test": figures(model8, known, others, people),
         },
         "own_embedding": {
             "what": "the open set on the classifier's own embedding (the mean of its windows'), "

@@ -96,21 +96,26 @@ def load_model(
         # one thread: it embeds one window a clip on the thread that decoded the clip (batch
         # inference's decoding threads, a server request's thread), side by side; loaded
         # when first needed (``VoiceModel.ready`` loads it now)
-        model.probe_loader = functools.partial(
-            _probe_encoder, device, "torch" if backend == "torch" else "onnx"
-        )
+        model.probe_loader = functools.partial(_probe_encoder, device, backend)
     return model
 
 
 def _probe_encoder(device: str, backend: str) -> VoiceModel:
-    """The bundled encoder on ``backend`` and one thread; on onnxruntime where its ONNX export
-    can be made or read (a user folder), else in torch, with a warning (the int8 backend
-    needed no export before the open set read the encoder)."""
-    if backend != "torch":
+    """The bundled encoder on ``backend`` and one thread: in torch, in onnxruntime (its ONNX
+    export, made once in a user folder), or quantised to int8 (``model.int8.onnx``, shipped
+    beside it); where the int8 file is missing, the export; where the export cannot be made
+    or read, torch, with a warning (the int8 backend needed no export before the open set read
+    the encoder)."""
+    tried = ("onnx-int8", "onnx") if backend == "onnx-int8" else (backend,)
+    for each in tried:
+        if each == "torch":
+            break
         try:
-            return load_model(bundled_encoder_dir(), device, backend, threads=1)
+            return load_model(bundled_encoder_dir(), device, each, threads=1)
         except (WhichvoiceError, OSError) as e:
-            log.warning("the open set's encoder runs in torch: no ONNX export of it (%s)", e)
+            log.warning("the open set's encoder: no %s model of it (%s)", each, e)
+    if backend != "torch":
+        log.warning("the open set's encoder runs in torch")
     return load_model(bundled_encoder_dir(), device)
 
 
