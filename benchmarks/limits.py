@@ -9,8 +9,8 @@ test-pool sentences, each cut to 3-4 s, at the engines' own rates (16, 22.05 and
   and pauses' silence trimmed, level set), windows (cut), features (log-mel), the network in
   torch, in onnxruntime and in onnxruntime int8 (the windows of 32 clips at once, as batch
   inference runs them; each with the log-mel), the open set's probe (the bundled encoder on
-  each clip's middle window, in torch, in onnxruntime and its int8 network:
-  ``whichvoice.openset``), the answer (combine + JSON). Per clip and per second of audio.
+  each clip's middle window, as each backend runs it: ``whichvoice.openset``,
+  ``runtime.load._probe_encoder``), the answer (combine + JSON). Per clip and per second of audio.
 - **The decode limit**: decode + resample alone over every clip in 1 and 2 processes: the
   clips/s no identification of these files can pass on this machine. Every end-to-end figure is
   divided by the limit with the same number of cores, measured in the same run.

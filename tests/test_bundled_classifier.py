@@ -145,6 +145,10 @@ def test_the_open_set_answer(
     assert fitted["known_kept"]["value"] >= 0.98 and fitted["known_clips"] >= 800
     assert 0 < model.openset.short_threshold <= model.openset.threshold
     assert model.openset.encoder == load_model(bundled_encoder_dir()).model_id
+    # the torch backend's open set runs the encoder in onnxruntime where it is installed
+    from whichvoice.runtime import OnnxVoiceModel
+
+    assert isinstance(model.probe_encoder(), OnnxVoiceModel)
     ours = [model.identify(p) for p in phrases.values()]
     assert [p.answer for p in ours] == list(phrases) and all(p.known for p in ours)
     stranger = model.identify(person)
