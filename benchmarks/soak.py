@@ -38,18 +38,40 @@ from whichvoice.verification import load_encoder, model_id
 RESULTS = Path(__file__).parent / "results" / "soak.json"
 
 
-ENROLL_S = 4.0  # s of each enrolled clip: enrollment needs 3 s of speech in all
+VOICES = 64  # distinct voices: one a name enrolled in the kill -9 phase (then they repeat)
 
 
-def tone(seed: int, seconds: float = 2.0) -> bytes:
-    """A voiced-like harmonic tone (each seed its own pitch and timbre) as WAV bytes."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16_000)) / 16_000
-    f0 = 90 + 150 * rng.random()
-    wave = sum(rng.random() / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 12))
-    wave = (0.5 * wave / np.max(np.abs(wave))).astype(np.float32)
+def speech(voices: int, work: Path) -> list[bytes]:
+    """One clip of real speech a voice (``voices`` seeded espeak-ng variants, each reading two
+    sentences joined, ~6 s) as WAV bytes: what identify, verify and enroll take. A synthetic
+    tone no longer passes: since stop 53 the server hears no speech in a steady sound, and the
+    default encoder's detector (silero-vad) none in a tone."""
+    from whichvoice.audio import encode_audio, read_audio
+    from whichvoice.corpus import SynthConfig, read_manifest, synthesize_corpus
+    from whichvoice.protocol import pool_voices
+    from whichvoice.sentences import load_sentences
+
+    corpus = work / "speech"
+    synthesize_corpus(
+        corpus,
+        load_sentences(2).sentences,  # the bundled (training) sentences
+        SynthConfig(voices=(",".join(pool_voices("train", voices)),), assign="all"),
+        progress=False,
+    )
+    parts: dict[str, list[np.ndarray]] = {}
+    rate = 16_000
+    for clip in sorted(read_manifest(corpus / "manifest.jsonl"), key=lambda c: c.path):
+        wave, rate = read_audio(corpus / clip.path)
+        parts.setdefault(clip.voice, []).append(wave)
+    return [encode_audio(np.concatenate(w), rate, "wav") for _, w in sorted(parts.items())]
+
+
+def longer(clip: bytes, seconds: float) -> bytes:
+    """``clip`` repeated to ``seconds`` s, WAV bytes."""
+    wave, rate = sf.read(io.BytesIO(clip), dtype="float32")
+    wave = np.tile(wave, int(np.ceil(seconds * rate / wave.shape[0])))[: int(seconds * rate)]
     buf = io.BytesIO()
-    sf.write(buf, wave, 16_000, format="WAV", subtype="PCM_16")
+    sf.write(buf, wave, rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 
@@ -71,9 +93,9 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * (len(values) - 1)))] if values else float("nan")
 
 
-async def soak(url: str, pid: int, seconds: float, concurrency: int) -> dict:
+async def soak(url: str, pid: int, seconds: float, concurrency: int, voices: list) -> dict:
     """Mixed traffic (identify, verify, gallery, healthz) for ``seconds``; RSS sampled."""
-    clips = [tone(100 + i) for i in range(8)]
+    clips = voices[3:11]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     samples: list[tuple[float, float]] = []
@@ -109,8 +131,7 @@ async def soak(url: str, pid: int, seconds: float, concurrency: int) -> dict:
 
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
         for v in range(3):  # voices to identify against
-            enrolled = tone(100 + v, ENROLL_S)
-            r = await http.post(f"/v1/enroll?name=v{v}", content=enrolled, headers=WAV)
+            r = await http.post(f"/v1/enroll?name=v{v}", content=voices[v], headers=WAV)
             r.raise_for_status()
         await asyncio.gather(sampler(), *(client(n, http) for n in range(concurrency)))
     wall = time.monotonic() - t0
@@ -137,9 +158,9 @@ async def soak(url: str, pid: int, seconds: float, concurrency: int) -> dict:
 WAV = {"Content-Type": "audio/wav"}
 
 
-async def slow_uploads(url: str, clients: int, seconds: float) -> dict:
-    """``clients`` uploads that trickle in over ``seconds``, while /healthz is timed."""
-    body = tone(7, seconds=4.0)
+async def slow_uploads(url: str, clients: int, seconds: float, body: bytes) -> dict:
+    """``clients`` uploads of ``body`` that trickle in over ``seconds``, while /healthz is
+    timed."""
     chunk = max(1, len(body) // 40)
 
     async def trickle():
@@ -189,9 +210,11 @@ async def slow_uploads(url: str, clients: int, seconds: float) -> dict:
     }
 
 
-async def disconnects(url: str, clients: int, tmp: Path) -> dict:
+async def disconnects(url: str, clients: int, tmp: Path, voice: bytes) -> dict:
     """Clients that send half of a 3 MB multipart upload and hang up; then the server's
-    temporary folder is looked at."""
+    temporary folder is looked at for files the uploads left (what was there before, such as
+    onnxruntime's own ``.ses`` file written when a session starts, is not theirs)."""
+    before = set(tmp.rglob("*"))
     blob = b"\0" * (3 * 2**20)
     boundary = "whichvoicesoak"
     head = (
@@ -216,9 +239,9 @@ async def disconnects(url: str, clients: int, tmp: Path) -> dict:
     await asyncio.sleep(2.0)
     # complete multipart uploads over starlette's 1 MB spool limit go through temp files too
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
-        big = [("file", ("big.wav", tone(3, seconds=40.0), "audio/wav"))]
+        big = [("file", ("big.wav", longer(voice, 40.0), "audio/wav"))]
         r = await http.post("/v1/verify?name=v0", files=big)
-    left = sorted(p.name for p in tmp.rglob("*"))
+    left = sorted(p.name for p in set(tmp.rglob("*")) - before)
     return {
         "disconnected_uploads": clients,
         "large_upload_status": r.status_code,
@@ -226,11 +249,16 @@ async def disconnects(url: str, clients: int, tmp: Path) -> dict:
     }
 
 
-def kill_a_worker(gallery: Path, *, workers: int, seconds: float, concurrency: int) -> dict:
+def kill_a_worker(
+    gallery: Path, voices: list, *, workers: int, seconds: float, concurrency: int
+) -> dict:
     """Enroll new voices from ``concurrency`` clients on a ``workers``-process server; kill -9
-    one worker half-way; every enrollment that was answered 200 must be in the gallery."""
+    one worker half-way; every enrollment that was answered 200 must be in the gallery. Name
+    ``k{i}`` is voice ``i`` of ``voices`` (after the last, they repeat: a 409 then, counted
+    apart)."""
     acked: list[str] = []
     failed = 0
+    already = 0
     killed_pid = None
     with serving(None, "--gallery", str(gallery), "--workers", str(workers)) as server:
         workers_pids = worker_pids(server.proc.pid)
@@ -240,16 +268,18 @@ def kill_a_worker(gallery: Path, *, workers: int, seconds: float, concurrency: i
             stop_at = time.monotonic() + seconds
 
             async def client(n: int, http: httpx.AsyncClient) -> None:
-                nonlocal failed
+                nonlocal failed, already
                 i = n
                 while time.monotonic() < stop_at:
                     name = f"k{i}"
                     try:
                         r = await http.post(
-                            f"/v1/enroll?name={name}", content=tone(i, ENROLL_S), headers=WAV
+                            f"/v1/enroll?name={name}", content=voices[i % len(voices)], headers=WAV
                         )
                         if r.status_code == 200:
                             acked.append(name)
+                        elif r.status_code == 409:
+                            already += 1
                         else:
                             failed += 1
                     except httpx.HTTPError:
@@ -275,6 +305,7 @@ def kill_a_worker(gallery: Path, *, workers: int, seconds: float, concurrency: i
         "worker_processes": len(workers_pids),
         "killed": killed_pid,
         "enrollments_answered_200": len(acked),
+        "refused_already_enrolled": already,
         "requests_failed": failed,
         "lost_after_kill_9": lost,
     }
@@ -303,7 +334,10 @@ def table(result: dict) -> str:
         (f"kill -9 of 1 of {kill['workers']} workers while enrolling",
          f"{kill['enrollments_answered_200']} enrollments answered 200, "
          f"{len(kill['lost_after_kill_9'])} of them lost; {kill['requests_failed']} requests "
-         "failed (in flight in the killed worker)"),
+         "failed (in flight in the killed worker)"
+         + (f"; {kill['refused_already_enrolled']} refused as a voice already enrolled under "
+            "another name (the clips' voices repeat)" if kill.get("refused_already_enrolled")
+            else "")),
     ]  # fmt: skip
     lines = [f"| {a} | {b} |" for a, b in rows]
     lines.insert(1, "|---|---|")
@@ -329,20 +363,27 @@ def main() -> None:
     tmp = work / "server-tmp"  # the server's TMPDIR: what it leaves there is looked at
     tmp.mkdir()
     made = provenance()  # the code that runs, not what is checked out by the end
+    voices = speech(VOICES, work)
     with serving(
         None, "--gallery", str(work / "g.sqlite"), "--max-upload-mb", "8",
         env={"TMPDIR": str(tmp)}, stderr=subprocess.DEVNULL,
     ) as server:  # fmt: skip
         print(f"soak: {args.soak_s:.0f} s at concurrency {args.concurrency}", flush=True)
-        soaked = asyncio.run(soak(server.url, server.proc.pid, args.soak_s, args.concurrency))
+        soaked = asyncio.run(
+            soak(server.url, server.proc.pid, args.soak_s, args.concurrency, voices)
+        )
         print(json.dumps({k: v for k, v in soaked.items() if k != "rss_samples"}), flush=True)
         print(f"overload: {args.slow_clients} slow uploads", flush=True)
-        slow = asyncio.run(slow_uploads(server.url, args.slow_clients, args.slow_upload_s))
+        slow = asyncio.run(
+            slow_uploads(server.url, args.slow_clients, args.slow_upload_s, voices[11])
+        )
         print(json.dumps(slow), flush=True)
-        cut = asyncio.run(disconnects(server.url, args.disconnects, tmp))
+        cut = asyncio.run(disconnects(server.url, args.disconnects, tmp, voices[12]))
         print(json.dumps(cut), flush=True)
     print("kill -9 of a worker under load", flush=True)
-    killed = kill_a_worker(work / "killed.sqlite", workers=2, seconds=args.kill_s, concurrency=8)
+    killed = kill_a_worker(
+        work / "killed.sqlite", voices, workers=2, seconds=args.kill_s, concurrency=8
+    )
     print(json.dumps(killed), flush=True)
 
     out = {
