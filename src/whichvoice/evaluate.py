@@ -371,7 +371,9 @@ def evaluate(
     check_conditions(conditions or [])
     if (corpus is None) == (labels_csv is None):
         raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
-    model = load_model(run)
+    # closed-set figures (the voice each file is nearest): the open set is neither scored nor
+    # paid for (its encoder costs about as much as the classifier)
+    model = load_model(run, openset=False)
     files = _inputs(model, corpus, labels_csv, split)
     made = not Path(report_dir).exists()
     out = ensure_dir(Path(report_dir), "report")  # once the inputs are good, before scoring
@@ -482,7 +484,7 @@ def _evaluate_remote(
     check_conditions(conditions or [])
     if (corpus is None) == (labels_csv is None):
         raise WhichvoiceError("give exactly one of a corpus or a labels CSV")
-    _inputs(load_model(run), corpus, labels_csv, split)
+    _inputs(load_model(run, openset=False), corpus, labels_csv, split)
     with (
         storage.local_output(run, last=[METRICS]) as local_run,
         contextlib.nullcontext(local_run)

@@ -335,7 +335,8 @@ def export_cmd(
     if int8:
         _export_int8(run, onnx_out, opset, calibration)
         return
-    path = export_onnx(load_model(run), onnx_out, opset=opset)  # a URL: its local copy
+    # a URL: its local copy; the export holds the network, not the open set
+    path = export_onnx(load_model(run, openset=False), onnx_out, opset=opset)
     diff = check_export(run, path)
     click.echo(onnx_out)
     click.echo("max |onnx - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
@@ -356,7 +357,7 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
     for given in calibration:
         if not storage.is_url(given) and not Path(given).exists():
             raise click.UsageError(f"--calibration {given}: no such file or folder")
-    model = load_model(run)
+    model = load_model(run, openset=False)  # the network is quantised, not the open set
     files = sorted(str(item.source) for item in path_inputs(calibration))
     random.Random(0).shuffle(files)  # every voice, not the first few files' alone
     x = calibration_inputs(model, files[::2] or files)
