@@ -970,11 +970,16 @@ def openset_table() -> str:
     f = r["fitted_on_dev"]
     what = r.get("embedding", "the run's own, mean of the windows")
     own = r.get("own_embedding")
+    short = (
+        f" ({r['short_threshold']:.3f} for clips of 2 windows or fewer)"
+        if r.get("short_threshold") is not None
+        else ""
+    )
     rows += [
         "",
-        f"Threshold {r['threshold']:.3f} on the cosine to the named voice's prototype ({what}), "
-        f"fitted on dev data ({f['rule']}; {f['known_clips']} known and {f['unknown_clips']} "
-        f"other dev clips)"
+        f"Threshold {r['threshold']:.3f}{short} on the cosine to the named voice's prototype "
+        f"({what}), fitted on dev data ({f['rule']}; {f['known_clips']} known and "
+        f"{f['unknown_clips']} other dev clips)"
         + (
             f"; the own-embedding open set was fitted on the same dev clips by the same rule "
             f"(threshold {own['threshold']:.3f})"

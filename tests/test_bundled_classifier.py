@@ -207,7 +207,23 @@ def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Pat
     stale = cli("predict", str(run), str(small_corpus / clips[0].path))
     assert stale.returncode != 0 and "Traceback" not in stale.stderr
     assert "fit it again with `whichvoice openset" in stale.stderr, stale.stderr
+    # the run still serves as an encoder (its open set is not read for that)
+    from whichvoice.encoders import model_for
+
+    assert model_for(run).openset is None
     # ... and fitting it again, as the message says, works (it loaded the stale one first)
+    cli("openset", str(run), "--known", str(known), "--json", check=True)
+    cli("predict", str(run), str(small_corpus / clips[0].path), check=True)
+    # an open set of other voices, or a damaged file: one line; fitting it again still works
+    other = json.loads((run / "openset.json").read_text())
+    other["labels"] = [f"x:{v}" for v in other["labels"]]
+    (run / "openset.json").write_text(json.dumps(other))
+    wrong = cli("predict", str(run), str(small_corpus / clips[0].path))
+    assert wrong.returncode == 2 and "its voices are not the run's" in wrong.stderr, wrong.stderr
+    (run / "openset.json").write_text('{"labels": ')
+    damaged = cli("predict", str(run), str(small_corpus / clips[0].path))
+    assert damaged.returncode == 2 and "not a usable open-set file" in damaged.stderr
+    assert "Traceback" not in wrong.stderr + damaged.stderr
     cli("openset", str(run), "--known", str(known), "--json", check=True)
     cli("predict", str(run), str(small_corpus / clips[0].path), check=True)
 
@@ -231,6 +247,12 @@ def test_the_open_set_encoder_without_an_onnx_export(
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["answer"] == "unknown"
     assert (bundled_encoder_dir() / "model.int8.onnx").is_file()
+    # the torch backend runs the encoder in onnxruntime: with no folder for its export, in
+    # torch, and predict says so (its other warnings are quiet beside its answer lines)
+    torch_run = cli("predict", str(other_tts[0]), "--backend", "torch", "--json",
+                    env={"XDG_DATA_HOME": str(blocked / "x")})  # fmt: skip
+    assert torch_run.returncode == 0 and json.loads(torch_run.stdout)["answer"] == "unknown"
+    assert "the open set's encoder runs in torch" in torch_run.stderr, torch_run.stderr
     int8 = load_module._probe_encoder("cpu", "onnx-int8")
     assert isinstance(int8, OnnxVoiceModel) and int8.onnx_path.name == "model.int8.onnx"
     # an encoder without its int8 file, and no folder to export it to: torch, with warnings

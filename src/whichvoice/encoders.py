@@ -54,7 +54,7 @@ def load_calibration(run: str | os.PathLike) -> tuple[float, Calibration] | None
 
 def model_for(run: str | os.PathLike) -> VoiceModel:
     """The trained run at ``run`` as an encoder; refused when its network has no embedding."""
-    model = load_model(run)
+    model = load_model(run, openset=False)  # an encoder's embeddings: no open set is read
     if not model.has_embedding:
         raise WhichvoiceError(f"{run}: model {model.config['model']!r} has no embedding")
     return model

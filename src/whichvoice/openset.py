@@ -58,7 +58,8 @@ class OpenSet:
 
     def threshold_for(self, windows: int) -> float:
         """The threshold for a clip of ``windows`` windows: a short clip's embedding is the
-        mean of fewer windows, noisier, so it has its own, lower threshold."""
+        mean of fewer windows (the run's own embedding), or the encoder's of a window cut
+        from less speech, so it has its own threshold, fitted on 2 s cuts."""
         if windows <= SHORT_WINDOWS and self.short_threshold is not None:
             return self.short_threshold
         return self.threshold

@@ -32,7 +32,8 @@ def setup_logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler])
-    for name in ("whichvoice.encoders", "whichvoice.diarize"):
+    # and which network the classifier's open set runs when its faster one cannot be loaded
+    for name in ("whichvoice.encoders", "whichvoice.diarize", "whichvoice.runtime.load"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -82,15 +82,19 @@ def load_model(
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     check_run_path(run)
     model = _load_torch(
-        storage.local_path(run if run is not None else bundled_classifier()), device
+        storage.local_path(run if run is not None else bundled_classifier()), device, openset
     )
     if backend != "torch":
         path = _int8_file(model) if backend == "onnx-int8" else ensure_export(model, onnx_path)
         model = OnnxVoiceModel(
-            model.root, model.config, model.net, model.device, session(path, device, threads), path
+            model.root,
+            model.config,
+            model.net,
+            model.device,
+            session(path, device, threads),
+            path,
+            openset=openset,
         )
-    if not openset:
-        model.openset = None
     if model.openset is not None and model.openset.encoder is not None:
         _check_probe_encoder(model, model.openset.encoder)
         # the encoder runs on the same backend (an int8 classifier's on onnxruntime too), on
@@ -171,7 +175,7 @@ def _int8_file(model: VoiceModel) -> Path:
     return path
 
 
-def _load_torch(root: Path, device: str) -> VoiceModel:
+def _load_torch(root: Path, device: str, openset: bool = True) -> VoiceModel:
     from safetensors.torch import load_file
 
     try:
@@ -185,7 +189,7 @@ def _load_torch(root: Path, device: str) -> VoiceModel:
     try:
         net = build_model(config["model"], tuple(config["input_shape"]), len(config["labels"]))
         net.load_state_dict(state)
-        return VoiceModel(root, config, net.to(device), torch.device(device))
+        return VoiceModel(root, config, net.to(device), torch.device(device), openset=openset)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ModelLoadError(
             f"{root}: config.json and the weights do not make a model ({e})"

@@ -96,7 +96,13 @@ class VoiceModel:
     """A trained model with its feature pipeline and labels; thread-safe for inference."""
 
     def __init__(
-        self, root: Path, config: dict, net: torch.nn.Module, device: torch.device
+        self,
+        root: Path,
+        config: dict,
+        net: torch.nn.Module,
+        device: torch.device,
+        *,
+        openset: bool = True,
     ) -> None:
         self.root = root
         self.config = config
@@ -104,13 +110,19 @@ class VoiceModel:
         self.features = FeatureConfig.from_dict(config["features"])
         self.net = net.eval()
         self.device = device
-        openset = load_openset(root)
+        # ``openset`` False: RUN/openset.json is not read (``load_model(openset=False)``)
+        fitted = load_openset(root) if openset else None
         # an open set on the run's own embedding needs one; an encoder's reads any run
         self.openset = (
-            openset
-            if openset is not None and (openset.encoder is not None or hasattr(net, "embed"))
+            fitted
+            if fitted is not None and (fitted.encoder is not None or hasattr(net, "embed"))
             else None
         )
+        if self.openset is not None and sorted(self.openset.labels) != sorted(self.labels):
+            raise ModelLoadError(
+                f"{root}/openset.json: its voices are not the run's; fit it again with "
+                f"`whichvoice openset {root} --known DEV.csv`"
+            )
         # what loads the encoder an open set reads (``runtime.load`` sets it), then the encoder
         self.probe_loader: Callable[[], VoiceModel] | None = None
         self._probe_encoder: VoiceModel | WhichvoiceError | None = None

@@ -46,8 +46,10 @@ class OnnxVoiceModel(VoiceModel):
         device: torch.device,
         session,
         onnx_path: Path,
+        *,
+        openset: bool = True,
     ) -> None:
-        super().__init__(root, config, net, device)
+        super().__init__(root, config, net, device, openset=openset)
         self.session = session  # an onnxruntime InferenceSession; its run() is thread-safe
         self.onnx_path = onnx_path
         self._outputs = [o.name for o in session.get_outputs()]
