@@ -11,9 +11,9 @@ apart, also voices it never heard, where the classifier's own embedding only eve
 own few and puts a stranger near one of them: on dev, the encoder's cosine turned away every
 clip of 16 other TTS voices (160 of 160, whole clips and 2 s phrases) against 74 % and 49 % for
 the classifier's own embedding, at the same 99 % of the classifier's own voices kept (stop 55,
-``/work/notes/s55``). Its cost: the encoder on one window a clip (about 1.4 ms in
-onnxruntime, one thread). ``encoder`` None: the run's own embedding (the mean of its windows'),
-as every open set was fitted before.
+``/work/notes/s55``). Its cost: the encoder on one window a clip (about 1.9 ms in
+onnxruntime, 0.8 ms int8, one thread: ``benchmarks/limits.py``). ``encoder`` None: the run's
+own embedding (the mean of its windows'), as every open set was fitted before.
 
 The prototypes and the threshold are fitted on dev data only (clips of the model's voices on
 dev sentences, and clips of other voices) and stored with the run as ``openset.json``; the
@@ -167,8 +167,8 @@ def fit_openset(
     fitted on whole sentences alone would turn short phrases of known voices away).
     ``unknown`` dev clips of other voices give the share rejected at each (recorded, not
     used to set them). ``encoder``: a model with an embedding whose embedding of each clip's
-    middle window is scored (the bundled encoder: ``runtime.bundled_encoder_model``); None:
-    the model's own embedding."""
+    middle window is scored (the bundled encoder: ``load_model(runtime.bundled_encoder_dir())``);
+    None: the model's own embedding."""
     if encoder is None and not model.has_embedding:
         raise WhichvoiceError(f"model {model.config['model']!r} has no embedding")
     if encoder is not None:
@@ -238,13 +238,19 @@ def fit_openset(
     )
 
 
+def same_windows(a, b) -> bool:
+    """Whether an encoder of features ``b`` can embed the stored windows of a model of
+    features ``a`` (``FeatureConfig``s): the same kind, sample rate and window length."""
+    return (a.name, a.sample_rate, a.window_s) == (b.name, b.sample_rate, b.window_s)
+
+
 def check_probe_encoder(model, encoder) -> None:
     """Refuse an encoder whose windows are not the model's: the encoder embeds the model's
-    own stored windows (the same sample rate, window length and features)."""
+    own stored windows (``same_windows``)."""
     a, b = model.features, encoder.features
     if not encoder.has_embedding:
         raise WhichvoiceError(f"encoder {encoder.config['model']!r} has no embedding")
-    if (a.name, a.sample_rate, a.window_s) != (b.name, b.sample_rate, b.window_s):
+    if not same_windows(a, b):
         instead = (
             "use --encoder own" if model.has_embedding else "and it has no embedding of its own"
         )

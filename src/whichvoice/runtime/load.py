@@ -95,12 +95,12 @@ def load_model(
             path,
             openset=openset,
         )
-    if model.openset is not None and model.openset.encoder is not None:
+    if model.reads_encoder:
         _check_probe_encoder(model, model.openset.encoder)
-        # the encoder runs on the same backend (an int8 classifier's on onnxruntime too), on
-        # one thread: it embeds one window a clip on the thread that decoded the clip (batch
-        # inference's decoding threads, a server request's thread), side by side; loaded
-        # when first needed (``VoiceModel.ready`` loads it now)
+        # the encoder, as fast as this install runs it (``_probe_encoder``), on one thread: it
+        # embeds one window a clip on the thread that decoded the clip (batch inference's
+        # decoding threads, a server request's thread), side by side; loaded when first
+        # needed (``VoiceModel.ready`` loads it now)
         model.probe_loader = functools.partial(_probe_encoder, device, backend)
     return model
 
@@ -130,19 +130,18 @@ def _check_probe_encoder(model: VoiceModel, expected: str) -> None:
     digest of its weights file: no model is built), or whose windows the encoder cannot
     read."""
     from whichvoice.features import FeatureConfig
+    from whichvoice.openset import same_windows
 
     root = model.root
-    encoder = bundled_encoder_dir()
-    config = json.loads((encoder / "config.json").read_text())
-    own = run_id(encoder, config)
+    own, features = _encoder_identity(bundled_encoder_dir())
     refit = f"fit it again with `whichvoice openset {root} --known DEV.csv`"
     if own != expected:
         raise ModelLoadError(
             f"{root}/openset.json reads the embeddings of encoder {expected}, not of the "
             f"bundled encoder ({own}); {refit}"
         )
-    a, b = model.features, FeatureConfig.from_dict(config["features"])
-    if (a.name, a.sample_rate, a.window_s) != (b.name, b.sample_rate, b.window_s):
+    a = model.features
+    if not same_windows(a, FeatureConfig.from_dict(features)):
         instead = (
             f"fit one on the run's own embedding (`whichvoice openset {root} --known DEV.csv "
             "--encoder own`) or remove it"
@@ -153,6 +152,14 @@ def _check_probe_encoder(model: VoiceModel, expected: str) -> None:
             f"{root}/openset.json reads the bundled encoder, which cannot read this run's "
             f"{a.name} windows; {instead}"
         )
+
+
+@functools.cache
+def _encoder_identity(encoder: Path) -> tuple[str, dict]:
+    """(model id, features) of an encoder folder shipped in the package: its weights are
+    hashed once a process, not at every load of a run whose open set reads it."""
+    config = json.loads((encoder / "config.json").read_text())
+    return run_id(encoder, config), config["features"]
 
 
 def _int8_file(model: VoiceModel) -> Path:

@@ -191,18 +191,23 @@ class VoiceModel:
         return torch.cat([logp, emb], dim=1).float().cpu().numpy()
 
     @property
+    def reads_encoder(self) -> bool:
+        """Whether the open set scores the bundled encoder's embedding (``probe``)."""
+        return self.openset is not None and self.openset.encoder is not None
+
+    @property
     def needs_own_embedding(self) -> bool:
         """Whether an answer reads the run's own embedding (an open set on it, an engine
         head): ``input_scores`` then returns it after the log-probabilities."""
-        return (
-            self.openset is not None and self.openset.encoder is None
-        ) or self.engine_head is not None
+        return (self.openset is not None and not self.reads_encoder) or (
+            self.engine_head is not None
+        )
 
     def probe(self, windows: np.ndarray) -> np.ndarray | None:
         """What an encoder open set scores for a clip of these stored windows: the encoder's
         L2-normalised embedding of the middle one (``openset.probe_window``), float32 (dim,);
         None when the open set (if any) reads the run's own embedding."""
-        if self.openset is None or self.openset.encoder is None:
+        if not self.reads_encoder:
             return None
         return self.probe_encoder().window_embeddings(probe_window(windows))[0]
 
@@ -230,7 +235,7 @@ class VoiceModel:
         """Load now what answers would load on first use (the open set's encoder, and its
         ONNX export), so that a command or a server fails before any work, in one line, and
         its first answer is not slow; returns the model."""
-        if self.openset is not None and self.openset.encoder is not None:
+        if self.reads_encoder:
             self.probe_encoder()
         return self
 
@@ -251,7 +256,7 @@ class VoiceModel:
             else None
         )
         if self.openset is not None:
-            vector = emb if self.openset.encoder is None else probe
+            vector = probe if self.reads_encoder else emb
             if vector is None:
                 raise WhichvoiceError(f"{name}: no embedding for the open set to score")
             score = self.openset.score(vector, top[0][0])
