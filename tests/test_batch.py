@@ -44,7 +44,8 @@ def read_rows(path: Path) -> list[dict]:
     for r in rows:
         r["top"] = json.loads(r["top"])
         for key, kind in (("confidence", float), ("speech_s", float), ("windows", int),
-                          ("engine_confidence", float)):  # fmt: skip
+                          ("engine_confidence", float), ("openset_score", float),
+                          ("openset_threshold", float)):  # fmt: skip
             r[key] = kind(r[key]) if r[key] else None
         for key in ("correct", "engine_known"):
             if key in r:
@@ -130,14 +131,16 @@ def test_each_format_has_a_row_per_input_as_predict_says(
     assert (summary.predicted, summary.rows, summary.failed) == (len(clips), len(clips), 0)
     rows = read_rows(out)
     assert list(rows[0]) == [
-        "path", "answer", "voice", "confidence", "top", "speech_s", "windows", "known", "engine",
-        "engine_confidence", "engine_known", "error",
+        "path", "answer", "voice", "confidence", "top", "speech_s", "windows", "known",
+        "openset_score", "openset_threshold", "engine", "engine_confidence", "engine_known",
+        "error",
     ]  # fmt: skip
     assert [r["path"] for r in rows] == [c.path for c in clips]  # input order, as spelled
     assert all(r["error"] == "" and len(r["top"]) == 3 for r in rows)
     # a voice run without an engine head: the family of its likeliest voices, no open set
     assert all(r["engine"] in ("flite", "espeak-ng", "festival-diphone") for r in rows)
     assert all(r["engine_known"] is None for r in rows)
+    assert all(r["openset_score"] is None and r["openset_threshold"] is None for r in rows)
     same_predictions(rows, reference)
     # the same answers as `predict` gives file by file
     model = load_model(trained_run)

@@ -3,6 +3,7 @@ no run, on sentences it never heard; its card describes it."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -131,7 +132,7 @@ def other_tts(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def test_the_open_set_answer(
-    cli, phrases: dict[str, Path], person: Path, other_tts: list[Path]
+    cli, phrases: dict[str, Path], person: Path, other_tts: list[Path], tmp_path: Path
 ) -> None:
     """Its own voices are named; a person it never heard is "unknown", with the nearest voice
     and the score under the threshold (fitted on dev data, shipped in openset.json); so are
@@ -165,6 +166,16 @@ def test_the_open_set_answer(
     assert "\tunknown\tnearest " in line and "open-set score" in line
     row = json.loads(cli("predict", str(person), "--json", check=True).stdout)
     assert (row["answer"], row["known"]) == ("unknown", False)
+    # a batch output carries the score and the threshold that decided it, as --json does
+    out = tmp_path / "answers.csv"
+    files = [person, phrases["flite:slt"]]
+    cli("predict", *map(str, files), "--output", str(out), "--quiet", check=True)
+    rows = list(csv.DictReader(out.open()))
+    assert [r["answer"] for r in rows] == ["unknown", "flite:slt"]
+    assert [r["known"] for r in rows] == ["false", "true"]
+    assert abs(float(rows[0]["openset_score"]) - row["openset_score"]) < 1e-5
+    assert float(rows[0]["openset_threshold"]) == row["openset_threshold"]
+    assert float(rows[1]["openset_score"]) >= float(rows[1]["openset_threshold"])
     onnx = json.loads(
         cli("predict", str(other_tts[0]), "--json", "--backend", "onnx", check=True).stdout
     )

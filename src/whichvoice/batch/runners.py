@@ -17,7 +17,8 @@ from whichvoice.runtime import Prediction, VoiceModel, load_model
 
 TOP_K = 3  # voices listed in the ``top`` column
 # answer: the voice, or "unknown" when the run's open-set score says it is none of its voices
-# (known false; known empty: the run has no open-set threshold)
+# (known false; known empty: the run has no open-set threshold); openset_score and
+# openset_threshold: the score that decided it and the threshold it met (empty without one)
 COLUMNS = (
     "path",
     "answer",
@@ -27,6 +28,8 @@ COLUMNS = (
     "speech_s",
     "windows",
     "known",
+    "openset_score",
+    "openset_threshold",
     "engine",
     "engine_confidence",
     "engine_known",
@@ -44,7 +47,7 @@ def _rows(results) -> list[dict]:
     rows = []
     for result in results:
         if isinstance(result, Prediction):
-            fields = result.to_dict(TOP_K)
+            fields = {"openset_score": None, "openset_threshold": None} | result.to_dict(TOP_K)
             rows.append(
                 {k: fields[k] for k in COLUMNS if k in fields and k != "path"} | {"error": ""}
             )
@@ -53,6 +56,8 @@ def _rows(results) -> list[dict]:
                 {
                     "answer": None,
                     "known": None,
+                    "openset_score": None,
+                    "openset_threshold": None,
                     "voice": None,
                     "confidence": None,
                     "top": [],

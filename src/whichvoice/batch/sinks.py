@@ -228,6 +228,8 @@ def _schema(columns: tuple[str, ...]):
         "speech_s": pa.float64(),
         "windows": pa.int64(),
         "known": pa.bool_(),
+        "openset_score": pa.float64(),
+        "openset_threshold": pa.float64(),
         "engine": pa.string(),
         "engine_confidence": pa.float64(),
         "engine_known": pa.bool_(),
