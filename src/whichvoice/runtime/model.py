@@ -203,13 +203,23 @@ class VoiceModel:
             self.engine_head is not None
         )
 
-    def probe(self, windows: np.ndarray) -> np.ndarray | None:
+    def probe(self, windows: np.ndarray, embed=None) -> np.ndarray | None:
         """What an encoder open set scores for a clip of these stored windows: the encoder's
         L2-normalised embedding of the middle one (``openset.probe_window``), float32 (dim,);
-        None when the open set (if any) reads the run's own embedding."""
+        None when the open set (if any) reads the run's own embedding. ``embed``: what runs
+        the encoder's network on ``probe_inputs`` (the server's micro-batcher), default the
+        encoder's ``input_embeddings``."""
+        inputs = self.probe_inputs(windows)
+        if inputs is None:
+            return None
+        return (embed or self.probe_encoder().input_embeddings)(inputs)[0]
+
+    def probe_inputs(self, windows: np.ndarray) -> np.ndarray | None:
+        """The encoder's network inputs for ``probe``: its log-mel of the middle window,
+        (1, ...); None when the open set (if any) reads the run's own embedding."""
         if not self.reads_encoder:
             return None
-        return self.probe_encoder().window_embeddings(probe_window(windows))[0]
+        return self.probe_encoder().inputs(probe_window(windows))
 
     def probe_encoder(self) -> VoiceModel:
         """The encoder the open set reads, loaded on first use (``probe_loader``); a load that
@@ -325,14 +335,15 @@ class VoiceModel:
         check_not_silent(clip.wave, clip.rate, name)
         return self.identify_clip(clip, score=score)
 
-    def identify_clip(self, clip: Decoded, *, score=None) -> Prediction:
+    def identify_clip(self, clip: Decoded, *, score=None, embed=None) -> Prediction:
         """``identify_wave`` for a clip already decoded and found not silent (the server's
-        upload: ``Service.decode`` checked it), which is not checked again."""
+        upload: ``Service.decode`` checked it), which is not checked again. ``embed``: what
+        runs the open set's encoder (``probe``; the server's second micro-batcher)."""
         windows, speech_s = self.windows_of(clip.wave, clip.rate)
         if (error := _burst(clip.name, speech_s)) is not None:
             raise error  # before the network runs
         scores = (score or self.window_scores)(windows)
-        return self._combine(clip.name, scores, speech_s, self.probe(windows))
+        return self._combine(clip.name, scores, speech_s, self.probe(windows, embed))
 
     @cached_property
     def model_id(self) -> str:
@@ -379,11 +390,11 @@ class VoiceModel:
 
     def prepared(self, source: AudioSource) -> tuple[np.ndarray, float, np.ndarray | None]:
         """One input's network inputs (decoded, cut into windows, made into log-mels), the
-        seconds of speech they came from, and the open set's ``probe``: what the decoding
-        threads of batch inference make, so that the network's thread runs only the
-        network."""
+        seconds of speech they came from, and the open set encoder's inputs
+        (``probe_inputs``): what the decoding threads of batch inference make, so that the
+        network's thread runs only the networks, each once on a whole chunk."""
         windows, speech_s = self.windows(source)
-        return self.inputs(windows), speech_s, self.probe(windows)
+        return self.inputs(windows), speech_s, self.probe_inputs(windows)
 
     def _inputs_of(self, source: AudioSource) -> tuple[np.ndarray, float]:
         windows, speech_s = self.windows(source)
@@ -410,17 +421,33 @@ class VoiceModel:
         """The answer for each source of ``chunk``, whose ``prepared`` are ``self.prepared``'s
         outputs or errors; the network runs once on every file's windows."""
         scored_chunk = score_chunk(self.input_scores, chunk, prepared)
-        for (src, scored, speech_s), p in zip(scored_chunk, prepared, strict=True):
+        probes = self._chunk_probes(prepared)
+        for i, ((src, scored, speech_s), p) in enumerate(zip(scored_chunk, prepared, strict=True)):
             if isinstance(scored, WhichvoiceError):
                 yield scored
                 continue
             burst = _burst(describe_source(src), speech_s)
-            probe = p[2] if len(p) > 2 else None
+            probe = probes.get(i) if len(p) > 2 else None
             yield (
                 burst
                 if burst is not None
                 else self._combine(describe_source(src), scored, speech_s, probe)
             )
+
+    def _chunk_probes(self, prepared: list) -> dict[int, np.ndarray]:
+        """The open set encoder's embedding of each prepared input that has its inputs
+        (``prepared``'s third item), by position: the encoder runs once on the chunk."""
+        at = [
+            i
+            for i, p in enumerate(prepared)
+            if isinstance(p, tuple) and len(p) > 2 and p[2] is not None
+        ]
+        if not at:
+            return {}
+        embedded = self.probe_encoder().input_embeddings(
+            np.concatenate([prepared[i][2] for i in at])
+        )
+        return dict(zip(at, embedded, strict=True))
 
 
 def _burst(name: str, speech_s: float) -> SilentAudioError | None:

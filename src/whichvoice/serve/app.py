@@ -105,8 +105,9 @@ async def _lifespan(app: FastAPI):
     finally:
         trimmer.cancel()
         service.sessions.close()
-        if service.batcher is not None:
-            service.batcher.close()
+        for batcher in (service.batcher, service.probe_batcher):
+            if batcher is not None:
+                batcher.close()
 
 
 MAX_ERROR_CHARS = 500  # an error echoing a client's input (a name, a file name) is cut here

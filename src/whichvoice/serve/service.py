@@ -259,6 +259,16 @@ class Service:
             if model is not None and cfg.batching
             else None
         )
+        # the open set's encoder (one window a request) is batched the same way, on a
+        # scoring thread of its own
+        self.probe_batcher = (
+            MicroBatcher(
+                lambda inputs: model.probe_encoder().input_embeddings(inputs),
+                wait_s=cfg.batch_wait_ms / 1000,
+            )
+            if self.batcher is not None and model.reads_encoder
+            else None
+        )
 
     def _count_batch(self, requests: int) -> None:
         self.batches.inc()
@@ -406,10 +416,11 @@ class Service:
     def classify(self, audio: Decoded) -> Prediction:
         """The classifier's answer for a decoded upload; its windows are scored with the
         other requests' in flight (micro-batching) unless the server was told not to."""
-        model, batcher = self.classifier(), self.batcher
+        model, batcher, probes = self.classifier(), self.batcher, self.probe_batcher
         # the log-mel is made on the request's thread, the network runs in the batch
         score = (lambda w: batcher.score(model.inputs(w))) if batcher is not None else None
-        return model.identify_clip(audio, score=score)
+        embed = probes.score if probes is not None else None
+        return model.identify_clip(audio, score=score, embed=embed)
 
 
 def get_service(request: Request) -> Service:
