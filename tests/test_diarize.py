@@ -33,6 +33,11 @@ def test_energy_speech_finds_bursts_and_bridges_short_gaps() -> None:
     assert len(regions) == 2, regions
     assert np.allclose(regions, [(0.5, 2.4), (4.0, 5.0)], atol=0.02)
     assert dz.energy_speech(np.zeros(SAMPLE_RATE, np.float32), dz.DiarizeConfig()) == []
+    # a quiet recording (40 dB down: bursts peaking at -50 dBFS) is still speech, as enroll,
+    # verify and identify hear it; under the project's silence limit (-80 dBFS) it is not
+    quiet = dz.energy_speech(wave * np.float32(0.01), dz.DiarizeConfig())
+    assert np.allclose(quiet, [(0.5, 2.4), (4.0, 5.0)], atol=0.02)
+    assert dz.energy_speech(wave * np.float32(1e-5), dz.DiarizeConfig()) == []
     # a steady sound is no speech however loud (a tone, a fan's noise, a hum): it does not rise
     # and fall as a voice does
     steady = {
@@ -414,6 +419,16 @@ def test_fewer_voices_than_the_least_asked_for_is_said(caplog) -> None:
                                  gallery=None)  # fmt: skip
     assert len(result.speakers) < 5
     assert "at least 5 voices asked for" in caplog.text, caplog.text
+    # and so does the answer (an HTTP client sees no log)
+    warning = result.to_dict()["settings"]["warning"]
+    assert (
+        warning
+        == f"at least 5 voices asked for, {len(result.speakers)} found: too little speech for more"
+    )
+    enough = dz.from_windows(windows, 10.0, "x", load_encoder("bundled"),
+                             dz.DiarizeConfig(min_speakers=1), threshold=(0.3, "given"),
+                             gallery=None)  # fmt: skip
+    assert enough.to_dict()["settings"]["warning"] is None
 
 
 @pytest.fixture(scope="module")
@@ -722,7 +737,9 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
         g.enroll("alice", np.ones((1, 4), np.float32) / 2, 3.0)
     before = {p: p.read_bytes() for p in (good, gallery)}
     env = {"WHICHVOICE_GALLERY": str(gallery)}
-    for bad in (tmp_path, tmp_path / "no-folder" / "x.rttm", Path("/proc/x.rttm"), good, gallery):
+    bad_ones = (tmp_path, tmp_path / "no-folder" / "x.rttm", Path("/proc/x.rttm"), good, gallery,
+                Path("/dev/null"), "foo://bar/x.rttm")  # fmt: skip
+    for bad in bad_ones:
         proc = cli("diarize", str(good), "--model", "bundled", "--quiet", "--rttm", str(bad),
                    env=env)  # fmt: skip
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -748,3 +765,18 @@ def test_silero_finds_the_same_speech(conversation) -> None:
     result = dz.diarize(path, load_encoder("bundled"), config=dz.DiarizeConfig(vad="silero"))
     assert result.settings["vad"] == "silero"
     assert _der(conv, [s.to_dict() for s in result.segments]) < 0.1
+
+
+def test_an_overlapped_second_voice_has_its_own_score() -> None:
+    """A second voice's turn in an overlap is scored by its own cosines, not by the first
+    voice's (found by a review: both lines of an overlap read the same score)."""
+    best = np.array([0, 0, 0, 0, -1])
+    second = np.array([-1, 1, 1, -1, -1])
+    scores = (np.array([0.9, 0.8, 0.8, 0.9, 0.0]), np.array([0.0, 0.6, 0.5, 0.0, 0.0]))
+    turns = dz._turns(best, second, scores, ["a", "b"], 0.5)
+    got = [(t.speaker, round(t.start, 2), round(t.end, 2), round(t.score, 3), t.overlap)
+           for t in turns]  # fmt: skip
+    assert got == [
+        ("a", 0.0, 0.1, 0.9, False), ("a", 0.1, 0.3, 0.8, True), ("b", 0.1, 0.3, 0.55, True),
+        ("a", 0.3, 0.4, 0.9, False),
+    ]  # fmt: skip

@@ -86,6 +86,11 @@ def test_a_stranger_becomes_an_unknown_voice_after_a_second_of_turn() -> None:
     first = said.index("unknown-1")
     assert said[:first] == [None] * first and first == state.new_voice_windows - 1 == 10
     assert set(said[first:]) == {"unknown-1"}
+    # the answers of no one before it still say that someone speaks (not silence)
+    state = LiveSpeakers(16_000)
+    state.buffer = speechlike(state.buffer.shape[0])
+    assert state.answer(Stub([E3]), REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
+    assert state.speech is True
 
 
 def test_answers_keep_their_pace_when_messages_are_off_the_step() -> None:
@@ -159,4 +164,4 @@ def test_a_dc_offset_and_a_steady_sound_are_no_speech() -> None:
     t = np.arange(state.buffer.shape[0]) / 16_000
     state.buffer = (0.3 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)
     assert state.answer(stub, REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
-    assert stub.queue == [E1]
+    assert stub.queue == [E1] and state.speech is False

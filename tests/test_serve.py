@@ -138,6 +138,14 @@ def test_voices_health_metrics_docs(server: str, trained_run: Path) -> None:
     assert httpx.get(f"{server}/docs").status_code == 200
     spec = httpx.get(f"{server}/openapi.json").json()
     assert {"/invocations", "/v1/identify", "/v1/synthesize", "/v1/voices"} <= set(spec["paths"])
+    # errors are documented as they are sent, {"error", "kind"}, not as FastAPI's "detail"s
+    for path, ops in spec["paths"].items():
+        for op in ops.values():
+            assert op["responses"]["4XX"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"
+            }, path
+    assert "HTTPValidationError" not in json.dumps(spec)
+    assert set(spec["components"]["schemas"]["ErrorResponse"]["properties"]) == {"error", "kind"}
     httpx.post(f"{server}/invocations", content=b"x", headers={"Content-Type": "text/plain"})
     metrics = httpx.get(f"{server}/metrics").text
     assert 'whichvoice_requests_total{method="GET",route="/v1/voices",status="200"}' in metrics

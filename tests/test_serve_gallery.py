@@ -517,7 +517,8 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
         during = [a["speaker"] for a in answers if turn.start + 1.0 <= a["t"] <= turn.end]
         assert during and during.count(truth[turn.voice]) >= 0.7 * len(during), (turn, during)
         assert set(during) <= {truth[turn.voice], None}, (turn, during)
-    assert answers[-1]["speaker"] is None  # the silence at the end
+    assert answers[-1]["speaker"] is None and answers[-1]["speech"] is False  # silence at the end
+    assert all(a["speech"] for a in answers if a["speaker"] is not None)
     assert not [a for a in answers if a["speaker"] and a["speaker"].startswith("unknown")]
 
     for rate in ("5", "abc", "16_000"):  # the error names what was sent

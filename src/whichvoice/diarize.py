@@ -63,6 +63,7 @@ from whichvoice.audio import (
     MIN_RATE,
     MIN_SPEECH_S,
     SAMPLE_RATE,
+    SILENCE_PEAK,
     AudioSource,
     Decoded,
     check_finite,
@@ -306,7 +307,9 @@ def energy_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, flo
     if db.size < 3:
         return []
     floor, peak = np.percentile(db, 10), np.percentile(db, 99)
-    if peak < -60 or is_steady(db):  # digital silence or close to it; a steady sound
+    # silence by the project's one limit (-80 dBFS: a quiet recording is still speech, as
+    # enroll, verify and identify hear it); a steady sound
+    if peak < 20 * np.log10(SILENCE_PEAK) or is_steady(db):
         return []
     # a third of the way from the floor to the peak, at least 6 dB over the floor and no more
     # than 40 dB under the peak: quiet syllables stay in, noise between words stays out
@@ -713,7 +716,7 @@ def frame_voices(
     windows: Windows, x: np.ndarray, centroids: np.ndarray, duration: float, cfg: DiarizeConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per ``FRAME_S`` frame: the best voice (-1: no speech), the second voice where the frame
-    is overlapped (-1: none), and the best voice's mean cosine."""
+    is overlapped (-1: none), the best voice's mean cosine and the second voice's (0: none)."""
     n = int(np.ceil(duration / FRAME_S))
     k = centroids.shape[0]
     sims = x @ centroids.T  # (windows, voices)
@@ -745,7 +748,8 @@ def frame_voices(
             other = np.where(ranked[i:j, 0] == best[i:j], ranked[i:j, 1], ranked[i:j, 0])
             second[i:j] = other
     score = np.where(best >= 0, mean[np.arange(n), np.maximum(best, 0)], 0.0)
-    return best, second, score
+    second_score = np.where(second >= 0, mean[np.arange(n), np.maximum(second, 0)], 0.0)
+    return best, second, score, second_score
 
 
 def _frame(t: float, *, up: bool = False) -> int:
@@ -782,24 +786,27 @@ def _smooth(labels: np.ndarray, min_run: int) -> np.ndarray:
 def _turns(
     best: np.ndarray,
     second: np.ndarray,
-    score: np.ndarray,
+    scores: tuple[np.ndarray, np.ndarray],
     names: list[str],
     duration: float,
 ) -> list[Segment]:
     """Segments from the frame labels: one per run of a voice (split where overlap starts
-    and ends), and one per overlapped run of a second voice; none past ``duration``."""
+    and ends), and one per overlapped run of a second voice; none past ``duration``. Each
+    run's score is its own voice's mean cosine over its frames (``scores``: the best voice's
+    and the second voice's, per frame)."""
     out = []
     overlapped = second >= 0
-    for labels, of_second in ((best, False), (second, True)):
+    for labels, score, of_second in ((best, scores[0], False), (second, scores[1], True)):
         # a run ends where the voice changes or where overlap begins or ends
         edges = np.flatnonzero((np.diff(labels) != 0) | (np.diff(overlapped) != 0)) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, len(labels)], strict=True):
             if labels[a] < 0:
                 continue
-            end = min(b * FRAME_S, duration)
-            if end <= a * FRAME_S:
+            # times to the millisecond, as Python floats (7.6, not 7.6000000000000005)
+            start, end = round(a * FRAME_S, 3), round(float(min(b * FRAME_S, duration)), 3)
+            if end <= start:
                 continue
-            out.append(Segment(a * FRAME_S, end, names[labels[a]], float(score[a:b].mean()),
+            out.append(Segment(start, end, names[labels[a]], float(score[a:b].mean()),
                                of_second or bool(overlapped[a])))  # fmt: skip
     return sorted(out, key=lambda s: (s.start, s.speaker))
 
@@ -1164,13 +1171,14 @@ def from_windows(
     settings["naming_threshold_source"] = naming_source
     settings["naming_speech_s"] = cfg.naming_speech_s
     settings["named_from"] = None  # "speech", "windows" or both, once a gallery names
+    settings["warning"] = None  # fewer voices found than asked for, and why
     if not windows.embeddings:
         return Diarization(name, duration, [], {}, settings)
     x = windows.matrix()
     spans = list(zip(windows.starts, windows.ends, strict=True))
     labels = cluster(x, threshold[0], cfg, spans, windows.speech)
     centroids = _centroids(x, labels)
-    best, second, score = frame_voices(windows, x, centroids, duration, cfg)
+    best, second, *scores = frame_voices(windows, x, centroids, duration, cfg)
     speech_s = float(cfg.naming_speech_s or 0.0)
     has_voices = gallery is not None and bool(gallery.voices())
     merging = source is not None and bool(cfg.merge_speech) and cfg.num_speakers is None
@@ -1192,7 +1200,7 @@ def from_windows(
                 spoken_emb, spoken = _joined_speech(spoken_emb, spoken, seconds, index)
                 centroids = _centroids(x, labels)
                 spoken_emb = np.where(spoken[:, None], spoken_emb, centroids)
-                best, second, score = frame_voices(windows, x, centroids, duration, cfg)
+                best, second, *scores = frame_voices(windows, x, centroids, duration, cfg)
     # named from their speech, else from their (merged) windows' centroids
     naming_from, from_speech = (
         (spoken_emb, spoken) if by_speech else (centroids, np.zeros(centroids.shape[0], bool))
@@ -1217,7 +1225,7 @@ def from_windows(
             by_speech, by_windows = way_thresholds or naming_thresholds(encoder)
             per_cluster = np.where(from_speech, by_speech, by_windows)
     names, info = name_clusters(naming_from, encoder, gallery, naming, per_cluster)
-    segments = _turns(best, second, score, names, duration)
+    segments = _turns(best, second, scores, names, duration)
     if gallery is not None:  # a named turn's score is its cosine to the enrolled voice
         named = {names[c]: info[c]["score"] for c in range(len(names)) if info[c]["enrolled"]}
         segments = [replace(s, score=named.get(s.speaker, s.score)) for s in segments]
@@ -1225,16 +1233,19 @@ def from_windows(
     for s in segments:
         spoken[s.speaker] += s.end - s.start
     speakers = {
-        n: {**info[c], "speech_s": round(spoken[n], 3)}
+        n: {**info[c], "speech_s": round(float(spoken[n]), 3)}
         for c, n in enumerate(names)
         if spoken[n] > 0
     }
+    short = None
     if counted and len(speakers) < cfg.num_speakers:
-        log.warning("%s: %d voices asked for, %d found: too little speech for more",
-                    name, cfg.num_speakers, len(speakers))  # fmt: skip
+        short = f"{cfg.num_speakers} voices asked for, {len(speakers)} found"
     elif cfg.num_speakers is None and segments and len(speakers) < cfg.min_speakers:
-        log.warning("%s: at least %d voices asked for, %d found: too little speech for more",
-                    name, cfg.min_speakers, len(speakers))  # fmt: skip
+        short = f"at least {cfg.min_speakers} voices asked for, {len(speakers)} found"
+    if short is not None:
+        short += ": too little speech for more"
+        log.warning("%s: %s", name, short)
+    settings["warning"] = short  # the answer says so too (an HTTP client sees no log)
     return Diarization(name, duration, segments, speakers, settings)
 
 

@@ -187,15 +187,26 @@ def _encoder_and_gallery(model, gallery: Path | None):
 
 
 def _check_output(path: Path | str, keep: list) -> None:
-    """WhichvoiceError when ``path`` (local) is a folder, is one of ``keep`` (the inputs, the
-    gallery: the RTTM would replace it), or its folder does not exist or cannot be written."""
-    from whichvoice.files import probe_writable
+    """WhichvoiceError when ``path`` (local) is a folder or another file than a regular one (a
+    device, a pipe), is one of ``keep`` (the inputs, the gallery: the RTTM would replace it),
+    or its folder does not exist or cannot be written; for a URL, when its kind of location is
+    unknown or cannot be reached (no credentials, say): all before any work."""
+    from whichvoice.errors import OutputError
+    from whichvoice.files import check_target, probe_writable
 
     if storage.is_url(path):
+        try:
+            storage.exists(path)  # the protocol is known and the store answers
+        except StorageError as e:
+            raise WhichvoiceError(f"--rttm {e}") from e
         return
     path = Path(path)
     if path.is_dir():
         raise WhichvoiceError(f"--rttm {path}: is a folder; give a file name")
+    try:
+        check_target(path)
+    except OutputError as e:
+        raise WhichvoiceError(f"--rttm {e}") from e
     if not path.parent.is_dir():
         raise WhichvoiceError(f"--rttm {path}: no folder {path.parent} to write it in")
     for other in keep:  # local paths: inputs and galleries refuse URLs

@@ -31,6 +31,7 @@ from whichvoice.runtime import VoiceModel, load_model
 from whichvoice.serve import diarization, enrollment, identify, ops, stream, synthesis, talk
 from whichvoice.serve.docs import add_docs
 from whichvoice.serve.ops import STATIC
+from whichvoice.serve.schemas import ErrorResponse
 from whichvoice.serve.service import (
     TRIM_EVERY_S,
     HTTPProblem,
@@ -79,10 +80,21 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         talk.router, identify.router, synthesis.router, ops.router, enrollment.router,
         diarization.router, stream.router,
     ):  # fmt: skip
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     add_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+# every route's errors, as the handlers above answer them (FastAPI's own 422 schema, a list
+# of "detail"s, is not what this server sends)
+ERROR_RESPONSES: dict = {
+    "4XX": {
+        "model": ErrorResponse,
+        "description": "The request cannot be answered: why, and its kind",
+    },
+    "5XX": {"model": ErrorResponse, "description": "The server cannot answer now (e.g. 503)"},
+}
 
 
 def app_from_env() -> FastAPI:

@@ -47,8 +47,10 @@ async def diarize_route(
 ) -> DiarizeResponse:
     """One recording, as multipart field `file` or as the raw body (any audio type, up to the
     server's duration limit). Its turns (`segments`: start, end, speaker, score, overlap),
-    each voice named after the enrolled voice it matches at the verification threshold, else
-    `unknown-1`, `unknown-2`, ...; `speakers` sums each voice's speech."""
+    each voice named after the enrolled voice it matches at the diarization naming threshold
+    (set on dev conversations, above the verification threshold; `settings.naming_threshold`
+    says which), else `unknown-1`, `unknown-2`, ...; `speakers` sums each voice's speech;
+    `settings.warning` says when fewer voices were found than asked for."""
     if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
         raise HTTPProblem(422, "invalid", "num_speakers goes without min_speakers and max_speakers")
     if num_speakers is not None and threshold is not None:  # the count decides, not a distance

@@ -13,8 +13,10 @@ after the connection's own unknown voices (``unknown-1``, ...: an embedding with
 join distance (the shipped ``live_join``, else the diarization clustering distance) of one
 joins it, else a window with ``NEW_VOICE_S`` of speech, in a turn ``NEW_VOICE_AFTER_S`` past
 its first answer, starts the next, up to ``MAX_UNKNOWN``). A window with less than
-``MIN_SPEECH_S`` of speech answers no one. Each answer is ``{"speaker", "score", "t"}`` (``t``:
-seconds of audio received when the window it answers ended). Audio is read while an answer is
+``MIN_SPEECH_S`` of speech answers no one. Each answer is ``{"speaker", "score", "speech",
+"t"}`` (``speech``: whether the window held speech, so that no one named while someone
+speaks, as in the first second of a new voice's turn, is told from silence; ``t``: seconds
+of audio received when the window it answers ended). Audio is read while an answer is
 being made: a step that has waited ``MAX_LAG_S`` for its answer is skipped when a newer one
 waits too, so a busy server answers about now, not ever later.
 
@@ -135,6 +137,7 @@ class LiveSpeakers:
         self.unknown: list[np.ndarray] = []  # each unknown voice's sum of embeddings
         self.turn: list[np.ndarray] = []  # the current turn's last window embeddings
         self.odd = b""  # a byte left over from an odd-sized message
+        self.speech = False  # whether the last answer's window held speech (see ``answer``)
 
     def feed(self, pcm: bytes) -> bool:
         """Take a message; returns whether an answer is due. A message of an odd number of
@@ -187,6 +190,7 @@ class LiveSpeakers:
         # the window less its baseline: a microphone's DC offset would count as speech
         wave = without_dc(self.buffer if wave is None else wave)
         speech_s = _speech_seconds(wave)
+        self.speech = False
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
             return None, None
@@ -195,6 +199,9 @@ class LiveSpeakers:
             emb, _ = encoder.embed(Decoded(wave.copy(), SAMPLE_RATE, "live"))
         except WhichvoiceError:
             return None, None  # the encoder found no speech in it
+        # someone speaks: an answer of no one from here on means "not known yet" (a turn
+        # just begun, or past MAX_UNKNOWN voices), not silence
+        self.speech = True
         if self.turn and self._another_voice(emb, join):
             self.turn.clear()  # another voice: a new turn
         self.turn.append(emb)
@@ -342,6 +349,7 @@ async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThr
                     await websocket.send_text(json.dumps({
                         "speaker": speaker,
                         "score": None if score is None else round(score, 4),
+                        "speech": state.speech,
                         "t": round(received / SAMPLE_RATE, 2),
                     }))  # fmt: skip
                 except (WebSocketDisconnect, RuntimeError):  # the client went away

@@ -622,7 +622,8 @@ async function startLive() {
     if (m.error) { showError(m.error); told = true; return; }
     const now = $("live-now");
     now.hidden = false;
-    now.textContent = m.speaker ? `Speaking now: ${m.speaker}` : "Nobody is speaking.";
+    now.textContent = m.speaker ? `Speaking now: ${m.speaker}`
+      : m.speech ? "Someone is speaking (not recognised yet)." : "Nobody is speaking.";
     now.style.borderColor = m.speaker ? colourOf(m.speaker) : "";
     document.body.dataset.liveSpeaker = m.speaker || "";
   });
