@@ -741,7 +741,7 @@ def limits_table() -> str:
         "network_torch": "log-mel + network, torch",
         "network_onnx": "log-mel (torch) + network, onnxruntime",
         "network_int8": "log-mel (torch) + network, onnxruntime int8",
-        "openset_probe_torch": "open set: encoder, 32 middle windows a call, torch",
+        "openset_probe_torch": "open set: encoder, 32 middle windows a call, `--backend torch`",
         "openset_probe_onnx": "open set: encoder, 32 middle windows a call, onnxruntime",
         "openset_probe_int8": "open set: encoder, 32 middle windows a call, onnxruntime int8",
         "answer_json": "answer + JSON",
