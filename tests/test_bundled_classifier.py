@@ -167,6 +167,17 @@ def test_the_open_set_answer(
     batch = list(int8.identify_many([person, *other_tts]))
     for path, got in zip([person, *other_tts], batch, strict=True):
         assert abs(int8.identify(path).openset_score - got.openset_score) < 1e-4
+    # the batch path makes the log-mel once for the classifier and the encoder: the same
+    # inputs as each makes of its own
+    import numpy as np
+
+    from whichvoice.openset import probe_window
+
+    assert model._shared_logmel() and int8._shared_logmel()
+    inputs, _, probe = model.prepared(person)
+    windows, _ = model.windows(person)
+    assert np.array_equal(inputs, model.inputs(windows))
+    assert np.array_equal(probe, model.probe_encoder().inputs(probe_window(windows)))
     line = cli("predict", str(person), check=True).stdout
     assert "\tunknown\tnearest " in line and "open-set score" in line
     row = json.loads(cli("predict", str(person), "--json", check=True).stdout)

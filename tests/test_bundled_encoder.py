@@ -260,3 +260,24 @@ def test_enrollment_needs_enough_speech_and_leaves_nothing_when_it_fails(
     proc = cli("enroll", "dora", str(short), "--gallery", str(gallery))
     assert proc.returncode == 2 and gallery.exists()
     assert "carl" in cli("gallery", "list", "--gallery", str(gallery), check=True).stdout
+
+
+def test_a_gallery_of_another_encoder_names_the_option_that_reads_it(tmp_path: Path) -> None:
+    """The refusal names what to pass (``--model bundled``), not only the encoders' ids."""
+    import numpy as np
+
+    from whichvoice.encoders import load_encoder, model_id, option_name
+    from whichvoice.gallery import Gallery, GalleryModelError
+
+    bundled = model_id(load_encoder("bundled"))
+    assert option_name(bundled) == "bundled"
+    assert option_name("auto-0123456789abcdef") == "auto"
+    assert option_name("resemblyzer-0123456789abcdef") == "resemblyzer"
+    assert option_name("voicenet-aam-0123456789abcdef") is None  # a trained run's
+    with Gallery(tmp_path / "g.sqlite", bundled) as g:
+        g.enroll("alice", np.ones((1, 4), np.float32) / 2, 3.0)
+    with (
+        pytest.raises(GalleryModelError, match="--model bundled"),
+        Gallery(tmp_path / "g.sqlite", "auto-0123456789abcdef"),
+    ):
+        pass

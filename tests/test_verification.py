@@ -126,6 +126,35 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
     bad.write_text("only|two\n")
     proc = cli("calibrate", "--model", str(run), "--trials", str(bad))
     assert proc.returncode == 2 and "bad.txt:1" in proc.stderr
+    # a list saved with a byte-order mark reads as the same list; one not in UTF-8, a
+    # missing test clip (with its line) and a false-acceptance rate of 0 are one line each
+    bom = tmp_path / "bom.txt"
+    bom.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    again = cli("calibrate", "--model", str(run), "--trials", str(bom), "--force", "--json",
+                check=True)  # fmt: skip
+    assert json.loads(again.stdout)["target_trials"] == 2
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"\xff\xfe caf\xe9|x|1\n")
+    missing = tmp_path / "missing.txt"
+    missing.write_text(f"{voices[a][0]}|{tmp_path / 'nope.wav'}|1\n")
+    for args, needle in [
+        (["--trials", str(latin)], "not UTF-8 text"),
+        (["--trials", str(missing)], "missing.txt:1: "),
+        (["--trials", str(trials), "--target-far", "0"], "--target-far"),
+    ]:
+        proc = cli("calibrate", "--model", str(run), *args)
+        assert proc.returncode == 2 and needle in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    # a damaged calibration is one line where it is read, not a traceback
+    common = ["--model", str(run), "--gallery", str(tmp_path / "g.sqlite")]
+    cli("enroll", "alice", *map(str, voices[a][:2]), *common, check=True)
+    kept = (run / "calibration.json").read_bytes()
+    for damaged in ("{bad json", '{"threshold": "x", "calibration": {"a": 1, "b": 0}}', "[]"):
+        (run / "calibration.json").write_text(damaged)
+        proc = cli("verify", "alice", str(voices[a][2]), *common)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "not a usable calibration" in proc.stderr and "whichvoice calibrate" in proc.stderr
+    (run / "calibration.json").write_bytes(kept)
 
 
 def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Path) -> None:
@@ -150,6 +179,11 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
         }  # fmt: skip
         assert 0 <= r["probability"] <= 1 and r["accept"] == (r["score"] >= r["threshold"])
         assert r["accept"] == (r["probability"] >= 0.5)
+    # a threshold given: the same keys (as the HTTP route answers), its dev rates unknown
+    given = cli("verify", "alice", str(voices[a][4]), "--threshold", "0.95", "--json", *common)
+    row = json.loads(given.stdout)
+    assert set(row) == set(rows[0]) and row["threshold_source"] == "given"
+    assert row["dev_false_acceptance"] is None and row["dev_false_rejection"] is None
 
     ident = cli("identify", str(voices[a][4]), str(voices[c][0]), "--json", *common, check=True)
     # identify's threshold among two voices: verify's, raised by the calibration's tail where
@@ -171,7 +205,17 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
     ]
     assert [v["name"] for v in listed] == ["alice", "bob"] and listed[0]["clips"] == 4
     cli("gallery", "export", str(tmp_path / "g.json"), *common, check=True)
-    cli("gallery", "remove", "bob", *common, check=True)
+    # exporting over the gallery itself would destroy it: refused, the gallery left whole
+    before = gallery.read_bytes()
+    onto = cli("gallery", "export", str(gallery), "--overwrite", *common)
+    assert onto.returncode == 2 and "is the gallery itself" in onto.stderr, onto.stderr
+    assert gallery.read_bytes() == before
+    # an export imported into a new gallery without --model takes the export's encoder
+    # when it ships (here a trained run's: the run is named)
+    fresh = cli("gallery", "import", str(tmp_path / "g.json"), "--gallery", str(tmp_path / "n"))
+    assert fresh.returncode == 2 and "--model with the run that made it" in fresh.stderr
+    removed = cli("gallery", "remove", " bob ", *common, check=True)
+    assert removed.stdout.strip() == "removed bob"  # the name it was stored under
     assert "bob" not in cli("gallery", "list", *common, check=True).stdout
     refused = cli("gallery", "import", str(tmp_path / "g.json"), *common)
     assert refused.returncode == 2 and "already enrolled: alice" in refused.stderr

@@ -4,9 +4,11 @@ where its calibration (threshold and score-to-probability) is read from and writ
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import shlex
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from whichvoice.pretrained import (
 )
 from whichvoice.runtime import ModelLoadError, VoiceModel, load_model
 from whichvoice.runtime.load import bundled_encoder_dir, check_run_path
+from whichvoice.runtime.model import run_id
 from whichvoice.scoring import Calibration
 
 CALIBRATION = "calibration.json"
@@ -44,12 +47,31 @@ Encoder = VoiceModel | PretrainedEncoder | FusedEncoder
 
 def load_calibration(run: str | os.PathLike) -> tuple[float, Calibration] | None:
     """(threshold, score calibration) a run's ``calibration.json`` holds (written by
-    ``whichvoice calibrate``); None when it has none."""
-    path = Path(run) / CALIBRATION
+    ``whichvoice calibrate``); None when it has none; WhichvoiceError, one line, when it
+    cannot be used."""
+    read = _read_calibration(Path(run) / CALIBRATION)
+    return None if read is None else read[:2]
+
+
+def _read_calibration(path: Path) -> tuple[float, Calibration, dict] | None:
+    """``load_calibration``'s answer and the whole file, read once."""
     if not path.exists():
         return None
-    d = json.loads(path.read_text())
-    return float(d["threshold"]), Calibration.from_dict(d["calibration"])
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        threshold = float(d["threshold"])
+        calibration = Calibration.from_dict(d["calibration"])
+        if not math.isfinite(threshold) or not all(
+            math.isfinite(x) for x in (calibration.a, calibration.b)
+        ):
+            raise ValueError("a number that is not finite")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        why = f"no {e}" if isinstance(e, KeyError) else str(e).splitlines()[0] or type(e).__name__
+        raise WhichvoiceError(
+            f"{path}: not a usable calibration ({why}); run `whichvoice calibrate` again, or "
+            "remove it to use the shipped one"
+        ) from e
+    return threshold, calibration, d
 
 
 def model_for(run: str | os.PathLike) -> VoiceModel:
@@ -203,6 +225,20 @@ def encoder_of_id(owner: str) -> Encoder | None:
     return bundled if model_id(bundled) == owner else None
 
 
+def option_name(owner: str) -> str | None:
+    """What ``--model`` (``--encoder`` for serve) takes for the shipped encoder whose
+    ``model_id`` is ``owner`` (``auto``, ``bundled``, ``resemblyzer``, ``dvector``), or None
+    (a trained run's, or one of another version). Loads no network."""
+    name = owner.rsplit("-", 1)[0]
+    if name in (AUTO, *PRETRAINED):
+        return name
+    with contextlib.suppress(WhichvoiceError, OSError, ValueError):
+        root = bundled_encoder()
+        if run_id(root, json.loads((root / "config.json").read_text())) == owner:
+            return "bundled"
+    return None
+
+
 def fused_encoder(folder: str | os.PathLike | None = None) -> FusedEncoder:
     """The fusion described by ``folder/fusion.json`` (default: the one shipped with the
     package), its parts loaded."""
@@ -316,9 +352,9 @@ def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
     ):
         if stale and Path(root) == user:
             continue
-        cal = load_calibration(root)
+        cal = _read_calibration(Path(root) / CALIBRATION)
         if cal is not None:
-            return *cal, json.loads((Path(root) / CALIBRATION).read_text())
+            return cal
     raise WhichvoiceError(
         f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
     )

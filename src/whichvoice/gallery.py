@@ -32,7 +32,9 @@ MAX_NAME = 200  # characters of a voice name
 UNKNOWN = "unknown"  # what identification answers for a stranger: no voice may be named so
 # diarization's names for voices it does not know ("unknown-1", ...), and the HTTP API's
 # gallery routes (/v1/gallery/export, /v1/gallery/import) are not voice names either
-RESERVED = re.compile(r"unknown-\d+|export|import")  # as diarize and the routes spell them
+# diarize's names for strangers in any case (``Unknown-2`` beside diarize's ``unknown-2`` reads
+# as one voice); the routes' words as the (case-sensitive) paths spell them
+RESERVED = re.compile(r"(?i:unknown-\d+)|export|import")
 # the contents (sha-256) of the recordings enrolled into each voice, so that a recording
 # enrolled again is counted once (a gallery made before it gets the table when opened to be
 # written: ``_setup``)
@@ -119,7 +121,7 @@ def _connect(target: str | os.PathLike, **kwargs) -> sqlite3.Connection:
 
 def voice_name(name: object) -> str:
     """``name`` as a voice is enrolled under: stripped and composed (NFC), 1 to MAX_NAME
-    characters, not a reserved word (``unknown`` in any case, ``unknown-N``, ``export``,
+    characters, not a reserved word (``unknown`` and ``unknown-N`` in any case, ``export``,
     ``import``), valid UTF-8, no control or invisible formatting characters (a zero-width
     space or a right-to-left mark would make two voices that look alike). The one check
     enroll, import and HTTP share; raises VoiceNameError."""
@@ -290,7 +292,7 @@ class Gallery:
         owner = self.model_id if owner is None else owner
         return GalleryModelError(
             f"{self.path}: made with model {owner}, not {model_id}; "
-            "use --gallery for another file, or the model it was made with",
+            f"use --gallery for another file, or {_made_with(owner)}",
             public=f"the gallery was made with model {owner}, not {model_id}",
         )
 
@@ -504,7 +506,8 @@ class Gallery:
     def names(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT name FROM voices ORDER BY name")]
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str) -> str:
+        """Forget ``name``; returns the name it was stored under (stripped, composed)."""
         with self._transaction():
             stored = self._stored(name)
             if self._db.execute("DELETE FROM voices WHERE name = ?", (stored,)).rowcount == 0:
@@ -512,6 +515,7 @@ class Gallery:
                     f"{name!r} is not enrolled in {self.path}", public=f"{name!r} is not enrolled"
                 )
             self._db.execute("DELETE FROM clips WHERE name = ?", (stored,))
+        return stored
 
     def convert(
         self, from_id: str, model_id: str, convert: Callable[[np.ndarray], np.ndarray]
@@ -570,7 +574,8 @@ class Gallery:
             return 0  # an export of an empty gallery: nothing to add, whatever its encoder
         if data.get("model") != self.model_id:
             raise GalleryModelError(
-                f"the export was made with model {data.get('model')}, not {self.model_id}"
+                f"the export was made with model {data.get('model')}, not {self.model_id}; "
+                f"import it into another --gallery, with {_made_with(str(data.get('model')))}"
             )
         if not isinstance(data.get("schema", SCHEMA_VERSION), int) or not (
             1 <= data.get("schema", SCHEMA_VERSION) <= SCHEMA_VERSION
@@ -722,3 +727,14 @@ def write_export(path: str | os.PathLike, data: dict) -> None:
     from whichvoice import storage
 
     storage.write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def _made_with(owner: str) -> str:
+    """How to name the encoder whose id is ``owner`` on the command line: ``--model NAME``
+    for a shipped one (``serve`` takes it as ``--encoder NAME``), else the run that made it."""
+    from whichvoice.encoders import option_name  # encoders imports this module
+
+    name = option_name(owner)
+    if name is None:
+        return "--model with the run that made it"
+    return f"--model {name} (serve: --encoder {name}), the encoder that made it"

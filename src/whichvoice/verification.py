@@ -152,7 +152,13 @@ def trials_from_list(model: VoiceModel, path: str | os.PathLike) -> Trials:
     relative paths are taken from the list's folder."""
     path = Path(path)
     target, nontarget = [], []
-    for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+    try:  # utf-8-sig: a byte-order mark (as Windows editors write) is not part of a path
+        text = path.read_text("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise WhichvoiceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except OSError as e:
+        raise WhichvoiceError(f"{path}: cannot read ({e.strerror or e})") from e
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("|")
@@ -163,7 +169,11 @@ def trials_from_list(model: VoiceModel, path: str | os.PathLike) -> Trials:
             refs = refs_from_clips(model, {"enrolled": enroll_paths})
         except WhichvoiceError as e:
             raise WhichvoiceError(f"{path}:{n}: {e}") from e
-        score = float(refs.scores(model.embed(_resolve(path.parent, parts[1]))[0])[0])
+        try:
+            embedded = model.embed(_resolve(path.parent, parts[1]))[0]
+        except WhichvoiceError as e:
+            raise WhichvoiceError(f"{path}:{n}: {e}") from e
+        score = float(refs.scores(embedded)[0])
         (target if parts[2].strip() == "1" else nontarget).append(score)
     return Trials(np.asarray(target), np.asarray(nontarget))
 
@@ -294,11 +304,15 @@ class OperatingPoint:
         return float(self.calibration.probability(score))
 
     def to_dict(self) -> dict:
-        out = {"threshold": round(self.threshold, 6), "threshold_source": self.source}
-        if self.false_acceptance is not None:
-            out["dev_false_acceptance"] = round(self.false_acceptance, 6)
-            out["dev_false_rejection"] = round(self.false_rejection or 0.0, 6)
-        return out
+        # the same keys whatever the threshold (null for one given: its dev error rates are
+        # not known), as the HTTP routes answer them
+        known = self.false_acceptance is not None
+        return {
+            "threshold": round(self.threshold, 6),
+            "threshold_source": self.source,
+            "dev_false_acceptance": round(self.false_acceptance, 6) if known else None,
+            "dev_false_rejection": round(self.false_rejection or 0.0, 6) if known else None,
+        }
 
 
 IDENTIFY_FAR = 0.01  # at most 1 stranger in 100 named by identify, however many voices

@@ -280,8 +280,8 @@ def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) ->
 def gallery_remove_cmd(name: str, model: Path | None, gallery: Path | None) -> None:
     """Forget NAME."""
     with _gallery(_encoder(model) if model else None, gallery) as g:
-        g.remove(name)
-    click.echo(f"removed {name}")
+        stored = g.remove(name)
+    click.echo(f"removed {stored}")
 
 
 @gallery_group.command("export")
@@ -304,6 +304,8 @@ def gallery_export_cmd(
     where = gallery or default_gallery_path()
     if not Path(where).exists():  # a mistyped path would export nothing, and say so quietly
         raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
+    if not storage.is_url(file) and Path(file).exists() and Path(file).samefile(where):
+        raise click.UsageError(f"{file} is the gallery itself; give another file to export to")
     with _gallery(_encoder(model) if model else None, gallery) as g:
         data = g.export_json()
     write_export(file, data)
@@ -324,9 +326,19 @@ def gallery_import_cmd(
 ) -> None:
     """Add the voices of an export FILE (a path or s3:// URL). An export naming a voice the
     gallery already holds is refused, nothing imported, unless --replace."""
-    from whichvoice.gallery import read_export
+    from whichvoice.encoders import option_name
+    from whichvoice.gallery import Gallery, default_gallery_path, read_export
 
     data = read_export(file)
+    where = Path(gallery or default_gallery_path())
+    if model is None and data.get("model"):
+        # a gallery that holds no voice yet takes the export's encoder, when it ships
+        empty = not where.exists()
+        if not empty:
+            with Gallery(where, None, create=False) as g:
+                empty = not g.model_id
+        if empty:
+            model = option_name(str(data["model"]))
     with _gallery(_gallery_encoder(model, gallery), gallery, create=True) as g:
         before = set(g.names())
         n = g.import_json(data, replace=replace)
@@ -367,7 +379,7 @@ def gallery_upgrade_cmd(gallery: Path | None) -> None:
 )
 @click.option(
     "--target-far",
-    type=FiniteRange(0, 1),
+    type=FiniteRange(0, 1, min_open=True),  # 0 would take infinitely many trials
     default=None,
     help="Set the threshold for this false-acceptance rate [default: the EER point].",
 )
@@ -399,7 +411,9 @@ def calibrate_cmd(
 
     if (corpus is None) == (trials is None):
         raise WhichvoiceError("give exactly one of --corpus or --trials")
-    encoder = _encoder(model)
+    # as every command: the encoder of the gallery in use ($WHICHVOICE_GALLERY, else the
+    # default one) unless --model says otherwise
+    encoder = _gallery_encoder(model, None)
     t = (
         voice_trials(encoder, held_out_files(corpus))
         if corpus
@@ -415,5 +429,5 @@ def calibrate_cmd(
             f"EER {100 * result['eer']:.3f} %, minDCF(0.01) {result['min_dcf_0.01']:.4f}, "
             f"minDCF(0.05) {result['min_dcf_0.05']:.4f}, threshold {result['threshold']:.4f} "
             f"({result['target_trials']} target / {result['nontarget_trials']} non-target trials)"
-            f"; saved in {dest / 'calibration.json'}"
+            f"; encoder {model_id(encoder)}, saved in {dest / 'calibration.json'}"
         )

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -392,9 +392,38 @@ class VoiceModel:
         """One input's network inputs (decoded, cut into windows, made into log-mels), the
         seconds of speech they came from, and the open set encoder's inputs
         (``probe_inputs``): what the decoding threads of batch inference make, so that the
-        network's thread runs only the networks, each once on a whole chunk."""
+        network's thread runs only the networks, each once on a whole chunk. Where the
+        encoder reads the same log-mel (``_shared_logmel``), it is made once for both."""
         windows, speech_s = self.windows(source)
-        return self.inputs(windows), speech_s, self.probe_inputs(windows)
+        if not self._shared_logmel():
+            return self.inputs(windows), speech_s, self.probe_inputs(windows)
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+            raw = model_inputs(x, replace(self.features, cmn=False))
+            mid = probe_window(raw)
+            inputs = raw - raw.mean(dim=2, keepdim=True) if self.features.cmn else raw
+            probe = (
+                mid - mid.mean(dim=2, keepdim=True) if self.probe_encoder().features.cmn else mid
+            )
+            return inputs.float().cpu().numpy(), speech_s, probe.float().cpu().numpy()
+
+    @property
+    def takes_logmel(self) -> bool:
+        """Whether the network's inputs are the log-mel of its windows (``inputs``)."""
+        return self.features.name == "logmel"
+
+    @cached_property
+    def _logmel_shared(self) -> bool:
+        encoder = self.probe_encoder()
+        a, b = self.features, encoder.features
+        fields = ("sample_rate", "window_s", "n_mels", "n_fft", "frame_hop")
+        same = all(getattr(a, f) == getattr(b, f) for f in fields)
+        return same and self.takes_logmel and encoder.takes_logmel
+
+    def _shared_logmel(self) -> bool:
+        """Whether the open set's encoder reads the log-mel this model makes of its windows
+        (before the model's own mean removal, ``cmn``): the same bands of the same frames."""
+        return self.reads_encoder and self._logmel_shared
 
     def _inputs_of(self, source: AudioSource) -> tuple[np.ndarray, float]:
         windows, speech_s = self.windows(source)

@@ -64,6 +64,11 @@ class OnnxVoiceModel(VoiceModel):
         if self.session.get_session_options().intra_op_num_threads != n:
             self.session = session(self.onnx_path, self.device.type, n)
 
+    @property
+    def takes_logmel(self) -> bool:
+        """A whole-path export takes the windows themselves, not their log-mel."""
+        return super().takes_logmel and self._input != INPUT_KINDS["windows"]
+
     def inputs(self, windows: np.ndarray) -> np.ndarray:
         """What the graph takes: the windows themselves (a whole-path export) or their
         log-mel made by torch (the cache's network-only graph)."""

@@ -206,8 +206,8 @@ def _one(service: Service, name: str) -> EnrolledVoice:
 
 def _remove(service: Service, name: str) -> RemovedResponse:
     with service.gallery() as (_, g):
-        g.remove(name)
-    return RemovedResponse(removed=name)
+        stored = g.remove(name)
+    return RemovedResponse(removed=stored)
 
 
 # /v1/gallery/export is declared before /v1/gallery/{name} so it is not taken for a name
