@@ -322,15 +322,15 @@ class VoiceModel:
         windows, speech_s = self.windows(source)
         if (error := _burst(label, speech_s)) is not None:
             raise error
-        return self._combine(label, self.window_scores(windows), speech_s, self.probe(windows))
+        return self._answer(label, windows, speech_s)
 
     def identify_wave(
         self, wave: np.ndarray, rate: int, name: str = "<audio>", *, score=None
     ) -> Prediction:
         """Like ``identify`` for a decoded waveform at ``rate`` Hz (any array ``Decoded``
         takes, checked as it checks one; silent audio is a SilentAudioError as for
-        ``identify``). ``score``: what runs ``window_scores`` on the windows (the server's
-        micro-batcher), default ``window_scores`` itself."""
+        ``identify``). ``score``: what runs ``input_scores`` on the clip's network inputs
+        (the server's micro-batcher), default ``input_scores`` itself."""
         clip = Decoded(wave, rate, name)
         check_not_silent(clip.wave, clip.rate, name)
         return self.identify_clip(clip, score=score)
@@ -338,12 +338,22 @@ class VoiceModel:
     def identify_clip(self, clip: Decoded, *, score=None, embed=None) -> Prediction:
         """``identify_wave`` for a clip already decoded and found not silent (the server's
         upload: ``Service.decode`` checked it), which is not checked again. ``embed``: what
-        runs the open set's encoder (``probe``; the server's second micro-batcher)."""
+        runs the open set's encoder on its inputs (the server's second micro-batcher)."""
         windows, speech_s = self.windows_of(clip.wave, clip.rate)
         if (error := _burst(clip.name, speech_s)) is not None:
             raise error  # before the network runs
-        scores = (score or self.window_scores)(windows)
-        return self._combine(clip.name, scores, speech_s, self.probe(windows, embed))
+        return self._answer(clip.name, windows, speech_s, score, embed)
+
+    def _answer(self, name: str, windows, speech_s: float, score=None, embed=None) -> Prediction:
+        """The answer for a clip's windows: the networks' inputs made once
+        (``network_inputs``), the classifier run by ``score`` and the open set's encoder by
+        ``embed`` (defaults: ``input_scores``, the encoder's ``input_embeddings``)."""
+        inputs, probe_inputs = self.network_inputs(windows)
+        scores = (score or self.input_scores)(inputs)
+        probe = None
+        if probe_inputs is not None:
+            probe = (embed or self.probe_encoder().input_embeddings)(probe_inputs)[0]
+        return self._combine(name, scores, speech_s, probe)
 
     @cached_property
     def model_id(self) -> str:
@@ -395,8 +405,15 @@ class VoiceModel:
         network's thread runs only the networks, each once on a whole chunk. Where the
         encoder reads the same log-mel (``_shared_logmel``), it is made once for both."""
         windows, speech_s = self.windows(source)
+        inputs, probe_inputs = self.network_inputs(windows)
+        return inputs, speech_s, probe_inputs
+
+    def network_inputs(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The classifier's inputs (``inputs``) and the open set encoder's (``probe_inputs``;
+        None without one) for a clip's stored windows: where the encoder reads the same
+        log-mel (``_shared_logmel``), it is made once for both."""
         if not self._shared_logmel():
-            return self.inputs(windows), speech_s, self.probe_inputs(windows)
+            return self.inputs(windows), self.probe_inputs(windows)
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
             raw = model_inputs(x, replace(self.features, cmn=False))
@@ -405,7 +422,7 @@ class VoiceModel:
             probe = (
                 mid - mid.mean(dim=2, keepdim=True) if self.probe_encoder().features.cmn else mid
             )
-            return inputs.float().cpu().numpy(), speech_s, probe.float().cpu().numpy()
+            return inputs.float().cpu().numpy(), probe.float().cpu().numpy()
 
     @property
     def takes_logmel(self) -> bool:

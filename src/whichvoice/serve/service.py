@@ -417,8 +417,8 @@ class Service:
         """The classifier's answer for a decoded upload; its windows are scored with the
         other requests' in flight (micro-batching) unless the server was told not to."""
         model, batcher, probes = self.classifier(), self.batcher, self.probe_batcher
-        # the log-mel is made on the request's thread, the network runs in the batch
-        score = (lambda w: batcher.score(model.inputs(w))) if batcher is not None else None
+        # the log-mels are made on the request's thread, the networks run in the batches
+        score = batcher.score if batcher is not None else None
         embed = probes.score if probes is not None else None
         return model.identify_clip(audio, score=score, embed=embed)
 
