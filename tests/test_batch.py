@@ -347,7 +347,25 @@ def test_cli_errors_are_one_line_exit_2(
     (tmp_path / "nopath.jsonl").write_text('{"path": "a.mp3"}\n{"id": "x"}\n')
     manifest = str(small_corpus / "manifest.jsonl")
     out = ["-o", str(tmp_path / "p.csv")]
+    # an output onto the list of inputs would empty it (found by a review): refused
+    (tmp_path / "own.jsonl").write_text('{"path": "a.mp3"}\n')
+    (tmp_path / "own.csv").write_text("path,voice\na.mp3,x\n")
+    own = {p: p.read_bytes() for p in (tmp_path / "own.jsonl", tmp_path / "own.csv")}
     cases = [
+        (
+            [
+                "--manifest",
+                str(tmp_path / "own.jsonl"),
+                "-o",
+                str(tmp_path / "own.jsonl"),
+                "--overwrite",
+            ],
+            "is --manifest's file",
+        ),
+        (
+            ["--labels", str(tmp_path / "own.csv"), "-o", str(tmp_path / "own.csv"), "--overwrite"],
+            "is --labels's file",
+        ),
         (["--manifest", str(tmp_path / "missing.jsonl"), *out], "missing.jsonl: cannot read"),
         (["--manifest", str(tmp_path / "nopath.jsonl"), *out], 'nopath.jsonl:2: no "path"'),
         (["--manifest", manifest, "-o", str(tmp_path / "p.txt")], "name it .csv, .jsonl or"),
@@ -358,6 +376,7 @@ def test_cli_errors_are_one_line_exit_2(
         assert proc.returncode == 2 and proc.stdout == "", (args, proc.stderr)
         assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in own} == own
     proc = run_cli("predict", str(tmp_path), "--manifest", manifest, "-o", str(tmp_path / "p.csv"))
     assert proc.returncode == 2 and "not a trained run" in proc.stderr
     assert not (tmp_path / "p.csv").exists()

@@ -331,3 +331,13 @@ def test_synth_settings_a_notebook_may_get_wrong() -> None:
                     ({"workers": 0}, "workers must be at least 1")):  # fmt: skip
         with pytest.raises(WhichvoiceError, match=why):
             SynthConfig(**kw)
+
+
+def test_a_manifest_that_is_not_text_is_one_error(tmp_path: Path) -> None:
+    """Found by a review: bytes that are not UTF-8 were a traceback in trace-fit and synth."""
+    from whichvoice.corpus import read_manifest
+    from whichvoice.errors import WhichvoiceError
+
+    (tmp_path / "manifest.jsonl").write_bytes(b"\xff\xfe garbage\n")
+    with pytest.raises(WhichvoiceError, match=r"not a manifest \(not UTF-8 text"):
+        read_manifest(tmp_path / "manifest.jsonl")

@@ -330,6 +330,9 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert answer["engine_known"] == (answer["engine"] != "unknown")
     assert {"engine", "engine_confidence", "engine_known", "engine_score"} <= set(answer)
     text = run_cli("trace", str(clip), "--head", str(head), check=True).stdout
+    # the threshold the text answer prints is in the JSON too
+    assert f"threshold {answer['engine_threshold']:.3f}" in text
+    assert answer["engine_known"] == (answer["engine_score"] >= answer["engine_threshold"])
     assert text.startswith(str(clip))
     quiet = run_cli("trace", str(clip), "--head", str(head), "--quiet", check=True)
     assert quiet.stdout == text and quiet.stderr == ""
@@ -486,3 +489,42 @@ def test_a_damaged_engine_head_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(EngineHeadError, match=r"does not match engine\.json"):
         EngineHead.load(mixed)
     assert EngineHead.load(shipped).threshold == meta["threshold"]
+
+
+@pytest.mark.slow
+def test_a_runs_own_head_must_read_the_run(
+    trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """RUN/engine is what predict answers with: trace-fit refuses to put a head there that
+    reads another encoder (the run could not be loaded after it), and a head the run cannot
+    read, put there by hand, does not stop trace-fit --model RUN from replacing it (found by
+    a review: the fix the error suggested failed the same way)."""
+    from whichvoice.corpus import read_manifest
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("*.onnx"))
+    clip = str(small_corpus / read_manifest(small_corpus / "manifest.jsonl")[0].path)
+    refused = run_cli("trace-fit", str(small_corpus), "--out", str(run / "engine"),
+                      "--model", "bundled", "--no-augment")  # fmt: skip
+    assert refused.returncode == 2 and f"give --model {run}" in refused.stderr, refused.stderr
+    assert not (run / "engine").exists()
+    other = tmp_path / "other"
+    run_cli("trace-fit", str(small_corpus), "--out", str(other), "--model", "bundled",
+            "--no-augment", "--no-fingerprint", "--quiet", check=True)  # fmt: skip
+    shutil.copytree(other, run / "engine")
+    broken = run_cli("predict", str(run), clip)
+    assert broken.returncode == 2 and "--overwrite" in broken.stderr, broken.stderr
+    run_cli("trace-fit", str(small_corpus), "--model", str(run), "--out", str(run / "engine"),
+            "--overwrite", "--no-augment", "--quiet", check=True)  # fmt: skip
+    answer = json.loads(run_cli("predict", str(run), clip, "--json", check=True).stdout)
+    assert answer["engine_known"] is not None  # the run's own head answers
+
+
+def test_a_url_is_no_head_folder(tmp_path: Path) -> None:
+    """Found by a review: a URL for a head or a corpus made a local folder named 's3:'."""
+    for args in (["trace-fit", str(tmp_path), "--out", "s3://b/h"],
+                 ["trace", str(tmp_path / "x.wav"), "--head", "s3://b/h"],
+                 ["trace-fit", "s3://b/corpus", "--out", str(tmp_path / "h")]):  # fmt: skip
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and "a local path, not a URL" in proc.stderr, proc.stderr
+    assert not (tmp_path / "s3:").exists()

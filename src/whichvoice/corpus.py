@@ -199,6 +199,10 @@ def read_manifest(path: Path) -> list[Clip]:
         lines = path.read_text("utf-8").splitlines()
     except FileNotFoundError:
         return []
+    except UnicodeDecodeError as e:  # not a manifest whichvoice wrote: no line of it can be read
+        raise WhichvoiceError(
+            f"{path}: not a manifest (not UTF-8 text: {e.reason} at byte {e.start})"
+        ) from e
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

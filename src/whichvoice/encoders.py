@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from whichvoice import gallery as gallery_module
 from whichvoice.errors import WhichvoiceError
 from whichvoice.fusion import AUTO, EARLIER, EarlierFusion, FusedEncoder, Fusion, reweighed
 from whichvoice.gallery import Gallery, GalleryError, GalleryModelError
@@ -76,7 +77,8 @@ def _read_calibration(path: Path) -> tuple[float, Calibration, dict] | None:
 
 def model_for(run: str | os.PathLike) -> VoiceModel:
     """The trained run at ``run`` as an encoder; refused when its network has no embedding."""
-    model = load_model(run, openset=False)  # an encoder's embeddings: no open set is read
+    # an encoder's embeddings: neither the run's open set nor its engine head is read
+    model = load_model(run, openset=False, engine_head=False)
     if not model.has_embedding:
         raise WhichvoiceError(f"{run}: model {model.config['model']!r} has no embedding")
     return model
@@ -237,6 +239,9 @@ def option_name(owner: str) -> str | None:
         if run_id(root, json.loads((root / "config.json").read_text())) == owner:
             return "bundled"
     return None
+
+
+gallery_module.OPTION_NAME = option_name  # a gallery's refusals name the option that reads it
 
 
 def fused_encoder(folder: str | os.PathLike | None = None) -> FusedEncoder:

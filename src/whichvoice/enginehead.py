@@ -351,7 +351,8 @@ def fit_head(
 
     names = tuple(sorted(set(families)))
     if len(names) < 2:
-        raise EngineHeadError(f"an engine head needs clips of 2 families or more, not {names}")
+        only = f"only {names[0]}" if names else "none"
+        raise EngineHeadError(f"an engine head needs clips of 2 families or more, not {only}")
     x = _unit(embeddings)
     fp_mean = fp_scale = None
     if fingerprints is not None:

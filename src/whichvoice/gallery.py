@@ -729,12 +729,15 @@ def write_export(path: str | os.PathLike, data: dict) -> None:
     storage.write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
 
 
+# what names a shipped encoder by its id for the command line (``encoders.option_name``, set
+# there: ``encoders`` imports this module, not the other way round); None: no name known
+OPTION_NAME: Callable[[str], str | None] = lambda owner: None  # noqa: E731
+
+
 def _made_with(owner: str) -> str:
     """How to name the encoder whose id is ``owner`` on the command line: ``--model NAME``
     for a shipped one (``serve`` takes it as ``--encoder NAME``), else the run that made it."""
-    from whichvoice.encoders import option_name  # encoders imports this module
-
-    name = option_name(owner)
+    name = OPTION_NAME(owner)
     if name is None:
         return "--model with the run that made it"
     return f"--model {name} (serve: --encoder {name}), the encoder that made it"

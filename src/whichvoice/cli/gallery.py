@@ -198,7 +198,7 @@ def _engine(r) -> str:
 @_threshold_option
 @click.option(
     "--engine-head",
-    type=click.Path(path_type=Path),
+    type=LocalPath(path_type=Path),
     default=None,
     help="Also say which engine family made each file with this head (`whichvoice "
     "trace-fit`) [default: the shipped head when it reads the encoder in use].",

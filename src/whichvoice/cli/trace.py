@@ -35,7 +35,7 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
 @click.option(
     "--head",
     "head_dir",
-    type=click.Path(path_type=Path),
+    type=LocalPath(path_type=Path),
     default=None,
     help="An engine head made by `whichvoice trace-fit` [default: the one shipped].",
 )
@@ -70,7 +70,9 @@ def trace_cmd(
                        else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
             continue
         if as_json:
-            click.echo(json.dumps({"path": str(path), **a.to_dict()}))
+            click.echo(json.dumps(
+                {"path": str(path), **a.to_dict(), "engine_threshold": round(head.threshold, 6)}
+            ))  # fmt: skip
         elif a.known:
             click.echo(f"{shown(path)}\t{a.engine}\tp {a.confidence:.3f}\tscore {a.score:.3f} >= "
                        f"threshold {head.threshold:.3f}")  # fmt: skip
@@ -82,11 +84,11 @@ def trace_cmd(
 
 
 @app.command("trace-fit")
-@click.argument("corpus", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The head's folder.")
+@click.argument("corpus", type=LocalPath(path_type=Path))
+@click.option("--out", type=LocalPath(path_type=Path), required=True, help="The head's folder.")
 @click.option(
     "--dev-corpus",
-    type=click.Path(path_type=Path),
+    type=LocalPath(path_type=Path),
     default=None,
     help="Clips for the threshold (voices the head is not fitted on) [default: a third of "
     "the voices of each family of 3 voices or more; of the others, each clip with a seeded "
@@ -148,6 +150,7 @@ def trace_fit_cmd(
     that cannot be embedded are named and left out (exit 1; the head is still written)."""
     setup_logging(quiet)
     _check_head_out(out, overwrite)  # before any work
+    from whichvoice.enginehead import RUN_HEAD
     from whichvoice.tracing import (
         corpus_clips,
         fit_from_clips,
@@ -155,6 +158,21 @@ def trace_fit_cmd(
         trace_fit_encoder,
         trace_fit_settings,
     )
+
+    # a run's own head (RUN/engine) is what predict answers with: it must read that run's
+    # embedding and no fingerprint, else the run cannot be loaded until it is removed
+    run = out.parent
+    own = out.name == RUN_HEAD and (run / "config.json").is_file()
+    if own and (model is None or not Path(model).exists() or not Path(model).samefile(run)):
+        raise click.UsageError(
+            f"--out {out} is the run {run}'s own engine head, which must read that run's "
+            f"embedding: give --model {run} (or another --out)"
+        )
+    if own and fingerprint:
+        raise click.UsageError(
+            f"--out {out} is the run {run}'s own engine head, which reads no spectral "
+            "fingerprint (predict measures none): drop --fingerprint"
+        )
 
     clips = corpus_clips(corpus)
     if dev_corpus is not None:

@@ -62,6 +62,7 @@ def load_model(
     onnx_path: str | os.PathLike | None = None,
     threads: int | None = None,
     openset: bool = True,
+    engine_head: bool = True,
 ) -> VoiceModel:
     """Rebuild a trained model from its run directory alone (config.json + model.safetensors);
     ``run`` may be a URL (``s3://...``), mirrored locally; None: the bundled classifier
@@ -74,6 +75,7 @@ def load_model(
     ``threads``: onnxruntime's intra-op threads, default ``torch.get_num_threads()``.
     ``openset`` False: the run's ``openset.json`` is not read (answers are closed-set): what
     fitting it again loads, so that an open set that cannot be used any more can be replaced.
+    ``engine_head`` False: nor is its engine head (``RUN/engine``): what an encoder loads.
     "onnx-int8": the run's network quantised to int8, ``RUN/model.int8.onnx`` (made by
     ``whichvoice export RUN --onnx RUN/model.int8.onnx --int8``; shipped with the bundled
     classifier), refused when missing or made from other weights.
@@ -82,7 +84,10 @@ def load_model(
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     check_run_path(run)
     model = _load_torch(
-        storage.local_path(run if run is not None else bundled_classifier()), device, openset
+        storage.local_path(run if run is not None else bundled_classifier()),
+        device,
+        openset,
+        engine_head,
     )
     if backend != "torch":
         path = _int8_file(model) if backend == "onnx-int8" else ensure_export(model, onnx_path)
@@ -94,6 +99,7 @@ def load_model(
             session(path, device, threads),
             path,
             openset=openset,
+            engine_head=engine_head,
         )
     if model.reads_encoder:
         _check_probe_encoder(model, model.openset.encoder)
@@ -182,7 +188,9 @@ def _int8_file(model: VoiceModel) -> Path:
     return path
 
 
-def _load_torch(root: Path, device: str, openset: bool = True) -> VoiceModel:
+def _load_torch(
+    root: Path, device: str, openset: bool = True, engine_head: bool = True
+) -> VoiceModel:
     from safetensors.torch import load_file
 
     try:
@@ -196,7 +204,10 @@ def _load_torch(root: Path, device: str, openset: bool = True) -> VoiceModel:
     try:
         net = build_model(config["model"], tuple(config["input_shape"]), len(config["labels"]))
         net.load_state_dict(state)
-        return VoiceModel(root, config, net.to(device), torch.device(device), openset=openset)
+        return VoiceModel(
+            root, config, net.to(device), torch.device(device), openset=openset,
+            engine_head=engine_head,
+        )  # fmt: skip
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ModelLoadError(
             f"{root}: config.json and the weights do not make a model ({e})"

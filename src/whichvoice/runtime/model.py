@@ -103,6 +103,7 @@ class VoiceModel:
         device: torch.device,
         *,
         openset: bool = True,
+        engine_head: bool = True,
     ) -> None:
         self.root = root
         self.config = config
@@ -128,7 +129,11 @@ class VoiceModel:
         self._probe_encoder: VoiceModel | WhichvoiceError | None = None
         self._probe_lock = threading.Lock()
         self.target = config.get("train", {}).get("target", "voice")
-        self.engine_head = _run_engine_head(root, config) if hasattr(net, "embed") else None
+        # ``engine_head`` False: RUN/engine is not read (an encoder's embeddings need no head,
+        # and trace-fit can then replace one the run cannot use)
+        self.engine_head = (
+            _run_engine_head(root, config) if engine_head and hasattr(net, "embed") else None
+        )
         if self.target != "engine":
             from whichvoice.voices.families import engine_family
 
@@ -649,13 +654,13 @@ def _run_engine_head(root: Path, config: dict):
         raise EngineHeadError(
             f"{folder}: this engine head reads embeddings of {head.encoder}, not of this run's "
             f"weights ({own}); refit it with `whichvoice trace-fit CORPUS --model {root} --out "
-            f"{folder}`"
+            f"{folder} --no-fingerprint --overwrite`"
         )
     if head.reads_fingerprint:
         raise EngineHeadError(
             f"{folder}: this engine head reads spectral fingerprints, which a run's answers do "
             f"not measure; refit it with `whichvoice trace-fit CORPUS --model {root} --out "
-            f"{folder}`"
+            f"{folder} --no-fingerprint --overwrite`"
         )
     return head
 

@@ -48,8 +48,9 @@ class OnnxVoiceModel(VoiceModel):
         onnx_path: Path,
         *,
         openset: bool = True,
+        engine_head: bool = True,
     ) -> None:
-        super().__init__(root, config, net, device, openset=openset)
+        super().__init__(root, config, net, device, openset=openset, engine_head=engine_head)
         self.session = session  # an onnxruntime InferenceSession; its run() is thread-safe
         self.onnx_path = onnx_path
         self._outputs = [o.name for o in session.get_outputs()]
