@@ -29,8 +29,7 @@ from whichvoice.pretrained import (
     user_dir,
 )
 from whichvoice.runtime import ModelLoadError, VoiceModel, load_model
-from whichvoice.runtime.load import bundled_encoder_dir, check_run_path
-from whichvoice.runtime.model import run_id
+from whichvoice.runtime.load import bundled_encoder_dir, check_run_path, encoder_identity
 from whichvoice.scoring import Calibration
 
 CALIBRATION = "calibration.json"
@@ -234,9 +233,8 @@ def option_name(owner: str) -> str | None:
     name = owner.rsplit("-", 1)[0]
     if name in (AUTO, *PRETRAINED):
         return name
-    with contextlib.suppress(WhichvoiceError, OSError, ValueError):
-        root = bundled_encoder()
-        if run_id(root, json.loads((root / "config.json").read_text())) == owner:
+    with contextlib.suppress(WhichvoiceError, OSError, ValueError, KeyError):
+        if encoder_identity(bundled_encoder())[0] == owner:
             return "bundled"
     return None
 

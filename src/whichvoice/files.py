@@ -49,6 +49,17 @@ def check_target(path: Path) -> None:
         raise OutputError(f"{path}: not a regular file; give a file's path to write to")
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two local paths name one existing file (a URL, or a path to nothing: never):
+    what an output checks against the inputs it would replace."""
+    if "://" in os.fspath(a) or "://" in os.fspath(b):
+        return False
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
+
+
 def write_json(path: Path, obj: dict) -> None:
     """``obj`` as indented JSON, written atomically."""
     write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())

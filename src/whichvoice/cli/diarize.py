@@ -192,7 +192,7 @@ def _check_output(path: Path | str, keep: list) -> None:
     or its folder does not exist or cannot be written; for a URL, when its kind of location is
     unknown or cannot be reached (no credentials, say): all before any work."""
     from whichvoice.errors import OutputError
-    from whichvoice.files import check_target, probe_writable
+    from whichvoice.files import check_target, probe_writable, same_file
 
     if storage.is_url(path):
         try:
@@ -210,12 +210,11 @@ def _check_output(path: Path | str, keep: list) -> None:
     if not path.parent.is_dir():
         raise WhichvoiceError(f"--rttm {path}: no folder {path.parent} to write it in")
     for other in keep:  # local paths: inputs and galleries refuse URLs
-        with contextlib.suppress(OSError):
-            if path.exists() and Path(other).exists() and path.samefile(other):
-                raise WhichvoiceError(
-                    f"--rttm {path}: is {shown(other)}, which this command reads; "
-                    "give another file name"
-                )
+        if same_file(path, other):
+            raise WhichvoiceError(
+                f"--rttm {path}: is {shown(other)}, which this command reads; "
+                "give another file name"
+            )
     try:
         probe_writable(path.parent)
     except OSError as e:

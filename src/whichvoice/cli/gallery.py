@@ -295,6 +295,7 @@ def gallery_export_cmd(
     """Write every voice to FILE (JSON; a path or s3:// URL). An existing FILE is refused
     unless --overwrite."""
     from whichvoice import storage
+    from whichvoice.files import same_file
     from whichvoice.gallery import default_gallery_path, write_export
 
     if not overwrite:
@@ -304,7 +305,7 @@ def gallery_export_cmd(
     where = gallery or default_gallery_path()
     if not Path(where).exists():  # a mistyped path would export nothing, and say so quietly
         raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
-    if not storage.is_url(file) and Path(file).exists() and Path(file).samefile(where):
+    if same_file(file, where):
         raise click.UsageError(f"{file} is the gallery itself; give another file to export to")
     with _gallery(_encoder(model) if model else None, gallery) as g:
         data = g.export_json()

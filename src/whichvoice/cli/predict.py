@@ -232,9 +232,11 @@ def _check_options(
     if len(inputs_given) != 1:
         raise click.UsageError("give the inputs as one of PATHS, --manifest or --labels")
     if output is not None:
+        from whichvoice.files import same_file
+
         for name, given in (("--manifest", manifest), ("--labels", labels_csv)):
             # the output would replace the list it reads its inputs from
-            if given is not None and _same_local_file(output, given):
+            if given is not None and same_file(output, given):
                 raise click.UsageError(f"--output {output} is {name}'s file; give another output")
         if as_json:
             raise click.UsageError("--json prints; --output takes its format from its suffix")
@@ -242,18 +244,6 @@ def _check_options(
             raise click.UsageError("--resume or --overwrite, not both")
         if dask_scheduler and workers != 1:
             raise click.UsageError("--workers or --dask-scheduler (its workers), not both")
-
-
-def _same_local_file(a, b) -> bool:
-    """Whether two local paths name one existing file (URLs: never)."""
-    from whichvoice import storage
-
-    if storage.is_url(a) or storage.is_url(b):
-        return False
-    try:
-        return Path(a).samefile(Path(b))
-    except OSError:
-        return False
 
 
 def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json: bool) -> None:

@@ -151,6 +151,7 @@ def trace_fit_cmd(
     setup_logging(quiet)
     _check_head_out(out, overwrite)  # before any work
     from whichvoice.enginehead import RUN_HEAD
+    from whichvoice.files import same_file
     from whichvoice.tracing import (
         corpus_clips,
         fit_from_clips,
@@ -163,7 +164,7 @@ def trace_fit_cmd(
     # embedding and no fingerprint, else the run cannot be loaded until it is removed
     run = out.parent
     own = out.name == RUN_HEAD and (run / "config.json").is_file()
-    if own and (model is None or not Path(model).exists() or not Path(model).samefile(run)):
+    if own and (model is None or not same_file(model, run)):
         raise click.UsageError(
             f"--out {out} is the run {run}'s own engine head, which must read that run's "
             f"embedding: give --model {run} (or another --out)"

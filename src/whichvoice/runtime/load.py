@@ -139,7 +139,7 @@ def _check_probe_encoder(model: VoiceModel, expected: str) -> None:
     from whichvoice.openset import same_windows
 
     root = model.root
-    own, features = _encoder_identity(bundled_encoder_dir())
+    own, features = encoder_identity(bundled_encoder_dir())
     refit = f"fit it again with `whichvoice openset {root} --known DEV.csv`"
     if own != expected:
         raise ModelLoadError(
@@ -161,7 +161,7 @@ def _check_probe_encoder(model: VoiceModel, expected: str) -> None:
 
 
 @functools.cache
-def _encoder_identity(encoder: Path) -> tuple[str, dict]:
+def encoder_identity(encoder: Path) -> tuple[str, dict]:
     """(model id, features) of an encoder folder shipped in the package: its weights are
     hashed once a process, not at every load of a run whose open set reads it."""
     config = json.loads((encoder / "config.json").read_text())
