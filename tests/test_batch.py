@@ -50,6 +50,7 @@ def read_rows(path: Path) -> list[dict]:
         for key in ("correct", "engine_known"):
             if key in r:
                 r[key] = {"true": True, "false": False, "": None}[r[key]]
+        r["error"] = r["error"] or None  # an empty cell: no error
     return rows
 
 
@@ -136,7 +137,9 @@ def test_each_format_has_a_row_per_input_as_predict_says(
         "error",
     ]  # fmt: skip
     assert [r["path"] for r in rows] == [c.path for c in clips]  # input order, as spelled
-    assert all(r["error"] == "" and len(r["top"]) == 3 for r in rows)
+    assert all(r["error"] is None and len(r["top"]) == 3 for r in rows)
+    if suffix == ".jsonl":  # null, as in --json, not an empty string
+        assert '"error": null' in out.read_text().splitlines()[0]
     # a voice run without an engine head: the family of its likeliest voices, no open set
     assert all(r["engine"] in ("flite", "espeak-ng", "festival-diphone") for r in rows)
     assert all(r["engine_known"] is None for r in rows)
@@ -654,3 +657,41 @@ def test_a_port_that_never_answers_is_no_dask_scheduler(monkeypatch: pytest.Monk
         runners._connect(Client, address)
     assert time.monotonic() - started < 30
     listener.close()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_retry_failed_identifies_the_failed_inputs_again(
+    cli, tmp_path: Path, suffix: str
+) -> None:
+    """A file that failed (unreadable then: an outage, a file still being copied) keeps its
+    error row on --resume; --retry-failed drops those rows and tries their inputs again, the
+    good rows kept as they were."""
+    from .conftest import HUMAN_DEV
+
+    a, b = sorted(HUMAN_DEV.glob("*.wav"))[:2]
+    late = tmp_path / "late.wav"
+    late.write_bytes(b"RIFF not yet copied")
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text(f"{a}\n{late}\n{b}\n")
+    out = tmp_path / f"p{suffix}"
+    args = ["predict", "--manifest", str(inputs), "-o", str(out), "-q"]
+    assert cli(*args).returncode == 1
+    first = read_rows(out)
+    assert [r["error"] is not None for r in first] == [False, True, False]
+    late.write_bytes(a.read_bytes())  # the copy has finished
+    r = cli(*args, "--resume")
+    assert r.returncode == 1 and read_rows(out) == first, r.stderr  # failed rows count as done
+    r = cli(*args, "--retry-failed")
+    assert r.returncode == 0, r.stderr
+    assert "1 failed before and tried again" in r.stderr and "3 rows, 0 failed" in r.stderr
+    rows = read_rows(out)
+    assert [x["path"] for x in rows] == [str(a), str(b), str(late)]  # the retried one last
+    assert rows[:2] == [first[0], first[2]] and rows[2]["error"] is None
+    assert rows[2]["voice"] == rows[0]["voice"]
+    assert cli(*args, "--retry-failed", "--overwrite").returncode == 2
+
+
+def test_an_output_that_is_a_folder_is_named_as_one(tmp_path: Path) -> None:
+    (tmp_path / "preds.csv").mkdir()
+    with pytest.raises(OutputError, match=r"preds\.csv is a folder: name a \.csv"):
+        predict_batch(bundled_classifier(), ["a.wav"], tmp_path / "preds.csv", progress=False)

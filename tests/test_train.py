@@ -545,3 +545,24 @@ def test_default_or_none_in_a_list_of_augmentations_is_said_so() -> None:
 
     with pytest.raises(TrainError, match="none stands alone; a list names parts: noise"):
         augment_config("none,noise", True)  # it said "unknown augmentation none; valid: none"
+
+
+@pytest.mark.slow  # a corpus synthesised and two CLI processes: about 10 s
+def test_a_corpus_too_small_to_hold_out_says_so_and_writes_valid_json(
+    cli, tmp_path: Path
+) -> None:
+    """Three sentences leave no validation or test clips: the run says so, keeps its last
+    epoch, and its metrics and epoch log are JSON (null, not NaN)."""
+    corpus, out = tmp_path / "tiny", tmp_path / "run"
+    cli("synth", str(corpus), "--voices", "flite:slt,flite:rms", "--sentences", "3",
+        "--assign", "all", "--quiet", check=True)  # fmt: skip
+    r = cli("train", str(corpus), "--out", str(out), "--epochs", "2", check=True)
+    assert "no validation clips (too few sentences" in r.stderr, r.stderr
+    assert "no test clips" in r.stderr and "test accuracy is not measured" in r.stderr
+    assert "nan" not in (r.stdout + r.stderr).lower(), r.stdout
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)
+    assert metrics["best_epoch"] == 2 and metrics["test_acc"] is None
+    for line in (out / "epochs.jsonl").read_text().splitlines():
+        assert json.loads(line, parse_constant=pytest.fail)["val_acc"] is None
+    r = cli("train", str(corpus), "--out", str(out), "--resume", "--quiet")
+    assert r.returncode == 0 and "test accuracy not measured" in r.stdout, r.stderr

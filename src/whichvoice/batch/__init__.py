@@ -13,7 +13,8 @@ How it works, and why:
   waits for the ones before it), so ``workers`` changes only the speed, the rows of an
   interrupted run are a prefix of the inputs, and a resumed run keeps the order.
 - Resume. An input is skipped when the output already has a row with its ``path``, spelled as
-  the input names it; failed rows count as done (delete a row to try that file again). The
+  the input names it; failed rows count as done, unless ``retry_failed`` drops them first
+  (the file is rewritten without them, then renamed), so their inputs run again. The
   model and backend that wrote the rows are recorded beside the output
   (``.NAME.whichvoice.json``): a resume with another one is refused, so one file never holds
   two models' answers. A CSV
@@ -99,6 +100,7 @@ class BatchSummary:
     output: Path | str
     predicted: int = 0  # inputs this run identified (or failed on)
     skipped: int = 0  # inputs already in the output (resume)
+    retried: int = 0  # failed rows dropped to be tried again (resume, retry_failed)
     seconds: float = 0.0  # this run's work, worker start-up included
     workers: int = 1
     rows: int = 0
@@ -124,6 +126,8 @@ class BatchSummary:
 
     def line(self) -> str:
         done = f", {self.skipped} already done" if self.skipped else ""
+        if self.retried:
+            done += f", {self.retried} failed before and tried again"
         line = (
             f"{counted(self.predicted, 'clip')} in {self.seconds:.1f} s "
             f"({self.clips_per_s:.1f} clips/s, "
@@ -143,6 +147,7 @@ def predict_batch(
     workers: int = 1,
     resume: bool = False,
     overwrite: bool = False,
+    retry_failed: bool = False,
     backend: str = "torch",
     dask_scheduler: str | None = None,
     progress: bool = True,
@@ -152,25 +157,32 @@ def predict_batch(
 
     Columns: path, answer (the voice, or "unknown" when the run's open-set score says it is
     none of its voices), voice (the nearest of them), confidence, top (the best ``TOP_K`` as
-    [{"voice", "p"}]; a JSON string in CSV), speech_s, windows, known, error ("" when the file
+    [{"voice", "p"}]; a JSON string in CSV), speech_s, windows, known, error (None when the file
     was read), and true_voice and correct (of the answer) when the inputs know their voice. A
     file that cannot be read is a row with an error. ``workers`` processes share the cores
     (1: this process); ``dask_scheduler`` sends the work to that Dask cluster instead. See
-    the module's docstring for streaming, order, resume and the Parquet journal. Raises
-    WhichvoiceError for a bad run, input or output.
+    the module's docstring for streaming, order, resume and the Parquet journal. With
+    ``resume``, ``retry_failed`` drops the rows that have an error and identifies their
+    inputs again (their new rows come after the rows kept). Raises WhichvoiceError for a bad
+    run, input or output.
     """
     fmt = output_format(output)
     if storage.is_url(output):  # written locally and uploaded, a Parquet journal too
         kw = dict(workers=workers, resume=resume, overwrite=overwrite, backend=backend,
-                  dask_scheduler=dask_scheduler, progress=progress, chunk=chunk)  # fmt: skip
+                  retry_failed=retry_failed, dask_scheduler=dask_scheduler, progress=progress,
+                  chunk=chunk)  # fmt: skip
         return _predict_to_url(run, inputs, os.fspath(output), fmt, **kw)
     output = Path(output)
     if resume and overwrite:
         raise WhichvoiceError("resume or overwrite: not both")
+    if retry_failed and not resume:
+        raise WhichvoiceError("retry_failed retries the failed rows of an output: with resume")
     if workers < 1 or chunk < 1:
         raise ValueError(f"workers and chunk must be at least 1, not {workers} and {chunk}")
     if dask_scheduler and workers != 1:
         raise WhichvoiceError("workers or a Dask scheduler (whose workers do the work), not both")
+    if output.is_dir():  # not an interrupted output to --resume
+        raise OutputError(f"{output} is a folder: name a .csv, .jsonl or .parquet file")
     sink = _Parquet(output) if fmt == "parquet" else _Lines(output, fmt)
     model = load_model(run, backend=backend).ready()
     inputs = inputs if isinstance(inputs, Inputs) else _as_inputs(inputs)
@@ -181,7 +193,11 @@ def predict_batch(
     made_by = {"model": model.model_id, "backend": backend}
     if exists and resume:
         _check_made_by(output, made_by)
-    done = _written(sink, columns, summary) if exists and resume else collections.Counter()
+    done = (
+        _written(sink, columns, summary, retry_failed)
+        if exists and resume
+        else collections.Counter()
+    )
     total, todo = _count(inputs, model.labels, done)
     if exists and not (resume or overwrite):
         what = f"{output} exists" if output.exists() else f"an interrupted {output} exists"
@@ -254,10 +270,13 @@ def _check_made_by(output: Path, made_by: dict) -> None:
 
 
 def _written(
-    sink: _Lines | _Parquet, columns: list[str], summary: BatchSummary
+    sink: _Lines | _Parquet, columns: list[str], summary: BatchSummary, retry_failed: bool
 ) -> collections.Counter:
-    """How many rows an interrupted run wrote for each path (counted into ``summary``)."""
+    """How many rows an interrupted run wrote for each path (counted into ``summary``), its
+    failed rows dropped first with ``retry_failed``."""
     sink.check_columns(columns)
+    if retry_failed:
+        summary.retried = sink.drop_failed()
     done: collections.Counter = collections.Counter()
     for row in sink.scan():
         done[row["path"]] += 1

@@ -49,7 +49,7 @@ def _rows(results) -> list[dict]:
         if isinstance(result, Prediction):
             fields = {"openset_score": None, "openset_threshold": None} | result.to_dict(TOP_K)
             rows.append(
-                {k: fields[k] for k in COLUMNS if k in fields and k != "path"} | {"error": ""}
+                {k: fields[k] for k in COLUMNS if k in fields and k != "path"} | {"error": None}
             )
         else:
             rows.append(

@@ -70,6 +70,39 @@ class _Lines:
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
 
+    def drop_failed(self) -> int:
+        """Rewrite the output without its rows that have an error (the header, the other rows
+        and their order kept; written beside it, then renamed); how many were dropped."""
+        tmp = self.path.with_name(f".{self.path.name}.retry")
+        dropped = 0
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                if self.fmt == "csv":
+                    reader = csv.reader(self._lines())
+                    header = next(reader, None)
+                    writer = csv.writer(out, lineterminator="\n")
+                    if header is not None:
+                        writer.writerow(header)
+                        at = header.index("error")
+                        for row in reader:
+                            if len(row) > at and row[at]:
+                                dropped += 1
+                            else:
+                                writer.writerow(row)
+                else:
+                    for line in self._lines():
+                        if json.loads(line).get("error"):
+                            dropped += 1
+                        else:
+                            out.write(line)
+            if dropped:
+                os.replace(tmp, self.path)
+        except (OSError, ValueError) as e:
+            raise OutputError(f"{self.path}: cannot drop its failed rows ({e})") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dropped
+
     def open(self, columns: tuple[str, ...]) -> None:
         self.columns = columns
         try:
@@ -186,6 +219,15 @@ class _Parquet:
         if not self.journal.exists() and self.path.exists():
             self._seed_journal()
         self.journal.open(columns)
+
+    def drop_failed(self) -> int:
+        """Drop the rows with an error from the journal (made from a complete output first,
+        which stays until the journal becomes it again); how many were dropped."""
+        if not self.journal.exists():
+            if not any(r.get("error") for r in self.scan()):
+                return 0
+            self._seed_journal()
+        return self.journal.drop_failed()
 
     def _seed_journal(self) -> None:
         """The journal of a complete Parquet output, to append to (made whole, then renamed)."""

@@ -92,12 +92,18 @@ gallery_option = click.option(
 def setup_train_logging(quiet: bool) -> None:
     setup_logging(quiet)
     if not quiet:
+        # progress on stdout, warnings on stderr as every command's
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(lambda record: record.levelno < logging.WARNING)
+        warnings = logging.StreamHandler(sys.stderr)
+        warnings.setFormatter(_LineFormatter())
+        warnings.setLevel(logging.WARNING)
         for name in ("whichvoice.train", "whichvoice.dataset"):
             lg = logging.getLogger(name)
             lg.setLevel(logging.INFO)
             lg.addHandler(handler)
+            lg.addHandler(warnings)
             lg.propagate = False
 
 

@@ -58,6 +58,12 @@ from whichvoice.errors import WhichvoiceError
 @click.option("--resume", is_flag=True, help="Complete an interrupted --output.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="--resume, and identify again the inputs whose rows have an error (their rows are "
+    "dropped; the new ones come last).",
+)
+@click.option(
     "--dask-scheduler",
     metavar="ADDRESS",
     help="Run on this Dask cluster (tcp://host:8786); its workers must see RUN and the audio.",
@@ -81,6 +87,7 @@ def predict_cmd(
     workers: int,
     resume: bool,
     overwrite: bool,
+    retry_failed: bool,
     dask_scheduler: str | None,
     backend: str,
     quiet: bool,
@@ -92,7 +99,8 @@ def predict_cmd(
 
     With --output: every input of PATHS, --manifest or --labels becomes a row of a CSV, JSONL
     or Parquet file, written as it goes with a progress bar; --resume completes the file after
-    an interruption (inputs are matched by path, as the input spells it).
+    an interruption (inputs are matched by path, as the input spells it), and
+    --retry-failed also tries again the inputs that failed.
     """
     setup_logging(True)
     run, paths = _split_run(
@@ -105,7 +113,7 @@ def predict_cmd(
         labels_csv,
         output,
         workers,
-        resume,
+        (resume, retry_failed),
         overwrite,
         dask_scheduler,
         quiet,
@@ -113,6 +121,7 @@ def predict_cmd(
     if output is None:
         _print_predictions(run, paths, backend, as_json)
         return
+    resume = resume or retry_failed
     from whichvoice.batch import (
         labelled_inputs,
         manifest_inputs,
@@ -135,6 +144,7 @@ def predict_cmd(
         workers=workers,
         resume=resume,
         overwrite=overwrite,
+        retry_failed=retry_failed,
         backend=backend,
         dask_scheduler=dask_scheduler,
         progress=not quiet,
@@ -204,12 +214,14 @@ def _check_options(
     labels_csv: Path | None,
     output: Path | None,
     workers: int,
-    resume: bool,
+    resuming: tuple[bool, bool],
     overwrite: bool,
     dask_scheduler: str | None,
     quiet: bool,
 ) -> None:
-    """UsageError for options that do not go together, before any work."""
+    """UsageError for options that do not go together, before any work. ``resuming``:
+    (--resume, --retry-failed) as given."""
+    resume, retry_failed = resuming
     inputs_given = [
         name
         for name, value in (("PATHS", paths), ("--manifest", manifest), ("--labels", labels_csv))
@@ -222,6 +234,7 @@ def _check_options(
             ("--labels", labels_csv),
             ("--workers", workers != 1),
             ("--resume", resume),
+            ("--retry-failed", retry_failed),
             ("--overwrite", overwrite),
             ("--dask-scheduler", dask_scheduler),
         )
@@ -240,8 +253,9 @@ def _check_options(
                 raise click.UsageError(f"--output {output} is {name}'s file; give another output")
         if as_json:
             raise click.UsageError("--json prints; --output takes its format from its suffix")
-        if resume and overwrite:
-            raise click.UsageError("--resume or --overwrite, not both")
+        if (resume or retry_failed) and overwrite:
+            flag = "--retry-failed" if retry_failed else "--resume"
+            raise click.UsageError(f"{flag} or --overwrite, not both")
         if dask_scheduler and workers != 1:
             raise click.UsageError("--workers or --dask-scheduler (its workers), not both")
 

@@ -174,11 +174,10 @@ def train_cmd(
         source, out, cfg, features=feats, resume=resume, overwrite=overwrite, progress=not quiet
     )
     if quiet and ranks_from_env().main:  # the result is still said: the bars and epochs are not
+        from whichvoice.train.loop import test_line
+
         metrics = json.loads(storage.read_bytes(storage.join(run, "metrics.json")))
-        click.echo(
-            f"test accuracy {metrics['test_acc']:.4f} (windows), "
-            f"{metrics['test_file_acc']:.4f} (files); run in {run}"
-        )
+        click.echo(f"{test_line(metrics)}; run in {run}")
 
 
 @app.command("evaluate")

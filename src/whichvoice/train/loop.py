@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import replace
@@ -57,9 +58,9 @@ def run(job: TrainJob, ranks: Ranks, device: torch.device) -> Path:
             "epoch": epoch + 1,
             "loss": round(loss, 5),
             "train_acc": round(acc, 5),
-            "val_loss": round(val_loss, 5),
-            "val_acc": round(val_acc, 5),
-            "val_file_acc": round(val_file_acc, 5),
+            "val_loss": _measured(val_loss),
+            "val_acc": _measured(val_acc),
+            "val_file_acc": _measured(val_file_acc),
             "lr": lr,
             "seconds": round(time.perf_counter() - t0, 2),
         }
@@ -106,6 +107,8 @@ def make_plan(job: TrainJob, ranks: Ranks, device: torch.device) -> Plan:
     ensure_dir(out, "run")  # after the checks of the settings: a refused run makes no folder
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.local_world))
     data = _prepare(job, spec.features, ranks)
+    if ranks.main:
+        _warn_of_empty_splits(data, job.source)
     if cfg.target in ("engine", "both"):
         families = data.by_engine().labels
         if "unknown" in families:  # the answer for an engine the run does not know
@@ -178,15 +181,40 @@ def _write_config(plan: Plan, state: RunState) -> None:
     )
 
 
+def _measured(value: float, digits: int = 5) -> float | None:
+    """``value`` rounded, or None for a split without clips (NaN is not JSON)."""
+    return None if math.isnan(value) else round(value, digits)
+
+
+def _warn_of_empty_splits(data: Prepared, source) -> None:
+    """A warning for each held-out split without clips: a corpus too small (too few
+    sentences or voices) to hold any out trains on everything and measures nothing."""
+    for split, what in (
+        ("val", "each epoch's weights replace the last's, and --patience is not used"),
+        ("test", "the run's test accuracy is not measured"),
+    ):
+        if data.arrays(split)[0].shape[0] == 0:
+            log.warning(
+                "%s: no %s clips (too few sentences to hold any out): %s",
+                source,
+                "validation" if split == "val" else split,
+                what,
+            )
+
+
 def _log_epoch(row: dict, epochs: int) -> None:
+    val = (
+        "no validation clips"
+        if row["val_acc"] is None
+        else f"val acc {row['val_acc']:.4f} (files {row['val_file_acc']:.4f})"
+    )
     log.info(
-        "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f (files %.4f)  %.1f s",
+        "epoch %d/%d  loss %.4f  train acc %.4f  %s  %.1f s",
         row["epoch"],
         epochs,
         row["loss"],
         row["train_acc"],
-        row["val_acc"],
-        row["val_file_acc"],
+        val,
         row["seconds"],
     )
 
@@ -199,20 +227,34 @@ def _finish(plan: Plan, state: RunState, session_seconds: float) -> None:
     _, test_acc, test_file_acc = steps.accuracy(model, data, "test", device, plan.features)
     _, val_acc, val_file_acc = steps.accuracy(model, data, "val", device, plan.features)
     rows = [json.loads(line) for line in (plan.out / EPOCHS).read_text().splitlines()]
+    validated = [r for r in rows if r["val_acc"] is not None]
     metrics = {
-        "best_epoch": max(rows, key=lambda r: (r["val_acc"], -r["val_loss"]))["epoch"],
+        # without validation clips every epoch was kept in turn: the last one is the best
+        "best_epoch": (
+            max(validated, key=lambda r: (r["val_acc"], -r["val_loss"]))["epoch"]
+            if validated
+            else rows[-1]["epoch"]
+        ),
         "kept": plan.cfg.keep,
         "epochs_run": len(rows),
         "train_seconds": round(sum(r["seconds"] for r in rows), 2),
         "this_session_seconds": round(session_seconds, 2),
         "world_size": plan.ranks.world,
         "train_clips": plan.train_set.clips,
-        "val_acc": val_acc,
-        "val_file_acc": val_file_acc,
-        "test_acc": test_acc,
-        "test_file_acc": test_file_acc,
+        "val_acc": _measured(val_acc, 17),
+        "val_file_acc": _measured(val_file_acc, 17),
+        "test_acc": _measured(test_acc, 17),
+        "test_file_acc": _measured(test_file_acc, 17),
     }
     write_json(plan.out / METRICS, metrics)
-    log.info(
-        "test accuracy %.4f (windows), %.4f (files); run in %s", test_acc, test_file_acc, plan.out
+    log.info("%s; run in %s", test_line(metrics), plan.out)
+
+
+def test_line(metrics: dict) -> str:
+    """The run's test accuracy as the end of training says it."""
+    if metrics["test_acc"] is None:
+        return "no test clips: test accuracy not measured"
+    return (
+        f"test accuracy {metrics['test_acc']:.4f} (windows), "
+        f"{metrics['test_file_acc']:.4f} (files)"
     )
