@@ -660,9 +660,7 @@ def test_a_port_that_never_answers_is_no_dask_scheduler(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
-def test_retry_failed_identifies_the_failed_inputs_again(
-    cli, tmp_path: Path, suffix: str
-) -> None:
+def test_retry_failed_identifies_the_failed_inputs_again(cli, tmp_path: Path, suffix: str) -> None:
     """A file that failed (unreadable then: an outage, a file still being copied) keeps its
     error row on --resume; --retry-failed drops those rows and tries their inputs again, the
     good rows kept as they were."""

@@ -548,9 +548,7 @@ def test_default_or_none_in_a_list_of_augmentations_is_said_so() -> None:
 
 
 @pytest.mark.slow  # a corpus synthesised and two CLI processes: about 10 s
-def test_a_corpus_too_small_to_hold_out_says_so_and_writes_valid_json(
-    cli, tmp_path: Path
-) -> None:
+def test_a_corpus_too_small_to_hold_out_says_so_and_writes_valid_json(cli, tmp_path: Path) -> None:
     """Three sentences leave no validation or test clips: the run says so, keeps its last
     epoch, and its metrics and epoch log are JSON (null, not NaN)."""
     corpus, out = tmp_path / "tiny", tmp_path / "run"

@@ -255,6 +255,5 @@ def test_line(metrics: dict) -> str:
     if metrics["test_acc"] is None:
         return "no test clips: test accuracy not measured"
     return (
-        f"test accuracy {metrics['test_acc']:.4f} (windows), "
-        f"{metrics['test_file_acc']:.4f} (files)"
+        f"test accuracy {metrics['test_acc']:.4f} (windows), {metrics['test_file_acc']:.4f} (files)"
     )
