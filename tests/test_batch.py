@@ -693,3 +693,20 @@ def test_an_output_that_is_a_folder_is_named_as_one(tmp_path: Path) -> None:
     (tmp_path / "preds.csv").mkdir()
     with pytest.raises(OutputError, match=r"preds\.csv is a folder: name a \.csv"):
         predict_batch(bundled_classifier(), ["a.wav"], tmp_path / "preds.csv", progress=False)
+
+
+def test_a_stranger_labelled_unknown_is_right_when_answered_unknown(tmp_path: Path) -> None:
+    """--labels can name a clip of none of the model's voices: `unknown`, the open set's
+    answer (it was refused as a voice the model does not know)."""
+    from .conftest import HUMAN_DEV
+
+    a, b = sorted(HUMAN_DEV.glob("*.wav"))[:2]
+    (tmp_path / "labels.csv").write_text(f"path,voice\n{a},unknown\n{b}, Unknown \n")
+    out = tmp_path / "p.jsonl"
+    summary = predict_batch(
+        bundled_classifier(), labelled_inputs(tmp_path / "labels.csv"), out, progress=False
+    )
+    rows = read_rows(out)
+    assert [r["true_voice"] for r in rows] == ["unknown", "unknown"]
+    assert all(r["correct"] == (r["answer"] == "unknown") for r in rows)
+    assert summary.labelled == 2 and summary.correct == sum(r["correct"] for r in rows)

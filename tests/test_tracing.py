@@ -12,6 +12,7 @@ import soundfile as sf
 
 from tests.conftest import run_cli, voice_clips
 from whichvoice.errors import WhichvoiceError
+from whichvoice.fingerprint import NAME as FINGERPRINT
 from whichvoice.tracing import UNKNOWN, EngineHead, EngineHeadError, embed_and_trace, fit_head
 from whichvoice.voices.families import FAMILIES, engine_family
 
@@ -99,8 +100,11 @@ def test_the_fingerprint_measures_the_channel_not_the_level() -> None:
     assert band[140:250].mean() < fp[140:250].mean() - 3
     other_voice = spectral_fingerprint(_voiced(3.0, 180, rng))
     assert np.linalg.norm(band - fp) > np.linalg.norm(other_voice - fp)
-    quieter = spectral_fingerprint(0.25 * x)  # the level moves it little (only near the floor)
-    assert np.linalg.norm(quieter - fp) < 0.1 * np.linalg.norm(band - fp)
+    # the level does not move it: 12 to 60 dB quieter, 6 dB louder (fingerprint-v2's floors
+    # moved it by a third of the band's distance at 40 dB)
+    for gain_db in (-60, -40, -12, 6):
+        other_level = spectral_fingerprint(x * np.float32(10 ** (gain_db / 20)))
+        assert np.linalg.norm(other_level - fp) < 1e-3 * np.linalg.norm(band - fp), gain_db
     assert spectral_fingerprint(x[:100]).shape == (DIM,)  # shorter than one frame: still one
 
 
@@ -483,7 +487,7 @@ def test_a_damaged_engine_head_is_one_line(tmp_path: Path) -> None:
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     (mixed / "engine.json").write_text(
-        json.dumps({**plain.to_dict(), "fingerprint": "fingerprint-v2"})
+        json.dumps({**plain.to_dict(), "fingerprint": FINGERPRINT})
     )
     shutil.copyfile(tmp_path / "plain" / "engine.safetensors", mixed / "engine.safetensors")
     with pytest.raises(EngineHeadError, match=r"does not match engine\.json"):

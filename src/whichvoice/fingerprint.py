@@ -6,7 +6,7 @@ clip leaves its marks in what the encoder forgets: the band it was synthesised i
 diphone voice has nothing above 8 kHz, a 22 kHz vocoder a smooth roll-off), how smooth its
 spectral envelope is over time, the fine structure between harmonics that each vocoder fills
 in its own way. The fingerprint measures these over the clip's louder frames (within 35 dB of
-its loudest), and how fast the level of each band moves: 915 numbers in two blocks, no
+its loudest, brought to one level first: it does not depend on the recording's), and how fast the level of each band moves: 915 numbers in two blocks, no
 weights, the same for every clip of any length.
 
 The spectrum (651):
@@ -33,11 +33,16 @@ import numpy as np
 
 from whichvoice.audio import SAMPLE_RATE, AudioSource, load_audio
 
-NAME = "fingerprint-v2"  # what a head records as the fingerprint it reads; change with the code
+NAME = "fingerprint-v3"  # what a head records as the fingerprint it reads; change with the code
 N_FFT = 512
 HOP = 160  # samples at 16 kHz: 10 ms
 N_MELS = 64
 FLOOR_DB = 35.0  # frames within this much of the loudest frame are measured
+# the mean power of those frames every clip is brought to first (a typical TTS clip's, about
+# -20 dB in the units of ``_SCALE``), so that the small floors added to the power below act
+# at the same depth under the voice whatever the recording's level (fingerprint-v2 did not:
+# a clip 40 dB quieter moved the engine answer)
+REFERENCE_POWER = 0.01
 SMOOTH_BINS = 9  # the envelope the fine structure is measured against
 FLATNESS_BANDS = ((1, 32), (32, 64), (64, 128), (128, 257))  # FFT bins: 31 Hz-1, 2, 4, 8 kHz
 MAX_SECONDS = 120  # of a longer recording, the start: the measures are averages
@@ -64,6 +69,7 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
     # under the floors added here; in single precision its rounding noise does not), the rest
     # of the spectrum block in single precision
     squared = (np.square(z.real) + np.square(z.imag)).T * _SCALE  # (257, n_frames)
+    squared = _at_reference_level(squared)
     power64 = squared + 1e-12
     level = 10 * np.log10(power64.sum(axis=0))  # which frames are loud: as in double precision
     power = power64.astype(np.float32)
@@ -86,6 +92,18 @@ def spectral_fingerprint(wave: np.ndarray) -> np.ndarray:
     return np.concatenate([ltas - ltas.mean(), mel.std(axis=1), change, np.array(flatness),
                            fine.std(axis=1)[::2], fine_change[::2],
                            modulation]).astype(np.float32)  # fmt: skip
+
+
+def _at_reference_level(squared: np.ndarray) -> np.ndarray:
+    """A power spectrogram scaled so that its louder frames (within ``FLOOR_DB`` of the
+    loudest) have the mean power ``REFERENCE_POWER``: the fingerprint no longer depends on
+    the recording's level. All-zero power is left as it is."""
+    frame_power = squared.sum(axis=0)
+    top = frame_power.max(initial=0.0)
+    if not top > 0:
+        return squared
+    loud = frame_power >= top * 10 ** (-FLOOR_DB / 10)
+    return squared * (REFERENCE_POWER / frame_power[loud].mean())
 
 
 @functools.cache

@@ -90,6 +90,7 @@ __all__ = [
 
 CHUNK = 32  # files per task: one model batch, and the unit of progress and of writing
 LABEL_COLUMNS = ("true_voice", "correct")  # added when the inputs know their voice
+UNKNOWN = "unknown"  # a true voice that is none of the model's (the open set's answer)
 
 
 @dataclass
@@ -359,12 +360,16 @@ def _as_inputs(items: Iterable[BatchInput | str | os.PathLike]) -> Inputs:
 
 
 def _checked(inputs: Inputs, labels: list[str]) -> Iterator[BatchInput]:
-    """``inputs`` with each true voice named by the model's id for it (or an error)."""
+    """``inputs`` with each true voice named by the model's id for it (or an error); a
+    true voice ``unknown`` is none of the model's voices."""
     from whichvoice.evaluate import _match_voice
 
     for item in inputs:
         if item.voice is None:
             yield item
+            continue
+        if item.voice.strip().lower() == UNKNOWN:  # a stranger: right when answered unknown
+            yield BatchInput(item.path, item.source, UNKNOWN)
             continue
         voice = _match_voice(item.voice, labels)
         if voice not in labels:

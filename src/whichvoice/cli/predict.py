@@ -38,8 +38,8 @@ from whichvoice.errors import WhichvoiceError
     "--labels",
     "labels_csv",
     type=LOCATION,
-    help="Inputs with their voice: a path,voice CSV; adds true_voice and correct columns and "
-    "prints the accuracy. Needs --output.",
+    help="Inputs with their voice: a path,voice CSV (voice `unknown`: none of the model's); "
+    "adds true_voice and correct columns and prints the accuracy. Needs --output.",
 )
 @click.option(
     "--output",
