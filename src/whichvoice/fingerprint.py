@@ -6,8 +6,9 @@ clip leaves its marks in what the encoder forgets: the band it was synthesised i
 diphone voice has nothing above 8 kHz, a 22 kHz vocoder a smooth roll-off), how smooth its
 spectral envelope is over time, the fine structure between harmonics that each vocoder fills
 in its own way. The fingerprint measures these over the clip's louder frames (within 35 dB of
-its loudest, brought to one level first: it does not depend on the recording's), and how fast the level of each band moves: 915 numbers in two blocks, no
-weights, the same for every clip of any length.
+its loudest, brought to one level first: it does not depend on the recording's), and how
+fast the level of each band moves: 915 numbers in two blocks, no weights, the same for every
+clip of any length.
 
 The spectrum (651):
 - the long-term average spectrum (257 bins of a 512-point FFT, log, its mean removed);
