@@ -144,6 +144,40 @@ def sine(
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def encode_with_ffmpeg(wave: np.ndarray | None, rate: int, container: str, codec: str) -> bytes:
+    """``wave`` (float32 mono) encoded as a browser or phone would (PyAV's FFmpeg): e.g.
+    ("webm", "libopus"), ("mp4", "aac"), ("adts", "aac"); ``wave`` None: a few black video
+    frames of ``codec`` and no sound."""
+    import io
+
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, mode="w", format=container) as f:
+        if wave is None:
+            picture = f.add_stream(codec, rate=10)
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+            black = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            packets = [picture.encode(black.reformat(format="yuv420p")) for _ in range(5)]
+            packets.append(picture.encode(None))
+        else:
+            stream = f.add_stream(codec, rate=rate, layout="mono")
+            step = stream.codec_context.frame_size or 1024
+            resampler = av.AudioResampler(
+                format=stream.codec_context.codec.audio_formats[0].name, layout="mono", rate=rate
+            )
+            packets = []
+            for start in range(0, len(wave), step):
+                chunk = wave[start : start + step].astype(np.float32)[None, :]
+                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+                frame.sample_rate = rate
+                packets += [stream.encode(c) for c in resampler.resample(frame)]
+            packets.append(stream.encode(None))
+        for packet in packets:
+            f.mux(packet)
+    return out.getvalue()
+
+
 SMALL_VOICES = "flite:slt,flite:rms,espeak-ng:en-us+f3,festival:ked_diphone"
 
 

@@ -9,9 +9,10 @@ from whichvoice.audio import (
     SAMPLE_RATE,
     encode_audio,
     load_audio,
+    read_audio,
     resample,
 )
-from whichvoice.errors import AudioDecodeError, SilentAudioError
+from whichvoice.errors import AudioDecodeError, AudioTooLongError, SilentAudioError
 
 from .conftest import sine
 
@@ -130,3 +131,48 @@ def test_a_pipe_is_read_as_a_file(tmp_path) -> None:
     wave, rate = read_audio(fifo)
     writer.join(timeout=10)
     assert rate == 16_000 and wave.shape == (1600,)
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "rate", "suffix"),
+    [
+        ("webm", "libopus", 48_000, ".webm"),  # Chrome's and Firefox's MediaRecorder
+        ("mp4", "aac", 44_100, ".m4a"),  # phones, Safari
+        ("adts", "aac", 22_050, ".aac"),
+        ("amr", "libopencore_amrnb", 8_000, ".amr"),  # old phones' voice memos
+    ],
+)
+def test_what_browsers_and_phones_record_is_decoded(
+    tmp_path: Path, container: str, codec: str, rate: int, suffix: str
+) -> None:
+    """libsndfile reads none of these; FFmpeg (PyAV) decodes them, from a file or bytes,
+    as a folder search finds them, and the tone comes through."""
+    from whichvoice.predict import expand_paths
+
+    from .conftest import encode_with_ffmpeg
+
+    data = encode_with_ffmpeg(sine(300.0, 2.0, rate, 0.4), rate, container, codec)
+    path = tmp_path / f"memo{suffix}"
+    path.write_bytes(data)
+    assert expand_paths([tmp_path]) == [path]
+    for source in (path, data):
+        wave = load_audio(source)
+        assert 1.9 * SAMPLE_RATE < wave.size < 2.2 * SAMPLE_RATE
+        spectrum = np.abs(np.fft.rfft(wave[SAMPLE_RATE // 4 : SAMPLE_RATE]))
+        assert abs(np.argmax(spectrum) * SAMPLE_RATE / (0.75 * SAMPLE_RATE) - 300.0) < 5
+    with pytest.raises(AudioTooLongError, match=rf"memo\{suffix}: over the 1 s limit"):
+        read_audio(path, max_seconds=1.0)
+
+
+def test_a_container_without_sound_or_cut_short_is_one_clear_error(tmp_path: Path) -> None:
+    from .conftest import encode_with_ffmpeg
+
+    video = tmp_path / "screen.mp4"
+    video.write_bytes(encode_with_ffmpeg(None, 0, "mp4", "mpeg4"))
+    with pytest.raises(AudioDecodeError, match=r"screen\.mp4: no audio in it"):
+        load_audio(video)
+    webm = encode_with_ffmpeg(sine(300.0, 2.0, 48_000), 48_000, "webm", "libopus")
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(webm[:40])  # the header only
+    with pytest.raises(AudioDecodeError, match=r"cut\.webm: "):
+        load_audio(cut)

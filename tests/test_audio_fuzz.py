@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from whichvoice.audio import SAMPLE_RATE, encode_audio, load_audio, read_audio
 from whichvoice.errors import AudioDecodeError, AudioTooLongError, SilentAudioError
 
-from .conftest import sine
+from .conftest import encode_with_ffmpeg, sine
 
 FUZZ = settings(
     max_examples=int(os.environ.get("WHICHVOICE_FUZZ_EXAMPLES", "150")),  # make fuzz: more
@@ -40,6 +40,11 @@ SEEDS = {
     "mp3": encode_audio(sine(seconds=0.5), SAMPLE_RATE, "mp3"),
     "flac": encode_audio(sine(seconds=0.5), SAMPLE_RATE, "flac"),
     "ogg": _ogg(sine(seconds=0.5), SAMPLE_RATE),
+    # the containers FFmpeg (PyAV) decodes: what browsers and phones record
+    "webm": encode_with_ffmpeg(sine(seconds=0.5, rate=48_000), 48_000, "webm", "libopus"),
+    "m4a": encode_with_ffmpeg(sine(seconds=0.5, rate=44_100), 44_100, "mp4", "aac"),
+    "aac": encode_with_ffmpeg(sine(seconds=0.5, rate=22_050), 22_050, "adts", "aac"),
+    "amr": encode_with_ffmpeg(sine(seconds=0.5, rate=8_000), 8_000, "amr", "libopencore_amrnb"),
 }
 
 

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from whichvoice.audio import encode_audio
+from whichvoice.audio import encode_audio, resample
 from whichvoice.corpus import read_manifest
 
 from . import server as server_process
@@ -111,6 +111,23 @@ def test_identify_multipart_and_raw(server: str, clips) -> None:
     assert r.status_code == 200
     assert r.json()["spectrogram_png"].startswith("data:image/png;base64,")
     assert abs(r.json()["duration_s"] - 2.0) < 0.01
+
+
+def test_a_browser_recording_is_identified(server: str, clips) -> None:
+    """WebM/Opus, what the page's browsers record, and M4A, what phones do: decoded by FFmpeg."""
+    from whichvoice.audio import read_audio
+
+    from .conftest import encode_with_ffmpeg
+
+    data, voice = clips[0]
+    wave, rate = read_audio(data)
+    for name, container, codec, kind in [
+        ("rec.webm", "webm", "libopus", "audio/webm"),
+        ("memo.m4a", "mp4", "aac", "audio/mp4"),
+    ]:
+        upload = encode_with_ffmpeg(resample(wave, rate, 48_000), 48_000, container, codec)
+        r = httpx.post(f"{server}/v1/identify", files={"file": (name, upload, kind)}, timeout=30)
+        assert r.status_code == 200 and r.json()["voice"] == voice, r.text
 
 
 def test_synthesize_then_identify(server: str, trained_run: Path) -> None:

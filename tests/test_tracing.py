@@ -486,9 +486,7 @@ def test_a_damaged_engine_head_is_one_line(tmp_path: Path) -> None:
     plain.save(tmp_path / "plain")
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    (mixed / "engine.json").write_text(
-        json.dumps({**plain.to_dict(), "fingerprint": FINGERPRINT})
-    )
+    (mixed / "engine.json").write_text(json.dumps({**plain.to_dict(), "fingerprint": FINGERPRINT}))
     shutil.copyfile(tmp_path / "plain" / "engine.safetensors", mixed / "engine.safetensors")
     with pytest.raises(EngineHeadError, match=r"does not match engine\.json"):
         EngineHead.load(mixed)

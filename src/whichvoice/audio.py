@@ -30,7 +30,9 @@ MAX_RATE = 768_000  # Hz; the highest rate audio interfaces record at
 # to a peak of 1: their squares would overflow float32 in the features
 HUGE_PEAK = 1e10
 # file name endings taken for audio when a folder is searched
-AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au"}
+AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au",
+                  ".m4a", ".mp4", ".aac", ".webm", ".weba", ".mka", ".wma", ".amr",
+                  ".3gp"}  # fmt: skip
 _BLOCK_VALUES = 1 << 20  # samples decoded at a time, all channels together (4 MB of float32)
 
 
@@ -185,6 +187,8 @@ def read_audio(
     )
     if (what := not_audio(head)) is not None:
         raise AudioDecodeError(f"{name}: not audio ({what})")
+    if (container := ffmpeg_container(head)) is not None:  # what browsers and phones record
+        return _decode_with_ffmpeg(source, container, name, max_seconds)
     memory = _memory_file(source) if isinstance(source, bytes | bytearray) else None
     opened = source if memory is None else memory
     if isinstance(source, bytes | bytearray) and memory is None:
@@ -261,8 +265,83 @@ _SIGNATURES = (  # leading bytes of common files that are not audio, and what th
     (b"\x1f\x8b", "a gzip archive"),
     (b"SQLite format 3", "an SQLite database"),
     (b"\x7fELF", "a program"),
-    (b"\x00\x00\x00\x18ftypmp4", "an MP4 video"),
 )
+# containers libsndfile cannot read, decoded by FFmpeg (PyAV) with the one demuxer their
+# leading bytes name: WebM/Matroska (browsers' MediaRecorder), MP4/M4A/3GP (phones, Safari),
+# AAC in ADTS, WMA, AMR
+_FFMPEG_SIGNATURES = (
+    (b"\x1a\x45\xdf\xa3", "matroska"),
+    (b"0&\xb2u\x8ef\xcf\x11", "asf"),
+    (b"#!AMR", "amr"),
+)
+
+
+def ffmpeg_container(head: bytes) -> str | None:
+    """The FFmpeg demuxer for a file libsndfile cannot read, from its first bytes; None for
+    any other (libsndfile's own formats, or not audio)."""
+    for magic, demuxer in _FFMPEG_SIGNATURES:
+        if head.startswith(magic):
+            return demuxer
+    if head[4:8] == b"ftyp":  # ISO base media: MP4, M4A, MOV, 3GP
+        return "mp4"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # ADTS: layer bits 00
+        return "aac"
+    return None
+
+
+def _decode_with_ffmpeg(
+    source: str | os.PathLike | bytes | bytearray,
+    demuxer: str,
+    name: str,
+    max_seconds: float | None,
+) -> tuple[np.ndarray, int]:
+    """(float32 mono waveform, rate) of the first audio stream of a container FFmpeg reads
+    (PyAV), channels averaged as ``_decode_blocks`` averages them."""
+    try:
+        import av
+    except ImportError as e:  # a core dependency; said plainly if an install lacks it
+        raise AudioDecodeError(
+            f"{name}: a {demuxer} file needs PyAV to be decoded: pip install av"
+        ) from e
+    opened = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else source
+    parts: list[np.ndarray] = []
+    total = 0
+    try:
+        with soundfile_target(opened) as target, av.open(target, format=demuxer) as container:
+            stream = next((st for st in container.streams if st.type == "audio"), None)
+            if stream is None:
+                raise AudioDecodeError(f"{name}: no audio in it (a video without sound?)")
+            rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+            if not MIN_RATE <= rate <= MAX_RATE:
+                raise AudioDecodeError(
+                    f"{name}: a sample rate of {rate} Hz is not audio "
+                    f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
+                )
+            limit = None if max_seconds is None else int(max_seconds * rate)
+            planar = av.AudioResampler(format="fltp")  # float32, the stream's channels and rate
+            for frame in container.decode(stream):
+                for out in planar.resample(frame):
+                    data = out.to_ndarray()  # (channels, n)
+                    check_finite(data, name)
+                    parts.append(data[0].copy() if data.shape[0] == 1 else data.mean(axis=0))
+                    total += data.shape[1]
+                if limit is not None and total > limit:
+                    raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
+    except (AudioDecodeError, AudioTooLongError):
+        raise
+    except av.FFmpegError as e:
+        why = getattr(e, "strerror", None) or e
+        raise AudioDecodeError(f"{name}: not a decodable audio file ({why})") from e
+    except OSError as e:
+        raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
+    except Exception as e:  # PyAV on damaged input: metadata not UTF-8, odd layouts, ...
+        raise AudioDecodeError(f"{name}: not a decodable audio file ({e})") from e
+    wave = (
+        np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+    )
+    if wave.shape[0] == 0:
+        raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
+    return without_dc(wave), rate
 
 
 def _head(path: str | os.PathLike, name: str) -> bytes:
