@@ -13,13 +13,18 @@ Reported for each encoder and each live rule, side by side on the same conversat
 - the share of answers inside enrolled voices' turns (0.5 s past their start) that name
   another voice;
 - the share of answers inside strangers' turns that name an enrolled voice, and the
-  strangers' turns with at least one such answer.
+  strangers' turns with at least one such answer;
+- for every change to a stranger, whether it is answered with an unknown voice
+  (``unknown-N``) within 1 s and before its turn ends (since stop 57).
 The rules: ``shipped`` (an answer every 0.1 s; the last window alone may name a voice at the
 window threshold, or at its own threshold for a window of less speech where the encoder has
 those, the turn's mean at the turn threshold), ``one-threshold`` (the same with one window
 threshold whatever the window's speech: the shipped rule until stop 52), ``stop35`` (one window
-threshold, the turn's mean held to it) and ``previous`` (every 0.25 s, named from the turn only:
-stop 33's, at today's answer pacing, one threshold).
+threshold, the turn's mean held to it), ``previous`` (every 0.25 s, named from the turn only:
+stop 33's, at today's answer pacing, one threshold) and ``turn-unknown`` (the shipped rule
+with an unknown voice started only from a turn of 1 s, as until stop 57: a voice whose windows
+a second apart drift past the join distance restarted its turn all along and was never
+started).
 
 *Speech thresholds* (stop 52): a window with less speech scores lower against its own voice and
 against others alike, so a window of 0.4-0.8 s of speech (the first answers of a turn after a
@@ -72,7 +77,14 @@ RULES = {
     "shipped": {},
     "one-threshold": {},  # the shipped rule with one window threshold whatever its speech
     "stop35": {},  # the shipped rule with turns held to the window threshold
-    "previous": {"step_s": 0.25, "last_window": False, "new_voice_after_s": 0.5},
+    "previous": {
+        "step_s": 0.25,
+        "last_window": False,
+        "new_voice_after_s": 0.5,
+        "unnamed_streak": False,
+    },
+    # the shipped rule with unknown voices started from a turn of 1 s only (until stop 57)
+    "turn-unknown": {"unnamed_streak": False},
 }
 # thresholds for windows of less speech (``LiveThresholds.accept_by_speech``): the lower end
 # of each bin of a window's seconds of speech (``stream._speech_seconds``); the last bin ends
@@ -152,10 +164,15 @@ def figures(convs, answers: list[list], enrolled: set[str]) -> dict:
     delays, wrong, inside, strange, strange_n, strange_turns, stranger_turns = (
         [], 0, 0, 0, 0, 0, 0
     )  # fmt: skip
+    unknown_delays = []  # changes to a stranger: the delay to its first unknown-N answer
     for conv, heard in zip(convs, answers, strict=True):
         for k, turn in enumerate(conv.turns):
             during = [s for t, s in heard if turn.start + 0.5 <= t <= turn.end and s]
             if turn.voice not in enrolled:
+                if k > 0 and conv.turns[k - 1].voice != turn.voice:
+                    answered = [t for t, s in heard if turn.start <= t <= turn.end
+                                and s and s.startswith("unknown-")]  # fmt: skip
+                    unknown_delays.append(answered[0] - turn.start if answered else float("inf"))
                 named = [s for s in during if s in enrolled]
                 strange += len(named)
                 strange_n += len(during)
@@ -167,7 +184,7 @@ def figures(convs, answers: list[list], enrolled: set[str]) -> dict:
                 delays.append(named[0] - turn.start if named else float("inf"))
             inside += len(during)
             wrong += sum(s != turn.voice for s in during)
-    d = np.array(delays)
+    d, u = np.array(delays), np.array(unknown_delays)
     return {
         "changes": len(d),
         "named_within_1s": proportion(int((d <= WITHIN_S).sum()), len(d)),
@@ -177,6 +194,9 @@ def figures(convs, answers: list[list], enrolled: set[str]) -> dict:
         "wrong_answers_in_turns": proportion(wrong, inside),
         "stranger_answers_named_enrolled": proportion(strange, strange_n),
         "stranger_turns_named_enrolled": proportion(strange_turns, stranger_turns),
+        "stranger_changes": len(u),
+        "strangers_unknown_within_1s": proportion(int((u <= WITHIN_S).sum()), len(u)),
+        "strangers_unknown_in_turn": proportion(int(np.isfinite(u).sum()), len(u)),
     }  # fmt: skip
 
 
@@ -241,6 +261,8 @@ def main() -> None:
                 thresholds = shipped
             elif rule == "one-threshold":
                 thresholds = replace(shipped, accept_by_speech=())
+            elif rule == "turn-unknown":
+                thresholds = shipped
             else:  # the earlier rules: one window threshold, turns held to it
                 thresholds = replace(shipped, turn_accept=None, accept_by_speech=())
             heard = [stream(c, kwargs, encoder, refs, thresholds) for c in convs]
@@ -265,7 +287,10 @@ def main() -> None:
                   "stop35": "the shipped rule with the turn's mean held to the window threshold "
                     "(stop 35's)",
                   "previous": "an answer every 0.25 s; named from the turn only (stop 33's, at "
-                    "today's answer pacing)"},
+                    "today's answer pacing)",
+                  "turn-unknown": "the shipped rule with unknown voices started only from a "
+                    "turn of 1 s (until stop 57; since then from 1 s of speech answered with "
+                    "no one)"},
         "results": report,
         "target": {"named_within_1s": 1.0, "stranger_turns_named_enrolled": 0.0},
     }  # fmt: skip

@@ -165,3 +165,32 @@ def test_a_dc_offset_and_a_steady_sound_are_no_speech() -> None:
     state.buffer = (0.3 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)
     assert state.answer(stub, REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
     assert stub.queue == [E1] and state.speech is False
+
+
+def test_a_stranger_whose_windows_drift_still_becomes_an_unknown_voice_after_a_second() -> None:
+    """A voice whose windows a second apart are farther than the join distance restarts its
+    turn about every half second, which never reached the second of turn an unknown voice
+    needed (a review's stranger went unnamed through a 6 s turn): a second of speech answered
+    with no one is enough, whatever the turn did."""
+    # the stranger's windows sway around E3: each near the one before, some past JOIN from
+    # the turn's first (a split), none near an enrolled voice
+    sway = 1.1 * np.sin(np.arange(20) * 0.6)
+    wander = [unit(0.9 * np.cos(a), 0.9 * np.sin(a), 1.0) for a in sway]
+    assert max(float(REFS.scores(w).max()) for w in wander) < ACCEPT
+    said, state = answers(wander)
+    first = said.index("unknown-1")
+    assert said[:first] == [None] * first and first == state.new_voice_windows - 1 == 10
+    assert set(said[first:]) == {"unknown-1"}
+    said, _ = answers(wander, unnamed_streak=False)  # the rule before: a turn of 1 s needed
+    assert set(said) == {None}
+    # a pause between two strangers: each is its own unknown voice, a second into its turn
+    state = LiveSpeakers(16_000)
+    stub = Stub([E3] * 11 + [unit(-1.0, -1.0, 0.3)] * 11)  # one embedding a window of speech
+    thresholds = LiveThresholds(ACCEPT, None, JOIN)
+    speech = speechlike(state.buffer.shape[0])
+    said = []
+    for k in range(23):
+        state.buffer = np.zeros_like(speech) if k == 11 else speech
+        said.append(state.answer(stub, REFS, thresholds)[0])
+    assert said[10] == "unknown-1" and said[11] is None and said[22] == "unknown-2", said
+    assert said[12:22] == [None] * 10

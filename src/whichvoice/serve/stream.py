@@ -118,6 +118,7 @@ class LiveSpeakers:
         step_s: float = STEP_S,
         last_window: bool = True,
         new_voice_after_s: float = NEW_VOICE_AFTER_S,
+        unnamed_streak: bool = True,
     ) -> None:
         import soxr
 
@@ -130,12 +131,15 @@ class LiveSpeakers:
                 f"turns keep {TURN_S - WINDOW_S:g} s past their first answer"
             )
         self.last_window = last_window
+        self.unnamed_streak = unnamed_streak
         self.resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         self.buffer = np.zeros(int(WINDOW_S * SAMPLE_RATE), np.float32)
         self.received = 0  # samples at 16 kHz
         self.since_answer = 0
         self.unknown: list[np.ndarray] = []  # each unknown voice's sum of embeddings
         self.turn: list[np.ndarray] = []  # the current turn's last window embeddings
+        # the window embeddings of the answers since speech was last named (or silent)
+        self.unnamed: list[np.ndarray] = []
         self.odd = b""  # a byte left over from an odd-sized message
         self.speech = False  # whether the last answer's window held speech (see ``answer``)
 
@@ -182,23 +186,44 @@ class LiveSpeakers:
         Each threshold is set for its own evidence: ``accept`` on one-second windows (or the one
         for the window's seconds of speech: ``LiveThresholds.accept_for``), ``turn_accept`` on turn
         means, each at the same false acceptances on dev (a mean of windows scores higher against a
-        voice like it than one window does); ``turn_accept`` None: ``accept`` for both."""
-        join = thresholds.join
-        turn_accept = (
-            thresholds.accept if thresholds.turn_accept is None else thresholds.turn_accept
-        )
+        voice like it than one window does); ``turn_accept`` None: ``accept`` for both. Speech
+        answered with no one for ``new_voice_after_s`` becomes the next unknown voice (see
+        ``_name``)."""
         # the window less its baseline: a microphone's DC offset would count as speech
         wave = without_dc(self.buffer if wave is None else wave)
         speech_s = _speech_seconds(wave)
         self.speech = False
         if speech_s < MIN_SPEECH_S:
             self.turn.clear()
+            self.unnamed.clear()
             return None, None
         accept = thresholds.accept_for(speech_s)
         try:
             emb, _ = encoder.embed(Decoded(wave.copy(), SAMPLE_RATE, "live"))
         except WhichvoiceError:
+            self.unnamed.clear()
             return None, None  # the encoder found no speech in it
+        name, score = self._name(emb, speech_s, accept, refs, thresholds)
+        if name is None:
+            self.unnamed.append(emb)
+            del self.unnamed[: 1 - self.new_voice_windows]  # the next answer adds its own
+        else:
+            self.unnamed.clear()
+        return name, score
+
+    def _name(
+        self,
+        emb: np.ndarray,
+        speech_s: float,
+        accept: float,
+        refs: VoiceRefs,
+        thresholds: LiveThresholds,
+    ) -> tuple[str | None, float | None]:
+        """``answer``'s name for a window with speech (embedded as ``emb``)."""
+        join = thresholds.join
+        turn_accept = (
+            thresholds.accept if thresholds.turn_accept is None else thresholds.turn_accept
+        )
         # someone speaks: an answer of no one from here on means "not known yet" (a turn
         # just begun, or past MAX_UNKNOWN voices), not silence
         self.speech = True
@@ -227,10 +252,19 @@ class LiveSpeakers:
             if 1 - sims[k] <= join:
                 self.unknown[k] = self.unknown[k] + emb
                 return f"unknown-{k + 1}", float(sims[k])
-        if len(self.turn) < self.new_voice_windows or speech_s < NEW_VOICE_S:
-            return None, None  # a turn just begun: not yet a voice of its own
+        # a voice of its own once speech has been heard for ``new_voice_after_s`` without a
+        # name: the windows answered so (``unnamed_streak``, since stop 57; a turn restarts
+        # whenever the last window drifts past ``join`` from its first one, which a voice's
+        # windows a second apart may do all along its turn), or the turn's windows
+        unnamed = [*self.unnamed, emb]
+        if self.unnamed_streak:
+            enough, seed = len(unnamed) >= self.new_voice_windows, np.sum(unnamed, axis=0)
+        else:
+            enough, seed = len(self.turn) >= self.new_voice_windows, voice * len(self.turn)
+        if not enough or speech_s < NEW_VOICE_S:
+            return None, None  # a voice just begun: not yet a voice of its own
         if len(self.unknown) < MAX_UNKNOWN:
-            self.unknown.append(voice * len(self.turn))
+            self.unknown.append(seed)
             return f"unknown-{len(self.unknown)}", 1.0
         return None, None
 
