@@ -403,6 +403,22 @@ def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_c
         page.click("#enroll-btn")
         page.wait_for_function("document.body.dataset.state === 'error'")
         assert "x.wav" in page.locator("#error").inner_text()
+        # the voice chosen to verify stays chosen when the list is read again
+        page.fill("#enroll-name", "anna")
+        page.set_input_files("#enroll-files", ked[:3])
+        page.click("#enroll-btn")
+        page.wait_for_function("document.body.dataset.gallery === '2'")
+        page.select_option("#verify-name", "roger")
+        page.get_by_role("button", name="Remove anna").click()
+        page.wait_for_function("document.body.dataset.gallery === '1'")
+        assert page.locator("#verify-name").input_value() == "roger"
+        page.fill("#enroll-name", "zoe")
+        page.set_input_files("#enroll-files", ked[:3])
+        page.click("#enroll-btn")
+        page.wait_for_function("document.body.dataset.gallery === '2'")
+        assert page.locator("#verify-name").input_value() == "roger"  # not the list's first
+        page.get_by_role("button", name="Remove zoe").click()
+        page.wait_for_function("document.body.dataset.gallery === '1'")
         page.get_by_role("button", name="Remove roger").click()
         page.wait_for_function("document.body.dataset.gallery === '0'")
         assert page.locator("#gallery-empty").is_visible()
@@ -414,6 +430,7 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
     the enrolled ones, a turn plays when clicked; then the same voices live from a (fake)
     microphone, each named while it speaks."""
     import httpx
+    import numpy as np
     import soundfile as sf
 
     from whichvoice.conversation import make_conversation
@@ -465,11 +482,21 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
         page.wait_for_function("document.body.dataset.state === 'error'")
         assert "notes.wav" in page.locator("#error").inner_text()
         assert page.locator("#timeline").is_hidden() and page.locator("#talk-audio").is_hidden()
+        # a recording without speech: said so, no empty timeline
+        tone = tmp_path / "tone.wav"
+        sf.write(tone, 0.3 * np.sin(2 * np.pi * 440 * np.arange(32_000) / 16_000), 16_000)
+        with page.expect_response(lambda r: "/v1/diarize" in r.url) as quiet:
+            page.set_input_files("#diarize-file", str(tone))
+        assert quiet.value.ok and quiet.value.json()["segments"] == []
+        page.wait_for_function("document.body.dataset.diarized === '0'")
+        assert page.locator("#timeline").is_hidden()
+        assert "No speech found" in page.locator("#timeline-empty").inner_text()
         for _ in range(2):
             with page.expect_response(lambda r: "/v1/diarize" in r.url) as again:
                 page.set_input_files("#diarize-file", str(talk))
             assert again.value.ok
             page.wait_for_function("document.body.dataset.diarized !== undefined")
+        assert page.locator("#timeline-empty").is_hidden()
 
         page.click("#live-btn")
         page.wait_for_function("document.body.dataset.live === 'on'")

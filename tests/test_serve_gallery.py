@@ -255,7 +255,8 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
     assert_error(
         enroll({"name": "x"}, [("file", ("quiet.wav", silent, "audio/wav"))]), 422, "quiet"
     )
-    assert_error(enroll({"name": "x"}, [("file", ("a.txt", b"hi", "text/plain"))]), 415, "a.txt")
+    text = [("file", ("a.txt", b"hi", "text/plain"))]  # of enroll's files, each by its bytes
+    assert_error(enroll({"name": "x"}, text), 422, "a.txt: not audio (a text file)")
     # a tenth of a second of a voice is not enough to judge: no speech, not "unknown"
     sent = [("file", ("burst.wav", burst(clip), "audio/wav"))]
     r = httpx.post(f"{url}/v1/identify", files=sent)
@@ -314,6 +315,38 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
             )
             assert r.status_code == 200
             assert [set(x) for x in r.json()["results"]] == [{"path", "error"}]
+
+
+def test_an_enrollment_with_no_usable_file_names_every_files_reason(
+    gallery_server, enrolled, enroll_clips
+) -> None:
+    """Whatever made each file unusable (not audio, silent, no speech, too short), the answer
+    is one kind, no_speech, with every file's reason; a text or image part beside a good
+    file is that file's error, not the request's (it was 415 for the whole request)."""
+    url, _ = gallery_server
+    clip = enroll_clips[AWB][0]
+    tone = encode_audio(sine(440, 2.0), 16000, "wav")
+    silent = encode_audio(sine(0, 2.0) * 0, 16000, "wav")
+    for sent in (
+        [("tone.wav", tone, "audio/wav"), ("burst.wav", burst(clip), "audio/wav")],
+        [("silence.wav", silent, "audio/wav"), ("tone.wav", tone, "audio/wav")],
+        [("silence.wav", silent, "audio/wav"), ("notes.txt", b"hello", "text/plain")],
+    ):
+        r = httpx.post(
+            f"{url}/v1/enroll", params={"name": "nobody-usable"},
+            files=[("file", f) for f in sent], timeout=60,
+        )  # fmt: skip
+        assert_error(r, 422, "no_speech")
+        assert all(f"{name}: " in r.json()["error"] for name, _, _ in sent), r.json()
+    voices = [v["name"] for v in httpx.get(f"{url}/v1/gallery").json()["voices"]]
+    assert "nobody-usable" not in voices
+    for junk in [("notes.txt", b"some notes", "text/plain"), ("a.png", b"\x89PNG" + b"\0" * 64,
+                 "image/png")]:  # fmt: skip
+        sent = [("file", ("voice.mp3", clip.read_bytes(), "audio/mpeg")), ("file", junk)]
+        r = httpx.post(f"{url}/v1/verify", params={"name": "awb"}, files=sent, timeout=60)
+        assert r.status_code == 200, r.text
+        good, bad = r.json()["results"]
+        assert "score" in good and bad["path"] == junk[0] and "not audio" in bad["error"]
 
 
 def test_writes_need_the_api_key_and_an_empty_gallery(tmp_path: Path, enroll_clips) -> None:

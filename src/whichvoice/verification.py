@@ -608,9 +608,10 @@ def enroll(
     if not embs:
         if len(errors) == 1:
             raise errors[0][1]
-        raise WhichvoiceError(
+        raise NoUsableRecordings(
             f"{name}: none of the {len(sources)} files could be used ({errors[0][1]})",
             public=f"none of the {len(sources)} files could be used",
+            failed=errors,
         )
     already = existing.seconds if existing is not None else 0.0
     if already + seconds < min_seconds:
@@ -625,6 +626,17 @@ def enroll(
     if existing is not None and existing.embedding.shape[0] == dim:
         rows = clean_part(rows, dim)  # a voice enrolled before prototypes: its clean mean
     return gallery.enroll(name, rows, seconds, used), errors
+
+
+class NoUsableRecordings(WhichvoiceError):
+    """None of the recordings given to ``enroll`` could be used; ``failed``: each one's
+    (index, error), as ``enroll`` returns them."""
+
+    def __init__(
+        self, message: str, *, public: str, failed: list[tuple[int, WhichvoiceError]]
+    ) -> None:
+        super().__init__(message, public=public)
+        self.failed = failed
 
 
 def verify(

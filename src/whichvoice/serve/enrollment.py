@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from whichvoice.audio import Decoded
-from whichvoice.errors import SilentAudioError, WhichvoiceError
+from whichvoice.errors import AudioDecodeError, SilentAudioError, WhichvoiceError
 from whichvoice.gallery import MAX_NAME, VoiceNameError, voice_name
 from whichvoice.serve.schemas import (
     EnrolledVoice,
@@ -25,7 +25,7 @@ from whichvoice.serve.schemas import (
     VerifyResponse,
 )
 from whichvoice.serve.service import HTTPProblem, Service, ServiceDep, error_status
-from whichvoice.verification import enroll, identify, verify
+from whichvoice.verification import NoUsableRecordings, enroll, identify, verify
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["enrolled voices"])
@@ -102,19 +102,25 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
     """Enroll the usable ``files`` into ``name``; the others are reported by their index."""
     decoded = service.decode_all(files)
     good = [i for i, d in enumerate(decoded) if isinstance(d, Decoded)]
+    why = {i: d for i, d in enumerate(decoded) if isinstance(d, str)}
     if not good:
-        raise HTTPProblem(
-            422,
-            "no_speech",
-            f"{name}: no usable speech in the {len(files)} file(s) sent: "
-            + "; ".join(d for d in decoded if isinstance(d, str)),
-        )
+        raise _no_speech(name, files, why)
     # the uploads' own bytes, as the CLI keeps a file's: the same recording sent again, or
     # enrolled from the command line before, counts once
     digests = [hashlib.sha256(files[i][1]).hexdigest() for i in good]
-    with service.gallery(create=True) as (encoder, g):
-        voice, failed = enroll(encoder.model, g, name, [decoded[i] for i in good], digests=digests)
-    why = {i: d for i, d in enumerate(decoded) if isinstance(d, str)}
+    try:
+        with service.gallery(create=True) as (encoder, g):
+            voice, failed = enroll(
+                encoder.model, g, name, [decoded[i] for i in good], digests=digests
+            )
+    except NoUsableRecordings as e:  # no file decoded had speech: every file's reason
+        why.update({good[j]: err.public_message() for j, err in e.failed})
+        raise _no_speech(name, files, why) from e
+    except (AudioDecodeError, SilentAudioError) as e:  # the one file decoded had none
+        if len(good) != 1:
+            raise
+        why[good[0]] = e.public_message()
+        raise _no_speech(name, files, why) from e
     why.update({good[j]: e.public_message() for j, e in failed})  # j: index among good
     s = voice.summary()
     return EnrollResponse(
@@ -124,6 +130,18 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
         model=s["model"],
         added=len(good) - len(failed),
         skipped=[{"index": i, "file": files[i][0], "error": why[i]} for i in sorted(why)],
+    )
+
+
+def _no_speech(name: str, files: list[tuple[str, bytes]], why: dict[int, str]) -> HTTPProblem:
+    """422 ``no_speech``: no file sent to ``name`` could be enrolled, with each one's reason
+    (the request's own files: named by the names they were sent under)."""
+    reasons = "; ".join(
+        why[i] if why[i].startswith(f"{files[i][0]}:") else f"{files[i][0]}: {why[i]}"
+        for i in sorted(why)
+    )
+    return HTTPProblem(
+        422, "no_speech", f"{name}: no usable speech in the {len(files)} file(s) sent: {reasons}"
     )
 
 

@@ -342,7 +342,8 @@ class Service:
     async def uploads(self, request: Request, *, many: bool) -> list[tuple[str, bytes]]:
         """(file name, bytes) of the audio sent: multipart field ``file`` (every one when
         ``many``, else exactly one: 422 for more) or the raw body of any audio type. 413 over
-        the upload limit (the whole request), 415 when not audio, 422 without a file."""
+        the upload limit (the whole request), 415 when not audio (the body, or the one file
+        when not ``many``: of several, each file's bytes say), 422 without a file."""
         media = media_type(request)
         if media.startswith(("audio/", "video/")) or media == "application/octet-stream":
             return [(RAW_NAME, await self.body(request))]
@@ -369,8 +370,12 @@ class Service:
             out = []
             for upload in files if many else files[:1]:
                 name = upload.filename or "the file"
-                if upload.content_type and not upload.content_type.startswith(
-                    ("audio/", "video/", "application/")
+                # of several files, each is judged by its bytes (a text part is that file's
+                # error, as an undecodable one is); one file declared as text is refused
+                if (
+                    not many
+                    and upload.content_type
+                    and not upload.content_type.startswith(("audio/", "video/", "application/"))
                 ):
                     raise HTTPProblem(
                         415, "unsupported_type", f"{name}: {upload.content_type} is not audio"

@@ -424,6 +424,7 @@ async function loadGallery() {
     list.replaceChildren();
     return;
   }
+  const chosen = select.value;  // kept when the list is read again (after an enroll or a removal)
   list.replaceChildren();
   select.replaceChildren();
   for (const v of voices) {
@@ -445,7 +446,7 @@ async function loadGallery() {
     }));
     item.append(label, remove);
     list.append(item);
-    select.append(new Option(v.name, v.name));
+    select.append(new Option(v.name, v.name, false, v.name === chosen));
   }
   $("gallery-empty").textContent = "Nothing enrolled yet.";
   $("gallery-empty").hidden = voices.length > 0;
@@ -546,7 +547,11 @@ function showTimeline(answer, blob) {
     item.append(swatch, label);
     legend.append(item);
   }
-  line.hidden = false;
+  line.hidden = answer.segments.length === 0;
+  const empty = $("timeline-empty");
+  empty.hidden = answer.segments.length > 0;
+  empty.textContent = answer.segments.length ? "" :
+    `No speech found in this recording (${answer.duration_s.toFixed(1)} s): no one to place on a timeline.`;
   if (talk.url) URL.revokeObjectURL(talk.url);
   talk.url = URL.createObjectURL(blob);
   const audio = $("talk-audio");
@@ -566,6 +571,7 @@ function playTurn(start, end) {
 function clearTimeline() {
   $("timeline").replaceChildren();
   $("timeline").hidden = true;
+  $("timeline-empty").hidden = true;
   $("timeline-legend").replaceChildren();
   const audio = $("talk-audio");
   audio.pause();
