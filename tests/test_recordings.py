@@ -138,3 +138,26 @@ def test_cli_import_with_unusable_files_imports_the_rest_and_exits_1(tmp_path: P
     assert "1 failed" in proc.stderr and "failures.jsonl" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert len(read_manifest(out / "manifest.jsonl")) == 2
+
+
+def test_speakers_named_in_any_script_stay_apart(tmp_path: Path) -> None:
+    """Names outside ASCII were cut to what was left (李明 and 王芳 both became 'human:_', José
+    'human:Jos'), so different people were merged into one voice without a word."""
+    src = tmp_path / "people"
+    names = ["李明", "王芳", "José", "Zoë", "Zoé"]
+    takes = ["nicolas", "lucas", "george", "jackson", "theo"]
+    for name, who in zip(names, takes, strict=True):
+        (src / name).mkdir(parents=True)
+        shutil.copy(HUMAN_DEV / f"3_{who}_0.wav", src / name)
+    summary = import_recordings(src, tmp_path / "c", progress=False)
+    assert summary.made == 5
+    clips = load_corpus(tmp_path / "c")
+    assert sorted(c.voice for c in clips) == sorted(f"human:{n}" for n in names)
+    assert len({Path(c.path).parent for c in clips}) == 5  # a folder each
+    # two names that become the same voice id are refused, not merged
+    (src / "Zo é").mkdir()
+    (src / "Zo_é").mkdir()
+    for folder in ("Zo é", "Zo_é"):
+        shutil.copy(HUMAN_DEV / "4_theo_0.wav", src / folder)
+    with pytest.raises(RecordingsError, match=r"'Zo é' and 'Zo_é' would both be voice human:Zo_é"):
+        import_recordings(src, tmp_path / "d", progress=False)

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -95,6 +96,25 @@ class ImportSummary:
 
 def _safe(name: str) -> str:
     return _NAME.sub("_", name).strip("_.") or "_"
+
+
+_SEPARATORS = re.compile(r"[\s:/\\\x00-\x1f\x7f]+")
+
+
+def _speaker_id(name: str) -> str:
+    """A speaker's name as the part of its voice id after ``engine:``: composed (NFC), runs of
+    spaces, ':', slashes and control characters as one '_'; letters of any script kept
+    (``李明``, ``Zoë``: replacing them merged different people into one voice)."""
+    return _SEPARATORS.sub("_", unicodedata.normalize("NFC", name)).strip("_.") or "_"
+
+
+def _path_part(speaker: str) -> str:
+    """A speaker id as a folder and clip-id part: itself when plain ASCII, else its ASCII
+    letters and a digest of it, so that two speakers never share a folder."""
+    safe = _safe(speaker)
+    if safe == speaker:
+        return safe
+    return f"{safe}-{hashlib.sha256(speaker.encode()).hexdigest()[:8]}"
 
 
 def _audio_in(folder: Path) -> list[Path]:
@@ -173,9 +193,16 @@ def _from_csv(path: Path) -> list[Recording]:
 
 def _plan(recordings: list[Recording], engine: str) -> list[tuple[Recording, str, str]]:
     """(recording, clip id, stored path), ids unique even when names repeat."""
-    out, seen = [], set()
+    out, seen, speakers = [], set(), {}
     for rec in recordings:
-        speaker = _safe(rec.speaker)
+        speaker_id = _speaker_id(rec.speaker)
+        other = speakers.setdefault(speaker_id, rec.speaker)
+        if other != rec.speaker:  # two people would become one voice
+            raise RecordingsError(
+                f"speakers {other!r} and {rec.speaker!r} would both be voice "
+                f"{engine}:{speaker_id}: rename one"
+            )
+        speaker = _path_part(speaker_id)
         stem = _safe(rec.name)
         clip_id, path = f"{engine}-{speaker}-{stem}", f"{AUDIO_DIR}/{engine}/{speaker}/{stem}"
         n = 1
@@ -198,7 +225,7 @@ def _import_one(rec: Recording, clip_id: str, path: str, out: Path, engine: str)
     return Clip(
         id=clip_id,
         path=path,
-        voice=f"{engine}:{_safe(rec.speaker)}",
+        voice=f"{engine}:{_speaker_id(rec.speaker)}",
         engine=engine,
         sentence_id=sentence_id(rec.text) if rec.text else f"rec{digest[:12]}",
         text=rec.text or "",
