@@ -198,3 +198,27 @@ def test_voice_bootstrap_brackets_the_eer_and_widens_with_fewer_voices() -> None
     assert ci["min_dcf_0.01"][0] <= ci["min_dcf_0.01"][1]
     few = voice_bootstrap(*matrix(8, 100), resamples=300)
     assert few["eer"][1] - few["eer"][0] > ci["eer"][1] - ci["eer"][0]
+
+
+def test_a_short_score_tail_sets_no_threshold_far_past_its_end() -> None:
+    """A calibration of few different-voice trials (a user's run, a small corpus): its tail
+    ends at a high rate; its last line carried to 2 voices' 0.5 % set a threshold of 1.0,
+    and identify named no one (review). A tail under a decade long is not carried past its
+    rarest point (a long one, at most a decade), and a warning says so."""
+    from whichvoice.verification import identification_threshold, short_tail
+
+    rng = np.random.default_rng(7)
+    target, nontarget = rng.normal(0.97, 0.01, 60), rng.normal(0.95, 0.02, 108)
+    far = 0.23
+    cal = {"threshold": threshold_at_far(nontarget, far), "false_acceptance_at_threshold": far,
+           "tail": score_tail(target, nontarget, far)}  # fmt: skip
+    assert cal["tail"]["far"][-1] > 0.05  # a tail of two or three points
+    threshold, used = identification_threshold(cal, 2)
+    assert cal["threshold"] < threshold < 1.0 and threshold < target.max()
+    assert used == pytest.approx(cal["tail"]["far"][-1])  # its rarest point: not carried on
+    note = short_tail(cal, 2)
+    assert "identify among 2 voices names about" in note and "too few" in note
+    assert short_tail(cal, 1) == ""  # one voice: verify's threshold, no tail needed
+    # a long tail reaches: no note
+    long = {**cal, "tail": score_tail(target, rng.normal(0.5, 0.1, 400_000), 0.001)}
+    assert short_tail(long, 24) == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -580,3 +581,25 @@ def test_wrong_objects_are_named_not_an_attribute_error(tmp_path: Path) -> None:
                 verify(encoder, g, name, ["a.wav"])
     with pytest.raises(WhichvoiceError, match="no such encoder or run; did you mean resemblyzer"):
         load_encoder("resemblyser")
+
+
+def test_a_runs_calibration_of_other_weights_is_refused(encoder: Path, tmp_path: Path) -> None:
+    """A calibration made before the run was trained on (train --resume, --init) holds the
+    threshold of other weights: it was used without a word (review); now one line says to
+    calibrate again. One that records the run's own weights, or none (older), is used."""
+    from whichvoice.encoders import calibration_of, model_for, model_id
+
+    run = tmp_path / "run"
+    shutil.copytree(encoder / "run-tuned", run)
+    model = model_for(run)
+    stored = json.loads((run / "calibration.json").read_text())
+    assert stored["encoder"] == model_id(model)
+    assert calibration_of(model)[0] == stored["threshold"]
+    (run / "calibration.json").write_text(json.dumps({**stored, "encoder": "voicenet-0000"}))
+    with pytest.raises(WhichvoiceError, match=r"weights changed since it was made\); run "
+                       r"`whichvoice calibrate --model"):  # fmt: skip
+        calibration_of(model_for(run))
+    (run / "calibration.json").write_text(
+        json.dumps({k: v for k, v in stored.items() if k != "encoder"})
+    )
+    assert calibration_of(model_for(run))[0] == stored["threshold"]

@@ -306,19 +306,25 @@ def stale_calibration(model: Encoder) -> str | None:
     user folder: ``calibration_dir``), is not used, or None: made for an earlier version of
     the encoder (its weights or its input processing changed since; the ``"encoder"`` it
     records is not ``model_id(model)``), or by a whichvoice that did not record one. A
-    trained run's calibration lives beside its weights and is never stale."""
+    trained run's calibration lives beside its weights: it is stale when it records other
+    weights (the run was trained on, ``train --resume`` or ``--init``, after it was made)."""
     user = Path(calibration_dir(model))
     shipped = isinstance(model, (PretrainedEncoder, FusedEncoder)) or user != Path(model.root)
     path = user / CALIBRATION
-    if not shipped or not path.is_file():
+    if not path.is_file():
         return None
     try:
         made_for = json.loads(path.read_text()).get("encoder")
     except (OSError, ValueError, AttributeError):
         return None  # unreadable: reading it as a calibration says so
-    if made_for == model_id(model):
-        return None
+    if made_for == model_id(model) or (not shipped and made_for is None):
+        return None  # a run's calibration from before the id was recorded: taken as it is
     was = f"made for {made_for}" if made_for else "made by an earlier whichvoice"
+    if not shipped:
+        return (
+            f"{path}: {was}, not {model_id(model)} (the run's weights changed since it was "
+            f"made); run `whichvoice calibrate --model {model.root} ...` again"
+        )
     return (
         f"{path}: {was}, not {model_id(model)}; using the shipped calibration (run "
         "`whichvoice calibrate` again to use your own)"
@@ -346,6 +352,8 @@ def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
     warning, and the shipped one is used."""
     user = Path(calibration_dir(model))
     stale = stale_calibration(model)
+    if stale and user == Path(model.root):  # a trained run's: there is no other to use
+        raise WhichvoiceError(stale)
     if stale:
         warn_once(stale)
     for root in (

@@ -327,18 +327,51 @@ def identification_threshold(calibration: dict, voices: int) -> tuple[float, flo
     through, names strangers about N times as often. From the gallery size at which that
     would pass ``IDENTIFY_FAR`` (1 in 100), the threshold is raised until each voice lets
     through ``identification_far(IDENTIFY_FAR, N)`` (read off the dev trials' score tail,
-    carried past its rarest point by its last decade's line). Below that size, and for a
-    calibration without a tail (made before one was stored), it is the one-trial threshold.
-    The rate 1 in 100 was chosen on dev (docs/verification.md)."""
+    carried past its rarest point by its last decade's line, at most ``TAIL_REACH`` decades
+    and only for a tail that spans a decade: a tail of few trials does not say where a
+    threshold far past it lies, and its line had set thresholds of 1.0, which reject
+    everyone; ``short_tail`` says so). Below that size,
+    and for a calibration without a tail (made before one was stored), it is the one-trial
+    threshold. The rate 1 in 100 was chosen on dev (docs/verification.md)."""
     threshold = float(calibration["threshold"])
     far = calibration.get("false_acceptance_at_threshold")
     f = _stricter_far(calibration, voices)
     tail = calibration.get("tail") or {}
     if f is not None and tail.get("far"):
+        f = max(f, _reach(tail))
         raised = tail_threshold(tail, f)
         if raised > threshold:
             return raised, f
     return threshold, far
+
+
+TAIL_REACH = 1.0  # decades past a score tail's rarest point that identify's threshold may go
+
+
+def _reach(tail: dict) -> float:
+    """The rarest false-acceptance rate a score tail sets a threshold for: ``TAIL_REACH``
+    decades past its rarest point when it spans a decade or more, else that point (the line
+    through two or three close points is no guide: it set 1.0 a decade on)."""
+    fars = tail["far"]
+    spans_a_decade = fars[0] / fars[-1] >= 10 - 1e-9
+    return float(fars[-1]) * (10**-TAIL_REACH if spans_a_decade else 1.0)
+
+
+def short_tail(calibration: dict, voices: int) -> str:
+    """Why identify among ``voices`` voices names more strangers than 1 in 100 ("" when it
+    does not): the calibration's score tail (its different-voice trials) ends too soon to set
+    the threshold that many voices need."""
+    f = _stricter_far(calibration, voices)
+    tail = calibration.get("tail") or {}
+    if f is None or not tail.get("far") or f >= _reach(tail):
+        return ""
+    named = 1.0 - (1.0 - _reach(tail)) ** voices
+    return (
+        f"identify among {voices} voices names about {100 * named:.1f} % of strangers, not "
+        f"{100 * IDENTIFY_FAR:.0f} %: the calibration's different-voice trials are too few "
+        "to set a stricter threshold; run `whichvoice calibrate` with more voices, or give "
+        "--threshold"
+    )
 
 
 def _stricter_far(calibration: dict, voices: int) -> float | None:
@@ -376,7 +409,7 @@ def operating_point(
             data.get("false_acceptance_at_threshold"),
             data.get("false_rejection_at_threshold"),
         )
-        if note := untailed(data, voices):
+        if note := untailed(data, voices) or short_tail(data, voices):
             warn_once(note)
         raised, f = identification_threshold({**data, "threshold": calibrated}, voices)
         if raised != calibrated:
