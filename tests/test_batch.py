@@ -710,3 +710,49 @@ def test_a_stranger_labelled_unknown_is_right_when_answered_unknown(tmp_path: Pa
     assert [r["true_voice"] for r in rows] == ["unknown", "unknown"]
     assert all(r["correct"] == (r["answer"] == "unknown") for r in rows)
     assert summary.labelled == 2 and summary.correct == sum(r["correct"] for r in rows)
+
+
+def test_one_job_writes_an_output_at_a_time_and_a_copy_without_its_record_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Two jobs on one output (a run and a --resume of it) appended the same rows twice;
+    a resume of rows whose maker is not recorded mixed two models' answers (review)."""
+    from whichvoice.batch import lock_path
+    from whichvoice.files import held_alone
+
+    from .conftest import HUMAN_DEV
+
+    a = sorted(HUMAN_DEV.glob("*.wav"))[0]
+    out = tmp_path / "p.csv"
+    with (
+        held_alone(lock_path(out), str(out)),  # as a job writing it holds it
+        pytest.raises(OutputError, match=r"another whichvoice is writing .*p\.csv now"),
+    ):
+        predict_batch(bundled_classifier(), [a], out, progress=False)
+    assert not out.exists() and not lock_path(out).exists()
+    predict_batch(bundled_classifier(), [a], out, progress=False)
+    assert not lock_path(out).exists()  # removed once done
+    made_by_path(out).unlink()  # the output copied without its record
+    with pytest.raises(OutputError, match=r"no record of the model that wrote it"):
+        predict_batch(bundled_classifier(), [a, a], out, resume=True, progress=False)
+    assert len(out.read_text().splitlines()) == 2  # untouched
+
+
+def test_a_csv_row_cut_inside_a_quoted_path_is_dropped_on_resume(tmp_path: Path) -> None:
+    """A path holding a newline is a quoted CSV field over two lines: a kill between them
+    left half a row that --resume kept, and the CSV no longer parsed as its rows (review)."""
+    from .conftest import HUMAN_DEV
+
+    a, b = sorted(HUMAN_DEV.glob("*.wav"))[:2]
+    odd = tmp_path / "new\nline.wav"
+    shutil.copy(b, odd)
+    inputs = [str(a), str(odd), str(a)]
+    out = tmp_path / "p.csv"
+    predict_batch(bundled_classifier(), inputs, out, progress=False)
+    whole = out.read_bytes()
+    cut = whole.index(b"new\n") + len(b"new\n")  # inside the quoted path
+    out.write_bytes(whole[:cut])
+    summary = predict_batch(bundled_classifier(), inputs, out, resume=True, progress=False)
+    assert (summary.skipped, summary.predicted) == (1, 2)
+    assert [r["path"] for r in read_rows(out)] == inputs
+    assert _same_rows(out.read_text().splitlines(True), whole.decode().splitlines(True))

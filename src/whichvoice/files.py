@@ -3,10 +3,12 @@ and its caches. Imports nothing of the package but its errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from whichvoice.errors import OutputError
@@ -110,3 +112,39 @@ def shipped_model(name: str, missing: str) -> Path:
     if not (path / "model.safetensors").is_file():
         raise WhichvoiceError(f"this install has no bundled {name}; {missing}")
     return path
+
+
+@contextlib.contextmanager
+def held_alone(path: Path, what: str) -> Iterator[None]:
+    """Hold the lock file ``path`` (created, and removed after) for the block: OutputError,
+    one line, when another process holds it (two jobs writing ``what`` at once duplicated
+    its rows). The file is locked with ``flock``, so a killed job leaves no stale lock; the
+    inode is checked after locking, so a file removed by the job before is not taken."""
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputError(f"{path}: cannot write ({e.strerror or e})") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(
+                f"another whichvoice is writing {what} now; wait for it to finish "
+                f"(or stop it), then run again"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # removed (and maybe made again) by the job before: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)

@@ -68,7 +68,7 @@ from whichvoice.batch.inputs import (
 from whichvoice.batch.runners import COLUMNS, _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, WhichvoiceError
-from whichvoice.files import ensure_dir, write_json
+from whichvoice.files import ensure_dir, held_alone, write_json
 from whichvoice.runtime import load_model
 from whichvoice.text import counted
 
@@ -190,6 +190,25 @@ def predict_batch(
     columns = COLUMNS + LABEL_COLUMNS * inputs.labelled
 
     summary = BatchSummary(output, workers=workers)
+    with contextlib.ExitStack() as alone:
+        # one job at a time on an output: two appended the same rows
+        locked = output.parent.is_dir()
+        if locked:
+            alone.enter_context(held_alone(lock_path(output), str(output)))
+        return _predict_alone(
+            run, model, inputs, output, sink, columns, summary, None if locked else alone,
+            resume=resume, overwrite=overwrite, retry_failed=retry_failed, backend=backend,
+            dask_scheduler=dask_scheduler, progress=progress, chunk=chunk, workers=workers,
+        )  # fmt: skip
+
+
+def _predict_alone(
+    run, model, inputs: Inputs, output: Path, sink, columns, summary: BatchSummary,
+    alone: contextlib.ExitStack | None, *, resume: bool, overwrite: bool, retry_failed: bool,
+    backend: str, dask_scheduler: str | None, progress: bool, chunk: int, workers: int,
+) -> BatchSummary:  # fmt: skip
+    """``predict_batch``'s work once no other job writes ``output`` (``alone``, when the
+    output's folder was not there before: where to take the lock once it is made)."""
     exists = sink.exists()
     made_by = {"model": model.model_id, "backend": backend}
     if exists and resume:
@@ -206,6 +225,8 @@ def predict_batch(
     if overwrite:
         sink.remove()
     ensure_dir(output.parent.resolve(), "predictions")
+    if alone is not None:  # the folder was made just now
+        alone.enter_context(held_alone(lock_path(output), str(output)))
     try:
         write_json(made_by_path(output), made_by)
     except OSError as e:
@@ -246,6 +267,11 @@ def _predict_to_url(
     return summary
 
 
+def lock_path(output: Path) -> Path:
+    """The lock a job holds while it writes ``output``: ``.NAME.lock`` beside it."""
+    return output.with_name(f".{output.name}.lock")
+
+
 def made_by_path(output: Path) -> Path:
     """Where an output's maker is recorded: ``.NAME.whichvoice.json`` beside it (the model
     id and backend, checked on resume)."""
@@ -255,11 +281,16 @@ def made_by_path(output: Path) -> Path:
 def _check_made_by(output: Path, made_by: dict) -> None:
     """OutputError when the rows already in ``output`` were made by another model or
     backend: a resume would add rows of another model to the same file. An output without
-    the record (written before it existed) is resumed unchecked."""
+    the record (copied without it, or written before it existed) is refused too: its rows'
+    model is not known."""
     try:
         before = json.loads(made_by_path(output).read_text())
     except FileNotFoundError:
-        return
+        raise OutputError(
+            f"{output}: no record of the model that wrote it ({made_by_path(output).name} "
+            "beside it, which a copy may leave behind): put the record back to resume, or "
+            "--overwrite to replace it"
+        ) from None
     except (OSError, ValueError) as e:
         raise OutputError(f"{made_by_path(output)}: cannot read what made {output} ({e})") from e
     if before != made_by:

@@ -32,11 +32,16 @@ class _Lines:
         return False  # it may end with a cut line
 
     def _lines(self) -> Iterator[str]:
-        """The complete lines (a last line cut by a kill, without its newline, is left out)."""
+        """The lines of the complete rows (a last row cut by a kill is left out: a line
+        without its newline, or in CSV a quoted field, such as a path holding a newline, cut
+        before its closing quote)."""
+        end = _complete_end(self.path, self.fmt)
         with open(self.path, encoding="utf-8", newline="") as f:
             for line in f:
-                if line.endswith("\n"):
-                    yield line
+                end -= len(line.encode("utf-8"))
+                if end < 0:
+                    return
+                yield line
 
     def _header(self) -> tuple[str, ...] | None:
         if self.fmt == "csv":
@@ -107,7 +112,7 @@ class _Lines:
         self.columns = columns
         try:
             if self.path.exists():
-                _drop_cut_line(self.path)
+                _drop_cut_row(self.path, self.fmt)
             self.file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
             if self.fmt == "csv" and self.file.tell() == 0:
                 self.file.write(",".join(columns) + "\n")
@@ -143,22 +148,34 @@ def _csv_cell(value) -> str:
     return str(value)
 
 
-def _drop_cut_line(path: Path) -> None:
-    """Truncate ``path`` after its last newline: drop a line a kill cut short."""
-    with open(path, "rb+") as f:
-        end = f.seek(0, os.SEEK_END)
-        pos = end
-        while pos > 0:
-            step = min(pos, 1 << 16)
-            f.seek(pos - step)
-            block = f.read(step)
-            newline = block.rfind(b"\n")
-            if newline >= 0:
-                pos = pos - step + newline + 1
-                break
-            pos -= step
-        if pos != end:
-            f.truncate(pos)
+def _complete_end(path: Path, fmt: str) -> int:
+    """The byte offset where ``path``'s complete rows end: after its last newline that ends
+    a row. In JSONL every newline does; in CSV only one outside quotes (an even number of
+    '"' before it: a quoted field may hold a newline, and a cut inside it is no row's end)."""
+    import numpy as np
+
+    end = quotes = 0
+    with open(path, "rb") as f:
+        offset = 0
+        while block := f.read(1 << 20):
+            data = np.frombuffer(block, np.uint8)
+            newlines = np.flatnonzero(data == 10)
+            if fmt == "csv":
+                before = quotes + np.cumsum(data == 34)  # quotes up to each byte
+                newlines = newlines[before[newlines] % 2 == 0]
+                quotes = int(before[-1])
+            if newlines.size:
+                end = offset + int(newlines[-1]) + 1
+            offset += len(block)
+    return end
+
+
+def _drop_cut_row(path: Path, fmt: str) -> None:
+    """Truncate ``path`` after its last complete row: drop a row a kill cut short."""
+    end = _complete_end(path, fmt)
+    if end != path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.truncate(end)
 
 
 class _Parquet:
