@@ -171,3 +171,14 @@ def test_the_babble_bank_is_real_speech_of_eight_voices(tmp_path: Path, monkeypa
     again = conditions.babble_bank()  # from the cache
     assert all(np.array_equal(a, b) for a, b in zip(bank.voices, again.voices, strict=True))
     assert list((tmp_path / "babble").iterdir())
+
+
+def test_a_family_stands_for_its_conditions() -> None:
+    """evaluate --help offered family names (noise, codec, ...) that were then refused."""
+    from whichvoice.conditions import ConditionError, expand_conditions
+
+    assert expand_conditions(["noise", "phone"]) == ["phone", "noise10", "noise0"]
+    assert expand_conditions(["codec", "mp3-16k"])[0] == "mp3-16k"  # once, in suite order
+    assert expand_conditions(["band"]) == ["band"]  # the condition, not its family
+    with pytest.raises(ConditionError, match=r"unknown condition nois; .* family of them: rate"):
+        expand_conditions(["nois"])

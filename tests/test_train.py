@@ -564,3 +564,14 @@ def test_a_corpus_too_small_to_hold_out_says_so_and_writes_valid_json(cli, tmp_p
         assert json.loads(line, parse_constant=pytest.fail)["val_acc"] is None
     r = cli("train", str(corpus), "--out", str(out), "--resume", "--quiet")
     assert r.returncode == 0 and "test accuracy not measured" in r.stdout, r.stderr
+    assert "is complete: nothing to train" in r.stderr  # --quiet drops progress, not warnings
+
+
+def test_a_run_refused_for_its_data_leaves_no_folder(cli, tmp_path: Path) -> None:
+    """A missing corpus (and any corpus refused once read) left an empty --out folder."""
+    r = cli("train", str(tmp_path / "nope"), "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()  # a folder of the user's own is kept, refused or not
+    r = cli("train", str(tmp_path / "nope"), "--out", str(tmp_path / "mine"))
+    assert r.returncode == 2 and (tmp_path / "mine").is_dir()

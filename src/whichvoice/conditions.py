@@ -346,6 +346,25 @@ def check_conditions(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+FAMILIES = {f: tuple(c.name for c in SUITE if c.family == f) for f in dict.fromkeys(
+    c.family for c in SUITE)}  # fmt: skip
+
+
+def expand_conditions(names: Sequence[str]) -> list[str]:
+    """``names`` with each family (``noise``, ``codec``, ...) as its conditions, in the
+    suite's order, once each; a name that is both (``band``, ``room``) is the condition.
+    ConditionError naming the unknown ones."""
+    unknown = [n for n in names if n not in BY_NAME and n not in FAMILIES]
+    if unknown:
+        families = ", ".join(f for f in FAMILIES if f not in BY_NAME)
+        raise ConditionError(
+            f"unknown condition {', '.join(unknown)}; valid: {', '.join(CONDITIONS)}, or a "
+            f"family of them: {families}"
+        )
+    wanted = {m for n in names for m in ((n,) if n in BY_NAME else FAMILIES[n])}
+    return [c for c in CONDITIONS if c in wanted]
+
+
 def make(name: str, wave: np.ndarray, rate: int, seed: int) -> bytes:
     """The clip (float32 mono at ``rate``) under condition ``name``, as encoded bytes as a user's
     recording would arrive. Deterministic for a given ``seed``. ``long`` joins clips: see

@@ -90,7 +90,10 @@ gallery_option = click.option(
 
 
 def setup_train_logging(quiet: bool) -> None:
-    setup_logging(quiet)
+    """Training's log: warnings on stderr whether ``quiet`` or not (one hidden said that a
+    resumed run ignored the settings given with it), the epochs' progress on stdout unless
+    ``quiet``."""
+    setup_logging(False)
     if not quiet:
         # progress on stdout, warnings on stderr as every command's
         handler = logging.StreamHandler(sys.stdout)

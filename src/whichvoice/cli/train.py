@@ -195,8 +195,9 @@ def train_cmd(
     "--conditions",
     default=None,
     help="Also score copies under these conditions of the evaluation suite (comma-separated, "
-    "or 'all'): clean, rates, level, clipping, room, codecs, speed, tempo, silence, band, "
-    "phone, noise, babble, short1s, long; see docs/evaluation.md.",
+    "or 'all'): a condition (noise10, mp3-16k, phone, ...: docs/evaluation.md) or a family "
+    "of them: rate, level, codec, speed, noise, babble, length (and clean, clipping, room, "
+    "silence, band, phone, alone).",
 )
 @click.option(
     "--split",
@@ -221,12 +222,14 @@ def evaluate_cmd(
 ) -> None:
     """Accuracy, per-voice table, confusion matrix and report of RUN on held-out audio."""
     setup_logging(quiet)
-    from whichvoice.conditions import CONDITIONS
+    from whichvoice.conditions import CONDITIONS, expand_conditions
     from whichvoice.evaluate import evaluate
 
     wanted = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else None
     if wanted == ["all"]:
         wanted = list(CONDITIONS)
+    elif wanted:
+        wanted = expand_conditions(wanted)
     if labels_csv is not None and click.get_current_context().get_parameter_source("split") not in (
         click.core.ParameterSource.DEFAULT,
         None,

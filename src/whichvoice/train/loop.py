@@ -4,6 +4,7 @@ train, validate, keep the best weights and checkpoint; finally write the run's m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -104,7 +105,20 @@ def make_plan(job: TrainJob, ranks: Ranks, device: torch.device) -> Plan:
     augment = augment_config(cfg.augment, spec.augment)
     if cfg.target in ("engine", "both"):
         _check_families(Path(job.source) / "manifest.jsonl", job.source, cfg.target)
+    made = not out.exists()
     ensure_dir(out, "run")  # after the checks of the settings: a refused run makes no folder
+    try:
+        return _plan_in(job, out, spec, augment, ranks, device)
+    except BaseException:
+        if made:  # refused (no data, one voice, ...): no empty run folder left behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _plan_in(job: TrainJob, out: Path, spec, augment, ranks: Ranks, device) -> Plan:
+    """``make_plan``'s work once the run's folder exists."""
+    cfg = job.cfg
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.local_world))
     data = _prepare(job, spec.features, ranks)
     if ranks.main:
