@@ -231,3 +231,33 @@ def test_an_evaluation_stopped_under_conditions_leaves_no_report_folder(
         ev.evaluate(trained_run, corpus=small_corpus, report_dir=report, conditions=["clean"],
                     progress=False)  # fmt: skip
     assert not report.exists()
+
+
+@pytest.mark.slow
+def test_a_report_never_replaces_another_evaluation_or_a_users_file(
+    cli, trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """Two labels CSVs of one name in two folders wrote one default report folder, the second
+    replacing the first; --report replaced a report.md of the user's own (review)."""
+    clips = read_manifest(small_corpus / "manifest.jsonl")
+    for folder, some in (("a", clips[:2]), ("b", clips[2:4])):
+        (tmp_path / folder).mkdir()
+        rows = "".join(f"{small_corpus / c.path},{c.voice}\n" for c in some)
+        (tmp_path / folder / "rel.csv").write_text("path,voice\n" + rows)
+    first = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "a" / "rel.csv"))
+    beside = trained_run.parent / f"{trained_run.name}-eval-rel"
+    assert first.returncode == 0 and f"report: {beside / 'report.md'}" in first.stdout
+    second = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "b" / "rel.csv"))
+    assert f"report: {beside}-2/report.md" in second.stdout, second.stdout
+    assert str(tmp_path / "a") in json.loads((beside / "evaluation.json").read_text())["data"]
+    again = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "a" / "rel.csv"))
+    assert f"report: {beside / 'report.md'}" in again.stdout  # its own folder, replaced
+    told = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "b" / "rel.csv"),
+               "--report", str(beside))  # fmt: skip
+    assert told.returncode == 2 and "holds the evaluation of" in told.stderr, told.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "report.md").write_text("my notes")
+    told = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "a" / "rel.csv"),
+               "--report", str(tmp_path / "mine"))  # fmt: skip
+    assert told.returncode == 2 and "that evaluate did not write" in told.stderr
+    assert (tmp_path / "mine" / "report.md").read_text() == "my notes"

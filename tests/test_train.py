@@ -575,3 +575,24 @@ def test_a_run_refused_for_its_data_leaves_no_folder(cli, tmp_path: Path) -> Non
     (tmp_path / "mine").mkdir()  # a folder of the user's own is kept, refused or not
     r = cli("train", str(tmp_path / "nope"), "--out", str(tmp_path / "mine"))
     assert r.returncode == 2 and (tmp_path / "mine").is_dir()
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_is_said_to_be_one_when_used(
+    trained_run: Path, tmp_path: Path, caplog
+) -> None:
+    """A run killed before its last epoch (a checkpoint, no metrics.json) was used by predict,
+    evaluate, export and calibrate without a word (review)."""
+    from whichvoice.runtime import load_model
+
+    run = tmp_path / "cut"
+    shutil.copytree(trained_run, run)
+    assert (run / "checkpoint.pt").is_file()
+    with caplog.at_level("WARNING"):
+        load_model(run)
+    assert "interrupted" not in caplog.text  # a finished run
+    (run / "metrics.json").unlink()
+    with caplog.at_level("WARNING"):
+        load_model(run)
+    assert "cut: an interrupted run (8 of 8 epochs, no metrics.json)" in caplog.text
+    assert "--resume` finishes it" in caplog.text

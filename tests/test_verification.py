@@ -93,6 +93,10 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
     )
     result = json.loads(proc.stdout)
     assert math.isfinite(result["eer"]) and math.isfinite(result["min_dcf_0.01"])
+    # a corpus of voices the run learned from is said to give optimistic figures
+    learned = set(json.loads((run / "config.json").read_text())["labels"])
+    heard = learned & set(clips_by_voice(encoder / "corpus"))
+    assert ("voices the encoder was trained on" in proc.stderr) == bool(heard), proc.stderr
     stored = json.loads((run / "calibration.json").read_text())
     assert stored["threshold"] == result["threshold"]
     voices = clips_by_voice(encoder / "corpus")

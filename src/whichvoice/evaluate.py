@@ -362,8 +362,9 @@ def evaluate(
     "evaluation" in the run's metrics.json. Every location may be a URL (``s3://...``),
     staged through a local mirror.
     """
+    data = f"{split} split of {corpus}" if corpus is not None else str(labels_csv)
     if report_dir is None:
-        report_dir = default_report_dir(run, corpus, labels_csv, split)
+        report_dir = _free_report_dir(default_report_dir(run, corpus, labels_csv, split), data)
     if storage.is_url(run) or storage.is_url(report_dir):
         return _evaluate_remote(run, corpus, labels_csv, report_dir, conditions, split, progress)
     from whichvoice.files import ensure_dir, write_atomic
@@ -375,6 +376,7 @@ def evaluate(
     # paid for (its encoder costs about as much as the classifier)
     model = load_model(run, openset=False)
     files = _inputs(model, corpus, labels_csv, split)
+    _check_report_dir(Path(report_dir), data, run)
     made = not Path(report_dir).exists()
     out = ensure_dir(Path(report_dir), "report")  # once the inputs are good, before scoring
     try:
@@ -392,6 +394,45 @@ def evaluate(
         saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
         write_json(metrics_path, {**saved, "evaluation": metrics})
     return metrics
+
+
+def _evaluated(folder: Path) -> str | None:
+    """What the evaluation in ``folder`` scored (its evaluation.json's "data"), or None."""
+    try:
+        return json.loads((folder / EVALUATION).read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _free_report_dir(default: str | Path, data: str) -> str | Path:
+    """``default``, or when it holds the evaluation of other data (two labels CSVs of one
+    name in two folders), the first of ``default-2``, ``-3``, ... that does not."""
+    if storage.is_url(default):
+        return default
+    folder, n = Path(default), 1
+    while folder.exists() and (folder / EVALUATION).exists() and _evaluated(folder) != data:
+        n += 1
+        folder = Path(f"{default}-{n}")
+    return folder
+
+
+def _check_report_dir(folder: Path, data: str, run: str | os.PathLike) -> None:
+    """WhichvoiceError, before any scoring, when writing the report into ``folder`` would
+    replace something else: another data's evaluation, or a report.md evaluate did not write
+    (the run's own folder is its report's place, as ``demo`` writes it)."""
+    if not folder.is_dir() or folder.resolve() == Path(run).resolve():
+        return
+    before = _evaluated(folder)
+    if before is not None and before != data:
+        raise WhichvoiceError(
+            f"{folder} holds the evaluation of {before}, not {data}: give another --report "
+            "(or remove that folder)"
+        )
+    if before is None and any((folder / name).exists() for name in (REPORT, CONFUSION_PNG)):
+        raise WhichvoiceError(
+            f"{folder} holds a {REPORT} or {CONFUSION_PNG} that evaluate did not write: give "
+            "another --report"
+        )
 
 
 def _measure(
@@ -412,7 +453,7 @@ def _measure(
     matrix = confusion(truth, pred, voices)
     metrics = {
         "run": str(run),
-        "data": f"{split} split of {corpus}" if corpus is not None else str(labels_csv),
+        "data": f"{split} split of {corpus}" if corpus is not None else str(labels_csv),  # = data
         "files": len(truth),
         "errors": len(errors),
         "error_files": errors,

@@ -370,6 +370,13 @@ def gallery_upgrade_cmd(gallery: Path | None) -> None:
         click.echo(f"upgraded {counted(n, 'voice')} from {was} to {now}")
 
 
+def _trained_on(encoder, files: dict) -> list[str]:
+    """The voices of ``files`` that a trained encoder (a run, the bundled encoder) learned
+    from, by their ids; none for an encoder that does not list them."""
+    labels = set(getattr(encoder, "labels", None) or ())
+    return sorted(v for v in files if v in labels)
+
+
 @app.command("calibrate")
 @_model_option
 @click.option(
@@ -415,11 +422,16 @@ def calibrate_cmd(
     # as every command: the encoder of the gallery in use ($WHICHVOICE_GALLERY, else the
     # default one) unless --model says otherwise
     encoder = _gallery_encoder(model, None)
-    t = (
-        voice_trials(encoder, held_out_files(corpus))
-        if corpus
-        else trials_from_list(encoder, trials)
-    )
+    files = held_out_files(corpus) if corpus else None
+    if files is not None and (heard := _trained_on(encoder, files)):
+        click.echo(
+            f"warning: {len(heard)} of the {len(files)} voices of {corpus} are voices the "
+            f"encoder was trained on ({', '.join(heard[:3])}{', ...' * (len(heard) > 3)}): "
+            "their trials score better than a new voice's, so the threshold and rates are "
+            "optimistic; calibrate on voices it never heard",
+            err=True,
+        )
+    t = voice_trials(encoder, files) if files is not None else trials_from_list(encoder, trials)
     dest = calibration_dir(encoder)
     result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials), force=force,
                        encoder=model_id(encoder))  # fmt: skip

@@ -201,6 +201,8 @@ def _load_torch(
         raise ModelLoadError(f"{root}: not a trained run ({missing} missing)") from e
     except Exception as e:  # safetensors raises its own error type for damaged files
         raise ModelLoadError(f"{root}: cannot load the model ({e})") from e
+    if (root / "checkpoint.pt").is_file() and not (root / "metrics.json").is_file():
+        _say_interrupted(root, config)
     try:
         net = build_model(config["model"], tuple(config["input_shape"]), len(config["labels"]))
         net.load_state_dict(state)
@@ -212,6 +214,29 @@ def _load_torch(
         raise ModelLoadError(
             f"{root}: config.json and the weights do not make a model ({e})"
         ) from e
+
+
+_INTERRUPTED_SAID: set[Path] = set()
+
+
+def _say_interrupted(root: Path, config: dict) -> None:
+    """A warning (once a process for each run) that the run at ``root`` stopped before its
+    last epoch: its weights are those of an unfinished training (a checkpoint, no
+    metrics.json)."""
+    if root in _INTERRUPTED_SAID:
+        return
+    _INTERRUPTED_SAID.add(root)
+    try:
+        done = sum(1 for _ in (root / "epochs.jsonl").open())
+    except OSError:
+        done = 0
+    planned = (config.get("train") or {}).get("epochs")
+    of = f" of {planned}" if planned else ""
+    log.warning(
+        "%s: an interrupted run (%d%s epochs, no metrics.json): its weights are unfinished; "
+        "`whichvoice train CORPUS --out %s --resume` finishes it",
+        root, done, of, root,
+    )  # fmt: skip
 
 
 def check_windows(model: VoiceModel, n: int = 8, seed: int = 0) -> np.ndarray:
