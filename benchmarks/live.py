@@ -21,10 +21,11 @@ window threshold, or at its own threshold for a window of less speech where the 
 those, the turn's mean at the turn threshold), ``one-threshold`` (the same with one window
 threshold whatever the window's speech: the shipped rule until stop 52), ``stop35`` (one window
 threshold, the turn's mean held to it), ``previous`` (every 0.25 s, named from the turn only:
-stop 33's, at today's answer pacing, one threshold) and ``turn-unknown`` (the shipped rule
-with an unknown voice started only from a turn of 1 s, as until stop 57: a voice whose windows
-a second apart drift past the join distance restarted its turn all along and was never
-started).
+stop 33's, at today's answer pacing, one threshold) and ``streak-far`` (tried at stop 57: the
+shipped rule with an unknown voice also started once speech has been answered with no one
+for a second, when the mean of those windows scores 0.1 under every enrolled voice's window
+threshold; a voice whose windows a second apart drift past the join distance restarts its
+turn all along, and the shipped rule never starts it).
 
 *Speech thresholds* (stop 52): a window with less speech scores lower against its own voice and
 against others alike, so a window of 0.4-0.8 s of speech (the first answers of a turn after a
@@ -77,14 +78,10 @@ RULES = {
     "shipped": {},
     "one-threshold": {},  # the shipped rule with one window threshold whatever its speech
     "stop35": {},  # the shipped rule with turns held to the window threshold
-    "previous": {
-        "step_s": 0.25,
-        "last_window": False,
-        "new_voice_after_s": 0.5,
-        "unnamed_streak": False,
-    },
-    # the shipped rule with unknown voices started from a turn of 1 s only (until stop 57)
-    "turn-unknown": {"unnamed_streak": False},
+    "previous": {"step_s": 0.25, "last_window": False, "new_voice_after_s": 0.5},
+    # the shipped rule with an unknown voice also started from 1 s of speech answered with
+    # no one, when it scores 0.1 under every enrolled voice's threshold (tried at stop 57)
+    "streak-far": {"unnamed_streak": 0.1},
 }
 # thresholds for windows of less speech (``LiveThresholds.accept_by_speech``): the lower end
 # of each bin of a window's seconds of speech (``stream._speech_seconds``); the last bin ends
@@ -261,7 +258,7 @@ def main() -> None:
                 thresholds = shipped
             elif rule == "one-threshold":
                 thresholds = replace(shipped, accept_by_speech=())
-            elif rule == "turn-unknown":
+            elif rule == "streak-far":
                 thresholds = shipped
             else:  # the earlier rules: one window threshold, turns held to it
                 thresholds = replace(shipped, turn_accept=None, accept_by_speech=())
@@ -288,9 +285,9 @@ def main() -> None:
                     "(stop 35's)",
                   "previous": "an answer every 0.25 s; named from the turn only (stop 33's, at "
                     "today's answer pacing)",
-                  "turn-unknown": "the shipped rule with unknown voices started only from a "
-                    "turn of 1 s (until stop 57; since then from 1 s of speech answered with "
-                    "no one)"},
+                  "streak-far": "the shipped rule with an unknown voice also started from 1 s "
+                    "of speech answered with no one, when their mean scores 0.1 under every "
+                    "enrolled voice's threshold (tried at stop 57)"},
         "results": report,
         "target": {"named_within_1s": 1.0, "stranger_turns_named_enrolled": 0.0},
     }  # fmt: skip

@@ -167,22 +167,30 @@ def test_a_dc_offset_and_a_steady_sound_are_no_speech() -> None:
     assert stub.queue == [E1] and state.speech is False
 
 
-def test_a_stranger_whose_windows_drift_still_becomes_an_unknown_voice_after_a_second() -> None:
+def test_a_stranger_whose_windows_drift_and_the_streak_rule_tried_for_it() -> None:
     """A voice whose windows a second apart are farther than the join distance restarts its
-    turn about every half second, which never reached the second of turn an unknown voice
-    needed (a review's stranger went unnamed through a 6 s turn): a second of speech answered
-    with no one is enough, whatever the turn did."""
+    turn about every half second, and never reaches the second of turn an unknown voice
+    needs (a review's stranger went unnamed through a 6 s turn). The rule tried for it
+    (``unnamed_streak``, not shipped: benchmarks/live.py) starts one from a second of speech
+    answered with no one, whatever the turn did, unless that speech nears an enrolled voice."""
     # the stranger's windows sway around E3: each near the one before, some past JOIN from
     # the turn's first (a split), none near an enrolled voice
     sway = 1.1 * np.sin(np.arange(20) * 0.6)
     wander = [unit(0.9 * np.cos(a), 0.9 * np.sin(a), 1.0) for a in sway]
     assert max(float(REFS.scores(w).max()) for w in wander) < ACCEPT
-    said, state = answers(wander)
+    said, state = answers(wander, unnamed_streak=0.1)
     first = said.index("unknown-1")
     assert said[:first] == [None] * first and first == state.new_voice_windows - 1 == 10
     assert set(said[first:]) == {"unknown-1"}
-    said, _ = answers(wander, unnamed_streak=False)  # the rule before: a turn of 1 s needed
+    said, _ = answers(wander)  # the shipped rule: a turn of 1 s needed, never reached
     assert set(said) == {None}
+    # speech that sways near an enrolled voice (0.67 to voice one, under its window threshold
+    # and within the margin; the turn held to 0.9) is more likely that voice not yet named:
+    # no unknown voice from it, where the streak without the margin starts one
+    sway = 1.55 + 1.1 * np.sin(np.arange(20) * 1.5)
+    near = [unit(0.85, 0.95 * np.cos(a), 0.95 * np.sin(a)) for a in sway]
+    assert set(answers(near, 0.9, unnamed_streak=0.1)[0]) == {None}
+    assert answers(near, 0.9, unnamed_streak=-1.0)[0].index("unknown-1") == 10
     # a pause between two strangers: each is its own unknown voice, a second into its turn
     state = LiveSpeakers(16_000)
     stub = Stub([E3] * 11 + [unit(-1.0, -1.0, 0.3)] * 11)  # one embedding a window of speech

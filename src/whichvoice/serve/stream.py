@@ -118,7 +118,7 @@ class LiveSpeakers:
         step_s: float = STEP_S,
         last_window: bool = True,
         new_voice_after_s: float = NEW_VOICE_AFTER_S,
-        unnamed_streak: bool = True,
+        unnamed_streak: float | None = None,
     ) -> None:
         import soxr
 
@@ -252,15 +252,19 @@ class LiveSpeakers:
             if 1 - sims[k] <= join:
                 self.unknown[k] = self.unknown[k] + emb
                 return f"unknown-{k + 1}", float(sims[k])
-        # a voice of its own once speech has been heard for ``new_voice_after_s`` without a
-        # name: the windows answered so (``unnamed_streak``, since stop 57; a turn restarts
-        # whenever the last window drifts past ``join`` from its first one, which a voice's
-        # windows a second apart may do all along its turn), or the turn's windows
+        # a voice of its own once its turn has ``new_voice_after_s`` of windows; or (a rule
+        # tried on dev, stop 57: ``unnamed_streak``, a margin) once speech has been answered
+        # with no one that long, however often the turn restarted (it restarts whenever the
+        # last window drifts past ``join`` from its first, which a voice's windows a second
+        # apart may do all along its turn), when their mean scores under every enrolled
+        # voice's ``accept`` by the margin
         unnamed = [*self.unnamed, emb]
-        if self.unnamed_streak:
-            enough, seed = len(unnamed) >= self.new_voice_windows, np.sum(unnamed, axis=0)
-        else:
-            enough, seed = len(self.turn) >= self.new_voice_windows, voice * len(self.turn)
+        enough, seed = len(self.turn) >= self.new_voice_windows, voice * len(self.turn)
+        if self.unnamed_streak is not None and not enough:
+            mean = _unit(np.sum(unnamed, axis=0))
+            near = bool(names) and float(np.max(refs.scores(mean))) >= accept - self.unnamed_streak
+            if len(unnamed) >= self.new_voice_windows and not near:
+                enough, seed = True, np.sum(unnamed, axis=0)
         if not enough or speech_s < NEW_VOICE_S:
             return None, None  # a voice just begun: not yet a voice of its own
         if len(self.unknown) < MAX_UNKNOWN:
