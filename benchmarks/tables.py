@@ -1191,19 +1191,26 @@ def live_table(name: str = "live") -> str:
     rows = [
         "| encoder | rule | changes to an enrolled voice | named within 1 s | named before the "
         "turn ends | median delay | wrong answers inside turns | strangers' turns named as "
-        "enrolled | strangers' answers named as enrolled |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "enrolled | strangers' answers named as enrolled | changes to a stranger: an unknown "
+        "voice within 1 s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for encoder, x in r["results"].items():
         for rule, f in x["rules"].items():
             delay = "-" if f["median_delay_s"] is None else f"{f['median_delay_s']:.2f} s"
+            # measured since stop 57
+            unknown = (
+                f"{f['strangers_unknown_within_1s']['k']} of {f['stranger_changes']}"
+                if "stranger_changes" in f
+                else "-"
+            )
             rows.append(
                 f"| {encoder} | {rule} | {f['changes']} | {_rate(f['named_within_1s'])} | "
                 f"{_rate(f['named_in_turn'])} | {delay} | "
                 f"{_rate(f['wrong_answers_in_turns'])} | "
                 f"{f['stranger_turns_named_enrolled']['k']} of "
                 f"{f['stranger_turns_named_enrolled']['n']} | "
-                f"{_rate(f['stranger_answers_named_enrolled'])} |"
+                f"{_rate(f['stranger_answers_named_enrolled'])} | {unknown} |"
             )
     where = (
         f"test draw {r['test_draw']}"
