@@ -36,6 +36,9 @@ How it works, and why:
   ONNX export (``backend="onnx"``) is made once, before the workers look for it.
 - A script that calls ``predict_batch(..., workers=2)`` needs the usual
   ``if __name__ == "__main__":`` guard: the worker processes are spawned, and import it.
+- One job at a time: a job holds ``.NAME.lock`` beside the output (an ``flock``, released
+  by the kernel if the job is killed) from before it reads the output until it is done; a
+  second job on the same output is refused (two appended the same rows).
 - Rows are flushed, not fsynced: they survive a kill of the process, not a power cut.
 """
 
