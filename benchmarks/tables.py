@@ -1416,6 +1416,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "diarize": diarize_table,
     "live": live_table,
     "live-dev": lambda: live_table("live-dev"),
+    "live-dev-streak": lambda: live_table("live-dev-streak"),
     "diarize-long": diarize_long_table,
 }
 
