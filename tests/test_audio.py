@@ -176,3 +176,18 @@ def test_a_container_without_sound_or_cut_short_is_one_clear_error(tmp_path: Pat
     cut.write_bytes(webm[:40])  # the header only
     with pytest.raises(AudioDecodeError, match=r"cut\.webm: "):
         load_audio(cut)
+
+
+def test_a_bare_file_name_with_a_colon_is_a_file_not_a_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FFmpeg read "take1:2.m4a" as the protocol "take1" (and "pipe:..." would read stdin)."""
+    from .conftest import encode_with_ffmpeg
+
+    monkeypatch.chdir(tmp_path)
+    Path("take1:2.m4a").write_bytes(
+        encode_with_ffmpeg(sine(300.0, 1.0, 44_100), 44_100, "mp4", "aac")
+    )
+    Path("pipe:x.m4a").write_bytes(Path("take1:2.m4a").read_bytes())
+    for name in ("take1:2.m4a", "pipe:x.m4a"):
+        assert load_audio(name).size > 0.9 * SAMPLE_RATE

@@ -756,3 +756,18 @@ def test_a_csv_row_cut_inside_a_quoted_path_is_dropped_on_resume(tmp_path: Path)
     assert (summary.skipped, summary.predicted) == (1, 2)
     assert [r["path"] for r in read_rows(out)] == inputs
     assert _same_rows(out.read_text().splitlines(True), whole.decode().splitlines(True))
+
+
+def test_a_row_cut_inside_a_character_is_dropped_not_a_traceback(tmp_path: Path) -> None:
+    """A kill may cut a UTF-8 character in two (a path such as 李明2.wav): the complete rows
+    are read, the cut one dropped (decoding it raised UnicodeDecodeError)."""
+    from whichvoice.batch.sinks import _Lines
+
+    out = tmp_path / "p.csv"
+    whole = "path,error\n李明1.wav,\n李明2.wav,\n".encode()
+    out.write_bytes(whole[: whole.index("李明2".encode()) + 2])  # inside 李
+    sink = _Lines(out, "csv")
+    assert [r["path"] for r in sink.scan()] == ["李明1.wav"]
+    sink.open(("path", "error"))
+    sink.close()
+    assert out.read_bytes() == "path,error\n李明1.wav,\n".encode()

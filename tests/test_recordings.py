@@ -161,3 +161,16 @@ def test_speakers_named_in_any_script_stay_apart(tmp_path: Path) -> None:
         shutil.copy(HUMAN_DEV / "4_theo_0.wav", src / folder)
     with pytest.raises(RecordingsError, match=r"'Zo é' and 'Zo_é' would both be voice human:Zo_é"):
         import_recordings(src, tmp_path / "d", progress=False)
+
+
+def test_one_name_in_two_spellings_is_one_speaker(tmp_path: Path) -> None:
+    """Zoë typed composed in one folder name and decomposed in another (or with two spaces)
+    is one person: one voice, not a refusal naming two identical-looking names."""
+    import unicodedata
+
+    src = tmp_path / "people"
+    for name, who in (("Zoë", "theo"), (unicodedata.normalize("NFD", "Zoë"), "theo")):
+        (src / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(HUMAN_DEV / f"{len(name)}_{who}_0.wav", src / name)
+    import_recordings(src, tmp_path / "c", progress=False)
+    assert {c.voice for c in load_corpus(tmp_path / "c")} == {"human:Zoë"}

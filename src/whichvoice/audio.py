@@ -303,11 +303,16 @@ def _decode_with_ffmpeg(
         raise AudioDecodeError(
             f"{name}: a {demuxer} file needs PyAV to be decoded: pip install av"
         ) from e
-    opened = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else source
     parts: list[np.ndarray] = []
     total = 0
     try:
-        with soundfile_target(opened) as target, av.open(target, format=demuxer) as container:
+        # a file object, never a name: FFmpeg reads "take1:2.m4a" or "pipe:..." as a protocol
+        opened = (
+            io.BytesIO(bytes(source))
+            if isinstance(source, bytes | bytearray)
+            else open(source, "rb")  # noqa: SIM115 (closed by the with below)
+        )
+        with opened as target, av.open(target, format=demuxer) as container:
             stream = next((st for st in container.streams if st.type == "audio"), None)
             if stream is None:
                 raise AudioDecodeError(f"{name}: no audio in it (a video without sound?)")

@@ -352,8 +352,8 @@ def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
     warning, and the shipped one is used."""
     user = Path(calibration_dir(model))
     stale = stale_calibration(model)
-    if stale and user == Path(model.root):  # a trained run's: there is no other to use
-        raise WhichvoiceError(stale)
+    if stale and _shipped_name(model) is None and user == Path(model.root):
+        raise WhichvoiceError(stale)  # a trained run's: there is no other to use
     if stale:
         warn_once(stale)
     for root in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import stat
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from whichvoice.errors import OutputError
+
+log = logging.getLogger(__name__)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -135,6 +138,14 @@ def held_alone(path: Path, what: str) -> Iterator[None]:
                 f"another whichvoice is writing {what} now; wait for it to finish "
                 f"(or stop it), then run again"
             ) from None
+        except OSError as e:  # a file system without locks (NFS without lockd): unguarded
+            os.close(fd)
+            log.warning("%s: cannot lock (%s); two jobs on %s at once are not refused here",
+                        path, e.strerror or e, what)  # fmt: skip
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            yield
+            return
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

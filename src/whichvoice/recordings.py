@@ -108,6 +108,11 @@ def _speaker_id(name: str) -> str:
     return _SEPARATORS.sub("_", unicodedata.normalize("NFC", name)).strip("_.") or "_"
 
 
+def _spelling(name: str) -> str:
+    """A name as written, whatever its Unicode form and runs of spaces (one person's)."""
+    return " ".join(unicodedata.normalize("NFC", name).split())
+
+
 def _path_part(speaker: str) -> str:
     """A speaker id as a folder and clip-id part: itself when plain ASCII, else its ASCII
     letters and a digest of it, so that two speakers never share a folder."""
@@ -197,7 +202,7 @@ def _plan(recordings: list[Recording], engine: str) -> list[tuple[Recording, str
     for rec in recordings:
         speaker_id = _speaker_id(rec.speaker)
         other = speakers.setdefault(speaker_id, rec.speaker)
-        if other != rec.speaker:  # two people would become one voice
+        if _spelling(other) != _spelling(rec.speaker):  # two people would become one voice
             raise RecordingsError(
                 f"speakers {other!r} and {rec.speaker!r} would both be voice "
                 f"{engine}:{speaker_id}: rename one"

@@ -217,7 +217,7 @@ def _predict_alone(
     if exists and resume:
         _check_made_by(output, made_by)
     done = (
-        _written(sink, columns, summary, retry_failed)
+        _written(sink, columns, summary, _retried_paths(inputs, model.labels, retry_failed))
         if exists and resume
         else collections.Counter()
     )
@@ -230,6 +230,8 @@ def _predict_alone(
     ensure_dir(output.parent.resolve(), "predictions")
     if alone is not None:  # the folder was made just now
         alone.enter_context(held_alone(lock_path(output), str(output)))
+        if not exists and sink.exists():  # another job made it meanwhile: read it again
+            raise OutputError(f"another whichvoice wrote {output} meanwhile; run again")
     try:
         write_json(made_by_path(output), made_by)
     except OSError as e:
@@ -304,14 +306,25 @@ def _check_made_by(output: Path, made_by: dict) -> None:
         )
 
 
+def _retried_paths(inputs: Inputs, labels: list[str], retry_failed: bool) -> set[str] | None:
+    """The inputs' paths whose failed rows ``retry_failed`` drops (None: no retry); the
+    inputs are checked first, so a refused run has not rewritten its output."""
+    if not retry_failed:
+        return None
+    if not inputs.reiterable:
+        raise WhichvoiceError("retry_failed needs inputs that can be read twice (not a stream)")
+    return {item.path for item in _checked(inputs, labels)}
+
+
 def _written(
-    sink: _Lines | _Parquet, columns: list[str], summary: BatchSummary, retry_failed: bool
+    sink: _Lines | _Parquet, columns: list[str], summary: BatchSummary, retry: set[str] | None
 ) -> collections.Counter:
     """How many rows an interrupted run wrote for each path (counted into ``summary``), its
-    failed rows dropped first with ``retry_failed``."""
+    failed rows of the paths in ``retry`` dropped first (the failed rows of other inputs
+    are kept)."""
     sink.check_columns(columns)
-    if retry_failed:
-        summary.retried = sink.drop_failed()
+    if retry is not None:
+        summary.retried = sink.drop_failed(retry)
     done: collections.Counter = collections.Counter()
     for row in sink.scan():
         done[row["path"]] += 1

@@ -36,12 +36,14 @@ class _Lines:
         without its newline, or in CSV a quoted field, such as a path holding a newline, cut
         before its closing quote)."""
         end = _complete_end(self.path, self.fmt)
-        with open(self.path, encoding="utf-8", newline="") as f:
-            for line in f:
-                end -= len(line.encode("utf-8"))
+        with open(self.path, "rb") as f:
+            # only the complete rows' bytes are decoded (a kill may cut a character in two);
+            # a UTF-8 character never holds the byte of "\n", so each line decodes alone
+            for raw in f:
+                end -= len(raw)
                 if end < 0:
                     return
-                yield line
+                yield raw.decode("utf-8")
 
     def _header(self) -> tuple[str, ...] | None:
         if self.fmt == "csv":
@@ -75,9 +77,10 @@ class _Lines:
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
 
-    def drop_failed(self) -> int:
-        """Rewrite the output without its rows that have an error (the header, the other rows
-        and their order kept; written beside it, then renamed); how many were dropped."""
+    def drop_failed(self, paths: set[str]) -> int:
+        """Rewrite the output without its rows that have an error and a path among ``paths``
+        (the header, the other rows and their order kept; written beside it, then renamed);
+        how many were dropped."""
         tmp = self.path.with_name(f".{self.path.name}.retry")
         dropped = 0
         try:
@@ -88,15 +91,16 @@ class _Lines:
                     writer = csv.writer(out, lineterminator="\n")
                     if header is not None:
                         writer.writerow(header)
-                        at = header.index("error")
+                        at, path = header.index("error"), header.index("path")
                         for row in reader:
-                            if len(row) > at and row[at]:
+                            if len(row) > at and row[at] and row[path] in paths:
                                 dropped += 1
                             else:
                                 writer.writerow(row)
                 else:
                     for line in self._lines():
-                        if json.loads(line).get("error"):
+                        row = json.loads(line)
+                        if row.get("error") and row.get("path") in paths:
                             dropped += 1
                         else:
                             out.write(line)
@@ -237,14 +241,15 @@ class _Parquet:
             self._seed_journal()
         self.journal.open(columns)
 
-    def drop_failed(self) -> int:
-        """Drop the rows with an error from the journal (made from a complete output first,
-        which stays until the journal becomes it again); how many were dropped."""
+    def drop_failed(self, paths: set[str]) -> int:
+        """Drop the rows with an error and a path among ``paths`` from the journal (made from
+        a complete output first, which stays until the journal becomes it again); how many
+        were dropped."""
         if not self.journal.exists():
-            if not any(r.get("error") for r in self.scan()):
+            if not any(r.get("error") and r.get("path") in paths for r in self.scan()):
                 return 0
             self._seed_journal()
-        return self.journal.drop_failed()
+        return self.journal.drop_failed(paths)
 
     def _seed_journal(self) -> None:
         """The journal of a complete Parquet output, to append to (made whole, then renamed)."""

@@ -196,8 +196,8 @@ def train_cmd(
     default=None,
     help="Also score copies under these conditions of the evaluation suite (comma-separated, "
     "or 'all'): a condition (noise10, mp3-16k, phone, ...: docs/evaluation.md) or a family "
-    "of them: rate, level, codec, speed, noise, babble, length (and clean, clipping, room, "
-    "silence, band, phone, alone).",
+    "of them: rate, level, codec, speed, noise, babble, length (clean, clipping, room, "
+    "silence, band and phone name one condition each).",
 )
 @click.option(
     "--split",

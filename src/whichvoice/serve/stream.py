@@ -206,7 +206,8 @@ class LiveSpeakers:
         name, score = self._name(emb, speech_s, accept, refs, thresholds)
         if name is None:
             self.unnamed.append(emb)
-            del self.unnamed[: 1 - self.new_voice_windows]  # the next answer adds its own
+            keep = self.new_voice_windows - 1  # the next answer adds its own
+            self.unnamed = self.unnamed[max(0, len(self.unnamed) - keep) :] if keep > 0 else []
         else:
             self.unnamed.clear()
         return name, score
