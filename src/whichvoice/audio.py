@@ -78,17 +78,22 @@ class Decoded:
         rate = self.rate
         if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
             raise AudioDecodeError(f"{self.name}: sample rate {rate!r}: a positive whole number")
-        if not MIN_RATE <= rate <= MAX_RATE:  # as a file's header is checked
-            raise AudioDecodeError(
-                f"{self.name}: a sample rate of {rate} Hz is not audio "
-                f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
-            )
+        check_rate(int(rate), self.name)  # as a file's header is checked
         # less its DC offset where it has one, as a decoded file is (``without_dc``)
         object.__setattr__(self, "wave", without_dc(wave))
         object.__setattr__(self, "rate", int(rate))
 
 
 AudioSource = str | os.PathLike | bytes | bytearray | Decoded
+
+
+def check_rate(rate: int, name: str) -> None:
+    """AudioDecodeError naming ``name`` for a sample rate no audio has (a damaged header)."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioDecodeError(
+            f"{name}: a sample rate of {rate} Hz is not audio "
+            f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
+        )
 
 
 def check_finite(samples: np.ndarray, name: str) -> None:
@@ -317,11 +322,7 @@ def _decode_with_ffmpeg(
             if stream is None:
                 raise AudioDecodeError(f"{name}: no audio in it (a video without sound?)")
             rate = int(stream.rate or stream.codec_context.sample_rate or 0)
-            if not MIN_RATE <= rate <= MAX_RATE:
-                raise AudioDecodeError(
-                    f"{name}: a sample rate of {rate} Hz is not audio "
-                    f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
-                )
+            check_rate(rate, name)
             limit = None if max_seconds is None else int(max_seconds * rate)
             planar = av.AudioResampler(format="fltp")  # float32, the stream's channels and rate
             for frame in container.decode(stream):
@@ -383,11 +384,7 @@ def not_audio(head: bytes) -> str | None:
 
 def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
     rate, channels = int(f.samplerate), int(f.channels)
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise AudioDecodeError(
-            f"{name}: a sample rate of {rate} Hz is not audio "
-            f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
-        )
+    check_rate(rate, name)
     if channels < 1:
         raise AudioDecodeError(f"{name}: {channels} channels")
     limit = None if max_seconds is None else int(max_seconds * rate)

@@ -59,14 +59,13 @@ import numpy as np
 
 from whichvoice import silero
 from whichvoice.audio import (
-    MAX_RATE,
-    MIN_RATE,
     MIN_SPEECH_S,
     SAMPLE_RATE,
     SILENCE_PEAK,
     AudioSource,
     Decoded,
     check_finite,
+    check_rate,
     describe_source,
     frame_db,
     is_steady,
@@ -360,11 +359,7 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
             except (RuntimeError, sf.LibsndfileError, OSError, ValueError):
                 info = None
             if info is not None and info.frames > 0 and info.samplerate > 0:
-                if not MIN_RATE <= info.samplerate <= MAX_RATE:  # as read_audio refuses it
-                    raise AudioDecodeError(
-                        f"{describe_source(source)}: a sample rate of {info.samplerate} Hz "
-                        f"is not audio ({MIN_RATE}-{MAX_RATE} Hz are accepted)"
-                    )
+                check_rate(info.samplerate, describe_source(source))  # as read_audio does
                 if hasattr(target, "seek"):
                     target.seek(0)
                 yield from _pieces(source, target, info)

@@ -309,7 +309,7 @@ def stale_calibration(model: Encoder) -> str | None:
     trained run's calibration lives beside its weights: it is stale when it records other
     weights (the run was trained on, ``train --resume`` or ``--init``, after it was made)."""
     user = Path(calibration_dir(model))
-    shipped = isinstance(model, (PretrainedEncoder, FusedEncoder)) or user != Path(model.root)
+    shipped = not _runs_own(model)
     path = user / CALIBRATION
     if not path.is_file():
         return None
@@ -338,6 +338,14 @@ def warn_once(line: str) -> None:
     log.warning("%s", line)
 
 
+def _runs_own(model: Encoder) -> bool:
+    """Whether ``model``'s calibration is a trained run's own, beside its weights (no shipped
+    one to fall back on), rather than a user folder's for an encoder shipped or downloaded."""
+    return not isinstance(model, (PretrainedEncoder, FusedEncoder)) and Path(
+        calibration_dir(model)
+    ) == Path(model.root)
+
+
 def _shipped_name(model: Encoder) -> str | None:
     """The package folder (``data/<name>``) holding a non-run encoder's shipped calibration."""
     if isinstance(model, FusedEncoder):
@@ -352,7 +360,7 @@ def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
     warning, and the shipped one is used."""
     user = Path(calibration_dir(model))
     stale = stale_calibration(model)
-    if stale and _shipped_name(model) is None and user == Path(model.root):
+    if stale and _runs_own(model):
         raise WhichvoiceError(stale)  # a trained run's: there is no other to use
     if stale:
         warn_once(stale)

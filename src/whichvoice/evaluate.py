@@ -380,7 +380,7 @@ def evaluate(
     made = not Path(report_dir).exists()
     out = ensure_dir(Path(report_dir), "report")  # once the inputs are good, before scoring
     try:
-        metrics = _measure(model, run, files, corpus, labels_csv, split, conditions, progress)
+        metrics = _measure(model, run, files, corpus, data, split, conditions, progress)
     except BaseException:  # interrupted or failed: a folder made for nothing goes again
         if made and not any(out.iterdir()):
             out.rmdir()
@@ -440,12 +440,13 @@ def _measure(
     run: str | os.PathLike,
     files: list,
     corpus: str | os.PathLike | None,
-    labels_csv: str | os.PathLike | None,
+    data: str,
     split: str,
     conditions: list[str] | None,
     progress: bool,
 ) -> dict:
-    """``evaluate``'s metrics: every file scored, then each condition's copies."""
+    """``evaluate``'s metrics: every file scored, then each condition's copies; ``data``:
+    what was scored, as evaluate names it."""
     truth, pred, errors, window_hits, windows = _score(model, files, progress)
     if not truth:
         raise WhichvoiceError(f"{none_of(len(files), 'file')} could be read: {errors[0]}")
@@ -453,7 +454,7 @@ def _measure(
     matrix = confusion(truth, pred, voices)
     metrics = {
         "run": str(run),
-        "data": f"{split} split of {corpus}" if corpus is not None else str(labels_csv),  # = data
+        "data": data,
         "files": len(truth),
         "errors": len(errors),
         "error_files": errors,

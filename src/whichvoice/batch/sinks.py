@@ -46,11 +46,16 @@ class _Lines:
                 yield raw.decode("utf-8")
 
     def _header(self) -> tuple[str, ...] | None:
+        """The columns, from the first line alone (``_lines`` would scan the whole file for
+        where its complete rows end: a header holds no quoted newline)."""
+        with open(self.path, "rb") as f:
+            raw = f.readline()
+        if not raw.endswith(b"\n"):  # empty, or cut before its end
+            return None
+        first = raw.decode("utf-8")
         if self.fmt == "csv":
-            first = next(csv.reader(self._lines()), None)
-            return tuple(first) if first else None
-        first = next(self._lines(), None)
-        return tuple(json.loads(first)) if first else None
+            return tuple(next(csv.reader([first])))
+        return tuple(json.loads(first))
 
     def check_columns(self, columns: tuple[str, ...]) -> None:
         try:
