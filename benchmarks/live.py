@@ -21,11 +21,14 @@ window threshold, or at its own threshold for a window of less speech where the 
 those, the turn's mean at the turn threshold), ``one-threshold`` (the same with one window
 threshold whatever the window's speech: the shipped rule until stop 52), ``stop35`` (one window
 threshold, the turn's mean held to it), ``previous`` (every 0.25 s, named from the turn only:
-stop 33's, at today's answer pacing, one threshold) and ``streak-far`` (tried at stop 57: the
-shipped rule with an unknown voice also started once speech has been answered with no one
-for a second, when the mean of those windows scores 0.1 under every enrolled voice's window
-threshold; a voice whose windows a second apart drift past the join distance restarts its
-turn all along, and the shipped rule never starts it).
+stop 33's, at today's answer pacing, one threshold); on dev ``streak-far`` (tried at stop 57:
+the rule shipped after the speech thresholds' choice with an unknown voice also started once
+speech has been answered with no one for a second, when the mean of those windows scores
+``STREAK_MARGIN`` under every enrolled voice's window threshold; a voice whose windows a second
+apart drift past the join distance restarts its turn all along, and the rule without it never
+starts it), and on test ``no-streak`` (the shipped rule without that margin). ``--write`` ships
+the margin (``LiveThresholds.unnamed_streak``) for each encoder whose dev figures meet the rule
+fixed before its first run (``adopts_streak``); the earlier rules never have it.
 
 *Speech thresholds* (stop 52): a window with less speech scores lower against its own voice and
 against others alike, so a window of 0.4-0.8 s of speech (the first answers of a turn after a
@@ -79,10 +82,14 @@ RULES = {
     "one-threshold": {},  # the shipped rule with one window threshold whatever its speech
     "stop35": {},  # the shipped rule with turns held to the window threshold
     "previous": {"step_s": 0.25, "last_window": False, "new_voice_after_s": 0.5},
-    # the shipped rule with an unknown voice also started from 1 s of speech answered with
-    # no one, when it scores 0.1 under every enrolled voice's threshold (tried at stop 57)
-    "streak-far": {"unnamed_streak": 0.1},
+    # dev: the rule shipped after the speech thresholds' choice, with an unknown voice also
+    # started from 1 s of speech answered with no one, when it scores STREAK_MARGIN under every
+    # enrolled voice's threshold (tried at stop 57, shipped per encoder since stop 58)
+    "streak-far": {},
+    # test: the shipped rule without that margin (the shipped rule until stop 58)
+    "no-streak": {},
 }
+STREAK_MARGIN = 0.1  # fixed at stop 57 before its first run
 # thresholds for windows of less speech (``LiveThresholds.accept_by_speech``): the lower end
 # of each bin of a window's seconds of speech (``stream._speech_seconds``); the last bin ends
 # at ``stream.SPEECH_BIN_END``, past which the window threshold (``live_accept``) holds
@@ -156,6 +163,28 @@ def adopts(dev: dict) -> bool:
     )
 
 
+def streak_base(encoder_rules: dict) -> str:
+    """The dev rule the streak margin is added to: the one shipped after the speech
+    thresholds' choice (``adopts``)."""
+    return "shipped" if adopts(encoder_rules) else "one-threshold"
+
+
+def adopts_streak(dev: dict) -> bool:
+    """The adoption rule for the unnamed-streak margin (fixed before its first run, stop 57;
+    since stop 58 against the rule shipped after the speech thresholds' choice), on one
+    encoder's dev figures: more strangers' changes answered with an unknown voice within 1 s,
+    at most one enrolled change fewer named within 1 s, at most one stranger's turn more named
+    as enrolled, wrong answers inside enrolled voices' turns at most one point more."""
+    new, old = dev["streak-far"], dev[streak_base(dev)]
+    return (
+        new["strangers_unknown_within_1s"]["k"] > old["strangers_unknown_within_1s"]["k"]
+        and new["named_within_1s"]["k"] >= old["named_within_1s"]["k"] - 1
+        and new["stranger_turns_named_enrolled"]["k"]
+        <= old["stranger_turns_named_enrolled"]["k"] + 1
+        and new["wrong_answers_in_turns"]["value"] <= old["wrong_answers_in_turns"]["value"] + 0.01
+    )
+
+
 def figures(convs, answers: list[list], enrolled: set[str]) -> dict:
     """The report's figures for one encoder and rule (see the module's docstring)."""
     delays, wrong, inside, strange, strange_n, strange_turns, stranger_turns = (
@@ -213,6 +242,7 @@ def main() -> None:
     if args.write and args.split != "dev":
         sys.exit("--write sets thresholds on dev data: use it with --split dev")
     dest = args.json or RESULTS / ("live.json" if args.split == "test" else "live-dev.json")
+    dev = args.split == "dev"
     made = provenance()
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(
@@ -240,7 +270,7 @@ def main() -> None:
         encoder = load_encoder(name)
         refs = refs_from_clips(encoder, {v: clips[v][:ENROLL_CLIPS] for v in enrolled})
         shipped = live_thresholds(encoder)
-        if args.split == "dev":  # the candidate speech thresholds, set on dev windows
+        if dev:  # the candidate speech thresholds, set on dev windows
             speech = speech_thresholds(encoder, [clips, human])
             shipped = replace(shipped, accept_by_speech=tuple(map(tuple, speech["pairs"])))
             print(name, "speech thresholds", speech["pairs"], flush=True)
@@ -249,24 +279,39 @@ def main() -> None:
             "live_threshold": shipped.accept,
             "live_turn_threshold": shipped.turn_accept,
             "live_threshold_by_speech": [list(p) for p in shipped.accept_by_speech],
+            # the shipped margin (test); on dev, its candidate is reported as "unnamed_streak"
+            **({} if dev else {"live_unnamed_streak": shipped.unnamed_streak}),
             "rules": {},
         }
-        if args.split == "dev":
+        if dev:
             report[name]["speech_thresholds"] = speech
+        rules = report[name]["rules"]
         for rule, kwargs in RULES.items():
+            # the earlier rules, and every rule on dev but the candidate, have no streak margin
+            earlier = replace(shipped, unnamed_streak=None)
+            if rule in ("streak-far", "no-streak") and (rule == "no-streak") == dev:
+                continue  # the candidate on dev; the rule before it on test
             if rule == "shipped":
-                thresholds = shipped
+                thresholds = earlier if dev else shipped
             elif rule == "one-threshold":
-                thresholds = replace(shipped, accept_by_speech=())
-            elif rule == "streak-far":
-                thresholds = shipped
+                thresholds = replace(earlier, accept_by_speech=())
+            elif rule == "streak-far":  # on the rule shipped after the speech thresholds' choice
+                base = earlier if streak_base(rules) == "shipped" else replace(
+                    earlier, accept_by_speech=()
+                )
+                thresholds = replace(base, unnamed_streak=STREAK_MARGIN)
+            elif rule == "no-streak":
+                thresholds = earlier
             else:  # the earlier rules: one window threshold, turns held to it
-                thresholds = replace(shipped, turn_accept=None, accept_by_speech=())
+                thresholds = replace(earlier, turn_accept=None, accept_by_speech=())
             heard = [stream(c, kwargs, encoder, refs, thresholds) for c in convs]
-            report[name]["rules"][rule] = figures(convs, heard, enrolled)
-            print(name, rule, report[name]["rules"][rule], flush=True)
-        if args.split == "dev":
-            report[name]["speech_thresholds"]["adopted"] = adopts(report[name]["rules"])
+            rules[rule] = figures(convs, heard, enrolled)
+            print(name, rule, rules[rule], flush=True)
+        if dev:
+            report[name]["speech_thresholds"]["adopted"] = adopts(rules)
+            report[name]["unnamed_streak"] = {
+                "margin": STREAK_MARGIN, "base": streak_base(rules), "adopted": adopts_streak(rules)
+            }  # fmt: skip
     result = {
         "benchmark": "live",
         **made,
@@ -285,9 +330,13 @@ def main() -> None:
                     "(stop 35's)",
                   "previous": "an answer every 0.25 s; named from the turn only (stop 33's, at "
                     "today's answer pacing)",
-                  "streak-far": "the shipped rule with an unknown voice also started from 1 s "
-                    "of speech answered with no one, when their mean scores 0.1 under every "
-                    "enrolled voice's threshold (tried at stop 57)"},
+                  **({"streak-far": "the rule shipped after the speech thresholds' choice "
+                      "(shipped where they were adopted, else one-threshold) with an unknown "
+                      "voice also started from 1 s of speech answered with no one, when their "
+                      f"mean scores {STREAK_MARGIN} under every enrolled voice's threshold "
+                      "(tried at stop 57)"} if dev else
+                     {"no-streak": "the shipped rule without the unnamed-streak margin (the "
+                      "shipped rule until stop 58)"})},
         "results": report,
         "target": {"named_within_1s": 1.0, "stranger_turns_named_enrolled": 0.0},
     }  # fmt: skip
@@ -296,24 +345,30 @@ def main() -> None:
     if args.write:
         path = Path(__file__).resolve().parents[1] / "src/whichvoice/data/diarize"
         # the encoders measured here replace their entries; the others' are kept
-        adopted = (
-            json.loads((path / LIVE_SPEECH).read_text())["accept_by_speech"]
-            if (path / LIVE_SPEECH).is_file()
-            else {}
+        before = (
+            json.loads((path / LIVE_SPEECH).read_text()) if (path / LIVE_SPEECH).is_file() else {}
         )
+        adopted = before.get("accept_by_speech", {})
+        streaks = before.get("unnamed_streak", {})
         for r in report.values():
             adopted.pop(r["encoder"], None)
+            streaks.pop(r["encoder"], None)
             if r["speech_thresholds"]["adopted"]:
                 adopted[r["encoder"]] = r["live_threshold_by_speech"]
+            if r["unnamed_streak"]["adopted"]:
+                streaks[r["encoder"]] = r["unnamed_streak"]["margin"]
         write_result(path / LIVE_SPEECH, {
             "source": f"benchmarks/live.py {' '.join(sys.argv[1:])}, commit "
                       f"{made['commit'][:12]}: window thresholds by seconds of speech, each at "
                       f"{LIVE_FAR} false acceptances on dev windows, for the encoders whose dev "
-                      "figures met the adoption rule (live.py's adopts)",
+                      "figures met the adoption rule (live.py's adopts); the unnamed-streak "
+                      "margin for those whose dev figures met its rule (adopts_streak)",
             "speech_bin_end_s": SPEECH_BIN_END,
             "accept_by_speech": adopted,
+            "unnamed_streak": streaks,
         })  # fmt: skip
-        print(f"speech thresholds of {len(adopted)} encoder(s) -> {path / LIVE_SPEECH}")
+        print(f"speech thresholds of {len(adopted)} encoder(s), unnamed-streak margins of "
+              f"{len(streaks)} -> {path / LIVE_SPEECH}")  # fmt: skip
 
 
 if __name__ == "__main__":

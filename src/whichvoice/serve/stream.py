@@ -87,12 +87,17 @@ class LiveThresholds:
     instead of ``accept`` (a window of less speech scores lower against its own voice and
     against others alike: each threshold is set on dev windows of that much speech at the same
     false acceptances; ``benchmarks/live.py --split dev --write``); past the last pair's
-    range, ``accept``."""
+    range, ``accept``. ``unnamed_streak``, a margin (None: off): speech answered with no one for
+    ``new_voice_after_s`` also becomes an unknown voice, however often its turn restarted, when
+    the mean of those windows scores this much under every enrolled voice's threshold (shipped
+    per encoder where its dev figures met the rule: ``benchmarks/live.py --split dev
+    --write``)."""
 
     accept: float
     turn_accept: float | None
     join: float
     accept_by_speech: tuple[tuple[float, float], ...] = ()
+    unnamed_streak: float | None = None
 
     def accept_for(self, speech_s: float) -> float:
         """The threshold one window with ``speech_s`` seconds of speech needs."""
@@ -118,7 +123,6 @@ class LiveSpeakers:
         step_s: float = STEP_S,
         last_window: bool = True,
         new_voice_after_s: float = NEW_VOICE_AFTER_S,
-        unnamed_streak: float | None = None,
     ) -> None:
         import soxr
 
@@ -131,7 +135,6 @@ class LiveSpeakers:
                 f"turns keep {TURN_S - WINDOW_S:g} s past their first answer"
             )
         self.last_window = last_window
-        self.unnamed_streak = unnamed_streak
         self.resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         self.buffer = np.zeros(int(WINDOW_S * SAMPLE_RATE), np.float32)
         self.received = 0  # samples at 16 kHz
@@ -253,17 +256,18 @@ class LiveSpeakers:
             if 1 - sims[k] <= join:
                 self.unknown[k] = self.unknown[k] + emb
                 return f"unknown-{k + 1}", float(sims[k])
-        # a voice of its own once its turn has ``new_voice_after_s`` of windows; or (a rule
-        # tried on dev, stop 57: ``unnamed_streak``, a margin) once speech has been answered
-        # with no one that long, however often the turn restarted (it restarts whenever the
-        # last window drifts past ``join`` from its first, which a voice's windows a second
-        # apart may do all along its turn), when their mean scores under every enrolled
-        # voice's ``accept`` by the margin
+        # a voice of its own once its turn has ``new_voice_after_s`` of windows; or (where the
+        # encoder has ``thresholds.unnamed_streak``, a margin: stop 58) once speech has been
+        # answered with no one that long, however often the turn restarted (it restarts
+        # whenever the last window drifts past ``join`` from its first, which a voice's windows
+        # a second apart may do all along its turn), when their mean scores under every
+        # enrolled voice's ``accept`` by the margin
         unnamed = [*self.unnamed, emb]
         enough, seed = len(self.turn) >= self.new_voice_windows, voice * len(self.turn)
-        if self.unnamed_streak is not None and not enough:
+        margin = thresholds.unnamed_streak
+        if margin is not None and not enough:
             mean = _unit(np.sum(unnamed, axis=0))
-            near = bool(names) and float(np.max(refs.scores(mean))) >= accept - self.unnamed_streak
+            near = bool(names) and float(np.max(refs.scores(mean))) >= accept - margin
             if len(unnamed) >= self.new_voice_windows and not near:
                 enough, seed = True, np.sum(unnamed, axis=0)
         if not enough or speech_s < NEW_VOICE_S:
@@ -440,7 +444,8 @@ def live_thresholds(encoder) -> LiveThresholds:
     """``encoder``'s live thresholds: the shipped ones (``data/diarize``, set on dev by
     ``benchmarks/diarize.py``), else its verification threshold for both answers and its
     clustering distance for keeping windows in one turn and joining unknown voices (the
-    shipped ``live_join`` where there is one)."""
+    shipped ``live_join`` where there is one); the speech thresholds and the unnamed-streak
+    margin where ``benchmarks/live.py --split dev --write`` shipped them."""
     from whichvoice.diarize import default_threshold, shipped_settings
     from whichvoice.verification import operating_point
 
@@ -455,7 +460,14 @@ def live_thresholds(encoder) -> LiveThresholds:
     if lows != sorted(set(lows)) or any(not MIN_SPEECH_S <= x < SPEECH_BIN_END for x in lows):
         log.warning("ignoring live speech thresholds out of order or range: %s", pairs)
         by_speech = ()
-    return LiveThresholds(accept, None if turn is None else float(turn), join, by_speech)
+    streak = shipped.get("unnamed_streak")
+    return LiveThresholds(
+        accept,
+        None if turn is None else float(turn),
+        join,
+        by_speech,
+        None if streak is None else float(streak),
+    )
 
 
 def _gallery_refs(service, encoder) -> tuple[VoiceRefs, LiveThresholds]:
