@@ -296,8 +296,10 @@ def main() -> None:
             elif rule == "one-threshold":
                 thresholds = replace(earlier, accept_by_speech=())
             elif rule == "streak-far":  # on the rule shipped after the speech thresholds' choice
-                base = earlier if streak_base(rules) == "shipped" else replace(
-                    earlier, accept_by_speech=()
+                base = (
+                    earlier
+                    if streak_base(rules) == "shipped"
+                    else replace(earlier, accept_by_speech=())
                 )
                 thresholds = replace(base, unnamed_streak=STREAK_MARGIN)
             elif rule == "no-streak":
