@@ -132,11 +132,15 @@ def test_cli_imports_and_enrolls_from_the_corpus(tmp_path: Path, cli) -> None:
 def test_cli_import_with_unusable_files_imports_the_rest_and_exits_1(tmp_path: Path, cli) -> None:
     flat = _flat(tmp_path, speakers=("jackson",), digits=(1, 2), takes=(0,))
     (flat / "3_jackson_0.wav").write_text("not audio")  # a text file named like a recording
+    shutil.copy(flat / "1_jackson_0.wav", flat / "take-one.wav")  # no speaker in its name
     out = tmp_path / "corpus"
     proc = cli("import-corpus", str(flat), str(out), "--pattern", PATTERN, "--quiet")
     assert proc.returncode == 1 and proc.stdout == ""
-    assert "1 failed" in proc.stderr and "failures.jsonl" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    # --quiet drops the progress bar, not the warning nor the failures' summary line
+    left_out, summary = proc.stderr.strip().splitlines()
+    assert left_out == f"warning: 1 file of {flat} does not match --pattern and was left out"
+    assert "1 failed" in summary and "failures.jsonl" in summary
+    assert "Traceback" not in proc.stderr
     assert len(read_manifest(out / "manifest.jsonl")) == 2
 
 

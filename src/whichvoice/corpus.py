@@ -41,6 +41,9 @@ from whichvoice.text import counted
 from whichvoice.voices import SessionPool, Voice, require_available, resolve_voices
 
 log = logging.getLogger(__name__)
+# each failed clip's line: counted in the run's summary and kept in failures.jsonl, so a
+# ``--quiet`` run leaves it out (``cli.common.setup_logging``)
+clip_log = logging.getLogger(f"{__name__}.clips")
 
 MANIFEST = "manifest.jsonl"
 FAILURES = "failures.jsonl"
@@ -406,7 +409,7 @@ def _record(
 ) -> None:
     if isinstance(result, Failure):
         summary.failed.append(result)
-        log.warning("%s failed: %s", result.clip_id, result.reason)
+        clip_log.warning("%s failed: %s", result.clip_id, result.reason)
         return
     clip, engine_s = result
     # one line at a time, flushed: a kill leaves at most a cut last line, skipped on resume

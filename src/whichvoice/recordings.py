@@ -172,7 +172,15 @@ def _from_pattern(source: Path, pattern: str) -> list[Recording]:
         text = m.group("text") if "text" in regex.groupindex else None
         out.append(Recording(path, m.group("speaker"), text or None, path.name))
     if unmatched:
-        log.warning("%d files of %s do not match --pattern and were left out", unmatched, source)
+        log.warning(
+            "%d %s of %s %s not match --pattern and %s left out",
+            unmatched,
+            *(
+                ("file", source, "does", "was")
+                if unmatched == 1
+                else ("files", source, "do", "were")
+            ),
+        )
     if not out:
         raise RecordingsError(f"{source}: no audio file name matches --pattern {pattern!r}")
     return out

@@ -24,17 +24,19 @@ class _LineFormatter(logging.Formatter):
 
 
 def setup_logging(quiet: bool) -> None:
-    """Log lines on stderr: warnings and errors, or errors only when ``quiet`` (also the
-    commands whose answers are their own lines). Which encoder answers, whose calibration,
-    and how diarization named the voices are said either way: the default falling back to
-    the bundled encoder, a user's calibration passed over, or voices named from their windows
-    when their speech could not be read again, changes the answers."""
+    """Log lines on stderr: warnings and errors, ``quiet`` or not (``--quiet`` drops progress
+    bars and summaries, never a warning: which encoder answers, a calibration resting on few
+    trials, files left out of an import, a lock that cannot be taken all change what a
+    script gets). Under ``quiet``, synth's line for each failed clip is left out: the run's
+    summary line counts them and failures.jsonl keeps their reasons."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
-    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler])
-    # and which network the classifier's open set runs when its faster one cannot be loaded
-    for name in ("whichvoice.encoders", "whichvoice.diarize", "whichvoice.runtime.load"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # other libraries' warnings are theirs to word, and rarely the user's concern: errors only
+    logging.basicConfig(level=logging.ERROR, handlers=[handler])
+    logging.getLogger("whichvoice").setLevel(logging.WARNING)
+    logging.getLogger("whichvoice.corpus.clips").setLevel(
+        logging.ERROR if quiet else logging.NOTSET
+    )
 
 
 class _Location(click.ParamType):
