@@ -252,6 +252,9 @@ def test_a_report_never_replaces_another_evaluation_or_a_users_file(
     assert str(tmp_path / "a") in json.loads((beside / "evaluation.json").read_text())["data"]
     again = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "a" / "rel.csv"))
     assert f"report: {beside / 'report.md'}" in again.stdout  # its own folder, replaced
+    # the same CSV typed as a relative path is the same data: its folder, not a -3
+    typed = cli("evaluate", str(trained_run), "--labels", "./rel.csv", cwd=tmp_path / "a")
+    assert f"report: {beside / 'report.md'}" in typed.stdout, typed.stdout + typed.stderr
     told = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "b" / "rel.csv"),
                "--report", str(beside))  # fmt: skip
     assert told.returncode == 2 and "holds the evaluation of" in told.stderr, told.stderr

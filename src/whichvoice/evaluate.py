@@ -362,7 +362,8 @@ def evaluate(
     "evaluation" in the run's metrics.json. Every location may be a URL (``s3://...``),
     staged through a local mirror.
     """
-    data = f"{split} split of {corpus}" if corpus is not None else str(labels_csv)
+    # a local path in full: the report folder's evaluation.json names what it scored
+    data = _full(f"{split} split of {corpus}" if corpus is not None else str(labels_csv))
     if report_dir is None:
         report_dir = _free_report_dir(default_report_dir(run, corpus, labels_csv, split), data)
     if storage.is_url(run) or storage.is_url(report_dir):
@@ -404,13 +405,32 @@ def _evaluated(folder: Path) -> str | None:
         return None
 
 
+def _same_data(before: str | None, data: str) -> bool:
+    """Whether an evaluation.json's "data" names ``data``: a local CSV or corpus typed two
+    ways (``rel.csv``, ``./rel.csv``, its full path) is one data."""
+
+    return before is not None and _full(before) == _full(data)
+
+
+def _full(data: str) -> str:
+    """``data`` (a path, or "SPLIT split of PATH") with a local path made absolute."""
+    split, of, path = data.partition(" split of ") if " split of " in data else ("", "", data)
+    if path and not storage.is_url(path):
+        path = os.path.abspath(os.path.expanduser(path))
+    return f"{split}{of}{path}"
+
+
 def _free_report_dir(default: str | Path, data: str) -> str | Path:
     """``default``, or when it holds the evaluation of other data (two labels CSVs of one
     name in two folders), the first of ``default-2``, ``-3``, ... that does not."""
     if storage.is_url(default):
         return default
     folder, n = Path(default), 1
-    while folder.exists() and (folder / EVALUATION).exists() and _evaluated(folder) != data:
+    while (
+        folder.exists()
+        and (folder / EVALUATION).exists()
+        and not _same_data(_evaluated(folder), data)
+    ):
         n += 1
         folder = Path(f"{default}-{n}")
     return folder
@@ -423,7 +443,7 @@ def _check_report_dir(folder: Path, data: str, run: str | os.PathLike) -> None:
     if not folder.is_dir() or folder.resolve() == Path(run).resolve():
         return
     before = _evaluated(folder)
-    if before is not None and before != data:
+    if before is not None and not _same_data(before, data):
         raise WhichvoiceError(
             f"{folder} holds the evaluation of {before}, not {data}: give another --report "
             "(or remove that folder)"
