@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from whichvoice import storage
-from whichvoice.audio import AUDIO_SUFFIXES
+from whichvoice.audio import AUDIO_SUFFIXES, listed_audio
 from whichvoice.errors import WhichvoiceError
 
 __all__ = ["AUDIO_SUFFIXES", "expand_paths"]
@@ -34,11 +34,7 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path | str]:
                 out.append(os.fspath(given))  # (reading it says "no such key")
                 continue
         elif Path(given).is_dir():
-            found = sorted(
-                f
-                for f in Path(given).rglob("*")
-                if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
-            )
+            found = sorted(f for f in Path(given).rglob("*") if listed_audio(f))
         else:
             out.append(Path(given))
             continue

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from whichvoice.audio import AUDIO_SUFFIXES, check_not_silent, read_audio
+from whichvoice.audio import check_not_silent, listed_audio, read_audio
 from whichvoice.corpus import (
     AUDIO_DIR,
     FAILURES,
@@ -123,9 +123,7 @@ def _path_part(speaker: str) -> str:
 
 
 def _audio_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-    )
+    return sorted(p for p in folder.rglob("*") if listed_audio(p))
 
 
 def list_recordings(source: str | os.PathLike, pattern: str | None = None) -> list[Recording]:

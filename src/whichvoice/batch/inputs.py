@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whichvoice import storage
+from whichvoice.audio import listed_audio
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.predict import AUDIO_SUFFIXES, looks_like_a_file
 
@@ -153,6 +154,13 @@ def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
     return Inputs(str(csv_path), read, labelled=True)
 
 
+def spelled(path: str) -> str:
+    """``path`` as an output row names it: a file name that is not UTF-8 (its bytes kept by
+    Python as surrogates, which no UTF-8 file or Parquet string can hold) with those bytes
+    written ``\\xNN``; any other name unchanged."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
     """Files as given, and the audio files under each folder, walked lazily in the order of
     ``predict.expand_paths`` (sorted, recursively); a URL names an object or a prefix."""
@@ -162,7 +170,7 @@ def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.is_dir(follow_symlinks=False):
                 yield from walk(Path(entry.path))
-            elif entry.is_file() and Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:
+            elif listed_audio(Path(entry.path)):
                 yield Path(entry.path)
 
     def read() -> Iterator[BatchInput]:
@@ -185,7 +193,7 @@ def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
                     yield BatchInput(url, url)
                 continue
             for f in walk(p) if p.is_dir() else [p]:
-                yield BatchInput(str(f), str(f))
+                yield BatchInput(spelled(str(f)), str(f))
 
     return Inputs(", ".join(map(str, paths)), read)
 
