@@ -151,6 +151,16 @@ def test_the_shipped_speech_thresholds_reach_the_encoders_they_were_set_for() ->
         assert pairs[-1][0] < SPEECH_BIN_END
 
 
+def test_the_shipped_unnamed_streak_margin_reaches_the_encoders_it_was_adopted_for() -> None:
+    """benchmarks/live.py --split dev --write adopted it for auto only (stop 58: bundled's
+    wrong answers inside turns rose from 3.0 % to 8.2 % with it)."""
+    from whichvoice.encoders import load_encoder
+    from whichvoice.serve.stream import live_thresholds
+
+    assert live_thresholds(load_encoder("auto")).unnamed_streak == 0.1
+    assert live_thresholds(load_encoder("bundled")).unnamed_streak is None
+
+
 def test_a_dc_offset_and_a_steady_sound_are_no_speech() -> None:
     # half a second of silence, then half a second of speech, all under a microphone's DC
     # offset: half a second of speech (named at that much speech's threshold), not a whole
