@@ -264,3 +264,26 @@ def test_a_report_never_replaces_another_evaluation_or_a_users_file(
                "--report", str(tmp_path / "mine"))  # fmt: skip
     assert told.returncode == 2 and "that evaluate did not write" in told.stderr
     assert (tmp_path / "mine" / "report.md").read_text() == "my notes"
+
+
+@pytest.mark.slow  # a CLI process loading a run
+def test_a_corpus_with_voices_the_model_does_not_know_is_refused_as_a_labels_csv_is(
+    cli, trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """A corpus of other voices scored 0 % (and a mixed one a lower accuracy) without a word,
+    where a labels CSV naming the same voices is refused (review)."""
+    import shutil
+
+    corpus = tmp_path / "other"
+    shutil.copytree(small_corpus, corpus)
+    lines = (corpus / "manifest.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])["voice"]
+    renamed = [
+        json.dumps({**row, "voice": "pico:en-US"}) if row["voice"] == first else json.dumps(row)
+        for row in map(json.loads, lines)
+    ]
+    (corpus / "manifest.jsonl").write_text("\n".join(renamed) + "\n")
+    r = cli("evaluate", str(trained_run), "--corpus", str(corpus), "--report", str(tmp_path / "r"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "does not know 1 voice of the test split (pico:en-US); it knows" in r.stderr
+    assert not (tmp_path / "r").exists()

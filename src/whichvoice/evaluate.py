@@ -79,6 +79,15 @@ def held_out_split(
         files = [LabelledFile(root / c.path, c.voice) for c in clips if of[c.id] == split]
     if not files:
         raise DatasetError(f"{corpus}: the {split} split is empty (too few sentences per voice)")
+    # a voice the model never learnt can only be an error: its accuracy would be a figure of
+    # the corpus, not of the model (a labels CSV naming one is refused the same way)
+    strange = sorted({f.voice for f in files} - set(model.labels))
+    if strange:
+        raise DatasetError(
+            f"{corpus}: the model does not know {counted(len(strange), 'voice')} of the "
+            f"{split} split ({', '.join(strange[:5])}{', ...' if len(strange) > 5 else ''}); "
+            f"it knows {', '.join(model.labels)}"
+        )
     return files
 
 
