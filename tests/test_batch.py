@@ -804,3 +804,38 @@ def test_a_name_not_in_utf8_and_a_link_to_nothing_are_rows_of_their_own(
     text = cli("predict", str(folder), errors="surrogateescape")
     assert text.returncode == 1 and text.stdout.count("\n") == 4, text.stdout
     assert "caf\udce9.wav\t" in text.stdout and "gone.wav: cannot read" in text.stdout
+
+
+@pytest.mark.slow  # a run loaded
+def test_a_full_disk_mid_run_names_the_output_keeps_its_rows_and_resumes(
+    trained_run: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk gave "error: No space left on device" (no path) and exit 2, the status of a
+    bad option before any work (review); it is now OutputLostError, exit 1, naming the output,
+    and --resume completes it."""
+    import errno
+
+    from whichvoice.batch import sinks
+    from whichvoice.errors import OutputLostError
+
+    inputs = manifest_inputs(small_corpus / "manifest.jsonl")
+    out = tmp_path / "p.csv"
+    real, calls = sinks._Lines.write, []
+
+    def full(self, rows):
+        calls.append(len(rows))
+        if len(calls) == 2:  # the second chunk: half its rows reach the disk, then it is full
+            real(self, rows[: len(rows) // 2])
+            self.file.write("cut,")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, rows)
+
+    monkeypatch.setattr(sinks._Lines, "write", full)
+    with pytest.raises(OutputLostError, match=r"p\.csv: No space left on device: .*--resume"):
+        predict_batch(trained_run, inputs, out, progress=False, chunk=4)
+    assert OutputLostError.exit_status == 1
+    monkeypatch.setattr(sinks._Lines, "write", real)
+    summary = predict_batch(trained_run, inputs, out, progress=False, chunk=4, resume=True)
+    rows = read_rows(out)
+    assert len(rows) == len(read_manifest(small_corpus / "manifest.jsonl")) == summary.rows
+    assert len({r["path"] for r in rows}) == len(rows) and summary.failed == 0

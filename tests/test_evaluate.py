@@ -117,6 +117,19 @@ def test_cli_evaluate_on_a_labels_csv(
                   str(tmp_path / "gap"), "--json")  # fmt: skip
     assert partial.returncode == 1 and json.loads(partial.stdout)["errors"] == 1
     assert (tmp_path / "gap" / "report.md").is_file()
+    # the text names each unreadable file, as predict does (it named the first, "e.g.")
+    gaps = gap.read_text() + f"{tmp_path / 'lost.mp3'},{clips[0].voice}\n"
+    gap.write_text(gaps)
+    text = cli("evaluate", str(trained_run), "--labels", str(gap), "--report",
+               str(tmp_path / "gap2"))  # fmt: skip
+    assert text.returncode == 1 and "warning: 2 files could not be read:" in text.stderr
+    assert "missing.mp3" in text.stderr and "lost.mp3" in text.stderr, text.stderr
+    # none readable: inputs given right that could not be used, exit 1 as for one (not 2)
+    none = tmp_path / "none.csv"
+    none.write_text(f"{tmp_path / 'lost.mp3'},{clips[0].voice}\n")
+    nothing = cli("evaluate", str(trained_run), "--labels", str(none))
+    assert nothing.returncode == 1 and "none of the" not in nothing.stdout, nothing.stderr
+    assert nothing.stderr.startswith("error: ") and "could be read" in nothing.stderr
     # a path holding a newline, quoted as the csv module writes it (predict read it; evaluate
     # split the line)
     import csv as csv_module

@@ -1,4 +1,5 @@
-"""Exceptions the library raises; the CLI turns each into one line and exit status 2."""
+"""Exceptions the library raises; the CLI turns each into one line and its ``exit_status``
+(2, a bad option or argument, unless the class says otherwise)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ class WhichvoiceError(Exception):
     """Base class of every error whichvoice reports to a user as one line.
 
     ``public``: the message for a remote client (the HTTP API), when the full one names
-    things of the server's own (file paths, other users' voices); None: the same message."""
+    things of the server's own (file paths, other users' voices); None: the same message.
+    ``exit_status``: the command's exit status for it."""
+
+    exit_status = 2
 
     def __init__(self, message: str = "", *, public: str | None = None) -> None:
         super().__init__(message)
@@ -52,3 +56,16 @@ class SentencesError(WhichvoiceError):
 
 class OutputError(WhichvoiceError):
     """An output location that cannot be written."""
+
+
+class OutputLostError(OutputError):
+    """An output that could not be written on mid-run (a full disk, a store gone): exit 1, as
+    for inputs that could not be used; the rows written before are kept (``--resume``)."""
+
+    exit_status = 1
+
+
+class NothingReadError(WhichvoiceError):
+    """Inputs that were all given right, none of which could be used: exit 1, as for one."""
+
+    exit_status = 1

@@ -20,7 +20,7 @@ from whichvoice.batch.inputs import BatchInputError, label_rows
 from whichvoice.conditions import check_conditions, long_recording
 from whichvoice.conditions import make as make_condition
 from whichvoice.dataset import DatasetError, load_corpus, split_clips
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import NothingReadError, WhichvoiceError
 from whichvoice.files import write_json
 from whichvoice.runtime import Prediction, VoiceModel, load_model
 from whichvoice.scoring import proportion
@@ -478,7 +478,7 @@ def _measure(
     what was scored, as evaluate names it."""
     truth, pred, errors, window_hits, windows = _score(model, files, progress)
     if not truth:
-        raise WhichvoiceError(f"{none_of(len(files), 'file')} could be read: {errors[0]}")
+        raise NothingReadError(f"{none_of(len(files), 'file')} could be read: {errors[0]}")
     voices = model.labels + sorted(set(truth) - set(model.labels))
     matrix = confusion(truth, pred, voices)
     metrics = {

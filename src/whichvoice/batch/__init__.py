@@ -70,7 +70,7 @@ from whichvoice.batch.inputs import (
 )
 from whichvoice.batch.runners import COLUMNS, _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
-from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.errors import OutputError, OutputLostError, WhichvoiceError
 from whichvoice.files import ensure_dir, held_alone, write_json
 from whichvoice.runtime import load_model
 from whichvoice.text import counted
@@ -376,16 +376,32 @@ def _write_rows(
             sink.open(columns)
             for items, results in _ordered(submit, chunks, inflight):
                 rows = [_row(i, fields, columns) for i, fields in zip(items, results, strict=True)]
-                sink.write(rows)
+                with _lost_output(sink):
+                    sink.write(rows)
                 for row in rows:
                     summary.count(row)
                 summary.predicted += len(rows)
                 bar.update(len(rows))
-        sink.finish()
+        with _lost_output(sink):
+            sink.finish()
     finally:
         sink.close()
         bar.close()
         summary.seconds = time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _lost_output(sink: _Lines | _Parquet) -> Iterator[None]:
+    """A system error writing the output (a full disk) as OutputLostError naming it: the
+    whole rows written are kept (a row the disk cut is dropped by the next run), and
+    ``--resume`` goes on from them."""
+    try:
+        yield
+    except OSError as e:
+        raise OutputLostError(
+            f"{sink.path}: {e.strerror or e}: the whole rows written are kept; free the space "
+            "(or mend the store) and run again with --resume"
+        ) from e
 
 
 def _as_inputs(items: Iterable[BatchInput | str | os.PathLike]) -> Inputs:

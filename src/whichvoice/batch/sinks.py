@@ -3,6 +3,7 @@ journal that becomes the .parquet file at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -139,12 +140,17 @@ class _Lines:
         self.file.flush()  # the rows survive a kill of this process from here on
 
     def finish(self) -> None:
-        self.close()
+        if self.file is not None:
+            file, self.file = self.file, None
+            file.close()  # its error (a full disk) is the run's
 
     def close(self) -> None:
+        """Closed after an error too: what the buffer could not write then (a full disk)
+        is the row the next run drops as cut, not a second error hiding the first."""
         if self.file is not None:
-            self.file.close()
-            self.file = None
+            file, self.file = self.file, None
+            with contextlib.suppress(OSError):
+                file.close()
 
 
 def _csv_cell(value) -> str:

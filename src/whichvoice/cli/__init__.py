@@ -46,7 +46,7 @@ def main() -> None:
         sys.exit(e.exit_code)
     except WhichvoiceError as e:
         click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_ERROR)
+        sys.exit(e.exit_status)
     except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_BROKEN_PIPE)

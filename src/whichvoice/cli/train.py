@@ -24,6 +24,8 @@ from whichvoice.cli.common import (
 from whichvoice.errors import WhichvoiceError
 from whichvoice.text import counted
 
+SHOWN_ERRORS = 10  # unreadable files evaluate names on the terminal; its report names them all
+
 
 @app.command("train")
 @click.argument("source", type=LOCATION)
@@ -257,12 +259,17 @@ def evaluate_cmd(
                 "figures are not held out",
                 err=True,
             )
-        if metrics["errors"]:
-            first = metrics["error_files"][0]
+        if metrics["errors"]:  # each named, as predict names them (the first few here)
+            named = metrics["error_files"][:SHOWN_ERRORS]
             click.echo(
-                f"warning: {counted(metrics['errors'], 'file')} could not be read, e.g. {first}",
-                err=True,
+                f"warning: {counted(metrics['errors'], 'file')} could not be read:", err=True
             )
+            for line in named:
+                click.echo(f"  {line}", err=True)
+            if metrics["errors"] > len(named):
+                click.echo(
+                    f"  and {metrics['errors'] - len(named)} more: {metrics['report']}", err=True
+                )
         for name, c in metrics.get("conditions", {}).items():
             lo, hi = c["ci95"]
             click.echo(
