@@ -137,6 +137,7 @@ def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_cli
         # the default encoder holds the part the shipped engine head reads: the engine too
         assert g["voice_known"] is False and g["engine_nearest"] in FAMILIES
         assert g["engine_known"] == (g["engine"] != "unknown")
+        assert g["engine_known"] == (g["engine_score"] >= g["engine_threshold"])
         assert 0 < g["engine_confidence"] <= 1
         answers.append(g["voice"])
     assert answers == ["unknown"] * len(answers)
@@ -369,9 +370,24 @@ def test_writes_need_the_api_key_and_an_empty_gallery(tmp_path: Path, enroll_cli
             409,
             "empty_gallery",
         )
+        # ... but which engine made a clip needs no enrolled voice (identify's engine fields
+        # came only with a gallery answer: review); as `whichvoice trace` answers it
+        traced = httpx.post(f"{url}/v1/trace", files=clips[:1], headers=key, timeout=60)
+        assert traced.status_code == 200, traced.text
+        t = traced.json()
+        assert t["engine_nearest"] in FAMILIES and t["duration_s"] > 0.5
+        assert t["engine_known"] == (t["engine_score"] >= t["engine_threshold"])
+        assert t["engine"] == (t["engine_nearest"] if t["engine_known"] else "unknown")
+        assert_error(
+            httpx.post(f"{url}/v1/trace", content=b"hello", headers=key, timeout=60),
+            415,
+            "not audio",
+        )
+        assert not gallery.exists()
         for method, path, kw in (
             ("POST", "/v1/enroll?name=awb", {"files": clips}),
             ("POST", "/v1/verify?name=awb", {"files": clips}),
+            ("POST", "/v1/trace", {"files": clips[:1]}),
             ("POST", "/v1/gallery/import", {"json": {}}),
             ("DELETE", "/v1/gallery/awb", {}),
             ("GET", "/v1/gallery", {}),
@@ -715,3 +731,14 @@ def test_live_state_keeps_samples_aligned_across_odd_messages() -> None:
         parts.feed(pcm[at : at + 333])
     assert parts.received == whole.received
     assert np.allclose(parts.buffer, whole.buffer)
+
+
+def test_trace_needs_an_encoder_an_engine_head_reads(tmp_path: Path, enroll_clips) -> None:
+    """The shipped engine head reads auto's and resemblyzer's embeddings: a server of the
+    bundled encoder says so (409), in one line, rather than answering without it."""
+    proc, url = start_server(None, "--gallery", str(tmp_path / "g.sqlite"), "--encoder", "bundled")
+    try:
+        r = httpx.post(f"{url}/v1/trace", files=files(enroll_clips[AWB][0]), timeout=60)
+        assert_error(r, 409, "no_engine_head", "--encoder auto")
+    finally:
+        stop(proc)

@@ -364,6 +364,8 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert [r["voice_known"] for r in rows] == [r["voice"] != "unknown" for r in rows]
     assert rows[0]["engine_nearest"] == "flite" and rows[0]["voice"] == "slt"
     assert all("engine" in r and "engine_known" in r for r in rows)
+    # the same fields as trace's, the threshold among them (it was missing)
+    assert all(r["engine_known"] == (r["engine_score"] >= r["engine_threshold"]) for r in rows)
     text = run_cli("identify", str(slt[4]), "--engine-head", str(head), *common, check=True)
     assert "\tengine " in text.stdout
 

@@ -59,6 +59,7 @@ class EngineAnswer:
     known: bool
     nearest: str  # the most likely known family (also when the answer is "unknown")
     score: float  # the open-set score, compared with the head's threshold
+    threshold: float = float("-inf")  # the head's: known when the score reaches it
 
     def to_dict(self) -> dict:
         return {
@@ -67,6 +68,8 @@ class EngineAnswer:
             "engine_known": self.known,
             "engine_nearest": self.nearest,
             "engine_score": round(self.score, 6),
+            # -inf (a head that answers every clip with a family) is no JSON number: null
+            "engine_threshold": round(self.threshold, 6) if np.isfinite(self.threshold) else None,
         }
 
 
@@ -163,7 +166,7 @@ class EngineHead:
             known = bool(s >= self.threshold and h)
             family = self.families[best]
             out.append(EngineAnswer(family if known else UNKNOWN, float(p[best]), known,
-                                    family, float(s)))  # fmt: skip
+                                    family, float(s), float(self.threshold)))  # fmt: skip
         return out
 
     def answer_clip(self, embedding: np.ndarray, source: AudioSource) -> EngineAnswer:

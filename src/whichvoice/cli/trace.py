@@ -70,9 +70,7 @@ def trace_cmd(
                        else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
             continue
         if as_json:
-            click.echo(json.dumps(
-                {"path": str(path), **a.to_dict(), "engine_threshold": round(head.threshold, 6)}
-            ))  # fmt: skip
+            click.echo(json.dumps({"path": str(path), **a.to_dict()}))
         elif a.known:
             click.echo(f"{shown(path)}\t{a.engine}\tp {a.confidence:.3f}\tscore {a.score:.3f} >= "
                        f"threshold {head.threshold:.3f}")  # fmt: skip

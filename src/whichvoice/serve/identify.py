@@ -10,10 +10,11 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from whichvoice.audio import resample
+from whichvoice.errors import WhichvoiceError
 from whichvoice.gallery import UNKNOWN
 from whichvoice.serve.enrollment import THRESHOLD, gallery_answer
-from whichvoice.serve.schemas import IdentifyResponse
-from whichvoice.serve.service import ServiceDep
+from whichvoice.serve.schemas import IdentifyResponse, TraceResponse
+from whichvoice.serve.service import HTTPProblem, ServiceDep, error_status
 
 router = APIRouter(tags=["identification"])
 
@@ -137,3 +138,37 @@ async def identify(
     without a classifier answers from the gallery alone (409 when it is empty)."""
     ((name, data),) = await service.uploads(request, many=False)
     return await run_in_threadpool(identify_upload, service, data, name, spectrogram, threshold)
+
+
+def trace_upload(service, data: bytes, name: str) -> TraceResponse:
+    """Which engine family made one upload, with or without enrolled voices (``gallery``'s
+    answer carries the engine too, but only once a voice is enrolled)."""
+    from whichvoice.tracing import embed_and_trace
+
+    encoder = service.encoder()
+    if encoder.engine_head is None:
+        raise HTTPProblem(
+            409,
+            "no_engine_head",
+            "no engine head reads this server's encoder: serve with --encoder auto (the "
+            "default) or resemblyzer to trace clips",
+        )
+    audio = service.decode(data, name)
+    ((result, answer),) = embed_and_trace(encoder.model, encoder.engine_head, [audio])
+    if isinstance(result, WhichvoiceError):
+        raise HTTPProblem(*error_status(result), result.public_message())
+    return TraceResponse(**answer.to_dict(), duration_s=round(audio.wave.shape[0] / audio.rate, 3))
+
+
+@router.post(
+    "/v1/trace",
+    response_model=TraceResponse,
+    summary="Which engine made this clip?",
+    openapi_extra={"requestBody": AUDIO_BODY},
+)
+async def trace(request: Request, service: ServiceDep) -> TraceResponse:
+    """One file, as multipart field `file` or as the raw body (any audio type): the engine
+    family that made it, or "unknown" (an engine the head never saw, or a person), as
+    `whichvoice trace` answers. 409 when no engine head reads the server's encoder."""
+    ((name, data),) = await service.uploads(request, many=False)
+    return await run_in_threadpool(trace_upload, service, data, name)

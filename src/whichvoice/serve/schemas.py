@@ -43,6 +43,9 @@ class GalleryAnswer(BaseModel):
     engine_score: float | None = Field(
         default=None, description="The open-set score, compared with the head's threshold"
     )
+    engine_threshold: float | None = Field(
+        default=None, description="The head's threshold: the engine is known from it up"
+    )
 
 
 class ClassifierAnswer(BaseModel):
@@ -58,6 +61,24 @@ class ClassifierAnswer(BaseModel):
     openset_threshold: float | None = Field(
         default=None, description="Under it the classifier answers unknown (fitted on dev data)"
     )
+
+
+class TraceResponse(BaseModel):
+    """Which engine family made the clip: the engine head that reads the server's encoder
+    (the shipped one reads auto's and resemblyzer's embeddings), as ``whichvoice trace``."""
+
+    engine: str = Field(
+        description='The engine family (espeak-ng, piper, ...), or "unknown" for one the head '
+        "never saw (and for people: the head has no human family)"
+    )
+    engine_confidence: float = Field(description="The head's probability of its likeliest family")
+    engine_known: bool = Field(description="Whether the score reaches the threshold")
+    engine_nearest: str = Field(description="The likeliest known family, also when unknown")
+    engine_score: float = Field(description="The open-set score, compared with the threshold")
+    engine_threshold: float | None = Field(
+        description="The head's threshold (null: a head that names a family for every clip)"
+    )
+    duration_s: float = Field(description="Seconds of audio received")
 
 
 class IdentifyResponse(BaseModel):
