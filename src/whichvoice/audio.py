@@ -216,6 +216,9 @@ def read_audio(
         why = getattr(e, "error_string", None) or e  # not soundfile's "Error opening <BytesIO..>"
         if "possibly a pipe" in str(why):  # libsndfile's words for a file it could not parse
             why = "corrupt, or a format it cannot read"
+        if looks_like_mp3(head):  # libmpg123 gives up on a long run of damaged frames, where
+            with contextlib.suppress(AudioDecodeError):  # FFmpeg's decoder skips them
+                return _decode_with_ffmpeg(source, "mp3", name, max_seconds)
         raise AudioDecodeError(f"{name}: not a decodable audio file ({why})") from e
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
@@ -303,6 +306,14 @@ def ffmpeg_container(head: bytes) -> str | None:
     return None
 
 
+def looks_like_mp3(head: bytes) -> bool:
+    """Whether a file's first bytes are an MP3's: an ID3 tag, or an MPEG audio frame of
+    layer I-III (ADTS AAC has layer bits 00)."""
+    if head.startswith(b"ID3"):
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0
+
+
 def _decode_with_ffmpeg(
     source: str | os.PathLike | bytes | bytearray,
     demuxer: str,
@@ -334,7 +345,11 @@ def _decode_with_ffmpeg(
             check_rate(rate, name)
             limit = None if max_seconds is None else int(max_seconds * rate)
             planar = av.AudioResampler(format="fltp")  # float32, the stream's channels and rate
-            for frame in container.decode(stream):
+            damaged: av.FFmpegError | None = None  # the first packet that could not be decoded
+            for frame in _frames_around_damage(container, stream):
+                if isinstance(frame, av.FFmpegError):
+                    damaged = damaged or frame
+                    continue
                 for out in planar.resample(frame):
                     data = out.to_ndarray()  # (channels, n)
                     check_finite(data, name)
@@ -342,6 +357,8 @@ def _decode_with_ffmpeg(
                     total += data.shape[1]
                 if limit is not None and total > limit:
                     raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
+            if not parts and damaged is not None:
+                raise damaged
     except (AudioDecodeError, AudioTooLongError):
         raise
     except av.FFmpegError as e:
@@ -357,6 +374,19 @@ def _decode_with_ffmpeg(
     if wave.shape[0] == 0:
         raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
     return without_dc(wave), rate
+
+
+def _frames_around_damage(container, stream) -> Iterator:
+    """The stream's decoded frames, a packet that cannot be decoded (damaged bytes) given as
+    its error in their place: the audio around a damaged stretch is kept, as libmpg123 keeps
+    it around a few damaged frames."""
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.error.InvalidDataError as e:
+            yield e
 
 
 def _head(path: str | os.PathLike, name: str) -> bytes:
