@@ -788,21 +788,24 @@ def test_a_name_not_in_utf8_and_a_link_to_nothing_are_rows_of_their_own(
     folder.mkdir()
     for name in (b"a.wav", b"caf\xe9.wav", b"z.wav"):
         (folder / os.fsdecode(name)).write_bytes(good)
+    (folder / os.fsdecode(b"d\xe9g\xe2t.wav")).write_bytes(b"RIFF, but damaged")
     (folder / "gone.wav").symlink_to(tmp_path / "unmounted" / "x.wav")
     out = tmp_path / f"p{suffix}"
     r = cli("predict", str(folder), "-o", str(out), "-q")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     rows = read_rows(out)
-    assert [Path(x["path"]).name for x in rows] == ["a.wav", "caf\\xe9.wav", "gone.wav", "z.wav"]
-    assert [x["error"] is None for x in rows] == [True, True, False, True]
-    assert "no such file" in rows[2]["error"]
+    names = ["a.wav", "caf\\xe9.wav", "d\\xe9g\\xe2t.wav", "gone.wav", "z.wav"]
+    assert [Path(x["path"]).name for x in rows] == names
+    assert [x["error"] is None for x in rows] == [True, True, False, False, True]
+    assert "no such file" in rows[3]["error"]
+    assert rows[2]["error"].startswith(rows[2]["path"])  # its error names it as its row does
     assert rows[1]["voice"] == rows[0]["voice"]
     again = cli("predict", str(folder), "-o", str(out), "-q", "--resume")
     assert again.returncode == 1 and read_rows(out) == rows, again.stderr  # matched, not redone
     # the same folder without an output: a line each (the name's own bytes, as ls prints
     # them), the dangling link's an error
     text = cli("predict", str(folder), errors="surrogateescape")
-    assert text.returncode == 1 and text.stdout.count("\n") == 4, text.stdout
+    assert text.returncode == 1 and text.stdout.count("\n") == 5, text.stdout
     assert "caf\udce9.wav\t" in text.stdout and "gone.wav: cannot read" in text.stdout
 
 

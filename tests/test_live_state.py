@@ -161,6 +161,19 @@ def test_the_shipped_unnamed_streak_margin_reaches_the_encoders_it_was_adopted_f
     assert live_thresholds(load_encoder("bundled")).unnamed_streak is None
 
 
+def test_a_shipped_margin_out_of_range_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A margin of nan (no window ever near) would start an unknown voice from every second of
+    speech answered with no one: ignored, as out-of-order speech thresholds are."""
+    from whichvoice import diarize
+    from whichvoice.encoders import load_encoder
+    from whichvoice.serve.stream import live_thresholds
+
+    encoder = load_encoder("bundled")
+    for bad in (float("nan"), -0.1, 1.5, "0.1"):
+        monkeypatch.setattr(diarize, "shipped_settings", lambda _, v=bad: {"unnamed_streak": v})
+        assert live_thresholds(encoder).unnamed_streak is None
+
+
 def test_a_dc_offset_and_a_steady_sound_are_no_speech() -> None:
     # half a second of silence, then half a second of speech, all under a microphone's DC
     # offset: half a second of speech (named at that much speech's threshold), not a whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -58,9 +59,17 @@ def test_speaker_folders_and_csv_with_a_bad_file(tmp_path: Path) -> None:
         for t in range(2):
             shutil.copy(HUMAN_DEV / f"5_{speaker}_{t}.wav", src / speaker / "day1")
     (src / "lucas" / "notes.wav").write_text("not a recording")
+    # a damaged file whose name is not UTF-8: its reason in failures.jsonl was a traceback
+    (src / "lucas" / os.fsdecode(b"d\xe9g\xe2t.wav")).write_bytes(b"RIFF, but damaged")
+    # a link to nothing (a disk not mounted) fails with its reason, not left out quietly
+    (src / "lucas" / "gone.wav").symlink_to(tmp_path / "unmounted.wav")
     summary = import_recordings(src, tmp_path / "a", ImportConfig(engine="studio"), progress=False)
-    assert (summary.made, len(summary.failed)) == (4, 1)
-    assert "notes.wav" in summary.failed[0].reason and "not audio" in summary.failed[0].reason
+    assert (summary.made, len(summary.failed)) == (4, 3)
+    reasons = sorted(f.reason for f in summary.failed)
+    assert any("notes.wav" in r and "not audio" in r for r in reasons), reasons
+    assert any("gone.wav" in r and "no such file" in r for r in reasons), reasons
+    written = (tmp_path / "a" / "failures.jsonl").read_text(encoding="utf-8")
+    assert "d\\udce9g\\udce2t.wav" in written and len(written.splitlines()) == 3
     clips = load_corpus(tmp_path / "a")
     assert {c.voice for c in clips} == {"studio:nicolas", "studio:lucas"}
     assert all(c.path.startswith("audio/studio/") for c in clips)

@@ -346,10 +346,12 @@ def _decode_with_ffmpeg(
             limit = None if max_seconds is None else int(max_seconds * rate)
             planar = av.AudioResampler(format="fltp")  # float32, the stream's channels and rate
             damaged: av.FFmpegError | None = None  # the first packet that could not be decoded
+            bad = good = 0
             for frame in _frames_around_damage(container, stream):
                 if isinstance(frame, av.FFmpegError):
-                    damaged = damaged or frame
+                    damaged, bad = damaged or frame, bad + 1
                     continue
+                good += 1
                 for out in planar.resample(frame):
                     data = out.to_ndarray()  # (channels, n)
                     check_finite(data, name)
@@ -359,6 +361,11 @@ def _decode_with_ffmpeg(
                     raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
             if not parts and damaged is not None:
                 raise damaged
+            if bad > good:  # a few good frames in noise: not a recording to answer about
+                raise AudioDecodeError(
+                    f"{name}: not a decodable audio file (mostly damaged: {bad} of "
+                    f"{bad + good} frames could not be decoded)"
+                )
     except (AudioDecodeError, AudioTooLongError):
         raise
     except av.FFmpegError as e:

@@ -219,7 +219,8 @@ def read_manifest(path: Path) -> list[Clip]:
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     """Replace ``path`` atomically with one JSON object per line."""
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    write_atomic(path, text.encode("utf-8"))
+    # a reason naming a file whose name is not UTF-8 (its bytes as surrogates): \udcNN
+    write_atomic(path, text.encode("utf-8", "backslashreplace"))
 
 
 def _sha256(data: bytes) -> str:

@@ -285,6 +285,9 @@ def import_recordings(
         try:
             return _import_one(rec, clip_id, path, out, cfg.engine)
         except (WhichvoiceError, OSError) as e:
+            if isinstance(e, OSError):  # the system's reason, as read_audio words it
+                what = "no such file" if isinstance(e, FileNotFoundError) else e.strerror or e
+                e = WhichvoiceError(f"{rec.source}: cannot read ({what})")
             reason = str(e) if str(rec.source) in str(e) else f"{rec.source}: {e}"
             return Failure(clip_id, f"{cfg.engine}:{rec.speaker}", "", rec.text or "", reason)
 

@@ -67,6 +67,7 @@ from whichvoice.batch.inputs import (
     manifest_inputs,
     output_format,
     path_inputs,
+    spelled,
 )
 from whichvoice.batch.runners import COLUMNS, _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
@@ -239,8 +240,12 @@ def _predict_alone(
     if todo == 0:  # all done already: only complete the output
         summary.skipped = total
         if not sink.complete():
-            sink.open(columns)
-            sink.finish()
+            try:
+                with _lost_output(sink):
+                    sink.open(columns)
+                    sink.finish()
+            finally:
+                sink.close()
         return summary
 
     def pending() -> Iterator[BatchInput]:
@@ -481,6 +486,8 @@ def _ordered(submit, chunks: Iterator[list[BatchInput]], inflight: int):
 
 def _row(item: BatchInput, fields: dict, columns: tuple[str, ...]) -> dict:
     row = {"path": item.path, **fields}
+    if row.get("error"):  # it names the file as the system spelled it: a name not in UTF-8 too
+        row["error"] = spelled(row["error"])
     if "true_voice" in columns:
         row["true_voice"] = item.voice
         row["correct"] = None if fields["error"] else fields["answer"] == item.voice

@@ -278,7 +278,7 @@ class _Parquet:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.journal.close()
+        self.journal.finish()  # strict: a delayed write error is the run's
         schema = _schema(self.journal.columns)
         rows = (r for r in self.journal.scan())
         with pq.ParquetWriter(self.tmp, schema) as writer:

@@ -31,8 +31,9 @@ def setup_logging(quiet: bool) -> None:
     summary line counts them and failures.jsonl keeps their reasons."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
-    # other libraries' warnings are theirs to word, and rarely the user's concern: errors only
-    logging.basicConfig(level=logging.ERROR, handlers=[handler])
+    # other libraries' warnings: errors only in the commands whose answers are their own lines
+    # (called with ``quiet``), as before
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler])
     logging.getLogger("whichvoice").setLevel(logging.WARNING)
     logging.getLogger("whichvoice.corpus.clips").setLevel(
         logging.ERROR if quiet else logging.NOTSET

@@ -461,6 +461,9 @@ def live_thresholds(encoder) -> LiveThresholds:
         log.warning("ignoring live speech thresholds out of order or range: %s", pairs)
         by_speech = ()
     streak = shipped.get("unnamed_streak")
+    if streak is not None and not (isinstance(streak, int | float) and 0 <= streak < 1):
+        log.warning("ignoring a live unnamed-streak margin out of range: %s", streak)
+        streak = None
     return LiveThresholds(
         accept,
         None if turn is None else float(turn),
