@@ -272,7 +272,10 @@ def _predict_to_url(
     name = output.rsplit("/", 1)[-1]
     beside = [f".{name}.jsonl"] * (fmt == "parquet") + [made_by_path(Path(name)).name]
     with storage.local_files(output, beside) as local:
-        summary = predict_batch(run, inputs, local, **kw)
+        try:
+            summary = predict_batch(run, inputs, local, **kw)
+        except OutputLostError as e:  # named as the user named it, not as its local copy
+            raise OutputLostError(str(e).replace(str(local), output)) from e
     summary.output = output
     return summary
 
