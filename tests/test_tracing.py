@@ -13,7 +13,14 @@ import soundfile as sf
 from tests.conftest import run_cli, voice_clips
 from whichvoice.errors import WhichvoiceError
 from whichvoice.fingerprint import NAME as FINGERPRINT
-from whichvoice.tracing import UNKNOWN, EngineHead, EngineHeadError, embed_and_trace, fit_head
+from whichvoice.tracing import (
+    UNKNOWN,
+    EngineHead,
+    EngineHeadError,
+    embed_and_trace,
+    fit_head,
+    head_for,
+)
 from whichvoice.voices.families import FAMILIES, engine_family
 
 
@@ -532,3 +539,34 @@ def test_a_url_is_no_head_folder(tmp_path: Path) -> None:
         proc = run_cli(*args, cwd=tmp_path)
         assert proc.returncode == 2 and "a local path, not a URL" in proc.stderr, proc.stderr
     assert not (tmp_path / "s3:").exists()
+
+
+def test_a_head_given_another_encoders_embedding_says_how_many_numbers_it_got() -> None:
+    """The shipped head reads resemblyzer's part of auto's embedding: a bundled embedding (128
+    numbers) was reported as "not embeddings of 0", the width of the empty slice (review)."""
+    from whichvoice.encoders import load_encoder
+
+    head = head_for(load_encoder())
+    with pytest.raises(EngineHeadError, match=r"\(384 numbers\), not embeddings of 128:"):
+        head.answer(np.ones((1, 128), np.float32), np.zeros((1, 64), np.float32))
+
+
+@pytest.mark.slow  # the default encoder loaded
+def test_trace_from_python_in_one_call(tmp_path: Path) -> None:
+    """``tracing.trace``: a user's four steps (encoder, head, embed, answer_clip) in one call,
+    an answer or an error per source in order (review)."""
+    from whichvoice.errors import AudioDecodeError
+    from whichvoice.tracing import trace
+    from whichvoice.voices.families import FAMILIES
+
+    from .conftest import HUMAN_DEV
+
+    clip = sorted(HUMAN_DEV.glob("*.wav"))[0]
+    answers = trace([clip, str(tmp_path / "none.wav"), clip.read_bytes()])
+    assert isinstance(answers[1], AudioDecodeError) and "no such file" in str(answers[1])
+    for a in (answers[0], answers[2]):
+        assert a.nearest in FAMILIES and a.known == (a.score >= a.threshold)
+    assert answers[0].to_dict() == answers[2].to_dict()  # a path and its bytes alike
+    assert trace(clip)[0].to_dict() == answers[0].to_dict()  # one source, not a list
+    with pytest.raises(EngineHeadError, match="no engine head reads"):
+        trace(clip, model="bundled")

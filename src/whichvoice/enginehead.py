@@ -101,12 +101,17 @@ class EngineHead:
 
     def _view(self, embeddings: np.ndarray, fingerprints: np.ndarray | None = None) -> np.ndarray:
         x = np.atleast_2d(np.asarray(embeddings, np.float32))
+        given = x.shape[1]  # the embedding as the caller gave it (a fused one: the whole)
+        width = self.coef.shape[1] - (0 if not self.reads_fingerprint else fingerprint.DIM)
+        # the numbers the caller's embedding must have: the head's own, or a fused embedding
+        # holding its part
+        expected = width if self.part is None else self.part[1]
         x = _unit(x if self.part is None else x[:, self.part[0] : self.part[1]])
-        expected = self.coef.shape[1] - (0 if not self.reads_fingerprint else fingerprint.DIM)
-        if x.shape[1] != expected:
+        if x.shape[1] != width or (self.part is not None and given < expected):
+            within = "" if self.part is None else " within a fused embedding's first"
             raise EngineHeadError(
-                f"this engine head reads {self.encoder}'s embeddings ({expected} numbers), not "
-                f"embeddings of {x.shape[1]}: use it with the encoder it was fitted on"
+                f"this engine head reads {self.encoder}'s embeddings{within} ({expected} "
+                f"numbers), not embeddings of {given}: use it with the encoder it was fitted on"
             )
         if not self.reads_fingerprint:
             return x

@@ -91,9 +91,36 @@ __all__ = [
     "embed_and_trace",
     "embed_with_fingerprints",
     "fit_head",
+    "head_for",
+    "trace",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def trace(
+    sources: AudioSource | Iterable[AudioSource],
+    *,
+    model: object = "auto",
+    head: str | os.PathLike | None = None,
+) -> list[EngineAnswer | WhichvoiceError]:
+    """Which engine family made each of ``sources`` (paths, URLs, bytes, ``Decoded``): one
+    EngineAnswer each, or the WhichvoiceError of a source that could not be used, in order, as
+    ``whichvoice trace`` answers. ``model``: an encoder name (``auto``, whose resemblyzer part
+    the shipped head reads), a run, or a loaded encoder; ``head``: a folder of ``trace-fit``'s
+    (default: the head that reads ``model``, ``head_for``). Raises EngineHeadError when no
+    head reads the encoder."""
+    from whichvoice.encoders import load_encoder, model_id
+
+    encoder = model if hasattr(model, "embed_many") else load_encoder(model)
+    fitted = head_for(encoder, head)
+    if fitted is None:
+        raise EngineHeadError(
+            f"no engine head reads {model_id(encoder)}'s embeddings: use model='auto' (or "
+            "'resemblyzer'), or a head fitted on it (trace-fit)"
+        )
+    return [r if isinstance(r, WhichvoiceError) else a
+            for r, a in embed_and_trace(encoder, fitted, inputs_of(sources))]  # fmt: skip
 
 
 def embed_and_trace(

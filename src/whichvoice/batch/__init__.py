@@ -183,7 +183,7 @@ def predict_batch(
     if retry_failed and not resume:
         raise WhichvoiceError("retry_failed retries the failed rows of an output: with resume")
     if workers < 1 or chunk < 1:
-        raise ValueError(f"workers and chunk must be at least 1, not {workers} and {chunk}")
+        raise WhichvoiceError(f"workers and chunk must be at least 1, not {workers} and {chunk}")
     if dask_scheduler and workers != 1:
         raise WhichvoiceError("workers or a Dask scheduler (whose workers do the work), not both")
     if output.is_dir():  # not an interrupted output to --resume
@@ -225,7 +225,10 @@ def _predict_alone(
     total, todo = _count(inputs, model.labels, done)
     if exists and not (resume or overwrite):
         what = f"{output} exists" if output.exists() else f"an interrupted {output} exists"
-        raise OutputError(f"{what}: --resume to complete it, or --overwrite to replace it")
+        raise OutputError(
+            f"{what}: --resume (resume=True) to complete it, or --overwrite (overwrite=True) "
+            "to replace it"
+        )
     if overwrite:
         sink.remove()
     ensure_dir(output.parent.resolve(), "predictions")
@@ -413,11 +416,18 @@ def _lost_output(sink: _Lines | _Parquet) -> Iterator[None]:
 
 
 def _as_inputs(items: Iterable[BatchInput | str | os.PathLike]) -> Inputs:
-    """Inputs of a list (read as often as needed) or of a one-shot iterator (read once)."""
+    """Inputs of a list (read as often as needed) or of a one-shot iterator (read once); a
+    folder (or a URL prefix ending in "/") among them stands for its audio files, as
+    ``predict``'s paths do."""
 
     def convert(items: Iterable) -> Iterator[BatchInput]:
         for item in items:
-            yield item if isinstance(item, BatchInput) else BatchInput(str(item), str(item))
+            if isinstance(item, BatchInput):
+                yield item
+            elif Path(item).is_dir() or (storage.is_url(item) and str(item).endswith("/")):
+                yield from path_inputs([item]).read()
+            else:
+                yield BatchInput(spelled(str(item)), str(item))
 
     if iter(items) is items:  # a one-shot iterator: look at its first item for the columns
         first = next(items, None)

@@ -52,6 +52,19 @@ def check_run_path(run: object) -> None:
         raise ModelLoadError(f"a run is a folder path or URL, not {type(run).__name__}")
     if not os.fspath(run).strip():
         raise ModelLoadError("a run's folder path is empty")
+    if not storage.is_url(run) and Path(run).is_file():  # an audio file given for the run
+        raise ModelLoadError(f"{run}: a file, not a run's folder (config.json + weights)")
+
+
+def check_device(device: str) -> None:
+    """ModelLoadError for a device this machine does not have (torch's own error for it
+    spoke of pinned memory)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as e:
+        raise ModelLoadError(f"unknown device {device!r}: cpu, cuda or cuda:N") from e
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r}: CUDA is not available here (use cpu)")
 
 
 def load_model(
@@ -82,6 +95,7 @@ def load_model(
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    check_device(device)
     check_run_path(run)
     model = _load_torch(
         storage.local_path(run if run is not None else bundled_classifier()),
