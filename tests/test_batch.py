@@ -842,3 +842,28 @@ def test_a_full_disk_mid_run_names_the_output_keeps_its_rows_and_resumes(
     rows = read_rows(out)
     assert len(rows) == len(read_manifest(small_corpus / "manifest.jsonl")) == summary.rows
     assert len({r["path"] for r in rows}) == len(rows) and summary.failed == 0
+
+
+@pytest.mark.slow  # the bundled classifier loaded
+def test_predict_batch_from_python_takes_a_folder_as_a_string(tmp_path: Path) -> None:
+    """A folder in a list of paths became one failed row ("is a folder"), where predict's
+    paths expand it (review); the summary holds its figures as JSON does."""
+    from .conftest import HUMAN_DEV
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for p in sorted(HUMAN_DEV.glob("*.wav"))[:2]:
+        shutil.copy(p, folder)
+    extra = sorted(HUMAN_DEV.glob("*.wav"))[2]
+    out = tmp_path / "p.csv"
+    summary = predict_batch(None, [str(folder), extra], out, progress=False)
+    rows = read_rows(out)
+    assert [Path(r["path"]).name for r in rows] == [*sorted(p.name for p in folder.iterdir()),
+                                                    extra.name]  # fmt: skip
+    assert all(r["error"] is None for r in rows)
+    d = json.loads(json.dumps(summary.to_dict()))
+    assert d["rows"] == 3 and d["failed"] == 0 and d["output"] == str(out)
+    with pytest.raises(WhichvoiceError, match="at least 1"):
+        predict_batch(None, [extra], tmp_path / "q.csv", workers=0, progress=False)
+    with pytest.raises(OutputError, match=r"resume=True"):
+        predict_batch(None, [extra], out, progress=False)

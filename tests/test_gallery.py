@@ -89,6 +89,14 @@ def test_reading_a_missing_gallery_does_not_create_it(tmp_path: Path) -> None:
         assert g.names() == ["Joanna"]
     with pytest.raises(GalleryError, match="made with model model-1"):
         Gallery(path, "model-2", create=False)
+    # no model_id: an existing gallery opens for its own model (as its docstring says), a new
+    # one needs the id (review)
+    with Gallery(path, None) as g:
+        assert g.names() == ["Joanna"]
+        (voice,) = g.voices()
+        assert "embedding" not in repr(voice) and voice.to_dict()["dim"] == 8
+    with pytest.raises(GalleryError, match="created for a model"):
+        Gallery(tmp_path / "new.sqlite", None)
 
 
 def test_not_a_database(tmp_path: Path) -> None:

@@ -39,6 +39,16 @@ def test_any_length(trained_run: Path) -> None:
 def test_errors(trained_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="not a trained run"):
         load_model(tmp_path)
+    # a device this machine lacks, or a file given for the run: said plainly (torch spoke of
+    # pinned memory; the file gave "[Errno 20] Not a directory": review)
+    with pytest.raises(ModelLoadError, match="CUDA is not available"):
+        load_model(trained_run, device="cuda")
+    with pytest.raises(ModelLoadError, match="unknown device 'tpu'"):
+        load_model(trained_run, device="tpu")
+    clip = tmp_path / "clip.mp3"
+    clip.write_bytes(encode_audio(sine(300, 1.0), 16_000, "mp3"))
+    with pytest.raises(ModelLoadError, match=r"clip\.mp3: a file, not a run's folder"):
+        load_model(clip)
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(AudioDecodeError, match=r"bad\.mp3"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from whichvoice.audio import SAMPLE_RATE, load_audio
+from whichvoice.audio import SAMPLE_RATE, Decoded, load_audio
 from whichvoice.errors import WhichvoiceError
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SAMPLE_RATE",
+    "Decoded",
     "Prediction",
     "VoiceModel",
     "WhichvoiceError",

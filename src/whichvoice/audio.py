@@ -58,7 +58,7 @@ class Decoded:
 
     wave: np.ndarray
     rate: int
-    name: str
+    name: str = "<samples>"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:  # errors would say "None: ..."

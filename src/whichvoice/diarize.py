@@ -226,6 +226,11 @@ class Segment:
     score: float
     overlap: bool = False
 
+    def __post_init__(self) -> None:  # plain floats, whatever numpy type computed them
+        for name in ("start", "end", "score"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "overlap", bool(self.overlap))
+
     def to_dict(self) -> dict:
         return {
             "start": round(self.start, 3),

@@ -18,7 +18,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -177,12 +177,16 @@ class EnrolledVoice:
     embeddings (not itself normalised: its length says how consistent the clips are)."""
 
     name: str
-    embedding: np.ndarray
+    embedding: np.ndarray = field(repr=False)  # hundreds of numbers: not in a notebook's repr
     clips: int
     seconds: float
     model: str
     created: float
     updated: float
+
+    def to_dict(self) -> dict:
+        """``summary()``: what JSON holds of it (the embedding's size, not its numbers)."""
+        return self.summary()
 
     def summary(self) -> dict:
         return {
@@ -206,9 +210,10 @@ class Gallery:
     ) -> None:
         """Open (or create) the gallery at ``path``. With ``create=False`` a missing file is
         read as an empty gallery and not created, for callers that only read (a gallery
-        appears when the first voice is enrolled or imported). ``model_id`` None opens it
-        for whatever model made it (listing, export, removal: no embedding is compared)."""
-        if model_id is None and create:
+        appears when the first voice is enrolled or imported). ``model_id`` None opens an
+        existing gallery for whatever model made it (listing, export, removal: no embedding is
+        compared); a new one needs its model's id."""
+        if model_id is None and create and not Path(path).exists():
             raise GalleryError("a gallery is created for a model: give its model_id")
         if model_id is not None and not isinstance(model_id, str):
             raise GalleryError(
@@ -689,14 +694,14 @@ def _export_row(i: int, v: object, model_id: str) -> tuple:
         raise GalleryError(f"a damaged gallery export ({name}: clips {clips!r})")
     latest = time.time() + 86_400  # a clock a day ahead at most
     values = {k: v[k] for k in ("seconds", "created", "updated")}
-    for field, value in values.items():
+    for key, value in values.items():
         if (
             not _is_number(value)
             or not math.isfinite(value)
             or value < 0
-            or (field != "seconds" and value > latest)
+            or (key != "seconds" and value > latest)
         ):
-            raise GalleryError(f"a damaged gallery export ({name}: {field} {value!r})")
+            raise GalleryError(f"a damaged gallery export ({name}: {key} {value!r})")
     return name, emb, clips, *(float(x) for x in values.values())
 
 

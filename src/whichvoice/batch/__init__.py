@@ -121,6 +121,14 @@ class BatchSummary:
     def accuracy(self) -> float | None:
         return self.correct / self.labelled if self.labelled else None
 
+    def to_dict(self) -> dict:
+        """Its fields and rates, as JSON holds them."""
+        return {
+            **{k: (str(v) if k == "output" else v) for k, v in vars(self).items()},
+            "clips_per_s": round(self.clips_per_s, 3),
+            "accuracy": self.accuracy,
+        }
+
     def count(self, row: dict) -> None:
         self.rows += 1
         if row.get("error"):
@@ -160,11 +168,16 @@ def predict_batch(
 ) -> BatchSummary:
     """Identify every input and write one row each to ``output`` (.csv, .jsonl or .parquet).
 
-    Columns: path, answer (the voice, or "unknown" when the run's open-set score says it is
-    none of its voices), voice (the nearest of them), confidence, top (the best ``TOP_K`` as
-    [{"voice", "p"}]; a JSON string in CSV), speech_s, windows, known, error (None when the file
-    was read), and true_voice and correct (of the answer) when the inputs know their voice. A
-    file that cannot be read is a row with an error. ``workers`` processes share the cores
+    ``run``: a run folder or URL, None: the bundled classifier. ``inputs``: ``path_inputs``,
+    ``manifest_inputs``, ``labelled_inputs``, or any list of paths (a folder among them stands
+    for its audio files) or ``BatchInput``. Columns (``runners.COLUMNS``): path, answer (the
+    voice, or "unknown" when the run's open-set score says it is none of its voices), voice
+    (the nearest of them), confidence, top (the best ``TOP_K`` as [{"voice", "p"}]; a JSON
+    string in CSV), speech_s, windows, known, openset_score, openset_threshold, engine,
+    engine_confidence, engine_known, error (None when the file was read), and true_voice and
+    correct (of the answer) when the inputs know their voice. A file that cannot be read is a
+    row with an error. Returns a BatchSummary (rows, failed, seconds of the inference, not of
+    loading the run; ``to_dict()``). ``workers`` processes share the cores
     (1: this process); ``dask_scheduler`` sends the work to that Dask cluster instead. See
     the module's docstring for streaming, order, resume and the Parquet journal. With
     ``resume``, ``retry_failed`` drops the rows that have an error and identifies their
