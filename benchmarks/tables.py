@@ -1417,6 +1417,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "live": live_table,
     "live-dev": lambda: live_table("live-dev"),
     "live-dev-streak": lambda: live_table("live-dev-streak"),
+    "live-dev-20": lambda: live_table("live-dev-20"),
+    "live-draw12": lambda: live_table("live-draw12"),
     "diarize-long": diarize_long_table,
 }
 
