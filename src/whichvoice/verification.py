@@ -583,8 +583,8 @@ def enroll(
     A recording given twice, or enrolled into ``name`` before (the gallery keeps each
     recording's ``content_digest``), counts once: it is listed among the failed inputs with
     why; when every input was enrolled before, AlreadyEnrolledError (nothing changed: a
-    notebook cell run again). ``digests``: one per source, when the caller has them (the server, of the uploaded
-    bytes it decoded); else they are made here."""
+    notebook cell run again). ``digests``: one per source, when the caller has them (the
+    server, of the uploaded bytes it decoded); else they are made here."""
     name = voice_name(name)  # before any work
     check_gallery_model(model, gallery)
     sources = _sources(sources)
