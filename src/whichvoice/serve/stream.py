@@ -90,8 +90,7 @@ class LiveThresholds:
     range, ``accept``. ``unnamed_streak``, a margin (None: off): speech answered with no one for
     ``new_voice_after_s`` also becomes an unknown voice, however often its turn restarted, when
     the mean of those windows scores this much under every enrolled voice's threshold (shipped
-    per encoder where its dev figures met the rule: ``benchmarks/live.py --split dev
-    --write``)."""
+    per encoder as its dev rule chose: ``benchmarks/live.py --split dev --write``)."""
 
     accept: float
     turn_accept: float | None
