@@ -167,7 +167,7 @@ def test_resume_after_a_cut_line(
     whole = out.read_bytes()
     # a kill mid-write leaves a prefix of the rows and a cut line
     out.write_bytes(whole[: len(whole) // 3 + 11])
-    with pytest.raises(OutputError, match="--resume to complete it, or --overwrite"):
+    with pytest.raises(OutputError, match=r"--resume \(resume=True\) to complete it, or --over"):
         predict_batch(trained_run, inputs, out, progress=False)
     summary = predict_batch(trained_run, inputs, out, resume=True, progress=False)
     assert 0 < summary.skipped < len(reference)
