@@ -633,6 +633,7 @@ def test_a_file_name_with_a_newline_stays_on_its_line(cli, tmp_path: Path) -> No
     assert r.stdout.count("not\\naudio.wav") == 2, r.stdout
 
 
+@pytest.mark.slow  # Dask's client and a timeout: 6 s of the fast subset's minute
 def test_a_port_that_never_answers_is_no_dask_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another service on the port (an HTTP server) takes the connection and says nothing:
     the Dask client's own timeout then waited for ever (predict hung with no output)."""
@@ -659,6 +660,7 @@ def test_a_port_that_never_answers_is_no_dask_scheduler(monkeypatch: pytest.Monk
     listener.close()
 
 
+@pytest.mark.slow  # three CLI processes a format: 23 s of the fast subset's minute
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_retry_failed_identifies_the_failed_inputs_again(cli, tmp_path: Path, suffix: str) -> None:
     """A file that failed (unreadable then: an outage, a file still being copied) keeps its
