@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from whichvoice.voices.families import FAMILIES
+
 from . import server as server_process
 
 pytestmark = pytest.mark.slow
@@ -143,6 +145,11 @@ def test_upload_shows_the_voice_bars_and_spectrogram(
     assert shown_bars(page)[0] == clip["voice"]  # sorted, most likely first
     assert page.locator("#spectrogram").get_attribute("src").startswith("data:image/png;base64,")
     assert Path(clip["path"]).name in page.locator("#result-meta").inner_text()
+    # which engine made it, with nothing enrolled: from POST /v1/trace (the gallery's answer
+    # carried it only once a voice was enrolled)
+    engine = page.locator("#result-engine")
+    assert engine.is_visible() and engine.inner_text().startswith("Made by: "), engine
+    assert page.evaluate("document.body.dataset.engine") in {*FAMILIES, "unknown"}
 
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True, animations="disabled")

@@ -97,7 +97,36 @@ async function identify(blob, filename, source) {
   const form = new FormData();
   form.append("file", blob, filename);
   const response = await api("/v1/identify?spectrogram=true", { method: "POST", body: form });
-  showResult(await response.json(), source);
+  const result = await response.json();
+  showResult(result, source);
+  // which engine made it: the gallery's answer carries it once a voice is enrolled; else
+  // POST /v1/trace, when an engine head reads the server's encoder (nothing shown otherwise)
+  if (!(result.gallery && result.gallery.engine)) showEngine(await traced(blob, filename));
+}
+
+/** The server's /v1/trace answer for the clip, or null (no engine head here, or an error:
+ * the voice's answer stands alone). */
+async function traced(blob, filename) {
+  const form = new FormData();
+  form.append("file", blob, filename);
+  try {
+    const response = await api("/v1/trace", { method: "POST", body: form });
+    return await response.json();
+  } catch (e) {
+    return null;
+  }
+}
+
+function showEngine(engine) {
+  $("result-engine").hidden = !engine;
+  if (!engine) {
+    delete document.body.dataset.engine;
+    return;
+  }
+  $("result-engine").textContent = engine.engine_known
+    ? `Made by: ${engine.engine} (${percent(engine.engine_confidence)} sure).`
+    : `Made by: an engine it does not know (nearest ${engine.engine_nearest}).`;
+  document.body.dataset.engine = engine.engine;
 }
 
 function percent(p) {
@@ -136,14 +165,7 @@ function showResult(result, source) {
   }
   $("result-meta").textContent = meta;
   // which engine family made it, when the server's engine head reads its encoder
-  const engine = gallery && gallery.engine ? gallery : null;
-  $("result-engine").hidden = !engine;
-  if (engine) {
-    $("result-engine").textContent = engine.engine_known
-      ? `Made by: ${engine.engine} (${percent(engine.engine_confidence)} sure).`
-      : `Made by: an engine it does not know (nearest ${engine.engine_nearest}).`;
-    document.body.dataset.engine = engine.engine;
-  }
+  showEngine(gallery && gallery.engine ? gallery : null);
 
   const bars = $("bars");
   bars.replaceChildren();
