@@ -299,9 +299,9 @@ def main() -> None:
             report[name]["speech_thresholds"] = speech
         rules = report[name]["rules"]
         streaks = {f"streak {m:g}": {} for m in STREAK_MARGINS} if dev else {}
+        # the earlier rules, and every rule on dev but the candidates, have no streak margin
+        earlier = replace(shipped, unnamed_streak=None)
         for rule, kwargs in {**RULES, **streaks}.items():
-            # the earlier rules, and every rule on dev but the candidate, have no streak margin
-            earlier = replace(shipped, unnamed_streak=None)
             if rule == "no-streak" and dev:
                 continue  # the rule before the margin: on test
             if rule == "shipped":

@@ -36,13 +36,14 @@ AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".a
 _BLOCK_VALUES = 1 << 20  # samples decoded at a time, all channels together (4 MB of float32)
 
 
-def listed_audio(path: Path) -> bool:
-    """Whether a folder's entry is an input: a file with an audio suffix, or a link of that
-    name to nothing (a disk not mounted, a moved file), which is then an input that fails
-    and says so rather than one skipped without a word."""
-    if path.suffix.lower() not in AUDIO_SUFFIXES:
+def listed_audio(entry: Path | os.DirEntry) -> bool:
+    """Whether a folder's entry (a Path, or a directory listing's entry, whose type is
+    already known) is an input: a file with an audio suffix, or a link of that name to
+    nothing (a disk not mounted, a moved file), which is then an input that fails and says so
+    rather than one skipped without a word."""
+    if os.path.splitext(entry.name)[1].lower() not in AUDIO_SUFFIXES:
         return False
-    return path.is_file() or (path.is_symlink() and not path.exists())
+    return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry))
 
 
 @dataclass(frozen=True, eq=False)

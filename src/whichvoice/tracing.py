@@ -120,7 +120,7 @@ def trace(
             "'resemblyzer'), or a head fitted on it (trace-fit)"
         )
     return [r if isinstance(r, WhichvoiceError) else a
-            for r, a in embed_and_trace(encoder, fitted, inputs_of(sources))]  # fmt: skip
+            for r, a in embed_and_trace(encoder, fitted, sources)]  # fmt: skip
 
 
 def embed_and_trace(

@@ -170,9 +170,7 @@ def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.is_dir(follow_symlinks=False):
                 yield from walk(Path(entry.path))
-            elif Path(entry.name).suffix.lower() in AUDIO_SUFFIXES and (
-                entry.is_file() or listed_audio(Path(entry.path))  # the listing's type first
-            ):
+            elif listed_audio(entry):
                 yield Path(entry.path)
 
     def read() -> Iterator[BatchInput]:
