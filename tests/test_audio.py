@@ -216,3 +216,19 @@ def test_an_mp3_with_a_long_damaged_stretch_is_decoded_around_it(tmp_path: Path)
     noise = bytes(clean[:600]) + rng.integers(0, 256, 40_000, np.uint8).tobytes()
     with pytest.raises(AudioDecodeError, match=r"<\d+ bytes>: "):
         load_audio(noise)
+
+
+def test_a_flac_cut_off_is_read_up_to_the_cut(tmp_path: Path) -> None:
+    """libFLAC refuses a cut-off FLAC whole ("flac decoder lost sync"); FFmpeg reads it up to
+    the cut, as libsndfile reads a cut-off WAV or Ogg (review)."""
+    tone = sine(300.0, 8.0, SAMPLE_RATE, 0.4)
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, tone, SAMPLE_RATE)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 2])
+    for source in (cut, data[: len(data) // 2]):
+        wave = load_audio(source)
+        assert 2 * SAMPLE_RATE < wave.size < 6 * SAMPLE_RATE
+        spectrum = np.abs(np.fft.rfft(wave[:SAMPLE_RATE]))
+        assert abs(np.argmax(spectrum) - 300.0) < 5

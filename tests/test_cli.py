@@ -261,6 +261,18 @@ def test_a_failed_import_leaves_no_gallery_behind(cli, tmp_path: Path) -> None:
     proc = cli("gallery", "import", str(tmp_path / "not-an-export.json"), "--gallery", str(gallery))
     _one_line_error(proc, "not a whichvoice gallery export")
     assert not list(tmp_path.glob("g.sqlite*"))
+    # the bundled encoder's id over numbers no encoder of it makes (3 is no whole prototype)
+    from whichvoice.encoders import load_encoder
+    from whichvoice.verification import model_id
+
+    voice = {"name": "odd", "embedding": [0.5, 0.5, 0.5], "clips": 1, "seconds": 3.0,
+             "created": 1.0, "updated": 1.0}  # fmt: skip
+    export = {"format": "whichvoice-gallery", "model": model_id(load_encoder("bundled")),
+              "voices": [voice]}  # fmt: skip
+    (tmp_path / "odd.json").write_text(json.dumps(export))
+    proc = cli("gallery", "import", str(tmp_path / "odd.json"), "--gallery", str(gallery))
+    _one_line_error(proc, "odd: an embedding of size 3; this encoder")
+    assert not list(tmp_path.glob("g.sqlite*"))
 
 
 def test_bad_option_value(cli, tmp_path: Path) -> None:

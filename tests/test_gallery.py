@@ -231,6 +231,22 @@ def test_a_damaged_import_changes_nothing(tmp_path: Path, voice: dict, why: str)
         assert g.names() == ["kept"] and g.get("kept").embedding.shape == (4,)
 
 
+def test_an_import_refuses_embeddings_the_encoder_cannot_have_made(tmp_path: Path) -> None:
+    # an export of a model's id over numbers of another size: every identification with the
+    # gallery would fail until the voice is removed
+    rng = np.random.default_rng(3)
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        voice = {"clips": 1, "seconds": 3.0, "created": 1.0, "updated": 1.0}
+        for size in (6, 4 * 17, 2):  # no whole prototype; too many prototypes; too short
+            odd = {**voice, "name": "odd", "embedding": rng.normal(size=size).tolist()}
+            data = {"format": "whichvoice-gallery", "model": "m", "voices": [odd]}
+            with pytest.raises(GalleryError, match=f"an embedding of size {size}; this encoder"):
+                g.import_json(data, dim=4)
+        assert g.names() == []
+        data["voices"][0]["embedding"] = rng.normal(size=8).tolist()  # 2 prototypes of 4
+        assert g.import_json(data, dim=4) == 1
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [

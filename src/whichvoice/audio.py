@@ -217,9 +217,11 @@ def read_audio(
         why = getattr(e, "error_string", None) or e  # not soundfile's "Error opening <BytesIO..>"
         if "possibly a pipe" in str(why):  # libsndfile's words for a file it could not parse
             why = "corrupt, or a format it cannot read"
-        if looks_like_mp3(head):  # libmpg123 gives up on a long run of damaged frames, where
-            with contextlib.suppress(AudioDecodeError):  # FFmpeg's decoder skips them
-                return _decode_with_ffmpeg(source, "mp3", name, max_seconds)
+        # libmpg123 gives up on a long run of damaged frames, and libFLAC on a file cut off
+        # (the whole file, not just its end): FFmpeg's decoders skip them, or stop at the cut
+        if (demuxer := _demuxer_after_damage(head)) is not None:
+            with contextlib.suppress(AudioDecodeError):
+                return _decode_with_ffmpeg(source, demuxer, name, max_seconds)
         raise AudioDecodeError(f"{name}: not a decodable audio file ({why})") from e
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
@@ -313,6 +315,18 @@ def looks_like_mp3(head: bytes) -> bool:
     if head.startswith(b"ID3"):
         return True
     return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0
+
+
+def _demuxer_after_damage(head: bytes) -> str | None:
+    """The FFmpeg demuxer that reads a file libsndfile gave up on, from its first bytes:
+    MP3, FLAC and Ogg (None for others: a damaged WAV is read up to its damage already)."""
+    if looks_like_mp3(head):
+        return "mp3"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    return None
 
 
 def _decode_with_ffmpeg(

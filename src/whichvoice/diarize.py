@@ -367,35 +367,56 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
                 check_rate(info.samplerate, describe_source(source))  # as read_audio does
                 if hasattr(target, "seek"):
                     target.seek(0)
-                yield from _pieces(source, target, info)
-                return
+                pieces = _pieces(source, target, info)
+                try:  # a file whose first block cannot be read is read whole, below
+                    first = next(pieces, None)
+                except AudioDecodeError:
+                    first = None
+                if first is not None:
+                    yield first
+                    yield from pieces
+                    return
+    # read_audio's own ways round damage (FFmpeg, where libsndfile gives up) and errors
     wave, rate = read_audio(source)
     yield resample_wave(wave, rate, SAMPLE_RATE), 0.0, wave.shape[0] / rate
 
 
 def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndarray, float, float]]:
-    """``_blocks`` of a file soundfile reads in pieces (``info``: its header)."""
+    """``_blocks`` of a file soundfile reads in pieces (``info``: its header). The audio ends
+    where decoding does: a cut-off mp3's header still counts the frames it lost (the last
+    block then says the duration really read); ``soundfile.blocks`` handed its last buffer
+    out again for each of them, so speech that was not there was diarized."""
     import soundfile as sf
 
-    duration = info.frames / info.samplerate
-    block = int(BLOCK_S * info.samplerate)
+    rate = info.samplerate
+    block = int(BLOCK_S * rate)
+    name = describe_source(source)
     at = 0
-    pieces = sf.blocks(target, blocksize=block, dtype="float32", always_2d=True)
-    while True:
+
+    def read(f, start: int) -> np.ndarray:
         try:
-            piece = next(pieces)
-        except StopIteration:
-            return
+            return f.read(block, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as e:
-            raise AudioDecodeError(
-                f"{describe_source(source)}: cannot be decoded past "
-                f"{at / info.samplerate:.1f} s ({e})"
-            ) from e
-        check_finite(piece, describe_source(source))
-        # each block less its own baseline (read_audio takes the whole file's)
-        yield (resample_wave(without_dc(piece.mean(axis=1)), info.samplerate, SAMPLE_RATE),
-               at / info.samplerate, duration)  # fmt: skip
-        at += piece.shape[0]
+            if not start:  # nothing read: _blocks reads the file whole, another way
+                raise AudioDecodeError(f"{name}: cannot be decoded ({e})") from e
+            # a file cut off or damaged past here (libFLAC cannot resync): what came before
+            # is diarized, and the recording ends here
+            log.warning("%s: cannot be decoded past %.1f s (%s); diarized up to there",
+                        name, start / rate, e)  # fmt: skip
+            return np.zeros((0, info.channels), np.float32)
+
+    with sf.SoundFile(target) as f:
+        piece = read(f, 0)
+        while piece.shape[0]:
+            end = at + piece.shape[0]
+            # one block ahead, so that the last one is known and says where the audio ends
+            following = read(f, end) if piece.shape[0] == block else piece[:0]
+            duration = (info.frames if following.shape[0] else end) / rate
+            check_finite(piece, name)
+            # each block less its own baseline (read_audio takes the whole file's)
+            yield (resample_wave(without_dc(piece.mean(axis=1)), rate, SAMPLE_RATE),
+                   at / rate, duration)  # fmt: skip
+            at, piece = end, following
 
 
 @dataclass

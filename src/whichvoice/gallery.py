@@ -569,10 +569,13 @@ class Gallery:
             ],
         }
 
-    def import_json(self, data: dict, *, replace: bool = False) -> int:
+    def import_json(self, data: dict, *, replace: bool = False, dim: int | None = None) -> int:
         """Add the voices of an export; one transaction, all or nothing. A voice the gallery
         already holds is replaced only with ``replace`` (else VoiceExistsError names them,
-        and nothing is imported). Returns how many voices were imported."""
+        and nothing is imported). With ``dim``, the encoder's embedding size, an embedding
+        that is not 1 to MAX_PROTOTYPES of them is refused (an export whose model id was
+        copied onto other numbers would else make every identification fail). Returns how
+        many voices were imported."""
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise GalleryError("not a whichvoice gallery export")
         if not data.get("model") and not data.get("voices"):
@@ -596,6 +599,14 @@ class Gallery:
         held_clips = [
             _export_digests(v, row[0], row[2]) for v, row in zip(voices, rows, strict=True)
         ]
+        if dim is not None:
+            for name, emb, *_ in rows:
+                size = emb.shape[0]
+                if size % dim or not 1 <= size // dim <= MAX_PROTOTYPES:
+                    raise GalleryError(
+                        f"a damaged gallery export ({name}: an embedding of size {size}; "
+                        f"this encoder's are {dim} numbers a prototype)"
+                    )
         dims = {emb.shape[0] for _, emb, *_ in rows if emb.ndim == 1}
         dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
         if not all(_same_encoder(a, b) for a in dims for b in dims):

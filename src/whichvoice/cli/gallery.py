@@ -340,9 +340,12 @@ def gallery_import_cmd(
                 empty = not g.model_id
         if empty:
             model = option_name(str(data["model"]))
-    with _gallery(_gallery_encoder(model, gallery), gallery, create=True) as g:
+    from whichvoice.fusion import embedding_dim
+
+    encoder = _gallery_encoder(model, gallery)
+    with _gallery(encoder, gallery, create=True) as g:
         before = set(g.names())
-        n = g.import_json(data, replace=replace)
+        n = g.import_json(data, replace=replace, dim=embedding_dim(encoder))
     replaced = sorted(before & {v["name"].strip() for v in data["voices"]})
     click.echo(
         f"imported {counted(n, 'voice')}"

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from whichvoice.audio import Decoded
 from whichvoice.errors import AudioDecodeError, SilentAudioError, WhichvoiceError
+from whichvoice.fusion import embedding_dim
 from whichvoice.gallery import MAX_NAME, VoiceNameError, voice_name
 from whichvoice.serve.schemas import (
     EnrolledVoice,
@@ -206,8 +207,9 @@ def _export(service: Service) -> dict:
 
 
 def _import(service: Service, data: dict, replace: bool) -> ImportResponse:
-    with service.gallery(create=True) as (_, g):
-        return ImportResponse(imported=g.import_json(data, replace=replace))
+    with service.gallery(create=True) as (encoder, g):
+        dim = embedding_dim(encoder.model)
+        return ImportResponse(imported=g.import_json(data, replace=replace, dim=dim))
 
 
 def _listing(service: Service) -> GalleryResponse:
