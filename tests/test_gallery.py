@@ -262,6 +262,8 @@ def test_an_import_refuses_embeddings_the_encoder_cannot_have_made(tmp_path: Pat
         ("bad\ufffdbytes", "UTF-8"),
         ("alice\u200b", "invisible"),  # a zero-width space: two voices that look alike
         ("\u202eecila", "invisible"),  # a right-to-left override
+        ("a\u2028b", "line breaks"),  # a line separator breaks a log's or a listing's line
+        ("a\u2029b", "line breaks"),
     ],
 )
 def test_enroll_and_import_share_one_name_check(tmp_path: Path, name: str, why: str) -> None:

@@ -161,6 +161,13 @@ def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_
             f"{url}/v1/enroll", params={"name": reserved}, files=files(*enroll_clips[F3][:2])
         )
         assert_error(r, 422, "reserved")
+    # a name's length is counted once it is normalised, as the CLI counts it: 150 accented
+    # letters typed apart (300 code points), 200 letters between spaces
+    for name in ("e\u0301" * 150, " " + "y" * 200 + " "):
+        r = httpx.post(f"{url}/v1/verify", params={"name": name}, files=files(enroll_clips[F3][0]))
+        assert_error(r, 404, "not_enrolled")
+    r = httpx.post(f"{url}/v1/verify", params={"name": "y" * 201}, files=files(enroll_clips[F3][0]))
+    assert_error(r, 422, "invalid", "limit")
     listing = httpx.get(f"{url}/v1/gallery").json()
     names = [v["name"] for v in listing["voices"]]
     assert names == ["awb", "ked"]
@@ -347,6 +354,12 @@ def test_an_enrollment_with_no_usable_file_names_every_files_reason(
         )  # fmt: skip
         assert_error(r, 422, "no_speech")
         assert all(f"{name}: " in r.json()["error"] for name, _, _ in sent), r.json()
+    # speech, but under the 3 s that enrolling needs in all: the same kind, saying so
+    wave, rate = read_audio(clip)
+    short = encode_audio(wave[: int(1.5 * rate)], rate, "wav")
+    r = httpx.post(f"{url}/v1/enroll", params={"name": "nobody-usable"},
+                   files=[("file", ("short.wav", short, "audio/wav"))], timeout=60)  # fmt: skip
+    assert_error(r, 422, "no_speech", "enrolling needs at least 3 s")
     voices = [v["name"] for v in httpx.get(f"{url}/v1/gallery").json()["voices"]]
     assert "nobody-usable" not in voices
     for junk in [("notes.txt", b"some notes", "text/plain"), ("a.png", b"\x89PNG" + b"\0" * 64,

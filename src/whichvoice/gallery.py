@@ -143,8 +143,11 @@ def voice_name(name: object) -> str:
         raise VoiceNameError(f"{name!r} is reserved ({what}); pick another name")
     if "\ufffd" in name:  # what a decoder leaves of bytes that were not UTF-8
         raise VoiceNameError(f"{name!r}: a voice name must be valid UTF-8 text")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
-        raise VoiceNameError(f"{name!r}: a voice name cannot hold control characters")
+    # line and paragraph separators (Zl, Zp) break a line as a newline does
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in name):
+        raise VoiceNameError(
+            f"{name!r}: a voice name cannot hold control characters or line breaks"
+        )
     hidden = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) == "Cf"})
     if hidden:
         raise VoiceNameError(
@@ -755,5 +758,5 @@ def _made_with(owner: str) -> str:
     for a shipped one (``serve`` takes it as ``--encoder NAME``), else the run that made it."""
     name = OPTION_NAME(owner)
     if name is None:
-        return "--model with the run that made it"
+        return "--model with the run that made it (serve: --encoder)"
     return f"--model {name} (serve: --encoder {name}), the encoder that made it"

@@ -651,7 +651,7 @@ def enroll(
     if already + seconds < min_seconds:
         repeated = len(copies) + len(again)
         again = f"; {repeated} of the files repeat another, counted once" if repeated else ""
-        raise WhichvoiceError(
+        raise TooLittleSpeech(
             f"{name}: only {already + seconds:.1f} s of speech; enrolling needs at least "
             f"{min_seconds:g} s in all (give more or longer recordings{again})",
         )
@@ -660,6 +660,10 @@ def enroll(
     if existing is not None and existing.embedding.shape[0] == dim:
         rows = clean_part(rows, dim)  # a voice enrolled before prototypes: its clean mean
     return gallery.enroll(name, rows, seconds, used), errors
+
+
+class TooLittleSpeech(WhichvoiceError):
+    """The recordings given to ``enroll`` hold less speech in all than enrolling needs."""
 
 
 class NoUsableRecordings(WhichvoiceError):

@@ -143,7 +143,11 @@ def _listen(host: str, port: int, workers: int = 1):
     help="Synthesis requests each client may make a minute, per worker (0: none).",
 )
 @click.option(
-    "--max-upload-mb", type=FiniteRange(min=0, min_open=True), default=20, show_default=True
+    "--max-upload-mb",
+    type=FiniteRange(min=0, min_open=True),
+    default=20,
+    show_default=True,
+    help="Largest request body accepted, in MiB (1 MiB = 1,048,576 bytes); larger: 413.",
 )
 @click.option(
     "--max-duration",

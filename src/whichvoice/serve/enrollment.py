@@ -26,7 +26,13 @@ from whichvoice.serve.schemas import (
     VerifyResponse,
 )
 from whichvoice.serve.service import HTTPProblem, Service, ServiceDep, error_status
-from whichvoice.verification import NoUsableRecordings, enroll, identify, verify
+from whichvoice.verification import (
+    NoUsableRecordings,
+    TooLittleSpeech,
+    enroll,
+    identify,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["enrolled voices"])
@@ -44,7 +50,14 @@ AUDIO_FILES_BODY = {
         "audio/mpeg": {"schema": {"type": "string", "format": "binary"}},
     }
 }
-NAME = Query(min_length=1, max_length=MAX_NAME, description="The enrolled voice's name")
+# the name's length is checked after it is normalised (spaces stripped, composed), as the CLI
+# checks it: a combining accent typed apart is one character; this bound only limits the work
+NAME = Query(
+    min_length=1,
+    max_length=8 * MAX_NAME,
+    description=f"The enrolled voice's name: 1 to {MAX_NAME} characters once spaces at its ends "
+    "are stripped and it is put in Unicode's composed form",
+)
 THRESHOLD = Query(
     default=None,
     ge=-1.0,
@@ -117,6 +130,8 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
     except NoUsableRecordings as e:  # no file decoded had speech: every file's reason
         why.update({good[j]: err.public_message() for j, err in e.failed})
         raise _no_speech(name, files, why) from e
+    except TooLittleSpeech as e:  # speech, but too little in all: no file's own fault
+        raise HTTPProblem(422, "no_speech", e.public_message()) from e
     except (AudioDecodeError, SilentAudioError) as e:  # the one file decoded had none
         if len(good) != 1:
             raise
