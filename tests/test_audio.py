@@ -232,3 +232,25 @@ def test_a_flac_cut_off_is_read_up_to_the_cut(tmp_path: Path) -> None:
         assert 2 * SAMPLE_RATE < wave.size < 6 * SAMPLE_RATE
         spectrum = np.abs(np.fft.rfft(wave[:SAMPLE_RATE]))
         assert abs(np.argmax(spectrum) - 300.0) < 5
+
+
+def test_audio_faster_than_48_khz_is_brought_to_48_khz_as_it_is_decoded(tmp_path: Path) -> None:
+    """A 768 kHz FLAC of 10 minutes of silence is a few MB, and held at its own rate took
+    gigabytes before any check looked at it (review); nothing measured lies above 8 kHz."""
+    from whichvoice.audio import DECODED_MAX_RATE
+
+    rate = 192_000
+    tone = sine(1000.0, 3.0, rate, 0.4)
+    for fmt in ("wav", "flac"):
+        path = tmp_path / f"fast.{fmt}"
+        sf.write(path, tone, rate)
+        wave, got = read_audio(path)
+        assert got == DECODED_MAX_RATE == 48_000
+        assert abs(wave.size - 3 * DECODED_MAX_RATE) <= 2
+        middle = wave[DECODED_MAX_RATE : 2 * DECODED_MAX_RATE]
+        assert abs(np.argmax(np.abs(np.fft.rfft(middle))) - 1000.0) < 2  # 1 Hz a bin
+        # the same as resampling the whole recording at once
+        whole = resample(tone, rate, DECODED_MAX_RATE)
+        assert np.max(np.abs(wave[1000:-1000] - whole[1000:-1000])) < 1e-3
+    with pytest.raises(AudioTooLongError, match="over the 2 s limit"):
+        read_audio(tmp_path / "fast.wav", max_seconds=2.0)

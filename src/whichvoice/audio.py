@@ -359,6 +359,7 @@ def _decode_with_ffmpeg(
             rate = int(stream.rate or stream.codec_context.sample_rate or 0)
             check_rate(rate, name)
             limit = None if max_seconds is None else int(max_seconds * rate)
+            down = _Downsampler(rate)
             planar = av.AudioResampler(format="fltp")  # float32, the stream's channels and rate
             damaged: av.FFmpegError | None = None  # the first packet that could not be decoded
             bad = good = 0
@@ -370,12 +371,14 @@ def _decode_with_ffmpeg(
                 for out in planar.resample(frame):
                     data = out.to_ndarray()  # (channels, n)
                     check_finite(data, name)
-                    parts.append(data[0].copy() if data.shape[0] == 1 else data.mean(axis=0))
+                    parts.append(down(data[0].copy() if data.shape[0] == 1 else data.mean(axis=0)))
                     total += data.shape[1]
                 if limit is not None and total > limit:
                     raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
             if not parts and damaged is not None:
                 raise damaged
+            parts.append(down.end())
+            rate = down.rate
             if bad > good:  # a few good frames in noise: not a recording to answer about
                 raise AudioDecodeError(
                     f"{name}: not a decodable audio file (mostly damaged: {bad} of "
@@ -450,18 +453,50 @@ def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tup
         raise AudioDecodeError(f"{name}: {channels} channels")
     limit = None if max_seconds is None else int(max_seconds * rate)
     block = max(1, _BLOCK_VALUES // channels)
+    down = _Downsampler(rate)
     parts, total = [], 0
     while True:
         data = f.read(block, dtype="float32", always_2d=True)
         if data.shape[0] == 0:
             break
         check_finite(data, name)
-        parts.append(data[:, 0].copy() if channels == 1 else data.mean(axis=1, dtype=np.float32))
+        mono = data[:, 0].copy() if channels == 1 else data.mean(axis=1, dtype=np.float32)
+        parts.append(down(mono))
         total += data.shape[0]
         if limit is not None and total > limit:
             raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
+    parts.append(down.end())
     wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return without_dc(wave), rate
+    return without_dc(wave), down.rate
+
+
+DECODED_MAX_RATE = 48_000  # Hz: audio recorded faster is brought to this rate as it is decoded
+
+
+class _Downsampler:
+    """Blocks of a recording faster than DECODED_MAX_RATE resampled to it as they are decoded
+    (soxr's stream: the same as resampling the whole), others passed as they are. Nothing
+    whichvoice measures lies above 8 kHz, and a 768 kHz file of 10 minutes (a few MB of
+    FLAC silence) held at its own rate took gigabytes before any check could look at it."""
+
+    def __init__(self, rate: int) -> None:
+        self.stream = None
+        self.rate = rate
+        if rate > DECODED_MAX_RATE:
+            import soxr
+
+            self.stream = soxr.ResampleStream(rate, DECODED_MAX_RATE, 1, dtype="float32")
+            self.rate = DECODED_MAX_RATE
+
+    def __call__(self, mono: np.ndarray) -> np.ndarray:
+        if self.stream is None:
+            return mono
+        return self.stream.resample_chunk(np.ascontiguousarray(mono, np.float32))
+
+    def end(self) -> np.ndarray:
+        if self.stream is None:
+            return np.zeros(0, np.float32)
+        return self.stream.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 STEADY_DB = 3.0  # frames' loudness spread (99th - 10th percentile) under which nothing is speech
