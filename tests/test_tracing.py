@@ -559,7 +559,7 @@ def test_trace_from_python_in_one_call(tmp_path: Path) -> None:
     from whichvoice.tracing import trace
     from whichvoice.voices.families import FAMILIES
 
-    from .conftest import HUMAN_DEV
+    from .conftest import HUMAN_DEV, sine
 
     clip = sorted(HUMAN_DEV.glob("*.wav"))[0]
     answers = trace([clip, str(tmp_path / "none.wav"), clip.read_bytes()])
@@ -570,3 +570,14 @@ def test_trace_from_python_in_one_call(tmp_path: Path) -> None:
     assert trace(clip)[0].to_dict() == answers[0].to_dict()  # one source, not a list
     with pytest.raises(EngineHeadError, match="no engine head reads"):
         trace(clip, model="bundled")
+    # a steady sound is no voice: the head named espeak-ng for a square wave (review)
+    from whichvoice.audio import SAMPLE_RATE, Decoded
+    from whichvoice.errors import SilentAudioError
+
+    t = np.arange(5 * SAMPLE_RATE) / SAMPLE_RATE
+    square = np.where((t * 80) % 1 < 0.5, 0.25, -0.25).astype(np.float32)
+    padded = np.r_[np.zeros(SAMPLE_RATE, np.float32), sine(440, 3.0, amp=0.3), np.zeros(8000)]
+    noise = np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE)
+    for wave in (square, padded, noise):
+        [said] = trace(Decoded(wave, SAMPLE_RATE, "steady"))
+        assert isinstance(said, SilentAudioError) and "a steady sound" in str(said)

@@ -517,6 +517,16 @@ def is_steady(db: np.ndarray) -> bool:
     return db.size > 0 and float(np.percentile(db, 99) - np.percentile(db, 10)) < STEADY_DB
 
 
+SOUND_DB = 40.0  # dB under its loudest frame within which a clip's frames are its sound
+
+
+def only_a_steady_sound(wave: np.ndarray) -> bool:
+    """Whether a 16 kHz clip's sound, its frames within SOUND_DB of the loudest (silence
+    around it left out), is steady (``is_steady``): a tone, a hum or noise, not a voice."""
+    db = frame_db(wave)
+    return db.size > 0 and is_steady(db[db > db.max() - SOUND_DB])
+
+
 DC_FRAME = 2048  # samples a frame (43-256 ms): longer than a hum's period or a voice's
 DC_QUIET = 25  # the quietest quarter of the frames show a recording's baseline
 

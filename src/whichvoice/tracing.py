@@ -47,6 +47,7 @@ from whichvoice.audio import (
     check_not_silent,
     describe_source,
     inputs_of,
+    only_a_steady_sound,
     read_audio,
     resample,
     with_speech,
@@ -69,7 +70,7 @@ from whichvoice.enginehead import (
     EngineHeadError,
     fit_head,
 )
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.fingerprint import recording_fingerprint
 
 __all__ = [
@@ -183,6 +184,8 @@ def _decoded_fingerprint(source: AudioSource, *, native: bool) -> tuple[Decoded,
     wave, rate = read_audio(source)
     check_not_silent(wave, rate, name)
     at16k = resample(wave, rate, SAMPLE_RATE)
+    if only_a_steady_sound(at16k):  # the head named an engine for a square wave (review)
+        raise SilentAudioError(f"{name}: no speech in it (a steady sound: a tone, a hum, noise)")
     fp = recording_fingerprint(at16k)
     return (Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)), fp
 
