@@ -237,6 +237,28 @@ def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None
         dz.resolve(dz.DiarizeConfig(window_s=0.1, hop_s=0.1), shipped)
 
 
+def test_an_encoder_without_dev_choices_is_said_once(monkeypatch, caplog) -> None:
+    """dvector, which no dev conversation ever set up, split a call of two voices into 16
+    with 1 - its verification threshold, without a word (review)."""
+    from whichvoice.audio import Decoded
+
+    monkeypatch.setattr(dz, "shipped_settings", lambda encoder: {})
+    monkeypatch.setattr(dz, "_WARNED", set())
+    wave = np.r_[sine(200, 2.0, amp=0.3), np.zeros(SAMPLE_RATE, np.float32)]
+    with caplog.at_level("WARNING", logger="whichvoice.diarize"):
+        for _ in range(2):
+            dz.diarize(Decoded(wave, SAMPLE_RATE, "a"), "bundled")
+        said = [r.getMessage() for r in caplog.records if "dev conversations" in r.getMessage()]
+        assert len(said) == 1 and "1 - the verification threshold" in said[0]
+        assert "--num-speakers or --max-speakers" in said[0]
+        monkeypatch.setattr(dz, "_WARNED", set())
+        caplog.clear()
+        dz.diarize(
+            Decoded(wave, SAMPLE_RATE, "a"), "bundled", config=dz.DiarizeConfig(num_speakers=1)
+        )
+        assert "dev conversations" not in caplog.text  # the count given: nothing to warn of
+
+
 def test_clusters_take_a_name_at_the_dev_chosen_naming_threshold(monkeypatch, tmp_path) -> None:
     from whichvoice.gallery import Gallery
     from whichvoice.verification import load_encoder, model_id

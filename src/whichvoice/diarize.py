@@ -981,6 +981,8 @@ def diarize(
         if cfg.threshold is not None
         else default_threshold(encoder, shipped)
     )
+    if threshold_source not in ("given", "calibrated on dev conversations"):
+        _warn_unchosen(encoder, threshold, threshold_source, cfg)
     name = describe_source(source)
     source = _read_once(source, name)
     windows, duration = embed_windows(source, encoder, cfg, progress)
@@ -988,6 +990,27 @@ def diarize(
         windows, duration, name, encoder, cfg,
         threshold=(threshold, threshold_source), gallery=gallery,
         verify_threshold=verify_threshold, source=source,
+    )  # fmt: skip
+
+
+_WARNED: set[str] = set()  # encoders warned of below, once a process
+
+
+def _warn_unchosen(encoder, threshold: float, source: str, cfg: DiarizeConfig) -> None:
+    """Say, once for each encoder, that its clustering threshold was never chosen on
+    conversations: a threshold from clip-level verification is far too tight for windows of
+    1-2 s (dvector split a call of two voices into 16: review)."""
+    from whichvoice.encoders import model_id
+
+    ident = model_id(encoder)
+    if cfg.num_speakers is not None or ident in _WARNED:
+        return
+    _WARNED.add(ident)
+    log.warning(
+        "%s has no diarization settings chosen on dev conversations (auto, bundled and "
+        "resemblyzer have); its clustering threshold %.3f is %s, which may split one voice "
+        "into several: give --num-speakers or --max-speakers, or use --model auto",
+        ident, threshold, source,
     )  # fmt: skip
 
 
