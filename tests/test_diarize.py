@@ -791,13 +791,19 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in (good, gallery)}
     env = {"WHICHVOICE_GALLERY": str(gallery)}
     bad_ones = (tmp_path, tmp_path / "no-folder" / "x.rttm", Path("/proc/x.rttm"), good, gallery,
-                Path("/dev/null"), "foo://bar/x.rttm")  # fmt: skip
+                Path("/dev/null"), "foo://bar/x.rttm", "http://127.0.0.1:1/x.rttm",
+                "memory://x.rttm")  # fmt: skip
     for bad in bad_ones:
         proc = cli("diarize", str(good), "--model", "bundled", "--quiet", "--rttm", str(bad),
                    env=env)  # fmt: skip
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "--rttm" in proc.stderr and proc.stdout == "", proc.stdout
     assert {p: p.read_bytes() for p in before} == before
+    # a file:// URL is its local path (it was read as the folder "file:")
+    as_url = tmp_path / "as url.rttm"
+    proc = cli("diarize", str(good), "--model", "bundled", "--quiet", "--rttm",
+               as_url.as_uri(), env=env)  # fmt: skip
+    assert proc.returncode == 0 and as_url.read_text().startswith("SPEAKER good"), proc.stderr
     # a --gallery that does not exist is a typo, not "no one enrolled"
     proc = cli("diarize", str(good), "--model", "bundled", "--gallery", str(tmp_path / "typo"))
     assert proc.returncode == 2 and "no such file" in proc.stderr, proc.stderr

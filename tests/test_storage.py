@@ -218,3 +218,17 @@ def test_a_cut_after_any_object_leaves_a_complete_state(
             break
         cut += 1
     assert cut >= len(new) + 2  # every object, the pointer and the copies were cut in turn
+
+
+def test_outputs_are_refused_where_nothing_written_is_kept(tmp_path) -> None:
+    """An RTTM to http:// was diarized whole before the PUT failed; memory:// was 'written'
+    and gone with the process (review): both refused before any work."""
+    from whichvoice import storage
+
+    for url in ("http://127.0.0.1:1/x.json", "https://example.org/x", "memory://x.json"):
+        with pytest.raises(storage.StorageError, match="no output is written to a"):
+            storage.check_writable(url)
+        with pytest.raises(storage.StorageError, match="no output is written to a"):
+            storage.write_bytes(url, b"{}")
+    storage.check_writable("s3://bucket/x.json")  # an object store: checked when written
+    storage.check_writable(tmp_path / "x.json")

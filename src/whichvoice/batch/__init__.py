@@ -186,6 +186,7 @@ def predict_batch(
     """
     fmt = output_format(output)
     if storage.is_url(output):  # written locally and uploaded, a Parquet journal too
+        storage.check_writable(output)
         kw = dict(workers=workers, resume=resume, overwrite=overwrite, backend=backend,
                   retry_failed=retry_failed, dask_scheduler=dask_scheduler, progress=progress,
                   chunk=chunk)  # fmt: skip

@@ -47,7 +47,17 @@ class _Location(click.ParamType):
     name = "path"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, Path) or "://" in str(value):
+        if isinstance(value, Path):
+            return value
+        text = str(value)
+        if text.startswith("file://"):  # a local path spelled as a URL: the path itself
+            from urllib.parse import unquote, urlsplit
+
+            parts = urlsplit(text)
+            if parts.netloc not in ("", "localhost"):
+                self.fail(f"{text}: a file:// URL of another host ({parts.netloc})", param, ctx)
+            return Path(unquote(parts.path))
+        if "://" in text:
             return value
         return Path(value)
 
@@ -120,6 +130,10 @@ def check_new_file(path: Path | str, option: str, overwrite: bool) -> None:
     from whichvoice.files import ensure_dir
 
     if storage.is_url(path):
+        try:
+            storage.check_writable(path)
+        except storage.StorageError as e:
+            raise click.UsageError(f"{option} {e}") from e
         if not overwrite and storage.exists(path):
             raise click.UsageError(f"{option} {path}: exists; --overwrite to replace it")
         return

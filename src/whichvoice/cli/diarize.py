@@ -196,6 +196,7 @@ def _check_output(path: Path | str, keep: list) -> None:
 
     if storage.is_url(path):
         try:
+            storage.check_writable(path)
             storage.exists(path)  # the protocol is known and the store answers
         except StorageError as e:
             raise WhichvoiceError(f"--rttm {e}") from e

@@ -298,6 +298,7 @@ def gallery_export_cmd(
     from whichvoice.files import same_file
     from whichvoice.gallery import default_gallery_path, write_export
 
+    storage.check_writable(file)
     if not overwrite:
         taken = storage.exists(file) if storage.is_url(file) else Path(file).is_file()
         if taken:

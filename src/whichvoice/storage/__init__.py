@@ -20,6 +20,7 @@ from whichvoice.storage.mirror import (
 )
 from whichvoice.storage.remote import (
     StorageError,
+    check_writable,
     exists,
     filesystem,
     is_url,
@@ -37,6 +38,7 @@ __all__ = [
     "RECORD",
     "StorageError",
     "cache_root",
+    "check_writable",
     "download",
     "exists",
     "filesystem",

@@ -34,6 +34,7 @@ from whichvoice.files import cache_home, write_atomic
 from whichvoice.storage.remote import (
     StorageError,
     check_url,
+    check_writable,
     describe,
     exists,
     filesystem,
@@ -369,6 +370,7 @@ def local_output(
     if not is_url(path):
         yield Path(path)
         return
+    check_writable(path)
     url = os.fspath(path)
     local = download(url, strict=False, progress=progress)
     try:

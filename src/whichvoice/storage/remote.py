@@ -39,6 +39,26 @@ def check_url(url: str) -> None:
         raise StorageError(f"{url}: a '.' or '..' in a URL is refused; give the object's own key")
 
 
+# protocols whose locations are read, never written (or written into this process's memory
+# alone, lost when it ends): an output there is refused before any work
+READ_ONLY_PROTOCOLS = ("http", "https", "memory", "github", "zip", "tar")
+
+
+def check_writable(url: str | os.PathLike) -> None:
+    """StorageError, before any work, for an output URL whose kind of location cannot keep
+    what is written (``http(s)://``: no store takes a PUT there; ``memory://``: gone with the
+    process); nothing for a local path."""
+    if not is_url(url):
+        return
+    text = os.fspath(url)
+    protocol = text.partition("://")[0].lower()
+    if protocol in READ_ONLY_PROTOCOLS:
+        raise StorageError(
+            f"{text}: no output is written to a {protocol}:// location (read-only, or gone "
+            "when the process ends); give a local path or an object store's URL (s3://...)"
+        )
+
+
 def filesystem(url: str):
     check_url(url)
     try:
@@ -101,6 +121,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         write_atomic(Path(path), data)
         return
     url = os.fspath(path)
+    check_writable(url)
     fs, root = filesystem(url)
     try:
         fs.pipe_file(root, data)
@@ -110,6 +131,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def put_file(local: str | os.PathLike, url: str) -> None:
     """Upload one local file to ``url`` (streamed; one object, whole or not at all)."""
+    check_writable(url)
     fs, root = filesystem(url)
     try:
         fs.put_file(os.fspath(local), root)
