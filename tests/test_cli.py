@@ -256,11 +256,13 @@ def test_a_folder_without_audio_among_inputs_is_one_line(cli, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_a_failed_import_leaves_no_gallery_behind(cli, tmp_path: Path) -> None:
-    (tmp_path / "not-an-export.json").write_text("{}")
     gallery = tmp_path / "g.sqlite"
-    proc = cli("gallery", "import", str(tmp_path / "not-an-export.json"), "--gallery", str(gallery))
-    _one_line_error(proc, "not a whichvoice gallery export")
-    assert not list(tmp_path.glob("g.sqlite*"))
+    for text in ("{}", "[1, 2]", "null", '"text"'):  # JSON, but no export (a list: a traceback)
+        (tmp_path / "not-an-export.json").write_text(text)
+        proc = cli("gallery", "import", str(tmp_path / "not-an-export.json"), "--gallery",
+                   str(gallery))  # fmt: skip
+        _one_line_error(proc, "not a whichvoice gallery export")
+        assert not list(tmp_path.glob("g.sqlite*"))
     # the bundled encoder's id over numbers no encoder of it makes (3 is no whole prototype)
     from whichvoice.encoders import load_encoder
     from whichvoice.verification import model_id

@@ -474,3 +474,27 @@ def test_a_conversion_is_all_or_nothing_and_only_from_the_model_it_was_asked_fro
     stale.close()
     with Gallery(path, "new-1") as g:
         assert np.array_equal(g.get("a").embedding, before["a"] * 2)
+
+
+def test_a_gallery_damaged_inside_is_one_error_naming_it(tmp_path: Path) -> None:
+    """Bytes overwritten inside the file (not cut off): SQLite finds the damage only when a
+    query reaches the page, often while fetching rows; that was a raw sqlite3.DatabaseError
+    and a traceback from every command, and `gallery upgrade` said "nothing to do" (review)."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        for i in range(60):
+            g.enroll(f"voice {i}", unit(rng.normal(size=(1, 1536))), 3.0)
+    data = bytearray(path.read_bytes())
+    data[20_000:28_000] = rng.integers(0, 256, 8_000, np.uint8).tobytes()
+    damaged = tmp_path / "damaged.sqlite"
+    damaged.write_bytes(bytes(data))
+    for read in (Gallery.check, Gallery.voices, Gallery.export_json):
+        with pytest.raises(GalleryUnusableError, match=r"damaged\.sqlite: not a usable") as e:
+            with Gallery(damaged, "m") as g:
+                read(g)
+        assert "restore it from an export" in str(e.value)
+        assert e.value.public_message() == "the gallery cannot be used"
+    with Gallery(path, "m") as g:  # the file it was copied from is whole
+        g.check()
+        assert len(g.voices()) == 60

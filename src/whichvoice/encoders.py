@@ -199,6 +199,7 @@ def upgrade_gallery(gallery: str | os.PathLike) -> tuple[int, str, str]:
     if not Path(gallery).is_file():
         raise GalleryError(f"{gallery}: no gallery there")
     with Gallery(gallery, None, create=False) as g:
+        g.check()  # a damaged file is said before anything, not "nothing to do"
         owner = g.model_id
         if owner.rsplit("-", 1)[0] != AUTO:  # empty, or another encoder's: nothing to do
             return 0, owner, owner

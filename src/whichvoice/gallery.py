@@ -84,15 +84,84 @@ def _normal(name: str) -> str:
     return unicodedata.normalize("NFC", name.strip())
 
 
-class _Connection(sqlite3.Connection):
-    """SQLite's connection, whose misuse (another thread, after ``close``) is a
-    GalleryError in one line rather than sqlite3.ProgrammingError."""
+def _damaged(e: sqlite3.DatabaseError, where: object) -> Exception:
+    """SQLite's word that the file is damaged (bytes overwritten inside it: "database disk
+    image is malformed", "file is not a database") as a GalleryUnusableError naming the file;
+    ``e`` itself for any other error (a lock, a read-only file: each handled where met)."""
+    if type(e) is not sqlite3.DatabaseError:
+        return e
+    return GalleryUnusableError(
+        f"{where}: not a usable gallery ({e}); restore it from an export or a copy",
+        public="the gallery cannot be used",
+    )
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose reads of a damaged file raise ``_damaged``'s error: SQLite finds most
+    damage only when a query reaches the page, often while its rows are fetched."""
+
+    def _where(self) -> object:
+        return getattr(self.connection, "where", "the gallery")
 
     def execute(self, *args, **kwargs):  # type: ignore[override]
         try:
             return super().execute(*args, **kwargs)
         except sqlite3.ProgrammingError as e:
             raise _misused(e) from e
+        except sqlite3.DatabaseError as e:
+            raise _damaged(e, self._where()) from e
+
+    def executemany(self, *args, **kwargs):  # type: ignore[override]
+        try:
+            return super().executemany(*args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise _damaged(e, self._where()) from e
+
+    def fetchone(self):
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as e:
+            raise _damaged(e, self._where()) from e
+
+    def fetchmany(self, *args, **kwargs):
+        try:
+            return super().fetchmany(*args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise _damaged(e, self._where()) from e
+
+    def fetchall(self):
+        try:
+            return super().fetchall()
+        except sqlite3.DatabaseError as e:
+            raise _damaged(e, self._where()) from e
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except sqlite3.DatabaseError as e:
+            raise _damaged(e, self._where()) from e
+
+
+class _Connection(sqlite3.Connection):
+    """SQLite's connection, whose misuse (another thread, after ``close``) is a
+    GalleryError in one line rather than sqlite3.ProgrammingError, and whose damaged file is
+    a GalleryUnusableError naming it (``where``, set by whoever opens it)."""
+
+    where: object = "the gallery"
+
+    def execute(self, *args, **kwargs):  # type: ignore[override]
+        try:
+            cursor = self.cursor(_Cursor)
+        except sqlite3.ProgrammingError as e:
+            raise _misused(e) from e
+        return cursor.execute(*args, **kwargs)
+
+    def executemany(self, *args, **kwargs):  # type: ignore[override]
+        try:
+            cursor = self.cursor(_Cursor)
+        except sqlite3.ProgrammingError as e:
+            raise _misused(e) from e
+        return cursor.executemany(*args, **kwargs)
 
     def close(self) -> None:
         try:
@@ -115,8 +184,10 @@ def _misused(e: sqlite3.ProgrammingError) -> Exception:
     return e
 
 
-def _connect(target: str | os.PathLike, **kwargs) -> sqlite3.Connection:
-    return sqlite3.connect(target, timeout=30, isolation_level=None, factory=_Connection, **kwargs)
+def _connect(target: str | os.PathLike, where: object = None, **kwargs) -> sqlite3.Connection:
+    db = sqlite3.connect(target, timeout=30, isolation_level=None, factory=_Connection, **kwargs)
+    db.where = target if where is None else where
+    return db
 
 
 def voice_name(name: object) -> str:
@@ -262,6 +333,10 @@ class Gallery:
             raise GalleryUnusableError(
                 f"{self.path}: not a usable gallery ({e})", public="the gallery cannot be used"
             ) from e
+        except GalleryUnusableError:  # damage found by a query (``_damaged``)
+            if hasattr(self, "_db"):
+                self._db.close()
+            raise
         owner = self._owner()
         if model_id is None:
             self.model_id = owner
@@ -332,7 +407,7 @@ class Gallery:
         if not Path(f"{self.path}-wal").exists():  # immutable would not see a log's voices
             flags.append("?mode=ro&immutable=1")
         for flag in flags:
-            db = _connect(uri + flag, uri=True)
+            db = _connect(uri + flag, self.path, uri=True)
             try:
                 db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
                 return db
@@ -510,6 +585,17 @@ class Gallery:
 
     def voices(self) -> list[EnrolledVoice]:
         return [self._voice(r) for r in self._db.execute("SELECT * FROM voices ORDER BY name")]
+
+    def check(self) -> None:
+        """GalleryUnusableError naming the file when SQLite finds it damaged (``PRAGMA
+        quick_check``: every page read once; for a command that rewrites the gallery)."""
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise GalleryUnusableError(
+                f"{self.path}: not a usable gallery ({problems[0]}); restore it from an "
+                "export or a copy",
+                public="the gallery cannot be used",
+            )
 
     def names(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT name FROM voices ORDER BY name")]
@@ -736,9 +822,12 @@ def read_export(path: str | os.PathLike) -> dict:
     from whichvoice import storage
 
     try:
-        return json.loads(storage.read_bytes(path).decode("utf-8"))
-    except (OSError, ValueError, storage.StorageError) as e:
+        data = json.loads(storage.read_bytes(path).decode("utf-8"))
+    except (OSError, ValueError, RecursionError, storage.StorageError) as e:
         raise GalleryError(f"{path}: cannot read a gallery export ({e})") from e
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise GalleryError(f"{path}: not a whichvoice gallery export")
+    return data
 
 
 def write_export(path: str | os.PathLike, data: dict) -> None:
