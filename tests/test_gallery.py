@@ -490,9 +490,11 @@ def test_a_gallery_damaged_inside_is_one_error_naming_it(tmp_path: Path) -> None
     damaged = tmp_path / "damaged.sqlite"
     damaged.write_bytes(bytes(data))
     for read in (Gallery.check, Gallery.voices, Gallery.export_json):
-        with pytest.raises(GalleryUnusableError, match=r"damaged\.sqlite: not a usable") as e:
-            with Gallery(damaged, "m") as g:
-                read(g)
+        with (
+            pytest.raises(GalleryUnusableError, match=r"damaged\.sqlite: not a usable") as e,
+            Gallery(damaged, "m") as g,
+        ):
+            read(g)
         assert "restore it from an export" in str(e.value)
         assert e.value.public_message() == "the gallery cannot be used"
     with Gallery(path, "m") as g:  # the file it was copied from is whole
