@@ -500,3 +500,13 @@ def test_a_gallery_damaged_inside_is_one_error_naming_it(tmp_path: Path) -> None
     with Gallery(path, "m") as g:  # the file it was copied from is whole
         g.check()
         assert len(g.voices()) == 60
+
+
+def test_a_url_is_no_gallery(tmp_path: Path, monkeypatch) -> None:
+    """Gallery("s3://...") wrote a local folder "s3:" without a word (review); the CLI
+    refused it already."""
+    monkeypatch.chdir(tmp_path)
+    for url in ("s3://voices/g.sqlite", "file:///tmp/g.sqlite"):
+        with pytest.raises(GalleryError, match="a gallery is a local file, not a URL"):
+            Gallery(url, "m")
+    assert list(tmp_path.iterdir()) == []

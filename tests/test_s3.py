@@ -33,6 +33,16 @@ def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) ->
     assert {"manifest.jsonl", storage.RECORD} <= keys
     assert sum(k.endswith(".mp3") for k in keys) == 90
 
+    # calibrate reads a corpus on s3:// (it read the URL as the local folder "s3:")
+    calibrated = cli("calibrate", "--model", "bundled", "--corpus", corpus, "--force", "--json",
+                     env={"WHICHVOICE_CACHE": str(tmp_path / "cal"),
+                          "WHICHVOICE_ENCODER_DIR": str(tmp_path / "encoder")})  # fmt: skip
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert json.loads(calibrated.stdout)["target_trials"] > 0
+    assert (tmp_path / "encoder" / "calibration.json").is_file()
+    trials = cli("calibrate", "--model", "bundled", "--trials", f"{corpus}/trials.txt")
+    assert trials.returncode == 2 and "a local file, not a URL" in trials.stderr, trials.stderr
+
     train = cli("train", corpus, "--out", run, "--epochs", "10", "--batch-size", "16", "--quiet",
                 check=True, **machine("train"))  # fmt: skip
     assert train.returncode == 0 and train.stdout.startswith("test accuracy ")  # even --quiet

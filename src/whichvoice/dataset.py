@@ -70,6 +70,9 @@ class PrepareConfig:
 def load_corpus(corpus: str | os.PathLike) -> list[Clip]:
     """The clips of a corpus folder or URL (its manifest.jsonl); DatasetError when there is
     none."""
+    if not storage.is_url(corpus) and not Path(corpus).is_dir():
+        what = "is a file" if Path(corpus).exists() else "no such folder"
+        raise DatasetError(f"{corpus}: not a corpus ({what}); make one with `whichvoice synth`")
     path = storage.local_path(corpus) / MANIFEST
     if not path.is_file():
         raise DatasetError(

@@ -296,6 +296,11 @@ class Gallery:
             )
         if not isinstance(path, str | os.PathLike) or not str(path):
             raise GalleryError(f"gallery path {path!r:.60}: give a file path (a .sqlite file)")
+        if "://" in os.fspath(path):  # Path would fold "s3://b/g" into a local folder "s3:"
+            raise GalleryError(
+                f"{os.fspath(path)}: a gallery is a local file, not a URL (SQLite writes it in "
+                "place); export it to a URL with `gallery export`"
+            )
         self.path = Path(path)
         self.model_id = model_id or ""
         self.read_only = False

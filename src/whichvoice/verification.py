@@ -252,12 +252,15 @@ def held_out_files(
     corpus: str | os.PathLike, voices: list[str] | None = None
 ) -> dict[str, list[Path]]:
     """Clips of a corpus grouped by voice (only ``voices`` when given)."""
+    from whichvoice import storage
     from whichvoice.dataset import load_corpus
 
     files: dict[str, list[Path]] = defaultdict(list)
-    for clip in load_corpus(corpus):
+    clips = load_corpus(corpus)
+    root = storage.local_path(corpus)  # a URL's local mirror, which load_corpus downloaded
+    for clip in clips:
         if voices is None or clip.voice in voices:
-            files[clip.voice].append(Path(corpus) / clip.path)
+            files[clip.voice].append(root / clip.path)
     return dict(files)
 
 

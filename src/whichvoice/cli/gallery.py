@@ -384,10 +384,14 @@ def _trained_on(encoder, files: dict) -> list[str]:
 @app.command("calibrate")
 @_model_option
 @click.option(
-    "--corpus", type=click.Path(path_type=Path), help="A corpus of voices not used in training."
+    "--corpus",
+    type=LOCATION,
+    help="A corpus of voices not used in training (a folder or an s3:// URL).",
 )
 @click.option(
-    "--trials", type=click.Path(path_type=Path), help="Lines of enroll_paths|test_path|same(0/1)."
+    "--trials",
+    type=LOCATION,
+    help="A local file of lines enroll_paths|test_path|same(0/1).",
 )
 @click.option(
     "--target-far",
@@ -423,6 +427,13 @@ def calibrate_cmd(
 
     if (corpus is None) == (trials is None):
         raise WhichvoiceError("give exactly one of --corpus or --trials")
+    from whichvoice import storage
+
+    if trials is not None and storage.is_url(trials):  # its paths are read from its folder
+        raise WhichvoiceError(
+            f"--trials {trials}: a local file, not a URL (its relative paths are read from "
+            "its folder); download it and its audio, or give --corpus URL"
+        )
     # as every command: the encoder of the gallery in use ($WHICHVOICE_GALLERY, else the
     # default one) unless --model says otherwise
     encoder = _gallery_encoder(model, None)
