@@ -1,5 +1,7 @@
 import json
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +359,25 @@ def test_a_read_only_gallery_file_says_so(tmp_path: Path) -> None:
     assert "cannot be written here (the file is read-only)" in proc.stderr, proc.stderr
     listed = _as_a_user("gallery", "list", "--gallery", "g.sqlite", cwd=folder)
     assert listed.returncode == 0 and "ann" in listed.stdout, listed.stderr
+
+
+def test_numba_caches_where_the_user_can_write(tmp_path: Path) -> None:
+    """An install the user cannot write (made by root): numba could not cache librosa's
+    functions beside their source, and every command that loads resemblyzer failed with a
+    traceback, "cannot cache function ... no locator available" (review)."""
+    import shutil
+    import sys
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root, to run as another user (setpriv)")
+    code = ("import os, whichvoice, librosa; print(os.environ.get('NUMBA_CACHE_DIR'));"
+            "import librosa.core.notation")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "unwritable")  # nor can the user's home be written
+    env.pop("WHICHVOICE_CACHE", None)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    proc = subprocess.run([*nobody, sys.executable, "-c", code], env=env, cwd="/",
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    where = proc.stdout.splitlines()[0]
+    assert where.startswith(tempfile.gettempdir()) and "whichvoice-numba-" in where, proc.stdout

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from whichvoice.audio import SAMPLE_RATE, Decoded, load_audio
 from whichvoice.errors import WhichvoiceError
+from whichvoice.files import numba_cache_where_needed
+
+numba_cache_where_needed()  # before anything imports librosa (and numba): see its docstring
 
 if TYPE_CHECKING:
     from whichvoice.runtime import Prediction, VoiceModel, load_model

@@ -104,6 +104,41 @@ def cache_home() -> Path:
     return Path(base)
 
 
+def numba_cache_where_needed() -> None:
+    """Point numba's cache (``NUMBA_CACHE_DIR``) at the user's cache when librosa's own folder
+    cannot be written (an install made by root, used by another user, or a read-only image):
+    numba caches librosa's compiled functions beside their source, and without a place to
+    write them every command that loads resemblyzer (the default encoder's human half) failed
+    with "cannot cache function ...: no locator available". Set before numba is imported;
+    a value the user set is kept."""
+    import importlib.util
+    import sys
+
+    if "NUMBA_CACHE_DIR" in os.environ or "numba" in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec("librosa")
+    except (ImportError, ValueError):
+        return
+    if spec is None or not spec.submodule_search_locations:
+        return
+    folder = next(iter(spec.submodule_search_locations))
+    if os.access(folder, os.W_OK):
+        return
+    import tempfile
+
+    # the user's cache, else (a home that cannot be written either) the system's temp folder
+    temporary = Path(tempfile.gettempdir()) / f"whichvoice-numba-{os.getuid()}"
+    for where in (cache_home() / "numba", temporary):
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(where, os.W_OK):
+            os.environ["NUMBA_CACHE_DIR"] = os.fspath(where)
+            return
+
+
 def shipped_model(name: str, missing: str) -> Path:
     """A model folder shipped inside the package (``whichvoice/data/<name>``); WhichvoiceError
     saying ``missing`` (what to do instead) when this install lacks its weights."""
