@@ -510,3 +510,20 @@ def test_a_url_is_no_gallery(tmp_path: Path, monkeypatch) -> None:
         with pytest.raises(GalleryError, match="a gallery is a local file, not a URL"):
             Gallery(url, "m")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_refuses_a_damaged_voice(tmp_path: Path) -> None:
+    """An embedding cut short inside the file was exported without a word, and the import of
+    that backup then refused it (review)."""
+    import sqlite3
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        g.enroll("whole", unit(np.ones((1, 8))), 3.0)
+        g.enroll("cut", unit(np.ones((1, 8))), 3.0)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE voices SET embedding = substr(embedding, 1, 12) WHERE name = 'cut'")
+    db.commit()
+    db.close()
+    with Gallery(path, "m") as g, pytest.raises(GalleryError, match="voice 'cut' is damaged"):
+        g.export_json()

@@ -648,7 +648,16 @@ class Gallery:
             raise self.model_error(model_id, owner)
 
     def export_json(self) -> dict:
-        """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle)."""
+        """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle). A voice
+        whose stored embedding is not the size its record says is a GalleryError naming it:
+        an export holding it is a backup that no import takes back."""
+        for name, blob, dim in self._db.execute("SELECT name, embedding, dim FROM voices"):
+            if len(blob) != 4 * dim:
+                raise GalleryError(
+                    f"{self.path}: voice {name!r} is damaged (its embedding holds "
+                    f"{len(blob) / 4:g} numbers, its record says {dim}); remove it "
+                    "(gallery remove) and enroll it again, then export"
+                )
         return {
             "format": EXPORT_FORMAT,
             "schema": SCHEMA_VERSION,
