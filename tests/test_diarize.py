@@ -711,6 +711,14 @@ def test_a_recording_piped_in_is_diarized_as_its_file_is(cli, conversation, tmp_
     assert piped.returncode == 0, piped.stderr
     got = json.loads(piped.stdout)
     assert got["path"] == "/dev/stdin" and got["segments"] == as_file["segments"]
+    # "-" is standard input, as the Unix tools read it (its header was read as a file "-")
+    with open(path, "rb") as f:
+        dash = cli("diarize", "-", *args, stdin=f, env=none)
+    assert dash.returncode == 0, dash.stderr
+    assert json.loads(dash.stdout)["segments"] == as_file["segments"]
+    with open(path, "rb") as f:  # and so it is to the other commands
+        traced = cli("trace", "-", stdin=f)
+    assert traced.returncode == 0 and traced.stdout.startswith("-\t"), traced.stderr
     text = cli("diarize", "/dev/stdin", *args, input="hello\n", env=none)  # named by its path
     assert text.returncode != 0 and "/dev/stdin: not audio" in text.stdout + text.stderr
     # the default gallery made with another encoder: diarized, not named, with a warning;

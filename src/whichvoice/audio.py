@@ -138,6 +138,14 @@ def describe_source(source: AudioSource) -> str:
     return str(source)
 
 
+STDIN = "-"  # an input named so is standard input, as the Unix tools read it
+
+
+def is_stdin(source: object) -> bool:
+    """Whether ``source`` names standard input (``-``)."""
+    return isinstance(source, str | os.PathLike) and os.fspath(source) == STDIN
+
+
 MAX_PIPE_BYTES = 1 << 30  # a pipe is read into memory whole: at most this much
 
 
@@ -179,6 +187,8 @@ def read_audio(
             "Decoded(wave, rate, name)"
         )
     name = name or describe_source(source)
+    if is_stdin(source):  # "-": standard input, read once, whole
+        source = read_pipe("/dev/stdin", name)
     if not isinstance(source, bytes | bytearray) and storage.is_url(source):
         try:
             source = storage.read_bytes(source)

@@ -68,6 +68,7 @@ from whichvoice.audio import (
     check_rate,
     describe_source,
     frame_db,
+    is_stdin,
     is_steady,
     read_audio,
     read_pipe,
@@ -940,6 +941,8 @@ def _read_once(source: AudioSource, name: str) -> AudioSource:
                 data: AudioSource = storage.read_bytes(source)
             except storage.StorageError as e:
                 raise AudioDecodeError(str(e)) from e
+        elif is_stdin(source):
+            data = read_pipe("/dev/stdin", name)
         elif Path(source).is_fifo():
             data = read_pipe(source, name)
         else:

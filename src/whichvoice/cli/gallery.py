@@ -87,7 +87,7 @@ def _inputs(files: tuple[Path, ...], *, strict: bool = False) -> list:
     from whichvoice.predict import expand_paths
 
     for f in files:
-        if strict and "://" not in str(f) and not Path(f).exists():
+        if strict and "://" not in str(f) and str(f) != "-" and not Path(f).exists():
             raise WhichvoiceError(f"{f}: no such file or folder")
     return expand_paths(files)  # a folder without audio among them: its error
 

@@ -185,7 +185,7 @@ def _looks_like_a_missing_run(given: Path | str) -> bool:
     from whichvoice import storage
     from whichvoice.predict import AUDIO_SUFFIXES
 
-    if storage.is_url(given):
+    if storage.is_url(given) or str(given) == "-":  # "-": standard input, an input
         return False
     path = Path(given)
     return not path.exists() and path.suffix.lower() not in AUDIO_SUFFIXES
