@@ -764,6 +764,10 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
         "diarize", str(tmp_path / "broken.wav"), "--num-speakers", "2", "--max-speakers", "3"
     )
     assert proc.returncode == 2 and "--num-speakers goes without" in proc.stderr
+    proc = cli(  # the default bound given aloud too, as HTTP refuses it
+        "diarize", str(tmp_path / "broken.wav"), "--num-speakers", "2", "--min-speakers", "1"
+    )
+    assert proc.returncode == 2 and "--num-speakers goes without" in proc.stderr
     proc = cli("diarize", str(tmp_path / "broken.wav"), "--num-speakers", "2", "--threshold", "0.5")
     assert proc.returncode == 2 and "--num-speakers goes without --threshold" in proc.stderr
     proc = cli("diarize", str(tmp_path / "broken.wav"), "--threshold", "nan")

@@ -32,8 +32,8 @@ from whichvoice.storage import StorageError
 @gallery_option
 @click.option("--num-speakers", type=click.IntRange(min=1), default=None, help="Exactly N voices.")
 @click.option(
-    "--min-speakers", type=click.IntRange(min=1), default=1, show_default=True,
-    help="At least A voices.",
+    "--min-speakers", type=click.IntRange(min=1), default=None,
+    help="At least A voices [default: 1].",
 )  # fmt: skip
 @click.option("--max-speakers", type=click.IntRange(min=1), default=None, help="At most B voices.")
 @click.option(
@@ -63,7 +63,7 @@ def diarize_cmd(
     model: Path | None,
     gallery: Path | None,
     num_speakers: int | None,
-    min_speakers: int,
+    min_speakers: int | None,
     max_speakers: int | None,
     threshold: float | None,
     vad: str,
@@ -84,7 +84,8 @@ def diarize_cmd(
     from whichvoice.diarize import DiarizeConfig, diarize, write_rttm
     from whichvoice.gallery import default_gallery_path
 
-    if num_speakers is not None and (min_speakers != 1 or max_speakers is not None):
+    # as over HTTP: a count given with a bound, even --min-speakers 1, is refused
+    if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
         raise click.UsageError("--num-speakers goes without --min-speakers and --max-speakers")
     if num_speakers is not None and threshold is not None:  # the count decides, not a distance
         raise click.UsageError("--num-speakers goes without --threshold")
@@ -99,7 +100,7 @@ def diarize_cmd(
     cfg = DiarizeConfig(
         threshold=threshold,
         num_speakers=num_speakers,
-        min_speakers=min_speakers,
+        min_speakers=1 if min_speakers is None else min_speakers,
         max_speakers=max_speakers,
         vad=vad,
         overlap=overlap,  # None: the encoder's dev choice
