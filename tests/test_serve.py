@@ -232,6 +232,9 @@ def test_every_error_code(server: str, clips) -> None:
     huge = json.dumps({"text": "a" * 300_000, "voice": "flite:slt"}).encode()
     assert_error(post("/v1/synthesize", huge, "application/json"), 413, "too_large")
     assert_error(httpx.post(f"{server}/v1/identify", files={"other": ("a.mp3", b"x")}), 422, "file")
+    # a field 'file' sent as text (curl -F "file=<clip.mp3"): said so, not "no file field"
+    r = httpx.post(f"{server}/v1/identify", files={"file": (None, b"ID3 not sent as a file")})
+    assert_error(r, 422, "is text, not a file")
     # the framework's own refusals of a malformed form are 422 too
     for ctype in ("multipart/form-data", "multipart/form-data; boundary=xyz"):
         assert_error(post("/v1/identify", b"garbage", ctype), 422, "bad_request")

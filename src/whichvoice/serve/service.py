@@ -360,7 +360,15 @@ class Service:
 
         form = await Request(request.scope, receive).form()
         try:
-            files = [f for f in form.getlist("file") if not isinstance(f, str)]
+            fields = form.getlist("file")
+            files = [f for f in fields if not isinstance(f, str)]
+            if not files and fields:  # curl -F "file=<clip.mp3" sends the bytes as text
+                raise HTTPProblem(
+                    422,
+                    "invalid",
+                    "the form's field 'file' is text, not a file: send it as a file "
+                    "(a filename in its part: curl -F file=@clip.mp3)",
+                )
             if not files:
                 raise HTTPProblem(422, "invalid", "the form has no file field named 'file'")
             if not many and len(files) > 1:
