@@ -381,3 +381,24 @@ def test_numba_caches_where_the_user_can_write(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     where = proc.stdout.splitlines()[0]
     assert where.startswith(tempfile.gettempdir()) and "whichvoice-numba-" in where, proc.stdout
+    assert Path(where).stat().st_mode & 0o077 == 0  # private: numba's index is a pickle
+
+
+def test_a_file_url_is_its_local_path_to_every_path_option() -> None:
+    """file:// was read as a folder "file:" (review), then decoded as UTF-8: a Latin-1 name
+    became another file; local-only options refused it as a URL."""
+    import click
+
+    from whichvoice.cli.common import LOCATION, LocalPath
+
+    latin = Path(os.fsdecode(b"/tmp/caf\xe9.wav"))
+    assert LOCATION.convert(latin.as_uri(), None, None) == latin
+    assert LOCATION.convert("FILE:///tmp/a%20b.rttm", None, None) == Path("/tmp/a b.rttm")
+    assert LocalPath(path_type=Path).convert("file:///tmp/g.sqlite", None, None) == Path(
+        "/tmp/g.sqlite"
+    )
+    for bad, why in (("file://", "no path"), ("file://host/x", "another host")):
+        with pytest.raises(click.BadParameter, match=why):
+            LOCATION.convert(bad, None, None)
+    with pytest.raises(click.BadParameter, match="a local path, not a URL"):
+        LocalPath(path_type=Path).convert("s3://b/g.sqlite", None, None)

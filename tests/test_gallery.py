@@ -527,3 +527,14 @@ def test_an_export_refuses_a_damaged_voice(tmp_path: Path) -> None:
     db.close()
     with Gallery(path, "m") as g, pytest.raises(GalleryError, match="voice 'cut' is damaged"):
         g.export_json()
+
+
+def test_an_sqlite_error_that_is_no_damage_stays_itself(tmp_path: Path) -> None:
+    """The wrapper that turns a damaged file into one line passes other errors on as they
+    are, not as their own cause (a loop for whatever walks the causes)."""
+    import sqlite3
+
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        with pytest.raises(sqlite3.OperationalError) as e:
+            g._db.execute("SELECT nothing FROM nowhere")
+        assert e.value.__cause__ is None

@@ -225,7 +225,8 @@ def test_outputs_are_refused_where_nothing_written_is_kept(tmp_path) -> None:
     and gone with the process (review): both refused before any work."""
     from whichvoice import storage
 
-    for url in ("http://127.0.0.1:1/x.json", "https://example.org/x", "memory://x.json"):
+    for url in ("http://127.0.0.1:1/x.json", "https://example.org/x", "memory://x.json",
+                "simplecache::http://127.0.0.1:1/x.json"):  # fmt: skip
         with pytest.raises(storage.StorageError, match="no output is written to a"):
             storage.check_writable(url)
         with pytest.raises(storage.StorageError, match="no output is written to a"):

@@ -67,13 +67,14 @@ class PrepareConfig:
         return cls(features=FeatureConfig.from_dict(d.get("features", {})), **rest)
 
 
-def load_corpus(corpus: str | os.PathLike) -> list[Clip]:
+def load_corpus(corpus: str | os.PathLike, *, local: Path | None = None) -> list[Clip]:
     """The clips of a corpus folder or URL (its manifest.jsonl); DatasetError when there is
-    none."""
+    none. ``local``: the folder the corpus was already read into (a URL's mirror), so that
+    it is not listed and fetched again."""
     if not storage.is_url(corpus) and not Path(corpus).is_dir():
         what = "is a file" if Path(corpus).exists() else "no such folder"
         raise DatasetError(f"{corpus}: not a corpus ({what}); make one with `whichvoice synth`")
-    path = storage.local_path(corpus) / MANIFEST
+    path = (storage.local_path(corpus) if local is None else local) / MANIFEST
     if not path.is_file():
         raise DatasetError(
             f"{corpus}: not a corpus (no {MANIFEST}); make one with `whichvoice synth`"

@@ -371,7 +371,7 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
                 pieces = _pieces(source, target, info)
                 try:  # a file whose first block cannot be read is read whole, below
                     first = next(pieces, None)
-                except AudioDecodeError:
+                except _Unreadable:
                     first = None
                 if first is not None:
                     yield first
@@ -380,6 +380,11 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
     # read_audio's own ways round damage (FFmpeg, where libsndfile gives up) and errors
     wave, rate = read_audio(source)
     yield resample_wave(wave, rate, SAMPLE_RATE), 0.0, wave.shape[0] / rate
+
+
+class _Unreadable(AudioDecodeError):
+    """A file soundfile cannot open or read from its start (``_blocks`` then reads it whole
+    with ``read_audio``, whose other decoders may)."""
 
 
 def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndarray, float, float]]:
@@ -399,14 +404,18 @@ def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndar
             return f.read(block, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as e:
             if not start:  # nothing read: _blocks reads the file whole, another way
-                raise AudioDecodeError(f"{name}: cannot be decoded ({e})") from e
+                raise _Unreadable(f"{name}: cannot be decoded ({e})") from e
             # a file cut off or damaged past here (libFLAC cannot resync): what came before
             # is diarized, and the recording ends here
             log.warning("%s: cannot be decoded past %.1f s (%s); diarized up to there",
                         name, start / rate, e)  # fmt: skip
             return np.zeros((0, info.channels), np.float32)
 
-    with sf.SoundFile(target) as f:
+    try:
+        opened = sf.SoundFile(target)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:  # changed since .info
+        raise _Unreadable(f"{name}: cannot be decoded ({e})") from e
+    with opened as f:
         piece = read(f, 0)
         while piece.shape[0]:
             end = at + piece.shape[0]
@@ -1006,8 +1015,8 @@ def _warn_unchosen(encoder, threshold: float, source: str, cfg: DiarizeConfig) -
     from whichvoice.encoders import model_id
 
     ident = model_id(encoder)
-    if cfg.num_speakers is not None or ident in _WARNED:
-        return
+    if cfg.num_speakers is not None or cfg.max_speakers is not None or ident in _WARNED:
+        return  # a count or a bound given: the threshold cannot split beyond it
     _WARNED.add(ident)
     log.warning(
         "%s has no diarization settings chosen on dev conversations (auto, bundled and "

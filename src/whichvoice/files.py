@@ -127,16 +127,21 @@ def numba_cache_where_needed() -> None:
         return
     import tempfile
 
-    # the user's cache, else (a home that cannot be written either) the system's temp folder
-    temporary = Path(tempfile.gettempdir()) / f"whichvoice-numba-{os.getuid()}"
-    for where in (cache_home() / "numba", temporary):
+    # the user's cache; else (a home that cannot be written either) a new private folder in
+    # the system's temp folder, for this process alone: numba reads its index with pickle, so
+    # a shared or predictable folder there would run what another user put in it
+    where = cache_home() / "numba"
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        usable = os.access(where, os.W_OK)
+    except OSError:
+        usable = False
+    if not usable:
         try:
-            where.mkdir(parents=True, exist_ok=True)
+            where = Path(tempfile.mkdtemp(prefix="whichvoice-numba-"))
         except OSError:
-            continue
-        if os.access(where, os.W_OK):
-            os.environ["NUMBA_CACHE_DIR"] = os.fspath(where)
             return
+    os.environ["NUMBA_CACHE_DIR"] = os.fspath(where)
 
 
 def shipped_model(name: str, missing: str) -> Path:

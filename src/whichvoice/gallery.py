@@ -96,6 +96,21 @@ def _damaged(e: sqlite3.DatabaseError, where: object) -> Exception:
     )
 
 
+def _reraise_misused(e: sqlite3.ProgrammingError) -> None:
+    """Raise ``_misused``'s error for ``e`` when it is one; else return, for a bare ``raise``."""
+    converted = _misused(e)
+    if converted is not e:
+        raise converted from e
+
+
+def _reraise_damaged(e: sqlite3.DatabaseError, where: object) -> None:
+    """Raise ``_damaged``'s error for ``e`` when it is one; else return, for a bare ``raise``
+    (``raise e from e`` would make the error its own cause)."""
+    converted = _damaged(e, where)
+    if converted is not e:
+        raise converted from e
+
+
 class _Cursor(sqlite3.Cursor):
     """A cursor whose reads of a damaged file raise ``_damaged``'s error: SQLite finds most
     damage only when a query reaches the page, often while its rows are fetched."""
@@ -107,39 +122,46 @@ class _Cursor(sqlite3.Cursor):
         try:
             return super().execute(*args, **kwargs)
         except sqlite3.ProgrammingError as e:
-            raise _misused(e) from e
+            _reraise_misused(e)
+            raise
         except sqlite3.DatabaseError as e:
-            raise _damaged(e, self._where()) from e
+            _reraise_damaged(e, self._where())
+            raise
 
     def executemany(self, *args, **kwargs):  # type: ignore[override]
         try:
             return super().executemany(*args, **kwargs)
         except sqlite3.DatabaseError as e:
-            raise _damaged(e, self._where()) from e
+            _reraise_damaged(e, self._where())
+            raise
 
     def fetchone(self):
         try:
             return super().fetchone()
         except sqlite3.DatabaseError as e:
-            raise _damaged(e, self._where()) from e
+            _reraise_damaged(e, self._where())
+            raise
 
     def fetchmany(self, *args, **kwargs):
         try:
             return super().fetchmany(*args, **kwargs)
         except sqlite3.DatabaseError as e:
-            raise _damaged(e, self._where()) from e
+            _reraise_damaged(e, self._where())
+            raise
 
     def fetchall(self):
         try:
             return super().fetchall()
         except sqlite3.DatabaseError as e:
-            raise _damaged(e, self._where()) from e
+            _reraise_damaged(e, self._where())
+            raise
 
     def __next__(self):
         try:
             return super().__next__()
         except sqlite3.DatabaseError as e:
-            raise _damaged(e, self._where()) from e
+            _reraise_damaged(e, self._where())
+            raise
 
 
 class _Connection(sqlite3.Connection):
@@ -153,21 +175,24 @@ class _Connection(sqlite3.Connection):
         try:
             cursor = self.cursor(_Cursor)
         except sqlite3.ProgrammingError as e:
-            raise _misused(e) from e
+            _reraise_misused(e)
+            raise
         return cursor.execute(*args, **kwargs)
 
     def executemany(self, *args, **kwargs):  # type: ignore[override]
         try:
             cursor = self.cursor(_Cursor)
         except sqlite3.ProgrammingError as e:
-            raise _misused(e) from e
+            _reraise_misused(e)
+            raise
         return cursor.executemany(*args, **kwargs)
 
     def close(self) -> None:
         try:
             super().close()
         except sqlite3.ProgrammingError as e:
-            raise _misused(e) from e
+            _reraise_misused(e)
+            raise
 
 
 def _misused(e: sqlite3.ProgrammingError) -> Exception:
@@ -653,10 +678,11 @@ class Gallery:
         an export holding it is a backup that no import takes back."""
         for name, blob, dim in self._db.execute("SELECT name, embedding, dim FROM voices"):
             if len(blob) != 4 * dim:
-                raise GalleryError(
+                raise GalleryUnusableError(
                     f"{self.path}: voice {name!r} is damaged (its embedding holds "
                     f"{len(blob) / 4:g} numbers, its record says {dim}); remove it "
-                    "(gallery remove) and enroll it again, then export"
+                    "(gallery remove) and enroll it again, then export",
+                    public=f"the gallery's voice {name!r} is damaged",
                 )
         return {
             "format": EXPORT_FORMAT,

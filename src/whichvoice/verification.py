@@ -256,8 +256,8 @@ def held_out_files(
     from whichvoice.dataset import load_corpus
 
     files: dict[str, list[Path]] = defaultdict(list)
-    clips = load_corpus(corpus)
-    root = storage.local_path(corpus)  # a URL's local mirror, which load_corpus downloaded
+    root = storage.local_path(corpus)  # a URL's local mirror, fetched once
+    clips = load_corpus(corpus, local=root)
     for clip in clips:
         if voices is None or clip.voice in voices:
             files[clip.voice].append(root / clip.path)
@@ -545,6 +545,8 @@ def content_digest(src) -> str | None:
         elif isinstance(src, bytes | bytearray):
             digest.update(src)
         elif isinstance(src, str | os.PathLike) and "://" not in os.fspath(src):
+            if os.fspath(src) == "-":  # standard input, not a file of that name
+                return None
             if not stat.S_ISREG(os.stat(src).st_mode):
                 return None
             with open(src, "rb") as f:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,16 +53,25 @@ class _Location(click.ParamType):
         if isinstance(value, Path):
             return value
         text = str(value)
-        if text.startswith("file://"):  # a local path spelled as a URL: the path itself
-            from urllib.parse import unquote, urlsplit
-
-            parts = urlsplit(text)
-            if parts.netloc not in ("", "localhost"):
-                self.fail(f"{text}: a file:// URL of another host ({parts.netloc})", param, ctx)
-            return Path(unquote(parts.path))
+        if text[:7].lower() == "file://":  # a local path spelled as a URL: the path itself
+            return Path(file_url_path(text, lambda why: self.fail(why, param, ctx)))
         if "://" in text:
             return value
         return Path(value)
+
+
+def file_url_path(url: str, fail: Callable[[str], Any]) -> str:
+    """The local path a ``file://`` URL names (its bytes as the disk holds them, so a name that
+    is not UTF-8 is the same file); ``fail(why)`` for another host's or for no path."""
+    from urllib.parse import unquote_to_bytes, urlsplit
+
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        fail(f"{url}: a file:// URL of another host ({parts.netloc})")
+    path = os.fsdecode(unquote_to_bytes(parts.path))
+    if not path:
+        fail(f"{url}: a file:// URL with no path")
+    return path
 
 
 LOCATION = _Location()
@@ -88,7 +100,10 @@ class LocalPath(click.Path):
     made a local folder named ``s3:`` and the command said it had written to the bucket."""
 
     def convert(self, value, param, ctx):
-        if "://" in str(value):
+        text = str(value)
+        if text[:7].lower() == "file://":  # a URL of a local path: that path
+            value = file_url_path(text, lambda why: self.fail(why, param, ctx))
+        elif "://" in text:
             self.fail(f"{value}: a local path, not a URL, goes here", param, ctx)
         return super().convert(value, param, ctx)
 

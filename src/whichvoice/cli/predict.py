@@ -244,6 +244,13 @@ def _check_options(
         raise click.UsageError(f"{file_only[0]} needs --output")
     if len(inputs_given) != 1:
         raise click.UsageError("give the inputs as one of PATHS, --manifest or --labels")
+    if any(str(p) == "-" for p in paths):
+        if (workers != 1 or dask_scheduler) and output is not None:
+            raise click.UsageError(  # their processes read their own standard input: none
+                "- (standard input) is read by this process: not with --workers or --dask-scheduler"
+            )
+        if sum(str(p) == "-" for p in paths) > 1:
+            raise click.UsageError("- (standard input) can be read once: give it once")
     if output is not None:
         from whichvoice.files import same_file
 

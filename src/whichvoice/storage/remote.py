@@ -41,7 +41,7 @@ def check_url(url: str) -> None:
 
 # protocols whose locations are read, never written (or written into this process's memory
 # alone, lost when it ends): an output there is refused before any work
-READ_ONLY_PROTOCOLS = ("http", "https", "memory", "github", "zip", "tar")
+READ_ONLY_PROTOCOLS = ("http", "https", "memory", "github", "zip", "tar", "data")
 
 
 def check_writable(url: str | os.PathLike) -> None:
@@ -51,7 +51,8 @@ def check_writable(url: str | os.PathLike) -> None:
     if not is_url(url):
         return
     text = os.fspath(url)
-    protocol = text.partition("://")[0].lower()
+    # the location's own protocol: the last of a chain ("simplecache::http://...")
+    protocol = text.partition("://")[0].rsplit("::", 1)[-1].lower()
     if protocol in READ_ONLY_PROTOCOLS:
         raise StorageError(
             f"{text}: no output is written to a {protocol}:// location (read-only, or gone "
