@@ -187,3 +187,29 @@ def test_one_name_in_two_spellings_is_one_speaker(tmp_path: Path) -> None:
         shutil.copy(HUMAN_DEV / f"{len(name)}_{who}_0.wav", src / name)
     import_recordings(src, tmp_path / "c", progress=False)
     assert {c.voice for c in load_corpus(tmp_path / "c")} == {"human:Zoë"}
+
+
+def test_names_out_of_ascii_keep_their_suffix_and_the_corpus_is_not_its_own_source(
+    tmp_path: Path, caplog
+) -> None:
+    """é.wav was stored as a file 'wav', which no folder-taking command reads; a corpus made
+    inside its source imported its own clips as a speaker 'corpus' on the next run; audio
+    beside the speaker folders was left out without a word (review)."""
+    from whichvoice.audio import listed_audio
+
+    src = tmp_path / "src"
+    (src / "bob").mkdir(parents=True)
+    for i, name in enumerate(("é.wav", "ü.wav", "UPPER.WAV", "李明.wav")):
+        shutil.copy(HUMAN_DEV / f"{i}_lucas_1.wav", src / "bob" / name)
+    shutil.copy(HUMAN_DEV / "4_theo_0.wav", src / "stray.wav")
+    out = src / "corpus"  # inside its source
+    with caplog.at_level("WARNING", logger="whichvoice.recordings"):
+        for _ in range(2):
+            summary = import_recordings(src, out, ImportConfig(), progress=False)
+    assert summary.speakers == 1 and summary.made + summary.skipped == 4, summary
+    assert "1 audio file of" in caplog.text and "in no speaker folder" in caplog.text
+    stored = sorted(p.name for p in (out / "audio" / "human" / "bob").iterdir())
+    assert len(stored) == 4 and all(listed_audio(out / "audio/human/bob" / n) for n in stored)
+    assert "UPPER.WAV" in stored and len(set(stored)) == 4
+    with pytest.raises(RecordingsError, match="inside its own recordings"):
+        import_recordings(src, src, ImportConfig(), progress=False)

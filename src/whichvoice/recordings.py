@@ -122,14 +122,42 @@ def _path_part(speaker: str) -> str:
     return f"{safe}-{hashlib.sha256(speaker.encode()).hexdigest()[:8]}"
 
 
+def _stored_name(name: str) -> str:
+    """A recording's file name as stored: its ASCII letters (``_safe``), as always; where
+    that loses its audio suffix (a name of letters of another script: ``é.wav`` became
+    ``wav``, a file no folder-taking command reads), its ASCII letters, a digest of the name
+    and the suffix (``_-1a2b3c4d.wav``)."""
+    kept = _safe(name)
+    stem, suffix = os.path.splitext(name)
+    if not suffix or os.path.splitext(kept)[1].lower() == suffix.lower():
+        return kept
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{_safe(stem)}-{digest}.{_safe(suffix[1:])}"
+
+
 def _audio_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if listed_audio(p))
 
 
-def list_recordings(source: str | os.PathLike, pattern: str | None = None) -> list[Recording]:
+def list_recordings(
+    source: str | os.PathLike, pattern: str | None = None, *, skip: str | os.PathLike | None = None
+) -> list[Recording]:
     """The recordings ``source`` names (see the module docstring); RecordingsError when there
-    are none or the layout cannot be read."""
+    are none or the layout cannot be read. ``skip``: a folder whose files are never taken
+    (the corpus being made, when it lies inside ``source``: its clips were imported again as
+    a speaker of their own)."""
     source = Path(source)
+    recordings = _listed(source, pattern)
+    if skip is None:
+        return recordings
+    inside = Path(os.path.abspath(skip))
+    kept = [r for r in recordings if not Path(os.path.abspath(r.source)).is_relative_to(inside)]
+    if not kept:
+        raise RecordingsError(f"{source}: no recordings outside the corpus {skip} being made")
+    return kept
+
+
+def _listed(source: Path, pattern: str | None) -> list[Recording]:
     if source.is_file() and source.suffix.lower() == ".csv":
         return _from_csv(source)
     if not source.is_dir():
@@ -142,6 +170,14 @@ def list_recordings(source: str | os.PathLike, pattern: str | None = None) -> li
         for path in _audio_in(speaker):
             rel = path.relative_to(speaker).as_posix()
             out.append(Recording(path, speaker.name, None, rel))
+    loose = sum(1 for p in source.iterdir() if not p.is_dir() and listed_audio(p))
+    if out and loose:  # as --pattern says of the files it leaves out
+        words = ("file", "is", "was") if loose == 1 else ("files", "are", "were")
+        log.warning(
+            "%d audio %s of %s %s in no speaker folder and %s left out (give --pattern with a "
+            "(?P<speaker>...) group, or a CSV, to take them)",
+            loose, words[0], source, words[1], words[2],
+        )  # fmt: skip
     if not out:
         loose = _audio_in(source)
         hint = (
@@ -214,7 +250,7 @@ def _plan(recordings: list[Recording], engine: str) -> list[tuple[Recording, str
                 f"{engine}:{speaker_id}: rename one"
             )
         speaker = _path_part(speaker_id)
-        stem = _safe(rec.name)
+        stem = _stored_name(rec.name)
         clip_id, path = f"{engine}-{speaker}-{stem}", f"{AUDIO_DIR}/{engine}/{speaker}/{stem}"
         n = 1
         while clip_id in seen:
@@ -262,8 +298,11 @@ def import_recordings(
     t0 = time.perf_counter()
     if _safe(cfg.engine) != cfg.engine or ":" in cfg.engine:
         raise RecordingsError(f"--engine {cfg.engine!r}: use letters, digits, '_', '-' or '.'")
-    jobs = _plan(list_recordings(source, cfg.pattern), cfg.engine)
     out = Path(out)
+    if Path(source).is_dir() and os.path.abspath(out) == os.path.abspath(source):
+        raise RecordingsError(f"{out}: the corpus would be made inside its own recordings: "
+                              "give another folder")  # fmt: skip
+    jobs = _plan(list_recordings(source, cfg.pattern, skip=out), cfg.engine)
     ensure_dir(out, "corpus")
     manifest_path = out / MANIFEST
     done = {c.id: c for c in read_manifest(manifest_path)}
