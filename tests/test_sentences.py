@@ -59,6 +59,17 @@ def test_latin1_and_utf8_files(tmp_path: Path) -> None:
     assert load_sentences(utf8).sentences[0].text == "Un café crème, s'il vous plaît."
 
 
+def test_a_utf8_file_with_a_stray_byte_is_read_line_by_line(tmp_path: Path, caplog) -> None:
+    """One byte that is not UTF-8 made the whole file Latin-1: 'Café' became 'CafÃ©' in every
+    line, spoken and stored without a word (review)."""
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_bytes(b"Caf\xc3\xa9 is open today.\nA stray byte \xff here.\nNa\xc3\xafve.\n")
+    with caplog.at_level("WARNING", logger="whichvoice.sentences"):
+        texts = [s.text for s in load_sentences(mixed).sentences]
+    assert texts == ["Café is open today.", "A stray byte \xff here.", "Naïve."]
+    assert "UTF-8 but for 1 line(s) (2), read as Latin-1" in caplog.text
+
+
 def test_empty_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n  \n")

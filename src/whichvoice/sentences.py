@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from whichvoice.errors import SentencesError
+
+log = logging.getLogger(__name__)
 
 MAX_CHARS = 300  # characters; longer lines are skipped (the talk used short sentences)
 
@@ -54,8 +57,22 @@ def _decode(raw: bytes, name: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    # Latin-1 decodes any byte string: the talk's rotten_imdb files are Latin-1
-    text = raw.decode("latin-1")
+    # line by line: UTF-8 where a line is, else Latin-1, which decodes any byte string (the
+    # talk's rotten_imdb files are Latin-1); a UTF-8 file with one stray byte was read whole
+    # as Latin-1, each of its accented letters two wrong ones (review)
+    lines, latin = [], []
+    for n, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").splitlines(keepends=True), 1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("latin-1"))
+            latin.append(n)
+    text = "".join(lines)
+    taken = set(latin)
+    utf8_letters = any(not line.isascii() for i, line in enumerate(lines, 1) if i not in taken)
+    if utf8_letters:  # both encodings in one file: say which lines were taken as Latin-1
+        shown = ", ".join(map(str, latin[:5])) + (", ..." if len(latin) > 5 else "")
+        log.warning("%s: UTF-8 but for %d line(s) (%s), read as Latin-1", name, len(latin), shown)
     control = next((c for c in text if _is_control(c) and not c.isspace() and c != "\x1a"), None)
     if control is not None:  # binary (an mp3, an image); ^Z may end an old DOS file
         raise SentencesError(not_text.format(f"control byte {ord(control):#04x}"))
