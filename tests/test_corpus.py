@@ -115,6 +115,39 @@ def test_a_failing_clip_is_retried_reported_and_not_fatal(tmp_path: Path) -> Non
     assert len(check_corpus(tmp_path)) == 1
 
 
+def test_a_full_disk_stops_the_run_at_once_and_keeps_what_was_made(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A full disk was each clip's own failure: every later clip was tried (three times)
+    and failed alike, a line each (review). It stops the run in one error, exit 1."""
+    import errno
+
+    from whichvoice import corpus
+    from whichvoice.errors import OutputLostError
+
+    written = []
+    real = corpus.write_atomic
+
+    def filling(path, data, **kw):  # room for two clips (and the manifest, written apart)
+        if Path(path).suffix == ".mp3":
+            if len(written) >= 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            written.append(path)
+        real(path, data, **kw)
+
+    monkeypatch.setattr(corpus, "write_atomic", filling)
+    sentences = parse_sentences("One two three.\nFour five six.\nSeven eight.\nNine ten.").sentences
+    cfg = SynthConfig(voices=("flite:slt",), assign="all", workers=1)
+    with pytest.raises(OutputLostError, match="cannot write the corpus .No space left") as e:
+        synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert e.value.exit_status == 1 and "run the same command again" in str(e.value)
+    assert len(written) == 2 and len(check_corpus(tmp_path)) == 2  # what was made is kept
+    assert not (tmp_path / "failures.jsonl").exists()  # no clip's own failure
+    monkeypatch.setattr(corpus, "write_atomic", real)
+    again = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert (again.made, again.skipped) == (2, 2) and len(check_corpus(tmp_path)) == 4
+
+
 @pytest.mark.slow  # synthesis or training
 def test_a_cut_manifest_line_is_dropped_on_resume(tmp_path: Path) -> None:
     sentences = parse_sentences("A short test sentence.\nAnother short one here.").sentences

@@ -15,6 +15,7 @@ the manifest last (see ``whichvoice.storage``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from whichvoice import storage
 from whichvoice.audio import ENGINE_SILENCE_PEAK, check_not_silent, encode_audio, read_audio
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import OutputLostError, WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
 from whichvoice.sentences import Sentence
 from whichvoice.text import counted
@@ -301,6 +302,16 @@ def _make_clip(job: ClipJob, out: Path, fmt: str, sessions: SessionPool) -> tupl
     return clip, engine_s
 
 
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a quota reached
+
+
+def _no_room(out: Path, e: OSError) -> OutputLostError:
+    return OutputLostError(
+        f"{out}: cannot write the corpus ({e.strerror or e}); the clips made so far are kept: "
+        "make room and run the same command again to go on"
+    )
+
+
 def _attempt(
     job: ClipJob, out: Path, fmt: str, sessions: SessionPool
 ) -> tuple[Clip, float] | Failure:
@@ -308,7 +319,11 @@ def _attempt(
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return _make_clip(job, out, fmt, sessions)
-        except (WhichvoiceError, OSError) as e:
+        except OSError as e:
+            if e.errno in _NO_ROOM:  # every clip after it would fail the same way
+                raise _no_room(out, e) from e
+            reason = str(e)
+        except WhichvoiceError as e:
             reason = str(e)
         except Exception as e:  # an engine bug must cost one clip, not the corpus
             log.debug("unexpected error on %s", job.clip_id, exc_info=True)
@@ -361,12 +376,22 @@ def synthesize_corpus(
     try:
         with open(manifest_path, "a", encoding="utf-8") as manifest:
             _synthesize_all(todo, out, cfg, sessions, manifest, done, summary, bar)
+    except OSError as e:  # the manifest's own line, on a full disk
+        if e.errno not in _NO_ROOM:
+            raise
+        raise _no_room(out, e) from e
     finally:
         bar.close()
         sessions.close()
-        write_jsonl(manifest_path, (c.to_dict() for c in sorted(done.values(), key=lambda c: c.id)))
-        if summary.failed or (out / FAILURES).exists():
-            write_jsonl(out / FAILURES, (asdict(f) for f in summary.failed))
+        try:  # the appended manifest stays whole if there is no room to rewrite it
+            write_jsonl(
+                manifest_path, (c.to_dict() for c in sorted(done.values(), key=lambda c: c.id))
+            )
+            if summary.failed or (out / FAILURES).exists():
+                write_jsonl(out / FAILURES, (asdict(f) for f in summary.failed))
+        except OSError as e:
+            if e.errno not in _NO_ROOM:
+                raise
         summary.seconds = time.perf_counter() - t_start
     return summary
 
@@ -392,17 +417,19 @@ def _synthesize_all(
                     _record(future.result(), manifest, done, summary)
                     bar.update(1)
                     bar.set_postfix(failed=len(summary.failed), refresh=False)
-        except KeyboardInterrupt:
-            summary.interrupted = True
+        except (KeyboardInterrupt, OutputLostError) as e:
+            summary.interrupted = isinstance(e, KeyboardInterrupt)
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True)
             # clips finished while stopping are complete: keep them, drop their failures
             for future in pending:
-                if future.done() and not future.cancelled():
+                if future.done() and not future.cancelled() and future.exception() is None:
                     result = future.result()
                     if not isinstance(result, Failure):
                         _record(result, manifest, done, summary)
+            if isinstance(e, OutputLostError):
+                raise
 
 
 def _record(
