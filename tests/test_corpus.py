@@ -312,6 +312,25 @@ def test_text_with_sentences_is_refused(cli, tmp_path: Path, extra: list, named:
         assert not out.exists()
 
 
+def test_text_options_that_would_be_ignored_are_refused(cli, tmp_path: Path) -> None:
+    """--format wav into a.mp3 wrote mp3, --max-chars held for a folder but not a file and
+    named an internal temporary file, an empty --text into a folder said 'one line' (review)."""
+    cases = (
+        ([str(tmp_path / "a.mp3"), "--text", "Hello", "--format", "wav"],
+         "--format wav, but OUT ends in .mp3"),
+        ([str(tmp_path / "a.wav"), "--text", "Hello there", "--max-chars", "3"],
+         "--text is 11 characters, over --max-chars 3"),
+        ([str(tmp_path / "c"), "--text", "Hello there", "--max-chars", "3"],
+         "--text is 11 characters, over --max-chars 3"),
+        ([str(tmp_path / "c"), "--text", " "], "nothing to say: the text is empty"),
+    )  # fmt: skip
+    for args, said in cases:
+        proc = cli("synth", *args, "--voices", "flite:slt")
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+        assert "whichvoice-text-" not in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_per_voice_without_assign_sample_is_refused(cli, tmp_path: Path) -> None:
     proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt", "--per-voice", "3")
     assert proc.returncode == 2 and "--per-voice goes with --assign sample" in proc.stderr

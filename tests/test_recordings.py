@@ -213,3 +213,9 @@ def test_names_out_of_ascii_keep_their_suffix_and_the_corpus_is_not_its_own_sour
     assert "UPPER.WAV" in stored and len(set(stored)) == 4
     with pytest.raises(RecordingsError, match="inside its own recordings"):
         import_recordings(src, src, ImportConfig(), progress=False)
+
+
+def test_a_csv_of_a_header_alone_says_so(tmp_path: Path) -> None:
+    (tmp_path / "e.csv").write_text("path,voice\n")
+    with pytest.raises(RecordingsError, match="a header and no rows"):
+        import_recordings(tmp_path / "e.csv", tmp_path / "out", ImportConfig(), progress=False)

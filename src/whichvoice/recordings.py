@@ -18,6 +18,7 @@ bytes are kept) and never leaves a half-written file or manifest line.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -226,6 +227,10 @@ def _from_csv(path: Path) -> list[Recording]:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise RecordingsError(f"{path}: cannot read the CSV ({e})") from None
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        header = path.read_text("utf-8-sig").splitlines()[:1]
+        if not rows and header and {"path", "voice"} <= {c.strip() for c in header[0].split(",")}:
+            raise RecordingsError(f"{path}: a header and no rows: no recording to import")
     if not rows or not {"path", "voice"} <= set(rows[0]):
         raise RecordingsError(f"{path}: needs the columns path,voice (and optionally text)")
     out = []

@@ -216,7 +216,15 @@ def synth_cmd(
     from whichvoice.audio import AUDIO_SUFFIXES
 
     suffix = Path(str(out)).suffix.lower()
+    if text is not None and len(text.strip()) > max_chars:  # as a sentence file's line is
+        raise click.UsageError(
+            f"--text is {len(text.strip())} characters, over --max-chars {max_chars}"
+        )
     if text is not None and suffix in (".mp3", ".wav"):
+        if _given(click.get_current_context(), "fmt") and f".{fmt}" != suffix:
+            raise click.UsageError(
+                f"--format {fmt}, but OUT ends in {suffix}: a file's suffix says its format"
+            )
         check_new_file(out, "OUT", overwrite)  # before the engine runs
         _say_into(out, text, voices, polly_engine, quiet)
         return
@@ -299,6 +307,8 @@ def _phrase_file(text: str) -> str:
     import shutil
     import tempfile
 
+    if not text.strip():  # as into one file
+        raise WhichvoiceError("nothing to say: the text is empty")
     if len(text.strip().splitlines()) != 1:
         raise WhichvoiceError("--text takes one phrase on one line")
     folder = Path(tempfile.mkdtemp(prefix="whichvoice-text-"))

@@ -47,7 +47,7 @@ class WavFileSession(EngineSession):
         run(cmd, stdin=stdin, what=voice.id)
         if not out.exists():
             raise SynthesisError(f"{voice.id}: {cmd[0]} wrote no audio")
-        wave, rate = read_audio(out.read_bytes())
+        wave, rate = read_audio(out.read_bytes(), name=f"{voice.id} on {text!r}")
         return Speech(wave, rate)
 
     def close(self) -> None:

@@ -187,7 +187,7 @@ class EspeakSession(EngineSession):
             stdin=text.encode(),
             what=voice.id,
         )
-        wave, rate = read_audio(wav)
+        wave, rate = read_audio(wav, name=f"{voice.id} on {text!r}")
         return Speech(wave, rate)
 
     def close(self) -> None:

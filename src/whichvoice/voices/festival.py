@@ -162,7 +162,7 @@ class FestivalSession(EngineSession):
         )
         if not out.exists() or out.stat().st_size <= 44:
             return " ".join(line for line in said.splitlines() if "error" in line.lower())
-        return read_audio(out.read_bytes())
+        return read_audio(out.read_bytes(), name=f"{voice.id} on {text!r}")
 
     def close(self) -> None:
         for proc in self._procs.values():

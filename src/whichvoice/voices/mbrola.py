@@ -114,7 +114,7 @@ class MbrolaSession(EngineSession):
                 if not out.exists():
                     raise SynthesisError(f"{voice.id}: mbrola wrote no audio")
                 wav = out.read_bytes()
-        wave, rate = read_audio(wav)
+        wave, rate = read_audio(wav, name=f"{voice.id} on {text!r}")
         return Speech(wave, rate)
 
 
