@@ -571,7 +571,7 @@ def test_trace_from_python_in_one_call(tmp_path: Path) -> None:
     with pytest.raises(EngineHeadError, match="no engine head reads"):
         trace(clip, model="bundled")
     # a steady sound is no voice: the head named espeak-ng for a square wave (review)
-    from whichvoice.audio import SAMPLE_RATE, Decoded
+    from whichvoice.audio import SAMPLE_RATE, Decoded, load_audio
     from whichvoice.errors import SilentAudioError
 
     t = np.arange(5 * SAMPLE_RATE) / SAMPLE_RATE
@@ -581,3 +581,15 @@ def test_trace_from_python_in_one_call(tmp_path: Path) -> None:
     for wave in (square, padded, noise):
         [said] = trace(Decoded(wave, SAMPLE_RATE, "steady"))
         assert isinstance(said, SilentAudioError) and "a steady sound" in str(said)
+    # 50 ms of a voice, or a click, in a second of silence: no speech found, whatever the
+    # head's encoder (resemblyzer's own measure took it for enough, and the head named pico)
+    voice = load_audio(clip)
+    burst = np.zeros(SAMPLE_RATE, np.float32)
+    middle = voice.size // 2
+    burst[8000:8800] = voice[middle - 400 : middle + 400]
+    click = np.zeros(2 * SAMPLE_RATE, np.float32)
+    click[16000:16080] = 0.5
+    for wave in (burst, click):
+        for model in ("auto", "resemblyzer"):
+            [said] = trace(Decoded(wave, SAMPLE_RATE, "short"), model=model)
+            assert isinstance(said, SilentAudioError) and "no speech found" in str(said), said

@@ -534,7 +534,11 @@ def only_a_steady_sound(wave: np.ndarray) -> bool:
     """Whether a 16 kHz clip's sound, its frames within SOUND_DB of the loudest (silence
     around it left out), is steady (``is_steady``): a tone, a hum or noise, not a voice."""
     db = frame_db(wave)
-    return db.size > 0 and is_steady(db[db > db.max() - SOUND_DB])
+    if db.size == 0:
+        return False
+    sound = db[db > db.max() - SOUND_DB]
+    # a click or a burst is too short to be steady or not: "no speech found" says it
+    return sound.size >= round(100 * MIN_SPEECH_S) and is_steady(sound)
 
 
 DC_FRAME = 2048  # samples a frame (43-256 ms): longer than a hum's period or a voice's

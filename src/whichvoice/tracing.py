@@ -41,9 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.audio import (
+    MIN_SPEECH_S,
     SAMPLE_RATE,
     AudioSource,
     Decoded,
+    burst_error,
     check_not_silent,
     describe_source,
     inputs_of,
@@ -182,8 +184,15 @@ def _decoded_fingerprint(source: AudioSource, *, native: bool) -> tuple[Decoded,
     named as the source) and its fingerprint."""
     name = describe_source(source)
     wave, rate = read_audio(source)
+    from whichvoice.features import FeatureConfig, trim_silence
+
     check_not_silent(wave, rate, name)
     at16k = resample(wave, rate, SAMPLE_RATE)
+    # the speech as the bundled encoder keeps it, whatever the encoder: resemblyzer's own
+    # measure kept 50 ms of sound in a second of silence as enough, and the head named it
+    speech_s = trim_silence(at16k, FeatureConfig()).shape[0] / SAMPLE_RATE
+    if speech_s < MIN_SPEECH_S:
+        raise burst_error(name, speech_s)
     if only_a_steady_sound(at16k):  # the head named an engine for a square wave (review)
         raise SilentAudioError(f"{name}: no speech in it (a steady sound: a tone, a hum, noise)")
     fp = recording_fingerprint(at16k)
