@@ -148,6 +148,37 @@ def test_a_full_disk_stops_the_run_at_once_and_keeps_what_was_made(
     assert (again.made, again.skipped) == (2, 2) and len(check_corpus(tmp_path)) == 4
 
 
+def test_a_corpus_resumes_only_with_its_own_settings_and_one_run_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """Another seed or voice set under --assign random drew other voices for sentences
+    already read (14 clips for 10 sentences), another format left the first files beside
+    the new ones, and two runs at once lost each other's manifest rows (review)."""
+    from whichvoice.corpus import LOCK, SynthConfigError
+    from whichvoice.errors import OutputError
+    from whichvoice.files import held_alone
+
+    sentences = parse_sentences("One two three.\nFour five six.").sentences
+    cfg = SynthConfig(voices=("flite:slt", "flite:awb"), workers=1)  # assign random
+    first = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert first.made == 2 and json.loads((tmp_path / "synth.json").read_text())["seed"] == 0
+    for changed, said in (
+        ({"seed": 1}, "--seed 0, not 1"),
+        ({"format": "wav"}, "--format mp3, not wav"),
+        ({"voices": ("flite:slt", "flite:awb", "flite:rms")}, "--voices flite:awb,flite:slt, not"),
+        ({"assign": "all"}, "--assign random, not all"),
+    ):
+        other = SynthConfig(**{**{"voices": cfg.voices, "workers": 1}, **changed})
+        with pytest.raises(SynthConfigError, match=f"made with other settings .*{said}"):
+            synthesize_corpus(tmp_path, sentences, other, progress=False)
+    assert len(check_corpus(tmp_path)) == 2 and len(list(tmp_path.rglob("*.mp3"))) == 2
+    again = synthesize_corpus(tmp_path, sentences, cfg, progress=False)  # the same: resumes
+    assert (again.made, again.skipped) == (0, 2)
+    with held_alone(tmp_path / LOCK, "a test"), pytest.raises(OutputError, match="another"):
+        synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert not (tmp_path / LOCK).exists()
+
+
 @pytest.mark.slow  # synthesis or training
 def test_a_cut_manifest_line_is_dropped_on_resume(tmp_path: Path) -> None:
     sentences = parse_sentences("A short test sentence.\nAnother short one here.").sentences

@@ -219,3 +219,20 @@ def test_a_csv_of_a_header_alone_says_so(tmp_path: Path) -> None:
     (tmp_path / "e.csv").write_text("path,voice\n")
     with pytest.raises(RecordingsError, match="a header and no rows"):
         import_recordings(tmp_path / "e.csv", tmp_path / "out", ImportConfig(), progress=False)
+
+
+def test_a_corpus_is_imported_again_only_under_its_own_label(tmp_path: Path) -> None:
+    """The same recordings imported again with another --engine were stored a second time,
+    as other voices (review); two imports at once are refused, as two synths are."""
+    from whichvoice.errors import OutputError
+    from whichvoice.files import held_alone
+    from whichvoice.recordings import LOCK
+
+    src = _flat(tmp_path, speakers=("theo",), digits=(1,), takes=(0, 1))
+    out = tmp_path / "corpus"
+    import_recordings(src, out, ImportConfig(pattern=PATTERN), progress=False)
+    with pytest.raises(RecordingsError, match="imported with --engine human, not people"):
+        import_recordings(src, out, ImportConfig(pattern=PATTERN, engine="people"), progress=False)
+    assert {c.voice for c in load_corpus(out)} == {"human:theo"}
+    with held_alone(out / LOCK, "a test"), pytest.raises(OutputError, match="another"):
+        import_recordings(src, out, ImportConfig(pattern=PATTERN), progress=False)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from whichvoice import storage
 from whichvoice.audio import ENGINE_SILENCE_PEAK, check_not_silent, encode_audio, read_audio
 from whichvoice.errors import OutputLostError, WhichvoiceError
-from whichvoice.files import ensure_dir, write_atomic
+from whichvoice.files import ensure_dir, held_alone, write_atomic
 from whichvoice.sentences import Sentence
 from whichvoice.text import counted
 from whichvoice.voices import SessionPool, Voice, require_available, resolve_voices
@@ -357,7 +357,70 @@ def synthesize_corpus(
             return synthesize_corpus(local, sentences, cfg, progress=progress)
     out = Path(out)
     _prepare_out(out)
+    with held_alone(out / LOCK, f"the corpus {out}"):  # two runs lost each other's rows
+        _check_settings(out, cfg, voices)
+        return _synthesize_alone(out, sentences, cfg, voices, progress, t_start)
 
+
+LOCK = ".whichvoice.lock"  # held while a run writes the corpus
+SETTINGS = "synth.json"  # what a corpus was made with: a resume must make the same kind
+
+
+def _settings(cfg: SynthConfig, voices: list[Voice]) -> dict:
+    """The settings that decide which clips a corpus holds and how they are stored."""
+    out: dict = {"format": cfg.format, "assign": cfg.assign}
+    if cfg.assign in ("random", "sample"):
+        out["seed"] = cfg.seed
+    if cfg.assign == "sample":
+        out["per_voice"] = cfg.per_voice
+    if cfg.assign == "random":  # each sentence's voice is drawn among them
+        out["voices"] = sorted(v.id for v in voices)
+    return out
+
+
+def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
+    """SynthConfigError when the corpus in ``out`` was made with other settings (another
+    format left the first files beside the new ones; another seed or voice set under
+    --assign random drew other voices for the sentences already read, mixing two corpora);
+    else the settings are recorded."""
+    mine = _settings(cfg, voices)
+    try:
+        before = json.loads((out / SETTINGS).read_text("utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict) and before != mine:
+        keys = [k for k in ("format", "assign", "seed", "per_voice", "voices")
+                if before.get(k) != mine.get(k)]  # fmt: skip
+        shown = {"format": "--format", "assign": "--assign", "seed": "--seed",
+                 "per_voice": "--per-voice", "voices": "--voices"}  # fmt: skip
+        said = "; ".join(
+            f"{shown[k]} {_shown(before.get(k))}, not {_shown(mine.get(k))}" for k in keys
+        )
+        raise SynthConfigError(
+            f"{out}: a corpus made with other settings ({said}); resume it with its own "
+            f"settings, or make this one in another folder"
+        )
+    if before != mine:
+        write_atomic(out / SETTINGS, (json.dumps(mine, indent=1) + "\n").encode())
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list):
+        return ",".join(value) if len(value) <= 4 else f"{len(value)} voices"
+    return str(value)
+
+
+def _synthesize_alone(
+    out: Path,
+    sentences: list[Sentence],
+    cfg: SynthConfig,
+    voices: list[Voice],
+    progress: bool,
+    t_start: float,
+) -> SynthSummary:
+    """``synthesize_corpus``'s work once no other run writes ``out``."""
     manifest_path = out / MANIFEST
     done = {c.id: c for c in read_manifest(manifest_path) if _complete(out, c)}
     jobs = plan(sentences, voices, cfg.assign, cfg.seed, cfg.format, cfg.per_voice)

@@ -45,7 +45,7 @@ from whichvoice.corpus import (
     write_jsonl,
 )
 from whichvoice.errors import WhichvoiceError
-from whichvoice.files import ensure_dir, write_atomic
+from whichvoice.files import ensure_dir, held_alone, write_atomic
 from whichvoice.sentences import sentence_id
 from whichvoice.text import counted, none_of
 
@@ -309,6 +309,40 @@ def import_recordings(
                               "give another folder")  # fmt: skip
     jobs = _plan(list_recordings(source, cfg.pattern, skip=out), cfg.engine)
     ensure_dir(out, "corpus")
+    with held_alone(out / LOCK, f"the corpus {out}"):  # two runs lost each other's rows
+        _check_label(out, cfg.engine)
+        return _import_alone(source, out, cfg, jobs, progress, t0)
+
+
+LOCK = ".whichvoice.lock"  # held while a run writes the corpus (as synth's)
+LABEL = "import.json"  # the engine label the corpus's recordings were imported under
+
+
+def _check_label(out: Path, engine: str) -> None:
+    """RecordingsError when the corpus was imported under another --engine label (the same
+    recordings were stored again as a second voice each); else the label is recorded."""
+    try:
+        before = json.loads((out / LABEL).read_text("utf-8")).get("engine")
+    except (OSError, ValueError, AttributeError):
+        before = None
+    if before is not None and before != engine:
+        raise RecordingsError(
+            f"{out}: imported with --engine {before}, not {engine}; import again with "
+            f"--engine {before}, or into another folder"
+        )
+    if before is None:
+        write_atomic(out / LABEL, (json.dumps({"engine": engine}) + "\n").encode())
+
+
+def _import_alone(
+    source: str | os.PathLike,
+    out: Path,
+    cfg: ImportConfig,
+    jobs: list[tuple[Recording, str, str]],
+    progress: bool,
+    t0: float,
+) -> ImportSummary:
+    """``import_recordings``'s work once no other run writes ``out``."""
     manifest_path = out / MANIFEST
     done = {c.id: c for c in read_manifest(manifest_path)}
     summary = ImportSummary(planned=len(jobs))
