@@ -369,10 +369,8 @@ SETTINGS = "synth.json"  # what a corpus was made with: a resume must make the s
 def _settings(cfg: SynthConfig, voices: list[Voice]) -> dict:
     """The settings that decide which clips a corpus holds and how they are stored."""
     out: dict = {"format": cfg.format, "assign": cfg.assign}
-    if cfg.assign in ("random", "sample"):
-        out["seed"] = cfg.seed
-    if cfg.assign == "sample":
-        out["per_voice"] = cfg.per_voice
+    if cfg.assign in ("random", "sample"):  # the draws (sample's, per voice: so a voice
+        out["seed"] = cfg.seed  # added, or more sentences a voice, leaves the others')
     if cfg.assign == "random":  # each sentence's voice is drawn among them
         out["voices"] = sorted(v.id for v in voices)
     return out
@@ -389,10 +387,9 @@ def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
     except (OSError, ValueError):
         before = None
     if isinstance(before, dict) and before != mine:
-        keys = [k for k in ("format", "assign", "seed", "per_voice", "voices")
-                if before.get(k) != mine.get(k)]  # fmt: skip
+        keys = [k for k in ("format", "assign", "seed", "voices") if before.get(k) != mine.get(k)]
         shown = {"format": "--format", "assign": "--assign", "seed": "--seed",
-                 "per_voice": "--per-voice", "voices": "--voices"}  # fmt: skip
+                 "voices": "--voices"}  # fmt: skip
         said = "; ".join(
             f"{shown[k]} {_shown(before.get(k))}, not {_shown(mine.get(k))}" for k in keys
         )
