@@ -88,7 +88,8 @@ def _voiced(seconds: float, f0: float, rng: np.random.Generator) -> np.ndarray:
     for fc in (700, 1200):  # two resonances
         r, w = 0.97, 2 * np.pi * fc / 16000
         x = lfilter([1 - r], [1, -2 * r * np.cos(w), r * r], x)
-    x *= 0.01 + (np.sin(2 * np.pi * 1.5 * t) > -0.6)  # syllables and pauses
+    # syllables that rise and fall, and pauses (a flat loudness is a steady sound: no voice)
+    x *= 0.01 + np.clip(np.sin(2 * np.pi * 1.5 * t) + 0.6, 0, None)
     x += 1e-3 * np.abs(x).max() * rng.normal(size=t.size)  # a recording's noise floor
     return (0.3 * x / np.abs(x).max()).astype(np.float32)
 
