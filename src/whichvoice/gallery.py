@@ -8,6 +8,7 @@ it with another model raises GalleryError.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -111,57 +112,34 @@ def _reraise_damaged(e: sqlite3.DatabaseError, where: object) -> None:
         raise converted from e
 
 
-class _Cursor(sqlite3.Cursor):
-    """A cursor whose reads of a damaged file raise ``_damaged``'s error: SQLite finds most
-    damage only when a query reaches the page, often while its rows are fetched."""
+def _guarded(method: Callable) -> Callable:
+    """A cursor's ``method`` whose misuse is ``_misused``'s error and whose damaged file is
+    ``_damaged``'s; any other error is raised as it is."""
 
-    def _where(self) -> object:
-        return getattr(self.connection, "where", "the gallery")
-
-    def execute(self, *args, **kwargs):  # type: ignore[override]
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
         try:
-            return super().execute(*args, **kwargs)
+            return method(self, *args, **kwargs)
         except sqlite3.ProgrammingError as e:
             _reraise_misused(e)
             raise
         except sqlite3.DatabaseError as e:
-            _reraise_damaged(e, self._where())
+            _reraise_damaged(e, getattr(self.connection, "where", "the gallery"))
             raise
 
-    def executemany(self, *args, **kwargs):  # type: ignore[override]
-        try:
-            return super().executemany(*args, **kwargs)
-        except sqlite3.DatabaseError as e:
-            _reraise_damaged(e, self._where())
-            raise
+    return guarded
 
-    def fetchone(self):
-        try:
-            return super().fetchone()
-        except sqlite3.DatabaseError as e:
-            _reraise_damaged(e, self._where())
-            raise
 
-    def fetchmany(self, *args, **kwargs):
-        try:
-            return super().fetchmany(*args, **kwargs)
-        except sqlite3.DatabaseError as e:
-            _reraise_damaged(e, self._where())
-            raise
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose reads of a damaged file raise ``_damaged``'s error: SQLite finds most
+    damage only when a query reaches the page, often while its rows are fetched."""
 
-    def fetchall(self):
-        try:
-            return super().fetchall()
-        except sqlite3.DatabaseError as e:
-            _reraise_damaged(e, self._where())
-            raise
-
-    def __next__(self):
-        try:
-            return super().__next__()
-        except sqlite3.DatabaseError as e:
-            _reraise_damaged(e, self._where())
-            raise
+    execute = _guarded(sqlite3.Cursor.execute)
+    executemany = _guarded(sqlite3.Cursor.executemany)
+    fetchone = _guarded(sqlite3.Cursor.fetchone)
+    fetchmany = _guarded(sqlite3.Cursor.fetchmany)
+    fetchall = _guarded(sqlite3.Cursor.fetchall)
+    __next__ = _guarded(sqlite3.Cursor.__next__)
 
 
 class _Connection(sqlite3.Connection):
@@ -171,21 +149,18 @@ class _Connection(sqlite3.Connection):
 
     where: object = "the gallery"
 
-    def execute(self, *args, **kwargs):  # type: ignore[override]
+    def _cursor(self) -> _Cursor:
         try:
-            cursor = self.cursor(_Cursor)
+            return self.cursor(_Cursor)
         except sqlite3.ProgrammingError as e:
             _reraise_misused(e)
             raise
-        return cursor.execute(*args, **kwargs)
+
+    def execute(self, *args, **kwargs):  # type: ignore[override]
+        return self._cursor().execute(*args, **kwargs)
 
     def executemany(self, *args, **kwargs):  # type: ignore[override]
-        try:
-            cursor = self.cursor(_Cursor)
-        except sqlite3.ProgrammingError as e:
-            _reraise_misused(e)
-            raise
-        return cursor.executemany(*args, **kwargs)
+        return self._cursor().executemany(*args, **kwargs)
 
     def close(self) -> None:
         try:
