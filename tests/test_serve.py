@@ -232,6 +232,12 @@ def test_every_error_code(server: str, clips) -> None:
     huge = json.dumps({"text": "a" * 300_000, "voice": "flite:slt"}).encode()
     assert_error(post("/v1/synthesize", huge, "application/json"), 413, "too_large")
     assert_error(httpx.post(f"{server}/v1/identify", files={"other": ("a.mp3", b"x")}), 422, "file")
+    # application/ogg is audio, as a body and as a part; application/pdf is not (it was 415
+    # as a body but accepted as a part, and then 422 undecodable)
+    r = post("/v1/identify", clips[0][0], "application/ogg")
+    assert r.status_code == 200, r.text
+    pdf = {"file": ("doc.pdf", b"%PDF-1.4 not audio", "application/pdf")}
+    assert_error(httpx.post(f"{server}/v1/identify", files=pdf), 415, "unsupported_type")
     # a field 'file' sent as text (curl -F "file=<clip.mp3"): said so, not "no file field"
     r = httpx.post(f"{server}/v1/identify", files={"file": (None, b"ID3 not sent as a file")})
     assert_error(r, 422, "is text, not a file")

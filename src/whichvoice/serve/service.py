@@ -124,6 +124,17 @@ class HTTPProblem(Exception):
         return self
 
 
+# application/ types that name audio (Ogg's registered type, what a sender that knows no
+# better says); any other application/ type (a PDF, JSON) is not audio
+AUDIO_APPLICATION = ("application/ogg", "application/octet-stream")
+
+
+def is_audio_type(media: str) -> bool:
+    """Whether a declared media type may be audio: audio/*, video/* (a recording's
+    container), or AUDIO_APPLICATION."""
+    return media.startswith(("audio/", "video/")) or media in AUDIO_APPLICATION
+
+
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -345,7 +356,7 @@ class Service:
         the upload limit (the whole request), 415 when not audio (the body, or the one file
         when not ``many``: of several, each file's bytes say), 422 without a file."""
         media = media_type(request)
-        if media.startswith(("audio/", "video/")) or media == "application/octet-stream":
+        if is_audio_type(media):
             return [(RAW_NAME, await self.body(request))]
         if media != "multipart/form-data":
             raise HTTPProblem(
@@ -380,11 +391,8 @@ class Service:
                 name = upload.filename or "the file"
                 # of several files, each is judged by its bytes (a text part is that file's
                 # error, as an undecodable one is); one file declared as text is refused
-                if (
-                    not many
-                    and upload.content_type
-                    and not upload.content_type.startswith(("audio/", "video/", "application/"))
-                ):
+                declared = (upload.content_type or "").split(";")[0].strip().lower()
+                if not many and declared and not is_audio_type(declared):
                     raise HTTPProblem(
                         415, "unsupported_type", f"{name}: {upload.content_type} is not audio"
                     )

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from whichvoice.serve.service import ClassifierDep, HTTPProblem, ServiceDep, media_type
+from whichvoice.serve.service import (
+    ClassifierDep,
+    HTTPProblem,
+    ServiceDep,
+    is_audio_type,
+    media_type,
+)
 
 router = APIRouter(tags=["the talk"])
 
@@ -74,7 +80,7 @@ async def invocations(request: Request, service: ServiceDep, model: ClassifierDe
             lambda: [service.identify(d, f"item {n}") for n, d in enumerate(datas)]
         )
         return JSONResponse([model.display_name(p.answer) for p in preds])
-    if media.startswith("audio/") or media == "application/octet-stream":
+    if is_audio_type(media):
         pred = await run_in_threadpool(service.identify, maybe_base64(body))
         return JSONResponse(model.display_name(pred.answer))
     raise HTTPProblem(
