@@ -362,6 +362,17 @@ def test_text_options_that_would_be_ignored_are_refused(cli, tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sentences_skipped_for_their_length_are_a_warning_even_quiet(cli, tmp_path: Path) -> None:
+    """--quiet dropped the line saying a sentence was too long to speak: it was left out
+    without a word, exit 0 (review)."""
+    text = tmp_path / "s.txt"
+    text.write_text("A short one.\n" + "A sentence far too long to be spoken here. " * 3 + "\n")
+    proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt", "--sentences", str(text),
+               "--max-chars", "40", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: 1 sentence over 40 characters skipped" in proc.stderr
+
+
 def test_per_voice_without_assign_sample_is_refused(cli, tmp_path: Path) -> None:
     proc = cli("synth", str(tmp_path / "c"), "--voices", "flite:slt", "--per-voice", "3")
     assert proc.returncode == 2 and "--per-voice goes with --assign sample" in proc.stderr

@@ -236,3 +236,33 @@ def test_a_corpus_is_imported_again_only_under_its_own_label(tmp_path: Path) -> 
     assert {c.voice for c in load_corpus(out)} == {"human:theo"}
     with held_alone(out / LOCK, "a test"), pytest.raises(OutputError, match="another"):
         import_recordings(src, out, ImportConfig(pattern=PATTERN), progress=False)
+
+
+@pytest.mark.slow  # a few hundred files copied and imported
+def test_an_import_interrupted_says_how_to_go_on(tmp_path: Path) -> None:
+    """Ctrl-C printed only "interrupted" where synth says to run the command again (review);
+    what was imported is kept and the same command completes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    for f in sorted(HUMAN_DEV.glob("*.wav")):  # 3,000 recordings of 6 speakers
+        (src / f.stem.split("_")[1]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, src / f.stem.split("_")[1])
+    out = tmp_path / "corpus"
+    args = [sys.executable, "-m", "whichvoice", "import-corpus", str(src), str(out), "-q"]
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "manifest.jsonl").is_file():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the import ended before it was interrupted")
+    assert proc.returncode == 130 and "run the same command again" in err, err
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len(read_manifest(out / "manifest.jsonl")) == len(list(src.rglob("*.wav")))

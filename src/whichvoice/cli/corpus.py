@@ -109,6 +109,12 @@ def synthesize(
     from whichvoice.sentences import load_sentences
 
     source = load_sentences(sentences, max_chars)
+    if source.too_long:  # a sentence not spoken for its length is a warning, --quiet or not
+        click.echo(
+            f"warning: {counted(source.too_long, 'sentence')} over {max_chars} characters "
+            "skipped (--max-chars)",
+            err=True,
+        )
     if source.skipped and not quiet:
         click.echo(
             f"sentences: {len(source.sentences)} used, skipped {source.blank} blank, "
@@ -388,7 +394,11 @@ def import_corpus_cmd(
     from whichvoice.recordings import ImportConfig, import_recordings
 
     cfg = ImportConfig(engine=engine, pattern=pattern, workers=workers or default_workers())
-    summary = import_recordings(source, out, cfg, progress=not quiet)
+    try:
+        summary = import_recordings(source, out, cfg, progress=not quiet)
+    except KeyboardInterrupt:  # what was imported is kept: say how to go on, as synth does
+        click.echo("interrupted: run the same command again to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if not quiet:
         _report(summary, out, lambda f: f"  failed: {f.reason}")
     _exit_if_failed(summary, out, quiet)
