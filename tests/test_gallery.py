@@ -525,8 +525,11 @@ def test_an_export_refuses_a_damaged_voice(tmp_path: Path) -> None:
     db.execute("UPDATE voices SET embedding = substr(embedding, 1, 12) WHERE name = 'cut'")
     db.commit()
     db.close()
-    with Gallery(path, "m") as g, pytest.raises(GalleryError, match="voice 'cut' is damaged"):
-        g.export_json()
+    with Gallery(path, "m") as g:
+        for read in (g.export_json, g.voices, lambda: g.get("cut")):  # verify and identify too
+            with pytest.raises(GalleryError, match="voice 'cut' is damaged"):
+                read()
+        assert g.remove("cut") == "cut" and [v.name for v in g.voices()] == ["whole"]
 
 
 def test_an_sqlite_error_that_is_no_damage_stays_itself(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from numbers import Number
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,19 @@ def inputs_of(sources: AudioSource | Iterable[AudioSource]) -> Iterable[AudioSou
     come (a generator too)."""
     if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
         return [sources]
+    samples = isinstance(sources, np.ndarray) or (
+        isinstance(sources, list | tuple) and bool(sources) and isinstance(sources[0], Number)
+    )
+    if samples:  # each sample was taken for an input: a clip of 2 s gave 32,000 errors
+        raise AudioDecodeError(
+            "an array of samples needs its rate: pass Decoded(wave, rate, name) "
+            "(whichvoice.audio.Decoded)"
+        )
+    if not isinstance(sources, Iterable):  # None, a number
+        raise AudioDecodeError(
+            f"{sources!r:.60}: give a file path, a URL, encoded bytes, a Decoded clip or a "
+            "list of them"
+        )
     return sources
 
 

@@ -350,6 +350,9 @@ def synthesize_corpus(
     (``summary.interrupted``); what was complete stays in the manifest.
     """
     t_start = time.perf_counter()
+    if not isinstance(cfg, SynthConfig):
+        raise SynthConfigError(f"cfg {cfg!r:.60}: a SynthConfig (SynthConfig(voices=...))")
+    sentences = _as_sentences(sentences)
     voices = resolve_voices(list(cfg.voices))
     require_available(voices)
     if storage.is_url(out):  # made in a local mirror, uploaded with the manifest last
@@ -360,6 +363,33 @@ def synthesize_corpus(
     with held_alone(out / LOCK, f"the corpus {out}"):  # two runs lost each other's rows
         _check_settings(out, cfg, voices)
         return _synthesize_alone(out, sentences, cfg, voices, progress, t_start)
+
+
+def _as_sentences(sentences) -> list[Sentence]:
+    """The sentences to read: Sentence objects as they are, the sentences of a
+    SentenceSource (``load_sentences``), and text as the sentence it is (its id from its
+    text, as a sentence file's line gets it); SentencesError for anything else, before any
+    work."""
+    from whichvoice.errors import SentencesError
+    from whichvoice.sentences import SentenceSource, sentence_id
+
+    if isinstance(sentences, SentenceSource):
+        return list(sentences.sentences)
+    if isinstance(sentences, str) or not isinstance(sentences, Iterable):
+        raise SentencesError(
+            f"sentences {sentences!r:.60}: a list of Sentence (load_sentences(...).sentences) "
+            "or of text"
+        )
+    out = []
+    for s in sentences:
+        if isinstance(s, Sentence):
+            out.append(s)
+        elif isinstance(s, str) and s.strip():
+            text = " ".join(s.split())
+            out.append(Sentence(sentence_id(text), text))
+        else:
+            raise SentencesError(f"sentence {s!r:.60}: a Sentence or non-empty text")
+    return out
 
 
 LOCK = ".whichvoice.lock"  # held while a run writes the corpus

@@ -977,6 +977,8 @@ def diarize(
     for the steps and ``DiarizeConfig`` for the settings."""
     from whichvoice.encoders import load_encoder
 
+    if progress is not None and not callable(progress):
+        raise DiarizeError(f"progress {progress!r:.40}: a function of (seconds done, in all)")
     encoder = load_encoder(encoder) if encoder is None or isinstance(encoder, str) else encoder
     if gallery is not None:  # before any work: a gallery of another encoder cannot name
         from whichvoice.verification import check_gallery_model
@@ -1305,12 +1307,15 @@ def from_windows(
     return Diarization(name, duration, segments, speakers, settings)
 
 
-def write_rttm(path: str | os.PathLike, results: list[Diarization]) -> None:
-    """Every result's RTTM lines into one file (a path or URL), written whole: each
-    recording's uri is its file's stem, made unique with a number where two share one
-    (``unique_fields``)."""
+def write_rttm(path: str | os.PathLike, results: list[Diarization] | Diarization) -> None:
+    """Every result's RTTM lines (one result, or a list) into one file (a path or URL),
+    written whole: each recording's uri is its file's stem, made unique with a number where
+    two share one (``unique_fields``)."""
     from whichvoice import storage
 
+    results = [results] if isinstance(results, Diarization) else list(results)
+    if not all(isinstance(r, Diarization) for r in results):
+        raise DiarizeError("write_rttm takes diarize()'s results: one, or a list of them")
     uris = unique_fields([Path(r.path).stem or "audio" for r in results])
     lines = [r.to_rttm(uri) for r, uri in zip(results, uris, strict=True)]
     storage.write_bytes(path, "".join(lines).encode())

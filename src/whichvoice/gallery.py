@@ -651,14 +651,6 @@ class Gallery:
         """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle). A voice
         whose stored embedding is not the size its record says is a GalleryError naming it:
         an export holding it is a backup that no import takes back."""
-        for name, blob, dim in self._db.execute("SELECT name, embedding, dim FROM voices"):
-            if len(blob) != 4 * dim:
-                raise GalleryUnusableError(
-                    f"{self.path}: voice {name!r} is damaged (its embedding holds "
-                    f"{len(blob) / 4:g} numbers, its record says {dim}); remove it "
-                    "(gallery remove) and enroll it again, then export",
-                    public=f"the gallery's voice {name!r} is damaged",
-                )
         return {
             "format": EXPORT_FORMAT,
             "schema": SCHEMA_VERSION,
@@ -752,9 +744,15 @@ class Gallery:
                 )
         return len(rows)
 
-    @staticmethod
-    def _voice(row: tuple) -> EnrolledVoice:
-        name, blob, _dim, clips, seconds, model, created, updated = row
+    def _voice(self, row: tuple) -> EnrolledVoice:
+        name, blob, dim, clips, seconds, model, created, updated = row
+        if len(blob) != 4 * dim:  # the file's bytes changed: no score of it means anything
+            raise GalleryUnusableError(
+                f"{self.path}: voice {name!r} is damaged (its embedding holds "
+                f"{len(blob) / 4:g} numbers, its record says {dim}); remove it "
+                "(gallery remove) and enroll it again",
+                public=f"the gallery's voice {name!r} is damaged",
+            )
         return EnrolledVoice(
             name, np.frombuffer(blob, np.float32).copy(), clips, seconds, model, created, updated
         )

@@ -68,6 +68,12 @@ class ImportConfig:
     pattern: str | None = None
     workers: int = field(default_factory=default_workers)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise RecordingsError(
+                f"workers must be a whole number, at least 1, not {self.workers!r}"
+            )
+
 
 @dataclass(frozen=True)
 class Recording:
@@ -301,6 +307,8 @@ def import_recordings(
     summary and in ``failures.jsonl``, never raised.
     """
     t0 = time.perf_counter()
+    if not isinstance(cfg, ImportConfig):
+        raise RecordingsError(f"cfg {cfg!r:.60}: an ImportConfig (ImportConfig(pattern=...))")
     if _safe(cfg.engine) != cfg.engine or ":" in cfg.engine:
         raise RecordingsError(f"--engine {cfg.engine!r}: use letters, digits, '_', '-' or '.'")
     out = Path(out)

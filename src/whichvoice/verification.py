@@ -746,6 +746,11 @@ def identify(
     Returns one item per input, in order: an ``Identity``, or the ``WhichvoiceError`` that
     input met (as ``verify``)."""
     check_gallery_model(model, gallery)
+    if engine_head is not None and not isinstance(engine_head, EngineHead):
+        raise WhichvoiceError(
+            f"engine_head {engine_head!r:.40}: a head, as whichvoice.tracing.head_for(encoder) "
+            "gives it (or None)"
+        )
     sources = _sources(sources)
     voices = gallery.voices()
     point = operating_point(model, threshold, voices=len(voices))

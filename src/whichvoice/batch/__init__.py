@@ -434,10 +434,23 @@ def _as_inputs(items: Iterable[BatchInput | str | os.PathLike]) -> Inputs:
     folder (or a URL prefix ending in "/") among them stands for its audio files, as
     ``predict``'s paths do."""
 
+    if isinstance(items, str | os.PathLike):  # one path, not its characters one by one
+        items = [items]
+    if items is None or isinstance(items, bytes | bytearray) or not isinstance(items, Iterable):
+        raise BatchInputError(
+            f"inputs {items!r:.60}: give file paths or URLs (a list, an iterator, or one), "
+            "or BatchInput rows; a batch reads files, not bytes"
+        )
+
     def convert(items: Iterable) -> Iterator[BatchInput]:
         for item in items:
             if isinstance(item, BatchInput):
                 yield item
+            elif not isinstance(item, str | os.PathLike):
+                raise BatchInputError(
+                    f"input {item!r:.60}: give a file path or a URL; a batch reads files, "
+                    "not bytes or samples (identify_many takes those)"
+                )
             elif Path(item).is_dir() or (storage.is_url(item) and str(item).endswith("/")):
                 yield from path_inputs([item]).read()
             else:

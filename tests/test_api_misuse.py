@@ -1,0 +1,95 @@
+"""The library's entry points met with a user's slips: one WhichvoiceError in one line, before
+any work, never a raw TypeError or a result per character or per sample (review)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whichvoice.audio import SAMPLE_RATE
+from whichvoice.errors import AudioDecodeError, SentencesError, WhichvoiceError
+
+from .conftest import sine
+
+
+def test_a_batch_reads_one_path_as_one_input(tmp_path: Path, monkeypatch) -> None:
+    """A str was spelled out a character at a time, its '.' taking in the whole folder."""
+    import soundfile as sf
+
+    from whichvoice.batch import BatchInputError, predict_batch
+
+    monkeypatch.chdir(tmp_path)
+    sf.write("a.wav", sine(200, 2.0, amp=0.3), SAMPLE_RATE)
+    sf.write("other.wav", sine(300, 2.0, amp=0.3), SAMPLE_RATE)
+    summary = predict_batch(None, "a.wav", "out.csv", progress=False)
+    assert summary.to_dict()["rows"] == 1
+    for bad in (None, b"RIFF", [b"RIFF"], 3):
+        with pytest.raises(BatchInputError, match="give"):
+            predict_batch(None, bad, "bad.csv", progress=False, overwrite=True)
+
+
+def test_samples_without_their_rate_are_one_error_not_one_per_sample() -> None:
+    """trace(array) gave 32,000 errors for 2 s, one per sample."""
+    from whichvoice.audio import inputs_of
+
+    wave = sine(200, 2.0, amp=0.3)
+    for samples in (wave, [0.1, 0.2], (0.5,)):
+        with pytest.raises(AudioDecodeError, match="an array of samples needs its rate"):
+            inputs_of(samples)
+    for nothing in (None, 3):
+        with pytest.raises(AudioDecodeError, match="a Decoded clip or a list of them"):
+            inputs_of(nothing)
+    assert inputs_of("a.wav") == ["a.wav"] and inputs_of([]) == []
+
+
+def test_a_corpus_takes_text_and_refuses_what_is_no_sentence(tmp_path: Path) -> None:
+    from whichvoice.corpus import SynthConfig, SynthConfigError, synthesize_corpus
+    from whichvoice.sentences import parse_sentences
+
+    cfg = SynthConfig(voices=("flite:slt",), assign="all", workers=1)
+    made = synthesize_corpus(tmp_path / "a", ["Hello there, my friend."], cfg, progress=False)
+    assert made.made == 1
+    source = parse_sentences("One sentence here.\nAnd another one.")
+    assert synthesize_corpus(tmp_path / "b", source, cfg, progress=False).made == 2
+    with pytest.raises(SentencesError, match="a list of Sentence"):
+        synthesize_corpus(tmp_path / "c", "Hello", cfg, progress=False)
+    with pytest.raises(SynthConfigError, match="a SynthConfig"):
+        synthesize_corpus(tmp_path / "d", source, None, progress=False)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_an_import_refuses_bad_settings_before_writing(tmp_path: Path) -> None:
+    from whichvoice.recordings import ImportConfig, RecordingsError, import_recordings
+
+    with pytest.raises(RecordingsError, match="workers"):
+        ImportConfig(workers=0)
+    with pytest.raises(RecordingsError, match="an ImportConfig"):
+        import_recordings(tmp_path, tmp_path / "out", None, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_identify_says_what_an_engine_head_is(tmp_path: Path) -> None:
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import identify, load_encoder, model_id
+
+    encoder = load_encoder("bundled")
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        for head in (True, "auto"):
+            with pytest.raises(WhichvoiceError, match="head_for"):
+                identify(encoder, g, ["x.wav"], engine_head=head)
+
+
+def test_write_rttm_takes_one_result_and_diarize_a_callable_progress(tmp_path: Path) -> None:
+    from whichvoice import diarize as dz
+    from whichvoice.audio import Decoded
+
+    wave = np.r_[sine(200, 2.0, amp=0.3), np.zeros(SAMPLE_RATE, np.float32)]
+    with pytest.raises(dz.DiarizeError, match="progress"):
+        dz.diarize(Decoded(wave, SAMPLE_RATE, "a"), "bundled", progress=5)
+    result = dz.diarize(Decoded(wave, SAMPLE_RATE, "a"), "bundled")
+    dz.write_rttm(tmp_path / "one.rttm", result)
+    assert (tmp_path / "one.rttm").read_text() == result.to_rttm("a")
+    with pytest.raises(dz.DiarizeError, match="diarize"):
+        dz.write_rttm(tmp_path / "bad.rttm", ["not a result"])
