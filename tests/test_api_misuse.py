@@ -93,3 +93,9 @@ def test_write_rttm_takes_one_result_and_diarize_a_callable_progress(tmp_path: P
     assert (tmp_path / "one.rttm").read_text() == result.to_rttm("a")
     with pytest.raises(dz.DiarizeError, match="diarize"):
         dz.write_rttm(tmp_path / "bad.rttm", ["not a result"])
+
+
+def test_the_package_lists_its_lazy_names() -> None:
+    import whichvoice
+
+    assert {"load_model", "VoiceModel", "Prediction"} <= set(dir(whichvoice))

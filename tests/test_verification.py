@@ -556,6 +556,8 @@ def test_a_dc_offset_changes_no_answer(tmp_path: Path) -> None:
     with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
         enroll(encoder, g, "slt", clips[:3])
         plain, shifted = verify(encoder, g, "slt", [clips[3], offset])
+        # the claim as the voice is enrolled, as it is found (it came back as typed)
+        assert verify(encoder, g, " slt ", [clips[3]])[0].claimed == "slt"
     assert shifted.accept and abs(shifted.score - plain.score) < 0.02, (plain, shifted)
     # diarization's blocks too: the same speech found with and without the offset
     # a clip handed over as samples too (Decoded), as a library user holds one

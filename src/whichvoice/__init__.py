@@ -42,6 +42,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'whichvoice' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:  # the lazy names too, for a notebook's completion
+    return sorted(set(globals()) | _LAZY)
+
+
 def identify(run: str | None, source: str | bytes) -> Prediction:
     """One-shot: load the closed-set classifier in ``run`` (None: the bundled one) and say
     which of its voices reads ``source``: what ``whichvoice predict`` answers. Which

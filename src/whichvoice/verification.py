@@ -717,7 +717,7 @@ def verify(
         out.append(
             Verdict(
                 describe_source(src),
-                name,
+                voice.name,  # as enrolled: stripped and composed, as the gallery found it
                 score >= point.threshold,
                 score,
                 point.probability(score),
