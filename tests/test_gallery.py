@@ -541,3 +541,27 @@ def test_an_sqlite_error_that_is_no_damage_stays_itself(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.OperationalError) as e:
             g._db.execute("SELECT nothing FROM nowhere")
         assert e.value.__cause__ is None
+
+
+def test_a_gallery_held_by_another_writer_is_busy_not_damaged(tmp_path: Path, monkeypatch) -> None:
+    """A writer that held the file past the wait was reported as 'not a usable gallery
+    (database is locked)', which reads as damage (review)."""
+    import sqlite3
+
+    from whichvoice import gallery as gallery_module
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        g.enroll("ann", unit(np.ones((1, 4))), 3.0)
+    monkeypatch.setattr(gallery_module, "LOCK_WAIT_S", 0.1)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(GalleryUnusableError, match="another process held the gallery") as e:
+            Gallery(path, "m")
+        assert e.value.public_message() == "the gallery is busy; try again"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with Gallery(path, "m") as g:
+        assert g.names() == ["ann"]

@@ -184,8 +184,13 @@ def _misused(e: sqlite3.ProgrammingError) -> Exception:
     return e
 
 
+LOCK_WAIT_S = 30.0  # how long a gallery another process writes is waited for
+
+
 def _connect(target: str | os.PathLike, where: object = None, **kwargs) -> sqlite3.Connection:
-    db = sqlite3.connect(target, timeout=30, isolation_level=None, factory=_Connection, **kwargs)
+    db = sqlite3.connect(
+        target, timeout=LOCK_WAIT_S, isolation_level=None, factory=_Connection, **kwargs
+    )
     db.where = target if where is None else where
     return db
 
@@ -335,6 +340,13 @@ class Gallery:
         except sqlite3.DatabaseError as e:
             if hasattr(self, "_db"):
                 self._db.close()
+            if "locked" in str(e):  # a writer held it past the 30 s wait: the file is whole
+                raise GalleryUnusableError(
+                    f"{self.path}: another process held the gallery for over "
+                    f"{LOCK_WAIT_S:g} s ({e}); "
+                    "try again when it is done",
+                    public="the gallery is busy; try again",
+                ) from e
             raise GalleryUnusableError(
                 f"{self.path}: not a usable gallery ({e})", public="the gallery cannot be used"
             ) from e
