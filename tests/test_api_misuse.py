@@ -3,6 +3,7 @@ any work, never a raw TypeError or a result per character or per sample (review)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,8 @@ def test_a_corpus_takes_text_and_refuses_what_is_no_sentence(tmp_path: Path) -> 
     cfg = SynthConfig(voices=("flite:slt",), assign="all", workers=1)
     made = synthesize_corpus(tmp_path / "a", ["Hello there, my friend."], cfg, progress=False)
     assert made.made == 1
+    as_json = json.loads(json.dumps(made.to_dict()))  # asdict() failed on it
+    assert as_json["made"] == 1 and as_json["per_engine"]["flite"]["clips"] == 1
     source = parse_sentences("One sentence here.\nAnd another one.")
     assert synthesize_corpus(tmp_path / "b", source, cfg, progress=False).made == 2
     with pytest.raises(SentencesError, match="a list of Sentence"):
@@ -68,6 +71,12 @@ def test_an_import_refuses_bad_settings_before_writing(tmp_path: Path) -> None:
     with pytest.raises(RecordingsError, match="an ImportConfig"):
         import_recordings(tmp_path, tmp_path / "out", None, progress=False)
     assert not (tmp_path / "out").exists()
+    from .conftest import HUMAN_DEV
+
+    (tmp_path / "src" / "theo").mkdir(parents=True)
+    (tmp_path / "src" / "theo" / "a.wav").write_bytes((HUMAN_DEV / "1_theo_0.wav").read_bytes())
+    summary = import_recordings(tmp_path / "src", tmp_path / "out", progress=False)
+    assert json.loads(json.dumps(summary.to_dict()))["made"] == 1
 
 
 def test_identify_says_what_an_engine_head_is(tmp_path: Path) -> None:

@@ -159,6 +159,18 @@ class SynthSummary:
     interrupted: bool = False
     per_engine: dict[str, EngineStats] = field(default_factory=lambda: defaultdict(EngineStats))
 
+    def to_dict(self) -> dict:
+        """The run as JSON-able types (``dataclasses.asdict`` fails on ``per_engine``)."""
+        return {
+            "planned": self.planned,
+            "made": self.made,
+            "skipped": self.skipped,
+            "failed": [asdict(f) for f in self.failed],
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+            "per_engine": {k: asdict(v) for k, v in sorted(self.per_engine.items())},
+        }
+
     def line(self) -> str:
         rate = self.made / self.seconds if self.seconds else 0.0
         return (

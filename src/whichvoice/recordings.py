@@ -94,6 +94,10 @@ class ImportSummary:
     seconds: float = 0.0
     speakers: int = 0
 
+    def to_dict(self) -> dict:
+        """The run as JSON-able types."""
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
+
     def line(self) -> str:
         return (
             f"{counted(self.made, 'recording')} imported, {self.skipped} skipped (already done), "
