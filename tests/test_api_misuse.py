@@ -15,6 +15,7 @@ from whichvoice.errors import AudioDecodeError, SentencesError, WhichvoiceError
 from .conftest import sine
 
 
+@pytest.mark.slow  # loads a model
 def test_a_batch_reads_one_path_as_one_input(tmp_path: Path, monkeypatch) -> None:
     """A str was spelled out a character at a time, its '.' taking in the whole folder."""
     import soundfile as sf
@@ -79,6 +80,7 @@ def test_an_import_refuses_bad_settings_before_writing(tmp_path: Path) -> None:
     assert json.loads(json.dumps(summary.to_dict()))["made"] == 1
 
 
+@pytest.mark.slow  # loads a model
 def test_identify_says_what_an_engine_head_is(tmp_path: Path) -> None:
     from whichvoice.gallery import Gallery
     from whichvoice.verification import identify, load_encoder, model_id
@@ -90,6 +92,7 @@ def test_identify_says_what_an_engine_head_is(tmp_path: Path) -> None:
                 identify(encoder, g, ["x.wav"], engine_head=head)
 
 
+@pytest.mark.slow  # loads a model
 def test_write_rttm_takes_one_result_and_diarize_a_callable_progress(tmp_path: Path) -> None:
     from whichvoice import diarize as dz
     from whichvoice.audio import Decoded

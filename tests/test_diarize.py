@@ -237,6 +237,7 @@ def test_open_settings_take_the_encoders_dev_choices_else_the_defaults() -> None
         dz.resolve(dz.DiarizeConfig(window_s=0.1, hop_s=0.1), shipped)
 
 
+@pytest.mark.slow  # diarizes with the bundled encoder, three times
 def test_an_encoder_without_dev_choices_is_said_once(monkeypatch, caplog) -> None:
     """dvector, which no dev conversation ever set up, split a call of two voices into 16
     with 1 - its verification threshold, without a word (review)."""
