@@ -37,13 +37,14 @@ def test_samples_without_their_rate_are_one_error_not_one_per_sample() -> None:
     from whichvoice.audio import inputs_of
 
     wave = sine(200, 2.0, amp=0.3)
-    for samples in (wave, [0.1, 0.2], (0.5,)):
+    for samples in (wave, [0.1, 0.2], (0.5, 0.25)):
         with pytest.raises(AudioDecodeError, match="an array of samples needs its rate"):
             inputs_of(samples)
     for nothing in (None, 3):
         with pytest.raises(AudioDecodeError, match="a Decoded clip or a list of them"):
             inputs_of(nothing)
     assert inputs_of("a.wav") == ["a.wav"] and inputs_of([]) == []
+    assert inputs_of([5, None, "a.wav"]) == [5, None, "a.wav"]  # each its own error, later
 
 
 def test_a_corpus_takes_text_and_refuses_what_is_no_sentence(tmp_path: Path) -> None:

@@ -127,8 +127,10 @@ def inputs_of(sources: AudioSource | Iterable[AudioSource]) -> Iterable[AudioSou
     come (a generator too)."""
     if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
         return [sources]
-    samples = isinstance(sources, np.ndarray) or (
-        isinstance(sources, list | tuple) and bool(sources) and isinstance(sources[0], Number)
+    samples = isinstance(sources, np.ndarray) or (  # a list of numbers alone: samples too
+        isinstance(sources, list | tuple)
+        and len(sources) > 1
+        and all(isinstance(x, Number) for x in sources)
     )
     if samples:  # each sample was taken for an input: a clip of 2 s gave 32,000 errors
         raise AudioDecodeError(
