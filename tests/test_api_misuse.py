@@ -47,6 +47,7 @@ def test_samples_without_their_rate_are_one_error_not_one_per_sample() -> None:
     assert inputs_of([5, None, "a.wav"]) == [5, None, "a.wav"]  # each its own error, later
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_a_corpus_takes_text_and_refuses_what_is_no_sentence(tmp_path: Path) -> None:
     from whichvoice.corpus import SynthConfig, SynthConfigError, synthesize_corpus
     from whichvoice.sentences import parse_sentences
@@ -65,6 +66,7 @@ def test_a_corpus_takes_text_and_refuses_what_is_no_sentence(tmp_path: Path) -> 
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_an_import_refuses_bad_settings_before_writing(tmp_path: Path) -> None:
     from whichvoice.recordings import ImportConfig, RecordingsError, import_recordings
 

@@ -361,6 +361,7 @@ def test_a_read_only_gallery_file_says_so(tmp_path: Path) -> None:
     assert listed.returncode == 0 and "ann" in listed.stdout, listed.stderr
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_numba_caches_where_the_user_can_write(tmp_path: Path) -> None:
     """An install the user cannot write (made by root): numba could not cache librosa's
     functions beside their source, and every command that loads resemblyzer failed with a

@@ -343,6 +343,7 @@ def test_text_with_sentences_is_refused(cli, tmp_path: Path, extra: list, named:
         assert not out.exists()
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_text_options_that_would_be_ignored_are_refused(cli, tmp_path: Path) -> None:
     """--format wav into a.mp3 wrote mp3, --max-chars held for a folder but not a file and
     named an internal temporary file, an empty --text into a folder said 'one line' (review)."""
@@ -362,6 +363,7 @@ def test_text_options_that_would_be_ignored_are_refused(cli, tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_sentences_skipped_for_their_length_are_a_warning_even_quiet(cli, tmp_path: Path) -> None:
     """--quiet dropped the line saying a sentence was too long to speak: it was left out
     without a word, exit 0 (review)."""

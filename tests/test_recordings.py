@@ -189,6 +189,7 @@ def test_one_name_in_two_spellings_is_one_speaker(tmp_path: Path) -> None:
     assert {c.voice for c in load_corpus(tmp_path / "c")} == {"human:Zoë"}
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_names_out_of_ascii_keep_their_suffix_and_the_corpus_is_not_its_own_source(
     tmp_path: Path, caplog
 ) -> None:
@@ -221,6 +222,7 @@ def test_a_csv_of_a_header_alone_says_so(tmp_path: Path) -> None:
         import_recordings(tmp_path / "e.csv", tmp_path / "out", ImportConfig(), progress=False)
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_a_corpus_is_imported_again_only_under_its_own_label(tmp_path: Path) -> None:
     """The same recordings imported again with another --engine were stored a second time,
     as other voices (review); two imports at once are refused, as two synths are."""
