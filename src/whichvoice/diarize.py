@@ -950,10 +950,8 @@ def _read_once(source: AudioSource, name: str) -> AudioSource:
                 data: AudioSource = storage.read_bytes(source)
             except storage.StorageError as e:
                 raise AudioDecodeError(str(e)) from e
-        elif is_stdin(source):
-            data = read_pipe("/dev/stdin", name)
-        elif Path(source).is_fifo():
-            data = read_pipe(source, name)
+        elif is_stdin(source) or Path(source).is_fifo():  # "-": standard input
+            data = read_pipe("/dev/stdin" if is_stdin(source) else source, name)
         else:
             return source
     else:

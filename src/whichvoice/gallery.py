@@ -97,17 +97,10 @@ def _damaged(e: sqlite3.DatabaseError, where: object) -> Exception:
     )
 
 
-def _reraise_misused(e: sqlite3.ProgrammingError) -> None:
-    """Raise ``_misused``'s error for ``e`` when it is one; else return, for a bare ``raise``."""
-    converted = _misused(e)
-    if converted is not e:
-        raise converted from e
-
-
-def _reraise_damaged(e: sqlite3.DatabaseError, where: object) -> None:
-    """Raise ``_damaged``'s error for ``e`` when it is one; else return, for a bare ``raise``
-    (``raise e from e`` would make the error its own cause)."""
-    converted = _damaged(e, where)
+def _raise_converted(converted: Exception, e: sqlite3.Error) -> None:
+    """Raise ``converted`` (``_misused``'s or ``_damaged``'s error for ``e``) when it is
+    another error; else return, for a bare ``raise`` (``raise e from e`` would make the error
+    its own cause)."""
     if converted is not e:
         raise converted from e
 
@@ -121,10 +114,10 @@ def _guarded(method: Callable) -> Callable:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.ProgrammingError as e:
-            _reraise_misused(e)
+            _raise_converted(_misused(e), e)
             raise
         except sqlite3.DatabaseError as e:
-            _reraise_damaged(e, getattr(self.connection, "where", "the gallery"))
+            _raise_converted(_damaged(e, getattr(self.connection, "where", "the gallery")), e)
             raise
 
     return guarded
@@ -153,7 +146,7 @@ class _Connection(sqlite3.Connection):
         try:
             return self.cursor(_Cursor)
         except sqlite3.ProgrammingError as e:
-            _reraise_misused(e)
+            _raise_converted(_misused(e), e)
             raise
 
     def execute(self, *args, **kwargs):  # type: ignore[override]
@@ -166,7 +159,7 @@ class _Connection(sqlite3.Connection):
         try:
             super().close()
         except sqlite3.ProgrammingError as e:
-            _reraise_misused(e)
+            _raise_converted(_misused(e), e)
             raise
 
 

@@ -37,6 +37,7 @@ from whichvoice.audio import check_not_silent, listed_audio, read_audio
 from whichvoice.corpus import (
     AUDIO_DIR,
     FAILURES,
+    LOCK,
     MANIFEST,
     Clip,
     Failure,
@@ -326,7 +327,6 @@ def import_recordings(
         return _import_alone(source, out, cfg, jobs, progress, t0)
 
 
-LOCK = ".whichvoice.lock"  # held while a run writes the corpus (as synth's)
 LABEL = "import.json"  # the engine label the corpus's recordings were imported under
 
 
