@@ -114,3 +114,21 @@ def test_the_package_lists_its_lazy_names() -> None:
     import whichvoice
 
     assert {"load_model", "VoiceModel", "Prediction"} <= set(dir(whichvoice))
+
+
+@pytest.mark.slow  # loads a model
+def test_settings_out_of_range_are_refused_before_work(tmp_path: Path) -> None:
+    """load_model(threads=0) and enroll(min_seconds=-1) were taken (review)."""
+    import whichvoice
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import enroll, load_encoder, model_id
+
+    for threads in (0, -2, 1.5, True):
+        with pytest.raises(WhichvoiceError, match="threads must"):
+            whichvoice.load_model(threads=threads)
+    encoder = load_encoder("bundled")
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        for bad in (-1, float("nan"), float("inf"), "3"):
+            with pytest.raises(WhichvoiceError, match="min_seconds must"):
+                enroll(encoder, g, "ann", ["x.wav"], min_seconds=bad)
+        assert g.names() == []

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from whichvoice.errors import EngineUnavailableError, UnknownVoiceError
+from whichvoice.errors import EngineUnavailableError, SynthesisError, UnknownVoiceError
 from whichvoice.voices import (
     VOICE_SETS,
     all_voices,
@@ -427,3 +427,15 @@ def test_prosody_variants_raise_pitch_and_slow_speech_in_the_engine(base: str) -
     assert 1.15 < len(varied) / len(plain.wave) < 1.35  # 80 % of the rate: 1.25 x as long
     if voice.engine != "pico":  # Pico's markup at 100 % reads a little differently
         assert same.shape == plain.wave.shape and np.abs(same - plain.wave).max() < 1e-3
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="needs festival")
+@pytest.mark.parametrize("text", ["...", "- , '", "日本語です"])
+def test_festival_refuses_text_without_words_then_goes_on(text: str) -> None:
+    """festival itself crashes on text with no letter or digit it reads (review): one clear
+    error, and the same session speaks the next sentence."""
+    voice = find_voice("festival:kal_diphone")
+    with get_engine("festival").open_session() as session:
+        with pytest.raises(SynthesisError, match="nothing to speak"):
+            session.synthesize(voice, text)
+        assert session.synthesize(voice, "One more.").wave.size > 0

@@ -592,6 +592,12 @@ def enroll(
     server, of the uploaded bytes it decoded); else they are made here."""
     name = voice_name(name)  # before any work
     check_gallery_model(model, gallery)
+    if (
+        isinstance(min_seconds, bool)
+        or not isinstance(min_seconds, numbers.Real)
+        or not (0 <= min_seconds < math.inf)
+    ):
+        raise WhichvoiceError(f"min_seconds must be 0 or more seconds, not {min_seconds!r}")
     sources = _sources(sources)
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")

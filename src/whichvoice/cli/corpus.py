@@ -74,10 +74,15 @@ def voices_cmd(as_json: bool, engine: str | None, voice_set: str | None, availab
 
 
 def _report(summary, out, line, shown: int = 10) -> None:
-    """A run's summary line, then its first ``shown`` failures (each by ``line``) on stderr."""
+    """A run's summary line, then its first ``shown`` failures (each by ``line``) on stderr;
+    with ``line`` None, only where they are (each was warned of as it happened)."""
     from whichvoice.storage import join
 
     click.echo(f"{summary.line()} -> {join(out, 'manifest.jsonl')}")
+    if line is None:
+        if summary.failed:
+            click.echo(f"  the failures are above and in {join(out, 'failures.jsonl')}", err=True)
+        return
     for failure in summary.failed[:shown]:
         click.echo(line(failure), err=True)
     if len(summary.failed) > shown:
@@ -135,7 +140,7 @@ def synthesize(
         click.echo(f"interrupted: {summary.line()}; run the same command again to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     if not quiet:
-        _report(summary, out, lambda f: f"  failed {f.clip_id}: {f.reason}")
+        _report(summary, out, None)  # each failure was warned of as it happened
     return summary
 
 

@@ -97,6 +97,10 @@ def load_model(
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     check_device(device)
     check_run_path(run)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+        raise ModelLoadError(f"threads must be a whole number of threads, not {threads!r}")
+    if threads is not None and threads < 1:
+        raise ModelLoadError(f"threads must be 1 or more, not {threads}")
     model = _load_torch(
         storage.local_path(run if run is not None else bundled_classifier()),
         device,
