@@ -25,7 +25,7 @@ from botocore.stub import Stubber
 
 from whichvoice.audio import SILENCE_PEAK, encode_audio, read_audio, resample
 from whichvoice.corpus import MANIFEST, SynthConfig, plan, synthesize_corpus
-from whichvoice.errors import SynthesisError, TextTooLongError
+from whichvoice.errors import EngineUnavailableError, SynthesisError, TextTooLongError
 from whichvoice.sentences import Sentence, sentence_id
 from whichvoice.voices import EngineSession, find_voice, polly, resolve_voices
 from whichvoice.voices.polly import PollyEngine, PollySession
@@ -401,3 +401,16 @@ def test_corpus_of_talk8_voices(
         assert row["sha256"] == digest
         assert row["sample_rate"] == STANDARD_MP3_RATE
         assert row["duration_s"] > 0
+
+
+def test_a_region_botocore_refuses_is_a_reason_not_a_traceback(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_DEFAULT_REGION='us east 1' gave botocore's InvalidRegionError traceback from synth,
+    a warning per clip in a corpus and a 500 over HTTP (review): it is the engine's
+    unavailable reason, checked before any clip, and a session says it in one line."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us east 1")
+    reason = PollyEngine().unavailable_reason()
+    assert reason is not None and "region" in reason and "us east 1" in reason
+    with pytest.raises(EngineUnavailableError, match="cannot use polly"):
+        PollySession()

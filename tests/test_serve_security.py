@@ -255,6 +255,15 @@ def test_allow_polly_lets_polly_voices_through(tmp_path: Path, monkeypatch) -> N
         with TestClient(app) as client:
             r = client.post("/v1/synthesize", json=body)
         assert (r.status_code, r.json()["kind"]) == (status, kind), r.text
+    # credentials, but a region botocore refuses: unavailable too, not a 500 (review)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us east 1")
+    app = create_app(ServeConfig(gallery=str(tmp_path / "g.sqlite"), allow_polly=True))
+    with TestClient(app) as client:
+        r = client.post("/v1/synthesize", json=body)
+    assert (r.status_code, r.json()["kind"]) == (422, "unavailable_voice"), r.text
+    assert "region" in r.json()["error"]
 
 
 def test_the_rate_limiter_refills_and_stays_bounded() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from whichvoice.audio import read_audio
-from whichvoice.errors import SynthesisError, TextTooLongError
+from whichvoice.errors import EngineUnavailableError, SynthesisError, TextTooLongError
 from whichvoice.voices.base import Engine, EngineSession, Speech, Voice
 from whichvoice.voices.registry import register_engine
 
@@ -105,6 +105,22 @@ def _load_credentials_reason() -> str | None:
         return f"AWS credentials could not be loaded ({e})"
     if creds is None:
         return "no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+    return _region_reason()
+
+
+def _region_reason() -> str | None:
+    """Why the configured AWS region cannot be used (a name botocore refuses), else None."""
+    import botocore.session
+    from botocore.exceptions import BotoCoreError
+    from botocore.utils import validate_region_name
+
+    try:
+        region = botocore.session.get_session().get_config_variable("region")
+        if region:
+            validate_region_name(region)
+    except BotoCoreError as e:
+        why = str(e).rstrip(".")
+        return f"the AWS region cannot be used ({why}; set AWS_DEFAULT_REGION or AWS_REGION)"
     return None
 
 
@@ -136,12 +152,17 @@ class PollySession(EngineSession):
 
             # a session of its own: sessions are opened from worker threads, and boto3's
             # shared default session (behind boto3.client) is not thread-safe
-            aws = boto3.Session()
-            client = aws.client(
-                "polly",
-                region_name=aws.region_name or "us-east-1",
-                config=Config(retries={"mode": "standard"}),
-            )
+            from botocore.exceptions import BotoCoreError
+
+            try:
+                aws = boto3.Session()
+                client = aws.client(
+                    "polly",
+                    region_name=aws.region_name or "us-east-1",
+                    config=Config(retries={"mode": "standard"}),
+                )
+            except BotoCoreError as e:  # a region or profile botocore refuses
+                raise EngineUnavailableError(f"cannot use polly: {e}") from e
         self._client = client
 
     def _engine_for(self, voice: Voice) -> str:
