@@ -243,9 +243,15 @@ def test_workers_change_nothing_but_the_speed(
 
 @pytest.mark.slow
 def test_dask_local_cluster(
-    trained_run: Path, small_corpus: Path, reference: list[dict], tmp_path: Path
+    trained_run: Path,
+    small_corpus: Path,
+    reference: list[dict],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import distributed
+
+    import whichvoice.batch as batch
 
     cluster = distributed.LocalCluster(
         n_workers=2,
@@ -263,6 +269,25 @@ def test_dask_local_cluster(
             dask_scheduler=cluster.scheduler_address,
             progress=False,
         )
+        # a run the workers cannot read (moved once this process had loaded it): the error
+        # says where it happened, and the output it had begun is not left to block a rerun
+        moved, lost = tmp_path / "run-copy", tmp_path / "lost.csv"
+        shutil.copytree(trained_run, moved)
+        load = batch.load_model
+
+        def load_then_move(run, **kw):
+            model = load(run, **kw)
+            assert model.model_id  # read from the files, once
+            shutil.move(run, tmp_path / "gone")
+            return model
+
+        monkeypatch.setattr(batch, "load_model", load_then_move)
+        with pytest.raises(WhichvoiceError, match=r"^on a Dask worker: "):
+            predict_batch(
+                moved, manifest_inputs(small_corpus / "manifest.jsonl"), lost,
+                dask_scheduler=cluster.scheduler_address, progress=False,
+            )  # fmt: skip
+        assert not lost.exists() and not made_by_path(lost).exists()
     finally:
         cluster.close()
     assert summary.workers == 2 and summary.rows == len(reference)

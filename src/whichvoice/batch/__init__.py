@@ -277,7 +277,14 @@ def _predict_alone(
         if dask_scheduler
         else _local(model, model.root if storage.is_url(run) else run, backend, workers)
     )
-    _write_rows(sink, runner, _chunks(pending(), chunk), columns, summary, _bar(todo, progress))
+    try:
+        bar = _bar(todo, progress)
+        _write_rows(sink, runner, _chunks(pending(), chunk), columns, summary, bar)
+    except BaseException:
+        if not exists and summary.predicted == 0:  # nothing to resume: as if never begun
+            sink.remove()
+            made_by_path(output).unlink(missing_ok=True)
+        raise
     return summary
 
 

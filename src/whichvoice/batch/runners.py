@@ -248,6 +248,22 @@ def _connect(client_type, address: str):
     raise WhichvoiceError(f"cannot reach the Dask scheduler at {address} ({why})")
 
 
+class _OnWorker:
+    """A Dask future whose error says it happened on a worker: a worker may lack what this
+    machine has (credentials for an s3:// run, a file, a package)."""
+
+    def __init__(self, future) -> None:
+        self.future = future
+
+    def result(self) -> list[dict]:
+        try:
+            return self.future.result()
+        except WhichvoiceError as e:
+            raise WhichvoiceError(f"on a Dask worker: {e}") from e
+        except Exception as e:  # any failure there, said in one line here
+            raise WhichvoiceError(f"on a Dask worker: {type(e).__name__}: {e}") from e
+
+
 @contextlib.contextmanager
 def _dask(address: str, run: str | os.PathLike, backend: str):
     """(submit, in-flight bound, workers: the cluster's threads) for the Dask cluster at
@@ -265,7 +281,7 @@ def _dask(address: str, run: str | os.PathLike, backend: str):
 
         def submit(sources: list[str]):
             sources = [s if "://" in s else os.path.abspath(s) for s in sources]
-            return client.submit(_dask_task, run, backend, sources, pure=False)
+            return _OnWorker(client.submit(_dask_task, run, backend, sources, pure=False))
 
         yield submit, max(2, 2 * threads), threads
     finally:
