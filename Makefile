@@ -10,7 +10,7 @@ APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fest
 TEST_APT_PACKAGES := chromium
 DEMO_ARGS ?=
 
-.PHONY: setup apt voices bench-voices apt-test venv demo test test-fast fuzz soak bench classifier classifier-int8 tables screenshot lint clean
+.PHONY: setup apt voices bench-voices apt-test venv demo test test-fast fuzz soak bench bench-one classifier classifier-int8 tables screenshot lint clean
 
 setup: apt venv
 
@@ -94,41 +94,19 @@ fuzz: setup
 soak: setup
 	.venv/bin/python benchmarks/soak.py
 
-# every benchmark, one after the other (they share the cores: never in parallel), then the
-# tables of README.md and docs/ regenerated from the JSON they wrote (several hours on 2 cores)
+# every published result again, each by the command its JSON records, at the commit it records
+# (benchmarks/rerun.py: a git worktree a result; scratch folders under BENCH_WORK), oldest
+# first, one after the other (they share the cores: never in parallel), then the tables of
+# README.md and docs/ regenerated from the JSON they wrote (several hours on 2 cores).
+# `make bench-one RESULT=live` re-runs one; `python benchmarks/rerun.py --here NAME` measures
+# today's code with that result's settings
 BENCH_WORK ?= bench-work
-# the code the performance benchmarks compare with: the last commit before issue 23's work
-PERF_BASELINE ?= df4bba8
 bench: setup bench-voices
-	.venv/bin/python benchmarks/ablation.py --work $(BENCH_WORK)/ablation
-	.venv/bin/python benchmarks/robustness.py --split dev --work $(BENCH_WORK)/robustness
-	.venv/bin/python benchmarks/robustness.py --split test --work $(BENCH_WORK)/robustness
-	.venv/bin/python benchmarks/openset.py --work $(BENCH_WORK)/openset
-	.venv/bin/python benchmarks/robustness.py --voices mixed16 --models default \
-	  --work $(BENCH_WORK)/robustness-mixed16
-	.venv/bin/python benchmarks/windows.py --workdir $(BENCH_WORK)/verify
-	.venv/bin/python benchmarks/fusion.py --workdir $(BENCH_WORK)/verify
-	.venv/bin/python benchmarks/snorm.py --workdir $(BENCH_WORK)/verify
-	.venv/bin/python benchmarks/quality.py --workdir $(BENCH_WORK)/verify
-	.venv/bin/python benchmarks/verify.py --workdir $(BENCH_WORK)/verify
-	.venv/bin/python benchmarks/identify_dev.py --workdir $(BENCH_WORK)/verify
-	.venv/bin/python benchmarks/strangers.py --workdir $(BENCH_WORK)/strangers
-	.venv/bin/python benchmarks/families.py --workdir $(BENCH_WORK)/verify
-	.venv/bin/python benchmarks/human.py
-	.venv/bin/python benchmarks/trace.py --workdir $(BENCH_WORK)/trace
-	.venv/bin/python benchmarks/trace_speakers.py --workdir $(BENCH_WORK)/trace
-	.venv/bin/python benchmarks/diarize.py --workdir $(BENCH_WORK)/diarize
-	.venv/bin/python benchmarks/diarize_long.py
-	.venv/bin/python benchmarks/live.py --split dev --workdir $(BENCH_WORK)/diarize
-	.venv/bin/python benchmarks/live.py --workdir $(BENCH_WORK)/diarize
-	.venv/bin/python benchmarks/speed.py --workdir $(BENCH_WORK)/verify
-	.venv/bin/python benchmarks/train.py
-	.venv/bin/python benchmarks/scale.py
-	.venv/bin/python benchmarks/serve.py --baseline $(PERF_BASELINE)
-	.venv/bin/python benchmarks/limits.py --workdir $(BENCH_WORK)/limits --baseline $(PERF_BASELINE)
-	.venv/bin/python benchmarks/embed_limits.py --workdir $(BENCH_WORK)/limits
-	.venv/bin/python benchmarks/synth.py
-	.venv/bin/python benchmarks/soak.py
+	.venv/bin/python benchmarks/rerun.py --all --workdir $(BENCH_WORK)
+	.venv/bin/python benchmarks/tables.py
+
+bench-one: setup bench-voices
+	.venv/bin/python benchmarks/rerun.py $(RESULT) --workdir $(BENCH_WORK)
 	.venv/bin/python benchmarks/tables.py
 
 # remake the bundled classifier: the robustness benchmark's default model, its open-set

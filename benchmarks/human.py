@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--json", type=Path, default=RESULTS / "human.json")
     args = parser.parse_args()
+    if not any(HUMAN.glob("*.wav")):
+        parser.exit(2, f"error: no human-dev recordings in {HUMAN}\n")
     made = provenance()
     with tempfile.TemporaryDirectory(prefix="whichvoice-human-") as tmp:
         work = Path(tmp)

@@ -25,6 +25,7 @@ def _benchmark(name: str):
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -70,6 +71,39 @@ def test_published_results_come_from_committed_code() -> None:
     quoted = {m.group(2) for p in tables.DOCS for m in tables.BLOCK.finditer(p.read_text())}
     for name in quoted & {p.stem for p in RESULTS.glob("*.json")} - PENDING_RERUN:
         assert not json.loads((RESULTS / f"{name}.json").read_text())["dirty"], name
+
+
+def test_every_result_can_be_rerun_as_recorded(tmp_path: Path) -> None:
+    """`make bench` re-runs each result's own recorded command at its commit (review: the
+    Makefile's commands had drifted from what made the JSON): every command maps, its scratch
+    folders under the work folder and its --json to its own file."""
+    rerun = _benchmark("rerun")
+    for path in sorted(RESULTS.glob("*.json")):
+        p = rerun.plan(path, tmp_path)
+        assert p.argv[0] == f"benchmarks/{json.loads(path.read_text())['benchmark']}.py"
+        for option, value in zip(p.argv, p.argv[1:], strict=False):
+            if option in rerun.PATH_OPTIONS:
+                assert Path(value).parent == tmp_path, (path.name, value)
+            if option == rerun.JSON_OPTION:
+                assert value == f"benchmarks/results/{path.stem}.json"
+        assert not any(w.startswith("/") and not w.startswith(str(tmp_path)) for w in p.argv)
+    bench = re.search(r"^bench:.*?\n\n", (ROOT / "Makefile").read_text(), re.M | re.S)
+    assert bench and "benchmarks/rerun.py --all" in bench.group(0)
+
+
+def test_rerun_refuses_what_it_cannot_reproduce(tmp_path: Path) -> None:
+    rerun = _benchmark("rerun")
+    made = {"commit": "a" * 40, "date": "2026-12-01T00:00:00+00:00", "dirty": False}
+    cases = {
+        "dirty": dict(made, dirty=True, command="python benchmarks/x.py"),
+        "nocommand": dict(made),
+        "other": dict(made, command="make bench"),
+        "path": dict(made, command="python benchmarks/x.py --corpus /data/c"),
+    }
+    for name, result in cases.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+        with pytest.raises(rerun.RerunError, match=name):
+            rerun.plan(tmp_path / f"{name}.json", tmp_path / "work")
 
 
 def _tables_text() -> str:
