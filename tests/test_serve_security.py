@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 import numpy as np
 import pytest
@@ -66,6 +68,57 @@ def test_the_key_as_header_or_bearer_token(secured) -> None:
         assert_error(r, 401, "unauthorized")
         assert r.headers["www-authenticate"] == "Bearer"
     assert httpx.get(f"{url}/healthz").status_code == 200  # open
+
+
+@pytest.mark.slow
+def test_another_sites_page_cannot_change_anything_or_listen(secured) -> None:
+    """A page of another site could enroll voices (a no-cors form POST) and open the live
+    stream with its visitor's browser (review). What changes something, and the stream,
+    are refused for a foreign Origin; the server's own page, and clients that send no
+    Origin (curl, scripts), are not."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url, _ = secured
+    files = [("file", (f"c{i}.wav", wav(freq=200 + 30 * i), "audio/wav")) for i in range(2)]
+    enroll = f"{url}/v1/enroll?name=planted"
+    for origin in ("http://evil.example", "null", url.replace("127.0.0.1", "localhost")):
+        r = httpx.post(enroll, files=files, headers={**bearer(), "Origin": origin})
+        assert_error(r, 403, "cross_origin", "--allow-origin")
+        r = httpx.delete(f"{url}/v1/gallery/anyone", headers={**bearer(), "Origin": origin})
+        assert_error(r, 403, "cross_origin")
+    listed = httpx.get(f"{url}/v1/gallery", headers={**bearer(), "Origin": "http://evil.example"})
+    assert listed.status_code == 200 and "planted" not in listed.text  # reading: its own
+    assert "access-control-allow-origin" not in listed.headers  # ... and unreadable there
+    ws_url = url.replace("http", "ws") + f"/v1/stream?rate=16000&key={KEY}"
+    with connect(ws_url, origin="http://evil.example", open_timeout=30) as ws:
+        assert json.loads(ws.recv(timeout=30))["kind"] == "cross_origin"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd.code == 1008
+    # the server's own page (its Origin is the Host it asked) goes through
+    r = httpx.post(enroll, files=files, headers={**bearer(), "Origin": url}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert httpx.delete(f"{url}/v1/gallery/planted", headers=bearer()).status_code == 200
+
+
+def test_origins_and_keys_the_server_takes() -> None:
+    from whichvoice.cli.serve import _origins
+    from whichvoice.serve.service import check_api_key, foreign_origin
+
+    assert _origins(("HTTPS://Example.org/", "null")) == ("https://example.org", "null")
+    for bad in ("example.org", "ftp://x", "https://x/path"):
+        with pytest.raises(click.BadParameter, match="an origin is"):
+            _origins((bad,))
+    allowed = ("https://example.org",)
+    assert foreign_origin({"origin": "https://example.org", "host": "h:1"}, allowed) is None
+    assert foreign_origin({"origin": "http://H:1", "host": "h:1"}, ()) is None
+    assert foreign_origin({"host": "h:1"}, ()) is None
+    assert foreign_origin({"origin": "https://h:1", "host": "h:2"}, ()) == "https://h:1"
+    check_api_key(KEY)
+    for bad in ("sécret€1", " key", "", "tab\tkey"):
+        with pytest.raises(ValueError, match="printable ASCII"):
+            check_api_key(bad)
 
 
 @pytest.mark.slow

@@ -130,6 +130,16 @@ def _listen(host: str, port: int, workers: int = 1):
     "/healthz and the page's files.",
 )
 @click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let pages of this origin (https://example.org) besides the server's own send "
+    "requests that change something and open the live stream; repeatable. Others' are "
+    "refused (403, a stream closed 1008): a page of any site could otherwise enroll or "
+    "remove voices with its visitor's browser.",
+)
+@click.option(
     "--allow-polly",
     is_flag=True,
     help="Let /v1/synthesize speak with Amazon Polly voices (billed to this server's AWS "
@@ -195,6 +205,7 @@ def serve_cmd(
     port_file: Path | None,
     workers: int,
     api_key: str | None,
+    allow_origins: tuple[str, ...],
     allow_polly: bool,
     synth_per_minute: float,
     max_upload_mb: float,
@@ -217,6 +228,13 @@ def serve_cmd(
 
     if run is not None and no_classifier:
         raise click.UsageError("RUN or --no-classifier, not both")
+    if api_key is not None:
+        from whichvoice.serve.service import check_api_key
+
+        try:
+            check_api_key(api_key)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--api-key'") from None
     if run is None and not no_classifier:
         from whichvoice.runtime import bundled_classifier
 
@@ -236,6 +254,7 @@ def serve_cmd(
         encoder=encoder,
         gallery=str(gallery),
         api_key=api_key,
+        allow_origins=_origins(allow_origins),
         max_bytes=int(max_upload_mb * 1024 * 1024),
         max_seconds=max_duration,
         upload_timeout_s=upload_timeout,
@@ -346,3 +365,23 @@ def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:
         return
     if gallery.exists():
         Gallery(gallery, model_id(model)).close()
+
+
+def _origins(given: tuple[str, ...]) -> tuple[str, ...]:
+    """``--allow-origin`` values as a browser writes an Origin (lower case, no path), or a
+    usage error naming the one that is not an origin."""
+    from urllib.parse import urlsplit
+
+    origins = []
+    for origin in given:
+        parts = urlsplit(origin.strip().lower())
+        if origin.strip().lower() == "null":  # sandboxed frames and local files send "null"
+            origins.append("null")
+            continue
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+            raise click.BadParameter(
+                f"{origin!r}: an origin is http(s)://host[:port], no path",
+                param_hint="'--allow-origin'",
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(origins)

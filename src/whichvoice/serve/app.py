@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -38,6 +39,7 @@ from whichvoice.serve.service import (
     ServeConfig,
     Service,
     error_status,
+    foreign_origin,
     key_matches,
     presented_key,
     release_free_memory,
@@ -47,6 +49,8 @@ from whichvoice.serve.service import (
 log = logging.getLogger(__name__)
 ENV_CONFIG = "WHICHVOICE_SERVE_CONFIG"  # how `whichvoice serve` hands the config to workers
 OPEN_PATHS = ("/healthz", "/static/", "/favicon.ico")  # no API key needed (and "/")
+# change nothing; another site's page cannot read their answers (no CORS headers are sent)
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
@@ -187,7 +191,17 @@ class GuardAndMeasure:
                 status, started = message["status"], True
             await send(message)
 
-        if (
+        headers = Headers(scope=scope)
+        if scope["method"] not in SAFE_METHODS and (
+            origin := foreign_origin(headers, service.cfg.allow_origins)
+        ):
+            message = (
+                f"a request from another site's page ({origin}) is refused; "
+                "serve --allow-origin ORIGIN lets that site's pages in"
+            )
+            response = _answer(Request(scope), 403, "cross_origin", message)
+            await response(scope, receive, measured_send)
+        elif (
             service.cfg.api_key
             and path != "/"
             and not path.startswith(OPEN_PATHS)

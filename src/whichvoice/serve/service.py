@@ -82,13 +82,18 @@ class ServeConfig:
     batching: bool = True  # score concurrent requests' windows together (serve.batching)
     batch_wait_ms: float = 0.0  # how long a batch waits for more requests (0: it does not)
     upload_timeout_s: float = DEFAULT_UPLOAD_TIMEOUT_S  # a stalled upload's wait, at most
+    # origins (scheme://host[:port]) besides the server's own whose pages may send requests
+    # that change something, and open the live stream (a browser names its page's origin)
+    allow_origins: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> ServeConfig:
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        fields["allow_origins"] = tuple(fields.get("allow_origins", ()))
+        return cls(**fields)
 
 
 # a gallery error's status and kind, most specific first
@@ -146,6 +151,34 @@ def presented_key(request: Request) -> str | None:
         return key
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def check_api_key(key: str) -> None:
+    """ValueError unless ``key`` can travel in an HTTP header: printable ASCII, no spaces
+    around it (a browser's fetch refuses any other character in a header)."""
+    if not key or not key.isascii() or not key.isprintable() or key != key.strip():
+        raise ValueError(
+            "an API key is printable ASCII without spaces around it: HTTP headers carry "
+            "no other characters"
+        )
+
+
+def foreign_origin(headers, allowed: tuple[str, ...]) -> str | None:
+    """The ``Origin`` a browser sent when it is not the server's own (its ``Host``) nor one
+    of ``allowed``; None when it is, or when there is none (curl, scripts: no browser page
+    to forge a request from). A page of another site may send a form to this server, or open
+    its live stream, with the user's browser: what it sends must not enroll, remove or
+    listen."""
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    if origin.lower().rstrip("/") in allowed:
+        return None
+    host = headers.get("host", "").lower()
+    scheme, sep, rest = origin.lower().rstrip("/").partition("://")
+    if sep and scheme in ("http", "https") and host and rest == host:
+        return None
+    return origin
 
 
 def key_matches(presented: str | None, expected: str) -> bool:

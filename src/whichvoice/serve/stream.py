@@ -47,6 +47,7 @@ from whichvoice.prototypes import VoiceRefs, voice_refs
 from whichvoice.serve.service import (
     HTTPProblem,
     error_status,
+    foreign_origin,
     key_matches,
     presented_key,
     repeated_parameter,
@@ -307,6 +308,15 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.accept()
         message = f"{twice}: a query parameter given more than once; send it once"
         await _refuse(websocket, message, "invalid", 1008)
+        return
+    if origin := foreign_origin(websocket.headers, service.cfg.allow_origins):
+        # browsers let any site's page open a WebSocket anywhere: it would hear the names
+        await websocket.accept()
+        message = (
+            f"a stream from another site's page ({origin}) is refused; "
+            "serve --allow-origin ORIGIN lets that site's pages in"
+        )
+        await _refuse(websocket, message, "cross_origin", 1008)
         return
     expected = service.cfg.api_key
     if expected and not key_matches(
