@@ -188,7 +188,8 @@ def test_every_error_code(server: str, clips) -> None:
         )
 
     # 413: over the upload limit (1 MB here) and over the duration limit (30 s here)
-    assert_error(post("/v1/identify", b"\0" * (1024 * 1024 + 1), "audio/wav"), 413, "too_large")
+    r = post("/v1/identify", b"\0" * (1024 * 1024 + 1), "audio/wav")
+    assert_error(r, 413, "too_large", "over the 1 MiB limit (1,048,576 bytes)")
     long = encode_audio(sine(200, 40.0, 8000), 8000, "wav")
     assert len(long) < 1024 * 1024
     assert_error(post("/v1/identify", long, "audio/wav"), 413, "too_long")

@@ -160,6 +160,8 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
     message = first.get("msg", "invalid request")
+    # pydantic prefixes a validator's own words with its kind of error
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return _answer(request, 422, "invalid", f"{where}: {message}" if where else message)
 
 

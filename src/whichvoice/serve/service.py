@@ -61,6 +61,14 @@ def repeated_parameter(query_string: bytes) -> str | None:
 
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
+
+
+def _over(limit: int) -> str:
+    """A 413's words: the limit as a person reads it, and in bytes."""
+    size = f"{limit / 1024 / 1024:.3g} MiB" if limit >= 1024 * 1024 else f"{limit / 1024:.3g} KiB"
+    return f"the upload is over the {size} limit ({limit:,} bytes)"
+
+
 DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
 DEFAULT_UPLOAD_TIMEOUT_S = 30.0  # s an upload may send nothing before it is answered 408
 DEFAULT_SYNTH_PER_MINUTE = 30.0  # synthesis requests a minute per client, in bursts of as many
@@ -362,7 +370,7 @@ class Service:
         limit = min(self.cfg.max_bytes, limit or self.cfg.max_bytes)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")
+            raise HTTPProblem(413, "too_large", _over(limit))
         chunks, size = [], 0
         stream = request.stream().__aiter__()
         wait = self.cfg.upload_timeout_s
@@ -379,7 +387,7 @@ class Service:
                 ) from None
             size += len(chunk)
             if size > limit:
-                raise HTTPProblem(413, "too_large", f"the upload is over the {limit} byte limit")
+                raise HTTPProblem(413, "too_large", _over(limit))
             chunks.append(chunk)
         return b"".join(chunks)
 

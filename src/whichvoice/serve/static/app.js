@@ -24,6 +24,10 @@ function apiHeaders(extra = {}) {
 /** fetch() that turns the server's {"error", "kind"} answers into an ApiError. */
 async function api(path, options = {}) {
   let response;
+  if (!/^[\x21-\x7e]*$/.test($("api-key").value.trim())) {
+    // fetch refuses such a header before sending anything
+    throw new ApiError("The API key is ASCII letters, digits and symbols only: check what was typed at the top of the page.");
+  }
   try {
     response = await fetch(path, { ...options, headers: apiHeaders(options.headers) });
   } catch (e) {
@@ -70,6 +74,11 @@ function setBusy(busy) {
 /** Run one user action: busy while it runs, then state "done" or "error" (shown). */
 async function run(action) {
   clearError();
+  // disabling the control that started the action drops the keyboard focus to the page:
+  // it goes back there afterwards (a removed voice's button: the one now in its place)
+  const focused = document.activeElement;
+  const item = focused && focused.closest ? focused.closest("#gallery-list li") : null;
+  const place = item ? [...item.parentNode.children].indexOf(item) : -1;
   setBusy(true);
   document.body.dataset.state = "busy";
   try {
@@ -80,7 +89,21 @@ async function run(action) {
     document.body.dataset.state = "error";
   } finally {
     setBusy(false);
+    restoreFocus(focused, place);
   }
+}
+
+function restoreFocus(focused, place) {
+  if (!focused || focused === document.body) return;
+  if (document.activeElement && document.activeElement !== document.body) return;  // moved on
+  if (focused.isConnected) {
+    if (!focused.disabled) focused.focus();
+    return;
+  }
+  if (place < 0) return;
+  const buttons = $("gallery-list").querySelectorAll("button");
+  if (buttons.length) buttons[Math.min(place, buttons.length - 1)].focus();
+  else $("enroll-name").focus();  // the list is empty now
 }
 
 // ---------------------------------------------------------------- identify and show
@@ -473,6 +496,8 @@ async function loadGallery() {
   $("gallery-empty").textContent = "Nothing enrolled yet.";
   $("gallery-empty").hidden = voices.length > 0;
   galleryVoices = voices.length;
+  const answered = $("verify-result").dataset.name;
+  if (answered !== undefined && !voices.some((v) => v.name === answered)) clearVerdict();
   $("verify-btn").disabled = voices.length === 0 || document.body.classList.contains("busy");
   document.body.dataset.gallery = String(voices.length);
 }
@@ -498,12 +523,19 @@ async function enrollVoice() {
   if (skipped) showError(`Enrolled ${answer.name}, but skipped ${skipped}`);
 }
 
+/** No verdict on screen: the voice it was about was removed, or another one is chosen. */
+function clearVerdict() {
+  const line = $("verify-result");
+  line.textContent = "";
+  line.dataset.accept = "";
+  delete line.dataset.name;
+}
+
 async function verifyClaim() {
   const name = $("verify-name").value;
   const file = $("verify-file").files[0];
   const line = $("verify-result");
-  line.textContent = "";
-  line.dataset.accept = "";
+  clearVerdict();
   if (!name) throw new ApiError("Enroll a voice first.");
   if (!file) throw new ApiError("Choose a recording first.");
   const form = new FormData();
@@ -513,6 +545,7 @@ async function verifyClaim() {
   })).json()).results;
   if (r.error) throw new ApiError(r.error);
   line.dataset.accept = String(r.accept);
+  line.dataset.name = name;
   line.textContent = r.accept
     ? `Yes: ${name} (score ${r.score.toFixed(2)} ≥ ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`
     : `No: not ${name} (score ${r.score.toFixed(2)} < ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`;
@@ -613,6 +646,14 @@ async function diarizeFile(file) {
 // live: the microphone's audio, 16-bit PCM at the microphone's own rate in small binary messages over a WebSocket;
 // the server answers {"speaker", "score", "t"} at least twice a second
 const live = { socket: null, context: null, stream: null, node: null };
+// what a closed stream without a reason of its own means to the person at the page
+const CLOSE_REASONS = {
+  1001: "the server is going away (restarting or shutting down)",
+  1006: "the connection was lost",
+  1011: "the server failed; try again",
+  1012: "the server is restarting or shutting down; try again in a moment",
+  1013: "the server is busy; try again later",
+};
 
 async function startLive() {
   if (live.socket) return;
@@ -622,7 +663,11 @@ async function startLive() {
   }
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    // the same raw sound as Record (and as the published live figures): no echo
+    // cancelling, noise suppression or gain riding by the browser
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
   } catch (e) {
     const why = e.name === "NotAllowedError" ? "permission was refused" : e.message;
     throw new ApiError(`The microphone cannot be used: ${why}.`);
@@ -647,7 +692,12 @@ async function startLive() {
   let told = false; // the server sent its reason as a message
   socket.addEventListener("message", (e) => {
     const m = JSON.parse(e.data);
-    if (m.error) { showError(m.error); told = true; return; }
+    if (m.error) {
+      showError(`Live: ${m.error}`);
+      document.body.dataset.state = "error";
+      told = true;
+      return;
+    }
     const now = $("live-now");
     now.hidden = false;
     now.textContent = m.speaker ? `Speaking now: ${m.speaker}`
@@ -662,7 +712,7 @@ async function startLive() {
       return;
     }
     if (!told) {
-      let why = e.reason || (e.code === 1006 ? "the connection was lost" : `closed (code ${e.code})`);
+      let why = e.reason || CLOSE_REASONS[e.code] || `closed (code ${e.code})`;
       if (e.code === 1008) why += " (enter the API key at the top of the page)";
       showError(`Live: ${why}`);
       document.body.dataset.state = "error";
@@ -715,6 +765,7 @@ function setUp() {
   });
   $("enroll-form").addEventListener("submit", (e) => { e.preventDefault(); run(enrollVoice); });
   $("verify-form").addEventListener("submit", (e) => { e.preventDefault(); run(verifyClaim); });
+  $("verify-name").addEventListener("change", clearVerdict);
   $("diarize-file").addEventListener("change", () => {
     const file = $("diarize-file").files[0];
     $("diarize-file").value = ""; // so that choosing the same file again (after enrolling) asks again
