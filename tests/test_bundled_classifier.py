@@ -215,6 +215,8 @@ def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Pat
               "--json", check=True)  # fmt: skip
     fitted = json.loads(out.stdout)
     assert fitted["known_clips"] == 40 and fitted["unknown_clips"] == 1
+    # these are mostly the run's own training clips: said (review), the fit goes on
+    assert "known clips are clips the run was trained on" in out.stderr, out.stderr
     saved = json.loads((run / "openset.json").read_text())
     assert saved["encoder"].startswith("voicenet-aam-wide-")  # the bundled encoder's, by default
     row = json.loads(cli("predict", str(run), str(small_corpus / clips[0].path), "--json",

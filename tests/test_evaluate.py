@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,25 @@ def test_cli_evaluate_on_a_labels_csv(
     own = {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()}
     proc = cli("evaluate", str(trained_run), "--labels", str(csv), check=True)
     assert "file-level accuracy" in proc.stdout
+    # clips the run trained on (its train and val splits) are named as such (review: a CSV
+    # of the training clips scored 100 % without a word), in the corpus or copied elsewhere
+    data = Path(json.loads((trained_run / "config.json").read_text())["data"])
+    index = [json.loads(x) for x in (data / "index.jsonl").read_text().splitlines()]
+    trained = {r["id"] for r in index if r["split"] in ("train", "val")}
+    seen = sum(c.id in trained for c in clips)
+    assert seen > 0  # the first clips of the corpus: most are train or val clips
+    warned = f"warning: {seen} of the 6 files are clips the run was trained on"
+    assert warned in proc.stderr, proc.stderr
+    copied = tmp_path / "copies"
+    copied.mkdir()
+    copies = []
+    for c in clips:
+        shutil.copy(small_corpus / c.path, copied / Path(c.path).name)
+        copies.append(f"{copied / Path(c.path).name},{c.voice}")
+    (tmp_path / "copies.csv").write_text("path,voice\n" + "\n".join(copies) + "\n")
+    moved = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "copies.csv"),
+                "--report", str(tmp_path / "copies-report"), "--json", check=True)  # fmt: skip
+    assert json.loads(moved.stdout)["trained_files"] == seen
     # the report goes to a new folder beside the run, named after the labels; the run's own
     # files (its report and metrics among them) are untouched
     beside = trained_run.parent / f"{trained_run.name}-eval-labels"
@@ -133,7 +153,6 @@ def test_cli_evaluate_on_a_labels_csv(
     # a path holding a newline, quoted as the csv module writes it (predict read it; evaluate
     # split the line)
     import csv as csv_module
-    import shutil
 
     odd = tmp_path / "new\nline.mp3"
     shutil.copyfile(small_corpus / clips[0].path, odd)
@@ -285,7 +304,6 @@ def test_a_corpus_with_voices_the_model_does_not_know_is_refused_as_a_labels_csv
 ) -> None:
     """A corpus of other voices scored 0 % (and a mixed one a lower accuracy) without a word,
     where a labels CSV naming the same voices is refused (review)."""
-    import shutil
 
     corpus = tmp_path / "other"
     shutil.copytree(small_corpus, corpus)

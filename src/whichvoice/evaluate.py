@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from whichvoice.audio import read_audio
 from whichvoice.batch.inputs import BatchInputError, label_rows
 from whichvoice.conditions import check_conditions, long_recording
 from whichvoice.conditions import make as make_condition
-from whichvoice.dataset import DatasetError, load_corpus, split_clips
+from whichvoice.dataset import DATASET_JSON, DatasetError, load_corpus, split_clips
 from whichvoice.errors import NothingReadError, WhichvoiceError
 from whichvoice.files import write_json
 from whichvoice.runtime import Prediction, VoiceModel, load_model
@@ -103,6 +104,40 @@ def trained_sentences(model: VoiceModel, splits=("train", "val")) -> set[str] | 
         return {r["sentence_id"] for r in rows if r.get("split") in splits}
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def trained_files(model: VoiceModel, paths: list) -> int | None:
+    """How many of ``paths`` are clips the run trained on or chose its weights by (its train
+    and val splits): the same file in its corpus, or the same bytes elsewhere (the corpus
+    manifest's sha256); None when the run's training data is not at hand. A labels CSV of
+    them scores the training data, not what the run learnt."""
+    data = model.config.get("data")
+    if not isinstance(data, str) or "://" in data:
+        return None
+    try:
+        meta = json.loads((Path(data) / DATASET_JSON).read_text())
+        corpus = Path(meta["corpus"])
+        rows = [json.loads(line) for line in (Path(data) / "index.jsonl").read_text().splitlines()
+                if line.strip()]  # fmt: skip
+        seen = {r["id"]: r["path"] for r in rows if r.get("split") in ("train", "val")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    places = {os.path.realpath(corpus / path) for path in seen.values()}
+    try:
+        digests = {c.sha256 for c in load_corpus(corpus) if c.id in seen}
+    except (WhichvoiceError, OSError):
+        digests = set()  # the corpus moved: its files are known by their place only
+    count = 0
+    for path in paths:
+        if storage.is_url(path):
+            continue
+        place = os.path.realpath(path)
+        if place in places:
+            count += 1
+        elif digests and os.path.isfile(place):
+            with contextlib.suppress(OSError):
+                count += hashlib.sha256(Path(place).read_bytes()).hexdigest() in digests
+    return count
 
 
 def trained_overlap(
@@ -498,6 +533,8 @@ def _measure(
     overlap = trained_overlap(model, corpus, split) if corpus is not None else None
     if overlap is not None and overlap[0]:
         metrics["trained_sentence_files"] = overlap[0]  # figures that are not held out
+    if corpus is None and (trained := trained_files(model, [f.path for f in files])):
+        metrics["trained_files"] = trained  # the training clips themselves
     if conditions:
         metrics["conditions"] = condition_accuracy(model, files, conditions, progress=progress)
     return metrics

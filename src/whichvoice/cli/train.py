@@ -252,6 +252,13 @@ def evaluate_cmd(
         click.echo(json.dumps(metrics))
     else:  # --quiet drops the bar, never the result
         print_table(metrics)
+        if metrics.get("trained_files"):
+            click.echo(
+                f"warning: {metrics['trained_files']} of the {metrics['files']} files are "
+                "clips the run was trained on (its train or val split): these figures are not "
+                "held out",
+                err=True,
+            )
         if metrics.get("trained_sentence_files"):
             click.echo(
                 f"warning: {metrics['trained_sentence_files']} of the {metrics['files']} files "
@@ -428,13 +435,20 @@ def openset_cmd(
     """Fit RUN's open-set answer on dev data: a clip whose embedding is far from the voice the
     classifier names is answered "unknown" (writes RUN/openset.json)."""
     setup_logging(True)
-    from whichvoice.evaluate import labelled_files
+    from whichvoice.evaluate import labelled_files, trained_files
     from whichvoice.openset import fit_openset, save_openset
     from whichvoice.predict import expand_paths
     from whichvoice.runtime import bundled_encoder_dir, load_model
 
     model = load_model(run, openset=False)  # the open set it may have is being replaced
     known = [(f.path, f.voice) for f in labelled_files(known_csv, model.labels)]
+    if trained := trained_files(model, [path for path, _ in known]):
+        click.echo(
+            f"warning: {trained} of the {len(known)} known clips are clips the run was trained "
+            "on (its train or val split): the threshold will keep more of them than of new "
+            "clips of its voices; give clips of sentences it never trained on",
+            err=True,
+        )
     probe = load_model(bundled_encoder_dir()) if encoder == "bundled" else None
     fitted = fit_openset(model, known, expand_paths(unknown_paths), keep=keep, encoder=probe)
     path = save_openset(run, fitted)
