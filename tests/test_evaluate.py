@@ -318,3 +318,44 @@ def test_a_corpus_with_voices_the_model_does_not_know_is_refused_as_a_labels_csv
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "does not know 1 voice of the test split (pico:en-US); it knows" in r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_the_runs_own_corpus_keeps_its_splits_when_clips_are_added(
+    trained_run: Path, small_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clips added to the corpus after training re-split it: `evaluate RUN` then scored
+    trained sentences as its test split (review). The run's own corpus keeps the splits it
+    was trained with (its prepared index); the added clips are in none, with a warning."""
+    import dataclasses
+
+    from whichvoice.dataset import split_clips
+    from whichvoice.evaluate import held_out_split
+    from whichvoice.runtime import load_model
+
+    model = load_model(trained_run, openset=False)
+    corpus, data = tmp_path / "corpus", tmp_path / "prepared"
+    corpus.mkdir()
+    data.mkdir()
+    manifest = (small_corpus / "manifest.jsonl").read_text()
+    (corpus / "manifest.jsonl").write_text(manifest)
+    prepared = Path(model.config["data"])
+    shutil.copy(prepared / "index.jsonl", data / "index.jsonl")
+    meta = json.loads((prepared / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**meta, "corpus": str(corpus)}))
+    model.config = {**model.config, "data": str(data)}
+    before = held_out_split(model, corpus)
+    added = [
+        json.dumps({**dataclasses.asdict(c), "id": f"new{i}", "sentence_id": f"snew{i // 4}"})
+        for i, c in enumerate(read_manifest(small_corpus / "manifest.jsonl")[:40])
+    ]
+    (corpus / "manifest.jsonl").write_text(manifest + "\n".join(added) + "\n")
+    with caplog.at_level("WARNING"):
+        after = held_out_split(model, corpus)
+    assert after == before
+    assert "40 clips added since the run was trained are in none of its splits" in caplog.text
+    # split afresh, the grown corpus would have put other sentences in the test split
+    prep = model.config["prepare"]
+    grown = read_manifest(corpus / "manifest.jsonl")
+    afresh = split_clips(grown, prep["seed"], prep["val_fraction"], prep["test_fraction"])
+    assert {c.path for c in grown if afresh[c.id] == "test"} != {str(f.path.relative_to(corpus))
+                                                                 for f in before}  # fmt: skip

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from whichvoice.runtime import Prediction, VoiceModel, load_model
 from whichvoice.scoring import proportion
 from whichvoice.text import counted, none_of
 from whichvoice.train import METRICS
+
+log = logging.getLogger(__name__)
 
 REPORT = "report.md"
 CONFUSION_PNG = "confusion.png"
@@ -69,8 +72,7 @@ def held_out_split(
         raise WhichvoiceError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     root = storage.local_path(corpus)  # a URL's mirror, listed and downloaded once
     clips = load_corpus(root)
-    prep = model.config["prepare"]
-    of = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
+    of = _split_of(model, root, clips)
     if getattr(model, "target", "voice") == "engine":  # a run that names engine families
         from whichvoice.voices.families import engine_family
 
@@ -90,6 +92,42 @@ def held_out_split(
             f"it knows {', '.join(model.labels)}"
         )
     return files
+
+
+def _split_of(model: VoiceModel, root: Path, clips: list, *, warn: bool = True) -> dict:
+    """{clip id: split} of ``clips``: for the run's own corpus, the splits it was trained
+    with (its prepared data's index), so that clips added since change nothing (a split of
+    the grown corpus put trained sentences in its test split); they are in none, with a
+    warning. Another corpus is split as the run's was (same seed and fractions)."""
+    recorded = _recorded_splits(model, root)
+    if recorded is None:
+        prep = model.config["prepare"]
+        return split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
+    added = sum(c.id not in recorded for c in clips)
+    if added and warn:
+        log.warning(
+            "%s: %s added since the run was trained %s in none of its splits: not scored "
+            "(train a run on the grown corpus to use them)",
+            root, counted(added, "clip"), "is" if added == 1 else "are",
+        )  # fmt: skip
+    return {c.id: recorded.get(c.id, "added") for c in clips}
+
+
+def _recorded_splits(model: VoiceModel, root: Path) -> dict[str, str] | None:
+    """{clip id: split} from the run's prepared data when ``root`` is the corpus it was
+    prepared from; None otherwise or when that data is not at hand."""
+    data = model.config.get("data")
+    if not isinstance(data, str) or "://" in data:
+        return None
+    try:
+        meta = json.loads((Path(data) / DATASET_JSON).read_text())
+        if os.path.realpath(meta["corpus"]) != os.path.realpath(root):
+            return None
+        rows = [json.loads(line) for line in (Path(data) / "index.jsonl").read_text().splitlines()
+                if line.strip()]  # fmt: skip
+        return {r["id"]: r["split"] for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def trained_sentences(model: VoiceModel, splits=("train", "val")) -> set[str] | None:
@@ -149,9 +187,9 @@ def trained_overlap(
     seen = trained_sentences(model, ("train",) if split == "val" else ("train", "val"))
     if seen is None:
         return None
-    clips = load_corpus(storage.local_path(corpus))
-    prep = model.config["prepare"]
-    of = split_clips(clips, prep["seed"], prep["val_fraction"], prep["test_fraction"])
+    root = storage.local_path(corpus)
+    clips = load_corpus(root)
+    of = _split_of(model, root, clips, warn=False)
     held = [c for c in clips if of[c.id] == split]
     return sum(c.sentence_id in seen for c in held), len(held)
 
