@@ -59,6 +59,29 @@ def _groups(k: int, per: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x / np.linalg.norm(x, axis=1, keepdims=True), np.repeat(np.arange(k), per)
 
 
+def test_silero_hears_a_recording_made_at_8_khz(tmp_path: Path) -> None:
+    """silero-vad's 16 kHz model heard no speech in a man saying the ten digits at 8 kHz,
+    and enroll refused the recording as holding none (review of people's recordings). A
+    recording with nothing above 4 kHz is heard by its 8 kHz model; a tone, a hum and noise
+    still hold no speech."""
+    from whichvoice import silero
+    from whichvoice.audio import load_audio
+    from whichvoice.prototypes import hears_no_speech
+
+    from .conftest import human_clip
+
+    wave = load_audio(human_clip(tmp_path, "yweweler", range(0, 1)))
+    assert silero.narrowband(wave)
+    assert silero.speech_seconds(wave) > 0.8 * wave.shape[0] / SAMPLE_RATE
+    assert not hears_no_speech(wave)
+    stamps = silero.speech_stamps(wave)
+    assert stamps and stamps[-1]["end"] <= wave.shape[0]  # in the 16 kHz waveform's samples
+    noise = np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32)
+    assert not silero.narrowband(noise)
+    for steady in (noise, sine(440, 3.0, amp=0.3), sine(50, 3.0, amp=0.3)):
+        assert hears_no_speech(steady)
+
+
 def test_clustering_finds_the_number_of_voices_and_keeps_to_the_bounds() -> None:
     x, truth = _groups(3, 12)
     labels = dz.cluster(x, 0.5, dz.DiarizeConfig())
