@@ -126,6 +126,10 @@ def test_settings_out_of_range_are_refused_before_work(tmp_path: Path) -> None:
     for threads in (0, -2, 1.5, True):
         with pytest.raises(WhichvoiceError, match="threads must"):
             whichvoice.load_model(threads=threads)
+    # a float export given to the int8 backend ran the float model without a word
+    for backend in ("onnx-int8", "torch"):
+        with pytest.raises(WhichvoiceError, match="onnx_path is the float export"):
+            whichvoice.load_model(backend=backend, onnx_path=tmp_path / "model.onnx")
     encoder = load_encoder("bundled")
     with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
         for bad in (-1, float("nan"), float("inf"), "3"):

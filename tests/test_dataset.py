@@ -1,4 +1,5 @@
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -90,3 +91,54 @@ def test_prepare_seed_images(small_corpus: Path, tmp_path: Path) -> None:
 def test_not_a_corpus(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not a corpus"):
         ensure_prepared(tmp_path, PrepareConfig())
+
+
+def test_a_tiny_corpus_is_warned_of_and_one_voice_refused(
+    small_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A corpus of a few sentences, one voice each: its val and test splits held one voice of
+    four, and training reported a test accuracy of 1.0 without a word (review). One voice
+    alone is refused in words, not as a Python list."""
+    import dataclasses
+
+    from whichvoice.corpus import read_manifest
+
+    clips = read_manifest(small_corpus / "manifest.jsonl")
+    voices = sorted({c.voice for c in clips})
+    # 12 sentences, each read by one voice in turn: 3 a voice, too few for a split each
+    sentences = sorted({c.sentence_id for c in clips})[:12]
+    chosen = [c for c in clips if c.sentence_id in sentences
+              and c.voice == voices[sentences.index(c.sentence_id) % 4]]  # fmt: skip
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    (tiny / "audio").symlink_to(small_corpus / "audio")
+    rows = [json.dumps(dataclasses.asdict(c)) for c in chosen]
+    (tiny / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    with caplog.at_level("WARNING"):
+        prepare(tiny, tmp_path / "prep", PrepareConfig(), progress=False)
+    assert "the test split holds clips of" in caplog.text and "of the 4 voices" in caplog.text
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "audio").symlink_to(small_corpus / "audio")
+    (one / "manifest.jsonl").write_text(
+        "\n".join(json.dumps(dataclasses.asdict(c)) for c in clips if c.voice == voices[0])
+    )
+    with pytest.raises(DatasetError, match=f"found only {re.escape(voices[0])}$"):
+        prepare(one, tmp_path / "prep1", PrepareConfig(), progress=False)
+
+
+def test_a_corpus_that_cannot_be_written_says_how_to_prepare_it_elsewhere(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training from a read-only corpus failed with 'cannot write the prepared data here'
+    and no way on (review): the error names `whichvoice prepare`."""
+    from whichvoice import dataset
+    from whichvoice.errors import OutputError
+
+    def refused(*args, **kwargs):
+        raise OutputError(f"{small_corpus / 'prepared'}: cannot write the prepared data here")
+
+    monkeypatch.setattr(dataset, "cache_dir", lambda source, cfg: tmp_path / "never")
+    monkeypatch.setattr(dataset, "prepare", refused)
+    with pytest.raises(OutputError, match=r"whichvoice prepare .* DIR` and give DIR"):
+        ensure_prepared(small_corpus, PrepareConfig())

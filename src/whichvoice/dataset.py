@@ -34,7 +34,7 @@ from tqdm import tqdm
 from whichvoice import storage
 from whichvoice.audio import SAMPLE_RATE, AudioDecodeError, read_audio, resample
 from whichvoice.corpus import MANIFEST, Clip, read_manifest
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
 from whichvoice.features import VERSION as FEATURES_VERSION
 from whichvoice.files import ensure_dir
@@ -233,8 +233,17 @@ def prepare(
     clips = load_corpus(corpus)
     labels = labels_of(clips)
     if len(labels) < 2:
-        raise DatasetError(f"{corpus}: needs at least 2 voices to learn, found {labels}")
+        found = f"only {labels[0]}" if labels else "none"
+        raise DatasetError(f"{corpus}: needs at least 2 voices to learn, found {found}")
     split_of = split_clips(clips, cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    for split in ("val", "test"):  # a tiny corpus: a split of one voice says little
+        held = {c.voice for c in clips if split_of[c.id] == split}
+        if len(held) < len(labels):
+            log.warning(
+                "%s: the %s split holds clips of %d of the %d voices (too few sentences per "
+                "voice): its figures say little about the others",
+                corpus, split, len(held), len(labels),
+            )  # fmt: skip
     rng = random.Random(cfg.seed)
     starts = [rng.uniform(*SEED_START_S) for _ in clips]  # the talk's excerpt start, drawn once
     label_index = {v: i for i, v in enumerate(labels)}
@@ -437,5 +446,11 @@ def ensure_prepared(
         except DatasetError as e:  # a cache: made again rather than refused
             log.warning("%s; preparing it again", e)
     log.info("preparing %s -> %s", source, target)
-    prepare(source, target, cfg, progress=progress)
+    try:
+        prepare(source, target, cfg, progress=progress)
+    except OutputError as e:  # a corpus the user may not write into (read-only, shared)
+        raise OutputError(
+            f"{e}; prepare it elsewhere with `whichvoice prepare {source} DIR` and give DIR "
+            "in its place"
+        ) from e
     return open_prepared(target)

@@ -97,6 +97,11 @@ def load_model(
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     check_device(device)
     check_run_path(run)
+    if onnx_path is not None and backend != "onnx":
+        raise ModelLoadError(
+            f"onnx_path is the float export backend='onnx' runs; {backend!r} "
+            + ("reads RUN/model.int8.onnx" if backend == "onnx-int8" else "reads none")
+        )
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
         raise ModelLoadError(f"threads must be a whole number of threads, not {threads!r}")
     if threads is not None and threads < 1:
