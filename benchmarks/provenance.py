@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -79,8 +80,20 @@ def provenance(extra_packages: tuple[str, ...] = ()) -> dict:
 
 
 def write_result(path: Path, result: dict) -> None:
-    """Write a result JSON atomically (a reader never sees half of it)."""
+    """Write a result JSON atomically (a reader never sees half of it). A figure that is not
+    a number (NaN, an infinity: a rate of nothing at small sizes) is written as null: JSON
+    has no NaN, and parsers other than Python's refuse it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.write_text(json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -143,3 +143,17 @@ def test_links_between_the_docs_lead_somewhere() -> None:
                 slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
                          for h in headings}  # fmt: skip
                 assert anchor in slugs, f"{page.name} -> {target}#{anchor}"
+
+
+def test_a_result_json_holds_no_nan(tmp_path: Path) -> None:
+    """A small run's rates of nothing were written as bare NaN, which JSON has not (review)."""
+    provenance = _benchmark("provenance")
+    provenance.write_result(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")]})
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    assert json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse) == {
+        "a": None,
+        "b": [1.0, None],
+    }

@@ -115,6 +115,9 @@ def test_prepare_and_gallery_exports_on_s3(bucket: str, cli, tmp_path: Path) -> 
     prepared = f"{bucket}/prepared"
     cli("prepare", corpus, prepared, "--quiet", check=True)
     assert {"dataset.json", "train_x.npy", storage.RECORD} <= _keys(prepared)
+    # a URL that holds no corpus is named as given, not as its local mirror (review)
+    nothing = cli("train", f"{bucket}/nothing", "--out", str(tmp_path / "run"))
+    assert nothing.returncode == 2 and f"{bucket}/nothing: not a corpus" in nothing.stderr
 
     gallery = tmp_path / "g.sqlite"
     slt = [str(p) for p in clips["flite:slt"]]

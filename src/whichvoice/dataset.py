@@ -435,10 +435,15 @@ def ensure_prepared(
 ) -> Prepared:
     """A prepared dataset from a prepared folder, or from a corpus (prepared once, cached);
     either may be a URL, mirrored locally (the cache then lives in the mirror)."""
-    source = storage.local_path(source)
+    given, source = source, storage.local_path(source)
     if (source / DATASET_JSON).is_file():
         return open_prepared(source)
-    load_corpus(source)  # a clear error when it is neither
+    try:
+        load_corpus(source)  # a clear error when it is neither
+    except DatasetError as e:  # named as the user gave it, not as its local mirror
+        if not storage.is_url(given):
+            raise
+        raise DatasetError(str(e).replace(str(source), str(given))) from e
     target = cache_dir(source, cfg)
     if (target / DATASET_JSON).is_file():
         try:

@@ -17,6 +17,7 @@ import torch
 from torch import distributed as dist
 
 from whichvoice import storage
+from whichvoice.dataset import DatasetError
 from whichvoice.files import write_json
 from whichvoice.train.config import CONFIG, METRICS, TrainJob
 
@@ -113,7 +114,12 @@ def through_mirrors(
         while not marker.exists():
             time.sleep(0.5)
     try:
-        train_local(replace(job, source=local(source), out=local(out)), ranks)
+        try:
+            train_local(replace(job, source=local(source), out=local(out)), ranks)
+        except DatasetError as e:  # named as the user gave it, not as its local mirror
+            if not storage.is_url(source):
+                raise
+            raise DatasetError(str(e).replace(str(local(source)), os.fspath(source))) from e
         if storage.is_url(source) and ranks.main and not (local(source) / "dataset.json").is_file():
             # the corpus as the user named it, where evaluate finds the test split later
             config = json.loads((local(out) / CONFIG).read_text())
