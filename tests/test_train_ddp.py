@@ -109,3 +109,28 @@ def test_a_refused_corpus_is_one_line_from_each_process(tmp_path: Path) -> None:
     assert "not a corpus" in proc.stderr
     # rank 1 says "another process stopped" unless torchrun stops it first: never a frame
     assert "whichvoice/train" not in proc.stderr, proc.stderr
+    # one line a process, not the same line twice (review): the others name their rank
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(set(errors)), errors
+
+
+@pytest.mark.slow  # runs CLI processes
+def test_under_torchrun_rank_0_alone_warns_and_the_others_name_their_rank(
+    cli, tmp_path: Path
+) -> None:
+    """Every warning and error line came twice under torchrun with 2 processes (review)."""
+    import logging
+
+    from whichvoice.cli.common import setup_logging
+
+    for rank, level in (("0", logging.WARNING), ("1", logging.ERROR)):
+        env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": "2"}
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in env.items():
+                mp.setenv(k, v)
+            setup_logging(False)
+            assert logging.getLogger("whichvoice").level == level
+        proc = cli("evaluate", str(tmp_path / "none"), env=env)
+        assert proc.returncode == 2
+        assert proc.stderr.startswith("error: rank 1: " if rank == "1" else "error: /")
+    logging.getLogger("whichvoice").setLevel(logging.WARNING)

@@ -17,7 +17,13 @@ import click
 
 # importing a command module adds its commands to app
 from whichvoice.cli import corpus, diarize, gallery, jobs, predict, serve, trace, train  # noqa: F401
-from whichvoice.cli.common import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, app
+from whichvoice.cli.common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    app,
+    torchrun_rank,
+)
 from whichvoice.cli.stderr import filter_native_noise, finish_filter
 from whichvoice.errors import WhichvoiceError
 
@@ -45,7 +51,10 @@ def main() -> None:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except WhichvoiceError as e:
-        click.echo(f"error: {e}", err=True)
+        # under torchrun every rank meets the same error: rank 0 says it, the others say
+        # whose it is (one of them may be alone in meeting it)
+        rank = torchrun_rank()
+        click.echo(f"error: {f'rank {rank}: ' if rank else ''}{e}", err=True)
         sys.exit(e.exit_status)
     except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -37,10 +37,17 @@ def setup_logging(quiet: bool) -> None:
     # other libraries' warnings: errors only in the commands whose answers are their own lines
     # (called with ``quiet``), as before
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler])
-    logging.getLogger("whichvoice").setLevel(logging.WARNING)
+    # under torchrun, rank 0 alone warns: every rank would say the same, once each
+    logging.getLogger("whichvoice").setLevel(logging.ERROR if torchrun_rank() else logging.WARNING)
     logging.getLogger("whichvoice.corpus.clips").setLevel(
         logging.ERROR if quiet else logging.NOTSET
     )
+
+
+def torchrun_rank() -> int:
+    """This process's rank under torchrun (its ``RANK``), 0 outside it."""
+    rank = os.environ.get("RANK", "0")
+    return int(rank) if rank.isdigit() and "LOCAL_RANK" in os.environ else 0
 
 
 class _Location(click.ParamType):
