@@ -292,6 +292,11 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
     r = httpx.post(f"{url}/v1/synthesize", json={"text": "  ...  ", "voice": "flite:slt"})
     assert_error(r, 422, "no letter or digit")
     assert "Value error" not in r.json()["error"]  # pydantic's kind of error is not the user's
+    # a misspelt query parameter is refused, not ignored (it diarized with no count asked)
+    r = httpx.post(f"{url}/v1/diarize?num_speaker=2", files=files(clip), timeout=60)
+    assert_error(r, 422, "invalid", "'num_speaker'", "did you mean 'num_speakers'")
+    r = httpx.get(f"{url}/v1/gallery?verbose=1")
+    assert_error(r, 422, "invalid", "it takes none")
     long = encode_audio(sine(200, 40.0, 8000), 8000, "wav")
     assert_error(
         enroll({"name": "x"}, [("file", ("long.wav", long, "audio/wav"))]), 413, "too_long"

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import os
 import time
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, HTTPConnection
 
 from whichvoice import __version__
 from whichvoice.errors import WhichvoiceError
@@ -70,6 +71,7 @@ def create_app(cfg: ServeConfig, model: VoiceModel | None = None) -> FastAPI:
         title="whichvoice",
         version=__version__,
         lifespan=_lifespan,
+        dependencies=[Depends(_known_query)],
         description="Which voice is speaking: the talk's endpoint and a JSON API.",
         docs_url=None,  # served by whichvoice.serve.docs, with local assets
         redoc_url=None,
@@ -154,6 +156,35 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     status = 422 if exc.status_code == 400 else exc.status_code
     kind = {404: "not_found", 405: "method_not_allowed", 422: "bad_request"}.get(status, "http")
     return _answer(request, status, kind, str(exc.detail), getattr(exc, "headers", None))
+
+
+def _known_query(connection: HTTPConnection) -> None:
+    """A query parameter the route does not take is refused (422 ``invalid``), not ignored:
+    ``/v1/diarize?num_speaker=2`` diarized with no count asked (a review)."""
+    if connection.scope["type"] != "http" or not connection.query_params:
+        return
+    dependant = getattr(connection.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    taken = _query_names(dependant)
+    unknown = sorted(set(connection.query_params) - taken)
+    if not unknown:
+        return
+    name = unknown[0][:50]
+    near = difflib.get_close_matches(name, sorted(taken), n=1)
+    hint = (
+        f"did you mean {near[0]!r}?" if near
+        else f"it takes {', '.join(sorted(taken))}" if taken else "it takes none"
+    )  # fmt: skip
+    raise HTTPProblem(422, "invalid", f"{name!r}: not a query parameter here; {hint}")
+
+
+def _query_names(dependant) -> set[str]:
+    """The query parameters a route's handler and its dependencies declare."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
