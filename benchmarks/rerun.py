@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,18 +83,25 @@ def plan(path: Path, workdir: Path) -> Plan:
     return Plan(name, commit, date, command, argv)
 
 
-def _json_written(tree: Path, script_argv: list[str], since: float) -> Path:
-    """The result JSON the run wrote: under the tree's results/, newer than ``since``, whose
-    own command is the one that ran."""
+WRITES = ("--write", "--write-calibration")  # ship what a run chose: not when measuring --here
+
+
+def _results(tree: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (tree / "benchmarks" / "results").glob("*.json")}
+
+
+def _json_written(tree: Path, script_argv: list[str], before: dict[str, bytes]) -> Path:
+    """The result JSON the run wrote: one under the tree's results/ that is new or changed
+    since ``before``, whose own command is the one that ran."""
     want = " ".join(["python", *script_argv])  # as the scripts record it, but for spacing
     found = []
-    for candidate in (tree / "benchmarks" / "results").glob("*.json"):
-        if candidate.stat().st_mtime < since:
+    for name, data in _results(tree).items():
+        if before.get(name) == data:
             continue
         try:
-            if " ".join(json.loads(candidate.read_text()).get("command").split()) == want:
-                found.append(candidate)
-        except (OSError, ValueError, AttributeError):
+            if " ".join(json.loads(data).get("command", "").split()) == want:
+                found.append(tree / "benchmarks" / "results" / name)
+        except (ValueError, AttributeError):
             continue
     if len(found) != 1:
         raise RerunError(f"the run wrote {len(found)} result JSONs for {want!r}, not one")
@@ -104,29 +110,39 @@ def _json_written(tree: Path, script_argv: list[str], since: float) -> Path:
 
 def rerun(p: Plan, *, here: bool, env: dict[str, str]) -> Path:
     """Run ``p`` (at its commit, or on this checkout) and put its JSON in place of the
-    committed one; returns that path."""
+    committed one; returns that path. On this checkout, the other results the script may
+    write by default are put back as they were, and it ships nothing (no ``--write``)."""
     holder = Path(tempfile.mkdtemp(prefix=f"rerun-{p.name}-"))
     tree = ROOT
+    argv = [w for w in p.argv if w not in WRITES] if here else p.argv
     try:
         if not here:
             tree = holder / "tree"
-            # the human-dev recordings are read from ../shared, beside the repository
-            if (ROOT.parent / "shared").exists():
-                (holder / "shared").symlink_to(ROOT.parent / "shared")
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree),
                  p.commit],
                 check=True,
             )  # fmt: skip
+            # the human-dev recordings are read from ../shared, beside the repository
+            if (ROOT.parent / "shared").exists():
+                (holder / "shared").symlink_to(ROOT.parent / "shared")
         run_env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [
             str(tree / "src"), env.get("PYTHONPATH", "")])))  # fmt: skip
-        print(f"== {p.name}: {'here' if here else p.commit[:12]}: python {shlex.join(p.argv)}")
-        start = time.time()
-        subprocess.run([sys.executable, *p.argv], cwd=tree, env=run_env, check=True)
-        written = _json_written(tree, p.argv, start - 1)
+        print(f"== {p.name}: {'here' if here else p.commit[:12]}: python {shlex.join(argv)}")
+        before = _results(tree)
+        try:
+            subprocess.run([sys.executable, *argv], cwd=tree, env=run_env, check=True)
+            written = _json_written(tree, argv, before)
+            result = json.loads(written.read_text())
+        finally:
+            if here:  # what the script wrote besides, as it was
+                for name, data in _results(tree).items():
+                    if name not in before:
+                        (tree / "benchmarks" / "results" / name).unlink()
+                    elif before[name] != data:
+                        (tree / "benchmarks" / "results" / name).write_bytes(before[name])
         target = RESULTS / f"{p.name}.json"
-        if written.resolve() != target.resolve():
-            write_result(target, json.loads(written.read_text()))
+        write_result(target, result)
         return target
     finally:
         if not here:
@@ -158,22 +174,25 @@ def main(argv: list[str] | None = None) -> int:
         paths = [known[n.removesuffix(".json")] for n in args.names]
     elif not (args.all or args.list):
         ap.error("name the results to re-run, or give --all or --list")
-    try:
-        plans = sorted((plan(p, workdir) for p in paths), key=lambda p: p.date)
-    except RerunError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    plans, failed = [], 0
+    for path in paths:  # one that cannot be re-run is said, the others go on
+        try:
+            plans.append(plan(path, workdir))
+        except RerunError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+    plans.sort(key=lambda p: p.date)
     if args.list:
         for p in plans:
             print(f"{p.name:28} {p.commit[:12]} {p.date}  {p.recorded}")
-        return 0
+        return 2 if failed else 0
     for p in plans:
         try:
             print(f"-> {rerun(p, here=args.here, env=dict(os.environ))}")
         except (RerunError, subprocess.CalledProcessError) as e:
             print(f"error: {p.name}: {e}", file=sys.stderr)
-            return 1
-    return 0
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

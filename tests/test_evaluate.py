@@ -108,7 +108,7 @@ def test_cli_evaluate_on_a_labels_csv(
     trained = {r["id"] for r in index if r["split"] in ("train", "val")}
     seen = sum(c.id in trained for c in clips)
     assert seen > 0  # the first clips of the corpus: most are train or val clips
-    warned = f"warning: {seen} of the 6 files are clips the run was trained on"
+    warned = f"warning: {seen} of the 6 files listed are clips the run was trained on"
     assert warned in proc.stderr, proc.stderr
     copied = tmp_path / "copies"
     copied.mkdir()

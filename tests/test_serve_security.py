@@ -106,16 +106,26 @@ def test_origins_and_keys_the_server_takes() -> None:
     from whichvoice.cli.serve import _origins
     from whichvoice.serve.service import check_api_key, foreign_origin
 
-    assert _origins(("HTTPS://Example.org/", "null")) == ("https://example.org", "null")
-    for bad in ("example.org", "ftp://x", "https://x/path"):
+    assert _origins(("HTTPS://Example.org/", "null", "https://e.org:443", "http://e.org:80")) == (
+        "https://example.org", "null", "https://e.org", "http://e.org"
+    )  # fmt: skip
+    for bad in ("example.org", "ftp://x", "https://x/path", "https://user@x.org", "https://x?a"):
         with pytest.raises(click.BadParameter, match="an origin is"):
             _origins((bad,))
     allowed = ("https://example.org",)
     assert foreign_origin({"origin": "https://example.org", "host": "h:1"}, allowed) is None
     assert foreign_origin({"origin": "http://H:1", "host": "h:1"}, ()) is None
+    assert foreign_origin({"origin": "http://h", "host": "h:80"}, ()) is None
     assert foreign_origin({"host": "h:1"}, ()) is None
     assert foreign_origin({"origin": "https://h:1", "host": "h:2"}, ()) == "https://h:1"
+    # the browser's word on where it sends from: the server's own page behind a proxy that
+    # rewrites Host, or under a referrer policy that makes its Origin "null"
+    own = {"origin": "null", "host": "backend:8000", "sec-fetch-site": "same-origin"}
+    assert foreign_origin(own, ()) is None
+    other = {"origin": "http://127.0.0.1:9", "host": "127.0.0.1:8", "sec-fetch-site": "same-site"}
+    assert foreign_origin(other, ()) == "http://127.0.0.1:9"
     check_api_key(KEY)
+    check_api_key("two words")  # a space inside travels in a header
     for bad in ("sécret€1", " key", "", "tab\tkey"):
         with pytest.raises(ValueError, match="printable ASCII"):
             check_api_key(bad)

@@ -430,7 +430,7 @@ def test_prosody_variants_raise_pitch_and_slow_speech_in_the_engine(base: str) -
 
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="needs festival")
-@pytest.mark.parametrize("text", ["...", "- , '", "日本語です"])
+@pytest.mark.parametrize("text", ["...", "- , '", "日本語です", "² ½"])
 def test_festival_refuses_text_without_words_then_goes_on(text: str) -> None:
     """festival itself crashes on text with no letter or digit it reads (review): one clear
     error, and the same session speaks the next sentence."""

@@ -455,7 +455,7 @@ def ensure_prepared(
         prepare(source, target, cfg, progress=progress)
     except OutputError as e:  # a corpus the user may not write into (read-only, shared)
         raise OutputError(
-            f"{e}; prepare it elsewhere with `whichvoice prepare {source} DIR` and give DIR "
+            f"{e}; prepare it elsewhere with `whichvoice prepare {given} DIR` and give DIR "
             "in its place"
         ) from e
     return open_prepared(target)

@@ -280,10 +280,13 @@ def _predict_alone(
     try:
         bar = _bar(todo, progress)
         _write_rows(sink, runner, _chunks(pending(), chunk), columns, summary, bar)
+    except OutputLostError:  # its message says how to go on (--resume), from what is there
+        raise
     except BaseException:
-        if not exists and summary.predicted == 0:  # nothing to resume: as if never begun
-            sink.remove()
-            made_by_path(output).unlink(missing_ok=True)
+        if (overwrite or not exists) and summary.predicted == 0:  # nothing to resume
+            with contextlib.suppress(OSError):  # the failure is what to say, not this
+                sink.remove()
+                made_by_path(output).unlink(missing_ok=True)
         raise
     return summary
 

@@ -256,10 +256,14 @@ class _OnWorker:
         self.future = future
 
     def result(self) -> list[dict]:
+        from distributed.comm.core import CommClosedError
+
         try:
             return self.future.result()
         except WhichvoiceError as e:
             raise WhichvoiceError(f"on a Dask worker: {e}") from e
+        except (CommClosedError, TimeoutError) as e:  # this side: the scheduler went away
+            raise WhichvoiceError(f"the Dask scheduler stopped answering ({e})") from e
         except Exception as e:  # any failure there, said in one line here
             raise WhichvoiceError(f"on a Dask worker: {type(e).__name__}: {e}") from e
 

@@ -228,6 +228,7 @@ def serve_cmd(
 
     if run is not None and no_classifier:
         raise click.UsageError("RUN or --no-classifier, not both")
+    api_key = api_key or None  # an empty key (or $WHICHVOICE_API_KEY) is no key, as before
     if api_key is not None:
         from whichvoice.serve.service import check_api_key
 
@@ -368,9 +369,11 @@ def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:
 
 
 def _origins(given: tuple[str, ...]) -> tuple[str, ...]:
-    """``--allow-origin`` values as a browser writes an Origin (lower case, no path), or a
-    usage error naming the one that is not an origin."""
+    """``--allow-origin`` values as a browser writes an Origin (lower case, no path, no
+    default port), or a usage error naming the one that is not an origin."""
     from urllib.parse import urlsplit
+
+    from whichvoice.serve.service import normal_origin
 
     origins = []
     for origin in given:
@@ -378,10 +381,13 @@ def _origins(given: tuple[str, ...]) -> tuple[str, ...]:
         if origin.strip().lower() == "null":  # sandboxed frames and local files send "null"
             origins.append("null")
             continue
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+        if (
+            parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc
+            or parts.path.strip("/") or parts.query or parts.fragment
+        ):  # fmt: skip
             raise click.BadParameter(
                 f"{origin!r}: an origin is http(s)://host[:port], no path",
                 param_hint="'--allow-origin'",
             )
-        origins.append(f"{parts.scheme}://{parts.netloc}")
+        origins.append(normal_origin(f"{parts.scheme}://{parts.netloc}"))
     return tuple(origins)

@@ -254,9 +254,9 @@ def evaluate_cmd(
         print_table(metrics)
         if metrics.get("trained_files"):
             click.echo(
-                f"warning: {metrics['trained_files']} of the {metrics['files']} files are "
-                "clips the run was trained on (its train or val split): these figures are not "
-                "held out",
+                f"warning: {metrics['trained_files']} of the "
+                f"{metrics['files'] + metrics['errors']} files listed are clips the run was "
+                "trained on (its train or val split): these figures are not held out",
                 err=True,
             )
         if metrics.get("trained_sentence_files"):

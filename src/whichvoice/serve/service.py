@@ -65,7 +65,11 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
 
 def _over(limit: int) -> str:
     """A 413's words: the limit as a person reads it, and in bytes."""
-    size = f"{limit / 1024 / 1024:.3g} MiB" if limit >= 1024 * 1024 else f"{limit / 1024:.3g} KiB"
+    mib, kib = limit / 1024 / 1024, limit / 1024
+    size = (
+        f"{mib:,.0f} MiB" if mib >= 100 else f"{mib:.3g} MiB" if mib >= 1
+        else f"{kib:.3g} KiB"
+    )  # fmt: skip
     return f"the upload is over the {size} limit ({limit:,} bytes)"
 
 
@@ -172,21 +176,37 @@ def check_api_key(key: str) -> None:
 
 
 def foreign_origin(headers, allowed: tuple[str, ...]) -> str | None:
-    """The ``Origin`` a browser sent when it is not the server's own (its ``Host``) nor one
-    of ``allowed``; None when it is, or when there is none (curl, scripts: no browser page
-    to forge a request from). A page of another site may send a form to this server, or open
-    its live stream, with the user's browser: what it sends must not enroll, remove or
-    listen."""
+    """The ``Origin`` of a request a browser sent from another site's page, when it is not
+    one of ``allowed``; None for the server's own page and for clients that are no browser
+    page (curl, scripts: no Origin). A page of another site may send a form to this server,
+    or open its live stream, with the user's browser: what it sends must not enroll, remove
+    or listen. The browser's ``Sec-Fetch-Site`` decides where it is sent (``same-origin``
+    even behind a proxy that rewrites ``Host``, and for a page whose referrer policy makes
+    its Origin ``null``); without it, the Origin against the ``Host`` asked."""
     origin = headers.get("origin")
+    site = headers.get("sec-fetch-site")
+    if site in ("same-origin", "none"):  # its own page, or typed by the user
+        return None
     if origin is None:
+        return None if site is None else site
+    if normal_origin(origin) in allowed:
         return None
-    if origin.lower().rstrip("/") in allowed:
-        return None
-    host = headers.get("host", "").lower()
-    scheme, sep, rest = origin.lower().rstrip("/").partition("://")
-    if sep and scheme in ("http", "https") and host and rest == host:
-        return None
+    if site is None:
+        scheme, sep, _ = origin.lower().partition("://")
+        host = headers.get("host", "")
+        if sep and normal_origin(f"{scheme}://{host}") == normal_origin(origin):
+            return None
     return origin
+
+
+def normal_origin(origin: str) -> str:
+    """An origin as a browser writes it: lower case, no path, no default port."""
+    scheme, sep, rest = origin.strip().lower().rstrip("/").partition("://")
+    if not sep:
+        return origin.strip().lower()
+    for default in (":80",) if scheme == "http" else (":443",) if scheme == "https" else ():
+        rest = rest.removesuffix(default)
+    return f"{scheme}://{rest}"
 
 
 def key_matches(presented: str | None, expected: str) -> bool:

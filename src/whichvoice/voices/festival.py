@@ -146,11 +146,11 @@ class FestivalSession(EngineSession):
         (the Italian diphone voices on an English question of several words: "SIOD ERROR:
         wrong type of argument to get_c_val"); a question that gives no audio is read again
         as a statement."""
-        if not any(c.isalnum() for c in text.encode("latin-1", "replace").decode("latin-1")):
+        if not any(c.isascii() and c.isalnum() for c in text):
             # festival crashes (a segmentation fault) on text without a word it reads
             raise SynthesisError(
-                f"{voice.id} on {text!r}: nothing to speak (festival reads letters and digits "
-                "of Latin-1 text)"
+                f"{voice.id} on {text!r}: nothing to speak (festival needs a letter or digit "
+                "of the English alphabet)"
             )
         wave = self._say(voice, text)
         if isinstance(wave, str) and "?" in text:

@@ -120,7 +120,7 @@ def _region_reason() -> str | None:
             validate_region_name(region)
     except BotoCoreError as e:
         why = str(e).rstrip(".")
-        return f"the AWS region cannot be used ({why}; set AWS_DEFAULT_REGION or AWS_REGION)"
+        return f"the AWS region cannot be used ({why}; set AWS_DEFAULT_REGION)"
     return None
 
 

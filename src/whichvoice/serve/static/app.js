@@ -24,7 +24,7 @@ function apiHeaders(extra = {}) {
 /** fetch() that turns the server's {"error", "kind"} answers into an ApiError. */
 async function api(path, options = {}) {
   let response;
-  if (!/^[\x21-\x7e]*$/.test($("api-key").value.trim())) {
+  if (!/^[\x20-\x7e]*$/.test($("api-key").value.trim())) {
     // fetch refuses such a header before sending anything
     throw new ApiError("The API key is ASCII letters, digits and symbols only: check what was typed at the top of the page.");
   }
@@ -97,7 +97,10 @@ function restoreFocus(focused, place) {
   if (!focused || focused === document.body) return;
   if (document.activeElement && document.activeElement !== document.body) return;  // moved on
   if (focused.isConnected) {
-    if (!focused.disabled) focused.focus();
+    // still disabled (Live, once on): the control beside it that is not (Stop)
+    const beside = focused.disabled && focused.parentElement
+      ? focused.parentElement.querySelector("button:not([disabled])") : focused;
+    if (beside) beside.focus();
     return;
   }
   if (place < 0) return;
