@@ -142,3 +142,25 @@ def test_a_corpus_that_cannot_be_written_says_how_to_prepare_it_elsewhere(
     monkeypatch.setattr(dataset, "prepare", refused)
     with pytest.raises(OutputError, match=r"whichvoice prepare .* DIR` and give DIR"):
         ensure_prepared(small_corpus, PrepareConfig())
+
+
+def test_prepare_never_replaces_what_is_no_prepared_data(
+    small_corpus: Path, tmp_path: Path
+) -> None:
+    """`prepare CORPUS OUT` emptied OUT whatever it held, exit 0: a trained run, a folder of
+    the user's, the corpus itself (review). Prepared data, or an empty folder, is replaced;
+    a killed run's temporary folder is removed by the next."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("a")
+    for out in (mine, small_corpus, mine / "keep.txt"):
+        with pytest.raises(DatasetError, match=r"give a new or empty folder|a file, not a folder"):
+            prepare(small_corpus, out, PrepareConfig(), progress=False)
+    assert (mine / "keep.txt").read_text() == "a"
+    assert (small_corpus / "manifest.jsonl").is_file()
+    out = tmp_path / "prep"
+    stale = tmp_path / f".prep.tmp-{2**22 + 12345}"  # a pid no process has
+    stale.mkdir()
+    prepare(small_corpus, out, PrepareConfig(), progress=False)
+    prepare(small_corpus, out, PrepareConfig(), progress=False)  # prepared data: replaced
+    assert (out / "dataset.json").is_file() and not stale.exists()

@@ -38,6 +38,7 @@ from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
 from whichvoice.features import VERSION as FEATURES_VERSION
 from whichvoice.files import ensure_dir
+from whichvoice.storage.mirror import RECORD
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,9 @@ def prepare(
     starts = [rng.uniform(*SEED_START_S) for _ in clips]  # the talk's excerpt start, drawn once
     label_index = {v: i for i, v in enumerate(labels)}
 
+    _check_replaceable(out)
     ensure_dir(out.parent, "prepared data")
+    _remove_stale_tmp(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     try:
@@ -257,6 +260,37 @@ def prepare(
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # left only when something failed
+
+
+def _check_replaceable(out: Path) -> None:
+    """DatasetError unless ``out`` may be replaced by prepared data: absent, an empty folder,
+    or prepared data (its dataset.json). It was replaced whatever it held: a trained run,
+    a folder of the user's, the corpus itself (a review)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DatasetError(f"{out}: a file, not a folder for the prepared data")
+    # a URL's mirror holds the record of its last upload besides what was uploaded
+    if (out / DATASET_JSON).is_file() or not any(p.name != RECORD for p in out.iterdir()):
+        return
+    raise DatasetError(
+        f"{out}: holds other files (it is no prepared data); give a new or empty folder"
+    )
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Remove the temporary folders of earlier runs for ``out`` whose process is gone (a
+    killed run leaves one, as large as the prepared data)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue  # not one of ours
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # its run is gone
+            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:  # alive (another user's process, or not ours to ask)
+            continue
 
 
 def _prepare_into(
