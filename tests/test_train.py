@@ -117,6 +117,21 @@ def test_a_run_in_out_is_refused_unless_resumed_or_overwritten(cli, tmp_path: Pa
     assert proc.returncode == 2 and "--resume or --overwrite, not both" in proc.stderr
 
 
+def test_a_run_being_trained_is_not_trained_again_beside_it(tmp_path: Path) -> None:
+    """A second `train --resume` into a run still training trained side by side with it,
+    each writing the epochs and weights (review); the second is told it is busy."""
+    from whichvoice.errors import OutputError
+    from whichvoice.files import held_alone
+    from whichvoice.train import run_lock
+
+    out = tmp_path / "run"
+    with held_alone(run_lock(out), str(out)):  # the first job, still training
+        for resume in (True, False):
+            with pytest.raises(OutputError, match=f"another whichvoice is writing {out} now"):
+                train(tmp_path / "corpus", out, TrainConfig(), resume=resume, progress=False)
+    assert not run_lock(out).exists()
+
+
 def test_a_bad_init_is_refused_before_the_data_is_prepared(cli, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

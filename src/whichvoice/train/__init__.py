@@ -21,6 +21,7 @@ mirrors of URLs), ``data`` (the training split in memory), ``state`` (the run's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import torch
 
 from whichvoice import storage
 from whichvoice.features import FeatureConfig
+from whichvoice.files import ensure_dir, held_alone
 from whichvoice.train.config import (
     CHECKPOINT,
     CONFIG,
@@ -99,14 +101,25 @@ def train(
     Under torchrun (WORLD_SIZE > 1) every process calls this and ``cfg.batch_size`` is the
     global batch, split across them: N processes train as one with the same batch would.
     """
-    check_out(out, resume=resume, overwrite=overwrite)
-    if cfg.init is not None and not resume:
-        read_init(cfg.init)  # a bad --init is one line now, not after preparing the data
-    job = TrainJob(source, out, cfg, features, prepare_seed, resume, progress)
     ranks = ranks_from_env()
-    if storage.is_url(source) or storage.is_url(out):
-        return through_mirrors(job, ranks, _train_local)
-    return _train_local(job, ranks)
+    with contextlib.ExitStack() as alone:
+        if not storage.is_url(out) and ranks.local_rank == 0:
+            # one job at a time on a run: two trained side by side into one folder, each
+            # writing its epochs and weights (the second told to --resume the first)
+            ensure_dir(Path(out).parent, "run")
+            alone.enter_context(held_alone(run_lock(Path(out)), str(out)))
+        check_out(out, resume=resume, overwrite=overwrite)
+        if cfg.init is not None and not resume:
+            read_init(cfg.init)  # a bad --init is one line now, not after preparing the data
+        job = TrainJob(source, out, cfg, features, prepare_seed, resume, progress)
+        if storage.is_url(source) or storage.is_url(out):
+            return through_mirrors(job, ranks, _train_local)
+        return _train_local(job, ranks)
+
+
+def run_lock(out: Path) -> Path:
+    """The lock a training job holds on its run folder: ``.NAME.lock`` beside it."""
+    return out.with_name(f".{out.name}.lock")
 
 
 def _train_local(job: TrainJob, ranks: Ranks) -> Path:
