@@ -565,3 +565,28 @@ def test_a_gallery_held_by_another_writer_is_busy_not_damaged(tmp_path: Path, mo
         other.close()
     with Gallery(path, "m") as g:
         assert g.names() == ["ann"]
+
+
+def test_a_full_disk_is_one_error_and_leaves_no_empty_gallery(tmp_path: Path) -> None:
+    """A gallery import or enrollment onto a full disk gave sqlite3's 'disk I/O error' as a
+    traceback and left an empty gallery file that then listed no voices (review). The disk
+    is made full for a child process by its file-size limit (RLIMIT_FSIZE)."""
+    script = (
+        "import resource, signal, sys\n"
+        "import numpy as np\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n"
+        "from whichvoice.gallery import GalleryUnusableError\n"
+        "from whichvoice.gallery import Gallery\n"
+        "try:\n"
+        "    with Gallery(sys.argv[1], 'm') as g:\n"
+        "        g.enroll('ann', np.full((1, 4096), 1 / 64, np.float32), 3.0)\n"
+        "except GalleryUnusableError as e:\n"
+        "    print(e)\n"
+    )
+    path = tmp_path / "g.sqlite"
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is its disk full?" in proc.stdout, proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

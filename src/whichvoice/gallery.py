@@ -8,6 +8,7 @@ it with another model raises GalleryError.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -232,6 +233,12 @@ def _cannot_write(e: sqlite3.OperationalError) -> bool:
     return any(w in str(e) for w in ("unable to open", "readonly", "read-only"))
 
 
+def _out_of_room(e: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed to write for want of room (a full disk, a quota), which it
+    reports as either of two errors."""
+    return any(w in str(e) for w in ("disk is full", "disk I/O error"))
+
+
 def default_gallery_path() -> Path:
     """``$WHICHVOICE_GALLERY``, else ``$XDG_DATA_HOME/whichvoice/gallery.sqlite``
     (``~/.local/share/whichvoice/gallery.sqlite``)."""
@@ -340,6 +347,12 @@ class Gallery:
                     "try again when it is done",
                     public="the gallery is busy; try again",
                 ) from e
+            if isinstance(e, sqlite3.OperationalError) and _out_of_room(e):
+                raise GalleryUnusableError(  # the file is whole: SQLite could not add its log
+                    f"{self.path}: the gallery cannot be opened for writing ({e}): is its "
+                    "disk full?",
+                    public="the gallery cannot be written",
+                ) from e
             raise GalleryUnusableError(
                 f"{self.path}: not a usable gallery ({e})", public="the gallery cannot be used"
             ) from e
@@ -389,24 +402,41 @@ class Gallery:
             public=f"the gallery was made with model {owner}, not {model_id}",
         )
 
-    def _materialize(self) -> None:
+    def _materialize(self) -> bool:
         """The gallery's file, made at its first write (or the one another process made
-        meanwhile, when it belongs to the same model)."""
+        meanwhile, when it belongs to the same model); whether this call made it."""
         self._create_on_write = False
+        made = not self.path.exists()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = _connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as e:
+            if made:
+                for part in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{part}").unlink(missing_ok=True)
             raise GalleryUnusableError(
                 f"{self.path}: the gallery cannot be written here ({e})",
                 public="the gallery cannot be written",
             ) from e
         self._db.close()
         self._db = db
-        self._setup(self.model_id)
+        try:
+            self._setup(self.model_id)
+        except sqlite3.OperationalError as e:  # a full disk: no empty gallery left behind
+            if not _out_of_room(e):
+                raise
+            self._db.close()
+            if made:
+                for leftover in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{leftover}").unlink(missing_ok=True)
+            raise GalleryUnusableError(
+                f"{self.path}: the gallery cannot be written ({e}): is its disk full?",
+                public="the gallery cannot be written",
+            ) from e
         if self._owner() != self.model_id:
             raise self.model_error(self.model_id, self._owner())
+        return made
 
     def _open_read_only(self) -> sqlite3.Connection:
         """The gallery file opened for reading only (its folder cannot be written: SQLite
@@ -466,14 +496,55 @@ class Gallery:
                 public="the gallery cannot be written",
             )
         if self._create_on_write:
-            self._materialize()
-        self._db.execute("BEGIN IMMEDIATE")
+            self._made_here = self._materialize()
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # the failure is what to say
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except BaseException as e:
+            full = isinstance(e, sqlite3.OperationalError) and _out_of_room(e)
+            if (full or getattr(self, "_made_here", False)) and self._holds_nothing():
+                self._unmake()  # a failed first write leaves no empty gallery behind
+            if not full:
+                raise
+            raise GalleryUnusableError(
+                f"{self.path}: the gallery cannot be written ({e}): is its disk full? "
+                "nothing of this change was written",
+                public="the gallery cannot be written",
+            ) from e
+
+    def _holds_nothing(self) -> bool:
+        """Whether the gallery holds no voice (read by a connection of its own: the one that
+        failed to write may fail to read too)."""
+        try:
+            db = _connect(Path(os.path.abspath(self.path)).as_uri() + "?mode=ro", self.path,
+                          uri=True)  # fmt: skip
+            try:
+                return db.execute("SELECT COUNT(*) FROM voices").fetchone()[0] == 0
+            finally:
+                db.close()
+        except sqlite3.Error:  # unreadable: nothing in it if it is one page and no log
+            try:
+                wal = Path(f"{self.path}-wal")
+                small = self.path.stat().st_size <= 4096
+                return small and (not wal.exists() or wal.stat().st_size == 0)
+            except OSError:
+                return False
+
+    def _unmake(self) -> None:
+        """Remove the file this gallery made at its first write, which then failed: an
+        empty gallery in memory again, made on the next write."""
+        self._db.close()
+        for part in ("", "-wal", "-shm"):
+            Path(f"{self.path}{part}").unlink(missing_ok=True)
+        self._db = _connect(":memory:")
+        self._setup(self.model_id)
+        self._create_on_write, self._made_here = True, False
 
     def enroll(
         self, name: str, embeddings: np.ndarray, seconds: float, digests: Sequence[str] = ()
