@@ -55,6 +55,8 @@ def trace_cmd(
     when it is like none the head knows, with the nearest family beside it. Exit 1 when a
     file could not be read."""
     setup_logging(True)
+    from tqdm import tqdm
+
     from whichvoice.cli.gallery import _inputs
     from whichvoice.tracing import embed_and_trace
     from whichvoice.verification import progress_bar
@@ -63,20 +65,25 @@ def trace_cmd(
     head, encoder = head_and_encoder(head_dir, model)
     failed = 0
     answers = progress_bar(embed_and_trace(encoder, head, paths), len(paths), "trace", not quiet)
+
+    def echo(line: str) -> None:  # each answer as it comes, on a line of its own: the bar is
+        with tqdm.external_write_mode(file=sys.stdout):  # cleared, then drawn again below it
+            click.echo(line)
+
     for path, (r, a) in zip(paths, answers, strict=True):
         if isinstance(r, WhichvoiceError):
             failed += 1
-            click.echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
-                       else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
+            echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
+                 else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
             continue
         if as_json:
-            click.echo(json.dumps({"path": str(path), **a.to_dict()}))
+            echo(json.dumps({"path": str(path), **a.to_dict()}))
         elif a.known:
-            click.echo(f"{shown(path)}\t{a.engine}\tp {a.confidence:.3f}\tscore {a.score:.3f} >= "
-                       f"threshold {head.threshold:.3f}")  # fmt: skip
+            echo(f"{shown(path)}\t{a.engine}\tp {a.confidence:.3f}\tscore {a.score:.3f} >= "
+                 f"threshold {head.threshold:.3f}")  # fmt: skip
         else:
-            click.echo(f"{shown(path)}\tunknown\tnearest {a.nearest}\tscore {a.score:.3f} < "
-                       f"threshold {head.threshold:.3f}")  # fmt: skip
+            echo(f"{shown(path)}\tunknown\tnearest {a.nearest}\tscore {a.score:.3f} < "
+                 f"threshold {head.threshold:.3f}")  # fmt: skip
     if failed:
         sys.exit(1)
 
