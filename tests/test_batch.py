@@ -571,7 +571,11 @@ def test_ctrl_c_stops_a_run_with_workers_in_one_line_and_it_resumes(
     if proc.returncode == 0:
         pytest.skip("the run finished before Ctrl-C (a fast machine)")
     assert proc.returncode == 130, (proc.returncode, err)
-    assert err.strip() == "interrupted", err  # (after click's newline, ending a "^C")
+    # one line, saying how to go on (after click's newline, ending a "^C")
+    assert err.strip() == (
+        "interrupted: with --output, the rows written are kept: the same command with "
+        "--resume goes on"
+    ), err
     done = subprocess.run([*argv[:-1], "--resume", "--quiet"], capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     # a few single digits hold under 0.2 s of speech: their rows say "no speech found", and

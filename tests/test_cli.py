@@ -403,3 +403,14 @@ def test_a_file_url_is_its_local_path_to_every_path_option() -> None:
             LOCATION.convert(bad, None, None)
     with pytest.raises(click.BadParameter, match="a local path, not a URL"):
         LocalPath(path_type=Path).convert("s3://b/g.sqlite", None, None)
+
+
+def test_an_interrupted_command_says_how_to_go_on() -> None:
+    """Ctrl-C said only "interrupted" where train and predict --output keep what they made
+    (review): the line says how to go on."""
+    from whichvoice.cli import _how_to_go_on
+
+    assert "--resume" in _how_to_go_on(["train", "corpus", "--out", "run"])
+    assert "--resume" in _how_to_go_on(["predict", "run", "a.wav", "-o", "p.csv"])
+    assert _how_to_go_on(["predict", "run", "a.wav"]) == ""  # nothing kept: nothing to say
+    assert _how_to_go_on(["--quiet"]) == _how_to_go_on(["identify", "a.wav"]) == ""

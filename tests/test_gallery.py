@@ -590,3 +590,14 @@ def test_a_full_disk_is_one_error_and_leaves_no_empty_gallery(tmp_path: Path) ->
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "is its disk full?" in proc.stdout, proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_export_that_cannot_be_written_names_its_file(tmp_path: Path) -> None:
+    """A full disk under `gallery export` said 'No space left on device', no file (review)."""
+    from whichvoice.errors import OutputLostError
+    from whichvoice.gallery import write_export
+
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "export.json"  # its folder is a file: it cannot be written
+    with pytest.raises(OutputLostError, match=f"{target}: cannot write the export"):
+        write_export(target, {"voices": []})

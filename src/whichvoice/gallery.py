@@ -922,8 +922,12 @@ def read_export(path: str | os.PathLike) -> dict:
 def write_export(path: str | os.PathLike, data: dict) -> None:
     """Write ``Gallery.export_json()`` to a file or URL, whole or not at all."""
     from whichvoice import storage
+    from whichvoice.errors import OutputLostError
 
-    storage.write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+    try:
+        storage.write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+    except OSError as e:  # a full disk: named, and nothing half-written is left there
+        raise OutputLostError(f"{path}: cannot write the export ({e.strerror or e})") from e
 
 
 # what names a shipped encoder by its id for the command line (``encoders.option_name``, set

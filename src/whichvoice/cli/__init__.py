@@ -66,13 +66,31 @@ def main() -> None:
         _interrupted()
 
 
+# what an interrupted command kept, and how to go on from it (synth and import-corpus say so
+# themselves, with their counts)
+_GO_ON = {
+    "train": "the last finished epoch is kept: the same command with --resume goes on",
+    "predict": "with --output, the rows written are kept: the same command with --resume goes on",
+    "prepare": "nothing was kept: run it again",
+    "evaluate": "no report was written: run it again",
+}
+
+
+def _how_to_go_on(args: list[str]) -> str:
+    command = next((a for a in args if not a.startswith("-")), "")
+    if command == "predict" and not any(a in ("-o", "--output") or a.startswith("--output=")
+                                        for a in args):  # fmt: skip
+        return ""
+    return f": {_GO_ON[command]}" if command in _GO_ON else ""
+
+
 def _interrupted() -> NoReturn:
     """Ctrl-C: one line and exit 130, now. Every ``with`` and ``finally`` of the command has
     run (outputs closed, workers stopped); what is left is the interpreter's own shutdown,
     which a second Ctrl-C interrupts into a traceback, and which waits on threads still in
     native code (a decoder, the network) or aborts on them: it is skipped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    click.echo("interrupted", err=True)
+    click.echo(f"interrupted{_how_to_go_on(sys.argv[1:])}", err=True)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()

@@ -22,7 +22,7 @@ from whichvoice.cli.common import (
     shown,
 )
 from whichvoice.cli.gallery import _gallery, _gallery_encoder, _inputs, _model_option
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import OutputLostError, WhichvoiceError
 from whichvoice.storage import StorageError
 
 
@@ -159,7 +159,9 @@ def diarize_cmd(
         try:
             write_rttm(rttm, results)
         except (OSError, StorageError) as e:
-            raise WhichvoiceError(f"{rttm}: cannot write the RTTM ({e})") from e
+            # the work is done and its answers printed: lost, as predict's rows on a full
+            # disk (exit 1), not a bad option (2)
+            raise OutputLostError(f"{rttm}: cannot write the RTTM ({e})") from e
     if reader_gone:
         sys.exit(EXIT_BROKEN_PIPE)
     if failed:
