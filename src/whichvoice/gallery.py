@@ -413,8 +413,7 @@ class Gallery:
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as e:
             if made:
-                for part in ("", "-wal", "-shm"):
-                    Path(f"{self.path}{part}").unlink(missing_ok=True)
+                self._remove_files()
             raise GalleryUnusableError(
                 f"{self.path}: the gallery cannot be written here ({e})",
                 public="the gallery cannot be written",
@@ -426,10 +425,8 @@ class Gallery:
         except sqlite3.OperationalError as e:  # a full disk: no empty gallery left behind
             if not _out_of_room(e):
                 raise
-            self._db.close()
             if made:
-                for leftover in ("", "-wal", "-shm"):
-                    Path(f"{self.path}{leftover}").unlink(missing_ok=True)
+                self._unmake()
             raise GalleryUnusableError(
                 f"{self.path}: the gallery cannot be written ({e}): is its disk full?",
                 public="the gallery cannot be written",
@@ -518,6 +515,10 @@ class Gallery:
                 public="the gallery cannot be written",
             ) from e
 
+    def _remove_files(self) -> None:
+        for part in ("", "-wal", "-shm"):
+            Path(f"{self.path}{part}").unlink(missing_ok=True)
+
     def _holds_nothing(self) -> bool:
         """Whether the gallery holds no voice (read by a connection of its own: the one that
         failed to write may fail to read too)."""
@@ -540,8 +541,7 @@ class Gallery:
         """Remove the file this gallery made at its first write, which then failed: an
         empty gallery in memory again, made on the next write."""
         self._db.close()
-        for part in ("", "-wal", "-shm"):
-            Path(f"{self.path}{part}").unlink(missing_ok=True)
+        self._remove_files()
         self._db = _connect(":memory:")
         self._setup(self.model_id)
         self._create_on_write, self._made_here = True, False
