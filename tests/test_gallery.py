@@ -582,12 +582,13 @@ def test_a_full_disk_is_one_error_and_leaves_no_empty_gallery(tmp_path: Path) ->
         "    with Gallery(sys.argv[1], 'm') as g:\n"
         "        g.enroll('ann', np.full((1, 4096), 1 / 64, np.float32), 3.0)\n"
         "except GalleryUnusableError as e:\n"
-        "    print(e)\n"
+        "    print(type(e).__name__, e.exit_status, e)\n"
     )
     path = tmp_path / "g.sqlite"
     proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.startswith("GalleryFullError 1 ")  # exit 1, as a full disk elsewhere
     assert "is its disk full?" in proc.stdout, proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

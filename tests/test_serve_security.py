@@ -96,6 +96,12 @@ def test_another_sites_page_cannot_change_anything_or_listen(secured) -> None:
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=30)
     assert closed.value.rcvd.code == 1008
+    # a stream's misspelt parameter is refused as over HTTP (rat=8000 streamed at 16 kHz)
+    with connect(ws_url + "&rat=8000", open_timeout=30) as ws:
+        assert json.loads(ws.recv(timeout=30))["kind"] == "invalid"
+    # a link to the page or a probe with a query of its own is answered as without it
+    assert httpx.get(f"{url}/?utm_source=mail").status_code == 200
+    assert httpx.get(f"{url}/healthz?probe=1").status_code == 200
     # the server's own page (its Origin is the Host it asked) goes through
     r = httpx.post(enroll, files=files, headers={**bearer(), "Origin": url}, timeout=60)
     assert r.status_code == 200, r.text

@@ -58,6 +58,13 @@ class GalleryUnusableError(GalleryError):
     the fault of whoever holds the file, not of a request (the server answers 503)."""
 
 
+class GalleryFullError(GalleryUnusableError):
+    """A write the gallery's disk had no room for (nothing of it was written): exit 1, as a
+    full disk under other commands, once the work it was to store is done."""
+
+    exit_status = 1
+
+
 class AlreadyEnrolledError(GalleryError):
     """Every recording given to a voice is in it already (nothing added)."""
 
@@ -427,7 +434,7 @@ class Gallery:
                 raise
             if made:
                 self._unmake()
-            raise GalleryUnusableError(
+            raise GalleryFullError(
                 f"{self.path}: the gallery cannot be written ({e}): is its disk full?",
                 public="the gallery cannot be written",
             ) from e
@@ -509,7 +516,7 @@ class Gallery:
                 self._unmake()  # a failed first write leaves no empty gallery behind
             if not full:
                 raise
-            raise GalleryUnusableError(
+            raise GalleryFullError(
                 f"{self.path}: the gallery cannot be written ({e}): is its disk full? "
                 "nothing of this change was written",
                 public="the gallery cannot be written",

@@ -109,11 +109,17 @@ class Trials:
 
 
 def voice_trials(
-    model: VoiceModel, files: dict[str, list[Path]], *, enroll: int = ENROLL_CLIPS, seed: int = 0
+    model: VoiceModel,
+    files: dict[str, list[Path]],
+    *,
+    enroll: int = ENROLL_CLIPS,
+    seed: int = 0,
+    progress: bool = False,
 ) -> Trials:
     """Trials from clips of voices (ideally unseen in training): each voice is enrolled from
     ``enroll`` clips as ``enroll`` does (a prototype per condition,
-    ``whichvoice.prototypes``), every other clip is scored against every voice."""
+    ``whichvoice.prototypes``), every other clip is scored against every voice.
+    ``progress``: a bar of the voices on a terminal."""
     rng = random.Random(seed)
     names = sorted(n for n, paths in files.items() if len(paths) > enroll)
     if len(names) < 2:
@@ -121,7 +127,7 @@ def voice_trials(
             "calibration needs at least 2 voices with more clips than enroll clips"
         )
     enrolled, tests = [], []
-    for name in names:
+    for name in progress_bar(names, len(names), "calibrate", progress, unit="voice"):
         paths = sorted(files[name])
         rng.shuffle(paths)
         # no speech check: a calibration's trials are the same on every machine, whether or
@@ -492,12 +498,14 @@ class Identity:
 MIN_ENROLL_SECONDS = 3.0  # speech in all, below which enrollment is refused (docs/cli.md)
 
 
-def progress_bar(results: Iterable, total: int, desc: str, show: bool) -> Iterable:
-    """``results`` counted on a progress bar (files) on standard error when ``show`` and it is
-    a terminal; a pipe or a log gets none."""
+def progress_bar(
+    results: Iterable, total: int, desc: str, show: bool, unit: str = "file"
+) -> Iterable:
+    """``results`` counted on a progress bar (of ``unit``) on standard error when ``show``
+    and it is a terminal; a pipe or a log gets none."""
     from tqdm import tqdm
 
-    return tqdm(results, total=total, desc=desc, unit="file", leave=False, file=sys.stderr,
+    return tqdm(results, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr,
                 disable=None if show else True)  # fmt: skip
 
 

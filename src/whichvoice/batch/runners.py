@@ -248,6 +248,13 @@ def _connect(client_type, address: str):
     raise WhichvoiceError(f"cannot reach the Dask scheduler at {address} ({why})")
 
 
+class DaskRunError(WhichvoiceError):
+    """The cluster failed a run under way (a worker's error, the scheduler gone): exit 1, as
+    for an output lost mid-run; the rows written are kept."""
+
+    exit_status = 1
+
+
 class _OnWorker:
     """A Dask future whose error says it happened on a worker: a worker may lack what this
     machine has (credentials for an s3:// run, a file, a package)."""
@@ -261,11 +268,11 @@ class _OnWorker:
         try:
             return self.future.result()
         except WhichvoiceError as e:
-            raise WhichvoiceError(f"on a Dask worker: {e}") from e
+            raise DaskRunError(f"on a Dask worker: {e}") from e
         except (CommClosedError, TimeoutError) as e:  # this side: the scheduler went away
-            raise WhichvoiceError(f"the Dask scheduler stopped answering ({e})") from e
+            raise DaskRunError(f"the Dask scheduler stopped answering ({e})") from e
         except Exception as e:  # any failure there, said in one line here
-            raise WhichvoiceError(f"on a Dask worker: {type(e).__name__}: {e}") from e
+            raise DaskRunError(f"on a Dask worker: {type(e).__name__}: {e}") from e
 
 
 @contextlib.contextmanager

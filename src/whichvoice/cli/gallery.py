@@ -406,6 +406,7 @@ def _trained_on(encoder, files: dict) -> list[str]:
     "each kind, and 1/FAR different-voice trials for --target-far).",
 )
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (one shows on a terminal only).")
 def calibrate_cmd(
     model: Path | None,
     corpus: Path | None,
@@ -413,6 +414,7 @@ def calibrate_cmd(
     target_far: float | None,
     force: bool,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Measure EER/minDCF on held-out voices; store the threshold and calibration in the run."""
     setup_logging(True)
@@ -446,7 +448,11 @@ def calibrate_cmd(
             "optimistic; calibrate on voices it never heard",
             err=True,
         )
-    t = voice_trials(encoder, files) if files is not None else trials_from_list(encoder, trials)
+    t = (
+        voice_trials(encoder, files, progress=not (quiet or as_json))
+        if files is not None
+        else trials_from_list(encoder, trials)
+    )
     dest = calibration_dir(encoder)
     result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials), force=force,
                        encoder=model_id(encoder))  # fmt: skip

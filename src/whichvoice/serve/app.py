@@ -163,6 +163,9 @@ def _known_query(connection: HTTPConnection) -> None:
     ``/v1/diarize?num_speaker=2`` diarized with no count asked (a review)."""
     if connection.scope["type"] != "http" or not connection.query_params:
         return
+    path = connection.scope["path"]
+    if not (path.startswith("/v1/") or path == "/invocations"):
+        return  # the page, /healthz, the docs: a link's tracking tag or a probe's is harmless
     dependant = getattr(connection.scope.get("route"), "dependant", None)
     if dependant is None:
         return

@@ -56,6 +56,7 @@ from whichvoice.serve.service import (
 router = APIRouter(tags=["diarization"])
 log = logging.getLogger(__name__)
 
+STREAM_PARAMETERS = {"rate", "key"}  # the query a stream takes
 WINDOW_S = 1.0  # the audio an answer looks at
 STEP_S = 0.1  # an answer every this much audio (or every message, if they are longer)
 IDLE_S = 10.0  # no audio for this long: closed
@@ -307,6 +308,12 @@ async def stream(websocket: WebSocket) -> None:
         # than the client means
         await websocket.accept()
         message = f"{twice}: a query parameter given more than once; send it once"
+        await _refuse(websocket, message, "invalid", 1008)
+        return
+    if unknown := sorted(set(websocket.query_params) - STREAM_PARAMETERS):
+        # as over HTTP: `rat=8000` would stream at 16000 Hz without a word
+        await websocket.accept()
+        message = f"{unknown[0][:50]!r}: not a query parameter here; it takes rate and key"
         await _refuse(websocket, message, "invalid", 1008)
         return
     if origin := foreign_origin(websocket.headers, service.cfg.allow_origins):
