@@ -594,11 +594,22 @@ def test_a_full_disk_is_one_error_and_leaves_no_empty_gallery(tmp_path: Path) ->
 
 
 def test_an_export_that_cannot_be_written_names_its_file(tmp_path: Path) -> None:
-    """A full disk under `gallery export` said 'No space left on device', no file (review)."""
-    from whichvoice.errors import OutputLostError
-    from whichvoice.gallery import write_export
-
-    (tmp_path / "file").write_text("x")
-    target = tmp_path / "file" / "export.json"  # its folder is a file: it cannot be written
-    with pytest.raises(OutputLostError, match=f"{target}: cannot write the export"):
-        write_export(target, {"voices": []})
+    """A full disk under `gallery export` said 'No space left on device', no file (review).
+    The disk is full for a child process by its file-size limit."""
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n"
+        "from whichvoice.errors import OutputLostError\n"
+        "from whichvoice.gallery import write_export\n"
+        "try:\n"
+        "    write_export(sys.argv[1], {'voices': ['x' * 20000]})\n"
+        "except OutputLostError as e:\n"
+        "    print(e.exit_status, e)\n"
+    )
+    target = tmp_path / "export.json"
+    proc = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"1 {target}: cannot write the export"), said
+    assert not target.exists()

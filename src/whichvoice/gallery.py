@@ -9,6 +9,7 @@ it with another model raises GalleryError.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import math
@@ -933,8 +934,13 @@ def write_export(path: str | os.PathLike, data: dict) -> None:
 
     try:
         storage.write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
-    except OSError as e:  # a full disk: named, and nothing half-written is left there
+    except OSError as e:  # a full disk: named (exit 1), and nothing half-written is left
+        if e.errno not in _NO_ROOM:
+            raise  # a path that cannot be made: the command's own one line
         raise OutputLostError(f"{path}: cannot write the export ({e.strerror or e})") from e
+
+
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a size limit
 
 
 # what names a shipped encoder by its id for the command line (``encoders.option_name``, set
