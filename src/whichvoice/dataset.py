@@ -38,7 +38,7 @@ from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
 from whichvoice.features import VERSION as FEATURES_VERSION
 from whichvoice.files import ensure_dir
-from whichvoice.storage.mirror import RECORD
+from whichvoice.storage.mirror import RECORD, SYNC
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,9 @@ def prepare(
         shutil.rmtree(tmp, ignore_errors=True)  # left only when something failed
 
 
+MIRROR_RECORDS = (RECORD, SYNC)
+
+
 def _check_replaceable(out: Path) -> None:
     """DatasetError unless ``out`` may be replaced by prepared data: absent, an empty folder,
     or prepared data (its dataset.json). It was replaced whatever it held: a trained run,
@@ -270,8 +273,10 @@ def _check_replaceable(out: Path) -> None:
         return
     if not out.is_dir():
         raise DatasetError(f"{out}: a file, not a folder for the prepared data")
-    # a URL's mirror holds the record of its last upload besides what was uploaded
-    if (out / DATASET_JSON).is_file() or not any(p.name != RECORD for p in out.iterdir()):
+    # a URL's mirror holds the records of its syncing besides what was uploaded
+    if (out / DATASET_JSON).is_file() or not any(
+        p.name not in MIRROR_RECORDS for p in out.iterdir()
+    ):
         return
     raise DatasetError(
         f"{out}: holds other files (it is no prepared data); give a new or empty folder"
