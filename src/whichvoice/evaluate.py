@@ -163,8 +163,9 @@ def trained_files(model: VoiceModel, paths: list) -> int | None:
     places = {os.path.realpath(corpus / path) for path in seen.values()}
     try:
         digests = {c.sha256 for c in load_corpus(corpus) if c.id in seen}
+        sizes = {os.path.getsize(place) for place in places if os.path.isfile(place)}
     except (WhichvoiceError, OSError):
-        digests = set()  # the corpus moved: its files are known by their place only
+        digests, sizes = set(), set()  # the corpus moved: known by their place only
     count = 0
     for path in paths:
         if storage.is_url(path):
@@ -172,9 +173,11 @@ def trained_files(model: VoiceModel, paths: list) -> int | None:
         place = os.path.realpath(path)
         if place in places:
             count += 1
-        elif digests and os.path.isfile(place):
-            with contextlib.suppress(OSError):
-                count += hashlib.sha256(Path(place).read_bytes()).hexdigest() in digests
+            continue
+        with contextlib.suppress(OSError):  # only a file of a training clip's size is read
+            if digests and os.path.getsize(place) in sizes:
+                with open(place, "rb") as f:
+                    count += hashlib.file_digest(f, "sha256").hexdigest() in digests
     return count
 
 

@@ -61,6 +61,11 @@ def repeated_parameter(query_string: bytes) -> str | None:
 
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # bytes of one request body
+DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
+DEFAULT_UPLOAD_TIMEOUT_S = 30.0  # s an upload may send nothing before it is answered 408
+DEFAULT_SYNTH_PER_MINUTE = 30.0  # synthesis requests a minute per client, in bursts of as many
+RAW_NAME = "the audio"  # how a raw (not multipart) body is named in answers
+TRIM_EVERY_S = 30.0  # s between handing the allocator's free memory back to the system
 
 
 def _over(limit: int) -> str:
@@ -71,13 +76,6 @@ def _over(limit: int) -> str:
         else f"{kib:.3g} KiB"
     )  # fmt: skip
     return f"the upload is over the {size} limit ({limit:,} bytes)"
-
-
-DEFAULT_MAX_SECONDS = 600.0  # s of audio in one file
-DEFAULT_UPLOAD_TIMEOUT_S = 30.0  # s an upload may send nothing before it is answered 408
-DEFAULT_SYNTH_PER_MINUTE = 30.0  # synthesis requests a minute per client, in bursts of as many
-RAW_NAME = "the audio"  # how a raw (not multipart) body is named in answers
-TRIM_EVERY_S = 30.0  # s between handing the allocator's free memory back to the system
 
 
 @dataclass(frozen=True)
