@@ -567,26 +567,32 @@ def test_a_gallery_held_by_another_writer_is_busy_not_damaged(tmp_path: Path, mo
         assert g.names() == ["ann"]
 
 
-def test_a_full_disk_is_one_error_and_leaves_no_empty_gallery(tmp_path: Path) -> None:
-    """A gallery import or enrollment onto a full disk gave sqlite3's 'disk I/O error' as a
-    traceback and left an empty gallery file that then listed no voices (review). The disk
-    is made full for a child process by its file-size limit (RLIMIT_FSIZE)."""
+def _on_a_full_disk(code: str, path: Path) -> subprocess.CompletedProcess:
+    """Run ``code`` (given ``sys.argv[1]``: ``path``) in a child process for which the disk
+    is full: its files cannot grow past 8 KiB (RLIMIT_FSIZE, SIGXFSZ ignored, so a write
+    fails as on a full disk)."""
     script = (
         "import resource, signal, sys\n"
-        "import numpy as np\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n"
-        "from whichvoice.gallery import GalleryUnusableError\n"
-        "from whichvoice.gallery import Gallery\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n" + code
+    )
+    return subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def test_a_full_disk_is_one_error_and_leaves_no_empty_gallery(tmp_path: Path) -> None:
+    """A gallery import or enrollment onto a full disk gave sqlite3's 'disk I/O error' as a
+    traceback and left an empty gallery file that then listed no voices (review)."""
+    proc = _on_a_full_disk(
+        "import numpy as np\n"
+        "from whichvoice.gallery import Gallery, GalleryUnusableError\n"
         "try:\n"
         "    with Gallery(sys.argv[1], 'm') as g:\n"
         "        g.enroll('ann', np.full((1, 4096), 1 / 64, np.float32), 3.0)\n"
         "except GalleryUnusableError as e:\n"
-        "    print(type(e).__name__, e.exit_status, e)\n"
+        "    print(type(e).__name__, e.exit_status, e)\n",
+        tmp_path / "g.sqlite",
     )
-    path = tmp_path / "g.sqlite"
-    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stdout.startswith("GalleryFullError 1 ")  # exit 1, as a full disk elsewhere
     assert "is its disk full?" in proc.stdout, proc.stdout
@@ -594,22 +600,17 @@ def test_a_full_disk_is_one_error_and_leaves_no_empty_gallery(tmp_path: Path) ->
 
 
 def test_an_export_that_cannot_be_written_names_its_file(tmp_path: Path) -> None:
-    """A full disk under `gallery export` said 'No space left on device', no file (review).
-    The disk is full for a child process by its file-size limit."""
-    script = (
-        "import resource, signal, sys\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n"
+    """A full disk under `gallery export` said 'No space left on device', no file (review)."""
+    target = tmp_path / "export.json"
+    proc = _on_a_full_disk(
         "from whichvoice.errors import OutputLostError\n"
         "from whichvoice.gallery import write_export\n"
         "try:\n"
         "    write_export(sys.argv[1], {'voices': ['x' * 20000]})\n"
         "except OutputLostError as e:\n"
-        "    print(e.exit_status, e)\n"
+        "    print(e.exit_status, e)\n",
+        target,
     )
-    target = tmp_path / "export.json"
-    proc = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
     said = proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"1 {target}: cannot write the export"), said
     assert not target.exists()
