@@ -290,6 +290,13 @@ def test_a_report_never_replaces_another_evaluation_or_a_users_file(
     told = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "b" / "rel.csv"),
                "--report", str(beside))  # fmt: skip
     assert told.returncode == 2 and "holds the evaluation of" in told.stderr, told.stderr
+    # another run's evaluation of the same data is not replaced either (review)
+    other = tmp_path / "other-run"
+    shutil.copytree(trained_run, other)
+    told = cli("evaluate", str(other), "--labels", str(tmp_path / "a" / "rel.csv"),
+               "--report", str(beside))  # fmt: skip
+    assert told.returncode == 2 and "another run" in told.stderr, told.stderr
+    assert json.loads((beside / "evaluation.json").read_text())["run"] == str(trained_run)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "report.md").write_text("my notes")
     told = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "a" / "rel.csv"),

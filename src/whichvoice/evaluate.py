@@ -490,6 +490,25 @@ def _evaluated(folder: Path) -> str | None:
         return None
 
 
+def _evaluated_run(folder: Path) -> str | None:
+    """The run the evaluation in ``folder`` scored (its evaluation.json's "run"), or None."""
+    try:
+        run = json.loads((folder / EVALUATION).read_text()).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run if isinstance(run, str) else None
+
+
+def _same_run(before: str, run: str | os.PathLike) -> bool:
+    """Whether ``before`` (as an evaluation.json names its run) is ``run``: a relative path
+    (as evaluations recorded it before stop 60) cannot be told, and counts as the same."""
+    if storage.is_url(before) or storage.is_url(run):
+        return os.fspath(before).rstrip("/") == os.fspath(run).rstrip("/")
+    if not os.path.isabs(before):
+        return True
+    return os.path.realpath(before) == os.path.realpath(run)
+
+
 def _same_data(before: str | None, data: str) -> bool:
     """Whether an evaluation.json's "data" names ``data``: a local CSV or corpus typed two
     ways (``rel.csv``, ``./rel.csv``, its full path) is one data."""
@@ -533,6 +552,12 @@ def _check_report_dir(folder: Path, data: str, run: str | os.PathLike) -> None:
             f"{folder} holds the evaluation of {before}, not {data}: give another --report "
             "(or remove that folder)"
         )
+    other = _evaluated_run(folder)
+    if before is not None and other is not None and not _same_run(other, run):
+        raise WhichvoiceError(
+            f"{folder} holds the evaluation of another run ({other}): give another --report "
+            "(or remove that folder)"
+        )
     if before is None and any((folder / name).exists() for name in (REPORT, CONFUSION_PNG)):
         raise WhichvoiceError(
             f"{folder} holds a {REPORT} or {CONFUSION_PNG} that evaluate did not write: give "
@@ -558,7 +583,7 @@ def _measure(
     voices = model.labels + sorted(set(truth) - set(model.labels))
     matrix = confusion(truth, pred, voices)
     metrics = {
-        "run": str(run),
+        "run": _full(os.fspath(run)),  # its full path: which run a report folder holds
         "data": data,
         "files": len(truth),
         "errors": len(errors),
