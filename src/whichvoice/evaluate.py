@@ -21,7 +21,7 @@ from whichvoice.audio import read_audio
 from whichvoice.batch.inputs import BatchInputError, label_rows
 from whichvoice.conditions import check_conditions, long_recording
 from whichvoice.conditions import make as make_condition
-from whichvoice.dataset import DATASET_JSON, DatasetError, load_corpus, split_clips
+from whichvoice.dataset import DATASET_JSON, INDEX, DatasetError, load_corpus, split_clips
 from whichvoice.errors import NothingReadError, WhichvoiceError
 from whichvoice.files import write_json
 from whichvoice.runtime import Prediction, VoiceModel, load_model
@@ -113,34 +113,49 @@ def _split_of(model: VoiceModel, root: Path, clips: list, *, warn: bool = True) 
     return {c.id: recorded.get(c.id, "added") for c in clips}
 
 
-def _recorded_splits(model: VoiceModel, root: Path) -> dict[str, str] | None:
-    """{clip id: split} from the run's prepared data when ``root`` is the corpus it was
-    prepared from; None otherwise or when that data is not at hand."""
+def _prepared_rows(model: VoiceModel) -> tuple[Path | None, list[dict]] | None:
+    """(the corpus it was prepared from, the index rows) of the prepared data the run's
+    config names; None when it is not at hand (the corpus None when its dataset.json is
+    not)."""
     data = model.config.get("data")
     if not isinstance(data, str) or "://" in data:
         return None
     try:
-        meta = json.loads((Path(data) / DATASET_JSON).read_text())
-        if os.path.realpath(meta["corpus"]) != os.path.realpath(root):
-            return None
-        rows = [json.loads(line) for line in (Path(data) / "index.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in (Path(data) / INDEX).read_text().splitlines()
                 if line.strip()]  # fmt: skip
-        return {r["id"]: r["split"] for r in rows}
+    except (OSError, ValueError):
+        return None
+    try:
+        corpus = Path(json.loads((Path(data) / DATASET_JSON).read_text())["corpus"])
     except (OSError, ValueError, KeyError, TypeError):
+        corpus = None
+    return corpus, rows
+
+
+def _recorded_splits(model: VoiceModel, root: Path) -> dict[str, str] | None:
+    """{clip id: split} from the run's prepared data when ``root`` is the corpus it was
+    prepared from; None otherwise or when that data is not at hand."""
+    prepared = _prepared_rows(model)
+    if prepared is None or prepared[0] is None:
+        return None
+    corpus, rows = prepared
+    if os.path.realpath(corpus) != os.path.realpath(root):
+        return None
+    try:
+        return {r["id"]: r["split"] for r in rows}
+    except (KeyError, TypeError):
         return None
 
 
 def trained_sentences(model: VoiceModel, splits=("train", "val")) -> set[str] | None:
     """The sentence ids of the run's ``splits`` (train and val: what its weights and their
     choice saw), read from the prepared data its config names; None when not at hand."""
-    data = model.config.get("data")
-    index = Path(data) / "index.jsonl" if isinstance(data, str) and "://" not in data else None
-    if index is None or not index.is_file():
+    prepared = _prepared_rows(model)
+    if prepared is None:
         return None
     try:
-        rows = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
-        return {r["sentence_id"] for r in rows if r.get("split") in splits}
-    except (OSError, ValueError, KeyError, TypeError):
+        return {r["sentence_id"] for r in prepared[1] if r.get("split") in splits}
+    except (KeyError, TypeError, AttributeError):
         return None
 
 
@@ -149,16 +164,13 @@ def trained_files(model: VoiceModel, paths: list) -> int | None:
     and val splits): the same file in its corpus, or the same bytes elsewhere (the corpus
     manifest's sha256); None when the run's training data is not at hand. A labels CSV of
     them scores the training data, not what the run learnt."""
-    data = model.config.get("data")
-    if not isinstance(data, str) or "://" in data:
+    prepared = _prepared_rows(model)
+    if prepared is None or prepared[0] is None:
         return None
+    corpus, rows = prepared
     try:
-        meta = json.loads((Path(data) / DATASET_JSON).read_text())
-        corpus = Path(meta["corpus"])
-        rows = [json.loads(line) for line in (Path(data) / "index.jsonl").read_text().splitlines()
-                if line.strip()]  # fmt: skip
         seen = {r["id"]: r["path"] for r in rows if r.get("split") in ("train", "val")}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         return None
     places = {os.path.realpath(corpus / path) for path in seen.values()}
     try:
