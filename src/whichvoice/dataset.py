@@ -474,15 +474,11 @@ def ensure_prepared(
 ) -> Prepared:
     """A prepared dataset from a prepared folder, or from a corpus (prepared once, cached);
     either may be a URL, mirrored locally (the cache then lives in the mirror)."""
-    given, source = source, storage.local_path(source)
+    # a URL's error names the URL, not its mirror: ``train.distributed.through_mirrors``
+    source = storage.local_path(source)
     if (source / DATASET_JSON).is_file():
         return open_prepared(source)
-    try:
-        load_corpus(source)  # a clear error when it is neither
-    except DatasetError as e:  # named as the user gave it, not as its local mirror
-        if not storage.is_url(given):
-            raise
-        raise DatasetError(str(e).replace(str(source), str(given))) from e
+    load_corpus(source)  # a clear error when it is neither
     target = cache_dir(source, cfg)
     if (target / DATASET_JSON).is_file():
         try:
@@ -494,7 +490,7 @@ def ensure_prepared(
         prepare(source, target, cfg, progress=progress)
     except OutputError as e:  # a corpus the user may not write into (read-only, shared)
         raise OutputError(
-            f"{e}; prepare it elsewhere with `whichvoice prepare {given} DIR` and give DIR "
+            f"{e}; prepare it elsewhere with `whichvoice prepare {source} DIR` and give DIR "
             "in its place"
         ) from e
     return open_prepared(target)
