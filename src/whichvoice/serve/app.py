@@ -166,10 +166,14 @@ def _known_query(connection: HTTPConnection) -> None:
     path = connection.scope["path"]
     if not (path.startswith("/v1/") or path == "/invocations"):
         return  # the page, /healthz, the docs: a link's tracking tag or a probe's is harmless
-    dependant = getattr(connection.scope.get("route"), "dependant", None)
+    route = connection.scope.get("route")
+    dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    taken = _query_names(dependant)
+    taken = getattr(route, "whichvoice_query", None)
+    if taken is None:  # once a route: its declared parameters do not change
+        taken = _query_names(dependant)
+        route.whichvoice_query = taken
     unknown = sorted(set(connection.query_params) - taken)
     if not unknown:
         return
