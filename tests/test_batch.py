@@ -167,7 +167,7 @@ def test_resume_after_a_cut_line(
     whole = out.read_bytes()
     # a kill mid-write leaves a prefix of the rows and a cut line
     out.write_bytes(whole[: len(whole) // 3 + 11])
-    with pytest.raises(OutputError, match=r"--resume \(resume=True\) to complete it, or --over"):
+    with pytest.raises(OutputError, match=r"resume=True to complete it, or overwrite=True"):
         predict_batch(trained_run, inputs, out, progress=False)
     summary = predict_batch(trained_run, inputs, out, resume=True, progress=False)
     assert 0 < summary.skipped < len(reference)
@@ -205,7 +205,7 @@ def test_parquet_resumes_from_its_journal(
     # whole chunks written in order (the ones decoded ahead of the interrupt are lost)
     written = len(journal.read_text().splitlines())
     assert not out.exists() and written % 16 == 0 and 16 <= written <= 64
-    with pytest.raises(OutputError, match=r"an interrupted .*preds\.parquet exists: --resume"):
+    with pytest.raises(OutputError, match=r"an interrupted .*preds\.parquet exists: resume=True"):
         predict_batch(trained_run, inputs, out, progress=False)  # no such file yet: says why
     with journal.open("a") as f:
         f.write('{"path": "audio/cut')  # and a line cut short
@@ -255,7 +255,7 @@ def test_dask_local_cluster(
 
     cluster = distributed.LocalCluster(
         n_workers=2,
-        threads_per_worker=1,
+        threads_per_worker=2,  # the summary counts workers, not their threads (it said 4)
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
@@ -324,6 +324,11 @@ def test_cli_labels_accuracy_and_a_corrupt_file(
     bad = rows[-1]
     assert "corrupt.mp3" in bad["error"] and bad["voice"] in ("", None)
     assert bad["correct"] is None
+    again = run_cli("predict", str(trained_run), "--labels", str(tmp_path / "labels.csv"),
+                    "--output", str(out))  # fmt: skip
+    assert again.returncode == 2 and again.stderr.strip().endswith(
+        "preds.csv exists: --resume to complete it, or --overwrite to replace it"
+    ), again.stderr  # the options' words (Python's keywords are for predict_batch)
 
 
 @pytest.mark.slow

@@ -60,6 +60,10 @@ def test_synth_train_evaluate_predict_on_s3(bucket: str, cli, tmp_path: Path) ->
     answer = json.loads(predicted.stdout)
     assert answer["path"] == f"{corpus}/{clip}" and answer["voice"] == "flite:slt"
 
+    # a mistyped run on s3:// is refused, as a local one is (it was read as an input, the
+    # clips answered by the bundled classifier)
+    typo = cli("predict", f"{run}-typo", f"{corpus}/{clip}", **machine("p"))
+    assert typo.returncode == 2 and "voicenet-typo: no such run or audio file" in typo.stderr
     # a key that does not exist is one input that fails (a row saying why, exit 1), as a
     # missing local file is; it was dropped without a word (--output) or stopped the command
     missing = f"{corpus}/audio/flite/slt/nothere.mp3"

@@ -58,6 +58,18 @@ class OutputError(WhichvoiceError):
     """An output location that cannot be written."""
 
 
+class OutputExistsError(OutputError):
+    """An output already there, neither to be resumed nor overwritten: said in the words of
+    the caller, Python's keywords (``resume=True``) or, once ``for_cli``, the options."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: resume=True to complete it, or overwrite=True to replace it")
+        self.what = what
+
+    def for_cli(self) -> OutputError:
+        return OutputError(f"{self.what}: --resume to complete it, or --overwrite to replace it")
+
+
 class OutputLostError(OutputError):
     """An output that could not be written on mid-run (a full disk, a store gone): exit 1, as
     for inputs that could not be used; the rows written before are kept (``--resume``)."""

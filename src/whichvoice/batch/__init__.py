@@ -71,7 +71,7 @@ from whichvoice.batch.inputs import (
 )
 from whichvoice.batch.runners import COLUMNS, _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
-from whichvoice.errors import OutputError, OutputLostError, WhichvoiceError
+from whichvoice.errors import OutputError, OutputExistsError, OutputLostError, WhichvoiceError
 from whichvoice.files import ensure_dir, held_alone, write_json
 from whichvoice.runtime import load_model
 from whichvoice.text import counted
@@ -239,10 +239,7 @@ def _predict_alone(
     total, todo = _count(inputs, model.labels, done)
     if exists and not (resume or overwrite):
         what = f"{output} exists" if output.exists() else f"an interrupted {output} exists"
-        raise OutputError(
-            f"{what}: --resume (resume=True) to complete it, or --overwrite (overwrite=True) "
-            "to replace it"
-        )
+        raise OutputExistsError(what)
     if overwrite:
         sink.remove()
     ensure_dir(output.parent.resolve(), "predictions")

@@ -277,8 +277,8 @@ class _OnWorker:
 
 @contextlib.contextmanager
 def _dask(address: str, run: str | os.PathLike, backend: str):
-    """(submit, in-flight bound, workers: the cluster's threads) for the Dask cluster at
-    ``address``."""
+    """(submit, in-flight bound: twice the cluster's threads, workers: its worker processes)
+    for the Dask cluster at ``address``."""
     try:
         from distributed import Client
     except ImportError as e:
@@ -288,12 +288,13 @@ def _dask(address: str, run: str | os.PathLike, backend: str):
     client = _connect(Client, address)
     run = _run_arg(run, absolute=True)
     try:
-        threads = sum(client.nthreads().values())
+        nthreads = client.nthreads()  # {worker: its threads}
+        threads = sum(nthreads.values())
 
         def submit(sources: list[str]):
             sources = [s if "://" in s else os.path.abspath(s) for s in sources]
             return _OnWorker(client.submit(_dask_task, run, backend, sources, pure=False))
 
-        yield submit, max(2, 2 * threads), threads
+        yield submit, max(2, 2 * threads), len(nthreads)
     finally:
         client.close()

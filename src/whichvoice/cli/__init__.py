@@ -20,8 +20,9 @@ from whichvoice.cli import corpus, diarize, gallery, jobs, predict, serve, trace
 from whichvoice.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_ERROR,
-    EXIT_INTERRUPTED,
     app,
+    stopped,
+    take_sigterm_as_interrupt,
     torchrun_rank,
 )
 from whichvoice.cli.stderr import filter_native_noise, finish_filter
@@ -42,6 +43,7 @@ def os_error_line(e: OSError) -> str:
 def main() -> None:
     """Entry point of the console script: known errors -> one line, exit 2."""
     filter_native_noise()
+    take_sigterm_as_interrupt()
     try:
         app(standalone_mode=False)
     except click.exceptions.Abort:
@@ -85,15 +87,19 @@ def _how_to_go_on(args: list[str]) -> str:
 
 
 def _interrupted() -> NoReturn:
-    """Ctrl-C: one line and exit 130, now. Every ``with`` and ``finally`` of the command has
-    run (outputs closed, workers stopped); what is left is the interpreter's own shutdown,
-    which a second Ctrl-C interrupts into a traceback, and which waits on threads still in
-    native code (a decoder, the network) or aborts on them: it is skipped."""
+    """Ctrl-C (or SIGTERM): one line and exit 130 (143), now. Every ``with`` and ``finally``
+    of the command has run (outputs closed, workers stopped); what is left is the
+    interpreter's own shutdown, which a second Ctrl-C interrupts into a traceback, and which
+    waits on threads still in native code (a decoder, the network) or aborts on them: it is
+    skipped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    click.echo(f"interrupted{_how_to_go_on(sys.argv[1:])}", err=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    word, status = stopped()
+    rank = torchrun_rank()
+    click.echo(f"{f'rank {rank}: ' if rank else ''}{word}{_how_to_go_on(sys.argv[1:])}", err=True)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     with contextlib.suppress(OSError, ValueError):
         finish_filter()  # what native code wrote to stderr, passed on
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(status)

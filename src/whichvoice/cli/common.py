@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,34 @@ from whichvoice.text import counted
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # as a shell reports a command that SIGPIPE stopped
+EXIT_TERMINATED = 143  # as a shell reports a command that SIGTERM stopped
+
+_terminated = False
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler or container stopping the command),
+    taken as Ctrl-C is: every ``with`` and ``finally`` runs, so outputs are closed whole and
+    the command says what it kept and how to go on."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _terminated
+    _terminated = True
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one stops it at once
+    raise Terminated
+
+
+def take_sigterm_as_interrupt() -> None:
+    """SIGTERM raises ``Terminated`` in the main thread, unless something else handles it."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def stopped() -> tuple[str, int]:
+    """How the command was stopped, in a word, and its exit status: ("terminated", 143) after
+    a SIGTERM, else ("interrupted", 130), Ctrl-C's."""
+    return ("terminated", EXIT_TERMINATED) if _terminated else ("interrupted", EXIT_INTERRUPTED)
 
 
 class _LineFormatter(logging.Formatter):

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import click
 
 from whichvoice.cli.common import (
-    EXIT_INTERRUPTED,
     LOCATION,
     FiniteRange,
     LocalPath,
@@ -18,6 +17,7 @@ from whichvoice.cli.common import (
     check_new_file,
     feature_config,
     setup_logging,
+    stopped,
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.text import counted
@@ -137,8 +137,9 @@ def synthesize(
     )
     summary = synthesize_corpus(out, source.sentences, cfg, progress=not quiet)
     if summary.interrupted:
-        click.echo(f"interrupted: {summary.line()}; run the same command again to resume", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        word, status = stopped()
+        click.echo(f"{word}: {summary.line()}; run the same command again to resume", err=True)
+        sys.exit(status)
     if not quiet:
         _report(summary, out, None)  # each failure was warned of as it happened
     return summary
@@ -402,8 +403,9 @@ def import_corpus_cmd(
     try:
         summary = import_recordings(source, out, cfg, progress=not quiet)
     except KeyboardInterrupt:  # what was imported is kept: say how to go on, as synth does
-        click.echo("interrupted: run the same command again to resume", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        word, status = stopped()
+        click.echo(f"{word}: run the same command again to resume", err=True)
+        sys.exit(status)
     if not quiet:
         _report(summary, out, lambda f: f"  failed: {f.reason}")
     _exit_if_failed(summary, out, quiet)

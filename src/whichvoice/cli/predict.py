@@ -137,18 +137,23 @@ def predict_cmd(
         inputs = labelled_inputs(labels_csv)
     else:
         inputs = path_inputs(paths)
-    summary = predict_batch(
-        run,
-        inputs,
-        output,
-        workers=workers,
-        resume=resume,
-        overwrite=overwrite,
-        retry_failed=retry_failed,
-        backend=backend,
-        dask_scheduler=dask_scheduler,
-        progress=not quiet,
-    )
+    from whichvoice.errors import OutputExistsError
+
+    try:
+        summary = predict_batch(
+            run,
+            inputs,
+            output,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            backend=backend,
+            dask_scheduler=dask_scheduler,
+            progress=not quiet,
+        )
+    except OutputExistsError as e:  # in the options' words, not Python's keywords
+        raise e.for_cli() from None
     click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)
@@ -181,12 +186,16 @@ def _split_run(
 
 
 def _looks_like_a_missing_run(given: Path | str) -> bool:
-    """A local path that does not exist and is not named like an audio file."""
+    """A path or URL that does not exist and is not named like an audio file (a URL's
+    prefix of audio files exists, and is an input)."""
     from whichvoice import storage
     from whichvoice.predict import AUDIO_SUFFIXES
 
-    if storage.is_url(given) or str(given) == "-":  # "-": standard input, an input
+    if str(given) == "-":  # standard input, an input
         return False
+    if storage.is_url(given):
+        text = str(given).rstrip("/")
+        return Path(text).suffix.lower() not in AUDIO_SUFFIXES and not storage.exists(text)
     path = Path(given)
     return not path.exists() and path.suffix.lower() not in AUDIO_SUFFIXES
 
