@@ -144,6 +144,16 @@ def sine(
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def warble(
+    freq: float = 200.0, seconds: float = 1.0, rate: int = 16_000, amp: float = 0.5
+) -> np.ndarray:
+    """A sine rising and falling three times a second, as syllables do: a clip every command
+    judges (a steady ``sine`` is no speech to them: ``audio.check_judgeable``)."""
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = 0.2 + 0.8 * np.abs(np.sin(2 * np.pi * 3 * t))
+    return (sine(freq, seconds, rate, amp) * envelope).astype(np.float32)
+
+
 def encode_with_ffmpeg(wave: np.ndarray | None, rate: int, container: str, codec: str) -> bytes:
     """``wave`` (float32 mono) encoded as a browser or phone would (PyAV's FFmpeg): e.g.
     ("webm", "libopus"), ("mp4", "aac"), ("adts", "aac"); ``wave`` None: a few black video

@@ -296,6 +296,9 @@ def test_a_mistyped_run_is_refused_not_answered_by_the_bundled_model(cli, tmp_pa
     clip.write_bytes(b"RIFF")
     proc = cli("predict", str(tmp_path / "runs" / "mine-typo"), str(clip))
     _one_line_error(proc, "mine-typo: no such run or audio file")
+    # an ONNX export is no run: it was one failed input, the clip answered by the bundled model
+    onnx = cli("predict", str(tmp_path / "voicenet.onnx"), str(clip))
+    _one_line_error(onnx, "an ONNX file is neither a run nor audio")
     missing = cli("predict", str(tmp_path / "gone.mp3"))  # a missing clip stays a failed input
     assert missing.returncode == 1 and "gone.mp3: cannot read" in missing.stdout + missing.stderr
 

@@ -82,6 +82,37 @@ def test_silero_hears_a_recording_made_at_8_khz(tmp_path: Path) -> None:
         assert hears_no_speech(steady)
 
 
+def test_a_missing_package_is_said_before_any_work(monkeypatch, tmp_path: Path) -> None:
+    """Without the diarize extra, diarize was a traceback from the clustering once the
+    recording had been embedded (a 500 over HTTP): now one line first, naming the extra."""
+    import importlib.util
+
+    from fastapi.testclient import TestClient
+
+    from whichvoice.serve.app import create_app
+    from whichvoice.serve.service import ServeConfig
+
+    find_spec = importlib.util.find_spec
+    missing = {"sklearn"}
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in missing else find_spec(name, *a),
+    )
+    with pytest.raises(dz.DiarizeUnavailableError, match=r"needs scikit-learn: pip install 'wh"):
+        dz.check_installed()
+    with pytest.raises(dz.DiarizeUnavailableError, match="needs scikit-learn"):
+        dz.diarize(b"not even read", "bundled")  # before the audio is read
+    app = create_app(ServeConfig(gallery=str(tmp_path / "g.sqlite"), encoder="bundled"))
+    with TestClient(app) as client:
+        r = client.post("/v1/diarize", content=b"RIFF", headers={"Content-Type": "audio/wav"})
+    assert r.status_code == 503 and r.json()["kind"] == "unavailable", r.text
+    missing = {"silero_vad"}
+    dz.check_installed(dz.DiarizeConfig())  # the energy detector needs no package
+    with pytest.raises(dz.DiarizeUnavailableError, match="--vad silero needs silero-vad"):
+        dz.check_installed(dz.DiarizeConfig(vad="silero"))
+
+
 def test_clustering_finds_the_number_of_voices_and_keeps_to_the_bounds() -> None:
     x, truth = _groups(3, 12)
     labels = dz.cluster(x, 0.5, dz.DiarizeConfig())

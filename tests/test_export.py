@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 from whichvoice.corpus import read_manifest
+from whichvoice.export import ExportError
 from whichvoice.runtime import ModelLoadError, OnnxVoiceModel, load_model
 
 TOLERANCE = 1e-4  # largest absolute difference allowed between the backends
@@ -180,6 +181,40 @@ def test_cli_export_of_a_bad_run(cli, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "missing" in proc.stderr
     assert not (tmp_path / "x.onnx").exists()
+    # a command that fails leaves no folder it would have written into (they were made
+    # before any check)
+    for args in (
+        ("missing", "--onnx", "new/sub/x.onnx"),
+        ("run", "--onnx", "new/y.onnx", "--int8"),
+    ):
+        proc = cli("export", *args, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("")
+    proc = cli("export", "missing", "--onnx", "file/x.onnx", cwd=tmp_path)
+    assert proc.returncode == 2 and "a file is in the way" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_an_export_keeps_the_run_and_says_what_it_leaves_out(cli, run_copy: Path) -> None:
+    from whichvoice.runtime import bundled_classifier
+
+    weights = (run_copy / "model.safetensors").read_bytes()
+    over = cli(
+        "export", str(run_copy), "--onnx", str(run_copy / "model.safetensors"), "--overwrite"
+    )
+    assert over.returncode == 2 and "one of the run's own files" in over.stderr, over.stderr
+    assert (run_copy / "model.safetensors").read_bytes() == weights  # it was an ONNX file
+    plain = cli("export", str(run_copy), "--onnx", str(run_copy.parent / "a.onnx"), check=True)
+    assert "open set" not in plain.stderr  # a run without one
+    shutil.copy(Path(bundled_classifier()) / "openset.json", run_copy)
+    warned = cli("export", str(run_copy), "--onnx", str(run_copy.parent / "b.onnx"), check=True)
+    assert "not the run's open set" in warned.stderr and '"unknown"' in warned.stderr
+    # a damaged file given as the export says so (it "held no whichvoice metadata")
+    cut = run_copy.parent / "cut.onnx"
+    cut.write_bytes((run_copy.parent / "a.onnx").read_bytes()[:5000])
+    with pytest.raises(ExportError, match=r"cut\.onnx: not an export of .*not a readable ONNX"):
+        load_model(run_copy, backend="onnx", onnx_path=cut, openset=False)
 
 
 def test_unknown_backend(tmp_path: Path) -> None:
@@ -237,12 +272,12 @@ def test_int8_export_answers_as_torch_and_is_checked_against_its_run(
 def test_the_bundled_classifier_ships_its_int8_network(cli, tmp_path: Path) -> None:
     import soundfile as sf
 
-    from .conftest import sine
+    from .conftest import warble
 
     model = load_model(None, backend="onnx-int8", threads=1)
     assert model.onnx_path.name == "model.int8.onnx" and model.labels == load_model().labels
     clip = tmp_path / "tone.wav"
-    sf.write(clip, sine(220, 2.5), 16_000)
+    sf.write(clip, warble(220, 2.5), 16_000)
     done = cli("predict", str(clip), "--backend", "onnx-int8", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["voice"] in model.labels

@@ -55,9 +55,11 @@ def test_fused_cosine_is_the_weighted_sum_of_the_parts(parts, tmp_path: Path) ->
 def test_a_part_that_hears_nothing_adds_zeros_and_no_part_is_an_error(parts, tmp_path) -> None:
     encoders, ids = parts
     fused = FusedEncoder(Fusion(("bundled", "resemblyzer"), (0.5, 0.5)), encoders, ids, tmp_path)
-    # a steady tone: whichvoice's trimming keeps it, resemblyzer's voice detector keeps nothing
+    # a 6 kHz tone swelling and fading (not steady: a steady tone is no speech to every
+    # command): whichvoice's trimming keeps it, resemblyzer's voice detector keeps nothing
     tone = tmp_path / "tone.wav"
-    sf.write(tone, sine(1000.0, 3.0), 16_000)
+    t = np.arange(48_000) / 16_000
+    sf.write(tone, sine(6000.0, 3.0) * np.clip(np.sin(np.pi * t), 0.05, 1), 16_000)
     emb, speech_s = fused.embed(tone)
     bundled_dim = fused.dims[0]
     assert np.linalg.norm(emb[bundled_dim:]) == 0 and speech_s > 2
@@ -73,6 +75,10 @@ def test_a_part_that_hears_nothing_adds_zeros_and_no_part_is_an_error(parts, tmp
     sf.write(silence, np.zeros(32_000, np.float32), 16_000)
     with pytest.raises(SilentAudioError, match=r"silence\.wav"):
         fused.embed(silence)
+    steady = tmp_path / "steady.wav"  # a steady tone: no speech, to the fusion as to its parts
+    sf.write(steady, sine(1000.0, 3.0), 16_000)
+    with pytest.raises(SilentAudioError, match=r"steady\.wav: no speech in it \(a steady sound"):
+        fused.embed(steady)
 
 
 def test_a_fusion_folder_loads_its_parts_and_names_itself(parts, tmp_path: Path) -> None:

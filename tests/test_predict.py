@@ -9,7 +9,7 @@ from whichvoice.corpus import read_manifest
 from whichvoice.errors import AudioDecodeError
 from whichvoice.runtime import ModelLoadError, Prediction, load_model
 
-from .conftest import sine
+from .conftest import sine, warble
 
 
 def test_python_api_identifies_a_clip(trained_run: Path, small_corpus: Path) -> None:
@@ -27,10 +27,28 @@ def test_python_api_identifies_a_clip(trained_run: Path, small_corpus: Path) -> 
     assert again.voice == result.voice
 
 
+def test_a_steady_sound_is_no_speech_to_every_judge(tmp_path: Path) -> None:
+    """A tone was "unknown" to predict and verify's reject while identify (with a voice
+    enrolled) and trace said it held no speech: now each says so."""
+    import soundfile as sf
+
+    from whichvoice.encoders import load_encoder
+    from whichvoice.errors import SilentAudioError
+
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, sine(440, 5.0), 16_000)
+    with pytest.raises(SilentAudioError, match=r"tone\.wav: no speech in it \(a steady sound"):
+        load_model().identify(tone)
+    [embedded] = load_encoder("bundled").embed_many([tone])  # verify, identify, enroll
+    assert isinstance(embedded, SilentAudioError) and "a steady sound" in str(embedded)
+    answer = load_model().identify(encode_audio(warble(200, 3.0), 16_000, "wav"))
+    assert answer.windows >= 1  # a tone that rises and falls as syllables do is judged
+
+
 def test_any_length(trained_run: Path) -> None:
     model = load_model(trained_run)
-    short = model.identify(encode_audio(sine(200, 0.5), 16000, "wav"))
-    long = model.identify(encode_audio(sine(200, 12.0, 44100), 44100, "wav"))
+    short = model.identify(encode_audio(warble(200, 0.5), 16000, "wav"))
+    long = model.identify(encode_audio(warble(200, 12.0, 44100), 44100, "wav"))
     assert short.windows == 1
     assert 0.4 <= short.speech_s <= 0.55  # says how much speech it used
     assert long.windows >= 10 and long.speech_s > 11

@@ -362,7 +362,7 @@ def test_without_resemblyzer_the_default_falls_back_to_the_bundled_encoder_sayin
     (blocked / "resemblyzer.py").write_text("raise ImportError('No module named resemblyzer')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
     gallery = ("--gallery", str(tmp_path / "g.sqlite"))
-    said = "using the bundled encoder: the default (auto) needs"
+    said = "using the bundled encoder: the default (auto) cannot load, as the resemblyzer encoder"
     enroll = run_cli("enroll", "theo", str(human_clip(tmp_path, "theo", range(0, 2))), *gallery,
                      env=env)  # fmt: skip
     assert enroll.returncode == 0, enroll.stderr
@@ -376,3 +376,9 @@ def test_without_resemblyzer_the_default_falls_back_to_the_bundled_encoder_sayin
     assert verify.returncode in (0, 1), verify.stderr  # 1: rejected, still an answer
     assert "Traceback" not in verify.stderr  # the gallery's encoder answers: nothing to say
     assert "score" in json.loads(verify.stdout)
+    # trace has no fallback (its head reads auto's resemblyzer part): it says so, naming what
+    # the user never asked for by name (it said only "the resemblyzer encoder needs ...")
+    traced = run_cli("trace", str(human_clip(tmp_path, "theo", range(10, 11))), env=env)
+    assert traced.returncode == 2 and "Traceback" not in traced.stderr, traced.stderr
+    assert "tracing reads the embeddings of the default encoder (auto)" in traced.stderr
+    assert "pip install whichvoice[pretrained]" in traced.stderr

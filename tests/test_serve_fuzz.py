@@ -18,7 +18,7 @@ from . import server as server_process
 pytestmark = pytest.mark.slow
 
 KEY = "fuzz-key"
-OPEN = ("/healthz", "/static/", "/favicon.ico")  # answered without the key
+OPEN = ("/healthz", "/ping", "/static/", "/favicon.ico")  # answered without the key
 EXAMPLES = int(os.environ.get("WHICHVOICE_FUZZ_EXAMPLES", "12"))
 
 

@@ -225,9 +225,15 @@ def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_
     assert httpx.get(f"{url}/v1/gallery/export").json() == export
     other = {**export, "model": "voicenet-0000000000000000"}
     assert_error(httpx.post(f"{url}/v1/gallery/import", json=other), 409, "model_mismatch")
-    assert_error(
-        httpx.post(f"{url}/v1/gallery/import", json={"voices": []}), 422, "not a whichvoice"
-    )
+    # JSON only, as /v1/synthesize (text/plain was read as JSON; a form was "not JSON")
+    as_text = {"Content-Type": "text/plain"}
+    r = httpx.post(f"{url}/v1/gallery/import", content=json.dumps(export), headers=as_text)
+    assert_error(r, 415, "unsupported_type", "send application/json")
+    r = httpx.post(f"{url}/v1/gallery/import", content=b"{}", headers={})
+    assert_error(r, 415, "no content type")
+    r = httpx.post(f"{url}/v1/gallery/import", json={"voices": []})
+    assert_error(r, 422, "not a whichvoice")
+    assert r.json()["kind"] == "invalid"  # the client's mistake: "gallery" is the server's (503)
     assert_error(
         httpx.post(
             f"{url}/v1/gallery/import",
@@ -563,6 +569,7 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
     """A conversation sent as microphone audio would come (48 kHz PCM, 0.1 s messages):
     answers every 0.1 s of audio, naming the enrolled voices in turn, within a second of each
     change of speaker."""
+    from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
     from whichvoice.audio import resample
@@ -602,7 +609,10 @@ def test_live_stream_names_who_is_speaking_now(gallery_server, enrolled, enroll_
         with connect(url.replace("http", "ws") + f"/v1/stream?rate={rate}", open_timeout=30) as ws:
             error = json.loads(ws.recv(timeout=30))
             assert f"rate '{rate}'" in error["error"] and "8000 to 192000" in error["error"]
-            assert error["kind"] == "bad_request"
+            assert error["kind"] == "invalid"  # as over HTTP, and as an unknown parameter
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
 def test_a_live_message_over_a_megabyte_is_an_error_and_the_stream_reads_on(

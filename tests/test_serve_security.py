@@ -68,6 +68,7 @@ def test_the_key_as_header_or_bearer_token(secured) -> None:
         assert_error(r, 401, "unauthorized")
         assert r.headers["www-authenticate"] == "Bearer"
     assert httpx.get(f"{url}/healthz").status_code == 200  # open
+    assert httpx.get(f"{url}/ping").status_code == 200  # open: the talk's health check
 
 
 @pytest.mark.slow
@@ -171,6 +172,9 @@ def test_synthesis_is_rate_limited_per_client(secured) -> None:
     url, _ = secured
     too_long = {"text": "a" * 1001, "voice": "flite:slt"}
     assert_error(httpx.post(f"{url}/v1/synthesize", json=too_long, headers=bearer()), 422)
+    cut = httpx.post(f"{url}/v1/synthesize", content=b'{"text": ',
+                     headers={**bearer(), "Content-Type": "application/json"})  # fmt: skip
+    assert_error(cut, 422, "invalid", "the body is not JSON (")  # as the other JSON routes say
     statuses = []
     for _ in range(SYNTH_PER_MINUTE + 1):  # a voice nobody has: refused fast, yet counted
         r = httpx.post(

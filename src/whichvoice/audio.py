@@ -528,12 +528,14 @@ class _Downsampler:
 STEADY_DB = 3.0  # frames' loudness spread (99th - 10th percentile) under which nothing is speech
 
 
-def frame_db(wave: np.ndarray) -> np.ndarray:
-    """The loudness (dB) of each 10 ms frame of a 16 kHz waveform."""
-    hop = SAMPLE_RATE // 100
+def frame_db(wave: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The loudness (dB) of each 10 ms frame of a waveform at ``rate`` Hz (no copy of the
+    waveform is made: a long recording's frames are summed in place)."""
+    hop = max(1, rate // 100)
     n = wave.shape[0] // hop
-    frames = wave[: n * hop].reshape(n, hop)
-    return 10 * np.log10(np.square(frames, dtype=np.float64).mean(axis=1) + 1e-12)
+    frames = np.ascontiguousarray(wave[: n * hop], dtype=np.float32).reshape(n, hop)
+    power = np.einsum("ij,ij->i", frames, frames).astype(np.float64) / hop
+    return 10 * np.log10(power + 1e-12)
 
 
 def is_steady(db: np.ndarray) -> bool:
@@ -546,10 +548,10 @@ def is_steady(db: np.ndarray) -> bool:
 SOUND_DB = 40.0  # dB under its loudest frame within which a clip's frames are its sound
 
 
-def only_a_steady_sound(wave: np.ndarray) -> bool:
-    """Whether a 16 kHz clip's sound, its frames within SOUND_DB of the loudest (silence
-    around it left out), is steady (``is_steady``): a tone, a hum or noise, not a voice."""
-    db = frame_db(wave)
+def only_a_steady_sound(wave: np.ndarray, rate: int = SAMPLE_RATE) -> bool:
+    """Whether a clip's sound, its frames within SOUND_DB of the loudest (silence around it
+    left out), is steady (``is_steady``): a tone, a hum or noise, not a voice."""
+    db = frame_db(wave, rate)
     if db.size == 0:
         return False
     sound = db[db > db.max() - SOUND_DB]
@@ -606,6 +608,17 @@ def check_not_silent(
     peak = float(np.max(np.abs(wave)))
     if peak < min_peak:
         raise SilentAudioError(f"{name}: silent (peak {20 * np.log10(max(peak, 1e-9)):.0f} dBFS)")
+
+
+def check_judgeable(wave: np.ndarray, rate: int, name: str) -> None:
+    """``check_not_silent``, and a SilentAudioError too when the clip's sound is only a steady
+    one (``only_a_steady_sound``: a tone, a hum, noise). What every command that judges a
+    clip (predict, identify, verify, enroll, trace, the server's routes) asks of it, so that
+    a tone is "no speech" to each of them alike, not an answer to some and an error to
+    others (a review). ``load_audio`` and ``read_audio`` decode it all the same."""
+    check_not_silent(wave, rate, name)
+    if only_a_steady_sound(wave, rate):
+        raise SilentAudioError(f"{name}: no speech in it (a steady sound: a tone, a hum, noise)")
 
 
 def with_speech(source: AudioSource, result):

@@ -100,6 +100,26 @@ class DiarizeError(WhichvoiceError):
     """A recording or setting diarization cannot work with."""
 
 
+class DiarizeUnavailableError(DiarizeError):
+    """A package diarization needs is not installed (the ``diarize`` extra)."""
+
+
+def check_installed(cfg: DiarizeConfig | None = None) -> None:
+    """DiarizeUnavailableError, before any work, when a package diarization (or ``cfg``'s
+    ``--vad``) needs is missing: it was a traceback from the clustering, once the recording
+    had been embedded (a review of a plain ``pip install whichvoice``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        raise DiarizeUnavailableError(
+            "diarize needs scikit-learn: pip install 'whichvoice[diarize]'"
+        )
+    if cfg is not None and cfg.vad == "silero" and importlib.util.find_spec("silero_vad") is None:
+        raise DiarizeUnavailableError(
+            "--vad silero needs silero-vad: pip install 'whichvoice[diarize]'"
+        )
+
+
 @dataclass(frozen=True)
 class DiarizeConfig:
     """How ``diarize`` works; every field None takes the encoder's choice made on dev
@@ -988,6 +1008,7 @@ def diarize(
         )
     shipped = shipped_settings(encoder)
     cfg = resolve((config or DiarizeConfig()).check(), shipped)
+    check_installed(cfg)
     threshold, threshold_source = (
         (cfg.threshold, "given")
         if cfg.threshold is not None

@@ -92,7 +92,7 @@ def load_encoder(model: str | os.PathLike | None = None) -> Encoder:
         try:
             return fused_encoder()
         except EncoderUnavailableError as e:
-            log.warning("using the bundled encoder: the default (auto) needs %s", e)
+            log.warning("using the bundled encoder: the default (auto) cannot load, as %s", e)
             return model_for(bundled_encoder())
     check_run_path(model)
     if str(model) == AUTO:

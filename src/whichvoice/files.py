@@ -88,6 +88,21 @@ def ensure_dir(path: Path, what: str = "output") -> Path:
     return path
 
 
+def check_creatable(path: Path, what: str = "output") -> None:
+    """OutputError in one line unless folder ``path`` exists and is writable, or could be
+    made: its nearest existing ancestor is a writable folder. Nothing is created (a command
+    that then fails leaves no empty folders behind); ``ensure_dir`` makes it when writing."""
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(20, "a file is in the way of a folder", str(ancestor))
+        probe_writable(ancestor)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from e
+
+
 def data_home() -> Path:
     """whichvoice's folder for the user's own data: ``$XDG_DATA_HOME/whichvoice``
     (``~/.local/share/whichvoice``)."""

@@ -28,6 +28,7 @@ import numpy as np
 from whichvoice.audio import (
     SAMPLE_RATE,
     AudioSource,
+    check_judgeable,
     describe_source,
     load_audio,
 )
@@ -192,6 +193,7 @@ class FusedEncoder:
         name = describe_source(source)
         try:
             wave = load_audio(source)
+            check_judgeable(wave, SAMPLE_RATE, name)
         except WhichvoiceError as e:
             return e
         windows, speech, first_error = [], None, None

@@ -26,7 +26,7 @@ from whichvoice.audio import (
     MIN_DURATION_S,
     SAMPLE_RATE,
     AudioSource,
-    check_not_silent,
+    check_judgeable,
     describe_source,
     read_audio,
     resample,
@@ -127,7 +127,7 @@ class PretrainedEncoder:
         from. Raises AudioDecodeError / SilentAudioError naming the input."""
         name = describe_source(source)
         wave, rate = read_audio(source)
-        check_not_silent(wave, rate, name)
+        check_judgeable(wave, rate, name)
         return self.windows_of(resample(wave, rate, SAMPLE_RATE), name)
 
     def windows_of(self, wave: np.ndarray, name: str = "<audio>") -> tuple[np.ndarray, float]:

@@ -46,10 +46,9 @@ from whichvoice.audio import (
     AudioSource,
     Decoded,
     burst_error,
-    check_not_silent,
+    check_judgeable,
     describe_source,
     inputs_of,
-    only_a_steady_sound,
     read_audio,
     resample,
     with_speech,
@@ -123,23 +122,34 @@ def trace(
             "'resemblyzer'), or a head fitted on it (trace-fit)"
         )
     return [r if isinstance(r, WhichvoiceError) else a
-            for r, a in embed_and_trace(encoder, fitted, sources)]  # fmt: skip
+            for r, a in embed_and_trace(encoder, fitted, sources, hear_speech=True)]  # fmt: skip
 
 
 def embed_and_trace(
-    encoder, head: EngineHead | None, sources: Iterable[AudioSource], *, batch: int = 32
+    encoder,
+    head: EngineHead | None,
+    sources: Iterable[AudioSource],
+    *,
+    batch: int = 32,
+    hear_speech: bool = False,
 ) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, EngineAnswer | None]]:
     """Each source's ``encoder.embed_many`` result and, with a ``head``, its engine answer
     (None without a head or for an input that failed), in order; a clip with too little
     speech is a SilentAudioError (``audio.with_speech``), for identify and trace alike. A
     head that reads fingerprints takes them from the same decode as the embedding
-    (``embed_with_fingerprints``)."""
+    (``embed_with_fingerprints``). ``hear_speech`` (trace): a clip of a second or more in
+    which silero-vad, when installed, hears no speech is a SilentAudioError too
+    (``prototypes.hears_no_speech``, enrollment's rule): the head knows TTS voices and
+    people, not music, which it named after an engine with a probability over 0.9 (a
+    review). Identify leaves it out: it costs about 11 ms of CPU a second of audio."""
     sources = list(inputs_of(sources))  # each result is checked against its source
-    if head is None or not head.reads_fingerprint:
+    if head is None or not (head.reads_fingerprint or hear_speech):
         results = ((r, None) for r in encoder.embed_many(sources, batch=batch))
     else:
-        results = embed_with_fingerprints(encoder, sources, batch=batch)
+        results = embed_with_fingerprints(encoder, sources, batch=batch, hear_speech=hear_speech)
     for src, (r, fp) in zip(sources, results, strict=True):
+        if head is None or not head.reads_fingerprint:
+            fp = None  # decoded for silero-vad, not for the head
         r = with_speech(src, r)
         if head is None or isinstance(r, WhichvoiceError):
             yield r, None
@@ -148,7 +158,7 @@ def embed_and_trace(
 
 
 def embed_with_fingerprints(
-    encoder, sources: Iterable[AudioSource], *, batch: int = 32
+    encoder, sources: Iterable[AudioSource], *, batch: int = 32, hear_speech: bool = False
 ) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, np.ndarray | None]]:
     """Each source's ``encoder.embed_many`` result and its spectral fingerprint (None for an
     input that failed), in order, from one decode: sources are decoded and fingerprinted on
@@ -161,7 +171,7 @@ def embed_with_fingerprints(
     waiting: deque = deque()  # each source read so far: its fingerprint, or its error
 
     def decoded() -> Iterator[Decoded]:
-        prepare = functools.partial(_decoded_fingerprint, native=native)
+        prepare = functools.partial(_decoded_fingerprint, native=native, hear_speech=hear_speech)
         for _, prepared in prepared_chunks(prepare, sources, batch, 0):
             for p in prepared:
                 waiting.append(p if isinstance(p, WhichvoiceError) else p[1])
@@ -179,22 +189,27 @@ def embed_with_fingerprints(
         yield left, None
 
 
-def _decoded_fingerprint(source: AudioSource, *, native: bool) -> tuple[Decoded, np.ndarray]:
+def _decoded_fingerprint(
+    source: AudioSource, *, native: bool, hear_speech: bool = False
+) -> tuple[Decoded, np.ndarray]:
     """A source decoded for the encoder (at 16 kHz, or at its own rate when ``native``;
-    named as the source) and its fingerprint."""
+    named as the source) and its fingerprint; ``hear_speech``: see ``embed_and_trace``."""
     name = describe_source(source)
     wave, rate = read_audio(source)
     from whichvoice.features import FeatureConfig, trim_silence
 
-    check_not_silent(wave, rate, name)
+    check_judgeable(wave, rate, name)  # a tone, a hum, noise: no engine for a square wave
     at16k = resample(wave, rate, SAMPLE_RATE)
     # the speech as the bundled encoder keeps it, whatever the encoder: resemblyzer's own
     # measure kept 50 ms of sound in a second of silence as enough, and the head named it
     speech_s = trim_silence(at16k, FeatureConfig()).shape[0] / SAMPLE_RATE
     if speech_s < MIN_SPEECH_S:
         raise burst_error(name, speech_s)
-    if only_a_steady_sound(at16k):  # the head named an engine for a square wave (review)
-        raise SilentAudioError(f"{name}: no speech in it (a steady sound: a tone, a hum, noise)")
+    if hear_speech:
+        from whichvoice.prototypes import hears_no_speech
+
+        if hears_no_speech(at16k):
+            raise SilentAudioError(f"{name}: no speech found (silero-vad hears none)")
     fp = recording_fingerprint(at16k)
     return (Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)), fp
 

@@ -176,9 +176,10 @@ def setup_train_logging(quiet: bool) -> None:
 
 def check_new_file(path: Path | str, option: str, overwrite: bool) -> None:
     """Before any work: a local output file that exists is replaced only with --overwrite (a
-    folder never), and its folder must be writable (UsageError or OutputError, one line)."""
+    folder never), and its folder must be writable or makeable (UsageError or OutputError,
+    one line). Nothing is made: the command makes the folder when it writes the file."""
     from whichvoice import storage
-    from whichvoice.files import ensure_dir
+    from whichvoice.files import check_creatable
 
     if storage.is_url(path):
         try:
@@ -193,7 +194,7 @@ def check_new_file(path: Path | str, option: str, overwrite: bool) -> None:
         raise click.UsageError(f"{option} {path}: is a folder; give a file name")
     if path.exists() and not overwrite:
         raise click.UsageError(f"{option} {path}: exists; --overwrite to replace it")
-    ensure_dir(path.parent, "file")
+    check_creatable(path.parent, "file")
 
 
 def feature_config(features: str | None, model: str, window: float | None):

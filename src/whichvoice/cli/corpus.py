@@ -307,6 +307,10 @@ def _say_into(out: Path | str, text: str, voices: str, polly_engine: str, quiet:
 
     fmt = Path(str(out)).suffix.lower()[1:]
     data = say(text, voices, fmt, polly_engine=polly_engine)
+    if not storage.is_url(out):
+        from whichvoice.files import ensure_dir
+
+        ensure_dir(Path(out).parent, "file")  # checked before the engine ran, made now
     storage.write_bytes(out, data)
     if not quiet:
         click.echo(f"{voices}: {len(data)} bytes of {fmt} -> {out}")

@@ -81,7 +81,7 @@ def diarize_cmd(
     setup_logging(True)
     from tqdm import tqdm
 
-    from whichvoice.diarize import DiarizeConfig, diarize, write_rttm
+    from whichvoice.diarize import DiarizeConfig, check_installed, diarize, write_rttm
     from whichvoice.gallery import default_gallery_path
 
     # as over HTTP: a count given with a bound, even --min-speakers 1, is refused
@@ -105,6 +105,7 @@ def diarize_cmd(
         vad=vad,
         overlap=overlap,  # None: the encoder's dev choice
     ).check()
+    check_installed(cfg)  # before any work: one line, exit 2 (it was each file's error)
     results, failed = [], 0
     reader_gone = False
 

@@ -165,6 +165,12 @@ def _split_run(
     """(the classifier's run, the inputs): --model, else a run given first, else the
     bundled classifier. With the inputs ``listed`` (--manifest, --labels) an argument can
     only be the RUN, so it is taken as one (and a folder that is not a run says so)."""
+    if inputs and str(inputs[0]).lower().rstrip("/").endswith(".onnx"):
+        # it was one input that failed, the others answered by the bundled classifier
+        raise click.UsageError(
+            f"{inputs[0]}: an ONNX file is neither a run nor audio; a run scores with its "
+            "ONNX export through `predict RUN --backend onnx` (or onnx-int8)"
+        )
     if model_run is not None:
         if inputs and not listed and _is_run(inputs[0]):
             # both: which one was meant? (the run given first was read as an input)

@@ -17,11 +17,20 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     """The engine head (``head_dir``, else the shipped one) and the encoder it reads: --model
     when given (checked against the head), else the one the head was fitted with."""
     from whichvoice.encoders import encoder_of_id, load_encoder
+    from whichvoice.pretrained import EncoderUnavailableError
     from whichvoice.tracing import EngineHead, EngineHeadError, bind, shipped_head
 
     folder = head_dir if head_dir is not None else shipped_head()
     head = EngineHead.load(folder)
-    encoder = load_encoder(model) if model is not None else encoder_of_id(head.encoder)
+    try:
+        encoder = load_encoder(model) if model is not None else encoder_of_id(head.encoder)
+    except EncoderUnavailableError as e:
+        if model is not None:
+            raise
+        # the user asked for no encoder: say which one the head reads, and what to install
+        raise EncoderUnavailableError(
+            f"tracing reads the embeddings of the default encoder (auto), whose part {e}"
+        ) from e
     if encoder is None:
         raise EngineHeadError(
             f"{folder}: the engine head reads embeddings of {head.encoder}; pass --model "
@@ -51,9 +60,10 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
 def trace_cmd(
     files: tuple[Path, ...], head_dir: Path | None, model: Path | None, as_json: bool, quiet: bool
 ) -> None:
-    """Which engine family made each of FILES (espeak-ng, piper, rhvoice, ...): "unknown"
-    when it is like none the head knows, with the nearest family beside it. Exit 1 when a
-    file could not be read."""
+    """Which engine family made each of FILES (audio files, folders of them, or - for
+    standard input): espeak-ng, piper, rhvoice, ..., or "unknown" when it is like none the
+    head knows, with the nearest family beside it. Exit 1 when a file could not be read or
+    holds no speech (music too: silero-vad is asked)."""
     setup_logging(True)
     from tqdm import tqdm
 
@@ -64,7 +74,8 @@ def trace_cmd(
     paths = _inputs(files)
     head, encoder = head_and_encoder(head_dir, model)
     failed = 0
-    answers = progress_bar(embed_and_trace(encoder, head, paths), len(paths), "trace", not quiet)
+    traced = embed_and_trace(encoder, head, paths, hear_speech=True)
+    answers = progress_bar(traced, len(paths), "trace", not quiet)
 
     def echo(line: str) -> None:  # each answer as it comes, on a line of its own: the bar is
         with tqdm.external_write_mode(file=sys.stdout):  # cleared, then drawn again below it

@@ -348,14 +348,45 @@ def export_cmd(
     if calibration and not int8:
         raise click.UsageError("--calibration goes with --int8")
     check_new_file(onnx_out, "--onnx", overwrite)
+    _not_the_runs_own(run, onnx_out)
     if int8:
         _export_int8(run, onnx_out, opset, calibration)
         return
     # a URL: its local copy; the export holds the network, not the open set
-    path = export_onnx(load_model(run, openset=False), onnx_out, opset=opset)
+    model = load_model(run, openset=False)
+    path = export_onnx(model, onnx_out, opset=opset)
     diff = check_export(run, path)
     click.echo(onnx_out)
     click.echo("max |onnx - torch|: " + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
+    _warn_open_set_left_out(model.root)
+
+
+def _not_the_runs_own(run: Path | str, out: Path | str) -> None:
+    """An --onnx path that is one of the run's own files (its weights, config, checkpoint)
+    is refused before any work: the export replaced the weights and broke the run."""
+    from whichvoice import storage
+
+    if storage.is_url(run) or storage.is_url(out):
+        return
+    out = Path(out)
+    if (
+        out.exists()
+        and out.suffix.lower() != ".onnx"
+        and out.resolve().parent == Path(run).resolve()
+    ):
+        raise click.UsageError(f"--onnx {out}: one of the run's own files; name a new .onnx file")
+
+
+def _warn_open_set_left_out(root: Path) -> None:
+    """The export holds the classifier's network: where the run answers "unknown" for voices
+    it does not know (its openset.json), the exported file names the nearest of its voices."""
+    if (root / "openset.json").is_file():
+        click.echo(
+            "warning: the ONNX file holds the classifier, not the run's open set: it names the "
+            "nearest of its voices for any voice, where the run (predict, serve) answers "
+            '"unknown" for voices it does not know',
+            err=True,
+        )
 
 
 def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]) -> None:
@@ -390,6 +421,8 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
     click.echo(out)
     click.echo(f"calibrated on {len(x)} windows; the same top voice as torch on {100 * same:.1f} % "
                f"of {len(check)} windows")  # fmt: skip
+    if Path(out).resolve().parent != model.root.resolve():  # inside the run, its backend's
+        _warn_open_set_left_out(model.root)
 
 
 @app.command("openset")

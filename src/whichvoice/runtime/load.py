@@ -204,7 +204,7 @@ def _int8_file(model: VoiceModel) -> Path:
         raise ModelLoadError(f"{model.root}: no int8 model ({INT8_FILE}): {make}")
     meta = read_metadata(path)
     why = mismatch(model, meta)
-    if why is None and meta.get(META_PREFIX + "quantized") != "int8":
+    if why is None and (meta or {}).get(META_PREFIX + "quantized") != "int8":
         why = "it is not quantised"
     if why is not None:
         raise ModelLoadError(f"{path}: not this run's int8 model ({why}): {make}")

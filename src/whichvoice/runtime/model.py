@@ -23,7 +23,7 @@ from whichvoice.audio import (
     AudioSource,
     Decoded,
     burst_error,
-    check_not_silent,
+    check_judgeable,
     describe_source,
     inputs_of,
     read_audio,
@@ -150,7 +150,7 @@ class VoiceModel:
         the seconds of speech they were cut from. Raises AudioDecodeError / SilentAudioError
         naming the input."""
         wave, rate = read_audio(source)
-        check_not_silent(wave, rate, describe_source(source))
+        check_judgeable(wave, rate, describe_source(source))
         return self.windows_of(wave, rate)
 
     def windows_of(self, wave: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
@@ -337,7 +337,7 @@ class VoiceModel:
         ``identify``). ``score``: what runs ``input_scores`` on the clip's network inputs
         (the server's micro-batcher), default ``input_scores`` itself."""
         clip = Decoded(wave, rate, name)
-        check_not_silent(clip.wave, clip.rate, name)
+        check_judgeable(clip.wave, clip.rate, name)
         return self.identify_clip(clip, score=score)
 
     def identify_clip(self, clip: Decoded, *, score=None, embed=None) -> Prediction:

@@ -107,13 +107,14 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The whichvoice metadata of an ONNX file (empty when it has none or cannot be read)."""
+def read_metadata(path: str | os.PathLike) -> dict[str, str] | None:
+    """The whichvoice metadata of an ONNX file (empty when it has none; None when it cannot
+    be read as ONNX: damaged, cut short, or not ONNX at all)."""
     ort = import_onnxruntime()
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception:  # onnxruntime raises its own types for missing and damaged files
-        return {}
+        return None
     return session_metadata(session)
 
 
@@ -139,8 +140,11 @@ def cache_path(model: VoiceModel) -> Path:
     return data_home() / "onnx" / f"{model.config['model']}-{weights_digest(root)[:16]}.onnx"
 
 
-def mismatch(model: VoiceModel, meta: dict[str, str]) -> str | None:
-    """Why an ONNX file with metadata ``meta`` is not an export of ``model`` (None if it is)."""
+def mismatch(model: VoiceModel, meta: dict[str, str] | None) -> str | None:
+    """Why an ONNX file with metadata ``meta`` (``read_metadata``'s) is not an export of
+    ``model`` (None if it is)."""
+    if meta is None:
+        return "not a readable ONNX file: damaged, cut short, or not ONNX"
     if not meta:
         return "it holds no whichvoice metadata"
     kind = meta.get(META_PREFIX + "inputs", "windows")
@@ -149,7 +153,8 @@ def mismatch(model: VoiceModel, meta: dict[str, str]) -> str | None:
     want = metadata(model, kind)
     for key in want:
         if meta.get(key) != want[key]:
-            return f"its {key.removeprefix(META_PREFIX)} differs from the run's"
+            name = key.removeprefix(META_PREFIX)
+            return f"its {name} {'differ' if name.endswith('s') else 'differs'} from the run's"
     return None
 
 
@@ -162,7 +167,11 @@ def ensure_export(model: VoiceModel, path: str | os.PathLike | None = None) -> P
     if target.exists():
         meta = read_metadata(target)
         why = mismatch(model, meta)
-        if why is None and path is None and meta.get(META_PREFIX + "inputs") != CACHE_INPUTS:
+        if (
+            why is None
+            and path is None
+            and (meta or {}).get(META_PREFIX + "inputs") != CACHE_INPUTS
+        ):
             why = "it is a whole-path export; the cache holds the network alone"
         if why is None:
             return target

@@ -49,7 +49,7 @@ from whichvoice.serve.service import (
 
 log = logging.getLogger(__name__)
 ENV_CONFIG = "WHICHVOICE_SERVE_CONFIG"  # how `whichvoice serve` hands the config to workers
-OPEN_PATHS = ("/healthz", "/static/", "/favicon.ico")  # no API key needed (and "/")
+OPEN_PATHS = ("/healthz", "/ping", "/static/", "/favicon.ico")  # no API key needed (and "/")
 # change nothing; another site's page cannot read their answers (no CORS headers are sent)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -164,8 +164,11 @@ def _known_query(connection: HTTPConnection) -> None:
     if connection.scope["type"] != "http" or not connection.query_params:
         return
     path = connection.scope["path"]
-    if not (path.startswith("/v1/") or path == "/invocations"):
-        return  # the page, /healthz, the docs: a link's tracking tag or a probe's is harmless
+    if not (path.startswith("/v1/") or path == "/invocations") or path == "/v1/stream":
+        # the page, /healthz, the docs: a link's tracking tag or a probe's is harmless; the
+        # live stream's address over plain HTTP answers 426 whatever its query (its
+        # WebSocket checks its own, rate and key)
+        return
     route = connection.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:

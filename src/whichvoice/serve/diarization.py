@@ -13,13 +13,22 @@ router = APIRouter(tags=["diarization"])
 
 
 def diarize_upload(service, data: bytes, name: str, settings: dict) -> DiarizeResponse:
-    from whichvoice.diarize import DiarizeConfig, DiarizeError, diarize
+    from whichvoice.diarize import (
+        DiarizeConfig,
+        DiarizeError,
+        DiarizeUnavailableError,
+        check_installed,
+        diarize,
+    )
 
     try:
         cfg = DiarizeConfig(**settings).check()
+        check_installed(cfg)
+    except DiarizeUnavailableError as e:  # the server's lack, not the client's mistake
+        raise HTTPProblem(503, "unavailable", str(e)) from e
     except DiarizeError as e:
         raise HTTPProblem(422, "invalid", str(e)) from e
-    audio = service.decode(data, name)
+    audio = service.decode(data, name, judged=False)  # a tone holds no turns: none answered
     with service.gallery() as (encoder, g):
         result = diarize(audio, encoder.model, gallery=g if g.voices() else None, config=cfg)
     return DiarizeResponse(**result.to_dict())

@@ -25,7 +25,14 @@ from whichvoice.serve.schemas import (
     RemovedResponse,
     VerifyResponse,
 )
-from whichvoice.serve.service import HTTPProblem, Service, ServiceDep, error_status
+from whichvoice.serve.service import (
+    HTTPProblem,
+    Service,
+    ServiceDep,
+    error_status,
+    media_type,
+    named_type,
+)
 from whichvoice.verification import (
     NoUsableRecordings,
     TooLittleSpeech,
@@ -268,6 +275,9 @@ async def import_gallery(
     """409 `model_mismatch` when the export was made with another encoder; 409
     `voice_exists` (nothing imported) when it names a voice already enrolled, unless
     `replace=true`."""
+    media = media_type(request)
+    if media != "application/json":  # as /v1/synthesize: a form or text is another mistake
+        raise HTTPProblem(415, "unsupported_type", f"{named_type(media)}: send application/json")
     try:
         data = json.loads(await service.body(request))
     except RecursionError:

@@ -151,10 +151,13 @@ def trace_upload(service, data: bytes, name: str) -> TraceResponse:
             409,
             "no_engine_head",
             "no engine head reads this server's encoder: serve with --encoder auto (the "
-            "default) or resemblyzer to trace clips",
+            "default) or resemblyzer to trace clips; both need the pretrained extra "
+            "(pip install 'whichvoice[pretrained]')",
         )
     audio = service.decode(data, name)
-    ((result, answer),) = embed_and_trace(encoder.model, encoder.engine_head, [audio])
+    ((result, answer),) = embed_and_trace(
+        encoder.model, encoder.engine_head, [audio], hear_speech=True
+    )
     if isinstance(result, WhichvoiceError):
         raise HTTPProblem(*error_status(result), result.public_message())
     return TraceResponse(**answer.to_dict(), duration_s=round(audio.wave.shape[0] / audio.rate, 3))

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from whichvoice.audio import Decoded, check_not_silent, read_audio
+from whichvoice.audio import Decoded, check_judgeable, check_not_silent, read_audio
 from whichvoice.errors import (
     AudioDecodeError,
     AudioTooLongError,
@@ -113,7 +113,9 @@ _GALLERY_ERRORS = (
     (GalleryUnusableError, 503, "gallery"),  # the server's own file: logged in full
     (AlreadyEnrolledError, 409, "already_enrolled"),  # every recording given, by any call
     (VoiceExistsError, 409, "voice_exists"),
-    (GalleryError, 422, "gallery"),
+    # the client's mistake (an export that is not one, a name it cannot take): "gallery" is
+    # the server's own file, a 503
+    (GalleryError, 422, "invalid"),
     (SilentAudioError, 422, "silent"),  # a clip with too little speech to judge
 )
 
@@ -152,6 +154,11 @@ def is_audio_type(media: str) -> bool:
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def named_type(media: str) -> str:
+    """A request's content type as an error names it."""
+    return f"content type {media!r}" if media else "no content type"
 
 
 def presented_key(request: Request) -> str | None:
@@ -421,7 +428,7 @@ class Service:
             raise HTTPProblem(
                 415,
                 "unsupported_type",
-                f"content type {media or 'none'!r} is not audio: send a file or an audio/* body",
+                f"{named_type(media)} is not audio: send a file or an audio/* body",
             )
         body = await self.body(request)  # the limit holds however the form is sent
 
@@ -460,14 +467,16 @@ class Service:
         finally:
             await form.close()
 
-    def decode(self, data: bytes, name: str = RAW_NAME) -> Decoded:
+    def decode(self, data: bytes, name: str = RAW_NAME, *, judged: bool = True) -> Decoded:
         """The upload decoded once, for every later step (float32 mono at its own rate,
-        named ``name`` in errors); 413 over the duration limit, 422 if not usable."""
+        named ``name`` in errors); 413 over the duration limit, 422 if not usable: silent,
+        and when it is to be ``judged`` (one voice's clip, not a recording to diarize) a
+        steady sound too (``audio.check_judgeable``)."""
         if not data:
             raise HTTPProblem(422, "empty", f"{name}: the body is empty")
         try:
             wave, rate = read_audio(data, max_seconds=self.cfg.max_seconds, name=name)
-            check_not_silent(wave, rate, name)
+            (check_judgeable if judged else check_not_silent)(wave, rate, name)
         except AudioTooLongError as e:
             raise HTTPProblem(
                 413, "too_long", f"{name}: over the {self.cfg.max_seconds:g} s limit"

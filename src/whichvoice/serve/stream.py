@@ -339,7 +339,8 @@ async def stream(websocket: WebSocket) -> None:
     await websocket.accept()
     if rate not in RATES:
         message = f"rate {asked!r}: a whole number of Hz, 8000 to 192000"
-        await _refuse(websocket, message, "bad_request", 1003)
+        # as a query parameter it does not take, or one given twice (422 over HTTP)
+        await _refuse(websocket, message, "invalid", 1008)
         return
     if _LIVE[0] >= MAX_CONNECTIONS:
         message = "too many live connections; try later"

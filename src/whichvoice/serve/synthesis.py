@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from whichvoice.corpus import speak
 from whichvoice.errors import UnknownVoiceError
 from whichvoice.serve.schemas import SynthesizeRequest, VoicesResponse
-from whichvoice.serve.service import HTTPProblem, ServiceDep, media_type
+from whichvoice.serve.service import HTTPProblem, ServiceDep, media_type, named_type
 from whichvoice.voices import all_voices, find_voice, get_engine, resolve_voices
 
 router = APIRouter(tags=["synthesis"])
@@ -38,16 +38,18 @@ async def synthesize(request: Request, service: ServiceDep) -> Response:
     """`{"text", "voice"}` -> the clip as mp3. Each client may ask `--synth-per-minute`
     times a minute (429 past that); Amazon Polly voices only on a server started with
     `--allow-polly` (403 otherwise: Polly is billed to the server's AWS account). 413 for a
-    request over 16 KB (more than the longest text)."""
+    request over 16 KiB (more than the longest text)."""
     media = media_type(request)
     if media != "application/json":  # a form or text/plain body: a page elsewhere may send one
-        raise HTTPProblem(
-            415, "unsupported_type", f"content type {media or 'none'!r}: send application/json"
-        )
+        raise HTTPProblem(415, "unsupported_type", f"{named_type(media)}: send application/json")
     body = await service.body(request, limit=MAX_REQUEST_BYTES)
     try:
         req = SynthesizeRequest.model_validate_json(body)
     except ValidationError as e:
+        first = e.errors(include_url=False)[0] if e.errors() else {}
+        if first.get("type") == "json_invalid":  # worded as the other JSON routes word it
+            reason = first.get("ctx", {}).get("error") or first.get("msg", "")
+            raise HTTPProblem(422, "invalid", f"the body is not JSON ({reason})") from None
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False)]
         ) from None

@@ -16,6 +16,7 @@ from whichvoice.serve.service import (
     ServiceDep,
     is_audio_type,
     media_type,
+    named_type,
 )
 
 router = APIRouter(tags=["the talk"])
@@ -55,6 +56,13 @@ def base64_items(body: bytes) -> list[bytes]:
     return datas
 
 
+@router.get("/ping", summary="The talk's health check")
+async def ping() -> dict:
+    """200 while the server answers: what a SageMaker-style host asks before sending
+    `/invocations` (no API key needed, as for `/healthz`)."""
+    return {"status": "ok"}
+
+
 @router.post(
     "/invocations",
     summary="The talk's endpoint",
@@ -86,5 +94,5 @@ async def invocations(request: Request, service: ServiceDep, model: ClassifierDe
     raise HTTPProblem(
         415,
         "unsupported_type",
-        f"content type {media or 'none'!r} is not audio: send audio/mpeg or application/json",
+        f"{named_type(media)} is not audio: send audio/mpeg or application/json",
     )
