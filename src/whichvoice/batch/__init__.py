@@ -5,8 +5,9 @@ How it works, and why:
 
 - Streaming. Inputs are read lazily (a manifest line by line, a folder walked in sorted order)
   and cut into chunks of ``CHUNK`` files: one model batch, and the unit of work, progress and
-  writing. At most ``2 x workers`` chunks are in flight, and each finished chunk's rows are
-  appended to the output and flushed, so memory stays bounded whatever the number of inputs.
+  writing. At most ``2 x workers`` chunks are in flight (with Dask, 2 a worker thread), and
+  each finished chunk's rows are appended to the output and flushed, so memory stays bounded
+  whatever the number of inputs.
   The one thing that grows is the set of paths already in the output, read for ``resume``
   (~100 bytes a path).
 - Order. Rows are written in input order whatever the number of workers (a finished chunk
