@@ -200,10 +200,18 @@ def test_an_export_keeps_the_run_and_says_what_it_leaves_out(cli, run_copy: Path
     from whichvoice.runtime import bundled_classifier
 
     weights = (run_copy / "model.safetensors").read_bytes()
-    over = cli(
-        "export", str(run_copy), "--onnx", str(run_copy / "model.safetensors"), "--overwrite"
-    )
-    assert over.returncode == 2 and "one of the run's own files" in over.stderr, over.stderr
+    weights_path = str(run_copy / "model.safetensors")
+    for more in ((), ("--overwrite",)):  # said first: --overwrite would not help
+        over = cli("export", str(run_copy), "--onnx", weights_path, *more)
+        assert over.returncode == 2 and "one of the run's own files" in over.stderr, over.stderr
+    # its int8 model (but by --int8) and the ONNX backend's cache, though named .onnx
+    (run_copy / "model.int8.onnx").write_bytes(b"int8")
+    (run_copy / "model.network.onnx").write_bytes(b"cache")
+    for name in ("model.int8.onnx", "model.network.onnx"):
+        over = cli("export", str(run_copy), "--onnx", str(run_copy / name), "--overwrite")
+        assert over.returncode == 2 and "one of the run's own files" in over.stderr, over.stderr
+    (run_copy / "model.int8.onnx").unlink()
+    (run_copy / "model.network.onnx").unlink()
     assert (run_copy / "model.safetensors").read_bytes() == weights  # it was an ONNX file
     plain = cli("export", str(run_copy), "--onnx", str(run_copy.parent / "a.onnx"), check=True)
     assert "open set" not in plain.stderr  # a run without one

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from whichvoice.errors import OutputError
-from whichvoice.files import cache_home, data_home, ensure_dir, write_atomic
+from whichvoice.files import cache_home, check_creatable, data_home, ensure_dir, write_atomic
 
 
 def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -53,6 +53,26 @@ def test_ensure_dir_makes_the_folder_or_says_why(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="cannot write the run here"):
         ensure_dir(tmp_path / "file" / "sub", "run")
+
+
+def test_check_creatable_makes_nothing_and_refuses_what_is_in_the_way(tmp_path: Path) -> None:
+    check_creatable(tmp_path / "a" / "b" / "c")  # can be made: nothing is made
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="a file is in the way"):
+        check_creatable(tmp_path / "file" / "sub")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for link in ("dangling", "loop"):  # they passed, and the write failed after the work
+        with pytest.raises(OutputError, match="a link to nothing is in the way"):
+            check_creatable(tmp_path / link / "sub")
+    os.chmod(tmp_path, 0o500)
+    try:
+        if not os.access(tmp_path, os.W_OK):  # root writes anywhere
+            with pytest.raises(OutputError, match="cannot write"):
+                check_creatable(tmp_path / "new")
+    finally:
+        os.chmod(tmp_path, 0o700)
 
 
 def test_homes_follow_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

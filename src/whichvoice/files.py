@@ -93,9 +93,11 @@ def check_creatable(path: Path, what: str = "output") -> None:
     made: its nearest existing ancestor is a writable folder. Nothing is created (a command
     that then fails leaves no empty folders behind); ``ensure_dir`` makes it when writing."""
     ancestor = path
-    while not ancestor.exists() and ancestor != ancestor.parent:
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     try:
+        if ancestor.is_symlink() and not ancestor.exists():  # dangling, or a loop
+            raise FileExistsError(17, "a link to nothing is in the way of a folder", str(ancestor))
         if not ancestor.is_dir():
             raise NotADirectoryError(20, "a file is in the way of a folder", str(ancestor))
         probe_writable(ancestor)

@@ -21,6 +21,7 @@ EXIT_BROKEN_PIPE = 141  # as a shell reports a command that SIGPIPE stopped
 EXIT_TERMINATED = 143  # as a shell reports a command that SIGTERM stopped
 
 _terminated = False
+_installed_in: int | None = None  # the pid whose handler it is (a forked child's is not)
 
 
 class Terminated(KeyboardInterrupt):
@@ -31,15 +32,33 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum, frame) -> None:
     global _terminated
-    _terminated = True
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one stops it at once
+    if os.getpid() != _installed_in:
+        # a forked worker (a ProcessPoolExecutor's): stopped as by default, not raising
+        # inside its queue's lock, which left the other workers, and the command, hanging
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    _terminated = True
     raise Terminated
 
 
 def take_sigterm_as_interrupt() -> None:
-    """SIGTERM raises ``Terminated`` in the main thread, unless something else handles it."""
+    """SIGTERM raises ``Terminated`` in the main thread, unless something else handles it.
+    Not under torchrun: a rank waits for its peers in native code (a barrier, a collective),
+    where a Python handler never runs and would only swallow the signal; torchrun stops its
+    ranks itself. Forked children get the default back (``os.register_at_fork``)."""
+    global _installed_in
+    if "LOCAL_RANK" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ:
+        return
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        _installed_in = os.getpid()
         signal.signal(signal.SIGTERM, _on_sigterm)
+        os.register_at_fork(after_in_child=_default_sigterm)
+
+
+def _default_sigterm() -> None:
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def stopped() -> tuple[str, int]:

@@ -28,9 +28,11 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
         if model is not None:
             raise
         # the user asked for no encoder: say which one the head reads, and what to install
-        raise EncoderUnavailableError(
-            f"tracing reads the embeddings of the default encoder (auto), whose part {e}"
-        ) from e
+        from whichvoice.encoders import option_name
+
+        which = option_name(head.encoder) or head.encoder
+        which = "the default encoder (auto)" if which == "auto" else f"the {which} encoder"
+        raise EncoderUnavailableError(f"tracing reads the embeddings of {which}: {e}") from e
     if encoder is None:
         raise EngineHeadError(
             f"{folder}: the engine head reads embeddings of {head.encoder}; pass --model "

@@ -347,8 +347,8 @@ def export_cmd(
 
     if calibration and not int8:
         raise click.UsageError("--calibration goes with --int8")
+    _not_the_runs_own(run, onnx_out, int8)  # before "exists": --overwrite would not help
     check_new_file(onnx_out, "--onnx", overwrite)
-    _not_the_runs_own(run, onnx_out)
     if int8:
         _export_int8(run, onnx_out, opset, calibration)
         return
@@ -361,18 +361,23 @@ def export_cmd(
     _warn_open_set_left_out(model.root)
 
 
-def _not_the_runs_own(run: Path | str, out: Path | str) -> None:
-    """An --onnx path that is one of the run's own files (its weights, config, checkpoint)
-    is refused before any work: the export replaced the weights and broke the run."""
+def _not_the_runs_own(run: Path | str, out: Path | str, int8: bool) -> None:
+    """An --onnx path that is one of the run's own files is refused before any work: its
+    weights, config or checkpoint (the export replaced the weights and broke the run), the
+    ONNX backend's cache, and its int8 model but for an --int8 export."""
     from whichvoice import storage
+    from whichvoice.runtime.load import INT8_FILE
+    from whichvoice.runtime.onnx_backend import CACHE_FILE
 
     if storage.is_url(run) or storage.is_url(out):
         return
     out = Path(out)
+    if not out.exists() or out.resolve().parent != Path(run).resolve():
+        return
     if (
-        out.exists()
-        and out.suffix.lower() != ".onnx"
-        and out.resolve().parent == Path(run).resolve()
+        out.suffix.lower() != ".onnx"
+        or out.name == CACHE_FILE
+        or (out.name == INT8_FILE and not int8)
     ):
         raise click.UsageError(f"--onnx {out}: one of the run's own files; name a new .onnx file")
 
