@@ -225,6 +225,20 @@ def test_an_export_keeps_the_run_and_says_what_it_leaves_out(cli, run_copy: Path
         load_model(run_copy, backend="onnx", onnx_path=cut, openset=False)
 
 
+@pytest.mark.slow  # the bundled classifier exported
+def test_an_onnx_cache_that_cannot_be_kept_is_made_for_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A home that cannot be written: `--backend onnx` was refused ("cannot write the ONNX
+    file") where the int8 backend and resemblyzer's cache carried on."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "file" / "data"))  # even root cannot
+    with caplog.at_level("WARNING"):
+        model = load_model(None, backend="onnx", openset=False)
+    assert isinstance(model, OnnxVoiceModel) and "not kept" in caplog.text
+    assert model.onnx_path.is_file() and "whichvoice-onnx-" in str(model.onnx_path)
+
+
 def test_unknown_backend(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="valid backends: torch, onnx"):
         load_model(tmp_path, backend="tensorflow")

@@ -83,6 +83,13 @@ def test_homes_follow_the_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     assert cache_home() == tmp_path / "cache" / "whichvoice"
     monkeypatch.setenv("WHICHVOICE_CACHE", str(tmp_path / "mine"))
     assert cache_home() == tmp_path / "mine"
+    # a relative XDG folder is ignored, as the specification says: the gallery depended on
+    # the folder a command ran in
+    monkeypatch.delenv("WHICHVOICE_CACHE")
+    monkeypatch.setenv("XDG_DATA_HOME", "reldata")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relcache")
+    assert data_home() == Path.home() / ".local" / "share" / "whichvoice"
+    assert cache_home() == Path.home() / ".cache" / "whichvoice"
 
 
 def test_write_atomic_writes_a_name_as_long_as_a_name_may_be(tmp_path: Path) -> None:

@@ -74,6 +74,19 @@ def test_a_gallery_file_is_made_by_its_first_write(tmp_path: Path) -> None:
     late.close()
 
 
+def test_a_gallery_that_cannot_be_made_is_said_at_once(tmp_path: Path) -> None:
+    """A home that cannot be written: enroll computed every embedding, then said
+    "/nonexistent: Permission denied", naming neither the gallery nor how to choose one."""
+    (tmp_path / "file").write_text("")
+    where = tmp_path / "file" / "sub" / "g.sqlite"
+    said = r"g\.sqlite: the gallery cannot be written here \(.*\); give another with --gallery"
+    with pytest.raises(GalleryUnusableError, match=said):
+        Gallery(where, "m")
+    with Gallery(where, "m", create=False) as g:  # reading it is reading nothing
+        assert g.names() == []
+    assert not (tmp_path / "file").is_dir()
+
+
 def test_reading_a_missing_gallery_does_not_create_it(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "g.sqlite"
     with Gallery(path, "model-1", create=False) as g:

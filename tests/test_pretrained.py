@@ -380,5 +380,5 @@ def test_without_resemblyzer_the_default_falls_back_to_the_bundled_encoder_sayin
     # the user never asked for by name (it said only "the resemblyzer encoder needs ...")
     traced = run_cli("trace", str(human_clip(tmp_path, "theo", range(10, 11))), env=env)
     assert traced.returncode == 2 and "Traceback" not in traced.stderr, traced.stderr
-    assert "tracing reads the embeddings of the default encoder (auto)" in traced.stderr
+    assert "tracing reads its embeddings: the resemblyzer encoder needs" in traced.stderr
     assert "pip install whichvoice[pretrained]" in traced.stderr

@@ -105,10 +105,17 @@ def check_creatable(path: Path, what: str = "output") -> None:
         raise OutputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from e
 
 
+def _xdg(variable: str) -> str | None:
+    """An XDG base folder's variable, when it is an absolute path: the specification has a
+    relative one ignored (it made the gallery depend on the folder a command ran in)."""
+    value = os.environ.get(variable)
+    return value if value and os.path.isabs(value) else None
+
+
 def data_home() -> Path:
     """whichvoice's folder for the user's own data: ``$XDG_DATA_HOME/whichvoice``
     (``~/.local/share/whichvoice``)."""
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    base = Path(_xdg("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "whichvoice"
 
 
@@ -116,9 +123,21 @@ def cache_home() -> Path:
     """whichvoice's cache: ``$WHICHVOICE_CACHE``, else ``$XDG_CACHE_HOME/whichvoice``
     (``~/.cache/whichvoice``)."""
     base = os.environ.get("WHICHVOICE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "whichvoice"
+        _xdg("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "whichvoice"
     )
     return Path(base)
+
+
+def private_temp_folder(prefix: str) -> Path:
+    """A new folder only this user can read, in the system's temp folder, removed when the
+    process exits (OSError when none can be made)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    where = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, where, True)
+    return where
 
 
 def numba_cache_where_needed() -> None:
@@ -142,7 +161,6 @@ def numba_cache_where_needed() -> None:
     folder = next(iter(spec.submodule_search_locations))
     if os.access(folder, os.W_OK):
         return
-    import tempfile
 
     # the user's cache; else (a home that cannot be written either) a new private folder in
     # the system's temp folder, for this process alone: numba reads its index with pickle, so
@@ -153,9 +171,9 @@ def numba_cache_where_needed() -> None:
         usable = os.access(where, os.W_OK)
     except OSError:
         usable = False
-    if not usable:
+    if not usable:  # removed at exit: a folder was left in /tmp by every command (review)
         try:
-            where = Path(tempfile.mkdtemp(prefix="whichvoice-numba-"))
+            where = private_temp_folder("whichvoice-numba-")
         except OSError:
             return
     os.environ["NUMBA_CACHE_DIR"] = os.fspath(where)

@@ -342,6 +342,8 @@ class Gallery:
                         self._db.close()
                     self._db = self._open_read_only()
             else:  # nothing on disk: an empty gallery in memory until a write (if ``create``)
+                if create:  # said now, not after an enrollment's embeddings were made
+                    self._check_makeable()
                 self._db = _connect(":memory:")
                 self._setup(model_id)
                 self._create_on_write = create
@@ -410,6 +412,22 @@ class Gallery:
             public=f"the gallery was made with model {owner}, not {model_id}",
         )
 
+    def _check_makeable(self) -> None:
+        """GalleryUnusableError, naming the gallery, unless its folder can be written or made
+        (a home that cannot be written: "/nonexistent: Permission denied", after the work)."""
+        from whichvoice.errors import OutputError
+        from whichvoice.files import check_creatable
+
+        try:
+            check_creatable(self.path.parent, "gallery")
+        except OutputError as e:
+            reason = str(e).rsplit(" (", 1)[-1].rstrip(")") if " (" in str(e) else str(e)
+            raise GalleryUnusableError(
+                f"{self.path}: the gallery cannot be written here ({reason}); give another "
+                "with --gallery or WHICHVOICE_GALLERY",
+                public="the gallery cannot be written",
+            ) from e
+
     def _materialize(self) -> bool:
         """The gallery's file, made at its first write (or the one another process made
         meanwhile, when it belongs to the same model); whether this call made it."""
@@ -419,7 +437,7 @@ class Gallery:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = _connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, OSError) as e:
             if made:
                 self._remove_files()
             raise GalleryUnusableError(

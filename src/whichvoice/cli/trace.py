@@ -27,12 +27,9 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     except EncoderUnavailableError as e:
         if model is not None:
             raise
-        # the user asked for no encoder: say which one the head reads, and what to install
-        from whichvoice.encoders import option_name
-
-        which = option_name(head.encoder) or head.encoder
-        which = "the default encoder (auto)" if which == "auto" else f"the {which} encoder"
-        raise EncoderUnavailableError(f"tracing reads the embeddings of {which}: {e}") from e
+        # the user asked for no encoder: say that tracing needs the one the head reads (the
+        # error names it: "the resemblyzer encoder needs ...")
+        raise EncoderUnavailableError(f"tracing reads its embeddings: {e}") from e
     if encoder is None:
         raise EngineHeadError(
             f"{folder}: the engine head reads embeddings of {head.encoder}; pass --model "

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.export import (
     INPUT_KINDS,
     INSTALL,
@@ -26,7 +26,7 @@ from whichvoice.export import (
     metadata,
     weights_digest,
 )
-from whichvoice.files import data_home
+from whichvoice.files import data_home, private_temp_folder
 from whichvoice.runtime.model import ModelLoadError, VoiceModel
 
 CACHE_INPUTS = "features"  # the kind of graph the backend's cache holds (see the docstring)
@@ -178,7 +178,19 @@ def ensure_export(model: VoiceModel, path: str | os.PathLike | None = None) -> P
         if path is not None:
             raise ExportError(f"{target}: not an export of {model.root} ({why})")
         log.info("re-exporting %s: %s", target, why)
-    return export_model(model, target, inputs="windows" if path is not None else CACHE_INPUTS)
+    if path is not None:
+        return export_model(model, target, inputs="windows")
+    try:
+        return export_model(model, target, inputs=CACHE_INPUTS)
+    except OutputError as e:
+        # the cache's folder cannot be written (a home that cannot): the export is made for
+        # this process alone, as resemblyzer's is, not refused (review)
+        try:
+            where = private_temp_folder("whichvoice-onnx-")
+        except OSError:
+            raise e from None
+        log.warning("the ONNX export is not kept (%s): made again next time", e)
+        return export_model(model, where / target.name, inputs=CACHE_INPUTS)
 
 
 def providers(device: str = "cpu") -> list:
