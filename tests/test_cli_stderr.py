@@ -41,6 +41,12 @@ def _through_pump(data: list[bytes]) -> bytes:
 
 def test_noise_lines_are_recognised_and_nothing_else() -> None:
     assert all(is_noise(line) for line in MPG123_NOTES)
+    telemetry = (
+        b"2026-12-06 18:28:01.401505254 [W:onnxruntime:Default, telemetry_1ds.cc:613 "
+        b"operator()] Failed to persist telemetry device ID; using an in-memory ID"
+    )
+    assert is_noise(b"\x1b[0;93m" + telemetry + b"\x1b[m") and is_noise(telemetry)
+    assert not is_noise(b"\x1b[0;93m2026-12-06 18:28:01.4 [W:onnxruntime:Default, x.cc:1] other")
     for line in (b"error: clip.mp3: corrupt", b"Note: the gallery is empty", b"Traceback (most",
                  b"Warning: something else"):  # fmt: skip
         assert not is_noise(line)

@@ -21,14 +21,18 @@ import threading
 
 __all__ = ["NOISE", "filter_native_noise", "finish_filter", "is_noise"]
 
-# libmpg123's messages about damaged frames (it resyncs and goes on)
+# libmpg123's messages about damaged frames (it resyncs and goes on); onnxruntime's, in
+# colour even off a terminal, when a home that cannot be written keeps it from storing its
+# telemetry id (it goes on in memory; a review of a user without a writable home)
 NOISE = re.compile(
     rb"^(Note: (Illegal Audio-MPEG-Header|Trying to resync|Skipped \d+ bytes|Encountered an "
     rb"error|Giving up resync|Hit end of \(available\) data)"
     rb"|Warning: Xing stream size off"
-    rb"|\[src/libmpg123/[^\]]*\] (error|warning): )"
+    rb"|\[src/libmpg123/[^\]]*\] (error|warning): "
+    rb"|(\x1b\[[0-9;]*m)?\d{4}-\d\d-\d\d [\d:.]+ \[W:onnxruntime:[^\]]*telemetry[^\]]*\] "
+    rb"Failed to persist telemetry device ID)"
 )
-_PREFIXES = (b"Note: ", b"Warning: ", b"[src/libmpg123/")
+_PREFIXES = (b"Note: ", b"Warning: ", b"[src/libmpg123/", b"\x1b[0;93m")
 _installed = False
 
 
