@@ -45,6 +45,47 @@ def test_samples_without_their_rate_are_one_error_not_one_per_sample() -> None:
             inputs_of(nothing)
     assert inputs_of("a.wav") == ["a.wav"] and inputs_of([]) == []
     assert inputs_of([5, None, "a.wav"]) == [5, None, "a.wav"]  # each its own error, later
+    # a web framework's upload (a file object) was read a line at a time, each line an input:
+    # 962 answers for one wav; a dict by its keys
+    import io
+
+    for one in (io.BytesIO(b"RIFF" + b"\n" * 50), {"clip": "a.wav"}):
+        with pytest.raises(AudioDecodeError, match=r"is not an input: pass a file's bytes"):
+            inputs_of(one)
+
+
+FORKED = """
+import faulthandler, os, sys
+from whichvoice import load_model
+from whichvoice.encoders import load_encoder
+clip = sys.argv[1]
+model, encoder = load_model(), load_encoder()
+model.identify(clip), list(encoder.embed_many([clip]))  # the parent's threads have run
+pid = os.fork()
+if pid == 0:
+    faulthandler.dump_traceback_later(60, exit=True)  # a hang: exit 1 with where it waits
+    print(model.identify(clip).voice, len(list(encoder.embed_many([clip]))), flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.slow  # loads the models
+def test_models_loaded_before_a_fork_answer_in_the_child() -> None:
+    """gunicorn --preload, a multiprocessing "fork" pool: the child's first call waited for
+    ever, in torch's thread pool (model) and in the fusion's own threads (encoder), neither of
+    which a forked child has (a review)."""
+    import subprocess
+    import sys
+
+    from .conftest import HUMAN_DEV
+
+    clip = str(next(iter(sorted(HUMAN_DEV.glob("*_theo_4*.wav")))))
+    done = subprocess.run([sys.executable, "-c", FORKED, clip], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[1] == "1", done.stdout
 
 
 @pytest.mark.slow  # CLI processes, synthesis or imports

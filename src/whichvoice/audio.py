@@ -127,6 +127,14 @@ def inputs_of(sources: AudioSource | Iterable[AudioSource]) -> Iterable[AudioSou
     come (a generator too)."""
     if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
         return [sources]
+    if hasattr(sources, "read") or isinstance(sources, dict):
+        # a file object was read a line at a time, each line an input (962 answers for one
+        # upload, a web framework's file: a review); a dict, by its keys
+        what = "a dict" if isinstance(sources, dict) else "a file object"
+        raise AudioDecodeError(
+            f"{what} is not an input: pass a file's bytes (f.read()), its path, a URL, a "
+            "Decoded clip, or a list of them"
+        )
     samples = isinstance(sources, np.ndarray) or (  # a list of numbers alone: samples too
         isinstance(sources, list | tuple)
         and len(sources) > 1

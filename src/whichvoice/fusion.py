@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -185,7 +186,20 @@ class FusedEncoder:
         }
         self.digest = fusion_digest(self.config["parts"], self.config["weights"])
         # the parts' networks run side by side, one thread each, for every caller
-        self._pool = ThreadPoolExecutor(len(self.parts), thread_name_prefix="fusion-part")
+        self._threads = (
+            os.getpid(),
+            ThreadPoolExecutor(len(self.parts), thread_name_prefix="fusion-part"),
+        )
+
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        """The parts' threads, made again in a process forked from the one that made them (a
+        forked child has none of its parent's threads: its tasks waited for ever, a
+        gunicorn --preload worker's first request with them; a review)."""
+        if self._threads[0] != os.getpid():
+            pool = ThreadPoolExecutor(len(self.parts), thread_name_prefix="fusion-part")
+            self._threads = (os.getpid(), pool)
+        return self._threads[1]
 
     def _prepare(self, source: AudioSource) -> tuple[list, float] | WhichvoiceError:
         """Each part's windows (None where that part found no speech) and the first part's

@@ -34,6 +34,17 @@ from whichvoice.features import FeatureConfig, model_inputs, seed_windows, speec
 from whichvoice.openset import load_openset, probe_window
 
 
+def _one_torch_thread_in_a_forked_child() -> None:
+    """A process forked from one whose torch had run its thread pool (a gunicorn --preload
+    worker, a multiprocessing "fork" pool, with a model loaded first) hung in its first torch
+    call: the pool's threads are not in the child. One thread there does without them (a
+    review); a worker process is one of several anyway."""
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_torch_thread_in_a_forked_child)
+
+
 class ModelLoadError(WhichvoiceError):
     """A run directory that does not hold a usable model."""
 
