@@ -137,8 +137,9 @@ def load_model(
 def _probe_encoder(device: str, backend: str) -> VoiceModel:
     """The bundled encoder on one thread, as fast as this install runs it: quantised to int8
     for the int8 backend (``model.int8.onnx``, shipped beside it); else in onnxruntime where it
-    is installed (its ONNX export, made once in a user folder: the same numbers as torch's to
-    1e-5, in two thirds of the time), also for the torch backend; else in torch. Each step that
+    is installed (its ONNX export, made once in a user folder, or for the process where none
+    can be kept: the same numbers as torch's to 1e-5, in two thirds of the time), also for
+    the torch backend; else in torch. Each step that
     cannot be taken is said in a warning (the int8 backend needed no export, and the torch
     backend no onnxruntime, before the open set read the encoder) and the next is taken."""
     tried = ["onnx-int8"] if backend == "onnx-int8" else []
