@@ -176,6 +176,7 @@ def test_cli_export(cli, trained_run: Path, tmp_path: Path) -> None:
         assert "model.safetensors missing" in proc.stderr
 
 
+@pytest.mark.slow  # five CLI processes
 def test_cli_export_of_a_bad_run(cli, tmp_path: Path) -> None:
     proc = cli("export", str(tmp_path / "missing"), "--onnx", str(tmp_path / "x.onnx"))
     assert proc.returncode == 2
