@@ -101,6 +101,7 @@ def test_identify_multipart_and_raw(server: str, clips) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["voice"] == voice and 0 < body["confidence"] <= 1
+    assert body["confidence"] == body["classifier"]["confidence"]  # both to 6 places
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-4
     assert body["duration_s"] > 0.5 and body["windows"] >= 1
     assert body["spectrogram_png"] is None

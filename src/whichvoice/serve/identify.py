@@ -100,9 +100,10 @@ def identify_upload(
                 "engine_known",
             )
         },
-        confidence=pred.confidence,
-        probabilities=pred.probabilities,
-        top=[{"voice": v, "p": p} for v, p in pred.top],
+        # to 6 places, as `classifier` and the command line give them (a review)
+        confidence=round(pred.confidence, 6),
+        probabilities={v: round(p, 6) for v, p in pred.probabilities.items()},
+        top=[{"voice": v, "p": round(p, 6)} for v, p in pred.top],
         windows=pred.windows,
         speech_s=pred.speech_s,
         **common,
