@@ -421,7 +421,7 @@ class Gallery:
         try:
             check_creatable(self.path.parent, "gallery")
         except OutputError as e:
-            reason = str(e).rsplit(" (", 1)[-1].rstrip(")") if " (" in str(e) else str(e)
+            reason = getattr(e.__cause__, "strerror", None) or e.__cause__ or e
             raise GalleryUnusableError(
                 f"{self.path}: the gallery cannot be written here ({reason}); give another "
                 "with --gallery or WHICHVOICE_GALLERY",

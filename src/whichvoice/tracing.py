@@ -146,10 +146,11 @@ def embed_and_trace(
     if head is None or not (head.reads_fingerprint or hear_speech):
         results = ((r, None) for r in encoder.embed_many(sources, batch=batch))
     else:
-        results = embed_with_fingerprints(encoder, sources, batch=batch, hear_speech=hear_speech)
+        results = embed_with_fingerprints(
+            encoder, sources, batch=batch, hear_speech=hear_speech,
+            fingerprint=head.reads_fingerprint,
+        )  # fmt: skip
     for src, (r, fp) in zip(sources, results, strict=True):
-        if head is None or not head.reads_fingerprint:
-            fp = None  # decoded for silero-vad, not for the head
         r = with_speech(src, r)
         if head is None or isinstance(r, WhichvoiceError):
             yield r, None
@@ -158,12 +159,18 @@ def embed_and_trace(
 
 
 def embed_with_fingerprints(
-    encoder, sources: Iterable[AudioSource], *, batch: int = 32, hear_speech: bool = False
+    encoder,
+    sources: Iterable[AudioSource],
+    *,
+    batch: int = 32,
+    hear_speech: bool = False,
+    fingerprint: bool = True,
 ) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, np.ndarray | None]]:
     """Each source's ``encoder.embed_many`` result and its spectral fingerprint (None for an
-    input that failed), in order, from one decode: sources are decoded and fingerprinted on
-    worker threads a chunk of ``batch`` ahead, and the decoded audio feeds one ``embed_many``
-    pipeline (each file is read once; a few chunks of decoded audio are held at a time)."""
+    input that failed, and without ``fingerprint``: decoded here for silero-vad alone), in
+    order, from one decode: sources are decoded and fingerprinted on worker threads a chunk
+    of ``batch`` ahead, and the decoded audio feeds one ``embed_many`` pipeline (each file is
+    read once; a few chunks of decoded audio are held at a time)."""
     from whichvoice.runtime import VoiceModel  # modules that load torch: only when used
     from whichvoice.runtime.model import prepared_chunks
 
@@ -171,7 +178,9 @@ def embed_with_fingerprints(
     waiting: deque = deque()  # each source read so far: its fingerprint, or its error
 
     def decoded() -> Iterator[Decoded]:
-        prepare = functools.partial(_decoded_fingerprint, native=native, hear_speech=hear_speech)
+        prepare = functools.partial(
+            _decoded_fingerprint, native=native, hear_speech=hear_speech, fingerprint=fingerprint
+        )
         for _, prepared in prepared_chunks(prepare, sources, batch, 0):
             for p in prepared:
                 waiting.append(p if isinstance(p, WhichvoiceError) else p[1])
@@ -190,10 +199,11 @@ def embed_with_fingerprints(
 
 
 def _decoded_fingerprint(
-    source: AudioSource, *, native: bool, hear_speech: bool = False
-) -> tuple[Decoded, np.ndarray]:
+    source: AudioSource, *, native: bool, hear_speech: bool = False, fingerprint: bool = True
+) -> tuple[Decoded, np.ndarray | None]:
     """A source decoded for the encoder (at 16 kHz, or at its own rate when ``native``;
-    named as the source) and its fingerprint; ``hear_speech``: see ``embed_and_trace``."""
+    named as the source) and its fingerprint (None without ``fingerprint``); ``hear_speech``:
+    see ``embed_and_trace``."""
     name = describe_source(source)
     wave, rate = read_audio(source)
     from whichvoice.features import FeatureConfig, trim_silence
@@ -210,7 +220,7 @@ def _decoded_fingerprint(
 
         if hears_no_speech(at16k):
             raise SilentAudioError(f"{name}: no speech found (silero-vad hears none)")
-    fp = recording_fingerprint(at16k)
+    fp = recording_fingerprint(at16k) if fingerprint else None
     return (Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)), fp
 
 

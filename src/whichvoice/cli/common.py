@@ -21,7 +21,6 @@ EXIT_BROKEN_PIPE = 141  # as a shell reports a command that SIGPIPE stopped
 EXIT_TERMINATED = 143  # as a shell reports a command that SIGTERM stopped
 
 _terminated = False
-_installed_in: int | None = None  # the pid whose handler it is (a forked child's is not)
 
 
 class Terminated(KeyboardInterrupt):
@@ -33,11 +32,6 @@ class Terminated(KeyboardInterrupt):
 def _on_sigterm(signum, frame) -> None:
     global _terminated
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one stops it at once
-    if os.getpid() != _installed_in:
-        # a forked worker (a ProcessPoolExecutor's): stopped as by default, not raising
-        # inside its queue's lock, which left the other workers, and the command, hanging
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
     _terminated = True
     raise Terminated
 
@@ -46,12 +40,12 @@ def take_sigterm_as_interrupt() -> None:
     """SIGTERM raises ``Terminated`` in the main thread, unless something else handles it.
     Not under torchrun: a rank waits for its peers in native code (a barrier, a collective),
     where a Python handler never runs and would only swallow the signal; torchrun stops its
-    ranks itself. Forked children get the default back (``os.register_at_fork``)."""
-    global _installed_in
+    ranks itself. Forked children (a ProcessPoolExecutor's workers) get the default back
+    (``os.register_at_fork``): raising inside their queue's lock left the other workers,
+    and the command, hanging."""
     if "LOCAL_RANK" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ:
         return
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        _installed_in = os.getpid()
         signal.signal(signal.SIGTERM, _on_sigterm)
         os.register_at_fork(after_in_child=_default_sigterm)
 
