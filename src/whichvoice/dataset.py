@@ -24,7 +24,6 @@ import random
 import shutil
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
 from whichvoice.features import VERSION as FEATURES_VERSION
 from whichvoice.files import ensure_dir
+from whichvoice.pools import map_ahead, process_pool, thread_pool
 from whichvoice.storage.mirror import RECORD, SYNC
 
 log = logging.getLogger(__name__)
@@ -162,10 +162,10 @@ def clip_features(
             (str(p), s, cfg.to_dict())
             for p, s in zip(paths, starts or [None] * len(paths), strict=True)
         ]
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             yield from pool.map(_seed_features, jobs, chunksize=8)
         return
-    with ThreadPoolExecutor(workers) as pool:
+    with thread_pool(workers) as pool:
         for i in range(0, len(paths), BATCH):
             waves = [
                 w for w, _ in pool.map(lambda p: _decode(p, cfg.sample_rate), paths[i : i + BATCH])
@@ -202,10 +202,10 @@ def _mp3_copies(x: np.ndarray, seed: int, progress: bool) -> tuple[np.ndarray, n
         return np.pad(y, (0, n - y.shape[0])).astype(np.float16)
 
     copies = np.empty((index.shape[0], n), np.float16)  # filled in place: held once
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with thread_pool(os.cpu_count() or 1) as pool:
         for k, row in enumerate(
             tqdm(
-                pool.map(one, range(index.shape[0])),
+                map_ahead(pool, one, range(index.shape[0]), 2 * (os.cpu_count() or 1)),
                 total=index.shape[0],
                 desc="mp3 copies",
                 unit="window",

@@ -31,7 +31,6 @@ import logging
 import os
 import random
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.dataset import SPLITS, PrepareConfig, load_corpus, write_prepared
 from whichvoice.features import FeatureConfig, speech_of, wave_windows
 from whichvoice.files import write_atomic, write_json
+from whichvoice.pools import map_ahead, thread_pool
 from whichvoice.protocol import ENGINE_VOICES
 from whichvoice.sentences import bundled_sentences
 from whichvoice.train import TrainConfig, train
@@ -137,10 +137,10 @@ def distinct_voices(voice_ids: list[str], *, progress: bool = False) -> dict[str
         return hashlib.sha256(pcm.tobytes() + str(speech.sample_rate).encode()).hexdigest()
 
     try:
-        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        with thread_pool(os.cpu_count() or 1) as pool:
             digests = list(
                 tqdm(
-                    pool.map(digest, voices),
+                    map_ahead(pool, digest, voices, 2 * (os.cpu_count() or 1)),
                     total=len(voices),
                     desc="probing voices",
                     unit="voice",
@@ -213,9 +213,9 @@ def _speaker_dataset(
             out.append((f"{clip.voice}@{s}", resample(wave, round(rate * s), SAMPLE_RATE)))
         return [(label, wave_windows(speech_of(w, feats), feats)) for label, w in out]
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with thread_pool(os.cpu_count() or 1) as pool:
         for clip, made in tqdm(
-            zip(clips, pool.map(versions, clips), strict=True),
+            zip(clips, map_ahead(pool, versions, clips, 2 * (os.cpu_count() or 1)), strict=True),
             total=len(clips),
             desc="speaker data",
             unit="clip",

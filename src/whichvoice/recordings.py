@@ -27,7 +27,6 @@ import os
 import re
 import time
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from whichvoice.corpus import (
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, held_alone, write_atomic
+from whichvoice.pools import map_ahead, thread_pool
 from whichvoice.sentences import sentence_id
 from whichvoice.text import counted, none_of
 
@@ -390,10 +390,10 @@ def _import_alone(
     )
     try:
         with (
-            ThreadPoolExecutor(cfg.workers, thread_name_prefix="import") as pool,
+            thread_pool(cfg.workers, "import") as pool,
             open(manifest_path, "a", encoding="utf-8") as manifest,
         ):
-            for result in pool.map(attempt, todo):
+            for result in map_ahead(pool, attempt, todo, 2 * cfg.workers):
                 bar.update(1)
                 if isinstance(result, Failure):
                     summary.failed.append(result)  # the summary names them (as synth's)

@@ -1,0 +1,38 @@
+"""Pools that stop soon on Ctrl-C (whichvoice.pools)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from whichvoice.pools import map_ahead, thread_pool
+
+
+def test_map_ahead_keeps_order_and_bounds_what_is_submitted() -> None:
+    submitted: list[int] = []
+    lock = threading.Lock()
+
+    def slow_square(x: int) -> int:
+        with lock:
+            submitted.append(x)
+        time.sleep(0.001 * (x % 3))  # out of order inside the pool
+        return x * x
+
+    with thread_pool(2, "t") as pool:
+        got = []
+        for i, y in enumerate(map_ahead(pool, slow_square, range(50), 4)):
+            got.append(y)
+            assert len(submitted) <= i + 4  # never more than 4 ahead of what was yielded
+    assert got == [x * x for x in range(50)]
+
+
+def test_a_stopped_loop_cancels_what_has_not_started() -> None:
+    """``with ThreadPoolExecutor`` waited for every job submitted after Ctrl-C."""
+    ran: list[int] = []
+    with pytest.raises(KeyboardInterrupt), thread_pool(2, "t") as pool:
+        futures = [pool.submit(lambda i=i: ran.append(i) or time.sleep(0.01)) for i in range(200)]
+        futures[0].result()
+        raise KeyboardInterrupt
+    assert len(ran) < 20 and all(f.done() for f in futures)
