@@ -25,7 +25,13 @@ from botocore.stub import Stubber
 
 from whichvoice.audio import SILENCE_PEAK, encode_audio, read_audio, resample
 from whichvoice.corpus import MANIFEST, SynthConfig, plan, synthesize_corpus
-from whichvoice.errors import EngineUnavailableError, SynthesisError, TextTooLongError
+from whichvoice.errors import (
+    EngineAccessError,
+    EngineServiceError,
+    EngineUnavailableError,
+    SynthesisError,
+    TextTooLongError,
+)
 from whichvoice.sentences import Sentence, sentence_id
 from whichvoice.voices import EngineSession, find_voice, polly, resolve_voices
 from whichvoice.voices.polly import PollyEngine, PollySession
@@ -414,3 +420,186 @@ def test_a_region_botocore_refuses_is_a_reason_not_a_traceback(
     assert reason is not None and "region" in reason and "us east 1" in reason
     with pytest.raises(EngineUnavailableError, match="cannot use polly"):
         PollySession()
+
+
+class FakePolly:
+    """Amazon Polly's SynthesizeSpeech on 127.0.0.1, for the whole botocore stack (its own
+    retries included, which the Stubber skips). ``answers``: what each request gets in turn
+    (the last one repeats): an error code, or "audio" (``mp3``)."""
+
+    def __init__(self, mp3: bytes) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.mp3, self.answers, self.requests = mp3, ["audio"], []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                fake.requests.append(json.loads(body or b"{}"))
+                n = len(fake.requests)
+                answer = fake.answers[min(n, len(fake.answers)) - 1]
+                status = {"audio": 200, "ServiceFailureException": 500}.get(answer, 400)
+                status = 403 if answer in ("UnrecognizedClientException",) else status
+                data = fake.mp3 if answer == "audio" else json.dumps({"message": "no"}).encode()
+                self.send_response(status)
+                if answer != "audio":
+                    self.send_header("x-amzn-ErrorType", f"{answer}:")
+                self.send_header(
+                    "Content-Type", "audio/mpeg" if status == 200 else "application/json"
+                )
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def fake_polly(
+    aws_env: None, polly_mp3: bytes, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakePolly]:
+    fake = FakePolly(polly_mp3)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_POLLY", fake.url)
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def test_throttling_costs_max_attempts_requests_in_all(fake_polly: FakePolly) -> None:
+    """botocore's own retries under the session's made 18 requests of one sentence (review);
+    the requests reach a real endpoint here, which the Stubber cannot show."""
+    fake_polly.answers = ["ThrottlingException"]
+    session = PollySession(sleep=lambda s: None)
+    with pytest.raises(EngineServiceError, match=r"polly:Joanna: ThrottlingException.*6 requests"):
+        session.synthesize(find_voice("polly:Joanna"), TEXT)
+    assert len(fake_polly.requests) == polly.MAX_ATTEMPTS
+    fake_polly.answers = ["ThrottlingException", "audio"]  # throttling that clears
+    fake_polly.requests.clear()
+    assert session.synthesize(find_voice("polly:Joanna"), TEXT).encoded == fake_polly.mp3
+    assert len(fake_polly.requests) == 2
+
+
+def test_stop_ends_a_session_waiting_to_retry(fake_polly: FakePolly) -> None:
+    """SIGTERM during throttling took 71 s and 72 requests to end a run (review)."""
+    import threading
+    import time
+
+    fake_polly.answers = ["ThrottlingException"]
+    session = PollySession()  # the real waits, 0.5 s doubled
+    raised: list[BaseException] = []
+
+    def speak() -> None:
+        try:
+            session.synthesize(find_voice("polly:Joanna"), TEXT)
+        except SynthesisError as e:
+            raised.append(e)
+
+    worker = threading.Thread(target=speak)
+    worker.start()
+    while not fake_polly.requests:
+        time.sleep(0.01)
+    session.stop()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert len(fake_polly.requests) == 1 and "stopped" in str(raised[0])
+
+
+def test_refused_credentials_stop_a_corpus_at_the_first_clip(
+    fake_polly: FakePolly, tmp_path: Path
+) -> None:
+    """Bad credentials made 2 requests and a warning for every clip of a corpus (review): the
+    first refusal stops the run, in one line, the clips made before kept."""
+    fake_polly.answers = ["audio", "audio", "UnrecognizedClientException"]
+    sentences = [Sentence(sentence_id(t), t) for t in (f"Sentence number {i}." for i in range(8))]
+    cfg = SynthConfig(voices=("polly:Joanna",), assign="all", workers=1)
+    with pytest.raises(EngineAccessError, match=r"refuses these AWS credentials.*kept"):
+        synthesize_corpus(tmp_path / "c", sentences, cfg, progress=False)
+    assert len(fake_polly.requests) <= 3 + cfg.workers  # a worker may have started the next
+    assert len((tmp_path / "c" / MANIFEST).read_text().splitlines()) == 2
+    fake_polly.answers = ["audio"]
+    summary = synthesize_corpus(tmp_path / "c", sentences, cfg, progress=False)
+    assert (summary.made, summary.skipped) == (6, 2)
+
+
+def test_a_clip_polly_answers_badly_is_asked_for_once(
+    fake_polly: FakePolly, tmp_path: Path
+) -> None:
+    """A silent answer was asked for again, and billed, before it was reported (review)."""
+    silent = encode_audio(np.zeros(STANDARD_MP3_RATE, np.float32), STANDARD_MP3_RATE, "mp3")
+    fake_polly.mp3 = silent
+    cfg = SynthConfig(voices=("polly:Joanna",), assign="all", workers=1)
+    summary = synthesize_corpus(tmp_path / "c", [Sentence("s1", "Hello.")], cfg, progress=False)
+    assert len(summary.failed) == 1 and len(fake_polly.requests) == 1
+
+
+@pytest.mark.slow  # the server loads the bundled encoder: 8 s
+def test_polly_failing_a_server_is_not_the_clients_fault(
+    fake_polly: FakePolly, tmp_path: Path
+) -> None:
+    """Credentials refused and throttling were 422 bad_request, unlogged (review): 502
+    engine_failed, the message for a client naming no account details."""
+    from fastapi.testclient import TestClient
+
+    from whichvoice.serve.app import create_app
+    from whichvoice.serve.service import ServeConfig
+
+    fake_polly.answers = ["UnrecognizedClientException"]
+    cfg = ServeConfig(gallery=str(tmp_path / "g.sqlite"), encoder="bundled", allow_polly=True)
+    app = create_app(cfg)
+    with TestClient(app) as client:
+        r = client.post("/v1/synthesize", json={"text": "Hello.", "voice": "polly:Joanna"})
+    assert (r.status_code, r.json()["kind"]) == (502, "engine_failed"), r.text
+    assert "AWS_ACCESS_KEY_ID" not in r.json()["error"] and "refused" in r.json()["error"]
+
+
+def test_a_neural_only_voice_is_labelled_neural(
+    stubber: Stubber, polly_mp3: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """polly:Ruth in the default mode is spoken by the neural engine: its clips were labelled
+    polly, family polly-standard (review)."""
+    stubber.add_response(
+        "synthesize_speech", _audio(polly_mp3), _request("Hello.", "Ruth", "neural", 24_000)
+    )
+    monkeypatch.setattr(
+        PollyEngine,
+        "open_session",
+        lambda self, *, mode=None: PollySession(mode or "standard", client=stubber.client),
+    )
+    cfg = SynthConfig(voices=("polly:Ruth",), assign="all", workers=1)
+    synthesize_corpus(tmp_path / "c", [Sentence("s1", "Hello.")], cfg, progress=False)
+    row = json.loads((tmp_path / "c" / MANIFEST).read_text())
+    assert row["engine"] == "polly-neural"
+
+
+def test_a_corpus_resumed_in_the_other_polly_mode_is_refused(aws_env: None, tmp_path: Path) -> None:
+    """A neural resume of a standard corpus mixed 22 and 24 kHz clips under one voice."""
+    from whichvoice.corpus import SynthConfigError
+
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "synth.json").write_text(
+        json.dumps({"format": "mp3", "assign": "all", "polly_engine": "standard"})
+    )
+    cfg = SynthConfig(voices=("polly:Joanna",), assign="all", polly_engine="neural")
+    with pytest.raises(SynthConfigError, match="--polly-engine standard, not neural"):
+        synthesize_corpus(out, [Sentence("s1", "Hello.")], cfg, progress=False)
+
+
+def test_neural_mode_with_standard_only_voices_is_refused_before_any_request(
+    aws_env: None, tmp_path: Path
+) -> None:
+    from whichvoice.corpus import SynthConfigError
+
+    cfg = SynthConfig(voices=("polly:Joanna,polly:Nicole",), polly_engine="neural")
+    with pytest.raises(SynthConfigError, match="no neural engine for polly:Nicole"):
+        synthesize_corpus(tmp_path / "c", [Sentence("s1", "Hello.")], cfg, progress=False)
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(SynthConfigError, match="polly_engine must be one of"):
+        SynthConfig(polly_engine="neurall")

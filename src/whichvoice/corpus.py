@@ -35,11 +35,11 @@ from tqdm import tqdm
 
 from whichvoice import storage
 from whichvoice.audio import ENGINE_SILENCE_PEAK, check_not_silent, encode_audio, read_audio
-from whichvoice.errors import OutputLostError, WhichvoiceError
+from whichvoice.errors import EngineAccessError, OutputLostError, WhichvoiceError
 from whichvoice.files import ensure_dir, held_alone, write_atomic
 from whichvoice.sentences import Sentence
 from whichvoice.text import counted
-from whichvoice.voices import SessionPool, Voice, require_available, resolve_voices
+from whichvoice.voices import SessionPool, Voice, get_engine, require_available, resolve_voices
 
 log = logging.getLogger(__name__)
 # each failed clip's line: counted in the run's summary and kept in failures.jsonl, so a
@@ -60,6 +60,9 @@ def default_workers() -> int:
 
 class SynthConfigError(WhichvoiceError, ValueError):
     """Settings of a corpus that cannot be made (``SynthConfig``)."""
+
+
+POLLY_ENGINES = ("standard", "neural")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,10 @@ class SynthConfig:
             raise SynthConfigError(f"workers must be at least 1, not {self.workers}")
         if self.per_voice < 1:
             raise SynthConfigError(f"per_voice must be at least 1, not {self.per_voice}")
+        if self.polly_engine not in POLLY_ENGINES:
+            raise SynthConfigError(
+                f"polly_engine must be one of {', '.join(POLLY_ENGINES)}, not {self.polly_engine!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -328,13 +335,21 @@ def _attempt(
     job: ClipJob, out: Path, fmt: str, sessions: SessionPool
 ) -> tuple[Clip, float] | Failure:
     reason = ""
-    for attempt in range(1, ATTEMPTS + 1):
+    # a billed engine's failed clip is not asked for again (Polly answers the same, and bills
+    # it): its session retries throttling itself
+    tries = 1 if get_engine(job.voice.engine).billed else ATTEMPTS
+    for attempt in range(1, tries + 1):
         try:
             return _make_clip(job, out, fmt, sessions)
         except OSError as e:
             if e.errno in _NO_ROOM:  # every clip after it would fail the same way
                 raise _no_room(out, e) from e
             reason = str(e)
+        except EngineAccessError as e:  # credentials refused, no endpoint: so is every clip
+            raise EngineAccessError(
+                f"{e}; the clips made so far are kept: run the same command again once fixed",
+                public=e.public,
+            ) from e
         except WhichvoiceError as e:
             reason = str(e)
         except Exception as e:  # an engine bug must cost one clip, not the corpus
@@ -366,6 +381,7 @@ def synthesize_corpus(
         raise SynthConfigError(f"cfg {cfg!r:.60}: a SynthConfig (SynthConfig(voices=...))")
     sentences = _as_sentences(sentences)
     voices = resolve_voices(list(cfg.voices))
+    _check_polly_engine(voices, cfg.polly_engine)
     require_available(voices)
     if storage.is_url(out):  # made in a local mirror, uploaded with the manifest last
         with storage.local_output(out, last=[FAILURES, MANIFEST], progress=progress) as local:
@@ -375,6 +391,17 @@ def synthesize_corpus(
     with held_alone(out / LOCK, f"the corpus {out}"):  # two runs lost each other's rows
         _check_settings(out, cfg, voices)
         return _synthesize_alone(out, sentences, cfg, voices, progress, t_start)
+
+
+def _check_polly_engine(voices: list[Voice], mode: str) -> None:
+    """SynthConfigError, before any request, for Polly voices the mode cannot speak (a corpus
+    found it clip by clip, after paying for the other voices' clips)."""
+    bad = [v.id for v in voices if v.engine == "polly" and mode not in v.modes]
+    if bad and mode == "neural":
+        raise SynthConfigError(
+            f"--polly-engine neural: Polly offers no neural engine for {_shown(bad)}; "
+            "leave them out or use --polly-engine standard"
+        )
 
 
 def _as_sentences(sentences) -> list[Sentence]:
@@ -415,6 +442,8 @@ def _settings(cfg: SynthConfig, voices: list[Voice]) -> dict:
         out["seed"] = cfg.seed  # added, or more sentences a voice, leaves the others')
     if cfg.assign == "random":  # each sentence's voice is drawn among them
         out["voices"] = sorted(v.id for v in voices)
+    if any(v.engine == "polly" for v in voices):  # a resume in the other mode mixed the two
+        out["polly_engine"] = cfg.polly_engine
     return out
 
 
@@ -428,10 +457,13 @@ def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
         before = json.loads((out / SETTINGS).read_text("utf-8"))
     except (OSError, ValueError):
         before = None
+    if isinstance(before, dict) and "polly_engine" in mine and "polly_engine" not in before:
+        before["polly_engine"] = mine["polly_engine"]  # a corpus older than the key: unknown
     if isinstance(before, dict) and before != mine:
-        keys = [k for k in ("format", "assign", "seed", "voices") if before.get(k) != mine.get(k)]
+        keys = [k for k in ("format", "assign", "seed", "voices", "polly_engine")
+                if before.get(k) != mine.get(k)]  # fmt: skip
         shown = {"format": "--format", "assign": "--assign", "seed": "--seed",
-                 "voices": "--voices"}  # fmt: skip
+                 "voices": "--voices", "polly_engine": "--polly-engine"}  # fmt: skip
         said = "; ".join(
             f"{shown[k]} {_shown(before.get(k))}, not {_shown(mine.get(k))}" for k in keys
         )
@@ -519,10 +551,11 @@ def _synthesize_all(
                     _record(future.result(), manifest, done, summary)
                     bar.update(1)
                     bar.set_postfix(failed=len(summary.failed), refresh=False)
-        except (KeyboardInterrupt, OutputLostError) as e:
+        except (KeyboardInterrupt, OutputLostError, EngineAccessError) as e:
             summary.interrupted = isinstance(e, KeyboardInterrupt)
             for future in pending:
                 future.cancel()
+            sessions.stop()  # a session waiting to retry gives up: no request after Ctrl-C
             pool.shutdown(wait=True)
             # clips finished while stopping are complete: keep them, drop their failures
             for future in pending:
@@ -530,7 +563,7 @@ def _synthesize_all(
                     result = future.result()
                     if not isinstance(result, Failure):
                         _record(result, manifest, done, summary)
-            if isinstance(e, OutputLostError):
+            if not summary.interrupted:
                 raise
 
 

@@ -26,6 +26,7 @@ from whichvoice.audio import Decoded, check_judgeable, check_not_silent, read_au
 from whichvoice.errors import (
     AudioDecodeError,
     AudioTooLongError,
+    EngineServiceError,
     SilentAudioError,
     WhichvoiceError,
 )
@@ -117,6 +118,8 @@ _GALLERY_ERRORS = (
     # the server's own file, a 503
     (GalleryError, 422, "invalid"),
     (SilentAudioError, 422, "silent"),  # a clip with too little speech to judge
+    # Amazon Polly failing the server (its credentials, throttling): not the client's fault
+    (EngineServiceError, 502, "engine_failed"),
 )
 
 

@@ -56,6 +56,10 @@ class EngineSession(ABC):
     def close(self) -> None:  # noqa: B027 - most sessions hold nothing
         """Release what the session holds."""
 
+    def stop(self) -> None:  # noqa: B027 - most sessions are never long in one call
+        """Ask a call busy in another thread to give up soon (Ctrl-C): a session that waits
+        between retries stops waiting. Called from any thread."""
+
     def __enter__(self) -> EngineSession:
         return self
 
@@ -69,6 +73,9 @@ class Engine(ABC):
     name: str = ""
     # True: the engine can speak its voices at another pitch and rate (``voices.prosody``)
     prosody: bool = False
+    # True: every request is billed (a cloud service): a corpus does not ask again for a clip
+    # it failed on (the session retries what is worth retrying itself)
+    billed: bool = False
 
     @abstractmethod
     def voices(self) -> list[Voice]:

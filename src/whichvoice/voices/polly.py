@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,12 +17,18 @@ from typing import Any
 import numpy as np
 
 from whichvoice.audio import read_audio
-from whichvoice.errors import EngineUnavailableError, SynthesisError, TextTooLongError
+from whichvoice.errors import (
+    EngineAccessError,
+    EngineServiceError,
+    EngineUnavailableError,
+    SynthesisError,
+    TextTooLongError,
+)
 from whichvoice.voices.base import Engine, EngineSession, Speech, Voice
 from whichvoice.voices.registry import register_engine
 
 MAX_CHARS = 3000  # Polly's limit on billed characters in one request
-MAX_ATTEMPTS = 6  # tries per sentence when Polly throttles
+MAX_ATTEMPTS = 6  # requests per sentence when Polly throttles or cannot be reached
 BACKOFF_S = 0.5  # s; first wait, doubled on every retry, with jitter
 _THROTTLED = {
     "ThrottlingException",
@@ -29,6 +36,21 @@ _THROTTLED = {
     "Throttling",
     "ServiceUnavailableException",
     "ServiceFailureException",
+}
+# the account's fault, the same for every request: a corpus stops at the first
+_REFUSED = {
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
 }
 _STD, _NEU = ("standard", "neural"), ("neural",)
 
@@ -128,7 +150,10 @@ class PollySession(EngineSession):
     """Speaks through one boto3 Polly client.
 
     ``client`` may be given (a stubbed one in tests, or one built with custom settings);
-    ``sleep`` is the wait used between throttled attempts.
+    ``sleep`` is the wait used between throttled attempts (by default one that ``stop``
+    ends). The session retries throttling and an unreachable endpoint itself, MAX_ATTEMPTS
+    requests in all: the client it makes does not retry (botocore's own retries under these
+    made 18 requests of one sentence).
     """
 
     def __init__(
@@ -137,7 +162,7 @@ class PollySession(EngineSession):
         *,
         client: Any = None,
         output: str = "mp3",
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if mode not in _STD:
             raise ValueError(f"unknown Polly engine {mode!r}; valid: standard, neural")
@@ -145,7 +170,8 @@ class PollySession(EngineSession):
             raise ValueError(f"unknown Polly output {output!r}; valid: mp3, pcm")
         self.mode = mode
         self.output = output
-        self._sleep = sleep
+        self._stopped = threading.Event()
+        self._sleep = sleep or self._stopped.wait
         if client is None:
             import boto3
             from botocore.config import Config
@@ -159,7 +185,7 @@ class PollySession(EngineSession):
                 client = aws.client(
                     "polly",
                     region_name=aws.region_name or "us-east-1",
-                    config=Config(retries={"mode": "standard"}),
+                    config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
                 )
             except BotoCoreError as e:  # a region or profile botocore refuses
                 raise EngineUnavailableError(f"cannot use polly: {e}") from e
@@ -195,11 +221,21 @@ class PollySession(EngineSession):
         wave, got_rate = read_audio(body)
         return Speech(wave, got_rate, encoded=body, encoded_format="mp3")
 
-    def _call(self, **request: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def stop(self) -> None:
+        self._stopped.set()
 
+    def _call(self, **request: str) -> bytes:
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionError,
+            EndpointConnectionError,
+        )
+
+        who = f"polly:{request['VoiceId']}"
         delay = BACKOFF_S
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            last = attempt == MAX_ATTEMPTS
             try:
                 response = self._client.synthesize_speech(**request)
                 stream = response["AudioStream"]
@@ -208,21 +244,45 @@ class PollySession(EngineSession):
                 finally:
                     stream.close()
             except ClientError as e:
-                code = e.response.get("Error", {}).get("Code", "")
-                if code in _THROTTLED and attempt < MAX_ATTEMPTS:
-                    self._sleep(delay * (1 + random.random()))
-                    delay *= 2
-                    continue
-                message = e.response.get("Error", {}).get("Message", "") or code
-                raise SynthesisError(f"polly:{request['VoiceId']}: {code}: {message}") from e
+                error = e.response.get("Error", {})
+                code = error.get("Code", "")
+                said = f"{who}: {code}: {error.get('Message', '') or code}"
+                if code in _REFUSED:
+                    raise EngineAccessError(
+                        f"{said} (Amazon Polly refuses these AWS credentials: check "
+                        "AWS_PROFILE or AWS_ACCESS_KEY_ID and the account's permissions)",
+                        public=f"{who}: Amazon Polly refused the server's AWS account ({code})",
+                    ) from e
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                if code not in _THROTTLED and status < 500:  # the request's own fault
+                    raise SynthesisError(said) from e
+                if last:
+                    raise EngineServiceError(
+                        f"{said} ({attempt} requests)",
+                        public=f"{who}: Amazon Polly failed ({code})",
+                    ) from e
+            except (EndpointConnectionError, ConnectionError) as e:
+                if last:
+                    raise EngineAccessError(
+                        f"{who}: cannot reach Amazon Polly ({e}; check the network and "
+                        "AWS_DEFAULT_REGION)",
+                        public=f"{who}: the server cannot reach Amazon Polly",
+                    ) from e
             except BotoCoreError as e:
-                raise SynthesisError(f"polly:{request['VoiceId']}: {e}") from e
+                raise EngineServiceError(
+                    f"{who}: {e}", public=f"{who}: Amazon Polly failed ({type(e).__name__})"
+                ) from e
+            self._sleep(delay * (1 + random.random()))
+            delay *= 2
+            if self._stopped.is_set():  # Ctrl-C: no more requests
+                raise SynthesisError(f"{who}: stopped before Amazon Polly answered")
         raise AssertionError("unreachable")
 
 
 @register_engine
 class PollyEngine(Engine):
     name = "polly"
+    billed = True
 
     def voices(self) -> list[Voice]:
         return [

@@ -170,7 +170,9 @@ class SessionPool:
     def engine_label(self, voice: Voice) -> str:
         """What a clip's manifest records as its engine: the voice's engine, and Polly's mode
         when it is neural (``polly-neural``: its own engine family)."""
-        if voice.engine == "polly" and self._polly_engine == "neural":
+        if voice.engine == "polly" and (
+            self._polly_engine == "neural" or "standard" not in voice.modes
+        ):  # a neural-only voice is spoken by the neural engine whatever the mode
             return "polly-neural"
         return voice.engine
 
@@ -182,6 +184,13 @@ class SessionPool:
             with self._lock:
                 self._all.append(sessions[engine])
         return sessions[engine]
+
+    def stop(self) -> None:
+        """Every session's ``stop`` (Ctrl-C: a session waiting to retry gives up)."""
+        with self._lock:
+            sessions = list(self._all)
+        for session in sessions:
+            session.stop()
 
     def close(self) -> None:
         with self._lock:
