@@ -441,12 +441,50 @@ def test_a_file_url_is_its_local_path_to_every_path_option() -> None:
         LocalPath(path_type=Path).convert("s3://b/g.sqlite", None, None)
 
 
-def test_an_interrupted_command_says_how_to_go_on() -> None:
+def test_an_interrupted_command_says_how_to_go_on(tmp_path: Path) -> None:
     """Ctrl-C said only "interrupted" where train and predict --output keep what they made
-    (review): the line says how to go on."""
+    (review): the line says how to go on; train before its first epoch ended has no
+    checkpoint, where the line said to --resume (review)."""
     from whichvoice.cli import _how_to_go_on
 
-    assert "--resume" in _how_to_go_on(["train", "corpus", "--out", "run"])
+    run = tmp_path / "run"
+    assert _how_to_go_on(["train", "c", "--out", str(run)]).endswith("run the same command")
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert "--overwrite" in _how_to_go_on(["train", "c", f"--out={run}"])
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert "--resume" in _how_to_go_on(["train", "c", "--out", str(run)])
+    assert "--resume" in _how_to_go_on(["train", "c", "--out", "s3://b/run"])
     assert "--resume" in _how_to_go_on(["predict", "run", "a.wav", "-o", "p.csv"])
     assert _how_to_go_on(["predict", "run", "a.wav"]) == ""  # nothing kept: nothing to say
     assert _how_to_go_on(["--quiet"]) == _how_to_go_on(["identify", "a.wav"]) == ""
+
+
+@pytest.mark.slow  # a dozen commands started
+def test_ctrl_c_while_the_command_starts_is_one_line() -> None:
+    """Ctrl-C in the half second the command imports its modules printed a 30-line traceback
+    of the imports (review); SIGTERM then said nothing."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "whichvoice", "voices", "--available"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
+            time.sleep(delay)
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=60)
+            assert "Traceback" not in err, err
+            if proc.returncode == 0:
+                continue  # it had ended before the signal
+            # killed before Python's own handler was there, or the command's line
+            assert proc.returncode in (-signum, 128 + signum), (proc.returncode, err)
+            if proc.returncode > 0:
+                assert err.strip().splitlines()[-1] in ("interrupted", "terminated"), err

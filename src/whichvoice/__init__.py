@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# first: Ctrl-C while the command imports the rest is one line, not a traceback
+from whichvoice import _startup  # noqa: F401
 from whichvoice.audio import SAMPLE_RATE, Decoded, load_audio
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import numba_cache_where_needed

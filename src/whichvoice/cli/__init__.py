@@ -8,6 +8,7 @@ Known errors become one line on stderr and exit status 2. Each module adds its c
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -42,6 +43,9 @@ def os_error_line(e: OSError) -> str:
 
 def main() -> None:
     """Entry point of the console script: known errors -> one line, exit 2."""
+    from whichvoice import _startup
+
+    _startup.give_back()  # the imports are done
     filter_native_noise()
     take_sigterm_as_interrupt()
     try:
@@ -80,10 +84,27 @@ _GO_ON = {
 
 def _how_to_go_on(args: list[str]) -> str:
     command = next((a for a in args if not a.startswith("-")), "")
+    if command == "train":
+        return f": {_train_go_on(args)}"
     if command == "predict" and not any(a in ("-o", "--output") or a.startswith("--output=")
                                         for a in args):  # fmt: skip
         return ""
     return f": {_GO_ON[command]}" if command in _GO_ON else ""
+
+
+def _train_go_on(args: list[str]) -> str:
+    """How to go on from ``train ARGS`` interrupted: --resume where its --out holds a
+    checkpoint (or cannot be looked at: a URL); else run it again, with --overwrite where the
+    run's first files are there (no epoch had finished)."""
+    from whichvoice import storage
+    from whichvoice.train.config import CHECKPOINT, held_run
+
+    out = next((b for a, b in itertools.pairwise(args) if a == "--out"), None)
+    out = out or next((a.split("=", 1)[1] for a in args if a.startswith("--out=")), None)
+    if out is None or storage.is_url(out) or os.path.isfile(os.path.join(out, CHECKPOINT)):
+        return _GO_ON["train"]
+    again = "the same command with --overwrite" if held_run(out) else "the same command"
+    return f"no epoch had finished, so nothing is kept: run {again}"
 
 
 def _interrupted() -> NoReturn:

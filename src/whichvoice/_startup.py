@@ -1,0 +1,39 @@
+"""Ctrl-C or SIGTERM while the ``whichvoice`` command imports its modules (half a second on a
+busy machine) is its one line and exit status, not a traceback of the imports. Imported first
+by the package; only the standard library here. ``cli.main`` gives both signals back."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import sys
+
+
+def started_as_the_command() -> bool:
+    """Whether this process is the ``whichvoice`` command (the console script, or
+    ``python -m whichvoice``), not a program that imports the library."""
+    argv = getattr(sys, "orig_argv", [])
+    as_module = any(a == "-m" and b == "whichvoice" for a, b in itertools.pairwise(argv))
+    return as_module or os.path.basename(sys.argv[0]) == "whichvoice"
+
+
+def stopped_while_starting(signum: int, frame: object) -> None:
+    interrupted = signum == signal.SIGINT
+    os.write(2, b"interrupted\n" if interrupted else b"terminated\n")
+    os._exit(130 if interrupted else 143)
+
+
+def give_back() -> None:
+    """The signals' usual handling, once the command's modules are imported."""
+    for signum, usual in ((signal.SIGINT, signal.default_int_handler),
+                          (signal.SIGTERM, signal.SIG_DFL)):  # fmt: skip
+        if signal.getsignal(signum) is stopped_while_starting:
+            signal.signal(signum, usual)
+
+
+if started_as_the_command():
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, stopped_while_starting)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, stopped_while_starting)
