@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import re
@@ -150,6 +151,13 @@ def test_upload_shows_the_voice_bars_and_spectrogram(
     engine = page.locator("#result-engine")
     assert engine.is_visible() and engine.inner_text().startswith("Made by: "), engine
     assert page.evaluate("document.body.dataset.engine") in {*FAMILIES, "unknown"}
+    # on a phone the bars are under their names: beside them they had no width left (review)
+    page.set_viewport_size({"width": 360, "height": 740})
+    widths = page.locator("#bars .bar-track").evaluate_all(
+        "ts => ts.map(t => t.getBoundingClientRect().width)"
+    )
+    assert min(widths) > 200, widths
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True, animations="disabled")
@@ -218,11 +226,18 @@ def test_microphone_records_a_wav_and_identifies_it(launch, server, small_corpus
     sf.write(wav, load_audio(small_corpus / clip["path"]), SAMPLE_RATE, subtype="PCM_16")
     browser = launch(*fake_microphone(wav))
     page = open_page(browser, server, permissions=["microphone"])
-    page.click("#record-btn")
+    # from the keyboard: Record, disabled once pressed, hands the focus to Stop, and Stop to
+    # Record (both dropped it to the page: review); the count of seconds is no live region
+    page.focus("#record-btn")
+    page.keyboard.press("Enter")
     page.wait_for_function("document.body.classList.contains('recording')")
+    assert page.evaluate("document.activeElement.id") == "stop-btn"
+    assert page.locator("#record-status").get_attribute("aria-live") is None
+    page.wait_for_function("document.getElementById('announcer').textContent.startsWith('Rec')")
     page.wait_for_timeout(3_000)
-    result = wait_for_identification(page, lambda: page.click("#stop-btn"))
+    result = wait_for_identification(page, lambda: page.keyboard.press("Enter"))
     assert result is not None, page.locator("#error").inner_text()
+    assert page.evaluate("document.activeElement.id") == "record-btn"
     assert result["duration_s"] > 1.0
     assert page.locator("#result-voice").inner_text() in labels(server)
     assert len(shown_bars(page)) == len(labels(server))
@@ -392,6 +407,9 @@ def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_c
         assert answer.value.ok
         page.wait_for_function("document.body.dataset.gallery === '1'")
         assert "roger: 3 clips" in page.locator("#gallery-list").inner_text()
+        # said in a status line (an enrollment was heard by no screen reader: review)
+        said = page.locator("#enroll-result").inner_text()
+        assert said.startswith("Enrolled roger: 3 clips added"), said
         assert page.locator("#verify-name").input_value() == "roger"
         for clip, verdict in ((rms[5], "true"), (ked[0], "false")):
             page.set_input_files("#verify-file", clip)
@@ -410,6 +428,8 @@ def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_c
         page.click("#enroll-btn")
         page.wait_for_function("document.body.dataset.state === 'error'")
         assert "x.wav" in page.locator("#error").inner_text()
+        # in the card of the form that failed, not above the result hundreds of px away
+        assert page.locator("#people #error").is_visible()
         # the voice chosen to verify stays chosen when the list is read again
         page.fill("#enroll-name", "anna")
         page.set_input_files("#enroll-files", ked[:3])
@@ -418,6 +438,9 @@ def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_c
         page.select_option("#verify-name", "roger")
         page.get_by_role("button", name="Remove anna").click()
         page.wait_for_function("document.body.dataset.gallery === '1'")
+        page.wait_for_function(
+            "document.getElementById('announcer').textContent.startsWith('Removed anna')"
+        )
         assert page.locator("#verify-name").input_value() == "roger"
         # a name of 200 letters without a space: it wraps, its Remove button stays in the
         # card (it was pushed 1,500 px out); enrolled from the keyboard, the focus comes back
@@ -500,7 +523,15 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
         assert turns.count() == len(answer.value.json()["segments"]) >= 4
         legend = page.locator("#timeline-legend").inner_text()
         assert "awb (enrolled)" in legend and "ked (enrolled)" in legend and "unknown-1" in legend
+        # what a screen reader hears: the turns and voices found (nothing was said: review)
+        status = page.locator("#talk-status").inner_text()
+        assert re.match(r"\d+ turns, 3 voices: ", status) and "awb (enrolled)" in status, status
         first = turns.first
+        # each turn says its voice in words, can be hit, and a focused one says when it is
+        assert first.inner_text() == first.get_attribute("data-speaker")
+        assert min(turns.evaluate_all("ts => ts.map(t => t.offsetWidth)")) >= 24
+        first.focus()
+        assert page.locator("#turn-caption").inner_text() == first.get_attribute("title")
         first.click()
         page.wait_for_function("document.body.dataset.playing !== undefined")
         assert float(page.evaluate("document.body.dataset.playing")) == float(
@@ -536,7 +567,15 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
             const ask = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
             navigator.mediaDevices.getUserMedia = (c) => { window.askedFor = c; return ask(c); };
         }""")
-        page.click("#live-btn")
+        page.evaluate("""() => {
+            window.liveSaid = [];
+            new MutationObserver(() => window.liveSaid.push(
+                document.getElementById("live-now").textContent)).observe(
+                document.getElementById("live-now"), { childList: true, characterData: true,
+                subtree: true });
+        }""")
+        page.focus("#live-btn")
+        page.keyboard.press("Enter")
         page.wait_for_function("document.body.dataset.live === 'on'")
         asked = page.evaluate("window.askedFor.audio")
         assert not (
@@ -549,6 +588,11 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
             if {"awb", "ked"} <= heard:
                 break
         assert {"awb", "ked"} <= heard, heard
-        page.click("#live-stop-btn")
+        # the live region changes when the speaker does, not ten times a second (review)
+        said = page.evaluate("window.liveSaid")
+        assert said and all(a != b for a, b in itertools.pairwise(said)), said
+        page.focus("#live-stop-btn")
+        page.keyboard.press("Enter")
         page.wait_for_function("document.body.dataset.live === 'off'")
+        assert page.evaluate("document.activeElement.id") == "live-btn"  # not the page
         page.context.close()

@@ -21,6 +21,12 @@ function apiHeaders(extra = {}) {
   return key ? { ...extra, "X-API-Key": key } : extra;
 }
 
+/** What to do about a refused API key: enter one, or check the one entered. */
+function keyHint() {
+  return $("api-key").value.trim()
+    ? "check the API key at the top of the page" : "enter the API key at the top of the page";
+}
+
 /** fetch() that turns the server's {"error", "kind"} answers into an ApiError. */
 async function api(path, options = {}) {
   let response;
@@ -41,16 +47,29 @@ async function api(path, options = {}) {
   } catch (e) {
     // not JSON: the status line says enough
   }
-  if (response.status === 401) message += " (enter the API key at the top of the page)";
+  if (response.status === 401) message += ` (${keyHint()})`;
   throw new ApiError(`${message} [HTTP ${response.status}]`);
 }
 
 // ---------------------------------------------------------------- state and errors
 
-function showError(message) {
+/** The error, in the card of the control ``near`` (where the user is looking), else in its
+ * place above the result; scrolled into view. */
+function showError(message, near = null) {
   const box = $("error");
+  const card = near && near.closest ? near.closest(".card") : null;
+  const home = card || $("error-home");
+  if (box.parentElement !== home) home.append(box);
   box.textContent = message;
   box.hidden = false;
+  if (box.scrollIntoView) box.scrollIntoView({ block: "nearest" });
+}
+
+/** Tell a screen reader ``text`` (a polite status; the same text twice is said twice). */
+function announce(text) {
+  const line = $("announcer");
+  line.textContent = "";
+  setTimeout(() => { line.textContent = text; }, 50);
 }
 
 function clearError() {
@@ -85,7 +104,7 @@ async function run(action) {
     await action();
     document.body.dataset.state = "done";
   } catch (e) {
-    showError(e instanceof ApiError ? e.message : `Something went wrong: ${e.message}`);
+    showError(e instanceof ApiError ? e.message : `Something went wrong: ${e.message}`, focused);
     document.body.dataset.state = "error";
   } finally {
     setBusy(false);
@@ -111,19 +130,28 @@ function restoreFocus(focused, place) {
 
 // ---------------------------------------------------------------- identify and show
 
-function clearResult() {
+/** No answer on screen; ``working`` says what is being done meanwhile (the result region is
+ * live: it is what a screen reader hears while the request runs). */
+function clearResult(working = "Nothing identified yet.") {
   $("result-body").hidden = true;
   $("result-empty").hidden = false;
-  $("result-empty").textContent = "Nothing identified yet.";
+  $("result-empty").textContent = working;
   delete document.body.dataset.answer;
 }
 
 async function identify(blob, filename, source) {
-  clearResult();  // a failed request leaves no earlier answer under its error
+  // a failed request leaves no earlier answer under its error
+  clearResult(`Identifying ${source}…`);
   const form = new FormData();
   form.append("file", blob, filename);
-  const response = await api("/v1/identify?spectrogram=true", { method: "POST", body: form });
-  const result = await response.json();
+  let result;
+  try {
+    const response = await api("/v1/identify?spectrogram=true", { method: "POST", body: form });
+    result = await response.json();
+  } catch (e) {
+    clearResult();
+    throw e;
+  }
   showResult(result, source);
   // which engine made it: the gallery's answer carries it once a voice is enrolled; else
   // POST /v1/trace, when an engine head reads the server's encoder (nothing shown otherwise)
@@ -346,14 +374,19 @@ async function startRecording() {
     source.connect(capture);
     await context.resume();
     $("stop-btn").disabled = false;
+    // Record, disabled, dropped the keyboard focus to the page: Stop is the control now
+    if (document.activeElement === document.body) $("stop-btn").focus();
     document.body.classList.add("recording");
+    // the seconds count on screen ten times a second; a screen reader is told once
     recorder.timer = setInterval(showRecordStatus, 100);
     showRecordStatus();
+    announce(`Recording, up to ${MAX_RECORD_S} s: Stop sends it.`);
   } catch (e) {
     releaseMicrophone();
     $("record-btn").disabled = false;
+    if (document.activeElement === document.body) $("record-btn").focus();
     const why = e.name === "NotAllowedError" ? "permission was refused" : e.message;
-    showError(`The microphone cannot be used: ${why}.`);
+    showError(`The microphone cannot be used: ${why}.`, $("record-btn"));
     document.body.dataset.state = "error";
   }
 }
@@ -375,7 +408,13 @@ function stopRecording() {
   const seconds = recorder.samples / rate;
   const wav = encodeWav(recorder.chunks, rate);
   recorder.chunks = [];
+  const active = document.activeElement;
+  const hadFocus = active === $("stop-btn") || active === document.body || active === null;
   releaseMicrophone();
+  if (hadFocus) {  // Stop, now disabled, had it: Record is the control again
+    $("record-btn").disabled = false;
+    $("record-btn").focus();
+  }
   $("record-status").textContent = `Recorded ${seconds.toFixed(1)} s.`;
   run(() => identify(wav, "microphone.wav", `The microphone (${seconds.toFixed(1)} s)`));
 }
@@ -435,16 +474,22 @@ async function speakAndIdentify() {
   const voice = $("voice-select").value;
   if (!text) throw new ApiError("Type a phrase first.");
   if (!voice) throw new ApiError("Choose a voice first.");
-  clearResult();
+  clearResult(`${voice} is speaking the phrase…`);
   const audio = $("audio");
   audio.pause();
   if (audio.src) URL.revokeObjectURL(audio.src);
   audio.removeAttribute("src"); // a refused phrase leaves no earlier one to play
-  const response = await api("/v1/synthesize", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ text, voice }),
-  });
+  let response;
+  try {
+    response = await api("/v1/synthesize", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text, voice }),
+    });
+  } catch (e) {
+    clearResult();
+    throw e;
+  }
   const mp3 = await response.blob();
   audio.src = URL.createObjectURL(mp3);
   // playing is a courtesy: a browser that refuses autoplay still gets the identification
@@ -491,6 +536,7 @@ async function loadGallery() {
       const path = encodeURIComponent(v.name).replace(/^\.\.?$/, (d) => "%2E".repeat(d.length));
       await api(`/v1/gallery/${path}`, { method: "DELETE" });
       await loadGallery();
+      announce(`Removed ${v.name} from the gallery.`);
     }));
     item.append(label, remove);
     list.append(item);
@@ -510,11 +556,19 @@ async function enrollVoice() {
   const files = $("enroll-files").files;
   if (!name) throw new ApiError("Give the voice a name first.");
   if (!files.length) throw new ApiError("Choose one or more recordings first.");
+  const status = $("enroll-result");
+  status.textContent = `Enrolling ${name}…`;
   const form = new FormData();
   for (const f of files) form.append("file", f, f.name);
-  const answer = await (await api(`/v1/enroll?name=${encodeURIComponent(name)}`, {
-    method: "POST", body: form,
-  })).json();
+  let answer;
+  try {
+    answer = await (await api(`/v1/enroll?name=${encodeURIComponent(name)}`, {
+      method: "POST", body: form,
+    })).json();
+  } catch (e) {
+    status.textContent = "";
+    throw e;
+  }
   // each error already names its file
   const skipped = answer.skipped
     .map((s) => (s.error.startsWith(`${s.file}:`) ? s.error : `${s.file}: ${s.error}`))
@@ -523,7 +577,10 @@ async function enrollVoice() {
   await loadGallery();
   $("gallery-empty").hidden = true;
   $("enroll-files").value = "";
-  if (skipped) showError(`Enrolled ${answer.name}, but skipped ${skipped}`);
+  const added = `${answer.added} clip${answer.added === 1 ? "" : "s"}`;
+  status.textContent = `Enrolled ${answer.name}: ${added} added, ` +
+    `${answer.clips} clip${answer.clips === 1 ? "" : "s"} and ${answer.seconds.toFixed(1)} s in all.`;
+  if (skipped) showError(`Enrolled ${answer.name}, but skipped ${skipped}`, $("enroll-btn"));
 }
 
 /** No verdict on screen: the voice it was about was removed, or another one is chosen. */
@@ -543,10 +600,17 @@ async function verifyClaim() {
   if (!file) throw new ApiError("Choose a recording first.");
   const form = new FormData();
   form.append("file", file, file.name);
-  const [r] = (await (await api(`/v1/verify?name=${encodeURIComponent(name)}`, {
-    method: "POST", body: form,
-  })).json()).results;
-  if (r.error) throw new ApiError(r.error);
+  line.textContent = `Comparing ${file.name} with ${name}…`;
+  let r;
+  try {
+    [r] = (await (await api(`/v1/verify?name=${encodeURIComponent(name)}`, {
+      method: "POST", body: form,
+    })).json()).results;
+    if (r.error) throw new ApiError(r.error);
+  } catch (e) {
+    line.textContent = "";
+    throw e;
+  }
   line.dataset.accept = String(r.accept);
   line.dataset.name = name;
   line.textContent = r.accept
@@ -556,22 +620,39 @@ async function verifyClaim() {
 
 // ---------------------------------------------------------------- who speaks when
 
-const PALETTE = ["#3454d1", "#d1495b", "#2e933c", "#edae49", "#7d4e9f", "#00798c", "#b5651d",
-  "#6c757d"];
-const talk = { url: null, stopAt: null, colours: new Map() };
+// Okabe and Ito's eight colours, told apart with the common colour-vision deficiencies; each
+// with the text colour it is read in. The ninth voice on takes them again under a hatching of
+// its own (a different angle each round), so no two voices look alike; and every turn carries
+// its voice's name, so colour is never the only mark.
+const PALETTE = [["#0072b2", "#fff"], ["#e69f00", "#000"], ["#009e73", "#000"],
+  ["#cc79a7", "#000"], ["#56b4e9", "#000"], ["#d55e00", "#000"], ["#f0e442", "#000"],
+  ["#5f5f5f", "#fff"]];
+const HATCHES = ["", "45deg", "-45deg", "0deg", "90deg"];
+const talk = { url: null, stopAt: null, styles: new Map() };
+
+/** The look of a voice: {background, backgroundImage, color}, the same all along a timeline. */
+function styleOf(speaker) {
+  if (!talk.styles.has(speaker)) {
+    const k = talk.styles.size;
+    const [background, color] = PALETTE[k % PALETTE.length];
+    const angle = HATCHES[Math.floor(k / PALETTE.length) % HATCHES.length];
+    const backgroundImage = angle
+      ? `repeating-linear-gradient(${angle}, transparent 0 5px, rgba(255,255,255,0.6) 5px 8px)`
+      : "none";
+    talk.styles.set(speaker, { background, backgroundImage, color });
+  }
+  return talk.styles.get(speaker);
+}
 
 function colourOf(speaker) {
-  if (!talk.colours.has(speaker)) {
-    talk.colours.set(speaker, PALETTE[talk.colours.size % PALETTE.length]);
-  }
-  return talk.colours.get(speaker);
+  return styleOf(speaker).background;
 }
 
 /** The turns of a POST /v1/diarize answer as a timeline, a legend, and the audio to play. */
 function showTimeline(answer, blob) {
   const line = $("timeline");
   const legend = $("timeline-legend");
-  talk.colours = new Map();
+  talk.styles = new Map();
   line.replaceChildren();
   legend.replaceChildren();
   const total = Math.max(answer.duration_s, 0.001);
@@ -583,11 +664,16 @@ function showTimeline(answer, blob) {
     turn.dataset.start = String(s.start);
     turn.style.left = `${(100 * s.start) / total}%`;
     turn.style.width = `${Math.max((100 * (s.end - s.start)) / total, 0.4)}%`;
-    turn.style.background = colourOf(s.speaker);
+    Object.assign(turn.style, styleOf(s.speaker));
+    turn.textContent = s.speaker;  // shown where the turn is wide enough, cut short else
     turn.title = `${s.speaker}: ${s.start.toFixed(1)}–${s.end.toFixed(1)} s` +
       (s.overlap ? " (overlapped)" : "");
     turn.setAttribute("aria-label", `Play ${turn.title}`);
     turn.addEventListener("click", () => playTurn(s.start, s.end));
+    // the title shows on a mouse's hover only: a focused or touched turn says it under the line
+    for (const type of ["focus", "mouseenter"]) {
+      turn.addEventListener(type, () => { $("turn-caption").textContent = turn.title; });
+    }
     const item = document.createElement("div");
     item.setAttribute("role", "listitem");
     item.className = "turn-item";
@@ -599,7 +685,9 @@ function showTimeline(answer, blob) {
     item.dataset.speaker = name;
     const swatch = document.createElement("span");
     swatch.className = "swatch";
-    swatch.style.background = colourOf(name);
+    const look = styleOf(name);
+    swatch.style.background = look.background;
+    swatch.style.backgroundImage = look.backgroundImage;
     const label = document.createElement("span");
     label.textContent = `${name}${info.enrolled ? " (enrolled)" : ""}: ${info.speech_s.toFixed(1)} s`;
     item.append(swatch, label);
@@ -610,6 +698,13 @@ function showTimeline(answer, blob) {
   empty.hidden = answer.segments.length > 0;
   empty.textContent = answer.segments.length ? "" :
     `No speech found in this recording (${answer.duration_s.toFixed(1)} s): no one to place on a timeline.`;
+  const names = Object.entries(answer.speakers)
+    .map(([name, info]) => `${name}${info.enrolled ? " (enrolled)" : ""}`);
+  const turns = answer.segments.length;
+  $("talk-status").textContent = turns
+    ? `${turns} turn${turns === 1 ? "" : "s"}, ${names.length} voice${names.length === 1 ? "" : "s"}: ${names.join(", ")}.`
+    : empty.textContent;
+  $("turn-caption").textContent = "";
   if (talk.url) URL.revokeObjectURL(talk.url);
   talk.url = URL.createObjectURL(blob);
   const audio = $("talk-audio");
@@ -626,7 +721,9 @@ function playTurn(start, end) {
   document.body.dataset.playing = String(start);
 }
 
-function clearTimeline() {
+function clearTimeline(working = "") {
+  $("talk-status").textContent = working;
+  $("turn-caption").textContent = "";
   $("timeline").replaceChildren();
   $("timeline").hidden = true;
   $("timeline-empty").hidden = true;
@@ -639,10 +736,17 @@ function clearTimeline() {
 }
 
 async function diarizeFile(file) {
-  clearTimeline();  // a failed request leaves no earlier timeline under its error
+  // a failed request leaves no earlier timeline under its error
+  clearTimeline(`Finding who speaks when in ${file.name}…`);
   const form = new FormData();
   form.append("file", file, file.name);
-  const answer = await (await api("/v1/diarize", { method: "POST", body: form })).json();
+  let answer;
+  try {
+    answer = await (await api("/v1/diarize", { method: "POST", body: form })).json();
+  } catch (e) {
+    $("talk-status").textContent = "";
+    throw e;
+  }
   showTimeline(answer, file);
 }
 
@@ -696,15 +800,17 @@ async function startLive() {
   socket.addEventListener("message", (e) => {
     const m = JSON.parse(e.data);
     if (m.error) {
-      showError(`Live: ${m.error}`);
+      showError(`Live: ${m.error}`, $("live-btn"));
       document.body.dataset.state = "error";
       told = true;
       return;
     }
     const now = $("live-now");
     now.hidden = false;
-    now.textContent = m.speaker ? `Speaking now: ${m.speaker}`
+    const said = m.speaker ? `Speaking now: ${m.speaker}`
       : m.speech ? "Someone is speaking (not recognised yet)." : "Nobody is speaking.";
+    // a live region: rewritten only when it changes (ten answers a second said the same)
+    if (now.textContent !== said) now.textContent = said;
     now.style.borderColor = m.speaker ? colourOf(m.speaker) : "";
     document.body.dataset.liveSpeaker = m.speaker || "";
   });
@@ -716,8 +822,8 @@ async function startLive() {
     }
     if (!told) {
       let why = e.reason || CLOSE_REASONS[e.code] || `closed (code ${e.code})`;
-      if (e.code === 1008) why += " (enter the API key at the top of the page)";
-      showError(`Live: ${why}`);
+      if (e.code === 1008) why += ` (${keyHint()})`;
+      showError(`Live: ${why}`, $("live-btn"));
       document.body.dataset.state = "error";
     }
     stopLive("Live: off.");
@@ -734,6 +840,9 @@ async function startLive() {
 }
 
 function stopLive(status = "Live: off.") {
+  // Stop, disabled below, may hold the keyboard focus: Live takes it back
+  const active = document.activeElement;
+  const hadFocus = active === $("live-stop-btn") || active === document.body || active === null;
   if (live.node) live.node.disconnect();
   if (live.stream) live.stream.getTracks().forEach((t) => t.stop());
   if (live.context) live.context.close();
@@ -741,6 +850,7 @@ function stopLive(status = "Live: off.") {
   Object.assign(live, { socket: null, context: null, stream: null, node: null });
   $("live-btn").disabled = document.body.classList.contains("busy");
   $("live-stop-btn").disabled = true;
+  if (hadFocus && !$("live-btn").disabled) $("live-btn").focus();
   $("live-status").textContent = status;
   $("live-now").hidden = true;
   document.body.dataset.live = "off";
