@@ -1,10 +1,12 @@
 """The evaluation conditions: how ``evaluate --conditions`` makes a test recording harder.
 
 This suite shares no code with training augmentation (``augment.py``) and uses other tools and
-other parameters: rooms simulated by pyroomacoustics (the image method), codecs encoded by
-libsndfile at the clip's own rate, time stretching by librosa's phase vocoder, Butterworth
-filters from scipy, babble of voices that no model here trains on. So a robustness figure
-measures the model on degradations it was not built against.
+other parameters: rooms simulated by pyroomacoustics (the image method), Vorbis and Opus
+encoded by libsndfile at the clip's own rate, mp3 by FFmpeg's LAME (training's mp3 copies are
+libsndfile's LAME: another build, other settings, another resampler), time stretching by
+librosa's phase vocoder, Butterworth filters from scipy, babble of voices that no model here
+trains on. So a robustness figure measures the model on degradations it was not built
+against.
 
 Every condition is deterministic: ``make(name, wave, rate, seed)`` gives the same audio for the
 same clip and seed (the same bytes, but for the random serial number of an Ogg stream).
@@ -111,8 +113,8 @@ def _gain(db: float) -> Callable:
 
 
 def _level_ride(wave: np.ndarray, rate: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """The level rides up and down by up to 12 dB over a few seconds (a speaker moving, an
-    automatic gain control)."""
+    """The level rides up and down by up to 12 dB each way over a few seconds (a speaker
+    moving, an automatic gain control)."""
     t = np.arange(wave.shape[0]) / rate
     period = rng.uniform(1.5, 4.0)
     db = 12.0 * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
@@ -180,10 +182,37 @@ def _codec(fmt: str, subtype: str, level: float, rates: Sequence[int]) -> Callab
     return make
 
 
+MP3_RATE = 22_050  # Hz: MPEG-2 layer III
+
+
 def _mp3(kbps: int) -> Callable:
-    # MPEG-2 layer III at 22.05 kHz: libsndfile spreads compression levels 0-1 linearly over
-    # its 8-160 kbit/s (checked by tests/test_conditions.py from the encoded size)
-    return _codec("MP3", "MPEG_LAYER_III", (160 - kbps) / 152, (22_050,))
+    """MPEG-2 layer III at 22.05 kHz and ``kbps`` kbit/s CBR: FFmpeg's LAME (PyAV) with its
+    settings, resampled by FFmpeg's swresample. Training's mp3 copies are libsndfile's LAME,
+    resampled by soxr: made by libsndfile, this condition gave audio identical to a training
+    copy (review). LAME is the only mp3 encoder offline: the difference is the build, its
+    settings (fed the same samples, the two differ by up to 0.19 of full scale) and the
+    resampler; tests/test_conditions.py checks that no training copy matches."""
+
+    def make(wave: np.ndarray, rate: int, rng: np.random.Generator) -> bytes:
+        import av
+
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mp3") as container:
+            stream = container.add_stream("libmp3lame", rate=MP3_RATE, layout="mono")
+            stream.bit_rate = kbps * 1000
+            frame = av.AudioFrame.from_ndarray(
+                np.clip(wave, -1, 1).astype(np.float32)[None, :], format="flt", layout="mono"
+            )
+            frame.sample_rate = rate
+            to_encoder = av.AudioResampler(
+                format=stream.codec_context.format.name, layout="mono", rate=MP3_RATE
+            )
+            for resampled in [*to_encoder.resample(frame), *to_encoder.resample(None)]:
+                container.mux(stream.encode(resampled))
+            container.mux(stream.encode(None))
+        return buf.getvalue()
+
+    return make
 
 
 def _speed(factor: float) -> Callable:
@@ -289,18 +318,23 @@ SUITE: tuple[Condition, ...] = (
     Condition("wav22k", "rate", "Resampled to 22.05 kHz, 16-bit WAV.", _resampled(22_050)),
     Condition("wav44k", "rate", "Resampled to 44.1 kHz, 16-bit WAV.", _resampled(44_100)),
     Condition("flac48k", "rate", "Resampled to 48 kHz, 16-bit FLAC.", _resampled(48_000, "FLAC")),
-    Condition("quiet", "level", "Peak at -40 dBFS (a distant, quiet recording).", _gain(-40)),
+    Condition("quiet", "level", "Peak 40 dB under 0.9 of full scale, -40.9 dBFS (a distant, "
+              "quiet recording).", _gain(-40)),
     Condition("level-ride", "level",
-              "The level rides up and down by up to 12 dB with a period of 1.5-4 s.", _level_ride),
+              "The level rides up and down by up to 12 dB each way (a swing of 24 dB) with a "
+              "period of 1.5-4 s.", _level_ride),
     Condition("clipping", "clipping",
               "Recorded too loud: scaled so that 1-20 % of the samples (uniform per clip) pass "
               "full scale, then hard-clipped.", _clipping),
     Condition("room", "room",
               "A shoebox room by the image method (pyroomacoustics): 3-10 x 2.5-8 x 2.4-4 m, "
-              "RT60 0.2-1.2 s, the microphone 0.5-4 m from the talker.", _room),
-    Condition("mp3-16k", "codec", "MP3 (MPEG-2 layer III, 22.05 kHz) at 16 kbit/s CBR.", _mp3(16)),
-    Condition("mp3-24k", "codec", "MP3 (MPEG-2 layer III, 22.05 kHz) at 24 kbit/s CBR.", _mp3(24)),
-    Condition("mp3-32k", "codec", "MP3 (MPEG-2 layer III, 22.05 kHz) at 32 kbit/s CBR.", _mp3(32)),
+              "RT60 0.2-1.2 s, the microphone 0.5-4 m from the talker; at 16 kHz.", _room),
+    Condition("mp3-16k", "codec", "MP3 (MPEG-2 layer III, 22.05 kHz) at 16 kbit/s CBR, "
+              "FFmpeg's LAME.", _mp3(16)),
+    Condition("mp3-24k", "codec", "MP3 (MPEG-2 layer III, 22.05 kHz) at 24 kbit/s CBR, "
+              "FFmpeg's LAME.", _mp3(24)),
+    Condition("mp3-32k", "codec", "MP3 (MPEG-2 layer III, 22.05 kHz) at 32 kbit/s CBR, "
+              "FFmpeg's LAME.", _mp3(32)),
     Condition("vorbis", "codec", "Ogg Vorbis at libsndfile's compression level 0.9 (low "
               "quality), at the clip's own rate.", _codec("OGG", "VORBIS", 0.9, (8000, 11025,
               16000, 22050, 24000, 32000, 44100, 48000))),
@@ -318,18 +352,20 @@ SUITE: tuple[Condition, ...] = (
     Condition("silence", "silence",
               "1-5 s of room tone (noise at -70 dBFS) before and after the speech.", _silence),
     Condition("band", "band", "High-pass at 150-400 Hz and low-pass at 2.5-5 kHz "
-              "(4th-order Butterworth), per clip.", _band),
-    Condition("phone", "band", "A telephone call: 300-3400 Hz (6th-order Butterworth), 8 kHz, "
+              "(a Butterworth band-pass of order 4 each side, 8 in all), per clip.", _band),
+    Condition("phone", "band", "A telephone call: 300-3400 Hz (a Butterworth band-pass of order 6 "
+              "each side, 12 in all), 8 kHz, "
               "G.711 mu-law WAV.", _phone),
     Condition("noise10", "noise", "White, pink or brown noise (per clip) at 10 dB SNR to the "
               "speech's active power.", _noise(10)),
     Condition("noise0", "noise", "White, pink or brown noise at 0 dB SNR.", _noise(0)),
-    Condition("babble10", "babble", "3-6 talkers at once (voices no model here trains on) at "
-              "10 dB SNR.", _babble_of(10)),
+    Condition("babble10", "babble", "3-6 talkers at once (voices no model here trains on, "
+              "reading the last 4 bundled sentences) at 10 dB SNR.", _babble_of(10)),
     Condition("babble0", "babble", "3-6 talkers at once at 0 dB SNR.", _babble_of(0)),
     Condition("short1s", "length", "1 s from the middle of the speech.", _short),
-    Condition("long", "length", "About 20 s of one voice: its clips joined with 0.3 s pauses "
-              "(made by evaluate from several clips).", lambda w, r, g: (w, r)),
+    Condition("long", "length", "20 s of one voice: up to 6 of its clips joined with 0.3 s "
+              "pauses, again from the first until 20 s are filled (made by evaluate).",
+              lambda w, r, g: (w, r)),
 )
 # fmt: on
 CONDITIONS = tuple(c.name for c in SUITE)
