@@ -611,3 +611,17 @@ def test_an_interrupted_run_is_said_to_be_one_when_used(
         load_model(run)
     assert "cut: an interrupted run (8 of 8 epochs, no metrics.json)" in caplog.text
     assert "--resume` finishes it" in caplog.text
+
+
+def test_augmentation_of_a_network_without_log_mels_is_refused_before_the_data(
+    tmp_path: Path,
+) -> None:
+    """train --model talk-cnn --augment noise prepared the dataset, then refused (review)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    from whichvoice.train import TrainError
+
+    with pytest.raises(TrainError, match="augmentation needs logmel features"):
+        train(corpus, tmp_path / "run", TrainConfig(model="talk-cnn", augment="noise"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+    assert not any(corpus.iterdir())

@@ -295,6 +295,34 @@ def test_the_new_engines_train_voices_are_trained_and_their_test_voices_never() 
     assert not set(ENGINE_VOICES["train"]) & set(without)
 
 
+def test_a_recipe_refuses_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    """A review: --init nosuch was refused after the corpus and its data were made; another
+    setting in a finished folder recorded settings its weights never had; --max-variants 2
+    trained on no variant ("no voices in ['']"); Ctrl-C went on to the next voice group."""
+    from whichvoice import recipe
+    from whichvoice.corpus import SynthSummary
+    from whichvoice.recipe import EncoderRecipe, RecipeError, encoder_recipe, recipe_voices
+
+    with pytest.raises(WhichvoiceError, match="nosuch"):
+        encoder_recipe(tmp_path / "a", EncoderRecipe(init=str(tmp_path / "nosuch")))
+    assert not (tmp_path / "a").exists()
+    recipe._check_settings(tmp_path, EncoderRecipe(max_variants=5))
+    with pytest.raises(RecipeError, match=r"max_variants 5, not 6"):
+        encoder_recipe(tmp_path, EncoderRecipe(max_variants=6))
+    trained, held = recipe_voices(EncoderRecipe(max_variants=2, engine_voices=()))
+    assert {v.split("+")[1] for v in trained if v.startswith("espeak-ng:")} and held
+    calls = []
+
+    def interrupted(*args, **kwargs) -> SynthSummary:
+        calls.append(args)
+        return SynthSummary(planned=4, interrupted=True)
+
+    monkeypatch.setattr(recipe, "synthesize_corpus", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        recipe._synthesize(tmp_path / "c", ["flite:slt"], ["flite:awb"], EncoderRecipe(), False)
+    assert len(calls) == 1
+
+
 def test_recipe_init_runs_the_fine_tuning_alone_from_that_encoder(tmp_path: Path) -> None:
     from whichvoice.recipe import EncoderRecipe, stages_of
 

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from whichvoice.audio import SAMPLE_RATE, read_audio, resample
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.dataset import SPLITS, PrepareConfig, load_corpus, write_prepared
+from whichvoice.errors import WhichvoiceError
 from whichvoice.features import FeatureConfig, speech_of, wave_windows
 from whichvoice.files import write_atomic, write_json
 from whichvoice.pools import map_ahead, thread_pool
@@ -163,7 +164,9 @@ def recipe_voices(
     rng = random.Random(cfg.seed)
     if cfg.max_variants:
         names = sorted(rng.sample(names, min(cfg.max_variants, len(names))))
-    held = sorted(rng.sample(names, max(2, round(cfg.held_out_variants * len(names)))))
+    # 2 held out at least, and 1 trained on at least (--max-variants 2 trained on none)
+    held_n = min(max(2, round(cfg.held_out_variants * len(names))), len(names) - 1)
+    held = sorted(rng.sample(names, held_n))
     accents = sorted({v.name.split("+", 1)[0] for v in resolve_voices("espeak-all")})
     espeak = [v.id for v in resolve_voices("espeak-all") if "+" in v.name]
     espeak = [v for v in espeak if v.split("+", 1)[1] in names]
@@ -265,7 +268,12 @@ def encoder_recipe(
     Returns the final run directory, calibrated: ``out/run-tuned``, or ``out/run`` when
     ``cfg.tune_epochs`` is 0."""
     out = Path(out)
+    if cfg.init is not None:  # a bad --init was said after the corpus and data (review)
+        from whichvoice.train.state import read_init
+
+        read_init(cfg.init)
     out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, cfg)
     train_ids, held_ids = _distinct_voices(out, cfg, progress)
     corpus = out / "corpus"
     _synthesize(corpus, train_ids, held_ids, cfg, progress)
@@ -303,6 +311,34 @@ def encoder_recipe(
         result["min_dcf_0.01"],
     )
     return run
+
+
+SETTINGS = "recipe-settings.json"  # what the folder's corpus, data and runs were made with
+
+
+class RecipeError(WhichvoiceError):
+    """A recipe folder made with other settings than the run asks for."""
+
+
+def _check_settings(out: Path, cfg: EncoderRecipe) -> None:
+    """RecipeError when ``out`` was made with other settings: its finished steps are kept as
+    they are, so another --max-variants (say) trained nothing new yet recorded the new
+    settings and voices beside the old weights (review); else the settings are recorded. A
+    folder from before this file is taken as made with these settings."""
+    mine = json.loads(json.dumps(cfg.to_dict()))  # tuples as JSON lists
+    try:
+        before = json.loads((out / SETTINGS).read_text("utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict) and before != mine:
+        changed = sorted(k for k in mine.keys() | before.keys() if before.get(k) != mine.get(k))
+        said = "; ".join(f"{k} {before.get(k)!r:.40}, not {mine.get(k)!r:.40}" for k in changed)
+        raise RecipeError(
+            f"{out}: a recipe folder made with other settings ({said}); run it with its own "
+            "settings to resume it, or give another --out"
+        )
+    if before != mine:
+        write_atomic(out / SETTINGS, (json.dumps(mine, indent=1) + "\n").encode())
 
 
 RECORDED_CALIBRATION = (
@@ -346,7 +382,9 @@ def _synthesize(
         (held_ids, cfg.held_out_per_voice),
     )
     for voices, per_voice in groups:
-        synthesize_corpus(
+        if not voices:  # --no-engine-voices, or few variants: a group may be empty
+            continue
+        summary = synthesize_corpus(
             corpus,
             bundled_sentences(),
             SynthConfig(
@@ -354,6 +392,8 @@ def _synthesize(
             ),
             progress=progress,
         )
+        if summary.interrupted:  # Ctrl-C: not the next group (it went on to it: review)
+            raise KeyboardInterrupt
 
 
 def stages_of(cfg: EncoderRecipe, out: Path) -> list[tuple[Path, TrainConfig]]:

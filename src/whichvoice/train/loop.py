@@ -103,6 +103,9 @@ def make_plan(job: TrainJob, ranks: Ranks, device: torch.device) -> Plan:
     cfg, out = job.cfg, Path(job.out)
     spec = model_spec(cfg.model)
     augment = augment_config(cfg.augment, spec.augment)
+    wanted = (job.features or FeatureConfig(name=spec.features)).name
+    if augment.enabled and wanted != "logmel":  # said before the data is prepared (review)
+        raise TrainError(f"augmentation needs logmel features (not {wanted}); use --augment none")
     if cfg.target in ("engine", "both"):
         _check_families(Path(job.source) / "manifest.jsonl", job.source, cfg.target)
     made = not out.exists()
