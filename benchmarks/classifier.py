@@ -25,6 +25,18 @@ TARGET = ROOT / "src" / "whichvoice" / "data" / "classifier"
 LOCAL_KEYS = ("data", "corpus")  # where this machine kept the training data: not shipped
 
 
+def write_corpus_sentences(target: Path, sentences: int) -> None:
+    """``target/sentences.json``: the ids of the sentences of the corpus the shipped run was
+    made from (the robustness benchmark's: every voice reads the first ``sentences`` bundled
+    sentences), so that ``evaluate`` warns of a corpus that reads them (the prepared data
+    that says which were trained on is not shipped)."""
+    from whichvoice.sentences import load_sentences
+
+    ids = [s.id for s in load_sentences(sentences).sentences]
+    write_json(target / "sentences.json", {"source": f"the first {sentences} bundled sentences",
+                                           "corpus_sentences": ids})  # fmt: skip
+
+
 def ship(run: Path, target: Path = TARGET) -> dict:
     """Copy ``run`` into ``target``; returns what the card records about it."""
     target.mkdir(parents=True, exist_ok=True)
@@ -69,8 +81,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="dev clips are made here")
     parser.add_argument("--sentences", type=int, default=100, help="dev sentences, default8")
     parser.add_argument("--other-sentences", type=int, default=10, help="per other voice")
+    parser.add_argument("--train-sentences", type=int, default=400,
+                        help="the robustness benchmark's --sentences")  # fmt: skip
     args = parser.parse_args()
     shipped = ship(args.run)
+    write_corpus_sentences(TARGET, args.train_sentences)
     shipped["openset"] = fit_on_dev(TARGET, args.work, args.sentences, args.other_sentences)
     print(json.dumps(shipped, indent=2))
 

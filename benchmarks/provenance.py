@@ -6,77 +6,21 @@ uncommitted changes), the date, the machine and the versions of the libraries th
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import os
-import platform
-import subprocess
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from whichvoice.provenance import provenance as _provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-# what "dirty" looks at: uncommitted changes to anything but results and prose
-CODE = (".", ":(exclude)benchmarks/results", ":(exclude)*.md", ":(exclude)docs")
-PACKAGES = ("whichvoice", "torch", "numpy", "soundfile", "soxr", "onnxruntime", "resemblyzer",
-            "pyroomacoustics", "scipy", "librosa", "fastapi", "uvicorn")  # fmt: skip
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout.strip()
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def _version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def provenance(extra_packages: tuple[str, ...] = ()) -> dict:
-    """Call at the start of a benchmark: the code that runs, not what is checked out at its end."""
-    try:
-        commit = _git("rev-parse", "HEAD")
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", *CODE))
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", True
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return {
-        "commit": commit,
-        "dirty": dirty,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "cpu": _cpu_model(),
-            "arch": platform.machine(),
-            "gpu": gpu,
-            "os": platform.platform(),
-            "python": platform.python_version(),
-        },
-        "versions": {
-            name: v for name in (*PACKAGES, *extra_packages) if (v := _version(name)) is not None
-        },
-    }
+    """Call at the start of a benchmark: the code that runs, not what is checked out at its end
+    (``whichvoice.provenance`` for this checkout)."""
+    return _provenance(extra_packages, ROOT)
 
 
 def write_result(path: Path, result: dict) -> None:

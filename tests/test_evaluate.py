@@ -82,7 +82,28 @@ def test_dev_and_test_splits_hold_other_sentences_and_conditions_have_intervals(
     for c in metrics["conditions"].values():
         lo, hi = c["ci95"]
         assert 0 <= lo <= c["accuracy"] <= hi <= 1 and c["correct"] <= c["files"]
+        # each copy's answer, so the figure can be recomputed (it had counts alone: review)
+        assert len(c["truth"]) == len(c["predicted"]) == c["files"] and c["seed"] == 0
+        assert sum(map(str.__eq__, c["truth"], c["predicted"])) == c["correct"]
     assert "95 % interval" in (tmp_path / "report.md").read_text()
+    # how it was made, as a benchmark's result records it (nothing of it before: review)
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert {"commit", "dirty", "date", "machine", "versions"} <= saved.keys()
+    assert saved["versions"]["whichvoice"] and len(saved["weights_sha256"]) == 64
+    right = sum(r["voice"] == r["predicted"] for r in saved["per_file"])
+    assert len(saved["per_file"]) == metrics["files"] + metrics["errors"]
+    assert right / metrics["files"] == pytest.approx(metrics["file_accuracy"])
+
+
+def test_the_bundled_classifier_says_its_training_sentences() -> None:
+    """evaluate of the bundled classifier on its own training sentences gave no warning
+    (review): its shipped sentences.json lists the corpus it was made from."""
+    from whichvoice.evaluate import trained_sentences
+    from whichvoice.runtime import load_model
+    from whichvoice.sentences import load_sentences
+
+    seen = trained_sentences(load_model(None, openset=False))
+    assert seen == {s.id for s in load_sentences(400).sentences}
 
 
 @pytest.mark.slow

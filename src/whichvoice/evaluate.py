@@ -24,6 +24,7 @@ from whichvoice.conditions import make as make_condition
 from whichvoice.dataset import DATASET_JSON, INDEX, DatasetError, load_corpus, split_clips
 from whichvoice.errors import NothingReadError, WhichvoiceError
 from whichvoice.files import write_json
+from whichvoice.provenance import provenance
 from whichvoice.runtime import Prediction, VoiceModel, load_model
 from whichvoice.scoring import proportion
 from whichvoice.text import counted, none_of
@@ -147,12 +148,21 @@ def _recorded_splits(model: VoiceModel, root: Path) -> dict[str, str] | None:
         return None
 
 
+SHIPPED_SENTENCES = "sentences.json"  # a shipped run's corpus sentences (its data is not shipped)
+
+
 def trained_sentences(model: VoiceModel, splits=("train", "val")) -> set[str] | None:
     """The sentence ids of the run's ``splits`` (train and val: what its weights and their
-    choice saw), read from the prepared data its config names; None when not at hand."""
+    choice saw), read from the prepared data its config names; for a shipped run without it
+    (the bundled classifier), every sentence of the corpus it was made from, as its
+    ``sentences.json`` lists them; None when neither is at hand."""
     prepared = _prepared_rows(model)
     if prepared is None:
-        return None
+        try:
+            shipped = json.loads((Path(model.root) / SHIPPED_SENTENCES).read_text("utf-8"))
+            return {str(s) for s in shipped["corpus_sentences"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
     try:
         return {r["sentence_id"] for r in prepared[1] if r.get("split") in splits}
     except (KeyError, TypeError, AttributeError):
@@ -359,6 +369,7 @@ def condition_accuracy(
         items = _degraded(condition, files, decoded, seed)
         results = model.identify_many([data for data, _ in items])
         hits = n_ok = 0
+        predicted: list[str | None] = []  # per copy, in order (None: it could not be read)
         for (_, voice), result in tqdm(
             zip(items, results, strict=True),
             total=len(items),
@@ -367,6 +378,7 @@ def condition_accuracy(
             disable=None if progress else True,
             dynamic_ncols=True,
         ):
+            predicted.append(result.voice if isinstance(result, Prediction) else None)
             if isinstance(result, Prediction):
                 n_ok += 1
                 hits += result.voice == voice
@@ -376,6 +388,11 @@ def condition_accuracy(
             "correct": hits,
             "accuracy": hits / max(len(items), 1),
             "ci95": proportion(hits, len(items))["ci95"],
+            "seed": seed,
+            # the copies' voices and answers in order: the files' order (long: each voice's
+            # recordings in the order of its files), so any figure can be recomputed
+            "truth": [voice for _, voice in items],
+            "predicted": predicted,
         }
     return out
 
@@ -589,7 +606,8 @@ def _measure(
 ) -> dict:
     """``evaluate``'s metrics: every file scored, then each condition's copies; ``data``:
     what was scored, as evaluate names it."""
-    truth, pred, errors, window_hits, windows = _score(model, files, progress)
+    started = provenance()  # the code that runs: before the work, not after it
+    truth, pred, errors, window_hits, windows, answers = _score(model, files, progress)
     if not truth:
         raise NothingReadError(f"{none_of(len(files), 'file')} could be read: {errors[0]}")
     voices = model.labels + sorted(set(truth) - set(model.labels))
@@ -607,6 +625,13 @@ def _measure(
         "per_voice": per_voice_table(truth, pred, voices),
         "voices": voices,
         "confusion": matrix.tolist(),
+        # each file's answer (None: it could not be read), so any figure can be recomputed
+        "per_file": [
+            {"path": str(f.path), "voice": f.voice, "predicted": p}
+            for f, p in zip(files, answers, strict=True)
+        ],
+        "weights_sha256": _weights_digest(run),
+        **started,
     }
     overlap = trained_overlap(model, corpus, split) if corpus is not None else None
     if overlap is not None and overlap[0]:
@@ -630,11 +655,22 @@ def _inputs(
     return labelled_files(labels_csv, model.labels)
 
 
+def _weights_digest(run: str | os.PathLike) -> str | None:
+    """The SHA-256 of the run's weights (which model exactly was scored), when at hand."""
+    try:
+        with open(Path(run) / "model.safetensors", "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except (OSError, TypeError):
+        return None
+
+
 def _score(
     model: VoiceModel, files: list[LabelledFile], progress: bool
-) -> tuple[list[str], list[str], list[str], int, int]:
-    """(true voices, predicted voices, errors of the unreadable files, windows right, windows)."""
+) -> tuple[list[str], list[str], list[str], int, int, list[str | None]]:
+    """(true voices, predicted voices, errors of the unreadable files, windows right, windows,
+    each file's answer in order: None for one that could not be read)."""
     truth, pred, errors, window_hits, windows = [], [], [], 0, 0
+    answers: list[str | None] = []
     results = model.identify_many([f.path for f in files])
     for f, result in tqdm(
         zip(files, results, strict=True),
@@ -651,7 +687,8 @@ def _score(
             windows += result.windows
         else:
             errors.append(str(result))
-    return truth, pred, errors, window_hits, windows
+        answers.append(result.voice if isinstance(result, Prediction) else None)
+    return truth, pred, errors, window_hits, windows, answers
 
 
 def _evaluate_remote(

@@ -262,8 +262,8 @@ def evaluate_cmd(
         if metrics.get("trained_sentence_files"):
             click.echo(
                 f"warning: {metrics['trained_sentence_files']} of the {metrics['files']} files "
-                "read sentences the run was trained on (its train or val split): these "
-                "figures are not held out",
+                "read sentences the run was trained on (its train or val split; for the "
+                "bundled classifier, its training corpus): these figures are not held out",
                 err=True,
             )
         if metrics["errors"]:  # each named, as predict names them (the first few here)
