@@ -286,6 +286,21 @@ def test_misuse_is_one_line(cli, small_corpus: Path, trained_run: Path, tmp_path
             ],
             "unknown condition bogus",
         ),
+        (  # scored no condition, silently (review)
+            ["evaluate", str(trained_run), "--corpus", str(small_corpus), "--conditions", " "],
+            "names no condition",
+        ),
+        (  # all and a misspelt one: the misspelt one is said
+            [
+                "evaluate",
+                str(trained_run),
+                "--corpus",
+                str(small_corpus),
+                "--conditions",
+                "all,nois",
+            ],
+            "unknown condition nois",
+        ),
     ]:
         proc = cli(*args)
         assert proc.returncode == 2, (args, proc.stderr)

@@ -228,7 +228,10 @@ def evaluate_cmd(
     from whichvoice.evaluate import evaluate
 
     wanted = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else None
-    if wanted == ["all"]:
+    if conditions is not None and not wanted:  # `--conditions " "` scored none, silently
+        raise click.BadParameter("names no condition", param_hint="'--conditions'")
+    if wanted and "all" in wanted:  # all, and what else is named: all of them
+        expand_conditions([c for c in wanted if c != "all"])  # a misspelt one is still said
         wanted = list(CONDITIONS)
     elif wanted:
         wanted = expand_conditions(wanted)
