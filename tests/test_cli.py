@@ -1,3 +1,4 @@
+import itertools
 import json
 import os
 import subprocess
@@ -469,10 +470,13 @@ def test_ctrl_c_while_the_command_starts_is_one_line() -> None:
     import sys
     import time
 
-    for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4):
+    script = Path(sys.executable).parent / "whichvoice"  # the console script, where installed
+    commands = [[sys.executable, "-m", "whichvoice"]]
+    commands += [[str(script)]] if script.is_file() else []
+    for delay, command in itertools.product((0.05, 0.1, 0.15, 0.2, 0.3, 0.4), commands):
         for signum in (signal.SIGINT, signal.SIGTERM):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "whichvoice", "voices", "--available"],
+                [*command, "voices", "--available"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -488,3 +492,27 @@ def test_ctrl_c_while_the_command_starts_is_one_line() -> None:
             assert proc.returncode in (-signum, 128 + signum), (proc.returncode, err)
             if proc.returncode > 0:
                 assert err.strip().splitlines()[-1] in ("interrupted", "terminated"), err
+
+
+def test_the_startup_handler_is_the_commands_alone(tmp_path: Path) -> None:
+    """A process multiprocessing spawns from the command gets the command's sys.argv: it took
+    the start-up handler and kept it (no main there gives it back), so a worker stopped by
+    SIGTERM printed "terminated" (a review)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import multiprocessing as mp, signal\n"
+        "def handler(_):\n"
+        "    import whichvoice, signal\n"
+        "    return signal.getsignal(signal.SIGTERM) is signal.SIG_DFL\n"
+        "if __name__ == '__main__':\n"
+        "    import sys; sys.argv[0] = '/usr/bin/whichvoice'\n"
+        "    with mp.get_context('spawn').Pool(1) as pool:\n"
+        "        print(pool.map(handler, [0]))\n"
+    )
+    script = tmp_path / "whichvoice"
+    script.write_text(probe)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.stdout.strip() == "[True]", done.stderr

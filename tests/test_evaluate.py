@@ -83,7 +83,8 @@ def test_dev_and_test_splits_hold_other_sentences_and_conditions_have_intervals(
         lo, hi = c["ci95"]
         assert 0 <= lo <= c["accuracy"] <= hi <= 1 and c["correct"] <= c["files"]
         # each copy's answer, so the figure can be recomputed (it had counts alone: review)
-        assert len(c["truth"]) == len(c["predicted"]) == c["files"] and c["seed"] == 0
+        assert len(c["sources"]) == len(c["truth"]) == len(c["predicted"]) == c["files"]
+        assert c["seed"] == 0
         assert sum(map(str.__eq__, c["truth"], c["predicted"])) == c["correct"]
     assert "95 % interval" in (tmp_path / "report.md").read_text()
     # how it was made, as a benchmark's result records it (nothing of it before: review)

@@ -443,6 +443,9 @@ class FakePolly:
                 fake.requests.append(json.loads(body or b"{}"))
                 n = len(fake.requests)
                 answer = fake.answers[min(n, len(fake.answers)) - 1]
+                if answer == "reset":  # the connection closed without an answer
+                    self.close_connection = True
+                    return
                 status = {"audio": 200, "ServiceFailureException": 500}.get(answer, 400)
                 status = 403 if answer in ("UnrecognizedClientException",) else status
                 data = fake.mp3 if answer == "audio" else json.dumps({"message": "no"}).encode()
@@ -481,6 +484,12 @@ def test_throttling_costs_max_attempts_requests_in_all(fake_polly: FakePolly) ->
         session.synthesize(find_voice("polly:Joanna"), TEXT)
     assert len(fake_polly.requests) == polly.MAX_ATTEMPTS
     fake_polly.answers = ["ThrottlingException", "audio"]  # throttling that clears
+    fake_polly.requests.clear()
+    assert session.synthesize(find_voice("polly:Joanna"), TEXT).encoded == fake_polly.mp3
+    assert len(fake_polly.requests) == 2
+    # a connection reset is passing too: it was no longer retried once botocore's retries
+    # were off (a review)
+    fake_polly.answers = ["reset", "audio"]
     fake_polly.requests.clear()
     assert session.synthesize(find_voice("polly:Joanna"), TEXT).encoded == fake_polly.mp3
     assert len(fake_polly.requests) == 2
@@ -576,6 +585,11 @@ def test_a_neural_only_voice_is_labelled_neural(
     synthesize_corpus(tmp_path / "c", [Sentence("s1", "Hello.")], cfg, progress=False)
     row = json.loads((tmp_path / "c" / MANIFEST).read_text())
     assert row["engine"] == "polly-neural"
+    from whichvoice.voices.families import engine_family
+
+    # its family without the label, or under the label older corpora gave it
+    assert engine_family("polly:Ruth") == engine_family("polly:Ruth", "polly") == "polly-neural"
+    assert engine_family("polly:Joanna") == "polly-standard"
 
 
 def test_a_corpus_resumed_in_the_other_polly_mode_is_refused(aws_env: None, tmp_path: Path) -> None:
@@ -590,6 +604,17 @@ def test_a_corpus_resumed_in_the_other_polly_mode_is_refused(aws_env: None, tmp_
     cfg = SynthConfig(voices=("polly:Joanna",), assign="all", polly_engine="neural")
     with pytest.raises(SynthConfigError, match="--polly-engine standard, not neural"):
         synthesize_corpus(out, [Sentence("s1", "Hello.")], cfg, progress=False)
+    # a run without a Polly voice changes nothing of it (it was refused: "not (none)")
+    from whichvoice.corpus import _check_settings
+
+    _check_settings(out, SynthConfig(voices=("flite:slt",), assign="all"), [])
+    # a corpus with no mode recorded yet (older, or no Polly voice so far) records the first
+    (out / "synth.json").write_text(json.dumps({"format": "mp3", "assign": "all"}))
+    joanna = [find_voice("polly:Joanna")]
+    _check_settings(out, SynthConfig(voices=("polly:Joanna",), assign="all"), joanna)
+    assert json.loads((out / "synth.json").read_text())["polly_engine"] == "standard"
+    with pytest.raises(SynthConfigError, match="--polly-engine standard, not neural"):
+        _check_settings(out, cfg, joanna)
 
 
 def test_neural_mode_with_standard_only_voices_is_refused_before_any_request(

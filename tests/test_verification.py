@@ -309,6 +309,15 @@ def test_a_recipe_refuses_before_any_work(tmp_path: Path, monkeypatch) -> None:
     recipe._check_settings(tmp_path, EncoderRecipe(max_variants=5))
     with pytest.raises(RecipeError, match=r"max_variants 5, not 6"):
         encoder_recipe(tmp_path, EncoderRecipe(max_variants=6))
+    # a folder of before the settings file: its run's recipe.json says how it was made
+    old = tmp_path / "old"
+    (old / "run-tuned").mkdir(parents=True)
+    made = {k: v for k, v in EncoderRecipe(max_variants=5).to_dict().items() if k != "init"}
+    (old / "run-tuned" / "recipe.json").write_text(json.dumps({"recipe": made}))
+    with pytest.raises(RecipeError, match=r"max_variants 5, not 6"):
+        encoder_recipe(old, EncoderRecipe(max_variants=6))
+    recipe._check_settings(old, EncoderRecipe(max_variants=5))  # the same: recorded now
+    assert json.loads((old / recipe.SETTINGS).read_text())["max_variants"] == 5
     trained, held = recipe_voices(EncoderRecipe(max_variants=2, engine_voices=()))
     assert {v.split("+")[1] for v in trained if v.startswith("espeak-ng:")} and held
     calls = []

@@ -4,7 +4,6 @@ by the package; only the standard library here. ``cli.main`` gives both signals 
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import sys
@@ -12,10 +11,18 @@ import sys
 
 def started_as_the_command() -> bool:
     """Whether this process is the ``whichvoice`` command (the console script, or
-    ``python -m whichvoice``), not a program that imports the library."""
-    argv = getattr(sys, "orig_argv", [])
-    as_module = any(a == "-m" and b == "whichvoice" for a, b in itertools.pairwise(argv))
-    return as_module or os.path.basename(sys.argv[0]) == "whichvoice"
+    ``python -m whichvoice``), not a program that imports the library. Read from the
+    interpreter's own arguments: a process spawned by multiprocessing (a batch worker, a
+    server worker) is given the parent's ``sys.argv`` but runs ``-c ...``, and no ``main``
+    there would give the signals back."""
+    for i, arg in enumerate(argv := list(getattr(sys, "orig_argv", []))[1:]):
+        if arg == "-m":
+            return argv[i + 1 : i + 2] == ["whichvoice"]
+        if arg == "-c":
+            return False
+        if not arg.startswith("-"):  # the script: the console script's file
+            return os.path.basename(arg) == "whichvoice"
+    return False
 
 
 def stopped_while_starting(signum: int, frame: object) -> None:

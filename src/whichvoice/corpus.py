@@ -372,8 +372,10 @@ def synthesize_corpus(
     """Make (or complete) the corpus in ``out``; see the module docstring for the layout.
 
     Raises UnknownVoiceError / EngineUnavailableError before any work, OutputError when
-    ``out`` cannot be written. Clips that fail twice are reported in the summary and in
-    ``failures.jsonl``, never raised. A KeyboardInterrupt stops the run cleanly
+    ``out`` cannot be written. Clips that fail twice (once for a billed engine: Polly) are
+    reported in the summary and in ``failures.jsonl``, never raised; an engine that refuses
+    the account or cannot be reached (EngineAccessError) and a full disk (OutputLostError)
+    stop the run, raised, what was made kept. A KeyboardInterrupt stops the run cleanly
     (``summary.interrupted``); what was complete stays in the manifest.
     """
     t_start = time.perf_counter()
@@ -457,9 +459,15 @@ def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
         before = json.loads((out / SETTINGS).read_text("utf-8"))
     except (OSError, ValueError):
         before = None
-    if isinstance(before, dict) and "polly_engine" in mine and "polly_engine" not in before:
-        before["polly_engine"] = mine["polly_engine"]  # a corpus older than the key: unknown
-    if isinstance(before, dict) and before != mine:
+    seen = before
+    if isinstance(before, dict):
+        if "polly_engine" in before and "polly_engine" not in mine:
+            mine["polly_engine"] = before["polly_engine"]  # no Polly voice now: its mode stands
+        if "polly_engine" in mine and "polly_engine" not in before:
+            # made before the key, or with no Polly voice so far: this run's mode is recorded
+            seen = {**before, "polly_engine": mine["polly_engine"]}
+    if isinstance(seen, dict) and seen != mine:
+        before = seen
         keys = [k for k in ("format", "assign", "seed", "voices", "polly_engine")
                 if before.get(k) != mine.get(k)]  # fmt: skip
         shown = {"format": "--format", "assign": "--assign", "seed": "--seed",
@@ -544,15 +552,21 @@ def _synthesize_all(
     completes. Ctrl-C cancels what has not started and keeps what completed meanwhile."""
     with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="synth") as pool:
         pending = {pool.submit(_attempt, job, out, cfg.format, sessions) for job in todo}
+        unrecorded: list = []  # finished, not yet in the manifest
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
+                unrecorded = list(finished)
+                while unrecorded:
+                    future = unrecorded.pop()
                     _record(future.result(), manifest, done, summary)
                     bar.update(1)
                     bar.set_postfix(failed=len(summary.failed), refresh=False)
         except (KeyboardInterrupt, OutputLostError, EngineAccessError) as e:
             summary.interrupted = isinstance(e, KeyboardInterrupt)
+            # clips finished beside the one that stopped the run are kept too (they were
+            # dropped: a resume asked, and paid, for them again)
+            pending = set(pending) | set(unrecorded)
             for future in pending:
                 future.cancel()
             sessions.stop()  # a session waiting to retry gives up: no request after Ctrl-C

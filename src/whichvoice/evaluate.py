@@ -367,10 +367,10 @@ def condition_accuracy(
     out = {}
     for condition in conditions:
         items = _degraded(condition, files, decoded, seed)
-        results = model.identify_many([data for data, _ in items])
+        results = model.identify_many([data for data, _, _ in items])
         hits = n_ok = 0
         predicted: list[str | None] = []  # per copy, in order (None: it could not be read)
-        for (_, voice), result in tqdm(
+        for (_, voice, _), result in tqdm(
             zip(items, results, strict=True),
             total=len(items),
             desc=condition,
@@ -389,9 +389,10 @@ def condition_accuracy(
             "accuracy": hits / max(len(items), 1),
             "ci95": proportion(hits, len(items))["ci95"],
             "seed": seed,
-            # the copies' voices and answers in order: the files' order (long: each voice's
-            # recordings in the order of its files), so any figure can be recomputed
-            "truth": [voice for _, voice in items],
+            # each copy's files, voice and answer, in order (the readable files'; long: each
+            # voice's recordings), so any figure can be recomputed
+            "sources": [made_from for _, _, made_from in items],
+            "truth": [voice for _, voice, _ in items],
             "predicted": predicted,
         }
     return out
@@ -402,22 +403,25 @@ def _degraded(
     files: list[LabelledFile],
     decoded: list[tuple[np.ndarray, int] | None],
     seed: int,
-) -> list[tuple[bytes, str]]:
-    """(audio, true voice) of each degraded copy of the readable ``files``."""
+) -> list[tuple[bytes, str, list[str]]]:
+    """(audio, true voice, the files it was made from) of each degraded copy of the readable
+    ``files``."""
     if condition != "long":
         return [
-            (make_condition(condition, d[0], d[1], seed * 100_003 + n), f.voice)
+            (make_condition(condition, d[0], d[1], seed * 100_003 + n), f.voice, [str(f.path)])
             for n, (f, d) in enumerate(zip(files, decoded, strict=True))
             if d is not None
         ]
-    by_voice: dict[str, list[tuple[np.ndarray, int]]] = {}
+    by_voice: dict[str, list[tuple[LabelledFile, tuple[np.ndarray, int]]]] = {}
     for f, d in zip(files, decoded, strict=True):
         if d is not None:
-            by_voice.setdefault(f.voice, []).append(d)
+            by_voice.setdefault(f.voice, []).append((f, d))
     items = []
-    for voice, waves in sorted(by_voice.items()):
-        for i in range(0, len(waves), 6):  # ~6 short sentences make 20 s
-            items.append((long_recording(waves[i : i + 6]), voice))
+    for voice, made in sorted(by_voice.items()):
+        for i in range(0, len(made), 6):  # ~6 short sentences make 20 s
+            group = made[i : i + 6]
+            joined = long_recording([d for _, d in group])
+            items.append((joined, voice, [str(f.path) for f, _ in group]))
     return items
 
 
@@ -507,8 +511,23 @@ def evaluate(
     if out.resolve() == Path(run).resolve():  # the run's own report
         metrics_path = Path(run) / METRICS
         saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        write_json(metrics_path, {**saved, "evaluation": metrics})
+        write_json(metrics_path, {**saved, "evaluation": _figures(metrics)})
     return metrics
+
+
+ANSWERS = ("per_file", "sources", "truth", "predicted")  # every answer: evaluation.json's
+
+
+def _figures(metrics: dict) -> dict:
+    """``metrics`` without the answers it was computed from (a run's metrics.json keeps the
+    figures; its report's evaluation.json has the answers)."""
+    out = {k: v for k, v in metrics.items() if k not in ANSWERS}
+    if "conditions" in metrics:
+        out["conditions"] = {
+            name: {k: v for k, v in c.items() if k not in ANSWERS}
+            for name, c in metrics["conditions"].items()
+        }
+    return out
 
 
 def _evaluated(folder: Path) -> str | None:

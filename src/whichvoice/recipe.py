@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -324,21 +325,42 @@ def _check_settings(out: Path, cfg: EncoderRecipe) -> None:
     """RecipeError when ``out`` was made with other settings: its finished steps are kept as
     they are, so another --max-variants (say) trained nothing new yet recorded the new
     settings and voices beside the old weights (review); else the settings are recorded. A
-    folder from before this file is taken as made with these settings."""
-    mine = json.loads(json.dumps(cfg.to_dict()))  # tuples as JSON lists
+    folder from before this file is checked against its runs' recipe.json, where there is
+    one (on the settings it records). The bundled encoder as --init is named so, not by where
+    this install keeps it."""
+    mine = _portable(cfg.to_dict())
     try:
-        before = json.loads((out / SETTINGS).read_text("utf-8"))
-    except (OSError, ValueError):
+        before = _portable(json.loads((out / SETTINGS).read_text("utf-8")))
+    except (OSError, ValueError, AttributeError):
         before = None
-    if isinstance(before, dict) and before != mine:
-        changed = sorted(k for k in mine.keys() | before.keys() if before.get(k) != mine.get(k))
+    compared = mine
+    for run in ("run-tuned", "run"):  # a finished folder of before the settings file
+        if before is None:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+                before = _portable(json.loads((out / run / "recipe.json").read_text())["recipe"])
+                compared = {k: v for k, v in mine.items() if k in before}  # what it recorded
+    if isinstance(before, dict) and before != compared:
+        changed = sorted(k for k in compared.keys() | before.keys()
+                         if before.get(k) != compared.get(k))  # fmt: skip
         said = "; ".join(f"{k} {before.get(k)!r:.40}, not {mine.get(k)!r:.40}" for k in changed)
         raise RecipeError(
             f"{out}: a recipe folder made with other settings ({said}); run it with its own "
             "settings to resume it, or give another --out"
         )
-    if before != mine:
+    if not (out / SETTINGS).is_file() or before != mine:
         write_atomic(out / SETTINGS, (json.dumps(mine, indent=1) + "\n").encode())
+
+
+def _portable(settings: dict) -> dict:
+    """``settings`` as JSON has them (tuples as lists), --init of the bundled encoder as
+    "bundled" (its path is this install's)."""
+    from whichvoice.verification import bundled_encoder
+
+    out = json.loads(json.dumps(settings))
+    init = out.get("init")
+    if isinstance(init, str) and os.path.realpath(init) == os.path.realpath(bundled_encoder()):
+        out["init"] = "bundled"
+    return out
 
 
 RECORDED_CALIBRATION = (

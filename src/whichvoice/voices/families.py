@@ -9,6 +9,8 @@ own family.
 
 from __future__ import annotations
 
+import functools
+
 HUMAN = "human"
 # the families whichvoice can make or import, in a stable order
 FAMILIES = (
@@ -28,6 +30,15 @@ FAMILIES = (
 )
 
 
+@functools.cache
+def _neural_only_polly() -> frozenset[str]:
+    """Polly's voices spoken by its neural engine whatever the mode (their clips were labelled
+    ``polly`` before stop 62: their family is polly-neural all the same)."""
+    from whichvoice.voices.polly import NEURAL_ONLY
+
+    return NEURAL_ONLY
+
+
 def engine_family(voice_id: str, engine: str | None = None) -> str:
     """The family of the voice ``engine:name``. ``engine``: the clip's engine as its manifest
     records it, when known (``polly-neural`` for a Polly clip made in neural mode)."""
@@ -40,5 +51,6 @@ def engine_family(voice_id: str, engine: str | None = None) -> str:
             return "festival-clunits"
         return "festival-diphone"  # the *_diphone voices and the Czech diphone voices
     if name == "polly":
-        return "polly-neural" if engine == "polly-neural" else "polly-standard"
+        neural = engine == "polly-neural" or voice in _neural_only_polly()
+        return "polly-neural" if neural else "polly-standard"
     return name

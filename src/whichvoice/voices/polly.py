@@ -30,6 +30,8 @@ from whichvoice.voices.registry import register_engine
 MAX_CHARS = 3000  # Polly's limit on billed characters in one request
 MAX_ATTEMPTS = 6  # requests per sentence when Polly throttles or cannot be reached
 BACKOFF_S = 0.5  # s; first wait, doubled on every retry, with jitter
+CONNECT_TIMEOUT_S = 10.0  # s a try may wait to connect (botocore's default: 60)
+READ_TIMEOUT_S = 30.0  # s a try may wait for Polly's answer (a sentence takes about 1 s)
 _THROTTLED = {
     "ThrottlingException",
     "TooManyRequestsException",
@@ -85,6 +87,8 @@ _VOICES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("Ayanda", "female", "en-ZA", _NEU),
     ("Jasmine", "female", "en-SG", _NEU),
 ]
+# the voices Polly speaks with its neural engine only, whatever the mode asked for
+NEURAL_ONLY = frozenset(name for name, _, _, modes in _VOICES if "standard" not in modes)
 # Polly's mp3 rates: 22.05 kHz for standard voices, 24 kHz for neural ones
 _MP3_RATE = {"standard": 22_050, "neural": 24_000}
 PCM_RATE = 16_000  # Hz, the rate asked for when raw PCM is wanted
@@ -185,7 +189,12 @@ class PollySession(EngineSession):
                 client = aws.client(
                     "polly",
                     region_name=aws.region_name or "us-east-1",
-                    config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+                    config=Config(
+                        retries={"mode": "standard", "total_max_attempts": 1},
+                        # an endpoint that does not answer costs 10 s a try, not botocore's 60
+                        connect_timeout=CONNECT_TIMEOUT_S,
+                        read_timeout=READ_TIMEOUT_S,
+                    ),
                 )
             except BotoCoreError as e:  # a region or profile botocore refuses
                 raise EngineUnavailableError(f"cannot use polly: {e}") from e
@@ -230,6 +239,7 @@ class PollySession(EngineSession):
             ClientError,
             ConnectionError,
             EndpointConnectionError,
+            HTTPClientError,
         )
 
         who = f"polly:{request['VoiceId']}"
@@ -267,6 +277,12 @@ class PollySession(EngineSession):
                         f"{who}: cannot reach Amazon Polly ({e}; check the network and "
                         "AWS_DEFAULT_REGION)",
                         public=f"{who}: the server cannot reach Amazon Polly",
+                    ) from e
+            except HTTPClientError as e:  # a read timeout, a connection reset: passing
+                if last:
+                    raise EngineServiceError(
+                        f"{who}: {e} ({attempt} requests)",
+                        public=f"{who}: Amazon Polly did not answer ({type(e).__name__})",
                     ) from e
             except BotoCoreError as e:
                 raise EngineServiceError(

@@ -408,8 +408,8 @@ function stopRecording() {
   const seconds = recorder.samples / rate;
   const wav = encodeWav(recorder.chunks, rate);
   recorder.chunks = [];
-  const active = document.activeElement;
-  const hadFocus = active === $("stop-btn") || active === document.body || active === null;
+  // Stop had the focus (not the page: the recording may have stopped itself at its length)
+  const hadFocus = document.activeElement === $("stop-btn");
   releaseMicrophone();
   if (hadFocus) {  // Stop, now disabled, had it: Record is the control again
     $("record-btn").disabled = false;
@@ -479,18 +479,18 @@ async function speakAndIdentify() {
   audio.pause();
   if (audio.src) URL.revokeObjectURL(audio.src);
   audio.removeAttribute("src"); // a refused phrase leaves no earlier one to play
-  let response;
+  let mp3;
   try {
-    response = await api("/v1/synthesize", {
+    const response = await api("/v1/synthesize", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ text, voice }),
     });
+    mp3 = await response.blob();
   } catch (e) {
     clearResult();
     throw e;
   }
-  const mp3 = await response.blob();
   audio.src = URL.createObjectURL(mp3);
   // playing is a courtesy: a browser that refuses autoplay still gets the identification
   audio.play().catch(() => {});
@@ -535,6 +535,9 @@ async function loadGallery() {
       // "." and ".." would be read as path steps by fetch: their dots go escaped
       const path = encodeURIComponent(v.name).replace(/^\.\.?$/, (d) => "%2E".repeat(d.length));
       await api(`/v1/gallery/${path}`, { method: "DELETE" });
+      if ($("enroll-result").textContent.startsWith(`Enrolled ${v.name}:`)) {
+        $("enroll-result").textContent = "";
+      }
       await loadGallery();
       announce(`Removed ${v.name} from the gallery.`);
     }));
@@ -552,6 +555,7 @@ async function loadGallery() {
 }
 
 async function enrollVoice() {
+  $("enroll-result").textContent = "";  // no earlier enrollment's line beside this one's error
   const name = $("enroll-name").value.trim();
   const files = $("enroll-files").files;
   if (!name) throw new ApiError("Give the voice a name first.");
@@ -636,8 +640,10 @@ function styleOf(speaker) {
     const k = talk.styles.size;
     const [background, color] = PALETTE[k % PALETTE.length];
     const angle = HATCHES[Math.floor(k / PALETTE.length) % HATCHES.length];
+    // stripes of the text's opposite, so the name on the turn stays readable
+    const stripe = color === "#fff" ? "rgba(0,0,0,0.45)" : "rgba(255,255,255,0.6)";
     const backgroundImage = angle
-      ? `repeating-linear-gradient(${angle}, transparent 0 5px, rgba(255,255,255,0.6) 5px 8px)`
+      ? `repeating-linear-gradient(${angle}, transparent 0 5px, ${stripe} 5px 8px)`
       : "none";
     talk.styles.set(speaker, { background, backgroundImage, color });
   }
@@ -673,6 +679,11 @@ function showTimeline(answer, blob) {
     // the title shows on a mouse's hover only: a focused or touched turn says it under the line
     for (const type of ["focus", "mouseenter"]) {
       turn.addEventListener(type, () => { $("turn-caption").textContent = turn.title; });
+    }
+    for (const type of ["blur", "mouseleave"]) {
+      turn.addEventListener(type, () => {
+        if ($("turn-caption").textContent === turn.title) $("turn-caption").textContent = "";
+      });
     }
     const item = document.createElement("div");
     item.setAttribute("role", "listitem");
@@ -841,8 +852,7 @@ async function startLive() {
 
 function stopLive(status = "Live: off.") {
   // Stop, disabled below, may hold the keyboard focus: Live takes it back
-  const active = document.activeElement;
-  const hadFocus = active === $("live-stop-btn") || active === document.body || active === null;
+  const hadFocus = document.activeElement === $("live-stop-btn");
   if (live.node) live.node.disconnect();
   if (live.stream) live.stream.getTracks().forEach((t) => t.stop());
   if (live.context) live.context.close();
