@@ -615,6 +615,14 @@ def test_a_corpus_resumed_in_the_other_polly_mode_is_refused(aws_env: None, tmp_
     assert json.loads((out / "synth.json").read_text())["polly_engine"] == "standard"
     with pytest.raises(SynthConfigError, match="--polly-engine standard, not neural"):
         _check_settings(out, cfg, joanna)
+    # made before the key, with Polly clips: their labels say the mode they were made in
+    (out / "synth.json").write_text(json.dumps({"format": "mp3", "assign": "all"}))
+    row = {"id": "a", "path": "audio/a.mp3", "voice": "polly:Joanna", "engine": "polly",
+           "sentence_id": "s1", "text": "Hello.", "sample_rate": 22050, "duration_s": 1.0,
+           "sha256": "0"}  # fmt: skip
+    (out / MANIFEST).write_text(json.dumps(row) + "\n")
+    with pytest.raises(SynthConfigError, match="--polly-engine standard, not neural"):
+        _check_settings(out, cfg, joanna)
 
 
 def test_neural_mode_with_standard_only_voices_is_refused_before_any_request(

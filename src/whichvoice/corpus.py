@@ -464,8 +464,10 @@ def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
         if "polly_engine" in before and "polly_engine" not in mine:
             mine["polly_engine"] = before["polly_engine"]  # no Polly voice now: its mode stands
         if "polly_engine" in mine and "polly_engine" not in before:
-            # made before the key, or with no Polly voice so far: this run's mode is recorded
-            seen = {**before, "polly_engine": mine["polly_engine"]}
+            # made before the key: its Polly clips' labels say the mode; with none so far,
+            # this run's mode is recorded
+            made_in = _polly_mode_of(out) or mine["polly_engine"]
+            seen = {**before, "polly_engine": made_in}
     if isinstance(seen, dict) and seen != mine:
         before = seen
         keys = [k for k in ("format", "assign", "seed", "voices", "polly_engine")
@@ -481,6 +483,20 @@ def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
         )
     if before != mine:
         write_atomic(out / SETTINGS, (json.dumps(mine, indent=1) + "\n").encode())
+
+
+def _polly_mode_of(out: Path) -> str | None:
+    """The mode the corpus's Polly clips were made in, as their engine labels say (a voice
+    offered in both modes is labelled ``polly-neural`` in neural mode only); None when it has
+    none, or clips of both."""
+    from whichvoice.voices.polly import NEURAL_ONLY
+
+    modes = {
+        "neural" if c.engine == "polly-neural" else "standard"
+        for c in read_manifest(out / MANIFEST)
+        if c.voice.startswith("polly:") and c.voice.partition(":")[2] not in NEURAL_ONLY
+    }
+    return modes.pop() if len(modes) == 1 else None
 
 
 def _shown(value) -> str:

@@ -5,7 +5,7 @@ A prepared folder holds, for each split in ``train``, ``val``, ``test``:
     <split>_x.npy     float16 windows, shape (n_windows, *stored_shape): 16 kHz waveforms
                       for logmel features (made into log-mels, augmented, at training
                       time), images for seed-image
-    train_xmp3.npy    (logmel) 40 % of the train windows through a 16-32 kbit/s mp3, for
+    train_xmp3.npy    (logmel) 40 % of the train windows through an 8-32 kbit/s mp3, for
     train_mp3_index.npy  augmentation, and which windows they are
     <split>_y.npy     int64 label index of each window
     <split>_clip.npy  int64 row in index.jsonl of each window's clip
