@@ -184,6 +184,12 @@ def test_resume_after_a_cut_line(
     assert predict_batch(trained_run, inputs, out, overwrite=True, progress=False).predicted == (
         len(reference)
     )
+    # an output named by a symbolic link: the file it points to is written, the link stays
+    link = tmp_path / f"latest{suffix}"
+    link.symlink_to(out.name)
+    out.write_bytes(b"")
+    predict_batch(trained_run, inputs, link, overwrite=True, progress=False)
+    assert link.is_symlink() and out.read_bytes() == whole
 
 
 @pytest.mark.slow
@@ -843,6 +849,10 @@ def test_a_name_not_in_utf8_and_a_link_to_nothing_are_rows_of_their_own(
     text = cli("predict", str(folder), errors="surrogateescape")
     assert text.returncode == 1 and text.stdout.count("\n") == 5, text.stdout
     assert "caf\udce9.wav\t" in text.stdout and "gone.wav: cannot read" in text.stdout
+    # --json lines name them as the output's rows do: UTF-8 a reader such as jq can take
+    lines = cli("predict", str(folder), "--json").stdout.encode("utf-8").splitlines()
+    by_json = [json.loads(line.decode("utf-8", "strict"))["path"] for line in lines]
+    assert by_json == [x["path"] for x in rows]
 
 
 @pytest.mark.slow  # a run loaded

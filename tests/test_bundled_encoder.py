@@ -249,13 +249,26 @@ def test_enrollment_needs_enough_speech_and_leaves_nothing_when_it_fails(
         assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.strip()[7:]}"]
         assert needle in proc.stderr, (args, proc.stderr)
         assert not gallery.exists() and not list(tmp_path.glob("g.sqlite*"))
+    # too little speech beside files that counted for nothing: each of those is named too
+    proc = cli("enroll", "carl", str(short), str(text), "--gallery", str(gallery))
+    assert proc.returncode == 2 and not gallery.exists()
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("skipped: ") and "fake.mp3: not audio" in lines[0], lines
+    assert lines[1].startswith("error: carl: only ") and "at least 3 s" in lines[1], lines
     # a short clip added to a voice that has enough speech already is fine
-    cli("enroll", "carl", *map(str, unseen["flite:awb"][:2]), "--gallery", str(gallery), check=True)
+    first = cli("enroll", "carl", *map(str, unseen["flite:awb"][:2]), "--gallery", str(gallery),
+                check=True).stdout  # fmt: skip
+    assert first.startswith("enrolled carl: 2 clips, ")
     added = cli("enroll", "carl", str(short), "--gallery", str(gallery), check=True).stdout
-    # enroll says the voice's seconds of speech as gallery list shows them
+    # enroll says what it added, then the voice's seconds of speech as gallery list shows them
     listed = cli("gallery", "list", "--gallery", str(gallery), "--json", check=True).stdout
     seconds = {v["name"]: v["seconds"] for v in map(json.loads, listed.splitlines())}["carl"]
+    assert added.startswith("added 1 clip to carl: now 3 clips, ")
     assert f"{seconds:.1f} s of speech" in added
+    # a recording piped in that the voice holds already counts once, as its file does
+    with open(unseen["flite:awb"][0], "rb") as f:
+        proc = cli("enroll", "carl", "-", "--gallery", str(gallery), stdin=f)
+    assert proc.returncode == 2 and "already enrolled into carl" in proc.stderr, proc.stderr
     # a failed enrollment into an existing gallery keeps what it holds
     proc = cli("enroll", "dora", str(short), "--gallery", str(gallery))
     assert proc.returncode == 2 and gallery.exists()

@@ -27,6 +27,19 @@ def test_help_is_instant_and_lists_commands(cli) -> None:
         assert command in proc.stdout
 
 
+def test_a_reader_that_goes_away_is_exit_141_not_a_failed_input() -> None:
+    """`| head` under `set -o pipefail`: click's own main turned the broken pipe into exit 1,
+    the status of a failed input; the shell's status of a command SIGPIPE stopped is 141."""
+    import sys
+
+    proc = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m whichvoice voices --json | head -1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 141, proc.stderr
+    assert json.loads(proc.stdout)["id"] and proc.stderr == ""
+
+
 def test_voices_json_lists_every_voice_with_availability(cli) -> None:
     proc = cli("voices", "--json", check=True)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -458,6 +471,10 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path: Path) -> None:
     assert "--resume" in _how_to_go_on(["train", "c", "--out", "s3://b/run"])
     assert "--resume" in _how_to_go_on(["predict", "run", "a.wav", "-o", "p.csv"])
     assert _how_to_go_on(["predict", "run", "a.wav"]) == ""  # nothing kept: nothing to say
+    # diarize writes its RTTM when every file is done: one interrupted wrote none
+    assert "no RTTM was written" in _how_to_go_on(["diarize", "a.wav", "--rttm", "o.rttm"])
+    assert "no RTTM" in _how_to_go_on(["diarize", "a.wav", "--rttm=o.rttm"])
+    assert _how_to_go_on(["diarize", "a.wav", "--json"]) == ""
     assert _how_to_go_on(["--quiet"]) == _how_to_go_on(["identify", "a.wav"]) == ""
 
 

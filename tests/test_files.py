@@ -48,6 +48,36 @@ def test_write_atomic_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None
     assert (tmp_path / "folder").is_dir() and Path("/dev/null").is_char_device()
 
 
+def test_write_atomic_writes_through_a_link_and_refuses_one_to_a_descriptor(
+    tmp_path: Path,
+) -> None:
+    """A rename over a symbolic link replaced the link and left its file stale; a link to
+    /proc/self/fd/1 or /dev/stdout (this process's own output) is refused, never replaced."""
+    (tmp_path / "shared").mkdir()
+    real = tmp_path / "shared" / "real.rttm"
+    real.write_text("old\n")
+    link = tmp_path / "cur.rttm"
+    link.symlink_to(Path("shared") / "real.rttm")  # relative, as `ln -s` makes them
+    chain = tmp_path / "chain.rttm"
+    chain.symlink_to(link)
+    write_atomic(chain, b"new\n")
+    assert link.is_symlink() and chain.is_symlink() and real.read_text() == "new\n"
+    dangling = tmp_path / "later.rttm"  # a link to a file not made yet: the file is made
+    dangling.symlink_to(tmp_path / "shared" / "later.rttm")
+    write_atomic(dangling, b"x")
+    assert dangling.is_symlink() and (tmp_path / "shared" / "later.rttm").read_bytes() == b"x"
+    for target in ("/proc/self/fd/1", "/dev/stdout"):
+        fd = tmp_path / f"fd{target.count('/')}.rttm"
+        fd.symlink_to(target)
+        with pytest.raises(OutputError, match=f"a link to {target}, not to a file"):
+            write_atomic(fd, b"x")
+        assert fd.is_symlink()
+    loop = tmp_path / "loop.rttm"
+    loop.symlink_to(loop)
+    with pytest.raises(OutputError, match="a loop of symbolic links"):
+        write_atomic(loop, b"x")
+
+
 def test_ensure_dir_makes_the_folder_or_says_why(tmp_path: Path) -> None:
     assert ensure_dir(tmp_path / "a" / "b").is_dir()
     (tmp_path / "file").write_text("x")

@@ -49,6 +49,18 @@ def test_another_models_gallery_is_refused(tmp_path: Path) -> None:
         g.enroll("a", unit(np.ones((1, 4))), 3.0)
     with pytest.raises(GalleryError, match="made with model model-1"):
         Gallery(tmp_path / "g.sqlite", "model-2")
+    # every voice removed: nothing left to compare, so it is any encoder's (an import of
+    # another encoder's export into it was refused, the advice circular), the first one's
+    # that opens it to write
+    with Gallery(tmp_path / "g.sqlite", "model-1") as g:
+        g.remove("a")
+    with Gallery(tmp_path / "g.sqlite", "model-2") as g:
+        assert g.model_id == "model-2"
+        g.enroll("b", unit(np.ones((1, 4))), 3.0)
+    with Gallery(tmp_path / "g.sqlite", None, create=False) as g:
+        assert g.model_id == "model-2" and g.names() == ["b"]
+    with pytest.raises(GalleryError, match="made with model model-2"):
+        Gallery(tmp_path / "g.sqlite", "model-1")
 
 
 def test_a_gallery_file_is_made_by_its_first_write(tmp_path: Path) -> None:
@@ -140,6 +152,19 @@ def test_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(GalleryError, match=r"not a whichvoice gallery .*tables foo, meta"):
         Gallery(theirs, "m")
     assert theirs.read_bytes() == before
+    # a --gallery mistyped as a recording or an export: said so, not "restore it", untouched
+    for name, content, kind in (
+        ("clip.wav", b"RIFF\x24\x00\x00\x00WAVEfmt ", "a WAV file"),
+        ("clip.mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00", "an MP3 file"),
+        ("export.json", b'  {"format": "whichvoice-gallery"}', "JSON text"),
+    ):
+        other = tmp_path / name
+        other.write_bytes(content)
+        for model, create in (("m", True), (None, False)):
+            with pytest.raises(GalleryError, match=f"{name}: not a gallery but {kind}") as e:
+                Gallery(other, model, create=create)
+            assert "restore" not in str(e.value)
+        assert other.read_bytes() == content
 
 
 def test_export_and_import(tmp_path: Path) -> None:
@@ -156,6 +181,14 @@ def test_export_and_import(tmp_path: Path) -> None:
         pytest.raises(GalleryError, match="made with model m"),
     ):
         g.import_json(data)
+    # the same encoder at another version: no --model reads it, and the error says what does
+    with Gallery(tmp_path / "d.sqlite", "auto-1111") as g:
+        with pytest.raises(GalleryError, match=r"another version of this encoder \(model "
+                           r"auto-2222; this whichvoice's is auto-1111\).*upgrade"):  # fmt: skip
+            g.import_json({**data, "model": "auto-2222"})
+        # an export of no voice adds nothing, whatever its encoder, and makes no file
+        assert g.import_json({**data, "model": "auto-2222", "voices": []}) == 0
+    assert not (tmp_path / "d.sqlite").exists()
 
 
 def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

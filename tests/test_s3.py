@@ -138,6 +138,13 @@ def test_prepare_and_gallery_exports_on_s3(bucket: str, cli, tmp_path: Path) -> 
     export = f"{bucket}/exports/gallery.json"
     cli("gallery", "export", export, "--gallery", str(gallery), check=True)
     assert json.loads(storage.read_bytes(export))["voices"][0]["name"] == "slt"
+    # a prefix that holds objects (an S3 "folder") is no object to write: an object of its
+    # name hid the folder from every later read of the URL; nor is a URL ending in /
+    for folder in (f"{bucket}/exports", f"{bucket}/exports/"):
+        onto = cli("gallery", "export", folder, "--overwrite", "--gallery", str(gallery))
+        assert onto.returncode == 2 and "a folder" in onto.stderr, onto.stderr
+        assert len(onto.stderr.strip().splitlines()) == 1
+    assert _keys(f"{bucket}/exports") == {"gallery.json"}
     other = tmp_path / "other.sqlite"
     imported = cli("gallery", "import", export, "--gallery", str(other), check=True)
     assert "imported 1" in imported.stdout
@@ -166,6 +173,7 @@ def test_batch_parquet_output_on_s3_is_complete_and_resumable(
 
     again = cli(*args, env={"WHICHVOICE_CACHE": str(tmp_path / "b")})  # another machine
     assert again.returncode == 2 and "--resume" in again.stderr
+    assert f"{out} exists" in again.stderr and str(tmp_path) not in again.stderr  # its URL
     resumed = cli(*args, "--resume", check=True, env={"WHICHVOICE_CACHE": str(tmp_path / "c")})
     assert f"{n} already done" in resumed.stderr and f"{n} rows, 0 failed" in resumed.stderr
     assert pq.read_table(io.BytesIO(storage.read_bytes(out))).num_rows == n

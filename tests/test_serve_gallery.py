@@ -119,6 +119,8 @@ def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_cli
         # same-voice score above the other voice's, whatever the threshold
         assert set(g["scores"]) == {"awb", "ked"} and g["scores"]["ked"] > g["scores"]["awb"]
         assert g["score"] == g["scores"]["ked"]
+        # the calibrated threshold's dev error rates, as /v1/verify and `identify --json` say
+        assert 0 <= g["dev_false_acceptance"] <= 1 and 0 <= g["dev_false_rejection"] <= 1
         # no classifier: the gallery's answer is the answer
         assert body["voice"] == body["name"] == g["voice"] == "ked"
         assert body["confidence"] is None and body["windows"] is None
@@ -373,6 +375,15 @@ def test_an_enrollment_with_no_usable_file_names_every_files_reason(
     r = httpx.post(f"{url}/v1/enroll", params={"name": "nobody-usable"},
                    files=[("file", ("short.wav", short, "audio/wav"))], timeout=60)  # fmt: skip
     assert_error(r, 422, "no_speech", "enrolling needs at least 3 s")
+    # ... and the files beside it that counted for nothing are named, each with its reason
+    sent = [("short.wav", short, "audio/wav"), ("tone.wav", tone, "audio/wav"),
+            ("notes.txt", b"hello", "text/plain"), ("empty.wav", b"", "audio/wav")]  # fmt: skip
+    r = httpx.post(f"{url}/v1/enroll", params={"name": "nobody-usable"},
+                   files=[("file", f) for f in sent], timeout=60)  # fmt: skip
+    assert_error(r, 422, "no_speech", "enrolling needs at least 3 s")
+    error = r.json()["error"]
+    assert "not used: tone.wav: " in error and "notes.txt: " in error, error
+    assert "empty.wav: not audio (an empty file)" in error, error  # as the CLI says it
     voices = [v["name"] for v in httpx.get(f"{url}/v1/gallery").json()["voices"]]
     assert "nobody-usable" not in voices
     for junk in [("notes.txt", b"some notes", "text/plain"), ("a.png", b"\x89PNG" + b"\0" * 64,

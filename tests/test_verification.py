@@ -228,6 +228,14 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
     replaced = cli("gallery", "import", str(tmp_path / "g.json"), "--replace", *common, check=True)
     assert "imported 2 voices (replaced: alice)" in replaced.stdout
     assert "bob" in cli("gallery", "list", *common, check=True).stdout
+    # a name that differs only in its Unicode form is the same voice: replaced, and said so
+    export = json.loads((tmp_path / "g.json").read_text())
+    for name in ("Jos\u00e9", "Jose\u0301"):
+        export["voices"] = export["voices"][:1]
+        export["voices"][0]["name"] = name
+        (tmp_path / "u.json").write_text(json.dumps(export))
+        done = cli("gallery", "import", str(tmp_path / "u.json"), "--replace", *common, check=True)
+    assert "imported 1 voice (replaced: Jos\u00e9)" in done.stdout, done.stdout
 
 
 def test_verification_errors_are_one_line(
@@ -447,8 +455,9 @@ def test_a_recording_enrolled_again_counts_once(tmp_path: Path) -> None:
 def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
     import soundfile as sf
 
+    from whichvoice.audio import read_audio
     from whichvoice.gallery import Gallery
-    from whichvoice.verification import enroll, load_encoder, model_id
+    from whichvoice.verification import TooLittleSpeech, enroll, load_encoder, model_id
 
     from .conftest import sine, voice_clips
 
@@ -471,9 +480,24 @@ def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
         assert failed[4][1].public_message() == (
             "the same recording as an earlier file; counted once"
         )
-        # one recording three times is not three recordings' worth of speech
-        with pytest.raises(WhichvoiceError, match=r"only .* s of speech.*2 of the files repeat"):
-            enroll(encoder, g, "short", [clip, copy, clip.read_bytes()], min_seconds=60)
+        # one recording three times is not three recordings' worth of speech; and too little
+        # speech in all still names the files that counted for nothing
+        with pytest.raises(
+            TooLittleSpeech, match=r"only .* s of speech.*2 of the files repeat"
+        ) as e:
+            enroll(encoder, g, "short", [clip, copy, clip.read_bytes(), tone], min_seconds=60)
+        assert [i for i, _ in e.value.failed] == [1, 2, 3]
+        assert "tone.wav: no speech found" in str(e.value.failed[2][1])
+        # one recording in two lossless formats (other bytes, the same samples) counts once
+        # from files too, as among uploads
+        wave, rate = read_audio(clip)
+        pcm = np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)
+        wav, flac = tmp_path / "same.wav", tmp_path / "same.flac"
+        sf.write(wav, pcm, rate)
+        sf.write(flac, pcm, rate)
+        with pytest.raises(TooLittleSpeech, match="1 of the files repeat") as e:
+            enroll(encoder, g, "twins", [wav, flac], min_seconds=60)
+        assert "same.flac: the same recording as" in str(e.value.failed[0][1])
         # what a notebook may pass by mistake: one line each, never numpy's or sqlite's
         from whichvoice.verification import identify, verify
 
@@ -540,7 +564,15 @@ def test_a_burst_is_no_speech_for_enroll_verify_and_identify(tmp_path: Path) -> 
 
     from whichvoice.errors import SilentAudioError
     from whichvoice.gallery import Gallery
-    from whichvoice.verification import enroll, identify, load_encoder, model_id, verify
+    from whichvoice.verification import (
+        enroll,
+        identify,
+        identify_each,
+        load_encoder,
+        model_id,
+        verify,
+        verify_each,
+    )
 
     from .conftest import voice_clips
 
@@ -561,6 +593,21 @@ def test_a_burst_is_no_speech_for_enroll_verify_and_identify(tmp_path: Path) -> 
             assert not isinstance(answers[0], Exception)
             assert isinstance(answers[1], SilentAudioError), answers[1]
             assert "burst.wav: no speech found" in str(answers[1])
+        # thousands of files: each answer comes as it is made, not after the last file (a
+        # Ctrl-C lost every line); a file written after the first answer is still read
+        many = [clips[2]] * 120 + [tmp_path / "later.wav"]
+        for answers in (
+            verify_each(encoder, g, "slt", many),
+            identify_each(encoder, g, many),
+        ):
+            assert not isinstance(next(answers), Exception)
+            (tmp_path / "later.wav").write_bytes(clips[2].read_bytes())
+            *_, last = answers
+            assert not isinstance(last, Exception), last
+            (tmp_path / "later.wav").unlink()
+        # what concerns every input is raised at the call, before any answer
+        with pytest.raises(WhichvoiceError, match=r"not enrolled|no voice"):
+            verify_each(encoder, g, "nobody", many)
     # the classifier (predict, /invocations) answers a burst the same way
     from whichvoice.runtime import load_model
 

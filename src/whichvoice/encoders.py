@@ -125,8 +125,8 @@ def gallery_encoder(model: str | os.PathLike | None, gallery: str | os.PathLike)
     if not Path(gallery).exists():
         return load_encoder(model)
     with Gallery(gallery, None, create=False) as g:
-        owner = g.model_id
-    if not owner:  # no voice enrolled yet
+        owner = g.model_id if g.names() else ""
+    if not owner:  # no voice enrolled yet (or every one removed): it belongs to no encoder
         return load_encoder(model)
     if model is not None:
         encoder = load_encoder(model)

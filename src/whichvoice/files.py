@@ -25,6 +25,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     The file gets the usual mode (0666 less the umask, applied by the kernel at creation):
     the process-wide umask is never changed, since other threads may be creating files.
     """
+    path = output_target(path)
     check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -41,6 +42,26 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def output_target(path: str | os.PathLike) -> Path:
+    """The file an output at ``path`` is to be: ``path`` itself, or for a symbolic link the
+    file it points to (a rename over the link would replace the link, and leave what it
+    points to as it was). OutputError for a link into /proc or /dev (``/dev/stdout``, a
+    file descriptor): the file behind it may be this process's own output, or a device."""
+    path = Path(path)
+    hop, hops = os.fspath(path), 0
+    while os.path.islink(hop):
+        hops += 1
+        if hops > 40:
+            raise OutputError(f"{path}: a loop of symbolic links; give a file's path to write to")
+        link = os.readlink(hop)
+        hop = os.path.normpath(os.path.join(os.path.dirname(hop), link))
+        if hop.startswith(("/proc/", "/dev/")):
+            raise OutputError(
+                f"{path}: a link to {hop}, not to a file; give a file's path to write to"
+            )
+    return path if hops == 0 else Path(hop)
 
 
 def check_target(path: Path) -> None:

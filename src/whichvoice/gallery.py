@@ -86,6 +86,20 @@ class VoiceExistsError(GalleryError):
     """An import naming voices the gallery already holds, without leave to replace them."""
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+# files a --gallery path may name by mistake, by their first bytes
+OTHER_FILES = (
+    (b"RIFF", "a WAV file"),
+    (b"ID3", "an MP3 file"),
+    (b"\xff\xfb", "an MP3 file"),
+    (b"\xff\xf3", "an MP3 file"),
+    (b"fLaC", "a FLAC file"),
+    (b"OggS", "an Ogg file"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip file"),
+)
+
+
 def _normal(name: str) -> str:
     """A name as it is stored and looked up: stripped, in Unicode's composed form (NFC), so
     that ``José`` typed with one character or with ``e`` and an accent is one voice."""
@@ -326,6 +340,7 @@ class Gallery:
                 f"{self.path}: is a folder; give a gallery file (a .sqlite path)",
                 public="the gallery cannot be used",
             )
+        self._refuse_other_files()
         try:
             if self.path.exists():
                 try:
@@ -373,9 +388,23 @@ class Gallery:
         owner = self._owner()
         if model_id is None:
             self.model_id = owner
-        elif owner != model_id:
+        elif owner != model_id and not self._adopted(model_id):
             self.close()
             raise self.model_error(model_id, owner)
+
+    def _adopted(self, model_id: str) -> bool:
+        """Whether this gallery, made for another model, holds no voice (every one removed),
+        and so now belongs to ``model_id``: there is nothing to compare with another
+        encoder's embeddings. Recorded at once when the file can be written (in one
+        transaction, which refuses when another process enrolled a voice meanwhile)."""
+        if self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is not None:
+            return False
+        if not self.read_only:
+            with self._transaction():
+                if self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is not None:
+                    return False
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model_id,))
+        return True
 
     def _refuse_a_stranger(self) -> None:
         """Another program's SQLite database is no gallery: refused before anything is
@@ -398,6 +427,26 @@ class Gallery:
                 "give another --gallery path",
                 public="the gallery cannot be used",
             )
+
+    def _refuse_other_files(self) -> None:
+        """GalleryUnusableError when the file is plainly something else (audio, JSON, text):
+        a mistyped --gallery, said as such rather than as a damaged gallery to restore."""
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(16)
+        except OSError:  # missing, unreadable: SQLite's open says what is wrong
+            return
+        if not head or head.startswith(SQLITE_MAGIC):
+            return
+        kind = next((k for magic, k in OTHER_FILES if head.startswith(magic)), None)
+        if kind is None and head.lstrip()[:1] in (b"{", b"["):
+            kind = "JSON text (a gallery export is imported with `whichvoice gallery import`)"
+        if kind is None:
+            return  # no known kind: damage inside a gallery's first page reads so too
+        raise GalleryUnusableError(
+            f"{self.path}: not a gallery but {kind}; give another --gallery path (a .sqlite file)",
+            public="the gallery cannot be used",
+        )
 
     def _owner(self) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
@@ -776,12 +825,21 @@ class Gallery:
         many voices were imported."""
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise GalleryError("not a whichvoice gallery export")
-        if not data.get("model") and not data.get("voices"):
+        if isinstance(data.get("voices"), list) and not data["voices"]:
             return 0  # an export of an empty gallery: nothing to add, whatever its encoder
         if data.get("model") != self.model_id:
+            theirs = str(data.get("model"))
+            if "-" in theirs and theirs.rsplit("-", 1)[0] == self.model_id.rsplit("-", 1)[0]:
+                # the same encoder at another version: no --model of this whichvoice reads it
+                raise GalleryModelError(
+                    f"the export was made with another version of this encoder (model "
+                    f"{theirs}; this whichvoice's is {self.model_id}): export again from its "
+                    "gallery after `whichvoice gallery upgrade` there (an earlier default "
+                    "fusion), or enroll its voices again"
+                )
             raise GalleryModelError(
-                f"the export was made with model {data.get('model')}, not {self.model_id}; "
-                f"import it into another --gallery, with {_made_with(str(data.get('model')))}"
+                f"the export was made with model {theirs}, not {self.model_id}; "
+                f"import it into another --gallery, with {_made_with(theirs)}"
             )
         if not isinstance(data.get("schema", SCHEMA_VERSION), int) or not (
             1 <= data.get("schema", SCHEMA_VERSION) <= SCHEMA_VERSION

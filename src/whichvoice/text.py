@@ -13,3 +13,22 @@ def none_of(n: int, noun: str) -> str:
     """The subject of "... could be read" when none could: ``"none of the 3 files"``, and for
     one, ``"not the one file"`` (never "none of the 1 files")."""
     return f"not the one {noun}" if n == 1 else f"none of the {counted(n, noun)}"
+
+
+def spelled(path: str) -> str:
+    """``path`` as a machine-readable output names it (an output file's row, a ``--json``
+    line): a file name that is not UTF-8 (its bytes kept by Python as surrogates, which no
+    UTF-8 file, JSON reader or Parquet string can hold) with those bytes written ``\\xNN``;
+    any other name unchanged."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def spelled_all(obj: object) -> object:
+    """``obj`` (JSON-able: dicts, lists, strings, numbers) with every string ``spelled``."""
+    if isinstance(obj, str):
+        return spelled(obj)
+    if isinstance(obj, dict):
+        return {spelled_all(k): spelled_all(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [spelled_all(v) for v in obj]
+    return obj

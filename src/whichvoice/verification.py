@@ -14,13 +14,22 @@ import random
 import stat
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from whichvoice.audio import Decoded, describe_source, inputs_of, read_audio, with_speech
+from whichvoice.audio import (
+    STDIN,
+    Decoded,
+    describe_source,
+    inputs_of,
+    is_stdin,
+    read_audio,
+    read_pipe,
+    with_speech,
+)
 from whichvoice.encoders import (
     BUNDLED_DIR_ENV,
     CALIBRATION,
@@ -541,6 +550,22 @@ def _copies(sources: list, digests: list[str | None], samples: list[str | None])
     return copies
 
 
+def _samples_digest(src) -> str | None:
+    """``content_digest`` of what ``src`` decodes to (a Decoded clip's is already of its
+    samples), so that one recording in two formats, a FLAC and its WAV, counts once as it
+    does among uploads; None for what cannot be read twice or decoded (the embedding then
+    says why). Decoded here and again when embedded: memory holds one file at a time."""
+    if isinstance(src, Decoded):
+        return content_digest(src)
+    if content_digest(src) is None:  # a pipe, a URL, a missing file: not read twice
+        return None
+    try:
+        wave, rate = read_audio(src)
+    except WhichvoiceError:
+        return None
+    return content_digest(Decoded(wave, rate))
+
+
 def content_digest(src) -> str | None:
     """The sha-256 of an input's content, what a gallery keeps of each enrolled recording:
     a regular file's bytes, encoded bytes, a Decoded clip's samples and rate; None for what
@@ -609,9 +634,18 @@ def enroll(
     sources = _sources(sources)
     if not sources:
         raise WhichvoiceError(f"{name}: no audio files given", public="no audio files given")
+    unread: dict[int, WhichvoiceError] = {}  # standard input that cannot be decoded
     if digests is None:
         digests = [content_digest(src) for src in sources]
-        samples = digests  # a Decoded clip's digest is already of its samples
+        for i, src in enumerate(sources):
+            if is_stdin(src):  # read once, whole: its bytes are kept as a file's are
+                data = read_pipe("/dev/stdin", STDIN)
+                digests[i] = hashlib.sha256(data).hexdigest()
+                try:
+                    sources[i] = Decoded(*read_audio(data, name=STDIN), STDIN)
+                except WhichvoiceError as e:
+                    unread[i] = e
+        samples = [None if i in unread else _samples_digest(s) for i, s in enumerate(sources)]
     elif len(digests) != len(sources):
         raise WhichvoiceError(f"{name}: {len(digests)} digests for {len(sources)} sources")
     else:  # the caller's (of the bytes it decoded): the same audio in another format too
@@ -639,7 +673,19 @@ def enroll(
         ))
         for i in sorted(again)
     ]  # fmt: skip
-    unique = [i for i in range(len(sources)) if i not in copies and i not in again]
+    errors += sorted(unread.items())
+    unique = [
+        i for i in range(len(sources)) if i not in copies and i not in again and i not in unread
+    ]
+    if not unique and unread:  # standard input that is no audio, and nothing else new
+        errors.sort(key=lambda e: e[0])
+        if len(errors) == 1:
+            raise errors[0][1]
+        raise NoUsableRecordings(
+            f"{name}: none of the {len(sources)} files could be used ({errors[0][1]})",
+            public=f"none of the {len(sources)} files could be used",
+            failed=errors,
+        )
     if not unique:
         raise AlreadyEnrolledError(
             f"{name}: every file given is already enrolled into {name} (nothing changed)",
@@ -673,6 +719,7 @@ def enroll(
         raise TooLittleSpeech(
             f"{name}: only {already + seconds:.1f} s of speech; enrolling needs at least "
             f"{min_seconds:g} s in all (give more or longer recordings{again})",
+            failed=errors,
         )
     rows = np.stack(embs)
     dim = rows.shape[1] // len(CONDITIONS)
@@ -682,7 +729,15 @@ def enroll(
 
 
 class TooLittleSpeech(WhichvoiceError):
-    """The recordings given to ``enroll`` hold less speech in all than enrolling needs."""
+    """The recordings given to ``enroll`` hold less speech in all than enrolling needs;
+    ``failed``: the inputs that could not be used, each one's (index, error), as ``enroll``
+    returns them (a user is told which of the files counted for nothing)."""
+
+    def __init__(
+        self, message: str, *, failed: list[tuple[int, WhichvoiceError]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.failed = failed or []
 
 
 class NoUsableRecordings(WhichvoiceError):
@@ -711,34 +766,51 @@ def verify(
     Returns one item per input, in order: a ``Verdict``, or the ``WhichvoiceError`` that
     input met (unreadable, no speech): one bad file does not stop the others, so check
     ``isinstance(item, Verdict)`` before reading ``.accept``. Errors that concern every input
-    (an unknown name, a gallery of another encoder, a bad threshold) are raised."""
+    (an unknown name, a gallery of another encoder, a bad threshold) are raised.
+    ``verify_each`` gives them one at a time, as they are answered."""
+    return list(verify_each(model, gallery, name, sources, threshold=threshold,
+                            progress=progress))  # fmt: skip
+
+
+def verify_each(
+    model: VoiceModel,
+    gallery,
+    name: str,
+    sources: list,
+    *,
+    threshold: float | None = None,
+    progress: bool = False,
+) -> Iterator[Verdict | WhichvoiceError]:
+    """``verify``'s answers one at a time, each as soon as it is made (thousands of files:
+    the first lines come at once, and Ctrl-C keeps those printed). What concerns every
+    input is checked, and raised, before the first answer."""
     check_gallery_model(model, gallery)
     sources = _sources(sources)
     point = operating_point(model, threshold)
     voice = gallery.get(name)
-    out: list[Verdict | WhichvoiceError] = []
-    refs = None
-    with progress_bar(model.embed_many(sources), len(sources), "verify", progress) as embedded:
-        results = list(zip(sources, embedded, strict=True))  # a bar closed before any error
-    for src, result in results:
-        result = with_speech(src, result)
-        if isinstance(result, WhichvoiceError):
-            out.append(result)
-            continue
-        if refs is None:
-            refs = voice_refs([voice], result[0].shape[0])
-        score = float(refs.scores(result[0])[0])
-        out.append(
-            Verdict(
-                describe_source(src),
-                voice.name,  # as enrolled: stripped and composed, as the gallery found it
-                score >= point.threshold,
-                score,
-                point.probability(score),
-                point,
-            )
-        )
-    return out
+
+    def answers() -> Iterator[Verdict | WhichvoiceError]:
+        refs = None
+        embedded = progress_bar(model.embed_many(sources), len(sources), "verify", progress)
+        with embedded:
+            for src, result in zip(sources, embedded, strict=True):
+                result = with_speech(src, result)
+                if isinstance(result, WhichvoiceError):
+                    yield result
+                    continue
+                if refs is None:
+                    refs = voice_refs([voice], result[0].shape[0])
+                score = float(refs.scores(result[0])[0])
+                yield Verdict(
+                    describe_source(src),
+                    voice.name,  # as enrolled: stripped and composed, as the gallery found it
+                    score >= point.threshold,
+                    score,
+                    point.probability(score),
+                    point,
+                )
+
+    return answers()
 
 
 def identify(
@@ -758,7 +830,22 @@ def identify(
     ``progress``: a bar on a terminal.
 
     Returns one item per input, in order: an ``Identity``, or the ``WhichvoiceError`` that
-    input met (as ``verify``)."""
+    input met (as ``verify``). ``identify_each`` gives them one at a time."""
+    return list(identify_each(model, gallery, sources, threshold=threshold,
+                              engine_head=engine_head, progress=progress))  # fmt: skip
+
+
+def identify_each(
+    model: VoiceModel,
+    gallery,
+    sources: list,
+    *,
+    threshold: float | None = None,
+    engine_head: EngineHead | None = None,
+    progress: bool = False,
+) -> Iterator[Identity | WhichvoiceError]:
+    """``identify``'s answers one at a time, each as soon as it is made (as ``verify_each``);
+    what concerns every input is checked, and raised, before the first answer."""
     check_gallery_model(model, gallery)
     if engine_head is not None and not isinstance(engine_head, EngineHead):
         raise WhichvoiceError(
@@ -773,29 +860,28 @@ def identify(
             f"{gallery.path}: no voices enrolled; use `whichvoice enroll NAME FILE...`",
             public="no voices enrolled",
         )
-    out: list[Identity | WhichvoiceError] = []
-    refs = None
-    embedded = embed_and_trace(model, engine_head, sources)
-    with progress_bar(embedded, len(sources), "identify", progress) as answered:
-        results = list(zip(sources, answered, strict=True))  # a bar closed before any error
-    for src, (result, engine) in results:  # a burst is already an error (embed_and_trace)
-        if isinstance(result, WhichvoiceError):
-            out.append(result)
-            continue
-        if refs is None:
-            refs = voice_refs(voices, result[0].shape[0])
-        scores = refs.scores(result[0])
-        best = int(np.argmax(scores))
-        nearest = voices[best].name
-        out.append(
-            Identity(
-                describe_source(src),
-                nearest if scores[best] >= point.threshold else UNKNOWN,
-                float(scores[best]),
-                {v.name: float(s) for v, s in zip(voices, scores, strict=True)},
-                point,
-                nearest,
-                engine,
-            )
-        )
-    return out
+
+    def answers() -> Iterator[Identity | WhichvoiceError]:
+        refs = None
+        embedded = embed_and_trace(model, engine_head, sources)
+        with progress_bar(embedded, len(sources), "identify", progress) as answered:
+            for src, (result, engine) in zip(sources, answered, strict=True):
+                if isinstance(result, WhichvoiceError):  # a burst is one (embed_and_trace)
+                    yield result
+                    continue
+                if refs is None:
+                    refs = voice_refs(voices, result[0].shape[0])
+                scores = refs.scores(result[0])
+                best = int(np.argmax(scores))
+                nearest = voices[best].name
+                yield Identity(
+                    describe_source(src),
+                    nearest if scores[best] >= point.threshold else UNKNOWN,
+                    float(scores[best]),
+                    {v.name: float(s) for v, s in zip(voices, scores, strict=True)},
+                    point,
+                    nearest,
+                    engine,
+                )
+
+    return answers()

@@ -68,14 +68,13 @@ from whichvoice.batch.inputs import (
     manifest_inputs,
     output_format,
     path_inputs,
-    spelled,
 )
 from whichvoice.batch.runners import COLUMNS, _dask, _local
 from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, OutputExistsError, OutputLostError, WhichvoiceError
-from whichvoice.files import ensure_dir, held_alone, write_json
+from whichvoice.files import ensure_dir, held_alone, output_target, write_json
 from whichvoice.runtime import load_model
-from whichvoice.text import counted
+from whichvoice.text import counted, spelled
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -192,7 +191,7 @@ def predict_batch(
                   retry_failed=retry_failed, dask_scheduler=dask_scheduler, progress=progress,
                   chunk=chunk)  # fmt: skip
         return _predict_to_url(run, inputs, os.fspath(output), fmt, **kw)
-    output = Path(output)
+    output = output_target(output)  # a link: the file it points to is the output
     if resume and overwrite:
         raise WhichvoiceError("resume or overwrite: not both")
     if retry_failed and not resume:
@@ -299,8 +298,13 @@ def _predict_to_url(
     with storage.local_files(output, beside) as local:
         try:
             summary = predict_batch(run, inputs, local, **kw)
-        except OutputLostError as e:  # named as the user named it, not as its local copy
-            raise OutputLostError(str(e).replace(str(local), output)) from e
+        except WhichvoiceError as e:  # named as the user named it, not as its local copy
+            if str(local) not in str(e):
+                raise
+            e.args = (str(e).replace(str(local), output), *e.args[1:])
+            if isinstance(e, OutputExistsError):  # the CLI says it again from ``what``
+                e.what = e.what.replace(str(local), output)
+            raise
     summary.output = output
     return summary
 

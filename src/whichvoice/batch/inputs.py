@@ -14,6 +14,7 @@ from whichvoice import storage
 from whichvoice.audio import listed_audio
 from whichvoice.errors import OutputError, WhichvoiceError
 from whichvoice.predict import AUDIO_SUFFIXES, looks_like_a_file
+from whichvoice.text import spelled
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
@@ -152,13 +153,6 @@ def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
                 raise BatchInputError(f"{csv_path}: not a path,voice CSV ({e})") from e
 
     return Inputs(str(csv_path), read, labelled=True)
-
-
-def spelled(path: str) -> str:
-    """``path`` as an output row names it: a file name that is not UTF-8 (its bytes kept by
-    Python as surrogates, which no UTF-8 file or Parquet string can hold) with those bytes
-    written ``\\xNN``; any other name unchanged."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:

@@ -21,6 +21,7 @@ from whichvoice.cli import corpus, diarize, gallery, jobs, predict, serve, trace
 from whichvoice.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_ERROR,
+    ReaderGone,
     app,
     stopped,
     take_sigterm_as_interrupt,
@@ -62,7 +63,7 @@ def main() -> None:
         rank = torchrun_rank()
         click.echo(f"error: {f'rank {rank}: ' if rank else ''}{e}", err=True)
         sys.exit(e.exit_status)
-    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+    except (ReaderGone, BrokenPipeError):  # the reader went away (`| head`): nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_BROKEN_PIPE)
     except OSError as e:  # a path that cannot be written or read: the path and why
@@ -79,6 +80,7 @@ _GO_ON = {
     "predict": "with --output, the rows written are kept: the same command with --resume goes on",
     "prepare": "nothing was kept: run it again",
     "evaluate": "no report was written: run it again",
+    "diarize": "no RTTM was written (it is written once every file is done): run it again",
 }
 
 
@@ -89,6 +91,8 @@ def _how_to_go_on(args: list[str]) -> str:
     if command == "predict" and not any(a in ("-o", "--output") or a.startswith("--output=")
                                         for a in args):  # fmt: skip
         return ""
+    if command == "diarize" and not any(a == "--rttm" or a.startswith("--rttm=") for a in args):
+        return ""  # the turns printed are all it makes
     return f": {_GO_ON[command]}" if command in _GO_ON else ""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from whichvoice.text import counted
+from whichvoice.text import counted, spelled_all
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -138,7 +139,21 @@ class FiniteRange(click.FloatRange):
         return number
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ReaderGone(Exception):
+    """The reader of standard output went away (``| head``): raised in place of the
+    BrokenPipeError, which click's own ``main`` would turn into exit status 1 (the status
+    of a failed input) before ``cli.main`` could answer it with EXIT_BROKEN_PIPE."""
+
+
+class _Commands(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as e:
+            raise ReaderGone() from e
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="whichvoice")
 def app() -> None:
     """Tell which voice is speaking: build TTS corpora, train, identify and verify voices."""
@@ -257,6 +272,13 @@ _CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"} | {
     c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
     for c in (0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)
 }
+
+
+def json_line(obj: object) -> str:
+    """One ``--json`` line: a file name that is not UTF-8 written with its bytes as ``\\xNN``,
+    as an output file's rows write it (JSON holds no such bytes; Python's surrogates for them
+    are no Unicode that jq or another reader can take)."""
+    return json.dumps(spelled_all(obj))
 
 
 def shown(path: object) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from whichvoice.cli.common import (
     LocalPath,
     app,
     gallery_option,
+    json_line,
     setup_logging,
     shown,
 )
@@ -140,14 +140,14 @@ def diarize_cmd(
                 result = diarize(path, encoder, gallery=named, config=cfg, progress=progress)
             except WhichvoiceError as e:
                 failed += 1
-                say(json.dumps({"path": str(path), "error": str(e)}) if as_json
+                say(json_line({"path": str(path), "error": str(e)}) if as_json
                            else f"{shown(path)}\terror: {shown(e)}")  # fmt: skip
                 continue
             finally:
                 bar.close()
             results.append(result)
             if as_json:
-                say(json.dumps(result.to_dict()))
+                say(json_line(result.to_dict()))
                 continue
             if not result.segments:
                 say(f"{shown(path)}\tno speech")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from whichvoice.cli.common import (
     LocalPath,
     app,
     gallery_option,
+    json_line,
     setup_logging,
     shown,
 )
@@ -57,18 +59,18 @@ _model_option = click.option(
 )
 
 
-def _print_results(paths: list, results: list, as_json: bool, line) -> None:
-    """One line (text or JSON) per file; an input that failed prints its error; exit 1 then."""
+def _print_results(paths: list, results: Iterable, as_json: bool, line) -> int:
+    """One line (text or JSON) per file, each as ``results`` gives it; an input that failed
+    prints its error. Returns how many failed (the command exits 1 then)."""
     failed = 0
     for path, r in zip(paths, results, strict=True):
         if isinstance(r, Exception):
             failed += 1
             error = {"path": str(path), "error": str(r)}
-            click.echo(json.dumps(error) if as_json else f"{shown(path)}\terror: {shown(r)}")
+            click.echo(json_line(error) if as_json else f"{shown(path)}\terror: {shown(r)}")
         else:
-            click.echo(json.dumps(r.to_dict()) if as_json else f"{shown(path)}\t{line(r)}")
-    if failed:
-        sys.exit(1)
+            click.echo(json_line(r.to_dict()) if as_json else f"{shown(path)}\t{line(r)}")
+    return failed
 
 
 _threshold_option = click.option(
@@ -119,20 +121,31 @@ def enroll_cmd(
     """Enroll NAME from FILES (adds to NAME when it is already enrolled). NAME needs at
     least 3 s of speech in all."""
     setup_logging(True)
-    from whichvoice.verification import enroll
+    from whichvoice.verification import TooLittleSpeech, enroll
 
     paths = _inputs(files, strict=True)
     encoder = _gallery_encoder(model, gallery)
     # a new gallery's file is made by its first write: a failed enrollment leaves none
     with _gallery(encoder, gallery, create=True) as g:
         before = g.get(name.strip()) if name.strip() in g.names() else None
-        voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
+        try:
+            voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
+        except TooLittleSpeech as e:  # which files counted for nothing, then why it failed
+            for _, skipped in e.failed:
+                click.echo(f"skipped: {skipped}", err=True)
+            raise
     for _, e in errors:
         click.echo(f"skipped: {e}", err=True)
     # the seconds as `gallery list` shows them (rounded to ms first, as stored in a summary)
     total = voice.summary()["seconds"]
-    click.echo(f"enrolled {voice.name}: {counted(voice.clips, 'clip')}, {total:.1f} s of speech")
     clips = voice.clips - (before.clips if before else 0)
+    if before is None:
+        click.echo(f"enrolled {voice.name}: {counted(clips, 'clip')}, {total:.1f} s of speech")
+    else:  # what this call added, then the voice's totals
+        click.echo(
+            f"added {counted(clips, 'clip')} to {voice.name}: now "
+            f"{counted(voice.clips, 'clip')}, {total:.1f} s of speech"
+        )
     seconds = voice.seconds - (before.seconds if before else 0.0)
     if clips and seconds / clips < SHORT_CLIP_S:
         click.echo(
@@ -164,22 +177,30 @@ def verify_cmd(
     threshold; the probability is >= 0.5 exactly then. Exit 0 when every file is accepted,
     1 when any is rejected or could not be read."""
     setup_logging(True)
-    from whichvoice.verification import verify
+    from whichvoice.verification import verify_each
 
     paths = _inputs(files)
     encoder = _gallery_encoder(model, gallery)
-    with _gallery(encoder, gallery) as g:
-        results = verify(encoder, g, name, paths, threshold=threshold, progress=not quiet)
-    _print_results(
-        paths,
-        results,
-        as_json,
-        lambda r: (
-            f"{'accept' if r.accept else 'reject'}\tscore {r.score:.3f} "
-            f"{'>=' if r.accept else '<'} {_point(r)}\tp(same voice) {r.probability:.3f}"
-        ),
-    )
-    if any(not isinstance(r, Exception) and not r.accept for r in results):
+    rejected = 0
+
+    def counting(results: Iterable) -> Iterator:
+        nonlocal rejected
+        for r in results:
+            rejected += not isinstance(r, Exception) and not r.accept
+            yield r
+
+    with _gallery(encoder, gallery) as g:  # each line as soon as its file is answered
+        results = verify_each(encoder, g, name, paths, threshold=threshold, progress=not quiet)
+        failed = _print_results(
+            paths,
+            counting(results),
+            as_json,
+            lambda r: (
+                f"{'accept' if r.accept else 'reject'}\tscore {r.score:.3f} "
+                f"{'>=' if r.accept else '<'} {_point(r)}\tp(same voice) {r.probability:.3f}"
+            ),
+        )
+    if failed or rejected:
         sys.exit(1)
 
 
@@ -219,27 +240,29 @@ def identify_cmd(
     (`whichvoice trace`), where an engine head reads the encoder in use."""
     setup_logging(True)
     from whichvoice.tracing import head_for
-    from whichvoice.verification import identify
+    from whichvoice.verification import identify_each
 
     paths = _inputs(files)
     encoder = _gallery_encoder(model, gallery)
     head = head_for(encoder, engine_head)
-    with _gallery(encoder, gallery) as g:
-        results = identify(encoder, g, paths, threshold=threshold, engine_head=head,
-                           progress=not quiet)  # fmt: skip
-    _print_results(
-        paths,
-        results,
-        as_json,
-        lambda r: (
-            (
-                f"{r.voice}\tscore {r.score:.3f} >= {_point(r)}"
-                if r.voice == r.nearest
-                else f"{r.voice}\tnearest {r.nearest} score {r.score:.3f} < {_point(r)}"
-            )
-            + _engine(r)
-        ),
-    )
+    with _gallery(encoder, gallery) as g:  # each line as soon as its file is answered
+        results = identify_each(encoder, g, paths, threshold=threshold, engine_head=head,
+                                progress=not quiet)  # fmt: skip
+        failed = _print_results(
+            paths,
+            results,
+            as_json,
+            lambda r: (
+                (
+                    f"{r.voice}\tscore {r.score:.3f} >= {_point(r)}"
+                    if r.voice == r.nearest
+                    else f"{r.voice}\tnearest {r.nearest} score {r.score:.3f} < {_point(r)}"
+                )
+                + _engine(r)
+            ),
+        )
+    if failed:
+        sys.exit(1)
 
 
 @app.group("gallery")
@@ -329,16 +352,16 @@ def gallery_import_cmd(
     """Add the voices of an export FILE (a path or s3:// URL). An export naming a voice the
     gallery already holds is refused, nothing imported, unless --replace."""
     from whichvoice.encoders import option_name
-    from whichvoice.gallery import Gallery, default_gallery_path, read_export
+    from whichvoice.gallery import Gallery, default_gallery_path, read_export, voice_name
 
     data = read_export(file)
     where = Path(gallery or default_gallery_path())
     if model is None and data.get("model"):
         # a gallery that holds no voice yet takes the export's encoder, when it ships
         empty = not where.exists()
-        if not empty:
+        if not empty:  # every voice removed: it belongs to no encoder any more
             with Gallery(where, None, create=False) as g:
-                empty = not g.model_id
+                empty = not g.names()
         if empty:
             model = option_name(str(data["model"]))
     from whichvoice.fusion import embedding_dim
@@ -347,7 +370,7 @@ def gallery_import_cmd(
     with _gallery(encoder, gallery, create=True) as g:
         before = set(g.names())
         n = g.import_json(data, replace=replace, dim=embedding_dim(encoder))
-    replaced = sorted(before & {v["name"].strip() for v in data["voices"]})
+    replaced = sorted(before & {voice_name(v["name"]) for v in data["voices"]})
     click.echo(
         f"imported {counted(n, 'voice')}"
         + (f" (replaced: {', '.join(replaced)})" if replaced else "")

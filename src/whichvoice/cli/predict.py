@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 from whichvoice.cli.common import (
     LOCATION,
     app,
+    json_line,
     setup_logging,
     shown,
 )
@@ -295,7 +295,7 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
     for path, result in zip(files, model.identify_many(files), strict=True):
         if isinstance(result, Prediction):
             if as_json:
-                click.echo(json.dumps(result.to_dict()))
+                click.echo(json_line(result.to_dict()))
             else:
                 top = ", ".join(f"{v} {p:.3f}" for v, p in result.top[:3])
                 answer = (
@@ -315,7 +315,7 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
         else:
             failed += 1
             if as_json:
-                click.echo(json.dumps({"path": str(path), "error": str(result)}))
+                click.echo(json_line({"path": str(path), "error": str(result)}))
             else:
                 click.echo(f"{shown(path)}\terror: {shown(result)}")  # among the answers
     if failed:

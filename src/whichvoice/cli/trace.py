@@ -3,13 +3,20 @@ corpus (``trace-fit``)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from whichvoice.cli.common import LOCATION, FiniteRange, LocalPath, app, setup_logging, shown
+from whichvoice.cli.common import (
+    LOCATION,
+    FiniteRange,
+    LocalPath,
+    app,
+    json_line,
+    setup_logging,
+    shown,
+)
 from whichvoice.errors import WhichvoiceError
 
 
@@ -83,11 +90,11 @@ def trace_cmd(
     for path, (r, a) in zip(paths, answers, strict=True):
         if isinstance(r, WhichvoiceError):
             failed += 1
-            echo(json.dumps({"path": str(path), "error": str(r)}) if as_json
+            echo(json_line({"path": str(path), "error": str(r)}) if as_json
                  else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
             continue
         if as_json:
-            echo(json.dumps({"path": str(path), **a.to_dict()}))
+            echo(json_line({"path": str(path), **a.to_dict()}))
         elif a.known:
             echo(f"{shown(path)}\t{a.engine}\tp {a.confidence:.3f}\tscore {a.score:.3f} >= "
                  f"threshold {head.threshold:.3f}")  # fmt: skip

@@ -137,8 +137,11 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
     except NoUsableRecordings as e:  # no file decoded had speech: every file's reason
         why.update({good[j]: err.public_message() for j, err in e.failed})
         raise _no_speech(name, files, why) from e
-    except TooLittleSpeech as e:  # speech, but too little in all: no file's own fault
-        raise HTTPProblem(422, "no_speech", e.public_message()) from e
+    except TooLittleSpeech as e:  # speech, but too little in all; and the files not used
+        why.update({good[j]: err.public_message() for j, err in e.failed})
+        reasons = _reasons(files, why)
+        message = e.public_message() + (f"; not used: {reasons}" if reasons else "")
+        raise HTTPProblem(422, "no_speech", message) from e
     except (AudioDecodeError, SilentAudioError) as e:  # the one file decoded had none
         if len(good) != 1:
             raise
@@ -159,12 +162,18 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
 def _no_speech(name: str, files: list[tuple[str, bytes]], why: dict[int, str]) -> HTTPProblem:
     """422 ``no_speech``: no file sent to ``name`` could be enrolled, with each one's reason
     (the request's own files: named by the names they were sent under)."""
-    reasons = "; ".join(
+    return HTTPProblem(
+        422,
+        "no_speech",
+        f"{name}: no usable speech in the {len(files)} file(s) sent: {_reasons(files, why)}",
+    )
+
+
+def _reasons(files: list[tuple[str, bytes]], why: dict[int, str]) -> str:
+    """Each file's reason, in order, named by the name it was sent under."""
+    return "; ".join(
         why[i] if why[i].startswith(f"{files[i][0]}:") else f"{files[i][0]}: {why[i]}"
         for i in sorted(why)
-    )
-    return HTTPProblem(
-        422, "no_speech", f"{name}: no usable speech in the {len(files)} file(s) sent: {reasons}"
     )
 
 

@@ -25,6 +25,12 @@ class GalleryAnswer(BaseModel):
         description="The accept threshold on the score: stricter the more voices are enrolled"
     )
     threshold_source: str = Field(description=THRESHOLD_SOURCE)
+    dev_false_acceptance: float | None = Field(
+        default=None, description="The calibrated threshold's false acceptance rate on dev trials"
+    )
+    dev_false_rejection: float | None = Field(
+        default=None, description="The calibrated threshold's false rejection rate on dev trials"
+    )
     voice_known: bool = Field(description="Whether the voice is an enrolled one")
     engine: str | None = Field(
         default=None,

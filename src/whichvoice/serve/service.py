@@ -476,7 +476,9 @@ class Service:
         and when it is to be ``judged`` (one voice's clip, not a recording to diarize) a
         steady sound too (``audio.check_judgeable``)."""
         if not data:
-            raise HTTPProblem(422, "empty", f"{name}: the body is empty")
+            # as the command line says of an empty file
+            empty = "the body is empty" if name == RAW_NAME else "not audio (an empty file)"
+            raise HTTPProblem(422, "empty", f"{name}: {empty}")
         try:
             wave, rate = read_audio(data, max_seconds=self.cfg.max_seconds, name=name)
             (check_judgeable if judged else check_not_silent)(wave, rate, name)

@@ -58,6 +58,23 @@ def check_writable(url: str | os.PathLike) -> None:
             f"{text}: no output is written to a {protocol}:// location (read-only, or gone "
             "when the process ends); give a local path or an object store's URL (s3://...)"
         )
+    if text.endswith("/"):  # the store would make an object named as the prefix, not in it
+        raise StorageError(f"{text}: names a folder (it ends in /); give an object's URL")
+
+
+def _check_object(fs, root: str, url: str) -> None:
+    """StorageError when ``url`` is a prefix that holds objects (an S3 "folder"): an object
+    of that name would hide them from every later read of the URL (a local path that is a
+    folder is refused the same way)."""
+    try:
+        folder = not fs.isfile(root) and fs.isdir(root)
+    except Exception as e:
+        raise StorageError(describe(url, e)) from e
+    if folder:
+        raise StorageError(
+            f"{url}: a folder (a prefix of objects), not an object; give an object's URL to "
+            "write to"
+        )
 
 
 def filesystem(url: str):
@@ -124,6 +141,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     url = os.fspath(path)
     check_writable(url)
     fs, root = filesystem(url)
+    _check_object(fs, root, url)
     try:
         fs.pipe_file(root, data)
     except Exception as e:
@@ -134,6 +152,7 @@ def put_file(local: str | os.PathLike, url: str) -> None:
     """Upload one local file to ``url`` (streamed; one object, whole or not at all)."""
     check_writable(url)
     fs, root = filesystem(url)
+    _check_object(fs, root, url)
     try:
         fs.put_file(os.fspath(local), root)
     except Exception as e:
