@@ -264,6 +264,11 @@ def test_enrollment_needs_enough_speech_and_leaves_nothing_when_it_fails(
     listed = cli("gallery", "list", "--gallery", str(gallery), "--json", check=True).stdout
     seconds = {v["name"]: v["seconds"] for v in map(json.loads, listed.splitlines())}["carl"]
     assert added.startswith("added 1 clip to carl: now 3 clips, ")
+    # the name in another Unicode form is the same voice: added to, and said so
+    cli("enroll", "Jos\u00e9", *map(str, unseen["flite:awb"][:2]), "--gallery", str(gallery),
+        check=True)  # fmt: skip
+    nfd = cli("enroll", "Jose\u0301", str(short), "--gallery", str(gallery), check=True).stdout
+    assert nfd.startswith("added 1 clip to Jos\u00e9: now 3 clips"), nfd
     assert f"{seconds:.1f} s of speech" in added
     # a recording piped in that the voice holds already counts once, as its file does
     with open(unseen["flite:awb"][0], "rb") as f:

@@ -38,6 +38,12 @@ def test_a_reader_that_goes_away_is_exit_141_not_a_failed_input() -> None:
     )  # fmt: skip
     assert proc.returncode == 141, proc.stderr
     assert json.loads(proc.stdout)["id"] and proc.stderr == ""
+    # --help prints while click makes its context: the same status (a closed pipe at once)
+    closed = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m whichvoice --help | true"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert closed.returncode in (0, 141) and "Traceback" not in closed.stderr, closed.stderr
 
 
 def test_voices_json_lists_every_voice_with_availability(cli) -> None:

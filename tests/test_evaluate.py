@@ -158,6 +158,14 @@ def test_cli_evaluate_on_a_labels_csv(
     partial = cli("evaluate", str(trained_run), "--labels", str(gap), "--report",
                   str(tmp_path / "gap"), "--json")  # fmt: skip
     assert partial.returncode == 1 and json.loads(partial.stdout)["errors"] == 1
+    # files of one voice alone: the figure is that voice's recall, and evaluate says so
+    one = tmp_path / "one.csv"
+    first = [c for c in every if c.voice == clips[0].voice][:3]
+    one.write_text("path,voice\n" + "".join(f"{small_corpus / c.path},{c.voice}\n" for c in first))
+    alone = cli("evaluate", str(trained_run), "--labels", str(one), "--report",
+                str(tmp_path / "one"), "--json")  # fmt: skip
+    assert "every file scored is of one voice" in alone.stderr, alone.stderr
+    assert "every file scored is of one voice" not in proc.stderr
     assert (tmp_path / "gap" / "report.md").is_file()
     # the text names each unreadable file, as predict does (it named the first, "e.g.")
     gaps = gap.read_text() + f"{tmp_path / 'lost.mp3'},{clips[0].voice}\n"

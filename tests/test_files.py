@@ -43,7 +43,7 @@ def test_write_atomic_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None
     (tmp_path / "folder").mkdir()
     os.mkfifo(tmp_path / "pipe")
     for target in (tmp_path / "folder", tmp_path / "pipe", Path("/dev/null")):
-        with pytest.raises(OutputError, match="not a regular file"):
+        with pytest.raises(OutputError, match=r"not a regular file|not a file to write to"):
             write_atomic(target, b"x")
     assert (tmp_path / "folder").is_dir() and Path("/dev/null").is_char_device()
 
@@ -66,12 +66,21 @@ def test_write_atomic_writes_through_a_link_and_refuses_one_to_a_descriptor(
     dangling.symlink_to(tmp_path / "shared" / "later.rttm")
     write_atomic(dangling, b"x")
     assert dangling.is_symlink() and (tmp_path / "shared" / "later.rttm").read_bytes() == b"x"
-    for target in ("/proc/self/fd/1", "/dev/stdout"):
-        fd = tmp_path / f"fd{target.count('/')}.rttm"
+    for target in ("/proc/self/fd/1", "/dev/stdout", "/dev/fd/1"):
+        fd = tmp_path / f"fd{len(target)}.rttm"
         fd.symlink_to(target)
-        with pytest.raises(OutputError, match=f"a link to {target}, not to a file"):
+        with pytest.raises(OutputError, match="not a file to write to"):
             write_atomic(fd, b"x")
         assert fd.is_symlink()
+        with pytest.raises(OutputError, match="not a file to write to"):
+            write_atomic(Path(target), b"x")  # given as it is: the file behind stdout
+    # a relative link in a folder reached through a link: resolved from the real folder
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "lnkdir").symlink_to(tmp_path / "real" / "deep")
+    (tmp_path / "real" / "deep" / "out.json").symlink_to("../target.json")
+    write_atomic(tmp_path / "lnkdir" / "out.json", b"y")
+    assert (tmp_path / "real" / "target.json").read_bytes() == b"y"
+    assert not (tmp_path / "target.json").exists()
     loop = tmp_path / "loop.rttm"
     loop.symlink_to(loop)
     with pytest.raises(OutputError, match="a loop of symbolic links"):

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,10 @@ def test_not_a_database(tmp_path: Path) -> None:
                 Gallery(other, model, create=create)
             assert "restore" not in str(e.value)
         assert other.read_bytes() == content
+    # a pipe is not read (the look at its first bytes waited for ever)
+    os.mkfifo(tmp_path / "fifo.sqlite")
+    with pytest.raises(GalleryError):
+        Gallery(tmp_path / "fifo.sqlite", "m")
 
 
 def test_export_and_import(tmp_path: Path) -> None:
@@ -186,6 +191,12 @@ def test_export_and_import(tmp_path: Path) -> None:
         with pytest.raises(GalleryError, match=r"another version of this encoder \(model "
                            r"auto-2222; this whichvoice's is auto-1111\).*upgrade"):  # fmt: skip
             g.import_json({**data, "model": "auto-2222"})
+        # two trained runs of one architecture are two encoders, not two versions of one
+        with (
+            Gallery(tmp_path / "e.sqlite", "voicenet-bbbb") as run_gallery,
+            pytest.raises(GalleryError, match="--model with the run that made it"),
+        ):
+            run_gallery.import_json({**data, "model": "voicenet-aaaa"})
         # an export of no voice adds nothing, whatever its encoder, and makes no file
         assert g.import_json({**data, "model": "auto-2222", "voices": []}) == 0
     assert not (tmp_path / "d.sqlite").exists()

@@ -109,6 +109,22 @@ def test_another_sites_page_cannot_change_anything_or_listen(secured) -> None:
     assert httpx.delete(f"{url}/v1/gallery/planted", headers=bearer()).status_code == 200
 
 
+def test_a_key_in_a_query_never_reaches_the_log_however_it_is_spelled() -> None:
+    """``k%65y=`` is ``key=`` to the server: its value reached the access log (review)."""
+    import logging
+
+    from whichvoice.cli.serve import _RedactKey
+
+    for query in ("key=s3cret", "k%65y=s3cret", "%6B%65%79=s3cret", "ke%79=s3cret"):
+        record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, "%s %s",
+                                   (f"/v1/stream?rate=16000&{query}", 101), None)  # fmt: skip
+        _RedactKey().filter(record)
+        assert "s3cret" not in record.getMessage() and "REDACTED" in record.getMessage()
+    kept = logging.LogRecord("x", logging.INFO, "", 0, "/v1/x?monkey=1&rate=8000", (), None)
+    _RedactKey().filter(kept)
+    assert kept.getMessage() == "/v1/x?monkey=1&rate=8000"
+
+
 def test_origins_and_keys_the_server_takes() -> None:
     from whichvoice.cli.serve import _origins
     from whichvoice.serve.service import check_api_key, foreign_origin

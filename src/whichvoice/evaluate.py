@@ -83,6 +83,13 @@ def held_out_split(
         files = [LabelledFile(root / c.path, c.voice) for c in clips if of[c.id] == split]
     if not files:
         raise DatasetError(f"{corpus}: the {split} split is empty (too few sentences per voice)")
+    sentences = {c.sentence_id for c in clips if of[c.id] == split}
+    if len(sentences) == 1:  # a figure of one sentence: its interval takes files as independent
+        log.warning(
+            "%s: every file of the %s split reads one sentence: the accuracy is of that "
+            "sentence, not of held-out speech in general (give the corpus more sentences)",
+            corpus, split,
+        )  # fmt: skip
     # a voice the model never learnt can only be an error: its accuracy would be a figure of
     # the corpus, not of the model (a labels CSV naming one is refused the same way)
     strange = sorted({f.voice for f in files} - set(model.labels))
@@ -629,6 +636,12 @@ def _measure(
     truth, pred, errors, window_hits, windows, answers = _score(model, files, progress)
     if not truth:
         raise NothingReadError(f"{none_of(len(files), 'file')} could be read: {errors[0]}")
+    if len(set(truth)) == 1 and len(model.labels) > 1:
+        log.warning(
+            "every file scored is of one voice (%s): the accuracy says how often that voice is "
+            "recognised, not how well the %d voices are told apart",
+            truth[0], len(model.labels),
+        )  # fmt: skip
     voices = model.labels + sorted(set(truth) - set(model.labels))
     matrix = confusion(truth, pred, voices)
     metrics = {

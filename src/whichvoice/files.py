@@ -46,22 +46,24 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 def output_target(path: str | os.PathLike) -> Path:
     """The file an output at ``path`` is to be: ``path`` itself, or for a symbolic link the
-    file it points to (a rename over the link would replace the link, and leave what it
-    points to as it was). OutputError for a link into /proc or /dev (``/dev/stdout``, a
-    file descriptor): the file behind it may be this process's own output, or a device."""
+    file it points to, resolved as the kernel does (a rename over the link would replace the
+    link, and leave what it points to as it was). OutputError for a path in /proc or /dev, or
+    a link into them (``/dev/stdout``, ``/dev/fd/1``, a file descriptor: the file behind it may
+    be this process's own output), but /dev/shm."""
     path = Path(path)
-    hop, hops = os.fspath(path), 0
-    while os.path.islink(hop):
+    hop, hops = os.path.abspath(path), 0
+    while True:
+        # the folder resolved, the name as it is: where this hop would be written
+        hop = os.path.join(os.path.realpath(os.path.dirname(hop)), os.path.basename(hop))
+        if hop.startswith(("/proc/", "/dev/")) and not hop.startswith("/dev/shm/"):
+            shown = path if hops == 0 else f"{path} (a link to {hop})"
+            raise OutputError(f"{shown}: not a file to write to; give a file's path")
+        if not os.path.islink(hop):
+            return path if hops == 0 else Path(hop)
         hops += 1
         if hops > 40:
             raise OutputError(f"{path}: a loop of symbolic links; give a file's path to write to")
-        link = os.readlink(hop)
-        hop = os.path.normpath(os.path.join(os.path.dirname(hop), link))
-        if hop.startswith(("/proc/", "/dev/")):
-            raise OutputError(
-                f"{path}: a link to {hop}, not to a file; give a file's path to write to"
-            )
-    return path if hops == 0 else Path(hop)
+        hop = os.path.join(os.path.dirname(hop), os.readlink(hop))  # an absolute link: itself
 
 
 def check_target(path: Path) -> None:

@@ -17,6 +17,7 @@ import numbers
 import os
 import re
 import sqlite3
+import stat
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -432,6 +433,8 @@ class Gallery:
         """GalleryUnusableError when the file is plainly something else (audio, JSON, text):
         a mistyped --gallery, said as such rather than as a damaged gallery to restore."""
         try:
+            if not stat.S_ISREG(os.stat(self.path).st_mode):
+                return  # a pipe would be waited on; a device or a folder is said elsewhere
             with open(self.path, "rb") as f:
                 head = f.read(16)
         except OSError:  # missing, unreadable: SQLite's open says what is wrong
@@ -829,7 +832,8 @@ class Gallery:
             return 0  # an export of an empty gallery: nothing to add, whatever its encoder
         if data.get("model") != self.model_id:
             theirs = str(data.get("model"))
-            if "-" in theirs and theirs.rsplit("-", 1)[0] == self.model_id.rsplit("-", 1)[0]:
+            shipped = theirs.rsplit("-", 1)[0]  # auto, resemblyzer, dvector: their versions
+            if shipped in VERSIONED and shipped == self.model_id.rsplit("-", 1)[0]:
                 # the same encoder at another version: no --model of this whichvoice reads it
                 raise GalleryModelError(
                     f"the export was made with another version of this encoder (model "
@@ -1022,6 +1026,7 @@ _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a 
 # what names a shipped encoder by its id for the command line (``encoders.option_name``, set
 # there: ``encoders`` imports this module, not the other way round); None: no name known
 OPTION_NAME: Callable[[str], str | None] = lambda owner: None  # noqa: E731
+VERSIONED = ("auto", "resemblyzer", "dvector")  # shipped encoders whose ids carry a version
 
 
 def _made_with(owner: str) -> str:

@@ -639,9 +639,9 @@ def enroll(
         digests = [content_digest(src) for src in sources]
         for i, src in enumerate(sources):
             if is_stdin(src):  # read once, whole: its bytes are kept as a file's are
-                data = read_pipe("/dev/stdin", STDIN)
-                digests[i] = hashlib.sha256(data).hexdigest()
                 try:
+                    data = read_pipe("/dev/stdin", STDIN)
+                    digests[i] = hashlib.sha256(data).hexdigest()
                     sources[i] = Decoded(*read_audio(data, name=STDIN), STDIN)
                 except WhichvoiceError as e:
                     unread[i] = e

@@ -146,6 +146,12 @@ class ReaderGone(Exception):
 
 
 class _Commands(click.Group):
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:  # --help and --version print while the context is made
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError as e:
+            raise ReaderGone() from e
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -207,7 +213,8 @@ def check_new_file(path: Path | str, option: str, overwrite: bool) -> None:
     folder never), and its folder must be writable or makeable (UsageError or OutputError,
     one line). Nothing is made: the command makes the folder when it writes the file."""
     from whichvoice import storage
-    from whichvoice.files import check_creatable
+    from whichvoice.errors import OutputError
+    from whichvoice.files import check_creatable, output_target
 
     if storage.is_url(path):
         try:
@@ -217,12 +224,15 @@ def check_new_file(path: Path | str, option: str, overwrite: bool) -> None:
         if not overwrite and storage.exists(path):
             raise click.UsageError(f"{option} {path}: exists; --overwrite to replace it")
         return
-    path = Path(path)
-    if path.is_dir():
+    try:  # a link: the file it points to is the output (its folder must be writable)
+        target = output_target(path)
+    except OutputError as e:
+        raise click.UsageError(f"{option} {e}") from e
+    if target.is_dir():
         raise click.UsageError(f"{option} {path}: is a folder; give a file name")
-    if path.exists() and not overwrite:
+    if target.exists() and not overwrite:
         raise click.UsageError(f"{option} {path}: exists; --overwrite to replace it")
-    check_creatable(path.parent, "file")
+    check_creatable(target.parent, "file")
 
 
 def feature_config(features: str | None, model: str, window: float | None):

@@ -196,7 +196,7 @@ def _check_output(path: Path | str, keep: list) -> None:
     or its folder does not exist or cannot be written; for a URL, when its kind of location is
     unknown or cannot be reached (no credentials, say): all before any work."""
     from whichvoice.errors import OutputError
-    from whichvoice.files import check_target, probe_writable, same_file
+    from whichvoice.files import check_target, output_target, probe_writable, same_file
 
     if storage.is_url(path):
         try:
@@ -205,10 +205,10 @@ def _check_output(path: Path | str, keep: list) -> None:
         except StorageError as e:
             raise WhichvoiceError(f"--rttm {e}") from e
         return
-    path = Path(path)
-    if path.is_dir():
-        raise WhichvoiceError(f"--rttm {path}: is a folder; give a file name")
-    try:
+    try:  # a link: the file it points to is the RTTM (checked as if given)
+        path = output_target(path)
+        if path.is_dir():
+            raise WhichvoiceError(f"--rttm {path}: is a folder; give a file name")
         check_target(path)
     except OutputError as e:
         raise WhichvoiceError(f"--rttm {e}") from e

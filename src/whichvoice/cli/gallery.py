@@ -62,14 +62,19 @@ _model_option = click.option(
 def _print_results(paths: list, results: Iterable, as_json: bool, line) -> int:
     """One line (text or JSON) per file, each as ``results`` gives it; an input that failed
     prints its error. Returns how many failed (the command exits 1 then)."""
+    from tqdm import tqdm
+
     failed = 0
     for path, r in zip(paths, results, strict=True):
         if isinstance(r, Exception):
             failed += 1
             error = {"path": str(path), "error": str(r)}
-            click.echo(json_line(error) if as_json else f"{shown(path)}\terror: {shown(r)}")
+            text = json_line(error) if as_json else f"{shown(path)}\terror: {shown(r)}"
         else:
-            click.echo(json_line(r.to_dict()) if as_json else f"{shown(path)}\t{line(r)}")
+            text = json_line(r.to_dict()) if as_json else f"{shown(path)}\t{line(r)}"
+        # the progress bar on a terminal is cleared for the line and drawn again below it
+        with tqdm.external_write_mode(file=sys.stdout):
+            click.echo(text)
     return failed
 
 
@@ -121,13 +126,17 @@ def enroll_cmd(
     """Enroll NAME from FILES (adds to NAME when it is already enrolled). NAME needs at
     least 3 s of speech in all."""
     setup_logging(True)
+    from whichvoice.gallery import NotEnrolledError
     from whichvoice.verification import TooLittleSpeech, enroll
 
     paths = _inputs(files, strict=True)
     encoder = _gallery_encoder(model, gallery)
     # a new gallery's file is made by its first write: a failed enrollment leaves none
     with _gallery(encoder, gallery, create=True) as g:
-        before = g.get(name.strip()) if name.strip() in g.names() else None
+        try:  # by the name it is stored under (another Unicode form of it too)
+            before = g.get(name)
+        except NotEnrolledError:
+            before = None
         try:
             voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
         except TooLittleSpeech as e:  # which files counted for nothing, then why it failed

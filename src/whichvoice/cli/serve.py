@@ -299,7 +299,8 @@ MAX_WS_MESSAGE = 16 << 20
 
 class _RedactKey:
     """A logging filter: an API key in a query string (``key=...``, the live stream's way to
-    carry it) never reaches the access log."""
+    carry it) never reaches the access log, however its name is spelled (``k%65y`` is
+    ``key`` to the server too)."""
 
     pattern = None
 
@@ -307,13 +308,21 @@ class _RedactKey:
         import re
 
         if self.pattern is None:
-            type(self).pattern = re.compile(r"([?&]key=)[^&\s\"']*")
+            type(self).pattern = re.compile(r"([?&])([^=&\s\"']*)=([^&\s\"']*)")
         if record.args:
-            record.args = tuple(
-                self.pattern.sub(r"\1REDACTED", a) if isinstance(a, str) else a for a in record.args
-            )
-        record.msg = self.pattern.sub(r"\1REDACTED", str(record.msg))
+            record.args = tuple(self._redact(a) if isinstance(a, str) else a for a in record.args)
+        record.msg = self._redact(str(record.msg))
         return True
+
+    def _redact(self, text: str) -> str:
+        from urllib.parse import unquote_plus
+
+        def one(m) -> str:
+            if unquote_plus(m.group(2)) != "key":
+                return m.group(0)
+            return f"{m.group(1)}{m.group(2)}=REDACTED"
+
+        return self.pattern.sub(one, text)
 
 
 def _redact_keys_in_access_log() -> None:

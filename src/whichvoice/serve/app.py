@@ -49,7 +49,15 @@ from whichvoice.serve.service import (
 
 log = logging.getLogger(__name__)
 ENV_CONFIG = "WHICHVOICE_SERVE_CONFIG"  # how `whichvoice serve` hands the config to workers
-OPEN_PATHS = ("/healthz", "/ping", "/static/", "/favicon.ico")  # no API key needed (and "/")
+OPEN_PATHS = ("/healthz", "/ping", "/favicon.ico")  # no API key needed (and "/", "/static/")
+
+
+def open_path(path: str) -> bool:
+    """Whether ``path`` is answered without the API key: those routes exactly (``/healthzX``
+    is not ``/healthz``), and the page's files under ``/static/``."""
+    return path in OPEN_PATHS or path.startswith("/static/")
+
+
 # change nothing; another site's page cannot read their answers (no CORS headers are sent)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -247,7 +255,7 @@ class GuardAndMeasure:
         elif (
             service.cfg.api_key
             and path != "/"
-            and not path.startswith(OPEN_PATHS)
+            and not open_path(path)
             and not key_matches(presented_key(Request(scope)), service.cfg.api_key)
         ):
             response = _answer(

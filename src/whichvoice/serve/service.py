@@ -167,7 +167,7 @@ def named_type(media: str) -> str:
 def presented_key(request: Request) -> str | None:
     """The API key a request carries: ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``."""
     key = request.headers.get("x-api-key")
-    if key is not None:
+    if key:  # an empty one is no key: a Bearer token beside it still counts
         return key
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None

@@ -33,8 +33,10 @@ import collections
 import contextlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -75,6 +77,7 @@ FIRST_ANSWER_SAMPLES = int(0.5 * WINDOW_S * SAMPLE_RATE)  # half a window heard 
 TURN_S = 2.7  # a turn is named from the mean of its windows over its last 2.7 s of audio
 MAX_LAG_S = 0.5  # a step that has waited this long (wall clock) is skipped for a newer one
 MAX_PENDING = 16  # steps waiting for an answer, at most (the oldest are dropped)
+GALLERY_CHECK_S = 1.0  # how often a stream looks whether the gallery changed (a stat or two)
 # windows with less speech than this have thresholds of their own (``accept_by_speech``)
 SPEECH_BIN_END = 0.8
 
@@ -303,6 +306,26 @@ async def stream_over_http() -> None:
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     service = websocket.app.state.service
+    # in the order of HTTP's checks: another site's page, then the key, then the query
+    if origin := foreign_origin(websocket.headers, service.cfg.allow_origins):
+        # browsers let any site's page open a WebSocket anywhere: it would hear the names
+        await websocket.accept()
+        message = (
+            f"a stream from another site's page ({origin}) is refused; "
+            "serve --allow-origin ORIGIN lets that site's pages in"
+        )
+        await _refuse(websocket, message, "cross_origin", 1008)
+        return
+    expected = service.cfg.api_key
+    keys = websocket.query_params.getlist("key")  # given twice: no key (which one is meant?)
+    presented = (keys[0] or presented_key(websocket)) if len(keys) == 1 else None
+    if not keys:
+        presented = presented_key(websocket)
+    if expected and not key_matches(presented, expected):
+        # accepted first: a browser sees the close code and reason, not a failed handshake
+        await websocket.accept()
+        await websocket.close(code=1008, reason="missing or wrong API key")
+        return
     if twice := repeated_parameter(websocket.scope.get("query_string", b"")):
         # as over HTTP (a 422 there): taking the last one could take another key or rate
         # than the client means
@@ -315,23 +338,6 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.accept()
         message = f"{unknown[0][:50]!r}: not a query parameter here; it takes rate and key"
         await _refuse(websocket, message, "invalid", 1008)
-        return
-    if origin := foreign_origin(websocket.headers, service.cfg.allow_origins):
-        # browsers let any site's page open a WebSocket anywhere: it would hear the names
-        await websocket.accept()
-        message = (
-            f"a stream from another site's page ({origin}) is refused; "
-            "serve --allow-origin ORIGIN lets that site's pages in"
-        )
-        await _refuse(websocket, message, "cross_origin", 1008)
-        return
-    expected = service.cfg.api_key
-    if expected and not key_matches(
-        websocket.query_params.get("key") or presented_key(websocket), expected
-    ):
-        # accepted first: a browser sees the close code and reason, not a failed handshake
-        await websocket.accept()
-        await websocket.close(code=1008, reason="missing or wrong API key")
         return
     asked = websocket.query_params.get("rate", str(SAMPLE_RATE))
     # ASCII digits only: int() would also take "16_000" and other scripts' digits
@@ -361,9 +367,50 @@ async def stream(websocket: WebSocket) -> None:
             )
             await _refuse(websocket, message, kind, 1011)
             return
-        await _serve(websocket, LiveSpeakers(rate), encoder, refs, thresholds)
+        watch = GalleryWatch(service, encoder, refs)
+        await _serve(websocket, LiveSpeakers(rate), encoder, watch, thresholds)
     finally:
         _LIVE[0] -= 1
+
+
+def _gallery_mark(path: Path) -> tuple:
+    """What changes when the gallery is written: the file's and its write-ahead log's size,
+    time and inode (a commit lands in the log, a checkpoint in the file)."""
+    mark = []
+    for p in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = os.stat(p)
+        except OSError:
+            mark.append(None)
+            continue
+        mark.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(mark)
+
+
+class GalleryWatch:
+    """A stream's enrolled voices, read again when the gallery changed: a voice removed
+    stops being named (and one enrolled starts) within GALLERY_CHECK_S of the write, as a
+    request would see it. A gallery that cannot be read any more names no one (logged)."""
+
+    def __init__(self, service, encoder, refs: VoiceRefs) -> None:
+        self.service, self.encoder, self.refs = service, encoder, refs
+        self.mark = _gallery_mark(service.gallery_path)
+        self.checked = time.monotonic()
+
+    async def current(self) -> VoiceRefs:
+        now = time.monotonic()
+        if now - self.checked < GALLERY_CHECK_S:
+            return self.refs
+        self.checked = now
+        mark = _gallery_mark(self.service.gallery_path)
+        if mark != self.mark:
+            self.mark = mark
+            try:
+                self.refs, _ = await run_in_threadpool(_gallery_refs, self.service, self.encoder)
+            except WhichvoiceError as e:
+                log.warning("/v1/stream: the gallery cannot be read again (%s): no one named", e)
+                self.refs = voice_refs([], embedding_dim(self.encoder.model))
+        return self.refs
 
 
 async def _refuse(websocket: WebSocket, message: str, kind: str, code: int) -> None:
@@ -372,7 +419,9 @@ async def _refuse(websocket: WebSocket, message: str, kind: str, code: int) -> N
     await websocket.close(code=code)
 
 
-async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThresholds) -> None:
+async def _serve(
+    websocket: WebSocket, state, encoder, watch: GalleryWatch, thresholds: LiveThresholds
+) -> None:
     """Answer one connection's audio until it ends, idles or reaches the session limit. One
     task reads (so a client's pings and audio are taken while an answer is made), another
     answers the steps in order, skipping those that waited ``MAX_LAG_S`` when a newer one
@@ -394,6 +443,7 @@ async def _serve(websocket: WebSocket, state, encoder, refs, thresholds: LiveThr
                 if pending and time.monotonic() - arrived > MAX_LAG_S:
                     continue  # stale, and a newer step waits
                 try:
+                    refs = await watch.current()
                     speaker, score = await run_in_threadpool(
                         state.answer, encoder.model, refs, thresholds, wave
                     )

@@ -23,10 +23,19 @@ router = APIRouter(tags=["synthesis"])
 MAX_REQUEST_BYTES = 16 * 1024
 
 
+MP3_RESPONSE = {
+    "description": "The phrase spoken, as mp3",
+    "content": {"audio/mpeg": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
 @router.post(
     "/v1/synthesize",
     summary="Speak a phrase with a local voice",
-    responses={200: {"content": {"audio/mpeg": {}}}},
+    # the clip's type alone: the default JSON type listed beside it sent generated clients
+    # to parse the mp3 as JSON
+    response_class=Response,
+    responses={200: MP3_RESPONSE},
     openapi_extra={
         "requestBody": {
             "required": True,

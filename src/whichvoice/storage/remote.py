@@ -58,18 +58,19 @@ def check_writable(url: str | os.PathLike) -> None:
             f"{text}: no output is written to a {protocol}:// location (read-only, or gone "
             "when the process ends); give a local path or an object store's URL (s3://...)"
         )
-    if text.endswith("/"):  # the store would make an object named as the prefix, not in it
-        raise StorageError(f"{text}: names a folder (it ends in /); give an object's URL")
 
 
 def _check_object(fs, root: str, url: str) -> None:
-    """StorageError when ``url`` is a prefix that holds objects (an S3 "folder"): an object
-    of that name would hide them from every later read of the URL (a local path that is a
-    folder is refused the same way)."""
+    """StorageError when ``url``, an object to write, ends in ``/`` or is a prefix that holds
+    objects (an S3 "folder"): an object of that name would hide them from every later read
+    of the URL (a local path that is a folder is refused the same way). Credentials that
+    may write but not list cannot tell: the write goes on."""
+    if url.endswith("/"):  # the store would make an object named as the prefix, not in it
+        raise StorageError(f"{url}: names a folder (it ends in /); give an object's URL")
     try:
         folder = not fs.isfile(root) and fs.isdir(root)
-    except Exception as e:
-        raise StorageError(describe(url, e)) from e
+    except Exception:  # a store that does not let us look: write as asked
+        return
     if folder:
         raise StorageError(
             f"{url}: a folder (a prefix of objects), not an object; give an object's URL to "
