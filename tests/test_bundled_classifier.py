@@ -210,11 +210,15 @@ def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Pat
     shutil.copytree(trained_run, run)
     clips = read_manifest(small_corpus / "manifest.jsonl")
     known = tmp_path / "known.csv"
-    known.write_text("".join(f"{small_corpus / c.path},{c.voice}\n" for c in clips[:40]))
+    gone = tmp_path / "gone.mp3"  # a listed clip that cannot be read: left out, and said
+    known.write_text("".join(f"{small_corpus / c.path},{c.voice}\n" for c in clips[:40])
+                     + f"{gone},{clips[0].voice}\n")  # fmt: skip
     out = cli("openset", str(run), "--known", str(known), "--unknown", str(HUMAN / "0_theo_0.wav"),
               "--json", check=True)  # fmt: skip
     fitted = json.loads(out.stdout)
     assert fitted["known_clips"] == 40 and fitted["unknown_clips"] == 1
+    assert "1 clip of 41 could not be used, left out: " in out.stderr, out.stderr
+    assert "gone.mp3" in out.stderr
     # these are mostly the run's own training clips: said (review), the fit goes on
     assert "known clips are clips the run was trained on" in out.stderr, out.stderr
     saved = json.loads((run / "openset.json").read_text())

@@ -355,6 +355,18 @@ def test_a_corpus_with_voices_the_model_does_not_know_is_refused_as_a_labels_csv
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "does not know 1 voice of the test split (pico:en-US); it knows" in r.stderr
     assert not (tmp_path / "r").exists()
+    # the same recordings under other sentence ids (imported again another way): its test
+    # split holds the run's training clips, which no sentence check sees; their bytes do
+    twin = tmp_path / "twin"
+    shutil.copytree(small_corpus, twin)
+    rows = [json.loads(x) for x in (twin / "manifest.jsonl").read_text().splitlines()]
+    (twin / "manifest.jsonl").write_text(
+        "".join(json.dumps({**r, "sentence_id": "rec" + r["id"]}) + "\n" for r in rows)
+    )
+    r = cli("evaluate", str(trained_run), "--corpus", str(twin), "--report",
+            str(tmp_path / "t"), "--json")  # fmt: skip
+    assert r.returncode == 0 and json.loads(r.stdout).get("trained_files", 0) > 0, r.stderr
+    assert "trained_sentence_files" not in json.loads(r.stdout)
 
 
 def test_the_runs_own_corpus_keeps_its_splits_when_clips_are_added(

@@ -153,6 +153,31 @@ def test_cli_import_with_unusable_files_imports_the_rest_and_exits_1(tmp_path: P
     assert len(read_manifest(out / "manifest.jsonl")) == 2
 
 
+def test_a_recording_with_too_little_speech_to_judge_is_imported_with_a_warning(
+    tmp_path: Path, cli
+) -> None:
+    """A clip of 0.15 s was imported and trained on without a word, and every command that
+    judges a clip then answered it "no speech found" (review): it is still imported (training
+    may learn from it), and the import says which ones no command will judge."""
+    import numpy as np
+    import soundfile as sf
+
+    flat = _flat(tmp_path, speakers=("jackson",), digits=(1, 2), takes=(0,))
+    wave, rate = sf.read(flat / "1_jackson_0.wav", dtype="float32")
+    loud = np.flatnonzero(np.abs(wave) > 0.1 * np.abs(wave).max())
+    burst = wave[loud[0] : loud[0] + int(0.15 * rate)]
+    quiet = np.zeros(rate // 2, np.float32)
+    sf.write(flat / "3_jackson_0.wav", np.concatenate([quiet, burst, quiet]), rate)
+    out = tmp_path / "corpus"
+    summary = import_recordings(flat, out, ImportConfig(pattern=PATTERN), progress=False)
+    assert summary.made == 3 and summary.little_speech == ["audio/human/jackson/3_jackson_0.wav"]
+    proc = cli("import-corpus", str(flat), str(tmp_path / "again"), "--pattern", PATTERN, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("warning: 1 recording holds under 0.2 s of speech"), proc.stderr
+    judged = cli("predict", str(tmp_path / "again" / summary.little_speech[0]))
+    assert "no speech found" in judged.stdout  # as the import said
+
+
 def test_speakers_named_in_any_script_stay_apart(tmp_path: Path) -> None:
     """Names outside ASCII were cut to what was left (李明 and 王芳 both became 'human:_', José
     'human:Jos'), so different people were merged into one voice without a word."""

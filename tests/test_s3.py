@@ -123,6 +123,13 @@ def test_prepare_and_gallery_exports_on_s3(bucket: str, cli, tmp_path: Path) -> 
     nothing = cli("train", f"{bucket}/nothing", "--out", str(tmp_path / "run"))
     assert nothing.returncode == 2 and f"{bucket}/nothing: not a corpus" in nothing.stderr
 
+    # a bucket that does not exist: said before anything is synthesized (it was said after)
+    nowhere = cli("synth", "s3://no-such-bucket-here/corpus", "--voices", "flite:slt",
+                  "--sentences", "3", "--assign", "all", "--quiet",
+                  env={"WHICHVOICE_CACHE": str(tmp_path / "nb")})  # fmt: skip
+    assert nowhere.returncode == 2 and "there is no bucket 'no-such-bucket-here'" in nowhere.stderr
+    assert not list((tmp_path / "nb").rglob("*.mp3"))
+
     gallery = tmp_path / "g.sqlite"
     slt = [str(p) for p in clips["flite:slt"]]
     # a gallery is a local file: a URL made a folder named "s3:" and "enrolled"

@@ -668,8 +668,10 @@ def _measure(
     overlap = trained_overlap(model, corpus, split) if corpus is not None else None
     if overlap is not None and overlap[0]:
         metrics["trained_sentence_files"] = overlap[0]  # figures that are not held out
-    if corpus is None and (trained := trained_files(model, [f.path for f in files])):
-        metrics["trained_files"] = trained  # the training clips themselves
+    # the training clips themselves, by their place or bytes: a labels CSV of them, or
+    # another corpus imported from the same recordings (its sentence ids may be others)
+    if trained := trained_files(model, [f.path for f in files]):
+        metrics["trained_files"] = trained
     if conditions:
         metrics["conditions"] = condition_accuracy(model, files, conditions, progress=progress)
     return metrics

@@ -22,6 +22,7 @@ threshold keeps a chosen share of the known voices' dev clips (``keep``, 99 % by
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ from whichvoice.audio import Decoded, describe_source, read_audio
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import write_json
 from whichvoice.scoring import proportion
+from whichvoice.text import counted
+
+log = logging.getLogger(__name__)
 
 OPENSET = "openset.json"
 KEEP = 0.99  # share of the known voices' dev clips kept by the default threshold
@@ -131,12 +135,18 @@ def _embeddings(model, sources: list, encoder=None) -> tuple[np.ndarray, list[st
             return (encoder.window_embeddings(probe_window(windows))[0], 0.0)
 
         embedded = map(probe, sources)
+    left_out: list[WhichvoiceError] = []
     for i, (emb, pred) in enumerate(zip(embedded, model.identify_many(sources), strict=True)):
         if isinstance(emb, WhichvoiceError) or isinstance(pred, WhichvoiceError):
+            left_out.append(emb if isinstance(emb, WhichvoiceError) else pred)
             continue
         embs.append(emb[0])
         named.append(pred.voice)
         used.append(i)
+    if left_out:  # named, as every command names what it cannot read
+        shown = "; ".join(str(e) for e in left_out[:3]) + ("; ..." if len(left_out) > 3 else "")
+        log.warning("%s of %d could not be used, left out: %s",
+                    counted(len(left_out), "clip"), len(sources), shown)  # fmt: skip
     dim = embs[0].shape[0] if embs else 0
     return np.asarray(embs, np.float32).reshape(-1, dim), named, used
 

@@ -32,7 +32,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from whichvoice.audio import check_not_silent, listed_audio, read_audio
+from whichvoice.audio import (
+    MIN_SPEECH_S,
+    SAMPLE_RATE,
+    check_not_silent,
+    listed_audio,
+    read_audio,
+    resample,
+)
 from whichvoice.corpus import (
     AUDIO_DIR,
     FAILURES,
@@ -94,6 +101,9 @@ class ImportSummary:
     failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     speakers: int = 0
+    # imported recordings with under MIN_SPEECH_S of speech: kept (training may learn from
+    # them), but predict, evaluate, openset and the server answer them "no speech found"
+    little_speech: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The run as JSON-able types."""
@@ -278,14 +288,20 @@ def _plan(recordings: list[Recording], engine: str) -> list[tuple[Recording, str
     return out
 
 
-def _import_one(rec: Recording, clip_id: str, path: str, out: Path, engine: str) -> Clip:
-    """Check one recording and store it unchanged; raises WhichvoiceError/OSError."""
+def _import_one(
+    rec: Recording, clip_id: str, path: str, out: Path, engine: str
+) -> tuple[Clip, float]:
+    """Check one recording and store it unchanged: (its clip, the seconds of speech the
+    classifier's silence trimming keeps of it); raises WhichvoiceError/OSError."""
+    from whichvoice.features import FeatureConfig, trim_silence
+
     data = rec.source.read_bytes()
     wave, rate = read_audio(data, name=str(rec.source))
     check_not_silent(wave, rate, str(rec.source))
+    speech_s = trim_silence(resample(wave, rate), FeatureConfig()).shape[0] / SAMPLE_RATE
     digest = hashlib.sha256(data).hexdigest()
     write_atomic(out / path, data, durable=False)
-    return Clip(
+    clip = Clip(
         id=clip_id,
         path=path,
         voice=f"{engine}:{_speaker_id(rec.speaker)}",
@@ -296,6 +312,7 @@ def _import_one(rec: Recording, clip_id: str, path: str, out: Path, engine: str)
         duration_s=round(wave.shape[0] / rate, 4),
         sha256=digest,
     )
+    return clip, speech_s
 
 
 def import_recordings(
@@ -370,7 +387,7 @@ def _import_alone(
     todo = [(r, i, p) for r, i, p in jobs if not unchanged(r, i)]
     summary.skipped = len(jobs) - len(todo)
 
-    def attempt(job: tuple[Recording, str, str]) -> Clip | Failure:
+    def attempt(job: tuple[Recording, str, str]) -> tuple[Clip, float] | Failure:
         rec, clip_id, path = job
         try:
             return _import_one(rec, clip_id, path, out, cfg.engine)
@@ -399,6 +416,9 @@ def _import_alone(
                     summary.failed.append(result)  # the summary names them (as synth's)
                     log.debug("%s", result.reason)
                     continue
+                result, speech_s = result
+                if speech_s < MIN_SPEECH_S:  # kept: train learns from it; no command judges it
+                    summary.little_speech.append(result.path)
                 # one flushed line at a time: a kill leaves at most a cut last line
                 manifest.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
                 manifest.flush()

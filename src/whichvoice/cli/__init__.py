@@ -81,6 +81,7 @@ _GO_ON = {
     "prepare": "nothing was kept: run it again",
     "evaluate": "no report was written: run it again",
     "diarize": "no RTTM was written (it is written once every file is done): run it again",
+    "demo": "the clips made are kept: the same command goes on from them (training starts again)",
 }
 
 

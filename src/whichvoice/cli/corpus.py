@@ -400,6 +400,7 @@ def import_corpus_cmd(
     The corpus has synth's layout and manifest, so prepare, train, evaluate and enroll take
     it as they take a synthesized one. Resumable."""
     setup_logging(quiet)
+    from whichvoice.audio import MIN_SPEECH_S
     from whichvoice.corpus import default_workers
     from whichvoice.recordings import ImportConfig, import_recordings
 
@@ -412,4 +413,15 @@ def import_corpus_cmd(
         sys.exit(status)
     if not quiet:
         _report(summary, out, lambda f: f"  failed: {f.reason}")
+    if summary.little_speech:  # a warning, also when quiet: figures would differ without it
+        first = ", ".join(summary.little_speech[:3])
+        more = ", ..." if len(summary.little_speech) > 3 else ""
+        n = len(summary.little_speech)
+        click.echo(
+            f"warning: {counted(n, 'recording')} {'holds' if n == 1 else 'hold'} under "
+            f"{MIN_SPEECH_S:g} s of speech ({first}{more}): imported, and training may learn "
+            f"from {'it' if n == 1 else 'them'}, but predict, evaluate, openset and the "
+            f'server answer {"it" if n == 1 else "them"} "no speech found"',
+            err=True,
+        )
     _exit_if_failed(summary, out, quiet)

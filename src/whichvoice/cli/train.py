@@ -258,8 +258,9 @@ def evaluate_cmd(
         if metrics.get("trained_files"):
             click.echo(
                 f"warning: {metrics['trained_files']} of the "
-                f"{metrics['files'] + metrics['errors']} files listed are clips the run was "
-                "trained on (its train or val split): these figures are not held out",
+                f"{metrics['files'] + metrics['errors']} files scored are clips the run was "
+                "trained on (its train or val split; the same bytes): these figures are not "
+                "held out",
                 err=True,
             )
         if metrics.get("trained_sentence_files"):

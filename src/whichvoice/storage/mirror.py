@@ -33,6 +33,7 @@ from pathlib import Path
 from whichvoice.files import cache_home, write_atomic
 from whichvoice.storage.remote import (
     StorageError,
+    check_bucket,
     check_url,
     check_writable,
     describe,
@@ -371,6 +372,7 @@ def local_output(
         yield Path(path)
         return
     check_writable(path)
+    check_bucket(path)  # before the work: a missing bucket failed only at the upload
     url = os.fspath(path)
     local = download(url, strict=False, progress=progress)
     try:

@@ -60,6 +60,25 @@ def check_writable(url: str | os.PathLike) -> None:
         )
 
 
+def check_bucket(url: str) -> None:
+    """StorageError, before any work, when the bucket of an output ``url`` does not exist (a
+    corpus synthesized into a missing bucket failed only at its upload, the clips made).
+    A store that does not say (no permission to look) is written to as asked."""
+    if not is_url(url) or not os.fspath(url).lower().startswith(("s3://", "gs://", "gcs://")):
+        return
+    fs, root = filesystem(os.fspath(url))
+    bucket = root.split("/", 1)[0]
+    try:
+        fs.info(bucket)
+    except FileNotFoundError:
+        raise StorageError(
+            f"{url}: there is no bucket {bucket!r}; create it first (for S3: "
+            f"aws s3 mb s3://{bucket})"
+        ) from None
+    except Exception:  # no leave to look, or another answer: the upload says what is wrong
+        return
+
+
 def _check_object(fs, root: str, url: str) -> None:
     """StorageError when ``url``, an object to write, ends in ``/`` or is a prefix that holds
     objects (an S3 "folder"): an object of that name would hide them from every later read

@@ -154,6 +154,7 @@ class TrainJob:
     prepare_seed: int | None = None  # None: cfg.seed
     resume: bool = False
     progress: bool = True
+    shown: str | None = None  # how the run is named to the user: its URL, when out mirrors one
 
 
 def held_run(out: str | os.PathLike) -> list[str]:

@@ -115,7 +115,8 @@ def through_mirrors(
             time.sleep(0.5)
     try:
         try:
-            train_local(replace(job, source=local(source), out=local(out)), ranks)
+            shown = os.fspath(out) if remote_out else None
+            train_local(replace(job, source=local(source), out=local(out), shown=shown), ranks)
         except DatasetError as e:  # named as the user gave it, not as its local mirror
             if not storage.is_url(source):
                 raise

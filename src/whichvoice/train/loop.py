@@ -77,7 +77,9 @@ def run(job: TrainJob, ranks: Ranks, device: torch.device) -> Path:
             break
 
     if ranks.main:
-        _finish(plan, state, time.perf_counter() - started)
+        metrics = _finish(plan, state, time.perf_counter() - started)
+        # the run as the user named it (a URL), not its local mirror
+        log.info("%s; run in %s", test_line(metrics), job.shown or plan.out)
     barrier(ranks)  # every rank returns once the run directory is complete
     return plan.out
 
@@ -236,7 +238,7 @@ def _log_epoch(row: dict, epochs: int) -> None:
     )
 
 
-def _finish(plan: Plan, state: RunState, session_seconds: float) -> None:
+def _finish(plan: Plan, state: RunState, session_seconds: float) -> dict:
     """metrics.json: the kept weights (the best epoch's, or the last's) on the validation and
     test splits."""
     model, data, device = state.model, plan.data, plan.device
@@ -264,7 +266,7 @@ def _finish(plan: Plan, state: RunState, session_seconds: float) -> None:
         "test_file_acc": _measured(test_file_acc, 17),
     }
     write_json(plan.out / METRICS, metrics)
-    log.info("%s; run in %s", test_line(metrics), plan.out)
+    return metrics
 
 
 def test_line(metrics: dict) -> str:
