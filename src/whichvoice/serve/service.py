@@ -10,6 +10,7 @@ import functools
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -434,6 +435,12 @@ class Service:
                 f"{named_type(media)} is not audio: send a file or an audio/* body",
             )
         body = await self.body(request)  # the limit holds however the form is sent
+        boundary = re.search(r'boundary="?([^";]+)', request.headers.get("content-type", ""))
+        if boundary and b"--" + boundary.group(1).strip().encode("latin-1") + b"--" not in body:
+            # the form's parser drops a part cut off before its end without a word
+            raise HTTPProblem(
+                422, "bad_request", "the form is cut off (no closing boundary): send it whole"
+            )
 
         async def receive() -> dict:
             return {"type": "http.request", "body": body, "more_body": False}
