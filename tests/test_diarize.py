@@ -123,6 +123,10 @@ def test_clustering_finds_the_number_of_voices_and_keeps_to_the_bounds() -> None
     # a few outlying windows do not make a voice of their own
     odd = np.r_[x, -x[:1]]
     assert len(set(dz.cluster(odd, 0.5, dz.DiarizeConfig()))) == 3
+    # ... nor with the true count given: it split the outlier off and merged two voices into
+    # one (review); the count keeps the threshold's voices when they are that many
+    counted = dz.cluster(odd, 0.5, dz.DiarizeConfig(num_speakers=3))
+    assert (counted[:-1] == truth).all(), counted
 
 
 def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:

@@ -50,6 +50,8 @@ def test_cli_evaluate_on_the_test_split(
     val = cli("evaluate", str(trained_run), "--corpus", str(small_corpus), "--split", "val",
               "--json", "--report", str(tmp_path / "val"), check=True)  # fmt: skip
     assert "trained_sentence_files" not in json.loads(val.stdout)  # made for choices, not trained
+    assert "trained_files" not in json.loads(val.stdout)  # nor are its clips training clips
+    assert "trained_files" not in metrics
     # --quiet drops the progress bar, not the result
     quiet = cli("evaluate", str(trained_run), "--corpus", str(small_corpus), "--quiet",
                 "--report", str(tmp_path / "rep"), check=True)  # fmt: skip
@@ -130,7 +132,7 @@ def test_cli_evaluate_on_a_labels_csv(
     trained = {r["id"] for r in index if r["split"] in ("train", "val")}
     seen = sum(c.id in trained for c in clips)
     assert seen > 0  # the first clips of the corpus: most are train or val clips
-    warned = f"warning: {seen} of the 6 files listed are clips the run was trained on"
+    warned = f"warning: {seen} of the 6 files scored are clips the run was trained on"
     assert warned in proc.stderr, proc.stderr
     copied = tmp_path / "copies"
     copied.mkdir()

@@ -81,6 +81,13 @@ def test_write_atomic_writes_through_a_link_and_refuses_one_to_a_descriptor(
     write_atomic(tmp_path / "lnkdir" / "out.json", b"y")
     assert (tmp_path / "real" / "target.json").read_bytes() == b"y"
     assert not (tmp_path / "target.json").exists()
+    # a `..` of the path given, after a linked folder: where the kernel takes it
+    write_atomic(tmp_path / "lnkdir" / ".." / "deep" / "out.json", b"z")
+    assert (tmp_path / "real" / "target.json").read_bytes() == b"z"
+    assert (tmp_path / "real" / "deep" / "out.json").is_symlink()
+    (tmp_path / "devlink").symlink_to("/dev/pts")
+    with pytest.raises(OutputError, match="not a file to write to"):
+        write_atomic(tmp_path / "devlink" / ".." / "stdout", b"x")
     loop = tmp_path / "loop.rttm"
     loop.symlink_to(loop)
     with pytest.raises(OutputError, match="a loop of symbolic links"):

@@ -55,6 +55,10 @@ def test_another_models_gallery_is_refused(tmp_path: Path) -> None:
     # that opens it to write
     with Gallery(tmp_path / "g.sqlite", "model-1") as g:
         g.remove("a")
+    with Gallery(tmp_path / "g.sqlite", "model-3", create=False) as g:  # a read takes nothing
+        assert g.model_id == "model-3" and g.names() == []
+    with Gallery(tmp_path / "g.sqlite", None, create=False) as g:
+        assert g.model_id == "model-1"
     with Gallery(tmp_path / "g.sqlite", "model-2") as g:
         assert g.model_id == "model-2"
         g.enroll("b", unit(np.ones((1, 4))), 3.0)
@@ -166,10 +170,12 @@ def test_not_a_database(tmp_path: Path) -> None:
                 Gallery(other, model, create=create)
             assert "restore" not in str(e.value)
         assert other.read_bytes() == content
-    # a pipe is not read (the look at its first bytes waited for ever)
+    # a pipe is not read (the look at its first bytes waited for ever), nor taken for a
+    # full disk
     os.mkfifo(tmp_path / "fifo.sqlite")
-    with pytest.raises(GalleryError):
-        Gallery(tmp_path / "fifo.sqlite", "m")
+    for create in (True, False):
+        with pytest.raises(GalleryError, match="not a regular file"):
+            Gallery(tmp_path / "fifo.sqlite", "m", create=create)
 
 
 def test_export_and_import(tmp_path: Path) -> None:

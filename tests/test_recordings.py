@@ -176,6 +176,9 @@ def test_a_recording_with_too_little_speech_to_judge_is_imported_with_a_warning(
     assert proc.stderr.startswith("warning: 1 recording holds under 0.2 s of speech"), proc.stderr
     judged = cli("predict", str(tmp_path / "again" / summary.little_speech[0]))
     assert "no speech found" in judged.stdout  # as the import said
+    # a resumed import (nothing left to import) names them again
+    again = import_recordings(flat, out, ImportConfig(pattern=PATTERN), progress=False)
+    assert again.skipped == 3 and again.little_speech == summary.little_speech
 
 
 def test_speakers_named_in_any_script_stay_apart(tmp_path: Path) -> None:

@@ -567,12 +567,17 @@ def cluster(
         )
         return model.fit_predict(x)
 
+    # a count given is a bound of both sides: the threshold's voices (small clusters and
+    # mixtures absorbed) when they are that many; else exactly that many by average linkage
+    # (which alone split a single outlying window off as a voice, and left two voices one:
+    # review)
     if cfg.num_speakers is not None:
-        return _first_order(ahc(min(cfg.num_speakers, n)))
+        low = high = min(cfg.num_speakers, n)
+    else:
+        low, high = cfg.min_speakers, cfg.max_speakers or n
     found = ahc(None)
     labels = _absorb_small(x, found, cfg, spans, regions)
     k = len(set(labels.tolist()))
-    low, high = cfg.min_speakers, cfg.max_speakers or n
     if k > high and cfg.keep_region_s:  # too many: the voices kept for a region give way first
         labels = _absorb_small(x, found, cfg)
         k = len(set(labels.tolist()))
@@ -1228,13 +1233,16 @@ def from_windows(
         "vad": cfg.vad,
         "window_s": cfg.window_s,
         "hop_s": cfg.hop_s,
-        "cluster_threshold": None if counted else round(threshold[0], 6),
-        "cluster_threshold_source": "num_speakers" if counted else threshold[1],
+        # with a count, the threshold proposes the voices and the count decides
+        "cluster_threshold": round(threshold[0], 6),
+        "cluster_threshold_source": (
+            f"{threshold[1]}, then num_speakers" if counted else threshold[1]
+        ),
         "overlap": bool(cfg.overlap),
         "min_cluster_s": _smallest_cluster(cfg)[0],
         "keep_far": cfg.keep_far,
-        "keep_region_s": None if counted else cfg.keep_region_s,
-        "mixture_above": None if counted else cfg.mixture_above,
+        "keep_region_s": cfg.keep_region_s,
+        "mixture_above": cfg.mixture_above,
         "merge_speech": None,  # the cosine clusters were merged at, when a merging pass ran
     }
     naming, naming_source = (

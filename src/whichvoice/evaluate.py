@@ -176,7 +176,9 @@ def trained_sentences(model: VoiceModel, splits=("train", "val")) -> set[str] | 
         return None
 
 
-def trained_files(model: VoiceModel, paths: list) -> int | None:
+def trained_files(
+    model: VoiceModel, paths: list, splits: tuple[str, ...] = ("train", "val")
+) -> int | None:
     """How many of ``paths`` are clips the run trained on or chose its weights by (its train
     and val splits): the same file in its corpus, or the same bytes elsewhere (the corpus
     manifest's sha256); None when the run's training data is not at hand. A labels CSV of
@@ -186,7 +188,7 @@ def trained_files(model: VoiceModel, paths: list) -> int | None:
         return None
     corpus, rows = prepared
     try:
-        seen = {r["id"]: r["path"] for r in rows if r.get("split") in ("train", "val")}
+        seen = {r["id"]: r["path"] for r in rows if r.get("split") in splits}
     except (KeyError, TypeError, AttributeError):
         return None
     places = {os.path.realpath(corpus / path) for path in seen.values()}
@@ -670,7 +672,9 @@ def _measure(
         metrics["trained_sentence_files"] = overlap[0]  # figures that are not held out
     # the training clips themselves, by their place or bytes: a labels CSV of them, or
     # another corpus imported from the same recordings (its sentence ids may be others)
-    if trained := trained_files(model, [f.path for f in files]):
+    # (a val split is there to make choices on: only the run's train clips count against it)
+    splits = ("train",) if corpus is not None and split == "val" else ("train", "val")
+    if trained := trained_files(model, [f.path for f in files], splits):
         metrics["trained_files"] = trained
     if conditions:
         metrics["conditions"] = condition_accuracy(model, files, conditions, progress=progress)

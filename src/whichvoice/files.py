@@ -51,7 +51,8 @@ def output_target(path: str | os.PathLike) -> Path:
     a link into them (``/dev/stdout``, ``/dev/fd/1``, a file descriptor: the file behind it may
     be this process's own output), but /dev/shm."""
     path = Path(path)
-    hop, hops = os.path.abspath(path), 0
+    # not normalised: a `..` after a linked folder is resolved from where the link leads
+    hop, hops = os.path.join(os.getcwd(), path), 0
     while True:
         # the folder resolved, the name as it is: where this hop would be written
         hop = os.path.join(os.path.realpath(os.path.dirname(hop)), os.path.basename(hop))

@@ -395,17 +395,10 @@ class Gallery:
 
     def _adopted(self, model_id: str) -> bool:
         """Whether this gallery, made for another model, holds no voice (every one removed),
-        and so now belongs to ``model_id``: there is nothing to compare with another
-        encoder's embeddings. Recorded at once when the file can be written (in one
-        transaction, which refuses when another process enrolled a voice meanwhile)."""
-        if self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is not None:
-            return False
-        if not self.read_only:
-            with self._transaction():
-                if self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is not None:
-                    return False
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model_id,))
-        return True
+        and so may be opened for ``model_id``: there is nothing to compare with another
+        encoder's embeddings. Nothing is written here (a read takes nothing); the first write
+        records the new owner (``_check_owner``, in its transaction)."""
+        return self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is None
 
     def _refuse_a_stranger(self) -> None:
         """Another program's SQLite database is no gallery: refused before anything is
@@ -433,8 +426,15 @@ class Gallery:
         """GalleryUnusableError when the file is plainly something else (audio, JSON, text):
         a mistyped --gallery, said as such rather than as a damaged gallery to restore."""
         try:
-            if not stat.S_ISREG(os.stat(self.path).st_mode):
-                return  # a pipe would be waited on; a device or a folder is said elsewhere
+            mode = os.stat(self.path).st_mode
+            if not stat.S_ISREG(mode):
+                if stat.S_ISDIR(mode):
+                    return  # said where folders are (its own message)
+                raise GalleryUnusableError(  # a pipe would be waited on, a device written
+                    f"{self.path}: not a regular file (a pipe or a device); give a gallery "
+                    "file (a .sqlite path)",
+                    public="the gallery cannot be used",
+                )
             with open(self.path, "rb") as f:
                 head = f.read(16)
         except OSError:  # missing, unreadable: SQLite's open says what is wrong
@@ -799,7 +799,10 @@ class Gallery:
         process converted it, e.g. `whichvoice gallery upgrade`, since it was opened)."""
         owner = self._owner()
         if owner and owner != model_id:
-            raise self.model_error(model_id, owner)
+            if self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is not None:
+                raise self.model_error(model_id, owner)
+            # every voice removed: it belongs to no encoder, and now to this one
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model_id,))
 
     def export_json(self) -> dict:
         """Every voice, embeddings as lists of floats: a JSON-able dict (no pickle). A voice

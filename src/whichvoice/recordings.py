@@ -363,6 +363,23 @@ def _check_label(out: Path, engine: str) -> None:
         write_atomic(out / LABEL, (json.dumps({"engine": engine}) + "\n").encode())
 
 
+def _remember_little_speech(out: Path, found: list[str], done: dict[str, Clip]) -> list[str]:
+    """The corpus's recordings with too little speech to judge: those found now and those an
+    earlier run found (kept in ``import.json``: a resumed import names them again), of the
+    clips it still holds."""
+    label = out / LABEL
+    try:
+        record = json.loads(label.read_text("utf-8"))
+        before = [str(p) for p in record.get("little_speech", [])]
+    except (OSError, ValueError, AttributeError, TypeError):
+        record, before = None, []
+    held = {c.path for c in done.values()}
+    every = sorted({p for p in [*before, *found] if p in held})
+    if isinstance(record, dict) and every != before:
+        write_atomic(label, (json.dumps({**record, "little_speech": every}) + "\n").encode())
+    return every
+
+
 def _import_alone(
     source: str | os.PathLike,
     out: Path,
@@ -431,6 +448,7 @@ def _import_alone(
             write_jsonl(out / FAILURES, (asdict(f) for f in summary.failed))
         summary.speakers = len({c.voice for c in done.values()})
         summary.seconds = time.perf_counter() - t0
+        summary.little_speech = _remember_little_speech(out, summary.little_speech, done)
     if summary.made + summary.skipped == 0:
         raise RecordingsError(
             f"{source}: {none_of(len(jobs), 'file')} could be imported "

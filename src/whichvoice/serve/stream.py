@@ -356,6 +356,8 @@ async def stream(websocket: WebSocket) -> None:
     try:
         try:
             encoder = await run_in_threadpool(service.encoder)  # 503 no_encoder over HTTP
+            # marked before it is read: a write between the two is seen at the next check
+            mark = await run_in_threadpool(_gallery_mark, service.gallery_path)
             refs, thresholds = await run_in_threadpool(_gallery_refs, service, encoder)
         except (HTTPProblem, WhichvoiceError) as e:
             if isinstance(e, WhichvoiceError) and error_status(e)[0] >= 500:
@@ -367,7 +369,7 @@ async def stream(websocket: WebSocket) -> None:
             )
             await _refuse(websocket, message, kind, 1011)
             return
-        watch = GalleryWatch(service, encoder, refs)
+        watch = GalleryWatch(service, encoder, refs, mark)
         await _serve(websocket, LiveSpeakers(rate), encoder, watch, thresholds)
     finally:
         _LIVE[0] -= 1
@@ -392,9 +394,8 @@ class GalleryWatch:
     stops being named (and one enrolled starts) within GALLERY_CHECK_S of the write, as a
     request would see it. A gallery that cannot be read any more names no one (logged)."""
 
-    def __init__(self, service, encoder, refs: VoiceRefs) -> None:
-        self.service, self.encoder, self.refs = service, encoder, refs
-        self.mark = _gallery_mark(service.gallery_path)
+    def __init__(self, service, encoder, refs: VoiceRefs, mark: tuple) -> None:
+        self.service, self.encoder, self.refs, self.mark = service, encoder, refs, mark
         self.checked = time.monotonic()
 
     async def current(self) -> VoiceRefs:
@@ -402,7 +403,7 @@ class GalleryWatch:
         if now - self.checked < GALLERY_CHECK_S:
             return self.refs
         self.checked = now
-        mark = _gallery_mark(self.service.gallery_path)
+        mark = await run_in_threadpool(_gallery_mark, self.service.gallery_path)  # NFS may stall
         if mark != self.mark:
             self.mark = mark
             try:

@@ -64,7 +64,9 @@ def check_bucket(url: str) -> None:
     """StorageError, before any work, when the bucket of an output ``url`` does not exist (a
     corpus synthesized into a missing bucket failed only at its upload, the clips made).
     A store that does not say (no permission to look) is written to as asked."""
-    if not is_url(url) or not os.fspath(url).lower().startswith(("s3://", "gs://", "gcs://")):
+    # S3 alone: its HEAD of a bucket answers 404 only for a missing one (gcsfs falls back to
+    # listing, which an empty bucket would fail)
+    if not is_url(url) or not os.fspath(url).lower().startswith("s3://"):
         return
     fs, root = filesystem(os.fspath(url))
     bucket = root.split("/", 1)[0]
