@@ -853,6 +853,10 @@ def test_a_name_not_in_utf8_and_a_link_to_nothing_are_rows_of_their_own(
     lines = cli("predict", str(folder), "--json").stdout.encode("utf-8").splitlines()
     by_json = [json.loads(line.decode("utf-8", "strict"))["path"] for line in lines]
     assert by_json == [x["path"] for x in rows]
+    # diarize reads such a file too (soundfile took its name as UTF-8: a traceback)
+    odd = folder / os.fsdecode(b"caf\xe9.wav")
+    turns = cli("diarize", str(odd), "--model", "bundled", "--json", "-q")
+    assert turns.returncode == 0 and json.loads(turns.stdout)["path"].endswith("caf\\xe9.wav")
 
 
 @pytest.mark.slow  # a run loaded

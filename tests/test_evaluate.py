@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -168,6 +169,15 @@ def test_cli_evaluate_on_a_labels_csv(
                 str(tmp_path / "one"), "--json")  # fmt: skip
     assert "every file scored is of one voice" in alone.stderr, alone.stderr
     assert "every file scored is of one voice" not in proc.stderr
+    # labels (so the report names them) and a report folder named in bytes that are not
+    # UTF-8: written, not a traceback
+    odd_csv = tmp_path / os.fsdecode(b"l\xffabels.csv")
+    shutil.copy(csv, odd_csv)
+    odd = tmp_path / os.fsdecode(b"r\xffep")
+    named = cli("evaluate", str(trained_run), "--labels", str(odd_csv), "--report", str(odd),
+                errors="surrogateescape")  # fmt: skip
+    assert named.returncode == 0 and (odd / "report.md").is_file(), named.stderr
+    assert b"l\xffabels.csv" in (odd / "report.md").read_bytes()
     assert (tmp_path / "gap" / "report.md").is_file()
     # the text names each unreadable file, as predict does (it named the first, "e.g.")
     gaps = gap.read_text() + f"{tmp_path / 'lost.mp3'},{clips[0].voice}\n"

@@ -1083,7 +1083,7 @@ def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[n
 
     if isinstance(source, (str, os.PathLike)):
         try:
-            with sf.SoundFile(str(source)) as f:
+            with sf.SoundFile(os.fsencode(source)) as f:  # a name not in UTF-8 too
                 rate, out = f.samplerate, []
                 for a, b in spans:
                     f.seek(min(int(a * rate), f.frames))

@@ -514,7 +514,8 @@ def evaluate(
             out.rmdir()
         raise
     plot_confusion(np.asarray(metrics["confusion"]), metrics["voices"], out / CONFUSION_PNG)
-    write_atomic(out / REPORT, _report(metrics, CONFUSION_PNG).encode())
+    # a file name not in UTF-8 keeps its own bytes (its surrogates have no UTF-8 of their own)
+    write_atomic(out / REPORT, _report(metrics, CONFUSION_PNG).encode("utf-8", "surrogateescape"))
     metrics["report"] = str(out / REPORT)
     write_json(out / EVALUATION, metrics)
     if out.resolve() == Path(run).resolve():  # the run's own report
