@@ -598,6 +598,7 @@ def test_ctrl_c_stops_a_run_with_workers_in_one_line_and_it_resumes(
     assert len(errors) < len(rows) // 20 and all("no speech found" in r for r in errors)
 
 
+@pytest.mark.slow  # CLI processes
 def test_resume_counts_an_input_given_twice_once_a_row(tmp_path: Path) -> None:
     """An input named twice has a row each time; a resume skips only as many of its
     occurrences as there are rows already written, so the finished file is the same as an

@@ -27,6 +27,7 @@ def test_help_is_instant_and_lists_commands(cli) -> None:
         assert command in proc.stdout
 
 
+@pytest.mark.slow  # CLI processes
 def test_a_reader_that_goes_away_is_exit_141_not_a_failed_input() -> None:
     """`| head` under `set -o pipefail`: click's own main turned the broken pipe into exit 1,
     the status of a failed input; the shell's status of a command SIGPIPE stopped is 141."""

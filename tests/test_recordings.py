@@ -153,6 +153,7 @@ def test_cli_import_with_unusable_files_imports_the_rest_and_exits_1(tmp_path: P
     assert len(read_manifest(out / "manifest.jsonl")) == 2
 
 
+@pytest.mark.slow  # CLI processes
 def test_a_recording_with_too_little_speech_to_judge_is_imported_with_a_warning(
     tmp_path: Path, cli
 ) -> None:

@@ -146,6 +146,7 @@ def test_a_bad_init_is_refused_before_the_data_is_prepared(cli, tmp_path: Path) 
     assert [p.name for p in corpus.iterdir()] == ["manifest.jsonl"]  # nothing prepared
 
 
+@pytest.mark.slow  # CLI processes
 def test_evaluate_names_a_folder_that_is_no_run_and_makes_no_report_folder(
     cli, tmp_path: Path
 ) -> None:
@@ -597,6 +598,7 @@ def test_a_corpus_too_small_to_hold_out_says_so_and_writes_valid_json(cli, tmp_p
     assert "is complete: nothing to train" in r.stderr  # --quiet drops progress, not warnings
 
 
+@pytest.mark.slow  # CLI processes
 def test_a_run_refused_for_its_data_leaves_no_folder(cli, tmp_path: Path) -> None:
     """A missing corpus (and any corpus refused once read) left an empty --out folder."""
     r = cli("train", str(tmp_path / "nope"), "--out", str(tmp_path / "run"))
