@@ -398,7 +398,10 @@ class Gallery:
         and so may be opened for ``model_id``: there is nothing to compare with another
         encoder's embeddings. Nothing is written here (a read takes nothing); the first write
         records the new owner (``_check_owner``, in its transaction)."""
-        return self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is None
+        return not self._holds_voices()
+
+    def _holds_voices(self) -> bool:
+        return self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is not None
 
     def _refuse_a_stranger(self) -> None:
         """Another program's SQLite database is no gallery: refused before anything is
@@ -799,7 +802,7 @@ class Gallery:
         process converted it, e.g. `whichvoice gallery upgrade`, since it was opened)."""
         owner = self._owner()
         if owner and owner != model_id:
-            if self._db.execute("SELECT 1 FROM voices LIMIT 1").fetchone() is not None:
+            if self._holds_voices():
                 raise self.model_error(model_id, owner)
             # every voice removed: it belongs to no encoder, and now to this one
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model_id,))

@@ -752,24 +752,18 @@ class NoUsableRecordings(WhichvoiceError):
 
 
 def verify(
-    model: VoiceModel,
-    gallery,
-    name: str,
-    sources: list,
-    *,
-    threshold: float | None = None,
-    progress: bool = False,
+    model: VoiceModel, gallery, name: str, sources: list, **options
 ) -> list[Verdict | WhichvoiceError]:
     """Is each recording the enrolled voice ``name``? At the calibrated threshold, or at
-    ``threshold`` (a cosine score). ``progress``: a bar on a terminal.
+    ``threshold`` (a cosine score). ``progress``: a bar on a terminal. ``options``:
+    ``verify_each``'s keywords.
 
     Returns one item per input, in order: a ``Verdict``, or the ``WhichvoiceError`` that
     input met (unreadable, no speech): one bad file does not stop the others, so check
     ``isinstance(item, Verdict)`` before reading ``.accept``. Errors that concern every input
     (an unknown name, a gallery of another encoder, a bad threshold) are raised.
     ``verify_each`` gives them one at a time, as they are answered."""
-    return list(verify_each(model, gallery, name, sources, threshold=threshold,
-                            progress=progress))  # fmt: skip
+    return list(verify_each(model, gallery, name, sources, **options))
 
 
 def verify_each(
@@ -814,25 +808,18 @@ def verify_each(
 
 
 def identify(
-    model: VoiceModel,
-    gallery,
-    sources: list,
-    *,
-    threshold: float | None = None,
-    engine_head: EngineHead | None = None,
-    progress: bool = False,
+    model: VoiceModel, gallery, sources: list, **options
 ) -> list[Identity | WhichvoiceError]:
     """Which enrolled voice of ``gallery`` is each recording (what ``whichvoice identify``
     answers; ``whichvoice.identify`` is the closed-set classifier's, ``predict``'s), or
     ``unknown`` under the threshold (the calibrated one, or ``threshold``); the nearest voice
     is named either way. With an ``engine_head`` that reads ``model``'s embeddings
     (``tracing.head_for(model)``, as the CLI passes it), also which engine family made it.
-    ``progress``: a bar on a terminal.
+    ``progress``: a bar on a terminal. ``options``: ``identify_each``'s keywords.
 
     Returns one item per input, in order: an ``Identity``, or the ``WhichvoiceError`` that
     input met (as ``verify``). ``identify_each`` gives them one at a time."""
-    return list(identify_each(model, gallery, sources, threshold=threshold,
-                              engine_head=engine_head, progress=progress))  # fmt: skip
+    return list(identify_each(model, gallery, sources, **options))
 
 
 def identify_each(
