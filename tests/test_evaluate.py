@@ -175,8 +175,10 @@ def test_cli_evaluate_on_a_labels_csv(
     shutil.copy(csv, odd_csv)
     odd = tmp_path / os.fsdecode(b"r\xffep")
     named = cli("evaluate", str(trained_run), "--labels", str(odd_csv), "--report", str(odd),
-                errors="surrogateescape")  # fmt: skip
+                "--json", errors="surrogateescape")  # fmt: skip
     assert named.returncode == 0 and (odd / "report.md").is_file(), named.stderr
+    # --json spells the name's bytes \xNN, as identify's and predict's lines do (was \udcNN)
+    assert json.loads(named.stdout)["report"].endswith("r\\xffep/report.md"), named.stdout
     assert b"l\xffabels.csv" in (odd / "report.md").read_bytes()
     assert (tmp_path / "gap" / "report.md").is_file()
     # the text names each unreadable file, as predict does (it named the first, "e.g.")

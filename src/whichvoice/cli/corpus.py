@@ -16,6 +16,7 @@ from whichvoice.cli.common import (
     app,
     check_new_file,
     feature_config,
+    json_line,
     setup_logging,
     stopped,
 )
@@ -47,7 +48,7 @@ def voices_cmd(as_json: bool, engine: str | None, voice_set: str | None, availab
     if as_json:
         for v in voices:
             row = {**v.to_dict(), "available": reasons[v.id] is None, "reason": reasons[v.id]}
-            click.echo(json.dumps(row))
+            click.echo(json_line(row))
         return
     # voices of one engine missing for one reason are one line, not one each
     groups: dict[tuple[str, str], list] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -299,7 +298,7 @@ def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) ->
         for v in voices:
             s = v.summary()
             click.echo(
-                json.dumps(s)
+                json_line(s)
                 if as_json
                 else f"{s['name']}\t{counted(s['clips'], 'clip')}\t{s['seconds']:.1f} s"
             )
@@ -489,7 +488,7 @@ def calibrate_cmd(
     result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials), force=force,
                        encoder=model_id(encoder))  # fmt: skip
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json_line(result))
     else:
         click.echo(
             f"EER {100 * result['eer']:.3f} %, minDCF(0.01) {result['min_dcf_0.01']:.4f}, "

@@ -16,6 +16,7 @@ from whichvoice.cli.common import (
     app,
     check_new_file,
     feature_config,
+    json_line,
     model_choice,
     print_table,
     setup_logging,
@@ -252,7 +253,7 @@ def evaluate_cmd(
         progress=not (quiet or as_json),
     )
     if as_json:
-        click.echo(json.dumps(metrics))
+        click.echo(json_line(metrics))
     else:  # --quiet drops the bar, never the result
         print_table(metrics)
         if metrics.get("trained_files"):
@@ -495,7 +496,7 @@ def openset_cmd(
     fitted = fit_openset(model, known, expand_paths(unknown_paths), keep=keep, encoder=probe)
     path = save_openset(run, fitted)
     if as_json:
-        click.echo(json.dumps(fitted.to_dict()["fitted"] | {"threshold": fitted.threshold}))
+        click.echo(json_line(fitted.to_dict()["fitted"] | {"threshold": fitted.threshold}))
         return
     f = fitted.fitted
     rejected = f["unknown_rejected"]
