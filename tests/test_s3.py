@@ -151,6 +151,11 @@ def test_prepare_and_gallery_exports_on_s3(bucket: str, cli, tmp_path: Path) -> 
         onto = cli("gallery", "export", folder, "--overwrite", "--gallery", str(gallery))
         assert onto.returncode == 2 and "a folder" in onto.stderr, onto.stderr
         assert len(onto.stderr.strip().splitlines()) == 1
+    # an RTTM named as a folder was refused only when written, after the diarization
+    for folder in (f"{bucket}/exports", f"{bucket}/exports/"):
+        turns = cli("diarize", slt[0], "--rttm", folder, "--gallery", str(gallery), "--quiet")
+        assert turns.returncode != 0 and "a folder" in turns.stderr, turns.stderr
+        assert not turns.stdout and len(turns.stderr.strip().splitlines()) == 1, turns.stderr
     assert _keys(f"{bucket}/exports") == {"gallery.json"}
     other = tmp_path / "other.sqlite"
     imported = cli("gallery", "import", export, "--gallery", str(other), check=True)

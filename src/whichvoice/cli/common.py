@@ -218,7 +218,7 @@ def check_new_file(path: Path | str, option: str, overwrite: bool) -> None:
 
     if storage.is_url(path):
         try:
-            storage.check_writable(path)
+            storage.check_object(path)  # an object's name: not a folder's
         except storage.StorageError as e:
             raise click.UsageError(f"{option} {e}") from e
         if not overwrite and storage.exists(path):

@@ -200,7 +200,7 @@ def _check_output(path: Path | str, keep: list) -> None:
 
     if storage.is_url(path):
         try:
-            storage.check_writable(path)
+            storage.check_object(path)  # an object's name: not a folder's
             storage.exists(path)  # the protocol is known and the store answers
         except StorageError as e:
             raise WhichvoiceError(f"--rttm {e}") from e

@@ -20,6 +20,7 @@ from whichvoice.storage.mirror import (
 )
 from whichvoice.storage.remote import (
     StorageError,
+    check_object,
     check_writable,
     exists,
     filesystem,
@@ -38,6 +39,7 @@ __all__ = [
     "RECORD",
     "StorageError",
     "cache_root",
+    "check_object",
     "check_writable",
     "download",
     "exists",

@@ -81,6 +81,18 @@ def check_bucket(url: str) -> None:
         return
 
 
+def check_object(url: str | os.PathLike) -> None:
+    """StorageError, before any work, when an output ``url`` that is to be one object cannot
+    be written as one (a read-only kind of location, a name ending in ``/``, a prefix holding
+    objects); nothing for a local path. The write checks again."""
+    if not is_url(url):
+        return
+    text = os.fspath(url)
+    check_writable(text)
+    fs, root = filesystem(text)
+    _check_object(fs, root, text)
+
+
 def _check_object(fs, root: str, url: str) -> None:
     """StorageError when ``url``, an object to write, ends in ``/`` or is a prefix that holds
     objects (an S3 "folder"): an object of that name would hide them from every later read
