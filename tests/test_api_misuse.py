@@ -177,3 +177,41 @@ def test_settings_out_of_range_are_refused_before_work(tmp_path: Path) -> None:
             with pytest.raises(WhichvoiceError, match="min_seconds must"):
                 enroll(encoder, g, "ann", ["x.wav"], min_seconds=bad)
         assert g.names() == []
+
+
+@pytest.mark.slow  # a process that imports torch
+def test_importing_whichvoice_leaves_a_users_forked_children_their_threads() -> None:
+    """The hook that gives a forked child one torch thread (models loaded before a fork hung
+    there) was registered at import: a user's own fork pool beside an import of whichvoice,
+    no model loaded, ran on one thread (a review). It is registered as a model loads."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, torch\n"
+        "torch.set_num_threads(2)\n"
+        "import whichvoice.verification, whichvoice.runtime\n"
+        "def child():\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os._exit(torch.get_num_threads())\n"
+        "    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
+        "before = child()\n"
+        "from whichvoice.runtime.model import guard_forks\n"
+        "guard_forks()\n"
+        "print(before, child())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["2", "1"], done.stderr[-2000:]
+
+
+def test_a_predictions_repr_leads_with_its_answer() -> None:
+    """The docs' example printed ``.voice``, a voice's name where predict says "unknown";
+    the repr had no ``answer`` at all (a review)."""
+    from whichvoice.runtime.model import Prediction
+
+    p = Prediction(path="x.wav", voice="flite:kal16", confidence=0.6, top=[("flite:kal16", 0.6)],
+                   probabilities={}, windows=2, known=False)  # fmt: skip
+    assert repr(p).startswith("Prediction(answer='unknown', path='x.wav', voice='flite:kal16'")
+    assert p.to_dict()["answer"] == "unknown"

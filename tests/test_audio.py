@@ -254,3 +254,116 @@ def test_audio_faster_than_48_khz_is_brought_to_48_khz_as_it_is_decoded(tmp_path
         assert np.max(np.abs(wave[1000:-1000] - whole[1000:-1000])) < 1e-3
     with pytest.raises(AudioTooLongError, match="over the 2 s limit"):
         read_audio(tmp_path / "fast.wav", max_seconds=2.0)
+
+
+def test_channels_in_opposite_phase_are_not_averaged_into_silence(tmp_path: Path) -> None:
+    """A balanced microphone wired backwards, a "wide" stereo export: the average of the two
+    channels was silence ("silent", or diarize's "no speech" with exit 0), and after AAC a
+    thin residue answered as another voice (a review). The loudest channel is taken; other
+    channels are averaged as before."""
+    from whichvoice.audio import Decoded
+
+    tone, other = sine(220, 1.0), sine(330, 1.0, amp=0.3)
+    opposite = np.stack([tone, -0.9 * tone], axis=1)
+    assert np.allclose(Decoded(opposite, 16000).wave, tone, atol=1e-6)
+    assert np.allclose(Decoded(opposite.T, 16000).wave, tone, atol=1e-6)
+    sf.write(tmp_path / "opp.wav", opposite, 16000, subtype="PCM_16")
+    assert np.allclose(read_audio(tmp_path / "opp.wav")[0], tone, atol=1e-3)
+    # two voices (or a voice and silence) on two channels, or the same on both: averaged
+    for pair in ((tone, other), (tone, np.zeros_like(tone)), (tone, tone)):
+        both = np.stack(pair, axis=1)
+        assert np.allclose(Decoded(both, 16000).wave, both.mean(axis=1), atol=1e-6)
+    # in the blocks a long recording is diarized by, too
+    from whichvoice.diarize import _blocks
+
+    pieces = [p for p, _, _ in _blocks(tmp_path / "opp.wav")]
+    assert np.abs(np.concatenate(pieces)).max() > 0.4
+
+
+def test_a_lone_spike_in_a_float_recording_does_not_set_its_level(tmp_path: Path) -> None:
+    """One sample at 1000 (or 1e30) in a float WAV set the level: the speech around it was
+    trimmed as silence ("no speech found") or answered as another voice (a review). Such a
+    sample is brought down to a few times the recording's loud samples; audio within
+    full scale, and loud float audio (integer PCM written as floats), keep every sample."""
+    from whichvoice.audio import Decoded
+
+    tone = sine(220, 1.0)
+    for spike in (1000.0, 1e30):
+        spiked = tone.copy()
+        spiked[5000] = spike
+        sf.write(tmp_path / "spike.wav", spiked, 16000, subtype="FLOAT")
+        for wave in (read_audio(tmp_path / "spike.wav")[0], Decoded(spiked, 16000).wave):
+            assert np.abs(wave).max() <= 4 * 0.5 + 1e-6
+            assert np.allclose(np.delete(wave, 5000), np.delete(tone, 5000), atol=1e-6)
+    loud = tone * np.float32(32768)  # 16-bit PCM written as floats
+    sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
+    assert np.allclose(read_audio(tmp_path / "loud.wav")[0], loud, rtol=1e-6)
+
+
+def test_a_wav_whose_header_says_no_data_is_read_to_its_end(tmp_path: Path) -> None:
+    """A recorder stopped before it wrote the data chunk's size (0): libsndfile read 0
+    samples, "the audio is empty", of an 8 s file (a review); FFmpeg reads what follows."""
+    tone = sine(220, 2.0)
+    sf.write(tmp_path / "a.wav", tone, 16000, subtype="PCM_16")
+    data = bytearray((tmp_path / "a.wav").read_bytes())
+    at = data.index(b"data")
+    data[at + 4 : at + 8] = (0).to_bytes(4, "little")
+    (tmp_path / "zero.wav").write_bytes(bytes(data))
+    wave, rate = read_audio(tmp_path / "zero.wav")
+    assert rate == 16000 and np.allclose(wave, tone, atol=1e-3)
+    (tmp_path / "header.wav").write_bytes(bytes(data[: at + 8]))  # truly empty: said so
+    with pytest.raises(AudioDecodeError, match="empty"):
+        read_audio(tmp_path / "header.wav")
+
+
+def test_an_mp3_behind_a_page_of_text_is_audio_and_text_is_not(tmp_path: Path) -> None:
+    """A `curl -i` dump with long headers: over 512 bytes of text before the first frame was
+    "not audio (a text file)" though FFmpeg decodes it (a review)."""
+    from whichvoice.audio import encode_audio
+
+    mp3 = encode_audio(sine(220, 2.0, 22050), 22050, "mp3")
+    headers = b"HTTP/1.1 200 OK\r\n" + b"".join(
+        b"X-Header-%d: %s\r\n" % (i, b"v" * 40) for i in range(20)
+    )
+    assert len(headers) > 700
+    (tmp_path / "dump.mp3").write_bytes(headers + b"\r\n" + mp3)
+    for source in (tmp_path / "dump.mp3", headers + b"\r\n" + mp3):
+        wave, _ = read_audio(source)
+        assert wave.shape[0] > 1.5 * 22050
+    (tmp_path / "notes.mp3").write_bytes(headers * 5)  # text alone: said so, as before
+    with pytest.raises(AudioDecodeError, match="not audio \\(a text file\\)"):
+        read_audio(tmp_path / "notes.mp3")
+
+
+def test_a_folder_search_takes_every_container_a_file_is_decoded_from(tmp_path: Path) -> None:
+    """.caf, .mov, .mkv, ... decoded as single files were left out of a folder without a word
+    (an iPhone's .MOV folder gave nothing)."""
+    from whichvoice.audio import listed_audio
+
+    for name in ("a.caf", "b.MOV", "c.mkv", "d.w64", "e.m4b", "f.mp2", "g.sph"):
+        (tmp_path / name).write_bytes(b"x")
+        assert listed_audio(tmp_path / name), name
+    (tmp_path / "h.txt").write_bytes(b"x")
+    assert not listed_audio(tmp_path / "h.txt")
+
+
+def test_arrays_of_no_samples_wide_integers_and_lists_of_paths_say_what_they_are() -> None:
+    """Reviews: an empty stereo array was "NaN or infinite samples" with numpy's warnings;
+    int16 samples in an int64 array (a list of Python ints) were "silent"; a list of paths
+    was told to pass Decoded(wave, rate)."""
+    import warnings
+
+    from whichvoice.audio import Decoded
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for empty in (np.zeros((0, 2), np.float32), np.zeros((2, 0), np.float32)):
+            assert Decoded(empty, 16000).wave.shape == (0,)
+    pcm = (sine(220, 0.5) * 20000).astype(np.int16)
+    for wide in (pcm.tolist(), pcm.astype(np.int32), pcm.astype(np.int64)):
+        with pytest.raises(AudioDecodeError, match=r"16 bits of its range.*np.int16"):
+            Decoded(wide, 16000)
+    full = pcm.astype(np.int32) << 16  # 16-bit samples as a 32-bit reader gives them
+    assert np.allclose(Decoded(full, 16000).wave, pcm / 32768, atol=1e-6)
+    with pytest.raises(AudioDecodeError, match=r"a list of 2 file.*one recording"):
+        read_audio(["a.wav", Path("b.wav")])

@@ -157,3 +157,11 @@ def test_a_result_json_holds_no_nan(tmp_path: Path) -> None:
         "a": None,
         "b": [1.0, None],
     }
+
+
+def test_the_endings_a_folder_search_takes_are_the_documented_ones() -> None:
+    from whichvoice.audio import AUDIO_SUFFIXES
+
+    text = " ".join((ROOT / "docs" / "cli.md").read_text().split())
+    listed = re.search(r"searched for these endings \(any case\): ([.a-z0-9 ]+);", text)
+    assert listed is not None and set(listed.group(1).split()) == AUDIO_SUFFIXES

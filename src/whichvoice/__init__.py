@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 # first: Ctrl-C while the command imports the rest is one line, not a traceback
 from whichvoice import _startup  # noqa: F401
-from whichvoice.audio import SAMPLE_RATE, Decoded, load_audio
+from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, load_audio
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import numba_cache_where_needed
 
@@ -48,9 +48,11 @@ def __dir__() -> list[str]:  # the lazy names too, for a notebook's completion
     return sorted(set(globals()) | _LAZY)
 
 
-def identify(run: str | None, source: str | bytes) -> Prediction:
+def identify(run: str | None, source: AudioSource) -> Prediction:
     """One-shot: load the closed-set classifier in ``run`` (None: the bundled one) and say
-    which of its voices reads ``source``: what ``whichvoice predict`` answers. Which
+    which of its voices reads ``source``: what ``whichvoice predict`` answers is the
+    Prediction's ``answer`` (``"unknown"`` when the open set says it is none of them;
+    ``voice`` is then the nearest). Which
     *enrolled* voice (``whichvoice identify``, a gallery) is
     ``whichvoice.verification.identify(encoder, gallery, sources)``."""
     from whichvoice.runtime import load_model

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import soxr
 from whichvoice import storage
 from whichvoice.errors import AudioDecodeError, AudioTooLongError, SilentAudioError
 
+log = logging.getLogger(__name__)
+
 SAMPLE_RATE = 16_000  # Hz, the rate every model input is resampled to
 SILENCE_PEAK = 1e-4  # full scale (-80 dBFS); an input whose peak stays under this is silent
 ENGINE_SILENCE_PEAK = 0.01  # full scale (-40 dBFS); a TTS engine's output this quiet failed
@@ -30,10 +33,20 @@ MAX_RATE = 768_000  # Hz; the highest rate audio interfaces record at
 # samples past this (float audio is [-1, 1], integer PCM as floats up to 2**31) are brought
 # to a peak of 1: their squares would overflow float32 in the features
 HUGE_PEAK = 1e10
+# a float recording past full scale: a sample over this many times its SPIKE_RANK-th
+# largest (a bit flipped in a float WAV, a glitch of an editor) is brought down to that
+# bound, or to full scale where that is higher; audio within [-1, 1] is never touched
+SPIKE_FACTOR = 4.0
+SPIKE_RANK = 100
+# channels whose average keeps under this share of their own mean power cancel each other
+# (one in opposite phase): the loudest channel alone is the recording (two voices or a
+# voice and silence on two channels keep half; the same signal on both keeps all of it)
+CANCELLED_POWER = 0.1
 # file name endings taken for audio when a folder is searched
-AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au",
-                  ".m4a", ".mp4", ".aac", ".webm", ".weba", ".mka", ".wma", ".amr",
-                  ".3gp"}  # fmt: skip
+AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".aifc",
+                  ".au", ".caf", ".w64", ".rf64", ".sph", ".m4a", ".m4b", ".mp4", ".mov",
+                  ".aac", ".webm", ".weba", ".mka", ".mkv", ".wma", ".amr", ".3gp",
+                  ".mp2"}  # fmt: skip
 _BLOCK_VALUES = 1 << 20  # samples decoded at a time, all channels together (4 MB of float32)
 
 
@@ -70,22 +83,29 @@ class Decoded:
             raise AudioDecodeError(f"{self.name}: audio samples are numbers, not {wave.dtype}")
         if np.issubdtype(wave.dtype, np.integer):  # PCM as recorded: scaled to [-1, 1]
             info = np.iinfo(wave.dtype)
+            if info.bits > 16 and wave.size and 0 < np.abs(wave).max() <= 32768:
+                # 16-bit samples in a wider type (a list of ints is int64): scaled to that
+                # type's range they were "silent" at -100 dBFS and below
+                raise AudioDecodeError(
+                    f"{self.name}: {wave.dtype} samples that use 16 bits of its range: integer "
+                    f"samples are scaled to their type's full range; give np.int16 samples "
+                    "(np.asarray(x, np.int16)) or floats in [-1, 1]"
+                )
             middle = 0 if info.min < 0 else (int(info.max) + 1) // 2  # unsigned: offset
             wave = (wave.astype(np.float32) - np.float32(middle)) / np.float32(
                 -info.min if info.min < 0 else middle
             )
         if wave.ndim == 2:  # channels along the shorter side
-            wave = wave.mean(axis=1 if wave.shape[1] <= wave.shape[0] else 0)
+            wave = to_mono(wave, 1 if wave.shape[1] <= wave.shape[0] else 0)
         if wave.ndim != 1:
             raise AudioDecodeError(
-                f"{self.name}: audio of shape {wave.shape}; give (samples,) or (samples, channels)"
+                f"{self.name}: audio of shape {wave.shape}; give (samples,), (samples, "
+                "channels) or (channels, samples)"
             )
         if wave.dtype != np.float32:
             wave = wave.astype(np.float32)
         check_finite(wave, self.name)
-        peak = float(np.abs(wave).max()) if wave.size else 0.0
-        if peak > HUGE_PEAK:  # squares of such samples overflow float32; level is not voice
-            wave = wave / np.float32(peak)
+        wave = without_spikes(wave)
         rate = self.rate
         if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
             raise AudioDecodeError(f"{self.name}: sample rate {rate!r}: a positive whole number")
@@ -105,6 +125,47 @@ def check_rate(rate: int, name: str) -> None:
             f"{name}: a sample rate of {rate} Hz is not audio "
             f"({MIN_RATE}-{MAX_RATE} Hz are accepted)"
         )
+
+
+def to_mono(data: np.ndarray, axis: int) -> np.ndarray:
+    """float32 mono of 2-D ``data`` whose channels lie along ``axis``: their average, or,
+    where they cancel each other (one in opposite phase: a balanced microphone wired
+    backwards, a "wide" stereo export), the loudest channel alone; their average was silence,
+    or after lossy coding a thin residue of the voice that was answered as another."""
+    channels = data.shape[axis]
+    if data.size == 0:
+        return np.zeros(0, np.float32)
+    if channels == 1:
+        return np.take(data, 0, axis=axis).astype(np.float32)
+    mix = data.mean(axis=axis, dtype=np.float32)
+    each = [np.take(data, c, axis=axis).astype(np.float32, copy=False) for c in range(channels)]
+    power = [float(np.dot(c, c)) for c in each]
+    if max(power) > 0 and float(np.dot(mix, mix)) < CANCELLED_POWER * sum(power) / channels:
+        return each[int(np.argmax(power))].copy()
+    return mix
+
+
+def without_spikes(wave: np.ndarray) -> np.ndarray:
+    """A float mono ``wave`` past full scale less its lone spikes (a bit flipped in a float
+    WAV, an editor's glitch): each sample above SPIKE_FACTOR times the SPIKE_RANK-th largest
+    magnitude (or full scale, if higher) is brought to that bound; a single such sample set
+    the level, so the speech around it was taken for silence. Audio within [-1, 1] (every
+    integer format) is returned as it is, and loud float audio (integer PCM written as floats)
+    keeps its own level; what is left past HUGE_PEAK is brought to a peak of 1."""
+    if wave.size == 0:
+        return wave
+    peak = max(float(wave.max()), -float(wave.min()))
+    if peak <= 1.0:
+        return wave
+    size = np.abs(wave)
+    rank = min(SPIKE_RANK, size.size)
+    bound = max(1.0, SPIKE_FACTOR * float(np.partition(size, -rank)[-rank]))
+    if peak > bound:
+        wave = np.clip(wave, -bound, bound).astype(np.float32, copy=False)
+        peak = bound
+    if peak > HUGE_PEAK:  # squares of such samples overflow float32; level is not voice
+        wave = wave / np.float32(peak)
+    return wave
 
 
 def check_finite(samples: np.ndarray, name: str) -> None:
@@ -200,6 +261,14 @@ def read_audio(
     """
     if isinstance(source, Decoded):
         return source.wave, source.rate
+    if (
+        isinstance(source, list | tuple)
+        and source
+        and all(isinstance(x, str | os.PathLike) for x in source)
+    ):
+        raise AudioDecodeError(
+            f"a list of {len(source)} file(s): this takes one recording; call it for each"
+        )
     if isinstance(source, np.ndarray | list | tuple):
         raise AudioDecodeError(
             "an array of samples needs its rate: pass Decoded(wave, rate, name) "
@@ -235,6 +304,11 @@ def read_audio(
         else _head(source, name)
     )
     if (what := not_audio(head)) is not None:
+        if what.endswith(("text file", "HTML page")) and _mp3_after_text(source):
+            # an MP3 behind more text than the sniff reads (a `curl -i` dump, a stream's
+            # headers): FFmpeg's MP3 demuxer finds its first frame; text never has one
+            with contextlib.suppress(AudioDecodeError):
+                return _decode_with_ffmpeg(source, "mp3", name, max_seconds)
         raise AudioDecodeError(f"{name}: not audio ({what})")
     if (container := ffmpeg_container(head)) is not None:  # what browsers and phones record
         return _decode_with_ffmpeg(source, container, name, max_seconds)
@@ -262,9 +336,38 @@ def read_audio(
     finally:
         if memory is not None:
             os.close(memory)
+    if wave.shape[0] == 0 and head.startswith((b"RIFF", b"RF64")):
+        # a header whose data chunk says 0 bytes (a recorder stopped before it wrote the
+        # size): libsndfile believes it, FFmpeg reads the samples that follow it
+        with contextlib.suppress(AudioDecodeError):
+            wave, rate = _decode_with_ffmpeg(source, "wav", name, max_seconds)
+            log.warning("%s: its header says it holds no audio; read the %.1f s after it",
+                        name, wave.shape[0] / rate)  # fmt: skip
     if wave.shape[0] == 0:
         raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
     return wave, rate
+
+
+_TEXT_SCAN_BYTES = 1 << 16
+
+
+def _mp3_after_text(source: str | os.PathLike | bytes | bytearray) -> bool:
+    """Whether the first 64 KiB of a file that begins as text hold an MPEG audio frame's
+    sync (0xFF, then three set bits and a layer): UTF-8 text never holds a 0xFF byte."""
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source[:_TEXT_SCAN_BYTES])
+    else:
+        try:
+            with open(source, "rb") as f:
+                data = f.read(_TEXT_SCAN_BYTES)
+        except OSError:
+            return False
+    at = data.find(b"\xff")
+    while at != -1:
+        if looks_like_mp3(data[at : at + 2]):
+            return True
+        at = data.find(b"\xff", at + 1)
+    return False
 
 
 @contextlib.contextmanager
@@ -405,7 +508,7 @@ def _decode_with_ffmpeg(
                 for out in planar.resample(frame):
                     data = out.to_ndarray()  # (channels, n)
                     check_finite(data, name)
-                    parts.append(down(data[0].copy() if data.shape[0] == 1 else data.mean(axis=0)))
+                    parts.append(down(to_mono(data, 0)))
                     total += data.shape[1]
                 if limit is not None and total > limit:
                     raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
@@ -432,7 +535,7 @@ def _decode_with_ffmpeg(
     )
     if wave.shape[0] == 0:
         raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
-    return without_dc(wave), rate
+    return without_dc(without_spikes(wave)), rate
 
 
 def _frames_around_damage(container, stream) -> Iterator:
@@ -494,14 +597,13 @@ def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tup
         if data.shape[0] == 0:
             break
         check_finite(data, name)
-        mono = data[:, 0].copy() if channels == 1 else data.mean(axis=1, dtype=np.float32)
-        parts.append(down(mono))
+        parts.append(down(to_mono(data, 1)))
         total += data.shape[0]
         if limit is not None and total > limit:
             raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
     parts.append(down.end())
     wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return without_dc(wave), down.rate
+    return without_dc(without_spikes(wave)), down.rate
 
 
 DECODED_MAX_RATE = 48_000  # Hz: audio recorded faster is brought to this rate as it is decoded

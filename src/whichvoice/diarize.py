@@ -73,7 +73,9 @@ from whichvoice.audio import (
     read_audio,
     read_pipe,
     soundfile_target,
+    to_mono,
     without_dc,
+    without_spikes,
 )
 from whichvoice.audio import resample as resample_wave
 from whichvoice.errors import AudioDecodeError, WhichvoiceError
@@ -444,7 +446,8 @@ def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndar
             duration = (info.frames if following.shape[0] else end) / rate
             check_finite(piece, name)
             # each block less its own baseline (read_audio takes the whole file's)
-            yield (resample_wave(without_dc(piece.mean(axis=1)), rate, SAMPLE_RATE),
+            mono = without_dc(without_spikes(to_mono(piece, 1)))
+            yield (resample_wave(mono, rate, SAMPLE_RATE),
                    at / rate, duration)  # fmt: skip
             at, piece = end, following
 
@@ -1088,7 +1091,8 @@ def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[n
                 for a, b in spans:
                     f.seek(min(int(a * rate), f.frames))
                     piece = f.read(max(int((b - a) * rate), 0), dtype="float32", always_2d=True)
-                    out.append(resample_wave(piece.mean(axis=1), rate, SAMPLE_RATE))
+                    mono = without_spikes(to_mono(piece, 1))
+                    out.append(resample_wave(mono, rate, SAMPLE_RATE))
                 return out
         except (RuntimeError, sf.LibsndfileError, OSError):
             pass  # a format soundfile does not seek in: decoded whole below

@@ -30,6 +30,7 @@ from whichvoice.pretrained import (
 )
 from whichvoice.runtime import ModelLoadError, VoiceModel, load_model
 from whichvoice.runtime.load import bundled_encoder_dir, check_run_path, encoder_identity
+from whichvoice.runtime.model import guard_forks
 from whichvoice.scoring import Calibration
 
 CALIBRATION = "calibration.json"
@@ -88,6 +89,7 @@ def load_encoder(model: str | os.PathLike | None = None) -> Encoder:
     the bundled encoder where a part of auto is not installed), ``"auto"`` (the fusion
     shipped with the package), ``"bundled"`` (the encoder shipped with the package), the name
     of a pretrained encoder (``"resemblyzer"``, ``"dvector"``), or a run directory."""
+    guard_forks()  # its torch threads would hang a forked child's first call
     if model is None:
         try:
             return fused_encoder()

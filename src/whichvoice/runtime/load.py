@@ -18,7 +18,7 @@ from whichvoice.errors import WhichvoiceError
 from whichvoice.features import TARGET_RMS
 from whichvoice.files import shipped_model
 from whichvoice.models import build_model
-from whichvoice.runtime.model import ModelLoadError, VoiceModel, run_id
+from whichvoice.runtime.model import ModelLoadError, VoiceModel, guard_forks, run_id
 from whichvoice.runtime.onnx_backend import OnnxVoiceModel, ensure_export, session
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def load_model(
     ``whichvoice export RUN --onnx RUN/model.int8.onnx --int8``; shipped with the bundled
     classifier), refused when missing or made from other weights.
     """
+    guard_forks()  # its torch threads would hang a forked child's first call
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     check_device(device)

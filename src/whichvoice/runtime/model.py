@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -42,7 +42,17 @@ def _one_torch_thread_in_a_forked_child() -> None:
     torch.set_num_threads(1)
 
 
-os.register_at_fork(after_in_child=_one_torch_thread_in_a_forked_child)
+_forks_guarded = False
+
+
+def guard_forks() -> None:
+    """From now on, a child this process forks runs torch on one thread: called as a model
+    or encoder is loaded, so that a process that never loads one (a user's own pool beside
+    an import of whichvoice) keeps torch's threads in its children."""
+    global _forks_guarded
+    if not _forks_guarded:
+        _forks_guarded = True
+        os.register_at_fork(after_in_child=_one_torch_thread_in_a_forked_child)
 
 
 class ModelLoadError(WhichvoiceError):
@@ -80,6 +90,10 @@ class Prediction:
         """The voice, or "unknown" when the open-set score says it is none of the model's
         (``voice`` then stays the nearest of them)."""
         return "unknown" if self.known is False else self.voice
+
+    def __repr__(self) -> str:  # the answer first: ``voice`` alone read as one when unknown
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"Prediction(answer={self.answer!r}, {shown})"
 
     def to_dict(self, k: int = 3) -> dict:
         out = {
