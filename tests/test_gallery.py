@@ -620,8 +620,10 @@ def test_a_gallery_held_by_another_writer_is_busy_not_damaged(tmp_path: Path, mo
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
-        with pytest.raises(GalleryUnusableError, match="another process held the gallery") as e:
-            Gallery(path, "m")
+        with Gallery(path, "m") as g:  # a read waits for no writer (a review)
+            assert g.names() == ["ann"]
+            with pytest.raises(GalleryUnusableError, match="another process held the gal") as e:
+                g.enroll("bob", unit(np.ones((1, 4))), 3.0)
         assert e.value.public_message() == "the gallery is busy; try again"
     finally:
         other.execute("ROLLBACK")
@@ -677,3 +679,82 @@ def test_an_export_that_cannot_be_written_names_its_file(tmp_path: Path) -> None
     said = proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"1 {target}: cannot write the export"), said
     assert not target.exists()
+
+
+def test_reading_a_gallery_waits_for_no_writer(tmp_path: Path) -> None:
+    """Every open took the write lock (BEGIN IMMEDIATE), so a server's identify, verify and
+    list waited for any writer elsewhere, for 30 s, then 503 "busy" (a review): a gallery
+    that has its tables is opened by reading alone."""
+    import time
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "model-1") as g:
+        g.enroll("a", unit(np.ones((1, 4))), 3.0)
+    hold = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         f"d = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+         "d.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(20)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert hold.stdout is not None and hold.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        for model in ("model-1", None):
+            with Gallery(path, model, create=False) as g:
+                assert g.names() == ["a"]
+        assert time.monotonic() - started < 5
+    finally:
+        hold.kill()
+        hold.wait()
+
+
+def test_a_process_out_of_open_files_is_told_so(tmp_path: Path) -> None:
+    """Out of descriptors (ulimit -n), SQLite's "unable to open database file" was "not a
+    usable gallery", or "a write-ahead log ... read-only folder" (a review)."""
+    with Gallery(tmp_path / "g.sqlite", "model-1") as g:
+        g.enroll("a", unit(np.ones((1, 4))), 3.0)
+    script = (
+        "import os, sys\n"
+        "from whichvoice.gallery import Gallery, GalleryUnusableError\n"
+        "held = []\n"
+        "while True:\n"
+        "    try:\n"
+        "        held.append(os.open(os.devnull, os.O_RDONLY))\n"
+        "    except OSError:\n"
+        "        break\n"
+        "try:\n"
+        "    Gallery(sys.argv[1], 'model-1')\n"
+        "except GalleryUnusableError as e:\n"
+        "    print(e, '|', e.public_message())\n"
+    )
+    done = subprocess.run(
+        ["bash", "-c", f'ulimit -n 256 && exec "{sys.executable}" -c "$0" "$1"', script,
+         str(tmp_path / "g.sqlite")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "run out of open files" in done.stdout and "ulimit -n" in done.stdout, done
+    assert done.stdout.strip().endswith("| the server is out of open files; try again")
+
+
+def test_a_gallery_on_a_full_disk_is_still_read(tmp_path: Path) -> None:
+    """On a full disk SQLite cannot add its log's files: listing said "cannot be opened for
+    writing ... is its disk full?" and the server's identify answered unknown for enrolled
+    voices (a review). It is read; a write says the disk is full."""
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        g.enroll("ann", unit(np.ones((1, 4))), 3.0)
+    for part in ("-wal", "-shm"):
+        Path(f"{path}{part}").unlink(missing_ok=True)
+    proc = _on_a_full_disk(
+        "import numpy as np\n"
+        "from whichvoice.gallery import Gallery, GalleryFullError\n"
+        "with Gallery(sys.argv[1], 'm') as g:\n"
+        "    print(g.names(), g.read_only)\n"
+        "    try:\n"
+        "        g.enroll('bob', np.ones((1, 4)) / 2, 3.0)\n"
+        "    except GalleryFullError as e:\n"
+        "        print(e)\n",
+        path,
+    )
+    assert proc.stdout.splitlines()[0] == "['ann'] True", proc.stderr
+    assert proc.stdout.splitlines()[1].endswith("the gallery cannot be written: its disk is full")

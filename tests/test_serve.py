@@ -412,3 +412,25 @@ def test_batched_onnx_server_answers_as_requests_scored_alone(
     }
     assert counted["whichvoice_batched_requests_total"] == len(datas)
     assert 1 <= counted["whichvoice_batches_total"] <= len(datas)
+
+
+@pytest.mark.slow  # starts servers
+def test_a_stop_by_any_signal_is_graceful_and_clean(tmp_path: Path) -> None:
+    """One worker: SIGTERM exited 143 (systemd counts it a failed stop) and SIGHUP killed
+    it at once, mid-request (129), where several workers exit 0 and restart (a review)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        started = server_process.start(None, "--gallery", str(tmp_path / "g.sqlite"))
+        try:
+            started.proc.send_signal(sig)
+            assert started.proc.wait(timeout=60) == 0, sig
+        finally:
+            stop(started.proc)
+
+
+def test_only_a_loopback_address_is_served_without_a_warning() -> None:
+    from whichvoice.cli.serve import _loopback
+
+    assert all(map(_loopback, ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost")))
+    assert not any(map(_loopback, ("0.0.0.0", "::", "192.168.1.5", "example.org")))

@@ -433,3 +433,44 @@ def test_a_live_answer_that_fails_is_logged_and_closes_the_socket(
             ws.receive_json()
     assert closed.value.code == 1011
     assert "a live answer failed" in caplog.text and "the network broke" in caplog.text
+
+
+def test_every_worker_redacts_keys_and_gives_whichvoice_lines_their_level() -> None:
+    """With --workers 2 a key in a query string reached the access log in clear: the filter
+    was added to the parent's loggers, and each worker sets up logging again from uvicorn's
+    config (a review). The config each process applies now carries it; whichvoice's own
+    lines (INFO ones were dropped, others bare) get their level."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, logging.config\n"
+        "from whichvoice.cli.serve import _log_config\n"
+        "logging.config.dictConfig(_log_config(False))\n"
+        "logging.getLogger('uvicorn.access').info('%s - \"%s %s HTTP/%s\" %d', '127.0.0.1:9',"
+        " 'GET', '/v1/gallery?k%65y=s3cret&x=1', '1.1', 401)\n"
+        "logging.getLogger('uvicorn.error').info('WebSocket /v1/stream?key=s3cret [accepted]')\n"
+        "logging.getLogger('whichvoice.serve.app').info('the client went away')\n"
+        "logging.getLogger('whichvoice.serve.identify').warning('no gallery answer: x')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    both = done.stdout + done.stderr
+    assert "s3cret" not in both and both.count("REDACTED") == 2, both
+    assert "INFO:     the client went away" in done.stderr, done.stderr
+    assert "WARNING:  no gallery answer: x" in done.stderr, done.stderr
+
+
+def test_a_calibration_the_server_cannot_read_is_its_own_fault_and_path(tmp_path: Path) -> None:
+    """A damaged calibration.json was 422 bad_request, not logged, its server path in the
+    answer (a review): 503 unavailable, the path for the log alone."""
+    from whichvoice.encoders import _read_calibration
+    from whichvoice.errors import SetupError
+    from whichvoice.serve.service import error_status
+
+    broken = tmp_path / "calibration.json"
+    broken.write_text('{"threshold": 0.5')
+    with pytest.raises(SetupError) as e:
+        _read_calibration(broken)
+    assert str(broken) in str(e.value) and str(tmp_path) not in e.value.public_message()
+    assert error_status(e.value) == (503, "unavailable")

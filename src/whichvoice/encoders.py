@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice import gallery as gallery_module
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import SetupError, WhichvoiceError
 from whichvoice.fusion import AUTO, EARLIER, EarlierFusion, FusedEncoder, Fusion, reweighed
 from whichvoice.gallery import Gallery, GalleryError, GalleryModelError
 from whichvoice.pretrained import (
@@ -68,9 +68,10 @@ def _read_calibration(path: Path) -> tuple[float, Calibration, dict] | None:
             raise ValueError("a number that is not finite")
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
         why = f"no {e}" if isinstance(e, KeyError) else str(e).splitlines()[0] or type(e).__name__
-        raise WhichvoiceError(
+        raise SetupError(
             f"{path}: not a usable calibration ({why}); run `whichvoice calibrate` again, or "
-            "remove it to use the shipped one"
+            "remove it to use the shipped one",
+            public="the encoder's calibration on the server cannot be read (its log says why)",
         ) from e
     return threshold, calibration, d
 

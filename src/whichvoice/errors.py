@@ -22,6 +22,12 @@ class WhichvoiceError(Exception):
         return str(self) if self.public is None else self.public
 
 
+class SetupError(WhichvoiceError):
+    """A file of this installation or of the server's own (an encoder's calibration) that
+    cannot be used: its owner's to mend, never a client's mistake (HTTP 503, logged in
+    full; the client is not told the server's paths)."""
+
+
 class AudioDecodeError(WhichvoiceError):
     """The input is not audio that can be decoded (unreadable, corrupt, empty)."""
 

@@ -262,6 +262,27 @@ def _out_of_room(e: sqlite3.OperationalError) -> bool:
     return any(w in str(e) for w in ("disk is full", "disk I/O error"))
 
 
+def _out_of_descriptors() -> bool:
+    """Whether this process has run out of open files (``ulimit -n``): SQLite says only
+    "unable to open database file", which read as a gallery that cannot be used."""
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError as e:
+        return e.errno in (errno.EMFILE, errno.ENFILE)
+    os.close(fd)
+    return False
+
+
+def _read_only_mount(path: Path) -> bool:
+    """Whether ``path`` (or its folder) lies on a file system mounted read-only."""
+    for where in (path, path.parent):
+        try:
+            return bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+        except OSError:
+            continue
+    return False
+
+
 def default_gallery_path() -> Path:
     """``$WHICHVOICE_GALLERY``, else ``$XDG_DATA_HOME/whichvoice/gallery.sqlite``
     (``~/.local/share/whichvoice/gallery.sqlite``)."""
@@ -332,6 +353,7 @@ class Gallery:
         self.path = Path(path)
         self.model_id = model_id or ""
         self.read_only = False
+        self._full = False  # read only because its disk is full
         # a gallery not on disk yet is made by its first write (with ``create``): an
         # enrollment or import that fails, or is interrupted, leaves no file behind, and no
         # process ever removes a file another one may have opened
@@ -350,13 +372,17 @@ class Gallery:
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._setup(model_id)
                 except sqlite3.OperationalError as e:
-                    if not _cannot_write(e):
+                    if _out_of_descriptors():
                         raise
-                    # a gallery file, or a folder, this user cannot write: still read (list,
-                    # identify, verify); a write says it cannot be written, and why
+                    if not (_cannot_write(e) or _out_of_room(e)):
+                        raise
+                    # a gallery file, or a folder, this user cannot write (or a full disk,
+                    # where SQLite cannot add its log's files): still read (list, identify,
+                    # verify); a write says it cannot be written, and why
                     if hasattr(self, "_db"):
                         self._db.close()
                     self._db = self._open_read_only()
+                    self._full = _out_of_room(e)
             else:  # nothing on disk: an empty gallery in memory until a write (if ``create``)
                 if create:  # said now, not after an enrollment's embeddings were made
                     self._check_makeable()
@@ -366,13 +392,14 @@ class Gallery:
         except sqlite3.DatabaseError as e:
             if hasattr(self, "_db"):
                 self._db.close()
-            if "locked" in str(e):  # a writer held it past the 30 s wait: the file is whole
+            if _out_of_descriptors():  # not the gallery's fault: said so, not "unusable"
                 raise GalleryUnusableError(
-                    f"{self.path}: another process held the gallery for over "
-                    f"{LOCK_WAIT_S:g} s ({e}); "
-                    "try again when it is done",
-                    public="the gallery is busy; try again",
+                    f"{self.path}: cannot be opened: this process has run out of open files "
+                    f"({e}); raise its limit (ulimit -n) or take fewer connections",
+                    public="the server is out of open files; try again",
                 ) from e
+            if "locked" in str(e):  # a writer held it past the 30 s wait: the file is whole
+                raise self._busy(e) from e
             if isinstance(e, sqlite3.OperationalError) and _out_of_room(e):
                 raise GalleryUnusableError(  # the file is whole: SQLite could not add its log
                     f"{self.path}: the gallery cannot be opened for writing ({e}): is its "
@@ -522,7 +549,10 @@ class Gallery:
         uri = Path(os.path.abspath(self.path)).as_uri()
         self.read_only = True
         flags = ["?mode=ro"]
-        if not Path(f"{self.path}-wal").exists():  # immutable would not see a log's voices
+        wal = Path(f"{self.path}-wal")
+        # immutable would not see a log's voices; an empty log (left by an open on a full
+        # disk, beside a -shm it could not grow) holds none
+        if not wal.exists() or wal.stat().st_size == 0:
             flags.append("?mode=ro&immutable=1")
         for flag in flags:
             db = _connect(uri + flag, self.path, uri=True)
@@ -532,13 +562,17 @@ class Gallery:
             except sqlite3.OperationalError:
                 db.close()
         raise sqlite3.OperationalError(
-            "unable to open database file, even to read it (a write-ahead log beside it "
-            "cannot be read from a read-only folder)"
+            "unable to open database file, even to read it (the write-ahead log beside it "
+            "cannot be read: a read-only folder, or a full disk)"
         )
 
     def _setup(self, model_id: str | None) -> None:
-        """The tables (made when new) and the model this gallery belongs to."""
+        """The tables (made when new) and the model this gallery belongs to. A gallery that
+        has them is only read: a write transaction at every open made each read (a server's
+        identify, verify, list) wait for any writer, for up to 30 s."""
         self._db.execute("PRAGMA synchronous=FULL")
+        if self._set_up(model_id):
+            return
         with self._transaction():
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -556,6 +590,27 @@ class Gallery:
             if model_id is not None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,))
 
+    def _busy(self, e: sqlite3.Error) -> GalleryUnusableError:
+        return GalleryUnusableError(
+            f"{self.path}: another process held the gallery for over {LOCK_WAIT_S:g} s ({e}); "
+            "try again when it is done",
+            public="the gallery is busy; try again",
+        )
+
+    def _set_up(self, model_id: str | None) -> bool:
+        """Whether the gallery already has its tables, its schema and (with ``model_id``) an
+        owner: read without a transaction, so a writer elsewhere holds nothing up."""
+        try:
+            tables = {r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )}  # fmt: skip
+            if not {"meta", "voices", "clips"} <= tables:
+                return False
+            keys = {r[0] for r in self._db.execute("SELECT key FROM meta")}
+        except sqlite3.OperationalError:
+            return False
+        return "schema" in keys and (model_id is None or "model" in keys)
+
     def close(self) -> None:
         self._db.close()
 
@@ -567,8 +622,19 @@ class Gallery:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        if self.read_only and self._full:
+            raise GalleryFullError(
+                f"{self.path}: the gallery cannot be written: its disk is full",
+                public="the gallery cannot be written",
+            )
         if self.read_only:
-            what = "the file" if not os.access(self.path, os.W_OK) else "its folder"
+            what = (
+                "the file system"
+                if _read_only_mount(self.path)
+                else "the file"
+                if not os.access(self.path, os.W_OK)
+                else "its folder"
+            )
             raise GalleryUnusableError(
                 f"{self.path}: the gallery cannot be written here ({what} is read-only)",
                 public="the gallery cannot be written",
@@ -588,6 +654,8 @@ class Gallery:
             full = isinstance(e, sqlite3.OperationalError) and _out_of_room(e)
             if (full or getattr(self, "_made_here", False)) and self._holds_nothing():
                 self._unmake()  # a failed first write leaves no empty gallery behind
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise self._busy(e) from e  # a writer held it past the wait: the file is whole
             if not full:
                 raise
             raise GalleryFullError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from pathlib import Path
@@ -126,8 +127,9 @@ def _listen(host: str, port: int, workers: int = 1):
     "--api-key",
     default=None,
     envvar="WHICHVOICE_API_KEY",
+    show_envvar=True,
     help="Require this key (X-API-Key or Authorization: Bearer) on every route but "
-    "/healthz and the page's files.",
+    "/healthz, /ping and the page's files.",
 )
 @click.option(
     "--allow-origin",
@@ -240,16 +242,21 @@ def serve_cmd(
         from whichvoice.runtime import bundled_classifier
 
         run = bundled_classifier()
-    if run is not None:
-        # fail here, in one line, rather than in every worker (and export to ONNX once, the
-        # open set's encoder too)
-        load_model(run, backend=backend).ready()
-    if encoder is not None and Path(encoder).exists():
-        encoder = str(Path(encoder).resolve())
-    gallery = (gallery or default_gallery_path()).resolve()
-    _check_encoder(encoder, gallery, needed=run is None or encoder is not None)
+    # the port first: one taken is said at once, not after the models load (seconds)
     sock = _listen(host, port, workers)
     port = sock.getsockname()[1]
+    try:
+        if run is not None:
+            # fail here, in one line, rather than in every worker (and export to ONNX once,
+            # the open set's encoder too)
+            load_model(run, backend=backend).ready()
+        if encoder is not None and Path(encoder).exists():
+            encoder = str(Path(encoder).resolve())
+        gallery = (gallery or default_gallery_path()).resolve()
+        _check_encoder(encoder, gallery, needed=run is None or encoder is not None)
+    except BaseException:
+        sock.close()
+        raise
     cfg = ServeConfig(
         run=str(run.resolve()) if run is not None else None,
         encoder=encoder,
@@ -269,14 +276,33 @@ def serve_cmd(
     os.environ["WHICHVOICE_WORKERS"] = str(workers)
     if port_file is not None:
         _write_port(port_file, port, sock)
+    if api_key is None and not _loopback(host):  # said even with --quiet
+        click.echo(
+            f"warning: serving on {host} without --api-key: anyone who can reach port {port} "
+            "can enroll and remove voices",
+            err=True,
+        )
     if not quiet:
         what = f"{run} and the gallery" if run is not None else "the gallery (no classifier)"
+        key = "an API key required" if api_key is not None else "no API key"
         click.echo(
-            f"serving {what} {gallery} on http://{host}:{port}/ ({workers} worker(s)); "
+            f"serving {what} {gallery} on http://{host}:{port}/ ({workers} worker(s), {key}); "
             "docs at /docs",
             err=True,
         )
     _run_uvicorn(sock, host, port, workers, quiet)
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is reached from this machine alone (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _write_port(port_file: Path, port: int, sock: socket.socket) -> None:
@@ -325,11 +351,26 @@ class _RedactKey:
         return self.pattern.sub(one, text)
 
 
-def _redact_keys_in_access_log() -> None:
-    import logging
+def _log_config(quiet: bool) -> dict:
+    """uvicorn's logging, as every worker process sets it up again (a filter added in the
+    parent alone left a key in clear in the workers' access lines with --workers 2): each
+    handler redacts keys, and whichvoice's own lines (a gallery that cannot answer, a client
+    that went away) get their level, as uvicorn's do (they went through Python's last
+    resort, bare, and its INFO lines were dropped)."""
+    import copy
 
-    for name in ("uvicorn.access", "uvicorn.error"):
-        logging.getLogger(name).addFilter(_RedactKey())
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact_key": {"()": f"{__name__}._RedactKey"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact_key"]
+    config["loggers"]["whichvoice"] = {
+        "handlers": ["default"],
+        "level": "WARNING" if quiet else "INFO",
+        "propagate": False,
+    }
+    return config
 
 
 def _run_uvicorn(sock: socket.socket, host: str, port: int, workers: int, quiet: bool) -> None:
@@ -347,14 +388,49 @@ def _run_uvicorn(sock: socket.socket, host: str, port: int, workers: int, quiet:
         log_level="warning" if quiet else "info",
         access_log=not quiet,
         ws_max_size=MAX_WS_MESSAGE,  # the live stream's messages (serve/stream.py)
+        log_config=_log_config(quiet),
+        # a stop waits this long for requests in flight (a client uploading 1 byte a second
+        # held it until the client gave up)
+        timeout_graceful_shutdown=GRACEFUL_STOP_S,
     )
-    _redact_keys_in_access_log()
     if workers > 1:
         from uvicorn.supervisors import Multiprocess
 
         Multiprocess(config, sockets=[sock]).run()
     else:
-        uvicorn.Server(config).run(sockets=[sock])
+        _one_server(config).run(sockets=[sock])
+
+
+GRACEFUL_STOP_S = 30
+
+
+def _one_server(config):
+    """uvicorn's server, stopped by SIGTERM, SIGINT or SIGHUP the same way as several
+    workers are: requests in flight answered, then exit 0. uvicorn raised the signal again
+    once stopped (exit 143, or killed at once by SIGHUP: 129), which systemd counts as a
+    failed stop. (A class made here: uvicorn is imported by `serve` alone.)"""
+    import signal
+    import threading
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            hup = None
+            if threading.current_thread() is threading.main_thread():
+                hup = signal.signal(signal.SIGHUP, self.handle_exit)
+            try:
+                with super().capture_signals():
+                    try:
+                        yield
+                    finally:  # stopped: the signal is not raised again
+                        getattr(self, "_captured_signals", []).clear()
+            finally:
+                if hup is not None:
+                    signal.signal(signal.SIGHUP, hup)
+
+    return Server(config)
 
 
 def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:

@@ -114,7 +114,7 @@ def gallery_answer(
         if not required and not isinstance(result, SilentAudioError):
             log.warning("no gallery answer: %s", result)
             return None
-        raise HTTPProblem(*error_status(result), str(result))
+        raise HTTPProblem(*error_status(result), result.public_message())
     d = result.to_dict()
     return GalleryAnswer(**{k: v for k, v in d.items() if k in GalleryAnswer.model_fields})
 

@@ -28,6 +28,7 @@ from whichvoice.errors import (
     AudioDecodeError,
     AudioTooLongError,
     EngineServiceError,
+    SetupError,
     SilentAudioError,
     WhichvoiceError,
 )
@@ -121,6 +122,8 @@ _GALLERY_ERRORS = (
     (SilentAudioError, 422, "silent"),  # a clip with too little speech to judge
     # Amazon Polly failing the server (its credentials, throttling): not the client's fault
     (EngineServiceError, 502, "engine_failed"),
+    # a file of the server's own setup it cannot use (an encoder's calibration)
+    (SetupError, 503, "unavailable"),
 )
 
 
