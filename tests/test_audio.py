@@ -278,6 +278,28 @@ def test_channels_in_opposite_phase_are_not_averaged_into_silence(tmp_path: Path
 
     pieces = [p for p, _, _ in _blocks(tmp_path / "opp.wav")]
     assert np.abs(np.concatenate(pieces)).max() > 0.4
+    # many channels (a talker on each microphone) are averaged: independent channels keep
+    # 1/N of their power, which had read as cancelling and kept one talker (a code review)
+    talkers = np.zeros((16000, 12), np.float32)
+    for c in range(12):
+        talkers[c * 1000 : (c + 1) * 1000, c] = sine(200 + 20 * c, 1000 / 16000)
+    assert np.allclose(Decoded(talkers, 16000).wave, talkers.mean(axis=1), atol=1e-6)
+
+
+def test_the_channel_taken_is_chosen_once_per_recording(monkeypatch, tmp_path: Path) -> None:
+    """Judged block by block (an FFmpeg frame of 1,024 samples), equal channels in opposite
+    phase flipped from one to the other: clicks, a sign changing (a code review)."""
+    from whichvoice import audio
+
+    rng = np.random.default_rng(0)
+    tone = sine(220, 2.0)
+    both = np.stack([tone, -tone], axis=1) + rng.normal(0, 0.01, (tone.shape[0], 2))
+    sf.write(tmp_path / "opp.wav", both.astype(np.float32), 16000, subtype="FLOAT")
+    monkeypatch.setattr(audio, "_BLOCK_VALUES", 2048)  # 1,024 frames a block
+    wave = read_audio(tmp_path / "opp.wav")[0]
+    sign = np.sign(np.dot(wave, tone))
+    signs = {np.sign(np.dot(wave[i : i + 1024], tone[i : i + 1024])) for i in range(0, 32000, 1024)}
+    assert signs == {sign} and np.abs(np.diff(wave)).max() < 0.2
 
 
 def test_a_lone_spike_in_a_float_recording_does_not_set_its_level(tmp_path: Path) -> None:
@@ -314,6 +336,42 @@ def test_a_wav_whose_header_says_no_data_is_read_to_its_end(tmp_path: Path) -> N
     (tmp_path / "header.wav").write_bytes(bytes(data[: at + 8]))  # truly empty: said so
     with pytest.raises(AudioDecodeError, match="empty"):
         read_audio(tmp_path / "header.wav")
+    # an empty data chunk and a tag after it: empty, the tag not read as sound (a review)
+    tag = b"LIST" + (200).to_bytes(4, "little") + b"INFOISFT" + b"x" * 192
+    (tmp_path / "tagged.wav").write_bytes(bytes(data[: at + 8]) + tag)
+    with pytest.raises(AudioDecodeError, match="empty"):
+        read_audio(tmp_path / "tagged.wav")
+    # and diarize's reader of spans reads the samples too (it had read none)
+    from whichvoice.diarize import _read_spans
+
+    (span,) = _read_spans(tmp_path / "zero.wav", [(0.5, 1.5)])
+    assert span.shape == (16000,)
+
+
+def test_sphere_with_a_text_header_and_caf_of_alac_are_decoded(tmp_path: Path) -> None:
+    """A NIST SPHERE header is text (padded with spaces, it was "not audio (a text file)"),
+    and a CAF of ALAC was "unsupported encoding" (a code review)."""
+    import io
+
+    import av
+
+    tone = sine(220, 1.0)
+    pcm = (tone * 32767).astype("<i2").tobytes()
+    fields = (b"NIST_1A\n   1024\nsample_rate -i 16000\nchannel_count -i 1\n"
+              b"sample_n_bytes -i 2\nsample_count -i 16000\nsample_byte_format -s2 01\n"
+              b"sample_coding -s3 pcm\nend_head\n")  # fmt: skip
+    (tmp_path / "a.sph").write_bytes(fields.ljust(1024, b" ") + pcm)
+    assert np.allclose(read_audio(tmp_path / "a.sph")[0], tone, atol=1e-3)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="caf") as c:
+        stream = c.add_stream("alac", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, "<i2")[None, :], format="s16",
+                                           layout="mono")  # fmt: skip
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            c.mux(packet)
+    wave, rate = read_audio(buf.getvalue())
+    assert rate == 16000 and wave.shape[0] > 15000 and np.abs(wave).max() > 0.4
 
 
 def test_an_mp3_behind_a_page_of_text_is_audio_and_text_is_not(tmp_path: Path) -> None:

@@ -275,6 +275,22 @@ def test_dask_local_cluster(
             dask_scheduler=cluster.scheduler_address,
             progress=False,
         )
+        # a file given by a relative path: its error names it so, as a local run's does (it
+        # named the absolute path the worker was sent)
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "bad.mp3").write_text("not audio at all")
+        predict_batch(trained_run, ["bad.mp3"], tmp_path / "rel.csv",
+                      dask_scheduler=cluster.scheduler_address, progress=False)  # fmt: skip
+        (bad,) = read_rows(tmp_path / "rel.csv")
+        assert bad["error"].startswith("bad.mp3: not audio"), bad
+        # --overwrite with a scheduler that cannot be reached: the finished output is kept
+        # (it was removed before the connection failed)
+        before = out.read_bytes()
+        with pytest.raises(WhichvoiceError, match="cannot reach the Dask scheduler"):
+            predict_batch(trained_run, manifest_inputs(small_corpus / "manifest.jsonl"), out,
+                          overwrite=True, dask_scheduler="tcp://127.0.0.1:1",
+                          progress=False)  # fmt: skip
+        assert out.read_bytes() == before
         # a run the workers cannot read (moved once this process had loaded it): the error
         # says where it happened, and the output it had begun is not left to block a rerun
         moved, lost = tmp_path / "run-copy", tmp_path / "lost.csv"
@@ -918,3 +934,55 @@ def test_predict_batch_from_python_takes_a_folder_as_a_string(tmp_path: Path) ->
         predict_batch(None, [extra], tmp_path / "q.csv", workers=0, progress=False)
     with pytest.raises(OutputError, match=r"resume=True"):
         predict_batch(None, [extra], out, progress=False)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.slow  # worker processes load the model
+def test_workers_stop_when_their_parent_is_killed(
+    trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """`predict --workers 2` killed with -9 left its two workers (280 MB each) and the
+    resource tracker running for good (a review): a worker dies with its parent."""
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whichvoice", "predict", str(trained_run), str(small_corpus),
+         "--output", str(tmp_path / "o.csv"), "--workers", "2", "--quiet"],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(children := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, "it finished before its workers were seen"
+            time.sleep(0.05)
+        assert len(children) >= 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+    def running(pid: int) -> bool:  # a zombie no init has reaped yet has stopped
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(map(running, children)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [c for c in children if running(c)]
+    for c in alive:  # not left behind by the test either
+        with contextlib.suppress(OSError):
+            os.kill(c, signal.SIGKILL)
+    assert not alive

@@ -758,3 +758,33 @@ def test_a_gallery_on_a_full_disk_is_still_read(tmp_path: Path) -> None:
     )
     assert proc.stdout.splitlines()[0] == "['ann'] True", proc.stderr
     assert proc.stdout.splitlines()[1].endswith("the gallery cannot be written: its disk is full")
+
+
+def test_a_read_only_gallery_file_found_at_its_first_write_says_so(tmp_path: Path) -> None:
+    """Opened by reading alone, a gallery whose file cannot be written failed its first write
+    with sqlite3's own traceback (a review of the change that stopped taking the write lock at
+    every open): it says the file is read-only, as before."""
+    import shutil
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        g.enroll("ann", unit(np.ones((1, 4))), 3.0)
+    path.chmod(0o444)
+    script = (
+        "import sys, numpy as np\n"
+        "from whichvoice.gallery import Gallery, GalleryUnusableError\n"
+        "with Gallery(sys.argv[1], 'm') as g:\n"
+        "    print(g.names())\n"
+        "    try:\n"
+        "        g.remove('ann')\n"
+        "    except GalleryUnusableError as e:\n"
+        "        print(e)\n"
+    )
+    command = [sys.executable, "-c", script, str(path)]
+    if os.geteuid() == 0:  # root writes any file: without that capability, as a user would
+        assert shutil.which("setpriv"), "util-linux's setpriv"
+        caps = "-dac_override,-dac_read_search,-fowner"
+        command = ["setpriv", "--bounding-set", caps, "--inh-caps", caps, "--", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[0] == "['ann']", done.stderr
+    assert done.stdout.splitlines()[1].endswith("cannot be written here (the file is read-only)")

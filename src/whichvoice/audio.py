@@ -38,10 +38,11 @@ HUGE_PEAK = 1e10
 # bound, or to full scale where that is higher; audio within [-1, 1] is never touched
 SPIKE_FACTOR = 4.0
 SPIKE_RANK = 100
-# channels whose average keeps under this share of their own mean power cancel each other
-# (one in opposite phase): the loudest channel alone is the recording (two voices or a
+# two channels whose average keeps under this share of their own mean power cancel each
+# other (one in opposite phase): the louder channel alone is the recording (two voices or a
 # voice and silence on two channels keep half; the same signal on both keeps all of it)
 CANCELLED_POWER = 0.1
+MIX_JUDGED_S = 0.25  # seconds of a stereo recording heard before its channels are judged
 # file name endings taken for audio when a folder is searched
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".aifc",
                   ".au", ".caf", ".w64", ".rf64", ".sph", ".m4a", ".m4b", ".mp4", ".mov",
@@ -96,7 +97,7 @@ class Decoded:
                 -info.min if info.min < 0 else middle
             )
         if wave.ndim == 2:  # channels along the shorter side
-            wave = to_mono(wave, 1 if wave.shape[1] <= wave.shape[0] else 0)
+            wave = to_mono(wave if wave.shape[1] <= wave.shape[0] else wave.T)
         if wave.ndim != 1:
             raise AudioDecodeError(
                 f"{self.name}: audio of shape {wave.shape}; give (samples,), (samples, "
@@ -127,22 +128,70 @@ def check_rate(rate: int, name: str) -> None:
         )
 
 
-def to_mono(data: np.ndarray, axis: int) -> np.ndarray:
-    """float32 mono of 2-D ``data`` whose channels lie along ``axis``: their average, or,
-    where they cancel each other (one in opposite phase: a balanced microphone wired
-    backwards, a "wide" stereo export), the loudest channel alone; their average was silence,
-    or after lossy coding a thin residue of the voice that was answered as another."""
-    channels = data.shape[axis]
-    if data.size == 0:
+class Mixer:
+    """One recording's channels to float32 mono, block by block (``data`` of shape
+    (samples, channels)): averaged; but two channels that cancel each other (one in opposite
+    phase: a balanced microphone wired backwards, a "wide" stereo export), whose average was
+    silence, or after lossy coding a thin residue of the voice answered as another, give the
+    louder channel alone. Judged once per recording, on its first MIX_JUDGED_S of sound
+    (blocks are held until then: a call may return no samples; ``end`` returns the rest),
+    so the choice never flips between blocks; ``now``: judged on what came so far and this
+    block. More channels are averaged (independent ones keep 1/N of their power)."""
+
+    def __init__(self, rate: int) -> None:
+        self.need = max(1, int(rate * MIX_JUDGED_S))
+        self.channel: int | None = None  # None: not judged yet; -1: averaged
+        self.powers = np.zeros(2)
+        self.mix_power = 0.0
+        self.heard = 0
+        self.held: list[np.ndarray] = []
+
+    def __call__(self, data: np.ndarray, *, now: bool = False) -> np.ndarray:
+        channels = data.shape[1]
+        if data.size == 0:
+            return self.end() if now else np.zeros(0, np.float32)
+        if channels == 1:
+            return data[:, 0].astype(np.float32)
+        if channels > 2:
+            mix = data[:, 0].astype(np.float32)
+            for c in range(1, channels):
+                mix += data[:, c]
+            mix *= np.float32(1 / channels)
+            return mix
+        if self.channel is not None:
+            return self._mono(data)
+        gram = data.T @ data  # one BLAS call: each channel's power and their product
+        self.powers += (float(gram[0, 0]), float(gram[1, 1]))
+        self.mix_power += float(gram[0, 0] + gram[1, 1] + 2 * gram[0, 1]) / 4
+        self.heard += data.shape[0]
+        self.held.append(data)
+        sound = self.powers.sum() > 0
+        if now or (self.heard >= self.need and sound) or self.heard >= 40 * self.need:
+            return self.end()
         return np.zeros(0, np.float32)
-    if channels == 1:
-        return np.take(data, 0, axis=axis).astype(np.float32)
-    mix = data.mean(axis=axis, dtype=np.float32)
-    each = [np.take(data, c, axis=axis).astype(np.float32, copy=False) for c in range(channels)]
-    power = [float(np.dot(c, c)) for c in each]
-    if max(power) > 0 and float(np.dot(mix, mix)) < CANCELLED_POWER * sum(power) / channels:
-        return each[int(np.argmax(power))].copy()
-    return mix
+
+    def end(self) -> np.ndarray:
+        """The samples held, once the channels are judged (on what was heard)."""
+        if self.channel is None:
+            cancel = self.mix_power < CANCELLED_POWER * float(self.powers.mean())
+            self.channel = int(np.argmax(self.powers)) if cancel else -1
+        held, self.held = self.held, []
+        if len(held) <= 1:
+            return self._mono(held[0]) if held else np.zeros(0, np.float32)
+        return np.concatenate([self._mono(d) for d in held])
+
+    def _mono(self, data: np.ndarray) -> np.ndarray:
+        if self.channel is not None and self.channel >= 0:
+            return data[:, self.channel].astype(np.float32)
+        mix = data[:, 0].astype(np.float32)
+        mix += data[:, 1]
+        mix *= np.float32(0.5)
+        return mix
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """A whole recording of shape (samples, channels) as float32 mono (``Mixer``)."""
+    return Mixer(0)(data, now=True)
 
 
 def without_spikes(wave: np.ndarray) -> np.ndarray:
@@ -336,7 +385,7 @@ def read_audio(
     finally:
         if memory is not None:
             os.close(memory)
-    if wave.shape[0] == 0 and head.startswith((b"RIFF", b"RF64")):
+    if wave.shape[0] == 0 and _samples_past_an_empty_header(source):
         # a header whose data chunk says 0 bytes (a recorder stopped before it wrote the
         # size): libsndfile believes it, FFmpeg reads the samples that follow it
         with contextlib.suppress(AudioDecodeError):
@@ -349,6 +398,33 @@ def read_audio(
 
 
 _TEXT_SCAN_BYTES = 1 << 16
+
+
+def _samples_past_an_empty_header(source: str | os.PathLike | bytes | bytearray) -> bool:
+    """Whether a RIFF WAV whose data chunk says 0 bytes has bytes after that chunk's header
+    that are no other chunk (a recorder stopped before writing the size: they are its
+    samples); a data chunk truly empty, followed by a tag chunk or nothing, has none."""
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source[:_TEXT_SCAN_BYTES])
+    else:
+        try:
+            with open(source, "rb") as f:
+                data = f.read(_TEXT_SCAN_BYTES)
+        except OSError:
+            return False
+    if data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
+        return False
+    at = 12
+    while at + 8 <= len(data):
+        chunk, size = data[at : at + 4], int.from_bytes(data[at + 4 : at + 8], "little")
+        if chunk == b"data":
+            after = data[at + 8 : at + 16]
+            if len(after) < 8 or size != 0:
+                return False
+            # what follows: another chunk (four printable characters) or samples
+            return not all(32 <= c < 127 for c in after[:4])
+        at += 8 + size + (size & 1)
+    return False
 
 
 def _mp3_after_text(source: str | os.PathLike | bytes | bytearray) -> bool:
@@ -463,6 +539,8 @@ def _demuxer_after_damage(head: bytes) -> str | None:
         return "flac"
     if head.startswith(b"OggS"):
         return "ogg"
+    if head.startswith(b"caff"):  # Apple's CAF, of a codec libsndfile lacks (ALAC, AAC)
+        return "caf"
     return None
 
 
@@ -496,7 +574,7 @@ def _decode_with_ffmpeg(
             rate = int(stream.rate or stream.codec_context.sample_rate or 0)
             check_rate(rate, name)
             limit = None if max_seconds is None else int(max_seconds * rate)
-            down = _Downsampler(rate)
+            down, mixer = _Downsampler(rate), Mixer(rate)
             planar = av.AudioResampler(format="fltp")  # float32, the stream's channels and rate
             damaged: av.FFmpegError | None = None  # the first packet that could not be decoded
             bad = good = 0
@@ -508,12 +586,13 @@ def _decode_with_ffmpeg(
                 for out in planar.resample(frame):
                     data = out.to_ndarray()  # (channels, n)
                     check_finite(data, name)
-                    parts.append(down(to_mono(data, 0)))
+                    parts.append(down(mixer(data.T)))
                     total += data.shape[1]
                 if limit is not None and total > limit:
                     raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
             if not parts and damaged is not None:
                 raise damaged
+            parts.append(down(mixer.end()))
             parts.append(down.end())
             rate = down.rate
             if bad > good:  # a few good frames in noise: not a recording to answer about
@@ -567,8 +646,11 @@ def not_audio(head: bytes) -> str | None:
     for magic, what in _SIGNATURES:
         if head.startswith(magic):
             return what
-    if head.startswith((b"ID3", b"RIFF", b"fLaC", b"OggS", b"FORM", b".snd", b"\xff")):
-        return None  # an audio container or an MPEG frame
+    if head.startswith(
+        (b"ID3", b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"caff", b"NIST_1A",
+         b"\xff")
+    ):  # fmt: skip
+        return None  # an audio container (NIST SPHERE's header is text) or an MPEG frame
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -590,20 +672,23 @@ def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tup
         raise AudioDecodeError(f"{name}: {channels} channels")
     limit = None if max_seconds is None else int(max_seconds * rate)
     block = max(1, _BLOCK_VALUES // channels)
-    down = _Downsampler(rate)
+    down, mixer = _Downsampler(rate), Mixer(rate)
     parts, total = [], 0
     while True:
         data = f.read(block, dtype="float32", always_2d=True)
         if data.shape[0] == 0:
             break
         check_finite(data, name)
-        parts.append(down(to_mono(data, 1)))
+        parts.append(down(mixer(data)))
         total += data.shape[0]
         if limit is not None and total > limit:
             raise AudioTooLongError(f"{name}: over the {max_seconds:g} s limit")
+    parts.append(down(mixer.end()))
     parts.append(down.end())
     wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return without_dc(without_spikes(wave)), down.rate
+    if f.subtype in ("FLOAT", "DOUBLE"):  # stored as floats: past full scale is possible
+        wave = without_spikes(wave)
+    return without_dc(wave), down.rate
 
 
 DECODED_MAX_RATE = 48_000  # Hz: audio recorded faster is brought to this rate as it is decoded

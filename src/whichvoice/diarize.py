@@ -64,6 +64,7 @@ from whichvoice.audio import (
     SILENCE_PEAK,
     AudioSource,
     Decoded,
+    Mixer,
     check_finite,
     check_rate,
     describe_source,
@@ -73,7 +74,6 @@ from whichvoice.audio import (
     read_audio,
     read_pipe,
     soundfile_target,
-    to_mono,
     without_dc,
     without_spikes,
 )
@@ -437,6 +437,7 @@ def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndar
         opened = sf.SoundFile(target)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:  # changed since .info
         raise _Unreadable(f"{name}: cannot be decoded ({e})") from e
+    mixer = Mixer(rate)  # one choice of channels for the whole recording
     with opened as f:
         piece = read(f, 0)
         while piece.shape[0]:
@@ -446,7 +447,7 @@ def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndar
             duration = (info.frames if following.shape[0] else end) / rate
             check_finite(piece, name)
             # each block less its own baseline (read_audio takes the whole file's)
-            mono = without_dc(without_spikes(to_mono(piece, 1)))
+            mono = without_dc(without_spikes(mixer(piece, now=True)))
             yield (resample_wave(mono, rate, SAMPLE_RATE),
                    at / rate, duration)  # fmt: skip
             at, piece = end, following
@@ -1087,11 +1088,13 @@ def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[n
     if isinstance(source, (str, os.PathLike)):
         try:
             with sf.SoundFile(os.fsencode(source)) as f:  # a name not in UTF-8 too
-                rate, out = f.samplerate, []
+                if f.frames == 0:  # a header that says no audio: read_audio reads on past it
+                    raise RuntimeError("no frames")
+                rate, out, mixer = f.samplerate, [], Mixer(f.samplerate)
                 for a, b in spans:
                     f.seek(min(int(a * rate), f.frames))
                     piece = f.read(max(int((b - a) * rate), 0), dtype="float32", always_2d=True)
-                    mono = without_spikes(to_mono(piece, 1))
+                    mono = without_spikes(mixer(piece, now=True))
                     out.append(resample_wave(mono, rate, SAMPLE_RATE))
                 return out
         except (RuntimeError, sf.LibsndfileError, OSError):

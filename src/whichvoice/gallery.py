@@ -590,6 +590,19 @@ class Gallery:
             if model_id is not None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (model_id,))
 
+    def _unwritable(self) -> GalleryUnusableError:
+        what = (
+            "the file system"
+            if _read_only_mount(self.path)
+            else "the file"
+            if not os.access(self.path, os.W_OK)
+            else "its folder"
+        )
+        return GalleryUnusableError(
+            f"{self.path}: the gallery cannot be written here ({what} is read-only)",
+            public="the gallery cannot be written",
+        )
+
     def _busy(self, e: sqlite3.Error) -> GalleryUnusableError:
         return GalleryUnusableError(
             f"{self.path}: another process held the gallery for over {LOCK_WAIT_S:g} s ({e}); "
@@ -628,17 +641,7 @@ class Gallery:
                 public="the gallery cannot be written",
             )
         if self.read_only:
-            what = (
-                "the file system"
-                if _read_only_mount(self.path)
-                else "the file"
-                if not os.access(self.path, os.W_OK)
-                else "its folder"
-            )
-            raise GalleryUnusableError(
-                f"{self.path}: the gallery cannot be written here ({what} is read-only)",
-                public="the gallery cannot be written",
-            )
+            raise self._unwritable()
         if self._create_on_write:
             self._made_here = self._materialize()
         try:
@@ -656,6 +659,12 @@ class Gallery:
                 self._unmake()  # a failed first write leaves no empty gallery behind
             if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
                 raise self._busy(e) from e  # a writer held it past the wait: the file is whole
+            if (
+                isinstance(e, sqlite3.OperationalError)
+                and _cannot_write(e)
+                and not _out_of_descriptors()
+            ):  # opened (by reading alone) and found read-only at its first write
+                raise self._unwritable() from e
             if not full:
                 raise
             raise GalleryFullError(

@@ -69,7 +69,7 @@ from whichvoice.batch.inputs import (
     output_format,
     path_inputs,
 )
-from whichvoice.batch.runners import COLUMNS, _dask, _local
+from whichvoice.batch.runners import COLUMNS, _dask, _local, check_dask
 from whichvoice.batch.sinks import _Lines, _Parquet
 from whichvoice.errors import OutputError, OutputExistsError, OutputLostError, WhichvoiceError
 from whichvoice.files import ensure_dir, held_alone, output_target, write_json
@@ -241,6 +241,8 @@ def _predict_alone(
         what = f"{output} exists" if output.exists() else f"an interrupted {output} exists"
         raise OutputExistsError(what)
     if overwrite:
+        if exists and dask_scheduler:
+            check_dask(dask_scheduler)  # a cluster that cannot be reached removes nothing
         sink.remove()
     ensure_dir(output.parent.resolve(), "predictions")
     if alone is not None:  # the folder was made just now

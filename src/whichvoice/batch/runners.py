@@ -4,6 +4,7 @@ cluster. Each runner is a context giving ``(submit, inflight, n_workers)``."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -14,6 +15,8 @@ import torch
 
 from whichvoice.errors import WhichvoiceError
 from whichvoice.runtime import Prediction, VoiceModel, load_model
+
+log = logging.getLogger(__name__)
 
 TOP_K = 3  # voices listed in the ``top`` column
 # answer: the voice, or "unknown" when the run's open-set score says it is none of its voices
@@ -92,17 +95,40 @@ def _cached_model(run: str, backend: str) -> VoiceModel:
 def _start_worker(run: str, backend: str, threads: int) -> None:
     global _THREADS
     _THREADS = threads
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool
     torch.set_num_threads(threads)
     _cached_model(run, backend)
+
+
+def _die_with_parent() -> None:
+    """On Linux, this worker is sent SIGTERM when the process that started it dies: a
+    parent killed with -9 left its workers running for good (280 MB each), holding nothing
+    but memory and CPU."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before the call: nobody would signal it
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _worker_task(run: str, backend: str, sources: list[str]) -> list[dict]:
     return _identify(_cached_model(run, backend), sources, _THREADS)
 
 
-def _dask_task(run: str, backend: str, sources: list[str]) -> list[dict]:
-    return _identify(_cached_model(run, backend), sources, 1)
+def _dask_task(
+    run: str, backend: str, sources: list[str], names: list[str] | None = None
+) -> list[dict]:
+    """``_identify`` on a Dask worker, of ``sources`` made absolute (its working folder is
+    not this machine's); an error names each as given (``names``), as a local run does."""
+    rows = _identify(_cached_model(run, backend), sources, 1)
+    for row, source, name in zip(rows, sources, names or sources, strict=True):
+        if row["error"] and source != name and row["error"].startswith(source):
+            row["error"] = name + row["error"][len(source) :]
+    return rows
 
 
 class _Scored:
@@ -271,30 +297,64 @@ class _OnWorker:
             raise DaskRunError(f"on a Dask worker: {e}") from e
         except (CommClosedError, TimeoutError) as e:  # this side: the scheduler went away
             raise DaskRunError(f"the Dask scheduler stopped answering ({e})") from e
-        except Exception as e:  # any failure there, said in one line here
-            raise DaskRunError(f"on a Dask worker: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            # the client's own word for a scheduler gone (FutureCancelledError, "reason:
+            # scheduler-connection-lost"): said so, in one line, not as a worker's error
+            if "scheduler-connection-lost" in str(e):
+                raise DaskRunError(
+                    "the Dask scheduler stopped answering (the connection to it was lost)"
+                ) from e
+            # any failure there, said in one line here
+            why = " ".join(str(e).split())
+            raise DaskRunError(f"on a Dask worker: {type(e).__name__}: {why}") from e
 
 
-@contextlib.contextmanager
-def _dask(address: str, run: str | os.PathLike, backend: str):
-    """(submit, in-flight bound: twice the cluster's threads, workers: its worker processes)
-    for the Dask cluster at ``address``."""
+def _dask_client_class():
     try:
         from distributed import Client
     except ImportError as e:
         raise WhichvoiceError(
             "--dask-scheduler needs dask.distributed: pip install 'whichvoice[dask]'"
         ) from e
-    client = _connect(Client, address)
+    return Client
+
+
+def check_dask(address: str) -> None:
+    """WhichvoiceError unless the Dask scheduler at ``address`` answers: asked before an
+    output that --overwrite replaces is removed (a mistyped address removed a finished one)."""
+    _connect(_dask_client_class(), address).close()
+
+
+@contextlib.contextmanager
+def _dask(address: str, run: str | os.PathLike, backend: str):
+    """(submit, in-flight bound: twice the cluster's threads, workers: its worker processes)
+    for the Dask cluster at ``address``."""
+    client = _connect(_dask_client_class(), address)
     run = _run_arg(run, absolute=True)
+    # the client's own line for a scheduler gone ("Failed to reconnect ...", or empty)
+    # before the run's one line that says it (DaskRunError)
+    quiet = _SchedulerGoneLines()
+    logging.getLogger("distributed.client").addFilter(quiet)
     try:
         nthreads = client.nthreads()  # {worker: its threads}
         threads = sum(nthreads.values())
 
+        if not nthreads:  # it waited without a word until one joined
+            log.warning("the Dask scheduler at %s has no worker yet: the run waits for one",
+                        address)  # fmt: skip
+
         def submit(sources: list[str]):
+            given = list(sources)
             sources = [s if "://" in s else os.path.abspath(s) for s in sources]
-            return _OnWorker(client.submit(_dask_task, run, backend, sources, pure=False))
+            return _OnWorker(client.submit(_dask_task, run, backend, sources, given, pure=False))
 
         yield submit, max(2, 2 * threads), len(nthreads)
     finally:
         client.close()
+        logging.getLogger("distributed.client").removeFilter(quiet)
+
+
+class _SchedulerGoneLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage().strip()
+        return bool(text) and "reconnect to scheduler" not in text

@@ -62,11 +62,12 @@ def _free_address(family: int, address: tuple) -> tuple:
         return probe.getsockname()
 
 
-def _listen(host: str, port: int, workers: int = 1):
+def _listen(host: str, port: int, workers: int = 1, *, listen: bool = True):
     """The server's socket, bound here (port 0: any free port), so the port is known before
     the workers start and no other process can take it meanwhile. One worker: it listens
-    here, and connections wait in the backlog while the app loads. Several (on Linux): each
-    listens on its own socket on this port, once it has started."""
+    here (``listen``; else ``_start_listening`` later), and connections wait in the backlog
+    while the app loads. Several (on Linux): each listens on its own socket on this port,
+    once it has started."""
     several = workers > 1 and REUSEPORT
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -77,13 +78,20 @@ def _listen(host: str, port: int, workers: int = 1):
         address = _free_address(infos[0][0], infos[0][4]) if several else infos[0][4]
         _set_options(sock, reuseport=several)
         sock.bind(address)
-        if not several:
-            sock.listen(BACKLOG)
-            sock.set_inheritable(True)  # the worker processes serve it
+        if listen:
+            _start_listening(sock, workers)
     except OSError as e:
         sock.close()
         raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
     return sock
+
+
+def _start_listening(sock: socket.socket, workers: int) -> None:
+    """One worker: the bound socket takes connections from now on (several workers listen
+    each on its own, once started)."""
+    if not (workers > 1 and REUSEPORT):
+        sock.listen(BACKLOG)
+        sock.set_inheritable(True)  # the worker processes serve it
 
 
 @app.command("serve")
@@ -242,8 +250,9 @@ def serve_cmd(
         from whichvoice.runtime import bundled_classifier
 
         run = bundled_classifier()
-    # the port first: one taken is said at once, not after the models load (seconds)
-    sock = _listen(host, port, workers)
+    # the port first: one taken is said at once, not after the models load (seconds); it
+    # takes connections once they have (a TCP probe saw it up while it could not answer)
+    sock = _listen(host, port, workers, listen=False)
     port = sock.getsockname()[1]
     try:
         if run is not None:
@@ -257,6 +266,11 @@ def serve_cmd(
     except BaseException:
         sock.close()
         raise
+    try:
+        _start_listening(sock, workers)
+    except OSError as e:
+        sock.close()
+        raise WhichvoiceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
     cfg = ServeConfig(
         run=str(run.resolve()) if run is not None else None,
         encoder=encoder,
@@ -405,10 +419,11 @@ GRACEFUL_STOP_S = 30
 
 
 def _one_server(config):
-    """uvicorn's server, stopped by SIGTERM, SIGINT or SIGHUP the same way as several
-    workers are: requests in flight answered, then exit 0. uvicorn raised the signal again
-    once stopped (exit 143, or killed at once by SIGHUP: 129), which systemd counts as a
-    failed stop. (A class made here: uvicorn is imported by `serve` alone.)"""
+    """uvicorn's server, stopped by SIGTERM or SIGINT as several workers are (requests in
+    flight answered, then exit 0; uvicorn raised the signal again once stopped: exit 143,
+    which systemd counts as a failed stop), and by SIGHUP the same way (it was killed at
+    once, mid-request: 129; several workers are restarted on SIGHUP instead, which one
+    process cannot do). (A class made here: uvicorn is imported by `serve` alone.)"""
     import signal
     import threading
 

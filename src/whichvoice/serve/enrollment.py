@@ -29,9 +29,9 @@ from whichvoice.serve.service import (
     HTTPProblem,
     Service,
     ServiceDep,
-    error_status,
     media_type,
     named_type,
+    problem_of,
 )
 from whichvoice.verification import (
     NoUsableRecordings,
@@ -114,7 +114,7 @@ def gallery_answer(
         if not required and not isinstance(result, SilentAudioError):
             log.warning("no gallery answer: %s", result)
             return None
-        raise HTTPProblem(*error_status(result), result.public_message())
+        raise problem_of(result)
     d = result.to_dict()
     return GalleryAnswer(**{k: v for k, v in d.items() if k in GalleryAnswer.model_fields})
 
