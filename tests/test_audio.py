@@ -300,6 +300,18 @@ def test_the_channel_taken_is_chosen_once_per_recording(monkeypatch, tmp_path: P
     sign = np.sign(np.dot(wave, tone))
     signs = {np.sign(np.dot(wave[i : i + 1024], tone[i : i + 1024])) for i in range(0, 32000, 1024)}
     assert signs == {sign} and np.abs(np.diff(wave)).max() < 0.2
+    # a wide (opposite-phase) intro decides nothing for what follows: a host on the other
+    # channel was lost to it, leaving only the bleed (a review)
+    a, b = sine(200, 1.0), sine(300, 1.0)
+    show = np.concatenate([
+        np.stack([tone[:16000], -tone[:16000]], axis=1),  # the intro
+        np.stack([a, 0.1 * a], axis=1),  # host A on the left, bleed on the right
+        np.stack([0.1 * b, b], axis=1),  # host B on the right
+    ])  # fmt: skip
+    sf.write(tmp_path / "show.wav", show.astype(np.float32), 16000, subtype="FLOAT")
+    for wave in (read_audio(tmp_path / "show.wav")[0], audio.Decoded(show, 16000).wave):
+        assert np.abs(wave[:16000]).max() > 0.4  # the intro: one channel, not silence
+        assert np.allclose(wave[32000:], 0.55 * b, atol=1e-3)  # host B: averaged, whole
 
 
 def test_a_lone_spike_in_a_float_recording_does_not_set_its_level(tmp_path: Path) -> None:

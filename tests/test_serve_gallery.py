@@ -337,6 +337,11 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
         r = httpx.post(f"{url}/v1/diarize", params=query, files=files(clip), timeout=60)
         assert_error(r, 422, "invalid")
         assert "--" not in r.json()["error"]  # the query's names, not the command line's
+    # the speech detector is a choice over HTTP too (music was voices, with no way out)
+    r = httpx.post(f"{url}/v1/diarize", params={"vad": "silero"}, files=files(clip), timeout=120)
+    assert r.status_code == 200 and r.json()["settings"]["vad"] == "silero", r.text
+    r = httpx.post(f"{url}/v1/diarize", params={"vad": "loud"}, files=files(clip), timeout=60)
+    assert_error(r, 422, "invalid")
 
     assert_error(
         httpx.post(f"{url}/v1/verify", params={"name": "nobody"}, files=files(clip), timeout=60),

@@ -42,7 +42,7 @@ SPIKE_RANK = 100
 # other (one in opposite phase): the louder channel alone is the recording (two voices or a
 # voice and silence on two channels keep half; the same signal on both keeps all of it)
 CANCELLED_POWER = 0.1
-MIX_JUDGED_S = 0.25  # seconds of a stereo recording heard before its channels are judged
+MIX_JUDGED_S = 0.5  # seconds: the stretches of a stereo recording judged one by one
 # file name endings taken for audio when a folder is searched
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".aifc",
                   ".au", ".caf", ".w64", ".rf64", ".sph", ".m4a", ".m4b", ".mp4", ".mov",
@@ -97,7 +97,7 @@ class Decoded:
                 -info.min if info.min < 0 else middle
             )
         if wave.ndim == 2:  # channels along the shorter side
-            wave = to_mono(wave if wave.shape[1] <= wave.shape[0] else wave.T)
+            wave = to_mono(wave if wave.shape[1] <= wave.shape[0] else wave.T, _rate_or(self.rate))
         if wave.ndim != 1:
             raise AudioDecodeError(
                 f"{self.name}: audio of shape {wave.shape}; give (samples,), (samples, "
@@ -130,68 +130,79 @@ def check_rate(rate: int, name: str) -> None:
 
 class Mixer:
     """One recording's channels to float32 mono, block by block (``data`` of shape
-    (samples, channels)): averaged; but two channels that cancel each other (one in opposite
-    phase: a balanced microphone wired backwards, a "wide" stereo export), whose average was
-    silence, or after lossy coding a thin residue of the voice answered as another, give the
-    louder channel alone. Judged once per recording, on its first MIX_JUDGED_S of sound
-    (blocks are held until then: a call may return no samples; ``end`` returns the rest),
-    so the choice never flips between blocks; ``now``: judged on what came so far and this
-    block. More channels are averaged (independent ones keep 1/N of their power)."""
+    (samples, channels)): averaged; but where two channels cancel each other (one in
+    opposite phase: a balanced microphone wired backwards, a "wide" stereo export or intro),
+    whose average was silence, or after lossy coding a thin residue of the voice answered as
+    another, one channel alone. Judged on every MIX_JUDGED_S of the recording, so that a
+    stretch that cancels does not decide for the rest (a host on one channel was lost to a
+    wide intro); the channel taken where they cancel is chosen once (the louder there), so
+    its sign never flips between stretches. Samples are held until a stretch is whole (a
+    call may return fewer than it was given); ``end``, or ``now``, returns the rest. More
+    channels are averaged (independent ones keep 1/N of their power)."""
 
     def __init__(self, rate: int) -> None:
-        self.need = max(1, int(rate * MIX_JUDGED_S))
-        self.channel: int | None = None  # None: not judged yet; -1: averaged
-        self.powers = np.zeros(2)
-        self.mix_power = 0.0
-        self.heard = 0
-        self.held: list[np.ndarray] = []
+        self.stretch = max(1, int(rate * MIX_JUDGED_S))
+        self.channel: int | None = None  # the one taken where the two cancel
+        self.held = np.zeros((0, 2), np.float32)
 
     def __call__(self, data: np.ndarray, *, now: bool = False) -> np.ndarray:
         channels = data.shape[1]
-        if data.size == 0:
-            return self.end() if now else np.zeros(0, np.float32)
         if channels == 1:
             return data[:, 0].astype(np.float32)
+        if data.size == 0 and not (now and self.held.shape[0]):
+            return np.zeros(0, np.float32)
         if channels > 2:
             mix = data[:, 0].astype(np.float32)
             for c in range(1, channels):
                 mix += data[:, c]
             mix *= np.float32(1 / channels)
             return mix
-        if self.channel is not None:
-            return self._mono(data)
-        gram = data.T @ data  # one BLAS call: each channel's power and their product
-        self.powers += (float(gram[0, 0]), float(gram[1, 1]))
-        self.mix_power += float(gram[0, 0] + gram[1, 1] + 2 * gram[0, 1]) / 4
-        self.heard += data.shape[0]
-        self.held.append(data)
-        sound = self.powers.sum() > 0
-        if now or (self.heard >= self.need and sound) or self.heard >= 40 * self.need:
-            return self.end()
-        return np.zeros(0, np.float32)
+        if self.held.shape[0]:
+            data = np.concatenate([self.held, data])
+        whole = data.shape[0] if now else data.shape[0] // self.stretch * self.stretch
+        self.held = data[whole:].copy()
+        return self._mono(data[:whole])
 
     def end(self) -> np.ndarray:
-        """The samples held, once the channels are judged (on what was heard)."""
-        if self.channel is None:
-            cancel = self.mix_power < CANCELLED_POWER * float(self.powers.mean())
-            self.channel = int(np.argmax(self.powers)) if cancel else -1
-        held, self.held = self.held, []
-        if len(held) <= 1:
-            return self._mono(held[0]) if held else np.zeros(0, np.float32)
-        return np.concatenate([self._mono(d) for d in held])
+        """The samples still held."""
+        held, self.held = self.held, np.zeros((0, 2), np.float32)
+        return self._mono(held)
 
     def _mono(self, data: np.ndarray) -> np.ndarray:
-        if self.channel is not None and self.channel >= 0:
-            return data[:, self.channel].astype(np.float32)
-        mix = data[:, 0].astype(np.float32)
-        mix += data[:, 1]
+        left, right = data[:, 0], data[:, 1]
+        mix = left.astype(np.float32)
+        mix += right
         mix *= np.float32(0.5)
+        n = data.shape[0]
+        if n == 0:
+            return mix
+        # each stretch's powers (the last one may be short), with no copy of the samples
+        cuts = np.arange(0, n, self.stretch)
+        powers = [
+            np.add.reduceat(np.square(x, dtype=np.float32), cuts)
+            for x in (left, right, mix)
+        ]  # fmt: skip
+        both = powers[0] + powers[1]
+        cancel = (both > 0) & (powers[2] < CANCELLED_POWER * both / 2)
+        if not cancel.any():
+            return mix
+        if self.channel is None:  # the louder where they cancel, for the whole recording
+            self.channel = int(powers[1][cancel].sum() > powers[0][cancel].sum())
+        one = data[:, self.channel]
+        for k in np.flatnonzero(cancel):
+            mix[cuts[k] : cuts[k] + self.stretch] = one[cuts[k] : cuts[k] + self.stretch]
         return mix
 
 
-def to_mono(data: np.ndarray) -> np.ndarray:
+def _rate_or(rate: object, default: int = 16_000) -> int:
+    """``rate`` when it is a usable whole number (checked after), else ``default``."""
+    ok = isinstance(rate, int | np.integer) and not isinstance(rate, bool) and rate > 0
+    return int(rate) if ok else default
+
+
+def to_mono(data: np.ndarray, rate: int = 16_000) -> np.ndarray:
     """A whole recording of shape (samples, channels) as float32 mono (``Mixer``)."""
-    return Mixer(0)(data, now=True)
+    return Mixer(rate)(data, now=True)
 
 
 def without_spikes(wave: np.ndarray) -> np.ndarray:

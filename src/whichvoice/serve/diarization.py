@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -53,6 +55,11 @@ async def diarize_route(
         allow_inf_nan=False,
         description="Clustering distance; default: calibrated per encoder",
     ),
+    vad: Literal["energy", "silero"] = Query(
+        "energy",
+        description="Speech detector: `energy` (fast; music, applause or laughter count as "
+        "sound to cluster, answered as unknown voices) or `silero` (slower; speech alone)",
+    ),
 ) -> DiarizeResponse:
     """One recording, as multipart field `file` or as the raw body (any audio type, up to the
     server's duration limit). Its turns (`segments`: start, end, speaker, score, overlap),
@@ -70,5 +77,5 @@ async def diarize_route(
         )
     ((name, data),) = await service.uploads(request, many=False)
     settings = {"num_speakers": num_speakers, "min_speakers": min_speakers or 1,
-                "max_speakers": max_speakers, "threshold": threshold}  # fmt: skip
+                "max_speakers": max_speakers, "threshold": threshold, "vad": vad}  # fmt: skip
     return await run_in_threadpool(diarize_upload, service, data, name, settings)
