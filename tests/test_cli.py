@@ -540,3 +540,20 @@ def test_the_startup_handler_is_the_commands_alone(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.stdout.strip() == "[True]", done.stderr
+
+
+@pytest.mark.slow  # CLI processes, synthesis or imports
+def test_output_under_a_locale_without_a_character_spells_it(cli, tmp_path: Path) -> None:
+    """Under Latin-1 a voice named 李明 was a traceback and exit 1 (after `gallery import
+    --replace` had committed its change): the character is written as an escape."""
+    import numpy as np
+
+    from whichvoice.gallery import Gallery
+
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll("李明", np.ones((1, 4), np.float32) / 2, 3.0)
+        g.enroll("Zoë", np.ones((1, 4), np.float32) / 2, 3.0)
+    proc = cli("gallery", "list", "--gallery", str(tmp_path / "g.sqlite"),
+               env={"PYTHONIOENCODING": "latin-1"}, encoding="latin-1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "\\u674e\\u660e\t1 clip" in proc.stdout and "Zoë\t1 clip" in proc.stdout

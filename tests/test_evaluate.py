@@ -422,3 +422,20 @@ def test_the_runs_own_corpus_keeps_its_splits_when_clips_are_added(
     afresh = split_clips(grown, prep["seed"], prep["val_fraction"], prep["test_fraction"])
     assert {c.path for c in grown if afresh[c.id] == "test"} != {str(f.path.relative_to(corpus))
                                                                  for f in before}  # fmt: skip
+
+
+def test_a_report_of_the_bundled_classifier_goes_to_the_current_folder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Without --report, evaluating the bundled classifier by its path wrote into the
+    installed package's folder (site-packages; a review)."""
+    from whichvoice.evaluate import default_report_dir
+    from whichvoice.runtime import bundled_classifier
+
+    monkeypatch.chdir(tmp_path)
+    assert default_report_dir(bundled_classifier(), None, "human.csv") == (
+        tmp_path / "classifier-eval-human"
+    )
+    assert default_report_dir(tmp_path / "runs" / "r", None, "human.csv") == (
+        tmp_path / "runs" / "r-eval-human"
+    )

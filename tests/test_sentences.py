@@ -107,3 +107,26 @@ def test_control_characters_are_spaces_and_a_line_of_them_is_blank() -> None:
     assert [s.text for s in source.sentences] == ["Hello [0m there.", "Tab and space."]
     assert source.blank == 1
     assert source.sentences[1].id == sentence_id("Tab and space.")
+
+
+def test_one_sentence_typed_in_either_unicode_form_is_one_sentence() -> None:
+    """Composed and decomposed "Zoë ... café" had two ids, two clips, and could fall on both
+    sides of a split (a review)."""
+    import unicodedata
+
+    text = "Zoë ate crème brûlée at the café."
+    both = parse_sentences(f"{text}\n{unicodedata.normalize('NFD', text)}\n")
+    assert [s.text for s in both.sentences] == [unicodedata.normalize("NFC", text)]
+    assert both.duplicate == 1
+
+
+def test_a_windows_1252_file_keeps_its_lines_and_typography(tmp_path: Path) -> None:
+    """Byte 0x85 ("…" in Windows-1252) read as Latin-1's NEL split the line in two
+    (str.splitlines), and 0x93/0x94 (curly quotes) reached the engine as control
+    characters (a review)."""
+    path = tmp_path / "s.txt"
+    path.write_bytes(b"Wait\x85 what happened here, said Ren\xe9.\r\nIt is a \x93good\x94 film.\n")
+    got = [s.text for s in load_sentences(str(path)).sentences]
+    assert got == ["Wait… what happened here, said René.", "It is a “good” film."]
+    # C1 control characters another way in (a str handed to parse_sentences) are spaces
+    assert [s.text for s in parse_sentences("a\x85b\u2028c\n").sentences] == ["a b c"]

@@ -383,6 +383,7 @@ def test_prosody_variants_are_voices_of_the_engines_that_can_make_them() -> None
         assert find_voice(f"{engine}+p80r110").id == f"{engine}+p80r110"
     # any case, as plain names, and the id in the voice's own spelling
     assert find_voice("pico:en-gb+P80R110").id == "pico:en-GB+p80r110"
+    assert find_voice("FLITE:SLT").id == "flite:slt"  # the engine's name too (a review)
     # outside 50-200 %, an unknown base voice, or an engine that makes no variants
     for bad in ("flite:slt+p300r100", "flite:slt+p20r100", "flite:nobody+p100r90",
                 "festival:ked_diphone+p110r100", "espeak-ng:en-us+p110r100",

@@ -45,14 +45,26 @@ def default_report_dir(
 ) -> str | Path:
     """Where an evaluation's report goes unless told: a folder beside the run named after
     what was scored (``runs/r`` with ``human.csv`` -> ``runs/r-eval-human``), so that it
-    never replaces the run's own report or another evaluation's."""
+    never replaces the run's own report or another evaluation's; for a run shipped inside
+    the package (the bundled classifier), in the current folder (``./classifier-eval-human``):
+    an installed package's folder is no place for a user's files, and may be read-only."""
     base = os.fspath(run).rstrip("/")
+    if not storage.is_url(base) and _in_package(Path(base)):
+        base = str(Path.cwd() / Path(base).name)
     what = (
         Path(os.fspath(labels_csv).rstrip("/")).stem
         if labels_csv is not None
         else f"{Path(os.fspath(corpus or 'corpus').rstrip('/')).name}-{split}"
     )
     return f"{base}-eval-{what}" if storage.is_url(base) else Path(f"{base}-eval-{what}")
+
+
+def _in_package(path: Path) -> bool:
+    package = Path(__file__).resolve().parent
+    try:
+        return path.resolve().is_relative_to(package)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

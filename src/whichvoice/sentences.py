@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -65,7 +67,7 @@ def _decode(raw: bytes, name: str) -> str:
         try:
             lines.append(line.decode("utf-8"))
         except UnicodeDecodeError:
-            lines.append(line.decode("latin-1"))
+            lines.append(_latin(line))
             latin.append(n)
     text = "".join(lines)
     taken = set(latin)
@@ -82,20 +84,44 @@ def _decode(raw: bytes, name: str) -> str:
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16 and UTF-32, either byte order
 
 
+def _latin(line: bytes) -> str:
+    """A line that is not UTF-8, as Windows-1252 (Latin-1 whose bytes 0x80-0x9f are "…",
+    curly quotes, dashes, as most "Latin-1" files mean them), else as Latin-1 (any byte)."""
+    try:
+        return line.decode("cp1252")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")
+
+
 def _is_control(c: str) -> bool:
     return c < " " or c == "\x7f"
+
+
+def _spoken_as_space(c: str) -> bool:
+    """A control character (C0, DEL or C1), which an engine would be handed as is."""
+    return _is_control(c) or "\x80" <= c <= "\x9f"
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")  # not str.splitlines's others (NEL, U+2028, ...)
 
 
 def parse_sentences(text: str, max_chars: int = MAX_CHARS) -> SentenceSource:
     """One sentence per line; blank, over-long and repeated lines are skipped and counted.
 
     Runs of white space and control characters become one space (a control character is
-    spoken as a space), so a line of control characters only is blank."""
+    spoken as a space), so a line of control characters only is blank. Lines end at a
+    newline, a return or both, nowhere else (str.splitlines also broke a line at NEL, 0x85, a
+    Latin-1 file's "…"); a sentence is taken in Unicode's composed form (NFC), so that one
+    typed in either form has one id and is one sentence."""
     seen: set[str] = set()
     out: list[Sentence] = []
     blank = too_long = duplicate = 0
-    for line in text.splitlines():
-        s = " ".join("".join(" " if _is_control(c) else c for c in line).split())
+    lines = _LINE_END.split(text)
+    if lines[-1] == "":  # the end of the last line, not a line
+        lines.pop()
+    for line in lines:
+        s = " ".join("".join(" " if _spoken_as_space(c) else c for c in line).split())
+        s = unicodedata.normalize("NFC", s)
         if not s:
             blank += 1
         elif len(s) > max_chars:

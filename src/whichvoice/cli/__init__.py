@@ -42,11 +42,22 @@ def os_error_line(e: OSError) -> str:
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
 
+def _stdout_spells_what_it_cannot_encode() -> None:
+    """Under a locale whose encoding lacks a character (Latin-1 and a voice named 李明, the
+    dash of an undefined figure), output wrote a traceback and exit 1 after the work was
+    done (a gallery import already committed): the character is written ``\\uXXXX`` instead,
+    as stderr writes it."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        if sys.stdout.errors == "strict":
+            sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
     """Entry point of the console script: known errors -> one line, exit 2."""
     from whichvoice import _startup
 
     _startup.give_back()  # the imports are done
+    _stdout_spells_what_it_cannot_encode()
     filter_native_noise()
     take_sigterm_as_interrupt()
     try:

@@ -192,7 +192,8 @@ def train_cmd(
     "report_dir",
     type=LOCATION,
     help="Where report.md, confusion.png and evaluation.json go [default: a new folder "
-    "beside RUN named after what is scored, RUN-eval-LABELS or RUN-eval-CORPUS-SPLIT].",
+    "beside RUN named after what is scored, RUN-eval-LABELS or RUN-eval-CORPUS-SPLIT; for the "
+    "bundled classifier, in the current folder].",
 )
 @click.option(
     "--conditions",

@@ -109,7 +109,10 @@ VOICE_SETS: dict[str, Callable[[], list[str]]] = {
 
 def find_voice(voice_id: str) -> Voice:
     """The voice with this ``engine:name`` id; UnknownVoiceError naming close matches otherwise."""
-    engine_name, sep, _ = voice_id.partition(":")
+    engine_name, sep, rest = voice_id.partition(":")
+    if sep and engine_name not in _ENGINES and engine_name.lower() in _ENGINES:
+        engine_name = engine_name.lower()  # "FLITE:SLT": the engine's name in any case too
+        voice_id = f"{engine_name}:{rest}"
     if sep and engine_name in _ENGINES:
         for voice in _ENGINES[engine_name].voices():
             if voice.id == voice_id:
