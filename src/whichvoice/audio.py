@@ -411,18 +411,22 @@ def read_audio(
 _TEXT_SCAN_BYTES = 1 << 16
 
 
+def _first_bytes(source: str | os.PathLike | bytes | bytearray) -> bytes:
+    """The first 64 KiB of a file or of encoded bytes (none when the file cannot be read)."""
+    if isinstance(source, bytes | bytearray):
+        return bytes(source[:_TEXT_SCAN_BYTES])
+    try:
+        with open(source, "rb") as f:
+            return f.read(_TEXT_SCAN_BYTES)
+    except OSError:
+        return b""
+
+
 def _samples_past_an_empty_header(source: str | os.PathLike | bytes | bytearray) -> bool:
     """Whether a RIFF WAV whose data chunk says 0 bytes has bytes after that chunk's header
     that are no other chunk (a recorder stopped before writing the size: they are its
     samples); a data chunk truly empty, followed by a tag chunk or nothing, has none."""
-    if isinstance(source, bytes | bytearray):
-        data = bytes(source[:_TEXT_SCAN_BYTES])
-    else:
-        try:
-            with open(source, "rb") as f:
-                data = f.read(_TEXT_SCAN_BYTES)
-        except OSError:
-            return False
+    data = _first_bytes(source)
     if data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
         return False
     at = 12
@@ -441,14 +445,7 @@ def _samples_past_an_empty_header(source: str | os.PathLike | bytes | bytearray)
 def _mp3_after_text(source: str | os.PathLike | bytes | bytearray) -> bool:
     """Whether the first 64 KiB of a file that begins as text hold an MPEG audio frame's
     sync (0xFF, then three set bits and a layer): UTF-8 text never holds a 0xFF byte."""
-    if isinstance(source, bytes | bytearray):
-        data = bytes(source[:_TEXT_SCAN_BYTES])
-    else:
-        try:
-            with open(source, "rb") as f:
-                data = f.read(_TEXT_SCAN_BYTES)
-        except OSError:
-            return False
+    data = _first_bytes(source)
     at = data.find(b"\xff")
     while at != -1:
         if looks_like_mp3(data[at : at + 2]):
