@@ -557,3 +557,15 @@ def test_output_under_a_locale_without_a_character_spells_it(cli, tmp_path: Path
                env={"PYTHONIOENCODING": "latin-1"}, encoding="latin-1")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "\\u674e\\u660e\t1 clip" in proc.stdout and "Zoë\t1 clip" in proc.stdout
+
+
+def test_stdout_spells_a_character_and_keeps_a_file_names_byte() -> None:
+    """Under an ASCII locale without UTF-8 mode (errors surrogateescape), 李明 was still a
+    traceback (a review): spelled, while a name's byte that is not UTF-8 stays that byte."""
+    import codecs
+
+    from whichvoice.cli import _spelled_out
+
+    codecs.register_error("whichvoice-stdout", _spelled_out)
+    assert "李 \udce9.wav".encode("ascii", "whichvoice-stdout") == b"\\u674e \xe9.wav"
+    assert "Zoë".encode("latin-1", "whichvoice-stdout") == b"Zo\xeb"

@@ -67,7 +67,7 @@ def test_a_utf8_file_with_a_stray_byte_is_read_line_by_line(tmp_path: Path, capl
     with caplog.at_level("WARNING", logger="whichvoice.sentences"):
         texts = [s.text for s in load_sentences(mixed).sentences]
     assert texts == ["Café is open today.", "A stray byte \xff here.", "Naïve."]
-    assert "UTF-8 but for 1 line(s) (2), read as Latin-1" in caplog.text
+    assert "UTF-8 but for 1 line(s) (2), read as Windows-1252 (Latin-1)" in caplog.text
 
 
 def test_empty_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -128,5 +128,9 @@ def test_a_windows_1252_file_keeps_its_lines_and_typography(tmp_path: Path) -> N
     path.write_bytes(b"Wait\x85 what happened here, said Ren\xe9.\r\nIt is a \x93good\x94 film.\n")
     got = [s.text for s in load_sentences(str(path)).sentences]
     assert got == ["Wait… what happened here, said René.", "It is a “good” film."]
-    # C1 control characters another way in (a str handed to parse_sentences) are spaces
-    assert [s.text for s in parse_sentences("a\x85b\u2028c\n").sentences] == ["a b c"]
+    # C1 control characters another way in (a str handed to parse_sentences) are spaces;
+    # the other line ends str.splitlines knows still end a line, as before
+    assert [s.text for s in parse_sentences("a\x85b\u2028c\fd\n").sentences] == ["a b", "c", "d"]
+    # a byte Windows-1252 leaves undefined keeps the rest of its line Windows-1252's
+    path.write_bytes(b"\x93Quoted\x94 text \x81 here.\n")
+    assert [s.text for s in load_sentences(str(path)).sentences] == ["“Quoted” text here."]

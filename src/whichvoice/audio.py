@@ -133,40 +133,58 @@ class Mixer:
     (samples, channels)): averaged; but where two channels cancel each other (one in
     opposite phase: a balanced microphone wired backwards, a "wide" stereo export or intro),
     whose average was silence, or after lossy coding a thin residue of the voice answered as
-    another, one channel alone. Judged on every MIX_JUDGED_S of the recording, so that a
-    stretch that cancels does not decide for the rest (a host on one channel was lost to a
-    wide intro); the channel taken where they cancel is chosen once (the louder there), so
-    its sign never flips between stretches. Samples are held until a stretch is whole (a
-    call may return fewer than it was given); ``end``, or ``now``, returns the rest. More
-    channels are averaged (independent ones keep 1/N of their power)."""
+    another, one channel alone. Judged on every MIX_JUDGED_S of the recording (stretches
+    counted from its start, however it is cut into blocks), so that a stretch that cancels
+    does not decide for the rest (a host on one channel was lost to a wide intro); with two
+    bounds, so that channels near the bound do not flicker between the two (entered below
+    CANCELLED_POWER, left above twice that). The channel taken is the louder in the first
+    stretch that cancels, for the whole recording: its sign never flips. Samples are held
+    until a stretch is whole (a call may return fewer than it was given); ``end``, or
+    ``now``, returns the rest. More channels are averaged (independent ones keep 1/N of
+    their power)."""
 
     def __init__(self, rate: int) -> None:
         self.stretch = max(1, int(rate * MIX_JUDGED_S))
         self.channel: int | None = None  # the one taken where the two cancel
-        self.held = np.zeros((0, 2), np.float32)
+        self.cancelling = False
+        self.held: list[np.ndarray] = []
+        self.held_n = 0
 
     def __call__(self, data: np.ndarray, *, now: bool = False) -> np.ndarray:
         channels = data.shape[1]
-        if channels == 1:
-            return data[:, 0].astype(np.float32)
-        if data.size == 0 and not (now and self.held.shape[0]):
+        if channels != 2 or data.size == 0:
+            before = self.end() if self.held_n else None  # nothing held comes after
+            out = self._other(data)
+            return out if before is None else np.concatenate([before, out])
+        self.held.append(data)
+        self.held_n += data.shape[0]
+        if not now and self.held_n < self.stretch:
             return np.zeros(0, np.float32)
-        if channels > 2:
-            mix = data[:, 0].astype(np.float32)
-            for c in range(1, channels):
-                mix += data[:, c]
-            mix *= np.float32(1 / channels)
-            return mix
-        if self.held.shape[0]:
-            data = np.concatenate([self.held, data])
+        data = self.held[0] if len(self.held) == 1 else np.concatenate(self.held)
         whole = data.shape[0] if now else data.shape[0] // self.stretch * self.stretch
-        self.held = data[whole:].copy()
+        rest = data[whole:]
+        self.held, self.held_n = ([rest.copy()], rest.shape[0]) if rest.shape[0] else ([], 0)
         return self._mono(data[:whole])
 
     def end(self) -> np.ndarray:
         """The samples still held."""
-        held, self.held = self.held, np.zeros((0, 2), np.float32)
-        return self._mono(held)
+        if not self.held_n:
+            self.held = []
+            return np.zeros(0, np.float32)
+        data = self.held[0] if len(self.held) == 1 else np.concatenate(self.held)
+        self.held, self.held_n = [], 0
+        return self._mono(data)
+
+    @staticmethod
+    def _other(data: np.ndarray) -> np.ndarray:
+        if data.size == 0:
+            return np.zeros(0, np.float32)
+        mix = data[:, 0].astype(np.float32)
+        for c in range(1, data.shape[1]):
+            mix += data[:, c]
+        if data.shape[1] > 1:
+            mix *= np.float32(1 / data.shape[1])
+        return mix
 
     def _mono(self, data: np.ndarray) -> np.ndarray:
         left, right = data[:, 0], data[:, 1]
@@ -178,19 +196,22 @@ class Mixer:
             return mix
         # each stretch's powers (the last one may be short), with no copy of the samples
         cuts = np.arange(0, n, self.stretch)
-        powers = [
-            np.add.reduceat(np.square(x, dtype=np.float32), cuts)
-            for x in (left, right, mix)
-        ]  # fmt: skip
-        both = powers[0] + powers[1]
-        cancel = (both > 0) & (powers[2] < CANCELLED_POWER * both / 2)
-        if not cancel.any():
-            return mix
-        if self.channel is None:  # the louder where they cancel, for the whole recording
-            self.channel = int(powers[1][cancel].sum() > powers[0][cancel].sum())
-        one = data[:, self.channel]
-        for k in np.flatnonzero(cancel):
-            mix[cuts[k] : cuts[k] + self.stretch] = one[cuts[k] : cuts[k] + self.stretch]
+        left_p, right_p, mix_p = (
+            np.add.reduceat(np.square(x, dtype=np.float32), cuts) for x in (left, right, mix)
+        )
+        both = left_p + right_p
+        for k in range(cuts.shape[0]):
+            if both[k] <= 0:  # silence: as it was
+                continue
+            share = mix_p[k] / (both[k] / 2)
+            bound = 2 * CANCELLED_POWER if self.cancelling else CANCELLED_POWER
+            self.cancelling = bool(share < bound)
+            if not self.cancelling:
+                continue
+            if self.channel is None:  # the louder in the first stretch that cancels
+                self.channel = int(right_p[k] > left_p[k])
+            mix[cuts[k] : cuts[k] + self.stretch] = data[cuts[k] : cuts[k] + self.stretch,
+                                                         self.channel]  # fmt: skip
         return mix
 
 

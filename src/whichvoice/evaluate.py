@@ -50,7 +50,7 @@ def default_report_dir(
     an installed package's folder is no place for a user's files, and may be read-only."""
     base = os.fspath(run).rstrip("/")
     if not storage.is_url(base) and _in_package(Path(base)):
-        base = str(Path.cwd() / Path(base).name)
+        base = str(Path.cwd() / Path(base).resolve().name)
     what = (
         Path(os.fspath(labels_csv).rstrip("/")).stem
         if labels_csv is not None

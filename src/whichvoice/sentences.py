@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
@@ -74,7 +75,12 @@ def _decode(raw: bytes, name: str) -> str:
     utf8_letters = any(not line.isascii() for i, line in enumerate(lines, 1) if i not in taken)
     if utf8_letters:  # both encodings in one file: say which lines were taken as Latin-1
         shown = ", ".join(map(str, latin[:5])) + (", ..." if len(latin) > 5 else "")
-        log.warning("%s: UTF-8 but for %d line(s) (%s), read as Latin-1", name, len(latin), shown)
+        log.warning(
+            "%s: UTF-8 but for %d line(s) (%s), read as Windows-1252 (Latin-1)",
+            name,
+            len(latin),
+            shown,
+        )
     control = next((c for c in text if _is_control(c) and not c.isspace() and c != "\x1a"), None)
     if control is not None:  # binary (an mp3, an image); ^Z may end an old DOS file
         raise SentencesError(not_text.format(f"control byte {ord(control):#04x}"))
@@ -86,11 +92,19 @@ _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16 and UTF-32, either byte order
 
 def _latin(line: bytes) -> str:
     """A line that is not UTF-8, as Windows-1252 (Latin-1 whose bytes 0x80-0x9f are "…",
-    curly quotes, dashes, as most "Latin-1" files mean them), else as Latin-1 (any byte)."""
-    try:
-        return line.decode("cp1252")
-    except UnicodeDecodeError:
-        return line.decode("latin-1")
+    curly quotes, dashes, as most "Latin-1" files mean them); the five bytes it leaves
+    undefined as Latin-1's (C1 controls, spoken as spaces), so that one of them does not
+    send the whole line back to Latin-1."""
+    return line.decode("cp1252", errors="whichvoice-latin-1")
+
+
+def _as_latin_1(e: UnicodeError) -> tuple[str, int]:
+    if not isinstance(e, UnicodeDecodeError):
+        raise e
+    return e.object[e.start : e.end].decode("latin-1"), e.end
+
+
+codecs.register_error("whichvoice-latin-1", _as_latin_1)
 
 
 def _is_control(c: str) -> bool:
@@ -102,17 +116,18 @@ def _spoken_as_space(c: str) -> bool:
     return _is_control(c) or "\x80" <= c <= "\x9f"
 
 
-_LINE_END = re.compile(r"\r\n|\r|\n")  # not str.splitlines's others (NEL, U+2028, ...)
+# where str.splitlines ends a line, but NEL (0x85: Windows-1252's "…" read as Latin-1)
+_LINE_END = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\u2028\u2029]")
 
 
 def parse_sentences(text: str, max_chars: int = MAX_CHARS) -> SentenceSource:
     """One sentence per line; blank, over-long and repeated lines are skipped and counted.
 
     Runs of white space and control characters become one space (a control character is
-    spoken as a space), so a line of control characters only is blank. Lines end at a
-    newline, a return or both, nowhere else (str.splitlines also broke a line at NEL, 0x85, a
-    Latin-1 file's "…"); a sentence is taken in Unicode's composed form (NFC), so that one
-    typed in either form has one id and is one sentence."""
+    spoken as a space), so a line of control characters only is blank. Lines end where
+    str.splitlines ends them, but at NEL (0x85, a Latin-1 file's "…"); a sentence is taken
+    in Unicode's composed form (NFC), so that one typed in either form has one id and is
+    one sentence."""
     seen: set[str] = set()
     out: list[Sentence] = []
     blank = too_long = duplicate = 0

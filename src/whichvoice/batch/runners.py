@@ -92,26 +92,29 @@ def _cached_model(run: str, backend: str) -> VoiceModel:
         return _MODELS[run, backend]
 
 
-def _start_worker(run: str, backend: str, threads: int) -> None:
+def _start_worker(run: str, backend: str, threads: int, parent: int | None = None) -> None:
     global _THREADS
     _THREADS = threads
-    _die_with_parent()
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool
     torch.set_num_threads(threads)
     _cached_model(run, backend)
 
 
-def _die_with_parent() -> None:
-    """On Linux, this worker is sent SIGTERM when the process that started it dies: a
-    parent killed with -9 left its workers running for good (280 MB each), holding nothing
-    but memory and CPU."""
+def _die_with_parent(parent: int | None) -> None:
+    """On Linux, this worker is sent SIGTERM when the process that started it (``parent``)
+    dies: a parent killed with -9 left its workers running for good (280 MB each). (The
+    signal follows the thread that spawned the worker: the pool spawns in ``submit``, on the
+    caller's thread, which waits for the run.)"""
     import ctypes
 
     pr_set_pdeathsig = 1
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-        if os.getppid() == 1:  # the parent died before the call: nobody would signal it
+        # the parent died before the call (adopted by init or a subreaper): nobody would
+        # signal it; a parent that is pid 1 itself (a container's entrypoint) is alive
+        if parent is not None and os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -185,7 +188,7 @@ def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int
         workers,
         mp_context=multiprocessing.get_context("spawn"),  # forking a running torch can hang
         initializer=_start_worker,
-        initargs=(_run_arg(run), backend, threads),
+        initargs=(_run_arg(run), backend, threads, os.getpid()),
     )
 
     def submit(sources: list[str]):

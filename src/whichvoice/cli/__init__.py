@@ -7,6 +7,7 @@ Known errors become one line on stderr and exit status 2. Each module adds its c
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import itertools
 import os
@@ -47,9 +48,23 @@ def _stdout_spells_what_it_cannot_encode() -> None:
     dash of an undefined figure), output wrote a traceback and exit 1 after the work was
     done (a gallery import already committed): the character is written ``\\uXXXX`` instead,
     as stderr writes it."""
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-        if sys.stdout.errors == "strict":
-            sys.stdout.reconfigure(errors="backslashreplace")
+    with contextlib.suppress(AttributeError, ValueError, OSError, LookupError):
+        if sys.stdout.errors in ("strict", "surrogateescape"):
+            codecs.register_error("whichvoice-stdout", _spelled_out)
+            sys.stdout.reconfigure(errors="whichvoice-stdout")
+
+
+def _spelled_out(e: UnicodeError) -> tuple[bytes, int]:
+    """A character stdout's encoding lacks, written ``\\uXXXX``; a file name's byte that
+    is not UTF-8 (held as a surrogate), written as that byte, as surrogateescape writes it."""
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    out = b"".join(
+        bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF
+        else c.encode("ascii", "backslashreplace")
+        for c in e.object[e.start : e.end]
+    )  # fmt: skip
+    return out, e.end
 
 
 def main() -> None:
@@ -72,7 +87,8 @@ def main() -> None:
         # under torchrun every rank meets the same error: rank 0 says it, the others say
         # whose it is (one of them may be alone in meeting it)
         rank = torchrun_rank()
-        click.echo(f"error: {f'rank {rank}: ' if rank else ''}{e}", err=True)
+        named = not rank or str(e).startswith(f"rank {rank}: ")  # the error says whose
+        click.echo(f"error: {'' if named else f'rank {rank}: '}{e}", err=True)
         sys.exit(e.exit_status)
     except (ReaderGone, BrokenPipeError):  # the reader went away (`| head`): nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

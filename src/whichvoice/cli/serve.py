@@ -65,9 +65,11 @@ def _free_address(family: int, address: tuple) -> tuple:
 def _listen(host: str, port: int, workers: int = 1, *, listen: bool = True):
     """The server's socket, bound here (port 0: any free port), so the port is known before
     the workers start and no other process can take it meanwhile. One worker: it listens
-    here (``listen``; else ``_start_listening`` later), and connections wait in the backlog
-    while the app loads. Several (on Linux): each listens on its own socket on this port,
-    once it has started."""
+    here (``listen``), or later (``_start_listening``, once the models have loaded: until
+    then a connection is refused rather than left unanswered; the port is held all the
+    same, its SO_REUSEADDR off while it only is bound, since two sockets with it on may bind
+    one port until either listens). Several (on Linux): each listens on its own socket on
+    this port, once it has started."""
     several = workers > 1 and REUSEPORT
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -78,6 +80,8 @@ def _listen(host: str, port: int, workers: int = 1, *, listen: bool = True):
         address = _free_address(infos[0][0], infos[0][4]) if several else infos[0][4]
         _set_options(sock, reuseport=several)
         sock.bind(address)
+        if not several:  # held: another socket with SO_REUSEADDR on cannot bind it too
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
         if listen:
             _start_listening(sock, workers)
     except OSError as e:
@@ -90,6 +94,7 @@ def _start_listening(sock: socket.socket, workers: int) -> None:
     """One worker: the bound socket takes connections from now on (several workers listen
     each on its own, once started)."""
     if not (workers > 1 and REUSEPORT):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.listen(BACKLOG)
         sock.set_inheritable(True)  # the worker processes serve it
 

@@ -79,8 +79,9 @@ def barrier(ranks: Ranks) -> None:
         except RuntimeError:  # DistBackendError among them: the group went away
             from whichvoice.train.config import TrainError
 
-            # the command's error line names the rank (cli: "error: rank N: ...")
-            raise TrainError("another process stopped; its own error says why") from None
+            raise TrainError(
+                f"rank {ranks.rank}: another process stopped; its own error says why"
+            ) from None
 
 
 def through_mirrors(
