@@ -93,6 +93,11 @@ def test_verify_true_and_false_claims(gallery_server, enrolled, enroll_clips) ->
     assert all(x["probability"] > y["probability"] for x in true for y in false)
     for x in true + false:  # the probability and the decision agree
         assert x["accept"] == (x["probability"] >= 0.5) and x["threshold_source"] == "calibrated"
+        assert x["enrolled_recording"] is False and x["speech_s"] > 0
+    # one of awb's enrolled uploads sent again: said (a replay scores as the voice itself)
+    r = httpx.post(f"{url}/v1/verify", params={"name": "awb"},
+                   files=files(enroll_clips[AWB][0]), timeout=60)  # fmt: skip
+    assert r.json()["results"][0]["enrolled_recording"] is True, r.text
     # a given threshold above every score rejects every claim, and says so
     r = httpx.post(
         f"{url}/v1/verify", params={"name": "awb", "threshold": 0.999}, files=files(mine[0]),

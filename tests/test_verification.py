@@ -127,6 +127,10 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
         check=True,
     )
     assert json.loads(far.stdout)["threshold_rule"] == "far<=0.01"
+    # a threshold looser than the one it replaces is said (an access-control review: the
+    # docs' advice loosened it without a word), and only then
+    looser = json.loads(far.stdout)["threshold"] < json.loads(before)["threshold"]
+    assert ("is looser than the one it replaces" in far.stderr) == looser, far.stderr
     bad = tmp_path / "bad.txt"
     bad.write_text("only|two\n")
     proc = cli("calibrate", "--model", str(run), "--trials", str(bad))
@@ -180,8 +184,9 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
     for r in rows:
         assert set(r) == {
             "path", "claimed", "accept", "score", "probability", "threshold", "threshold_source",
-            "dev_false_acceptance", "dev_false_rejection",
+            "dev_false_acceptance", "dev_false_rejection", "speech_s", "enrolled_recording",
         }  # fmt: skip
+        assert r["enrolled_recording"] is False and r["speech_s"] > 0
         assert 0 <= r["probability"] <= 1 and r["accept"] == (r["score"] >= r["threshold"])
         assert r["accept"] == (r["probability"] >= 0.5)
     # a threshold given: the same keys (as the HTTP route answers), its dev rates unknown
@@ -189,6 +194,11 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
     row = json.loads(given.stdout)
     assert set(row) == set(rows[0]) and row["threshold_source"] == "given"
     assert row["dev_false_acceptance"] is None and row["dev_false_rejection"] is None
+    # one of alice's own enrolled recordings sent as a claim: said on stderr (a replay
+    # scores as the voice itself; an access-control review)
+    replay = cli("verify", "alice", str(voices[a][0]), "--json", *common)
+    assert json.loads(replay.stdout)["enrolled_recording"] is True
+    assert "is one of the recordings alice was enrolled from" in replay.stderr
 
     ident = cli("identify", str(voices[a][4]), str(voices[c][0]), "--json", *common, check=True)
     # identify's threshold among two voices: verify's, raised by the calibration's tail where
@@ -642,6 +652,11 @@ def test_a_dc_offset_changes_no_answer(tmp_path: Path) -> None:
         plain, shifted = verify(encoder, g, "slt", [clips[3], offset])
         # the claim as the voice is enrolled, as it is found (it came back as typed)
         assert verify(encoder, g, " slt ", [clips[3]])[0].claimed == "slt"
+        # one of the voice's enrolled recordings, sent again, says so: a replay scores as
+        # the voice itself (an access-control review); a new recording does not
+        (replay,) = verify(encoder, g, "slt", [clips[0]])
+        assert replay.enrolled_recording and replay.to_dict()["enrolled_recording"] is True
+        assert not plain.enrolled_recording and plain.speech_s > 1.0
     assert shifted.accept and abs(shifted.score - plain.score) < 0.02, (plain, shifted)
     # diarization's blocks too: the same speech found with and without the offset
     # a clip handed over as samples too (Decoded), as a library user holds one
@@ -693,3 +708,30 @@ def test_a_runs_calibration_of_other_weights_is_refused(encoder: Path, tmp_path:
         json.dumps({k: v for k, v in stored.items() if k != "encoder"})
     )
     assert calibration_of(model_for(run))[0] == stored["threshold"]
+
+
+def test_a_score_and_threshold_read_as_the_decision_does() -> None:
+    """ "reject score 0.746 < threshold 0.746" (and equal figures in --json with accept
+    false) read as a contradiction (an access-control review): as many digits as it takes."""
+    from whichvoice.cli.gallery import _figures
+    from whichvoice.verification import _apart
+
+    assert _apart(0.7464236, 0.74642364, False) == (0.7464236, 0.74642364)
+    assert _apart(0.7561, 0.756112, False) == (0.7561, 0.756112)
+    assert _apart(0.9, 0.756112, True) == (0.9, 0.756112)
+
+    class R:
+        score, threshold, accept = 0.7464236, 0.74642364, False
+
+    assert _figures(R) == ("0.74642360", "0.74642364")
+
+
+def test_a_trial_list_too_small_is_refused_before_anything_is_embedded(tmp_path: Path) -> None:
+    """240 different-voice trials for --target-far 0.001 were refused after 2 minutes of
+    embedding (a review): counted first; --force still takes them."""
+    from whichvoice.verification import trials_from_list
+
+    lines = [f"a{i}.wav|b{i}.wav|{int(i < 20)}" for i in range(260)]
+    (tmp_path / "t.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(WhichvoiceError, match=r"240 different-voice trials cannot show.*--force"):
+        trials_from_list(None, tmp_path / "t.txt", target_far=0.001, force=False)  # type: ignore[arg-type]

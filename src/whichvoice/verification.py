@@ -162,34 +162,51 @@ def _resolve(base: Path, p: str) -> Path:
     return Path(p) if Path(p).is_absolute() else base / p
 
 
-def trials_from_list(model: VoiceModel, path: str | os.PathLike) -> Trials:
+def trials_from_list(
+    model: VoiceModel,
+    path: str | os.PathLike,
+    *,
+    target_far: float | None = None,
+    force: bool = True,
+) -> Trials:
     """A trial list, one per line: ``enroll_path[;enroll_path...]|test_path|same(0/1)``;
-    relative paths are taken from the list's folder."""
+    relative paths are taken from the list's folder. The whole list is read, and (unless
+    ``force``) its counts checked as ``calibrate`` checks them for ``target_far``
+    (``few_trials``), before anything is embedded; each
+    enrollment and each test file is embedded once, however many lines name it (a list of
+    288 lines took 2 minutes to be refused as too few)."""
     path = Path(path)
-    target, nontarget = [], []
     try:  # utf-8-sig: a byte-order mark (as Windows editors write) is not part of a path
         text = path.read_text("utf-8-sig")
     except UnicodeDecodeError as e:
         raise WhichvoiceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except OSError as e:
         raise WhichvoiceError(f"{path}: cannot read ({e.strerror or e})") from e
+    lines = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("|")
         if len(parts) != 3 or parts[2].strip() not in ("0", "1"):
             raise WhichvoiceError(f"{path}:{n}: expected 'enroll_paths|test_path|0 or 1'")
-        enroll_paths = [_resolve(path.parent, p) for p in parts[0].split(";") if p.strip()]
+        enroll = tuple(_resolve(path.parent, p) for p in parts[0].split(";") if p.strip())
+        lines.append((n, enroll, _resolve(path.parent, parts[1]), parts[2].strip() == "1"))
+    same = sum(s for *_, s in lines)
+    counts = Trials(np.zeros(same), np.zeros(len(lines) - same))
+    if not force and (why := few_trials(counts, target_far)):
+        raise WhichvoiceError(f"{path}: {why}; nothing was stored (--force stores it anyway)")
+    target, nontarget = [], []
+    refs_of, embedded_of = {}, {}
+    for n, enroll, test, is_same in lines:
         try:
-            refs = refs_from_clips(model, {"enrolled": enroll_paths})
+            if enroll not in refs_of:
+                refs_of[enroll] = refs_from_clips(model, {"enrolled": list(enroll)})
+            if test not in embedded_of:
+                embedded_of[test] = model.embed(test)[0]
         except WhichvoiceError as e:
             raise WhichvoiceError(f"{path}:{n}: {e}") from e
-        try:
-            embedded = model.embed(_resolve(path.parent, parts[1]))[0]
-        except WhichvoiceError as e:
-            raise WhichvoiceError(f"{path}:{n}: {e}") from e
-        score = float(refs.scores(embedded)[0])
-        (target if parts[2].strip() == "1" else nontarget).append(score)
+        score = float(refs_of[enroll].scores(embedded_of[test])[0])
+        (target if is_same else nontarget).append(score)
     return Trials(np.asarray(target), np.asarray(nontarget))
 
 
@@ -453,22 +470,44 @@ class Verdict:
     claimed: str
     accept: bool
     score: float
-    probability: float  # P(the claimed voice), >= 0.5 exactly when accepted
+    # the calibrated posterior at the prior for which the threshold is the Bayes decision:
+    # >= 0.5 exactly when accepted; it moves with the threshold (verification.md)
+    probability: float
     point: OperatingPoint
+    speech_s: float = 0.0  # seconds of speech the claim held
+    # the claim is one of the recordings the voice was enrolled from (the same bytes, or the
+    # same samples): a replay of it scores as the voice itself; nothing checks liveness
+    enrolled_recording: bool = False
 
     @property
     def threshold(self) -> float:
         return self.point.threshold
 
     def to_dict(self) -> dict:
+        score, threshold = _apart(self.score, self.point.threshold, self.accept)
         return {
             "path": self.path,
             "claimed": self.claimed,
             "accept": self.accept,
-            "score": round(self.score, 6),
+            "score": score,
             "probability": round(self.probability, 6),
             **self.point.to_dict(),
+            "threshold": threshold,
+            "speech_s": round(self.speech_s, 3),
+            "enrolled_recording": self.enrolled_recording,
         }
+
+
+def _apart(score: float, threshold: float, accept: bool, digits: int = 6) -> tuple:
+    """``score`` and ``threshold`` rounded to ``digits``, or to as many more as it takes for
+    the two to read as the decision does (a rejected score equal to its threshold when
+    rounded read as a contradiction: "0.746 < threshold 0.746")."""
+    while digits < 12:
+        a, b = round(score, digits), round(threshold, digits)
+        if (a >= b) == accept:
+            return a, b
+        digits += 1
+    return score, threshold
 
 
 @dataclass(frozen=True)
@@ -774,20 +813,29 @@ def verify_each(
     *,
     threshold: float | None = None,
     progress: bool = False,
+    digests: list[str | None] | None = None,
 ) -> Iterator[Verdict | WhichvoiceError]:
     """``verify``'s answers one at a time, each as soon as it is made (thousands of files:
     the first lines come at once, and Ctrl-C keeps those printed). What concerns every
-    input is checked, and raised, before the first answer."""
+    input is checked, and raised, before the first answer. ``digests``: each source's
+    content digest as enrollment took it (the HTTP routes': of the bytes uploaded); by
+    default ``content_digest``'s, so that a claim that is one of the voice's enrolled
+    recordings says so (``Verdict.enrolled_recording``)."""
     check_gallery_model(model, gallery)
     sources = _sources(sources)
     point = operating_point(model, threshold)
     voice = gallery.get(name)
+    held = gallery.enrolled_digests(voice.name)
+    if digests is None:
+        digests = [content_digest(s) if held else None for s in sources]
+    elif len(digests) != len(sources):
+        raise WhichvoiceError(f"{len(digests)} digests for {len(sources)} sources")
 
     def answers() -> Iterator[Verdict | WhichvoiceError]:
         refs = None
         embedded = progress_bar(model.embed_many(sources), len(sources), "verify", progress)
         with embedded:
-            for src, result in zip(sources, embedded, strict=True):
+            for src, digest, result in zip(sources, digests, embedded, strict=True):
                 result = with_speech(src, result)
                 if isinstance(result, WhichvoiceError):
                     yield result
@@ -802,6 +850,8 @@ def verify_each(
                     score,
                     point.probability(score),
                     point,
+                    speech_s=float(result[1]),
+                    enrolled_recording=digest is not None and digest in held,
                 )
 
     return answers()

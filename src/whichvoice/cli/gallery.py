@@ -98,8 +98,18 @@ def _inputs(files: tuple[Path, ...], *, strict: bool = False) -> list:
     return expand_paths(files)  # a folder without audio among them: its error
 
 
+def _figures(r) -> tuple[str, str]:
+    """A verdict's score and threshold to 3 decimals, or to as many more as it takes for
+    them to read as the decision does ("0.746 < threshold 0.746" read as a contradiction)."""
+    digits = 3
+    while digits < 9 and (round(r.score, digits) >= round(r.threshold, digits)) != r.accept:
+        digits += 1
+    return f"{r.score:.{digits}f}", f"{r.threshold:.{digits}f}"
+
+
 def _point(r) -> str:
-    return f"threshold {r.threshold:.3f}" + ("" if r.point.source == "calibrated" else " (given)")
+    shown_threshold = _figures(r)[1] if hasattr(r, "accept") else f"{r.threshold:.3f}"
+    return f"threshold {shown_threshold}" + ("" if r.point.source == "calibrated" else " (given)")
 
 
 _quiet_option = click.option(
@@ -201,15 +211,39 @@ def verify_cmd(
         results = verify_each(encoder, g, name, paths, threshold=threshold, progress=not quiet)
         failed = _print_results(
             paths,
-            counting(results),
+            _claims_warned(counting(results)),
             as_json,
             lambda r: (
-                f"{'accept' if r.accept else 'reject'}\tscore {r.score:.3f} "
+                f"{'accept' if r.accept else 'reject'}\tscore {_figures(r)[0]} "
                 f"{'>=' if r.accept else '<'} {_point(r)}\tp(same voice) {r.probability:.3f}"
             ),
         )
     if failed or rejected:
         sys.exit(1)
+
+
+def _claims_warned(results: Iterable) -> Iterator:
+    """``results``, each claim that an access check should doubt said on stderr first: one
+    of the voice's own enrolled recordings (a replay scores as the voice), or less speech
+    than SHORT_CLIP_S (most such claims of the right voice are rejected)."""
+    from tqdm import tqdm
+
+    for r in results:
+        why = []
+        if not isinstance(r, Exception) and r.enrolled_recording:
+            why.append(
+                f"is one of the recordings {r.claimed} was enrolled from: a replay scores as "
+                "the voice itself (nothing checks that a person is speaking)"
+            )
+        if not isinstance(r, Exception) and r.speech_s < SHORT_CLIP_S:
+            why.append(
+                f"holds {r.speech_s:.1f} s of speech: claims under {SHORT_CLIP_S:g} s of the "
+                "right voice are mostly rejected (verification.md)"
+            )
+        for w in why:
+            with tqdm.external_write_mode(file=sys.stderr):
+                click.echo(f"warning: {shown(r.path)} {w}", err=True)
+        yield r
 
 
 def _engine(r) -> str:
@@ -454,6 +488,7 @@ def calibrate_cmd(
         calibration_dir,
         held_out_files,
         model_id,
+        operating_point,
         trials_from_list,
         voice_trials,
     )
@@ -482,8 +517,12 @@ def calibrate_cmd(
     t = (
         voice_trials(encoder, files, progress=not (quiet or as_json))
         if files is not None
-        else trials_from_list(encoder, trials)
+        else trials_from_list(encoder, trials, target_far=target_far, force=force)
     )
+    try:
+        before = operating_point(encoder, None)  # what answered until now
+    except WhichvoiceError:  # a calibration that cannot be read: this one replaces it
+        before = None
     dest = calibration_dir(encoder)
     result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials), force=force,
                        encoder=model_id(encoder))  # fmt: skip
@@ -495,4 +534,17 @@ def calibrate_cmd(
             f"minDCF(0.05) {result['min_dcf_0.05']:.4f}, threshold {result['threshold']:.4f} "
             f"({result['target_trials']} target / {result['nontarget_trials']} non-target trials)"
             f"; encoder {model_id(encoder)}, saved in {dest / 'calibration.json'}"
+        )
+    if before is not None and result["threshold"] < before.threshold:  # even with --json
+        far = (
+            f" (its dev false acceptances: {100 * before.false_acceptance:.2f} %)"
+            if before.false_acceptance is not None
+            else ""
+        )
+        click.echo(
+            f"warning: the new threshold {result['threshold']:.4f} is looser than the one it "
+            f"replaces, {before.threshold:.4f}{far}: more strangers will be accepted; "
+            "--target-far F sets it for a false-acceptance rate, `--threshold T` on verify "
+            "is stricter for one call",
+            err=True,
         )

@@ -167,8 +167,9 @@ class Verdict(BaseModel):
     accept: bool
     score: float = Field(description="Cosine similarity to the claimed voice")
     probability: float = Field(
-        description="Probability that it is the voice: >= 0.5 exactly when accepted (the "
-        "dev-fitted calibration, its midpoint at the threshold)"
+        description="The calibrated posterior at the prior for which the threshold is the "
+        "decision: >= 0.5 exactly when accepted; it moves with the threshold, and is no "
+        "estimate of the chance that it is the voice on other data"
     )
     threshold: float = Field(
         description="The accept threshold on the score: stricter the more voices are enrolled"
@@ -179,6 +180,12 @@ class Verdict(BaseModel):
     )
     dev_false_rejection: float | None = Field(
         default=None, description="The calibrated threshold's false rejection rate on dev trials"
+    )
+    speech_s: float = Field(default=0.0, description="Seconds of speech the file held")
+    enrolled_recording: bool = Field(
+        default=False,
+        description="The file is one of the recordings the voice was enrolled from: a replay "
+        "scores as the voice itself (nothing checks liveness)",
     )
 
 
