@@ -826,16 +826,16 @@ def verify_each(
     point = operating_point(model, threshold)
     voice = gallery.get(name)
     held = gallery.enrolled_digests(voice.name)
-    if digests is None:
-        digests = [content_digest(s) if held else None for s in sources]
-    elif len(digests) != len(sources):
+    if digests is not None and len(digests) != len(sources):
         raise WhichvoiceError(f"{len(digests)} digests for {len(sources)} sources")
 
     def answers() -> Iterator[Verdict | WhichvoiceError]:
         refs = None
         embedded = progress_bar(model.embed_many(sources), len(sources), "verify", progress)
         with embedded:
-            for src, digest, result in zip(sources, digests, embedded, strict=True):
+            for i, (src, result) in enumerate(zip(sources, embedded, strict=True)):
+                # read as each answer is made: the first lines come at once
+                digest = digests[i] if digests is not None else held and content_digest(src)
                 result = with_speech(src, result)
                 if isinstance(result, WhichvoiceError):
                     yield result
@@ -851,7 +851,7 @@ def verify_each(
                     point.probability(score),
                     point,
                     speech_s=float(result[1]),
-                    enrolled_recording=digest is not None and digest in held,
+                    enrolled_recording=bool(digest) and digest in held,
                 )
 
     return answers()
