@@ -148,7 +148,7 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
     missing.write_text(f"{voices[a][0]}|{tmp_path / 'nope.wav'}|1\n")
     for args, needle in [
         (["--trials", str(latin)], "not UTF-8 text"),
-        (["--trials", str(missing)], "missing.txt:1: "),
+        (["--trials", str(missing), "--force"], "missing.txt:1: "),  # too few: counted first
         (["--trials", str(trials), "--target-far", "0"], "--target-far"),
     ]:
         proc = cli("calibrate", "--model", str(run), *args)
