@@ -437,3 +437,23 @@ def test_arrays_of_no_samples_wide_integers_and_lists_of_paths_say_what_they_are
     assert np.allclose(Decoded(full, 16000).wave, pcm / 32768, atol=1e-6)
     with pytest.raises(AudioDecodeError, match=r"a list of 2 file.*one recording"):
         read_audio(["a.wav", Path("b.wav")])
+
+
+def test_the_mixer_gives_the_same_samples_however_the_audio_is_cut() -> None:
+    """Every way of cutting a recording into blocks (FFmpeg's frames, libsndfile's blocks,
+    an empty block among them) gives the whole recording's samples (a code review: an empty
+    block moved every later stretch)."""
+    from whichvoice.audio import Mixer, to_mono
+
+    rng = np.random.default_rng(1)
+    tone = sine(220, 3.0)
+    both = np.stack([tone, -tone * rng.uniform(0.3, 1.2)], axis=1).astype(np.float32)
+    both[16000:32000, 1] = rng.normal(0, 0.3, 16000)  # a stretch that does not cancel
+    whole = to_mono(both, 16000)
+    for cut in (1024, 1234, 5000):
+        mixer, out = Mixer(16000), []
+        for i in range(0, both.shape[0], cut):
+            out.append(mixer(both[i : i + cut]))
+            out.append(mixer(both[:0]))  # an empty block
+        out.append(mixer.end())
+        assert np.array_equal(np.concatenate(out), whole), cut

@@ -145,7 +145,9 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
     latin = tmp_path / "latin.txt"
     latin.write_bytes(b"\xff\xfe caf\xe9|x|1\n")
     missing = tmp_path / "missing.txt"
-    missing.write_text(f"{voices[a][0]}|{tmp_path / 'nope.wav'}|1\n")
+    missing.write_text(
+        f"{voices[a][0]}|{tmp_path / 'nope.wav'}|1\n{voices[a][0]}|{voices[b][0]}|0\n"
+    )
     for args, needle in [
         (["--trials", str(latin)], "not UTF-8 text"),
         (["--trials", str(missing), "--force"], "missing.txt:1: "),  # too few: counted first
@@ -711,19 +713,25 @@ def test_a_runs_calibration_of_other_weights_is_refused(encoder: Path, tmp_path:
 
 
 def test_a_score_and_threshold_read_as_the_decision_does() -> None:
-    """ "reject score 0.746 < threshold 0.746" (and equal figures in --json with accept
-    false) read as a contradiction (an access-control review): as many digits as it takes."""
-    from whichvoice.cli.gallery import _figures
-    from whichvoice.verification import _apart
+    """ "reject score 0.746 < threshold 0.746", and a probability of 0.5 with accept false,
+    read as a contradiction (an access-control review; then identify's lines too)."""
+    from whichvoice.cli.gallery import _figures, _probability
+    from whichvoice.text import as_decided
 
-    assert _apart(0.7464236, 0.74642364, False) == (0.7464236, 0.74642364)
-    assert _apart(0.7561, 0.756112, False) == (0.7561, 0.756112)
-    assert _apart(0.9, 0.756112, True) == (0.9, 0.756112)
+    assert as_decided(0.75611204, 0.75611236, False) == 0.756111  # one step under, shown
+    assert as_decided(0.7561, 0.756112, False) == 0.7561
+    assert as_decided(0.9, 0.756112, True) == 0.9
+    assert as_decided(0.4999999, 0.5, False) == 0.499999
 
     class R:
-        score, threshold, accept = 0.7464236, 0.74642364, False
+        score, threshold, accept, probability = 0.7464236, 0.74642364, False, 0.4999999
 
-    assert _figures(R) == ("0.74642360", "0.74642364")
+    assert _figures(R) == ("0.74642360", "0.74642364") and _probability(R) == "0.499999"
+
+    class Named:  # an identity: known exactly when its score reaches the threshold
+        score, threshold, voice = 0.7561, 0.75612, "unknown"
+
+    assert _figures(Named) == ("0.75610", "0.75612")
 
 
 def test_a_trial_list_too_small_is_refused_before_anything_is_embedded(tmp_path: Path) -> None:

@@ -152,7 +152,9 @@ class Mixer:
 
     def __call__(self, data: np.ndarray, *, now: bool = False) -> np.ndarray:
         channels = data.shape[1]
-        if channels != 2 or data.size == 0:
+        if data.size == 0:  # no samples: the stretches stay where they were
+            return self.end() if now else np.zeros(0, np.float32)
+        if channels != 2:
             before = self.end() if self.held_n else None  # nothing held comes after
             out = self._other(data)
             return out if before is None else np.concatenate([before, out])

@@ -32,3 +32,14 @@ def spelled_all(obj: object) -> object:
     if isinstance(obj, list | tuple):
         return [spelled_all(v) for v in obj]
     return obj
+
+
+def as_decided(value: float, bound: float, above: bool, digits: int = 6) -> float:
+    """``value`` rounded to ``digits``, read against ``bound`` (rounded alike: the threshold
+    every answer shows) as the decision was made: a value just under its bound rounds to it,
+    and "score 0.746424 < threshold 0.746424" (or a probability of 0.5 with accept false)
+    read as a contradiction; it is then shown one step under the bound."""
+    shown, edge = round(value, digits), round(bound, digits)
+    if not above and shown >= edge:
+        return round(edge - 10.0**-digits, digits)
+    return shown

@@ -71,6 +71,7 @@ from whichvoice.scoring import (
     tail_threshold,
     threshold_at_far,
 )
+from whichvoice.text import as_decided
 from whichvoice.tracing import EngineAnswer, EngineHead, embed_and_trace
 
 # with the names of whichvoice.encoders, importable from here as before
@@ -193,6 +194,11 @@ def trials_from_list(
         lines.append((n, enroll, _resolve(path.parent, parts[1]), parts[2].strip() == "1"))
     same = sum(s for *_, s in lines)
     counts = Trials(np.zeros(same), np.zeros(len(lines) - same))
+    if not same or same == len(lines):  # refused whatever --force says (calibrate's rule)
+        raise WhichvoiceError(
+            f"{path}: calibration needs both same-voice and different-voice trials "
+            f"({same} and {len(lines) - same})"
+        )
     if not force and (why := few_trials(counts, target_far)):
         raise WhichvoiceError(f"{path}: {why}; nothing was stored (--force stores it anyway)")
     target, nontarget = [], []
@@ -475,39 +481,35 @@ class Verdict:
     probability: float
     point: OperatingPoint
     speech_s: float = 0.0  # seconds of speech the claim held
-    # the claim is one of the recordings the voice was enrolled from (the same bytes, or the
-    # same samples): a replay of it scores as the voice itself; nothing checks liveness
-    enrolled_recording: bool = False
+    # the claim is one of the recordings the voice was enrolled from (the same file bytes as
+    # one enrolled from a file or an upload, or the same samples as one enrolled as samples):
+    # a replay of it scores as the voice itself; nothing checks liveness. None: the voice
+    # keeps no digests (enrolled before galleries kept them), so it cannot be told
+    enrolled_recording: bool | None = False
 
     @property
     def threshold(self) -> float:
         return self.point.threshold
 
     def to_dict(self) -> dict:
-        score, threshold = _apart(self.score, self.point.threshold, self.accept)
         return {
             "path": self.path,
             "claimed": self.claimed,
             "accept": self.accept,
-            "score": score,
-            "probability": round(self.probability, 6),
+            "score": as_decided(self.score, self.point.threshold, self.accept),
+            "probability": as_decided(self.probability, 0.5, self.accept),
             **self.point.to_dict(),
-            "threshold": threshold,
             "speech_s": round(self.speech_s, 3),
             "enrolled_recording": self.enrolled_recording,
         }
 
 
-def _apart(score: float, threshold: float, accept: bool, digits: int = 6) -> tuple:
-    """``score`` and ``threshold`` rounded to ``digits``, or to as many more as it takes for
-    the two to read as the decision does (a rejected score equal to its threshold when
-    rounded read as a contradiction: "0.746 < threshold 0.746")."""
-    while digits < 12:
-        a, b = round(score, digits), round(threshold, digits)
-        if (a >= b) == accept:
-            return a, b
-        digits += 1
-    return score, threshold
+def _enrolled(src, digest: str | None, held: set[str]) -> bool | None:
+    """Whether a claim is one of the recordings whose digests a voice keeps (``held``), by
+    its bytes' ``digest`` or, given as samples, by theirs; None when the voice keeps none."""
+    if not held:
+        return None
+    return digest in held or (isinstance(src, Decoded) and content_digest(src) in held)
 
 
 @dataclass(frozen=True)
@@ -535,8 +537,10 @@ class Identity:
             "voice": self.voice,
             "voice_known": self.voice != UNKNOWN,
             "nearest": self.nearest,
-            "score": round(self.score, 6),
-            "probability": round(self.point.probability(self.score), 6),
+            "score": as_decided(self.score, self.point.threshold, self.voice != UNKNOWN),
+            "probability": as_decided(
+                self.point.probability(self.score), 0.5, self.voice != UNKNOWN
+            ),
             **self.point.to_dict(),
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
             **(self.engine.to_dict() if self.engine is not None else {}),
@@ -835,7 +839,9 @@ def verify_each(
         with embedded:
             for i, (src, result) in enumerate(zip(sources, embedded, strict=True)):
                 # read as each answer is made: the first lines come at once
-                digest = digests[i] if digests is not None else held and content_digest(src)
+                digest = (
+                    digests[i] if digests is not None else content_digest(src) if held else None
+                )
                 result = with_speech(src, result)
                 if isinstance(result, WhichvoiceError):
                     yield result
@@ -851,7 +857,7 @@ def verify_each(
                     point.probability(score),
                     point,
                     speech_s=float(result[1]),
-                    enrolled_recording=bool(digest) and digest in held,
+                    enrolled_recording=_enrolled(src, digest, held),
                 )
 
     return answers()

@@ -50,8 +50,12 @@ def _stdout_spells_what_it_cannot_encode() -> None:
     as stderr writes it."""
     with contextlib.suppress(AttributeError, ValueError, OSError, LookupError):
         if sys.stdout.errors in ("strict", "surrogateescape"):
+            # a name's own bytes go out as bytes where the encoding is ASCII's superset
+            # (UTF-16 or EBCDIC would take them for other characters): else escaped
+            ascii_based = "name: Zo".encode(sys.stdout.encoding) == b"name: Zo"
             codecs.register_error("whichvoice-stdout", _spelled_out)
-            sys.stdout.reconfigure(errors="whichvoice-stdout")
+            errors = "whichvoice-stdout" if ascii_based else "backslashreplace"
+            sys.stdout.reconfigure(errors=errors)
 
 
 def _spelled_out(e: UnicodeError) -> tuple[bytes, int]:

@@ -19,7 +19,7 @@ from whichvoice.cli.common import (
     shown,
 )
 from whichvoice.errors import WhichvoiceError
-from whichvoice.text import counted
+from whichvoice.text import as_decided, counted
 
 
 def _encoder(model: Path | None):
@@ -99,17 +99,27 @@ def _inputs(files: tuple[Path, ...], *, strict: bool = False) -> list:
 
 
 def _figures(r) -> tuple[str, str]:
-    """A verdict's score and threshold to 3 decimals, or to as many more as it takes for
-    them to read as the decision does ("0.746 < threshold 0.746" read as a contradiction)."""
+    """A verdict's (or an identity's) score and threshold to 3 decimals, or to as many more
+    as it takes for them to read as the decision does ("0.746 < threshold 0.746" read as a
+    contradiction); past 9, the score one step under the threshold shown."""
+    above = r.accept if hasattr(r, "accept") else r.voice != "unknown"
     digits = 3
-    while digits < 9 and (round(r.score, digits) >= round(r.threshold, digits)) != r.accept:
+    while digits < 9 and (round(r.score, digits) >= round(r.threshold, digits)) != above:
         digits += 1
-    return f"{r.score:.{digits}f}", f"{r.threshold:.{digits}f}"
+    score = as_decided(r.score, r.threshold, above, digits)
+    return f"{score:.{digits}f}", f"{r.threshold:.{digits}f}"
+
+
+def _probability(r) -> str:
+    """A verdict's probability as the decision reads it (never "0.500" for a rejection)."""
+    digits = 3
+    while digits < 6 and (round(r.probability, digits) >= 0.5) != r.accept:
+        digits += 1
+    return f"{as_decided(r.probability, 0.5, r.accept, digits):.{digits}f}"
 
 
 def _point(r) -> str:
-    shown_threshold = _figures(r)[1] if hasattr(r, "accept") else f"{r.threshold:.3f}"
-    return f"threshold {shown_threshold}" + ("" if r.point.source == "calibrated" else " (given)")
+    return f"threshold {_figures(r)[1]}" + ("" if r.point.source == "calibrated" else " (given)")
 
 
 _quiet_option = click.option(
@@ -215,7 +225,7 @@ def verify_cmd(
             as_json,
             lambda r: (
                 f"{'accept' if r.accept else 'reject'}\tscore {_figures(r)[0]} "
-                f"{'>=' if r.accept else '<'} {_point(r)}\tp(same voice) {r.probability:.3f}"
+                f"{'>=' if r.accept else '<'} {_point(r)}\tp(same voice) {_probability(r)}"
             ),
         )
     if failed or rejected:
@@ -235,7 +245,7 @@ def _claims_warned(results: Iterable) -> Iterator:
                 f"is one of the recordings {r.claimed} was enrolled from: a replay scores as "
                 "the voice itself (nothing checks that a person is speaking)"
             )
-        if not isinstance(r, Exception) and r.speech_s < SHORT_CLIP_S:
+        if not isinstance(r, Exception) and not r.accept and r.speech_s < SHORT_CLIP_S:
             why.append(
                 f"holds {r.speech_s:.1f} s of speech: claims under {SHORT_CLIP_S:g} s of the "
                 "right voice are mostly rejected (verification.md)"
@@ -296,9 +306,9 @@ def identify_cmd(
             as_json,
             lambda r: (
                 (
-                    f"{r.voice}\tscore {r.score:.3f} >= {_point(r)}"
+                    f"{r.voice}\tscore {_figures(r)[0]} >= {_point(r)}"
                     if r.voice == r.nearest
-                    else f"{r.voice}\tnearest {r.nearest} score {r.score:.3f} < {_point(r)}"
+                    else f"{r.voice}\tnearest {r.nearest} score {_figures(r)[0]} < {_point(r)}"
                 )
                 + _engine(r)
             ),
@@ -519,10 +529,17 @@ def calibrate_cmd(
         if files is not None
         else trials_from_list(encoder, trials, target_far=target_far, force=force)
     )
+    import logging
+
+    encoders_log = logging.getLogger("whichvoice.encoders")
+    level = encoders_log.level
+    encoders_log.setLevel(logging.ERROR)  # a stale one's warning: this one replaces it
     try:
         before = operating_point(encoder, None)  # what answered until now
     except WhichvoiceError:  # a calibration that cannot be read: this one replaces it
         before = None
+    finally:
+        encoders_log.setLevel(level)
     dest = calibration_dir(encoder)
     result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials), force=force,
                        encoder=model_id(encoder))  # fmt: skip
@@ -535,7 +552,8 @@ def calibrate_cmd(
             f"({result['target_trials']} target / {result['nontarget_trials']} non-target trials)"
             f"; encoder {model_id(encoder)}, saved in {dest / 'calibration.json'}"
         )
-    if before is not None and result["threshold"] < before.threshold:  # even with --json
+    # said even with --json; a change under 1e-4 is none (the same trials, rounded)
+    if before is not None and result["threshold"] < before.threshold - 1e-4:
         far = (
             f" (its dev false acceptances: {100 * before.false_acceptance:.2f} %)"
             if before.false_acceptance is not None
