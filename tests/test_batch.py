@@ -665,6 +665,7 @@ def _same_rows(got: list[str], want: list[str]) -> bool:
     )
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_quiet_is_taken_without_an_output(cli) -> None:
     from .conftest import HUMAN_DEV
 

@@ -307,6 +307,7 @@ def test_bad_option_value(cli, tmp_path: Path) -> None:
     assert "ogg" in proc.stderr
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_serve_takes_a_run_or_no_classifier_not_both(cli, tmp_path: Path) -> None:
     proc = cli("serve", str(tmp_path), "--no-classifier", "--port", "0")
     assert proc.returncode == 2 and "RUN or --no-classifier, not both" in proc.stderr
@@ -343,6 +344,7 @@ def test_sigterm_is_taken_as_ctrl_c_by_the_command_alone() -> None:
     assert run(LOCAL_RANK="0", RANK="0") == "False 0"  # torchrun stops its ranks itself
 
 
+@pytest.mark.slow  # CLI processes, synthesis or imports
 def test_a_mistyped_run_is_refused_not_answered_by_the_bundled_model(cli, tmp_path: Path) -> None:
     clip = tmp_path / "a.wav"
     clip.write_bytes(b"RIFF")
