@@ -474,3 +474,15 @@ def test_a_calibration_the_server_cannot_read_is_its_own_fault_and_path(tmp_path
         _read_calibration(broken)
     assert str(broken) in str(e.value) and str(tmp_path) not in e.value.public_message()
     assert error_status(e.value) == (503, "unavailable")
+
+
+def test_a_verdict_of_a_voice_without_digests_is_answered() -> None:
+    """enrolled_recording is null for a voice that keeps no digests (imported, or enrolled
+    before galleries kept them): the response model refused it, a 500 (a code review)."""
+    from whichvoice.serve.schemas import VerifyResponse
+
+    row = {"path": "a.wav", "claimed": "ann", "accept": True, "score": 0.9, "probability": 0.9,
+           "threshold": 0.75, "threshold_source": "calibrated", "dev_false_acceptance": 0.001,
+           "dev_false_rejection": 0.07, "speech_s": 3.0, "enrolled_recording": None}  # fmt: skip
+    answer = VerifyResponse(results=[row]).model_dump()["results"][0]
+    assert answer["enrolled_recording"] is None and answer["accept"] is True

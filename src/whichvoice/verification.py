@@ -542,7 +542,11 @@ class Identity:
                 self.point.probability(self.score), 0.5, self.voice != UNKNOWN
             ),
             **self.point.to_dict(),
-            "scores": {k: round(v, 6) for k, v in self.scores.items()},
+            # each as the decision reads it: the nearest's, under the threshold when unknown
+            "scores": {
+                k: as_decided(v, self.point.threshold, v >= self.point.threshold)
+                for k, v in self.scores.items()
+            },
             **(self.engine.to_dict() if self.engine is not None else {}),
         }
 

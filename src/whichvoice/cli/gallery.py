@@ -540,6 +540,9 @@ def calibrate_cmd(
         before = None
     finally:
         encoders_log.setLevel(level)
+        from whichvoice.encoders import warn_once
+
+        warn_once.cache_clear()  # what went unsaid while muted may be said later
     dest = calibration_dir(encoder)
     result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials), force=force,
                        encoder=model_id(encoder))  # fmt: skip

@@ -182,10 +182,11 @@ class Verdict(BaseModel):
         default=None, description="The calibrated threshold's false rejection rate on dev trials"
     )
     speech_s: float = Field(default=0.0, description="Seconds of speech the file held")
-    enrolled_recording: bool = Field(
+    enrolled_recording: bool | None = Field(
         default=False,
         description="The file is one of the recordings the voice was enrolled from: a replay "
-        "scores as the voice itself (nothing checks liveness)",
+        "scores as the voice itself (nothing checks liveness); null: the voice keeps no "
+        "digests of its recordings (enrolled before galleries kept them), so it cannot be told",
     )
 
 
