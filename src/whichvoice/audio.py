@@ -154,10 +154,10 @@ class Mixer:
         channels = data.shape[1]
         if data.size == 0:  # no samples: the stretches stay where they were
             return self.end() if now else np.zeros(0, np.float32)
-        if channels != 2:
-            before = self.end() if self.held_n else None  # nothing held comes after
-            out = self._other(data)
-            return out if before is None else np.concatenate([before, out])
+        if channels == 1:
+            return data[:, 0].astype(np.float32)
+        if channels != 2:  # a recording's layout does not change between its blocks
+            return data.mean(axis=1, dtype=np.float32)
         self.held.append(data)
         self.held_n += data.shape[0]
         if not now and self.held_n < self.stretch:
@@ -176,17 +176,6 @@ class Mixer:
         data = self.held[0] if len(self.held) == 1 else np.concatenate(self.held)
         self.held, self.held_n = [], 0
         return self._mono(data)
-
-    @staticmethod
-    def _other(data: np.ndarray) -> np.ndarray:
-        if data.size == 0:
-            return np.zeros(0, np.float32)
-        mix = data[:, 0].astype(np.float32)
-        for c in range(1, data.shape[1]):
-            mix += data[:, c]
-        if data.shape[1] > 1:
-            mix *= np.float32(1 / data.shape[1])
-        return mix
 
     def _mono(self, data: np.ndarray) -> np.ndarray:
         left, right = data[:, 0], data[:, 1]

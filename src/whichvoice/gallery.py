@@ -635,7 +635,7 @@ class Gallery:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        if self.read_only and self._full:
+        if self._full:
             raise GalleryFullError(
                 f"{self.path}: the gallery cannot be written: its disk is full",
                 public="the gallery cannot be written",

@@ -504,14 +504,6 @@ class Verdict:
         }
 
 
-def _enrolled(src, digest: str | None, held: set[str]) -> bool | None:
-    """Whether a claim is one of the recordings whose digests a voice keeps (``held``), by
-    its bytes' ``digest`` or, given as samples, by theirs; None when the voice keeps none."""
-    if not held:
-        return None
-    return digest in held or (isinstance(src, Decoded) and content_digest(src) in held)
-
-
 @dataclass(frozen=True)
 class Identity:
     """``identify``'s answer for one recording: the enrolled ``voice`` it is (``unknown``
@@ -842,14 +834,21 @@ def verify_each(
         embedded = progress_bar(model.embed_many(sources), len(sources), "verify", progress)
         with embedded:
             for i, (src, result) in enumerate(zip(sources, embedded, strict=True)):
-                # read as each answer is made: the first lines come at once
-                digest = (
-                    digests[i] if digests is not None else content_digest(src) if held else None
-                )
                 result = with_speech(src, result)
                 if isinstance(result, WhichvoiceError):
                     yield result
                     continue
+                # read as each answer is made (the first lines come at once), for a voice
+                # that keeps digests alone
+                digest = (
+                    digests[i] if digests is not None else content_digest(src) if held else None
+                )
+                # given the bytes' digests (an upload), samples are compared by their own too
+                samples = (
+                    content_digest(src)
+                    if held and digests is not None and isinstance(src, Decoded)
+                    else None
+                )
                 if refs is None:
                     refs = voice_refs([voice], result[0].shape[0])
                 score = float(refs.scores(result[0])[0])
@@ -861,7 +860,7 @@ def verify_each(
                     point.probability(score),
                     point,
                     speech_s=float(result[1]),
-                    enrolled_recording=_enrolled(src, digest, held),
+                    enrolled_recording=(digest in held or samples in held) if held else None,
                 )
 
     return answers()

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 
@@ -31,11 +30,11 @@ from whichvoice.serve.service import (
     ServiceDep,
     media_type,
     named_type,
-    problem_of,
 )
 from whichvoice.verification import (
     NoUsableRecordings,
     TooLittleSpeech,
+    content_digest,
     enroll,
     identify,
     verify,
@@ -114,7 +113,7 @@ def gallery_answer(
         if not required and not isinstance(result, SilentAudioError):
             log.warning("no gallery answer: %s", result)
             return None
-        raise problem_of(result)
+        raise result  # the app answers it (error_status) and logs a 5xx
     d = result.to_dict()
     return GalleryAnswer(**{k: v for k, v in d.items() if k in GalleryAnswer.model_fields})
 
@@ -128,7 +127,7 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
         raise _no_speech(name, files, why)
     # the uploads' own bytes, as the CLI keeps a file's: the same recording sent again, or
     # enrolled from the command line before, counts once
-    digests = [hashlib.sha256(files[i][1]).hexdigest() for i in good]
+    digests = [content_digest(files[i][1]) for i in good]
     try:
         with service.gallery(create=True) as (encoder, g):
             voice, failed = enroll(
@@ -188,7 +187,7 @@ def verify_files(
     good = [d for d in decoded if isinstance(d, Decoded)]
     # as enrollment digests an upload: its bytes (a replay of an enrolled one says so)
     digests = [
-        hashlib.sha256(data).hexdigest()
+        content_digest(data)
         for (_, data), d in zip(files, decoded, strict=True)
         if isinstance(d, Decoded)
     ]

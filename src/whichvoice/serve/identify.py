@@ -14,7 +14,7 @@ from whichvoice.errors import WhichvoiceError
 from whichvoice.gallery import UNKNOWN
 from whichvoice.serve.enrollment import THRESHOLD, gallery_answer
 from whichvoice.serve.schemas import IdentifyResponse, TraceResponse
-from whichvoice.serve.service import HTTPProblem, ServiceDep, problem_of
+from whichvoice.serve.service import HTTPProblem, ServiceDep
 
 router = APIRouter(tags=["identification"])
 
@@ -160,7 +160,7 @@ def trace_upload(service, data: bytes, name: str) -> TraceResponse:
         encoder.model, encoder.engine_head, [audio], hear_speech=True
     )
     if isinstance(result, WhichvoiceError):
-        raise problem_of(result)
+        raise result  # the app answers it (error_status) and logs a 5xx
     return TraceResponse(**answer.to_dict(), duration_s=round(audio.wave.shape[0] / audio.rate, 3))
 
 

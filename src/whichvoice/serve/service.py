@@ -135,16 +135,6 @@ def error_status(exc: WhichvoiceError) -> tuple[int, str]:
     )
 
 
-def problem_of(exc: WhichvoiceError) -> HTTPProblem:
-    """The answer to a whichvoice error met while answering: its status, kind and public
-    message; one that is the server's fault (5xx) is logged in full, as the app's handler of
-    raised errors logs it (an operator reads what the client is not told)."""
-    status, kind = error_status(exc)
-    if status >= 500:
-        logging.getLogger("whichvoice.serve").error("%s", exc)
-    return HTTPProblem(status, kind, exc.public_message())
-
-
 class HTTPProblem(Exception):
     """An error answered as ``{"error", "kind"}`` with its status."""
 
