@@ -260,6 +260,11 @@ def test_every_error_code(server: str, clips) -> None:
     # liveness and the page answer HEAD (probes use it); the live route says how to connect
     assert httpx.head(f"{server}/healthz").status_code == 200
     assert httpx.head(f"{server}/").status_code == 200
+    # every GET route answers HEAD as GET does, without the body (not 405)
+    for path in ("/ping", "/v1/voices", "/metrics", "/openapi.json"):
+        r = httpx.head(f"{server}{path}")
+        assert r.status_code == 200 and r.content == b"", (path, r.status_code)
+    assert httpx.head(f"{server}/v1/nothing").status_code == 404
     assert_error(httpx.get(f"{server}/v1/stream"), 426, "WebSocket")
     # with the stream's own parameters (or others) too: the answer is how to connect
     assert_error(httpx.get(f"{server}/v1/stream?rate=16000&x=1"), 426, "WebSocket")

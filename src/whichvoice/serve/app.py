@@ -242,6 +242,7 @@ class GuardAndMeasure:
                 status, started = message["status"], True
             await send(message)
 
+        inner = scope  # what the app is given (the router names its route in it)
         headers = Headers(scope=scope)
         if scope["method"] not in SAFE_METHODS and (
             origin := foreign_origin(headers, service.cfg.allow_origins)
@@ -271,8 +272,12 @@ class GuardAndMeasure:
             response = _answer(Request(scope), 422, "invalid", message)
             await response(scope, receive, measured_send)
         else:
+            # HEAD is answered as GET would be, without the body (uvicorn drops it, reading
+            # its own scope): every page and GET route answers a probe's or a link checker's
+            # HEAD, not 405
+            inner = {**scope, "method": "GET"} if scope["method"] == "HEAD" else scope
             try:
-                await self.app(scope, receive, measured_send)
+                await self.app(inner, receive, measured_send)
             except ClientDisconnect:
                 # the client hung up before its request was read: no one to answer, and no
                 # bug (nginx's 499, "client closed request", in the request counts)
@@ -288,6 +293,6 @@ class GuardAndMeasure:
                 await _answer(Request(scope), 500, "internal", message)(
                     scope, receive, measured_send
                 )
-        label = getattr(scope.get("route"), "path", "other")
+        label = getattr(inner.get("route"), "path", "other")
         service.requests.labels(label, scope["method"], str(status)).inc()
         service.latency.labels(label).observe(time.perf_counter() - t0)

@@ -34,11 +34,3 @@ async def metrics(service: ServiceDep) -> Response:
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
-
-
-@router.head("/healthz", include_in_schema=False)
-@router.head("/", include_in_schema=False)
-async def head() -> Response:
-    """What a probe asks with HEAD: the status, no body (kept out of the schema, where it
-    would share the GET routes' operation ids)."""
-    return Response(status_code=200)
