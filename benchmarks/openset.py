@@ -29,15 +29,20 @@ from whichvoice.evaluate import labelled_files
 from whichvoice.openset import fit_openset
 from whichvoice.protocol import OTHER_VOICES, pool_sentences, pool_voices
 from whichvoice.runtime import bundled_classifier, load_model
-from whichvoice.scoring import proportion
+from whichvoice.scoring import clustered_proportion, proportion
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / "recordings"
 DIGITS_PER_CLIP = 6  # spoken digits joined into one clip (~3 s)
+INTERVAL = (
+    "Wilson at the effective count: clips / design effect, the voices (speakers) as clusters "
+    "(Kish; 1 + (clips per voice - 1) x intraclass correlation); where every clip of every "
+    "voice went one way, each voice counts once. ci95_clips: were the clips independent"
+)
 
 
-def other_voices(work: Path, pool: str, sentences: int, quiet: bool) -> list[Path]:
-    """Clips of voices outside default8 for ``pool``: the named other voices and 8 random
-    variants of the pool, each reading ``sentences`` sentences of the pool."""
+def other_voices(work: Path, pool: str, sentences: int, quiet: bool) -> list[tuple[Path, str]]:
+    """Clips of voices outside default8 for ``pool``, as (path, voice): the named other voices
+    and 8 random variants of the pool, each reading ``sentences`` sentences of the pool."""
     corpus = work / f"{pool}-other"
     synthesize_corpus(
         corpus,
@@ -46,12 +51,13 @@ def other_voices(work: Path, pool: str, sentences: int, quiet: bool) -> list[Pat
         progress=not quiet,
     )
     rows = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()]
-    return [corpus / r["path"] for r in rows]
+    return [(corpus / r["path"], r["voice"]) for r in rows]
 
 
-def human_clips(work: Path, per_speaker: int = 10) -> list[Path]:
-    """``per_speaker`` clips per human-dev speaker, each ``DIGITS_PER_CLIP`` takes joined with
-    0.2 s pauses (one take is ~0.5 s: too short alone)."""
+def human_clips(work: Path, per_speaker: int = 10) -> list[tuple[Path, str]]:
+    """``per_speaker`` clips per human-dev speaker, as (path, speaker), each
+    ``DIGITS_PER_CLIP`` takes joined with 0.2 s pauses (one take is ~0.5 s: too short
+    alone)."""
     import soundfile as sf
 
     out = work / "human"
@@ -68,13 +74,24 @@ def human_clips(work: Path, per_speaker: int = 10) -> list[Path]:
                 parts += [wave, np.zeros(int(0.2 * rate), np.float32)]
             path = out / f"{speaker}-{k}.wav"
             sf.write(path, np.concatenate(parts), rate)
-            clips.append(path)
+            clips.append((path, speaker))
     return clips
 
 
-def rejected(model, paths: list) -> dict:
-    answers = [p for p in model.identify_many(paths) if not isinstance(p, Exception)]
-    return proportion(sum(p.known is False for p in answers), len(answers))
+def rejected(model, clips: list[tuple]) -> dict:
+    """The share of ``clips`` ((source, voice)) answered "unknown", its interval with the
+    voices as clusters (one voice's clips go right or wrong together: the population is
+    voices, not clips)."""
+    answers = model.identify_many([source for source, _ in clips])
+    k: dict[str, int] = {}
+    n: dict[str, int] = {}
+    for (_, voice), p in zip(clips, answers, strict=True):
+        if not isinstance(p, Exception):
+            n[voice] = n.get(voice, 0) + 1
+            k[voice] = k.get(voice, 0) + (p.known is False)
+    result = clustered_proportion([k[v] for v in n], [n[v] for v in n])
+    result["interval"] = INTERVAL
+    return result
 
 
 def kept(model, known: list) -> tuple[dict, dict]:
@@ -102,7 +119,7 @@ def figures(model, known: list, others: list, people: list | None) -> dict:
         "known_answered_right": right,
         "known_short_kept": short_named,
         "other_tts_rejected": rejected(model, others),
-        "other_tts_short_rejected": rejected(model, [_middle(p, SHORT_S) for p in others]),
+        "other_tts_short_rejected": rejected(model, [(_middle(p, SHORT_S), v) for p, v in others]),
         "human_rejected": rejected(model, people) if people else None,
     }
 
@@ -128,7 +145,7 @@ def main() -> None:
     own = load_model(bundled_classifier())
     dev_set = pool_set(work, "dev", args.sentences, args.quiet)
     dev_known = [(f.path, f.voice) for f in labelled_files(dev_set, own.labels)]
-    dev_other = other_voices(work, "dev", args.other_sentences, args.quiet)
+    dev_other = [p for p, _ in other_voices(work, "dev", args.other_sentences, args.quiet)]
     own.openset = fit_openset(own, dev_known, dev_other)  # keep: the default, as shipped
     result = {
         "benchmark": "openset",

@@ -966,7 +966,8 @@ def openset_table() -> str:
             others = "".join(
                 f" {_rate(y[key])} |" if y.get(key) is not None else " |" for _, y in extra
             )
-            rows.append(f"| {what} | {_rate(x)} |{others} {x['n']} |")
+            units = f" ({x['units']} voices)" if x.get("units") else ""
+            rows.append(f"| {what} | {_rate(x)} |{others} {x['n']}{units} |")
     f = r["fitted_on_dev"]
     what = r.get("embedding", "the run's own, mean of the windows")
     own = r.get("own_embedding")
@@ -986,7 +987,15 @@ def openset_table() -> str:
             if own
             else ""
         )
-        + f". Made by {_made(r)}.",
+        + f". Made by {_made(r)}."
+        + (
+            " The other voices' and people's intervals count voices, not clips, as the "
+            "observations where their clips go together (Wilson at the effective count, "
+            "`clustered_proportion`); the 8 voices' count clips (their population is "
+            "sentences)."
+            if "interval" in t.get("other_tts_rejected", {})
+            else ""
+        ),
     ]
     return "\n".join(rows)
 

@@ -115,16 +115,18 @@ def _digits(speaker: str, path: Path, first_take: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def other_tts(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The dev-pool sentence read by test-pool TTS voices outside default8 (none of them
-    trained on, none in the dev clips the open set was fitted on)."""
-    from whichvoice.protocol import OTHER_VOICES, pool_sentences
+    """The dev-pool sentence read by test-pool TTS voices outside default8 that espeak-ng
+    speaks here (no encoder or classifier trained on them, none in the dev clips the open set
+    was fitted on): the named test voice and three test-pool variants."""
+    from whichvoice.protocol import OTHER_VOICES, pool_sentences, pool_voices
 
     from .conftest import run_cli
 
     text = pool_sentences("dev", 1)[0].text
     out = tmp_path_factory.mktemp("other-tts")
     clips = []
-    for voice in [v for v in OTHER_VOICES["test"] if v.startswith("espeak-ng:")]:
+    named = [v for v in OTHER_VOICES["test"] if v.startswith("espeak-ng:")]
+    for voice in [*named, *pool_voices("test", 3)]:
         path = out / f"{voice.replace(':', '_')}.mp3"
         run_cli("synth", str(path), "--text", text, "--voices", voice, "--quiet", check=True)
         clips.append(path)
@@ -137,8 +139,8 @@ def test_the_open_set_answer(
     """Its own voices are named; a person it never heard is "unknown", with the nearest voice
     and the score under the threshold (fitted on dev data, shipped in openset.json); so are
     other TTS voices, which the classifier's own embedding put near its voices (the shipped
-    open set scores the bundled encoder's embedding: 4 of these 4 were named as one of its
-    voices with the classifier's own, stop 54)."""
+    open set scores the bundled encoder's embedding: 4 of stop 54's 4 such voices were named as
+    one of its voices with the classifier's own)."""
     from whichvoice.runtime import load_model
 
     model = load_model()

@@ -163,6 +163,31 @@ def test_wilson_intervals_match_published_values() -> None:
     assert proportion(3, 4) == {"value": 0.75, "k": 3, "n": 4, "ci95": [0.300642, 0.954413]}
 
 
+def test_clustered_proportions_count_voices_not_clips() -> None:
+    from whichvoice.scoring import clustered_proportion, proportion, wilson
+
+    # every clip of 16 voices right: each voice counts once (the data cannot show how a
+    # voice's clips go together), so the interval is Wilson's for 16 of 16, not 160 of 160
+    x = clustered_proportion([10] * 16, [10] * 16)
+    assert (x["k"], x["n"], x["units"], x["effective_n"]) == (160, 160, 16, 16.0)
+    assert np.allclose(x["ci95"], wilson(16, 16), atol=1e-6)
+    assert x["ci95_clips"] == proportion(160, 160)["ci95"]
+    # voices wholly right or wholly wrong: as many observations as voices
+    x = clustered_proportion([10, 10, 10, 0], [10] * 4)
+    assert x["effective_n"] == 4.0 and np.allclose(x["ci95"], wilson(3, 4), atol=1e-6)
+    # the same share spread evenly over the voices (no clustering): the clips' own interval
+    x = clustered_proportion([5] * 10, [10] * 10)
+    assert x["effective_n"] == 100.0 and x["ci95"] == proportion(50, 100)["ci95"]
+    # partly clustered: between the two
+    x = clustered_proportion([2, 9, 5, 10, 1, 7], [10] * 6)
+    assert 6 < x["effective_n"] < 60
+    assert x["ci95"][0] < x["ci95_clips"][0] and x["ci95"][1] > x["ci95_clips"][1]
+    # a unit without clips is no unit; one unit is the clips' interval
+    assert clustered_proportion([3, 0], [4, 0])["units"] == 1
+    with pytest.raises(ValueError):
+        clustered_proportion([5], [4])
+
+
 def test_weights_count_trials_as_often_as_repeated() -> None:
     from whichvoice.scoring import error_rates
 

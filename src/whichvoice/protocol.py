@@ -89,10 +89,13 @@ OTHER_VOICES = {
         "espeak-ng:en-us", "espeak-ng:en-us+Andy", "espeak-ng:en-gb+Annie",
         "espeak-ng:en-us+klatt2", "espeak-ng:en-gb-scotland+m1",
     ),
+    # voices the bundled encoder never heard (neither trained on nor held out in its recipe)
+    # and no dev set holds; until stop 65 six of these were the encoder's training voices and
+    # one a dev voice (festival:suo_fi_lj_diphone), which flattered an open set scored on the
+    # encoder's embedding. rhvoice:alan is left out: its speaker (awb) is a dev voice
     "test": (
-        "festival:pc_diphone", "festival:upc_ca_ona_hts", "festival:czech_krb",
-        "festival:suo_fi_lj_diphone", "espeak-ng:en-gb", "espeak-ng:en-us+Mike",
-        "espeak-ng:en-us+klatt4", "espeak-ng:en-029+f2",
+        "espeak-ng:en-gb", "mbrola:us1", "mbrola:en1", "rhvoice:bdl", "rhvoice:clb",
+        "pico:en-US", "pico:en-GB", "piper:en_US-joe-medium", "hibari:af_heart",
     ),
 }  # fmt: skip
 

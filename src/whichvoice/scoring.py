@@ -34,6 +34,38 @@ def proportion(k: int, n: int) -> dict:
             "ci95": [round(lo, 6), round(hi, 6)]}  # fmt: skip
 
 
+def clustered_proportion(k_per_unit, n_per_unit) -> dict:
+    """A proportion of clips that come in clusters (the clips of one voice or speaker, which
+    go right or wrong together more than independent clips do), as ``proportion`` reports it
+    with a Wilson interval at the effective count: clips / design effect (Kish), the design
+    effect 1 + (m - 1) * rho, m the mean clips per unit and rho the intraclass correlation
+    (ANOVA estimator, within [0, 1]). Where no unit's clips differ from another's (every clip
+    right, or every clip wrong) the data cannot show rho: each unit counts once (rho = 1).
+    Also "units", "effective_n" and "ci95_clips" (the interval were the clips independent)."""
+    k_i = np.asarray(k_per_unit, dtype=np.float64)
+    n_i = np.asarray(n_per_unit, dtype=np.float64)
+    if k_i.shape != n_i.shape or k_i.ndim != 1 or (k_i < 0).any() or (k_i > n_i).any():
+        raise ValueError("k_per_unit and n_per_unit: one count each per unit, 0 <= k <= n")
+    keep = n_i > 0
+    k_i, n_i = k_i[keep], n_i[keep]
+    k, n, g = int(k_i.sum()), int(n_i.sum()), len(n_i)
+    out = proportion(k, n)
+    out["ci95_clips"] = out["ci95"]
+    if g < 2 or n == 0:
+        out.update(units=g, effective_n=float(n))
+        return out
+    p, p_i = k / n, k_i / n_i
+    msb = float((n_i * (p_i - p) ** 2).sum()) / (g - 1)
+    msw = float((n_i * p_i * (1 - p_i)).sum()) / (n - g) if n > g else 0.0
+    n0 = (n - float((n_i**2).sum()) / n) / (g - 1)
+    spread = msb + (n0 - 1) * msw
+    rho = 1.0 if spread <= 1e-12 else min(1.0, max(0.0, (msb - msw) / spread))
+    effective = n / (1 + (n / g - 1) * rho)
+    lo, hi = wilson(p * effective, effective)
+    out.update(ci95=[round(lo, 6), round(hi, 6)], units=g, effective_n=round(effective, 2))
+    return out
+
+
 def cosine_scores(enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Cosine similarity of every test embedding with every enrolled one.
 
