@@ -3,15 +3,16 @@ saying digits, 8 kHz, CC BY-SA 4.0; ``../shared/data/human-dev``), each encoder 
 the same trials.
 
 Small and narrow (digits, 6 men): these figures show how the encoders compare on people, not
-what they reach on human speech in general, and nothing is tuned on them. Each clip joins
+what they reach on human speech in general. They are a dev set, not a held-out one: the fused
+encoder's weights and the human part of verify's pooled threshold were chosen on these speakers
+(``at_shipped_threshold`` is measured on clips that threshold was fitted on). Each clip joins
 ``--digits`` takes of different digits with 0.2 s pauses (~3 s); every take is used once. Each
 speaker is enrolled from 3 clips cut to 3 s of speech (as in ``benchmarks/verify.py``), and
 every other clip is scored against every speaker. ``auto`` (the fused encoder) had its weights
 chosen on these same speakers among others (``benchmarks/fusion.py``): its row is a dev figure,
-not a held-out one. Figures: EER with a 95 % interval from a
-bootstrap over speakers, top-1 identification with its Wilson interval, and false rejections
-and acceptances at each encoder's shipped threshold (set on dev trials, see verify.py). Writes
-benchmarks/results/human.json.
+not a held-out one. Figures: EER with a 95 % interval from a bootstrap over speakers, top-1
+identification with its Wilson interval, and false rejections and acceptances at each encoder's
+shipped threshold (set on dev trials, see verify.py). Writes benchmarks/results/human.json.
 
     python benchmarks/human.py [--clips 60] [--digits 6]
         [--encoders whichvoice,resemblyzer,dvector,auto]
