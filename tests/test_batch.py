@@ -833,6 +833,39 @@ def test_a_row_cut_inside_a_character_is_dropped_not_a_traceback(tmp_path: Path)
     assert out.read_bytes() == "path,error\n李明1.wav,\n".encode()
 
 
+@pytest.mark.parametrize("how", ["removed", "replaced", "folder removed"])
+def test_an_output_removed_while_written_is_said_not_counted(tmp_path: Path, how: str) -> None:
+    """Found by a review: the output (or its folder) removed mid-run, `predict --output` still
+    said "1600 rows, 0 failed" and exited 0, the rows gone into a file no path named."""
+    import shutil
+
+    from whichvoice.batch.sinks import _Lines
+    from whichvoice.errors import OutputLostError
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / "p.jsonl"
+    sink = _Lines(out, "jsonl")
+    sink.open(("path", "error"))
+    sink.write([{"path": "a.wav", "error": None}])
+    if how == "removed":
+        out.unlink()
+    elif how == "replaced":
+        out.unlink()
+        out.write_text("someone else's\n")
+    else:
+        shutil.rmtree(folder)
+    with pytest.raises(OutputLostError, match="removed or replaced while this run wrote it"):
+        sink.finish()
+    assert OutputLostError.exit_status == 1
+    # untouched, it finishes as before
+    kept = _Lines(tmp_path / "q.jsonl", "jsonl")
+    kept.open(("path", "error"))
+    kept.write([{"path": "a.wav", "error": None}])
+    kept.finish()
+    assert [r["path"] for r in kept.scan()] == ["a.wav"]
+
+
 @pytest.mark.slow  # CLI processes
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_a_name_not_in_utf8_and_a_link_to_nothing_are_rows_of_their_own(

@@ -184,6 +184,11 @@ def test_the_open_set_answer(
     assert "\tunknown\tnearest " in line and "open-set score" in line
     row = json.loads(cli("predict", str(person), "--json", check=True).stdout)
     assert (row["answer"], row["known"]) == ("unknown", False)
+    # none of its voices: their engine family says nothing of this clip (no family, not a
+    # likeliest voice's at 0.99); the text line names none either
+    assert (row["engine"], row["engine_confidence"], row["engine_known"]) == (None, None, None)
+    assert "\tengine " not in line
+    assert others[0].engine is None and phrases and ours[0].engine is not None
     # a batch output carries the score and the threshold that decided it, as --json does
     out = tmp_path / "answers.csv"
     files = [person, phrases["flite:slt"]]

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,36 @@ def test_enroll_accumulates_the_mean(tmp_path: Path) -> None:
             g.get("Nobody")
         with pytest.raises(GalleryError):
             g.remove("Nobody")
+
+
+def test_a_gallery_moved_or_removed_while_open_is_not_written_to(tmp_path: Path) -> None:
+    """Found by a review: a gallery file moved (a backup script) or removed (its folder
+    deleted) while `enroll` held it open took the enrollment into a file no path names, or
+    a log left beside the old name, and the command said "enrolled" with exit 0."""
+    from whichvoice.gallery import GalleryMovedError
+
+    rows = unit(np.random.default_rng(1).normal(size=(2, 8)))
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    path = folder / "g.sqlite"
+    with Gallery(path, "model-1") as g:
+        g.enroll("Joanna", rows, 6.0)
+    with Gallery(path, "model-1") as g:
+        os.rename(path, folder / "moved.sqlite")
+        with pytest.raises(GalleryMovedError, match=r"moved or removed .* nothing of this"):
+            g.enroll("Matthew", rows, 6.0)
+    with Gallery(folder / "moved.sqlite", "model-1") as g:  # whole, as it was
+        assert g.names() == ["Joanna"]
+    assert not path.exists()
+    with Gallery(folder / "moved.sqlite", "model-1") as g:
+        shutil.rmtree(folder)  # the folder deleted under it
+        with pytest.raises(GalleryMovedError):
+            g.enroll("Matthew", rows, 6.0)
+    # a gallery made by its first write is written as before
+    with Gallery(tmp_path / "new.sqlite", "model-1") as g:
+        g.enroll("Joanna", rows, 6.0)
+        g.enroll("Matthew", rows, 6.0)
+        assert g.names() == ["Joanna", "Matthew"]
 
 
 def test_another_models_gallery_is_refused(tmp_path: Path) -> None:

@@ -178,7 +178,9 @@ class _FakeEncoder:
                 yield np.eye(8, dtype=np.float32)[i % 8], 1.0
 
 
-def test_fit_from_clips_keeps_each_fingerprint_beside_its_embedding(tmp_path: Path) -> None:
+def test_fit_from_clips_keeps_each_fingerprint_beside_its_embedding(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Clips the encoder cannot embed (the originals and the degraded copies) are left out of
     both the embeddings and the fingerprints, the rows staying paired."""
     import soundfile
@@ -197,8 +199,19 @@ def test_fit_from_clips_keeps_each_fingerprint_beside_its_embedding(tmp_path: Pa
     head = fit_from_clips(_FakeEncoder({1, 8 + 2}), clips, clips, keep=0.9, fingerprint=True)
     assert head.reads_fingerprint
     assert head.fitted["clips"] == 8 - 1 + 7 - 1  # 1 original and 1 of the 7 copies failed
+    caplog.clear()
     plain = fit_from_clips(_FakeEncoder(set()), clips, clips, fingerprint=False, augment=False)
     assert not plain.reads_fingerprint and plain.fitted["clips"] == 8
+    # a threshold set on the voices it trained on says so (a review: a small corpus's head
+    # answered every unseen engine, music and a person with a known family)
+    assert plain.fitted["dev_unseen_voices"] == 0
+    assert "trained on" in caplog.text and "3 voices or more" in caplog.text
+    caplog.clear()
+    held = Labelled([*paths[:3], *paths[4:7]], [*families[:3], *families[4:7]],
+                    [*voices[:3], *voices[4:7]])  # fmt: skip
+    dev = Labelled([paths[3], paths[7]], [families[3], families[7]], [voices[3], voices[7]])
+    other = fit_from_clips(_FakeEncoder(set()), held, dev, fingerprint=False, augment=False)
+    assert other.fitted["dev_unseen_voices"] == 2 and "trained on" not in caplog.text
 
 
 # train / dev / test voices of three known families, and a family left out (espeak-ng's
@@ -346,6 +359,8 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert f"threshold {answer['engine_threshold']:.3f}" in text
     assert answer["engine_known"] == (answer["engine_score"] >= answer["engine_threshold"])
     assert text.startswith(str(clip))
+    # the head's share of its likeliest family is no probability of being right: not printed
+    assert "\tp " not in text and "score " in text
     quiet = run_cli("trace", str(clip), "--head", str(head), "--quiet", check=True)
     assert quiet.stdout == text and quiet.stderr == ""
     bad = tmp_path / "bad.mp3"

@@ -60,6 +60,11 @@ class GalleryUnusableError(GalleryError):
     the fault of whoever holds the file, not of a request (the server answers 503)."""
 
 
+class GalleryMovedError(GalleryUnusableError):
+    """The gallery's file was moved or removed while this process had it open: a write would
+    go into a file no path names (lost), so nothing is written."""
+
+
 class GalleryFullError(GalleryUnusableError):
     """A write the gallery's disk had no room for (nothing of it was written): exit 1, as a
     full disk under other commands, once the work it was to store is done."""
@@ -358,6 +363,7 @@ class Gallery:
         # enrollment or import that fails, or is interrupted, leaves no file behind, and no
         # process ever removes a file another one may have opened
         self._create_on_write = False
+        self._file: tuple[int, int] | None = None  # the file opened, to see it moved
         if self.path.is_dir():  # SQLite would say "disk I/O error"
             raise GalleryUnusableError(
                 f"{self.path}: is a folder; give a gallery file (a .sqlite path)",
@@ -368,6 +374,7 @@ class Gallery:
             if self.path.exists():
                 try:
                     self._db = _connect(self.path)
+                    self._file = self._file_id()
                     self._refuse_a_stranger()
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._setup(model_id)
@@ -519,6 +526,7 @@ class Gallery:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = _connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
+            self._file = self._file_id()
         except (sqlite3.DatabaseError, OSError) as e:
             if made:
                 self._remove_files()
@@ -644,6 +652,7 @@ class Gallery:
             raise self._unwritable()
         if self._create_on_write:
             self._made_here = self._materialize()
+        moved = False
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -652,7 +661,10 @@ class Gallery:
                 with contextlib.suppress(sqlite3.Error):  # the failure is what to say
                     self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            # the file moved or removed meanwhile (a backup script, a cleanup): its commit
+            # would land in a file no path names, or in a log left beside the old name
+            moved = self._file is not None and self._file_id() != self._file
+            self._db.execute("ROLLBACK" if moved else "COMMIT")
         except BaseException as e:
             full = isinstance(e, sqlite3.OperationalError) and _out_of_room(e)
             if (full or getattr(self, "_made_here", False)) and self._holds_nothing():
@@ -672,6 +684,20 @@ class Gallery:
                 "nothing of this change was written",
                 public="the gallery cannot be written",
             ) from e
+        if moved:
+            raise GalleryMovedError(
+                f"{self.path}: the gallery file was moved or removed while this command had it "
+                "open; nothing of this change was written (run it again)",
+                public="the gallery cannot be written",
+            )
+
+    def _file_id(self) -> tuple[int, int] | None:
+        """(device, inode) of the file at the gallery's path now; None when there is none."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     def _remove_files(self) -> None:
         for part in ("", "-wal", "-shm"):
@@ -700,7 +726,7 @@ class Gallery:
         empty gallery in memory again, made on the next write."""
         self._db.close()
         self._remove_files()
-        self._db = _connect(":memory:")
+        self._db, self._file = _connect(":memory:"), None
         self._setup(self.model_id)
         self._create_on_write, self._made_here = True, False
 

@@ -369,7 +369,16 @@ def fit_from_clips(
                                           left_out=left_out)  # fmt: skip
     head = head.with_threshold(dev_emb, [dev.families[i] for i in dev_kept], keep,
                                fingerprints=dev_fp)  # fmt: skip
-    return replace(head, fitted=head.fitted | {"augmented": augment, "left_out": left_out})
+    unseen = sorted({dev.voices[i] for i in dev_kept} - set(voices))
+    if not unseen:  # a threshold set on voices it trained on keeps nearly everything
+        log.warning(
+            "the engine head's threshold was set on clips of voices it was trained on (no "
+            "family has 3 voices or more, or no --dev-corpus of other voices): it will answer "
+            'few clips of an engine it never saw "unknown"; give each family 3 voices or '
+            "more, or a dev corpus of voices it never heard"
+        )
+    fitted = {"augmented": augment, "left_out": left_out, "dev_unseen_voices": len(unseen)}
+    return replace(head, fitted=head.fitted | fitted)
 
 
 def shipped_head() -> Path:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from whichvoice.errors import OutputError
+from whichvoice.errors import OutputError, OutputLostError
 
 ROW_GROUP = 10_000  # rows per Parquet row group
 
@@ -142,7 +142,18 @@ class _Lines:
     def finish(self) -> None:
         if self.file is not None:
             file, self.file = self.file, None
+            try:  # the path still names the file written (not removed or replaced meanwhile)
+                here = os.stat(self.path)
+                mine = os.fstat(file.fileno())
+                gone = (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino)
+            except OSError:
+                gone = True
             file.close()  # its error (a full disk) is the run's
+            if gone:  # the rows went into a file no path names: said, not "N rows"
+                raise OutputLostError(
+                    f"{self.path}: removed or replaced while this run wrote it; its rows are "
+                    "lost (run again)"
+                )
 
     def close(self) -> None:
         """Closed after an error too: what the buffer could not write then (a full disk)

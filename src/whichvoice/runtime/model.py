@@ -80,7 +80,8 @@ class Prediction:
     # with ``--target engine`` names it; a voice run with an engine head (``RUN/engine``, from
     # ``--target both``) answers with the head ("unknown" for an engine it never saw); any
     # other voice run gives the family of its most likely voices (probabilities summed per
-    # family), with ``engine_known`` None: it has no open-set answer at this level
+    # family), with ``engine_known`` None: it has no open-set answer at this level; and no
+    # family (None) for a clip its open set answers "unknown" (since stop 65)
     engine: str | None = None
     engine_confidence: float | None = None
     engine_known: bool | None = None
@@ -338,6 +339,8 @@ class VoiceModel:
                 "engine_confidence": answer.confidence,
                 "engine_known": answer.known,
             }
+        if known is False:  # none of its voices: their families say nothing of this clip's
+            return {"engine": None, "engine_confidence": None}
         per_family = np.bincount(self._family_of, weights=probs, minlength=len(self._families))
         k = int(per_family.argmax())
         return {"engine": self._families[k], "engine_confidence": float(per_family[k])}

@@ -100,8 +100,10 @@ def identify_upload(
                 "engine_known",
             )
         },
-        # to 6 places, as `classifier` and the command line give them (a review)
-        confidence=round(pred.confidence, 6),
+        # to 6 places, as `classifier` and the command line give them (a review); only when
+        # the answer is the classifier's: beside an enrolled voice or "unknown" its probability
+        # of another voice read as the answer's (a review: "unknown, confidence 0.99")
+        confidence=round(pred.confidence, 6) if source == "classifier" else None,
         probabilities={v: round(p, 6) for v, p in pred.probabilities.items()},
         top=[{"voice": v, "p": round(p, 6)} for v, p in pred.top],
         windows=pred.windows,

@@ -103,7 +103,12 @@ class IdentifyResponse(BaseModel):
         default=None, description="The classifier's own answer; null without a classifier"
     )
     name: str = Field(description="The voice as the talk's endpoint names it, e.g. slt or Joanna")
-    confidence: float | None = Field(description="The classifier's probability of `voice`")
+    confidence: float | None = Field(
+        description="The classifier's probability of `voice` when the classifier gave the "
+        "answer; null when an enrolled voice or nothing did (the classifier's probability of "
+        "its own nearest voice is `classifier.confidence`; an enrolled voice's is "
+        "`gallery.probability`)"
+    )
     probabilities: dict[str, float] = Field(description="Every voice the classifier knows")
     top: list[VoiceScore]
     duration_s: float = Field(description="Seconds of audio received")

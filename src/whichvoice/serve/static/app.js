@@ -194,7 +194,7 @@ function showResult(result, source) {
   // knows it, else "unknown"; each side's own answer is detail underneath
   const gallery = result.gallery;
   const classifier = result.classifier;
-  const byScore = result.confidence === null;  // no classifier: cosine scores
+  const byScore = !classifier;  // no classifier: cosine scores
   $("result-voice").textContent = result.voice;
   document.body.dataset.answer = result.answer_source;
   if (result.answer_source === "gallery") {
