@@ -192,6 +192,55 @@ def test_resume_after_a_cut_line(
     assert link.is_symlink() and out.read_bytes() == whole
 
 
+def test_overwrite_keeps_the_previous_output_until_the_run_completes(
+    trained_run: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """Found by a review: --overwrite removed the complete output before any work, so a kill
+    (or an OOM) left a header where 1,600 rows had been. It is set aside now, and goes when
+    the run completes; a run that fails before its first row puts it back."""
+    from whichvoice.batch import Inputs
+
+    inputs = manifest_inputs(small_corpus / "manifest.jsonl")
+    out = tmp_path / "preds.csv"
+    aside = tmp_path / ".preds.csv.previous"
+    predict_batch(trained_run, inputs, out, progress=False)
+    whole = out.read_bytes()
+    n = sum(1 for _ in inputs)
+
+    def failing(after: int, error: type[BaseException]) -> Inputs:
+        passes = []
+
+        def read():
+            passes.append(1)
+            for i, item in enumerate(inputs):
+                if len(passes) > 1 and i == after:  # the first pass counts them
+                    raise error("stopped")
+                yield item
+
+        return Inputs("failing", read, labelled=inputs.labelled)
+
+    # fails before its first row: the previous output is back, whole, with its record
+    with pytest.raises(RuntimeError):
+        predict_batch(trained_run, failing(0, RuntimeError), out, overwrite=True,
+                      progress=False)  # fmt: skip
+    assert out.read_bytes() == whole and not aside.exists()
+    assert (tmp_path / ".preds.csv.whichvoice.json").is_file()
+    # interrupted after some rows: those rows stay for --resume, the previous output aside
+    with pytest.raises(KeyboardInterrupt):
+        predict_batch(trained_run, failing(n - 1, KeyboardInterrupt), out, overwrite=True,
+                      progress=False, chunk=1)  # fmt: skip
+    assert aside.read_bytes() == whole and 0 < len(out.read_bytes()) < len(whole)
+    # another --overwrite keeps that previous output, not the interrupted rows
+    with pytest.raises(KeyboardInterrupt):
+        predict_batch(trained_run, failing(n - 1, KeyboardInterrupt), out, overwrite=True,
+                      progress=False, chunk=1)  # fmt: skip
+    assert aside.read_bytes() == whole
+    # a completed run: the new output, nothing aside
+    predict_batch(trained_run, inputs, out, overwrite=True, progress=False)
+    assert out.read_bytes() == whole and not aside.exists()
+    assert not (tmp_path / ".preds.csv.previous.whichvoice.json").exists()
+
+
 @pytest.mark.slow
 def test_parquet_resumes_from_its_journal(
     trained_run: Path, small_corpus: Path, reference: list[dict], tmp_path: Path

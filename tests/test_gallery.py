@@ -76,6 +76,24 @@ def test_a_gallery_moved_or_removed_while_open_is_not_written_to(tmp_path: Path)
         assert g.names() == ["Joanna", "Matthew"]
 
 
+def test_a_gallery_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A gallery a newer whichvoice made (a higher schema in its meta) is refused in one
+    line, not read or written as if its tables meant what this version's mean (a review: an
+    older version wrote into a newer gallery and its recordings were counted twice)."""
+    import sqlite3
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "model-1") as g:
+        g.enroll("Joanna", unit(np.ones((1, 8))), 3.0)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    for model in ("model-1", None):
+        with pytest.raises(GalleryUnusableError, match="schema 99, made by a newer whichvoice"):
+            Gallery(path, model, create=False)
+
+
 def test_another_models_gallery_is_refused(tmp_path: Path) -> None:
     with Gallery(tmp_path / "g.sqlite", "model-1") as g:
         g.enroll("a", unit(np.ones((1, 4))), 3.0)

@@ -420,12 +420,28 @@ class Gallery:
             if hasattr(self, "_db"):
                 self._db.close()
             raise
+        schema = self._schema()
+        if schema > SCHEMA_VERSION:  # a newer whichvoice's: its tables may mean more
+            self.close()
+            raise GalleryUnusableError(
+                f"{self.path}: a gallery of schema {schema}, made by a newer whichvoice (this "
+                f"one reads schema 1 to {SCHEMA_VERSION}); upgrade whichvoice",
+                public="the gallery cannot be used",
+            )
         owner = self._owner()
         if model_id is None:
             self.model_id = owner
         elif owner != model_id and not self._adopted(model_id):
             self.close()
             raise self.model_error(model_id, owner)
+
+    def _schema(self) -> int:
+        """The schema the gallery records (1 where it records none or a word)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        try:
+            return int(row[0]) if row else 1
+        except (TypeError, ValueError):
+            return 1
 
     def _adopted(self, model_id: str) -> bool:
         """Whether this gallery, made for another model, holds no voice (every one removed),

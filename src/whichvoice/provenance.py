@@ -42,17 +42,33 @@ def _version(name: str) -> str | None:
         return None
 
 
+def _stamped() -> tuple[str, bool | None]:
+    """(commit, dirty) the build stamped into an installed package (setup.py), or
+    ("unknown", None) where it has no stamp."""
+    import json
+
+    try:
+        made = json.loads((Path(__file__).parent / "_build.json").read_text())
+        if isinstance(made.get("commit"), str) and made["commit"]:
+            dirty = made.get("dirty")
+            return made["commit"], dirty if isinstance(dirty, bool) else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    return "unknown", None
+
+
 def provenance(extra_packages: tuple[str, ...] = (), root: Path = SOURCE_ROOT) -> dict:
     """Call at the start of a job: the code that runs, not what is checked out at its end.
-    ``commit`` is "unknown" (and ``dirty`` True) where ``root`` is no git checkout (an
-    installed wheel: its version says which code ran)."""
+    Where ``root`` is no git checkout (an installed wheel), the commit the build stamped into
+    the package (setup.py), else "unknown" with ``dirty`` None (not known; it was True until
+    stop 65, which read as uncommitted changes)."""
     try:
         if not (root / ".git").exists():
             raise FileNotFoundError(root / ".git")
         commit = _git(root, "rev-parse", "HEAD")
         dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE))
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        commit, dirty = "unknown", True
+        commit, dirty = _stamped()
     gpu = None
     try:
         import torch

@@ -243,7 +243,7 @@ def _predict_alone(
     if overwrite:
         if exists and dask_scheduler:
             check_dask(dask_scheduler)  # a cluster that cannot be reached removes nothing
-        sink.remove()
+        _set_aside(sink, output)
     ensure_dir(output.parent.resolve(), "predictions")
     if alone is not None:  # the folder was made just now
         alone.enter_context(held_alone(lock_path(output), str(output)))
@@ -262,6 +262,7 @@ def _predict_alone(
                     sink.finish()
             finally:
                 sink.close()
+        _drop_aside(output)
         return summary
 
     def pending() -> Iterator[BatchInput]:
@@ -286,8 +287,49 @@ def _predict_alone(
             with contextlib.suppress(OSError):  # the failure is what to say, not this
                 sink.remove()
                 made_by_path(output).unlink(missing_ok=True)
+                _put_back(output)  # the previous output, as it was before --overwrite
         raise
+    _drop_aside(output)
     return summary
+
+
+def _aside(output: Path) -> Path:
+    """Where ``--overwrite`` keeps the previous output until the run completes:
+    ``.NAME.previous`` beside it."""
+    return output.with_name(f".{output.name}.previous")
+
+
+def _set_aside(sink, output: Path) -> None:
+    """``--overwrite``: the previous output (and its maker's record) moved aside, not
+    removed, so that a run killed before it completes loses none of it (a review: a kill
+    left a header where 1,600 rows had been). When one is aside already (an overwrite that
+    never completed), it stays the one kept and the interrupted run's rows go."""
+    aside = _aside(output)
+    if not aside.exists() and output.is_file():
+        try:
+            os.replace(output, aside)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(made_by_path(output), made_by_path(aside))
+        except OSError as e:
+            raise OutputError(f"{output}: cannot move it aside ({e.strerror or e})") from e
+    sink.remove()  # what is left: an interrupted run's rows, a Parquet journal
+
+
+def _put_back(output: Path) -> None:
+    """The output set aside by ``--overwrite`` back in its place (a run that failed before
+    its first row)."""
+    aside = _aside(output)
+    if aside.exists():
+        os.replace(aside, output)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(made_by_path(aside), made_by_path(output))
+
+
+def _drop_aside(output: Path) -> None:
+    """The run completed: the previous output set aside by ``--overwrite`` goes."""
+    with contextlib.suppress(OSError):
+        _aside(output).unlink(missing_ok=True)
+        made_by_path(_aside(output)).unlink(missing_ok=True)
 
 
 def _predict_to_url(

@@ -125,6 +125,11 @@ def _how_to_go_on(args: list[str]) -> str:
         return ""
     if command == "diarize" and not any(a == "--rttm" or a.startswith("--rttm=") for a in args):
         return ""  # the turns printed are all it makes
+    if command == "predict" and "--overwrite" in args:
+        return (
+            f": {_GO_ON[command]}; the output it replaces waits beside it as .NAME.previous "
+            "until a run completes (put back if no row was written)"
+        )
     return f": {_GO_ON[command]}" if command in _GO_ON else ""
 
 
