@@ -19,11 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from heldout import pool_set
 from provenance import RESULTS, provenance, write_result
 
-from whichvoice.audio import read_audio
 from whichvoice.corpus import SynthConfig, synthesize_corpus
 from whichvoice.evaluate import labelled_files
 from whichvoice.openset import fit_openset
@@ -55,27 +53,14 @@ def other_voices(work: Path, pool: str, sentences: int, quiet: bool) -> list[tup
 
 
 def human_clips(work: Path, per_speaker: int = 10) -> list[tuple[Path, str]]:
-    """``per_speaker`` clips per human-dev speaker, as (path, speaker), each
-    ``DIGITS_PER_CLIP`` takes joined with 0.2 s pauses (one take is ~0.5 s: too short
-    alone)."""
-    import soundfile as sf
+    """``per_speaker`` clips per human-dev speaker, as (path, speaker): ``DIGITS_PER_CLIP``
+    takes of distinct digits joined with 0.2 s pauses (``human.joined_clips``, as the other
+    benchmarks make people's clips; one take is ~0.5 s: too short alone). Until stop 65 each
+    clip was six takes of one digit (the first files in sorted order: 0 and 1)."""
+    from human import joined_clips
 
-    out = work / "human"
-    out.mkdir(parents=True, exist_ok=True)
-    by_speaker: dict[str, list[Path]] = {}
-    for f in sorted(HUMAN.glob("*.wav")):
-        by_speaker.setdefault(f.stem.split("_")[1], []).append(f)
-    clips = []
-    for speaker, files in sorted(by_speaker.items()):
-        for k in range(per_speaker):
-            parts = []
-            for f in files[k * DIGITS_PER_CLIP : (k + 1) * DIGITS_PER_CLIP]:
-                wave, rate = read_audio(f)
-                parts += [wave, np.zeros(int(0.2 * rate), np.float32)]
-            path = out / f"{speaker}-{k}.wav"
-            sf.write(path, np.concatenate(parts), rate)
-            clips.append((path, speaker))
-    return clips
+    clips = joined_clips(work / "human-joined", per_speaker, DIGITS_PER_CLIP, seed=0)
+    return [(path, who.removeprefix("human:")) for who, paths in clips.items() for path in paths]
 
 
 def rejected(model, clips: list[tuple]) -> dict:
