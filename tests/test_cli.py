@@ -480,6 +480,12 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path: Path) -> None:
     assert "--resume" in _how_to_go_on(["train", "c", "--out", "s3://b/run"])
     assert "--resume" in _how_to_go_on(["predict", "run", "a.wav", "-o", "p.csv"])
     assert _how_to_go_on(["predict", "run", "a.wav"]) == ""  # nothing kept: nothing to say
+    # --resume cannot be given with --overwrite: it goes in its place; the previous output
+    # waits aside (a local one: a store's object is replaced when uploaded)
+    said = _how_to_go_on(["predict", "run", "a.wav", "-o", "p.csv", "--overwrite"])
+    assert "--resume in place of --overwrite" in said and ".NAME.previous" in said
+    said = _how_to_go_on(["predict", "run", "a.wav", "-o", "s3://b/p.csv", "--overwrite"])
+    assert "in place of --overwrite" in said and ".previous" not in said
     # diarize writes its RTTM when every file is done: one interrupted wrote none
     assert "no RTTM was written" in _how_to_go_on(["diarize", "a.wav", "--rttm", "o.rttm"])
     assert "no RTTM" in _how_to_go_on(["diarize", "a.wav", "--rttm=o.rttm"])

@@ -135,6 +135,25 @@ def test_unknown_conditions_are_named() -> None:
         check_conditions(["clean", "reverb", "tel8k"])
 
 
+def test_a_condition_whose_package_is_missing_is_said_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a review of an install without extras: band and phone needed scipy and
+    failed with a traceback once the clips were made; each condition's packages are looked
+    for first, and named with the extra that brings them."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a)
+    )
+    with pytest.raises(ConditionError, match=r"the band, phone conditions need scipy: pip .*eval"):
+        check_conditions(["clean", "band", "phone", "mp3-16k"])
+    assert check_conditions(["clean", "mp3-16k"]) == ["clean", "mp3-16k"]
+    monkeypatch.undo()
+    assert check_conditions(["band", "room", "tempo-10"]) == ["band", "room", "tempo-10"]
+
+
 def test_the_suite_shares_no_code_with_training_augmentation() -> None:
     """conditions.py and augment.py import nothing of each other, and nothing that imports
     the other (the evaluation may not measure augmentation against itself)."""

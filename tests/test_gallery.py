@@ -87,11 +87,21 @@ def test_a_gallery_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
         g.enroll("Joanna", unit(np.ones((1, 8))), 3.0)
     db = sqlite3.connect(path)
     db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.execute("DELETE FROM meta WHERE key = 'model'")
+    db.execute("CREATE TABLE speakers (x)")  # what a newer schema may add
     db.commit()
     db.close()
+    before = path.read_bytes()
     for model in ("model-1", None):
-        with pytest.raises(GalleryUnusableError, match="schema 99, made by a newer whichvoice"):
-            Gallery(path, model, create=False)
+        with pytest.raises(GalleryUnusableError, match="schema '99', made by a newer whichvoice"):
+            Gallery(path, model)
+    assert path.read_bytes() == before  # nothing written into it (not even an owner)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = 'two' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(GalleryUnusableError, match="schema 'two'"):
+        Gallery(path, "model-1")
 
 
 def test_another_models_gallery_is_refused(tmp_path: Path) -> None:

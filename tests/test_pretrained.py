@@ -73,7 +73,7 @@ def test_missing_resemblyzer_is_a_one_line_install_hint(monkeypatch: pytest.Monk
     from whichvoice.verification import load_encoder
 
     monkeypatch.setitem(sys.modules, "resemblyzer", None)  # import resemblyzer now fails
-    with pytest.raises(EncoderUnavailableError, match=r"pip install whichvoice\[pretrained\]"):
+    with pytest.raises(EncoderUnavailableError, match=r"pip install 'whichvoice\[pretrained\]'"):
         load_encoder("resemblyzer")
 
 
@@ -381,4 +381,4 @@ def test_without_resemblyzer_the_default_falls_back_to_the_bundled_encoder_sayin
     traced = run_cli("trace", str(human_clip(tmp_path, "theo", range(10, 11))), env=env)
     assert traced.returncode == 2 and "Traceback" not in traced.stderr, traced.stderr
     assert "tracing reads its embeddings: the resemblyzer encoder needs" in traced.stderr
-    assert "pip install whichvoice[pretrained]" in traced.stderr
+    assert "pip install 'whichvoice[pretrained]'" in traced.stderr

@@ -182,8 +182,14 @@ def test_clustered_proportions_count_voices_not_clips() -> None:
     x = clustered_proportion([2, 9, 5, 10, 1, 7], [10] * 6)
     assert 6 < x["effective_n"] < 60
     assert x["ci95"][0] < x["ci95_clips"][0] and x["ci95"][1] > x["ci95_clips"][1]
-    # a unit without clips is no unit; one unit is the clips' interval
-    assert clustered_proportion([3, 0], [4, 0])["units"] == 1
+    # a unit without clips is no unit; one unit counts once
+    one = clustered_proportion([3, 0], [3, 0])
+    assert one["units"] == 1 and one["effective_n"] == 1.0
+    assert np.allclose(one["ci95"], wilson(1, 1), atol=1e-6)
+    # units of different sizes: the design effect weighs the large one (a figure that hangs on
+    # one voice of 91 clips beside nine of one is nearly one observation, not ten)
+    lopsided = clustered_proportion([0] * 9 + [91], [1] * 9 + [91])
+    assert lopsided["effective_n"] < 2 and lopsided["ci95"][0] < 0.3
     with pytest.raises(ValueError):
         clustered_proportion([5], [4])
 

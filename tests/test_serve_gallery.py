@@ -858,6 +858,6 @@ def test_trace_needs_an_encoder_an_engine_head_reads(tmp_path: Path, enroll_clip
     proc, url = start_server(None, "--gallery", str(tmp_path / "g.sqlite"), "--encoder", "bundled")
     try:
         r = httpx.post(f"{url}/v1/trace", files=files(enroll_clips[AWB][0]), timeout=60)
-        assert_error(r, 409, "no_engine_head", "--encoder auto")
+        assert_error(r, 409, "no_engine_head", "default encoder (auto) or --encoder resemblyzer")
     finally:
         stop(proc)

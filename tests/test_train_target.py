@@ -74,6 +74,34 @@ def test_both_targets_train_the_voice_and_fit_an_engine_head(
     proc = cli("trace", *map(str, clips[:2]), "--head", str(run / "engine"), "--model",
                str(run), "--json", check=True)  # fmt: skip
     assert [json.loads(line)["engine"] for line in proc.stdout.splitlines()] == named[:2]
+    # a complete run whose head was never fitted (scikit-learn missing then): --resume fits it
+    import shutil
+
+    shutil.rmtree(run / "engine")
+    cli("train", str(small_corpus), "--out", str(run), "--target", "both", "--epochs", "4",
+        "--batch-size", "16", "--quiet", "--resume", check=True)  # fmt: skip
+    assert json.loads((run / "engine" / "engine.json").read_text())["families"] == head["families"]
+
+
+def test_a_missing_package_for_an_engine_head_is_said_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a review of an install without extras: train --target both trained a whole
+    run, and trace-fit embedded every clip, before saying scikit-learn was missing."""
+    import importlib.util
+
+    from whichvoice.enginehead import EngineHeadError, require_fit_packages
+
+    require_fit_packages(fingerprint=True)  # all here
+    real = importlib.util.find_spec
+    gone = ("sklearn", "scipy")
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in gone else real(name, *a)
+    )
+    with pytest.raises(EngineHeadError, match=r"needs scikit-learn, scipy: pip install 'whi"):
+        require_fit_packages(fingerprint=True)
+    with pytest.raises(EngineHeadError, match=r"needs scikit-learn: pip"):
+        require_fit_packages(fingerprint=False)
 
 
 @pytest.mark.slow

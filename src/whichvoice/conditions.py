@@ -372,12 +372,28 @@ CONDITIONS = tuple(c.name for c in SUITE)
 BY_NAME = {c.name: c for c in SUITE}
 
 
+# the packages a condition needs beyond the core ones (all in the `eval` extra)
+NEEDS = {"room": ("pyroomacoustics", "scipy"), "tempo-10": ("librosa",),
+         "tempo+10": ("librosa",), "band": ("scipy",), "phone": ("scipy",)}  # fmt: skip
+
+
 def check_conditions(names: Sequence[str]) -> list[str]:
-    """``names`` if every one is a condition; ConditionError naming the unknown ones."""
+    """``names`` if every one is a condition whose packages are installed; ConditionError
+    naming the unknown ones, or the packages missing (before any work: a missing scipy was a
+    traceback once the clips were made)."""
+    from importlib.util import find_spec
+
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         raise ConditionError(
             f"unknown condition {', '.join(unknown)}; valid: {', '.join(CONDITIONS)}"
+        )
+    missing = {m: None for n in names for m in NEEDS.get(n, ()) if find_spec(m) is None}
+    if missing:
+        which = [n for n in names if set(NEEDS.get(n, ())) & set(missing)]
+        raise ConditionError(
+            f"the {', '.join(which)} condition{'s' * (len(which) > 1)} need "
+            f"{', '.join(missing)}: pip install 'whichvoice[eval]'"
         )
     return list(names)
 

@@ -353,7 +353,7 @@ def silero_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, flo
         min_silence_duration_ms=int(cfg.min_gap_s * 1000),
     )
     if stamps is None:
-        raise DiarizeError("--vad silero needs silero-vad: `pip install whichvoice[diarize]`")
+        raise DiarizeError("--vad silero needs silero-vad: `pip install 'whichvoice[diarize]'`")
     return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
 
 

@@ -336,6 +336,21 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def require_fit_packages(*, fingerprint: bool) -> None:
+    """EngineHeadError naming the extra, before any work, when fitting a head (reading
+    fingerprints too, with ``fingerprint``) needs a package that is not installed (a review:
+    trace-fit embedded every clip, or train --target both trained a whole run, first)."""
+    from importlib.util import find_spec
+
+    needed = ["sklearn"] + ["scipy"] * fingerprint
+    missing = [m for m in needed if find_spec(m) is None]
+    if missing:
+        names = ", ".join("scikit-learn" if m == "sklearn" else m for m in missing)
+        raise EngineHeadError(
+            f"fitting an engine head needs {names}: pip install 'whichvoice[pretrained]'"
+        )
+
+
 def fit_head(
     embeddings: np.ndarray,
     families: Sequence[str],
@@ -350,12 +365,8 @@ def fit_head(
     and voice (and with ``fingerprints``, float (n_clips, fingerprint.DIM), a head that reads
     them beside the embeddings); no threshold yet (``EngineHead.with_threshold``). Families
     weigh the same whatever their number of clips."""
-    try:
-        from sklearn.linear_model import LogisticRegression
-    except ImportError:
-        raise EngineHeadError(
-            "fitting an engine head needs scikit-learn: `pip install whichvoice[pretrained]`"
-        ) from None
+    require_fit_packages(fingerprint=False)
+    from sklearn.linear_model import LogisticRegression
 
     names = tuple(sorted(set(families)))
     if len(names) < 2:

@@ -375,6 +375,7 @@ class Gallery:
                 try:
                     self._db = _connect(self.path)
                     self._file = self._file_id()
+                    self._refuse_a_newer()
                     self._refuse_a_stranger()
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._setup(model_id)
@@ -420,14 +421,6 @@ class Gallery:
             if hasattr(self, "_db"):
                 self._db.close()
             raise
-        schema = self._schema()
-        if schema > SCHEMA_VERSION:  # a newer whichvoice's: its tables may mean more
-            self.close()
-            raise GalleryUnusableError(
-                f"{self.path}: a gallery of schema {schema}, made by a newer whichvoice (this "
-                f"one reads schema 1 to {SCHEMA_VERSION}); upgrade whichvoice",
-                public="the gallery cannot be used",
-            )
         owner = self._owner()
         if model_id is None:
             self.model_id = owner
@@ -435,13 +428,30 @@ class Gallery:
             self.close()
             raise self.model_error(model_id, owner)
 
-    def _schema(self) -> int:
-        """The schema the gallery records (1 where it records none or a word)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    def _refuse_a_newer(self) -> None:
+        """A gallery a newer whichvoice made (a schema above this one's, or one it cannot
+        read) is refused before anything is written into it (not even its journal mode): its
+        tables may mean more than this version knows (an older version wrote into a newer
+        gallery and its recordings were counted twice: a review)."""
         try:
-            return int(row[0]) if row else 1
-        except (TypeError, ValueError):
-            return 1
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.OperationalError as e:  # no meta table (a new file) or another
+            if "no such" in str(e):  # program's: _refuse_a_stranger says what it is
+                return
+            raise
+        if row is None:
+            return
+        try:
+            schema = int(str(row[0]).strip())
+        except ValueError:
+            schema = None
+        if schema is None or schema > SCHEMA_VERSION:
+            self._db.close()
+            raise GalleryUnusableError(
+                f"{self.path}: a gallery of schema {row[0]!r}, made by a newer whichvoice (this "
+                f"one reads schema 1 to {SCHEMA_VERSION}); upgrade whichvoice",
+                public="the gallery cannot be used",
+            )
 
     def _adopted(self, model_id: str) -> bool:
         """Whether this gallery, made for another model, holds no voice (every one removed),

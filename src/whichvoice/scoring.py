@@ -38,10 +38,12 @@ def clustered_proportion(k_per_unit, n_per_unit) -> dict:
     """A proportion of clips that come in clusters (the clips of one voice or speaker, which
     go right or wrong together more than independent clips do), as ``proportion`` reports it
     with a Wilson interval at the effective count: clips / design effect (Kish), the design
-    effect 1 + (m - 1) * rho, m the mean clips per unit and rho the intraclass correlation
-    (ANOVA estimator, within [0, 1]). Where no unit's clips differ from another's (every clip
-    right, or every clip wrong) the data cannot show rho: each unit counts once (rho = 1).
-    Also "units", "effective_n" and "ci95_clips" (the interval were the clips independent)."""
+    effect 1 + (m - 1) * rho, m the clips per unit weighted by size (sum n_i^2 / sum n_i: the
+    mean for units of one size; Gabler, Haeder and Lahiri 1999) and rho the intraclass
+    correlation (ANOVA estimator, within [0, 1]). Where no unit's clips differ from another's
+    (every clip right, or every clip wrong), or there is one unit, the data cannot show rho:
+    each unit counts once (rho = 1). Also "units", "effective_n" and "ci95_clips" (the
+    interval were the clips independent)."""
     k_i = np.asarray(k_per_unit, dtype=np.float64)
     n_i = np.asarray(n_per_unit, dtype=np.float64)
     if k_i.shape != n_i.shape or k_i.ndim != 1 or (k_i < 0).any() or (k_i > n_i).any():
@@ -51,16 +53,21 @@ def clustered_proportion(k_per_unit, n_per_unit) -> dict:
     k, n, g = int(k_i.sum()), int(n_i.sum()), len(n_i)
     out = proportion(k, n)
     out["ci95_clips"] = out["ci95"]
-    if g < 2 or n == 0:
-        out.update(units=g, effective_n=float(n))
+    if n == 0:
+        out.update(units=g, effective_n=0.0)
         return out
     p, p_i = k / n, k_i / n_i
+    if g < 2:  # one unit: as many observations as units
+        lo, hi = wilson(p, 1)
+        out.update(ci95=[round(lo, 6), round(hi, 6)], units=g, effective_n=1.0)
+        return out
     msb = float((n_i * (p_i - p) ** 2).sum()) / (g - 1)
     msw = float((n_i * p_i * (1 - p_i)).sum()) / (n - g) if n > g else 0.0
     n0 = (n - float((n_i**2).sum()) / n) / (g - 1)
     spread = msb + (n0 - 1) * msw
     rho = 1.0 if spread <= 1e-12 else min(1.0, max(0.0, (msb - msw) / spread))
-    effective = n / (1 + (n / g - 1) * rho)
+    m = float((n_i**2).sum()) / n  # clips per unit, weighted by size
+    effective = n / (1 + (m - 1) * rho)
     lo, hi = wilson(p * effective, effective)
     out.update(ci95=[round(lo, 6), round(hi, 6)], units=g, effective_n=round(effective, 2))
     return out

@@ -348,7 +348,9 @@ def fit_from_clips(
     set on ``dev``'s; with ``fingerprint``, a head that reads each clip's spectral fingerprint
     beside its embedding."""
     from whichvoice.encoders import model_id
+    from whichvoice.enginehead import require_fit_packages
 
+    require_fit_packages(fingerprint=fingerprint)  # before any embedding
     left_out: list[str] = []  # why each clip could not be embedded
     emb, kept, fp = embed_all(encoder, train.paths, progress=progress, what="training clips",
                               fingerprint=fingerprint, left_out=left_out)  # fmt: skip

@@ -244,15 +244,20 @@ def _predict_alone(
         if exists and dask_scheduler:
             check_dask(dask_scheduler)  # a cluster that cannot be reached removes nothing
         _set_aside(sink, output)
-    ensure_dir(output.parent.resolve(), "predictions")
-    if alone is not None:  # the folder was made just now
-        alone.enter_context(held_alone(lock_path(output), str(output)))
-        if not exists and sink.exists():  # another job made it meanwhile: read it again
-            raise OutputError(f"another whichvoice wrote {output} meanwhile; run again")
     try:
-        write_json(made_by_path(output), made_by)
-    except OSError as e:
-        raise OutputError(f"{made_by_path(output)}: cannot write ({e.strerror or e})") from e
+        ensure_dir(output.parent.resolve(), "predictions")
+        if alone is not None:  # the folder was made just now
+            alone.enter_context(held_alone(lock_path(output), str(output)))
+            if not exists and sink.exists():  # another job made it meanwhile: read it again
+                raise OutputError(f"another whichvoice wrote {output} meanwhile; run again")
+        try:
+            write_json(made_by_path(output), made_by)
+        except OSError as e:
+            raise OutputError(f"{made_by_path(output)}: cannot write ({e.strerror or e})") from e
+    except BaseException:
+        if overwrite:  # no row of this run yet: the previous output goes back
+            _undo(sink, output)
+        raise
     if todo == 0:  # all done already: only complete the output
         summary.skipped = total
         if not sink.complete():
@@ -281,16 +286,24 @@ def _predict_alone(
         bar = _bar(todo, progress)
         _write_rows(sink, runner, _chunks(pending(), chunk), columns, summary, bar)
     except OutputLostError:  # its message says how to go on (--resume), from what is there
+        if overwrite and summary.predicted == 0:  # nothing there: the previous output back
+            _undo(sink, output)
         raise
     except BaseException:
         if (overwrite or not exists) and summary.predicted == 0:  # nothing to resume
-            with contextlib.suppress(OSError):  # the failure is what to say, not this
-                sink.remove()
-                made_by_path(output).unlink(missing_ok=True)
-                _put_back(output)  # the previous output, as it was before --overwrite
+            _undo(sink, output)
         raise
     _drop_aside(output)
     return summary
+
+
+def _undo(sink, output: Path) -> None:
+    """A run that wrote no row: its output and record go, and the previous output set aside
+    by ``--overwrite`` (if any) comes back. Each step on its own: the failure being raised is
+    what to say, not one of these."""
+    for step in (sink.remove, made_by_path(output).unlink, lambda: _put_back(output)):
+        with contextlib.suppress(OSError):
+            step()
 
 
 def _aside(output: Path) -> Path:
@@ -349,6 +362,8 @@ def _predict_to_url(
             if isinstance(e, OutputExistsError):  # the CLI says it again from ``what``
                 e.what = e.what.replace(str(local), output)
             raise
+        finally:  # --overwrite's previous output is the object in the store, not kept here
+            _drop_aside(local)
     summary.output = output
     return summary
 

@@ -142,10 +142,10 @@ class _Lines:
     def finish(self) -> None:
         if self.file is not None:
             file, self.file = self.file, None
-            try:  # the path still names the file written (not removed or replaced meanwhile)
-                here = os.stat(self.path)
+            try:  # the path still names the file written (not removed or replaced meanwhile;
+                # inodes only: on older overlayfs fstat and stat report different devices)
                 mine = os.fstat(file.fileno())
-                gone = (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino)
+                gone = mine.st_nlink == 0 or os.stat(self.path).st_ino != mine.st_ino
             except OSError:
                 gone = True
             file.close()  # its error (a full disk) is the run's

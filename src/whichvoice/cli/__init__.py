@@ -126,9 +126,15 @@ def _how_to_go_on(args: list[str]) -> str:
     if command == "diarize" and not any(a == "--rttm" or a.startswith("--rttm=") for a in args):
         return ""  # the turns printed are all it makes
     if command == "predict" and "--overwrite" in args:
+        kept = (
+            ""
+            if any("://" in a for a in args)  # a store's object is replaced when uploaded
+            else "; the output it replaces waits beside it as .NAME.previous until a run "
+            "completes (put back if no row was written)"
+        )
         return (
-            f": {_GO_ON[command]}; the output it replaces waits beside it as .NAME.previous "
-            "until a run completes (put back if no row was written)"
+            ": with --output, the rows written are kept: the same command with --resume in "
+            f"place of --overwrite goes on{kept}"
         )
     return f": {_GO_ON[command]}" if command in _GO_ON else ""
 

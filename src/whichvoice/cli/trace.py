@@ -173,7 +173,7 @@ def trace_fit_cmd(
     that cannot be embedded are named and left out (exit 1; the head is still written)."""
     setup_logging(quiet)
     _check_head_out(out, overwrite)  # before any work
-    from whichvoice.enginehead import RUN_HEAD
+    from whichvoice.enginehead import RUN_HEAD, require_fit_packages
     from whichvoice.files import same_file
     from whichvoice.tracing import (
         corpus_clips,
@@ -206,6 +206,7 @@ def trace_fit_cmd(
     encoder = trace_fit_encoder(model)
     told = {"keep": keep, "score_kind": score, "c": c, "fingerprint": fingerprint}
     settings = trace_fit_settings(model) | {k: v for k, v in told.items() if v is not None}
+    require_fit_packages(fingerprint=bool(settings.get("fingerprint")))  # before any work
     head = fit_from_clips(encoder, train, dev, augment=not no_augment, progress=not quiet,
                           **settings)  # fmt: skip
     head.save(out)

@@ -150,12 +150,22 @@ def trace_upload(service, data: bytes, name: str) -> TraceResponse:
 
     encoder = service.encoder()
     if encoder.engine_head is None:
+        from importlib.util import find_spec
+
+        from whichvoice.encoders import model_id
+        from whichvoice.pretrained import INSTALL
+
+        how = (
+            "start the server with the default encoder (auto) or --encoder resemblyzer"
+            if find_spec("resemblyzer") is not None
+            else "the default encoder (auto) fell back to the bundled one without resemblyzer: "
+            f"{INSTALL.replace('`', '')}, then start the server again"
+        )
         raise HTTPProblem(
             409,
             "no_engine_head",
-            "no engine head reads this server's encoder: serve with --encoder auto (the "
-            "default) or resemblyzer to trace clips; both need the pretrained extra "
-            "(pip install 'whichvoice[pretrained]')",
+            f"no engine head reads this server's encoder ({model_id(encoder.model)}); the "
+            f"shipped one reads resemblyzer's embedding (a part of auto): {how}",
         )
     audio = service.decode(data, name)
     ((result, answer),) = embed_and_trace(

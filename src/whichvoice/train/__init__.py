@@ -127,7 +127,16 @@ def _train_local(job: TrainJob, ranks: Ranks) -> Path:
     if job.resume:
         job = resumed(job)
         if run_complete(Path(job.out), job.cfg.epochs, job.cfg.patience):
-            return Path(job.out)  # complete (resumed() said so): nothing trained, nothing rewritten
+            # complete (resumed() said so): nothing trained, nothing rewritten; but a
+            # --target both run whose engine head was never fitted (scikit-learn missing
+            # then, or stopped after the training) gets it now
+            from whichvoice.enginehead import RUN_HEAD, require_fit_packages
+
+            head = Path(job.out) / RUN_HEAD / "engine.json"
+            if job.cfg.target == "both" and ranks.main and not head.is_file():
+                require_fit_packages(fingerprint=False)
+                fit_run_engine_head(Path(job.out), progress=job.progress)
+            return Path(job.out)
     batch = job.cfg.batch_size
     if batch < 2 * ranks.world:
         raise TrainError(
@@ -139,6 +148,10 @@ def _train_local(job: TrainJob, ranks: Ranks) -> Path:
     check_keep(job.cfg.keep)
     check_margin(job.cfg.margin)
     check_target(job.cfg.target)
+    if job.cfg.target == "both":  # its engine head is fitted after the training: said first
+        from whichvoice.enginehead import require_fit_packages
+
+        require_fit_packages(fingerprint=False)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
