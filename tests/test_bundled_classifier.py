@@ -224,6 +224,8 @@ def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Pat
               "--json", check=True)  # fmt: skip
     fitted = json.loads(out.stdout)
     assert fitted["known_clips"] == 40 and fitted["unknown_clips"] == 1
+    saved_short = json.loads((run / "openset.json").read_text())["short_threshold"]
+    assert fitted["short_threshold"] == saved_short  # both thresholds predict may use
     assert "1 clip of 41 could not be used, left out: " in out.stderr, out.stderr
     assert "gone.mp3" in out.stderr
     # these are mostly the run's own training clips: said (review), the fit goes on
@@ -235,6 +237,10 @@ def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Pat
     assert row["known"] in (True, False) and "openset_threshold" in row
     own = cli("openset", str(run), "--known", str(known), "--encoder", "own", "--json")
     assert own.returncode == 0, own.stderr
+    text = cli("openset", str(run), "--known", str(known), "--encoder", "own", check=True)
+    short = json.loads((run / "openset.json").read_text())["short_threshold"]
+    if short is not None:  # the text line names the short clips' threshold too
+        assert f"({short:.4f} for clips of 2 windows or fewer)" in text.stdout, text.stdout
     assert json.loads((run / "openset.json").read_text())["encoder"] is None
     row = json.loads(cli("predict", str(run), str(small_corpus / clips[0].path), "--json",
                          check=True).stdout)  # fmt: skip

@@ -1,3 +1,4 @@
+import contextlib
 import hashlib
 import json
 import os
@@ -289,6 +290,10 @@ class _Sessions:
 
     def get(self, name: str) -> _Engine:
         return self.engine
+
+    @contextlib.contextmanager
+    def using(self, name: str):
+        yield self.engine
 
     def engine_label(self, voice) -> str:
         return voice.engine

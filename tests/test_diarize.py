@@ -909,3 +909,19 @@ def test_an_overlapped_second_voice_has_its_own_score() -> None:
         ("a", 0.0, 0.1, 0.9, False), ("a", 0.1, 0.3, 0.8, True), ("b", 0.1, 0.3, 0.55, True),
         ("a", 0.3, 0.4, 0.9, False),
     ]  # fmt: skip
+
+
+def test_a_speakers_score_is_given_to_six_places() -> None:
+    """The speakers' scores were float32's full digits (0.35510337352752686) where every other
+    score in the answer, and verify's, identify's and trace's, has a fixed number of places."""
+    from whichvoice.diarize import Diarization, Segment
+
+    found = Diarization(
+        "x.wav", 3.0, [Segment(0.0, 3.0, "ann", 0.968104720115)],
+        {"ann": {"enrolled": True, "score": 0.96810472011566, "speech_s": 3.0, "nearest": "ann"},
+         "unknown-1": {"enrolled": False, "score": None, "speech_s": 0.0, "nearest": None}},
+    )  # fmt: skip
+    out = found.to_dict()
+    assert out["speakers"]["ann"]["score"] == 0.968105
+    assert out["speakers"]["unknown-1"]["score"] is None
+    assert found.speakers["ann"]["score"] == 0.96810472011566  # the object keeps its own

@@ -28,6 +28,13 @@ def test_count_takes_the_first_bundled_sentences() -> None:
     assert load_sentences(5).skipped == 0
 
 
+def test_an_empty_spec_is_said_as_such() -> None:
+    """`--sentences ""` read the current folder (Path("") is ".") and said "cannot read"."""
+    for empty in ("", "  "):
+        with pytest.raises(SentencesError, match="--sentences is empty"):
+            load_sentences(empty)
+
+
 def test_count_keeps_to_max_chars() -> None:
     short = load_sentences(3, max_chars=40)
     assert len(short.sentences) == 3 and all(len(s.text) <= 40 for s in short.sentences)

@@ -440,3 +440,70 @@ def test_festival_refuses_text_without_words_then_goes_on(text: str) -> None:
         with pytest.raises(SynthesisError, match="nothing to speak"):
             session.synthesize(voice, text)
         assert session.synthesize(voice, "One more.").wave.size > 0
+
+
+def test_a_shared_session_pool_holds_at_most_n_sessions_an_engine(monkeypatch) -> None:
+    """Found by a review: the server kept one engine session per request thread, and its
+    threads come and go, so each burst of requests left festival processes (300 MB each)
+    behind: 9 GB after four bursts of 8. A shared pool lends at most N an engine and takes
+    them back; a job's own threads keep one each."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from whichvoice.voices import registry
+
+    opened, closed, busy, most = [], [], [0], [0]
+    lock = threading.Lock()
+
+    class Session:
+        def __init__(self) -> None:
+            opened.append(self)
+
+        def synthesize(self) -> None:
+            with lock:
+                busy[0] += 1
+                most[0] = max(most[0], busy[0])
+            threading.Event().wait(0.01)
+            with lock:
+                busy[0] -= 1
+
+        def stop(self) -> None:
+            pass
+
+        def close(self) -> None:
+            closed.append(self)
+
+    class Engine:
+        def open_session(self, mode=None) -> Session:
+            return Session()
+
+    monkeypatch.setattr(registry, "get_engine", lambda name: Engine())
+    pool = registry.SessionPool(shared=2)
+
+    def speak(_: int) -> None:
+        with pool.using("festival") as session:
+            session.synthesize()
+
+    for _ in range(4):  # bursts, each on threads of its own (as a server's come and go)
+        with ThreadPoolExecutor(8) as threads:
+            list(threads.map(speak, range(16)))
+    assert pool.sessions_open() == len(opened) == 2 and most[0] <= 2
+    with pytest.raises(RuntimeError, match="using"):
+        pool.get("festival")
+    pool.close()
+    assert len(closed) == 2
+    own = registry.SessionPool()  # one per thread: the same session again on this thread
+    with own.using("festival") as a, own.using("festival") as b:
+        assert a is b
+    own.close()
+
+
+def test_a_random_variant_is_found_in_any_case() -> None:
+    """Ids match in any case (docs/cli.md), random variants too (a review: RAND3 was
+    unknown); the voice keeps the id as listed."""
+    from whichvoice.voices import find_voice
+
+    for spelled in ("espeak-ng:en-us+RAND3", "espeak-ng:EN-US+Rand3", "ESPEAK-NG:en-us+rand3"):
+        assert find_voice(spelled).id == "espeak-ng:en-us+rand3"
+    with pytest.raises(UnknownVoiceError):
+        find_voice("espeak-ng:en-us+rand03")

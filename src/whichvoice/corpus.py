@@ -269,7 +269,8 @@ def speak(sessions: SessionPool, voice: Voice, text: str, fmt: str) -> tuple[byt
     # control characters (a NUL cannot reach a command line) are read as spaces
     text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
     t0 = time.perf_counter()
-    speech = sessions.get(voice.engine).synthesize(voice, text)
+    with sessions.using(voice.engine) as session:
+        speech = session.synthesize(voice, text)
     engine_s = time.perf_counter() - t0
     check_not_silent(
         speech.wave, speech.sample_rate, f"{voice.id} on {text!r}", ENGINE_SILENCE_PEAK

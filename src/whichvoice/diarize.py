@@ -278,7 +278,14 @@ class Diarization:
         return {
             "path": self.path,
             "duration_s": round(self.duration_s, 3),
-            "speakers": self.speakers,
+            # scores to 6 places, as verify's, identify's and trace's (a review)
+            "speakers": {
+                name: {
+                    k: round(v, 6) if k == "score" and isinstance(v, float) else v
+                    for k, v in info.items()
+                }
+                for name, info in self.speakers.items()
+            },
             "segments": [s.to_dict() for s in self.segments],
             "settings": self.settings,
         }

@@ -66,6 +66,13 @@ class EngineAccessError(EngineServiceError):
     same way, so a corpus stops at the first."""
 
 
+class EngineFaultError(SynthesisError):
+    """A local engine that failed whatever the text (it did not answer in time, it cannot be
+    run): not the sentence's fault. Exit 1; over HTTP a 502 ``engine_failed``."""
+
+    exit_status = 1
+
+
 class TextTooLongError(SynthesisError):
     """A sentence longer than the engine accepts."""
 

@@ -173,6 +173,8 @@ def load_sentences(spec: str | int | os.PathLike, max_chars: int = MAX_CHARS) ->
                 f"only {len(bundled)} bundled sentences{short}; give a text file for more (got {n})"
             )
         return SentenceSource(bundled[:n], too_long=len(every) - len(bundled))
+    if not os.fspath(spec).strip():  # Path("") is "." (it was ".: cannot read sentences")
+        raise SentencesError("--sentences is empty: give a count N or a text file")
     path = Path(spec)
     try:
         raw = path.read_bytes()

@@ -213,7 +213,9 @@ def trace_fit_cmd(
     counts = ", ".join(f"{f} {n}" for f, n in head.fitted["clips_per_family"].items())
     rule = head.fitted["threshold_rule"]
     reads = ", reads fingerprints" if head.reads_fingerprint else ""
-    click.echo(f"engine head for {len(head.families)} families ({counts} training clips), "
+    copies = " with their degraded copies" if head.fitted.get("augmented") else ""
+    click.echo(f"engine head for {len(head.families)} families ({counts} training clips"
+               f"{copies}), "
                f"threshold {head.threshold:.3f} ({rule}){reads} -> {out}")  # fmt: skip
     if left_out := head.fitted.get("left_out"):
         for why in left_out:

@@ -496,13 +496,18 @@ def openset_cmd(
     probe = load_model(bundled_encoder_dir()) if encoder == "bundled" else None
     fitted = fit_openset(model, known, expand_paths(unknown_paths), keep=keep, encoder=probe)
     path = save_openset(run, fitted)
+    short = fitted.short_threshold
     if as_json:
-        click.echo(json_line(fitted.to_dict()["fitted"] | {"threshold": fitted.threshold}))
+        click.echo(json_line(fitted.to_dict()["fitted"] | {"threshold": fitted.threshold,
+                                                           "short_threshold": short}))  # fmt: skip
         return
     f = fitted.fitted
     rejected = f["unknown_rejected"]
+    # the short clips' own threshold too: predict answers a clip of 2 windows or fewer by it
+    # (a review saw "< 0.575" from predict where this line said only 0.6244)
+    shorts = f" ({short:.4f} for clips of 2 windows or fewer)" if short is not None else ""
     click.echo(
-        f"threshold {fitted.threshold:.4f}: keeps {f['known_kept']['value']:.4f} of "
+        f"threshold {fitted.threshold:.4f}{shorts}: keeps {f['known_kept']['value']:.4f} of "
         f"{f['known_clips']} known dev clips"
         + (
             f", rejects {rejected['value']:.4f} of {f['unknown_clips']} other voices' clips"

@@ -10,6 +10,7 @@ import functools
 import hmac
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -27,9 +28,11 @@ from whichvoice.audio import Decoded, check_judgeable, check_not_silent, read_au
 from whichvoice.errors import (
     AudioDecodeError,
     AudioTooLongError,
+    EngineFaultError,
     EngineServiceError,
     SetupError,
     SilentAudioError,
+    SynthesisError,
     WhichvoiceError,
 )
 from whichvoice.gallery import (
@@ -120,8 +123,13 @@ _GALLERY_ERRORS = (
     # the server's own file, a 503
     (GalleryError, 422, "invalid"),
     (SilentAudioError, 422, "silent"),  # a clip with too little speech to judge
-    # Amazon Polly failing the server (its credentials, throttling): not the client's fault
+    # Amazon Polly failing the server (its credentials, throttling), or a local engine that
+    # did not answer in time or cannot run: not the client's fault
     (EngineServiceError, 502, "engine_failed"),
+    (EngineFaultError, 502, "engine_failed"),
+    # the voice cannot say this text (a script its engine has no rules for, nothing it can
+    # pronounce): the same kind whichever engine says so (it was bad_request)
+    (SynthesisError, 422, "cannot_speak"),
     # a file of the server's own setup it cannot use (an encoder's calibration)
     (SetupError, 503, "unavailable"),
 )
@@ -307,7 +315,9 @@ class Service:
         self.gallery_path = Path(cfg.gallery) if cfg.gallery else default_gallery_path()
         self._encoder: Encoder | None = None
         self._encoder_lock = threading.Lock()
-        self.sessions = SessionPool()
+        # lent to the request threads, at most one per core an engine (synthesis is CPU
+        # bound; more would only hold more engine processes)
+        self.sessions = SessionPool(shared=max(2, os.cpu_count() or 2))
         self.synth_limiter = RateLimiter(cfg.synth_per_minute)
         self.registry = CollectorRegistry()
         self.requests = Counter(

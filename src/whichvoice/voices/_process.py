@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from whichvoice.audio import read_audio
-from whichvoice.errors import SynthesisError
+from whichvoice.errors import EngineFaultError, SynthesisError
 from whichvoice.voices.base import EngineSession, Speech, Voice
 
 TIMEOUT_S = 60.0  # s; no sentence takes a local engine this long
@@ -19,9 +19,9 @@ def run(cmd: list[str], *, stdin: bytes | None = None, what: str) -> bytes:
     try:
         proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as e:
-        raise SynthesisError(f"{what}: timed out after {TIMEOUT_S:.0f} s") from e
+        raise EngineFaultError(f"{what}: timed out after {TIMEOUT_S:.0f} s") from e
     except OSError as e:
-        raise SynthesisError(f"{what}: cannot run {cmd[0]} ({e.strerror or e})") from e
+        raise EngineFaultError(f"{what}: cannot run {cmd[0]} ({e.strerror or e})") from e
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         detail = msg[-1] if msg else f"exit status {proc.returncode}"

@@ -127,9 +127,15 @@ def random_variant(k: int) -> tuple[str, str]:
 
 
 def random_number(variant: str) -> int | None:
-    """K of a ``rand<K>`` variant name; None for any other name."""
+    """K of a ``rand<K>`` variant name (in any case, as every id); None for any other name."""
+    variant = variant.lower()
     digits = variant[len(RANDOM) :]
-    if variant.startswith(RANDOM) and digits.isdigit() and digits == str(int(digits)):
+    if (
+        variant.startswith(RANDOM)
+        and digits.isascii()
+        and digits.isdigit()
+        and digits == str(int(digits))
+    ):
         return int(digits)
     return None
 
@@ -212,10 +218,12 @@ class EspeakEngine(Engine):
     def voice(self, name: str) -> Voice | None:
         """A random variant of an English accent (``en-us+rand17``)."""
         lang, _, variant = name.partition("+")
+        lang = next((a for a in ACCENTS if a.lower() == lang.lower()), lang)  # in any case
         k = random_number(variant)
         if lang not in ACCENTS or k is None:
             return None
         gender = random_variant(k)[0]
+        name = f"{lang}+{RANDOM}{k}"  # the id as listed: en-us+rand3 for EN-US+RAND3
         return Voice(self.name, name, gender, ACCENTS[lang], SAMPLE_RATE, "formant, random")
 
     def unavailable_reason(self) -> str | None:

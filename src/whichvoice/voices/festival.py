@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.audio import read_audio
-from whichvoice.errors import SynthesisError
+from whichvoice.errors import EngineFaultError, SynthesisError
 from whichvoice.voices._process import TIMEOUT_S
 from whichvoice.voices.base import Engine, EngineSession, Speech, Voice, missing_program
 from whichvoice.voices.registry import register_engine
@@ -107,7 +107,7 @@ class _FestivalProcess:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.close()
-                    raise SynthesisError(f"{self.voice.id}: festival timed out")
+                    raise EngineFaultError(f"{self.voice.id}: festival timed out")
                 if not sel.select(left):
                     continue
                 chunk = os.read(fd, 65536)
@@ -167,7 +167,11 @@ class FestivalSession(EngineSession):
             f"(utt.save.wave (SynthText {_scheme_string(text)}) {_scheme_string(str(out))} 'riff)"
         )
         if not out.exists() or out.stat().st_size <= 44:
-            return " ".join(line for line in said.splitlines() if "error" in line.lower())
+            lines = [line.strip() for line in said.splitlines() if line.strip()]
+            errors = [line for line in lines if "error" in line.lower()]
+            # festival's words when none says "error" (a Russian voice's "LTS_Ruleset
+            # russian_downcase: no rule matches: ..." was dropped: "wrote no audio ()")
+            return " ".join(errors or lines[-2:]) or "festival said nothing"
         return read_audio(out.read_bytes(), name=f"{voice.id} on {text!r}")
 
     def close(self) -> None:

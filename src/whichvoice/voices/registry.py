@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from whichvoice.errors import EngineUnavailableError, UnknownVoiceError
 from whichvoice.voices.base import Engine, EngineSession, Voice
@@ -162,13 +163,23 @@ def require_available(voices: list[Voice]) -> None:
 
 
 class SessionPool:
-    """One engine session per thread and engine (festival keeps its process), closed together."""
+    """Engine sessions (festival keeps its process, piper its network), closed together: one
+    per thread and engine, for a job's own worker threads; or, with ``shared`` N, at most N
+    per engine, lent to whichever thread asks (``using``) and taken back after: a server's
+    threads come and go (anyio retires an idle one after 10 s), and one session per thread
+    left a festival process (300 MB) or a piper network behind each one (a review: 9 GB
+    after four bursts of 8 requests)."""
 
-    def __init__(self, polly_engine: str = "standard") -> None:
+    def __init__(self, polly_engine: str = "standard", *, shared: int | None = None) -> None:
+        if shared is not None and shared < 1:
+            raise ValueError(f"shared: at least 1 session an engine, not {shared}")
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[EngineSession] = []
         self._polly_engine = polly_engine
+        self._shared = shared
+        self._free: dict[str, list[EngineSession]] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
 
     def engine_label(self, voice: Voice) -> str:
         """What a clip's manifest records as its engine: the voice's engine, and Polly's mode
@@ -179,14 +190,47 @@ class SessionPool:
             return "polly-neural"
         return voice.engine
 
+    def _open(self, engine: str) -> EngineSession:
+        mode = self._polly_engine if engine == "polly" else None
+        session = get_engine(engine).open_session(mode=mode)
+        with self._lock:
+            self._all.append(session)
+        return session
+
     def get(self, engine: str) -> EngineSession:
+        """This thread's session of ``engine`` (a pool of ``shared`` sessions: ``using``)."""
+        if self._shared is not None:
+            raise RuntimeError("a shared pool lends its sessions: use `with pool.using(...)`")
         sessions = self._local.__dict__.setdefault("sessions", {})
         if engine not in sessions:
-            mode = self._polly_engine if engine == "polly" else None
-            sessions[engine] = get_engine(engine).open_session(mode=mode)
-            with self._lock:
-                self._all.append(sessions[engine])
+            sessions[engine] = self._open(engine)
         return sessions[engine]
+
+    @contextlib.contextmanager
+    def using(self, engine: str) -> Iterator[EngineSession]:
+        """A session of ``engine`` for the ``with`` block: this thread's own, or one lent from
+        a shared pool (waiting while all N are lent) and taken back after it."""
+        if self._shared is None:
+            yield self.get(engine)
+            return
+        with self._lock:
+            slots = self._slots.setdefault(engine, threading.BoundedSemaphore(self._shared))
+        with slots:
+            with self._lock:
+                free = self._free.setdefault(engine, [])
+                session = free.pop() if free else None
+            if session is None:
+                session = self._open(engine)
+            try:
+                yield session
+            finally:
+                with self._lock:
+                    self._free[engine].append(session)
+
+    def sessions_open(self) -> int:
+        """How many sessions the pool holds (for checks and tests)."""
+        with self._lock:
+            return len(self._all)
 
     def stop(self) -> None:
         """Every session's ``stop`` (Ctrl-C: a session waiting to retry gives up)."""
