@@ -76,7 +76,9 @@ def test_a_gallery_moved_or_removed_while_open_is_not_written_to(tmp_path: Path)
         assert g.names() == ["Joanna", "Matthew"]
 
 
-def test_a_gallery_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+def test_a_gallery_of_a_newer_schema_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A gallery a newer whichvoice made (a higher schema in its meta) is refused in one
     line, not read or written as if its tables meant what this version's mean (a review: an
     older version wrote into a newer gallery and its recordings were counted twice)."""
@@ -102,6 +104,23 @@ def test_a_gallery_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(GalleryUnusableError, match="schema 'two'"):
         Gallery(path, "model-1")
+    # in a folder it cannot write (read only: the WAL file's first read fails there) too
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    first = [True]
+    check = Gallery._refuse_a_newer
+
+    def unreadable_here(self) -> None:  # as SQLite fails a WAL file's first read there
+        if first.pop() if first else False:
+            raise sqlite3.OperationalError("unable to open database file")
+        check(self)
+
+    monkeypatch.setattr(Gallery, "_refuse_a_newer", unreadable_here)
+    with pytest.raises(GalleryUnusableError, match="made by a newer whichvoice"):
+        Gallery(path, "model-1", create=False)
+    assert first == []  # the read-only path was taken, and checked
 
 
 def test_another_models_gallery_is_refused(tmp_path: Path) -> None:

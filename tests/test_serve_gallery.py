@@ -859,5 +859,16 @@ def test_trace_needs_an_encoder_an_engine_head_reads(tmp_path: Path, enroll_clip
     try:
         r = httpx.post(f"{url}/v1/trace", files=files(enroll_clips[AWB][0]), timeout=60)
         assert_error(r, 409, "no_engine_head", "default encoder (auto) or --encoder resemblyzer")
+        sent = files(*enroll_clips[AWB][:ENROLL])
+        r = httpx.post(f"{url}/v1/enroll", params={"name": "awb"}, files=sent, timeout=60)
+        assert r.status_code == 200, r.text
+    finally:
+        stop(proc)
+    # the default encoder, but a gallery the bundled encoder enrolled: it answers with that
+    # one, and says so (it was told to start with the default encoder, which it had)
+    proc, url = start_server(None, "--gallery", str(tmp_path / "g.sqlite"))
+    try:
+        r = httpx.post(f"{url}/v1/trace", files=files(enroll_clips[AWB][0]), timeout=60)
+        assert_error(r, 409, "no_engine_head", "gallery was enrolled with")
     finally:
         stop(proc)

@@ -490,8 +490,14 @@ def test_a_shared_session_pool_holds_at_most_n_sessions_an_engine(monkeypatch) -
     assert pool.sessions_open() == len(opened) == 2 and most[0] <= 2
     with pytest.raises(RuntimeError, match="using"):
         pool.get("festival")
+    # closed while one is lent: that one is closed when it comes back, never lent again,
+    # and the pool opens fresh ones if asked again (a server's lifespan entered anew)
+    with pool.using("festival") as lent:
+        pool.close()
+    assert len(closed) == 3 and closed.count(lent) == 2
+    with pool.using("festival") as fresh:
+        assert fresh is not lent and fresh not in closed
     pool.close()
-    assert len(closed) == 2
     own = registry.SessionPool()  # one per thread: the same session again on this thread
     with own.using("festival") as a, own.using("festival") as b:
         assert a is b

@@ -390,6 +390,7 @@ class Gallery:
                     if hasattr(self, "_db"):
                         self._db.close()
                     self._db = self._open_read_only()
+                    self._refuse_a_newer()  # its first read failed there (a WAL file's)
                     self._full = _out_of_room(e)
             else:  # nothing on disk: an empty gallery in memory until a write (if ``create``)
                 if create:  # said now, not after an enrollment's embeddings were made

@@ -240,24 +240,21 @@ def _predict_alone(
     if exists and not (resume or overwrite):
         what = f"{output} exists" if output.exists() else f"an interrupted {output} exists"
         raise OutputExistsError(what)
+    if overwrite and exists and dask_scheduler:
+        check_dask(dask_scheduler)  # a cluster that cannot be reached moves nothing
+    ensure_dir(output.parent.resolve(), "predictions")
+    if alone is not None:  # the folder was made just now: the lock first, then anything moved
+        alone.enter_context(held_alone(lock_path(output), str(output)))
+        if not exists and sink.exists():  # another job made it meanwhile: read it again
+            raise OutputError(f"another whichvoice wrote {output} meanwhile; run again")
     if overwrite:
-        if exists and dask_scheduler:
-            check_dask(dask_scheduler)  # a cluster that cannot be reached removes nothing
         _set_aside(sink, output)
     try:
-        ensure_dir(output.parent.resolve(), "predictions")
-        if alone is not None:  # the folder was made just now
-            alone.enter_context(held_alone(lock_path(output), str(output)))
-            if not exists and sink.exists():  # another job made it meanwhile: read it again
-                raise OutputError(f"another whichvoice wrote {output} meanwhile; run again")
-        try:
-            write_json(made_by_path(output), made_by)
-        except OSError as e:
-            raise OutputError(f"{made_by_path(output)}: cannot write ({e.strerror or e})") from e
-    except BaseException:
+        write_json(made_by_path(output), made_by)
+    except OSError as e:
         if overwrite:  # no row of this run yet: the previous output goes back
             _undo(sink, output)
-        raise
+        raise OutputError(f"{made_by_path(output)}: cannot write ({e.strerror or e})") from e
     if todo == 0:  # all done already: only complete the output
         summary.skipped = total
         if not sink.complete():

@@ -498,8 +498,9 @@ def openset_cmd(
     path = save_openset(run, fitted)
     short = fitted.short_threshold
     if as_json:
-        click.echo(json_line(fitted.to_dict()["fitted"] | {"threshold": fitted.threshold,
-                                                           "short_threshold": short}))  # fmt: skip
+        saved = fitted.to_dict()  # the short threshold as openset.json keeps it
+        click.echo(json_line(saved["fitted"] | {"threshold": fitted.threshold,
+                                                "short_threshold": saved["short_threshold"]}))  # fmt: skip
         return
     f = fitted.fitted
     rejected = f["unknown_rejected"]

@@ -143,6 +143,32 @@ async def identify(
     return await run_in_threadpool(identify_upload, service, data, name, spectrogram, threshold)
 
 
+def _no_head_why(service, encoder) -> str:
+    """Why no engine head reads this server's encoder, and what to do, from what was asked
+    (``--encoder``), what a gallery chose, and whether resemblyzer can be loaded here."""
+    from whichvoice.encoders import model_id
+    from whichvoice.pretrained import EncoderUnavailableError, _import_resemblyzer
+
+    try:
+        _import_resemblyzer()
+        missing = None
+    except EncoderUnavailableError as e:
+        missing = str(e)
+    what = (
+        f"no engine head reads this server's encoder ({model_id(encoder.model)}); the shipped "
+        "one reads resemblyzer's embedding (a part of auto)"
+    )
+    if missing:
+        return f"{what}: {missing}; then start the server again with the default encoder"
+    if service.cfg.encoder is None:  # the default, but its gallery was enrolled by another
+        return (
+            f"{what}: this server's gallery was enrolled with {model_id(encoder.model)}, "
+            "which it keeps answering with; serve another --gallery (or enroll again) to "
+            "trace clips"
+        )
+    return f"{what}: start the server with the default encoder (auto) or --encoder resemblyzer"
+
+
 def trace_upload(service, data: bytes, name: str) -> TraceResponse:
     """Which engine family made one upload, with or without enrolled voices (``gallery``'s
     answer carries the engine too, but only once a voice is enrolled)."""
@@ -150,23 +176,7 @@ def trace_upload(service, data: bytes, name: str) -> TraceResponse:
 
     encoder = service.encoder()
     if encoder.engine_head is None:
-        from importlib.util import find_spec
-
-        from whichvoice.encoders import model_id
-        from whichvoice.pretrained import INSTALL
-
-        how = (
-            "start the server with the default encoder (auto) or --encoder resemblyzer"
-            if find_spec("resemblyzer") is not None
-            else "the default encoder (auto) fell back to the bundled one without resemblyzer: "
-            f"{INSTALL.replace('`', '')}, then start the server again"
-        )
-        raise HTTPProblem(
-            409,
-            "no_engine_head",
-            f"no engine head reads this server's encoder ({model_id(encoder.model)}); the "
-            f"shipped one reads resemblyzer's embedding (a part of auto): {how}",
-        )
+        raise HTTPProblem(409, "no_engine_head", _no_head_why(service, encoder))
     audio = service.decode(data, name)
     ((result, answer),) = embed_and_trace(
         encoder.model, encoder.engine_head, [audio], hear_speech=True

@@ -317,7 +317,7 @@ class Service:
         self._encoder_lock = threading.Lock()
         # lent to the request threads, at most one per core an engine (synthesis is CPU
         # bound; more would only hold more engine processes)
-        self.sessions = SessionPool(shared=max(2, os.cpu_count() or 2))
+        self.sessions = SessionPool(shared=max(2, len(os.sched_getaffinity(0))))
         self.synth_limiter = RateLimiter(cfg.synth_per_minute)
         self.registry = CollectorRegistry()
         self.requests = Counter(

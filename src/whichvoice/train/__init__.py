@@ -130,9 +130,9 @@ def _train_local(job: TrainJob, ranks: Ranks) -> Path:
             # complete (resumed() said so): nothing trained, nothing rewritten; but a
             # --target both run whose engine head was never fitted (scikit-learn missing
             # then, or stopped after the training) gets it now
-            from whichvoice.enginehead import RUN_HEAD, require_fit_packages
+            from whichvoice.enginehead import ENGINE_JSON, RUN_HEAD, require_fit_packages
 
-            head = Path(job.out) / RUN_HEAD / "engine.json"
+            head = Path(job.out) / RUN_HEAD / ENGINE_JSON
             if job.cfg.target == "both" and ranks.main and not head.is_file():
                 require_fit_packages(fingerprint=False)
                 fit_run_engine_head(Path(job.out), progress=job.progress)

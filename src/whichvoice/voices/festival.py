@@ -94,7 +94,7 @@ class _FestivalProcess:
             self.proc.stdin.write(payload.encode("latin-1", "replace"))
             self.proc.stdin.flush()
         except OSError as e:
-            raise SynthesisError(f"{self.voice.id}: festival stopped ({e})") from e
+            raise EngineFaultError(f"{self.voice.id}: festival stopped ({e})") from e
         return self._read_until(marker)
 
     def _read_until(self, marker: bytes) -> str:
@@ -114,7 +114,7 @@ class _FestivalProcess:
                 if not chunk:
                     said = self._buf.decode("latin-1").strip().splitlines()
                     detail = said[-1] if said else f"exit status {self.proc.wait()}"
-                    raise SynthesisError(f"{self.voice.id}: festival stopped ({detail})")
+                    raise EngineFaultError(f"{self.voice.id}: festival stopped ({detail})")
                 self._buf += chunk
         before, _, self._buf = self._buf.partition(marker)
         return before.decode("latin-1")

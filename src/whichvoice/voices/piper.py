@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from whichvoice.errors import SynthesisError
+from whichvoice.errors import EngineFaultError, SynthesisError
 from whichvoice.voices.base import Engine, EngineSession, Speech, Voice
 from whichvoice.voices.registry import register_engine
 
@@ -127,7 +127,9 @@ class PiperSession(EngineSession):
     def synthesize(self, voice: Voice, text: str) -> Speech:
         try:
             chunks = [c.audio_float_array for c in self._voice.synthesize(text)]
-        except Exception as e:  # piper raises bare errors from its phonemizer and the network
+        except (MemoryError, OSError) as e:  # the machine failing it, not the text
+            raise EngineFaultError(f"{voice.id}: piper failed ({e})") from e
+        except Exception as e:  # piper raises bare errors from its phonemizer
             raise SynthesisError(f"{voice.id}: piper failed ({e})") from e
         if not chunks:
             raise SynthesisError(f"{voice.id}: piper made no audio (nothing to say in {text!r})")

@@ -162,6 +162,9 @@ def require_available(voices: list[Voice]) -> None:
             raise EngineUnavailableError(f"cannot use {voice.id}: {reason}")
 
 
+REMOTE_ENGINES = frozenset({"polly"})  # sessions that wait on a service, not on a core
+
+
 class SessionPool:
     """Engine sessions (festival keeps its process, piper its network), closed together: one
     per thread and engine, for a job's own worker threads; or, with ``shared`` N, at most N
@@ -180,6 +183,7 @@ class SessionPool:
         self._shared = shared
         self._free: dict[str, list[EngineSession]] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._generation = 0  # counts close(): a session lent before one is not taken back
 
     def engine_label(self, voice: Voice) -> str:
         """What a clip's manifest records as its engine: the voice's engine, and Polly's mode
@@ -214,18 +218,27 @@ class SessionPool:
             yield self.get(engine)
             return
         with self._lock:
-            slots = self._slots.setdefault(engine, threading.BoundedSemaphore(self._shared))
+            # a remote engine's session is a client waiting on the network, not a process
+            # working on a core: it gets more at once (a retry's wait holds its slot)
+            limit = max(self._shared, 32) if engine in REMOTE_ENGINES else self._shared
+            slots = self._slots.setdefault(engine, threading.BoundedSemaphore(limit))
         with slots:
             with self._lock:
                 free = self._free.setdefault(engine, [])
                 session = free.pop() if free else None
+                generation = self._generation
             if session is None:
                 session = self._open(engine)
             try:
                 yield session
             finally:
                 with self._lock:
-                    self._free[engine].append(session)
+                    kept = generation == self._generation
+                    if kept:
+                        self._free.setdefault(engine, []).append(session)
+                if not kept:  # the pool was closed while it was lent: closed too, not lent again
+                    with contextlib.suppress(Exception):
+                        session.close()
 
     def sessions_open(self) -> int:
         """How many sessions the pool holds (for checks and tests)."""
@@ -240,7 +253,11 @@ class SessionPool:
             session.stop()
 
     def close(self) -> None:
+        """Every session closed; a shared pool opens new ones if asked again (a server's
+        lifespan entered anew), and a session lent now is closed when it comes back."""
         with self._lock:
+            self._generation += 1
+            self._free.clear()
             for session in self._all:
                 try:
                     session.close()
