@@ -499,8 +499,8 @@ def openset_cmd(
     short = fitted.short_threshold
     if as_json:
         saved = fitted.to_dict()  # the short threshold as openset.json keeps it
-        click.echo(json_line(saved["fitted"] | {"threshold": fitted.threshold,
-                                                "short_threshold": saved["short_threshold"]}))  # fmt: skip
+        extra = {"threshold": fitted.threshold, "short_threshold": saved["short_threshold"]}
+        click.echo(json_line(saved["fitted"] | extra))
         return
     f = fitted.fitted
     rejected = f["unknown_rejected"]
