@@ -866,3 +866,17 @@ def test_a_read_only_gallery_file_found_at_its_first_write_says_so(tmp_path: Pat
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[0] == "['ann']", done.stderr
     assert done.stdout.splitlines()[1].endswith("cannot be written here (the file is read-only)")
+
+
+def test_a_large_gallerys_names_are_not_all_in_one_error_line(tmp_path: Path) -> None:
+    """A gallery of 3,000 voices made a 48 KB line of `verify NAME` for a name not enrolled,
+    and of an import naming voices already there (a review)."""
+    rows = unit(np.random.default_rng(3).normal(size=(1, 8)))
+    with Gallery(tmp_path / "big.sqlite", "model-1") as g:
+        for i in range(25):
+            g.enroll(f"v{i:02d}", rows, 3.0)
+        with pytest.raises(GalleryError, match=r"v09, and 15 more \(gallery list\)\)$"):
+            g.get("Nobody")
+        exported = g.export_json()
+        with pytest.raises(VoiceExistsError, match=r"and 15 more \(gallery list\)"):
+            g.import_json(exported)

@@ -144,6 +144,10 @@ def test_upload_shows_the_voice_bars_and_spectrogram(
     model_labels = labels(server)
     assert sorted(shown_bars(page)) == sorted(model_labels)
     assert shown_bars(page)[0] == clip["voice"]  # sorted, most likely first
+    best = page.locator("#bars .bar.best").evaluate_all("b => b.map(x => x.dataset.voice)")
+    assert best == [clip["voice"]]  # the classifier's answer, the one bar marked
+    label = page.locator("#bars").get_attribute("aria-label")
+    assert label == "The classifier's probability per voice"
     assert page.locator("#spectrogram").get_attribute("src").startswith("data:image/png;base64,")
     assert Path(clip["path"]).name in page.locator("#result-meta").inner_text()
     # which engine made it, with nothing enrolled: from POST /v1/trace (the gallery's answer
@@ -322,14 +326,21 @@ def test_without_a_classifier_the_enrolled_voices_answer(browser, small_corpus, 
         answer = result["gallery"]
         assert answer["voice_known"] is True and answer["engine_nearest"], answer
         engine = page.locator("#result-engine").inner_text()
-        if answer["engine_known"]:
-            assert engine.startswith(f"Made by: {answer['engine']} (")
+        if answer["engine_known"]:  # the score against its threshold, no "% sure"
+            assert engine.startswith(f"Made by: {answer['engine']} (engine score ")
+            assert "sure" not in engine
         else:
-            assert f"does not know (nearest {answer['engine_nearest']})" in engine
+            nearest = answer["engine_nearest"]
+            assert f"a person, or an engine it never saw; nearest {nearest}" in engine
+        assert page.locator("#bars").get_attribute("aria-label") == "Score per enrolled voice"
+        assert page.locator("#bars .bar.best").evaluate_all("b => b.map(x => x.dataset.voice)") == [
+            "ked"
+        ]
         # a voice nobody enrolled is a stranger, not the closest enrolled voice
         result = upload(paths["flite:rms"][10])
         assert result is not None and result["voice"] == "unknown"
         assert page.locator("#result-voice").inner_text() == "unknown"
+        assert page.locator("#bars .bar.best").count() == 0  # no bar marked as the answer
         assert page.locator("#error").is_hidden()
         page.context.close()
 

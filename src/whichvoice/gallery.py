@@ -255,6 +255,13 @@ def voice_name(name: object) -> str:
     return name
 
 
+def _some(names: list[str], shown: int = 10) -> str:
+    """``names`` for a one-line message: the first ``shown`` and how many more (a gallery of
+    3,000 voices made a 48 KB error line)."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f", and {more} more (gallery list)" if more > 0 else "")
+
+
 def _cannot_write(e: sqlite3.OperationalError) -> bool:
     """Whether SQLite failed because the gallery's folder or file cannot be written (not,
     say, because another process holds it locked)."""
@@ -868,7 +875,7 @@ class Gallery:
             "SELECT * FROM voices WHERE name = ?", (self._stored(name),)
         ).fetchone()
         if row is None:
-            known = ", ".join(self.names()) or "none"
+            known = _some(self.names()) or "none"
             raise NotEnrolledError(
                 f"{name!r} is not enrolled in {self.path} (enrolled: {known})",
                 public=f"{name!r} is not enrolled",
@@ -1018,7 +1025,7 @@ class Gallery:
             held = sorted(set(names) & set(self.names()))
             if held and not replace:
                 raise VoiceExistsError(
-                    f"already enrolled: {', '.join(held)} (an import replaces a voice only "
+                    f"already enrolled: {_some(held)} (an import replaces a voice only "
                     "when told to: --replace, or replace=true over HTTP)"
                 )
             for (name, emb, clips, secs, created, updated), digests in zip(

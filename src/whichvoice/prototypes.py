@@ -172,6 +172,7 @@ def voice_refs(voices: Iterable, dim: int) -> VoiceRefs:
     """``VoiceRefs`` of enrolled voices (``gallery.EnrolledVoice``) for embeddings of size
     ``dim``: each stored embedding cut into its prototypes, each made unit length."""
     names, rows, starts = [], [], []
+    at = 0  # rows so far (a sum over the rows for each voice was quadratic in the voices)
     for v in voices:
         size = int(v.embedding.shape[0])
         if size == 0 or size % dim:
@@ -181,7 +182,8 @@ def voice_refs(voices: Iterable, dim: int) -> VoiceRefs:
                 public=f"{v.name!r} was enrolled with another model",
             )
         block = v.embedding.reshape(-1, dim).astype(np.float32)
-        starts.append(sum(len(r) for r in rows))
+        starts.append(at)
+        at += len(block)
         rows.append(block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12))
         names.append(v.name)
     if not names:

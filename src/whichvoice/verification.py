@@ -408,11 +408,20 @@ def short_tail(calibration: dict, voices: int) -> str:
         return ""
     named = 1.0 - (1.0 - _reach(tail)) ** voices
     return (
-        f"identify among {voices} voices names about {100 * named:.1f} % of strangers, not "
-        f"{100 * IDENTIFY_FAR:.0f} %: the calibration's different-voice trials are too few "
-        "to set a stricter threshold; run `whichvoice calibrate` with more voices, or give "
-        "--threshold"
+        f"identify among {voices} voices names about {_pct_over(named, IDENTIFY_FAR)} of "
+        f"strangers, not {100 * IDENTIFY_FAR:.0f} %: the calibration's different-voice trials "
+        "are too few to set a stricter threshold; run `whichvoice calibrate` with more voices, "
+        "or give --threshold"
     )
+
+
+def _pct_over(share: float, target: float) -> str:
+    """``share`` as a percentage with as many decimals as it takes to read above ``target``
+    (1.003 % printed "1.0 %, not 1 %")."""
+    for places in (1, 2, 3):
+        if round(100 * share, places) > round(100 * target, places):
+            return f"{100 * share:.{places}f} %"
+    return f"{100 * share:.3f} %"
 
 
 def _stricter_far(calibration: dict, voices: int) -> float | None:

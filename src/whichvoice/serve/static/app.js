@@ -137,6 +137,7 @@ function clearResult(working = "Nothing identified yet.") {
   $("result-empty").hidden = false;
   $("result-empty").textContent = working;
   delete document.body.dataset.answer;
+  delete document.body.dataset.engine;
 }
 
 async function identify(blob, filename, source) {
@@ -177,9 +178,15 @@ function showEngine(engine) {
     delete document.body.dataset.engine;
     return;
   }
+  // no "% sure": the head's share of its likeliest family is not the chance of being right
+  // (a person's clip took rhvoice at 0.996); "unknown" is a person or an engine never seen
+  const score = engine.engine_score == null ? ""
+    : ` (engine score ${engine.engine_score.toFixed(2)}`
+      + (engine.engine_threshold == null ? ")" : ` ≥ ${engine.engine_threshold.toFixed(2)})`);
   $("result-engine").textContent = engine.engine_known
-    ? `Made by: ${engine.engine} (${percent(engine.engine_confidence)} sure).`
-    : `Made by: an engine it does not know (nearest ${engine.engine_nearest}).`;
+    ? `Made by: ${engine.engine}${score}.`
+    : "Made by: not an engine it knows (a person, or an engine it never saw; nearest "
+      + `${engine.engine_nearest}).`;
   document.body.dataset.engine = engine.engine;
 }
 
@@ -194,7 +201,11 @@ function showResult(result, source) {
   // knows it, else "unknown"; each side's own answer is detail underneath
   const gallery = result.gallery;
   const classifier = result.classifier;
-  const byScore = !classifier;  // no classifier: cosine scores
+  // the bars of whoever answered: the enrolled voices' cosine scores when the gallery did (or
+  // there is no classifier), else the classifier's probabilities; one bar is marked only when
+  // it is the answer's (a review: "unknown" over a green 98 % bar read as an answer)
+  const byScore = !classifier || result.answer_source === "gallery";
+  const answered = result.answer_source === "none" ? null : result.voice;
   $("result-voice").textContent = result.voice;
   document.body.dataset.answer = result.answer_source;
   if (result.answer_source === "gallery") {
@@ -223,12 +234,13 @@ function showResult(result, source) {
 
   const bars = $("bars");
   bars.replaceChildren();
+  bars.setAttribute("aria-label", byScore ? "Score per enrolled voice"
+    : "The classifier's probability per voice");
   const values = byScore ? gallery.scores : result.probabilities;
   const ranked = Object.entries(values).sort((a, b) => b[1] - a[1]);
   for (const [voice, p] of ranked) {
     const bar = document.createElement("div");
-    const best = classifier && !byScore ? classifier.voice : result.voice;
-    bar.className = voice === best ? "bar best" : "bar";
+    bar.className = voice === answered ? "bar best" : "bar";
     bar.dataset.voice = voice;
     bar.setAttribute("role", "listitem");
     const name = document.createElement("span");
