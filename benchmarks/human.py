@@ -11,8 +11,9 @@ speaker is enrolled from 3 clips cut to 3 s of speech (as in ``benchmarks/verify
 every other clip is scored against every speaker. ``auto`` (the fused encoder) had its weights
 chosen on these same speakers among others (``benchmarks/fusion.py``): its row is a dev figure,
 not a held-out one. Figures: EER with a 95 % interval from a bootstrap over speakers, top-1
-identification with its Wilson interval, and false rejections and acceptances at each encoder's
-shipped threshold (set on dev trials, see verify.py). Writes benchmarks/results/human.json.
+identification with its interval (speakers as clusters), and false rejections and acceptances
+at each encoder's shipped threshold (set on dev trials, see verify.py). Writes
+benchmarks/results/human.json.
 
     python benchmarks/human.py [--clips 60] [--digits 6]
         [--encoders whichvoice,resemblyzer,dvector,auto]

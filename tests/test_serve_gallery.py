@@ -869,6 +869,6 @@ def test_trace_needs_an_encoder_an_engine_head_reads(tmp_path: Path, enroll_clip
     proc, url = start_server(None, "--gallery", str(tmp_path / "g.sqlite"))
     try:
         r = httpx.post(f"{url}/v1/trace", files=files(enroll_clips[AWB][0]), timeout=60)
-        assert_error(r, 409, "no_engine_head", "gallery was enrolled with")
+        assert_error(r, 409, "no_engine_head", "its gallery's voices were enrolled with")
     finally:
         stop(proc)

@@ -421,7 +421,7 @@ def _pct_over(share: float, target: float) -> str:
     for places in (1, 2, 3):
         if round(100 * share, places) > round(100 * target, places):
             return f"{100 * share:.{places}f} %"
-    return f"{100 * share:.3f} %"
+    return f"just over {100 * target:g} %"
 
 
 def _stricter_far(calibration: dict, voices: int) -> float | None:

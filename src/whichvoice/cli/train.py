@@ -499,7 +499,7 @@ def openset_cmd(
     short = fitted.short_threshold
     if as_json:
         saved = fitted.to_dict()  # the short threshold as openset.json keeps it
-        extra = {"threshold": fitted.threshold, "short_threshold": saved["short_threshold"]}
+        extra = {"threshold": saved["threshold"], "short_threshold": saved["short_threshold"]}
         click.echo(json_line(saved["fitted"] | extra))
         return
     f = fitted.fitted

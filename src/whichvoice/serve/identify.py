@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -144,29 +145,28 @@ async def identify(
 
 
 def _no_head_why(service, encoder) -> str:
-    """Why no engine head reads this server's encoder, and what to do, from what was asked
-    (``--encoder``), what a gallery chose, and whether resemblyzer can be loaded here."""
-    from whichvoice.encoders import model_id
-    from whichvoice.pretrained import EncoderUnavailableError, _import_resemblyzer
+    """Why no engine head reads this server's encoder, and what to do: from what was asked
+    (``--encoder``), whether a gallery's voices chose the encoder, and whether resemblyzer is
+    installed (looked for, not imported: the page asks /v1/trace after each identification)."""
+    from importlib.util import find_spec
 
-    try:
-        _import_resemblyzer()
-        missing = None
-    except EncoderUnavailableError as e:
-        missing = str(e)
+    from whichvoice.encoders import model_id
+    from whichvoice.pretrained import INSTALL
+
     what = (
         f"no engine head reads this server's encoder ({model_id(encoder.model)}); the shipped "
         "one reads resemblyzer's embedding (a part of auto)"
     )
-    if missing:
-        return f"{what}: {missing}; then start the server again with the default encoder"
-    if service.cfg.encoder is None:  # the default, but its gallery was enrolled by another
+    if find_spec("resemblyzer") is None:
+        return f"{what}: {INSTALL.replace('`', '')}, then start the server again"
+    if service.cfg.encoder is not None:
+        return f"{what}: start the server with the default encoder (auto) or --encoder resemblyzer"
+    if Path(service.gallery_path).is_file():  # its voices' encoder answers (gallery_encoder)
         return (
-            f"{what}: this server's gallery was enrolled with {model_id(encoder.model)}, "
-            "which it keeps answering with; serve another --gallery (or enroll again) to "
-            "trace clips"
+            f"{what}: this server answers with the encoder its gallery's voices were enrolled "
+            "with; serve another --gallery (or enroll them again) to trace clips"
         )
-    return f"{what}: start the server with the default encoder (auto) or --encoder resemblyzer"
+    return f"{what}: the default encoder fell back to another (the server's log says why)"
 
 
 def trace_upload(service, data: bytes, name: str) -> TraceResponse:

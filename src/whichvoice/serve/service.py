@@ -143,6 +143,17 @@ def error_status(exc: WhichvoiceError) -> tuple[int, str]:
     )
 
 
+def _sessions_an_engine() -> int:
+    """Engine sessions a server process lends at once, per engine: the cores it may use (its
+    affinity, where the system says), shared by the server's worker processes, at least 2."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    workers = max(1, int(os.environ.get("WHICHVOICE_WORKERS", "1") or 1))
+    return max(2, cores // workers)
+
+
 class HTTPProblem(Exception):
     """An error answered as ``{"error", "kind"}`` with its status."""
 
@@ -317,7 +328,7 @@ class Service:
         self._encoder_lock = threading.Lock()
         # lent to the request threads, at most one per core an engine (synthesis is CPU
         # bound; more would only hold more engine processes)
-        self.sessions = SessionPool(shared=max(2, len(os.sched_getaffinity(0))))
+        self.sessions = SessionPool(shared=_sessions_an_engine())
         self.synth_limiter = RateLimiter(cfg.synth_per_minute)
         self.registry = CollectorRegistry()
         self.requests = Counter(

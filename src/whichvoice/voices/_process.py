@@ -22,6 +22,8 @@ def run(cmd: list[str], *, stdin: bytes | None = None, what: str) -> bytes:
         raise EngineFaultError(f"{what}: timed out after {TIMEOUT_S:.0f} s") from e
     except OSError as e:
         raise EngineFaultError(f"{what}: cannot run {cmd[0]} ({e.strerror or e})") from e
+    if proc.returncode < 0:  # killed (the OOM killer, a crash): the engine's fault, not the text's
+        raise EngineFaultError(f"{what}: {cmd[0]} was killed by signal {-proc.returncode}")
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         detail = msg[-1] if msg else f"exit status {proc.returncode}"

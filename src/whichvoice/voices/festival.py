@@ -130,15 +130,23 @@ class _FestivalProcess:
                 self.proc.wait()
 
 
+# festival processes a session keeps (one per voice, ~300 MB each with an HTS or clunits
+# voice): a session that has spoken with many voices closes the one used longest ago
+MAX_PROCESSES = 4
+
+
 class FestivalSession(EngineSession):
     def __init__(self) -> None:
         self._procs: dict[str, _FestivalProcess] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="whichvoice-festival-")
 
     def _process(self, voice: Voice) -> _FestivalProcess:
-        proc = self._procs.get(voice.name)
+        proc = self._procs.pop(voice.name, None)  # taken out, put back last: the newest
         if proc is None or not proc.alive():
-            proc = self._procs[voice.name] = _FestivalProcess(voice)
+            while len(self._procs) >= MAX_PROCESSES:  # the one used longest ago goes
+                self._procs.pop(next(iter(self._procs))).close()
+            proc = _FestivalProcess(voice)
+        self._procs[voice.name] = proc
         return proc
 
     def synthesize(self, voice: Voice, text: str) -> Speech:

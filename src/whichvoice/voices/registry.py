@@ -184,6 +184,8 @@ class SessionPool:
         self._free: dict[str, list[EngineSession]] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._generation = 0  # counts close(): a session lent before one is not taken back
+        self._born: dict[int, int] = {}  # id(session) -> the generation it was opened in
+        self._lent: set[int] = set()  # id(session) of those lent now (close() leaves them)
 
     def engine_label(self, voice: Voice) -> str:
         """What a clip's manifest records as its engine: the voice's engine, and Polly's mode
@@ -194,11 +196,12 @@ class SessionPool:
             return "polly-neural"
         return voice.engine
 
-    def _open(self, engine: str) -> EngineSession:
+    def _open(self, engine: str, generation: int | None = None) -> EngineSession:
         mode = self._polly_engine if engine == "polly" else None
         session = get_engine(engine).open_session(mode=mode)
         with self._lock:
             self._all.append(session)
+            self._born[id(session)] = self._generation if generation is None else generation
         return session
 
     def get(self, engine: str) -> EngineSession:
@@ -228,15 +231,21 @@ class SessionPool:
                 session = free.pop() if free else None
                 generation = self._generation
             if session is None:
-                session = self._open(engine)
+                session = self._open(engine, generation)
+            with self._lock:
+                self._lent.add(id(session))
             try:
                 yield session
             finally:
                 with self._lock:
-                    kept = generation == self._generation
+                    self._lent.discard(id(session))
+                    kept = self._born.get(id(session)) == self._generation
                     if kept:
                         self._free.setdefault(engine, []).append(session)
-                if not kept:  # the pool was closed while it was lent: closed too, not lent again
+                    else:  # the pool was closed while it was lent: closed now, not lent again
+                        self._all = [x for x in self._all if x is not session]
+                        self._born.pop(id(session), None)
+                if not kept:
                     with contextlib.suppress(Exception):
                         session.close()
 
@@ -258,9 +267,14 @@ class SessionPool:
         with self._lock:
             self._generation += 1
             self._free.clear()
+            lent = [x for x in self._all if id(x) in self._lent]  # closed when they come back
             for session in self._all:
+                if id(session) in self._lent:
+                    continue
+                self._born.pop(id(session), None)
                 try:
                     session.close()
                 except Exception as e:  # closing must not hide the caller's own outcome
                     log.debug("closing a session failed: %s", e)
-            self._all.clear()
+            self._all = lent
+            self._local = threading.local()  # a thread's own session is not given again

@@ -194,6 +194,8 @@ function percent(p) {
   return `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
 }
 
+const MAX_BARS = 10;  // bars drawn for an answer: the best ones
+
 function showResult(result, source) {
   $("result-empty").hidden = true;
   $("result-body").hidden = false;
@@ -237,7 +239,9 @@ function showResult(result, source) {
   bars.setAttribute("aria-label", byScore ? "Score per enrolled voice"
     : "The classifier's probability per voice");
   const values = byScore ? gallery.scores : result.probabilities;
-  const ranked = Object.entries(values).sort((a, b) => b[1] - a[1]);
+  const every = Object.entries(values).sort((a, b) => b[1] - a[1]);
+  // the best ten (a gallery of thousands drew a bar each), and how many more there are
+  const ranked = every.slice(0, MAX_BARS);
   for (const [voice, p] of ranked) {
     const bar = document.createElement("div");
     bar.className = voice === answered ? "bar best" : "bar";
@@ -257,6 +261,14 @@ function showResult(result, source) {
     value.textContent = byScore ? p.toFixed(2) : percent(p);
     bar.append(name, track, value);
     bars.append(bar);
+  }
+
+  if (every.length > ranked.length) {
+    const more = document.createElement("div");
+    more.className = "bar-more";
+    more.setAttribute("role", "listitem");
+    more.textContent = `and ${every.length - ranked.length} more`;
+    bars.append(more);
   }
 
   const img = $("spectrogram");
