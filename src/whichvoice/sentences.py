@@ -121,7 +121,8 @@ _LINE_END = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\u2028\u2029]")
 
 
 def parse_sentences(text: str, max_chars: int = MAX_CHARS) -> SentenceSource:
-    """One sentence per line; blank, over-long and repeated lines are skipped and counted.
+    """One sentence per line; blank, over-long and repeated lines are skipped and counted (a
+    line without a letter or digit, nothing to speak, counts as blank).
 
     Runs of white space and control characters become one space (a control character is
     spoken as a space), so a line of control characters only is blank. Lines end where
@@ -137,8 +138,8 @@ def parse_sentences(text: str, max_chars: int = MAX_CHARS) -> SentenceSource:
     for line in lines:
         s = " ".join("".join(" " if _spoken_as_space(c) else c for c in line).split())
         s = unicodedata.normalize("NFC", s)
-        if not s:
-            blank += 1
+        if not any(c.isalnum() for c in s):  # nothing to speak (a zero-width space, "..."):
+            blank += 1  # every engine failed on it, and over HTTP it is refused
         elif len(s) > max_chars:
             too_long += 1
         elif s in seen:
