@@ -192,6 +192,7 @@ def test_resume_after_a_cut_line(
     assert link.is_symlink() and out.read_bytes() == whole
 
 
+@pytest.mark.slow  # five runs over the corpus
 def test_overwrite_keeps_the_previous_output_until_the_run_completes(
     trained_run: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
