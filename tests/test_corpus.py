@@ -104,15 +104,16 @@ def test_a_damaged_clip_is_made_again(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # synthesis or training
 def test_a_failing_clip_is_retried_reported_and_not_fatal(tmp_path: Path) -> None:
-    # flite speaks "..." as 0.2 s of near-silence: a real engine failure
-    sentences = parse_sentences("A good sentence to speak.\n...\n").sentences
+    # flite speaks Chinese as near-silence: a real engine failure ("..." was one until lines
+    # with nothing to speak became blank)
+    sentences = parse_sentences("A good sentence to speak.\n你好世界\n").sentences
     cfg = SynthConfig(voices=("flite:slt",), assign="all", workers=1)
     summary = synthesize_corpus(tmp_path, sentences, cfg, progress=False)
     assert summary.made == 1
     assert len(summary.failed) == 1
     assert "silent" in summary.failed[0].reason or "short" in summary.failed[0].reason
     failures = [json.loads(x) for x in (tmp_path / "failures.jsonl").read_text().splitlines()]
-    assert failures[0]["text"] == "..."
+    assert failures[0]["text"] == "你好世界"
     assert len(check_corpus(tmp_path)) == 1
 
 
@@ -405,9 +406,9 @@ def test_a_corpus_named_like_an_audio_file_is_refused(
 
 @pytest.mark.slow  # synthesis or training
 def test_synth_exits_1_when_clips_failed_and_resumes(cli, tmp_path: Path) -> None:
-    # flite speaks "..." as near-silence: a real engine failure, next to a clip that works
+    # flite speaks Chinese as near-silence: a real engine failure, next to a clip that works
     sentences = tmp_path / "mixed.txt"
-    sentences.write_text("A good sentence to speak.\n...\n", encoding="utf-8")
+    sentences.write_text("A good sentence to speak.\n你好世界\n", encoding="utf-8")
     out = tmp_path / "c"
     args = ("synth", str(out), "--voices", "flite:slt", "--sentences", str(sentences))
     proc = cli(*args)
