@@ -299,6 +299,9 @@ class _Sessions:
     def engine_label(self, voice) -> str:
         return voice.engine
 
+    def stop(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -445,3 +448,18 @@ def test_a_manifest_that_is_not_text_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "manifest.jsonl").write_bytes(b"\xff\xfe garbage\n")
     with pytest.raises(WhichvoiceError, match=r"not a manifest \(not UTF-8 text"):
         read_manifest(tmp_path / "manifest.jsonl")
+
+
+def test_an_engine_that_cannot_run_here_stops_the_run_at_once(tmp_path: Path, monkeypatch) -> None:
+    """An engine fault that no clip escapes (its program or data missing) was each clip's own
+    failure, tried twice a clip: it stops the run in one error, what was made kept (a
+    review), as refused credentials do."""
+    from whichvoice.errors import EngineBrokenError
+
+    engine = _Engine(EngineBrokenError("espeak-ng: its data folder was not found"))
+    monkeypatch.setattr("whichvoice.corpus.SessionPool", lambda *a: _Sessions(engine))
+    sentences = parse_sentences("Say this.\nAnd this.\nAnd that.\n").sentences
+    cfg = SynthConfig(voices=("flite:slt",), assign="all", format="wav", workers=1)
+    with pytest.raises(EngineBrokenError, match="data folder was not found; the clips made so"):
+        synthesize_corpus(tmp_path, sentences, cfg, progress=False)
+    assert engine.texts == ["Say this."]  # not tried again, nor the next clips

@@ -35,7 +35,12 @@ from tqdm import tqdm
 
 from whichvoice import storage
 from whichvoice.audio import ENGINE_SILENCE_PEAK, check_not_silent, encode_audio, read_audio
-from whichvoice.errors import EngineAccessError, OutputLostError, WhichvoiceError
+from whichvoice.errors import (
+    EngineAccessError,
+    EngineBrokenError,
+    OutputLostError,
+    WhichvoiceError,
+)
 from whichvoice.files import ensure_dir, held_alone, write_atomic
 from whichvoice.sentences import Sentence
 from whichvoice.text import counted
@@ -346,8 +351,9 @@ def _attempt(
             if e.errno in _NO_ROOM:  # every clip after it would fail the same way
                 raise _no_room(out, e) from e
             reason = str(e)
-        except EngineAccessError as e:  # credentials refused, no endpoint: so is every clip
-            raise EngineAccessError(
+        except (EngineAccessError, EngineBrokenError) as e:  # credentials refused, no
+            # endpoint, an engine that cannot run here: so is every clip
+            raise type(e)(
                 f"{e}; the clips made so far are kept: run the same command again once fixed",
                 public=e.public,
             ) from e
@@ -375,8 +381,9 @@ def synthesize_corpus(
     Raises UnknownVoiceError / EngineUnavailableError before any work, OutputError when
     ``out`` cannot be written. Clips that fail twice (once for a billed engine: Polly) are
     reported in the summary and in ``failures.jsonl``, never raised; an engine that refuses
-    the account or cannot be reached (EngineAccessError) and a full disk (OutputLostError)
-    stop the run, raised, what was made kept. A KeyboardInterrupt stops the run cleanly
+    the account or cannot be reached (EngineAccessError), a local engine that cannot run here
+    (EngineBrokenError) and a full disk (OutputLostError) stop the run, raised, what was made
+    kept. A KeyboardInterrupt stops the run cleanly
     (``summary.interrupted``); what was complete stays in the manifest.
     """
     t_start = time.perf_counter()
@@ -579,7 +586,7 @@ def _synthesize_all(
                     _record(future.result(), manifest, done, summary)
                     bar.update(1)
                     bar.set_postfix(failed=len(summary.failed), refresh=False)
-        except (KeyboardInterrupt, OutputLostError, EngineAccessError) as e:
+        except (KeyboardInterrupt, OutputLostError, EngineAccessError, EngineBrokenError) as e:
             summary.interrupted = isinstance(e, KeyboardInterrupt)
             # clips finished beside the one that stopped the run are kept too (they were
             # dropped: a resume asked, and paid, for them again)

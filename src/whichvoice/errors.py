@@ -73,6 +73,11 @@ class EngineFaultError(SynthesisError):
     exit_status = 1
 
 
+class EngineBrokenError(EngineFaultError):
+    """A local engine that cannot run at all here (its program or its data missing): every
+    clip would fail alike, so a corpus stops at the first, as for EngineAccessError."""
+
+
 class TextTooLongError(SynthesisError):
     """A sentence longer than the engine accepts."""
 

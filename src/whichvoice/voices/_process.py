@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from whichvoice.audio import read_audio
-from whichvoice.errors import EngineFaultError, SynthesisError
+from whichvoice.errors import EngineBrokenError, EngineFaultError, SynthesisError
 from whichvoice.voices.base import EngineSession, Speech, Voice
 
 TIMEOUT_S = 60.0  # s; no sentence takes a local engine this long
@@ -21,7 +21,7 @@ def run(cmd: list[str], *, stdin: bytes | None = None, what: str) -> bytes:
     except subprocess.TimeoutExpired as e:
         raise EngineFaultError(f"{what}: timed out after {TIMEOUT_S:.0f} s") from e
     except OSError as e:
-        raise EngineFaultError(f"{what}: cannot run {cmd[0]} ({e.strerror or e})") from e
+        raise EngineBrokenError(f"{what}: cannot run {cmd[0]} ({e.strerror or e})") from e
     if proc.returncode < 0:  # killed (the OOM killer, a crash): the engine's fault, not the text's
         raise EngineFaultError(f"{what}: {cmd[0]} was killed by signal {-proc.returncode}")
     if proc.returncode != 0:

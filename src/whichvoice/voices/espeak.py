@@ -17,7 +17,7 @@ import weakref
 from pathlib import Path
 
 from whichvoice.audio import read_audio
-from whichvoice.errors import EngineFaultError
+from whichvoice.errors import EngineBrokenError
 from whichvoice.voices._process import run
 from whichvoice.voices.base import Engine, EngineSession, Speech, Voice, missing_program
 from whichvoice.voices.registry import register_engine
@@ -146,7 +146,9 @@ def _private_data() -> Path:
     ``root``; the data folder is ``root/espeak-ng-data``."""
     system = _data_dir()
     if system is None:
-        raise EngineFaultError("espeak-ng: its data folder was not found (random variants need it)")
+        raise EngineBrokenError(
+            "espeak-ng: its data folder was not found (random variants need it)"
+        )
     root = Path(tempfile.mkdtemp(prefix="whichvoice-espeak-"))
     data = root / "espeak-ng-data"
     (data / "voices" / "!v").mkdir(parents=True)
