@@ -183,9 +183,8 @@ class SessionPool:
         self._shared = shared
         self._free: dict[str, list[EngineSession]] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._generation = 0  # counts close(): a session lent before one is not taken back
-        self._born: dict[int, int] = {}  # id(session) -> the generation it was opened in
         self._lent: set[int] = set()  # id(session) of those lent now (close() leaves them)
+        self._retired: set[int] = set()  # lent when the pool was closed: closed on return
 
     def engine_label(self, voice: Voice) -> str:
         """What a clip's manifest records as its engine: the voice's engine, and Polly's mode
@@ -196,12 +195,11 @@ class SessionPool:
             return "polly-neural"
         return voice.engine
 
-    def _open(self, engine: str, generation: int | None = None) -> EngineSession:
+    def _open(self, engine: str) -> EngineSession:
         mode = self._polly_engine if engine == "polly" else None
         session = get_engine(engine).open_session(mode=mode)
         with self._lock:
             self._all.append(session)
-            self._born[id(session)] = self._generation if generation is None else generation
         return session
 
     def get(self, engine: str) -> EngineSession:
@@ -229,9 +227,8 @@ class SessionPool:
             with self._lock:
                 free = self._free.setdefault(engine, [])
                 session = free.pop() if free else None
-                generation = self._generation
             if session is None:
-                session = self._open(engine, generation)
+                session = self._open(engine)
             with self._lock:
                 self._lent.add(id(session))
             try:
@@ -239,12 +236,12 @@ class SessionPool:
             finally:
                 with self._lock:
                     self._lent.discard(id(session))
-                    kept = self._born.get(id(session)) == self._generation
+                    kept = id(session) not in self._retired
                     if kept:
                         self._free.setdefault(engine, []).append(session)
                     else:  # the pool was closed while it was lent: closed now, not lent again
+                        self._retired.discard(id(session))
                         self._all = [x for x in self._all if x is not session]
-                        self._born.pop(id(session), None)
                 if not kept:
                     with contextlib.suppress(Exception):
                         session.close()
@@ -265,13 +262,12 @@ class SessionPool:
         """Every session closed; a shared pool opens new ones if asked again (a server's
         lifespan entered anew), and a session lent now is closed when it comes back."""
         with self._lock:
-            self._generation += 1
             self._free.clear()
-            lent = [x for x in self._all if id(x) in self._lent]  # closed when they come back
+            self._retired |= self._lent  # closed when they come back
+            lent = [x for x in self._all if id(x) in self._lent]
             for session in self._all:
                 if id(session) in self._lent:
                     continue
-                self._born.pop(id(session), None)
                 try:
                     session.close()
                 except Exception as e:  # closing must not hide the caller's own outcome
