@@ -5,8 +5,8 @@ pyproject.toml."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
 from pathlib import Path
 
 from setuptools import setup
@@ -14,27 +14,25 @@ from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
-CODE = (".", ":(exclude)benchmarks/results", ":(exclude)*.md", ":(exclude)docs")
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=ROOT,
-                          timeout=30).stdout.strip()  # fmt: skip
+def _provenance():
+    """whichvoice/provenance.py alone (it needs the standard library only; importing the
+    package would need its dependencies at build time)."""
+    path = ROOT / "src" / "whichvoice" / "provenance.py"
+    spec = importlib.util.spec_from_file_location("_whichvoice_provenance", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def stamp() -> dict:
-    """The commit and whether the code had uncommitted changes; None for both outside a
-    checkout (a build from the sdist keeps the sdist's own stamp)."""
+    """The commit and whether the code had uncommitted changes (provenance.git_state); None
+    for both outside a checkout (a build from the sdist keeps the sdist's own stamp)."""
     kept = ROOT / "src" / "whichvoice" / "_build.json"
     if not (ROOT / ".git").exists() and kept.is_file():
         return json.loads(kept.read_text())
-    try:
-        if not (ROOT / ".git").exists():
-            raise FileNotFoundError(ROOT / ".git")
-        commit = _git("rev-parse", "HEAD")
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", *CODE))
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+    commit, dirty = _provenance().git_state(ROOT) or (None, None)
     return {"commit": commit, "dirty": dirty}
 
 

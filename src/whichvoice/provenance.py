@@ -42,6 +42,20 @@ def _version(name: str) -> str | None:
         return None
 
 
+def git_state(root: Path) -> tuple[str, bool] | None:
+    """(commit, dirty) of the checkout at ``root``: the commit checked out and whether the
+    code (not results or prose) has uncommitted changes; None where ``root`` is no checkout
+    or git cannot say. Also what setup.py stamps into a build (it loads this file alone)."""
+    try:
+        if not (root / ".git").exists():
+            raise FileNotFoundError(root / ".git")
+        commit = _git(root, "rev-parse", "HEAD")
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE))
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return None
+    return commit, dirty
+
+
 def _stamped() -> tuple[str, bool | None]:
     """(commit, dirty) the build stamped into an installed package (setup.py), or
     ("unknown", None) where it has no stamp."""
@@ -62,13 +76,7 @@ def provenance(extra_packages: tuple[str, ...] = (), root: Path = SOURCE_ROOT) -
     Where ``root`` is no git checkout (an installed wheel), the commit the build stamped into
     the package (setup.py), else "unknown" with ``dirty`` None (not known; it was True until
     stop 65, which read as uncommitted changes)."""
-    try:
-        if not (root / ".git").exists():
-            raise FileNotFoundError(root / ".git")
-        commit = _git(root, "rev-parse", "HEAD")
-        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE))
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        commit, dirty = _stamped()
+    commit, dirty = git_state(root) or _stamped()
     gpu = None
     try:
         import torch
