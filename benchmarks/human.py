@@ -33,7 +33,7 @@ from provenance import provenance, write_result
 from verify import make_trials, score_matrix, split_trials
 
 from whichvoice.audio import read_audio
-from whichvoice.scoring import clustered_proportion, eer, voice_bootstrap
+from whichvoice.scoring import clustered_share, eer, voice_bootstrap
 from whichvoice.verification import calibration_of, load_encoder
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / "recordings"
@@ -67,17 +67,6 @@ def joined_clips(out: Path, clips: int, digits: int, seed: int = 0) -> dict[str,
     return files
 
 
-def by_unit(hits: np.ndarray, units: np.ndarray) -> dict:
-    """The share of ``hits`` (bool, one per trial) with its interval counting ``units`` (one
-    label per trial: a speaker, or a pair of them) as clusters: one speaker's clips go right or
-    wrong together, so 342 clips of 6 speakers are not 342 observations."""
-    keys, index = np.unique(units, axis=0, return_inverse=True)
-    index = index.reshape(-1)
-    k = np.bincount(index, weights=hits.astype(float), minlength=len(keys))
-    n = np.bincount(index, minlength=len(keys))
-    return clustered_proportion(k.astype(int), n)
-
-
 def figures(encoder, trials: dict, resamples: int) -> dict:
     scores, truth = score_matrix(encoder, trials, "clean")
     t = split_trials(scores, truth)
@@ -90,13 +79,13 @@ def figures(encoder, trials: dict, resamples: int) -> dict:
     return {
         "eer": eer(t.target, t.nontarget)[0],
         "eer_ci95": ci["eer"],
-        "top1": by_unit(scores.argmax(1) == truth, truth),
+        "top1": clustered_share(scores.argmax(1) == truth, truth),
         "target_trials": int(t.target.size),
         "nontarget_trials": int(t.nontarget.size),
         "shipped_threshold": threshold,
         "at_shipped_threshold": {
-            "false_rejection": by_unit(t.target < threshold, truth),
-            "false_acceptance": by_unit(t.nontarget >= threshold, pairs),
+            "false_rejection": clustered_share(t.target < threshold, truth),
+            "false_acceptance": clustered_share(t.nontarget >= threshold, pairs),
         },
     }
 

@@ -27,7 +27,7 @@ from whichvoice.evaluate import labelled_files
 from whichvoice.openset import fit_openset
 from whichvoice.protocol import OTHER_VOICES, pool_sentences, pool_voices
 from whichvoice.runtime import bundled_classifier, load_model
-from whichvoice.scoring import clustered_proportion, proportion
+from whichvoice.scoring import clustered_share, proportion
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-dev" / "recordings"
 DIGITS_PER_CLIP = 6  # spoken digits joined into one clip (~3 s)
@@ -68,13 +68,9 @@ def rejected(model, clips: list[tuple]) -> dict:
     voices as clusters (one voice's clips go right or wrong together: the population is
     voices, not clips)."""
     answers = model.identify_many([source for source, _ in clips])
-    k: dict[str, int] = {}
-    n: dict[str, int] = {}
-    for (_, voice), p in zip(clips, answers, strict=True):
-        if not isinstance(p, Exception):
-            n[voice] = n.get(voice, 0) + 1
-            k[voice] = k.get(voice, 0) + (p.known is False)
-    result = clustered_proportion([k[v] for v in n], [n[v] for v in n])
+    read = [(p, voice) for (_, voice), p in zip(clips, answers, strict=True)
+            if not isinstance(p, Exception)]  # fmt: skip
+    result = clustered_share([p.known is False for p, _ in read], [voice for _, voice in read])
     result["interval"] = INTERVAL
     return result
 

@@ -192,6 +192,13 @@ def test_clustered_proportions_count_voices_not_clips() -> None:
     assert lopsided["effective_n"] < 2 and lopsided["ci95"][0] < 0.3
     with pytest.raises(ValueError):
         clustered_proportion([5], [4])
+    # the same from trials: a hit per trial and its unit (a voice, or a row of labels)
+    from whichvoice.scoring import clustered_share
+
+    by_voice = clustered_share([1, 1, 0, 1], ["a", "a", "b", "b"])
+    assert by_voice == clustered_proportion([2, 1], [2, 2])
+    pairs = np.array([[0, 1], [0, 1], [1, 0]])
+    assert clustered_share([1, 0, 1], pairs) == clustered_proportion([1, 1], [2, 1])
 
 
 def test_weights_count_trials_as_often_as_repeated() -> None:

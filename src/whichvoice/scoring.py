@@ -73,6 +73,17 @@ def clustered_proportion(k_per_unit, n_per_unit) -> dict:
     return out
 
 
+def clustered_share(hits, units) -> dict:
+    """``clustered_proportion`` of trials: ``hits`` (bool, one per trial) counted within
+    ``units`` (one label per trial, or a row of labels: a voice, a pair of speakers)."""
+    hits = np.asarray(hits, dtype=bool)
+    keys, index = np.unique(np.asarray(units), axis=0, return_inverse=True)
+    index = index.reshape(-1)
+    k = np.bincount(index, weights=hits.astype(float), minlength=len(keys))
+    n = np.bincount(index, minlength=len(keys))
+    return clustered_proportion(np.rint(k).astype(int), n)
+
+
 def cosine_scores(enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Cosine similarity of every test embedding with every enrolled one.
 
