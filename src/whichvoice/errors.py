@@ -52,25 +52,23 @@ class SynthesisError(WhichvoiceError):
     """An engine failed to speak one sentence."""
 
 
-class EngineServiceError(SynthesisError):
-    """A remote engine's service failed a request for reasons of its own (throttled past the
-    retries, an internal failure, no answer): not the sentence's fault. Exit 1; over HTTP a
-    502 ``engine_failed``."""
+class EngineFaultError(SynthesisError):
+    """An engine that failed whatever the text (a local one did not answer in time or cannot
+    be run; a remote service failed: EngineServiceError): not the sentence's fault. Exit 1;
+    over HTTP a 502 ``engine_failed``."""
 
     exit_status = 1
+
+
+class EngineServiceError(EngineFaultError):
+    """A remote engine's service failed a request for reasons of its own (throttled past the
+    retries, an internal failure, no answer)."""
 
 
 class EngineAccessError(EngineServiceError):
     """A remote engine's service that refuses this account or cannot be reached (credentials
     rejected, access denied, the endpoint unreachable): every request after it would fail the
     same way, so a corpus stops at the first."""
-
-
-class EngineFaultError(SynthesisError):
-    """A local engine that failed whatever the text (it did not answer in time, it cannot be
-    run): not the sentence's fault. Exit 1; over HTTP a 502 ``engine_failed``."""
-
-    exit_status = 1
 
 
 class EngineBrokenError(EngineFaultError):

@@ -150,11 +150,10 @@ def _no_head_why(service, encoder) -> str:
     installed (looked for, not imported: the page asks /v1/trace after each identification)."""
     from importlib.util import find_spec
 
-    from whichvoice.encoders import model_id
     from whichvoice.pretrained import INSTALL
 
     what = (
-        f"no engine head reads this server's encoder ({model_id(encoder.model)}); the shipped "
+        f"no engine head reads this server's encoder ({encoder.id}); the shipped "
         "one reads resemblyzer's embedding (a part of auto)"
     )
     if find_spec("resemblyzer") is None:

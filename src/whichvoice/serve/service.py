@@ -29,7 +29,6 @@ from whichvoice.errors import (
     AudioDecodeError,
     AudioTooLongError,
     EngineFaultError,
-    EngineServiceError,
     SetupError,
     SilentAudioError,
     SynthesisError,
@@ -125,7 +124,6 @@ _GALLERY_ERRORS = (
     (SilentAudioError, 422, "silent"),  # a clip with too little speech to judge
     # Amazon Polly failing the server (its credentials, throttling), or a local engine that
     # did not answer in time or cannot run: not the client's fault
-    (EngineServiceError, 502, "engine_failed"),
     (EngineFaultError, 502, "engine_failed"),
     # the voice cannot say this text (a script its engine has no rules for, nothing it can
     # pronounce): the same kind whichever engine says so (it was bad_request)
