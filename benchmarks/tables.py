@@ -372,6 +372,15 @@ def _held_out(r: dict) -> str:
     )
 
 
+def _verify_rates(r: dict) -> str:
+    """How verify.json's rates were given intervals: over voices (stop 66 on) or clips."""
+    clean = r["results"]["whichvoice"]["clean"]["unknown_rejected"]
+    if "effective_n" in clean:
+        return ("Wilson at the effective count with voices as clusters (pairs of voices for "
+                "false acceptances)")  # fmt: skip
+    return "Wilson over clips (narrower than the data support: before stop 66)"
+
+
 def verify_table() -> str:
     r = _load("verify")
     encoders = [e for e in r["results"] if "error" not in r["results"][e]]
@@ -433,6 +442,7 @@ def verify_table() -> str:
             if human
             else ""
         )
+        + f" Intervals: EER and minDCF, a bootstrap over voices; rates, {_verify_rates(r)}."
         + f" Made by {_made(r)}.",
     ]
     return "\n".join(rows)
@@ -482,9 +492,9 @@ def default_bar_table() -> str:
     rows += [
         "",
         f"Test draw {r.get('test_draw', 1)}, the same trials for both encoders (the verify "
-        "table's); intervals: bootstrap over voices (EER), Wilson (rates). Unknown rejected "
-        "and false rejection at identify's threshold for half the voices enrolled. Made by "
-        f"{_made(r)}.",
+        f"table's); intervals: bootstrap over voices (EER), {_verify_rates(r)} (rates). "
+        "Unknown rejected and false rejection at identify's threshold for half the voices "
+        f"enrolled. Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 

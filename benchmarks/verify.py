@@ -20,7 +20,10 @@ enrolled from clean clips. Figures: EER and minDCF (p_target 0.01, 0.05) with 95
 from a bootstrap over test voices; at the dev threshold, false rejections and acceptances,
 and open-set identification (half the voices enrolled, the others unknown, ``--splits`` times)
 at identify's threshold for that many voices (``identification_threshold``: the dev threshold
-raised so that a stranger is named at most 1 time in 100) with Wilson intervals.
+raised so that a stranger is named at most 1 time in 100). Their intervals are Wilson's at
+the effective count with voices as clusters (``scoring.clustered_proportion``; a false
+acceptance's cluster is its pair of voices), as ``benchmarks/human.py`` and
+``benchmarks/openset.py`` count: a voice's clips go right or wrong together.
 
 The dev threshold (each encoder's, by one rule): at most 0.1 % false acceptances over every
 dev trial pooled, the dev pool's and the human-dev speakers', clean and degraded the same
@@ -75,9 +78,10 @@ from whichvoice.pretrained import shipped_dir
 from whichvoice.protocol import pool_of_voice, pool_sentences, pool_voices
 from whichvoice.prototypes import refs_from_clips
 from whichvoice.scoring import (
+    clustered_proportion,
+    clustered_share,
     eer,
     min_dcf,
-    proportion,
     score_tail,
     threshold_at_far,
     voice_bootstrap,
@@ -264,6 +268,21 @@ def split_trials(scores: np.ndarray, truth: np.ndarray) -> Trials:
     return Trials(scores[same], scores[~same])
 
 
+def at_threshold(scores: np.ndarray, truth: np.ndarray, threshold: float) -> dict:
+    """False rejections and acceptances at ``threshold``, each with its interval over its
+    clusters (``scoring.clustered_share``): a target trial's voice, a non-target trial's
+    (voice, claimed voice) pair, as ``benchmarks/human.py`` counts them."""
+    same = np.zeros_like(scores, bool)
+    same[np.arange(len(truth)), truth] = True
+    rows, cols = np.nonzero(~same)  # row-major, as scores[~same] lists them
+    return {
+        "false_rejection": clustered_share(scores[same] < threshold, truth),
+        "false_acceptance": clustered_share(
+            scores[~same] >= threshold, np.stack([truth[rows], cols], axis=1)
+        ),
+    }
+
+
 def split_counts(
     scores: np.ndarray,
     truth: np.ndarray,
@@ -278,6 +297,7 @@ def split_counts(
     rng = np.random.default_rng(1234)
     n = scores.shape[1]
     rejected, as_stranger = np.zeros(n, int), np.zeros(n, int)
+    as_enrolled, enrolled_rej, enrolled_wrong = np.zeros(n, int), np.zeros(n, int), np.zeros(n, int)
     enrolled_n = false_rej = wrong = 0
     pairs: Counter = Counter()
     for _ in range(splits):
@@ -296,10 +316,15 @@ def split_counts(
                 for i in np.flatnonzero(mine & accepted):
                     pairs[(names[v], names[idx[best[i]]])] += 1
         false_rej += int((~accepted[known]).sum())
-        wrong += int((accepted[known] & (idx[best[known]] != truth[known])).sum())
+        misnamed = accepted & (idx[best] != truth)
+        wrong += int(misnamed[known].sum())
         enrolled_n += int(known.sum())
+        as_enrolled += np.bincount(truth[known], minlength=n)
+        enrolled_rej += np.bincount(truth[known & ~accepted], minlength=n)
+        enrolled_wrong += np.bincount(truth[known & misnamed], minlength=n)
     return {
         "units": np.stack([rejected, as_stranger], axis=1),
+        "enrolled_units": np.stack([enrolled_rej, enrolled_wrong, as_enrolled], axis=1),
         "enrolled_clips": enrolled_n,
         "false_rejections": false_rej,
         "misnamed": wrong,
@@ -308,19 +333,23 @@ def split_counts(
 
 
 def open_set(scores: np.ndarray, truth: np.ndarray, threshold: float, splits: int) -> dict:
-    """Half the voices enrolled, half unknown, ``splits`` seeded times. Counts are per split
-    on average, so their Wilson intervals speak of one split's clips, not of repeats."""
+    """Half the voices enrolled, half unknown, ``splits`` seeded times. Each voice's counts
+    are per split on average (its clips in the splits where it was a stranger, or enrolled,
+    over ``splits``), so the intervals speak of one split's clips, not of repeats; and they
+    are over voices as clusters (``scoring.clustered_proportion``): a voice's clips go right
+    or wrong together."""
     c = split_counts(scores, truth, threshold, splits)
-    unknown_ok, unknown_n = (int(x) for x in c["units"].sum(axis=0))
-    false_rej, wrong, enrolled_n = c["false_rejections"], c["misnamed"], c["enrolled_clips"]
 
-    def rate(k: int, total: int) -> dict:
-        return proportion(round(k / splits), round(total / splits))
+    def rate(k_per_voice: np.ndarray, n_per_voice: np.ndarray) -> dict:
+        n = np.rint(n_per_voice / splits).astype(int)
+        return clustered_proportion(np.minimum(np.rint(k_per_voice / splits).astype(int), n), n)
 
+    rejected, as_stranger = c["units"].T
+    enrolled_rej, enrolled_wrong, as_enrolled = c["enrolled_units"].T
     return {
-        "unknown_rejected": rate(unknown_ok, unknown_n),
-        "false_rejection": rate(false_rej, enrolled_n),
-        "misidentified": rate(wrong, enrolled_n),
+        "unknown_rejected": rate(rejected, as_stranger),
+        "false_rejection": rate(enrolled_rej, as_enrolled),
+        "misidentified": rate(enrolled_wrong, as_enrolled),
     }
 
 
@@ -405,12 +434,7 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
             "nontarget_trials": int(t.nontarget.size),
             "voices": int(scores.shape[1]),
             "clips_without_speech": no_speech(scores),
-            "at_dev_threshold": {
-                "false_rejection": proportion(int((t.target < threshold).sum()), t.target.size),
-                "false_acceptance": proportion(
-                    int((t.nontarget >= threshold).sum()), t.nontarget.size
-                ),
-            },
+            "at_dev_threshold": at_threshold(scores, truth, threshold),
             **open_set(scores, truth, result["dev"]["identify_threshold"], args.splits),
         }
         r = result[condition]
@@ -430,12 +454,7 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
             "target_trials": int(h.target.size),
             "nontarget_trials": int(h.nontarget.size),
             "clips_without_speech": no_speech(h_scores),
-            "at_dev_threshold": {
-                "false_rejection": proportion(int((h.target < threshold).sum()), h.target.size),
-                "false_acceptance": proportion(
-                    int((h.nontarget >= threshold).sum()), h.nontarget.size
-                ),
-            },
+            "at_dev_threshold": at_threshold(h_scores, h_truth, threshold),
         }
     result["human"] = {
         "pool": "dev (human-dev speakers)",
@@ -446,11 +465,8 @@ def measure(name: str, encoder, dev: dict, test: dict, human: dict, args) -> tup
         "target_trials": int(t.target.size),
         "nontarget_trials": int(t.nontarget.size),
         "voices": int(scores.shape[1]),
-        "top1": proportion(int((scores.argmax(1) == truth).sum()), len(truth)),
-        "at_dev_threshold": {
-            "false_rejection": proportion(int((t.target < threshold).sum()), t.target.size),
-            "false_acceptance": proportion(int((t.nontarget >= threshold).sum()), t.nontarget.size),
-        },
+        "top1": clustered_share(scores.argmax(1) == truth, truth),
+        "at_dev_threshold": at_threshold(scores, truth, threshold),
     }
     r = result["human"]
     print(f"{name} human (dev): EER {100 * r['eer']:.2f} % [{100 * r['eer_ci95'][0]:.2f}, "
@@ -475,8 +491,7 @@ def clean_prototype_only(encoder, dev: dict, test: dict, human: dict) -> dict:
         t = split_trials(scores, truth)
         out[label] = {
             "eer": eer(t.target, t.nontarget)[0],
-            "false_rejection": proportion(int((t.target < threshold).sum()), t.target.size),
-            "false_acceptance": proportion(int((t.nontarget >= threshold).sum()), t.nontarget.size),
+            **at_threshold(scores, truth, threshold),
         }
     return out
 

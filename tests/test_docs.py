@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parents[1]
@@ -165,3 +166,26 @@ def test_the_endings_a_folder_search_takes_are_the_documented_ones() -> None:
     text = " ".join((ROOT / "docs" / "cli.md").read_text().split())
     listed = re.search(r"searched for these endings \(any case\): ([.a-z0-9 ]+);", text)
     assert listed is not None and set(listed.group(1).split()) == AUDIO_SUFFIXES
+
+
+def test_verify_counts_a_voices_clips_as_one_cluster() -> None:
+    """verify.json's rates (audit, stop 66): a voice's clips go right or wrong together, so
+    the interval is over voices (pairs for false acceptances), not over clips."""
+    verify = _benchmark("verify")
+    voices, per_voice = 6, 8
+    truth = np.repeat(np.arange(voices), per_voice)
+    scores = np.full((truth.size, voices), 0.2)
+    scores[np.arange(truth.size), truth] = 0.9
+    scores[truth == 0, 0] = 0.1  # voice 0: every clip rejected
+    scores[truth == 1, 2] = 0.95  # voice 1's clips all taken for voice 2
+    r = verify.at_threshold(scores, truth, 0.5)
+    rejected, accepted = r["false_rejection"], r["false_acceptance"]
+    assert (rejected["k"], rejected["n"], rejected["units"]) == (8, 48, 6)
+    assert (accepted["k"], accepted["n"], accepted["units"]) == (8, 48 * 5, 30)
+    for x in (rejected, accepted):  # wider than the clips' Wilson interval
+        assert x["ci95"][0] < x["ci95_clips"][0] and x["ci95"][1] > x["ci95_clips"][1]
+    o = verify.open_set(scores, truth, 0.5, splits=10)
+    # per split on average: half the voices (24 clips) enrolled, half strangers
+    assert o["unknown_rejected"]["n"] + o["false_rejection"]["n"] == pytest.approx(48, abs=6)
+    assert o["false_rejection"]["units"] <= voices and o["unknown_rejected"]["units"] <= voices
+    assert o["false_rejection"]["ci95"][1] > o["false_rejection"]["ci95_clips"][1]
