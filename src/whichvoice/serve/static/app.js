@@ -328,6 +328,17 @@ class Capture extends AudioWorkletProcessor {
 registerProcessor("capture", Capture);
 `;
 
+/** A node of ``context`` whose port receives each block of mono samples it is given. */
+async function captureNode(context) {
+  const url = URL.createObjectURL(new Blob([CAPTURE_WORKLET], { type: "text/javascript" }));
+  try {
+    await context.audioWorklet.addModule(url);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+  return new AudioWorkletNode(context, "capture", { channelCount: 1, channelCountMode: "explicit" });
+}
+
 /** 16-bit PCM mono WAV bytes of float samples in [-1, 1]. */
 function encodeWav(chunks, rate) {
   const n = chunks.reduce((sum, c) => sum + c.length, 0);
@@ -377,11 +388,8 @@ async function startRecording() {
     });
     const context = new AudioContext();
     recorder.context = context;
-    const url = URL.createObjectURL(new Blob([CAPTURE_WORKLET], { type: "text/javascript" }));
-    await context.audioWorklet.addModule(url);
-    URL.revokeObjectURL(url);
+    const capture = await captureNode(context);
     const source = context.createMediaStreamSource(recorder.stream);
-    const capture = new AudioWorkletNode(context, "capture", { channelCount: 1, channelCountMode: "explicit" });
     recorder.chunks = [];
     recorder.samples = 0;
     const maxSamples = MAX_RECORD_S * context.sampleRate;
@@ -788,6 +796,7 @@ async function diarizeFile(file) {
 // live: the microphone's audio, 16-bit PCM at the microphone's own rate in small binary messages over a WebSocket;
 // the server answers {"speaker", "score", "t"} at least twice a second
 const live = { socket: null, context: null, stream: null, node: null };
+const LIVE_BLOCK = 4096; // samples a message: about 85 ms at 48 kHz
 // what a closed stream without a reason of its own means to the person at the page
 const CLOSE_REASONS = {
   1001: "the server is going away (restarting or shutting down)",
@@ -815,8 +824,17 @@ async function startLive() {
     throw new ApiError(`The microphone cannot be used: ${why}.`);
   }
   const context = new AudioContext();
+  let node;
+  try {
+    // the audio thread hands over its 128-sample blocks (as Record's capture does; the
+    // ScriptProcessorNode this replaced is deprecated and ran on the page's thread)
+    node = await captureNode(context);
+  } catch (e) {
+    stream.getTracks().forEach((t) => t.stop());
+    context.close();
+    throw new ApiError(`The microphone cannot be used: ${e.message}.`);
+  }
   const source = context.createMediaStreamSource(stream);
-  const node = context.createScriptProcessor(4096, 1, 1);
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const key = $("api-key").value.trim();
   const query = new URLSearchParams({ rate: String(context.sampleRate) });
@@ -863,15 +881,22 @@ async function startLive() {
     }
     stopLive("Live: off.");
   });
-  node.onaudioprocess = (e) => {
+  // sent in messages of LIVE_BLOCK samples (16-bit), as the page sent them before
+  let pcm = new Int16Array(LIVE_BLOCK);
+  let filled = 0;
+  node.port.onmessage = (e) => {
     if (socket.readyState !== WebSocket.OPEN) return;
-    const x = e.inputBuffer.getChannelData(0);
-    const pcm = new Int16Array(x.length);
-    for (let i = 0; i < x.length; i++) pcm[i] = Math.max(-1, Math.min(1, x[i])) * 32767;
-    socket.send(pcm.buffer);
+    for (const x of e.data) {
+      pcm[filled++] = Math.max(-1, Math.min(1, x)) * 32767;
+      if (filled === LIVE_BLOCK) {
+        socket.send(pcm.buffer);
+        pcm = new Int16Array(LIVE_BLOCK);
+        filled = 0;
+      }
+    }
   };
   source.connect(node);
-  node.connect(context.destination);
+  await context.resume();
 }
 
 function stopLive(status = "Live: off.") {
