@@ -261,6 +261,18 @@ def test_export_and_import(tmp_path: Path) -> None:
     with Gallery(tmp_path / "a.sqlite", "m") as g:
         g.enroll("x", emb, 5.0)
         data = g.export_json()
+    # the fields docs/verification.md describes for other tools (a review found them
+    # described nowhere), and nothing else
+    assert set(data) == {"format", "schema", "model", "voices"}
+    assert (data["format"], data["schema"]) == ("whichvoice-gallery", 1)
+    assert set(data["voices"][0]) == {"name", "clips", "seconds", "created", "updated",
+                                      "model", "dim", "embedding", "digests"}  # fmt: skip
+    documented = " ".join((Path(__file__).parents[1] / "docs" / "verification.md")
+                          .read_text().split())  # fmt: skip
+    assert "in the order clean, noise, room, phone" in documented
+    from whichvoice.prototypes import CONDITIONS
+
+    assert CONDITIONS == ("clean", "noise", "room", "phone")
     (tmp_path / "export.json").write_text(json.dumps(data))
     with Gallery(tmp_path / "b.sqlite", "m") as g:
         assert g.import_json(read_export(tmp_path / "export.json")) == 1

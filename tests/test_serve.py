@@ -163,6 +163,8 @@ def test_voices_health_metrics_docs(server: str, trained_run: Path) -> None:
                 "$ref": "#/components/schemas/ErrorResponse"
             }, path
     assert "HTTPValidationError" not in json.dumps(spec)
+    # /metrics is Prometheus's text, and the schema says so (it said JSON: a review)
+    assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
     assert set(spec["components"]["schemas"]["ErrorResponse"]["properties"]) == {"error", "kind"}
     httpx.post(f"{server}/invocations", content=b"x", headers={"Content-Type": "text/plain"})
     metrics = httpx.get(f"{server}/metrics").text

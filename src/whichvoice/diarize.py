@@ -290,14 +290,15 @@ class Diarization:
             "settings": self.settings,
         }
 
-    def to_rttm(self, uri: str | None = None) -> str:
+    def to_rttm(self, uri: str | None = None, labels: dict[str, str] | None = None) -> str:
         """RTTM lines: ``SPEAKER uri 1 start duration <NA> <NA> speaker <NA> <NA>``. Every field
-        is free of white space (any, Unicode's too, and control characters become ``_``), and
-        two voices never share a label: a name that another one's becomes once made safe gets
-        a number (``Mary_Ann``, ``Mary_Ann-2``)."""
+        is one a reader takes as it is (``rttm_field``), and two voices never share a label:
+        a name that is already a field keeps it, one that becomes another's once made safe
+        gets a number (``Mary Ann`` -> ``Mary_Ann-2`` beside a ``Mary_Ann``). ``labels``: the
+        speakers' labels, for several recordings in one file (``write_rttm``)."""
         uri = rttm_field(uri or Path(self.path).stem or "audio")
-        speakers = list(dict.fromkeys(s.speaker for s in self.segments))
-        labels = dict(zip(speakers, unique_fields(speakers), strict=True))
+        if labels is None:
+            labels = speaker_labels([self])
         return "".join(
             f"SPEAKER {uri} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> "
             f"{labels[s.speaker]} <NA> <NA>\n"
@@ -305,29 +306,60 @@ class Diarization:
         )
 
 
+# what pandas reads as a missing value (its default na_values, which pyannote's RTTM loader
+# keeps): a recording or voice of that name was dropped or merged when read back (a review)
+_READ_AS_MISSING = frozenset(
+    ("#N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+     "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+)  # fmt: skip
+
+
 def rttm_field(text: str) -> str:
-    """``text`` as one RTTM field: white space and unprintable characters as ``_``."""
-    safe = "".join("_" if c.isspace() or not c.isprintable() else c for c in text)
-    return safe or "_"
+    """``text`` as one RTTM field that readers take as it is: white space, unprintable
+    characters and ``"`` (a quote to pandas, which pyannote reads RTTM with) as ``_``; a
+    spelling of "missing" (``NA``, ``None``, ``nan``...) gets a ``_`` after it."""
+    safe = "".join("_" if c.isspace() or not c.isprintable() or c == '"' else c for c in text)
+    safe = safe or "_"
+    return safe + "_" if safe in _READ_AS_MISSING else safe
 
 
 def unique_fields(names: list[str]) -> list[str]:
     """Each of ``names`` (each a different thing, even where two names are equal) as an RTTM
-    field, no two the same: a field already given gets the first free number (``x``, ``x-2``),
-    never one that another name makes as it is."""
+    field, no two the same. A name that is a field as it is keeps it (its first holder, in
+    order); a field already given gets the first free number (``x-2``), never one that
+    another name makes as it is."""
     fields = [rttm_field(n) for n in names]
     claimed = set(fields)
     taken: set[str] = set()
-    out = []
-    for f in fields:
+    out: list[str | None] = [None] * len(names)
+    for i, (n, f) in enumerate(zip(names, fields, strict=True)):  # the unchanged first
+        if f == n and f not in taken:
+            out[i] = f
+            taken.add(f)
+    for i, f in enumerate(fields):
+        if out[i] is not None:
+            continue
         if f in taken:
             k = 2
             while f"{f}-{k}" in taken or f"{f}-{k}" in claimed:
                 k += 1
             f = f"{f}-{k}"
         taken.add(f)
-        out.append(f)
-    return out
+        out[i] = f
+    return [str(f) for f in out]
+
+
+def speaker_labels(results: list[Diarization]) -> dict[str, str]:
+    """Each voice's RTTM label, one for all of ``results`` (an enrolled voice is the same
+    voice in every recording, so its label is too): ``unique_fields`` of their names."""
+    names = list(dict.fromkeys(s.speaker for r in results for s in r.segments))
+    return dict(zip(names, unique_fields(names), strict=True))
+
+
+def rttm_uris(paths: list) -> list[str]:
+    """Each input's RTTM recording id (uri), in order: its file's stem made a field, with a
+    number where two would share one (``unique_fields``); what ``write_rttm`` uses."""
+    return unique_fields([Path(str(p)).stem or "audio" for p in paths])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1348,17 +1380,26 @@ def from_windows(
     return Diarization(name, duration, segments, speakers, settings)
 
 
-def write_rttm(path: str | os.PathLike, results: list[Diarization] | Diarization) -> None:
+def write_rttm(
+    path: str | os.PathLike,
+    results: list[Diarization] | Diarization,
+    uris: list[str] | None = None,
+) -> None:
     """Every result's RTTM lines (one result, or a list) into one file (a path or URL),
     written whole: each recording's uri is its file's stem, made unique with a number where
-    two share one (``unique_fields``)."""
+    two share one (``rttm_uris``), unless ``uris`` gives them; each voice has one label in
+    the whole file (``speaker_labels``)."""
     from whichvoice import storage
 
     results = [results] if isinstance(results, Diarization) else list(results)
     if not all(isinstance(r, Diarization) for r in results):
         raise DiarizeError("write_rttm takes diarize()'s results: one, or a list of them")
-    uris = unique_fields([Path(r.path).stem or "audio" for r in results])
-    lines = [r.to_rttm(uri) for r, uri in zip(results, uris, strict=True)]
+    if uris is None:
+        uris = rttm_uris([r.path for r in results])
+    elif len(uris) != len(results) or len(set(uris)) != len(uris):
+        raise DiarizeError("write_rttm: uris must give each result its own id")
+    labels = speaker_labels(results)
+    lines = [r.to_rttm(uri, labels) for r, uri in zip(results, uris, strict=True)]
     storage.write_bytes(path, "".join(lines).encode())
 
 

@@ -81,7 +81,7 @@ def diarize_cmd(
     setup_logging(True)
     from tqdm import tqdm
 
-    from whichvoice.diarize import DiarizeConfig, check_installed, diarize, write_rttm
+    from whichvoice.diarize import DiarizeConfig, check_installed, diarize, rttm_uris, write_rttm
     from whichvoice.gallery import default_gallery_path
 
     # as over HTTP: a count given with a bound, even --min-speakers 1, is refused
@@ -106,7 +106,10 @@ def diarize_cmd(
         overlap=overlap,  # None: the encoder's dev choice
     ).check()
     check_installed(cfg)  # before any work: one line, exit 2 (it was each file's error)
-    results, failed = [], 0
+    # each input's recording id in the RTTM, which its JSON line names (`uri`): two inputs
+    # of one stem get different ids, which nothing else would tell apart (a review)
+    uris = rttm_uris(paths) if rttm is not None else None
+    results, result_uris, failed = [], [], 0
     reader_gone = False
 
     def say(line: str) -> None:
@@ -126,7 +129,7 @@ def diarize_cmd(
         if g is not None and named is None and gallery is not None:
             click.echo(f"warning: {shown(gallery)}: no voices enrolled; no voice is named",
                        err=True)  # fmt: skip
-        for path in paths:
+        for i, path in enumerate(paths):
             bar = tqdm(total=None, unit="s", unit_scale=True, desc=Path(str(path)).name,
                        disable=True if quiet else None,  # None: on a terminal only
                        leave=False, file=sys.stderr)  # fmt: skip
@@ -146,8 +149,13 @@ def diarize_cmd(
             finally:
                 bar.close()
             results.append(result)
+            if uris is not None:
+                result_uris.append(uris[i])
             if as_json:
-                say(json_line(result.to_dict()))
+                record = result.to_dict()
+                if uris is not None:  # after the path, as the RTTM names it
+                    record = {"path": record.pop("path"), "uri": uris[i], **record}
+                say(json_line(record))
                 continue
             if not result.segments:
                 say(f"{shown(path)}\tno speech")
@@ -158,7 +166,7 @@ def diarize_cmd(
         click.echo(f"warning: --rttm {shown(rttm)} not written: no file was diarized", err=True)
     elif rttm is not None:
         try:
-            write_rttm(rttm, results)
+            write_rttm(rttm, results, result_uris)
         except (OSError, StorageError) as e:
             # the work is done and its answers printed: lost, as predict's rows on a full
             # disk (exit 1), not a bad option (2)

@@ -26,7 +26,13 @@ async def healthz(service: ServiceDep) -> dict:
     }
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    # Prometheus's text format, not JSON: what the schema says a client gets (a review)
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(service: ServiceDep) -> Response:
     return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
 
