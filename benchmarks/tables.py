@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -1442,6 +1443,97 @@ TABLES: dict[str, Callable[[], str]] = {
 }
 
 
+def _n(x: float, digits: int = 0) -> str:
+    """A share in per cent, without the sign: 0 as ``0``."""
+    return "0" if x == 0 else f"{100 * x:.{digits}f}"
+
+
+def readme_figures() -> list[str]:
+    """The figures README.md's prose quotes outside its table blocks (its limitations), each
+    as the JSON gives it: a result that changes makes ``--check`` (and tests/test_docs.py)
+    name the sentence to rewrite (an audit: prose figures were checked by no one)."""
+    out = []
+    fr = _load("human")["results"]["auto"]["at_shipped_threshold"]["false_rejection"]
+    out.append(f"rejects {_n(fr['value'])} % ({_n(fr['ci95'][0])}-{_n(fr['ci95'][1])} % "
+               f"counting {fr['units']} speakers; {fr['n']} clips)")  # fmt: skip
+    speed = _load("speed")
+    x = {k: f"{v['times_real_time']:.0f}x" for k, v in speed["results"].items()}
+    out.append(f"`auto` runs two encoders at {x['auto']} real time on 2 cores, where the "
+               f"bundled encoder alone ran at {x['whichvoice']} in the same run "
+               f"({speed['clips']} clips;")  # fmt: skip
+    out.append(f"`identify`, which also names the engine, {x['auto + engine head']}.")
+    ver = _load("verify")
+    auto = ver["results"]["auto"]
+    at = {c: auto[c]["at_dev_threshold"]["false_rejection"] for c in ver["channels"]}
+    low, high = min(r["value"] for r in at.values()), max(r["value"] for r in at.values())
+    hard = auto["hard"]["at_dev_threshold"]["false_rejection"]
+    human = [r["at_dev_threshold"]["false_rejection"]["value"]
+             for r in auto["human-degraded"].values()]  # fmt: skip
+    out.append(f"rejects {_n(low)}-{_n(high, 1)} % of genuine TTS clips over the phone, as mp3 "
+               f"or in a room, but {_n(hard['value'])} % of short clips in noise, and "
+               f"{_n(min(human))}-{_n(max(human))} % of the human-dev speakers' degraded "
+               "clips")  # fmt: skip
+    strangers = _load("strangers")
+    st = strangers["results"]["auto"]
+    by_draw = [b["value"] for b in st["by_draw"].values()]
+    out.append(f"answers `unknown` for {_pct(st['strangers_rejected']['value'])} "
+               f"({_interval(*st['strangers_rejected']['ci95'])}) of strangers' clean clips "
+               f"among {strangers['enrolled_per_split']} enrolled voices, over "
+               f"{st['voices_with_a_clip_named']['n']} fresh test voices (target "
+               f"{_n(strangers['target']['strangers_rejected'])} %; single draws of "
+               f"{strangers['voices_per_draw']} voices gave {_pct(min(by_draw))} to "
+               f"{_pct(max(by_draw))}")  # fmt: skip
+    out.append(f"({_n(auto['hard']['false_rejection']['value'])} % of short noisy clips among "
+               f"{ver['results']['whichvoice']['clean']['voices'] // 2})")  # fmt: skip
+    trace = _load("trace")
+    test = trace["candidates"][trace["chosen"]]["test"]
+    acc = test["unseen_voices"]["clean"]["accuracy"]
+    out.append(f"names the right engine family for {_n(acc['value'])} % "
+               f"({_n(acc['ci95'][0])}-{_n(acc['ci95'][1])} %, of {acc['n']})")  # fmt: skip
+    folds = test["leave_one_engine_out"]["folds"]
+    unknown = sum(f["called_unknown"]["value"] for f in folds.values()) / len(folds)
+    out.append(f"calls only {_n(unknown)} % of the clips of an engine it never saw unknown "
+               f"(the mean of {len(folds)} engines held out in turn;")  # fmt: skip
+    diar = _load("diarize")
+    test = {c: x["auto"] for c, x in diar["test"].items()}
+    clean, rest = test["clean"], [x for c, x in test.items() if c != "clean"]
+    der = clean["der_collar_0.25"], *clean["der_collar_0.25_ci95"]
+    count = clean["count_exact"]
+    miscount = [1 - x["count_exact"]["value"] for x in rest]
+    named = [x["enrolled_named_right"] for x in rest]
+    wrong = [x["unknown_voices_named_enrolled"] for x in test.values()]
+    speed = [x["real_time_factor"] for x in test.values()]
+    out.append(f"it misattributes {_pct(der[0])} ({_interval(*der[1:])}) of the speech time")
+    out.append(f"miscounts the voices in {count['n'] - count['k']} of {count['n']} "
+               f"({_n(min(miscount))}-{_n(max(miscount))} % with overlap, in noise or a room), "
+               f"names {_n(clean['enrolled_named_right'])} % "
+               f"({_interval(*clean['enrolled_named_right_ci95'], 0)}) of enrolled voices' "
+               f"speech ({_n(min(named))}-{_n(max(named))} % with overlap, in noise or a "
+               f"room) and gave an enrolled name to {sum(w['k'] for w in wrong)} of "
+               f"{sum(w['n'] for w in wrong)} appearances of "
+               f"{len(set(diar['voices']['test']) - set(diar['voices']['enrolled']))} "
+               f"strangers (none of the clean set's {clean['unknown_voices_named_enrolled']['n']})"
+               if clean["unknown_voices_named_enrolled"]["k"] == 0 else "(some of the clean "
+               "set's strangers named: rewrite the sentence)")  # fmt: skip
+    out.append(f"runs at {10 * math.floor(min(speed) / 10)}-{10 * math.ceil(max(speed) / 10)}x "
+               "real time on 2 cores")  # fmt: skip
+    live = _load("live")["results"]["auto"]["rules"]["shipped"]
+    within, wrong_in = live["named_within_1s"], live["wrong_answers_in_turns"]
+    strangers_named = live["stranger_turns_named_enrolled"]
+    out.append(f"follows a live change of speaker within 1 s in {_n(within['value'])} % "
+               f"({_interval(*within['ci95'], 0)}) of {within['n']} test changes")  # fmt: skip
+    out.append(f"{strangers_named['k']} of {strangers_named['n']} strangers' turns given an "
+               f"enrolled name, {_pct(wrong_in['value'])} of answers inside enrolled turns "
+               "wrong")  # fmt: skip
+    return out
+
+
+def stale_readme_figures() -> list[str]:
+    """``readme_figures`` that README.md does not say (white space aside)."""
+    said = " ".join((ROOT / "README.md").read_text().split())
+    return [f for f in readme_figures() if " ".join(f.split()) not in said]
+
+
 def render(text: str) -> str:
     def block(m: re.Match) -> str:
         name = m.group(2)
@@ -1476,6 +1568,9 @@ def main() -> None:
         sys.exit(
             f"tables out of date in {', '.join(map(str, stale))}: run python benchmarks/tables.py"
         )
+    prose = stale_readme_figures()
+    if prose:  # prose is written by hand: said, not rewritten
+        sys.exit("README.md's prose does not say, as the JSON now has it: " + " | ".join(prose))
     print("up to date" if not stale else f"rewrote {', '.join(map(str, stale))}")
 
 

@@ -38,6 +38,14 @@ def test_every_table_in_the_docs_is_rendered_from_its_json() -> None:
         assert tables.render(text) == text, f"{path.name}: run python benchmarks/tables.py"
 
 
+def test_the_readmes_prose_figures_are_the_jsons() -> None:
+    """The figures README.md's limitations quote by hand (outside table blocks) say what
+    the JSON says (an audit: nothing checked them)."""
+    tables = _benchmark("tables")
+    assert len(tables.readme_figures()) >= 10
+    assert tables.stale_readme_figures() == []
+
+
 def test_every_table_block_has_content_and_every_json_a_table() -> None:
     tables = _benchmark("tables")
     used = set()
