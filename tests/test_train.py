@@ -371,6 +371,27 @@ def test_precision_is_recorded_and_checked(small_corpus: Path, tmp_path: Path) -
     assert json.loads((run / "config.json").read_text())["train"]["precision"] == "fp32"
 
 
+def test_a_run_records_how_it_was_made(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (reproducibility): a run recorded no code, versions, device, precision or
+    thread count, and the weights depend on the threads; OMP_NUM_THREADS was overridden by
+    the machine's core count, so a rerun on another machine could not ask for the same."""
+    from whichvoice.train import TrainConfig, train
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    try:
+        run = train(small_corpus, tmp_path / "a", TrainConfig(epochs=1), progress=False)
+    finally:
+        torch.set_num_threads(before)
+    made = json.loads((run / "metrics.json").read_text())["made"]
+    assert made["threads"] == 1 and made["device"] == "cpu"
+    assert made["precision"] in ("fp32", "bf16")  # auto, resolved
+    assert made["commit"] and made["machine"]["cpus"] >= 1
+    assert {"whichvoice", "torch", "numpy"} <= set(made["versions"])
+
+
 def _saved_run(
     folder: Path, model: str, labels: list[str], shape: tuple[int, ...] = (64, 201)
 ) -> torch.nn.Module:

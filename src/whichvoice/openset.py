@@ -11,9 +11,9 @@ apart, also voices it never heard, where the classifier's own embedding only eve
 own few and puts a stranger near one of them: on dev, the encoder's cosine turned away every
 clip of 16 other TTS voices (160 of 160, whole clips and 2 s phrases) against 74 % and 49 % for
 the classifier's own embedding, at the same 99 % of the classifier's own voices kept (stop 55,
-``/work/notes/s55``). Its cost: the encoder on one window a clip (about 1.9 ms in
-onnxruntime, 0.8 ms int8, one thread: ``benchmarks/limits.py``). ``encoder`` None: the run's
-own embedding (the mean of its windows'), as every open set was fitted before.
+``/work/notes/s55``). Its cost: the encoder on one window a clip (about 1.8 ms in
+onnxruntime or torch, 0.8 ms int8, one thread: ``benchmarks/limits.py``). ``encoder``
+None: the run's own embedding (the mean of its windows'), as every open set was fitted before.
 
 The prototypes and the threshold are fitted on dev data only (clips of the model's voices on
 dev sentences, and clips of other voices) and stored with the run as ``openset.json``; the

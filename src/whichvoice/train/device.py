@@ -32,11 +32,30 @@ def autocast(device: torch.device, precision: str = "auto") -> AbstractContextMa
     for, or with ``auto`` on CUDA and on CPUs with AMX tiles. AVX512-BF16 alone is not enough:
     on such a CPU (a Xeon without AMX) bf16 steps measured 1.07x slower than float32 for
     voicenet-aam-wide and 1.38x for the x2 ensemble, where an AMX machine measured 1.8x faster."""
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "bf16" or device.type == "cuda" or _cpu_amx():
+    if precision_used(device, precision) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def precision_used(device: torch.device, precision: str = "auto") -> str:
+    """What ``autocast`` runs the steps in: "bf16" or "fp32" (``auto`` resolved)."""
+    if precision == "fp32":
+        return "fp32"
+    if precision == "bf16" or device.type == "cuda" or _cpu_amx():
+        return "bf16"
+    return "fp32"
+
+
+def train_threads(local_world: int) -> int:
+    """Threads for each training process: ``OMP_NUM_THREADS`` where the user set it, else the
+    machine's cores shared among the processes on it. The weights depend on it (float sums
+    split differently), so a run records it and a rerun elsewhere can ask for the same."""
+    import os
+
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if asked.isdigit() and int(asked) > 0:
+        return int(asked)
+    return max(1, (os.cpu_count() or 1) // local_world)
 
 
 def _cpu_amx() -> bool:

@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from whichvoice.dataset import PrepareConfig, Prepared, ensure_prepared
 from whichvoice.features import FeatureConfig
 from whichvoice.files import ensure_dir, write_json
 from whichvoice.models import model_spec
+from whichvoice.provenance import provenance
 from whichvoice.train.config import (
     CONFIG,
     EPOCHS,
@@ -33,6 +33,7 @@ from whichvoice.train.config import (
     check_features,
 )
 from whichvoice.train.data import TrainSet
+from whichvoice.train.device import precision_used, train_threads
 from whichvoice.train.distributed import Ranks, barrier
 from whichvoice.train.state import Plan, RunState, new_state
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 def run(job: TrainJob, ranks: Ranks, device: torch.device) -> Path:
     """Train ``job`` into its run directory (a local path) and return it."""
+    made = provenance()  # the code that runs this session, before the work
     plan = make_plan(job, ranks, device)
     state = new_state(plan)
     if ranks.main:
@@ -77,7 +79,7 @@ def run(job: TrainJob, ranks: Ranks, device: torch.device) -> Path:
             break
 
     if ranks.main:
-        metrics = _finish(plan, state, time.perf_counter() - started)
+        metrics = _finish(plan, state, time.perf_counter() - started, made)
         # the run as the user named it (a URL), not its local mirror
         log.info("%s; run in %s", test_line(metrics), job.shown or plan.out)
     barrier(ranks)  # every rank returns once the run directory is complete
@@ -124,7 +126,7 @@ def make_plan(job: TrainJob, ranks: Ranks, device: torch.device) -> Plan:
 def _plan_in(job: TrainJob, out: Path, spec, augment, ranks: Ranks, device) -> Plan:
     """``make_plan``'s work once the run's folder exists."""
     cfg = job.cfg
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.local_world))
+    torch.set_num_threads(train_threads(ranks.local_world))
     data = _prepare(job, spec.features, ranks)
     if ranks.main:
         _warn_of_empty_splits(data, job.source)
@@ -238,9 +240,11 @@ def _log_epoch(row: dict, epochs: int) -> None:
     )
 
 
-def _finish(plan: Plan, state: RunState, session_seconds: float) -> dict:
+def _finish(plan: Plan, state: RunState, session_seconds: float, made: dict) -> dict:
     """metrics.json: the kept weights (the best epoch's, or the last's) on the validation and
-    test splits."""
+    test splits, and how this (last) session ran: its code, machine and library versions
+    (``provenance``), and the device, precision and threads the steps ran with (the weights
+    depend on them: a review found a run that recorded none)."""
     model, data, device = state.model, plan.data, plan.device
     model.load_state_dict(load_file(str(plan.out / WEIGHTS), device=str(device)))
     _, test_acc, test_file_acc = steps.accuracy(model, data, "test", device, plan.features)
@@ -264,6 +268,12 @@ def _finish(plan: Plan, state: RunState, session_seconds: float) -> dict:
         "val_file_acc": _measured(val_file_acc, 17),
         "test_acc": _measured(test_acc, 17),
         "test_file_acc": _measured(test_file_acc, 17),
+        "made": {
+            **made,
+            "device": device.type,
+            "precision": precision_used(device, plan.cfg.precision),
+            "threads": torch.get_num_threads(),
+        },
     }
     write_json(plan.out / METRICS, metrics)
     return metrics
