@@ -55,6 +55,11 @@ def test_predict_needs_no_run(cli, phrases: dict[str, Path], tmp_path: Path) -> 
     proc = cli("predict", *map(str, phrases.values()), "--json", check=True)
     answers = [json.loads(x)["voice"] for x in proc.stdout.splitlines()]
     assert answers == list(phrases)
+    # each line says the model that answered (a review: a saved line said nothing of it)
+    from whichvoice.runtime import load_model
+
+    model = load_model(bundled_classifier()).model_id
+    assert {json.loads(x)["model"] for x in proc.stdout.splitlines()} == {model}
     # a run given first, or as --model, is still the classifier
     run = bundled_classifier()
     first = cli("predict", str(run), str(phrases["flite:slt"]), check=True)

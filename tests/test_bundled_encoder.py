@@ -77,6 +77,11 @@ def test_unseen_voices_verify_and_identify(
     answers = [json.loads(x)["voice"] for x in who.stdout.splitlines()]
     expected = [v for v in ENROLLED for _ in unseen[v][3:]] + ["unknown"] * len(strangers)
     assert answers == expected
+    # each saved line says what answered it (a review): the gallery's encoder
+    listed = json.loads(cli("gallery", "list", "--json", *gallery, check=True).stdout
+                        .splitlines()[0])  # fmt: skip
+    assert {json.loads(x)["encoder"] for x in who.stdout.splitlines()} == {listed["model"]}
+    assert json.loads(true_claims.stdout.splitlines()[0])["encoder"] == listed["model"]
 
 
 def test_the_python_api(unseen: dict[str, list[Path]], tmp_path: Path) -> None:

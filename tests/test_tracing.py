@@ -354,6 +354,7 @@ def test_trace_commands_fit_and_answer(trace_clips: dict[str, list[Path]], tmp_p
     assert answer["engine_nearest"] in {"espeak-ng", "flite", "festival-diphone", "pico"}
     assert answer["engine_known"] == (answer["engine"] != "unknown")
     assert {"engine", "engine_confidence", "engine_known", "engine_score"} <= set(answer)
+    assert answer["encoder"].startswith("voicenet")  # what made it (--model bundled's)
     text = run_cli("trace", str(clip), "--head", str(head), check=True).stdout
     # the threshold the text answer prints is in the JSON too
     assert f"threshold {answer['engine_threshold']:.3f}" in text

@@ -58,9 +58,11 @@ _model_option = click.option(
 )
 
 
-def _print_results(paths: list, results: Iterable, as_json: bool, line) -> int:
+def _print_results(paths: list, results: Iterable, as_json: bool, line, encoder=None) -> int:
     """One line (text or JSON) per file, each as ``results`` gives it; an input that failed
-    prints its error. Returns how many failed (the command exits 1 then)."""
+    prints its error. A JSON answer names the ``encoder`` that made it (``encoder``: its
+    model id), so that saved lines say what produced them (a review). Returns how many
+    failed (the command exits 1 then)."""
     from tqdm import tqdm
 
     failed = 0
@@ -70,7 +72,8 @@ def _print_results(paths: list, results: Iterable, as_json: bool, line) -> int:
             error = {"path": str(path), "error": str(r)}
             text = json_line(error) if as_json else f"{shown(path)}\terror: {shown(r)}"
         else:
-            text = json_line(r.to_dict()) if as_json else f"{shown(path)}\t{line(r)}"
+            made_by = {} if encoder is None else {"encoder": encoder}
+            text = json_line(r.to_dict() | made_by) if as_json else f"{shown(path)}\t{line(r)}"
         # the progress bar on a terminal is cleared for the line and drawn again below it
         with tqdm.external_write_mode(file=sys.stdout):
             click.echo(text)
@@ -227,6 +230,7 @@ def verify_cmd(
                 f"{'accept' if r.accept else 'reject'}\tscore {_figures(r)[0]} "
                 f"{'>=' if r.accept else '<'} {_point(r)}\tp(same voice) {_probability(r)}"
             ),
+            g.model_id,
         )
     if failed or rejected:
         sys.exit(1)
@@ -312,6 +316,7 @@ def identify_cmd(
                 )
                 + _engine(r)
             ),
+            g.model_id,
         )
     if failed:
         sys.exit(1)

@@ -295,7 +295,8 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
     for path, result in zip(files, model.identify_many(files), strict=True):
         if isinstance(result, Prediction):
             if as_json:
-                click.echo(json_line(result.to_dict()))
+                # the model that answered, so that a saved line says (a review)
+                click.echo(json_line(result.to_dict() | {"model": model.model_id}))
             else:
                 top = ", ".join(f"{v} {p:.3f}" for v, p in result.top[:3])
                 answer = (

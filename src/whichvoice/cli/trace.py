@@ -75,7 +75,7 @@ def trace_cmd(
 
     from whichvoice.cli.gallery import _inputs
     from whichvoice.tracing import embed_and_trace
-    from whichvoice.verification import progress_bar
+    from whichvoice.verification import model_id, progress_bar
 
     paths = _inputs(files)
     head, encoder = head_and_encoder(head_dir, model)
@@ -94,7 +94,7 @@ def trace_cmd(
                  else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
             continue
         if as_json:
-            echo(json_line({"path": str(path), **a.to_dict()}))
+            echo(json_line({"path": str(path), **a.to_dict(), "encoder": model_id(encoder)}))
         elif a.known:  # no "p": the head's split among its families is not the chance of
             # being right (a person's clip took rhvoice at 0.996: a review)
             echo(f"{shown(path)}\t{a.engine}\tscore {a.score:.3f} >= "
