@@ -72,6 +72,8 @@ def test_the_sdist_and_the_wheel_hold_what_they_need(tmp_path: Path) -> None:
         listed = w.namelist()
         stamp = json.loads(w.read("whichvoice/_build.json"))
     assert any(n.endswith("licenses/LICENSE") for n in listed)
+    # PEP 561: type checkers read the package's hints (without it, every import was Any)
+    assert "whichvoice/py.typed" in listed
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in listed)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout.strip()  # fmt: skip

@@ -6,6 +6,7 @@ load_model("runs/demo/run-voicenet-default").identify("clip.mp3")
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 # first: Ctrl-C while the command imports the rest is one line, not a traceback
@@ -48,7 +49,7 @@ def __dir__() -> list[str]:  # the lazy names too, for a notebook's completion
     return sorted(set(globals()) | _LAZY)
 
 
-def identify(run: str | None, source: AudioSource) -> Prediction:
+def identify(run: str | os.PathLike | None, source: AudioSource) -> Prediction:
     """One-shot: load the closed-set classifier in ``run`` (None: the bundled one) and say
     which of its voices reads ``source``: what ``whichvoice predict`` answers is the
     Prediction's ``answer`` (``"unknown"`` when the open set says it is none of them;

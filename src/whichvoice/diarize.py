@@ -50,10 +50,11 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -81,6 +82,10 @@ from whichvoice.audio import resample as resample_wave
 from whichvoice.errors import AudioDecodeError, WhichvoiceError
 from whichvoice.prototypes import voice_refs
 from whichvoice.runtime import unit
+
+if TYPE_CHECKING:  # for the hints only (encoders and gallery sit above this module)
+    from whichvoice.encoders import Encoder
+    from whichvoice.gallery import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -349,14 +354,14 @@ def unique_fields(names: list[str]) -> list[str]:
     return [str(f) for f in out]
 
 
-def speaker_labels(results: list[Diarization]) -> dict[str, str]:
+def speaker_labels(results: Sequence[Diarization]) -> dict[str, str]:
     """Each voice's RTTM label, one for all of ``results`` (an enrolled voice is the same
     voice in every recording, so its label is too): ``unique_fields`` of their names."""
     names = list(dict.fromkeys(s.speaker for r in results for s in r.segments))
     return dict(zip(names, unique_fields(names), strict=True))
 
 
-def rttm_uris(paths: list) -> list[str]:
+def rttm_uris(paths: Sequence[str | os.PathLike]) -> list[str]:
     """Each input's RTTM recording id (uri), in order: its file's stem made a field, with a
     number where two would share one (``unique_fields``); what ``write_rttm`` uses."""
     return unique_fields([Path(str(p)).stem or "audio" for p in paths])
@@ -1030,9 +1035,9 @@ def _read_once(source: AudioSource, name: str) -> AudioSource:
 
 def diarize(
     source: AudioSource,
-    encoder=None,
+    encoder: Encoder | str | os.PathLike | None = None,
     *,
-    gallery=None,
+    gallery: Gallery | None = None,
     config: DiarizeConfig | None = None,
     verify_threshold: float | None = None,
     progress: Callable[[float, float], None] | None = None,
@@ -1382,8 +1387,8 @@ def from_windows(
 
 def write_rttm(
     path: str | os.PathLike,
-    results: list[Diarization] | Diarization,
-    uris: list[str] | None = None,
+    results: Sequence[Diarization] | Diarization,
+    uris: Sequence[str] | None = None,
 ) -> None:
     """Every result's RTTM lines (one result, or a list) into one file (a path or URL),
     written whole: each recording's uri is its file's stem, made unique with a number where

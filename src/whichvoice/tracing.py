@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -74,6 +75,9 @@ from whichvoice.enginehead import (
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.fingerprint import recording_fingerprint
 
+if TYPE_CHECKING:  # for the hints only (whichvoice.encoders sits above this module)
+    from whichvoice.encoders import Encoder
+
 __all__ = [
     "ENCODER_DEFAULT",
     "ENGINE_JSON",
@@ -103,7 +107,7 @@ log = logging.getLogger(__name__)
 def trace(
     sources: AudioSource | Iterable[AudioSource],
     *,
-    model: object = "auto",
+    model: Encoder | str | os.PathLike = "auto",
     head: str | os.PathLike | None = None,
 ) -> list[EngineAnswer | WhichvoiceError]:
     """Which engine family made each of ``sources`` (paths, URLs, bytes, ``Decoded``): one
@@ -126,7 +130,7 @@ def trace(
 
 
 def embed_and_trace(
-    encoder,
+    encoder: Encoder,
     head: EngineHead | None,
     sources: Iterable[AudioSource],
     *,
@@ -458,7 +462,7 @@ def _part_of(encoder, owner: str) -> tuple[int, int] | None:
     return None
 
 
-def head_for(encoder, folder: str | os.PathLike | None = None) -> EngineHead | None:
+def head_for(encoder: Encoder, folder: str | os.PathLike | None = None) -> EngineHead | None:
     """The engine head to answer with beside ``encoder``'s identifications: ``folder``'s
     (which must read this encoder's embeddings), else the run's own (``RUN/engine``, from
     ``train --target both``), else the shipped one when it reads them, else None."""

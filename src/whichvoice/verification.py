@@ -22,6 +22,7 @@ import numpy as np
 
 from whichvoice.audio import (
     STDIN,
+    AudioSource,
     Decoded,
     describe_source,
     inputs_of,
@@ -49,7 +50,14 @@ from whichvoice.encoders import (
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import ensure_dir, write_atomic
-from whichvoice.gallery import UNKNOWN, AlreadyEnrolledError, Gallery, NotEnrolledError, voice_name
+from whichvoice.gallery import (
+    UNKNOWN,
+    AlreadyEnrolledError,
+    EnrolledVoice,
+    Gallery,
+    NotEnrolledError,
+    voice_name,
+)
 from whichvoice.prototypes import (
     CONDITIONS,
     MemoryVoice,
@@ -58,7 +66,6 @@ from whichvoice.prototypes import (
     refs_from_clips,
     voice_refs,
 )
-from whichvoice.runtime import VoiceModel
 from whichvoice.scoring import (
     Calibration,
     eer,
@@ -107,6 +114,8 @@ __all__ = [
 
 DET_PNG = "det.png"
 ENROLL_CLIPS = 3  # clips that enroll a voice in calibration trials
+# what enroll, verify and identify take: one input, or any iterable of them
+Sources = AudioSource | Iterable[AudioSource]
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,7 @@ class Trials:
 
 
 def voice_trials(
-    model: VoiceModel,
+    model: Encoder,
     files: dict[str, list[Path]],
     *,
     enroll: int = ENROLL_CLIPS,
@@ -164,7 +173,7 @@ def _resolve(base: Path, p: str) -> Path:
 
 
 def trials_from_list(
-    model: VoiceModel,
+    model: Encoder,
     path: str | os.PathLike,
     *,
     target_far: float | None = None,
@@ -566,7 +575,7 @@ def progress_bar(
                 disable=None if show else True)  # fmt: skip
 
 
-def _sources(sources) -> list:
+def _sources(sources: Sources) -> list[AudioSource]:
     """The inputs as a list: one path, URL or clip is one input (a str is not read one
     character at a time), any iterable (a generator too) its items."""
     if isinstance(sources, np.ndarray):  # samples without their rate: what to do instead
@@ -640,7 +649,7 @@ def content_digest(src) -> str | None:
     return digest.hexdigest()
 
 
-def check_gallery_model(model, gallery) -> None:
+def check_gallery_model(model: Encoder, gallery: Gallery) -> None:
     """GalleryModelError when ``gallery`` belongs to another encoder than ``model``: its
     embeddings cannot be compared (an empty gallery opened for any model belongs to none)."""
     if not isinstance(gallery, Gallery):
@@ -652,15 +661,15 @@ def check_gallery_model(model, gallery) -> None:
 
 
 def enroll(
-    model: VoiceModel,
-    gallery,
+    model: Encoder,
+    gallery: Gallery,
     name: str,
-    sources: list,
+    sources: Sources,
     *,
     min_seconds: float = MIN_ENROLL_SECONDS,
     progress: bool = False,
     digests: list[str | None] | None = None,
-) -> tuple[object, list[tuple[int, WhichvoiceError]]]:
+) -> tuple[EnrolledVoice, list[tuple[int, WhichvoiceError]]]:
     """Add recordings to voice ``name``; returns the updated voice and the inputs that failed,
     as (index in ``sources``, error). Nothing is written when none could be used, or when the
     voice would hold less than ``min_seconds`` of speech in all (an embedding from a fraction
@@ -800,25 +809,36 @@ class NoUsableRecordings(WhichvoiceError):
 
 
 def verify(
-    model: VoiceModel, gallery, name: str, sources: list, **options
+    model: Encoder,
+    gallery: Gallery,
+    name: str,
+    sources: Sources,
+    *,
+    threshold: float | None = None,
+    progress: bool = False,
+    digests: list[str | None] | None = None,
 ) -> list[Verdict | WhichvoiceError]:
     """Is each recording the enrolled voice ``name``? At the calibrated threshold, or at
-    ``threshold`` (a cosine score). ``progress``: a bar on a terminal. ``options``:
-    ``verify_each``'s keywords.
+    ``threshold`` (a cosine score). ``progress``: a bar on a terminal. ``digests``: as
+    ``verify_each``'s.
 
     Returns one item per input, in order: a ``Verdict``, or the ``WhichvoiceError`` that
     input met (unreadable, no speech): one bad file does not stop the others, so check
     ``isinstance(item, Verdict)`` before reading ``.accept``. Errors that concern every input
     (an unknown name, a gallery of another encoder, a bad threshold) are raised.
     ``verify_each`` gives them one at a time, as they are answered."""
-    return list(verify_each(model, gallery, name, sources, **options))
+    return list(
+        verify_each(
+            model, gallery, name, sources, threshold=threshold, progress=progress, digests=digests
+        )
+    )
 
 
 def verify_each(
-    model: VoiceModel,
-    gallery,
+    model: Encoder,
+    gallery: Gallery,
     name: str,
-    sources: list,
+    sources: Sources,
     *,
     threshold: float | None = None,
     progress: bool = False,
@@ -876,24 +896,35 @@ def verify_each(
 
 
 def identify(
-    model: VoiceModel, gallery, sources: list, **options
+    model: Encoder,
+    gallery: Gallery,
+    sources: Sources,
+    *,
+    threshold: float | None = None,
+    engine_head: EngineHead | None = None,
+    progress: bool = False,
 ) -> list[Identity | WhichvoiceError]:
     """Which enrolled voice of ``gallery`` is each recording (what ``whichvoice identify``
     answers; ``whichvoice.identify`` is the closed-set classifier's, ``predict``'s), or
     ``unknown`` under the threshold (the calibrated one, or ``threshold``); the nearest voice
     is named either way. With an ``engine_head`` that reads ``model``'s embeddings
     (``tracing.head_for(model)``, as the CLI passes it), also which engine family made it.
-    ``progress``: a bar on a terminal. ``options``: ``identify_each``'s keywords.
+    ``progress``: a bar on a terminal.
 
     Returns one item per input, in order: an ``Identity``, or the ``WhichvoiceError`` that
     input met (as ``verify``). ``identify_each`` gives them one at a time."""
-    return list(identify_each(model, gallery, sources, **options))
+    return list(
+        identify_each(
+            model, gallery, sources, threshold=threshold, engine_head=engine_head,
+            progress=progress,
+        )
+    )  # fmt: skip
 
 
 def identify_each(
-    model: VoiceModel,
-    gallery,
-    sources: list,
+    model: Encoder,
+    gallery: Gallery,
+    sources: Sources,
     *,
     threshold: float | None = None,
     engine_head: EngineHead | None = None,

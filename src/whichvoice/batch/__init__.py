@@ -153,7 +153,7 @@ class BatchSummary:
 
 
 def predict_batch(
-    run: str | os.PathLike,
+    run: str | os.PathLike | None,
     inputs: Inputs | Iterable[BatchInput | str | os.PathLike],
     output: str | os.PathLike,
     *,
