@@ -2,6 +2,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -176,6 +177,13 @@ def test_a_corpus_resumes_only_with_its_own_settings_and_one_run_at_a_time(
     assert len(check_corpus(tmp_path)) == 2 and len(list(tmp_path.rglob("*.mp3"))) == 2
     again = synthesize_corpus(tmp_path, sentences, cfg, progress=False)  # the same: resumes
     assert (again.made, again.skipped) == (0, 2)
+    # each run says how it made clips (a review: neither the code nor the engine's version
+    # was recorded): the two that ran, flite's package version among them
+    made = json.loads((tmp_path / "synth.json").read_text())["made"]
+    assert len(made) == 2 and made[0]["commit"] and made[0]["whichvoice"]
+    assert set(made[-1]["engines"]) == {"flite"} and "flite" in made[-1]["engines"]["flite"]
+    if shutil.which("dpkg-query"):  # Debian, where make setup installs flite
+        assert made[-1]["engines"]["flite"]["flite"]
     with held_alone(tmp_path / LOCK, "a test"), pytest.raises(OutputError, match="another"):
         synthesize_corpus(tmp_path, sentences, cfg, progress=False)
     assert not (tmp_path / LOCK).exists()

@@ -467,6 +467,7 @@ def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
         before = json.loads((out / SETTINGS).read_text("utf-8"))
     except (OSError, ValueError):
         before = None
+    sessions = before.pop("made", []) if isinstance(before, dict) else []
     seen = before
     if isinstance(before, dict):
         if "polly_engine" in before and "polly_engine" not in mine:
@@ -489,8 +490,32 @@ def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
             f"{out}: a corpus made with other settings ({said}); resume it with its own "
             f"settings, or make this one in another folder"
         )
-    if before != mine:
-        write_atomic(out / SETTINGS, (json.dumps(mine, indent=1) + "\n").encode())
+    sessions = [m for m in sessions if isinstance(m, dict)][-(MAX_SESSIONS - 1) :]
+    sessions.append(_session(voices))
+    write_atomic(out / SETTINGS, (json.dumps({**mine, "made": sessions}, indent=1) + "\n").encode())
+
+
+MAX_SESSIONS = 20  # runs of one corpus synth.json remembers (the latest)
+
+
+def _session(voices: list[Voice]) -> dict:
+    """How this run makes its clips, for synth.json's ``made`` (a review: a corpus recorded
+    neither the code nor the engines' versions, which decide its audio): the commit,
+    whichvoice's version and the date, and each engine's packages' versions."""
+    from whichvoice.provenance import provenance
+    from whichvoice.voices.base import package_versions
+    from whichvoice.voices.registry import get_engine
+
+    made = provenance()
+    return {
+        "commit": made["commit"],
+        "dirty": made["dirty"],
+        "date": made["date"],
+        "whichvoice": made["versions"].get("whichvoice"),
+        "engines": {
+            e: package_versions(get_engine(e).packages) for e in sorted({v.engine for v in voices})
+        },
+    }
 
 
 def _polly_mode_of(out: Path) -> str | None:

@@ -76,6 +76,9 @@ class Engine(ABC):
     # True: every request is billed (a cloud service): a corpus does not ask again for a clip
     # it failed on (the session retries what is worth retrying itself)
     billed: bool = False
+    # the packages (Debian's, else PyPI's) whose versions decide the audio it makes: what a
+    # corpus records of how it was made (``package_versions``)
+    packages: tuple[str, ...] = ()
 
     @abstractmethod
     def voices(self) -> list[Voice]:
@@ -101,6 +104,28 @@ class Engine(ABC):
     @abstractmethod
     def open_session(self, *, mode: str | None = None) -> EngineSession:
         """A session for one worker; ``mode`` is engine-specific (Polly's "neural")."""
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Each package's installed version: the Python distribution's where one has the name,
+    else the Debian package's (dpkg), else None (not installed, or no dpkg here)."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+            continue
+        except PackageNotFoundError:
+            pass
+        try:
+            done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name],
+                                  capture_output=True, text=True, timeout=10)  # fmt: skip
+            out[name] = done.stdout.strip() or None if done.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            out[name] = None
+    return out
 
 
 def missing_program(program: str, engine: str) -> str | None:

@@ -207,6 +207,7 @@ class EspeakSession(EngineSession):
 @register_engine
 class EspeakEngine(Engine):
     name = "espeak-ng"
+    packages = ("espeak-ng", "espeak-ng-data")
 
     def voices(self) -> list[Voice]:
         out = []

@@ -192,6 +192,7 @@ class FestivalSession(EngineSession):
 @register_engine
 class FestivalEngine(Engine):
     name = "festival"
+    packages = ("festival",)
 
     def voices(self) -> list[Voice]:
         return list(_VOICES)

@@ -37,6 +37,7 @@ class FliteSession(WavFileSession):
 @register_engine
 class FliteEngine(Engine):
     name = "flite"
+    packages = ("flite",)
     prosody = True
 
     def voices(self) -> list[Voice]:

@@ -59,6 +59,7 @@ class HibariSession(EngineSession):
 @register_engine
 class HibariEngine(Engine):
     name = "hibari"
+    packages = ("hibari-tts",)
 
     def voices(self) -> list[Voice]:
         return list(_VOICES)

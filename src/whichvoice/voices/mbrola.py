@@ -121,6 +121,7 @@ class MbrolaSession(EngineSession):
 @register_engine
 class MbrolaEngine(Engine):
     name = "mbrola"
+    packages = ("mbrola", "espeak-ng")
     prosody = True
 
     def voices(self) -> list[Voice]:

@@ -41,6 +41,7 @@ class PicoSession(WavFileSession):
 @register_engine
 class PicoEngine(Engine):
     name = "pico"
+    packages = ("libttspico-utils",)
     prosody = True
 
     def voices(self) -> list[Voice]:

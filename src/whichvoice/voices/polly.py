@@ -298,6 +298,7 @@ class PollySession(EngineSession):
 @register_engine
 class PollyEngine(Engine):
     name = "polly"
+    packages = ("botocore",)
     billed = True
 
     def voices(self) -> list[Voice]:

@@ -54,6 +54,7 @@ class RHVoiceSession(WavFileSession):
 @register_engine
 class RHVoiceEngine(Engine):
     name = "rhvoice"
+    packages = ("rhvoice",)
     prosody = True
 
     def voices(self) -> list[Voice]:
