@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 from tests.conftest import sine, stderr_on_a_terminal
@@ -114,3 +115,16 @@ def test_a_terminal_stays_a_terminal_for_progress_bars(tmp_path: Path) -> None:
     assert b"python stderr isatty: True" in seen
     assert b"a native line" in seen
     assert b"Illegal" not in seen and b"resync" not in seen
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_full_disk_under_standard_output_is_one_line_and_exit_1() -> None:
+    """Review (resources): `voices > /dev/full` said "No space left on device", exit 2 (a
+    bad argument's), not naming what it was writing."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "whichvoice", "voices"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: the output: No space left on device: free some space and run it again"
+    ], proc.stderr

@@ -663,3 +663,34 @@ def test_augmentation_of_a_network_without_log_mels_is_refused_before_the_data(
         train(corpus, tmp_path / "run", TrainConfig(model="talk-cnn", augment="noise"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
     assert not any(corpus.iterdir())
+
+
+def test_a_full_disk_while_saving_keeps_the_last_checkpoint_and_says_so(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (resources): torch.save into a full disk was a traceback and left a temporary
+    file of the checkpoint's size; now one line (exit 1), nothing half-written, and --resume
+    goes on from the last checkpoint."""
+    import errno
+
+    from whichvoice.errors import OutputLostError
+    from whichvoice.train import TrainConfig, state, train
+
+    real, calls = state.write_atomic, []
+
+    def full_at_the_second_checkpoint(path: Path, data: bytes, **kw) -> None:
+        calls.append(path.name)
+        if path.name == "checkpoint.pt" and calls.count("checkpoint.pt") == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data, **kw)
+
+    monkeypatch.setattr(state, "write_atomic", full_at_the_second_checkpoint)
+    run = tmp_path / "run"
+    with pytest.raises(OutputLostError, match=r"cannot write epoch 2's checkpoint \(No space "
+                       r"left on device\); the run is kept up to epoch 1: .*--resume"):  # fmt: skip
+        train(small_corpus, run, TrainConfig(epochs=3, keep="last"), progress=False)
+    assert not list(run.glob(".*tmp*")), list(run.iterdir())
+    assert len((run / "epochs.jsonl").read_text().splitlines()) == 1
+    monkeypatch.setattr(state, "write_atomic", real)
+    train(small_corpus, run, TrainConfig(epochs=3, keep="last"), resume=True, progress=False)
+    assert len((run / "epochs.jsonl").read_text().splitlines()) == 3

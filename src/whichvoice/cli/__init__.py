@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import itertools
 import os
 import signal
@@ -98,8 +99,24 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_BROKEN_PIPE)
     except OSError as e:  # a path that cannot be written or read: the path and why
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            # no room: the work's output is lost, as under every command's own check (exit
+            # 1), not a bad argument (2); no path given: it was standard output (a review)
+            line = os_error_line(e) if e.filename else f"the output: {os_error_line(e)}"
+            click.echo(f"error: {line}: free some space and run it again", err=True)
+            sys.exit(1)
         click.echo(f"error: {os_error_line(e)}", err=True)
         sys.exit(EXIT_ERROR)
+    except MemoryError:  # one line, as every other error (a review under `ulimit -v`)
+        click.echo("error: out of memory: give it fewer or shorter files at a time, or "
+                   "more memory", err=True)  # fmt: skip
+        sys.exit(1)
+    except RuntimeError as e:
+        if "can't start new thread" not in str(e):
+            raise
+        click.echo("error: cannot start a thread (out of memory, or a limit on processes "
+                   "or threads): give it more memory, or raise the limit", err=True)  # fmt: skip
+        sys.exit(1)
     except KeyboardInterrupt:
         _interrupted()
 

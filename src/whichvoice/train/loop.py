@@ -71,7 +71,7 @@ def run(job: TrainJob, ranks: Ranks, device: torch.device) -> Path:
         if ranks.main:
             _log_epoch(row, plan.epochs)
             if improved or plan.cfg.keep == "last":
-                state.save_weights(plan.out / WEIGHTS)
+                state.save_weights(plan.out / WEIGHTS, epoch)
             state.save_checkpoint(plan.out, epoch, row)
         if plan.cfg.patience is not None and state.stale >= plan.cfg.patience:
             if ranks.main:

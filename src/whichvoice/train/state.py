@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from safetensors.torch import load, save
 from whichvoice import storage
 from whichvoice.augment import AugmentConfig
 from whichvoice.dataset import Prepared
+from whichvoice.errors import OutputLostError
 from whichvoice.features import FeatureConfig
 from whichvoice.files import write_atomic
 from whichvoice.models import build_model
@@ -103,17 +106,38 @@ class RunState:
             "best_neg_loss": self.best[1],
             "row": json.dumps(row),
         }
-        tmp = out / f".{CHECKPOINT}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, out / CHECKPOINT)
-        with open(out / EPOCHS, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        with _room(out, f"epoch {epoch + 1}'s checkpoint", epoch):
+            # torch.save into the folder left a temporary file of the checkpoint's size on a
+            # full disk, and a traceback (a review): the file is written whole, or not at all
+            write_atomic(out / CHECKPOINT, buffer.getvalue(), durable=False)
+            with open(out / EPOCHS, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
-    def save_weights(self, path: Path) -> None:
+    def save_weights(self, path: Path, epoch: int | None = None) -> None:
         """The weights as safetensors, written atomically with the usual file mode
         (safetensors' own ``save_file`` makes its files readable by their owner only)."""
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        write_atomic(path, save(weights), durable=False)  # the checkpoint is what resumes
+        with _room(path.parent, "the weights", epoch):
+            write_atomic(path, save(weights), durable=False)  # the checkpoint is what resumes
+
+
+@contextlib.contextmanager
+def _room(out: Path, what: str, epoch: int | None) -> Iterator[None]:
+    """OutputLostError (one line, exit 1) for a run file that could not be written: a full
+    disk, say, which was a traceback. ``epoch``: the epochs the run's checkpoint holds (the
+    epoch being saved, counted from 0), from which --resume goes on."""
+    try:
+        yield
+    except OSError as e:
+        reason = e.strerror or str(e)
+        go_on = (
+            f"the run is kept up to epoch {epoch}: free some space and go on with --resume"
+            if epoch
+            else "no epoch was kept: free some space and run it again with --overwrite"
+        )
+        raise OutputLostError(f"{out}: cannot write {what} ({reason}); {go_on}") from e
 
 
 def new_state(plan: Plan) -> RunState:
