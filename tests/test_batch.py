@@ -226,6 +226,24 @@ def test_overwrite_keeps_the_previous_output_until_the_run_completes(
                       progress=False)  # fmt: skip
     assert out.read_bytes() == whole and not aside.exists()
     assert (tmp_path / ".preds.csv.whichvoice.json").is_file()
+    # a full disk before the first row: the previous output is back, and the message says
+    # to run the same command again (it said --resume, which went on from the previous
+    # output, mixing the two: a review)
+    import errno
+
+    import whichvoice.batch as batch
+    from whichvoice.errors import OutputLostError
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(batch._Lines, "open", full)
+        said = r"no row of this run was written and preds.csv is as it was; .* \(--overwrite\)"
+        with pytest.raises(OutputLostError, match=said) as lost:
+            predict_batch(trained_run, inputs, out, overwrite=True, progress=False)
+    assert "--resume" not in str(lost.value)
+    assert out.read_bytes() == whole and not aside.exists()
     # interrupted after some rows: those rows stay for --resume, the previous output aside
     with pytest.raises(KeyboardInterrupt):
         predict_batch(trained_run, failing(n - 1, KeyboardInterrupt), out, overwrite=True,

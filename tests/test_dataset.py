@@ -144,6 +144,30 @@ def test_a_corpus_that_cannot_be_written_says_how_to_prepare_it_elsewhere(
         ensure_prepared(small_corpus, PrepareConfig())
 
 
+def test_a_full_disk_while_preparing_is_said_and_leaves_nothing(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (resources): numpy's short write was the whole message ("7296000 requested and
+    505792 written", exit 2) and an empty prepared/ folder stayed in the corpus."""
+    import shutil
+
+    from whichvoice import dataset
+    from whichvoice.errors import OutputLostError
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(small_corpus, corpus, ignore=shutil.ignore_patterns("prepared"))
+
+    def short_write(file, arr, *args, **kwargs):
+        raise OSError(f"{arr.nbytes} requested and 512 written")
+
+    monkeypatch.setattr(dataset.np, "save", short_write)
+    with pytest.raises(OutputLostError, match=r"cannot write the prepared data \(.* written: "
+                       r"is its disk full\?\); nothing of it was kept"):  # fmt: skip
+        ensure_prepared(corpus, PrepareConfig(), progress=False)
+    assert not (corpus / "prepared").exists()
+    assert not [p for p in corpus.iterdir() if p.name.startswith(".")], list(corpus.iterdir())
+
+
 def test_prepare_never_replaces_what_is_no_prepared_data(
     small_corpus: Path, tmp_path: Path
 ) -> None:

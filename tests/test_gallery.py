@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import shutil
@@ -752,6 +753,34 @@ def test_a_full_disk_is_one_error_and_leaves_no_empty_gallery(tmp_path: Path) ->
     assert proc.stdout.startswith("GalleryFullError 1 ")  # exit 1, as a full disk elsewhere
     assert "is its disk full?" in proc.stdout, proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_first_write_that_fills_a_real_disk_leaves_no_file(tmp_path: Path) -> None:
+    """Review (resources): with 40-64 KiB left on a tmpfs, the first write made the file but
+    not its tables, and the file stayed (4 KiB, "no voice enrolled"): a file without the
+    voices table holds nothing, so it goes. Needs a tmpfs of its own (root)."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        for free_kib in (40, 48, 64):
+            fill = disk / "fill"
+            with open(fill, "wb", buffering=0) as f, contextlib.suppress(OSError):  # all it holds
+                while True:
+                    f.write(b"\0" * 4096)
+            os.truncate(fill, max(0, fill.stat().st_size - free_kib * 1024))
+            with (
+                pytest.raises(GalleryError, match="is its disk full"),
+                Gallery(disk / "new.sqlite", "m") as g,
+            ):
+                g.enroll("ann", np.full((4, 4096), 1 / 64, np.float32), 3.0)
+            assert sorted(p.name for p in disk.iterdir()) == ["fill"], free_kib
+            fill.unlink()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_an_export_that_cannot_be_written_names_its_file(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ plus ``index.jsonl`` (one line per clip: id, path, voice, sentence_id, split, wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from tqdm import tqdm
 from whichvoice import storage
 from whichvoice.audio import SAMPLE_RATE, AudioDecodeError, read_audio, resample
 from whichvoice.corpus import MANIFEST, Clip, read_manifest
-from whichvoice.errors import OutputError, WhichvoiceError
+from whichvoice.errors import OutputError, OutputLostError, WhichvoiceError
 from whichvoice.features import SEED_START_S, FeatureConfig, logmel_windows, seed_windows
 from whichvoice.features import VERSION as FEATURES_VERSION
 from whichvoice.files import ensure_dir
@@ -363,6 +364,27 @@ def write_prepared(
     """Write split arrays (``by_split[split]`` = {"x": [windows...], "y": [...], "clip": [...]}),
     the index rows and dataset.json into ``tmp``, then rename it to ``out``. Each split's
     window list is emptied once joined into one array, so the windows are held once, not twice."""
+    try:
+        return _write_prepared(out, tmp, by_split, rows, labels, cfg, corpus, progress)
+    except OSError as e:  # numpy's short write says only "N requested and M written"
+        why = e.strerror or f"{e}: is its disk full?"
+        raise OutputLostError(
+            f"{out}: cannot write the prepared data ({why}); nothing of it was kept: free "
+            "some space and run it again"
+        ) from e
+
+
+def _write_prepared(
+    out: Path,
+    tmp: Path,
+    by_split: dict[str, dict[str, list]],
+    rows: list[dict],
+    labels: list[str],
+    cfg: PrepareConfig,
+    corpus: Path,
+    progress: bool,
+) -> Path:
+    """``write_prepared``'s work (a system error writing raised as it comes)."""
     counts = {}
     for split in SPLITS:
         part = by_split[split]
@@ -486,11 +508,18 @@ def ensure_prepared(
         except DatasetError as e:  # a cache: made again rather than refused
             log.warning("%s; preparing it again", e)
     log.info("preparing %s -> %s", source, target)
+    made = not target.parent.exists()
     try:
         prepare(source, target, cfg, progress=progress)
+    except OutputLostError:  # a full disk: said as it is
+        raise
     except OutputError as e:  # a corpus the user may not write into (read-only, shared)
         raise OutputError(
             f"{e}; prepare it elsewhere with `whichvoice prepare {source} DIR` and give DIR "
             "in its place"
         ) from e
+    finally:  # a cache folder made for nothing is not left in the corpus (a review)
+        if made and not (target / DATASET_JSON).is_file():
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()  # only if empty
     return open_prepared(target)

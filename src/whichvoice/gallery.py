@@ -745,6 +745,10 @@ class Gallery:
                           uri=True)  # fmt: skip
             try:
                 return db.execute("SELECT COUNT(*) FROM voices").fetchone()[0] == 0
+            except sqlite3.OperationalError as e:
+                if "no such table" in str(e):  # the first write made the file, not its tables
+                    return True  # (a full disk at 40-64 KiB free: a review)
+                raise
             finally:
                 db.close()
         except sqlite3.Error:  # unreadable: nothing in it if it is one page and no log

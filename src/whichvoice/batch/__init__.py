@@ -282,9 +282,16 @@ def _predict_alone(
     try:
         bar = _bar(todo, progress)
         _write_rows(sink, runner, _chunks(pending(), chunk), columns, summary, bar)
-    except OutputLostError:  # its message says how to go on (--resume), from what is there
+    except OutputLostError as e:  # its message says how to go on (--resume), from what is there
         if overwrite and summary.predicted == 0:  # nothing there: the previous output back
             _undo(sink, output)
+            # and --resume would go on from the output this run was to replace, mixing the
+            # two (a review): the same command, again
+            reason = str(e).split(": the whole rows")[0]
+            raise OutputLostError(
+                f"{reason}: no row of this run was written and {output.name} is as it was; "
+                "free the space and run the same command (--overwrite) again"
+            ) from e
         raise
     except BaseException:
         if (overwrite or not exists) and summary.predicted == 0:  # nothing to resume
@@ -466,7 +473,8 @@ def _write_rows(
     try:
         with runner as (submit, inflight, n_workers):
             summary.workers = n_workers
-            sink.open(columns)
+            with _lost_output(sink):
+                sink.open(columns)
             for items, results in _ordered(submit, chunks, inflight):
                 rows = [_row(i, fields, columns) for i, fields in zip(items, results, strict=True)]
                 with _lost_output(sink):
