@@ -145,6 +145,21 @@ def test_cli_evaluate_on_a_labels_csv(
     moved = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "copies.csv"),
                 "--report", str(tmp_path / "copies-report"), "--json", check=True)  # fmt: skip
     assert json.loads(moved.stdout)["trained_files"] == seen
+    # the report says it too, where it is shared (a review: only stderr did, and --json
+    # said nothing), counting the files scored: an unreadable one is not among them
+    report = (tmp_path / "copies-report" / "report.md").read_text()
+    assert f"**Warning:** {seen} of the 6 files scored are clips the run was trained" in report
+    assert "Closed set" in report and "as if independent" in report
+    (copied / "bad.wav").write_bytes(b"not audio")
+    (tmp_path / "bad.csv").write_text("path,voice\n" + "\n".join(copies) + "\n"
+                                      f"{copied / 'bad.wav'},{clips[0].voice}\n")  # fmt: skip
+    bad = cli("evaluate", str(trained_run), "--labels", str(tmp_path / "bad.csv"),
+              "--report", str(tmp_path / "bad-report"), "--json")  # fmt: skip
+    assert bad.returncode == 1, bad.stderr
+    warned_json = json.loads(bad.stdout)["warnings"]
+    assert warned_json == [f"{seen} of the 6 files scored are clips the run was trained on (its "
+                           "train or val split; the same bytes): these figures are not held "
+                           "out"], warned_json  # fmt: skip
     # the report goes to a new folder beside the run, named after the labels; the run's own
     # files (its report and metrics among them) are untouched
     beside = trained_run.parent / f"{trained_run.name}-eval-labels"

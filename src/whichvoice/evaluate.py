@@ -225,11 +225,13 @@ def trained_files(
 
 
 def trained_overlap(
-    model: VoiceModel, corpus: str | os.PathLike, split: str
+    model: VoiceModel, corpus: str | os.PathLike, split: str, scored: list | None = None
 ) -> tuple[int, int] | None:
     """(files of the corpus's ``split`` reading a sentence the run trained on, files), or None
     when the run's training sentences are not at hand. A ``val`` split is there to make
-    choices on: only the run's train sentences count against it."""
+    choices on: only the run's train sentences count against it. ``scored``: the paths of
+    the files that were scored, where some could not be read (only those count: a review
+    found unreadable files counted against the files read)."""
     seen = trained_sentences(model, ("train",) if split == "val" else ("train", "val"))
     if seen is None:
         return None
@@ -237,7 +239,29 @@ def trained_overlap(
     clips = load_corpus(root)
     of = _split_of(model, root, clips, warn=False)
     held = [c for c in clips if of[c.id] == split]
+    if scored is not None:
+        places = {os.path.realpath(p) for p in scored if not storage.is_url(p)}
+        held = [c for c in held if os.path.realpath(root / c.path) in places]
     return sum(c.sentence_id in seen for c in held), len(held)
+
+
+def held_out_warnings(metrics: dict) -> list[str]:
+    """What ``evaluate``'s figures are not, said where they are read (report.md, the JSON's
+    ``warnings``, the command's stderr): files the run trained on, or of its sentences."""
+    out = []
+    if metrics.get("trained_files"):
+        out.append(
+            f"{metrics['trained_files']} of the {metrics['files']} files scored are clips the "
+            "run was trained on (its train or val split; the same bytes): these figures are "
+            "not held out"
+        )
+    if metrics.get("trained_sentence_files"):
+        out.append(
+            f"{metrics['trained_sentence_files']} of the {metrics['files']} files scored read "
+            "sentences the run was trained on (its train or val split; for the bundled "
+            "classifier, its training corpus): these figures are not held out"
+        )
+    return out
 
 
 def _match_voice(name: str, labels: list[str]) -> str:
@@ -454,9 +478,18 @@ def _report(metrics: dict, png: str) -> str:
         f"({metrics['errors']} unreadable), "
         f"{counted(metrics['windows'], 'window')}.",
         "",
+        *[f"**Warning:** {w}." for w in metrics.get("warnings", [])],
+        "",
         f"- file-level accuracy: **{metrics['file_accuracy']:.4f}** (95 % interval "
-        f"{metrics['file_accuracy_ci95'][0]:.4f}-{metrics['file_accuracy_ci95'][1]:.4f})",
-        f"- window-level accuracy: {metrics['window_accuracy']:.4f}",
+        f"{metrics['file_accuracy_ci95'][0]:.4f}-{metrics['file_accuracy_ci95'][1]:.4f}; "
+        f"{round(metrics['file_accuracy'] * metrics['files'])} of {metrics['files']} files)",
+        f"- window-level accuracy: {metrics['window_accuracy']:.4f} (of "
+        f"{metrics['windows']} windows)",
+        "",
+        "Closed set: each file is answered as the nearest of the run's voices (the open set's "
+        "`unknown`, which `predict` answers, is not used). The interval is Wilson's over the "
+        "files as if independent: files of one voice or one sentence go right or wrong "
+        "together more often, so the true uncertainty is wider (docs/evaluation.md).",
         "",
         "| voice | support | accuracy | precision | recall | F1 |",
         "|---|---:|---:|---:|---:|---:|",
@@ -475,7 +508,9 @@ def _report(metrics: dict, png: str) -> str:
         ]
         for name, c in metrics["conditions"].items():
             lo, hi = c["ci95"]
-            lines.append(f"| {name} | {c['files']} | {c['accuracy']:.4f} | {lo:.4f}-{hi:.4f} |")
+            # `long` scores recordings joined from several files (one per ~20 s), not files
+            n = f"{c['files']} recordings" if name == "long" else c["files"]
+            lines.append(f"| {name} | {n} | {c['accuracy']:.4f} | {lo:.4f}-{hi:.4f} |")
     lines += ["", f"![confusion matrix]({png})", ""]
     if metrics["error_files"]:
         lines += ["Unreadable files:", ""] + [f"- {e}" for e in metrics["error_files"]] + [""]
@@ -680,15 +715,17 @@ def _measure(
         "weights_sha256": _weights_digest(run),
         **started,
     }
-    overlap = trained_overlap(model, corpus, split) if corpus is not None else None
+    scored = [f.path for f, p in zip(files, answers, strict=True) if p is not None]
+    overlap = trained_overlap(model, corpus, split, scored) if corpus is not None else None
     if overlap is not None and overlap[0]:
         metrics["trained_sentence_files"] = overlap[0]  # figures that are not held out
     # the training clips themselves, by their place or bytes: a labels CSV of them, or
     # another corpus imported from the same recordings (its sentence ids may be others)
     # (a val split is there to make choices on: only the run's train clips count against it)
     splits = ("train",) if corpus is not None and split == "val" else ("train", "val")
-    if trained := trained_files(model, [f.path for f in files], splits):
+    if trained := trained_files(model, scored, splits):
         metrics["trained_files"] = trained
+    metrics["warnings"] = held_out_warnings(metrics)
     if conditions:
         metrics["conditions"] = condition_accuracy(model, files, conditions, progress=progress)
     return metrics

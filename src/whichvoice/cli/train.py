@@ -257,21 +257,8 @@ def evaluate_cmd(
         click.echo(json_line(metrics))
     else:  # --quiet drops the bar, never the result
         print_table(metrics)
-        if metrics.get("trained_files"):
-            click.echo(
-                f"warning: {metrics['trained_files']} of the "
-                f"{metrics['files'] + metrics['errors']} files scored are clips the run was "
-                "trained on (its train or val split; the same bytes): these figures are not "
-                "held out",
-                err=True,
-            )
-        if metrics.get("trained_sentence_files"):
-            click.echo(
-                f"warning: {metrics['trained_sentence_files']} of the {metrics['files']} files "
-                "read sentences the run was trained on (its train or val split; for the "
-                "bundled classifier, its training corpus): these figures are not held out",
-                err=True,
-            )
+        for warning in metrics.get("warnings", []):  # also in report.md and the JSON
+            click.echo(f"warning: {warning}", err=True)
         if metrics["errors"]:  # each named, as predict names them (the first few here)
             named = metrics["error_files"][:SHOWN_ERRORS]
             click.echo(
