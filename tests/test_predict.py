@@ -94,9 +94,10 @@ def test_cli_predict_json_with_a_corrupt_file(
     for r in good:
         assert set(r) == {
             "path", "answer", "voice", "confidence", "top", "speech_s", "windows", "known",
-            "engine", "engine_confidence", "engine_known",
+            "engine", "engine_confidence", "engine_known", "model",
         }  # fmt: skip
         assert r["answer"] == r["voice"] and r["known"] is None  # no open-set file in the run
+        assert r["model"] == load_model(trained_run).model_id  # which model answered
         assert len(r["top"]) == 3 and r["top"][0]["voice"] == r["voice"]
     ok = cli("predict", str(trained_run), str(folder / f"{clips[0].id}.mp3"), check=True)
     assert clips[0].id in ok.stdout

@@ -188,6 +188,18 @@ def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_
     assert export["format"] == "whichvoice-gallery" and export["model"] == listing["model"]
     assert sorted(v["name"] for v in export["voices"]) == names
 
+    # a misspelt name mended without the recordings: PATCH {"name": NEW} (a review found
+    # no rename; the admin had to re-enroll from recordings they may no longer have)
+    renamed = httpx.patch(f"{url}/v1/gallery/ked", json={"name": "Ked Lee"})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "Ked Lee" and renamed.json()["clips"] == one["clips"]
+    assert_error(httpx.patch(f"{url}/v1/gallery/awb", json={"name": "Ked Lee"}), 409,
+                 "voice_exists")  # fmt: skip
+    assert_error(httpx.patch(f"{url}/v1/gallery/nobody", json={"name": "x"}), 404,
+                 "not_enrolled")  # fmt: skip
+    assert_error(httpx.patch(f"{url}/v1/gallery/awb", json={"name": "unknown"}), 422, "invalid")
+    assert httpx.patch(f"{url}/v1/gallery/Ked Lee", json={"name": "ked"}).status_code == 200
+    assert httpx.get(f"{url}/v1/gallery/ked").json()["clips"] == one["clips"]
     for name in names:
         assert httpx.delete(f"{url}/v1/gallery/{name}").json() == {"removed": name}
     assert_error(httpx.get(f"{url}/v1/gallery/ked"), 404, "not_enrolled")

@@ -60,6 +60,11 @@ class GalleryUnusableError(GalleryError):
     the fault of whoever holds the file, not of a request (the server answers 503)."""
 
 
+class EnrollmentShortError(GalleryError):
+    """An enrollment the voice no longer holds enough speech for when it is written (removed
+    by another call while its recordings were read): nothing was added."""
+
+
 class GalleryMovedError(GalleryUnusableError):
     """The gallery's file was moved or removed while this process had it open: a write would
     go into a file no path names (lost), so nothing is written."""
@@ -769,14 +774,23 @@ class Gallery:
         self._create_on_write, self._made_here = True, False
 
     def enroll(
-        self, name: str, embeddings: np.ndarray, seconds: float, digests: Sequence[str] = ()
+        self,
+        name: str,
+        embeddings: np.ndarray,
+        seconds: float,
+        digests: Sequence[str] = (),
+        *,
+        min_seconds: float = 0.0,
     ) -> EnrolledVoice:
         """Add clips to ``name`` (created if new): ``embeddings`` float (n_clips, dim), each
         L2-normalised; ``seconds`` of audio they came from. Returns the updated voice.
         Embeddings whose size is neither the gallery's voices' nor a whole multiple or part of
         it (a voice of several prototypes beside one of one) are refused (GalleryError): the
         gallery would no longer score. ``digests``: the clips' contents (``enrolled_digests``
-        lists them later, so that a recording enrolled again can be counted once)."""
+        lists them later, so that a recording enrolled again can be counted once).
+        ``min_seconds``: the speech the voice must hold once written, checked in the write's
+        transaction (EnrollmentShortError): a voice removed by another call while the caller
+        read its recordings, which counted on what it held, is not made again from less."""
         name = self._stored(voice_name(name))
         digests = list(digests)
         if not all(isinstance(d, str) and 0 < len(d) <= MAX_DIGEST for d in digests):
@@ -816,6 +830,13 @@ class Gallery:
             ).fetchone()
             n_new = embeddings.shape[0]
             total = embeddings.astype(np.float64).sum(axis=0)
+            held = 0.0 if row is None else float(row[3])
+            if held + seconds < min_seconds:
+                raise EnrollmentShortError(
+                    f"{name}: it holds {held:.1f} s of speech now (removed by another call "
+                    f"meanwhile?); with these {seconds:.1f} s that is under the "
+                    f"{min_seconds:g} s enrolling needs: nothing was added"
+                )
             if row is None:  # a new voice: recordings left by an earlier one are not its
                 self._db.execute("DELETE FROM clips WHERE name = ?", (name,))
             elif digests:
@@ -905,14 +926,61 @@ class Gallery:
 
     def remove(self, name: str) -> str:
         """Forget ``name``; returns the name it was stored under (stripped, composed)."""
+        return self.remove_many([name])[0]
+
+    def remove_many(self, names: Sequence[str]) -> list[str]:
+        """Forget every one of ``names``, in one transaction: all of them, or (a name not
+        enrolled: NotEnrolledError naming every such name) none. Returns the names they were
+        stored under, in order."""
+        if isinstance(names, str) or not names:
+            raise GalleryError("give the names of the voices to remove: a list of one or more")
+        with self._transaction():
+            stored = list(dict.fromkeys(self._stored(n) for n in names))
+            known = {n for (n,) in self._db.execute("SELECT name FROM voices")}
+            missing = [n for n in stored if n not in known]
+            if missing:
+                shown = ", ".join(map(repr, missing[:10])) + (
+                    f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                )
+                said = "is" if len(missing) == 1 else "are"
+                raise NotEnrolledError(
+                    f"{shown} {said} not enrolled in {self.path}; nothing was removed",
+                    public=f"{shown} {said} not enrolled; nothing was removed",
+                )
+            for name in stored:
+                self._db.execute("DELETE FROM voices WHERE name = ?", (name,))
+                self._db.execute("DELETE FROM clips WHERE name = ?", (name,))
+        return stored
+
+    def rename(self, name: str, new: str) -> EnrolledVoice:
+        """Give voice ``name`` the name ``new`` (a misspelt enrollment mended without its
+        recordings), with its recordings' digests; VoiceExistsError when ``new`` is another
+        voice's (``remove`` it first, or pick another name). Returns the voice renamed."""
+        new = voice_name(new)
         with self._transaction():
             stored = self._stored(name)
-            if self._db.execute("DELETE FROM voices WHERE name = ?", (stored,)).rowcount == 0:
+            held = self._db.execute("SELECT 1 FROM voices WHERE name = ?", (stored,)).fetchone()
+            if held is None:
                 raise NotEnrolledError(
                     f"{name!r} is not enrolled in {self.path}", public=f"{name!r} is not enrolled"
                 )
-            self._db.execute("DELETE FROM clips WHERE name = ?", (stored,))
-        return stored
+            target = self._stored(new)
+            if (
+                target != stored
+                and self._db.execute("SELECT 1 FROM voices WHERE name = ?", (target,)).fetchone()
+            ):
+                raise VoiceExistsError(
+                    f"{target!r} is another voice of {self.path}: remove it first, or give "
+                    "another name",
+                    public=f"{target!r} is another voice: remove it first, or give another name",
+                )
+            now = time.time()
+            self._db.execute(
+                "UPDATE voices SET name = ?, updated = ? WHERE name = ?", (new, now, stored)
+            )
+            self._db.execute("DELETE FROM clips WHERE name = ?", (new,))  # an old voice's
+            self._db.execute("UPDATE clips SET name = ? WHERE name = ?", (new, stored))
+        return self.get(new)
 
     def convert(
         self, from_id: str, model_id: str, convert: Callable[[np.ndarray], np.ndarray]

@@ -54,6 +54,7 @@ from whichvoice.gallery import (
     UNKNOWN,
     AlreadyEnrolledError,
     EnrolledVoice,
+    EnrollmentShortError,
     Gallery,
     NotEnrolledError,
     voice_name,
@@ -782,7 +783,10 @@ def enroll(
     dim = rows.shape[1] // len(CONDITIONS)
     if existing is not None and existing.embedding.shape[0] == dim:
         rows = clean_part(rows, dim)  # a voice enrolled before prototypes: its clean mean
-    return gallery.enroll(name, rows, seconds, used), errors
+    try:
+        return gallery.enroll(name, rows, seconds, used, min_seconds=min_seconds), errors
+    except EnrollmentShortError as e:  # removed meanwhile: what it held counted for nothing
+        raise TooLittleSpeech(str(e), failed=errors) from e
 
 
 class TooLittleSpeech(WhichvoiceError):

@@ -354,14 +354,27 @@ def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) ->
 
 
 @gallery_group.command("remove")
-@click.argument("name")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
 @_model_option
 @gallery_option
-def gallery_remove_cmd(name: str, model: Path | None, gallery: Path | None) -> None:
-    """Forget NAME."""
+def gallery_remove_cmd(names: tuple[str, ...], model: Path | None, gallery: Path | None) -> None:
+    """Forget each NAME: all of them, or (one not enrolled) none."""
     with _gallery(_encoder(model) if model else None, gallery) as g:
-        stored = g.remove(name)
-    click.echo(f"removed {stored}")
+        stored = g.remove_many(list(names))
+    click.echo(f"removed {', '.join(stored)}")
+
+
+@gallery_group.command("rename")
+@click.argument("name")
+@click.argument("new")
+@_model_option
+@gallery_option
+def gallery_rename_cmd(name: str, new: str, model: Path | None, gallery: Path | None) -> None:
+    """Call voice NAME by the name NEW (its enrollment kept: no recording is needed). NEW
+    must not be another voice's."""
+    with _gallery(_encoder(model) if model else None, gallery) as g:
+        voice = g.rename(name, new)
+    click.echo(f"renamed {name} to {voice.name}")
 
 
 @gallery_group.command("export")

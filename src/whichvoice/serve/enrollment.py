@@ -22,6 +22,7 @@ from whichvoice.serve.schemas import (
     GalleryResponse,
     ImportResponse,
     RemovedResponse,
+    RenameRequest,
     VerifyResponse,
 )
 from whichvoice.serve.service import (
@@ -266,6 +267,11 @@ def _remove(service: Service, name: str) -> RemovedResponse:
     return RemovedResponse(removed=stored)
 
 
+def _rename(service: Service, name: str, new: str) -> EnrolledVoice:
+    with service.gallery() as (_, g):
+        return EnrolledVoice(**g.rename(name, new).summary())
+
+
 # /v1/gallery/export is declared before /v1/gallery/{name} so it is not taken for a name
 @router.get(
     "/v1/gallery/export",
@@ -314,3 +320,14 @@ async def get_voice(name: str, service: ServiceDep) -> EnrolledVoice:
 @router.delete("/v1/gallery/{name:path}", response_model=RemovedResponse, summary="Forget a voice")
 async def remove_voice(name: str, service: ServiceDep) -> RemovedResponse:
     return await run_in_threadpool(_remove, service, name)
+
+
+@router.patch(
+    "/v1/gallery/{name:path}",
+    response_model=EnrolledVoice,
+    summary="Rename a voice (its enrollment kept)",
+)
+async def rename_voice(name: str, body: RenameRequest, service: ServiceDep) -> EnrolledVoice:
+    """`{"name": NEW}`: 404 `not_enrolled` for an unknown voice; 409 `voice_exists` when NEW
+    is another voice's; 422 `invalid` for a name that cannot be one."""
+    return await run_in_threadpool(_rename, service, name, body.name)

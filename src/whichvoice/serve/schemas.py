@@ -227,6 +227,10 @@ class RemovedResponse(BaseModel):
     removed: str
 
 
+class RenameRequest(BaseModel):
+    name: str = Field(description="The voice's new name (not another voice's)")
+
+
 class ErrorResponse(BaseModel):
     error: str
     kind: str
