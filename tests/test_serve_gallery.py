@@ -66,6 +66,7 @@ def test_enroll_answers_what_it_stored(enrolled) -> None:
     assert [s["file"] for s in awb["skipped"]] == ["broken.mp3"]
     assert "broken.mp3" in awb["skipped"][0]["error"]
     assert ked["skipped"] == [] and ked["model"] == awb["model"]
+    assert awb["warnings"] == ked["warnings"] == []  # two voices, each its own recordings
 
 
 def test_verify_true_and_false_claims(gallery_server, enrolled, enroll_clips) -> None:

@@ -503,6 +503,34 @@ def test_a_recording_enrolled_again_counts_once(tmp_path: Path) -> None:
         assert enroll(encoder, g, "slt", [a, b])[0].clips == 2
 
 
+def test_enroll_warns_of_another_voices_recording_and_a_voice_enrolled_twice(
+    tmp_path: Path,
+) -> None:
+    """A gallery admin's review: another person's clip added to a voice, and one person
+    enrolled under two names, were enrolled without a word; both are enrolled, and said."""
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import enroll, load_encoder, model_id
+
+    from .conftest import voice_clips
+
+    encoder = load_encoder("bundled")
+    clips = voice_clips(tmp_path / "c", "flite:slt,flite:awb", sentences=4)
+    slt, awb = clips["flite:slt"], clips["flite:awb"]
+    said: list[str] = []
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        enroll(encoder, g, "slt", slt[:2], min_seconds=0.5, warn=said.append)
+        enroll(encoder, g, "awb", awb[:2], min_seconds=0.5, warn=said.append)
+        assert said == []  # each voice its own recordings
+        voice, _ = enroll(encoder, g, "slt", [slt[2], awb[2]], min_seconds=0.5,
+                          warn=said.append)  # fmt: skip
+        assert voice.clips == 4  # enrolled, and said
+        assert len(said) == 1 and said[0].startswith(f"{awb[2]}: scores "), said
+        assert "against slt as enrolled before, under verify's threshold" in said[0]
+        said.clear()
+        enroll(encoder, g, "Sally", [slt[3]], min_seconds=0.5, warn=said.append)
+        assert len(said) == 1 and said[0].startswith("Sally verifies as slt ("), said
+
+
 def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:
     import soundfile as sf
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import numbers
 import os
@@ -14,7 +15,7 @@ import random
 import stat
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,8 @@ __all__ = [
     "verify",
     "voice_trials",
 ]
+
+log = logging.getLogger(__name__)
 
 DET_PNG = "det.png"
 ENROLL_CLIPS = 3  # clips that enroll a voice in calibration trials
@@ -670,11 +673,16 @@ def enroll(
     min_seconds: float = MIN_ENROLL_SECONDS,
     progress: bool = False,
     digests: list[str | None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[EnrolledVoice, list[tuple[int, WhichvoiceError]]]:
     """Add recordings to voice ``name``; returns the updated voice and the inputs that failed,
     as (index in ``sources``, error). Nothing is written when none could be used, or when the
     voice would hold less than ``min_seconds`` of speech in all (an embedding from a fraction
     of a second is not the voice; see docs/cli.md). ``progress``: a bar on a terminal.
+
+    What looks wrong but is enrolled is given to ``warn`` (by default logged as a warning;
+    ``enrollment_warnings``): a recording that its voice's enrollment would not verify, or a
+    voice that verifies as another one (the same person enrolled twice).
 
     A recording given twice, or enrolled into ``name`` before (the gallery keeps each
     recording's ``content_digest``), counts once: it is listed among the failed inputs with
@@ -784,9 +792,60 @@ def enroll(
     if existing is not None and existing.embedding.shape[0] == dim:
         rows = clean_part(rows, dim)  # a voice enrolled before prototypes: its clean mean
     try:
-        return gallery.enroll(name, rows, seconds, used, min_seconds=min_seconds), errors
+        voice = gallery.enroll(name, rows, seconds, used, min_seconds=min_seconds)
     except EnrollmentShortError as e:  # removed meanwhile: what it held counted for nothing
         raise TooLittleSpeech(str(e), failed=errors) from e
+    kept = [i for i in unique if i not in {j for j, _ in errors}]
+    for line in enrollment_warnings(
+        model, gallery, voice, existing, rows[:, :dim], [describe_source(sources[i]) for i in kept]
+    ):
+        (warn or log.warning)(line)
+    return voice, errors
+
+
+def enrollment_warnings(
+    model: Encoder,
+    gallery: Gallery,
+    voice: EnrolledVoice,
+    before: EnrolledVoice | None,
+    clean: np.ndarray,
+    names: list[str],
+) -> list[str]:
+    """What looks wrong in an enrollment just written, at verify's (calibrated) threshold:
+    each new recording (``clean``: float (n, dim), their clean embeddings; ``names``: theirs)
+    that ``before``, the voice as it was, would not verify (another person's clip added to
+    it pulls the voice towards them); and the voice verifying as another enrolled one (the
+    same person under two names). A review found both enrolled without a word. None where
+    the encoder has no calibration."""
+    try:
+        threshold = operating_point(model).threshold
+    except WhichvoiceError:
+        return []
+    dim = clean.shape[1]
+    out = []
+    if before is not None and before.embedding.shape[0] % dim == 0:
+        unit_clean = clean / np.maximum(np.linalg.norm(clean, axis=1, keepdims=True), 1e-12)
+        scores = voice_refs([before], dim).scores(unit_clean)[:, 0]
+        out += [
+            f"{n}: scores {s:.3f} against {voice.name} as enrolled before, under verify's "
+            f"threshold {threshold:.3f}: is it {voice.name}? (it is enrolled; to take it "
+            "out, `gallery remove` the voice and enroll it again)"
+            for n, s in zip(names, scores, strict=True)
+            if s < threshold
+        ]
+    others = [v for v in gallery.voices() if v.name != voice.name]
+    if others:
+        refs = voice_refs(others, dim)
+        mean = voice.embedding[:dim] / max(float(np.linalg.norm(voice.embedding[:dim])), 1e-12)
+        scores = refs.scores(mean.astype(np.float32))
+        near = int(np.argmax(scores))
+        if scores[near] >= threshold:
+            out.append(
+                f"{voice.name} verifies as {refs.names[near]} ({scores[near]:.3f}, verify's "
+                f"threshold {threshold:.3f}): the same voice enrolled twice? (`gallery "
+                "rename` or `gallery remove` mends it)"
+            )
+    return out
 
 
 class TooLittleSpeech(WhichvoiceError):

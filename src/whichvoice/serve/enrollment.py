@@ -129,11 +129,13 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
     # the uploads' own bytes, as the CLI keeps a file's: the same recording sent again, or
     # enrolled from the command line before, counts once
     digests = [content_digest(files[i][1]) for i in good]
+    warnings: list[str] = []  # what looks wrong but was enrolled, said to the client too
     try:
         with service.gallery(create=True) as (encoder, g):
             voice, failed = enroll(
-                encoder.model, g, name, [decoded[i] for i in good], digests=digests
-            )
+                encoder.model, g, name, [decoded[i] for i in good], digests=digests,
+                warn=warnings.append,
+            )  # fmt: skip
     except NoUsableRecordings as e:  # no file decoded had speech: every file's reason
         why.update({good[j]: err.public_message() for j, err in e.failed})
         raise _no_speech(name, files, why) from e
@@ -156,6 +158,7 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
         model=s["model"],
         added=len(good) - len(failed),
         skipped=[{"index": i, "file": files[i][0], "error": why[i]} for i in sorted(why)],
+        warnings=warnings,
     )
 
 

@@ -164,6 +164,11 @@ class EnrollResponse(BaseModel):
     model: str = Field(description="The encoder the gallery belongs to")
     added: int = Field(description="Clips of this request that were enrolled")
     skipped: list[Skipped] = Field(description="Files of this request that could not be used")
+    warnings: list[str] = Field(
+        default=[],
+        description="What looks wrong but was enrolled: a file the voice as enrolled before "
+        "would not verify, or the voice verifying as another enrolled one",
+    )
 
 
 class Verdict(BaseModel):
