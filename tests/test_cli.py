@@ -577,3 +577,39 @@ def test_stdout_spells_a_character_and_keeps_a_file_names_byte() -> None:
     codecs.register_error("whichvoice-stdout", _spelled_out)
     assert "李 \udce9.wav".encode("ascii", "whichvoice-stdout") == b"\\u674e \xe9.wav"
     assert "Zoë".encode("latin-1", "whichvoice-stdout") == b"Zo\xeb"
+
+
+@pytest.mark.slow  # synthesis
+def test_a_gallery_exports_to_standard_output_and_imports_from_standard_input(
+    tmp_path: Path,
+) -> None:
+    """A review: `gallery export -` wrote a file named "-", where `enroll NAME -` reads
+    standard input."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import load_encoder, model_id
+
+    from .conftest import voice_clips
+
+    encoder = load_encoder("bundled")
+    clip = voice_clips(tmp_path / "c", "flite:slt", sentences=1)["flite:slt"][0]
+    dim = encoder.embed(clip)[0].shape[0]
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        g.enroll("ann", np.ones((1, dim), np.float32) / np.sqrt(dim), 3.0)
+    run = [sys.executable, "-m", "whichvoice", "gallery"]
+    out = subprocess.run([*run, "export", "-", "--gallery", str(tmp_path / "g.sqlite")],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "-").exists()
+    assert json.loads(out.stdout)["format"] == "whichvoice-gallery"
+    assert "exported 1 voice to standard output" in out.stderr
+    back = subprocess.run([*run, "import", "-", "--gallery", str(tmp_path / "h.sqlite"),
+                           "--model", "bundled"], input=out.stdout, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    with Gallery(tmp_path / "h.sqlite", None, create=False) as h:
+        assert h.names() == ["ann"]

@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import stat
+import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -1210,11 +1211,12 @@ def _is_number(x: object) -> bool:
 
 
 def read_export(path: str | os.PathLike) -> dict:
-    """A gallery export from a file or URL (``s3://...``)."""
+    """A gallery export from a file or URL (``s3://...``), or standard input (``-``)."""
     from whichvoice import storage
 
     try:
-        data = json.loads(storage.read_bytes(path).decode("utf-8"))
+        raw = sys.stdin.buffer.read() if str(path) == "-" else storage.read_bytes(path)
+        data = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError, RecursionError, storage.StorageError) as e:
         raise GalleryError(f"{path}: cannot read a gallery export ({e})") from e
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -385,12 +386,22 @@ def gallery_rename_cmd(name: str, new: str, model: Path | None, gallery: Path | 
 def gallery_export_cmd(
     file: Path | str, overwrite: bool, model: Path | None, gallery: Path | None
 ) -> None:
-    """Write every voice to FILE (JSON; a path or s3:// URL). An existing FILE is refused
-    unless --overwrite."""
+    """Write every voice to FILE (JSON; a path or s3:// URL; - for standard output). An
+    existing FILE is refused unless --overwrite."""
     from whichvoice import storage
     from whichvoice.files import same_file
     from whichvoice.gallery import default_gallery_path, write_export
 
+    if str(file) == "-":  # as enroll NAME - reads standard input (a file named "-" was made)
+        where = gallery or default_gallery_path()
+        if not Path(where).exists():
+            raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
+        with _gallery(_encoder(model) if model else None, gallery) as g:
+            data = g.export_json()
+        click.echo(json.dumps(data, indent=1))
+        click.echo(f"exported {counted(len(data['voices']), 'voice')} to standard output",
+                   err=True)  # fmt: skip
+        return
     storage.check_writable(file)
     if not overwrite:
         taken = storage.exists(file) if storage.is_url(file) else Path(file).is_file()
@@ -419,8 +430,9 @@ def gallery_export_cmd(
 def gallery_import_cmd(
     file: Path | str, replace: bool, model: Path | None, gallery: Path | None
 ) -> None:
-    """Add the voices of an export FILE (a path or s3:// URL). An export naming a voice the
-    gallery already holds is refused, nothing imported, unless --replace."""
+    """Add the voices of an export FILE (a path or s3:// URL; - for standard input). An
+    export naming a voice the gallery already holds is refused, nothing imported, unless
+    --replace."""
     from whichvoice.encoders import option_name
     from whichvoice.gallery import Gallery, default_gallery_path, read_export, voice_name
 
