@@ -23,7 +23,7 @@ from whichvoice.conditions import check_conditions, long_recording
 from whichvoice.conditions import make as make_condition
 from whichvoice.dataset import DATASET_JSON, INDEX, DatasetError, load_corpus, split_clips
 from whichvoice.errors import NothingReadError, WhichvoiceError
-from whichvoice.files import write_json
+from whichvoice.files import write_atomic, write_json
 from whichvoice.provenance import provenance
 from whichvoice.runtime import Prediction, VoiceModel, load_model
 from whichvoice.scoring import proportion
@@ -384,9 +384,10 @@ def plot_confusion(matrix: np.ndarray, voices: list[str], path: Path) -> None:
                     color="white" if frac > 0.5 else "black",
                 )
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    # whole or not at all (a temporary file was left behind on a full disk: a review)
+    write_atomic(path, buffer.getvalue(), durable=False)
 
 
 def condition_accuracy(
