@@ -231,14 +231,14 @@ def test_overwrite_keeps_the_previous_output_until_the_run_completes(
     # output, mixing the two: a review)
     import errno
 
-    import whichvoice.batch as batch
+    import whichvoice.batch.sinks as sinks
     from whichvoice.errors import OutputLostError
 
-    def full(*args, **kw):
+    def full(*args, **kw):  # the output's file cannot be opened or its header written
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(batch._Lines, "open", full)
+        m.setattr(sinks, "open", full, raising=False)
         said = r"no row of this run was written and preds.csv is as it was; .* \(--overwrite\)"
         with pytest.raises(OutputLostError, match=said) as lost:
             predict_batch(trained_run, inputs, out, overwrite=True, progress=False)

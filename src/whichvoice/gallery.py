@@ -938,7 +938,7 @@ class Gallery:
         with self._transaction():
             stored = list(dict.fromkeys(self._stored(n) for n in names))
             known = {n for (n,) in self._db.execute("SELECT name FROM voices")}
-            missing = [n for n in stored if n not in known]
+            missing = list({_normal(n): n for n in stored if n not in known}.values())
             if missing:
                 shown = ", ".join(map(repr, missing[:10])) + (
                     f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -979,8 +979,9 @@ class Gallery:
             self._db.execute(
                 "UPDATE voices SET name = ?, updated = ? WHERE name = ?", (new, now, stored)
             )
-            self._db.execute("DELETE FROM clips WHERE name = ?", (new,))  # an old voice's
-            self._db.execute("UPDATE clips SET name = ? WHERE name = ?", (new, stored))
+            if new != stored:  # (to itself: its own recordings stay, a review)
+                self._db.execute("DELETE FROM clips WHERE name = ?", (new,))  # an old voice's
+                self._db.execute("UPDATE clips SET name = ? WHERE name = ?", (new, stored))
         return self.get(new)
 
     def convert(
@@ -1215,7 +1216,7 @@ def read_export(path: str | os.PathLike) -> dict:
     from whichvoice import storage
 
     try:
-        raw = sys.stdin.buffer.read() if str(path) == "-" else storage.read_bytes(path)
+        raw = sys.stdin.buffer.read() if path == "-" else storage.read_bytes(path)
         data = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError, RecursionError, storage.StorageError) as e:
         raise GalleryError(f"{path}: cannot read a gallery export ({e})") from e

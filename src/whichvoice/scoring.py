@@ -43,15 +43,20 @@ def clustered_proportion(k_per_unit, n_per_unit) -> dict:
     correlation (ANOVA estimator, within [0, 1]). Where no unit's clips differ from another's
     (every clip right, or every clip wrong), or there is one unit, the data cannot show rho:
     each unit counts once (rho = 1). Also "units", "effective_n" and "ci95_clips" (the
-    interval were the clips independent)."""
+    interval were the clips independent). Counts may be averages (fractions: a unit's clips
+    over repeated splits of the voices): ``value`` is then their exact share, and ``k`` and
+    ``n`` are rounded."""
     k_i = np.asarray(k_per_unit, dtype=np.float64)
     n_i = np.asarray(n_per_unit, dtype=np.float64)
     if k_i.shape != n_i.shape or k_i.ndim != 1 or (k_i < 0).any() or (k_i > n_i).any():
         raise ValueError("k_per_unit and n_per_unit: one count each per unit, 0 <= k <= n")
     keep = n_i > 0
     k_i, n_i = k_i[keep], n_i[keep]
-    k, n, g = int(k_i.sum()), int(n_i.sum()), len(n_i)
-    out = proportion(k, n)
+    k, n, g = float(k_i.sum()), float(n_i.sum()), len(n_i)
+    out = proportion(round(k), round(n))
+    if n:  # the exact share (averaged counts round apart: a review)
+        lo, hi = wilson(k, n)
+        out.update(value=k / n, ci95=[round(lo, 6), round(hi, 6)])
     out["ci95_clips"] = out["ci95"]
     if n == 0:
         out.update(units=g, effective_n=0.0)

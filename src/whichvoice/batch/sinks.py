@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import itertools
 import json
@@ -128,6 +129,8 @@ class _Lines:
                 self.file.write(",".join(columns) + "\n")
                 self.file.flush()
         except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise  # no room: the caller says what was kept and how to go on
             raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from e
 
     def write(self, rows: list[dict]) -> None:

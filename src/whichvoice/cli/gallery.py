@@ -399,6 +399,7 @@ def gallery_export_cmd(
         with _gallery(_encoder(model) if model else None, gallery) as g:
             data = g.export_json()
         click.echo(json.dumps(data, indent=1))
+        sys.stdout.flush()  # written before it is said to be (a full disk says so instead)
         click.echo(f"exported {counted(len(data['voices']), 'voice')} to standard output",
                    err=True)  # fmt: skip
         return
@@ -436,7 +437,7 @@ def gallery_import_cmd(
     from whichvoice.encoders import option_name
     from whichvoice.gallery import Gallery, default_gallery_path, read_export, voice_name
 
-    data = read_export(file)
+    data = read_export("-" if str(file) == "-" else file)  # "-": standard input
     where = Path(gallery or default_gallery_path())
     if model is None and data.get("model"):
         # a gallery that holds no voice yet takes the export's encoder, when it ships
