@@ -497,6 +497,8 @@ def test_rttm_labels_mean_one_voice_in_the_whole_file_and_read_back_as_written(
     assert {line.split()[1] for line in out.read_text().splitlines()} == {"one", "two"}
     with pytest.raises(dz.DiarizeError, match="its own id"):
         dz.write_rttm(out, results[:2], ["one", "one"])
+    with pytest.raises(dz.DiarizeError, match="its own id"):  # one field once made safe
+        dz.write_rttm(out, results[:2], ["rec 1", "rec_1"])
 
 
 def test_a_file_whose_name_is_not_utf8_is_read(tmp_path: Path) -> None:

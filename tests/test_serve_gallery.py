@@ -199,6 +199,11 @@ def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_
     assert_error(httpx.patch(f"{url}/v1/gallery/nobody", json={"name": "x"}), 404,
                  "not_enrolled")  # fmt: skip
     assert_error(httpx.patch(f"{url}/v1/gallery/awb", json={"name": "unknown"}), 422, "invalid")
+    # read as the other routes read their bodies: a huge one is refused as it comes
+    assert_error(httpx.patch(f"{url}/v1/gallery/awb", json={"name": "x" * 10_000}), 413,
+                 "too_large")  # fmt: skip
+    assert_error(httpx.patch(f"{url}/v1/gallery/awb", json=["awb2"]), 422, "invalid")
+    assert_error(httpx.patch(f"{url}/v1/gallery/awb", content=b"awb2"), 415, "unsupported_type")
     assert httpx.patch(f"{url}/v1/gallery/Ked Lee", json={"name": "ked"}).status_code == 200
     assert httpx.get(f"{url}/v1/gallery/ked").json()["clips"] == one["clips"]
     for name in names:

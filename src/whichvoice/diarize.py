@@ -355,8 +355,10 @@ def unique_fields(names: list[str]) -> list[str]:
 
 
 def speaker_labels(results: Sequence[Diarization]) -> dict[str, str]:
-    """Each voice's RTTM label, one for all of ``results`` (an enrolled voice is the same
-    voice in every recording, so its label is too): ``unique_fields`` of their names."""
+    """Each name's RTTM label, one for all of ``results``: ``unique_fields`` of their names.
+    An enrolled voice is the same voice in every recording, so its label is too; a
+    stranger's name (``unknown-1``) is its recording's own, as the JSON names it (the
+    ``unknown-1`` of two recordings are two voices, as RTTM scoring reads them per file)."""
     names = list(dict.fromkeys(s.speaker for r in results for s in r.segments))
     return dict(zip(names, unique_fields(names), strict=True))
 
@@ -1401,8 +1403,13 @@ def write_rttm(
         raise DiarizeError("write_rttm takes diarize()'s results: one, or a list of them")
     if uris is None:
         uris = rttm_uris([r.path for r in results])
-    elif len(uris) != len(results) or len(set(uris)) != len(uris):
-        raise DiarizeError("write_rttm: uris must give each result its own id")
+    else:  # as the lines will hold them ("rec 1" and "rec_1" are one field: a review)
+        if len(uris) != len(results):
+            raise DiarizeError("write_rttm: uris must give each result its own id")
+        uris = [rttm_field(u or Path(r.path).stem or "audio")
+                for u, r in zip(uris, results, strict=True)]  # fmt: skip
+        if len(set(uris)) != len(uris):
+            raise DiarizeError("write_rttm: uris must give each result its own id")
     labels = speaker_labels(results)
     lines = [r.to_rttm(uri, labels) for r, uri in zip(results, uris, strict=True)]
     storage.write_bytes(path, "".join(lines).encode())

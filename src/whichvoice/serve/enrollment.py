@@ -325,12 +325,30 @@ async def remove_voice(name: str, service: ServiceDep) -> RemovedResponse:
     return await run_in_threadpool(_remove, service, name)
 
 
+RENAME_BYTES = 4096  # a rename's body at most: {"name": ...} of MAX_NAME characters
+
+
 @router.patch(
     "/v1/gallery/{name:path}",
     response_model=EnrolledVoice,
     summary="Rename a voice (its enrollment kept)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RenameRequest.model_json_schema()}},
+        }
+    },
 )
-async def rename_voice(name: str, body: RenameRequest, service: ServiceDep) -> EnrolledVoice:
+async def rename_voice(name: str, request: Request, service: ServiceDep) -> EnrolledVoice:
     """`{"name": NEW}`: 404 `not_enrolled` for an unknown voice; 409 `voice_exists` when NEW
-    is another voice's; 422 `invalid` for a name that cannot be one."""
-    return await run_in_threadpool(_rename, service, name, body.name)
+    is another voice's; 422 `invalid` for a name that cannot be one; 413 for a body over
+    4 KiB (read as the other routes read theirs, not whole first: a review)."""
+    media = media_type(request)
+    if media != "application/json":
+        raise HTTPProblem(415, "unsupported_type", f"{named_type(media)}: send application/json")
+    body = await service.body(request, limit=RENAME_BYTES)
+    try:
+        new = json.loads(body)["name"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise HTTPProblem(422, "invalid", 'the body is not {"name": NEW}') from e
+    return await run_in_threadpool(_rename, service, name, new)
