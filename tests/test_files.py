@@ -144,3 +144,32 @@ def test_write_atomic_writes_a_name_as_long_as_a_name_may_be(tmp_path: Path) -> 
     target = tmp_path / ("r" * 245 + ".rttm")
     write_atomic(target, b"x")
     assert target.read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_write_that_fails_names_the_file_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under a file object's write names no file: the CLI said "the output"
+    for a run's metrics.json (a review); the error names the file written."""
+    import errno
+
+    import whichvoice.files as files
+
+    class Full:
+        def __init__(self, fd: int, mode: str) -> None:
+            self.fd = fd
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            os.close(self.fd)
+
+        def write(self, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fdopen", Full)
+    with pytest.raises(OSError) as e:
+        write_atomic(tmp_path / "metrics.json", b"{}")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "metrics.json")
+    assert list(tmp_path.iterdir()) == []

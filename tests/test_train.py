@@ -1,5 +1,6 @@
 import itertools
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -380,7 +381,7 @@ def test_a_run_records_how_it_was_made(
     from whichvoice.train import TrainConfig, train
 
     before = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("WHICHVOICE_THREADS", "1")
     try:
         run = train(small_corpus, tmp_path / "a", TrainConfig(epochs=1), progress=False)
     finally:
@@ -390,6 +391,12 @@ def test_a_run_records_how_it_was_made(
     assert made["precision"] in ("fp32", "bf16")  # auto, resolved
     assert made["commit"] and made["machine"]["cpus"] >= 1
     assert {"whichvoice", "torch", "numpy"} <= set(made["versions"])
+    from whichvoice.train.device import train_threads
+
+    monkeypatch.delenv("WHICHVOICE_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert train_threads(1) == 3  # one process: the user's OMP_NUM_THREADS
+    assert train_threads(2) == max(1, (os.cpu_count() or 1) // 2)  # torchrun's own 1 is not
 
 
 def _saved_run(

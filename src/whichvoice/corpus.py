@@ -15,6 +15,7 @@ the manifest last (see ``whichvoice.storage``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -400,7 +401,24 @@ def synthesize_corpus(
     _prepare_out(out)
     with held_alone(out / LOCK, f"the corpus {out}"):  # two runs lost each other's rows
         _check_settings(out, cfg, voices)
-        return _synthesize_alone(out, sentences, cfg, voices, progress, t_start)
+        session = _session(voices)  # the code and engines that make this run's clips
+        before = _lines(out / MANIFEST)
+        try:
+            return _synthesize_alone(out, sentences, cfg, voices, progress, t_start)
+        finally:  # a run that made clips is recorded, also one stopped under way
+            made = _lines(out / MANIFEST) - before
+            if made > 0:
+                with contextlib.suppress(OSError, ValueError):  # a record, never the failure
+                    _record_session(out, {**session, "clips": made})
+
+
+def _lines(path: Path) -> int:
+    """Lines of a file (0 when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
 
 
 def _check_polly_engine(voices: list[Voice], mode: str) -> None:
@@ -490,32 +508,38 @@ def _check_settings(out: Path, cfg: SynthConfig, voices: list[Voice]) -> None:
             f"{out}: a corpus made with other settings ({said}); resume it with its own "
             f"settings, or make this one in another folder"
         )
-    sessions = [m for m in sessions if isinstance(m, dict)][-(MAX_SESSIONS - 1) :]
-    sessions.append(_session(voices))
-    write_atomic(out / SETTINGS, (json.dumps({**mine, "made": sessions}, indent=1) + "\n").encode())
+    if before != mine:  # the runs recorded stay
+        made = {"made": sessions} if sessions else {}
+        write_atomic(out / SETTINGS, (json.dumps({**mine, **made}, indent=1) + "\n").encode())
 
 
-MAX_SESSIONS = 20  # runs of one corpus synth.json remembers (the latest)
+MAX_SESSIONS = 20  # runs of one corpus synth.json remembers (the latest that made clips)
 
 
 def _session(voices: list[Voice]) -> dict:
     """How this run makes its clips, for synth.json's ``made`` (a review: a corpus recorded
     neither the code nor the engines' versions, which decide its audio): the commit,
     whichvoice's version and the date, and each engine's packages' versions."""
-    from whichvoice.provenance import provenance
+    from whichvoice.provenance import code_state
     from whichvoice.voices.base import package_versions
     from whichvoice.voices.registry import get_engine
 
-    made = provenance()
     return {
-        "commit": made["commit"],
-        "dirty": made["dirty"],
-        "date": made["date"],
-        "whichvoice": made["versions"].get("whichvoice"),
+        **code_state(),
         "engines": {
             e: package_versions(get_engine(e).packages) for e in sorted({v.engine for v in voices})
         },
     }
+
+
+def _record_session(out: Path, session: dict) -> None:
+    """``session`` (with the clips it made) added to synth.json's ``made``: the latest
+    ``MAX_SESSIONS`` runs that made clips."""
+    settings = json.loads((out / SETTINGS).read_text("utf-8"))
+    kept = settings.get("made")
+    sessions = [m for m in kept if isinstance(m, dict)] if isinstance(kept, list) else []
+    settings["made"] = [*sessions, session][-MAX_SESSIONS:]
+    write_atomic(out / SETTINGS, (json.dumps(settings, indent=1) + "\n").encode())
 
 
 def _polly_mode_of(out: Path) -> str | None:

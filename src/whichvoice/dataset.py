@@ -17,6 +17,7 @@ plus ``index.jsonl`` (one line per clip: id, path, voice, sentence_id, split, wi
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -366,7 +367,10 @@ def write_prepared(
     window list is emptied once joined into one array, so the windows are held once, not twice."""
     try:
         return _write_prepared(out, tmp, by_split, rows, labels, cfg, corpus, progress)
-    except OSError as e:  # numpy's short write says only "N requested and M written"
+    except OSError as e:
+        if e.errno is not None and e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise  # another fault (a folder another job made meanwhile, a read-only disk)
+        # numpy's short write says only "N requested and M written", with no errno
         why = e.strerror or f"{e}: is its disk full?"
         raise OutputLostError(
             f"{out}: cannot write the prepared data ({why}); nothing of it was kept: free "

@@ -71,6 +71,18 @@ def _stamped() -> tuple[str, bool | None]:
     return "unknown", None
 
 
+def code_state(root: Path = SOURCE_ROOT) -> dict:
+    """The code that runs and when, without the machine (which imports torch): ``commit``,
+    ``dirty``, ``date`` and whichvoice's version, as ``provenance`` gives them."""
+    commit, dirty = git_state(root) or _stamped()
+    return {
+        "commit": commit,
+        "dirty": dirty,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "whichvoice": _version("whichvoice"),
+    }
+
+
 def provenance(extra_packages: tuple[str, ...] = (), root: Path = SOURCE_ROOT) -> dict:
     """Call at the start of a job: the code that runs, not what is checked out at its end.
     Where ``root`` is no git checkout (an installed wheel), the commit the build stamped into

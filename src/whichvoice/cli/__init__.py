@@ -103,6 +103,7 @@ def main() -> None:
             # no room: the work's output is lost, as under every command's own check (exit
             # 1), not a bad argument (2); no path given: it was standard output (a review)
             line = os_error_line(e) if e.filename else f"the output: {os_error_line(e)}"
+            # (a file written through write_atomic is named: only standard output is not)
             click.echo(f"error: {line}: free some space and run it again", err=True)
             sys.exit(1)
         click.echo(f"error: {os_error_line(e)}", err=True)
@@ -112,6 +113,11 @@ def main() -> None:
                    "more memory", err=True)  # fmt: skip
         sys.exit(1)
     except RuntimeError as e:
+        if "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
+            # torch's allocator says it so (a RuntimeError, not a MemoryError: a review)
+            click.echo("error: out of memory: give it fewer or shorter files at a time, or "
+                       "more memory", err=True)  # fmt: skip
+            sys.exit(1)
         if "can't start new thread" not in str(e):
             raise
         click.echo("error: cannot start a thread (out of memory, or a limit on processes "

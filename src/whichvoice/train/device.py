@@ -47,14 +47,19 @@ def precision_used(device: torch.device, precision: str = "auto") -> str:
 
 
 def train_threads(local_world: int) -> int:
-    """Threads for each training process: ``OMP_NUM_THREADS`` where the user set it, else the
-    machine's cores shared among the processes on it. The weights depend on it (float sums
-    split differently), so a run records it and a rerun elsewhere can ask for the same."""
+    """Threads for each training process: ``WHICHVOICE_THREADS`` where set, else (one
+    process on the machine) ``OMP_NUM_THREADS`` where set, else the machine's cores shared
+    among the processes on it. torchrun sets ``OMP_NUM_THREADS`` to 1 for several processes
+    whether the user asked or not, so there it is not read (a review). The weights depend on
+    the threads (float sums split differently): a run records them, and a rerun elsewhere
+    can ask for the same."""
     import os
 
-    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if asked.isdigit() and int(asked) > 0:
-        return int(asked)
+    names = ("WHICHVOICE_THREADS",) + (("OMP_NUM_THREADS",) if local_world == 1 else ())
+    for name in names:
+        asked = os.environ.get(name, "").strip()
+        if asked.isdigit() and int(asked) > 0:
+            return int(asked)
     return max(1, (os.cpu_count() or 1) // local_world)
 
 

@@ -35,7 +35,7 @@ from whichvoice.train.config import (
 from whichvoice.train.data import TrainSet
 from whichvoice.train.device import precision_used, train_threads
 from whichvoice.train.distributed import Ranks, barrier
-from whichvoice.train.state import Plan, RunState, new_state
+from whichvoice.train.state import Plan, RunState, new_state, saving
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,8 @@ def _finish(plan: Plan, state: RunState, session_seconds: float, made: dict) -> 
             "threads": torch.get_num_threads(),
         },
     }
-    write_json(plan.out / METRICS, metrics)
+    with saving(plan.out, "metrics.json", len(rows)):  # every epoch's checkpoint is there
+        write_json(plan.out / METRICS, metrics)
     return metrics
 
 

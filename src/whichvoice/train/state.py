@@ -108,23 +108,24 @@ class RunState:
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        with _room(out, f"epoch {epoch + 1}'s checkpoint", epoch):
+        with saving(out, f"epoch {epoch + 1}'s checkpoint", epoch):
             # torch.save into the folder left a temporary file of the checkpoint's size on a
             # full disk, and a traceback (a review): the file is written whole, or not at all
-            write_atomic(out / CHECKPOINT, buffer.getvalue(), durable=False)
-            with open(out / EPOCHS, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            write_atomic(out / CHECKPOINT, buffer.getbuffer(), durable=False)
+        # the checkpoint holds this epoch now
+        with saving(out, "the epoch log", epoch + 1), open(out / EPOCHS, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
     def save_weights(self, path: Path, epoch: int | None = None) -> None:
         """The weights as safetensors, written atomically with the usual file mode
         (safetensors' own ``save_file`` makes its files readable by their owner only)."""
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        with _room(path.parent, "the weights", epoch):
+        with saving(path.parent, "the weights", epoch):
             write_atomic(path, save(weights), durable=False)  # the checkpoint is what resumes
 
 
 @contextlib.contextmanager
-def _room(out: Path, what: str, epoch: int | None) -> Iterator[None]:
+def saving(out: Path, what: str, epoch: int | None) -> Iterator[None]:
     """OutputLostError (one line, exit 1) for a run file that could not be written: a full
     disk, say, which was a traceback. ``epoch``: the epochs the run's checkpoint holds (the
     epoch being saved, counted from 0), from which --resume goes on."""

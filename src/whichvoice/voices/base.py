@@ -120,11 +120,15 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
         except PackageNotFoundError:
             pass
         try:
-            done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name],
+            done = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}|${Version}", name],
                                   capture_output=True, text=True, timeout=10)  # fmt: skip
-            out[name] = done.stdout.strip() or None if done.returncode == 0 else None
         except (OSError, subprocess.TimeoutExpired):
             out[name] = None
+            continue
+        status, _, installed = done.stdout.partition("|")
+        # "ii": installed; a removed package's left configuration ("rc") still has a version
+        ok = done.returncode == 0 and status.strip() == "ii" and installed.strip()
+        out[name] = installed.strip() if ok else None
     return out
 
 

@@ -298,7 +298,7 @@ class PollySession(EngineSession):
 @register_engine
 class PollyEngine(Engine):
     name = "polly"
-    packages = ("botocore",)
+    packages = ()  # Amazon makes the audio: no version here decides it
     billed = True
 
     def voices(self) -> list[Voice]:

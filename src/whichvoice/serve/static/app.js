@@ -829,6 +829,9 @@ async function startLive() {
     // the audio thread hands over its 128-sample blocks (as Record's capture does; the
     // ScriptProcessorNode this replaced is deprecated and ran on the page's thread)
     node = await captureNode(context);
+    // running before the socket exists: a socket that closes at once closes the context,
+    // and a resume still pending then would fail over the close's own reason
+    await context.resume();
   } catch (e) {
     stream.getTracks().forEach((t) => t.stop());
     context.close();
@@ -896,7 +899,6 @@ async function startLive() {
     }
   };
   source.connect(node);
-  await context.resume();
 }
 
 function stopLive(status = "Live: off.") {
