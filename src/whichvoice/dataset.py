@@ -351,6 +351,23 @@ def _prepare_into(
     return write_prepared(out, tmp, by_split, rows, labels, cfg, corpus, progress=progress)
 
 
+@contextlib.contextmanager
+def _no_room_for(out: Path) -> Iterator[None]:
+    """A full disk while writing prepared data ``out``: OutputLostError, one line (numpy's
+    short write said only "N requested and M written", exit 2: a review); another fault (a
+    folder another job made meanwhile, a read-only disk) as it is."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno is not None and e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        why = e.strerror or f"{e}: is its disk full?"  # numpy's has no errno
+        raise OutputLostError(
+            f"{out}: cannot write the prepared data ({why}); nothing of it was kept: free "
+            "some space and run it again"
+        ) from e
+
+
 def write_prepared(
     out: Path,
     tmp: Path,
@@ -364,68 +381,46 @@ def write_prepared(
 ) -> Path:
     """Write split arrays (``by_split[split]`` = {"x": [windows...], "y": [...], "clip": [...]}),
     the index rows and dataset.json into ``tmp``, then rename it to ``out``. Each split's
-    window list is emptied once joined into one array, so the windows are held once, not twice."""
-    try:
-        return _write_prepared(out, tmp, by_split, rows, labels, cfg, corpus, progress)
-    except OSError as e:
-        if e.errno is not None and e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise  # another fault (a folder another job made meanwhile, a read-only disk)
-        # numpy's short write says only "N requested and M written", with no errno
-        why = e.strerror or f"{e}: is its disk full?"
-        raise OutputLostError(
-            f"{out}: cannot write the prepared data ({why}); nothing of it was kept: free "
-            "some space and run it again"
-        ) from e
-
-
-def _write_prepared(
-    out: Path,
-    tmp: Path,
-    by_split: dict[str, dict[str, list]],
-    rows: list[dict],
-    labels: list[str],
-    cfg: PrepareConfig,
-    corpus: Path,
-    progress: bool,
-) -> Path:
-    """``write_prepared``'s work (a system error writing raised as it comes)."""
-    counts = {}
-    for split in SPLITS:
-        part = by_split[split]
-        x = (
-            np.concatenate(part["x"])
-            if part["x"]
-            else np.zeros((0, *cfg.features.stored_shape), np.float16)
-        )
-        part["x"].clear()  # the windows live on in x alone: half the peak memory
-        np.save(tmp / f"{split}_x.npy", x)
-        np.save(tmp / f"{split}_y.npy", np.asarray(part["y"], dtype=np.int64))
-        np.save(tmp / f"{split}_clip.npy", np.asarray(part["clip"], dtype=np.int64))
-        counts[split] = {
-            "clips": sum(r["split"] == split for r in rows),
-            "windows": int(x.shape[0]),
+    window list is emptied once joined into one array, so the windows are held once, not twice.
+    A full disk is OutputLostError naming ``out`` (``_no_room_for``)."""
+    with _no_room_for(out):
+        counts = {}
+        for split in SPLITS:
+            part = by_split[split]
+            x = (
+                np.concatenate(part["x"])
+                if part["x"]
+                else np.zeros((0, *cfg.features.stored_shape), np.float16)
+            )
+            part["x"].clear()  # the windows live on in x alone: half the peak memory
+            np.save(tmp / f"{split}_x.npy", x)
+            np.save(tmp / f"{split}_y.npy", np.asarray(part["y"], dtype=np.int64))
+            np.save(tmp / f"{split}_clip.npy", np.asarray(part["clip"], dtype=np.int64))
+            counts[split] = {
+                "clips": sum(r["split"] == split for r in rows),
+                "windows": int(x.shape[0]),
+            }
+            if split == "train" and cfg.features.name == "logmel":
+                index, copies = _mp3_copies(x, cfg.seed, progress)
+                np.save(tmp / "train_mp3_index.npy", index)
+                np.save(tmp / "train_xmp3.npy", copies)
+        (tmp / INDEX).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        meta = {
+            "prepare": cfg.to_dict(),
+            "labels": labels,
+            "counts": counts,
+            "corpus": str(corpus.resolve()),
+            "manifest_sha256": _manifest_digest(corpus),
         }
-        if split == "train" and cfg.features.name == "logmel":
-            index, copies = _mp3_copies(x, cfg.seed, progress)
-            np.save(tmp / "train_mp3_index.npy", index)
-            np.save(tmp / "train_xmp3.npy", copies)
-    (tmp / INDEX).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    meta = {
-        "prepare": cfg.to_dict(),
-        "labels": labels,
-        "counts": counts,
-        "corpus": str(corpus.resolve()),
-        "manifest_sha256": _manifest_digest(corpus),
-    }
-    (tmp / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-    if out.exists():  # swap, then delete: the old folder is never missing before the new is in
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-    return out
+        (tmp / DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+        if out.exists():  # swap, then delete: the old folder is never missing before the new is in
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+        return out
 
 
 @dataclass
