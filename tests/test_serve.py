@@ -445,3 +445,42 @@ def test_only_a_loopback_address_is_served_without_a_warning() -> None:
 
     assert all(map(_loopback, ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost")))
     assert not any(map(_loopback, ("0.0.0.0", "::", "192.168.1.5", "example.org")))
+
+
+def test_a_server_out_of_open_files_answers_503_busy() -> None:
+    """Review (resources): under `ulimit -n 48` a request whose model file could not be
+    opened was a 500 "internal error: OSError"; it is the server's state, not a bug."""
+    import asyncio
+    import errno
+    from types import SimpleNamespace
+
+    from whichvoice.serve.app import GuardAndMeasure
+
+    class Counter:
+        def labels(self, *args):
+            return self
+
+        def inc(self) -> None: ...
+
+        def observe(self, value: float) -> None: ...
+
+    async def out_of_files(scope, receive, send):
+        raise OSError(errno.EMFILE, "Too many open files", "pretrained.pt")
+
+    service = SimpleNamespace(cfg=SimpleNamespace(allow_origins=(), api_key=None),
+                              requests=Counter(), latency=Counter(), errors=Counter())  # fmt: skip
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/identify", "headers": [],
+             "query_string": b"", "scheme": "http", "server": ("127.0.0.1", 80),
+             "app": SimpleNamespace(state=SimpleNamespace(service=service))}  # fmt: skip
+    asyncio.run(GuardAndMeasure(out_of_files, service)(scope, receive, send))
+    assert sent[0]["status"] == 503
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert body == {"error": "the server is out of open files; try again", "kind": "busy"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import errno
 import logging
 import os
 import time
@@ -287,12 +288,22 @@ class GuardAndMeasure:
             except Exception as e:  # the last line of defence: still JSON, still counted
                 if started:
                     raise
-                # the client gets the error's kind; the log gets the whole story
-                log.exception("internal error on %s %s", scope["method"], path)
-                message = f"internal error: {type(e).__name__}"
-                await _answer(Request(scope), 500, "internal", message)(
-                    scope, receive, measured_send
-                )
+                if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
+                    # the process out of open files (ulimit -n): the server's state, not a
+                    # bug, and gone once other requests end (it was a 500: a review)
+                    log.warning("%s %s: out of open files (%s): raise `ulimit -n`",
+                                scope["method"], path, e)  # fmt: skip
+                    await _answer(Request(scope), 503, "busy",
+                                  "the server is out of open files; try again")(
+                        scope, receive, measured_send
+                    )  # fmt: skip
+                else:
+                    # the client gets the error's kind; the log gets the whole story
+                    log.exception("internal error on %s %s", scope["method"], path)
+                    message = f"internal error: {type(e).__name__}"
+                    await _answer(Request(scope), 500, "internal", message)(
+                        scope, receive, measured_send
+                    )
         label = getattr(inner.get("route"), "path", "other")
         service.requests.labels(label, scope["method"], str(status)).inc()
         service.latency.labels(label).observe(time.perf_counter() - t0)
