@@ -1470,7 +1470,8 @@ def readme_figures() -> list[str]:
     human = [r["at_dev_threshold"]["false_rejection"]["value"]
              for r in auto["human-degraded"].values()]  # fmt: skip
     out.append(f"rejects {_n(low)}-{_n(high, 1)} % of genuine TTS clips over the phone, as mp3 "
-               f"or in a room, but {_n(hard['value'])} % of short clips in noise, and "
+               f"or in a room, but {_n(hard['value'])} % ({_n(hard['ci95'][0])}-"
+               f"{_n(hard['ci95'][1])} %) of short clips in noise, and "
                f"{_n(min(human))}-{_n(max(human))} % of the human-dev speakers' degraded "
                "clips")  # fmt: skip
     strangers = _load("strangers")
@@ -1483,8 +1484,9 @@ def readme_figures() -> list[str]:
                f"{_n(strangers['target']['strangers_rejected'])} %; single draws of "
                f"{strangers['voices_per_draw']} voices gave {_pct(min(by_draw))} to "
                f"{_pct(max(by_draw))}")  # fmt: skip
-    out.append(f"({_n(auto['hard']['false_rejection']['value'])} % of short noisy clips among "
-               f"{ver['results']['whichvoice']['clean']['voices'] // 2})")  # fmt: skip
+    short, among = auto["hard"]["false_rejection"], ver["results"]["whichvoice"]["clean"]["voices"]
+    out.append(f"({_n(short['value'])} %, {_n(short['ci95'][0])}-{_n(short['ci95'][1])} %, of "
+               f"short noisy clips among {among // 2})")  # fmt: skip
     trace = _load("trace")
     test = trace["candidates"][trace["chosen"]]["test"]
     acc = test["unseen_voices"]["clean"]["accuracy"]
