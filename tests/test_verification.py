@@ -516,7 +516,8 @@ def test_enroll_warns_of_another_voices_recording_and_a_voice_enrolled_twice(
     encoder = load_encoder("bundled")
     clips = voice_clips(tmp_path / "c", "flite:slt,flite:awb", sentences=4)
     slt, awb = clips["flite:slt"], clips["flite:awb"]
-    said: list[str] = []
+    warned: list = []
+    said = _Said(warned)
     with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
         enroll(encoder, g, "slt", slt[:2], min_seconds=0.5, warn=said.append)
         enroll(encoder, g, "awb", awb[:2], min_seconds=0.5, warn=said.append)
@@ -531,6 +532,20 @@ def test_enroll_warns_of_another_voices_recording_and_a_voice_enrolled_twice(
         assert len(said) == 1, said
         assert said[0].startswith("1 of the 1 recordings enrolled into Sally are identified "
                                   "as slt"), said  # fmt: skip
+        # what a client is told names no other voice of the gallery (security.md)
+        assert "identified as another enrolled voice" in warned[-1].public_message()
+
+
+class _Said(list):
+    """Warnings as ``enroll``'s ``warn`` gives them, kept as their text (and in ``into``)."""
+
+    def __init__(self, into: list) -> None:
+        super().__init__()
+        self.into = into
+
+    def append(self, warning) -> None:  # type: ignore[override]
+        self.into.append(warning)
+        super().append(str(warning))
 
 
 def test_enroll_reports_each_failed_input_by_its_index(tmp_path: Path) -> None:

@@ -489,8 +489,9 @@ def _report(metrics: dict, png: str) -> str:
         "",
         "Closed set: each file is answered as the nearest of the run's voices (the open set's "
         "`unknown`, which `predict` answers, is not used). The interval is Wilson's over the "
-        "files as if independent: files of one voice or one sentence go right or wrong "
-        "together more often, so the true uncertainty is wider (docs/evaluation.md).",
+        "files as if independent: right for sentences of these voices; files of one voice "
+        "go right or wrong together, so for other voices the uncertainty is wider "
+        "(docs/evaluation.md).",
         "",
         "| voice | support | accuracy | precision | recall | F1 |",
         "|---|---:|---:|---:|---:|---:|",

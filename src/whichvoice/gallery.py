@@ -1219,9 +1219,11 @@ def read_export(path: str | os.PathLike) -> dict:
         raw = sys.stdin.buffer.read() if path == "-" else storage.read_bytes(path)
         data = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError, RecursionError, storage.StorageError) as e:
-        raise GalleryError(f"{path}: cannot read a gallery export ({e})") from e
+        shown = "standard input" if path == "-" else path
+        raise GalleryError(f"{shown}: cannot read a gallery export ({e})") from e
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise GalleryError(f"{path}: not a whichvoice gallery export")
+        shown = "standard input" if path == "-" else path
+        raise GalleryError(f"{shown}: not a whichvoice gallery export")
     return data
 
 

@@ -673,7 +673,7 @@ def enroll(
     min_seconds: float = MIN_ENROLL_SECONDS,
     progress: bool = False,
     digests: list[str | None] | None = None,
-    warn: Callable[[str], None] | None = None,
+    warn: Callable[[WhichvoiceError], None] | None = None,
 ) -> tuple[EnrolledVoice, list[tuple[int, WhichvoiceError]]]:
     """Add recordings to voice ``name``; returns the updated voice and the inputs that failed,
     as (index in ``sources``, error). Nothing is written when none could be used, or when the
@@ -681,8 +681,9 @@ def enroll(
     of a second is not the voice; see docs/cli.md). ``progress``: a bar on a terminal.
 
     What looks wrong but is enrolled is given to ``warn`` (by default logged as a warning;
-    ``enrollment_warnings``): a recording that its voice's enrollment would not verify, or a
-    voice that verifies as another one (the same person enrolled twice).
+    ``enrollment_warnings``), as a WhichvoiceError whose ``public_message`` names nothing but
+    the request's own files and voice: a recording that its voice's enrollment would not
+    verify, or recordings identified as another voice (one person enrolled twice).
 
     A recording given twice, or enrolled into ``name`` before (the gallery keeps each
     recording's ``content_digest``), counts once: it is listed among the failed inputs with
@@ -802,9 +803,15 @@ def enroll(
             [describe_source(sources[i]) for i in kept],
         )  # fmt: skip
     except WhichvoiceError as e:
-        lines = [f"{voice.name} is enrolled; it could not be checked against the gallery ({e})"]
+        lines = [WhichvoiceError(
+            f"{voice.name} is enrolled; it could not be checked against the gallery ({e})",
+            public=f"{voice.name} is enrolled; it could not be checked against the gallery",
+        )]  # fmt: skip
     for line in lines:
-        (warn or log.warning)(line)
+        if warn is None:
+            log.warning("%s", line)
+        else:
+            warn(line)
     return voice, errors
 
 
@@ -815,7 +822,7 @@ def enrollment_warnings(
     before: EnrolledVoice | None,
     clean: np.ndarray,
     names: list[str],
-) -> list[str]:
+) -> list[WhichvoiceError]:
     """What looks wrong in an enrollment just written, at verify's (calibrated) threshold:
     each new recording (``clean``: float (n, dim), their clean embeddings; ``names``: theirs)
     that ``before``, the voice as it was, would not verify (another person's clip added to
@@ -833,9 +840,11 @@ def enrollment_warnings(
     if before is not None and before.embedding.shape[0] % dim == 0:
         scores = voice_refs([before], dim).scores(unit_clean)[:, 0]
         out += [
-            f"{n}: scores {s:.3f} against {voice.name} as enrolled before, under verify's "
-            f"threshold {threshold:.3f}: is it {voice.name}? (it is enrolled; to take it "
-            "out, `gallery remove` the voice and enroll it again)"
+            WhichvoiceError(
+                f"{n}: scores {s:.3f} against {voice.name} as enrolled before, under verify's "
+                f"threshold {threshold:.3f}: is it {voice.name}? (it is enrolled; to take it "
+                "out, remove the voice and enroll it again)"
+            )
             for n, s in zip(names, scores, strict=True)
             if s < threshold
         ]
@@ -849,12 +858,15 @@ def enrollment_warnings(
         if named:
             other = max(set(named), key=named.count)
             if 2 * named.count(other) > len(unit_clean):
-                out.append(
+                said = (
                     f"{named.count(other)} of the {len(unit_clean)} recordings enrolled into "
-                    f"{voice.name} are identified as {other} (identify's threshold "
-                    f"{among:.3f} among {len(others)} voices): the same voice enrolled twice? "
-                    "(`gallery rename` or `gallery remove` mends it)"
+                    f"{voice.name} are identified as {{}} (identify's threshold {among:.3f} "
+                    f"among {len(others)} voices): the same voice enrolled twice? (renaming "
+                    "or removing one of them mends it)"
                 )
+                # over HTTP the other voice goes unnamed, as in every answer (security.md)
+                public = said.format("another enrolled voice")
+                out.append(WhichvoiceError(said.format(other), public=public))
     return out
 
 

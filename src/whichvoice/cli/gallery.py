@@ -325,7 +325,7 @@ def identify_cmd(
 
 @app.group("gallery")
 def gallery_group() -> None:
-    """List, remove, export, import and upgrade enrolled voices."""
+    """List, rename, remove, export, import and upgrade enrolled voices."""
 
 
 @gallery_group.command("list")

@@ -274,7 +274,8 @@ def evaluate_cmd(
             lo, hi = c["ci95"]
             click.echo(
                 f"  {name:10} {c['accuracy']:.4f}  [{lo:.4f}, {hi:.4f}]  "
-                f"({counted(c['files'], 'file')})"
+                # `long` scores recordings joined from several files, as report.md says
+                f"({counted(c['files'], 'recording' if name == 'long' else 'file')})"
             )
         click.echo(f"report: {metrics['report']}")
     if metrics["errors"]:  # as predict, verify, identify and trace: the figures leave files out

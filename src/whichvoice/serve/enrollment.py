@@ -130,11 +130,12 @@ def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) ->
     # enrolled from the command line before, counts once
     digests = [content_digest(files[i][1]) for i in good]
     warnings: list[str] = []  # what looks wrong but was enrolled, said to the client too
+    # (its public message: the request's own files and voice, nothing else of the gallery)
     try:
         with service.gallery(create=True) as (encoder, g):
             voice, failed = enroll(
                 encoder.model, g, name, [decoded[i] for i in good], digests=digests,
-                warn=warnings.append,
+                warn=lambda w: warnings.append(w.public_message()),
             )  # fmt: skip
     except NoUsableRecordings as e:  # no file decoded had speech: every file's reason
         why.update({good[j]: err.public_message() for j, err in e.failed})

@@ -76,7 +76,7 @@ class Engine(ABC):
     # True: every request is billed (a cloud service): a corpus does not ask again for a clip
     # it failed on (the session retries what is worth retrying itself)
     billed: bool = False
-    # the packages (Debian's, else PyPI's) whose versions decide the audio it makes: what a
+    # the packages (PyPI's, else Debian's) whose versions decide the audio it makes: what a
     # corpus records of how it was made (``package_versions``)
     packages: tuple[str, ...] = ()
 
