@@ -392,29 +392,26 @@ def gallery_export_cmd(
     from whichvoice.files import same_file
     from whichvoice.gallery import default_gallery_path, write_export
 
-    if str(file) == "-":  # as enroll NAME - reads standard input (a file named "-" was made)
-        where = gallery or default_gallery_path()
-        if not Path(where).exists():
-            raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
-        with _gallery(_encoder(model) if model else None, gallery) as g:
-            data = g.export_json()
+    to_stdout = str(file) == "-"  # as enroll NAME - reads standard input (a file "-" was made)
+    if not to_stdout:
+        storage.check_writable(file)
+        if not overwrite:
+            taken = storage.exists(file) if storage.is_url(file) else Path(file).is_file()
+            if taken:
+                raise click.UsageError(f"{file}: exists; give --overwrite to replace it")
+    where = gallery or default_gallery_path()
+    if not Path(where).exists():  # a mistyped path would export nothing, and say so quietly
+        raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
+    if not to_stdout and same_file(file, where):
+        raise click.UsageError(f"{file} is the gallery itself; give another file to export to")
+    with _gallery(_encoder(model) if model else None, gallery) as g:
+        data = g.export_json()
+    if to_stdout:
         click.echo(json.dumps(data, indent=1))
         sys.stdout.flush()  # written before it is said to be (a full disk says so instead)
         click.echo(f"exported {counted(len(data['voices']), 'voice')} to standard output",
                    err=True)  # fmt: skip
         return
-    storage.check_writable(file)
-    if not overwrite:
-        taken = storage.exists(file) if storage.is_url(file) else Path(file).is_file()
-        if taken:
-            raise click.UsageError(f"{file}: exists; give --overwrite to replace it")
-    where = gallery or default_gallery_path()
-    if not Path(where).exists():  # a mistyped path would export nothing, and say so quietly
-        raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
-    if same_file(file, where):
-        raise click.UsageError(f"{file} is the gallery itself; give another file to export to")
-    with _gallery(_encoder(model) if model else None, gallery) as g:
-        data = g.export_json()
     write_export(file, data)
     click.echo(f"exported {counted(len(data['voices']), 'voice')} to {file}")
 
