@@ -139,6 +139,17 @@ def test_identify_raises_the_threshold_only_for_galleries_that_would_name_strang
     assert identification_threshold(cal, 100) == (one, far)
     assert "among 100 voices" in untailed(cal, 100) and "names about 10 % of" in untailed(cal, 100)
     assert untailed(cal, 10) == ""  # 10 voices name under 1 stranger in 100 anyway
+    # a calibration of the user's at its EER point (5 % of strangers pass): identify raises
+    # it from one voice on (a review's one-voice gallery named 1.9 % without a word)
+    lax = threshold_at_far(nontarget, 0.05)
+    lax_cal = {"threshold": lax, "false_acceptance_at_threshold": 0.05,
+               "tail": score_tail(target, nontarget, 0.05)}  # fmt: skip
+    t1, f1 = identification_threshold(lax_cal, 1)
+    assert t1 > lax and f1 == pytest.approx(IDENTIFY_FAR)
+    assert np.mean(rng.normal(0.3, 0.1, 100_000) >= t1) == pytest.approx(IDENTIFY_FAR, rel=0.15)
+    assert "among 1 voice at verify's" in untailed(
+        {k: lax_cal[k] for k in ("threshold", "false_acceptance_at_threshold")}, 1
+    )
 
 
 def test_calibration_is_monotone_and_sensible() -> None:
@@ -151,6 +162,56 @@ def test_calibration_is_monotone_and_sensible() -> None:
     separable = fit_calibration(np.array([0.9, 0.95]), np.array([0.1, 0.2]))
     assert np.isfinite([separable.a, separable.b]).all()
     assert separable.probability(0.9) > 0.5 > separable.probability(0.2)
+
+
+def test_calibration_is_the_prior_weighted_logistic_regression() -> None:
+    """The slope is the data's, not its ridge's: a review's 400 trials fitted a slope of 21
+    where the unpenalised prior-weighted fit (minimum Cllr) is 108, so every probability
+    printed leaned towards 0.5. Against scikit-learn's unpenalised, class-balanced fit (the
+    same loss), and the slope's scale does not depend on how many trials there are."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(11)
+    for n_t, n_n, spread in ((40, 360, 0.05), (500, 20_000, 0.08)):
+        target, nontarget = rng.normal(0.8, spread, n_t), rng.normal(0.55, spread, n_n)
+        cal = fit_calibration(target, nontarget)
+        x = np.concatenate([target, nontarget])[:, None]
+        y = np.r_[np.ones(n_t), np.zeros(n_n)]
+        ref = LogisticRegression(C=np.inf, class_weight="balanced", tol=1e-10, max_iter=10_000)
+        ref.fit(x, y)
+        assert cal.a == pytest.approx(ref.coef_[0][0], rel=0.02)
+        assert cal.b == pytest.approx(ref.intercept_[0], rel=0.02)
+    # repeated trials say the same: the fit does not move
+    twice = fit_calibration(np.tile(target, 2), np.tile(nontarget, 2))
+    assert twice.a == pytest.approx(cal.a, rel=1e-6)
+
+
+def test_ties_are_no_operating_point() -> None:
+    """A threshold accepts every score equal to it or none of them: a point inside a run of
+    equal scores cannot be reached (a review's trial listed as both same and different voice
+    got an EER of 1.0), and a false-acceptance target is kept when scores tie at the cut (its
+    repeated trials stored a threshold letting 10 of 720 through for a target of 9)."""
+    same = np.full(10, 0.5)
+    assert eer(same, same.copy())[0] == pytest.approx(0.5)
+    assert min_dcf(same, same.copy(), 0.5)[0] == pytest.approx(1.0)
+    # half the targets tied with half the non-targets: the reachable points are (0, 1),
+    # (0, 0.5), (0.5, 0) and (1, 0) in (miss, false alarm), whose EER is 0.25 (it was 0.5,
+    # from a point between the tied scores)
+    target, nontarget = (
+        np.r_[np.full(5, 0.5), np.full(5, 0.9)],
+        np.r_[np.full(5, 0.1), 0.5 * np.ones(5)],
+    )
+    assert eer(target, nontarget)[0] == pytest.approx(0.25)
+    thresholds, miss, fa = error_rates(target, nontarget)
+    assert len(thresholds) == 4  # below all, 0.1|0.5, 0.5|0.9, above all
+    for t, m, f in zip(thresholds, miss, fa, strict=True):  # every point is a threshold's
+        assert m == np.mean(target < t) and f == np.mean(nontarget >= t)
+    rng = np.random.default_rng(3)
+    scores = np.repeat(rng.normal(0.3, 0.1, 360), 2)  # every trial listed twice
+    for far in (0.0125, 0.05, 0.001, 0.5):
+        t = threshold_at_far(scores, far)
+        assert np.sum(scores >= t) <= math.floor(far * scores.size)
+        assert np.sum(scores >= t) >= math.floor(far * scores.size) - 1  # no stricter than it must
 
 
 def test_wilson_intervals_match_published_values() -> None:
@@ -256,7 +317,10 @@ def test_a_short_score_tail_sets_no_threshold_far_past_its_end() -> None:
     assert used == pytest.approx(cal["tail"]["far"][-1])  # its rarest point: not carried on
     note = short_tail(cal, 2)
     assert "identify among 2 voices names about" in note and "too few" in note
-    assert short_tail(cal, 1) == ""  # one voice: verify's threshold, no tail needed
+    # one voice: identify keeps 1 stranger in 100 too (a review's one-voice gallery named more
+    # with no word), and a tail this short cannot: said
+    assert "identify among 1 voice names about" in short_tail(cal, 1)
+    assert identification_threshold(cal, 1)[0] > cal["threshold"]
     # a long tail reaches: no note
     long = {**cal, "tail": score_tail(target, rng.normal(0.5, 0.1, 400_000), 0.001)}
     assert short_tail(long, 24) == ""

@@ -421,7 +421,7 @@ def short_tail(calibration: dict, voices: int) -> str:
         return ""
     named = 1.0 - (1.0 - _reach(tail)) ** voices
     return (
-        f"identify among {voices} voices names about {_pct_over(named, IDENTIFY_FAR)} of "
+        f"identify among {_voices(voices)} names about {_pct_over(named, IDENTIFY_FAR)} of "
         f"strangers, not {100 * IDENTIFY_FAR:.0f} %: the calibration's different-voice trials "
         "are too few to set a stricter threshold; run `whichvoice calibrate` with more voices, "
         "or give --threshold"
@@ -439,10 +439,17 @@ def _pct_over(share: float, target: float) -> str:
 
 def _stricter_far(calibration: dict, voices: int) -> float | None:
     """The share of non-target trials each of ``voices`` voices may let through, where it is
-    under the calibrated threshold's (None: the one-trial threshold names few enough)."""
+    under the calibrated threshold's (None: the one-trial threshold names few enough). One
+    voice counts too: a calibration of the user's at the EER point lets a few % of strangers
+    through, and identify keeps to 1 in 100 whatever the gallery's size (a review's one-voice
+    gallery named 1.9 % without a word, where two voices raised the threshold)."""
     far = calibration.get("false_acceptance_at_threshold")
     f = identification_far(IDENTIFY_FAR, voices)
-    return f if voices > 1 and far and f < far else None
+    return f if far and f < far else None
+
+
+def _voices(n: int) -> str:
+    return "1 voice" if n == 1 else f"{n} voices"
 
 
 def untailed(calibration: dict, voices: int) -> str:
@@ -453,7 +460,7 @@ def untailed(calibration: dict, voices: int) -> str:
     far = float(calibration["false_acceptance_at_threshold"])
     named = 1.0 - (1.0 - far) ** voices
     return (
-        f"identify among {voices} voices at verify's threshold names about "
+        f"identify among {_voices(voices)} at verify's threshold names about "
         f"{100 * named:.0f} % of strangers: the calibration stores no score tail to raise it "
         "(made before whichvoice stored one, or from too few different-voice trials); run "
         "`whichvoice calibrate` with more trials, or give --threshold"
@@ -461,23 +468,25 @@ def untailed(calibration: dict, voices: int) -> str:
 
 
 def operating_point(
-    model: Encoder, threshold: float | None = None, *, voices: int = 1
+    model: Encoder, threshold: float | None = None, *, voices: int | None = None
 ) -> OperatingPoint:
     """The calibrated operating point of ``model``'s encoder, or ``threshold`` given by the
     user (a cosine score in [-1, 1]) with the calibration's slope. ``voices``: how many
-    enrolled voices an answer picks from (identify: ``identification_threshold``)."""
+    enrolled voices an answer picks from (identify: ``identification_threshold``); None for
+    a claim of one voice (verify: the calibration's own threshold, whatever rule set it)."""
     calibrated, cal, data = calibration_file(model)
     if threshold is None:
         far, frr = (
             data.get("false_acceptance_at_threshold"),
             data.get("false_rejection_at_threshold"),
         )
-        if note := untailed(data, voices) or short_tail(data, voices):
-            warn_once(note)
-        raised, f = identification_threshold({**data, "threshold": calibrated}, voices)
-        if raised != calibrated:
-            calibrated, far = raised, f
-            frr = tail_frr(data["tail"], raised)
+        if voices is not None:
+            if note := untailed(data, voices) or short_tail(data, voices):
+                warn_once(note)
+            raised, f = identification_threshold({**data, "threshold": calibrated}, voices)
+            if raised != calibrated:
+                calibrated, far = raised, f
+                frr = tail_frr(data["tail"], raised)
         return OperatingPoint(calibrated, cal.at(calibrated), "calibrated", far, frr)
     if (
         isinstance(threshold, bool)
