@@ -142,6 +142,30 @@ def test_calibrate_from_a_corpus_and_from_a_trial_list(cli, encoder: Path, tmp_p
     again = cli("calibrate", "--model", str(run), "--trials", str(bom), "--force", "--json",
                 check=True)  # fmt: skip
     assert json.loads(again.stdout)["target_trials"] == 2
+    # a file named twice in an enrollment counts once, as enroll takes it, and a test clip
+    # of a burst is refused as verify refuses it (a metrics review: both scored here)
+    import soundfile as sf
+
+    from whichvoice.audio import read_audio
+    from whichvoice.verification import load_encoder, trials_from_list
+
+    model = load_encoder(run)
+    twice = tmp_path / "twice.txt"
+    twice.write_text("\n".join([lines[0].replace(";", f";{voices[a][0]};"), *lines[1:]]) + "\n")
+    assert "; " not in twice.read_text() and twice.read_text().count(str(voices[a][0])) == 3
+    assert np.array_equal(
+        trials_from_list(model, twice).target, trials_from_list(model, trials).target
+    )
+    audio, rate = read_audio(voices[a][2])
+    burst = np.zeros(rate, np.float32)
+    burst[rate // 2 : rate // 2 + int(0.1 * rate)] = audio[rate : rate + int(0.1 * rate)]
+    sf.write(tmp_path / "burst.wav", burst, rate)
+    blip = tmp_path / "blip.txt"
+    blip.write_text(
+        lines[0].replace(f"|{voices[a][2]}|", f"|{tmp_path / 'burst.wav'}|") + f"\n{lines[1]}\n"
+    )
+    with pytest.raises(WhichvoiceError, match=r"blip.txt:1: .*no speech found"):
+        trials_from_list(model, blip)
     latin = tmp_path / "latin.txt"
     latin.write_bytes(b"\xff\xfe caf\xe9|x|1\n")
     missing = tmp_path / "missing.txt"

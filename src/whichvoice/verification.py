@@ -203,7 +203,10 @@ def trials_from_list(
         parts = line.split("|")
         if len(parts) != 3 or parts[2].strip() not in ("0", "1"):
             raise WhichvoiceError(f"{path}:{n}: expected 'enroll_paths|test_path|0 or 1'")
-        enroll = tuple(_resolve(path.parent, p) for p in parts[0].split(";") if p.strip())
+        # a file named twice counts once, as enroll takes it (it scored otherwise here)
+        enroll = tuple(
+            dict.fromkeys(_resolve(path.parent, p) for p in parts[0].split(";") if p.strip())
+        )
         lines.append((n, enroll, _resolve(path.parent, parts[1]), parts[2].strip() == "1"))
     same = sum(s for *_, s in lines)
     counts = Trials(np.zeros(same), np.zeros(len(lines) - same))
@@ -220,8 +223,11 @@ def trials_from_list(
         try:
             if enroll not in refs_of:
                 refs_of[enroll] = refs_from_clips(model, {"enrolled": list(enroll)})
-            if test not in embedded_of:
-                embedded_of[test] = model.embed(test)[0]
+            if test not in embedded_of:  # under verify's rule: a burst is no voice to score
+                result = with_speech(test, model.embed(test))
+                if isinstance(result, WhichvoiceError):
+                    raise result
+                embedded_of[test] = result[0]
         except WhichvoiceError as e:
             raise WhichvoiceError(f"{path}:{n}: {e}") from e
         score = float(refs_of[enroll].scores(embedded_of[test])[0])
