@@ -444,6 +444,63 @@ def test_numba_caches_where_the_user_can_write(tmp_path: Path) -> None:
     assert not Path(where).exists()  # removed at exit: every command left one in /tmp (review)
 
 
+@pytest.mark.slow  # CLI processes as another user
+def test_a_user_without_a_home_gets_answers_and_one_line(tmp_path: Path) -> None:
+    """A container's user id with no passwd entry and no HOME (``docker run --user 12345``,
+    OpenShift): every command that loaded a model was a traceback, "Could not determine
+    home directory" (environment review). It answers as for a home it cannot write: caches
+    for the process alone, an enrollment into the default gallery refused in one line, a
+    gallery named elsewhere used; and whichvoice's own data folder is made private (0700, as
+    XDG asks: the default gallery holds voice embeddings)."""
+    import contextlib
+    import pwd
+    import shutil
+    import sys
+
+    from .conftest import voice_clips
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root, to run as another user (setpriv)")
+    uid = 12345
+    with contextlib.suppress(KeyError):
+        pwd.getpwuid(uid)
+        pytest.skip(f"user id {uid} has a passwd entry here")
+    tmp_path.chmod(0o777)
+    clips = voice_clips(tmp_path / "c", "flite:slt", sentences=3)["flite:slt"]
+    names = [f"a{i}.mp3" for i in range(len(clips))]
+    for clip, name in zip(clips, names, strict=True):
+        shutil.copy(clip, tmp_path / name)
+        (tmp_path / name).chmod(0o644)
+    unset = ("HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "WHICHVOICE_CACHE", "WHICHVOICE_GALLERY",
+             "NUMBA_CACHE_DIR")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [*user, sys.executable, "-m", "whichvoice", *args]
+        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+
+    predicted = run("predict", "-q", "a0.mp3")
+    assert predicted.returncode == 0 and "Traceback" not in predicted.stderr, predicted.stderr
+    assert predicted.stdout.startswith("a0.mp3\t"), predicted.stdout
+    refused = run("enroll", "-q", "ann", *names)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "--gallery" in refused.stderr
+    assert not Path("~").exists() and not (tmp_path / "~").exists()  # no folder named "~"
+    # XDG_DATA_HOME given: its whichvoice folder is made 0700, the gallery in it
+    data = Path(tempfile.mkdtemp())  # not under pytest's folder, which the user cannot enter
+    try:
+        data.chmod(0o777)
+        env["XDG_DATA_HOME"] = str(data)
+        enrolled = run("enroll", "-q", "ann", *names)
+        assert enrolled.returncode == 0, enrolled.stderr
+        own = data / "whichvoice"
+        assert (own / "gallery.sqlite").is_file() and own.stat().st_mode & 0o777 == 0o700
+    finally:
+        shutil.rmtree(data)
+
+
 def test_a_file_url_is_its_local_path_to_every_path_option() -> None:
     """file:// was read as a folder "file:" (review), then decoded as UTF-8: a Latin-1 name
     became another file; local-only options refused it as a URL."""

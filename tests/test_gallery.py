@@ -414,6 +414,7 @@ def test_an_import_refuses_embeddings_the_encoder_cannot_have_made(tmp_path: Pat
         ("export", "reserved"),  # the HTTP gallery routes
         ("import", "reserved"),
         ("bad\ufffdbytes", "UTF-8"),
+        ("Zo\udceb", "UTF-8"),  # Latin-1 bytes on a UTF-8 command line
         ("alice\u200b", "invisible"),  # a zero-width space: two voices that look alike
         ("\u202eecila", "invisible"),  # a right-to-left override
         ("a\u2028b", "line breaks"),  # a line separator breaks a log's or a listing's line
@@ -430,6 +431,21 @@ def test_enroll_and_import_share_one_name_check(tmp_path: Path, name: str, why: 
         assert g.names() == []
     assert voice_name("  Ann Smith  ") == "Ann Smith" and voice_name("x" * 200) == "x" * 200
     assert voice_name("Export") == "Export"  # the routes' paths are case-sensitive
+
+
+def test_a_name_that_is_not_utf8_is_one_line_wherever_it_is_looked_up(tmp_path: Path) -> None:
+    """A Latin-1 name on the command line (``$'Zo\\xeb'``) arrives as a lone surrogate: verify,
+    remove and rename looked it up before any check and SQLite's binding raised a traceback
+    (environment review)."""
+    latin = os.fsdecode(b"Zo\xeb")
+    with Gallery(tmp_path / "g.sqlite", "m") as g:
+        g.enroll("Zoe", unit(np.ones((1, 4))), 2.0)
+        for look_up in (g.get, g.remove, lambda n: g.rename(n, "x"), lambda n: g.rename("Zoe", n)):
+            with pytest.raises(
+                VoiceNameError, match=r"b'Zo\\xeb': a voice name must be valid UTF-8"
+            ):
+                look_up(latin)
+        assert g.names() == ["Zoe"]
 
 
 def test_a_name_written_two_ways_is_one_voice(tmp_path: Path) -> None:

@@ -154,6 +154,30 @@ def test_origins_and_keys_the_server_takes() -> None:
             check_api_key(bad)
 
 
+def test_a_bad_key_from_the_environment_is_named_as_such(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """WHICHVOICE_API_KEY's bad value was refused as "Invalid value for '--api-key'" with no
+    --api-key given (environment review); and a gallery that cannot be written is said at
+    the start, not at the first enrollment's 503."""
+    from click.testing import CliRunner
+
+    from whichvoice.cli import app
+    from whichvoice.cli.serve import _warn_if_unwritable
+
+    monkeypatch.setenv("WHICHVOICE_API_KEY", "sécret")
+    said = CliRunner().invoke(app, ["serve", "--port", "0"])
+    assert said.exit_code == 2 and "Invalid value for WHICHVOICE_API_KEY" in said.output
+    said = CliRunner().invoke(app, ["serve", "--port", "0", "--api-key", " key"])
+    assert said.exit_code == 2 and "Invalid value for '--api-key'" in said.output
+    (tmp_path / "file").write_text("")
+    _warn_if_unwritable(tmp_path / "file" / "g.sqlite")  # a file where its folder would be
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "cannot be written here" in err and "503" in err
+    _warn_if_unwritable(tmp_path / "g.sqlite")
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.slow
 def test_the_live_stream_closes_with_1008_for_a_wrong_key(secured) -> None:
     from websockets.exceptions import ConnectionClosed

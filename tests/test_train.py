@@ -397,6 +397,15 @@ def test_a_run_records_how_it_was_made(
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert train_threads(1) == 3  # one process: the user's OMP_NUM_THREADS
     assert train_threads(2) == max(1, (os.cpu_count() or 1) // 2)  # torchrun's own 1 is not
+    # ours mistyped or absurd: one line (it fell back to every core, or took 99999: review)
+    from whichvoice.errors import WhichvoiceError
+
+    for bad in ("abc", "-1", "0", "1e3", "99999", "²"):
+        monkeypatch.setenv("WHICHVOICE_THREADS", bad)
+        with pytest.raises(WhichvoiceError, match=r"WHICHVOICE_THREADS=.*a whole number"):
+            train_threads(1)
+    monkeypatch.setenv("WHICHVOICE_THREADS", " 2 ")
+    assert train_threads(1) == 2
 
 
 def _saved_run(

@@ -13,8 +13,14 @@ from typing import TYPE_CHECKING, Any
 from whichvoice import _startup  # noqa: F401
 from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, load_audio
 from whichvoice.errors import WhichvoiceError
-from whichvoice.files import numba_cache_where_needed
+from whichvoice.files import (
+    home_where_needed,
+    matplotlib_config_where_needed,
+    numba_cache_where_needed,
+)
 
+home_where_needed()  # a container's user without a home: before any library asks for one
+matplotlib_config_where_needed()
 numba_cache_where_needed()  # before anything imports librosa (and numba): see its docstring
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ def write_atomic(path: Path, data: bytes | memoryview, *, durable: bool = True) 
     """
     path = output_target(path)
     check_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     if len(os.fsencode(tmp.name)) > 255:  # a long name (the most a name may be) -> a short one
         tmp = path.with_name(f".{secrets.token_hex(6)}.tmp")
@@ -110,7 +110,7 @@ def probe_writable(folder: Path) -> None:
 def ensure_dir(path: Path, what: str = "output") -> Path:
     """Create ``path`` (a folder) or raise OutputError in one line, before any long work."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
         probe_writable(path)
     except OSError as e:
         raise OutputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from e
@@ -141,20 +141,86 @@ def _xdg(variable: str) -> str | None:
     return value if value and os.path.isabs(value) else None
 
 
+NO_HOME = Path("/nonexistent")  # Debian's home for users without one
+
+
+def home() -> Path:
+    """The user's home: ``$HOME`` (an absolute one), else the password database's. A process
+    with neither (a container run as a user id without an entry, its environment cleared)
+    gets ``/nonexistent``, as Debian gives users without a home, so that what whichvoice
+    keeps there is refused or made in a private temporary folder, as for a home that cannot
+    be written (every command that loaded a model was a traceback: "Could not determine
+    home directory"; and ``~`` stayed a relative folder named "~")."""
+    value = os.environ.get("HOME")
+    if value and os.path.isabs(value):
+        return Path(value)
+    try:
+        import pwd
+
+        return Path(pwd.getpwuid(os.getuid()).pw_dir or NO_HOME)
+    except (ImportError, KeyError):
+        return NO_HOME
+
+
+def make_dirs(path: str | os.PathLike) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, except that whichvoice's own folders
+    (``data_home``, ``cache_home``), when this makes them, are made 0700 as the XDG
+    specification asks: the default gallery holds voice embeddings, and at the usual umask
+    022 every user of a shared machine could read it (review)."""
+    path = Path(path)
+    for own in (data_home(), cache_home()):
+        if (path == own or own in path.parents) and not own.exists():
+            own.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                own.mkdir(mode=0o700)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def home_where_needed() -> None:
+    """Give a process without a home (no ``$HOME``, a user id without a passwd entry: a
+    container's) ``HOME=/nonexistent``, as Debian gives users without one: librosa's import
+    (pooch, platformdirs) raised "could not determine the home directory", and every
+    command that loads resemblyzer failed with it; with a home that cannot be written, the
+    libraries and whichvoice fall back as they do for any such home. Called at import."""
+    if home() == NO_HOME and os.environ.get("HOME") != os.fspath(NO_HOME):
+        os.environ["HOME"] = os.fspath(NO_HOME)
+
+
+def matplotlib_config_where_needed() -> None:
+    """Point matplotlib's config and cache (``MPLCONFIGDIR``) at a private temporary folder,
+    removed at exit, when its usual one (``$XDG_CONFIG_HOME/matplotlib``,
+    ``~/.config/matplotlib``) cannot be made or written: matplotlib makes one itself, but
+    every command that drew a plot (calibrate's DET, evaluate's confusion matrix) printed two
+    lines, "mkdir -p failed ... Matplotlib created a temporary cache directory" (review).
+    A value the user set is kept; nothing is made unless it is needed."""
+    import sys
+
+    if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules:
+        return
+    where = Path(_xdg("XDG_CONFIG_HOME") or home() / ".config") / "matplotlib"
+    ancestor = where
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK):
+        return
+    with contextlib.suppress(OSError):
+        os.environ["MPLCONFIGDIR"] = os.fspath(private_temp_folder("whichvoice-matplotlib-"))
+
+
 def data_home() -> Path:
     """whichvoice's folder for the user's own data: ``$XDG_DATA_HOME/whichvoice``
     (``~/.local/share/whichvoice``)."""
-    base = Path(_xdg("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    base = Path(_xdg("XDG_DATA_HOME") or home() / ".local" / "share")
     return base / "whichvoice"
 
 
 def cache_home() -> Path:
-    """whichvoice's cache: ``$WHICHVOICE_CACHE``, else ``$XDG_CACHE_HOME/whichvoice``
-    (``~/.cache/whichvoice``)."""
-    base = os.environ.get("WHICHVOICE_CACHE") or os.path.join(
-        _xdg("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "whichvoice"
+    """whichvoice's cache: ``$WHICHVOICE_CACHE`` (an absolute one: a relative value is
+    ignored, as a relative XDG one is: it put numba's pickled index in whatever folder a
+    command ran in), else ``$XDG_CACHE_HOME/whichvoice`` (``~/.cache/whichvoice``)."""
+    return Path(
+        _xdg("WHICHVOICE_CACHE") or Path(_xdg("XDG_CACHE_HOME") or home() / ".cache") / "whichvoice"
     )
-    return Path(base)
 
 
 def private_temp_folder(prefix: str) -> Path:
@@ -196,7 +262,7 @@ def numba_cache_where_needed() -> None:
     # a shared or predictable folder there would run what another user put in it
     where = cache_home() / "numba"
     try:
-        where.mkdir(parents=True, exist_ok=True)
+        make_dirs(where)
         usable = os.access(where, os.W_OK)
     except OSError:
         usable = False
@@ -233,7 +299,11 @@ def held_alone(path: Path, what: str) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise OutputError(f"{path}: cannot write ({e.strerror or e})") from e
+            # the output's folder, named as the user gave it (the lock's hidden name read as
+            # a file of theirs: review)
+            raise OutputError(
+                f"{what}: cannot write the output here ({e.strerror or e}, in {path.parent})"
+            ) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.errors import WhichvoiceError
-from whichvoice.files import data_home
+from whichvoice.files import data_home, make_dirs
 
 SCHEMA_VERSION = 1
 EXPORT_FORMAT = "whichvoice-gallery"
@@ -117,7 +117,20 @@ def _normal(name: str) -> str:
     that ``José`` typed with one character or with ``e`` and an accent is one voice."""
     if not isinstance(name, str):
         raise VoiceNameError(f"a voice name must be text, not {type(name).__name__}")
+    try:  # bytes of another encoding on the command line arrive as lone surrogates
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape") if _surrogates_only(name) else name
+        raise VoiceNameError(f"{shown!r}: a voice name must be valid UTF-8 text") from None
     return unicodedata.normalize("NFC", name.strip())
+
+
+def _surrogates_only(name: str) -> bool:
+    try:
+        name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _damaged(e: sqlite3.DatabaseError, where: object) -> Exception:
@@ -563,7 +576,7 @@ class Gallery:
         self._create_on_write = False
         made = not self.path.exists()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path.parent)
             db = _connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
             self._file = self._file_id()
@@ -889,11 +902,9 @@ class Gallery:
     def _stored(self, name: str) -> str:
         """The stored name ``name`` means: itself, else the one that reads the same stripped
         and composed (a voice enrolled before names were composed keeps its spelling)."""
-        if not isinstance(name, str):  # before SQLite binds it (a list: ProgrammingError)
-            raise VoiceNameError(f"a voice name must be text, not {type(name).__name__}")
+        want = _normal(name)  # text, and UTF-8: before SQLite binds it (it raised)
         if self._db.execute("SELECT 1 FROM voices WHERE name = ?", (name,)).fetchone():
             return name
-        want = _normal(name)
         return next((n for n in self.names() if _normal(n) == want), name)
 
     def get(self, name: str) -> EnrolledVoice:

@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from whichvoice.cli.common import (
     FiniteRange,
     app,
     gallery_option,
 )
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import OutputError, WhichvoiceError
 
 # several workers listen on sockets of their own, bound to one port (SO_REUSEPORT), and the
 # kernel spreads new connections over them. Sharing one listening socket (uvicorn's way),
@@ -250,7 +251,9 @@ def serve_cmd(
         try:
             check_api_key(api_key)
         except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="'--api-key'") from None
+            source = click.get_current_context().get_parameter_source("api_key")
+            hint = "WHICHVOICE_API_KEY" if source == ParameterSource.ENVIRONMENT else "'--api-key'"
+            raise click.BadParameter(str(e), param_hint=hint) from None
     if run is None and not no_classifier:
         from whichvoice.runtime import bundled_classifier
 
@@ -268,6 +271,7 @@ def serve_cmd(
             encoder = str(Path(encoder).resolve())
         gallery = (gallery or default_gallery_path()).resolve()
         _check_encoder(encoder, gallery, needed=run is None or encoder is not None)
+        _warn_if_unwritable(gallery)
     except BaseException:
         sock.close()
         raise
@@ -471,6 +475,30 @@ def _check_encoder(encoder: str | None, gallery: Path, *, needed: bool) -> None:
         return
     if gallery.exists():
         Gallery(gallery, model_id(model)).close()
+
+
+def _warn_if_unwritable(gallery: Path) -> None:
+    """Say at the start, where the deployer reads it, that enrollments will be refused: a
+    gallery (or its folder) that cannot be written served reads and answered every
+    enrollment 503 with no word at start (review); the CLI's enroll refuses it before any
+    work."""
+    import os
+
+    from whichvoice.files import check_creatable
+
+    try:
+        if gallery.exists():
+            if not os.access(gallery, os.W_OK) or not os.access(gallery.parent, os.W_OK | os.X_OK):
+                raise OutputError(f"{gallery}: read-only")
+        else:
+            check_creatable(gallery.parent, "gallery")
+    except OutputError:
+        click.echo(
+            f"warning: {gallery}: the gallery cannot be written here; enrollments and the "
+            "gallery's changes will answer 503 (give another with --gallery or "
+            "WHICHVOICE_GALLERY)",
+            err=True,
+        )
 
 
 def _origins(given: tuple[str, ...]) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from whichvoice.files import cache_home, write_atomic
+from whichvoice.files import cache_home, make_dirs, write_atomic
 from whichvoice.storage.remote import (
     StorageError,
     check_bucket,
@@ -169,7 +169,7 @@ def download(
     if "" in remote:  # a single object
         return _download_file(fs, root, remote[""], local, url)
     wanted = _wanted(fs, root, url, remote, strict)
-    local.mkdir(parents=True, exist_ok=True)
+    make_dirs(local)
     targets = {name: _inside(local, name) for name in wanted}
     sync = _read_json(local / SYNC)
     for name in set(sync) - set(wanted):  # gone remotely: gone from the mirror
@@ -231,7 +231,7 @@ def _wanted(
 
 
 def _download_one(fs, remote: str, local: Path, url: str) -> None:
-    local.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(local.parent)
     tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
     try:
         fs.get_file(remote, str(tmp))
@@ -401,7 +401,7 @@ def local_files(url: str, extra: Iterable[str] = ()) -> Iterator[Path]:
     journal) through: the stored ones are downloaded first, so a job resumes; afterwards every
     one that exists locally is uploaded (also after a failure) and the others are deleted."""
     local = mirror_path(url)
-    local.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(local.parent)
     parent = url.rsplit("/", 1)[0]
     names = [local.name, *extra]
     for name in names:

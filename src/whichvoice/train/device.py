@@ -55,12 +55,22 @@ def train_threads(local_world: int) -> int:
     can ask for the same."""
     import os
 
-    names = ("WHICHVOICE_THREADS",) + (("OMP_NUM_THREADS",) if local_world == 1 else ())
-    for name in names:
-        asked = os.environ.get(name, "").strip()
-        if asked.isdigit() and int(asked) > 0:
-            return int(asked)
+    from whichvoice.errors import WhichvoiceError
+
+    ours = os.environ.get("WHICHVOICE_THREADS", "").strip()
+    if ours:  # a typo fell back to every core without a word, and 99999 was taken (review)
+        if not (ours.isascii() and ours.isdigit() and 1 <= int(ours) <= MAX_THREADS):
+            raise WhichvoiceError(
+                f"WHICHVOICE_THREADS={ours!r}: a whole number of threads, 1 to {MAX_THREADS}"
+            )
+        return int(ours)
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip() if local_world == 1 else ""
+    if asked.isascii() and asked.isdigit() and int(asked) > 0:  # OpenMP's own: as it reads it
+        return int(asked)
     return max(1, (os.cpu_count() or 1) // local_world)
+
+
+MAX_THREADS = 1024
 
 
 def _cpu_amx() -> bool:
