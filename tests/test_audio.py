@@ -457,3 +457,22 @@ def test_the_mixer_gives_the_same_samples_however_the_audio_is_cut() -> None:
             out.append(mixer(both[:0]))  # an empty block
         out.append(mixer.end())
         assert np.array_equal(np.concatenate(out), whole), cut
+
+
+def test_a_dc_offset_is_taken_away_and_a_clip_without_one_is_kept_exactly() -> None:
+    """An inaudible offset fills silences with energy that speech detection takes for speech;
+    it is removed, and a clip without one is returned as decoded, sample for sample (a
+    test-suite review: only a slow test ran this)."""
+    from whichvoice.audio import without_dc
+
+    from .conftest import warble
+
+    silence = np.zeros(16_000, np.float32)
+    clip = np.concatenate([silence, warble(seconds=2.0), silence])
+    mended = without_dc(0.5 * clip + 0.2)
+    assert np.abs(mended[:8000]).max() < 1e-4  # the leading silence back at zero
+    assert np.allclose(mended, 0.5 * clip, atol=1e-4)
+    assert np.array_equal(without_dc(clip), clip)
+    lopsided = np.where(clip > 0, clip, 0.5 * clip).astype(np.float32)  # a mean off zero
+    assert np.array_equal(without_dc(lopsided), lopsided)
+    assert np.array_equal(without_dc(clip[:3000]), clip[:3000])  # too short to tell: as is

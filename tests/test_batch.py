@@ -675,11 +675,11 @@ def test_ctrl_c_stops_a_run_with_workers_in_one_line_and_it_resumes(
                           timeout=600)  # fmt: skip
     # a few single digits hold under 0.2 s of speech: their rows say "no speech found", and
     # the run ends 1 for them (as for any input it could not answer)
-    assert done.returncode in (0, 1), done.stderr
     rows = out.read_text().splitlines()
     assert len(rows) == 1 + len(list(HUMAN_DEV.glob("*.wav")))
     errors = [r for r in rows[1:] if not r.endswith(",")]
     assert len(errors) < len(rows) // 20 and all("no speech found" in r for r in errors)
+    assert done.returncode == (1 if errors else 0), done.stderr  # 1 exactly when a row failed
 
 
 @pytest.mark.slow  # CLI processes
@@ -836,8 +836,11 @@ def test_a_stranger_labelled_unknown_is_right_when_answered_unknown(tmp_path: Pa
     )
     rows = read_rows(out)
     assert [r["true_voice"] for r in rows] == ["unknown", "unknown"]
-    assert all(r["correct"] == (r["answer"] == "unknown") for r in rows)
-    assert summary.labelled == 2 and summary.correct == sum(r["correct"] for r in rows)
+    # two people: the open set turns both away (scores about 0.1 and -0.1 against its 0.71),
+    # and each is right (a test-suite review: a model naming every stranger passed)
+    assert [r["answer"] for r in rows] == ["unknown", "unknown"]
+    assert all(r["known"] is False and r["correct"] is True for r in rows)
+    assert summary.labelled == 2 and summary.correct == 2
 
 
 def test_one_job_writes_an_output_at_a_time_and_a_copy_without_its_record_is_refused(

@@ -406,6 +406,26 @@ def test_a_stranger_never_takes_an_enrolled_voices_name(tmp_path) -> None:
     assert result.speakers["unknown-2"]["enrolled"] is False
 
 
+def test_an_enrolled_voice_names_one_cluster_its_nearest(tmp_path) -> None:
+    """Two clusters both near ann (one split voice, or ann and a look-alike): ann names the
+    nearer one only, the other is a stranger; a cluster near two voices takes the nearer
+    (a test-suite review: a voice naming every cluster that passes passed every fast test)."""
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import load_encoder, model_id
+
+    encoder = load_encoder("bundled")
+    e = np.eye(4, dtype=np.float32)
+    near = np.array([0.95, np.sqrt(1 - 0.95**2), 0, 0], np.float32)  # cosine 0.95 to ann
+    nearer = np.array([0.98, 0, np.sqrt(1 - 0.98**2), 0], np.float32)  # 0.98
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as gallery:
+        gallery.enroll("ann", e[:1], 3.0)
+        gallery.enroll("bob", e[3:4], 3.0)
+        names, info = dz.name_clusters(np.stack([near, nearer, e[3]]), encoder, gallery, 0.5)
+    assert names == ["unknown-1", "ann", "bob"], names
+    assert info[0]["enrolled"] is False and info[0]["nearest"] == "ann"
+    assert info[1]["score"] == pytest.approx(0.98, abs=1e-5)
+
+
 def test_more_voices_asked_for_than_there_are_keeps_the_names(tmp_path) -> None:
     """``num_speakers`` far over what the windows hold: the clusters no frame ends up in are
     dropped before naming, so the enrolled voice is still named and strangers are numbered

@@ -136,6 +136,24 @@ def test_homes_follow_the_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("XDG_CACHE_HOME", "relcache")
     assert data_home() == Path.home() / ".local" / "share" / "whichvoice"
     assert cache_home() == Path.home() / ".cache" / "whichvoice"
+    # so is a relative WHICHVOICE_CACHE: numba's pickled index went to the current folder
+    monkeypatch.setenv("WHICHVOICE_CACHE", "relcache")
+    assert cache_home() == Path.home() / ".cache" / "whichvoice"
+    # no HOME and no passwd entry (a container's user id): /nonexistent, not a traceback
+    import pwd
+
+    from whichvoice.files import NO_HOME, home, make_dirs
+
+    def nobody(uid: int) -> None:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME")
+    monkeypatch.setattr(pwd, "getpwuid", nobody)
+    assert home() == NO_HOME and data_home() == NO_HOME / ".local" / "share" / "whichvoice"
+    # whichvoice's own folder is made 0700 (XDG), and the folders inside it
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    make_dirs(data_home() / "onnx")
+    assert (tmp_path / "data" / "whichvoice").stat().st_mode & 0o777 == 0o700
 
 
 def test_write_atomic_writes_a_name_as_long_as_a_name_may_be(tmp_path: Path) -> None:
@@ -173,3 +191,22 @@ def test_a_write_that_fails_names_the_file_and_leaves_no_temp(
         write_atomic(tmp_path / "metrics.json", b"{}")
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "metrics.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_write_leaves_the_file_as_it_was_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside the write: the interrupt goes on, the file keeps its old bytes, and no
+    temporary file is left (a test-suite review: this path was never run)."""
+    import whichvoice.files as files
+
+    target = tmp_path / "out.csv"
+    write_atomic(target, b"old")
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, b"new")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]

@@ -242,6 +242,11 @@ def test_clustered_proportions_count_voices_not_clips() -> None:
     # partly clustered: between the two
     x = clustered_proportion([2, 9, 5, 10, 1, 7], [10] * 6)
     assert 6 < x["effective_n"] < 60
+    # by hand: MSB = 6.7333 / 5 = 1.34667, MSW = 8 / 54 = 0.148148, n0 = 10,
+    # rho = (MSB - MSW) / (MSB + 9 MSW) = 0.447208, effective 60 / (1 + 9 rho) = 11.94
+    # (a test-suite review: MSW over n instead of n - g, 11.35, passed the range above)
+    assert x["effective_n"] == 11.94
+    assert np.allclose(x["ci95"], wilson(34 / 60 * 11.9406, 11.9406), atol=2e-5)
     assert x["ci95"][0] < x["ci95_clips"][0] and x["ci95"][1] > x["ci95_clips"][1]
     # a unit without clips is no unit; one unit counts once
     one = clustered_proportion([3, 0], [3, 0])
