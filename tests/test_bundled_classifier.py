@@ -222,13 +222,18 @@ def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Pat
     shutil.copytree(trained_run, run)
     clips = read_manifest(small_corpus / "manifest.jsonl")
     known = tmp_path / "known.csv"
+    known.write_text("".join(f"{small_corpus / c.path},{c.voice}\n" for c in clips[:40]))
+    with_gone = tmp_path / "with-gone.csv"
     gone = tmp_path / "gone.mp3"  # a listed clip that cannot be read: left out, and said
-    known.write_text("".join(f"{small_corpus / c.path},{c.voice}\n" for c in clips[:40])
-                     + f"{gone},{clips[0].voice}\n")  # fmt: skip
-    out = cli("openset", str(run), "--known", str(known), "--unknown", str(HUMAN / "0_theo_0.wav"),
-              "--json", check=True)  # fmt: skip
+    with_gone.write_text(known.read_text() + f"{gone},{clips[0].voice}\n")
+    out = cli("openset", str(run), "--known", str(with_gone), "--unknown",
+              str(HUMAN / "0_theo_0.wav"), "--json")  # fmt: skip
+    # fitted from the others and saved; exit 1 for the clip left out, as every command's
+    # input it could not use (it was 0: a CLI review)
+    assert out.returncode == 1, out.stderr
     fitted = json.loads(out.stdout)
     assert fitted["known_clips"] == 40 and fitted["unknown_clips"] == 1
+    assert fitted["clips_left_out"] == 1
     saved_short = json.loads((run / "openset.json").read_text())["short_threshold"]
     assert fitted["short_threshold"] == saved_short  # both thresholds predict may use
     assert "1 clip of 41 could not be used, left out: " in out.stderr, out.stderr
@@ -236,6 +241,13 @@ def test_whichvoice_openset_fits_a_run(cli, trained_run: Path, small_corpus: Pat
     # these are mostly the run's own training clips: said (review), the fit goes on
     assert "known clips are clips the run was trained on" in out.stderr, out.stderr
     saved = json.loads((run / "openset.json").read_text())
+    # none of the other voices' clips usable: one line, exit 1, the fit saved before kept
+    (tmp_path / "text.wav").write_text("not audio")
+    none = cli("openset", str(run), "--known", str(known), "--unknown", str(gone),
+               "--unknown", str(tmp_path / "text.wav"))  # fmt: skip
+    assert none.returncode == 1 and "Traceback" not in none.stderr, none.stderr
+    assert none.stderr.strip().splitlines()[-1].startswith("error: none of the 2 clips of other")
+    assert json.loads((run / "openset.json").read_text()) == saved
     assert saved["encoder"].startswith("voicenet-aam-wide-")  # the bundled encoder's, by default
     row = json.loads(cli("predict", str(run), str(small_corpus / clips[0].path), "--json",
                          check=True).stdout)  # fmt: skip

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from whichvoice.audio import Decoded, describe_source, read_audio
-from whichvoice.errors import WhichvoiceError
+from whichvoice.errors import NothingReadError, WhichvoiceError
 from whichvoice.files import write_json
 from whichvoice.scoring import proportion
 from whichvoice.text import counted
@@ -147,8 +147,9 @@ def _embeddings(model, sources: list, encoder=None) -> tuple[np.ndarray, list[st
         shown = "; ".join(str(e) for e in left_out[:3]) + ("; ..." if len(left_out) > 3 else "")
         log.warning("%s of %d could not be used, left out: %s",
                     counted(len(left_out), "clip"), len(sources), shown)  # fmt: skip
-    dim = embs[0].shape[0] if embs else 0
-    return np.asarray(embs, np.float32).reshape(-1, dim), named, used
+    if not embs:  # none usable (reshape(-1, 0) raised: a traceback, review)
+        return np.zeros((0, 0), np.float32), named, used
+    return np.stack(embs).astype(np.float32), named, used
 
 
 SHORT_S = 2.0  # s: short dev clips (a phrase, not a sentence) fit the short threshold
@@ -204,6 +205,11 @@ def fit_openset(
     out_embs, out_named, out_used = (
         _embeddings(model, list(unknown), encoder) if unknown else (None, [], [])
     )
+    if unknown and not out_used:
+        raise NothingReadError(
+            f"none of the {counted(len(unknown), 'clip')} of other voices could be used "
+            "(named above); nothing was saved"
+        )
     out_scores = (
         np.einsum("nd,nd->n", out_embs, prototypes[[index[v] for v in out_named]])
         if out_named
@@ -229,6 +235,9 @@ def fit_openset(
         ),
         "known_named_right": proportion(sum(map(str.__eq__, named, truth)), len(used)),
         "unknown_clips": len(out_named),
+        # clips named in a warning and left out: the command exits 1 for them, as any
+        # command does for an input it could not use (it exited 0: review)
+        "clips_left_out": len(known) - len(used) + len(unknown) - len(out_used),
         "unknown_rejected": proportion(int((out_scores < threshold).sum()), len(out_named))
         if out_named
         else None,

@@ -126,6 +126,23 @@ def file_url_path(url: str, fail: Callable[[str], Any]) -> str:
 
 LOCATION = _Location()
 
+NO_STDOUT = (
+    "-: standard output cannot take this output; name a file or folder (./- for one named -)"
+)
+
+
+class _Output(_Location):
+    """An output's ``LOCATION``: ``-`` is refused, not made a file or folder named "-" (a
+    script's ``--rttm - | ...`` got nothing on the pipe and a stray file: review)."""
+
+    def convert(self, value, param, ctx):
+        if str(value) == "-":
+            self.fail(NO_STDOUT, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+OUTPUT = _Output()
+
 
 class FiniteRange(click.FloatRange):
     """``click.FloatRange`` that also refuses ``nan`` and ``inf``: click lets them through
@@ -175,6 +192,15 @@ class LocalPath(click.Path):
             value = file_url_path(text, lambda why: self.fail(why, param, ctx))
         elif "://" in text:
             self.fail(f"{value}: a local path, not a URL, goes here", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class LocalOutput(LocalPath):
+    """An output's ``LocalPath``: ``-`` refused, as ``OUTPUT`` refuses it."""
+
+    def convert(self, value, param, ctx):
+        if str(value) == "-":
+            self.fail(NO_STDOUT, param, ctx)
         return super().convert(value, param, ctx)
 
 

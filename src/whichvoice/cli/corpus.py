@@ -11,8 +11,9 @@ import click
 
 from whichvoice.cli.common import (
     LOCATION,
+    OUTPUT,
     FiniteRange,
-    LocalPath,
+    LocalOutput,
     app,
     check_new_file,
     feature_config,
@@ -147,7 +148,7 @@ def synthesize(
 
 
 @app.command("synth")
-@click.argument("out", type=LOCATION)
+@click.argument("out", type=OUTPUT)
 @click.option(
     "--voices",
     default="default8",
@@ -337,7 +338,7 @@ def _phrase_file(text: str) -> str:
 
 @app.command("prepare")
 @click.argument("corpus", type=LOCATION)
-@click.argument("out", type=LOCATION)
+@click.argument("out", type=OUTPUT)
 @click.option(
     "--features", type=click.Choice(["logmel", "seed-image"]), default="logmel", show_default=True
 )
@@ -375,7 +376,7 @@ def prepare_cmd(
 
 @app.command("import-corpus")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.argument("out", type=LocalPath(path_type=Path))
+@click.argument("out", type=LocalOutput(path_type=Path))
 @click.option(
     "--pattern",
     default=None,

@@ -12,7 +12,7 @@ import click
 from whichvoice import storage
 from whichvoice.cli.common import (
     EXIT_BROKEN_PIPE,
-    LOCATION,
+    OUTPUT,
     FiniteRange,
     LocalPath,
     app,
@@ -55,7 +55,7 @@ from whichvoice.storage import StorageError
     default=None,
     help="Mark overlapped speech and give it both voices [default: the encoder's dev choice].",
 )
-@click.option("--rttm", type=LOCATION, default=None, help="Also write every file's turns as RTTM.")
+@click.option("--rttm", type=OUTPUT, default=None, help="Also write every file's turns as RTTM.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def diarize_cmd(

@@ -10,6 +10,7 @@ import click
 
 from whichvoice.cli.common import (
     FiniteRange,
+    LocalOutput,
     app,
     feature_config,
     model_choice,
@@ -45,7 +46,7 @@ from whichvoice.text import counted
     "--epochs", type=click.IntRange(min=1), default=None, help="[default: the model's own]"
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
+    "--out", type=LocalOutput(path_type=Path), default=Path("runs/demo"), show_default=True
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -102,7 +103,7 @@ def recipe_group() -> None:
 
 
 @recipe_group.command("encoder")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Work folder.")
+@click.option("--out", type=LocalOutput(path_type=Path), required=True, help="Work folder.")
 @click.option("--per-voice", type=click.IntRange(min=4), default=20, show_default=True)
 @click.option(
     "--random-voices",

@@ -9,6 +9,7 @@ import click
 
 from whichvoice.cli.common import (
     LOCATION,
+    OUTPUT,
     app,
     json_line,
     setup_logging,
@@ -44,7 +45,7 @@ from whichvoice.errors import WhichvoiceError
 @click.option(
     "--output",
     "-o",
-    type=LOCATION,
+    type=OUTPUT,
     help="Write one row per input to this .csv, .jsonl or .parquet (streamed, in input "
     "order) instead of printing.",
 )

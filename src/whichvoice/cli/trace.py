@@ -11,6 +11,7 @@ import click
 from whichvoice.cli.common import (
     LOCATION,
     FiniteRange,
+    LocalOutput,
     LocalPath,
     app,
     json_line,
@@ -108,7 +109,7 @@ def trace_cmd(
 
 @app.command("trace-fit")
 @click.argument("corpus", type=LocalPath(path_type=Path))
-@click.option("--out", type=LocalPath(path_type=Path), required=True, help="The head's folder.")
+@click.option("--out", type=LocalOutput(path_type=Path), required=True, help="The head's folder.")
 @click.option(
     "--dev-corpus",
     type=LocalPath(path_type=Path),

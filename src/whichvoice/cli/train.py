@@ -11,6 +11,7 @@ import click
 
 from whichvoice.cli.common import (
     LOCATION,
+    OUTPUT,
     FiniteRange,
     LocalPath,
     app,
@@ -30,7 +31,7 @@ SHOWN_ERRORS = 10  # unreadable files evaluate names on the terminal; its report
 
 @app.command("train")
 @click.argument("source", type=LOCATION)
-@click.option("--out", type=LOCATION, required=True, help="The run directory (a path or URL).")
+@click.option("--out", type=OUTPUT, required=True, help="The run directory (a path or URL).")
 @click.option("--model", type=model_choice(), default="voicenet", show_default=True)
 @click.option(
     "--features",
@@ -190,7 +191,7 @@ def train_cmd(
 @click.option(
     "--report",
     "report_dir",
-    type=LOCATION,
+    type=OUTPUT,
     help="Where report.md, confusion.png and evaluation.json go [default: a new folder "
     "beside RUN named after what is scored, RUN-eval-LABELS or RUN-eval-CORPUS-SPLIT; for the "
     "bundled classifier, in the current folder].",
@@ -305,7 +306,7 @@ def _training_corpus(run: Path | str) -> Path | str:
     "--onnx",
     "onnx_out",
     required=True,
-    type=LOCATION,
+    type=OUTPUT,
     help="The ONNX file to write: stored windows in, log-probabilities (and embeddings) out.",
 )
 @click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True)
@@ -485,10 +486,15 @@ def openset_cmd(
     fitted = fit_openset(model, known, expand_paths(unknown_paths), keep=keep, encoder=probe)
     path = save_openset(run, fitted)
     short = fitted.short_threshold
+    # clips named in a warning and left out: the fit is saved from the others, and the
+    # command exits 1 for them, as every command does for an input it could not use
+    left_out = int(fitted.fitted.get("clips_left_out", 0))
     if as_json:
         saved = fitted.to_dict()  # the short threshold as openset.json keeps it
         extra = {"threshold": saved["threshold"], "short_threshold": saved["short_threshold"]}
         click.echo(json_line(saved["fitted"] | extra))
+        if left_out:
+            sys.exit(1)
         return
     f = fitted.fitted
     rejected = f["unknown_rejected"]
@@ -505,3 +511,5 @@ def openset_cmd(
         )
         + f"; saved in {path}"
     )
+    if left_out:
+        sys.exit(1)
