@@ -937,3 +937,31 @@ def test_a_large_gallerys_names_are_not_all_in_one_error_line(tmp_path: Path) ->
         exported = g.export_json()
         with pytest.raises(VoiceExistsError, match=r"and 15 more \(gallery list\)"):
             g.import_json(exported)
+
+
+def test_a_removed_voice_leaves_no_bytes_in_the_file_or_its_log(tmp_path: Path) -> None:
+    """Erasure: after `gallery remove` (and a rename, an import's replacement) the voice's
+    name, embedding and digests are in no byte of the gallery or its write-ahead log, also
+    while another connection has the gallery open (a server's other request) and on an
+    SQLite built without secure delete, SQLite's default (a data-protection review)."""
+    rng = np.random.default_rng(17)
+    path = tmp_path / "g.sqlite"
+    secret = unit(rng.normal(size=(1, 64))).astype(np.float32)
+    digest = "d" * 64
+
+    def found(needle: bytes) -> list[str]:
+        return [p.name for p in tmp_path.iterdir() if needle in p.read_bytes()]
+
+    with Gallery(path, "m") as g:
+        g.enroll("Zelda Keep", unit(rng.normal(size=(1, 64))), 3.0)
+    with Gallery(path, "m") as g, Gallery(path, "m") as other:
+        assert g._db.execute("PRAGMA secure_delete").fetchone()[0] == 1  # whatever the build
+        g.enroll("Xavier Gone", secret, 3.0, digests=[digest])
+        assert other.names() == ["Xavier Gone", "Zelda Keep"]  # open, as a server's request
+        assert found(b"Xavier Gone") and found(secret.tobytes())
+        g.remove("Xavier Gone")
+        for needle in (b"Xavier Gone", secret.tobytes(), digest.encode()):
+            assert found(needle) == [], needle[:20]
+        g.rename("Zelda Keep", "Yusuf Now")
+        assert found(b"Zelda Keep") == []
+        assert other.names() == ["Yusuf Now"]

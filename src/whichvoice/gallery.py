@@ -233,6 +233,11 @@ def _connect(target: str | os.PathLike, where: object = None, **kwargs) -> sqlit
         target, timeout=LOCK_WAIT_S, isolation_level=None, factory=_Connection, **kwargs
     )
     db.where = target if where is None else where
+    # a voice removed (or its digests replaced) is overwritten in the file, not left in its
+    # free pages: Debian's SQLite does this by default, SQLite's own build does not (a
+    # data-protection review found a removed voice's embedding and digests there)
+    with contextlib.suppress(sqlite3.Error):  # an unusable file says so at its first query
+        db.execute("PRAGMA secure_delete = ON")
     return db
 
 
@@ -962,7 +967,22 @@ class Gallery:
             for name in stored:
                 self._db.execute("DELETE FROM voices WHERE name = ?", (name,))
                 self._db.execute("DELETE FROM clips WHERE name = ?", (name,))
+        self._clear_log()
         return stored
+
+    def _clear_log(self) -> None:
+        """Copy the write-ahead log into the file and empty it, after a change that forgets
+        a voice (remove, rename, an import's replacement): until then the log holds the
+        voice's pages as they were (a data-protection review found a removed voice's
+        embedding and digests in ``-wal`` while a server's other request had the gallery
+        open, and after a kill). Not waited for: where another connection still reads an
+        older state the log stays until the next change, or until the last one closes."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA busy_timeout = 0")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(LOCK_WAIT_S * 1000)}")
 
     def rename(self, name: str, new: str) -> EnrolledVoice:
         """Give voice ``name`` the name ``new`` (a misspelt enrollment mended without its
@@ -993,6 +1013,7 @@ class Gallery:
             if new != stored:  # (to itself: its own recordings stay, a review)
                 self._db.execute("DELETE FROM clips WHERE name = ?", (new,))  # an old voice's
                 self._db.execute("UPDATE clips SET name = ? WHERE name = ?", (new, stored))
+        self._clear_log()
         return self.get(new)
 
     def convert(
@@ -1134,6 +1155,8 @@ class Gallery:
                         updated,
                     ),
                 )
+        if held:
+            self._clear_log()  # the replaced voices' digests
         return len(rows)
 
     def _voice(self, row: tuple) -> EnrolledVoice:
