@@ -564,9 +564,9 @@ def strangers_table() -> str:
     c = r["clips_per_voice"]
     rows += [
         "",
-        f"Test draws {', '.join(map(str, draws))} (fresh: no figure of theirs was seen before "
-        f"this run), {r['voices_per_draw']} voices each, {len(refused)} left out because "
-        "`enroll` refuses them (silero-vad hears no speech in an enrollment clip"
+        f"Test draws {', '.join(map(str, draws))} (read by no other benchmark; nothing is "
+        f"chosen from their figures), {r['voices_per_draw']} voices each, {len(refused)} left "
+        "out because `enroll` refuses them (silero-vad hears no speech in an enrollment clip"
         + (f": {', '.join(f'`{v}`' for v in refused)}" if refused else "")
         + f"); each voice enrolled from {c['enroll']} clips cut to {c['enroll_seconds']:g} s "
         f"of speech, {c['test']} clean clips scored. {r['splits_per_draw']} splits a draw: "
