@@ -142,9 +142,14 @@ def test_a_number_that_is_not_finite_is_refused_at_its_option(
 
 
 def test_gallery_list_says_when_there_is_nothing_to_list(cli, tmp_path: Path) -> None:
+    # the default gallery, not made yet: nothing to list, said
+    proc = cli("gallery", "list")
+    assert proc.returncode == 0 and proc.stdout == "" and "no gallery there" in proc.stderr
+    # a gallery named that is not there: a typo, one line and exit 2, as every command that
+    # reads a gallery says it (it listed nothing and exited 0: a CLI review)
     proc = cli("gallery", "list", "--gallery", str(tmp_path / "typo.sqlite"))
-    assert proc.returncode == 0 and proc.stdout == ""
-    assert "no gallery there" in proc.stderr and not (tmp_path / "typo.sqlite").exists()
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "typo.sqlite: no such file" in proc.stderr and not (tmp_path / "typo.sqlite").exists()
 
 
 def test_voices_table_for_a_set(cli) -> None:

@@ -606,7 +606,7 @@ def test_exporting_a_gallery_that_is_not_there_is_an_error(cli, tmp_path: Path) 
     """A mistyped --gallery path is said, not exported as an empty gallery."""
     out = tmp_path / "export.json"
     r = cli("gallery", "export", str(out), "--gallery", str(tmp_path / "nope.sqlite"))
-    assert r.returncode == 2 and "nope.sqlite: no gallery there" in r.stderr, r.stderr
+    assert r.returncode == 2 and "nope.sqlite: no such file" in r.stderr, r.stderr
     assert not out.exists() and not (tmp_path / "nope.sqlite").exists()
 
 

@@ -29,11 +29,23 @@ def _encoder(model: Path | None):
     return load_encoder(model)
 
 
+def _named_gallery(gallery: Path | None) -> None:
+    """A gallery named with --gallery that does not exist: one line, exit 2, as ``diarize``
+    says it (a typo read as an empty gallery: "no voices enrolled", "'george' is not
+    enrolled", or nothing listed and exit 0: a CLI review). The default gallery may not
+    exist yet: each command says what it says of an empty one."""
+    if gallery is not None and not Path(gallery).exists():
+        raise WhichvoiceError(
+            f"--gallery {gallery}: no such file (a gallery is made by enrolling a voice into it)"
+        )
+
+
 def _gallery_encoder(model: Path | None, gallery: Path | None):
     """--model's encoder; without it, the one that made the gallery (else the default)."""
     from whichvoice.gallery import default_gallery_path
     from whichvoice.verification import gallery_encoder
 
+    _named_gallery(gallery)
     return gallery_encoder(model, gallery or default_gallery_path())
 
 
@@ -42,6 +54,8 @@ def _gallery(model, path: Path | None, *, create: bool = False):
     model made it: commands that compare no embedding need not load torch and an encoder."""
     from whichvoice.gallery import Gallery, default_gallery_path
 
+    if not create:
+        _named_gallery(path)
     if model is None:
         return Gallery(path or default_gallery_path(), None, create=False)
     from whichvoice.verification import model_id
@@ -337,6 +351,7 @@ def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) ->
     be that encoder's)."""
     from whichvoice.gallery import default_gallery_path
 
+    _named_gallery(gallery)
     where = gallery or default_gallery_path()
     if not Path(where).exists():  # nothing to list, said on stderr: a mistyped path shows
         click.echo(f"{shown(where)}: no gallery there (enroll a voice first)", err=True)
@@ -399,6 +414,7 @@ def gallery_export_cmd(
             taken = storage.exists(file) if storage.is_url(file) else Path(file).is_file()
             if taken:
                 raise click.UsageError(f"{file}: exists; give --overwrite to replace it")
+    _named_gallery(gallery)
     where = gallery or default_gallery_path()
     if not Path(where).exists():  # a mistyped path would export nothing, and say so quietly
         raise WhichvoiceError(f"{where}: no gallery there (enroll a voice first)")
