@@ -675,3 +675,39 @@ def test_a_gallery_exports_to_standard_output_and_imports_from_standard_input(
     assert back.returncode == 0, back.stderr
     with Gallery(tmp_path / "h.sqlite", None, create=False) as h:
         assert h.names() == ["ann"]
+
+
+def test_a_dash_is_no_output_file_and_options_that_do_nothing_are_refused(tmp_path: Path) -> None:
+    """`-` as an output made a file or folder named "-" (diarize --rttm -, export --onnx -:
+    a script's pipe got nothing), predict -o - said "unknown output format"; serve took
+    --backend with --no-classifier and did nothing with it; demo printed its first step
+    before refusing its folder (a CLI review)."""
+    from click.testing import CliRunner
+
+    from whichvoice.cli import app
+
+    runner = CliRunner()
+    for args in (
+        ["diarize", "x.wav", "--rttm", "-"],
+        ["predict", "x.wav", "-o", "-"],
+        ["export", "run", "--onnx", "-"],
+        ["synth", "-", "--text", "hi", "--voices", "flite:slt"],
+        ["train", "corpus", "--out", "-"],
+        ["trace-fit", "corpus", "--out", "-"],
+    ):
+        said = runner.invoke(app, args)
+        assert said.exit_code == 2 and "standard output cannot take this output" in said.output
+    assert not Path("-").exists()
+    said = runner.invoke(app, ["serve", "--no-classifier", "--backend", "onnx", "--port", "1"])
+    assert said.exit_code == 2 and "not with --no-classifier" in said.output
+    (tmp_path / "file").write_text("")
+    said = runner.invoke(app, ["demo", "--out", str(tmp_path / "file" / "d"), "--sentences", "10"])
+    assert "[1/3]" not in said.output, said.output  # refused before the first step's line
+    assert "a file is in the way of a folder" in str(said.exception)
+
+
+def test_a_command_group_alone_shows_its_help(cli) -> None:
+    """`whichvoice gallery` alone: its help, not "error: Usage: ..." and the help after it."""
+    said = cli("gallery")
+    assert said.returncode == 2 and said.stderr.startswith("Usage: ")
+    assert "error:" not in said.stderr and "rename" in said.stderr

@@ -290,7 +290,7 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
     try:
         text = storage.read_bytes(csv_path).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{csv_path}: cannot read ({e})") from e
+        raise DatasetError(f"{csv_path}: cannot read ({getattr(e, 'strerror', None) or e})") from e
     base = os.fspath(csv_path).rsplit("/", 1)[0] if remote else Path(csv_path).parent
     files = []
     try:

@@ -1254,7 +1254,8 @@ def read_export(path: str | os.PathLike) -> dict:
         data = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError, RecursionError, storage.StorageError) as e:
         shown = "standard input" if path == "-" else path
-        raise GalleryError(f"{shown}: cannot read a gallery export ({e})") from e
+        reason = getattr(e, "strerror", None) or e  # not "[Errno 2] ...: 'path'" (review)
+        raise GalleryError(f"{shown}: cannot read a gallery export ({reason})") from e
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         shown = "standard input" if path == "-" else path
         raise GalleryError(f"{shown}: not a whichvoice gallery export")

@@ -84,6 +84,11 @@ def main() -> None:
         app(standalone_mode=False)
     except click.exceptions.Abort:
         _interrupted()
+    except click.exceptions.NoArgsIsHelpError as e:
+        # `whichvoice` or `whichvoice gallery` alone: the help asked for by typing nothing,
+        # not an error line followed by the whole help (a CLI review)
+        click.echo(e.format_message(), err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         # one line, as for every other error: "error: <what>" (usage errors exit 2)
         click.echo(f"error: {e.format_message()}", err=True)

@@ -73,6 +73,9 @@ def demo_cmd(
 
     corpus = out / "corpus"
     run = out / f"run-{model}-{features or 'default'}"
+    from whichvoice.files import check_creatable
+
+    check_creatable(out, "demo's folder")  # before the first step's line (a CLI review)
     if not quiet:
         click.echo(f"[1/3] synthesizing {sentences} sentences x {voices} -> {corpus}")
     synthesize(corpus, voices, str(sentences), "all", "mp3", None, seed, quiet, "standard", 300)

@@ -244,6 +244,10 @@ def serve_cmd(
 
     if run is not None and no_classifier:
         raise click.UsageError("RUN or --no-classifier, not both")
+    source = click.get_current_context().get_parameter_source("backend")
+    if no_classifier and source not in (None, ParameterSource.DEFAULT):
+        # the backend runs the classifier: with none, the option did nothing (a CLI review)
+        raise click.UsageError("--backend runs the classifier: not with --no-classifier")
     api_key = api_key or None  # an empty key (or $WHICHVOICE_API_KEY) is no key, as before
     if api_key is not None:
         from whichvoice.serve.service import check_api_key
