@@ -150,6 +150,12 @@ def test_gallery_list_says_when_there_is_nothing_to_list(cli, tmp_path: Path) ->
     proc = cli("gallery", "list", "--gallery", str(tmp_path / "typo.sqlite"))
     assert proc.returncode == 2 and proc.stdout == ""
     assert "typo.sqlite: no such file" in proc.stderr and not (tmp_path / "typo.sqlite").exists()
+    # so is $WHICHVOICE_GALLERY's, named as such; and enroll (and import) make either
+    listed = cli("gallery", "list", env={"WHICHVOICE_GALLERY": str(tmp_path / "env.sqlite")})
+    assert listed.returncode == 2 and "$WHICHVOICE_GALLERY " in listed.stderr, listed.stderr
+    made = cli("gallery", "import", str(tmp_path / "none.json"), "--gallery",
+               str(tmp_path / "new.sqlite"))  # fmt: skip
+    assert "no such file (a gallery" not in made.stderr and "none.json" in made.stderr
 
 
 def test_voices_table_for_a_set(cli) -> None:

@@ -204,8 +204,11 @@ def trials_from_list(
         if len(parts) != 3 or parts[2].strip() not in ("0", "1"):
             raise WhichvoiceError(f"{path}:{n}: expected 'enroll_paths|test_path|0 or 1'")
         # a file named twice counts once, as enroll takes it (it scored otherwise here)
-        enroll = tuple(
-            dict.fromkeys(_resolve(path.parent, p) for p in parts[0].split(";") if p.strip())
+        enroll = tuple(  # one file by two spellings (a/../a.wav, a link) is one too
+            {
+                os.path.realpath(f): f
+                for f in (_resolve(path.parent, p) for p in parts[0].split(";") if p.strip())
+            }.values()
         )
         lines.append((n, enroll, _resolve(path.parent, parts[1]), parts[2].strip() == "1"))
     same = sum(s for *_, s in lines)
@@ -1040,7 +1043,8 @@ def identify_each(
         )
     sources = _sources(sources)
     voices = gallery.voices()
-    point = operating_point(model, threshold, voices=len(voices))
+    # an empty gallery is said below: no threshold (nor its warnings) for 0 voices
+    point = operating_point(model, threshold, voices=max(1, len(voices)))
     if not voices:
         raise WhichvoiceError(
             f"{gallery.path}: no voices enrolled; use `whichvoice enroll NAME FILE...`",

@@ -84,7 +84,7 @@ def main() -> None:
         app(standalone_mode=False)
     except click.exceptions.Abort:
         _interrupted()
-    except click.exceptions.NoArgsIsHelpError as e:
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:  # (click 8.2 on)
         # `whichvoice` or `whichvoice gallery` alone: the help asked for by typing nothing,
         # not an error line followed by the whole help (a CLI review)
         click.echo(e.format_message(), err=True)

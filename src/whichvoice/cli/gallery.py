@@ -30,22 +30,30 @@ def _encoder(model: Path | None):
 
 
 def _named_gallery(gallery: Path | None) -> None:
-    """A gallery named with --gallery that does not exist: one line, exit 2, as ``diarize``
-    says it (a typo read as an empty gallery: "no voices enrolled", "'george' is not
-    enrolled", or nothing listed and exit 0: a CLI review). The default gallery may not
-    exist yet: each command says what it says of an empty one."""
-    if gallery is not None and not Path(gallery).exists():
+    """A gallery named (--gallery, else $WHICHVOICE_GALLERY) that does not exist: one line,
+    exit 2, as ``diarize`` says it (a typo read as an empty gallery: "no voices enrolled",
+    "'george' is not enrolled", or nothing listed and exit 0: a CLI review). The default
+    gallery may not exist yet: each command says what it says of an empty one."""
+    import os
+
+    named, path = "--gallery", gallery
+    given = os.environ.get("WHICHVOICE_GALLERY", "")
+    if path is None and given and "://" not in given:  # a URL: default_gallery_path says it
+        named, path = "$WHICHVOICE_GALLERY", Path(given)
+    if path is not None and not Path(path).exists():
         raise WhichvoiceError(
-            f"--gallery {gallery}: no such file (a gallery is made by enrolling a voice into it)"
+            f"{named} {path}: no such file (a gallery is made by enrolling a voice into it)"
         )
 
 
-def _gallery_encoder(model: Path | None, gallery: Path | None):
-    """--model's encoder; without it, the one that made the gallery (else the default)."""
+def _gallery_encoder(model: Path | None, gallery: Path | None, *, create: bool = False):
+    """--model's encoder; without it, the one that made the gallery (else the default).
+    ``create``: a command that makes the gallery (enroll, import) or does not read it."""
     from whichvoice.gallery import default_gallery_path
     from whichvoice.verification import gallery_encoder
 
-    _named_gallery(gallery)
+    if not create:
+        _named_gallery(gallery)
     return gallery_encoder(model, gallery or default_gallery_path())
 
 
@@ -167,7 +175,7 @@ def enroll_cmd(
     from whichvoice.verification import TooLittleSpeech, enroll
 
     paths = _inputs(files, strict=True)
-    encoder = _gallery_encoder(model, gallery)
+    encoder = _gallery_encoder(model, gallery, create=True)
     # a new gallery's file is made by its first write: a failed enrollment leaves none
     with _gallery(encoder, gallery, create=True) as g:
         try:  # by the name it is stored under (another Unicode form of it too)
@@ -462,7 +470,7 @@ def gallery_import_cmd(
             model = option_name(str(data["model"]))
     from whichvoice.fusion import embedding_dim
 
-    encoder = _gallery_encoder(model, gallery)
+    encoder = _gallery_encoder(model, gallery, create=True)
     with _gallery(encoder, gallery, create=True) as g:
         before = set(g.names())
         n = g.import_json(data, replace=replace, dim=embedding_dim(encoder))
@@ -558,7 +566,7 @@ def calibrate_cmd(
         )
     # as every command: the encoder of the gallery in use ($WHICHVOICE_GALLERY, else the
     # default one) unless --model says otherwise
-    encoder = _gallery_encoder(model, None)
+    encoder = _gallery_encoder(model, None, create=True)  # it reads no gallery
     files = held_out_files(corpus) if corpus else None
     if files is not None and (heard := _trained_on(encoder, files)):
         click.echo(
