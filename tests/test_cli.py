@@ -106,7 +106,8 @@ def test_commands_that_need_no_model_do_not_import_torch(args: list[str], tmp_pa
 
     if args[-1] == "-":
         args = [*args[:-1], str(tmp_path / "g.json")]
-        _a_gallery(tmp_path / "g.sqlite")  # an export needs a gallery to export
+    if args[0] == "gallery":  # a gallery named must exist (a typo is an error)
+        _a_gallery(tmp_path / "g.sqlite")
     code = (
         "import sys; from whichvoice.cli import main; sys.argv = ['whichvoice', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
