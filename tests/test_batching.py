@@ -81,6 +81,27 @@ def test_a_batch_waits_for_later_requests_when_told_to() -> None:
     assert [len(w) for w, _ in batch] == [1, 2] and not stop
 
 
+def test_close_while_a_batch_is_collected_stops_the_thread_at_once() -> None:
+    """A close() asked while a batch waits for more requests is kept: the batch is answered
+    and the thread ends (a test-suite review: losing it left close() waiting 10 s and the
+    thread running)."""
+    import time
+
+    batcher = MicroBatcher(lambda x: x, max_windows=64, wait_s=5.0)
+    first = (np.ones((1, 2), np.float32), Future())
+    batcher._queue.put((np.ones((1, 2), np.float32), Future()))
+    batcher._queue.put(None)  # close() asked meanwhile
+    batch, stop = batcher._collect(first)
+    assert len(batch) == 2 and stop is True
+    batcher = MicroBatcher(lambda x: x, max_windows=64, wait_s=2.0)
+    assert batcher.score(np.ones((1, 2), np.float32)).shape == (1, 2)  # the thread runs
+    thread = batcher._thread
+    assert thread is not None
+    started = time.monotonic()
+    batcher.close()
+    assert time.monotonic() - started < 5 and not thread.is_alive()
+
+
 def test_an_error_reaches_every_caller_and_the_batcher_lives_on() -> None:
     calls = iter([ValueError("broken network"), None])
 

@@ -454,3 +454,54 @@ def test_a_report_of_the_bundled_classifier_goes_to_the_current_folder(
     assert default_report_dir(tmp_path / "runs" / "r", None, "human.csv") == (
         tmp_path / "runs" / "r-eval-human"
     )
+
+
+def test_the_metrics_of_known_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """evaluate's figures on answers chosen by hand (a stub model): each voice once in the
+    list and the matrix, windows counted right against the truth (not the answer), the
+    confusion picture's counts in their cells (a test-suite review: every voice listed twice,
+    window accuracy against the answer, counts drawn in the wrong cells all passed)."""
+    import matplotlib.axes
+    import numpy as np
+
+    import whichvoice.evaluate as ev
+    from whichvoice.runtime.model import Prediction
+
+    answers = {  # path: (answer, its windows' answers)
+        "a1": ("a", ["a", "a"]), "a2": ("b", ["b", "a"]), "b1": ("b", ["b", "b"]),
+        "c1": ("a", ["a", "c"]), "d1": ("a", ["a", "a"]),
+    }  # fmt: skip
+
+    class Stub:
+        def __init__(self) -> None:
+            self.labels = ["a", "b", "c"]
+
+        def identify_many(self, paths: list) -> list:
+            return [
+                Prediction(
+                    p,
+                    answers[p][0],
+                    0.9,
+                    [(answers[p][0], 0.9)],
+                    {},
+                    2,
+                    window_voices=answers[p][1],
+                )
+                for p in paths
+            ]
+
+    monkeypatch.setattr(ev, "trained_files", lambda *a, **k: 0)
+    files = [ev.LabelledFile(p, p[0]) for p in answers]
+    m = ev._measure(Stub(), tmp_path, files, None, "x", "test", None, False)
+    assert m["voices"] == ["a", "b", "c", "d"] and len(m["confusion"]) == 4
+    assert m["file_accuracy"] == pytest.approx(2 / 5)
+    # windows right against the truth: a1 2, a2 1, b1 2, c1 1, d1 0
+    assert m["windows"] == 10 and m["window_accuracy"] == pytest.approx(6 / 10)
+    assert m["confusion"][2] == [1, 0, 0, 0] and m["confusion"][0] == [1, 1, 0, 0]
+    drawn: list[tuple] = []
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "text", lambda self, x, y, s, **k: drawn.append((x, y, s))
+    )
+    ev.plot_confusion(np.asarray(m["confusion"]), m["voices"], tmp_path / "c.png")
+    # column x = predicted, row y = true: c read as a is at (0, 2)
+    assert (0, 2, "1") in drawn and (1, 0, "1") in drawn and (2, 0, "1") not in drawn
