@@ -44,6 +44,17 @@ def test_split_is_grouped_stratified_and_deterministic(assign_all: bool) -> None
     for v in voices:  # every voice in every split, in proportion
         per = Counter(split[c.id] for c in clips if c.voice == v)
         assert per["test"] >= 4 and per["val"] >= 4 and per["train"] >= 35
+    if assign_all:  # one bucket of 400 sentences: 40 each, exactly (a test-suite review)
+        assert counts["test"] == counts["val"] == 40 * 8
+
+
+def test_a_small_bucket_of_sentences_still_has_held_out_ones() -> None:
+    """Ten sentences of one voice: one each to val and test, eight to train; under three,
+    all to train (a review's mutant held buckets under 30 out of val and test, unseen)."""
+    ten = fake_clips(10, ["e:v0"], True)
+    assert Counter(split_clips(ten, seed=1).values()) == {"train": 8, "val": 1, "test": 1}
+    two = fake_clips(2, ["e:v0"], True)
+    assert set(split_clips(two, seed=1).values()) == {"train"}
 
 
 @pytest.mark.slow
@@ -62,6 +73,9 @@ def test_prepare_writes_memory_mappable_arrays(small_corpus: Path, tmp_path: Pat
         assert x.dtype == np.float16 and x.shape[1:] == (32000,)
         assert len(x) == len(y) == len(clip) > 0
         assert set(np.unique(y)) <= set(range(4))
+        # each window carries its clip's voice (a mutant storing label % 2 passed the above)
+        voice_of = [data.labels.index(data.index[c]["voice"]) for c in clip]
+        assert (np.asarray(y) == np.asarray(voice_of)).all()
         assert all(data.index[c]["split"] == split for c in np.unique(clip))
         assert np.isfinite(np.asarray(x[:50], dtype=np.float32)).all()
     index, mp3 = data.mp3_copies()

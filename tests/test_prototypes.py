@@ -153,3 +153,32 @@ def test_enroll_stores_prototypes_and_old_galleries_keep_working(
         emb = encoder.embed(awb[6])[0]
         clean_proto = g.get("awb").embedding[:dim]
         assert v.score >= float(emb @ clean_proto / np.linalg.norm(clean_proto)) - 1e-5
+
+
+def test_voices_enrolled_in_memory_average_their_clips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``refs_from_clips`` (the benchmarks' enrollment) averages every clip's prototype row,
+    as a gallery does (a test-suite review: using the first clip alone passed), and raises
+    the error of a clip it cannot use."""
+    import whichvoice.prototypes as pt
+
+    rng = np.random.default_rng(2)
+    rows = [rng.normal(size=4 * len(pt.CONDITIONS)).astype(np.float32) for _ in range(3)]
+
+    def enrollment(encoder, sources):
+        return iter([(rows[i], 1.0) for i in range(len(sources))])
+
+    monkeypatch.setattr(pt, "embed_enrollment", enrollment)
+    refs = pt.refs_from_clips(None, {"b": ["x", "y", "z"], "a": ["x"]})
+    assert refs.names == ["a", "b"]
+    mean = pt.voice_refs([pt.MemoryVoice("b", np.mean(rows, axis=0))], 4)
+    first = pt.voice_refs([pt.MemoryVoice("b", rows[0])], 4)
+    probe = rng.normal(size=(5, 4)).astype(np.float32)
+    assert np.allclose(refs.scores(probe)[:, 1], mean.scores(probe)[:, 0], atol=1e-6)
+    assert not np.allclose(refs.scores(probe)[:, 1], first.scores(probe)[:, 0], atol=1e-3)
+
+    def failing(encoder, sources):
+        return iter([SilentAudioError("x: no speech found")])
+
+    monkeypatch.setattr(pt, "embed_enrollment", failing)
+    with pytest.raises(SilentAudioError, match="no speech"):
+        pt.refs_from_clips(None, {"a": ["x"]})

@@ -217,6 +217,34 @@ def test_early_stopping(small_corpus: Path, tmp_path: Path) -> None:
     )
     epochs = (tmp_path / "r" / "epochs.jsonl").read_text().splitlines()
     assert len(epochs) < 30
+    # it stops the epoch after the best one (patience 1), not an epoch later (a test-suite
+    # review: `stale > patience` passed)
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == len(epochs) == metrics["best_epoch"] + 1
+
+
+def test_a_resumed_run_keeps_its_epochs_without_improvement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's count of epochs without a better validation score is the resumed
+    run's: --patience goes on counting, not from 0 (a test-suite review's mutant passed)."""
+    from types import SimpleNamespace
+
+    from whichvoice.train import state as st
+
+    monkeypatch.setattr(st, "_check_same_data", lambda plan: None)
+    row = json.dumps({"epoch": 4})
+    torch.save({"model": {}, "optimizer": {}, "epoch": 3, "best_acc": 0.9, "best_neg_loss": -0.2,
+                "stale": 2, "row": row}, tmp_path / st.CHECKPOINT)  # fmt: skip
+    (tmp_path / st.CONFIG).write_text("{}")
+    (tmp_path / st.EPOCHS).write_text(
+        "".join(json.dumps({"epoch": e}) + "\n" for e in (1, 2, 3, 4))
+    )
+    loads = SimpleNamespace(load_state_dict=lambda d: None)
+    state = SimpleNamespace(model=loads, optimizer=loads)
+    plan = SimpleNamespace(out=tmp_path, device="cpu", ranks=SimpleNamespace(main=True))
+    st._restore(state, plan)
+    assert (state.epoch, state.best, state.stale) == (4, (0.9, -0.2), 2)
 
 
 def test_constant_schedule_for_the_seed_model() -> None:
