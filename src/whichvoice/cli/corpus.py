@@ -355,7 +355,7 @@ def _phrase_file(text: str) -> str:
     show_default=True,
     help="Seed of the split (and seed-image excerpts).",
 )
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def prepare_cmd(
     corpus: Path, out: Path, features: str, window: float | None, seed: int, quiet: bool
 ) -> None:

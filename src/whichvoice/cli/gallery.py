@@ -216,7 +216,12 @@ def enroll_cmd(
 @_model_option
 @gallery_option
 @_threshold_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per file (its keys: docs/verification.md).",
+)
 @_quiet_option
 def verify_cmd(
     name: str,
@@ -303,7 +308,12 @@ def _engine(r) -> str:
     help="Also say which engine family made each file with this head (`whichvoice "
     "trace-fit`) [default: the shipped head when it reads the encoder in use].",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per file (its keys: docs/verification.md).",
+)
 @_quiet_option
 def identify_cmd(
     files: tuple[Path, ...],
@@ -353,7 +363,7 @@ def gallery_group() -> None:
 @gallery_group.command("list")
 @_model_option
 @gallery_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per voice.")
 def gallery_list_cmd(model: Path | None, gallery: Path | None, as_json: bool) -> None:
     """The enrolled voices (of whatever encoder made the gallery; with --model, checked to
     be that encoder's)."""
@@ -532,7 +542,7 @@ def _trained_on(encoder, files: dict) -> list[str]:
     help="Store the calibration even from fewer trials than its rule needs (at least 10 of "
     "each kind, and 1/FAR different-voice trials for --target-far).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (one shows on a terminal only).")
 def calibrate_cmd(
     model: Path | None,

@@ -191,7 +191,7 @@ def recipe_group() -> None:
     "training from scratch: only the fine-tuning stage runs.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def recipe_encoder_cmd(
     out: Path,
     per_voice: int,

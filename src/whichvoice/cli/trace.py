@@ -62,7 +62,7 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     help="The encoder the head reads [default: the one it was fitted with, where that is a "
     "shipped encoder; a run's head needs --model RUN].",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (one shows on a terminal only).")
 def trace_cmd(
     files: tuple[Path, ...], head_dir: Path | None, model: Path | None, as_json: bool, quiet: bool
@@ -155,7 +155,7 @@ def trace_cmd(
     "run's head reads none, as `predict` measures none].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the head already in --out.")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def trace_fit_cmd(
     corpus: Path,
     out: Path,

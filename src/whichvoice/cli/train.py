@@ -456,7 +456,7 @@ def _export_int8(run: Path, out: Path, opset: int, calibration: tuple[Path, ...]
     help="Whose embedding is scored: the bundled speaker encoder's, of each clip's middle "
     "window, or the run's own (the mean of its windows').",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the fit as one JSON object.")
 def openset_cmd(
     run: Path,
     known_csv: Path,
