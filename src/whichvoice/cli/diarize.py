@@ -221,6 +221,8 @@ def _check_output(path: Path | str, keep: list) -> None:
     except OutputError as e:
         raise WhichvoiceError(f"--rttm {e}") from e
     if not path.parent.is_dir():
+        if path.parent.exists():  # it said "no folder" of a file (a review)
+            raise WhichvoiceError(f"--rttm {path}: {path.parent} is a file, not a folder")
         raise WhichvoiceError(f"--rttm {path}: no folder {path.parent} to write it in")
     for other in keep:  # local paths: inputs and galleries refuse URLs
         if same_file(path, other):
