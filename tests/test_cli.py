@@ -711,6 +711,9 @@ def test_a_dash_is_no_output_file_and_options_that_do_nothing_are_refused(tmp_pa
     said = runner.invoke(app, ["demo", "--out", str(tmp_path / "file" / "d"), "--sentences", "10"])
     assert "[1/3]" not in said.output, said.output  # refused before the first step's line
     assert "a file is in the way of a folder" in str(said.exception)
+    said = runner.invoke(app, ["diarize", str(tmp_path / "file"), "--rttm",
+                               str(tmp_path / "file" / "x.rttm")])  # fmt: skip
+    assert "file is a file, not a folder" in str(said.exception)  # it said "no folder"
 
 
 def test_a_command_group_alone_shows_its_help(cli) -> None:
