@@ -473,3 +473,17 @@ def test_an_engine_that_cannot_run_here_stops_the_run_at_once(tmp_path: Path, mo
     with pytest.raises(EngineBrokenError, match="data folder was not found; the clips made so"):
         synthesize_corpus(tmp_path, sentences, cfg, progress=False)
     assert engine.texts == ["Say this."]  # not tried again, nor the next clips
+
+
+def test_two_engines_voices_of_one_name_make_two_clips() -> None:
+    """flite:slt and rhvoice:slt (both trained on) read the same sentence: two clip ids and
+    two files (a review's mutant leaving the engine out of the id lost one clip, and made it
+    again on every resume, with every fast test passing)."""
+    from whichvoice.corpus import plan
+    from whichvoice.sentences import load_sentences
+    from whichvoice.voices import resolve_voices
+
+    sentences = load_sentences(3).sentences
+    jobs = plan(sentences, resolve_voices("flite:slt,rhvoice:slt"), "all", 0, "mp3")
+    assert len(jobs) == 6
+    assert len({j.clip_id for j in jobs}) == len({j.path for j in jobs}) == 6

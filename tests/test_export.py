@@ -305,3 +305,26 @@ def test_the_bundled_classifier_ships_its_int8_network(cli, tmp_path: Path) -> N
     done = cli("predict", str(clip), "--backend", "onnx-int8", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["voice"] in model.labels
+
+
+def test_an_export_of_other_weights_labels_or_features_is_not_the_runs() -> None:
+    """Each thing an export records about its run is compared: weights, labels, features,
+    format (a test-suite review's mutant comparing the labels alone passed the fast tests;
+    an ONNX cache of other weights would have been used)."""
+    from whichvoice.export import metadata
+    from whichvoice.runtime import bundled_classifier, load_model
+    from whichvoice.runtime.onnx_backend import META_PREFIX, mismatch
+
+    model = load_model(bundled_classifier(), openset=False)
+    own = metadata(model)
+    assert mismatch(model, own) is None
+    for key, said in (
+        ("weights_sha256", "weights_sha256 differs"),
+        ("labels", "labels differ"),
+        ("features", "features differ"),
+        ("format_version", "format_version differs"),
+    ):
+        other = {**own, META_PREFIX + key: own[META_PREFIX + key] + "x"}
+        assert mismatch(model, other) == f"its {said} from the run's", key
+    assert "no whichvoice metadata" in mismatch(model, {})
+    assert "not a readable ONNX file" in mismatch(model, None)

@@ -38,6 +38,20 @@ def test_voice_pools_are_disjoint_reserved_and_real() -> None:
         pool_voices("holdout", 3)
 
 
+def test_the_named_voice_sets_of_each_pool_never_meet() -> None:
+    """The engines' voices and the classifier's other voices: no voice in two pools (a
+    test-suite review moved a dev voice into test and nothing failed), and no test voice
+    among the voices anything trains or chooses on."""
+    from whichvoice.protocol import ENGINE_VOICES, OTHER_VOICES
+
+    for a, b in itertools.combinations(ENGINE_VOICES, 2):
+        assert not set(ENGINE_VOICES[a]) & set(ENGINE_VOICES[b]), (a, b)
+    assert not set(OTHER_VOICES["dev"]) & set(OTHER_VOICES["test"])
+    chosen_on = set(OTHER_VOICES["dev"]) | set(ENGINE_VOICES["train"]) | set(ENGINE_VOICES["dev"])
+    assert not chosen_on & (set(OTHER_VOICES["test"]) | set(ENGINE_VOICES["test"]))
+    assert len(resolve_voices(",".join(ENGINE_VOICES["test"][:2]))) == 2  # real voice ids
+
+
 def test_sentence_pools_are_disjoint_from_each_other_and_from_training() -> None:
     dev, test = pool_sentences("dev", 2000), pool_sentences("test", 2000)
     assert len({s.text for s in dev}) == len({s.id for s in dev}) == 2000
@@ -45,6 +59,12 @@ def test_sentence_pools_are_disjoint_from_each_other_and_from_training() -> None
     assert not ({s.text for s in dev} | {s.text for s in test}) & {
         s.text for s in bundled_sentences()
     }
+    # disjoint by construction, not by the chance of two seeded draws: each pool takes one
+    # third of the texts by their hash (a review's mutant giving both one third passed)
+    from whichvoice import protocol
+
+    assert {protocol._third(s.text) for s in dev} == {1}
+    assert {protocol._third(s.text) for s in test} == {2}
     assert pool_sentences("test", 50) == pool_sentences("test", 50)
     assert pool_sentences("test", 50, seed=1) != pool_sentences("test", 50)
     assert all(4 <= len(s.text.split()) <= 30 and len(s.text) < 300 for s in test)

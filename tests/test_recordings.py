@@ -300,3 +300,24 @@ def test_an_import_interrupted_says_how_to_go_on(tmp_path: Path) -> None:
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert len(read_manifest(out / "manifest.jsonl")) == len(list(src.rglob("*.wav")))
+
+
+def test_two_recordings_of_one_name_are_two_files(tmp_path: Path) -> None:
+    """A CSV naming d1/1.wav and d2/1.wav for one speaker: two clips and two stored files,
+    each its own source's bytes (a review's mutant storing both under one name, the second
+    over the first, passed every fast test)."""
+    import hashlib
+
+    for folder, source in (("d1", "1_theo_0.wav"), ("d2", "2_theo_0.wav")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(HUMAN_DEV / source, tmp_path / folder / "1.wav")
+    (tmp_path / "list.csv").write_text("path,voice\nd1/1.wav,theo\nd2/1.wav,theo\n")
+    import_recordings(tmp_path / "list.csv", tmp_path / "out", progress=False)
+    clips = read_manifest(tmp_path / "out" / "manifest.jsonl")
+    assert len({c.id for c in clips}) == len({c.path for c in clips}) == 2
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    stored = {digest(tmp_path / "out" / c.path) for c in clips}
+    assert stored == {digest(tmp_path / f / "1.wav") for f in ("d1", "d2")}

@@ -20,6 +20,17 @@ def test_bundled_corpus_is_large_distinct_and_short() -> None:
 def test_ids_come_from_the_text() -> None:
     assert sentence_id("Hello there.") == sentence_id("Hello there.")
     assert sentence_id("Hello there.") != sentence_id("Hello there!")
+    # pinned: every corpus's manifest, resume and split keys on it (a review's mutant that
+    # changed every id passed)
+    assert sentence_id("Hello there.") == "s95e3ac5665"  # "s" + SHA-1's first 10 hex digits
+
+
+def test_a_sentence_of_the_most_characters_is_kept() -> None:
+    from whichvoice.sentences import MAX_CHARS, parse_sentences
+
+    assert len(parse_sentences("a" * MAX_CHARS).sentences) == 1
+    over = parse_sentences("a" * (MAX_CHARS + 1))
+    assert over.sentences == [] and over.too_long == 1
 
 
 def test_count_takes_the_first_bundled_sentences() -> None:

@@ -114,6 +114,14 @@ def test_the_fingerprint_measures_the_channel_not_the_level() -> None:
         other_level = spectral_fingerprint(x * np.float32(10 ** (gain_db / 20)))
         assert np.linalg.norm(other_level - fp) < 1e-3 * np.linalg.norm(band - fp), gain_db
     assert spectral_fingerprint(x[:100]).shape == (DIM,)  # shorter than one frame: still one
+    # pinned: the shipped head was fitted on these numbers; a change of the measures must
+    # come with a new fingerprint NAME (a review's mutant moved a floor and nothing failed)
+    assert np.allclose(fp[[0, 100, 300, -1]], [2.0474, -2.3792, 0.4886, -0.237], atol=2e-3)
+    assert abs(float(fp.sum()) - 380.17) < 0.1
+    # a recording's fingerprint is its first MAX_SECONDS' (all of a 3 s one)
+    from whichvoice.fingerprint import recording_fingerprint
+
+    np.testing.assert_array_equal(recording_fingerprint(x), fp)
 
 
 def test_a_head_may_read_fingerprints_beside_embeddings(tmp_path: Path) -> None:
