@@ -93,7 +93,7 @@ def test_close_while_a_batch_is_collected_stops_the_thread_at_once() -> None:
     batcher._queue.put(None)  # close() asked meanwhile
     batch, stop = batcher._collect(first)
     assert len(batch) == 2 and stop is True
-    batcher = MicroBatcher(lambda x: x, max_windows=64, wait_s=2.0)
+    batcher = MicroBatcher(lambda x: x, max_windows=64, wait_s=0.01)
     assert batcher.score(np.ones((1, 2), np.float32)).shape == (1, 2)  # the thread runs
     thread = batcher._thread
     assert thread is not None
