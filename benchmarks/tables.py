@@ -1480,7 +1480,8 @@ def readme_figures() -> list[str]:
     out.append(f"answers `unknown` for {_pct(st['strangers_rejected']['value'])} "
                f"({_interval(*st['strangers_rejected']['ci95'])}) of strangers' clean clips "
                f"among {strangers['enrolled_per_split']} enrolled voices, over "
-               f"{st['voices_with_a_clip_named']['n']} fresh test voices (target "
+               f"{st['voices_with_a_clip_named']['n']} test voices held out from every other "
+               "benchmark (target "
                f"{_n(strangers['target']['strangers_rejected'])} %; single draws of "
                f"{strangers['voices_per_draw']} voices gave {_pct(min(by_draw))} to "
                f"{_pct(max(by_draw))}")  # fmt: skip
