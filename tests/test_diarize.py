@@ -630,7 +630,7 @@ def test_diarize_finds_who_speaks_when_and_names_the_enrolled(
     path, conv = conversation
     rttm = tmp_path / "out.rttm"
     proc = cli("diarize", str(path), "--model", "bundled", "--json", "--rttm", str(rttm),
-               check=True, env={"WHICHVOICE_GALLERY": str(tmp_path / "none.sqlite")})  # fmt: skip
+               check=True, env={"XDG_DATA_HOME": str(tmp_path / "new")})  # fmt: skip
     result = json.loads(proc.stdout)
     assert sorted(result["speakers"]) == ["unknown-1", "unknown-2", "unknown-3"]
     assert _der(conv, result["segments"]) < 0.1, result["segments"]
@@ -821,7 +821,8 @@ def test_a_recording_piped_in_is_diarized_as_its_file_is(cli, conversation, tmp_
     soundfile's look at its header used up the pipe's first bytes)."""
     path, _ = conversation
     args = ("--model", "bundled", "--json")
-    none = {"WHICHVOICE_GALLERY": str(tmp_path / "none.sqlite")}  # no gallery yet: no names
+    # a new user's: no gallery yet, no names (a $WHICHVOICE_GALLERY naming no file is a typo)
+    none = {"XDG_DATA_HOME": str(tmp_path / "new")}
     as_file = json.loads(cli("diarize", str(path), *args, check=True, env=none).stdout)
     with open(path, "rb") as f:
         piped = cli("diarize", "/dev/stdin", *args, stdin=f, env=none)
