@@ -329,3 +329,30 @@ def test_a_short_score_tail_sets_no_threshold_far_past_its_end() -> None:
     # a long tail reaches: no note
     long = {**cal, "tail": score_tail(target, rng.normal(0.5, 0.1, 400_000), 0.001)}
     assert short_tail(long, 24) == ""
+
+
+def test_identify_says_when_it_is_stricter_than_a_lax_calibration(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user's calibration at its EER point (5 % of strangers accepted): identify answers
+    at a stricter threshold from one voice on, and says so once (a user found it only by
+    comparing identify's threshold with verify's); verify keeps the calibration's."""
+    import whichvoice.verification as vf
+    from whichvoice.encoders import warn_once
+
+    rng = np.random.default_rng(8)
+    target, nontarget = rng.normal(0.85, 0.05, 5000), rng.normal(0.3, 0.1, 100_000)
+    lax = threshold_at_far(nontarget, 0.05)
+    data = {"threshold": lax, "false_acceptance_at_threshold": 0.05,
+            "tail": score_tail(target, nontarget, 0.05)}  # fmt: skip
+    monkeypatch.setattr(vf, "calibration_file", lambda model: (lax, Calibration(20.0, 0.0), data))
+    warn_once.cache_clear()
+    with caplog.at_level("WARNING"):
+        assert vf.operating_point(None).threshold == lax  # verify: the calibration's own
+        assert not caplog.records
+        raised = vf.operating_point(None, voices=1).threshold
+    assert raised > lax
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith(f"identify among 1 voice answers at {raised:.4f}, stricter than")
+    assert "accepts 5.0 % of strangers" in said and f"verify keeps {lax:.4f}" in said
+    warn_once.cache_clear()

@@ -873,3 +873,52 @@ def test_a_trial_list_too_small_is_refused_before_anything_is_embedded(tmp_path:
     (tmp_path / "t.txt").write_text("\n".join(lines) + "\n")
     with pytest.raises(WhichvoiceError, match=r"240 different-voice trials cannot show.*--force"):
         trials_from_list(None, tmp_path / "t.txt", target_far=0.001, force=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow  # clips embedded by the bundled encoder, three CLI processes
+def test_calibrate_says_what_its_threshold_does_and_how_to_go_back(cli, tmp_path: Path) -> None:
+    """A user's calibration on single spoken digits (~0.5 s): the line says the rates at
+    the threshold and how to go back to the shipped calibration; a warning says the clips
+    are short, and that the threshold is looser than the shipped one, also for a second
+    calibration compared with the first (a user's review: only the one it replaced was
+    compared, and nothing said the clips were short)."""
+    import itertools
+
+    from .conftest import HUMAN_DEV
+
+    speakers = ("george", "jackson", "lucas")
+    clips = {s: sorted(HUMAN_DEV.glob(f"[0-9]_{s}_1*.wav"))[:8] for s in speakers}
+    lines = [f"{c[0]}|{t}|1" for c in clips.values() for t in c[1:5]]
+    lines += [f"{clips[a][0]}|{t}|0" for a, b in itertools.permutations(speakers, 2)
+              for t in clips[b][1:5]]  # fmt: skip
+    (tmp_path / "trials.txt").write_text("\n".join(lines) + "\n")
+    env = {"XDG_DATA_HOME": str(tmp_path / "home")}
+    args = ("calibrate", "--model", "bundled", "--trials", str(tmp_path / "trials.txt"))
+    first = cli(*args, env=env, check=True)
+    stored = tmp_path / "home" / "whichvoice" / "encoder" / "calibration.json"
+    assert f"saved in {stored} (remove it to go back to the shipped calibration)" in first.stdout
+    assert "% of same-voice trials rejected" in first.stdout, first.stdout
+    assert "the test clips hold a median of 0." in first.stderr, first.stderr
+    new = json.loads(stored.read_text())["threshold"]
+    shipped = json.loads(
+        (Path(__file__).parents[1] / "src/whichvoice/data/encoder/calibration.json").read_text()
+    )["threshold"]
+    assert ("looser than the shipped one" in first.stderr) == (new < shipped - 1e-4)
+    # the same trials again: not looser than the one it replaces, still than the shipped one
+    again = cli(*args, env=env, check=True)
+    assert "the one it replaces" not in again.stderr
+    assert ("looser than the shipped one" in again.stderr) == (new < shipped - 1e-4)
+    stored.unlink()  # the way back the line gives
+    said = json.loads(
+        cli(
+            "calibrate",
+            "--model",
+            "bundled",
+            "--trials",
+            str(tmp_path / "trials.txt"),
+            "--json",
+            env=env,
+            check=True,
+        ).stdout
+    )
+    assert said["threshold"] == pytest.approx(new)

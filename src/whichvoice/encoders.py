@@ -357,6 +357,20 @@ def _shipped_name(model: Encoder) -> str | None:
     return model.name if isinstance(model, PretrainedEncoder) else None
 
 
+def shipped_calibration(model: Encoder) -> tuple[float, Calibration, dict] | None:
+    """The calibration an encoder shipped with the package answers with when the user has
+    none of their own (``calibrate`` compares a new one with it); None for a trained run,
+    whose only calibration is its own."""
+    user = Path(calibration_dir(model))
+    for root in (
+        *([shipped_dir(_shipped_name(model))] if _shipped_name(model) else []),
+        model.root,
+    ):
+        if Path(root) != user and (cal := _read_calibration(Path(root) / CALIBRATION)):
+            return cal
+    return None
+
+
 def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
     """``calibration_of``'s (threshold, calibration) and the whole calibration.json. A user's
     calibration of an encoder shipped with the package (its user folder) is used only with

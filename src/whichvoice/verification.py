@@ -129,6 +129,9 @@ class Trials:
 
     target: np.ndarray  # float64 scores of same-voice trials
     nontarget: np.ndarray  # float64 scores of different-voice trials
+    # seconds of speech of each test clip scored (None: not known): a threshold set on
+    # clips much shorter than the claims it will judge is looser than theirs would be
+    speech_s: np.ndarray | None = None
 
 
 def voice_trials(
@@ -160,15 +163,18 @@ def voice_trials(
         if not rows:
             continue
         enrolled.append(MemoryVoice(name, np.mean(rows, axis=0)))
-        tests += [(name, e[0]) for e in model.embed_many(paths[enroll:]) if isinstance(e, tuple)]
+        tests += [
+            (name, e[0], e[1]) for e in model.embed_many(paths[enroll:]) if isinstance(e, tuple)
+        ]
     if not tests:
         raise WhichvoiceError("calibration found no usable test clips")
     refs = voice_refs(enrolled, tests[0][1].shape[0])
     target, nontarget = [], []
-    for name, emb in tests:
+    for name, emb, _ in tests:
         for k, score in zip(refs.names, refs.scores(emb), strict=True):
             (target if k == name else nontarget).append(float(score))
-    return Trials(np.asarray(target), np.asarray(nontarget))
+    speech = np.asarray([float(s) for *_, s in tests])
+    return Trials(np.asarray(target), np.asarray(nontarget), speech)
 
 
 def _resolve(base: Path, p: str) -> Path:
@@ -221,7 +227,7 @@ def trials_from_list(
     if not force and (why := few_trials(counts, target_far)):
         raise WhichvoiceError(f"{path}: {why}; nothing was stored (--force stores it anyway)")
     target, nontarget = [], []
-    refs_of, embedded_of = {}, {}
+    refs_of, embedded_of, speech_of = {}, {}, {}
     for n, enroll, test, is_same in lines:
         try:
             if enroll not in refs_of:
@@ -230,12 +236,12 @@ def trials_from_list(
                 result = with_speech(test, model.embed(test))
                 if isinstance(result, WhichvoiceError):
                     raise result
-                embedded_of[test] = result[0]
+                embedded_of[test], speech_of[test] = result[0], float(result[1])
         except WhichvoiceError as e:
             raise WhichvoiceError(f"{path}:{n}: {e}") from e
         score = float(refs_of[enroll].scores(embedded_of[test])[0])
         (target if is_same else nontarget).append(score)
-    return Trials(np.asarray(target), np.asarray(nontarget))
+    return Trials(np.asarray(target), np.asarray(nontarget), np.asarray(list(speech_of.values())))
 
 
 def calibrate(
@@ -494,6 +500,14 @@ def operating_point(
                 warn_once(note)
             raised, f = identification_threshold({**data, "threshold": calibrated}, voices)
             if raised != calibrated:
+                own = data.get("false_acceptance_at_threshold")
+                if own and own > IDENTIFY_FAR:  # a lax calibration of the user's: said once
+                    warn_once(
+                        f"identify among {_voices(voices)} answers at {raised:.4f}, stricter "
+                        f"than the calibration's {calibrated:.4f} (which accepts "
+                        f"{100 * own:.1f} % of strangers), to name at most 1 stranger in "
+                        f"{round(1 / IDENTIFY_FAR)}; verify keeps {calibrated:.4f}"
+                    )
                 calibrated, far = raised, f
                 frr = tail_frr(data["tail"], raised)
         return OperatingPoint(calibrated, cal.at(calibrated), "calibrated", far, frr)
