@@ -883,7 +883,11 @@ def enrollment_warnings(
     others = [v for v in gallery.voices() if v.name != voice.name]
     if others:
         refs = voice_refs(others, dim)
-        among = operating_point(model, voices=len(others)).threshold
+        # identify's threshold for that many voices, without its warnings: they are about
+        # identify, not this enrollment
+        among = identification_threshold(
+            {**calibration_file(model)[2], "threshold": threshold}, len(others)
+        )[0]
         scores = refs.scores(unit_clean)  # (new recordings, other voices)
         best = scores.argmax(axis=1)
         named = [refs.names[b] for b, row in zip(best, scores, strict=True) if row[b] >= among]
