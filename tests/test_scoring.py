@@ -356,3 +356,28 @@ def test_identify_says_when_it_is_stricter_than_a_lax_calibration(
     assert said.startswith(f"identify among 1 voice answers at {raised:.4f}, stricter than")
     assert "accepts 5.0 % of strangers" in said and f"verify keeps {lax:.4f}" in said
     warn_once.cache_clear()
+
+
+def test_calibrate_warns_of_a_looser_threshold_and_of_short_clips() -> None:
+    """calibrate's warnings, from the library (a CLI computes nothing): looser than the one
+    it replaces and than the shipped one, each named as what it is, with its rate's origin;
+    short test clips (single words) said; none for a stricter threshold on long clips."""
+    from whichvoice.verification import OperatingPoint, Trials, calibration_warnings
+
+    cal = Calibration(20.0, 0.0)
+    shipped = (0.70, cal, {"false_acceptance_at_threshold": 0.001})
+    long_clips = Trials(np.ones(10), np.zeros(10), np.full(20, 3.0))
+    first = OperatingPoint(0.70, cal, "calibrated", 0.001, 0.07)  # the shipped one answered
+    (said,) = calibration_warnings(0.62, long_clips, first, shipped)
+    assert "looser than the shipped one, 0.7000 (dev false acceptances 0.10 %)" in said
+    assert "the one it replaces" not in said
+    mine = OperatingPoint(0.66, cal, "calibrated", 0.0, 0.2)  # a user's earlier calibration
+    (said,) = calibration_warnings(0.62, long_clips, mine, shipped)
+    assert "the one it replaces, 0.6600 (its trials' false acceptances 0.00 %)" in said
+    assert "and the shipped one, 0.7000" in said
+    assert calibration_warnings(0.68, long_clips, mine, None) == []  # a run: no shipped one
+    assert calibration_warnings(0.75, long_clips, first, shipped) == []
+    short = Trials(np.ones(10), np.zeros(10), np.full(20, 0.5))
+    (said,) = calibration_warnings(0.75, short, first, shipped)
+    assert said.startswith("the test clips hold a median of 0.5 s of speech")
+    assert calibration_warnings(0.75, Trials(np.ones(10), np.zeros(10)), first, shipped) == []

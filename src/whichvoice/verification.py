@@ -98,6 +98,7 @@ __all__ = [
     "calibration_dir",
     "calibration_file",
     "calibration_of",
+    "calibration_warnings",
     "enroll",
     "fused_encoder",
     "gallery_encoder",
@@ -291,6 +292,62 @@ def calibrate(
     _plot_det(trials, run / DET_PNG)
     write_atomic(run / CALIBRATION, (json.dumps(result, indent=2) + "\n").encode())
     return result
+
+
+SHORT_CALIBRATION_S = 1.5  # test clips' median speech under which a calibration is warned of
+
+
+def calibration_warnings(
+    new: float,
+    trials: Trials,
+    before: OperatingPoint | None,
+    shipped: tuple[float, Calibration, dict] | None,
+) -> list[str]:
+    """What ``calibrate`` should say of a threshold ``new`` just stored from ``trials``:
+    looser than the one it replaces (``before``, its operating point until now) or the one
+    shipped with the encoder (``shipped``, ``encoders.shipped_calibration``'s; a user's
+    second calibration was compared with the first alone, and a threshold looser than the
+    shipped one went unsaid: a review); set on test clips of little speech (single words:
+    a threshold set on them accepted 4 of 5 three-second claims of another person). A change
+    under 1e-4 is none (the same trials, rounded)."""
+    out, looser = [], []
+    # the one it replaces was the shipped one: named so, and its rate is a dev rate
+    was_shipped = (
+        before is not None and shipped is not None and abs(before.threshold - shipped[0]) <= 1e-4
+    )
+    if before is not None and new < before.threshold - 1e-4:
+        far, of = before.false_acceptance, "dev" if was_shipped else "its trials'"
+        looser.append(
+            f"{'the shipped one' if was_shipped else 'the one it replaces'}, "
+            f"{before.threshold:.4f}"
+            + (f" ({of} false acceptances {100 * far:.2f} %)" if far is not None else "")
+        )
+    if shipped is not None and not was_shipped and new < shipped[0] - 1e-4:
+        far = shipped[2].get("false_acceptance_at_threshold")
+        looser.append(
+            f"the shipped one, {shipped[0]:.4f}"
+            + (f" (dev false acceptances {100 * far:.2f} %)" if far is not None else "")
+        )
+    if looser:
+        out.append(
+            f"the new threshold {new:.4f} is looser than {' and '.join(looser)}: more "
+            "strangers will be accepted; --target-far F takes the loosest threshold that "
+            "accepts at most F of these trials' strangers (on few trials, possibly looser "
+            "still), `--threshold T` on verify is stricter for one call"
+        )
+    speech = trials.speech_s
+    if (
+        speech is not None
+        and speech.size
+        and (short := float(np.median(speech))) < (SHORT_CALIBRATION_S)
+    ):
+        out.append(
+            f"the test clips hold a median of {short:.1f} s of speech: a threshold set on "
+            "clips this short is looser than the claims you verify need (a few seconds "
+            "each) and accepts more strangers on them; calibrate on clips as long as your "
+            "claims (join short ones)"
+        )
+    return out
 
 
 MIN_TRIALS = 10  # same-voice and different-voice trials a calibration needs, at least
@@ -1061,8 +1118,9 @@ def identify_each(
         )
     sources = _sources(sources)
     voices = gallery.voices()
-    # an empty gallery is said below: no threshold (nor its warnings) for 0 voices
-    point = operating_point(model, threshold, voices=max(1, len(voices)))
+    # an empty gallery is said below: no threshold (nor its warnings) for 0 voices; a
+    # threshold given is still checked first
+    point = operating_point(model, threshold, voices=len(voices) or None)
     if not voices:
         raise WhichvoiceError(
             f"{gallery.path}: no voices enrolled; use `whichvoice enroll NAME FILE...`",

@@ -555,12 +555,11 @@ def calibrate_cmd(
 ) -> None:
     """Measure EER/minDCF on held-out voices; store the threshold and calibration in the run."""
     setup_logging(True)
-    import numpy as np
-
     from whichvoice.encoders import shipped_calibration
     from whichvoice.verification import (
         calibrate,
         calibration_dir,
+        calibration_warnings,
         held_out_files,
         model_id,
         operating_point,
@@ -611,9 +610,15 @@ def calibrate_cmd(
     dest = calibration_dir(encoder)
     result = calibrate(dest, t, target_far=target_far, source=str(corpus or trials), force=force,
                        encoder=model_id(encoder))  # fmt: skip
+    shipped = shipped_calibration(encoder)
     if as_json:
         click.echo(json_line(result))
     else:
+        back = (
+            "remove it to go back to the shipped calibration"
+            if shipped is not None
+            else "the run's only calibration"
+        )
         click.echo(
             f"EER {100 * result['eer']:.3f} %, minDCF(0.01) {result['min_dcf_0.01']:.4f}, "
             f"minDCF(0.05) {result['min_dcf_0.05']:.4f}, threshold {result['threshold']:.4f} "
@@ -621,47 +626,7 @@ def calibrate_cmd(
             f"; at it {100 * result['false_rejection_at_threshold']:.1f} % of same-voice "
             f"trials rejected, {100 * result['false_acceptance_at_threshold']:.2f} % of "
             f"different-voice ones accepted); encoder {model_id(encoder)}, saved in "
-            f"{dest / 'calibration.json'} (remove it to go back to the shipped calibration)"
+            f"{dest / 'calibration.json'} ({back})"
         )
-    # said even with --json; a change under 1e-4 is none (the same trials, rounded)
-    _say_if_looser(result["threshold"], before, shipped_calibration(encoder))
-    if t.speech_s is not None and t.speech_s.size and (short := float(np.median(t.speech_s))) < 1.5:
-        click.echo(
-            f"warning: the test clips hold a median of {short:.1f} s of speech: a threshold "
-            "set on clips this short is looser than the claims you verify need (a few "
-            "seconds each) and accepts more strangers on them; calibrate on clips as long as "
-            "your claims (join short ones)",
-            err=True,
-        )
-
-
-def _say_if_looser(new: float, before, shipped) -> None:
-    """Warn when the threshold just stored accepts more strangers than the one it replaces
-    or the one shipped with the encoder (a user's second calibration was compared with the
-    first alone, and a threshold looser than the shipped one went unsaid: a review)."""
-    looser = []
-    # the one it replaces was the shipped one: named so
-    was_shipped = (
-        before is not None and shipped is not None and abs(before.threshold - shipped[0]) <= 1e-4
-    )
-    if before is not None and new < before.threshold - 1e-4:
-        far = before.false_acceptance
-        looser.append(
-            f"{'the shipped one' if was_shipped else 'the one it replaces'}, "
-            f"{before.threshold:.4f}"
-            + (f" (dev false acceptances {100 * far:.2f} %)" if far is not None else "")
-        )
-    if shipped is not None and not was_shipped and new < shipped[0] - 1e-4:
-        far = shipped[2].get("false_acceptance_at_threshold")
-        looser.append(
-            f"the shipped one, {shipped[0]:.4f}"
-            + (f" (dev false acceptances {100 * far:.2f} %)" if far is not None else "")
-        )
-    if looser:
-        click.echo(
-            f"warning: the new threshold {new:.4f} is looser than {' and '.join(looser)}: "
-            "more strangers will be accepted; --target-far F takes the loosest threshold "
-            "that accepts at most F of these trials' strangers (on few trials, possibly "
-            "looser still), `--threshold T` on verify is stricter for one call",
-            err=True,
-        )
+    for line in calibration_warnings(result["threshold"], t, before, shipped):
+        click.echo(f"warning: {line}", err=True)  # said even with --json
