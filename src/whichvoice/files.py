@@ -167,6 +167,8 @@ def make_dirs(path: str | os.PathLike) -> None:
     (``data_home``, ``cache_home``), when this makes them, are made 0700 as the XDG
     specification asks: the default gallery holds voice embeddings, and at the usual umask
     022 every user of a shared machine could read it (review)."""
+    if os.path.isdir(path):  # the usual case (every write_atomic asks): nothing to make
+        return
     path = Path(os.path.realpath(path))  # a resolved path (serve's gallery) is theirs too
     for own in (Path(os.path.realpath(data_home())), Path(os.path.realpath(cache_home()))):
         if (path == own or own in path.parents) and not own.exists():

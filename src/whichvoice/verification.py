@@ -311,23 +311,23 @@ def calibration_warnings(
     a threshold set on them accepted 4 of 5 three-second claims of another person). A change
     under 1e-4 is none (the same trials, rounded)."""
     out, looser = [], []
+
+    def named(what: str, threshold: float, far: float | None, of: str = "dev") -> str:
+        rate = f" ({of} false acceptances {100 * far:.2f} %)" if far is not None else ""
+        return f"{what}, {threshold:.4f}{rate}"
+
     # the one it replaces was the shipped one: named so, and its rate is a dev rate
     was_shipped = (
         before is not None and shipped is not None and abs(before.threshold - shipped[0]) <= 1e-4
     )
     if before is not None and new < before.threshold - 1e-4:
-        far, of = before.false_acceptance, "dev" if was_shipped else "its trials'"
-        looser.append(
-            f"{'the shipped one' if was_shipped else 'the one it replaces'}, "
-            f"{before.threshold:.4f}"
-            + (f" ({of} false acceptances {100 * far:.2f} %)" if far is not None else "")
+        what, of = (
+            ("the shipped one", "dev") if was_shipped else ("the one it replaces", "its trials'")
         )
+        looser.append(named(what, before.threshold, before.false_acceptance, of))
     if shipped is not None and not was_shipped and new < shipped[0] - 1e-4:
         far = shipped[2].get("false_acceptance_at_threshold")
-        looser.append(
-            f"the shipped one, {shipped[0]:.4f}"
-            + (f" (dev false acceptances {100 * far:.2f} %)" if far is not None else "")
-        )
+        looser.append(named("the shipped one", shipped[0], far))
     if looser:
         out.append(
             f"the new threshold {new:.4f} is looser than {' and '.join(looser)}: more "
@@ -919,8 +919,8 @@ def enrollment_warnings(
     same person under two names: most of the new recordings named as one other voice at
     identify's threshold for that many voices, which names a stranger 1 time in 100). A
     review found both enrolled without a word. None where the encoder has no calibration."""
-    try:
-        threshold = operating_point(model).threshold
+    try:  # verify's threshold and the file identify's is read from: one read
+        threshold, _, calibration = calibration_file(model)
     except WhichvoiceError:
         return []
     dim = clean.shape[1]
@@ -942,9 +942,7 @@ def enrollment_warnings(
         refs = voice_refs(others, dim)
         # identify's threshold for that many voices, without its warnings: they are about
         # identify, not this enrollment
-        among = identification_threshold(
-            {**calibration_file(model)[2], "threshold": threshold}, len(others)
-        )[0]
+        among = identification_threshold({**calibration, "threshold": threshold}, len(others))[0]
         scores = refs.scores(unit_clean)  # (new recordings, other voices)
         best = scores.argmax(axis=1)
         named = [refs.names[b] for b, row in zip(best, scores, strict=True) if row[b] >= among]

@@ -131,14 +131,18 @@ NO_STDOUT = (
 )
 
 
-class _Output(_Location):
-    """An output's ``LOCATION``: ``-`` is refused, not made a file or folder named "-" (a
+class _RefusesStdout:
+    """A path type for an output: ``-`` is refused, not made a file or folder named "-" (a
     script's ``--rttm - | ...`` got nothing on the pipe and a stray file: review)."""
 
     def convert(self, value, param, ctx):
         if str(value) == "-":
-            self.fail(NO_STDOUT, param, ctx)
-        return super().convert(value, param, ctx)
+            self.fail(NO_STDOUT, param, ctx)  # type: ignore[attr-defined]
+        return super().convert(value, param, ctx)  # type: ignore[misc]
+
+
+class _Output(_RefusesStdout, _Location):
+    """An output's ``LOCATION``."""
 
 
 OUTPUT = _Output()
@@ -195,13 +199,8 @@ class LocalPath(click.Path):
         return super().convert(value, param, ctx)
 
 
-class LocalOutput(LocalPath):
+class LocalOutput(_RefusesStdout, LocalPath):
     """An output's ``LocalPath``: ``-`` refused, as ``OUTPUT`` refuses it."""
-
-    def convert(self, value, param, ctx):
-        if str(value) == "-":
-            self.fail(NO_STDOUT, param, ctx)
-        return super().convert(value, param, ctx)
 
 
 gallery_option = click.option(
