@@ -18,7 +18,7 @@ from whichvoice.audio import SAMPLE_RATE
 from whichvoice.conversation import make_conversation
 from whichvoice.gallery import Gallery
 
-from .conftest import sine
+from .conftest import sine, warble
 
 
 def test_energy_speech_finds_bursts_and_bridges_short_gaps() -> None:
@@ -26,7 +26,7 @@ def test_energy_speech_finds_bursts_and_bridges_short_gaps() -> None:
     wave = rng.normal(0, 1e-4, 6 * SAMPLE_RATE).astype(np.float32)  # a quiet floor
     for a, b in ((0.5, 1.5), (1.6, 2.4), (4.0, 5.0)):  # the first gap (0.1 s) is bridged
         i = round(a * SAMPLE_RATE)
-        burst = sine(200, b - a, amp=0.3)
+        burst = warble(200, b - a, amp=0.3)  # rising and falling as speech does
         wave[i : i + burst.shape[0]] += burst
     wave[int(3.0 * SAMPLE_RATE) : int(3.05 * SAMPLE_RATE)] += 0.3  # a 50 ms click: not speech
     regions = dz.energy_speech(wave, dz.DiarizeConfig())
@@ -50,6 +50,34 @@ def test_energy_speech_finds_bursts_and_bridges_short_gaps() -> None:
     # the bursts above in that noise are still found
     noisy = wave + rng.normal(0, 0.03, wave.shape[0]).astype(np.float32)
     assert len(dz.energy_speech(noisy, dz.DiarizeConfig())) == 2
+
+
+def test_tones_between_speech_are_not_speech() -> None:
+    """A call's tones between its speech: a phone's keys (two tones, 0.15 s on and 0.1 s
+    off), a ringback (440 + 480 Hz, beating 40 times a second) and a steady tone are not
+    speech, though the recording as a whole rises and falls (a review: each was a voice)."""
+    rng = np.random.default_rng(1)
+    parts, speech = [], []
+
+    def add(sound: np.ndarray, is_speech: bool = False) -> None:
+        at = sum(p.shape[0] for p in parts) / SAMPLE_RATE
+        parts.append(sound)
+        if is_speech:
+            speech.append((at, at + sound.shape[0] / SAMPLE_RATE))
+        parts.append(np.zeros(SAMPLE_RATE // 2, np.float32))
+
+    add(warble(180, 1.5, amp=0.3), True)
+    keys = np.zeros(int(2.5 * SAMPLE_RATE), np.float32)
+    for k in range(10):
+        i = int(k * 0.25 * SAMPLE_RATE)
+        keys[i : i + int(0.15 * SAMPLE_RATE)] = sine(697, 0.15, amp=0.2) + sine(1209, 0.15, amp=0.2)
+    add(keys)
+    add(sine(440, 2.0, amp=0.2) + sine(480, 2.0, amp=0.2))  # a ringback
+    add(warble(240, 1.5, amp=0.3), True)
+    add(sine(1000, 1.0, amp=0.3))
+    wave = np.concatenate(parts) + rng.normal(0, 1e-4, sum(p.shape[0] for p in parts))
+    regions = dz.energy_speech(wave.astype(np.float32), dz.DiarizeConfig())
+    assert np.allclose(regions, speech, atol=0.05), regions
 
 
 def _groups(k: int, per: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

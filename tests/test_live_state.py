@@ -192,6 +192,11 @@ def test_a_dc_offset_and_a_steady_sound_are_no_speech() -> None:
     state.buffer = (0.3 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)
     assert state.answer(stub, REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
     assert stub.queue == [E1] and state.speech is False
+    # nor two tones beating (a ringback: 440 + 480 Hz)
+    ring = 0.2 * (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 480 * t))
+    state.buffer = ring.astype(np.float32)
+    assert state.answer(stub, REFS, LiveThresholds(ACCEPT, None, JOIN)) == (None, None)
+    assert stub.queue == [E1] and state.speech is False
 
 
 def test_a_stranger_whose_windows_drift_and_the_streak_rule_for_it() -> None:

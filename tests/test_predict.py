@@ -43,6 +43,13 @@ def test_a_steady_sound_is_no_speech_to_every_judge(tmp_path: Path) -> None:
     assert isinstance(embedded, SilentAudioError) and "a steady sound" in str(embedded)
     answer = load_model().identify(encode_audio(warble(200, 3.0), 16_000, "wav"))
     assert answer.windows >= 1  # a tone that rises and falls as syllables do is judged
+    # two tones beating: loudness moving by 20 dB between 10 ms frames, yet no voice (a
+    # ringback was named after a voice, and an engine, by a review)
+    for low, high in ((440, 480), (400, 450), (480, 620)):
+        beating = tmp_path / f"beat-{low}.wav"
+        sf.write(beating, sine(low, 4.0, amp=0.3) + sine(high, 4.0, amp=0.3), 8_000)
+        with pytest.raises(SilentAudioError, match="a steady sound"):
+            load_model().identify(beating)
 
 
 def test_any_length(trained_run: Path) -> None:

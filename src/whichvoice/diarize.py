@@ -72,6 +72,7 @@ from whichvoice.audio import (
     frame_db,
     is_stdin,
     is_steady,
+    only_a_steady_sound,
     read_audio,
     read_pipe,
     soundfile_target,
@@ -388,7 +389,22 @@ def energy_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, flo
     # than 40 dB under the peak: quiet syllables stay in, noise between words stays out
     level = min(max(floor + (peak - floor) / 3, floor + 6), peak - 6)
     level = max(level, peak - 40)
-    return _regions(db > level, 0.01, cfg)
+    active = db > level
+    return [(a, b) for a, b in _regions(active, 0.01, cfg) if not _a_tone(wave, db, active, a, b)]
+
+
+def _a_tone(wave: np.ndarray, db: np.ndarray, active: np.ndarray, a: float, b: float) -> bool:
+    """Whether the region from ``a`` to ``b`` s holds a steady sound only, not speech: its
+    frames above the level are steady (tone bursts with gaps between them: a phone's keys),
+    or its sound is (``only_a_steady_sound``: also two tones beating, a ringback). A
+    recording of speech between tones kept them as voices (a review: each a voice of its own,
+    and a call's ringback and keys two more callers)."""
+    i, j = round(a / 0.01), round(b / 0.01)
+    loud = db[i:j][active[i:j]]
+    if loud.size < round(MIN_SPEECH_S / 0.01):  # too short to tell: kept or dropped as speech
+        return False
+    hop = SAMPLE_RATE // 100
+    return is_steady(loud) or only_a_steady_sound(wave[i * hop : j * hop])
 
 
 def silero_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, float]]:

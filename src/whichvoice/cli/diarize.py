@@ -48,7 +48,8 @@ from whichvoice.storage import StorageError
     type=click.Choice(["energy", "silero"]),
     default="energy",
     show_default=True,
-    help="Speech detector: whichvoice's own (fast), or silero-vad (steadier in noise).",
+    help="Speech detector: whichvoice's own (fast; music, laughter and applause are sound "
+    "to it, and become voices), or silero-vad (speech alone; steadier in noise).",
 )
 @click.option(
     "--overlap/--no-overlap",

@@ -42,7 +42,14 @@ import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from whichvoice.audio import SAMPLE_RATE, Decoded, frame_db, is_steady, without_dc
+from whichvoice.audio import (
+    SAMPLE_RATE,
+    Decoded,
+    frame_db,
+    is_steady,
+    only_a_steady_sound,
+    without_dc,
+)
 from whichvoice.errors import WhichvoiceError
 from whichvoice.fusion import embedding_dim
 from whichvoice.prototypes import VoiceRefs, voice_refs
@@ -288,9 +295,10 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _speech_seconds(wave: np.ndarray) -> float:
     """Seconds of 10 ms frames louder than ``SPEECH_DB`` and within 30 dB of the loudest;
-    none in a steady sound (a tone, a hum, a fan: ``audio.is_steady``)."""
+    none in a steady sound (a tone, a hum, a fan, two tones beating: ``audio.is_steady``,
+    ``audio.only_a_steady_sound``)."""
     db = frame_db(wave)
-    if db.size == 0 or is_steady(db):
+    if db.size == 0 or is_steady(db) or only_a_steady_sound(wave):
         return 0.0
     return float((db > max(SPEECH_DB, db.max() - 30)).sum()) * 0.01
 
