@@ -360,6 +360,44 @@ def test_a_wav_whose_header_says_no_data_is_read_to_its_end(tmp_path: Path) -> N
     assert span.shape == (16000,)
 
 
+def test_a_wav_cut_off_is_read_to_its_cut_and_said(tmp_path: Path, caplog) -> None:
+    """A WAV cut off (a download stopped at 30 kB of a 10 s call) was read to its cut without
+    a word, and answered as if it were the call (a review); it still is, with a warning."""
+    import logging
+
+    from whichvoice.diarize import _blocks
+
+    tone = sine(220, 10.0)
+    sf.write(tmp_path / "whole.wav", np.c_[tone, tone], 16000, subtype="PCM_16")
+    data = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:30000])
+    with caplog.at_level(logging.WARNING):
+        wave, _ = read_audio(tmp_path / "cut.wav")
+        assert wave.shape[0] == (30000 - 44) // 4  # to the cut: 2 channels of 16 bits
+        read_audio(data[:30000])  # bytes too
+        read_audio(tmp_path / "whole.wav")
+    said = [r.getMessage() for r in caplog.records if "cut off" in r.getMessage()]
+    assert said == [
+        f"{tmp_path / 'cut.wav'}: cut off: its header says 10.0 s of audio, the file holds "
+        "0.5 s (read to the cut)",
+        "<30000 bytes>: cut off: its header says 10.0 s of audio, the file holds 0.5 s "
+        "(read to the cut)",
+    ]
+    # a recorder's header that never got its size (streamed: 0xFFFFFFFF) is no claim
+    at = data.index(b"data")
+    streamed = data[: at + 4] + (0xFFFFFFFF).to_bytes(4, "little") + data[at + 8 : 30000]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        read_audio(streamed)
+    assert not [r for r in caplog.records if "cut off" in r.getMessage()]
+    # diarize reads long files in blocks, not through read_audio: it says it too
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        [(block, _, duration)] = _blocks(tmp_path / "cut.wav")
+    assert block.shape[0] == wave.shape[0] and duration < 0.5
+    assert any("cut.wav: cut off" in r.getMessage() for r in caplog.records)
+
+
 def test_sphere_with_a_text_header_and_caf_of_alac_are_decoded(tmp_path: Path) -> None:
     """A NIST SPHERE header is text (padded with spaces, it was "not audio (a text file)"),
     and a CAF of ALAC was "unsupported encoding" (a code review)."""

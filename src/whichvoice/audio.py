@@ -417,6 +417,8 @@ def read_audio(
                         name, wave.shape[0] / rate)  # fmt: skip
     if wave.shape[0] == 0:
         raise AudioDecodeError(f"{name}: the audio is empty (0 samples)")
+    if head[:4] == b"RIFF":  # the header read again only for a WAV
+        warn_if_cut_off(source, name)
     return wave, rate
 
 
@@ -452,6 +454,48 @@ def _samples_past_an_empty_header(source: str | os.PathLike | bytes | bytearray)
             return not all(32 <= c < 127 for c in after[:4])
         at += 8 + size + (size & 1)
     return False
+
+
+def wav_cut_off(source: str | os.PathLike | bytes | bytearray) -> tuple[float, float] | None:
+    """(seconds its header says, seconds it holds) of a RIFF WAV whose data chunk says more
+    bytes than the file holds past it: a download or a copy cut off, which libsndfile reads
+    to the cut without a word; None for any other file. A size of 0 or 0xFFFFFFFF is a
+    recorder's that never wrote it (streamed), not a claim."""
+    data = _first_bytes(source)
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    byte_rate, at = 0, 12
+    while at + 8 <= len(data):
+        chunk, size = data[at : at + 4], int.from_bytes(data[at + 4 : at + 8], "little")
+        if chunk == b"fmt " and at + 20 <= len(data):
+            byte_rate = int.from_bytes(data[at + 16 : at + 20], "little")
+        if chunk == b"data":
+            if byte_rate <= 0 or size in (0, 0xFFFFFFFF):
+                return None
+            try:
+                total = (
+                    len(source)
+                    if isinstance(source, bytes | bytearray)
+                    else os.stat(source).st_size
+                )
+            except OSError:
+                return None
+            held = max(total - (at + 8), 0)
+            if size - held < byte_rate / 100:  # under 10 ms short: a pad byte, a last frame
+                return None
+            return size / byte_rate, held / byte_rate
+        at += 8 + size + (size & 1)
+    return None
+
+
+def warn_if_cut_off(source: str | os.PathLike | bytes | bytearray, name: str) -> None:
+    """A warning naming a WAV that is cut off (``wav_cut_off``), which is read to the cut."""
+    if (cut := wav_cut_off(source)) is not None:
+        log.warning(
+            "%s: cut off: its header says %.1f s of audio, the file holds %.1f s (read to the cut)",
+            name,
+            *cut,
+        )
 
 
 def _mp3_after_text(source: str | os.PathLike | bytes | bytearray) -> bool:

@@ -76,6 +76,7 @@ from whichvoice.audio import (
     read_audio,
     read_pipe,
     soundfile_target,
+    warn_if_cut_off,
     without_dc,
     without_spikes,
 )
@@ -450,6 +451,7 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
                 info = None
             if info is not None and info.frames > 0 and info.samplerate > 0:
                 check_rate(info.samplerate, describe_source(source))  # as read_audio does
+                warn_if_cut_off(source, describe_source(source))  # as read_audio does
                 if hasattr(target, "seek"):
                     target.seek(0)
                 pieces = _pieces(source, target, info)
