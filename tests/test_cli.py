@@ -121,6 +121,29 @@ def test_commands_that_need_no_model_do_not_import_torch(args: list[str], tmp_pa
     assert proc.returncode == 0, proc.stderr
 
 
+def test_a_claim_of_a_name_not_enrolled_is_refused_before_a_model_loads(tmp_path: Path) -> None:
+    """`verify nobody clip.wav` loaded both encoders (4 s, 400 MB) before it said that nobody
+    is not enrolled (a review of scripted use)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from whichvoice.cli import main; sys.argv = ['whichvoice', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 2, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    gallery = _a_gallery(tmp_path / "g.sqlite")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "verify", "nobody", str(tmp_path / "clip.wav"),
+         "--gallery", str(gallery)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().endswith(
+        "'nobody' is not enrolled in " + str(gallery) + " (enrolled: ann)"
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -721,3 +744,37 @@ def test_a_command_group_alone_shows_its_help(cli) -> None:
     said = cli("gallery")
     assert said.returncode == 2 and said.stderr.startswith("Usage: ")
     assert "error:" not in said.stderr and "rename" in said.stderr
+
+
+def test_paths_are_answered_as_they_were_given(tmp_path: Path) -> None:
+    """A script joins the answers to its inputs by path: `./a.wav` and `.//d//x.wav` came back
+    as `a.wav` and `d/x.wav` (a Path folds them; a review), in text and in --json."""
+    from whichvoice.cli.common import LOCATION, LocalPath
+    from whichvoice.predict import expand_paths
+
+    for text in ("./a.wav", ".//d//x.wav", "../b/./c.wav", "d/e.wav"):
+        for kind in (LocalPath(path_type=Path, readable=False), LOCATION):
+            given = kind.convert(text, None, None)
+            assert isinstance(given, Path) and str(given) == os.fspath(given) == text
+            assert given == Path(text)  # the same file to everything else
+            assert [str(p) for p in expand_paths([given])] == [text]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "y.wav").touch()  # a folder's files: as found in it
+    found = expand_paths([LOCATION.convert(f"{tmp_path}//d/", None, None)])
+    assert [str(p) for p in found] == [str(tmp_path / "d" / "y.wav")]
+
+
+@pytest.mark.slow  # a CLI process
+def test_predict_answers_each_path_as_it_was_given(tmp_path: Path) -> None:
+    import shutil
+
+    from .conftest import HUMAN_DEV, run_cli
+
+    (tmp_path / "d").mkdir()
+    shutil.copy(HUMAN_DEV / "0_george_0.wav", tmp_path / "a.wav")
+    shutil.copy(HUMAN_DEV / "1_george_0.wav", tmp_path / "d" / "x.wav")
+    given = ["./a.wav", ".//d//x.wav", "../" + tmp_path.name + "/./a.wav"]
+    proc = run_cli("predict", *given, "--json", "--quiet", cwd=tmp_path, check=True)
+    assert [json.loads(line)["path"] for line in proc.stdout.splitlines()] == given
+    proc = run_cli("predict", *given, "--quiet", cwd=tmp_path, check=True)
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == given

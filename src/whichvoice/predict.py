@@ -35,8 +35,8 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path | str]:
                 continue
         elif Path(given).is_dir():
             found = sorted(f for f in Path(given).rglob("*") if listed_audio(f))
-        else:
-            out.append(Path(given))
+        else:  # as given: a caller's own path prints as it was written
+            out.append(given if isinstance(given, Path) else Path(given))
             continue
         if not found:
             if not storage.is_url(given) and not os.access(given, os.R_OK | os.X_OK):

@@ -872,8 +872,10 @@ def enroll(
     if already + seconds < min_seconds:
         repeated = len(copies) + len(again)
         again = f"; {repeated} of the files repeat another, counted once" if repeated else ""
+        # rounded down: 2.97 s read "only 3.0 s ... needs at least 3 s" (a review)
+        held = math.floor((already + seconds) * 10) / 10
         raise TooLittleSpeech(
-            f"{name}: only {already + seconds:.1f} s of speech; enrolling needs at least "
+            f"{name}: only {held:.1f} s of speech; enrolling needs at least "
             f"{min_seconds:g} s in all (give more or longer recordings{again})",
             failed=errors,
         )

@@ -93,6 +93,25 @@ def torchrun_rank() -> int:
     return int(rank) if rank.isdigit() and "LOCAL_RANK" in os.environ else 0
 
 
+class GivenPath(type(Path())):  # type: ignore[misc]  # PosixPath (or WindowsPath)
+    """A path that prints as it was given (``./a.wav``, ``d//x.wav``): a Path folds those, and
+    the answers' paths (text and ``--json``) did not match the inputs a script gave them to
+    join on (a review). Paths made from it (its parent, a child) print as a Path does."""
+
+    given: str | None = None
+
+    def __str__(self) -> str:
+        return self.given if self.given is not None else super().__str__()
+
+
+def given_path(text: str | os.PathLike) -> Path:
+    """``text`` as a ``GivenPath``, which prints as ``text``."""
+    path = GivenPath(text)
+    if isinstance(text, str) and text:
+        path.given = text
+    return path
+
+
 class _Location(click.ParamType):
     """A local path (a Path) or a URL such as s3://bucket/prefix (kept as a string: a Path
     would fold its '//')."""
@@ -104,10 +123,10 @@ class _Location(click.ParamType):
             return value
         text = str(value)
         if text[:7].lower() == "file://":  # a local path spelled as a URL: the path itself
-            return Path(file_url_path(text, lambda why: self.fail(why, param, ctx)))
+            return given_path(file_url_path(text, lambda why: self.fail(why, param, ctx)))
         if "://" in text:
             return value
-        return Path(value)
+        return given_path(value)
 
 
 def file_url_path(url: str, fail: Callable[[str], Any]) -> str:
@@ -196,7 +215,9 @@ class LocalPath(click.Path):
             value = file_url_path(text, lambda why: self.fail(why, param, ctx))
         elif "://" in text:
             self.fail(f"{value}: a local path, not a URL, goes here", param, ctx)
-        return super().convert(value, param, ctx)
+        path = super().convert(value, param, ctx)
+        # as given, not folded (``./a.wav`` stays so in the answers)
+        return given_path(value) if isinstance(path, Path) and isinstance(value, str) else path
 
 
 class LocalOutput(_RefusesStdout, LocalPath):

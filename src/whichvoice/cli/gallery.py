@@ -192,8 +192,10 @@ def enroll_cmd(
         click.echo(f"skipped: {e}", err=True)
     # the seconds as `gallery list` shows them (rounded to ms first, as stored in a summary)
     total = voice.summary()["seconds"]
-    clips = voice.clips - (before.clips if before else 0)
-    if before is None:
+    # this call's own: another enroll of the voice at the same time may have come between
+    # (eight at once each said "enrolled", as if each had made the voice: a review)
+    clips = len(paths) - len(errors)
+    if voice.created == voice.updated:  # the voice was made by this call's write
         click.echo(f"enrolled {voice.name}: {counted(clips, 'clip')}, {total:.1f} s of speech")
     else:  # what this call added, then the voice's totals
         click.echo(
@@ -236,9 +238,11 @@ def verify_cmd(
     threshold; the probability is >= 0.5 exactly then. Exit 0 when every file is accepted,
     1 when any is rejected or could not be read."""
     setup_logging(True)
-    from whichvoice.verification import verify_each
-
     paths = _inputs(files)
+    with _gallery(None, gallery) as g:  # a name not enrolled: said before a model loads
+        g.get(name)
+    from whichvoice.verification import verify_each  # (torch, ~2 s)
+
     encoder = _gallery_encoder(model, gallery)
     rejected = 0
 
