@@ -334,6 +334,59 @@ def test_a_lone_spike_in_a_float_recording_does_not_set_its_level(tmp_path: Path
     assert np.allclose(read_audio(tmp_path / "loud.wav")[0], loud, rtol=1e-6)
 
 
+def test_one_channel_is_read_alone_where_asked(tmp_path: Path) -> None:
+    """A call with a party on each channel: ``Channel(path, n)`` (and ``channel=n``) reads
+    that channel alone, from libsndfile's formats and FFmpeg's alike; its digest is its
+    own (two channels of one file are two recordings to a gallery)."""
+    import io
+
+    import av
+
+    from whichvoice.audio import Channel, describe_source
+    from whichvoice.errors import NoSuchChannelError
+    from whichvoice.verification import content_digest
+
+    left, right = sine(300, 1.0, amp=0.4), sine(700, 1.0, amp=0.2)
+    sf.write(tmp_path / "call.wav", np.c_[left, right], SAMPLE_RATE, subtype="FLOAT")
+    sf.write(tmp_path / "call.flac", np.c_[left, right], SAMPLE_RATE)
+    out = io.BytesIO()  # an AAC in MP4, as a phone records: FFmpeg's path
+    with av.open(out, mode="w", format="mp4") as f:
+        stream = f.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([left, right]), format="fltp", layout="stereo")
+        frame.sample_rate = SAMPLE_RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            f.mux(packet)
+    (tmp_path / "call.m4a").write_bytes(out.getvalue())
+    for name, tol in (("call.wav", 1e-4), ("call.flac", 1e-3)):
+        path = tmp_path / name
+        assert np.allclose(read_audio(Channel(path, 1))[0], left, atol=tol)
+        assert np.allclose(read_audio(path, channel=2)[0], right, atol=tol)
+        assert np.allclose(read_audio(Channel(path.read_bytes(), 2))[0], right, atol=tol)
+    mixed = read_audio(tmp_path / "call.wav")[0]
+    assert np.allclose(mixed, (left + right) / 2, atol=1e-4)  # and by default, the mix
+    for channel, pitch in ((1, 300), (2, 700)):  # lossy: compared by their pitch
+        wave, rate = read_audio(Channel(tmp_path / "call.m4a", channel))
+        spectrum = np.abs(np.fft.rfft(wave[rate // 4 : 3 * rate // 4]))
+        assert abs(np.argmax(spectrum) * 2 - pitch) <= 4
+    with pytest.raises(NoSuchChannelError, match=r"call\.wav \(channel 3\): has 2 channels; "
+                       "there is no channel 3"):  # fmt: skip
+        read_audio(Channel(tmp_path / "call.wav", 3))
+    with pytest.raises(NoSuchChannelError, match="has 2 channels"):
+        read_audio(Channel(tmp_path / "call.m4a", 3))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(AudioDecodeError, match="1 for the first, 2 for the second"):
+            Channel(tmp_path / "call.wav", bad)  # type: ignore[arg-type]
+    from whichvoice.audio import Decoded
+
+    with pytest.raises(AudioDecodeError, match="is one channel already"):
+        Channel(Decoded(left, SAMPLE_RATE), 1)  # type: ignore[arg-type]
+    assert describe_source(Channel(tmp_path / "call.wav", 2)).endswith("call.wav (channel 2)")
+    digests = {content_digest(x) for x in (tmp_path / "call.wav", Channel(tmp_path / "call.wav", 1),
+                                          Channel(tmp_path / "call.wav", 2))}  # fmt: skip
+    assert len(digests) == 3 and None not in digests
+    assert content_digest(Channel("-", 1)) is None  # standard input: not read twice
+
+
 def test_a_wav_whose_header_says_no_data_is_read_to_its_end(tmp_path: Path) -> None:
     """A recorder stopped before it wrote the data chunk's size (0): libsndfile read 0
     samples, "the audio is empty", of an 8 s file (a review); FFmpeg reads what follows."""

@@ -778,3 +778,58 @@ def test_predict_answers_each_path_as_it_was_given(tmp_path: Path) -> None:
     assert [json.loads(line)["path"] for line in proc.stdout.splitlines()] == given
     proc = run_cli("predict", *given, "--quiet", cwd=tmp_path, check=True)
     assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == given
+
+
+@pytest.mark.slow  # CLI processes
+def test_each_party_of_a_two_channel_call_is_read_with_channel(tmp_path: Path) -> None:
+    """A call with a party on each channel (two human-dev speakers): `--channel N` reads one
+    alone to enroll, identify, verify and diarize; the channels mixed hold both voices (a
+    review of a call centre's recordings)."""
+    import soundfile as sf
+
+    from .conftest import human_clip, run_cli
+
+    gallery = tmp_path / "g.sqlite"
+    for speaker in ("george", "jackson"):
+        run_cli("enroll", speaker, str(human_clip(tmp_path, speaker, range(0, 3))),
+                "--model", "bundled", "--gallery", str(gallery), "--quiet", check=True)  # fmt: skip
+    george, rate = sf.read(human_clip(tmp_path, "george", range(10, 12)), dtype="float32")
+    jackson, _ = sf.read(human_clip(tmp_path, "jackson", range(10, 12)), dtype="float32")
+    call = np.zeros((george.shape[0] + jackson.shape[0], 2), np.float32)
+    call[: george.shape[0], 0] = george  # the agent, then the customer
+    call[george.shape[0] :, 1] = jackson
+    sf.write(tmp_path / "call.wav", call, rate)
+    g = ["--gallery", str(gallery), "--quiet"]
+    proc = run_cli("identify", "call.wav", "call.wav", "--json", *g, "--channel", "2",
+                   cwd=tmp_path, check=True)  # fmt: skip
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(a["path"], a["channel"], a["voice"]) for a in answers] == [
+        ("call.wav", 2, "jackson")
+    ] * 2
+    assert list(answers[0])[:2] == ["path", "channel"]
+    proc = run_cli("verify", "george", "call.wav", *g, "--channel", "1", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("call.wav\taccept"), proc.stdout
+    proc = run_cli("verify", "george", "call.wav", *g, "--channel", "2", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout.startswith("call.wav\treject"), proc.stdout
+    proc = run_cli("diarize", "call.wav", *g, "--channel", "1", "--json", cwd=tmp_path,
+                   check=True)  # fmt: skip
+    turns = json.loads(proc.stdout)
+    assert turns["channel"] == 1 and "george" in turns["speakers"]
+    assert "jackson" not in turns["speakers"]
+    assert all(s["end"] <= george.shape[0] / rate + 0.5 for s in turns["segments"])
+    # a channel the file lacks is that file's error, named (exit 1); 0 is no channel (exit 2)
+    proc = run_cli("identify", "call.wav", *g, "--channel", "3", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert (
+        proc.stdout
+        == "call.wav\terror: call.wav (channel 3): has 2 channels; there is no channel 3\n"
+    )
+    proc = run_cli("identify", "call.wav", *g, "--channel", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and "--channel" in proc.stderr
+    # enrolling one party from its channel makes a voice of that party alone
+    run_cli("enroll", "agent", "call.wav", "--channel", "1", *g, cwd=tmp_path, check=True)
+    run_cli("enroll", "customer", "call.wav", "--channel", "2", *g, cwd=tmp_path, check=True)
+    proc = run_cli("gallery", "list", "--gallery", str(gallery), check=True)
+    assert {line.split("\t")[0] for line in proc.stdout.splitlines()} == {
+        "agent", "customer", "george", "jackson"
+    }  # fmt: skip

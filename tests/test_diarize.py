@@ -1013,3 +1013,25 @@ def test_a_speakers_score_is_given_to_six_places() -> None:
     assert out["speakers"]["ann"]["score"] == 0.968105
     assert out["speakers"]["unknown-1"]["score"] is None
     assert found.speakers["ann"]["score"] == 0.96810472011566  # the object keeps its own
+
+
+def test_one_channel_of_a_recording_is_diarized_alone(tmp_path: Path) -> None:
+    """``Channel(path, n)``: diarization's block reader and its reader of spans (the voices'
+    speech read again to name them) take that channel alone, as read_audio does."""
+    from whichvoice.audio import Channel
+    from whichvoice.errors import NoSuchChannelError
+
+    left, right = warble(200, 3.0, amp=0.3), warble(330, 3.0, amp=0.1)
+    sf.write(tmp_path / "call.wav", np.c_[left, right], SAMPLE_RATE, subtype="FLOAT")
+    for channel, want in ((1, left), (2, right)):
+        source = Channel(tmp_path / "call.wav", channel)
+        [(block, at, duration)] = dz._blocks(source)
+        assert at == 0.0 and duration == 3.0 and np.allclose(block, want, atol=1e-4)
+        [span] = dz._read_spans(source, [(1.0, 2.0)])
+        assert np.allclose(span, want[SAMPLE_RATE : 2 * SAMPLE_RATE], atol=1e-4)
+        assert dz._read_once(source, "call") is source  # a file: read in blocks, not whole
+    with pytest.raises(NoSuchChannelError, match=r"call\.wav \(channel 3\): has 2 channels"):
+        list(dz._blocks(Channel(tmp_path / "call.wav", 3)))
+    # bytes (an upload) are decoded once, that channel alone
+    once = dz._read_once(Channel((tmp_path / "call.wav").read_bytes(), 2), "call")
+    assert np.allclose(once.wave, right, atol=1e-4)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 # first: Ctrl-C while the command imports the rest is one line, not a traceback
 from whichvoice import _startup  # noqa: F401
-from whichvoice.audio import SAMPLE_RATE, AudioSource, Decoded, load_audio
+from whichvoice.audio import SAMPLE_RATE, AudioSource, Channel, Decoded, load_audio
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import (
     home_where_needed,
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SAMPLE_RATE",
+    "Channel",
     "Decoded",
     "Prediction",
     "VoiceModel",

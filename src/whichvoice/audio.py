@@ -19,7 +19,12 @@ import soundfile as sf
 import soxr
 
 from whichvoice import storage
-from whichvoice.errors import AudioDecodeError, AudioTooLongError, SilentAudioError
+from whichvoice.errors import (
+    AudioDecodeError,
+    AudioTooLongError,
+    NoSuchChannelError,
+    SilentAudioError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +121,44 @@ class Decoded:
         object.__setattr__(self, "rate", int(rate))
 
 
-AudioSource = str | os.PathLike | bytes | bytearray | Decoded
+@dataclass(frozen=True)
+class Channel:
+    """One channel of a recording that has several (a call with a party on each), read alone
+    where the channels would otherwise be mixed into one (``Mixer``): ``source``, a path, a
+    URL or encoded bytes; ``index``, 1 for the first channel (left), 2 for the second, ...
+    Every reader of audio takes it where it takes a path. A recording with fewer channels
+    than ``index`` is an AudioDecodeError naming both."""
+
+    source: str | os.PathLike | bytes | bytearray
+    index: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", channel_index(self.index))
+        if not isinstance(self.source, str | os.PathLike | bytes | bytearray):
+            raise AudioDecodeError(
+                f"{self.source!r:.60}: a Channel of a file path, a URL or encoded bytes (a "
+                "Decoded clip is one channel already)"
+            )
+
+
+AudioSource = str | os.PathLike | bytes | bytearray | Decoded | Channel
+
+
+def channel_index(index: object) -> int:
+    """``index`` as a channel's number (1 for the first); AudioDecodeError for one that
+    cannot be (0, -1, 1.5, True)."""
+    if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 1:
+        raise AudioDecodeError(f"channel {index!r}: 1 for the first, 2 for the second, ...")
+    return int(index)
+
+
+def check_channel(channel: int | None, channels: int, name: str) -> None:
+    """AudioDecodeError naming ``name`` when it has no channel ``channel`` (1-based)."""
+    if channel is not None and channel > channels:
+        raise NoSuchChannelError(
+            f"{name}: has {channels} channel{'s' if channels != 1 else ''}; "
+            f"there is no channel {channel}"
+        )
 
 
 def check_rate(rate: int, name: str) -> None:
@@ -143,7 +185,8 @@ class Mixer:
     ``now``, returns the rest. More channels are averaged (independent ones keep 1/N of
     their power)."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, channel: int | None = None) -> None:
+        self.pick = channel  # 1-based: that channel alone (``Channel``), checked by the caller
         self.stretch = max(1, int(rate * MIX_JUDGED_S))
         self.channel: int | None = None  # the one taken where the two cancel
         self.cancelling = False
@@ -154,6 +197,8 @@ class Mixer:
         channels = data.shape[1]
         if data.size == 0:  # no samples: the stretches stay where they were
             return self.end() if now else np.zeros(0, np.float32)
+        if self.pick is not None:
+            return data[:, self.pick - 1].astype(np.float32)
         if channels == 1:
             return data[:, 0].astype(np.float32)
         if channels != 2:  # a recording's layout does not change between its blocks
@@ -258,7 +303,7 @@ def inputs_of(sources: AudioSource | Iterable[AudioSource]) -> Iterable[AudioSou
     """The inputs of a call that takes many: one path, URL, clip or bytes is one input (a str
     is not read one character at a time); any other iterable is its items, read as they
     come (a generator too)."""
-    if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded):
+    if isinstance(sources, str | os.PathLike | bytes | bytearray | Decoded | Channel):
         return [sources]
     if hasattr(sources, "read") or isinstance(sources, dict):
         # a file object was read a line at a time, each line an input (962 answers for one
@@ -290,6 +335,8 @@ def describe_source(source: AudioSource) -> str:
     """How errors name an input: its path, its name when decoded, or "<N bytes>"."""
     if isinstance(source, Decoded):
         return source.name
+    if isinstance(source, Channel):
+        return f"{describe_source(source.source)} (channel {source.index})"
     if isinstance(source, bytes | bytearray):
         return f"<{len(source)} bytes>"
     return str(source)
@@ -321,7 +368,11 @@ def read_pipe(path: str | os.PathLike, name: str) -> bytes:
 
 
 def read_audio(
-    source: AudioSource, *, max_seconds: float | None = None, name: str | None = None
+    source: AudioSource,
+    *,
+    max_seconds: float | None = None,
+    name: str | None = None,
+    channel: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Decode a file path, a URL (``s3://...``) or encoded bytes at its own rate.
 
@@ -330,8 +381,15 @@ def read_audio(
     and AudioTooLongError when it holds more than ``max_seconds`` of audio; ``name``: how
     errors name it (default ``describe_source``, e.g. "<N bytes>"). Memory follows
     the audio actually decoded, never what a header claims: it is read in blocks.
+    ``channel`` (1-based; or a ``Channel`` source): that channel alone, not the mix.
     """
+    if isinstance(source, Channel):
+        name = name or describe_source(source)
+        return read_audio(source.source, max_seconds=max_seconds, name=name, channel=source.index)
+    if channel is not None:
+        channel = channel_index(channel)
     if isinstance(source, Decoded):
+        check_channel(channel, 1, source.name)
         return source.wave, source.rate
     if (
         isinstance(source, list | tuple)
@@ -380,17 +438,17 @@ def read_audio(
             # an MP3 behind more text than the sniff reads (a `curl -i` dump, a stream's
             # headers): FFmpeg's MP3 demuxer finds its first frame; text never has one
             with contextlib.suppress(AudioDecodeError):
-                return _decode_with_ffmpeg(source, "mp3", name, max_seconds)
+                return _decode_with_ffmpeg(source, "mp3", name, max_seconds, channel)
         raise AudioDecodeError(f"{name}: not audio ({what})")
     if (container := ffmpeg_container(head)) is not None:  # what browsers and phones record
-        return _decode_with_ffmpeg(source, container, name, max_seconds)
+        return _decode_with_ffmpeg(source, container, name, max_seconds, channel)
     memory = _memory_file(source) if isinstance(source, bytes | bytearray) else None
     opened = source if memory is None else memory
     if isinstance(source, bytes | bytearray) and memory is None:
         opened = io.BytesIO(bytes(source))
     try:
         with soundfile_target(opened) as target, sf.SoundFile(target, closefd=False) as f:
-            wave, rate = _decode_blocks(f, name, max_seconds)
+            wave, rate = _decode_blocks(f, name, max_seconds, channel)
     except (AudioDecodeError, AudioTooLongError):
         raise
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OverflowError, EOFError) as e:
@@ -401,7 +459,7 @@ def read_audio(
         # (the whole file, not just its end): FFmpeg's decoders skip them, or stop at the cut
         if (demuxer := _demuxer_after_damage(head)) is not None:
             with contextlib.suppress(AudioDecodeError):
-                return _decode_with_ffmpeg(source, demuxer, name, max_seconds)
+                return _decode_with_ffmpeg(source, demuxer, name, max_seconds, channel)
         raise AudioDecodeError(f"{name}: not a decodable audio file ({why})") from e
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot read ({e.strerror or e})") from e
@@ -412,7 +470,7 @@ def read_audio(
         # a header whose data chunk says 0 bytes (a recorder stopped before it wrote the
         # size): libsndfile believes it, FFmpeg reads the samples that follow it
         with contextlib.suppress(AudioDecodeError):
-            wave, rate = _decode_with_ffmpeg(source, "wav", name, max_seconds)
+            wave, rate = _decode_with_ffmpeg(source, "wav", name, max_seconds, channel)
             log.warning("%s: its header says it holds no audio; read the %.1f s after it",
                         name, wave.shape[0] / rate)  # fmt: skip
     if wave.shape[0] == 0:
@@ -613,9 +671,10 @@ def _decode_with_ffmpeg(
     demuxer: str,
     name: str,
     max_seconds: float | None,
+    channel: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """(float32 mono waveform, rate) of the first audio stream of a container FFmpeg reads
-    (PyAV), channels averaged as ``_decode_blocks`` averages them."""
+    (PyAV), channels averaged as ``_decode_blocks`` averages them (or ``channel`` alone)."""
     try:
         import av
     except ImportError as e:  # a core dependency; said plainly if an install lacks it
@@ -638,7 +697,7 @@ def _decode_with_ffmpeg(
             rate = int(stream.rate or stream.codec_context.sample_rate or 0)
             check_rate(rate, name)
             limit = None if max_seconds is None else int(max_seconds * rate)
-            down, mixer = _Downsampler(rate), Mixer(rate)
+            down, mixer = _Downsampler(rate), Mixer(rate, channel)
             planar = av.AudioResampler(format="fltp")  # float32, the stream's channels and rate
             damaged: av.FFmpegError | None = None  # the first packet that could not be decoded
             bad = good = 0
@@ -649,6 +708,7 @@ def _decode_with_ffmpeg(
                 good += 1
                 for out in planar.resample(frame):
                     data = out.to_ndarray()  # (channels, n)
+                    check_channel(channel, data.shape[0], name)
                     check_finite(data, name)
                     parts.append(down(mixer(data.T)))
                     total += data.shape[1]
@@ -729,14 +789,17 @@ def not_audio(head: bytes) -> str | None:
     return None
 
 
-def _decode_blocks(f: sf.SoundFile, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def _decode_blocks(
+    f: sf.SoundFile, name: str, max_seconds: float | None, channel: int | None = None
+) -> tuple[np.ndarray, int]:
     rate, channels = int(f.samplerate), int(f.channels)
     check_rate(rate, name)
     if channels < 1:
         raise AudioDecodeError(f"{name}: {channels} channels")
+    check_channel(channel, channels, name)
     limit = None if max_seconds is None else int(max_seconds * rate)
     block = max(1, _BLOCK_VALUES // channels)
-    down, mixer = _Downsampler(rate), Mixer(rate)
+    down, mixer = _Downsampler(rate), Mixer(rate, channel)
     parts, total = [], 0
     while True:
         data = f.read(block, dtype="float32", always_2d=True)

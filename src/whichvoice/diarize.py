@@ -64,8 +64,10 @@ from whichvoice.audio import (
     SAMPLE_RATE,
     SILENCE_PEAK,
     AudioSource,
+    Channel,
     Decoded,
     Mixer,
+    check_channel,
     check_finite,
     check_rate,
     describe_source,
@@ -443,18 +445,21 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
     blocks of ``BLOCK_S`` where soundfile can read the file in pieces, else in one."""
     import soundfile as sf
 
-    if isinstance(source, (str, os.PathLike)):
-        with soundfile_target(source) as target:
+    path, channel = (source.source, source.index) if isinstance(source, Channel) else (source, None)
+    if isinstance(path, (str, os.PathLike)):
+        name = describe_source(source)
+        with soundfile_target(path) as target:
             try:
                 info = sf.info(target)
             except (RuntimeError, sf.LibsndfileError, OSError, ValueError):
                 info = None
             if info is not None and info.frames > 0 and info.samplerate > 0:
-                check_rate(info.samplerate, describe_source(source))  # as read_audio does
-                warn_if_cut_off(source, describe_source(source))  # as read_audio does
+                check_rate(info.samplerate, name)  # as read_audio does
+                check_channel(channel, info.channels, name)
+                warn_if_cut_off(path, name)  # as read_audio does
                 if hasattr(target, "seek"):
                     target.seek(0)
-                pieces = _pieces(source, target, info)
+                pieces = _pieces(name, target, info, channel)
                 try:  # a file whose first block cannot be read is read whole, below
                     first = next(pieces, None)
                 except _Unreadable:
@@ -473,8 +478,11 @@ class _Unreadable(AudioDecodeError):
     with ``read_audio``, whose other decoders may)."""
 
 
-def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndarray, float, float]]:
-    """``_blocks`` of a file soundfile reads in pieces (``info``: its header). The audio ends
+def _pieces(
+    name: str, target: object, info, channel: int | None
+) -> Iterator[tuple[np.ndarray, float, float]]:
+    """``_blocks`` of a file soundfile reads in pieces (``info``: its header; ``channel``
+    alone, or the channels mixed). The audio ends
     where decoding does: a cut-off mp3's header still counts the frames it lost (the last
     block then says the duration really read); ``soundfile.blocks`` handed its last buffer
     out again for each of them, so speech that was not there was diarized."""
@@ -482,7 +490,6 @@ def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndar
 
     rate = info.samplerate
     block = int(BLOCK_S * rate)
-    name = describe_source(source)
     at = 0
 
     def read(f, start: int) -> np.ndarray:
@@ -501,7 +508,7 @@ def _pieces(source: AudioSource, target: object, info) -> Iterator[tuple[np.ndar
         opened = sf.SoundFile(target)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:  # changed since .info
         raise _Unreadable(f"{name}: cannot be decoded ({e})") from e
-    mixer = Mixer(rate)  # one choice of channels for the whole recording
+    mixer = Mixer(rate, channel)  # one choice of channels for the whole recording
     with opened as f:
         piece = read(f, 0)
         while piece.shape[0]:
@@ -1034,22 +1041,23 @@ def _read_once(source: AudioSource, name: str) -> AudioSource:
     """A recording that is not a file on disk (a pipe, a URL, bytes, an array) decoded once,
     at 16 kHz, for both of diarization's passes (its windows, then the voices' speech to name
     them): a pipe can be read only once, and encoded bytes would be decoded twice. A file
-    stays a path (read in blocks, and span by span)."""
-    if isinstance(source, (str, os.PathLike)):
+    stays a path (read in blocks, and span by span), and a ``Channel`` of one its channel."""
+    path, channel = (source.source, source.index) if isinstance(source, Channel) else (source, None)
+    if isinstance(path, (str, os.PathLike)):
         from whichvoice import storage
 
-        if storage.is_url(source):
+        if storage.is_url(path):
             try:
-                data: AudioSource = storage.read_bytes(source)
+                data: AudioSource = storage.read_bytes(path)
             except storage.StorageError as e:
                 raise AudioDecodeError(str(e)) from e
-        elif is_stdin(source) or Path(source).is_fifo():  # "-": standard input
-            data = read_pipe("/dev/stdin" if is_stdin(source) else source, name)
+        elif is_stdin(path) or Path(path).is_fifo():  # "-": standard input
+            data = read_pipe("/dev/stdin" if is_stdin(path) else path, name)
         else:
             return source
     else:
-        data = source
-    wave, rate = read_audio(data, name=name)
+        data = path
+    wave, rate = read_audio(data, name=name, channel=channel)
     return Decoded(resample_wave(wave, rate, SAMPLE_RATE), SAMPLE_RATE, name)
 
 
@@ -1149,12 +1157,14 @@ def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[n
     decoded once."""
     import soundfile as sf
 
-    if isinstance(source, (str, os.PathLike)):
+    path, channel = (source.source, source.index) if isinstance(source, Channel) else (source, None)
+    if isinstance(path, (str, os.PathLike)):
         try:
-            with sf.SoundFile(os.fsencode(source)) as f:  # a name not in UTF-8 too
+            with sf.SoundFile(os.fsencode(path)) as f:  # a name not in UTF-8 too
                 if f.frames == 0:  # a header that says no audio: read_audio reads on past it
                     raise RuntimeError("no frames")
-                rate, out, mixer = f.samplerate, [], Mixer(f.samplerate)
+                check_channel(channel, f.channels, describe_source(source))
+                rate, out, mixer = f.samplerate, [], Mixer(f.samplerate, channel)
                 for a, b in spans:
                     f.seek(min(int(a * rate), f.frames))
                     piece = f.read(max(int((b - a) * rate), 0), dtype="float32", always_2d=True)

@@ -32,6 +32,10 @@ class AudioDecodeError(WhichvoiceError):
     """The input is not audio that can be decoded (unreadable, corrupt, empty)."""
 
 
+class NoSuchChannelError(AudioDecodeError):
+    """A channel asked for that the recording does not have (``audio.Channel``)."""
+
+
 class AudioTooLongError(AudioDecodeError):
     """The audio decodes but is longer than the caller accepts."""
 

@@ -24,6 +24,7 @@ import numpy as np
 from whichvoice.audio import (
     STDIN,
     AudioSource,
+    Channel,
     Decoded,
     describe_source,
     inputs_of,
@@ -720,6 +721,13 @@ def content_digest(src) -> str | None:
     """The sha-256 of an input's content, what a gallery keeps of each enrolled recording:
     a regular file's bytes, encoded bytes, a Decoded clip's samples and rate; None for what
     cannot be read twice or may change (a pipe, a URL)."""
+    if isinstance(src, Channel):  # one channel of a file: another recording than its mix
+        inner = content_digest(src.source)
+        return (
+            None
+            if inner is None
+            else hashlib.sha256(f"channel {src.index}:{inner}".encode()).hexdigest()
+        )
     digest = hashlib.sha256()
     try:
         if isinstance(src, Decoded):

@@ -224,6 +224,28 @@ class LocalOutput(_RefusesStdout, LocalPath):
     """An output's ``LocalPath``: ``-`` refused, as ``OUTPUT`` refuses it."""
 
 
+channel_option = click.option(
+    "--channel",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Read channel N of each file alone (1: the first, left): a call recorded with a "
+    "party on each channel [default: the channels mixed into one].",
+)
+
+
+def on_channel(paths: list, channel: int | None) -> list:
+    """``paths`` as the sources to read: each one's ``channel`` alone where one is given."""
+    from whichvoice.audio import Channel
+
+    return list(paths) if channel is None else [Channel(p, channel) for p in paths]
+
+
+def channel_field(channel: int | None) -> dict:
+    """What a JSON answer adds of ``--channel``: ``{"channel": N}``, or nothing."""
+    return {} if channel is None else {"channel": channel}
+
+
 gallery_option = click.option(
     "--gallery",
     type=LocalPath(path_type=Path),

@@ -16,8 +16,11 @@ from whichvoice.cli.common import (
     FiniteRange,
     LocalPath,
     app,
+    channel_field,
+    channel_option,
     gallery_option,
     json_line,
+    on_channel,
     setup_logging,
     shown,
 )
@@ -58,6 +61,7 @@ from whichvoice.storage import StorageError
 )
 @click.option("--rttm", type=OUTPUT, default=None, help="Also write every file's turns as RTTM.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@channel_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def diarize_cmd(
     files: tuple[Path, ...],
@@ -71,6 +75,7 @@ def diarize_cmd(
     overlap: bool | None,
     rttm: Path | None,
     as_json: bool,
+    channel: int | None,
     quiet: bool,
 ) -> None:
     """Who speaks when in each of FILES: turns of each voice, named after the enrolled voice
@@ -141,11 +146,12 @@ def diarize_cmd(
                 bar.refresh()
 
             try:
-                result = diarize(path, encoder, gallery=named, config=cfg, progress=progress)
+                [source] = on_channel([path], channel)
+                result = diarize(source, encoder, gallery=named, config=cfg, progress=progress)
             except WhichvoiceError as e:
                 failed += 1
-                say(json_line({"path": str(path), "error": str(e)}) if as_json
-                           else f"{shown(path)}\terror: {shown(e)}")  # fmt: skip
+                say(json_line({"path": str(path), **channel_field(channel), "error": str(e)})
+                    if as_json else f"{shown(path)}\terror: {shown(e)}")  # fmt: skip
                 continue
             finally:
                 bar.close()
@@ -154,8 +160,11 @@ def diarize_cmd(
                 result_uris.append(uris[i])
             if as_json:
                 record = result.to_dict()
+                del record["path"]  # as given (the result's says the channel)
+                where = {"path": str(path), **channel_field(channel)}
                 if uris is not None:  # after the path, as the RTTM names it
-                    record = {"path": record.pop("path"), "uri": uris[i], **record}
+                    where["uri"] = uris[i]
+                record = where | record
                 say(json_line(record))
                 continue
             if not result.segments:

@@ -14,8 +14,11 @@ from whichvoice.cli.common import (
     FiniteRange,
     LocalPath,
     app,
+    channel_field,
+    channel_option,
     gallery_option,
     json_line,
+    on_channel,
     setup_logging,
     shown,
 )
@@ -81,22 +84,26 @@ _model_option = click.option(
 )
 
 
-def _print_results(paths: list, results: Iterable, as_json: bool, line, encoder=None) -> int:
+def _print_results(
+    paths: list, results: Iterable, as_json: bool, line, encoder=None, channel=None
+) -> int:
     """One line (text or JSON) per file, each as ``results`` gives it; an input that failed
     prints its error. A JSON answer names the ``encoder`` that made it (``encoder``: its
-    model id), so that saved lines say what produced them (a review). Returns how many
-    failed (the command exits 1 then)."""
+    model id), so that saved lines say what produced them (a review), and the ``channel``
+    read where one was. Returns how many failed (the command exits 1 then)."""
     from tqdm import tqdm
 
     failed = 0
     for path, r in zip(paths, results, strict=True):
         if isinstance(r, Exception):
             failed += 1
-            error = {"path": str(path), "error": str(r)}
+            error = {"path": str(path), **channel_field(channel), "error": str(r)}
             text = json_line(error) if as_json else f"{shown(path)}\terror: {shown(r)}"
         else:
             made_by = {} if encoder is None else {"encoder": encoder}
-            text = json_line(r.to_dict() | made_by) if as_json else f"{shown(path)}\t{line(r)}"
+            given = {"path": str(path), **channel_field(channel)}  # as given, then the answer
+            answer = given | {k: v for k, v in r.to_dict().items() if k != "path"} | made_by
+            text = json_line(answer) if as_json else f"{shown(path)}\t{line(r)}"
         # the progress bar on a terminal is cleared for the line and drawn again below it
         with tqdm.external_write_mode(file=sys.stdout):
             click.echo(text)
@@ -164,9 +171,15 @@ SHORT_CLIP_S = 1.5
 @click.argument("files", nargs=-1, required=True, type=LocalPath(path_type=Path, readable=False))
 @_model_option
 @gallery_option
+@channel_option
 @_quiet_option
 def enroll_cmd(
-    name: str, files: tuple[Path, ...], model: Path | None, gallery: Path | None, quiet: bool
+    name: str,
+    files: tuple[Path, ...],
+    model: Path | None,
+    gallery: Path | None,
+    channel: int | None,
+    quiet: bool,
 ) -> None:
     """Enroll NAME from FILES (adds to NAME when it is already enrolled). NAME needs at
     least 3 s of speech in all."""
@@ -183,7 +196,8 @@ def enroll_cmd(
         except NotEnrolledError:
             before = None
         try:
-            voice, errors = enroll(encoder, g, name, paths, progress=not quiet)
+            voice, errors = enroll(encoder, g, name, on_channel(paths, channel),
+                                   progress=not quiet)  # fmt: skip
         except TooLittleSpeech as e:  # which files counted for nothing, then why it failed
             for _, skipped in e.failed:
                 click.echo(f"skipped: {skipped}", err=True)
@@ -224,6 +238,7 @@ def enroll_cmd(
     is_flag=True,
     help="One JSON object per file (its keys: docs/verification.md).",
 )
+@channel_option
 @_quiet_option
 def verify_cmd(
     name: str,
@@ -232,6 +247,7 @@ def verify_cmd(
     gallery: Path | None,
     threshold: float | None,
     as_json: bool,
+    channel: int | None,
     quiet: bool,
 ) -> None:
     """Is each of FILES the enrolled voice NAME? Accepted when the score reaches the
@@ -253,7 +269,8 @@ def verify_cmd(
             yield r
 
     with _gallery(encoder, gallery) as g:  # each line as soon as its file is answered
-        results = verify_each(encoder, g, name, paths, threshold=threshold, progress=not quiet)
+        results = verify_each(encoder, g, name, on_channel(paths, channel), threshold=threshold,
+                              progress=not quiet)  # fmt: skip
         failed = _print_results(
             paths,
             _claims_warned(counting(results)),
@@ -263,6 +280,7 @@ def verify_cmd(
                 f"{'>=' if r.accept else '<'} {_point(r)}\tp(same voice) {_probability(r)}"
             ),
             g.model_id,
+            channel,
         )
     if failed or rejected:
         sys.exit(1)
@@ -318,6 +336,7 @@ def _engine(r) -> str:
     is_flag=True,
     help="One JSON object per file (its keys: docs/verification.md).",
 )
+@channel_option
 @_quiet_option
 def identify_cmd(
     files: tuple[Path, ...],
@@ -326,6 +345,7 @@ def identify_cmd(
     threshold: float | None,
     engine_head: Path | None,
     as_json: bool,
+    channel: int | None,
     quiet: bool,
 ) -> None:
     """Which enrolled voice is each of FILES: "unknown" when none reaches the threshold,
@@ -339,8 +359,8 @@ def identify_cmd(
     encoder = _gallery_encoder(model, gallery)
     head = head_for(encoder, engine_head)
     with _gallery(encoder, gallery) as g:  # each line as soon as its file is answered
-        results = identify_each(encoder, g, paths, threshold=threshold, engine_head=head,
-                                progress=not quiet)  # fmt: skip
+        results = identify_each(encoder, g, on_channel(paths, channel), threshold=threshold,
+                                engine_head=head, progress=not quiet)  # fmt: skip
         failed = _print_results(
             paths,
             results,
@@ -354,6 +374,7 @@ def identify_cmd(
                 + _engine(r)
             ),
             g.model_id,
+            channel,
         )
     if failed:
         sys.exit(1)

@@ -14,7 +14,10 @@ from whichvoice.cli.common import (
     LocalOutput,
     LocalPath,
     app,
+    channel_field,
+    channel_option,
     json_line,
+    on_channel,
     setup_logging,
     shown,
 )
@@ -63,9 +66,15 @@ def head_and_encoder(head_dir: Path | None, model: Path | None):
     "shipped encoder; a run's head needs --model RUN].",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@channel_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (one shows on a terminal only).")
 def trace_cmd(
-    files: tuple[Path, ...], head_dir: Path | None, model: Path | None, as_json: bool, quiet: bool
+    files: tuple[Path, ...],
+    head_dir: Path | None,
+    model: Path | None,
+    as_json: bool,
+    channel: int | None,
+    quiet: bool,
 ) -> None:
     """Which engine family made each of FILES (audio files, folders of them, or - for
     standard input): espeak-ng, piper, rhvoice, ..., or "unknown" when it is like none the
@@ -81,7 +90,7 @@ def trace_cmd(
     paths = _inputs(files)
     head, encoder = head_and_encoder(head_dir, model)
     failed = 0
-    traced = embed_and_trace(encoder, head, paths, hear_speech=True)
+    traced = embed_and_trace(encoder, head, on_channel(paths, channel), hear_speech=True)
     answers = progress_bar(traced, len(paths), "trace", not quiet)
 
     def echo(line: str) -> None:  # each answer as it comes, on a line of its own: the bar is
@@ -91,11 +100,12 @@ def trace_cmd(
     for path, (r, a) in zip(paths, answers, strict=True):
         if isinstance(r, WhichvoiceError):
             failed += 1
-            echo(json_line({"path": str(path), "error": str(r)}) if as_json
-                 else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
+            echo(json_line({"path": str(path), **channel_field(channel), "error": str(r)})
+                 if as_json else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
             continue
         if as_json:
-            echo(json_line({"path": str(path), **a.to_dict(), "encoder": model_id(encoder)}))
+            echo(json_line({"path": str(path), **channel_field(channel), **a.to_dict(),
+                            "encoder": model_id(encoder)}))  # fmt: skip
         elif a.known:  # no "p": the head's split among its families is not the chance of
             # being right (a person's clip took rhvoice at 0.996: a review)
             echo(f"{shown(path)}\t{a.engine}\tscore {a.score:.3f} >= "

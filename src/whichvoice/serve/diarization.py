@@ -7,6 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from whichvoice.serve.enrollment import CHANNEL
 from whichvoice.serve.identify import AUDIO_BODY
 from whichvoice.serve.schemas import DiarizeResponse
 from whichvoice.serve.service import HTTPProblem, ServiceDep
@@ -14,7 +15,9 @@ from whichvoice.serve.service import HTTPProblem, ServiceDep
 router = APIRouter(tags=["diarization"])
 
 
-def diarize_upload(service, data: bytes, name: str, settings: dict) -> DiarizeResponse:
+def diarize_upload(
+    service, data: bytes, name: str, settings: dict, channel: int | None = None
+) -> DiarizeResponse:
     from whichvoice.diarize import (
         DiarizeConfig,
         DiarizeError,
@@ -30,7 +33,8 @@ def diarize_upload(service, data: bytes, name: str, settings: dict) -> DiarizeRe
         raise HTTPProblem(503, "unavailable", str(e)) from e
     except DiarizeError as e:
         raise HTTPProblem(422, "invalid", str(e)) from e
-    audio = service.decode(data, name, judged=False)  # a tone holds no turns: none answered
+    # a tone holds no turns: none answered
+    audio = service.decode(data, name, judged=False, channel=channel)
     with service.gallery() as (encoder, g):
         result = diarize(audio, encoder.model, gallery=g if g.voices() else None, config=cfg)
     return DiarizeResponse(**result.to_dict())
@@ -60,6 +64,7 @@ async def diarize_route(
         description="Speech detector: `energy` (fast; music, applause or laughter count as "
         "sound to cluster, answered as unknown voices) or `silero` (slower; speech alone)",
     ),
+    channel: int | None = CHANNEL,
 ) -> DiarizeResponse:
     """One recording, as multipart field `file` or as the raw body (any audio type, up to the
     server's duration limit). Its turns (`segments`: start, end, speaker, score, overlap),
@@ -78,4 +83,4 @@ async def diarize_route(
     ((name, data),) = await service.uploads(request, many=False)
     settings = {"num_speakers": num_speakers, "min_speakers": min_speakers or 1,
                 "max_speakers": max_speakers, "threshold": threshold, "vad": vad}  # fmt: skip
-    return await run_in_threadpool(diarize_upload, service, data, name, settings)
+    return await run_in_threadpool(diarize_upload, service, data, name, settings, channel)

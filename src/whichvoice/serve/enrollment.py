@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from whichvoice.audio import Decoded
+from whichvoice.audio import Channel, Decoded
 from whichvoice.errors import AudioDecodeError, SilentAudioError, WhichvoiceError
 from whichvoice.fusion import embedding_dim
 from whichvoice.gallery import MAX_NAME, VoiceNameError, voice_name
@@ -72,6 +72,13 @@ THRESHOLD = Query(
     allow_inf_nan=False,
     description="Accept at this cosine score instead of the encoder's calibrated threshold",
 )
+CHANNEL = Query(
+    default=None,
+    ge=1,
+    le=1024,
+    description="Read this channel of each file alone (1: the first, left): a call recorded "
+    "with a party on each channel; default: the channels mixed into one",
+)
 
 
 def _name(name: str) -> str:
@@ -119,16 +126,20 @@ def gallery_answer(
     return GalleryAnswer(**{k: v for k, v in d.items() if k in GalleryAnswer.model_fields})
 
 
-def enroll_files(service: Service, name: str, files: list[tuple[str, bytes]]) -> EnrollResponse:
-    """Enroll the usable ``files`` into ``name``; the others are reported by their index."""
-    decoded = service.decode_all(files)
+def enroll_files(
+    service: Service, name: str, files: list[tuple[str, bytes]], channel: int | None = None
+) -> EnrollResponse:
+    """Enroll the usable ``files`` (their ``channel`` alone, where one is asked for) into
+    ``name``; the others are reported by their index."""
+    decoded = service.decode_all(files, channel)
     good = [i for i, d in enumerate(decoded) if isinstance(d, Decoded)]
     why = {i: d for i, d in enumerate(decoded) if isinstance(d, str)}
     if not good:
         raise _no_speech(name, files, why)
     # the uploads' own bytes, as the CLI keeps a file's: the same recording sent again, or
     # enrolled from the command line before, counts once
-    digests = [content_digest(files[i][1]) for i in good]
+    # (one channel of a recording is another recording than its other channel, or the mix)
+    digests = [content_digest(_on_channel(files[i][1], channel)) for i in good]
     warnings: list[str] = []  # what looks wrong but was enrolled, said to the client too
     # (its public message: the request's own files and voice, nothing else of the gallery)
     try:
@@ -181,18 +192,27 @@ def _reasons(files: list[tuple[str, bytes]], why: dict[int, str]) -> str:
     )
 
 
+def _on_channel(data: bytes, channel: int | None) -> bytes | Channel:
+    """An upload's bytes, or its ``channel`` (``audio.Channel``): what its digest is of."""
+    return data if channel is None else Channel(data, channel)
+
+
 def verify_files(
-    service: Service, name: str, files: list[tuple[str, bytes]], threshold: float | None = None
+    service: Service,
+    name: str,
+    files: list[tuple[str, bytes]],
+    threshold: float | None = None,
+    channel: int | None = None,
 ) -> VerifyResponse:
     """A verdict per file, in order; a file that cannot be used gets its error. 404 for a
     name that is not enrolled, before any file is decoded."""
     with service.gallery() as (_, g):
         g.get(name)  # NotEnrolledError
-    decoded = service.decode_all(files)
+    decoded = service.decode_all(files, channel)
     good = [d for d in decoded if isinstance(d, Decoded)]
     # as enrollment digests an upload: its bytes (a replay of an enrolled one says so)
     digests = [
-        content_digest(data)
+        content_digest(_on_channel(data, channel))
         for (_, data), d in zip(files, decoded, strict=True)
         if isinstance(d, Decoded)
     ]
@@ -215,12 +235,14 @@ def verify_files(
     summary="Enroll a voice from a few recordings",
     openapi_extra={"requestBody": AUDIO_FILES_BODY},
 )
-async def enroll_voice(request: Request, service: ServiceDep, name: str = NAME) -> EnrollResponse:
+async def enroll_voice(
+    request: Request, service: ServiceDep, name: str = NAME, channel: int | None = CHANNEL
+) -> EnrollResponse:
     """Files as multipart field `file` (repeat it), or one raw audio body. Adds to the
     voice when it is already enrolled. 422 when no file has usable speech."""
     name = _name(name)
     files = await service.uploads(request, many=True)
-    return await run_in_threadpool(enroll_files, service, name, files)
+    return await run_in_threadpool(enroll_files, service, name, files, channel)
 
 
 @router.post(
@@ -234,12 +256,13 @@ async def verify_claim(
     service: ServiceDep,
     name: str = NAME,
     threshold: float | None = THRESHOLD,
+    channel: int | None = CHANNEL,
 ) -> VerifyResponse:
     """One result per file, in order: the verdict, or the file's error. 404 when `name`
     is not enrolled."""
     name = _name(name)
     files = await service.uploads(request, many=True)
-    return await run_in_threadpool(verify_files, service, name, files, threshold)
+    return await run_in_threadpool(verify_files, service, name, files, threshold, channel)
 
 
 def _export(service: Service) -> dict:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from whichvoice.audio import resample
 from whichvoice.errors import WhichvoiceError
 from whichvoice.gallery import UNKNOWN
-from whichvoice.serve.enrollment import THRESHOLD, gallery_answer
+from whichvoice.serve.enrollment import CHANNEL, THRESHOLD, gallery_answer
 from whichvoice.serve.schemas import IdentifyResponse, TraceResponse
 from whichvoice.serve.service import HTTPProblem, ServiceDep
 
@@ -54,11 +54,16 @@ def spectrogram_png(wave: np.ndarray, rate: int) -> bytes:
 
 
 def identify_upload(
-    service, data: bytes, name: str, spectrogram: bool, threshold: float | None = None
+    service,
+    data: bytes,
+    name: str,
+    spectrogram: bool,
+    threshold: float | None = None,
+    channel: int | None = None,
 ) -> IdentifyResponse:
-    """The answer to one upload: the classifier's, with the gallery's beside it; without a
-    classifier, the gallery's alone."""
-    audio = service.decode(data, name)
+    """The answer to one upload (its ``channel`` alone, where one is asked for): the
+    classifier's, with the gallery's beside it; without a classifier, the gallery's alone."""
+    audio = service.decode(data, name, channel=channel)
     wave, rate = audio.wave, audio.rate
     png = spectrogram_png(wave, rate) if spectrogram else None
     picture = "data:image/png;base64," + base64.b64encode(png).decode() if png else None
@@ -136,12 +141,15 @@ async def identify(
     service: ServiceDep,
     spectrogram: bool = False,
     threshold: float | None = THRESHOLD,
+    channel: int | None = CHANNEL,
 ) -> IdentifyResponse:
     """One file, as multipart field `file` or as the raw body (any audio type). The
     classifier's answer and, when voices are enrolled, the gallery's (`gallery`); a server
     without a classifier answers from the gallery alone (409 when it is empty)."""
     ((name, data),) = await service.uploads(request, many=False)
-    return await run_in_threadpool(identify_upload, service, data, name, spectrogram, threshold)
+    return await run_in_threadpool(
+        identify_upload, service, data, name, spectrogram, threshold, channel
+    )
 
 
 def _no_head_why(service, encoder) -> str:
@@ -168,7 +176,7 @@ def _no_head_why(service, encoder) -> str:
     return f"{what}: the default encoder fell back to another (the server's log says why)"
 
 
-def trace_upload(service, data: bytes, name: str) -> TraceResponse:
+def trace_upload(service, data: bytes, name: str, channel: int | None = None) -> TraceResponse:
     """Which engine family made one upload, with or without enrolled voices (``gallery``'s
     answer carries the engine too, but only once a voice is enrolled)."""
     from whichvoice.tracing import embed_and_trace
@@ -176,7 +184,7 @@ def trace_upload(service, data: bytes, name: str) -> TraceResponse:
     encoder = service.encoder()
     if encoder.engine_head is None:
         raise HTTPProblem(409, "no_engine_head", _no_head_why(service, encoder))
-    audio = service.decode(data, name)
+    audio = service.decode(data, name, channel=channel)
     ((result, answer),) = embed_and_trace(
         encoder.model, encoder.engine_head, [audio], hear_speech=True
     )
@@ -191,9 +199,11 @@ def trace_upload(service, data: bytes, name: str) -> TraceResponse:
     summary="Which engine made this clip?",
     openapi_extra={"requestBody": AUDIO_BODY},
 )
-async def trace(request: Request, service: ServiceDep) -> TraceResponse:
+async def trace(
+    request: Request, service: ServiceDep, channel: int | None = CHANNEL
+) -> TraceResponse:
     """One file, as multipart field `file` or as the raw body (any audio type): the engine
     family that made it, or "unknown" (an engine the head never saw, or a person), as
     `whichvoice trace` answers. 409 when no engine head reads the server's encoder."""
     ((name, data),) = await service.uploads(request, many=False)
-    return await run_in_threadpool(trace_upload, service, data, name)
+    return await run_in_threadpool(trace_upload, service, data, name, channel)

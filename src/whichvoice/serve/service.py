@@ -29,6 +29,7 @@ from whichvoice.errors import (
     AudioDecodeError,
     AudioTooLongError,
     EngineFaultError,
+    NoSuchChannelError,
     SetupError,
     SilentAudioError,
     SynthesisError,
@@ -499,34 +500,49 @@ class Service:
         finally:
             await form.close()
 
-    def decode(self, data: bytes, name: str = RAW_NAME, *, judged: bool = True) -> Decoded:
-        """The upload decoded once, for every later step (float32 mono at its own rate,
-        named ``name`` in errors); 413 over the duration limit, 422 if not usable: silent,
-        and when it is to be ``judged`` (one voice's clip, not a recording to diarize) a
-        steady sound too (``audio.check_judgeable``)."""
+    def decode(
+        self,
+        data: bytes,
+        name: str = RAW_NAME,
+        *,
+        judged: bool = True,
+        channel: int | None = None,
+    ) -> Decoded:
+        """The upload decoded once, for every later step (float32 mono at its own rate, its
+        ``channel`` alone where one is asked for; named ``name`` in errors); 413 over the
+        duration limit, 422 if not usable: silent, and when it is to be ``judged`` (one
+        voice's clip, not a recording to diarize) a steady sound too
+        (``audio.check_judgeable``); 422 ``invalid`` for a channel it does not have."""
         if not data:
             # as the command line says of an empty file
             empty = "the body is empty" if name == RAW_NAME else "not audio (an empty file)"
             raise HTTPProblem(422, "empty", f"{name}: {empty}")
         try:
-            wave, rate = read_audio(data, max_seconds=self.cfg.max_seconds, name=name)
+            wave, rate = read_audio(
+                data, max_seconds=self.cfg.max_seconds, name=name, channel=channel
+            )
             (check_judgeable if judged else check_not_silent)(wave, rate, name)
         except AudioTooLongError as e:
             raise HTTPProblem(
                 413, "too_long", f"{name}: over the {self.cfg.max_seconds:g} s limit"
             ) from e
+        except NoSuchChannelError as e:
+            raise HTTPProblem(422, "invalid", str(e)) from e
         except (AudioDecodeError, SilentAudioError) as e:
             kind = "silent" if isinstance(e, SilentAudioError) else "undecodable"
             raise HTTPProblem(422, kind, str(e)) from e
         return Decoded(wave, rate, name)
 
-    def decode_all(self, files: list[tuple[str, bytes]]) -> list[Decoded | str]:
-        """Each file decoded, or why it cannot be used (not audio, empty, silent), in the
-        order sent. Over the duration limit is still a 413 for the whole request."""
+    def decode_all(
+        self, files: list[tuple[str, bytes]], channel: int | None = None
+    ) -> list[Decoded | str]:
+        """Each file decoded (its ``channel`` alone, where one is asked for), or why it cannot
+        be used (not audio, empty, silent, no such channel), in the order sent. Over the
+        duration limit is still a 413 for the whole request."""
         out: list[Decoded | str] = []
         for name, data in files:
             try:
-                out.append(self.decode(data, name))
+                out.append(self.decode(data, name, channel=channel))
             except HTTPProblem as e:
                 if e.status == 413:
                     raise
