@@ -233,3 +233,26 @@ def test_outputs_are_refused_where_nothing_written_is_kept(tmp_path) -> None:
             storage.write_bytes(url, b"{}")
     storage.check_writable("s3://bucket/x.json")  # an object store: checked when written
     storage.check_writable(tmp_path / "x.json")
+
+
+def test_a_prefix_lists_audio_in_any_case_and_skips_only_temporary_folders(
+    tmp_path: Path,
+) -> None:
+    """`predict s3://bucket/calls/` skipped CALL.WAV, or listed the half-written files of an
+    upload in progress (`.name.tmp/`), or skipped hidden folders and folders merely named
+    *.tmp along with them (an in-memory filesystem stands for the store)."""
+    import fsspec
+
+    from whichvoice.audio import AUDIO_SUFFIXES
+
+    fs = fsspec.filesystem("memory")
+    root = f"/listing-{tmp_path.name}"
+    for name in ("a.wav", "B.WAV", ".up.tmp/c.wav", ".hidden/d.wav", "old.tmp/e.wav", "n.txt"):
+        fs.pipe(f"{root}/{name}", b"RIFF")
+    try:
+        listed = storage.list_files(f"memory://{root}", AUDIO_SUFFIXES)
+    finally:
+        fs.rm(root, recursive=True)
+    assert [url.rsplit(root + "/", 1)[1] for url in listed] == [
+        ".hidden/d.wav", "B.WAV", "a.wav", "old.tmp/e.wav",
+    ]  # fmt: skip

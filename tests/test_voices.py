@@ -514,3 +514,90 @@ def test_a_random_variant_is_found_in_any_case() -> None:
         assert find_voice(spelled).id == "espeak-ng:en-us+rand3"
     with pytest.raises(UnknownVoiceError):
         find_voice("espeak-ng:en-us+rand03")
+
+
+def test_polly_clips_are_labelled_with_the_engine_mode_that_spoke_them() -> None:
+    """A neural run's Joanna, or a neural-only voice in a standard run, was recorded as
+    standard Polly (another engine family than the one that spoke it)."""
+    from whichvoice.voices.polly import NEURAL_ONLY
+    from whichvoice.voices.registry import SessionPool
+
+    joanna = find_voice("polly:Joanna")
+    neural_only = find_voice(f"polly:{sorted(NEURAL_ONLY)[0]}")
+    assert "standard" in joanna.modes and "standard" not in neural_only.modes
+    standard, neural = SessionPool("standard"), SessionPool("neural")
+    assert standard.engine_label(joanna) == "polly"
+    assert standard.engine_label(neural_only) == "polly-neural"
+    assert neural.engine_label(joanna) == "polly-neural"
+    assert neural.engine_label(find_voice("flite:slt")) == "flite"
+    standard.close()
+    neural.close()
+
+
+def test_engine_families_of_neural_polly_and_speed_perturbed_festival_voices() -> None:
+    """A Polly clip made in neural mode was given the standard family; a speed-perturbed
+    festival pseudo-voice (``VOICE@SPEED``, the encoder recipe's) was taken for a diphone
+    voice whatever its kind."""
+    from whichvoice.voices.families import engine_family
+
+    assert engine_family("polly:Joanna", "polly-neural") == "polly-neural"
+    assert engine_family("polly:Joanna", "polly") == "polly-standard"
+    assert engine_family("festival:cmu_us_slt_arctic_hts@0.9") == "festival-hts"
+    assert engine_family("festival:msu_ru_nsh_clunits@1.1") == "festival-clunits"
+    assert engine_family("festival:ked_diphone@1.1") == "festival-diphone"
+
+
+def test_a_voice_is_found_whatever_the_case_of_its_name() -> None:
+    """`polly:joanna` was an unknown voice (docs/cli.md: ids match in any case); the voice
+    keeps its own spelling, and lists every mode it speaks in."""
+    joanna = find_voice("polly:joanna")
+    assert joanna.id == "polly:Joanna"
+    assert joanna.to_dict()["modes"] == ["standard", "neural"]
+    assert find_voice("flite:SLT").id == "flite:slt"
+
+
+def test_each_engine_is_asked_for_a_variants_pitch_and_rate_as_it_names_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A variant spoke at the pitch or rate of another (rate 80 % spoken faster, pitch read
+    as speed): the command lines each engine gets, nothing synthesized."""
+    from whichvoice.voices import mbrola
+    from whichvoice.voices.flite import FliteSession
+    from whichvoice.voices.pico import PicoSession
+    from whichvoice.voices.rhvoice import RHVoiceSession
+
+    out = Path("out.wav")
+    cmd, _ = FliteSession().command(find_voice("flite:slt+p120r80"), "Hi.", out)
+    assert "f0_shift=1.2" in cmd and "duration_stretch=1.25" in cmd  # slower: longer
+    cmd, _ = FliteSession().command(find_voice("flite:kal16+p100r110"), "Hi.", out)
+    assert "duration_stretch=1" in cmd  # kal's own 1.1 stretch, at 110 % of the rate
+    _, said = PicoSession().command(find_voice("pico:en-US+p120r80"), "Hi.", out)
+    assert said.decode() == '<pitch level="120"><speed level="80">Hi.</speed></pitch>'
+    cmd, _ = RHVoiceSession().command(find_voice("rhvoice:slt+p120r80"), "Hi.", out)
+    assert cmd[cmd.index("-t") + 1] == "120" and cmd[cmd.index("-r") + 1] == "80"  # -t: pitch
+
+    calls: list[list[str]] = []
+
+    def run(argv: list[str], **kw) -> bytes:
+        calls.append(argv)
+        if argv[0] == "mbrola":
+            raise SynthesisError("stopped: the command line is what is checked")
+        return b""
+
+    monkeypatch.setattr(mbrola, "run", run)
+    with pytest.raises(SynthesisError, match="stopped"):
+        mbrola.MbrolaSession().synthesize(find_voice("mbrola:us1+p120r80"), "Hi.")
+    ratios = calls[-1]
+    assert ratios[ratios.index("-f") + 1] == "1.2"
+    assert ratios[ratios.index("-t") + 1] == "1.25"  # MBROLA's time ratio: slower is longer
+
+
+def test_variants_reach_the_ends_of_their_range_and_change_pitch_or_rate_alone() -> None:
+    """50 % and 200 % were refused though the range says from 50 to 200; drawn variants
+    never changed the rate alone or the pitch alone."""
+    assert split_name("slt+p50r200") == ("slt", Prosody(50, 200))
+    assert split_name("slt+p200r50") == ("slt", Prosody(200, 50))
+    assert find_voice("flite:slt+p200r50").id == "flite:slt+p200r50"
+    drawn = [split_name(n)[1] for n in variant_names("slt", 400, "test")]
+    assert Prosody(100, 100) not in drawn
+    assert any(p.pitch == 100 for p in drawn) and any(p.rate == 100 for p in drawn)
