@@ -833,3 +833,48 @@ def test_each_party_of_a_two_channel_call_is_read_with_channel(tmp_path: Path) -
     assert {line.split("\t")[0] for line in proc.stdout.splitlines()} == {
         "agent", "customer", "george", "jackson"
     }  # fmt: skip
+
+
+@pytest.mark.slow  # CLI processes
+def test_embed_writes_each_files_vector_for_a_users_own_analysis(tmp_path: Path) -> None:
+    """`embed` gives the encoder's vector of each file (what verify and identify compare), as
+    numbers on its line, JSON, or one .npz file that NumPy reads without pickle."""
+    from whichvoice.encoders import load_encoder
+    from whichvoice.verification import Embedding, embed
+
+    from .conftest import human_clip, run_cli
+
+    a1 = human_clip(tmp_path, "george", range(0, 2))
+    a2 = human_clip(tmp_path, "george", range(5, 7))
+    b = human_clip(tmp_path, "jackson", range(0, 2))
+    names = [p.name for p in (a1, a2, b)]
+    model = ["--model", "bundled", "--quiet"]
+    proc = run_cli("embed", *names, "missing.wav", *model, cwd=tmp_path)
+    assert proc.returncode == 1  # a file could not be read: the others are still embedded
+    lines = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert [x[0] for x in lines] == [*names, "missing.wav"]
+    vectors = np.array([[float(v) for v in x[1].split()] for x in lines[:3]])
+    assert lines[3][1] == "error: missing.wav: cannot read (no such file)"
+    proc = run_cli("embed", *names, *model, "--json", cwd=tmp_path, check=True)
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [list(r) for r in records] == [["path", "speech_s", "dim", "embedding", "encoder"]] * 3
+    assert np.allclose([r["embedding"] for r in records], vectors, atol=1e-6)
+    out = tmp_path / "e.npz"
+    proc = run_cli("embed", *names, *model, "--out", str(out), cwd=tmp_path, check=True)
+    assert proc.stdout.splitlines()[0].startswith(f"{names[0]}\tdim {vectors.shape[1]}\tspeech ")
+    with np.load(out, allow_pickle=False) as z:
+        assert list(z["paths"]) == names and str(z["encoder"]) == records[0]["encoder"]
+        assert np.allclose(z["embeddings"], vectors, atol=1e-6)
+        assert np.allclose(z["speech_s"], [r["speech_s"] for r in records])
+    # the same speaker's two recordings are nearer than another speaker's
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert unit[0] @ unit[1] > unit[0] @ unit[2]
+    # and as the library gives them
+    got = embed(load_encoder("bundled"), [a1, a2, b])
+    assert all(isinstance(g, Embedding) for g in got)
+    assert np.allclose(np.stack([g.vector for g in got]), vectors, atol=1e-5)
+    # an output that would be an input, or not a .npz, is refused before any work
+    for bad, why in ((names[0], "a .npz file"), ("e.npy", "a .npz file"), ("d", "no folder")):
+        target = bad if bad != "d" else "d/e.npz"
+        proc = run_cli("embed", names[0], *model, "--out", target, cwd=tmp_path)
+        assert proc.returncode == 2 and why in proc.stderr, proc.stderr

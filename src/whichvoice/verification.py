@@ -16,7 +16,7 @@ import stat
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -653,6 +653,48 @@ class Identity:
             },
             **(self.engine.to_dict() if self.engine is not None else {}),
         }
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """``embed``'s answer for one recording: the encoder's ``vector`` of it (float32; compare
+    two by their cosine, as ``verify`` and ``identify`` score a clip's vector against a
+    voice's enrolled ones), and the seconds of speech it was made from."""
+
+    path: str
+    vector: np.ndarray = field(repr=False)  # hundreds of numbers: not in a notebook's repr
+    speech_s: float
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "speech_s": round(self.speech_s, 3),
+            "dim": int(self.vector.shape[0]),
+            "embedding": [round(float(x), 6) for x in self.vector],
+        }
+
+
+def embed_each(
+    model: Encoder, sources: Sources, *, progress: bool = False
+) -> Iterator[Embedding | WhichvoiceError]:
+    """Each recording's ``Embedding`` (or why it has none: unreadable, no speech), one at a
+    time as they are made, in order: what ``enroll``, ``verify`` and ``identify`` compare,
+    for a user's own clustering, search or plots."""
+    sources = _sources(sources)
+    embedded = progress_bar(model.embed_many(sources), len(sources), "embed", progress)
+    with embedded:
+        for src, result in zip(sources, embedded, strict=True):
+            result = with_speech(src, result)
+            if isinstance(result, WhichvoiceError):
+                yield result
+                continue
+            vector = np.asarray(result[0], np.float32)
+            yield Embedding(describe_source(src), vector, float(result[1]))
+
+
+def embed(model: Encoder, sources: Sources) -> list[Embedding | WhichvoiceError]:
+    """``embed_each``'s answers as a list."""
+    return list(embed_each(model, sources))
 
 
 MIN_ENROLL_SECONDS = 3.0  # speech in all, below which enrollment is refused (docs/cli.md)

@@ -12,6 +12,7 @@ import click
 from whichvoice.cli.common import (
     LOCATION,
     FiniteRange,
+    LocalOutput,
     LocalPath,
     app,
     channel_field,
@@ -378,6 +379,111 @@ def identify_cmd(
         )
     if failed:
         sys.exit(1)
+
+
+@app.command("embed")
+@click.argument("files", nargs=-1, required=True, type=LocalPath(path_type=Path, readable=False))
+@click.option(
+    "--model",
+    type=LOCATION,
+    default=None,
+    help="`auto` (the bundled encoder and resemblyzer, fused), `bundled`, `resemblyzer`, "
+    "`dvector` or an encoder run [default: auto].",
+)
+@click.option(
+    "--out",
+    type=LocalOutput(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write every embedding to this NumPy file (.npz: embeddings, paths, speech_s, "
+    "encoder); the lines then say each file's size and speech only.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object per file: {"path", "speech_s", "dim", "embedding", "encoder"}.',
+)
+@channel_option
+@_quiet_option
+def embed_cmd(
+    files: tuple[Path, ...],
+    model: Path | None,
+    out: Path | None,
+    as_json: bool,
+    channel: int | None,
+    quiet: bool,
+) -> None:
+    """Each of FILES as the encoder's vector (an embedding), for your own clustering, search
+    or plots: compare two by their cosine, as verify and identify score. A line per file:
+    FILE and its numbers, or with --out FILE.npz its size and speech. Exit 1 when a file
+    could not be read or holds no speech (the others are still embedded)."""
+    setup_logging(True)
+    paths = _inputs(files)
+    if out is not None:
+        from whichvoice.cli.diarize import _check_output
+
+        if out.suffix.lower() != ".npz":
+            raise WhichvoiceError(f"--out {shown(out)}: a .npz file (NumPy's), not {out.suffix!r}")
+        _check_output(out, list(paths), "--out")  # before any work: nothing lost
+    from whichvoice.verification import embed_each, model_id
+
+    encoder = _encoder(model)
+    encoder_id = model_id(encoder)
+    answers: list = []  # each file's, for --out
+
+    def keeping(results: Iterable) -> Iterator:
+        for r in results:
+            answers.append(r)
+            yield r
+
+    failed = _print_results(
+        paths,
+        keeping(embed_each(encoder, on_channel(paths, channel), progress=not quiet)),
+        as_json,
+        lambda r: (
+            f"dim {r.vector.shape[0]}\tspeech {r.speech_s:.2f} s"
+            if out is not None
+            else " ".join(f"{x:.6f}" for x in r.vector)
+        ),
+        encoder_id,
+        channel,
+    )
+    if out is not None:
+        _write_embeddings(
+            out, list(zip(map(str, paths), answers, strict=True)), encoder_id, channel
+        )
+    if failed:
+        sys.exit(1)
+
+
+def _write_embeddings(out: Path, answers: list, encoder_id: str, channel: int | None) -> None:
+    """The embeddings of the files that had one (``answers``: (path, embedding or error)),
+    as one NumPy file written whole (atomic)."""
+    import io
+
+    import numpy as np
+
+    from whichvoice.errors import OutputLostError
+    from whichvoice.files import write_atomic
+    from whichvoice.verification import Embedding
+
+    good = [(p, r) for p, r in answers if isinstance(r, Embedding)]
+    if not good:
+        click.echo(f"warning: --out {shown(out)} not written: no file was embedded", err=True)
+        return
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        embeddings=np.stack([r.vector for _, r in good]).astype(np.float32),
+        paths=np.array([p for p, _ in good], dtype=str),
+        speech_s=np.array([r.speech_s for _, r in good], np.float64),
+        encoder=np.array(encoder_id),
+        channel=np.array(0 if channel is None else channel),
+    )
+    try:
+        write_atomic(out, buf.getbuffer())
+    except OSError as e:  # the work is done and its lines printed: lost, not a bad option
+        raise OutputLostError(f"{out}: cannot write the embeddings ({e})") from e
 
 
 @app.group("gallery")
