@@ -385,6 +385,20 @@ def test_one_channel_is_read_alone_where_asked(tmp_path: Path) -> None:
                                           Channel(tmp_path / "call.wav", 2))}  # fmt: skip
     assert len(digests) == 3 and None not in digests
     assert content_digest(Channel("-", 1)) is None  # standard input: not read twice
+    # the one channel of a mono file is the file (enrolled either way, it counts once)
+    sf.write(tmp_path / "mono.wav", left, SAMPLE_RATE)
+    mono = tmp_path / "mono.wav"
+    assert content_digest(Channel(mono, 1)) == content_digest(mono) is not None
+    # two channels asked for at once are refused, not one of them taken
+    assert np.allclose(read_audio(Channel(tmp_path / "call.wav", 1), channel=1)[0], left, atol=1e-4)
+    with pytest.raises(AudioDecodeError, match="channel 2 asked of a Channel 1"):
+        read_audio(Channel(tmp_path / "call.wav", 1), channel=2)
+    # a channel a file lacks is said where another decoder is tried too (an MP3 behind text)
+    dump = b"HTTP/1.1 200 OK\r\n" + b"X: " + b"v" * 800 + b"\r\n\r\n"
+    dump += encode_audio(left, SAMPLE_RATE, "mp3")
+    assert read_audio(Channel(dump, 1))[0].shape[0] > 0.9 * SAMPLE_RATE
+    with pytest.raises(NoSuchChannelError, match="has 1 channel; there is no channel 2"):
+        read_audio(Channel(dump, 2))
 
 
 def test_a_wav_whose_header_says_no_data_is_read_to_its_end(tmp_path: Path) -> None:
@@ -436,13 +450,15 @@ def test_a_wav_cut_off_is_read_to_its_cut_and_said(tmp_path: Path, caplog) -> No
         "<30000 bytes>: cut off: its header says 10.0 s of audio, the file holds 0.5 s "
         "(read to the cut)",
     ]
-    # a recorder's header that never got its size (streamed: 0xFFFFFFFF) is no claim
+    # a recorder's header that never got its size (streamed: 0xFFFFFFFF, or arecord's
+    # 0x7FFFFF00 to a pipe) is no claim
     at = data.index(b"data")
-    streamed = data[: at + 4] + (0xFFFFFFFF).to_bytes(4, "little") + data[at + 8 : 30000]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        read_audio(streamed)
-    assert not [r for r in caplog.records if "cut off" in r.getMessage()]
+    for placeholder in (0xFFFFFFFF, 0x7FFFFF00):
+        streamed = data[: at + 4] + placeholder.to_bytes(4, "little") + data[at + 8 : 30000]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            read_audio(streamed)
+        assert not [r for r in caplog.records if "cut off" in r.getMessage()]
     # diarize reads long files in blocks, not through read_audio: it says it too
     caplog.clear()
     with caplog.at_level(logging.WARNING):

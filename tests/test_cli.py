@@ -749,19 +749,28 @@ def test_a_command_group_alone_shows_its_help(cli) -> None:
 def test_paths_are_answered_as_they_were_given(tmp_path: Path) -> None:
     """A script joins the answers to its inputs by path: `./a.wav` and `.//d//x.wav` came back
     as `a.wav` and `d/x.wav` (a Path folds them; a review), in text and in --json."""
-    from whichvoice.cli.common import LOCATION, LocalPath
+    import pickle
+
+    from whichvoice.batch.inputs import path_inputs
+    from whichvoice.cli.common import LOCATION, LocalPath, as_given
     from whichvoice.predict import expand_paths
 
-    for text in ("./a.wav", ".//d//x.wav", "../b/./c.wav", "d/e.wav"):
+    for text in ("./a.wav", ".//d//x.wav", "../b/./c.wav", "d/e.wav", "e.wav/"):
         for kind in (LocalPath(path_type=Path, readable=False), LOCATION):
             given = kind.convert(text, None, None)
-            assert isinstance(given, Path) and str(given) == os.fspath(given) == text
-            assert given == Path(text)  # the same file to everything else
-            assert [str(p) for p in expand_paths([given])] == [text]
+            assert isinstance(given, Path) and as_given(given) == text
+            # the same file to everything else: opened (`e.wav/` is e.wav, as a Path reads
+            # it: a review found it "not a directory"), compared, hashed, pickled
+            assert os.fspath(given) == str(given) == os.fspath(Path(text))
+            assert given == Path(text) and hash(given) == hash(Path(text))
+            assert pickle.loads(pickle.dumps(given)) == Path(text)
+            assert [as_given(p) for p in expand_paths([given])] == [text]
+            # and predict --output's rows name it so (their key for --resume)
+            assert [i.path for i in path_inputs([given]).read()] == [text]
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "y.wav").touch()  # a folder's files: as found in it
     found = expand_paths([LOCATION.convert(f"{tmp_path}//d/", None, None)])
-    assert [str(p) for p in found] == [str(tmp_path / "d" / "y.wav")]
+    assert [as_given(p) for p in found] == [str(tmp_path / "d" / "y.wav")]
 
 
 @pytest.mark.slow  # a CLI process
@@ -829,6 +838,10 @@ def test_each_party_of_a_two_channel_call_is_read_with_channel(tmp_path: Path) -
     # enrolling one party from its channel makes a voice of that party alone
     run_cli("enroll", "agent", "call.wav", "--channel", "1", *g, cwd=tmp_path, check=True)
     run_cli("enroll", "customer", "call.wav", "--channel", "2", *g, cwd=tmp_path, check=True)
+    # the same channel piped in is the same recording (its digest was none: enrolled twice)
+    with open(tmp_path / "call.wav", "rb") as piped:
+        proc = run_cli("enroll", "agent", "-", "--channel", "1", *g, cwd=tmp_path, stdin=piped)
+    assert proc.returncode == 2 and "already enrolled" in proc.stderr, proc.stderr
     proc = run_cli("gallery", "list", "--gallery", str(gallery), check=True)
     assert {line.split("\t")[0] for line in proc.stdout.splitlines()} == {
         "agent", "customer", "george", "jackson"

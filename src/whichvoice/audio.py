@@ -144,6 +144,38 @@ class Channel:
 AudioSource = str | os.PathLike | bytes | bytearray | Decoded | Channel
 
 
+@contextlib.contextmanager
+def _tried() -> Iterator[None]:
+    """Another decoder tried where the first gave up: its own failure is passed over (the
+    first one's error is said), but a channel the file does not have is the answer."""
+    try:
+        yield
+    except NoSuchChannelError:
+        raise
+    except AudioDecodeError:
+        pass
+
+
+def channel_count(source: str | os.PathLike | bytes | bytearray) -> int | None:
+    """How many channels a recording has, from its header (libsndfile's formats, else
+    FFmpeg's first audio stream); None when neither can tell."""
+    try:
+        opened = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else source
+        with soundfile_target(opened) as target:
+            return int(sf.info(target).channels)
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError):
+        pass
+    try:
+        import av
+
+        opened = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else source
+        with av.open(opened) as container:
+            stream = next((st for st in container.streams if st.type == "audio"), None)
+            return None if stream is None else int(stream.codec_context.channels)
+    except Exception:  # PyAV on anything it cannot open: not ours to say why here
+        return None
+
+
 def channel_index(index: object) -> int:
     """``index`` as a channel's number (1 for the first); AudioDecodeError for one that
     cannot be (0, -1, 1.5, True)."""
@@ -385,6 +417,8 @@ def read_audio(
     """
     if isinstance(source, Channel):
         name = name or describe_source(source)
+        if channel is not None and channel_index(channel) != source.index:
+            raise AudioDecodeError(f"{name}: channel {channel} asked of a Channel {source.index}")
         return read_audio(source.source, max_seconds=max_seconds, name=name, channel=source.index)
     if channel is not None:
         channel = channel_index(channel)
@@ -437,7 +471,7 @@ def read_audio(
         if what.endswith(("text file", "HTML page")) and _mp3_after_text(source):
             # an MP3 behind more text than the sniff reads (a `curl -i` dump, a stream's
             # headers): FFmpeg's MP3 demuxer finds its first frame; text never has one
-            with contextlib.suppress(AudioDecodeError):
+            with _tried():
                 return _decode_with_ffmpeg(source, "mp3", name, max_seconds, channel)
         raise AudioDecodeError(f"{name}: not audio ({what})")
     if (container := ffmpeg_container(head)) is not None:  # what browsers and phones record
@@ -458,7 +492,7 @@ def read_audio(
         # libmpg123 gives up on a long run of damaged frames, and libFLAC on a file cut off
         # (the whole file, not just its end): FFmpeg's decoders skip them, or stop at the cut
         if (demuxer := _demuxer_after_damage(head)) is not None:
-            with contextlib.suppress(AudioDecodeError):
+            with _tried():
                 return _decode_with_ffmpeg(source, demuxer, name, max_seconds, channel)
         raise AudioDecodeError(f"{name}: not a decodable audio file ({why})") from e
     except OSError as e:
@@ -469,7 +503,7 @@ def read_audio(
     if wave.shape[0] == 0 and _samples_past_an_empty_header(source):
         # a header whose data chunk says 0 bytes (a recorder stopped before it wrote the
         # size): libsndfile believes it, FFmpeg reads the samples that follow it
-        with contextlib.suppress(AudioDecodeError):
+        with _tried():
             wave, rate = _decode_with_ffmpeg(source, "wav", name, max_seconds, channel)
             log.warning("%s: its header says it holds no audio; read the %.1f s after it",
                         name, wave.shape[0] / rate)  # fmt: skip
@@ -514,11 +548,16 @@ def _samples_past_an_empty_header(source: str | os.PathLike | bytes | bytearray)
     return False
 
 
+# a data chunk's size at or over this is a recorder's placeholder for "not known yet" (a
+# stream: arecord to a pipe writes 0x7FFFFF00, others 0xFFFFFFFF), not a claim of ~9 hours
+STREAMED_SIZE = 0x7FFF0000
+
+
 def wav_cut_off(source: str | os.PathLike | bytes | bytearray) -> tuple[float, float] | None:
     """(seconds its header says, seconds it holds) of a RIFF WAV whose data chunk says more
     bytes than the file holds past it: a download or a copy cut off, which libsndfile reads
-    to the cut without a word; None for any other file. A size of 0 or 0xFFFFFFFF is a
-    recorder's that never wrote it (streamed), not a claim."""
+    to the cut without a word; None for any other file. A size of 0 or of STREAMED_SIZE or
+    more is a recorder's that never wrote it (streamed), not a claim."""
     data = _first_bytes(source)
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
@@ -528,7 +567,7 @@ def wav_cut_off(source: str | os.PathLike | bytes | bytearray) -> tuple[float, f
         if chunk == b"fmt " and at + 20 <= len(data):
             byte_rate = int.from_bytes(data[at + 16 : at + 20], "little")
         if chunk == b"data":
-            if byte_rate <= 0 or size in (0, 0xFFFFFFFF):
+            if byte_rate <= 0 or size == 0 or size >= STREAMED_SIZE:
                 return None
             try:
                 total = (

@@ -26,6 +26,7 @@ from whichvoice.audio import (
     AudioSource,
     Channel,
     Decoded,
+    channel_count,
     describe_source,
     inputs_of,
     is_stdin,
@@ -765,11 +766,9 @@ def content_digest(src) -> str | None:
     cannot be read twice or may change (a pipe, a URL)."""
     if isinstance(src, Channel):  # one channel of a file: another recording than its mix
         inner = content_digest(src.source)
-        return (
-            None
-            if inner is None
-            else hashlib.sha256(f"channel {src.index}:{inner}".encode()).hexdigest()
-        )
+        if inner is None or (src.index == 1 and channel_count(src.source) == 1):
+            return inner  # the one channel of a mono file is the file
+        return hashlib.sha256(f"channel {src.index}:{inner}".encode()).hexdigest()
     digest = hashlib.sha256()
     try:
         if isinstance(src, Decoded):
@@ -844,11 +843,16 @@ def enroll(
     if digests is None:
         digests = [content_digest(src) for src in sources]
         for i, src in enumerate(sources):
-            if is_stdin(src):  # read once, whole: its bytes are kept as a file's are
+            channel = src.index if isinstance(src, Channel) else None
+            if is_stdin(src.source if isinstance(src, Channel) else src):
+                # read once, whole: its bytes are kept as a file's are (of one channel: that
+                # channel's, as a file's)
+                label = describe_source(src)
                 try:
                     data = read_pipe("/dev/stdin", STDIN)
-                    digests[i] = hashlib.sha256(data).hexdigest()
-                    sources[i] = Decoded(*read_audio(data, name=STDIN), STDIN)
+                    piped = data if channel is None else Channel(data, channel)
+                    digests[i] = content_digest(piped)
+                    sources[i] = Decoded(*read_audio(piped, name=label), label)
                 except WhichvoiceError as e:
                     unread[i] = e
         samples = [None if i in unread else _samples_digest(s) for i, s in enumerate(sources)]
@@ -922,8 +926,9 @@ def enroll(
     if already + seconds < min_seconds:
         repeated = len(copies) + len(again)
         again = f"; {repeated} of the files repeat another, counted once" if repeated else ""
-        # rounded down: 2.97 s read "only 3.0 s ... needs at least 3 s" (a review)
-        held = math.floor((already + seconds) * 10) / 10
+        # rounded down: 2.97 s read "only 3.0 s ... needs at least 3 s" (a review); not a
+        # float's 2.5999999999999996 read as 2.5
+        held = math.floor(round(already + seconds, 6) * 10) / 10
         raise TooLittleSpeech(
             f"{name}: only {held:.1f} s of speech; enrolling needs at least "
             f"{min_seconds:g} s in all (give more or longer recordings{again})",

@@ -157,8 +157,11 @@ def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
 
 def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
     """Files as given, and the audio files under each folder, walked lazily in the order of
-    ``predict.expand_paths`` (sorted, recursively); a URL names an object or a prefix."""
-    paths = [os.fspath(p) if storage.is_url(p) else Path(p) for p in paths]
+    ``predict.expand_paths`` (sorted, recursively); a URL names an object or a prefix. A file
+    given by a path that keeps its text (the CLI's, ``given``: ``./a.wav``) is named so."""
+    given = list(paths)
+    names = {i: p.given for i, p in enumerate(given) if isinstance(getattr(p, "given", None), str)}
+    paths = [os.fspath(p) if storage.is_url(p) else Path(p) for p in given]
 
     def walk(folder: Path) -> Iterator[Path]:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -181,12 +184,15 @@ def path_inputs(paths: Iterable[str | os.PathLike]) -> Inputs:
                 raise BatchInputError(
                     f"{p}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in the folder"
                 )
-        for p in paths:
+        for i, p in enumerate(paths):
             if storage.is_url(p):
                 for url in listed[p] or [p]:  # a missing object: its row says why
                     yield BatchInput(url, url)
                 continue
-            for f in walk(p) if p.is_dir() else [p]:
+            if not p.is_dir():
+                yield BatchInput(spelled(names.get(i, str(p))), str(p))
+                continue
+            for f in walk(p):
                 yield BatchInput(spelled(str(f)), str(f))
 
     return Inputs(", ".join(map(str, paths)), read)

@@ -94,22 +94,27 @@ def torchrun_rank() -> int:
 
 
 class GivenPath(type(Path())):  # type: ignore[misc]  # PosixPath (or WindowsPath)
-    """A path that prints as it was given (``./a.wav``, ``d//x.wav``): a Path folds those, and
-    the answers' paths (text and ``--json``) did not match the inputs a script gave them to
-    join on (a review). Paths made from it (its parent, a child) print as a Path does."""
+    """A path that keeps the text it was given (``./a.wav``, ``d//x.wav``) for the answers to
+    name it by (``as_given``): a Path folds those, and the answers' paths (text and
+    ``--json``) did not match the inputs a script gave them to join on (a review). To
+    everything else it is the Path (opened, compared, hashed as one; a copy, a child or a
+    parent is a plain one)."""
 
     given: str | None = None
 
-    def __str__(self) -> str:
-        return self.given if self.given is not None else super().__str__()
-
 
 def given_path(text: str | os.PathLike) -> Path:
-    """``text`` as a ``GivenPath``, which prints as ``text``."""
+    """``text`` as a ``GivenPath`` that keeps it."""
     path = GivenPath(text)
     if isinstance(text, str) and text:
         path.given = text
     return path
+
+
+def as_given(path: object) -> str:
+    """How an answer names an input: the text it was given as (``GivenPath``), else ``str``."""
+    given = getattr(path, "given", None)
+    return given if isinstance(given, str) else str(path)
 
 
 class _Location(click.ParamType):
@@ -226,7 +231,7 @@ class LocalOutput(_RefusesStdout, LocalPath):
 
 channel_option = click.option(
     "--channel",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 1024),  # as over HTTP
     default=None,
     metavar="N",
     help="Read channel N of each file alone (1: the first, left): a call recorded with a "
@@ -362,4 +367,4 @@ def json_line(obj: object) -> str:
 def shown(path: object) -> str:
     """A file's name as a text line shows it: a newline, return or tab in it escaped, so that
     each input stays one line of tab-separated fields (``--json`` keeps the name as it is)."""
-    return str(path).translate(_CONTROL)
+    return as_given(path).translate(_CONTROL)

@@ -16,6 +16,7 @@ from whichvoice.cli.common import (
     FiniteRange,
     LocalPath,
     app,
+    as_given,
     channel_field,
     channel_option,
     gallery_option,
@@ -150,7 +151,7 @@ def diarize_cmd(
                 result = diarize(source, encoder, gallery=named, config=cfg, progress=progress)
             except WhichvoiceError as e:
                 failed += 1
-                say(json_line({"path": str(path), **channel_field(channel), "error": str(e)})
+                say(json_line({"path": as_given(path), **channel_field(channel), "error": str(e)})
                     if as_json else f"{shown(path)}\terror: {shown(e)}")  # fmt: skip
                 continue
             finally:
@@ -161,7 +162,7 @@ def diarize_cmd(
             if as_json:
                 record = result.to_dict()
                 del record["path"]  # as given (the result's says the channel)
-                where = {"path": str(path), **channel_field(channel)}
+                where = {"path": as_given(path), **channel_field(channel)}
                 if uris is not None:  # after the path, as the RTTM names it
                     where["uri"] = uris[i]
                 record = where | record

@@ -15,6 +15,7 @@ from whichvoice.cli.common import (
     LocalOutput,
     LocalPath,
     app,
+    as_given,
     channel_field,
     channel_option,
     gallery_option,
@@ -98,11 +99,11 @@ def _print_results(
     for path, r in zip(paths, results, strict=True):
         if isinstance(r, Exception):
             failed += 1
-            error = {"path": str(path), **channel_field(channel), "error": str(r)}
+            error = {"path": as_given(path), **channel_field(channel), "error": str(r)}
             text = json_line(error) if as_json else f"{shown(path)}\terror: {shown(r)}"
         else:
             made_by = {} if encoder is None else {"encoder": encoder}
-            given = {"path": str(path), **channel_field(channel)}  # as given, then the answer
+            given = {"path": as_given(path), **channel_field(channel)}  # as given, then the answer
             answer = given | {k: v for k, v in r.to_dict().items() if k != "path"} | made_by
             text = json_line(answer) if as_json else f"{shown(path)}\t{line(r)}"
         # the progress bar on a terminal is cleared for the line and drawn again below it
@@ -450,7 +451,7 @@ def embed_cmd(
     )
     if out is not None:
         _write_embeddings(
-            out, list(zip(map(str, paths), answers, strict=True)), encoder_id, channel
+            out, list(zip(map(as_given, paths), answers, strict=True)), encoder_id, channel
         )
     if failed:
         sys.exit(1)

@@ -11,6 +11,7 @@ from whichvoice.cli.common import (
     LOCATION,
     OUTPUT,
     app,
+    as_given,
     json_line,
     setup_logging,
     shown,
@@ -297,7 +298,8 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
         if isinstance(result, Prediction):
             if as_json:
                 # the model that answered, so that a saved line says (a review)
-                click.echo(json_line(result.to_dict() | {"model": model.model_id}))
+                named = {"path": as_given(path), "model": model.model_id}
+                click.echo(json_line(result.to_dict() | named))
             else:
                 top = ", ".join(f"{v} {p:.3f}" for v, p in result.top[:3])
                 answer = (
@@ -317,7 +319,7 @@ def _print_predictions(run: Path, paths: tuple[Path, ...], backend: str, as_json
         else:
             failed += 1
             if as_json:
-                click.echo(json_line({"path": str(path), "error": str(result)}))
+                click.echo(json_line({"path": as_given(path), "error": str(result)}))
             else:
                 click.echo(f"{shown(path)}\terror: {shown(result)}")  # among the answers
     if failed:
