@@ -380,6 +380,16 @@ def test_one_channel_is_read_alone_where_asked(tmp_path: Path) -> None:
 
     with pytest.raises(AudioDecodeError, match="is one channel already"):
         Channel(Decoded(left, SAMPLE_RATE), 1)  # type: ignore[arg-type]
+    # the keyword is checked as a Channel is (0 read the last channel, True the first)
+    for bad in (0, -1, True):
+        with pytest.raises(AudioDecodeError, match="1 for the first, 2 for the second"):
+            read_audio(tmp_path / "call.wav", channel=bad)  # type: ignore[arg-type]
+    with pytest.raises(NoSuchChannelError, match="has 1 channel; there is no channel 2"):
+        read_audio(Decoded(left, SAMPLE_RATE), channel=2)
+    # one input, not a list: one Channel is one input
+    from whichvoice.audio import inputs_of
+
+    assert list(inputs_of(Channel(tmp_path / "call.wav", 2))) == [Channel(tmp_path / "call.wav", 2)]
     assert describe_source(Channel(tmp_path / "call.wav", 2)).endswith("call.wav (channel 2)")
     digests = {content_digest(x) for x in (tmp_path / "call.wav", Channel(tmp_path / "call.wav", 1),
                                           Channel(tmp_path / "call.wav", 2))}  # fmt: skip
@@ -443,7 +453,14 @@ def test_a_wav_cut_off_is_read_to_its_cut_and_said(tmp_path: Path, caplog) -> No
         assert wave.shape[0] == (30000 - 44) // 4  # to the cut: 2 channels of 16 bits
         read_audio(data[:30000])  # bytes too
         read_audio(tmp_path / "whole.wav")
+        whole = (tmp_path / "whole.wav").read_bytes()
+        read_audio(whole[: len(whole) - 32000])  # half a second short: said too
     said = [r.getMessage() for r in caplog.records if "cut off" in r.getMessage()]
+    assert said[2] == (
+        f"<{len(data) - 32000} bytes>: cut off: its header says 10.0 s of audio, the file "
+        "holds 9.5 s (read to the cut)"
+    )
+    del said[2]
     assert said == [
         f"{tmp_path / 'cut.wav'}: cut off: its header says 10.0 s of audio, the file holds "
         "0.5 s (read to the cut)",

@@ -809,12 +809,12 @@ def test_each_party_of_a_two_channel_call_is_read_with_channel(tmp_path: Path) -
     call[george.shape[0] :, 1] = jackson
     sf.write(tmp_path / "call.wav", call, rate)
     g = ["--gallery", str(gallery), "--quiet"]
-    proc = run_cli("identify", "call.wav", "call.wav", "--json", *g, "--channel", "2",
+    proc = run_cli("identify", "call.wav", "./call.wav", "--json", *g, "--channel", "2",
                    cwd=tmp_path, check=True)  # fmt: skip
     answers = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(a["path"], a["channel"], a["voice"]) for a in answers] == [
-        ("call.wav", 2, "jackson")
-    ] * 2
+        ("call.wav", 2, "jackson"), ("./call.wav", 2, "jackson")
+    ]  # fmt: skip
     assert list(answers[0])[:2] == ["path", "channel"]
     proc = run_cli("verify", "george", "call.wav", *g, "--channel", "1", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("call.wav\taccept"), proc.stdout
@@ -833,11 +833,21 @@ def test_each_party_of_a_two_channel_call_is_read_with_channel(tmp_path: Path) -
         proc.stdout
         == "call.wav\terror: call.wav (channel 3): has 2 channels; there is no channel 3\n"
     )
+    proc = run_cli("identify", "call.wav", *g, "--channel", "3", "--json", cwd=tmp_path)
+    assert json.loads(proc.stdout) == {
+        "path": "call.wav", "channel": 3,
+        "error": "call.wav (channel 3): has 2 channels; there is no channel 3",
+    }  # fmt: skip
+    proc = run_cli("trace", "call.wav", "--channel", "3", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 1 and "there is no channel 3" in proc.stdout, proc.stdout
     proc = run_cli("identify", "call.wav", *g, "--channel", "0", cwd=tmp_path)
     assert proc.returncode == 2 and "--channel" in proc.stderr
     # enrolling one party from its channel makes a voice of that party alone
     run_cli("enroll", "agent", "call.wav", "--channel", "1", *g, cwd=tmp_path, check=True)
-    run_cli("enroll", "customer", "call.wav", "--channel", "2", *g, cwd=tmp_path, check=True)
+    (tmp_path / "notes.wav").write_text("not audio")
+    proc = run_cli("enroll", "customer", "call.wav", "notes.wav", "--channel", "2", *g,
+                   cwd=tmp_path, check=True)  # fmt: skip
+    assert proc.stdout.startswith("enrolled customer: 1 clip, "), proc.stdout  # not 2
     # the same channel piped in is the same recording (its digest was none: enrolled twice)
     with open(tmp_path / "call.wav", "rb") as piped:
         proc = run_cli("enroll", "agent", "-", "--channel", "1", *g, cwd=tmp_path, stdin=piped)
@@ -871,6 +881,7 @@ def test_embed_writes_each_files_vector_for_a_users_own_analysis(tmp_path: Path)
     proc = run_cli("embed", *names, *model, "--json", cwd=tmp_path, check=True)
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [list(r) for r in records] == [["path", "speech_s", "dim", "embedding", "encoder"]] * 3
+    assert all(3 < r["speech_s"] < 12 for r in records)  # two takes of ten digits each
     assert np.allclose([r["embedding"] for r in records], vectors, atol=1e-6)
     out = tmp_path / "e.npz"
     proc = run_cli("embed", *names, *model, "--out", str(out), cwd=tmp_path, check=True)
@@ -879,6 +890,10 @@ def test_embed_writes_each_files_vector_for_a_users_own_analysis(tmp_path: Path)
         assert list(z["paths"]) == names and str(z["encoder"]) == records[0]["encoder"]
         assert np.allclose(z["embeddings"], vectors, atol=1e-6)
         assert np.allclose(z["speech_s"], [r["speech_s"] for r in records])
+    run_cli("embed", names[0], *model, "--channel", "1", "--out", str(out), cwd=tmp_path,
+            check=True)  # fmt: skip
+    with np.load(out, allow_pickle=False) as z:
+        assert int(z["channel"]) == 1 and z["embeddings"].shape == (1, vectors.shape[1])
     # the same speaker's two recordings are nearer than another speaker's
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     assert unit[0] @ unit[1] > unit[0] @ unit[2]
@@ -891,3 +906,40 @@ def test_embed_writes_each_files_vector_for_a_users_own_analysis(tmp_path: Path)
         target = bad if bad != "d" else "d/e.npz"
         proc = run_cli("embed", names[0], *model, "--out", target, cwd=tmp_path)
         assert proc.returncode == 2 and why in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow  # a CLI process
+def test_embed_stopped_keeps_what_it_embedded(tmp_path: Path) -> None:
+    """Ctrl-C during a long `embed --out` lost every vector made (the file is written whole
+    at the end): the files done so far are written, and the line says how many."""
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import human_clip
+
+    clip = human_clip(tmp_path, "theo", range(0, 2))
+    names = []
+    for i in range(600):
+        os.link(clip, tmp_path / f"c{i:03d}.wav")
+        names.append(f"c{i:03d}.wav")
+    out = tmp_path / "e.npz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whichvoice", "embed", *names, "--model", "bundled", "--out",
+         str(out), "--quiet"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # the first files are done: stop it
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    done = [first, *rest.splitlines()]
+    if proc.returncode == 0:  # a fast machine finished before the signal came
+        pytest.skip("every file was embedded before the interrupt")
+    assert proc.returncode == 130, err
+    with np.load(out, allow_pickle=False) as z:
+        kept = list(z["paths"])
+    assert 0 < len(kept) < 600 and kept == names[: len(kept)]
+    assert len(done) >= len(kept) - 1  # each kept file's line was printed (or is on its way)
+    files = "1 file" if len(kept) == 1 else f"{len(kept)} files"
+    assert f"interrupted: {files} embedded so far, written to {out}" in err, err

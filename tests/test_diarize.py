@@ -78,6 +78,15 @@ def test_tones_between_speech_are_not_speech() -> None:
     wave = np.concatenate(parts) + rng.normal(0, 1e-4, sum(p.shape[0] for p in parts))
     regions = dz.energy_speech(wave.astype(np.float32), dz.DiarizeConfig())
     assert np.allclose(regions, speech, atol=0.05), regions
+    # on a line with noise 25 dB under the tones (the keys' gaps are noise, not silence)
+    hiss = rng.normal(0, 0.3 / 10 ** (25 / 20) / np.sqrt(2), wave.shape[0]).astype(np.float32)
+    regions = dz.energy_speech((wave + hiss).astype(np.float32), dz.DiarizeConfig())
+    assert np.allclose(regions, speech, atol=0.05), regions
+    # a sound too short to tell (a syllable-long beep, 0.3 s) is left to be speech or not
+    beep = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), sine(500, 0.3, amp=0.3),
+                           np.zeros(SAMPLE_RATE, np.float32)])  # fmt: skip
+    assert len(dz.energy_speech(beep + np.float32(1e-4) * rng.normal(size=beep.shape[0])
+                                .astype(np.float32), dz.DiarizeConfig())) == 1  # fmt: skip
 
 
 def _groups(k: int, per: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,10 @@ def test_a_steady_sound_is_no_speech_to_every_judge(tmp_path: Path) -> None:
     assert answer.windows >= 1  # a tone that rises and falls as syllables do is judged
     # two tones beating: loudness moving by 20 dB between 10 ms frames, yet no voice (a
     # ringback was named after a voice, and an engine, by a review)
+    from whichvoice.audio import only_a_steady_sound
+
+    # under 0.8 s of two tones beating is too short to tell from a drawn-out syllable
+    assert not only_a_steady_sound(sine(440, 0.5, amp=0.3) + sine(480, 0.5, amp=0.3))
     for low, high in ((440, 480), (400, 450), (480, 620)):
         beating = tmp_path / f"beat-{low}.wav"
         sf.write(beating, sine(low, 4.0, amp=0.3) + sine(high, 4.0, amp=0.3), 8_000)

@@ -199,6 +199,41 @@ def test_each_channel_of_a_call_is_its_own_recording(
                  422, "invalid", "call.wav: has 2 channels; there is no channel 3")  # fmt: skip
     assert_error(httpx.post(f"{url}/v1/identify", params={"channel": 0}, files=sent, timeout=60),
                  422, "invalid")  # fmt: skip
+    # a setting sent as a form field was ignored (the channels mixed were answered)
+    r = httpx.post(f"{url}/v1/identify", data={"channel": "2"}, files=sent, timeout=60)
+    assert_error(r, 422, "invalid", "the form's field 'channel' is not taken: give it in the URL")
+    r = httpx.post(f"{url}/v1/enroll", params={"name": "x"}, data={"tag": "a"}, files=sent,
+                   timeout=60)  # fmt: skip
+    assert_error(r, 422, "invalid", "the form's field 'tag' is not taken")
+    # among the files of an enrollment or a claim, a missing channel is that file's error
+    r = httpx.post(f"{url}/v1/verify", params={"name": "awb", "channel": 3}, files=sent,
+                   timeout=60)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["error"] == "call.wav: has 2 channels; there is no channel 3"
+    r = httpx.post(f"{url}/v1/trace", params={"channel": 3}, files=sent, timeout=60)
+    assert_error(r, 422, "invalid", "there is no channel 3")
+    # a party enrolled from its channel is that party alone; its recording, that channel's
+    left = np.concatenate([read_audio(c)[0] for c in enroll_clips[AWB][ENROLL:]])
+    right = np.concatenate([read_audio(c)[0] for c in enroll_clips[KED][ENROLL:]])
+    n = max(left.shape[0], right.shape[0])
+    long_call = np.zeros((n, 2), np.float32)
+    long_call[: left.shape[0], 0], long_call[: right.shape[0], 1] = left, right
+    buf = io.BytesIO()
+    sf.write(buf, long_call, rate, format="WAV")
+    sent = [("file", ("long.wav", buf.getvalue(), "audio/wav"))]
+    r = httpx.post(f"{url}/v1/enroll", params={"name": "left", "channel": 1}, files=sent,
+                   timeout=60)  # fmt: skip
+    assert r.status_code == 200, r.text
+    try:
+        claims = {}
+        for channel in (1, 2):
+            r = httpx.post(f"{url}/v1/verify", params={"name": "left", "channel": channel},
+                           files=sent, timeout=60)  # fmt: skip
+            claims[channel] = r.json()["results"][0]
+        assert claims[1]["accept"] is True and claims[1]["enrolled_recording"] is True
+        assert claims[2]["accept"] is False and claims[2]["enrolled_recording"] is False
+    finally:
+        httpx.delete(f"{url}/v1/gallery/left", timeout=30)
 
 
 def test_gallery_list_get_delete_export_import(gallery_server, enrolled, enroll_clips) -> None:

@@ -667,6 +667,14 @@ def test_a_calibration_needs_enough_trials_for_its_rule() -> None:
     assert not few_trials(trials(50, 1000), 0.001)
 
 
+def test_speech_short_of_the_least_is_never_said_as_reaching_it() -> None:
+    from whichvoice.verification import short_of
+
+    assert short_of(2.97) == "2.9"  # "only 3.0 s ... needs at least 3 s" it said
+    assert short_of(0.3 + 2.3) == "2.6"  # a float's 2.5999999999999996
+    assert short_of(2.0) == "2.0" and short_of(0.04) == "0.0"
+
+
 class _StubEncoder:
     """An encoder that embeds every clip alike: what matters here is the model id."""
 

@@ -802,6 +802,12 @@ def check_gallery_model(model: Encoder, gallery: Gallery) -> None:
         raise gallery.model_error(model_id(model))
 
 
+def short_of(seconds: float) -> str:
+    """Seconds that fall short of a bound, to a tenth, rounded down: 2.97 s read "only 3.0 s
+    ... needs at least 3 s" (a review); a float's 2.5999999999999996 is 2.6, not 2.5."""
+    return f"{math.floor(round(seconds, 6) * 10) / 10:.1f}"
+
+
 def enroll(
     model: Encoder,
     gallery: Gallery,
@@ -926,11 +932,8 @@ def enroll(
     if already + seconds < min_seconds:
         repeated = len(copies) + len(again)
         again = f"; {repeated} of the files repeat another, counted once" if repeated else ""
-        # rounded down: 2.97 s read "only 3.0 s ... needs at least 3 s" (a review); not a
-        # float's 2.5999999999999996 read as 2.5
-        held = math.floor(round(already + seconds, 6) * 10) / 10
         raise TooLittleSpeech(
-            f"{name}: only {held:.1f} s of speech; enrolling needs at least "
+            f"{name}: only {short_of(already + seconds)} s of speech; enrolling needs at least "
             f"{min_seconds:g} s in all (give more or longer recordings{again})",
             failed=errors,
         )

@@ -23,6 +23,7 @@ from whichvoice.cli.common import (
     on_channel,
     setup_logging,
     shown,
+    stopped,
 )
 from whichvoice.errors import WhichvoiceError
 from whichvoice.text import as_decided, counted
@@ -437,18 +438,28 @@ def embed_cmd(
             answers.append(r)
             yield r
 
-    failed = _print_results(
-        paths,
-        keeping(embed_each(encoder, on_channel(paths, channel), progress=not quiet)),
-        as_json,
-        lambda r: (
-            f"dim {r.vector.shape[0]}\tspeech {r.speech_s:.2f} s"
-            if out is not None
-            else " ".join(f"{x:.6f}" for x in r.vector)
-        ),
-        encoder_id,
-        channel,
-    )
+    try:
+        failed = _print_results(
+            paths,
+            keeping(embed_each(encoder, on_channel(paths, channel), progress=not quiet)),
+            as_json,
+            lambda r: (
+                f"dim {r.vector.shape[0]}\tspeech {r.speech_s:.2f} s"
+                if out is not None
+                else " ".join(f"{x:.6f}" for x in r.vector)
+            ),
+            encoder_id,
+            channel,
+        )
+    except KeyboardInterrupt:  # the files embedded so far are kept, and said so
+        word, status = stopped()
+        done = list(zip(map(as_given, paths), answers, strict=False))
+        if out is not None and (kept := _write_embeddings(out, done, encoder_id, channel)):
+            click.echo(f"{word}: {counted(kept, 'file')} embedded so far, written to "
+                       f"{shown(out)}; the others were not embedded", err=True)  # fmt: skip
+        else:
+            click.echo(f"{word}: the lines printed are kept", err=True)
+        sys.exit(status)
     if out is not None:
         _write_embeddings(
             out, list(zip(map(as_given, paths), answers, strict=True)), encoder_id, channel
@@ -457,26 +468,28 @@ def embed_cmd(
         sys.exit(1)
 
 
-def _write_embeddings(out: Path, answers: list, encoder_id: str, channel: int | None) -> None:
+def _write_embeddings(out: Path, answers: list, encoder_id: str, channel: int | None) -> int:
     """The embeddings of the files that had one (``answers``: (path, embedding or error)),
-    as one NumPy file written whole (atomic)."""
+    as one NumPy file written whole (atomic); how many (0: none had one, nothing written). Paths
+    as the JSON lines spell them (a name's bytes that are not UTF-8 as ``\\xNN``)."""
     import io
 
     import numpy as np
 
     from whichvoice.errors import OutputLostError
     from whichvoice.files import write_atomic
+    from whichvoice.text import spelled
     from whichvoice.verification import Embedding
 
     good = [(p, r) for p, r in answers if isinstance(r, Embedding)]
     if not good:
         click.echo(f"warning: --out {shown(out)} not written: no file was embedded", err=True)
-        return
+        return 0
     buf = io.BytesIO()
     np.savez(
         buf,
         embeddings=np.stack([r.vector for _, r in good]).astype(np.float32),
-        paths=np.array([p for p, _ in good], dtype=str),
+        paths=np.array([spelled(p) for p, _ in good], dtype=str),
         speech_s=np.array([r.speech_s for _, r in good], np.float64),
         encoder=np.array(encoder_id),
         channel=np.array(0 if channel is None else channel),
@@ -485,6 +498,7 @@ def _write_embeddings(out: Path, answers: list, encoder_id: str, channel: int | 
         write_atomic(out, buf.getbuffer())
     except OSError as e:  # the work is done and its lines printed: lost, not a bad option
         raise OutputLostError(f"{out}: cannot write the embeddings ({e})") from e
+    return len(good)
 
 
 @app.group("gallery")

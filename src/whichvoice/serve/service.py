@@ -315,6 +315,21 @@ class Encoder:
     engine_head: EngineHead | None = None  # the shipped engine head, when it reads this model
 
 
+def _form_field_refused(request: Request, name: str) -> HTTPProblem:
+    """422 for a form field other than ``file``: it was ignored, as a query parameter a route
+    does not take once was (``-F channel=2`` answered for the channels mixed: a review)."""
+    from whichvoice.serve.app import _query_names
+
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    taken = _query_names(dependant) if dependant is not None else set()
+    name = name[:50]
+    hint = (
+        f"give it in the URL (?{name}=...)" if name in taken
+        else "the form takes its audio as 'file' alone; settings go in the URL"
+    )  # fmt: skip
+    return HTTPProblem(422, "invalid", f"the form's field {name!r} is not taken: {hint}")
+
+
 class Service:
     """What the routes share. The classifier is loaded by ``create_app``; the encoder on first
     use (once per worker process); the gallery is opened per request."""
@@ -470,6 +485,8 @@ class Service:
 
         form = await Request(request.scope, receive).form()
         try:
+            if others := sorted(k for k in form if k != "file"):
+                raise _form_field_refused(request, others[0])
             fields = form.getlist("file")
             files = [f for f in fields if not isinstance(f, str)]
             if not files and fields:  # curl -F "file=<clip.mp3" sends the bytes as text
