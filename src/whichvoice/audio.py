@@ -168,8 +168,13 @@ def channel_count(source: str | os.PathLike | bytes | bytearray) -> int | None:
     try:
         import av
 
-        opened = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else source
-        with av.open(opened) as container:
+        # a file object, never a name: FFmpeg reads "take1:2.m4a" as a protocol
+        opened = (
+            io.BytesIO(bytes(source))
+            if isinstance(source, bytes | bytearray)
+            else open(source, "rb")  # noqa: SIM115 (closed by the with below)
+        )
+        with opened as f, av.open(f) as container:
             stream = next((st for st in container.streams if st.type == "audio"), None)
             return None if stream is None else int(stream.codec_context.channels)
     except Exception:  # PyAV on anything it cannot open: not ours to say why here
@@ -185,7 +190,7 @@ def channel_index(index: object) -> int:
 
 
 def check_channel(channel: int | None, channels: int, name: str) -> None:
-    """AudioDecodeError naming ``name`` when it has no channel ``channel`` (1-based)."""
+    """NoSuchChannelError naming ``name`` when it has no channel ``channel`` (1-based)."""
     if channel is not None and channel > channels:
         raise NoSuchChannelError(
             f"{name}: has {channels} channel{'s' if channels != 1 else ''}; "
@@ -548,8 +553,9 @@ def _samples_past_an_empty_header(source: str | os.PathLike | bytes | bytearray)
     return False
 
 
-# a data chunk's size at or over this is a recorder's placeholder for "not known yet" (a
-# stream: arecord to a pipe writes 0x7FFFFF00, others 0xFFFFFFFF), not a claim of ~9 hours
+# a data chunk's size at or over this is a writer's placeholder for "not known yet" (a
+# stream: arecord to a pipe writes 0x7FFFFF00, espeak-ng --stdout 0x7FFFF000, others
+# 0xFFFFFFFF), not a claim of ~9 hours
 STREAMED_SIZE = 0x7FFF0000
 
 
