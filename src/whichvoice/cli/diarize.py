@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from whichvoice import storage
 from whichvoice.cli.common import (
     EXIT_BROKEN_PIPE,
     OUTPUT,
@@ -19,6 +18,7 @@ from whichvoice.cli.common import (
     as_given,
     channel_field,
     channel_option,
+    check_output_file,
     gallery_option,
     json_line,
     on_channel,
@@ -102,7 +102,7 @@ def diarize_cmd(
     if rttm is not None:
         # before any work: an RTTM that cannot be written, or would replace an input or the
         # gallery, loses nothing
-        _check_output(rttm, [*paths, gallery or default_gallery_path()])
+        check_output_file(rttm, [*paths, gallery or default_gallery_path()])
     encoder, opened = _encoder_and_gallery(model, gallery)
     cfg = DiarizeConfig(
         threshold=threshold,
@@ -207,44 +207,3 @@ def _encoder_and_gallery(model, gallery: Path | None):
             err=True,
         )
         return load_encoder(model), contextlib.nullcontext(None)
-
-
-def _check_output(path: Path | str, keep: list, option: str = "--rttm") -> None:
-    """WhichvoiceError when ``path`` (local) is a folder or another file than a regular one (a
-    device, a pipe), is one of ``keep`` (the inputs, the gallery: the RTTM would replace it),
-    or its folder does not exist or cannot be written; for a URL, when its kind of location is
-    unknown or cannot be reached (no credentials, say): all before any work. ``option``: how
-    the errors name the output."""
-    from whichvoice.errors import OutputError
-    from whichvoice.files import check_target, output_target, probe_writable, same_file
-
-    if storage.is_url(path):
-        try:
-            storage.check_object(path)  # an object's name: not a folder's
-            storage.exists(path)  # the protocol is known and the store answers
-        except StorageError as e:
-            raise WhichvoiceError(f"{option} {e}") from e
-        return
-    try:  # a link: the file it points to is the RTTM (checked as if given)
-        path = output_target(path)
-        if path.is_dir():
-            raise WhichvoiceError(f"{option} {path}: is a folder; give a file name")
-        check_target(path)
-    except OutputError as e:
-        raise WhichvoiceError(f"{option} {e}") from e
-    if not path.parent.is_dir():
-        if path.parent.exists():  # it said "no folder" of a file (a review)
-            raise WhichvoiceError(f"{option} {path}: {path.parent} is a file, not a folder")
-        raise WhichvoiceError(f"{option} {path}: no folder {path.parent} to write it in")
-    for other in keep:  # local paths: inputs and galleries refuse URLs
-        if same_file(path, other):
-            raise WhichvoiceError(
-                f"{option} {path}: is {shown(other)}, which this command reads; "
-                "give another file name"
-            )
-    try:
-        probe_writable(path.parent)
-    except OSError as e:
-        raise WhichvoiceError(
-            f"{option} {path}: cannot write in {path.parent} ({e.strerror or e})"
-        ) from e

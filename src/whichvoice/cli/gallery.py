@@ -18,6 +18,7 @@ from whichvoice.cli.common import (
     as_given,
     channel_field,
     channel_option,
+    check_output_file,
     gallery_option,
     json_line,
     on_channel,
@@ -422,11 +423,9 @@ def embed_cmd(
     setup_logging(True)
     paths = _inputs(files)
     if out is not None:
-        from whichvoice.cli.diarize import _check_output
-
         if out.suffix.lower() != ".npz":
             raise WhichvoiceError(f"--out {shown(out)}: a .npz file (NumPy's), not {out.suffix!r}")
-        _check_output(out, list(paths), "--out")  # before any work: nothing lost
+        check_output_file(out, list(paths), "--out")  # before any work: nothing lost
     from whichvoice.verification import embed_each, model_id
 
     encoder = _encoder(model)

@@ -44,6 +44,7 @@ from whichvoice.serve.service import (
     foreign_origin,
     key_matches,
     presented_key,
+    query_names,
     release_free_memory,
     repeated_parameter,
 )
@@ -184,7 +185,7 @@ def _known_query(connection: HTTPConnection) -> None:
         return
     taken = getattr(route, "whichvoice_query", None)
     if taken is None:  # once a route: its declared parameters do not change
-        taken = _query_names(dependant)
+        taken = query_names(dependant)
         route.whichvoice_query = taken
     unknown = sorted(set(connection.query_params) - taken)
     if not unknown:
@@ -196,14 +197,6 @@ def _known_query(connection: HTTPConnection) -> None:
         else f"it takes {', '.join(sorted(taken))}" if taken else "it takes none"
     )  # fmt: skip
     raise HTTPProblem(422, "invalid", f"{name!r}: not a query parameter here; {hint}")
-
-
-def _query_names(dependant) -> set[str]:
-    """The query parameters a route's handler and its dependencies declare."""
-    names = {p.alias for p in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

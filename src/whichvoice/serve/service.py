@@ -315,13 +315,19 @@ class Encoder:
     engine_head: EngineHead | None = None  # the shipped engine head, when it reads this model
 
 
+def query_names(dependant) -> set[str]:
+    """The query parameters a route's handler and its dependencies declare."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= query_names(sub)
+    return names
+
+
 def _form_field_refused(request: Request, name: str) -> HTTPProblem:
     """422 for a form field other than ``file``: it was ignored, as a query parameter a route
     does not take once was (``-F channel=2`` answered for the channels mixed: a review)."""
-    from whichvoice.serve.app import _query_names
-
     dependant = getattr(request.scope.get("route"), "dependant", None)
-    taken = _query_names(dependant) if dependant is not None else set()
+    taken = query_names(dependant) if dependant is not None else set()
     name = name[:50]
     hint = (
         f"give it in the URL (?{name}=...)" if name in taken
