@@ -181,6 +181,11 @@ def channel_count(source: str | os.PathLike | bytes | bytearray) -> int | None:
         return None
 
 
+def split_channel(source: AudioSource) -> tuple[AudioSource, int | None]:
+    """A source and the channel to read of it: a ``Channel``'s, else None (the mix)."""
+    return (source.source, source.index) if isinstance(source, Channel) else (source, None)
+
+
 def channel_index(index: object) -> int:
     """``index`` as a channel's number (1 for the first); AudioDecodeError for one that
     cannot be (0, -1, 1.5, True)."""
@@ -926,12 +931,15 @@ SLOW_SOUND_S = 0.8
 SLOW_STEADY_DB = 1.5
 
 
-def only_a_steady_sound(wave: np.ndarray, rate: int = SAMPLE_RATE) -> bool:
+def only_a_steady_sound(
+    wave: np.ndarray, rate: int = SAMPLE_RATE, db: np.ndarray | None = None
+) -> bool:
     """Whether a clip's sound, its frames within SOUND_DB of the loudest (silence around it
     left out), is steady (``is_steady``): a tone, a hum or noise, not a voice. Judged on 10 ms
-    frames, and on SLOW_FRAME_S frames where there are SLOW_SOUND_S of sound (two tones
-    beating: a ringback, a busy tone)."""
-    db = frame_db(wave, rate)
+    frames (``db``: their ``frame_db`` where the caller has it already), and on SLOW_FRAME_S
+    frames where there are SLOW_SOUND_S of sound (two tones beating: a ringback, a busy
+    tone)."""
+    db = frame_db(wave, rate) if db is None else db
     if db.size == 0:
         return False
     sound = db[db > db.max() - SOUND_DB]

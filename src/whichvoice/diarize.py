@@ -64,7 +64,6 @@ from whichvoice.audio import (
     SAMPLE_RATE,
     SILENCE_PEAK,
     AudioSource,
-    Channel,
     Decoded,
     Mixer,
     check_channel,
@@ -78,6 +77,7 @@ from whichvoice.audio import (
     read_audio,
     read_pipe,
     soundfile_target,
+    split_channel,
     warn_if_cut_off,
     without_dc,
     without_spikes,
@@ -412,7 +412,7 @@ def _a_tone(wave: np.ndarray, db: np.ndarray, active: np.ndarray, a: float, b: f
     if loud.size < round(TONE_JUDGED_S / 0.01):
         return False
     hop = SAMPLE_RATE // 100
-    return is_steady(loud) or only_a_steady_sound(wave[i * hop : j * hop])
+    return is_steady(loud) or only_a_steady_sound(wave[i * hop : j * hop], db=db[i:j])
 
 
 def silero_speech(wave: np.ndarray, cfg: DiarizeConfig) -> list[tuple[float, float]]:
@@ -450,7 +450,7 @@ def _blocks(source: AudioSource) -> Iterator[tuple[np.ndarray, float, float]]:
     blocks of ``BLOCK_S`` where soundfile can read the file in pieces, else in one."""
     import soundfile as sf
 
-    path, channel = (source.source, source.index) if isinstance(source, Channel) else (source, None)
+    path, channel = split_channel(source)
     if isinstance(path, (str, os.PathLike)):
         name = describe_source(source)
         with soundfile_target(path) as target:
@@ -1048,7 +1048,7 @@ def _read_once(source: AudioSource, name: str) -> AudioSource:
     at 16 kHz, for both of diarization's passes (its windows, then the voices' speech to name
     them): a pipe can be read only once, and encoded bytes would be decoded twice. A file
     stays a path (read in blocks, and span by span), and a ``Channel`` of one its channel."""
-    path, channel = (source.source, source.index) if isinstance(source, Channel) else (source, None)
+    path, channel = split_channel(source)
     if isinstance(path, (str, os.PathLike)):
         from whichvoice import storage
 
@@ -1163,7 +1163,7 @@ def _read_spans(source: AudioSource, spans: list[tuple[float, float]]) -> list[n
     decoded once."""
     import soundfile as sf
 
-    path, channel = (source.source, source.index) if isinstance(source, Channel) else (source, None)
+    path, channel = split_channel(source)
     if isinstance(path, (str, os.PathLike)):
         try:
             with sf.SoundFile(os.fsencode(path)) as f:  # a name not in UTF-8 too

@@ -32,6 +32,7 @@ from whichvoice.audio import (
     is_stdin,
     read_audio,
     read_pipe,
+    split_channel,
     with_speech,
 )
 from whichvoice.encoders import (
@@ -849,8 +850,8 @@ def enroll(
     if digests is None:
         digests = [content_digest(src) for src in sources]
         for i, src in enumerate(sources):
-            channel = src.index if isinstance(src, Channel) else None
-            if is_stdin(src.source if isinstance(src, Channel) else src):
+            inner, channel = split_channel(src)
+            if is_stdin(inner):
                 # read once, whole: its bytes are kept as a file's are (of one channel: that
                 # channel's, as a file's)
                 label = describe_source(src)

@@ -246,9 +246,10 @@ def on_channel(paths: list, channel: int | None) -> list:
     return list(paths) if channel is None else [Channel(p, channel) for p in paths]
 
 
-def channel_field(channel: int | None) -> dict:
-    """What a JSON answer adds of ``--channel``: ``{"channel": N}``, or nothing."""
-    return {} if channel is None else {"channel": channel}
+def answer_head(path: object, channel: int | None) -> dict:
+    """How a JSON answer begins: the input's ``path`` as given, then the ``channel`` read
+    where ``--channel`` chose one."""
+    return {"path": as_given(path), **({} if channel is None else {"channel": channel})}
 
 
 gallery_option = click.option(

@@ -14,9 +14,8 @@ from whichvoice.cli.common import (
     OUTPUT,
     FiniteRange,
     LocalPath,
+    answer_head,
     app,
-    as_given,
-    channel_field,
     channel_option,
     check_output_file,
     gallery_option,
@@ -151,7 +150,7 @@ def diarize_cmd(
                 result = diarize(source, encoder, gallery=named, config=cfg, progress=progress)
             except WhichvoiceError as e:
                 failed += 1
-                say(json_line({"path": as_given(path), **channel_field(channel), "error": str(e)})
+                say(json_line({**answer_head(path, channel), "error": str(e)})
                     if as_json else f"{shown(path)}\terror: {shown(e)}")  # fmt: skip
                 continue
             finally:
@@ -162,7 +161,7 @@ def diarize_cmd(
             if as_json:
                 record = result.to_dict()
                 del record["path"]  # as given (the result's says the channel)
-                where = {"path": as_given(path), **channel_field(channel)}
+                where = answer_head(path, channel)
                 if uris is not None:  # after the path, as the RTTM names it
                     where["uri"] = uris[i]
                 record = where | record

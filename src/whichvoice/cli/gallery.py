@@ -14,9 +14,9 @@ from whichvoice.cli.common import (
     FiniteRange,
     LocalOutput,
     LocalPath,
+    answer_head,
     app,
     as_given,
-    channel_field,
     channel_option,
     check_output_file,
     gallery_option,
@@ -101,11 +101,11 @@ def _print_results(
     for path, r in zip(paths, results, strict=True):
         if isinstance(r, Exception):
             failed += 1
-            error = {"path": as_given(path), **channel_field(channel), "error": str(r)}
+            error = {**answer_head(path, channel), "error": str(r)}
             text = json_line(error) if as_json else f"{shown(path)}\terror: {shown(r)}"
         else:
             made_by = {} if encoder is None else {"encoder": encoder}
-            given = {"path": as_given(path), **channel_field(channel)}  # as given, then the answer
+            given = answer_head(path, channel)  # as given, then the answer
             answer = given | {k: v for k, v in r.to_dict().items() if k != "path"} | made_by
             text = json_line(answer) if as_json else f"{shown(path)}\t{line(r)}"
         # the progress bar on a terminal is cleared for the line and drawn again below it

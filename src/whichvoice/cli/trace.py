@@ -13,9 +13,8 @@ from whichvoice.cli.common import (
     FiniteRange,
     LocalOutput,
     LocalPath,
+    answer_head,
     app,
-    as_given,
-    channel_field,
     channel_option,
     json_line,
     on_channel,
@@ -101,11 +100,11 @@ def trace_cmd(
     for path, (r, a) in zip(paths, answers, strict=True):
         if isinstance(r, WhichvoiceError):
             failed += 1
-            echo(json_line({"path": as_given(path), **channel_field(channel), "error": str(r)})
+            echo(json_line({**answer_head(path, channel), "error": str(r)})
                  if as_json else f"{shown(path)}\terror: {shown(r)}")  # fmt: skip
             continue
         if as_json:
-            echo(json_line({"path": as_given(path), **channel_field(channel), **a.to_dict(),
+            echo(json_line({**answer_head(path, channel), **a.to_dict(),
                             "encoder": model_id(encoder)}))  # fmt: skip
         elif a.known:  # no "p": the head's split among its families is not the chance of
             # being right (a person's clip took rhvoice at 0.996: a review)

@@ -298,7 +298,7 @@ def _speech_seconds(wave: np.ndarray) -> float:
     none in a steady sound (a tone, a hum, a fan, two tones beating: ``audio.is_steady``,
     ``audio.only_a_steady_sound``)."""
     db = frame_db(wave)
-    if db.size == 0 or is_steady(db) or only_a_steady_sound(wave):
+    if db.size == 0 or is_steady(db) or only_a_steady_sound(wave, db=db):
         return 0.0
     return float((db > max(SPEECH_DB, db.max() - 30)).sum()) * 0.01
 
