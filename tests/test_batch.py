@@ -823,6 +823,7 @@ def test_an_output_that_is_a_folder_is_named_as_one(tmp_path: Path) -> None:
         predict_batch(bundled_classifier(), ["a.wav"], tmp_path / "preds.csv", progress=False)
 
 
+@pytest.mark.slow
 def test_a_stranger_labelled_unknown_is_right_when_answered_unknown(tmp_path: Path) -> None:
     """--labels can name a clip of none of the model's voices: `unknown`, the open set's
     answer (it was refused as a voice the model does not know)."""

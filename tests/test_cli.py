@@ -165,6 +165,7 @@ def test_a_number_that_is_not_finite_is_refused_at_its_option(
     assert "is not a finite number" in line and not out.exists()
 
 
+@pytest.mark.slow
 def test_gallery_list_says_when_there_is_nothing_to_list(cli, tmp_path: Path) -> None:
     # the default gallery, not made yet: nothing to list, said
     proc = cli("gallery", "list")

@@ -42,7 +42,15 @@ def small_babble() -> None:
     conditions.set_babble(None)
 
 
-@pytest.mark.parametrize("name", [c for c in CONDITIONS if c != "long"])
+# the slowest (tempo stretching, the room's convolution) run in the full suite only
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(c, marks=pytest.mark.slow) if c.startswith(("tempo", "room")) else c
+        for c in CONDITIONS
+        if c != "long"
+    ],
+)
 def test_every_condition_is_decodable_deterministic_and_as_long_as_it_says(name: str) -> None:
     wave = speechlike()
     data = make(name, wave, 22050, seed=3)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -960,9 +961,11 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
     bad_ones = (tmp_path, tmp_path / "no-folder" / "x.rttm", Path("/proc/x.rttm"), good, gallery,
                 Path("/dev/null"), "foo://bar/x.rttm", "http://127.0.0.1:1/x.rttm",
                 "memory://x.rttm")  # fmt: skip
-    for bad in bad_ones:
-        proc = cli("diarize", str(good), "--model", "bundled", "--quiet", "--rttm", str(bad),
-                   env=env)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # each its own process
+        procs = list(pool.map(lambda bad: cli("diarize", str(good), "--model", "bundled",
+                                              "--quiet", "--rttm", str(bad), env=env),
+                              bad_ones))  # fmt: skip
+    for proc in procs:
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "--rttm" in proc.stderr and proc.stdout == "", proc.stdout
     assert {p: p.read_bytes() for p in before} == before

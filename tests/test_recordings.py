@@ -138,6 +138,7 @@ def test_cli_imports_and_enrolls_from_the_corpus(tmp_path: Path, cli) -> None:
     assert bad.stderr.startswith("error: ") and "--pattern" in bad.stderr
 
 
+@pytest.mark.slow
 def test_cli_import_with_unusable_files_imports_the_rest_and_exits_1(tmp_path: Path, cli) -> None:
     flat = _flat(tmp_path, speakers=("jackson",), digits=(1, 2), takes=(0,))
     (flat / "3_jackson_0.wav").write_text("not audio")  # a text file named like a recording

@@ -133,6 +133,7 @@ def test_a_run_being_trained_is_not_trained_again_beside_it(tmp_path: Path) -> N
     assert not run_lock(out).exists()
 
 
+@pytest.mark.slow
 def test_a_bad_init_is_refused_before_the_data_is_prepared(cli, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -202,6 +203,7 @@ def test_overwrite_replaces_the_run_and_what_described_it(
     assert not ours.exists() and (kept / "annotations.txt").exists()
 
 
+@pytest.mark.slow
 def test_resume_without_a_checkpoint_is_a_clear_error(cli, tmp_path: Path) -> None:
     proc = cli("train", str(tmp_path), "--out", str(tmp_path / "run"), "--resume")
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr

@@ -348,6 +348,7 @@ def test_random_variants_speak_each_in_its_own_voice_again_and_again() -> None:
     assert again.tobytes() == waves[40]
 
 
+@pytest.mark.slow
 def test_piper_says_a_sentence_the_same_way_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # piper's graph samples noise; whichvoice seeds it by the sentence, so corpora made with
     # piper can be made again (benchmarks re-run on a fresh machine hear the same clips)
