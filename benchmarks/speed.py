@@ -54,7 +54,7 @@ def runners(encoders: dict) -> dict:
         return [r if isinstance(r, WhichvoiceError) else head.answer_clip(r[0], c)
                 for c, r in zip(clips, auto.embed_many(clips), strict=True)]  # fmt: skip
 
-    out[TRACED] = lambda clips: [r for r, _ in embed_and_trace(auto, head, clips)]
+    out[TRACED] = lambda clips: [r for r, _, _ in embed_and_trace(auto, head, clips)]
     out[TWICE] = twice
     return out
 

@@ -438,11 +438,11 @@ def test_a_head_on_a_part_of_auto_reads_that_part_of_its_embedding(
     assert isinstance(both[-1][0], WhichvoiceError) and both[-1][1] is None
     assert str(bad) in str(both[-1][0])
     good = both[:-1]
-    np.testing.assert_allclose(np.stack([r[0] for r, _ in good]), fused, atol=1e-6)
+    np.testing.assert_allclose(np.stack([r[0] for r, _, _ in good]), fused, atol=1e-6)
     alone_answers = [via_auto.answer_clip(e, c) for e, c in zip(fused, clips, strict=True)]
-    assert [(a.engine, a.nearest) for _, a in good] == [(a.engine, a.nearest)
+    assert [(a.engine, a.nearest) for _, a, _ in good] == [(a.engine, a.nearest)
                                                        for a in alone_answers]  # fmt: skip
-    np.testing.assert_allclose([a.score for _, a in good], [a.score for a in alone_answers],
+    np.testing.assert_allclose([a.score for _, a, _ in good], [a.score for a in alone_answers],
                                atol=1e-3)  # fmt: skip
     with pytest.raises(EngineHeadError, match="reads embeddings of"):
         head_for(load_encoder("bundled"), tmp_path / "head")
@@ -476,7 +476,7 @@ def test_embed_and_trace_reads_each_file_once_and_keeps_order(
         for batch in (1, 2, 32):
             got = list(embed_and_trace(encoder, head, inputs, batch=batch))
             assert len(got) == len(inputs)
-            for (r, answer), want, source in zip(got, wanted, inputs, strict=True):
+            for (r, answer, _), want, source in zip(got, wanted, inputs, strict=True):
                 if isinstance(want, WhichvoiceError):
                     assert isinstance(r, WhichvoiceError) and answer is None
                     assert str(r) == str(want) and str(source) in str(r)

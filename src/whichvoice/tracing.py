@@ -74,6 +74,7 @@ from whichvoice.enginehead import (
 )
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.fingerprint import recording_fingerprint
+from whichvoice.quality import Signals, signals
 
 if TYPE_CHECKING:  # for the hints only (whichvoice.encoders sits above this module)
     from whichvoice.encoders import Encoder
@@ -126,7 +127,7 @@ def trace(
             "'resemblyzer'), or a head fitted on it (trace-fit)"
         )
     return [r if isinstance(r, WhichvoiceError) else a
-            for r, a in embed_and_trace(encoder, fitted, sources, hear_speech=True)]  # fmt: skip
+            for r, a, _ in embed_and_trace(encoder, fitted, sources, hear_speech=True)]  # fmt: skip
 
 
 def embed_and_trace(
@@ -136,30 +137,37 @@ def embed_and_trace(
     *,
     batch: int = 32,
     hear_speech: bool = False,
-) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, EngineAnswer | None]]:
-    """Each source's ``encoder.embed_many`` result and, with a ``head``, its engine answer
-    (None without a head or for an input that failed), in order; a clip with too little
-    speech is a SilentAudioError (``audio.with_speech``), for identify and trace alike. A
-    head that reads fingerprints takes them from the same decode as the embedding
-    (``embed_with_fingerprints``). ``hear_speech`` (trace): a clip of a second or more in
-    which silero-vad, when installed, hears no speech is a SilentAudioError too
+    measure: bool = False,
+) -> Iterator[
+    tuple[tuple[np.ndarray, float] | WhichvoiceError, EngineAnswer | None, Signals | None]
+]:
+    """Each source's ``encoder.embed_many`` result, with a ``head`` its engine answer (None
+    without a head or for an input that failed), and with ``measure`` what its samples read
+    (``quality.signals``; None otherwise or for an input that failed), in order; a clip with
+    too little speech is a SilentAudioError (``audio.with_speech``), for identify and trace
+    alike. A head that reads fingerprints takes them from the same decode as the embedding,
+    and the measures too (``embed_with_fingerprints``). ``hear_speech`` (trace): a clip of a
+    second or more in which silero-vad, when installed, hears no speech is a SilentAudioError too
     (``prototypes.hears_no_speech``, enrollment's rule): the head knows TTS voices and
     people, not music, which it named after an engine with a probability over 0.9 (a
     review). Identify leaves it out: it costs about 11 ms of CPU a second of audio."""
     sources = list(inputs_of(sources))  # each result is checked against its source
-    if head is None or not (head.reads_fingerprint or hear_speech):
-        results = ((r, None) for r in encoder.embed_many(sources, batch=batch))
+    reads_fingerprint = head is not None and head.reads_fingerprint
+    if not (reads_fingerprint or (head is not None and hear_speech) or measure):
+        results = ((r, None, None) for r in encoder.embed_many(sources, batch=batch))
     else:
         results = embed_with_fingerprints(
-            encoder, sources, batch=batch, hear_speech=hear_speech,
-            fingerprint=head.reads_fingerprint,
+            encoder, sources, batch=batch, hear_speech=head is not None and hear_speech,
+            fingerprint=reads_fingerprint, measure=measure,
         )  # fmt: skip
-    for src, (r, fp) in zip(sources, results, strict=True):
+    for src, (r, fp, measured) in zip(sources, results, strict=True):
         r = with_speech(src, r)
-        if head is None or isinstance(r, WhichvoiceError):
-            yield r, None
+        if isinstance(r, WhichvoiceError):
+            yield r, None, None
+        elif head is None:
+            yield r, None, measured
         else:
-            yield r, head.answer(r[0], None if fp is None else fp[None])[0]
+            yield r, head.answer(r[0], None if fp is None else fp[None])[0], measured
 
 
 def embed_with_fingerprints(
@@ -169,9 +177,11 @@ def embed_with_fingerprints(
     batch: int = 32,
     hear_speech: bool = False,
     fingerprint: bool = True,
-) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, np.ndarray | None]]:
-    """Each source's ``encoder.embed_many`` result and its spectral fingerprint (None for an
-    input that failed, and without ``fingerprint``: decoded here for silero-vad alone), in
+    measure: bool = False,
+) -> Iterator[tuple[tuple[np.ndarray, float] | WhichvoiceError, np.ndarray | None, Signals | None]]:
+    """Each source's ``encoder.embed_many`` result, its spectral fingerprint (None for an
+    input that failed, and without ``fingerprint``: decoded here for silero-vad or the
+    measures alone) and with ``measure`` what its samples read (``quality.signals``), in
     order, from one decode: sources are decoded and fingerprinted on worker threads a chunk
     of ``batch`` ahead, and the decoded audio feeds one ``embed_many`` pipeline (each file is
     read once; a few chunks of decoded audio are held at a time)."""
@@ -183,33 +193,44 @@ def embed_with_fingerprints(
 
     def decoded() -> Iterator[Decoded]:
         prepare = functools.partial(
-            _decoded_fingerprint, native=native, hear_speech=hear_speech, fingerprint=fingerprint
-        )
+            _decoded_fingerprint, native=native, hear_speech=hear_speech,
+            fingerprint=fingerprint, measure=measure,
+        )  # fmt: skip
         for _, prepared in prepared_chunks(prepare, sources, batch, 0):
             for p in prepared:
-                waiting.append(p if isinstance(p, WhichvoiceError) else p[1])
+                waiting.append(p if isinstance(p, WhichvoiceError) else p[1:])
                 if not isinstance(p, WhichvoiceError):
                     yield p[0]
 
     for r in encoder.embed_many(decoded()):  # its own batches; ``batch`` paces the decoding
         while isinstance(waiting[0], WhichvoiceError):
-            yield waiting.popleft(), None
-        fp = waiting.popleft()
-        yield r, None if isinstance(r, WhichvoiceError) else fp
+            yield waiting.popleft(), None, None
+        fp, measured = waiting.popleft()
+        yield (r, None, None) if isinstance(r, WhichvoiceError) else (r, fp, measured)
     for left in waiting:  # the inputs after the last one embedded could not be read
         if not isinstance(left, WhichvoiceError):
             raise EngineHeadError("the encoder answered fewer inputs than it was given")
-        yield left, None
+        yield left, None, None
 
 
 def _decoded_fingerprint(
-    source: AudioSource, *, native: bool, hear_speech: bool = False, fingerprint: bool = True
-) -> tuple[Decoded, np.ndarray | None]:
+    source: AudioSource,
+    *,
+    native: bool,
+    hear_speech: bool = False,
+    fingerprint: bool = True,
+    measure: bool = False,
+) -> tuple[Decoded, np.ndarray | None, Signals | None]:
     """A source decoded for the encoder (at 16 kHz, or at its own rate when ``native``;
-    named as the source) and its fingerprint (None without ``fingerprint``); ``hear_speech``:
-    see ``embed_and_trace``."""
+    named as the source), its fingerprint (None without ``fingerprint``) and with
+    ``measure`` what its samples read at their own rate (``quality.signals``);
+    ``hear_speech``: see ``embed_and_trace``. Decoded for the measures alone, it goes to
+    the encoder at its own rate, judged by the encoder alone: as the file itself would."""
     name = describe_source(source)
     wave, rate = read_audio(source)
+    measured = signals(wave, rate) if measure else None
+    if not (fingerprint or hear_speech):
+        return Decoded(wave, rate, name), None, measured
     from whichvoice.features import FeatureConfig, trim_silence
 
     check_judgeable(wave, rate, name)  # a tone, a hum, noise: no engine for a square wave
@@ -225,7 +246,8 @@ def _decoded_fingerprint(
         if hears_no_speech(at16k):
             raise SilentAudioError(f"{name}: no speech found (silero-vad hears none)")
     fp = recording_fingerprint(at16k) if fingerprint else None
-    return (Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)), fp
+    decoded = Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)
+    return decoded, fp, measured
 
 
 def augmented(source, seed: int) -> Decoded:
@@ -267,8 +289,8 @@ def embed_all(
     sources = list(sources)
     rows, kept, fps = [], [], []
     results = (embed_with_fingerprints(encoder, sources) if fingerprint
-               else ((r, None) for r in encoder.embed_many(sources)))  # fmt: skip
-    for i, (r, fp) in enumerate(tqdm(results, total=len(sources), desc=what,
+               else ((r, None, None) for r in encoder.embed_many(sources)))  # fmt: skip
+    for i, (r, fp, _) in enumerate(tqdm(results, total=len(sources), desc=what,
                                      disable=None if progress else True)):  # fmt: skip
         if isinstance(r, WhichvoiceError):
             left_out.append(str(r))

@@ -71,6 +71,7 @@ from whichvoice.prototypes import (
     refs_from_clips,
     voice_refs,
 )
+from whichvoice.quality import Quality, Signals, judged
 from whichvoice.scoring import (
     Calibration,
     eer,
@@ -600,6 +601,9 @@ class Verdict:
     # a replay of it scores as the voice itself; nothing checks liveness. None: the voice
     # keeps no digests (enrolled before galleries kept them), so it cannot be told
     enrolled_recording: bool | None = False
+    # how fit the recording is to be judged (noise, clipping, band, speech): warnings only,
+    # the decision does not read it; None where it was not measured
+    quality: Quality | None = None
 
     @property
     def threshold(self) -> float:
@@ -615,7 +619,12 @@ class Verdict:
             **self.point.to_dict(),
             "speech_s": round(self.speech_s, 3),
             "enrolled_recording": self.enrolled_recording,
+            **_quality_dict(self.quality),
         }
+
+
+def _quality_dict(q: Quality | None) -> dict:
+    return {} if q is None else {"quality": q.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -632,6 +641,7 @@ class Identity:
     point: OperatingPoint
     nearest: str = ""  # the closest enrolled voice, whether or not it passed the threshold
     engine: EngineAnswer | None = None  # which engine family made it (an engine head's)
+    quality: Quality | None = None  # as Verdict's
 
     @property
     def threshold(self) -> float:
@@ -654,6 +664,7 @@ class Identity:
                 for k, v in self.scores.items()
             },
             **(self.engine.to_dict() if self.engine is not None else {}),
+            **_quality_dict(self.quality),
         }
 
 
@@ -666,11 +677,13 @@ class Embedding:
     path: str
     vector: np.ndarray = field(repr=False)  # hundreds of numbers: not in a notebook's repr
     speech_s: float
+    quality: Quality | None = None  # as Verdict's
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "speech_s": round(self.speech_s, 3),
+            **_quality_dict(self.quality),
             "dim": int(self.vector.shape[0]),
             "embedding": [round(float(x), 6) for x in self.vector],
         }
@@ -683,15 +696,21 @@ def embed_each(
     time as they are made, in order: what ``enroll``, ``verify`` and ``identify`` compare,
     for a user's own clustering, search or plots."""
     sources = _sources(sources)
-    embedded = progress_bar(model.embed_many(sources), len(sources), "embed", progress)
-    with embedded:
-        for src, result in zip(sources, embedded, strict=True):
-            result = with_speech(src, result)
+    measured = embed_and_trace(model, None, sources, measure=True)
+    with progress_bar(measured, len(sources), "embed", progress) as embedded:
+        for src, (result, _, signals) in zip(sources, embedded, strict=True):
             if isinstance(result, WhichvoiceError):
                 yield result
                 continue
             vector = np.asarray(result[0], np.float32)
-            yield Embedding(describe_source(src), vector, float(result[1]))
+            speech_s = float(result[1])
+            yield Embedding(
+                describe_source(src), vector, speech_s, quality=_judged(signals, speech_s)
+            )
+
+
+def _judged(measured: Signals | None, speech_s: float) -> Quality | None:
+    return None if measured is None else judged(measured, speech_s)
 
 
 def embed(model: Encoder, sources: Sources) -> list[Embedding | WhichvoiceError]:
@@ -1097,10 +1116,9 @@ def verify_each(
 
     def answers() -> Iterator[Verdict | WhichvoiceError]:
         refs = None
-        embedded = progress_bar(model.embed_many(sources), len(sources), "verify", progress)
-        with embedded:
-            for i, (src, result) in enumerate(zip(sources, embedded, strict=True)):
-                result = with_speech(src, result)
+        measured = embed_and_trace(model, None, sources, measure=True)
+        with progress_bar(measured, len(sources), "verify", progress) as embedded:
+            for i, (src, (result, _, signals)) in enumerate(zip(sources, embedded, strict=True)):
                 if isinstance(result, WhichvoiceError):
                     yield result
                     continue
@@ -1127,6 +1145,7 @@ def verify_each(
                     point,
                     speech_s=float(result[1]),
                     enrolled_recording=(digest in held or samples in held) if held else None,
+                    quality=_judged(signals, float(result[1])),
                 )
 
     return answers()
@@ -1188,9 +1207,9 @@ def identify_each(
 
     def answers() -> Iterator[Identity | WhichvoiceError]:
         refs = None
-        embedded = embed_and_trace(model, engine_head, sources)
+        embedded = embed_and_trace(model, engine_head, sources, measure=True)
         with progress_bar(embedded, len(sources), "identify", progress) as answered:
-            for src, (result, engine) in zip(sources, answered, strict=True):
+            for src, (result, engine, signals) in zip(sources, answered, strict=True):
                 if isinstance(result, WhichvoiceError):  # a burst is one (embed_and_trace)
                     yield result
                     continue
@@ -1207,6 +1226,7 @@ def identify_each(
                     point,
                     nearest,
                     engine,
+                    quality=_judged(signals, float(result[1])),
                 )
 
     return answers()

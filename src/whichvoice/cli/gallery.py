@@ -277,7 +277,7 @@ def verify_cmd(
                               progress=not quiet)  # fmt: skip
         failed = _print_results(
             paths,
-            _claims_warned(counting(results)),
+            _quality_warned(_claims_warned(counting(results)), short_said=True),
             as_json,
             lambda r: (
                 f"{'accept' if r.accept else 'reject'}\tscore {_figures(r)[0]} "
@@ -303,7 +303,8 @@ def _claims_warned(results: Iterable) -> Iterator:
                 f"is one of the recordings {r.claimed} was enrolled from: a replay scores as "
                 "the voice itself (nothing checks that a person is speaking)"
             )
-        if not isinstance(r, Exception) and not r.accept and r.speech_s < SHORT_CLIP_S:
+        short_rejected = not isinstance(r, Exception) and not r.accept
+        if short_rejected and r.speech_s < SHORT_CLIP_S:
             why.append(
                 f"holds {r.speech_s:.1f} s of speech: claims under {SHORT_CLIP_S:g} s of the "
                 "right voice are mostly rejected (verification.md)"
@@ -311,6 +312,27 @@ def _claims_warned(results: Iterable) -> Iterator:
         for w in why:
             with tqdm.external_write_mode(file=sys.stderr):
                 click.echo(f"warning: {shown(r.path)} {w}", err=True)
+        yield r
+
+
+def _quality_warned(results: Iterable, *, short_said: bool = False) -> Iterator:
+    """``results``, each answer on a recording whose quality measures raise a warning
+    (noisy, clipped, narrow band, short: ``whichvoice.quality``) said on stderr first, in
+    one line. ``short_said``: a rejected short claim is said by ``_claims_warned``."""
+    from tqdm import tqdm
+
+    for r in results:
+        q = None if isinstance(r, Exception) else r.quality
+        warnings = [] if q is None else list(q.warnings)
+        if short_said and not r.accept and r.speech_s < SHORT_CLIP_S:
+            warnings = [w for w in warnings if not w.startswith("short")]
+        if warnings:
+            with tqdm.external_write_mode(file=sys.stderr):
+                click.echo(
+                    f"warning: {shown(r.path)}: {'; '.join(warnings)}: the answer on it is "
+                    "less sure (verification.md, Recording quality)",
+                    err=True,
+                )
         yield r
 
 
@@ -367,7 +389,7 @@ def identify_cmd(
                                 engine_head=head, progress=not quiet)  # fmt: skip
         failed = _print_results(
             paths,
-            results,
+            _quality_warned(results),
             as_json,
             lambda r: (
                 (

@@ -97,7 +97,7 @@ def trace_cmd(
         with tqdm.external_write_mode(file=sys.stdout):  # cleared, then drawn again below it
             click.echo(line)
 
-    for path, (r, a) in zip(paths, answers, strict=True):
+    for path, (r, a, _) in zip(paths, answers, strict=True):
         if isinstance(r, WhichvoiceError):
             failed += 1
             echo(json_line({**answer_head(path, channel), "error": str(r)})

@@ -185,7 +185,7 @@ def trace_upload(service, data: bytes, name: str, channel: int | None = None) ->
     if encoder.engine_head is None:
         raise HTTPProblem(409, "no_engine_head", _no_head_why(service, encoder))
     audio = service.decode(data, name, channel=channel)
-    ((result, answer),) = embed_and_trace(
+    ((result, answer, _),) = embed_and_trace(
         encoder.model, encoder.engine_head, [audio], hear_speech=True
     )
     if isinstance(result, WhichvoiceError):

@@ -13,6 +13,23 @@ class VoiceScore(BaseModel):
 THRESHOLD_SOURCE = 'Where the threshold came from: "calibrated" (the encoder\'s) or "given"'
 
 
+class RecordingQuality(BaseModel):
+    """How fit the recording is to be judged (``whichvoice.quality``): warnings only, no
+    decision reads it."""
+
+    speech_s: float = Field(description="Seconds of speech the encoder kept")
+    snr_db: float | None = Field(
+        description="Estimated signal-to-noise ratio, dB (null: too little sound)"
+    )
+    clipped: float = Field(description="Share of the samples in flat tops at the peak, 0-1")
+    bandwidth_hz: float | None = Field(
+        description="Highest frequency within 50 dB of the spectrum's peak, Hz"
+    )
+    warnings: list[str] = Field(
+        description="noisy, clipped, narrow band, short: each a phrase with its figure"
+    )
+
+
 class GalleryAnswer(BaseModel):
     voice: str = Field(description='The closest enrolled voice, or "unknown" under the threshold')
     nearest: str = Field(description="The closest enrolled voice, whether or not it passed")
@@ -51,6 +68,9 @@ class GalleryAnswer(BaseModel):
     )
     engine_threshold: float | None = Field(
         default=None, description="The head's threshold: the engine is known from it up"
+    )
+    quality: RecordingQuality | None = Field(
+        default=None, description="How fit the upload is to be judged (warnings only)"
     )
 
 
@@ -197,6 +217,9 @@ class Verdict(BaseModel):
         description="The file is one of the recordings the voice was enrolled from: a replay "
         "scores as the voice itself (nothing checks liveness); null: the voice keeps no "
         "digests of its recordings (enrolled before galleries kept them), so it cannot be told",
+    )
+    quality: RecordingQuality | None = Field(
+        default=None, description="How fit the file is to be judged (warnings only)"
     )
 
 
