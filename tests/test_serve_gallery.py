@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from whichvoice import quality
 from whichvoice.audio import encode_audio, read_audio
 from whichvoice.gallery import Gallery
 from whichvoice.voices.families import FAMILIES
@@ -96,6 +97,8 @@ def test_verify_true_and_false_claims(gallery_server, enrolled, enroll_clips) ->
     for x in true + false:  # the probability and the decision agree
         assert x["accept"] == (x["probability"] >= 0.5) and x["threshold_source"] == "calibrated"
         assert x["enrolled_recording"] is False and x["speech_s"] > 0
+        # clean clips: measured, and nothing to warn of
+        assert x["quality"]["speech_s"] == x["speech_s"] and x["quality"]["warnings"] == []
     # one of awb's enrolled uploads sent again: said (a replay scores as the voice itself)
     r = httpx.post(f"{url}/v1/verify", params={"name": "awb"},
                    files=files(enroll_clips[AWB][0]), timeout=60)  # fmt: skip
@@ -133,6 +136,7 @@ def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_cli
         assert body["confidence"] is None and body["windows"] is None
         assert body["probabilities"] == {} and body["top"] == []
         assert body["duration_s"] > 0.5
+        assert g["quality"]["warnings"] == [] and g["quality"]["snr_db"] > quality.NOISY_DB
     answers = []
     for clip in enroll_clips[F3][ENROLL:]:
         r = httpx.post(

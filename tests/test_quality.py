@@ -1,0 +1,127 @@
+"""Recording quality (``whichvoice.quality``): the measures on audio whose noise, clipping,
+band and length are known, and the warnings they raise in every answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from whichvoice import quality
+from whichvoice.audio import read_audio
+
+from .conftest import HUMAN_DEV, human_clip
+
+
+def _digits(speaker: str = "george", take: int = 0) -> tuple[np.ndarray, int]:
+    """A human-dev speaker saying the ten digits once (8 kHz, with the recordings' pauses)."""
+    parts = [sf.read(HUMAN_DEV / f"{d}_{speaker}_{take}.wav", dtype="float32")[0]
+             for d in range(10)]  # fmt: skip
+    return np.concatenate(parts), 8000
+
+
+def _noisy(wave: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    """``wave`` with white noise at ``snr_db`` to the speech's active level (the frames
+    within 40 dB of the loudest, as the evaluation conditions mix)."""
+    frames = np.square(wave[: wave.shape[0] // 400 * 400].reshape(-1, 400)).mean(axis=1)
+    active = frames[frames >= frames.max() * 1e-4].mean()
+    noise = np.random.default_rng(seed).standard_normal(wave.shape[0])
+    noise *= np.sqrt(active / 10 ** (snr_db / 10)) / noise.std()
+    return (wave + noise).astype(np.float32)
+
+
+def test_the_snr_estimate_follows_the_noise_mixed_in() -> None:
+    wave, rate = _digits()
+    clean = quality.snr_db(wave, rate)
+    estimates = {snr: quality.snr_db(_noisy(wave, snr), rate) for snr in (20, 10, 5, 0)}
+    assert clean is not None and clean > 25  # people recorded in a quiet room
+    # within 5 dB of what was mixed, and in order
+    for snr, est in estimates.items():
+        assert est is not None and abs(est - snr) < 5, (snr, est)
+    assert estimates[20] > estimates[10] > estimates[5] > estimates[0]
+
+
+def test_a_clean_recording_raises_no_warning_and_a_noisy_one_says_so() -> None:
+    wave, rate = _digits("jackson")
+    assert quality.measure(wave, rate, speech_s=3.0).warnings == ()
+    noisy = quality.measure(_noisy(wave, 0), rate, speech_s=3.0)
+    assert [w.split(":")[0] for w in noisy.warnings] == ["noisy"]
+    assert noisy.to_dict()["warnings"] == list(noisy.warnings)
+
+
+def test_clipping_is_flat_tops_at_the_peak_and_a_quiet_or_smooth_clip_is_not_clipped() -> None:
+    wave, rate = _digits()
+    loud = np.clip(wave * 8, -1, 1)  # recorded far too loud
+    q = quality.measure(loud, rate, speech_s=3.0)
+    assert q.clipped > 0.05 and any(w.startswith("clipped") for w in q.warnings)
+    # clipped, then made quieter: the flat tops are still there
+    assert quality.clipped_share(loud * 0.3) == pytest.approx(q.clipped)
+    # as recorded, or quiet, or a low tone at 48 kHz as 16-bit samples: no flat tops
+    t = np.arange(48_000) / 48_000
+    tone = np.round(0.9 * np.sin(2 * np.pi * 100 * t) * 32767) / 32767
+    for clean in (wave, wave * 0.01, tone.astype(np.float32)):
+        assert quality.clipped_share(clean) < quality.CLIPPED_SHARE
+    # one sample at the peak is no run
+    spike = np.zeros(1000, np.float32)
+    spike[10] = 1.0
+    assert quality.clipped_share(spike) == 0.0
+
+
+def test_the_band_is_what_the_recording_holds_not_its_rate() -> None:
+    wave, rate = _digits()  # 8 kHz: up to 4 kHz
+    up = soxr.resample(wave, rate, 16_000)
+    assert 3500 <= quality.bandwidth_hz(up, 16_000) <= 4100
+    narrow = soxr.resample(soxr.resample(wave, rate, 4000), 4000, 16_000)  # up to 2 kHz
+    q = quality.measure(narrow, 16_000, speech_s=3.0)
+    assert quality.bandwidth_hz(narrow, 16_000) < 2200
+    assert any(w.startswith("narrow band") for w in q.warnings)
+
+
+def test_short_speech_and_too_little_sound_to_estimate() -> None:
+    wave, rate = _digits()
+    q = quality.measure(wave, rate, speech_s=0.4)
+    assert q.warnings[0] == "short: 0.4 s of speech (under 1.5 s)"
+    silent = np.zeros(16_000, np.float32)  # digital silence: no level to read
+    assert quality.snr_db(silent, 16_000) is None
+    assert quality.measure(silent[:100], 16_000, 0.0).bandwidth_hz is None
+    assert quality.measure(np.zeros(0, np.float32), 16_000, 0.0).clipped == 0.0
+
+
+@pytest.mark.slow
+def test_every_answer_carries_its_quality_in_python_json_and_on_stderr(cli, tmp_path: Path) -> None:
+    from whichvoice.encoders import load_encoder
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import embed, enroll, identify, model_id, verify
+
+    gallery = tmp_path / "g.sqlite"
+    clean = human_clip(tmp_path, "george", range(0, 2))
+    wave, rate = read_audio(human_clip(tmp_path, "george", range(5, 7)))
+    noisy, clipped = tmp_path / "noisy.wav", tmp_path / "clipped.flac"
+    sf.write(noisy, _noisy(wave, 0), rate)
+    sf.write(clipped, np.clip(wave * 8, -1, 1), rate)
+    encoder = load_encoder("bundled")
+    with Gallery(gallery, model_id(encoder)) as g:
+        enroll(encoder, g, "george", [clean])
+        answers = [
+            *verify(encoder, g, "george", [noisy, clipped]),
+            *identify(encoder, g, [noisy, clipped]),
+            *embed(encoder, [noisy, clipped]),
+        ]
+    kinds = [[w.split(":")[0] for w in a.quality.warnings] for a in answers]
+    assert all(want in k for k, want in zip(kinds, ["noisy", "clipped"] * 3, strict=True)), kinds
+    assert all(a.to_dict()["quality"] == a.quality.to_dict() for a in answers)
+    # the command line: in the JSON, and said on stderr in one line a file
+    env = {"WHICHVOICE_GALLERY": str(gallery)}
+    clean = human_clip(tmp_path, "george", range(8, 10))  # not one it was enrolled from
+    for command in (("verify", "george"), ("identify",)):
+        proc = cli(*command, str(noisy), str(clean), "--model", "bundled", "--json", env=env)
+        rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [r["quality"]["warnings"] != [] for r in rows] == [True, False], rows
+        assert rows[0]["quality"]["snr_db"] < quality.NOISY_DB < rows[1]["quality"]["snr_db"]
+        said = [line for line in proc.stderr.splitlines() if "noisy" in line]
+        assert len(said) == 1 and said[0].startswith(f"warning: {noisy}: noisy: "), proc.stderr
+        assert str(clean) not in proc.stderr
