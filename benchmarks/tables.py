@@ -361,6 +361,47 @@ def quality_table() -> str:
     return "\n".join(rows)
 
 
+def quality_measures_table() -> str:
+    """The recording quality warnings by condition, on dev clips
+    (benchmarks/quality_measures.py)."""
+    r = _load("quality-measures")
+    kinds = ("noisy", "clipped", "narrow band")
+    by = r["by_condition"]
+    rows = [
+        "| condition | TTS voices: noisy / clipped / narrow band | people: noisy / clipped / "
+        "narrow band |",
+        "|---|---|---|",
+    ]
+    for name in by["tts"]:
+        cells = []
+        for who in ("tts", "human"):
+            x = by[who][name]
+            cells.append(" / ".join(f"{x[k]['k']} of {x['clips']}" for k in kinds))
+        rows.append(f"| `{name}` | {cells[0]} | {cells[1]} |")
+    o = r["offset"]
+    errors = "; ".join(
+        f"{snr}: {e['median_error_db']:+.1f} dB ({e['p5_p95_db'][0]:+.1f} to "
+        f"{e['p5_p95_db'][1]:+.1f})"
+        for snr, e in o["estimate_error_with_shipped_offset"].items()
+    )
+    t = r["thresholds"]
+    rows += [
+        "",
+        f"Dev clips: {r['clips']['tts']} of {len(r['voices']['tts'])} TTS voices (dev-pool "
+        f"espeak-ng variants and the other engines' dev voices reading dev sentences) and "
+        f"{r['clips']['human']} of the {len(r['voices']['human'])} human-dev speakers (digits "
+        "joined, ~3 s), each made into every condition of the evaluation suite "
+        "(`whichvoice.conditions`) and decoded as a user's file is. Warnings: noisy under "
+        f"{t['noisy_db']:g} dB estimated SNR, clipped at {_pct(t['clipped_share'], 0)} of the "
+        f"samples in flat tops or more, narrow band under {t['narrow_hz']:.0f} Hz. The SNR "
+        f"estimate's offset: the median of (spread - mixing SNR) over {o['mixtures']} "
+        f"mixtures with white and pink noise at 5-20 dB, {o['median_spread_over_snr_db']:.2f} "
+        f"dB, shipped as {o['shipped_offset_db']:g} dB; the estimate's error with it, median "
+        f"(5th to 95th percentile): {errors}. Made by {_made(r)}.",
+    ]
+    return "\n".join(rows)
+
+
 def _held_out(r: dict) -> str:
     """Which data a closed-set figure was scored on and what the model trained on."""
     trained = f"trained on {r['corpus']['voices']} x {r['corpus']['sentences']} bundled sentences"
@@ -1433,6 +1474,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "speed": speed_table,
     "snorm-dev": snorm_table,
     "quality-dev": quality_table,
+    "quality-measures": quality_measures_table,
     "diarize": diarize_table,
     "live": live_table,
     "live-dev": lambda: live_table("live-dev"),

@@ -213,7 +213,10 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
             "path", "claimed", "accept", "score", "probability", "threshold", "threshold_source",
             "dev_false_acceptance", "dev_false_rejection", "speech_s", "enrolled_recording",
             "encoder",  # the CLI names what answered (the HTTP route's server says it once)
+            "quality",  # how fit the clip is to be judged (test_quality.py)
+            "calibration",  # the calibration.json that set the threshold
         }  # fmt: skip
+        assert Path(r["calibration"]).name == "calibration.json"
         assert r["enrolled_recording"] is False and r["speech_s"] > 0
         assert 0 <= r["probability"] <= 1 and r["accept"] == (r["score"] >= r["threshold"])
         assert r["accept"] == (r["probability"] >= 0.5)
@@ -227,6 +230,10 @@ def test_enroll_verify_identify_and_the_gallery(cli, encoder: Path, tmp_path: Pa
     replay = cli("verify", "alice", str(voices[a][0]), "--json", *common)
     assert json.loads(replay.stdout)["enrolled_recording"] is True
     assert "is one of the recordings alice was enrolled from" in replay.stderr
+    # the same bytes piped in cannot be told (they are not read twice): null, not "no"
+    with open(voices[a][0], "rb") as f:
+        piped = cli("verify", "alice", "-", "--json", *common, stdin=f)
+    assert json.loads(piped.stdout)["enrolled_recording"] is None, piped.stderr
 
     ident = cli("identify", str(voices[a][4]), str(voices[c][0]), "--json", *common, check=True)
     # identify's threshold among two voices: verify's, raised by the calibration's tail where
@@ -937,3 +944,33 @@ def test_calibrate_says_what_its_threshold_does_and_how_to_go_back(cli, tmp_path
         ).stdout
     )
     assert said["threshold"] == pytest.approx(new)
+
+
+def test_an_answer_names_the_calibration_that_set_its_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's own calibration (``calibrate``) moves the threshold: the answer says which
+    file set it (a forensic review: both read ``threshold_source: calibrated``)."""
+    import whichvoice
+    from whichvoice.encoders import BUNDLED_DIR_ENV, load_encoder
+    from whichvoice.verification import model_id, operating_point
+
+    monkeypatch.setenv(BUNDLED_DIR_ENV, str(tmp_path / "none-yet"))
+    encoder = load_encoder("bundled")
+    shipped = operating_point(encoder).to_dict()
+    package = Path(whichvoice.__file__).parent
+    assert Path(shipped["calibration"]).is_relative_to(package)
+    assert shipped["threshold_source"] == "calibrated"
+    # the user's own, a looser one: used, and named
+    mine = json.loads(Path(shipped["calibration"]).read_text())
+    mine["threshold"] = shipped["threshold"] - 0.1
+    mine["encoder"] = model_id(encoder)  # made for this encoder, as calibrate records
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "calibration.json").write_text(json.dumps(mine))
+    monkeypatch.setenv(BUNDLED_DIR_ENV, str(tmp_path / "mine"))
+    point = operating_point(encoder).to_dict()
+    assert point["calibration"] == str(tmp_path / "mine" / "calibration.json")
+    assert point["threshold"] == pytest.approx(shipped["threshold"] - 0.1, abs=1e-6)
+    # a threshold given still names the calibration whose slope makes the probability
+    given = operating_point(encoder, 0.5).to_dict()
+    assert given["threshold_source"] == "given" and given["calibration"] == point["calibration"]

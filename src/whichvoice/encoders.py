@@ -371,17 +371,14 @@ def shipped_calibration(model: Encoder) -> tuple[float, Calibration, dict] | Non
     return None
 
 
-def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
-    """``calibration_of``'s (threshold, calibration) and the whole calibration.json. A user's
-    calibration of an encoder shipped with the package (its user folder) is used only with
-    the encoder it was made for (``stale_calibration``): otherwise it is passed over with a
-    warning, and the shipped one is used."""
+def calibration_path(model: Encoder, *, stale: bool | None = None) -> Path | None:
+    """The calibration.json that ``calibration_file`` reads for ``model``: the user's own
+    (``calibrate``'s, unless it was made for another encoder: ``stale``, by default
+    ``stale_calibration``'s), else the one shipped with the package, else the run's; None
+    where there is none."""
     user = Path(calibration_dir(model))
-    stale = stale_calibration(model)
-    if stale and _runs_own(model):
-        raise WhichvoiceError(stale)  # a trained run's: there is no other to use
-    if stale:
-        warn_once(stale)
+    if stale is None:
+        stale = bool(stale_calibration(model))
     for root in (
         user,
         *([shipped_dir(_shipped_name(model))] if _shipped_name(model) else []),
@@ -389,9 +386,25 @@ def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
     ):
         if stale and Path(root) == user:
             continue
-        cal = _read_calibration(Path(root) / CALIBRATION)
-        if cal is not None:
-            return cal
+        if (Path(root) / CALIBRATION).exists():
+            return Path(root) / CALIBRATION
+    return None
+
+
+def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
+    """``calibration_of``'s (threshold, calibration) and the whole calibration.json. A user's
+    calibration of an encoder shipped with the package (its user folder) is used only with
+    the encoder it was made for (``stale_calibration``): otherwise it is passed over with a
+    warning, and the shipped one is used."""
+    stale = stale_calibration(model)
+    if stale and _runs_own(model):
+        raise WhichvoiceError(stale)  # a trained run's: there is no other to use
+    if stale:
+        warn_once(stale)
+    path = calibration_path(model, stale=bool(stale))
+    cal = None if path is None else _read_calibration(path)
+    if cal is not None:
+        return cal
     raise WhichvoiceError(
         f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
     )

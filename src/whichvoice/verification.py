@@ -44,6 +44,7 @@ from whichvoice.encoders import (
     calibration_dir,
     calibration_file,
     calibration_of,
+    calibration_path,
     fused_encoder,
     gallery_encoder,
     load_calibration,
@@ -429,6 +430,9 @@ class OperatingPoint:
     source: str  # "calibrated" or "given"
     false_acceptance: float | None = None  # on the dev trials (calibrated threshold only)
     false_rejection: float | None = None
+    # the calibration.json read: the package's, or a user's own (`whichvoice calibrate`),
+    # so that an answer can be traced to what set its threshold and probability
+    calibration_path: str | None = None
 
     def probability(self, score: float) -> float:
         return float(self.calibration.probability(score))
@@ -442,6 +446,7 @@ class OperatingPoint:
             "threshold_source": self.source,
             "dev_false_acceptance": round(self.false_acceptance, 6) if known else None,
             "dev_false_rejection": round(self.false_rejection or 0.0, 6) if known else None,
+            "calibration": self.calibration_path,
         }
 
 
@@ -551,6 +556,8 @@ def operating_point(
     enrolled voices an answer picks from (identify: ``identification_threshold``); None for
     a claim of one voice (verify: the calibration's own threshold, whatever rule set it)."""
     calibrated, cal, data = calibration_file(model)
+    path = calibration_path(model)
+    path = None if path is None else str(path)
     if threshold is None:
         far, frr = (
             data.get("false_acceptance_at_threshold"),
@@ -571,14 +578,15 @@ def operating_point(
                     )
                 calibrated, far = raised, f
                 frr = tail_frr(data["tail"], raised)
-        return OperatingPoint(calibrated, cal.at(calibrated), "calibrated", far, frr)
+        return OperatingPoint(calibrated, cal.at(calibrated), "calibrated", far, frr, path)
     if (
         isinstance(threshold, bool)
         or not isinstance(threshold, numbers.Real)
         or not -1.0 <= threshold <= 1.0
     ):
         raise WhichvoiceError(f"threshold {threshold!r}: a cosine score, between -1 and 1")
-    return OperatingPoint(float(threshold), cal.at(threshold), "given")
+    # the slope of the probability is still the calibration's
+    return OperatingPoint(float(threshold), cal.at(threshold), "given", calibration_path=path)
 
 
 @dataclass(frozen=True)
@@ -599,7 +607,8 @@ class Verdict:
     # the claim is one of the recordings the voice was enrolled from (the same file bytes as
     # one enrolled from a file or an upload, or the same samples as one enrolled as samples):
     # a replay of it scores as the voice itself; nothing checks liveness. None: the voice
-    # keeps no digests (enrolled before galleries kept them), so it cannot be told
+    # keeps no digests (enrolled before galleries kept them), or the claim's bytes cannot be
+    # read twice (standard input, a pipe, a URL): it cannot be told
     enrolled_recording: bool | None = False
     # how fit the recording is to be judged (noise, clipping, band, speech): warnings only,
     # the decision does not read it; None where it was not measured
@@ -1144,7 +1153,12 @@ def verify_each(
                     point.probability(score),
                     point,
                     speech_s=float(result[1]),
-                    enrolled_recording=(digest in held or samples in held) if held else None,
+                    # None: no digests kept, or none of this input (a pipe, a URL): not told
+                    enrolled_recording=(
+                        (digest in held or samples in held)
+                        if held and (digest is not None or samples is not None)
+                        else None
+                    ),
                     quality=_judged(signals, float(result[1])),
                 )
 

@@ -426,7 +426,8 @@ def identify_cmd(
     "--json",
     "as_json",
     is_flag=True,
-    help='One JSON object per file: {"path", "speech_s", "dim", "embedding", "encoder"}.',
+    help='One JSON object per file: {"path", "speech_s", "quality", "dim", "embedding", '
+    '"encoder"}.',
 )
 @channel_option
 @_quiet_option
