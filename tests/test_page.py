@@ -51,6 +51,13 @@ def server(trained_run: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def bundled() -> Iterator[str]:
+    """A server of the bundled classifier: for the tests that need no trained run."""
+    with serving(server_process.BUNDLED) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
 def launch() -> Iterator[Callable[..., object]]:
     """Launch Debian's chromium (extra flags allowed); every browser is closed at the end."""
     if not CHROMIUM.exists():
@@ -371,7 +378,7 @@ def test_api_docs_work_offline(browser, server):
     context.close()
 
 
-def test_a_voice_it_does_not_know_is_shown_as_unknown(browser, tmp_path):
+def test_a_voice_it_does_not_know_is_shown_as_unknown(browser, bundled, tmp_path):
     """The bundled classifier on a real person: the page's answer is "unknown", not the
     classifier's nearest voice in large type; the nearest is detail underneath."""
     import numpy as np
@@ -386,17 +393,16 @@ def test_a_voice_it_does_not_know_is_shown_as_unknown(browser, tmp_path):
         parts += [wave, np.zeros(rate // 5, np.float32)]
     clip = tmp_path / "george.wav"
     sf.write(clip, np.concatenate(parts), rate)
-    with serving(server_process.BUNDLED) as base:
-        page = open_page(browser, base)
-        result = wait_for_identification(page, lambda: page.set_input_files("#file-input", clip))
-        assert result is not None and result["answer_source"] == "none"
-        assert page.locator("#result-voice").inner_text() == "unknown"
-        assert page.locator("#result-confidence").inner_text() == "not a voice it knows"
-        meta = page.locator("#result-meta").inner_text()
-        assert f"Classifier: nearest {result['classifier']['voice']}" in meta
-        assert "open-set score" in meta
-        assert page.evaluate("document.body.dataset.answer") == "none"
-        page.context.close()
+    page = open_page(browser, bundled)
+    result = wait_for_identification(page, lambda: page.set_input_files("#file-input", clip))
+    assert result is not None and result["answer_source"] == "none"
+    assert page.locator("#result-voice").inner_text() == "unknown"
+    assert page.locator("#result-confidence").inner_text() == "not a voice it knows"
+    meta = page.locator("#result-meta").inner_text()
+    assert f"Classifier: nearest {result['classifier']['voice']}" in meta
+    assert "open-set score" in meta
+    assert page.evaluate("document.body.dataset.answer") == "none"
+    page.context.close()
 
 
 def test_enroll_verify_and_the_gallery_on_the_page(browser, trained_run, small_corpus, clips,
@@ -539,16 +545,21 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
         assert re.match(r"\d+ turns, 3 voices: ", status) and "awb (enrolled)" in status, status
         first = turns.first
         # each turn says its voice in words, can be hit, and a focused one says when it is
-        assert first.inner_text() == first.get_attribute("data-speaker")
+        speaker = first.get_attribute("data-speaker")
+        assert first.locator(".turn-name").inner_text() == speaker
+        legend_letter = page.locator(f'#timeline-legend li[data-speaker="{speaker}"] .swatch')
+        assert first.locator(".tag").inner_text() == legend_letter.inner_text()
         assert min(turns.evaluate_all("ts => ts.map(t => t.offsetWidth)")) >= 24
         first.focus()
-        assert page.locator("#turn-caption").inner_text() == first.get_attribute("title")
+        # the title's voice between Unicode isolates, the caption's in a <bdi>
+        title = first.get_attribute("title").replace("\u2068", "").replace("\u2069", "")
+        assert page.locator("#turn-caption").inner_text() == title
         first.click()
         page.wait_for_function("document.body.dataset.playing !== undefined")
         assert float(page.evaluate("document.body.dataset.playing")) == float(
             first.get_attribute("data-start")
         )
-        assert page.get_by_role("button", name=re.compile(r"^Play awb")).count() >= 1
+        assert page.get_by_role("button", name=re.compile(r"^Play [A-Z]+ awb: ")).count() >= 1
         # a file that fails clears the old timeline; the same file again is sent again
         bad = tmp_path / "notes.wav"
         bad.write_text("not audio")
@@ -607,3 +618,416 @@ def test_who_speaks_when_on_the_page_and_live(launch, trained_run, enroll_clips,
         page.wait_for_function("document.body.dataset.live === 'off'")
         assert page.evaluate("document.activeElement.id") == "live-btn"  # not the page
         page.context.close()
+
+
+# ---------------------------------------------------------------- accessibility (review)
+# These drive the page against answers made up here (page.route): what is tested is how the
+# page draws them, fast, with no trained run.
+
+# WCAG 2's contrast ratio of an element's text on what is drawn behind it, from computed
+# styles: the nearest opaque background, translucent ones blended over it, and the lightest or
+# darkest stripe of a hatching; with the opacity it is drawn at (its ancestors' product)
+CONTRAST_JS = """el => {
+  const rgba = (s) => {
+    const m = s.match(/[\\d.]+/g).map(Number);
+    return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1];
+  };
+  const over = (top, under) => [0, 1, 2].map((i) => top[3] * top[i] + (1 - top[3]) * under[i]);
+  const linear = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  const lum = ([r, g, b]) => 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+  const ratio = (a, b) => {
+    const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  };
+  let behind = null;
+  const translucent = [];
+  const stripes = [];
+  let opacity = 1;
+  for (let e = el; e; e = e.parentElement) {
+    const style = getComputedStyle(e);
+    opacity *= Number(style.opacity);
+    if (behind) continue;
+    stripes.push(...(style.backgroundImage.match(/rgba?\\([^)]*\\)/g) || []).map(rgba));
+    const fill = rgba(style.backgroundColor);
+    if (fill[3] === 1) behind = fill;
+    else if (fill[3] > 0) translucent.push(fill);
+  }
+  behind = behind || [255, 255, 255, 1];
+  for (const fill of translucent.reverse()) behind = [...over(fill, behind), 1];
+  const backs = [behind, ...stripes.map((s) => [...over(s, behind), 1])];
+  const text = over(rgba(getComputedStyle(el).color), behind);
+  return { text: Math.min(...backs.map((b) => ratio(text, b))), opacity };
+}"""
+# WCAG 2's contrast ratio of a box's edge (its top border) against the background it stands on
+# and against its own fill
+EDGE_JS = """el => {
+  const rgba = (s) => s.match(/[\\d.]+/g).map(Number);
+  const linear = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  const lum = ([r, g, b]) => 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+  const ratio = (a, b) => {
+    const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  };
+  const opaque = (e) => {
+    for (; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] === 1) return c;
+    }
+    return [255, 255, 255];
+  };
+  const edge = rgba(getComputedStyle(el).borderTopColor);
+  const own = rgba(getComputedStyle(el).backgroundColor);
+  const inside = own.length < 4 || own[3] === 1 ? ratio(edge, own) : Infinity;
+  return Math.min(ratio(edge, opaque(el.parentElement)), inside);
+}"""
+LONG_NAME = "Maximilian-Alexandra-Konstantinopolitanische-Dudelsackpfeifer"
+RTL_NAME = "صوت"
+
+
+def answer_with(page, path: str, body: object, status: int = 200) -> None:
+    """Requests to ``path`` (and below it) are answered ``body`` (JSON) by the page's own
+    route, not by the server."""
+    page.route(
+        f"**{path}*",
+        lambda route: route.fulfill(
+            status=status, content_type="application/json", body=json.dumps(body)
+        ),
+    )
+
+
+def made_up_turns(duration_s: float = 60.0) -> dict:
+    """A /v1/diarize answer that is hard to draw: ten voices (the last two hatched), one
+    with a long name, an overlapped turn, three short turns side by side, one at the very end."""
+    names = [f"unknown-{i}" for i in range(1, 10)] + [LONG_NAME]
+    segments = [
+        {"start": 4.0 * i, "end": 4.0 * i + 4.0, "speaker": n, "score": 0.9, "overlap": False}
+        for i, n in enumerate(names)
+    ]
+    segments.append(
+        {"start": 5.0, "end": 7.0, "speaker": "unknown-3", "score": 0.8, "overlap": True}
+    )
+    for start, name in ((40.0, "unknown-1"), (40.6, "unknown-2"), (41.2, "unknown-1")):
+        segments.append(
+            {"start": start, "end": start + 0.5, "speaker": name, "score": 0.9, "overlap": False}
+        )
+    segments.append(
+        {
+            "start": duration_s - 0.4,
+            "end": duration_s,
+            "speaker": "unknown-4",
+            "score": 0.9,
+            "overlap": False,
+        }
+    )
+    segments.sort(key=lambda s: s["start"])
+    speakers = {
+        n: {"enrolled": n == LONG_NAME, "score": 0.9, "nearest": None, "speech_s": 4.0}
+        for n in names
+    }
+    return {
+        "path": "talk.wav",
+        "duration_s": duration_s,
+        "speakers": speakers,
+        "segments": segments,
+        "settings": {"warning": None},
+    }
+
+
+def made_up_identification(probabilities: dict[str, float]) -> dict:
+    """A /v1/identify answer of the classifier (no gallery) with ``probabilities``."""
+    best = max(probabilities, key=probabilities.get)
+    return {
+        "voice": best,
+        "name": best,
+        "answer_source": "classifier",
+        "confidence": probabilities[best],
+        "probabilities": probabilities,
+        "classifier": {
+            "voice": best,
+            "confidence": probabilities[best],
+            "known": True,
+            "openset_score": 0.9,
+            "openset_threshold": 0.5,
+        },
+        "top": [best],
+        "duration_s": 2.0,
+        "speech_s": 1.8,
+        "windows": 3,
+        "spectrogram_png": None,
+        "gallery": None,
+    }
+
+
+def show_made_up_turns(page, answer: dict | None = None) -> None:
+    answer_with(page, "/v1/diarize", answer or made_up_turns())
+    page.set_input_files(
+        "#diarize-file", {"name": "talk.wav", "mimeType": "audio/wav", "buffer": b"RIFF"}
+    )
+    page.wait_for_function("document.body.dataset.diarized !== undefined")
+
+
+def identify_made_up(page, probabilities: dict[str, float], filename: str = "clip.wav") -> None:
+    answer_with(page, "/v1/identify", made_up_identification(probabilities))
+    answer_with(page, "/v1/trace", {"error": "no engine head", "kind": "no_engine"}, 404)
+    page.set_input_files(
+        "#file-input", {"name": filename, "mimeType": "audio/wav", "buffer": b"RIFF"}
+    )
+    page.wait_for_function("document.body.dataset.state === 'done'")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_and_edges_keep_their_contrast(browser, bundled, scheme):
+    """Text 4.5:1 or more (a primary button in dark mode was 2.76:1, a turn's name at opacity
+    0.9 or 0.7 4.35:1 and 3.1:1); the edges of boxes to type in or drop on 3:1 or more
+    (1.36:1)."""
+    page = open_page(browser, bundled, color_scheme=scheme)
+    for button in ("#record-btn", "#speak-btn", "#enroll-btn", "#verify-btn"):
+        ratio = page.locator(button).evaluate(CONTRAST_JS)["text"]
+        assert ratio >= 4.5, (scheme, button, ratio)
+    for box in (
+        "#api-key",
+        "#phrase",
+        "#voice-select",
+        "#enroll-name",
+        "#verify-name",
+        "#drop-zone",
+    ):
+        ratio = page.locator(box).evaluate(EDGE_JS)
+        assert ratio >= 3.0, (scheme, box, ratio)
+    show_made_up_turns(page)
+    drawn = page.locator("#timeline .tag, #timeline .turn-name").evaluate_all(
+        f"els => els.map(e => [e.parentElement.dataset.speaker, ({CONTRAST_JS})(e)])"
+    )
+    assert len(drawn) == 2 * len(made_up_turns()["segments"])
+    for speaker, seen in drawn:
+        assert seen["opacity"] == 1 and seen["text"] >= 4.5, (scheme, speaker, seen)
+    swatches = page.locator("#timeline-legend .swatch").evaluate_all(
+        f"els => els.map(e => ({CONTRAST_JS})(e).text)"
+    )
+    assert min(swatches) >= 4.5, swatches
+    page.context.close()
+
+
+TURN_BOXES_JS = """() => {
+  const line = document.getElementById("timeline");
+  line.scrollIntoView({ block: "center" });
+  const box = line.getBoundingClientRect();
+  const turns = [...line.querySelectorAll(".turn")].map((t) => {
+    const r = t.getBoundingClientRect();
+    const tag = t.querySelector(".tag").getBoundingClientRect();
+    const hit = document.elementFromPoint((tag.left + tag.right) / 2, (tag.top + tag.bottom) / 2);
+    return { speaker: t.dataset.speaker, start: Number(t.dataset.start),
+      overlap: t.classList.contains("overlap"), tag: t.querySelector(".tag").textContent,
+      left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+      tagInside: tag.left >= r.left && tag.right <= r.right - 1,
+      onTop: hit !== null && t.contains(hit) };
+  });
+  const inner = { left: box.left + line.clientLeft, top: box.top + line.clientTop,
+    right: box.left + line.clientLeft + line.clientWidth,
+    bottom: box.top + line.clientTop + line.clientHeight };
+  return { inner, turns };
+}"""
+
+
+def test_timeline_turns_stay_inside_apart_and_lettered(browser, bundled):
+    """Every turn is 24 px or more each way, inside the box, over no other turn (short
+    neighbours widened to 24 px overlapped, an overlapped turn was drawn over the one it
+    overlaps, a short last one ran out of the box); overlapped speech is drawn below; each
+    voice's letter is never cut and is the legend's, so voices are told apart by more than
+    colour and a name cut short ("unknow…")."""
+    page = open_page(browser, bundled)
+    show_made_up_turns(page)
+    for width in (1200, 360):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(100)  # the resize event lays the turns out again
+        drawn = page.evaluate(TURN_BOXES_JS)
+        inner, turns = drawn["inner"], drawn["turns"]
+        for t in turns:
+            where = (width, t["speaker"], t["start"])
+            assert t["right"] - t["left"] >= 24 and t["bottom"] - t["top"] >= 24, (where, t)
+            across = inner["left"] - 0.5 <= t["left"] and t["right"] <= inner["right"] + 0.5
+            down = inner["top"] - 0.5 <= t["top"] and t["bottom"] <= inner["bottom"] + 0.5
+            assert across and down, (where, t, inner)
+            assert t["tagInside"] and t["onTop"], (where, t)
+        for a, b in itertools.combinations(turns, 2):
+            across = min(a["right"], b["right"]) - max(a["left"], b["left"])
+            down = min(a["bottom"], b["bottom"]) - max(a["top"], b["top"])
+            assert across <= 0.5 or down <= 0.5, (width, a, b)
+        overlapped = next(t for t in turns if t["overlap"])
+        under = next(t for t in turns if t["start"] == 4.0)
+        assert overlapped["top"] >= under["bottom"], (overlapped, under)
+    letters = {t["speaker"]: t["tag"] for t in turns}
+    assert len(set(letters.values())) == len(letters) == 10, letters
+    legend = dict(
+        page.locator("#timeline-legend li").evaluate_all(
+            "ls => ls.map(l => [l.dataset.speaker, l.querySelector('.swatch').textContent])"
+        )
+    )
+    assert legend == letters
+    # a swatch beside a long name keeps its size at 360 px (it shrank from 14 px to 6 px)
+    widths = page.locator("#timeline-legend .swatch").evaluate_all(
+        "ss => ss.map(s => s.getBoundingClientRect().width)"
+    )
+    assert min(widths) >= 14 and max(widths) - min(widths) < 1, widths
+    page.context.close()
+
+
+def test_an_error_shows_in_the_card_of_the_action_that_failed(launch, bundled):
+    """Not in the card where the focus happens to be: a recording stopped while the focus is in
+    the Enroll name box, whose upload fails, is said in the microphone's card (it was put
+    in the enrolled voices' card), naming what failed."""
+    browser = launch("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    page = open_page(browser, bundled, permissions=["microphone"])
+    too_big = {"error": "the upload is over the server's limit", "kind": "too_large"}
+    answer_with(page, "/v1/identify", too_big, 413)
+    page.click("#record-btn")
+    page.wait_for_function("document.body.classList.contains('recording')")
+    page.focus("#enroll-name")
+    page.keyboard.type("Zoë")
+    # as when it stops itself at 15 s: the focus stays where it is
+    page.evaluate("document.getElementById('stop-btn').click()")
+    page.wait_for_function("document.body.dataset.state === 'error'")
+    error = page.locator("#error")
+    card = error.evaluate("e => e.closest('.card').querySelector('h2').id")
+    assert card == "record-title", card
+    said = error.inner_text()
+    assert said.startswith("Identifying the microphone's recording"), said
+    assert "[HTTP 413]" in said
+    assert page.evaluate("document.activeElement.id") == "enroll-name"
+    # a recording that cannot be read, chosen while the focus is in the phrase box: the
+    # timeline's card
+    answer_with(page, "/v1/diarize", {"error": "notes.wav: not audio", "kind": "undecodable"}, 422)
+    page.focus("#phrase")
+    page.set_input_files(
+        "#diarize-file", {"name": "notes.wav", "mimeType": "audio/wav", "buffer": b"not audio"}
+    )
+    page.wait_for_function("document.body.dataset.state === 'error'")
+    assert page.locator("#talk #error").is_visible()
+    assert error.inner_text().startswith("Finding who speaks when in notes.wav failed: ")
+    page.context.close()
+
+
+def test_user_strings_are_isolated_from_the_page_text(browser, bundled):
+    """Right-to-left names, phrases and file names are each in a <bdi> (or between Unicode
+    isolates in a title), so the page's words and numbers around them keep their order
+    ("Enrolled 1 :صوت clip added" was drawn); the text boxes take the direction of what is
+    typed."""
+    page = open_page(browser, bundled)
+    for box in ("#phrase", "#enroll-name"):
+        assert page.locator(box).get_attribute("dir") == "auto", box
+    voice = {"name": RTL_NAME, "clips": 1, "seconds": 3.2}
+    answer_with(page, "/v1/enroll", {**voice, "added": 1, "skipped": []})
+    answer_with(page, "/v1/gallery", {"voices": [voice]})
+    page.fill("#enroll-name", RTL_NAME)
+    page.set_input_files(
+        "#enroll-files", {"name": "a.wav", "mimeType": "audio/wav", "buffer": b"RIFF"}
+    )
+    page.click("#enroll-btn")
+    page.wait_for_function("document.body.dataset.gallery === '1'")
+
+    def isolated(selector: str) -> list[str]:
+        return page.locator(f"{selector} bdi").evaluate_all("bs => bs.map(b => b.textContent)")
+
+    assert page.locator("#enroll-result").inner_text().startswith(f"Enrolled {RTL_NAME}: 1 clip")
+    assert isolated("#enroll-result") == [RTL_NAME]
+    assert isolated("#gallery-list") == [RTL_NAME]
+    identify_made_up(page, {RTL_NAME: 0.7, "flite:slt": 0.3}, filename="تسجيل.wav")
+    assert isolated("#result-meta") == ["تسجيل.wav"]
+    assert RTL_NAME in isolated("#bars")
+    assert isolated("#result-status") == [RTL_NAME]
+    answer = made_up_turns()
+    answer["speakers"] = {RTL_NAME: answer["speakers"]["unknown-1"], **answer["speakers"]}
+    answer["segments"][0]["speaker"] = RTL_NAME
+    show_made_up_turns(page, answer)
+    assert RTL_NAME in isolated("#timeline-legend") and RTL_NAME in isolated("#talk-status")
+    turn = page.locator(f'#timeline .turn[data-speaker="{RTL_NAME}"]')
+    assert isolated(f'#timeline .turn[data-speaker="{RTL_NAME}"]') == [RTL_NAME]
+    assert turn.get_attribute("title").startswith(f"A \u2068{RTL_NAME}\u2069: 0.0–4.0 s")
+    turn.focus()
+    assert isolated("#turn-caption") == [RTL_NAME]
+    page.context.close()
+
+
+def test_a_phrase_no_voice_can_read_is_explained(browser, bundled):
+    """A voice that makes no sound of a phrase (flite reading Chinese) was a bare "silent
+    (peak -52 dBFS)": the page adds what it most likely means, beside the server's words, in
+    the phrase's card."""
+    page = open_page(browser, bundled)
+    server_said = "flite:slt on '你好…': silent (peak -52 dBFS)"
+    answer_with(page, "/v1/synthesize", {"error": server_said, "kind": "silent"}, 422)
+    page.fill("#phrase", "你好，世界。")
+    page.click("#speak-btn")
+    page.wait_for_function("document.body.dataset.state === 'error'")
+    said = page.locator("#error").inner_text()
+    assert server_said in said and "[HTTP 422]" in said, said
+    assert "may not read this language or script; try another voice" in said, said
+    assert said.startswith("Speaking and identifying the phrase failed: "), said
+    assert page.locator("#error").evaluate(
+        "e => e.closest('.card').contains(document.getElementById('phrase'))"
+    )
+    page.context.close()
+
+
+def test_a_phrase_cut_at_its_limit_is_said(browser, bundled):
+    """A pasted phrase over the box's 1,000 characters was cut without a word."""
+    page = open_page(browser, bundled)
+    note = page.locator("#phrase-note")
+    assert note.get_attribute("role") == "status"
+    page.fill("#phrase", "")
+    page.focus("#phrase")
+    page.keyboard.insert_text("a " * 600)
+    assert len(page.input_value("#phrase")) == 1000
+    assert note.inner_text().startswith("The phrase was cut to 1,000 characters"), note
+    page.keyboard.press("Backspace")  # within the limit again: nothing to say
+    assert note.inner_text() == ""
+    page.fill("#phrase", "Short.")
+    assert note.inner_text() == ""
+    page.context.close()
+
+
+def test_forced_colours_keep_the_voices_and_bars(browser, bundled):
+    """In forced colours (Windows' high contrast) the bars, the swatches and the turns' colours
+    vanished into the background."""
+    page = open_page(browser, bundled, forced_colors="active")
+    identify_made_up(page, {"flite:slt": 0.6, "flite:rms": 0.4})
+    colours = page.locator("#bars .bar-fill").evaluate_all(
+        "fs => fs.map(f => [getComputedStyle(f).backgroundColor,"
+        " getComputedStyle(f.parentElement).backgroundColor])"
+    )
+    for fill, track in colours:
+        assert fill != track, colours
+    show_made_up_turns(page)
+    first = made_up_turns()["segments"][0]["speaker"]
+    drawn = page.locator(f'#timeline-legend li[data-speaker="{first}"] .swatch').evaluate(
+        "s => getComputedStyle(s).backgroundColor"
+    )
+    assert drawn == "rgb(0, 114, 178)", drawn  # the palette's first colour
+    turn = page.locator(f'#timeline .turn[data-speaker="{first}"]').first
+    assert turn.evaluate("t => getComputedStyle(t).backgroundColor") == "rgb(0, 114, 178)"
+    page.context.close()
+
+
+def test_names_landmarks_and_what_a_screen_reader_hears(browser, bundled):
+    """A long voice name is read in full beside its bar (it was cut with an ellipsis); the
+    model's line is in a landmark; the buttons' glyphs are not read and the two Stops say which
+    they stop; the figure's caption does not repeat its image's text; the result says its
+    answer in one status line, not the whole card as a live region."""
+    page = open_page(browser, bundled)
+    page.set_viewport_size({"width": 800, "height": 900})
+    identify_made_up(page, {LONG_NAME: 0.55, "flite:slt": 0.45})
+    name = page.locator(f'#bars .bar[data-voice="{LONG_NAME}"] .bar-name')
+    assert name.evaluate("n => n.scrollWidth <= n.clientWidth + 1"), name.bounding_box()
+    assert name.inner_text() == LONG_NAME
+    assert page.locator("#result").get_attribute("aria-live") is None
+    status = page.locator("#result-status")
+    assert status.get_attribute("role") == "status"
+    assert status.inner_text() == f"{LONG_NAME}: 55.0% sure."
+    assert page.evaluate(
+        "document.getElementById('model-info').closest('main, header, footer, nav, aside') !== null"
+    )
+    for label in ("Record", "Stop recording", "Live from the microphone", "Stop live"):
+        assert page.get_by_role("button", name=label, exact=True).count() == 1, label
+    alt = page.locator("#spectrogram").get_attribute("alt")
+    caption = page.locator(".spectrogram figcaption").inner_text()
+    assert alt.lower() not in caption.lower() and "spectrogram" not in caption.lower()
+    page.context.close()

@@ -8,13 +8,52 @@ const MAX_RECORD_S = 15; // s of microphone audio, then recording stops by itsel
 
 const $ = (id) => document.getElementById(id);
 
+/** A user's string (a voice's name, a phrase, a file name) as a part of a line of the page:
+ * shown isolated from the page's own words and numbers around it, so that a right-to-left
+ * one is not reordered with them ("Enrolled 1 :صوت clip added"). */
+const user = (text) => ({ user: String(text) });
+
+/** ``parts`` (the page's strings, user(...) strings, nested arrays) as nodes: each user string
+ * in a <bdi> of its own. */
+function nodes(parts) {
+  return [parts].flat(Infinity).map((part) => {
+    if (typeof part === "string") return part;
+    const bdi = document.createElement("bdi");
+    bdi.textContent = part.user;
+    return bdi;
+  });
+}
+
+/** ``element`` shows ``parts`` (see nodes). */
+function say(element, ...parts) {
+  element.replaceChildren(...nodes(parts));
+}
+
+/** ``parts`` as the words they show (to compare with an element's textContent). */
+function words(parts) {
+  return [parts].flat(Infinity).map((part) => (typeof part === "string" ? part : part.user)).join("");
+}
+
+/** ``parts`` as plain text (a title, an aria-label): each user string between Unicode's first
+ * strong isolate and its pop, the <bdi> of an attribute. */
+function plain(...parts) {
+  return [parts].flat(Infinity)
+    .map((part) => (typeof part === "string" ? part : `\u2068${part.user}\u2069`)).join("");
+}
+
 const recorder = { stream: null, context: null, chunks: [], samples: 0, timer: null };
 let voicesLoaded = false; // the voice <select> is filled
 let galleryVoices = 0; // voices enrolled, as the gallery list last showed them
 
 // ---------------------------------------------------------------- API calls
 
-class ApiError extends Error {}
+/** An error to show as it is; ``kind`` is the server's (``silent``, ...) when it sent one. */
+class ApiError extends Error {
+  constructor(message, kind = null) {
+    super(message);
+    this.kind = kind;
+  }
+}
 
 function apiHeaders(extra = {}) {
   const key = $("api-key").value.trim();
@@ -41,26 +80,28 @@ async function api(path, options = {}) {
   }
   if (response.ok) return response;
   let message = `${response.status} ${response.statusText}`;
+  let kind = null;
   try {
     const body = await response.json();
     if (body && body.error) message = body.error;
+    if (body && body.kind) kind = body.kind;
   } catch (e) {
     // not JSON: the status line says enough
   }
   if (response.status === 401) message += ` (${keyHint()})`;
-  throw new ApiError(`${message} [HTTP ${response.status}]`);
+  throw new ApiError(`${message} [HTTP ${response.status}]`, kind);
 }
 
 // ---------------------------------------------------------------- state and errors
 
-/** The error, in the card of the control ``near`` (where the user is looking), else in its
- * place above the result; scrolled into view. */
+/** The error (a string, or parts as ``say`` takes them), in the card of ``near``, a control of
+ * the action that failed, else in its place above the result; scrolled into view. */
 function showError(message, near = null) {
   const box = $("error");
   const card = near && near.closest ? near.closest(".card") : null;
   const home = card || $("error-home");
   if (box.parentElement !== home) home.append(box);
-  box.textContent = message;
+  say(box, message);
   box.hidden = false;
   if (box.scrollIntoView) box.scrollIntoView({ block: "nearest" });
 }
@@ -90,8 +131,11 @@ function setBusy(busy) {
   for (const b of document.querySelectorAll("#gallery-list button")) b.disabled = busy;
 }
 
-/** Run one user action: busy while it runs, then state "done" or "error" (shown). */
-async function run(action) {
+/** Run one user action: busy while it runs, then state "done" or "error". Its error is shown
+ * in the card of ``near`` (a control of the action's own card: not where the focus is then,
+ * which a recording that stops by itself finds anywhere), after ``what`` (the action in
+ * words, parts as ``say`` takes them). */
+async function run(action, near, what) {
   clearError();
   // disabling the control that started the action drops the keyboard focus to the page:
   // it goes back there afterwards (a removed voice's button: the one now in its place)
@@ -104,7 +148,8 @@ async function run(action) {
     await action();
     document.body.dataset.state = "done";
   } catch (e) {
-    showError(e instanceof ApiError ? e.message : `Something went wrong: ${e.message}`, focused);
+    const message = e instanceof ApiError ? e.message : `something went wrong: ${e.message}`;
+    showError([what, " failed: ", message], near);
     document.body.dataset.state = "error";
   } finally {
     setBusy(false);
@@ -130,19 +175,20 @@ function restoreFocus(focused, place) {
 
 // ---------------------------------------------------------------- identify and show
 
-/** No answer on screen; ``working`` says what is being done meanwhile (the result region is
- * live: it is what a screen reader hears while the request runs). */
-function clearResult(working = "Nothing identified yet.") {
+/** No answer on screen; ``working`` (parts as ``say`` takes them) says what is being done
+ * meanwhile, on screen and to a screen reader (the result's status line). */
+function clearResult(working = null) {
   $("result-body").hidden = true;
   $("result-empty").hidden = false;
-  $("result-empty").textContent = working;
+  say($("result-empty"), working || "Nothing identified yet.");
+  say($("result-status"), working || "");
   delete document.body.dataset.answer;
   delete document.body.dataset.engine;
 }
 
 async function identify(blob, filename, source) {
   // a failed request leaves no earlier answer under its error
-  clearResult(`Identifying ${source}…`);
+  clearResult(["Identifying ", source, "…"]);
   const form = new FormData();
   form.append("file", blob, filename);
   let result;
@@ -196,6 +242,8 @@ function percent(p) {
 
 const MAX_BARS = 10;  // bars drawn for an answer: the best ones
 
+/** ``result`` (a /v1/identify answer) on screen; ``source`` names what was sent (parts as
+ * ``say`` takes them). */
 function showResult(result, source) {
   $("result-empty").hidden = true;
   $("result-body").hidden = false;
@@ -218,19 +266,22 @@ function showResult(result, source) {
   } else {
     $("result-confidence").textContent = "not a voice it knows";
   }
+  // what a screen reader hears: the answer in one line, not every bar under it
+  say($("result-status"), user(result.voice), `: ${$("result-confidence").textContent}.`);
   const windows = `${result.windows} window${result.windows === 1 ? "" : "s"}`;
-  let meta = `${source}: ${result.duration_s.toFixed(2)} s of audio`;
-  meta += byScore ? ", compared with the enrolled voices." : `, ${windows} scored.`;
+  const meta = [source, `: ${result.duration_s.toFixed(2)} s of audio`];
+  meta.push(byScore ? ", compared with the enrolled voices." : `, ${windows} scored.`);
   if (classifier && result.answer_source !== "classifier") {
     const why = classifier.known === false
       ? ` (open-set score ${classifier.openset_score.toFixed(2)} < ${classifier.openset_threshold.toFixed(2)})`
       : "";
-    meta += ` Classifier: nearest ${classifier.voice}${why}.`;
+    meta.push(" Classifier: nearest ", user(classifier.voice), `${why}.`);
   }
   if (gallery && result.answer_source !== "gallery") {
-    meta += ` Enrolled voices: nearest ${gallery.nearest} (score ${gallery.score.toFixed(2)} < ${gallery.threshold.toFixed(2)}).`;
+    meta.push(" Enrolled voices: nearest ", user(gallery.nearest),
+      ` (score ${gallery.score.toFixed(2)} < ${gallery.threshold.toFixed(2)}).`);
   }
-  $("result-meta").textContent = meta;
+  say($("result-meta"), meta);
   // which engine family made it, when the server's engine head reads its encoder
   showEngine(gallery && gallery.engine ? gallery : null);
 
@@ -249,7 +300,7 @@ function showResult(result, source) {
     bar.setAttribute("role", "listitem");
     const name = document.createElement("span");
     name.className = "bar-name";
-    name.textContent = voice;
+    say(name, user(voice));
     const track = document.createElement("span");
     track.className = "bar-track";
     const fill = document.createElement("span");
@@ -285,7 +336,8 @@ function showResult(result, source) {
 
 function identifyFile(file) {
   if (!file) return;
-  run(() => identify(file, file.name, file.name));
+  run(() => identify(file, file.name, user(file.name)), $("drop-zone"),
+    ["Identifying ", user(file.name)]);
 }
 
 function setUpFile() {
@@ -377,7 +429,8 @@ function showRecordStatus() {
 async function startRecording() {
   clearError();
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    showError("This browser gives no microphone here: open the page over https or on localhost.");
+    showError("This browser gives no microphone here: open the page over https or on localhost.",
+      $("record-btn"));
     document.body.dataset.state = "error";
     return;
   }
@@ -448,7 +501,9 @@ function stopRecording() {
     $("record-btn").focus();
   }
   $("record-status").textContent = `Recorded ${seconds.toFixed(1)} s.`;
-  run(() => identify(wav, "microphone.wav", `The microphone (${seconds.toFixed(1)} s)`));
+  const what = `the microphone's recording (${seconds.toFixed(1)} s)`;
+  run(() => identify(wav, "microphone.wav", `The microphone (${seconds.toFixed(1)} s)`),
+    $("record-btn"), `Identifying ${what}`);
 }
 
 // ---------------------------------------------------------------- 3. a phrase spoken by a voice
@@ -487,9 +542,10 @@ async function loadVoices() {
     select.disabled = select.options.length === 0;
     voicesLoaded = true;
     const count = data.labels.length;
-    $("model-info").textContent = data.model === null
+    say($("model-info"), data.model === null
       ? "No classifier here: the enrolled voices answer (enroll one below, or POST /v1/enroll)."
-      : `Model "${data.model}" knows ${count} voice${count === 1 ? "" : "s"}: ${data.labels.join(", ")}.`;
+      : [`Model "`, user(data.model), `" knows ${count} voice${count === 1 ? "" : "s"}: `,
+        data.labels.map((label, i) => [i ? ", " : "", user(label)]), "."]);
     document.body.dataset.voices = "loaded";
   } catch (e) {
     select.replaceChildren(new Option("Voices unavailable", ""));
@@ -501,12 +557,24 @@ async function loadVoices() {
   $("speak-btn").disabled = !voicesLoaded || document.body.classList.contains("busy");
 }
 
+// what a voice that made no sound of a phrase most likely means, said beside the server's words
+const SILENT_HINT = "this voice may not read this language or script; try another voice.";
+
 async function speakAndIdentify() {
+  try {
+    await speakThenIdentify();
+  } catch (e) {
+    if (!(e instanceof ApiError && e.kind === "silent")) throw e;
+    throw new ApiError(`${e.message} (${SILENT_HINT})`, e.kind);
+  }
+}
+
+async function speakThenIdentify() {
   const text = $("phrase").value.trim();
   const voice = $("voice-select").value;
   if (!text) throw new ApiError("Type a phrase first.");
   if (!voice) throw new ApiError("Choose a voice first.");
-  clearResult(`${voice} is speaking the phrase…`);
+  clearResult([user(voice), " is speaking the phrase…"]);
   const audio = $("audio");
   audio.pause();
   if (audio.src) URL.revokeObjectURL(audio.src);
@@ -526,7 +594,28 @@ async function speakAndIdentify() {
   audio.src = URL.createObjectURL(mp3);
   // playing is a courtesy: a browser that refuses autoplay still gets the identification
   audio.play().catch(() => {});
-  await identify(mp3, "phrase.mp3", `"${text}" spoken by ${voice}`);
+  await identify(mp3, "phrase.mp3", ['"', user(text), '" spoken by ', user(voice)]);
+}
+
+/** Say so when the browser cuts what is typed, pasted or dropped into the phrase box at its
+ * maxlength (it does so without a word). */
+function watchPhraseLength() {
+  const box = $("phrase");
+  const note = $("phrase-note");
+  let cut = false;
+  box.addEventListener("beforeinput", (e) => {
+    const added = e.data ?? (e.dataTransfer ? e.dataTransfer.getData("text/plain") : "");
+    const kept = box.value.length - (box.selectionEnd - box.selectionStart);
+    cut = added.length > 0 && kept + added.length > box.maxLength;
+    // said before the input event: at the limit, a key typed makes none
+    if (cut) {
+      note.textContent = `The phrase was cut to ${box.maxLength.toLocaleString("en")} `
+        + "characters, the most a voice reads here.";
+    }
+  });
+  box.addEventListener("input", () => {
+    if (!cut) note.textContent = "";
+  });
 }
 
 // ---------------------------------------------------------------- enrolled voices
@@ -556,7 +645,7 @@ async function loadGallery() {
     const item = document.createElement("li");
     item.dataset.name = v.name;
     const label = document.createElement("span");
-    label.textContent = `${v.name}: ${v.clips} clip${v.clips === 1 ? "" : "s"}, ${v.seconds.toFixed(1)} s`;
+    say(label, user(v.name), `: ${v.clips} clip${v.clips === 1 ? "" : "s"}, ${v.seconds.toFixed(1)} s`);
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "button small";
@@ -572,7 +661,7 @@ async function loadGallery() {
       }
       await loadGallery();
       announce(`Removed ${v.name} from the gallery.`);
-    }));
+    }, $("gallery-list"), ["Removing ", user(v.name)]));
     item.append(label, remove);
     list.append(item);
     select.append(new Option(v.name, v.name, false, v.name === chosen));
@@ -593,7 +682,7 @@ async function enrollVoice() {
   if (!name) throw new ApiError("Give the voice a name first.");
   if (!files.length) throw new ApiError("Choose one or more recordings first.");
   const status = $("enroll-result");
-  status.textContent = `Enrolling ${name}…`;
+  say(status, "Enrolling ", user(name), "…");
   const form = new FormData();
   for (const f of files) form.append("file", f, f.name);
   let answer;
@@ -614,9 +703,9 @@ async function enrollVoice() {
   $("gallery-empty").hidden = true;
   $("enroll-files").value = "";
   const added = `${answer.added} clip${answer.added === 1 ? "" : "s"}`;
-  status.textContent = `Enrolled ${answer.name}: ${added} added, ` +
-    `${answer.clips} clip${answer.clips === 1 ? "" : "s"} and ${answer.seconds.toFixed(1)} s in all.`;
-  if (skipped) showError(`Enrolled ${answer.name}, but skipped ${skipped}`, $("enroll-btn"));
+  say(status, "Enrolled ", user(answer.name), `: ${added} added, `,
+    `${answer.clips} clip${answer.clips === 1 ? "" : "s"} and ${answer.seconds.toFixed(1)} s in all.`);
+  if (skipped) showError(["Enrolled ", user(answer.name), `, but skipped ${skipped}`], $("enroll-btn"));
 }
 
 /** No verdict on screen: the voice it was about was removed, or another one is chosen. */
@@ -636,7 +725,7 @@ async function verifyClaim() {
   if (!file) throw new ApiError("Choose a recording first.");
   const form = new FormData();
   form.append("file", file, file.name);
-  line.textContent = `Comparing ${file.name} with ${name}…`;
+  say(line, "Comparing ", user(file.name), " with ", user(name), "…");
   let r;
   try {
     [r] = (await (await api(`/v1/verify?name=${encodeURIComponent(name)}`, {
@@ -649,24 +738,37 @@ async function verifyClaim() {
   }
   line.dataset.accept = String(r.accept);
   line.dataset.name = name;
-  line.textContent = r.accept
-    ? `Yes: ${name} (score ${r.score.toFixed(2)} ≥ ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`
-    : `No: not ${name} (score ${r.score.toFixed(2)} < ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`;
+  say(line, r.accept ? "Yes: " : "No: not ", user(name), r.accept
+    ? ` (score ${r.score.toFixed(2)} ≥ ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`
+    : ` (score ${r.score.toFixed(2)} < ${r.threshold.toFixed(2)}, p ${percent(r.probability)}).`);
 }
 
 // ---------------------------------------------------------------- who speaks when
 
 // Okabe and Ito's eight colours, told apart with the common colour-vision deficiencies; each
-// with the text colour it is read in. The ninth voice on takes them again under a hatching of
-// its own (a different angle each round), so no two voices look alike; and every turn carries
-// its voice's name, so colour is never the only mark.
+// with the text colour it is read in (4.5:1 or more: drawn without opacity). The ninth voice on
+// takes them again under a hatching of its own (a different angle each round). Colour is
+// never the only mark: every voice has a letter (A, B, ...) that each of its turns begins with
+// and the legend repeats (two of these colours are 1.02:1 apart in lightness, and a turn's
+// name is cut where the turn is short).
 const PALETTE = [["#0072b2", "#fff"], ["#e69f00", "#000"], ["#009e73", "#000"],
   ["#cc79a7", "#000"], ["#56b4e9", "#000"], ["#d55e00", "#000"], ["#f0e442", "#000"],
   ["#5f5f5f", "#fff"]];
 const HATCHES = ["", "45deg", "-45deg", "0deg", "90deg"];
-const talk = { url: null, stopAt: null, styles: new Map() };
+const TURN_MIN_PX = 24;  // a turn's least width, as a target (WCAG 2.5.8)
+const talk = { url: null, stopAt: null, styles: new Map(), total: 0, captioned: null };
 
-/** The look of a voice: {background, backgroundImage, color}, the same all along a timeline. */
+/** A, B, ..., Z, AA, AB, ...: the ``k``-th voice's letter. */
+function letterOf(k) {
+  let letters = "";
+  for (let n = k + 1; n > 0; n = Math.floor((n - 1) / 26)) {
+    letters = String.fromCharCode(65 + ((n - 1) % 26)) + letters;
+  }
+  return letters;
+}
+
+/** The look of a voice: {background, backgroundImage, color, letter}, the same all along a
+ * timeline. */
 function styleOf(speaker) {
   if (!talk.styles.has(speaker)) {
     const k = talk.styles.size;
@@ -677,7 +779,7 @@ function styleOf(speaker) {
     const backgroundImage = angle
       ? `repeating-linear-gradient(${angle}, transparent 0 5px, ${stripe} 5px 8px)`
       : "none";
-    talk.styles.set(speaker, { background, backgroundImage, color });
+    talk.styles.set(speaker, { background, backgroundImage, color, letter: letterOf(k) });
   }
   return talk.styles.get(speaker);
 }
@@ -686,35 +788,90 @@ function colourOf(speaker) {
   return styleOf(speaker).background;
 }
 
+/** A span of ``speaker``'s letter (its colours set by the caller: the turn's reversed on a
+ * turn, the turn's own in the legend). */
+function letterBadge(speaker, className) {
+  const look = styleOf(speaker);
+  const badge = document.createElement("span");
+  badge.className = className;
+  badge.textContent = look.letter;
+  return badge;
+}
+
+/** Places the timeline's turns: across from their times, each at least TURN_MIN_PX wide (and
+ * as wide as its letter) and inside the box; a turn that would cover another (an overlapped
+ * one, or a short one widened) goes to the first row below that is free there. Rows are
+ * filled by the turns spoken alone first, so overlapped speech is drawn under them. Run again
+ * when the page's width changes (the rows depend on it). */
+function layOutTimeline() {
+  const line = $("timeline");
+  const width = line.clientWidth;
+  if (!width || !talk.total) return;
+  const turns = [...line.querySelectorAll(".turn")];
+  const order = [...turns.filter((t) => !t.classList.contains("overlap")),
+    ...turns.filter((t) => t.classList.contains("overlap"))];
+  const rows = [];  // the [left, right] of each turn in each row, px
+  for (const turn of order) {
+    const start = Number(turn.dataset.start);
+    const end = Number(turn.dataset.end);
+    const least = Math.max(TURN_MIN_PX,
+      turn.querySelector(".tag").offsetWidth + turn.offsetWidth - turn.clientWidth + 6);
+    const w = Math.min(width, Math.max(least, (width * (end - start)) / talk.total));
+    const left = Math.max(0, Math.min((width * start) / talk.total, width - w));
+    const free = (placed) => placed.every(([a, b]) => left >= b - 0.5 || left + w <= a + 0.5);
+    let row = rows.findIndex(free);
+    if (row < 0) row = rows.push([]) - 1;
+    rows[row].push([left, left + w]);
+    turn.style.left = `${left}px`;
+    turn.style.width = `${w}px`;
+    turn.style.setProperty("--row", String(row));
+  }
+  line.style.setProperty("--rows", String(Math.max(rows.length, 1)));
+}
+
 /** The turns of a POST /v1/diarize answer as a timeline, a legend, and the audio to play. */
 function showTimeline(answer, blob) {
   const line = $("timeline");
   const legend = $("timeline-legend");
   talk.styles = new Map();
+  talk.total = Math.max(answer.duration_s, 0.001);
   line.replaceChildren();
   legend.replaceChildren();
-  const total = Math.max(answer.duration_s, 0.001);
+  // letters in the legend's order (the server's), whatever order the turns come in
+  for (const name of Object.keys(answer.speakers)) styleOf(name);
   for (const s of answer.segments) {
     const turn = document.createElement("button");
     turn.type = "button";
     turn.className = "turn" + (s.overlap ? " overlap" : "");
     turn.dataset.speaker = s.speaker;
     turn.dataset.start = String(s.start);
-    turn.style.left = `${(100 * s.start) / total}%`;
-    turn.style.width = `${Math.max((100 * (s.end - s.start)) / total, 0.4)}%`;
-    Object.assign(turn.style, styleOf(s.speaker));
-    turn.textContent = s.speaker;  // shown where the turn is wide enough, cut short else
-    turn.title = `${s.speaker}: ${s.start.toFixed(1)}–${s.end.toFixed(1)} s` +
-      (s.overlap ? " (overlapped)" : "");
-    turn.setAttribute("aria-label", `Play ${turn.title}`);
+    turn.dataset.end = String(s.end);
+    const look = styleOf(s.speaker);
+    Object.assign(turn.style, {
+      background: look.background, backgroundImage: look.backgroundImage, color: look.color,
+    });
+    const tag = letterBadge(s.speaker, "tag");
+    Object.assign(tag.style, { background: look.color, color: look.background });
+    const name = document.createElement("bdi");
+    name.className = "turn-name";
+    name.textContent = s.speaker;  // cut short where the turn is narrow: the letter is not
+    turn.append(tag, " ", name);  // the space: read "A awb", not "Aawb"
+    const when = `${s.start.toFixed(1)}–${s.end.toFixed(1)} s${s.overlap ? " (overlapped)" : ""}`;
+    // the letter first, as drawn: what a voice control's user reads off the turn is its name
+    const said = [`${look.letter} `, user(s.speaker), `: ${when}`];
+    turn.title = plain(said);  // isolated: a tooltip is drawn in reading order
+    turn.setAttribute("aria-label", words(["Play ", said]));
     turn.addEventListener("click", () => playTurn(s.start, s.end));
     // the title shows on a mouse's hover only: a focused or touched turn says it under the line
     for (const type of ["focus", "mouseenter"]) {
-      turn.addEventListener(type, () => { $("turn-caption").textContent = turn.title; });
+      turn.addEventListener(type, () => {
+        say($("turn-caption"), said);
+        talk.captioned = turn;
+      });
     }
     for (const type of ["blur", "mouseleave"]) {
       turn.addEventListener(type, () => {
-        if ($("turn-caption").textContent === turn.title) $("turn-caption").textContent = "";
+        if (talk.captioned === turn) $("turn-caption").replaceChildren();
       });
     }
     const item = document.createElement("div");
@@ -726,28 +883,29 @@ function showTimeline(answer, blob) {
   for (const [name, info] of Object.entries(answer.speakers)) {
     const item = document.createElement("li");
     item.dataset.speaker = name;
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
     const look = styleOf(name);
-    swatch.style.background = look.background;
-    swatch.style.backgroundImage = look.backgroundImage;
+    const swatch = letterBadge(name, "swatch");
+    Object.assign(swatch.style, {
+      background: look.background, backgroundImage: look.backgroundImage, color: look.color,
+    });
     const label = document.createElement("span");
-    label.textContent = `${name}${info.enrolled ? " (enrolled)" : ""}: ${info.speech_s.toFixed(1)} s`;
+    say(label, user(name), `${info.enrolled ? " (enrolled)" : ""}: ${info.speech_s.toFixed(1)} s`);
     item.append(swatch, label);
     legend.append(item);
   }
   line.hidden = answer.segments.length === 0;
+  layOutTimeline();
   const empty = $("timeline-empty");
   empty.hidden = answer.segments.length > 0;
   empty.textContent = answer.segments.length ? "" :
     `No speech found in this recording (${answer.duration_s.toFixed(1)} s): no one to place on a timeline.`;
   const names = Object.entries(answer.speakers)
-    .map(([name, info]) => `${name}${info.enrolled ? " (enrolled)" : ""}`);
+    .map(([name, info], i) => [i ? ", " : "", user(name), info.enrolled ? " (enrolled)" : ""]);
   const turns = answer.segments.length;
-  $("talk-status").textContent = turns
-    ? `${turns} turn${turns === 1 ? "" : "s"}, ${names.length} voice${names.length === 1 ? "" : "s"}: ${names.join(", ")}.`
-    : empty.textContent;
-  $("turn-caption").textContent = "";
+  say($("talk-status"), turns
+    ? [`${turns} turn${turns === 1 ? "" : "s"}, ${names.length} voice${names.length === 1 ? "" : "s"}: `, names, "."]
+    : empty.textContent);
+  $("turn-caption").replaceChildren();
   if (talk.url) URL.revokeObjectURL(talk.url);
   talk.url = URL.createObjectURL(blob);
   const audio = $("talk-audio");
@@ -765,7 +923,7 @@ function playTurn(start, end) {
 }
 
 function clearTimeline(working = "") {
-  $("talk-status").textContent = working;
+  say($("talk-status"), working);
   $("turn-caption").textContent = "";
   $("timeline").replaceChildren();
   $("timeline").hidden = true;
@@ -780,7 +938,7 @@ function clearTimeline(working = "") {
 
 async function diarizeFile(file) {
   // a failed request leaves no earlier timeline under its error
-  clearTimeline(`Finding who speaks when in ${file.name}…`);
+  clearTimeline(["Finding who speaks when in ", user(file.name), "…"]);
   const form = new FormData();
   form.append("file", file, file.name);
   let answer;
@@ -863,10 +1021,10 @@ async function startLive() {
     }
     const now = $("live-now");
     now.hidden = false;
-    const said = m.speaker ? `Speaking now: ${m.speaker}`
+    const said = m.speaker ? ["Speaking now: ", user(m.speaker)]
       : m.speech ? "Someone is speaking (not recognised yet)." : "Nobody is speaking.";
     // a live region: rewritten only when it changes (ten answers a second said the same)
-    if (now.textContent !== said) now.textContent = said;
+    if (now.textContent !== words(said)) say(now, said);
     now.style.borderColor = m.speaker ? colourOf(m.speaker) : "";
     document.body.dataset.liveSpeaker = m.speaker || "";
   });
@@ -933,17 +1091,26 @@ function setUp() {
   setUpFile();
   $("record-btn").addEventListener("click", startRecording);
   $("stop-btn").addEventListener("click", stopRecording);
-  $("speak-btn").addEventListener("click", () => run(speakAndIdentify));
+  $("speak-btn").addEventListener("click", () => run(speakAndIdentify, $("speak-btn"),
+    "Speaking and identifying the phrase"));
+  watchPhraseLength();
   $("phrase").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !$("speak-btn").disabled) $("speak-btn").click();
   });
-  $("enroll-form").addEventListener("submit", (e) => { e.preventDefault(); run(enrollVoice); });
-  $("verify-form").addEventListener("submit", (e) => { e.preventDefault(); run(verifyClaim); });
+  $("enroll-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const name = $("enroll-name").value.trim();
+    run(enrollVoice, $("enroll-btn"), name ? ["Enrolling ", user(name)] : "Enrolling");
+  });
+  $("verify-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    run(verifyClaim, $("verify-btn"), "Verifying");
+  });
   $("verify-name").addEventListener("change", clearVerdict);
   $("diarize-file").addEventListener("change", () => {
     const file = $("diarize-file").files[0];
     $("diarize-file").value = ""; // so that choosing the same file again (after enrolling) asks again
-    if (file) run(() => diarizeFile(file));
+    if (file) run(() => diarizeFile(file), $("diarize-file"), ["Finding who speaks when in ", user(file.name)]);
   });
   $("talk-audio").addEventListener("timeupdate", () => {
     const audio = $("talk-audio");
@@ -952,7 +1119,8 @@ function setUp() {
       talk.stopAt = null;
     }
   });
-  $("live-btn").addEventListener("click", () => run(startLive));
+  $("live-btn").addEventListener("click", () => run(startLive, $("live-btn"), "Live"));
+  window.addEventListener("resize", layOutTimeline);
   $("live-stop-btn").addEventListener("click", () => stopLive());
   loadVoices();
   loadGallery();
