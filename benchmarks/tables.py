@@ -376,7 +376,13 @@ def quality_measures_table() -> str:
         cells = []
         for who in ("tts", "human"):
             x = by[who][name]
-            cells.append(" / ".join(f"{x[k]['k']} of {x['clips']}" for k in kinds))
+            cells.append(
+                " / ".join(
+                    f"{x[k]['k']} of {x['clips']}"
+                    + (f" ({_interval(*x[k]['ci95'], 0)})" if x[k]["k"] else "")
+                    for k in kinds
+                )
+            )
         rows.append(f"| `{name}` | {cells[0]} | {cells[1]} |")
     o = r["offset"]
     errors = "; ".join(
@@ -385,6 +391,12 @@ def quality_measures_table() -> str:
         for snr, e in o["estimate_error_with_shipped_offset"].items()
     )
     t = r["thresholds"]
+    from whichvoice.scoring import wilson
+
+    none = "; ".join(
+        f"0 of {n}: at most {_pct(wilson(0, n)[1])}"
+        for n in sorted({by[who]["clean"]["clips"] for who in ("tts", "human")}, reverse=True)
+    )
     rows += [
         "",
         f"Dev clips: {r['clips']['tts']} of {len(r['voices']['tts'])} TTS voices (dev-pool "
@@ -397,7 +409,8 @@ def quality_measures_table() -> str:
         f"estimate's offset: the median of (spread - mixing SNR) over {o['mixtures']} "
         f"mixtures with white and pink noise at 5-20 dB, {o['median_spread_over_snr_db']:.2f} "
         f"dB, shipped as {o['shipped_offset_db']:g} dB; the estimate's error with it, median "
-        f"(5th to 95th percentile): {errors}. Made by {_made(r)}.",
+        f"(5th to 95th percentile): {errors}. Intervals: Wilson, 95 % ({none}). "
+        f"Made by {_made(r)}.",
     ]
     return "\n".join(rows)
 
