@@ -99,6 +99,8 @@ def test_verify_true_and_false_claims(gallery_server, enrolled, enroll_clips) ->
         assert x["enrolled_recording"] is False and x["speech_s"] > 0
         # clean clips: measured, and nothing to warn of
         assert x["quality"]["speech_s"] == x["speech_s"] and x["quality"]["warnings"] == []
+        # what scored it, as the CLI names it; the channels mixed
+        assert x["encoder"] and x["channel"] is None
     # one of awb's enrolled uploads sent again: said (a replay scores as the voice itself)
     r = httpx.post(f"{url}/v1/verify", params={"name": "awb"},
                    files=files(enroll_clips[AWB][0]), timeout=60)  # fmt: skip
@@ -137,6 +139,7 @@ def test_identify_among_the_enrolled_voices(gallery_server, enrolled, enroll_cli
         assert body["probabilities"] == {} and body["top"] == []
         assert body["duration_s"] > 0.5
         assert g["quality"]["warnings"] == [] and g["quality"]["snr_db"] > quality.NOISY_DB
+        assert g["encoder"] and body["channel"] is None
     answers = []
     for clip in enroll_clips[F3][ENROLL:]:
         r = httpx.post(
@@ -189,9 +192,11 @@ def test_each_channel_of_a_call_is_its_own_recording(
     for channel, name in ((1, "awb"), (2, "ked")):
         r = httpx.post(f"{url}/v1/identify", params={"channel": channel}, files=sent, timeout=60)
         assert r.status_code == 200 and r.json()["voice"] == name, r.text
+        assert r.json()["channel"] == channel  # what was read, said as the CLI says it
         r = httpx.post(f"{url}/v1/verify", params={"name": name, "channel": channel},
                        files=sent, timeout=60)  # fmt: skip
         assert r.json()["results"][0]["accept"] is True, r.text
+        assert r.json()["results"][0]["channel"] == channel
         other = "ked" if name == "awb" else "awb"
         r = httpx.post(f"{url}/v1/verify", params={"name": other, "channel": channel},
                        files=sent, timeout=60)  # fmt: skip

@@ -122,7 +122,7 @@ def gallery_answer(
             log.warning("no gallery answer: %s", result)
             return None
         raise result  # the app answers it (error_status) and logs a 5xx
-    d = result.to_dict()
+    d = {**result.to_dict(), "encoder": g.model_id}
     return GalleryAnswer(**{k: v for k, v in d.items() if k in GalleryAnswer.model_fields})
 
 
@@ -225,7 +225,7 @@ def verify_files(
             error = v if isinstance(v, str) else v.public_message()
             results.append({"path": path, "error": error})
         else:
-            results.append({**v.to_dict(), "path": path})
+            results.append({**v.to_dict(), "path": path, "encoder": g.model_id, "channel": channel})
     return VerifyResponse(results=results)
 
 

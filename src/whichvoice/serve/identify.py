@@ -70,6 +70,7 @@ def identify_upload(
     match = gallery_answer(service, audio, required=service.model is None, threshold=threshold)
     common = {
         "duration_s": round(wave.shape[0] / rate, 3),
+        "channel": channel,
         "spectrogram_png": picture,
         "gallery": match,
     }

@@ -72,6 +72,9 @@ class GalleryAnswer(BaseModel):
     quality: RecordingQuality | None = Field(
         default=None, description="How fit the upload is to be judged (warnings only)"
     )
+    encoder: str | None = Field(
+        default=None, description="The encoder that scored it: the gallery's (an id)"
+    )
 
 
 class ClassifierAnswer(BaseModel):
@@ -132,6 +135,9 @@ class IdentifyResponse(BaseModel):
     probabilities: dict[str, float] = Field(description="Every voice the classifier knows")
     top: list[VoiceScore]
     duration_s: float = Field(description="Seconds of audio received")
+    channel: int | None = Field(
+        default=None, description="The channel read alone (channel=N); null: the mix"
+    )
     windows: int | None = Field(description="Windows of audio the classifier scored")
     speech_s: float | None = Field(
         description="Seconds of speech the classifier used (silence and pauses dropped)"
@@ -220,6 +226,12 @@ class Verdict(BaseModel):
     )
     quality: RecordingQuality | None = Field(
         default=None, description="How fit the file is to be judged (warnings only)"
+    )
+    encoder: str | None = Field(
+        default=None, description="The encoder that scored it: the gallery's (an id)"
+    )
+    channel: int | None = Field(
+        default=None, description="The channel read alone (channel=N); null: the mix"
     )
 
 
