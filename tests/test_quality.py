@@ -118,8 +118,12 @@ def test_every_answer_carries_its_quality_in_python_json_and_on_stderr(cli, tmp_
     env = {"WHICHVOICE_GALLERY": str(gallery)}
     clean = human_clip(tmp_path, "george", range(8, 10))  # not one it was enrolled from
     for command in (("verify", "george"), ("identify",)):
-        proc = cli(*command, str(noisy), str(clean), "--model", "bundled", "--json", env=env)
-        rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        missing = tmp_path / "missing.wav"  # a file that fails among them: its own line
+        proc = cli(*command, str(noisy), str(clean), str(missing), "--model", "bundled",
+                   "--json", env=env)  # fmt: skip
+        *rows, failed = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert failed["path"] == str(missing) and "quality" not in failed
         assert [r["quality"]["warnings"] != [] for r in rows] == [True, False], rows
         assert rows[0]["quality"]["snr_db"] < quality.NOISY_DB < rows[1]["quality"]["snr_db"]
         said = [line for line in proc.stderr.splitlines() if "noisy" in line]

@@ -324,7 +324,7 @@ def _quality_warned(results: Iterable, *, short_said: bool = False) -> Iterator:
     for r in results:
         q = None if isinstance(r, Exception) else r.quality
         warnings = [] if q is None else list(q.warnings)
-        if short_said and not r.accept and r.speech_s < SHORT_CLIP_S:
+        if q is not None and short_said and not r.accept and r.speech_s < SHORT_CLIP_S:
             warnings = [w for w in warnings if not w.startswith("short")]
         if warnings:
             with tqdm.external_write_mode(file=sys.stderr):
