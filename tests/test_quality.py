@@ -129,3 +129,8 @@ def test_every_answer_carries_its_quality_in_python_json_and_on_stderr(cli, tmp_
         said = [line for line in proc.stderr.splitlines() if "noisy" in line]
         assert len(said) == 1 and said[0].startswith(f"warning: {noisy}: noisy: "), proc.stderr
         assert str(clean) not in proc.stderr
+    # an enrollment from a noisy clip: enrolled, and said (every later claim meets it)
+    proc = cli("enroll", "george-noisy", str(noisy), "--model", "bundled", env=env)
+    assert proc.returncode == 0 and "enrolled george-noisy" in proc.stdout, proc.stderr
+    (said,) = [line for line in proc.stderr.splitlines() if "noisy:" in line]
+    assert said.startswith(f"warning: {noisy}: noisy: ") and "enrolled from it" in said

@@ -72,7 +72,7 @@ from whichvoice.prototypes import (
     refs_from_clips,
     voice_refs,
 )
-from whichvoice.quality import Quality, Signals, judged
+from whichvoice.quality import Quality, Signals, judged, measure
 from whichvoice.scoring import (
     Calibration,
     eer,
@@ -938,6 +938,7 @@ def enroll(
         )
     embedding = embed_enrollment(model, [sources[i] for i in unique])
     used = []  # the digests of the recordings enrolled
+    speech: dict[int, float] = {}  # each enrolled recording's seconds of speech
     with progress_bar(embedding, len(unique), "enroll", progress) as embedded:
         for i, result in zip(unique, embedded, strict=True):
             result = with_speech(sources[i], result)
@@ -946,6 +947,7 @@ def enroll(
             else:
                 embs.append(result[0])
                 seconds += result[1]
+                speech[i] = float(result[1])
                 if digests[i] is not None:
                     used.append(digests[i])
     errors.sort(key=lambda e: e[0])
@@ -985,6 +987,7 @@ def enroll(
             f"{voice.name} is enrolled; it could not be checked against the gallery ({e})",
             public=f"{voice.name} is enrolled; it could not be checked against the gallery",
         )]  # fmt: skip
+    lines += enrollment_quality([sources[i] for i in kept], [speech[i] for i in kept])
     for line in lines:
         if warn is None:
             log.warning("%s", line)
@@ -1048,6 +1051,38 @@ def enrollment_warnings(
                 public = said.format("another enrolled voice")
                 out.append(WhichvoiceError(said.format(other), public=public))
     return out
+
+
+def enrollment_quality(sources: list[AudioSource], speech: list[float]) -> list[WhichvoiceError]:
+    """Each enrolled recording whose quality measures warn of it (noisy, clipped, narrow
+    band: ``whichvoice.quality``; short clips are said by the command's own warning), as a
+    line: a voice enrolled from such a clip matches its other recordings less well, and
+    every later claim is scored against it. Read again from the source (a few clips);
+    what cannot be read twice, or not cheaply (standard input, a pipe, a URL), is passed
+    over."""
+    out = []
+    for src, seconds in zip(sources, speech, strict=True):
+        inner, _ = split_channel(src)
+        if isinstance(inner, str | os.PathLike) and not _regular_file(inner):
+            continue  # standard input, a pipe (read again: it would wait), a URL
+        try:
+            wave, rate = read_audio(src)
+        except WhichvoiceError:
+            continue
+        said = [w for w in measure(wave, rate, seconds).warnings if not w.startswith("short")]
+        if said:
+            out.append(WhichvoiceError(
+                f"{describe_source(src)}: {'; '.join(said)}: a voice enrolled from it matches "
+                "its other recordings less well (enroll from clean recordings when you can)"
+            ))  # fmt: skip
+    return out
+
+
+def _regular_file(path: str | os.PathLike) -> bool:
+    try:
+        return "://" not in os.fspath(path) and stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 class TooLittleSpeech(WhichvoiceError):
