@@ -81,6 +81,18 @@ def test_the_band_is_what_the_recording_holds_not_its_rate() -> None:
     assert any(w.startswith("narrow band") for w in q.warnings)
 
 
+def test_a_long_recording_is_measured_on_blocks_spread_over_it() -> None:
+    rate = 8000
+    hour = np.zeros(3600 * rate, np.float32)
+    hour[::1000] = 0.5  # clicks, then a last minute clipped flat
+    hour[-60 * rate :] = 1.0
+    part = quality.excerpt(hour, rate)
+    assert part.shape[0] == int(quality.EXCERPT_S * rate)
+    assert part[-1] == 1.0 and part[0] == hour[0]  # its ends are the recording's
+    q = quality.measure(hour, rate, speech_s=3.0)
+    assert 0 < q.clipped < 0.2  # the flat minute is seen, in proportion to its blocks
+
+
 def test_short_speech_and_too_little_sound_to_estimate() -> None:
     wave, rate = _digits()
     q = quality.measure(wave, rate, speech_s=0.4)

@@ -36,6 +36,9 @@ MIN_FRAMES = 50  # under half a second of sound: no estimate
 CLIP_RUN = 3  # equal samples in a row at the peak that make a flat top
 BAND_FLOOR_DB = 50.0  # dB under the spectrum's peak where the band ends
 BAND_NPERSEG = 512
+# a long recording is measured on blocks spread over it: memory and time stay bounded
+EXCERPT_S = 120.0  # s in all
+BLOCK_S = 10.0  # s a block
 
 # what each warning reads; fixed before any figure was looked at, then checked on dev clips
 # for false alarms (benchmarks/quality_measures.py)
@@ -122,9 +125,20 @@ class Signals:
     bandwidth_hz: float | None
 
 
+def excerpt(wave: np.ndarray, rate: int) -> np.ndarray:
+    """``wave`` itself up to EXCERPT_S seconds; a longer one's blocks of BLOCK_S seconds
+    spread evenly over it, EXCERPT_S in all, joined."""
+    total, block = int(EXCERPT_S * rate), int(BLOCK_S * rate)
+    if wave.shape[0] <= total:
+        return wave
+    starts = np.linspace(0, wave.shape[0] - block, total // block).astype(int)
+    return np.concatenate([wave[a : a + block] for a in starts])
+
+
 def signals(wave: np.ndarray, rate: int) -> Signals:
     """The ``Signals`` of a float mono waveform at its own ``rate`` (Hz), as decoded,
-    before any resampling."""
+    before any resampling (of a long one: ``excerpt``'s blocks)."""
+    wave = excerpt(wave, rate)
     return Signals(snr_db(wave, rate), clipped_share(wave), bandwidth_hz(wave, rate))
 
 
@@ -148,5 +162,6 @@ def judged(measured: Signals, speech_s: float) -> Quality:
 
 def measure(wave: np.ndarray, rate: int, speech_s: float) -> Quality:
     """The ``Quality`` of a float mono waveform at its own ``rate`` (Hz), as decoded, before
-    any resampling; ``speech_s``: the seconds of speech the encoder kept of it."""
+    any resampling (of a long one: ``excerpt``'s blocks); ``speech_s``: the seconds of
+    speech the encoder kept of it."""
     return judged(signals(wave, rate), speech_s)
