@@ -881,7 +881,8 @@ def test_embed_writes_each_files_vector_for_a_users_own_analysis(tmp_path: Path)
     assert lines[3][1] == "error: missing.wav: cannot read (no such file)"
     proc = run_cli("embed", *names, *model, "--json", cwd=tmp_path, check=True)
     records = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [list(r) for r in records] == [["path", "speech_s", "dim", "embedding", "encoder"]] * 3
+    keys = ["path", "speech_s", "quality", "dim", "embedding", "encoder"]
+    assert [list(r) for r in records] == [keys] * 3
     assert all(3 < r["speech_s"] < 12 for r in records)  # two takes of ten digits each
     assert np.allclose([r["embedding"] for r in records], vectors, atol=1e-6)
     out = tmp_path / "e.npz"
