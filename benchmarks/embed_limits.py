@@ -1,6 +1,7 @@
 """Embedding against the decode limit (issue 23): how fast verification (``embed_many``, what
-verify, identify and enroll run) and diarization (``diarize``'s window embeddings) go, divided
-by the decode limit of the same files measured in the same run.
+enroll runs; verify and identify also measure each clip's quality from the one decode:
+``tracing.embed_and_trace(measure=True)``, timed beside it) and diarization (``diarize``'s
+window embeddings) go, divided by the decode limit of the same files measured in the same run.
 
 - **Clips**: ``--clips`` mp3 files of 3-4 s (``benchmarks/limits.py``'s: the default8 voices
   reading test-pool sentences). Each encoder embeds all of them with ``embed_many`` (every
@@ -80,6 +81,7 @@ def main() -> None:
     from whichvoice.diarize import DiarizeConfig, embed_windows
     from whichvoice.encoders import load_encoder
     from whichvoice.errors import WhichvoiceError
+    from whichvoice.tracing import embed_and_trace
 
     cores = min(len(os.sched_getaffinity(0)), 2)
     with contextlib.ExitStack() as stack:
@@ -111,6 +113,13 @@ def main() -> None:
                     len(clips) / (time.perf_counter() - t0)
                 )
                 errors[f"{name}, clips"] = sum(isinstance(x, WhichvoiceError) for x in out)
+                # what verify and identify run: one decode, measured for the answer's quality
+                # (``tracing.embed_and_trace(measure=True)``), then the same embeddings
+                t0 = time.perf_counter()
+                list(embed_and_trace(encoder, None, clips, measure=True))
+                runs.setdefault(f"{name}, clips measured", []).append(
+                    len(clips) / (time.perf_counter() - t0)
+                )
                 t0 = time.perf_counter()
                 windows = sum(len(embed_windows(p, encoder, cfg)[0].starts) for p in recordings)
                 runs.setdefault(f"{name}, recordings", []).append(
@@ -127,6 +136,10 @@ def main() -> None:
                 median[f"{name}, clips"] / median["decode limit, clips"], 3
             ),
             "clips_times_real_time": round(median[f"{name}, clips"] * clips_audio / len(clips), 1),
+            "measured_clips_per_s": round(median[f"{name}, clips measured"], 1),
+            "measured_clips_of_decode_limit": round(
+                median[f"{name}, clips measured"] / median["decode limit, clips"], 3
+            ),
             "recordings_times_real_time": round(median[f"{name}, recordings"], 1),
             "recordings_of_decode_limit": round(
                 median[f"{name}, recordings"] / median["decode limit, recordings"], 3
@@ -134,6 +147,7 @@ def main() -> None:
             "clips_without_speech": errors[f"{name}, clips"],
             "runs": {
                 "clips_per_s": [round(x, 1) for x in runs[f"{name}, clips"]],
+                "measured_clips_per_s": [round(x, 1) for x in runs[f"{name}, clips measured"]],
                 "recordings_times_real_time": [round(x, 1) for x in runs[f"{name}, recordings"]],
             },
         }
@@ -156,7 +170,8 @@ def main() -> None:
                 ],
             },
         },
-        "method": f"median of {args.repeats} runs taken in turn; embed_many (clips) and "
+        "method": f"median of {args.repeats} runs taken in turn; embed_many (clips), "
+        "embed_and_trace(measure=True) (clips measured: what verify and identify run) and "
         "diarize's embed_windows (recordings), every core; the decode limit: decode + resample "
         f"alone in {cores} processes",
         "results": results,

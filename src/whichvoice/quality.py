@@ -35,7 +35,8 @@ SPREAD_OFFSET_DB = 9.5
 MIN_FRAMES = 50  # under half a second of sound: no estimate
 CLIP_RUN = 3  # equal samples in a row at the peak that make a flat top
 BAND_FLOOR_DB = 50.0  # dB under the spectrum's peak where the band ends
-BAND_NPERSEG = 512
+BAND_NPERSEG = 256
+BAND_FRAMES = 64  # frames at most: the band is a property of the whole clip
 # a long recording is measured on blocks spread over it: memory and time stay bounded
 EXCERPT_S = 120.0  # s in all
 BLOCK_S = 10.0  # s a block
@@ -95,7 +96,10 @@ def clipped_share(wave: np.ndarray) -> float:
     for edge in (wave.max(), wave.min()):
         if edge == 0:
             continue
-        at = np.concatenate(([False], wave == edge, [False]))
+        at = wave == edge
+        if np.count_nonzero(at) < CLIP_RUN:  # most recordings: the peak is one sample
+            continue
+        at = np.concatenate(([False], at, [False]))
         changes = np.flatnonzero(at[1:] != at[:-1])
         runs = changes[1::2] - changes[::2]
         flat += int(runs[runs >= CLIP_RUN].sum())
@@ -103,17 +107,21 @@ def clipped_share(wave: np.ndarray) -> float:
 
 
 def bandwidth_hz(wave: np.ndarray, rate: int) -> float | None:
-    """The highest frequency whose mean power is within BAND_FLOOR_DB of the peak, Hz; None
-    for a clip too short for one spectrum."""
-    from scipy.signal import welch
-
-    if wave.shape[0] < BAND_NPERSEG:
+    """The highest frequency whose mean power (over up to BAND_FRAMES Hann-windowed frames of
+    BAND_NPERSEG samples, spread over the clip) is within BAND_FLOOR_DB of the peak, Hz;
+    None for a clip too short for one frame."""
+    n = wave.shape[0] // BAND_NPERSEG
+    if n == 0:
         return None
-    freqs, power = welch(wave.astype(np.float64), rate, nperseg=BAND_NPERSEG)
+    pick = np.linspace(0, n - 1, min(n, BAND_FRAMES)).astype(int)
+    frames = wave[: n * BAND_NPERSEG].reshape(n, BAND_NPERSEG)[pick].astype(np.float32)
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    power = np.square(np.abs(np.fft.rfft(frames * np.hanning(BAND_NPERSEG).astype(np.float32))))
+    power = power.mean(axis=0)
     if not np.any(power > 0):
         return None
     above = np.flatnonzero(power >= power.max() * 10 ** (-BAND_FLOOR_DB / 10))
-    return float(freqs[above[-1]])
+    return float(above[-1] * rate / BAND_NPERSEG)
 
 
 @dataclass(frozen=True)
