@@ -165,6 +165,19 @@ def test_clustering_finds_the_number_of_voices_and_keeps_to_the_bounds() -> None
     # one (review); the count keeps the threshold's voices when they are that many
     counted = dz.cluster(odd, 0.5, dz.DiarizeConfig(num_speakers=3))
     assert (counted[:-1] == truth).all(), counted
+    # a sound that is no voice (a jingle: windows alike, far from every voice) beyond the
+    # count asked for joins a voice, smallest first: two hosts stayed apart from it and
+    # became one name (a review: --num-speakers 2 with a jingle)
+    hosts, who = _groups(2, 40, seed=3)
+    jingle = _groups(1, 8, seed=4)[0]
+    jingle = jingle - 2 * hosts.mean(axis=0)  # away from both hosts, alike among itself
+    jingle /= np.linalg.norm(jingle, axis=1, keepdims=True)
+    show = np.r_[hosts, jingle]
+    found = dz.cluster(show, 0.5, replace(dz.DiarizeConfig(), min_cluster_s=0.5))
+    assert len(set(found)) == 3  # the jingle is a cluster of its own by the threshold
+    for cfg in (dz.DiarizeConfig(num_speakers=2), dz.DiarizeConfig(max_speakers=2)):
+        two = dz.cluster(show, 0.5, replace(cfg, min_cluster_s=0.5))
+        assert (two[:80] == who).all(), two  # each host its own, the jingle in one of them
 
 
 def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:

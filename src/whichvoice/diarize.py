@@ -665,9 +665,28 @@ def cluster(
     if cfg.mixture_above and k > low:
         labels = _absorb_mixtures(x, labels, cfg, low)
         k = len(set(labels.tolist()))
-    if k < low or k > high:
-        labels = ahc(min(max(k, low), high, n))
+    if k > high:
+        labels = _fewer(x, labels, high)
+    elif k < low:
+        labels = ahc(min(low, n))
     return _first_order(labels)
+
+
+def _fewer(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """``labels`` brought down to ``k`` clusters, the smallest first: each joins the cluster
+    whose centre is nearest its own. Found by the threshold, a cluster beyond the count asked
+    for is a sound that is no voice (a jingle, applause) or a piece of a voice: average
+    linkage to exactly ``k`` from the windows kept such outliers apart and merged two hosts
+    into one name instead (a review: two hosts and a jingle, ``--num-speakers 2``)."""
+    labels = _first_order(labels)
+    while labels.max() + 1 > k:
+        sizes = np.bincount(labels)
+        small = int(np.argmin(sizes))
+        centroids = _centroids(x, labels)
+        near = centroids @ centroids[small]
+        near[small] = -np.inf
+        labels = _first_order(np.where(labels == small, int(np.argmax(near)), labels))
+    return labels
 
 
 def _smallest_cluster(cfg: DiarizeConfig) -> tuple[float, float]:
