@@ -126,10 +126,13 @@ def test_every_answer_carries_its_quality_in_python_json_and_on_stderr(cli, tmp_
     kinds = [[w.split(":")[0] for w in a.quality.warnings] for a in answers]
     assert all(want in k for k, want in zip(kinds, ["noisy", "clipped"] * 3, strict=True)), kinds
     assert all(a.to_dict()["quality"] == a.quality.to_dict() for a in answers)
+    # measured from the decode that feeds the encoder: the same vectors as embedding alone
+    alone = [r[0] for r in encoder.embed_many([noisy, clipped])]
+    np.testing.assert_allclose([a.vector for a in answers[4:]], alone, atol=1e-6)
     # the command line: in the JSON, and said on stderr in one line a file
     env = {"WHICHVOICE_GALLERY": str(gallery)}
     clean = human_clip(tmp_path, "george", range(8, 10))  # not one it was enrolled from
-    for command in (("verify", "george"), ("identify",)):
+    for command in (("verify", "george"), ("identify",), ("embed",)):
         missing = tmp_path / "missing.wav"  # a file that fails among them: its own line
         proc = cli(*command, str(noisy), str(clean), str(missing), "--model", "bundled",
                    "--json", env=env)  # fmt: skip

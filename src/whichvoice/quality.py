@@ -77,8 +77,9 @@ def snr_db(wave: np.ndarray, rate: int) -> float | None:
     n = wave.shape[0] // hop
     if n == 0:
         return None
-    frames = wave[: n * hop].astype(np.float64).reshape(n, hop)
-    db = 10 * np.log10(np.square(frames).mean(axis=1) + 1e-20)
+    frames = wave[: n * hop].reshape(n, hop)
+    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / hop  # no float64 copy
+    db = 10 * np.log10(power + 1e-20)
     db = db[db > SILENCE_DB]
     if db.shape[0] < MIN_FRAMES:
         return None

@@ -224,17 +224,21 @@ def _decoded_fingerprint(
     """A source decoded for the encoder (at 16 kHz, or at its own rate when ``native``;
     named as the source), its fingerprint (None without ``fingerprint``) and with
     ``measure`` what its samples read at their own rate (``quality.signals``);
-    ``hear_speech``: see ``embed_and_trace``. Decoded for the measures alone, it goes to
-    the encoder at its own rate, judged by the encoder alone: as the file itself would."""
+    ``hear_speech``: see ``embed_and_trace``. Decoded for the measures alone, its speech is
+    the encoder's to find, as in the file itself; held at 16 kHz, a few chunks of long
+    recordings at 48 kHz held 1 GB more (a review)."""
     name = describe_source(source)
     wave, rate = read_audio(source)
     measured = signals(wave, rate) if measure else None
-    if not (fingerprint or hear_speech):
-        return Decoded(wave, rate, name), None, measured
-    from whichvoice.features import FeatureConfig, trim_silence
-
+    if not (fingerprint or hear_speech):  # the encoder judges it, as it judges its file
+        if native:
+            return Decoded(wave, rate, name), None, measured
+        return Decoded(resample(wave, rate, SAMPLE_RATE), SAMPLE_RATE, name), None, measured
     check_judgeable(wave, rate, name)  # a tone, a hum, noise: no engine for a square wave
     at16k = resample(wave, rate, SAMPLE_RATE)
+    decoded = Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)
+    from whichvoice.features import FeatureConfig, trim_silence
+
     # the speech as the bundled encoder keeps it, whatever the encoder: resemblyzer's own
     # measure kept 50 ms of sound in a second of silence as enough, and the head named it
     speech_s = trim_silence(at16k, FeatureConfig()).shape[0] / SAMPLE_RATE
@@ -246,7 +250,6 @@ def _decoded_fingerprint(
         if hears_no_speech(at16k):
             raise SilentAudioError(f"{name}: no speech found (silero-vad hears none)")
     fp = recording_fingerprint(at16k) if fingerprint else None
-    decoded = Decoded(wave, rate, name) if native else Decoded(at16k, SAMPLE_RATE, name)
     return decoded, fp, measured
 
 

@@ -982,12 +982,12 @@ def enroll(
             model, gallery, voice, existing, rows[:, :dim],
             [describe_source(sources[i]) for i in kept],
         )  # fmt: skip
+        lines += enrollment_quality([sources[i] for i in kept], [speech[i] for i in kept])
     except WhichvoiceError as e:
         lines = [WhichvoiceError(
             f"{voice.name} is enrolled; it could not be checked against the gallery ({e})",
             public=f"{voice.name} is enrolled; it could not be checked against the gallery",
         )]  # fmt: skip
-    lines += enrollment_quality([sources[i] for i in kept], [speech[i] for i in kept])
     for line in lines:
         if warn is None:
             log.warning("%s", line)

@@ -293,8 +293,11 @@ def verify_cmd(
 def _claims_warned(results: Iterable) -> Iterator:
     """``results``, each claim that an access check should doubt said on stderr first: one
     of the voice's own enrolled recordings (a replay scores as the voice), or less speech
-    than SHORT_CLIP_S (most such claims of the right voice are rejected)."""
+    than the quality module's short speech (most such claims of the right voice are
+    rejected)."""
     from tqdm import tqdm
+
+    from whichvoice.quality import SHORT_SPEECH_S
 
     for r in results:
         why = []
@@ -304,9 +307,9 @@ def _claims_warned(results: Iterable) -> Iterator:
                 "the voice itself (nothing checks that a person is speaking)"
             )
         short_rejected = not isinstance(r, Exception) and not r.accept
-        if short_rejected and r.speech_s < SHORT_CLIP_S:
+        if short_rejected and r.speech_s < SHORT_SPEECH_S:
             why.append(
-                f"holds {r.speech_s:.1f} s of speech: claims under {SHORT_CLIP_S:g} s of the "
+                f"holds {r.speech_s:.1f} s of speech: claims under {SHORT_SPEECH_S:g} s of the "
                 "right voice are mostly rejected (verification.md)"
             )
         for w in why:
@@ -321,10 +324,12 @@ def _quality_warned(results: Iterable, *, short_said: bool = False) -> Iterator:
     one line. ``short_said``: a rejected short claim is said by ``_claims_warned``."""
     from tqdm import tqdm
 
+    from whichvoice.quality import SHORT_SPEECH_S  # what _claims_warned says of a rejection
+
     for r in results:
         q = None if isinstance(r, Exception) else r.quality
         warnings = [] if q is None else list(q.warnings)
-        if q is not None and short_said and not r.accept and r.speech_s < SHORT_CLIP_S:
+        if q is not None and short_said and not r.accept and r.speech_s < SHORT_SPEECH_S:
             warnings = [w for w in warnings if not w.startswith("short")]
         if warnings:
             with tqdm.external_write_mode(file=sys.stderr):
@@ -463,7 +468,9 @@ def embed_cmd(
     try:
         failed = _print_results(
             paths,
-            keeping(embed_each(encoder, on_channel(paths, channel), progress=not quiet)),
+            _quality_warned(
+                keeping(embed_each(encoder, on_channel(paths, channel), progress=not quiet))
+            ),
             as_json,
             lambda r: (
                 f"dim {r.vector.shape[0]}\tspeech {r.speech_s:.2f} s"
