@@ -180,6 +180,35 @@ def test_clustering_finds_the_number_of_voices_and_keeps_to_the_bounds() -> None
         assert (two[:80] == who).all(), two  # each host its own, the jingle in one of them
 
 
+def test_clusters_beyond_the_count_give_way_smallest_first_each_to_its_nearest() -> None:
+    """``--num-speakers``/``--max-speakers`` below the threshold's clusters: the smallest
+    joins the cluster nearest it, wherever it comes in the recording."""
+    hosts, who = _groups(2, 40, seed=3)
+
+    def cfg(**kw) -> dz.DiarizeConfig:
+        return replace(dz.DiarizeConfig(**kw), min_cluster_s=0.5)
+
+    # a show that opens with its jingle: the jingle gives way, not the host heard last
+    jingle = _groups(1, 8, seed=4)[0] - 2 * hosts.mean(axis=0)
+    jingle /= np.linalg.norm(jingle, axis=1, keepdims=True)
+    opened = dz.cluster(np.r_[jingle, hosts], 0.5, cfg(num_speakers=2))
+    assert len(set(opened[8:48])) == 1 and len(set(opened[48:])) == 1, opened
+    assert opened[8] != opened[48], opened
+    # a piece of the first host apart by the threshold (a cough, another microphone): back
+    # with that host, not with the other one
+    rng = np.random.default_rng(5)
+    a, b = (hosts[who == i].mean(axis=0) for i in (0, 1))
+    away = rng.normal(size=32)
+    away -= (away @ a) / (a @ a) * a + (away @ b) / (b @ b) * b  # towards neither host
+    centre = a / np.linalg.norm(a) + 1.6 * away / np.linalg.norm(away)
+    piece = centre / np.linalg.norm(centre) + rng.normal(0, 0.08, (8, 32))
+    x = np.r_[hosts, piece / np.linalg.norm(piece, axis=1, keepdims=True)]
+    assert len(set(dz.cluster(x, 0.5, cfg()))) == 3  # its own cluster by the threshold
+    for counted in (cfg(num_speakers=2), cfg(max_speakers=2)):
+        labels = dz.cluster(x, 0.5, counted)
+        assert (labels[:80] == who).all() and (labels[80:] == 0).all(), labels
+
+
 def test_many_windows_are_clustered_in_bounded_memory(monkeypatch) -> None:
     monkeypatch.setattr(dz, "MAX_CLUSTERED", 50)
     x, truth = _groups(4, 60, seed=1)

@@ -91,6 +91,7 @@ def test_a_long_recording_is_measured_on_blocks_spread_over_it() -> None:
     assert part[-1] == 1.0 and part[0] == hour[0]  # its ends are the recording's
     q = quality.measure(hour, rate, speech_s=3.0)
     assert 0 < q.clipped < 0.2  # the flat minute is seen, in proportion to its blocks
+    assert q.clipped == pytest.approx(quality.clipped_share(part))  # the blocks alone are read
 
 
 def test_short_speech_and_too_little_sound_to_estimate() -> None:
@@ -149,3 +150,135 @@ def test_every_answer_carries_its_quality_in_python_json_and_on_stderr(cli, tmp_
     assert proc.returncode == 0 and "enrolled george-noisy" in proc.stdout, proc.stderr
     (said,) = [line for line in proc.stderr.splitlines() if "noisy:" in line]
     assert said.startswith(f"warning: {noisy}: noisy: ") and "enrolled from it" in said
+
+
+def test_half_a_second_of_sound_is_too_little_to_estimate_and_16_bit_silence_is_silence() -> None:
+    wave, rate = _digits()
+    busy = _noisy(wave, 10)  # no pause of digital silence anywhere
+    assert quality.snr_db(busy[: int(0.4 * rate)], rate) is None  # under MIN_FRAMES of sound
+    assert quality.snr_db(busy[: int(0.6 * rate)], rate) is not None
+    # pauses of +-1 step of 16-bit samples (dither) at 48 kHz are digital silence, as zeros
+    # are: the frames' mean power is what is compared with SILENCE_DB, not their sum
+    up = soxr.resample(wave, rate, 48_000).astype(np.float32)
+    dither = np.random.default_rng(0).integers(-1, 2, 48_000) / 32768
+    zeros = quality.snr_db(np.r_[up, np.zeros(48_000), up].astype(np.float32), 48_000)
+    dithered = quality.snr_db(np.r_[up, dither, up].astype(np.float32), 48_000)
+    assert zeros is not None and dithered == pytest.approx(zeros, abs=1.0)
+
+
+def test_a_flat_top_is_clip_run_equal_samples_at_either_peak_from_the_first_sample() -> None:
+    t = np.arange(8000)
+    base = (0.5 * np.sin(2 * np.pi * t / 97)).astype(np.float32)  # peaks under 0.9
+    runs = base.copy()
+    for start in range(100, 8000, 400):  # runs of one fewer than a flat top: no clipping
+        runs[start : start + quality.CLIP_RUN - 1] = 0.9
+    assert quality.clipped_share(runs) == 0.0
+    # a recording that begins clipped, then clips again: both runs are flat tops
+    flat = base.copy()
+    flat[:5] = -0.9
+    flat[50 : 50 + quality.CLIP_RUN] = -0.9
+    assert quality.clipped_share(flat) == pytest.approx((5 + quality.CLIP_RUN) / flat.shape[0])
+
+
+def test_the_band_reads_the_whole_clip_past_a_dc_offset_and_silence_has_none() -> None:
+    wave, rate = _digits()
+    # measured at the clip's own rate: 8 kHz holds up to 4 kHz, whatever the rate it is read at
+    assert quality.measure(wave, rate, speech_s=3.0).bandwidth_hz <= rate / 2
+    up = soxr.resample(wave, rate, 16_000).astype(np.float32)
+    band = quality.bandwidth_hz(up, 16_000)
+    # a recording that opens with seconds of silence: its band is its speech's
+    opening = np.r_[np.zeros(3 * 16_000, np.float32), up]
+    assert quality.bandwidth_hz(opening, 16_000) == pytest.approx(band, abs=100)
+    # a quiet recording from a microphone with a DC offset: not narrow band
+    offset = quality.measure(0.05 * up + 0.1, 16_000, speech_s=3.0)
+    assert offset.bandwidth_hz == pytest.approx(band, abs=100)
+    assert not any(w.startswith("narrow band") for w in offset.warnings)
+    # digital silence holds no band
+    assert quality.bandwidth_hz(np.zeros(16_000, np.float32), 16_000) is None
+
+
+def test_each_warning_is_raised_at_its_bound_and_the_json_keeps_the_measures() -> None:
+    fine = quality.Signals(snr_db=30.0, clipped=0.0, bandwidth_hz=4000.0)
+    assert quality.judged(fine, quality.SHORT_SPEECH_S).warnings == ()
+    assert quality.judged(quality.Signals(None, 0.0, None), 3.0).warnings == ()
+    below = {
+        "short": (fine, quality.SHORT_SPEECH_S - 0.1),
+        "noisy": (quality.Signals(quality.NOISY_DB - 1, 0.0, 4000.0), 3.0),
+        "clipped": (quality.Signals(30.0, quality.CLIPPED_SHARE, 4000.0), 3.0),  # at: over
+        "narrow band": (quality.Signals(30.0, 0.0, quality.NARROW_HZ - 100), 3.0),
+    }
+    for kind, (measured, speech_s) in below.items():
+        (said,) = quality.judged(measured, speech_s).warnings
+        assert said.startswith(f"{kind}: "), said
+    at_bounds = quality.Signals(quality.NOISY_DB, quality.CLIPPED_SHARE / 2, quality.NARROW_HZ)
+    assert quality.judged(at_bounds, 3.0).warnings == ()
+    q = quality.judged(quality.Signals(12.34, 0.01234, 3456.7), 2.3456)
+    d = q.to_dict()
+    assert d["speech_s"] == pytest.approx(q.speech_s, abs=5e-4)
+    assert d["snr_db"] == pytest.approx(q.snr_db, abs=0.05)
+    assert d["clipped"] == pytest.approx(q.clipped, abs=5e-5)
+    assert d["bandwidth_hz"] == pytest.approx(q.bandwidth_hz, abs=0.5)
+    assert d["warnings"] == list(q.warnings) == [q.warnings[0]]
+
+
+def test_enrollment_says_a_noisy_clip_and_never_reads_a_pipe_again(tmp_path: Path) -> None:
+    """``enroll``'s quality lines: a noisy recording is said (a short one is said by the
+    command's own warning, not twice); a pipe, already read for its embedding, is passed
+    over: read again, it would wait for a writer for ever."""
+    import os
+    import threading
+
+    from whichvoice.verification import enrollment_quality
+
+    clean = human_clip(tmp_path, "george", range(0, 2))
+    wave, rate = read_audio(clean)
+    noisy = tmp_path / "noisy.wav"
+    sf.write(noisy, _noisy(wave, 0), rate)
+    assert enrollment_quality([clean], [0.5]) == []
+    (line,) = enrollment_quality([clean, noisy], [3.0, 3.0])
+    assert str(line).startswith(f"{noisy}: noisy: ") and "short" not in str(line)
+    pipe = tmp_path / "pipe.wav"
+    os.mkfifo(pipe)
+    data = noisy.read_bytes()
+
+    def write() -> None:
+        with open(pipe, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    assert enrollment_quality([pipe], [3.0]) == []
+    with open(pipe, "rb") as f:  # what enroll would have read, still there
+        assert f.read() == data
+    writer.join(timeout=10)
+
+
+def test_a_short_claim_is_said_once_and_an_accepted_one_by_its_quality(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify's stderr: a rejected short claim is said by the claims' warning alone; an
+    accepted one, which that warning leaves out, keeps its quality's "short"."""
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from whichvoice.cli import app
+    from whichvoice.cli.gallery import _quality_warned
+
+    gallery = ["--gallery", str(tmp_path / "g.sqlite"), "--quiet"]
+    clean = human_clip(tmp_path, "george", range(0, 2))
+    short = tmp_path / "short.wav"  # a second of another speaker: short, and rejected
+    sf.write(short, _digits("jackson")[0][:8000], 8000)
+    runner = CliRunner()
+    enrolled = runner.invoke(app, ["enroll", "george", str(clean), "--model", "bundled", *gallery])
+    assert enrolled.exit_code == 0, enrolled.output
+    said = runner.invoke(app, ["verify", "george", str(short), *gallery])
+    assert said.exit_code == 1 and "\treject\t" in said.stdout, said.output
+    lines = [line for line in said.stderr.splitlines() if str(short) in line]
+    assert len(lines) == 1 and "claims under" in lines[0], said.stderr
+    capsys.readouterr()
+    measured = quality.Signals(snr_db=30.0, clipped=0.0, bandwidth_hz=4000.0)
+    accepted = SimpleNamespace(path="a.wav", accept=True, speech_s=1.0,
+                               quality=quality.judged(measured, 1.0))  # fmt: skip
+    assert list(_quality_warned([accepted], short_said=True)) == [accepted]
+    assert "a.wav: short: 1.0 s of speech" in capsys.readouterr().err

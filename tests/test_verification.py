@@ -974,3 +974,42 @@ def test_an_answer_names_the_calibration_that_set_its_threshold(
     # a threshold given still names the calibration whose slope makes the probability
     given = operating_point(encoder, 0.5).to_dict()
     assert given["threshold_source"] == "given" and given["calibration"] == point["calibration"]
+    # one made for another version of the encoder is passed over: the shipped one sets the
+    # threshold, and the answer names that one, not the file passed over
+    mine["encoder"] = "whichvoice-0123456789abcdef"
+    (tmp_path / "mine" / "calibration.json").write_text(json.dumps(mine))
+    stale = operating_point(encoder).to_dict()
+    assert stale["calibration"] == shipped["calibration"]
+    assert stale["threshold"] == pytest.approx(shipped["threshold"], abs=1e-6)
+
+
+def test_a_claim_that_cannot_be_read_twice_is_not_told_enrolled_or_not(tmp_path: Path) -> None:
+    """A replay of an enrolled recording is said; the same bytes through a pipe cannot be
+    digested (they are read once): ``enrolled_recording`` is None there, not False."""
+    import os
+    import threading
+
+    from whichvoice.encoders import load_encoder
+    from whichvoice.gallery import Gallery
+    from whichvoice.verification import enroll, model_id, verify
+
+    from .conftest import human_clip
+
+    clip = human_clip(tmp_path, "george", range(0, 2))
+    pipe = tmp_path / "pipe.wav"
+    os.mkfifo(pipe)
+
+    def write() -> None:
+        with open(pipe, "wb") as f:
+            f.write(clip.read_bytes())
+
+    encoder = load_encoder("bundled")
+    writer = threading.Thread(target=write, daemon=True)
+    with Gallery(tmp_path / "g.sqlite", model_id(encoder)) as g:
+        enroll(encoder, g, "george", [clip])
+        writer.start()
+        replay, piped = verify(encoder, g, "george", [clip, pipe])
+    writer.join(timeout=10)
+    assert replay.enrolled_recording is True
+    assert piped.accept and piped.enrolled_recording is None
+    assert piped.score == pytest.approx(replay.score, abs=1e-5)
