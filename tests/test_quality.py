@@ -282,3 +282,13 @@ def test_a_short_claim_is_said_once_and_an_accepted_one_by_its_quality(
                                quality=quality.judged(measured, 1.0))  # fmt: skip
     assert list(_quality_warned([accepted], short_said=True)) == [accepted]
     assert "a.wav: short: 1.0 s of speech" in capsys.readouterr().err
+
+
+def test_a_dc_offset_is_no_noise() -> None:
+    """A cheap sound card's offset is inaudible: the estimate reads past it (a mutation
+    round: 3 % of full scale read a clean recording as noisy)."""
+    wave, rate = _digits("jackson")
+    clean = quality.snr_db(wave, rate)
+    for offset in (0.01, 0.03):
+        shifted = quality.measure(wave + np.float32(offset), rate, speech_s=3.0)
+        assert abs(shifted.snr_db - clean) < 1.0 and shifted.warnings == (), offset

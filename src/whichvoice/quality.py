@@ -78,7 +78,10 @@ def snr_db(wave: np.ndarray, rate: int) -> float | None:
     if n == 0:
         return None
     frames = wave[: n * hop].reshape(n, hop)
-    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / hop  # no float64 copy
+    # each frame's variance (its power less its mean's: a DC offset is no noise), without a
+    # float64 copy of the samples
+    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / hop
+    power = np.maximum(power - np.square(frames.mean(axis=1, dtype=np.float64)), 0.0)
     db = 10 * np.log10(power + 1e-20)
     db = db[db > SILENCE_DB]
     if db.shape[0] < MIN_FRAMES:
