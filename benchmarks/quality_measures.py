@@ -140,7 +140,7 @@ def main() -> None:
             "human": [p for v in sorted(human) for p in human[v]],
         }
         report = {
-            "benchmark": "quality-measures",
+            "benchmark": "quality_measures",
             **made,
             "command": "python benchmarks/quality_measures.py " + " ".join(sys.argv[1:]),
             "clips": {k: len(v) for k, v in clips.items()},

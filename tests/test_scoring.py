@@ -346,6 +346,7 @@ def test_identify_says_when_it_is_stricter_than_a_lax_calibration(
     data = {"threshold": lax, "false_acceptance_at_threshold": 0.05,
             "tail": score_tail(target, nontarget, 0.05)}  # fmt: skip
     monkeypatch.setattr(vf, "calibration_file", lambda model: (lax, Calibration(20.0, 0.0), data))
+    monkeypatch.setattr(vf, "calibration_path", lambda model: None)  # no file: made here
     warn_once.cache_clear()
     with caplog.at_level("WARNING"):
         assert vf.operating_point(None).threshold == lax  # verify: the calibration's own
