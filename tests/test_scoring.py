@@ -345,8 +345,8 @@ def test_identify_says_when_it_is_stricter_than_a_lax_calibration(
     lax = threshold_at_far(nontarget, 0.05)
     data = {"threshold": lax, "false_acceptance_at_threshold": 0.05,
             "tail": score_tail(target, nontarget, 0.05)}  # fmt: skip
-    monkeypatch.setattr(vf, "calibration_file", lambda model: (lax, Calibration(20.0, 0.0), data))
-    monkeypatch.setattr(vf, "calibration_path", lambda model: None)  # no file: made here
+    made = (lax, Calibration(20.0, 0.0), data, None)  # no file: made here
+    monkeypatch.setattr(vf, "calibration_read", lambda model: made)
     warn_once.cache_clear()
     with caplog.at_level("WARNING"):
         assert vf.operating_point(None).threshold == lax  # verify: the calibration's own

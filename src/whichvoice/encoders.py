@@ -392,7 +392,13 @@ def calibration_path(model: Encoder, *, stale: bool | None = None) -> Path | Non
 
 
 def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
-    """``calibration_of``'s (threshold, calibration) and the whole calibration.json. A user's
+    """``calibration_of``'s (threshold, calibration) and the whole calibration.json
+    (``calibration_read``'s, without the file's path)."""
+    return calibration_read(model)[:3]
+
+
+def calibration_read(model: Encoder) -> tuple[float, Calibration, dict, Path]:
+    """``calibration_file``'s answer and the calibration.json it was read from. A user's
     calibration of an encoder shipped with the package (its user folder) is used only with
     the encoder it was made for (``stale_calibration``): otherwise it is passed over with a
     warning, and the shipped one is used."""
@@ -404,7 +410,7 @@ def calibration_file(model: Encoder) -> tuple[float, Calibration, dict]:
     path = calibration_path(model, stale=bool(stale))
     cal = None if path is None else _read_calibration(path)
     if cal is not None:
-        return cal
+        return (*cal, path)
     raise WhichvoiceError(
         f"{model.root}: not calibrated; run `whichvoice calibrate --model {model.root} ...`"
     )

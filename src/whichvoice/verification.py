@@ -44,7 +44,7 @@ from whichvoice.encoders import (
     calibration_dir,
     calibration_file,
     calibration_of,
-    calibration_path,
+    calibration_read,
     fused_encoder,
     gallery_encoder,
     load_calibration,
@@ -555,9 +555,8 @@ def operating_point(
     user (a cosine score in [-1, 1]) with the calibration's slope. ``voices``: how many
     enrolled voices an answer picks from (identify: ``identification_threshold``); None for
     a claim of one voice (verify: the calibration's own threshold, whatever rule set it)."""
-    calibrated, cal, data = calibration_file(model)
-    path = calibration_path(model)
-    path = None if path is None else str(path)
+    calibrated, cal, data, read_from = calibration_read(model)  # the file looked up once
+    path = None if read_from is None else str(read_from)
     if threshold is None:
         far, frr = (
             data.get("false_acceptance_at_threshold"),

@@ -306,8 +306,7 @@ def _claims_warned(results: Iterable) -> Iterator:
                 f"is one of the recordings {r.claimed} was enrolled from: a replay scores as "
                 "the voice itself (nothing checks that a person is speaking)"
             )
-        short_rejected = not isinstance(r, Exception) and not r.accept
-        if short_rejected and r.speech_s < SHORT_SPEECH_S:
+        if not isinstance(r, Exception) and not r.accept and r.speech_s < SHORT_SPEECH_S:
             why.append(
                 f"holds {r.speech_s:.1f} s of speech: claims under {SHORT_SPEECH_S:g} s of the "
                 "right voice are mostly rejected (verification.md)"

@@ -11,6 +11,9 @@ class VoiceScore(BaseModel):
 
 
 THRESHOLD_SOURCE = 'Where the threshold came from: "calibrated" (the encoder\'s) or "given"'
+QUALITY = "How fit the upload is to be judged (whichvoice.quality; warnings only)"
+ENCODER = "The encoder that scored it: the gallery's (an id)"
+CHANNEL_READ = "The channel read alone (channel=N); null: the mix"
 
 
 class RecordingQuality(BaseModel):
@@ -69,12 +72,8 @@ class GalleryAnswer(BaseModel):
     engine_threshold: float | None = Field(
         default=None, description="The head's threshold: the engine is known from it up"
     )
-    quality: RecordingQuality | None = Field(
-        default=None, description="How fit the upload is to be judged (warnings only)"
-    )
-    encoder: str | None = Field(
-        default=None, description="The encoder that scored it: the gallery's (an id)"
-    )
+    quality: RecordingQuality | None = Field(default=None, description=QUALITY)
+    encoder: str | None = Field(default=None, description=ENCODER)
 
 
 class ClassifierAnswer(BaseModel):
@@ -135,9 +134,7 @@ class IdentifyResponse(BaseModel):
     probabilities: dict[str, float] = Field(description="Every voice the classifier knows")
     top: list[VoiceScore]
     duration_s: float = Field(description="Seconds of audio received")
-    channel: int | None = Field(
-        default=None, description="The channel read alone (channel=N); null: the mix"
-    )
+    channel: int | None = Field(default=None, description=CHANNEL_READ)
     windows: int | None = Field(description="Windows of audio the classifier scored")
     speech_s: float | None = Field(
         description="Seconds of speech the classifier used (silence and pauses dropped)"
@@ -224,15 +221,9 @@ class Verdict(BaseModel):
         "scores as the voice itself (nothing checks liveness); null: the voice keeps no "
         "digests of its recordings (enrolled before galleries kept them), so it cannot be told",
     )
-    quality: RecordingQuality | None = Field(
-        default=None, description="How fit the file is to be judged (warnings only)"
-    )
-    encoder: str | None = Field(
-        default=None, description="The encoder that scored it: the gallery's (an id)"
-    )
-    channel: int | None = Field(
-        default=None, description="The channel read alone (channel=N); null: the mix"
-    )
+    quality: RecordingQuality | None = Field(default=None, description=QUALITY)
+    encoder: str | None = Field(default=None, description=ENCODER)
+    channel: int | None = Field(default=None, description=CHANNEL_READ)
 
 
 class FileError(BaseModel):
