@@ -47,6 +47,7 @@ NOISY_DB = 10.0  # estimated SNR under this: noisy
 CLIPPED_SHARE = 0.01  # a share of samples in flat tops at or over this: clipped
 NARROW_HZ = 3000.0  # a band under this: narrower than a telephone line's
 SHORT_SPEECH_S = 1.5  # s of speech under this: too little to be sure (verify's rejections)
+SHORT = "short"  # that warning's first word
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class Quality:
     clipped: float  # share of samples, 0..1
     bandwidth_hz: float | None
     warnings: tuple[str, ...] = ()
+
+    def but_short(self) -> tuple[str, ...]:
+        """The warnings without "short" (for a caller that says that one its own way)."""
+        return tuple(w for w in self.warnings if not w.startswith(SHORT))
 
     def to_dict(self) -> dict:
         return {
@@ -160,7 +165,7 @@ def judged(measured: Signals, speech_s: float) -> Quality:
     snr, clipped, band = measured.snr_db, measured.clipped, measured.bandwidth_hz
     warnings = []
     if speech_s < SHORT_SPEECH_S:
-        warnings.append(f"short: {speech_s:.1f} s of speech (under {SHORT_SPEECH_S:g} s)")
+        warnings.append(f"{SHORT}: {speech_s:.1f} s of speech (under {SHORT_SPEECH_S:g} s)")
     if snr is not None and snr < NOISY_DB:
         warnings.append(f"noisy: an estimated SNR of {snr:.0f} dB (under {NOISY_DB:g} dB)")
     if clipped >= CLIPPED_SHARE:

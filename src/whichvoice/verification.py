@@ -1068,7 +1068,7 @@ def enrollment_quality(sources: list[AudioSource], speech: list[float]) -> list[
             wave, rate = read_audio(src)
         except WhichvoiceError:
             continue
-        said = [w for w in measure(wave, rate, seconds).warnings if not w.startswith("short")]
+        said = measure(wave, rate, seconds).but_short()
         if said:
             out.append(WhichvoiceError(
                 f"{describe_source(src)}: {'; '.join(said)}: a voice enrolled from it matches "

@@ -329,7 +329,7 @@ def _quality_warned(results: Iterable, *, short_said: bool = False) -> Iterator:
         q = None if isinstance(r, Exception) else r.quality
         warnings = [] if q is None else list(q.warnings)
         if q is not None and short_said and not r.accept and r.speech_s < SHORT_SPEECH_S:
-            warnings = [w for w in warnings if not w.startswith("short")]
+            warnings = list(q.but_short())
         if warnings:
             with tqdm.external_write_mode(file=sys.stderr):
                 click.echo(
