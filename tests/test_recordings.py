@@ -112,6 +112,69 @@ def test_layouts_that_cannot_be_read_say_why(tmp_path: Path, make, pattern, mess
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
+def _split_layout(tmp_path: Path) -> Path:
+    src = tmp_path / "data"
+    for split, take in (("train", 0), ("test", 1)):
+        for speaker in ("jackson", "theo"):
+            (src / split / speaker).mkdir(parents=True)
+            for d in (1, 2):
+                shutil.copy(HUMAN_DEV / f"{d}_{speaker}_{take}.wav", src / split / speaker)
+    return src
+
+
+def test_a_layout_of_splits_is_refused_and_its_folders_are_labels(tmp_path: Path) -> None:
+    """<split>/<speaker>/<clips> was imported as the voices "train" and "test" (review): it is
+    refused, saying which folder to import, and a split's folder is a labels list as it is."""
+    from whichvoice.dataset import DatasetError
+    from whichvoice.evaluate import labelled_files
+
+    src = _split_layout(tmp_path)
+    with pytest.raises(RecordingsError, match=r"\(test, train\) are splits, not speakers: "
+                       rf"import {src / 'train'} "):  # fmt: skip
+        import_recordings(src, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    summary = import_recordings(src / "train", tmp_path / "out", progress=False)
+    assert (summary.made, summary.speakers) == (4, 2)
+    labels = sorted({c.voice for c in load_corpus(tmp_path / "out")})
+    files = labelled_files(src / "test", labels)
+    assert sorted((f.path.name, f.voice) for f in files) == [
+        ("1_jackson_1.wav", "human:jackson"), ("1_theo_1.wav", "human:theo"),
+        ("2_jackson_1.wav", "human:jackson"), ("2_theo_1.wav", "human:theo"),
+    ]  # fmt: skip
+    (src / "test" / "lucas").mkdir()
+    shutil.copy(HUMAN_DEV / "1_lucas_0.wav", src / "test" / "lucas")
+    with pytest.raises(DatasetError, match="does not know voice 'lucas'"):
+        labelled_files(src / "test", labels)
+    # one speaker called "test" beside others is a speaker
+    (src / "train" / "test").mkdir()
+    shutil.copy(HUMAN_DEV / "1_lucas_0.wav", src / "train" / "test")
+    assert import_recordings(src / "train", tmp_path / "o2", progress=False).speakers == 3
+
+
+def test_the_same_audio_in_two_files_stays_in_one_split_and_is_named(tmp_path: Path) -> None:
+    """A WAV and its FLAC were two recordings, and prepare put some pairs in train and test
+    (review): the copy takes the first's sentence id, and the import names it."""
+    import soundfile as sf
+
+    src = tmp_path / "people"
+    for speaker in ("jackson", "theo"):
+        (src / speaker).mkdir(parents=True)
+        for d in (1, 2, 3):
+            wav = src / speaker / f"{d}.wav"
+            shutil.copy(HUMAN_DEV / f"{d}_{speaker}_0.wav", wav)
+            wave, rate = sf.read(wav, dtype="int16")
+            sf.write(src / speaker / f"{d}-copy.flac", wave, rate)
+    summary = import_recordings(src, tmp_path / "out", progress=False)
+    assert summary.made == 12 and len(summary.same_audio) == 6
+    # the first in name order is kept as it is: '-' sorts before '.'
+    assert summary.same_audio[0] == ["audio/human/jackson/1.wav", "audio/human/jackson/1-copy.flac"]
+    clips = {c.path: c for c in load_corpus(tmp_path / "out")}
+    for copy, first in summary.same_audio:
+        assert clips[copy].sentence_id == clips[first].sentence_id
+    assert len({c.sentence_id for c in clips.values()}) == 6
+    assert "same_audio" in summary.to_dict()
+
+
 @pytest.mark.slow  # CLI subprocesses with the encoder
 def test_cli_imports_and_enrolls_from_the_corpus(tmp_path: Path, cli) -> None:
     out = tmp_path / "corpus"
@@ -136,6 +199,19 @@ def test_cli_imports_and_enrolls_from_the_corpus(tmp_path: Path, cli) -> None:
     bad = cli("import-corpus", str(tmp_path / "flat"), str(tmp_path / "c"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("error: ") and "--pattern" in bad.stderr
+    # a copy of a recording is said, also when quiet; a layout of splits is one line
+    shutil.copy(tmp_path / "flat" / "1_theo_0.wav", tmp_path / "flat" / "1_theo_9.wav")
+    copies = cli("import-corpus", str(tmp_path / "flat"), str(tmp_path / "e"), "--pattern",
+                 PATTERN, "-q")  # fmt: skip
+    assert copies.returncode == 0 and (
+        "warning: 1 recording holds the same audio as another (first: "
+        "audio/human/theo/1_theo_9.wav = audio/human/theo/1_theo_0.wav): imported, in the "
+        "same split as it (its sentence), but counted twice in training and evaluation; "
+        "remove the copies\n"
+    ) in copies.stderr, copies.stderr
+    splits = cli("import-corpus", str(_split_layout(tmp_path)), str(tmp_path / "d"))
+    assert splits.returncode == 2 and splits.stderr.count("\n") == 1, splits.stderr
+    assert "are splits, not speakers" in splits.stderr
 
 
 @pytest.mark.slow

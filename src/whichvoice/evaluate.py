@@ -282,11 +282,14 @@ def _match_voice(name: str, labels: list[str]) -> str:
 
 
 def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[LabelledFile]:
-    """Rows ``path,voice`` of a CSV (header optional; paths relative to the CSV's folder).
+    """Rows ``path,voice`` of a CSV (header optional; paths relative to the CSV's folder), or
+    the clips of a folder of <speaker>/<clips> (``recordings.labelled_folder``).
     A voice may be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``).
     The CSV and its paths may be URLs (``s3://...``); relative paths of a remote CSV are
     read from beside it."""
     remote = storage.is_url(csv_path)
+    if not remote and Path(csv_path).is_dir():  # <speaker>/<clips>, as import-corpus reads
+        return _folder_files(Path(csv_path), labels)
     try:
         text = storage.read_bytes(csv_path).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
@@ -309,6 +312,25 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
             files.append(LabelledFile(storage.join(base, given), voice))
     if not files:
         raise DatasetError(f"{csv_path}: no rows")
+    return files
+
+
+def _folder_files(folder: Path, labels: list[str]) -> list[LabelledFile]:
+    from whichvoice.recordings import RecordingsError, labelled_folder
+
+    try:
+        rows = labelled_folder(folder)
+    except RecordingsError as e:
+        raise DatasetError(str(e)) from None
+    files = []
+    for path, named in rows:
+        voice = _match_voice(named, labels)
+        if voice not in labels:
+            raise DatasetError(
+                f"{path}: the model does not know voice {named!r} (its folder's); it knows "
+                f"{', '.join(labels)}"
+            )
+        files.append(LabelledFile(path, voice))
     return files
 
 

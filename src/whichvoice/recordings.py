@@ -27,9 +27,10 @@ import os
 import re
 import time
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from whichvoice.audio import (
@@ -104,6 +105,10 @@ class ImportSummary:
     # imported recordings with under MIN_SPEECH_S of speech: kept (training may learn from
     # them), but predict, evaluate, openset and the server answer them "no speech found"
     little_speech: list[str] = field(default_factory=list)
+    # [copy, first]: corpus paths of recordings imported now whose samples are another's (a
+    # WAV and its FLAC): the copy takes the first's sentence id, so prepare keeps them in one
+    # split (they fell in train and test as two recordings: a review)
+    same_audio: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The run as JSON-able types."""
@@ -179,6 +184,13 @@ def list_recordings(
     return kept
 
 
+def labelled_folder(folder: str | os.PathLike) -> list[tuple[Path, str]]:
+    """(path, speaker) of a folder of <speaker>/<clips>, the speaker named as import-corpus
+    names it after ``engine:`` (a labels list for evaluate, predict and openset: a held-out
+    split kept as folders needed a CSV written first: a review)."""
+    return [(r.source, _speaker_id(r.speaker)) for r in _listed(Path(folder), None)]
+
+
 def _listed(source: Path, pattern: str | None) -> list[Recording]:
     if source.is_file() and source.suffix.lower() == ".csv":
         return _from_csv(source)
@@ -187,8 +199,10 @@ def _listed(source: Path, pattern: str | None) -> list[Recording]:
         raise RecordingsError(f"{source}: {what}")
     if pattern is not None:
         return _from_pattern(source, pattern)
+    speakers = sorted(p for p in source.iterdir() if p.is_dir())
+    _check_not_splits(source, speakers)
     out = []
-    for speaker in sorted(p for p in source.iterdir() if p.is_dir()):
+    for speaker in speakers:
         for path in _audio_in(speaker):
             rel = path.relative_to(speaker).as_posix()
             out.append(Recording(path, speaker.name, None, rel))
@@ -210,6 +224,29 @@ def _listed(source: Path, pattern: str | None) -> list[Recording]:
         )
         raise RecordingsError(f"{source}: no audio in <speaker>/ folders{hint}")
     return out
+
+
+# folder names of a dataset's own split: a layout of <split>/<speaker>/<clips>
+SPLIT_NAMES = frozenset(
+    {"train", "training", "test", "testing", "dev", "val", "valid", "validation", "eval", "holdout"}
+)
+
+
+def _check_not_splits(source: Path, folders: list[Path]) -> None:
+    """RecordingsError when every folder of ``source`` is named as a split and holds speaker
+    folders: <split>/<speaker>/<clips> was imported as the voices "train" and "test" (a
+    review)."""
+    splits = [f for f in folders if f.name.lower() in SPLIT_NAMES]
+    if not splits or len(splits) < len(folders):
+        return
+    if not any(p.is_dir() and _audio_in(p) for f in splits for p in f.iterdir()):
+        return
+    names = ", ".join(f.name for f in splits)
+    train = next((f for f in splits if f.name.lower().startswith("train")), splits[0])
+    raise RecordingsError(
+        f"{source}: its folders ({names}) are splits, not speakers: import {train} (its "
+        "folders are the speakers), and score another split's folder with evaluate --labels"
+    )
 
 
 def _from_pattern(source: Path, pattern: str) -> list[Recording]:
@@ -290,9 +327,10 @@ def _plan(recordings: list[Recording], engine: str) -> list[tuple[Recording, str
 
 def _import_one(
     rec: Recording, clip_id: str, path: str, out: Path, engine: str
-) -> tuple[Clip, float]:
+) -> tuple[Clip, float, str]:
     """Check one recording and store it unchanged: (its clip, the seconds of speech the
-    classifier's silence trimming keeps of it); raises WhichvoiceError/OSError."""
+    classifier's silence trimming keeps of it, a digest of its samples); raises
+    WhichvoiceError/OSError."""
     from whichvoice.features import FeatureConfig, trim_silence
 
     data = rec.source.read_bytes()
@@ -300,6 +338,8 @@ def _import_one(
     check_not_silent(wave, rate, str(rec.source))
     speech_s = trim_silence(resample(wave, rate), FeatureConfig()).shape[0] / SAMPLE_RATE
     digest = hashlib.sha256(data).hexdigest()
+    samples = hashlib.sha256(np.ascontiguousarray(wave, np.float32).tobytes())
+    samples.update(str(rate).encode())
     write_atomic(out / path, data, durable=False)
     clip = Clip(
         id=clip_id,
@@ -312,7 +352,7 @@ def _import_one(
         duration_s=round(wave.shape[0] / rate, 4),
         sha256=digest,
     )
-    return clip, speech_s
+    return clip, speech_s, samples.hexdigest()
 
 
 def import_recordings(
@@ -403,8 +443,9 @@ def _import_alone(
 
     todo = [(r, i, p) for r, i, p in jobs if not unchanged(r, i)]
     summary.skipped = len(jobs) - len(todo)
+    first_of: dict[str, Clip] = {}  # the samples' digest: the first clip imported now of them
 
-    def attempt(job: tuple[Recording, str, str]) -> tuple[Clip, float] | Failure:
+    def attempt(job: tuple[Recording, str, str]) -> tuple[Clip, float, str] | Failure:
         rec, clip_id, path = job
         try:
             return _import_one(rec, clip_id, path, out, cfg.engine)
@@ -433,7 +474,12 @@ def _import_alone(
                     summary.failed.append(result)  # the summary names them (as synth's)
                     log.debug("%s", result.reason)
                     continue
-                result, speech_s = result
+                result, speech_s, samples = result
+                if samples in first_of:  # the same audio as a recording imported before it
+                    first = first_of[samples]
+                    summary.same_audio.append([result.path, first.path])
+                    result = replace(result, sentence_id=first.sentence_id)
+                first_of.setdefault(samples, result)
                 if speech_s < MIN_SPEECH_S:  # kept: train learns from it; no command judges it
                     summary.little_speech.append(result.path)
                 # one flushed line at a time: a kill leaves at most a cut last line

@@ -134,11 +134,22 @@ def label_rows(rows, csv_path: str | os.PathLike) -> Iterator[tuple[str, str, st
 
 
 def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
-    """The rows ``path,voice`` of a CSV (header optional; paths relative to its folder). A
-    voice may be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``)."""
+    """The rows ``path,voice`` of a CSV (header optional; paths relative to its folder), or
+    the clips of a folder of <speaker>/<clips> (``recordings.labelled_folder``). A voice may
+    be named by its id (``flite:slt``) or, when unambiguous, its name (``slt``)."""
     csv_path = csv_path if storage.is_url(csv_path) else Path(csv_path)
 
     def read() -> Iterator[BatchInput]:
+        if isinstance(csv_path, Path) and csv_path.is_dir():  # <speaker>/<clips>
+            from whichvoice.recordings import RecordingsError, labelled_folder
+
+            try:
+                rows = labelled_folder(csv_path)
+            except RecordingsError as e:
+                raise BatchInputError(str(e)) from None
+            for path, voice in rows:
+                yield BatchInput(str(path), path, voice)
+            return
         try:
             f = storage.open_text(csv_path, encoding="utf-8-sig", newline="")
         except (OSError, storage.StorageError) as e:

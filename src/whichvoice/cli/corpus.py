@@ -426,4 +426,13 @@ def import_corpus_cmd(
             f'server answer {"it" if n == 1 else "them"} "no speech found"',
             err=True,
         )
+    if summary.same_audio:  # also when quiet: a copy counted twice inflates every figure
+        n = len(summary.same_audio)
+        copy, first = summary.same_audio[0]
+        click.echo(
+            f"warning: {counted(n, 'recording')} {'holds' if n == 1 else 'hold'} the same audio "
+            f"as another (first: {copy} = {first}): imported, in the same split as it (its "
+            "sentence), but counted twice in training and evaluation; remove the copies",
+            err=True,
+        )
     _exit_if_failed(summary, out, quiet)

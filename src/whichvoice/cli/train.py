@@ -503,7 +503,7 @@ def openset_cmd(
     shorts = f" ({short:.4f} for clips of 2 windows or fewer)" if short is not None else ""
     click.echo(
         f"threshold {fitted.threshold:.4f}{shorts}: keeps {f['known_kept']['value']:.4f} of "
-        f"{f['known_clips']} known dev clips"
+        f"{f['known_scored']} known dev clips (each against its voice's other clips)"
         + (
             f", rejects {rejected['value']:.4f} of {f['unknown_clips']} other voices' clips"
             if rejected
