@@ -203,12 +203,16 @@ def test_cli_imports_and_enrolls_from_the_corpus(tmp_path: Path, cli) -> None:
     shutil.copy(tmp_path / "flat" / "1_theo_0.wav", tmp_path / "flat" / "1_theo_9.wav")
     copies = cli("import-corpus", str(tmp_path / "flat"), str(tmp_path / "e"), "--pattern",
                  PATTERN, "-q")  # fmt: skip
-    assert copies.returncode == 0 and (
-        "warning: 1 recording holds the same audio as another (first: "
-        "audio/human/theo/1_theo_9.wav = audio/human/theo/1_theo_0.wav): imported, in the "
-        "same split as it (its sentence), but counted twice in training and evaluation; "
-        "remove the copies\n"
-    ) in copies.stderr, copies.stderr
+    assert (
+        copies.returncode == 0
+        and (
+            "warning: 1 recording holds the same audio as another (first: "
+            "audio/human/theo/1_theo_9.wav = audio/human/theo/1_theo_0.wav): imported, in the "
+            "same split as it (its sentence), but counted twice in training and evaluation; "
+            "remove the copies\n"
+        )
+        in copies.stderr
+    ), copies.stderr
     splits = cli("import-corpus", str(_split_layout(tmp_path)), str(tmp_path / "d"))
     assert splits.returncode == 2 and splits.stderr.count("\n") == 1, splits.stderr
     assert "are splits, not speakers" in splits.stderr
