@@ -303,6 +303,22 @@ def test_evaluate_says_when_a_corpus_reads_sentences_the_run_trained_on(
     assert f"warning: {expected} of the" in proc.stderr and "not held out" in proc.stderr
     metrics = json.loads((tmp_path / "rep" / "evaluation.json").read_text())
     assert metrics["trained_sentence_files"] == expected
+    assert metrics["sentences"] == len({c.sentence_id for c in clips if theirs[c.id] == "test"})
+    assert not any("one sentence" in w for w in metrics["warnings"])
+    # a test split of one sentence: said in the JSON and the report, not only on stderr
+    for n in range(4, 24):
+        keep = [x for x in lines if json.loads(x)["sentence_id"] in ids[:n]]
+        (other / "manifest.jsonl").write_text("".join(f"{x}\n" for x in keep))
+        split = split_clips(clips := load_corpus(other), seed)
+        if len({c.sentence_id for c in clips if split[c.id] == "test"}) == 1:
+            break
+    proc = cli("evaluate", str(trained_run), "--corpus", str(other), "--report",
+               str(tmp_path / "rep1"), "--json", check=True)  # fmt: skip
+    metrics = json.loads(proc.stdout)
+    assert metrics["sentences"] == 1
+    one = "every file scored reads one sentence: the accuracy is of that sentence"
+    assert any(w.startswith(one) for w in metrics["warnings"]), metrics["warnings"]
+    assert one in (tmp_path / "rep1" / "report.md").read_text()
 
 
 @pytest.mark.slow

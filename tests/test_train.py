@@ -367,6 +367,14 @@ def test_resume_keeps_the_runs_own_settings(
     said = caplog.text
     assert "ignored: --epochs 9 (the run's: 2), --lr 0.5 (the run's: 0.002)" in said
     assert "is complete: nothing to train" in said and "batch-size" not in said
+    assert "was trained on" not in said  # its own corpus
+    # a complete run resumed with other data says so (an interrupted one is refused)
+    caplog.clear()
+    other = tmp_path / "other"
+    other.mkdir()
+    with caplog.at_level("WARNING", logger="whichvoice.train"):
+        train(other, tmp_path / "r", TrainConfig(), resume=True, progress=False)
+    assert f"was trained on {small_corpus.resolve()}, not {other}: nothing was trained" in caplog.text
 
 
 def test_bf16_autocast_only_where_the_cpu_has_amx(monkeypatch) -> None:

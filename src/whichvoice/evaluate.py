@@ -95,13 +95,6 @@ def held_out_split(
         files = [LabelledFile(root / c.path, c.voice) for c in clips if of[c.id] == split]
     if not files:
         raise DatasetError(f"{corpus}: the {split} split is empty (too few sentences per voice)")
-    sentences = {c.sentence_id for c in clips if of[c.id] == split}
-    if len(sentences) == 1:  # a figure of one sentence: its interval takes files as independent
-        log.warning(
-            "%s: every file of the %s split reads one sentence: the accuracy is of that "
-            "sentence, not of held-out speech in general (give the corpus more sentences)",
-            corpus, split,
-        )  # fmt: skip
     # a voice the model never learnt can only be an error: its accuracy would be a figure of
     # the corpus, not of the model (a labels CSV naming one is refused the same way)
     strange = sorted({f.voice for f in files} - set(model.labels))
@@ -245,6 +238,15 @@ def trained_overlap(
     return sum(c.sentence_id in seen for c in held), len(held)
 
 
+def _sentences(corpus: str | os.PathLike, scored: list) -> int:
+    """How many sentences the scored files of ``corpus`` read."""
+    root = storage.local_path(corpus)
+    places = {os.path.realpath(p) for p in scored if not storage.is_url(p)}
+    return len(
+        {c.sentence_id for c in load_corpus(root) if os.path.realpath(root / c.path) in places}
+    )
+
+
 def held_out_warnings(metrics: dict) -> list[str]:
     """What ``evaluate``'s figures are not, said where they are read (report.md, the JSON's
     ``warnings``, the command's stderr): files the run trained on, or of its sentences."""
@@ -254,6 +256,11 @@ def held_out_warnings(metrics: dict) -> list[str]:
             f"{metrics['trained_files']} of the {metrics['files']} files scored are clips the "
             "run was trained on (its train or val split; the same bytes): these figures are "
             "not held out"
+        )
+    if metrics.get("sentences") == 1:  # its interval takes the files as independent
+        out.append(
+            "every file scored reads one sentence: the accuracy is of that sentence, not of "
+            "held-out speech in general (give the corpus more sentences)"
         )
     if metrics.get("trained_sentence_files"):
         out.append(
@@ -740,6 +747,8 @@ def _measure(
         **started,
     }
     scored = [f.path for f, p in zip(files, answers, strict=True) if p is not None]
+    if corpus is not None:  # the sentences the corpus's scored files read
+        metrics["sentences"] = _sentences(corpus, scored)
     overlap = trained_overlap(model, corpus, split, scored) if corpus is not None else None
     if overlap is not None and overlap[0]:
         metrics["trained_sentence_files"] = overlap[0]  # figures that are not held out

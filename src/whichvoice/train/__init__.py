@@ -117,6 +117,28 @@ def train(
         return _train_local(job, ranks)
 
 
+def _say_other_data(out: Path, source) -> None:
+    """A warning when a complete run is resumed with data other than its own corpus or
+    prepared data (an interrupted one is refused: ``state._check_same_data``); it said
+    "complete" and its old figures without a word (review)."""
+    import json
+    import logging
+
+    try:
+        data = Path(json.loads((out / CONFIG).read_text())["data"])
+        corpus = json.loads((data / "dataset.json").read_text()).get("corpus")
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if storage.is_url(source):
+        return
+    own = {os.path.realpath(p) for p in (data, corpus) if isinstance(p, (str, Path))}
+    if os.path.realpath(source) not in own:
+        logging.getLogger("whichvoice.train").warning(
+            "%s was trained on %s, not %s: nothing was trained, and its figures are of its own "
+            "data", out, corpus or data, source,
+        )  # fmt: skip
+
+
 def run_lock(out: Path) -> Path:
     """The lock a training job holds on its run folder: ``.NAME.lock`` beside it."""
     return out.with_name(f".{out.name}.lock")
@@ -127,6 +149,7 @@ def _train_local(job: TrainJob, ranks: Ranks) -> Path:
     if job.resume:
         job = resumed(job)
         if run_complete(Path(job.out), job.cfg.epochs, job.cfg.patience):
+            _say_other_data(Path(job.out), job.source)
             # complete (resumed() said so): nothing trained, nothing rewritten; but a
             # --target both run whose engine head was never fitted (scikit-learn missing
             # then, or stopped after the training) gets it now
