@@ -1013,3 +1013,14 @@ def test_a_claim_that_cannot_be_read_twice_is_not_told_enrolled_or_not(tmp_path:
     assert replay.enrolled_recording is True
     assert piped.accept and piped.enrolled_recording is None
     assert piped.score == pytest.approx(replay.score, abs=1e-5)
+
+
+def test_calibration_says_how_many_clips_a_voice_needs() -> None:
+    """It said "more clips than enroll clips" (a review): now the number, and how many have it."""
+    from whichvoice.verification import voice_trials
+
+    clips = {"a": [Path(f"a{i}.wav") for i in range(4)], "b": [Path("b.wav")] * 3}
+    with pytest.raises(WhichvoiceError, match=r"2 voices of 4 clips or more \(3 to enroll each"):
+        voice_trials(None, clips)  # refused before any clip is read
+    with pytest.raises(WhichvoiceError, match="1 voice of 2 has that many"):
+        voice_trials(None, clips)

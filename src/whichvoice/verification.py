@@ -85,7 +85,7 @@ from whichvoice.scoring import (
     tail_threshold,
     threshold_at_far,
 )
-from whichvoice.text import as_decided
+from whichvoice.text import as_decided, counted
 from whichvoice.tracing import EngineAnswer, EngineHead, embed_and_trace
 
 # with the names of whichvoice.encoders, importable from here as before
@@ -156,7 +156,9 @@ def voice_trials(
     names = sorted(n for n, paths in files.items() if len(paths) > enroll)
     if len(names) < 2:
         raise WhichvoiceError(
-            "calibration needs at least 2 voices with more clips than enroll clips"
+            f"calibration needs at least 2 voices of {enroll + 1} clips or more ({enroll} to "
+            f"enroll each, the rest scored); {counted(len(names), 'voice')} of "
+            f"{len(files)} {'has' if len(names) == 1 else 'have'} that many"
         )
     enrolled, tests = [], []
     for name in progress_bar(names, len(names), "calibrate", progress, unit="voice"):
