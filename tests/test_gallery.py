@@ -702,6 +702,79 @@ def test_an_export_refuses_a_damaged_voice(tmp_path: Path) -> None:
         assert g.remove("cut") == "cut" and [v.name for v in g.voices()] == ["whole"]
 
 
+_EMBEDDING = "UPDATE voices SET embedding = ? WHERE name = 'cut'"
+
+
+@pytest.mark.parametrize(
+    ("damage", "value", "why"),
+    [
+        (_EMBEDDING, np.full(8, np.nan, np.float32).tobytes(), "voice 'cut' is damaged"),
+        (_EMBEDDING, np.full(8, 1e30, np.float32).tobytes(), "voice 'cut' is damaged"),
+        ("UPDATE voices SET dim = 'x' WHERE name = 'cut'", None, "voice 'cut' is damaged"),
+        ("UPDATE voices SET clips = 'lots' WHERE name = 'cut'", None, "voice 'cut' is damaged"),
+        ("UPDATE voices SET seconds = 'NaN' WHERE name = 'cut'", None, "voice 'cut' is damaged"),
+        ("UPDATE voices SET created = 'x' WHERE name = 'cut'", None, "voice 'cut' is damaged"),
+        ("UPDATE voices SET name = CAST(name AS BLOB) WHERE name = 'cut'", None, "stored as bytes"),
+    ],
+)
+def test_a_voice_whose_stored_bytes_changed_is_named_damaged(
+    tmp_path: Path, damage: str, value: bytes | None, why: str
+) -> None:
+    """A bit flipped in a gallery made a name bytes (printed b'cut', and "a voice name must be
+    text" blamed on the user), an embedding NaN (answers of NaN, invalid JSON, an enrollment
+    into it stayed NaN, an export that could not be imported): fuzzing. Each is one line
+    naming the file, and nothing is averaged into a damaged voice."""
+    import sqlite3
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        g.enroll("whole", unit(np.ones((1, 8))), 3.0)
+        g.enroll("cut", unit(np.ones((1, 8))), 3.0)
+    db = sqlite3.connect(path)
+    db.execute(damage, () if value is None else (value,))
+    db.commit()
+    db.close()
+    with Gallery(path, "m") as g:
+        reads = [g.export_json, g.voices]
+        reads += [g.names] if "bytes" in why else [lambda: g.get("cut")]
+        for read in reads:
+            with pytest.raises(GalleryUnusableError, match=why):
+                read()
+        if "bytes" not in why:
+            with pytest.raises(GalleryUnusableError, match=why):
+                g.enroll("cut", unit(np.ones((1, 8))), 3.0)
+            assert g.remove("cut") == "cut" and [v.name for v in g.voices()] == ["whole"]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ("ALTER TABLE voices DROP COLUMN dim", "its voices table has the columns name, embedding,"),
+        ("CREATE TRIGGER t AFTER INSERT ON voices BEGIN DELETE FROM voices; END",
+         "it holds a trigger 't' whichvoice never makes"),  # fmt: skip
+        ("CREATE VIEW v AS SELECT name FROM voices", "it holds a view 'v'"),
+    ],
+)
+def test_a_gallery_of_other_columns_or_a_trigger_is_refused_before_any_write(
+    tmp_path: Path, change: str, why: str
+) -> None:
+    """A dropped column was a traceback in every command; a trigger in a hostile file removed
+    every voice when another was enrolled (fuzzing)."""
+    import sqlite3
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        g.enroll("whole", unit(np.ones((1, 8))), 3.0)
+    db = sqlite3.connect(path)
+    db.execute(change)
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(GalleryUnusableError, match=f"not a usable gallery \\({why}"):
+        Gallery(path, "m")
+    assert path.read_bytes() == before
+
+
 def test_an_sqlite_error_that_is_no_damage_stays_itself(tmp_path: Path) -> None:
     """The wrapper that turns a damaged file into one line passes other errors on as they
     are, not as their own cause (a loop for whatever walks the causes)."""

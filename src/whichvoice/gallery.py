@@ -50,6 +50,14 @@ CLIPS_TABLE = (
 MAX_DIGEST = 128  # characters of one recording's digest (sha-256: 64)
 MAX_CLIPS = 10**12  # clips of one voice, at most (an export's count is checked against it)
 MAX_PROTOTYPES = 16  # stored prototypes of one voice, at most (whichvoice.prototypes makes 4)
+# the largest number a stored embedding may hold: means of L2-normalised embeddings hold 1 at
+# most (a flipped bit in a float's exponent makes 1e30, or NaN)
+MAX_COMPONENT = 10.0
+# the columns of whichvoice's tables, in order (the same since schema 1)
+COLUMNS = {
+    "voices": ("name", "embedding", "dim", "clips", "seconds", "model", "created", "updated"),
+    "clips": ("name", "digest"),
+}
 
 
 class GalleryError(WhichvoiceError):
@@ -516,6 +524,21 @@ class Gallery:
                 "give another --gallery path",
                 public="the gallery cannot be used",
             )
+        # whichvoice's tables with other columns, or a trigger or view it never makes (a
+        # trigger ran on enroll and removed every voice; a dropped column was a traceback:
+        # fuzzing)
+        made = self._db.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+        ).fetchone()
+        why = f"it holds a {made[0]} {made[1]!r} whichvoice never makes" if made else None
+        for table, columns in COLUMNS.items():
+            if why is None and table in tables:
+                held = tuple(r[1] for r in self._db.execute(f"PRAGMA table_info({table})"))
+                if held != columns:
+                    why = f"its {table} table has the columns {', '.join(held)}"
+        if why is not None:
+            self._db.close()
+            raise self._unusable(why)
 
     def _refuse_other_files(self) -> None:
         """GalleryUnusableError when the file is plainly something else (audio, JSON, text):
@@ -835,7 +858,10 @@ class Gallery:
         ):
             raise GalleryError(f"{name}: seconds of audio {seconds!r}: a number, 0 or more")
         seconds = float(seconds)  # SQLite stores a numpy number as bytes
-        dims = {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices")}
+        dims = {d for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices")}
+        if not all(type(d) is int and d > 0 for d in dims):  # the file's bytes changed
+            for row in self._db.execute("SELECT * FROM voices"):
+                self._voice(row)
         if not all(_same_encoder(embeddings.shape[1], d) for d in dims):
             raise GalleryError(
                 f"{name}: embeddings of size {embeddings.shape[1]}; the gallery's voices "
@@ -847,6 +873,8 @@ class Gallery:
             row = self._db.execute(
                 "SELECT embedding, dim, clips, seconds, created FROM voices WHERE name = ?", (name,)
             ).fetchone()
+            if row is not None:  # a damaged voice is not averaged into (it stayed NaN)
+                self._check_record(name, *row)
             n_new = embeddings.shape[0]
             total = embeddings.astype(np.float64).sum(axis=0)
             held = 0.0 if row is None else float(row[3])
@@ -939,7 +967,11 @@ class Gallery:
             )
 
     def names(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT name FROM voices ORDER BY name")]
+        names = [r[0] for r in self._db.execute("SELECT name FROM voices ORDER BY name")]
+        if not all(isinstance(n, str) for n in names):
+            bad = next(n for n in names if not isinstance(n, str))
+            raise self._unusable(f"a voice's name is stored as {type(bad).__name__}, not text")
+        return names
 
     def remove(self, name: str) -> str:
         """Forget ``name``; returns the name it was stored under (stripped, composed)."""
@@ -1160,16 +1192,48 @@ class Gallery:
         return len(rows)
 
     def _voice(self, row: tuple) -> EnrolledVoice:
+        if len(row) != 8:  # a table of other columns: SELECT * unpacked into a traceback
+            raise self._unusable("its voices table is not whichvoice's")
         name, blob, dim, clips, seconds, model, created, updated = row
-        if len(blob) != 4 * dim:  # the file's bytes changed: no score of it means anything
-            raise GalleryUnusableError(
-                f"{self.path}: voice {name!r} is damaged (its embedding holds "
-                f"{len(blob) / 4:g} numbers, its record says {dim}); remove it "
-                "(gallery remove) and enroll it again",
-                public=f"the gallery's voice {name!r} is damaged",
-            )
+        self._check_record(name, blob, dim, clips, seconds, created, updated, model=model)
         return EnrolledVoice(
             name, np.frombuffer(blob, np.float32).copy(), clips, seconds, model, created, updated
+        )
+
+    def _check_record(
+        self, name: object, blob: object, dim: object, clips: object, *reals: object, model=""
+    ) -> None:
+        """GalleryUnusableError when a voice's stored record is not what enroll writes: the
+        file's bytes changed (a flipped bit made a name bytes, an embedding NaN: answers of
+        NaN, a name printed b'alice', "a voice name must be text" blamed on the user, and
+        enrolling into it kept it NaN: fuzzing). ``reals``: its seconds and times."""
+        if not isinstance(name, str):
+            raise self._unusable(f"a voice's name is stored as {type(name).__name__}, not text")
+        if not (
+            isinstance(blob, bytes)
+            and isinstance(model, str)
+            and type(dim) is int
+            and dim > 0
+            and type(clips) is int
+            and all(type(x) in (int, float) and math.isfinite(x) for x in reals)  # type: ignore[arg-type]
+        ):
+            why = "a field of the wrong type or not a number"
+        elif len(blob) != 4 * dim:
+            why = f"its embedding holds {len(blob) / 4:g} numbers, its record says {dim}"
+        elif not np.all(np.abs(np.frombuffer(blob, np.float32)) <= MAX_COMPONENT):
+            why = "its embedding holds numbers that no enrollment makes"
+        else:
+            return
+        raise GalleryUnusableError(  # the file's bytes changed: no score of it means anything
+            f"{self.path}: voice {name!r} is damaged ({why}); remove it (gallery remove) and "
+            "enroll it again",
+            public=f"the gallery's voice {name!r} is damaged",
+        )
+
+    def _unusable(self, why: str) -> GalleryUnusableError:
+        return GalleryUnusableError(
+            f"{self.path}: not a usable gallery ({why}); restore it from an export or a copy",
+            public="the gallery cannot be used",
         )
 
 

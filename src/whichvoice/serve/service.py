@@ -442,7 +442,7 @@ class Service:
         upload limit)."""
         limit = min(self.cfg.max_bytes, limit or self.cfg.max_bytes)
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
             raise HTTPProblem(413, "too_large", _over(limit))
         chunks, size = [], 0
         stream = request.stream().__aiter__()
