@@ -750,8 +750,10 @@ def test_a_voice_whose_stored_bytes_changed_is_named_damaged(
     ("change", "why"),
     [
         ("ALTER TABLE voices DROP COLUMN dim", "its voices table has the columns name, embedding,"),
-        ("CREATE TRIGGER t AFTER INSERT ON voices BEGIN DELETE FROM voices; END",
-         "it holds a trigger 't' whichvoice never makes"),  # fmt: skip
+        (
+            "CREATE TRIGGER t AFTER INSERT ON voices BEGIN DELETE FROM voices; END",
+            "it holds a trigger 't' whichvoice never makes",
+        ),
         ("CREATE VIEW v AS SELECT name FROM voices", "it holds a view 'v'"),
     ],
 )

@@ -374,7 +374,8 @@ def test_resume_keeps_the_runs_own_settings(
     other.mkdir()
     with caplog.at_level("WARNING", logger="whichvoice.train"):
         train(other, tmp_path / "r", TrainConfig(), resume=True, progress=False)
-    assert f"was trained on {small_corpus.resolve()}, not {other}: nothing was trained" in caplog.text
+    said = f"was trained on {small_corpus.resolve()}, not {other}: nothing was trained"
+    assert said in caplog.text
 
 
 def test_bf16_autocast_only_where_the_cpu_has_amx(monkeypatch) -> None:
