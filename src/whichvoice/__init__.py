@@ -6,11 +6,14 @@ load_model("runs/demo/run-voicenet-default").identify("clip.mp3")
 
 from __future__ import annotations
 
+# first, before even typing (a Ctrl-C there printed a traceback: a full suite run): Ctrl-C
+# while the command imports the rest is one line, not a traceback
+from whichvoice import _startup  # noqa: F401
+
+# isort: split
 import os
 from typing import TYPE_CHECKING, Any
 
-# first: Ctrl-C while the command imports the rest is one line, not a traceback
-from whichvoice import _startup  # noqa: F401
 from whichvoice.audio import SAMPLE_RATE, AudioSource, Channel, Decoded, load_audio
 from whichvoice.errors import WhichvoiceError
 from whichvoice.files import (

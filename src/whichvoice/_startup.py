@@ -4,8 +4,9 @@ by the package; only the standard library here. ``cli.main`` gives both signals 
 
 from __future__ import annotations
 
+# the C module: ``signal`` imports enum first, milliseconds in which Ctrl-C was a traceback
+import _signal as signal
 import os
-import signal
 import sys
 
 
