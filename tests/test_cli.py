@@ -945,3 +945,18 @@ def test_embed_stopped_keeps_what_it_embedded(tmp_path: Path) -> None:
     assert len(done) >= len(kept) - 1  # each kept file's line was printed (or is on its way)
     files = "1 file" if len(kept) == 1 else f"{len(kept)} files"
     assert f"interrupted: {files} embedded so far, written to {out}" in err, err
+
+
+def test_a_warning_or_error_naming_an_odd_file_is_one_line() -> None:
+    """A decoder's warning of a file named with a newline and a byte that is not UTF-8 was two
+    lines with ``\\udcfe`` in it, and so were enroll's skipped lines (fuzzing)."""
+    import logging
+    import os
+
+    from whichvoice.cli.common import _LineFormatter, one_line
+
+    name = "cut\nx" + os.fsdecode(b"\xfe") + "\t.wav"
+    assert one_line(f"{name}: cut off") == "cut\\nx\\xfe\\t.wav: cut off"
+    assert one_line("\ud800 alone") == "\\ud800 alone"  # a lone surrogate no name makes
+    record = logging.LogRecord("whichvoice.audio", logging.WARNING, "", 0, "%s: cut", (name,), None)
+    assert _LineFormatter().format(record) == "warning: cut\\nx\\xfe\\t.wav: cut"

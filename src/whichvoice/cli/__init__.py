@@ -25,6 +25,7 @@ from whichvoice.cli.common import (
     EXIT_ERROR,
     ReaderGone,
     app,
+    one_line,
     stopped,
     take_sigterm_as_interrupt,
     torchrun_rank,
@@ -91,14 +92,14 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.ClickException as e:
         # one line, as for every other error: "error: <what>" (usage errors exit 2)
-        click.echo(f"error: {e.format_message()}", err=True)
+        click.echo(f"error: {one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except WhichvoiceError as e:
         # under torchrun every rank meets the same error: rank 0 says it, the others say
         # whose it is (one of them may be alone in meeting it)
         rank = torchrun_rank()
         named = not rank or str(e).startswith(f"rank {rank}: ")  # the error says whose
-        click.echo(f"error: {'' if named else f'rank {rank}: '}{e}", err=True)
+        click.echo(f"error: {'' if named else f'rank {rank}: '}{one_line(str(e))}", err=True)
         sys.exit(e.exit_status)
     except (ReaderGone, BrokenPipeError):  # the reader went away (`| head`): nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

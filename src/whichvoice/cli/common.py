@@ -66,7 +66,7 @@ class _LineFormatter(logging.Formatter):
     """``warning: ...``, as the commands' own warning lines read."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+        return f"{record.levelname.lower()}: {one_line(record.getMessage())}"
 
 
 def setup_logging(quiet: bool) -> None:
@@ -363,6 +363,19 @@ def json_line(obj: object) -> str:
     as an output file's rows write it (JSON holds no such bytes; Python's surrogates for them
     are no Unicode that jq or another reader can take)."""
     return json.dumps(spelled_all(obj))
+
+
+def one_line(text: str) -> str:
+    """A message as one line of standard error: a newline, return or tab in a file name it
+    quotes escaped, and a name's bytes that are not UTF-8 as ``\\xNN`` (a decoder's warning of
+    such a name was two lines with ``\\udcfe`` in it: fuzzing)."""
+    from whichvoice.text import spelled
+
+    try:
+        text = spelled(text)
+    except UnicodeEncodeError:  # a lone surrogate no file name makes
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(_CONTROL)
 
 
 def shown(path: object) -> str:

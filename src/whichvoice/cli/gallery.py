@@ -22,6 +22,7 @@ from whichvoice.cli.common import (
     gallery_option,
     json_line,
     on_channel,
+    one_line,
     setup_logging,
     shown,
     stopped,
@@ -204,10 +205,10 @@ def enroll_cmd(
                                    progress=not quiet)  # fmt: skip
         except TooLittleSpeech as e:  # which files counted for nothing, then why it failed
             for _, skipped in e.failed:
-                click.echo(f"skipped: {skipped}", err=True)
+                click.echo(f"skipped: {one_line(str(skipped))}", err=True)
             raise
     for _, e in errors:
-        click.echo(f"skipped: {e}", err=True)
+        click.echo(f"skipped: {one_line(str(e))}", err=True)
     # the seconds as `gallery list` shows them (rounded to ms first, as stored in a summary)
     total = voice.summary()["seconds"]
     # this call's own: another enroll of the voice at the same time may have come between
