@@ -947,6 +947,39 @@ def test_embed_stopped_keeps_what_it_embedded(tmp_path: Path) -> None:
     assert f"interrupted: {files} embedded so far, written to {out}" in err, err
 
 
+@pytest.mark.slow  # a CLI process
+def test_sigterm_ends_a_command_waiting_on_a_named_pipe_that_nobody_writes(tmp_path: Path) -> None:
+    """A decoder thread blocked on opening a FIFO held `embed` for ever past SIGTERM (the exit
+    waited for the thread): it ends with its line and 143 (fuzzing)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import human_clip
+
+    clip = human_clip(tmp_path, "theo", range(0, 2))
+    os.mkfifo(tmp_path / "pipe.wav")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whichvoice", "embed", str(clip), "pipe.wav", "--model", "bundled"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until a thread waits for the pipe's writer
+            tasks = Path(f"/proc/{proc.pid}/task")
+            waits = [(t / "wchan").read_text() for t in tasks.iterdir()] if tasks.is_dir() else []
+            if "wait_for_partner" in waits or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and err.strip().splitlines()[-1].startswith("terminated"), err
+
+
 def test_a_warning_or_error_naming_an_odd_file_is_one_line() -> None:
     """A decoder's warning of a file named with a newline and a byte that is not UTF-8 was two
     lines with ``\\udcfe`` in it, and so were enroll's skipped lines (fuzzing)."""

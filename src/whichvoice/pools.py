@@ -3,7 +3,9 @@
 ``with ThreadPoolExecutor() as pool: pool.map(f, many)`` submits every item at once, and the
 ``with`` block's exit waits for all of them, also when Ctrl-C (or SIGTERM) ended the loop: an
 import of 3,000 files ran on for minutes after Ctrl-C on a slow machine. These pools cancel
-what has not started and wait only for what is running.
+what has not started and wait only for what is running; after Ctrl-C or SIGTERM a thread
+pool does not wait for that either (a decoder blocked on a named pipe that nobody writes
+held the command for ever: fuzzing), and the command ends at once (``cli._interrupted``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ _R = TypeVar("_R")
 
 @contextmanager
 def _stopping(pool: _Pool) -> Iterator[_Pool]:
+    interrupted = False
     try:
         yield pool
-    finally:  # after a normal end nothing is left to cancel
-        pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:  # after a normal end nothing is left to cancel; a process pool's workers are
+        # waited for after Ctrl-C too: none is left behind
+        wait = not interrupted or isinstance(pool, ProcessPoolExecutor)
+        pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def thread_pool(workers: int, name: str = "") -> AbstractContextManager[ThreadPoolExecutor]:

@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import torch
 
 from whichvoice.errors import WhichvoiceError
+from whichvoice.pools import thread_pool
 from whichvoice.runtime import Prediction, VoiceModel, load_model
 
 log = logging.getLogger(__name__)
@@ -176,13 +177,13 @@ def _local(model: VoiceModel, run: str | os.PathLike, backend: str, workers: int
         net_threads = max(1, threads // 4)
         torch.set_num_threads(net_threads)
         model.set_threads(net_threads)
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
-        try:
-            yield (lambda sources: _Scored(model, sources, pool)), 1 + AHEAD, 1
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(before)
-            model.set_threads(before)
+        # its threads are not waited for after Ctrl-C (``pools.thread_pool``)
+        with thread_pool(threads, "decode") as pool:
+            try:
+                yield (lambda sources: _Scored(model, sources, pool)), 1 + AHEAD, 1
+            finally:
+                torch.set_num_threads(before)
+                model.set_threads(before)
         return
     pool = ProcessPoolExecutor(
         workers,

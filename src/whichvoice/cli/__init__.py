@@ -25,12 +25,13 @@ from whichvoice.cli.common import (
     EXIT_ERROR,
     ReaderGone,
     app,
+    end_stopped,
     one_line,
     stopped,
     take_sigterm_as_interrupt,
     torchrun_rank,
 )
-from whichvoice.cli.stderr import filter_native_noise, finish_filter
+from whichvoice.cli.stderr import filter_native_noise
 from whichvoice.errors import WhichvoiceError
 
 __all__ = ["app", "main", "os_error_line"]
@@ -194,9 +195,4 @@ def _interrupted() -> NoReturn:
     word, status = stopped()
     rank = torchrun_rank()
     click.echo(f"{f'rank {rank}: ' if rank else ''}{word}{_how_to_go_on(sys.argv[1:])}", err=True)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    with contextlib.suppress(OSError, ValueError):
-        finish_filter()  # what native code wrote to stderr, passed on
-    os._exit(status)
+    end_stopped(status)

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -60,6 +60,32 @@ def stopped() -> tuple[str, int]:
     """How the command was stopped, in a word, and its exit status: ("terminated", 143) after
     a SIGTERM, else ("interrupted", 130), Ctrl-C's."""
     return ("terminated", EXIT_TERMINATED) if _terminated else ("interrupted", EXIT_INTERRUPTED)
+
+
+def end_stopped(status: int) -> NoReturn:
+    """End a command stopped by Ctrl-C or SIGTERM with ``status``, its lines said: the streams
+    flushed, then out at once, without the interpreter's shutdown, which waits on threads still
+    in native code (a decoder blocked on a named pipe that nobody writes held the command for
+    ever, past SIGTERM: fuzzing) or aborts on them. Every ``with`` and ``finally`` of the
+    command has run (outputs closed); a second Ctrl-C meanwhile is ignored. Called in a
+    program that runs the commands itself (click's test runner, a notebook), it raises
+    SystemExit as ``sys.exit`` does: that process is not ended."""
+    import contextlib
+
+    from whichvoice import _startup
+    from whichvoice.cli.stderr import finish_filter
+
+    if not _startup.started_as_the_command():
+        sys.exit(status)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    with contextlib.suppress(OSError, ValueError):
+        finish_filter()  # what native code wrote to stderr, passed on
+    os._exit(status)
 
 
 class _LineFormatter(logging.Formatter):

@@ -16,6 +16,7 @@ from whichvoice.cli.common import (
     LocalOutput,
     app,
     check_new_file,
+    end_stopped,
     feature_config,
     json_line,
     setup_logging,
@@ -141,7 +142,7 @@ def synthesize(
     if summary.interrupted:
         word, status = stopped()
         click.echo(f"{word}: {summary.line()}; run the same command again to resume", err=True)
-        sys.exit(status)
+        end_stopped(status)
     if not quiet:
         _report(summary, out, None)  # each failure was warned of as it happened
     return summary
@@ -412,7 +413,7 @@ def import_corpus_cmd(
     except KeyboardInterrupt:  # what was imported is kept: say how to go on, as synth does
         word, status = stopped()
         click.echo(f"{word}: run the same command again to resume", err=True)
-        sys.exit(status)
+        end_stopped(status)
     if not quiet:
         _report(summary, out, lambda f: f"  failed: {f.reason}")
     if summary.little_speech:  # a warning, also when quiet: figures would differ without it

@@ -19,6 +19,7 @@ from whichvoice.cli.common import (
     as_given,
     channel_option,
     check_output_file,
+    end_stopped,
     gallery_option,
     json_line,
     on_channel,
@@ -488,7 +489,7 @@ def embed_cmd(
                        f"{shown(out)}; the others were not embedded", err=True)  # fmt: skip
         else:
             click.echo(f"{word}: the lines printed are kept", err=True)
-        sys.exit(status)
+        end_stopped(status)
     if out is not None:
         _write_embeddings(
             out, list(zip(map(as_given, paths), answers, strict=True)), encoder_id, channel

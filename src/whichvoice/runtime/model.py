@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
@@ -32,6 +31,7 @@ from whichvoice.audio import (
 from whichvoice.errors import SilentAudioError, WhichvoiceError
 from whichvoice.features import FeatureConfig, model_inputs, seed_windows, speech_of, wave_windows
 from whichvoice.openset import load_openset, probe_window
+from whichvoice.pools import thread_pool
 
 
 def _one_torch_thread_in_a_forked_child() -> None:
@@ -613,7 +613,9 @@ def prepared_chunks(
                 yield chunk, [safe(src) for src in chunk]
                 chunk, ahead = ahead, (take() if ahead else [])
             return
-        with ThreadPoolExecutor(workers) as pool:
+        # a pool that stops at once on Ctrl-C: a thread blocked on a named pipe that nobody
+        # writes held the command for ever past SIGTERM (fuzzing)
+        with thread_pool(workers, "prepare") as pool:
             pending = [pool.submit(safe, src) for src in chunk]
             while chunk:
                 current = pending
