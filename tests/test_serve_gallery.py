@@ -423,6 +423,16 @@ def test_bad_requests_answer_json(gallery_server, enrolled, enroll_clips) -> Non
     assert_error(
         enroll({"name": "x"}, [("file", ("long.wav", long, "audio/wav"))]), 413, "too_long"
     )
+    # files under the limit each, over four times it together: held decoded at once, small
+    # FLACs of speech and long silence made one request hold gigabytes (fuzzing)
+    from .conftest import HUMAN_DEV
+
+    speech, rate = read_audio(HUMAN_DEV / "3_theo_0.wav")
+    padded = np.concatenate([speech, np.zeros(int(25 * rate), np.float32)])
+    flacs = [("file", (f"p{i}.flac", encode_audio(padded, rate, "flac"), "audio/flac"))
+             for i in range(5)]  # fmt: skip
+    r = enroll({"name": "x"}, flacs)
+    assert_error(r, 413, "too_long", "over 120 s of audio together (5 of 5 read)")
     big = [("file", ("big.wav", b"\0" * (2 * 1024 * 1024 + 1), "audio/wav"))]
     assert_error(enroll({"name": "x"}, big), 413, "too_large")
     assert_error(
