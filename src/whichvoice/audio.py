@@ -330,7 +330,9 @@ def without_spikes(wave: np.ndarray) -> np.ndarray:
 def check_finite(samples: np.ndarray, name: str) -> None:
     """AudioDecodeError naming ``name`` when ``samples`` hold NaN or infinite values."""
     if not np.isfinite(samples).all():
-        raise AudioDecodeError(f"{name}: the audio holds NaN or infinite samples")
+        raise AudioDecodeError(  # a float64 file's samples past 3.4e38 are infinite in float32
+            f"{name}: the audio holds NaN or infinite samples (or past float32's range)"
+        )
 
 
 # soundfile format name and subtype for each file format we write
