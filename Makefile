@@ -77,9 +77,12 @@ venv: .venv/.installed
 demo: setup
 	.venv/bin/whichvoice demo $(DEMO_ARGS)
 
+# the whole suite on TEST_WORKERS processes (pytest-xdist), each given whole test files, so
+# that a module's fixtures (a trained encoder, a server) are made once
+TEST_WORKERS ?= 2
 test: setup voices apt-test
 	.venv/bin/ruff check src tests benchmarks
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # the fast subset: no synthesis, training or servers (under a minute on 2 cores)
 test-fast: venv
