@@ -103,6 +103,21 @@ def test_labelled_inputs(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("a.mp3,slt\nb.mp3\n")
     with pytest.raises(BatchInputError, match=r"bad\.csv:2: expected 'path,voice'"):
         list(labelled_inputs(tmp_path / "bad.csv"))
+    # a folder of <speaker>/<clips>: each folder names its clips' voice, as import-corpus
+    # names it (a held-out split kept as folders needed a CSV written first: a review)
+    from .conftest import HUMAN_DEV
+
+    for speaker, clip in (("theo", "1_theo_0.wav"), ("Zoë B", "1_lucas_0.wav")):
+        (tmp_path / "held" / speaker / "s1").mkdir(parents=True)
+        shutil.copy(HUMAN_DEV / clip, tmp_path / "held" / speaker / "s1" / "a.wav")
+    held = tmp_path / "held"
+    assert list(labelled_inputs(held)) == [
+        BatchInput(str(held / "Zoë B/s1/a.wav"), str(held / "Zoë B/s1/a.wav"), "Zoë_B"),
+        BatchInput(str(held / "theo/s1/a.wav"), str(held / "theo/s1/a.wav"), "theo"),
+    ]
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(BatchInputError, match="no audio in <speaker>/ folders"):
+        list(labelled_inputs(tmp_path / "flat"))
 
 
 def test_path_inputs_walk_folders_as_predict_does(tmp_path: Path) -> None:

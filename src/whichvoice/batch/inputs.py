@@ -148,7 +148,7 @@ def labelled_inputs(csv_path: str | os.PathLike) -> Inputs:
             except RecordingsError as e:
                 raise BatchInputError(str(e)) from None
             for path, voice in rows:
-                yield BatchInput(str(path), path, voice)
+                yield BatchInput(str(path), str(path), voice)
             return
         try:
             f = storage.open_text(csv_path, encoding="utf-8-sig", newline="")
