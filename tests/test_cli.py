@@ -993,3 +993,26 @@ def test_a_warning_or_error_naming_an_odd_file_is_one_line() -> None:
     assert one_line("\ud800 alone") == "\\ud800 alone"  # a lone surrogate no name makes
     record = logging.LogRecord("whichvoice.audio", logging.WARNING, "", 0, "%s: cut", (name,), None)
     assert _LineFormatter().format(record) == "warning: cut\\nx\\xfe\\t.wav: cut"
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["python", "-m", "whichvoice", "embed"], True),
+        (["python", "-X", "dev", "-W", "error", "-m", "whichvoice"], True),  # option values
+        (["python", "/venv/bin/whichvoice", "-m", "x"], True),
+        (["python", "-c", "import whichvoice", "-m", "whichvoice"], False),
+        (["python", "-X", "whichvoice"], False),  # a value, not the script
+        (["python", "script.py"], False),
+        (["python", "-m", "pytest"], False),
+    ],
+)
+def test_the_command_is_told_from_a_program_that_imports_it(monkeypatch, argv, command) -> None:
+    """``python -X dev -m whichvoice`` read "dev" as the script: the command was taken for a
+    program, and a stopped command then went through the interpreter's shutdown (review)."""
+    import sys
+
+    from whichvoice import _startup
+
+    monkeypatch.setattr(sys, "orig_argv", argv)
+    assert _startup.started_as_the_command() is command

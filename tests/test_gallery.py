@@ -746,6 +746,32 @@ def test_a_voice_whose_stored_bytes_changed_is_named_damaged(
             assert g.remove("cut") == "cut" and [v.name for v in g.voices()] == ["whole"]
 
 
+def test_what_a_read_would_refuse_is_not_written(tmp_path: Path) -> None:
+    """enroll and import took embeddings past the bound every read checks, and the gallery
+    was then refused as damaged; an import into a gallery whose dim was damaged raised a
+    ValueError (a code review)."""
+    import sqlite3
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path, "m") as g:
+        with pytest.raises(GalleryError, match="numbers past 10: give L2-normalised ones"):
+            g.enroll("big", np.full((1, 4), 20.0), 3.0)
+        g.enroll("whole", unit(np.ones((1, 4))), 3.0)
+        export = g.export_json()
+        export["voices"][0] |= {"name": "huge", "embedding": [50.0, 0.0, 0.0, 0.0]}
+        with pytest.raises(GalleryError, match=r"a damaged gallery export \(huge: not an"):
+            g.import_json(export)
+        assert g.names() == ["whole"]
+    db = sqlite3.connect(path)
+    db.execute("UPDATE voices SET dim = 'x4'")
+    db.commit()
+    db.close()
+    with Gallery(path, "m") as g:
+        export["voices"][0] |= {"name": "new", "embedding": [0.5, 0.5, 0.5, 0.5]}
+        with pytest.raises(GalleryUnusableError, match="voice 'whole' is damaged"):
+            g.import_json(export)
+
+
 @pytest.mark.parametrize(
     ("change", "why"),
     [

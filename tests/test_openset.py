@@ -71,3 +71,40 @@ def test_misnamed_clips_and_voices_of_one_clip_set_no_threshold(caplog) -> None:
         _warn_fit(clips=100, named_right=100, scored=100, keep=0.99)
         _warn_fit(clips=20, named_right=20, scored=20, keep=0.95)
     assert caplog.text == ""  # enough clips for the share kept: nothing to say
+
+
+def test_a_fit_whose_short_cuts_are_all_misnamed_has_no_short_threshold(tmp_path) -> None:
+    """No short clip named right leaves no short threshold, and the strangers' short clips
+    were then compared with None: a TypeError and a traceback (a code review). They are
+    judged by the threshold predict then uses, the whole clips'."""
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    from whichvoice.openset import fit_openset
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"c{i}.wav")
+        sf.write(paths[-1], rng.normal(0, 0.1, 16000 * 3).astype(np.float32), 16000)
+    truth = {str(p): "a" if i < 5 else "b" for i, p in enumerate(paths)}
+    axis = {"a": np.eye(4)[0], "b": np.eye(4)[1]}
+
+    class Named:  # a classifier that names whole clips right and every 2 s cut "b"
+        labels, has_embedding, config = ["a", "b"], True, {"model": "stub"}
+
+        def embed_many(self, sources):
+            for s in sources:
+                v = axis[truth.get(str(s), "a")] + rng.normal(0, 0.1, 4)
+                yield v / np.linalg.norm(v), 1.0
+
+        def identify_many(self, sources):
+            for s in sources:
+                yield SimpleNamespace(voice=truth.get(str(s), "b"))
+
+    fitted = fit_openset(Named(), [(p, truth[str(p)]) for p in paths], [paths[0]])
+    assert fitted.short_threshold is None and fitted.fitted["known_short_kept"] is None
+    assert fitted.fitted["known_scored"] == 5 and fitted.fitted["known_short_scored"] == 0
+    assert fitted.fitted["unknown_short_rejected"] is not None
+    assert fitted.threshold_for(1) == fitted.threshold

@@ -55,3 +55,30 @@ def test_after_ctrl_c_a_job_that_does_not_end_is_not_waited_for() -> None:
     with thread_pool(1, "t") as pool:  # without Ctrl-C, the with waits for its jobs
         done = pool.submit(time.sleep, 0.2)
     assert done.done()
+
+
+def test_ctrl_c_in_the_consumer_of_a_generators_pool_does_not_wait_for_its_jobs() -> None:
+    """Ctrl-C mostly lands while the network scores a chunk, outside the generator that
+    prepares the next on its pool: the generator is closed (GeneratorExit), and its pool
+    waited for a decoder blocked on a named pipe for ever (a code review)."""
+    import numpy as np
+
+    from whichvoice.runtime.model import batched
+
+    gate = threading.Event()
+
+    def windows(src: str):
+        if src.startswith("b"):
+            gate.wait(30)  # a decoder blocked on a pipe nobody writes
+        return np.zeros((1, 4), np.float32), 1.0
+
+    def score(_):
+        raise KeyboardInterrupt  # Ctrl-C while the network scores the first chunk
+
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in batched(windows, score, ["a0", "a1", "b2", "b3"], 2, 2):
+            pass
+    took = time.perf_counter() - t0
+    gate.set()
+    assert took < 10, took

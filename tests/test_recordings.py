@@ -173,6 +173,14 @@ def test_the_same_audio_in_two_files_stays_in_one_split_and_is_named(tmp_path: P
         assert clips[copy].sentence_id == clips[first].sentence_id
     assert len({c.sentence_id for c in clips.values()}) == 6
     assert "same_audio" in summary.to_dict()
+    # a copy added later, imported by another run, is found too (it was missed: a review)
+    shutil.copy(src / "theo" / "2.wav", src / "theo" / "2-later.wav")
+    later = import_recordings(src, tmp_path / "out", progress=False)
+    assert later.made == 1 and len(later.same_audio) == 1
+    copy, first = later.same_audio[0]
+    assert copy == "audio/human/theo/2-later.wav" and first.startswith("audio/human/theo/2")
+    clips = {c.path: c for c in load_corpus(tmp_path / "out")}
+    assert clips[copy].sentence_id == clips["audio/human/theo/2.wav"].sentence_id
 
 
 @pytest.mark.slow  # CLI subprocesses with the encoder

@@ -16,13 +16,18 @@ def started_as_the_command() -> bool:
     interpreter's own arguments: a process spawned by multiprocessing (a batch worker, a
     server worker) is given the parent's ``sys.argv`` but runs ``-c ...``, and no ``main``
     there would give the signals back."""
-    for i, arg in enumerate(argv := list(getattr(sys, "orig_argv", []))[1:]):
+    argv = list(getattr(sys, "orig_argv", []))[1:]
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
         if arg == "-m":
             return argv[i + 1 : i + 2] == ["whichvoice"]
         if arg == "-c":
             return False
         if not arg.startswith("-"):  # the script: the console script's file
             return os.path.basename(arg) == "whichvoice"
+        # an option's value is no script (`python -X dev -m whichvoice`: a code review)
+        i += 2 if arg in ("-X", "-W", "--check-hash-based-pycs") else 1
     return False
 
 

@@ -747,8 +747,8 @@ def _measure(
         **started,
     }
     scored = [f.path for f, p in zip(files, answers, strict=True) if p is not None]
-    if corpus is not None:  # the sentences the corpus's scored files read
-        metrics["sentences"] = _sentences(corpus, scored)
+    if corpus is not None and (sentences := _sentences(corpus, scored)):
+        metrics["sentences"] = sentences  # the sentences the corpus's scored files read
     overlap = trained_overlap(model, corpus, split, scored) if corpus is not None else None
     if overlap is not None and overlap[0]:
         metrics["trained_sentence_files"] = overlap[0]  # figures that are not held out

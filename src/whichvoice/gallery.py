@@ -848,6 +848,10 @@ class Gallery:
             )
         if not np.isfinite(embeddings).all():
             raise GalleryError(f"{name}: embeddings that are not numbers cannot be enrolled")
+        if np.abs(embeddings).max() > MAX_COMPONENT:  # every later read would refuse it
+            raise GalleryError(
+                f"{name}: embeddings hold numbers past {MAX_COMPONENT:g}: give L2-normalised ones"
+            )
         if not np.linalg.norm(embeddings, axis=1).all():
             raise GalleryError(f"{name}: an embedding of zeros (a clip with no speech)")
         if (
@@ -858,10 +862,7 @@ class Gallery:
         ):
             raise GalleryError(f"{name}: seconds of audio {seconds!r}: a number, 0 or more")
         seconds = float(seconds)  # SQLite stores a numpy number as bytes
-        dims = {d for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices")}
-        if not all(type(d) is int and d > 0 for d in dims):  # the file's bytes changed
-            for row in self._db.execute("SELECT * FROM voices"):
-                self._voice(row)
+        dims = self._dims()
         if not all(_same_encoder(embeddings.shape[1], d) for d in dims):
             raise GalleryError(
                 f"{name}: embeddings of size {embeddings.shape[1]}; the gallery's voices "
@@ -1149,7 +1150,7 @@ class Gallery:
                         f"this encoder's are {dim} numbers a prototype)"
                     )
         dims = {emb.shape[0] for _, emb, *_ in rows if emb.ndim == 1}
-        dims |= {int(d) for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
+        dims |= self._dims()
         if not all(_same_encoder(a, b) for a in dims for b in dims):
             raise GalleryError(
                 f"a damaged gallery export (embeddings of {sorted(dims)} dimensions)"
@@ -1215,7 +1216,9 @@ class Gallery:
             and type(dim) is int
             and dim > 0
             and type(clips) is int
+            and clips > 0
             and all(type(x) in (int, float) and math.isfinite(x) for x in reals)  # type: ignore[arg-type]
+            and reals[0] >= 0  # type: ignore[operator]
         ):
             why = "a field of the wrong type or not a number"
         elif len(blob) != 4 * dim:
@@ -1229,6 +1232,15 @@ class Gallery:
             "enroll it again",
             public=f"the gallery's voice {name!r} is damaged",
         )
+
+    def _dims(self) -> set[int]:
+        """The sizes of the voices' embeddings; a record whose size is not a whole number is
+        named damaged (``_voice``)."""
+        dims = {d for (d,) in self._db.execute("SELECT DISTINCT dim FROM voices").fetchall()}
+        if not all(type(d) is int and d > 0 for d in dims):  # the file's bytes changed
+            for row in self._db.execute("SELECT * FROM voices").fetchall():
+                self._voice(row)
+        return dims
 
     def _unusable(self, why: str) -> GalleryUnusableError:
         return GalleryUnusableError(
@@ -1272,7 +1284,8 @@ def _export_row(i: int, v: object, model_id: str) -> tuple:
     if not isinstance(emb, list) or not emb or not all(_is_number(x) for x in emb):
         raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
     emb = np.asarray(emb, np.float32)
-    if not np.isfinite(emb).all():
+    if not np.isfinite(emb).all() or np.abs(emb).max() > MAX_COMPONENT:
+        # past the bound, every later read would refuse it (and the gallery with it)
         raise GalleryError(f"a damaged gallery export ({name}: not an embedding)")
     if not np.any(emb):  # scores 0 against every clip, forever
         raise GalleryError(f"a damaged gallery export ({name}: an embedding of zeros)")

@@ -224,6 +224,7 @@ def fit_openset(
             f"none of the {counted(len(unknown), 'clip')} of other voices could be used "
             "(named above); nothing was saved"
         )
+    short_rule = threshold if short_threshold is None else short_threshold  # as threshold_for
     out_scores = (
         np.einsum("nd,nd->n", out_embs, prototypes[[index[v] for v in out_named]])
         if out_named
@@ -252,6 +253,7 @@ def fit_openset(
         )
         if short_threshold is not None
         else None,
+        "known_short_scored": int(short_scores.size),
         "known_named_right": proportion(sum(map(str.__eq__, named, truth)), len(used)),
         "unknown_clips": len(out_named),
         # clips named in a warning and left out: the command exits 1 for them, as any
@@ -260,8 +262,8 @@ def fit_openset(
         "unknown_rejected": proportion(int((out_scores < threshold).sum()), len(out_named))
         if out_named
         else None,
-        "unknown_short_rejected": proportion(
-            int((short_out_scores < short_threshold).sum()), len(short_out_named)
+        "unknown_short_rejected": proportion(  # by the threshold predict would use
+            int((short_out_scores < short_rule).sum()), len(short_out_named)
         )
         if short_out_named
         else None,

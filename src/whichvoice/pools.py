@@ -3,8 +3,8 @@
 ``with ThreadPoolExecutor() as pool: pool.map(f, many)`` submits every item at once, and the
 ``with`` block's exit waits for all of them, also when Ctrl-C (or SIGTERM) ended the loop: an
 import of 3,000 files ran on for minutes after Ctrl-C on a slow machine. These pools cancel
-what has not started and wait only for what is running; after Ctrl-C or SIGTERM a thread
-pool does not wait for that either (a decoder blocked on a named pipe that nobody writes
+what has not started and wait only for what is running; after Ctrl-C or SIGTERM (or a
+generator holding the pool closed early) a thread pool does not wait for that either (a decoder blocked on a named pipe that nobody writes
 held the command for ever: fuzzing), and the command ends at once (``cli._interrupted``).
 """
 
@@ -26,7 +26,10 @@ def _stopping(pool: _Pool) -> Iterator[_Pool]:
     interrupted = False
     try:
         yield pool
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, GeneratorExit):
+        # GeneratorExit: a generator's pool (``runtime.prepared_chunks``) closed as Ctrl-C
+        # unwinds its consumer, which is where Ctrl-C mostly lands (the network's step); a
+        # consumer that stops early leaves its running jobs to end by themselves
         interrupted = True
         raise
     finally:  # after a normal end nothing is left to cancel; a process pool's workers are

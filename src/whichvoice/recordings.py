@@ -420,6 +420,37 @@ def _remember_little_speech(out: Path, found: list[str], done: dict[str, Clip]) 
     return every
 
 
+def _samples_before(out: Path, done: dict[str, Clip]) -> dict[str, Clip]:
+    """The digest of each held clip's samples, as earlier runs recorded them in
+    ``import.json`` (a copy imported by a later run, or by a resumed one, was missed: a code
+    review): the clip they belong to."""
+    try:
+        record = json.loads((out / LABEL).read_text("utf-8")).get("samples", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    by_path = {c.path: c for c in done.values()}
+    if not isinstance(record, dict):
+        return {}
+    return {d: by_path[p] for p, d in sorted(record.items()) if p in by_path and isinstance(d, str)}
+
+
+def _remember_samples(out: Path, found: dict[str, str], done: dict[str, Clip]) -> None:
+    """Record the samples' digests of the clips imported now (``found``: path to digest)
+    beside those of earlier runs, for the clips the corpus still holds."""
+    label = out / LABEL
+    try:
+        record = json.loads(label.read_text("utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(record, dict):
+        return
+    held = {c.path for c in done.values()}
+    before = record.get("samples", {}) if isinstance(record.get("samples"), dict) else {}
+    every = {p: d for p, d in sorted({**before, **found}.items()) if p in held}
+    if every != before:
+        write_atomic(label, (json.dumps({**record, "samples": every}) + "\n").encode())
+
+
 def _import_alone(
     source: str | os.PathLike,
     out: Path,
@@ -443,7 +474,9 @@ def _import_alone(
 
     todo = [(r, i, p) for r, i, p in jobs if not unchanged(r, i)]
     summary.skipped = len(jobs) - len(todo)
-    first_of: dict[str, Clip] = {}  # the samples' digest: the first clip imported now of them
+    # the samples' digest: the first clip of them (of an earlier run's, else of this one's)
+    first_of = _samples_before(out, done)
+    found: dict[str, str] = {}  # the clips imported now: their samples' digests
 
     def attempt(job: tuple[Recording, str, str]) -> tuple[Clip, float, str] | Failure:
         rec, clip_id, path = job
@@ -480,6 +513,7 @@ def _import_alone(
                     summary.same_audio.append([result.path, first.path])
                     result = replace(result, sentence_id=first.sentence_id)
                 first_of.setdefault(samples, result)
+                found[result.path] = samples
                 if speech_s < MIN_SPEECH_S:  # kept: train learns from it; no command judges it
                     summary.little_speech.append(result.path)
                 # one flushed line at a time: a kill leaves at most a cut last line
@@ -495,6 +529,7 @@ def _import_alone(
         summary.speakers = len({c.voice for c in done.values()})
         summary.seconds = time.perf_counter() - t0
         summary.little_speech = _remember_little_speech(out, summary.little_speech, done)
+        _remember_samples(out, found, done)
     if summary.made + summary.skipped == 0:
         raise RecordingsError(
             f"{source}: {none_of(len(jobs), 'file')} could be imported "
