@@ -4,8 +4,9 @@
 ``with`` block's exit waits for all of them, also when Ctrl-C (or SIGTERM) ended the loop: an
 import of 3,000 files ran on for minutes after Ctrl-C on a slow machine. These pools cancel
 what has not started and wait only for what is running; after Ctrl-C or SIGTERM (or a
-generator holding the pool closed early) a thread pool does not wait for that either (a decoder blocked on a named pipe that nobody writes
-held the command for ever: fuzzing), and the command ends at once (``cli._interrupted``).
+generator holding the pool closed early) a thread pool does not wait for that either (a
+decoder blocked on a named pipe that nobody writes held the command for ever: fuzzing),
+and the command ends at once (``cli._interrupted``).
 """
 
 from __future__ import annotations
