@@ -610,6 +610,12 @@ def test_ctrl_c_while_the_command_starts_is_one_line() -> None:
             time.sleep(delay)
             proc.send_signal(signum)
             _, err = proc.communicate(timeout=60)
+            if "Traceback" in err and "/whichvoice/" not in err:  # no frame of the package
+                # before the package's first line ran (runpy still finding or reading it, on
+                # a busy machine: two test processes): Python's own Ctrl-C, which no code of
+                # the package can change
+                assert signum == signal.SIGINT and err.strip().endswith("KeyboardInterrupt")
+                continue
             assert "Traceback" not in err, err
             if proc.returncode == 0:
                 continue  # it had ended before the signal
