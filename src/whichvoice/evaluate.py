@@ -308,11 +308,7 @@ def labelled_files(csv_path: str | os.PathLike, labels: list[str]) -> list[Label
     except (BatchInputError, csv.Error) as e:
         raise DatasetError(str(e)) from None
     for where, given, named in rows:
-        voice = _match_voice(named, labels)
-        if voice not in labels:
-            raise DatasetError(
-                f"{where}: the model does not know voice {named!r}; it knows {', '.join(labels)}"
-            )
+        voice = _known_voice(where, named, labels)
         if storage.is_url(given) or Path(given).is_absolute():
             files.append(LabelledFile(given if storage.is_url(given) else Path(given), voice))
         else:
@@ -329,16 +325,18 @@ def _folder_files(folder: Path, labels: list[str]) -> list[LabelledFile]:
         rows = labelled_folder(folder)
     except RecordingsError as e:
         raise DatasetError(str(e)) from None
-    files = []
-    for path, named in rows:
-        voice = _match_voice(named, labels)
-        if voice not in labels:
-            raise DatasetError(
-                f"{path}: the model does not know voice {named!r} (its folder's); it knows "
-                f"{', '.join(labels)}"
-            )
-        files.append(LabelledFile(path, voice))
-    return files
+    return [LabelledFile(path, _known_voice(path, named, labels)) for path, named in rows]
+
+
+def _known_voice(where: object, named: str, labels: list[str]) -> str:
+    """``named`` as one of the model's ``labels`` (``_match_voice``); DatasetError naming
+    ``where`` when it is none of them."""
+    voice = _match_voice(named, labels)
+    if voice not in labels:
+        raise DatasetError(
+            f"{where}: the model does not know voice {named!r}; it knows {', '.join(labels)}"
+        )
+    return voice
 
 
 def per_voice_table(truth: list[str], pred: list[str], voices: list[str]) -> list[dict]:

@@ -147,8 +147,18 @@ def _damaged(e: sqlite3.DatabaseError, where: object) -> Exception:
     ``e`` itself for any other error (a lock, a read-only file: each handled where met)."""
     if type(e) is not sqlite3.DatabaseError:
         return e
+    return _unusable(where, str(e))
+
+
+def _name_not_text(where: object, name: object) -> GalleryUnusableError:
+    """A voice's name stored as bytes (or a number): a flipped bit in the file."""
+    return _unusable(where, f"a voice's name is stored as {type(name).__name__}, not text")
+
+
+def _unusable(where: object, why: str) -> GalleryUnusableError:
+    """A gallery file whose damage no command mends, naming it and why."""
     return GalleryUnusableError(
-        f"{where}: not a usable gallery ({e}); restore it from an export or a copy",
+        f"{where}: not a usable gallery ({why}); restore it from an export or a copy",
         public="the gallery cannot be used",
     )
 
@@ -538,7 +548,7 @@ class Gallery:
                     why = f"its {table} table has the columns {', '.join(held)}"
         if why is not None:
             self._db.close()
-            raise self._unusable(why)
+            raise _unusable(self.path, why)
 
     def _refuse_other_files(self) -> None:
         """GalleryUnusableError when the file is plainly something else (audio, JSON, text):
@@ -961,17 +971,12 @@ class Gallery:
         quick_check``: every page read once; for a command that rewrites the gallery)."""
         problems = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
-            raise GalleryUnusableError(
-                f"{self.path}: not a usable gallery ({problems[0]}); restore it from an "
-                "export or a copy",
-                public="the gallery cannot be used",
-            )
+            raise _unusable(self.path, problems[0])
 
     def names(self) -> list[str]:
         names = [r[0] for r in self._db.execute("SELECT name FROM voices ORDER BY name")]
-        if not all(isinstance(n, str) for n in names):
-            bad = next(n for n in names if not isinstance(n, str))
-            raise self._unusable(f"a voice's name is stored as {type(bad).__name__}, not text")
+        if (bad := next((n for n in names if not isinstance(n, str)), None)) is not None:
+            raise _name_not_text(self.path, bad)
         return names
 
     def remove(self, name: str) -> str:
@@ -1194,7 +1199,7 @@ class Gallery:
 
     def _voice(self, row: tuple) -> EnrolledVoice:
         if len(row) != 8:  # a table of other columns: SELECT * unpacked into a traceback
-            raise self._unusable("its voices table is not whichvoice's")
+            raise _unusable(self.path, "its voices table is not whichvoice's")
         name, blob, dim, clips, seconds, model, created, updated = row
         self._check_record(name, blob, dim, clips, seconds, created, updated, model=model)
         return EnrolledVoice(
@@ -1209,7 +1214,7 @@ class Gallery:
         NaN, a name printed b'alice', "a voice name must be text" blamed on the user, and
         enrolling into it kept it NaN: fuzzing). ``reals``: its seconds and times."""
         if not isinstance(name, str):
-            raise self._unusable(f"a voice's name is stored as {type(name).__name__}, not text")
+            raise _name_not_text(self.path, name)
         if not (
             isinstance(blob, bytes)
             and isinstance(model, str)
@@ -1241,12 +1246,6 @@ class Gallery:
             for row in self._db.execute("SELECT * FROM voices").fetchall():
                 self._voice(row)
         return dims
-
-    def _unusable(self, why: str) -> GalleryUnusableError:
-        return GalleryUnusableError(
-            f"{self.path}: not a usable gallery ({why}); restore it from an export or a copy",
-            public="the gallery cannot be used",
-        )
 
 
 def _export_digests(v: dict, name: str, clips: int) -> list[str]:
