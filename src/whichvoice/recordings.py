@@ -403,20 +403,31 @@ def _check_label(out: Path, engine: str) -> None:
         write_atomic(out / LABEL, (json.dumps({"engine": engine}) + "\n").encode())
 
 
-def _remember_little_speech(out: Path, found: list[str], done: dict[str, Clip]) -> list[str]:
-    """The corpus's recordings with too little speech to judge: those found now and those an
-    earlier run found (kept in ``import.json``: a resumed import names them again), of the
-    clips it still holds."""
+def _remember(
+    out: Path, little: list[str], samples: dict[str, str], done: dict[str, Clip]
+) -> list[str]:
+    """Keep in ``import.json``, in one write, for the clips the corpus still holds: the
+    recordings with too little speech to judge (``little``, found now, beside those an
+    earlier run found: a resumed import names them again; returned) and the digests of the
+    clips' samples (``samples``, path to digest, of the clips imported now: a copy imported
+    by a later run is found by them)."""
     label = out / LABEL
     try:
         record = json.loads(label.read_text("utf-8"))
-        before = [str(p) for p in record.get("little_speech", [])]
-    except (OSError, ValueError, AttributeError, TypeError):
-        record, before = None, []
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict):
+        record = None
+    raw_little = record.get("little_speech", []) if record else []
+    before = [str(p) for p in raw_little] if isinstance(raw_little, list) else []
+    raw_samples = record.get("samples", {}) if record else {}
+    samples_before = raw_samples if isinstance(raw_samples, dict) else {}
     held = {c.path for c in done.values()}
-    every = sorted({p for p in [*before, *found] if p in held})
-    if isinstance(record, dict) and every != before:
-        write_atomic(label, (json.dumps({**record, "little_speech": every}) + "\n").encode())
+    every = sorted({p for p in [*before, *little] if p in held})
+    digests = {p: d for p, d in sorted({**samples_before, **samples}.items()) if p in held}
+    if record is not None and (every != before or digests != samples_before):
+        kept = {**record, "little_speech": every, "samples": digests}
+        write_atomic(label, (json.dumps(kept) + "\n").encode())
     return every
 
 
@@ -432,23 +443,6 @@ def _samples_before(out: Path, done: dict[str, Clip]) -> dict[str, Clip]:
     if not isinstance(record, dict):
         return {}
     return {d: by_path[p] for p, d in sorted(record.items()) if p in by_path and isinstance(d, str)}
-
-
-def _remember_samples(out: Path, found: dict[str, str], done: dict[str, Clip]) -> None:
-    """Record the samples' digests of the clips imported now (``found``: path to digest)
-    beside those of earlier runs, for the clips the corpus still holds."""
-    label = out / LABEL
-    try:
-        record = json.loads(label.read_text("utf-8"))
-    except (OSError, ValueError):
-        return
-    if not isinstance(record, dict):
-        return
-    held = {c.path for c in done.values()}
-    before = record.get("samples", {}) if isinstance(record.get("samples"), dict) else {}
-    every = {p: d for p, d in sorted({**before, **found}.items()) if p in held}
-    if every != before:
-        write_atomic(label, (json.dumps({**record, "samples": every}) + "\n").encode())
 
 
 def _import_alone(
@@ -528,8 +522,7 @@ def _import_alone(
             write_jsonl(out / FAILURES, (asdict(f) for f in summary.failed))
         summary.speakers = len({c.voice for c in done.values()})
         summary.seconds = time.perf_counter() - t0
-        summary.little_speech = _remember_little_speech(out, summary.little_speech, done)
-        _remember_samples(out, found, done)
+        summary.little_speech = _remember(out, summary.little_speech, found, done)
     if summary.made + summary.skipped == 0:
         raise RecordingsError(
             f"{source}: {none_of(len(jobs), 'file')} could be imported "
